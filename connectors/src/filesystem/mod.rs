@@ -1,0 +1,285 @@
+//! `'connector' = 'filesystem'`: JSON lines, CSV and Parquet files on the local disk.
+//!
+//! As a source, `'path'` is a file, a directory (every visible file below it,
+//! recursively, in sorted order) or a glob; each file is one partition read in
+//! order. Names starting with `.` or `_` are hidden and skipped, which is how
+//! the sink keeps files that are still being written out of sight.
+//!
+//! As a sink, `'path'` is a directory; see [`sink::FileSink`].
+
+mod parquet;
+mod records;
+pub mod sink;
+mod text;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use eddy_engine::{BoxError, Sink, Source, SourceReader};
+use eddy_sql::catalog::TableDef;
+
+use crate::error::ConnectorError;
+use crate::options::{batch_rows, opt, parse_bool, parse_size};
+
+pub use sink::FileSink;
+
+/// Default for `'sink.rolling-policy.file-size'`.
+pub const DEFAULT_ROLLING_FILE_SIZE: u64 = 128 << 20;
+
+/// A file format of the filesystem connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One JSON object per line.
+    Json,
+    /// Comma (or other delimiter) separated values.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl FileFormat {
+    /// The file extension written by the sink.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Json => "json",
+            FileFormat::Csv => "csv",
+            FileFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// The filesystem connector's options, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// `'path'`, with any `file://` prefix removed.
+    pub path: String,
+    /// `'format'`.
+    pub format: FileFormat,
+    /// `'csv.field-delimiter'` (default `,`).
+    pub delimiter: u8,
+    /// `'csv.header'` (default false): skip the first line when reading, write a header line.
+    pub header: bool,
+    /// `'scan.batch-rows'`.
+    pub batch_rows: usize,
+    /// `'sink.rolling-policy.file-size'` in bytes.
+    pub rolling_file_size: u64,
+}
+
+impl FsOptions {
+    /// Parses and checks the options of `def` (no file system access).
+    pub fn parse(def: &TableDef) -> Result<Self, ConnectorError> {
+        let path = def.option("path").ok_or_else(|| ConnectorError::MissingOption {
+            option: "path".into(),
+            connector: "filesystem".into(),
+            doc: "a file, directory or glob, e.g. 'path' = 'data/events.json'".into(),
+        })?;
+        let path = local_path(path)?;
+        let format = match def.option("format") {
+            None => {
+                return Err(ConnectorError::MissingOption {
+                    option: "format".into(),
+                    connector: "filesystem".into(),
+                    doc: "one of 'json', 'csv', 'parquet'".into(),
+                })
+            }
+            Some(f) => match f.trim().to_ascii_lowercase().as_str() {
+                "json" => FileFormat::Json,
+                "csv" => FileFormat::Csv,
+                "parquet" => FileFormat::Parquet,
+                _ => {
+                    return Err(ConnectorError::invalid(
+                        "format",
+                        f,
+                        "expected one of 'json', 'csv', 'parquet'",
+                    ))
+                }
+            },
+        };
+        let delimiter = match def.option("csv.field-delimiter") {
+            None => b',',
+            Some(d) => parse_delimiter(d)?,
+        };
+        Ok(FsOptions {
+            path,
+            format,
+            delimiter,
+            header: opt(def, "csv.header", parse_bool)?.unwrap_or(false),
+            batch_rows: batch_rows(def)?,
+            rolling_file_size: opt(def, "sink.rolling-policy.file-size", parse_size)?
+                .unwrap_or(DEFAULT_ROLLING_FILE_SIZE),
+        })
+    }
+}
+
+/// One ASCII character, or `\t` spelled out.
+fn parse_delimiter(d: &str) -> Result<u8, ConnectorError> {
+    let bytes = match d {
+        "\\t" => b"\t".as_slice(),
+        _ => d.as_bytes(),
+    };
+    match bytes {
+        [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' && *b != b'"' => Ok(*b),
+        _ => Err(ConnectorError::invalid(
+            "csv.field-delimiter",
+            d,
+            "expected a single ASCII character other than a quote or newline, e.g. ',' or '\\t'",
+        )),
+    }
+}
+
+/// Strips `file://`; rejects other URL schemes, which are not supported yet.
+fn local_path(path: &str) -> Result<String, ConnectorError> {
+    if let Some(rest) = path.strip_prefix("file://") {
+        return Ok(rest.to_string());
+    }
+    if let Some((scheme, _)) = path.split_once("://") {
+        if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+            return Err(ConnectorError::UnsupportedPath {
+                path: path.to_string(),
+                scheme: scheme.to_string(),
+            });
+        }
+    }
+    if path.trim().is_empty() {
+        return Err(ConnectorError::invalid("path", path, "the path is empty"));
+    }
+    Ok(path.to_string())
+}
+
+/// Names starting with `.` or `_` are hidden (in-progress sink files, `_SUCCESS` markers).
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+}
+
+/// The files `path` names, sorted: a file, every visible file under a directory, or a glob's matches.
+pub fn list_files(path: &str) -> Result<Vec<PathBuf>, ConnectorError> {
+    if path.contains(['*', '?', '[']) {
+        let entries = glob::glob(path).map_err(|e| {
+            ConnectorError::invalid("path", path, format!("not a valid glob pattern: {e}"))
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let p = entry.map_err(|e| {
+                let p = e.path().to_path_buf();
+                ConnectorError::io("read", p, e.into_error())
+            })?;
+            if p.is_file() && !is_hidden(&p) {
+                files.push(p);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(ConnectorError::NoFiles(path.to_string()));
+        }
+        return Ok(files);
+    }
+    let p = Path::new(path);
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConnectorError::PathNotFound(path.to_string()))
+        }
+        Err(e) => return Err(ConnectorError::io("read", p, e)),
+    };
+    if !meta.is_dir() {
+        return Ok(vec![p.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    walk(p, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        return Err(ConnectorError::EmptyDirectory(path.to_string()));
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ConnectorError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ConnectorError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ConnectorError::io("list", dir, e))?;
+        let p = entry.path();
+        if is_hidden(&p) {
+            continue;
+        }
+        let meta = std::fs::metadata(&p).map_err(|e| ConnectorError::io("read", &p, e))?;
+        if meta.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// A set of files read as one table; each file is a partition.
+pub struct FileSource {
+    options: FsOptions,
+    schema: SchemaRef,
+}
+
+impl FileSource {
+    /// Checks the options and that the path names at least one file.
+    pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
+        let options = FsOptions::parse(def)?;
+        list_files(&options.path)?;
+        Ok(FileSource { options, schema })
+    }
+}
+
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        SchemaRef::clone(&self.schema)
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn open(&self, _parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        let o = &self.options;
+        let files = list_files(&o.path)?;
+        Ok(files
+            .into_iter()
+            .map(|f| -> Box<dyn SourceReader> {
+                let schema = SchemaRef::clone(&self.schema);
+                match o.format {
+                    FileFormat::Json => Box::new(text::TextFileReader::new(
+                        f,
+                        text::TextFormat::Json,
+                        schema,
+                        o.batch_rows,
+                    )),
+                    FileFormat::Csv => Box::new(text::TextFileReader::new(
+                        f,
+                        text::TextFormat::Csv {
+                            delimiter: o.delimiter,
+                            header: o.header,
+                        },
+                        schema,
+                        o.batch_rows,
+                    )),
+                    FileFormat::Parquet => {
+                        Box::new(parquet::ParquetFileReader::new(f, schema, o.batch_rows))
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
+/// The filesystem source for `def`.
+pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source>, ConnectorError> {
+    Ok(Arc::new(FileSource::try_new(def, schema)?))
+}
+
+/// The filesystem sink for `def`.
+pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
+    let options = FsOptions::parse(def)?;
+    Ok(Box::new(FileSink::try_new(options, schema)?))
+}
+
+#[cfg(test)]
+mod tests;

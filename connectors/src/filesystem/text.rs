@@ -1,0 +1,207 @@
+//! Decoding of text formats (JSON lines, CSV) chunk by chunk: the whole chunk at
+//! once on the fast path, record by record when that fails, so good records are
+//! kept and every bad one becomes a [`MalformedRecord`] with its `file:LINE`.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::csv::ReaderBuilder as CsvReaderBuilder;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::json::ReaderBuilder as JsonReaderBuilder;
+use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
+
+use super::records::{Chunk, Framing, RecordChunker};
+use crate::error::ConnectorError;
+
+/// The text formats and their decoding settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TextFormat {
+    /// One JSON object per line.
+    Json,
+    /// CSV with the given delimiter; `header` skips the first line.
+    Csv {
+        /// Field delimiter.
+        delimiter: u8,
+        /// Whether the first line is a header to skip.
+        header: bool,
+    },
+}
+
+impl TextFormat {
+    fn framing(self) -> Framing {
+        match self {
+            TextFormat::Json => Framing::Lines,
+            TextFormat::Csv { delimiter, .. } => Framing::Csv {
+                delimiter,
+                quote: b'"',
+            },
+        }
+    }
+
+    /// Decodes `data`, which must hold exactly `rows` records, into one batch.
+    fn decode(self, schema: &SchemaRef, data: &[u8], rows: usize) -> Result<RecordBatch, String> {
+        let batch = match self {
+            TextFormat::Json => {
+                let mut decoder = JsonReaderBuilder::new(SchemaRef::clone(schema))
+                    .with_batch_size(rows.max(1))
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?;
+                let consumed = decoder.decode(data).map_err(clean)?;
+                if !data[consumed..].iter().all(u8::is_ascii_whitespace) {
+                    return Err("expected exactly one JSON object per line".into());
+                }
+                if decoder.has_partial_record() {
+                    return Err("truncated JSON: the record is not complete".into());
+                }
+                decoder.flush().map_err(clean)?
+            }
+            TextFormat::Csv { delimiter, .. } => {
+                let mut decoder = CsvReaderBuilder::new(SchemaRef::clone(schema))
+                    .with_header(false)
+                    .with_delimiter(delimiter)
+                    .with_batch_size(rows.max(1))
+                    .build_decoder();
+                let mut offset = 0;
+                while offset < data.len() {
+                    let n = decoder.decode(&data[offset..]).map_err(clean)?;
+                    if n == 0 {
+                        break;
+                    }
+                    offset += n;
+                }
+                if offset < data.len() {
+                    return Err("more fields or records than expected".into());
+                }
+                decoder.decode(&[]).map_err(clean)?;
+                decoder.flush().map_err(clean)?
+            }
+        };
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(SchemaRef::clone(schema)));
+        if batch.num_rows() != rows {
+            return Err(match self {
+                TextFormat::Json => "expected exactly one JSON object per line".into(),
+                TextFormat::Csv { .. } => "could not split the CSV record".into(),
+            });
+        }
+        check_not_null(&batch)?;
+        Ok(batch)
+    }
+}
+
+/// Arrow's message without the redundant "Json error: " style prefixes.
+fn clean(e: datafusion::arrow::error::ArrowError) -> String {
+    let s = e.to_string();
+    for prefix in ["Json error: ", "Csv error: ", "Parser error: ", "Invalid argument error: "] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+    s
+}
+
+/// Fails when a NOT NULL column has nulls (missing fields), naming the column.
+pub(crate) fn check_not_null(batch: &RecordBatch) -> Result<(), String> {
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !field.is_nullable() && col.null_count() > 0 {
+            return Err(format!(
+                "column '{}' is NOT NULL but the record has no value for it",
+                field.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a chunk: all at once, or record by record when that fails.
+pub(crate) fn decode_chunk(
+    format: TextFormat,
+    schema: &SchemaRef,
+    chunk: &Chunk,
+    label: &str,
+) -> Result<SourceBatch, ConnectorError> {
+    if let Ok(rows) = format.decode(schema, &chunk.data, chunk.records.len()) {
+        return Ok(SourceBatch {
+            rows,
+            malformed: Vec::new(),
+        });
+    }
+    let mut good = Vec::new();
+    let mut malformed = Vec::new();
+    for record in &chunk.records {
+        // Include the '\n' that follows every record in the chunk.
+        let bytes = &chunk.data[record.start..record.end + 1];
+        match format.decode(schema, bytes, 1) {
+            Ok(batch) => good.push(batch),
+            Err(error) => malformed.push(MalformedRecord {
+                position: format!("{label}:{}", record.line),
+                error,
+                raw: String::from_utf8_lossy(chunk.bytes(record)).into_owned(),
+            }),
+        }
+    }
+    let rows = concat_batches(schema, &good)
+        .map_err(|e| ConnectorError::arrow(format!("combining rows of '{label}'"), e))?;
+    Ok(SourceBatch { rows, malformed })
+}
+
+/// Reads one JSON-lines or CSV file, the partition of a filesystem source.
+pub(crate) struct TextFileReader {
+    path: PathBuf,
+    label: String,
+    format: TextFormat,
+    schema: SchemaRef,
+    batch_rows: usize,
+    chunker: Option<RecordChunker>,
+    done: bool,
+}
+
+impl TextFileReader {
+    /// A reader for `path`; the file is opened on the first read.
+    pub fn new(path: PathBuf, format: TextFormat, schema: SchemaRef, batch_rows: usize) -> Self {
+        TextFileReader {
+            label: path.display().to_string(),
+            path,
+            format,
+            schema,
+            batch_rows,
+            chunker: None,
+            done: false,
+        }
+    }
+
+    /// The next decoded batch, synchronously.
+    pub fn read_next(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
+        if self.done {
+            return Ok(None);
+        }
+        let chunker = match &mut self.chunker {
+            Some(c) => c,
+            None => {
+                let skip = matches!(self.format, TextFormat::Csv { header: true, .. });
+                self.chunker
+                    .insert(RecordChunker::open(&self.path, self.format.framing(), skip)?)
+            }
+        };
+        match chunker.next_chunk(self.batch_rows)? {
+            Some(chunk) => decode_chunk(self.format, &self.schema, &chunk, &self.label).map(Some),
+            None => {
+                self.done = true;
+                self.chunker = None;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SourceReader for TextFileReader {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
+        Ok(self.read_next()?)
+    }
+}

@@ -1,0 +1,94 @@
+//! Text rendering of values the way Flink users expect to read them:
+//! timestamps as `YYYY-MM-DD HH:MM:SS.fff`, nulls as `null`.
+
+use std::fmt::Write as _;
+
+use datafusion::arrow::array::Array;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+/// The chrono format for a timestamp of `unit`: as many fraction digits as the unit has.
+pub(crate) fn timestamp_format(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Second => "%Y-%m-%d %H:%M:%S",
+        TimeUnit::Millisecond => "%Y-%m-%d %H:%M:%S%.3f",
+        TimeUnit::Microsecond => "%Y-%m-%d %H:%M:%S%.6f",
+        TimeUnit::Nanosecond => "%Y-%m-%d %H:%M:%S%.9f",
+    }
+}
+
+/// Display options for one column.
+fn options_for(data_type: &DataType) -> FormatOptions<'static> {
+    let ts = match data_type {
+        DataType::Timestamp(unit, _) => timestamp_format(*unit),
+        _ => "%Y-%m-%d %H:%M:%S%.3f",
+    };
+    FormatOptions::new()
+        .with_null("null")
+        .with_timestamp_format(Some(ts))
+        .with_timestamp_tz_format(Some(ts))
+}
+
+/// One formatter per column of `batch`.
+pub(crate) fn formatters(batch: &RecordBatch) -> Result<Vec<ArrayFormatter<'_>>, ArrowError> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options_for(c.data_type())))
+        .collect()
+}
+
+/// Appends `[v1, v2, ...]` for row `row` to `out`.
+pub(crate) fn write_row(
+    out: &mut String,
+    formatters: &[ArrayFormatter<'_>],
+    row: usize,
+) -> Result<(), std::fmt::Error> {
+    out.push('[');
+    for (i, f) in formatters.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write!(out, "{}", f.value(row))?;
+    }
+    out.push(']');
+    Ok(())
+}
+
+/// `[v1, v2, ...]` for one row, used as the raw text of records that came as columns.
+pub(crate) fn row_to_string(batch: &RecordBatch, row: usize) -> String {
+    let mut out = String::new();
+    match formatters(batch) {
+        Ok(f) => {
+            if write_row(&mut out, &f, row).is_err() {
+                out.clear();
+            }
+        }
+        Err(e) => out = format!("<unprintable row: {e}>"),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn rows_render_like_flink() {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("a", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
+            ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
+            (
+                "ts",
+                Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_200_123])) as _,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(row_to_string(&batch, 0), "[1, foo, 2024-01-01 00:00:00.000]");
+        assert_eq!(row_to_string(&batch, 1), "[null, bar, 2024-01-01 00:00:00.123]");
+    }
+}

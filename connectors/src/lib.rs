@@ -1,0 +1,30 @@
+//! Eddy's connectors: the external systems tables are read from and written to.
+//!
+//! Each module implements the engine's [`eddy_engine::Source`] / [`eddy_engine::Sink`]
+//! traits for one `'connector'` value:
+//!
+//! - [`filesystem`]: JSON lines, CSV and Parquet files (source and sink),
+//! - [`nexmark`]: the Nexmark benchmark generator (source),
+//! - [`datagen`]: Flink-style random/sequence rows (source),
+//! - [`print`]: rows to stdout like Flink (sink), [`blackhole`]: discards rows (sink).
+//!
+//! The binary and the planner only use the [`registry`]: [`source_schema`],
+//! [`create_source`], [`create_sink`], [`validate_options`] and the [`CONNECTORS`]
+//! table (every connector with its documented options).
+
+pub mod blackhole;
+pub mod datagen;
+pub mod error;
+pub mod filesystem;
+mod format;
+pub mod nexmark;
+mod options;
+pub mod print;
+pub mod registry;
+
+pub use error::ConnectorError;
+pub use options::DEFAULT_BATCH_ROWS;
+pub use registry::{
+    connector_spec, create_sink, create_source, describe_connectors, source_schema,
+    validate_options, ConnectorSpec, CONNECTORS,
+};

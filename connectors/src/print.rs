@@ -1,0 +1,109 @@
+//! `'connector' = 'print'`: writes every row to stdout the way Flink's print
+//! connector does (`+I[1, foo, 2024-01-01 00:00:00.000]`, prefixed with
+//! `identifier> ` when `'print-identifier'` is set), for watching a pipeline.
+
+use std::io::Write;
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::{BoxError, Sink};
+use eddy_sql::catalog::TableDef;
+
+use crate::error::ConnectorError;
+use crate::format::{formatters, write_row};
+
+/// Prints rows to stdout (or any writer, for tests).
+pub struct PrintSink {
+    prefix: String,
+    out: Box<dyn Write + Send>,
+}
+
+impl PrintSink {
+    /// A sink printing to stdout with the table's `'print-identifier'`.
+    pub fn try_new(def: &TableDef) -> Result<Self, ConnectorError> {
+        Ok(Self::with_writer(
+            def.option("print-identifier"),
+            Box::new(std::io::stdout()),
+        ))
+    }
+
+    /// A sink printing to `out`.
+    pub fn with_writer(identifier: Option<&str>, out: Box<dyn Write + Send>) -> Self {
+        PrintSink {
+            prefix: identifier.map(|i| format!("{i}> ")).unwrap_or_default(),
+            out,
+        }
+    }
+}
+
+/// The lines Flink would print for `batch` (every row is an insert, `+I`).
+pub fn format_rows(batch: &RecordBatch, prefix: &str) -> Result<String, BoxError> {
+    let f = formatters(batch)?;
+    let mut out = String::with_capacity(batch.num_rows() * 32);
+    for row in 0..batch.num_rows() {
+        out.push_str(prefix);
+        out.push_str("+I");
+        write_row(&mut out, &f, row)?;
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Sink for PrintSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        let text = format_rows(&batch, &self.prefix)?;
+        self.out.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), BoxError> {
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn prints_like_flink() {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("a", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
+            ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
+            (
+                "ts",
+                Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_201_500])) as _,
+            ),
+        ])
+        .unwrap();
+        let buf = Shared::default();
+        let mut sink = PrintSink::with_writer(Some("out"), Box::new(buf.clone()));
+        sink.write(batch.clone()).await.unwrap();
+        sink.commit().await.unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "out> +I[1, foo, 2024-01-01 00:00:00.000]\nout> +I[null, bar, 2024-01-01 00:00:01.500]\n"
+        );
+        assert_eq!(
+            format_rows(&batch, "").unwrap().lines().next().unwrap(),
+            "+I[1, foo, 2024-01-01 00:00:00.000]"
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! The one place that knows every connector: its options (for validation, `--help`
+//! and docs) and how to build its sources and sinks from a [`TableDef`].
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use eddy_engine::{Sink, Source};
+use eddy_sql::catalog::{TableDef, ENGINE_OPTIONS};
+
+use crate::blackhole::BlackholeSink;
+use crate::datagen::{DatagenOptions, DatagenSource};
+use crate::error::ConnectorError;
+use crate::filesystem::{self, FsOptions};
+use crate::nexmark::{self, NexmarkOptions, NexmarkSource};
+use crate::options::did_you_mean;
+use crate::print::PrintSink;
+
+/// A connector and the `WITH` options it accepts, so they can be validated and listed.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectorSpec {
+    /// The value of `'connector'`.
+    pub name: &'static str,
+    /// One line saying what it is for.
+    pub description: &'static str,
+    /// `(key, doc)`; `#` in a key stands for a column name (e.g. `fields.#.kind`).
+    pub options: &'static [(&'static str, &'static str)],
+    /// Keys that must be set.
+    pub required: &'static [&'static str],
+    /// Whether it can be read.
+    pub can_source: bool,
+    /// Whether it can be written.
+    pub can_sink: bool,
+}
+
+/// Every connector of this crate, with its options.
+pub const CONNECTORS: &[ConnectorSpec] = &[
+    ConnectorSpec {
+        name: "filesystem",
+        description: "JSON-lines, CSV or Parquet files on the local disk",
+        options: &[
+            ("path", "source: a file, a directory (all visible files below it, sorted) or a glob; sink: a directory"),
+            ("format", "json (one object per line) | csv | parquet"),
+            ("csv.field-delimiter", "one character between CSV fields, '\\t' for tab (default ',')"),
+            ("csv.header", "'true' when CSV files have a header line: skipped when reading, written by the sink (default 'false', as Flink)"),
+            ("scan.batch-rows", "rows per batch read, at most (default 8192)"),
+            ("sink.rolling-policy.file-size", "start a new part file after this size, e.g. '128MB' (default 128MB)"),
+        ],
+        required: &["path", "format"],
+        can_source: true,
+        can_sink: true,
+    },
+    ConnectorSpec {
+        name: "nexmark",
+        description: "the Nexmark benchmark's person/auction/bid event generator",
+        options: &[
+            ("nexmark.table", "bid (default) | auction | person; without declared columns the table gets Flink's Nexmark columns"),
+            ("events.num", "events of all kinds to generate (the table gets its share of the 1:3:46 mix); unbounded when unset"),
+            ("events.rate", "events per second over all readers, event time following wall time; unlimited when unset (event time then advances 10,000 events/s)"),
+            ("nexmark.base-time", "epoch milliseconds of the first event's date_time (default: when the source opens)"),
+            ("scan.batch-rows", "rows per batch, at most (default 8192)"),
+        ],
+        required: &[],
+        can_source: true,
+        can_sink: false,
+    },
+    ConnectorSpec {
+        name: "datagen",
+        description: "random or sequential rows for any declared columns",
+        options: &[
+            ("rows-per-second", "rows per second over all readers (default 10000; 0 = unlimited)"),
+            ("number-of-rows", "total rows to generate; unbounded when unset"),
+            ("seed", "makes the rows reproducible (except timestamps, which follow the clock)"),
+            ("scan.batch-rows", "rows per batch, at most (default 8192)"),
+            ("fields.#.kind", "random (default) | sequence (integer and string columns)"),
+            ("fields.#.min", "smallest random number (default: type minimum; 0 for floats/decimals)"),
+            ("fields.#.max", "largest random number (default: type maximum; 1 for floats/decimals)"),
+            ("fields.#.length", "length of random strings (default 10)"),
+            ("fields.#.start", "first value of a sequence (default 0)"),
+            ("fields.#.end", "last value of a sequence; the source ends after it"),
+            ("fields.#.max-past", "random timestamps/dates lie up to this many milliseconds in the past (default 0 = now)"),
+            ("fields.#.null-rate", "share of random values that are null, 0 to 1 (default 0)"),
+        ],
+        required: &[],
+        can_source: true,
+        can_sink: false,
+    },
+    ConnectorSpec {
+        name: "print",
+        description: "prints every row to stdout like Flink: +I[1, foo, 2024-01-01 00:00:00.000]",
+        options: &[("print-identifier", "prefix of every line, as 'identifier> '")],
+        required: &[],
+        can_source: false,
+        can_sink: true,
+    },
+    ConnectorSpec {
+        name: "blackhole",
+        description: "discards every row (for benchmarks)",
+        options: &[],
+        required: &[],
+        can_source: false,
+        can_sink: true,
+    },
+];
+
+/// The spec of connector `name`, if it exists.
+pub fn connector_spec(name: &str) -> Option<&'static ConnectorSpec> {
+    CONNECTORS.iter().find(|c| c.name == name)
+}
+
+/// A human-readable list of connectors and their options, for `--help` and docs.
+pub fn describe_connectors() -> String {
+    let mut out = String::new();
+    for c in CONNECTORS {
+        let roles = match (c.can_source, c.can_sink) {
+            (true, true) => "source, sink",
+            (true, false) => "source",
+            _ => "sink",
+        };
+        out.push_str(&format!("'connector' = '{}' ({roles}): {}\n", c.name, c.description));
+        for (key, doc) in c.options {
+            let req = if c.required.contains(key) { " (required)" } else { "" };
+            out.push_str(&format!("  '{key}'{req}: {doc}\n"));
+        }
+    }
+    out
+}
+
+fn known_connectors() -> String {
+    CONNECTORS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+}
+
+fn spec_for(def: &TableDef) -> Result<&'static ConnectorSpec, ConnectorError> {
+    let name = def.connector();
+    if name.is_empty() {
+        return Err(ConnectorError::MissingConnector {
+            table: def.name.clone(),
+            known: known_connectors(),
+        });
+    }
+    connector_spec(name).ok_or_else(|| ConnectorError::UnknownConnector {
+        name: name.to_string(),
+        hint: did_you_mean(name, CONNECTORS.iter().map(|c| c.name)),
+        known: known_connectors(),
+    })
+}
+
+/// Whether `key` is option `pattern` (`#` standing for one column name).
+fn key_matches(pattern: &str, key: &str) -> bool {
+    match pattern.split_once('#') {
+        None => pattern == key,
+        Some((pre, post)) => {
+            key.len() > pre.len() + post.len() && key.starts_with(pre) && key.ends_with(post)
+        }
+    }
+}
+
+/// Checks `def`'s options for use as a sink (`as_sink`) or a source: the connector
+/// exists and supports the role, every option is known (connector options and
+/// [`ENGINE_OPTIONS`]), required ones are set and values parse.
+pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorError> {
+    let spec = spec_for(def)?;
+    if (as_sink && !spec.can_sink) || (!as_sink && !spec.can_source) {
+        return Err(ConnectorError::UnsupportedRole {
+            connector: spec.name.to_string(),
+            role: if as_sink { "sink" } else { "source" },
+        });
+    }
+    for key in def.options.keys() {
+        if ENGINE_OPTIONS.contains(&key.as_str())
+            || spec.options.iter().any(|(p, _)| key_matches(p, key))
+        {
+            continue;
+        }
+        let candidates = spec
+            .options
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(ENGINE_OPTIONS.iter().copied().filter(|k| *k != "connector"));
+        let valid: Vec<&str> = candidates.clone().collect();
+        return Err(ConnectorError::UnknownOption {
+            option: key.clone(),
+            connector: spec.name.to_string(),
+            hint: did_you_mean(key, candidates),
+            valid: if valid.is_empty() {
+                "none".to_string()
+            } else {
+                valid.join(", ")
+            },
+        });
+    }
+    for req in spec.required {
+        if def.option(req).is_none() {
+            let doc = spec
+                .options
+                .iter()
+                .find(|(k, _)| k == req)
+                .map(|(_, d)| *d)
+                .unwrap_or("");
+            return Err(ConnectorError::MissingOption {
+                option: req.to_string(),
+                connector: spec.name.to_string(),
+                doc: doc.to_string(),
+            });
+        }
+    }
+    match spec.name {
+        "filesystem" => {
+            FsOptions::parse(def)?;
+        }
+        "nexmark" => {
+            NexmarkOptions::parse(def)?;
+            nexmark::check_schema(def, &source_schema(def)?)?;
+        }
+        "datagen" => {
+            DatagenOptions::parse(def, &def.physical_schema())?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The physical schema a source of `def` produces: the declared columns, or for
+/// `nexmark` without declared columns the standard columns of `'nexmark.table'`.
+pub fn source_schema(def: &TableDef) -> Result<SchemaRef, ConnectorError> {
+    if def.connector() == "nexmark" && def.columns.is_empty() {
+        return Ok(NexmarkOptions::parse(def)?.table.schema());
+    }
+    Ok(def.physical_schema())
+}
+
+/// Builds the source for `def`, producing `schema` (usually [`source_schema`]).
+pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source>, ConnectorError> {
+    validate_options(def, false)?;
+    Ok(match def.connector() {
+        "filesystem" => filesystem::create_source(def, schema)?,
+        "nexmark" => Arc::new(NexmarkSource::try_new(def, schema)?),
+        "datagen" => Arc::new(DatagenSource::try_new(def, schema)?),
+        other => {
+            return Err(ConnectorError::UnsupportedRole {
+                connector: other.to_string(),
+                role: "source",
+            })
+        }
+    })
+}
+
+/// Builds the sink for `def`, accepting rows in `schema`.
+pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
+    validate_options(def, true)?;
+    Ok(match def.connector() {
+        "filesystem" => filesystem::create_sink(def, schema)?,
+        "print" => Box::new(PrintSink::try_new(def)?),
+        "blackhole" => Box::new(BlackholeSink),
+        other => {
+            return Err(ConnectorError::UnsupportedRole {
+                connector: other.to_string(),
+                role: "sink",
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn def(opts: &[(&str, &str)]) -> TableDef {
+        TableDef {
+            name: "t".into(),
+            columns: vec![eddy_sql::catalog::ColumnDef {
+                name: "v".into(),
+                data_type: datafusion::arrow::datatypes::DataType::Int64,
+                nullable: true,
+            }],
+            computed: vec![],
+            watermark: None,
+            primary_key: vec![],
+            options: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn err(opts: &[(&str, &str)], as_sink: bool) -> String {
+        validate_options(&def(opts), as_sink).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_option_names_it_and_lists_valid_ones() {
+        let e = err(
+            &[("connector", "filesystem"), ("paht", "x"), ("format", "json")],
+            false,
+        );
+        assert!(e.starts_with("unknown option 'paht' for connector 'filesystem' (did you mean 'path'?); valid options: path, format, csv.field-delimiter"), "{e}");
+        assert!(e.contains("malformed.sink"), "{e}");
+    }
+
+    #[test]
+    fn connector_errors() {
+        let e = err(&[("connector", "kafak")], false);
+        assert!(e.contains("unknown connector 'kafak'") && e.contains("filesystem, nexmark, datagen, print, blackhole"), "{e}");
+        assert!(err(&[], false).contains("has no 'connector' option"));
+        assert_eq!(err(&[("connector", "nexmark")], true), "connector 'nexmark' cannot be used as a sink");
+        assert_eq!(err(&[("connector", "print")], false), "connector 'print' cannot be used as a source");
+        let e = err(&[("connector", "filesystem"), ("format", "json")], true);
+        assert!(e.starts_with("connector 'filesystem' needs option 'path'"), "{e}");
+        let e = err(&[("connector", "filesystem"), ("path", "x"), ("format", "xml")], true);
+        assert!(e.contains("invalid value 'xml' for option 'format'"), "{e}");
+        let e = err(&[("connector", "filesystem"), ("path", "s3://b/k"), ("format", "json")], false);
+        assert!(e.contains("s3:// paths are not supported yet"), "{e}");
+        let e = err(&[("connector", "blackhole"), ("x", "1")], true);
+        assert!(e.contains("valid options: late.sink, malformed.sink"), "{e}");
+    }
+
+    #[test]
+    fn engine_options_and_column_patterns() {
+        validate_options(
+            &def(&[("connector", "blackhole"), ("late.sink", "dlq"), ("malformed.sink", "dlq")]),
+            true,
+        )
+        .unwrap();
+        validate_options(&def(&[("connector", "datagen"), ("fields.v.min", "1")]), false).unwrap();
+        let e = err(&[("connector", "datagen"), ("fields.w.min", "1")], false);
+        assert!(e.contains("unknown column 'w'") && e.contains("valid columns: v"), "{e}");
+        let e = err(&[("connector", "datagen"), ("fields.v.minimum", "1")], false);
+        assert!(e.contains("unknown option 'fields.v.minimum'"), "{e}");
+    }
+
+    #[test]
+    fn nexmark_default_schema() {
+        let mut d = def(&[("connector", "nexmark"), ("nexmark.table", "person")]);
+        d.columns.clear();
+        let s = source_schema(&d).unwrap();
+        assert_eq!(s.field(0).name(), "id");
+        assert_eq!(s.fields().len(), 8);
+        create_source(&d, s).unwrap();
+        let e = err(&[("connector", "nexmark")], false);
+        assert!(e.contains("unknown column 'v' for nexmark table 'bid'; valid columns: auction, bidder"), "{e}");
+    }
+
+    #[test]
+    fn help_lists_everything() {
+        let text = describe_connectors();
+        for c in CONNECTORS {
+            assert!(text.contains(c.name));
+        }
+        assert!(text.contains("'path' (required)"));
+    }
+}

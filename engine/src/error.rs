@@ -1,0 +1,37 @@
+//! The engine's one error enum; every message names what failed and what to do.
+
+use crate::connector::BoxError;
+use datafusion::error::DataFusionError;
+
+/// Failures while building or running a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The plan asks for something the runtime cannot do; the user should change the query.
+    #[error("cannot run this query: {0}")]
+    Unsupported(String),
+    /// A source failed to open or read.
+    #[error("source `{table}` ({partition}) failed: {source}")]
+    Source { table: String, partition: String, #[source] source: BoxError },
+    /// A sink failed to write or commit.
+    #[error("sink `{table}` failed: {source}")]
+    Sink { table: String, #[source] source: BoxError },
+    /// Evaluating an expression or aggregate failed on real data.
+    #[error("execution error in {operator}: {source}")]
+    Execution { operator: String, #[source] source: DataFusionError },
+    /// State snapshot or restore failed.
+    #[error("state error: {0}")]
+    State(String),
+    /// A bug in Eddy; please report it with the query that triggered it.
+    #[error("internal error: {0}. This is a bug in Eddy; please report it with the SQL that triggered it")]
+    Internal(String),
+}
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// Wraps a DataFusion error raised while `operator` processed data.
+    pub fn execution(operator: &str, source: DataFusionError) -> Self {
+        EngineError::Execution { operator: operator.to_string(), source }
+    }
+}

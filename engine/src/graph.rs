@@ -1,0 +1,193 @@
+//! From a streaming plan to a dataflow graph of stages.
+//!
+//! A *stage* is a chain of operators that runs as one task per instance:
+//!
+//! - a source stage has one instance per source partition; its chain starts with
+//!   [`SourcePrepOperator`] and holds every stateless operator up to the next exchange;
+//! - a keyed stage runs an aggregate with parallelism N behind a hash exchange on
+//!   the group keys, followed by the stateless operators above it;
+//! - the sink stage has one instance that writes to the sink.
+//!
+//! Stateless operators are chained into the stage below them (as Flink chains
+//! operators), so rows only cross a channel where the data must be re-partitioned.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use datafusion::physical_expr::PhysicalExpr;
+use eddy_sql::{SourceNode, StreamNode, StreamPlan, WindowKind};
+
+use crate::connector::Source;
+use crate::error::Result;
+use crate::metrics::PipelineMetrics;
+use crate::operator::Operator;
+use crate::operators::filter::FilterOperator;
+use crate::operators::project::ProjectOperator;
+use crate::operators::session_aggregate::SessionAggregateOperator;
+use crate::operators::source_prep::SourcePrepOperator;
+use crate::operators::window_aggregate::WindowAggregateOperator;
+use crate::operators::window_assign::WindowAssignOperator;
+
+/// Makes a fresh operator for each instance of a stage, so instances never share state.
+pub type OperatorFactory = Arc<dyn Fn() -> Result<Box<dyn Operator>> + Send + Sync>;
+
+/// What feeds a stage's chain.
+pub enum StageKind {
+    /// Reads a source; one instance per partition.
+    Source { node: SourceNode, source: Arc<dyn Source> },
+    /// Runs `head` (an aggregate) on the rows whose `keys` hash to the instance.
+    Keyed { parallelism: usize, head: OperatorFactory, keys: Vec<Arc<dyn PhysicalExpr>> },
+    /// Writes to the pipeline's sink; one instance.
+    Sink,
+}
+
+/// One stage: an input, a chain of operators, and where its output goes.
+pub struct Stage {
+    pub name: String,
+    pub kind: StageKind,
+    pub chain: Vec<OperatorFactory>,
+    /// The stage this one sends to (`None` only for the sink stage).
+    pub output: Option<usize>,
+}
+
+/// The dataflow graph of one pipeline.
+pub struct Graph {
+    pub stages: Vec<Stage>,
+}
+
+impl Graph {
+    /// Builds the graph of `plan`. `open_source` creates the connector for each source table.
+    pub fn build(
+        plan: &StreamPlan,
+        parallelism: usize,
+        metrics: &Arc<PipelineMetrics>,
+        open_source: &mut dyn FnMut(&SourceNode) -> Result<Arc<dyn Source>>,
+    ) -> Result<Graph> {
+        let mut builder = Builder { stages: Vec::new(), parallelism: parallelism.max(1), metrics: Arc::clone(metrics), open_source };
+        let flows = builder.flows(&plan.root)?;
+        let sink = builder.stages.len();
+        builder.stages.push(Stage { name: "Sink".to_string(), kind: StageKind::Sink, chain: Vec::new(), output: None });
+        builder.connect(flows, sink);
+        Ok(Graph { stages: builder.stages })
+    }
+
+    /// A readable description of the stages, for logs and `EXPLAIN`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let kind = match &stage.kind {
+                StageKind::Source { .. } => "one task per source partition".to_string(),
+                StageKind::Keyed { parallelism, .. } => format!("{parallelism} task(s), hash exchange on group keys"),
+                StageKind::Sink => "one task".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "stage {i}: {} ({kind}), {} chained operator(s){}",
+                stage.name,
+                stage.chain.len(),
+                stage.output.map(|o| format!(" -> stage {o}")).unwrap_or_default()
+            );
+        }
+        out
+    }
+}
+
+/// A stage output that still has stateless operators to append before it is connected.
+struct Flow {
+    stage: usize,
+    pending: Vec<OperatorFactory>,
+}
+
+struct Builder<'a> {
+    stages: Vec<Stage>,
+    parallelism: usize,
+    metrics: Arc<PipelineMetrics>,
+    open_source: &'a mut dyn FnMut(&SourceNode) -> Result<Arc<dyn Source>>,
+}
+
+impl Builder<'_> {
+    fn connect(&mut self, flows: Vec<Flow>, target: usize) {
+        for flow in flows {
+            let stage = &mut self.stages[flow.stage];
+            stage.chain.extend(flow.pending);
+            stage.output = Some(target);
+        }
+    }
+
+    fn push_all(flows: &mut [Flow], factory: OperatorFactory) {
+        for flow in flows {
+            flow.pending.push(Arc::clone(&factory));
+        }
+    }
+
+    fn flows(&mut self, node: &StreamNode) -> Result<Vec<Flow>> {
+        match node {
+            StreamNode::Source(source_node) => {
+                let source = (self.open_source)(source_node)?;
+                let prep_node = source_node.clone();
+                let metrics = Arc::clone(&self.metrics);
+                let prep: OperatorFactory = Arc::new(move || Ok(Box::new(SourcePrepOperator::new(prep_node.clone(), Arc::clone(&metrics)))));
+                self.stages.push(Stage {
+                    name: format!("Source {}", source_node.table.name),
+                    kind: StageKind::Source { node: source_node.clone(), source },
+                    chain: Vec::new(),
+                    output: None,
+                });
+                Ok(vec![Flow { stage: self.stages.len() - 1, pending: vec![prep] }])
+            }
+            StreamNode::Filter { input, predicate } => {
+                let mut flows = self.flows(input)?;
+                let predicate = Arc::clone(predicate);
+                Self::push_all(&mut flows, Arc::new(move || Ok(Box::new(FilterOperator::new(Arc::clone(&predicate))))));
+                Ok(flows)
+            }
+            StreamNode::Project { input, exprs, schema } => {
+                let mut flows = self.flows(input)?;
+                let (exprs, schema) = (exprs.clone(), Arc::clone(schema));
+                Self::push_all(&mut flows, Arc::new(move || Ok(Box::new(ProjectOperator::new(exprs.clone(), Arc::clone(&schema))))));
+                Ok(flows)
+            }
+            StreamNode::WindowAssign { input, window, time_column, slicing, schema, .. } => {
+                let mut flows = self.flows(input)?;
+                let (window, time_column, slicing, schema) = (*window, *time_column, *slicing, Arc::clone(schema));
+                Self::push_all(
+                    &mut flows,
+                    Arc::new(move || Ok(Box::new(WindowAssignOperator::new(window, time_column, slicing, Arc::clone(&schema))))),
+                );
+                Ok(flows)
+            }
+            StreamNode::Union { inputs, .. } => {
+                let mut flows = Vec::new();
+                for input in inputs {
+                    flows.extend(self.flows(input)?);
+                }
+                Ok(flows)
+            }
+            StreamNode::WindowAggregate(aggregate) => {
+                let flows = self.flows(&aggregate.input)?;
+                let node = aggregate.clone();
+                let metrics = Arc::clone(&self.metrics);
+                let session = matches!(aggregate.window, Some(WindowKind::Session { .. }));
+                let head: OperatorFactory = Arc::new(move || {
+                    if session {
+                        Ok(Box::new(SessionAggregateOperator::new(node.clone(), Arc::clone(&metrics))?))
+                    } else {
+                        Ok(Box::new(WindowAggregateOperator::new(node.clone(), Arc::clone(&metrics))?))
+                    }
+                });
+                let keys = aggregate.key_exprs();
+                // Without keys every row belongs to one group: one instance.
+                let parallelism = if keys.is_empty() { 1 } else { self.parallelism };
+                self.stages.push(Stage {
+                    name: if session { "SessionAggregate".to_string() } else { "WindowAggregate".to_string() },
+                    kind: StageKind::Keyed { parallelism, head, keys },
+                    chain: Vec::new(),
+                    output: None,
+                });
+                let stage = self.stages.len() - 1;
+                self.connect(flows, stage);
+                Ok(vec![Flow { stage, pending: Vec::new() }])
+            }
+        }
+    }
+}

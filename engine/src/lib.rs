@@ -1,0 +1,23 @@
+//! The Eddy streaming runtime.
+//!
+//! Everything that flows between operators is one [`Message`]. A pipeline is a
+//! graph of stages (see [`graph`]); each stage instance is one tokio task that runs
+//! a chain of [`Operator`]s and sends its output over bounded channels, which gives
+//! backpressure for free. Connectors plug in through the [`Source`] and [`Sink`]
+//! traits; this crate knows nothing about any external system.
+
+pub mod connector;
+pub mod error;
+pub mod graph;
+pub mod message;
+pub mod metrics;
+pub mod operator;
+pub mod operators;
+pub mod runtime;
+pub mod state;
+
+pub use connector::{BoxError, MalformedRecord, Sink, Source, SourceBatch, SourceReader};
+pub use error::{EngineError, Result};
+pub use message::{CheckpointId, EventTime, Message};
+pub use metrics::PipelineMetrics;
+pub use operator::{Emitter, Operator};

@@ -1,0 +1,53 @@
+//! The one message type that flows between operators.
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+/// Event time in milliseconds since the Unix epoch, the unit of Flink's `TIMESTAMP(3)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime(pub i64);
+
+impl EventTime {
+    /// Before every event: the watermark of an input that has said nothing yet.
+    pub const MIN: EventTime = EventTime(i64::MIN);
+    /// After every event: the final watermark of a bounded input, which closes every window.
+    pub const MAX: EventTime = EventTime(i64::MAX);
+
+    /// Milliseconds since the Unix epoch.
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for EventTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            EventTime::MIN => write!(f, "-inf"),
+            EventTime::MAX => write!(f, "+inf"),
+            EventTime(ms) => {
+                let secs = ms.div_euclid(1000);
+                let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
+                match datafusion::common::arrow::temporal_conversions::timestamp_ms_to_datetime(ms) {
+                    Some(dt) => write!(f, "{}", dt.format("%Y-%m-%d %H:%M:%S%.3f")),
+                    None => write!(f, "{secs}.{nanos:09}"),
+                }
+            }
+        }
+    }
+}
+
+/// Identifies one checkpoint; barriers carry it so every operator snapshots the same cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckpointId(pub u64);
+
+/// What flows on every edge of the dataflow graph.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Rows, always as Arrow columns; never converted to rows on the hot path.
+    Batch(RecordBatch),
+    /// No later row on this edge has an event time at or below this one (late rows were already diverted).
+    Watermark(EventTime),
+    /// Snapshot your state now: every row before this belongs to checkpoint `id`.
+    Barrier(CheckpointId),
+    /// The input is finished; no message follows.
+    EndOfStream,
+}

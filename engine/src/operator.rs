@@ -1,0 +1,87 @@
+//! The operator trait: a small push-based interface with default hooks.
+//!
+//! An operator sees one message at a time and writes what it produces into an
+//! [`Emitter`]. The runtime (see [`crate::runtime`]) owns the channels, merges
+//! inputs, combines watermarks and aligns barriers, so operators stay plain
+//! synchronous code over Arrow batches.
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::message::{EventTime, Message};
+use crate::state::OperatorState;
+
+/// Where rows leave the main flow: late events and undecodable records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SideOutput {
+    /// Rows whose window had already closed when they arrived.
+    Late,
+    /// Records a source could not decode (position, error, raw text).
+    Malformed,
+}
+
+/// Collects what an operator produces for the runtime to send on.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    /// Messages for the main output, in order.
+    pub messages: Vec<Message>,
+    /// Batches for side outputs.
+    pub side: Vec<(SideOutput, RecordBatch)>,
+}
+
+impl Emitter {
+    /// Sends a batch downstream; empty batches are dropped here so no operator has to.
+    pub fn batch(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.messages.push(Message::Batch(batch));
+        }
+    }
+
+    /// Sends a watermark downstream.
+    pub fn watermark(&mut self, watermark: EventTime) {
+        self.messages.push(Message::Watermark(watermark));
+    }
+
+    /// Sends rows to a side output.
+    pub fn side(&mut self, output: SideOutput, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.side.push((output, batch));
+        }
+    }
+
+    /// Takes everything collected so far, leaving the emitter empty for reuse.
+    pub fn drain(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.messages)
+    }
+}
+
+/// One step of a pipeline. Only [`Operator::on_batch`] is required.
+pub trait Operator: Send {
+    /// A short name for logs, errors and `EXPLAIN`.
+    fn name(&self) -> &str;
+
+    /// Processes one batch of input rows.
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()>;
+
+    /// The input watermark advanced (already the minimum over all inputs).
+    /// Stateful operators emit what it completes, then forward it.
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
+        out.watermark(watermark);
+        Ok(())
+    }
+
+    /// Every input has ended. Operators holding rows flush what is final.
+    fn on_end(&mut self, _out: &mut Emitter) -> Result<()> {
+        Ok(())
+    }
+
+    /// Serializes the operator's state at a barrier; `None` for stateless operators.
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        Ok(None)
+    }
+
+    /// Replaces the operator's state with a snapshot taken by [`Operator::snapshot`].
+    fn restore(&mut self, _state: OperatorState) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,44 @@
+//! The operators a streaming plan compiles to, one module per family.
+//!
+//! Stateless operators ([`filter`], [`project`], [`window_assign`]) reuse DataFusion
+//! physical expressions. [`source_prep`] turns a connector's rows into the
+//! table's rows and keeps the watermark. Stateful operators ([`window_aggregate`],
+//! [`session_aggregate`]) keep keyed state in DataFusion `GroupsAccumulator`s and
+//! can snapshot it as Arrow batches.
+
+pub mod filter;
+pub mod project;
+pub mod session_aggregate;
+pub mod source_prep;
+pub mod window_aggregate;
+pub mod window_assign;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{EngineError, Result};
+
+/// Evaluates an expression over a batch into an array of the batch's length.
+pub(crate) fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, operator: &str) -> Result<ArrayRef> {
+    expr.evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(|e| EngineError::execution(operator, e))
+}
+
+/// Evaluates a predicate; a NULL result keeps the row out, as in SQL.
+pub(crate) fn evaluate_predicate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, operator: &str) -> Result<BooleanArray> {
+    let array = evaluate(expr, batch, operator)?;
+    array
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .cloned()
+        .ok_or_else(|| EngineError::Internal(format!("{operator}: predicate did not give booleans")))
+}
+
+/// Turns an Arrow error into an engine error naming the operator.
+pub(crate) fn arrow_error(operator: &str, error: datafusion::arrow::error::ArrowError) -> EngineError {
+    EngineError::execution(operator, error.into())
+}

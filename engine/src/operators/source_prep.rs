@@ -1,0 +1,143 @@
+//! The first operator of every source partition: adds computed columns, tracks the
+//! partition's watermark and diverts late rows.
+//!
+//! Lateness is decided per row, in source order, against the watermark in effect
+//! just before that row: the running maximum of the watermark expression over all
+//! earlier rows of the partition. That makes results independent of how the source
+//! happens to cut its input into batches.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, TimestampMillisecondArray};
+use datafusion::arrow::compute::{cast, filter_record_batch, not};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use eddy_sql::{SourceNode, WindowKind};
+
+use super::project::make_batch;
+use super::{arrow_error, evaluate};
+use crate::error::{EngineError, Result};
+use crate::message::EventTime;
+use crate::metrics::PipelineMetrics;
+use crate::operator::{Emitter, Operator, SideOutput};
+
+/// Computed columns, watermark and lateness for one source partition.
+pub struct SourcePrepOperator {
+    node: SourceNode,
+    watermark: EventTime,
+    metrics: Arc<PipelineMetrics>,
+}
+
+impl SourcePrepOperator {
+    /// Prepares rows of `node`'s table; counts late rows in `metrics`.
+    pub fn new(node: SourceNode, metrics: Arc<PipelineMetrics>) -> Self {
+        SourcePrepOperator { node, watermark: EventTime::MIN, metrics }
+    }
+
+    fn with_computed_columns(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if self.node.computed.is_empty() {
+            return Ok(batch);
+        }
+        let mut columns = batch.columns().to_vec();
+        for expr in &self.node.computed {
+            columns.push(evaluate(expr, &batch, "computed column")?);
+        }
+        make_batch(&self.node.schema, columns, batch.num_rows(), "computed column")
+    }
+}
+
+fn as_millis(array: &ArrayRef, what: &str) -> Result<TimestampMillisecondArray> {
+    let array = cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| arrow_error(what, e))?;
+    array
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .cloned()
+        .ok_or_else(|| EngineError::Internal(format!("{what}: not a timestamp")))
+}
+
+/// The end (exclusive) of the slice or session a row at `ts` starts; the row is late
+/// once the watermark has reached it.
+fn slice_end(window: WindowKind, ts: i64) -> i64 {
+    match window.slice_ms() {
+        Some(slice) => ts.div_euclid(slice) * slice + slice,
+        None => match window {
+            WindowKind::Session { gap_ms } => ts.saturating_add(gap_ms),
+            _ => ts,
+        },
+    }
+}
+
+impl Operator for SourcePrepOperator {
+    fn name(&self) -> &str {
+        "SourcePrep"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        let batch = self.with_computed_columns(batch)?;
+        let Some(watermark_expr) = &self.node.watermark else {
+            out.batch(batch);
+            return Ok(());
+        };
+        let candidates = as_millis(&evaluate(watermark_expr, &batch, "watermark")?, "watermark")?;
+        let mut current = self.watermark.0;
+        match self.node.lateness {
+            None => {
+                for value in candidates.iter().flatten() {
+                    current = current.max(value);
+                }
+                out.batch(batch);
+            }
+            Some(rule) => {
+                let times = as_millis(batch.column(rule.time_column), "event time")?;
+                let mut keep = Vec::with_capacity(batch.num_rows());
+                let mut late = 0usize;
+                for i in 0..batch.num_rows() {
+                    // A row without an event time cannot be placed in any window: treat it as late.
+                    let on_time = times.is_valid(i) && slice_end(rule.window, times.value(i)) > current;
+                    keep.push(on_time);
+                    late += usize::from(!on_time);
+                    if candidates.is_valid(i) {
+                        current = current.max(candidates.value(i));
+                    }
+                }
+                if late == 0 {
+                    out.batch(batch);
+                } else {
+                    PipelineMetrics::add(&self.metrics.late_rows, late);
+                    let mask = BooleanArray::from(keep);
+                    out.batch(filter_record_batch(&batch, &mask).map_err(|e| arrow_error("SourcePrep", e))?);
+                    let late_mask = not(&mask).map_err(|e| arrow_error("SourcePrep", e))?;
+                    out.side(SideOutput::Late, filter_record_batch(&batch, &late_mask).map_err(|e| arrow_error("SourcePrep", e))?);
+                }
+            }
+        }
+        if current > self.watermark.0 {
+            self.watermark = EventTime(current);
+            out.watermark(self.watermark);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
+        // Only the final watermark reaches here (from the source task at the end of input).
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            out.watermark(watermark);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_ends() {
+        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, 0), 10);
+        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, 9), 10);
+        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, -1), 0);
+        assert_eq!(slice_end(WindowKind::Hop { slide_ms: 4, size_ms: 6 }, 5), 6);
+        assert_eq!(slice_end(WindowKind::Session { gap_ms: 5 }, 7), 12);
+    }
+}

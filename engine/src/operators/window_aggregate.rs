@@ -1,0 +1,496 @@
+//! Windowed `GROUP BY` for TUMBLE, HOP and CUMULATE (and plain `GROUP BY` over a
+//! bounded input), emitting each window once when the watermark passes its end.
+//!
+//! Rows are aggregated into *slices* (Flink's slicing windows): the window itself
+//! for TUMBLE, gcd(size, slide) for HOP, the step for CUMULATE. Each open slice
+//! holds DataFusion `GroupsAccumulator`s, so updates are vectorised and every
+//! DataFusion aggregate works. When the watermark passes a slice's end, the slice
+//! is frozen into its intermediate state (Arrow arrays); a window is produced by
+//! merging the frozen states of its slices. A HOP row is thus aggregated once, not
+//! once per overlapping window.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use eddy_sql::{GroupColumn, WindowAggregateNode, WindowKind};
+
+use super::project::make_batch;
+use super::{arrow_error, evaluate, evaluate_predicate};
+use crate::error::{EngineError, Result};
+use crate::message::EventTime;
+use crate::metrics::PipelineMetrics;
+use crate::operator::{Emitter, Operator};
+use crate::state::OperatorState;
+
+const NAME: &str = "WindowAggregate";
+
+fn df(e: datafusion::error::DataFusionError) -> EngineError {
+    EngineError::execution(NAME, e)
+}
+
+/// Group ids for one slice: interned key values, or the single group of a keyless aggregate.
+pub(crate) enum Groups {
+    Keyed(Box<dyn GroupValues>),
+    Single { present: bool },
+}
+
+impl Groups {
+    pub(crate) fn new(key_schema: &SchemaRef) -> Result<Self> {
+        if key_schema.fields().is_empty() {
+            Ok(Groups::Single { present: false })
+        } else {
+            Ok(Groups::Keyed(new_group_values(Arc::clone(key_schema), &GroupOrdering::None).map_err(df)?))
+        }
+    }
+
+    pub(crate) fn intern(&mut self, keys: &[ArrayRef], rows: usize, ids: &mut Vec<usize>) -> Result<()> {
+        match self {
+            Groups::Keyed(values) => values.intern(keys, ids).map_err(df),
+            Groups::Single { present } => {
+                *present = true;
+                ids.clear();
+                ids.resize(rows, 0);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Groups::Keyed(values) => values.len(),
+            Groups::Single { present } => usize::from(*present),
+        }
+    }
+
+    pub(crate) fn emit(&mut self) -> Result<Vec<ArrayRef>> {
+        match self {
+            Groups::Keyed(values) => values.emit(EmitTo::All).map_err(df),
+            Groups::Single { present } => {
+                *present = false;
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+/// Creates the vectorised accumulator of an aggregate, adapting row-based ones.
+pub(crate) fn new_accumulator(aggregate: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
+    if aggregate.groups_accumulator_supported() {
+        aggregate.create_groups_accumulator().map_err(df)
+    } else {
+        let aggregate = Arc::clone(aggregate);
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || aggregate.create_accumulator())))
+    }
+}
+
+/// Aggregation state of rows that are still arriving.
+pub(crate) struct GroupState {
+    pub(crate) groups: Groups,
+    pub(crate) accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+impl GroupState {
+    pub(crate) fn new(key_schema: &SchemaRef, aggregates: &[Arc<AggregateFunctionExpr>]) -> Result<Self> {
+        Ok(GroupState { groups: Groups::new(key_schema)?, accumulators: aggregates.iter().map(new_accumulator).collect::<Result<_>>()? })
+    }
+
+    /// Adds rows: `keys` and per-aggregate `args`/`filters`, all of `rows` length.
+    pub(crate) fn update(
+        &mut self,
+        keys: &[ArrayRef],
+        args: &[Vec<ArrayRef>],
+        filters: &[Option<datafusion::arrow::array::BooleanArray>],
+        rows: usize,
+        ids: &mut Vec<usize>,
+    ) -> Result<()> {
+        self.groups.intern(keys, rows, ids)?;
+        let total = self.groups.len();
+        for ((accumulator, values), filter) in self.accumulators.iter_mut().zip(args).zip(filters) {
+            accumulator.update_batch(values, ids, filter.as_ref(), total).map_err(df)?;
+        }
+        Ok(())
+    }
+
+    /// Adds intermediate states (as produced by [`GroupState::freeze`]).
+    fn merge(&mut self, frozen: &FrozenState, ids: &mut Vec<usize>) -> Result<()> {
+        self.groups.intern(&frozen.keys, frozen.rows, ids)?;
+        let total = self.groups.len();
+        for (accumulator, states) in self.accumulators.iter_mut().zip(&frozen.states) {
+            accumulator.merge_batch(states, ids, None, total).map_err(df)?;
+        }
+        Ok(())
+    }
+
+    /// Turns the state into arrays, leaving it empty.
+    fn freeze(&mut self) -> Result<FrozenState> {
+        let rows = self.groups.len();
+        let keys = self.groups.emit()?;
+        let states = self.accumulators.iter_mut().map(|a| a.state(EmitTo::All).map_err(df)).collect::<Result<_>>()?;
+        Ok(FrozenState { keys, states, rows })
+    }
+
+    /// Final values: (key columns, one array per aggregate).
+    pub(crate) fn finish(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>, usize)> {
+        let rows = self.groups.len();
+        let keys = self.groups.emit()?;
+        let values = self.accumulators.iter_mut().map(|a| a.evaluate(EmitTo::All).map_err(df)).collect::<Result<_>>()?;
+        Ok((keys, values, rows))
+    }
+}
+
+/// A slice's intermediate state, kept until every window that contains it has fired.
+struct FrozenState {
+    keys: Vec<ArrayRef>,
+    states: Vec<Vec<ArrayRef>>,
+    rows: usize,
+}
+
+/// Assembles output rows in the node's column order: window bounds, keys, aggregates.
+pub(crate) fn output_batch(
+    node: &WindowAggregateNode,
+    bounds: (i64, i64),
+    keys: Vec<ArrayRef>,
+    values: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch> {
+    let constant = |v: i64| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![v; rows])) };
+    let mut keys = keys.into_iter();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(node.schema.fields().len());
+    for g in &node.group {
+        columns.push(match g {
+            GroupColumn::WindowStart => constant(bounds.0),
+            GroupColumn::WindowEnd => constant(bounds.1),
+            GroupColumn::WindowTime => constant(bounds.1 - 1),
+            GroupColumn::Key(_) => keys.next().ok_or_else(|| EngineError::Internal("missing key column".into()))?,
+        });
+    }
+    columns.extend(values);
+    let columns = columns
+        .into_iter()
+        .zip(node.schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()).map_err(|e| arrow_error(NAME, e)) })
+        .collect::<Result<Vec<_>>>()?;
+    make_batch(&node.schema, columns, rows, NAME)
+}
+
+/// The arrays one batch contributes: keys, aggregate arguments and filters.
+pub(crate) struct Inputs {
+    pub(crate) keys: Vec<ArrayRef>,
+    pub(crate) args: Vec<Vec<ArrayRef>>,
+    pub(crate) filters: Vec<Option<datafusion::arrow::array::BooleanArray>>,
+}
+
+impl Inputs {
+    pub(crate) fn evaluate(
+        batch: &RecordBatch,
+        key_exprs: &[Arc<dyn PhysicalExpr>],
+        aggregates: &[Arc<AggregateFunctionExpr>],
+        filters: &[Option<Arc<dyn PhysicalExpr>>],
+    ) -> Result<Self> {
+        let keys = key_exprs.iter().map(|e| evaluate(e, batch, NAME)).collect::<Result<_>>()?;
+        let args = aggregates
+            .iter()
+            .map(|a| a.expressions().iter().map(|e| evaluate(e, batch, NAME)).collect::<Result<Vec<_>>>())
+            .collect::<Result<_>>()?;
+        let filters = filters
+            .iter()
+            .map(|f| f.as_ref().map(|f| evaluate_predicate(f, batch, NAME)).transpose())
+            .collect::<Result<_>>()?;
+        Ok(Inputs { keys, args, filters })
+    }
+
+    /// The subset of rows at `indices`.
+    pub(crate) fn take(&self, indices: &UInt32Array) -> Result<Self> {
+        let t = |a: &ArrayRef| take(a, indices, None).map_err(|e| arrow_error(NAME, e));
+        Ok(Inputs {
+            keys: self.keys.iter().map(t).collect::<Result<_>>()?,
+            args: self.args.iter().map(|v| v.iter().map(t).collect::<Result<Vec<_>>>()).collect::<Result<_>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .map(|f| {
+                            take(f, indices, None)
+                                .map_err(|e| arrow_error(NAME, e))
+                                .map(|a| a.as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().cloned().unwrap_or_default())
+                        })
+                        .transpose()
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// The schema of the key columns, for `GroupValues`.
+pub(crate) fn key_schema(node: &WindowAggregateNode) -> Result<SchemaRef> {
+    let input = node.input.schema();
+    let fields = node
+        .key_exprs()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Ok(Field::new(format!("k{i}"), e.data_type(&input).map_err(df)?, true)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Windowed aggregation over slices; see the module docs.
+pub struct WindowAggregateOperator {
+    node: WindowAggregateNode,
+    key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    key_schema: SchemaRef,
+    slice_ms: i64,
+    /// Slices still receiving rows, by slice start.
+    open: BTreeMap<i64, GroupState>,
+    /// Slices past the watermark whose windows have not all fired (HOP, CUMULATE).
+    frozen: BTreeMap<i64, FrozenState>,
+    /// Every window ending at or before this has been emitted.
+    fired_until: i64,
+    watermark: EventTime,
+    metrics: Arc<PipelineMetrics>,
+    ids: Vec<usize>,
+}
+
+impl WindowAggregateOperator {
+    /// An aggregate for `node` (not a SESSION window: see `session_aggregate`).
+    pub fn new(node: WindowAggregateNode, metrics: Arc<PipelineMetrics>) -> Result<Self> {
+        let slice_ms = match node.window {
+            None => i64::MAX,
+            Some(w) => w.slice_ms().ok_or_else(|| EngineError::Internal("session windows use SessionAggregateOperator".into()))?,
+        };
+        Ok(WindowAggregateOperator {
+            key_exprs: node.key_exprs(),
+            key_schema: key_schema(&node)?,
+            node,
+            slice_ms,
+            open: BTreeMap::new(),
+            frozen: BTreeMap::new(),
+            fired_until: i64::MIN,
+            watermark: EventTime::MIN,
+            metrics,
+            ids: Vec::new(),
+        })
+    }
+
+    /// The slice start of each row.
+    fn slice_starts(&self, batch: &RecordBatch) -> Result<Option<Vec<i64>>> {
+        let Some(column) = self.node.slice_column else { return Ok(None) };
+        let array = cast(batch.column(column.index), &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| arrow_error(NAME, e))?;
+        let array = array.as_any().downcast_ref::<TimestampMillisecondArray>().cloned().ok_or_else(|| EngineError::Internal("slice column".into()))?;
+        let shift = if column.is_end { self.slice_ms } else { 0 };
+        Ok(Some(array.values().iter().map(|v| v - shift).collect()))
+    }
+
+    fn emit_window(&mut self, state: &mut GroupState, bounds: (i64, i64), out: &mut Emitter) -> Result<()> {
+        let (keys, values, rows) = state.finish()?;
+        if rows > 0 {
+            out.batch(output_batch(&self.node, bounds, keys, values, rows)?);
+        }
+        Ok(())
+    }
+
+    fn fire(&mut self, watermark: i64, out: &mut Emitter) -> Result<()> {
+        let Some(window) = self.node.window else { return Ok(()) };
+        // Slices the watermark has passed can take no more rows.
+        let closing: Vec<i64> = self.open.range(..watermark.saturating_sub(self.slice_ms).saturating_add(1)).map(|(s, _)| *s).collect();
+        if let WindowKind::Tumble { .. } = window {
+            for start in closing {
+                if let Some(mut state) = self.open.remove(&start) {
+                    self.emit_window(&mut state, (start, start + self.slice_ms), out)?;
+                }
+            }
+            return Ok(());
+        }
+        for start in closing {
+            if let Some(mut state) = self.open.remove(&start) {
+                let frozen = state.freeze()?;
+                self.frozen.insert(start, frozen);
+            }
+        }
+        let mut due: BTreeSet<(i64, i64)> = BTreeSet::new();
+        for start in self.frozen.keys() {
+            for (ws, we) in window.windows_of_slice(*start) {
+                if we <= watermark && we > self.fired_until {
+                    due.insert((we, ws));
+                }
+            }
+        }
+        for (we, ws) in due {
+            let mut state = GroupState::new(&self.key_schema, &self.node.aggregates)?;
+            let mut ids = std::mem::take(&mut self.ids);
+            for frozen in self.frozen.range(ws..we).map(|(_, f)| f) {
+                state.merge(frozen, &mut ids)?;
+            }
+            self.ids = ids;
+            self.emit_window(&mut state, (ws, we), out)?;
+        }
+        self.fired_until = self.fired_until.max(watermark);
+        // Drop slices whose last window has fired.
+        let fired_until = self.fired_until;
+        self.frozen.retain(|start, _| window.windows_of_slice(*start).last().is_some_and(|(_, end)| *end > fired_until));
+        Ok(())
+    }
+
+    fn frozen_to_batch(frozen: &FrozenState) -> Result<RecordBatch> {
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for (i, k) in frozen.keys.iter().enumerate() {
+            fields.push(Field::new(format!("k{i}"), k.data_type().clone(), true));
+            columns.push(Arc::clone(k));
+        }
+        for (a, states) in frozen.states.iter().enumerate() {
+            for (i, s) in states.iter().enumerate() {
+                fields.push(Field::new(format!("a{a}_{i}"), s.data_type().clone(), true));
+                columns.push(Arc::clone(s));
+            }
+        }
+        let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(frozen.rows));
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(|e| EngineError::State(e.to_string()))
+    }
+
+    fn batch_to_frozen(&self, batch: &RecordBatch) -> Result<FrozenState> {
+        let key_count = self.key_exprs.len();
+        let keys = batch.columns()[..key_count].to_vec();
+        let mut states = Vec::new();
+        let mut next = key_count;
+        for aggregate in &self.node.aggregates {
+            let n = aggregate.state_fields().map_err(df)?.len();
+            let end = next + n;
+            if end > batch.num_columns() {
+                return Err(EngineError::State("window aggregate snapshot does not match the query".into()));
+            }
+            states.push(batch.columns()[next..end].to_vec());
+            next = end;
+        }
+        Ok(FrozenState { keys, states, rows: batch.num_rows() })
+    }
+}
+
+impl Operator for WindowAggregateOperator {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Emitter) -> Result<()> {
+        let inputs = Inputs::evaluate(&batch, &self.key_exprs, &self.node.aggregates, &self.node.filters)?;
+        let rows = batch.num_rows();
+        let Some(starts) = self.slice_starts(&batch)? else {
+            let state = match self.open.entry(0) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(GroupState::new(&self.key_schema, &self.node.aggregates)?),
+            };
+            return state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids);
+        };
+        let watermark = self.watermark.0;
+        let single = starts.first().is_some_and(|first| starts.iter().all(|s| s == first));
+        let parts: Vec<(i64, Option<Vec<u32>>)> = if single {
+            vec![(starts[0], None)]
+        } else {
+            let mut by_slice: HashMap<i64, Vec<u32>> = HashMap::new();
+            for (row, start) in starts.iter().enumerate() {
+                by_slice.entry(*start).or_default().push(row as u32);
+            }
+            by_slice.into_iter().map(|(s, rows)| (s, Some(rows))).collect()
+        };
+        for (start, indices) in parts {
+            let count = indices.as_ref().map_or(rows, Vec::len);
+            if start.saturating_add(self.slice_ms) <= watermark {
+                // Cannot happen for rows judged at the source; count rather than corrupt a closed window.
+                PipelineMetrics::add(&self.metrics.late_rows, count);
+                continue;
+            }
+            let state = match self.open.entry(start) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(GroupState::new(&self.key_schema, &self.node.aggregates)?),
+            };
+            match indices {
+                None => state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids)?,
+                Some(indices) => {
+                    let part = inputs.take(&UInt32Array::from(indices))?;
+                    state.update(&part.keys, &part.args, &part.filters, count, &mut self.ids)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            self.fire(watermark.0, out)?;
+        }
+        out.watermark(watermark);
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Emitter) -> Result<()> {
+        if self.node.window.is_none() {
+            if let Some(mut state) = self.open.remove(&0) {
+                self.emit_window(&mut state, (0, 0), out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        let mut parts = Vec::new();
+        let meta = RecordBatch::try_from_iter([
+            ("watermark", Arc::new(Int64Array::from(vec![self.watermark.0])) as ArrayRef),
+            ("fired_until", Arc::new(Int64Array::from(vec![self.fired_until])) as ArrayRef),
+        ])
+        .map_err(|e| EngineError::State(e.to_string()))?;
+        parts.push(("meta".to_string(), meta));
+        let starts: Vec<i64> = self.open.keys().copied().collect();
+        for start in starts {
+            let Some(state) = self.open.get_mut(&start) else { continue };
+            let frozen = state.freeze()?;
+            parts.push((format!("open:{start}"), Self::frozen_to_batch(&frozen)?));
+            // Freezing emptied the live state; merge the snapshot back to continue.
+            let mut fresh = GroupState::new(&self.key_schema, &self.node.aggregates)?;
+            fresh.merge(&frozen, &mut self.ids)?;
+            self.open.insert(start, fresh);
+        }
+        for (start, frozen) in &self.frozen {
+            parts.push((format!("frozen:{start}"), Self::frozen_to_batch(frozen)?));
+        }
+        Ok(Some(OperatorState { parts }))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.open.clear();
+        self.frozen.clear();
+        for (name, batch) in state.parts {
+            let bad = || EngineError::State(format!("unexpected part `{name}` in a window aggregate snapshot"));
+            if name == "meta" {
+                let column = |i: usize| batch.column(i).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)).ok_or_else(bad);
+                self.watermark = EventTime(column(0)?);
+                self.fired_until = column(1)?;
+                continue;
+            }
+            let (kind, start) = name.split_once(':').ok_or_else(bad)?;
+            let start: i64 = start.parse().map_err(|_| bad())?;
+            let frozen = self.batch_to_frozen(&batch)?;
+            match kind {
+                "open" => {
+                    let mut live = GroupState::new(&self.key_schema, &self.node.aggregates)?;
+                    live.merge(&frozen, &mut self.ids)?;
+                    self.open.insert(start, live);
+                }
+                "frozen" => {
+                    self.frozen.insert(start, frozen);
+                }
+                _ => return Err(bad()),
+            }
+        }
+        Ok(())
+    }
+}

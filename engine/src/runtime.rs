@@ -1,0 +1,495 @@
+//! Running a [`Graph`]: one tokio task per stage instance, bounded channels
+//! between them.
+//!
+//! Channels carry `(input index, Message)`, so a task knows which upstream
+//! instance sent each watermark: its own watermark is the minimum over inputs that
+//! have not ended. Watermarks and end-of-stream are broadcast over exchanges;
+//! batches are hash-partitioned on the group keys. A full channel makes the sender
+//! wait, which is the backpressure that keeps memory bounded.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringArray, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::hash_utils::create_hashes;
+use datafusion::physical_expr::PhysicalExpr;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::connector::{MalformedRecord, Sink, SourceReader};
+use crate::error::{EngineError, Result};
+use crate::graph::{Graph, StageKind};
+use crate::message::{EventTime, Message};
+use crate::metrics::PipelineMetrics;
+use crate::operator::{Emitter, Operator, SideOutput};
+use crate::operators::evaluate;
+use crate::operators::project::make_batch;
+
+/// Messages in flight per channel before a sender waits.
+const CHANNEL_CAPACITY: usize = 16;
+/// Malformed records logged per source partition before logging goes quiet (they are still counted and routed).
+const MALFORMED_LOG_LIMIT: usize = 5;
+
+type Tagged = (usize, Message);
+
+/// A table that receives a side output (late rows or malformed records) of one source table.
+pub struct SideSink {
+    pub table: String,
+    pub sink: Box<dyn Sink>,
+    pub schema: SchemaRef,
+}
+
+/// Everything a pipeline writes to.
+pub struct PipelineOutputs {
+    pub sink_table: String,
+    pub sink: Box<dyn Sink>,
+    /// Side sinks by (source table, output).
+    pub side: HashMap<(String, SideOutput), SideSink>,
+}
+
+/// Runs operators in order, feeding each one's output to the next.
+struct Chain {
+    operators: Vec<Box<dyn Operator>>,
+    side: Vec<(SideOutput, RecordBatch)>,
+}
+
+impl Chain {
+    fn new(factories: &[crate::graph::OperatorFactory]) -> Result<Self> {
+        Ok(Chain { operators: factories.iter().map(|f| f()).collect::<Result<_>>()?, side: Vec::new() })
+    }
+
+    fn prepend(&mut self, head: Box<dyn Operator>) {
+        self.operators.insert(0, head);
+    }
+
+    /// Pushes one message through the chain; what leaves the last operator is appended to `out`.
+    fn push(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        self.push_from(0, message, out)
+    }
+
+    fn push_from(&mut self, index: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        let Some(operator) = self.operators.get_mut(index) else {
+            out.push(message);
+            return Ok(());
+        };
+        let mut emitter = Emitter::default();
+        let end = matches!(message, Message::EndOfStream);
+        match message {
+            Message::Batch(batch) => operator.on_batch(batch, &mut emitter)?,
+            Message::Watermark(w) => operator.on_watermark(w, &mut emitter)?,
+            Message::Barrier(id) => emitter.messages.push(Message::Barrier(id)),
+            Message::EndOfStream => operator.on_end(&mut emitter)?,
+        }
+        self.side.append(&mut emitter.side);
+        for produced in emitter.drain() {
+            self.push_from(index + 1, produced, out)?;
+        }
+        if end {
+            self.push_from(index + 1, Message::EndOfStream, out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a stage instance sends what its chain produces.
+enum Output {
+    /// Hash-partition batches on `keys` over `senders`; broadcast everything else.
+    Exchange { senders: Vec<mpsc::Sender<Tagged>>, input_index: usize, keys: Vec<Arc<dyn PhysicalExpr>> },
+    /// The sink itself (the sink stage).
+    Sink { table: String, sink: Box<dyn Sink>, metrics: Arc<PipelineMetrics> },
+}
+
+/// `false` when the receiver is gone (the pipeline is stopping): the sender should stop quietly.
+async fn send(sender: &mpsc::Sender<Tagged>, message: Tagged) -> bool {
+    sender.send(message).await.is_ok()
+}
+
+impl Output {
+    async fn send(&mut self, messages: Vec<Message>) -> Result<bool> {
+        for message in messages {
+            match self {
+                Output::Exchange { senders, input_index, keys } => match message {
+                    Message::Batch(batch) if senders.len() > 1 => {
+                        for (target, part) in partition(&batch, keys, senders.len())? {
+                            if !send(&senders[target], (*input_index, Message::Batch(part))).await {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                    Message::Batch(batch) => {
+                        if !send(&senders[0], (*input_index, Message::Batch(batch))).await {
+                            return Ok(false);
+                        }
+                    }
+                    other => {
+                        for sender in senders.iter() {
+                            if !send(sender, (*input_index, other.clone())).await {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                },
+                Output::Sink { table, sink, metrics } => match message {
+                    Message::Batch(batch) => {
+                        let rows = batch.num_rows();
+                        sink.write(batch).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+                        PipelineMetrics::add(&metrics.rows_out, rows);
+                    }
+                    Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),
+                    Message::Barrier(_) | Message::EndOfStream => {
+                        sink.commit().await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+                    }
+                },
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Splits a batch by the hash of its key columns into (instance, rows) parts.
+fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) -> Result<Vec<(usize, RecordBatch)>> {
+    let arrays: Vec<ArrayRef> = keys.iter().map(|k| evaluate(k, batch, "Exchange")).collect::<Result<_>>()?;
+    let mut hashes = vec![0u64; batch.num_rows()];
+    // Fixed seeds: every upstream instance must send a key to the same downstream instance.
+    let state = datafusion::common::hash_utils::RandomState::with_seed(7);
+    create_hashes(&arrays, &state, &mut hashes).map_err(|e| EngineError::execution("Exchange", e))?;
+    let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts];
+    for (row, hash) in hashes.iter().enumerate() {
+        indices[(*hash % parts as u64) as usize].push(row as u32);
+    }
+    let mut out = Vec::new();
+    for (target, rows) in indices.into_iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        let rows = UInt32Array::from(rows);
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &rows, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::execution("Exchange", e.into()))?;
+        let part = RecordBatch::try_new(batch.schema(), columns).map_err(|e| EngineError::execution("Exchange", e.into()))?;
+        out.push((target, part));
+    }
+    Ok(out)
+}
+
+/// Side outputs of a source stage instance, by kind.
+#[derive(Clone, Default)]
+struct SideSenders {
+    late: Option<mpsc::Sender<RecordBatch>>,
+    malformed: Option<mpsc::Sender<RecordBatch>>,
+}
+
+impl SideSenders {
+    async fn send(&self, outputs: Vec<(SideOutput, RecordBatch)>) {
+        for (kind, batch) in outputs {
+            let sender = match kind {
+                SideOutput::Late => &self.late,
+                SideOutput::Malformed => &self.malformed,
+            };
+            if let Some(sender) = sender {
+                let _ = sender.send(batch).await;
+            }
+        }
+    }
+}
+
+fn malformed_batch(table: &str, records: &[MalformedRecord]) -> Result<RecordBatch> {
+    let column = |f: &dyn Fn(&MalformedRecord) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(records.iter().map(f).collect::<Vec<_>>()))
+    };
+    RecordBatch::try_from_iter([
+        ("source", column(&|_| table.to_string())),
+        ("position", column(&|r| r.position.clone())),
+        ("error", column(&|r| r.error.clone())),
+        ("raw", column(&|r| r.raw.clone())),
+    ])
+    .map_err(|e| EngineError::execution("malformed records", e.into()))
+}
+
+/// Fits a side-output batch to the side table: by name when the names match, else by position.
+fn fit_to(batch: &RecordBatch, schema: &SchemaRef, table: &str) -> Result<RecordBatch> {
+    let mut columns = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let column = match batch.schema().index_of(field.name()) {
+            Ok(index) => Arc::clone(batch.column(index)),
+            Err(_) => match batch.columns().get(i) {
+                Some(c) => Arc::clone(c),
+                None => datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+            },
+        };
+        let column = if column.data_type() == field.data_type() {
+            column
+        } else {
+            cast(&column, field.data_type()).map_err(|e| EngineError::Sink { table: table.to_string(), source: Box::new(e) })?
+        };
+        columns.push(column);
+    }
+    make_batch(schema, columns, batch.num_rows(), table)
+}
+
+/// Runs a graph until its sources end (or `stop` turns true), then commits the sinks.
+pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMetrics>, stop: watch::Receiver<bool>) -> Result<()> {
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let PipelineOutputs { sink_table, sink, mut side } = outputs;
+
+    // Side sinks: one task each, fed by every partition of the source table.
+    let mut side_senders: HashMap<String, SideSenders> = HashMap::new();
+    for ((source_table, kind), side_sink) in side.drain() {
+        let (tx, mut rx) = mpsc::channel::<RecordBatch>(CHANNEL_CAPACITY);
+        let entry = side_senders.entry(source_table).or_default();
+        match kind {
+            SideOutput::Late => entry.late = Some(tx),
+            SideOutput::Malformed => entry.malformed = Some(tx),
+        }
+        let SideSink { table, mut sink, schema } = side_sink;
+        tasks.spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                let batch = fit_to(&batch, &schema, &table)?;
+                sink.write(batch).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+            }
+            sink.commit().await.map_err(|source| EngineError::Sink { table: table.clone(), source })
+        });
+    }
+
+    // Open sources first: their partition counts size the exchanges.
+    let mut readers: HashMap<usize, Vec<Box<dyn SourceReader>>> = HashMap::new();
+    for (i, stage) in graph.stages.iter().enumerate() {
+        if let StageKind::Source { node, source } = &stage.kind {
+            let parallelism = match graph.stages.iter().find_map(|s| match &s.kind {
+                StageKind::Keyed { parallelism, .. } => Some(*parallelism),
+                _ => None,
+            }) {
+                Some(p) => p,
+                None => 1,
+            };
+            let opened = source.open(parallelism).map_err(|source| EngineError::Source {
+                table: node.table.name.clone(),
+                partition: "open".to_string(),
+                source,
+            })?;
+            readers.insert(i, opened);
+        }
+    }
+    let instances = |i: usize| -> usize {
+        match &graph.stages[i].kind {
+            StageKind::Source { .. } => readers.get(&i).map_or(0, Vec::len),
+            StageKind::Keyed { parallelism, .. } => *parallelism,
+            StageKind::Sink => 1,
+        }
+    };
+    // Receivers per (stage, instance) and the number of upstream instances feeding each stage.
+    let mut senders: HashMap<usize, Vec<mpsc::Sender<Tagged>>> = HashMap::new();
+    let mut receivers: HashMap<usize, Vec<mpsc::Receiver<Tagged>>> = HashMap::new();
+    let mut input_counts: HashMap<usize, usize> = HashMap::new();
+    for (i, stage) in graph.stages.iter().enumerate() {
+        if matches!(stage.kind, StageKind::Source { .. }) {
+            continue;
+        }
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..instances(i)).map(|_| mpsc::channel::<Tagged>(CHANNEL_CAPACITY)).unzip();
+        senders.insert(i, txs);
+        receivers.insert(i, rxs);
+    }
+    for (i, stage) in graph.stages.iter().enumerate() {
+        if let Some(target) = stage.output {
+            *input_counts.entry(target).or_default() += instances(i);
+        }
+    }
+    let mut next_input: HashMap<usize, usize> = HashMap::new();
+    let mut sink = Some(sink);
+    let mut all_readers = readers;
+    for (i, stage) in graph.stages.iter().enumerate() {
+        let count = instances(i);
+        for instance in 0..count {
+            let output = match stage.output {
+                Some(target) => {
+                    let index = next_input.entry(target).or_default();
+                    let input_index = *index;
+                    *index += 1;
+                    let keys = match &graph.stages[target].kind {
+                        StageKind::Keyed { keys, .. } => keys.clone(),
+                        _ => Vec::new(),
+                    };
+                    Output::Exchange { senders: senders.get(&target).cloned().unwrap_or_default(), input_index, keys }
+                }
+                None => Output::Sink {
+                    table: sink_table.clone(),
+                    sink: sink.take().ok_or_else(|| EngineError::Internal("two sink instances".into()))?,
+                    metrics: Arc::clone(&metrics),
+                },
+            };
+            let mut chain = Chain::new(&stage.chain)?;
+            match &stage.kind {
+                StageKind::Source { node, .. } => {
+                    let reader = all_readers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing reader".into()))?;
+                    let side = side_senders.get(&node.table.name).cloned().unwrap_or_default();
+                    let table = node.table.name.clone();
+                    let metrics = Arc::clone(&metrics);
+                    let stop = stop.clone();
+                    tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop));
+                }
+                StageKind::Keyed { head, .. } => {
+                    chain.prepend(head()?);
+                    let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
+                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output));
+                }
+                StageKind::Sink => {
+                    let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
+                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output));
+                }
+            }
+        }
+    }
+    drop(senders);
+    drop(side_senders);
+
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| Err(EngineError::Internal(format!("a pipeline task panicked: {e}"))));
+        if let Err(e) = result {
+            if first_error.is_none() {
+                first_error = Some(e);
+                // Stop the rest: dropping the join set aborts every other task.
+                tasks.abort_all();
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn run_source(
+    table: String,
+    mut reader: Box<dyn SourceReader>,
+    mut chain: Chain,
+    mut output: Output,
+    side: SideSenders,
+    metrics: Arc<PipelineMetrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let partition = reader.describe();
+    let mut malformed_logged = 0usize;
+    let mut out = Vec::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => None,
+            next = reader.next_batch() => Some(next),
+        };
+        let Some(next) = next else {
+            // Stopped from outside: end without a final watermark, so open windows are not emitted half-full.
+            chain.push(Message::EndOfStream, &mut out)?;
+            output.send(std::mem::take(&mut out)).await?;
+            return Ok(());
+        };
+        let next = next.map_err(|source| EngineError::Source { table: table.clone(), partition: partition.clone(), source })?;
+        let Some(batch) = next else { break };
+        if !batch.malformed.is_empty() {
+            PipelineMetrics::add(&metrics.malformed_rows, batch.malformed.len());
+            for record in batch.malformed.iter().take(MALFORMED_LOG_LIMIT.saturating_sub(malformed_logged)) {
+                tracing::warn!(table = %table, position = %record.position, "malformed record skipped: {}", record.error);
+                malformed_logged += 1;
+            }
+            if side.malformed.is_some() {
+                side.send(vec![(SideOutput::Malformed, malformed_batch(&table, &batch.malformed)?)]).await;
+            }
+        }
+        PipelineMetrics::add(&metrics.rows_in, batch.rows.num_rows());
+        chain.push(Message::Batch(batch.rows), &mut out)?;
+        side.send(std::mem::take(&mut chain.side)).await;
+        if !output.send(std::mem::take(&mut out)).await? {
+            return Ok(());
+        }
+    }
+    // The partition ended: its final watermark closes every window it fed.
+    chain.push(Message::Watermark(EventTime::MAX), &mut out)?;
+    chain.push(Message::EndOfStream, &mut out)?;
+    side.send(std::mem::take(&mut chain.side)).await;
+    output.send(out).await?;
+    Ok(())
+}
+
+async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Chain, mut output: Output) -> Result<()> {
+    let mut watermarks = vec![EventTime::MIN; inputs];
+    let mut ended = vec![false; inputs];
+    let mut remaining = inputs;
+    let mut current = EventTime::MIN;
+    let mut out = Vec::new();
+    if inputs == 0 {
+        chain.push(Message::EndOfStream, &mut out)?;
+        output.send(out).await?;
+        return Ok(());
+    }
+    while let Some((input, message)) = rx.recv().await {
+        match message {
+            Message::Batch(_) | Message::Barrier(_) => chain.push(message, &mut out)?,
+            Message::Watermark(w) => {
+                watermarks[input] = watermarks[input].max(w);
+                let min = min_watermark(&watermarks, &ended);
+                if min > current {
+                    current = min;
+                    chain.push(Message::Watermark(current), &mut out)?;
+                }
+            }
+            Message::EndOfStream => {
+                if !ended[input] {
+                    ended[input] = true;
+                    remaining -= 1;
+                }
+                if remaining == 0 {
+                    chain.push(Message::EndOfStream, &mut out)?;
+                    output.send(std::mem::take(&mut out)).await?;
+                    return Ok(());
+                }
+                // An ended input no longer holds the watermark back.
+                let min = min_watermark(&watermarks, &ended);
+                if min > current {
+                    current = min;
+                    chain.push(Message::Watermark(current), &mut out)?;
+                }
+            }
+        }
+        if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
+            return Ok(());
+        }
+    }
+    // Every sender is gone without an end-of-stream: the pipeline is being torn down.
+    Ok(())
+}
+
+fn min_watermark(watermarks: &[EventTime], ended: &[bool]) -> EventTime {
+    watermarks.iter().zip(ended).filter(|(_, e)| !**e).map(|(w, _)| *w).min().unwrap_or(EventTime::MAX)
+}
+
+/// A sink that keeps every batch in memory: for `SELECT` results and tests.
+#[derive(Clone, Default)]
+pub struct CollectSink {
+    batches: Arc<std::sync::Mutex<Vec<RecordBatch>>>,
+}
+
+impl CollectSink {
+    /// Everything written so far.
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.batches.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for CollectSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), crate::connector::BoxError> {
+        self.batches.lock().map_err(|_| "collect sink lock poisoned")?.push(batch);
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), crate::connector::BoxError> {
+        Ok(())
+    }
+}

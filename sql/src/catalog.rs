@@ -1,0 +1,71 @@
+//! Table definitions as declared by `CREATE TABLE`: the contract between the SQL
+//! layer, the planner and the connectors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// Options every table accepts whatever its connector, handled by the engine.
+pub const ENGINE_OPTIONS: &[&str] = &["connector", "late.sink", "malformed.sink"];
+
+/// One physical column: read from or written to the external system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub data_type: DataType,
+    pub nullable: bool,
+}
+
+/// A column computed from the physical ones, e.g. `ts AS TO_TIMESTAMP_LTZ(event_ms, 3)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedColumn {
+    pub name: String,
+    /// The SQL expression text, planned against the physical columns.
+    pub expr_sql: String,
+}
+
+/// `WATERMARK FOR column AS expr`: the event-time column and how far the watermark trails it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkDef {
+    pub column: String,
+    /// The SQL expression text, e.g. `ts - INTERVAL '5' SECOND`.
+    pub expr_sql: String,
+}
+
+/// Everything `CREATE TABLE` declares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDef {
+    pub name: String,
+    /// Physical columns, in declaration order.
+    pub columns: Vec<ColumnDef>,
+    /// Computed columns, appended after the physical ones in the table's visible schema.
+    pub computed: Vec<ComputedColumn>,
+    pub watermark: Option<WatermarkDef>,
+    /// `PRIMARY KEY (...) NOT ENFORCED`: the upsert key for sinks that apply changelogs.
+    pub primary_key: Vec<String>,
+    /// `WITH ('k' = 'v', ...)`, keys as written.
+    pub options: BTreeMap<String, String>,
+}
+
+impl TableDef {
+    /// The schema connectors read and write: physical columns only.
+    pub fn physical_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// One `WITH` option's value.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+
+    /// The `'connector'` option, or an empty string when it is missing.
+    pub fn connector(&self) -> &str {
+        self.option("connector").unwrap_or("")
+    }
+}

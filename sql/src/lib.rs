@@ -1,0 +1,18 @@
+//! Flink-dialect streaming SQL: parsing (statements, `CREATE TABLE` with watermarks
+//! and `WITH` options, window table functions) and planning into a [`StreamPlan`]
+//! of DataFusion physical expressions that the engine runs incrementally.
+
+pub mod catalog;
+pub mod error;
+pub mod functions;
+pub mod parse;
+pub mod plan;
+pub mod stream_plan;
+pub mod window;
+
+pub use catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
+pub use error::{Location, SqlError};
+pub use parse::{parse_script, ParsedStatement, Statement};
+pub use plan::Planner;
+pub use stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
+pub use window::WindowKind;

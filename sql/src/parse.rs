@@ -1,0 +1,587 @@
+//! Splitting a script into statements and parsing the Flink dialect.
+//!
+//! sqlparser does not know Flink's streaming DDL (`WATERMARK FOR`, computed
+//! columns, `METADATA`, `NOT ENFORCED`) nor window table functions with `TABLE t`
+//! and `DESCRIPTOR(col)` arguments, so this module works on sqlparser's tokens:
+//! `CREATE TABLE` is parsed here by a small recursive-descent parser, window
+//! table functions are rewritten to references to planner-provided tables (see
+//! [`crate::window`]), and the rest is handed to sqlparser with the original token
+//! locations, so every error still points at the user's line and column.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::sql::sqlparser::ast::Query;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+
+use crate::catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
+use crate::error::{Location, Result, SqlError};
+
+/// One statement of a script, with where it starts.
+#[derive(Debug, Clone)]
+pub struct ParsedStatement {
+    pub statement: Statement,
+    pub location: Location,
+}
+
+/// The statements Eddy understands.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// `CREATE TABLE ... WITH (...)`: declares a source or sink.
+    CreateTable(TableDef),
+    /// `CREATE [TEMPORARY] VIEW name AS query`: a named query, inlined where used.
+    CreateView { name: String, query: Box<Query> },
+    /// `INSERT INTO table query`: starts a pipeline.
+    Insert { table: String, query: Box<Query> },
+    /// A bare query: runs and prints (or returns) its rows.
+    Select { query: Box<Query> },
+    /// `SET 'key' = 'value'`: a session setting such as `parallelism`.
+    Set { key: String, value: String },
+}
+
+/// Parses every statement of a script, separated by `;`.
+pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| {
+        SqlError::syntax(Location { line: e.location.line, column: e.location.column }, e.message)
+    })?;
+    let mut statements = Vec::new();
+    let mut current: Vec<TokenWithSpan> = Vec::new();
+    for token in tokens {
+        match &token.token {
+            Token::Whitespace(_) => {}
+            Token::SemiColon => {
+                if !current.is_empty() {
+                    statements.push(parse_statement(std::mem::take(&mut current))?);
+                }
+            }
+            Token::EOF => {}
+            _ => current.push(token),
+        }
+    }
+    if !current.is_empty() {
+        statements.push(parse_statement(current)?);
+    }
+    Ok(statements)
+}
+
+fn location_of(token: &TokenWithSpan) -> Location {
+    Location { line: token.span.start.line, column: token.span.start.column }
+}
+
+fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
+    let location = location_of(&tokens[0]);
+    let mut cursor = Cursor::new(tokens);
+    let statement = if cursor.peek_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
+        Statement::CreateTable(cursor.parse_create_table()?)
+    } else if cursor.peek_keyword(Keyword::CREATE) {
+        cursor.parse_create_view()?
+    } else if cursor.peek_keyword(Keyword::INSERT) {
+        cursor.expect_keyword(Keyword::INSERT)?;
+        cursor.expect_keyword(Keyword::INTO)?;
+        let table = cursor.parse_identifier()?;
+        Statement::Insert { table, query: cursor.parse_rest_as_query()? }
+    } else if cursor.peek_keyword(Keyword::SET) {
+        cursor.parse_set()?
+    } else if cursor.peek_keyword(Keyword::SELECT) || cursor.peek_keyword(Keyword::WITH) || cursor.peek_token(&Token::LParen) {
+        Statement::Select { query: cursor.parse_rest_as_query()? }
+    } else {
+        return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", cursor.tokens[0].token))
+            .with_hint("Eddy runs CREATE TABLE, CREATE VIEW, INSERT INTO ... SELECT, SELECT and SET statements"));
+    };
+    Ok(ParsedStatement { statement, location })
+}
+
+/// A position in one statement's tokens (whitespace already removed).
+struct Cursor {
+    tokens: Vec<TokenWithSpan>,
+    index: usize,
+}
+
+impl Cursor {
+    fn new(tokens: Vec<TokenWithSpan>) -> Self {
+        Cursor { tokens, index: 0 }
+    }
+
+    fn peek(&self) -> Option<&TokenWithSpan> {
+        self.tokens.get(self.index)
+    }
+
+    fn here(&self) -> Location {
+        match self.peek().or(self.tokens.last()) {
+            Some(t) => {
+                let mut l = location_of(t);
+                if self.index >= self.tokens.len() {
+                    l.column = t.span.end.column;
+                }
+                l
+            }
+            None => Location { line: 1, column: 1 },
+        }
+    }
+
+    fn error_expected(&self, what: &str) -> SqlError {
+        let found = match self.peek() {
+            Some(t) => format!("found `{}`", t.token),
+            None => "found the end of the statement".to_string(),
+        };
+        SqlError::syntax(self.here(), format!("expected {what}, {found}"))
+    }
+
+    fn peek_token(&self, token: &Token) -> bool {
+        self.peek().is_some_and(|t| &t.token == token)
+    }
+
+    fn consume_token(&mut self, token: &Token) -> bool {
+        if self.peek_token(token) {
+            self.index += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_token(&mut self, token: &Token) -> Result<()> {
+        if self.consume_token(token) {
+            Ok(())
+        } else {
+            Err(self.error_expected(&format!("`{token}`")))
+        }
+    }
+
+    fn keyword_at(&self, offset: usize) -> Option<Keyword> {
+        match self.tokens.get(self.index + offset).map(|t| &t.token) {
+            Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.keyword),
+            _ => None,
+        }
+    }
+
+    fn peek_keyword(&self, keyword: Keyword) -> bool {
+        self.keyword_at(0) == Some(keyword)
+    }
+
+    fn peek_keywords(&self, keywords: &[Keyword]) -> bool {
+        keywords.iter().enumerate().all(|(i, k)| self.keyword_at(i) == Some(*k))
+    }
+
+    fn consume_keyword(&mut self, keyword: Keyword) -> bool {
+        if self.peek_keyword(keyword) {
+            self.index += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn consume_keywords(&mut self, keywords: &[Keyword]) -> bool {
+        if self.peek_keywords(keywords) {
+            self.index += keywords.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_keyword(&mut self, keyword: Keyword) -> Result<()> {
+        if self.consume_keyword(keyword) {
+            Ok(())
+        } else {
+            Err(self.error_expected(&format!("{keyword:?}")))
+        }
+    }
+
+    /// A table or column name: a plain or quoted word, kept as written (names are case-sensitive, as in Flink).
+    fn parse_identifier(&mut self) -> Result<String> {
+        match self.peek().map(|t| t.token.clone()) {
+            Some(Token::Word(w)) => {
+                self.index += 1;
+                let mut name = w.value;
+                // `catalog.db.table`: Eddy has one namespace, so keep the last part.
+                while self.consume_token(&Token::Period) {
+                    name = self.parse_identifier()?;
+                }
+                Ok(name)
+            }
+            _ => Err(self.error_expected("a name")),
+        }
+    }
+
+    fn parse_string_literal(&mut self) -> Result<String> {
+        match self.peek().map(|t| t.token.clone()) {
+            Some(Token::SingleQuotedString(s)) | Some(Token::DoubleQuotedString(s)) => {
+                self.index += 1;
+                Ok(s)
+            }
+            _ => Err(self.error_expected("a quoted string")),
+        }
+    }
+
+    /// Takes tokens up to (not including) a `,` or `)` at nesting depth zero.
+    fn take_until_element_end(&mut self) -> Vec<TokenWithSpan> {
+        let mut depth = 0usize;
+        let start = self.index;
+        while let Some(t) = self.peek() {
+            match t.token {
+                Token::LParen | Token::LBracket => depth += 1,
+                Token::RParen | Token::RBracket if depth == 0 => break,
+                Token::RParen | Token::RBracket => depth -= 1,
+                Token::Comma if depth == 0 => break,
+                _ => {}
+            }
+            self.index += 1;
+        }
+        self.tokens[start..self.index].to_vec()
+    }
+
+    fn parse_create_table(&mut self) -> Result<TableDef> {
+        self.expect_keyword(Keyword::CREATE)?;
+        self.expect_keyword(Keyword::TABLE)?;
+        self.consume_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = self.parse_identifier()?;
+        let mut table = TableDef {
+            name,
+            columns: Vec::new(),
+            computed: Vec::new(),
+            watermark: None,
+            primary_key: Vec::new(),
+            options: BTreeMap::new(),
+        };
+        if self.consume_token(&Token::LParen) && !self.consume_token(&Token::RParen) {
+            loop {
+                self.parse_table_element(&mut table)?;
+                if self.consume_token(&Token::Comma) {
+                    continue;
+                }
+                self.expect_token(&Token::RParen)?;
+                break;
+            }
+        }
+        if self.consume_keyword(Keyword::COMMENT) {
+            self.parse_string_literal()?;
+        }
+        if self.peek_keywords(&[Keyword::PARTITIONED, Keyword::BY]) {
+            return Err(SqlError::syntax(self.here(), "PARTITIONED BY is not supported yet")
+                .with_hint("write partition columns as ordinary columns for now"));
+        }
+        if self.consume_keyword(Keyword::WITH) {
+            self.expect_token(&Token::LParen)?;
+            if !self.consume_token(&Token::RParen) {
+                loop {
+                    let option_location = self.here();
+                    let key = self.parse_string_literal()?;
+                    self.expect_token(&Token::Eq)?;
+                    let value = self.parse_string_literal()?;
+                    if table.options.insert(key.clone(), value).is_some() {
+                        return Err(SqlError::syntax(option_location, format!("option '{key}' is given twice")));
+                    }
+                    if self.consume_token(&Token::Comma) {
+                        continue;
+                    }
+                    self.expect_token(&Token::RParen)?;
+                    break;
+                }
+            }
+        }
+        if self.peek().is_some() {
+            return Err(self.error_expected("WITH (...) or the end of the statement"));
+        }
+        let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).chain(table.computed.iter().map(|c| c.name.as_str())).collect();
+        if let Some(wm) = &table.watermark {
+            if !known.contains(&wm.column.as_str()) {
+                return Err(SqlError::syntax(self.here(), format!("WATERMARK FOR names column `{}`, which the table does not have; columns: {}", wm.column, known.join(", "))));
+            }
+        }
+        Ok(table)
+    }
+
+    fn parse_table_element(&mut self, table: &mut TableDef) -> Result<()> {
+        if self.consume_keyword(Keyword::WATERMARK) {
+            self.expect_keyword(Keyword::FOR)?;
+            let column = self.parse_identifier()?;
+            self.expect_keyword(Keyword::AS)?;
+            let expr = self.take_until_element_end();
+            if expr.is_empty() {
+                return Err(self.error_expected("a watermark expression such as `ts - INTERVAL '5' SECOND`"));
+            }
+            if table.watermark.is_some() {
+                return Err(SqlError::syntax(location_of(&expr[0]), "a table can declare only one WATERMARK"));
+            }
+            table.watermark = Some(WatermarkDef { column, expr_sql: tokens_to_sql(&expr) });
+            return Ok(());
+        }
+        if self.consume_keyword(Keyword::CONSTRAINT) {
+            self.parse_identifier()?;
+        }
+        if self.consume_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+            self.expect_token(&Token::LParen)?;
+            loop {
+                table.primary_key.push(self.parse_identifier()?);
+                if !self.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+            self.expect_token(&Token::RParen)?;
+            if self.consume_keyword(Keyword::NOT) {
+                self.expect_keyword(Keyword::ENFORCED)?;
+            }
+            return Ok(());
+        }
+        let name_location = self.here();
+        let name = self.parse_identifier()?;
+        if table.columns.iter().any(|c| c.name == name) || table.computed.iter().any(|c| c.name == name) {
+            return Err(SqlError::syntax(name_location, format!("column `{name}` is declared twice")));
+        }
+        if self.consume_keyword(Keyword::AS) {
+            let expr = self.take_until_element_end();
+            if expr.is_empty() {
+                return Err(self.error_expected("an expression for the computed column"));
+            }
+            table.computed.push(ComputedColumn { name, expr_sql: tokens_to_sql(&expr) });
+            return Ok(());
+        }
+        let data_type = self.parse_data_type()?;
+        let mut nullable = true;
+        loop {
+            if self.consume_keywords(&[Keyword::NOT, Keyword::NULL]) {
+                nullable = false;
+            } else if self.consume_keyword(Keyword::NULL) {
+            } else if self.consume_keyword(Keyword::METADATA) {
+                return Err(SqlError::syntax(name_location, "METADATA columns are not supported by this connector yet"));
+            } else if self.consume_keyword(Keyword::COMMENT) {
+                self.parse_string_literal()?;
+            } else if self.consume_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+                table.primary_key.push(name.clone());
+                if self.consume_keyword(Keyword::NOT) {
+                    self.expect_keyword(Keyword::ENFORCED)?;
+                }
+            } else {
+                break;
+            }
+        }
+        if !(self.peek_token(&Token::Comma) || self.peek_token(&Token::RParen)) {
+            return Err(self.error_expected("`,` or `)` after the column definition"));
+        }
+        table.columns.push(ColumnDef { name, data_type, nullable });
+        Ok(())
+    }
+
+    /// Flink's SQL types, mapped to the Arrow types Eddy computes with.
+    fn parse_data_type(&mut self) -> Result<DataType> {
+        let location = self.here();
+        let word = match self.peek().map(|t| t.token.clone()) {
+            Some(Token::Word(w)) => {
+                self.index += 1;
+                w.value.to_ascii_uppercase()
+            }
+            _ => return Err(self.error_expected("a column type such as BIGINT, STRING or TIMESTAMP(3)")),
+        };
+        let mut args: Vec<u64> = Vec::new();
+        if self.consume_token(&Token::LParen) {
+            loop {
+                match self.peek().map(|t| t.token.clone()) {
+                    Some(Token::Number(n, _)) => {
+                        self.index += 1;
+                        args.push(n.parse().map_err(|_| SqlError::syntax(location, format!("bad type argument `{n}`")))?);
+                    }
+                    _ => return Err(self.error_expected("a number")),
+                }
+                if !self.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+            self.expect_token(&Token::RParen)?;
+        }
+        let data_type = match word.as_str() {
+            "BOOLEAN" | "BOOL" => DataType::Boolean,
+            "TINYINT" => DataType::Int8,
+            "SMALLINT" => DataType::Int16,
+            "INT" | "INTEGER" => DataType::Int32,
+            "BIGINT" => DataType::Int64,
+            "FLOAT" | "REAL" => DataType::Float32,
+            "DOUBLE" => {
+                self.consume_keyword(Keyword::PRECISION);
+                DataType::Float64
+            }
+            "DECIMAL" | "DEC" | "NUMERIC" => {
+                let precision = args.first().copied().unwrap_or(10).min(38) as u8;
+                let scale = args.get(1).copied().unwrap_or(0) as i8;
+                DataType::Decimal128(precision, scale)
+            }
+            "STRING" | "VARCHAR" | "CHAR" | "TEXT" => DataType::Utf8,
+            "BYTES" | "VARBINARY" | "BINARY" => DataType::Binary,
+            "DATE" => DataType::Date32,
+            "TIME" => DataType::Time32(TimeUnit::Millisecond),
+            // Event times are kept at millisecond precision (Flink's TIMESTAMP(3)), the unit watermarks and windows use.
+            "TIMESTAMP" | "TIMESTAMP_LTZ" => {
+                if self.consume_keyword(Keyword::WITH) {
+                    self.consume_keyword(Keyword::LOCAL);
+                    self.expect_keyword(Keyword::TIME)?;
+                    self.expect_keyword(Keyword::ZONE)?;
+                } else if self.consume_keyword(Keyword::WITHOUT) {
+                    self.expect_keyword(Keyword::TIME)?;
+                    self.expect_keyword(Keyword::ZONE)?;
+                }
+                DataType::Timestamp(TimeUnit::Millisecond, None)
+            }
+            other => {
+                return Err(SqlError::syntax(location, format!("unknown or unsupported column type `{other}`")).with_hint(
+                    "supported types: BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p, s), STRING, VARCHAR(n), BYTES, DATE, TIME, TIMESTAMP(3), TIMESTAMP_LTZ(3)",
+                ))
+            }
+        };
+        Ok(data_type)
+    }
+
+    fn parse_create_view(&mut self) -> Result<Statement> {
+        self.expect_keyword(Keyword::CREATE)?;
+        self.consume_keyword(Keyword::TEMPORARY);
+        if self.peek_keyword(Keyword::MATERIALIZED) {
+            return Err(SqlError::syntax(self.here(), "CREATE MATERIALIZED VIEW needs `eddy server`, which is not built yet")
+                .with_hint("use CREATE VIEW for a named query, or INSERT INTO a sink table"));
+        }
+        self.expect_keyword(Keyword::VIEW)?;
+        self.consume_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = self.parse_identifier()?;
+        self.expect_keyword(Keyword::AS)?;
+        Ok(Statement::CreateView { name, query: self.parse_rest_as_query()? })
+    }
+
+    fn parse_set(&mut self) -> Result<Statement> {
+        self.expect_keyword(Keyword::SET)?;
+        let read = |c: &mut Cursor| -> Result<String> {
+            match c.peek().map(|t| t.token.clone()) {
+                Some(Token::SingleQuotedString(s)) => {
+                    c.index += 1;
+                    Ok(s)
+                }
+                _ => {
+                    // Unquoted: `SET parallelism = 4` or `SET table.exec.x = y`.
+                    let tokens = c.take_until_set_separator();
+                    if tokens.is_empty() {
+                        return Err(c.error_expected("a setting name or value"));
+                    }
+                    Ok(tokens.iter().map(|t| t.token.to_string()).collect::<String>())
+                }
+            }
+        };
+        let key = read(self)?;
+        self.expect_token(&Token::Eq)?;
+        let value = read(self)?;
+        if self.peek().is_some() {
+            return Err(self.error_expected("the end of the SET statement"));
+        }
+        Ok(Statement::Set { key, value })
+    }
+
+    fn take_until_set_separator(&mut self) -> Vec<TokenWithSpan> {
+        let start = self.index;
+        while let Some(t) = self.peek() {
+            if t.token == Token::Eq {
+                break;
+            }
+            self.index += 1;
+        }
+        self.tokens[start..self.index].to_vec()
+    }
+
+    /// Hands the remaining tokens to sqlparser as a query, after rewriting window table functions.
+    fn parse_rest_as_query(&mut self) -> Result<Box<Query>> {
+        let rest = self.tokens[self.index..].to_vec();
+        if rest.is_empty() {
+            return Err(self.error_expected("a query"));
+        }
+        let rewritten = crate::window::rewrite_window_tvfs(rest)?;
+        let dialect = GenericDialect {};
+        let mut parser = Parser::new(&dialect).with_tokens_with_locations(rewritten);
+        let query = parser.parse_query().map_err(|e| parser_error(e, self.here()))?;
+        if parser.peek_token().token != Token::EOF {
+            let t = parser.peek_token();
+            return Err(SqlError::syntax(location_of(&t), format!("unexpected `{}` after the end of the query", t.token)));
+        }
+        self.index = self.tokens.len();
+        Ok(query)
+    }
+}
+
+/// Turns a sqlparser error ("... at Line: 3, Column: 14") into one with a location.
+pub(crate) fn parser_error(error: datafusion::sql::sqlparser::parser::ParserError, fallback: Location) -> SqlError {
+    let text = error.to_string();
+    let text = text.strip_prefix("sql parser error: ").unwrap_or(&text).to_string();
+    if let Some(pos) = text.rfind(" at Line: ") {
+        let tail = &text[pos + " at Line: ".len()..];
+        let mut parts = tail.split(", Column: ");
+        let line = parts.next().and_then(|l| l.trim().parse().ok());
+        let column = parts.next().and_then(|c| c.trim().parse().ok());
+        if let (Some(line), Some(column)) = (line, column) {
+            return SqlError::syntax(Location { line, column }, text[..pos].to_string());
+        }
+    }
+    SqlError::syntax(fallback, text)
+}
+
+/// Re-creates SQL text from tokens (for expressions kept as text in the catalog).
+pub(crate) fn tokens_to_sql(tokens: &[TokenWithSpan]) -> String {
+    let mut out = String::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if i > 0 && !matches!(t.token, Token::Whitespace(Whitespace::Space)) {
+            out.push(' ');
+        }
+        out.push_str(&t.token.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(sql: &str) -> TableDef {
+        match parse_script(sql).expect("parses").remove(0).statement {
+            Statement::CreateTable(t) => t,
+            other => panic!("not a table: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_table_with_watermark_computed_and_key() {
+        let t = create(
+            "CREATE TABLE bids (\n  auction BIGINT NOT NULL, price DECIMAL(10, 2), event_ms BIGINT,\n  ts AS TO_TIMESTAMP_LTZ(event_ms, 3),\n  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND,\n  PRIMARY KEY (auction) NOT ENFORCED\n) WITH ('connector' = 'filesystem', 'path' = 'x.json', 'format' = 'json');",
+        );
+        assert_eq!(t.name, "bids");
+        assert_eq!(t.columns.len(), 3);
+        assert!(!t.columns[0].nullable);
+        assert_eq!(t.columns[1].data_type, DataType::Decimal128(10, 2));
+        assert_eq!(t.computed[0].name, "ts");
+        assert_eq!(t.computed[0].expr_sql, "TO_TIMESTAMP_LTZ ( event_ms , 3 )");
+        let wm = t.watermark.expect("watermark");
+        assert_eq!(wm.column, "ts");
+        assert_eq!(wm.expr_sql, "ts - INTERVAL '5' SECOND");
+        assert_eq!(t.primary_key, vec!["auction"]);
+        assert_eq!(t.option("path"), Some("x.json"));
+    }
+
+    #[test]
+    fn errors_point_at_line_and_column() {
+        let err = parse_script("CREATE TABLE t (\n  a BIGINT,\n  b FOOTYPE\n) WITH ('connector' = 'print')").unwrap_err();
+        assert_eq!(err.location(), Location { line: 3, column: 5 });
+        assert!(err.to_string().contains("unknown or unsupported column type `FOOTYPE`"), "{err}");
+
+        let err = parse_script("CREATE TABLE t (a BIGINT, WATERMARK FOR nope AS nope)").unwrap_err();
+        assert!(err.to_string().contains("WATERMARK FOR names column `nope`"), "{err}");
+
+        let err = parse_script("SELECT a FROM t;\nSELECT a FROM t WHERE").unwrap_err();
+        assert_eq!(err.location().line, 2, "{err}");
+    }
+
+    #[test]
+    fn statements_split_on_semicolons() {
+        let stmts = parse_script("SET 'parallelism' = '2';\n-- a comment; with a semicolon\nINSERT INTO out SELECT * FROM t;").expect("parses");
+        assert_eq!(stmts.len(), 2);
+        assert!(matches!(&stmts[0].statement, Statement::Set { key, value } if key == "parallelism" && value == "2"));
+        assert!(matches!(&stmts[1].statement, Statement::Insert { table, .. } if table == "out"));
+        assert_eq!(stmts[1].location.line, 3);
+    }
+}

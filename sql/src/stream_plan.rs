@@ -1,0 +1,200 @@
+//! The streaming plan: what the planner hands the engine.
+//!
+//! A tree of nodes, rooted at the pipeline's output, whose expressions and
+//! aggregates are DataFusion physical expressions, so the engine evaluates them
+//! with DataFusion's vectorised kernels. Every node knows its output schema.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::catalog::TableDef;
+use crate::window::WindowKind;
+
+/// A compiled continuous query: its operator tree and output schema.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub root: StreamNode,
+}
+
+impl StreamPlan {
+    /// The schema of the rows the pipeline emits.
+    pub fn schema(&self) -> SchemaRef {
+        self.root.schema()
+    }
+
+    /// True when every source of the plan ends by itself.
+    pub fn sources(&self) -> Vec<&SourceNode> {
+        let mut out = Vec::new();
+        self.root.collect_sources(&mut out);
+        out
+    }
+
+    /// A readable operator tree for `EXPLAIN` and logs.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        self.root.explain(0, &mut out);
+        out
+    }
+}
+
+/// How lateness is judged at a source, per row, in source order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatenessRule {
+    /// The event-time column in the source's visible schema.
+    pub time_column: usize,
+    /// The window whose slices (or sessions) decide: a row is late when its slice
+    /// ended at or before the watermark in effect just before the row.
+    pub window: WindowKind,
+}
+
+/// Reading one table: physical columns from the connector, computed columns, the watermark.
+#[derive(Debug, Clone)]
+pub struct SourceNode {
+    pub table: TableDef,
+    /// The connector's schema (physical columns).
+    pub physical_schema: SchemaRef,
+    /// Expressions over the physical schema appended as computed columns.
+    pub computed: Vec<Arc<dyn PhysicalExpr>>,
+    /// Physical + computed columns: what queries see.
+    pub schema: SchemaRef,
+    /// `WATERMARK FOR ... AS expr`, over the visible schema, as millisecond timestamps.
+    pub watermark: Option<Arc<dyn PhysicalExpr>>,
+    /// True when reading ends by itself (files, counted generators).
+    pub bounded: bool,
+    /// Set when a window aggregate reads this source: late rows are diverted at the source.
+    pub lateness: Option<LatenessRule>,
+}
+
+/// Which input column tells a window aggregate the slice of each row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceColumn {
+    pub index: usize,
+    /// The column holds the slice's end (exclusive) rather than its start.
+    pub is_end: bool,
+}
+
+/// A group-by column of a window aggregate.
+#[derive(Debug, Clone)]
+pub enum GroupColumn {
+    WindowStart,
+    WindowEnd,
+    WindowTime,
+    /// A grouping expression over the aggregate's input.
+    Key(Arc<dyn PhysicalExpr>),
+}
+
+/// An aggregation that emits each group once, when its window closes.
+#[derive(Debug, Clone)]
+pub struct WindowAggregateNode {
+    pub input: Box<StreamNode>,
+    /// `None`: no window; the aggregate is over the whole (bounded) input and emits at its end.
+    pub window: Option<WindowKind>,
+    /// The input column holding each row's slice (or, for sessions, the row's own interval).
+    pub slice_column: Option<SliceColumn>,
+    /// Output group columns, in output order.
+    pub group: Vec<GroupColumn>,
+    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// `FILTER (WHERE ...)` per aggregate.
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    pub schema: SchemaRef,
+}
+
+impl WindowAggregateNode {
+    /// The key expressions (group columns other than window bounds), which the exchange hashes on.
+    pub fn key_exprs(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.group
+            .iter()
+            .filter_map(|g| match g {
+                GroupColumn::Key(e) => Some(Arc::clone(e)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// One node of the streaming plan.
+#[derive(Debug, Clone)]
+pub enum StreamNode {
+    Source(SourceNode),
+    /// Keeps rows where the predicate is true.
+    Filter { input: Box<StreamNode>, predicate: Arc<dyn PhysicalExpr> },
+    /// Computes new columns from each row.
+    Project { input: Box<StreamNode>, exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef },
+    /// Appends `window_start`, `window_end`, `window_time`. With `slicing`, a row gets
+    /// its one slice (the aggregate above combines slices into windows); without, a row
+    /// is repeated once per window it belongs to.
+    WindowAssign { input: Box<StreamNode>, id: usize, window: WindowKind, time_column: usize, slicing: bool, schema: SchemaRef },
+    WindowAggregate(WindowAggregateNode),
+    /// All rows of all inputs (same schema).
+    Union { inputs: Vec<StreamNode>, schema: SchemaRef },
+}
+
+impl StreamNode {
+    /// The node's output schema.
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            StreamNode::Source(s) => Arc::clone(&s.schema),
+            StreamNode::Filter { input, .. } => input.schema(),
+            StreamNode::Project { schema, .. }
+            | StreamNode::WindowAssign { schema, .. }
+            | StreamNode::Union { schema, .. } => Arc::clone(schema),
+            StreamNode::WindowAggregate(a) => Arc::clone(&a.schema),
+        }
+    }
+
+    /// The node's inputs.
+    pub fn inputs(&self) -> Vec<&StreamNode> {
+        match self {
+            StreamNode::Source(_) => vec![],
+            StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => {
+                vec![input]
+            }
+            StreamNode::WindowAggregate(a) => vec![&a.input],
+            StreamNode::Union { inputs, .. } => inputs.iter().collect(),
+        }
+    }
+
+    fn collect_sources<'a>(&'a self, out: &mut Vec<&'a SourceNode>) {
+        if let StreamNode::Source(s) = self {
+            out.push(s);
+        }
+        for input in self.inputs() {
+            input.collect_sources(out);
+        }
+    }
+
+    fn explain(&self, depth: usize, out: &mut String) {
+        let pad = "  ".repeat(depth);
+        let line = match self {
+            StreamNode::Source(s) => format!(
+                "Source: {} (connector={}{}{})",
+                s.table.name,
+                s.table.connector(),
+                s.watermark.as_ref().map(|w| format!(", watermark={w}")).unwrap_or_default(),
+                s.lateness.map(|l| format!(", late rows judged by {} slices", l.window.name())).unwrap_or_default()
+            ),
+            StreamNode::Filter { predicate, .. } => format!("Filter: {predicate}"),
+            StreamNode::Project { exprs, .. } => {
+                format!("Project: {}", exprs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
+            }
+            StreamNode::WindowAssign { window, slicing, .. } => {
+                format!("WindowAssign: {window:?}{}", if *slicing { " (slices)" } else { "" })
+            }
+            StreamNode::WindowAggregate(a) => format!(
+                "WindowAggregate: window={}, keys=[{}], aggregates=[{}] (state: keyed, partitioned by keys)",
+                a.window.map(|w| format!("{w:?}")).unwrap_or_else(|| "whole input".to_string()),
+                a.key_exprs().iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
+                a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            StreamNode::Union { .. } => "Union".to_string(),
+        };
+        let _ = writeln!(out, "{pad}{line}");
+        for input in self.inputs() {
+            input.explain(depth + 1, out);
+        }
+    }
+}

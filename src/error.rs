@@ -1,0 +1,23 @@
+//! The binary crate's one error enum: wraps the layers' errors with what the user ran.
+
+use eddy_sql::{Location, SqlError};
+
+/// Why a script could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EddyError {
+    /// The SQL is wrong; the message names the line and column.
+    #[error("{0}")]
+    Sql(#[from] SqlError),
+    /// A table's connector or options are wrong.
+    #[error("table `{table}` (declared at {location}): {message}")]
+    Connector { table: String, location: Location, message: String },
+    /// The pipeline failed while running.
+    #[error("pipeline `{pipeline}` failed: {source}")]
+    Pipeline { pipeline: String, #[source] source: eddy_engine::EngineError },
+    /// Reading a script or writing output failed.
+    #[error("{context}: {source}")]
+    Io { context: String, #[source] source: std::io::Error },
+    /// A setting has a value Eddy cannot use.
+    #[error("setting '{key}' = '{value}': {message}")]
+    Setting { key: String, value: String, message: String },
+}
