@@ -139,7 +139,9 @@ pub enum ConnectorError {
     NoFiles(String),
 
     /// A source directory with nothing to read in it.
-    #[error("directory '{0}' has no visible files to read (names starting with '.' or '_' are skipped)")]
+    #[error(
+        "directory '{0}' has no visible files to read (names starting with '.' or '_' are skipped)"
+    )]
     EmptyDirectory(String),
 
     /// A file system operation failed.
@@ -177,7 +179,11 @@ pub enum ConnectorError {
 
 impl ConnectorError {
     /// An [`ConnectorError::Io`] for `path`.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         ConnectorError::Io {
             action,
             path: path.into(),

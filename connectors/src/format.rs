@@ -84,11 +84,20 @@ mod tests {
             ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
             (
                 "ts",
-                Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_200_123])) as _,
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    1_704_067_200_000,
+                    1_704_067_200_123,
+                ])) as _,
             ),
         ])
         .unwrap();
-        assert_eq!(row_to_string(&batch, 0), "[1, foo, 2024-01-01 00:00:00.000]");
-        assert_eq!(row_to_string(&batch, 1), "[null, bar, 2024-01-01 00:00:00.123]");
+        assert_eq!(
+            row_to_string(&batch, 0),
+            "[1, foo, 2024-01-01 00:00:00.000]"
+        );
+        assert_eq!(
+            row_to_string(&batch, 1),
+            "[null, bar, 2024-01-01 00:00:00.123]"
+        );
     }
 }

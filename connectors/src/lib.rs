@@ -6,11 +6,15 @@
 //! - [`filesystem`]: JSON lines, CSV and Parquet files (source and sink),
 //! - [`nexmark`]: the Nexmark benchmark generator (source),
 //! - [`datagen`]: Flink-style random/sequence rows (source),
-//! - [`print`]: rows to stdout like Flink (sink), [`blackhole`]: discards rows (sink).
+//! - [`print`](mod@print): rows to stdout like Flink (sink), [`blackhole`]: discards rows (sink).
 //!
 //! The binary and the planner only use the [`registry`]: [`source_schema`],
 //! [`create_source`], [`create_sink`], [`validate_options`] and the [`CONNECTORS`]
 //! table (every connector with its documented options).
+
+#![warn(missing_docs)]
+// Tests may unwrap: a panic there is a test failure with a backtrace.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod blackhole;
 pub mod datagen;

@@ -22,7 +22,11 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, ConnectorError>
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(ConnectorError::invalid(key, value, "expected 'true' or 'false'")),
+        _ => Err(ConnectorError::invalid(
+            key,
+            value,
+            "expected 'true' or 'false'",
+        )),
     }
 }
 
@@ -54,16 +58,18 @@ pub(crate) fn parse_f64(key: &str, value: &str) -> Result<f64, ConnectorError> {
 pub(crate) fn parse_positive(key: &str, value: &str) -> Result<usize, ConnectorError> {
     match value.trim().parse::<usize>() {
         Ok(v) if v > 0 => Ok(v),
-        _ => Err(ConnectorError::invalid(key, value, "expected a positive integer")),
+        _ => Err(ConnectorError::invalid(
+            key,
+            value,
+            "expected a positive integer",
+        )),
     }
 }
 
 /// A memory size like Flink's: `1024`, `64kb`, `128MB`, `1 gb` (units are powers of 1024).
 pub(crate) fn parse_size(key: &str, value: &str) -> Result<u64, ConnectorError> {
     let v = value.trim();
-    let split = v
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(v.len());
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let bad = || {
         ConnectorError::invalid(
@@ -93,7 +99,10 @@ pub(crate) fn batch_rows(def: &TableDef) -> Result<usize, ConnectorError> {
 }
 
 /// ` (did you mean 'x'?)` for the closest candidate within a small edit distance, else empty.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
     let best = candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -140,7 +149,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("paht", ["path", "format"]), " (did you mean 'path'?)");
+        assert_eq!(
+            did_you_mean("paht", ["path", "format"]),
+            " (did you mean 'path'?)"
+        );
         assert_eq!(did_you_mean("zzzzzz", ["path", "format"]), "");
     }
 

@@ -88,7 +88,10 @@ mod tests {
             ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
             (
                 "ts",
-                Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_201_500])) as _,
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    1_704_067_200_000,
+                    1_704_067_201_500,
+                ])) as _,
             ),
         ])
         .unwrap();

@@ -116,9 +116,16 @@ pub fn describe_connectors() -> String {
             (true, false) => "source",
             _ => "sink",
         };
-        out.push_str(&format!("'connector' = '{}' ({roles}): {}\n", c.name, c.description));
+        out.push_str(&format!(
+            "'connector' = '{}' ({roles}): {}\n",
+            c.name, c.description
+        ));
         for (key, doc) in c.options {
-            let req = if c.required.contains(key) { " (required)" } else { "" };
+            let req = if c.required.contains(key) {
+                " (required)"
+            } else {
+                ""
+            };
             out.push_str(&format!("  '{key}'{req}: {doc}\n"));
         }
     }
@@ -126,7 +133,11 @@ pub fn describe_connectors() -> String {
 }
 
 fn known_connectors() -> String {
-    CONNECTORS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+    CONNECTORS
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn spec_for(def: &TableDef) -> Result<&'static ConnectorSpec, ConnectorError> {
@@ -154,15 +165,19 @@ fn key_matches(pattern: &str, key: &str) -> bool {
     }
 }
 
-/// Checks `def`'s options for use as a sink (`as_sink`) or a source: the connector
-/// exists and supports the role, every option is known (connector options and
-/// [`ENGINE_OPTIONS`]), required ones are set and values parse.
+/// Checks `def`'s options: the connector exists, every option is known (connector
+/// options and [`ENGINE_OPTIONS`]), required ones are set and values parse.
+///
+/// With `as_sink` it also checks that the connector can be written. Without it the
+/// table is only being declared (it may become an `INSERT INTO` target later), so a
+/// sink-only connector such as `print` passes; reading from it fails in
+/// [`create_source`].
 pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorError> {
     let spec = spec_for(def)?;
-    if (as_sink && !spec.can_sink) || (!as_sink && !spec.can_source) {
+    if as_sink && !spec.can_sink {
         return Err(ConnectorError::UnsupportedRole {
             connector: spec.name.to_string(),
-            role: if as_sink { "sink" } else { "source" },
+            role: "sink",
         });
     }
     for key in def.options.keys() {
@@ -231,6 +246,12 @@ pub fn source_schema(def: &TableDef) -> Result<SchemaRef, ConnectorError> {
 /// Builds the source for `def`, producing `schema` (usually [`source_schema`]).
 pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source>, ConnectorError> {
     validate_options(def, false)?;
+    if connector_spec(def.connector()).is_some_and(|c| !c.can_source) {
+        return Err(ConnectorError::UnsupportedRole {
+            connector: def.connector().to_string(),
+            role: "source",
+        });
+    }
     Ok(match def.connector() {
         "filesystem" => filesystem::create_source(def, schema)?,
         "nexmark" => Arc::new(NexmarkSource::try_new(def, schema)?),
@@ -284,13 +305,19 @@ mod tests {
     }
 
     fn err(opts: &[(&str, &str)], as_sink: bool) -> String {
-        validate_options(&def(opts), as_sink).unwrap_err().to_string()
+        validate_options(&def(opts), as_sink)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn unknown_option_names_it_and_lists_valid_ones() {
         let e = err(
-            &[("connector", "filesystem"), ("paht", "x"), ("format", "json")],
+            &[
+                ("connector", "filesystem"),
+                ("paht", "x"),
+                ("format", "json"),
+            ],
             false,
         );
         assert!(e.starts_with("unknown option 'paht' for connector 'filesystem' (did you mean 'path'?); valid options: path, format, csv.field-delimiter"), "{e}");
@@ -300,31 +327,79 @@ mod tests {
     #[test]
     fn connector_errors() {
         let e = err(&[("connector", "kafak")], false);
-        assert!(e.contains("unknown connector 'kafak'") && e.contains("filesystem, nexmark, datagen, print, blackhole"), "{e}");
+        assert!(
+            e.contains("unknown connector 'kafak'")
+                && e.contains("filesystem, nexmark, datagen, print, blackhole"),
+            "{e}"
+        );
         assert!(err(&[], false).contains("has no 'connector' option"));
-        assert_eq!(err(&[("connector", "nexmark")], true), "connector 'nexmark' cannot be used as a sink");
-        assert_eq!(err(&[("connector", "print")], false), "connector 'print' cannot be used as a source");
+        assert_eq!(
+            err(&[("connector", "nexmark")], true),
+            "connector 'nexmark' cannot be used as a sink"
+        );
+        // Declaring a print table is fine; reading from it is not.
+        let print = def(&[("connector", "print")]);
+        validate_options(&print, false).unwrap();
+        let e = create_source(&print, print.physical_schema())
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(e, "connector 'print' cannot be used as a source");
         let e = err(&[("connector", "filesystem"), ("format", "json")], true);
-        assert!(e.starts_with("connector 'filesystem' needs option 'path'"), "{e}");
-        let e = err(&[("connector", "filesystem"), ("path", "x"), ("format", "xml")], true);
+        assert!(
+            e.starts_with("connector 'filesystem' needs option 'path'"),
+            "{e}"
+        );
+        let e = err(
+            &[
+                ("connector", "filesystem"),
+                ("path", "x"),
+                ("format", "xml"),
+            ],
+            true,
+        );
         assert!(e.contains("invalid value 'xml' for option 'format'"), "{e}");
-        let e = err(&[("connector", "filesystem"), ("path", "s3://b/k"), ("format", "json")], false);
+        let e = err(
+            &[
+                ("connector", "filesystem"),
+                ("path", "s3://b/k"),
+                ("format", "json"),
+            ],
+            false,
+        );
         assert!(e.contains("s3:// paths are not supported yet"), "{e}");
         let e = err(&[("connector", "blackhole"), ("x", "1")], true);
-        assert!(e.contains("valid options: late.sink, malformed.sink"), "{e}");
+        assert!(
+            e.contains("valid options: late.sink, malformed.sink"),
+            "{e}"
+        );
     }
 
     #[test]
     fn engine_options_and_column_patterns() {
         validate_options(
-            &def(&[("connector", "blackhole"), ("late.sink", "dlq"), ("malformed.sink", "dlq")]),
+            &def(&[
+                ("connector", "blackhole"),
+                ("late.sink", "dlq"),
+                ("malformed.sink", "dlq"),
+            ]),
             true,
         )
         .unwrap();
-        validate_options(&def(&[("connector", "datagen"), ("fields.v.min", "1")]), false).unwrap();
+        validate_options(
+            &def(&[("connector", "datagen"), ("fields.v.min", "1")]),
+            false,
+        )
+        .unwrap();
         let e = err(&[("connector", "datagen"), ("fields.w.min", "1")], false);
-        assert!(e.contains("unknown column 'w'") && e.contains("valid columns: v"), "{e}");
-        let e = err(&[("connector", "datagen"), ("fields.v.minimum", "1")], false);
+        assert!(
+            e.contains("unknown column 'w'") && e.contains("valid columns: v"),
+            "{e}"
+        );
+        let e = err(
+            &[("connector", "datagen"), ("fields.v.minimum", "1")],
+            false,
+        );
         assert!(e.contains("unknown option 'fields.v.minimum'"), "{e}");
     }
 
@@ -337,7 +412,12 @@ mod tests {
         assert_eq!(s.fields().len(), 8);
         create_source(&d, s).unwrap();
         let e = err(&[("connector", "nexmark")], false);
-        assert!(e.contains("unknown column 'v' for nexmark table 'bid'; valid columns: auction, bidder"), "{e}");
+        assert!(
+            e.contains(
+                "unknown column 'v' for nexmark table 'bid'; valid columns: auction, bidder"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -277,13 +277,14 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
             readers.insert(i, opened);
         }
     }
-    let instances = |i: usize| -> usize {
-        match &graph.stages[i].kind {
+    let instance_counts: Vec<usize> = (0..graph.stages.len())
+        .map(|i| match &graph.stages[i].kind {
             StageKind::Source { .. } => readers.get(&i).map_or(0, Vec::len),
             StageKind::Keyed { parallelism, .. } => *parallelism,
             StageKind::Sink => 1,
-        }
-    };
+        })
+        .collect();
+    let instances = |i: usize| instance_counts[i];
     // Receivers per (stage, instance) and the number of upstream instances feeding each stage.
     let mut senders: HashMap<usize, Vec<mpsc::Sender<Tagged>>> = HashMap::new();
     let mut receivers: HashMap<usize, Vec<mpsc::Receiver<Tagged>>> = HashMap::new();
@@ -306,7 +307,7 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
     let mut all_readers = readers;
     for (i, stage) in graph.stages.iter().enumerate() {
         let count = instances(i);
-        for instance in 0..count {
+        for _instance in 0..count {
             let output = match stage.output {
                 Some(target) => {
                     let index = next_input.entry(target).or_default();

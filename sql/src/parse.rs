@@ -185,6 +185,15 @@ impl Cursor {
         }
     }
 
+    /// Flink words sqlparser has no keyword for (`WATERMARK`, `ENFORCED`, `METADATA`).
+    fn consume_word(&mut self, word: &str) -> bool {
+        let matches = matches!(self.peek().map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+        if matches {
+            self.index += 1;
+        }
+        matches
+    }
+
     fn expect_keyword(&mut self, keyword: Keyword) -> Result<()> {
         if self.consume_keyword(keyword) {
             Ok(())
@@ -298,7 +307,7 @@ impl Cursor {
     }
 
     fn parse_table_element(&mut self, table: &mut TableDef) -> Result<()> {
-        if self.consume_keyword(Keyword::WATERMARK) {
+        if self.consume_word("WATERMARK") {
             self.expect_keyword(Keyword::FOR)?;
             let column = self.parse_identifier()?;
             self.expect_keyword(Keyword::AS)?;
@@ -325,7 +334,9 @@ impl Cursor {
             }
             self.expect_token(&Token::RParen)?;
             if self.consume_keyword(Keyword::NOT) {
-                self.expect_keyword(Keyword::ENFORCED)?;
+                if !self.consume_word("ENFORCED") {
+                    return Err(self.error_expected("ENFORCED"));
+                }
             }
             return Ok(());
         }
@@ -348,14 +359,16 @@ impl Cursor {
             if self.consume_keywords(&[Keyword::NOT, Keyword::NULL]) {
                 nullable = false;
             } else if self.consume_keyword(Keyword::NULL) {
-            } else if self.consume_keyword(Keyword::METADATA) {
+            } else if self.consume_word("METADATA") {
                 return Err(SqlError::syntax(name_location, "METADATA columns are not supported by this connector yet"));
             } else if self.consume_keyword(Keyword::COMMENT) {
                 self.parse_string_literal()?;
             } else if self.consume_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
                 table.primary_key.push(name.clone());
                 if self.consume_keyword(Keyword::NOT) {
-                    self.expect_keyword(Keyword::ENFORCED)?;
+                    if !self.consume_word("ENFORCED") {
+                    return Err(self.error_expected("ENFORCED"));
+                }
                 }
             } else {
                 break;
@@ -556,7 +569,7 @@ mod tests {
         assert_eq!(t.columns[1].data_type, DataType::Decimal128(10, 2));
         assert_eq!(t.computed[0].name, "ts");
         assert_eq!(t.computed[0].expr_sql, "TO_TIMESTAMP_LTZ ( event_ms , 3 )");
-        let wm = t.watermark.expect("watermark");
+        let wm = t.watermark.clone().expect("watermark");
         assert_eq!(wm.column, "ts");
         assert_eq!(wm.expr_sql, "ts - INTERVAL '5' SECOND");
         assert_eq!(t.primary_key, vec!["auction"]);

@@ -7,7 +7,6 @@
 //! compiled node by node into the streaming plan; anything that cannot run
 //! incrementally is refused with an error that says what to write instead.
 
-use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -25,7 +24,6 @@ use datafusion::optimizer::Optimizer;
 use datafusion::physical_expr::expressions::{cast, Column};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::coalesce_batches::CoalesceBatchesExec;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
@@ -301,9 +299,6 @@ fn with_projection(plan: Arc<dyn ExecutionPlan>, projection: Option<&Vec<usize>>
 
 #[async_trait]
 impl TableProvider for StreamTableProvider {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -336,9 +331,6 @@ struct WindowTableProvider {
 
 #[async_trait]
 impl TableProvider for WindowTableProvider {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -498,9 +490,6 @@ impl ExecutionPlan for StreamScanExec {
     fn name(&self) -> &str {
         "StreamScanExec"
     }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
     }
@@ -539,9 +528,6 @@ impl DisplayAs for WindowTvfExec {
 impl ExecutionPlan for WindowTvfExec {
     fn name(&self) -> &str {
         "WindowTvfExec"
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
@@ -633,7 +619,7 @@ impl Compiler<'_> {
     }
 
     fn compile(&mut self, plan: &Arc<dyn ExecutionPlan>) -> Result<(StreamNode, Vec<Lineage>)> {
-        let any = plan.as_any();
+        let any = plan.as_ref();
         if let Some(scan) = any.downcast_ref::<StreamScanExec>() {
             let entry = self.tables.get(&scan.table).ok_or_else(|| self.unsupported(format!("unknown table `{}`", scan.table)))?;
             let node = SourceNode {
@@ -667,7 +653,7 @@ impl Compiler<'_> {
             };
             return Ok((node, lineage));
         }
-        if any.is::<CoalesceBatchesExec>() || any.is::<CoalescePartitionsExec>() || any.is::<RepartitionExec>() {
+        if any.is::<CoalescePartitionsExec>() || any.is::<RepartitionExec>() {
             return self.compile(plan.children()[0]);
         }
         if let Some(filter) = any.downcast_ref::<FilterExec>() {
@@ -691,7 +677,7 @@ impl Compiler<'_> {
             let mut out_lineage = Vec::new();
             let mut exprs = Vec::new();
             for p in projection.expr() {
-                match p.expr.as_any().downcast_ref::<Column>() {
+                match p.expr.downcast_ref::<Column>() {
                     Some(c) => out_lineage.push(lineage[c.index()]),
                     None => {
                         self.note_window_use(&p.expr, &lineage);
@@ -743,14 +729,12 @@ impl Compiler<'_> {
         let logical = match aggregate.mode() {
             AggregateMode::Final | AggregateMode::FinalPartitioned => {
                 let mut child = aggregate.input();
-                while child.as_any().is::<CoalesceBatchesExec>()
-                    || child.as_any().is::<RepartitionExec>()
-                    || child.as_any().is::<CoalescePartitionsExec>()
+                while child.is::<RepartitionExec>()
+                    || child.is::<CoalescePartitionsExec>()
                 {
                     child = child.children()[0];
                 }
                 child
-                    .as_any()
                     .downcast_ref::<AggregateExec>()
                     .filter(|p| matches!(p.mode(), AggregateMode::Partial))
                     .ok_or_else(|| self.unsupported("internal error: a final aggregate without its partial"))?
@@ -766,7 +750,7 @@ impl Compiler<'_> {
         let mut closed: Option<WindowKind> = None;
         let mut slice_column: Option<(usize, WindowColumn)> = None;
         for (expr, _name) in logical.group_expr().expr() {
-            let column = expr.as_any().downcast_ref::<Column>().map(|c| c.index());
+            let column = expr.downcast_ref::<Column>().map(|c| c.index());
             let bound = match column.and_then(|i| lineage.get(i).map(|l| (i, *l))) {
                 Some((i, Lineage::Window { assign, column })) => {
                     if open.is_some_and(|a| a != assign) {

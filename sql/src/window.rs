@@ -398,7 +398,7 @@ fn rewrite_select(select: &mut Select) -> Result<()> {
             .with_hint("or use the window table function: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))"));
     };
     let table = table_name.0.last().map(|p| p.to_string()).unwrap_or_default();
-    let alias = alias.clone().unwrap_or(TableAlias { name: Ident::new(table.clone()), columns: vec![], explicit: true });
+    let alias = alias.clone().unwrap_or(TableAlias { name: Ident::new(table.clone()), columns: vec![], explicit: true, at: None });
     let mut call_args = vec![
         string_arg(&name.to_ascii_lowercase()),
         string_arg(&table),

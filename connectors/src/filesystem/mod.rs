@@ -69,11 +69,13 @@ pub struct FsOptions {
 impl FsOptions {
     /// Parses and checks the options of `def` (no file system access).
     pub fn parse(def: &TableDef) -> Result<Self, ConnectorError> {
-        let path = def.option("path").ok_or_else(|| ConnectorError::MissingOption {
-            option: "path".into(),
-            connector: "filesystem".into(),
-            doc: "a file, directory or glob, e.g. 'path' = 'data/events.json'".into(),
-        })?;
+        let path = def
+            .option("path")
+            .ok_or_else(|| ConnectorError::MissingOption {
+                option: "path".into(),
+                connector: "filesystem".into(),
+                doc: "a file, directory or glob, e.g. 'path' = 'data/events.json'".into(),
+            })?;
         let path = local_path(path)?;
         let format = match def.option("format") {
             None => {
@@ -134,7 +136,11 @@ fn local_path(path: &str) -> Result<String, ConnectorError> {
         return Ok(rest.to_string());
     }
     if let Some((scheme, _)) = path.split_once("://") {
-        if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+        if !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+        {
             return Err(ConnectorError::UnsupportedPath {
                 path: path.to_string(),
                 scheme: scheme.to_string(),
@@ -164,7 +170,7 @@ pub fn list_files(path: &str) -> Result<Vec<PathBuf>, ConnectorError> {
         for entry in entries {
             let p = entry.map_err(|e| {
                 let p = e.path().to_path_buf();
-                ConnectorError::io("read", p, e.into_error())
+                ConnectorError::io("read", p, e.into())
             })?;
             if p.is_file() && !is_hidden(&p) {
                 files.push(p);

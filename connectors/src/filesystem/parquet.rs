@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
-use datafusion::arrow::compute::{can_cast_types, cast, filter_record_batch, not};
+use datafusion::arrow::compute::{can_cast_types, cast, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::{
@@ -119,72 +119,115 @@ impl ParquetFileReader {
         let batch = next.map_err(|e| ConnectorError::arrow(ctx(), e))?;
         let first_row = self.rows_read;
         self.rows_read += batch.num_rows() as u64;
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(state.positions.len());
-        for (field, &pos) in self.schema.fields().iter().zip(&state.positions) {
-            let col = batch.column(pos);
-            if col.data_type() == field.data_type() {
-                columns.push(ArrayRef::clone(col));
-            } else {
-                columns.push(cast(col, field.data_type()).map_err(|e| ConnectorError::arrow(ctx(), e))?);
-            }
-        }
-        split_not_null(&self.schema, columns, batch.num_rows(), &self.label, first_row).map(Some)
+        let originals: Vec<ArrayRef> = state
+            .positions
+            .iter()
+            .map(|&pos| ArrayRef::clone(batch.column(pos)))
+            .collect();
+        convert(
+            &self.schema,
+            originals,
+            batch.num_rows(),
+            &self.label,
+            first_row,
+        )
+        .map(Some)
     }
 }
 
-/// Builds the output batch; rows with nulls in NOT NULL columns become malformed records.
-fn split_not_null(
+/// Casts the file's columns to the declared types and builds the output batch. Rows
+/// with a value that cannot be converted, or a null in a NOT NULL column, become
+/// malformed records instead of being turned into nulls or failing the batch.
+fn convert(
     schema: &SchemaRef,
-    columns: Vec<ArrayRef>,
+    originals: Vec<ArrayRef>,
     num_rows: usize,
     label: &str,
     first_row: u64,
 ) -> Result<SourceBatch, ConnectorError> {
     let ctx = || format!("reading Parquet file '{label}'");
-    let mut bad: Option<Vec<bool>> = None;
-    for (field, col) in schema.fields().iter().zip(&columns) {
+    let mut errors: Vec<Option<String>> = Vec::new();
+    let mut note = |i: usize, msg: String| {
+        if errors.is_empty() {
+            errors = vec![None; num_rows];
+        }
+        match &mut errors[i] {
+            Some(e) => {
+                e.push_str("; ");
+                e.push_str(&msg);
+            }
+            e @ None => *e = Some(msg),
+        }
+    };
+    let mut columns = Vec::with_capacity(originals.len());
+    for (field, orig) in schema.fields().iter().zip(&originals) {
+        let col = if orig.data_type() == field.data_type() {
+            ArrayRef::clone(orig)
+        } else {
+            // A safe cast turns unconvertible values into nulls; report those rows.
+            let c = cast(orig, field.data_type()).map_err(|e| ConnectorError::arrow(ctx(), e))?;
+            if c.null_count() > orig.null_count() {
+                for i in 0..num_rows {
+                    if c.is_null(i) && orig.is_valid(i) {
+                        note(
+                            i,
+                            format!(
+                                "column '{}': the file's {} value cannot be converted to {}",
+                                field.name(),
+                                orig.data_type(),
+                                field.data_type()
+                            ),
+                        );
+                    }
+                }
+            }
+            c
+        };
         if !field.is_nullable() && col.null_count() > 0 {
-            let flags = bad.get_or_insert_with(|| vec![false; num_rows]);
-            for (i, flag) in flags.iter_mut().enumerate() {
-                *flag |= col.is_null(i);
+            for i in 0..num_rows {
+                if orig.is_null(i) {
+                    note(i, format!("NOT NULL column '{}' is null", field.name()));
+                }
             }
         }
+        columns.push(col);
     }
-    let relaxed = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ));
-    let Some(bad) = bad else {
+    let relaxed = |cols: &[ArrayRef]| {
+        std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .zip(cols)
+                .map(|(f, c)| {
+                    datafusion::arrow::datatypes::Field::new(f.name(), c.data_type().clone(), true)
+                })
+                .collect::<Vec<_>>(),
+        ))
+    };
+    if errors.is_empty() {
         let rows = RecordBatch::try_new(SchemaRef::clone(schema), columns)
             .map_err(|e| ConnectorError::arrow(ctx(), e))?;
         return Ok(SourceBatch {
             rows,
             malformed: Vec::new(),
         });
-    };
-    let all = RecordBatch::try_new(relaxed, columns).map_err(|e| ConnectorError::arrow(ctx(), e))?;
+    }
+    let raw = RecordBatch::try_new(relaxed(&originals), originals)
+        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let mut malformed = Vec::new();
-    for (i, &is_bad) in bad.iter().enumerate() {
-        if is_bad {
-            let missing: Vec<&str> = schema
-                .fields()
-                .iter()
-                .zip(all.columns())
-                .filter(|(f, c)| !f.is_nullable() && c.is_null(i))
-                .map(|(f, _)| f.name().as_str())
-                .collect();
+    for (i, err) in errors.iter().enumerate() {
+        if let Some(error) = err {
             malformed.push(MalformedRecord {
                 position: format!("{label}:row {}", first_row + i as u64 + 1),
-                error: format!("NOT NULL column(s) {} are null", missing.join(", ")),
-                raw: row_to_string(&all, i),
+                error: error.clone(),
+                raw: row_to_string(&raw, i),
             });
         }
     }
-    let mask = not(&BooleanArray::from(bad)).map_err(|e| ConnectorError::arrow(ctx(), e))?;
-    let kept = filter_record_batch(&all, &mask).map_err(|e| ConnectorError::arrow(ctx(), e))?;
+    let keep: BooleanArray = errors.iter().map(|e| Some(e.is_none())).collect();
+    let all = RecordBatch::try_new(relaxed(&columns), columns)
+        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
+    let kept = filter_record_batch(&all, &keep).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let rows = RecordBatch::try_new(SchemaRef::clone(schema), kept.columns().to_vec())
         .map_err(|e| ConnectorError::arrow(ctx(), e))?;
     Ok(SourceBatch { rows, malformed })

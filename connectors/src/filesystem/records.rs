@@ -257,7 +257,12 @@ mod tests {
             delimiter: b',',
             quote: b'"',
         };
-        let got = chunks("h1,h2\n1,\"x\ny\"\n2,a\"b\n3,\"q\"\"\"\n", framing, true, 10);
+        let got = chunks(
+            "h1,h2\n1,\"x\ny\"\n2,a\"b\n3,\"q\"\"\"\n",
+            framing,
+            true,
+            10,
+        );
         assert_eq!(
             got,
             vec![vec![

@@ -51,7 +51,7 @@ enum FileWriter {
         wrote_header: bool,
         scratch: Vec<u8>,
     },
-    Parquet(ArrowWriter<File>),
+    Parquet(Box<ArrowWriter<File>>),
 }
 
 impl FileWriter {
@@ -87,7 +87,8 @@ impl FileSink {
                 "a filesystem sink writes into a directory, but this is an existing file",
             ));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| ConnectorError::io("create directory", &dir, e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ConnectorError::io("create directory", &dir, e))?;
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -133,8 +134,10 @@ impl FileSink {
                     .set_compression(Compression::SNAPPY)
                     .build();
                 let w = ArrowWriter::try_new(file, SchemaRef::clone(&self.schema), Some(props))
-                    .map_err(|e| ConnectorError::parquet(format!("cannot write '{}'", tmp.display()), e))?;
-                FileWriter::Parquet(w)
+                    .map_err(|e| {
+                        ConnectorError::parquet(format!("cannot write '{}'", tmp.display()), e)
+                    })?;
+                FileWriter::Parquet(Box::new(w))
             }
         };
         Ok(OpenFile {
@@ -152,7 +155,10 @@ impl FileSink {
         let batch = RecordBatch::try_new(SchemaRef::clone(&self.schema), batch.columns().to_vec())
             .map_err(|e| {
                 ConnectorError::arrow(
-                    format!("rows do not match the sink table's columns ({})", self.dir.display()),
+                    format!(
+                        "rows do not match the sink table's columns ({})",
+                        self.dir.display()
+                    ),
                     e,
                 )
             })?;
@@ -185,7 +191,8 @@ impl FileSink {
                         .with_timestamp_format(self.timestamp_format.clone())
                         .with_timestamp_tz_format(self.timestamp_format.clone())
                         .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut *scratch);
-                    w.write(batch).map_err(|e| ConnectorError::arrow(ctx(), e))?;
+                    w.write(batch)
+                        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
                     w.finish().map_err(|e| ConnectorError::arrow(ctx(), e))?;
                 } else {
                     let mut w = datafusion::arrow::csv::WriterBuilder::new()
@@ -194,7 +201,8 @@ impl FileSink {
                         .with_timestamp_format(self.timestamp_format.clone())
                         .with_timestamp_tz_format(self.timestamp_format.clone())
                         .build(&mut *scratch);
-                    w.write(batch).map_err(|e| ConnectorError::arrow(ctx(), e))?;
+                    w.write(batch)
+                        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
                     *wrote_header = true;
                 }
                 out.write_all(scratch)
@@ -237,7 +245,8 @@ impl FileSink {
             return Ok(());
         }
         while let Some((tmp, target)) = self.pending.first().cloned() {
-            std::fs::rename(&tmp, &target).map_err(|e| ConnectorError::io("publish", &target, e))?;
+            std::fs::rename(&tmp, &target)
+                .map_err(|e| ConnectorError::io("publish", &target, e))?;
             self.pending.remove(0);
         }
         // Make the renames durable too (best effort: not every platform can sync a directory).

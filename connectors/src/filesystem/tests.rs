@@ -1,1 +1,457 @@
+//! Tests of the filesystem connector: all three formats, malformed input, sink commits.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::arrow::array::{
+    Array, AsArray, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{
+    DataType, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::MalformedRecord;
+use eddy_sql::catalog::{ColumnDef, TableDef};
+
+use crate::registry::{create_sink, create_source};
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+fn table(cols: &[(&str, DataType, bool)], opts: &[(&str, &str)]) -> TableDef {
+    TableDef {
+        name: "t".into(),
+        columns: cols
+            .iter()
+            .map(|(n, t, nullable)| ColumnDef {
+                name: n.to_string(),
+                data_type: t.clone(),
+                nullable: *nullable,
+            })
+            .collect(),
+        computed: vec![],
+        watermark: None,
+        primary_key: vec![],
+        options: opts
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("connector".to_string(), "filesystem".to_string())])
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn bids(path: &Path, format: &str, extra: &[(&str, &str)]) -> TableDef {
+    let p = path.to_str().unwrap().to_string();
+    let mut opts = vec![("path", p.as_str()), ("format", format)];
+    opts.extend_from_slice(extra);
+    table(
+        &[
+            ("auction", DataType::Int64, false),
+            ("price", DataType::Int64, true),
+            ("channel", DataType::Utf8, true),
+            ("ts", ts(), true),
+        ],
+        &opts,
+    )
+}
+
+/// Reads every partition in order; returns all rows and all malformed records.
+async fn read_all(def: &TableDef) -> (RecordBatch, Vec<MalformedRecord>, usize) {
+    let schema = def.physical_schema();
+    let source = create_source(def, SchemaRef::clone(&schema)).unwrap();
+    assert!(source.is_bounded());
+    let mut batches = vec![];
+    let mut malformed = vec![];
+    let readers = source.open(4).unwrap();
+    let n = readers.len();
+    for mut r in readers {
+        while let Some(b) = r.next_batch().await.unwrap() {
+            assert_eq!(b.rows.schema(), schema);
+            batches.push(b.rows);
+            malformed.extend(b.malformed);
+        }
+    }
+    (concat_batches(&schema, &batches).unwrap(), malformed, n)
+}
+
+fn i64s(b: &RecordBatch, c: usize) -> Vec<Option<i64>> {
+    b.column(c).as_primitive::<Int64Type>().iter().collect()
+}
+
+fn times(b: &RecordBatch, c: usize) -> Vec<Option<i64>> {
+    b.column(c)
+        .as_primitive::<TimestampMillisecondType>()
+        .iter()
+        .collect()
+}
+
+const T0: i64 = 1_704_067_200_000; // 2024-01-01 00:00:00 UTC
+
+#[tokio::test]
+async fn json_timestamps_in_all_three_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bids.json");
+    std::fs::write(
+        &f,
+        concat!(
+            "{\"auction\": 1, \"price\": 10, \"channel\": \"a\", \"ts\": \"2024-01-01 00:00:00\"}\n",
+            "{\"auction\": 2, \"price\": 20, \"ts\": \"2024-01-01 00:00:01.250\"}\n",
+            "{\"auction\": 3, \"ts\": \"2024-01-01T00:00:02Z\"}\n",
+            "{\"auction\": 4, \"ts\": \"2024-01-01T02:00:03+02:00\"}\n",
+            "{\"auction\": 5, \"ts\": 1704067204000, \"unknown\": true}\n",
+        ),
+    )
+    .unwrap();
+    let (rows, malformed, _) = read_all(&bids(&f, "json", &[])).await;
+    assert!(malformed.is_empty(), "{malformed:?}");
+    assert_eq!(i64s(&rows, 0), (1..=5).map(Some).collect::<Vec<_>>());
+    assert_eq!(i64s(&rows, 1), vec![Some(10), Some(20), None, None, None]);
+    assert_eq!(
+        times(&rows, 3),
+        vec![
+            Some(T0),
+            Some(T0 + 1250),
+            Some(T0 + 2000),
+            Some(T0 + 3000),
+            Some(T0 + 4000)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn json_malformed_lines_are_reported_and_good_lines_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.json");
+    std::fs::write(
+        &f,
+        concat!(
+            "{\"auction\": 1, \"price\": 10}\n",
+            "{\"auction\": 2, \"price\": \"abc\"}\n",
+            "\n",
+            "not json at all\n",
+            "{\"auction\": 3, \"price\": 30}\n",
+            "{\"price\": 40}\n",
+            "{\"auction\": 4, \"ts\": \"yesterday\"}\n",
+            "{\"auction\": 5, \"price\": 50\n",
+            "{\"auction\": 6} {\"auction\": 7}\n",
+            "{\"auction\": 8, \"price\": 80}",
+        ),
+    )
+    .unwrap();
+    // Small batches so that good and bad lines share some chunks and not others.
+    let (rows, malformed, _) = read_all(&bids(&f, "json", &[("scan.batch-rows", "3")])).await;
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3), Some(8)]);
+    assert_eq!(i64s(&rows, 1), vec![Some(10), Some(30), Some(80)]);
+    let label = f.display().to_string();
+    let positions: Vec<String> = malformed.iter().map(|m| m.position.clone()).collect();
+    assert_eq!(
+        positions,
+        [2, 4, 6, 7, 8, 9]
+            .iter()
+            .map(|l| format!("{label}:{l}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(malformed[0].raw, "{\"auction\": 2, \"price\": \"abc\"}");
+    assert!(
+        malformed[0].error.contains("price"),
+        "{}",
+        malformed[0].error
+    );
+    assert_eq!(
+        malformed[2].error,
+        "column 'auction' is NOT NULL but the record has no value for it"
+    );
+    for m in &malformed {
+        assert!(!m.error.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn csv_with_header_delimiter_and_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bids.csv");
+    std::fs::write(
+        &f,
+        "auction;price;channel;ts\n1;10;\"a;b\";2024-01-01 00:00:00\n2;xx;c;2024-01-01 00:00:01\n3;;\"multi\nline\";2024-01-01T00:00:02Z\n4;40\n",
+    )
+    .unwrap();
+    let def = bids(
+        &f,
+        "csv",
+        &[("csv.header", "true"), ("csv.field-delimiter", ";")],
+    );
+    let (rows, malformed, _) = read_all(&def).await;
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3)]);
+    assert_eq!(i64s(&rows, 1), vec![Some(10), None]);
+    let ch = rows.column(2).as_string::<i32>();
+    assert_eq!(ch.value(0), "a;b");
+    assert_eq!(ch.value(1), "multi\nline");
+    assert_eq!(times(&rows, 3), vec![Some(T0), Some(T0 + 2000)]);
+    let label = f.display().to_string();
+    let positions: Vec<&str> = malformed.iter().map(|m| m.position.as_str()).collect();
+    assert_eq!(positions, vec![format!("{label}:3"), format!("{label}:6")]);
+    assert_eq!(malformed[0].raw, "2;xx;c;2024-01-01 00:00:01");
+    assert_eq!(
+        malformed[0].error,
+        "Error while parsing value 'xx' as type 'Int64' for column 'price'"
+    );
+    assert_eq!(
+        malformed[1].error,
+        "wrong number of fields: expected 4 got 2"
+    );
+}
+
+#[tokio::test]
+async fn directory_glob_and_missing_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(dir.path().join("b.json"), "{\"auction\": 2}\n").unwrap();
+    std::fs::write(sub.join("a.json"), "{\"auction\": 3}\n").unwrap();
+    std::fs::write(dir.path().join("a.json"), "{\"auction\": 1}\n").unwrap();
+    std::fs::write(dir.path().join(".hidden.json"), "{\"auction\": 9}\n").unwrap();
+    std::fs::write(dir.path().join("_SUCCESS"), "").unwrap();
+    let (rows, _, n) = read_all(&bids(dir.path(), "json", &[])).await;
+    assert_eq!(n, 3);
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(2), Some(3)]);
+
+    let glob = dir.path().join("*.json");
+    let (rows, _, n) = read_all(&bids(&glob, "json", &[])).await;
+    assert_eq!(n, 2);
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(2)]);
+
+    let def = bids(&dir.path().join("*.csv"), "json", &[]);
+    let err = create_source(&def, def.physical_schema())
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("no files match '{}'", dir.path().join("*.csv").display())
+    );
+    let def = bids(&dir.path().join("nope"), "json", &[]);
+    let err = create_source(&def, def.physical_schema())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+fn sample(schema: &Schema, from: i64, n: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        std::sync::Arc::new(schema.clone()),
+        vec![
+            std::sync::Arc::new(Int64Array::from_iter_values(from..from + n)),
+            std::sync::Arc::new(Int64Array::from_iter(
+                (from..from + n).map(|i| (i % 3 != 0).then_some(i * 10)),
+            )),
+            std::sync::Arc::new(StringArray::from_iter_values(
+                (from..from + n).map(|i| format!("ch,\"{i}\"")),
+            )),
+            std::sync::Arc::new(TimestampMillisecondArray::from_iter_values(
+                (from..from + n).map(|i| T0 + i * 1001),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+fn visible(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    v.sort();
+    v
+}
+
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+async fn round_trip(format: &str, extra: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let def = bids(&out, format, extra);
+    let schema = def.physical_schema();
+    let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
+    // Nothing written: commit creates no file.
+    sink.commit().await.unwrap();
+    assert!(visible(&out).is_empty() && hidden(&out).is_empty());
+
+    sink.write(sample(&schema, 0, 100)).await.unwrap();
+    sink.write(sample(&schema, 100, 50)).await.unwrap();
+    assert!(visible(&out).is_empty(), "part file visible before commit");
+    let inprogress = hidden(&out);
+    assert_eq!(inprogress.len(), 1);
+    assert!(
+        inprogress[0].starts_with(".part-")
+            && inprogress[0].ends_with(&format!(".{format}.inprogress"))
+    );
+    sink.commit().await.unwrap();
+    let files = visible(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with("part-") && files[0].ends_with(&format!("-0.{format}")));
+    assert!(hidden(&out).is_empty());
+
+    sink.write(sample(&schema, 150, 10)).await.unwrap();
+    sink.commit().await.unwrap();
+    assert_eq!(visible(&out).len(), 2);
+
+    let (rows, malformed, _) = read_all(&def).await;
+    assert!(malformed.is_empty(), "{malformed:?}");
+    let expected = concat_batches(
+        &schema,
+        &[
+            sample(&schema, 0, 100),
+            sample(&schema, 100, 50),
+            sample(&schema, 150, 10),
+        ],
+    )
+    .unwrap();
+    assert_eq!(rows, expected);
+}
+
+#[tokio::test]
+async fn parquet_round_trip() {
+    round_trip("parquet", &[]).await;
+}
+
+#[tokio::test]
+async fn json_round_trip_and_timestamp_text() {
+    round_trip("json", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let def = bids(dir.path(), "json", &[]);
+    let schema = def.physical_schema();
+    let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
+    sink.write(sample(&schema, 1, 1)).await.unwrap();
+    sink.commit().await.unwrap();
+    let text = std::fs::read_to_string(dir.path().join(&visible(dir.path())[0])).unwrap();
+    assert_eq!(
+        text,
+        "{\"auction\":1,\"price\":10,\"channel\":\"ch,\\\"1\\\"\",\"ts\":\"2024-01-01 00:00:01.001\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn csv_round_trip() {
+    round_trip("csv", &[]).await;
+    round_trip("csv", &[("csv.header", "true")]).await;
+    round_trip("csv", &[("csv.field-delimiter", "\\t")]).await;
+}
+
+#[tokio::test]
+async fn rolling_files_stay_hidden_until_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = bids(
+        dir.path(),
+        "json",
+        &[("sink.rolling-policy.file-size", "1kb")],
+    );
+    let schema = def.physical_schema();
+    let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
+    for i in 0..5 {
+        sink.write(sample(&schema, i * 20, 20)).await.unwrap();
+    }
+    assert!(visible(dir.path()).is_empty());
+    assert!(hidden(dir.path()).len() >= 4);
+    sink.commit().await.unwrap();
+    assert!(visible(dir.path()).len() >= 4);
+    assert!(hidden(dir.path()).is_empty());
+    let (rows, _, _) = read_all(&def).await;
+    assert_eq!(rows.num_rows(), 100);
+}
+
+#[tokio::test]
+async fn parquet_projection_cast_and_missing_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p");
+    let def = bids(&out, "parquet", &[]);
+    let mut sink = create_sink(&def, def.physical_schema()).unwrap();
+    sink.write(sample(&def.physical_schema(), 0, 10))
+        .await
+        .unwrap();
+    sink.commit().await.unwrap();
+
+    // A subset, reordered, with price widened to a float and auction narrowed to INT.
+    let p = out.to_str().unwrap();
+    let narrow = table(
+        &[
+            ("price", DataType::Float64, true),
+            ("auction", DataType::Int32, false),
+        ],
+        &[("path", p), ("format", "parquet")],
+    );
+    let (rows, malformed, _) = read_all(&narrow).await;
+    assert!(malformed.is_empty());
+    assert_eq!(rows.num_rows(), 10);
+    assert_eq!(rows.column(0).data_type(), &DataType::Float64);
+    assert_eq!(
+        rows.column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+            .value(9),
+        9
+    );
+
+    // price has nulls: declared NOT NULL, those rows become malformed.
+    let strict = table(
+        &[("price", DataType::Int64, false)],
+        &[("path", p), ("format", "parquet")],
+    );
+    let (rows, malformed, _) = read_all(&strict).await;
+    assert_eq!(rows.num_rows(), 6);
+    assert_eq!(malformed.len(), 4);
+    assert!(
+        malformed[0].position.ends_with(":row 1"),
+        "{}",
+        malformed[0].position
+    );
+    assert_eq!(malformed[0].error, "NOT NULL column 'price' is null");
+    assert_eq!(malformed[0].raw, "[null]");
+
+    // channel is text like 'ch,"3"': declared as BIGINT, every value fails to convert.
+    let conv = table(
+        &[("channel", DataType::Int64, true)],
+        &[("path", p), ("format", "parquet")],
+    );
+    let (rows, malformed, _) = read_all(&conv).await;
+    assert_eq!(rows.num_rows(), 0);
+    assert_eq!(malformed.len(), 10);
+    assert_eq!(
+        malformed[3].error,
+        "column 'channel': the file's Utf8 value cannot be converted to Int64"
+    );
+    assert_eq!(malformed[3].raw, "[ch,\"3\"]");
+
+    let missing = table(
+        &[("nope", DataType::Int64, true)],
+        &[("path", p), ("format", "parquet")],
+    );
+    let source = create_source(&missing, missing.physical_schema()).unwrap();
+    let mut readers = source.open(1).unwrap();
+    let err = readers[0].next_batch().await.err().unwrap().to_string();
+    assert!(
+        err.contains("column 'nope' is declared but missing")
+            && err.contains("auction, price, channel, ts"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn not_null_json_field_missing_is_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.json");
+    std::fs::write(&f, "{\"auction\": 1}\n{\"price\": 2}\n").unwrap();
+    let (rows, malformed, _) = read_all(&bids(&f, "json", &[])).await;
+    assert_eq!(rows.num_rows(), 1);
+    assert_eq!(malformed.len(), 1);
+    assert!(malformed[0].position.ends_with("x.json:2"));
+    assert!(rows.column(0).null_count() == 0);
+}

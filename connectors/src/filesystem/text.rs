@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::csv::ReaderBuilder as CsvReaderBuilder;
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder as JsonReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
@@ -41,10 +43,13 @@ impl TextFormat {
     }
 
     /// Decodes `data`, which must hold exactly `rows` records, into one batch.
-    fn decode(self, schema: &SchemaRef, data: &[u8], rows: usize) -> Result<RecordBatch, String> {
+    /// Nullability is checked here rather than by Arrow, to name the column at fault.
+    fn decode(self, strict: &SchemaRef, data: &[u8], rows: usize) -> Result<RecordBatch, String> {
+        let schema = &relaxed(strict);
         let batch = match self {
             TextFormat::Json => {
                 let mut decoder = JsonReaderBuilder::new(SchemaRef::clone(schema))
+                    .with_coerce_primitive(true)
                     .with_batch_size(rows.max(1))
                     .build_decoder()
                     .map_err(|e| e.to_string())?;
@@ -65,7 +70,9 @@ impl TextFormat {
                     .build_decoder();
                 let mut offset = 0;
                 while offset < data.len() {
-                    let n = decoder.decode(&data[offset..]).map_err(clean)?;
+                    let n = decoder
+                        .decode(&data[offset..])
+                        .map_err(|e| clean_csv(e, strict))?;
                     if n == 0 {
                         break;
                     }
@@ -74,8 +81,8 @@ impl TextFormat {
                 if offset < data.len() {
                     return Err("more fields or records than expected".into());
                 }
-                decoder.decode(&[]).map_err(clean)?;
-                decoder.flush().map_err(clean)?
+                decoder.decode(&[]).map_err(|e| clean_csv(e, strict))?;
+                decoder.flush().map_err(|e| clean_csv(e, strict))?
             }
         };
         let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(SchemaRef::clone(schema)));
@@ -85,15 +92,59 @@ impl TextFormat {
                 TextFormat::Csv { .. } => "could not split the CSV record".into(),
             });
         }
-        check_not_null(&batch)?;
-        Ok(batch)
+        check_not_null(strict, &batch)?;
+        RecordBatch::try_new(SchemaRef::clone(strict), batch.columns().to_vec()).map_err(clean)
+    }
+}
+
+/// `schema` with every top-level column nullable.
+fn relaxed(schema: &SchemaRef) -> SchemaRef {
+    if schema.fields().iter().all(|f| f.is_nullable()) {
+        return SchemaRef::clone(schema);
+    }
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+/// arrow-csv's message, with the column named and without its (chunk-relative) line number.
+fn clean_csv(e: datafusion::arrow::error::ArrowError, schema: &SchemaRef) -> String {
+    let s = clean(e);
+    if let Some(rest) = s.strip_prefix("incorrect number of fields for line ") {
+        if let Some((_, counts)) = rest.split_once(", ") {
+            return format!("wrong number of fields: {counts}");
+        }
+    }
+    let Some((head, _)) = s.split_once(" at line ") else {
+        return s;
+    };
+    match head.rsplit_once(" for column ") {
+        Some((msg, idx)) => match idx
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| schema.fields().get(i))
+        {
+            Some(f) => format!("{msg} for column '{}'", f.name()),
+            None => head.to_string(),
+        },
+        None => head.to_string(),
     }
 }
 
 /// Arrow's message without the redundant "Json error: " style prefixes.
 fn clean(e: datafusion::arrow::error::ArrowError) -> String {
     let s = e.to_string();
-    for prefix in ["Json error: ", "Csv error: ", "Parser error: ", "Invalid argument error: "] {
+    for prefix in [
+        "Json error: ",
+        "Csv error: ",
+        "Parser error: ",
+        "Invalid argument error: ",
+    ] {
         if let Some(rest) = s.strip_prefix(prefix) {
             return rest.to_string();
         }
@@ -102,8 +153,8 @@ fn clean(e: datafusion::arrow::error::ArrowError) -> String {
 }
 
 /// Fails when a NOT NULL column has nulls (missing fields), naming the column.
-pub(crate) fn check_not_null(batch: &RecordBatch) -> Result<(), String> {
-    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+pub(crate) fn check_not_null(schema: &SchemaRef, batch: &RecordBatch) -> Result<(), String> {
+    for (field, col) in schema.fields().iter().zip(batch.columns()) {
         if !field.is_nullable() && col.null_count() > 0 {
             return Err(format!(
                 "column '{}' is NOT NULL but the record has no value for it",
@@ -180,8 +231,11 @@ impl TextFileReader {
             Some(c) => c,
             None => {
                 let skip = matches!(self.format, TextFormat::Csv { header: true, .. });
-                self.chunker
-                    .insert(RecordChunker::open(&self.path, self.format.framing(), skip)?)
+                self.chunker.insert(RecordChunker::open(
+                    &self.path,
+                    self.format.framing(),
+                    skip,
+                )?)
             }
         };
         match chunker.next_chunk(self.batch_rows)? {

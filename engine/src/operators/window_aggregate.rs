@@ -125,7 +125,7 @@ impl GroupState {
         self.groups.intern(&frozen.keys, frozen.rows, ids)?;
         let total = self.groups.len();
         for (accumulator, states) in self.accumulators.iter_mut().zip(&frozen.states) {
-            accumulator.merge_batch(states, ids, None, total).map_err(df)?;
+            accumulator.merge_batch(states, ids, total).map_err(df)?;
         }
         Ok(())
     }
@@ -222,7 +222,12 @@ impl Inputs {
                         .map(|f| {
                             take(f, indices, None)
                                 .map_err(|e| arrow_error(NAME, e))
-                                .map(|a| a.as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().cloned().unwrap_or_default())
+                                .and_then(|a| {
+                                    a.as_any()
+                                        .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                                        .cloned()
+                                        .ok_or_else(|| EngineError::Internal("aggregate filter is not boolean".into()))
+                                })
                         })
                         .transpose()
                 })

@@ -1,0 +1,231 @@
+//! A column-oriented re-implementation of the `nexmark` crate's bid generator
+//! (the reference Nexmark rules), for the benchmark hot path.
+//!
+//! It draws exactly the same random numbers in the same order as
+//! `nexmark::event::Bid::new` with the default configuration, so its bids are
+//! identical to the crate's (a test checks every column), but it allocates
+//! nothing per event: channels and URLs are indexes into a shared table, and the
+//! `extra` string (the costliest part) is only drawn when that column is wanted.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
+use nexmark::config::NexmarkConfig;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// The reference generator's constants (its defaults); checked against the crate in tests.
+const PROPORTION_DENOMINATOR: usize = 50;
+const PERSON_PROPORTION: usize = 1;
+const AUCTION_PROPORTION: usize = 3;
+const BID_PROPORTION: usize = 46;
+const HOT_RATIO: usize = 100;
+const MIN_STRING_LENGTH: usize = 3;
+const CHANNEL_NUMBER: usize = 10_000;
+
+/// Channel names and URLs: the 4 hot channels first, then the 10,000 others.
+struct Channels {
+    names: Vec<String>,
+    urls: Vec<String>,
+}
+
+fn gen_string_with_delimiter(rng: &mut SmallRng, max: usize, delimiter: char) -> String {
+    let len = rng.gen_range(MIN_STRING_LENGTH..max);
+    (0..len)
+        .map(|_| {
+            if rng.gen_range(0..13) == 0 {
+                delimiter
+            } else {
+                rng.gen_range(b'a'..=b'z') as char
+            }
+        })
+        .collect()
+}
+
+fn base_url(seed: u64) -> String {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let id0 = gen_string_with_delimiter(&mut rng, 5, '_');
+    let id1 = gen_string_with_delimiter(&mut rng, 5, '_');
+    let id2 = gen_string_with_delimiter(&mut rng, 5, '_');
+    format!("https://www.nexmark.com/{id0}/{id1}/{id2}/item.htm?query=1")
+}
+
+fn channels() -> &'static Channels {
+    static CHANNELS: OnceLock<Channels> = OnceLock::new();
+    CHANNELS.get_or_init(|| {
+        let cfg = NexmarkConfig {
+            base_time: 0,
+            ..NexmarkConfig::default()
+        };
+        let mut names = cfg.hot_channels.clone();
+        let mut urls = cfg.hot_urls.clone();
+        for i in 0..CHANNEL_NUMBER {
+            let mut url = base_url(i as u64);
+            let mut rng = SmallRng::seed_from_u64(i as u64);
+            if rng.gen_range(0..10) > 0 {
+                url.push_str("&channel_id=");
+                url.push_str(&i64::abs((i as i32).reverse_bits() as i64).to_string());
+            }
+            names.push(format!("channel-{i}"));
+            urls.push(url);
+        }
+        Channels { names, urls }
+    })
+}
+
+/// Bid columns of one batch, before they become Arrow arrays.
+#[derive(Default)]
+pub(super) struct BidColumns {
+    pub auction: Vec<i64>,
+    pub bidder: Vec<i64>,
+    pub price: Vec<i64>,
+    /// Index into the channel table.
+    pub channel: Vec<u16>,
+    pub date_time: Vec<i64>,
+    /// Present only when requested.
+    pub extra: Option<StringBuilder>,
+}
+
+impl BidColumns {
+    fn clear(&mut self, capacity: usize, with_extra: bool) {
+        for v in [
+            &mut self.auction,
+            &mut self.bidder,
+            &mut self.price,
+            &mut self.date_time,
+        ] {
+            v.clear();
+            v.reserve(capacity);
+        }
+        self.channel.clear();
+        self.channel.reserve(capacity);
+        self.extra = with_extra.then(|| StringBuilder::with_capacity(capacity, capacity * 68));
+    }
+
+    /// Generator column `index` (see `BID_COLUMNS`), taking the buffer where possible.
+    pub fn column(&mut self, index: usize) -> ArrayRef {
+        let chans = channels();
+        let strings = |idx: &[u16], table: &[String]| -> ArrayRef {
+            let bytes = idx.iter().map(|&i| table[i as usize].len()).sum();
+            let mut b = StringBuilder::with_capacity(idx.len(), bytes);
+            for &i in idx {
+                b.append_value(&table[i as usize]);
+            }
+            Arc::new(b.finish())
+        };
+        match index {
+            0 => Arc::new(Int64Array::from(std::mem::take(&mut self.auction))),
+            1 => Arc::new(Int64Array::from(std::mem::take(&mut self.bidder))),
+            2 => Arc::new(Int64Array::from(std::mem::take(&mut self.price))),
+            3 => strings(&self.channel, &chans.names),
+            4 => strings(&self.channel, &chans.urls),
+            5 => Arc::new(TimestampMillisecondArray::from(std::mem::take(
+                &mut self.date_time,
+            ))),
+            _ => match &mut self.extra {
+                Some(b) => Arc::new(b.finish()),
+                None => Arc::new(StringBuilder::new().finish()),
+            },
+        }
+    }
+}
+
+/// Generates the bids of one reader: bid offsets `offset, offset + step, ...`.
+pub(super) struct BidGenerator {
+    base_time: u64,
+    /// Microseconds between events, as the reference computes it (f32).
+    inter_event_delay: f32,
+    offset: u64,
+    step: u64,
+}
+
+impl BidGenerator {
+    /// Bids at offsets `offset + k * step` of the bid stream, events spaced for `rate` events/s.
+    pub fn new(base_time: u64, rate: usize, offset: u64, step: u64) -> Self {
+        // Warm the channel table now rather than in the first batch.
+        channels();
+        BidGenerator {
+            base_time,
+            inter_event_delay: 1_000_000f32 / rate as f32 * 1.0f32,
+            offset,
+            step,
+        }
+    }
+
+    /// The event number (and id) of bid `offset` in the whole event stream.
+    fn event_number(offset: u64) -> usize {
+        let o = offset as usize;
+        o / BID_PROPORTION * PROPORTION_DENOMINATOR
+            + PERSON_PROPORTION
+            + AUCTION_PROPORTION
+            + o % BID_PROPORTION
+    }
+
+    fn timestamp_of(&self, event_number: usize) -> u64 {
+        self.base_time + ((event_number as f32 * self.inter_event_delay) / 1000.0).round() as u64
+    }
+
+    /// The event time of the next bid.
+    pub fn next_timestamp(&self) -> u64 {
+        self.timestamp_of(Self::event_number(self.offset))
+    }
+
+    /// Appends up to `limit` bids to `cols` (cleared first); in paced mode stops before the first
+    /// bid later than `due_until`. Returns the number generated.
+    pub fn generate(
+        &mut self,
+        cols: &mut BidColumns,
+        limit: usize,
+        with_extra: bool,
+        due_until: Option<u64>,
+    ) -> usize {
+        cols.clear(limit, with_extra);
+        let mut extra = String::with_capacity(96);
+        for _ in 0..limit {
+            let id = Self::event_number(self.offset);
+            let time = self.timestamp_of(id);
+            if due_until.is_some_and(|due| time > due) {
+                break;
+            }
+            self.offset += self.step;
+            let rng = &mut SmallRng::seed_from_u64(id as u64);
+            let epoch = id / PROPORTION_DENOMINATOR;
+            // Auction::last_id for a bid event, and Person::last_id.
+            let last_auction = epoch * AUCTION_PROPORTION + (AUCTION_PROPORTION - 1);
+            let last_person = epoch * PERSON_PROPORTION;
+            let auction = if 0 < rng.gen_range(0..2usize) {
+                (last_auction / HOT_RATIO) * HOT_RATIO
+            } else {
+                let min = last_auction.saturating_sub(100);
+                min + rng.gen_range(0..last_auction - min + 1 + 10)
+            };
+            let bidder = if 0 < rng.gen_range(0..4usize) {
+                (last_person / HOT_RATIO) * HOT_RATIO + 1
+            } else {
+                let people = last_person + 1;
+                let active = people.min(1000);
+                people - active + rng.gen_range(0..active + 10)
+            };
+            let price = (10.0_f32.powf(rng.gen::<f32>() * 6.0) * 100.0).round() as usize;
+            let channel = if rng.gen_range(0..2usize) > 0 {
+                rng.gen_range(0..4usize)
+            } else {
+                // The draw `CHANNEL_URL_MAP.choose(rng)` makes in the crate (rand 0.8's gen_index).
+                4 + rng.gen_range(0..CHANNEL_NUMBER as u32) as usize
+            };
+            cols.auction.push((auction + 1000) as i64);
+            cols.bidder.push((bidder + 1000) as i64);
+            cols.price.push(price as i64);
+            cols.channel.push(channel as u16);
+            cols.date_time.push(time as i64);
+            if let Some(b) = &mut cols.extra {
+                // gen_next_extra(32, 100): 54 + [0, 28) lowercase letters.
+                let len = 54 + rng.gen_range(0..28usize);
+                extra.clear();
+                extra.extend((0..len).map(|_| rng.gen_range(b'a'..=b'z') as char));
+                b.append_value(&extra);
+            }
+        }
+        cols.auction.len()
+    }
+}
