@@ -24,11 +24,9 @@ use datafusion::optimizer::Optimizer;
 use datafusion::physical_expr::expressions::{cast, Column};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
@@ -653,7 +651,7 @@ impl Compiler<'_> {
             };
             return Ok((node, lineage));
         }
-        if any.is::<CoalescePartitionsExec>() || any.is::<RepartitionExec>() {
+        if is_pass_through(plan) {
             return self.compile(plan.children()[0]);
         }
         if let Some(filter) = any.downcast_ref::<FilterExec>() {
@@ -729,9 +727,7 @@ impl Compiler<'_> {
         let logical = match aggregate.mode() {
             AggregateMode::Final | AggregateMode::FinalPartitioned => {
                 let mut child = aggregate.input();
-                while child.is::<RepartitionExec>()
-                    || child.is::<CoalescePartitionsExec>()
-                {
+                while is_pass_through(child) {
                     child = child.children()[0];
                 }
                 child
@@ -846,6 +842,11 @@ impl Compiler<'_> {
         };
         Ok((StreamNode::WindowAggregate(node), out_lineage))
     }
+}
+
+/// Nodes DataFusion adds for parallel batch execution that change nothing about the rows.
+fn is_pass_through(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    matches!(plan.name(), "CooperativeExec" | "CoalescePartitionsExec" | "RepartitionExec" | "CoalesceBatchesExec") && plan.children().len() == 1
 }
 
 fn all_sources_bounded(node: &StreamNode) -> bool {
