@@ -4,7 +4,7 @@
 //! `SET` are statements; `INSERT INTO` runs its pipeline to the end of its bounded
 //! sources and reports the rows written; a `SELECT` runs as a continuous query over
 //! the bounded tables and returns every row it emitted. Files may use
-//! `control substitution on` and `__TEST_DIR__` for a per-file temporary directory.
+//! `control substitution on` and `$OUT` for a fresh per-file temporary directory.
 //!
 //! Run one file: `cargo test --test slt -- window/tumble`.
 
@@ -101,7 +101,10 @@ fn main() {
     for file in &files {
         let name = file.strip_prefix(&root).unwrap_or(file).display().to_string();
         let result = runtime.block_on(async {
+            // A fresh directory per file, so sinks never see output of an earlier run.
+            let dir = tempfile::tempdir().expect("temp dir");
             let mut runner = sqllogictest::Runner::new(|| async { Ok(EddyDb { session: Session::new() }) });
+            runner.set_var("OUT".to_string(), dir.path().display().to_string());
             runner.run_file_async(file).await
         });
         match result {
