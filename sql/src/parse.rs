@@ -509,7 +509,9 @@ impl Cursor {
         let rewritten = crate::window::rewrite_window_tvfs(rest)?;
         let dialect = GenericDialect {};
         let mut parser = Parser::new(&dialect).with_tokens_with_locations(rewritten);
-        let query = parser.parse_query().map_err(|e| parser_error(e, self.here()))?;
+        // Errors at the end of input carry no position: point just past the last token.
+        let end = self.tokens.last().map(|t| Location { line: t.span.end.line, column: t.span.end.column }).unwrap_or(self.here());
+        let query = parser.parse_query().map_err(|e| parser_error(e, end))?;
         if parser.peek_token().token != Token::EOF {
             let t = parser.peek_token();
             return Err(SqlError::syntax(location_of(&t), format!("unexpected `{}` after the end of the query", t.token)));
