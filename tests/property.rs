@@ -1,0 +1,173 @@
+//! Property: for random events that stay within the watermark bound, every window
+//! query's streaming result equals the same aggregation computed in batch by
+//! DataFusion over the same data, whatever the batch size, the number of source
+//! partitions (files) and the parallelism.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use eddy::Session;
+use eddy_engine::runtime::CollectSink;
+use eddy_engine::PipelineMetrics;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+type Row = Vec<i64>;
+
+const DELAY_MS: i64 = 3_000;
+
+/// One partition's events (key, value, ts_ms), each at most `DELAY_MS` behind the partition's latest.
+fn partition_events(rng: &mut StdRng, rows: usize) -> Vec<(i64, i64, i64)> {
+    let mut latest = rng.gen_range(0..10_000i64);
+    (0..rows)
+        .map(|_| {
+            latest += rng.gen_range(0..400);
+            let ts = latest - rng.gen_range(0..=DELAY_MS);
+            (rng.gen_range(0..7), rng.gen_range(-50..1000), ts.max(0))
+        })
+        .collect()
+}
+
+fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let columns: Vec<Int64Array> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Int64).expect("int64").as_any().downcast_ref::<Int64Array>().expect("int64").clone())
+            .collect();
+        for i in 0..batch.num_rows() {
+            rows.push(columns.iter().map(|c| c.value(i)).collect());
+        }
+    }
+    rows.sort();
+    rows
+}
+
+async fn streaming(files: &[std::path::PathBuf], window: &str, batch_rows: usize, parallelism: usize) -> Vec<Row> {
+    let mut session = Session::new();
+    let paths: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let dir = files[0].parent().expect("dir").display().to_string();
+    let sql = format!(
+        "SET 'parallelism' = '{parallelism}';
+         CREATE TABLE t (k BIGINT, v BIGINT, ts_ms BIGINT, ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
+           WATERMARK FOR ts AS ts - INTERVAL '{delay}' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '{dir}', 'format' = 'json', 'scan.batch-rows' = '{batch_rows}');
+         SELECT CAST(window_start AS BIGINT), CAST(window_end AS BIGINT), k, COUNT(*), SUM(v), MIN(v), MAX(v)
+         FROM TABLE({window}) GROUP BY window_start, window_end, k;",
+        delay = DELAY_MS / 1000
+    );
+    assert!(paths.len() == files.len());
+    let pipelines = session.execute_script(&sql).await.expect("plans");
+    let collect = CollectSink::default();
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    session.run(&pipelines, Arc::new(PipelineMetrics::default()), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
+    rows_of(&collect.batches())
+}
+
+async fn batch(events: &[(i64, i64, i64)], sql: &str) -> Vec<Row> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+        Field::new("ts", DataType::Int64, false),
+    ]));
+    let columns = vec![
+        Arc::new(Int64Array::from(events.iter().map(|e| e.0).collect::<Vec<_>>())) as _,
+        Arc::new(Int64Array::from(events.iter().map(|e| e.1).collect::<Vec<_>>())) as _,
+        Arc::new(Int64Array::from(events.iter().map(|e| e.2).collect::<Vec<_>>())) as _,
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch");
+    let ctx = SessionContext::new();
+    ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table"))).expect("register");
+    rows_of(&ctx.sql(sql).await.expect("plan").collect().await.expect("run"))
+}
+
+const AGGREGATES: &str = "k, COUNT(*), SUM(v), MIN(v), MAX(v)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_equals_batch_for_every_window_kind() {
+    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::random());
+    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    for case in 0..24 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let partitions = rng.gen_range(1..=3);
+        let mut all = Vec::new();
+        let mut files = Vec::new();
+        for p in 0..partitions {
+            let rows = rng.gen_range(200..1500);
+            let events = partition_events(&mut rng, rows);
+            let path = dir.path().join(format!("part-{p}.json"));
+            let text: String = events.iter().map(|(k, v, ts)| format!("{{\"k\": {k}, \"v\": {v}, \"ts_ms\": {ts}}}\n")).collect();
+            std::fs::write(&path, text).expect("write");
+            files.push(path);
+            all.extend(events);
+        }
+        let batch_rows = rng.gen_range(1..300);
+        let parallelism = rng.gen_range(1..=4);
+        let (window, expected_sql) = match case % 4 {
+            0 => {
+                let size = 1000 * rng.gen_range(1..8i64);
+                (
+                    format!("TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '{}' SECOND)", size / 1000),
+                    format!("SELECT ts / {size} * {size}, ts / {size} * {size} + {size}, {AGGREGATES} FROM t GROUP BY 1, 2, k"),
+                )
+            }
+            1 => {
+                let slide = 1000 * rng.gen_range(1..4i64);
+                let size = slide * rng.gen_range(1..5i64);
+                let offsets: Vec<String> = (0..size / slide).map(|o| format!("({o})")).collect();
+                (
+                    format!("HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '{}' SECOND, INTERVAL '{}' SECOND)", slide / 1000, size / 1000),
+                    format!(
+                        "SELECT ws, ws + {size}, {AGGREGATES} FROM (
+                           SELECT (ts / {slide} - o.column1) * {slide} AS ws, k, v, ts FROM t CROSS JOIN (VALUES {}) AS o)
+                         WHERE ts >= ws AND ts < ws + {size} GROUP BY ws, k",
+                        offsets.join(", ")
+                    ),
+                )
+            }
+            2 => {
+                let step = 1000 * rng.gen_range(1..4i64);
+                let max = step * rng.gen_range(1..5i64);
+                let steps: Vec<String> = (1..=max / step).map(|n| format!("({n})")).collect();
+                (
+                    format!("CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '{}' SECOND, INTERVAL '{}' SECOND)", step / 1000, max / 1000),
+                    format!(
+                        "SELECT ws, we, {AGGREGATES} FROM (
+                           SELECT ts / {max} * {max} AS ws, ts / {max} * {max} + n.column1 * {step} AS we, k, v, ts
+                           FROM t CROSS JOIN (VALUES {}) AS n)
+                         WHERE ts < we GROUP BY ws, we, k",
+                        steps.join(", ")
+                    ),
+                )
+            }
+            _ => {
+                let gap = 1000 * rng.gen_range(1..4i64);
+                (
+                    format!("SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '{}' SECOND)", gap / 1000),
+                    format!(
+                        "WITH breaks AS (
+                           SELECT k, v, ts, CASE WHEN ts - LAG(ts) OVER (PARTITION BY k ORDER BY ts) < {gap} THEN 0 ELSE 1 END AS brk FROM t),
+                         sessions AS (
+                           SELECT k, v, ts, SUM(brk) OVER (PARTITION BY k ORDER BY ts ROWS UNBOUNDED PRECEDING) AS sid FROM breaks)
+                         SELECT MIN(ts), MAX(ts) + {gap}, {AGGREGATES} FROM sessions GROUP BY k, sid"
+                    ),
+                )
+            }
+        };
+        let expected = batch(&all, &expected_sql).await;
+        let actual = streaming(&files, &window, batch_rows, parallelism).await;
+        assert!(!expected.is_empty());
+        assert_eq!(
+            actual, expected,
+            "seed {seed}, case {case}: {window} over {partitions} file(s) of {} events, batch rows {batch_rows}, parallelism {parallelism}",
+            all.len()
+        );
+    }
+}
