@@ -1,1 +1,95 @@
-fn main(){}
+//! Nexmark benchmark: the standard generator feeding the published queries (adapted
+//! only where the dialect demands) into a blackhole sink, in-process.
+//!
+//! Run: `cargo bench --bench nexmark` (release) or, quicker to build,
+//! `cargo bench --profile dev --bench nexmark`. Options after `--`:
+//! `--events N` (default 10,000,000), `--parallelism P` (default 1), and query names to run.
+//! Reports events per CPU-second (generator included) and per wall-second.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use eddy::Session;
+use eddy_engine::PipelineMetrics;
+
+const BID: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, date_time TIMESTAMP(3), extra STRING";
+
+/// (name, sink columns, query) — the query reads table `bid`.
+const QUERIES: &[(&str, &str, &str)] = &[
+    ("q0", "auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3)", "SELECT auction, bidder, price, date_time FROM bid"),
+    ("q1", "auction BIGINT, bidder BIGINT, price DOUBLE, date_time TIMESTAMP(3)", "SELECT auction, bidder, 0.908 * price, date_time FROM bid"),
+    ("q2", "auction BIGINT, price BIGINT", "SELECT auction, price FROM bid WHERE auction % 123 = 0"),
+    (
+        "q5-hop",
+        "auction BIGINT, num BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)",
+        "SELECT auction, COUNT(*), window_start, window_end FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end",
+    ),
+    (
+        "q7-tumble",
+        "window_start TIMESTAMP(3), window_end TIMESTAMP(3), maxprice BIGINT",
+        "SELECT window_start, window_end, MAX(price) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY window_start, window_end",
+    ),
+    (
+        "tumble-count-by-key",
+        "window_start TIMESTAMP(3), auction BIGINT, bids BIGINT",
+        "SELECT window_start, auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, auction",
+    ),
+    (
+        "q11-session",
+        "bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+        "SELECT bidder, COUNT(*), window_start, window_end FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY bidder, window_start, window_end",
+    ),
+];
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: utime is field 12, stime 13 (0-based from the state field).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str, default: u64| {
+        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let events = value("--events", 10_000_000);
+    let parallelism = value("--parallelism", 1);
+    let selected: Vec<&String> = args.iter().filter(|a| QUERIES.iter().any(|(n, _, _)| n == a)).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    println!("nexmark: {events} events per query, parallelism {parallelism}, blackhole sink");
+    for (name, columns, query) in QUERIES {
+        if !selected.is_empty() && !selected.iter().any(|s| s.as_str() == *name) {
+            continue;
+        }
+        let sql = format!(
+            "SET 'parallelism' = '{parallelism}';
+             CREATE TABLE bid ({BID}, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
+               WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '{events}', 'nexmark.base-time' = '1700000000000');
+             CREATE TABLE sink ({columns}) WITH ('connector' = 'blackhole');
+             INSERT INTO sink {query};"
+        );
+        let result = runtime.block_on(async {
+            let mut session = Session::new();
+            let pipelines = session.execute_script(&sql).await?;
+            let metrics = Arc::new(PipelineMetrics::default());
+            let (_tx, stop) = tokio::sync::watch::channel(false);
+            let cpu = cpu_seconds();
+            let started = Instant::now();
+            let summary = session.run(&pipelines, metrics, stop, &mut |_| unreachable!("INSERT only")).await?;
+            Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu))
+        });
+        match result {
+            Ok((summary, wall, cpu)) => println!(
+                "{name:<22} {:>8.2} M events/CPU-s  {:>8.2} M events/s wall  ({} bids of {events} events in {wall:.2}s wall, {cpu:.2}s CPU, {} rows out)",
+                summary.metrics.rows_in as f64 / cpu.max(1e-9) / 1e6,
+                summary.metrics.rows_in as f64 / wall / 1e6,
+                summary.metrics.rows_in,
+                summary.metrics.rows_out
+            ),
+            Err(e) => println!("{name:<22} failed: {e}"),
+        }
+    }
+}
