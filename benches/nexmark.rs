@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench --bench nexmark` (release) or, quicker to build,
 //! `cargo bench --profile dev --bench nexmark`. Options after `--`:
-//! `--events N` (default 10,000,000), `--parallelism P` (default 1), and query names to run.
+//! `--events N` (default 10,000,000; 100,000 under `cargo test`), `--parallelism P` (default 1), and query names to run.
 //! Reports events per CPU-second (generator included) and per wall-second.
 
 use std::sync::Arc;
@@ -55,7 +55,9 @@ fn main() {
     let value = |flag: &str, default: u64| {
         args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
     };
-    let events = value("--events", 10_000_000);
+    // `cargo test --all-targets` runs this without `--bench`: a quick smoke run then.
+    let default_events = if args.iter().any(|a| a == "--bench") { 10_000_000 } else { 100_000 };
+    let events = value("--events", default_events);
     let parallelism = value("--parallelism", 1);
     let selected: Vec<&String> = args.iter().filter(|a| QUERIES.iter().any(|(n, _, _)| n == a)).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
