@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
+use tokio::sync::watch;
 
 /// Prints a bare `SELECT`'s rows to stdout as aligned tables, batch by batch.
 pub struct TableSink;
@@ -94,3 +95,26 @@ pub fn human(n: f64) -> String {
         n => format!("{n:.0}"),
     }
 }
+
+/// Stops the pipelines on the first Ctrl-C (they flush their sinks); a second Ctrl-C exits at once.
+pub fn stop_on_ctrl_c(deadline: Option<Duration>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => eprintln!("eddy: stopping (Ctrl-C again to exit at once)"),
+            _ = timer => {}
+        }
+        let _ = tx.send(true);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+    rx
+}
+

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_engine::PipelineMetrics;
-use tokio::sync::watch;
 
-use crate::console::{spawn_progress, LiveSink};
+use crate::console::{spawn_progress, stop_on_ctrl_c, LiveSink};
 use crate::error::EddyError;
 use crate::session::Session;
 
@@ -83,21 +82,7 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
     );
     let metrics = Arc::new(PipelineMetrics::default());
     let progress = spawn_progress(Arc::clone(&metrics), 1, Some("demo".to_string()));
-    let (tx, stop) = watch::channel(false);
-    let duration = options.duration;
-    tokio::spawn(async move {
-        let timer = async {
-            match duration {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = timer => {}
-        }
-        let _ = tx.send(true);
-    });
+    let stop = stop_on_ctrl_c(options.duration);
     let mut runs = Vec::new();
     for spec in &pipelines {
         let Some(def) = &spec.sink else { continue };

@@ -8,7 +8,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use eddy::{EddyError, Session};
 use eddy_engine::PipelineMetrics;
-use tokio::sync::watch;
 
 /// Eddy: continuous SQL over streams (Flink SQL dialect), compiled to incremental Arrow operators.
 #[derive(Parser)]
@@ -80,28 +79,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Stops the pipelines on the first Ctrl-C (they flush their sinks); a second Ctrl-C exits at once.
-fn stop_on_ctrl_c(deadline: Option<Duration>) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => eprintln!("eddy: stopping (Ctrl-C again to exit at once)"),
-            _ = timer => {}
-        }
-        let _ = tx.send(true);
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    });
-    rx
-}
-
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
         Command::Run { file, parallelism, progress_secs } => {
@@ -118,7 +95,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             }
             let metrics = Arc::new(PipelineMetrics::default());
             let progress = eddy::console::spawn_progress(Arc::clone(&metrics), progress_secs, None);
-            let stop = stop_on_ctrl_c(None);
+            let stop = eddy::console::stop_on_ctrl_c(None);
             let summary = session
                 .run(&pipelines, Arc::clone(&metrics), stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema()))
                 .await;
