@@ -11,6 +11,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy_engine::operator::{Emitter, Operator};
 use eddy_engine::operators::filter::FilterOperator;
 use eddy_engine::operators::project::ProjectOperator;
+use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
 use eddy_engine::operators::source_prep::SourcePrepOperator;
 use eddy_engine::operators::window_aggregate::WindowAggregateOperator;
 use eddy_engine::operators::window_assign::WindowAssignOperator;
@@ -125,7 +126,12 @@ async fn check(window_sql: &str) {
     let plan = planner.plan_query(&query, parsed.location).await.expect("plan");
     let metrics = Arc::new(PipelineMetrics::default());
     let new_aggregate = |node: &WindowAggregateNode| -> Box<dyn Operator> {
-        Box::new(WindowAggregateOperator::new(node.clone(), Arc::new(PipelineMetrics::default())).expect("aggregate"))
+        let metrics = Arc::new(PipelineMetrics::default());
+        if matches!(node.window, Some(eddy_sql::WindowKind::Session { .. })) {
+            Box::new(SessionAggregateOperator::new(node.clone(), metrics).expect("aggregate"))
+        } else {
+            Box::new(WindowAggregateOperator::new(node.clone(), metrics).expect("aggregate"))
+        }
     };
     let batches = input(12);
 
@@ -177,4 +183,9 @@ async fn hop_snapshot_restore_continue() {
 #[tokio::test]
 async fn cumulate_snapshot_restore_continue() {
     check("CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)").await;
+}
+
+#[tokio::test]
+async fn session_snapshot_restore_continue() {
+    check("SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '150' MILLISECOND)").await;
 }

@@ -9,7 +9,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::arrow::compute::{cast, interleave};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -22,6 +24,7 @@ use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::PipelineMetrics;
 use crate::operator::{Emitter, Operator};
+use crate::state::OperatorState;
 
 const NAME: &str = "SessionAggregate";
 
@@ -114,6 +117,47 @@ impl SessionAggregateOperator {
         sessions.insert(position, merged);
     }
 
+    /// The aggregate inputs of the given (buffer, row) pairs, in that order.
+    fn gather(&self, rows: &[(usize, usize)]) -> Result<Inputs> {
+        // Map buffer ids to positions in a dense list of the buffers involved.
+        let mut dense: HashMap<usize, usize> = HashMap::new();
+        let mut buffers: Vec<&Inputs> = Vec::new();
+        let mut picks = Vec::with_capacity(rows.len());
+        for &(buffer, row) in rows {
+            let position = match dense.get(&buffer) {
+                Some(p) => *p,
+                None => {
+                    let inputs = self.buffers[buffer].as_ref().ok_or_else(|| EngineError::Internal("session row in a dropped buffer".into()))?;
+                    buffers.push(inputs);
+                    dense.insert(buffer, buffers.len() - 1);
+                    buffers.len() - 1
+                }
+            };
+            picks.push((position, row));
+        }
+        let pick = |select: &dyn Fn(&Inputs) -> ArrayRef| -> Result<ArrayRef> {
+            let arrays: Vec<ArrayRef> = buffers.iter().map(|b| select(b)).collect();
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            interleave(&refs, &picks).map_err(|e| arrow_error(NAME, e))
+        };
+        let key_count = self.key_exprs.len();
+        let keys = (0..key_count).map(|k| pick(&|i: &Inputs| Arc::clone(&i.keys[k]))).collect::<Result<_>>()?;
+        let mut args = Vec::new();
+        let mut filters = Vec::new();
+        for (a, filter) in self.node.filters.iter().enumerate() {
+            let arg_count = self.node.aggregates[a].expressions().len();
+            args.push((0..arg_count).map(|k| pick(&|i: &Inputs| Arc::clone(&i.args[a][k]))).collect::<Result<Vec<_>>>()?);
+            filters.push(match filter {
+                None => None,
+                Some(_) => {
+                    let array = pick(&|i: &Inputs| i.filters[a].as_ref().map_or_else(|| Arc::new(BooleanArray::from(vec![true; 0])) as ArrayRef, |f| Arc::new(f.clone()) as ArrayRef))?;
+                    array.as_any().downcast_ref::<BooleanArray>().cloned()
+                }
+            });
+        }
+        Ok(Inputs { keys, args, filters })
+    }
+
     fn fire(&mut self, watermark: i64, out: &mut Emitter) -> Result<()> {
         let mut closed: Vec<(usize, Session)> = Vec::new();
         while let Some(&(end, key, start)) = self.by_end.first() {
@@ -138,46 +182,11 @@ impl SessionAggregateOperator {
                 group_ids.push(ordinal);
             }
         }
-        let gather = |select: &dyn Fn(&Inputs) -> Option<ArrayRef>, rows: &[(usize, usize)]| -> Result<Option<ArrayRef>> {
-            // Map buffer ids to positions in a dense list of the buffers involved.
-            let mut dense: HashMap<usize, usize> = HashMap::new();
-            let mut arrays: Vec<ArrayRef> = Vec::new();
-            let mut picks = Vec::with_capacity(rows.len());
-            for &(buffer, row) in rows {
-                let position = match dense.get(&buffer) {
-                    Some(p) => *p,
-                    None => {
-                        let inputs = self.buffers[buffer].as_ref().ok_or_else(|| EngineError::Internal("session row in a dropped buffer".into()))?;
-                        let Some(array) = select(inputs) else { return Ok(None) };
-                        arrays.push(array);
-                        dense.insert(buffer, arrays.len() - 1);
-                        arrays.len() - 1
-                    }
-                };
-                picks.push((position, row));
-            }
-            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-            Ok(Some(interleave(&refs, &picks).map_err(|e| arrow_error(NAME, e))?))
-        };
-        let aggregate_count = self.node.aggregates.len();
-        let mut args: Vec<Vec<ArrayRef>> = Vec::with_capacity(aggregate_count);
-        let mut filters: Vec<Option<BooleanArray>> = Vec::with_capacity(aggregate_count);
-        for a in 0..aggregate_count {
-            let arg_count = self.buffers.iter().flatten().next().map_or(0, |b| b.args[a].len());
-            let mut values = Vec::with_capacity(arg_count);
-            for k in 0..arg_count {
-                values.extend(gather(&|i: &Inputs| Some(Arc::clone(&i.args[a][k])), &rows)?);
-            }
-            args.push(values);
-            let filter = gather(&|i: &Inputs| i.filters[a].as_ref().map(|f| Arc::new(f.clone()) as ArrayRef), &rows)?;
-            filters.push(filter.and_then(|f| f.as_any().downcast_ref::<BooleanArray>().cloned()));
-        }
+        let gathered = self.gather(&rows)?;
+        let (args, filters) = (gathered.args, gathered.filters);
         // Keys: the first row of each session.
         let first_rows: Vec<(usize, usize)> = closed.iter().map(|(_, s)| (s.rows[0].0 as usize, s.rows[0].1 as usize)).collect();
-        let mut keys = Vec::with_capacity(self.key_exprs.len());
-        for k in 0..self.key_exprs.len() {
-            keys.extend(gather(&|i: &Inputs| Some(Arc::clone(&i.keys[k])), &first_rows)?);
-        }
+        let keys = self.gather(&first_rows)?.keys;
         let mut state = GroupState::new(&self.key_schema, &self.node.aggregates)?;
         let total = closed.len();
         for ((accumulator, values), filter) in state.accumulators.iter_mut().zip(&args).zip(&filters) {
@@ -256,6 +265,99 @@ impl Operator for SessionAggregateOperator {
             self.fire(watermark.0, out)?;
         }
         out.watermark(watermark);
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        // Every row of every open session, with its session's bounds, as one batch.
+        let mut rows = Vec::new();
+        let (mut ordinals, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ordinal = 0i64;
+        for sessions in &self.sessions {
+            for session in sessions {
+                for &(buffer, row) in &session.rows {
+                    rows.push((buffer as usize, row as usize));
+                    ordinals.push(ordinal);
+                    starts.push(session.start);
+                    ends.push(session.end);
+                }
+                ordinal += 1;
+            }
+        }
+        let inputs = self.gather(&rows)?;
+        let mut columns: Vec<(String, ArrayRef)> = Vec::new();
+        for (i, k) in inputs.keys.iter().enumerate() {
+            columns.push((format!("k{i}"), Arc::clone(k)));
+        }
+        for (a, args) in inputs.args.iter().enumerate() {
+            for (i, arg) in args.iter().enumerate() {
+                columns.push((format!("a{a}_{i}"), Arc::clone(arg)));
+            }
+            if let Some(f) = &inputs.filters[a] {
+                columns.push((format!("f{a}"), Arc::new(f.clone())));
+            }
+        }
+        columns.push(("session".to_string(), Arc::new(Int64Array::from(ordinals))));
+        columns.push(("start".to_string(), Arc::new(Int64Array::from(starts))));
+        columns.push(("end".to_string(), Arc::new(Int64Array::from(ends))));
+        columns.push(("watermark".to_string(), Arc::new(Int64Array::from(vec![self.watermark.0; rows.len()]))));
+        let fields: Vec<Field> = columns.iter().map(|(n, c)| Field::new(n, c.data_type().clone(), true)).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, c)| c).collect(), &options)
+            .map_err(|e| EngineError::State(e.to_string()))?;
+        let meta = RecordBatch::try_from_iter([("watermark", Arc::new(Int64Array::from(vec![self.watermark.0])) as ArrayRef)])
+            .map_err(|e| EngineError::State(e.to_string()))?;
+        Ok(Some(OperatorState { parts: vec![("meta".to_string(), meta), ("sessions".to_string(), batch)] }))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let bad = || EngineError::State("session aggregate snapshot does not match the query".into());
+        self.keys = Groups::new(&self.key_schema)?;
+        self.sessions.clear();
+        self.by_end.clear();
+        self.buffers.clear();
+        self.live_rows.clear();
+        for (name, batch) in state.parts {
+            let int64 = |name: &str| -> Result<Int64Array> {
+                batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned()).ok_or_else(bad)
+            };
+            if name == "meta" {
+                self.watermark = EventTime(int64("watermark")?.value(0));
+                continue;
+            }
+            let column = |name: &str| batch.column_by_name(name).cloned().ok_or_else(bad);
+            let keys = (0..self.key_exprs.len()).map(|i| column(&format!("k{i}"))).collect::<Result<Vec<_>>>()?;
+            let mut args = Vec::new();
+            let mut filters = Vec::new();
+            for (a, filter) in self.node.filters.iter().enumerate() {
+                let count = self.node.aggregates[a].expressions().len();
+                args.push((0..count).map(|i| column(&format!("a{a}_{i}"))).collect::<Result<Vec<_>>>()?);
+                filters.push(match filter {
+                    None => None,
+                    Some(_) => Some(column(&format!("f{a}"))?.as_any().downcast_ref::<BooleanArray>().cloned().ok_or_else(bad)?),
+                });
+            }
+            let (ordinals, starts, ends) = (int64("session")?, int64("start")?, int64("end")?);
+            let mut ids = Vec::new();
+            self.keys.intern(&keys, batch.num_rows(), &mut ids)?;
+            self.sessions.resize_with(self.keys.len(), Vec::new);
+            let mut row = 0;
+            while row < batch.num_rows() {
+                let ordinal = ordinals.value(row);
+                let (key, start, end) = (ids[row], starts.value(row), ends.value(row));
+                let mut session = Session { start, end, rows: Vec::new() };
+                while row < batch.num_rows() && ordinals.value(row) == ordinal {
+                    session.rows.push((0, row as u32));
+                    row += 1;
+                }
+                self.by_end.insert((end, key, start));
+                let sessions = &mut self.sessions[key];
+                let position = sessions.partition_point(|s| s.start < start);
+                sessions.insert(position, session);
+            }
+            self.live_rows.push(batch.num_rows());
+            self.buffers.push(if batch.num_rows() > 0 { Some(Inputs { keys, args, filters }) } else { None });
+        }
         Ok(())
     }
 }
