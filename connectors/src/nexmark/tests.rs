@@ -290,47 +290,6 @@ async fn unbounded_without_events_num() {
     }
 }
 
-#[tokio::test]
-#[ignore = "throughput measurement; run with --ignored --nocapture"]
-async fn throughput() {
-    for cols in [
-        vec![],
-        vec![("auction", DataType::Int64), ("price", DataType::Int64)],
-    ] {
-        let d = def(&[("events.num", "2000000")], &cols);
-        let schema = source_schema(&d).unwrap();
-        let src = create_source(&d, schema).unwrap();
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        for mut r in src.open(1).unwrap() {
-            while let Some(b) = r.next_batch().await.unwrap() {
-                n += b.rows.num_rows();
-            }
-        }
-        let s = t.elapsed().as_secs_f64();
-        eprintln!(
-            "{} columns: {n} bids in {s:.2}s = {:.2} M/s",
-            cols.len(),
-            n as f64 / s / 1e6
-        );
-    }
-}
-
-#[test]
-#[ignore = "throughput measurement; run with --ignored --nocapture"]
-fn crate_throughput() {
-    let t = std::time::Instant::now();
-    let n = EventGenerator::new(NexmarkConfig::default())
-        .with_type_filter(EventType::Bid)
-        .take(1_840_000)
-        .count();
-    let s = t.elapsed().as_secs_f64();
-    eprintln!(
-        "crate alone: {n} bids in {s:.2}s = {:.2} M/s",
-        n as f64 / s / 1e6
-    );
-}
-
 /// Every column of the fast bid generator equals the `nexmark` crate's bids.
 #[test]
 fn fast_bids_equal_the_crate() {
