@@ -135,11 +135,7 @@ impl Session {
         if def.columns.is_empty() {
             // Generators know their own columns (`CREATE TABLE bid WITH ('connector' = 'nexmark')`).
             let schema = eddy_connectors::source_schema(&def).map_err(|e| connector_error(&def, &e))?;
-            def.columns = schema
-                .fields()
-                .iter()
-                .map(|f| eddy_sql::ColumnDef { name: f.name().clone(), data_type: f.data_type().clone(), nullable: f.is_nullable() })
-                .collect();
+            def.columns = schema.fields().iter().map(|f| eddy_sql::ColumnDef::from(f.as_ref())).collect();
         }
         for key in ["late.sink", "malformed.sink"] {
             if let Some(target) = def.option(key) {

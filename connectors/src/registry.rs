@@ -284,24 +284,9 @@ pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn def(opts: &[(&str, &str)]) -> TableDef {
-        TableDef {
-            name: "t".into(),
-            columns: vec![eddy_sql::catalog::ColumnDef {
-                name: "v".into(),
-                data_type: datafusion::arrow::datatypes::DataType::Int64,
-                nullable: true,
-            }],
-            computed: vec![],
-            watermark: None,
-            primary_key: vec![],
-            options: opts
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        }
+        TableDef::from_fields("t", &[datafusion::arrow::datatypes::Field::new("v", datafusion::arrow::datatypes::DataType::Int64, true)], opts)
     }
 
     fn err(opts: &[(&str, &str)], as_sink: bool) -> String {

@@ -48,7 +48,26 @@ pub struct TableDef {
     pub options: BTreeMap<String, String>,
 }
 
+impl From<&Field> for ColumnDef {
+    fn from(field: &Field) -> Self {
+        ColumnDef { name: field.name().clone(), data_type: field.data_type().clone(), nullable: field.is_nullable() }
+    }
+}
+
 impl TableDef {
+    /// A table whose physical columns are `fields`, with `WITH` options: for tables
+    /// whose schema is already known (connector defaults, tests).
+    pub fn from_fields(name: &str, fields: &[Field], options: &[(&str, &str)]) -> Self {
+        TableDef {
+            name: name.to_string(),
+            columns: fields.iter().map(ColumnDef::from).collect(),
+            computed: Vec::new(),
+            watermark: None,
+            primary_key: Vec::new(),
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
     /// The schema connectors read and write: physical columns only.
     pub fn physical_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(

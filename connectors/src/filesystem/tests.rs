@@ -1,6 +1,5 @@
 //! Tests of the filesystem connector: all three formats, malformed input, sink commits.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use datafusion::arrow::array::{
@@ -12,7 +11,8 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::MalformedRecord;
-use eddy_sql::catalog::{ColumnDef, TableDef};
+use datafusion::arrow::datatypes::Field;
+use eddy_sql::catalog::TableDef;
 
 use crate::registry::{create_sink, create_source};
 
@@ -21,25 +21,9 @@ fn ts() -> DataType {
 }
 
 fn table(cols: &[(&str, DataType, bool)], opts: &[(&str, &str)]) -> TableDef {
-    TableDef {
-        name: "t".into(),
-        columns: cols
-            .iter()
-            .map(|(n, t, nullable)| ColumnDef {
-                name: n.to_string(),
-                data_type: t.clone(),
-                nullable: *nullable,
-            })
-            .collect(),
-        computed: vec![],
-        watermark: None,
-        primary_key: vec![],
-        options: opts
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain([("connector".to_string(), "filesystem".to_string())])
-            .collect::<BTreeMap<_, _>>(),
-    }
+    let fields: Vec<Field> = cols.iter().map(|(n, t, nullable)| Field::new(*n, t.clone(), *nullable)).collect();
+    let options: Vec<(&str, &str)> = opts.iter().copied().chain([("connector", "filesystem")]).collect();
+    TableDef::from_fields("t", &fields, &options)
 }
 
 fn bids(path: &Path, format: &str, extra: &[(&str, &str)]) -> TableDef {

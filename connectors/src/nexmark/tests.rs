@@ -1,6 +1,5 @@
 //! Checks the generator against the published Nexmark rules.
 
-use std::collections::BTreeMap;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::concat_batches;
@@ -15,25 +14,9 @@ use crate::registry::{create_source, source_schema};
 const BASE: u64 = 1_700_000_000_000;
 
 fn def(opts: &[(&str, &str)], cols: &[(&str, DataType)]) -> TableDef {
-    TableDef {
-        name: "t".into(),
-        columns: cols
-            .iter()
-            .map(|(n, t)| eddy_sql::catalog::ColumnDef {
-                name: n.to_string(),
-                data_type: t.clone(),
-                nullable: true,
-            })
-            .collect(),
-        computed: vec![],
-        watermark: None,
-        primary_key: vec![],
-        options: opts
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain([("connector".to_string(), "nexmark".to_string())])
-            .collect::<BTreeMap<_, _>>(),
-    }
+    let fields: Vec<Field> = cols.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect();
+    let options: Vec<(&str, &str)> = opts.iter().copied().chain([("connector", "nexmark")]).collect();
+    TableDef::from_fields("t", &fields, &options)
 }
 
 async fn read(def: &TableDef, parallelism: usize) -> Vec<RecordBatch> {
