@@ -260,15 +260,17 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
 
     // Open sources first: their partition counts size the exchanges.
     let mut readers: HashMap<usize, Vec<Box<dyn SourceReader>>> = HashMap::new();
+    // Splittable sources (generators) get as many partitions as the keyed stage has tasks.
+    let parallelism = graph
+        .stages
+        .iter()
+        .find_map(|s| match &s.kind {
+            StageKind::Keyed { parallelism, .. } => Some(*parallelism),
+            _ => None,
+        })
+        .unwrap_or(1);
     for (i, stage) in graph.stages.iter().enumerate() {
         if let StageKind::Source { node, source } = &stage.kind {
-            let parallelism = match graph.stages.iter().find_map(|s| match &s.kind {
-                StageKind::Keyed { parallelism, .. } => Some(*parallelism),
-                _ => None,
-            }) {
-                Some(p) => p,
-                None => 1,
-            };
             let opened = source.open(parallelism).map_err(|source| EngineError::Source {
                 table: node.table.name.clone(),
                 partition: "open".to_string(),

@@ -286,6 +286,19 @@ impl WindowAggregateOperator {
         })
     }
 
+    /// The live state of the slice starting at `start`, created on its first row.
+    fn slice_state<'a>(
+        open: &'a mut BTreeMap<i64, GroupState>,
+        start: i64,
+        key_schema: &SchemaRef,
+        aggregates: &[Arc<AggregateFunctionExpr>],
+    ) -> Result<&'a mut GroupState> {
+        match open.entry(start) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(e) => Ok(e.insert(GroupState::new(key_schema, aggregates)?)),
+        }
+    }
+
     /// The slice start of each row.
     fn slice_starts(&self, batch: &RecordBatch) -> Result<Option<Vec<i64>>> {
         let Some(column) = self.node.slice_column else { return Ok(None) };
@@ -389,10 +402,7 @@ impl Operator for WindowAggregateOperator {
         let inputs = Inputs::evaluate(&batch, &self.key_exprs, &self.node.aggregates, &self.node.filters)?;
         let rows = batch.num_rows();
         let Some(starts) = self.slice_starts(&batch)? else {
-            let state = match self.open.entry(0) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(GroupState::new(&self.key_schema, &self.node.aggregates)?),
-            };
+            let state = Self::slice_state(&mut self.open, 0, &self.key_schema, &self.node.aggregates)?;
             return state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids);
         };
         let watermark = self.watermark.0;
@@ -413,10 +423,7 @@ impl Operator for WindowAggregateOperator {
                 PipelineMetrics::add(&self.metrics.late_rows, count);
                 continue;
             }
-            let state = match self.open.entry(start) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(GroupState::new(&self.key_schema, &self.node.aggregates)?),
-            };
+            let state = Self::slice_state(&mut self.open, start, &self.key_schema, &self.node.aggregates)?;
             match indices {
                 None => state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids)?,
                 Some(indices) => {
