@@ -86,7 +86,7 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
     let mut runs = Vec::new();
     for spec in &pipelines {
         let Some(def) = &spec.sink else { continue };
-        let inner = eddy_connectors::create_sink(def, def.physical_schema()).map_err(|e| EddyError::Connector {
+        let inner = eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
             table: def.name.clone(),
             location: spec.location,
             message: e.to_string(),

@@ -155,7 +155,7 @@ impl Session {
     }
 
     fn open_sink(&self, def: &TableDef) -> Result<Box<dyn Sink>, EddyError> {
-        eddy_connectors::create_sink(def, def.physical_schema()).map_err(|e| EddyError::Connector {
+        eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
             table: def.name.clone(),
             location: self.locations.get(&def.name).copied().unwrap_or(Location { line: 0, column: 0 }),
             message: e.to_string(),
@@ -187,7 +187,7 @@ impl Session {
                 let Some(def) = self.planner.table(target) else { continue };
                 side.insert(
                     (source.table.name.clone(), kind),
-                    SideSink { table: def.name.clone(), sink: self.open_sink(&def)?, schema: def.physical_schema() },
+                    SideSink { table: def.name.clone(), sink: self.open_sink(&def)?, schema: def.sink_schema() },
                 );
             }
         }

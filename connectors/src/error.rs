@@ -166,6 +166,25 @@ pub enum ConnectorError {
         source: ArrowError,
     },
 
+    /// Kafka (librdkafka) refused a request or could not be reached.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done, with the topic and brokers.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A metadata column the connector cannot fill (or, in a sink, cannot write).
+    #[error("column '{column}': {reason}")]
+    Metadata {
+        /// The column name.
+        column: String,
+        /// What is wrong and which keys exist.
+        reason: String,
+    },
+
     /// Parquet failed while reading or writing a file.
     #[error("{context}: {source}")]
     Parquet {
@@ -206,6 +225,11 @@ impl ConnectorError {
             context: context.into(),
             source,
         }
+    }
+
+    /// A [`ConnectorError::Kafka`] with context.
+    pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        ConnectorError::Kafka { context: context.into(), source }
     }
 
     /// A [`ConnectorError::Parquet`] with context.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use datafusion::arrow::array::Array;
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -16,6 +16,19 @@ pub(crate) fn timestamp_format(unit: TimeUnit) -> &'static str {
         TimeUnit::Millisecond => "%Y-%m-%d %H:%M:%S%.3f",
         TimeUnit::Microsecond => "%Y-%m-%d %H:%M:%S%.6f",
         TimeUnit::Nanosecond => "%Y-%m-%d %H:%M:%S%.9f",
+    }
+}
+
+/// One format for every timestamp column: the unit's when they agree, else a variable fraction.
+pub(crate) fn common_timestamp_format(schema: &SchemaRef) -> String {
+    let mut units = schema.fields().iter().filter_map(|f| match f.data_type() {
+        DataType::Timestamp(u, _) => Some(*u),
+        _ => None,
+    });
+    match units.next() {
+        None => timestamp_format(TimeUnit::Millisecond).to_string(),
+        Some(first) if units.all(|u| u == first) => timestamp_format(first).to_string(),
+        Some(_) => "%Y-%m-%d %H:%M:%S%.f".to_string(),
     }
 }
 

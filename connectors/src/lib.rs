@@ -4,6 +4,7 @@
 //! traits for one `'connector'` value:
 //!
 //! - [`filesystem`]: JSON lines, CSV and Parquet files (source and sink),
+//! - [`kafka`]: Kafka topics, JSON/CSV/raw values with metadata columns (source and sink),
 //! - [`nexmark`]: the Nexmark benchmark generator (source),
 //! - [`datagen`]: Flink-style random/sequence rows (source),
 //! - [`print`](mod@print): rows to stdout like Flink (sink), [`blackhole`]: discards rows (sink).
@@ -21,6 +22,7 @@ pub mod datagen;
 pub mod error;
 pub mod filesystem;
 mod format;
+pub mod kafka;
 pub mod nexmark;
 mod options;
 pub mod print;

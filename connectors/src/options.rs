@@ -66,6 +66,17 @@ pub(crate) fn parse_positive(key: &str, value: &str) -> Result<usize, ConnectorE
     }
 }
 
+/// A duration like Flink's: `500ms`, `10s`, `10 s`, `1min`, `2 h`; a bare number is milliseconds.
+pub(crate) fn parse_duration(key: &str, value: &str) -> Result<std::time::Duration, ConnectorError> {
+    let v = value.trim();
+    if let Ok(ms) = v.parse::<u64>() {
+        return Ok(std::time::Duration::from_millis(ms));
+    }
+    humantime::parse_duration(&v.replace(' ', "")).map_err(|_| {
+        ConnectorError::invalid(key, value, "expected a duration such as '500ms', '10s' or '1min'")
+    })
+}
+
 /// A memory size like Flink's: `1024`, `64kb`, `128MB`, `1 gb` (units are powers of 1024).
 pub(crate) fn parse_size(key: &str, value: &str) -> Result<u64, ConnectorError> {
     let v = value.trim();

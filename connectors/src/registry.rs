@@ -11,6 +11,7 @@ use crate::blackhole::BlackholeSink;
 use crate::datagen::{DatagenOptions, DatagenSource};
 use crate::error::ConnectorError;
 use crate::filesystem::{self, FsOptions};
+use crate::kafka::{KafkaOptions, KafkaSink, KafkaSource};
 use crate::nexmark::{self, NexmarkOptions, NexmarkSource};
 use crate::options::did_you_mean;
 use crate::print::PrintSink;
@@ -46,6 +47,14 @@ pub const CONNECTORS: &[ConnectorSpec] = &[
             ("sink.rolling-policy.file-size", "start a new part file after this size, e.g. '128MB' (default 128MB)"),
         ],
         required: &["path", "format"],
+        can_source: true,
+        can_sink: true,
+    },
+    ConnectorSpec {
+        name: "kafka",
+        description: "Apache Kafka topics: one reader per partition, JSON/CSV/raw values, METADATA columns (topic, partition, offset, timestamp, timestamp-type, key, headers)",
+        options: crate::kafka::OPTIONS,
+        required: &["properties.bootstrap.servers"],
         can_source: true,
         can_sink: true,
     },
@@ -229,7 +238,19 @@ pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorEr
         "datagen" => {
             DatagenOptions::parse(def, &def.physical_schema())?;
         }
+        "kafka" => {
+            KafkaOptions::parse(def)?;
+            crate::kafka::check_metadata(def, as_sink)?;
+        }
         _ => {}
+    }
+    if spec.name != "kafka" {
+        if let Some(column) = def.columns.iter().find(|c| c.metadata.is_some()) {
+            return Err(ConnectorError::Metadata {
+                column: column.name.clone(),
+                reason: format!("connector '{}' has no METADATA columns (only kafka has)", spec.name),
+            });
+        }
     }
     Ok(())
 }
@@ -256,6 +277,7 @@ pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source
         "filesystem" => filesystem::create_source(def, schema)?,
         "nexmark" => Arc::new(NexmarkSource::try_new(def, schema)?),
         "datagen" => Arc::new(DatagenSource::try_new(def, schema)?),
+        "kafka" => Arc::new(KafkaSource::try_new(def, schema)?),
         other => {
             return Err(ConnectorError::UnsupportedRole {
                 connector: other.to_string(),
@@ -272,6 +294,7 @@ pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, C
         "filesystem" => filesystem::create_sink(def, schema)?,
         "print" => Box::new(PrintSink::try_new(def)?),
         "blackhole" => Box::new(BlackholeSink),
+        "kafka" => Box::new(KafkaSink::try_new(def, schema)?),
         other => {
             return Err(ConnectorError::UnsupportedRole {
                 connector: other.to_string(),
@@ -314,7 +337,7 @@ mod tests {
         let e = err(&[("connector", "kafak")], false);
         assert!(
             e.contains("unknown connector 'kafak'")
-                && e.contains("filesystem, nexmark, datagen, print, blackhole"),
+                && e.contains("filesystem, kafka, nexmark, datagen, print, blackhole"),
             "{e}"
         );
         assert!(err(&[], false).contains("has no 'connector' option"));

@@ -45,6 +45,36 @@ pub trait Source: Send + Sync {
     /// Opens the partitions, each to be read by one task. `parallelism` is a hint
     /// for sources that can split freely (generators).
     fn open(&self, parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError>;
+
+    /// Opens the partitions to continue from `positions` (taken from readers'
+    /// [`SourceReader::position`] at a checkpoint); partitions without a position
+    /// start as configured. Sources that cannot resume refuse a non-empty list.
+    fn open_at(&self, parallelism: usize, positions: &[SourcePosition]) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        if positions.is_empty() {
+            self.open(parallelism)
+        } else {
+            Err("this source cannot resume from a saved position".into())
+        }
+    }
+}
+
+/// Where a partition's reader stands: enough to resume right after the last row
+/// it returned, so offsets can be part of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// The partition, as the source names it (e.g. `orders/3` for Kafka).
+    pub partition: String,
+    /// The next offset to read in that partition.
+    pub offset: i64,
+}
+
+/// How a partition's reader is doing, for pipeline status and the progress line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReaderStatus {
+    /// Records available but not read yet (Kafka consumer lag), when known.
+    pub lag: Option<u64>,
+    /// A problem the reader is retrying through (e.g. the broker is unreachable).
+    pub problem: Option<String>,
 }
 
 /// Reads one partition of a source, in order.
@@ -53,8 +83,25 @@ pub trait SourceReader: Send {
     /// Names the partition in messages, e.g. a file path.
     fn describe(&self) -> String;
 
-    /// The next rows, or `None` when the partition has ended. May wait (rate limits, polling).
+    /// The next rows, or `None` when the partition has ended. May wait (rate limits,
+    /// polling); a reader of an unbounded source returns an empty batch now and then
+    /// when nothing arrives, so the engine can check status and idleness.
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError>;
+
+    /// Where to resume after the rows returned so far; `None` for sources that cannot resume.
+    fn position(&self) -> Option<SourcePosition> {
+        None
+    }
+
+    /// True when the partition has had no rows for longer than its idle timeout.
+    fn is_idle(&self) -> bool {
+        false
+    }
+
+    /// Lag and problems, polled by the engine after every read.
+    fn status(&self) -> ReaderStatus {
+        ReaderStatus::default()
+    }
 }
 
 /// A table that can be written.

@@ -16,7 +16,7 @@ pub mod operators;
 pub mod runtime;
 pub mod state;
 
-pub use connector::{BoxError, MalformedRecord, Sink, Source, SourceBatch, SourceReader};
+pub use connector::{BoxError, MalformedRecord, ReaderStatus, Sink, Source, SourceBatch, SourcePosition, SourceReader};
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};
 pub use metrics::PipelineMetrics;

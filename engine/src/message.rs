@@ -48,6 +48,10 @@ pub enum Message {
     Watermark(EventTime),
     /// Snapshot your state now: every row before this belongs to checkpoint `id`.
     Barrier(CheckpointId),
+    /// The input has had no rows for a while (an idle Kafka partition): leave it out
+    /// of the watermark until it sends a batch or a watermark again, so it does not
+    /// hold every window back.
+    Idle,
     /// The input is finished; no message follows.
     EndOfStream,
 }

@@ -1,6 +1,10 @@
 //! Counters a running pipeline exposes: what came in, what went out, what was set aside.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::connector::ReaderStatus;
 
 /// Shared, lock-free counters for one pipeline; cloned into every task as an `Arc`.
 #[derive(Debug)]
@@ -15,6 +19,8 @@ pub struct PipelineMetrics {
     pub malformed_rows: AtomicU64,
     /// Lowest watermark seen by the sink, in ms (i64::MIN until one arrives).
     pub watermark_ms: AtomicI64,
+    /// Lag and problems of every source partition, by `"table partition"`.
+    readers: Mutex<BTreeMap<String, ReaderStatus>>,
 }
 
 impl Default for PipelineMetrics {
@@ -25,6 +31,7 @@ impl Default for PipelineMetrics {
             late_rows: AtomicU64::new(0),
             malformed_rows: AtomicU64::new(0),
             watermark_ms: AtomicI64::new(i64::MIN),
+            readers: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -47,6 +54,35 @@ impl PipelineMetrics {
             late_rows: self.late_rows.load(Ordering::Relaxed),
             malformed_rows: self.malformed_rows.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records the latest status of one source partition.
+    pub fn set_reader_status(&self, partition: &str, status: ReaderStatus) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        match readers.get_mut(partition) {
+            Some(old) if *old == status => {}
+            Some(old) => *old = status,
+            None => {
+                readers.insert(partition.to_string(), status);
+            }
+        }
+    }
+
+    /// Every source partition's status, by `"table partition"`.
+    pub fn reader_statuses(&self) -> BTreeMap<String, ReaderStatus> {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Total lag over partitions that report one (`None` when none does), and
+    /// the problems sources are retrying through, as `"table partition: problem"`.
+    pub fn source_health(&self) -> (Option<u64>, Vec<String>) {
+        let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let lag = readers.values().filter_map(|s| s.lag).reduce(|a, b| a + b);
+        let problems = readers
+            .iter()
+            .filter_map(|(k, s)| s.problem.as_ref().map(|p| format!("{k}: {p}")))
+            .collect();
+        (lag, problems)
     }
 
     /// Adds `n` to a counter.

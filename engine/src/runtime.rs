@@ -82,6 +82,7 @@ impl Chain {
             Message::Batch(batch) => operator.on_batch(batch, &mut emitter)?,
             Message::Watermark(w) => operator.on_watermark(w, &mut emitter)?,
             Message::Barrier(id) => emitter.messages.push(Message::Barrier(id)),
+            Message::Idle => emitter.messages.push(Message::Idle),
             Message::EndOfStream => operator.on_end(&mut emitter)?,
         }
         self.side.append(&mut emitter.side);
@@ -140,6 +141,7 @@ impl Output {
                         PipelineMetrics::add(&metrics.rows_out, rows);
                     }
                     Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),
+                    Message::Idle => {}
                     Message::Barrier(_) | Message::EndOfStream => {
                         sink.commit().await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
                     }
@@ -379,7 +381,9 @@ async fn run_source(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let partition = reader.describe();
+    let status_key = format!("{table} {partition}");
     let mut malformed_logged = 0usize;
+    let mut idle_sent = false;
     let mut out = Vec::new();
     loop {
         let next = tokio::select! {
@@ -394,6 +398,7 @@ async fn run_source(
             return Ok(());
         };
         let next = next.map_err(|source| EngineError::Source { table: table.clone(), partition: partition.clone(), source })?;
+        metrics.set_reader_status(&status_key, reader.status());
         let Some(batch) = next else { break };
         if !batch.malformed.is_empty() {
             PipelineMetrics::add(&metrics.malformed_rows, batch.malformed.len());
@@ -405,10 +410,18 @@ async fn run_source(
                 side.send(vec![(SideOutput::Malformed, malformed_batch(&table, &batch.malformed)?)]).await;
             }
         }
-        PipelineMetrics::add(&metrics.rows_in, batch.rows.num_rows());
-        chain.push(Message::Batch(batch.rows), &mut out)?;
-        side.send(std::mem::take(&mut chain.side)).await;
-        if !output.send(std::mem::take(&mut out)).await? {
+        if batch.rows.num_rows() > 0 {
+            // Rows make the partition active again: the next merge counts its watermark.
+            idle_sent = false;
+            PipelineMetrics::add(&metrics.rows_in, batch.rows.num_rows());
+            chain.push(Message::Batch(batch.rows), &mut out)?;
+            side.send(std::mem::take(&mut chain.side)).await;
+        } else if !idle_sent && reader.is_idle() {
+            idle_sent = true;
+            tracing::debug!(table = %table, partition = %partition, "partition is idle; it no longer holds the watermark back");
+            chain.push(Message::Idle, &mut out)?;
+        }
+        if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
             return Ok(());
         }
     }
@@ -421,10 +434,7 @@ async fn run_source(
 }
 
 async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Chain, mut output: Output) -> Result<()> {
-    let mut watermarks = vec![EventTime::MIN; inputs];
-    let mut ended = vec![false; inputs];
-    let mut remaining = inputs;
-    let mut current = EventTime::MIN;
+    let mut inputs_state = InputWatermarks::new(inputs);
     let mut out = Vec::new();
     if inputs == 0 {
         chain.push(Message::EndOfStream, &mut out)?;
@@ -433,32 +443,33 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
     }
     while let Some((input, message)) = rx.recv().await {
         match message {
-            Message::Batch(_) | Message::Barrier(_) => chain.push(message, &mut out)?,
-            Message::Watermark(w) => {
-                watermarks[input] = watermarks[input].max(w);
-                let min = min_watermark(&watermarks, &ended);
-                if min > current {
-                    current = min;
-                    chain.push(Message::Watermark(current), &mut out)?;
-                }
+            Message::Batch(_) => {
+                inputs_state.activate(input);
+                chain.push(message, &mut out)?;
             }
+            Message::Barrier(_) => chain.push(message, &mut out)?,
+            Message::Watermark(w) => {
+                inputs_state.activate(input);
+                inputs_state.watermarks[input] = inputs_state.watermarks[input].max(w);
+            }
+            Message::Idle => inputs_state.idle[input] = true,
             Message::EndOfStream => {
-                if !ended[input] {
-                    ended[input] = true;
-                    remaining -= 1;
+                if !inputs_state.ended[input] {
+                    inputs_state.ended[input] = true;
+                    inputs_state.remaining -= 1;
                 }
-                if remaining == 0 {
+                if inputs_state.remaining == 0 {
                     chain.push(Message::EndOfStream, &mut out)?;
                     output.send(std::mem::take(&mut out)).await?;
                     return Ok(());
                 }
-                // An ended input no longer holds the watermark back.
-                let min = min_watermark(&watermarks, &ended);
-                if min > current {
-                    current = min;
-                    chain.push(Message::Watermark(current), &mut out)?;
-                }
             }
+        }
+        // Any change of watermark, idleness or liveness may move this task's watermark.
+        match inputs_state.combined() {
+            Combined::Advanced(w) => chain.push(Message::Watermark(w), &mut out)?,
+            Combined::AllIdle => chain.push(Message::Idle, &mut out)?,
+            Combined::Unchanged => {}
         }
         if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
             return Ok(());
@@ -468,8 +479,61 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
     Ok(())
 }
 
-fn min_watermark(watermarks: &[EventTime], ended: &[bool]) -> EventTime {
-    watermarks.iter().zip(ended).filter(|(_, e)| !**e).map(|(w, _)| *w).min().unwrap_or(EventTime::MAX)
+/// The watermark state of a task's inputs: its own watermark is the minimum over
+/// inputs that are neither ended nor idle.
+struct InputWatermarks {
+    watermarks: Vec<EventTime>,
+    ended: Vec<bool>,
+    idle: Vec<bool>,
+    remaining: usize,
+    current: EventTime,
+    /// Whether `Idle` was already sent downstream for the current all-idle spell.
+    idle_sent: bool,
+}
+
+/// What [`InputWatermarks::combined`] found.
+#[derive(Debug, PartialEq)]
+enum Combined {
+    Advanced(EventTime),
+    AllIdle,
+    Unchanged,
+}
+
+impl InputWatermarks {
+    fn new(inputs: usize) -> Self {
+        InputWatermarks {
+            watermarks: vec![EventTime::MIN; inputs],
+            ended: vec![false; inputs],
+            idle: vec![false; inputs],
+            remaining: inputs,
+            current: EventTime::MIN,
+            idle_sent: false,
+        }
+    }
+
+    fn activate(&mut self, input: usize) {
+        self.idle[input] = false;
+        self.idle_sent = false;
+    }
+
+    fn combined(&mut self) -> Combined {
+        let live = || (0..self.watermarks.len()).filter(|&i| !self.ended[i]);
+        if live().next().is_some() && live().all(|i| self.idle[i]) {
+            // Every live input is idle: the watermark stays, and downstream learns this task is idle too.
+            if self.idle_sent {
+                return Combined::Unchanged;
+            }
+            self.idle_sent = true;
+            return Combined::AllIdle;
+        }
+        let min = live().filter(|&i| !self.idle[i]).map(|i| self.watermarks[i]).min().unwrap_or(EventTime::MAX);
+        if min > self.current {
+            self.current = min;
+            Combined::Advanced(min)
+        } else {
+            Combined::Unchanged
+        }
+    }
 }
 
 /// A sink that keeps every batch in memory: for `SELECT` results and tests.
@@ -494,5 +558,42 @@ impl Sink for CollectSink {
 
     async fn commit(&mut self) -> Result<(), crate::connector::BoxError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_inputs_do_not_hold_the_watermark_back() {
+        let mut w = InputWatermarks::new(2);
+        w.watermarks[0] = EventTime(100);
+        assert_eq!(w.combined(), Combined::Unchanged, "input 1 has said nothing yet");
+        w.idle[1] = true;
+        assert_eq!(w.combined(), Combined::Advanced(EventTime(100)));
+        // Input 1 comes back with an older watermark: it counts again, but the watermark never goes back.
+        w.activate(1);
+        w.watermarks[1] = EventTime(50);
+        assert_eq!(w.combined(), Combined::Unchanged);
+        w.watermarks[1] = EventTime(150);
+        w.watermarks[0] = EventTime(120);
+        assert_eq!(w.combined(), Combined::Advanced(EventTime(120)));
+    }
+
+    #[test]
+    fn all_idle_is_forwarded_once() {
+        let mut w = InputWatermarks::new(2);
+        w.idle = vec![true, true];
+        assert_eq!(w.combined(), Combined::AllIdle);
+        assert_eq!(w.combined(), Combined::Unchanged);
+        w.activate(0);
+        w.idle[0] = true;
+        assert_eq!(w.combined(), Combined::AllIdle);
+        // An ended input is not idle and not live: the other one decides.
+        w.ended[1] = true;
+        w.activate(0);
+        w.watermarks[0] = EventTime(7);
+        assert_eq!(w.combined(), Combined::Advanced(EventTime(7)));
     }
 }

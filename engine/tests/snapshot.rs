@@ -20,7 +20,7 @@ use eddy_engine::{EventTime, Message, PipelineMetrics};
 use eddy_sql::{ColumnDef, Location, Planner, StreamNode, TableDef, WatermarkDef, WindowAggregateNode};
 
 fn table() -> TableDef {
-    let column = |name: &str, data_type| ColumnDef { name: name.to_string(), data_type, nullable: true };
+    let column = |name: &str, data_type| ColumnDef { name: name.to_string(), data_type, nullable: true, metadata: None };
     TableDef {
         name: "t".to_string(),
         columns: vec![

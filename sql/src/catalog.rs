@@ -15,6 +15,18 @@ pub struct ColumnDef {
     pub name: String,
     pub data_type: DataType,
     pub nullable: bool,
+    /// `METADATA [FROM 'key'] [VIRTUAL]`: the value comes from the record's
+    /// envelope (a Kafka partition, offset, timestamp...) rather than its payload.
+    pub metadata: Option<MetadataColumn>,
+}
+
+/// Where a metadata column's value comes from, as Flink declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataColumn {
+    /// The connector's metadata key (`FROM 'key'`, else the column name).
+    pub key: String,
+    /// `VIRTUAL`: read-only, left out when the table is written to.
+    pub is_virtual: bool,
 }
 
 /// A column computed from the physical ones, e.g. `ts AS TO_TIMESTAMP_LTZ(event_ms, 3)`.
@@ -50,7 +62,7 @@ pub struct TableDef {
 
 impl From<&Field> for ColumnDef {
     fn from(field: &Field) -> Self {
-        ColumnDef { name: field.name().clone(), data_type: field.data_type().clone(), nullable: field.is_nullable() }
+        ColumnDef { name: field.name().clone(), data_type: field.data_type().clone(), nullable: field.is_nullable(), metadata: None }
     }
 }
 
@@ -68,14 +80,19 @@ impl TableDef {
         }
     }
 
-    /// The schema connectors read and write: physical columns only.
+    /// The schema sources read: physical columns, metadata ones included.
     pub fn physical_schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
-                .collect::<Vec<_>>(),
-        ))
+        Self::schema_of(self.columns.iter())
+    }
+
+    /// The schema sinks write: physical columns without `VIRTUAL` metadata ones,
+    /// which are read-only (Flink's rule for `INSERT INTO`).
+    pub fn sink_schema(&self) -> SchemaRef {
+        Self::schema_of(self.columns.iter().filter(|c| !c.metadata.as_ref().is_some_and(|m| m.is_virtual)))
+    }
+
+    fn schema_of<'a>(columns: impl Iterator<Item = &'a ColumnDef>) -> SchemaRef {
+        Arc::new(Schema::new(columns.map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable)).collect::<Vec<_>>()))
     }
 
     /// One `WITH` option's value.

@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use crate::catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
+use crate::catalog::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};
 use crate::error::{Location, Result, SqlError};
 
 /// One statement of a script, with where it starts.
@@ -355,12 +355,15 @@ impl Cursor {
         }
         let data_type = self.parse_data_type()?;
         let mut nullable = true;
+        let mut metadata = None;
         loop {
             if self.consume_keywords(&[Keyword::NOT, Keyword::NULL]) {
                 nullable = false;
             } else if self.consume_keyword(Keyword::NULL) {
             } else if self.consume_word("METADATA") {
-                return Err(SqlError::syntax(name_location, "METADATA columns are not supported by this connector yet"));
+                let key = if self.consume_keyword(Keyword::FROM) { self.parse_string_literal()? } else { name.clone() };
+                let is_virtual = self.consume_word("VIRTUAL");
+                metadata = Some(MetadataColumn { key, is_virtual });
             } else if self.consume_keyword(Keyword::COMMENT) {
                 self.parse_string_literal()?;
             } else if self.consume_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
@@ -377,7 +380,7 @@ impl Cursor {
         if !(self.peek_token(&Token::Comma) || self.peek_token(&Token::RParen)) {
             return Err(self.error_expected("`,` or `)` after the column definition"));
         }
-        table.columns.push(ColumnDef { name, data_type, nullable });
+        table.columns.push(ColumnDef { name, data_type, nullable, metadata });
         Ok(())
     }
 

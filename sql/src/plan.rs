@@ -208,7 +208,7 @@ impl Planner {
         };
         let plan = self.plan_query(query, location).await?;
         let input_schema = plan.schema();
-        let sink_schema = sink_def.physical_schema();
+        let sink_schema = sink_def.sink_schema();
         if input_schema.fields().len() != sink_schema.fields().len() {
             return Err(SqlError::plan(
                 location,

@@ -8,9 +8,9 @@
 //! As a sink, `'path'` is a directory; see [`sink::FileSink`].
 
 mod parquet;
-mod records;
+pub(crate) mod records;
 pub mod sink;
-mod text;
+pub(crate) mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

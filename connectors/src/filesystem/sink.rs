@@ -13,7 +13,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
@@ -23,7 +23,7 @@ use rand::Rng;
 
 use super::{FileFormat, FsOptions};
 use crate::error::ConnectorError;
-use crate::format::timestamp_format;
+use crate::format::common_timestamp_format;
 
 /// Writes a table's rows into part files under a directory; see the module docs.
 pub struct FileSink {
@@ -60,19 +60,6 @@ impl FileWriter {
             FileWriter::Text { bytes, .. } => *bytes,
             FileWriter::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
         }
-    }
-}
-
-/// One format for every timestamp column: the unit's when they agree, else a variable fraction.
-fn common_timestamp_format(schema: &SchemaRef) -> String {
-    let mut units = schema.fields().iter().filter_map(|f| match f.data_type() {
-        DataType::Timestamp(u, _) => Some(*u),
-        _ => None,
-    });
-    match units.next() {
-        None => timestamp_format(datafusion::arrow::datatypes::TimeUnit::Millisecond).to_string(),
-        Some(first) if units.all(|u| u == first) => timestamp_format(first).to_string(),
-        Some(_) => "%Y-%m-%d %H:%M:%S%.f".to_string(),
     }
 }
 

@@ -165,36 +165,61 @@ pub(crate) fn check_not_null(schema: &SchemaRef, batch: &RecordBatch) -> Result<
     Ok(())
 }
 
+/// The records of a chunk that decoded: their rows, which records they are, and
+/// why each other record did not decode.
+pub(crate) struct Decoded {
+    /// Rows of the good records, in chunk order.
+    pub rows: RecordBatch,
+    /// Indices (into `Chunk::records`) of the good records; `None` when all are good.
+    pub good: Option<Vec<u32>>,
+    /// `(record index, error)` of every record that did not decode.
+    pub errors: Vec<(usize, String)>,
+}
+
 /// Decodes a chunk: all at once, or record by record when that fails.
+pub(crate) fn decode_records(format: TextFormat, schema: &SchemaRef, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
+    if let Ok(rows) = format.decode(schema, &chunk.data, chunk.records.len()) {
+        return Ok(Decoded { rows, good: None, errors: Vec::new() });
+    }
+    let mut good_rows = Vec::new();
+    let mut good = Vec::new();
+    let mut errors = Vec::new();
+    for (i, record) in chunk.records.iter().enumerate() {
+        // Include the '\n' that follows every record in the chunk.
+        let bytes = &chunk.data[record.start..record.end + 1];
+        match format.decode(schema, bytes, 1) {
+            Ok(batch) => {
+                good_rows.push(batch);
+                good.push(i as u32);
+            }
+            Err(error) => errors.push((i, error)),
+        }
+    }
+    let rows = concat_batches(schema, &good_rows).map_err(|e| ConnectorError::arrow("combining decoded rows", e))?;
+    Ok(Decoded { rows, good: Some(good), errors })
+}
+
+/// Decodes a chunk of a file; every bad record becomes a [`MalformedRecord`] at `label:LINE`.
 pub(crate) fn decode_chunk(
     format: TextFormat,
     schema: &SchemaRef,
     chunk: &Chunk,
     label: &str,
 ) -> Result<SourceBatch, ConnectorError> {
-    if let Ok(rows) = format.decode(schema, &chunk.data, chunk.records.len()) {
-        return Ok(SourceBatch {
-            rows,
-            malformed: Vec::new(),
-        });
-    }
-    let mut good = Vec::new();
-    let mut malformed = Vec::new();
-    for record in &chunk.records {
-        // Include the '\n' that follows every record in the chunk.
-        let bytes = &chunk.data[record.start..record.end + 1];
-        match format.decode(schema, bytes, 1) {
-            Ok(batch) => good.push(batch),
-            Err(error) => malformed.push(MalformedRecord {
+    let decoded = decode_records(format, schema, chunk)?;
+    let malformed = decoded
+        .errors
+        .into_iter()
+        .map(|(i, error)| {
+            let record = &chunk.records[i];
+            MalformedRecord {
                 position: format!("{label}:{}", record.line),
                 error,
                 raw: String::from_utf8_lossy(chunk.bytes(record)).into_owned(),
-            }),
-        }
-    }
-    let rows = concat_batches(schema, &good)
-        .map_err(|e| ConnectorError::arrow(format!("combining rows of '{label}'"), e))?;
-    Ok(SourceBatch { rows, malformed })
+            }
+        })
+        .collect();
+    Ok(SourceBatch { rows: decoded.rows, malformed })
 }
 
 /// Reads one JSON-lines or CSV file, the partition of a filesystem source.

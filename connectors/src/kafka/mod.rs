@@ -1,0 +1,348 @@
+//! Kafka source and sink (`'connector' = 'kafka'`), on librdkafka through `rdkafka`.
+//!
+//! Options follow Flink's Kafka connector: `'topic'` / `'topic-pattern'`,
+//! `'properties.bootstrap.servers'`, `'properties.group.id'`, any other
+//! `'properties.*'` passed to librdkafka as is, `'scan.startup.mode'`, `'format'`.
+//!
+//! The source reads every partition with a reader of its own, so watermarks are
+//! per partition (see [`source`]); the sink produces rows as JSON, CSV or raw
+//! values with keys from `'key.fields'` (see [`sink`]).
+
+pub mod sink;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::DataType;
+use eddy_sql::catalog::TableDef;
+use rdkafka::ClientConfig;
+
+use crate::error::ConnectorError;
+use crate::filesystem::text::TextFormat;
+use crate::options::{batch_rows, opt, parse_duration, parse_i64};
+
+pub use sink::KafkaSink;
+pub use source::KafkaSource;
+
+/// The `WITH` options of `'connector' = 'kafka'`, documented for `--help` and validation.
+pub(crate) const OPTIONS: &[(&str, &str)] = &[
+    ("topic", "the topic to read or write"),
+    ("topic-pattern", "source: a regular expression; every matching topic is read (instead of 'topic')"),
+    ("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
+    ("properties.group.id", "consumer group: offsets are committed to it, and 'group-offsets' starts from them"),
+    ("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
+    ("format", "json (default) | csv | raw (one STRING or BYTES column holding the whole value)"),
+    ("value.format", "same as 'format' (Flink's name when a key format is set)"),
+    ("csv.field-delimiter", "one character between CSV fields (default ',')"),
+    ("scan.startup.mode", "earliest-offset | latest-offset | group-offsets (default; earliest when the group has none) | timestamp | specific-offsets"),
+    ("scan.startup.timestamp-millis", "with mode 'timestamp': start at the first record at or after this epoch millisecond"),
+    ("scan.startup.specific-offsets", "with mode 'specific-offsets': 'partition:0,offset:42;partition:1,offset:300'"),
+    ("scan.bounded.mode", "unbounded (default) | latest-offset: stop at the end offsets seen when the pipeline starts (replays, tests)"),
+    ("scan.watermark.idle-timeout", "a partition without records for this long stops holding the watermark back, e.g. '30s' (default: never)"),
+    ("scan.batch-rows", "records per batch, at most (default 8192)"),
+    ("key.fields", "sink: columns that form the record key, e.g. 'user_id' or 'a;b'"),
+    ("key.format", "sink: json (default) | csv | raw (one key column)"),
+    ("sink.partitioner", "sink: default (by key hash, sticky without a key) | round-robin | fixed (partition 0)"),
+    ("sink.delivery-guarantee", "sink: at-least-once (default: every row is acknowledged by the broker at each commit) | none"),
+];
+
+/// Metadata a Kafka source can read, with the type each one is produced as.
+pub(crate) const READABLE_METADATA: &[(&str, &str)] = &[
+    ("topic", "STRING"),
+    ("partition", "INT"),
+    ("offset", "BIGINT"),
+    ("timestamp", "TIMESTAMP_LTZ(3)"),
+    ("timestamp-type", "STRING (NoTimestampType | CreateTime | LogAppendTime)"),
+    ("key", "STRING or BYTES"),
+    ("headers", "STRING (a JSON object of header name to value)"),
+];
+
+/// Metadata a Kafka sink writes: only the record timestamp.
+pub(crate) const WRITABLE_METADATA: &[&str] = &["timestamp"];
+
+/// Where a source partition starts reading.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StartupMode {
+    Earliest,
+    Latest,
+    GroupOffsets,
+    Timestamp(i64),
+    /// Offsets by partition; partitions not listed start from the group's offsets.
+    Specific(BTreeMap<i32, i64>),
+}
+
+/// Everything the `WITH` clause of a Kafka table says, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct KafkaOptions {
+    pub topic: Option<String>,
+    pub topic_pattern: Option<regex::Regex>,
+    pub bootstrap: String,
+    pub group_id: Option<String>,
+    /// `properties.*` without the prefix (bootstrap and group id included).
+    pub properties: BTreeMap<String, String>,
+    pub format: TextOrRaw,
+    pub startup: StartupMode,
+    pub bounded_latest: bool,
+    pub idle_timeout: Option<Duration>,
+    pub batch_rows: usize,
+    pub key_fields: Vec<String>,
+    pub key_format: TextOrRaw,
+    pub partitioner: Partitioner,
+    pub acknowledged: bool,
+}
+
+/// A record format: one of the text formats, or the raw bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TextOrRaw {
+    Text(TextFormat),
+    Raw,
+}
+
+/// How the sink picks a record's partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Partitioner {
+    /// librdkafka's default: hash of the key, sticky batches without one.
+    Default,
+    RoundRobin,
+    Fixed,
+}
+
+fn parse_format(def: &TableDef, key: &str, value: &str) -> Result<TextOrRaw, ConnectorError> {
+    let delimiter = match def.option("csv.field-delimiter") {
+        Some(d) if d == "\\t" => b'\t',
+        Some(d) if d.len() == 1 => d.as_bytes()[0],
+        Some(d) => return Err(ConnectorError::invalid("csv.field-delimiter", d, "expected one character")),
+        None => b',',
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "json" => Ok(TextOrRaw::Text(TextFormat::Json)),
+        "csv" => Ok(TextOrRaw::Text(TextFormat::Csv { delimiter, header: false })),
+        "raw" => Ok(TextOrRaw::Raw),
+        "avro" | "avro-confluent" => Err(ConnectorError::invalid(key, value, "Avro is not supported yet; use json, csv or raw")),
+        _ => Err(ConnectorError::invalid(key, value, "expected json, csv or raw")),
+    }
+}
+
+fn parse_specific_offsets(key: &str, value: &str) -> Result<BTreeMap<i32, i64>, ConnectorError> {
+    let bad = || ConnectorError::invalid(key, value, "expected 'partition:0,offset:42;partition:1,offset:300'");
+    let mut offsets = BTreeMap::new();
+    for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (p, o) = part.split_once(',').ok_or_else(bad)?;
+        let p = p.trim().strip_prefix("partition:").ok_or_else(bad)?.trim().parse::<i32>().map_err(|_| bad())?;
+        let o = o.trim().strip_prefix("offset:").ok_or_else(bad)?.trim().parse::<i64>().map_err(|_| bad())?;
+        offsets.insert(p, o);
+    }
+    if offsets.is_empty() {
+        return Err(bad());
+    }
+    Ok(offsets)
+}
+
+impl KafkaOptions {
+    /// Parses and checks the options of `def`.
+    pub fn parse(def: &TableDef) -> Result<Self, ConnectorError> {
+        let topic = def.option("topic").map(str::to_string);
+        let topic_pattern = opt(def, "topic-pattern", |k, v| {
+            regex::Regex::new(&format!("^(?:{v})$")).map_err(|e| ConnectorError::invalid(k, v, format!("not a regular expression: {e}")))
+        })?;
+        if topic.is_some() == topic_pattern.is_some() {
+            return Err(ConnectorError::invalid(
+                "topic",
+                topic.as_deref().unwrap_or(""),
+                "set exactly one of 'topic' and 'topic-pattern'",
+            ));
+        }
+        let bootstrap = def.option("properties.bootstrap.servers").unwrap_or_default().to_string();
+        let properties: BTreeMap<String, String> = def
+            .options
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k.to_string(), v.clone())))
+            .collect();
+        let format_key = if def.option("value.format").is_some() { "value.format" } else { "format" };
+        let format = parse_format(def, format_key, def.option(format_key).unwrap_or("json"))?;
+        let startup = match def.option("scan.startup.mode").unwrap_or("group-offsets").trim() {
+            "earliest-offset" => StartupMode::Earliest,
+            "latest-offset" => StartupMode::Latest,
+            "group-offsets" => StartupMode::GroupOffsets,
+            "timestamp" => {
+                let key = "scan.startup.timestamp-millis";
+                StartupMode::Timestamp(opt(def, key, parse_i64)?.ok_or_else(|| ConnectorError::MissingOption {
+                    option: key.to_string(),
+                    connector: "kafka".to_string(),
+                    doc: "scan.startup.mode 'timestamp' needs the epoch millisecond to start at".to_string(),
+                })?)
+            }
+            "specific-offsets" => {
+                let key = "scan.startup.specific-offsets";
+                StartupMode::Specific(opt(def, key, parse_specific_offsets)?.ok_or_else(|| ConnectorError::MissingOption {
+                    option: key.to_string(),
+                    connector: "kafka".to_string(),
+                    doc: "scan.startup.mode 'specific-offsets' needs the offsets, e.g. 'partition:0,offset:42'".to_string(),
+                })?)
+            }
+            other => {
+                return Err(ConnectorError::invalid(
+                    "scan.startup.mode",
+                    other,
+                    "expected earliest-offset, latest-offset, group-offsets, timestamp or specific-offsets",
+                ))
+            }
+        };
+        let bounded_latest = match def.option("scan.bounded.mode").unwrap_or("unbounded").trim() {
+            "unbounded" => false,
+            "latest-offset" => true,
+            other => return Err(ConnectorError::invalid("scan.bounded.mode", other, "expected unbounded or latest-offset")),
+        };
+        let key_fields: Vec<String> = def
+            .option("key.fields")
+            .map(|v| v.split(';').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect())
+            .unwrap_or_default();
+        for field in &key_fields {
+            if !def.columns.iter().any(|c| &c.name == field) {
+                return Err(ConnectorError::UnknownColumn {
+                    column: field.clone(),
+                    context: "'key.fields'".to_string(),
+                    valid: def.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+        let key_format = parse_format(def, "key.format", def.option("key.format").unwrap_or("json"))?;
+        if matches!(key_format, TextOrRaw::Raw) && key_fields.len() > 1 {
+            return Err(ConnectorError::invalid("key.format", "raw", "a raw key holds exactly one column; list one column in 'key.fields'"));
+        }
+        let partitioner = match def.option("sink.partitioner").unwrap_or("default").trim() {
+            "default" => Partitioner::Default,
+            "round-robin" => Partitioner::RoundRobin,
+            "fixed" => Partitioner::Fixed,
+            other => return Err(ConnectorError::invalid("sink.partitioner", other, "expected default, round-robin or fixed")),
+        };
+        let acknowledged = match def.option("sink.delivery-guarantee").unwrap_or("at-least-once").trim() {
+            "at-least-once" => true,
+            "none" => false,
+            "exactly-once" => {
+                return Err(ConnectorError::invalid(
+                    "sink.delivery-guarantee",
+                    "exactly-once",
+                    "transactional writes come with checkpointing and are not available yet; use at-least-once",
+                ))
+            }
+            other => return Err(ConnectorError::invalid("sink.delivery-guarantee", other, "expected at-least-once or none")),
+        };
+        Ok(KafkaOptions {
+            topic,
+            topic_pattern,
+            group_id: properties.get("group.id").cloned(),
+            bootstrap,
+            properties,
+            format,
+            startup,
+            bounded_latest,
+            idle_timeout: opt(def, "scan.watermark.idle-timeout", parse_duration)?.filter(|d| !d.is_zero()),
+            batch_rows: batch_rows(def)?,
+            key_fields,
+            key_format,
+            partitioner,
+            acknowledged,
+        })
+    }
+
+    /// A librdkafka configuration with every `properties.*` option applied.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// Names the topic(s) in messages.
+    pub fn topic_label(&self) -> String {
+        match (&self.topic, &self.topic_pattern) {
+            (Some(t), _) => format!("topic '{t}'"),
+            (None, Some(p)) => format!("topics matching '{}'", p.as_str()),
+            (None, None) => "no topic".to_string(),
+        }
+    }
+}
+
+/// Checks the table's metadata columns: known keys, and writable ones in a sink.
+pub(crate) fn check_metadata(def: &TableDef, as_sink: bool) -> Result<(), ConnectorError> {
+    for column in &def.columns {
+        let Some(meta) = &column.metadata else { continue };
+        if !READABLE_METADATA.iter().any(|(k, _)| *k == meta.key) {
+            return Err(ConnectorError::Metadata {
+                column: column.name.clone(),
+                reason: format!(
+                    "kafka has no metadata '{}'; available: {}",
+                    meta.key,
+                    READABLE_METADATA.iter().map(|(k, t)| format!("{k} {t}")).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if as_sink && !meta.is_virtual && !WRITABLE_METADATA.contains(&meta.key.as_str()) {
+            return Err(ConnectorError::Metadata {
+                column: column.name.clone(),
+                reason: format!("metadata '{}' is read-only; declare the column VIRTUAL to write to this table", meta.key),
+            });
+        }
+        let type_ok = match meta.key.as_str() {
+            "topic" | "timestamp-type" | "headers" => matches!(column.data_type, DataType::Utf8 | DataType::LargeUtf8),
+            "key" => matches!(column.data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary),
+            "partition" | "offset" => column.data_type.is_integer(),
+            "timestamp" => matches!(column.data_type, DataType::Timestamp(_, _) | DataType::Int64),
+            _ => true,
+        };
+        if !type_ok {
+            let expected = READABLE_METADATA.iter().find(|(k, _)| *k == meta.key).map_or("", |(_, t)| *t);
+            return Err(ConnectorError::Metadata {
+                column: column.name.clone(),
+                reason: format!("metadata '{}' is {expected}, but the column is declared {}", meta.key, column.data_type),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::Field;
+
+    fn def(opts: &[(&str, &str)]) -> TableDef {
+        TableDef::from_fields("t", &[Field::new("v", DataType::Utf8, true)], opts)
+    }
+
+    #[test]
+    fn options_parse_like_flink() {
+        let o = KafkaOptions::parse(&def(&[
+            ("topic", "orders"),
+            ("properties.bootstrap.servers", "b:9092"),
+            ("properties.group.id", "g"),
+            ("properties.fetch.min.bytes", "1"),
+            ("scan.startup.mode", "specific-offsets"),
+            ("scan.startup.specific-offsets", "partition:0,offset:42; partition:1,offset:300"),
+            ("scan.watermark.idle-timeout", "30 s"),
+            ("key.fields", "v"),
+        ]))
+        .unwrap();
+        assert_eq!(o.startup, StartupMode::Specific(BTreeMap::from([(0, 42), (1, 300)])));
+        assert_eq!(o.idle_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(o.group_id.as_deref(), Some("g"));
+        assert_eq!(o.client_config().get("fetch.min.bytes"), Some("1"));
+        assert_eq!(o.key_fields, vec!["v"]);
+    }
+
+    #[test]
+    fn bad_options_say_what_to_do() {
+        let err = |opts: &[(&str, &str)]| KafkaOptions::parse(&def(opts)).unwrap_err().to_string();
+        assert!(err(&[]).contains("set exactly one of 'topic' and 'topic-pattern'"));
+        assert!(err(&[("topic", "t"), ("scan.startup.mode", "earliest")]).contains("expected earliest-offset"));
+        assert!(err(&[("topic", "t"), ("scan.startup.mode", "timestamp")]).contains("needs option 'scan.startup.timestamp-millis'"));
+        assert!(err(&[("topic", "t"), ("format", "avro")]).contains("Avro is not supported yet"));
+        assert!(err(&[("topic", "t"), ("key.fields", "nope")]).contains("unknown column 'nope'"));
+        assert!(err(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once")]).contains("not available yet"));
+        assert!(err(&[("topic", "t"), ("scan.startup.mode", "specific-offsets"), ("scan.startup.specific-offsets", "0:1")])
+            .contains("expected 'partition:0,offset:42"));
+    }
+}

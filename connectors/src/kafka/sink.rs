@@ -1,0 +1,266 @@
+//! The Kafka sink: every row becomes one record.
+//!
+//! Values are JSON (Flink's SQL timestamp format), CSV or raw; the key is the
+//! `'key.fields'` columns in `'key.format'`; the record timestamp comes from a
+//! `timestamp` METADATA column when the table has one. Records are handed to
+//! librdkafka as they come (it batches and retries them); [`Sink::commit`] waits
+//! until the broker has acknowledged every record written so far and fails if one
+//! could not be delivered, which is the at-least-once guarantee.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use eddy_engine::{BoxError, Sink};
+use eddy_sql::catalog::TableDef;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use super::{KafkaOptions, Partitioner, TextOrRaw};
+use crate::error::ConnectorError;
+use crate::filesystem::text::TextFormat;
+use crate::format::common_timestamp_format;
+
+/// Records awaiting acknowledgement before the sink waits for the oldest ones.
+const MAX_IN_FLIGHT: usize = 200_000;
+
+/// Writes rows to one topic; see the module docs.
+pub struct KafkaSink {
+    topic: String,
+    producer: FutureProducer,
+    options: KafkaOptions,
+    schema: SchemaRef,
+    /// Columns of the value (all but `timestamp` metadata).
+    value_columns: Vec<usize>,
+    key_columns: Vec<usize>,
+    timestamp_column: Option<usize>,
+    timestamp_format: String,
+    partitions: i32,
+    next_partition: i32,
+    in_flight: VecDeque<DeliveryFuture>,
+}
+
+impl KafkaSink {
+    /// Connects a producer and checks the topic exists (its partition count is needed for round robin).
+    pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
+        let options = KafkaOptions::parse(def)?;
+        super::check_metadata(def, true)?;
+        let topic = options.topic.clone().ok_or_else(|| {
+            ConnectorError::invalid("topic-pattern", options.topic_pattern.as_ref().map_or("", |p| p.as_str()), "a sink writes to one 'topic'")
+        })?;
+        let mut config = options.client_config();
+        config.set("acks", if options.acknowledged { "all" } else { "1" });
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka producer for {}", options.bootstrap), e))?;
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(15))
+            .map_err(|e| ConnectorError::kafka(format!("cannot reach {} to write topic '{topic}'", options.bootstrap), e))?;
+        let partitions = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len()) as i32;
+        if partitions == 0 {
+            return Err(ConnectorError::invalid("topic", &topic, format!("no such topic on {}; create it first", options.bootstrap)));
+        }
+        let column = |name: &str| schema.index_of(name).ok();
+        let timestamp_column = def
+            .columns
+            .iter()
+            .find(|c| c.metadata.as_ref().is_some_and(|m| m.key == "timestamp" && !m.is_virtual))
+            .and_then(|c| column(&c.name));
+        let value_columns = (0..schema.fields().len()).filter(|i| Some(*i) != timestamp_column).collect();
+        let key_columns = options.key_fields.iter().filter_map(|k| column(k)).collect();
+        if matches!(options.format, TextOrRaw::Raw) {
+            let ok = schema.fields().len() - usize::from(timestamp_column.is_some()) == 1;
+            if !ok {
+                return Err(ConnectorError::invalid("format", "raw", "a raw value is exactly one column"));
+            }
+        }
+        Ok(KafkaSink {
+            timestamp_format: common_timestamp_format(&schema),
+            topic,
+            producer,
+            options,
+            schema,
+            value_columns,
+            key_columns,
+            timestamp_column,
+            partitions,
+            next_partition: 0,
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    fn encode(&self, format: TextOrRaw, batch: &RecordBatch, columns: &[usize]) -> Result<Vec<Vec<u8>>, ConnectorError> {
+        let projected = batch.project(columns).map_err(|e| ConnectorError::arrow("selecting columns", e))?;
+        encode_rows(format, &projected, &self.timestamp_format)
+    }
+
+    /// Waits for the oldest record's acknowledgement; an undeliverable record is an error.
+    async fn settle_one(&mut self) -> Result<(), ConnectorError> {
+        let Some(delivery) = self.in_flight.pop_front() else { return Ok(()) };
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(ConnectorError::kafka(format!("a record to topic '{}' was not delivered", self.topic), e)),
+            Err(_) => Err(ConnectorError::kafka(
+                format!("the producer for topic '{}' went away", self.topic),
+                KafkaError::Canceled,
+            )),
+        }
+    }
+}
+
+/// One encoded value per row of `batch`, in `format`.
+pub(crate) fn encode_rows(format: TextOrRaw, batch: &RecordBatch, timestamp_format: &str) -> Result<Vec<Vec<u8>>, ConnectorError> {
+    let ctx = "encoding rows for Kafka";
+    match format {
+        TextOrRaw::Raw => {
+            let column = batch.column(0);
+            let column = match column.data_type() {
+                DataType::Binary => Arc::clone(column),
+                _ => cast(column, &DataType::Binary).map_err(|e| ConnectorError::arrow(ctx, e))?,
+            };
+            let binary = column.as_binary::<i32>();
+            Ok((0..binary.len()).map(|i| if binary.is_null(i) { Vec::new() } else { binary.value(i).to_vec() }).collect())
+        }
+        TextOrRaw::Text(TextFormat::Json) => {
+            let mut buf = Vec::new();
+            let mut w = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .with_timestamp_format(timestamp_format.to_string())
+                .with_timestamp_tz_format(timestamp_format.to_string())
+                .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut buf);
+            w.write(batch).map_err(|e| ConnectorError::arrow(ctx, e))?;
+            w.finish().map_err(|e| ConnectorError::arrow(ctx, e))?;
+            // JSON escapes newlines inside strings: every line is one row.
+            Ok(buf.split(|b| *b == b'\n').take(batch.num_rows()).map(<[u8]>::to_vec).collect())
+        }
+        TextOrRaw::Text(TextFormat::Csv { delimiter, .. }) => (0..batch.num_rows())
+            .map(|i| {
+                let mut buf = Vec::new();
+                let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .with_delimiter(delimiter)
+                    .with_timestamp_format(timestamp_format.to_string())
+                    .with_timestamp_tz_format(timestamp_format.to_string())
+                    .build(&mut buf);
+                w.write(&batch.slice(i, 1)).map_err(|e| ConnectorError::arrow(ctx, e))?;
+                drop(w);
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+                Ok(buf)
+            })
+            .collect(),
+    }
+}
+
+/// Record timestamps in epoch milliseconds from a timestamp or BIGINT column.
+fn timestamps(batch: &RecordBatch, column: usize) -> Result<Vec<Option<i64>>, ConnectorError> {
+    let array = cast(batch.column(column), &DataType::Timestamp(TimeUnit::Millisecond, None))
+        .map_err(|e| ConnectorError::arrow("reading the record timestamp column", e))?;
+    let ts = array.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+    Ok((0..ts.len()).map(|i| ts.is_valid(i).then(|| ts.value(i))).collect())
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|e| {
+            ConnectorError::arrow(format!("rows do not match the columns of topic '{}'", self.topic), e)
+        })?;
+        let values = self.encode(self.options.format, &batch, &self.value_columns)?;
+        let keys = if self.key_columns.is_empty() {
+            None
+        } else {
+            Some(self.encode(self.options.key_format, &batch, &self.key_columns)?)
+        };
+        let times = self.timestamp_column.map(|c| timestamps(&batch, c)).transpose()?;
+        for (i, value) in values.iter().enumerate() {
+            let partition = match self.options.partitioner {
+                Partitioner::Default => None,
+                Partitioner::Fixed => Some(0),
+                Partitioner::RoundRobin => {
+                    self.next_partition = (self.next_partition + 1) % self.partitions;
+                    Some(self.next_partition)
+                }
+            };
+            loop {
+                let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(value.as_slice());
+                if let Some(keys) = &keys {
+                    record = record.key(keys[i].as_slice());
+                }
+                if let Some(p) = partition {
+                    record = record.partition(p);
+                }
+                if let Some(Some(ts)) = times.as_ref().map(|t| t[i]) {
+                    record = record.timestamp(ts);
+                }
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        self.in_flight.push_back(delivery);
+                        break;
+                    }
+                    // librdkafka's queue is full: wait for the broker to take some.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        if self.in_flight.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        } else {
+                            self.settle_one().await?;
+                        }
+                    }
+                    Err((e, _)) => {
+                        return Err(ConnectorError::kafka(format!("cannot write to topic '{}'", self.topic), e).into());
+                    }
+                }
+            }
+            while self.in_flight.len() > MAX_IN_FLIGHT {
+                self.settle_one().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), BoxError> {
+        if !self.options.acknowledged {
+            self.in_flight.clear();
+            return Ok(());
+        }
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+
+    #[test]
+    fn rows_encode_one_record_each() {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
+            ("name", Arc::new(StringArray::from(vec!["a\nb", "c,d"])) as _),
+            ("ts", Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_200_123])) as _),
+        ])
+        .unwrap();
+        let fmt = "%Y-%m-%d %H:%M:%S%.3f";
+        let json = encode_rows(TextOrRaw::Text(TextFormat::Json), &batch, fmt).unwrap();
+        assert_eq!(json.len(), 2);
+        assert_eq!(String::from_utf8_lossy(&json[0]), r#"{"id":1,"name":"a\nb","ts":"2024-01-01 00:00:00.000"}"#);
+        assert_eq!(String::from_utf8_lossy(&json[1]), r#"{"id":null,"name":"c,d","ts":"2024-01-01 00:00:00.123"}"#);
+        let csv = encode_rows(TextOrRaw::Text(TextFormat::Csv { delimiter: b',', header: false }), &batch, fmt).unwrap();
+        assert_eq!(String::from_utf8_lossy(&csv[0]), "1,\"a\nb\",2024-01-01 00:00:00.000");
+        assert_eq!(String::from_utf8_lossy(&csv[1]), ",\"c,d\",2024-01-01 00:00:00.123");
+        let raw = encode_rows(TextOrRaw::Raw, &batch.project(&[1]).unwrap(), fmt).unwrap();
+        assert_eq!(raw[1], b"c,d");
+    }
+}

@@ -1,0 +1,572 @@
+//! The Kafka source: one reader per topic partition.
+//!
+//! A reader per partition keeps each partition's records in order and gives every
+//! partition a watermark of its own, as Flink does. Start offsets are resolved to
+//! numbers when the source opens (earliest, latest, the group's committed offsets,
+//! a timestamp, or given offsets), so a reader always knows its exact position:
+//! that position is what a checkpoint saves and [`Source::open_at`] resumes from.
+//!
+//! Values are decoded straight into Arrow (the JSON/CSV decoders of the
+//! filesystem connector, a whole poll at once, record by record only when that
+//! fails); a record that does not decode becomes a malformed record at
+//! `topic partition P offset O` and never stops the pipeline. A broker that goes
+//! away is retried by librdkafka forever; meanwhile the reader reports the problem
+//! in its status, and resumes from its position when the broker is back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringBuilder,
+    TimestampMillisecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use eddy_engine::{BoxError, MalformedRecord, ReaderStatus, Source, SourceBatch, SourcePosition, SourceReader};
+use eddy_sql::catalog::TableDef;
+use futures::FutureExt;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{KafkaOptions, StartupMode, TextOrRaw};
+use crate::error::ConnectorError;
+use crate::filesystem::records::{Chunk, Record};
+use crate::filesystem::text::decode_records;
+
+/// How long a read waits for the first record before returning an empty batch,
+/// so the engine can check idleness, status and stop requests.
+const POLL_WAIT: Duration = Duration::from_millis(200);
+/// Timeout of metadata requests when the source opens.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// A problem older than this, with records flowing or no new error, is over.
+const PROBLEM_TTL: Duration = Duration::from_secs(30);
+
+/// Where one column of the table comes from.
+#[derive(Debug, Clone, Copy)]
+enum ColumnSource {
+    /// Column `i` of the decoded value.
+    Value(usize),
+    Topic,
+    Partition,
+    Offset,
+    Timestamp,
+    TimestampType,
+    Key,
+    Headers,
+}
+
+/// A Kafka topic (or pattern) as a table.
+pub struct KafkaSource {
+    table: String,
+    options: KafkaOptions,
+    schema: SchemaRef,
+    value_schema: SchemaRef,
+    columns: Vec<ColumnSource>,
+}
+
+impl KafkaSource {
+    /// Checks the options and maps the table's columns to value fields and metadata.
+    pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
+        let options = KafkaOptions::parse(def)?;
+        super::check_metadata(def, false)?;
+        let mut value_fields = Vec::new();
+        let mut columns = Vec::new();
+        for field in schema.fields() {
+            let meta = def.columns.iter().find(|c| c.name == *field.name()).and_then(|c| c.metadata.as_ref());
+            columns.push(match meta.map(|m| m.key.as_str()) {
+                None => {
+                    value_fields.push(field.as_ref().clone());
+                    ColumnSource::Value(value_fields.len() - 1)
+                }
+                Some("topic") => ColumnSource::Topic,
+                Some("partition") => ColumnSource::Partition,
+                Some("offset") => ColumnSource::Offset,
+                Some("timestamp") => ColumnSource::Timestamp,
+                Some("timestamp-type") => ColumnSource::TimestampType,
+                Some("key") => ColumnSource::Key,
+                Some(_) => ColumnSource::Headers,
+            });
+        }
+        if matches!(options.format, TextOrRaw::Raw)
+            && (value_fields.len() != 1 || !matches!(value_fields[0].data_type(), DataType::Utf8 | DataType::Binary))
+        {
+            return Err(ConnectorError::invalid(
+                "format",
+                "raw",
+                "a raw value fills exactly one STRING or BYTES column (besides METADATA columns)",
+            ));
+        }
+        Ok(KafkaSource {
+            table: def.name.clone(),
+            value_schema: Arc::new(datafusion::arrow::datatypes::Schema::new(value_fields)),
+            options,
+            schema,
+            columns,
+        })
+    }
+
+    fn consumer_config(&self) -> rdkafka::ClientConfig {
+        let mut config = self.options.client_config();
+        let own_group = self.options.group_id.is_some();
+        config
+            .set("group.id", self.options.group_id.clone().unwrap_or_else(|| format!("eddy-{}", self.table)))
+            // Offsets are committed for the user's group only, and only for rows already handed over.
+            .set("enable.auto.commit", if own_group { "true" } else { "false" })
+            .set("enable.auto.offset.store", "false")
+            .set("statistics.interval.ms", "1000");
+        config
+    }
+
+    /// Every `(topic, partition)` to read, and each one's low and high offsets.
+    fn partitions(&self, meta: &BaseConsumer) -> Result<Vec<(String, i32, i64, i64)>, ConnectorError> {
+        let brokers = &self.options.bootstrap;
+        let context = || format!("cannot read the partitions of {} from {brokers}", self.options.topic_label());
+        let metadata = meta
+            .fetch_metadata(self.options.topic.as_deref(), METADATA_TIMEOUT)
+            .map_err(|e| ConnectorError::kafka(context(), e))?;
+        let mut out = Vec::new();
+        for topic in metadata.topics() {
+            let wanted = match (&self.options.topic, &self.options.topic_pattern) {
+                (Some(t), _) => t == topic.name(),
+                (None, Some(p)) => p.is_match(topic.name()) && !topic.name().starts_with("__"),
+                _ => false,
+            };
+            if !wanted {
+                continue;
+            }
+            if let Some(err) = topic.error() {
+                return Err(ConnectorError::kafka(context(), KafkaError::MetadataFetch(err.into())));
+            }
+            for p in topic.partitions() {
+                let (low, high) = meta
+                    .fetch_watermarks(topic.name(), p.id(), METADATA_TIMEOUT)
+                    .map_err(|e| ConnectorError::kafka(format!("cannot read the offsets of {}/{}", topic.name(), p.id()), e))?;
+                out.push((topic.name().to_string(), p.id(), low, high));
+            }
+        }
+        if out.is_empty() {
+            return Err(ConnectorError::invalid(
+                if self.options.topic.is_some() { "topic" } else { "topic-pattern" },
+                self.options.topic.as_deref().unwrap_or_else(|| self.options.topic_pattern.as_ref().map_or("", |p| p.as_str())),
+                format!("no such topic on {brokers}; create it first (or check the name)"),
+            ));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The first offset to read in each partition, as configured.
+    fn start_offsets(&self, meta: &BaseConsumer, parts: &[(String, i32, i64, i64)]) -> Result<Vec<i64>, ConnectorError> {
+        let lookup = |list: TopicPartitionList, what: &str| -> Result<HashMap<(String, i32), Offset>, ConnectorError> {
+            let found = match what {
+                "committed" => meta.committed_offsets(list, METADATA_TIMEOUT),
+                _ => meta.offsets_for_times(list, METADATA_TIMEOUT),
+            }
+            .map_err(|e| ConnectorError::kafka(format!("cannot look up {what} offsets of {}", self.options.topic_label()), e))?;
+            Ok(found.elements().iter().map(|e| ((e.topic().to_string(), e.partition()), e.offset())).collect())
+        };
+        let list_with = |offset: Offset| -> Result<TopicPartitionList, ConnectorError> {
+            let mut list = TopicPartitionList::new();
+            for (t, p, _, _) in parts {
+                list.add_partition_offset(t, *p, offset)
+                    .map_err(|e| ConnectorError::kafka("cannot build the partition list", e))?;
+            }
+            Ok(list)
+        };
+        let found = match &self.options.startup {
+            StartupMode::Timestamp(ts) => Some(lookup(list_with(Offset::Offset(*ts))?, "timestamp")?),
+            StartupMode::GroupOffsets | StartupMode::Specific(_) => Some(lookup(list_with(Offset::Invalid)?, "committed")?),
+            StartupMode::Earliest | StartupMode::Latest => None,
+        };
+        Ok(parts
+            .iter()
+            .map(|(t, p, low, high)| {
+                let from_lookup = || match found.as_ref().and_then(|f| f.get(&(t.clone(), *p))) {
+                    Some(Offset::Offset(o)) => Some(*o),
+                    Some(Offset::End) => Some(*high),
+                    _ => None,
+                };
+                let start = match &self.options.startup {
+                    StartupMode::Earliest => *low,
+                    StartupMode::Latest => *high,
+                    // No record at or after the timestamp: start at the end.
+                    StartupMode::Timestamp(_) => from_lookup().unwrap_or(*high),
+                    // No committed offset: from the beginning, as Flink with 'auto.offset.reset' = earliest.
+                    StartupMode::GroupOffsets => from_lookup().unwrap_or(*low),
+                    StartupMode::Specific(given) => given.get(p).copied().or_else(from_lookup).unwrap_or(*low),
+                };
+                start.clamp(*low, *high)
+            })
+            .collect())
+    }
+
+    fn open_readers(&self, positions: &[SourcePosition]) -> Result<Vec<Box<dyn SourceReader>>, ConnectorError> {
+        let config = self.consumer_config();
+        let meta: BaseConsumer = config
+            .create()
+            .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {}", self.options.bootstrap), e))?;
+        let parts = self.partitions(&meta)?;
+        let starts = self.start_offsets(&meta, &parts)?;
+        let mut readers: Vec<Box<dyn SourceReader>> = Vec::new();
+        for ((topic, partition, low, high), start) in parts.into_iter().zip(starts) {
+            let name = format!("{topic}/{partition}");
+            let start = positions.iter().find(|p| p.partition == name).map_or(start, |p| p.offset.max(low));
+            let shared = Arc::new(Mutex::new(ReaderShared::default()));
+            let context = ReaderContext { topic: topic.clone(), partition, shared: Arc::clone(&shared) };
+            let consumer: StreamConsumer<ReaderContext> = config
+                .create_with_context(context)
+                .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {name}"), e))?;
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&topic, partition, Offset::Offset(start))
+                .and_then(|_| consumer.assign(&list))
+                .map_err(|e| ConnectorError::kafka(format!("cannot assign {name}"), e))?;
+            readers.push(Box::new(KafkaPartitionReader {
+                name,
+                topic: topic.clone(),
+                partition,
+                consumer,
+                shared,
+                options: self.options.clone(),
+                value_schema: Arc::clone(&self.value_schema),
+                schema: Arc::clone(&self.schema),
+                columns: self.columns.clone(),
+                next_offset: start,
+                end_offset: self.options.bounded_latest.then_some(high),
+                last_record: Instant::now(),
+                backoff: Duration::ZERO,
+            }));
+        }
+        Ok(readers)
+    }
+}
+
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.options.bounded_latest
+    }
+
+    fn open(&self, _parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        Ok(self.open_readers(&[])?)
+    }
+
+    fn open_at(&self, _parallelism: usize, positions: &[SourcePosition]) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        Ok(self.open_readers(positions)?)
+    }
+}
+
+/// What librdkafka's callbacks tell a reader: errors and the partition's high offset.
+#[derive(Debug, Default)]
+struct ReaderShared {
+    problem: Option<(String, Instant)>,
+    logged: Option<(String, Instant)>,
+    high: Option<i64>,
+}
+
+/// Receives librdkafka's error and statistics callbacks for one partition's consumer.
+struct ReaderContext {
+    topic: String,
+    partition: i32,
+    shared: Arc<Mutex<ReaderShared>>,
+}
+
+impl ReaderContext {
+    fn shared(&self) -> std::sync::MutexGuard<'_, ReaderShared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let message = format!("{error} ({reason})");
+        let mut shared = self.shared();
+        let now = Instant::now();
+        // Log a problem once, and again every 30 s while it lasts.
+        let repeat = shared.logged.as_ref().is_some_and(|(m, at)| *m == message && now.duration_since(*at) < PROBLEM_TTL);
+        if !repeat {
+            tracing::warn!(topic = %self.topic, partition = self.partition, "kafka: {message}; retrying");
+            shared.logged = Some((message.clone(), now));
+        }
+        shared.problem = Some((message, now));
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let high = statistics
+            .topics
+            .get(&self.topic)
+            .and_then(|t| t.partitions.get(&self.partition))
+            .map(|p| p.hi_offset)
+            .filter(|h| *h >= 0);
+        if high.is_some() {
+            self.shared().high = high;
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// Reads one Kafka partition from a known offset.
+struct KafkaPartitionReader {
+    name: String,
+    topic: String,
+    partition: i32,
+    consumer: StreamConsumer<ReaderContext>,
+    shared: Arc<Mutex<ReaderShared>>,
+    options: KafkaOptions,
+    value_schema: SchemaRef,
+    schema: SchemaRef,
+    columns: Vec<ColumnSource>,
+    /// The offset after the last record returned: where to resume.
+    next_offset: i64,
+    /// With `'scan.bounded.mode' = 'latest-offset'`: the partition ends here.
+    end_offset: Option<i64>,
+    last_record: Instant,
+    backoff: Duration,
+}
+
+/// The records of one read, before decoding.
+#[derive(Default)]
+struct Polled {
+    chunk: Chunk,
+    offsets: Vec<i64>,
+    timestamps: Vec<Option<i64>>,
+    timestamp_types: Vec<&'static str>,
+    keys: Vec<Option<Vec<u8>>>,
+    headers: Vec<Option<String>>,
+}
+
+impl Polled {
+    fn push<M: Message>(&mut self, message: &M, want_headers: bool) {
+        let Some(payload) = message.payload() else { return };
+        let start = self.chunk.data.len();
+        self.chunk.data.extend_from_slice(payload);
+        let end = self.chunk.data.len();
+        self.chunk.data.push(b'\n');
+        self.chunk.records.push(Record { start, end, line: message.offset() as u64 });
+        self.offsets.push(message.offset());
+        let ts = message.timestamp();
+        self.timestamps.push(ts.to_millis());
+        self.timestamp_types.push(match ts {
+            rdkafka::Timestamp::NotAvailable => "NoTimestampType",
+            rdkafka::Timestamp::CreateTime(_) => "CreateTime",
+            rdkafka::Timestamp::LogAppendTime(_) => "LogAppendTime",
+        });
+        self.keys.push(message.key().map(<[u8]>::to_vec));
+        self.headers.push(want_headers.then(|| headers_json(message)).flatten());
+    }
+}
+
+/// A record's headers as a JSON object (values as lossy UTF-8, null when absent).
+fn headers_json<M: Message>(message: &M) -> Option<String> {
+    let headers = message.headers()?;
+    let mut map = serde_json::Map::new();
+    for h in headers.iter() {
+        let value = h.value.map_or(serde_json::Value::Null, |v| serde_json::Value::String(String::from_utf8_lossy(v).into_owned()));
+        map.insert(h.key.to_string(), value);
+    }
+    Some(serde_json::Value::Object(map).to_string())
+}
+
+impl KafkaPartitionReader {
+    fn finished(&self) -> bool {
+        self.end_offset.is_some_and(|end| self.next_offset >= end)
+    }
+
+    fn empty(&self) -> SourceBatch {
+        SourceBatch { rows: RecordBatch::new_empty(Arc::clone(&self.schema)), malformed: Vec::new() }
+    }
+
+    /// Decodes the values and adds the metadata columns, in the table's column order.
+    fn decode(&self, polled: Polled) -> Result<SourceBatch, ConnectorError> {
+        let n = polled.chunk.records.len();
+        let (values, good, errors): (Vec<ArrayRef>, Option<Vec<u32>>, Vec<(usize, String)>) = match self.options.format {
+            TextOrRaw::Text(format) if !self.value_schema.fields().is_empty() => {
+                let d = decode_records(format, &self.value_schema, &polled.chunk)?;
+                (d.rows.columns().to_vec(), d.good, d.errors)
+            }
+            TextOrRaw::Text(_) => (Vec::new(), None, Vec::new()),
+            TextOrRaw::Raw => raw_values(&self.value_schema, &polled.chunk),
+        };
+        let malformed = errors
+            .into_iter()
+            .map(|(i, error)| MalformedRecord {
+                position: format!("{} partition {} offset {}", self.topic, self.partition, polled.offsets[i]),
+                error,
+                raw: String::from_utf8_lossy(polled.chunk.bytes(&polled.chunk.records[i])).into_owned(),
+            })
+            .collect();
+        let rows = good.as_ref().map_or(n, Vec::len);
+        let indices = good.map(UInt32Array::from);
+        let pick = |array: ArrayRef| -> Result<ArrayRef, ConnectorError> {
+            match &indices {
+                Some(i) => take(&array, i, None).map_err(|e| ConnectorError::arrow("selecting metadata", e)),
+                None => Ok(array),
+            }
+        };
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for (source, field) in self.columns.iter().zip(self.schema.fields()) {
+            let array: ArrayRef = match source {
+                ColumnSource::Value(i) => Arc::clone(&values[*i]),
+                ColumnSource::Topic => pick(Arc::new(datafusion::arrow::array::StringArray::from(vec![self.topic.as_str(); n])))?,
+                ColumnSource::Partition => pick(Arc::new(Int32Array::from(vec![self.partition; n])))?,
+                ColumnSource::Offset => pick(Arc::new(Int64Array::from(polled.offsets.clone())))?,
+                ColumnSource::Timestamp => pick(Arc::new(TimestampMillisecondArray::from(polled.timestamps.clone())))?,
+                ColumnSource::TimestampType => pick(Arc::new(datafusion::arrow::array::StringArray::from(polled.timestamp_types.clone())))?,
+                ColumnSource::Key => {
+                    let mut b = BinaryBuilder::new();
+                    for k in &polled.keys {
+                        b.append_option(k.as_deref());
+                    }
+                    let keys: ArrayRef = Arc::new(b.finish());
+                    pick(if field.data_type() == &DataType::Binary { keys } else { lossy_strings(&keys) })?
+                }
+                ColumnSource::Headers => pick(Arc::new(datafusion::arrow::array::StringArray::from(polled.headers.clone())))?,
+            };
+            let array = if array.data_type() == field.data_type() {
+                array
+            } else {
+                cast(&array, field.data_type()).map_err(|e| ConnectorError::arrow(format!("converting column '{}'", field.name()), e))?
+            };
+            columns.push(array);
+        }
+        let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
+            .map_err(|e| ConnectorError::arrow(format!("assembling rows of {}", self.name), e))?;
+        Ok(SourceBatch { rows, malformed })
+    }
+}
+
+/// Binary keys as UTF-8 text, replacing invalid bytes.
+fn lossy_strings(keys: &ArrayRef) -> ArrayRef {
+    let binary = keys.as_any().downcast_ref::<datafusion::arrow::array::BinaryArray>();
+    let mut b = StringBuilder::new();
+    if let Some(binary) = binary {
+        for v in binary.iter() {
+            b.append_option(v.map(|v| String::from_utf8_lossy(v).into_owned()));
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// The raw format: each whole value as the one value column.
+fn raw_values(schema: &SchemaRef, chunk: &Chunk) -> (Vec<ArrayRef>, Option<Vec<u32>>, Vec<(usize, String)>) {
+    if schema.field(0).data_type() == &DataType::Binary {
+        let mut b = BinaryBuilder::new();
+        for r in &chunk.records {
+            b.append_value(chunk.bytes(r));
+        }
+        return (vec![Arc::new(b.finish())], None, Vec::new());
+    }
+    let mut b = StringBuilder::new();
+    let mut good = Vec::new();
+    let mut errors = Vec::new();
+    for (i, r) in chunk.records.iter().enumerate() {
+        match std::str::from_utf8(chunk.bytes(r)) {
+            Ok(s) => {
+                b.append_value(s);
+                good.push(i as u32);
+            }
+            Err(e) => errors.push((i, format!("the value is not UTF-8 text ({e}); declare the column BYTES to read binary values"))),
+        }
+    }
+    let all_good = errors.is_empty();
+    (vec![Arc::new(b.finish())], (!all_good).then_some(good), errors)
+}
+
+#[async_trait]
+impl SourceReader for KafkaPartitionReader {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
+        if self.finished() {
+            return Ok(None);
+        }
+        if !self.backoff.is_zero() {
+            tokio::time::sleep(self.backoff).await;
+        }
+        let want_headers = self.columns.iter().any(|c| matches!(c, ColumnSource::Headers));
+        let mut polled = Polled::default();
+        let mut error = None;
+        let mut last_offset = None;
+        let end = self.end_offset.unwrap_or(i64::MAX);
+        let batch_rows = self.options.batch_rows;
+        {
+            let consumer = &self.consumer;
+            let mut take_one = |result: Result<rdkafka::message::BorrowedMessage<'_>, KafkaError>, polled: &mut Polled, last: &mut Option<i64>| -> bool {
+                match result {
+                    Ok(m) if m.offset() < end => {
+                        *last = Some(m.offset());
+                        polled.push(&m, want_headers);
+                        true
+                    }
+                    // Past the bounded end: not ours to read.
+                    Ok(_) => false,
+                    Err(e) => {
+                        error = Some(e);
+                        false
+                    }
+                }
+            };
+            if let Ok(first) = tokio::time::timeout(POLL_WAIT, consumer.recv()).await {
+                if take_one(first, &mut polled, &mut last_offset) {
+                    // Drain what is already fetched, without waiting.
+                    while polled.offsets.len() < batch_rows && last_offset.is_some_and(|o| o + 1 < end) {
+                        let Some(next) = consumer.recv().now_or_never() else { break };
+                        if !take_one(next, &mut polled, &mut last_offset) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(e) = error {
+            // Consumer errors (an unreachable broker, a failed fetch) are retried, never fatal.
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared.problem = Some((e.to_string(), Instant::now()));
+            drop(shared);
+            tracing::debug!(partition = %self.name, "kafka consumer error: {e}");
+            self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        }
+        let Some(last) = last_offset else {
+            return Ok(Some(self.empty()));
+        };
+        self.backoff = Duration::ZERO;
+        self.last_record = Instant::now();
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).problem = None;
+        self.next_offset = last + 1;
+        if self.options.group_id.is_some() {
+            // Committed (by auto-commit) once handed over; checkpoints make this exact later.
+            let _ = self.consumer.store_offset(&self.topic, self.partition, self.next_offset);
+        }
+        Ok(Some(self.decode(polled)?))
+    }
+
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition { partition: self.name.clone(), offset: self.next_offset })
+    }
+
+    fn is_idle(&self) -> bool {
+        self.options.idle_timeout.is_some_and(|t| self.last_record.elapsed() >= t)
+    }
+
+    fn status(&self) -> ReaderStatus {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        ReaderStatus {
+            lag: shared.high.map(|h| (h - self.next_offset).max(0) as u64),
+            problem: shared
+                .problem
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < PROBLEM_TTL)
+                .map(|(p, _)| format!("{p}; retrying")),
+        }
+    }
+}
