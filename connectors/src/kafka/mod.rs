@@ -10,6 +10,7 @@
 
 pub mod sink;
 pub mod source;
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -30,7 +30,6 @@ use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{KafkaOptions, StartupMode, TextOrRaw};
@@ -43,6 +42,8 @@ use crate::filesystem::text::decode_records;
 const POLL_WAIT: Duration = Duration::from_millis(200);
 /// Timeout of metadata requests when the source opens.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// A reader with errors and no records for this long, while records wait, re-assigns its partition.
+const STUCK_AFTER: Duration = Duration::from_secs(5);
 /// A problem older than this, with records flowing or no new error, is over.
 const PROBLEM_TTL: Duration = Duration::from_secs(30);
 
@@ -117,8 +118,7 @@ impl KafkaSource {
             .set("group.id", self.options.group_id.clone().unwrap_or_else(|| format!("eddy-{}", self.table)))
             // Offsets are committed for the user's group only, and only for rows already handed over.
             .set("enable.auto.commit", if own_group { "true" } else { "false" })
-            .set("enable.auto.offset.store", "false")
-            .set("statistics.interval.ms", "1000");
+            .set("enable.auto.offset.store", "false");
         config
     }
 
@@ -140,6 +140,9 @@ impl KafkaSource {
                 continue;
             }
             if let Some(err) = topic.error() {
+                if rdkafka::error::RDKafkaErrorCode::from(err) == rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition {
+                    continue;
+                }
                 return Err(ConnectorError::kafka(context(), KafkaError::MetadataFetch(err.into())));
             }
             for p in topic.partitions() {
@@ -217,19 +220,13 @@ impl KafkaSource {
             let name = format!("{topic}/{partition}");
             let start = positions.iter().find(|p| p.partition == name).map_or(start, |p| p.offset.max(low));
             let shared = Arc::new(Mutex::new(ReaderShared::default()));
-            let context = ReaderContext { topic: topic.clone(), partition, shared: Arc::clone(&shared) };
-            let consumer: StreamConsumer<ReaderContext> = config
-                .create_with_context(context)
-                .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {name}"), e))?;
-            let mut list = TopicPartitionList::new();
-            list.add_partition_offset(&topic, partition, Offset::Offset(start))
-                .and_then(|_| consumer.assign(&list))
-                .map_err(|e| ConnectorError::kafka(format!("cannot assign {name}"), e))?;
+            let consumer = assigned_consumer(&config, &topic, partition, start, Arc::clone(&shared))?;
             readers.push(Box::new(KafkaPartitionReader {
                 name,
                 topic: topic.clone(),
                 partition,
                 consumer,
+                config: config.clone(),
                 shared,
                 options: self.options.clone(),
                 value_schema: Arc::clone(&self.value_schema),
@@ -239,10 +236,31 @@ impl KafkaSource {
                 end_offset: self.options.bounded_latest.then_some(high),
                 last_record: Instant::now(),
                 backoff: Duration::ZERO,
+                troubled_since: None,
             }));
         }
         Ok(readers)
     }
+}
+
+/// A consumer of one partition, positioned at `offset`.
+fn assigned_consumer(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    shared: Arc<Mutex<ReaderShared>>,
+) -> Result<StreamConsumer<ReaderContext>, ConnectorError> {
+    let name = format!("{topic}/{partition}");
+    let context = ReaderContext { topic: topic.to_string(), partition, shared };
+    let consumer: StreamConsumer<ReaderContext> = config
+        .create_with_context(context)
+        .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {name}"), e))?;
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .and_then(|_| consumer.assign(&list))
+        .map_err(|e| ConnectorError::kafka(format!("cannot assign {name}"), e))?;
+    Ok(consumer)
 }
 
 impl Source for KafkaSource {
@@ -263,15 +281,14 @@ impl Source for KafkaSource {
     }
 }
 
-/// What librdkafka's callbacks tell a reader: errors and the partition's high offset.
+/// What librdkafka's error callback tells a reader.
 #[derive(Debug, Default)]
 struct ReaderShared {
     problem: Option<(String, Instant)>,
     logged: Option<(String, Instant)>,
-    high: Option<i64>,
 }
 
-/// Receives librdkafka's error and statistics callbacks for one partition's consumer.
+/// Receives librdkafka's error callbacks for one partition's consumer.
 struct ReaderContext {
     topic: String,
     partition: i32,
@@ -297,18 +314,6 @@ impl ClientContext for ReaderContext {
         }
         shared.problem = Some((message, now));
     }
-
-    fn stats(&self, statistics: Statistics) {
-        let high = statistics
-            .topics
-            .get(&self.topic)
-            .and_then(|t| t.partitions.get(&self.partition))
-            .map(|p| p.hi_offset)
-            .filter(|h| *h >= 0);
-        if high.is_some() {
-            self.shared().high = high;
-        }
-    }
 }
 
 impl ConsumerContext for ReaderContext {}
@@ -319,6 +324,7 @@ struct KafkaPartitionReader {
     topic: String,
     partition: i32,
     consumer: StreamConsumer<ReaderContext>,
+    config: rdkafka::ClientConfig,
     shared: Arc<Mutex<ReaderShared>>,
     options: KafkaOptions,
     value_schema: SchemaRef,
@@ -330,6 +336,8 @@ struct KafkaPartitionReader {
     end_offset: Option<i64>,
     last_record: Instant,
     backoff: Duration,
+    /// Since when the consumer has reported errors without delivering a record.
+    troubled_since: Option<Instant>,
 }
 
 /// The records of one read, before decoding.
@@ -376,6 +384,42 @@ fn headers_json<M: Message>(message: &M) -> Option<String> {
 }
 
 impl KafkaPartitionReader {
+    /// The partition's end offset as of the last fetch response, without asking the broker.
+    fn cached_high_offset(&self) -> Option<i64> {
+        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer is valid while `self.consumer` lives; librdkafka
+        // only reads `topic` and writes the two offsets.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    }
+
+    /// After an outage a librdkafka consumer may keep failing although the broker
+    /// is back; a new consumer at our position resumes without skipping or
+    /// repeating a record.
+    fn recover_if_stuck(&mut self) {
+        let Some(since) = self.troubled_since else { return };
+        if since.elapsed() < STUCK_AFTER {
+            return;
+        }
+        self.troubled_since = Some(Instant::now());
+        match assigned_consumer(&self.config, &self.topic, self.partition, self.next_offset, Arc::clone(&self.shared)) {
+            Ok(consumer) => {
+                self.consumer = consumer;
+                tracing::info!(partition = %self.name, offset = self.next_offset, "kafka: reconnecting with a new consumer");
+            }
+            Err(e) => tracing::warn!(partition = %self.name, "kafka: cannot reconnect: {e}"),
+        }
+    }
+
     fn finished(&self) -> bool {
         self.end_offset.is_some_and(|end| self.next_offset >= end)
     }
@@ -535,11 +579,14 @@ impl SourceReader for KafkaPartitionReader {
             drop(shared);
             tracing::debug!(partition = %self.name, "kafka consumer error: {e}");
             self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            self.troubled_since.get_or_insert_with(Instant::now);
         }
         let Some(last) = last_offset else {
+            self.recover_if_stuck();
             return Ok(Some(self.empty()));
         };
         self.backoff = Duration::ZERO;
+        self.troubled_since = None;
         self.last_record = Instant::now();
         self.shared.lock().unwrap_or_else(|e| e.into_inner()).problem = None;
         self.next_offset = last + 1;
@@ -559,9 +606,10 @@ impl SourceReader for KafkaPartitionReader {
     }
 
     fn status(&self) -> ReaderStatus {
+        let lag = self.cached_high_offset().map(|h| (h - self.next_offset).max(0) as u64);
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         ReaderStatus {
-            lag: shared.high.map(|h| (h - self.next_offset).max(0) as u64),
+            lag,
             problem: shared
                 .problem
                 .as_ref()

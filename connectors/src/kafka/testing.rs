@@ -1,0 +1,205 @@
+//! Helpers for tests against a real Kafka broker: start it (through
+//! `scripts/kafka/start`, idempotent), create topics, produce and read back records.
+//!
+//! Tests, benches and the end-to-end tests of the binary share these, so every
+//! Kafka test talks to the same kind of broker the same way.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The repository's `scripts/kafka` directory.
+pub fn scripts_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka")
+}
+
+/// Starts a broker with `scripts/kafka/start` (run dir `run_dir`, or the shared
+/// one) and returns its bootstrap address. Panics with the script's output if it fails.
+pub fn start_broker(run_dir: Option<&std::path::Path>) -> String {
+    let mut cmd = Command::new(scripts_dir().join("start"));
+    if let Some(dir) = run_dir {
+        cmd.env("EDDY_KAFKA_RUN", dir);
+    }
+    let out = cmd.output().expect("cannot run scripts/kafka/start");
+    assert!(
+        out.status.success(),
+        "scripts/kafka/start failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Stops the broker of `run_dir` (keeping its data and port).
+pub fn stop_broker(run_dir: &std::path::Path) {
+    let status = Command::new(scripts_dir().join("stop"))
+        .env("EDDY_KAFKA_RUN", run_dir)
+        .status()
+        .expect("cannot run scripts/kafka/stop");
+    assert!(status.success(), "scripts/kafka/stop failed");
+}
+
+/// The shared test broker's address: `EDDY_KAFKA_BOOTSTRAP` when set (the test
+/// command starts the broker and sets it), else started here once.
+pub fn broker() -> String {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER
+        .get_or_init(|| std::env::var("EDDY_KAFKA_BOOTSTRAP").unwrap_or_else(|_| start_broker(None)))
+        .clone()
+}
+
+/// A topic name no other test (or earlier run) uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// Creates `topic` with `partitions` partitions and waits until it can be used.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create topic");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+    // Wait until every partition has a leader.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    for _ in 0..100 {
+        if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            let ready = md.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && t.partitions().len() == partitions as usize
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            });
+            if ready {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("topic {topic} did not become ready");
+}
+
+/// One record to produce: partition (or by key), key, value, timestamp.
+#[derive(Debug, Clone, Default)]
+#[allow(missing_docs)]
+pub struct TestRecord {
+    pub partition: Option<i32>,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl TestRecord {
+    /// A record with only a value, to `partition`.
+    pub fn value(partition: i32, value: impl Into<String>) -> Self {
+        TestRecord { partition: Some(partition), value: Some(value.into()), ..Default::default() }
+    }
+}
+
+/// Produces `records` in order and waits until the broker acknowledged each.
+pub async fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    for r in records {
+        let mut rec = FutureRecord::<str, str>::to(topic);
+        if let Some(p) = r.partition {
+            rec = rec.partition(p);
+        }
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_str());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_str());
+        }
+        if let Some(ts) = r.timestamp {
+            rec = rec.timestamp(ts);
+        }
+        if !r.headers.is_empty() {
+            let mut h = rdkafka::message::OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                h = h.insert(rdkafka::message::Header { key: k, value: Some(v.as_str()) });
+            }
+            rec = rec.headers(h);
+        }
+        deliveries.push(producer.send_result(rec).map_err(|(e, _)| e).expect("enqueue"));
+    }
+    for d in deliveries {
+        d.await.expect("delivery canceled").map_err(|(e, _)| e).expect("delivery failed");
+    }
+}
+
+/// A record read back by [`read_all`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub timestamp: Option<i64>,
+}
+
+/// Every record now in `topic`, by partition and offset.
+pub fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "eddy-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut list = TopicPartitionList::new();
+    let mut remaining = 0;
+    for p in &parts {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks");
+        remaining += high - low;
+        list.add_partition_offset(topic, *p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (out.len() as i64) < remaining && std::time::Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            out.push(ReadRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
+                timestamp: m.timestamp().to_millis(),
+            });
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,330 @@
+//! The Kafka source and sink against a real Apache Kafka broker (started by
+//! `scripts/kafka/start`, see `eddy_connectors::kafka::testing`).
+
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, start_broker, stop_broker, unique_topic, TestRecord};
+use eddy_connectors::{create_sink, create_source, source_schema};
+use eddy_engine::{MalformedRecord, Source, SourcePosition, SourceReader};
+use eddy_sql::{parse_script, Statement, TableDef};
+use std::sync::Arc;
+
+fn table(sql: &str) -> TableDef {
+    match parse_script(sql).unwrap().remove(0).statement {
+        Statement::CreateTable(def) => def,
+        other => panic!("not a table: {other:?}"),
+    }
+}
+
+fn open(def: &TableDef) -> Arc<dyn Source> {
+    create_source(def, source_schema(def).unwrap()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Reads every reader to its end (bounded sources only).
+async fn read_to_end(readers: Vec<Box<dyn SourceReader>>) -> (Vec<RecordBatch>, Vec<MalformedRecord>) {
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for mut r in readers {
+        while let Some(b) = r.next_batch().await.unwrap() {
+            rows.push(b.rows);
+            bad.extend(b.malformed);
+        }
+    }
+    (rows, bad)
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut out: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_reads_every_partition_with_metadata_and_sets_bad_records_aside() {
+    let bootstrap = broker();
+    let topic = unique_topic("meta");
+    create_topic(&bootstrap, &topic, 2).await;
+    let rec = |p: i32, key: &str, value: Option<&str>, ts: i64| TestRecord {
+        partition: Some(p),
+        key: Some(key.into()),
+        value: value.map(str::to_string),
+        timestamp: Some(ts),
+        headers: vec![("origin".into(), format!("p{p}"))],
+    };
+    produce(
+        &bootstrap,
+        &topic,
+        &[
+            rec(0, "a", Some(r#"{"id": 1, "name": "one"}"#), 1_700_000_000_000),
+            rec(1, "b", Some(r#"{"id": 2, "name": "two"}"#), 1_700_000_001_000),
+            rec(1, "c", Some(r#"{"id": "x", "name": "bad"}"#), 1_700_000_002_000),
+            // A tombstone: skipped, not malformed.
+            rec(1, "d", None, 1_700_000_003_000),
+            rec(1, "e", Some(r#"{"id": 3, "name": "three"}"#), 1_700_000_004_000),
+        ],
+    )
+    .await;
+    let def = table(&format!(
+        "CREATE TABLE t (id BIGINT, name STRING,
+            part INT METADATA FROM 'partition' VIRTUAL, off BIGINT METADATA FROM 'offset' VIRTUAL,
+            ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp', k STRING METADATA FROM 'key' VIRTUAL,
+            headers STRING METADATA VIRTUAL, topic STRING METADATA VIRTUAL)
+         WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+               'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset')"
+    ));
+    let source = open(&def);
+    assert!(source.is_bounded());
+    let readers = source.open(1).unwrap();
+    assert_eq!(readers.iter().map(|r| r.describe()).collect::<Vec<_>>(), vec![format!("{topic}/0"), format!("{topic}/1")]);
+    let (rows, bad) = read_to_end(readers).await;
+    let all = concat_batches(&rows[0].schema(), &rows).unwrap();
+    let text = pretty_format_batches(&[all.clone()]).unwrap().to_string();
+    assert_eq!(all.num_rows(), 3, "{text}");
+    let expected_ts = TimestampMillisecondArray::from(vec![1_700_000_000_000, 1_700_000_001_000, 1_700_000_004_000]);
+    let ts = all.column_by_name("ts").unwrap().as_primitive::<TimestampMillisecondType>();
+    assert_eq!(ts.values(), expected_ts.values());
+    assert_eq!(all.column_by_name("part").unwrap().as_primitive::<Int32Type>().values().to_vec(), vec![0, 1, 1]);
+    assert_eq!(all.column_by_name("off").unwrap().as_primitive::<Int64Type>().values().to_vec(), vec![0, 0, 3]);
+    let strings = |c: &str| -> Vec<String> { all.column_by_name(c).unwrap().as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect() };
+    assert_eq!(strings("k"), vec!["a", "b", "e"]);
+    assert_eq!(strings("name"), vec!["one", "two", "three"]);
+    assert_eq!(strings("headers"), vec![r#"{"origin":"p0"}"#, r#"{"origin":"p1"}"#, r#"{"origin":"p1"}"#]);
+    assert!(strings("topic").iter().all(|t| *t == topic));
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].position, format!("{topic} partition 1 offset 1"));
+    assert_eq!(bad[0].raw, r#"{"id": "x", "name": "bad"}"#);
+    assert!(bad[0].error.contains("id") || bad[0].error.contains("x"), "{}", bad[0].error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_modes_pick_the_first_record() {
+    let bootstrap = broker();
+    let topic = unique_topic("startup");
+    create_topic(&bootstrap, &topic, 2).await;
+    let records: Vec<TestRecord> = (0..10)
+        .map(|i| TestRecord {
+            partition: Some(i % 2),
+            value: Some(format!(r#"{{"id": {i}}}"#)),
+            timestamp: Some(1_000_000 + i64::from(i) * 1000),
+            ..Default::default()
+        })
+        .collect();
+    produce(&bootstrap, &topic, &records).await;
+    let read = |mode: &str| {
+        let def = table(&format!(
+            "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+               'properties.bootstrap.servers' = '{bootstrap}', 'scan.bounded.mode' = 'latest-offset', {mode})"
+        ));
+        let source = open(&def);
+        async move { ids(&read_to_end(source.open(1).unwrap()).await.0) }
+    };
+    assert_eq!(read("'scan.startup.mode' = 'earliest-offset'").await, (0..10).collect::<Vec<_>>());
+    assert_eq!(read("'scan.startup.mode' = 'latest-offset'").await, Vec::<i64>::new());
+    // Records at or after timestamp 1_006_000: ids 6..9.
+    assert_eq!(
+        read("'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '1006000'").await,
+        vec![6, 7, 8, 9]
+    );
+    // Partition 0 holds ids 0,2,4,6,8 at offsets 0..4; partition 1 holds 1,3,5,7,9.
+    assert_eq!(
+        read("'scan.startup.mode' = 'specific-offsets', 'scan.startup.specific-offsets' = 'partition:0,offset:3;partition:1,offset:4'").await,
+        vec![6, 8, 9]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_resumes_from_its_position_without_loss_or_duplicates() {
+    let bootstrap = broker();
+    let topic = unique_topic("resume");
+    create_topic(&bootstrap, &topic, 1).await;
+    let records: Vec<TestRecord> = (0..100).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect();
+    produce(&bootstrap, &topic, &records).await;
+    let def = table(&format!(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset',
+           'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '16')"
+    ));
+    let source = open(&def);
+    let mut reader = source.open(1).unwrap().pop().unwrap();
+    let mut first = Vec::new();
+    while first.iter().map(RecordBatch::num_rows).sum::<usize>() < 40 {
+        first.push(reader.next_batch().await.unwrap().unwrap().rows);
+    }
+    let position = reader.position().unwrap();
+    let read_so_far = ids(&first);
+    assert_eq!(position, SourcePosition { partition: format!("{topic}/0"), offset: read_so_far.len() as i64 });
+    drop(reader);
+    let (rest, _) = read_to_end(source.open_at(1, &[position]).unwrap()).await;
+    let mut all = read_so_far;
+    all.extend(ids(&rest));
+    assert_eq!(all, (0..100).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_and_idleness_are_reported() {
+    let bootstrap = broker();
+    let topic = unique_topic("lag");
+    create_topic(&bootstrap, &topic, 1).await;
+    let records: Vec<TestRecord> = (0..50).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect();
+    produce(&bootstrap, &topic, &records).await;
+    let def = table(&format!(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset',
+           'scan.batch-rows' = '10', 'scan.watermark.idle-timeout' = '500ms')"
+    ));
+    let source = open(&def);
+    assert!(!source.is_bounded());
+    let mut reader = source.open(1).unwrap().pop().unwrap();
+    let mut got = 0;
+    while got == 0 {
+        got = reader.next_batch().await.unwrap().unwrap().rows.num_rows();
+    }
+    assert!(!reader.is_idle());
+    // librdkafka reports the partition's end offset in its statistics, once a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reader.status().lag.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reader.status().lag, Some(50 - got as u64));
+    let mut total = got;
+    while total < 50 {
+        total += reader.next_batch().await.unwrap().unwrap().rows.num_rows();
+    }
+    assert_eq!(total, 50);
+    // Nothing more arrives: after the idle timeout the reader says it is idle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_idle() && Instant::now() < deadline {
+        assert_eq!(reader.next_batch().await.unwrap().unwrap().rows.num_rows(), 0);
+    }
+    assert!(reader.is_idle());
+    assert_eq!(reader.status().lag, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_is_reported_and_reading_resumes_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("kafka");
+    let bootstrap = start_broker(Some(&run));
+    let topic = unique_topic("outage");
+    create_topic(&bootstrap, &topic, 1).await;
+    let batch = |from: i64| -> Vec<TestRecord> { (from..from + 10).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect() };
+    produce(&bootstrap, &topic, &batch(0)).await;
+    let def = table(&format!(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset',
+           'properties.reconnect.backoff.max.ms' = '1000')"
+    ));
+    let mut reader = open(&def).open(1).unwrap().pop().unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        seen.extend(ids(&[reader.next_batch().await.unwrap().unwrap().rows]));
+    }
+    stop_broker(&run);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reader.status().problem.is_none() && Instant::now() < deadline {
+        assert_eq!(reader.next_batch().await.unwrap().unwrap().rows.num_rows(), 0);
+    }
+    let problem = reader.status().problem.expect("the outage is reported");
+    assert!(problem.contains("retrying"), "{problem}");
+    assert_eq!(start_broker(Some(&run)), bootstrap, "the broker comes back on its port");
+    produce(&bootstrap, &topic, &batch(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 20 && Instant::now() < deadline {
+        seen.extend(ids(&[reader.next_batch().await.unwrap().unwrap().rows]));
+    }
+    seen.sort();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    assert_eq!(reader.status().problem, None);
+    stop_broker(&run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_writes_keys_values_and_timestamps() {
+    let bootstrap = broker();
+    let topic = unique_topic("sink");
+    create_topic(&bootstrap, &topic, 3).await;
+    let def = table(&format!(
+        "CREATE TABLE out (user_id BIGINT, clicks BIGINT, ts TIMESTAMP(3) METADATA FROM 'timestamp', off BIGINT METADATA FROM 'offset' VIRTUAL)
+         WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+               'key.fields' = 'user_id')"
+    ));
+    let schema = def.sink_schema();
+    assert_eq!(schema.fields().len(), 3, "VIRTUAL columns are not written");
+    let mut sink = create_sink(&def, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
+    let users: Vec<i64> = (0..30).map(|i| i % 5).collect();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from(users.clone())),
+            Arc::new(Int64Array::from((0..30).collect::<Vec<i64>>())),
+            Arc::new(TimestampMillisecondArray::from((0..30).map(|i| 1_700_000_000_000 + i).collect::<Vec<i64>>())),
+        ],
+    )
+    .unwrap();
+    sink.write(batch).await.unwrap();
+    sink.commit().await.unwrap();
+    let records = read_all(&bootstrap, &topic);
+    assert_eq!(records.len(), 30);
+    let mut by_clicks = records.clone();
+    by_clicks.sort_by_key(|r| r.timestamp);
+    for (i, r) in by_clicks.iter().enumerate() {
+        assert_eq!(r.timestamp, Some(1_700_000_000_000 + i as i64));
+        assert_eq!(r.value.as_deref(), Some(format!(r#"{{"user_id":{},"clicks":{i}}}"#, users[i]).as_str()));
+        assert_eq!(r.key.as_deref(), Some(format!(r#"{{"user_id":{}}}"#, users[i]).as_str()));
+    }
+    // Records of one key share one partition.
+    for user in 0..5 {
+        let key = format!(r#"{{"user_id":{user}}}"#);
+        let parts: std::collections::BTreeSet<i32> = records.iter().filter(|r| r.key.as_deref() == Some(key.as_str())).map(|r| r.partition).collect();
+        assert_eq!(parts.len(), 1, "key {key} went to {parts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_round_robin_spreads_rows_and_raw_values_pass_through() {
+    let bootstrap = broker();
+    let topic = unique_topic("rr");
+    create_topic(&bootstrap, &topic, 3).await;
+    let def = table(&format!(
+        "CREATE TABLE out (line STRING) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'raw', 'sink.partitioner' = 'round-robin')"
+    ));
+    let schema = def.sink_schema();
+    let mut sink = create_sink(&def, Arc::clone(&schema)).unwrap();
+    let lines: Vec<String> = (0..9).map(|i| format!("line {i}, with \"quotes\"")).collect();
+    sink.write(RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(lines.clone()))]).unwrap())
+        .await
+        .unwrap();
+    sink.commit().await.unwrap();
+    let records = read_all(&bootstrap, &topic);
+    let mut values: Vec<String> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+    values.sort();
+    assert_eq!(values, lines);
+    for p in 0..3 {
+        assert_eq!(records.iter().filter(|r| r.partition == p).count(), 3);
+    }
+}
+
+#[test]
+fn a_missing_topic_is_a_clear_error() {
+    let bootstrap = broker();
+    let def = table(&format!(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'no-such-topic-here',
+           'properties.bootstrap.servers' = '{bootstrap}')"
+    ));
+    let err = open(&def).open(1).err().unwrap().to_string();
+    assert!(err.contains("no-such-topic-here") && err.contains("create it first"), "{err}");
+    let bad = table(
+        "CREATE TABLE t (id BIGINT, o BIGINT METADATA FROM 'ofset') WITH ('connector' = 'kafka', 'topic' = 'x',
+           'properties.bootstrap.servers' = 'localhost:1')",
+    );
+    let err = create_source(&bad, source_schema(&bad).unwrap()).err().unwrap().to_string();
+    assert!(err.contains("kafka has no metadata 'ofset'") && err.contains("offset BIGINT"), "{err}");
+}
