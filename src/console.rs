@@ -70,8 +70,9 @@ pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<St
             let now = metrics.snapshot();
             let rate = (now.rows_in - previous.rows_in) as f64 / secs as f64;
             let watermark = EventTime(metrics.watermark_ms.load(Ordering::Relaxed));
+            let (lag, problems) = metrics.source_health();
             eprintln!(
-                "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  watermark {}",
+                "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  watermark {}{}",
                 label.as_deref().map(|l| format!("[{l}] ")).unwrap_or_default(),
                 started.elapsed().as_secs_f64(),
                 human(now.rows_in as f64),
@@ -79,8 +80,12 @@ pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<St
                 human(now.rows_out as f64),
                 now.late_rows,
                 now.malformed_rows,
-                watermark
+                watermark,
+                lag.map(|l| format!("  lag {}", human(l as f64))).unwrap_or_default()
             );
+            for problem in problems {
+                eprintln!("  source problem: {problem}");
+            }
             previous = now;
         }
     })

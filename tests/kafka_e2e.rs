@@ -1,0 +1,112 @@
+//! End-to-end through Kafka: the real `eddy` binary reads a topic of a real broker,
+//! aggregates event-time windows and writes another topic.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, unique_topic, ReadRecord, TestRecord};
+
+fn eddy() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+/// 2024-01-01 00:00:00 UTC.
+const BASE_MS: i64 = 1_704_067_200_000;
+
+/// `(window_start as written by the sink, user) -> clicks` from the output topic's JSON values.
+fn counts(records: &[ReadRecord]) -> BTreeMap<(String, i64), i64> {
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r.value.as_deref().expect("value")).expect("JSON value");
+            let start = v["window_start"].as_str().expect("window_start").to_string();
+            let user = v["user_id"].as_i64().expect("user_id");
+            let key: serde_json::Value = serde_json::from_str(r.key.as_deref().expect("key")).expect("JSON key");
+            assert_eq!(key["user_id"].as_i64(), Some(user), "the key is the user");
+            ((start, user), v["clicks"].as_i64().expect("clicks"))
+        })
+        .collect()
+}
+
+fn window_name(start_ms: i64) -> String {
+    let secs = (start_ms - BASE_MS) / 1000;
+    format!("2024-01-01 00:{:02}:{:02}.000", secs / 60, secs % 60)
+}
+
+fn pipeline(source: &str, sink: &str, bootstrap: &str, source_options: &str) -> String {
+    format!(
+        "CREATE TABLE clicks (user_id BIGINT, url STRING, ts TIMESTAMP(3),
+           WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+         WITH ('connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{bootstrap}',
+               'scan.startup.mode' = 'earliest-offset', 'format' = 'json' {source_options});
+         CREATE TABLE per_user (window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_id BIGINT, clicks BIGINT)
+         WITH ('connector' = 'kafka', 'topic' = '{sink}', 'properties.bootstrap.servers' = '{bootstrap}',
+               'key.fields' = 'user_id');
+         INSERT INTO per_user
+         SELECT window_start, window_end, user_id, COUNT(*)
+         FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end, user_id;"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_aggregates_a_kafka_topic_into_another() {
+    let bootstrap = broker();
+    let (source, sink) = (unique_topic("clicks"), unique_topic("per-user"));
+    create_topic(&bootstrap, &source, 3).await;
+    create_topic(&bootstrap, &sink, 2).await;
+    // 3000 clicks 12 ms apart (36 s of event time) spread over 3 partitions, in
+    // time order within each partition, plus one malformed record.
+    let mut records = Vec::new();
+    let mut expected: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for i in 0..3000i64 {
+        let ts = BASE_MS + i * 12;
+        let user = (i * 7) % 11;
+        records.push(TestRecord::value((i % 3) as i32, format!(r#"{{"user_id": {user}, "url": "/p/{i}", "ts": {ts}}}"#)));
+        *expected.entry((window_name(ts - ts.rem_euclid(10_000)), user)).or_default() += 1;
+    }
+    records.push(TestRecord::value(1, "not json"));
+    produce(&bootstrap, &source, &records).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("pipeline.sql");
+    std::fs::write(&script, pipeline(&source, &sink, &bootstrap, ", 'scan.bounded.mode' = 'latest-offset'")).expect("script");
+    let output = eddy().arg("run").arg(&script).output().expect("run eddy");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "eddy run failed:\n{stderr}");
+    assert!(stderr.contains(&format!("{source} partition 1 offset 1000")), "the malformed record is reported:\n{stderr}");
+    let got = counts(&read_all(&bootstrap, &sink));
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_does_not_hold_windows_back() {
+    let bootstrap = broker();
+    let (source, sink) = (unique_topic("idle-clicks"), unique_topic("idle-out"));
+    create_topic(&bootstrap, &source, 2).await;
+    create_topic(&bootstrap, &sink, 1).await;
+    // Only partition 0 gets clicks: 25 s of event time, one click a second.
+    let records: Vec<TestRecord> = (0..25)
+        .map(|s| TestRecord::value(0, format!(r#"{{"user_id": 1, "url": "/", "ts": {}}}"#, BASE_MS + s * 1000)))
+        .collect();
+    produce(&bootstrap, &source, &records).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("pipeline.sql");
+    std::fs::write(&script, pipeline(&source, &sink, &bootstrap, ", 'scan.watermark.idle-timeout' = '1s'")).expect("script");
+    let mut child = eddy().arg("run").arg(&script).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start eddy");
+    // Unbounded: wait for the two windows the watermark (24 s - 1 s) has closed, then stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = BTreeMap::new();
+    while got.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        got = counts(&read_all(&bootstrap, &sink));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("eddy exits");
+    let expected = BTreeMap::from([((window_name(BASE_MS), 1), 10), ((window_name(BASE_MS + 10_000), 1), 10)]);
+    assert_eq!(got, expected, "eddy stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+}
