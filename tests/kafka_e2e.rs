@@ -110,3 +110,99 @@ async fn an_idle_partition_does_not_hold_windows_back() {
     let expected = BTreeMap::from([((window_name(BASE_MS), 1), 10), ((window_name(BASE_MS + 10_000), 1), 10)]);
     assert_eq!(got, expected, "eddy stderr:\n{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// Every row of every visible Parquet file under `dir`.
+fn parquet_rows(dir: &std::path::Path) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    let mut batches = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("output dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            let file = std::fs::File::open(&path).expect("open");
+            let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            batches.extend(reader.map(|b| b.expect("batch")));
+        }
+    }
+    batches
+}
+
+/// `(window_start ms, user) -> clicks` of a Parquet output.
+fn parquet_counts(dir: &std::path::Path) -> BTreeMap<(i64, i64), i64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
+    let mut out = BTreeMap::new();
+    for b in parquet_rows(dir) {
+        let start = b.column(0).as_primitive::<TimestampMillisecondType>();
+        let user = b.column(1).as_primitive::<Int64Type>();
+        let clicks = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert!(out.insert((start.value(i), user.value(i)), clicks.value(i)).is_none(), "a window emitted twice");
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_out_of_order_events_round_trip_to_parquet_like_the_batch_run() {
+    const EVENTS: i64 = 1_000_000;
+    let bootstrap = broker();
+    let source = unique_topic("round-trip");
+    create_topic(&bootstrap, &source, 8).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Event time advances 1 ms per event; each event is up to 2 s early (out of
+    // order), within the watermark's 3 s bound, so no event is late.
+    let mut records = Vec::with_capacity(EVENTS as usize);
+    let mut lines = String::new();
+    let mut expected: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..EVENTS {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let ts = BASE_MS + i - (state % 2000) as i64;
+        let user = (state >> 20) as i64 % 100;
+        let line = format!(r#"{{"user_id": {user}, "url": "/page/{}", "ts": {ts}}}"#, state % 997);
+        lines.push_str(&line);
+        lines.push('\n');
+        records.push(TestRecord::value((i % 8) as i32, line));
+        *expected.entry((ts - ts.rem_euclid(60_000), user)).or_default() += 1;
+    }
+    produce(&bootstrap, &source, &records).await;
+    drop(records);
+    let events_file = dir.path().join("events.json");
+    std::fs::write(&events_file, lines).expect("events file");
+
+    let run = |from: &str, out: &std::path::Path| {
+        let sql = format!(
+            "CREATE TABLE clicks (user_id BIGINT, url STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '3' SECOND)
+             WITH ({from});
+             CREATE TABLE per_user (window_start TIMESTAMP(3), user_id BIGINT, clicks BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO per_user
+             SELECT window_start, user_id, COUNT(*) FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+             GROUP BY window_start, window_end, user_id;",
+            out.display()
+        );
+        let script = out.with_extension("sql");
+        std::fs::write(&script, sql).expect("script");
+        let output = eddy().arg("run").arg(&script).output().expect("run eddy");
+        assert!(output.status.success(), "eddy run failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+    };
+    let streamed = dir.path().join("streamed");
+    let summary = run(
+        &format!(
+            "'connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{bootstrap}',
+             'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
+        ),
+        &streamed,
+    );
+    let batch = dir.path().join("batch");
+    run(&format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", events_file.display()), &batch);
+    let from_kafka = parquet_counts(&streamed);
+    assert_eq!(from_kafka.values().sum::<i64>(), EVENTS, "every event counted once; eddy said:\n{summary}");
+    assert_eq!(from_kafka, expected);
+    assert_eq!(parquet_counts(&batch), from_kafka, "the batch replay of the same events agrees");
+}

@@ -328,3 +328,33 @@ fn a_missing_topic_is_a_clear_error() {
     let err = create_source(&bad, source_schema(&bad).unwrap()).err().unwrap().to_string();
     assert!(err.contains("kafka has no metadata 'ofset'") && err.contains("offset BIGINT"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_offsets_resume_where_the_group_stopped() {
+    let bootstrap = broker();
+    let topic = unique_topic("group");
+    let group = unique_topic("group-id");
+    create_topic(&bootstrap, &topic, 1).await;
+    let records: Vec<TestRecord> = (0..100).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect();
+    produce(&bootstrap, &topic, &records).await;
+    let def = table(&format!(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{bootstrap}', 'properties.group.id' = '{group}',
+           'properties.auto.commit.interval.ms' = '100', 'scan.startup.mode' = 'group-offsets',
+           'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '10')"
+    ));
+    // The group has no offsets yet: it starts from the beginning.
+    let mut reader = open(&def).open(1).unwrap().pop().unwrap();
+    let mut first = Vec::new();
+    while first.iter().map(RecordBatch::num_rows).sum::<usize>() < 30 {
+        first.push(reader.next_batch().await.unwrap().unwrap().rows);
+    }
+    let first = ids(&first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Closing the consumer commits what was handed over.
+    tokio::task::spawn_blocking(move || drop(reader)).await.unwrap();
+    let (rest, _) = read_to_end(open(&def).open(1).unwrap()).await;
+    let mut all = first;
+    all.extend(ids(&rest));
+    assert_eq!(all, (0..100).collect::<Vec<_>>());
+}

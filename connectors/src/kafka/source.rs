@@ -592,7 +592,8 @@ impl SourceReader for KafkaPartitionReader {
         self.next_offset = last + 1;
         if self.options.group_id.is_some() {
             // Committed (by auto-commit) once handed over; checkpoints make this exact later.
-            let _ = self.consumer.store_offset(&self.topic, self.partition, self.next_offset);
+            // librdkafka stores `offset + 1`, the next record to read: pass the last one read.
+            let _ = self.consumer.store_offset(&self.topic, self.partition, last);
         }
         Ok(Some(self.decode(polled)?))
     }

@@ -126,6 +126,8 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
         .create()
         .expect("producer");
     let mut deliveries = Vec::new();
@@ -150,7 +152,19 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) {
             }
             rec = rec.headers(h);
         }
-        deliveries.push(producer.send_result(rec).map_err(|(e, _)| e).expect("enqueue"));
+        loop {
+            match producer.send_result(rec) {
+                Ok(d) => {
+                    deliveries.push(d);
+                    break;
+                }
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
+            }
+        }
     }
     for d in deliveries {
         d.await.expect("delivery canceled").map_err(|(e, _)| e).expect("delivery failed");
