@@ -9,8 +9,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::{cpu_seconds, flag_value};
 use eddy::Session;
 use eddy_engine::PipelineMetrics;
+
+mod common;
 
 const BID: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, date_time TIMESTAMP(3), extra STRING";
 
@@ -41,20 +44,9 @@ const QUERIES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// CPU seconds (user + system) this process has used, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // After the command name: utime is field 12, stime 13 (0-based from the state field).
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str, default: u64| {
-        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-    };
+    let value = |flag: &str, default: u64| flag_value(&args, flag, default);
     // `cargo test --all-targets` runs this without `--bench`: a quick smoke run then.
     let default_events = if args.iter().any(|a| a == "--bench") { 10_000_000 } else { 100_000 };
     let events = value("--events", default_events);

@@ -121,15 +121,24 @@ impl TestRecord {
     }
 }
 
-/// Produces `records` in order and waits until the broker acknowledged each.
-pub async fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) {
-    let producer: FutureProducer = ClientConfig::new()
+/// A producer for [`produce_with`], to reuse across many small batches.
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .create()
-        .expect("producer");
+        .expect("producer")
+}
+
+/// Produces `records` in order and waits until the broker acknowledged each.
+pub async fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) {
+    produce_with(&producer(bootstrap), topic, records).await;
+}
+
+/// [`produce`] with a given producer.
+pub async fn produce_with(producer: &FutureProducer, topic: &str, records: &[TestRecord]) {
     let mut deliveries = Vec::new();
     for r in records {
         let mut rec = FutureRecord::<str, str>::to(topic);

@@ -1,0 +1,15 @@
+//! What the benchmark binaries share.
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: utime is field 12, stime 13 (0-based from the state field).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The value after `flag` in `args`, parsed, or `default`.
+pub fn flag_value(args: &[String], flag: &str, default: u64) -> u64 {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
