@@ -26,7 +26,7 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::{BoxError, MalformedRecord, ReaderStatus, Source, SourceBatch, SourcePosition, SourceReader};
 use eddy_sql::catalog::TableDef;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -343,6 +343,9 @@ struct KafkaPartitionReader {
 /// The records of one read, before decoding.
 #[derive(Default)]
 struct Polled {
+    /// Keys and headers cost an allocation per record: kept only when a column reads them.
+    want_keys: bool,
+    want_headers: bool,
     chunk: Chunk,
     offsets: Vec<i64>,
     timestamps: Vec<Option<i64>>,
@@ -352,7 +355,7 @@ struct Polled {
 }
 
 impl Polled {
-    fn push<M: Message>(&mut self, message: &M, want_headers: bool) {
+    fn push<M: Message>(&mut self, message: &M) {
         let Some(payload) = message.payload() else { return };
         let start = self.chunk.data.len();
         self.chunk.data.extend_from_slice(payload);
@@ -367,8 +370,12 @@ impl Polled {
             rdkafka::Timestamp::CreateTime(_) => "CreateTime",
             rdkafka::Timestamp::LogAppendTime(_) => "LogAppendTime",
         });
-        self.keys.push(message.key().map(<[u8]>::to_vec));
-        self.headers.push(want_headers.then(|| headers_json(message)).flatten());
+        if self.want_keys {
+            self.keys.push(message.key().map(<[u8]>::to_vec));
+        }
+        if self.want_headers {
+            self.headers.push(headers_json(message));
+        }
     }
 }
 
@@ -537,8 +544,11 @@ impl SourceReader for KafkaPartitionReader {
         if !self.backoff.is_zero() {
             tokio::time::sleep(self.backoff).await;
         }
-        let want_headers = self.columns.iter().any(|c| matches!(c, ColumnSource::Headers));
-        let mut polled = Polled::default();
+        let mut polled = Polled {
+            want_keys: self.columns.iter().any(|c| matches!(c, ColumnSource::Key)),
+            want_headers: self.columns.iter().any(|c| matches!(c, ColumnSource::Headers)),
+            ..Polled::default()
+        };
         let mut error = None;
         let mut last_offset = None;
         let end = self.end_offset.unwrap_or(i64::MAX);
@@ -549,7 +559,7 @@ impl SourceReader for KafkaPartitionReader {
                 match result {
                     Ok(m) if m.offset() < end => {
                         *last = Some(m.offset());
-                        polled.push(&m, want_headers);
+                        polled.push(&m);
                         true
                     }
                     // Past the bounded end: not ours to read.
@@ -560,11 +570,13 @@ impl SourceReader for KafkaPartitionReader {
                     }
                 }
             };
-            if let Ok(first) = tokio::time::timeout(POLL_WAIT, consumer.recv()).await {
+            // One stream for the whole read: creating one per record costs a lock each.
+            let mut stream = consumer.stream();
+            if let Ok(Some(first)) = tokio::time::timeout(POLL_WAIT, stream.next()).await {
                 if take_one(first, &mut polled, &mut last_offset) {
                     // Drain what is already fetched, without waiting.
                     while polled.offsets.len() < batch_rows && last_offset.is_some_and(|o| o + 1 < end) {
-                        let Some(next) = consumer.recv().now_or_never() else { break };
+                        let Some(Some(next)) = stream.next().now_or_never() else { break };
                         if !take_one(next, &mut polled, &mut last_offset) {
                             break;
                         }
