@@ -37,6 +37,21 @@ async fn read_to_end(readers: Vec<Box<dyn SourceReader>>) -> (Vec<RecordBatch>, 
     (rows, bad)
 }
 
+/// A new one-partition topic holding `{"id": 0}` .. `{"id": n-1}`, and a table
+/// `t (id BIGINT)` over it with `options` added to its `WITH` clause.
+async fn ids_topic(prefix: &str, n: i64, options: &str) -> (String, String, TableDef) {
+    let bootstrap = broker();
+    let topic = unique_topic(prefix);
+    create_topic(&bootstrap, &topic, 1).await;
+    let records: Vec<TestRecord> = (0..n).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect();
+    produce(&bootstrap, &topic, &records).await;
+    let def = table(&format!(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{bootstrap}', {options})"
+    ));
+    (bootstrap, topic, def)
+}
+
 fn ids(batches: &[RecordBatch]) -> Vec<i64> {
     let mut out: Vec<i64> = batches
         .iter()
@@ -141,16 +156,12 @@ async fn startup_modes_pick_the_first_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_resumes_from_its_position_without_loss_or_duplicates() {
-    let bootstrap = broker();
-    let topic = unique_topic("resume");
-    create_topic(&bootstrap, &topic, 1).await;
-    let records: Vec<TestRecord> = (0..100).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect();
-    produce(&bootstrap, &topic, &records).await;
-    let def = table(&format!(
-        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
-           'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset',
-           'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '16')"
-    ));
+    let (_, topic, def) = ids_topic(
+        "resume",
+        100,
+        "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '16'",
+    )
+    .await;
     let source = open(&def);
     let mut reader = source.open(1).unwrap().pop().unwrap();
     let mut first = Vec::new();
@@ -169,16 +180,12 @@ async fn a_reader_resumes_from_its_position_without_loss_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_idleness_are_reported() {
-    let bootstrap = broker();
-    let topic = unique_topic("lag");
-    create_topic(&bootstrap, &topic, 1).await;
-    let records: Vec<TestRecord> = (0..50).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect();
-    produce(&bootstrap, &topic, &records).await;
-    let def = table(&format!(
-        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
-           'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset',
-           'scan.batch-rows' = '10', 'scan.watermark.idle-timeout' = '500ms')"
-    ));
+    let (_, _, def) = ids_topic(
+        "lag",
+        50,
+        "'scan.startup.mode' = 'earliest-offset', 'scan.batch-rows' = '10', 'scan.watermark.idle-timeout' = '500ms'",
+    )
+    .await;
     let source = open(&def);
     assert!(!source.is_bounded());
     let mut reader = source.open(1).unwrap().pop().unwrap();
@@ -331,18 +338,16 @@ fn a_missing_topic_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_offsets_resume_where_the_group_stopped() {
-    let bootstrap = broker();
-    let topic = unique_topic("group");
     let group = unique_topic("group-id");
-    create_topic(&bootstrap, &topic, 1).await;
-    let records: Vec<TestRecord> = (0..100).map(|i| TestRecord::value(0, format!(r#"{{"id": {i}}}"#))).collect();
-    produce(&bootstrap, &topic, &records).await;
-    let def = table(&format!(
-        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
-           'properties.bootstrap.servers' = '{bootstrap}', 'properties.group.id' = '{group}',
-           'properties.auto.commit.interval.ms' = '100', 'scan.startup.mode' = 'group-offsets',
-           'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '10')"
-    ));
+    let (_, _, def) = ids_topic(
+        "group",
+        100,
+        &format!(
+            "'properties.group.id' = '{group}', 'properties.auto.commit.interval.ms' = '100',
+             'scan.startup.mode' = 'group-offsets', 'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '10'"
+        ),
+    )
+    .await;
     // The group has no offsets yet: it starts from the beginning.
     let mut reader = open(&def).open(1).unwrap().pop().unwrap();
     let mut first = Vec::new();
