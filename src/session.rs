@@ -148,7 +148,7 @@ impl Session {
                 }
             }
         }
-        let bounded = is_bounded(&def);
+        let bounded = eddy_connectors::is_bounded(&def);
         self.locations.insert(def.name.clone(), location);
         self.planner.register_table(def, bounded, location)?;
         Ok(())
@@ -216,15 +216,5 @@ impl Session {
             result?;
         }
         Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed() })
-    }
-}
-
-/// Whether reading a table ends by itself: files do, generators do when given a row count.
-fn is_bounded(def: &TableDef) -> bool {
-    match def.connector() {
-        "filesystem" => true,
-        "nexmark" => def.option("events.num").is_some(),
-        "datagen" => def.option("number-of-rows").is_some(),
-        _ => false,
     }
 }

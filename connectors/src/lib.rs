@@ -31,6 +31,6 @@ pub mod registry;
 pub use error::ConnectorError;
 pub use options::DEFAULT_BATCH_ROWS;
 pub use registry::{
-    connector_spec, create_sink, create_source, describe_connectors, source_schema,
+    connector_spec, create_sink, create_source, describe_connectors, is_bounded, source_schema,
     validate_options, ConnectorSpec, CONNECTORS,
 };

@@ -255,6 +255,18 @@ pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorEr
     Ok(())
 }
 
+/// Whether a source of `def` ends by itself (so windows close and `eddy run` exits),
+/// decided from its options before anything is opened.
+pub fn is_bounded(def: &TableDef) -> bool {
+    match def.connector() {
+        "filesystem" => true,
+        "nexmark" => def.option("events.num").is_some(),
+        "datagen" => DatagenOptions::parse(def, &def.physical_schema()).is_ok_and(|o| o.total_rows.is_some()),
+        "kafka" => def.option("scan.bounded.mode").is_some_and(|m| m.trim() == "latest-offset"),
+        _ => false,
+    }
+}
+
 /// The physical schema a source of `def` produces: the declared columns, or for
 /// `nexmark` without declared columns the standard columns of `'nexmark.table'`.
 pub fn source_schema(def: &TableDef) -> Result<SchemaRef, ConnectorError> {
@@ -426,6 +438,17 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn boundedness_follows_the_options() {
+        assert!(is_bounded(&def(&[("connector", "filesystem")])));
+        assert!(!is_bounded(&def(&[("connector", "kafka"), ("topic", "t")])));
+        assert!(is_bounded(&def(&[("connector", "kafka"), ("scan.bounded.mode", "latest-offset")])));
+        assert!(!is_bounded(&def(&[("connector", "datagen")])));
+        assert!(is_bounded(&def(&[("connector", "datagen"), ("number-of-rows", "5")])));
+        assert!(is_bounded(&def(&[("connector", "datagen"), ("fields.v.kind", "sequence"), ("fields.v.end", "9")])));
+        assert!(!is_bounded(&def(&[("connector", "nexmark")])));
     }
 
     #[test]
