@@ -468,7 +468,12 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
         // Any change of watermark, idleness or liveness may move this task's watermark.
         match inputs_state.combined() {
             Combined::Advanced(w) => chain.push(Message::Watermark(w), &mut out)?,
-            Combined::AllIdle => chain.push(Message::Idle, &mut out)?,
+            Combined::AllIdle { advanced } => {
+                if let Some(w) = advanced {
+                    chain.push(Message::Watermark(w), &mut out)?;
+                }
+                chain.push(Message::Idle, &mut out)?;
+            }
             Combined::Unchanged => {}
         }
         if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
@@ -495,7 +500,9 @@ struct InputWatermarks {
 #[derive(Debug, PartialEq)]
 enum Combined {
     Advanced(EventTime),
-    AllIdle,
+    /// Every live input is idle; like Flink, the watermark moves to the highest one
+    /// among them (idle inputs have nothing older to send), then `Idle` goes downstream.
+    AllIdle { advanced: Option<EventTime> },
     Unchanged,
 }
 
@@ -519,12 +526,16 @@ impl InputWatermarks {
     fn combined(&mut self) -> Combined {
         let live = || (0..self.watermarks.len()).filter(|&i| !self.ended[i]);
         if live().next().is_some() && live().all(|i| self.idle[i]) {
-            // Every live input is idle: the watermark stays, and downstream learns this task is idle too.
             if self.idle_sent {
                 return Combined::Unchanged;
             }
             self.idle_sent = true;
-            return Combined::AllIdle;
+            let max = live().map(|i| self.watermarks[i]).max().unwrap_or(EventTime::MIN);
+            let advanced = (max > self.current).then(|| {
+                self.current = max;
+                max
+            });
+            return Combined::AllIdle { advanced };
         }
         let min = live().filter(|&i| !self.idle[i]).map(|i| self.watermarks[i]).min().unwrap_or(EventTime::MAX);
         if min > self.current {
@@ -582,18 +593,25 @@ mod tests {
     }
 
     #[test]
-    fn all_idle_is_forwarded_once() {
+    fn all_idle_is_forwarded_once_with_the_highest_watermark() {
         let mut w = InputWatermarks::new(2);
         w.idle = vec![true, true];
-        assert_eq!(w.combined(), Combined::AllIdle);
+        assert_eq!(w.combined(), Combined::AllIdle { advanced: None });
         assert_eq!(w.combined(), Combined::Unchanged);
+        // Input 0 brings rows up to 30, then goes idle again before input 1 wakes up.
         w.activate(0);
+        w.watermarks[0] = EventTime(30);
+        assert_eq!(w.combined(), Combined::Advanced(EventTime(30)));
         w.idle[0] = true;
-        assert_eq!(w.combined(), Combined::AllIdle);
+        assert_eq!(w.combined(), Combined::AllIdle { advanced: None });
+        w.activate(0);
+        w.watermarks[0] = EventTime(40);
+        w.idle[0] = true;
+        assert_eq!(w.combined(), Combined::AllIdle { advanced: Some(EventTime(40)) });
         // An ended input is not idle and not live: the other one decides.
         w.ended[1] = true;
         w.activate(0);
-        w.watermarks[0] = EventTime(7);
-        assert_eq!(w.combined(), Combined::Advanced(EventTime(7)));
+        w.watermarks[0] = EventTime(50);
+        assert_eq!(w.combined(), Combined::Advanced(EventTime(50)));
     }
 }
