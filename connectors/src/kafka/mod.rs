@@ -8,6 +8,7 @@
 //! per partition (see [`source`]); the sink produces rows as JSON, CSV or raw
 //! values with keys from `'key.fields'` (see [`sink`]).
 
+mod batch;
 pub mod sink;
 pub mod source;
 pub mod testing;

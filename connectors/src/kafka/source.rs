@@ -26,12 +26,11 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::{BoxError, MalformedRecord, ReaderStatus, Source, SourceBatch, SourcePosition, SourceReader};
 use eddy_sql::catalog::TableDef;
-use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::batch::{BatchQueue, RawRecord};
 use super::{KafkaOptions, StartupMode, TextOrRaw};
 use crate::error::ConnectorError;
 use crate::filesystem::records::{Chunk, Record};
@@ -42,7 +41,13 @@ use crate::filesystem::text::decode_records;
 const POLL_WAIT: Duration = Duration::from_millis(200);
 /// Timeout of metadata requests when the source opens.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
-/// A reader with errors and no records for this long, while records wait, re-assigns its partition.
+/// With no records for this long, a reader checks that the brokers answer (at most this often).
+const HEALTH_EVERY: Duration = Duration::from_secs(3);
+/// How long that check may block the reader's task.
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a read naps when no record is ready (bounds the added latency).
+const NAP: Duration = Duration::from_millis(2);
+/// A reader with errors and no records for this long re-creates its consumer.
 const STUCK_AFTER: Duration = Duration::from_secs(5);
 /// A problem older than this, with records flowing or no new error, is over.
 const PROBLEM_TTL: Duration = Duration::from_secs(30);
@@ -222,6 +227,7 @@ impl KafkaSource {
             let shared = Arc::new(Mutex::new(ReaderShared::default()));
             let consumer = assigned_consumer(&config, &topic, partition, start, Arc::clone(&shared))?;
             readers.push(Box::new(KafkaPartitionReader {
+                queue: BatchQueue::of(&consumer, self.options.batch_rows),
                 name,
                 topic: topic.clone(),
                 partition,
@@ -237,6 +243,8 @@ impl KafkaSource {
                 last_record: Instant::now(),
                 backoff: Duration::ZERO,
                 troubled_since: None,
+                last_health_check: Instant::now(),
+                buffer: Vec::new(),
             }));
         }
         Ok(readers)
@@ -250,10 +258,10 @@ fn assigned_consumer(
     partition: i32,
     offset: i64,
     shared: Arc<Mutex<ReaderShared>>,
-) -> Result<StreamConsumer<ReaderContext>, ConnectorError> {
+) -> Result<BaseConsumer<ReaderContext>, ConnectorError> {
     let name = format!("{topic}/{partition}");
     let context = ReaderContext { topic: topic.to_string(), partition, shared };
-    let consumer: StreamConsumer<ReaderContext> = config
+    let consumer: BaseConsumer<ReaderContext> = config
         .create_with_context(context)
         .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {name}"), e))?;
     let mut list = TopicPartitionList::new();
@@ -323,7 +331,9 @@ struct KafkaPartitionReader {
     name: String,
     topic: String,
     partition: i32,
-    consumer: StreamConsumer<ReaderContext>,
+    /// Declared before `consumer`: the queue is released before the consumer it belongs to.
+    queue: BatchQueue,
+    consumer: BaseConsumer<ReaderContext>,
     config: rdkafka::ClientConfig,
     shared: Arc<Mutex<ReaderShared>>,
     options: KafkaOptions,
@@ -338,6 +348,9 @@ struct KafkaPartitionReader {
     backoff: Duration,
     /// Since when the consumer has reported errors without delivering a record.
     troubled_since: Option<Instant>,
+    last_health_check: Instant,
+    /// The record bytes of the last read, kept for reuse.
+    buffer: Vec<u8>,
 }
 
 /// The records of one read, before decoding.
@@ -355,39 +368,27 @@ struct Polled {
 }
 
 impl Polled {
-    fn push<M: Message>(&mut self, message: &M) {
-        let Some(payload) = message.payload() else { return };
+    fn push(&mut self, record: &RawRecord<'_>) {
+        let Some(payload) = record.payload else { return };
         let start = self.chunk.data.len();
         self.chunk.data.extend_from_slice(payload);
         let end = self.chunk.data.len();
         self.chunk.data.push(b'\n');
-        self.chunk.records.push(Record { start, end, line: message.offset() as u64 });
-        self.offsets.push(message.offset());
-        let ts = message.timestamp();
-        self.timestamps.push(ts.to_millis());
-        self.timestamp_types.push(match ts {
+        self.chunk.records.push(Record { start, end, line: record.offset as u64 });
+        self.offsets.push(record.offset);
+        self.timestamps.push(record.timestamp.to_millis());
+        self.timestamp_types.push(match record.timestamp {
             rdkafka::Timestamp::NotAvailable => "NoTimestampType",
             rdkafka::Timestamp::CreateTime(_) => "CreateTime",
             rdkafka::Timestamp::LogAppendTime(_) => "LogAppendTime",
         });
         if self.want_keys {
-            self.keys.push(message.key().map(<[u8]>::to_vec));
+            self.keys.push(record.key.map(<[u8]>::to_vec));
         }
         if self.want_headers {
-            self.headers.push(headers_json(message));
+            self.headers.push(record.headers_json());
         }
     }
-}
-
-/// A record's headers as a JSON object (values as lossy UTF-8, null when absent).
-fn headers_json<M: Message>(message: &M) -> Option<String> {
-    let headers = message.headers()?;
-    let mut map = serde_json::Map::new();
-    for h in headers.iter() {
-        let value = h.value.map_or(serde_json::Value::Null, |v| serde_json::Value::String(String::from_utf8_lossy(v).into_owned()));
-        map.insert(h.key.to_string(), value);
-    }
-    Some(serde_json::Value::Object(map).to_string())
 }
 
 impl KafkaPartitionReader {
@@ -409,6 +410,28 @@ impl KafkaPartitionReader {
         (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
     }
 
+    /// Asks the broker for the topic's metadata when nothing has arrived for a while:
+    /// librdkafka's connection errors do not reach the batch API, this does.
+    fn check_health(&mut self) {
+        if self.last_record.elapsed() < HEALTH_EVERY || self.last_health_check.elapsed() < HEALTH_EVERY {
+            return;
+        }
+        self.last_health_check = Instant::now();
+        let result = self.consumer.fetch_metadata(Some(&self.topic), HEALTH_TIMEOUT);
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(_) => shared.problem = None,
+            Err(e) => {
+                let message = format!("cannot reach the brokers ({e})");
+                if shared.problem.as_ref().is_none_or(|(p, _)| *p != message) {
+                    tracing::warn!(partition = %self.name, "kafka: {message}; retrying");
+                }
+                shared.problem = Some((message, Instant::now()));
+                self.troubled_since.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+
     /// After an outage a librdkafka consumer may keep failing although the broker
     /// is back; a new consumer at our position resumes without skipping or
     /// repeating a record.
@@ -420,6 +443,7 @@ impl KafkaPartitionReader {
         self.troubled_since = Some(Instant::now());
         match assigned_consumer(&self.config, &self.topic, self.partition, self.next_offset, Arc::clone(&self.shared)) {
             Ok(consumer) => {
+                self.queue = BatchQueue::of(&consumer, self.options.batch_rows);
                 self.consumer = consumer;
                 tracing::info!(partition = %self.name, offset = self.next_offset, "kafka: reconnecting with a new consumer");
             }
@@ -436,7 +460,7 @@ impl KafkaPartitionReader {
     }
 
     /// Decodes the values and adds the metadata columns, in the table's column order.
-    fn decode(&self, polled: Polled) -> Result<SourceBatch, ConnectorError> {
+    fn decode(&self, polled: &Polled) -> Result<SourceBatch, ConnectorError> {
         let n = polled.chunk.records.len();
         let (values, good, errors): (Vec<ArrayRef>, Option<Vec<u32>>, Vec<(usize, String)>) = match self.options.format {
             TextOrRaw::Text(format) if !self.value_schema.fields().is_empty() => {
@@ -545,6 +569,7 @@ impl SourceReader for KafkaPartitionReader {
             tokio::time::sleep(self.backoff).await;
         }
         let mut polled = Polled {
+            chunk: Chunk { data: std::mem::take(&mut self.buffer), records: Vec::with_capacity(self.options.batch_rows) },
             want_keys: self.columns.iter().any(|c| matches!(c, ColumnSource::Key)),
             want_headers: self.columns.iter().any(|c| matches!(c, ColumnSource::Headers)),
             ..Polled::default()
@@ -553,47 +578,39 @@ impl SourceReader for KafkaPartitionReader {
         let mut last_offset = None;
         let end = self.end_offset.unwrap_or(i64::MAX);
         let batch_rows = self.options.batch_rows;
-        {
-            let consumer = &self.consumer;
-            let mut take_one = |result: Result<rdkafka::message::BorrowedMessage<'_>, KafkaError>, polled: &mut Polled, last: &mut Option<i64>| -> bool {
-                match result {
-                    Ok(m) if m.offset() < end => {
-                        *last = Some(m.offset());
-                        polled.push(&m);
-                        true
-                    }
-                    // Past the bounded end: not ours to read.
-                    Ok(_) => false,
-                    Err(e) => {
-                        error = Some(e);
-                        false
-                    }
+        // Take what librdkafka has fetched, a batch at a time; wait in short naps when nothing is there.
+        let started = Instant::now();
+        loop {
+            let want = batch_rows - polled.offsets.len();
+            let taken = self.queue.take(want, |record| {
+                if let Some(e) = record.error {
+                    error = Some(e);
+                } else if record.offset < end {
+                    last_offset = Some(record.offset);
+                    polled.push(&record);
                 }
-            };
-            // One stream for the whole read: creating one per record costs a lock each.
-            let mut stream = consumer.stream();
-            if let Ok(Some(first)) = tokio::time::timeout(POLL_WAIT, stream.next()).await {
-                if take_one(first, &mut polled, &mut last_offset) {
-                    // Drain what is already fetched, without waiting.
-                    while polled.offsets.len() < batch_rows && last_offset.is_some_and(|o| o + 1 < end) {
-                        let Some(Some(next)) = stream.next().now_or_never() else { break };
-                        if !take_one(next, &mut polled, &mut last_offset) {
-                            break;
-                        }
-                    }
-                }
+                // Past the bounded end: not ours to read.
+            });
+            let done = last_offset.is_some_and(|o| o + 1 >= end) || polled.offsets.len() >= batch_rows;
+            let drained = taken < want;
+            if done || error.is_some() || (last_offset.is_some() && drained) || started.elapsed() >= POLL_WAIT {
+                break;
+            }
+            if last_offset.is_none() {
+                tokio::time::sleep(NAP).await;
             }
         }
         if let Some(e) = error {
             // Consumer errors (an unreachable broker, a failed fetch) are retried, never fatal.
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            shared.problem = Some((e.to_string(), Instant::now()));
+            shared.problem = Some((e.clone(), Instant::now()));
             drop(shared);
             tracing::debug!(partition = %self.name, "kafka consumer error: {e}");
             self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
             self.troubled_since.get_or_insert_with(Instant::now);
         }
         let Some(last) = last_offset else {
+            self.check_health();
             self.recover_if_stuck();
             return Ok(Some(self.empty()));
         };
@@ -607,7 +624,11 @@ impl SourceReader for KafkaPartitionReader {
             // librdkafka stores `offset + 1`, the next record to read: pass the last one read.
             let _ = self.consumer.store_offset(&self.topic, self.partition, last);
         }
-        Ok(Some(self.decode(polled)?))
+        let batch = self.decode(&polled);
+        // Keep the byte buffer for the next read: a fresh one per batch costs page faults.
+        self.buffer = std::mem::take(&mut polled.chunk.data);
+        self.buffer.clear();
+        Ok(Some(batch?))
     }
 
     fn position(&self) -> Option<SourcePosition> {
