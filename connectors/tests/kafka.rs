@@ -363,3 +363,55 @@ async fn group_offsets_resume_where_the_group_stopped() {
     all.extend(ids(&rest));
     assert_eq!(all, (0..100).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_rows_round_trip_and_a_bad_datum_is_set_aside() {
+    let bootstrap = broker();
+    let topic = unique_topic("avro");
+    create_topic(&bootstrap, &topic, 1).await;
+    let ddl = |name: &str, extra: &str| {
+        table(&format!(
+            "CREATE TABLE {name} (id BIGINT NOT NULL, name STRING, ts TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+                   'format' = 'avro' {extra})"
+        ))
+    };
+    let out = ddl("out", "");
+    let schema = out.sink_schema();
+    let mut sink = create_sink(&out, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
+    sink.write(
+        RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+                Arc::new(TimestampMillisecondArray::from(vec![Some(1_704_067_200_000), Some(1_704_067_201_000), None])),
+            ],
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    sink.commit().await.unwrap();
+    // A datum that is not an Avro record of this schema (a truncated string).
+    produce(&bootstrap, &topic, &[TestRecord::value(0, "\u{2}\u{8}ab")]).await;
+    let source = open(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"));
+    let (rows, bad) = read_to_end(source.open(1).unwrap()).await;
+    let all = concat_batches(&rows[0].schema(), &rows).unwrap();
+    assert_eq!(
+        pretty_format_batches(&[all]).unwrap().to_string(),
+        [
+            "+----+------+---------------------+",
+            "| id | name | ts                  |",
+            "+----+------+---------------------+",
+            "| 1  | a    | 2024-01-01T00:00:00 |",
+            "| 2  |      | 2024-01-01T00:00:01 |",
+            "| 3  | c    |                     |",
+            "+----+------+---------------------+",
+        ]
+        .join("\n")
+    );
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].position, format!("{topic} partition 0 offset 3"));
+    assert!(bad[0].error.contains("not an Avro record"), "{}", bad[0].error);
+}

@@ -8,6 +8,7 @@
 //! per partition (see [`source`]); the sink produces rows as JSON, CSV or raw
 //! values with keys from `'key.fields'` (see [`sink`]).
 
+mod avro;
 mod batch;
 pub mod sink;
 pub mod source;
@@ -34,7 +35,7 @@ pub(crate) const OPTIONS: &[(&str, &str)] = &[
     ("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
     ("properties.group.id", "consumer group: offsets are committed to it, and 'group-offsets' starts from them"),
     ("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
-    ("format", "json (default) | csv | raw (one STRING or BYTES column holding the whole value)"),
+    ("format", "json (default) | csv | avro (schema derived from the columns, as Flink's 'avro') | raw (one STRING or BYTES column holding the whole value)"),
     ("value.format", "same as 'format' (Flink's name when a key format is set)"),
     ("csv.field-delimiter", "one character between CSV fields (default ',')"),
     ("scan.startup.mode", "earliest-offset | latest-offset | group-offsets (default; earliest when the group has none) | timestamp | specific-offsets"),
@@ -44,7 +45,7 @@ pub(crate) const OPTIONS: &[(&str, &str)] = &[
     ("scan.watermark.idle-timeout", "a partition without records for this long stops holding the watermark back, e.g. '30s' (default: never)"),
     ("scan.batch-rows", "records per batch, at most (default 8192)"),
     ("key.fields", "sink: columns that form the record key, e.g. 'user_id' or 'a;b'"),
-    ("key.format", "sink: json (default) | csv | raw (one key column)"),
+    ("key.format", "sink: json (default) | csv | avro | raw (one key column)"),
     ("sink.partitioner", "sink: default (by key hash, sticky without a key) | round-robin | fixed (partition 0)"),
     ("sink.delivery-guarantee", "sink: at-least-once (default: every row is acknowledged by the broker at each commit) | none"),
 ];
@@ -94,10 +95,12 @@ pub(crate) struct KafkaOptions {
     pub acknowledged: bool,
 }
 
-/// A record format: one of the text formats, or the raw bytes.
+/// A record format: one of the text formats, Avro, or the raw bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TextOrRaw {
     Text(TextFormat),
+    /// Avro with the schema derived from the columns (Flink's `avro`).
+    Avro,
     Raw,
 }
 
@@ -121,8 +124,9 @@ fn parse_format(def: &TableDef, key: &str, value: &str) -> Result<TextOrRaw, Con
         "json" => Ok(TextOrRaw::Text(TextFormat::Json)),
         "csv" => Ok(TextOrRaw::Text(TextFormat::Csv { delimiter, header: false })),
         "raw" => Ok(TextOrRaw::Raw),
-        "avro" | "avro-confluent" => Err(ConnectorError::invalid(key, value, "Avro is not supported yet; use json, csv or raw")),
-        _ => Err(ConnectorError::invalid(key, value, "expected json, csv or raw")),
+        "avro" => Ok(TextOrRaw::Avro),
+        "avro-confluent" => Err(ConnectorError::invalid(key, value, "the Confluent schema registry is not supported yet; use avro (schema derived from the columns), json, csv or raw")),
+        _ => Err(ConnectorError::invalid(key, value, "expected json, csv, avro or raw")),
     }
 }
 
@@ -341,7 +345,7 @@ mod tests {
         assert!(err(&[]).contains("set exactly one of 'topic' and 'topic-pattern'"));
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "earliest")]).contains("expected earliest-offset"));
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "timestamp")]).contains("needs option 'scan.startup.timestamp-millis'"));
-        assert!(err(&[("topic", "t"), ("format", "avro")]).contains("Avro is not supported yet"));
+        assert!(err(&[("topic", "t"), ("format", "avro-confluent")]).contains("schema registry is not supported yet"));
         assert!(err(&[("topic", "t"), ("key.fields", "nope")]).contains("unknown column 'nope'"));
         assert!(err(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once")]).contains("not available yet"));
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "specific-offsets"), ("scan.startup.specific-offsets", "0:1")])

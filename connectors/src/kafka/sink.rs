@@ -126,6 +126,7 @@ pub(crate) fn encode_rows(format: TextOrRaw, batch: &RecordBatch, timestamp_form
             let binary = column.as_binary::<i32>();
             Ok((0..binary.len()).map(|i| if binary.is_null(i) { Vec::new() } else { binary.value(i).to_vec() }).collect())
         }
+        TextOrRaw::Avro => super::avro::encode_rows(batch),
         TextOrRaw::Text(TextFormat::Json) => {
             let mut buf = Vec::new();
             let mut w = datafusion::arrow::json::WriterBuilder::new()

@@ -34,7 +34,7 @@ use super::batch::{BatchQueue, RawRecord};
 use super::{KafkaOptions, StartupMode, TextOrRaw};
 use crate::error::ConnectorError;
 use crate::filesystem::records::{Chunk, Record};
-use crate::filesystem::text::decode_records;
+use crate::filesystem::text::{decode_records, TextFormat};
 
 /// How long a read waits for the first record before returning an empty batch,
 /// so the engine can check idleness, status and stop requests.
@@ -72,6 +72,7 @@ pub struct KafkaSource {
     options: KafkaOptions,
     schema: SchemaRef,
     value_schema: SchemaRef,
+    avro_record: Option<super::avro::AvroRecord>,
     columns: Vec<ColumnSource>,
 }
 
@@ -107,9 +108,19 @@ impl KafkaSource {
                 "a raw value fills exactly one STRING or BYTES column (besides METADATA columns)",
             ));
         }
+        let value_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(value_fields));
+        let avro_record = match options.format {
+            TextOrRaw::Avro => {
+                let record = super::avro::AvroRecord::for_schema(&value_schema)?;
+                tracing::info!(table = %def.name, "kafka values are Avro records of schema {}", record.schema_json());
+                Some(record)
+            }
+            _ => None,
+        };
         Ok(KafkaSource {
             table: def.name.clone(),
-            value_schema: Arc::new(datafusion::arrow::datatypes::Schema::new(value_fields)),
+            value_schema,
+            avro_record,
             options,
             schema,
             columns,
@@ -236,6 +247,7 @@ impl KafkaSource {
                 shared,
                 options: self.options.clone(),
                 value_schema: Arc::clone(&self.value_schema),
+                avro_record: self.avro_record.clone(),
                 schema: Arc::clone(&self.schema),
                 columns: self.columns.clone(),
                 next_offset: start,
@@ -338,6 +350,7 @@ struct KafkaPartitionReader {
     shared: Arc<Mutex<ReaderShared>>,
     options: KafkaOptions,
     value_schema: SchemaRef,
+    avro_record: Option<super::avro::AvroRecord>,
     schema: SchemaRef,
     columns: Vec<ColumnSource>,
     /// The offset after the last record returned: where to resume.
@@ -469,6 +482,17 @@ impl KafkaPartitionReader {
             }
             TextOrRaw::Text(_) => (Vec::new(), None, Vec::new()),
             TextOrRaw::Raw => raw_values(&self.value_schema, &polled.chunk),
+            TextOrRaw::Avro => {
+                let record = self.avro_record.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro", "no Avro schema"))?;
+                let (json, mut avro_errors) = super::avro::to_json_chunk(record, &polled.chunk);
+                let mut d = decode_records(TextFormat::Json, &self.value_schema, &json)?;
+                for (i, error) in d.errors.iter_mut() {
+                    if let Some(avro_error) = avro_errors.remove(i) {
+                        *error = avro_error;
+                    }
+                }
+                (d.rows.columns().to_vec(), d.good, d.errors)
+            }
         };
         let malformed = errors
             .into_iter()
