@@ -634,6 +634,7 @@ impl SourceReader for KafkaPartitionReader {
             self.troubled_since.get_or_insert_with(Instant::now);
         }
         let Some(last) = last_offset else {
+            self.buffer = std::mem::take(&mut polled.chunk.data);
             self.check_health();
             self.recover_if_stuck();
             return Ok(Some(self.empty()));
