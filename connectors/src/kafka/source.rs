@@ -14,7 +14,7 @@
 //! in its status, and resumes from its position when the broker is back.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,9 +26,9 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::{BoxError, MalformedRecord, ReaderStatus, Source, SourceBatch, SourcePosition, SourceReader};
 use eddy_sql::catalog::TableDef;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::batch::{BatchQueue, RawRecord};
 use super::{KafkaOptions, StartupMode, TextOrRaw};
@@ -235,8 +235,7 @@ impl KafkaSource {
         for ((topic, partition, low, high), start) in parts.into_iter().zip(starts) {
             let name = format!("{topic}/{partition}");
             let start = positions.iter().find(|p| p.partition == name).map_or(start, |p| p.offset.max(low));
-            let shared = Arc::new(Mutex::new(ReaderShared::default()));
-            let consumer = assigned_consumer(&config, &topic, partition, start, Arc::clone(&shared))?;
+            let consumer = assigned_consumer(&config, &topic, partition, start)?;
             readers.push(Box::new(KafkaPartitionReader {
                 queue: BatchQueue::of(&consumer, self.options.batch_rows),
                 name,
@@ -244,7 +243,7 @@ impl KafkaSource {
                 partition,
                 consumer,
                 config: config.clone(),
-                shared,
+                problem: None,
                 options: self.options.clone(),
                 value_schema: Arc::clone(&self.value_schema),
                 avro_record: self.avro_record.clone(),
@@ -269,12 +268,10 @@ fn assigned_consumer(
     topic: &str,
     partition: i32,
     offset: i64,
-    shared: Arc<Mutex<ReaderShared>>,
-) -> Result<BaseConsumer<ReaderContext>, ConnectorError> {
+) -> Result<BaseConsumer, ConnectorError> {
     let name = format!("{topic}/{partition}");
-    let context = ReaderContext { topic: topic.to_string(), partition, shared };
-    let consumer: BaseConsumer<ReaderContext> = config
-        .create_with_context(context)
+    let consumer: BaseConsumer = config
+        .create()
         .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {name}"), e))?;
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, partition, Offset::Offset(offset))
@@ -301,43 +298,6 @@ impl Source for KafkaSource {
     }
 }
 
-/// What librdkafka's error callback tells a reader.
-#[derive(Debug, Default)]
-struct ReaderShared {
-    problem: Option<(String, Instant)>,
-    logged: Option<(String, Instant)>,
-}
-
-/// Receives librdkafka's error callbacks for one partition's consumer.
-struct ReaderContext {
-    topic: String,
-    partition: i32,
-    shared: Arc<Mutex<ReaderShared>>,
-}
-
-impl ReaderContext {
-    fn shared(&self) -> std::sync::MutexGuard<'_, ReaderShared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl ClientContext for ReaderContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let message = format!("{error} ({reason})");
-        let mut shared = self.shared();
-        let now = Instant::now();
-        // Log a problem once, and again every 30 s while it lasts.
-        let repeat = shared.logged.as_ref().is_some_and(|(m, at)| *m == message && now.duration_since(*at) < PROBLEM_TTL);
-        if !repeat {
-            tracing::warn!(topic = %self.topic, partition = self.partition, "kafka: {message}; retrying");
-            shared.logged = Some((message.clone(), now));
-        }
-        shared.problem = Some((message, now));
-    }
-}
-
-impl ConsumerContext for ReaderContext {}
-
 /// Reads one Kafka partition from a known offset.
 struct KafkaPartitionReader {
     name: String,
@@ -345,9 +305,10 @@ struct KafkaPartitionReader {
     partition: i32,
     /// Declared before `consumer`: the queue is released before the consumer it belongs to.
     queue: BatchQueue,
-    consumer: BaseConsumer<ReaderContext>,
+    consumer: BaseConsumer,
     config: rdkafka::ClientConfig,
-    shared: Arc<Mutex<ReaderShared>>,
+    /// A problem the reader is retrying through, and when it was last seen.
+    problem: Option<(String, Instant)>,
     options: KafkaOptions,
     value_schema: SchemaRef,
     avro_record: Option<super::avro::AvroRecord>,
@@ -430,16 +391,14 @@ impl KafkaPartitionReader {
             return;
         }
         self.last_health_check = Instant::now();
-        let result = self.consumer.fetch_metadata(Some(&self.topic), HEALTH_TIMEOUT);
-        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        match result {
-            Ok(_) => shared.problem = None,
+        match self.consumer.fetch_metadata(Some(&self.topic), HEALTH_TIMEOUT) {
+            Ok(_) => self.problem = None,
             Err(e) => {
                 let message = format!("cannot reach the brokers ({e})");
-                if shared.problem.as_ref().is_none_or(|(p, _)| *p != message) {
+                if self.problem.as_ref().is_none_or(|(p, _)| *p != message) {
                     tracing::warn!(partition = %self.name, "kafka: {message}; retrying");
                 }
-                shared.problem = Some((message, Instant::now()));
+                self.problem = Some((message, Instant::now()));
                 self.troubled_since.get_or_insert_with(Instant::now);
             }
         }
@@ -454,7 +413,7 @@ impl KafkaPartitionReader {
             return;
         }
         self.troubled_since = Some(Instant::now());
-        match assigned_consumer(&self.config, &self.topic, self.partition, self.next_offset, Arc::clone(&self.shared)) {
+        match assigned_consumer(&self.config, &self.topic, self.partition, self.next_offset) {
             Ok(consumer) => {
                 self.queue = BatchQueue::of(&consumer, self.options.batch_rows);
                 self.consumer = consumer;
@@ -626,12 +585,10 @@ impl SourceReader for KafkaPartitionReader {
         }
         if let Some(e) = error {
             // Consumer errors (an unreachable broker, a failed fetch) are retried, never fatal.
-            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            shared.problem = Some((e.clone(), Instant::now()));
-            drop(shared);
             tracing::debug!(partition = %self.name, "kafka consumer error: {e}");
             self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
             self.troubled_since.get_or_insert_with(Instant::now);
+            self.problem = Some((e, Instant::now()));
         }
         let Some(last) = last_offset else {
             self.buffer = std::mem::take(&mut polled.chunk.data);
@@ -642,7 +599,7 @@ impl SourceReader for KafkaPartitionReader {
         self.backoff = Duration::ZERO;
         self.troubled_since = None;
         self.last_record = Instant::now();
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).problem = None;
+        self.problem = None;
         self.next_offset = last + 1;
         if self.options.group_id.is_some() {
             // Committed (by auto-commit) once handed over; checkpoints make this exact later.
@@ -666,10 +623,9 @@ impl SourceReader for KafkaPartitionReader {
 
     fn status(&self) -> ReaderStatus {
         let lag = self.cached_high_offset().map(|h| (h - self.next_offset).max(0) as u64);
-        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         ReaderStatus {
             lag,
-            problem: shared
+            problem: self
                 .problem
                 .as_ref()
                 .filter(|(_, at)| at.elapsed() < PROBLEM_TTL)
