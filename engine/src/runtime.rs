@@ -442,8 +442,12 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
         return Ok(());
     }
     while let Some((input, message)) = rx.recv().await {
+        // Only watermarks, idleness and ended inputs can move this task's watermark.
+        let may_move = !matches!(message, Message::Batch(_) | Message::Barrier(_));
         match message {
             Message::Batch(_) => {
+                // Rows make an idle input active again. That only adds an input at or
+                // below this task's watermark to the minimum, so the watermark cannot move.
                 inputs_state.activate(input);
                 chain.push(message, &mut out)?;
             }
@@ -454,27 +458,25 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
             }
             Message::Idle => inputs_state.idle[input] = true,
             Message::EndOfStream => {
-                if !inputs_state.ended[input] {
-                    inputs_state.ended[input] = true;
-                    inputs_state.remaining -= 1;
-                }
-                if inputs_state.remaining == 0 {
+                inputs_state.ended[input] = true;
+                if inputs_state.ended.iter().all(|e| *e) {
                     chain.push(Message::EndOfStream, &mut out)?;
                     output.send(std::mem::take(&mut out)).await?;
                     return Ok(());
                 }
             }
         }
-        // Any change of watermark, idleness or liveness may move this task's watermark.
-        match inputs_state.combined() {
-            Combined::Advanced(w) => chain.push(Message::Watermark(w), &mut out)?,
-            Combined::AllIdle { advanced } => {
-                if let Some(w) = advanced {
-                    chain.push(Message::Watermark(w), &mut out)?;
+        if may_move {
+            match inputs_state.combined() {
+                Combined::Advanced(w) => chain.push(Message::Watermark(w), &mut out)?,
+                Combined::AllIdle { advanced } => {
+                    if let Some(w) = advanced {
+                        chain.push(Message::Watermark(w), &mut out)?;
+                    }
+                    chain.push(Message::Idle, &mut out)?;
                 }
-                chain.push(Message::Idle, &mut out)?;
+                Combined::Unchanged => {}
             }
-            Combined::Unchanged => {}
         }
         if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
             return Ok(());
@@ -490,7 +492,6 @@ struct InputWatermarks {
     watermarks: Vec<EventTime>,
     ended: Vec<bool>,
     idle: Vec<bool>,
-    remaining: usize,
     current: EventTime,
     /// Whether `Idle` was already sent downstream for the current all-idle spell.
     idle_sent: bool,
@@ -512,7 +513,6 @@ impl InputWatermarks {
             watermarks: vec![EventTime::MIN; inputs],
             ended: vec![false; inputs],
             idle: vec![false; inputs],
-            remaining: inputs,
             current: EventTime::MIN,
             idle_sent: false,
         }
