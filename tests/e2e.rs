@@ -1,35 +1,12 @@
 //! End-to-end: runs the real `eddy` binary on scripts and checks what it writes.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
+use common::{eddy, read_parquet_dir};
 use datafusion::arrow::array::{Array, Int64Array, TimestampMillisecondArray};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-fn eddy() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
-
-/// Every row of every visible Parquet file under `dir`.
-fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
-    let mut batches = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("output dir exists") {
-        let path = entry.expect("dir entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        assert!(!name.ends_with(".inprogress"), "in-progress file left visible: {name}");
-        if name.starts_with('.') || !name.ends_with(".parquet") {
-            continue;
-        }
-        let file = std::fs::File::open(&path).expect("open parquet");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
-        batches.extend(reader.map(|b| b.expect("batch")));
-    }
-    batches
-}
 
 fn script(dir: &Path, sql: &str) -> std::path::PathBuf {
     let path = dir.join("pipeline.sql");

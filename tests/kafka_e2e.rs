@@ -1,17 +1,14 @@
 //! End-to-end through Kafka: the real `eddy` binary reads a topic of a real broker,
 //! aggregates event-time windows and writes another topic.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{eddy, read_parquet_dir};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, unique_topic, ReadRecord, TestRecord};
-
-fn eddy() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
 
 /// 2024-01-01 00:00:00 UTC.
 const BASE_MS: i64 = 1_704_067_200_000;
@@ -111,29 +108,12 @@ async fn an_idle_partition_does_not_hold_windows_back() {
     assert_eq!(got, expected, "eddy stderr:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// Every row of every visible Parquet file under `dir`.
-fn parquet_rows(dir: &std::path::Path) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
-    let mut batches = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("output dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "parquet") && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-            let file = std::fs::File::open(&path).expect("open");
-            let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .expect("parquet")
-                .build()
-                .expect("reader");
-            batches.extend(reader.map(|b| b.expect("batch")));
-        }
-    }
-    batches
-}
-
 /// `(window_start ms, user) -> clicks` of a Parquet output.
 fn parquet_counts(dir: &std::path::Path) -> BTreeMap<(i64, i64), i64> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
     let mut out = BTreeMap::new();
-    for b in parquet_rows(dir) {
+    for b in read_parquet_dir(dir) {
         let start = b.column(0).as_primitive::<TimestampMillisecondType>();
         let user = b.column(1).as_primitive::<Int64Type>();
         let clicks = b.column(2).as_primitive::<Int64Type>();
