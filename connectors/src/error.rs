@@ -194,6 +194,25 @@ pub enum ConnectorError {
         #[source]
         source: ParquetError,
     },
+
+    /// Redis refused a command or could not be reached (after the retries).
+    #[error("{context}: {source}")]
+    Redis {
+        /// What was being done, with the server address and key.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// ClickHouse refused a request or could not be reached (after the retries).
+    #[error("{context}: {reason}")]
+    ClickHouse {
+        /// What was being done, with the server URL and table.
+        context: String,
+        /// The server's own message (its exception text) or the transport error.
+        reason: String,
+    },
 }
 
 impl ConnectorError {
@@ -230,6 +249,16 @@ impl ConnectorError {
     /// A [`ConnectorError::Kafka`] with context.
     pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
         ConnectorError::Kafka { context: context.into(), source }
+    }
+
+    /// A [`ConnectorError::Redis`] with context.
+    pub(crate) fn redis(context: impl Into<String>, source: redis::RedisError) -> Self {
+        ConnectorError::Redis { context: context.into(), source }
+    }
+
+    /// A [`ConnectorError::ClickHouse`] with context.
+    pub(crate) fn clickhouse(context: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConnectorError::ClickHouse { context: context.into(), reason: reason.into() }
     }
 
     /// A [`ConnectorError::Parquet`] with context.

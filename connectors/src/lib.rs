@@ -7,6 +7,8 @@
 //! - [`kafka`]: Kafka topics, JSON/CSV/raw values with metadata columns (source and sink),
 //! - [`nexmark`]: the Nexmark benchmark generator (source),
 //! - [`datagen`]: Flink-style random/sequence rows (source),
+//! - [`redis`](mod@redis): hashes, counters, leaderboards and streams for dashboards (sink),
+//! - [`clickhouse`]: ClickHouse tables over HTTP (sink),
 //! - [`print`](mod@print): rows to stdout like Flink (sink), [`blackhole`]: discards rows (sink).
 //!
 //! The binary and the planner only use the [`registry`]: [`source_schema`],
@@ -18,6 +20,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod blackhole;
+pub mod clickhouse;
 pub mod datagen;
 pub mod error;
 pub mod filesystem;
@@ -26,7 +29,9 @@ pub mod kafka;
 pub mod nexmark;
 mod options;
 pub mod print;
+pub mod redis;
 pub mod registry;
+pub mod testing;
 
 pub use error::ConnectorError;
 pub use options::DEFAULT_BATCH_ROWS;

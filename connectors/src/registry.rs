@@ -59,6 +59,22 @@ pub const CONNECTORS: &[ConnectorSpec] = &[
         can_sink: true,
     },
     ConnectorSpec {
+        name: "redis",
+        description: "Redis for live dashboards: a hash or string per row under a key template, a sorted set per window (leaderboards), or a stream/list append",
+        options: crate::redis::OPTIONS,
+        required: &["url"],
+        can_source: false,
+        can_sink: true,
+    },
+    ConnectorSpec {
+        name: "clickhouse",
+        description: "ClickHouse tables over HTTP: batched RowBinary inserts, retried and deduplicated",
+        options: crate::clickhouse::OPTIONS,
+        required: &["url", "table"],
+        can_source: false,
+        can_sink: true,
+    },
+    ConnectorSpec {
         name: "nexmark",
         description: "the Nexmark benchmark's person/auction/bid event generator",
         options: &[
@@ -242,6 +258,12 @@ pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorEr
             KafkaOptions::parse(def)?;
             crate::kafka::check_metadata(def, as_sink)?;
         }
+        "redis" => {
+            crate::redis::RedisOptions::parse(def, &def.sink_schema())?;
+        }
+        "clickhouse" => {
+            crate::clickhouse::ClickHouseOptions::parse(def, &def.sink_schema())?;
+        }
         _ => {}
     }
     if spec.name != "kafka" {
@@ -307,6 +329,8 @@ pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, C
         "print" => Box::new(PrintSink::try_new(def)?),
         "blackhole" => Box::new(BlackholeSink),
         "kafka" => Box::new(KafkaSink::try_new(def, schema)?),
+        "redis" => Box::new(crate::redis::RedisSink::try_new(def, schema)?),
+        "clickhouse" => Box::new(crate::clickhouse::ClickHouseSink::try_new(def, schema)?),
         other => {
             return Err(ConnectorError::UnsupportedRole {
                 connector: other.to_string(),
@@ -349,7 +373,7 @@ mod tests {
         let e = err(&[("connector", "kafak")], false);
         assert!(
             e.contains("unknown connector 'kafak'")
-                && e.contains("filesystem, kafka, nexmark, datagen, print, blackhole"),
+                && e.contains("filesystem, kafka, redis, clickhouse, nexmark, datagen, print, blackhole"),
             "{e}"
         );
         assert!(err(&[], false).contains("has no 'connector' option"));

@@ -4,8 +4,6 @@
 //! Tests, benches and the end-to-end tests of the binary share these, so every
 //! Kafka test talks to the same kind of broker the same way.
 
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -15,54 +13,28 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// The repository's `scripts/kafka` directory.
-pub fn scripts_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka")
-}
+use crate::testing::{unique_name, KAFKA};
 
-/// Starts a broker with `scripts/kafka/start` (run dir `run_dir`, or the shared
-/// one) and returns its bootstrap address. Panics with the script's output if it fails.
+/// Starts a broker (run dir `run_dir`, or the shared one) and returns its
+/// bootstrap address.
 pub fn start_broker(run_dir: Option<&std::path::Path>) -> String {
-    let mut cmd = Command::new(scripts_dir().join("start"));
-    if let Some(dir) = run_dir {
-        cmd.env("EDDY_KAFKA_RUN", dir);
-    }
-    let out = cmd.output().expect("cannot run scripts/kafka/start");
-    assert!(
-        out.status.success(),
-        "scripts/kafka/start failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    KAFKA.start(run_dir)
 }
 
 /// Stops the broker of `run_dir` (keeping its data and port).
 pub fn stop_broker(run_dir: &std::path::Path) {
-    let status = Command::new(scripts_dir().join("stop"))
-        .env("EDDY_KAFKA_RUN", run_dir)
-        .status()
-        .expect("cannot run scripts/kafka/stop");
-    assert!(status.success(), "scripts/kafka/stop failed");
+    KAFKA.stop(run_dir)
 }
 
 /// The shared test broker's address: `EDDY_KAFKA_BOOTSTRAP` when set (the test
 /// command starts the broker and sets it), else started here once.
 pub fn broker() -> String {
-    static BROKER: OnceLock<String> = OnceLock::new();
-    BROKER
-        .get_or_init(|| std::env::var("EDDY_KAFKA_BOOTSTRAP").unwrap_or_else(|_| start_broker(None)))
-        .clone()
+    KAFKA.shared()
 }
 
 /// A topic name no other test (or earlier run) uses.
 pub fn unique_topic(prefix: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+    unique_name(prefix)
 }
 
 /// Creates `topic` with `partitions` partitions and waits until it can be used.

@@ -1,0 +1,89 @@
+//! The real servers tests talk to (Kafka, Redis, ClickHouse), started through
+//! `scripts/<name>/start` (idempotent: it installs what is missing, starts the
+//! server on 127.0.0.1 at a free port and prints its address).
+//!
+//! The test command starts each server once and exports its address; a test run
+//! alone starts the shared server itself. Tests that stop and restart a server
+//! (outages) use a private run directory so they never disturb the others.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// One kind of test server and the environment variables of its scripts.
+#[derive(Debug)]
+pub struct TestServer {
+    /// The folder under `scripts/` holding its `start` and `stop`.
+    pub name: &'static str,
+    /// The variable holding the shared server's address (set by the test command).
+    pub address_var: &'static str,
+    /// The variable naming a private run directory for `start`/`stop`.
+    pub run_var: &'static str,
+}
+
+/// Apache Kafka (address `127.0.0.1:PORT`).
+pub const KAFKA: TestServer = TestServer { name: "kafka", address_var: "EDDY_KAFKA_BOOTSTRAP", run_var: "EDDY_KAFKA_RUN" };
+/// Redis (address `redis://127.0.0.1:PORT`).
+pub const REDIS: TestServer = TestServer { name: "redis", address_var: "EDDY_REDIS_URL", run_var: "EDDY_REDIS_RUN" };
+/// ClickHouse over HTTP (address `http://127.0.0.1:PORT`).
+pub const CLICKHOUSE: TestServer = TestServer { name: "clickhouse", address_var: "EDDY_CLICKHOUSE_URL", run_var: "EDDY_CLICKHOUSE_RUN" };
+
+impl TestServer {
+    /// The repository's `scripts/<name>` directory.
+    pub fn scripts_dir(&self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(self.name)
+    }
+
+    /// Starts the server of `run_dir` (or the shared one) and returns its address.
+    /// Panics with the script's output if it fails.
+    pub fn start(&self, run_dir: Option<&Path>) -> String {
+        let mut cmd = Command::new(self.scripts_dir().join("start"));
+        if let Some(dir) = run_dir {
+            cmd.env(self.run_var, dir);
+        }
+        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run scripts/{}/start: {e}", self.name));
+        assert!(
+            out.status.success(),
+            "scripts/{}/start failed:\n{}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Stops the server of `run_dir`, keeping its data and port for a restart.
+    pub fn stop(&self, run_dir: &Path) {
+        let status = Command::new(self.scripts_dir().join("stop"))
+            .env(self.run_var, run_dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run scripts/{}/stop: {e}", self.name));
+        assert!(status.success(), "scripts/{}/stop failed", self.name);
+    }
+
+    /// The shared server's address: the variable the test command sets, else the
+    /// server started here once per process.
+    pub fn shared(&self) -> String {
+        static STARTED: Mutex<Option<HashMap<&'static str, String>>> = Mutex::new(None);
+        if let Ok(address) = std::env::var(self.address_var) {
+            return address;
+        }
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        started
+            .get_or_insert_with(HashMap::new)
+            .entry(self.name)
+            .or_insert_with(|| self.start(None))
+            .clone()
+    }
+}
+
+/// A name (topic, key prefix, database) no other test or earlier run uses.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos}_{n}", std::process::id())
+}
