@@ -121,13 +121,13 @@ pub enum ConnectorError {
         data_type: String,
     },
 
-    /// A path with a scheme such as `s3://` that is not implemented.
-    #[error("path '{path}': {scheme}:// paths are not supported yet; use a local path")]
+    /// A path with a URL scheme that cannot be used in this role.
+    #[error("path '{path}': {reason}")]
     UnsupportedPath {
         /// The path as written.
         path: String,
-        /// The scheme, e.g. `s3`.
-        scheme: String,
+        /// What is supported instead.
+        reason: String,
     },
 
     /// A source path that does not exist.

@@ -53,6 +53,21 @@ pub(crate) fn formatters(batch: &RecordBatch) -> Result<Vec<ArrayFormatter<'_>>,
         .collect()
 }
 
+/// One JSON object per row (nulls written out, timestamps in `timestamp_format`),
+/// for sinks that store or send rows one by one (Kafka records, Redis lists).
+pub(crate) fn json_rows(batch: &RecordBatch, timestamp_format: &str) -> Result<Vec<Vec<u8>>, ArrowError> {
+    let mut buf = Vec::new();
+    let mut w = datafusion::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .with_timestamp_format(timestamp_format.to_string())
+        .with_timestamp_tz_format(timestamp_format.to_string())
+        .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut buf);
+    w.write(batch)?;
+    w.finish()?;
+    // JSON escapes newlines inside strings: every line is one row.
+    Ok(buf.split(|b| *b == b'\n').take(batch.num_rows()).map(<[u8]>::to_vec).collect())
+}
+
 /// Appends `[v1, v2, ...]` for row `row` to `out`.
 pub(crate) fn write_row(
     out: &mut String,

@@ -104,6 +104,14 @@ pub(crate) fn parse_size(key: &str, value: &str) -> Result<u64, ConnectorError> 
     }
 }
 
+/// How long to wait before retry `attempt` (1, 2, ...) of a request to a server
+/// that failed: 100 ms doubling per attempt, at most 10 s, so an outage of a few
+/// seconds costs a few quick retries and a long one does not flood the server.
+pub(crate) fn retry_delay(attempt: u32) -> std::time::Duration {
+    let ms = 100u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(16));
+    std::time::Duration::from_millis(ms.min(10_000))
+}
+
 /// `'scan.batch-rows'`, defaulting to [`DEFAULT_BATCH_ROWS`].
 pub(crate) fn batch_rows(def: &TableDef) -> Result<usize, ConnectorError> {
     Ok(opt(def, "scan.batch-rows", parse_positive)?.unwrap_or(DEFAULT_BATCH_ROWS))

@@ -39,12 +39,19 @@ pub const CONNECTORS: &[ConnectorSpec] = &[
         name: "filesystem",
         description: "JSON-lines, CSV or Parquet files on the local disk",
         options: &[
-            ("path", "source: a file, a directory (all visible files below it, sorted) or a glob; sink: a directory"),
+            ("path", "source: a file, a directory (all visible files below it, sorted) or a glob; sink: a directory or s3://bucket/prefix"),
             ("format", "json (one object per line) | csv | parquet"),
             ("csv.field-delimiter", "one character between CSV fields, '\\t' for tab (default ',')"),
             ("csv.header", "'true' when CSV files have a header line: skipped when reading, written by the sink (default 'false', as Flink)"),
             ("scan.batch-rows", "rows per batch read, at most (default 8192)"),
             ("sink.rolling-policy.file-size", "start a new part file after this size, e.g. '128MB' (default 128MB)"),
+            ("sink.rolling-policy.rollover-interval", "start a new part file after it has been open this long, e.g. '15 min' (default: only by size and on commit)"),
+            ("s3.access-key", "s3:// sinks: access key id (default: AWS_ACCESS_KEY_ID)"),
+            ("s3.secret-key", "s3:// sinks: secret access key (default: AWS_SECRET_ACCESS_KEY)"),
+            ("s3.region", "s3:// sinks: region (default: AWS_REGION or us-east-1)"),
+            ("s3.endpoint", "s3:// sinks: endpoint of an S3-compatible store, e.g. 'http://127.0.0.1:9000' (default: AWS)"),
+            ("s3.allow-http", "s3:// sinks: 'true' allows a plain-HTTP endpoint"),
+            ("s3.path-style-access", "s3:// sinks: 'true' for path-style URLs (MinIO)"),
         ],
         required: &["path", "format"],
         can_source: true,
@@ -406,12 +413,12 @@ mod tests {
         let e = err(
             &[
                 ("connector", "filesystem"),
-                ("path", "s3://b/k"),
+                ("path", "gs://b/k"),
                 ("format", "json"),
             ],
             false,
         );
-        assert!(e.contains("s3:// paths are not supported yet"), "{e}");
+        assert!(e.contains("gs:// paths are not supported; use a local path or s3://bucket/prefix"), "{e}");
         let e = err(&[("connector", "blackhole"), ("x", "1")], true);
         assert!(
             e.contains("valid options: late.sink, malformed.sink"),

@@ -56,6 +56,9 @@ pub struct TableDef {
     pub watermark: Option<WatermarkDef>,
     /// `PRIMARY KEY (...) NOT ENFORCED`: the upsert key for sinks that apply changelogs.
     pub primary_key: Vec<String>,
+    /// `PARTITIONED BY (...)`: columns whose values name directories (`dt=2024-01-01/`)
+    /// in filesystem tables, Hive style, instead of being stored in the files.
+    pub partitioned_by: Vec<String>,
     /// `WITH ('k' = 'v', ...)`, keys as written.
     pub options: BTreeMap<String, String>,
 }
@@ -76,6 +79,7 @@ impl TableDef {
             computed: Vec::new(),
             watermark: None,
             primary_key: Vec::new(),
+            partitioned_by: Vec::new(),
             options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }

@@ -256,6 +256,7 @@ impl Cursor {
             computed: Vec::new(),
             watermark: None,
             primary_key: Vec::new(),
+            partitioned_by: Vec::new(),
             options: BTreeMap::new(),
         };
         if self.consume_token(&Token::LParen) && !self.consume_token(&Token::RParen) {
@@ -271,9 +272,25 @@ impl Cursor {
         if self.consume_keyword(Keyword::COMMENT) {
             self.parse_string_literal()?;
         }
-        if self.peek_keywords(&[Keyword::PARTITIONED, Keyword::BY]) {
-            return Err(SqlError::syntax(self.here(), "PARTITIONED BY is not supported yet")
-                .with_hint("write partition columns as ordinary columns for now"));
+        if self.consume_keywords(&[Keyword::PARTITIONED, Keyword::BY]) {
+            self.expect_token(&Token::LParen)?;
+            loop {
+                let location = self.here();
+                let column = self.parse_identifier()?;
+                if !table.columns.iter().any(|c| c.name == column && c.metadata.is_none()) {
+                    let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                    return Err(SqlError::syntax(location, format!("PARTITIONED BY names '{column}', which is not a physical column"))
+                        .with_hint(format!("columns: {}", known.join(", "))));
+                }
+                if table.partitioned_by.contains(&column) {
+                    return Err(SqlError::syntax(location, format!("'{column}' is named twice in PARTITIONED BY")));
+                }
+                table.partitioned_by.push(column);
+                if !self.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+            self.expect_token(&Token::RParen)?;
         }
         if self.consume_keyword(Keyword::WITH) {
             self.expect_token(&Token::LParen)?;
@@ -579,6 +596,16 @@ mod tests {
         assert_eq!(wm.expr_sql, "ts - INTERVAL '5' SECOND");
         assert_eq!(t.primary_key, vec!["auction"]);
         assert_eq!(t.option("path"), Some("x.json"));
+    }
+
+    #[test]
+    fn partitioned_by_names_physical_columns() {
+        let t = create("CREATE TABLE t (a INT, dt STRING, `hour` INT) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'print')");
+        assert_eq!(t.partitioned_by, vec!["dt", "hour"]);
+        let e = parse_script("CREATE TABLE t (a INT) PARTITIONED BY (b) WITH ('connector' = 'print')").unwrap_err().to_string();
+        assert!(e.contains("PARTITIONED BY names 'b', which is not a physical column") && e.contains("columns: a"), "{e}");
+        let e = parse_script("CREATE TABLE t (a INT) PARTITIONED BY (a, a)").unwrap_err().to_string();
+        assert!(e.contains("'a' is named twice"), "{e}");
     }
 
     #[test]

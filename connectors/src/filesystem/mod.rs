@@ -1,15 +1,18 @@
-//! `'connector' = 'filesystem'`: JSON lines, CSV and Parquet files on the local disk.
+//! `'connector' = 'filesystem'`: JSON lines, CSV and Parquet files on the local
+//! disk (source and sink) or in an S3 bucket (sink).
 //!
 //! As a source, `'path'` is a file, a directory (every visible file below it,
 //! recursively, in sorted order) or a glob; each file is one partition read in
 //! order. Names starting with `.` or `_` are hidden and skipped, which is how
 //! the sink keeps files that are still being written out of sight.
 //!
-//! As a sink, `'path'` is a directory; see [`sink::FileSink`].
+//! As a sink, `'path'` is a directory or `s3://bucket/prefix`; see [`sink::FileSink`].
 
 mod parquet;
+mod partition;
 pub(crate) mod records;
 pub mod sink;
+pub mod store;
 pub(crate) mod text;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use eddy_engine::{BoxError, Sink, Source, SourceReader};
 use eddy_sql::catalog::TableDef;
 
 use crate::error::ConnectorError;
-use crate::options::{batch_rows, opt, parse_bool, parse_size};
+use crate::options::{batch_rows, opt, parse_bool, parse_duration, parse_size};
 
 pub use sink::FileSink;
 
@@ -64,6 +67,29 @@ pub struct FsOptions {
     pub batch_rows: usize,
     /// `'sink.rolling-policy.file-size'` in bytes.
     pub rolling_file_size: u64,
+    /// `'sink.rolling-policy.rollover-interval'`: the longest a part file stays open.
+    pub rollover_interval: Option<std::time::Duration>,
+    /// `PARTITIONED BY` columns: directory names instead of file columns.
+    pub partitioned_by: Vec<String>,
+    /// Credentials and endpoint for `s3://` paths.
+    pub s3: S3Options,
+}
+
+/// The `'s3.*'` options; unset ones fall back to the `AWS_*` environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// `'s3.access-key'`.
+    pub access_key: Option<String>,
+    /// `'s3.secret-key'`.
+    pub secret_key: Option<String>,
+    /// `'s3.region'`.
+    pub region: Option<String>,
+    /// `'s3.endpoint'`: for S3-compatible stores (MinIO, R2, ...).
+    pub endpoint: Option<String>,
+    /// `'s3.allow-http'`: plain-HTTP endpoints (local MinIO).
+    pub allow_http: Option<bool>,
+    /// `'s3.path-style-access'`: `endpoint/bucket/key` URLs instead of `bucket.endpoint/key`.
+    pub path_style: bool,
 }
 
 impl FsOptions {
@@ -110,6 +136,16 @@ impl FsOptions {
             batch_rows: batch_rows(def)?,
             rolling_file_size: opt(def, "sink.rolling-policy.file-size", parse_size)?
                 .unwrap_or(DEFAULT_ROLLING_FILE_SIZE),
+            rollover_interval: opt(def, "sink.rolling-policy.rollover-interval", parse_duration)?,
+            partitioned_by: def.partitioned_by.clone(),
+            s3: S3Options {
+                access_key: def.option("s3.access-key").map(str::to_string),
+                secret_key: def.option("s3.secret-key").map(str::to_string),
+                region: def.option("s3.region").map(str::to_string),
+                endpoint: def.option("s3.endpoint").map(str::to_string),
+                allow_http: opt(def, "s3.allow-http", parse_bool)?,
+                path_style: opt(def, "s3.path-style-access", parse_bool)?.unwrap_or(false),
+            },
         })
     }
 }
@@ -130,20 +166,17 @@ fn parse_delimiter(d: &str) -> Result<u8, ConnectorError> {
     }
 }
 
-/// Strips `file://`; rejects other URL schemes, which are not supported yet.
+/// Strips `file://`; keeps `s3://` (sinks only); rejects other URL schemes.
 fn local_path(path: &str) -> Result<String, ConnectorError> {
     if let Some(rest) = path.strip_prefix("file://") {
         return Ok(rest.to_string());
     }
-    if let Some((scheme, _)) = path.split_once("://") {
-        if !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+')
-        {
+    match store::scheme(path) {
+        Some("s3") | None => {}
+        Some(scheme) => {
             return Err(ConnectorError::UnsupportedPath {
                 path: path.to_string(),
-                scheme: scheme.to_string(),
+                reason: format!("{scheme}:// paths are not supported; use a local path or s3://bucket/prefix"),
             });
         }
     }
@@ -230,6 +263,12 @@ impl FileSource {
     /// Checks the options and that the path names at least one file.
     pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
         let options = FsOptions::parse(def)?;
+        if let Some(scheme) = store::scheme(&options.path) {
+            return Err(ConnectorError::UnsupportedPath {
+                path: options.path.clone(),
+                reason: format!("reading {scheme}:// paths is not supported yet (sinks write them); copy the files to a local directory to read them"),
+            });
+        }
         list_files(&options.path)?;
         Ok(FileSource { options, schema })
     }
@@ -246,33 +285,34 @@ impl Source for FileSource {
 
     fn open(&self, _parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
         let o = &self.options;
-        let files = list_files(&o.path)?;
-        Ok(files
-            .into_iter()
-            .map(|f| -> Box<dyn SourceReader> {
-                let schema = SchemaRef::clone(&self.schema);
-                match o.format {
-                    FileFormat::Json => Box::new(text::TextFileReader::new(
-                        f,
-                        text::TextFormat::Json,
-                        schema,
-                        o.batch_rows,
-                    )),
-                    FileFormat::Csv => Box::new(text::TextFileReader::new(
-                        f,
-                        text::TextFormat::Csv {
-                            delimiter: o.delimiter,
-                            header: o.header,
-                        },
-                        schema,
-                        o.batch_rows,
-                    )),
-                    FileFormat::Parquet => {
-                        Box::new(parquet::ParquetFileReader::new(f, schema, o.batch_rows))
-                    }
-                }
-            })
-            .collect())
+        let partitioned = &o.partitioned_by;
+        // Files of a partitioned table hold every column but the partition ones.
+        let file_schema = if partitioned.is_empty() {
+            SchemaRef::clone(&self.schema)
+        } else {
+            partition::WithPartitionValues::file_schema(&self.schema, partitioned)
+        };
+        let mut readers = Vec::new();
+        for f in list_files(&o.path)? {
+            let label = f.to_string_lossy().into_owned();
+            let schema = SchemaRef::clone(&file_schema);
+            let reader: Box<dyn SourceReader> = match o.format {
+                FileFormat::Json => Box::new(text::TextFileReader::new(f, text::TextFormat::Json, schema, o.batch_rows)),
+                FileFormat::Csv => Box::new(text::TextFileReader::new(
+                    f,
+                    text::TextFormat::Csv { delimiter: o.delimiter, header: o.header },
+                    schema,
+                    o.batch_rows,
+                )),
+                FileFormat::Parquet => Box::new(parquet::ParquetFileReader::new(f, schema, o.batch_rows)),
+            };
+            readers.push(if partitioned.is_empty() {
+                reader
+            } else {
+                Box::new(partition::WithPartitionValues::try_new(reader, SchemaRef::clone(&self.schema), partitioned, &label)?)
+            });
+        }
+        Ok(readers)
     }
 }
 

@@ -1,57 +1,89 @@
-//! The filesystem sink: part files that appear atomically on commit.
+//! The filesystem sink: part files that appear atomically on commit, on a local
+//! disk or in an S3 bucket (through `object_store`).
 //!
-//! Rows go to a hidden `.part-{unique}-{n}.{ext}.inprogress` file in the sink
-//! directory. [`Sink::commit`] closes it, syncs it and renames it to
+//! Rows go to a hidden `.part-{unique}-{n}.{ext}.inprogress` file. A file is
+//! closed when it grows past `'sink.rolling-policy.file-size'`, when it has been
+//! open for `'sink.rolling-policy.rollover-interval'`, or at the latest on
+//! [`Sink::commit`]; the commit then renames every closed file to
 //! `part-{unique}-{n}.{ext}`, so a reader never sees a partial file and a crash
-//! before a commit leaves only hidden files behind. `{unique}` combines the start
-//! time, the process id and a random number, so runs never overwrite each other.
-//! When a file grows past `'sink.rolling-policy.file-size'` it is closed and the
-//! next rows go to a new file; closed files stay hidden until the next commit.
+//! before a commit leaves only hidden files behind. The engine commits on
+//! checkpoint barriers and at the end of a bounded run, which is what will make
+//! this sink transactional with checkpoints. `{unique}` combines the start time,
+//! the process id and a random number, so runs never overwrite each other.
+//!
+//! A table `PARTITIONED BY (dt, hour)` writes each row under its Hive-style
+//! directory, `dt=2024-01-01/hour=3/part-...`, without those columns in the file
+//! (the source puts them back from the directory names).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use eddy_engine::{BoxError, Sink};
+use object_store::buffered::BufWriter;
+use object_store::path::{Path, PathPart};
+use object_store::ObjectStoreExt;
 use rand::Rng;
+use tokio::io::AsyncWriteExt;
 
+use super::partition::{row_directories, WithPartitionValues};
+use super::store::Location;
 use super::{FileFormat, FsOptions};
 use crate::error::ConnectorError;
 use crate::format::common_timestamp_format;
 
+/// Upload buffer of a text part file: bytes beyond it go out as multipart parts.
+const TEXT_BUFFER: usize = 8 << 20;
+
 /// Writes a table's rows into part files under a directory; see the module docs.
 pub struct FileSink {
-    dir: PathBuf,
+    location: Location,
     options: FsOptions,
+    /// The rows' schema (every column).
     schema: SchemaRef,
+    /// The files' schema: without the partition columns.
+    file_schema: SchemaRef,
+    /// Indices of the partition columns in `schema`, in `PARTITIONED BY` order.
+    partition_columns: Vec<usize>,
+    /// Indices of the file columns in `schema`.
+    file_columns: Vec<usize>,
     unique: String,
     next_index: u64,
+    text: TextEncoding,
+    /// Open part files by partition directory ("" when not partitioned).
+    open: HashMap<String, OpenFile>,
+    /// Closed files waiting for the next commit to become visible: (hidden, final).
+    pending: Vec<(Path, Path)>,
+}
+
+/// How rows become text (JSON lines, CSV), apart from the sink so that
+/// appending borrows only this while it awaits the upload.
+struct TextEncoding {
+    format: FileFormat,
+    header: bool,
+    delimiter: u8,
     timestamp_format: String,
-    current: Option<OpenFile>,
-    /// Closed (rolled) files waiting for the next commit to become visible.
-    pending: Vec<(PathBuf, PathBuf)>,
+    /// The sink's location, for messages.
+    location: String,
 }
 
 struct OpenFile {
-    tmp: PathBuf,
-    target: PathBuf,
+    tmp: Path,
+    target: Path,
     writer: FileWriter,
+    opened: Instant,
 }
 
 enum FileWriter {
-    Text {
-        out: BufWriter<File>,
-        bytes: u64,
-        wrote_header: bool,
-        scratch: Vec<u8>,
-    },
-    Parquet(Box<ArrowWriter<File>>),
+    Text { out: BufWriter, bytes: u64, wrote_header: bool, scratch: Vec<u8> },
+    Parquet(Box<AsyncArrowWriter<BufWriter>>),
 }
 
 impl FileWriter {
@@ -64,181 +96,206 @@ impl FileWriter {
 }
 
 impl FileSink {
-    /// Creates the sink directory if missing; no file is created before the first row.
+    /// Opens the store (creating a local directory if missing); no file is
+    /// created before the first row.
     pub fn try_new(options: FsOptions, schema: SchemaRef) -> Result<Self, ConnectorError> {
-        let dir = PathBuf::from(&options.path);
-        if dir.is_file() {
-            return Err(ConnectorError::invalid(
-                "path",
-                &options.path,
-                "a filesystem sink writes into a directory, but this is an existing file",
-            ));
+        let location = Location::open(&options)?;
+        let mut partition_columns = Vec::new();
+        for name in &options.partitioned_by {
+            let index = schema.index_of(name).map_err(|_| {
+                ConnectorError::invalid("PARTITIONED BY", name, "the sink's rows have no such column")
+            })?;
+            partition_columns.push(index);
         }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ConnectorError::io("create directory", &dir, e))?;
+        let file_columns = (0..schema.fields().len()).filter(|i| !partition_columns.contains(i)).collect();
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let unique = format!(
-            "{millis}-{}-{:08x}",
-            std::process::id(),
-            rand::thread_rng().gen::<u32>()
-        );
+        let unique = format!("{millis}-{}-{:08x}", std::process::id(), rand::thread_rng().gen::<u32>());
         Ok(FileSink {
-            dir,
-            timestamp_format: common_timestamp_format(&schema),
+            file_schema: WithPartitionValues::file_schema(&schema, &options.partitioned_by),
+            text: TextEncoding {
+                format: options.format,
+                header: options.header,
+                delimiter: options.delimiter,
+                timestamp_format: common_timestamp_format(&schema),
+                location: location.display.clone(),
+            },
+            location,
             options,
             schema,
+            partition_columns,
+            file_columns,
             unique,
             next_index: 0,
-            current: None,
+            open: HashMap::new(),
             pending: Vec::new(),
         })
     }
 
-    /// The directory the part files go to.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the part files go, as the user wrote it.
+    pub fn location(&self) -> &str {
+        &self.location.display
     }
 
-    fn open_file(&mut self) -> Result<OpenFile, ConnectorError> {
+    fn open_file(&mut self, directory: &str) -> Result<OpenFile, ConnectorError> {
         let ext = self.options.format.extension();
         let name = format!("part-{}-{}.{ext}", self.unique, self.next_index);
         self.next_index += 1;
-        let tmp = self.dir.join(format!(".{name}.inprogress"));
-        let target = self.dir.join(name);
-        let file = File::create(&tmp).map_err(|e| ConnectorError::io("create", &tmp, e))?;
+        let mut dir = self.location.root.clone();
+        for part in directory.split('/').filter(|p| !p.is_empty()) {
+            // Already escaped (Hive style): taken as is, not percent-encoded again.
+            let part = PathPart::parse(part)
+                .map_err(|e| ConnectorError::invalid("PARTITIONED BY", directory, format!("not a valid directory name: {e}")))?;
+            dir = dir.clone().join(part);
+        }
+        let tmp = dir.clone().join(format!(".{name}.inprogress"));
+        let target = dir.join(name);
+        let store = Arc::clone(&self.location.store);
         let writer = match self.options.format {
             FileFormat::Json | FileFormat::Csv => FileWriter::Text {
-                out: BufWriter::with_capacity(1 << 20, file),
+                out: BufWriter::with_capacity(store, tmp.clone(), TEXT_BUFFER),
                 bytes: 0,
                 wrote_header: false,
                 scratch: Vec::new(),
             },
             FileFormat::Parquet => {
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .build();
-                let w = ArrowWriter::try_new(file, SchemaRef::clone(&self.schema), Some(props))
-                    .map_err(|e| {
-                        ConnectorError::parquet(format!("cannot write '{}'", tmp.display()), e)
-                    })?;
+                let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                let w = AsyncArrowWriter::try_new(
+                    BufWriter::new(store, tmp.clone()),
+                    SchemaRef::clone(&self.file_schema),
+                    Some(props),
+                )
+                .map_err(|e| ConnectorError::parquet(format!("cannot write '{tmp}' in {}", self.location.display), e))?;
                 FileWriter::Parquet(Box::new(w))
             }
         };
-        Ok(OpenFile {
-            tmp,
-            target,
-            writer,
-        })
+        Ok(OpenFile { tmp, target, writer, opened: Instant::now() })
     }
 
-    fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+    async fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         // Present the rows under the sink's own schema (names, nullability).
-        let batch = RecordBatch::try_new(SchemaRef::clone(&self.schema), batch.columns().to_vec())
-            .map_err(|e| {
-                ConnectorError::arrow(
-                    format!(
-                        "rows do not match the sink table's columns ({})",
-                        self.dir.display()
-                    ),
-                    e,
-                )
-            })?;
-        let mut file = match self.current.take() {
-            Some(f) => f,
-            None => self.open_file()?,
-        };
-        let result = self.append(&mut file, &batch);
-        let roll = file.writer.size() >= self.options.rolling_file_size;
-        self.current = Some(file);
-        result?;
-        if roll {
-            self.close_current()?;
+        let batch = RecordBatch::try_new(SchemaRef::clone(&self.schema), batch.columns().to_vec()).map_err(|e| {
+            ConnectorError::arrow(format!("rows do not match the sink table's columns ({})", self.location.display), e)
+        })?;
+        if self.partition_columns.is_empty() {
+            return self.write_to("", batch).await;
+        }
+        let names: Vec<&str> = self.partition_columns.iter().map(|&i| self.schema.field(i).name().as_str()).collect();
+        let keys: Vec<ArrayRef> = self.partition_columns.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+        let directories = row_directories(&names, &keys)?;
+        let data = batch
+            .project(&self.file_columns)
+            .map_err(|e| ConnectorError::arrow("leaving out the partition columns", e))?;
+        // Most batches of a time-partitioned table fall in one directory.
+        if directories.iter().all(|d| *d == directories[0]) {
+            return self.write_to(&directories[0], data).await;
+        }
+        let mut rows_by_directory: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (row, dir) in directories.iter().enumerate() {
+            rows_by_directory.entry(dir).or_default().push(row as u32);
+        }
+        let mut groups: Vec<_> = rows_by_directory.into_iter().collect();
+        groups.sort();
+        for (dir, rows) in groups {
+            let part = take_record_batch(&data, &UInt32Array::from(rows))
+                .map_err(|e| ConnectorError::arrow("splitting rows by partition", e))?;
+            self.write_to(dir, part).await?;
         }
         Ok(())
     }
 
-    fn append(&self, file: &mut OpenFile, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        let ctx = || format!("cannot write '{}'", file.tmp.display());
+    /// Appends `batch` (file columns only) to the open file of `directory`.
+    async fn write_to(&mut self, directory: &str, batch: RecordBatch) -> Result<(), ConnectorError> {
+        let mut file = match self.open.remove(directory) {
+            Some(f) => f,
+            None => self.open_file(directory)?,
+        };
+        let result = Self::append(&mut file, &batch, &self.text).await;
+        let roll = file.writer.size() >= self.options.rolling_file_size
+            || self.options.rollover_interval.is_some_and(|i| file.opened.elapsed() >= i);
+        match result {
+            Ok(()) if roll => self.close(file).await,
+            Ok(()) => {
+                self.open.insert(directory.to_string(), file);
+                Ok(())
+            }
+            Err(e) => {
+                self.open.insert(directory.to_string(), file);
+                Err(e)
+            }
+        }
+    }
+
+    async fn append(file: &mut OpenFile, batch: &RecordBatch, text: &TextEncoding) -> Result<(), ConnectorError> {
+        let ctx = || format!("cannot write '{}' in {}", file.tmp, text.location);
         match &mut file.writer {
-            FileWriter::Text {
-                out,
-                bytes,
-                wrote_header,
-                scratch,
-            } => {
+            FileWriter::Text { out, bytes, wrote_header, scratch } => {
                 scratch.clear();
-                if self.options.format == FileFormat::Json {
+                if text.format == FileFormat::Json {
                     let mut w = datafusion::arrow::json::WriterBuilder::new()
-                        .with_timestamp_format(self.timestamp_format.clone())
-                        .with_timestamp_tz_format(self.timestamp_format.clone())
+                        .with_timestamp_format(text.timestamp_format.clone())
+                        .with_timestamp_tz_format(text.timestamp_format.clone())
                         .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut *scratch);
-                    w.write(batch)
-                        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
+                    w.write(batch).map_err(|e| ConnectorError::arrow(ctx(), e))?;
                     w.finish().map_err(|e| ConnectorError::arrow(ctx(), e))?;
                 } else {
                     let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                        .with_header(self.options.header && !*wrote_header)
-                        .with_delimiter(self.options.delimiter)
-                        .with_timestamp_format(self.timestamp_format.clone())
-                        .with_timestamp_tz_format(self.timestamp_format.clone())
+                        .with_header(text.header && !*wrote_header)
+                        .with_delimiter(text.delimiter)
+                        .with_timestamp_format(text.timestamp_format.clone())
+                        .with_timestamp_tz_format(text.timestamp_format.clone())
                         .build(&mut *scratch);
-                    w.write(batch)
-                        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
+                    w.write(batch).map_err(|e| ConnectorError::arrow(ctx(), e))?;
                     *wrote_header = true;
                 }
                 out.write_all(scratch)
-                    .map_err(|e| ConnectorError::io("write", &file.tmp, e))?;
+                    .await
+                    .map_err(|e| ConnectorError::io("write", format!("{} in {}", file.tmp, text.location), e))?;
                 *bytes += scratch.len() as u64;
                 if scratch.capacity() > 16 << 20 {
                     *scratch = Vec::new();
                 }
             }
             FileWriter::Parquet(w) => {
-                w.write(batch)
-                    .map_err(|e| ConnectorError::parquet(ctx(), e))?;
+                w.write(batch).await.map_err(|e| ConnectorError::parquet(ctx(), e))?;
             }
         }
         Ok(())
     }
 
-    /// Finishes and syncs the open file; it waits hidden for the next commit.
-    fn close_current(&mut self) -> Result<(), ConnectorError> {
-        let Some(file) = self.current.take() else {
-            return Ok(());
-        };
-        let f = match file.writer {
-            FileWriter::Text { out, .. } => out
-                .into_inner()
-                .map_err(|e| ConnectorError::io("write", &file.tmp, e.into_error()))?,
-            FileWriter::Parquet(w) => w.into_inner().map_err(|e| {
-                ConnectorError::parquet(format!("cannot finish '{}'", file.tmp.display()), e)
-            })?,
-        };
-        f.sync_all()
-            .map_err(|e| ConnectorError::io("sync", &file.tmp, e))?;
+    /// Finishes (uploads) `file`; it waits hidden for the next commit.
+    async fn close(&mut self, file: OpenFile) -> Result<(), ConnectorError> {
+        let ctx = || format!("cannot finish '{}' in {}", file.tmp, self.location.display);
+        match file.writer {
+            FileWriter::Text { mut out, .. } => {
+                out.shutdown()
+                    .await
+                    .map_err(|e| ConnectorError::io("finish", format!("{} in {}", file.tmp, self.location.display), e))?;
+            }
+            FileWriter::Parquet(w) => {
+                w.close().await.map_err(|e| ConnectorError::parquet(ctx(), e))?;
+            }
+        }
         self.pending.push((file.tmp, file.target));
         Ok(())
     }
 
-    fn commit_files(&mut self) -> Result<(), ConnectorError> {
-        self.close_current()?;
-        if self.pending.is_empty() {
-            return Ok(());
+    async fn commit_files(&mut self) -> Result<(), ConnectorError> {
+        let mut open: Vec<(String, OpenFile)> = self.open.drain().collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, file) in open {
+            self.close(file).await?;
         }
         while let Some((tmp, target)) = self.pending.first().cloned() {
-            std::fs::rename(&tmp, &target)
-                .map_err(|e| ConnectorError::io("publish", &target, e))?;
+            self.location.store.rename(&tmp, &target).await.map_err(|e| {
+                ConnectorError::io("publish", format!("{target} in {}", self.location.display), std::io::Error::other(e))
+            })?;
             self.pending.remove(0);
-        }
-        // Make the renames durable too (best effort: not every platform can sync a directory).
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
         }
         Ok(())
     }
@@ -247,10 +304,10 @@ impl FileSink {
 #[async_trait]
 impl Sink for FileSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        Ok(self.write_batch(&batch)?)
+        Ok(self.write_batch(&batch).await?)
     }
 
     async fn commit(&mut self) -> Result<(), BoxError> {
-        Ok(self.commit_files()?)
+        Ok(self.commit_files().await?)
     }
 }

@@ -23,7 +23,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use super::{KafkaOptions, Partitioner, TextOrRaw};
 use crate::error::ConnectorError;
 use crate::filesystem::text::TextFormat;
-use crate::format::common_timestamp_format;
+use crate::format::{common_timestamp_format, json_rows};
 
 /// Records awaiting acknowledgement before the sink waits for the oldest ones.
 const MAX_IN_FLIGHT: usize = 200_000;
@@ -127,18 +127,7 @@ pub(crate) fn encode_rows(format: TextOrRaw, batch: &RecordBatch, timestamp_form
             Ok((0..binary.len()).map(|i| if binary.is_null(i) { Vec::new() } else { binary.value(i).to_vec() }).collect())
         }
         TextOrRaw::Avro => super::avro::encode_rows(batch),
-        TextOrRaw::Text(TextFormat::Json) => {
-            let mut buf = Vec::new();
-            let mut w = datafusion::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .with_timestamp_format(timestamp_format.to_string())
-                .with_timestamp_tz_format(timestamp_format.to_string())
-                .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut buf);
-            w.write(batch).map_err(|e| ConnectorError::arrow(ctx, e))?;
-            w.finish().map_err(|e| ConnectorError::arrow(ctx, e))?;
-            // JSON escapes newlines inside strings: every line is one row.
-            Ok(buf.split(|b| *b == b'\n').take(batch.num_rows()).map(<[u8]>::to_vec).collect())
-        }
+        TextOrRaw::Text(TextFormat::Json) => json_rows(batch, timestamp_format).map_err(|e| ConnectorError::arrow(ctx, e)),
         TextOrRaw::Text(TextFormat::Csv { delimiter, .. }) => (0..batch.num_rows())
             .map(|i| {
                 let mut buf = Vec::new();

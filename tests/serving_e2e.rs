@@ -1,0 +1,134 @@
+//! End-to-end into the serving layers: the real `eddy` binary aggregates bids per
+//! auction and minute and writes them to a real Redis (a hash per auction and
+//! minute, a leaderboard per minute) and a real ClickHouse table it creates;
+//! the test reads both back and compares with counts worked out here. A second
+//! run over the same input (a replay) must leave exactly the same final state.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::eddy;
+use eddy_connectors::testing::{unique_name, CLICKHOUSE, REDIS};
+use redis::AsyncCommands;
+
+/// 2024-01-01 00:00:00 UTC.
+const BASE_MS: i64 = 1_704_067_200_000;
+
+/// `(minute start ms, auction) -> (bids, max price)` for the bids written to `path`.
+fn write_bids(path: &std::path::Path) -> BTreeMap<(i64, i64), (i64, i64)> {
+    let mut lines = String::new();
+    let mut expected: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for i in 0..3000i64 {
+        let ts = BASE_MS + i * 97; // about 4.8 minutes of bids
+        let auction = (i * 7) % 13;
+        let price = (i * 31) % 1000;
+        lines.push_str(&format!("{{\"auction\": {auction}, \"bidder\": \"b{}\", \"price\": {price}, \"ts\": {ts}}}\n", i % 17));
+        let entry = expected.entry((ts - ts.rem_euclid(60_000), auction)).or_insert((0, i64::MIN));
+        entry.0 += 1;
+        entry.1 = entry.1.max(price);
+    }
+    std::fs::write(path, lines).expect("write bids");
+    expected
+}
+
+fn minute_name(start_ms: i64) -> String {
+    format!("2024-01-01 00:{:02}:00.000", (start_ms - BASE_MS) / 60_000)
+}
+
+fn pipeline(input: &str, redis: &str, prefix: &str, clickhouse: &str, database: &str) -> String {
+    let per_minute = "SELECT window_start, auction, COUNT(*) AS bids, MAX(price) AS max_price
+         FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+         GROUP BY window_start, window_end, auction";
+    format!(
+        "CREATE TABLE bids (auction BIGINT, bidder STRING, price BIGINT, ts TIMESTAMP(3),
+           WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+         CREATE TABLE auction_minute (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, max_price BIGINT)
+         WITH ('connector' = 'redis', 'url' = '{redis}', 'key' = '{prefix}:bids:{{auction}}:{{window_start}}',
+               'value.fields' = 'bids, max_price', 'ttl' = '1 h');
+         CREATE TABLE top_auctions (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, max_price BIGINT)
+         WITH ('connector' = 'redis', 'url' = '{redis}', 'mode' = 'zset', 'key' = '{prefix}:top:{{window_start}}',
+               'zset.score' = 'bids', 'zset.member' = 'auction-{{auction}}');
+         CREATE TABLE history (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, max_price BIGINT,
+           PRIMARY KEY (window_start, auction) NOT ENFORCED)
+         WITH ('connector' = 'clickhouse', 'url' = '{clickhouse}', 'database' = '{database}', 'table' = 'per_minute',
+               'sink.create-table' = 'true', 'sink.table-engine' = 'ReplacingMergeTree');
+         INSERT INTO auction_minute {per_minute};
+         INSERT INTO top_auctions {per_minute};
+         INSERT INTO history {per_minute};"
+    )
+}
+
+async fn clickhouse(url: &str, sql: &str) -> String {
+    let response = reqwest::Client::new().post(url).body(sql.to_string()).send().await.expect("ClickHouse answers");
+    let status = response.status();
+    let text = response.text().await.expect("ClickHouse body");
+    assert!(status.is_success(), "{sql}: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_aggregates_land_in_redis_and_clickhouse_and_a_replay_changes_nothing() {
+    let (redis_url, clickhouse_url) = (REDIS.shared(), CLICKHOUSE.shared());
+    let prefix = unique_name("e2e");
+    let database = unique_name("eddy_e2e");
+    clickhouse(&clickhouse_url, &format!("CREATE DATABASE {database}")).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("bids.json");
+    let expected = write_bids(&input);
+    let script = dir.path().join("pipeline.sql");
+    std::fs::write(&script, pipeline(&input.to_string_lossy(), &redis_url, &prefix, &clickhouse_url, &database)).expect("script");
+
+    let mut redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    for run in 1..=2 {
+        let output = eddy().arg("run").arg(&script).output().expect("run eddy");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "run {run}: eddy run failed:\n{stderr}");
+
+        // Redis hashes: one per auction and minute.
+        let keys: Vec<String> = redis.keys(format!("{prefix}:bids:*")).await.expect("keys");
+        assert_eq!(keys.len(), expected.len(), "run {run}: one hash per auction and minute");
+        for ((minute, auction), (bids, max_price)) in &expected {
+            let key = format!("{prefix}:bids:{auction}:{}", minute_name(*minute));
+            let hash: BTreeMap<String, String> = redis.hgetall(&key).await.expect("hgetall");
+            let want = BTreeMap::from([("bids".to_string(), bids.to_string()), ("max_price".to_string(), max_price.to_string())]);
+            assert_eq!(hash, want, "run {run}: {key}");
+        }
+        let ttl: i64 = redis.ttl(format!("{prefix}:bids:0:{}", minute_name(BASE_MS))).await.expect("ttl");
+        assert!(ttl > 3000 && ttl <= 3600, "run {run}: ttl {ttl}");
+
+        // Redis leaderboards: one sorted set per minute, every auction of that minute once.
+        for minute in expected.keys().map(|k| k.0).collect::<std::collections::BTreeSet<_>>() {
+            let key = format!("{prefix}:top:{}", minute_name(minute));
+            let board: Vec<(String, f64)> = redis.zrange_withscores(&key, 0, -1).await.expect("zrange");
+            let mut got: Vec<(String, i64)> = board.into_iter().map(|(m, s)| (m, s as i64)).collect();
+            got.sort();
+            let mut want: Vec<(String, i64)> = expected
+                .iter()
+                .filter(|((m, _), _)| *m == minute)
+                .map(|((_, a), (bids, _))| (format!("auction-{a}"), *bids))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "run {run}: {key}");
+        }
+
+        // ClickHouse: the table the sink created, deduplicated by its key (FINAL).
+        let text = clickhouse(
+            &clickhouse_url,
+            &format!("SELECT toUnixTimestamp(window_start), auction, bids, max_price FROM {database}.per_minute FINAL ORDER BY 1, 2 FORMAT TabSeparated"),
+        )
+        .await;
+        let got: Vec<String> = text.lines().map(str::to_string).collect();
+        let want: Vec<String> = expected
+            .iter()
+            .map(|((minute, auction), (bids, max_price))| format!("{}\t{auction}\t{bids}\t{max_price}", minute / 1000))
+            .collect();
+        assert_eq!(got, want, "run {run}: ClickHouse rows");
+    }
+
+    let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
+    let _: () = redis.del(keys).await.expect("clean Redis");
+    clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
+}
