@@ -117,7 +117,7 @@ async fn per_minute_aggregates_land_in_redis_and_clickhouse_and_a_replay_changes
         // ClickHouse: the table the sink created, deduplicated by its key (FINAL).
         let text = clickhouse(
             &clickhouse_url,
-            &format!("SELECT toUnixTimestamp(window_start), auction, bids, max_price FROM {database}.per_minute FINAL ORDER BY 1, 2 FORMAT TabSeparated"),
+            &format!("SELECT toUnixTimestamp(window_start), auction, bids, max_price FROM {database}.per_minute FINAL ORDER BY window_start, auction FORMAT TabSeparated"),
         )
         .await;
         let got: Vec<String> = text.lines().map(str::to_string).collect();

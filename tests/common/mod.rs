@@ -1,4 +1,5 @@
 //! Helpers the end-to-end tests share.
+#![allow(dead_code)] // each test binary uses a subset of these helpers
 
 use std::path::Path;
 use std::process::Command;
