@@ -109,19 +109,17 @@ fn main() {
     let schema: SchemaRef = Arc::new(Schema::new(fields()));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        // Redis: a hash per row (distinct keys), pipelined.
-        let redis_url = REDIS.shared();
+        // Redis: a hash per row (distinct keys), pipelined, in database 9 (emptied before and after).
+        let redis_url = format!("{}/9", REDIS.shared());
+        let mut client = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+        let _: () = redis::cmd("FLUSHDB").arg("ASYNC").query_async(&mut client).await.expect("flushdb");
         let prefix = unique_name("bench");
         let key = format!("{prefix}:{{auction}}");
         let mut redis = sink(&[("connector", "redis"), ("url", &redis_url), ("key", &key)]);
         report("redis hash", rows, throughput(redis.as_mut(), &schema, rows).await);
         let (p50, p99) = latency(redis.as_mut(), &schema, rate, seconds).await;
         println!("redis hash: latency at {rate} rows/s: p50 {p50:.1} ms, p99 {p99:.1} ms");
-        let mut client = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut client).await.expect("keys");
-        for chunk in keys.chunks(10_000) {
-            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut client).await.expect("del");
-        }
+        let _: () = redis::cmd("FLUSHDB").arg("ASYNC").query_async(&mut client).await.expect("flushdb");
 
         // ClickHouse: RowBinary inserts into a MergeTree table the sink creates.
         let ch_url = CLICKHOUSE.shared();

@@ -130,6 +130,14 @@ impl Template {
     }
 }
 
+/// The text of one cell, rendered into `buf` (reused: no allocation per value).
+fn render<'b>(formatter: &ArrayFormatter<'_>, row: usize, buf: &'b mut String) -> &'b str {
+    use std::fmt::Write as _;
+    buf.clear();
+    let _ = write!(buf, "{}", formatter.value(row));
+    buf.as_str()
+}
+
 fn column_names(schema: &SchemaRef) -> String {
     schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
 }
@@ -351,6 +359,7 @@ impl RedisSink {
         let mut pipe = ::redis::pipe();
         let mut key = String::new();
         let mut member = String::new();
+        let mut value = String::new();
         for row in from..to {
             options.key.render(values, row, &mut key);
             match options.mode {
@@ -364,7 +373,7 @@ impl RedisSink {
                             del.arg(fields[c].name());
                             any_del = true;
                         } else {
-                            set.arg(fields[c].name()).arg(values[c].value(row).to_string());
+                            set.arg(fields[c].name()).arg(render(&values[c], row, &mut value));
                             any_set = true;
                         }
                     }
@@ -380,7 +389,7 @@ impl RedisSink {
                     if batch.column(c).is_null(row) {
                         pipe.del(&key).ignore();
                     } else {
-                        pipe.set(&key, values[c].value(row).to_string()).ignore();
+                        pipe.set(&key, render(&values[c], row, &mut value)).ignore();
                     }
                 }
                 RedisMode::Zset => {
@@ -407,7 +416,7 @@ impl RedisSink {
                     let mut any = false;
                     for &c in &options.values {
                         if !batch.column(c).is_null(row) {
-                            xadd.arg(fields[c].name()).arg(values[c].value(row).to_string());
+                            xadd.arg(fields[c].name()).arg(render(&values[c], row, &mut value));
                             any = true;
                         }
                     }
