@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use eddy_engine::graph::Graph;
 use eddy_engine::metrics::MetricsSnapshot;
 use eddy_engine::operator::SideOutput;
-use eddy_engine::runtime::{self, PipelineOutputs, SideSink};
+use eddy_engine::runtime::{self, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
 use eddy_sql::{parse_script, Location, Planner, Statement, StreamPlan, TableDef};
 use tokio::sync::watch;
@@ -68,7 +68,16 @@ impl Default for Session {
 }
 
 /// The settings `SET` accepts, with what they do.
-pub const SETTINGS: &[(&str, &str)] = &[("parallelism", "tasks per keyed operator (default: the number of CPU cores)")];
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("parallelism", "tasks per keyed operator (default: the number of CPU cores)"),
+    (
+        "execution.checkpointing.interval",
+        "how often sinks commit (files become visible, buffers are flushed), e.g. '10 s' (default 10 s; '0' = only at the end)",
+    ),
+];
+
+/// Default of `'execution.checkpointing.interval'` (Flink's option name).
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Session {
     /// An empty session.
@@ -84,6 +93,14 @@ impl Session {
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 
+    /// How often barriers make sinks commit: `SET 'execution.checkpointing.interval'`.
+    pub fn checkpoint_interval(&self) -> Option<Duration> {
+        match self.settings.get("execution.checkpointing.interval") {
+            None => Some(DEFAULT_CHECKPOINT_INTERVAL),
+            Some(v) => humantime::parse_duration(&v.replace(' ', "")).ok().or_else(|| v.parse().ok().map(Duration::from_millis)).filter(|d| !d.is_zero()),
+        }
+    }
+
     /// Sets a session setting, as `SET 'key' = 'value'` does.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), EddyError> {
         let error = |message: &str| EddyError::Setting { key: key.to_string(), value: value.to_string(), message: message.to_string() };
@@ -94,6 +111,14 @@ impl Session {
                     return Err(error("expected a whole number of tasks, at least 1"));
                 }
                 self.settings.insert("parallelism".to_string(), value.to_string());
+            }
+            "execution.checkpointing.interval" => {
+                let v = value.trim();
+                let valid = v.parse::<u64>().is_ok() || humantime::parse_duration(&v.replace(' ', "")).is_ok();
+                if !valid {
+                    return Err(error("expected a duration such as '10 s', '500 ms' or '1 min' ('0' commits only at the end)"));
+                }
+                self.settings.insert(key.to_string(), v.to_string());
             }
             _ => {
                 let known: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
@@ -192,7 +217,8 @@ impl Session {
             }
         }
         let outputs = PipelineOutputs { sink_table: spec.name.clone(), sink, side };
-        runtime::run(graph, outputs, metrics, stop).await.map_err(pipeline_error)
+        let options = RunOptions { checkpoint_interval: self.checkpoint_interval() };
+        runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }
 
     /// Runs pipelines together; a bare `SELECT` writes to `select_sink()`. Returns when all have ended.

@@ -1,13 +1,20 @@
 //! Running a [`Graph`]: one tokio task per stage instance, bounded channels
 //! between them.
 //!
+//! Every [`RunOptions::checkpoint_interval`] the sources inject a barrier
+//! ([`Message::Barrier`]) with the next checkpoint id. A task with several inputs
+//! aligns barriers as Flink does: once an input has delivered barrier `n`, its
+//! later messages wait until every other live input has delivered `n` too; then
+//! the barrier goes on. So when the sink sees barrier `n`, it has every row before
+//! the cut and none after, and commits ([`Sink::commit`]).
+//!
 //! Channels carry `(input index, Message)`, so a task knows which upstream
 //! instance sent each watermark: its own watermark is the minimum over inputs that
 //! have not ended. Watermarks and end-of-stream are broadcast over exchanges;
 //! batches are hash-partitioned on the group keys. A full channel makes the sender
 //! wait, which is the backpressure that keeps memory bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -23,7 +30,7 @@ use tokio::task::JoinSet;
 use crate::connector::{MalformedRecord, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, StageKind};
-use crate::message::{EventTime, Message};
+use crate::message::{CheckpointId, EventTime, Message};
 use crate::metrics::PipelineMetrics;
 use crate::operator::{Emitter, Operator, SideOutput};
 use crate::operators::evaluate;
@@ -35,6 +42,14 @@ const CHANNEL_CAPACITY: usize = 16;
 const MALFORMED_LOG_LIMIT: usize = 5;
 
 type Tagged = (usize, Message);
+
+/// How a pipeline runs, beyond its graph.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// How often sources inject a checkpoint barrier (sinks commit on each);
+    /// `None`: only at the end.
+    pub checkpoint_interval: Option<std::time::Duration>,
+}
 
 /// A table that receives a side output (late rows or malformed records) of one source table.
 pub struct SideSink {
@@ -237,8 +252,27 @@ fn fit_to(batch: &RecordBatch, schema: &SchemaRef, table: &str) -> Result<Record
 }
 
 /// Runs a graph until its sources end (or `stop` turns true), then commits the sinks.
-pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMetrics>, stop: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(
+    graph: Graph,
+    outputs: PipelineOutputs,
+    metrics: Arc<PipelineMetrics>,
+    stop: watch::Receiver<bool>,
+    options: RunOptions,
+) -> Result<()> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    // The checkpoint coordinator: bumps the checkpoint id every interval; every source sees it.
+    let (barrier_tx, barriers) = watch::channel(0u64);
+    let coordinator = options.checkpoint_interval.map(|interval| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                barrier_tx.send_modify(|id| *id += 1);
+            }
+        })
+    });
     let PipelineOutputs { sink_table, sink, mut side } = outputs;
 
     // Side sinks: one task each, fed by every partition of the source table.
@@ -337,7 +371,8 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
                     let table = node.table.name.clone();
                     let metrics = Arc::clone(&metrics);
                     let stop = stop.clone();
-                    tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop));
+                    let barriers = barriers.clone();
+                    tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop, barriers));
                 }
                 StageKind::Keyed { head, .. } => {
                     chain.prepend(head()?);
@@ -353,6 +388,7 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
     }
     drop(senders);
     drop(side_senders);
+    drop(barriers);
 
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -365,12 +401,16 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
             }
         }
     }
+    if let Some(coordinator) = coordinator {
+        coordinator.abort();
+    }
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_source(
     table: String,
     mut reader: Box<dyn SourceReader>,
@@ -379,8 +419,11 @@ async fn run_source(
     side: SideSenders,
     metrics: Arc<PipelineMetrics>,
     mut stop: watch::Receiver<bool>,
+    mut barriers: watch::Receiver<u64>,
 ) -> Result<()> {
     let partition = reader.describe();
+    let mut checkpointing = true;
+    let mut last_barrier = *barriers.borrow();
     let status_key = format!("{table} {partition}");
     let mut malformed_logged = 0usize;
     let mut idle_sent = false;
@@ -389,7 +432,30 @@ async fn run_source(
         let next = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => None,
-            next = reader.next_batch() => Some(next),
+            changed = barriers.changed(), if checkpointing => Some(Err(changed.is_ok())),
+            next = reader.next_batch() => Some(Ok(next)),
+        };
+        let next = match next {
+            None => None,
+            Some(Ok(next)) => Some(next),
+            // Every row read so far belongs to this checkpoint. Ids are sent in
+            // order, none skipped, so merges always align the same ids.
+            Some(Err(true)) => {
+                let latest = *barriers.borrow_and_update();
+                while last_barrier < latest {
+                    last_barrier += 1;
+                    chain.push(Message::Barrier(CheckpointId(last_barrier)), &mut out)?;
+                }
+                if !output.send(std::mem::take(&mut out)).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            // The coordinator is gone (the pipeline is ending): no more barriers.
+            Some(Err(false)) => {
+                checkpointing = false;
+                continue;
+            }
         };
         let Some(next) = next else {
             // Stopped from outside: end without a final watermark, so open windows are not emitted half-full.
@@ -435,13 +501,27 @@ async fn run_source(
 
 async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Chain, mut output: Output) -> Result<()> {
     let mut inputs_state = InputWatermarks::new(inputs);
+    let mut alignment = BarrierAlignment::default();
     let mut out = Vec::new();
     if inputs == 0 {
         chain.push(Message::EndOfStream, &mut out)?;
         output.send(out).await?;
         return Ok(());
     }
-    while let Some((input, message)) = rx.recv().await {
+    loop {
+        // Messages held back during an alignment that has completed come first.
+        let (input, message) = match alignment.released.pop_front() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                // Every sender is gone without an end-of-stream: the pipeline is being torn down.
+                None => return Ok(()),
+            },
+        };
+        if alignment.holds(input) {
+            alignment.held.push_back((input, message));
+            continue;
+        }
         // Only watermarks, idleness and ended inputs can move this task's watermark.
         let may_move = !matches!(message, Message::Batch(_) | Message::Barrier(_));
         match message {
@@ -451,7 +531,11 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
                 inputs_state.activate(input);
                 chain.push(message, &mut out)?;
             }
-            Message::Barrier(_) => chain.push(message, &mut out)?,
+            Message::Barrier(id) => {
+                if alignment.arrived(input, id, &inputs_state.ended) {
+                    chain.push(Message::Barrier(id), &mut out)?;
+                }
+            }
             Message::Watermark(w) => {
                 inputs_state.activate(input);
                 inputs_state.watermarks[input] = inputs_state.watermarks[input].max(w);
@@ -463,6 +547,10 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
                     chain.push(Message::EndOfStream, &mut out)?;
                     output.send(std::mem::take(&mut out)).await?;
                     return Ok(());
+                }
+                // An ended input sends no barrier: the others may now be aligned.
+                if let Some(id) = alignment.input_ended(&inputs_state.ended) {
+                    chain.push(Message::Barrier(id), &mut out)?;
                 }
             }
         }
@@ -482,8 +570,52 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
             return Ok(());
         }
     }
-    // Every sender is gone without an end-of-stream: the pipeline is being torn down.
-    Ok(())
+}
+
+/// Flink's barrier alignment for a task with several inputs; see the module docs.
+#[derive(Default)]
+struct BarrierAlignment {
+    /// The checkpoint being aligned and which inputs have delivered its barrier.
+    current: Option<(CheckpointId, Vec<bool>)>,
+    /// Messages from inputs past the barrier, waiting for the alignment to complete.
+    held: VecDeque<Tagged>,
+    /// Held messages to process again now that the alignment is complete.
+    released: VecDeque<Tagged>,
+}
+
+impl BarrierAlignment {
+    /// Whether messages of `input` must wait: it already delivered the current barrier.
+    fn holds(&self, input: usize) -> bool {
+        self.current.as_ref().is_some_and(|(_, arrived)| arrived[input])
+    }
+
+    /// Records barrier `id` from `input`; true when every live input has delivered it
+    /// (the barrier goes downstream now, and held messages are released).
+    fn arrived(&mut self, input: usize, id: CheckpointId, ended: &[bool]) -> bool {
+        let (_, arrived) = self.current.get_or_insert_with(|| (id, vec![false; ended.len()]));
+        arrived[input] = true;
+        self.complete(ended).is_some()
+    }
+
+    /// After an input ended: the current checkpoint's id if that completed its alignment.
+    fn input_ended(&mut self, ended: &[bool]) -> Option<CheckpointId> {
+        self.current.as_ref()?;
+        self.complete(ended)
+    }
+
+    fn complete(&mut self, ended: &[bool]) -> Option<CheckpointId> {
+        let (id, arrived) = self.current.as_ref()?;
+        if !arrived.iter().zip(ended).all(|(a, e)| *a || *e) {
+            return None;
+        }
+        let id = *id;
+        self.current = None;
+        // Held messages go before anything still in the channel, in their order.
+        let mut released = std::mem::take(&mut self.held);
+        released.append(&mut self.released);
+        self.released = released;
+        Some(id)
+    }
 }
 
 /// The watermark state of a task's inputs: its own watermark is the minimum over
@@ -575,6 +707,54 @@ impl Sink for CollectSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::{Array, Int64Array};
+
+    fn rows(v: i64) -> Message {
+        Message::Batch(RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![v])) as ArrayRef)]).unwrap())
+    }
+
+    /// What a merge task with `inputs` inputs sends on, given `messages`: batches as
+    /// their value, barriers as `-id`, end of stream as `i64::MIN`.
+    async fn merge(inputs: usize, messages: Vec<Tagged>) -> Vec<i64> {
+        let (tx, rx) = mpsc::channel(64);
+        let (out_tx, mut out_rx) = mpsc::channel(64);
+        for m in messages {
+            tx.send(m).await.unwrap();
+        }
+        drop(tx);
+        let output = Output::Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new() };
+        run_merge(rx, inputs, Chain::new(&[]).unwrap(), output).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some((_, m)) = out_rx.recv().await {
+            seen.push(match m {
+                Message::Batch(b) => b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+                Message::Barrier(id) => -(id.0 as i64),
+                Message::EndOfStream => i64::MIN,
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn barriers_are_aligned_across_inputs() {
+        let b = |id| Message::Barrier(CheckpointId(id));
+        let got = merge(
+            2,
+            vec![(0, rows(1)), (0, b(1)), (0, rows(2)), (1, rows(3)), (1, b(1)), (0, b(2)), (1, rows(4)), (1, b(2)), (0, Message::EndOfStream), (1, Message::EndOfStream)],
+        )
+        .await;
+        // Row 2 came after input 0's barrier 1: it waits until input 1 delivered barrier 1.
+        // Row 4 came before input 1's barrier 2: it belongs to checkpoint 2.
+        assert_eq!(got, vec![1, 3, -1, 2, 4, -2, i64::MIN]);
+    }
+
+    #[tokio::test]
+    async fn an_ended_input_does_not_block_an_alignment() {
+        let b = |id| Message::Barrier(CheckpointId(id));
+        let got = merge(2, vec![(0, b(1)), (0, rows(2)), (1, rows(3)), (1, Message::EndOfStream), (0, Message::EndOfStream)]).await;
+        assert_eq!(got, vec![3, -1, 2, i64::MIN]);
+    }
 
     #[test]
     fn idle_inputs_do_not_hold_the_watermark_back() {

@@ -31,6 +31,7 @@ fn table() -> TableDef {
         computed: vec![],
         watermark: Some(WatermarkDef { column: "ts".to_string(), expr_sql: "ts - INTERVAL '1' SECOND".to_string() }),
         primary_key: vec![],
+        partitioned_by: vec![],
         options: BTreeMap::from([("connector".to_string(), "filesystem".to_string())]),
     }
 }
