@@ -36,6 +36,6 @@ pub mod testing;
 pub use error::ConnectorError;
 pub use options::DEFAULT_BATCH_ROWS;
 pub use registry::{
-    connector_spec, create_sink, create_source, describe_connectors, is_bounded, source_schema,
+    accepts_updates, connector_spec, create_sink, create_source, describe_connectors, is_bounded, source_schema,
     validate_options, ConnectorSpec, CONNECTORS,
 };

@@ -284,6 +284,12 @@ pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorEr
     Ok(())
 }
 
+/// Whether a sink of `def` can take an upsert stream (rows that update earlier
+/// rows of the same key): it overwrites by key, or only shows or drops rows.
+pub fn accepts_updates(def: &TableDef) -> bool {
+    matches!(def.connector(), "redis" | "clickhouse" | "print" | "blackhole")
+}
+
 /// Whether a source of `def` ends by itself (so windows close and `eddy run` exits),
 /// decided from its options before anything is opened.
 pub fn is_bounded(def: &TableDef) -> bool {

@@ -144,7 +144,7 @@ impl Client {
     pub(crate) async fn send(&self, what: &str, params: &[(&str, &str)], body: &[u8]) -> Result<String, ConnectorError> {
         let mut attempt = 0u32;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let failure = match self.attempt(params, body).await {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
@@ -158,7 +158,7 @@ impl Client {
                 url = %self.label,
                 table = %self.table,
                 attempt,
-                max_attempts = self.max_retries + 1,
+                max_attempts = self.max_retries.saturating_add(1),
                 error = %failure.reason,
                 "ClickHouse request failed ({what}); retrying in {pause:?}"
             );
@@ -171,6 +171,8 @@ impl Client {
         if !params.is_empty() {
             url.query_pairs_mut().extend_pairs(params);
         }
+        // A copy per attempt keeps the body for the next one; copying is cheap next
+        // to sending it.
         let mut request = self.http.post(url).body(body.to_vec());
         if let Some(user) = &self.username {
             request = request.header("X-ClickHouse-User", user);

@@ -11,7 +11,7 @@
 //! # How rows get there
 //!
 //! Rows are encoded straight from the Arrow arrays into RowBinary (see
-//! [`rowbinary`]) into one buffer, which becomes one
+//! `rowbinary.rs`) into one buffer, which becomes one
 //! `INSERT INTO db.table (columns...) FORMAT RowBinary` once it holds
 //! `'sink.batch-rows'` rows, once its oldest row has waited `'sink.flush-interval'`
 //! (checked on every write), and at every commit (checkpoint barrier and end of

@@ -14,8 +14,8 @@ use super::rowbinary::{self, ChType, ColumnTarget};
 use super::{is_merge_tree, is_replicated, ClickHouseOptions};
 use crate::error::ConnectorError;
 
-/// Rows kept by tables made with `'sink.create-table'` to recognise a retried
-/// INSERT (ClickHouse's default for replicated tables).
+/// How many recent INSERTs tables made by `'sink.create-table'` remember to
+/// recognise a retried one (ClickHouse's default for replicated tables).
 const DEDUPLICATION_WINDOW: u32 = 100;
 
 /// Writes rows into one ClickHouse table; see the [module docs](super).
