@@ -139,6 +139,16 @@ impl Session {
                 Statement::Set { key, value } => self.set(&key, &value)?,
                 Statement::Insert { table, query } => {
                     let (sink, plan) = self.planner.plan_insert(&table, &query, location).await?;
+                    if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
+                        return Err(EddyError::Connector {
+                            table: sink.name.clone(),
+                            location,
+                            message: format!(
+                                "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
+                                sink.connector()
+                            ),
+                        });
+                    }
                     pipelines.push(PipelineSpec { name: table, plan, sink: Some(sink), location });
                 }
                 Statement::Select { query } => {

@@ -8,7 +8,7 @@
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
-use crate::message::{EventTime, Message};
+use crate::message::{CheckpointId, EventTime, Message};
 use crate::state::OperatorState;
 
 /// Where rows leave the main flow: late events and undecodable records.
@@ -71,6 +71,11 @@ pub trait Operator: Send {
     }
 
     /// Every input has ended. Operators holding rows flush what is final.
+    /// Called before checkpoint barrier `id` goes on: what is emitted here belongs to that checkpoint.
+    fn on_barrier(&mut self, _id: CheckpointId, _out: &mut Emitter) -> Result<()> {
+        Ok(())
+    }
+
     fn on_end(&mut self, _out: &mut Emitter) -> Result<()> {
         Ok(())
     }

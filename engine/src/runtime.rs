@@ -96,7 +96,10 @@ impl Chain {
         match message {
             Message::Batch(batch) => operator.on_batch(batch, &mut emitter)?,
             Message::Watermark(w) => operator.on_watermark(w, &mut emitter)?,
-            Message::Barrier(id) => emitter.messages.push(Message::Barrier(id)),
+            Message::Barrier(id) => {
+                operator.on_barrier(id, &mut emitter)?;
+                emitter.messages.push(Message::Barrier(id));
+            }
             Message::Idle => emitter.messages.push(Message::Idle),
             Message::EndOfStream => operator.on_end(&mut emitter)?,
         }

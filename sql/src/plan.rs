@@ -656,6 +656,11 @@ impl Compiler<'_> {
         }
         if let Some(filter) = any.downcast_ref::<FilterExec>() {
             let (input, lineage) = self.compile(filter.input())?;
+            if input.is_updating() {
+                return Err(self
+                    .unsupported("HAVING (or a filter) over a GROUP BY without a window over an unbounded source is not supported yet: a group that stops matching would need its row deleted")
+                    .with_hint("filter where the dashboard reads the rows, or group by a window"));
+            }
             self.note_window_use(filter.predicate(), &lineage);
             let mut node = StreamNode::Filter { input: Box::new(input), predicate: Arc::clone(filter.predicate()) };
             let mut lineage = lineage;
@@ -814,13 +819,12 @@ impl Compiler<'_> {
         if window.is_some() && slice_column.is_none() {
             return Err(self.unsupported("GROUP BY a window needs window_start or window_end").with_hint("write GROUP BY window_start, window_end, ..."));
         }
-        if window.is_none() && !all_sources_bounded(&input) {
+        if input.is_updating() {
             return Err(self
-                .unsupported("GROUP BY without a window over an unbounded source never finishes, and this sink only accepts final rows")
-                .with_hint(
-                    "group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key",
-                ));
+                .unsupported("aggregating the output of a GROUP BY without a window over an unbounded source is not supported yet (its rows are updates)")
+                .with_hint("group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key"));
         }
+        let updating = window.is_none() && !all_sources_bounded(&input);
         let mut out_lineage: Vec<Lineage> = group
             .iter()
             .map(|g| match (g, window) {
@@ -839,6 +843,7 @@ impl Compiler<'_> {
             aggregates,
             filters: logical.filter_expr().to_vec(),
             schema,
+            updating,
         };
         Ok((StreamNode::WindowAggregate(node), out_lineage))
     }

@@ -21,6 +21,12 @@ pub struct StreamPlan {
 }
 
 impl StreamPlan {
+    /// True when the pipeline emits updates of earlier rows (an upsert stream keyed
+    /// by the group columns), which only sinks that overwrite by key can take.
+    pub fn is_updating(&self) -> bool {
+        self.root.is_updating()
+    }
+
     /// The schema of the rows the pipeline emits.
     pub fn schema(&self) -> SchemaRef {
         self.root.schema()
@@ -91,8 +97,12 @@ pub enum GroupColumn {
 #[derive(Debug, Clone)]
 pub struct WindowAggregateNode {
     pub input: Box<StreamNode>,
-    /// `None`: no window; the aggregate is over the whole (bounded) input and emits at its end.
+    /// `None`: no window; the aggregate is over the whole input.
     pub window: Option<WindowKind>,
+    /// No window over an unbounded input: the aggregate emits the current row of
+    /// every group that changed at each checkpoint barrier (an upsert stream keyed
+    /// by the group columns), instead of once at the end of a bounded input.
+    pub updating: bool,
     /// The input column holding each row's slice (or, for sessions, the row's own interval).
     pub slice_column: Option<SliceColumn>,
     /// Output group columns, in output order.
@@ -147,6 +157,11 @@ impl StreamNode {
     }
 
     /// The node's inputs.
+    /// True when this node or one below it is an updating aggregate.
+    pub fn is_updating(&self) -> bool {
+        matches!(self, StreamNode::WindowAggregate(a) if a.updating) || self.inputs().into_iter().any(StreamNode::is_updating)
+    }
+
     pub fn inputs(&self) -> Vec<&StreamNode> {
         match self {
             StreamNode::Source(_) => vec![],
@@ -186,7 +201,7 @@ impl StreamNode {
             }
             StreamNode::WindowAggregate(a) => format!(
                 "WindowAggregate: window={}, keys=[{}], aggregates=[{}] (state: keyed, partitioned by keys)",
-                a.window.map(|w| format!("{w:?}")).unwrap_or_else(|| "whole input".to_string()),
+                a.window.map(|w| format!("{w:?}")).unwrap_or_else(|| if a.updating { "none, updates at each checkpoint".to_string() } else { "whole input".to_string() }),
                 a.key_exprs().iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
                 a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
             ),

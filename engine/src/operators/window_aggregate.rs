@@ -8,6 +8,10 @@
 //! is frozen into its intermediate state (Arrow arrays); a window is produced by
 //! merging the frozen states of its slices. A HOP row is thus aggregated once, not
 //! once per overlapping window.
+//!
+//! Without a window over an unbounded input (`node.updating`), there is one slice
+//! for ever; at each checkpoint barrier the current row of every group that took
+//! rows since the last barrier is emitted: an upsert stream keyed by the groups.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -263,6 +267,8 @@ pub struct WindowAggregateOperator {
     watermark: EventTime,
     metrics: Arc<PipelineMetrics>,
     ids: Vec<usize>,
+    /// Updating mode: which groups (by id) took rows since the last emission.
+    touched: Vec<bool>,
 }
 
 impl WindowAggregateOperator {
@@ -283,7 +289,34 @@ impl WindowAggregateOperator {
             watermark: EventTime::MIN,
             metrics,
             ids: Vec::new(),
+            touched: Vec::new(),
         })
+    }
+
+    /// Updating mode: emits the current row of every touched group. Accumulators
+    /// cannot be read without being emptied, so the state is frozen, merged back,
+    /// and the touched groups' part merged into a fresh state that is finished.
+    fn emit_updates(&mut self, out: &mut Emitter) -> Result<()> {
+        if !self.touched.iter().any(|t| *t) {
+            return Ok(());
+        }
+        let Some(state) = self.open.get_mut(&0) else { return Ok(()) };
+        let frozen = state.freeze()?;
+        let mut ids = std::mem::take(&mut self.ids);
+        state.merge(&frozen, &mut ids)?;
+        let touched: Vec<u32> = (0..frozen.rows as u32).filter(|&g| self.touched.get(g as usize).copied().unwrap_or(false)).collect();
+        self.touched.iter_mut().for_each(|t| *t = false);
+        let indices = UInt32Array::from(touched);
+        let t = |a: &ArrayRef| take(a, &indices, None).map_err(|e| arrow_error(NAME, e));
+        let part = FrozenState {
+            keys: frozen.keys.iter().map(t).collect::<Result<_>>()?,
+            states: frozen.states.iter().map(|s| s.iter().map(t).collect::<Result<Vec<_>>>()).collect::<Result<_>>()?,
+            rows: indices.len(),
+        };
+        let mut changed = GroupState::new(&self.key_schema, &self.node.aggregates)?;
+        changed.merge(&part, &mut ids)?;
+        self.ids = ids;
+        self.emit_window(&mut changed, (0, 0), out)
     }
 
     /// The live state of the slice starting at `start`, created on its first row.
@@ -403,7 +436,14 @@ impl Operator for WindowAggregateOperator {
         let rows = batch.num_rows();
         let Some(starts) = self.slice_starts(&batch)? else {
             let state = Self::slice_state(&mut self.open, 0, &self.key_schema, &self.node.aggregates)?;
-            return state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids);
+            state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids)?;
+            if self.node.updating {
+                self.touched.resize(state.groups.len(), false);
+                for &id in &self.ids {
+                    self.touched[id] = true;
+                }
+            }
+            return Ok(());
         };
         let watermark = self.watermark.0;
         let single = starts.first().is_some_and(|first| starts.iter().all(|s| s == first));
@@ -444,7 +484,17 @@ impl Operator for WindowAggregateOperator {
         Ok(())
     }
 
+    fn on_barrier(&mut self, _id: crate::message::CheckpointId, out: &mut Emitter) -> Result<()> {
+        if self.node.updating {
+            self.emit_updates(out)?;
+        }
+        Ok(())
+    }
+
     fn on_end(&mut self, out: &mut Emitter) -> Result<()> {
+        if self.node.updating {
+            return self.emit_updates(out);
+        }
         if self.node.window.is_none() {
             if let Some(mut state) = self.open.remove(&0) {
                 self.emit_window(&mut state, (0, 0), out)?;
