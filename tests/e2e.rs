@@ -152,3 +152,18 @@ fn an_unbounded_pipeline_publishes_part_files_at_every_checkpoint() {
     assert!(!ids.is_empty());
     assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>(), "committed rows are exactly a prefix of the sequence");
 }
+
+#[test]
+fn an_updating_group_by_is_refused_by_an_append_only_sink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sql = format!(
+        "CREATE TABLE gen (page BIGINT) WITH ('connector' = 'datagen', 'fields.page.min' = '0', 'fields.page.max' = '9');
+         CREATE TABLE views (page BIGINT, n BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO views SELECT page, COUNT(*) FROM gen GROUP BY page;",
+        dir.path().join("views").display()
+    );
+    let output = eddy().arg("run").arg(script(dir.path(), &sql)).output().expect("run eddy");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("its rows are updates of earlier rows; connector 'filesystem' only appends"), "{stderr}");
+}

@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::eddy;
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
 use eddy_connectors::testing::{unique_name, CLICKHOUSE, REDIS};
 use redis::AsyncCommands;
 
@@ -128,6 +129,107 @@ async fn per_minute_aggregates_land_in_redis_and_clickhouse_and_a_replay_changes
         assert_eq!(got, want, "run {run}: ClickHouse rows");
     }
 
+    let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
+    let _: () = redis.del(keys).await.expect("clean Redis");
+    clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
+}
+
+/// Page views `i` for `i` in `range`: page `/p{i % 7}`.
+fn views(range: std::ops::Range<i64>) -> Vec<TestRecord> {
+    range.map(|i| TestRecord::value((i % 3) as i32, format!(r#"{{"page": "/p{}", "n": {i}}}"#, i % 7))).collect()
+}
+
+fn expected_views(total: i64) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for i in 0..total {
+        *out.entry(format!("/p{}", i % 7)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Polls `read` until it returns `want` (or 60 s pass) and returns what it read last.
+async fn eventually<F, Fut>(want: &BTreeMap<String, i64>, mut read: F) -> BTreeMap<String, i64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = BTreeMap<String, i64>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = read().await;
+        if &got == want || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_current() {
+    let (bootstrap, redis_url, clickhouse_url) = (broker(), REDIS.shared(), CLICKHOUSE.shared());
+    let topic = unique_topic("views");
+    create_topic(&bootstrap, &topic, 3).await;
+    produce(&bootstrap, &topic, &views(0..2000)).await;
+    let prefix = unique_name("live");
+    let database = unique_name("eddy_live");
+    clickhouse(&clickhouse_url, &format!("CREATE DATABASE {database}")).await;
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '300 ms';
+         CREATE TABLE page_views (page STRING, n BIGINT)
+           WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+                 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+         CREATE TABLE counters (page STRING, views BIGINT)
+           WITH ('connector' = 'redis', 'url' = '{redis_url}', 'mode' = 'string', 'key' = '{prefix}:views:{{page}}');
+         CREATE TABLE current_views (page STRING, views BIGINT, PRIMARY KEY (page) NOT ENFORCED)
+           WITH ('connector' = 'clickhouse', 'url' = '{clickhouse_url}', 'database' = '{database}', 'table' = 'views',
+                 'sink.create-table' = 'true', 'sink.table-engine' = 'ReplacingMergeTree');
+         INSERT INTO counters SELECT page, COUNT(*) FROM page_views GROUP BY page;
+         INSERT INTO current_views SELECT page, COUNT(*) FROM page_views GROUP BY page;"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("live.sql");
+    std::fs::write(&script, sql).expect("script");
+    let mut child = eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()).spawn().expect("start eddy");
+
+    let redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let read_redis = || {
+        let mut redis = redis.clone();
+        let prefix = prefix.clone();
+        async move {
+            let mut out = BTreeMap::new();
+            for p in 0..7 {
+                let v: Option<i64> = redis.get(format!("{prefix}:views:/p{p}")).await.expect("get");
+                if let Some(v) = v {
+                    out.insert(format!("/p{p}"), v);
+                }
+            }
+            out
+        }
+    };
+    let read_clickhouse = || {
+        let (url, database) = (clickhouse_url.clone(), database.clone());
+        async move {
+            let text = clickhouse(&url, &format!("SELECT page, views FROM {database}.views FINAL ORDER BY page FORMAT TabSeparated")).await;
+            text.lines()
+                .filter_map(|l| l.split_once('\t'))
+                .map(|(p, v)| (p.to_string(), v.parse().expect("a count")))
+                .collect::<BTreeMap<String, i64>>()
+        }
+    };
+    // The counters reach the counts of the first 2000 views, then follow 700 more.
+    for total in [2000, 2700] {
+        if total == 2700 {
+            produce(&bootstrap, &topic, &views(2000..2700)).await;
+        }
+        let want = expected_views(total);
+        let in_redis = eventually(&want, read_redis).await;
+        let in_clickhouse = eventually(&want, read_clickhouse).await;
+        assert_eq!(in_redis, want, "Redis counters after {total} views");
+        assert_eq!(in_clickhouse, want, "ClickHouse rows after {total} views");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let mut redis = redis.clone();
     let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
     let _: () = redis.del(keys).await.expect("clean Redis");
     clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
