@@ -22,8 +22,9 @@
 //! server's error. Refusals that a retry cannot fix (wrong password, a key of the
 //! wrong type) fail at once with Redis's own message.
 //!
-//! Rows are upserts: the engine's windowed aggregates are append-only, so every
-//! row is written as it comes.
+//! Rows are upserts: a window's row is written once when the window closes, and a
+//! continuous `GROUP BY` (no window, unbounded source) sends each changed group's
+//! new row at every checkpoint, which overwrites the old one under its key.
 
 use std::time::Duration;
 
