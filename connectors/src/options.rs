@@ -112,6 +112,17 @@ pub(crate) fn retry_delay(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(ms.min(10_000))
 }
 
+#[cfg(test)]
+#[test]
+fn retry_delay_doubles_up_to_ten_seconds() {
+    use std::time::Duration;
+    assert_eq!(retry_delay(1), Duration::from_millis(100));
+    assert_eq!(retry_delay(2), Duration::from_millis(200));
+    assert_eq!(retry_delay(7), Duration::from_millis(6_400));
+    assert_eq!(retry_delay(8), Duration::from_secs(10));
+    assert_eq!(retry_delay(1_000), Duration::from_secs(10));
+}
+
 /// `'scan.batch-rows'`, defaulting to [`DEFAULT_BATCH_ROWS`].
 pub(crate) fn batch_rows(def: &TableDef) -> Result<usize, ConnectorError> {
     Ok(opt(def, "scan.batch-rows", parse_positive)?.unwrap_or(DEFAULT_BATCH_ROWS))

@@ -12,11 +12,8 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url};
 
 use crate::error::ConnectorError;
+use crate::options::retry_delay;
 
-/// First pause after a failed attempt; it doubles with every attempt.
-const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-/// Longest pause between two attempts.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Time to open a TCP (and TLS) connection before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for a whole request, upload included: generous, as an INSERT of a large
@@ -153,7 +150,7 @@ impl Client {
                 let tries = if attempt > 1 { format!(" (after {attempt} attempts)") } else { String::new() };
                 return Err(ConnectorError::clickhouse(format!("{what} at {}{tries}", self.label), failure.reason));
             }
-            let pause = backoff(attempt);
+            let pause = retry_delay(attempt);
             tracing::warn!(
                 url = %self.label,
                 table = %self.table,
@@ -219,12 +216,6 @@ pub(crate) fn server_message(text: &str) -> String {
         message = message.chars().take(MESSAGE_CHARS_MAX).collect::<String>() + "...";
     }
     message
-}
-
-/// The pause after failed attempt number `attempt` (1-based).
-fn backoff(attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-    BACKOFF_INITIAL.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
 /// An error with all its causes: reqwest's own message alone does not say
@@ -315,14 +306,6 @@ mod tests {
         assert!(!classify(StatusCode::BAD_REQUEST, "Code: 62. DB::Exception: Syntax error").retryable);
     }
 
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(7), Duration::from_millis(6_400));
-        assert_eq!(backoff(8), Duration::from_secs(10));
-        assert_eq!(backoff(1_000), Duration::from_secs(10));
-    }
 
     #[test]
     fn versions_and_tab_separated_answers_parse() {
