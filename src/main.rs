@@ -33,6 +33,11 @@ enum Command {
         /// Seconds between progress lines on stderr (0 turns them off).
         #[arg(long, default_value_t = 5)]
         progress_secs: u64,
+        /// Save checkpoints (source positions, operator state) here, and resume from
+        /// the last one when run again with the same script and directory
+        /// (as `SET 'state.checkpoints.dir'`).
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
     },
     /// Run the built-in demo: Nexmark bids through windowed queries into Parquet, with live output.
     ///
@@ -81,13 +86,16 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
-        Command::Run { file, parallelism, progress_secs } => {
+        Command::Run { file, parallelism, progress_secs, checkpoint_dir } => {
             let sql = std::fs::read_to_string(&file)
                 .map_err(|source| EddyError::Io { context: format!("cannot read {}", file.display()), source })?;
             let mut session = Session::new();
             let pipelines = session.execute_script(&sql).await?;
             if let Some(p) = parallelism {
                 session.set("parallelism", &p.to_string())?;
+            }
+            if let Some(dir) = checkpoint_dir {
+                session.set("state.checkpoints.dir", &dir.to_string_lossy())?;
             }
             if pipelines.is_empty() {
                 eprintln!("eddy: {} has no INSERT INTO or SELECT statement: nothing to run", file.display());

@@ -71,6 +71,10 @@ impl Default for Session {
 pub const SETTINGS: &[(&str, &str)] = &[
     ("parallelism", "tasks per keyed operator (default: the number of CPU cores)"),
     (
+        "state.checkpoints.dir",
+        "a directory for checkpoints (source positions and operator state): a pipeline restarted with the same directory resumes from its last checkpoint (default: none)",
+    ),
+    (
         "execution.checkpointing.interval",
         "how often sinks commit (files become visible, buffers are flushed), e.g. '10 s' (default 10 s; '0' = only at the end)",
     ),
@@ -111,6 +115,12 @@ impl Session {
                     return Err(error("expected a whole number of tasks, at least 1"));
                 }
                 self.settings.insert("parallelism".to_string(), value.to_string());
+            }
+            "state.checkpoints.dir" => {
+                if value.trim().is_empty() {
+                    return Err(error("expected a directory"));
+                }
+                self.settings.insert(key.to_string(), value.trim().to_string());
             }
             "execution.checkpointing.interval" => {
                 let v = value.trim();
@@ -227,7 +237,11 @@ impl Session {
             }
         }
         let outputs = PipelineOutputs { sink_table: spec.name.clone(), sink, side };
-        let options = RunOptions { checkpoint_interval: self.checkpoint_interval() };
+        let checkpoints = self
+            .settings
+            .get("state.checkpoints.dir")
+            .map(|dir| eddy_engine::checkpoint::CheckpointStore::new(std::path::Path::new(dir).join(format!("{}-line{}", spec.name, spec.location.line))));
+        let options = RunOptions { checkpoint_interval: self.checkpoint_interval(), checkpoints };
         runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }
 

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::eddy;
+use common::{eddy, Running};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
 use eddy_connectors::testing::{unique_name, CLICKHOUSE, REDIS};
 use redis::AsyncCommands;
@@ -147,22 +147,6 @@ fn expected_views(total: i64) -> BTreeMap<String, i64> {
     out
 }
 
-/// Polls `read` until it returns `want` (or 60 s pass) and returns what it read last.
-async fn eventually<F, Fut>(want: &BTreeMap<String, i64>, mut read: F) -> BTreeMap<String, i64>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = BTreeMap<String, i64>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let got = read().await;
-        if &got == want || std::time::Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_current() {
     let (bootstrap, redis_url, clickhouse_url) = (broker(), REDIS.shared(), CLICKHOUSE.shared());
@@ -188,7 +172,7 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("live.sql");
     std::fs::write(&script, sql).expect("script");
-    let mut child = eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()).spawn().expect("start eddy");
+    let mut running = Running::start(eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()));
 
     let redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
     let read_redis = || {
@@ -221,16 +205,133 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
             produce(&bootstrap, &topic, &views(2000..2700)).await;
         }
         let want = expected_views(total);
-        let in_redis = eventually(&want, read_redis).await;
-        let in_clickhouse = eventually(&want, read_clickhouse).await;
+        let in_redis = eventually_equal(&want, read_redis).await;
+        let in_clickhouse = eventually_equal(&want, read_clickhouse).await;
         assert_eq!(in_redis, want, "Redis counters after {total} views");
         assert_eq!(in_clickhouse, want, "ClickHouse rows after {total} views");
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    running.kill();
 
     let mut redis = redis.clone();
     let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
     let _: () = redis.del(keys).await.expect("clean Redis");
     clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
+}
+
+/// The id of the newest complete checkpoint under `dir` (0 when there is none).
+fn latest_checkpoint(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .map(|p| match p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("chk-")) {
+            Some(id) if p.join("_COMPLETE").exists() => id.parse().unwrap_or(0),
+            _ if p.is_dir() => latest_checkpoint(&p),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pipeline_resumes_from_its_checkpoint_with_offsets_and_window_state() {
+    let (bootstrap, redis_url) = (broker(), REDIS.shared());
+    let topic = unique_topic("resume");
+    create_topic(&bootstrap, &topic, 4).await;
+    let prefix = unique_name("resume");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checkpoints = dir.path().join("checkpoints");
+    let script = dir.path().join("resume.sql");
+    // Starting at the latest offsets: a restart that did not resume would miss what
+    // was produced while it was down.
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';
+             SET 'parallelism' = '2';
+             CREATE TABLE clicks (user_id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+                     'scan.startup.mode' = 'latest-offset', 'format' = 'json');
+             CREATE TABLE per_user (window_start TIMESTAMP(3), user_id BIGINT, clicks BIGINT)
+               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:{{user_id}}:{{window_start}}', 'value.fields' = 'clicks');
+             INSERT INTO per_user SELECT window_start, user_id, COUNT(*)
+               FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, user_id;"
+        ),
+    )
+    .expect("script");
+    let start = || Running::start(eddy().arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(std::process::Stdio::null()));
+    // 6000 clicks 10 ms apart (60 s of event time), 5 users, 4 partitions: 200 per user and window.
+    let clicks = |range: std::ops::Range<i64>| -> Vec<TestRecord> {
+        range.map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"user_id": {}, "ts": {}}}"#, i % 5, BASE_MS + i * 10))).collect()
+    };
+    let mut expected = BTreeMap::new();
+    for w in 0..6 {
+        for user in 0..5 {
+            expected.insert(format!("{prefix}:{user}:2024-01-01 00:00:{:02}.000", w * 10), 200i64);
+        }
+    }
+    let redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let read = || {
+        let (mut redis, prefix) = (redis.clone(), prefix.clone());
+        async move {
+            let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
+            let mut out = BTreeMap::new();
+            for key in keys {
+                let clicks: Option<i64> = redis.hget(&key, "clicks").await.expect("hget");
+                out.insert(key, clicks.unwrap_or(-1));
+            }
+            out
+        }
+    };
+    let wait_until = |what: &'static str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    // Run 1: reads the first 30 s of clicks, fires the first windows, and is killed.
+    let mut first = start();
+    wait_until("the first checkpoint is complete", &|| latest_checkpoint(&checkpoints) > 0);
+    produce(&bootstrap, &topic, &clicks(0..3000)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while read().await.len() < 10 {
+        assert!(std::time::Instant::now() < deadline, "the first windows never reached Redis");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before_kill = latest_checkpoint(&checkpoints);
+    wait_until("another checkpoint is complete", &|| latest_checkpoint(&checkpoints) > before_kill);
+    first.kill();
+
+    // While it is down: the rest, and one late click per partition that closes every window.
+    let mut rest = clicks(3000..6000);
+    rest.extend((0..4).map(|p| TestRecord::value(p, format!(r#"{{"user_id": 99, "ts": {}}}"#, BASE_MS + 120_000))));
+    produce(&bootstrap, &topic, &rest).await;
+
+    // Run 2 resumes: offsets from the checkpoint, and the open windows' partial counts.
+    let mut second = start();
+    let got = eventually_equal(&expected, read).await;
+    second.kill();
+    assert_eq!(got, expected);
+
+    let mut redis = redis.clone();
+    let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
+    let _: () = redis.del(keys).await.expect("clean Redis");
+}
+
+/// Polls `read` until it returns `want` (or 60 s pass) and returns what it read last.
+async fn eventually_equal<K: Ord + Clone, V: PartialEq + Clone, F, Fut>(want: &BTreeMap<K, V>, mut read: F) -> BTreeMap<K, V>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = BTreeMap<K, V>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = read().await;
+        if &got == want || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }

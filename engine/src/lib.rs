@@ -6,6 +6,7 @@
 //! backpressure for free. Connectors plug in through the [`Source`] and [`Sink`]
 //! traits; this crate knows nothing about any external system.
 
+pub mod checkpoint;
 pub mod connector;
 pub mod error;
 pub mod graph;

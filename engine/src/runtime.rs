@@ -27,6 +27,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::checkpoint::{Checkpoint, CheckpointStore, TaskSnapshot};
 use crate::connector::{MalformedRecord, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, StageKind};
@@ -35,6 +36,7 @@ use crate::metrics::PipelineMetrics;
 use crate::operator::{Emitter, Operator, SideOutput};
 use crate::operators::evaluate;
 use crate::operators::project::make_batch;
+use crate::state::OperatorState;
 
 /// Messages in flight per channel before a sender waits.
 const CHANNEL_CAPACITY: usize = 16;
@@ -49,6 +51,71 @@ pub struct RunOptions {
     /// How often sources inject a checkpoint barrier (sinks commit on each);
     /// `None`: only at the end.
     pub checkpoint_interval: Option<std::time::Duration>,
+    /// Where checkpoints are saved, and restored from when the pipeline starts;
+    /// `None`: barriers only commit the sinks.
+    pub checkpoints: Option<CheckpointStore>,
+}
+
+/// What a task needs to take part in checkpoints: its stable key and where its snapshots go.
+#[derive(Clone)]
+struct Snapshots {
+    task: String,
+    sender: Option<mpsc::UnboundedSender<TaskSnapshot>>,
+}
+
+impl Snapshots {
+    /// Saves the chain's state (and a source's position) for checkpoint `id`.
+    fn take(&self, id: CheckpointId, chain: &mut Chain, position: Option<crate::connector::SourcePosition>) -> Result<Option<TaskSnapshot>> {
+        if self.sender.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(TaskSnapshot { checkpoint: id.0, task: self.task.clone(), position, operators: chain.snapshot()? }))
+    }
+
+    fn send(&self, snapshot: Option<TaskSnapshot>) {
+        if let (Some(sender), Some(snapshot)) = (&self.sender, snapshot) {
+            let _ = sender.send(snapshot);
+        }
+    }
+
+    /// Restores the chain from this task's part of `restored`; `required` tasks
+    /// (keyed state) must have one.
+    fn restore(&self, restored: Option<&Checkpoint>, chain: &mut Chain, required: bool) -> Result<()> {
+        let Some(checkpoint) = restored else { return Ok(()) };
+        match checkpoint.tasks.get(&self.task) {
+            Some(snapshot) => chain.restore(&snapshot.operators),
+            None if required => Err(EngineError::State(format!(
+                "checkpoint {} has no state for task {}: restoring with another parallelism is not supported yet; use the parallelism it was taken with",
+                checkpoint.id, self.task
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Collects every task's snapshot of a checkpoint and writes the checkpoint once all are in.
+fn spawn_checkpoint_writer(store: CheckpointStore, tasks: usize, mut rx: mpsc::UnboundedReceiver<TaskSnapshot>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pending: std::collections::BTreeMap<u64, Vec<TaskSnapshot>> = Default::default();
+        while let Some(snapshot) = rx.recv().await {
+            let id = snapshot.checkpoint;
+            let entry = pending.entry(id).or_default();
+            entry.push(snapshot);
+            if entry.len() < tasks {
+                continue;
+            }
+            let all = pending.remove(&id).unwrap_or_default();
+            // Older checkpoints still missing a task can no longer complete.
+            pending.retain(|other, _| *other > id);
+            let store = store.clone();
+            let started = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || store.write(id, &all)).await {
+                Ok(Ok(())) => tracing::debug!("checkpoint {id} complete in {:?}", started.elapsed()),
+                Ok(Err(e)) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
+                Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
+            }
+        }
+    })
 }
 
 /// A table that receives a side output (late rows or malformed records) of one source table.
@@ -79,6 +146,24 @@ impl Chain {
 
     fn prepend(&mut self, head: Box<dyn Operator>) {
         self.operators.insert(0, head);
+    }
+
+    /// Every operator's state, as bytes (`None` for stateless ones).
+    fn snapshot(&mut self) -> Result<Vec<Option<Vec<u8>>>> {
+        self.operators.iter_mut().map(|o| o.snapshot()?.map(|s| s.to_bytes()).transpose()).collect()
+    }
+
+    /// Puts back what [`Chain::snapshot`] saved.
+    fn restore(&mut self, states: &[Option<Vec<u8>>]) -> Result<()> {
+        if states.len() != self.operators.len() {
+            return Err(EngineError::State("the checkpoint does not match the pipeline's operators (was its SQL changed?)".into()));
+        }
+        for (operator, state) in self.operators.iter_mut().zip(states) {
+            if let Some(bytes) = state {
+                operator.restore(OperatorState::from_bytes(bytes)?)?;
+            }
+        }
+        Ok(())
     }
 
     /// Pushes one message through the chain; what leaves the last operator is appended to `out`.
@@ -263,8 +348,12 @@ pub async fn run(
     options: RunOptions,
 ) -> Result<()> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let restored = options.checkpoints.as_ref().and_then(CheckpointStore::latest);
+    if let (Some(checkpoint), Some(store)) = (&restored, &options.checkpoints) {
+        tracing::info!("resuming from checkpoint {} in {}", checkpoint.id, store.dir().display());
+    }
     // The checkpoint coordinator: bumps the checkpoint id every interval; every source sees it.
-    let (barrier_tx, barriers) = watch::channel(0u64);
+    let (barrier_tx, barriers) = watch::channel(restored.as_ref().map_or(0, |c| c.id));
     let coordinator = options.checkpoint_interval.map(|interval| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -310,7 +399,16 @@ pub async fn run(
         .unwrap_or(1);
     for (i, stage) in graph.stages.iter().enumerate() {
         if let StageKind::Source { node, source } = &stage.kind {
-            let opened = source.open(parallelism).map_err(|source| EngineError::Source {
+            // Resuming: every partition continues from its saved position.
+            let prefix = format!("source:{i}:");
+            let positions: Vec<_> = restored
+                .iter()
+                .flat_map(|c| c.tasks.iter())
+                .filter(|(task, _)| task.starts_with(&prefix))
+                .filter_map(|(_, t)| t.position.clone())
+                .collect();
+            let opened = if positions.is_empty() { source.open(parallelism) } else { source.open_at(parallelism, &positions) };
+            let opened = opened.map_err(|source| EngineError::Source {
                 table: node.table.name.clone(),
                 partition: "open".to_string(),
                 source,
@@ -343,12 +441,16 @@ pub async fn run(
             *input_counts.entry(target).or_default() += instances(i);
         }
     }
+    let total_tasks: usize = (0..graph.stages.len()).map(instances).sum();
+    let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel::<TaskSnapshot>();
+    let writer = options.checkpoints.clone().map(|store| spawn_checkpoint_writer(store, total_tasks, snapshot_rx));
+    let snapshot_sender = writer.as_ref().map(|_| snapshot_tx);
     let mut next_input: HashMap<usize, usize> = HashMap::new();
     let mut sink = Some(sink);
     let mut all_readers = readers;
     for (i, stage) in graph.stages.iter().enumerate() {
         let count = instances(i);
-        for _instance in 0..count {
+        for instance in 0..count {
             let output = match stage.output {
                 Some(target) => {
                     let index = next_input.entry(target).or_default();
@@ -375,16 +477,22 @@ pub async fn run(
                     let metrics = Arc::clone(&metrics);
                     let stop = stop.clone();
                     let barriers = barriers.clone();
-                    tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop, barriers));
+                    // Keyed by partition, not by instance: partitions may be listed in another order.
+                    let snapshots = Snapshots { task: format!("source:{i}:{}", reader.describe()), sender: snapshot_sender.clone() };
+                    snapshots.restore(restored.as_ref(), &mut chain, false)?;
+                    tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop, barriers, snapshots));
                 }
                 StageKind::Keyed { head, .. } => {
                     chain.prepend(head()?);
                     let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
-                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output));
+                    let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone() };
+                    snapshots.restore(restored.as_ref(), &mut chain, true)?;
+                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots));
                 }
                 StageKind::Sink => {
                     let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
-                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output));
+                    let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone() };
+                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots));
                 }
             }
         }
@@ -392,6 +500,7 @@ pub async fn run(
     drop(senders);
     drop(side_senders);
     drop(barriers);
+    drop(snapshot_sender);
 
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -406,6 +515,10 @@ pub async fn run(
     }
     if let Some(coordinator) = coordinator {
         coordinator.abort();
+    }
+    // Every task is done: the writer finishes the checkpoints that are complete.
+    if let Some(writer) = writer {
+        let _ = writer.await;
     }
     match first_error {
         Some(e) => Err(e),
@@ -423,6 +536,7 @@ async fn run_source(
     metrics: Arc<PipelineMetrics>,
     mut stop: watch::Receiver<bool>,
     mut barriers: watch::Receiver<u64>,
+    snapshots: Snapshots,
 ) -> Result<()> {
     let partition = reader.describe();
     let mut checkpointing = true;
@@ -445,13 +559,17 @@ async fn run_source(
             // order, none skipped, so merges always align the same ids.
             Some(Err(true)) => {
                 let latest = *barriers.borrow_and_update();
+                let mut taken = Vec::new();
                 while last_barrier < latest {
                     last_barrier += 1;
-                    chain.push(Message::Barrier(CheckpointId(last_barrier)), &mut out)?;
+                    let id = CheckpointId(last_barrier);
+                    chain.push(Message::Barrier(id), &mut out)?;
+                    taken.push(snapshots.take(id, &mut chain, reader.position())?);
                 }
                 if !output.send(std::mem::take(&mut out)).await? {
                     return Ok(());
                 }
+                taken.into_iter().for_each(|s| snapshots.send(s));
                 continue;
             }
             // The coordinator is gone (the pipeline is ending): no more barriers.
@@ -502,9 +620,10 @@ async fn run_source(
     Ok(())
 }
 
-async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Chain, mut output: Output) -> Result<()> {
+async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Chain, mut output: Output, snapshots: Snapshots) -> Result<()> {
     let mut inputs_state = InputWatermarks::new(inputs);
     let mut alignment = BarrierAlignment::default();
+    let mut taken: Option<TaskSnapshot> = None;
     let mut out = Vec::new();
     if inputs == 0 {
         chain.push(Message::EndOfStream, &mut out)?;
@@ -537,6 +656,7 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
             Message::Barrier(id) => {
                 if alignment.arrived(input, id, &inputs_state.ended) {
                     chain.push(Message::Barrier(id), &mut out)?;
+                    taken = snapshots.take(id, &mut chain, None)?;
                 }
             }
             Message::Watermark(w) => {
@@ -554,6 +674,7 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
                 // An ended input sends no barrier: the others may now be aligned.
                 if let Some(id) = alignment.input_ended(&inputs_state.ended) {
                     chain.push(Message::Barrier(id), &mut out)?;
+                    taken = snapshots.take(id, &mut chain, None)?;
                 }
             }
         }
@@ -572,6 +693,8 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
         if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
             return Ok(());
         }
+        // Sent on only now: the barrier has gone downstream (and a sink has committed).
+        snapshots.send(taken.take());
     }
 }
 
@@ -726,7 +849,8 @@ mod tests {
         }
         drop(tx);
         let output = Output::Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new() };
-        run_merge(rx, inputs, Chain::new(&[]).unwrap(), output).await.unwrap();
+        let snapshots = Snapshots { task: "test".into(), sender: None };
+        run_merge(rx, inputs, Chain::new(&[]).unwrap(), output, snapshots).await.unwrap();
         let mut seen = Vec::new();
         while let Some((_, m)) = out_rx.recv().await {
             seen.push(match m {

@@ -30,3 +30,26 @@ pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
     }
     batches
 }
+
+/// A running `eddy` that is killed when this goes out of scope, so a failing test
+/// leaves no pipeline behind.
+pub struct Running(pub std::process::Child);
+
+impl Running {
+    /// Starts `command`.
+    pub fn start(command: &mut Command) -> Self {
+        Running(command.spawn().expect("start eddy"))
+    }
+
+    /// Kills it now, as SIGKILL does: no chance to flush or commit.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
