@@ -91,7 +91,7 @@ const AGGREGATES: &str = "k, COUNT(*), SUM(v), MIN(v), MAX(v)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_equals_batch_for_every_window_kind() {
-    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::random());
+    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
     for case in 0..24 {

@@ -353,6 +353,8 @@ impl RedisSink {
     }
 
     /// The commands for rows `from..to` of `batch`.
+    // `row` indexes the batch's columns, the formatters and the JSON rows alike.
+    #[allow(clippy::needless_range_loop)]
     fn pipeline(&self, batch: &RecordBatch, values: &[ArrayFormatter<'_>], json: &[Vec<u8>], scores: Option<&dyn Array>, from: usize, to: usize) -> Pipeline {
         let options = &self.options;
         let fields = self.schema.fields();

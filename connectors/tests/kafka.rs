@@ -1,5 +1,6 @@
 //! The Kafka source and sink against a real Apache Kafka broker (started by
 //! `scripts/kafka/start`, see `eddy_connectors::kafka::testing`).
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with a backtrace
 
 use std::time::{Duration, Instant};
 
@@ -100,7 +101,7 @@ async fn source_reads_every_partition_with_metadata_and_sets_bad_records_aside()
     assert_eq!(readers.iter().map(|r| r.describe()).collect::<Vec<_>>(), vec![format!("{topic}/0"), format!("{topic}/1")]);
     let (rows, bad) = read_to_end(readers).await;
     let all = concat_batches(&rows[0].schema(), &rows).unwrap();
-    let text = pretty_format_batches(&[all.clone()]).unwrap().to_string();
+    let text = pretty_format_batches(std::slice::from_ref(&all)).unwrap().to_string();
     assert_eq!(all.num_rows(), 3, "{text}");
     let expected_ts = TimestampMillisecondArray::from(vec![1_700_000_000_000, 1_700_000_001_000, 1_700_000_004_000]);
     let ts = all.column_by_name("ts").unwrap().as_primitive::<TimestampMillisecondType>();

@@ -1,5 +1,6 @@
 //! The Redis sink against a real Redis server (scripts/redis/start): every mode,
 //! read back with the redis crate and compared with values worked out by hand.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with a backtrace
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

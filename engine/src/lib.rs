@@ -5,6 +5,8 @@
 //! a chain of [`Operator`]s and sends its output over bounded channels, which gives
 //! backpressure for free. Connectors plug in through the [`Source`] and [`Sink`]
 //! traits; this crate knows nothing about any external system.
+// Tests may unwrap: a panic there is a test failure with a backtrace.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod checkpoint;
 pub mod connector;

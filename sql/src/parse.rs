@@ -350,10 +350,8 @@ impl Cursor {
                 }
             }
             self.expect_token(&Token::RParen)?;
-            if self.consume_keyword(Keyword::NOT) {
-                if !self.consume_word("ENFORCED") {
-                    return Err(self.error_expected("ENFORCED"));
-                }
+            if self.consume_keyword(Keyword::NOT) && !self.consume_word("ENFORCED") {
+                return Err(self.error_expected("ENFORCED"));
             }
             return Ok(());
         }
@@ -385,10 +383,8 @@ impl Cursor {
                 self.parse_string_literal()?;
             } else if self.consume_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
                 table.primary_key.push(name.clone());
-                if self.consume_keyword(Keyword::NOT) {
-                    if !self.consume_word("ENFORCED") {
+                if self.consume_keyword(Keyword::NOT) && !self.consume_word("ENFORCED") {
                     return Err(self.error_expected("ENFORCED"));
-                }
                 }
             } else {
                 break;

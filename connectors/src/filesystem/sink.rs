@@ -82,7 +82,7 @@ struct OpenFile {
 }
 
 enum FileWriter {
-    Text { out: BufWriter, bytes: u64, wrote_header: bool, scratch: Vec<u8> },
+    Text { out: Box<BufWriter>, bytes: u64, wrote_header: bool, scratch: Vec<u8> },
     Parquet(Box<AsyncArrowWriter<BufWriter>>),
 }
 
@@ -155,7 +155,7 @@ impl FileSink {
         let store = Arc::clone(&self.location.store);
         let writer = match self.options.format {
             FileFormat::Json | FileFormat::Csv => FileWriter::Text {
-                out: BufWriter::with_capacity(store, tmp.clone(), TEXT_BUFFER),
+                out: Box::new(BufWriter::with_capacity(store, tmp.clone(), TEXT_BUFFER)),
                 bytes: 0,
                 wrote_header: false,
                 scratch: Vec::new(),

@@ -115,7 +115,7 @@ pub(crate) enum Partitioner {
 
 fn parse_format(def: &TableDef, key: &str, value: &str) -> Result<TextOrRaw, ConnectorError> {
     let delimiter = match def.option("csv.field-delimiter") {
-        Some(d) if d == "\\t" => b'\t',
+        Some("\\t") => b'\t',
         Some(d) if d.len() == 1 => d.as_bytes()[0],
         Some(d) => return Err(ConnectorError::invalid("csv.field-delimiter", d, "expected one character")),
         None => b',',
