@@ -186,3 +186,92 @@ async fn a_million_out_of_order_events_round_trip_to_parquet_like_the_batch_run(
     assert_eq!(from_kafka, expected);
     assert_eq!(parquet_counts(&batch), from_kafka, "the batch replay of the same events agrees");
 }
+
+/// The newest complete checkpoint id under `dir` (0 when there is none).
+fn newest_checkpoint(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .map(|p| match p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("chk-")) {
+            Some(id) if p.join("_COMPLETE").exists() => id.parse().unwrap_or(0),
+            _ if p.is_dir() => newest_checkpoint(&p),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every `id` in the visible JSON part files under `dir`, sorted (duplicates kept).
+fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return ids };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).expect("part file").lines() {
+            let row: serde_json::Value = serde_json::from_str(line).expect("whole JSON rows only");
+            ids.push(row["id"].as_i64().expect("id"));
+        }
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_resumed_again_and_again_the_file_sink_has_every_row_once() {
+    let bootstrap = broker();
+    let topic = unique_topic("chaos");
+    create_topic(&bootstrap, &topic, 4).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
+    let script = dir.path().join("copy.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'execution.checkpointing.interval' = '150 ms';
+             CREATE TABLE events (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+               'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+             CREATE TABLE copy (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO copy SELECT id FROM events;",
+            out.display()
+        ),
+    )
+    .expect("script");
+    let start = || common::Running::start(eddy().arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(Stdio::null()).stderr(Stdio::null()));
+    let wave = |from: i64| (from..from + 5000).map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"id": {i}}}"#))).collect::<Vec<_>>();
+    let wait_for_checkpoint = |after: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while newest_checkpoint(&checkpoints) <= after {
+            assert!(Instant::now() < deadline, "no checkpoint after {after}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Four times: more events arrive, a checkpoint completes, more events arrive, and
+    // the engine is killed with SIGKILL while it copies them.
+    let mut kills = 0;
+    for round in 0..4 {
+        produce(&bootstrap, &topic, &wave(round * 10_000)).await;
+        let mut running = start();
+        wait_for_checkpoint(newest_checkpoint(&checkpoints));
+        produce(&bootstrap, &topic, &wave(round * 10_000 + 5000)).await;
+        std::thread::sleep(Duration::from_millis(30 * (round as u64 + 1)));
+        running.kill();
+        kills += 1;
+    }
+    // The last run catches up; every event must be in the files exactly once.
+    let mut running = start();
+    let want: Vec<i64> = (0..40_000).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = committed_ids(&out);
+    while got.len() < want.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        got = committed_ids(&out);
+    }
+    running.kill();
+    println!("{kills} kills, {} rows compared", want.len());
+    assert_eq!(got.len(), want.len(), "rows lost or written twice");
+    assert_eq!(got, want);
+}

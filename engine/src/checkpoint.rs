@@ -33,6 +33,8 @@ pub struct TaskSnapshot {
     pub position: Option<SourcePosition>,
     /// Each operator of the task's chain: its state as bytes, or `None` when stateless.
     pub operators: Vec<Option<Vec<u8>>>,
+    /// The sink task's prepared commit ([`crate::Sink::prepare`]).
+    pub sink: Option<Vec<u8>>,
 }
 
 /// A complete checkpoint read back.
@@ -81,6 +83,15 @@ impl CheckpointStore {
         write_synced(&tmp, id.to_string().as_bytes())?;
         std::fs::rename(&tmp, &marker).map_err(|e| io("complete", &marker, e))?;
         self.prune()
+    }
+
+    /// Deletes every checkpoint: the pipeline ran to its end, so there is nothing to resume.
+    pub fn clear(&self) -> Result<()> {
+        for id in self.ids() {
+            let dir = self.checkpoint_dir(id);
+            std::fs::remove_dir_all(&dir).map_err(|e| io("delete", &dir, e))?;
+        }
+        Ok(())
     }
 
     /// Ids of the checkpoints in the directory (complete or not), oldest first.
@@ -158,6 +169,13 @@ fn encode(tasks: &[TaskSnapshot]) -> Vec<u8> {
                 out.extend_from_slice(&p.offset.to_le_bytes());
             }
         }
+        match &t.sink {
+            None => out.push(0),
+            Some(bytes) => {
+                out.push(1);
+                put_bytes(&mut out, bytes);
+            }
+        }
         out.extend_from_slice(&(t.operators.len() as u64).to_le_bytes());
         for state in &t.operators {
             match state {
@@ -226,12 +244,13 @@ fn decode(data: &[u8]) -> std::result::Result<Vec<TaskSnapshot>, String> {
         } else {
             None
         };
+        let sink = if r.flag()? { Some(r.bytes()?) } else { None };
         let n = r.u64()?;
         let mut operators = Vec::new();
         for _ in 0..n {
             operators.push(if r.flag()? { Some(r.bytes()?) } else { None });
         }
-        tasks.push(TaskSnapshot { checkpoint, task, position, operators });
+        tasks.push(TaskSnapshot { checkpoint, task, position, operators, sink });
     }
     Ok(tasks)
 }
@@ -246,6 +265,7 @@ mod tests {
             task: name.to_string(),
             position: Some(SourcePosition { partition: "t/0".to_string(), offset: 42 }),
             operators: vec![None, Some(vec![1, 2, 3])],
+            sink: Some(vec![9]),
         }
     }
 

@@ -111,6 +111,31 @@ pub trait Sink: Send {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError>;
 
     /// Makes everything written so far durable and visible. Called at checkpoint
-    /// barriers and once at the end of the pipeline.
+    /// barriers when the pipeline keeps no checkpoints, and once at the end.
     async fn commit(&mut self) -> Result<(), BoxError>;
+
+    /// Two-phase commit, first phase, at checkpoint barrier `checkpoint` of a
+    /// pipeline that keeps checkpoints: make everything written so far durable
+    /// but, for a transactional sink, not yet visible. Returns what a restarted
+    /// pipeline needs to finish the commit ([`Sink::recover`]); it is saved with the
+    /// checkpoint. By default the sink simply commits (at-least-once).
+    async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        let _ = checkpoint;
+        self.commit().await?;
+        Ok(Vec::new())
+    }
+
+    /// Second phase: checkpoint `checkpoint` is saved, so what `prepare` kept for
+    /// it (and for earlier ones) becomes visible.
+    async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        let _ = checkpoint;
+        Ok(())
+    }
+
+    /// On restart from a checkpoint: finishes the commit of what [`Sink::prepare`]
+    /// returned for it (the crash may have come before the second phase).
+    async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
+        let _ = prepared;
+        Ok(())
+    }
 }

@@ -69,7 +69,7 @@ impl Snapshots {
         if self.sender.is_none() {
             return Ok(None);
         }
-        Ok(Some(TaskSnapshot { checkpoint: id.0, task: self.task.clone(), position, operators: chain.snapshot()? }))
+        Ok(Some(TaskSnapshot { checkpoint: id.0, task: self.task.clone(), position, operators: chain.snapshot()?, sink: None }))
     }
 
     fn send(&self, snapshot: Option<TaskSnapshot>) {
@@ -94,7 +94,12 @@ impl Snapshots {
 }
 
 /// Collects every task's snapshot of a checkpoint and writes the checkpoint once all are in.
-fn spawn_checkpoint_writer(store: CheckpointStore, tasks: usize, mut rx: mpsc::UnboundedReceiver<TaskSnapshot>) -> tokio::task::JoinHandle<()> {
+fn spawn_checkpoint_writer(
+    store: CheckpointStore,
+    tasks: usize,
+    mut rx: mpsc::UnboundedReceiver<TaskSnapshot>,
+    completed: watch::Sender<u64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut pending: std::collections::BTreeMap<u64, Vec<TaskSnapshot>> = Default::default();
         while let Some(snapshot) = rx.recv().await {
@@ -110,7 +115,11 @@ fn spawn_checkpoint_writer(store: CheckpointStore, tasks: usize, mut rx: mpsc::U
             let store = store.clone();
             let started = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || store.write(id, &all)).await {
-                Ok(Ok(())) => tracing::debug!("checkpoint {id} complete in {:?}", started.elapsed()),
+                Ok(Ok(())) => {
+                    tracing::debug!("checkpoint {id} complete in {:?}", started.elapsed());
+                    // Second phase: the sinks make what they prepared for it visible.
+                    let _ = completed.send(id);
+                }
                 Ok(Err(e)) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
                 Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
             }
@@ -204,7 +213,17 @@ enum Output {
     /// Hash-partition batches on `keys` over `senders`; broadcast everything else.
     Exchange { senders: Vec<mpsc::Sender<Tagged>>, input_index: usize, keys: Vec<Arc<dyn PhysicalExpr>> },
     /// The sink itself (the sink stage).
-    Sink { table: String, sink: Box<dyn Sink>, metrics: Arc<PipelineMetrics> },
+    Sink {
+        table: String,
+        sink: Box<dyn Sink>,
+        metrics: Arc<PipelineMetrics>,
+        /// Checkpoints are kept: barriers prepare a two-phase commit instead of committing.
+        two_phase: bool,
+        /// What the last `prepare` returned, for the sink task's snapshot.
+        prepared: Option<Vec<u8>>,
+        /// Turns true when the pipeline is stopped from outside.
+        stop: watch::Receiver<bool>,
+    },
 }
 
 /// `false` when the receiver is gone (the pipeline is stopping): the sender should stop quietly.
@@ -213,6 +232,30 @@ async fn send(sender: &mpsc::Sender<Tagged>, message: Tagged) -> bool {
 }
 
 impl Output {
+    /// The sink's prepared commit of the last barrier, for its snapshot.
+    fn take_prepared(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Output::Sink { prepared, .. } => prepared.take(),
+            Output::Exchange { .. } => None,
+        }
+    }
+
+    /// Checkpoint `id` is saved: the sink makes what it prepared visible.
+    async fn commit_checkpoint(&mut self, id: u64) -> Result<()> {
+        if let Output::Sink { table, sink, .. } = self {
+            sink.commit_checkpoint(id).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// After a restart: the sink finishes the commit it had prepared at the restored checkpoint.
+    async fn recover(&mut self, prepared: &[u8]) -> Result<()> {
+        if let Output::Sink { table, sink, .. } = self {
+            sink.recover(prepared).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+        }
+        Ok(())
+    }
+
     async fn send(&mut self, messages: Vec<Message>) -> Result<bool> {
         for message in messages {
             match self {
@@ -237,7 +280,7 @@ impl Output {
                         }
                     }
                 },
-                Output::Sink { table, sink, metrics } => match message {
+                Output::Sink { table, sink, metrics, two_phase, prepared, stop } => match message {
                     Message::Batch(batch) => {
                         let rows = batch.num_rows();
                         sink.write(batch).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
@@ -245,6 +288,15 @@ impl Output {
                     }
                     Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),
                     Message::Idle => {}
+                    Message::Barrier(id) if *two_phase => {
+                        let bytes = sink.prepare(id.0).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+                        *prepared = Some(bytes);
+                    }
+                    // Stopped while keeping checkpoints: what came after the last one is
+                    // left uncommitted; resuming from that checkpoint writes it again.
+                    Message::EndOfStream if *two_phase && *stop.borrow() => {
+                        tracing::info!("{table}: stopped; rows after the last checkpoint stay uncommitted until the pipeline resumes");
+                    }
                     Message::Barrier(_) | Message::EndOfStream => {
                         sink.commit().await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
                     }
@@ -443,7 +495,8 @@ pub async fn run(
     }
     let total_tasks: usize = (0..graph.stages.len()).map(instances).sum();
     let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel::<TaskSnapshot>();
-    let writer = options.checkpoints.clone().map(|store| spawn_checkpoint_writer(store, total_tasks, snapshot_rx));
+    let (completed_tx, completed_rx) = watch::channel(restored.as_ref().map_or(0, |c| c.id));
+    let writer = options.checkpoints.clone().map(|store| spawn_checkpoint_writer(store, total_tasks, snapshot_rx, completed_tx));
     let snapshot_sender = writer.as_ref().map(|_| snapshot_tx);
     let mut next_input: HashMap<usize, usize> = HashMap::new();
     let mut sink = Some(sink);
@@ -466,6 +519,9 @@ pub async fn run(
                     table: sink_table.clone(),
                     sink: sink.take().ok_or_else(|| EngineError::Internal("two sink instances".into()))?,
                     metrics: Arc::clone(&metrics),
+                    two_phase: options.checkpoints.is_some(),
+                    prepared: None,
+                    stop: stop.clone(),
                 },
             };
             let mut chain = Chain::new(&stage.chain)?;
@@ -487,12 +543,14 @@ pub async fn run(
                     let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
                     let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone() };
                     snapshots.restore(restored.as_ref(), &mut chain, true)?;
-                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots));
+                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots, None));
                 }
                 StageKind::Sink => {
                     let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
                     let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone() };
-                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots));
+                    let recover = restored.as_ref().and_then(|c| c.tasks.get(&snapshots.task)).and_then(|t| t.sink.clone());
+                    let commits = SinkCommits { completed: writer.as_ref().map(|_| completed_rx.clone()), recover };
+                    tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots, Some(commits)));
                 }
             }
         }
@@ -519,6 +577,10 @@ pub async fn run(
     // Every task is done: the writer finishes the checkpoints that are complete.
     if let Some(writer) = writer {
         let _ = writer.await;
+    }
+    // Ran to the end: nothing to resume, so a new run starts afresh.
+    if let (None, false, Some(store)) = (&first_error, *stop.borrow(), &options.checkpoints) {
+        store.clear()?;
     }
     match first_error {
         Some(e) => Err(e),
@@ -620,7 +682,29 @@ async fn run_source(
     Ok(())
 }
 
-async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Chain, mut output: Output, snapshots: Snapshots) -> Result<()> {
+/// What the sink task needs for two-phase commits.
+struct SinkCommits {
+    /// The newest saved checkpoint, from the checkpoint writer.
+    completed: Option<watch::Receiver<u64>>,
+    /// The restored checkpoint's prepared commit, finished before anything else.
+    recover: Option<Vec<u8>>,
+}
+
+async fn run_merge(
+    mut rx: mpsc::Receiver<Tagged>,
+    inputs: usize,
+    mut chain: Chain,
+    mut output: Output,
+    snapshots: Snapshots,
+    commits: Option<SinkCommits>,
+) -> Result<()> {
+    let mut completed = None;
+    if let Some(commits) = commits {
+        if let Some(prepared) = &commits.recover {
+            output.recover(prepared).await?;
+        }
+        completed = commits.completed;
+    }
     let mut inputs_state = InputWatermarks::new(inputs);
     let mut alignment = BarrierAlignment::default();
     let mut taken: Option<TaskSnapshot> = None;
@@ -634,11 +718,29 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
         // Messages held back during an alignment that has completed come first.
         let (input, message) = match alignment.released.pop_front() {
             Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                // Every sender is gone without an end-of-stream: the pipeline is being torn down.
-                None => return Ok(()),
-            },
+            None => {
+                let next = match completed.as_mut() {
+                    Some(saved) => tokio::select! {
+                        m = rx.recv() => Ok(m),
+                        changed = saved.changed() => Err(changed.is_ok()),
+                    },
+                    None => Ok(rx.recv().await),
+                };
+                match next {
+                    Ok(Some(m)) => m,
+                    // Every sender is gone without an end-of-stream: the pipeline is being torn down.
+                    Ok(None) => return Ok(()),
+                    Err(true) => {
+                        let id = completed.as_mut().map_or(0, |c| *c.borrow_and_update());
+                        output.commit_checkpoint(id).await?;
+                        continue;
+                    }
+                    Err(false) => {
+                        completed = None;
+                        continue;
+                    }
+                }
+            }
         };
         if alignment.holds(input) {
             alignment.held.push_back((input, message));
@@ -693,7 +795,10 @@ async fn run_merge(mut rx: mpsc::Receiver<Tagged>, inputs: usize, mut chain: Cha
         if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
             return Ok(());
         }
-        // Sent on only now: the barrier has gone downstream (and a sink has committed).
+        // Sent on only now: the barrier has gone downstream (and a sink has prepared its commit).
+        if let Some(snapshot) = taken.as_mut() {
+            snapshot.sink = output.take_prepared();
+        }
         snapshots.send(taken.take());
     }
 }
@@ -850,7 +955,7 @@ mod tests {
         drop(tx);
         let output = Output::Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new() };
         let snapshots = Snapshots { task: "test".into(), sender: None };
-        run_merge(rx, inputs, Chain::new(&[]).unwrap(), output, snapshots).await.unwrap();
+        run_merge(rx, inputs, Chain::new(&[]).unwrap(), output, snapshots, None).await.unwrap();
         let mut seen = Vec::new();
         while let Some((_, m)) = out_rx.recv().await {
             seen.push(match m {

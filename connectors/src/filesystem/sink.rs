@@ -61,6 +61,9 @@ pub struct FileSink {
     open: HashMap<String, OpenFile>,
     /// Closed files waiting for the next commit to become visible: (hidden, final).
     pending: Vec<(Path, Path)>,
+    /// Files closed at checkpoint barriers (two-phase commit), by checkpoint,
+    /// waiting for the checkpoint to be saved.
+    prepared: std::collections::BTreeMap<u64, Vec<(Path, Path)>>,
 }
 
 /// How rows become text (JSON lines, CSV), apart from the sink so that
@@ -131,6 +134,7 @@ impl FileSink {
             next_index: 0,
             open: HashMap::new(),
             pending: Vec::new(),
+            prepared: Default::default(),
         })
     }
 
@@ -285,12 +289,17 @@ impl FileSink {
         Ok(())
     }
 
-    async fn commit_files(&mut self) -> Result<(), ConnectorError> {
+    async fn close_all(&mut self) -> Result<(), ConnectorError> {
         let mut open: Vec<(String, OpenFile)> = self.open.drain().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, file) in open {
             self.close(file).await?;
         }
+        Ok(())
+    }
+
+    /// Renames closed files into place, oldest first; what is left on failure stays pending.
+    async fn publish(&mut self) -> Result<(), ConnectorError> {
         while let Some((tmp, target)) = self.pending.first().cloned() {
             self.location.store.rename(&tmp, &target).await.map_err(|e| {
                 ConnectorError::io("publish", format!("{target} in {}", self.location.display), std::io::Error::other(e))
@@ -299,6 +308,19 @@ impl FileSink {
         }
         Ok(())
     }
+
+    async fn commit_files(&mut self) -> Result<(), ConnectorError> {
+        self.close_all().await?;
+        let prepared: Vec<_> = std::mem::take(&mut self.prepared).into_values().flatten().collect();
+        self.pending.splice(0..0, prepared);
+        self.publish().await
+    }
+}
+
+/// A prepared commit as saved in a checkpoint: `[[hidden, final], ...]` as JSON.
+fn encode_files(files: &[(Path, Path)]) -> Vec<u8> {
+    let list: Vec<[&str; 2]> = files.iter().map(|(tmp, target)| [tmp.as_ref(), target.as_ref()]).collect();
+    serde_json::to_vec(&list).unwrap_or_default()
 }
 
 #[async_trait]
@@ -309,5 +331,37 @@ impl Sink for FileSink {
 
     async fn commit(&mut self) -> Result<(), BoxError> {
         Ok(self.commit_files().await?)
+    }
+
+    /// Closes the open files; they stay hidden until the checkpoint is saved.
+    async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        self.close_all().await?;
+        let files = std::mem::take(&mut self.pending);
+        let bytes = encode_files(&files);
+        self.prepared.insert(checkpoint, files);
+        Ok(bytes)
+    }
+
+    async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        let later = self.prepared.split_off(&(checkpoint + 1));
+        let due: Vec<_> = std::mem::replace(&mut self.prepared, later).into_values().flatten().collect();
+        self.pending.splice(0..0, due);
+        Ok(self.publish().await?)
+    }
+
+    /// Renames the files the restored checkpoint had prepared, unless that already happened.
+    async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
+        let list: Vec<[String; 2]> = serde_json::from_slice(prepared)
+            .map_err(|e| ConnectorError::invalid("checkpoint", &self.location.display, format!("its prepared file list is unreadable: {e}")))?;
+        for [tmp, target] in list {
+            let parse = |p: &str| Path::parse(p).map_err(|e| ConnectorError::invalid("checkpoint", p, e.to_string()));
+            let (tmp, target) = (parse(&tmp)?, parse(&target)?);
+            if self.location.store.head(&tmp).await.is_ok() {
+                self.pending.push((tmp, target));
+            } else if self.location.store.head(&target).await.is_err() {
+                tracing::warn!("{}: '{target}' of the restored checkpoint is missing", self.location.display);
+            }
+        }
+        Ok(self.publish().await?)
     }
 }

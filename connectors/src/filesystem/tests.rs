@@ -542,3 +542,29 @@ async fn s3_paths_are_sink_only_and_other_schemes_are_refused() {
     let e = create_source(&def, def.physical_schema()).err().unwrap().to_string();
     assert!(e.contains("reading s3:// paths is not supported yet"), "{e}");
 }
+
+#[tokio::test]
+async fn two_phase_commit_publishes_on_checkpoint_completion_and_after_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = bids(dir.path(), "json", &[]);
+    let schema = def.physical_schema();
+    let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
+    sink.write(sample(&schema, 0, 10)).await.unwrap();
+    let prepared = sink.prepare(1).await.unwrap();
+    assert!(visible(dir.path()).is_empty(), "prepared files stay hidden until the checkpoint is saved");
+    sink.write(sample(&schema, 10, 10)).await.unwrap();
+    let prepared_2 = sink.prepare(2).await.unwrap();
+    sink.commit_checkpoint(1).await.unwrap();
+    assert_eq!(visible(dir.path()).len(), 1, "only checkpoint 1's file");
+    // The process dies before checkpoint 2 is acknowledged; a new sink, restored
+    // from checkpoint 2, finishes its commit; recovering again changes nothing.
+    drop(sink);
+    let mut restarted = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
+    restarted.recover(&prepared_2).await.unwrap();
+    restarted.recover(&prepared_2).await.unwrap();
+    restarted.recover(&prepared).await.unwrap();
+    assert_eq!(visible(dir.path()).len(), 2);
+    assert!(hidden(dir.path()).is_empty());
+    let (rows, _, _) = read_all(&def).await;
+    assert_eq!(rows.num_rows(), 20);
+}
