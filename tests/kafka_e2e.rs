@@ -249,10 +249,10 @@ async fn killed_and_resumed_again_and_again_the_file_sink_has_every_row_once() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    // Four times: more events arrive, a checkpoint completes, more events arrive, and
+    // Five times: more events arrive, a checkpoint completes, more events arrive, and
     // the engine is killed with SIGKILL while it copies them.
     let mut kills = 0;
-    for round in 0..4 {
+    for round in 0..5 {
         produce(&bootstrap, &topic, &wave(round * 10_000)).await;
         let mut running = start();
         wait_for_checkpoint(newest_checkpoint(&checkpoints));
@@ -263,7 +263,7 @@ async fn killed_and_resumed_again_and_again_the_file_sink_has_every_row_once() {
     }
     // The last run catches up; every event must be in the files exactly once.
     let mut running = start();
-    let want: Vec<i64> = (0..40_000).collect();
+    let want: Vec<i64> = (0..50_000).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut got = committed_ids(&out);
     while got.len() < want.len() && Instant::now() < deadline {
