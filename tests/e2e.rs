@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{eddy, read_parquet_dir};
+use common::{committed_ids, eddy, read_parquet_dir};
 use datafusion::arrow::array::{Array, Int64Array, TimestampMillisecondArray};
 
 fn script(dir: &Path, sql: &str) -> std::path::PathBuf {
@@ -105,23 +105,6 @@ fn demo_runs_for_a_duration_and_writes_parquet() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("[bids_per_auction]"));
 }
 
-/// The `id`s in the visible JSON part files under `dir` (hidden in-progress files are not read).
-fn committed_ids(dir: &Path) -> Vec<i64> {
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("sink dir") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if name.starts_with('.') {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).expect("part file").lines() {
-            let row: serde_json::Value = serde_json::from_str(line).expect("a whole JSON row");
-            ids.push(row["id"].as_i64().expect("id"));
-        }
-    }
-    ids.sort_unstable();
-    ids
-}
 
 #[test]
 fn an_unbounded_pipeline_publishes_part_files_at_every_checkpoint() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{eddy, read_parquet_dir};
+use common::{committed_ids, eddy, newest_checkpoint, read_parquet_dir};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, unique_topic, ReadRecord, TestRecord};
 
 /// 2024-01-01 00:00:00 UTC.
@@ -187,38 +187,7 @@ async fn a_million_out_of_order_events_round_trip_to_parquet_like_the_batch_run(
     assert_eq!(parquet_counts(&batch), from_kafka, "the batch replay of the same events agrees");
 }
 
-/// The newest complete checkpoint id under `dir` (0 when there is none).
-fn newest_checkpoint(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .map(|p| match p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("chk-")) {
-            Some(id) if p.join("_COMPLETE").exists() => id.parse().unwrap_or(0),
-            _ if p.is_dir() => newest_checkpoint(&p),
-            _ => 0,
-        })
-        .max()
-        .unwrap_or(0)
-}
 
-/// Every `id` in the visible JSON part files under `dir`, sorted (duplicates kept).
-fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
-    let mut ids = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return ids };
-    for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        for line in std::fs::read_to_string(entry.path()).expect("part file").lines() {
-            let row: serde_json::Value = serde_json::from_str(line).expect("whole JSON rows only");
-            ids.push(row["id"].as_i64().expect("id"));
-        }
-    }
-    ids.sort_unstable();
-    ids
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_resumed_again_and_again_the_file_sink_has_every_row_once() {

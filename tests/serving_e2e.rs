@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{eddy, Running};
+use common::{eddy, newest_checkpoint, Running};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
 use eddy_connectors::testing::{unique_name, CLICKHOUSE, REDIS};
 use redis::AsyncCommands;
@@ -218,20 +218,6 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
     clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
 }
 
-/// The id of the newest complete checkpoint under `dir` (0 when there is none).
-fn latest_checkpoint(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .map(|p| match p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("chk-")) {
-            Some(id) if p.join("_COMPLETE").exists() => id.parse().unwrap_or(0),
-            _ if p.is_dir() => latest_checkpoint(&p),
-            _ => 0,
-        })
-        .max()
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_pipeline_resumes_from_its_checkpoint_with_offsets_and_window_state() {
@@ -293,15 +279,15 @@ async fn a_killed_pipeline_resumes_from_its_checkpoint_with_offsets_and_window_s
 
     // Run 1: reads the first 30 s of clicks, fires the first windows, and is killed.
     let mut first = start();
-    wait_until("the first checkpoint is complete", &|| latest_checkpoint(&checkpoints) > 0);
+    wait_until("the first checkpoint is complete", &|| newest_checkpoint(&checkpoints) > 0);
     produce(&bootstrap, &topic, &clicks(0..3000)).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while read().await.len() < 10 {
         assert!(std::time::Instant::now() < deadline, "the first windows never reached Redis");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let before_kill = latest_checkpoint(&checkpoints);
-    wait_until("another checkpoint is complete", &|| latest_checkpoint(&checkpoints) > before_kill);
+    let before_kill = newest_checkpoint(&checkpoints);
+    wait_until("another checkpoint is complete", &|| newest_checkpoint(&checkpoints) > before_kill);
     first.kill();
 
     // While it is down: the rest, and one late click per partition that closes every window.

@@ -53,3 +53,36 @@ impl Drop for Running {
         self.kill();
     }
 }
+
+/// The newest complete checkpoint id under `dir` (0 when there is none).
+pub fn newest_checkpoint(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .map(|p| match p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("chk-")) {
+            Some(id) if p.join("_COMPLETE").exists() => id.parse().unwrap_or(0),
+            _ if p.is_dir() => newest_checkpoint(&p),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every `id` in the visible JSON part files under `dir`, sorted (duplicates kept).
+pub fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return ids };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).expect("part file").lines() {
+            let row: serde_json::Value = serde_json::from_str(line).expect("whole JSON rows only");
+            ids.push(row["id"].as_i64().expect("id"));
+        }
+    }
+    ids.sort_unstable();
+    ids
+}
