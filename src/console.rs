@@ -71,8 +71,16 @@ pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<St
             let rate = (now.rows_in - previous.rows_in) as f64 / secs as f64;
             let watermark = EventTime(metrics.watermark_ms.load(Ordering::Relaxed));
             let (lag, problems) = metrics.source_health();
+            let checkpoint = match metrics.checkpoint_id.load(Ordering::Relaxed) {
+                0 => String::new(),
+                id => format!(
+                    "  checkpoint {id} ({} ms, {}B)",
+                    metrics.checkpoint_ms.load(Ordering::Relaxed),
+                    human(metrics.checkpoint_bytes.load(Ordering::Relaxed) as f64)
+                ),
+            };
             eprintln!(
-                "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  watermark {}{}",
+                "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  watermark {}{}{}",
                 label.as_deref().map(|l| format!("[{l}] ")).unwrap_or_default(),
                 started.elapsed().as_secs_f64(),
                 human(now.rows_in as f64),
@@ -81,7 +89,8 @@ pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<St
                 now.late_rows,
                 now.malformed_rows,
                 watermark,
-                lag.map(|l| format!("  lag {}", human(l as f64))).unwrap_or_default()
+                lag.map(|l| format!("  lag {}", human(l as f64))).unwrap_or_default(),
+                checkpoint
             );
             for problem in problems {
                 eprintln!("  source problem: {problem}");

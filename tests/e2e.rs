@@ -150,3 +150,28 @@ fn an_updating_group_by_is_refused_by_an_append_only_sink() {
     assert!(!output.status.success());
     assert!(stderr.contains("its rows are updates of earlier rows; connector 'filesystem' only appends"), "{stderr}");
 }
+
+#[test]
+fn the_progress_line_reports_the_last_checkpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sql = "SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000');
+         CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO sink SELECT id FROM gen;";
+    let child = eddy()
+        .arg("run")
+        .arg(script(dir.path(), sql))
+        .args(["--progress-secs", "1", "--checkpoint-dir"])
+        .arg(dir.path().join("checkpoints"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start eddy");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut child = child;
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("eddy output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().rev().find(|l| l.contains("rows in")).unwrap_or_default();
+    assert!(line.contains("  checkpoint ") && line.contains(" ms, "), "{stderr}");
+}

@@ -71,18 +71,21 @@ impl CheckpointStore {
         self.dir.join(format!("chk-{id:010}"))
     }
 
-    /// Writes checkpoint `id` and marks it complete; then deletes the oldest beyond [`RETAINED`].
-    pub fn write(&self, id: u64, tasks: &[TaskSnapshot]) -> Result<()> {
+    /// Writes checkpoint `id` and marks it complete; then deletes the oldest beyond
+    /// [`RETAINED`]. Returns its size in bytes.
+    pub fn write(&self, id: u64, tasks: &[TaskSnapshot]) -> Result<u64> {
         let dir = self.checkpoint_dir(id);
         std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let data = encode(tasks);
+        let size = data.len() as u64;
         let file = dir.join("tasks");
         write_synced(&file, &data)?;
         let marker = dir.join("_COMPLETE");
         let tmp = dir.join("_COMPLETE.tmp");
         write_synced(&tmp, id.to_string().as_bytes())?;
         std::fs::rename(&tmp, &marker).map_err(|e| io("complete", &marker, e))?;
-        self.prune()
+        self.prune()?;
+        Ok(size)
     }
 
     /// Deletes every checkpoint: the pipeline ran to its end, so there is nothing to resume.

@@ -19,6 +19,12 @@ pub struct PipelineMetrics {
     pub malformed_rows: AtomicU64,
     /// Lowest watermark seen by the sink, in ms (i64::MIN until one arrives).
     pub watermark_ms: AtomicI64,
+    /// The newest checkpoint saved (0: none yet).
+    pub checkpoint_id: AtomicU64,
+    /// How long saving it took, from the barrier's first snapshot to `_COMPLETE`, in ms.
+    pub checkpoint_ms: AtomicU64,
+    /// Its size on disk, in bytes.
+    pub checkpoint_bytes: AtomicU64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
 }
@@ -31,6 +37,9 @@ impl Default for PipelineMetrics {
             late_rows: AtomicU64::new(0),
             malformed_rows: AtomicU64::new(0),
             watermark_ms: AtomicI64::new(i64::MIN),
+            checkpoint_id: AtomicU64::new(0),
+            checkpoint_ms: AtomicU64::new(0),
+            checkpoint_bytes: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
         }
     }

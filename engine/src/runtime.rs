@@ -99,11 +99,14 @@ fn spawn_checkpoint_writer(
     tasks: usize,
     mut rx: mpsc::UnboundedReceiver<TaskSnapshot>,
     completed: watch::Sender<u64>,
+    metrics: Arc<PipelineMetrics>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut pending: std::collections::BTreeMap<u64, Vec<TaskSnapshot>> = Default::default();
+        let mut first_seen: HashMap<u64, std::time::Instant> = HashMap::new();
         while let Some(snapshot) = rx.recv().await {
             let id = snapshot.checkpoint;
+            first_seen.entry(id).or_insert_with(std::time::Instant::now);
             let entry = pending.entry(id).or_default();
             entry.push(snapshot);
             if entry.len() < tasks {
@@ -112,11 +115,15 @@ fn spawn_checkpoint_writer(
             let all = pending.remove(&id).unwrap_or_default();
             // Older checkpoints still missing a task can no longer complete.
             pending.retain(|other, _| *other > id);
+            let started = first_seen.remove(&id).unwrap_or_else(std::time::Instant::now);
+            first_seen.retain(|other, _| *other > id);
             let store = store.clone();
-            let started = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || store.write(id, &all)).await {
-                Ok(Ok(())) => {
-                    tracing::debug!("checkpoint {id} complete in {:?}", started.elapsed());
+                Ok(Ok(bytes)) => {
+                    tracing::debug!("checkpoint {id} complete in {:?}, {bytes} bytes", started.elapsed());
+                    metrics.checkpoint_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                    metrics.checkpoint_id.store(id, Ordering::Relaxed);
                     // Second phase: the sinks make what they prepared for it visible.
                     let _ = completed.send(id);
                 }
@@ -496,7 +503,7 @@ pub async fn run(
     let total_tasks: usize = (0..graph.stages.len()).map(instances).sum();
     let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel::<TaskSnapshot>();
     let (completed_tx, completed_rx) = watch::channel(restored.as_ref().map_or(0, |c| c.id));
-    let writer = options.checkpoints.clone().map(|store| spawn_checkpoint_writer(store, total_tasks, snapshot_rx, completed_tx));
+    let writer = options.checkpoints.clone().map(|store| spawn_checkpoint_writer(store, total_tasks, snapshot_rx, completed_tx, Arc::clone(&metrics)));
     let snapshot_sender = writer.as_ref().map(|_| snapshot_tx);
     let mut next_input: HashMap<usize, usize> = HashMap::new();
     let mut sink = Some(sink);
