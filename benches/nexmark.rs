@@ -53,13 +53,33 @@ fn main() {
     let parallelism = value("--parallelism", 1);
     let selected: Vec<&String> = args.iter().filter(|a| QUERIES.iter().any(|(n, _, _)| n == a)).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // `--checkpoint-cost`: the selected queries (default q5-hop) without checkpoints,
+    // then saving checkpoints every 10 s and every 1 s.
+    let checkpoint_cost = args.iter().any(|a| a == "--checkpoint-cost");
+    let settings: Vec<(&str, Option<&str>)> =
+        if checkpoint_cost { vec![("none", None), ("every 10 s", Some("10 s")), ("every 1 s", Some("1 s"))] } else { vec![("", Some("0"))] };
+    let checkpoints = tempfile::tempdir().expect("temp dir");
     println!("nexmark: {events} events per query, parallelism {parallelism}, blackhole sink");
     for (name, columns, query) in QUERIES {
         if !selected.is_empty() && !selected.iter().any(|s| s.as_str() == *name) {
             continue;
         }
+        if checkpoint_cost && selected.is_empty() && *name != "q5-hop" {
+            continue;
+        }
+      for (label, interval) in &settings {
+        let checkpointing = match interval {
+            None => "SET 'execution.checkpointing.interval' = '0';".to_string(),
+            Some("0") => String::new(),
+            Some(every) => format!(
+                "SET 'execution.checkpointing.interval' = '{every}'; SET 'state.checkpoints.dir' = '{}';",
+                checkpoints.path().join(label.replace(' ', "-")).display()
+            ),
+        };
+        let name = if label.is_empty() { name.to_string() } else { format!("{name} ({label})") };
         let sql = format!(
-            "SET 'parallelism' = '{parallelism}';
+            "{checkpointing}
+             SET 'parallelism' = '{parallelism}';
              CREATE TABLE bid ({BID}, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
                WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '{events}', 'nexmark.base-time' = '1700000000000');
              CREATE TABLE sink ({columns}) WITH ('connector' = 'blackhole');
@@ -72,12 +92,20 @@ fn main() {
             let (_tx, stop) = tokio::sync::watch::channel(false);
             let cpu = cpu_seconds();
             let started = Instant::now();
-            let summary = session.run(&pipelines, metrics, stop, &mut |_| unreachable!("INSERT only")).await?;
-            Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu))
+            let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
+            let checkpoint = match metrics.checkpoint_id.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => String::new(),
+                id => format!(
+                    ", last checkpoint {id}: {} ms, {} bytes",
+                    metrics.checkpoint_ms.load(std::sync::atomic::Ordering::Relaxed),
+                    metrics.checkpoint_bytes.load(std::sync::atomic::Ordering::Relaxed)
+                ),
+            };
+            Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu, checkpoint))
         });
         match result {
-            Ok((summary, wall, cpu)) => println!(
-                "{name:<22} {:>8.2} M events/CPU-s  {:>8.2} M events/s wall  ({} bids of {events} events in {wall:.2}s wall, {cpu:.2}s CPU, {} rows out)",
+            Ok((summary, wall, cpu, checkpoint)) => println!(
+                "{name:<22} {:>8.2} M events/CPU-s  {:>8.2} M events/s wall  ({} bids of {events} events in {wall:.2}s wall, {cpu:.2}s CPU, {} rows out{checkpoint})",
                 summary.metrics.rows_in as f64 / cpu.max(1e-9) / 1e6,
                 summary.metrics.rows_in as f64 / wall / 1e6,
                 summary.metrics.rows_in,
@@ -85,5 +113,6 @@ fn main() {
             ),
             Err(e) => println!("{name:<22} failed: {e}"),
         }
+      }
     }
 }
