@@ -219,8 +219,48 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
 }
 
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_pipeline_resumes_from_its_checkpoint_with_offsets_and_window_state() {
+/// The window kinds whose state a resumed pipeline must get back.
+#[derive(Clone, Copy)]
+enum Windows {
+    Tumble,
+    Hop,
+    Cumulate,
+    Session,
+}
+
+impl Windows {
+    fn sql(self) -> &'static str {
+        match self {
+            Windows::Tumble => "TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)",
+            Windows::Hop => "HOP(TABLE clicks, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)",
+            Windows::Cumulate => "CUMULATE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)",
+            Windows::Session => "SESSION(TABLE clicks PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '1' SECOND)",
+        }
+    }
+
+    /// The windows (start, end), in ms after BASE_MS, that contain a click at `ts`.
+    fn of(self, ts: i64) -> Vec<(i64, i64)> {
+        match self {
+            Windows::Tumble => vec![(ts - ts % 10_000, ts - ts % 10_000 + 10_000)],
+            Windows::Hop => (ts / 5000 - 1..=ts / 5000).map(|k| (k * 5000, k * 5000 + 10_000)).collect(),
+            Windows::Cumulate => {
+                let start = ts - ts % 10_000;
+                [start + 5000, start + 10_000].into_iter().filter(|end| *end > ts).map(|end| (start, end)).collect()
+            }
+            Windows::Session => unreachable!("sessions depend on the neighbours"),
+        }
+    }
+}
+
+/// `HH:MM:SS.fff` after 2024-01-01 00:00 of `ms` after BASE_MS, as the sink writes timestamps.
+fn at(ms: i64) -> String {
+    format!("2024-01-01 00:{:02}:{:02}.{:03}", ms / 60_000, (ms / 1000) % 60, ms % 1000)
+}
+
+/// Kafka (starting at the latest offsets) → windowed count per user → Redis, run
+/// with a checkpoint directory, SIGKILLed mid-stream, fed while it is down, and
+/// started again: the counts must be exactly those of a run that never failed.
+async fn resume_after_kill(windows: Windows, parallelism: usize) {
     let (bootstrap, redis_url) = (broker(), REDIS.shared());
     let topic = unique_topic("resume");
     create_topic(&bootstrap, &topic, 4).await;
@@ -234,26 +274,33 @@ async fn a_killed_pipeline_resumes_from_its_checkpoint_with_offsets_and_window_s
         &script,
         format!(
             "SET 'execution.checkpointing.interval' = '200 ms';
-             SET 'parallelism' = '2';
+             SET 'parallelism' = '{parallelism}';
              CREATE TABLE clicks (user_id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
                WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
                      'scan.startup.mode' = 'latest-offset', 'format' = 'json');
-             CREATE TABLE per_user (window_start TIMESTAMP(3), user_id BIGINT, clicks BIGINT)
-               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:{{user_id}}:{{window_start}}', 'value.fields' = 'clicks');
-             INSERT INTO per_user SELECT window_start, user_id, COUNT(*)
-               FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, user_id;"
+             CREATE TABLE per_user (window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_id BIGINT, clicks BIGINT)
+               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:{{user_id}}:{{window_start}}:{{window_end}}', 'value.fields' = 'clicks');
+             INSERT INTO per_user SELECT window_start, window_end, user_id, COUNT(*)
+               FROM TABLE({}) GROUP BY window_start, window_end, user_id;",
+            windows.sql()
         ),
     )
     .expect("script");
     let start = || Running::start(eddy().arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(std::process::Stdio::null()));
-    // 6000 clicks 10 ms apart (60 s of event time), 5 users, 4 partitions: 200 per user and window.
+    // 6000 clicks 10 ms apart from 10 s on (60 s of event time), 5 users, 4 partitions.
+    let ts = |i: i64| 10_000 + i * 10;
     let clicks = |range: std::ops::Range<i64>| -> Vec<TestRecord> {
-        range.map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"user_id": {}, "ts": {}}}"#, i % 5, BASE_MS + i * 10))).collect()
+        range.map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"user_id": {}, "ts": {}}}"#, i % 5, BASE_MS + ts(i)))).collect()
     };
-    let mut expected = BTreeMap::new();
-    for w in 0..6 {
-        for user in 0..5 {
-            expected.insert(format!("{prefix}:{user}:2024-01-01 00:00:{:02}.000", w * 10), 200i64);
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..6000 {
+        let windows_of_click = match windows {
+            // Each user clicks every 50 ms: one session per user, closed 1 s after its last click.
+            Windows::Session => vec![(ts(i % 5), ts(5995 + i % 5) + 1000)],
+            other => other.of(ts(i)),
+        };
+        for (start, end) in windows_of_click {
+            *expected.entry(format!("{prefix}:{}:{}:{}", i % 5, at(start), at(end))).or_default() += 1;
         }
     }
     let redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
@@ -273,26 +320,21 @@ async fn a_killed_pipeline_resumes_from_its_checkpoint_with_offsets_and_window_s
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !done() {
             assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
 
-    // Run 1: reads the first 30 s of clicks, fires the first windows, and is killed.
+    // Run 1 reads the first half and is killed after a checkpoint that holds open windows.
     let mut first = start();
     wait_until("the first checkpoint is complete", &|| newest_checkpoint(&checkpoints) > 0);
     produce(&bootstrap, &topic, &clicks(0..3000)).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while read().await.len() < 10 {
-        assert!(std::time::Instant::now() < deadline, "the first windows never reached Redis");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let before_kill = newest_checkpoint(&checkpoints);
-    wait_until("another checkpoint is complete", &|| newest_checkpoint(&checkpoints) > before_kill);
+    let seen = newest_checkpoint(&checkpoints);
+    wait_until("a checkpoint after the first clicks is complete", &|| newest_checkpoint(&checkpoints) > seen + 1);
     first.kill();
 
     // While it is down: the rest, and one late click per partition that closes every window.
     let mut rest = clicks(3000..6000);
-    rest.extend((0..4).map(|p| TestRecord::value(p, format!(r#"{{"user_id": 99, "ts": {}}}"#, BASE_MS + 120_000))));
+    rest.extend((0..4).map(|p| TestRecord::value(p, format!(r#"{{"user_id": 99, "ts": {}}}"#, BASE_MS + 200_000))));
     produce(&bootstrap, &topic, &rest).await;
 
     // Run 2 resumes: offsets from the checkpoint, and the open windows' partial counts.
@@ -304,6 +346,26 @@ async fn a_killed_pipeline_resumes_from_its_checkpoint_with_offsets_and_window_s
     let mut redis = redis.clone();
     let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
     let _: () = redis.del(keys).await.expect("clean Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumble_state_and_offsets_survive_a_kill() {
+    resume_after_kill(Windows::Tumble, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_state_survives_a_kill_at_parallelism_4() {
+    resume_after_kill(Windows::Hop, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cumulate_state_survives_a_kill_at_parallelism_4() {
+    resume_after_kill(Windows::Cumulate, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_survives_a_kill_at_parallelism_4() {
+    resume_after_kill(Windows::Session, 4).await;
 }
 
 /// Polls `read` until it returns `want` (or 60 s pass) and returns what it read last.

@@ -284,6 +284,12 @@ impl Operator for SessionAggregateOperator {
                 ordinal += 1;
             }
         }
+        let meta = RecordBatch::try_from_iter([("watermark", Arc::new(Int64Array::from(vec![self.watermark.0])) as ArrayRef)])
+            .map_err(|e| EngineError::State(e.to_string()))?;
+        if rows.is_empty() {
+            // No open session (nothing to gather rows from): only the watermark.
+            return Ok(Some(OperatorState { parts: vec![("meta".to_string(), meta)] }));
+        }
         let inputs = self.gather(&rows)?;
         let mut columns: Vec<(String, ArrayRef)> = Vec::new();
         for (i, k) in inputs.keys.iter().enumerate() {
@@ -304,8 +310,6 @@ impl Operator for SessionAggregateOperator {
         let fields: Vec<Field> = columns.iter().map(|(n, c)| Field::new(n, c.data_type().clone(), true)).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
         let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, c)| c).collect(), &options)
-            .map_err(|e| EngineError::State(e.to_string()))?;
-        let meta = RecordBatch::try_from_iter([("watermark", Arc::new(Int64Array::from(vec![self.watermark.0])) as ArrayRef)])
             .map_err(|e| EngineError::State(e.to_string()))?;
         Ok(Some(OperatorState { parts: vec![("meta".to_string(), meta), ("sessions".to_string(), batch)] }))
     }
