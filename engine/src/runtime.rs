@@ -102,21 +102,18 @@ fn spawn_checkpoint_writer(
     metrics: Arc<PipelineMetrics>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut pending: std::collections::BTreeMap<u64, Vec<TaskSnapshot>> = Default::default();
-        let mut first_seen: HashMap<u64, std::time::Instant> = HashMap::new();
+        // Snapshots received per checkpoint, with when the first one came.
+        let mut pending: std::collections::BTreeMap<u64, (std::time::Instant, Vec<TaskSnapshot>)> = Default::default();
         while let Some(snapshot) = rx.recv().await {
             let id = snapshot.checkpoint;
-            first_seen.entry(id).or_insert_with(std::time::Instant::now);
-            let entry = pending.entry(id).or_default();
-            entry.push(snapshot);
-            if entry.len() < tasks {
+            let (_, received) = pending.entry(id).or_insert_with(|| (std::time::Instant::now(), Vec::new()));
+            received.push(snapshot);
+            if received.len() < tasks {
                 continue;
             }
-            let all = pending.remove(&id).unwrap_or_default();
+            let Some((started, all)) = pending.remove(&id) else { continue };
             // Older checkpoints still missing a task can no longer complete.
             pending.retain(|other, _| *other > id);
-            let started = first_seen.remove(&id).unwrap_or_else(std::time::Instant::now);
-            first_seen.retain(|other, _| *other > id);
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.write(id, &all)).await {
                 Ok(Ok(bytes)) => {
@@ -233,6 +230,11 @@ enum Output {
     },
 }
 
+/// Wraps a sink's error with its table, for `map_err`.
+fn sink_failed(table: &str) -> impl FnOnce(crate::connector::BoxError) -> EngineError + '_ {
+    move |source| EngineError::Sink { table: table.to_string(), source }
+}
+
 /// `false` when the receiver is gone (the pipeline is stopping): the sender should stop quietly.
 async fn send(sender: &mpsc::Sender<Tagged>, message: Tagged) -> bool {
     sender.send(message).await.is_ok()
@@ -250,7 +252,7 @@ impl Output {
     /// Checkpoint `id` is saved: the sink makes what it prepared visible.
     async fn commit_checkpoint(&mut self, id: u64) -> Result<()> {
         if let Output::Sink { table, sink, .. } = self {
-            sink.commit_checkpoint(id).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+            sink.commit_checkpoint(id).await.map_err(sink_failed(table))?;
         }
         Ok(())
     }
@@ -258,7 +260,7 @@ impl Output {
     /// After a restart: the sink finishes the commit it had prepared at the restored checkpoint.
     async fn recover(&mut self, prepared: &[u8]) -> Result<()> {
         if let Output::Sink { table, sink, .. } = self {
-            sink.recover(prepared).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+            sink.recover(prepared).await.map_err(sink_failed(table))?;
         }
         Ok(())
     }
@@ -290,13 +292,13 @@ impl Output {
                 Output::Sink { table, sink, metrics, two_phase, prepared, stop } => match message {
                     Message::Batch(batch) => {
                         let rows = batch.num_rows();
-                        sink.write(batch).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+                        sink.write(batch).await.map_err(sink_failed(table))?;
                         PipelineMetrics::add(&metrics.rows_out, rows);
                     }
                     Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),
                     Message::Idle => {}
                     Message::Barrier(id) if *two_phase => {
-                        let bytes = sink.prepare(id.0).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+                        let bytes = sink.prepare(id.0).await.map_err(sink_failed(table))?;
                         *prepared = Some(bytes);
                     }
                     // Stopped while keeping checkpoints: what came after the last one is
@@ -305,7 +307,7 @@ impl Output {
                         tracing::info!("{table}: stopped; rows after the last checkpoint stay uncommitted until the pipeline resumes");
                     }
                     Message::Barrier(_) | Message::EndOfStream => {
-                        sink.commit().await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+                        sink.commit().await.map_err(sink_failed(table))?;
                     }
                 },
             }
@@ -411,8 +413,10 @@ pub async fn run(
     if let (Some(checkpoint), Some(store)) = (&restored, &options.checkpoints) {
         tracing::info!("resuming from checkpoint {} in {}", checkpoint.id, store.dir().display());
     }
+    // Barrier ids continue after the restored checkpoint.
+    let resumed_id = restored.as_ref().map_or(0, |c| c.id);
     // The checkpoint coordinator: bumps the checkpoint id every interval; every source sees it.
-    let (barrier_tx, barriers) = watch::channel(restored.as_ref().map_or(0, |c| c.id));
+    let (barrier_tx, barriers) = watch::channel(resumed_id);
     let coordinator = options.checkpoint_interval.map(|interval| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -439,9 +443,9 @@ pub async fn run(
         tasks.spawn(async move {
             while let Some(batch) = rx.recv().await {
                 let batch = fit_to(&batch, &schema, &table)?;
-                sink.write(batch).await.map_err(|source| EngineError::Sink { table: table.clone(), source })?;
+                sink.write(batch).await.map_err(sink_failed(&table))?;
             }
-            sink.commit().await.map_err(|source| EngineError::Sink { table: table.clone(), source })
+            sink.commit().await.map_err(sink_failed(&table))
         });
     }
 
@@ -502,7 +506,7 @@ pub async fn run(
     }
     let total_tasks: usize = (0..graph.stages.len()).map(instances).sum();
     let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel::<TaskSnapshot>();
-    let (completed_tx, completed_rx) = watch::channel(restored.as_ref().map_or(0, |c| c.id));
+    let (completed_tx, completed_rx) = watch::channel(resumed_id);
     let writer = options.checkpoints.clone().map(|store| spawn_checkpoint_writer(store, total_tasks, snapshot_rx, completed_tx, Arc::clone(&metrics)));
     let snapshot_sender = writer.as_ref().map(|_| snapshot_tx);
     let mut next_input: HashMap<usize, usize> = HashMap::new();
@@ -755,6 +759,8 @@ async fn run_merge(
         }
         // Only watermarks, idleness and ended inputs can move this task's watermark.
         let may_move = !matches!(message, Message::Batch(_) | Message::Barrier(_));
+        // The checkpoint whose barrier every live input has now delivered, if any.
+        let mut aligned = None;
         match message {
             Message::Batch(_) => {
                 // Rows make an idle input active again. That only adds an input at or
@@ -762,12 +768,7 @@ async fn run_merge(
                 inputs_state.activate(input);
                 chain.push(message, &mut out)?;
             }
-            Message::Barrier(id) => {
-                if alignment.arrived(input, id, &inputs_state.ended) {
-                    chain.push(Message::Barrier(id), &mut out)?;
-                    taken = snapshots.take(id, &mut chain, None)?;
-                }
-            }
+            Message::Barrier(id) => aligned = alignment.arrived(input, id, &inputs_state.ended),
             Message::Watermark(w) => {
                 inputs_state.activate(input);
                 inputs_state.watermarks[input] = inputs_state.watermarks[input].max(w);
@@ -781,11 +782,12 @@ async fn run_merge(
                     return Ok(());
                 }
                 // An ended input sends no barrier: the others may now be aligned.
-                if let Some(id) = alignment.input_ended(&inputs_state.ended) {
-                    chain.push(Message::Barrier(id), &mut out)?;
-                    taken = snapshots.take(id, &mut chain, None)?;
-                }
+                aligned = alignment.complete(&inputs_state.ended);
             }
+        }
+        if let Some(id) = aligned {
+            chain.push(Message::Barrier(id), &mut out)?;
+            taken = snapshots.take(id, &mut chain, None)?;
         }
         if may_move {
             match inputs_state.combined() {
@@ -827,20 +829,15 @@ impl BarrierAlignment {
         self.current.as_ref().is_some_and(|(_, arrived)| arrived[input])
     }
 
-    /// Records barrier `id` from `input`; true when every live input has delivered it
-    /// (the barrier goes downstream now, and held messages are released).
-    fn arrived(&mut self, input: usize, id: CheckpointId, ended: &[bool]) -> bool {
+    /// Records barrier `id` from `input`; see [`BarrierAlignment::complete`].
+    fn arrived(&mut self, input: usize, id: CheckpointId, ended: &[bool]) -> Option<CheckpointId> {
         let (_, arrived) = self.current.get_or_insert_with(|| (id, vec![false; ended.len()]));
         arrived[input] = true;
-        self.complete(ended).is_some()
-    }
-
-    /// After an input ended: the current checkpoint's id if that completed its alignment.
-    fn input_ended(&mut self, ended: &[bool]) -> Option<CheckpointId> {
-        self.current.as_ref()?;
         self.complete(ended)
     }
 
+    /// The current checkpoint's id once every live input (not `ended`) has
+    /// delivered its barrier: it goes downstream now, and held messages are released.
     fn complete(&mut self, ended: &[bool]) -> Option<CheckpointId> {
         let (id, arrived) = self.current.as_ref()?;
         if !arrived.iter().zip(ended).all(|(a, e)| *a || *e) {
