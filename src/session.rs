@@ -101,7 +101,7 @@ impl Session {
     pub fn checkpoint_interval(&self) -> Option<Duration> {
         match self.settings.get("execution.checkpointing.interval") {
             None => Some(DEFAULT_CHECKPOINT_INTERVAL),
-            Some(v) => humantime::parse_duration(&v.replace(' ', "")).ok().or_else(|| v.parse().ok().map(Duration::from_millis)).filter(|d| !d.is_zero()),
+            Some(v) => eddy_connectors::parse_duration("execution.checkpointing.interval", v).ok().filter(|d| !d.is_zero()),
         }
     }
 
@@ -123,12 +123,10 @@ impl Session {
                 self.settings.insert(key.to_string(), value.trim().to_string());
             }
             "execution.checkpointing.interval" => {
-                let v = value.trim();
-                let valid = v.parse::<u64>().is_ok() || humantime::parse_duration(&v.replace(' ', "")).is_ok();
-                if !valid {
+                if eddy_connectors::parse_duration(key, value).is_err() {
                     return Err(error("expected a duration such as '10 s', '500 ms' or '1 min' ('0' commits only at the end)"));
                 }
-                self.settings.insert(key.to_string(), v.to_string());
+                self.settings.insert(key.to_string(), value.trim().to_string());
             }
             _ => {
                 let known: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();

@@ -34,7 +34,7 @@ pub mod registry;
 pub mod testing;
 
 pub use error::ConnectorError;
-pub use options::DEFAULT_BATCH_ROWS;
+pub use options::{parse_duration, DEFAULT_BATCH_ROWS};
 pub use registry::{
     accepts_updates, connector_spec, create_sink, create_source, describe_connectors, is_bounded, source_schema,
     validate_options, ConnectorSpec, CONNECTORS,

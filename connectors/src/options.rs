@@ -66,8 +66,9 @@ pub(crate) fn parse_positive(key: &str, value: &str) -> Result<usize, ConnectorE
     }
 }
 
-/// A duration like Flink's: `500ms`, `10s`, `10 s`, `1min`, `2 h`; a bare number is milliseconds.
-pub(crate) fn parse_duration(key: &str, value: &str) -> Result<std::time::Duration, ConnectorError> {
+/// A duration like Flink's: `500ms`, `10s`, `10 s`, `1min`, `2 h`; a bare number is
+/// milliseconds. Public so session settings read durations exactly as options do.
+pub fn parse_duration(key: &str, value: &str) -> Result<std::time::Duration, ConnectorError> {
     let v = value.trim();
     if let Ok(ms) = v.parse::<u64>() {
         return Ok(std::time::Duration::from_millis(ms));

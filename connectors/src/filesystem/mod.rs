@@ -102,7 +102,7 @@ impl FsOptions {
                 connector: "filesystem".into(),
                 doc: "a file, directory or glob, e.g. 'path' = 'data/events.json'".into(),
             })?;
-        let path = local_path(path)?;
+        let path = parse_path(path)?;
         let format = match def.option("format") {
             None => {
                 return Err(ConnectorError::MissingOption {
@@ -167,7 +167,7 @@ fn parse_delimiter(d: &str) -> Result<u8, ConnectorError> {
 }
 
 /// Strips `file://`; keeps `s3://` (sinks only); rejects other URL schemes.
-fn local_path(path: &str) -> Result<String, ConnectorError> {
+fn parse_path(path: &str) -> Result<String, ConnectorError> {
     if let Some(rest) = path.strip_prefix("file://") {
         return Ok(rest.to_string());
     }
