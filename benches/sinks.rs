@@ -19,7 +19,7 @@ use common::{cpu_seconds, flag_value};
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use eddy_connectors::create_sink;
-use eddy_connectors::testing::{unique_name, CLICKHOUSE, REDIS};
+use eddy_connectors::testing::{clickhouse_query, redis_connection, unique_name, CLICKHOUSE, REDIS};
 use eddy_engine::Sink;
 use eddy_sql::catalog::TableDef;
 
@@ -87,15 +87,19 @@ async fn latency(sink: &mut dyn Sink, schema: &SchemaRef, rate: usize, seconds: 
     (at(0.5), at(0.99))
 }
 
-fn report(name: &str, rows: usize, (cpu, wall): (f64, f64)) {
-    // CPU time is counted in 10 ms ticks: shorter runs (under `cargo test`) cannot be measured.
-    let per_cpu = if cpu >= 0.1 { format!("{:.0} rows/CPU-s", rows as f64 / cpu) } else { "too short to measure CPU".to_string() };
-    println!("{name}: {rows} rows in {wall:.2}s wall, {cpu:.2} CPU-s: {per_cpu}, {:.0} rows/s", rows as f64 / wall.max(1e-9));
+/// `amount` per CPU-second in `unit`, or a note when the run was too short: CPU time
+/// is counted in 10 ms ticks, so runs under `cargo test` cannot be measured.
+fn per_cpu(amount: f64, cpu: f64, unit: &str) -> String {
+    if cpu >= 0.1 {
+        format!("{:.0} {unit}/CPU-s", amount / cpu)
+    } else {
+        "too short to measure CPU".to_string()
+    }
 }
 
-async fn clickhouse(url: &str, sql: &str) {
-    let response = reqwest::Client::new().post(url).body(sql.to_string()).send().await.expect("ClickHouse answers");
-    assert!(response.status().is_success(), "{sql}: {}", response.text().await.unwrap_or_default());
+fn report(name: &str, rows: usize, (cpu, wall): (f64, f64)) {
+    let per_cpu = per_cpu(rows as f64, cpu, "rows");
+    println!("{name}: {rows} rows in {wall:.2}s wall, {cpu:.2} CPU-s: {per_cpu}, {:.0} rows/s", rows as f64 / wall.max(1e-9));
 }
 
 fn main() {
@@ -109,7 +113,7 @@ fn main() {
     runtime.block_on(async {
         // Redis: a hash per row (distinct keys), pipelined, in database 9 (emptied before and after).
         let redis_url = format!("{}/9", REDIS.shared());
-        let mut client = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+        let mut client = redis_connection(&redis_url).await;
         let _: () = redis::cmd("FLUSHDB").arg("ASYNC").query_async(&mut client).await.expect("flushdb");
         let prefix = unique_name("bench");
         let key = format!("{prefix}:{{auction}}");
@@ -122,7 +126,7 @@ fn main() {
         // ClickHouse: RowBinary inserts into a MergeTree table the sink creates.
         let ch_url = CLICKHOUSE.shared();
         let database = unique_name("eddy_bench");
-        clickhouse(&ch_url, &format!("CREATE DATABASE {database}")).await;
+        clickhouse_query(&ch_url, &format!("CREATE DATABASE {database}"), &[]).await;
         let mut ch = sink(&[
             ("connector", "clickhouse"),
             ("url", &ch_url),
@@ -134,7 +138,7 @@ fn main() {
         report("clickhouse", rows, throughput(ch.as_mut(), &schema, rows).await);
         let (p50, p99) = latency(ch.as_mut(), &schema, rate, seconds).await;
         println!("clickhouse: latency at {rate} rows/s: p50 {p50:.1} ms, p99 {p99:.1} ms");
-        clickhouse(&ch_url, &format!("DROP DATABASE {database}")).await;
+        clickhouse_query(&ch_url, &format!("DROP DATABASE {database}"), &[]).await;
 
         // Parquet on the local disk.
         let dir = tempfile::tempdir().expect("temp dir");
@@ -145,10 +149,10 @@ fn main() {
         let bytes: u64 = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").metadata().expect("meta").len()).sum();
         let in_memory: usize = (0..rows).step_by(BATCH).map(|from| batch(&schema, from, BATCH.min(rows - from)).get_array_memory_size()).sum();
         println!(
-            "parquet: {:.1} MB of files ({:.1} MB of Arrow data): {:.0} MB/CPU-s of Arrow data in",
+            "parquet: {:.1} MB of files from {:.1} MB of Arrow data: {} of Arrow data",
             bytes as f64 / 1e6,
             in_memory as f64 / 1e6,
-            in_memory as f64 / 1e6 / cpu.max(1e-9)
+            per_cpu(in_memory as f64 / 1e6, cpu, "MB")
         );
     });
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use common::{eddy, newest_checkpoint, Running};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
-use eddy_connectors::testing::{unique_name, CLICKHOUSE, REDIS};
+use eddy_connectors::testing::{clickhouse_query, redis_connection, redis_delete_prefix, unique_name, CLICKHOUSE, REDIS};
 use redis::AsyncCommands;
 
 /// 2024-01-01 00:00:00 UTC.
@@ -62,11 +62,7 @@ fn pipeline(input: &str, redis: &str, prefix: &str, clickhouse: &str, database: 
 }
 
 async fn clickhouse(url: &str, sql: &str) -> String {
-    let response = reqwest::Client::new().post(url).body(sql.to_string()).send().await.expect("ClickHouse answers");
-    let status = response.status();
-    let text = response.text().await.expect("ClickHouse body");
-    assert!(status.is_success(), "{sql}: {text}");
-    text
+    clickhouse_query(url, sql, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +78,7 @@ async fn per_minute_aggregates_land_in_redis_and_clickhouse_and_a_replay_changes
     let script = dir.path().join("pipeline.sql");
     std::fs::write(&script, pipeline(&input.to_string_lossy(), &redis_url, &prefix, &clickhouse_url, &database)).expect("script");
 
-    let mut redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let mut redis = redis_connection(&redis_url).await;
     for run in 1..=2 {
         let output = eddy().arg("run").arg(&script).output().expect("run eddy");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -129,8 +125,7 @@ async fn per_minute_aggregates_land_in_redis_and_clickhouse_and_a_replay_changes
         assert_eq!(got, want, "run {run}: ClickHouse rows");
     }
 
-    let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
-    let _: () = redis.del(keys).await.expect("clean Redis");
+    redis_delete_prefix(&redis_url, &format!("{prefix}:")).await;
     clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
 }
 
@@ -174,7 +169,7 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
     std::fs::write(&script, sql).expect("script");
     let mut running = Running::start(eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()));
 
-    let redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let redis = redis_connection(&redis_url).await;
     let read_redis = || {
         let mut redis = redis.clone();
         let prefix = prefix.clone();
@@ -212,9 +207,7 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
     }
     running.kill();
 
-    let mut redis = redis.clone();
-    let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
-    let _: () = redis.del(keys).await.expect("clean Redis");
+    redis_delete_prefix(&redis_url, &format!("{prefix}:")).await;
     clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
 }
 
@@ -303,7 +296,7 @@ async fn resume_after_kill(windows: Windows, parallelism: usize) {
             *expected.entry(format!("{prefix}:{}:{}:{}", i % 5, at(start), at(end))).or_default() += 1;
         }
     }
-    let redis = redis::Client::open(redis_url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let redis = redis_connection(&redis_url).await;
     let read = || {
         let (mut redis, prefix) = (redis.clone(), prefix.clone());
         async move {
@@ -343,9 +336,7 @@ async fn resume_after_kill(windows: Windows, parallelism: usize) {
     second.kill();
     assert_eq!(got, expected);
 
-    let mut redis = redis.clone();
-    let keys: Vec<String> = redis.keys(format!("{prefix}:*")).await.expect("keys");
-    let _: () = redis.del(keys).await.expect("clean Redis");
+    redis_delete_prefix(&redis_url, &format!("{prefix}:")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

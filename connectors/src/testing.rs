@@ -87,3 +87,30 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}_{}_{nanos}_{n}", std::process::id())
 }
+
+/// Runs `sql` on the ClickHouse HTTP interface at `url` with `settings` as URL
+/// parameters and returns the answer; panics with the server's message when it fails.
+pub async fn clickhouse_query(url: &str, sql: &str, settings: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("ClickHouse URL {url}: {e}"));
+    url.query_pairs_mut().extend_pairs(settings);
+    let response = reqwest::Client::new().post(url).body(sql.to_string()).send().await.unwrap_or_else(|e| panic!("ClickHouse does not answer: {e}"));
+    let status = response.status();
+    let text = response.text().await.unwrap_or_else(|e| panic!("ClickHouse answer: {e}"));
+    assert!(status.is_success(), "{sql}\nfailed with {status}: {text}");
+    text
+}
+
+/// A connection to the Redis server at `url`.
+pub async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap_or_else(|e| panic!("Redis URL {url}: {e}"));
+    client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("Redis at {url}: {e}"))
+}
+
+/// Deletes every key starting with `prefix` (tests clean up after themselves).
+pub async fn redis_delete_prefix(url: &str, prefix: &str) {
+    let mut redis = redis_connection(url).await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut redis).await.unwrap_or_else(|e| panic!("KEYS: {e}"));
+    if !keys.is_empty() {
+        redis::cmd("DEL").arg(keys).query_async::<()>(&mut redis).await.unwrap_or_else(|e| panic!("DEL: {e}"));
+    }
+}

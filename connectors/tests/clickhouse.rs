@@ -17,24 +17,14 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use eddy_connectors::create_sink;
-use eddy_connectors::testing::{unique_name, CLICKHOUSE};
+use eddy_connectors::testing::{clickhouse_query, unique_name, CLICKHOUSE};
 use eddy_engine::Sink;
 use eddy_sql::{parse_script, Statement, TableDef};
 
 /// Runs `sql` on the server at `url` and returns the answer; panics with the
 /// server's message when it fails.
 async fn query(url: &str, sql: &str) -> String {
-    query_with(url, sql, &[]).await
-}
-
-async fn query_with(url: &str, sql: &str, settings: &[(&str, &str)]) -> String {
-    let mut url = reqwest::Url::parse(url).unwrap();
-    url.query_pairs_mut().extend_pairs(settings);
-    let response = reqwest::Client::new().post(url).body(sql.to_string()).send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert!(status.is_success(), "{sql}\nfailed with {status}: {text}");
-    text
+    clickhouse_query(url, sql, &[]).await
 }
 
 /// The server's (major, minor) version.
@@ -194,7 +184,7 @@ async fn values_are_encoded_to_the_types_an_existing_table_has() {
     // LowCardinality is experimental before 19.x and needs a setting to create.
     let settings: &[(&str, &str)] =
         if version(&url).await < (19, 0) { &[("allow_experimental_low_cardinality_type", "1")] } else { &[] };
-    query_with(
+    clickhouse_query(
         &url,
         &format!(
             "CREATE TABLE {db}.wide (id Int64, small Int64, f Float64, name LowCardinality(String), code FixedString(3),

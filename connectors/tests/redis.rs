@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use eddy_connectors::testing::{unique_name, REDIS};
+use eddy_connectors::testing::{redis_connection, redis_delete_prefix, unique_name, REDIS};
 use eddy_connectors::create_sink;
 use eddy_engine::Sink;
 use eddy_sql::catalog::TableDef;
@@ -42,19 +42,6 @@ fn sink(url: &str, opts: &[(&str, &str)]) -> Box<dyn Sink> {
     create_sink(&def, schema()).unwrap()
 }
 
-async fn client(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
-}
-
-/// Deletes every key under `prefix` (tests clean up after themselves).
-async fn clean(url: &str, prefix: &str) {
-    let mut c = client(url).await;
-    let keys: Vec<String> = c.keys(format!("{prefix}*")).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = c.del(keys).await.unwrap();
-    }
-}
-
 const MINUTE: i64 = 60_000;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,12 +55,12 @@ async fn hash_mode_writes_a_hash_per_key_and_deletes_null_fields() {
     s.write(batch(&[(MINUTE, 1, None, Some(12.0))])).await.unwrap();
     s.commit().await.unwrap();
 
-    let mut c = client(&url).await;
+    let mut c = redis_connection(&url).await;
     let one: BTreeMap<String, String> = c.hgetall(format!("{p}:1")).await.unwrap();
     assert_eq!(one, BTreeMap::from([("price".to_string(), "12.0".to_string())]));
     let two: BTreeMap<String, String> = c.hgetall(format!("{p}:2")).await.unwrap();
     assert_eq!(two, BTreeMap::from([("bidder".to_string(), "bob".to_string()), ("price".to_string(), "3.0".to_string())]));
-    clean(&url, &p).await;
+    redis_delete_prefix(&url, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,14 +70,14 @@ async fn string_mode_sets_counters_with_a_ttl() {
     let key = format!("{p}:{{auction}}");
     let mut s = sink(&url, &[("mode", "string"), ("key", &key), ("value.field", "price"), ("ttl", "1 h")]);
     s.write(batch(&[(0, 7, Some("x"), Some(42.0)), (0, 8, Some("y"), None)])).await.unwrap();
-    let mut c = client(&url).await;
+    let mut c = redis_connection(&url).await;
     let v: Option<String> = c.get(format!("{p}:7")).await.unwrap();
     assert_eq!(v.as_deref(), Some("42.0"));
     let ttl: i64 = c.pttl(format!("{p}:7")).await.unwrap();
     assert!(ttl > 3_500_000 && ttl <= 3_600_000, "ttl {ttl} ms");
     let gone: Option<String> = c.get(format!("{p}:8")).await.unwrap();
     assert_eq!(gone, None, "a null value deletes the key");
-    clean(&url, &p).await;
+    redis_delete_prefix(&url, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,7 +93,7 @@ async fn zset_mode_keeps_a_leaderboard_per_window_and_a_replay_changes_nothing()
     ]);
     let mut s = sink(&url, &[("mode", "zset"), ("key", &key), ("zset.score", "price"), ("zset.member", "{bidder}")]);
     s.write(rows.clone()).await.unwrap();
-    let mut c = client(&url).await;
+    let mut c = redis_connection(&url).await;
     let first = format!("{p}:1970-01-01 00:00:00.000");
     let read = |c: &mut redis::aio::MultiplexedConnection, k: String| {
         let mut c = c.clone();
@@ -119,7 +106,7 @@ async fn zset_mode_keeps_a_leaderboard_per_window_and_a_replay_changes_nothing()
     let mut again = sink(&url, &[("mode", "zset"), ("key", &key), ("zset.score", "price"), ("zset.member", "{bidder}")]);
     again.write(rows).await.unwrap();
     assert_eq!(read(&mut c, first).await, expected);
-    clean(&url, &p).await;
+    redis_delete_prefix(&url, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,7 +118,7 @@ async fn stream_and_list_modes_append() {
     let mut list = sink(&url, &[("mode", "list"), ("key", &format!("{p}:l:{{auction}}"))]);
     list.write(batch(&[(0, 1, Some("ann"), Some(2.5)), (MINUTE, 1, None, None)])).await.unwrap();
 
-    let mut c = client(&url).await;
+    let mut c = redis_connection(&url).await;
     let entries: redis::streams::StreamRangeReply = c.xrange_all(format!("{p}:s")).await.unwrap();
     let fields: Vec<BTreeMap<String, String>> = entries
         .ids
@@ -153,14 +140,14 @@ async fn stream_and_list_modes_append() {
             r#"{"window_start":"1970-01-01 00:01:00.000","auction":1,"bidder":null,"price":null}"#,
         ]
     );
-    clean(&url, &p).await;
+    redis_delete_prefix(&url, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_fail_at_once_with_the_servers_message() {
     let url = REDIS.shared();
     let p = unique_name("wrongtype");
-    let mut c = client(&url).await;
+    let mut c = redis_connection(&url).await;
     let _: () = c.set(format!("{p}:1"), "a string").await.unwrap();
     let mut s = sink(&url, &[("key", &format!("{p}:{{auction}}"))]);
     let started = std::time::Instant::now();
@@ -168,7 +155,7 @@ async fn refusals_fail_at_once_with_the_servers_message() {
     assert!(e.contains("WRONGTYPE") && e.contains("writing 1 rows to Redis at 127.0.0.1:"), "{e}");
     assert!(!e.contains("retries"), "a wrong type is not retried: {e}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    clean(&url, &p).await;
+    redis_delete_prefix(&url, &p).await;
 
     let with_password = url.replace("redis://", "redis://eddy:wrong@");
     let mut s = sink(&with_password, &[("key", &format!("{p}:{{auction}}"))]);
@@ -196,7 +183,7 @@ async fn a_server_restart_mid_run_loses_no_rows() {
     s.write(batch(&rows)).await.unwrap();
     assert_eq!(restarted.await.unwrap(), url, "the server came back on its port");
 
-    let mut c = client(&url).await;
+    let mut c = redis_connection(&url).await;
     for a in 1..=100i64 {
         let price: Option<String> = c.hget(format!("{p}:{a}"), "price").await.unwrap();
         assert_eq!(price, Some(format!("{:.1}", a as f64)), "auction {a}");
