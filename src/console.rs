@@ -26,6 +26,14 @@ impl Sink for TableSink {
     }
 }
 
+/// Prints rows a statement answered with (`SHOW TABLES`, `EXPLAIN`) to stdout.
+pub fn print_rows(batch: &RecordBatch) {
+    match pretty_format_batches(std::slice::from_ref(batch)) {
+        Ok(table) => println!("{table}"),
+        Err(e) => eprintln!("eddy: cannot print the result: {e}"),
+    }
+}
+
 /// The sink for a bare `SELECT` in `eddy run`.
 pub fn print_sink(_schema: &SchemaRef) -> Box<dyn Sink> {
     Box::new(TableSink)

@@ -85,14 +85,9 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
     let stop = stop_on_ctrl_c(options.duration);
     let mut runs = Vec::new();
     for spec in &pipelines {
-        let Some(def) = &spec.sink else { continue };
-        let inner = eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
-            table: def.name.clone(),
-            location: spec.location,
-            message: e.to_string(),
-        })?;
+        let Some(inner) = session.open_sink(spec)? else { continue };
         let sink = Box::new(LiveSink { name: spec.name.clone(), inner, every: Duration::from_secs(3), last: None });
-        runs.push(session.run_pipeline(spec, sink, Arc::clone(&metrics), stop.clone()));
+        runs.push(session.prepare(spec).run(sink, Arc::clone(&metrics), stop.clone(), None));
     }
     let started = std::time::Instant::now();
     let results = futures::future::join_all(runs).await;

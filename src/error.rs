@@ -17,6 +17,15 @@ pub enum EddyError {
     /// Reading a script or writing output failed.
     #[error("{context}: {source}")]
     Io { context: String, #[source] source: std::io::Error },
+    /// A statement names a table, view or pipeline that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The statement is valid but cannot run here or now (e.g. it needs a server).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The statement conflicts with what is running (e.g. dropping a table a pipeline reads).
+    #[error("{0}")]
+    Conflict(String),
     /// A setting has a value Eddy cannot use.
     #[error("setting '{key}' = '{value}': {message}")]
     Setting { key: String, value: String, message: String },

@@ -1,10 +1,14 @@
 //! Eddy: a streaming SQL engine. This crate wires the SQL layer, the engine and
 //! the connectors together into sessions that run scripts of Flink-dialect SQL;
-//! the `eddy` binary (`run`, `demo`) is a thin command line over it.
+//! `server` serves them over gRPC and `client` is the psql-like `eddy sql`; the
+//! `eddy` binary (`run`, `demo`, `server`, `sql`) is a thin command line over it.
 
+pub mod client;
 pub mod console;
 pub mod demo;
 pub mod error;
+pub mod ipc;
+pub mod server;
 pub mod session;
 
 pub use error::EddyError;

@@ -39,6 +39,53 @@ enum Command {
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
     },
+    /// Run the long-lived engine: a gRPC API people submit continuous SQL to.
+    ///
+    /// Keeps its catalog (tables, views, settings, pipelines) and every pipeline's
+    /// checkpoints under --data-dir; started again with the same directory it lists
+    /// the same objects and resumes the pipelines that were running from their last
+    /// checkpoints. Prints the address it listens on; stops cleanly on Ctrl-C or
+    /// SIGTERM (pipelines commit their sinks first).
+    Server {
+        /// Address to serve gRPC on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: String,
+        /// Where the catalog and checkpoints live.
+        #[arg(long, default_value = "eddy-data")]
+        data_dir: PathBuf,
+        /// Require `authorization: Bearer TOKEN` on every call (default: env EDDY_TOKEN, else no token).
+        #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// A psql-like client for `eddy server`.
+    ///
+    /// Runs -c commands and -f files (stopping at the first error, exit status 1),
+    /// statements piped on stdin, or else an interactive session: line editing and
+    /// history, statements end with ';', backslash commands (\? lists them).
+    /// Exit status 2 means the server could not be reached.
+    Sql {
+        /// The server's address.
+        #[arg(long, default_value = "http://127.0.0.1:50051", env = "EDDY_HOST")]
+        host: String,
+        /// The server's token, if it needs one.
+        #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Run this command (statements and backslash commands); may be repeated.
+        #[arg(short = 'c', long = "command")]
+        commands: Vec<String>,
+        /// Run the statements in this file ('-' for stdin); may be repeated.
+        #[arg(short = 'f', long = "file")]
+        files: Vec<PathBuf>,
+        /// Print rows as CSV with a header line (as psql --csv).
+        #[arg(long)]
+        csv: bool,
+        /// Expanded display: one line per column (as psql -x).
+        #[arg(short = 'x', long)]
+        expanded: bool,
+        /// Print only rows: no command tags, no row-count footers.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
     /// Run the built-in demo: Nexmark bids through windowed queries into Parquet, with live output.
     ///
     /// Needs no configuration and no external service. Writes Parquet under --out
@@ -68,6 +115,9 @@ fn main() -> ExitCode {
     let level = std::env::var("EDDY_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
     tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
+    if let Command::Sql { host, token, commands, files, csv, expanded, quiet } = cli.command {
+        return run_client(eddy::client::ClientOptions { host, token, commands, files, csv, expanded, quiet });
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -112,8 +162,61 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             eprintln!("eddy: {summary}");
             Ok(())
         }
+        Command::Server { listen, data_dir, token } => serve(&listen, &data_dir, token).await,
+        Command::Sql { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo { duration, out, rate, parallelism, show_sql } => {
             eddy::demo::run(eddy::demo::DemoOptions { duration, out, rate, parallelism, show_sql }).await
         }
     }
+}
+
+/// `eddy sql` exits as psql does: 1 when a statement failed, 2 when the server is unreachable.
+fn run_client(options: eddy::client::ClientOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("eddy sql: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(eddy::client::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(eddy::client::ClientExit::StatementFailed) => ExitCode::from(1),
+        Err(eddy::client::ClientExit::NoConnection) => ExitCode::from(2),
+    }
+}
+
+async fn serve(listen: &str, data_dir: &std::path::Path, token: Option<String>) -> Result<(), EddyError> {
+    let address = eddy::server::service::parse_listen(listen)?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })?;
+    let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;
+    let server = eddy::server::Server::open(data_dir).await?;
+    println!(
+        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{})",
+        data_dir.display(),
+        server.pipelines().len(),
+        if token.is_some() { ", token required" } else { "" }
+    );
+    let shutdown = async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match terminate.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm => {}
+        }
+        eprintln!("eddy server: stopping; pipelines commit their sinks first");
+    };
+    eddy::server::service::serve(std::sync::Arc::clone(&server), listener, token, shutdown).await?;
+    server.shutdown().await;
+    eprintln!("eddy server: stopped");
+    Ok(())
 }

@@ -10,12 +10,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::sql::sqlparser::ast::Query;
+use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::graph::Graph;
 use eddy_engine::metrics::MetricsSnapshot;
 use eddy_engine::operator::SideOutput;
 use eddy_engine::runtime::{self, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
-use eddy_sql::{parse_script, Location, Planner, Statement, StreamPlan, TableDef};
+use eddy_sql::{parse_script, DropWhat, Location, ParsedStatement, Planner, ShowWhat, Statement, StreamPlan, TableDef};
 use tokio::sync::watch;
 
 use crate::error::EddyError;
@@ -136,36 +141,130 @@ impl Session {
         Ok(())
     }
 
-    /// Executes every statement of a script: DDL and `SET` at once, and returns the pipelines to run.
+    /// Executes every statement of a script: DDL and `SET` at once, rows of `SHOW`,
+    /// `DESCRIBE` and `EXPLAIN` printed to stdout, and returns the pipelines to run.
     pub async fn execute_script(&mut self, sql: &str) -> Result<Vec<PipelineSpec>, EddyError> {
         let mut pipelines = Vec::new();
         for parsed in parse_script(sql)? {
-            let location = parsed.location;
-            match parsed.statement {
-                Statement::CreateTable(def) => self.create_table(def, location)?,
-                Statement::CreateView { name, query } => self.planner.register_view(&name, &query, location).await?,
-                Statement::Set { key, value } => self.set(&key, &value)?,
-                Statement::Insert { table, query } => {
-                    let (sink, plan) = self.planner.plan_insert(&table, &query, location).await?;
-                    if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
-                        return Err(EddyError::Connector {
-                            table: sink.name.clone(),
-                            location,
-                            message: format!(
-                                "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
-                                sink.connector()
-                            ),
-                        });
-                    }
-                    pipelines.push(PipelineSpec { name: table, plan, sink: Some(sink), location });
-                }
-                Statement::Select { query } => {
-                    let plan = self.planner.plan_query(&query, location).await?;
-                    pipelines.push(PipelineSpec { name: format!("select@{}", location.line), plan, sink: None, location });
-                }
+            match self.execute(&parsed).await? {
+                Outcome::Done(_) => {}
+                Outcome::Rows(batch) => crate::console::print_rows(&batch),
+                Outcome::Pipeline(spec) => pipelines.push(spec),
             }
         }
         Ok(pipelines)
+    }
+
+    /// Executes one statement. Statements about running pipelines and
+    /// materialized views need a server, which handles them before calling this.
+    pub async fn execute(&mut self, parsed: &ParsedStatement) -> Result<Outcome, EddyError> {
+        let location = parsed.location;
+        Ok(match &parsed.statement {
+            Statement::CreateTable(def) => {
+                self.create_table(def.clone(), location)?;
+                Outcome::Done("CREATE TABLE".into())
+            }
+            Statement::CreateView { name, query } => {
+                self.planner.register_view(name, query, location).await?;
+                Outcome::Done("CREATE VIEW".into())
+            }
+            Statement::Set { key, value } => {
+                self.set(key, value)?;
+                Outcome::Done("SET".into())
+            }
+            Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
+            Statement::Select { query } => {
+                let plan = self.planner.plan_query(query, location).await?;
+                Outcome::Pipeline(PipelineSpec { name: format!("select@{}", location.line), plan, sink: None, location })
+            }
+            Statement::Show(ShowWhat::Tables) => Outcome::Rows(self.show_tables()),
+            Statement::Show(ShowWhat::Views) => Outcome::Rows(string_rows(&["view"], self.planner.view_names().into_iter().map(|v| vec![v]))),
+            Statement::Describe { name } => {
+                let schema = self.planner.columns_of(name).ok_or_else(|| EddyError::NotFound(format!("no table or view named `{name}`")))?;
+                Outcome::Rows(describe_rows(&schema))
+            }
+            Statement::Explain { statement } => {
+                let inner = ParsedStatement { statement: (**statement).clone(), location, text: parsed.text.clone() };
+                match Box::pin(self.execute(&inner)).await? {
+                    Outcome::Pipeline(spec) => Outcome::Rows(self.explain(&spec)),
+                    _ => return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO or a SELECT".into())),
+                }
+            }
+            Statement::Drop { what: what @ (DropWhat::Table | DropWhat::View), name, if_exists } => {
+                let dropped = match what {
+                    DropWhat::Table => self.planner.drop_table(name),
+                    _ => self.planner.drop_view(name),
+                };
+                let kind = if *what == DropWhat::Table { "TABLE" } else { "VIEW" };
+                if !dropped && !if_exists {
+                    return Err(EddyError::NotFound(format!("no {} named `{name}`", kind.to_lowercase())));
+                }
+                self.locations.remove(name);
+                Outcome::Done(format!("DROP {kind}"))
+            }
+            Statement::Show(ShowWhat::Pipelines)
+            | Statement::StopPipeline { .. }
+            | Statement::CreateMaterializedView { .. }
+            | Statement::Drop { what: DropWhat::MaterializedView, .. } => {
+                return Err(EddyError::Unsupported(format!(
+                    "`{}` needs a server: run `eddy server` and submit it with `eddy sql`",
+                    parsed.text
+                )))
+            }
+        })
+    }
+
+    /// Plans `INSERT INTO table query`, refusing updates into a sink that only appends.
+    pub async fn plan_insert(&self, table: &str, query: &Query, location: Location) -> Result<PipelineSpec, EddyError> {
+        let (sink, plan) = self.planner.plan_insert(table, query, location).await?;
+        if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
+            return Err(EddyError::Connector {
+                table: sink.name.clone(),
+                location,
+                message: format!(
+                    "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
+                    sink.connector()
+                ),
+            });
+        }
+        Ok(PipelineSpec { name: table.to_string(), plan, sink: Some(sink), location })
+    }
+
+    /// Plans a query into a pipeline without a sink (a server's materialized view or ad-hoc query).
+    pub async fn plan_query(&self, query: &Query, location: Location, name: &str) -> Result<PipelineSpec, EddyError> {
+        let plan = self.planner.plan_query(query, location).await?;
+        Ok(PipelineSpec { name: name.to_string(), plan, sink: None, location })
+    }
+
+    /// The planner's catalog, for a server's `SHOW` and `DROP` checks.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    fn show_tables(&self) -> RecordBatch {
+        let rows = self.planner.table_names().into_iter().filter_map(|name| {
+            let def = self.planner.table(&name)?;
+            let bounded = match self.planner.is_bounded(&name) {
+                Some(true) => "bounded",
+                _ => "unbounded",
+            };
+            Some(vec![name, def.connector().to_string(), bounded.to_string()])
+        });
+        string_rows(&["table", "connector", "kind"], rows)
+    }
+
+    fn explain(&self, spec: &PipelineSpec) -> RecordBatch {
+        let mut text = format!("pipeline `{}` (parallelism {} per keyed operator", spec.name, self.parallelism());
+        text.push_str(if spec.plan.is_updating() { ", updating: emits changed groups at each checkpoint)\n" } else { ", append-only)\n" });
+        for source in spec.plan.sources() {
+            let watermark = match &source.table.watermark {
+                Some(w) => format!("watermark {} AS {}", w.column, w.expr_sql),
+                None => "no watermark".to_string(),
+            };
+            text.push_str(&format!("source `{}` ({}, {}, {})\n", source.table.name, source.table.connector(), if source.bounded { "bounded" } else { "unbounded" }, watermark));
+        }
+        text.push_str(&spec.plan.explain());
+        string_rows(&["plan"], text.lines().map(|l| vec![l.to_string()]))
     }
 
     fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
@@ -197,50 +296,39 @@ impl Session {
         Ok(())
     }
 
-    fn open_sink(&self, def: &TableDef) -> Result<Box<dyn Sink>, EddyError> {
-        eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
-            table: def.name.clone(),
-            location: self.locations.get(&def.name).copied().unwrap_or(Location { line: 0, column: 0 }),
-            message: e.to_string(),
-        })
-    }
-
-    /// Runs one pipeline, writing to `sink`, until its sources end or `stop` turns true.
-    pub async fn run_pipeline(
-        &self,
-        spec: &PipelineSpec,
-        sink: Box<dyn Sink>,
-        metrics: Arc<PipelineMetrics>,
-        stop: watch::Receiver<bool>,
-    ) -> Result<(), EddyError> {
-        let pipeline_error = |source| EddyError::Pipeline { pipeline: spec.name.clone(), source };
-        let mut open_source = |node: &eddy_sql::SourceNode| -> eddy_engine::Result<Arc<dyn eddy_engine::Source>> {
-            eddy_connectors::create_source(&node.table, Arc::clone(&node.physical_schema)).map_err(|e| eddy_engine::EngineError::Source {
-                table: node.table.name.clone(),
-                partition: "open".to_string(),
-                source: Box::new(e),
-            })
-        };
-        let graph = Graph::build(&spec.plan, self.parallelism(), &metrics, &mut open_source).map_err(pipeline_error)?;
-        tracing::debug!(pipeline = %spec.name, "plan:\n{}\ngraph:\n{}", spec.plan.explain(), graph.describe());
-        let mut side = HashMap::new();
+    /// Resolves what a pipeline needs from the session (side tables, settings), so
+    /// it can run on its own while the session goes on changing.
+    pub fn prepare(&self, spec: &PipelineSpec) -> PreparedPipeline {
+        let mut side = Vec::new();
         for source in spec.plan.sources() {
             for (key, kind) in [("late.sink", SideOutput::Late), ("malformed.sink", SideOutput::Malformed)] {
                 let Some(target) = source.table.option(key) else { continue };
                 let Some(def) = self.planner.table(target) else { continue };
-                side.insert(
-                    (source.table.name.clone(), kind),
-                    SideSink { table: def.name.clone(), sink: self.open_sink(&def)?, schema: def.sink_schema() },
-                );
+                let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
+                side.push((source.table.name.clone(), kind, def, location));
             }
         }
-        let outputs = PipelineOutputs { sink_table: spec.name.clone(), sink, side };
-        let checkpoints = self
-            .settings
+        PreparedPipeline {
+            name: spec.name.clone(),
+            plan: spec.plan.clone(),
+            side,
+            parallelism: self.parallelism(),
+            checkpoint_interval: self.checkpoint_interval(),
+        }
+    }
+
+    /// Where `SET 'state.checkpoints.dir'` keeps a script's pipeline's checkpoints.
+    fn checkpoint_store(&self, spec: &PipelineSpec) -> Option<CheckpointStore> {
+        self.settings
             .get("state.checkpoints.dir")
-            .map(|dir| eddy_engine::checkpoint::CheckpointStore::new(std::path::Path::new(dir).join(format!("{}-line{}", spec.name, spec.location.line))));
-        let options = RunOptions { checkpoint_interval: self.checkpoint_interval(), checkpoints };
-        runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
+            .map(|dir| CheckpointStore::new(std::path::Path::new(dir).join(format!("{}-line{}", spec.name, spec.location.line))))
+    }
+
+    /// Opens the sink of an `INSERT INTO` pipeline.
+    pub fn open_sink(&self, spec: &PipelineSpec) -> Result<Option<Box<dyn Sink>>, EddyError> {
+        let Some(def) = &spec.sink else { return Ok(None) };
+        let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
+        create_sink(def, location).map(Some)
     }
 
     /// Runs pipelines together; a bare `SELECT` writes to `select_sink()`. Returns when all have ended.
@@ -254,15 +342,95 @@ impl Session {
         let started = Instant::now();
         let mut runs = Vec::new();
         for spec in pipelines {
-            let sink = match &spec.sink {
-                Some(def) => self.open_sink(def)?,
+            let sink = match self.open_sink(spec)? {
+                Some(sink) => sink,
                 None => select_sink(spec),
             };
-            runs.push(self.run_pipeline(spec, sink, Arc::clone(&metrics), stop.clone()));
+            let prepared = self.prepare(spec);
+            runs.push(prepared.run(sink, Arc::clone(&metrics), stop.clone(), self.checkpoint_store(spec)));
         }
         for result in futures::future::join_all(runs).await {
             result?;
         }
         Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed() })
     }
+}
+
+/// What one statement did.
+pub enum Outcome {
+    /// DDL or `SET`, with the tag psql would print (`CREATE TABLE`).
+    Done(String),
+    /// Rows to show now (`SHOW`, `DESCRIBE`, `EXPLAIN`).
+    Rows(RecordBatch),
+    /// A pipeline to start (`INSERT INTO`, `SELECT`).
+    Pipeline(PipelineSpec),
+}
+
+/// A pipeline with everything it needs from its session resolved.
+#[derive(Clone)]
+pub struct PreparedPipeline {
+    pub name: String,
+    pub plan: StreamPlan,
+    /// Late and malformed rows' tables: (source table, kind, table, where it was declared).
+    side: Vec<(String, SideOutput, TableDef, Location)>,
+    parallelism: usize,
+    checkpoint_interval: Option<Duration>,
+}
+
+impl PreparedPipeline {
+    /// Runs the pipeline into `sink` until its sources end or `stop` turns true,
+    /// saving checkpoints to (and resuming from) `checkpoints` when given.
+    pub async fn run(
+        self,
+        sink: Box<dyn Sink>,
+        metrics: Arc<PipelineMetrics>,
+        stop: watch::Receiver<bool>,
+        checkpoints: Option<CheckpointStore>,
+    ) -> Result<(), EddyError> {
+        let name = self.name.clone();
+        let pipeline_error = |source| EddyError::Pipeline { pipeline: name.clone(), source };
+        let mut open_source = |node: &eddy_sql::SourceNode| -> eddy_engine::Result<Arc<dyn eddy_engine::Source>> {
+            eddy_connectors::create_source(&node.table, Arc::clone(&node.physical_schema)).map_err(|e| eddy_engine::EngineError::Source {
+                table: node.table.name.clone(),
+                partition: "open".to_string(),
+                source: Box::new(e),
+            })
+        };
+        let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source).map_err(pipeline_error)?;
+        tracing::debug!(pipeline = %self.name, "plan:\n{}\ngraph:\n{}", self.plan.explain(), graph.describe());
+        let mut side = HashMap::new();
+        for (source, kind, def, location) in self.side {
+            side.insert((source, kind), SideSink { table: def.name.clone(), sink: create_sink(&def, location)?, schema: def.sink_schema() });
+        }
+        let outputs = PipelineOutputs { sink_table: self.name.clone(), sink, side };
+        let options = RunOptions { checkpoint_interval: self.checkpoint_interval, checkpoints };
+        runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
+    }
+}
+
+/// Opens a table's sink, with errors that name the table and where it was declared.
+pub fn create_sink(def: &TableDef, location: Location) -> Result<Box<dyn Sink>, EddyError> {
+    eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
+        table: def.name.clone(),
+        location,
+        message: e.to_string(),
+    })
+}
+
+/// A batch of text columns, for `SHOW` and `EXPLAIN` answers.
+pub fn string_rows(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) -> RecordBatch {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let schema = Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, false)).collect::<Vec<_>>()));
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.get(i).map(String::as_str).unwrap_or("")))) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(schema, arrays).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+}
+
+/// `DESCRIBE`'s answer: one row per column, as Flink shows them.
+fn describe_rows(schema: &Schema) -> RecordBatch {
+    string_rows(
+        &["name", "type", "null"],
+        schema.fields().iter().map(|f| vec![f.name().clone(), f.data_type().to_string(), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
+    )
 }

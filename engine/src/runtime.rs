@@ -464,12 +464,20 @@ pub async fn run(
         if let StageKind::Source { node, source } = &stage.kind {
             // Resuming: every partition continues from its saved position.
             let prefix = format!("source:{i}:");
-            let positions: Vec<_> = restored
-                .iter()
-                .flat_map(|c| c.tasks.iter())
-                .filter(|(task, _)| task.starts_with(&prefix))
-                .filter_map(|(_, t)| t.position.clone())
-                .collect();
+            let saved: Vec<_> = restored.iter().flat_map(|c| c.tasks.iter()).filter(|(task, _)| task.starts_with(&prefix)).collect();
+            if saved.iter().any(|(_, t)| t.position.is_none()) {
+                // Restoring operator state over a source that starts over would count its rows twice.
+                return Err(EngineError::Source {
+                    table: node.table.name.clone(),
+                    partition: "open".to_string(),
+                    source: format!(
+                        "connector '{}' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume (kafka, filesystem, datagen)",
+                        node.table.connector()
+                    )
+                    .into(),
+                });
+            }
+            let positions: Vec<_> = saved.iter().filter_map(|(_, t)| t.position.clone()).collect();
             let opened = if positions.is_empty() { source.open(parallelism) } else { source.open_at(parallelism, &positions) };
             let opened = opened.map_err(|source| EngineError::Source {
                 table: node.table.name.clone(),

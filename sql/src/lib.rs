@@ -14,7 +14,7 @@ pub mod window;
 
 pub use catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
 pub use error::{Location, SqlError};
-pub use parse::{parse_script, ParsedStatement, Statement};
+pub use parse::{parse_script, referenced_tables, DropWhat, ParsedStatement, ShowWhat, Statement};
 pub use plan::Planner;
 pub use stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
 pub use window::WindowKind;

@@ -25,6 +25,8 @@ use crate::error::{Location, Result, SqlError};
 pub struct ParsedStatement {
     pub statement: Statement,
     pub location: Location,
+    /// The statement's own text (without the `;`), so a server can store and show it.
+    pub text: String,
 }
 
 /// The statements Eddy understands.
@@ -40,6 +42,34 @@ pub enum Statement {
     Select { query: Box<Query> },
     /// `SET 'key' = 'value'`: a session setting such as `parallelism`.
     Set { key: String, value: String },
+    /// `CREATE MATERIALIZED VIEW name AS query`: a pipeline whose result the server keeps and serves.
+    CreateMaterializedView { name: String, query: Box<Query> },
+    /// `SHOW TABLES | VIEWS | PIPELINES`.
+    Show(ShowWhat),
+    /// `DESCRIBE name` (or `DESC name`): a table's or view's columns.
+    Describe { name: String },
+    /// `EXPLAIN statement`: the streaming operator graph the statement would run.
+    Explain { statement: Box<Statement> },
+    /// `DROP TABLE | VIEW | MATERIALIZED VIEW [IF EXISTS] name`.
+    Drop { what: DropWhat, name: String, if_exists: bool },
+    /// `STOP PIPELINE id`: stops a running pipeline (its sinks commit what they have).
+    StopPipeline { id: String },
+}
+
+/// What `SHOW` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowWhat {
+    Tables,
+    Views,
+    Pipelines,
+}
+
+/// What `DROP` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropWhat {
+    Table,
+    View,
+    MaterializedView,
 }
 
 /// Parses every statement of a script, separated by `;`.
@@ -55,7 +85,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
             Token::Whitespace(_) => {}
             Token::SemiColon => {
                 if !current.is_empty() {
-                    statements.push(parse_statement(std::mem::take(&mut current))?);
+                    statements.push(parse_statement(sql, std::mem::take(&mut current))?);
                 }
             }
             Token::EOF => {}
@@ -63,7 +93,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
         }
     }
     if !current.is_empty() {
-        statements.push(parse_statement(current)?);
+        statements.push(parse_statement(sql, current)?);
     }
     Ok(statements)
 }
@@ -72,10 +102,59 @@ fn location_of(token: &TokenWithSpan) -> Location {
     Location { line: token.span.start.line, column: token.span.start.column }
 }
 
-fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
+fn parse_statement(sql: &str, tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
     let location = location_of(&tokens[0]);
+    let text = match tokens.last() {
+        Some(last) => slice_between(sql, location, Location { line: last.span.end.line, column: last.span.end.column }),
+        None => String::new(),
+    };
     let mut cursor = Cursor::new(tokens);
-    let statement = if cursor.peek_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
+    let statement = cursor.parse_statement_body()?;
+    Ok(ParsedStatement { statement, location, text })
+}
+
+/// The names of the tables and views a query reads (CTE names included), so a
+/// server can tell queries over materialized views from queries over streams.
+pub fn referenced_tables(query: &Query) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = datafusion::sql::sqlparser::ast::visit_relations(query, |relation| {
+        if let Some(last) = relation.0.last() {
+            names.push(last.to_string().trim_matches('"').trim_matches('`').to_string());
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The text of `sql` from `start` up to (not including) `end`, both 1-based line/column in characters.
+fn slice_between(sql: &str, start: Location, end: Location) -> String {
+    let offset = |at: Location| -> usize {
+        let mut line = 1;
+        let mut column = 1;
+        for (i, c) in sql.char_indices() {
+            if line == at.line && column == at.column {
+                return i;
+            }
+            if c == '\n' {
+                line += 1;
+                column = 1;
+            } else {
+                column += 1;
+            }
+        }
+        sql.len()
+    };
+    let (from, to) = (offset(start), offset(end));
+    sql.get(from..to.max(from)).unwrap_or_default().trim().to_string()
+}
+
+impl Cursor {
+    fn parse_statement_body(&mut self) -> Result<Statement> {
+        let cursor = self;
+        let location = cursor.here();
+        let statement = if cursor.peek_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
         Statement::CreateTable(cursor.parse_create_table()?)
     } else if cursor.peek_keyword(Keyword::CREATE) {
         cursor.parse_create_view()?
@@ -88,11 +167,61 @@ fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
         cursor.parse_set()?
     } else if cursor.peek_keyword(Keyword::SELECT) || cursor.peek_keyword(Keyword::WITH) || cursor.peek_token(&Token::LParen) {
         Statement::Select { query: cursor.parse_rest_as_query()? }
+    } else if cursor.consume_keyword(Keyword::SHOW) {
+        let what = if cursor.consume_keyword(Keyword::TABLES) {
+            ShowWhat::Tables
+        } else if cursor.consume_keyword(Keyword::VIEWS) {
+            ShowWhat::Views
+        } else if cursor.consume_word("PIPELINES") {
+            ShowWhat::Pipelines
+        } else {
+            return Err(cursor.error_expected("TABLES, VIEWS or PIPELINES after SHOW"));
+        };
+        cursor.expect_end()?;
+        Statement::Show(what)
+    } else if cursor.consume_keyword(Keyword::DESCRIBE) || cursor.consume_keyword(Keyword::DESC) {
+        let name = cursor.parse_identifier()?;
+        cursor.expect_end()?;
+        Statement::Describe { name }
+    } else if cursor.consume_keyword(Keyword::EXPLAIN) {
+        Statement::Explain { statement: Box::new(cursor.parse_statement_body()?) }
+    } else if cursor.consume_keyword(Keyword::DROP) {
+        let what = if cursor.consume_keyword(Keyword::TABLE) {
+            DropWhat::Table
+        } else if cursor.consume_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
+            DropWhat::MaterializedView
+        } else if cursor.consume_keyword(Keyword::VIEW) {
+            DropWhat::View
+        } else {
+            return Err(cursor.error_expected("TABLE, VIEW or MATERIALIZED VIEW after DROP"));
+        };
+        let if_exists = cursor.consume_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = cursor.parse_identifier()?;
+        cursor.expect_end()?;
+        Statement::Drop { what, name, if_exists }
+    } else if cursor.consume_word("STOP") {
+        if !cursor.consume_word("PIPELINE") {
+            return Err(cursor.error_expected("PIPELINE after STOP"));
+        }
+        let id = match cursor.peek().map(|t| t.token.clone()) {
+            Some(Token::SingleQuotedString(s)) => {
+                cursor.index += 1;
+                s
+            }
+            _ => cursor.parse_identifier()?,
+        };
+        if cursor.peek_keyword(Keyword::WITH) {
+            return Err(SqlError::syntax(cursor.here(), "STOP PIPELINE ... WITH SAVEPOINT is not supported yet")
+                .with_hint("STOP PIPELINE id stops it; pipelines that keep checkpoints resume from the last one on RestartPipeline"));
+        }
+        cursor.expect_end()?;
+        Statement::StopPipeline { id }
     } else {
-        return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", cursor.tokens[0].token))
-            .with_hint("Eddy runs CREATE TABLE, CREATE VIEW, INSERT INTO ... SELECT, SELECT and SET statements"));
+        return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", cursor.tokens[cursor.index].token))
+            .with_hint("Eddy runs CREATE TABLE, CREATE [MATERIALIZED] VIEW, INSERT INTO ... SELECT, SELECT, SET, SHOW, DESCRIBE, EXPLAIN, DROP and STOP PIPELINE statements"));
     };
-    Ok(ParsedStatement { statement, location })
+        Ok(statement)
+    }
 }
 
 /// A position in one statement's tokens (whitespace already removed).
@@ -186,6 +315,14 @@ impl Cursor {
     }
 
     /// Flink words sqlparser has no keyword for (`WATERMARK`, `ENFORCED`, `METADATA`).
+    /// Fails unless every token of the statement has been read.
+    fn expect_end(&self) -> Result<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(t) => Err(SqlError::syntax(location_of(t), format!("unexpected `{}` at the end of the statement", t.token))),
+        }
+    }
+
     fn consume_word(&mut self, word: &str) -> bool {
         let matches = matches!(self.peek().map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
         if matches {
@@ -467,15 +604,13 @@ impl Cursor {
     fn parse_create_view(&mut self) -> Result<Statement> {
         self.expect_keyword(Keyword::CREATE)?;
         self.consume_keyword(Keyword::TEMPORARY);
-        if self.peek_keyword(Keyword::MATERIALIZED) {
-            return Err(SqlError::syntax(self.here(), "CREATE MATERIALIZED VIEW needs `eddy server`, which is not built yet")
-                .with_hint("use CREATE VIEW for a named query, or INSERT INTO a sink table"));
-        }
+        let materialized = self.consume_keyword(Keyword::MATERIALIZED);
         self.expect_keyword(Keyword::VIEW)?;
         self.consume_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = self.parse_identifier()?;
         self.expect_keyword(Keyword::AS)?;
-        Ok(Statement::CreateView { name, query: self.parse_rest_as_query()? })
+        let query = self.parse_rest_as_query()?;
+        Ok(if materialized { Statement::CreateMaterializedView { name, query } } else { Statement::CreateView { name, query } })
     }
 
     fn parse_set(&mut self) -> Result<Statement> {
@@ -624,5 +759,28 @@ mod tests {
         assert!(matches!(&stmts[0].statement, Statement::Set { key, value } if key == "parallelism" && value == "2"));
         assert!(matches!(&stmts[1].statement, Statement::Insert { table, .. } if table == "out"));
         assert_eq!(stmts[1].location.line, 3);
+        assert_eq!(stmts[0].text, "SET 'parallelism' = '2'");
+        assert_eq!(stmts[1].text, "INSERT INTO out SELECT * FROM t");
+    }
+
+    #[test]
+    fn server_statements_parse() {
+        let stmts = parse_script(
+            "SHOW TABLES; show pipelines; DESCRIBE bids; EXPLAIN INSERT INTO out SELECT * FROM t;\n\
+             DROP MATERIALIZED VIEW IF EXISTS v; DROP TABLE t; STOP PIPELINE p1;\n\
+             CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a",
+        )
+        .expect("parses");
+        assert!(matches!(stmts[0].statement, Statement::Show(ShowWhat::Tables)));
+        assert!(matches!(stmts[1].statement, Statement::Show(ShowWhat::Pipelines)));
+        assert!(matches!(&stmts[2].statement, Statement::Describe { name } if name == "bids"));
+        assert!(matches!(&stmts[3].statement, Statement::Explain { statement } if matches!(**statement, Statement::Insert { .. })));
+        assert!(matches!(&stmts[4].statement, Statement::Drop { what: DropWhat::MaterializedView, name, if_exists: true } if name == "v"));
+        assert!(matches!(&stmts[5].statement, Statement::Drop { what: DropWhat::Table, name, if_exists: false } if name == "t"));
+        assert!(matches!(&stmts[6].statement, Statement::StopPipeline { id } if id == "p1"));
+        assert!(matches!(&stmts[7].statement, Statement::CreateMaterializedView { name, .. } if name == "v"));
+        assert_eq!(stmts[7].text, "CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a");
+        let err = parse_script("SHOW TABLES extra").expect_err("trailing token");
+        assert_eq!(err.location(), Location { line: 1, column: 13 });
     }
 }

@@ -7,7 +7,7 @@
 //! compiled node by node into the streaming plan; anything that cannot run
 //! incrementally is refused with an error that says what to write instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
@@ -57,6 +57,8 @@ type Tables = Arc<RwLock<HashMap<String, TableEntry>>>;
 pub struct Planner {
     ctx: SessionContext,
     tables: Tables,
+    /// Views (`CREATE VIEW`) by name, with their output schema.
+    views: BTreeMap<String, SchemaRef>,
 }
 
 impl fmt::Debug for Planner {
@@ -108,7 +110,7 @@ impl Planner {
         crate::functions::register(&ctx);
         let tables: Tables = Arc::default();
         ctx.register_udtf(WINDOW_FUNCTION, Arc::new(WindowTableFunction { tables: Arc::clone(&tables) }));
-        Planner { ctx, tables }
+        Planner { ctx, tables, views: BTreeMap::new() }
     }
 
     /// Registers a table declared by `CREATE TABLE` (its columns already filled in).
@@ -165,10 +167,51 @@ impl Planner {
 
     /// Registers `CREATE VIEW name AS query`; views are inlined where they are used.
     pub async fn register_view(&mut self, name: &str, query: &Query, location: Location) -> Result<()> {
+        if self.views.contains_key(name) || self.table(name).is_some() {
+            return Err(SqlError::plan(location, format!("`{name}` already exists")).with_hint(format!("DROP VIEW {name} first to replace it")));
+        }
         let plan = self.logical_plan(query, location).await?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let view = datafusion::datasource::ViewTable::new(plan, None);
         self.ctx.register_table(name, Arc::new(view)).map_err(|e| df_error(location, e))?;
+        self.views.insert(name.to_string(), schema);
         Ok(())
+    }
+
+    /// Removes a table (`DROP TABLE`); false when there was none by that name.
+    pub fn drop_table(&mut self, name: &str) -> bool {
+        let removed = self.tables.write().map(|mut t| t.remove(name).is_some()).unwrap_or(false);
+        if removed {
+            let _ = self.ctx.deregister_table(name);
+        }
+        removed
+    }
+
+    /// Removes a view (`DROP VIEW`); false when there was none by that name.
+    pub fn drop_view(&mut self, name: &str) -> bool {
+        let removed = self.views.remove(name).is_some();
+        if removed {
+            let _ = self.ctx.deregister_table(name);
+        }
+        removed
+    }
+
+    /// Names of every view, sorted, for `SHOW VIEWS`.
+    pub fn view_names(&self) -> Vec<String> {
+        self.views.keys().cloned().collect()
+    }
+
+    /// The columns a table or view shows to queries, for `DESCRIBE`.
+    pub fn columns_of(&self, name: &str) -> Option<SchemaRef> {
+        if let Some(schema) = self.views.get(name) {
+            return Some(Arc::clone(schema));
+        }
+        self.tables.read().ok()?.get(name).map(|e| Arc::clone(&e.schema))
+    }
+
+    /// True when reading the table ends by itself (a file, a bounded generator).
+    pub fn is_bounded(&self, name: &str) -> Option<bool> {
+        self.tables.read().ok()?.get(name).map(|e| e.bounded)
     }
 
     /// The declaration of a table, if there is one by that name.

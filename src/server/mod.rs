@@ -1,0 +1,434 @@
+//! `eddy server`: a long-running engine that people submit continuous SQL to over
+//! gRPC. It keeps a catalog (tables, views, settings, pipelines) in its data
+//! directory, runs each pipeline in its own task with checkpoints under
+//! `DATA_DIR/checkpoints/ID`, serves materialized views, and on start replays the
+//! catalog and restarts the pipelines that were running (from their checkpoints).
+
+pub mod catalog;
+pub mod pipelines;
+pub mod service;
+pub mod views;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, ShowWhat, Statement, StreamNode, StreamPlan};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::error::EddyError;
+use crate::session::{string_rows, Outcome, Session};
+use catalog::{Catalog, PipelineRecord};
+use pipelines::{PipelineHandle, Pipelines, Target};
+use views::MaterializedView;
+
+/// What a statement sends back to its caller, in order.
+pub enum Reply {
+    /// A result set starts.
+    Schema(SchemaRef),
+    /// Rows of the current result set.
+    Batch(RecordBatch),
+    /// The statement is done.
+    Done { tag: String, pipeline_id: Option<String>, rows: u64 },
+}
+
+/// The server's state: catalog, pipelines and views.
+pub struct Server {
+    data_dir: PathBuf,
+    /// Statements run one at a time, so the catalog and its file change in order.
+    state: Mutex<State>,
+    pipelines: Pipelines,
+    views: RwLock<BTreeMap<String, Arc<MaterializedView>>>,
+}
+
+struct State {
+    session: Session,
+    catalog: Catalog,
+}
+
+impl Server {
+    /// Opens (or creates) the data directory, replays its catalog and starts the
+    /// pipelines that were running.
+    pub async fn open(data_dir: &Path) -> Result<Arc<Server>, EddyError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| EddyError::Io { context: format!("cannot create the data directory {}", data_dir.display()), source })?;
+        let catalog = Catalog::load(data_dir)?;
+        let server = Arc::new(Server {
+            data_dir: data_dir.to_path_buf(),
+            state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
+            pipelines: Pipelines::default(),
+            views: RwLock::default(),
+        });
+        server.replay(catalog).await?;
+        Ok(server)
+    }
+
+    async fn replay(&self, saved: Catalog) -> Result<(), EddyError> {
+        let mut state = self.state.lock().await;
+        for statement in &saved.statements {
+            for parsed in parse_script(&statement.sql)? {
+                state.session.execute(&parsed).await.map_err(|e| replay_error(&statement.sql, e))?;
+            }
+        }
+        state.catalog = saved.clone();
+        for record in &saved.pipelines {
+            let result = async {
+                let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
+                let handle = self.create_pipeline(&state.session, &record.id, &parsed).await?;
+                if record.running {
+                    handle.start()?;
+                }
+                Ok::<_, EddyError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                // One pipeline that no longer plans (a connector changed) must not keep the others down.
+                tracing::error!(pipeline = %record.id, "cannot restore pipeline `{}`: {e}", record.sql);
+                eprintln!("eddy server: cannot restore pipeline {} ({}): {e}", record.id, record.sql);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every pipeline, for `ListPipelines`.
+    pub fn pipelines(&self) -> Vec<Arc<PipelineHandle>> {
+        self.pipelines.all()
+    }
+
+    /// One pipeline by id or name.
+    pub fn pipeline(&self, id: &str) -> Result<Arc<PipelineHandle>, EddyError> {
+        self.pipelines.find(id)
+    }
+
+    /// A materialized view by name.
+    pub fn view(&self, name: &str) -> Result<Arc<MaterializedView>, EddyError> {
+        self.read_views().get(name).cloned().ok_or_else(|| {
+            let names: Vec<String> = self.read_views().keys().cloned().collect();
+            EddyError::NotFound(format!(
+                "no materialized view `{name}`{}",
+                if names.is_empty() { String::new() } else { format!("; there are: {}", names.join(", ")) }
+            ))
+        })
+    }
+
+    /// Stops a pipeline; a server started again leaves it stopped.
+    pub async fn stop_pipeline(&self, id: &str) -> Result<Arc<PipelineHandle>, EddyError> {
+        let handle = self.pipelines.find(id)?;
+        handle.stop().await;
+        self.set_running(&handle.id, false).await?;
+        Ok(handle)
+    }
+
+    /// Starts a pipeline that is not running, from its last checkpoint.
+    pub async fn restart_pipeline(&self, id: &str) -> Result<Arc<PipelineHandle>, EddyError> {
+        let handle = self.pipelines.find(id)?;
+        handle.start()?;
+        self.set_running(&handle.id, true).await?;
+        Ok(handle)
+    }
+
+    /// Stops every pipeline (their sinks commit) for a clean shutdown. They stay
+    /// marked running, so the next start resumes them.
+    pub async fn shutdown(&self) {
+        let _state = self.state.lock().await;
+        futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop())).await;
+    }
+
+    /// Runs a script's statements in order, sending each one's replies; stops at the first error.
+    pub async fn execute(&self, sql: &str, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), (usize, EddyError)> {
+        let statements = parse_script(sql).map_err(|e| (0, e.into()))?;
+        if statements.is_empty() {
+            return Err((0, EddyError::Unsupported("the request has no statement".into())));
+        }
+        for (index, parsed) in statements.iter().enumerate() {
+            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e))?;
+        }
+        Ok(())
+    }
+
+    async fn execute_one(&self, index: usize, parsed: &ParsedStatement, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), EddyError> {
+        let send = |reply: Reply| async move { replies.send((index, reply)).await.map_err(|_| EddyError::Unsupported("the client went away".into())) };
+        let done = |tag: &str| Reply::Done { tag: tag.to_string(), pipeline_id: None, rows: 0 };
+        let mut state = self.state.lock().await;
+        match &parsed.statement {
+            Statement::Show(ShowWhat::Pipelines) => {
+                let rows = self.pipelines.all().into_iter().map(|p| {
+                    let s = p.status();
+                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), s.sql]
+                });
+                drop(state);
+                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "sql"], rows)).await
+            }
+            Statement::Show(ShowWhat::Views) => {
+                let mut rows: Vec<Vec<String>> = state.session.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
+                rows.extend(self.read_views().keys().map(|v| vec![v.clone(), "materialized view".into()]));
+                rows.sort();
+                drop(state);
+                send_rows(&send, string_rows(&["view", "kind"], rows.into_iter())).await
+            }
+            Statement::Describe { name } if self.read_views().contains_key(name) => {
+                let view = self.view(name)?;
+                let rows = view.schema().fields().iter().map(|f| vec![f.name().clone(), f.data_type().to_string(), if f.is_nullable() { "YES" } else { "NO" }.to_string()]).collect::<Vec<_>>();
+                drop(state);
+                send_rows(&send, string_rows(&["name", "type", "null"], rows.into_iter())).await
+            }
+            Statement::StopPipeline { id } => {
+                drop(state);
+                let handle = self.stop_pipeline(id).await?;
+                send(Reply::Done { tag: "STOP PIPELINE".into(), pipeline_id: Some(handle.id.clone()), rows: 0 }).await
+            }
+            Statement::CreateMaterializedView { name, .. } => {
+                if self.read_views().contains_key(name) || state.session.planner().columns_of(name).is_some() {
+                    return Err(EddyError::Conflict(format!("`{name}` already exists; DROP it first to replace it")));
+                }
+                let id = state.catalog.new_pipeline_id();
+                let handle = self.create_pipeline(&state.session, &id, parsed).await?;
+                handle.start()?;
+                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true });
+                state.catalog.save(&self.data_dir)?;
+                drop(state);
+                send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
+            }
+            Statement::Insert { .. } => {
+                let id = state.catalog.new_pipeline_id();
+                let handle = self.create_pipeline(&state.session, &id, parsed).await?;
+                handle.start()?;
+                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true });
+                state.catalog.save(&self.data_dir)?;
+                drop(state);
+                send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
+            }
+            Statement::Drop { what: DropWhat::MaterializedView, name, if_exists } => {
+                let Some(view) = self.read_views().get(name).cloned() else {
+                    return if *if_exists { send(done("DROP MATERIALIZED VIEW")).await } else { Err(self.view(name).err().unwrap_or_else(|| EddyError::NotFound(name.clone()))) };
+                };
+                let ids: Vec<String> = state.catalog.pipelines.iter().filter(|p| p.name == view.name).map(|p| p.id.clone()).collect();
+                for id in &ids {
+                    if let Some(handle) = self.pipelines.remove(id) {
+                        handle.stop().await;
+                    }
+                    let _ = std::fs::remove_dir_all(self.checkpoint_dir(id));
+                }
+                state.catalog.pipelines.retain(|p| !ids.contains(&p.id));
+                self.write_views().remove(name);
+                state.catalog.save(&self.data_dir)?;
+                drop(state);
+                send(done("DROP MATERIALIZED VIEW")).await
+            }
+            Statement::Drop { what: DropWhat::Table, name, .. } => {
+                if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
+                    return Err(EddyError::Conflict(format!("table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                }
+                self.run_in_session(&mut state, parsed, &send).await
+            }
+            Statement::Select { query } if !self.read_views().is_empty() && eddy_sql::referenced_tables(query).iter().any(|t| self.read_views().contains_key(t)) => {
+                let ctx = self.view_context()?;
+                let started = parsed.location;
+                drop(state);
+                let frame = ctx.sql(&parsed.text).await.map_err(|e| EddyError::Sql(eddy_sql::SqlError::plan(started, e.strip_backtrace())))?;
+                let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                let batches = frame.collect().await.map_err(|e| EddyError::Sql(eddy_sql::SqlError::plan(started, e.strip_backtrace())))?;
+                send(Reply::Schema(schema)).await?;
+                let mut rows = 0;
+                for batch in batches {
+                    rows += batch.num_rows() as u64;
+                    send(Reply::Batch(batch)).await?;
+                }
+                send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+            }
+            Statement::Explain { statement } if matches!(**statement, Statement::CreateMaterializedView { .. }) => {
+                let Statement::CreateMaterializedView { query, .. } = &**statement else { unreachable!("matched above") };
+                let inner = ParsedStatement { statement: Statement::Explain { statement: Box::new(Statement::Select { query: query.clone() }) }, location: parsed.location, text: parsed.text.clone() };
+                self.run_in_session(&mut state, &inner, &send).await
+            }
+            _ => self.run_in_session(&mut state, parsed, &send).await,
+        }
+    }
+
+    /// Statements the session handles: DDL, `SET`, `SHOW TABLES`, `DESCRIBE`,
+    /// `EXPLAIN`, and queries over bounded tables.
+    async fn run_in_session<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
+    where
+        F: Fn(Reply) -> Fut,
+        Fut: std::future::Future<Output = Result<(), EddyError>>,
+    {
+        match state.session.execute(parsed).await? {
+            Outcome::Done(tag) => {
+                let persisted = match &parsed.statement {
+                    Statement::CreateTable(def) => Some(("table", def.name.clone(), true)),
+                    Statement::CreateView { name, .. } => Some(("view", name.clone(), true)),
+                    Statement::Set { key, .. } => Some(("set", key.clone(), true)),
+                    Statement::Drop { what: DropWhat::Table, name, .. } => Some(("table", name.clone(), false)),
+                    Statement::Drop { what: DropWhat::View, name, .. } => Some(("view", name.clone(), false)),
+                    _ => None,
+                };
+                if let Some((kind, name, add)) = persisted {
+                    if add {
+                        state.catalog.add_statement(kind, &name, &parsed.text);
+                    } else {
+                        state.catalog.remove_statement(kind, &name);
+                    }
+                    state.catalog.save(&self.data_dir)?;
+                }
+                send(Reply::Done { tag, pipeline_id: None, rows: 0 }).await
+            }
+            Outcome::Rows(batch) => send_rows(send, batch).await,
+            Outcome::Pipeline(spec) => {
+                if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
+                    return Err(EddyError::Unsupported(format!(
+                        "at {}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
+                        parsed.location, source.table.name
+                    )));
+                }
+                let prepared = state.session.prepare(&spec);
+                let (sink, mut rows_rx) = ChannelSink::new();
+                // The query runs until its sources end; the sender stays alive so it is not read as "stop".
+                let (_keep_running, stop) = tokio::sync::watch::channel(false);
+                let run = tokio::spawn(prepared.run(Box::new(sink), Arc::default(), stop, None));
+                send(Reply::Schema(spec.plan.schema())).await?;
+                let mut rows = 0;
+                while let Some(batch) = rows_rx.recv().await {
+                    rows += batch.num_rows() as u64;
+                    send(Reply::Batch(batch)).await?;
+                }
+                run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+                send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+            }
+        }
+    }
+
+    /// Plans a pipeline statement (`INSERT INTO`, `CREATE MATERIALIZED VIEW`) and registers it, not started.
+    async fn create_pipeline(&self, session: &Session, id: &str, parsed: &ParsedStatement) -> Result<Arc<PipelineHandle>, EddyError> {
+        let (spec, target) = match &parsed.statement {
+            Statement::Insert { table, query } => {
+                let spec = session.plan_insert(table, query, parsed.location).await?;
+                let Some(def) = spec.sink.clone() else { return Err(EddyError::Unsupported("INSERT INTO without a sink table".into())) };
+                let location = spec.location;
+                (spec, Target::Table(def, location))
+            }
+            Statement::CreateMaterializedView { name, query } => {
+                let spec = session.plan_query(query, parsed.location, name).await?;
+                let key = view_key(&spec.plan, parsed.location)?;
+                let view = MaterializedView::new(name, spec.plan.schema(), key).map_err(|e| EddyError::Unsupported(format!("materialized view `{name}`: {e}")))?;
+                self.write_views().insert(name.clone(), Arc::clone(&view));
+                (spec, Target::View(view))
+            }
+            _ => return Err(EddyError::Unsupported(format!("`{}` does not start a pipeline", parsed.text))),
+        };
+        let handle = PipelineHandle::new(id, &parsed.text, session.prepare(&spec), target, self.checkpoint_dir(id));
+        self.pipelines.insert(Arc::clone(&handle));
+        Ok(handle)
+    }
+
+    fn checkpoint_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.join("checkpoints").join(id)
+    }
+
+    async fn set_running(&self, id: &str, running: bool) -> Result<(), EddyError> {
+        let mut state = self.state.lock().await;
+        if let Some(record) = state.catalog.pipeline_mut(id) {
+            record.running = running;
+        }
+        state.catalog.save(&self.data_dir)
+    }
+
+    /// A DataFusion context with every materialized view's current rows as a table.
+    fn view_context(&self) -> Result<SessionContext, EddyError> {
+        let ctx = SessionContext::new();
+        eddy_sql::functions::register(&ctx);
+        for (name, view) in self.read_views().iter() {
+            let snapshot = view.snapshot().map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
+            let table = MemTable::try_new(view.schema(), vec![snapshot]).map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
+            ctx.register_table(name.as_str(), Arc::new(table)).map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
+        }
+        Ok(ctx)
+    }
+
+    fn read_views(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
+        self.views.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_views(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
+        self.views.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn send_rows<F, Fut>(send: &F, batch: RecordBatch) -> Result<(), EddyError>
+where
+    F: Fn(Reply) -> Fut,
+    Fut: std::future::Future<Output = Result<(), EddyError>>,
+{
+    let rows = batch.num_rows() as u64;
+    send(Reply::Schema(batch.schema())).await?;
+    send(Reply::Batch(batch)).await?;
+    send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+}
+
+fn replay_error(sql: &str, error: EddyError) -> EddyError {
+    EddyError::Unsupported(format!("the catalog no longer replays: `{sql}` fails with: {error}"))
+}
+
+/// The columns an updating view replaces rows by: the output columns that are
+/// its GROUP BY keys. Append-only views have none.
+fn view_key(plan: &StreamPlan, location: Location) -> Result<Vec<usize>, EddyError> {
+    if !plan.is_updating() {
+        return Ok(vec![]);
+    }
+    // The aggregate's output is its group columns, then its aggregates; a projection may reorder them.
+    let mut node = &plan.root;
+    let mut projection: Option<Vec<Option<usize>>> = None;
+    loop {
+        match node {
+            StreamNode::Project { input, exprs, .. } => {
+                let direct: Vec<Option<usize>> = exprs
+                    .iter()
+                    .map(|e| e.downcast_ref::<datafusion::physical_expr::expressions::Column>().map(|c| c.index()))
+                    .collect();
+                projection = Some(match projection {
+                    None => direct,
+                    Some(outer) => outer.into_iter().map(|i| i.and_then(|i| direct.get(i).copied().flatten())).collect(),
+                });
+                node = input;
+            }
+            StreamNode::Filter { input, .. } => node = input,
+            StreamNode::WindowAggregate(aggregate) => {
+                let groups = aggregate.group.iter().filter(|g| matches!(g, GroupColumn::Key(_))).count();
+                let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
+                let key: Vec<usize> = output.iter().enumerate().filter(|(_, i)| i.is_some_and(|i| i < groups)).map(|(o, _)| o).collect();
+                if key.len() != groups {
+                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key")));
+                }
+                return Ok(key);
+            }
+            _ => return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "this updating query is not supported in a materialized view"))),
+        }
+    }
+}
+
+/// The sink of an ad-hoc query over bounded tables: hands its rows to the caller.
+pub struct ChannelSink {
+    tx: mpsc::Sender<RecordBatch>,
+}
+
+impl ChannelSink {
+    fn new() -> (Self, mpsc::Receiver<RecordBatch>) {
+        let (tx, rx) = mpsc::channel(16);
+        (ChannelSink { tx }, rx)
+    }
+}
+
+#[async_trait::async_trait]
+impl eddy_engine::Sink for ChannelSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), eddy_engine::BoxError> {
+        self.tx.send(batch).await.map_err(|_| "the client stopped reading the result".into())
+    }
+
+    async fn commit(&mut self) -> Result<(), eddy_engine::BoxError> {
+        Ok(())
+    }
+}
+

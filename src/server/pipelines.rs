@@ -1,0 +1,257 @@
+//! The server's pipelines: each runs in its own task, can be stopped and started
+//! again, and reports its status and counters for `GetPipeline`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use eddy_engine::checkpoint::CheckpointStore;
+use eddy_engine::{PipelineMetrics, Sink};
+use eddy_proto::Pipeline as PipelineStatus;
+use eddy_sql::{Location, TableDef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::EddyError;
+use crate::server::views::{MaterializedView, ViewSink};
+use crate::session::PreparedPipeline;
+
+/// Where a pipeline's rows go.
+#[derive(Clone)]
+pub enum Target {
+    /// An `INSERT INTO` table.
+    Table(TableDef, Location),
+    /// A materialized view the server keeps.
+    View(Arc<MaterializedView>),
+}
+
+/// The phases of a pipeline's life, as `GetPipeline` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    Stopped,
+    Finished,
+    Failed(String),
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Running => "RUNNING",
+            Phase::Stopped => "STOPPED",
+            Phase::Finished => "FINISHED",
+            Phase::Failed(_) => "FAILED",
+        }
+    }
+}
+
+/// One pipeline the server knows.
+pub struct PipelineHandle {
+    pub id: String,
+    pub name: String,
+    pub sql: String,
+    pub target: Target,
+    prepared: PreparedPipeline,
+    checkpoints: PathBuf,
+    run: Mutex<Run>,
+}
+
+/// The current (or last) run of a pipeline.
+struct Run {
+    phase: Phase,
+    started_at: SystemTime,
+    metrics: Arc<PipelineMetrics>,
+    rate: Arc<AtomicU64>,
+    stop: Option<watch::Sender<bool>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl PipelineHandle {
+    /// A pipeline that has not started; its checkpoints go under `checkpoints`.
+    pub fn new(id: &str, sql: &str, prepared: PreparedPipeline, target: Target, checkpoints: PathBuf) -> Arc<Self> {
+        let name = match &target {
+            Target::Table(def, _) => def.name.clone(),
+            Target::View(view) => view.name.clone(),
+        };
+        Arc::new(PipelineHandle {
+            id: id.to_string(),
+            name,
+            sql: sql.to_string(),
+            target,
+            prepared,
+            checkpoints,
+            run: Mutex::new(Run {
+                phase: Phase::Stopped,
+                started_at: SystemTime::now(),
+                metrics: Arc::default(),
+                rate: Arc::default(),
+                stop: None,
+                task: None,
+            }),
+        })
+    }
+
+    /// Starts the pipeline (from its last checkpoint, when it has one).
+    pub fn start(self: &Arc<Self>) -> Result<(), EddyError> {
+        let mut run = self.lock_run();
+        if run.phase == Phase::Running {
+            return Err(EddyError::Conflict(format!("pipeline {} is already running", self.id)));
+        }
+        let sink: Box<dyn Sink> = match &self.target {
+            Target::Table(def, location) => crate::session::create_sink(def, *location)?,
+            Target::View(view) => Box::new(ViewSink::new(Arc::clone(view)).map_err(|e| EddyError::Conflict(e.to_string()))?),
+        };
+        let metrics = Arc::new(PipelineMetrics::default());
+        let rate = Arc::new(AtomicU64::new(0));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let store = CheckpointStore::new(self.checkpoints.clone());
+        let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
+        let this = Arc::clone(self);
+        let prepared = self.prepared.clone();
+        let task_metrics = Arc::clone(&metrics);
+        let task = tokio::spawn(async move {
+            let result = prepared.run(sink, task_metrics, stop_rx, Some(store)).await;
+            sampler.abort();
+            let mut run = this.lock_run();
+            let stopped = run.stop.as_ref().is_some_and(|s| *s.borrow());
+            run.phase = match result {
+                Err(e) => {
+                    tracing::warn!(pipeline = %this.id, "pipeline failed: {e}");
+                    Phase::Failed(e.to_string())
+                }
+                Ok(()) if stopped => Phase::Stopped,
+                Ok(()) => Phase::Finished,
+            };
+            run.stop = None;
+        });
+        *run = Run { phase: Phase::Running, started_at: SystemTime::now(), metrics, rate, stop: Some(stop_tx), task: Some(task) };
+        Ok(())
+    }
+
+    /// Stops the pipeline and waits until its sinks have committed.
+    pub async fn stop(&self) {
+        let task = {
+            let mut run = self.lock_run();
+            if let Some(stop) = &run.stop {
+                let _ = stop.send(true);
+            }
+            run.task.take()
+        };
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// True while it runs.
+    pub fn is_running(&self) -> bool {
+        self.lock_run().phase == Phase::Running
+    }
+
+    /// True when it reads or writes `table`.
+    pub fn uses_table(&self, table: &str) -> bool {
+        matches!(&self.target, Target::Table(def, _) if def.name == table)
+            || self.prepared.plan.sources().iter().any(|s| s.table.name == table)
+    }
+
+    /// Its status and counters, for `GetPipeline`.
+    pub fn status(&self) -> PipelineStatus {
+        let run = self.lock_run();
+        let m = run.metrics.snapshot();
+        let watermark = run.metrics.watermark_ms.load(Ordering::Relaxed);
+        let (state_rows, state_bytes) = match &self.target {
+            Target::View(view) => view.size(),
+            Target::Table(..) => (0, 0),
+        };
+        PipelineStatus {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            sql: self.sql.clone(),
+            status: run.phase.name().to_string(),
+            error: match &run.phase {
+                Phase::Failed(e) => e.clone(),
+                _ => String::new(),
+            },
+            started_at_ms: run.started_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            rows_in: m.rows_in,
+            rows_out: m.rows_out,
+            late_rows: m.late_rows,
+            malformed_rows: m.malformed_rows,
+            watermark_ms: (watermark != i64::MIN && watermark != i64::MAX).then_some(watermark),
+            rows_in_per_second: f64::from_bits(run.rate.load(Ordering::Relaxed)),
+            state_rows,
+            state_bytes,
+            checkpoint_id: run.metrics.checkpoint_id.load(Ordering::Relaxed),
+            checkpoint_ms: run.metrics.checkpoint_ms.load(Ordering::Relaxed),
+            checkpoint_bytes: run.metrics.checkpoint_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock_run(&self) -> std::sync::MutexGuard<'_, Run> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Input rows per second over the last two seconds, kept as f64 bits.
+fn spawn_rate_sampler(metrics: Arc<PipelineMetrics>, rate: Arc<AtomicU64>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = (Instant::now(), 0u64);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let now = (Instant::now(), metrics.rows_in.load(Ordering::Relaxed));
+            let per_second = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+            rate.store(per_second.to_bits(), Ordering::Relaxed);
+            last = now;
+        }
+    })
+}
+
+/// Every pipeline of a server, by id.
+#[derive(Default)]
+pub struct Pipelines {
+    by_id: Mutex<BTreeMap<String, Arc<PipelineHandle>>>,
+}
+
+impl Pipelines {
+    /// Adds a pipeline.
+    pub fn insert(&self, handle: Arc<PipelineHandle>) {
+        self.lock().insert(handle.id.clone(), handle);
+    }
+
+    /// Removes a pipeline (after stopping it).
+    pub fn remove(&self, id: &str) -> Option<Arc<PipelineHandle>> {
+        self.lock().remove(id)
+    }
+
+    /// A pipeline by id, or by the name of the table or view it writes.
+    pub fn find(&self, id_or_name: &str) -> Result<Arc<PipelineHandle>, EddyError> {
+        let by_id = self.lock();
+        if let Some(p) = by_id.get(id_or_name) {
+            return Ok(Arc::clone(p));
+        }
+        let named: Vec<&Arc<PipelineHandle>> = by_id.values().filter(|p| p.name == id_or_name).collect();
+        match named.as_slice() {
+            [one] => Ok(Arc::clone(one)),
+            [] => Err(EddyError::NotFound(format!(
+                "no pipeline `{id_or_name}`; SHOW PIPELINES lists them ({})",
+                if by_id.is_empty() { "there are none".to_string() } else { by_id.keys().cloned().collect::<Vec<_>>().join(", ") }
+            ))),
+            many => Err(EddyError::NotFound(format!(
+                "several pipelines write `{id_or_name}` ({}); name one by its id",
+                many.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Every pipeline, by id.
+    pub fn all(&self) -> Vec<Arc<PipelineHandle>> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<PipelineHandle>>> {
+        self.by_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,180 @@
+//! The gRPC face of the server (`eddy.v1.Eddy`): turns requests into [`Server`]
+//! calls and [`EddyError`]s into status codes a client can act on.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use eddy_proto::eddy_server::{Eddy, EddyServer};
+use eddy_proto::{
+    execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline,
+    PipelineRef, StatementDone, SubscribeRequest, SubscribeResponse,
+};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::error::EddyError;
+use crate::ipc::IpcEncoder;
+use crate::server::{Reply, Server};
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The gRPC service over one [`Server`].
+pub struct EddyService {
+    server: Arc<Server>,
+}
+
+/// Maps an error to the gRPC code that says whose move it is; SQL errors carry
+/// their position as `eddy-line` / `eddy-column` metadata for the client's caret.
+pub fn status_of(error: &EddyError) -> Status {
+    let message = error.to_string();
+    let mut status = match error {
+        EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
+        EddyError::NotFound(_) => Status::not_found(message),
+        EddyError::Unsupported(_) | EddyError::Conflict(_) => Status::failed_precondition(message),
+        EddyError::Pipeline { .. } | EddyError::Io { .. } => Status::internal(message),
+    };
+    let location = match error {
+        EddyError::Sql(e) => Some(e.location()),
+        EddyError::Connector { location, .. } => Some(*location),
+        _ => None,
+    };
+    if let Some(l) = location {
+        status.metadata_mut().insert("eddy-line", MetadataValue::from(l.line));
+        status.metadata_mut().insert("eddy-column", MetadataValue::from(l.column));
+    }
+    status
+}
+
+#[tonic::async_trait]
+impl Eddy for EddyService {
+    type ExecuteSqlStream = ResponseStream<ExecuteSqlResponse>;
+    type SubscribeStream = ResponseStream<SubscribeResponse>;
+
+    async fn execute_sql(&self, request: Request<ExecuteSqlRequest>) -> Result<Response<Self::ExecuteSqlStream>, Status> {
+        let sql = request.into_inner().sql;
+        let (replies_tx, mut replies_rx) = mpsc::channel::<(usize, Reply)>(16);
+        let (out_tx, out_rx) = mpsc::channel::<Result<ExecuteSqlResponse, Status>>(16);
+        let server = Arc::clone(&self.server);
+        let errors = out_tx.clone();
+        tokio::spawn(async move {
+            if let Err((_, error)) = server.execute(&sql, &replies_tx).await {
+                let _ = errors.send(Err(status_of(&error))).await;
+            }
+        });
+        tokio::spawn(async move {
+            let mut encoder: Option<IpcEncoder> = None;
+            while let Some((index, reply)) = replies_rx.recv().await {
+                let statement = index as u32;
+                let result = match reply {
+                    Reply::Schema(schema) => IpcEncoder::new(&schema).map(|(e, header)| {
+                        encoder = Some(e);
+                        execute_sql_response::Result::ArrowSchema(header)
+                    }),
+                    Reply::Batch(batch) => match encoder.as_mut() {
+                        Some(e) => e.encode(&batch).map(execute_sql_response::Result::ArrowBatch),
+                        None => continue,
+                    },
+                    Reply::Done { tag, pipeline_id, rows } => {
+                        encoder = None;
+                        Ok(execute_sql_response::Result::Done(StatementDone { tag, pipeline_id: pipeline_id.unwrap_or_default(), rows }))
+                    }
+                };
+                let message = result.map(|r| ExecuteSqlResponse { statement, result: Some(r) }).map_err(|e| Status::internal(format!("cannot encode the result: {e}")));
+                if out_tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn list_pipelines(&self, _request: Request<ListPipelinesRequest>) -> Result<Response<ListPipelinesResponse>, Status> {
+        Ok(Response::new(ListPipelinesResponse { pipelines: self.server.pipelines().iter().map(|p| p.status()).collect() }))
+    }
+
+    async fn get_pipeline(&self, request: Request<PipelineRef>) -> Result<Response<Pipeline>, Status> {
+        let handle = self.server.pipeline(&request.into_inner().id).map_err(|e| status_of(&e))?;
+        Ok(Response::new(handle.status()))
+    }
+
+    async fn stop_pipeline(&self, request: Request<PipelineRef>) -> Result<Response<Pipeline>, Status> {
+        let handle = self.server.stop_pipeline(&request.into_inner().id).await.map_err(|e| status_of(&e))?;
+        Ok(Response::new(handle.status()))
+    }
+
+    async fn restart_pipeline(&self, request: Request<PipelineRef>) -> Result<Response<Pipeline>, Status> {
+        let handle = self.server.restart_pipeline(&request.into_inner().id).await.map_err(|e| status_of(&e))?;
+        Ok(Response::new(handle.status()))
+    }
+
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let view = self.server.view(&request.name).map_err(|e| status_of(&e))?;
+        let (initial, mut changes) = view.subscribe(request.snapshot).map_err(|e| Status::internal(e.to_string()))?;
+        let (mut encoder, header) = IpcEncoder::new(&view.changelog_schema()).map_err(|e| Status::internal(e.to_string()))?;
+        let (tx, rx) = mpsc::channel::<Result<SubscribeResponse, Status>>(16);
+        tokio::spawn(async move {
+            let message = |change| Ok(SubscribeResponse { change: Some(change) });
+            if tx.send(message(subscribe_response::Change::ArrowSchema(header))).await.is_err() {
+                return;
+            }
+            let mut next = initial.filter(|b| b.num_rows() > 0);
+            loop {
+                let batch = match next.take() {
+                    Some(b) => b,
+                    None => match changes.recv().await {
+                        Ok(b) => b,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let _ = tx.send(Err(Status::resource_exhausted(format!("the subscriber fell {n} change batches behind; subscribe again with a snapshot")))).await;
+                            return;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                let reply = encoder.encode(&batch).map(subscribe_response::Change::ArrowBatch).map_err(|e| Status::internal(e.to_string()));
+                if tx.send(reply.map(|c| SubscribeResponse { change: Some(c) })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; with a token, every call
+/// must carry `authorization: Bearer <token>`.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), EddyError> {
+    let expected = token.map(|t| format!("Bearer {t}"));
+    let check = move |request: Request<()>| -> Result<Request<()>, Status> {
+        let Some(expected) = &expected else { return Ok(request) };
+        match request.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
+            Some(given) if given == expected => Ok(request),
+            Some(_) => Err(Status::unauthenticated("wrong token")),
+            None => Err(Status::unauthenticated("this server needs a token: pass --token (authorization: Bearer <token>)")),
+        }
+    };
+    let service = EddyServer::with_interceptor(EddyService { server }, check);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| EddyError::Io { context: "the gRPC server stopped".into(), source: std::io::Error::other(e) })
+}
+
+/// The address `--listen` names, with a clear error.
+pub fn parse_listen(listen: &str) -> Result<SocketAddr, EddyError> {
+    listen.parse().map_err(|e| EddyError::Setting {
+        key: "--listen".into(),
+        value: listen.into(),
+        message: format!("{e}; expected HOST:PORT such as 127.0.0.1:50051"),
+    })
+}

@@ -1,0 +1,270 @@
+//! End to end: the real `eddy server` on a free loopback port with a temporary
+//! data directory, driven by the real `eddy sql` and by a tonic client.
+// Tests may unwrap: a panic there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{eddy, Running};
+use eddy_proto::{ListPipelinesRequest, PipelineRef};
+use tonic::Code;
+
+/// A running server and the address it printed.
+struct Server {
+    process: Running,
+    address: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut command = eddy();
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("EDDY_TOKEN")
+            .stdout(Stdio::piped());
+        let mut process = Running::start(&mut command);
+        let stdout = process.0.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let address = line
+            .strip_prefix("eddy server listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .to_string();
+        Server { process, address }
+    }
+
+    /// `eddy sql --host ADDRESS ARGS...`: (exit code, stdout, stderr).
+    fn sql(&self, args: &[&str]) -> (i32, String, String) {
+        let output = eddy().args(["sql", "--host", &self.address]).args(args).env_remove("EDDY_TOKEN").output().unwrap();
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// `eddy sql -c SQL`, which must succeed; its stdout.
+    fn ok(&self, sql: &str) -> String {
+        let (code, stdout, stderr) = self.sql(&["-c", sql]);
+        assert_eq!(code, 0, "`{sql}` failed: {stderr}");
+        stdout
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) {
+        let pid = self.process.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.process.0.wait().unwrap();
+        assert!(status.success(), "the server exits 0 on SIGTERM, got {status}");
+    }
+}
+
+fn bids_table() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json");
+    format!(
+        "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
+        path.display()
+    )
+}
+
+/// Counts of `auction` in tests/data/bids.json, read with serde_json rather than Eddy.
+fn expected_counts() -> Vec<(i64, i64)> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json")).unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        *counts.entry(value["auction"].as_i64().unwrap()).or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
+}
+
+#[test]
+fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    assert_eq!(server.ok(&bids_table()), "CREATE TABLE\n");
+
+    // CSV: a header line and one line per row, nothing else.
+    let csv = server.ok_csv("SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction");
+    let mut lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.remove(0), "auction,n");
+    lines.sort_by_key(|l| l.split(',').next().unwrap().parse::<i64>().unwrap());
+    let expected: Vec<String> = expected_counts().into_iter().map(|(auction, n)| format!("{auction},{n}")).collect();
+    assert_eq!(lines, expected);
+
+    // Aligned, psql's layout, with the row count.
+    let aligned = server.ok("SELECT auction, COUNT(*) AS n FROM bids WHERE auction = 1 GROUP BY auction");
+    let n = expected_counts().into_iter().find(|(a, _)| *a == 1).unwrap().1;
+    assert_eq!(aligned, format!(" auction | n \n---------+---\n       1 | {n}\n(1 row)\n\n"));
+
+    // A script file: several statements, DDL tags and SHOW.
+    let script = data.path().join("script.sql");
+    std::fs::write(&script, "CREATE VIEW expensive AS SELECT * FROM bids WHERE price > 100;\nSHOW TABLES;\n").unwrap();
+    let (code, stdout, stderr) = server.sql(&["-f", script.to_str().unwrap(), "--csv"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "CREATE VIEW\ntable,connector,kind\nbids,filesystem,bounded\n");
+
+    // A SQL error: exit 1, psql's ERROR line, the statement's line and a caret under the column.
+    let (code, _, stderr) = server.sql(&["-c", "SELECT auction\nFROM bidz"]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("ERROR:  "), "{stderr}");
+    assert!(stderr.contains("bidz"), "{stderr}");
+    assert!(stderr.contains("LINE 2: FROM bidz\n             ^\n"), "caret under `bidz`:\n{stderr}");
+
+    // An unbounded SELECT is refused with advice, not left hanging.
+    server.ok("CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen')");
+    let (code, _, stderr) = server.sql(&["-c", "SELECT * FROM gen"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("CREATE MATERIALIZED VIEW"), "{stderr}");
+
+    // Unknown objects are NotFound, with their names.
+    let (code, _, stderr) = server.sql(&["-c", "DESCRIBE nothing_here"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nothing_here"), "{stderr}");
+
+    // No server there: exit 2, as psql.
+    let (code, _, stderr) = eddy().args(["sql", "--host", "127.0.0.1:1", "-c", "SHOW TABLES"]).output().map(|o| (o.status.code().unwrap(), (), String::from_utf8_lossy(&o.stderr).into_owned())).unwrap();
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    server.terminate();
+}
+
+impl Server {
+    fn ok_csv(&self, sql: &str) -> String {
+        let (code, stdout, stderr) = self.sql(&["--csv", "-c", sql]);
+        assert_eq!(code, 0, "`{sql}` failed: {stderr}");
+        stdout
+    }
+}
+
+/// Parses `eddy sql --csv -q` output of one row of integers.
+fn one_row(csv: &str) -> Vec<i64> {
+    let line = csv.lines().nth(1).unwrap_or_else(|| panic!("no row in {csv:?}"));
+    line.split(',').map(|v| if v.is_empty() { 0 } else { v.parse().unwrap() }).collect()
+}
+
+const SEQUENCE_VIEW: &str = "SET 'parallelism' = '1';
+SET 'execution.checkpointing.interval' = '200 ms';
+CREATE TABLE seq (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '20000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1');
+CREATE MATERIALIZED VIEW tens AS SELECT id % 10 AS k, COUNT(*) AS n, MAX(id) AS m FROM seq GROUP BY id % 10;";
+
+/// One consistent read of `tens`: (sum of counts, highest id, keys). Ids arrive
+/// 1, 2, 3, ... so a snapshot taken at one checkpoint has counted exactly the ids
+/// up to its highest one: the sum of the counts equals the highest id.
+fn read_tens(server: &Server) -> (i64, i64, i64) {
+    let row = one_row(&server.ok_csv("SELECT SUM(n), MAX(m), COUNT(*) FROM tens"));
+    (row[0], row[1], row[2])
+}
+
+#[test]
+fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let stdout = server.ok(SEQUENCE_VIEW);
+    assert!(stdout.contains("CREATE MATERIALIZED VIEW (pipeline p1)"), "{stdout}");
+    let started = Instant::now();
+    let mut reads = Vec::new();
+    while started.elapsed() < Duration::from_secs(4) {
+        let (sum, max, keys) = read_tens(&server);
+        assert_eq!(sum, max, "a read saw a torn state: counts add up to {sum} but the highest id is {max}");
+        if sum > 10 {
+            assert_eq!(keys, 10);
+        }
+        reads.push(sum);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reads.windows(2).all(|w| w[0] <= w[1]), "reads went back in time: {reads:?}");
+    assert!(reads.iter().collect::<std::collections::BTreeSet<_>>().len() >= 3, "the view did not keep updating: {reads:?}");
+
+    // Point lookups and joins are ordinary SQL over the snapshot.
+    let row = one_row(&server.ok_csv("SELECT n FROM tens WHERE k = 3"));
+    assert!(row[0] > 0);
+
+    // The pipeline reports itself, with the view's size.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = eddy::client::connect(&server.address, None).await.unwrap();
+        let pipelines = client.list_pipelines(ListPipelinesRequest {}).await.unwrap().into_inner().pipelines;
+        assert_eq!(pipelines.len(), 1);
+        let p = client.get_pipeline(PipelineRef { id: "tens".into() }).await.unwrap().into_inner();
+        assert_eq!((p.id.as_str(), p.status.as_str(), p.state_rows), ("p1", "RUNNING", 10));
+        assert!(p.rows_in > 0 && p.checkpoint_id > 0, "{p:?}");
+        let missing = client.get_pipeline(PipelineRef { id: "p9".into() }).await.unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        let bad_sql = eddy::client::execute(&mut client, "SELEC 1").await.err().unwrap().1;
+        assert_eq!(bad_sql.code(), Code::InvalidArgument);
+        assert_eq!(bad_sql.metadata().get("eddy-line").unwrap(), "1");
+        let stopped = client.stop_pipeline(PipelineRef { id: "p1".into() }).await.unwrap().into_inner();
+        assert_eq!(stopped.status, "STOPPED");
+    });
+    // Stopped, the view keeps its last rows and stops changing.
+    let (frozen, _, _) = read_tens(&server);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read_tens(&server).0, frozen);
+    server.terminate();
+}
+
+#[test]
+fn catalog_and_pipelines_survive_sigterm_and_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(SEQUENCE_VIEW);
+    server.ok(&bids_table());
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = read_tens(&server).0;
+    assert!(before > 0);
+    server.terminate();
+
+    let server = Server::start(data.path(), &[]);
+    let tables = server.ok_csv("SHOW TABLES");
+    assert_eq!(tables, "table,connector,kind\nbids,filesystem,bounded\nseq,datagen,unbounded\n");
+    assert!(server.ok_csv("SHOW VIEWS").contains("tens,materialized view"));
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p1,tens,RUNNING"));
+    // Resumed from its checkpoint: it goes on from where it was, it does not start over.
+    let (sum, max, _) = read_tens(&server);
+    assert_eq!(sum, max);
+    assert!(sum >= before, "the view restarted from scratch: {sum} < {before}");
+    std::thread::sleep(Duration::from_millis(1000));
+    let before_kill = read_tens(&server).0;
+    let mut server = server;
+    server.process.kill();
+
+    let server = Server::start(data.path(), &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    let (sum, max, _) = read_tens(&server);
+    assert_eq!(sum, max, "after SIGKILL the view is a consistent checkpoint");
+    assert!(sum >= before_kill, "rows visible before the kill were lost: {sum} < {before_kill}");
+    // A stopped pipeline stays stopped across restarts.
+    server.ok("STOP PIPELINE p1");
+    server.terminate();
+    let server = Server::start(data.path(), &[]);
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p1,tens,STOPPED"));
+    server.terminate();
+}
+
+#[test]
+fn a_token_is_required_when_the_server_has_one() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--token", "s3cret"]);
+    let (code, _, stderr) = server.sql(&["-c", "SHOW TABLES"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("needs a token"), "{stderr}");
+    let (code, stdout, stderr) = server.sql(&["--token", "s3cret", "--csv", "-c", "SHOW TABLES"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "table,connector,kind\n");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for token in [None, Some("wrong")] {
+            let mut client = eddy::client::connect(&server.address, token).await.unwrap();
+            let error = client.list_pipelines(ListPipelinesRequest {}).await.unwrap_err();
+            assert_eq!(error.code(), Code::Unauthenticated, "token {token:?}");
+        }
+        let mut client = eddy::client::connect(&server.address, Some("s3cret")).await.unwrap();
+        assert!(client.list_pipelines(ListPipelinesRequest {}).await.is_ok());
+    });
+    server.terminate();
+}
