@@ -205,6 +205,18 @@ fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
     let (frozen, _, _) = read_tens(&server);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(read_tens(&server).0, frozen);
+    // Restarted, it resumes from its checkpoint: no id is counted twice.
+    runtime.block_on(async {
+        let mut client = eddy::client::connect(&server.address, None).await.unwrap();
+        let restarted = client.restart_pipeline(PipelineRef { id: "p1".into() }).await.unwrap().into_inner();
+        assert_eq!(restarted.status, "RUNNING");
+        let again = client.restart_pipeline(PipelineRef { id: "p1".into() }).await.unwrap_err();
+        assert_eq!(again.code(), Code::FailedPrecondition);
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let (sum, max, _) = read_tens(&server);
+    assert_eq!(sum, max);
+    assert!(sum > frozen, "the restarted view did not move on: {sum} <= {frozen}");
     server.terminate();
 }
 
@@ -265,6 +277,111 @@ fn a_token_is_required_when_the_server_has_one() {
         }
         let mut client = eddy::client::connect(&server.address, Some("s3cret")).await.unwrap();
         assert!(client.list_pipelines(ListPipelinesRequest {}).await.is_ok());
+    });
+    server.terminate();
+}
+
+/// The interactive client in a real terminal (a pty from util-linux `script`):
+/// multi-line statements, backslash commands, Ctrl-C dropping the typed
+/// statement, `\q`.
+#[test]
+fn interactive_session_in_a_terminal() {
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(&bids_table());
+    let command = format!("{} sql --host {}", env!("CARGO_BIN_EXE_eddy"), server.address);
+    let mut terminal = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("HOME", data.path())
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` provides the terminal");
+    let mut keys = terminal.stdin.take().unwrap();
+    let mut type_line = |text: &str| {
+        keys.write_all(text.as_bytes()).unwrap();
+        keys.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+    };
+    type_line("\\timing on\r");
+    type_line("SELECT auction, COUNT(*) AS n\r");
+    type_line("FROM bids WHERE auction = 2 GROUP BY auction;\r");
+    type_line("SELECT this is not sent");
+    type_line("\x03");
+    type_line("\\dt\r");
+    type_line("\\x\r");
+    type_line("DESCRIBE bids;\r");
+    type_line("\\q\r");
+    drop(keys);
+    let output = terminal.wait_with_output().unwrap();
+    assert!(output.status.success(), "the client exits 0 after \\q");
+    let screen = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    let n = expected_counts().into_iter().find(|(a, _)| *a == 2).unwrap().1;
+    assert!(screen.contains("Timing is on."), "{screen}");
+    assert!(screen.contains(&format!("       2 | {n}\n(1 row)")), "the two-line statement ran:\n{screen}");
+    assert!(screen.contains("Time: "), "{screen}");
+    assert!(!screen.contains("this is not sent\n ") && !screen.contains("ERROR"), "Ctrl-C dropped the typed statement:\n{screen}");
+    assert!(screen.contains(" bids  | filesystem | bounded"), "\\dt lists tables:\n{screen}");
+    assert!(screen.contains("Expanded display is on."), "{screen}");
+    assert!(screen.contains("-[ RECORD 1 ]") && screen.contains("name | auction"), "expanded DESCRIBE:\n{screen}");
+    assert!(data.path().join(".eddy_history").exists(), "history is saved");
+    server.terminate();
+}
+
+/// `Subscribe` over gRPC: the view's rows first, then updates as `-U` / `+U` pairs.
+#[test]
+fn subscribe_streams_a_views_changes_with_retractions() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(
+        "SET 'execution.checkpointing.interval' = '100 ms';
+         CREATE TABLE seq (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1');
+         CREATE MATERIALIZED VIEW odd_even AS SELECT id % 2 AS k, COUNT(*) AS n FROM seq GROUP BY id % 2",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::Int64Type;
+        let mut client = eddy::client::connect(&server.address, None).await.unwrap();
+        let mut stream = client.subscribe(eddy_proto::SubscribeRequest { name: "odd_even".into(), snapshot: true }).await.unwrap().into_inner();
+        let mut header = Vec::new();
+        // The latest count per key as the changes tell it, checked against each update's retraction.
+        let mut current = std::collections::BTreeMap::new();
+        let mut updates = 0;
+        while updates < 6 {
+            let message = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("a change within 10 s").unwrap().unwrap();
+            match message.change.unwrap() {
+                eddy_proto::subscribe_response::Change::ArrowSchema(bytes) => header = bytes,
+                eddy_proto::subscribe_response::Change::ArrowBatch(bytes) => {
+                    let mut collector = eddy::ipc::IpcCollector::default();
+                    collector.push(&header);
+                    collector.push(&bytes);
+                    let (schema, batches) = collector.take().unwrap();
+                    assert_eq!(schema.field(0).name(), "op");
+                    for batch in batches {
+                        let ops = batch.column(0).as_string::<i32>();
+                        let keys = batch.column(1).as_primitive::<Int64Type>();
+                        let counts = batch.column(2).as_primitive::<Int64Type>();
+                        for i in 0..batch.num_rows() {
+                            let (k, n) = (keys.value(i), counts.value(i));
+                            match ops.value(i) {
+                                "+I" => assert!(current.insert(k, n).is_none(), "+I for a key already there"),
+                                "-U" => assert_eq!(current.remove(&k), Some(n), "-U retracts the row last sent"),
+                                "+U" => {
+                                    assert!(current.insert(k, n).is_none(), "+U follows its -U");
+                                    updates += 1;
+                                }
+                                other => panic!("unexpected op {other}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(current.len(), 2);
     });
     server.terminate();
 }
