@@ -222,7 +222,7 @@ impl Session {
                 table: sink.name.clone(),
                 location,
                 message: format!(
-                    "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
+                    "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('upsert-kafka', 'redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
                     sink.connector()
                 ),
             });
@@ -428,7 +428,7 @@ pub fn string_rows(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) ->
 }
 
 /// `DESCRIBE`'s answer: one row per column, as Flink shows them.
-fn describe_rows(schema: &Schema) -> RecordBatch {
+pub fn describe_rows(schema: &Schema) -> RecordBatch {
     string_rows(
         &["name", "type", "null"],
         schema.fields().iter().map(|f| vec![f.name().clone(), f.data_type().to_string(), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),

@@ -244,3 +244,76 @@ async fn killed_and_resumed_again_and_again_the_file_sink_has_every_row_once() {
     assert_eq!(got.len(), want.len(), "rows lost or written twice");
     assert_eq!(got, want);
 }
+
+/// The newest value per key in an upsert topic, checking that every version of a
+/// key is in one partition and that its counts only grow, in offset order.
+fn latest_per_key(records: &[ReadRecord]) -> BTreeMap<i64, i64> {
+    let mut latest: BTreeMap<i64, (i32, i64)> = BTreeMap::new();
+    for r in records {
+        let key: serde_json::Value = serde_json::from_str(r.key.as_deref().expect("an upsert record has a key")).expect("JSON key");
+        let user = key["user_id"].as_i64().expect("the key is the primary key");
+        let value: serde_json::Value = serde_json::from_str(r.value.as_deref().expect("no deletes, so no tombstones")).expect("JSON value");
+        assert_eq!(value["user_id"].as_i64(), Some(user));
+        let clicks = value["clicks"].as_i64().expect("clicks");
+        if let Some((partition, previous)) = latest.insert(user, (r.partition, clicks)) {
+            assert_eq!(partition, r.partition, "every version of user {user} is in one partition");
+            assert!(clicks > previous, "user {user}: version {clicks} after {previous}");
+        }
+    }
+    latest.into_iter().map(|(user, (_, clicks))| (user, clicks)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_group_by_keeps_an_upsert_kafka_topic_up_to_date() {
+    let bootstrap = broker();
+    let (source, sink) = (unique_topic("clicks"), unique_topic("user-counts"));
+    create_topic(&bootstrap, &source, 2).await;
+    create_topic(&bootstrap, &sink, 3).await;
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut produce_clicks = |range: std::ops::Range<i64>| {
+        let records: Vec<TestRecord> = range
+            .map(|i| {
+                let user = (i * 5) % 7;
+                *expected.entry(user).or_default() += 1;
+                TestRecord::value((i % 2) as i32, format!(r#"{{"user_id": {user}, "url": "/p/{i}", "ts": {}}}"#, BASE_MS + i))
+            })
+            .collect();
+        (records, expected.clone())
+    };
+    let (first, after_first) = produce_clicks(0..700);
+    produce(&bootstrap, &source, &first).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("pipeline.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'execution.checkpointing.interval' = '300 ms';
+             CREATE TABLE clicks (user_id BIGINT, url STRING, ts TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset');
+             CREATE TABLE user_counts (user_id BIGINT, clicks BIGINT, PRIMARY KEY (user_id) NOT ENFORCED)
+             WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'properties.bootstrap.servers' = '{bootstrap}');
+             INSERT INTO user_counts SELECT user_id, COUNT(*) AS clicks FROM clicks GROUP BY user_id;"
+        ),
+    )
+    .expect("script");
+    let _running = common::Running::start(eddy().arg("run").arg(&script).stderr(Stdio::null()));
+    let wait_for = |want: BTreeMap<i64, i64>| {
+        let (bootstrap, sink) = (bootstrap.clone(), sink.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let got = latest_per_key(&read_all(&bootstrap, &sink));
+                if got == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "upsert topic has {got:?}, expected {want:?}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    wait_for(after_first).await;
+    let (second, after_second) = produce_clicks(700..1500);
+    produce(&bootstrap, &source, &second).await;
+    wait_for(after_second).await;
+}

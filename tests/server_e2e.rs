@@ -343,7 +343,7 @@ fn subscribe_streams_a_views_changes_with_retractions() {
     std::thread::sleep(Duration::from_millis(500));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::Int64Type;
         let mut client = eddy::client::connect(&server.address, None).await.unwrap();
         let mut stream = client.subscribe(eddy_proto::SubscribeRequest { name: "odd_even".into(), snapshot: true }).await.unwrap().into_inner();

@@ -66,6 +66,14 @@ pub const CONNECTORS: &[ConnectorSpec] = &[
         can_sink: true,
     },
     ConnectorSpec {
+        name: "upsert-kafka",
+        description: "a Kafka topic as a changelog: each row is the newest version of its PRIMARY KEY (the record key), for compacted topics and updating queries",
+        options: crate::kafka::UPSERT_OPTIONS,
+        required: &["topic", "properties.bootstrap.servers"],
+        can_source: false,
+        can_sink: true,
+    },
+    ConnectorSpec {
         name: "redis",
         description: "Redis for live dashboards: a hash or string per row under a key template, a sorted set per window (leaderboards), or a stream/list append",
         options: crate::redis::OPTIONS,
@@ -265,6 +273,9 @@ pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorEr
             KafkaOptions::parse(def)?;
             crate::kafka::check_metadata(def, as_sink)?;
         }
+        "upsert-kafka" => {
+            KafkaOptions::parse(&crate::kafka::upsert_as_kafka(def)?)?;
+        }
         "redis" => {
             crate::redis::RedisOptions::parse(def, &def.sink_schema())?;
         }
@@ -287,7 +298,7 @@ pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorEr
 /// Whether a sink of `def` can take an upsert stream (rows that update earlier
 /// rows of the same key): it overwrites by key, or only shows or drops rows.
 pub fn accepts_updates(def: &TableDef) -> bool {
-    matches!(def.connector(), "redis" | "clickhouse" | "print" | "blackhole")
+    matches!(def.connector(), "redis" | "clickhouse" | "upsert-kafka" | "print" | "blackhole")
 }
 
 /// Whether a source of `def` ends by itself (so windows close and `eddy run` exits),
@@ -342,6 +353,7 @@ pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, C
         "print" => Box::new(PrintSink::try_new(def)?),
         "blackhole" => Box::new(BlackholeSink),
         "kafka" => Box::new(KafkaSink::try_new(def, schema)?),
+        "upsert-kafka" => Box::new(KafkaSink::try_new(&crate::kafka::upsert_as_kafka(def)?, schema)?),
         "redis" => Box::new(crate::redis::RedisSink::try_new(def, schema)?),
         "clickhouse" => Box::new(crate::clickhouse::ClickHouseSink::try_new(def, schema)?),
         other => {
@@ -386,7 +398,7 @@ mod tests {
         let e = err(&[("connector", "kafak")], false);
         assert!(
             e.contains("unknown connector 'kafak'")
-                && e.contains("filesystem, kafka, redis, clickhouse, nexmark, datagen, print, blackhole"),
+                && e.contains("filesystem, kafka, upsert-kafka, redis, clickhouse, nexmark, datagen, print, blackhole"),
             "{e}"
         );
         assert!(err(&[], false).contains("has no 'connector' option"));
@@ -486,6 +498,21 @@ mod tests {
         assert!(is_bounded(&def(&[("connector", "datagen"), ("number-of-rows", "5")])));
         assert!(is_bounded(&def(&[("connector", "datagen"), ("fields.v.kind", "sequence"), ("fields.v.end", "9")])));
         assert!(!is_bounded(&def(&[("connector", "nexmark")])));
+    }
+
+    #[test]
+    fn upsert_kafka_keys_records_by_the_primary_key() {
+        let options = [("connector", "upsert-kafka"), ("topic", "t"), ("properties.bootstrap.servers", "127.0.0.1:9")];
+        let mut table = def(&options);
+        let err = validate_options(&table, true).unwrap_err().to_string();
+        assert!(err.contains("PRIMARY KEY"), "{err}");
+        table.primary_key = vec!["v".into()];
+        validate_options(&table, true).unwrap();
+        let kafka = crate::kafka::upsert_as_kafka(&table).unwrap();
+        assert_eq!((kafka.option("key.fields"), kafka.connector()), (Some("v"), "kafka"));
+        assert!(accepts_updates(&table));
+        let err = create_source(&table, table.physical_schema()).err().expect("not a source").to_string();
+        assert!(err.contains("upsert-kafka"), "{err}");
     }
 
     #[test]

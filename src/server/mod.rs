@@ -21,7 +21,7 @@ use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, S
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::EddyError;
-use crate::session::{string_rows, Outcome, Session};
+use crate::session::{describe_rows, string_rows, Outcome, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
 use views::MaterializedView;
@@ -172,9 +172,8 @@ impl Server {
             }
             Statement::Describe { name } if self.read_views().contains_key(name) => {
                 let view = self.view(name)?;
-                let rows = view.schema().fields().iter().map(|f| vec![f.name().clone(), f.data_type().to_string(), if f.is_nullable() { "YES" } else { "NO" }.to_string()]).collect::<Vec<_>>();
                 drop(state);
-                send_rows(&send, string_rows(&["name", "type", "null"], rows.into_iter())).await
+                send_rows(&send, describe_rows(&view.schema())).await
             }
             Statement::StopPipeline { id } => {
                 drop(state);

@@ -50,6 +50,35 @@ pub(crate) const OPTIONS: &[(&str, &str)] = &[
     ("sink.delivery-guarantee", "sink: at-least-once (default: every row is acknowledged by the broker at each commit) | none"),
 ];
 
+/// Options of `'connector' = 'upsert-kafka'` (Flink's names): a sink of changelogs by primary key.
+pub(crate) const UPSERT_OPTIONS: &[(&str, &str)] = &[
+    ("topic", "the topic to write"),
+    ("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
+    ("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
+    ("key.format", "json (default) | csv | avro | raw: the PRIMARY KEY columns, which are the record key"),
+    ("value.format", "json (default) | csv | avro: the whole row"),
+    ("csv.field-delimiter", "one character between CSV fields (default ',')"),
+    ("sink.delivery-guarantee", "at-least-once (default: every row is acknowledged by the broker at each commit) | none"),
+];
+
+/// An `upsert-kafka` table as the Kafka sink sees it: the PRIMARY KEY columns are
+/// the record key (so a compacted topic keeps each key's newest row) and records
+/// are partitioned by that key, so every version of a key lands in one partition in order.
+pub(crate) fn upsert_as_kafka(def: &TableDef) -> Result<TableDef, ConnectorError> {
+    if def.primary_key.is_empty() {
+        return Err(ConnectorError::invalid(
+            "connector",
+            "upsert-kafka",
+            "an upsert-kafka table needs PRIMARY KEY (...) NOT ENFORCED: its columns are the record key each update replaces",
+        ));
+    }
+    let mut kafka = def.clone();
+    kafka.options.insert("connector".into(), "kafka".into());
+    kafka.options.insert("key.fields".into(), def.primary_key.join(";"));
+    kafka.options.insert("sink.partitioner".into(), "default".into());
+    Ok(kafka)
+}
+
 /// Metadata a Kafka source can read, with the type each one is produced as.
 pub(crate) const READABLE_METADATA: &[(&str, &str)] = &[
     ("topic", "STRING"),
