@@ -1,4 +1,5 @@
 //! What the benchmark binaries share.
+#![allow(dead_code)] // each bench uses a subset
 
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.
 pub fn cpu_seconds() -> f64 {
