@@ -385,3 +385,26 @@ fn subscribe_streams_a_views_changes_with_retractions() {
     });
     server.terminate();
 }
+
+/// A view over a source that cannot resume (the Nexmark generator) keeps no
+/// checkpoints: after SIGKILL it starts over, running, rather than failing or
+/// counting its rows twice.
+#[test]
+fn a_view_over_a_source_that_cannot_resume_starts_over_after_a_kill() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), &[]);
+    server.ok(
+        "SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE bid WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.rate' = '2000');
+         CREATE MATERIALIZED VIEW per_auction AS SELECT auction, COUNT(*) AS n FROM bid GROUP BY auction",
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(one_row(&server.ok_csv("SELECT SUM(n) FROM per_auction"))[0] > 0);
+    assert!(!data.path().join("checkpoints/p1").exists(), "no checkpoints for a source that cannot resume");
+    server.process.kill();
+    let server = Server::start(data.path(), &[]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p1,per_auction,RUNNING"));
+    assert!(one_row(&server.ok_csv("SELECT SUM(n) FROM per_auction"))[0] > 0);
+    server.terminate();
+}

@@ -345,6 +345,12 @@ pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source
     })
 }
 
+/// Whether a source of `def` can resume from a checkpoint (it saves positions),
+/// so a pipeline reading it can restore its state instead of starting over.
+pub fn can_resume(def: &TableDef) -> bool {
+    matches!(def.connector(), "kafka" | "filesystem" | "datagen")
+}
+
 /// Builds the sink for `def`, accepting rows in `schema`.
 pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, ConnectorError> {
     validate_options(def, true)?;

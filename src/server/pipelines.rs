@@ -54,7 +54,9 @@ pub struct PipelineHandle {
     pub sql: String,
     pub target: Target,
     prepared: PreparedPipeline,
-    checkpoints: PathBuf,
+    /// Where its checkpoints go; `None` when a source cannot resume from one
+    /// (nexmark), so the pipeline starts over instead of restoring state twice.
+    checkpoints: Option<PathBuf>,
     run: Mutex<Run>,
 }
 
@@ -75,13 +77,14 @@ impl PipelineHandle {
             Target::Table(def, _) => def.name.clone(),
             Target::View(view) => view.name.clone(),
         };
+        let resumable = prepared.plan.sources().iter().all(|s| eddy_connectors::can_resume(&s.table));
         Arc::new(PipelineHandle {
             id: id.to_string(),
             name,
             sql: sql.to_string(),
             target,
             prepared,
-            checkpoints,
+            checkpoints: resumable.then_some(checkpoints),
             run: Mutex::new(Run {
                 phase: Phase::Stopped,
                 started_at: SystemTime::now(),
@@ -106,13 +109,13 @@ impl PipelineHandle {
         let metrics = Arc::new(PipelineMetrics::default());
         let rate = Arc::new(AtomicU64::new(0));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let store = CheckpointStore::new(self.checkpoints.clone());
+        let store = self.checkpoints.clone().map(CheckpointStore::new);
         let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
         let this = Arc::clone(self);
         let prepared = self.prepared.clone();
         let task_metrics = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
-            let result = prepared.run(sink, task_metrics, stop_rx, Some(store)).await;
+            let result = prepared.run(sink, task_metrics, stop_rx, store).await;
             sampler.abort();
             let mut run = this.lock_run();
             let stopped = run.stop.as_ref().is_some_and(|s| *s.borrow());
