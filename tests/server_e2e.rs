@@ -101,6 +101,12 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
     let n = expected_counts().into_iter().find(|(a, _)| *a == 1).unwrap().1;
     assert_eq!(aligned, format!(" auction | n \n---------+---\n       1 | {n}\n(1 row)\n\n"));
 
+    // ORDER BY and LIMIT over a bounded table: the query runs, then its rows are sorted and cut.
+    let mut by_count = expected_counts();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top: String = by_count.iter().take(2).map(|(a, n)| format!("{a},{n}\n")).collect();
+    assert_eq!(server.ok_csv("SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction ORDER BY n DESC, auction LIMIT 2"), format!("auction,n\n{top}"));
+
     // A script file: several statements, DDL tags and SHOW.
     let script = data.path().join("script.sql");
     std::fs::write(&script, "CREATE VIEW expensive AS SELECT * FROM bids WHERE price > 100;\nSHOW TABLES;\n").unwrap();

@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Query;
 use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, ShowWhat, Statement, StreamNode, StreamPlan};
 use tokio::sync::{mpsc, Mutex};
 
@@ -239,6 +240,9 @@ impl Server {
                 }
                 send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
             }
+            Statement::Select { query } if query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some() => {
+                self.sorted_bounded_query(&mut state, parsed, query, &send).await
+            }
             Statement::Explain { statement } if matches!(**statement, Statement::CreateMaterializedView { .. }) => {
                 let Statement::CreateMaterializedView { query, .. } = &**statement else { unreachable!("matched above") };
                 let inner = ParsedStatement { statement: Statement::Explain { statement: Box::new(Statement::Select { query: query.clone() }) }, location: parsed.location, text: parsed.text.clone() };
@@ -277,17 +281,7 @@ impl Server {
             }
             Outcome::Rows(batch) => send_rows(send, batch).await,
             Outcome::Pipeline(spec) => {
-                if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
-                    return Err(EddyError::Unsupported(format!(
-                        "at {}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
-                        parsed.location, source.table.name
-                    )));
-                }
-                let prepared = state.session.prepare(&spec);
-                let (sink, mut rows_rx) = ChannelSink::new();
-                // The query runs until its sources end; the sender stays alive so it is not read as "stop".
-                let (_keep_running, stop) = tokio::sync::watch::channel(false);
-                let run = tokio::spawn(prepared.run(Box::new(sink), Arc::default(), stop, None));
+                let (mut rows_rx, run) = start_bounded_query(&state.session, &spec, parsed.location)?;
                 send(Reply::Schema(spec.plan.schema())).await?;
                 let mut rows = 0;
                 while let Some(batch) = rows_rx.recv().await {
@@ -298,6 +292,51 @@ impl Server {
                 send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
             }
         }
+    }
+
+    /// A `SELECT ... ORDER BY / LIMIT` over bounded tables: the query without them
+    /// runs as a pipeline, then DataFusion sorts and cuts its rows.
+    async fn sorted_bounded_query<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, query: &Query, send: &F) -> Result<(), EddyError>
+    where
+        F: Fn(Reply) -> Fut,
+        Fut: std::future::Future<Output = Result<(), EddyError>>,
+    {
+        let location = parsed.location;
+        let mut unsorted = query.clone();
+        let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
+        let inner = ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location, text: parsed.text.clone() };
+        let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
+            return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
+        };
+        let (mut rows_rx, run) = start_bounded_query(&state.session, &spec, location)?;
+        let mut batches = Vec::new();
+        while let Some(batch) = rows_rx.recv().await {
+            batches.push(batch);
+        }
+        run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+        let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
+        let ctx = batch_context();
+        let table = MemTable::try_new(spec.plan.schema(), vec![batches]).map_err(plan_error)?;
+        ctx.register_table(RESULT_TABLE, Arc::new(table)).map_err(plan_error)?;
+        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+        let mut parsed_outer = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &format!("SELECT * FROM {RESULT_TABLE}"))
+            .map_err(|e| EddyError::Unsupported(e.to_string()))?;
+        let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut outer)) = parsed_outer.pop() else {
+            return Err(EddyError::Unsupported("cannot build the sorting query".into()));
+        };
+        outer.order_by = order_by;
+        outer.limit_clause = limit_clause;
+        outer.fetch = fetch;
+        let frame = ctx.sql(&outer.to_string()).await.map_err(plan_error)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let sorted = frame.collect().await.map_err(plan_error)?;
+        send(Reply::Schema(schema)).await?;
+        let mut rows = 0;
+        for batch in sorted {
+            rows += batch.num_rows() as u64;
+            send(Reply::Batch(batch)).await?;
+        }
+        send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
     }
 
     /// Plans a pipeline statement (`INSERT INTO`, `CREATE MATERIALIZED VIEW`) and registers it, not started.
@@ -337,8 +376,7 @@ impl Server {
 
     /// A DataFusion context with every materialized view's current rows as a table.
     fn view_context(&self) -> Result<SessionContext, EddyError> {
-        let ctx = SessionContext::new();
-        eddy_sql::functions::register(&ctx);
+        let ctx = batch_context();
         for (name, view) in self.read_views().iter() {
             let snapshot = view.snapshot().map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
             let table = MemTable::try_new(view.schema(), vec![snapshot]).map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
@@ -354,6 +392,42 @@ impl Server {
     fn write_views(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
         self.views.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The table a sorted query's unsorted rows are registered as.
+const RESULT_TABLE: &str = "__eddy_result";
+
+/// A DataFusion context for ad-hoc queries over rows the server holds, with
+/// Eddy's functions and Flink's case-sensitive names.
+fn batch_context() -> SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(config);
+    eddy_sql::functions::register(&ctx);
+    ctx
+}
+
+/// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
+#[allow(clippy::type_complexity)]
+fn start_bounded_query(
+    session: &Session,
+    spec: &crate::session::PipelineSpec,
+    location: Location,
+) -> Result<(mpsc::Receiver<RecordBatch>, tokio::task::JoinHandle<Result<(), EddyError>>), EddyError> {
+    if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
+        return Err(EddyError::Unsupported(format!(
+            "at {location}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
+            source.table.name
+        )));
+    }
+    let prepared = session.prepare(spec);
+    let (sink, rows) = ChannelSink::new();
+    let run = tokio::spawn(async move {
+        // The query runs until its sources end; the sender stays alive so it is not read as "stop".
+        let (_keep_running, stop) = tokio::sync::watch::channel(false);
+        prepared.run(Box::new(sink), Arc::default(), stop, None).await
+    });
+    Ok((rows, run))
 }
 
 async fn send_rows<F, Fut>(send: &F, batch: RecordBatch) -> Result<(), EddyError>
