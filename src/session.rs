@@ -314,6 +314,7 @@ impl Session {
             side,
             parallelism: self.parallelism(),
             checkpoint_interval: self.checkpoint_interval(),
+            checkpoint_trigger: None,
         }
     }
 
@@ -375,9 +376,16 @@ pub struct PreparedPipeline {
     side: Vec<(String, SideOutput, TableDef, Location)>,
     parallelism: usize,
     checkpoint_interval: Option<Duration>,
+    checkpoint_trigger: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl PreparedPipeline {
+    /// Lets the caller take a checkpoint at once (a savepoint) by notifying `trigger`.
+    pub fn with_checkpoint_trigger(mut self, trigger: Arc<tokio::sync::Notify>) -> Self {
+        self.checkpoint_trigger = Some(trigger);
+        self
+    }
+
     /// Runs the pipeline into `sink` until its sources end or `stop` turns true,
     /// saving checkpoints to (and resuming from) `checkpoints` when given.
     pub async fn run(
@@ -403,7 +411,7 @@ impl PreparedPipeline {
             side.insert((source, kind), SideSink { table: def.name.clone(), sink: create_sink(&def, location)?, schema: def.sink_schema() });
         }
         let outputs = PipelineOutputs { sink_table: self.name.clone(), sink, side };
-        let options = RunOptions { checkpoint_interval: self.checkpoint_interval, checkpoints };
+        let options = RunOptions { checkpoint_interval: self.checkpoint_interval, checkpoints, trigger: self.checkpoint_trigger };
         runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }
 }

@@ -204,7 +204,7 @@ fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
         let bad_sql = eddy::client::execute(&mut client, "SELEC 1").await.err().unwrap().1;
         assert_eq!(bad_sql.code(), Code::InvalidArgument);
         assert_eq!(bad_sql.metadata().get("eddy-line").unwrap(), "1");
-        let stopped = client.stop_pipeline(PipelineRef { id: "p1".into() }).await.unwrap().into_inner();
+        let stopped = client.stop_pipeline(eddy_proto::StopPipelineRequest { id: "p1".into(), savepoint: false }).await.unwrap().into_inner();
         assert_eq!(stopped.status, "STOPPED");
     });
     // Stopped, the view keeps its last rows and stops changing.
@@ -412,5 +412,36 @@ fn a_view_over_a_source_that_cannot_resume_starts_over_after_a_kill() {
     std::thread::sleep(Duration::from_millis(1000));
     assert!(server.ok_csv("SHOW PIPELINES").contains("p1,per_auction,RUNNING"));
     assert!(one_row(&server.ok_csv("SELECT SUM(n) FROM per_auction"))[0] > 0);
+    server.terminate();
+}
+
+/// `STOP PIPELINE ... WITH SAVEPOINT` takes a checkpoint at once (here the interval
+/// is an hour, so it is the only one), and a restart goes on exactly from it.
+#[test]
+fn stop_with_savepoint_checkpoints_and_restarts_exactly_there() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(&SEQUENCE_VIEW.replace("'200 ms'", "'1 h'"));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(read_tens(&server).0, 0, "no checkpoint yet, so nothing is visible");
+    assert_eq!(server.ok("STOP PIPELINE p1 WITH SAVEPOINT"), "STOP PIPELINE WITH SAVEPOINT 1 (pipeline p1)\n");
+    let (saved, max, keys) = read_tens(&server);
+    assert!(saved > 0 && saved == max && keys == 10, "the savepoint's rows are visible: {saved}, {max}, {keys}");
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p1,tens,STOPPED"));
+    let (code, _, stderr) = server.sql(&["-c", "STOP PIPELINE p1 WITH SAVEPOINT"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not running"), "{stderr}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = eddy::client::connect(&server.address, None).await.unwrap();
+        client.restart_pipeline(PipelineRef { id: "p1".into() }).await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read_tens(&server).0, saved, "restarted from the savepoint, the view holds exactly its rows");
+    assert_eq!(server.ok("STOP PIPELINE tens WITH SAVEPOINT"), "STOP PIPELINE WITH SAVEPOINT 2 (pipeline p1)\n");
+    let (sum, max, _) = read_tens(&server);
+    assert!(sum > saved, "the restarted pipeline went on: {sum} <= {saved}");
+    assert_eq!(sum, max, "it went on exactly after the savepoint: no id lost or counted twice");
     server.terminate();
 }

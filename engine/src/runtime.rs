@@ -54,6 +54,9 @@ pub struct RunOptions {
     /// Where checkpoints are saved, and restored from when the pipeline starts;
     /// `None`: barriers only commit the sinks.
     pub checkpoints: Option<CheckpointStore>,
+    /// Takes a checkpoint at once when notified (a savepoint before a stop),
+    /// besides the interval's.
+    pub trigger: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// What a task needs to take part in checkpoints: its stable key and where its snapshots go.
@@ -417,13 +420,37 @@ pub async fn run(
     let resumed_id = restored.as_ref().map_or(0, |c| c.id);
     // The checkpoint coordinator: bumps the checkpoint id every interval; every source sees it.
     let (barrier_tx, barriers) = watch::channel(resumed_id);
-    let coordinator = options.checkpoint_interval.map(|interval| {
+    let trigger = options.trigger.clone();
+    let interval = options.checkpoint_interval;
+    let coordinator = (interval.is_some() || trigger.is_some()).then(|| {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
+            let mut tick = interval.map(|every| {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick
+            });
+            if let Some(tick) = tick.as_mut() {
                 tick.tick().await;
+            }
+            loop {
+                let ticked = async {
+                    match tick.as_mut() {
+                        Some(tick) => {
+                            tick.tick().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                let triggered = async {
+                    match &trigger {
+                        Some(notify) => notify.notified().await,
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = ticked => {}
+                    _ = triggered => {}
+                }
                 barrier_tx.send_modify(|id| *id += 1);
             }
         })

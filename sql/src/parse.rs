@@ -52,8 +52,9 @@ pub enum Statement {
     Explain { statement: Box<Statement> },
     /// `DROP TABLE | VIEW | MATERIALIZED VIEW [IF EXISTS] name`.
     Drop { what: DropWhat, name: String, if_exists: bool },
-    /// `STOP PIPELINE id`: stops a running pipeline (its sinks commit what they have).
-    StopPipeline { id: String },
+    /// `STOP PIPELINE id [WITH SAVEPOINT]`: stops a running pipeline; with a
+    /// savepoint, a checkpoint is taken first so it restarts exactly there.
+    StopPipeline { id: String, savepoint: bool },
 }
 
 /// What `SHOW` lists.
@@ -210,12 +211,12 @@ impl Cursor {
             }
             _ => cursor.parse_identifier()?,
         };
-        if cursor.peek_keyword(Keyword::WITH) {
-            return Err(SqlError::syntax(cursor.here(), "STOP PIPELINE ... WITH SAVEPOINT is not supported yet")
-                .with_hint("STOP PIPELINE id stops it; pipelines that keep checkpoints resume from the last one on RestartPipeline"));
+        let savepoint = cursor.consume_keyword(Keyword::WITH);
+        if savepoint && !cursor.consume_word("SAVEPOINT") {
+            return Err(cursor.error_expected("SAVEPOINT after STOP PIPELINE id WITH"));
         }
         cursor.expect_end()?;
-        Statement::StopPipeline { id }
+        Statement::StopPipeline { id, savepoint }
     } else {
         return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", cursor.tokens[cursor.index].token))
             .with_hint("Eddy runs CREATE TABLE, CREATE [MATERIALIZED] VIEW, INSERT INTO ... SELECT, SELECT, SET, SHOW, DESCRIBE, EXPLAIN, DROP and STOP PIPELINE statements"));
@@ -767,7 +768,7 @@ mod tests {
     fn server_statements_parse() {
         let stmts = parse_script(
             "SHOW TABLES; show pipelines; DESCRIBE bids; EXPLAIN INSERT INTO out SELECT * FROM t;\n\
-             DROP MATERIALIZED VIEW IF EXISTS v; DROP TABLE t; STOP PIPELINE p1;\n\
+             DROP MATERIALIZED VIEW IF EXISTS v; DROP TABLE t; STOP PIPELINE p1 WITH SAVEPOINT;\n\
              CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a",
         )
         .expect("parses");
@@ -777,7 +778,7 @@ mod tests {
         assert!(matches!(&stmts[3].statement, Statement::Explain { statement } if matches!(**statement, Statement::Insert { .. })));
         assert!(matches!(&stmts[4].statement, Statement::Drop { what: DropWhat::MaterializedView, name, if_exists: true } if name == "v"));
         assert!(matches!(&stmts[5].statement, Statement::Drop { what: DropWhat::Table, name, if_exists: false } if name == "t"));
-        assert!(matches!(&stmts[6].statement, Statement::StopPipeline { id } if id == "p1"));
+        assert!(matches!(&stmts[6].statement, Statement::StopPipeline { id, savepoint: true } if id == "p1"));
         assert!(matches!(&stmts[7].statement, Statement::CreateMaterializedView { name, .. } if name == "v"));
         assert_eq!(stmts[7].text, "CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a");
         let err = parse_script("SHOW TABLES extra").expect_err("trailing token");

@@ -116,12 +116,13 @@ impl Server {
         })
     }
 
-    /// Stops a pipeline; a server started again leaves it stopped.
-    pub async fn stop_pipeline(&self, id: &str) -> Result<Arc<PipelineHandle>, EddyError> {
+    /// Stops a pipeline (after a savepoint, when asked); a server started again leaves it stopped.
+    pub async fn stop_pipeline(&self, id: &str, savepoint: bool) -> Result<(Arc<PipelineHandle>, Option<u64>), EddyError> {
         let handle = self.pipelines.find(id)?;
+        let saved = if savepoint { Some(handle.stop_with_savepoint().await?) } else { None };
         handle.stop().await;
         self.set_running(&handle.id, false).await?;
-        Ok(handle)
+        Ok((handle, saved))
     }
 
     /// Starts a pipeline that is not running, from its last checkpoint.
@@ -176,10 +177,14 @@ impl Server {
                 drop(state);
                 send_rows(&send, describe_rows(&view.schema())).await
             }
-            Statement::StopPipeline { id } => {
+            Statement::StopPipeline { id, savepoint } => {
                 drop(state);
-                let handle = self.stop_pipeline(id).await?;
-                send(Reply::Done { tag: "STOP PIPELINE".into(), pipeline_id: Some(handle.id.clone()), rows: 0 }).await
+                let (handle, saved) = self.stop_pipeline(id, *savepoint).await?;
+                let tag = match saved {
+                    Some(checkpoint) => format!("STOP PIPELINE WITH SAVEPOINT {checkpoint}"),
+                    None => "STOP PIPELINE".to_string(),
+                };
+                send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
             Statement::CreateMaterializedView { name, .. } => {
                 if self.read_views().contains_key(name) || state.session.planner().columns_of(name).is_some() {

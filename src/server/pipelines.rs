@@ -57,6 +57,8 @@ pub struct PipelineHandle {
     /// Where its checkpoints go; `None` when a source cannot resume from one
     /// (nexmark), so the pipeline starts over instead of restoring state twice.
     checkpoints: Option<PathBuf>,
+    /// Notified to take a checkpoint at once (a savepoint).
+    savepoint: Arc<tokio::sync::Notify>,
     run: Mutex<Run>,
 }
 
@@ -85,6 +87,7 @@ impl PipelineHandle {
             target,
             prepared,
             checkpoints: resumable.then_some(checkpoints),
+            savepoint: Arc::default(),
             run: Mutex::new(Run {
                 phase: Phase::Stopped,
                 started_at: SystemTime::now(),
@@ -112,7 +115,7 @@ impl PipelineHandle {
         let store = self.checkpoints.clone().map(CheckpointStore::new);
         let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
         let this = Arc::clone(self);
-        let prepared = self.prepared.clone();
+        let prepared = self.prepared.clone().with_checkpoint_trigger(Arc::clone(&self.savepoint));
         let task_metrics = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
             let result = prepared.run(sink, task_metrics, stop_rx, store).await;
@@ -145,6 +148,43 @@ impl PipelineHandle {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+
+    /// Takes a checkpoint now and waits until it is saved, then stops: the
+    /// pipeline restarts exactly there. Returns the checkpoint's id.
+    pub async fn stop_with_savepoint(&self) -> Result<u64, EddyError> {
+        let metrics = {
+            let run = self.lock_run();
+            if run.phase != Phase::Running {
+                return Err(EddyError::Conflict(format!("pipeline {} is not running, so there is nothing to save", self.id)));
+            }
+            if self.checkpoints.is_none() {
+                return Err(EddyError::Conflict(format!(
+                    "pipeline {} keeps no checkpoints (a source cannot resume from one), so it cannot take a savepoint; STOP PIPELINE {} without one",
+                    self.id, self.id
+                )));
+            }
+            Arc::clone(&run.metrics)
+        };
+        let before = metrics.checkpoint_id.load(Ordering::Relaxed);
+        self.savepoint.notify_one();
+        let deadline = Instant::now() + SAVEPOINT_TIMEOUT;
+        while metrics.checkpoint_id.load(Ordering::Relaxed) <= before {
+            if !self.is_running() {
+                return Err(EddyError::Conflict(format!("pipeline {} ended before its savepoint completed", self.id)));
+            }
+            if Instant::now() > deadline {
+                return Err(EddyError::Conflict(format!(
+                    "pipeline {}: the savepoint did not complete within {} s (a slow sink or a stuck source); the pipeline keeps running",
+                    self.id,
+                    SAVEPOINT_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let id = metrics.checkpoint_id.load(Ordering::Relaxed);
+        self.stop().await;
+        Ok(id)
     }
 
     /// True while it runs.
@@ -196,6 +236,9 @@ impl PipelineHandle {
         self.run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// How long a savepoint may take before the stop is given up.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Input rows per second over the last two seconds, kept as f64 bits.
 fn spawn_rate_sampler(metrics: Arc<PipelineMetrics>, rate: Arc<AtomicU64>) -> JoinHandle<()> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use eddy_proto::eddy_server::{Eddy, EddyServer};
 use eddy_proto::{
     execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline,
-    PipelineRef, StatementDone, SubscribeRequest, SubscribeResponse,
+    PipelineRef, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -101,8 +101,9 @@ impl Eddy for EddyService {
         Ok(Response::new(handle.status()))
     }
 
-    async fn stop_pipeline(&self, request: Request<PipelineRef>) -> Result<Response<Pipeline>, Status> {
-        let handle = self.server.stop_pipeline(&request.into_inner().id).await.map_err(|e| status_of(&e))?;
+    async fn stop_pipeline(&self, request: Request<StopPipelineRequest>) -> Result<Response<Pipeline>, Status> {
+        let request = request.into_inner();
+        let (handle, _) = self.server.stop_pipeline(&request.id, request.savepoint).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(handle.status()))
     }
 
