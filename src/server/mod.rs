@@ -107,13 +107,18 @@ impl Server {
 
     /// A materialized view by name.
     pub fn view(&self, name: &str) -> Result<Arc<MaterializedView>, EddyError> {
-        self.read_views().get(name).cloned().ok_or_else(|| {
-            let names: Vec<String> = self.read_views().keys().cloned().collect();
+        let views = self.read_views();
+        views.get(name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = views.keys().map(String::as_str).collect();
             EddyError::NotFound(format!(
                 "no materialized view `{name}`{}",
                 if names.is_empty() { String::new() } else { format!("; there are: {}", names.join(", ")) }
             ))
         })
+    }
+
+    fn has_view(&self, name: &str) -> bool {
+        self.read_views().contains_key(name)
     }
 
     /// Stops a pipeline (after a savepoint, when asked); a server started again leaves it stopped.
@@ -160,10 +165,10 @@ impl Server {
             Statement::Show(ShowWhat::Pipelines) => {
                 let rows = self.pipelines.all().into_iter().map(|p| {
                     let s = p.status();
-                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), s.sql]
+                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), s.sql, s.error]
                 });
                 drop(state);
-                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "sql"], rows)).await
+                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "sql", "error"], rows)).await
             }
             Statement::Show(ShowWhat::Views) => {
                 let mut rows: Vec<Vec<String>> = state.session.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
@@ -172,7 +177,7 @@ impl Server {
                 drop(state);
                 send_rows(&send, string_rows(&["view", "kind"], rows.into_iter())).await
             }
-            Statement::Describe { name } if self.read_views().contains_key(name) => {
+            Statement::Describe { name } if self.has_view(name) => {
                 let view = self.view(name)?;
                 drop(state);
                 send_rows(&send, describe_rows(&view.schema())).await
@@ -187,12 +192,16 @@ impl Server {
                 send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
             Statement::CreateMaterializedView { name, .. } => {
-                if self.read_views().contains_key(name) || state.session.planner().columns_of(name).is_some() {
+                if self.has_view(name) || state.session.planner().columns_of(name).is_some() {
                     return Err(EddyError::Conflict(format!("`{name}` already exists; DROP it first to replace it")));
                 }
                 let id = state.catalog.new_pipeline_id();
                 let handle = self.create_pipeline(&state.session, &id, parsed).await?;
-                handle.start()?;
+                if let Err(e) = handle.start() {
+                    self.pipelines.remove(&id);
+                    self.write_views().remove(name);
+                    return Err(e);
+                }
                 state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
@@ -201,15 +210,20 @@ impl Server {
             Statement::Insert { .. } => {
                 let id = state.catalog.new_pipeline_id();
                 let handle = self.create_pipeline(&state.session, &id, parsed).await?;
-                handle.start()?;
+                if let Err(e) = handle.start() {
+                    self.pipelines.remove(&id);
+                    return Err(e);
+                }
                 state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
             }
             Statement::Drop { what: DropWhat::MaterializedView, name, if_exists } => {
-                let Some(view) = self.read_views().get(name).cloned() else {
-                    return if *if_exists { send(done("DROP MATERIALIZED VIEW")).await } else { Err(self.view(name).err().unwrap_or_else(|| EddyError::NotFound(name.clone()))) };
+                let view = match self.view(name) {
+                    Ok(view) => view,
+                    Err(_) if *if_exists => return send(done("DROP MATERIALIZED VIEW")).await,
+                    Err(e) => return Err(e),
                 };
                 let ids: Vec<String> = state.catalog.pipelines.iter().filter(|p| p.name == view.name).map(|p| p.id.clone()).collect();
                 for id in &ids {
@@ -230,7 +244,7 @@ impl Server {
                 }
                 self.run_in_session(&mut state, parsed, &send).await
             }
-            Statement::Select { query } if !self.read_views().is_empty() && eddy_sql::referenced_tables(query).iter().any(|t| self.read_views().contains_key(t)) => {
+            Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
                 let ctx = self.view_context()?;
                 let started = parsed.location;
                 drop(state);
