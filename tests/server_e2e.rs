@@ -392,7 +392,7 @@ fn subscribe_streams_a_views_changes_with_retractions() {
     server.terminate();
 }
 
-/// A view over a source that cannot resume (the Nexmark generator) keeps no
+/// A view over a source that cannot resume (Nexmark's person generator) keeps no
 /// checkpoints: after SIGKILL it starts over, running, rather than failing or
 /// counting its rows twice.
 #[test]
@@ -401,8 +401,8 @@ fn a_view_over_a_source_that_cannot_resume_starts_over_after_a_kill() {
     let mut server = Server::start(data.path(), &[]);
     server.ok(
         "SET 'execution.checkpointing.interval' = '200 ms';
-         CREATE TABLE bid WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.rate' = '2000');
-         CREATE MATERIALIZED VIEW per_auction AS SELECT auction, COUNT(*) AS n FROM bid GROUP BY auction",
+         CREATE TABLE person WITH ('connector' = 'nexmark', 'nexmark.table' = 'person', 'events.rate' = '20000');
+         CREATE MATERIALIZED VIEW per_auction AS SELECT state, COUNT(*) AS n FROM person GROUP BY state",
     );
     std::thread::sleep(Duration::from_millis(1000));
     assert!(one_row(&server.ok_csv("SELECT SUM(n) FROM per_auction"))[0] > 0);

@@ -26,7 +26,7 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMil
 use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use eddy_engine::{BoxError, Source, SourceBatch, SourceReader};
+use eddy_engine::{BoxError, Source, SourceBatch, SourcePosition, SourceReader};
 use eddy_sql::catalog::TableDef;
 use nexmark::config::NexmarkConfig;
 #[cfg(test)]
@@ -272,14 +272,55 @@ impl Source for NexmarkSource {
     }
 
     fn open(&self, parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        self.open_readers(parallelism, None, &[])
+    }
+
+    /// Bid readers resume: a reader's position is its count of bids returned, and
+    /// its partition name carries the stream's base time, so event times go on
+    /// where they were. Auction and person readers cannot resume yet.
+    fn open_at(&self, parallelism: usize, positions: &[SourcePosition]) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        let mut base_time = None;
+        let mut produced = Vec::new();
+        for position in positions {
+            let parsed = position.partition.strip_prefix("bid ").and_then(|rest| {
+                let (reader, base) = rest.split_once(" base ")?;
+                let (i, n) = reader.split_once('/')?;
+                Some((i.parse::<u64>().ok()?, n.parse::<u64>().ok()?, base.parse::<u64>().ok()?))
+            });
+            let Some((i, n, base)) = parsed else {
+                return Err(format!("nexmark cannot resume from position '{}'", position.partition).into());
+            };
+            if n != parallelism.max(1) as u64 {
+                return Err(format!(
+                    "the checkpoint has nexmark reader {i} of {n} but the pipeline now has {} reader(s); resume with the parallelism it was saved with",
+                    parallelism.max(1)
+                )
+                .into());
+            }
+            base_time = Some(base);
+            produced.push((i, position.offset.max(0) as u64));
+        }
+        self.open_readers(parallelism, base_time, &produced)
+    }
+}
+
+impl NexmarkSource {
+    /// Opens the readers; on a resume with the saved base time and, per reader, the bids it returned.
+    fn open_readers(&self, parallelism: usize, resumed_base: Option<u64>, produced: &[(u64, u64)]) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
         let n = parallelism.max(1) as u64;
-        let started = Instant::now();
-        let base_time = self.options.base_time.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0)
-        });
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let base_time = resumed_base.or(self.options.base_time).unwrap_or(now_ms);
+        // Pacing counts from the wall-clock moment of the base time, so a resumed
+        // stream catches up with the events it missed instead of starting its clock again.
+        let started = match resumed_base {
+            Some(base) => Instant::now()
+                .checked_sub(Duration::from_millis(now_ms.saturating_sub(base)))
+                .unwrap_or_else(Instant::now),
+            None => Instant::now(),
+        };
         let rate = self.options.rate.unwrap_or(DEFAULT_EVENT_TIME_RATE);
         let config = NexmarkConfig {
             base_time,
@@ -290,7 +331,8 @@ impl Source for NexmarkSource {
         let share = self.options.events.map(|e| self.options.table.share(e));
         let mut readers: Vec<Box<dyn SourceReader>> = Vec::with_capacity(n as usize);
         for i in 0..n {
-            let remaining = share.map(|s| if s > i { (s - i).div_ceil(n) } else { 0 });
+            let done = produced.iter().find(|(reader, _)| *reader == i).map_or(0, |(_, p)| *p);
+            let remaining = share.map(|s| if s > i { (s - i).div_ceil(n).saturating_sub(done) } else { 0 });
             let common = ReaderCommon {
                 remaining,
                 batch_rows: self.options.batch_rows,
@@ -307,7 +349,9 @@ impl Source for NexmarkSource {
             };
             readers.push(match self.options.table {
                 NexmarkTable::Bid => Box::new(BidReader {
-                    generator: BidGenerator::new(base_time, rate, i, n),
+                    generator: BidGenerator::new(base_time, rate, i + done * n, n),
+                    partition: format!("bid {i}/{n} base {base_time}"),
+                    produced: done,
                     // Column 6 of BID_COLUMNS is `extra`.
                     with_extra: self.columns.iter().any(|c| c.index == 6),
                     cols: BidColumns::default(),
@@ -485,6 +529,10 @@ impl ReaderCommon {
 /// Reads one interleaved part of the bids, with the allocation-free generator.
 struct BidReader {
     c: ReaderCommon,
+    /// Names the reader and the stream's base time in checkpoints.
+    partition: String,
+    /// Bids returned so far, counting those before a resume.
+    produced: u64,
     generator: BidGenerator,
     cols: BidColumns,
     with_extra: bool,
@@ -496,6 +544,10 @@ impl SourceReader for BidReader {
         self.c.describe.clone()
     }
 
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition { partition: self.partition.clone(), offset: self.produced as i64 })
+    }
+
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
         let Some(limit) = self.c.limit() else {
             return Ok(None);
@@ -505,6 +557,7 @@ impl SourceReader for BidReader {
             .generator
             .generate(&mut self.cols, limit, self.with_extra, due_until);
         self.c.consumed(n);
+        self.produced += n as u64;
         let arrays = self
             .c
             .columns

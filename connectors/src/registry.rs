@@ -348,7 +348,12 @@ pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source
 /// Whether a source of `def` can resume from a checkpoint (it saves positions),
 /// so a pipeline reading it can restore its state instead of starting over.
 pub fn can_resume(def: &TableDef) -> bool {
-    matches!(def.connector(), "kafka" | "filesystem" | "datagen")
+    match def.connector() {
+        "kafka" | "filesystem" | "datagen" => true,
+        // Bid readers resume; auction and person readers cannot yet.
+        "nexmark" => def.option("nexmark.table").is_none_or(|t| t.trim().eq_ignore_ascii_case("bid")),
+        _ => false,
+    }
 }
 
 /// Builds the sink for `def`, accepting rows in `schema`.

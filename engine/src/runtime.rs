@@ -498,7 +498,7 @@ pub async fn run(
                     table: node.table.name.clone(),
                     partition: "open".to_string(),
                     source: format!(
-                        "connector '{}' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume (kafka, filesystem, datagen)",
+                        "connector '{}' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume (kafka, filesystem, datagen, nexmark bids)",
                         node.table.connector()
                     )
                     .into(),
