@@ -199,7 +199,8 @@ async fn serve(listen: &str, data_dir: &std::path::Path, token: Option<String>) 
         server.pipelines().len(),
         if token.is_some() { ", token required" } else { "" }
     );
-    let shutdown = async {
+    let closing = std::sync::Arc::clone(&server);
+    let shutdown = async move {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let sigterm = async {
             match terminate.as_mut() {
@@ -214,6 +215,7 @@ async fn serve(listen: &str, data_dir: &std::path::Path, token: Option<String>) 
             _ = sigterm => {}
         }
         eprintln!("eddy server: stopping; pipelines commit their sinks first");
+        closing.begin_shutdown();
     };
     eddy::server::service::serve(std::sync::Arc::clone(&server), listener, token, shutdown).await?;
     server.shutdown().await;

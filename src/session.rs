@@ -184,6 +184,10 @@ impl Session {
                 Outcome::Rows(describe_rows(&schema))
             }
             Statement::Explain { statement } => {
+                // Only plan; never run what is explained (EXPLAIN DROP TABLE must not drop it).
+                if !matches!(**statement, Statement::Insert { .. } | Statement::Select { .. }) {
+                    return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW".into()));
+                }
                 let inner = ParsedStatement { statement: (**statement).clone(), location, text: parsed.text.clone() };
                 match Box::pin(self.execute(&inner)).await? {
                     Outcome::Pipeline(spec) => Outcome::Rows(self.explain(&spec)),

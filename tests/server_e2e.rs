@@ -58,7 +58,14 @@ impl Server {
     fn terminate(mut self) {
         let pid = self.process.0.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let status = self.process.0.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.process.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(status.success(), "the server exits 0 on SIGTERM, got {status}");
     }
 }
@@ -109,7 +116,7 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
 
     // A script file: several statements, DDL tags and SHOW.
     let script = data.path().join("script.sql");
-    std::fs::write(&script, "CREATE VIEW expensive AS SELECT * FROM bids WHERE price > 100;\nSHOW TABLES;\n").unwrap();
+    std::fs::write(&script, "CREATE VIEW expensive AS SELECT * FROM bids WHERE price > 100;\n\\dt\n").unwrap();
     let (code, stdout, stderr) = server.sql(&["-f", script.to_str().unwrap(), "--csv"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "CREATE VIEW\ntable,connector,kind\nbids,filesystem,bounded\n");
@@ -120,6 +127,19 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
     assert!(stderr.starts_with("ERROR:  "), "{stderr}");
     assert!(stderr.contains("bidz"), "{stderr}");
     assert!(stderr.contains("LINE 2: FROM bidz\n             ^\n"), "caret under `bidz`:\n{stderr}");
+
+    // EXPLAIN of nothing is an error, not a crash; EXPLAIN never runs what it explains.
+    let (code, _, stderr) = server.sql(&["-c", "EXPLAIN"]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("ERROR:  "), "{stderr}");
+    let (code, _, _) = server.sql(&["-c", "EXPLAIN DROP TABLE bids"]);
+    assert_eq!(code, 1);
+    assert!(server.ok_csv("SHOW TABLES").contains("bids,filesystem"), "EXPLAIN DROP TABLE dropped the table");
+    // A failing statement does not hide the answers of the ones before it.
+    let (code, stdout, stderr) = server.sql(&["-c", "CREATE VIEW cheap AS SELECT * FROM bids WHERE price < 100; SELECT * FROM missing"]);
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "CREATE VIEW\n");
+    assert!(stderr.contains("missing"), "{stderr}");
 
     // An unbounded SELECT is refused with advice, not left hanging.
     server.ok("CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen')");
@@ -388,8 +408,19 @@ fn subscribe_streams_a_views_changes_with_retractions() {
             }
         }
         assert_eq!(current.len(), 2);
+        // An open subscription does not keep the server from stopping.
+        server.terminate();
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    other => return other.map(|_| ()),
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the subscription ended when the server stopped");
     });
-    server.terminate();
 }
 
 /// A view over a source that cannot resume (Nexmark's person generator) keeps no

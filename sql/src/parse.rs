@@ -218,7 +218,10 @@ impl Cursor {
         cursor.expect_end()?;
         Statement::StopPipeline { id, savepoint }
     } else {
-        return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", cursor.tokens[cursor.index].token))
+        let Some(first) = cursor.peek() else {
+            return Err(cursor.error_expected("a statement"));
+        };
+        return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", first.token))
             .with_hint("Eddy runs CREATE TABLE, CREATE [MATERIALIZED] VIEW, INSERT INTO ... SELECT, SELECT, SET, SHOW, DESCRIBE, EXPLAIN, DROP and STOP PIPELINE statements"));
     };
         Ok(statement)
@@ -781,6 +784,7 @@ mod tests {
         assert!(matches!(&stmts[6].statement, Statement::StopPipeline { id, savepoint: true } if id == "p1"));
         assert!(matches!(&stmts[7].statement, Statement::CreateMaterializedView { name, .. } if name == "v"));
         assert_eq!(stmts[7].text, "CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a");
+        assert!(parse_script("EXPLAIN").is_err(), "EXPLAIN of nothing is an error, not a panic");
         let err = parse_script("SHOW TABLES extra").expect_err("trailing token");
         assert_eq!(err.location(), Location { line: 1, column: 13 });
     }

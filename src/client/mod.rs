@@ -180,9 +180,14 @@ fn read_stdin() -> String {
 impl Shell {
     /// Runs text that may mix statements and backslash commands (a `-c`, a file, stdin).
     async fn run_input(&mut self, text: &str) -> Result<(), ClientExit> {
+        // As psql: statements run in order with the backslash commands between them.
         let mut buffer = String::new();
         for line in text.lines() {
-            if buffer.trim().is_empty() && line.trim_start().starts_with('\\') {
+            if line.trim_start().starts_with('\\') {
+                if !buffer.trim().is_empty() {
+                    self.send(&std::mem::take(&mut buffer)).await?;
+                }
+                buffer.clear();
                 if !self.meta(line.trim()).await? {
                     return Ok(());
                 }

@@ -17,7 +17,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::Query;
 use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, ShowWhat, Statement, StreamNode, StreamPlan};
 use tokio::sync::{mpsc, Mutex};
 
@@ -44,6 +43,8 @@ pub struct Server {
     state: Mutex<State>,
     pipelines: Pipelines,
     views: RwLock<BTreeMap<String, Arc<MaterializedView>>>,
+    /// Turns true when the server begins to stop, so endless streams (Subscribe) end.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 struct State {
@@ -63,16 +64,62 @@ impl Server {
             state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
             pipelines: Pipelines::default(),
             views: RwLock::default(),
+            closing: tokio::sync::watch::channel(false).0,
         });
         server.replay(catalog).await?;
+        // A pipeline whose sources ended is done: a restarted server must not run it again.
+        let weak = Arc::downgrade(&server);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let Some(server) = weak.upgrade() else { return };
+                if let Err(e) = server.forget_finished().await {
+                    tracing::warn!("cannot record finished pipelines: {e}");
+                }
+            }
+        });
         Ok(server)
+    }
+
+    async fn forget_finished(&self) -> Result<(), EddyError> {
+        let finished: Vec<String> = self.pipelines.all().iter().filter(|p| p.is_finished()).map(|p| p.id.clone()).collect();
+        let mut state = self.state.lock().await;
+        let mut changed = false;
+        for record in state.catalog.pipelines.iter_mut().filter(|r| r.running && finished.contains(&r.id)) {
+            record.running = false;
+            changed = true;
+        }
+        if changed {
+            state.catalog.save(&self.data_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Tells endless streams (subscriptions) to end, so a graceful stop can finish.
+    pub fn begin_shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Turns true when the server begins to stop.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     async fn replay(&self, saved: Catalog) -> Result<(), EddyError> {
         let mut state = self.state.lock().await;
         for statement in &saved.statements {
-            for parsed in parse_script(&statement.sql)? {
-                state.session.execute(&parsed).await.map_err(|e| replay_error(&statement.sql, e))?;
+            // A statement that no longer applies (it names a table dropped since) is
+            // reported and skipped: the rest of the catalog still comes back.
+            let replayed = async {
+                for parsed in parse_script(&statement.sql)? {
+                    state.session.execute(&parsed).await?;
+                }
+                Ok::<_, EddyError>(())
+            }
+            .await;
+            if let Err(e) = replayed {
+                tracing::error!("catalog statement skipped: {}", replay_error(&statement.sql, &e));
+                eprintln!("eddy server: {}", replay_error(&statement.sql, &e));
             }
         }
         state.catalog = saved.clone();
@@ -225,7 +272,13 @@ impl Server {
                     Err(_) if *if_exists => return send(done("DROP MATERIALIZED VIEW")).await,
                     Err(e) => return Err(e),
                 };
-                let ids: Vec<String> = state.catalog.pipelines.iter().filter(|p| p.name == view.name).map(|p| p.id.clone()).collect();
+                let ids: Vec<String> = self
+                    .pipelines
+                    .all()
+                    .into_iter()
+                    .filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view)))
+                    .map(|p| p.id.clone())
+                    .collect();
                 for id in &ids {
                     if let Some(handle) = self.pipelines.remove(id) {
                         handle.stop().await;
@@ -237,6 +290,12 @@ impl Server {
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(done("DROP MATERIALIZED VIEW")).await
+            }
+            Statement::CreateTable(def) if self.has_view(&def.name) => {
+                Err(EddyError::Conflict(format!("`{}` is a materialized view; DROP MATERIALIZED VIEW {} first, or pick another name", def.name, def.name)))
+            }
+            Statement::CreateView { name, .. } if self.has_view(name) => {
+                Err(EddyError::Conflict(format!("`{name}` is a materialized view; DROP MATERIALIZED VIEW {name} first, or pick another name")))
             }
             Statement::Drop { what: DropWhat::Table, name, .. } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
@@ -259,8 +318,23 @@ impl Server {
                 }
                 send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
             }
-            Statement::Select { query } if query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some() => {
-                self.sorted_bounded_query(&mut state, parsed, query, &send).await
+            Statement::Select { query } => {
+                // Planned under the lock; run and streamed without it, so a long
+                // query or a slow reader does not hold up other statements.
+                let mut unsorted = (**query).clone();
+                let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
+                let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
+                let inner = ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
+                let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
+                    return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
+                };
+                let (rows_rx, run) = start_bounded_query(&state.session, &spec, parsed.location)?;
+                drop(state);
+                if sorted {
+                    sort_and_send(spec.plan.schema(), rows_rx, run, (order_by, limit_clause, fetch), parsed.location, &send).await
+                } else {
+                    stream_rows(spec.plan.schema(), rows_rx, run, &send).await
+                }
             }
             Statement::Explain { statement } if matches!(**statement, Statement::CreateMaterializedView { .. }) => {
                 let Statement::CreateMaterializedView { query, .. } = &**statement else { unreachable!("matched above") };
@@ -271,8 +345,7 @@ impl Server {
         }
     }
 
-    /// Statements the session handles: DDL, `SET`, `SHOW TABLES`, `DESCRIBE`,
-    /// `EXPLAIN`, and queries over bounded tables.
+    /// Statements the session handles: DDL, `SET`, `SHOW TABLES`, `DESCRIBE`, `EXPLAIN`.
     async fn run_in_session<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
     where
         F: Fn(Reply) -> Fut,
@@ -299,63 +372,8 @@ impl Server {
                 send(Reply::Done { tag, pipeline_id: None, rows: 0 }).await
             }
             Outcome::Rows(batch) => send_rows(send, batch).await,
-            Outcome::Pipeline(spec) => {
-                let (mut rows_rx, run) = start_bounded_query(&state.session, &spec, parsed.location)?;
-                send(Reply::Schema(spec.plan.schema())).await?;
-                let mut rows = 0;
-                while let Some(batch) = rows_rx.recv().await {
-                    rows += batch.num_rows() as u64;
-                    send(Reply::Batch(batch)).await?;
-                }
-                run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
-                send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
-            }
+            Outcome::Pipeline(_) => Err(EddyError::Unsupported(format!("`{}` starts a pipeline the server does not handle here", parsed.text))),
         }
-    }
-
-    /// A `SELECT ... ORDER BY / LIMIT` over bounded tables: the query without them
-    /// runs as a pipeline, then DataFusion sorts and cuts its rows.
-    async fn sorted_bounded_query<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, query: &Query, send: &F) -> Result<(), EddyError>
-    where
-        F: Fn(Reply) -> Fut,
-        Fut: std::future::Future<Output = Result<(), EddyError>>,
-    {
-        let location = parsed.location;
-        let mut unsorted = query.clone();
-        let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
-        let inner = ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location, text: parsed.text.clone() };
-        let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
-            return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
-        };
-        let (mut rows_rx, run) = start_bounded_query(&state.session, &spec, location)?;
-        let mut batches = Vec::new();
-        while let Some(batch) = rows_rx.recv().await {
-            batches.push(batch);
-        }
-        run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
-        let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
-        let ctx = batch_context();
-        let table = MemTable::try_new(spec.plan.schema(), vec![batches]).map_err(plan_error)?;
-        ctx.register_table(RESULT_TABLE, Arc::new(table)).map_err(plan_error)?;
-        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
-        let mut parsed_outer = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &format!("SELECT * FROM {RESULT_TABLE}"))
-            .map_err(|e| EddyError::Unsupported(e.to_string()))?;
-        let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut outer)) = parsed_outer.pop() else {
-            return Err(EddyError::Unsupported("cannot build the sorting query".into()));
-        };
-        outer.order_by = order_by;
-        outer.limit_clause = limit_clause;
-        outer.fetch = fetch;
-        let frame = ctx.sql(&outer.to_string()).await.map_err(plan_error)?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let sorted = frame.collect().await.map_err(plan_error)?;
-        send(Reply::Schema(schema)).await?;
-        let mut rows = 0;
-        for batch in sorted {
-            rows += batch.num_rows() as u64;
-            send(Reply::Batch(batch)).await?;
-        }
-        send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
     }
 
     /// Plans a pipeline statement (`INSERT INTO`, `CREATE MATERIALIZED VIEW`) and registers it, not started.
@@ -413,6 +431,68 @@ impl Server {
     }
 }
 
+type QueryRun = tokio::task::JoinHandle<Result<(), EddyError>>;
+
+/// Streams a bounded query's rows to the client as they come.
+async fn stream_rows<F, Fut>(schema: SchemaRef, mut rows_rx: mpsc::Receiver<RecordBatch>, run: QueryRun, send: &F) -> Result<(), EddyError>
+where
+    F: Fn(Reply) -> Fut,
+    Fut: std::future::Future<Output = Result<(), EddyError>>,
+{
+    send(Reply::Schema(schema)).await?;
+    let mut rows = 0;
+    while let Some(batch) = rows_rx.recv().await {
+        rows += batch.num_rows() as u64;
+        send(Reply::Batch(batch)).await?;
+    }
+    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+}
+
+/// `ORDER BY` / `LIMIT` of a bounded query: its rows are collected, then
+/// DataFusion sorts and cuts them.
+async fn sort_and_send<F, Fut>(
+    schema: SchemaRef,
+    mut rows_rx: mpsc::Receiver<RecordBatch>,
+    run: QueryRun,
+    (order_by, limit_clause, fetch): (Option<datafusion::sql::sqlparser::ast::OrderBy>, Option<datafusion::sql::sqlparser::ast::LimitClause>, Option<datafusion::sql::sqlparser::ast::Fetch>),
+    location: Location,
+    send: &F,
+) -> Result<(), EddyError>
+where
+    F: Fn(Reply) -> Fut,
+    Fut: std::future::Future<Output = Result<(), EddyError>>,
+{
+    let mut batches = Vec::new();
+    while let Some(batch) = rows_rx.recv().await {
+        batches.push(batch);
+    }
+    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
+    let ctx = batch_context();
+    let table = MemTable::try_new(schema, vec![batches]).map_err(plan_error)?;
+    ctx.register_table(RESULT_TABLE, Arc::new(table)).map_err(plan_error)?;
+    let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+    let mut statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &format!("SELECT * FROM {RESULT_TABLE}"))
+        .map_err(|e| EddyError::Unsupported(e.to_string()))?;
+    let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut outer)) = statements.pop() else {
+        return Err(EddyError::Unsupported("cannot build the sorting query".into()));
+    };
+    outer.order_by = order_by;
+    outer.limit_clause = limit_clause;
+    outer.fetch = fetch;
+    let frame = ctx.sql(&outer.to_string()).await.map_err(plan_error)?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let sorted = frame.collect().await.map_err(plan_error)?;
+    send(Reply::Schema(schema)).await?;
+    let mut rows = 0;
+    for batch in sorted {
+        rows += batch.num_rows() as u64;
+        send(Reply::Batch(batch)).await?;
+    }
+    send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+}
+
 /// The table a sorted query's unsorted rows are registered as.
 const RESULT_TABLE: &str = "__eddy_result";
 
@@ -427,12 +507,7 @@ fn batch_context() -> SessionContext {
 }
 
 /// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
-#[allow(clippy::type_complexity)]
-fn start_bounded_query(
-    session: &Session,
-    spec: &crate::session::PipelineSpec,
-    location: Location,
-) -> Result<(mpsc::Receiver<RecordBatch>, tokio::task::JoinHandle<Result<(), EddyError>>), EddyError> {
+fn start_bounded_query(session: &Session, spec: &crate::session::PipelineSpec, location: Location) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
     if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
         return Err(EddyError::Unsupported(format!(
             "at {location}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
@@ -460,8 +535,8 @@ where
     send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
 }
 
-fn replay_error(sql: &str, error: EddyError) -> EddyError {
-    EddyError::Unsupported(format!("the catalog no longer replays: `{sql}` fails with: {error}"))
+fn replay_error(sql: &str, error: &EddyError) -> String {
+    format!("the catalog statement `{sql}` no longer applies and is skipped: {error}")
 }
 
 /// The columns an updating view replaces rows by: the output columns that are

@@ -187,6 +187,11 @@ impl PipelineHandle {
         Ok(id)
     }
 
+    /// True once its sources ended and its sinks committed.
+    pub fn is_finished(&self) -> bool {
+        self.lock_run().phase == Phase::Finished
+    }
+
     /// True while it runs.
     pub fn is_running(&self) -> bool {
         self.lock_run().phase == Phase::Running

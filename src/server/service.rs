@@ -59,34 +59,44 @@ impl Eddy for EddyService {
         let (replies_tx, mut replies_rx) = mpsc::channel::<(usize, Reply)>(16);
         let (out_tx, out_rx) = mpsc::channel::<Result<ExecuteSqlResponse, Status>>(16);
         let server = Arc::clone(&self.server);
-        let errors = out_tx.clone();
         tokio::spawn(async move {
-            if let Err((_, error)) = server.execute(&sql, &replies_tx).await {
-                let _ = errors.send(Err(status_of(&error))).await;
-            }
-        });
-        tokio::spawn(async move {
-            let mut encoder: Option<IpcEncoder> = None;
-            while let Some((index, reply)) = replies_rx.recv().await {
-                let statement = index as u32;
-                let result = match reply {
-                    Reply::Schema(schema) => IpcEncoder::new(&schema).map(|(e, header)| {
-                        encoder = Some(e);
-                        execute_sql_response::Result::ArrowSchema(header)
-                    }),
-                    Reply::Batch(batch) => match encoder.as_mut() {
-                        Some(e) => e.encode(&batch).map(execute_sql_response::Result::ArrowBatch),
-                        None => continue,
-                    },
-                    Reply::Done { tag, pipeline_id, rows } => {
-                        encoder = None;
-                        Ok(execute_sql_response::Result::Done(StatementDone { tag, pipeline_id: pipeline_id.unwrap_or_default(), rows }))
+            // The statements run while their replies are relayed; an error goes out
+            // only after every reply before it, so earlier results are not lost.
+            let execute = async move {
+                let result = server.execute(&sql, &replies_tx).await;
+                drop(replies_tx);
+                result
+            };
+            let relay = async {
+                let mut encoder: Option<IpcEncoder> = None;
+                while let Some((index, reply)) = replies_rx.recv().await {
+                    let statement = index as u32;
+                    let result = match reply {
+                        Reply::Schema(schema) => IpcEncoder::new(&schema).map(|(e, header)| {
+                            encoder = Some(e);
+                            execute_sql_response::Result::ArrowSchema(header)
+                        }),
+                        Reply::Batch(batch) => match encoder.as_mut() {
+                            Some(e) => e.encode(&batch).map(execute_sql_response::Result::ArrowBatch),
+                            None => continue,
+                        },
+                        Reply::Done { tag, pipeline_id, rows } => {
+                            encoder = None;
+                            Ok(execute_sql_response::Result::Done(StatementDone { tag, pipeline_id: pipeline_id.unwrap_or_default(), rows }))
+                        }
+                    };
+                    let message = result
+                        .map(|r| ExecuteSqlResponse { statement, result: Some(r) })
+                        .map_err(|e| Status::internal(format!("cannot encode the result: {e}")));
+                    if out_tx.send(message).await.is_err() {
+                        // The client went away; dropping the receiver stops the statements.
+                        return;
                     }
-                };
-                let message = result.map(|r| ExecuteSqlResponse { statement, result: Some(r) }).map_err(|e| Status::internal(format!("cannot encode the result: {e}")));
-                if out_tx.send(message).await.is_err() {
-                    break;
                 }
+            };
+            let (result, ()) = tokio::join!(execute, relay);
+            if let Err((_, error)) = result {
+                let _ = out_tx.send(Err(status_of(&error))).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
@@ -118,6 +128,7 @@ impl Eddy for EddyService {
         let (initial, mut changes) = view.subscribe(request.snapshot).map_err(|e| Status::internal(e.to_string()))?;
         let (mut encoder, header) = IpcEncoder::new(&view.changelog_schema()).map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Result<SubscribeResponse, Status>>(16);
+        let mut closing = self.server.closing();
         tokio::spawn(async move {
             let message = |change| Ok(SubscribeResponse { change: Some(change) });
             if tx.send(message(subscribe_response::Change::ArrowSchema(header))).await.is_err() {
@@ -127,7 +138,12 @@ impl Eddy for EddyService {
             loop {
                 let batch = match next.take() {
                     Some(b) => b,
-                    None => match changes.recv().await {
+                    None => match tokio::select! {
+                        change = changes.recv() => change,
+                        // The client went away, or the server is stopping: end the stream.
+                        _ = tx.closed() => return,
+                        _ = closing.wait_for(|c| *c) => return,
+                    } {
                         Ok(b) => b,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             let _ = tx.send(Err(Status::resource_exhausted(format!("the subscriber fell {n} change batches behind; subscribe again with a snapshot")))).await;

@@ -122,8 +122,9 @@ impl MaterializedView {
         Ok(())
     }
 
-    /// Applies rows written since the last checkpoint and tells subscribers.
-    fn apply(&self, batches: Vec<RecordBatch>) -> Result<(), ArrowError> {
+    /// Applies rows written since the last checkpoint and, with `notify`, tells
+    /// subscribers (not when a restart restores rows they have already seen).
+    fn apply(&self, batches: Vec<RecordBatch>, notify: bool) -> Result<(), ArrowError> {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
         }
@@ -172,7 +173,7 @@ impl MaterializedView {
             }
             state.cached = None;
         }
-        for change in changes {
+        for change in changes.into_iter().filter(|_| notify) {
             // No subscriber is not an error.
             let _ = self.changes.send(change);
         }
@@ -189,7 +190,7 @@ impl MaterializedView {
         let mut collector = IpcCollector::default();
         collector.push(bytes);
         let (_, batches) = collector.take()?;
-        self.apply(batches)
+        self.apply(batches, false)
     }
 
     fn with_op(&self, batch: &RecordBatch, op: &str) -> Result<RecordBatch, ArrowError> {
@@ -235,9 +236,9 @@ impl Sink for ViewSink {
 
     async fn commit(&mut self) -> Result<(), BoxError> {
         for (_, batches) in std::mem::take(&mut self.prepared) {
-            self.view.apply(batches)?;
+            self.view.apply(batches, true)?;
         }
-        self.view.apply(std::mem::take(&mut self.pending))?;
+        self.view.apply(std::mem::take(&mut self.pending), true)?;
         Ok(())
     }
 
@@ -256,7 +257,7 @@ impl Sink for ViewSink {
     async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
         while self.prepared.first().is_some_and(|(id, _)| *id <= checkpoint) {
             let (_, batches) = self.prepared.remove(0);
-            self.view.apply(batches)?;
+            self.view.apply(batches, true)?;
         }
         Ok(())
     }
