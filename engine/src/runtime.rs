@@ -121,11 +121,13 @@ fn spawn_checkpoint_writer(
             match tokio::task::spawn_blocking(move || store.write(id, &all)).await {
                 Ok(Ok(bytes)) => {
                     tracing::debug!("checkpoint {id} complete in {:?}, {bytes} bytes", started.elapsed());
+                    // Second phase: the sinks make what they prepared for it visible.
+                    // Told before the metrics, so whoever sees the new id (a savepoint
+                    // that then stops the pipeline) finds the sinks already told.
+                    let _ = completed.send(id);
                     metrics.checkpoint_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                     metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
                     metrics.checkpoint_id.store(id, Ordering::Relaxed);
-                    // Second phase: the sinks make what they prepared for it visible.
-                    let _ = completed.send(id);
                 }
                 Ok(Err(e)) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
                 Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
@@ -812,6 +814,13 @@ async fn run_merge(
             Message::EndOfStream => {
                 inputs_state.ended[input] = true;
                 if inputs_state.ended.iter().all(|e| *e) {
+                    // A checkpoint saved just before the end is committed before the sink closes.
+                    if let Some(saved) = completed.as_mut() {
+                        if saved.has_changed().unwrap_or(false) {
+                            let id = *saved.borrow_and_update();
+                            output.commit_checkpoint(id).await?;
+                        }
+                    }
                     chain.push(Message::EndOfStream, &mut out)?;
                     output.send(std::mem::take(&mut out)).await?;
                     return Ok(());
