@@ -384,6 +384,17 @@ pub struct PreparedPipeline {
 }
 
 impl PreparedPipeline {
+    /// Tasks per keyed operator this pipeline runs with.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    /// Runs with `parallelism` tasks per keyed operator instead of the session's.
+    pub fn with_parallelism(mut self, parallelism: usize) -> Self {
+        self.parallelism = parallelism.max(1);
+        self
+    }
+
     /// Lets the caller take a checkpoint at once (a savepoint) by notifying `trigger`.
     pub fn with_checkpoint_trigger(mut self, trigger: Arc<tokio::sync::Notify>) -> Self {
         self.checkpoint_trigger = Some(trigger);

@@ -252,6 +252,8 @@ fn catalog_and_pipelines_survive_sigterm_and_sigkill() {
     let server = Server::start(data.path(), &[]);
     server.ok(SEQUENCE_VIEW);
     server.ok(&bids_table());
+    // A later SET does not change a pipeline that exists: it resumes with the parallelism it was saved with.
+    server.ok("SET 'parallelism' = '2'");
     std::thread::sleep(Duration::from_millis(1500));
     let before = read_tens(&server).0;
     assert!(before > 0);

@@ -43,6 +43,10 @@ pub struct PipelineRecord {
     pub sql: String,
     /// True while it should run: a server started again starts it again.
     pub running: bool,
+    /// Tasks per keyed operator when it was created: its checkpoints can only be
+    /// restored with the same number, whatever `SET 'parallelism'` says later.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
 }
 
 impl Catalog {
@@ -117,13 +121,14 @@ mod tests {
         catalog.add_statement("table", "t", "CREATE TABLE t (a INT) WITH ('connector' = 'datagen')");
         catalog.add_statement("set", "parallelism", "SET 'parallelism' = '4'");
         let id = catalog.new_pipeline_id();
-        catalog.pipelines.push(PipelineRecord { id: id.clone(), name: "out".into(), sql: "INSERT INTO out SELECT * FROM t".into(), running: true });
+        catalog.pipelines.push(PipelineRecord { id: id.clone(), name: "out".into(), sql: "INSERT INTO out SELECT * FROM t".into(), running: true, parallelism: Some(3) });
         catalog.save(dir.path()).unwrap();
         let loaded = Catalog::load(dir.path()).unwrap();
         assert_eq!(loaded.statements.len(), 2);
         assert_eq!(loaded.statements[1].sql, "SET 'parallelism' = '4'");
         assert_eq!(loaded.pipelines[0].id, "p1");
         assert_eq!(loaded.next_pipeline, 1);
+        assert_eq!(loaded.pipelines[0].parallelism, Some(3));
         std::fs::write(dir.path().join("catalog.json"), "{not json").unwrap();
         let err = Catalog::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("damaged"), "{err}");

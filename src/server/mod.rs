@@ -126,7 +126,7 @@ impl Server {
         for record in &saved.pipelines {
             let result = async {
                 let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
-                let handle = self.create_pipeline(&state.session, &record.id, &parsed).await?;
+                let handle = self.create_pipeline(&state.session, &record.id, &parsed, record.parallelism).await?;
                 if record.running {
                     handle.start()?;
                 }
@@ -243,25 +243,25 @@ impl Server {
                     return Err(EddyError::Conflict(format!("`{name}` already exists; DROP it first to replace it")));
                 }
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&state.session, &id, parsed).await?;
+                let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
                 if let Err(e) = handle.start() {
                     self.pipelines.remove(&id);
                     self.write_views().remove(name);
                     return Err(e);
                 }
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true });
+                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
             }
             Statement::Insert { .. } => {
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&state.session, &id, parsed).await?;
+                let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
                 if let Err(e) = handle.start() {
                     self.pipelines.remove(&id);
                     return Err(e);
                 }
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true });
+                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
@@ -377,7 +377,7 @@ impl Server {
     }
 
     /// Plans a pipeline statement (`INSERT INTO`, `CREATE MATERIALIZED VIEW`) and registers it, not started.
-    async fn create_pipeline(&self, session: &Session, id: &str, parsed: &ParsedStatement) -> Result<Arc<PipelineHandle>, EddyError> {
+    async fn create_pipeline(&self, session: &Session, id: &str, parsed: &ParsedStatement, parallelism: Option<usize>) -> Result<Arc<PipelineHandle>, EddyError> {
         let (spec, target) = match &parsed.statement {
             Statement::Insert { table, query } => {
                 let spec = session.plan_insert(table, query, parsed.location).await?;
@@ -394,7 +394,11 @@ impl Server {
             }
             _ => return Err(EddyError::Unsupported(format!("`{}` does not start a pipeline", parsed.text))),
         };
-        let handle = PipelineHandle::new(id, &parsed.text, session.prepare(&spec), target, self.checkpoint_dir(id));
+        let mut prepared = session.prepare(&spec);
+        if let Some(parallelism) = parallelism {
+            prepared = prepared.with_parallelism(parallelism);
+        }
+        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_dir(id));
         self.pipelines.insert(Arc::clone(&handle));
         Ok(handle)
     }

@@ -187,6 +187,11 @@ impl PipelineHandle {
         Ok(id)
     }
 
+    /// Tasks per keyed operator it runs with.
+    pub fn parallelism(&self) -> usize {
+        self.prepared.parallelism()
+    }
+
     /// True once its sources ended and its sinks committed.
     pub fn is_finished(&self) -> bool {
         self.lock_run().phase == Phase::Finished
