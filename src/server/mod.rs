@@ -305,18 +305,8 @@ impl Server {
             }
             Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
                 let ctx = self.view_context()?;
-                let started = parsed.location;
                 drop(state);
-                let frame = ctx.sql(&parsed.text).await.map_err(|e| EddyError::Sql(eddy_sql::SqlError::plan(started, e.strip_backtrace())))?;
-                let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-                let batches = frame.collect().await.map_err(|e| EddyError::Sql(eddy_sql::SqlError::plan(started, e.strip_backtrace())))?;
-                send(Reply::Schema(schema)).await?;
-                let mut rows = 0;
-                for batch in batches {
-                    rows += batch.num_rows() as u64;
-                    send(Reply::Batch(batch)).await?;
-                }
-                send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+                answer_in(&ctx, &parsed.text, parsed.location, &send).await
             }
             Statement::Select { query } => {
                 // Planned under the lock; run and streamed without it, so a long
@@ -485,12 +475,22 @@ where
     outer.order_by = order_by;
     outer.limit_clause = limit_clause;
     outer.fetch = fetch;
-    let frame = ctx.sql(&outer.to_string()).await.map_err(plan_error)?;
+    answer_in(&ctx, &outer.to_string(), location, send).await
+}
+
+/// Runs an ad-hoc query in a DataFusion context and sends its answer.
+async fn answer_in<F, Fut>(ctx: &SessionContext, sql: &str, location: Location, send: &F) -> Result<(), EddyError>
+where
+    F: Fn(Reply) -> Fut,
+    Fut: std::future::Future<Output = Result<(), EddyError>>,
+{
+    let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
+    let frame = ctx.sql(sql).await.map_err(plan_error)?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let sorted = frame.collect().await.map_err(plan_error)?;
+    let batches = frame.collect().await.map_err(plan_error)?;
     send(Reply::Schema(schema)).await?;
     let mut rows = 0;
-    for batch in sorted {
+    for batch in batches {
         rows += batch.num_rows() as u64;
         send(Reply::Batch(batch)).await?;
     }
