@@ -171,17 +171,23 @@ impl Server {
     /// Stops a pipeline (after a savepoint, when asked); a server started again leaves it stopped.
     pub async fn stop_pipeline(&self, id: &str, savepoint: bool) -> Result<(Arc<PipelineHandle>, Option<u64>), EddyError> {
         let handle = self.pipelines.find(id)?;
+        // The savepoint may take a while: it is taken without holding up other statements.
         let saved = if savepoint { Some(handle.stop_with_savepoint().await?) } else { None };
+        // Stopping and recording it happen under the catalog lock, so a racing
+        // restart or drop sees either before or after, never half of it.
+        let mut state = self.state.lock().await;
         handle.stop().await;
-        self.set_running(&handle.id, false).await?;
+        Self::record_running(&mut state, &self.data_dir, &handle.id, false)?;
         Ok((handle, saved))
     }
 
     /// Starts a pipeline that is not running, from its last checkpoint.
     pub async fn restart_pipeline(&self, id: &str) -> Result<Arc<PipelineHandle>, EddyError> {
+        let mut state = self.state.lock().await;
+        // Looked up under the lock: a pipeline just dropped cannot come back as a ghost.
         let handle = self.pipelines.find(id)?;
         handle.start()?;
-        self.set_running(&handle.id, true).await?;
+        Self::record_running(&mut state, &self.data_dir, &handle.id, true)?;
         Ok(handle)
     }
 
@@ -397,12 +403,11 @@ impl Server {
         self.data_dir.join("checkpoints").join(id)
     }
 
-    async fn set_running(&self, id: &str, running: bool) -> Result<(), EddyError> {
-        let mut state = self.state.lock().await;
+    fn record_running(state: &mut State, data_dir: &Path, id: &str, running: bool) -> Result<(), EddyError> {
         if let Some(record) = state.catalog.pipeline_mut(id) {
             record.running = running;
         }
-        state.catalog.save(&self.data_dir)
+        state.catalog.save(data_dir)
     }
 
     /// A DataFusion context with every materialized view's current rows as a table.
