@@ -23,6 +23,9 @@ pub enum EddyError {
     /// The statement is valid but cannot run here or now (e.g. it needs a server).
     #[error("{0}")]
     Unsupported(String),
+    /// A statement would create something under a name already taken.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The statement conflicts with what is running (e.g. dropping a table a pipeline reads).
     #[error("{0}")]
     Conflict(String),

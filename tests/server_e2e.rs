@@ -221,6 +221,10 @@ fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
         assert!(p.rows_in > 0 && p.checkpoint_id > 0, "{p:?}");
         let missing = client.get_pipeline(PipelineRef { id: "p9".into() }).await.unwrap_err();
         assert_eq!(missing.code(), Code::NotFound);
+        let taken = eddy::client::execute(&mut client, "CREATE MATERIALIZED VIEW tens AS SELECT id FROM seq").await.err().unwrap().1;
+        assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+        let taken = eddy::client::execute(&mut client, "CREATE TABLE tens (a INT) WITH ('connector' = 'blackhole')").await.err().unwrap().1;
+        assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
         let bad_sql = eddy::client::execute(&mut client, "SELEC 1").await.err().unwrap().1;
         assert_eq!(bad_sql.code(), Code::InvalidArgument);
         assert_eq!(bad_sql.metadata().get("eddy-line").unwrap(), "1");

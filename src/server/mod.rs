@@ -246,7 +246,7 @@ impl Server {
             }
             Statement::CreateMaterializedView { name, .. } => {
                 if self.has_view(name) || state.session.planner().columns_of(name).is_some() {
-                    return Err(EddyError::Conflict(format!("`{name}` already exists; DROP it first to replace it")));
+                    return Err(EddyError::AlreadyExists(format!("`{name}` already exists; DROP it first to replace it")));
                 }
                 let id = state.catalog.new_pipeline_id();
                 let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
@@ -298,10 +298,10 @@ impl Server {
                 send(done("DROP MATERIALIZED VIEW")).await
             }
             Statement::CreateTable(def) if self.has_view(&def.name) => {
-                Err(EddyError::Conflict(format!("`{}` is a materialized view; DROP MATERIALIZED VIEW {} first, or pick another name", def.name, def.name)))
+                Err(EddyError::AlreadyExists(format!("`{}` is a materialized view; DROP MATERIALIZED VIEW {} first, or pick another name", def.name, def.name)))
             }
             Statement::CreateView { name, .. } if self.has_view(name) => {
-                Err(EddyError::Conflict(format!("`{name}` is a materialized view; DROP MATERIALIZED VIEW {name} first, or pick another name")))
+                Err(EddyError::AlreadyExists(format!("`{name}` is a materialized view; DROP MATERIALIZED VIEW {name} first, or pick another name")))
             }
             Statement::Drop { what: DropWhat::Table, name, .. } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {

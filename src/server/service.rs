@@ -34,6 +34,7 @@ pub fn status_of(error: &EddyError) -> Status {
     let mut status = match error {
         EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
         EddyError::NotFound(_) => Status::not_found(message),
+        EddyError::AlreadyExists(_) => Status::already_exists(message),
         EddyError::Unsupported(_) | EddyError::Conflict(_) => Status::failed_precondition(message),
         EddyError::Pipeline { .. } | EddyError::Io { .. } => Status::internal(message),
     };
