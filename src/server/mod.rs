@@ -83,6 +83,9 @@ impl Server {
 
     async fn forget_finished(&self) -> Result<(), EddyError> {
         let finished: Vec<String> = self.pipelines.all().iter().filter(|p| p.is_finished()).map(|p| p.id.clone()).collect();
+        if finished.is_empty() {
+            return Ok(());
+        }
         let mut state = self.state.lock().await;
         let mut changed = false;
         for record in state.catalog.pipelines.iter_mut().filter(|r| r.running && finished.contains(&r.id)) {
@@ -493,13 +496,7 @@ where
     let frame = ctx.sql(sql).await.map_err(plan_error)?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(plan_error)?;
-    send(Reply::Schema(schema)).await?;
-    let mut rows = 0;
-    for batch in batches {
-        rows += batch.num_rows() as u64;
-        send(Reply::Batch(batch)).await?;
-    }
-    send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+    send_result(send, schema, batches).await
 }
 
 /// The table a sorted query's unsorted rows are registered as.
@@ -538,9 +535,21 @@ where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
 {
-    let rows = batch.num_rows() as u64;
-    send(Reply::Schema(batch.schema())).await?;
-    send(Reply::Batch(batch)).await?;
+    send_result(send, batch.schema(), vec![batch]).await
+}
+
+/// Sends a whole answer: its schema, its batches and `SELECT n`.
+async fn send_result<F, Fut>(send: &F, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<(), EddyError>
+where
+    F: Fn(Reply) -> Fut,
+    Fut: std::future::Future<Output = Result<(), EddyError>>,
+{
+    send(Reply::Schema(schema)).await?;
+    let mut rows = 0;
+    for batch in batches {
+        rows += batch.num_rows() as u64;
+        send(Reply::Batch(batch)).await?;
+    }
     send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
 }
 

@@ -89,11 +89,16 @@ impl MaterializedView {
         }
         let mut state = self.write_state()?;
         if state.cached.is_none() {
-            let columns = self.rows.convert_rows(state.rows.values().map(|r| r.row()))?;
-            let batch = RecordBatch::try_new(self.schema(), columns)?;
-            state.cached = Some(if batch.num_rows() == 0 { vec![] } else { vec![batch] });
+            state.cached = Some(self.keyed_rows(&state)?);
         }
         Ok(state.cached.clone().unwrap_or_default())
+    }
+
+    /// A keyed view's current rows as batches (none when it is empty).
+    fn keyed_rows(&self, state: &ViewState) -> Result<Vec<RecordBatch>, ArrowError> {
+        let columns = self.rows.convert_rows(state.rows.values().map(|r| r.row()))?;
+        let batch = RecordBatch::try_new(self.schema(), columns)?;
+        Ok(if batch.num_rows() == 0 { vec![] } else { vec![batch] })
     }
 
     /// Follows the view: its current rows as inserts (when `with_snapshot`), then
@@ -105,11 +110,7 @@ impl MaterializedView {
         if !with_snapshot {
             return Ok((None, receiver));
         }
-        let batches = if self.key.is_empty() {
-            state.appended.clone()
-        } else {
-            vec![RecordBatch::try_new(self.schema(), self.rows.convert_rows(state.rows.values().map(|r| r.row()))?)?]
-        };
+        let batches = if self.key.is_empty() { state.appended.clone() } else { self.keyed_rows(&state)? };
         drop(state);
         let rows = batches.iter().map(|b| self.with_op(b, "+I")).collect::<Result<Vec<_>, _>>()?;
         let initial = datafusion::arrow::compute::concat_batches(&self.changelog_schema(), &rows)?;
