@@ -97,10 +97,7 @@ fn main() {
             match message.change {
                 Some(subscribe_response::Change::ArrowSchema(bytes)) => header = bytes,
                 Some(subscribe_response::Change::ArrowBatch(bytes)) => {
-                    let mut collector = eddy::ipc::IpcCollector::default();
-                    collector.push(&header);
-                    collector.push(&bytes);
-                    let (_, batches) = collector.take().unwrap();
+                    let (_, batches) = eddy::ipc::decode_after(&header, &bytes).unwrap();
                     for batch in batches {
                         let ops = batch.column(0).as_string::<i32>();
                         let ts = batch.column(2).as_primitive::<TimestampMillisecondType>();

@@ -54,6 +54,15 @@ impl IpcCollector {
     }
 }
 
+/// Decodes one batch message of a stream whose schema message came earlier
+/// (a subscription's changes arrive one message at a time).
+pub fn decode_after(schema_message: &[u8], batch_message: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    let mut collector = IpcCollector::default();
+    collector.push(schema_message);
+    collector.push(batch_message);
+    collector.take()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

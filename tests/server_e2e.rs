@@ -388,10 +388,7 @@ fn subscribe_streams_a_views_changes_with_retractions() {
             match message.change.unwrap() {
                 eddy_proto::subscribe_response::Change::ArrowSchema(bytes) => header = bytes,
                 eddy_proto::subscribe_response::Change::ArrowBatch(bytes) => {
-                    let mut collector = eddy::ipc::IpcCollector::default();
-                    collector.push(&header);
-                    collector.push(&bytes);
-                    let (schema, batches) = collector.take().unwrap();
+                    let (schema, batches) = eddy::ipc::decode_after(&header, &bytes).unwrap();
                     assert_eq!(schema.field(0).name(), "op");
                     for batch in batches {
                         let ops = batch.column(0).as_string::<i32>();

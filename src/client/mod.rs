@@ -315,10 +315,7 @@ impl Shell {
                 Ok(Some(m)) => match m.change {
                     Some(subscribe_response::Change::ArrowSchema(bytes)) => header = bytes,
                     Some(subscribe_response::Change::ArrowBatch(bytes)) => {
-                        let mut collector = IpcCollector::default();
-                        collector.push(&header);
-                        collector.push(&bytes);
-                        if let Ok((schema, batches)) = collector.take() {
+                        if let Ok((schema, batches)) = crate::ipc::decode_after(&header, &bytes) {
                             if let Ok(text) = render(&schema, &batches, &options) {
                                 print!("{text}");
                             }
