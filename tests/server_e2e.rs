@@ -331,25 +331,61 @@ fn interactive_session_in_a_terminal() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("util-linux `script` provides the terminal");
+    // The screen is read as it is drawn, and each line is typed only once the
+    // client shows the prompt it answers, so a slow machine cannot reorder them.
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut output = terminal.stdout.take().unwrap();
+    let reader = {
+        let screen = screen.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut output, &mut chunk) {
+                screen.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        })
+    };
+    let prompts = || {
+        let screen = screen.lock().unwrap();
+        screen.matches("eddy=> ").count() + screen.matches("eddy-> ").count()
+    };
+    let wait_for_prompt = |seen: usize, patience: Duration| {
+        let deadline = Instant::now() + patience;
+        while prompts() <= seen {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    };
+    assert!(wait_for_prompt(0, Duration::from_secs(60)), "no prompt:\n{}", screen.lock().unwrap());
     let mut keys = terminal.stdin.take().unwrap();
-    let mut type_line = |text: &str| {
+    let mut type_keys = |text: &str| {
+        let seen = prompts();
         keys.write_all(text.as_bytes()).unwrap();
         keys.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        seen
     };
-    type_line("\\timing on\r");
-    type_line("SELECT auction, COUNT(*) AS n\r");
-    type_line("FROM bids WHERE auction = 2 GROUP BY auction;\r");
-    type_line("SELECT this is not sent");
-    type_line("\x03");
-    type_line("\\dt\r");
-    type_line("\\x\r");
-    type_line("DESCRIBE bids;\r");
-    type_line("\\q\r");
+    for line in ["\\timing on\r", "SELECT auction, COUNT(*) AS n\r", "FROM bids WHERE auction = 2 GROUP BY auction;\r"] {
+        let seen = type_keys(line);
+        assert!(wait_for_prompt(seen, Duration::from_secs(60)), "no prompt after {line:?}:\n{}", screen.lock().unwrap());
+    }
+    type_keys("SELECT this is not sent");
+    std::thread::sleep(Duration::from_millis(300));
+    // A raw-mode editor answers Ctrl-C with a fresh prompt; a cooked terminal
+    // just discards the typed line.
+    let seen = type_keys("\x03");
+    wait_for_prompt(seen, Duration::from_secs(2));
+    for line in ["\\dt\r", "\\x\r", "DESCRIBE bids;\r"] {
+        let seen = type_keys(line);
+        assert!(wait_for_prompt(seen, Duration::from_secs(60)), "no prompt after {line:?}:\n{}", screen.lock().unwrap());
+    }
+    type_keys("\\q\r");
     drop(keys);
-    let output = terminal.wait_with_output().unwrap();
-    assert!(output.status.success(), "the client exits 0 after \\q");
-    let screen = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    let status = terminal.wait().unwrap();
+    reader.join().unwrap();
+    let screen = screen.lock().unwrap().replace('\r', "");
+    assert!(status.success(), "the client exits 0 after \\q:\n{screen}");
     let n = expected_counts().into_iter().find(|(a, _)| *a == 2).unwrap().1;
     assert!(screen.contains("Timing is on."), "{screen}");
     assert!(screen.contains(&format!("       2 | {n}\n(1 row)")), "the two-line statement ran:\n{screen}");

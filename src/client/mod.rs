@@ -335,6 +335,11 @@ impl Shell {
 
     async fn interactive(&mut self, host: &str) {
         println!("eddy sql {} connected to {host}. Type \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+        // Ctrl-C must never end an interactive client (as in psql), even on a
+        // terminal the line editor drives in cooked mode, where it arrives as
+        // SIGINT rather than as a key: install the handler before the first prompt.
+        #[cfg(unix)]
+        let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
         let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".eddy_history"));
         let mut editor = match rustyline::DefaultEditor::new() {
             Ok(e) => e,
