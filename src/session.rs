@@ -64,6 +64,9 @@ pub struct Session {
     planner: Planner,
     locations: HashMap<String, Location>,
     settings: BTreeMap<String, String>,
+    /// Tables whose rows come from inside the process rather than a connector:
+    /// a server's materialized views, read by other pipelines.
+    view_sources: HashMap<String, Arc<dyn eddy_engine::Source>>,
 }
 
 impl Default for Session {
@@ -91,7 +94,7 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 impl Session {
     /// An empty session.
     pub fn new() -> Self {
-        Session { planner: Planner::new(), locations: HashMap::new(), settings: BTreeMap::new() }
+        Session { planner: Planner::new(), locations: HashMap::new(), settings: BTreeMap::new(), view_sources: HashMap::new() }
     }
 
     /// Tasks per keyed operator: `SET 'parallelism'`, else the number of cores.
@@ -231,6 +234,16 @@ impl Session {
                 ),
             });
         }
+        if plan.emits_retractions() && !eddy_connectors::accepts_retractions(&sink) {
+            return Err(EddyError::Connector {
+                table: sink.name.clone(),
+                location,
+                message: format!(
+                    "the query reads a changelog (a materialized view whose rows update), so it retracts rows it wrote before; connector '{}' cannot delete them. Write it to 'upsert-kafka' (tombstones), 'print', another materialized view, or 'blackhole'",
+                    sink.connector()
+                ),
+            });
+        }
         Ok(PipelineSpec { name: table.to_string(), plan, sink: Some(sink), location })
     }
 
@@ -246,7 +259,8 @@ impl Session {
     }
 
     fn show_tables(&self) -> RecordBatch {
-        let rows = self.planner.table_names().into_iter().filter_map(|name| {
+        // Materialized views read as tables are listed as views, not here.
+        let rows = self.planner.table_names().into_iter().filter(|name| !self.view_sources.contains_key(name)).filter_map(|name| {
             let def = self.planner.table(&name)?;
             let bounded = match self.planner.is_bounded(&name) {
                 Some(true) => "bounded",
@@ -319,6 +333,33 @@ impl Session {
             parallelism: self.parallelism(),
             checkpoint_interval: self.checkpoint_interval(),
             checkpoint_trigger: None,
+            view_sources: spec
+                .plan
+                .sources()
+                .iter()
+                .filter_map(|s| self.view_sources.get(&s.table.name).map(|source| (s.table.name.clone(), Arc::clone(source))))
+                .collect(),
+        }
+    }
+
+    /// Makes `def` (columns and PRIMARY KEY) an unbounded table other statements
+    /// can read, whose rows (and, for a `changelog`, retractions) come from
+    /// `source`: how a server lets pipelines read a materialized view.
+    pub fn register_view_source(&mut self, def: TableDef, source: Arc<dyn eddy_engine::Source>, changelog: bool, location: Location) -> Result<(), EddyError> {
+        let name = def.name.clone();
+        if changelog {
+            self.planner.register_changelog(def, location)?;
+        } else {
+            self.planner.register_table(def, false, location)?;
+        }
+        self.view_sources.insert(name, source);
+        Ok(())
+    }
+
+    /// Forgets a table registered by [`Session::register_view_source`].
+    pub fn drop_view_source(&mut self, name: &str) {
+        if self.view_sources.remove(name).is_some() {
+            self.planner.drop_table(name);
         }
     }
 
@@ -381,6 +422,8 @@ pub struct PreparedPipeline {
     parallelism: usize,
     checkpoint_interval: Option<Duration>,
     checkpoint_trigger: Option<Arc<tokio::sync::Notify>>,
+    /// Sources of the plan's tables that are not opened through a connector.
+    view_sources: HashMap<String, Arc<dyn eddy_engine::Source>>,
 }
 
 impl PreparedPipeline {
@@ -412,7 +455,11 @@ impl PreparedPipeline {
     ) -> Result<(), EddyError> {
         let name = self.name.clone();
         let pipeline_error = |source| EddyError::Pipeline { pipeline: name.clone(), source };
+        let view_sources = self.view_sources;
         let mut open_source = |node: &eddy_sql::SourceNode| -> eddy_engine::Result<Arc<dyn eddy_engine::Source>> {
+            if let Some(source) = view_sources.get(&node.table.name) {
+                return Ok(Arc::clone(source));
+            }
             eddy_connectors::create_source(&node.table, Arc::clone(&node.physical_schema)).map_err(|e| eddy_engine::EngineError::Source {
                 table: node.table.name.clone(),
                 partition: "open".to_string(),

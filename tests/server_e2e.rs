@@ -515,3 +515,73 @@ fn stop_with_savepoint_checkpoints_and_restarts_exactly_there() {
     assert_eq!(sum, max, "it went on exactly after the savepoint: no id lost or counted twice");
     server.terminate();
 }
+
+const VIEW_OVER_VIEW: &str = "SET 'parallelism' = '2';
+SET 'execution.checkpointing.interval' = '200 ms';
+CREATE TABLE ev (k BIGINT, v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '5000', 'fields.k.min' = '1', 'fields.k.max' = '40', 'fields.v.min' = '0', 'fields.v.max' = '1000');
+CREATE MATERIALIZED VIEW per_k AS SELECT k, COUNT(*) AS n, MAX(v) AS best FROM ev GROUP BY k;
+CREATE MATERIALIZED VIEW histogram AS SELECT n, COUNT(*) AS keys, MIN(k) AS first_k FROM per_k GROUP BY n;
+CREATE MATERIALIZED VIEW overall AS SELECT COUNT(*) AS keys, SUM(n) AS rows_seen, MIN(n) AS fewest, COUNT(DISTINCT n) AS counts, MAX(best) AS best FROM per_k;
+CREATE MATERIALIZED VIEW busy AS SELECT k, n FROM per_k WHERE n >= 100;";
+
+/// Views over a view: the first view's groups keep updating, so the views over
+/// it get a changelog (each update retracts the old row). A histogram of its
+/// counts moves keys between buckets, a MIN over its counts must forget counts
+/// that grew, and a filter passes updates on. Once the source stops, every view
+/// over it equals the same query run over the first view's final rows.
+#[test]
+fn views_over_a_view_follow_its_changelog_with_retractions() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(VIEW_OVER_VIEW);
+    std::thread::sleep(Duration::from_millis(2500));
+    // Stop the source's pipeline; the views over it settle on its last rows.
+    server.ok("STOP PIPELINE per_k");
+    let csv_rows = |sql: &str| -> Vec<String> {
+        let mut rows: Vec<String> = server.ok_csv(sql).lines().skip(1).map(str::to_string).collect();
+        rows.sort();
+        rows
+    };
+    let expected_histogram = || csv_rows("SELECT n, COUNT(*) AS keys, MIN(k) AS first_k FROM per_k GROUP BY n");
+    let expected_overall = || csv_rows("SELECT COUNT(*), SUM(n), MIN(n), COUNT(DISTINCT n), MAX(best) FROM per_k");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let settled = csv_rows("SELECT n, keys, first_k FROM histogram") == expected_histogram()
+            && csv_rows("SELECT keys, rows_seen, fewest, counts, best FROM overall") == expected_overall()
+            && csv_rows("SELECT k, n FROM busy") == csv_rows("SELECT k, n FROM per_k WHERE n >= 100");
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the views over per_k did not settle on its final rows:\nhistogram {:?}\nexpected  {:?}\noverall {:?}\nexpected {:?}",
+            csv_rows("SELECT n, keys, first_k FROM histogram"),
+            expected_histogram(),
+            csv_rows("SELECT * FROM overall"),
+            expected_overall()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let overall = one_row(&server.ok_csv("SELECT keys, rows_seen, fewest FROM overall"));
+    assert_eq!(overall[0], 40, "every key was seen");
+    assert!(overall[1] > 2000, "the source ran for a while: {overall:?}");
+    // Counts grew past their first values, so buckets were retracted along the way:
+    // MIN(n) must be the smallest final count, not an early one.
+    assert!(overall[2] > 1, "MIN(n) kept a retracted count: {overall:?}");
+    assert!(csv_rows("SELECT k FROM busy").len() == 40, "busy holds every key once counts pass 100");
+
+    // What a view over a changelog cannot be, said before anything runs.
+    let (code, _, stderr) = server.sql(&["-c", "CREATE MATERIALIZED VIEW counts_only AS SELECT n FROM per_k"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("must select its key columns (k)"), "{stderr}");
+    server.ok("CREATE TABLE archive (k BIGINT, n BIGINT) WITH ('connector' = 'filesystem', 'path' = '/tmp/never', 'format' = 'json')");
+    let (code, _, stderr) = server.sql(&["-c", "INSERT INTO archive SELECT k, n FROM per_k"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot delete them"), "{stderr}");
+    let (code, _, stderr) = server.sql(&["-c", "DROP MATERIALIZED VIEW per_k"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is read by running pipeline"), "{stderr}");
+    // SHOW TABLES lists tables only; the views are views.
+    assert_eq!(server.ok_csv("SHOW TABLES"), "table,connector,kind\narchive,filesystem,bounded\nev,datagen,unbounded\n");
+    server.terminate();
+}

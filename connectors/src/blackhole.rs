@@ -15,6 +15,10 @@ impl Sink for BlackholeSink {
         Ok(())
     }
 
+    async fn retract(&mut self, _batch: RecordBatch) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     async fn commit(&mut self) -> Result<(), BoxError> {
         Ok(())
     }

@@ -567,6 +567,7 @@ impl SourceReader for BidReader {
         Ok(Some(SourceBatch {
             rows: self.c.batch(arrays, n)?,
             malformed: Vec::new(),
+            retract: false,
         }))
     }
 }
@@ -623,6 +624,7 @@ impl<E: NexEvent> SourceReader for NexmarkReader<E> {
         Ok(Some(SourceBatch {
             rows: self.build()?,
             malformed: Vec::new(),
+            retract: false,
         }))
     }
 }

@@ -38,11 +38,16 @@ impl PrintSink {
 
 /// The lines Flink would print for `batch` (every row is an insert, `+I`).
 pub fn format_rows(batch: &RecordBatch, prefix: &str) -> Result<String, BoxError> {
+    format_kind(batch, prefix, "+I")
+}
+
+/// The lines for rows of one row kind (`+I`, or `-D` for retractions).
+fn format_kind(batch: &RecordBatch, prefix: &str, kind: &str) -> Result<String, BoxError> {
     let f = formatters(batch)?;
     let mut out = String::with_capacity(batch.num_rows() * 32);
     for row in 0..batch.num_rows() {
         out.push_str(prefix);
-        out.push_str("+I");
+        out.push_str(kind);
         write_row(&mut out, &f, row)?;
         out.push('\n');
     }
@@ -53,6 +58,13 @@ pub fn format_rows(batch: &RecordBatch, prefix: &str) -> Result<String, BoxError
 impl Sink for PrintSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
         let text = format_rows(&batch, &self.prefix)?;
+        self.out.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Retracted rows print as Flink's `-D` (an update is a `-D` then a `+I`).
+    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        let text = format_kind(&batch, &self.prefix, "-D")?;
         self.out.write_all(text.as_bytes())?;
         Ok(())
     }

@@ -301,6 +301,12 @@ pub fn accepts_updates(def: &TableDef) -> bool {
     matches!(def.connector(), "redis" | "clickhouse" | "upsert-kafka" | "print" | "blackhole")
 }
 
+/// Whether a sink of `def` can take a changelog with retractions (rows deleted
+/// again): it deletes by key (`upsert-kafka` writes tombstones), or only shows or drops rows.
+pub fn accepts_retractions(def: &TableDef) -> bool {
+    matches!(def.connector(), "upsert-kafka" | "print" | "blackhole")
+}
+
 /// Whether a source of `def` ends by itself (so windows close and `eddy run` exits),
 /// decided from its options before anything is opened.
 pub fn is_bounded(def: &TableDef) -> bool {

@@ -32,6 +32,9 @@ pub struct SourceBatch {
     pub rows: RecordBatch,
     /// Records of this read that could not be decoded.
     pub malformed: Vec<MalformedRecord>,
+    /// The rows retract rows this source returned before (a changelog source,
+    /// such as a materialized view's updates); see [`crate::Message::Retract`].
+    pub retract: bool,
 }
 
 /// A table that can be read: a set of files, a generator, a topic.
@@ -109,6 +112,14 @@ pub trait SourceReader: Send {
 pub trait Sink: Send {
     /// Accepts rows in the sink table's schema. May buffer.
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError>;
+
+    /// Retracts rows written before (a changelog's `-U`/`-D`): a keyed sink deletes
+    /// their keys unless rows with the same key follow. Only sinks the planner lets
+    /// take a changelog ([`Sink`]s of tables with a PRIMARY KEY that accept updates) get these.
+    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        let _ = batch;
+        Err("this sink cannot delete rows, so it cannot take a changelog with retractions".into())
+    }
 
     /// Makes everything written so far durable and visible. Called at checkpoint
     /// barriers when the pipeline keeps no checkpoints, and once at the end.

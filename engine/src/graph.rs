@@ -23,6 +23,7 @@ use crate::metrics::PipelineMetrics;
 use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
 use crate::operators::project::ProjectOperator;
+use crate::operators::retract_aggregate::RetractAggregateOperator;
 use crate::operators::session_aggregate::SessionAggregateOperator;
 use crate::operators::source_prep::SourcePrepOperator;
 use crate::operators::window_aggregate::WindowAggregateOperator;
@@ -168,8 +169,11 @@ impl Builder<'_> {
                 let node = aggregate.clone();
                 let metrics = Arc::clone(&self.metrics);
                 let session = matches!(aggregate.window, Some(WindowKind::Session { .. }));
+                let retracting = aggregate.retracting;
                 let head: OperatorFactory = Arc::new(move || {
-                    if session {
+                    if retracting {
+                        Ok(Box::new(RetractAggregateOperator::new(node.clone())?))
+                    } else if session {
                         Ok(Box::new(SessionAggregateOperator::new(node.clone(), Arc::clone(&metrics))?))
                     } else {
                         Ok(Box::new(WindowAggregateOperator::new(node.clone(), Arc::clone(&metrics))?))
@@ -179,7 +183,13 @@ impl Builder<'_> {
                 // Without keys every row belongs to one group: one instance.
                 let parallelism = if keys.is_empty() { 1 } else { self.parallelism };
                 self.stages.push(Stage {
-                    name: if session { "SessionAggregate".to_string() } else { "WindowAggregate".to_string() },
+                    name: if retracting {
+                        "RetractAggregate".to_string()
+                    } else if session {
+                        "SessionAggregate".to_string()
+                    } else {
+                        "WindowAggregate".to_string()
+                    },
                     kind: StageKind::Keyed { parallelism, head, keys },
                     chain: Vec::new(),
                     output: None,

@@ -44,6 +44,12 @@ pub struct CheckpointId(pub u64);
 pub enum Message {
     /// Rows, always as Arrow columns; never converted to rows on the hot path.
     Batch(RecordBatch),
+    /// Rows sent earlier on this edge that no longer hold, as they were sent: a
+    /// changelog's retractions (Flink's `-U` / `-D`). Only edges of a plan that
+    /// reads a changelog (a materialized view's updates) carry them; an operator
+    /// downstream removes each row once, and an update is a retraction followed
+    /// by a `Batch` with the new row.
+    Retract(RecordBatch),
     /// No later row on this edge has an event time at or below this one (late rows were already diverted).
     Watermark(EventTime),
     /// Snapshot your state now: every row before this belongs to checkpoint `id`.

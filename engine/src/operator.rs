@@ -37,6 +37,13 @@ impl Emitter {
         }
     }
 
+    /// Sends retractions of rows sent earlier downstream; empty batches are dropped.
+    pub fn retract(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.messages.push(Message::Retract(batch));
+        }
+    }
+
     /// Sends a watermark downstream.
     pub fn watermark(&mut self, watermark: EventTime) {
         self.messages.push(Message::Watermark(watermark));
@@ -62,6 +69,12 @@ pub trait Operator: Send {
 
     /// Processes one batch of input rows.
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()>;
+
+    /// Processes retractions of rows received earlier (see [`Message::Retract`]).
+    /// The planner only puts operators that can take them behind a changelog.
+    fn on_retract(&mut self, _batch: RecordBatch, _out: &mut Emitter) -> Result<()> {
+        Err(crate::error::EngineError::Internal(format!("{} cannot take retractions", self.name())))
+    }
 
     /// The input watermark advanced (already the minimum over all inputs).
     /// Stateful operators emit what it completes, then forward it.

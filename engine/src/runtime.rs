@@ -198,6 +198,7 @@ impl Chain {
         let end = matches!(message, Message::EndOfStream);
         match message {
             Message::Batch(batch) => operator.on_batch(batch, &mut emitter)?,
+            Message::Retract(batch) => operator.on_retract(batch, &mut emitter)?,
             Message::Watermark(w) => operator.on_watermark(w, &mut emitter)?,
             Message::Barrier(id) => {
                 operator.on_barrier(id, &mut emitter)?;
@@ -274,15 +275,19 @@ impl Output {
         for message in messages {
             match self {
                 Output::Exchange { senders, input_index, keys } => match message {
+                    // Rows and their retractions go where their key's state is.
                     Message::Batch(batch) if senders.len() > 1 => {
-                        for (target, part) in partition(&batch, keys, senders.len())? {
-                            if !send(&senders[target], (*input_index, Message::Batch(part))).await {
-                                return Ok(false);
-                            }
+                        if !send_partitioned(senders, *input_index, keys, &batch, Message::Batch).await? {
+                            return Ok(false);
                         }
                     }
-                    Message::Batch(batch) => {
-                        if !send(&senders[0], (*input_index, Message::Batch(batch))).await {
+                    Message::Retract(batch) if senders.len() > 1 => {
+                        if !send_partitioned(senders, *input_index, keys, &batch, Message::Retract).await? {
+                            return Ok(false);
+                        }
+                    }
+                    rows @ (Message::Batch(_) | Message::Retract(_)) => {
+                        if !send(&senders[0], (*input_index, rows)).await {
                             return Ok(false);
                         }
                     }
@@ -298,6 +303,11 @@ impl Output {
                     Message::Batch(batch) => {
                         let rows = batch.num_rows();
                         sink.write(batch).await.map_err(sink_failed(table))?;
+                        PipelineMetrics::add(&metrics.rows_out, rows);
+                    }
+                    Message::Retract(batch) => {
+                        let rows = batch.num_rows();
+                        sink.retract(batch).await.map_err(sink_failed(table))?;
                         PipelineMetrics::add(&metrics.rows_out, rows);
                     }
                     Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),
@@ -322,6 +332,23 @@ impl Output {
 }
 
 /// Splits a batch by the hash of its key columns into (instance, rows) parts.
+/// Sends each key's part of `batch` (as `Batch` or `Retract`, by `wrap`) to the
+/// instance that owns the key; `false` when a receiver is gone.
+async fn send_partitioned(
+    senders: &[mpsc::Sender<Tagged>],
+    input_index: usize,
+    keys: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+    wrap: fn(RecordBatch) -> Message,
+) -> Result<bool> {
+    for (target, part) in partition(batch, keys, senders.len())? {
+        if !send(&senders[target], (input_index, wrap(part))).await {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) -> Result<Vec<(usize, RecordBatch)>> {
     let arrays: Vec<ArrayRef> = keys.iter().map(|k| evaluate(k, batch, "Exchange")).collect::<Result<_>>()?;
     let mut hashes = vec![0u64; batch.num_rows()];
@@ -711,7 +738,7 @@ async fn run_source(
             // Rows make the partition active again: the next merge counts its watermark.
             idle_sent = false;
             PipelineMetrics::add(&metrics.rows_in, batch.rows.num_rows());
-            chain.push(Message::Batch(batch.rows), &mut out)?;
+            chain.push(if batch.retract { Message::Retract(batch.rows) } else { Message::Batch(batch.rows) }, &mut out)?;
             side.send(std::mem::take(&mut chain.side)).await;
         } else if !idle_sent && reader.is_idle() {
             idle_sent = true;
@@ -795,11 +822,11 @@ async fn run_merge(
             continue;
         }
         // Only watermarks, idleness and ended inputs can move this task's watermark.
-        let may_move = !matches!(message, Message::Batch(_) | Message::Barrier(_));
+        let may_move = !matches!(message, Message::Batch(_) | Message::Retract(_) | Message::Barrier(_));
         // The checkpoint whose barrier every live input has now delivered, if any.
         let mut aligned = None;
         match message {
-            Message::Batch(_) => {
+            Message::Batch(_) | Message::Retract(_) => {
                 // Rows make an idle input active again. That only adds an input at or
                 // below this task's watermark to the minimum, so the watermark cannot move.
                 inputs_state.activate(input);

@@ -49,6 +49,8 @@ struct TableEntry {
     computed: Vec<Arc<dyn PhysicalExpr>>,
     watermark: Option<Arc<dyn PhysicalExpr>>,
     bounded: bool,
+    /// Its rows are a changelog (they retract earlier rows).
+    changelog: bool,
 }
 
 type Tables = Arc<RwLock<HashMap<String, TableEntry>>>;
@@ -116,6 +118,17 @@ impl Planner {
     /// Registers a table declared by `CREATE TABLE` (its columns already filled in).
     /// `bounded` says whether reading it ends by itself.
     pub fn register_table(&mut self, def: TableDef, bounded: bool, location: Location) -> Result<()> {
+        self.register(def, bounded, false, location)
+    }
+
+    /// Registers a table whose rows are a changelog keyed by its PRIMARY KEY: a
+    /// materialized view read as a stream, which retracts rows as its groups
+    /// update. Queries over it may aggregate (with retractions) but not window it.
+    pub fn register_changelog(&mut self, def: TableDef, location: Location) -> Result<()> {
+        self.register(def, false, true, location)
+    }
+
+    fn register(&mut self, def: TableDef, bounded: bool, changelog: bool, location: Location) -> Result<()> {
         if self.tables.read().map_err(|_| poisoned(location))?.contains_key(&def.name) {
             return Err(SqlError::plan(location, format!("table `{}` already exists", def.name)));
         }
@@ -157,7 +170,7 @@ impl Planner {
             }
         };
         let name = def.name.clone();
-        let entry = TableEntry { def, physical_schema, schema: Arc::clone(&schema), computed, watermark, bounded };
+        let entry = TableEntry { def, physical_schema, schema: Arc::clone(&schema), computed, watermark, bounded, changelog };
         self.ctx
             .register_table(name.as_str(), Arc::new(StreamTableProvider { name: name.clone(), schema }))
             .map_err(|e| df_error(location, e))?;
@@ -671,12 +684,18 @@ impl Compiler<'_> {
                 watermark: entry.watermark.clone(),
                 bounded: entry.bounded,
                 lateness: None,
+                changelog: entry.changelog,
             };
             let lineage = vec![Lineage::Other; entry.schema.fields().len()];
             return Ok((StreamNode::Source(node), lineage));
         }
         if let Some(tvf) = any.downcast_ref::<WindowTvfExec>() {
             let (input, mut lineage) = self.compile(&tvf.input)?;
+            if input.emits_retractions() {
+                return Err(self
+                    .unsupported("a window over a changelog (a materialized view's updates) is not supported: its rows can be retracted, and windows need append-only rows with event time")
+                    .with_hint("window the view's source table instead, or GROUP BY without a window over the view"));
+            }
             let assign = self.next_assign;
             self.next_assign += 1;
             lineage.extend([
@@ -699,7 +718,7 @@ impl Compiler<'_> {
         }
         if let Some(filter) = any.downcast_ref::<FilterExec>() {
             let (input, lineage) = self.compile(filter.input())?;
-            if input.is_updating() {
+            if input.is_updating() && !input.emits_retractions() {
                 return Err(self
                     .unsupported("HAVING (or a filter) over a GROUP BY without a window over an unbounded source is not supported yet: a group that stops matching would need its row deleted")
                     .with_hint("filter where the dashboard reads the rows, or group by a window"));
@@ -862,12 +881,16 @@ impl Compiler<'_> {
         if window.is_some() && slice_column.is_none() {
             return Err(self.unsupported("GROUP BY a window needs window_start or window_end").with_hint("write GROUP BY window_start, window_end, ..."));
         }
-        if input.is_updating() {
+        let retracting = input.emits_retractions();
+        if retracting && window.is_some() {
+            return Err(self.unsupported("a window over a changelog (a materialized view's updates) is not supported").with_hint("GROUP BY without a window over the view"));
+        }
+        if input.is_updating() && !retracting {
             return Err(self
                 .unsupported("aggregating the output of a GROUP BY without a window over an unbounded source is not supported yet (its rows are updates)")
                 .with_hint("group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key"));
         }
-        let updating = window.is_none() && !all_sources_bounded(&input);
+        let updating = retracting || (window.is_none() && !all_sources_bounded(&input));
         let mut out_lineage: Vec<Lineage> = group
             .iter()
             .map(|g| match (g, window) {
@@ -887,6 +910,7 @@ impl Compiler<'_> {
             filters: logical.filter_expr().to_vec(),
             schema,
             updating,
+            retracting,
         };
         Ok((StreamNode::WindowAggregate(node), out_lineage))
     }

@@ -27,6 +27,11 @@ impl StreamPlan {
         self.root.is_updating()
     }
 
+    /// True when the output retracts rows it sent before, so its sink must be able to delete.
+    pub fn emits_retractions(&self) -> bool {
+        self.root.emits_retractions()
+    }
+
     /// The schema of the rows the pipeline emits.
     pub fn schema(&self) -> SchemaRef {
         self.root.schema()
@@ -73,6 +78,9 @@ pub struct SourceNode {
     pub bounded: bool,
     /// Set when a window aggregate reads this source: late rows are diverted at the source.
     pub lateness: Option<LatenessRule>,
+    /// The source is a changelog: it retracts rows it returned before (a
+    /// materialized view's updates), keyed by the table's PRIMARY KEY.
+    pub changelog: bool,
 }
 
 /// Which input column tells a window aggregate the slice of each row.
@@ -103,6 +111,10 @@ pub struct WindowAggregateNode {
     /// every group that changed at each checkpoint barrier (an upsert stream keyed
     /// by the group columns), instead of once at the end of a bounded input.
     pub updating: bool,
+    /// The input is a changelog (it retracts rows): the aggregate keeps each group's
+    /// rows so it can take them back, and emits its updates as retractions of the
+    /// old rows followed by the new ones. Implies `updating`.
+    pub retracting: bool,
     /// The input column holding each row's slice (or, for sessions, the row's own interval).
     pub slice_column: Option<SliceColumn>,
     /// Output group columns, in output order.
@@ -156,11 +168,25 @@ impl StreamNode {
         }
     }
 
-    /// The node's inputs.
     /// True when this node or one below it is an updating aggregate.
     pub fn is_updating(&self) -> bool {
         matches!(self, StreamNode::WindowAggregate(a) if a.updating) || self.inputs().into_iter().any(StreamNode::is_updating)
     }
+
+    /// True when this node's output retracts rows it sent before (`Message::Retract`
+    /// in the engine): it reads a changelog source or aggregates one, and nothing on
+    /// the way turned it back into upserts.
+    pub fn emits_retractions(&self) -> bool {
+        match self {
+            StreamNode::Source(s) => s.changelog,
+            StreamNode::WindowAggregate(a) => a.retracting,
+            StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
+            StreamNode::WindowAssign { .. } => false,
+            StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),
+        }
+    }
+
+    /// The node's inputs.
 
     pub fn inputs(&self) -> Vec<&StreamNode> {
         match self {
@@ -201,7 +227,15 @@ impl StreamNode {
             }
             StreamNode::WindowAggregate(a) => format!(
                 "WindowAggregate: window={}, keys=[{}], aggregates=[{}] (state: keyed, partitioned by keys)",
-                a.window.map(|w| format!("{w:?}")).unwrap_or_else(|| if a.updating { "none, updates at each checkpoint".to_string() } else { "whole input".to_string() }),
+                a.window.map(|w| format!("{w:?}")).unwrap_or_else(|| {
+                    if a.retracting {
+                        "none, over a changelog: retractions and updates at each checkpoint".to_string()
+                    } else if a.updating {
+                        "none, updates at each checkpoint".to_string()
+                    } else {
+                        "whole input".to_string()
+                    }
+                }),
                 a.key_exprs().iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
                 a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
             ),

@@ -24,7 +24,7 @@ use crate::error::EddyError;
 use crate::session::{describe_rows, string_rows, Outcome, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
-use views::MaterializedView;
+use views::{MaterializedView, ViewSource};
 
 /// What a statement sends back to its caller, in order.
 pub enum Reply {
@@ -133,6 +133,7 @@ impl Server {
                 if record.running {
                     handle.start()?;
                 }
+                expose_view(&mut state.session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())
             }
             .await;
@@ -258,6 +259,7 @@ impl Server {
                     self.write_views().remove(name);
                     return Err(e);
                 }
+                expose_view(&mut state.session, &handle, parsed.location)?;
                 state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
@@ -281,6 +283,10 @@ impl Server {
                     Err(_) if *if_exists => return send(done("DROP MATERIALIZED VIEW")).await,
                     Err(e) => return Err(e),
                 };
+                if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
+                    return Err(EddyError::Conflict(format!("materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                }
+                state.session.drop_view_source(name);
                 let ids: Vec<String> = self
                     .pipelines
                     .all()
@@ -305,6 +311,9 @@ impl Server {
             }
             Statement::CreateView { name, .. } if self.has_view(name) => {
                 Err(EddyError::AlreadyExists(format!("`{name}` is a materialized view; DROP MATERIALIZED VIEW {name} first, or pick another name")))
+            }
+            Statement::Drop { what: DropWhat::Table | DropWhat::View, name, .. } if self.has_view(name) => {
+                Err(EddyError::Conflict(format!("`{name}` is a materialized view; drop it with DROP MATERIALIZED VIEW {name}")))
             }
             Statement::Drop { what: DropWhat::Table, name, .. } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
@@ -553,15 +562,26 @@ where
     send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
 }
 
+/// Lets later statements read a materialized view's pipeline output as a table:
+/// a changelog source over the view (nothing for an `INSERT INTO` pipeline).
+fn expose_view(session: &mut Session, handle: &PipelineHandle, location: Location) -> Result<(), EddyError> {
+    if let Target::View(view) = &handle.target {
+        let (source, def) = ViewSource::new(Arc::clone(view));
+        session.register_view_source(def, Arc::new(source), view.is_keyed(), location)?;
+    }
+    Ok(())
+}
+
 fn replay_error(sql: &str, error: &EddyError) -> String {
     format!("the catalog statement `{sql}` no longer applies and is skipped: {error}")
 }
 
 /// The columns an updating view replaces rows by: the output columns that are
-/// its GROUP BY keys. Append-only views have none.
-fn view_key(plan: &StreamPlan, location: Location) -> Result<Vec<usize>, EddyError> {
-    if !plan.is_updating() {
-        return Ok(vec![]);
+/// its GROUP BY keys (none for a GROUP BY-less aggregate's single row), or those
+/// of the view it reads. `None` for an append-only view.
+fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>, EddyError> {
+    if !plan.is_updating() && !plan.emits_retractions() {
+        return Ok(None);
     }
     // The aggregate's output is its group columns, then its aggregates; a projection may reorder them.
     let mut node = &plan.root;
@@ -587,7 +607,24 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Vec<usize>, EddyErr
                 if key.len() != groups {
                     return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key")));
                 }
-                return Ok(key);
+                return Ok(Some(key));
+            }
+            // Rows of another view, kept by that view's key.
+            StreamNode::Source(source) if source.changelog => {
+                let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
+                let key: Option<Vec<usize>> = source
+                    .table
+                    .primary_key
+                    .iter()
+                    .map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i))))
+                    .collect();
+                return match key {
+                    Some(key) => Ok(Some(key)),
+                    None => Err(EddyError::Sql(eddy_sql::SqlError::plan(
+                        location,
+                        format!("a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key", source.table.name, source.table.primary_key.join(", ")),
+                    ))),
+                };
             }
             _ => return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "this updating query is not supported in a materialized view"))),
         }

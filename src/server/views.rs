@@ -7,9 +7,12 @@
 //! sink's prepared bytes) so a restarted pipeline resumes with it. Windowed
 //! queries append rows as windows close; a `GROUP BY` without a window is an
 //! upsert stream keyed by its group columns, which the view turns into a
-//! changelog with retractions (`-U` old row, `+U` new row) for subscribers.
+//! changelog with retractions (`-U` old row, `+U` new row, `-D` deleted row)
+//! for subscribers. Another pipeline can read a view as a stream
+//! ([`ViewSource`]): its rows, then its changes, with each update a retraction
+//! of the old row followed by the new one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -18,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
-use eddy_engine::{BoxError, Sink};
+use eddy_engine::{BoxError, Sink, Source, SourceBatch, SourceReader};
 use tokio::sync::broadcast;
 
 use crate::ipc::{IpcCollector, IpcEncoder};
@@ -26,18 +29,70 @@ use crate::ipc::{IpcCollector, IpcEncoder};
 /// How many change batches a slow subscriber may fall behind before it is dropped.
 const SUBSCRIBER_BUFFER: usize = 1024;
 
+/// One staged change of a view, in the order the pipeline produced it.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Rows appended, or upserted by key.
+    Rows(RecordBatch),
+    /// Rows retracted: their keys are deleted unless rows with the key follow.
+    Retract(RecordBatch),
+}
+
+impl Change {
+    fn rows(&self) -> &RecordBatch {
+        match self {
+            Change::Rows(b) | Change::Retract(b) => b,
+        }
+    }
+
+    /// The op a changelog row of this change carries.
+    fn op(&self) -> &'static str {
+        match self {
+            Change::Rows(_) => "+I",
+            Change::Retract(_) => "-D",
+        }
+    }
+}
+
+/// Splits changelog rows (an `op` column, then the view's columns) into runs of
+/// rows and of retractions (`-U`, `-D`), in order.
+pub fn split_changelog(batch: &RecordBatch) -> Result<Vec<Change>, ArrowError> {
+    let ops = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| ArrowError::SchemaError("a changelog's first column is its op".into()))?;
+    let rows = batch.project(&(1..batch.num_columns()).collect::<Vec<_>>())?;
+    let retracts = |i: usize| matches!(ops.value(i), "-U" | "-D");
+    let mut changes = Vec::new();
+    let mut start = 0;
+    for i in 1..=batch.num_rows() {
+        if i == batch.num_rows() || retracts(i) != retracts(start) {
+            let run = rows.slice(start, i - start);
+            changes.push(if retracts(start) { Change::Retract(run) } else { Change::Rows(run) });
+            start = i;
+        }
+    }
+    Ok(changes)
+}
+
 /// One materialized view's state, shared by its pipeline's sink and its readers.
 pub struct MaterializedView {
     pub name: String,
     schema: SchemaRef,
-    /// Columns that identify a row (an updating query's group columns); empty: rows are only appended.
-    key: Vec<usize>,
+    /// Columns that identify a row (an updating query's group columns, none for
+    /// its single row without GROUP BY); `None`: rows are only appended.
+    key: Option<Vec<usize>>,
     /// Row encoders of the key columns and of whole rows. Rows stored in the state
     /// can only be decoded by the converter that encoded them, so there is one each.
     keys: RowConverter,
     rows: RowConverter,
     state: RwLock<ViewState>,
     changes: broadcast::Sender<RecordBatch>,
+    /// False from the moment its pipeline (re)starts until the pipeline's sink has
+    /// restored it or written to it: readers wait, so they never start from a view
+    /// emptied for a restart.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -53,13 +108,24 @@ struct ViewState {
 }
 
 impl MaterializedView {
-    /// An empty view of `schema`; `key` names the columns an update replaces by.
-    pub fn new(name: &str, schema: SchemaRef, key: Vec<usize>) -> Result<Arc<Self>, ArrowError> {
+    /// An empty view of `schema`; `key` names the columns an update replaces by
+    /// (`None` for a view that only appends).
+    pub fn new(name: &str, schema: SchemaRef, key: Option<Vec<usize>>) -> Result<Arc<Self>, ArrowError> {
         let (changes, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let converter = |columns: &[usize]| RowConverter::new(columns.iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect());
-        let keys = converter(&key)?;
+        // A view keyed by no column (one row) encodes a constant as its key.
+        let keys = match key.as_deref() {
+            Some([]) => RowConverter::new(vec![SortField::new(DataType::Boolean)])?,
+            columns => converter(columns.unwrap_or_default())?,
+        };
         let rows = converter(&(0..schema.fields().len()).collect::<Vec<_>>())?;
-        Ok(Arc::new(MaterializedView { name: name.to_string(), schema, key, keys, rows, state: RwLock::default(), changes }))
+        let ready = tokio::sync::watch::Sender::new(true);
+        Ok(Arc::new(MaterializedView { name: name.to_string(), schema, key, keys, rows, state: RwLock::default(), changes, ready }))
+    }
+
+    /// True when rows are replaced by key (so readers get a changelog), false when only appended.
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
     }
 
     /// The view's columns.
@@ -81,7 +147,7 @@ impl MaterializedView {
 
     /// The rows as of the last applied checkpoint: one consistent snapshot.
     pub fn snapshot(&self) -> Result<Vec<RecordBatch>, ArrowError> {
-        if self.key.is_empty() {
+        if self.key.is_none() {
             return Ok(self.read_state()?.appended.clone());
         }
         if let Some(cached) = &self.read_state()?.cached {
@@ -110,79 +176,115 @@ impl MaterializedView {
         if !with_snapshot {
             return Ok((None, receiver));
         }
-        let batches = if self.key.is_empty() { state.appended.clone() } else { self.keyed_rows(&state)? };
+        let batches = if self.key.is_none() { state.appended.clone() } else { self.keyed_rows(&state)? };
         drop(state);
         let rows = batches.iter().map(|b| self.with_op(b, "+I")).collect::<Result<Vec<_>, _>>()?;
         let initial = datafusion::arrow::compute::concat_batches(&self.changelog_schema(), &rows)?;
         Ok((Some(initial), receiver))
     }
 
-    /// Empties the view, as a pipeline starting over does.
+    /// Empties the view, as a pipeline starting over does. Subscribers of a keyed
+    /// view see every row deleted (and, from a restored checkpoint, inserted
+    /// again), so what they hold stays equal to the view; an append-only view's
+    /// subscribers keep the rows they have, which a restore brings back unannounced.
     pub fn clear(&self) -> Result<(), ArrowError> {
-        *self.write_state()? = ViewState::default();
+        let mut state = self.write_state()?;
+        let rows = if self.key.is_none() { Vec::new() } else { self.keyed_rows(&state)? };
+        *state = ViewState::default();
+        for batch in rows {
+            let _ = self.changes.send(self.with_op(&batch, "-D")?);
+        }
         Ok(())
     }
 
-    /// Applies rows written since the last checkpoint and, with `notify`, tells
-    /// subscribers (not when a restart restores rows they have already seen).
-    fn apply(&self, batches: Vec<RecordBatch>, notify: bool) -> Result<(), ArrowError> {
-        if batches.iter().all(|b| b.num_rows() == 0) {
+    fn set_ready(&self, ready: bool) {
+        self.ready.send_if_modified(|r| std::mem::replace(r, ready) != ready);
+    }
+
+    /// Applies changes written since the last checkpoint and, with `notify`, tells subscribers.
+    fn apply(&self, changes: Vec<Change>, notify: bool) -> Result<(), ArrowError> {
+        if changes.iter().all(|c| c.rows().num_rows() == 0) {
             return Ok(());
         }
         let mut state = self.write_state()?;
-        let mut changes = Vec::new();
-        if self.key.is_empty() {
-            for batch in batches {
+        let mut notices = Vec::new();
+        if self.key.is_none() {
+            for change in changes {
+                let Change::Rows(batch) = change else {
+                    return Err(ArrowError::InvalidArgumentError(format!("view `{}` only appends rows; it cannot retract them", self.name)));
+                };
                 state.row_count += batch.num_rows() as u64;
                 state.bytes += batch.get_array_memory_size() as u64;
-                changes.push(self.with_op(&batch, "+I")?);
+                notices.push(self.with_op(&batch, "+I")?);
                 state.appended.push(batch);
             }
         } else {
             let (keys, all) = (&self.keys, &self.rows);
-            for batch in batches {
-                let key_columns: Vec<ArrayRef> = self.key.iter().map(|&i| Arc::clone(batch.column(i))).collect();
-                let key_rows = keys.convert_columns(&key_columns)?;
+            let (mut ops, mut changed) = (Vec::new(), Vec::new());
+            // Rows retracted in this step, by key: an update if a row with the key follows, else a delete.
+            let mut retracted: HashMap<OwnedRow, OwnedRow> = HashMap::new();
+            for change in changes {
+                let batch = change.rows();
+                let key_rows = keys.convert_columns(&self.key_columns(batch))?;
+                if let Change::Retract(_) = change {
+                    for key in key_rows.iter() {
+                        let key = key.owned();
+                        if let Some(old) = state.rows.remove(&key) {
+                            state.row_count = state.row_count.saturating_sub(1);
+                            state.bytes = state.bytes.saturating_sub(old.as_ref().len() as u64);
+                            retracted.entry(key).or_insert(old);
+                        }
+                    }
+                    continue;
+                }
                 let full_rows = all.convert_columns(batch.columns())?;
-                let (mut ops, mut changed) = (Vec::new(), Vec::new());
                 for (key, row) in key_rows.iter().zip(full_rows.iter()) {
-                    let row = row.owned();
+                    let (key, row) = (key.owned(), row.owned());
                     state.bytes += row.as_ref().len() as u64;
-                    match state.rows.insert(key.owned(), row.clone()) {
+                    let old = match state.rows.insert(key.clone(), row.clone()) {
                         Some(old) => {
                             state.bytes = state.bytes.saturating_sub(old.as_ref().len() as u64);
-                            if old == row {
-                                continue;
-                            }
+                            Some(old)
+                        }
+                        None => {
+                            state.row_count += 1;
+                            retracted.remove(&key)
+                        }
+                    };
+                    match old {
+                        Some(old) if old == row => continue,
+                        Some(old) => {
                             ops.push("-U");
                             changed.push(old);
                             ops.push("+U");
                         }
-                        None => {
-                            state.row_count += 1;
-                            ops.push("+I");
-                        }
+                        None => ops.push("+I"),
                     }
                     changed.push(row);
                 }
-                if !changed.is_empty() {
-                    let columns = all.convert_rows(changed.iter().map(|r| r.row()))?;
-                    let mut with_op = vec![Arc::new(StringArray::from(ops)) as ArrayRef];
-                    with_op.extend(columns);
-                    changes.push(RecordBatch::try_new(self.changelog_schema(), with_op)?);
-                }
+            }
+            for (_, old) in retracted {
+                ops.push("-D");
+                changed.push(old);
+            }
+            if !changed.is_empty() {
+                let columns = all.convert_rows(changed.iter().map(|r| r.row()))?;
+                let mut with_op = vec![Arc::new(StringArray::from(ops)) as ArrayRef];
+                with_op.extend(columns);
+                notices.push(RecordBatch::try_new(self.changelog_schema(), with_op)?);
             }
             state.cached = None;
         }
-        for change in changes.into_iter().filter(|_| notify) {
+        for notice in notices.into_iter().filter(|_| notify) {
             // No subscriber is not an error.
-            let _ = self.changes.send(change);
+            let _ = self.changes.send(notice);
         }
         drop(state);
         Ok(())
     }
 
-    /// Replaces the state with one saved by [`ViewSink::prepare`].
+    /// Replaces the state with one saved by [`ViewSink::prepare`]: changelog
+    /// batches (rows as `+I`, staged retractions as `-D`).
     fn restore(&self, bytes: &[u8]) -> Result<(), ArrowError> {
         self.clear()?;
         if bytes.is_empty() {
@@ -191,7 +293,20 @@ impl MaterializedView {
         let mut collector = IpcCollector::default();
         collector.push(bytes);
         let (_, batches) = collector.take()?;
-        self.apply(batches, false)
+        let mut changes = Vec::new();
+        for batch in &batches {
+            changes.extend(split_changelog(batch)?);
+        }
+        // Keyed subscribers saw the rows deleted by `clear`; append-only ones kept them.
+        self.apply(changes, self.key.is_some())
+    }
+
+    /// The columns of `batch` that make its rows' keys.
+    fn key_columns(&self, batch: &RecordBatch) -> Vec<ArrayRef> {
+        match self.key.as_deref() {
+            Some([]) | None => vec![Arc::new(datafusion::arrow::array::BooleanArray::from(vec![true; batch.num_rows()]))],
+            Some(key) => key.iter().map(|&i| Arc::clone(batch.column(i))).collect(),
+        }
     }
 
     fn with_op(&self, batch: &RecordBatch, op: &str) -> Result<RecordBatch, ArrowError> {
@@ -214,58 +329,166 @@ impl MaterializedView {
 /// could take back.
 pub struct ViewSink {
     view: Arc<MaterializedView>,
-    /// Rows since the last barrier.
-    pending: Vec<RecordBatch>,
-    /// Rows of barriers whose checkpoint is not saved yet, by checkpoint.
-    prepared: Vec<(u64, Vec<RecordBatch>)>,
+    /// Changes since the last barrier.
+    pending: Vec<Change>,
+    /// Changes of barriers whose checkpoint is not saved yet, by checkpoint.
+    prepared: Vec<(u64, Vec<Change>)>,
 }
 
 impl ViewSink {
     /// A sink that starts the view over (a restored checkpoint refills it).
     pub fn new(view: Arc<MaterializedView>) -> Result<Self, ArrowError> {
         view.clear()?;
+        view.set_ready(false);
         Ok(ViewSink { view, pending: Vec::new(), prepared: Vec::new() })
+    }
+
+    /// The pipeline got past restoring: the view is what readers may start from.
+    fn started(&self) {
+        self.view.set_ready(true);
     }
 }
 
 #[async_trait]
 impl Sink for ViewSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        self.pending.push(batch);
+        self.started();
+        self.pending.push(Change::Rows(batch));
+        Ok(())
+    }
+
+    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        self.started();
+        self.pending.push(Change::Retract(batch));
         Ok(())
     }
 
     async fn commit(&mut self) -> Result<(), BoxError> {
-        for (_, batches) in std::mem::take(&mut self.prepared) {
-            self.view.apply(batches, true)?;
+        self.started();
+        for (_, changes) in std::mem::take(&mut self.prepared) {
+            self.view.apply(changes, true)?;
         }
         self.view.apply(std::mem::take(&mut self.pending), true)?;
         Ok(())
     }
 
-    /// Saves the visible rows and every staged one (in order, so replaying them
-    /// upserts the same way) with the checkpoint.
+    /// Saves the visible rows and every staged change (in order, so replaying
+    /// them upserts and deletes the same way) with the checkpoint.
     async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
-        let batches = std::mem::take(&mut self.pending);
-        self.prepared.push((checkpoint, batches));
-        let (mut encoder, mut bytes) = IpcEncoder::new(&self.view.schema)?;
-        for batch in self.view.snapshot()?.iter().chain(self.prepared.iter().flat_map(|(_, b)| b.iter())) {
-            bytes.extend(encoder.encode(batch)?);
+        self.started();
+        let changes = std::mem::take(&mut self.pending);
+        self.prepared.push((checkpoint, changes));
+        let (mut encoder, mut bytes) = IpcEncoder::new(&self.view.changelog_schema())?;
+        for batch in self.view.snapshot()? {
+            bytes.extend(encoder.encode(&self.view.with_op(&batch, "+I")?)?);
+        }
+        for change in self.prepared.iter().flat_map(|(_, c)| c.iter()) {
+            bytes.extend(encoder.encode(&self.view.with_op(change.rows(), change.op())?)?);
         }
         Ok(bytes)
     }
 
     async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
         while self.prepared.first().is_some_and(|(id, _)| *id <= checkpoint) {
-            let (_, batches) = self.prepared.remove(0);
-            self.view.apply(batches, true)?;
+            let (_, changes) = self.prepared.remove(0);
+            self.view.apply(changes, true)?;
         }
         Ok(())
     }
 
     async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
         self.view.restore(prepared)?;
+        self.started();
         Ok(())
+    }
+}
+
+/// A materialized view read as a stream by another pipeline (`INSERT INTO t
+/// SELECT ... FROM v`, or a view over a view): its current rows, then every
+/// change as it is applied, updates as retractions of the old rows followed by
+/// the new ones. It cannot resume from a position: a pipeline reading it starts
+/// over from the view's current rows, which a keyed sink absorbs.
+pub struct ViewSource {
+    view: Arc<MaterializedView>,
+}
+
+impl ViewSource {
+    /// A source over `view`, and the table other statements see it as: the view's
+    /// columns, with its key as PRIMARY KEY.
+    pub fn new(view: Arc<MaterializedView>) -> (Self, eddy_sql::catalog::TableDef) {
+        let mut def = eddy_sql::catalog::TableDef::from_fields(&view.name, &view.schema.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<_>>(), &[("connector", "materialized-view")]);
+        def.primary_key = view.key.iter().flatten().map(|&i| view.schema.field(i).name().clone()).collect();
+        (ViewSource { view }, def)
+    }
+}
+
+impl Source for ViewSource {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn is_bounded(&self) -> bool {
+        false
+    }
+
+    fn open(&self, _parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        Ok(vec![Box::new(ViewReader { view: Arc::clone(&self.view), ready: self.view.ready.subscribe(), queue: VecDeque::new(), changes: None })])
+    }
+}
+
+struct ViewReader {
+    view: Arc<MaterializedView>,
+    ready: tokio::sync::watch::Receiver<bool>,
+    queue: VecDeque<Change>,
+    /// Set once the view is ready: its rows were queued and its changes follow here.
+    changes: Option<broadcast::Receiver<RecordBatch>>,
+}
+
+/// How long a read waits for a change before returning nothing, so the engine can stop it.
+const VIEW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+#[async_trait]
+impl SourceReader for ViewReader {
+    fn describe(&self) -> String {
+        format!("materialized view {}", self.view.name)
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
+        if self.changes.is_none() {
+            if tokio::time::timeout(VIEW_POLL, self.ready.wait_for(|ready| *ready)).await.is_err() {
+                return Ok(Some(self.nothing()));
+            }
+            let (initial, changes) = self.view.subscribe(true)?;
+            self.queue.extend(split_changelog(&initial.unwrap_or_else(|| RecordBatch::new_empty(self.view.changelog_schema())))?);
+            self.changes = Some(changes);
+        }
+        let Some(changes) = self.changes.as_mut() else { return Ok(Some(self.nothing())) };
+        if self.queue.is_empty() {
+            match tokio::time::timeout(VIEW_POLL, changes.recv()).await {
+                Err(_) => {}
+                Ok(Ok(batch)) => self.queue.extend(split_changelog(&batch)?),
+                Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    return Err(format!(
+                        "this pipeline fell {missed} change batches behind materialized view `{}` and lost them; restart it (it starts again from the view's current rows)",
+                        self.view.name
+                    )
+                    .into())
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(format!("materialized view `{}` was dropped", self.view.name).into()),
+            }
+        }
+        Ok(Some(match self.queue.pop_front() {
+            Some(Change::Rows(rows)) => SourceBatch { rows, malformed: Vec::new(), retract: false },
+            Some(Change::Retract(rows)) => SourceBatch { rows, malformed: Vec::new(), retract: true },
+            None => self.nothing(),
+        }))
+    }
+}
+
+impl ViewReader {
+    /// An empty read: nothing new yet, so the engine can check on the pipeline.
+    fn nothing(&self) -> SourceBatch {
+        SourceBatch { rows: RecordBatch::new_empty(self.view.schema()), malformed: Vec::new(), retract: false }
     }
 }
 
@@ -304,7 +527,7 @@ mod tests {
 
     #[tokio::test]
     async fn keyed_view_upserts_and_emits_retractions() {
-        let view = MaterializedView::new("v", schema(), vec![0]).unwrap();
+        let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
         let (_, mut changes) = view.subscribe(false).unwrap();
         sink.write(batch(&[("a", 1), ("b", 1)])).await.unwrap();
@@ -325,7 +548,7 @@ mod tests {
 
     #[tokio::test]
     async fn checkpointed_state_restores_into_a_fresh_sink() {
-        let view = MaterializedView::new("v", schema(), vec![0]).unwrap();
+        let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
         sink.write(batch(&[("a", 1), ("b", 5)])).await.unwrap();
         sink.prepare(1).await.unwrap();
@@ -342,7 +565,7 @@ mod tests {
 
     #[tokio::test]
     async fn append_view_keeps_every_row_and_snapshot_subscribers_start_with_it() {
-        let view = MaterializedView::new("v", schema(), vec![]).unwrap();
+        let view = MaterializedView::new("v", schema(), None).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
         sink.write(batch(&[("a", 1), ("a", 1)])).await.unwrap();
         sink.commit().await.unwrap();
@@ -352,5 +575,56 @@ mod tests {
         sink.commit().await.unwrap();
         assert_eq!(sorted_rows(&[changes.recv().await.unwrap()]), vec![("b".into(), 2)]);
         assert_eq!(view.size().0, 3);
+    }
+
+    fn ops(b: &RecordBatch) -> Vec<String> {
+        b.column(0).as_any().downcast_ref::<StringArray>().unwrap().iter().map(|o| o.unwrap().to_string()).collect()
+    }
+
+    /// A retraction followed by the key's new row is an update (`-U`, `+U`); a
+    /// retraction alone deletes (`-D`); staged retractions survive a restore; and
+    /// a reader of the view sees updates as a retraction and the new row.
+    #[tokio::test]
+    async fn retractions_update_or_delete_keys_and_readers_get_them_back() {
+        let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
+        let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
+        sink.write(batch(&[("a", 1), ("b", 2), ("c", 3)])).await.unwrap();
+        sink.commit().await.unwrap();
+        let (source, def) = ViewSource::new(Arc::clone(&view));
+        assert_eq!(def.primary_key, vec!["k".to_string()]);
+        let mut reader = source.open(1).unwrap().remove(0);
+        let first = reader.next_batch().await.unwrap().unwrap();
+        assert!(!first.retract);
+        assert_eq!(sorted_rows(&[first.rows]), vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        let (_, mut changes) = view.subscribe(false).unwrap();
+
+        sink.retract(batch(&[("a", 1), ("b", 2)])).await.unwrap();
+        sink.write(batch(&[("a", 10)])).await.unwrap();
+        sink.commit().await.unwrap();
+        assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 10), ("c".into(), 3)]);
+        assert_eq!(view.size().0, 2);
+        let change = changes.recv().await.unwrap();
+        assert_eq!(ops(&change), vec!["-U", "+U", "-D"]);
+        assert_eq!(sorted_rows(&[change]), vec![("a".into(), 1), ("a".into(), 10), ("b".into(), 2)]);
+
+        // The reader: a's old row retracted, its new row, then b retracted.
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let next = reader.next_batch().await.unwrap().unwrap();
+            if next.rows.num_rows() > 0 {
+                seen.push((next.retract, sorted_rows(&[next.rows])));
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![(true, vec![("a".into(), 1)]), (false, vec![("a".into(), 10)]), (true, vec![("b".into(), 2)])]
+        );
+
+        // A retraction staged for a checkpoint is saved with it.
+        sink.retract(batch(&[("c", 3)])).await.unwrap();
+        let saved = sink.prepare(1).await.unwrap();
+        let mut restarted = ViewSink::new(Arc::clone(&view)).unwrap();
+        restarted.recover(&saved).await.unwrap();
+        assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 10)]);
     }
 }

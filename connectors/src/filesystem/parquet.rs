@@ -210,6 +210,7 @@ fn convert(
         return Ok(SourceBatch {
             rows,
             malformed: Vec::new(),
+            retract: false,
         });
     }
     let raw = RecordBatch::try_new(relaxed(&originals), originals)
@@ -230,7 +231,7 @@ fn convert(
     let kept = filter_record_batch(&all, &keep).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let rows = RecordBatch::try_new(SchemaRef::clone(schema), kept.columns().to_vec())
         .map_err(|e| ConnectorError::arrow(ctx(), e))?;
-    Ok(SourceBatch { rows, malformed })
+    Ok(SourceBatch { rows, malformed, retract: false })
 }
 
 #[async_trait]

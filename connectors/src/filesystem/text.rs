@@ -219,7 +219,7 @@ pub(crate) fn decode_chunk(
             }
         })
         .collect();
-    Ok(SourceBatch { rows: decoded.rows, malformed })
+    Ok(SourceBatch { rows: decoded.rows, malformed, retract: false })
 }
 
 /// Reads one JSON-lines or CSV file, the partition of a filesystem source.

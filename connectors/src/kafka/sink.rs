@@ -7,7 +7,7 @@
 //! until the broker has acknowledged every record written so far and fails if one
 //! could not be delivered, which is the at-least-once guarantee.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ pub struct KafkaSink {
     partitions: i32,
     next_partition: i32,
     in_flight: VecDeque<DeliveryFuture>,
+    /// `upsert-kafka`: keys whose rows were retracted and not written again since;
+    /// they become tombstones when the sink commits, so an update (a retraction
+    /// then the new row) writes only the new row.
+    deletes: HashMap<Vec<u8>, usize>,
 }
 
 impl KafkaSink {
@@ -91,6 +95,7 @@ impl KafkaSink {
             partitions,
             next_partition: 0,
             in_flight: VecDeque::new(),
+            deletes: HashMap::new(),
         })
     }
 
@@ -110,6 +115,29 @@ impl KafkaSink {
                 KafkaError::Canceled,
             )),
         }
+    }
+}
+
+impl KafkaSink {
+    /// Writes a tombstone for every retracted key not written again, in retraction order.
+    async fn flush_deletes(&mut self) -> Result<(), ConnectorError> {
+        let mut keys: Vec<(Vec<u8>, usize)> = self.deletes.drain().collect();
+        keys.sort_by_key(|(_, order)| *order);
+        for (key, _) in keys {
+            loop {
+                let record = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key.as_slice());
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        self.in_flight.push_back(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !self.in_flight.is_empty() => self.settle_one().await?,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    Err((e, _)) => return Err(ConnectorError::kafka(format!("cannot write a tombstone to topic '{}'", self.topic), e)),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -172,6 +200,11 @@ impl Sink for KafkaSink {
             Some(self.encode(self.options.key_format, &batch, &self.key_columns)?)
         };
         let times = self.timestamp_column.map(|c| timestamps(&batch, c)).transpose()?;
+        if let (Some(keys), false) = (&keys, self.deletes.is_empty()) {
+            for key in keys {
+                self.deletes.remove(key);
+            }
+        }
         for (i, value) in values.iter().enumerate() {
             let partition = match self.options.partitioner {
                 Partitioner::Default => None,
@@ -217,7 +250,23 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
+    /// Retracted keys are remembered; [`KafkaSink::flush_deletes`] turns those
+    /// not written again into tombstones (records with the key and no value).
+    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        if self.key_columns.is_empty() {
+            return Err(format!("topic '{}' has no key columns, so a retracted row cannot be deleted; use 'upsert-kafka' with a PRIMARY KEY", self.topic).into());
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())
+            .map_err(|e| ConnectorError::arrow(format!("rows do not match the columns of topic '{}'", self.topic), e))?;
+        for key in self.encode(self.options.key_format, &batch, &self.key_columns)? {
+            let order = self.deletes.len();
+            self.deletes.entry(key).or_insert(order);
+        }
+        Ok(())
+    }
+
     async fn commit(&mut self) -> Result<(), BoxError> {
+        self.flush_deletes().await?;
         if !self.options.acknowledged {
             self.in_flight.clear();
             return Ok(());

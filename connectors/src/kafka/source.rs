@@ -428,7 +428,7 @@ impl KafkaPartitionReader {
     }
 
     fn empty(&self) -> SourceBatch {
-        SourceBatch { rows: RecordBatch::new_empty(Arc::clone(&self.schema)), malformed: Vec::new() }
+        SourceBatch { rows: RecordBatch::new_empty(Arc::clone(&self.schema)), malformed: Vec::new(), retract: false }
     }
 
     /// Decodes the values and adds the metadata columns, in the table's column order.
@@ -497,7 +497,7 @@ impl KafkaPartitionReader {
         }
         let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
             .map_err(|e| ConnectorError::arrow(format!("assembling rows of {}", self.name), e))?;
-        Ok(SourceBatch { rows, malformed })
+        Ok(SourceBatch { rows, malformed, retract: false })
     }
 }
 

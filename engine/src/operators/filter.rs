@@ -28,12 +28,25 @@ impl Operator for FilterOperator {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        out.batch(self.keep(batch)?);
+        Ok(())
+    }
+
+    /// The predicate is deterministic: a retracted row passed it exactly when the
+    /// row it retracts did, so retractions are filtered like rows.
+    fn on_retract(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        out.retract(self.keep(batch)?);
+        Ok(())
+    }
+}
+
+impl FilterOperator {
+    fn keep(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let mask = evaluate_predicate(&self.predicate, &batch, "Filter")?;
         if mask.true_count() == batch.num_rows() {
-            out.batch(batch);
+            Ok(batch)
         } else {
-            out.batch(filter_record_batch(&batch, &mask).map_err(|e| arrow_error("Filter", e))?);
+            filter_record_batch(&batch, &mask).map_err(|e| arrow_error("Filter", e))
         }
-        Ok(())
     }
 }

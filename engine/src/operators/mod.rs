@@ -4,10 +4,12 @@
 //! physical expressions. [`source_prep`] turns a connector's rows into the
 //! table's rows and keeps the watermark. Stateful operators ([`window_aggregate`],
 //! [`session_aggregate`]) keep keyed state in DataFusion `GroupsAccumulator`s and
-//! can snapshot it as Arrow batches.
+//! can snapshot it as Arrow batches; [`retract_aggregate`] aggregates a
+//! changelog, keeping what it needs to take rows back.
 
 pub mod filter;
 pub mod project;
+pub mod retract_aggregate;
 pub mod session_aggregate;
 pub mod source_prep;
 pub mod window_aggregate;

@@ -43,8 +43,20 @@ impl Operator for ProjectOperator {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        let columns = self.exprs.iter().map(|e| evaluate(e, &batch, "Project")).collect::<Result<Vec<_>>>()?;
-        out.batch(make_batch(&self.schema, columns, batch.num_rows(), "Project")?);
+        out.batch(self.project(&batch)?);
         Ok(())
+    }
+
+    /// A retracted row is retracted as projected, which is the row projected before.
+    fn on_retract(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        out.retract(self.project(&batch)?);
+        Ok(())
+    }
+}
+
+impl ProjectOperator {
+    fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = self.exprs.iter().map(|e| evaluate(e, batch, "Project")).collect::<Result<Vec<_>>>()?;
+        make_batch(&self.schema, columns, batch.num_rows(), "Project")
     }
 }

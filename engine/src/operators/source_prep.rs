@@ -72,6 +72,13 @@ impl Operator for SourcePrepOperator {
         "SourcePrep"
     }
 
+    /// A changelog source's retractions get their computed columns; they carry no
+    /// event time of their own (the planner allows no window over a changelog).
+    fn on_retract(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        out.retract(self.with_computed_columns(batch)?);
+        Ok(())
+    }
+
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
         let batch = self.with_computed_columns(batch)?;
         let Some(watermark_expr) = &self.node.watermark else {
