@@ -317,3 +317,64 @@ async fn a_continuous_group_by_keeps_an_upsert_kafka_topic_up_to_date() {
     produce(&bootstrap, &source, &second).await;
     wait_for(after_second).await;
 }
+
+/// Each key's newest record in an upsert topic: `Some(value)` or `None` for a tombstone.
+fn newest_per_key(records: &[ReadRecord]) -> BTreeMap<String, Option<serde_json::Value>> {
+    let mut newest = BTreeMap::new();
+    for r in records {
+        let key: serde_json::Value = serde_json::from_str(r.key.as_deref().expect("an upsert record has a key")).expect("JSON key");
+        newest.insert(key.to_string(), r.value.as_deref().map(|v| serde_json::from_str(v).expect("JSON value")));
+    }
+    newest
+}
+
+/// A server view over Kafka, and a pipeline reading the view's changelog into
+/// upsert-kafka through a filter: a user whose count grows past the filter is
+/// retracted and not written again, so its key gets a tombstone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_leaving_a_filter_over_a_view_becomes_an_upsert_kafka_tombstone() {
+    let bootstrap = broker();
+    let (source, sink) = (unique_topic("clicks"), unique_topic("quiet-users"));
+    create_topic(&bootstrap, &source, 2).await;
+    create_topic(&bootstrap, &sink, 2).await;
+    let clicks = |users: &[(i64, usize)]| -> Vec<TestRecord> {
+        users
+            .iter()
+            .flat_map(|&(user, n)| (0..n).map(move |i| TestRecord::value((user % 2) as i32, format!(r#"{{"user_id": {user}, "url": "/p/{i}"}}"#))))
+            .collect()
+    };
+    produce(&bootstrap, &source, &clicks(&[(1, 2), (2, 3), (3, 1)])).await;
+
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = common::Server::start(data.path(), &[]);
+    server.ok(&format!(
+        "SET 'execution.checkpointing.interval' = '300 ms';
+         CREATE TABLE clicks (user_id BIGINT, url STRING)
+         WITH ('connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset');
+         CREATE TABLE quiet_users (user_id BIGINT, clicks BIGINT, PRIMARY KEY (user_id) NOT ENFORCED)
+         WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'properties.bootstrap.servers' = '{bootstrap}');
+         CREATE MATERIALIZED VIEW per_user AS SELECT user_id, COUNT(*) AS clicks FROM clicks GROUP BY user_id;
+         INSERT INTO quiet_users SELECT user_id, clicks FROM per_user WHERE clicks < 5;"
+    ));
+    let key = |user: i64| serde_json::json!({"user_id": user}).to_string();
+    let row = |user: i64, clicks: i64| Some(serde_json::json!({"user_id": user, "clicks": clicks}));
+    let wait_for = |want: BTreeMap<String, Option<serde_json::Value>>| {
+        let (bootstrap, sink) = (bootstrap.clone(), sink.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let got = newest_per_key(&read_all(&bootstrap, &sink));
+                if got == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "upsert topic has {got:?}, expected {want:?}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    wait_for(BTreeMap::from([(key(1), row(1, 2)), (key(2), row(2, 3)), (key(3), row(3, 1))])).await;
+    // User 2 passes the filter's bound: a tombstone. User 1 still counts up, user 3 stays.
+    produce(&bootstrap, &source, &clicks(&[(2, 4), (1, 1)])).await;
+    wait_for(BTreeMap::from([(key(1), row(1, 3)), (key(2), None), (key(3), row(3, 1))])).await;
+    server.terminate();
+}

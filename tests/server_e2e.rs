@@ -5,70 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eddy, Running};
+use common::{eddy, Server};
 use eddy_proto::{ListPipelinesRequest, PipelineRef};
 use tonic::Code;
-
-/// A running server and the address it printed.
-struct Server {
-    process: Running,
-    address: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut command = eddy();
-        command
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env_remove("EDDY_TOKEN")
-            .stdout(Stdio::piped());
-        let mut process = Running::start(&mut command);
-        let stdout = process.0.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let address = line
-            .strip_prefix("eddy server listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_string();
-        Server { process, address }
-    }
-
-    /// `eddy sql --host ADDRESS ARGS...`: (exit code, stdout, stderr).
-    fn sql(&self, args: &[&str]) -> (i32, String, String) {
-        let output = eddy().args(["sql", "--host", &self.address]).args(args).env_remove("EDDY_TOKEN").output().unwrap();
-        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-
-    /// `eddy sql -c SQL`, which must succeed; its stdout.
-    fn ok(&self, sql: &str) -> String {
-        let (code, stdout, stderr) = self.sql(&["-c", sql]);
-        assert_eq!(code, 0, "`{sql}` failed: {stderr}");
-        stdout
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) {
-        let pid = self.process.0.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.process.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "the server exits 0 on SIGTERM, got {status}");
-    }
-}
 
 fn bids_table() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json");
@@ -157,14 +100,6 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot connect"), "{stderr}");
     server.terminate();
-}
-
-impl Server {
-    fn ok_csv(&self, sql: &str) -> String {
-        let (code, stdout, stderr) = self.sql(&["--csv", "-c", sql]);
-        assert_eq!(code, 0, "`{sql}` failed: {stderr}");
-        stdout
-    }
 }
 
 /// Parses `eddy sql --csv -q` output of one row of integers.

@@ -1,8 +1,10 @@
 //! Helpers the end-to-end tests share.
 #![allow(dead_code)] // each test binary uses a subset of these helpers
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -85,4 +87,67 @@ pub fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
     }
     ids.sort_unstable();
     ids
+}
+
+/// A running server and the address it printed.
+pub struct Server {
+    pub process: Running,
+    pub address: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut command = eddy();
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("EDDY_TOKEN")
+            .stdout(Stdio::piped());
+        let mut process = Running::start(&mut command);
+        let stdout = process.0.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let address = line
+            .strip_prefix("eddy server listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .to_string();
+        Server { process, address }
+    }
+
+    /// `eddy sql --host ADDRESS ARGS...`: (exit code, stdout, stderr).
+    pub fn sql(&self, args: &[&str]) -> (i32, String, String) {
+        let output = eddy().args(["sql", "--host", &self.address]).args(args).env_remove("EDDY_TOKEN").output().unwrap();
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// `eddy sql -c SQL`, which must succeed; its stdout.
+    pub fn ok(&self, sql: &str) -> String {
+        let (code, stdout, stderr) = self.sql(&["-c", sql]);
+        assert_eq!(code, 0, "`{sql}` failed: {stderr}");
+        stdout
+    }
+
+    /// `eddy sql --csv -c SQL`, which must succeed; its stdout.
+    pub fn ok_csv(&self, sql: &str) -> String {
+        let (code, stdout, stderr) = self.sql(&["--csv", "-c", sql]);
+        assert_eq!(code, 0, "`{sql}` failed: {stderr}");
+        stdout
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) {
+        let pid = self.process.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.process.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "the server exits 0 on SIGTERM, got {status}");
+    }
 }
