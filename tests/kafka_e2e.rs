@@ -298,24 +298,23 @@ async fn a_continuous_group_by_keeps_an_upsert_kafka_topic_up_to_date() {
     )
     .expect("script");
     let _running = common::Running::start(eddy().arg("run").arg(&script).stderr(Stdio::null()));
-    let wait_for = |want: BTreeMap<i64, i64>| {
-        let (bootstrap, sink) = (bootstrap.clone(), sink.clone());
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let got = latest_per_key(&read_all(&bootstrap, &sink));
-                if got == want {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "upsert topic has {got:?}, expected {want:?}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    };
-    wait_for(after_first).await;
+    wait_for_topic(&bootstrap, &sink, latest_per_key, after_first).await;
     let (second, after_second) = produce_clicks(700..1500);
     produce(&bootstrap, &source, &second).await;
-    wait_for(after_second).await;
+    wait_for_topic(&bootstrap, &sink, latest_per_key, after_second).await;
+}
+
+/// Reads `topic` until `summary` of its records is `want`; fails after 30 s.
+async fn wait_for_topic<T: PartialEq + std::fmt::Debug>(bootstrap: &str, topic: &str, summary: fn(&[ReadRecord]) -> T, want: T) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = summary(&read_all(bootstrap, topic));
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} has {got:?}, expected {want:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Each key's newest record in an upsert topic: `Some(value)` or `None` for a tombstone.
@@ -358,20 +357,7 @@ async fn a_row_leaving_a_filter_over_a_view_becomes_an_upsert_kafka_tombstone() 
     ));
     let key = |user: i64| serde_json::json!({"user_id": user}).to_string();
     let row = |user: i64, clicks: i64| Some(serde_json::json!({"user_id": user, "clicks": clicks}));
-    let wait_for = |want: BTreeMap<String, Option<serde_json::Value>>| {
-        let (bootstrap, sink) = (bootstrap.clone(), sink.clone());
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let got = newest_per_key(&read_all(&bootstrap, &sink));
-                if got == want {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "upsert topic has {got:?}, expected {want:?}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    };
+    let wait_for = |want| wait_for_topic(&bootstrap, &sink, newest_per_key, want);
     wait_for(BTreeMap::from([(key(1), row(1, 2)), (key(2), row(2, 3)), (key(3), row(3, 1))])).await;
     // User 2 passes the filter's bound: a tombstone. User 1 still counts up, user 3 stays.
     produce(&bootstrap, &source, &clicks(&[(2, 4), (1, 1)])).await;
