@@ -344,10 +344,30 @@ impl Server {
                     stream_rows(spec.plan.schema(), rows_rx, run, &send).await
                 }
             }
-            Statement::Explain { statement } if matches!(**statement, Statement::CreateMaterializedView { .. }) => {
-                let Statement::CreateMaterializedView { query, .. } = &**statement else { unreachable!("matched above") };
-                let inner = ParsedStatement { statement: Statement::Explain { statement: Box::new(Statement::Select { query: query.clone() }) }, location: parsed.location, text: parsed.text.clone() };
-                self.run_in_session(&mut state, &inner, &send).await
+            Statement::Explain { statement } => {
+                // A view is explained as its query; the live state of the views
+                // involved (the one explained, the ones read) follows the plan.
+                let (explained, own) = match &**statement {
+                    Statement::CreateMaterializedView { name, query } => (Statement::Select { query: query.clone() }, Some(name.clone())),
+                    other => (other.clone(), None),
+                };
+                let read = match &explained {
+                    Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
+                    _ => Vec::new(),
+                };
+                let inner = ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
+                let Outcome::Rows(plan) = state.session.execute(&inner).await? else {
+                    return Err(EddyError::Unsupported("EXPLAIN did not produce a plan".into()));
+                };
+                drop(state);
+                let mut lines: Vec<String> = plan.column(0).as_any().downcast_ref::<datafusion::arrow::array::StringArray>().map(|a| a.iter().flatten().map(str::to_string).collect()).unwrap_or_default();
+                for name in own.iter().chain(read.iter()) {
+                    if let Ok(view) = self.view(name) {
+                        let (rows, bytes) = view.size();
+                        lines.push(format!("state of materialized view `{name}`: {rows} rows, {bytes} bytes"));
+                    }
+                }
+                send_rows(&send, string_rows(&["plan"], lines.into_iter().map(|l| vec![l]))).await
             }
             _ => self.run_in_session(&mut state, parsed, &send).await,
         }
