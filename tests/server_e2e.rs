@@ -382,6 +382,29 @@ fn subscribe_streams_a_views_changes_with_retractions() {
             }
         }
         assert_eq!(current.len(), 2);
+
+        // An INSERT INTO pipeline's output: the rows it writes, as it writes them.
+        server.ok("CREATE TABLE hundreds (id BIGINT) WITH ('connector' = 'blackhole'); INSERT INTO hundreds SELECT id FROM seq WHERE id % 100 = 0");
+        let mut output = client.subscribe(eddy_proto::SubscribeRequest { name: "hundreds".into(), snapshot: false }).await.unwrap().into_inner();
+        let mut header = Vec::new();
+        let mut ids = Vec::new();
+        while ids.len() < 3 {
+            let message = tokio::time::timeout(Duration::from_secs(10), output.message()).await.expect("rows within 10 s").unwrap().unwrap();
+            match message.change.unwrap() {
+                eddy_proto::subscribe_response::Change::ArrowSchema(bytes) => header = bytes,
+                eddy_proto::subscribe_response::Change::ArrowBatch(bytes) => {
+                    let (_, batches) = eddy::ipc::decode_after(&header, &bytes).unwrap();
+                    for batch in batches {
+                        assert!(batch.column(0).as_string::<i32>().iter().all(|op| op == Some("+I")));
+                        ids.extend(batch.column(1).as_primitive::<Int64Type>().values().iter().copied());
+                    }
+                }
+            }
+        }
+        assert!(ids.iter().all(|id| id % 100 == 0) && ids.windows(2).all(|w| w[0] + 100 == w[1]), "{ids:?}");
+        let missing = client.subscribe(eddy_proto::SubscribeRequest { name: "nothing".into(), snapshot: false }).await.unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+
         // An open subscription does not keep the server from stopping.
         server.terminate();
         let end = tokio::time::timeout(Duration::from_secs(10), async {

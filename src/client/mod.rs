@@ -435,6 +435,7 @@ Formatting
   \pset format aligned|csv
   \timing [on|off]   show how long each statement takes
 Streaming
-  \subscribe VIEW    print a materialized view's rows, then its changes as they happen, until Ctrl-C
+  \subscribe NAME    print a materialized view's rows, then its changes as they happen (or the rows an
+                     INSERT INTO pipeline writes, by its id or table name), until Ctrl-C
 Statements end with ';' and may span lines. Ctrl-C cancels the statement being typed or run.
 ";

@@ -8,10 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eddy_engine::checkpoint::CheckpointStore;
-use eddy_engine::{PipelineMetrics, Sink};
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::{BoxError, PipelineMetrics, Sink};
 use eddy_proto::Pipeline as PipelineStatus;
 use eddy_sql::{Location, TableDef};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::EddyError;
@@ -25,6 +29,73 @@ pub enum Target {
     Table(TableDef, Location),
     /// A materialized view the server keeps.
     View(Arc<MaterializedView>),
+}
+
+/// How many output batches a slow subscriber of a pipeline may fall behind before it is dropped.
+const OUTPUT_BUFFER: usize = 1024;
+
+/// `schema` with Flink's row kind (`op`) in front, as subscriptions carry rows.
+pub fn changelog_schema(schema: &Schema) -> SchemaRef {
+    let mut fields = vec![Field::new("op", DataType::Utf8, false)];
+    fields.extend(schema.fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
+}
+
+/// `batch` with `op` in front, in `schema` (see [`changelog_schema`]).
+pub fn with_op(schema: &SchemaRef, batch: &RecordBatch, op: &str) -> Result<RecordBatch, ArrowError> {
+    let mut columns = vec![Arc::new(StringArray::from(vec![op; batch.num_rows()])) as ArrayRef];
+    columns.extend(batch.columns().iter().cloned());
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
+/// Passes everything to the pipeline's sink, and shows subscribers each batch it writes.
+struct TeeSink {
+    sink: Box<dyn Sink>,
+    output: broadcast::Sender<RecordBatch>,
+    schema: SchemaRef,
+}
+
+impl TeeSink {
+    fn show(&self, batch: &RecordBatch, op: &str) {
+        // Nobody listening is the common case: no copy then.
+        if self.output.receiver_count() > 0 {
+            match with_op(&self.schema, batch, op) {
+                Ok(rows) => {
+                    let _ = self.output.send(rows);
+                }
+                Err(e) => tracing::warn!("cannot show a pipeline's rows to its subscribers: {e}"),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for TeeSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        self.show(&batch, "+I");
+        self.sink.write(batch).await
+    }
+
+    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        self.show(&batch, "-D");
+        self.sink.retract(batch).await
+    }
+
+    async fn commit(&mut self) -> Result<(), BoxError> {
+        self.sink.commit().await
+    }
+
+    async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        self.sink.prepare(checkpoint).await
+    }
+
+    async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        self.sink.commit_checkpoint(checkpoint).await
+    }
+
+    async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
+        self.sink.recover(prepared).await
+    }
 }
 
 /// The phases of a pipeline's life, as `GetPipeline` names them.
@@ -59,6 +130,8 @@ pub struct PipelineHandle {
     checkpoints: Option<PathBuf>,
     /// Notified to take a checkpoint at once (a savepoint).
     savepoint: Arc<tokio::sync::Notify>,
+    /// An `INSERT INTO` pipeline's rows as it writes them, for `Subscribe`.
+    output: broadcast::Sender<RecordBatch>,
     run: Mutex<Run>,
 }
 
@@ -88,6 +161,7 @@ impl PipelineHandle {
             prepared,
             checkpoints: resumable.then_some(checkpoints),
             savepoint: Arc::default(),
+            output: broadcast::channel(OUTPUT_BUFFER).0,
             run: Mutex::new(Run {
                 phase: Phase::Stopped,
                 started_at: SystemTime::now(),
@@ -106,7 +180,10 @@ impl PipelineHandle {
             return Err(EddyError::Conflict(format!("pipeline {} is already running", self.id)));
         }
         let sink: Box<dyn Sink> = match &self.target {
-            Target::Table(def, location) => crate::session::create_sink(def, *location)?,
+            Target::Table(def, location) => {
+                let sink = crate::session::create_sink(def, *location)?;
+                Box::new(TeeSink { sink, output: self.output.clone(), schema: changelog_schema(&def.sink_schema()) })
+            }
             Target::View(view) => Box::new(ViewSink::new(Arc::clone(view)).map_err(|e| EddyError::Conflict(e.to_string()))?),
         };
         let metrics = Arc::new(PipelineMetrics::default());
@@ -206,6 +283,17 @@ impl PipelineHandle {
     pub fn uses_table(&self, table: &str) -> bool {
         matches!(&self.target, Target::Table(def, _) if def.name == table)
             || self.prepared.plan.sources().iter().any(|s| s.table.name == table)
+    }
+
+    /// Follows an `INSERT INTO` pipeline's output: the rows it writes to its sink
+    /// from now on (an `op` column first: `+I`, or `-D` for retractions), as they
+    /// are written, before the sink commits them. `None` for a view's pipeline:
+    /// subscribe to the view instead.
+    pub fn subscribe_output(&self) -> Option<(SchemaRef, broadcast::Receiver<RecordBatch>)> {
+        match &self.target {
+            Target::Table(def, _) => Some((changelog_schema(&def.sink_schema()), self.output.subscribe())),
+            Target::View(_) => None,
+        }
     }
 
     /// Its status and counters, for `GetPipeline`.

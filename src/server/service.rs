@@ -125,9 +125,19 @@ impl Eddy for EddyService {
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let request = request.into_inner();
-        let view = self.server.view(&request.name).map_err(|e| status_of(&e))?;
-        let (initial, mut changes) = view.subscribe(request.snapshot).map_err(|e| Status::internal(e.to_string()))?;
-        let (mut encoder, header) = IpcEncoder::new(&view.changelog_schema()).map_err(|e| Status::internal(e.to_string()))?;
+        // A view's changes, or else an INSERT INTO pipeline's output rows.
+        let (schema, initial, mut changes) = match self.server.view(&request.name) {
+            Ok(view) => {
+                let (initial, changes) = view.subscribe(request.snapshot).map_err(|e| Status::internal(e.to_string()))?;
+                (view.changelog_schema(), initial, changes)
+            }
+            Err(not_a_view) => {
+                let handle = self.server.pipeline(&request.name).map_err(|_| status_of(&not_a_view))?;
+                let (schema, changes) = handle.subscribe_output().ok_or_else(|| status_of(&not_a_view))?;
+                (schema, None, changes)
+            }
+        };
+        let (mut encoder, header) = IpcEncoder::new(&schema).map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Result<SubscribeResponse, Status>>(16);
         let mut closing = self.server.closing();
         tokio::spawn(async move {

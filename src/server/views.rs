@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
@@ -25,6 +25,7 @@ use eddy_engine::{BoxError, Sink, Source, SourceBatch, SourceReader};
 use tokio::sync::broadcast;
 
 use crate::ipc::{IpcCollector, IpcEncoder};
+use crate::server::pipelines::{changelog_schema, with_op};
 
 /// How many change batches a slow subscriber may fall behind before it is dropped.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -135,9 +136,7 @@ impl MaterializedView {
 
     /// The columns of its changelog: `op` (Flink's row kind) and then the view's.
     pub fn changelog_schema(&self) -> SchemaRef {
-        let mut fields = vec![Field::new("op", DataType::Utf8, false)];
-        fields.extend(self.schema.fields().iter().map(|f| f.as_ref().clone()));
-        Arc::new(Schema::new(fields))
+        changelog_schema(&self.schema)
     }
 
     /// Rows and bytes the view holds, for `GetPipeline` and `EXPLAIN`.
@@ -310,9 +309,7 @@ impl MaterializedView {
     }
 
     fn with_op(&self, batch: &RecordBatch, op: &str) -> Result<RecordBatch, ArrowError> {
-        let mut columns = vec![Arc::new(StringArray::from(vec![op; batch.num_rows()])) as ArrayRef];
-        columns.extend(batch.columns().iter().cloned());
-        RecordBatch::try_new(self.changelog_schema(), columns)
+        with_op(&self.changelog_schema(), batch, op)
     }
 
     fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, ViewState>, ArrowError> {
@@ -496,6 +493,7 @@ impl ViewReader {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
 
     use super::*;
 
