@@ -416,3 +416,165 @@ async fn avro_rows_round_trip_and_a_bad_datum_is_set_aside() {
     assert_eq!(bad[0].position, format!("{topic} partition 0 offset 3"));
     assert!(bad[0].error.contains("not an Avro record"), "{}", bad[0].error);
 }
+
+/// A stand-in for a Confluent schema registry: the two calls Eddy makes
+/// (`POST /subjects/{subject}/versions`, `GET /schemas/ids/{id}`), ids from 1,
+/// one id per distinct schema. No real registry runs here: Confluent's is not on
+/// Maven Central and Karapace is not on PyPI.
+struct RegistryStub {
+    url: String,
+    schemas: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RegistryStub {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let schemas: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let registered = Arc::clone(&schemas);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let schemas = Arc::clone(&registered);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // The head, then as much body as Content-Length says.
+                    let (head, body) = loop {
+                        let n = socket.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).into_owned();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                                .unwrap_or(0);
+                            if body.len() >= length {
+                                break (head.to_string(), body.to_string());
+                            }
+                        }
+                    };
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    let (status, answer) = if line.starts_with("POST /subjects/") {
+                        let schema = serde_json::from_str::<serde_json::Value>(&body).unwrap()["schema"].as_str().unwrap().to_string();
+                        let mut schemas = schemas.lock().unwrap();
+                        let id = match schemas.iter().position(|s| *s == schema) {
+                            Some(i) => i + 1,
+                            None => {
+                                schemas.push(schema);
+                                schemas.len()
+                            }
+                        };
+                        ("200 OK", serde_json::json!({ "id": id }))
+                    } else if let Some(id) = line.strip_prefix("GET /schemas/ids/").and_then(|rest| rest.split(' ').next()).and_then(|id| id.parse::<usize>().ok()) {
+                        match schemas.lock().unwrap().get(id.wrapping_sub(1)) {
+                            Some(schema) => ("200 OK", serde_json::json!({ "schema": schema })),
+                            None => ("404 Not Found", serde_json::json!({ "error_code": 40403, "message": "Schema not found" })),
+                        }
+                    } else {
+                        ("404 Not Found", serde_json::json!({ "error_code": 404, "message": "HTTP 404 Not Found" }))
+                    };
+                    let answer = answer.to_string();
+                    let response = format!("HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        RegistryStub { url, schemas }
+    }
+
+    /// Registers a schema directly, as another producer would; its id.
+    fn register(&self, schema: &str) -> u8 {
+        let mut schemas = self.schemas.lock().unwrap();
+        schemas.push(schema.to_string());
+        schemas.len() as u8
+    }
+}
+
+/// `avro-confluent`: the sink registers its schema and frames each record with
+/// the id; the source reads every record with its writer's schema, including one
+/// written by another producer with other fields in another order, and sets
+/// aside records it cannot read (an unknown id, a value not in the wire format).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_confluent_records_are_read_with_their_writers_schema_from_the_registry() {
+    let registry = RegistryStub::start().await;
+    let bootstrap = broker();
+    let topic = unique_topic("avro-confluent");
+    create_topic(&bootstrap, &topic, 1).await;
+    let ddl = |name: &str, extra: &str| {
+        table(&format!(
+            "CREATE TABLE {name} (id BIGINT NOT NULL, name STRING, ts TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+                   'value.format' = 'avro-confluent', 'value.avro-confluent.url' = '{}' {extra})",
+            registry.url
+        ))
+    };
+    let out = ddl("out", "");
+    let schema = out.sink_schema();
+    let mut sink = create_sink(&out, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
+    sink.write(
+        RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("a"), None])),
+                Arc::new(TimestampMillisecondArray::from(vec![Some(1_704_067_200_000), None])),
+            ],
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    sink.commit().await.unwrap();
+    let written = read_all(&bootstrap, &topic);
+    assert_eq!(written.len(), 2);
+    // The subject got the table's schema; each record starts with 0 and its id (1).
+    let subject_schema: serde_json::Value = serde_json::from_str(&registry.schemas.lock().unwrap()[0]).unwrap();
+    assert_eq!(subject_schema["fields"][0]["name"], "id");
+    assert!(written.iter().all(|r| r.value.as_deref().unwrap().as_bytes()[..5] == [0, 0, 0, 0, 1]));
+
+    // Another producer's schema: name first, then id, an extra field, no ts.
+    let other = registry.register(r#"{"type": "record", "name": "user", "fields": [{"name": "name", "type": "string"}, {"name": "id", "type": "long"}, {"name": "extra", "type": ["null", "int"]}]}"#);
+    // "zed" (length 3 = zig-zag 6), id 9 (zig-zag 18), extra null (branch 0).
+    let datum = format!("\u{0}\u{0}\u{0}\u{0}{}\u{6}zed\u{12}\u{0}", char::from(other));
+    produce(
+        &bootstrap,
+        &topic,
+        &[
+            TestRecord::value(0, datum),
+            TestRecord::value(0, "\u{0}\u{0}\u{0}\u{0}\u{63}\u{2}"),
+            TestRecord::value(0, r#"{"id": 5}"#),
+        ],
+    )
+    .await;
+    let source = open(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"));
+    let (rows, bad) = read_to_end(source.open(1).unwrap()).await;
+    let all = concat_batches(&rows[0].schema(), &rows).unwrap();
+    assert_eq!(
+        pretty_format_batches(&[all]).unwrap().to_string(),
+        [
+            "+----+------+---------------------+",
+            "| id | name | ts                  |",
+            "+----+------+---------------------+",
+            "| 1  | a    | 2024-01-01T00:00:00 |",
+            "| 2  |      |                     |",
+            "| 9  | zed  |                     |",
+            "+----+------+---------------------+",
+        ]
+        .join("\n")
+    );
+    let errors: Vec<&str> = bad.iter().map(|b| b.error.as_str()).collect();
+    assert_eq!(bad.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("writer schema id 99 was not found"), "{errors:?}");
+    assert!(errors[1].contains("not in Confluent's wire format"), "{errors:?}");
+
+    // Without the registry URL the table is refused with the option's name.
+    let missing = table(&format!(
+        "CREATE TABLE m (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'avro-confluent')"
+    ));
+    let error = create_source(&missing, source_schema(&missing).unwrap()).err().unwrap().to_string();
+    assert!(error.contains("avro-confluent.url"), "{error}");
+}

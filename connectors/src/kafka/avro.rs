@@ -96,8 +96,51 @@ impl AvroRecord {
         serde_json::json!({"type": "record", "name": "record", "fields": fields}).to_string()
     }
 
+    /// A writer schema from a registry, as Avro JSON: a record of primitive fields,
+    /// `["null", T]` unions, `timestamp-millis` longs and `date` ints.
+    pub fn from_schema_json(text: &str) -> Result<Self, String> {
+        let schema: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        if schema.get("type").and_then(|t| t.as_str()) != Some("record") {
+            return Err("Eddy reads Avro records (\"type\": \"record\") only".to_string());
+        }
+        let fields = schema.get("fields").and_then(|f| f.as_array()).ok_or("a record without \"fields\"")?;
+        let primitive = |t: &serde_json::Value| -> Option<AvroType> {
+            let (name, logical) = match t {
+                serde_json::Value::String(name) => (name.as_str(), None),
+                serde_json::Value::Object(o) => (o.get("type")?.as_str()?, o.get("logicalType").and_then(|l| l.as_str())),
+                _ => return None,
+            };
+            Some(match (name, logical) {
+                ("boolean", _) => AvroType::Boolean,
+                ("int", Some("date")) => AvroType::Date,
+                ("int", _) => AvroType::Int,
+                ("long", Some("timestamp-millis")) => AvroType::TimestampMillis,
+                ("long", _) => AvroType::Long,
+                ("float", _) => AvroType::Float,
+                ("double", _) => AvroType::Double,
+                ("string", _) => AvroType::String,
+                _ => return None,
+            })
+        };
+        let mut out = Vec::with_capacity(fields.len());
+        for field in fields {
+            let name = field.get("name").and_then(|n| n.as_str()).ok_or("a field without a name")?;
+            let t = field.get("type").ok_or_else(|| format!("field '{name}' has no type"))?;
+            let unsupported = || format!("field '{name}' has type {t}; Eddy reads boolean, int, long, float, double, string, timestamp-millis, date, and [\"null\", one of those]");
+            let (t, nullable) = match t {
+                serde_json::Value::Array(branches) => match branches.as_slice() {
+                    [null, inner] if null == "null" => (primitive(inner).ok_or_else(unsupported)?, true),
+                    _ => return Err(unsupported()),
+                },
+                other => (primitive(other).ok_or_else(unsupported)?, false),
+            };
+            out.push((name.to_string(), t, nullable));
+        }
+        Ok(AvroRecord { fields: out })
+    }
+
     /// One datum as a JSON object line, or why it is not a record of this layout.
-    fn datum_to_json(&self, mut bytes: &[u8]) -> Result<String, String> {
+    pub(crate) fn datum_to_json(&self, mut bytes: &[u8]) -> Result<String, String> {
         let mut map = serde_json::Map::with_capacity(self.fields.len());
         for (name, t, nullable) in &self.fields {
             if *nullable {
@@ -181,15 +224,20 @@ fn write_long(out: &mut Vec<u8>, v: i64) {
 /// Each datum of `chunk` as a JSON line, in a chunk of the same records. A datum
 /// that does not decode becomes an invalid line, and its error is returned by index.
 pub(crate) fn to_json_chunk(record: &AvroRecord, chunk: &Chunk) -> (Chunk, HashMap<usize, String>) {
+    to_json_chunk_with(chunk, |bytes| record.datum_to_json(bytes).map_err(|e| format!("not an Avro record of the table's schema: {e}")))
+}
+
+/// [`to_json_chunk`] with each record turned into a JSON line by `to_json`.
+pub(crate) fn to_json_chunk_with(chunk: &Chunk, to_json: impl Fn(&[u8]) -> Result<String, String>) -> (Chunk, HashMap<usize, String>) {
     let mut out = Chunk { data: Vec::with_capacity(chunk.data.len() * 2), records: Vec::with_capacity(chunk.records.len()) };
     let mut errors = HashMap::new();
     for (i, r) in chunk.records.iter().enumerate() {
         let start = out.data.len();
-        match record.datum_to_json(chunk.bytes(r)) {
+        match to_json(chunk.bytes(r)) {
             Ok(line) => out.data.extend_from_slice(line.as_bytes()),
             Err(e) => {
                 out.data.push(b'!');
-                errors.insert(i, format!("not an Avro record of the table's schema: {e}"));
+                errors.insert(i, e);
             }
         }
         out.records.push(Record { start, end: out.data.len(), line: r.line });

@@ -10,6 +10,7 @@
 
 mod avro;
 mod batch;
+mod registry;
 pub mod sink;
 pub mod source;
 pub mod testing;
@@ -35,8 +36,12 @@ pub(crate) const OPTIONS: &[(&str, &str)] = &[
     ("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
     ("properties.group.id", "consumer group: offsets are committed to it, and 'group-offsets' starts from them"),
     ("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
-    ("format", "json (default) | csv | avro (schema derived from the columns, as Flink's 'avro') | raw (one STRING or BYTES column holding the whole value)"),
+    ("format", "json (default) | csv | avro (schema derived from the columns, as Flink's 'avro') | avro-confluent (Confluent's wire format and schema registry) | raw (one STRING or BYTES column holding the whole value)"),
     ("value.format", "same as 'format' (Flink's name when a key format is set)"),
+    ("avro-confluent.url", "with format 'avro-confluent': the Confluent-compatible schema registry, e.g. 'http://127.0.0.1:8081'"),
+    ("value.avro-confluent.url", "same as 'avro-confluent.url' (Flink's name with 'value.format')"),
+    ("avro-confluent.subject", "with format 'avro-confluent', sink: the subject the schema is registered under (default '<topic>-value')"),
+    ("value.avro-confluent.subject", "same as 'avro-confluent.subject'"),
     ("csv.field-delimiter", "one character between CSV fields (default ',')"),
     ("scan.startup.mode", "earliest-offset | latest-offset | group-offsets (default; earliest when the group has none) | timestamp | specific-offsets"),
     ("scan.startup.timestamp-millis", "with mode 'timestamp': start at the first record at or after this epoch millisecond"),
@@ -122,6 +127,8 @@ pub(crate) struct KafkaOptions {
     pub key_format: TextOrRaw,
     pub partitioner: Partitioner,
     pub acknowledged: bool,
+    /// With `avro-confluent`: the schema registry's URL and the sink's subject.
+    pub registry: Option<(String, String)>,
 }
 
 /// A record format: one of the text formats, Avro, or the raw bytes.
@@ -130,6 +137,8 @@ pub(crate) enum TextOrRaw {
     Text(TextFormat),
     /// Avro with the schema derived from the columns (Flink's `avro`).
     Avro,
+    /// Avro in Confluent's wire format, schemas in a registry (Flink's `avro-confluent`).
+    AvroConfluent,
     Raw,
 }
 
@@ -154,8 +163,9 @@ fn parse_format(def: &TableDef, key: &str, value: &str) -> Result<TextOrRaw, Con
         "csv" => Ok(TextOrRaw::Text(TextFormat::Csv { delimiter, header: false })),
         "raw" => Ok(TextOrRaw::Raw),
         "avro" => Ok(TextOrRaw::Avro),
-        "avro-confluent" => Err(ConnectorError::invalid(key, value, "the Confluent schema registry is not supported yet; use avro (schema derived from the columns), json, csv or raw")),
-        _ => Err(ConnectorError::invalid(key, value, "expected json, csv, avro or raw")),
+        "avro-confluent" if key == "key.format" => Err(ConnectorError::invalid(key, value, "keys in the registry's format are not supported; use json, csv, avro or raw keys")),
+        "avro-confluent" => Ok(TextOrRaw::AvroConfluent),
+        _ => Err(ConnectorError::invalid(key, value, "expected json, csv, avro, avro-confluent or raw")),
     }
 }
 
@@ -264,7 +274,21 @@ impl KafkaOptions {
             }
             other => return Err(ConnectorError::invalid("sink.delivery-guarantee", other, "expected at-least-once or none")),
         };
+        let either = |name: &str| def.option(&format!("value.{name}")).or_else(|| def.option(name)).map(str::to_string);
+        let registry = match format {
+            TextOrRaw::AvroConfluent => {
+                let url = either("avro-confluent.url").ok_or_else(|| ConnectorError::MissingOption {
+                    option: "avro-confluent.url".to_string(),
+                    connector: "kafka".to_string(),
+                    doc: "format 'avro-confluent' needs the schema registry, e.g. 'http://127.0.0.1:8081'".to_string(),
+                })?;
+                let subject = either("avro-confluent.subject").unwrap_or_else(|| format!("{}-value", topic.as_deref().unwrap_or("records")));
+                Some((url, subject))
+            }
+            _ => None,
+        };
         Ok(KafkaOptions {
+            registry,
             topic,
             topic_pattern,
             group_id: properties.get("group.id").cloned(),
@@ -374,7 +398,8 @@ mod tests {
         assert!(err(&[]).contains("set exactly one of 'topic' and 'topic-pattern'"));
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "earliest")]).contains("expected earliest-offset"));
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "timestamp")]).contains("needs option 'scan.startup.timestamp-millis'"));
-        assert!(err(&[("topic", "t"), ("format", "avro-confluent")]).contains("schema registry is not supported yet"));
+        assert!(err(&[("topic", "t"), ("format", "avro-confluent")]).contains("'avro-confluent.url'"));
+        assert!(err(&[("topic", "t"), ("key.format", "avro-confluent")]).contains("keys in the registry's format are not supported"));
         assert!(err(&[("topic", "t"), ("key.fields", "nope")]).contains("unknown column 'nope'"));
         assert!(err(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once")]).contains("not available yet"));
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "specific-offsets"), ("scan.startup.specific-offsets", "0:1")])

@@ -20,6 +20,7 @@ use eddy_sql::catalog::TableDef;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use super::registry::SchemaRegistry;
 use super::{KafkaOptions, Partitioner, TextOrRaw};
 use crate::error::ConnectorError;
 use crate::filesystem::text::TextFormat;
@@ -46,6 +47,9 @@ pub struct KafkaSink {
     /// they become tombstones when the sink commits, so an update (a retraction
     /// then the new row) writes only the new row.
     deletes: HashMap<Vec<u8>, usize>,
+    /// `avro-confluent`: the registry, and the id of the schema once registered.
+    registry: Option<SchemaRegistry>,
+    schema_id: Option<u32>,
 }
 
 impl KafkaSink {
@@ -87,7 +91,6 @@ impl KafkaSink {
             timestamp_format: common_timestamp_format(&schema),
             topic,
             producer,
-            options,
             schema,
             value_columns,
             key_columns,
@@ -96,12 +99,31 @@ impl KafkaSink {
             next_partition: 0,
             in_flight: VecDeque::new(),
             deletes: HashMap::new(),
+            registry: options.registry.as_ref().map(|(url, _)| SchemaRegistry::new(url)),
+            schema_id: None,
+            options,
         })
     }
 
     fn encode(&self, format: TextOrRaw, batch: &RecordBatch, columns: &[usize]) -> Result<Vec<Vec<u8>>, ConnectorError> {
         let projected = batch.project(columns).map_err(|e| ConnectorError::arrow("selecting columns", e))?;
         encode_rows(format, &projected, &self.timestamp_format)
+    }
+
+    /// The registry id of the value schema, registered on first use.
+    async fn schema_id(&mut self, batch: &RecordBatch) -> Result<u32, ConnectorError> {
+        if let Some(id) = self.schema_id {
+            return Ok(id);
+        }
+        let (Some(registry), Some((_, subject))) = (&self.registry, &self.options.registry) else {
+            return Err(ConnectorError::invalid("format", "avro-confluent", "no schema registry configured"));
+        };
+        let values = batch.project(&self.value_columns).map_err(|e| ConnectorError::arrow("selecting columns", e))?;
+        let record = super::avro::AvroRecord::for_schema(values.schema_ref())?;
+        let id = registry.register(subject, &record).await.map_err(|e| ConnectorError::invalid("avro-confluent.url", subject, e))?;
+        tracing::info!(topic = %self.topic, subject = %subject, id, "registered the value schema {}", record.schema_json());
+        self.schema_id = Some(id);
+        Ok(id)
     }
 
     /// Waits for the oldest record's acknowledgement; an undeliverable record is an error.
@@ -155,6 +177,7 @@ pub(crate) fn encode_rows(format: TextOrRaw, batch: &RecordBatch, timestamp_form
             Ok((0..binary.len()).map(|i| if binary.is_null(i) { Vec::new() } else { binary.value(i).to_vec() }).collect())
         }
         TextOrRaw::Avro => super::avro::encode_rows(batch),
+        TextOrRaw::AvroConfluent => Err(ConnectorError::invalid("format", "avro-confluent", "records in the registry's format need the schema id first")),
         TextOrRaw::Text(TextFormat::Json) => json_rows(batch, timestamp_format).map_err(|e| ConnectorError::arrow(ctx, e)),
         TextOrRaw::Text(TextFormat::Csv { delimiter, .. }) => (0..batch.num_rows())
             .map(|i| {
@@ -193,7 +216,14 @@ impl Sink for KafkaSink {
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|e| {
             ConnectorError::arrow(format!("rows do not match the columns of topic '{}'", self.topic), e)
         })?;
-        let values = self.encode(self.options.format, &batch, &self.value_columns)?;
+        let values = match self.options.format {
+            TextOrRaw::AvroConfluent => {
+                let id = self.schema_id(&batch).await?;
+                let datums = self.encode(TextOrRaw::Avro, &batch, &self.value_columns)?;
+                datums.iter().map(|d| super::registry::frame(id, d)).collect()
+            }
+            format => self.encode(format, &batch, &self.value_columns)?,
+        };
         let keys = if self.key_columns.is_empty() {
             None
         } else {

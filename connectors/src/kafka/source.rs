@@ -110,7 +110,9 @@ impl KafkaSource {
         }
         let value_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(value_fields));
         let avro_record = match options.format {
-            TextOrRaw::Avro => {
+            TextOrRaw::Avro | TextOrRaw::AvroConfluent => {
+                // With a registry each record is read with its writer's schema; the
+                // table's own record still says which columns it can hold.
                 let record = super::avro::AvroRecord::for_schema(&value_schema)?;
                 tracing::info!(table = %def.name, "kafka values are Avro records of schema {}", record.schema_json());
                 Some(record)
@@ -256,6 +258,7 @@ impl KafkaSource {
                 troubled_since: None,
                 last_health_check: Instant::now(),
                 buffer: Vec::new(),
+                registry: self.options.registry.as_ref().map(|(url, _)| super::registry::SchemaRegistry::new(url)),
             }));
         }
         Ok(readers)
@@ -325,6 +328,8 @@ struct KafkaPartitionReader {
     last_health_check: Instant,
     /// The record bytes of the last read, kept for reuse.
     buffer: Vec<u8>,
+    /// `avro-confluent`: the registry and the writer schemas fetched so far.
+    registry: Option<super::registry::SchemaRegistry>,
 }
 
 /// The records of one read, before decoding.
@@ -441,6 +446,17 @@ impl KafkaPartitionReader {
             }
             TextOrRaw::Text(_) => (Vec::new(), None, Vec::new()),
             TextOrRaw::Raw => raw_values(&self.value_schema, &polled.chunk),
+            TextOrRaw::AvroConfluent => {
+                let registry = self.registry.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro-confluent", "no schema registry configured"))?;
+                let (json, mut avro_errors) = registry.to_json_chunk(&polled.chunk);
+                let mut d = decode_records(TextFormat::Json, &self.value_schema, &json)?;
+                for (i, error) in d.errors.iter_mut() {
+                    if let Some(avro_error) = avro_errors.remove(i) {
+                        *error = avro_error;
+                    }
+                }
+                (d.rows.columns().to_vec(), d.good, d.errors)
+            }
             TextOrRaw::Avro => {
                 let record = self.avro_record.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro", "no Avro schema"))?;
                 let (json, mut avro_errors) = super::avro::to_json_chunk(record, &polled.chunk);
@@ -596,6 +612,19 @@ impl SourceReader for KafkaPartitionReader {
             self.recover_if_stuck();
             return Ok(Some(self.empty()));
         };
+        // Writer schemas the records name, before the position moves past them:
+        // while the registry cannot be reached, the pipeline waits and says so.
+        if let Some(registry) = self.registry.as_mut() {
+            let mut wait = Duration::from_millis(200);
+            while let Err(e) = registry.fetch_missing(&polled.chunk).await {
+                if self.problem.as_ref().is_none_or(|(p, _)| *p != e) {
+                    tracing::warn!(partition = %self.name, "kafka: {e}; retrying");
+                }
+                self.problem = Some((e, Instant::now()));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
         self.backoff = Duration::ZERO;
         self.troubled_since = None;
         self.last_record = Instant::now();
