@@ -364,3 +364,85 @@ async fn a_row_leaving_a_filter_over_a_view_becomes_an_upsert_kafka_tombstone() 
     wait_for(BTreeMap::from([(key(1), row(1, 3)), (key(2), None), (key(3), row(3, 1))])).await;
     server.terminate();
 }
+
+/// A pipeline checkpointed at parallelism 2 resumes at parallelism 3: its keyed
+/// state (open TUMBLE windows, open SESSIONs) is cut by the exchange's hash and
+/// spread over the new instances. Events after the restart land in windows and
+/// sessions opened before it, so a group restored into the wrong instance would
+/// come out twice; the output must equal the counts computed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_taken_at_parallelism_2_resumes_at_parallelism_3() {
+    let bootstrap = broker();
+    // User i % 40; 10 ms apart, with a 10 s pause every 2,000 events (sessions end there).
+    let ts = |i: i64| BASE_MS + i * 10 + (i / 2000) * 10_000;
+    let wave = |range: std::ops::Range<i64>| {
+        range.map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"user_id": {}, "ts": {}}}"#, i % 40, ts(i)))).collect::<Vec<_>>()
+    };
+    let mut tumbles: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    let mut sessions: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    let mut open: BTreeMap<i64, (i64, i64)> = BTreeMap::new(); // user -> (session start, last ts)
+    for i in 0..20_000 {
+        let (user, t) = (i % 40, ts(i));
+        *tumbles.entry((eddy_engine::EventTime(t - t.rem_euclid(10_000)).to_string(), user)).or_default() += 1;
+        let start = match open.get(&user) {
+            Some(&(start, last)) if t - last < 5_000 => start,
+            _ => t,
+        };
+        open.insert(user, (start, t));
+        *sessions.entry((eddy_engine::EventTime(start).to_string(), user)).or_default() += 1;
+    }
+    let queries = [
+        ("tumble", "SELECT window_start, user_id, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, user_id", tumbles),
+        ("session", "SELECT window_start, user_id, COUNT(*) AS n FROM TABLE(SESSION(TABLE events PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY window_start, window_end, user_id", sessions),
+    ];
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, query, want) in queries {
+        let topic = unique_topic(&format!("rescale-{name}"));
+        create_topic(&bootstrap, &topic, 4).await;
+        produce(&bootstrap, &topic, &wave(0..10_000)).await;
+        let (out, checkpoints) = (dir.path().join(format!("{name}-out")), dir.path().join(format!("{name}-checkpoints")));
+        let script = |parallelism: usize, bounded: &str| {
+            let path = dir.path().join(format!("{name}-{parallelism}.sql"));
+            std::fs::write(
+                &path,
+                format!(
+                    "SET 'parallelism' = '{parallelism}';
+                     SET 'execution.checkpointing.interval' = '100 ms';
+                     CREATE TABLE events (user_id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+                     WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+                           'scan.startup.mode' = 'earliest-offset', 'format' = 'json' {bounded});
+                     CREATE TABLE counts (window_start TIMESTAMP(3), user_id BIGINT, n BIGINT)
+                     WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+                     INSERT INTO counts {query};",
+                    out.display()
+                ),
+            )
+            .expect("script");
+            path
+        };
+        // Parallelism 2 reads the first half and is killed after checkpoints that hold it.
+        let mut first = common::Running::start(eddy().arg("run").arg(script(2, "")).arg("--checkpoint-dir").arg(&checkpoints).stdout(Stdio::null()).stderr(Stdio::null()));
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(newest_checkpoint(&checkpoints) > 0, "{name}: no checkpoint at parallelism 2");
+        first.kill();
+        // The second half continues the windows and sessions the first left open;
+        // parallelism 3 restores, reads it to the end and closes everything.
+        produce(&bootstrap, &topic, &wave(10_000..20_000)).await;
+        let output = eddy()
+            .arg("run")
+            .arg(script(3, ", 'scan.bounded.mode' = 'latest-offset'"))
+            .arg("--checkpoint-dir")
+            .arg(&checkpoints)
+            .stdout(Stdio::null())
+            .output()
+            .expect("eddy run");
+        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let mut got: BTreeMap<(String, i64), i64> = BTreeMap::new();
+        for row in common::committed_rows(&out) {
+            let key = (row["window_start"].as_str().expect("window_start").to_string(), row["user_id"].as_i64().expect("user_id"));
+            assert!(got.insert(key.clone(), row["n"].as_i64().expect("n")).is_none(), "{name}: {key:?} came out twice");
+        }
+        assert_eq!(got.len(), want.len(), "{name}: groups");
+        assert_eq!(got, want, "{name}");
+    }
+}

@@ -98,8 +98,17 @@ pub trait Operator: Send {
         Ok(None)
     }
 
-    /// Replaces the operator's state with a snapshot taken by [`Operator::snapshot`].
+    /// Adds the state of a snapshot taken by [`Operator::snapshot`] to this (fresh)
+    /// operator. Restoring with another parallelism calls it once per old instance,
+    /// with the rows of the keys this instance now owns, so state must add up.
     fn restore(&mut self, _state: OperatorState) -> Result<()> {
         Ok(())
+    }
+
+    /// How many leading columns of snapshot part `part` are the group key the
+    /// exchange hashes, so a checkpoint can be restored with another parallelism;
+    /// 0 for parts that are not per key (a watermark), which every instance restores.
+    fn state_key_columns(&self, _part: &str) -> usize {
+        0
     }
 }

@@ -81,18 +81,38 @@ impl Snapshots {
         }
     }
 
-    /// Restores the chain from this task's part of `restored`; `required` tasks
-    /// (keyed state) must have one.
-    fn restore(&self, restored: Option<&Checkpoint>, chain: &mut Chain, required: bool) -> Result<()> {
-        let Some(checkpoint) = restored else { return Ok(()) };
-        match checkpoint.tasks.get(&self.task) {
+    /// Restores a source task's chain from its part of `restored`, if any.
+    fn restore(&self, restored: Option<&Checkpoint>, chain: &mut Chain) -> Result<()> {
+        match restored.and_then(|c| c.tasks.get(&self.task)) {
             Some(snapshot) => chain.restore(&snapshot.operators),
-            None if required => Err(EngineError::State(format!(
-                "checkpoint {} has no state for task {}: restoring with another parallelism is not supported yet; use the parallelism it was taken with",
-                checkpoint.id, self.task
-            ))),
             None => Ok(()),
         }
+    }
+
+    /// Restores instance `instance` of keyed stage `stage`, which now runs `parallelism`
+    /// instances. With as many instances as the checkpoint had, each restores its own
+    /// state; with another number, every old instance's state is cut to the keys this
+    /// instance owns now (the exchange's hash) and restored in turn.
+    fn restore_keyed(&self, restored: Option<&Checkpoint>, chain: &mut Chain, stage: usize, instance: usize, parallelism: usize) -> Result<()> {
+        let Some(checkpoint) = restored else { return Ok(()) };
+        let prefix = format!("stage:{stage}:");
+        let mut old: Vec<(&String, &TaskSnapshot)> = checkpoint.tasks.iter().filter(|(task, _)| task.starts_with(&prefix)).collect();
+        if old.len() == parallelism {
+            if let Some(snapshot) = checkpoint.tasks.get(&self.task) {
+                return chain.restore(&snapshot.operators);
+            }
+        }
+        if old.is_empty() {
+            return Err(EngineError::State(format!("checkpoint {} has no state for task {} (was the pipeline's SQL changed?)", checkpoint.id, self.task)));
+        }
+        old.sort_by(|a, b| a.0.cmp(b.0));
+        if instance == 0 {
+            tracing::info!("checkpoint {}: redistributing the state of {} instance(s) of stage {stage} over {parallelism}", checkpoint.id, old.len());
+        }
+        for (_, snapshot) in old {
+            chain.restore_owned(&snapshot.operators, instance, parallelism)?;
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +200,29 @@ impl Chain {
             if let Some(bytes) = state {
                 operator.restore(OperatorState::from_bytes(bytes)?)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Adds another instance's saved state, keeping the rows of keyed parts whose
+    /// key hashes to `instance` of `parallelism` (see [`Snapshots::restore_keyed`]).
+    fn restore_owned(&mut self, states: &[Option<Vec<u8>>], instance: usize, parallelism: usize) -> Result<()> {
+        if states.len() != self.operators.len() {
+            return Err(EngineError::State("the checkpoint does not match the pipeline's operators (was its SQL changed?)".into()));
+        }
+        for (operator, state) in self.operators.iter_mut().zip(states) {
+            let Some(bytes) = state else { continue };
+            let mut state = OperatorState::from_bytes(bytes)?;
+            for (name, batch) in state.parts.iter_mut() {
+                let keys = operator.state_key_columns(name);
+                if keys == 0 || batch.num_rows() == 0 {
+                    continue;
+                }
+                let hashes = hash_rows(&batch.columns()[..keys], batch.num_rows())?;
+                let mine = datafusion::arrow::array::BooleanArray::from(hashes.iter().map(|h| (*h % parallelism as u64) as usize == instance).collect::<Vec<_>>());
+                *batch = datafusion::arrow::compute::filter_record_batch(batch, &mine).map_err(|e| EngineError::State(e.to_string()))?;
+            }
+            operator.restore(state)?;
         }
         Ok(())
     }
@@ -349,12 +392,19 @@ async fn send_partitioned(
     Ok(true)
 }
 
+/// The exchange's hash of each row's key. Fixed seeds: every upstream instance must
+/// send a key to the same downstream instance, and a restore with another
+/// parallelism must place saved state where the key's rows will go.
+fn hash_rows(keys: &[ArrayRef], rows: usize) -> Result<Vec<u64>> {
+    let mut hashes = vec![0u64; rows];
+    let state = datafusion::common::hash_utils::RandomState::with_seed(7);
+    create_hashes(keys, &state, &mut hashes).map_err(|e| EngineError::execution("Exchange", e))?;
+    Ok(hashes)
+}
+
 fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) -> Result<Vec<(usize, RecordBatch)>> {
     let arrays: Vec<ArrayRef> = keys.iter().map(|k| evaluate(k, batch, "Exchange")).collect::<Result<_>>()?;
-    let mut hashes = vec![0u64; batch.num_rows()];
-    // Fixed seeds: every upstream instance must send a key to the same downstream instance.
-    let state = datafusion::common::hash_utils::RandomState::with_seed(7);
-    create_hashes(&arrays, &state, &mut hashes).map_err(|e| EngineError::execution("Exchange", e))?;
+    let hashes = hash_rows(&arrays, batch.num_rows())?;
     let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts];
     for (row, hash) in hashes.iter().enumerate() {
         indices[(*hash % parts as u64) as usize].push(row as u32);
@@ -610,14 +660,14 @@ pub async fn run(
                     let barriers = barriers.clone();
                     // Keyed by partition, not by instance: partitions may be listed in another order.
                     let snapshots = Snapshots { task: format!("source:{i}:{}", reader.describe()), sender: snapshot_sender.clone() };
-                    snapshots.restore(restored.as_ref(), &mut chain, false)?;
+                    snapshots.restore(restored.as_ref(), &mut chain)?;
                     tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop, barriers, snapshots));
                 }
                 StageKind::Keyed { head, .. } => {
                     chain.prepend(head()?);
                     let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
                     let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone() };
-                    snapshots.restore(restored.as_ref(), &mut chain, true)?;
+                    snapshots.restore_keyed(restored.as_ref(), &mut chain, i, instance, count)?;
                     tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots, None));
                 }
                 StageKind::Sink => {

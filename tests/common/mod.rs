@@ -71,20 +71,25 @@ pub fn newest_checkpoint(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every `id` in the visible JSON part files under `dir`, sorted (duplicates kept).
-pub fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
-    let mut ids = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return ids };
+/// Every row of the visible JSON part files under `dir` (hidden in-progress files left out).
+pub fn committed_rows(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return rows };
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
         }
         for line in std::fs::read_to_string(entry.path()).expect("part file").lines() {
-            let row: serde_json::Value = serde_json::from_str(line).expect("whole JSON rows only");
-            ids.push(row["id"].as_i64().expect("id"));
+            rows.push(serde_json::from_str(line).expect("whole JSON rows only"));
         }
     }
+    rows
+}
+
+/// Every `id` in the visible JSON part files under `dir`, sorted (duplicates kept).
+pub fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
+    let mut ids: Vec<i64> = committed_rows(dir).iter().map(|row| row["id"].as_i64().expect("id")).collect();
     ids.sort_unstable();
     ids
 }

@@ -316,8 +316,6 @@ impl Operator for RetractAggregateOperator {
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
-        self.groups.clear();
-        self.touched.clear();
         let key_width = self.key_exprs.len().max(1);
         let malformed = || EngineError::State(format!("{NAME}: the snapshot does not match this query's columns"));
         for (name, batch) in state.parts {
@@ -346,5 +344,10 @@ impl Operator for RetractAggregateOperator {
             }
         }
         Ok(())
+    }
+
+    /// Both parts lead with the group key (a constant without GROUP BY, which runs one instance).
+    fn state_key_columns(&self, _part: &str) -> usize {
+        self.key_exprs.len()
     }
 }

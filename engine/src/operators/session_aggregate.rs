@@ -316,11 +316,6 @@ impl Operator for SessionAggregateOperator {
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         let bad = || EngineError::State("session aggregate snapshot does not match the query".into());
-        self.keys = Groups::new(&self.key_schema)?;
-        self.sessions.clear();
-        self.by_end.clear();
-        self.buffers.clear();
-        self.live_rows.clear();
         for (name, batch) in state.parts {
             let int64 = |name: &str| -> Result<Int64Array> {
                 batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned()).ok_or_else(bad)
@@ -345,13 +340,15 @@ impl Operator for SessionAggregateOperator {
             let mut ids = Vec::new();
             self.keys.intern(&keys, batch.num_rows(), &mut ids)?;
             self.sessions.resize_with(self.keys.len(), Vec::new);
+            // Rows point into this batch, the next buffer (earlier restores added theirs).
+            let buffer = self.buffers.len() as u32;
             let mut row = 0;
             while row < batch.num_rows() {
                 let ordinal = ordinals.value(row);
                 let (key, start, end) = (ids[row], starts.value(row), ends.value(row));
                 let mut session = Session { start, end, rows: Vec::new() };
                 while row < batch.num_rows() && ordinals.value(row) == ordinal {
-                    session.rows.push((0, row as u32));
+                    session.rows.push((buffer, row as u32));
                     row += 1;
                 }
                 self.by_end.insert((end, key, start));
@@ -363,5 +360,14 @@ impl Operator for SessionAggregateOperator {
             self.buffers.push(if batch.num_rows() > 0 { Some(Inputs { keys, args, filters }) } else { None });
         }
         Ok(())
+    }
+
+    /// `sessions` rows lead with the group key (`k0`, ...); `meta` is per instance.
+    fn state_key_columns(&self, part: &str) -> usize {
+        if part == "sessions" {
+            self.key_exprs.len()
+        } else {
+            0
+        }
     }
 }

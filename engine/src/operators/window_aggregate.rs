@@ -528,8 +528,6 @@ impl Operator for WindowAggregateOperator {
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
-        self.open.clear();
-        self.frozen.clear();
         for (name, batch) in state.parts {
             let bad = || EngineError::State(format!("unexpected part `{name}` in a window aggregate snapshot"));
             if name == "meta" {
@@ -543,16 +541,36 @@ impl Operator for WindowAggregateOperator {
             let frozen = self.batch_to_frozen(&batch)?;
             match kind {
                 "open" => {
-                    let mut live = GroupState::new(&self.key_schema, &self.node.aggregates)?;
+                    // Another old instance's groups of the same slice add to it.
+                    let live = match self.open.entry(start) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => e.insert(GroupState::new(&self.key_schema, &self.node.aggregates)?),
+                    };
                     live.merge(&frozen, &mut self.ids)?;
-                    self.open.insert(start, live);
                 }
                 "frozen" => {
+                    let frozen = match self.frozen.remove(&start) {
+                        Some(earlier) => {
+                            let earlier = Self::frozen_to_batch(&earlier)?;
+                            let both = datafusion::arrow::compute::concat_batches(&earlier.schema(), [&earlier, &batch]).map_err(|e| EngineError::State(e.to_string()))?;
+                            self.batch_to_frozen(&both)?
+                        }
+                        None => frozen,
+                    };
                     self.frozen.insert(start, frozen);
                 }
                 _ => return Err(bad()),
             }
         }
         Ok(())
+    }
+
+    /// Slices (`open:*`, `frozen:*`) lead with the group key; `meta` is per instance.
+    fn state_key_columns(&self, part: &str) -> usize {
+        if part == "meta" {
+            0
+        } else {
+            self.key_exprs.len()
+        }
     }
 }
