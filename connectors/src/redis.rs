@@ -25,6 +25,14 @@
 //! Rows are upserts: a window's row is written once when the window closes, and a
 //! continuous `GROUP BY` (no window, unbounded source) sends each changed group's
 //! new row at every checkpoint, which overwrites the old one under its key.
+//!
+//! `'sink.delivery-guarantee' = 'exactly-once'` makes appends (streams, lists)
+//! exact across crashes too: rows are held until the checkpoint they belong to
+//! is saved, then written in one `MULTI`/`EXEC` transaction together with an epoch
+//! marker (`'sink.epoch-key'`, the run and the checkpoint id). The held rows are
+//! saved with the checkpoint, so a restarted pipeline writes them again unless the
+//! marker shows that transaction already happened. Rows become visible once per
+//! checkpoint interval instead of at once.
 
 use std::time::Duration;
 
@@ -55,6 +63,8 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("ttl", "expire each written key after this long, e.g. '1 h' (default: never)"),
     ("sink.batch-rows", "rows per pipelined round trip (default 10000)"),
     ("sink.max-retries", "retries of a failed write, with exponential backoff up to 10 s, before the pipeline fails (default 10)"),
+    ("sink.delivery-guarantee", "at-least-once (default: rows are written at once; a replay after a crash writes rows after the last checkpoint again) | exactly-once (rows are written when their checkpoint is saved, in a transaction guarded by an epoch marker)"),
+    ("sink.epoch-key", "with exactly-once: the key of the epoch marker (default 'eddy:epoch:<table>'); one per sink table"),
 ];
 
 /// What a row writes; see the module docs.
@@ -169,6 +179,8 @@ pub struct RedisOptions {
     pub batch_rows: usize,
     /// Retries of a failed write before giving up.
     pub max_retries: u32,
+    /// `exactly-once`: the key of the epoch marker; `None` writes at once (at-least-once).
+    pub epoch_key: Option<String>,
 }
 
 impl RedisOptions {
@@ -255,6 +267,11 @@ impl RedisOptions {
             ttl,
             batch_rows: opt(def, "sink.batch-rows", parse_positive)?.unwrap_or(10_000),
             max_retries: opt(def, "sink.max-retries", parse_u64)?.map_or(10, |n| n.min(u32::MAX as u64) as u32),
+            epoch_key: match def.option("sink.delivery-guarantee").unwrap_or("at-least-once").trim() {
+                "at-least-once" => None,
+                "exactly-once" => Some(def.option("sink.epoch-key").map_or_else(|| format!("eddy:epoch:{}", def.name), str::to_string)),
+                other => return Err(ConnectorError::invalid("sink.delivery-guarantee", other, "expected at-least-once or exactly-once")),
+            },
         })
     }
 }
@@ -276,6 +293,12 @@ pub struct RedisSink {
     timestamp_format: String,
     client: ::redis::Client,
     connection: Option<ConnectionManager>,
+    /// Exactly-once: rows since the last barrier, and rows of barriers whose checkpoint is not saved yet.
+    held: Vec<RecordBatch>,
+    prepared: Vec<(u64, Vec<RecordBatch>)>,
+    /// Exactly-once: names this run in the epoch marker, so a fresh run of the same
+    /// pipeline (checkpoint ids from 1 again) is not mistaken for a replay.
+    run: String,
 }
 
 impl RedisSink {
@@ -284,7 +307,8 @@ impl RedisSink {
         let options = RedisOptions::parse(def, &schema)?;
         let client = ::redis::Client::open(options.url.as_str())
             .map_err(|e| ConnectorError::redis(format!("Redis URL for table '{}'", def.name), e))?;
-        Ok(RedisSink { timestamp_format: common_timestamp_format(&schema), options, schema, client, connection: None })
+        let run = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()) ^ u128::from(std::process::id()));
+        Ok(RedisSink { timestamp_format: common_timestamp_format(&schema), options, schema, client, connection: None, held: Vec::new(), prepared: Vec::new(), run })
     }
 
     async fn connection(&mut self) -> Result<&mut ConnectionManager, RedisError> {
@@ -439,20 +463,114 @@ impl RedisSink {
     }
 }
 
-#[async_trait]
-impl Sink for RedisSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+impl RedisSink {
+    async fn write_now(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         // Commands are built first: the formatters borrow the batch and cannot
         // be held across the awaits of the round trips.
-        let pipelines = self.pipelines(&batch)?;
+        let pipelines = self.pipelines(batch)?;
         for (pipe, rows) in pipelines {
             self.send(&pipe, rows).await?;
         }
         Ok(())
     }
 
-    /// Every write is acknowledged before `write` returns: nothing is buffered.
+    /// Writes the rows of checkpoint `epoch` and moves the marker to it in one
+    /// transaction, unless the marker shows this run already did.
+    async fn write_epoch(&mut self, epoch: u64, batches: &[RecordBatch]) -> Result<(), ConnectorError> {
+        let Some(marker) = self.options.epoch_key.clone() else { return Ok(()) };
+        let done: Option<String> = {
+            let connection = self.connection().await.map_err(|e| ConnectorError::redis(format!("reading {marker}"), e))?;
+            ::redis::cmd("GET").arg(&marker).query_async(connection).await.map_err(|e| ConnectorError::redis(format!("reading {marker}"), e))?
+        };
+        let applied = done.as_deref().and_then(|d| d.split_once(':')).is_some_and(|(run, n)| run == self.run && n.parse::<u64>().is_ok_and(|n| n >= epoch));
+        if applied {
+            tracing::info!("redis {marker}: checkpoint {epoch} was already written; not again");
+            return Ok(());
+        }
+        let mut all = ::redis::pipe();
+        all.atomic();
+        let mut rows = 0;
+        for batch in batches {
+            for (pipe, n) in self.pipelines(batch)? {
+                for command in pipe.cmd_iter() {
+                    all.add_command(command.clone()).ignore();
+                }
+                rows += n;
+            }
+        }
+        all.set(&marker, format!("{}:{epoch}", self.run)).ignore();
+        self.send(&all, rows).await
+    }
+}
+
+#[async_trait]
+impl Sink for RedisSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        if self.options.epoch_key.is_some() {
+            self.held.push(batch);
+            return Ok(());
+        }
+        Ok(self.write_now(&batch).await?)
+    }
+
+    /// Without checkpoints, held rows (exactly-once) go out now; other writes
+    /// were acknowledged before `write` returned.
     async fn commit(&mut self) -> Result<(), BoxError> {
+        // At the end of a bounded pipeline: what was prepared goes out first.
+        for (epoch, batches) in std::mem::take(&mut self.prepared) {
+            self.write_epoch(epoch, &batches).await?;
+        }
+        for batch in std::mem::take(&mut self.held) {
+            self.write_now(&batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: the rows of this checkpoint (and of earlier ones not yet
+    /// written) are kept, and saved with the checkpoint with this run's name.
+    async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        if self.options.epoch_key.is_none() {
+            return Ok(Vec::new());
+        }
+        let held = std::mem::take(&mut self.held);
+        self.prepared.push((checkpoint, held));
+        let mut parts = vec![("run".to_string(), RecordBatch::try_from_iter([("run", std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec![self.run.clone()])) as datafusion::arrow::array::ArrayRef)])?)];
+        for (epoch, batches) in &self.prepared {
+            parts.extend(batches.iter().map(|b| (epoch.to_string(), b.clone())));
+            // An epoch without rows still moves the marker.
+            parts.push((epoch.to_string(), RecordBatch::new_empty(std::sync::Arc::clone(&self.schema))));
+        }
+        Ok(eddy_engine::state::OperatorState { parts }.to_bytes()?)
+    }
+
+    async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        while self.prepared.first().is_some_and(|(epoch, _)| *epoch <= checkpoint) {
+            let (epoch, batches) = self.prepared.remove(0);
+            self.write_epoch(epoch, &batches).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what the restored checkpoint held, as the run that held it, unless
+    /// its marker shows it was written before the crash.
+    async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
+        if prepared.is_empty() || self.options.epoch_key.is_none() {
+            return Ok(());
+        }
+        let mut epochs: std::collections::BTreeMap<u64, Vec<RecordBatch>> = Default::default();
+        for (name, batch) in eddy_engine::state::OperatorState::from_bytes(prepared)?.parts {
+            if name == "run" {
+                if let Some(run) = batch.column(0).as_string_opt::<i32>().filter(|r| !r.is_empty()) {
+                    self.run = run.value(0).to_string();
+                }
+                continue;
+            }
+            let epoch: u64 = name.parse().map_err(|_| format!("the checkpoint's Redis sink state has an unknown part `{name}`"))?;
+            epochs.entry(epoch).or_default().extend((batch.num_rows() > 0).then_some(batch));
+        }
+        for (epoch, batches) in epochs {
+            self.write_epoch(epoch, &batches).await?;
+        }
         Ok(())
     }
 }
