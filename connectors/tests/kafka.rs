@@ -38,6 +38,13 @@ async fn read_to_end(readers: Vec<Box<dyn SourceReader>>) -> (Vec<RecordBatch>, 
     (rows, bad)
 }
 
+/// Every row of a bounded table as a printed table, and the records set aside.
+async fn read_table(def: &TableDef) -> (String, Vec<MalformedRecord>) {
+    let (rows, bad) = read_to_end(open(def).open(1).unwrap()).await;
+    let all = concat_batches(&rows[0].schema(), &rows).unwrap();
+    (pretty_format_batches(&[all]).unwrap().to_string(), bad)
+}
+
 /// A new one-partition topic holding `{"id": 0}` .. `{"id": n-1}`, and a table
 /// `t (id BIGINT)` over it with `options` added to its `WITH` clause.
 async fn ids_topic(prefix: &str, n: i64, options: &str) -> (String, String, TableDef) {
@@ -396,11 +403,9 @@ async fn avro_rows_round_trip_and_a_bad_datum_is_set_aside() {
     sink.commit().await.unwrap();
     // A datum that is not an Avro record of this schema (a truncated string).
     produce(&bootstrap, &topic, &[TestRecord::value(0, "\u{2}\u{8}ab")]).await;
-    let source = open(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"));
-    let (rows, bad) = read_to_end(source.open(1).unwrap()).await;
-    let all = concat_batches(&rows[0].schema(), &rows).unwrap();
+    let (printed, bad) = read_table(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'")).await;
     assert_eq!(
-        pretty_format_batches(&[all]).unwrap().to_string(),
+        printed,
         [
             "+----+------+---------------------+",
             "| id | name | ts                  |",
@@ -550,11 +555,9 @@ async fn avro_confluent_records_are_read_with_their_writers_schema_from_the_regi
         ],
     )
     .await;
-    let source = open(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"));
-    let (rows, bad) = read_to_end(source.open(1).unwrap()).await;
-    let all = concat_batches(&rows[0].schema(), &rows).unwrap();
+    let (printed, bad) = read_table(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'")).await;
     assert_eq!(
-        pretty_format_batches(&[all]).unwrap().to_string(),
+        printed,
         [
             "+----+------+---------------------+",
             "| id | name | ts                  |",
