@@ -40,6 +40,26 @@ use crate::error::{Location, Result, SqlError};
 use crate::stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
 use crate::window::{self, WindowKind, WINDOW_FUNCTION};
 
+/// The watermark expression is evaluated for every row: `ts - INTERVAL '5' SECOND`
+/// becomes a plain subtraction. An interval of whole milliseconds without months or
+/// days is the same as a duration, which Arrow subtracts from timestamps directly
+/// instead of doing calendar arithmetic per row.
+fn intervals_as_durations(expr: Expr) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let rewritten = expr.clone().transform(|e| {
+        Ok(match e {
+            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), meta) if v.months == 0 && v.days == 0 && v.nanoseconds % 1_000_000 == 0 => {
+                Transformed::yes(Expr::Literal(ScalarValue::DurationMillisecond(Some(v.nanoseconds / 1_000_000)), meta))
+            }
+            Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), meta) if v.days == 0 => {
+                Transformed::yes(Expr::Literal(ScalarValue::DurationMillisecond(Some(i64::from(v.milliseconds))), meta))
+            }
+            other => Transformed::no(other),
+        })
+    });
+    rewritten.map(|t| t.data).unwrap_or(expr)
+}
+
 /// A registered source or sink table with its planned computed columns and watermark.
 #[derive(Debug, Clone)]
 struct TableEntry {
@@ -162,6 +182,7 @@ impl Planner {
                 }
                 let visible_df = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| df_error(location, e))?;
                 let expr = state.create_logical_expr(&wm.expr_sql, &visible_df).map_err(|e| df_error(location, e))?;
+                let expr = intervals_as_durations(expr);
                 let physical = state.create_physical_expr(expr, &visible_df).map_err(|e| df_error(location, e))?;
                 let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
                 Some(cast(physical, &schema, millis).map_err(|e| {

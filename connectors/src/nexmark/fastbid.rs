@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
 use nexmark::config::NexmarkConfig;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 /// The reference generator's constants (its defaults); checked against the crate in tests.
 const PROPORTION_DENOMINATOR: usize = 50;
@@ -27,6 +27,21 @@ const CHANNEL_NUMBER: usize = 10_000;
 struct Channels {
     names: Vec<String>,
     urls: Vec<String>,
+}
+
+/// `rng.gen_range(b'a'..=b'z')` as rand 0.8 draws it for `u8` (a `u32` sample,
+/// widening multiply, rejection zone), with the zone computed once instead of a
+/// division per letter: the same letters from the same generator, several times faster.
+#[inline]
+fn letter(rng: &mut SmallRng) -> u8 {
+    const RANGE: u32 = 26;
+    const ZONE: u32 = u32::MAX - ((u32::MAX - RANGE + 1) % RANGE);
+    loop {
+        let wide = u64::from(rng.next_u32()) * u64::from(RANGE);
+        if (wide as u32) <= ZONE {
+            return b'a' + (wide >> 32) as u8;
+        }
+    }
 }
 
 fn gen_string_with_delimiter(rng: &mut SmallRng, max: usize, delimiter: char) -> String {
@@ -180,7 +195,7 @@ impl BidGenerator {
         due_until: Option<u64>,
     ) -> usize {
         cols.clear(limit, with_extra);
-        let mut extra = String::with_capacity(96);
+        let mut extra: Vec<u8> = Vec::with_capacity(96);
         for _ in 0..limit {
             let id = Self::event_number(self.offset);
             let time = self.timestamp_of(id);
@@ -222,8 +237,8 @@ impl BidGenerator {
                 // gen_next_extra(32, 100): 54 + [0, 28) lowercase letters.
                 let len = 54 + rng.gen_range(0..28usize);
                 extra.clear();
-                extra.extend((0..len).map(|_| rng.gen_range(b'a'..=b'z') as char));
-                b.append_value(&extra);
+                extra.extend((0..len).map(|_| letter(rng)));
+                b.append_value(std::str::from_utf8(&extra).unwrap_or_default());
             }
         }
         cols.auction.len()
