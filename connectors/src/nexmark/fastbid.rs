@@ -9,7 +9,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, StringBuilder, TimestampMillisecondArray};
+use datafusion::arrow::buffer::OffsetBuffer;
 use nexmark::config::NexmarkConfig;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -27,6 +28,22 @@ const CHANNEL_NUMBER: usize = 10_000;
 struct Channels {
     names: Vec<String>,
     urls: Vec<String>,
+}
+
+/// `SmallRng::seed_from_u64(seed)`, spelled out so it inlines into the per-event
+/// loop: rand_core's default `seed_from_u64` (a PCG32 sequence fills the seed),
+/// which `SmallRng` uses, then `from_seed`.
+#[inline]
+fn event_rng(mut state: u64) -> SmallRng {
+    const MUL: u64 = 6_364_136_223_846_793_005;
+    const INC: u64 = 11_634_580_027_462_260_723;
+    let mut seed = <SmallRng as SeedableRng>::Seed::default();
+    for chunk in seed.as_mut().chunks_exact_mut(4) {
+        state = state.wrapping_mul(MUL).wrapping_add(INC);
+        let xorshifted = (((state >> 18) ^ state) >> 27) as u32;
+        chunk.copy_from_slice(&xorshifted.rotate_right((state >> 59) as u32).to_le_bytes());
+    }
+    SmallRng::from_seed(seed)
 }
 
 /// `rng.gen_range(b'a'..=b'z')` as rand 0.8 draws it for `u8` (a `u32` sample,
@@ -97,8 +114,9 @@ pub(super) struct BidColumns {
     /// Index into the channel table.
     pub channel: Vec<u16>,
     pub date_time: Vec<i64>,
-    /// Present only when requested.
-    pub extra: Option<StringBuilder>,
+    /// Present only when requested: the letters of every row back to back, and
+    /// where each row's end, so letters are drawn straight into the column's buffer.
+    pub extra: Option<(Vec<u8>, Vec<i32>)>,
 }
 
 impl BidColumns {
@@ -114,7 +132,11 @@ impl BidColumns {
         }
         self.channel.clear();
         self.channel.reserve(capacity);
-        self.extra = with_extra.then(|| StringBuilder::with_capacity(capacity, capacity * 68));
+        self.extra = with_extra.then(|| {
+            let mut offsets = Vec::with_capacity(capacity + 1);
+            offsets.push(0);
+            (Vec::with_capacity(capacity * 68), offsets)
+        });
     }
 
     /// Generator column `index` (see `BID_COLUMNS`), taking the buffer where possible.
@@ -137,8 +159,12 @@ impl BidColumns {
             5 => Arc::new(TimestampMillisecondArray::from(std::mem::take(
                 &mut self.date_time,
             ))),
-            _ => match &mut self.extra {
-                Some(b) => Arc::new(b.finish()),
+            _ => match self.extra.take() {
+                // Lowercase ASCII letters only: valid UTF-8, checked once for the whole column.
+                Some((values, offsets)) => match StringArray::try_new(OffsetBuffer::new(offsets.into()), values.into(), None) {
+                    Ok(array) => Arc::new(array),
+                    Err(_) => Arc::new(StringBuilder::new().finish()),
+                },
                 None => Arc::new(StringBuilder::new().finish()),
             },
         }
@@ -195,7 +221,6 @@ impl BidGenerator {
         due_until: Option<u64>,
     ) -> usize {
         cols.clear(limit, with_extra);
-        let mut extra: Vec<u8> = Vec::with_capacity(96);
         for _ in 0..limit {
             let id = Self::event_number(self.offset);
             let time = self.timestamp_of(id);
@@ -203,7 +228,7 @@ impl BidGenerator {
                 break;
             }
             self.offset += self.step;
-            let rng = &mut SmallRng::seed_from_u64(id as u64);
+            let rng = &mut event_rng(id as u64);
             let epoch = id / PROPORTION_DENOMINATOR;
             // Auction::last_id for a bid event, and Person::last_id.
             let last_auction = epoch * AUCTION_PROPORTION + (AUCTION_PROPORTION - 1);
@@ -233,12 +258,11 @@ impl BidGenerator {
             cols.price.push(price as i64);
             cols.channel.push(channel as u16);
             cols.date_time.push(time as i64);
-            if let Some(b) = &mut cols.extra {
+            if let Some((values, offsets)) = &mut cols.extra {
                 // gen_next_extra(32, 100): 54 + [0, 28) lowercase letters.
                 let len = 54 + rng.gen_range(0..28usize);
-                extra.clear();
-                extra.extend((0..len).map(|_| letter(rng)));
-                b.append_value(std::str::from_utf8(&extra).unwrap_or_default());
+                values.extend((0..len).map(|_| letter(rng)));
+                offsets.push(values.len() as i32);
             }
         }
         cols.auction.len()
