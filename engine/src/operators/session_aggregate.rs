@@ -97,7 +97,7 @@ impl SessionAggregateOperator {
     fn add_row(&mut self, key: usize, ts: i64, row: (u32, u32)) {
         let sessions = &mut self.sessions[key];
         let (start, end) = (ts, ts.saturating_add(self.gap_ms));
-        let mut merged = Session { start, end, rows: vec![row] };
+        let mut merged = Session { start, end, rows: Vec::new() };
         // Sessions overlap the new one when they start before its end and end after its start.
         let mut i = 0;
         while i < sessions.len() {
@@ -107,11 +107,16 @@ impl SessionAggregateOperator {
                 self.by_end.remove(&(s.end, key, s.start));
                 merged.start = merged.start.min(s.start);
                 merged.end = merged.end.max(s.end);
-                merged.rows.extend(s.rows);
+                // Keep the longer row list and append the shorter: a row joining a
+                // long session must not copy the session's rows.
+                let (mut long, short) = if s.rows.len() >= merged.rows.len() { (s.rows, std::mem::take(&mut merged.rows)) } else { (std::mem::take(&mut merged.rows), s.rows) };
+                long.extend(short);
+                merged.rows = long;
             } else {
                 i += 1;
             }
         }
+        merged.rows.push(row);
         self.by_end.insert((merged.end, key, merged.start));
         let position = sessions.partition_point(|s| s.start < merged.start);
         sessions.insert(position, merged);
