@@ -374,7 +374,6 @@ impl Output {
     }
 }
 
-/// Splits a batch by the hash of its key columns into (instance, rows) parts.
 /// Sends each key's part of `batch` (as `Batch` or `Retract`, by `wrap`) to the
 /// instance that owns the key; `false` when a receiver is gone.
 async fn send_partitioned(
@@ -402,6 +401,7 @@ fn hash_rows(keys: &[ArrayRef], rows: usize) -> Result<Vec<u64>> {
     Ok(hashes)
 }
 
+/// Splits a batch by the hash of its key columns into (instance, rows) parts.
 fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) -> Result<Vec<(usize, RecordBatch)>> {
     let arrays: Vec<ArrayRef> = keys.iter().map(|k| evaluate(k, batch, "Exchange")).collect::<Result<_>>()?;
     let hashes = hash_rows(&arrays, batch.num_rows())?;
