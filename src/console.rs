@@ -21,6 +21,12 @@ impl Sink for TableSink {
         Ok(())
     }
 
+    /// Rows of an updating query that no longer hold (its new rows follow).
+    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        println!("retracted:\n{}", pretty_format_batches(&[batch])?);
+        Ok(())
+    }
+
     async fn commit(&mut self) -> Result<(), BoxError> {
         Ok(())
     }

@@ -738,8 +738,8 @@ impl Compiler<'_> {
             return self.compile(plan.children()[0]);
         }
         if let Some(filter) = any.downcast_ref::<FilterExec>() {
-            let (input, lineage) = self.compile(filter.input())?;
-            if input.is_updating() && !input.emits_retractions() {
+            let (mut input, lineage) = self.compile(filter.input())?;
+            if input.is_updating() && !input.emits_retractions() && !retract_updates(&mut input) {
                 return Err(self
                     .unsupported("HAVING (or a filter) over a GROUP BY without a window over an unbounded source is not supported yet: a group that stops matching would need its row deleted")
                     .with_hint("filter where the dashboard reads the rows, or group by a window"));
@@ -902,7 +902,7 @@ impl Compiler<'_> {
         if window.is_some() && slice_column.is_none() {
             return Err(self.unsupported("GROUP BY a window needs window_start or window_end").with_hint("write GROUP BY window_start, window_end, ..."));
         }
-        let retracting = input.emits_retractions();
+        let retracting = input.emits_retractions() || (input.is_updating() && retract_updates(&mut input));
         if retracting && window.is_some() {
             return Err(self.unsupported("a window over a changelog (a materialized view's updates) is not supported").with_hint("GROUP BY without a window over the view"));
         }
@@ -932,6 +932,7 @@ impl Compiler<'_> {
             schema,
             updating,
             retracting,
+            retract_output: false,
         };
         Ok((StreamNode::WindowAggregate(node), out_lineage))
     }
@@ -940,6 +941,20 @@ impl Compiler<'_> {
 /// Nodes DataFusion adds for parallel batch execution that change nothing about the rows.
 fn is_pass_through(plan: &Arc<dyn ExecutionPlan>) -> bool {
     matches!(plan.name(), "CooperativeExec" | "CoalescePartitionsExec" | "RepartitionExec" | "CoalesceBatchesExec") && plan.children().len() == 1
+}
+
+/// Makes the updating aggregate under `node` (through projections and filters)
+/// emit retractions of its old rows, for a consumer that needs them; false when
+/// there is none to change.
+fn retract_updates(node: &mut StreamNode) -> bool {
+    match node {
+        StreamNode::WindowAggregate(a) if a.updating => {
+            a.retract_output = true;
+            true
+        }
+        StreamNode::Project { input, .. } | StreamNode::Filter { input, .. } => retract_updates(input),
+        _ => false,
+    }
 }
 
 fn all_sources_bounded(node: &StreamNode) -> bool {

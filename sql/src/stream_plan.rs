@@ -115,6 +115,10 @@ pub struct WindowAggregateNode {
     /// rows so it can take them back, and emits its updates as retractions of the
     /// old rows followed by the new ones. Implies `updating`.
     pub retracting: bool,
+    /// Updating without a changelog input, but read by a filter (HAVING) or another
+    /// aggregate: each change leaves as a retraction of the row emitted before and
+    /// the new row, instead of an upsert.
+    pub retract_output: bool,
     /// The input column holding each row's slice (or, for sessions, the row's own interval).
     pub slice_column: Option<SliceColumn>,
     /// Output group columns, in output order.
@@ -179,7 +183,7 @@ impl StreamNode {
     pub fn emits_retractions(&self) -> bool {
         match self {
             StreamNode::Source(s) => s.changelog,
-            StreamNode::WindowAggregate(a) => a.retracting,
+            StreamNode::WindowAggregate(a) => a.retracting || a.retract_output,
             StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
             StreamNode::WindowAssign { .. } => false,
             StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),

@@ -10,6 +10,7 @@
 pub mod filter;
 pub mod project;
 pub mod retract_aggregate;
+mod rows;
 pub mod session_aggregate;
 pub mod source_prep;
 pub mod window_aggregate;

@@ -19,12 +19,13 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{RowConverter, RowParser, Rows, SortField};
+use datafusion::arrow::row::Rows;
 use datafusion::logical_expr::EmitTo;
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_sql::WindowAggregateNode;
 
 use super::arrow_error;
+use super::rows::{bytes, Codec, RowBytes};
 use super::window_aggregate::{new_accumulator, output_batch, Inputs};
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointId;
@@ -37,37 +38,11 @@ fn arrow(e: datafusion::arrow::error::ArrowError) -> EngineError {
     arrow_error(NAME, e)
 }
 
-/// An encoded Arrow row (`RowConverter` bytes): hashable, ordered and looked up without copying.
-type RowBytes = Box<[u8]>;
-
 /// One group: its argument rows with their multiplicity, and the row it last emitted.
 #[derive(Default)]
 struct Group {
     values: HashMap<RowBytes, i64>,
     emitted: Option<RowBytes>,
-}
-
-/// A row encoder with the parser that reads its bytes back.
-struct Codec {
-    converter: RowConverter,
-    parser: RowParser,
-}
-
-impl Codec {
-    fn new(types: impl IntoIterator<Item = DataType>) -> Result<Self> {
-        let converter = RowConverter::new(types.into_iter().map(SortField::new).collect()).map_err(arrow)?;
-        let parser = converter.parser();
-        Ok(Codec { converter, parser })
-    }
-
-    fn encode(&self, columns: &[ArrayRef]) -> Result<Rows> {
-        self.converter.convert_columns(columns).map_err(arrow)
-    }
-
-    fn decode<'a>(&self, rows: impl IntoIterator<Item = &'a RowBytes>) -> Result<Vec<ArrayRef>> {
-        let rows: Vec<_> = rows.into_iter().map(|r| self.parser.parse(r)).collect();
-        self.converter.convert_rows(rows).map_err(arrow)
-    }
 }
 
 /// Aggregation over a changelog input; see the module docs.
@@ -90,10 +65,6 @@ pub struct RetractAggregateOperator {
 
 fn constant(rows: usize) -> ArrayRef {
     Arc::new(BooleanArray::from(vec![true; rows]))
-}
-
-fn bytes(row: datafusion::arrow::row::Row<'_>) -> RowBytes {
-    row.as_ref().into()
 }
 
 /// A batch of unnamed columns, for snapshots.

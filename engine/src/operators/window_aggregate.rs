@@ -28,6 +28,7 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use eddy_sql::{GroupColumn, WindowAggregateNode, WindowKind};
 
 use super::project::make_batch;
+use super::rows::EmittedRows;
 use super::{arrow_error, evaluate, evaluate_predicate};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
@@ -269,11 +270,16 @@ pub struct WindowAggregateOperator {
     ids: Vec<usize>,
     /// Updating mode: which groups (by id) took rows since the last emission.
     touched: Vec<bool>,
+    /// Updating mode with `retract_output`: the row each group emitted last.
+    emitted: Option<EmittedRows>,
 }
 
 impl WindowAggregateOperator {
     /// An aggregate for `node` (not a SESSION window: see `session_aggregate`).
     pub fn new(node: WindowAggregateNode, metrics: Arc<PipelineMetrics>) -> Result<Self> {
+        let node_retracts = node.updating && node.retract_output;
+        let output_types: Vec<DataType> = node.schema.fields().iter().map(|f| f.data_type().clone()).collect();
+        let key_count = node.key_exprs().len();
         let slice_ms = match node.window {
             None => i64::MAX,
             Some(w) => w.slice_ms().ok_or_else(|| EngineError::Internal("session windows use SessionAggregateOperator".into()))?,
@@ -290,6 +296,12 @@ impl WindowAggregateOperator {
             metrics,
             ids: Vec::new(),
             touched: Vec::new(),
+            emitted: if node_retracts {
+                let types: Vec<DataType> = output_types;
+                Some(EmittedRows::new(&types, key_count)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -316,7 +328,16 @@ impl WindowAggregateOperator {
         let mut changed = GroupState::new(&self.key_schema, &self.node.aggregates)?;
         changed.merge(&part, &mut ids)?;
         self.ids = ids;
-        self.emit_window(&mut changed, (0, 0), out)
+        match self.emitted.as_mut() {
+            None => self.emit_window(&mut changed, (0, 0), out),
+            Some(emitted) => {
+                let (keys, values, rows) = changed.finish()?;
+                if rows > 0 {
+                    emitted.emit(output_batch(&self.node, (0, 0), keys, values, rows)?, out)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The live state of the slice starting at `start`, created on its first row.
@@ -524,6 +545,10 @@ impl Operator for WindowAggregateOperator {
         for (start, frozen) in &self.frozen {
             parts.push((format!("frozen:{start}"), Self::frozen_to_batch(frozen)?));
         }
+        if let Some(emitted) = &self.emitted {
+            let columns = emitted.snapshot()?;
+            parts.push(("emitted".to_string(), make_batch(&self.node.schema, columns.clone(), columns.first().map_or(0, |c| c.len()), NAME)?));
+        }
         Ok(Some(OperatorState { parts }))
     }
 
@@ -534,6 +559,12 @@ impl Operator for WindowAggregateOperator {
                 let column = |i: usize| batch.column(i).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)).ok_or_else(bad);
                 self.watermark = EventTime(column(0)?);
                 self.fired_until = column(1)?;
+                continue;
+            }
+            if name == "emitted" {
+                if let Some(emitted) = self.emitted.as_mut() {
+                    emitted.restore(&batch)?;
+                }
                 continue;
             }
             let (kind, start) = name.split_once(':').ok_or_else(bad)?;
