@@ -548,6 +548,9 @@ fn views_over_a_view_follow_its_changelog_with_retractions() {
     let (code, _, stderr) = server.sql(&["-c", "INSERT INTO archive SELECT k, n FROM per_k"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot delete them"), "{stderr}");
+    let (code, _, stderr) = server.sql(&["-c", "INSERT INTO histogram SELECT n, 1, 1 FROM per_k"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is a materialized view: its rows come from its own query"), "{stderr}");
     let (code, _, stderr) = server.sql(&["-c", "DROP MATERIALIZED VIEW per_k"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("is read by running pipeline"), "{stderr}");

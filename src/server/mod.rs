@@ -265,6 +265,9 @@ impl Server {
                 drop(state);
                 send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
             }
+            Statement::Insert { table, .. } if self.has_view(table) => Err(EddyError::Conflict(format!(
+                "`{table}` is a materialized view: its rows come from its own query. INSERT INTO a table, or create another view"
+            ))),
             Statement::Insert { .. } => {
                 let id = state.catalog.new_pipeline_id();
                 let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
