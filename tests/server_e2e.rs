@@ -556,6 +556,23 @@ fn views_over_a_view_follow_its_changelog_with_retractions() {
     assert!(stderr.contains("is read by running pipeline"), "{stderr}");
     // SHOW TABLES lists tables only; the views are views.
     assert_eq!(server.ok_csv("SHOW TABLES"), "table,connector,kind\narchive,filesystem,bounded\nev,datagen,unbounded\n");
+    // After a restart the stopped view still shows its rows, and the views over it
+    // start over from them.
+    let before = csv_rows("SELECT k, n FROM per_k");
+    let hist_before = csv_rows("SELECT n, keys, first_k FROM histogram");
+    server.terminate();
+    let server = Server::start(data.path(), &[]);
+    let rows = |sql: &str| -> Vec<String> {
+        let mut rows: Vec<String> = server.ok_csv(sql).lines().skip(1).map(str::to_string).collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(rows("SELECT k, n FROM per_k"), before, "the stopped view's rows after a restart");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows("SELECT n, keys, first_k FROM histogram") != hist_before {
+        assert!(Instant::now() < deadline, "the histogram did not come back: {:?}", rows("SELECT n, keys, first_k FROM histogram"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     server.terminate();
 }
 

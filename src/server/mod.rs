@@ -132,6 +132,8 @@ impl Server {
                 let handle = self.create_pipeline(&state.session, &record.id, &parsed, record.parallelism).await?;
                 if record.running {
                     handle.start()?;
+                } else {
+                    handle.load_stopped_view()?;
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())

@@ -283,8 +283,9 @@ impl MaterializedView {
     }
 
     /// Replaces the state with one saved by [`ViewSink::prepare`]: changelog
-    /// batches (rows as `+I`, staged retractions as `-D`).
-    fn restore(&self, bytes: &[u8]) -> Result<(), ArrowError> {
+    /// batches (rows as `+I`, staged retractions as `-D`). Also how a restarted
+    /// server shows a stopped view's rows without running its pipeline.
+    pub fn restore(&self, bytes: &[u8]) -> Result<(), ArrowError> {
         self.clear()?;
         if bytes.is_empty() {
             return Ok(());
