@@ -25,7 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use eddy_sql::WindowAggregateNode;
 
 use super::arrow_error;
-use super::rows::{bytes, Codec, RowBytes};
+use super::rows::{bytes, constant, Codec, EmittedRows, RowBytes};
 use super::window_aggregate::{new_accumulator, output_batch, Inputs};
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointId;
@@ -38,13 +38,6 @@ fn arrow(e: datafusion::arrow::error::ArrowError) -> EngineError {
     arrow_error(NAME, e)
 }
 
-/// One group: its argument rows with their multiplicity, and the row it last emitted.
-#[derive(Default)]
-struct Group {
-    values: HashMap<RowBytes, i64>,
-    emitted: Option<RowBytes>,
-}
-
 /// Aggregation over a changelog input; see the module docs.
 pub struct RetractAggregateOperator {
     node: WindowAggregateNode,
@@ -54,17 +47,14 @@ pub struct RetractAggregateOperator {
     /// Every aggregate's arguments, then the FILTER flags, side by side (a constant
     /// column when there are none).
     values: Codec,
-    /// Output rows, to retract exactly what was emitted.
-    outputs: Codec,
-    groups: HashMap<RowBytes, Group>,
+    /// Each group's argument rows with their multiplicity.
+    groups: HashMap<RowBytes, HashMap<RowBytes, i64>>,
+    /// The row each group emitted last, to retract exactly what was emitted.
+    emitted: EmittedRows,
     /// Groups changed since the last emission; ordered so output is deterministic.
     touched: BTreeSet<RowBytes>,
     /// Retractions of rows this operator never saw (an inconsistent input), counted for the log.
     unmatched: u64,
-}
-
-fn constant(rows: usize) -> ArrayRef {
-    Arc::new(BooleanArray::from(vec![true; rows]))
 }
 
 /// A batch of unnamed columns, for snapshots.
@@ -82,11 +72,7 @@ impl RetractAggregateOperator {
         let input = node.input.schema();
         let df = |e| EngineError::execution(NAME, e);
         let key_exprs = node.key_exprs();
-        let key_types: Vec<DataType> = if key_exprs.is_empty() {
-            vec![DataType::Boolean]
-        } else {
-            key_exprs.iter().map(|e| e.data_type(&input).map_err(df)).collect::<Result<_>>()?
-        };
+        let key_types: Vec<DataType> = key_exprs.iter().map(|e| e.data_type(&input).map_err(df)).collect::<Result<_>>()?;
         let mut value_types = Vec::new();
         for aggregate in &node.aggregates {
             for e in aggregate.expressions() {
@@ -98,9 +84,9 @@ impl RetractAggregateOperator {
             value_types.push(DataType::Boolean);
         }
         Ok(RetractAggregateOperator {
-            keys: Codec::new(key_types)?,
+            keys: Codec::new(if key_types.is_empty() { vec![DataType::Boolean] } else { key_types.clone() })?,
             values: Codec::new(value_types)?,
-            outputs: Codec::new(node.schema.fields().iter().map(|f| f.data_type().clone()))?,
+            emitted: EmittedRows::new(&node.schema, key_types)?,
             key_exprs,
             node,
             groups: HashMap::new(),
@@ -132,10 +118,10 @@ impl RetractAggregateOperator {
                     self.unmatched += 1;
                     continue;
                 };
-                match group.values.get_mut(value.as_ref()) {
+                match group.get_mut(value.as_ref()) {
                     Some(count) if *count > 1 => *count -= 1,
                     Some(_) => {
-                        group.values.remove(value.as_ref());
+                        group.remove(value.as_ref());
                     }
                     None => {
                         self.unmatched += 1;
@@ -147,10 +133,10 @@ impl RetractAggregateOperator {
                     Some(group) => group,
                     None => self.groups.entry(bytes(key)).or_default(),
                 };
-                match group.values.get_mut(value.as_ref()) {
+                match group.get_mut(value.as_ref()) {
                     Some(count) => *count += 1,
                     None => {
-                        group.values.insert(bytes(value), 1);
+                        group.insert(bytes(value), 1);
                     }
                 }
             }
@@ -168,7 +154,7 @@ impl RetractAggregateOperator {
         let mut repeat: Vec<u32> = Vec::new();
         let mut ids: Vec<usize> = Vec::new();
         for (id, key) in live.iter().enumerate() {
-            for (value, &count) in &self.groups[*key].values {
+            for (value, &count) in &self.groups[*key] {
                 let count = count.max(0) as usize;
                 repeat.extend(std::iter::repeat_n(distinct.len() as u32, count));
                 ids.extend(std::iter::repeat_n(id, count));
@@ -193,51 +179,20 @@ impl RetractAggregateOperator {
         output_batch(&self.node, (0, 0), keys, values, live.len())
     }
 
-    /// Recomputes every touched group and emits retractions of old rows, then new rows.
+    /// Recomputes every touched group and emits retractions of old rows, then new
+    /// rows; a group left without rows is only retracted.
     fn emit_changes(&mut self, out: &mut Emitter) -> Result<()> {
         if self.unmatched > 0 {
             tracing::warn!("{NAME}: ignored {} retractions of rows that were never added", self.unmatched);
             self.unmatched = 0;
         }
         let touched = std::mem::take(&mut self.touched);
-        let live: Vec<&RowBytes> = touched.iter().filter(|k| self.groups.get(*k).is_some_and(|g| !g.values.is_empty())).collect();
-        let (current, current_rows) = if live.is_empty() {
-            (None, None)
-        } else {
-            let batch = self.recompute(&live)?;
-            let rows = self.outputs.encode(batch.columns())?;
-            (Some(batch), Some(rows))
-        };
-        let mut retract: Vec<RowBytes> = Vec::new();
-        let mut keep: Vec<u32> = Vec::new();
-        let mut live_index = 0;
-        for key in &touched {
-            let Some(group) = self.groups.get_mut(key) else { continue };
-            if group.values.is_empty() {
-                retract.extend(group.emitted.take());
-                self.groups.remove(key);
-                continue;
-            }
-            let index = live_index;
-            live_index += 1;
-            let Some(rows) = &current_rows else { continue };
-            let new = rows.row(index);
-            if group.emitted.as_deref() == Some(new.as_ref()) {
-                continue;
-            }
-            retract.extend(group.emitted.replace(bytes(new)));
-            keep.push(index as u32);
+        let (live, gone): (Vec<&RowBytes>, Vec<&RowBytes>) = touched.iter().partition(|k| self.groups.get(*k).is_some_and(|g| !g.is_empty()));
+        let current = if live.is_empty() { None } else { Some(self.recompute(&live)?) };
+        for key in &gone {
+            self.groups.remove(*key);
         }
-        if !retract.is_empty() {
-            let columns = self.outputs.decode(retract.iter())?;
-            out.retract(RecordBatch::try_new(Arc::clone(&self.node.schema), columns).map_err(arrow)?);
-        }
-        if let Some(batch) = current {
-            let keep = UInt32Array::from(keep);
-            let columns = batch.columns().iter().map(|c| take(c, &keep, None).map_err(arrow)).collect::<Result<Vec<_>>>()?;
-            out.batch(RecordBatch::try_new(batch.schema(), columns).map_err(arrow)?);
-        }
-        Ok(())
+        self.emitted.emit(current, gone.into_iter().cloned(), out)
     }
 }
 
@@ -263,54 +218,42 @@ impl Operator for RetractAggregateOperator {
     }
 
     /// Two parts, keys first in each: `values` (key, value columns, count) and
-    /// `emitted` (key, output columns). Called right after a barrier emitted every change.
+    /// `emitted` (output rows, which lead with the key). Called right after a
+    /// barrier emitted every change.
     fn snapshot(&mut self) -> Result<Option<OperatorState>> {
         let (mut keys, mut values, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut emitted_keys, mut emitted) = (Vec::new(), Vec::new());
         for (key, group) in &self.groups {
-            for (value, &count) in &group.values {
+            for (value, &count) in group {
                 keys.push(key);
                 values.push(value);
                 counts.push(count);
-            }
-            if let Some(row) = &group.emitted {
-                emitted_keys.push(key);
-                emitted.push(row);
             }
         }
         let mut columns = self.keys.decode(keys)?;
         columns.extend(self.values.decode(values)?);
         columns.push(Arc::new(Int64Array::from(counts)));
-        let mut emitted_columns = self.keys.decode(emitted_keys)?;
-        emitted_columns.extend(self.outputs.decode(emitted)?);
-        Ok(Some(OperatorState { parts: vec![("values".into(), columns_batch(columns)?), ("emitted".into(), columns_batch(emitted_columns)?)] }))
+        Ok(Some(OperatorState { parts: vec![("values".into(), columns_batch(columns)?), ("emitted".into(), self.emitted.snapshot()?)] }))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         let key_width = self.key_exprs.len().max(1);
         let malformed = || EngineError::State(format!("{NAME}: the snapshot does not match this query's columns"));
         for (name, batch) in state.parts {
-            let columns = batch.columns();
-            if columns.len() < key_width {
-                return Err(malformed());
-            }
-            let keys = self.keys.encode(&columns[..key_width])?;
-            let rest = &columns[key_width..];
             match name.as_str() {
                 "values" => {
-                    let (counts, values) = rest.split_last().ok_or_else(malformed)?;
+                    let columns = batch.columns();
+                    if columns.len() < key_width {
+                        return Err(malformed());
+                    }
+                    let keys = self.keys.encode(&columns[..key_width])?;
+                    let (counts, values) = columns[key_width..].split_last().ok_or_else(malformed)?;
                     let counts = counts.as_any().downcast_ref::<Int64Array>().ok_or_else(malformed)?;
                     let values = self.values.encode(values)?;
                     for i in 0..batch.num_rows() {
-                        self.groups.entry(bytes(keys.row(i))).or_default().values.insert(bytes(values.row(i)), counts.value(i));
+                        self.groups.entry(bytes(keys.row(i))).or_default().insert(bytes(values.row(i)), counts.value(i));
                     }
                 }
-                "emitted" => {
-                    let rows = self.outputs.encode(rest)?;
-                    for i in 0..batch.num_rows() {
-                        self.groups.entry(bytes(keys.row(i))).or_default().emitted = Some(bytes(rows.row(i)));
-                    }
-                }
+                "emitted" => self.emitted.restore(&batch)?,
                 other => return Err(EngineError::State(format!("{NAME}: unknown snapshot part `{other}`"))),
             }
         }

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, UInt32Array};
-use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{Row, RowConverter, RowParser, Rows, SortField};
 
 use super::arrow_error;
+use super::project::make_batch;
 use crate::error::Result;
 use crate::operator::Emitter;
 
@@ -52,59 +53,81 @@ impl Codec {
     }
 }
 
-/// The row an updating aggregate emitted last for each group, so a change can
-/// leave as a retraction of that row followed by the new one (what a HAVING, or an
-/// aggregate over the aggregate, needs to stay right).
+/// The row an aggregate emitted last for each group, so a change can leave as a
+/// retraction of that row followed by the new one (what a HAVING, or an aggregate
+/// over the aggregate, needs to stay right), and a group that is gone as a
+/// retraction alone. Used by an updating aggregate read by such a consumer and by
+/// the aggregate over a changelog.
 pub(crate) struct EmittedRows {
-    /// The output's leading group columns (a constant when there are none).
+    schema: SchemaRef,
+    /// The group key: the output's leading columns, encoded as the key
+    /// expressions' types (a constant when there are none).
     keys: Codec,
-    key_count: usize,
+    key_types: Vec<DataType>,
     rows: Codec,
     last: HashMap<RowBytes, RowBytes>,
 }
 
 impl EmittedRows {
-    /// For output rows of `types`, whose first `key_count` columns are the group key.
-    pub(crate) fn new(types: &[DataType], key_count: usize) -> Result<Self> {
-        let key_types = if key_count == 0 { vec![DataType::Boolean] } else { types[..key_count].to_vec() };
-        Ok(EmittedRows { keys: Codec::new(key_types)?, key_count, rows: Codec::new(types.iter().cloned())?, last: HashMap::new() })
+    /// For output rows of `schema`, which lead with group key columns of `key_types`.
+    pub(crate) fn new(schema: &SchemaRef, key_types: Vec<DataType>) -> Result<Self> {
+        let keys = Codec::new(if key_types.is_empty() { vec![DataType::Boolean] } else { key_types.clone() })?;
+        let rows = Codec::new(schema.fields().iter().map(|f| f.data_type().clone()))?;
+        Ok(EmittedRows { schema: Arc::clone(schema), keys, key_types, rows, last: HashMap::new() })
     }
 
+    /// The group key of each output row, encoded as the caller's own key codec
+    /// of the same types would encode it.
     fn key_rows(&self, batch: &RecordBatch) -> Result<Rows> {
-        if self.key_count == 0 {
-            self.keys.encode(&[Arc::new(BooleanArray::from(vec![true; batch.num_rows()])) as ArrayRef])
-        } else {
-            self.keys.encode(&batch.columns()[..self.key_count])
+        if self.key_types.is_empty() {
+            return self.keys.encode(&[constant(batch.num_rows())]);
         }
+        let columns = batch.columns()[..self.key_types.len()]
+            .iter()
+            .zip(&self.key_types)
+            .map(|(c, t)| if c.data_type() == t { Ok(Arc::clone(c)) } else { cast(c, t).map_err(arrow) })
+            .collect::<Result<Vec<_>>>()?;
+        self.keys.encode(&columns)
     }
 
-    /// Emits the changed groups' new rows, each after a retraction of its previous
-    /// row; a row equal to the one emitted before is left out.
-    pub(crate) fn emit(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        let keys = self.key_rows(&batch)?;
-        let rows = self.rows.encode(batch.columns())?;
-        let (mut keep, mut retract) = (Vec::new(), Vec::new());
-        for i in 0..batch.num_rows() {
-            let row = bytes(rows.row(i));
-            match self.last.insert(bytes(keys.row(i)), row.clone()) {
-                Some(old) if old == row => continue,
-                Some(old) => retract.push(old),
-                None => {}
+    /// Emits the groups of `gone` (keys, as encoded by [`EmittedRows::key_rows`]'s
+    /// types) as retractions of their last rows, and the changed groups' new rows
+    /// (`changed`) each after a retraction of its previous row. Rows equal to the
+    /// ones emitted before are left out; retractions go first, in key order.
+    pub(crate) fn emit(&mut self, changed: Option<RecordBatch>, gone: impl IntoIterator<Item = RowBytes>, out: &mut Emitter) -> Result<()> {
+        let mut retract: Vec<(RowBytes, RowBytes)> = gone.into_iter().filter_map(|key| self.last.remove(&key).map(|old| (key, old))).collect();
+        let mut kept = None;
+        if let Some(batch) = changed {
+            let keys = self.key_rows(&batch)?;
+            let rows = self.rows.encode(batch.columns())?;
+            let mut keep = Vec::new();
+            for i in 0..batch.num_rows() {
+                let (key, row) = (bytes(keys.row(i)), bytes(rows.row(i)));
+                match self.last.insert(key.clone(), row.clone()) {
+                    Some(old) if old == row => continue,
+                    Some(old) => retract.push((key, old)),
+                    None => {}
+                }
+                keep.push(i as u32);
             }
-            keep.push(i as u32);
+            let keep = UInt32Array::from(keep);
+            let columns = batch.columns().iter().map(|c| take(c, &keep, None).map_err(arrow)).collect::<Result<Vec<_>>>()?;
+            kept = Some(RecordBatch::try_new(batch.schema(), columns).map_err(arrow)?);
         }
         if !retract.is_empty() {
-            out.retract(RecordBatch::try_new(batch.schema(), self.rows.decode(retract.iter())?).map_err(arrow)?);
+            retract.sort_by(|a, b| a.0.cmp(&b.0));
+            let columns = self.rows.decode(retract.iter().map(|(_, row)| row))?;
+            out.retract(make_batch(&self.schema, columns, retract.len(), NAME)?);
         }
-        let keep = UInt32Array::from(keep);
-        let columns = batch.columns().iter().map(|c| take(c, &keep, None).map_err(arrow)).collect::<Result<Vec<_>>>()?;
-        out.batch(RecordBatch::try_new(batch.schema(), columns).map_err(arrow)?);
+        if let Some(batch) = kept {
+            out.batch(batch);
+        }
         Ok(())
     }
 
-    /// Every row emitted last, as columns of the output schema, for a snapshot.
-    pub(crate) fn snapshot(&self) -> Result<Vec<ArrayRef>> {
-        self.rows.decode(self.last.values())
+    /// Every row emitted last, for a snapshot.
+    pub(crate) fn snapshot(&self) -> Result<RecordBatch> {
+        make_batch(&self.schema, self.rows.decode(self.last.values())?, self.last.len(), NAME)
     }
 
     /// Adds rows saved by [`EmittedRows::snapshot`].
@@ -116,4 +139,9 @@ impl EmittedRows {
         }
         Ok(())
     }
+}
+
+/// A constant column: the group key of an aggregate without GROUP BY.
+pub(crate) fn constant(rows: usize) -> ArrayRef {
+    Arc::new(BooleanArray::from(vec![true; rows]))
 }

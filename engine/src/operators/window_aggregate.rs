@@ -277,16 +277,19 @@ pub struct WindowAggregateOperator {
 impl WindowAggregateOperator {
     /// An aggregate for `node` (not a SESSION window: see `session_aggregate`).
     pub fn new(node: WindowAggregateNode, metrics: Arc<PipelineMetrics>) -> Result<Self> {
-        let node_retracts = node.updating && node.retract_output;
-        let output_types: Vec<DataType> = node.schema.fields().iter().map(|f| f.data_type().clone()).collect();
-        let key_count = node.key_exprs().len();
         let slice_ms = match node.window {
             None => i64::MAX,
             Some(w) => w.slice_ms().ok_or_else(|| EngineError::Internal("session windows use SessionAggregateOperator".into()))?,
         };
+        let key_schema = key_schema(&node)?;
+        let emitted = if node.updating && node.retract_output {
+            Some(EmittedRows::new(&node.schema, key_schema.fields().iter().map(|f| f.data_type().clone()).collect())?)
+        } else {
+            None
+        };
         Ok(WindowAggregateOperator {
             key_exprs: node.key_exprs(),
-            key_schema: key_schema(&node)?,
+            key_schema,
             node,
             slice_ms,
             open: BTreeMap::new(),
@@ -296,12 +299,7 @@ impl WindowAggregateOperator {
             metrics,
             ids: Vec::new(),
             touched: Vec::new(),
-            emitted: if node_retracts {
-                let types: Vec<DataType> = output_types;
-                Some(EmittedRows::new(&types, key_count)?)
-            } else {
-                None
-            },
+            emitted,
         })
     }
 
@@ -333,7 +331,7 @@ impl WindowAggregateOperator {
             Some(emitted) => {
                 let (keys, values, rows) = changed.finish()?;
                 if rows > 0 {
-                    emitted.emit(output_batch(&self.node, (0, 0), keys, values, rows)?, out)?;
+                    emitted.emit(Some(output_batch(&self.node, (0, 0), keys, values, rows)?), [], out)?;
                 }
                 Ok(())
             }
@@ -546,8 +544,7 @@ impl Operator for WindowAggregateOperator {
             parts.push((format!("frozen:{start}"), Self::frozen_to_batch(frozen)?));
         }
         if let Some(emitted) = &self.emitted {
-            let columns = emitted.snapshot()?;
-            parts.push(("emitted".to_string(), make_batch(&self.node.schema, columns.clone(), columns.first().map_or(0, |c| c.len()), NAME)?));
+            parts.push(("emitted".to_string(), emitted.snapshot()?));
         }
         Ok(Some(OperatorState { parts }))
     }
