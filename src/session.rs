@@ -221,28 +221,22 @@ impl Session {
         })
     }
 
-    /// Plans `INSERT INTO table query`, refusing updates into a sink that only appends.
+    /// Plans `INSERT INTO table query`, refusing updates into a sink that only
+    /// appends and retractions into a sink that cannot delete.
     pub async fn plan_insert(&self, table: &str, query: &Query, location: Location) -> Result<PipelineSpec, EddyError> {
         let (sink, plan) = self.planner.plan_insert(table, query, location).await?;
+        let refuse = |message: String| EddyError::Connector { table: sink.name.clone(), location, message };
         if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
-            return Err(EddyError::Connector {
-                table: sink.name.clone(),
-                location,
-                message: format!(
-                    "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('upsert-kafka', 'redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
-                    sink.connector()
-                ),
-            });
+            return Err(refuse(format!(
+                "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('upsert-kafka', 'redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
+                sink.connector()
+            )));
         }
         if plan.emits_retractions() && !eddy_connectors::accepts_retractions(&sink) {
-            return Err(EddyError::Connector {
-                table: sink.name.clone(),
-                location,
-                message: format!(
-                    "the query reads a changelog (a materialized view whose rows update), so it retracts rows it wrote before; connector '{}' cannot delete them. Write it to 'upsert-kafka' (tombstones), 'print', another materialized view, or 'blackhole'",
-                    sink.connector()
-                ),
-            });
+            return Err(refuse(format!(
+                "the query retracts rows it wrote before (it reads a materialized view whose rows update, or filters or aggregates a GROUP BY without a window); connector '{}' cannot delete them. Write it to 'upsert-kafka' (tombstones), 'print', another materialized view, or 'blackhole'",
+                sink.connector()
+            )));
         }
         Ok(PipelineSpec { name: table.to_string(), plan, sink: Some(sink), location })
     }

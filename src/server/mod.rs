@@ -365,14 +365,12 @@ impl Server {
                     return Err(EddyError::Unsupported("EXPLAIN did not produce a plan".into()));
                 };
                 drop(state);
-                let mut lines: Vec<String> = plan.column(0).as_any().downcast_ref::<datafusion::arrow::array::StringArray>().map(|a| a.iter().flatten().map(str::to_string).collect()).unwrap_or_default();
-                for name in own.iter().chain(read.iter()) {
-                    if let Ok(view) = self.view(name) {
-                        let (rows, bytes) = view.size();
-                        lines.push(format!("state of materialized view `{name}`: {rows} rows, {bytes} bytes"));
-                    }
-                }
-                send_rows(&send, string_rows(&["plan"], lines.into_iter().map(|l| vec![l]))).await
+                let sizes = own.iter().chain(read.iter()).filter_map(|name| {
+                    let (rows, bytes) = self.view(name).ok()?.size();
+                    Some(vec![format!("state of materialized view `{name}`: {rows} rows, {bytes} bytes")])
+                });
+                let sizes = string_rows(&["plan"], sizes);
+                send_result(&send, plan.schema(), vec![plan, sizes]).await
             }
             _ => self.run_in_session(&mut state, parsed, &send).await,
         }
