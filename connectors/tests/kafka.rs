@@ -38,6 +38,16 @@ async fn read_to_end(readers: Vec<Box<dyn SourceReader>>) -> (Vec<RecordBatch>, 
     (rows, bad)
 }
 
+/// Writes rows `(id, name, ts)` through a sink of `def` (columns `id, name, ts`) and commits them.
+async fn write_users(def: &TableDef, ids: Vec<i64>, names: Vec<Option<&str>>, ts: Vec<Option<i64>>) {
+    let schema = def.sink_schema();
+    let mut sink = create_sink(def, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
+    let columns: Vec<datafusion::arrow::array::ArrayRef> =
+        vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names)), Arc::new(TimestampMillisecondArray::from(ts))];
+    sink.write(RecordBatch::try_new(schema, columns).unwrap()).await.unwrap();
+    sink.commit().await.unwrap();
+}
+
 /// Every row of a bounded table as a printed table, and the records set aside.
 async fn read_table(def: &TableDef) -> (String, Vec<MalformedRecord>) {
     let (rows, bad) = read_to_end(open(def).open(1).unwrap()).await;
@@ -384,23 +394,7 @@ async fn avro_rows_round_trip_and_a_bad_datum_is_set_aside() {
                    'format' = 'avro' {extra})"
         ))
     };
-    let out = ddl("out", "");
-    let schema = out.sink_schema();
-    let mut sink = create_sink(&out, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
-    sink.write(
-        RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2, 3])),
-                Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
-                Arc::new(TimestampMillisecondArray::from(vec![Some(1_704_067_200_000), Some(1_704_067_201_000), None])),
-            ],
-        )
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    sink.commit().await.unwrap();
+    write_users(&ddl("out", ""), vec![1, 2, 3], vec![Some("a"), None, Some("c")], vec![Some(1_704_067_200_000), Some(1_704_067_201_000), None]).await;
     // A datum that is not an Avro record of this schema (a truncated string).
     produce(&bootstrap, &topic, &[TestRecord::value(0, "\u{2}\u{8}ab")]).await;
     let (printed, bad) = read_table(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'")).await;
@@ -517,23 +511,7 @@ async fn avro_confluent_records_are_read_with_their_writers_schema_from_the_regi
             registry.url
         ))
     };
-    let out = ddl("out", "");
-    let schema = out.sink_schema();
-    let mut sink = create_sink(&out, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
-    sink.write(
-        RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2])),
-                Arc::new(StringArray::from(vec![Some("a"), None])),
-                Arc::new(TimestampMillisecondArray::from(vec![Some(1_704_067_200_000), None])),
-            ],
-        )
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    sink.commit().await.unwrap();
+    write_users(&ddl("out", ""), vec![1, 2], vec![Some("a"), None], vec![Some(1_704_067_200_000), None]).await;
     let written = read_all(&bootstrap, &topic);
     assert_eq!(written.len(), 2);
     // The subject got the table's schema; each record starts with 0 and its id (1).
