@@ -316,11 +316,22 @@ fn interactive_session_in_a_terminal() {
         assert!(wait_for_prompt(seen, Duration::from_secs(60)), "no prompt after {line:?}:\n{}", screen.lock().unwrap());
     }
     type_keys("\\q\r");
-    drop(keys);
-    let status = terminal.wait().unwrap();
+    // The terminal's input stays open until the client has gone: `script`
+    // answers end-of-input by hanging up the terminal, which would race `\q`.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        match terminal.try_wait().unwrap() {
+            Some(status) => break status,
+            None if Instant::now() > deadline => {
+                drop(keys);
+                break terminal.wait().unwrap();
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     reader.join().unwrap();
     let screen = screen.lock().unwrap().replace('\r', "");
-    assert!(status.success(), "the client exits 0 after \\q:\n{screen}");
+    assert!(status.success(), "the client exits 0 after \\q ({status}):\n{screen}");
     let n = expected_counts().into_iter().find(|(a, _)| *a == 2).unwrap().1;
     assert!(screen.contains("Timing is on."), "{screen}");
     assert!(screen.contains(&format!("       2 | {n}\n(1 row)")), "the two-line statement ran:\n{screen}");
