@@ -24,6 +24,7 @@ pub mod clickhouse;
 pub mod datagen;
 pub mod error;
 pub mod filesystem;
+mod epochs;
 mod format;
 pub mod kafka;
 pub mod nexmark;

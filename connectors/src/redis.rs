@@ -34,6 +34,7 @@
 //! marker shows that transaction already happened. Rows become visible once per
 //! checkpoint interval instead of at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -45,6 +46,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::ArrayFormatter;
 use eddy_engine::{BoxError, Sink};
 use eddy_sql::catalog::TableDef;
+use crate::epochs::{self, already_written, HeldEpochs, HeldWrite};
 
 use crate::error::ConnectorError;
 use crate::format::{common_timestamp_format, formatters, json_rows};
@@ -293,12 +295,8 @@ pub struct RedisSink {
     timestamp_format: String,
     client: ::redis::Client,
     connection: Option<ConnectionManager>,
-    /// Exactly-once: rows since the last barrier, and rows of barriers whose checkpoint is not saved yet.
-    held: Vec<RecordBatch>,
-    prepared: Vec<(u64, Vec<RecordBatch>)>,
-    /// Exactly-once: names this run in the epoch marker, so a fresh run of the same
-    /// pipeline (checkpoint ids from 1 again) is not mistaken for a replay.
-    run: String,
+    /// Exactly-once: rows held until their checkpoint is saved.
+    epochs: HeldEpochs,
 }
 
 impl RedisSink {
@@ -307,8 +305,7 @@ impl RedisSink {
         let options = RedisOptions::parse(def, &schema)?;
         let client = ::redis::Client::open(options.url.as_str())
             .map_err(|e| ConnectorError::redis(format!("Redis URL for table '{}'", def.name), e))?;
-        let run = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()) ^ u128::from(std::process::id()));
-        Ok(RedisSink { timestamp_format: common_timestamp_format(&schema), options, schema, client, connection: None, held: Vec::new(), prepared: Vec::new(), run })
+        Ok(RedisSink { timestamp_format: common_timestamp_format(&schema), epochs: HeldEpochs::new(Arc::clone(&schema)), options, schema, client, connection: None })
     }
 
     async fn connection(&mut self) -> Result<&mut ConnectionManager, RedisError> {
@@ -476,29 +473,28 @@ impl RedisSink {
 
     /// Writes the rows of checkpoint `epoch` and moves the marker to it in one
     /// transaction, unless the marker shows this run already did.
-    async fn write_epoch(&mut self, epoch: u64, batches: &[RecordBatch]) -> Result<(), ConnectorError> {
+    async fn write_epoch(&mut self, epoch: u64, writes: &[HeldWrite]) -> Result<(), ConnectorError> {
         let Some(marker) = self.options.epoch_key.clone() else { return Ok(()) };
         let done: Option<String> = {
             let connection = self.connection().await.map_err(|e| ConnectorError::redis(format!("reading {marker}"), e))?;
             ::redis::cmd("GET").arg(&marker).query_async(connection).await.map_err(|e| ConnectorError::redis(format!("reading {marker}"), e))?
         };
-        let applied = done.as_deref().and_then(|d| d.split_once(':')).is_some_and(|(run, n)| run == self.run && n.parse::<u64>().is_ok_and(|n| n >= epoch));
-        if applied {
+        if already_written(done.as_deref(), self.epochs.run(), epoch) {
             tracing::info!("redis {marker}: checkpoint {epoch} was already written; not again");
             return Ok(());
         }
         let mut all = ::redis::pipe();
         all.atomic();
         let mut rows = 0;
-        for batch in batches {
-            for (pipe, n) in self.pipelines(batch)? {
+        for write in writes {
+            for (pipe, n) in self.pipelines(&write.rows)? {
                 for command in pipe.cmd_iter() {
                     all.add_command(command.clone()).ignore();
                 }
                 rows += n;
             }
         }
-        all.set(&marker, format!("{}:{epoch}", self.run)).ignore();
+        all.set(&marker, epochs::marker(self.epochs.run(), epoch)).ignore();
         self.send(&all, rows).await
     }
 }
@@ -507,7 +503,7 @@ impl RedisSink {
 impl Sink for RedisSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
         if self.options.epoch_key.is_some() {
-            self.held.push(batch);
+            self.epochs.hold(batch, false);
             return Ok(());
         }
         Ok(self.write_now(&batch).await?)
@@ -517,11 +513,12 @@ impl Sink for RedisSink {
     /// were acknowledged before `write` returned.
     async fn commit(&mut self) -> Result<(), BoxError> {
         // At the end of a bounded pipeline: what was prepared goes out first.
-        for (epoch, batches) in std::mem::take(&mut self.prepared) {
-            self.write_epoch(epoch, &batches).await?;
+        let (prepared, held) = self.epochs.drain_all();
+        for (epoch, writes) in prepared {
+            self.write_epoch(epoch, &writes).await?;
         }
-        for batch in std::mem::take(&mut self.held) {
-            self.write_now(&batch).await?;
+        for write in held {
+            self.write_now(&write.rows).await?;
         }
         Ok(())
     }
@@ -532,21 +529,12 @@ impl Sink for RedisSink {
         if self.options.epoch_key.is_none() {
             return Ok(Vec::new());
         }
-        let held = std::mem::take(&mut self.held);
-        self.prepared.push((checkpoint, held));
-        let mut parts = vec![("run".to_string(), RecordBatch::try_from_iter([("run", std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec![self.run.clone()])) as datafusion::arrow::array::ArrayRef)])?)];
-        for (epoch, batches) in &self.prepared {
-            parts.extend(batches.iter().map(|b| (epoch.to_string(), b.clone())));
-            // An epoch without rows still moves the marker.
-            parts.push((epoch.to_string(), RecordBatch::new_empty(std::sync::Arc::clone(&self.schema))));
-        }
-        Ok(eddy_engine::state::OperatorState { parts }.to_bytes()?)
+        self.epochs.prepare(checkpoint)
     }
 
     async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
-        while self.prepared.first().is_some_and(|(epoch, _)| *epoch <= checkpoint) {
-            let (epoch, batches) = self.prepared.remove(0);
-            self.write_epoch(epoch, &batches).await?;
+        for (epoch, writes) in self.epochs.saved(checkpoint) {
+            self.write_epoch(epoch, &writes).await?;
         }
         Ok(())
     }
@@ -554,22 +542,11 @@ impl Sink for RedisSink {
     /// Writes what the restored checkpoint held, as the run that held it, unless
     /// its marker shows it was written before the crash.
     async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
-        if prepared.is_empty() || self.options.epoch_key.is_none() {
+        if self.options.epoch_key.is_none() {
             return Ok(());
         }
-        let mut epochs: std::collections::BTreeMap<u64, Vec<RecordBatch>> = Default::default();
-        for (name, batch) in eddy_engine::state::OperatorState::from_bytes(prepared)?.parts {
-            if name == "run" {
-                if let Some(run) = batch.column(0).as_string_opt::<i32>().filter(|r| !r.is_empty()) {
-                    self.run = run.value(0).to_string();
-                }
-                continue;
-            }
-            let epoch: u64 = name.parse().map_err(|_| format!("the checkpoint's Redis sink state has an unknown part `{name}`"))?;
-            epochs.entry(epoch).or_default().extend((batch.num_rows() > 0).then_some(batch));
-        }
-        for (epoch, batches) in epochs {
-            self.write_epoch(epoch, &batches).await?;
+        for (epoch, writes) in self.epochs.restore(prepared)? {
+            self.write_epoch(epoch, &writes).await?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod connector;
 pub mod error;
+pub mod failpoint;
 pub mod graph;
 pub mod message;
 pub mod metrics;

@@ -141,6 +141,7 @@ fn spawn_checkpoint_writer(
             match tokio::task::spawn_blocking(move || store.write(id, &all)).await {
                 Ok(Ok(bytes)) => {
                     tracing::debug!("checkpoint {id} complete in {:?}, {bytes} bytes", started.elapsed());
+                    crate::failpoint::reach("checkpoint-saved");
                     // Second phase: the sinks make what they prepared for it visible.
                     // Told before the metrics, so whoever sees the new id (a savepoint
                     // that then stops the pipeline) finds the sinks already told.
@@ -302,6 +303,7 @@ impl Output {
     async fn commit_checkpoint(&mut self, id: u64) -> Result<()> {
         if let Output::Sink { table, sink, .. } = self {
             sink.commit_checkpoint(id).await.map_err(sink_failed(table))?;
+            crate::failpoint::reach("sink-committed");
         }
         Ok(())
     }
@@ -358,6 +360,7 @@ impl Output {
                     Message::Barrier(id) if *two_phase => {
                         let bytes = sink.prepare(id.0).await.map_err(sink_failed(table))?;
                         *prepared = Some(bytes);
+                        crate::failpoint::reach("sink-prepared");
                     }
                     // Stopped while keeping checkpoints: what came after the last one is
                     // left uncommitted; resuming from that checkpoint writes it again.

@@ -139,10 +139,30 @@ impl Client {
     /// POSTs `body` with `params` as URL parameters (`query` and settings), retrying
     /// temporary failures; `what` names the request in logs and errors.
     pub(crate) async fn send(&self, what: &str, params: &[(&str, &str)], body: &[u8]) -> Result<String, ConnectorError> {
+        self.send_unless(what, params, body, None).await
+    }
+
+    /// As [`Client::send`], but before each retry asks `landed` (a query answering
+    /// a count) whether the failed attempt reached the table after all, and stops
+    /// if it did: a retry without a deduplication token must not insert twice.
+    pub(crate) async fn send_unless(&self, what: &str, params: &[(&str, &str)], body: &[u8], landed: Option<&str>) -> Result<String, ConnectorError> {
         let mut attempt = 0u32;
+        // After a failed attempt that may have landed, the check comes first.
+        let mut unsure = false;
         loop {
             attempt = attempt.saturating_add(1);
-            let failure = match self.attempt(params, body).await {
+            let outcome = match (unsure, landed) {
+                (true, Some(count)) => match self.attempt(&[], count.as_bytes()).await {
+                    Ok(answer) if answer.trim().parse::<u64>().is_ok_and(|n| n > 0) => {
+                        tracing::info!(url = %self.label, table = %self.table, "the failed attempt ({what}) had landed; not sending it again");
+                        return Ok(String::new());
+                    }
+                    Ok(_) => self.attempt(params, body).await,
+                    Err(failure) => Err(failure),
+                },
+                _ => self.attempt(params, body).await,
+            };
+            let failure = match outcome {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
@@ -160,6 +180,7 @@ impl Client {
                 "ClickHouse request failed ({what}); retrying in {pause:?}"
             );
             tokio::time::sleep(pause).await;
+            unsure = landed.is_some();
         }
     }
 

@@ -103,6 +103,8 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("sink.table-engine", "with 'sink.create-table': the table engine (default 'MergeTree'), e.g. 'ReplacingMergeTree(version)'"),
     ("sink.order-by", "with 'sink.create-table': comma-separated sorting-key columns (default: the PRIMARY KEY columns, else 'tuple()')"),
     ("sink.low-cardinality", "with 'sink.create-table': comma-separated STRING columns to declare LowCardinality(String)"),
+    ("sink.delivery-guarantee", "at-least-once (default: rows are inserted as they come; a replay after a crash inserts rows after the last checkpoint again) | exactly-once (rows are inserted when their checkpoint is saved, each checkpoint's rows in one INSERT tagged in 'sink.epoch-column')"),
+    ("sink.epoch-column", "with exactly-once: a String column of the ClickHouse table that gets each row's checkpoint tag (default '_eddy_epoch'; 'sink.create-table' adds it)"),
 ];
 
 /// Default for `'sink.batch-rows'`: large INSERTs are what ClickHouse is fastest
@@ -132,6 +134,8 @@ pub struct ClickHouseOptions {
     /// Sorting-key columns; empty for `tuple()`.
     pub(crate) order_by: Vec<String>,
     pub(crate) low_cardinality: Vec<String>,
+    /// `exactly-once`: the ClickHouse column that tags each row with its checkpoint.
+    pub(crate) epoch_column: Option<String>,
 }
 
 impl ClickHouseOptions {
@@ -201,6 +205,17 @@ impl ClickHouseOptions {
                 ));
             }
         }
+        let epoch_column = match def.option("sink.delivery-guarantee").unwrap_or("at-least-once").trim() {
+            "at-least-once" => None,
+            "exactly-once" => {
+                let column = non_empty("sink.epoch-column", def.option("sink.epoch-column").unwrap_or("_eddy_epoch"))?;
+                if columns.contains(&column.as_str()) {
+                    return Err(ConnectorError::invalid("sink.epoch-column", &column, "the epoch column is filled by the sink, so it cannot be one of the table's declared columns"));
+                }
+                Some(column)
+            }
+            other => return Err(ConnectorError::invalid("sink.delivery-guarantee", other, "expected exactly-once or at-least-once")),
+        };
         let max_retries = opt(def, "sink.max-retries", parse_u64)?.map_or(Ok(DEFAULT_MAX_RETRIES), |n| {
             u32::try_from(n).map_err(|_| ConnectorError::invalid("sink.max-retries", &n.to_string(), "expected at most 4294967295"))
         })?;
@@ -217,6 +232,7 @@ impl ClickHouseOptions {
             table_engine,
             order_by,
             low_cardinality,
+            epoch_column,
         })
     }
 }
@@ -371,6 +387,16 @@ mod tests {
         assert!(parse(&[("sink.table-engine", "Memory"), ("sink.order-by", "id")]).unwrap_err().contains("only MergeTree-family"));
         assert!(parse(&[("sink.low-cardinality", "id")]).unwrap_err().contains("column 'id' is Int64; only STRING"));
         assert!(parse(&[("table", " ")]).unwrap_err().contains("expected a name"));
+        assert!(parse(&[("sink.delivery-guarantee", "exactly")]).unwrap_err().contains("expected exactly-once or at-least-once"));
+        assert!(parse(&[("sink.delivery-guarantee", "exactly-once"), ("sink.epoch-column", "name")]).unwrap_err().contains("filled by the sink"));
+    }
+
+    #[test]
+    fn exactly_once_tags_rows_in_an_epoch_column() {
+        assert_eq!(parse(&[]).unwrap().epoch_column, None);
+        assert_eq!(parse(&[("sink.delivery-guarantee", "exactly-once")]).unwrap().epoch_column.as_deref(), Some("_eddy_epoch"));
+        let o = parse(&[("sink.delivery-guarantee", "exactly-once"), ("sink.epoch-column", "checkpoint")]).unwrap();
+        assert_eq!(o.epoch_column.as_deref(), Some("checkpoint"));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The ClickHouse sink: buffers rows as RowBinary and inserts them in batches; see
 //! the [module docs](super) for the guarantees.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::{BoxError, Sink};
 use eddy_sql::catalog::TableDef;
@@ -12,6 +13,7 @@ use eddy_sql::catalog::TableDef;
 use super::client::{parse_tab_separated, quote_identifier, quote_string, Client, ServerVersion};
 use super::rowbinary::{self, ChType, ColumnTarget};
 use super::{is_merge_tree, is_replicated, ClickHouseOptions};
+use crate::epochs::{self, HeldEpochs, HeldWrite};
 use crate::error::ConnectorError;
 
 /// How many recent INSERTs tables made by `'sink.create-table'` remember to
@@ -37,6 +39,10 @@ pub struct ClickHouseSink {
     oldest_buffered: Option<Instant>,
     /// An INSERT that failed: sent again (same token) before anything else.
     pending: Option<PendingInsert>,
+    /// `exactly-once`: rows held until their checkpoint is saved.
+    epochs: Option<HeldEpochs>,
+    /// `exactly-once` without checkpoints: commits so far, to tag each one's rows.
+    commits: u64,
 }
 
 /// The facts about the server and table the sink learns when it connects.
@@ -45,6 +51,8 @@ struct Server {
     /// The sink's columns with the types the ClickHouse table has.
     columns: Vec<ColumnTarget>,
     insert_query: String,
+    /// `exactly-once`: the INSERT with the epoch column last.
+    epoch_insert_query: Option<String>,
 }
 
 /// One encoded INSERT, kept until the server acknowledges it.
@@ -67,7 +75,9 @@ impl ClickHouseSink {
             options.max_retries,
         )?;
         let readable: String = options.table.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
+        let epochs = options.epoch_column.is_some().then(|| HeldEpochs::new(Arc::clone(&schema)));
         Ok(ClickHouseSink {
+            epochs,
             sink_id: format!("eddy-{readable}-{:016x}", rand::random::<u64>()),
             options,
             schema,
@@ -79,6 +89,7 @@ impl ClickHouseSink {
             buffered_rows: 0,
             oldest_buffered: None,
             pending: None,
+            commits: 0,
         })
     }
 
@@ -128,10 +139,27 @@ impl ClickHouseSink {
                 .map_err(|e| self.setup_error(format!("column '{}': {e}", field.name())))?;
             columns.push(ColumnTarget { name: field.name().clone(), ch_type });
         }
-        let names: Vec<String> = columns.iter().map(|c| quote_identifier(&c.name)).collect();
+        let mut names: Vec<String> = columns.iter().map(|c| quote_identifier(&c.name)).collect();
         let insert_query = format!("INSERT INTO {} ({}) FORMAT RowBinary", self.table, names.join(", "));
+        let epoch_insert_query = match &self.options.epoch_column {
+            Some(epoch) => {
+                let server_type = rows.iter().find(|r| r.first() == Some(epoch)).and_then(|r| r.get(1)).map(|t| ChType::parse(t));
+                let string = matches!(&server_type, Some(ChType::String))
+                    || matches!(&server_type, Some(ChType::LowCardinality(inner)) if matches!(**inner, ChType::String));
+                if !string {
+                    return Err(self.setup_error(format!(
+                        "exactly-once needs a String column '{epoch}' in the ClickHouse table to tag rows with their checkpoint; add it (ALTER TABLE {} ADD COLUMN {} String) or let 'sink.create-table' make the table",
+                        self.table,
+                        quote_identifier(epoch)
+                    )));
+                }
+                names.push(quote_identifier(epoch));
+                Some(format!("INSERT INTO {} ({}) FORMAT RowBinary", self.table, names.join(", ")))
+            }
+            None => None,
+        };
         tracing::debug!(url = %self.client.label(), table = %self.table, major = version.major, minor = version.minor, "connected to ClickHouse");
-        self.server = Some(Server { version, columns, insert_query });
+        self.server = Some(Server { version, columns, insert_query, epoch_insert_query });
         Ok(())
     }
 
@@ -157,6 +185,9 @@ impl ClickHouseSink {
                 ch_type = ChType::LowCardinality(Box::new(ch_type));
             }
             columns.push(format!("{} {ch_type}", quote_identifier(name)));
+        }
+        if let Some(epoch) = &options.epoch_column {
+            columns.push(format!("{} String", quote_identifier(epoch)));
         }
         let mut sql = format!("CREATE TABLE IF NOT EXISTS {} ({}) ENGINE = {}", self.table, columns.join(", "), options.table_engine);
         if is_merge_tree(&options.table_engine) {
@@ -231,6 +262,50 @@ impl ClickHouseSink {
         Ok(())
     }
 
+    /// `SELECT count()` of the rows tagged `tag`: whether an epoch's INSERT landed.
+    fn landed_query(&self, tag: &str) -> String {
+        let column = self.options.epoch_column.as_deref().unwrap_or("_eddy_epoch");
+        format!("SELECT count() FROM {} WHERE {} = {}", self.table, quote_identifier(column), quote_string(tag))
+    }
+
+    /// Exactly-once: inserts `writes` tagged `tag` in one INSERT of one block (so
+    /// it lands whole or not at all), unless rows with that tag are there already
+    /// when `check` is set (after a restart) or a failed attempt turns out to have landed.
+    async fn insert_epoch(&mut self, tag: &str, writes: &[HeldWrite], check: bool) -> Result<(), ConnectorError> {
+        self.connect().await?;
+        let rows: usize = writes.iter().map(|w| w.rows.num_rows()).sum();
+        if rows == 0 {
+            return Ok(());
+        }
+        let landed = self.landed_query(tag);
+        if check {
+            let answer = self.client.query(&format!("cannot read the checkpoint tags of ClickHouse table {}", self.table), &landed, &[]).await?;
+            if answer.trim().parse::<u64>().is_ok_and(|n| n > 0) {
+                tracing::info!(table = %self.table, tag, "the rows of this checkpoint were inserted before the restart; not again");
+                return Ok(());
+            }
+        }
+        let (Some(server), Some(epoch_column)) = (&self.server, &self.options.epoch_column) else { return Ok(()) };
+        let mut targets = server.columns.clone();
+        targets.push(ColumnTarget { name: epoch_column.clone(), ch_type: ChType::String });
+        let mut body = Vec::new();
+        for write in writes {
+            let mut columns = write.rows.columns().to_vec();
+            columns.push(Arc::new(StringArray::from(vec![tag; write.rows.num_rows()])) as ArrayRef);
+            let tagged = RecordBatch::try_from_iter(targets.iter().map(|t| t.name.clone()).zip(columns))
+                .map_err(|e| ConnectorError::arrow("tagging rows with their checkpoint", e))?;
+            rowbinary::encode_batch(&tagged, &targets, &mut body)
+                .map_err(|reason| ConnectorError::clickhouse(format!("cannot write rows to ClickHouse table {}", self.table), reason))?;
+        }
+        let block = (rows + 1).to_string();
+        let query = server.epoch_insert_query.clone().unwrap_or_default();
+        let params = [("query", query.as_str()), ("max_insert_block_size", block.as_str()), ("min_insert_block_size_rows", block.as_str())];
+        let what = format!("cannot insert {rows} rows of checkpoint {tag} into ClickHouse table {}", self.table);
+        self.client.send_unless(&what, &params, &body, Some(&landed)).await?;
+        tracing::debug!(table = %self.table, rows, tag, "inserted a checkpoint's rows into ClickHouse");
+        Ok(())
+    }
+
     /// Whether the oldest buffered row has waited `'sink.flush-interval'`.
     fn interval_passed(&self) -> bool {
         self.oldest_buffered.is_some_and(|since| since.elapsed() >= self.options.flush_interval)
@@ -240,13 +315,15 @@ impl ClickHouseSink {
 #[async_trait]
 impl Sink for ClickHouseSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        if batch.num_rows() > 0 && batch.num_columns() != self.schema.fields().len() {
+            return Err(self.setup_error(format!("a batch has {} columns, the table {}", batch.num_columns(), self.schema.fields().len())).into());
+        }
+        if let Some(epochs) = &mut self.epochs {
+            epochs.hold(batch, false);
+            return Ok(());
+        }
         if batch.num_rows() > 0 {
             self.connect().await?;
-            if batch.num_columns() != self.schema.fields().len() {
-                return Err(self
-                    .setup_error(format!("a batch has {} columns, the table {}", batch.num_columns(), self.schema.fields().len()))
-                    .into());
-            }
             let mut offset = 0;
             while offset < batch.num_rows() {
                 let rows = (batch.num_rows() - offset).min(self.options.batch_rows.saturating_sub(self.buffered_rows).max(1));
@@ -263,9 +340,51 @@ impl Sink for ClickHouseSink {
         Ok(())
     }
 
+    /// Exactly-once: what was prepared, then what was written since, each
+    /// checkpoint's rows in one tagged INSERT.
     async fn commit(&mut self) -> Result<(), BoxError> {
         self.connect().await?;
-        self.flush().await?;
+        let Some(epochs) = &mut self.epochs else {
+            self.flush().await?;
+            return Ok(());
+        };
+        let run = epochs.run().to_string();
+        let (prepared, held) = epochs.drain_all();
+        for (epoch, writes) in prepared {
+            self.insert_epoch(&epochs::marker(&run, epoch), &writes, false).await?;
+        }
+        self.commits += 1;
+        self.insert_epoch(&format!("{run}:commit-{}", self.commits), &held, false).await?;
+        Ok(())
+    }
+
+    async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        match &mut self.epochs {
+            Some(epochs) => epochs.prepare(checkpoint),
+            None => {
+                self.commit().await?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        let Some(epochs) = &mut self.epochs else { return Ok(()) };
+        let run = epochs.run().to_string();
+        for (epoch, writes) in epochs.saved(checkpoint) {
+            self.insert_epoch(&epochs::marker(&run, epoch), &writes, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the restored checkpoints' rows unless rows with their tag are there.
+    async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
+        let Some(epochs) = &mut self.epochs else { return Ok(()) };
+        let restored = epochs.restore(prepared)?;
+        let run = epochs.run().to_string();
+        for (epoch, writes) in restored {
+            self.insert_epoch(&epochs::marker(&run, epoch), &writes, true).await?;
+        }
         Ok(())
     }
 }

@@ -52,7 +52,8 @@ pub(crate) const OPTIONS: &[(&str, &str)] = &[
     ("key.fields", "sink: columns that form the record key, e.g. 'user_id' or 'a;b'"),
     ("key.format", "sink: json (default) | csv | avro | raw (one key column)"),
     ("sink.partitioner", "sink: default (by key hash, sticky without a key) | round-robin | fixed (partition 0)"),
-    ("sink.delivery-guarantee", "sink: at-least-once (default: every row is acknowledged by the broker at each commit) | none"),
+    ("sink.delivery-guarantee", "sink: at-least-once (default: every row is acknowledged by the broker at each commit) | exactly-once (rows are written in a Kafka transaction when their checkpoint is saved; read with isolation.level=read_committed) | none"),
+    ("sink.transactional-id-prefix", "sink, with exactly-once: the producer's transactional.id (default 'eddy-<table>'); give each pipeline writing one topic its own"),
 ];
 
 /// Options of `'connector' = 'upsert-kafka'` (Flink's names): a sink of changelogs by primary key.
@@ -63,7 +64,8 @@ pub(crate) const UPSERT_OPTIONS: &[(&str, &str)] = &[
     ("key.format", "json (default) | csv | avro | raw: the PRIMARY KEY columns, which are the record key"),
     ("value.format", "json (default) | csv | avro: the whole row"),
     ("csv.field-delimiter", "one character between CSV fields (default ',')"),
-    ("sink.delivery-guarantee", "at-least-once (default: every row is acknowledged by the broker at each commit) | none"),
+    ("sink.delivery-guarantee", "at-least-once (default: every row is acknowledged by the broker at each commit) | exactly-once (rows are written in a Kafka transaction when their checkpoint is saved) | none"),
+    ("sink.transactional-id-prefix", "with exactly-once: the producer's transactional.id (default 'eddy-<table>'); give each pipeline writing one topic its own"),
 ];
 
 /// An `upsert-kafka` table as the Kafka sink sees it: the PRIMARY KEY columns are
@@ -127,6 +129,9 @@ pub(crate) struct KafkaOptions {
     pub key_format: TextOrRaw,
     pub partitioner: Partitioner,
     pub acknowledged: bool,
+    /// `exactly-once`: the producer's transactional id; rows are written in
+    /// transactions when their checkpoint is saved.
+    pub transactional_id: Option<String>,
     /// With `avro-confluent`: the schema registry's URL and the sink's subject.
     pub registry: Option<(String, String)>,
 }
@@ -262,17 +267,14 @@ impl KafkaOptions {
             "fixed" => Partitioner::Fixed,
             other => return Err(ConnectorError::invalid("sink.partitioner", other, "expected default, round-robin or fixed")),
         };
-        let acknowledged = match def.option("sink.delivery-guarantee").unwrap_or("at-least-once").trim() {
-            "at-least-once" => true,
-            "none" => false,
+        let (acknowledged, transactional_id) = match def.option("sink.delivery-guarantee").unwrap_or("at-least-once").trim() {
+            "at-least-once" => (true, None),
+            "none" => (false, None),
             "exactly-once" => {
-                return Err(ConnectorError::invalid(
-                    "sink.delivery-guarantee",
-                    "exactly-once",
-                    "transactional writes come with checkpointing and are not available yet; use at-least-once",
-                ))
+                let id = def.option("sink.transactional-id-prefix").map_or_else(|| format!("eddy-{}", def.name), str::to_string);
+                (true, Some(id))
             }
-            other => return Err(ConnectorError::invalid("sink.delivery-guarantee", other, "expected at-least-once or none")),
+            other => return Err(ConnectorError::invalid("sink.delivery-guarantee", other, "expected exactly-once, at-least-once or none")),
         };
         let either = |name: &str| def.option(&format!("value.{name}")).or_else(|| def.option(name)).map(str::to_string);
         let registry = match format {
@@ -303,6 +305,7 @@ impl KafkaOptions {
             key_format,
             partitioner,
             acknowledged,
+            transactional_id,
         })
     }
 
@@ -401,7 +404,11 @@ mod tests {
         assert!(err(&[("topic", "t"), ("format", "avro-confluent")]).contains("'avro-confluent.url'"));
         assert!(err(&[("topic", "t"), ("key.format", "avro-confluent")]).contains("keys in the registry's format are not supported"));
         assert!(err(&[("topic", "t"), ("key.fields", "nope")]).contains("unknown column 'nope'"));
-        assert!(err(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once")]).contains("not available yet"));
+        assert!(err(&[("topic", "t"), ("sink.delivery-guarantee", "exactly")]).contains("expected exactly-once, at-least-once or none"));
+        let transactional = |opts: &[(&str, &str)]| KafkaOptions::parse(&def(opts)).unwrap().transactional_id;
+        assert_eq!(transactional(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once")]).as_deref(), Some("eddy-t"));
+        assert_eq!(transactional(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once"), ("sink.transactional-id-prefix", "p1")]).as_deref(), Some("p1"));
+        assert_eq!(transactional(&[("topic", "t")]), None);
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "specific-offsets"), ("scan.startup.specific-offsets", "0:1")])
             .contains("expected 'partition:0,offset:42"));
     }

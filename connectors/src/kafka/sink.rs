@@ -6,6 +6,16 @@
 //! librdkafka as they come (it batches and retries them); [`Sink::commit`] waits
 //! until the broker has acknowledged every record written so far and fails if one
 //! could not be delivered, which is the at-least-once guarantee.
+//!
+//! With `'sink.delivery-guarantee' = 'exactly-once'` rows are held until their
+//! checkpoint is saved (see [`crate::epochs`]), then written in one Kafka
+//! transaction of a producer with a stable `transactional.id` (so a restarted sink
+//! fences its predecessor and aborts what it left open). The same transaction
+//! commits a marker, `run:epoch`, as the committed offset of the consumer group
+//! named like the transactional id, so a marker is visible exactly when its rows
+//! are. A restarted sink reads the marker and writes the restored epochs again only
+//! if their transaction did not commit. Readers see each row once with
+//! `isolation.level = read_committed` (librdkafka's default).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,11 +27,14 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use eddy_engine::{BoxError, Sink};
 use eddy_sql::catalog::TableDef;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::registry::SchemaRegistry;
 use super::{KafkaOptions, Partitioner, TextOrRaw};
+use crate::epochs::{self, already_written, HeldEpochs, HeldWrite};
 use crate::error::ConnectorError;
 use crate::filesystem::text::TextFormat;
 use crate::format::{common_timestamp_format, json_rows};
@@ -50,6 +63,20 @@ pub struct KafkaSink {
     /// `avro-confluent`: the registry, and the id of the schema once registered.
     registry: Option<SchemaRegistry>,
     schema_id: Option<u32>,
+    /// `exactly-once`: the held rows and the transaction marker.
+    transactions: Option<Transactions>,
+}
+
+/// How long a transaction call may take before the sink gives up and the pipeline restarts.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An exactly-once sink's transactional state; see the module docs.
+struct Transactions {
+    epochs: HeldEpochs,
+    /// The producer's transactional id, also the marker's consumer group.
+    id: String,
+    /// Reads the marker (the group's committed offset) and names the group to the transaction.
+    marker: BaseConsumer,
 }
 
 impl KafkaSink {
@@ -62,6 +89,9 @@ impl KafkaSink {
         })?;
         let mut config = options.client_config();
         config.set("acks", if options.acknowledged { "all" } else { "1" });
+        if let Some(id) = &options.transactional_id {
+            config.set("transactional.id", id);
+        }
         let producer: FutureProducer = config
             .create()
             .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka producer for {}", options.bootstrap), e))?;
@@ -87,7 +117,12 @@ impl KafkaSink {
                 return Err(ConnectorError::invalid("format", "raw", "a raw value is exactly one column"));
             }
         }
+        let transactions = match &options.transactional_id {
+            Some(id) => Some(Transactions::start(&options, id, &producer, Arc::clone(&schema))?),
+            None => None,
+        };
         Ok(KafkaSink {
+            transactions,
             timestamp_format: common_timestamp_format(&schema),
             topic,
             producer,
@@ -207,29 +242,56 @@ fn timestamps(batch: &RecordBatch, column: usize) -> Result<Vec<Option<i64>>, Co
     Ok((0..ts.len()).map(|i| ts.is_valid(i).then(|| ts.value(i))).collect())
 }
 
-#[async_trait]
-impl Sink for KafkaSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|e| {
-            ConnectorError::arrow(format!("rows do not match the columns of topic '{}'", self.topic), e)
-        })?;
+impl Transactions {
+    /// Fences any earlier producer with the same id (aborting its open
+    /// transaction) and opens the marker's consumer group.
+    fn start(options: &KafkaOptions, id: &str, producer: &FutureProducer, schema: SchemaRef) -> Result<Self, ConnectorError> {
+        producer
+            .init_transactions(TRANSACTION_TIMEOUT)
+            .map_err(|e| ConnectorError::kafka(format!("cannot start transactions as '{id}' on {}", options.bootstrap), e))?;
+        let mut config = options.client_config();
+        config.set("group.id", id).set("enable.auto.commit", "false").set("isolation.level", "read_committed");
+        let marker: BaseConsumer = config
+            .create()
+            .map_err(|e| ConnectorError::kafka(format!("cannot create the marker consumer for '{id}'"), e))?;
+        Ok(Transactions { epochs: HeldEpochs::new(schema), id: id.to_string(), marker })
+    }
+
+    /// The marker of the last committed transaction, `run:epoch`, if any.
+    fn committed_marker(&self, topic: &str) -> Result<Option<String>, ConnectorError> {
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition(topic, 0);
+        let committed = self
+            .marker
+            .committed_offsets(partitions, TRANSACTION_TIMEOUT)
+            .map_err(|e| ConnectorError::kafka(format!("cannot read the commit marker of '{}'", self.id), e))?;
+        Ok(committed.elements().first().map(|e| e.metadata().to_string()).filter(|m| !m.is_empty()))
+    }
+}
+
+impl KafkaSink {
+    /// The rows in the sink table's schema (names and all), or a clear error.
+    fn conform(&self, batch: RecordBatch) -> Result<RecordBatch, ConnectorError> {
+        RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())
+            .map_err(|e| ConnectorError::arrow(format!("rows do not match the columns of topic '{}'", self.topic), e))
+    }
+
+    /// Hands every row to the producer.
+    async fn write_now(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         let values = match self.options.format {
             TextOrRaw::AvroConfluent => {
-                let id = self.schema_id(&batch).await?;
-                let datums = self.encode(TextOrRaw::Avro, &batch, &self.value_columns)?;
+                let id = self.schema_id(batch).await?;
+                let datums = self.encode(TextOrRaw::Avro, batch, &self.value_columns)?;
                 datums.iter().map(|d| super::registry::frame(id, d)).collect()
             }
-            format => self.encode(format, &batch, &self.value_columns)?,
+            format => self.encode(format, batch, &self.value_columns)?,
         };
         let keys = if self.key_columns.is_empty() {
             None
         } else {
-            Some(self.encode(self.options.key_format, &batch, &self.key_columns)?)
+            Some(self.encode(self.options.key_format, batch, &self.key_columns)?)
         };
-        let times = self.timestamp_column.map(|c| timestamps(&batch, c)).transpose()?;
+        let times = self.timestamp_column.map(|c| timestamps(batch, c)).transpose()?;
         if let (Some(keys), false) = (&keys, self.deletes.is_empty()) {
             for key in keys {
                 self.deletes.remove(key);
@@ -268,9 +330,7 @@ impl Sink for KafkaSink {
                             self.settle_one().await?;
                         }
                     }
-                    Err((e, _)) => {
-                        return Err(ConnectorError::kafka(format!("cannot write to topic '{}'", self.topic), e).into());
-                    }
+                    Err((e, _)) => return Err(ConnectorError::kafka(format!("cannot write to topic '{}'", self.topic), e)),
                 }
             }
             while self.in_flight.len() > MAX_IN_FLIGHT {
@@ -280,22 +340,26 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    /// Retracted keys are remembered; [`KafkaSink::flush_deletes`] turns those
-    /// not written again into tombstones (records with the key and no value).
-    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+    /// Remembers the retracted keys; [`KafkaSink::flush_deletes`] turns those not
+    /// written again into tombstones (records with the key and no value).
+    fn retract_now(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         if self.key_columns.is_empty() {
-            return Err(format!("topic '{}' has no key columns, so a retracted row cannot be deleted; use 'upsert-kafka' with a PRIMARY KEY", self.topic).into());
+            return Err(ConnectorError::invalid(
+                "connector",
+                "kafka",
+                format!("topic '{}' has no key columns, so a retracted row cannot be deleted; use 'upsert-kafka' with a PRIMARY KEY", self.topic),
+            ));
         }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())
-            .map_err(|e| ConnectorError::arrow(format!("rows do not match the columns of topic '{}'", self.topic), e))?;
-        for key in self.encode(self.options.key_format, &batch, &self.key_columns)? {
+        for key in self.encode(self.options.key_format, batch, &self.key_columns)? {
             let order = self.deletes.len();
             self.deletes.entry(key).or_insert(order);
         }
         Ok(())
     }
 
-    async fn commit(&mut self) -> Result<(), BoxError> {
+    /// Tombstones, then waits for the broker's acknowledgement of every record
+    /// (unless the guarantee is `none`).
+    async fn settle_all(&mut self) -> Result<(), ConnectorError> {
         self.flush_deletes().await?;
         if !self.options.acknowledged {
             self.in_flight.clear();
@@ -303,6 +367,124 @@ impl Sink for KafkaSink {
         }
         while !self.in_flight.is_empty() {
             self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: writes `writes` in one transaction, with the marker of
+    /// `epoch` when it is a checkpoint's, and commits it.
+    async fn write_transaction(&mut self, epoch: Option<u64>, writes: &[HeldWrite]) -> Result<(), ConnectorError> {
+        let Some(transactions) = &self.transactions else { return Ok(()) };
+        let failed = |what: &str, e: KafkaError| ConnectorError::kafka(format!("{what} of '{}' failed", transactions.id), e);
+        self.producer.begin_transaction().map_err(|e| failed("beginning a transaction", e))?;
+        for write in writes {
+            if write.retract {
+                self.retract_now(&write.rows)?;
+            } else {
+                self.write_now(&write.rows).await?;
+            }
+        }
+        self.settle_all().await?;
+        eddy_engine::failpoint::reach("kafka-transaction-written");
+        let Some(transactions) = &self.transactions else { return Ok(()) };
+        let failed = |what: &str, e: KafkaError| ConnectorError::kafka(format!("{what} of '{}' failed", transactions.id), e);
+        let producer = self.producer.clone();
+        let marker = epoch.map(|epoch| {
+            let mut offsets = TopicPartitionList::new();
+            let metadata = epochs::marker(transactions.epochs.run(), epoch);
+            let mut element = offsets.add_partition(&self.topic, 0);
+            element.set_metadata(metadata);
+            // Any offset will do; the number is the epoch, for people reading the group.
+            let _ = element.set_offset(Offset::Offset(epoch as i64));
+            (offsets, transactions.marker.group_metadata())
+        });
+        // Both calls block until the coordinator answers.
+        let outcome = tokio::task::spawn_blocking(move || {
+            if let Some((offsets, group)) = &marker {
+                let group = group.as_ref().ok_or(("naming the marker's group", KafkaError::Canceled))?;
+                producer.send_offsets_to_transaction(offsets, group, TRANSACTION_TIMEOUT).map_err(|e| ("committing the marker", e))?;
+            }
+            producer.commit_transaction(TRANSACTION_TIMEOUT).map_err(|e| ("committing the transaction", e))
+        })
+        .await
+        .map_err(|e| ConnectorError::invalid("sink.delivery-guarantee", "exactly-once", format!("the transaction's commit task failed: {e}")))?;
+        outcome.map_err(|(what, e)| failed(what, e))?;
+        tracing::debug!(topic = %self.topic, epoch, rows = writes.iter().map(|w| w.rows.num_rows()).sum::<usize>(), "committed a Kafka transaction");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.conform(batch)?;
+        match &mut self.transactions {
+            Some(transactions) => transactions.epochs.hold(batch, false),
+            None => self.write_now(&batch).await?,
+        }
+        Ok(())
+    }
+
+    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        let batch = self.conform(batch)?;
+        match &mut self.transactions {
+            Some(transactions) => transactions.epochs.hold(batch, true),
+            None => self.retract_now(&batch)?,
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: what was prepared, then what was written since, each in a transaction.
+    async fn commit(&mut self) -> Result<(), BoxError> {
+        let Some(transactions) = &mut self.transactions else {
+            return Ok(self.settle_all().await?);
+        };
+        let (prepared, held) = transactions.epochs.drain_all();
+        for (epoch, writes) in prepared {
+            self.write_transaction(Some(epoch), &writes).await?;
+        }
+        if !held.is_empty() {
+            self.write_transaction(None, &held).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        match &mut self.transactions {
+            Some(transactions) => transactions.epochs.prepare(checkpoint),
+            None => {
+                self.settle_all().await?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        let Some(transactions) = &mut self.transactions else { return Ok(()) };
+        for (epoch, writes) in transactions.epochs.saved(checkpoint) {
+            self.write_transaction(Some(epoch), &writes).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the restored epochs whose transaction did not commit before the crash.
+    async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
+        let Some(transactions) = &mut self.transactions else { return Ok(()) };
+        let epochs = transactions.epochs.restore(prepared)?;
+        if epochs.is_empty() {
+            return Ok(());
+        }
+        let committed = transactions.committed_marker(&self.topic)?;
+        for (epoch, writes) in epochs {
+            let Some(transactions) = &self.transactions else { break };
+            if already_written(committed.as_deref(), transactions.epochs.run(), epoch) {
+                tracing::info!(topic = %self.topic, epoch, "the transaction of checkpoint {epoch} committed before the restart; not again");
+                continue;
+            }
+            self.write_transaction(Some(epoch), &writes).await?;
         }
         Ok(())
     }

@@ -163,12 +163,14 @@ pub struct ReadRecord {
     pub timestamp: Option<i64>,
 }
 
-/// Every record now in `topic`, by partition and offset.
+/// Every committed record now in `topic` (read as `read_committed`), by partition and offset.
 pub fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "eddy-test-reader")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
@@ -183,9 +185,17 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
     consumer.assign(&list).expect("assign");
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while (out.len() as i64) < remaining && std::time::Instant::now() < deadline {
+    // Transaction markers take offsets too, so the end is where every partition says so.
+    let mut ended = std::collections::BTreeSet::new();
+    while (out.len() as i64) < remaining && ended.len() < parts.len() && std::time::Instant::now() < deadline {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("consume");
+            let m = match m {
+                Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                    ended.insert(p);
+                    continue;
+                }
+                m => m.expect("consume"),
+            };
             out.push(ReadRecord {
                 partition: m.partition(),
                 offset: m.offset(),

@@ -1,0 +1,179 @@
+//! Rows held back until their checkpoint is saved: the common half of every
+//! exactly-once sink that cannot resume another process's open transaction
+//! (Redis, Kafka, ClickHouse).
+//!
+//! Such a sink holds what it is given ([`HeldEpochs::hold`]); at a barrier the held
+//! rows become checkpoint `n`'s epoch and are saved with the checkpoint
+//! ([`HeldEpochs::prepare`]); when the checkpoint is saved the sink writes each
+//! epoch atomically together with a marker naming the run and the epoch, and a
+//! restarted sink ([`HeldEpochs::restore`]) writes the restored epochs again unless
+//! the marker shows they were written before the crash. The run id keeps a fresh run
+//! of the same pipeline (checkpoint ids from 1 again) from being taken for a replay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::SchemaRef;
+use eddy_engine::state::OperatorState;
+use eddy_engine::BoxError;
+
+/// One write a sink was given: rows, or rows it is asked to retract.
+#[derive(Debug, Clone)]
+pub struct HeldWrite {
+    /// The rows, in the sink table's schema.
+    pub rows: RecordBatch,
+    /// True for a retraction (a changelog's `-U`/`-D`).
+    pub retract: bool,
+}
+
+/// The writes of one checkpoint, in the order the sink was given them.
+pub type Epoch = (u64, Vec<HeldWrite>);
+
+/// The held and prepared writes of one exactly-once sink, and the name of its run.
+pub struct HeldEpochs {
+    schema: SchemaRef,
+    /// Writes since the last barrier.
+    held: Vec<HeldWrite>,
+    /// Writes of barriers whose checkpoint is not saved yet, oldest first.
+    prepared: Vec<Epoch>,
+    run: String,
+}
+
+impl HeldEpochs {
+    /// Starts a new run: a name no earlier run of this sink had.
+    pub fn new(schema: SchemaRef) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let run = format!("{:x}", nanos ^ u128::from(std::process::id()) ^ u128::from(rand::random::<u64>()));
+        HeldEpochs { schema, held: Vec::new(), prepared: Vec::new(), run }
+    }
+
+    /// The run's name, to be written in the marker with each epoch.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Keeps a write until its checkpoint is saved.
+    pub fn hold(&mut self, rows: RecordBatch, retract: bool) {
+        if rows.num_rows() > 0 {
+            self.held.push(HeldWrite { rows, retract });
+        }
+    }
+
+    /// Closes checkpoint `checkpoint`'s epoch and returns everything not yet
+    /// written (this epoch and earlier unsaved ones), with the run's name, for
+    /// the checkpoint to keep.
+    pub fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        self.prepared.push((checkpoint, std::mem::take(&mut self.held)));
+        let run = RecordBatch::try_from_iter([("run", Arc::new(StringArray::from(vec![self.run.clone()])) as ArrayRef)])?;
+        let mut parts = vec![("run".to_string(), run)];
+        for (epoch, writes) in &self.prepared {
+            parts.extend(writes.iter().map(|w| (part_name(*epoch, w.retract), w.rows.clone())));
+            // An epoch without rows is still an epoch: its marker moves too.
+            parts.push((part_name(*epoch, false), RecordBatch::new_empty(Arc::clone(&self.schema))));
+        }
+        Ok(OperatorState { parts }.to_bytes()?)
+    }
+
+    /// The prepared epochs up to and including `checkpoint`, now saved and due to be written.
+    pub fn saved(&mut self, checkpoint: u64) -> Vec<Epoch> {
+        let due = self.prepared.iter().take_while(|(epoch, _)| *epoch <= checkpoint).count();
+        self.prepared.drain(..due).collect()
+    }
+
+    /// Everything prepared, then the writes since the last barrier (`None` epoch):
+    /// at the end of a bounded pipeline, or without checkpoints.
+    pub fn drain_all(&mut self) -> (Vec<Epoch>, Vec<HeldWrite>) {
+        (std::mem::take(&mut self.prepared), std::mem::take(&mut self.held))
+    }
+
+    /// Reads what [`HeldEpochs::prepare`] saved, taking over the saved run's name,
+    /// and returns its epochs, to be written unless their marker says they were.
+    pub fn restore(&mut self, prepared: &[u8]) -> Result<Vec<Epoch>, BoxError> {
+        let mut epochs: BTreeMap<u64, Vec<HeldWrite>> = BTreeMap::new();
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (name, rows) in OperatorState::from_bytes(prepared)?.parts {
+            if name == "run" {
+                if let Some(run) = rows.column(0).as_string_opt::<i32>().filter(|r| !r.is_empty()) {
+                    self.run = run.value(0).to_string();
+                }
+                continue;
+            }
+            let (epoch, retract) = match name.strip_suffix(RETRACT_SUFFIX) {
+                Some(epoch) => (epoch, true),
+                None => (name.as_str(), false),
+            };
+            let epoch: u64 = epoch.parse().map_err(|_| format!("the checkpoint's sink state has an unknown part `{name}`"))?;
+            let writes = epochs.entry(epoch).or_default();
+            if rows.num_rows() > 0 {
+                writes.push(HeldWrite { rows, retract });
+            }
+        }
+        Ok(epochs.into_iter().collect())
+    }
+}
+
+const RETRACT_SUFFIX: &str = "-retract";
+
+fn part_name(epoch: u64, retract: bool) -> String {
+    if retract {
+        format!("{epoch}{RETRACT_SUFFIX}")
+    } else {
+        epoch.to_string()
+    }
+}
+
+/// A marker as sinks store it: `run:epoch`.
+pub fn marker(run: &str, epoch: u64) -> String {
+    format!("{run}:{epoch}")
+}
+
+/// Whether the stored marker `stored` (as [`marker`] wrote it) shows that `run`
+/// already wrote `epoch`: same run, same or later epoch.
+pub fn already_written(stored: Option<&str>, run: &str, epoch: u64) -> bool {
+    stored
+        .and_then(|m| m.rsplit_once(':'))
+        .is_some_and(|(r, n)| r == run && n.parse::<u64>().is_ok_and(|n| n >= epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+
+    fn rows(values: &[i64]) -> RecordBatch {
+        RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(values.to_vec())) as ArrayRef)]).unwrap()
+    }
+
+    #[test]
+    fn a_restored_sink_gets_every_unsaved_epoch_in_order_with_the_run_that_held_it() {
+        let mut before = HeldEpochs::new(rows(&[]).schema());
+        before.hold(rows(&[1, 2]), false);
+        before.prepare(1).unwrap();
+        before.hold(rows(&[3]), false);
+        before.hold(rows(&[1]), true);
+        let saved = before.prepare(2).unwrap();
+        let mut after = HeldEpochs::new(rows(&[]).schema());
+        assert_ne!(after.run(), before.run());
+        let epochs = after.restore(&saved).unwrap();
+        assert_eq!(after.run(), before.run());
+        let summary: Vec<(u64, Vec<(usize, bool)>)> =
+            epochs.iter().map(|(e, w)| (*e, w.iter().map(|w| (w.rows.num_rows(), w.retract)).collect())).collect();
+        assert_eq!(summary, vec![(1, vec![(2, false)]), (2, vec![(1, false), (1, true)])]);
+        // Once checkpoint 1 is saved, only epoch 1 is due.
+        assert_eq!(before.saved(1).iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(before.saved(5).iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn markers_compare_run_and_epoch() {
+        let m = marker("ab12", 7);
+        assert!(already_written(Some(&m), "ab12", 7));
+        assert!(already_written(Some(&m), "ab12", 3));
+        assert!(!already_written(Some(&m), "ab12", 8));
+        assert!(!already_written(Some(&m), "other", 1));
+        assert!(!already_written(None, "ab12", 1));
+    }
+}
