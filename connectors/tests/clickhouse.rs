@@ -437,3 +437,55 @@ async fn an_outage_is_retried_and_every_row_arrives_once() {
     drop_database(&url, &db).await;
     tokio::task::spawn_blocking(move || CLICKHOUSE.stop(&run_dir)).await.unwrap();
 }
+
+/// `exactly-once`: each checkpoint's rows go in one INSERT tagged with the run and
+/// checkpoint; a restarted sink inserts a restored checkpoint only if no row has its
+/// tag, and a table without the tag column is refused with what to do.
+#[tokio::test]
+async fn exactly_once_inserts_each_checkpoint_once_across_crashes() {
+    let (url, db) = new_database("exactly_once").await;
+    let def = sink_table("n BIGINT", &url, &db, "counts", ", 'sink.create-table' = 'true', 'sink.delivery-guarantee' = 'exactly-once'");
+    let rows = |ns: &[i64]| batch(&def, vec![Arc::new(Int64Array::from(ns.to_vec())) as ArrayRef]);
+    let committed = || async {
+        let text = query(&url, &format!("SELECT n FROM {db}.counts ORDER BY n FORMAT TabSeparated")).await;
+        text.lines().map(|l| l.parse::<i64>().unwrap()).collect::<Vec<_>>()
+    };
+
+    let mut first = open_sink(&def);
+    first.write(rows(&[1, 2])).await.unwrap();
+    let saved_1 = first.prepare(1).await.unwrap();
+    first.commit_checkpoint(1).await.unwrap();
+    assert_eq!(committed().await, vec![1, 2]);
+    first.write(rows(&[3])).await.unwrap();
+    let saved_2 = first.prepare(2).await.unwrap();
+    assert_eq!(committed().await, vec![1, 2], "held until checkpoint 2 is saved");
+    drop(first);
+    // Crash before checkpoint 2's INSERT: the restart inserts it.
+    let mut second = open_sink(&def);
+    second.recover(&saved_2).await.unwrap();
+    assert_eq!(committed().await, vec![1, 2, 3]);
+    // Crash after it: restoring checkpoint 2 again, or checkpoint 1, inserts nothing twice.
+    let mut third = open_sink(&def);
+    third.recover(&saved_2).await.unwrap();
+    third.recover(&saved_1).await.unwrap();
+    assert_eq!(committed().await, vec![1, 2, 3]);
+    // A fresh run (checkpoint ids from 1 again) is its own.
+    let mut fresh = open_sink(&def);
+    fresh.write(rows(&[4])).await.unwrap();
+    fresh.prepare(1).await.unwrap();
+    fresh.commit_checkpoint(1).await.unwrap();
+    fresh.write(rows(&[5])).await.unwrap();
+    fresh.commit().await.unwrap();
+    assert_eq!(committed().await, vec![1, 2, 3, 4, 5]);
+    let tags = query(&url, &format!("SELECT uniqExact(_eddy_epoch) FROM {db}.counts")).await;
+    assert_eq!(tags.trim(), "4", "one tag per checkpoint or commit");
+
+    // A table made without the tag column cannot take exactly-once rows.
+    query(&url, &format!("CREATE TABLE {db}.plain (n Int64) ENGINE = MergeTree ORDER BY n")).await;
+    let plain = sink_table("n BIGINT", &url, &db, "plain", ", 'sink.delivery-guarantee' = 'exactly-once'");
+    let mut sink = open_sink(&plain);
+    sink.write(batch(&plain, vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef])).await.unwrap();
+    let error = sink.commit().await.unwrap_err().to_string();
+    assert!(error.contains("exactly-once needs a String column '_eddy_epoch'") && error.contains("ADD COLUMN"), "{error}");
+    drop_database(&url, &db).await;
+}

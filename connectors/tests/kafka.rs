@@ -559,3 +559,75 @@ async fn avro_confluent_records_are_read_with_their_writers_schema_from_the_regi
     let error = create_source(&missing, source_schema(&missing).unwrap()).err().unwrap().to_string();
     assert!(error.contains("avro-confluent.url"), "{error}");
 }
+
+/// `exactly-once`: rows appear when their checkpoint's transaction commits; a
+/// restarted sink fences the old producer (aborting what it left open) and writes a
+/// restored checkpoint again only if its transaction had not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_either_side() {
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    let bootstrap = broker();
+    let topic = unique_topic("exactly-once");
+    create_topic(&bootstrap, &topic, 2).await;
+    let id = format!("eddy-test-{topic}");
+    let def = table(&format!(
+        "CREATE TABLE out (n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+           'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = '{id}')"
+    ));
+    let schema = def.sink_schema();
+    let rows = |ns: &[i64]| RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(ns.to_vec()))]).unwrap();
+    let committed = || {
+        let mut ns: Vec<i64> = read_all(&bootstrap, &topic)
+            .iter()
+            .map(|r| serde_json::from_str::<serde_json::Value>(r.value.as_deref().unwrap()).unwrap()["n"].as_i64().unwrap())
+            .collect();
+        ns.sort_unstable();
+        ns
+    };
+    let new_sink = || create_sink(&def, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut first = new_sink();
+    first.write(rows(&[1, 2])).await.unwrap();
+    let saved_1 = first.prepare(1).await.unwrap();
+    assert!(committed().is_empty(), "held until checkpoint 1 is saved");
+    first.commit_checkpoint(1).await.unwrap();
+    assert_eq!(committed(), vec![1, 2]);
+    first.write(rows(&[3])).await.unwrap();
+    let saved_2 = first.prepare(2).await.unwrap();
+    drop(first);
+    // A zombie with the same transactional id left a transaction open: the next
+    // sink's start must abort it, so its row is never read.
+    let zombie: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", &id)
+        .create()
+        .unwrap();
+    zombie.init_transactions(Duration::from_secs(30)).unwrap();
+    zombie.begin_transaction().unwrap();
+    zombie.send(FutureRecord::<str, str>::to(&topic).payload(r#"{"n":-1}"#), Duration::from_secs(10)).await.unwrap();
+    zombie.flush(Duration::from_secs(10)).unwrap();
+    std::mem::forget(zombie);
+
+    // Crash before checkpoint 2's transaction: the restart writes its rows.
+    let mut second = new_sink();
+    second.recover(&saved_2).await.unwrap();
+    assert_eq!(committed(), vec![1, 2, 3], "the zombie's open transaction is aborted, checkpoint 2 written once");
+    // Crash after it: restoring checkpoint 2 again, or an older one, writes nothing twice.
+    let mut third = new_sink();
+    third.recover(&saved_2).await.unwrap();
+    third.recover(&saved_1).await.unwrap();
+    assert_eq!(committed(), vec![1, 2, 3]);
+    // The run goes on; then a fresh run (checkpoint ids from 1 again) is not taken for a replay.
+    third.write(rows(&[4])).await.unwrap();
+    third.prepare(3).await.unwrap();
+    third.commit_checkpoint(3).await.unwrap();
+    drop(third);
+    let mut fresh = new_sink();
+    fresh.write(rows(&[5])).await.unwrap();
+    fresh.prepare(1).await.unwrap();
+    fresh.commit_checkpoint(1).await.unwrap();
+    // Without checkpoints, a commit writes what is held in one transaction.
+    fresh.write(rows(&[6])).await.unwrap();
+    fresh.commit().await.unwrap();
+    assert_eq!(committed(), vec![1, 2, 3, 4, 5, 6]);
+}
