@@ -380,17 +380,35 @@ impl Session {
         select_sink: &mut (dyn FnMut(&PipelineSpec) -> Box<dyn Sink> + Send),
     ) -> Result<RunSummary, EddyError> {
         let started = Instant::now();
+        let stores: Vec<Option<CheckpointStore>> = pipelines.iter().map(|spec| self.checkpoint_store(spec)).collect();
+        // A script resumed after a crash does not run again the pipelines that had
+        // already finished (their rows are written); once every one has finished,
+        // the next run of the script starts afresh.
+        let all_finished = stores.iter().all(|s| s.as_ref().is_some_and(CheckpointStore::is_finished));
         let mut runs = Vec::new();
-        for spec in pipelines {
+        for (spec, store) in pipelines.iter().zip(&stores) {
+            if let Some(store) = store {
+                if all_finished {
+                    store.reset().map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+                } else if store.is_finished() {
+                    eprintln!("eddy: {} (line {}) ran to its end before the interruption; not running it again", spec.name, spec.location.line);
+                    continue;
+                }
+            }
             let sink = match self.open_sink(spec)? {
                 Some(sink) => sink,
                 None => select_sink(spec),
             };
             let prepared = self.prepare(spec);
-            runs.push(prepared.run(sink, Arc::clone(&metrics), stop.clone(), self.checkpoint_store(spec)));
+            runs.push(prepared.run(sink, Arc::clone(&metrics), stop.clone(), store.clone()));
         }
         for result in futures::future::join_all(runs).await {
             result?;
+        }
+        if stores.iter().all(|s| s.as_ref().is_some_and(CheckpointStore::is_finished)) {
+            for (spec, store) in pipelines.iter().zip(stores.iter().flatten()) {
+                store.reset().map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+            }
         }
         Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed() })
     }

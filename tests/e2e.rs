@@ -175,3 +175,47 @@ fn the_progress_line_reports_the_last_checkpoint() {
     let line = stderr.lines().rev().find(|l| l.contains("rows in")).unwrap_or_default();
     assert!(line.contains("  checkpoint ") && line.contains(" ms, "), "{stderr}");
 }
+
+/// A script resumed after a crash does not run again a pipeline that had already
+/// finished (its rows would be written twice); once all have finished, running the
+/// script again starts afresh.
+#[test]
+fn a_resumed_script_skips_the_pipelines_that_had_finished() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (quick, slow, checkpoints) = (dir.path().join("quick"), dir.path().join("slow"), dir.path().join("checkpoints"));
+    let sql = format!(
+        "SET 'parallelism' = '1';
+         SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE few (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '100', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0');
+         CREATE TABLE many (id BIGINT)
+           WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'number-of-rows' = '3000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0');
+         CREATE TABLE quick_out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE slow_out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO quick_out SELECT id FROM few;
+         INSERT INTO slow_out SELECT id FROM many;",
+        quick.display(),
+        slow.display()
+    );
+    let script = script(dir.path(), &sql);
+    let run = || eddy().arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("start eddy");
+    let mut first = common::Running(run());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (committed_ids(&quick).len() < 100 || common::newest_checkpoint(&checkpoints) == 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(committed_ids(&quick).len(), 100, "the quick pipeline finished");
+    first.kill();
+    assert!(committed_ids(&slow).len() < 3000, "the slow pipeline was interrupted");
+
+    let resumed = run().wait_with_output().expect("eddy run");
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("quick_out (line 8) ran to its end before the interruption; not running it again"), "{stderr}");
+    assert_eq!(committed_ids(&quick), (0..100).collect::<Vec<_>>(), "the finished pipeline's rows are there once");
+    assert_eq!(committed_ids(&slow), (0..3000).collect::<Vec<_>>(), "the interrupted one resumed without loss or duplicates");
+
+    // Everything finished: the next run is a new run of the whole script.
+    let again = run().wait_with_output().expect("eddy run");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(committed_ids(&quick).len(), 200, "a new run writes its rows again");
+}

@@ -52,6 +52,9 @@ pub struct CheckpointStore {
     dir: PathBuf,
 }
 
+/// The mark of a pipeline that ran to its end, in its checkpoint directory.
+const FINISHED: &str = "_FINISHED";
+
 fn io(action: &str, path: &Path, e: std::io::Error) -> EngineError {
     EngineError::State(format!("cannot {action} checkpoint '{}': {e}", path.display()))
 }
@@ -95,6 +98,30 @@ impl CheckpointStore {
             std::fs::remove_dir_all(&dir).map_err(|e| io("delete", &dir, e))?;
         }
         Ok(())
+    }
+
+    /// The pipeline ran to its end: its checkpoints go, and a `_FINISHED` mark
+    /// stays, so that a script whose other pipelines were interrupted does not run
+    /// this one again (and write its rows twice) when it resumes.
+    pub fn finish(&self) -> Result<()> {
+        self.clear()?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| io("create", &self.dir, e))?;
+        let mark = self.dir.join(FINISHED);
+        write_synced(&mark, b"finished")
+    }
+
+    /// Whether the pipeline ran to its end (see [`CheckpointStore::finish`]).
+    pub fn is_finished(&self) -> bool {
+        self.dir.join(FINISHED).exists()
+    }
+
+    /// Forgets that the pipeline finished, so it runs afresh next time.
+    pub fn reset(&self) -> Result<()> {
+        let mark = self.dir.join(FINISHED);
+        match std::fs::remove_file(&mark) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("delete", &mark, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Ids of the checkpoints in the directory (complete or not), oldest first.

@@ -708,7 +708,7 @@ pub async fn run(
     }
     // Ran to the end: nothing to resume, so a new run starts afresh.
     if let (None, false, Some(store)) = (&first_error, *stop.borrow(), &options.checkpoints) {
-        store.clear()?;
+        store.finish()?;
     }
     match first_error {
         Some(e) => Err(e),
