@@ -211,6 +211,7 @@ impl Session {
             }
             Statement::Show(ShowWhat::Pipelines)
             | Statement::StopPipeline { .. }
+            | Statement::RestartPipeline { .. }
             | Statement::CreateMaterializedView { .. }
             | Statement::Drop { what: DropWhat::MaterializedView, .. } => {
                 return Err(EddyError::Unsupported(format!(

@@ -373,8 +373,9 @@ async fn a_row_leaving_a_filter_over_a_view_becomes_an_upsert_kafka_tombstone() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_taken_at_parallelism_2_resumes_at_parallelism_3() {
     let bootstrap = broker();
-    // User i % 40; 10 ms apart, with a 10 s pause every 2,000 events (sessions end there).
-    let ts = |i: i64| BASE_MS + i * 10 + (i / 2000) * 10_000;
+    // User i % 40; 10 ms apart, with a 10 s pause every 2,000 events (sessions end
+    // there), but none at event 10,000, where the restart is: both halves share windows.
+    let ts = |i: i64| BASE_MS + i * 10 + ((i + 1000) / 2000) * 10_000;
     let wave = |range: std::ops::Range<i64>| {
         range.map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"user_id": {}, "ts": {}}}"#, i % 40, ts(i)))).collect::<Vec<_>>()
     };
@@ -445,4 +446,76 @@ async fn a_checkpoint_taken_at_parallelism_2_resumes_at_parallelism_3() {
         assert_eq!(got.len(), want.len(), "{name}: groups");
         assert_eq!(got, want, "{name}");
     }
+}
+
+/// `k,n,ids` rows of the `per_k` view, by key.
+fn per_k(server: &common::Server) -> BTreeMap<i64, (i64, i64)> {
+    server
+        .ok_csv("SELECT k, n, ids FROM per_k")
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let v: Vec<i64> = line.split(',').map(|x| x.parse().expect("number")).collect();
+            (v[0], (v[1], v[2]))
+        })
+        .collect()
+}
+
+/// What `per_k` must hold after events `0..n`: per key, the count and the sum of ids.
+fn per_k_of(n: i64) -> BTreeMap<i64, (i64, i64)> {
+    let mut want = BTreeMap::new();
+    for i in 0..n {
+        let (count, ids) = want.entry(i % 10).or_insert((0, 0));
+        *count += 1;
+        *ids += i;
+    }
+    want
+}
+
+fn wait_for_view(server: &common::Server, want: &BTreeMap<i64, (i64, i64)>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = per_k(server);
+    while &got != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        got = per_k(server);
+    }
+    assert_eq!(&got, want, "the view's rows after {} events", want.values().map(|v| v.0).sum::<i64>());
+}
+
+/// A server pipeline stopped with a savepoint restarts from it with another
+/// parallelism (`RESTART PIPELINE ... WITH PARALLELISM`): every group's state is
+/// split again by key, no event is lost or counted twice, and the new parallelism
+/// is kept when the server itself is killed and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_restarts_with_another_parallelism_and_keeps_it() {
+    let bootstrap = broker();
+    let topic = unique_topic("savepoint");
+    create_topic(&bootstrap, &topic, 4).await;
+    let wave = |from: i64, n: i64| (from..from + n).map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"k": {}, "id": {i}}}"#, i % 10))).collect::<Vec<_>>();
+    produce(&bootstrap, &topic, &wave(0, 4000)).await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = common::Server::start(data.path(), &[]);
+    server.ok(&format!(
+        "SET 'parallelism' = '2';
+         SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE events (k BIGINT, id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+         CREATE MATERIALIZED VIEW per_k AS SELECT k, COUNT(*) AS n, SUM(id) AS ids FROM events GROUP BY k;"
+    ));
+    wait_for_view(&server, &per_k_of(4000));
+    assert!(server.ok("STOP PIPELINE per_k WITH SAVEPOINT").starts_with("STOP PIPELINE WITH SAVEPOINT"));
+    assert!(server.ok("RESTART PIPELINE per_k WITH PARALLELISM 3").contains("RESTART PIPELINE (parallelism 3)"));
+    produce(&bootstrap, &topic, &wave(4000, 4000)).await;
+    wait_for_view(&server, &per_k_of(8000));
+
+    // Killed: the server starts the pipeline again from its last checkpoint, at parallelism 3.
+    let mut server = server;
+    server.process.kill();
+    let server = common::Server::start(data.path(), &[]);
+    produce(&bootstrap, &topic, &wave(8000, 2000)).await;
+    wait_for_view(&server, &per_k_of(10_000));
+    let mut client = eddy::client::connect(&server.address, None).await.expect("connect");
+    let status = client.get_pipeline(eddy_proto::PipelineRef { id: "per_k".into() }).await.expect("GetPipeline").into_inner();
+    assert_eq!((status.status.as_str(), status.parallelism), ("RUNNING", 3));
+    server.terminate();
 }

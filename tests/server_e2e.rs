@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{eddy, Server};
-use eddy_proto::{ListPipelinesRequest, PipelineRef};
+use eddy_proto::{ListPipelinesRequest, PipelineRef, RestartPipelineRequest};
 use tonic::Code;
 
 fn bids_table() -> String {
@@ -173,9 +173,9 @@ fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
     // Restarted, it resumes from its checkpoint: no id is counted twice.
     runtime.block_on(async {
         let mut client = eddy::client::connect(&server.address, None).await.unwrap();
-        let restarted = client.restart_pipeline(PipelineRef { id: "p1".into() }).await.unwrap().into_inner();
+        let restarted = client.restart_pipeline(RestartPipelineRequest { id: "p1".into(), parallelism: 0 }).await.unwrap().into_inner();
         assert_eq!(restarted.status, "RUNNING");
-        let again = client.restart_pipeline(PipelineRef { id: "p1".into() }).await.unwrap_err();
+        let again = client.restart_pipeline(RestartPipelineRequest { id: "p1".into(), parallelism: 0 }).await.unwrap_err();
         assert_eq!(again.code(), Code::FailedPrecondition);
     });
     std::thread::sleep(Duration::from_millis(800));
@@ -474,7 +474,7 @@ fn stop_with_savepoint_checkpoints_and_restarts_exactly_there() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = eddy::client::connect(&server.address, None).await.unwrap();
-        client.restart_pipeline(PipelineRef { id: "p1".into() }).await.unwrap();
+        client.restart_pipeline(RestartPipelineRequest { id: "p1".into(), parallelism: 0 }).await.unwrap();
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(read_tens(&server).0, saved, "restarted from the savepoint, the view holds exactly its rows");

@@ -612,8 +612,12 @@ pub async fn run(
         if matches!(stage.kind, StageKind::Source { .. }) {
             continue;
         }
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..instances(i)).map(|_| mpsc::channel::<Tagged>(CHANNEL_CAPACITY)).unzip();
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..instances(i)).map(|_| mpsc::channel::<Tagged>(CHANNEL_CAPACITY)).unzip();
         senders.insert(i, txs);
+        // Instances take their receivers with `pop`, in instance order: instance n
+        // must get channel n, the one the exchange sends hash % count == n to, or a
+        // restore with another parallelism puts each key's state where its rows do not go.
+        rxs.reverse();
         receivers.insert(i, rxs);
     }
     for (i, stage) in graph.stages.iter().enumerate() {

@@ -55,6 +55,10 @@ pub enum Statement {
     /// `STOP PIPELINE id [WITH SAVEPOINT]`: stops a running pipeline; with a
     /// savepoint, a checkpoint is taken first so it restarts exactly there.
     StopPipeline { id: String, savepoint: bool },
+    /// `RESTART PIPELINE id [WITH PARALLELISM n]`: starts a stopped pipeline again
+    /// from its last checkpoint (a savepoint), with another parallelism when given:
+    /// keyed state is split again by key.
+    RestartPipeline { id: String, parallelism: Option<usize> },
 }
 
 /// What `SHOW` lists.
@@ -217,12 +221,39 @@ impl Cursor {
         }
         cursor.expect_end()?;
         Statement::StopPipeline { id, savepoint }
+    } else if cursor.consume_word("RESTART") {
+        if !cursor.consume_word("PIPELINE") {
+            return Err(cursor.error_expected("PIPELINE after RESTART"));
+        }
+        let id = match cursor.peek().map(|t| t.token.clone()) {
+            Some(Token::SingleQuotedString(s)) => {
+                cursor.index += 1;
+                s
+            }
+            _ => cursor.parse_identifier()?,
+        };
+        let parallelism = if cursor.consume_keyword(Keyword::WITH) {
+            if !cursor.consume_word("PARALLELISM") {
+                return Err(cursor.error_expected("PARALLELISM after RESTART PIPELINE id WITH"));
+            }
+            match cursor.peek().map(|t| t.token.clone()) {
+                Some(Token::Number(n, _)) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
+                    cursor.index += 1;
+                    n.parse().ok()
+                }
+                _ => return Err(cursor.error_expected("a positive number of tasks after WITH PARALLELISM")),
+            }
+        } else {
+            None
+        };
+        cursor.expect_end()?;
+        Statement::RestartPipeline { id, parallelism }
     } else {
         let Some(first) = cursor.peek() else {
             return Err(cursor.error_expected("a statement"));
         };
         return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", first.token))
-            .with_hint("Eddy runs CREATE TABLE, CREATE [MATERIALIZED] VIEW, INSERT INTO ... SELECT, SELECT, SET, SHOW, DESCRIBE, EXPLAIN, DROP and STOP PIPELINE statements"));
+            .with_hint("Eddy runs CREATE TABLE, CREATE [MATERIALIZED] VIEW, INSERT INTO ... SELECT, SELECT, SET, SHOW, DESCRIBE, EXPLAIN, DROP, STOP PIPELINE and RESTART PIPELINE statements"));
     };
         Ok(statement)
     }
@@ -785,6 +816,11 @@ mod tests {
         assert!(matches!(&stmts[7].statement, Statement::CreateMaterializedView { name, .. } if name == "v"));
         assert_eq!(stmts[7].text, "CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a");
         assert!(parse_script("EXPLAIN").is_err(), "EXPLAIN of nothing is an error, not a panic");
+        let restarts = parse_script("RESTART PIPELINE p1; RESTART PIPELINE 'totals' WITH PARALLELISM 4").expect("parses");
+        assert!(matches!(&restarts[0].statement, Statement::RestartPipeline { id, parallelism: None } if id == "p1"));
+        assert!(matches!(&restarts[1].statement, Statement::RestartPipeline { id, parallelism: Some(4) } if id == "totals"));
+        let err = parse_script("RESTART PIPELINE p1 WITH PARALLELISM 0").expect_err("zero tasks");
+        assert!(err.to_string().contains("a positive number of tasks after WITH PARALLELISM"), "{err}");
         let err = parse_script("SHOW TABLES extra").expect_err("trailing token");
         assert_eq!(err.location(), Location { line: 1, column: 13 });
     }

@@ -188,11 +188,16 @@ impl Server {
     }
 
     /// Starts a pipeline that is not running, from its last checkpoint.
-    pub async fn restart_pipeline(&self, id: &str) -> Result<Arc<PipelineHandle>, EddyError> {
+    /// Starts a pipeline again from its last checkpoint, with `parallelism` tasks
+    /// per keyed operator when given (kept for later restarts of the server too).
+    pub async fn restart_pipeline(&self, id: &str, parallelism: Option<usize>) -> Result<Arc<PipelineHandle>, EddyError> {
         let mut state = self.state.lock().await;
         // Looked up under the lock: a pipeline just dropped cannot come back as a ghost.
         let handle = self.pipelines.find(id)?;
-        handle.start()?;
+        handle.start_with(parallelism)?;
+        if let Some(record) = state.catalog.pipeline_mut(&handle.id) {
+            record.parallelism = Some(handle.parallelism());
+        }
         Self::record_running(&mut state, &self.data_dir, &handle.id, true)?;
         Ok(handle)
     }
@@ -240,6 +245,12 @@ impl Server {
                 let view = self.view(name)?;
                 drop(state);
                 send_rows(&send, describe_rows(&view.schema())).await
+            }
+            Statement::RestartPipeline { id, parallelism } => {
+                drop(state);
+                let handle = self.restart_pipeline(id, *parallelism).await?;
+                let tag = format!("RESTART PIPELINE (parallelism {})", handle.parallelism());
+                send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
             Statement::StopPipeline { id, savepoint } => {
                 drop(state);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -125,6 +125,8 @@ pub struct PipelineHandle {
     pub sql: String,
     pub target: Target,
     prepared: PreparedPipeline,
+    /// Tasks per keyed operator; a restart may change it.
+    parallelism: AtomicUsize,
     /// Where its checkpoints go; `None` when a source cannot resume from one
     /// (nexmark), so the pipeline starts over instead of restoring state twice.
     checkpoints: Option<PathBuf>,
@@ -158,6 +160,7 @@ impl PipelineHandle {
             name,
             sql: sql.to_string(),
             target,
+            parallelism: AtomicUsize::new(prepared.parallelism()),
             prepared,
             checkpoints: resumable.then_some(checkpoints),
             savepoint: Arc::default(),
@@ -175,9 +178,17 @@ impl PipelineHandle {
 
     /// Starts the pipeline (from its last checkpoint, when it has one).
     pub fn start(self: &Arc<Self>) -> Result<(), EddyError> {
+        self.start_with(None)
+    }
+
+    /// Starts the pipeline, with `parallelism` tasks per keyed operator from now on when given.
+    pub fn start_with(self: &Arc<Self>, parallelism: Option<usize>) -> Result<(), EddyError> {
         let mut run = self.lock_run();
         if run.phase == Phase::Running {
             return Err(EddyError::Conflict(format!("pipeline {} is already running", self.id)));
+        }
+        if let Some(parallelism) = parallelism {
+            self.parallelism.store(parallelism.max(1), Ordering::Relaxed);
         }
         let sink: Box<dyn Sink> = match &self.target {
             Target::Table(def, location) => {
@@ -192,7 +203,7 @@ impl PipelineHandle {
         let store = self.checkpoints.clone().map(CheckpointStore::new);
         let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
         let this = Arc::clone(self);
-        let prepared = self.prepared.clone().with_checkpoint_trigger(Arc::clone(&self.savepoint));
+        let prepared = self.prepared.clone().with_parallelism(self.parallelism()).with_checkpoint_trigger(Arc::clone(&self.savepoint));
         let task_metrics = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
             let result = prepared.run(sink, task_metrics, stop_rx, store).await;
@@ -266,7 +277,7 @@ impl PipelineHandle {
 
     /// Tasks per keyed operator it runs with.
     pub fn parallelism(&self) -> usize {
-        self.prepared.parallelism()
+        self.parallelism.load(Ordering::Relaxed)
     }
 
     /// True once its sources ended and its sinks committed.
@@ -337,6 +348,7 @@ impl PipelineHandle {
             checkpoint_id: run.metrics.checkpoint_id.load(Ordering::Relaxed),
             checkpoint_ms: run.metrics.checkpoint_ms.load(Ordering::Relaxed),
             checkpoint_bytes: run.metrics.checkpoint_bytes.load(Ordering::Relaxed),
+            parallelism: self.parallelism() as u32,
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use eddy_proto::eddy_server::{Eddy, EddyServer};
 use eddy_proto::{
     execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline,
-    PipelineRef, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
+    PipelineRef, RestartPipelineRequest, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -118,8 +118,10 @@ impl Eddy for EddyService {
         Ok(Response::new(handle.status()))
     }
 
-    async fn restart_pipeline(&self, request: Request<PipelineRef>) -> Result<Response<Pipeline>, Status> {
-        let handle = self.server.restart_pipeline(&request.into_inner().id).await.map_err(|e| status_of(&e))?;
+    async fn restart_pipeline(&self, request: Request<RestartPipelineRequest>) -> Result<Response<Pipeline>, Status> {
+        let request = request.into_inner();
+        let parallelism = (request.parallelism > 0).then_some(request.parallelism as usize);
+        let handle = self.server.restart_pipeline(&request.id, parallelism).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(handle.status()))
     }
 
