@@ -205,16 +205,7 @@ impl Cursor {
         cursor.expect_end()?;
         Statement::Drop { what, name, if_exists }
     } else if cursor.consume_word("STOP") {
-        if !cursor.consume_word("PIPELINE") {
-            return Err(cursor.error_expected("PIPELINE after STOP"));
-        }
-        let id = match cursor.peek().map(|t| t.token.clone()) {
-            Some(Token::SingleQuotedString(s)) => {
-                cursor.index += 1;
-                s
-            }
-            _ => cursor.parse_identifier()?,
-        };
+        let id = cursor.parse_pipeline_id("STOP")?;
         let savepoint = cursor.consume_keyword(Keyword::WITH);
         if savepoint && !cursor.consume_word("SAVEPOINT") {
             return Err(cursor.error_expected("SAVEPOINT after STOP PIPELINE id WITH"));
@@ -222,16 +213,7 @@ impl Cursor {
         cursor.expect_end()?;
         Statement::StopPipeline { id, savepoint }
     } else if cursor.consume_word("RESTART") {
-        if !cursor.consume_word("PIPELINE") {
-            return Err(cursor.error_expected("PIPELINE after RESTART"));
-        }
-        let id = match cursor.peek().map(|t| t.token.clone()) {
-            Some(Token::SingleQuotedString(s)) => {
-                cursor.index += 1;
-                s
-            }
-            _ => cursor.parse_identifier()?,
-        };
+        let id = cursor.parse_pipeline_id("RESTART")?;
         let parallelism = if cursor.consume_keyword(Keyword::WITH) {
             if !cursor.consume_word("PARALLELISM") {
                 return Err(cursor.error_expected("PARALLELISM after RESTART PIPELINE id WITH"));
@@ -375,6 +357,20 @@ impl Cursor {
     }
 
     /// A table or column name: a plain or quoted word, kept as written (names are case-sensitive, as in Flink).
+    /// `PIPELINE id` after `verb`: the id as a name or a quoted string.
+    fn parse_pipeline_id(&mut self, verb: &str) -> Result<String> {
+        if !self.consume_word("PIPELINE") {
+            return Err(self.error_expected(&format!("PIPELINE after {verb}")));
+        }
+        match self.peek().map(|t| t.token.clone()) {
+            Some(Token::SingleQuotedString(s)) => {
+                self.index += 1;
+                Ok(s)
+            }
+            _ => self.parse_identifier(),
+        }
+    }
+
     fn parse_identifier(&mut self) -> Result<String> {
         match self.peek().map(|t| t.token.clone()) {
             Some(Token::Word(w)) => {
