@@ -33,9 +33,9 @@ enum Command {
         /// Seconds between progress lines on stderr (0 turns them off).
         #[arg(long, default_value_t = 5)]
         progress_secs: u64,
-        /// Save checkpoints (source positions, operator state) here, and resume from
-        /// the last one when run again with the same script and directory
-        /// (as `SET 'state.checkpoints.dir'`).
+        /// Save checkpoints (source positions, operator state) in this directory or
+        /// s3://bucket/prefix, and resume from the last one when run again with the
+        /// same script and location (as `SET 'state.checkpoints.dir'`).
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
     },

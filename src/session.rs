@@ -80,7 +80,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("parallelism", "tasks per keyed operator (default: the number of CPU cores)"),
     (
         "state.checkpoints.dir",
-        "a directory for checkpoints (source positions and operator state): a pipeline restarted with the same directory resumes from its last checkpoint (default: none)",
+        "a directory, or s3://bucket/prefix (credentials and endpoint from the AWS_* variables), for checkpoints (source positions and operator state): a pipeline restarted with the same location resumes from its last checkpoint (default: none)",
     ),
     (
         "execution.checkpointing.interval",
@@ -126,7 +126,7 @@ impl Session {
             }
             "state.checkpoints.dir" => {
                 if value.trim().is_empty() {
-                    return Err(error("expected a directory"));
+                    return Err(error("expected a directory or s3://bucket/prefix"));
                 }
                 self.settings.insert(key.to_string(), value.trim().to_string());
             }
@@ -358,11 +358,12 @@ impl Session {
         }
     }
 
-    /// Where `SET 'state.checkpoints.dir'` keeps a script's pipeline's checkpoints.
-    fn checkpoint_store(&self, spec: &PipelineSpec) -> Option<CheckpointStore> {
-        self.settings
-            .get("state.checkpoints.dir")
-            .map(|dir| CheckpointStore::new(std::path::Path::new(dir).join(format!("{}-line{}", spec.name, spec.location.line))))
+    /// Where `SET 'state.checkpoints.dir'` (a directory or `s3://bucket/prefix`)
+    /// keeps a script's pipeline's checkpoints.
+    fn checkpoint_store(&self, spec: &PipelineSpec) -> Result<Option<CheckpointStore>, EddyError> {
+        let Some(location) = self.settings.get("state.checkpoints.dir") else { return Ok(None) };
+        let store = CheckpointStore::open(location).map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+        Ok(Some(store.child(&format!("{}-line{}", spec.name, spec.location.line))))
     }
 
     /// Opens the sink of an `INSERT INTO` pipeline.
@@ -381,17 +382,18 @@ impl Session {
         select_sink: &mut (dyn FnMut(&PipelineSpec) -> Box<dyn Sink> + Send),
     ) -> Result<RunSummary, EddyError> {
         let started = Instant::now();
-        let stores: Vec<Option<CheckpointStore>> = pipelines.iter().map(|spec| self.checkpoint_store(spec)).collect();
+        let stores: Vec<Option<CheckpointStore>> = pipelines.iter().map(|spec| self.checkpoint_store(spec)).collect::<Result<_, _>>()?;
         // A script resumed after a crash does not run again the pipelines that had
         // already finished (their rows are written); once every one has finished,
         // the next run of the script starts afresh.
-        let all_finished = stores.iter().all(|s| s.as_ref().is_some_and(CheckpointStore::is_finished));
+        let resuming_none = all_finished(pipelines, &stores).await?;
         let mut runs = Vec::new();
         for (spec, store) in pipelines.iter().zip(&stores) {
             if let Some(store) = store {
-                if all_finished {
-                    store.reset().map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
-                } else if store.is_finished() {
+                let failed = |source| EddyError::Pipeline { pipeline: spec.name.clone(), source };
+                if resuming_none {
+                    store.reset().await.map_err(failed)?;
+                } else if store.is_finished().await.map_err(failed)? {
                     eprintln!("eddy: {} (line {}) ran to its end before the interruption; not running it again", spec.name, spec.location.line);
                     continue;
                 }
@@ -406,13 +408,24 @@ impl Session {
         for result in futures::future::join_all(runs).await {
             result?;
         }
-        if stores.iter().all(|s| s.as_ref().is_some_and(CheckpointStore::is_finished)) {
+        if all_finished(pipelines, &stores).await? {
             for (spec, store) in pipelines.iter().zip(stores.iter().flatten()) {
-                store.reset().map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+                store.reset().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
             }
         }
         Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed() })
     }
+}
+
+/// Whether every pipeline keeps checkpoints and has run to its end.
+async fn all_finished(pipelines: &[PipelineSpec], stores: &[Option<CheckpointStore>]) -> Result<bool, EddyError> {
+    for (spec, store) in pipelines.iter().zip(stores) {
+        let Some(store) = store else { return Ok(false) };
+        if !store.is_finished().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// What one statement did.

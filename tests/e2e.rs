@@ -219,3 +219,53 @@ fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(committed_ids(&quick).len(), 200, "a new run writes its rows again");
 }
+
+/// Checkpoints in an S3 bucket (`--checkpoint-dir s3://bucket/prefix`, here on an
+/// S3-compatible server): a pipeline killed after some checkpoints resumes from the
+/// bucket, and the file sink ends with every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_in_an_s3_bucket_survive_a_kill() {
+    use eddy_connectors::testing::{s3_create_bucket, s3_environment, s3_keys, unique_name, S3};
+    let endpoint = S3.shared();
+    let bucket = unique_name("checkpoints").replace('_', "-");
+    s3_create_bucket(&endpoint, &bucket).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let sql = format!(
+        "SET 'parallelism' = '1';
+         SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE seq (id BIGINT)
+           WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'number-of-rows' = '8000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0');
+         CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT id FROM seq;",
+        out.display()
+    );
+    let script = script(dir.path(), &sql);
+    let location = format!("s3://{bucket}/pipelines");
+    let run = || {
+        let mut command = eddy();
+        command.arg("run").arg(&script).arg("--checkpoint-dir").arg(&location).envs(s3_environment(&endpoint));
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        command
+    };
+    let mut first = common::Running::start(&mut run());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let complete = |keys: &[String]| keys.iter().filter(|k| k.ends_with("/_COMPLETE")).count();
+    // The server's file backend also lists directories, as keys ending in '/'.
+    let objects = |keys: Vec<String>| keys.into_iter().filter(|k| !k.ends_with('/')).collect::<Vec<_>>();
+    while complete(&s3_keys(&endpoint, &bucket, "pipelines/").await) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    first.kill();
+    let saved = objects(s3_keys(&endpoint, &bucket, "pipelines/").await);
+    assert!(complete(&saved) >= 2, "checkpoints are objects in the bucket: {saved:?}");
+    assert!(saved.iter().all(|k| k.starts_with("pipelines/out-line6/chk-")), "{saved:?}");
+    let before = committed_ids(&out).len();
+    assert!(before < 8000, "killed before the end");
+
+    let resumed = run().output().expect("eddy run");
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(committed_ids(&out), (0..8000).collect::<Vec<_>>(), "resumed from the bucket without loss or duplicates");
+    let left = objects(s3_keys(&endpoint, &bucket, "pipelines/").await);
+    assert!(left.is_empty(), "a finished script leaves no checkpoint behind: {left:?}");
+}

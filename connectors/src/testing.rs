@@ -26,6 +26,8 @@ pub struct TestServer {
 pub const KAFKA: TestServer = TestServer { name: "kafka", address_var: "EDDY_KAFKA_BOOTSTRAP", run_var: "EDDY_KAFKA_RUN" };
 /// Redis (address `redis://127.0.0.1:PORT`).
 pub const REDIS: TestServer = TestServer { name: "redis", address_var: "EDDY_REDIS_URL", run_var: "EDDY_REDIS_RUN" };
+/// An S3-compatible server, S3Proxy over a local directory (endpoint `http://127.0.0.1:PORT`).
+pub const S3: TestServer = TestServer { name: "s3", address_var: "EDDY_S3_ENDPOINT", run_var: "EDDY_S3_RUN" };
 /// ClickHouse over HTTP (address `http://127.0.0.1:PORT`).
 pub const CLICKHOUSE: TestServer = TestServer { name: "clickhouse", address_var: "EDDY_CLICKHOUSE_URL", run_var: "EDDY_CLICKHOUSE_RUN" };
 
@@ -113,4 +115,28 @@ pub async fn redis_delete_prefix(url: &str, prefix: &str) {
     if !keys.is_empty() {
         redis::cmd("DEL").arg(keys).query_async::<()>(&mut redis).await.unwrap_or_else(|e| panic!("DEL: {e}"));
     }
+}
+
+/// Creates bucket `bucket` on the S3-compatible server at `endpoint`.
+pub async fn s3_create_bucket(endpoint: &str, bucket: &str) {
+    let response = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap_or_else(|e| panic!("S3 at {endpoint}: {e}"));
+    assert!(response.status().is_success(), "creating bucket {bucket}: {}", response.status());
+}
+
+/// The keys under `prefix` in `bucket` (one listing page: up to 1,000).
+pub async fn s3_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let url = format!("{endpoint}/{bucket}?prefix={prefix}");
+    let text = reqwest::get(&url).await.and_then(|r| r.error_for_status()).unwrap_or_else(|e| panic!("listing {url}: {e}")).text().await.unwrap_or_default();
+    text.split("<Key>").skip(1).filter_map(|part| part.split_once("</Key>").map(|(key, _)| key.to_string())).collect()
+}
+
+/// The environment that points `object_store`'s S3 client at the server at `endpoint`.
+pub fn s3_environment(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint.to_string()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+        ("AWS_ACCESS_KEY_ID", "eddy".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "eddy".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ]
 }

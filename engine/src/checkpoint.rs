@@ -14,7 +14,17 @@
 //! The newest [`RETAINED`] complete checkpoints are kept.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::stream::{BoxStream, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult,
+};
 
 use crate::connector::SourcePosition;
 use crate::error::{EngineError, Result};
@@ -46,56 +56,97 @@ pub struct Checkpoint {
     pub tasks: HashMap<String, TaskSnapshot>,
 }
 
-/// A pipeline's checkpoint directory.
+/// A pipeline's checkpoint directory: a local directory, or a prefix in an S3
+/// bucket (`s3://bucket/prefix`), both through `object_store`.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
-    dir: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    root: ObjectPath,
+    /// The location as the user gave it, for messages.
+    display: String,
 }
 
 /// The mark of a pipeline that ran to its end, in its checkpoint directory.
 const FINISHED: &str = "_FINISHED";
 
-fn io(action: &str, path: &Path, e: std::io::Error) -> EngineError {
-    EngineError::State(format!("cannot {action} checkpoint '{}': {e}", path.display()))
+fn failed(action: &str, path: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::State(format!("cannot {action} checkpoint '{path}': {e}"))
 }
 
 impl CheckpointStore {
-    /// The store in `dir` (created on the first checkpoint).
+    /// The store in local directory `dir` (created on the first checkpoint).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        CheckpointStore { dir: dir.into() }
+        let dir: PathBuf = dir.into();
+        let display = dir.display().to_string();
+        CheckpointStore { store: Arc::new(LocalDirectory { dir }), root: ObjectPath::default(), display }
     }
 
-    /// Where the checkpoints go.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The store at `location`: `s3://bucket/prefix` (credentials, region and
+    /// endpoint from the usual `AWS_*` variables, e.g. `AWS_ENDPOINT` and
+    /// `AWS_ALLOW_HTTP=true` for an S3-compatible server) or a local directory.
+    pub fn open(location: &str) -> Result<Self> {
+        let Some(rest) = location.strip_prefix("s3://") else { return Ok(Self::new(location)) };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(EngineError::State(format!("checkpoint location '{location}' names no bucket; expected s3://bucket/prefix")));
+        }
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| EngineError::State(format!("cannot use checkpoint location '{location}': {e}")))?;
+        Ok(CheckpointStore { store: Arc::new(store), root: ObjectPath::from(prefix), display: location.to_string() })
     }
 
-    fn checkpoint_dir(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("chk-{id:010}"))
+    /// Where the checkpoints go, as given.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The store of a pipeline named `name` under this one.
+    pub fn child(&self, name: &str) -> Self {
+        CheckpointStore { store: Arc::clone(&self.store), root: self.root.clone().join(name), display: format!("{}/{name}", self.display.trim_end_matches('/')) }
+    }
+
+    fn object(&self, parts: &[&str]) -> ObjectPath {
+        parts.iter().fold(self.root.clone(), |path, part| path.join(*part))
+    }
+
+    fn checkpoint_name(id: u64) -> String {
+        format!("chk-{id:010}")
+    }
+
+    async fn put(&self, parts: &[&str], data: Vec<u8>) -> Result<()> {
+        let path = self.object(parts);
+        self.store.put(&path, data.into()).await.map_err(|e| failed("write", path.as_ref(), e))?;
+        Ok(())
+    }
+
+    async fn exists(&self, parts: &[&str]) -> Result<bool> {
+        let path = self.object(parts);
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(failed("read", path.as_ref(), e)),
+        }
     }
 
     /// Writes checkpoint `id` and marks it complete; then deletes the oldest beyond
     /// [`RETAINED`]. Returns its size in bytes.
-    pub fn write(&self, id: u64, tasks: &[TaskSnapshot]) -> Result<u64> {
-        let dir = self.checkpoint_dir(id);
-        std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+    pub async fn write(&self, id: u64, tasks: &[TaskSnapshot]) -> Result<u64> {
+        let name = Self::checkpoint_name(id);
         let data = encode(tasks);
         let size = data.len() as u64;
-        let file = dir.join("tasks");
-        write_synced(&file, &data)?;
-        let marker = dir.join("_COMPLETE");
-        let tmp = dir.join("_COMPLETE.tmp");
-        write_synced(&tmp, id.to_string().as_bytes())?;
-        std::fs::rename(&tmp, &marker).map_err(|e| io("complete", &marker, e))?;
-        self.prune()?;
+        // Each object appears whole (a rename locally, one PUT on S3); the mark comes last.
+        self.put(&[&name, "tasks"], data).await?;
+        self.put(&[&name, "_COMPLETE"], id.to_string().into_bytes()).await?;
+        self.prune().await?;
         Ok(size)
     }
 
     /// Deletes every checkpoint: the pipeline ran to its end, so there is nothing to resume.
-    pub fn clear(&self) -> Result<()> {
-        for id in self.ids() {
-            let dir = self.checkpoint_dir(id);
-            std::fs::remove_dir_all(&dir).map_err(|e| io("delete", &dir, e))?;
+    pub async fn clear(&self) -> Result<()> {
+        for id in self.ids().await? {
+            self.delete_checkpoint(id).await?;
         }
         Ok(())
     }
@@ -103,48 +154,66 @@ impl CheckpointStore {
     /// The pipeline ran to its end: its checkpoints go, and a `_FINISHED` mark
     /// stays, so that a script whose other pipelines were interrupted does not run
     /// this one again (and write its rows twice) when it resumes.
-    pub fn finish(&self) -> Result<()> {
-        self.clear()?;
-        std::fs::create_dir_all(&self.dir).map_err(|e| io("create", &self.dir, e))?;
-        let mark = self.dir.join(FINISHED);
-        write_synced(&mark, b"finished")
+    pub async fn finish(&self) -> Result<()> {
+        self.clear().await?;
+        self.put(&[FINISHED], b"finished".to_vec()).await
     }
 
     /// Whether the pipeline ran to its end (see [`CheckpointStore::finish`]).
-    pub fn is_finished(&self) -> bool {
-        self.dir.join(FINISHED).exists()
+    pub async fn is_finished(&self) -> Result<bool> {
+        self.exists(&[FINISHED]).await
     }
 
     /// Forgets that the pipeline finished, so it runs afresh next time.
-    pub fn reset(&self) -> Result<()> {
-        let mark = self.dir.join(FINISHED);
-        match std::fs::remove_file(&mark) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("delete", &mark, e)),
-            _ => Ok(()),
+    pub async fn reset(&self) -> Result<()> {
+        let path = self.object(&[FINISHED]);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(failed("delete", path.as_ref(), e)),
         }
     }
 
-    /// Ids of the checkpoints in the directory (complete or not), oldest first.
-    fn ids(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = std::fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok()))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Ids of the checkpoints in the store (complete or not), oldest first.
+    async fn ids(&self) -> Result<Vec<u64>> {
+        let listed = match self.store.list_with_delimiter(Some(&self.root)).await {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(failed("list", &self.display, e)),
+        };
+        let mut ids: Vec<u64> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok()))
+            .collect();
         ids.sort_unstable();
-        ids
+        Ok(ids)
     }
 
-    fn prune(&self) -> Result<()> {
-        let complete: Vec<u64> = self.ids().into_iter().filter(|id| self.checkpoint_dir(*id).join("_COMPLETE").exists()).collect();
+    async fn delete_checkpoint(&self, id: u64) -> Result<()> {
+        let prefix = self.object(&[&Self::checkpoint_name(id)]);
+        let objects: Vec<ObjectMeta> =
+            self.store.list(Some(&prefix)).try_collect().await.map_err(|e| failed("list", prefix.as_ref(), e))?;
+        for object in objects {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(failed("delete", object.location.as_ref(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn prune(&self) -> Result<()> {
+        let mut complete = Vec::new();
+        for id in self.ids().await? {
+            if self.exists(&[&Self::checkpoint_name(id), "_COMPLETE"]).await? {
+                complete.push(id);
+            }
+        }
         if complete.len() > RETAINED {
             let keep_from = complete[complete.len() - RETAINED];
-            for id in self.ids().into_iter().filter(|id| *id < keep_from) {
-                let dir = self.checkpoint_dir(id);
-                std::fs::remove_dir_all(&dir).map_err(|e| io("delete", &dir, e))?;
+            // Older ones, complete or abandoned halfway, go.
+            for id in self.ids().await?.into_iter().filter(|id| *id < keep_from) {
+                self.delete_checkpoint(id).await?;
             }
         }
         Ok(())
@@ -152,27 +221,114 @@ impl CheckpointStore {
 
     /// The newest complete checkpoint that reads back intact, if any; broken ones
     /// are reported and skipped.
-    pub fn latest(&self) -> Option<Checkpoint> {
-        for id in self.ids().into_iter().rev() {
-            let dir = self.checkpoint_dir(id);
-            if !dir.join("_COMPLETE").exists() {
-                tracing::info!("checkpoint {id} in {} was never completed; skipping it", self.dir.display());
+    pub async fn latest(&self) -> Result<Option<Checkpoint>> {
+        for id in self.ids().await?.into_iter().rev() {
+            let name = Self::checkpoint_name(id);
+            if !self.exists(&[&name, "_COMPLETE"]).await? {
+                tracing::info!("checkpoint {id} in {} was never completed; skipping it", self.display);
                 continue;
             }
-            match std::fs::read(dir.join("tasks")).map_err(|e| e.to_string()).and_then(|data| decode(&data)) {
-                Ok(tasks) => return Some(Checkpoint { id, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect() }),
-                Err(e) => tracing::warn!("checkpoint {id} in {} is corrupt ({e}); using an older one", self.dir.display()),
+            let path = self.object(&[&name, "tasks"]);
+            let data = match self.store.get(&path).await {
+                Ok(got) => got.bytes().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match data.and_then(|data| decode(&data)) {
+                Ok(tasks) => return Ok(Some(Checkpoint { id, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect() })),
+                Err(e) => tracing::warn!("checkpoint {id} in {} is corrupt ({e}); using an older one", self.display),
             }
         }
-        None
+        Ok(None)
     }
 }
 
-fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let mut file = std::fs::File::create(path).map_err(|e| io("write", path, e))?;
-    file.write_all(data).map_err(|e| io("write", path, e))?;
-    file.sync_all().map_err(|e| io("sync", path, e))
+/// A local directory as an object store, so local checkpoints need no setup: the
+/// directory is created on the first write, and each object is written to a
+/// temporary file, synced and renamed into place (whole or absent after a crash or
+/// a power cut). Reads, lists and deletes are `object_store`'s `LocalFileSystem`.
+#[derive(Debug)]
+struct LocalDirectory {
+    dir: PathBuf,
+}
+
+fn local_error(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic { store: "local", source: Box::new(e) }
+}
+
+impl LocalDirectory {
+    fn store(&self) -> object_store::Result<LocalFileSystem> {
+        std::fs::create_dir_all(&self.dir).map_err(local_error)?;
+        // Deleting a checkpoint's last file removes its directory too.
+        Ok(LocalFileSystem::new_with_prefix(&self.dir)?.with_automatic_cleanup(true))
+    }
+}
+
+impl std::fmt::Display for LocalDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.dir.display())
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for LocalDirectory {
+    async fn put_opts(&self, location: &ObjectPath, payload: PutPayload, _opts: PutOptions) -> object_store::Result<PutResult> {
+        let file = self.dir.join(location.as_ref());
+        let data: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let tmp = file.with_extension("tmp");
+            {
+                use std::io::Write as _;
+                let mut out = std::fs::File::create(&tmp)?;
+                out.write_all(&data)?;
+                out.sync_all()?;
+            }
+            std::fs::rename(&tmp, &file)
+        })
+        .await
+        .map_err(local_error)?
+        .map_err(local_error)?;
+        Ok(PutResult { e_tag: None, version: None })
+    }
+
+    async fn put_multipart_opts(&self, location: &ObjectPath, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.store()?.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &ObjectPath, options: GetOptions) -> object_store::Result<GetResult> {
+        self.store()?.get_opts(location, options).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<ObjectPath>>) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        match self.store() {
+            Ok(store) => store.delete_stream(locations),
+            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+        }
+    }
+
+    fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.store() {
+            Ok(store) => store.list(prefix),
+            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+        }
+    }
+
+    fn list_with_offset(&self, prefix: Option<&ObjectPath>, offset: &ObjectPath) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.store() {
+            Ok(store) => store.list_with_offset(prefix, offset),
+            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> object_store::Result<ListResult> {
+        self.store()?.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &ObjectPath, to: &ObjectPath, options: CopyOptions) -> object_store::Result<()> {
+        self.store()?.copy_opts(from, to, options).await
+    }
 }
 
 /// FNV-1a: enough to tell a torn or damaged file from a whole one.
@@ -299,28 +455,46 @@ mod tests {
         }
     }
 
-    #[test]
-    fn checkpoints_round_trip_and_broken_ones_are_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::new(dir.path());
-        assert!(store.latest().is_none());
-        store.write(1, &[task(1, "a"), task(1, "b")]).unwrap();
-        store.write(2, &[task(2, "a")]).unwrap();
-        let latest = store.latest().unwrap();
+    /// Round trip, a half-written and a corrupt checkpoint skipped, retention and
+    /// the finished mark, on any store (a local directory here; S3 in the tests
+    /// that start an S3-compatible server).
+    pub(crate) async fn exercise(store: &CheckpointStore, corrupt: impl Fn(&str)) {
+        assert!(store.latest().await.unwrap().is_none());
+        store.write(1, &[task(1, "a"), task(1, "b")]).await.unwrap();
+        store.write(2, &[task(2, "a")]).await.unwrap();
+        let latest = store.latest().await.unwrap().unwrap();
         assert_eq!((latest.id, latest.tasks["a"].clone()), (2, task(2, "a")));
         // A half-written checkpoint 3 (no marker) and a corrupt checkpoint 2: checkpoint 1 is used.
-        std::fs::create_dir_all(dir.path().join("chk-0000000003")).unwrap();
-        let tasks = dir.path().join("chk-0000000002/tasks");
-        let mut data = std::fs::read(&tasks).unwrap();
-        data[20] ^= 0xff;
-        std::fs::write(&tasks, data).unwrap();
-        let latest = store.latest().unwrap();
+        store.put(&["chk-0000000003", "tasks"], encode(&[task(3, "a")])).await.unwrap();
+        corrupt("chk-0000000002/tasks");
+        let latest = store.latest().await.unwrap().unwrap();
         assert_eq!(latest.id, 1);
         assert_eq!(latest.tasks.len(), 2);
         // Only the newest RETAINED complete checkpoints stay.
         for id in 4..=8 {
-            store.write(id, &[task(id, "a")]).unwrap();
+            store.write(id, &[task(id, "a")]).await.unwrap();
         }
-        assert_eq!(store.ids(), vec![6, 7, 8]);
+        assert_eq!(store.ids().await.unwrap(), vec![6, 7, 8]);
+        assert!(!store.is_finished().await.unwrap());
+        store.finish().await.unwrap();
+        assert!(store.is_finished().await.unwrap());
+        assert!(store.latest().await.unwrap().is_none(), "a finished pipeline keeps no checkpoint");
+        store.reset().await.unwrap();
+        assert!(!store.is_finished().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn checkpoints_round_trip_and_broken_ones_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path().join("pipeline"));
+        let root = dir.path().join("pipeline");
+        exercise(&store, |object| {
+            let file = root.join(object);
+            let mut data = std::fs::read(&file).unwrap();
+            data[20] ^= 0xff;
+            std::fs::write(&file, data).unwrap();
+        })
+        .await;
+        assert!(!root.join("chk-0000000008").exists(), "checkpoints are deleted from disk");
     }
 }

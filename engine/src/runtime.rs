@@ -137,9 +137,8 @@ fn spawn_checkpoint_writer(
             let Some((started, all)) = pending.remove(&id) else { continue };
             // Older checkpoints still missing a task can no longer complete.
             pending.retain(|other, _| *other > id);
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.write(id, &all)).await {
-                Ok(Ok(bytes)) => {
+            match store.write(id, &all).await {
+                Ok(bytes) => {
                     tracing::debug!("checkpoint {id} complete in {:?}, {bytes} bytes", started.elapsed());
                     crate::failpoint::reach("checkpoint-saved");
                     // Second phase: the sinks make what they prepared for it visible.
@@ -150,7 +149,6 @@ fn spawn_checkpoint_writer(
                     metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
                     metrics.checkpoint_id.store(id, Ordering::Relaxed);
                 }
-                Ok(Err(e)) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
                 Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
             }
         }
@@ -494,9 +492,12 @@ pub async fn run(
     options: RunOptions,
 ) -> Result<()> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-    let restored = options.checkpoints.as_ref().and_then(CheckpointStore::latest);
+    let restored = match &options.checkpoints {
+        Some(store) => store.latest().await?,
+        None => None,
+    };
     if let (Some(checkpoint), Some(store)) = (&restored, &options.checkpoints) {
-        tracing::info!("resuming from checkpoint {} in {}", checkpoint.id, store.dir().display());
+        tracing::info!("resuming from checkpoint {} in {}", checkpoint.id, store.display());
     }
     // Barrier ids continue after the restored checkpoint.
     let resumed_id = restored.as_ref().map_or(0, |c| c.id);
@@ -711,8 +712,9 @@ pub async fn run(
         let _ = writer.await;
     }
     // Ran to the end: nothing to resume, so a new run starts afresh.
-    if let (None, false, Some(store)) = (&first_error, *stop.borrow(), &options.checkpoints) {
-        store.finish()?;
+    let stopped = *stop.borrow();
+    if let (None, false, Some(store)) = (&first_error, stopped, &options.checkpoints) {
+        store.finish().await?;
     }
     match first_error {
         Some(e) => Err(e),

@@ -133,7 +133,7 @@ impl Server {
                 if record.running {
                     handle.start()?;
                 } else {
-                    handle.load_stopped_view()?;
+                    handle.load_stopped_view().await?;
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())

@@ -309,9 +309,11 @@ impl PipelineHandle {
 
     /// A stopped view's rows as of its pipeline's last checkpoint, so a restarted
     /// server shows what it showed before the restart (the pipeline stays stopped).
-    pub fn load_stopped_view(&self) -> Result<(), EddyError> {
+    pub async fn load_stopped_view(&self) -> Result<(), EddyError> {
         let (Target::View(view), Some(dir)) = (&self.target, &self.checkpoints) else { return Ok(()) };
-        let Some(checkpoint) = CheckpointStore::new(dir.clone()).latest() else { return Ok(()) };
+        let latest = CheckpointStore::new(dir.clone()).latest().await;
+        let checkpoint = latest.map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot read its checkpoints: {e}", view.name)))?;
+        let Some(checkpoint) = checkpoint else { return Ok(()) };
         if let Some(bytes) = checkpoint.tasks.values().find_map(|t| t.sink.as_ref()) {
             view.restore(bytes).map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot load its last checkpoint: {e}", view.name)))?;
         }
