@@ -53,6 +53,10 @@ enum Command {
         /// Where the catalog and checkpoints live.
         #[arg(long, default_value = "eddy-data")]
         data_dir: PathBuf,
+        /// Keep checkpoints here instead of DATA_DIR/checkpoints: a directory or
+        /// s3://bucket/prefix (credentials and endpoint from the AWS_* variables).
+        #[arg(long)]
+        checkpoints: Option<String>,
         /// Require `authorization: Bearer TOKEN` on every call (default: env EDDY_TOKEN, else no token).
         #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -162,7 +166,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             eprintln!("eddy: {summary}");
             Ok(())
         }
-        Command::Server { listen, data_dir, token } => serve(&listen, &data_dir, token).await,
+        Command::Server { listen, data_dir, checkpoints, token } => serve(&listen, &data_dir, checkpoints.as_deref(), token).await,
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo { duration, out, rate, parallelism, show_sql } => {
             eddy::demo::run(eddy::demo::DemoOptions { duration, out, rate, parallelism, show_sql }).await
@@ -186,13 +190,13 @@ fn run_client(options: eddy::client::ClientOptions) -> ExitCode {
     }
 }
 
-async fn serve(listen: &str, data_dir: &std::path::Path, token: Option<String>) -> Result<(), EddyError> {
+async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>) -> Result<(), EddyError> {
     let address = eddy::server::service::parse_listen(listen)?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })?;
     let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;
-    let server = eddy::server::Server::open(data_dir).await?;
+    let server = eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?;
     println!(
         "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{})",
         data_dir.display(),

@@ -633,3 +633,31 @@ fn an_aggregate_over_a_group_by_and_having_retract_what_changed() {
     assert!(explain.contains("Filter"), "{explain}");
     server.terminate();
 }
+
+/// `eddy server --checkpoints s3://bucket/prefix`: pipelines checkpoint into the
+/// bucket, and a server killed with SIGKILL finds a stopped view's savepoint there.
+#[test]
+fn checkpoints_can_live_in_an_s3_bucket() {
+    use eddy_connectors::testing::{s3_create_bucket, s3_environment, s3_keys, unique_name, S3};
+    let endpoint = S3.shared();
+    let bucket = unique_name("server").replace('_', "-");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(s3_create_bucket(&endpoint, &bucket));
+    let data = tempfile::tempdir().unwrap();
+    let location = format!("s3://{bucket}/eddy");
+    let start = || Server::start_with_env(data.path(), &["--checkpoints", &location], s3_environment(&endpoint));
+    let mut server = start();
+    server.ok(SEQUENCE_VIEW);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(server.ok("STOP PIPELINE p1 WITH SAVEPOINT").starts_with("STOP PIPELINE WITH SAVEPOINT"));
+    let (saved, max, keys) = read_tens(&server);
+    assert!(saved > 0 && saved == max && keys == 10, "{saved}, {max}, {keys}");
+    let objects = runtime.block_on(s3_keys(&endpoint, &bucket, "eddy/p1/"));
+    assert!(objects.iter().any(|k| k.ends_with("/_COMPLETE")), "the savepoint is in the bucket: {objects:?}");
+    assert!(!data.path().join("checkpoints").exists(), "nothing under the data dir");
+
+    server.process.kill();
+    let server = start();
+    assert_eq!(read_tens(&server), (saved, max, keys), "the stopped view shows its savepoint, read back from the bucket");
+    server.terminate();
+}

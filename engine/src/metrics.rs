@@ -21,6 +21,9 @@ pub struct PipelineMetrics {
     pub watermark_ms: AtomicI64,
     /// The newest checkpoint saved (0: none yet).
     pub checkpoint_id: AtomicU64,
+    /// The id of the last savepoint asked for (its barrier), so whoever asked can
+    /// wait for that checkpoint and not one that was already on its way.
+    pub savepoint_id: AtomicU64,
     /// How long saving it took, from the barrier's first snapshot to `_COMPLETE`, in ms.
     pub checkpoint_ms: AtomicU64,
     /// Its size on disk, in bytes.
@@ -38,6 +41,7 @@ impl Default for PipelineMetrics {
             malformed_rows: AtomicU64::new(0),
             watermark_ms: AtomicI64::new(i64::MIN),
             checkpoint_id: AtomicU64::new(0),
+            savepoint_id: AtomicU64::new(0),
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),

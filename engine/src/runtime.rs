@@ -59,6 +59,10 @@ pub struct RunOptions {
     pub trigger: Option<Arc<tokio::sync::Notify>>,
 }
 
+/// How long periodic checkpoints wait after a savepoint, whose pipeline is being
+/// stopped; only a stop that gives up (a savepoint that never completes) lets them resume.
+const SAVEPOINT_HOLD: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// What a task needs to take part in checkpoints: its stable key and where its snapshots go.
 #[derive(Clone)]
 struct Snapshots {
@@ -505,6 +509,7 @@ pub async fn run(
     let (barrier_tx, barriers) = watch::channel(resumed_id);
     let trigger = options.trigger.clone();
     let interval = options.checkpoint_interval;
+    let coordinator_metrics = Arc::clone(&metrics);
     let coordinator = (interval.is_some() || trigger.is_some()).then(|| {
         tokio::spawn(async move {
             let mut tick = interval.map(|every| {
@@ -515,6 +520,7 @@ pub async fn run(
             if let Some(tick) = tick.as_mut() {
                 tick.tick().await;
             }
+            let mut held_until: Option<tokio::time::Instant> = None;
             loop {
                 let ticked = async {
                     match tick.as_mut() {
@@ -531,8 +537,19 @@ pub async fn run(
                     }
                 };
                 tokio::select! {
-                    _ = ticked => {}
-                    _ = triggered => {}
+                    _ = ticked => {
+                        if held_until.is_some_and(|until| tokio::time::Instant::now() < until) {
+                            continue;
+                        }
+                    }
+                    // A savepoint: the pipeline stops right after it, so no periodic
+                    // checkpoint may follow it (a restart must resume exactly there).
+                    _ = triggered => {
+                        held_until = Some(tokio::time::Instant::now() + SAVEPOINT_HOLD);
+                        barrier_tx.send_modify(|id| *id += 1);
+                        coordinator_metrics.savepoint_id.store(*barrier_tx.borrow(), Ordering::Relaxed);
+                        continue;
+                    }
                 }
                 barrier_tx.send_modify(|id| *id += 1);
             }

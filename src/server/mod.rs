@@ -11,6 +11,7 @@ pub mod views;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use eddy_engine::checkpoint::CheckpointStore;
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -39,6 +40,8 @@ pub enum Reply {
 /// The server's state: catalog, pipelines and views.
 pub struct Server {
     data_dir: PathBuf,
+    /// Where pipelines keep their checkpoints, one `ID/` under it each.
+    checkpoints: CheckpointStore,
     /// Statements run one at a time, so the catalog and its file change in order.
     state: Mutex<State>,
     pipelines: Pipelines,
@@ -54,13 +57,24 @@ struct State {
 
 impl Server {
     /// Opens (or creates) the data directory, replays its catalog and starts the
-    /// pipelines that were running.
+    /// pipelines that were running, with checkpoints under `DATA_DIR/checkpoints`.
     pub async fn open(data_dir: &Path) -> Result<Arc<Server>, EddyError> {
+        Self::open_with_checkpoints(data_dir, None).await
+    }
+
+    /// [`Server::open`], keeping checkpoints at `checkpoints` (a directory or
+    /// `s3://bucket/prefix`) instead of under the data directory.
+    pub async fn open_with_checkpoints(data_dir: &Path, checkpoints: Option<&str>) -> Result<Arc<Server>, EddyError> {
+        let checkpoints = match checkpoints {
+            Some(location) => CheckpointStore::open(location).map_err(|e| EddyError::Conflict(format!("--checkpoints {location}: {e}")))?,
+            None => CheckpointStore::new(data_dir.join("checkpoints")),
+        };
         std::fs::create_dir_all(data_dir)
             .map_err(|source| EddyError::Io { context: format!("cannot create the data directory {}", data_dir.display()), source })?;
         let catalog = Catalog::load(data_dir)?;
         let server = Arc::new(Server {
             data_dir: data_dir.to_path_buf(),
+            checkpoints,
             state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
             pipelines: Pipelines::default(),
             views: RwLock::default(),
@@ -314,7 +328,7 @@ impl Server {
                     if let Some(handle) = self.pipelines.remove(id) {
                         handle.stop().await;
                     }
-                    let _ = std::fs::remove_dir_all(self.checkpoint_dir(id));
+                    let _ = self.checkpoint_store(id).clear().await;
                 }
                 state.catalog.pipelines.retain(|p| !ids.contains(&p.id));
                 self.write_views().remove(name);
@@ -440,13 +454,13 @@ impl Server {
         if let Some(parallelism) = parallelism {
             prepared = prepared.with_parallelism(parallelism);
         }
-        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_dir(id));
+        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_store(id));
         self.pipelines.insert(Arc::clone(&handle));
         Ok(handle)
     }
 
-    fn checkpoint_dir(&self, id: &str) -> PathBuf {
-        self.data_dir.join("checkpoints").join(id)
+    fn checkpoint_store(&self, id: &str) -> CheckpointStore {
+        self.checkpoints.child(id)
     }
 
     fn record_running(state: &mut State, data_dir: &Path, id: &str, running: bool) -> Result<(), EddyError> {

@@ -2,7 +2,6 @@
 //! again, and reports its status and counters for `GetPipeline`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -129,7 +128,7 @@ pub struct PipelineHandle {
     parallelism: AtomicUsize,
     /// Where its checkpoints go; `None` when a source cannot resume from one
     /// (nexmark), so the pipeline starts over instead of restoring state twice.
-    checkpoints: Option<PathBuf>,
+    checkpoints: Option<CheckpointStore>,
     /// Notified to take a checkpoint at once (a savepoint).
     savepoint: Arc<tokio::sync::Notify>,
     /// An `INSERT INTO` pipeline's rows as it writes them, for `Subscribe`.
@@ -149,7 +148,7 @@ struct Run {
 
 impl PipelineHandle {
     /// A pipeline that has not started; its checkpoints go under `checkpoints`.
-    pub fn new(id: &str, sql: &str, prepared: PreparedPipeline, target: Target, checkpoints: PathBuf) -> Arc<Self> {
+    pub fn new(id: &str, sql: &str, prepared: PreparedPipeline, target: Target, checkpoints: CheckpointStore) -> Arc<Self> {
         let name = match &target {
             Target::Table(def, _) => def.name.clone(),
             Target::View(view) => view.name.clone(),
@@ -200,7 +199,7 @@ impl PipelineHandle {
         let metrics = Arc::new(PipelineMetrics::default());
         let rate = Arc::new(AtomicU64::new(0));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let store = self.checkpoints.clone().map(CheckpointStore::new);
+        let store = self.checkpoints.clone();
         let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
         let this = Arc::clone(self);
         let prepared = self.prepared.clone().with_parallelism(self.parallelism()).with_checkpoint_trigger(Arc::clone(&self.savepoint));
@@ -254,10 +253,16 @@ impl PipelineHandle {
             }
             Arc::clone(&run.metrics)
         };
-        let before = metrics.checkpoint_id.load(Ordering::Relaxed);
+        // The savepoint is the checkpoint of the barrier the trigger injects, not one
+        // already on its way; no periodic barrier follows it before the stop.
+        let before = metrics.savepoint_id.load(Ordering::Relaxed);
         self.savepoint.notify_one();
         let deadline = Instant::now() + SAVEPOINT_TIMEOUT;
-        while metrics.checkpoint_id.load(Ordering::Relaxed) <= before {
+        let saved = || {
+            let savepoint = metrics.savepoint_id.load(Ordering::Relaxed);
+            savepoint > before && metrics.checkpoint_id.load(Ordering::Relaxed) >= savepoint
+        };
+        while !saved() {
             if !self.is_running() {
                 return Err(EddyError::Conflict(format!("pipeline {} ended before its savepoint completed", self.id)));
             }
@@ -270,7 +275,7 @@ impl PipelineHandle {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let id = metrics.checkpoint_id.load(Ordering::Relaxed);
+        let id = metrics.savepoint_id.load(Ordering::Relaxed);
         self.stop().await;
         Ok(id)
     }
@@ -310,8 +315,8 @@ impl PipelineHandle {
     /// A stopped view's rows as of its pipeline's last checkpoint, so a restarted
     /// server shows what it showed before the restart (the pipeline stays stopped).
     pub async fn load_stopped_view(&self) -> Result<(), EddyError> {
-        let (Target::View(view), Some(dir)) = (&self.target, &self.checkpoints) else { return Ok(()) };
-        let latest = CheckpointStore::new(dir.clone()).latest().await;
+        let (Target::View(view), Some(store)) = (&self.target, &self.checkpoints) else { return Ok(()) };
+        let latest = store.latest().await;
         let checkpoint = latest.map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot read its checkpoints: {e}", view.name)))?;
         let Some(checkpoint) = checkpoint else { return Ok(()) };
         if let Some(bytes) = checkpoint.tasks.values().find_map(|t| t.sink.as_ref()) {

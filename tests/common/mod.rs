@@ -102,12 +102,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, extra, Vec::new())
+    }
+
+    /// [`Server::start`] with more environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: Vec<(&str, String)>) -> Server {
         let mut command = eddy();
         command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env_remove("EDDY_TOKEN")
+            .envs(env)
             .stdout(Stdio::piped());
         let mut process = Running::start(&mut command);
         let stdout = process.0.stdout.take().unwrap();
