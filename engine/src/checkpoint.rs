@@ -164,6 +164,13 @@ impl CheckpointStore {
         self.exists(&[FINISHED]).await
     }
 
+    /// Deletes everything the pipeline left: its checkpoints and its finished mark
+    /// (the pipeline itself is dropped).
+    pub async fn remove(&self) -> Result<()> {
+        self.clear().await?;
+        self.reset().await
+    }
+
     /// Forgets that the pipeline finished, so it runs afresh next time.
     pub async fn reset(&self) -> Result<()> {
         let path = self.object(&[FINISHED]);
@@ -203,8 +210,9 @@ impl CheckpointStore {
     }
 
     async fn prune(&self) -> Result<()> {
+        let ids = self.ids().await?;
         let mut complete = Vec::new();
-        for id in self.ids().await? {
+        for &id in &ids {
             if self.exists(&[&Self::checkpoint_name(id), "_COMPLETE"]).await? {
                 complete.push(id);
             }
@@ -212,7 +220,7 @@ impl CheckpointStore {
         if complete.len() > RETAINED {
             let keep_from = complete[complete.len() - RETAINED];
             // Older ones, complete or abandoned halfway, go.
-            for id in self.ids().await?.into_iter().filter(|id| *id < keep_from) {
+            for id in ids.into_iter().filter(|id| *id < keep_from) {
                 self.delete_checkpoint(id).await?;
             }
         }
@@ -273,7 +281,6 @@ impl std::fmt::Display for LocalDirectory {
 impl ObjectStore for LocalDirectory {
     async fn put_opts(&self, location: &ObjectPath, payload: PutPayload, _opts: PutOptions) -> object_store::Result<PutResult> {
         let file = self.dir.join(location.as_ref());
-        let data: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             if let Some(parent) = file.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -282,7 +289,9 @@ impl ObjectStore for LocalDirectory {
             {
                 use std::io::Write as _;
                 let mut out = std::fs::File::create(&tmp)?;
-                out.write_all(&data)?;
+                for chunk in payload.iter() {
+                    out.write_all(chunk)?;
+                }
                 out.sync_all()?;
             }
             std::fs::rename(&tmp, &file)
@@ -481,6 +490,11 @@ mod tests {
         assert!(store.latest().await.unwrap().is_none(), "a finished pipeline keeps no checkpoint");
         store.reset().await.unwrap();
         assert!(!store.is_finished().await.unwrap());
+        // Dropping the pipeline removes its checkpoints and its mark alike.
+        store.write(9, &[task(9, "a")]).await.unwrap();
+        store.put(&[FINISHED], b"finished".to_vec()).await.unwrap();
+        store.remove().await.unwrap();
+        assert!(store.latest().await.unwrap().is_none() && !store.is_finished().await.unwrap());
     }
 
     #[tokio::test]
@@ -495,6 +509,6 @@ mod tests {
             std::fs::write(&file, data).unwrap();
         })
         .await;
-        assert!(!root.join("chk-0000000008").exists(), "checkpoints are deleted from disk");
+        assert!(!root.join("chk-0000000009").exists(), "checkpoints are deleted from disk");
     }
 }

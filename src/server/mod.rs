@@ -11,13 +11,13 @@ pub mod views;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use eddy_engine::checkpoint::CheckpointStore;
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use eddy_engine::checkpoint::CheckpointStore;
 use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, ShowWhat, Statement, StreamNode, StreamPlan};
 use tokio::sync::{mpsc, Mutex};
 
@@ -201,7 +201,6 @@ impl Server {
         Ok((handle, saved))
     }
 
-    /// Starts a pipeline that is not running, from its last checkpoint.
     /// Starts a pipeline again from its last checkpoint, with `parallelism` tasks
     /// per keyed operator when given (kept for later restarts of the server too).
     pub async fn restart_pipeline(&self, id: &str, parallelism: Option<usize>) -> Result<Arc<PipelineHandle>, EddyError> {
@@ -328,7 +327,7 @@ impl Server {
                     if let Some(handle) = self.pipelines.remove(id) {
                         handle.stop().await;
                     }
-                    let _ = self.checkpoint_store(id).clear().await;
+                    let _ = self.checkpoint_store(id).remove().await;
                 }
                 state.catalog.pipelines.retain(|p| !ids.contains(&p.id));
                 self.write_views().remove(name);

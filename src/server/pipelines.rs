@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eddy_engine::checkpoint::CheckpointStore;
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::{BoxError, PipelineMetrics, Sink};
 use eddy_proto::Pipeline as PipelineStatus;
 use eddy_sql::{Location, TableDef};
