@@ -139,22 +139,31 @@ impl Client {
     /// POSTs `body` with `params` as URL parameters (`query` and settings), retrying
     /// temporary failures; `what` names the request in logs and errors.
     pub(crate) async fn send(&self, what: &str, params: &[(&str, &str)], body: &[u8]) -> Result<String, ConnectorError> {
-        self.send_unless(what, params, body, None).await
+        self.send_unless(what, params, body, None, false).await
     }
 
     /// As [`Client::send`], but before each retry asks `landed` (a query answering
     /// a count) whether the failed attempt reached the table after all, and stops
     /// if it did: a retry without a deduplication token must not insert twice.
-    pub(crate) async fn send_unless(&self, what: &str, params: &[(&str, &str)], body: &[u8], landed: Option<&str>) -> Result<String, ConnectorError> {
+    /// `maybe_sent`: the body may have landed before this call (a restarted sink),
+    /// so the check comes before the first attempt too.
+    pub(crate) async fn send_unless(
+        &self,
+        what: &str,
+        params: &[(&str, &str)],
+        body: &[u8],
+        landed: Option<&str>,
+        maybe_sent: bool,
+    ) -> Result<String, ConnectorError> {
         let mut attempt = 0u32;
-        // After a failed attempt that may have landed, the check comes first.
-        let mut unsure = false;
+        // While the body may have landed, the check comes first.
+        let mut unsure = maybe_sent;
         loop {
             attempt = attempt.saturating_add(1);
             let outcome = match (unsure, landed) {
                 (true, Some(count)) => match self.attempt(&[], count.as_bytes()).await {
                     Ok(answer) if answer.trim().parse::<u64>().is_ok_and(|n| n > 0) => {
-                        tracing::info!(url = %self.label, table = %self.table, "the failed attempt ({what}) had landed; not sending it again");
+                        tracing::info!(url = %self.label, table = %self.table, "an earlier attempt ({what}) had landed; not sending it again");
                         return Ok(String::new());
                     }
                     Ok(_) => self.attempt(params, body).await,

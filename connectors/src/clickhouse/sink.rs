@@ -262,12 +262,6 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    /// `SELECT count()` of the rows tagged `tag`: whether an epoch's INSERT landed.
-    fn landed_query(&self, tag: &str) -> String {
-        let column = self.options.epoch_column.as_deref().unwrap_or("_eddy_epoch");
-        format!("SELECT count() FROM {} WHERE {} = {}", self.table, quote_identifier(column), quote_string(tag))
-    }
-
     /// Exactly-once: inserts `writes` tagged `tag` in one INSERT of one block (so
     /// it lands whole or not at all), unless rows with that tag are there already
     /// when `check` is set (after a restart) or a failed attempt turns out to have landed.
@@ -277,15 +271,9 @@ impl ClickHouseSink {
         if rows == 0 {
             return Ok(());
         }
-        let landed = self.landed_query(tag);
-        if check {
-            let answer = self.client.query(&format!("cannot read the checkpoint tags of ClickHouse table {}", self.table), &landed, &[]).await?;
-            if answer.trim().parse::<u64>().is_ok_and(|n| n > 0) {
-                tracing::info!(table = %self.table, tag, "the rows of this checkpoint were inserted before the restart; not again");
-                return Ok(());
-            }
-        }
         let (Some(server), Some(epoch_column)) = (&self.server, &self.options.epoch_column) else { return Ok(()) };
+        // Whether the INSERT landed: its rows carry the tag.
+        let landed = format!("SELECT count() FROM {} WHERE {} = {}", self.table, quote_identifier(epoch_column), quote_string(tag));
         let mut targets = server.columns.clone();
         targets.push(ColumnTarget { name: epoch_column.clone(), ch_type: ChType::String });
         let mut body = Vec::new();
@@ -301,7 +289,7 @@ impl ClickHouseSink {
         let query = server.epoch_insert_query.clone().unwrap_or_default();
         let params = [("query", query.as_str()), ("max_insert_block_size", block.as_str()), ("min_insert_block_size_rows", block.as_str())];
         let what = format!("cannot insert {rows} rows of checkpoint {tag} into ClickHouse table {}", self.table);
-        self.client.send_unless(&what, &params, &body, Some(&landed)).await?;
+        self.client.send_unless(&what, &params, &body, Some(&landed), check).await?;
         tracing::debug!(table = %self.table, rows, tag, "inserted a checkpoint's rows into ClickHouse");
         Ok(())
     }

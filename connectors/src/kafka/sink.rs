@@ -375,7 +375,16 @@ impl KafkaSink {
     /// `epoch` when it is a checkpoint's, and commits it.
     async fn write_transaction(&mut self, epoch: Option<u64>, writes: &[HeldWrite]) -> Result<(), ConnectorError> {
         let Some(transactions) = &self.transactions else { return Ok(()) };
-        let failed = |what: &str, e: KafkaError| ConnectorError::kafka(format!("{what} of '{}' failed", transactions.id), e);
+        let id = transactions.id.clone();
+        let failed = move |what: &str, e: KafkaError| ConnectorError::kafka(format!("{what} of '{id}' failed"), e);
+        let marker = epoch.map(|epoch| {
+            let mut offsets = TopicPartitionList::new();
+            let mut element = offsets.add_partition(&self.topic, 0);
+            element.set_metadata(epochs::marker(transactions.epochs.run(), epoch));
+            // Any offset will do; the number is the epoch, for people reading the group.
+            let _ = element.set_offset(Offset::Offset(epoch as i64));
+            (offsets, transactions.marker.group_metadata())
+        });
         self.producer.begin_transaction().map_err(|e| failed("beginning a transaction", e))?;
         for write in writes {
             if write.retract {
@@ -386,18 +395,7 @@ impl KafkaSink {
         }
         self.settle_all().await?;
         eddy_engine::failpoint::reach("kafka-transaction-written");
-        let Some(transactions) = &self.transactions else { return Ok(()) };
-        let failed = |what: &str, e: KafkaError| ConnectorError::kafka(format!("{what} of '{}' failed", transactions.id), e);
         let producer = self.producer.clone();
-        let marker = epoch.map(|epoch| {
-            let mut offsets = TopicPartitionList::new();
-            let metadata = epochs::marker(transactions.epochs.run(), epoch);
-            let mut element = offsets.add_partition(&self.topic, 0);
-            element.set_metadata(metadata);
-            // Any offset will do; the number is the epoch, for people reading the group.
-            let _ = element.set_offset(Offset::Offset(epoch as i64));
-            (offsets, transactions.marker.group_metadata())
-        });
         // Both calls block until the coordinator answers.
         let outcome = tokio::task::spawn_blocking(move || {
             if let Some((offsets, group)) = &marker {
@@ -478,9 +476,9 @@ impl Sink for KafkaSink {
             return Ok(());
         }
         let committed = transactions.committed_marker(&self.topic)?;
+        let run = transactions.epochs.run().to_string();
         for (epoch, writes) in epochs {
-            let Some(transactions) = &self.transactions else { break };
-            if already_written(committed.as_deref(), transactions.epochs.run(), epoch) {
+            if already_written(committed.as_deref(), &run, epoch) {
                 tracing::info!(topic = %self.topic, epoch, "the transaction of checkpoint {epoch} committed before the restart; not again");
                 continue;
             }
