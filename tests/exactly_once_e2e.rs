@@ -172,26 +172,13 @@ async fn killed_at_every_commit_step_and_at_random_every_sink_ends_as_if_it_neve
     let killed_by_sigkill = |status: std::process::ExitStatus| std::os::unix::process::ExitStatusExt::signal(&status) == Some(9);
     let mut kills = 0;
     let mut finished = false;
-    for point in KILL_POINTS {
-        let started = Instant::now();
-        let mut running = run(Some(point));
-        let status = running.0.wait().expect("wait");
-        println!("killed at {point}: {} after {:.1} s", killed_by_sigkill(status), started.elapsed().as_secs_f64());
-        if killed_by_sigkill(status) {
-            kills += 1;
-        } else {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(running.0.stderr.as_mut().expect("stderr"), &mut stderr).expect("stderr");
-            assert!(status.success(), "eddy run failed after a restart:\n{stderr}");
-            finished = true;
-            break;
-        }
-    }
-    // Then SIGKILL from outside at moments from a seeded generator (printed, to replay a failure).
+    // First SIGKILL from outside at early moments from a seeded generator (printed,
+    // to replay a failure), then at each step of the commit protocol: the early
+    // kills leave most of the input to the later rounds, so every kill lands.
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     println!("random kill seed {seed}");
     let mut state = seed;
-    while !finished && kills < KILL_POINTS.len() + 3 {
+    for _ in 0..3 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
@@ -205,10 +192,27 @@ async fn killed_at_every_commit_step_and_at_random_every_sink_ends_as_if_it_neve
             assert!(status.success(), "eddy run failed after a restart");
             println!("finished before a kill after {after:?}");
             finished = true;
-        } else {
-            running.kill();
-            println!("killed after {after:?}");
+            break;
+        }
+        running.kill();
+        println!("killed after {after:?}");
+        kills += 1;
+    }
+    for point in KILL_POINTS {
+        if finished {
+            break;
+        }
+        let started = Instant::now();
+        let mut running = run(Some(point));
+        let status = running.0.wait().expect("wait");
+        println!("killed at {point}: {} after {:.1} s", killed_by_sigkill(status), started.elapsed().as_secs_f64());
+        if killed_by_sigkill(status) {
             kills += 1;
+        } else {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(running.0.stderr.as_mut().expect("stderr"), &mut stderr).expect("stderr");
+            assert!(status.success(), "eddy run failed after a restart:\n{stderr}");
+            finished = true;
         }
     }
     if !finished {

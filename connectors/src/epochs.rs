@@ -38,14 +38,26 @@ pub struct HeldEpochs {
     /// Writes of barriers whose checkpoint is not saved yet, oldest first.
     prepared: Vec<Epoch>,
     run: String,
+    /// The pipeline keeps checkpoints (a barrier prepared, or a restore), so the
+    /// commit at its end is the run's last and is marked [`FINAL`].
+    checkpointed: bool,
+    /// Restored from a run whose [`FINAL`] commit is written: everything this sink
+    /// is given from now on is a replay of rows already there.
+    replayed: bool,
 }
+
+/// The epoch of a run's last commit, at the end of a bounded pipeline that keeps
+/// checkpoints: it comes after every checkpoint, so its marker says that all the
+/// run wrote is written (a crash after it and before the pipeline's end is marked
+/// replays the tail; the marker makes that replay write nothing).
+pub const FINAL: u64 = u64::MAX;
 
 impl HeldEpochs {
     /// Starts a new run: a name no earlier run of this sink had.
     pub fn new(schema: SchemaRef) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let run = format!("{:x}", nanos ^ u128::from(std::process::id()) ^ u128::from(rand::random::<u64>()));
-        HeldEpochs { schema, held: Vec::new(), prepared: Vec::new(), run }
+        HeldEpochs { schema, held: Vec::new(), prepared: Vec::new(), run, checkpointed: false, replayed: false }
     }
 
     /// The run's name, to be written in the marker with each epoch.
@@ -55,7 +67,7 @@ impl HeldEpochs {
 
     /// Keeps a write until its checkpoint is saved.
     pub fn hold(&mut self, rows: RecordBatch, retract: bool) {
-        if rows.num_rows() > 0 {
+        if rows.num_rows() > 0 && !self.replayed {
             self.held.push(HeldWrite { rows, retract });
         }
     }
@@ -64,6 +76,7 @@ impl HeldEpochs {
     /// written (this epoch and earlier unsaved ones), with the run's name, for
     /// the checkpoint to keep.
     pub fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
+        self.checkpointed = true;
         self.prepared.push((checkpoint, std::mem::take(&mut self.held)));
         let run = RecordBatch::try_from_iter([("run", Arc::new(StringArray::from(vec![self.run.clone()])) as ArrayRef)])?;
         let mut parts = vec![("run".to_string(), run)];
@@ -78,13 +91,34 @@ impl HeldEpochs {
     /// The prepared epochs up to and including `checkpoint`, now saved and due to be written.
     pub fn saved(&mut self, checkpoint: u64) -> Vec<Epoch> {
         let due = self.prepared.iter().take_while(|(epoch, _)| *epoch <= checkpoint).count();
-        self.prepared.drain(..due).collect()
+        let due: Vec<Epoch> = self.prepared.drain(..due).collect();
+        if self.replayed {
+            return Vec::new();
+        }
+        due
     }
 
-    /// Everything prepared, then the writes since the last barrier (`None` epoch):
-    /// at the end of a bounded pipeline, or without checkpoints.
+    /// At a commit (the end of a bounded pipeline, or a barrier without
+    /// checkpoints): everything prepared, then the writes since the last barrier,
+    /// as epoch [`FINAL`] when the pipeline keeps checkpoints, else unmarked.
     pub fn drain_all(&mut self) -> (Vec<Epoch>, Vec<HeldWrite>) {
-        (std::mem::take(&mut self.prepared), std::mem::take(&mut self.held))
+        let mut prepared = std::mem::take(&mut self.prepared);
+        let held = std::mem::take(&mut self.held);
+        if self.replayed {
+            return (Vec::new(), Vec::new());
+        }
+        if self.checkpointed {
+            prepared.push((FINAL, held));
+            return (prepared, Vec::new());
+        }
+        (prepared, held)
+    }
+
+    /// The restored run's [`FINAL`] commit is written: drop all that follows.
+    pub fn mark_replayed(&mut self) {
+        self.replayed = true;
+        self.held.clear();
+        self.prepared.clear();
     }
 
     /// Reads what [`HeldEpochs::prepare`] saved, taking over the saved run's name,
@@ -94,6 +128,7 @@ impl HeldEpochs {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
+        self.checkpointed = true;
         for (name, rows) in OperatorState::from_bytes(prepared)?.parts {
             if name == "run" {
                 if let Some(run) = rows.column(0).as_string_opt::<i32>().filter(|r| !r.is_empty()) {
@@ -165,6 +200,24 @@ mod tests {
         // Once checkpoint 1 is saved, only epoch 1 is due.
         assert_eq!(before.saved(1).iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![1]);
         assert_eq!(before.saved(5).iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn the_last_commit_of_a_checkpointed_run_is_final_and_a_replay_after_it_is_dropped() {
+        let mut unchecked = HeldEpochs::new(rows(&[]).schema());
+        unchecked.hold(rows(&[1]), false);
+        let (epochs, held) = unchecked.drain_all();
+        assert!(epochs.is_empty() && held.len() == 1, "without checkpoints a commit is unmarked");
+        let mut run = HeldEpochs::new(rows(&[]).schema());
+        run.prepare(1).unwrap();
+        run.hold(rows(&[2]), false);
+        let (epochs, held) = run.drain_all();
+        assert_eq!(epochs.iter().map(|(e, w)| (*e, w.len())).collect::<Vec<_>>(), vec![(1, 0), (FINAL, 1)]);
+        assert!(held.is_empty());
+        run.mark_replayed();
+        run.hold(rows(&[2]), false);
+        run.prepare(2).unwrap();
+        assert!(run.saved(2).is_empty() && run.drain_all().0.is_empty(), "a replay writes nothing");
     }
 
     #[test]

@@ -479,6 +479,23 @@ async fn exactly_once_inserts_each_checkpoint_once_across_crashes() {
     assert_eq!(committed().await, vec![1, 2, 3, 4, 5]);
     let tags = query(&url, &format!("SELECT uniqExact(_eddy_epoch) FROM {db}.counts")).await;
     assert_eq!(tags.trim(), "4", "one tag per checkpoint or commit");
+    drop(fresh);
+    // The last commit of a run that keeps checkpoints is final: killed after it, the
+    // run restarts from its last checkpoint and replays the tail, which inserts nothing.
+    let mut last = open_sink(&def);
+    last.write(rows(&[6])).await.unwrap();
+    let saved = last.prepare(1).await.unwrap();
+    last.commit_checkpoint(1).await.unwrap();
+    last.write(rows(&[7])).await.unwrap();
+    last.commit().await.unwrap();
+    drop(last);
+    let mut replay = open_sink(&def);
+    replay.recover(&saved).await.unwrap();
+    replay.write(rows(&[7])).await.unwrap();
+    replay.prepare(2).await.unwrap();
+    replay.commit_checkpoint(2).await.unwrap();
+    replay.commit().await.unwrap();
+    assert_eq!(committed().await, vec![1, 2, 3, 4, 5, 6, 7]);
 
     // A table made without the tag column cannot take exactly-once rows.
     query(&url, &format!("CREATE TABLE {db}.plain (n Int64) ENGINE = MergeTree ORDER BY n")).await;

@@ -630,4 +630,21 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     fresh.write(rows(&[6])).await.unwrap();
     fresh.commit().await.unwrap();
     assert_eq!(committed(), vec![1, 2, 3, 4, 5, 6]);
+    drop(fresh);
+    // The last commit of a run that keeps checkpoints is final: killed after it, the
+    // run restarts from its last checkpoint and replays the tail, which writes nothing.
+    let mut last = new_sink();
+    last.write(rows(&[7])).await.unwrap();
+    let saved = last.prepare(1).await.unwrap();
+    last.commit_checkpoint(1).await.unwrap();
+    last.write(rows(&[8])).await.unwrap();
+    last.commit().await.unwrap();
+    drop(last);
+    let mut replay = new_sink();
+    replay.recover(&saved).await.unwrap();
+    replay.write(rows(&[8])).await.unwrap();
+    replay.prepare(2).await.unwrap();
+    replay.commit_checkpoint(2).await.unwrap();
+    replay.commit().await.unwrap();
+    assert_eq!(committed(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
 }

@@ -155,8 +155,9 @@ impl CheckpointStore {
     /// stays, so that a script whose other pipelines were interrupted does not run
     /// this one again (and write its rows twice) when it resumes.
     pub async fn finish(&self) -> Result<()> {
-        self.clear().await?;
-        self.put(&[FINISHED], b"finished".to_vec()).await
+        // The mark first: killed between the two, the pipeline is still known as finished.
+        self.put(&[FINISHED], b"finished".to_vec()).await?;
+        self.clear().await
     }
 
     /// Whether the pipeline ran to its end (see [`CheckpointStore::finish`]).

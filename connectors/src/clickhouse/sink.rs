@@ -272,8 +272,7 @@ impl ClickHouseSink {
             return Ok(());
         }
         let (Some(server), Some(epoch_column)) = (&self.server, &self.options.epoch_column) else { return Ok(()) };
-        // Whether the INSERT landed: its rows carry the tag.
-        let landed = format!("SELECT count() FROM {} WHERE {} = {}", self.table, quote_identifier(epoch_column), quote_string(tag));
+        let landed = landed_query(&self.table, epoch_column, tag);
         let mut targets = server.columns.clone();
         targets.push(ColumnTarget { name: epoch_column.clone(), ch_type: ChType::String });
         let mut body = Vec::new();
@@ -294,10 +293,24 @@ impl ClickHouseSink {
         Ok(())
     }
 
+    /// Whether rows tagged `tag` are in the table.
+    async fn has_tag(&mut self, tag: &str) -> Result<bool, ConnectorError> {
+        self.connect().await?;
+        let Some(epoch_column) = &self.options.epoch_column else { return Ok(false) };
+        let what = format!("cannot read the checkpoint tags of ClickHouse table {}", self.table);
+        let answer = self.client.query(&what, &landed_query(&self.table, epoch_column, tag), &[]).await?;
+        Ok(answer.trim().parse::<u64>().is_ok_and(|n| n > 0))
+    }
+
     /// Whether the oldest buffered row has waited `'sink.flush-interval'`.
     fn interval_passed(&self) -> bool {
         self.oldest_buffered.is_some_and(|since| since.elapsed() >= self.options.flush_interval)
     }
+}
+
+/// `SELECT count()` of the rows of `table` tagged `tag` in `column`: whether an epoch's INSERT landed.
+fn landed_query(table: &str, column: &str, tag: &str) -> String {
+    format!("SELECT count() FROM {table} WHERE {} = {}", quote_identifier(column), quote_string(tag))
 }
 
 #[async_trait]
@@ -370,6 +383,13 @@ impl Sink for ClickHouseSink {
         let Some(epochs) = &mut self.epochs else { return Ok(()) };
         let restored = epochs.restore(prepared)?;
         let run = epochs.run().to_string();
+        if !restored.is_empty() && self.has_tag(&epochs::marker(&run, epochs::FINAL)).await? {
+            tracing::info!(table = %self.table, "the run's last INSERT landed before the restart; what it replays is not inserted again");
+            if let Some(epochs) = &mut self.epochs {
+                epochs.mark_replayed();
+            }
+            return Ok(());
+        }
         for (epoch, writes) in restored {
             self.insert_epoch(&epochs::marker(&run, epoch), &writes, true).await?;
         }

@@ -382,7 +382,7 @@ impl KafkaSink {
             let mut element = offsets.add_partition(&self.topic, 0);
             element.set_metadata(epochs::marker(transactions.epochs.run(), epoch));
             // Any offset will do; the number is the epoch, for people reading the group.
-            let _ = element.set_offset(Offset::Offset(epoch as i64));
+            let _ = element.set_offset(Offset::Offset(i64::try_from(epoch).unwrap_or(i64::MAX)));
             (offsets, transactions.marker.group_metadata())
         });
         self.producer.begin_transaction().map_err(|e| failed("beginning a transaction", e))?;
@@ -477,6 +477,11 @@ impl Sink for KafkaSink {
         }
         let committed = transactions.committed_marker(&self.topic)?;
         let run = transactions.epochs.run().to_string();
+        if already_written(committed.as_deref(), &run, epochs::FINAL) {
+            tracing::info!(topic = %self.topic, "the run's last transaction committed before the restart; what it replays is not written again");
+            transactions.epochs.mark_replayed();
+            return Ok(());
+        }
         for (epoch, writes) in epochs {
             if already_written(committed.as_deref(), &run, epoch) {
                 tracing::info!(topic = %self.topic, epoch, "the transaction of checkpoint {epoch} committed before the restart; not again");
