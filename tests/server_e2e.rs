@@ -257,11 +257,15 @@ fn interactive_session_in_a_terminal() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
     server.ok(&bids_table());
-    let command = format!("{} sql --host {}", env!("CARGO_BIN_EXE_eddy"), server.address);
+    // `script` runs the command through `$SHELL -c`; `exec` makes the client
+    // the terminal's foreground process, so Ctrl-C reaches only the client
+    // (dash, waiting on a child, would itself die of the SIGINT: exit 130).
+    let command = format!("exec {} sql --host {}", env!("CARGO_BIN_EXE_eddy"), server.address);
     let mut terminal = Command::new("script")
         .args(["-qfec", &command, "/dev/null"])
         .env("HOME", data.path())
         .env("TERM", "dumb")
+        .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
