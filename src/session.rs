@@ -486,7 +486,7 @@ impl PreparedPipeline {
             if let Some(source) = view_sources.get(&node.table.name) {
                 return Ok(Arc::clone(source));
             }
-            eddy_connectors::create_source(&node.table, Arc::clone(&node.physical_schema)).map_err(|e| eddy_engine::EngineError::Source {
+            eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref()).map_err(|e| eddy_engine::EngineError::Source {
                 table: node.table.name.clone(),
                 partition: "open".to_string(),
                 source: Box::new(e),

@@ -17,12 +17,16 @@
 //! column-oriented copy of the crate's bid rules that allocates nothing per event
 //! and skips the `extra` string unless it is selected; tests check it against the
 //! crate column by column. Persons and auctions use the crate directly.
+//!
+//! Columns the pipeline does not read (see [`NexmarkSource::reading`]) are not
+//! generated at all: they come out as NULL, so a query over four bid columns does
+//! not pay for the URL and `extra` strings of a table that declares all seven.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
+use datafusion::arrow::array::{new_null_array, ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
 use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -203,6 +207,8 @@ impl NexmarkOptions {
 struct OutColumn {
     index: usize,
     cast_to: Option<DataType>,
+    /// False when no operator reads the column: it is left NULL, not generated.
+    read: bool,
 }
 
 /// Maps the declared schema onto the table's columns (any subset, any order).
@@ -232,7 +238,7 @@ fn map_columns(table: NexmarkTable, schema: &SchemaRef) -> Result<Vec<OutColumn>
                     context: format!("nexmark table '{}'", table.name()),
                 });
             };
-            Ok(OutColumn { index, cast_to })
+            Ok(OutColumn { index, cast_to, read: true })
         })
         .collect()
 }
@@ -259,6 +265,21 @@ impl NexmarkSource {
             schema,
             columns,
         })
+    }
+
+    /// Generates only the declared columns at positions `read` (all when `None`);
+    /// the others are NULL. A NOT NULL column is always generated.
+    pub fn reading(mut self, read: Option<&[usize]>) -> Self {
+        if let Some(read) = read {
+            let fields = self.schema.fields();
+            self.columns = self
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| OutColumn { read: read.contains(&i) || !fields[i].is_nullable(), ..c.clone() })
+                .collect();
+        }
+        self
     }
 }
 
@@ -353,7 +374,7 @@ impl NexmarkSource {
                     partition: format!("bid {i}/{n} base {base_time}"),
                     produced: done,
                     // Column 6 of BID_COLUMNS is `extra`.
-                    with_extra: self.columns.iter().any(|c| c.index == 6),
+                    with_extra: self.columns.iter().any(|c| c.index == 6 && c.read),
                     cols: BidColumns::default(),
                     c: common,
                 }),
@@ -507,13 +528,16 @@ impl ReaderCommon {
         }
     }
 
-    fn batch(&self, arrays: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, BoxError> {
-        let arrays = arrays
-            .into_iter()
-            .zip(self.columns.iter())
-            .map(|(a, col)| match &col.cast_to {
-                Some(t) => cast(&a, t),
-                None => Ok(a),
+    /// A batch of `rows` rows whose read columns `column(generator index)` builds.
+    fn batch(&self, rows: usize, mut column: impl FnMut(usize) -> ArrayRef) -> Result<RecordBatch, BoxError> {
+        let arrays = self
+            .columns
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(col, field)| match (&col.cast_to, col.read) {
+                (_, false) => Ok(new_null_array(field.data_type(), rows)),
+                (Some(t), true) => cast(&column(col.index), t),
+                (None, true) => Ok(column(col.index)),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let options =
@@ -558,14 +582,9 @@ impl SourceReader for BidReader {
             .generate(&mut self.cols, limit, self.with_extra, due_until);
         self.c.consumed(n);
         self.produced += n as u64;
-        let arrays = self
-            .c
-            .columns
-            .iter()
-            .map(|col| self.cols.column(col.index))
-            .collect();
+        let cols = &mut self.cols;
         Ok(Some(SourceBatch {
-            rows: self.c.batch(arrays, n)?,
+            rows: self.c.batch(n, |index| cols.column(index))?,
             malformed: Vec::new(),
             retract: false,
         }))
@@ -599,13 +618,7 @@ impl<E: NexEvent> NexmarkReader<E> {
     }
 
     fn build(&self) -> Result<RecordBatch, BoxError> {
-        let arrays = self
-            .c
-            .columns
-            .iter()
-            .map(|col| E::column(col.index, &self.rows))
-            .collect();
-        self.c.batch(arrays, self.rows.len())
+        self.c.batch(self.rows.len(), |index| E::column(index, &self.rows))
     }
 }
 

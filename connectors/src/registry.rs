@@ -330,6 +330,13 @@ pub fn source_schema(def: &TableDef) -> Result<SchemaRef, ConnectorError> {
 
 /// Builds the source for `def`, producing `schema` (usually [`source_schema`]).
 pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source>, ConnectorError> {
+    create_source_reading(def, schema, None)
+}
+
+/// [`create_source`] for a pipeline that reads only the columns at positions
+/// `read` of `schema` (all when `None`): sources that can skip the work for the
+/// others (the generators) leave them NULL.
+pub fn create_source_reading(def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, ConnectorError> {
     validate_options(def, false)?;
     if connector_spec(def.connector()).is_some_and(|c| !c.can_source) {
         return Err(ConnectorError::UnsupportedRole {
@@ -339,7 +346,7 @@ pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source
     }
     Ok(match def.connector() {
         "filesystem" => filesystem::create_source(def, schema)?,
-        "nexmark" => Arc::new(NexmarkSource::try_new(def, schema)?),
+        "nexmark" => Arc::new(NexmarkSource::try_new(def, schema)?.reading(read)),
         "datagen" => Arc::new(DatagenSource::try_new(def, schema)?),
         "kafka" => Arc::new(KafkaSource::try_new(def, schema)?),
         other => {

@@ -387,7 +387,8 @@ impl TableProvider for StreamTableProvider {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        with_projection(Arc::new(StreamScanExec::new(self.name.clone(), Arc::clone(&self.schema))), projection)
+        let scan = StreamScanExec::new(self.name.clone(), Arc::clone(&self.schema), projection.cloned());
+        with_projection(Arc::new(scan), projection)
     }
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
@@ -419,7 +420,10 @@ impl TableProvider for WindowTableProvider {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let scan = Arc::new(StreamScanExec::new(self.source.clone(), Arc::clone(&self.source_schema)));
+        // The window reads its time column besides the source columns the query keeps.
+        let width = self.source_schema.fields().len();
+        let reads = projection.map(|p| p.iter().copied().filter(|&i| i < width).chain([self.time_column]).collect());
+        let scan = Arc::new(StreamScanExec::new(self.source.clone(), Arc::clone(&self.source_schema), reads));
         let tvf = Arc::new(WindowTvfExec {
             input: scan,
             window: self.window,
@@ -546,12 +550,14 @@ fn not_executable(name: &str) -> DataFusionError {
 #[derive(Debug)]
 pub struct StreamScanExec {
     table: String,
+    /// The table's columns (computed ones included) the plan above reads; `None`: all.
+    reads: Option<Vec<usize>>,
     properties: Arc<PlanProperties>,
 }
 
 impl StreamScanExec {
-    fn new(table: String, schema: SchemaRef) -> Self {
-        StreamScanExec { table, properties: properties(schema) }
+    fn new(table: String, schema: SchemaRef, reads: Option<Vec<usize>>) -> Self {
+        StreamScanExec { table, reads, properties: properties(schema) }
     }
 }
 
@@ -651,6 +657,25 @@ struct Compiler<'a> {
     next_assign: usize,
 }
 
+/// The physical columns of `entry` a scan reading `reads` (visible columns) needs:
+/// those, plus what every computed column and the watermark read. `None` when that
+/// is all of them, or when late rows go to a table (which gets whole rows).
+fn read_columns(entry: &TableEntry, reads: Option<&[usize]>) -> Option<Vec<usize>> {
+    if entry.def.option("late.sink").is_some() {
+        return None;
+    }
+    let width = entry.physical_schema.fields().len();
+    let mut needed: Vec<usize> = reads?
+        .iter()
+        .copied()
+        .chain(entry.computed.iter().chain(&entry.watermark).flat_map(referenced_columns))
+        .filter(|&i| i < width)
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    (needed.len() < width).then_some(needed)
+}
+
 fn referenced_columns(expr: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
     datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()).collect()
 }
@@ -706,6 +731,7 @@ impl Compiler<'_> {
                 bounded: entry.bounded,
                 lateness: None,
                 changelog: entry.changelog,
+                read_columns: read_columns(entry, scan.reads.as_deref()),
             };
             let lineage = vec![Lineage::Other; entry.schema.fields().len()];
             return Ok((StreamNode::Source(node), lineage));
@@ -961,5 +987,62 @@ fn all_sources_bounded(node: &StreamNode) -> bool {
     match node {
         StreamNode::Source(s) => s.bounded,
         other => other.inputs().into_iter().all(all_sources_bounded),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_script, Statement};
+
+    /// The physical columns each source of `query`'s plan reads, by name
+    /// (`None`: all), after `tables` are created.
+    async fn reads(tables: &str, query: &str) -> Vec<Option<Vec<String>>> {
+        let mut planner = Planner::new();
+        for parsed in parse_script(tables).expect("tables parse") {
+            let Statement::CreateTable(def) = parsed.statement else { panic!("not a table") };
+            planner.register_table(def, true, parsed.location).expect("registers");
+        }
+        let parsed = parse_script(query).expect("query parses").remove(0);
+        let Statement::Select { query } = parsed.statement else { panic!("not a query") };
+        let plan = planner.plan_query(&query, parsed.location).await.expect("plans");
+        plan.sources()
+            .iter()
+            .map(|s| s.read_columns.as_ref().map(|read| read.iter().map(|&i| s.physical_schema.field(i).name().clone()).collect()))
+            .collect()
+    }
+
+    const BIDS: &str = "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, url STRING, event_ms BIGINT, extra STRING,
+        ts AS TO_TIMESTAMP_LTZ(event_ms, 3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+        WITH ('connector' = 'filesystem', 'path' = 'x.json', 'format' = 'json')";
+
+    fn names(list: &[&str]) -> Vec<Option<Vec<String>>> {
+        vec![Some(list.iter().map(|s| s.to_string()).collect())]
+    }
+
+    #[tokio::test]
+    async fn sources_read_only_the_columns_the_query_and_the_watermark_need() {
+        // Selected and filtered columns, plus the computed event time's input.
+        let read = reads(BIDS, "SELECT auction, price * 2 FROM bids WHERE bidder > 3").await;
+        assert_eq!(read, names(&["auction", "bidder", "price", "event_ms"]));
+        // A window reads its time column; keys and aggregate inputs come along.
+        let read = reads(
+            BIDS,
+            "SELECT auction, MAX(price) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY auction, window_start, window_end",
+        )
+        .await;
+        assert_eq!(read, names(&["auction", "price", "event_ms"]));
+        let read = reads(BIDS, "SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start").await;
+        assert_eq!(read, names(&["event_ms"]));
+        // Every column read: nothing to skip.
+        assert_eq!(reads(BIDS, "SELECT * FROM bids").await, vec![None]);
+        assert_eq!(reads(BIDS, "SELECT auction, bidder, price, url, extra, ts FROM bids").await, vec![None]);
+    }
+
+    #[tokio::test]
+    async fn late_rows_routed_to_a_table_keep_every_column() {
+        let with_late_sink = BIDS.replace("'format' = 'json'", "'format' = 'json', 'late.sink' = 'late'");
+        let read = reads(&with_late_sink, "SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start").await;
+        assert_eq!(read, vec![None]);
     }
 }

@@ -81,6 +81,9 @@ pub struct SourceNode {
     /// The source is a changelog: it retracts rows it returned before (a
     /// materialized view's updates), keyed by the table's PRIMARY KEY.
     pub changelog: bool,
+    /// The physical columns the pipeline reads (ascending), when it reads fewer than
+    /// all: a source may leave the others empty instead of decoding or generating them.
+    pub read_columns: Option<Vec<usize>>,
 }
 
 /// Which input column tells a window aggregate the slice of each row.
@@ -216,9 +219,16 @@ impl StreamNode {
         let pad = "  ".repeat(depth);
         let line = match self {
             StreamNode::Source(s) => format!(
-                "Source: {} (connector={}{}{})",
+                "Source: {} (connector={}{}{}{})",
                 s.table.name,
                 s.table.connector(),
+                s.read_columns
+                    .as_ref()
+                    .map(|read| {
+                        let names: Vec<&str> = read.iter().map(|&i| s.physical_schema.field(i).name().as_str()).collect();
+                        format!(", reads [{}]", names.join(", "))
+                    })
+                    .unwrap_or_default(),
                 s.watermark.as_ref().map(|w| format!(", watermark={w}")).unwrap_or_default(),
                 s.lateness.map(|l| format!(", late rows judged by {} slices", l.window.name())).unwrap_or_default()
             ),

@@ -9,7 +9,7 @@ use nexmark::event::Event;
 use nexmark::EventGenerator;
 
 use super::*;
-use crate::registry::{create_source, source_schema};
+use crate::registry::{create_source, create_source_reading, source_schema};
 
 const BASE: u64 = 1_700_000_000_000;
 
@@ -258,6 +258,37 @@ async fn columns_match_the_crate_and_subsets_work() {
     );
     let bad = def(&[], &[("date_time", DataType::Boolean)]);
     assert!(create_source(&bad, bad.physical_schema()).is_err());
+}
+
+/// Columns the pipeline does not read are NULL; the read ones are unchanged, for
+/// bids (the fast generator, `extra` skipped) and for auctions (the crate's).
+#[tokio::test]
+async fn unread_columns_are_null_and_read_ones_unchanged() {
+    let base = BASE.to_string();
+    for table in ["bid", "auction"] {
+        let d = def(&[("nexmark.table", table), ("events.num", "3000"), ("nexmark.base-time", &base)], &[]);
+        let schema = source_schema(&d).unwrap();
+        let full = read_one(&d, 2).await;
+        let last = schema.fields().len() - 1;
+        let read = [0, last];
+        let source = create_source_reading(&d, Arc::clone(&schema), Some(&read)).unwrap();
+        let mut batches = vec![];
+        for mut reader in source.open(2).unwrap() {
+            while let Some(b) = reader.next_batch().await.unwrap() {
+                batches.push(b.rows);
+            }
+        }
+        let pruned = concat_batches(&schema, &batches).unwrap();
+        assert_eq!(pruned.num_rows(), full.num_rows(), "{table}");
+        for i in 0..schema.fields().len() {
+            if read.contains(&i) {
+                assert_eq!(pruned.column(i), full.column(i), "{table}: column {i} is read");
+            } else {
+                assert_eq!(pruned.column(i).null_count(), pruned.num_rows(), "{table}: column {i} is not read");
+                assert_eq!(full.column(i).null_count(), 0, "{table}: column {i} when read");
+            }
+        }
+    }
 }
 
 #[tokio::test]
