@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{cpu_seconds, flag_value};
 use eddy::Session;
-use eddy_connectors::kafka::testing::{broker, create_topic, produce, produce_with, producer, read_all, unique_topic, TestRecord};
+use eddy_connectors::kafka::testing::{broker, create_topic, delete_topics, produce, produce_with, producer, read_all, unique_topic, TestRecord};
 use eddy_engine::PipelineMetrics;
 
 mod common;
@@ -112,6 +112,7 @@ fn main() {
                 Err(e) => println!("{name:<34} failed: {e}"),
             }
         }
+        delete_topics(&bootstrap, &[&topic]).await;
         latency(&bootstrap, rate, seconds).await;
     });
 }
@@ -167,6 +168,7 @@ async fn latency(bootstrap: &str, rate: u64, seconds: u64) {
             Some(r.timestamp? - end)
         })
         .collect();
+    delete_topics(bootstrap, &[&input, &output]).await;
     latencies.sort_unstable();
     if latencies.is_empty() {
         println!("latency: no windows were emitted");

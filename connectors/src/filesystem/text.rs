@@ -10,6 +10,7 @@ use datafusion::arrow::csv::ReaderBuilder as CsvReaderBuilder;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::json::reader::Decoder as JsonDecoder;
 use datafusion::arrow::json::ReaderBuilder as JsonReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
@@ -41,18 +42,44 @@ impl TextFormat {
             },
         }
     }
+}
+
+/// Decodes records of one format and schema, keeping the JSON decoder between
+/// chunks: its tape buffers then grow once, not again for every chunk.
+pub(crate) struct RecordDecoder {
+    format: TextFormat,
+    strict: SchemaRef,
+    relaxed: SchemaRef,
+    /// The JSON decoder after a chunk that decoded cleanly, and the rows it takes at once.
+    json: Option<(JsonDecoder, usize)>,
+}
+
+impl RecordDecoder {
+    /// A decoder of `format` records into rows of `schema`.
+    pub fn new(format: TextFormat, schema: SchemaRef) -> Self {
+        RecordDecoder { format, relaxed: relaxed(&schema), strict: schema, json: None }
+    }
 
     /// Decodes `data`, which must hold exactly `rows` records, into one batch.
     /// Nullability is checked here rather than by Arrow, to name the column at fault.
-    fn decode(self, strict: &SchemaRef, data: &[u8], rows: usize) -> Result<RecordBatch, String> {
-        let schema = &relaxed(strict);
-        let batch = match self {
+    fn decode(&mut self, data: &[u8], rows: usize) -> Result<RecordBatch, String> {
+        let schema = &self.relaxed;
+        let strict = &self.strict;
+        let batch = match self.format {
             TextFormat::Json => {
-                let mut decoder = JsonReaderBuilder::new(SchemaRef::clone(schema))
-                    .with_coerce_primitive(true)
-                    .with_batch_size(rows.max(1))
-                    .build_decoder()
-                    .map_err(|e| e.to_string())?;
+                let (mut decoder, capacity) = match self.json.take() {
+                    Some((decoder, capacity)) if capacity >= rows => (decoder, capacity),
+                    _ => {
+                        let capacity = rows.max(1);
+                        let decoder = JsonReaderBuilder::new(SchemaRef::clone(schema))
+                            .with_coerce_primitive(true)
+                            .with_batch_size(capacity)
+                            .build_decoder()
+                            .map_err(|e| e.to_string())?;
+                        (decoder, capacity)
+                    }
+                };
+                // On any error the decoder is dropped: it may hold part of a record.
                 let consumed = decoder.decode(data).map_err(clean)?;
                 if !data[consumed..].iter().all(u8::is_ascii_whitespace) {
                     return Err("expected exactly one JSON object per line".into());
@@ -60,7 +87,9 @@ impl TextFormat {
                 if decoder.has_partial_record() {
                     return Err("truncated JSON: the record is not complete".into());
                 }
-                decoder.flush().map_err(clean)?
+                let batch = decoder.flush().map_err(clean)?;
+                self.json = Some((decoder, capacity));
+                batch
             }
             TextFormat::Csv { delimiter, .. } => {
                 let mut decoder = CsvReaderBuilder::new(SchemaRef::clone(schema))
@@ -87,13 +116,36 @@ impl TextFormat {
         };
         let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(SchemaRef::clone(schema)));
         if batch.num_rows() != rows {
-            return Err(match self {
+            return Err(match self.format {
                 TextFormat::Json => "expected exactly one JSON object per line".into(),
                 TextFormat::Csv { .. } => "could not split the CSV record".into(),
             });
         }
         check_not_null(strict, &batch)?;
         RecordBatch::try_new(SchemaRef::clone(strict), batch.columns().to_vec()).map_err(clean)
+    }
+
+    /// Decodes a chunk: all at once, or record by record when that fails.
+    pub fn decode_records(&mut self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
+        if let Ok(rows) = self.decode(&chunk.data, chunk.records.len()) {
+            return Ok(Decoded { rows, good: None, errors: Vec::new() });
+        }
+        let mut good_rows = Vec::new();
+        let mut good = Vec::new();
+        let mut errors = Vec::new();
+        for (i, record) in chunk.records.iter().enumerate() {
+            // Include the '\n' that follows every record in the chunk.
+            let bytes = &chunk.data[record.start..record.end + 1];
+            match self.decode(bytes, 1) {
+                Ok(batch) => {
+                    good_rows.push(batch);
+                    good.push(i as u32);
+                }
+                Err(error) => errors.push((i, error)),
+            }
+        }
+        let rows = concat_batches(&self.strict, &good_rows).map_err(|e| ConnectorError::arrow("combining decoded rows", e))?;
+        Ok(Decoded { rows, good: Some(good), errors })
     }
 }
 
@@ -176,37 +228,9 @@ pub(crate) struct Decoded {
     pub errors: Vec<(usize, String)>,
 }
 
-/// Decodes a chunk: all at once, or record by record when that fails.
-pub(crate) fn decode_records(format: TextFormat, schema: &SchemaRef, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
-    if let Ok(rows) = format.decode(schema, &chunk.data, chunk.records.len()) {
-        return Ok(Decoded { rows, good: None, errors: Vec::new() });
-    }
-    let mut good_rows = Vec::new();
-    let mut good = Vec::new();
-    let mut errors = Vec::new();
-    for (i, record) in chunk.records.iter().enumerate() {
-        // Include the '\n' that follows every record in the chunk.
-        let bytes = &chunk.data[record.start..record.end + 1];
-        match format.decode(schema, bytes, 1) {
-            Ok(batch) => {
-                good_rows.push(batch);
-                good.push(i as u32);
-            }
-            Err(error) => errors.push((i, error)),
-        }
-    }
-    let rows = concat_batches(schema, &good_rows).map_err(|e| ConnectorError::arrow("combining decoded rows", e))?;
-    Ok(Decoded { rows, good: Some(good), errors })
-}
-
 /// Decodes a chunk of a file; every bad record becomes a [`MalformedRecord`] at `label:LINE`.
-pub(crate) fn decode_chunk(
-    format: TextFormat,
-    schema: &SchemaRef,
-    chunk: &Chunk,
-    label: &str,
-) -> Result<SourceBatch, ConnectorError> {
-    let decoded = decode_records(format, schema, chunk)?;
+pub(crate) fn decode_chunk(decoder: &mut RecordDecoder, chunk: &Chunk, label: &str) -> Result<SourceBatch, ConnectorError> {
+    let decoded = decoder.decode_records(chunk)?;
     let malformed = decoded
         .errors
         .into_iter()
@@ -227,7 +251,7 @@ pub(crate) struct TextFileReader {
     path: PathBuf,
     label: String,
     format: TextFormat,
-    schema: SchemaRef,
+    decoder: RecordDecoder,
     batch_rows: usize,
     chunker: Option<RecordChunker>,
     done: bool,
@@ -240,7 +264,7 @@ impl TextFileReader {
             label: path.display().to_string(),
             path,
             format,
-            schema,
+            decoder: RecordDecoder::new(format, schema),
             batch_rows,
             chunker: None,
             done: false,
@@ -264,7 +288,7 @@ impl TextFileReader {
             }
         };
         match chunker.next_chunk(self.batch_rows)? {
-            Some(chunk) => decode_chunk(self.format, &self.schema, &chunk, &self.label).map(Some),
+            Some(chunk) => decode_chunk(&mut self.decoder, &chunk, &self.label).map(Some),
             None => {
                 self.done = true;
                 self.chunker = None;

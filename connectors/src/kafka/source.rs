@@ -34,7 +34,7 @@ use super::batch::{BatchQueue, RawRecord};
 use super::{KafkaOptions, StartupMode, TextOrRaw};
 use crate::error::ConnectorError;
 use crate::filesystem::records::{Chunk, Record};
-use crate::filesystem::text::{decode_records, TextFormat};
+use crate::filesystem::text::{RecordDecoder, TextFormat};
 
 /// How long a read waits for the first record before returning an empty batch,
 /// so the engine can check idleness, status and stop requests.
@@ -248,6 +248,14 @@ impl KafkaSource {
                 problem: None,
                 options: self.options.clone(),
                 value_schema: Arc::clone(&self.value_schema),
+                // Avro values are decoded through JSON.
+                decoder: RecordDecoder::new(
+                    match self.options.format {
+                        TextOrRaw::Text(format) => format,
+                        _ => TextFormat::Json,
+                    },
+                    Arc::clone(&self.value_schema),
+                ),
                 avro_record: self.avro_record.clone(),
                 schema: Arc::clone(&self.schema),
                 columns: self.columns.clone(),
@@ -314,6 +322,8 @@ struct KafkaPartitionReader {
     problem: Option<(String, Instant)>,
     options: KafkaOptions,
     value_schema: SchemaRef,
+    /// Decodes the values of text formats (and of Avro, converted to JSON first).
+    decoder: RecordDecoder,
     avro_record: Option<super::avro::AvroRecord>,
     schema: SchemaRef,
     columns: Vec<ColumnSource>,
@@ -437,11 +447,11 @@ impl KafkaPartitionReader {
     }
 
     /// Decodes the values and adds the metadata columns, in the table's column order.
-    fn decode(&self, polled: &Polled) -> Result<SourceBatch, ConnectorError> {
+    fn decode(&mut self, polled: &Polled) -> Result<SourceBatch, ConnectorError> {
         let n = polled.chunk.records.len();
         let (values, good, errors): (Vec<ArrayRef>, Option<Vec<u32>>, Vec<(usize, String)>) = match self.options.format {
-            TextOrRaw::Text(format) if !self.value_schema.fields().is_empty() => {
-                let d = decode_records(format, &self.value_schema, &polled.chunk)?;
+            TextOrRaw::Text(_) if !self.value_schema.fields().is_empty() => {
+                let d = self.decoder.decode_records(&polled.chunk)?;
                 (d.rows.columns().to_vec(), d.good, d.errors)
             }
             TextOrRaw::Text(_) => (Vec::new(), None, Vec::new()),
@@ -449,7 +459,7 @@ impl KafkaPartitionReader {
             TextOrRaw::AvroConfluent => {
                 let registry = self.registry.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro-confluent", "no schema registry configured"))?;
                 let (json, mut avro_errors) = registry.to_json_chunk(&polled.chunk);
-                let mut d = decode_records(TextFormat::Json, &self.value_schema, &json)?;
+                let mut d = self.decoder.decode_records(&json)?;
                 for (i, error) in d.errors.iter_mut() {
                     if let Some(avro_error) = avro_errors.remove(i) {
                         *error = avro_error;
@@ -460,7 +470,7 @@ impl KafkaPartitionReader {
             TextOrRaw::Avro => {
                 let record = self.avro_record.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro", "no Avro schema"))?;
                 let (json, mut avro_errors) = super::avro::to_json_chunk(record, &polled.chunk);
-                let mut d = decode_records(TextFormat::Json, &self.value_schema, &json)?;
+                let mut d = self.decoder.decode_records(&json)?;
                 for (i, error) in d.errors.iter_mut() {
                     if let Some(avro_error) = avro_errors.remove(i) {
                         *error = avro_error;

@@ -37,6 +37,13 @@ pub fn unique_topic(prefix: &str) -> String {
     unique_name(prefix)
 }
 
+/// Deletes `topics` (best effort): benchmarks write gigabytes a run, which
+/// would otherwise pile up in the test broker's data directory.
+pub async fn delete_topics(bootstrap: &str, topics: &[&str]) {
+    let Ok(admin) = ClientConfig::new().set("bootstrap.servers", bootstrap).create::<AdminClient<DefaultClientContext>>() else { return };
+    let _ = admin.delete_topics(topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await;
+}
+
 /// Creates `topic` with `partitions` partitions and waits until it can be used.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
