@@ -60,6 +60,8 @@ async fn run_pipeline(sql: &str, stop_after: Option<Duration>) -> Result<(u64, f
 }
 
 fn main() {
+    // As the `eddy` binary does.
+    eddy::allocator::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let full = args.iter().any(|a| a == "--bench");
     let events = flag_value(&args, "--events", if full { 2_000_000 } else { 20_000 });

@@ -45,6 +45,8 @@ const QUERIES: &[(&str, &str, &str)] = &[
 ];
 
 fn main() {
+    // As the `eddy` binary does.
+    eddy::allocator::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str, default: u64| flag_value(&args, flag, default);
     // `cargo test --all-targets` runs this without `--bench`: a quick smoke run then.

@@ -3,6 +3,7 @@
 //! `server` serves them over gRPC and `client` is the psql-like `eddy sql`; the
 //! `eddy` binary (`run`, `demo`, `server`, `sql`) is a thin command line over it.
 
+pub mod allocator;
 pub mod client;
 pub mod console;
 pub mod demo;

@@ -115,6 +115,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    eddy::allocator::tune();
     // EDDY_LOG=info|debug|trace shows more of what the engine does; warnings are always shown.
     let level = std::env::var("EDDY_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
     tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();

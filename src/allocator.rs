@@ -1,0 +1,27 @@
+//! Settings for the C allocator, which librdkafka uses for every record it
+//! fetches and Rust uses for every Arrow buffer.
+//!
+//! With glibc's defaults, buffers above 128 KB (a batch's string column) are
+//! mmapped and unmapped each batch, and the per-thread heaps are trimmed back as
+//! soon as a batch is freed, so the next batch faults its pages in again. Keeping
+//! up to 32 MB blocks on the heap and trimming only above 256 MB of free memory
+//! measured 4-13 % more Kafka JSON decoded per CPU-second (`benches/kafka.rs`,
+//! 4 M events, alternating runs with and without). The price: up to 256 MB of
+//! freed memory may stay with the process instead of going back to the system.
+
+/// Applies the settings, unless `GLIBC_TUNABLES` already sets the allocator's.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
+            return;
+        }
+        // SAFETY: mallopt only changes allocator parameters; it is called before
+        // other threads start allocating.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        }
+    }
+}
