@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use datafusion::arrow::record_batch::RecordBatch;
+
 /// One kind of test server and the environment variables of its scripts.
 #[derive(Debug)]
 pub struct TestServer {
@@ -88,6 +90,27 @@ pub fn unique_name(prefix: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{prefix}_{}_{nanos}_{n}", std::process::id())
+}
+
+/// Drives exactly-once sinks from `open` through a run whose last commit is final
+/// and a restart that replays its tail: one sink writes `before` under checkpoint 1,
+/// then `tail`, and commits at its end; then, as after a kill right there, a sink
+/// restored from checkpoint 1 is given `tail` again, checkpoints and ends. The
+/// caller checks that `tail` landed once.
+pub async fn replay_after_a_final_commit(open: impl Fn() -> Box<dyn eddy_engine::Sink>, before: RecordBatch, tail: RecordBatch) {
+    let mut last = open();
+    last.write(before).await.unwrap();
+    let saved = last.prepare(1).await.unwrap();
+    last.commit_checkpoint(1).await.unwrap();
+    last.write(tail.clone()).await.unwrap();
+    last.commit().await.unwrap();
+    drop(last);
+    let mut replay = open();
+    replay.recover(&saved).await.unwrap();
+    replay.write(tail).await.unwrap();
+    replay.prepare(2).await.unwrap();
+    replay.commit_checkpoint(2).await.unwrap();
+    replay.commit().await.unwrap();
 }
 
 /// Runs `sql` on the ClickHouse HTTP interface at `url` with `settings` as URL

@@ -17,7 +17,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use eddy_connectors::create_sink;
-use eddy_connectors::testing::{clickhouse_query, unique_name, CLICKHOUSE};
+use eddy_connectors::testing::{clickhouse_query, replay_after_a_final_commit, unique_name, CLICKHOUSE};
 use eddy_engine::Sink;
 use eddy_sql::{parse_script, Statement, TableDef};
 
@@ -482,19 +482,7 @@ async fn exactly_once_inserts_each_checkpoint_once_across_crashes() {
     drop(fresh);
     // The last commit of a run that keeps checkpoints is final: killed after it, the
     // run restarts from its last checkpoint and replays the tail, which inserts nothing.
-    let mut last = open_sink(&def);
-    last.write(rows(&[6])).await.unwrap();
-    let saved = last.prepare(1).await.unwrap();
-    last.commit_checkpoint(1).await.unwrap();
-    last.write(rows(&[7])).await.unwrap();
-    last.commit().await.unwrap();
-    drop(last);
-    let mut replay = open_sink(&def);
-    replay.recover(&saved).await.unwrap();
-    replay.write(rows(&[7])).await.unwrap();
-    replay.prepare(2).await.unwrap();
-    replay.commit_checkpoint(2).await.unwrap();
-    replay.commit().await.unwrap();
+    replay_after_a_final_commit(|| open_sink(&def), rows(&[6]), rows(&[7])).await;
     assert_eq!(committed().await, vec![1, 2, 3, 4, 5, 6, 7]);
 
     // A table made without the tag column cannot take exactly-once rows.

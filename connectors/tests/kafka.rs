@@ -9,6 +9,7 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, start_broker, stop_broker, unique_topic, TestRecord};
+use eddy_connectors::testing::replay_after_a_final_commit;
 use eddy_connectors::{create_sink, create_source, source_schema};
 use eddy_engine::{MalformedRecord, Source, SourcePosition, SourceReader};
 use eddy_sql::{parse_script, Statement, TableDef};
@@ -633,18 +634,6 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     drop(fresh);
     // The last commit of a run that keeps checkpoints is final: killed after it, the
     // run restarts from its last checkpoint and replays the tail, which writes nothing.
-    let mut last = new_sink();
-    last.write(rows(&[7])).await.unwrap();
-    let saved = last.prepare(1).await.unwrap();
-    last.commit_checkpoint(1).await.unwrap();
-    last.write(rows(&[8])).await.unwrap();
-    last.commit().await.unwrap();
-    drop(last);
-    let mut replay = new_sink();
-    replay.recover(&saved).await.unwrap();
-    replay.write(rows(&[8])).await.unwrap();
-    replay.prepare(2).await.unwrap();
-    replay.commit_checkpoint(2).await.unwrap();
-    replay.commit().await.unwrap();
+    replay_after_a_final_commit(new_sink, rows(&[7]), rows(&[8])).await;
     assert_eq!(committed(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
 }

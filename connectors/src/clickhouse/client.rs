@@ -162,7 +162,7 @@ impl Client {
             attempt = attempt.saturating_add(1);
             let outcome = match (unsure, landed) {
                 (true, Some(count)) => match self.attempt(&[], count.as_bytes()).await {
-                    Ok(answer) if answer.trim().parse::<u64>().is_ok_and(|n| n > 0) => {
+                    Ok(answer) if counts_rows(&answer) => {
                         tracing::info!(url = %self.label, table = %self.table, "an earlier attempt ({what}) had landed; not sending it again");
                         return Ok(String::new());
                     }
@@ -310,6 +310,11 @@ pub(crate) fn quote_identifier(name: &str) -> String {
 /// A ClickHouse string literal.
 pub(crate) fn quote_string(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Whether the answer to a `SELECT count()` counts any row.
+pub(crate) fn counts_rows(answer: &str) -> bool {
+    answer.trim().parse::<u64>().is_ok_and(|n| n > 0)
 }
 
 #[cfg(test)]

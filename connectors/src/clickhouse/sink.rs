@@ -299,7 +299,7 @@ impl ClickHouseSink {
         let Some(epoch_column) = &self.options.epoch_column else { return Ok(false) };
         let what = format!("cannot read the checkpoint tags of ClickHouse table {}", self.table);
         let answer = self.client.query(&what, &landed_query(&self.table, epoch_column, tag), &[]).await?;
-        Ok(answer.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        Ok(super::client::counts_rows(&answer))
     }
 
     /// Whether the oldest buffered row has waited `'sink.flush-interval'`.
