@@ -665,3 +665,187 @@ fn checkpoints_can_live_in_an_s3_bucket() {
     assert_eq!(read_tens(&server), (saved, max, keys), "the stopped view shows its savepoint, read back from the bucket");
     server.terminate();
 }
+
+/// Rows of `eddy sql --csv` output after the header, each split at commas.
+fn csv_rows(csv: &str) -> Vec<Vec<String>> {
+    csv.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect()
+}
+
+/// Nexmark bids at 20,000 events/s feed a keyed view (updated in place) and a
+/// windowed view (a row per closed window); both are read while they update.
+#[test]
+fn views_over_nexmark_bids_read_consistently_while_they_update() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(
+        "SET 'parallelism' = '2';
+         SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3),
+                           WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND)
+           WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.rate' = '20000');
+         CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder % 7 AS k, COUNT(*) AS n FROM bid GROUP BY bidder % 7;
+         CREATE MATERIALIZED VIEW per_second AS
+           SELECT window_start, window_end, COUNT(*) AS n, MAX(price) AS highest
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut client = runtime.block_on(eddy::client::connect(&server.address, None)).unwrap();
+    let mut totals = Vec::new();
+    let mut windows_seen: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        // One query reads the per-key rows and their total: both come from one snapshot.
+        let rows = csv_rows(&server.ok_csv("SELECT k, n FROM per_bidder UNION ALL SELECT -1 AS k, SUM(n) AS n FROM per_bidder"));
+        let value = |r: &Vec<String>| r[1].parse::<i64>().unwrap_or(0);
+        let per_key: i64 = rows.iter().filter(|r| r[0] != "-1").map(value).sum();
+        let total = rows.iter().find(|r| r[0] == "-1").map(value).unwrap();
+        assert_eq!(per_key, total, "a read saw a torn state: {rows:?}");
+        assert!(rows.iter().filter(|r| r[0] != "-1").all(|r| (0..7).contains(&r[0].parse::<i64>().unwrap())), "{rows:?}");
+        totals.push(total);
+
+        // A window is shown once it has closed, and never changes after that.
+        let windows = csv_rows(&server.ok_csv("SELECT window_start, window_end, n, highest FROM per_second ORDER BY window_start"));
+        let p = runtime.block_on(client.get_pipeline(PipelineRef { id: "per_second".into() })).unwrap().into_inner();
+        let watermark = p.watermark_ms.expect("a running windowed pipeline reports its watermark");
+        for w in &windows {
+            let end = w[1].replace(' ', "T");
+            let end_ms = chrono_ms(&end);
+            assert!(end_ms <= watermark, "window ending {end} is shown before the watermark {watermark} passed it");
+            let earlier = windows_seen.entry(w[0].clone()).or_insert_with(|| w.clone());
+            assert_eq!(earlier, w, "a closed window changed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(totals.windows(2).all(|w| w[0] <= w[1]), "reads went back in time: {totals:?}");
+    assert!(totals.iter().collect::<std::collections::BTreeSet<_>>().len() >= 3, "the keyed view did not keep updating: {totals:?}");
+    assert!(windows_seen.len() >= 2, "windows did not appear as they closed: {windows_seen:?}");
+    // Windows are consecutive seconds, each with bids in it.
+    let starts: Vec<i64> = windows_seen.keys().map(|s| chrono_ms(&s.replace(' ', "T"))).collect();
+    assert!(starts.windows(2).all(|w| w[1] - w[0] == 1000), "{starts:?}");
+    assert!(windows_seen.values().all(|w| w[2].parse::<i64>().unwrap() > 0));
+
+    // The pipeline reports what it is and how far it got.
+    let p = runtime.block_on(client.get_pipeline(PipelineRef { id: "per_bidder".into() })).unwrap().into_inner();
+    assert_eq!((p.status.as_str(), p.state_rows), ("RUNNING", 7), "{p:?}");
+    assert!(p.sql.contains("bidder % 7"), "{p:?}");
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!((now_ms - 60_000..=now_ms).contains(&p.started_at_ms), "{p:?}");
+    assert!(p.rows_in > 0 && p.rows_out > 0 && p.state_bytes > 0, "{p:?}");
+    server.terminate();
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff]` (UTC) to epoch milliseconds, computed here rather than by Eddy.
+fn chrono_ms(text: &str) -> i64 {
+    let (date, time) = text.split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|v| v.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|v| v.parse().unwrap()).collect();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
+}
+
+/// Waits until SHOW PIPELINES lists `count` finished pipelines.
+fn wait_finished(server: &Server, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.ok_csv("SHOW PIPELINES").matches("FINISHED").count() < count {
+        assert!(Instant::now() < deadline, "pipelines did not finish: {}", server.ok_csv("SHOW PIPELINES"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_query_joins_two_views() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(&bids_table());
+    server.ok(
+        "CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction;
+         CREATE MATERIALIZED VIEW tops AS SELECT auction, MAX(price) AS top FROM bids GROUP BY auction;",
+    );
+    wait_finished(&server, 2);
+    // Expected: counts and top prices per auction, read from the file with serde_json.
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json")).unwrap();
+    let mut expected: std::collections::BTreeMap<i64, (i64, i64)> = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let e = expected.entry(v["auction"].as_i64().unwrap()).or_insert((0, i64::MIN));
+        e.0 += 1;
+        e.1 = e.1.max(v["price"].as_i64().unwrap());
+    }
+    let expected: String = expected.iter().map(|(a, (n, top))| format!("{a},{n},{top}\n")).collect();
+    let joined = server.ok_csv("SELECT c.auction, c.n, t.top FROM counts c JOIN tops t ON c.auction = t.auction ORDER BY c.auction");
+    assert_eq!(joined, format!("auction,n,top\n{expected}"));
+    server.terminate();
+}
+
+#[test]
+fn an_insert_pipeline_runs_again_after_a_kill_without_losing_or_repeating_rows() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), &[]);
+    let stdout = server.ok(&format!(
+        "SET 'parallelism' = '1';
+         SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE seq (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1');
+         CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT id FROM seq;",
+        out.path().display()
+    ));
+    assert!(stdout.contains("(pipeline p1)"), "{stdout}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = common::committed_ids(out.path());
+    assert!(!before.is_empty(), "nothing was committed before the kill");
+    server.process.kill();
+
+    let server = Server::start(data.path(), &[]);
+    let pipelines = server.ok_csv("SHOW PIPELINES");
+    assert!(pipelines.lines().any(|l| l.starts_with("p1,") && l.contains("RUNNING")), "{pipelines}");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.ok("STOP PIPELINE p1");
+    let after = common::committed_ids(out.path());
+    assert!(after.len() > before.len(), "the pipeline did not run again: {} rows before, {} after", before.len(), after.len());
+    // Every id from 1 up, once: resumed from its checkpoint, nothing lost or written twice.
+    let expected: Vec<i64> = (1..=after.len() as i64).collect();
+    assert!(after == expected, "ids are not 1..={}: first differences {:?}", after.len(), after.iter().zip(&expected).find(|(a, e)| a != e));
+    server.terminate();
+}
+
+#[test]
+fn piped_input_mixes_statements_and_backslash_commands() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(&bids_table());
+    let script = data.path().join("total.sql");
+    std::fs::write(&script, "SELECT COUNT(*) AS total FROM bids;\n").unwrap();
+    let input = format!(
+        "\\pset format csv\nSELECT auction, COUNT(*) AS n\n  FROM bids WHERE auction = 1 GROUP BY auction;\n\\i {}\n\\dt\n\\q\nSELECT 1 / 0;\n",
+        script.display()
+    );
+    let mut child = eddy()
+        .args(["sql", "--host", &server.address])
+        .env_remove("EDDY_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let n = expected_counts().into_iter().find(|(a, _)| *a == 1).unwrap().1;
+    let total: i64 = expected_counts().iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("auction,n\n1,{n}\ntotal\n{total}\ntable,connector,kind\nbids,filesystem,bounded\n"),
+        "stderr: {stderr}"
+    );
+    server.terminate();
+}
