@@ -10,6 +10,12 @@ pub fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Minor page faults this process has taken (fresh pages the kernel had to zero), from /proc/self/stat.
+pub fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat.rsplit(')').next().unwrap_or_default().split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
 /// The value after `flag` in `args`, parsed, or `default`.
 pub fn flag_value(args: &[String], flag: &str, default: u64) -> u64 {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
