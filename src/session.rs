@@ -267,16 +267,19 @@ impl Session {
     }
 
     fn explain(&self, spec: &PipelineSpec) -> RecordBatch {
-        let mut text = format!("pipeline `{}` (parallelism {} per keyed operator", spec.name, self.parallelism());
-        text.push_str(if spec.plan.is_updating() { ", updating: emits changed groups at each checkpoint)\n" } else { ", append-only)\n" });
-        for source in spec.plan.sources() {
-            let watermark = match &source.table.watermark {
-                Some(w) => format!("watermark {} AS {}", w.column, w.expr_sql),
-                None => "no watermark".to_string(),
-            };
-            text.push_str(&format!("source `{}` ({}, {}, {})\n", source.table.name, source.table.connector(), if source.bounded { "bounded" } else { "unbounded" }, watermark));
+        let mut text = format!("pipeline `{}` ", spec.name);
+        text.push_str(if spec.plan.is_updating() { "(updating: emits changed groups at each checkpoint)\n" } else { "(append-only)\n" });
+        match &spec.sink {
+            Some(sink) => text.push_str(&format!(
+                "Sink: {} (connector={})\n  | tasks: 1 | watermark: received, not written | state: rows since the last checkpoint, flushed at it (committed after it, for exactly-once sinks)\n",
+                sink.name,
+                sink.connector()
+            )),
+            None => text.push_str("Output: rows to the caller\n  | tasks: 1 | watermark: received | state: none\n"),
         }
-        text.push_str(&spec.plan.explain());
+        for line in spec.plan.explain(self.parallelism()).lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
         string_rows(&["plan"], text.lines().map(|l| vec![l.to_string()]))
     }
 
@@ -493,7 +496,7 @@ impl PreparedPipeline {
             })
         };
         let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source).map_err(pipeline_error)?;
-        tracing::debug!(pipeline = %self.name, "plan:\n{}\ngraph:\n{}", self.plan.explain(), graph.describe());
+        tracing::debug!(pipeline = %self.name, "plan:\n{}\ngraph:\n{}", self.plan.explain(self.parallelism), graph.describe());
         let mut side = HashMap::new();
         for (source, kind, def, location) in self.side {
             side.insert((source, kind), SideSink { table: def.name.clone(), sink: create_sink(&def, location)?, schema: def.sink_schema() });

@@ -554,6 +554,13 @@ fn views_over_a_view_follow_its_changelog_with_retractions() {
     assert!(explain.contains("over a changelog: retractions and updates at each checkpoint"), "{explain}");
     assert!(explain.contains("state of materialized view `per_k`: 40 rows"), "{explain}");
     assert!(explain.contains("state of materialized view `histogram`: "), "{explain}");
+    // Per operator: the view it reads is a changelog source, the aggregate runs
+    // the session's 2 tasks behind an exchange on its key and keeps group rows.
+    let source = line_after(&explain, "Source: per_k");
+    assert!(source.contains("watermark: the view's, at each of its checkpoints") && source.contains("state: position in the view's changelog"), "{explain}");
+    let aggregate = line_after(&explain, "WindowAggregate: ");
+    assert!(aggregate.contains("tasks: 2, behind a hash exchange on [n@"), "{explain}");
+    assert!(aggregate.contains("state: every group's input rows"), "{explain}");
 
     // What a view over a changelog cannot be, said before anything runs.
     let (code, _, stderr) = server.sql(&["-c", "CREATE MATERIALIZED VIEW counts_only AS SELECT n FROM per_k"]);
@@ -634,7 +641,9 @@ fn an_aggregate_over_a_group_by_and_having_retract_what_changed() {
     }
     assert!(reads >= 5, "the nested view did not update: {reads} reads");
     let explain = server.ok_csv("EXPLAIN SELECT k, n FROM (SELECT id % 10 AS k, COUNT(*) AS n FROM seq GROUP BY id % 10) WHERE n > 5");
-    assert!(explain.contains("Filter"), "{explain}");
+    let filter = line_after(&explain, "Filter: ");
+    assert!(filter.contains("| tasks: chained into its input's task(s) | watermark: passed through | state: none"), "{explain}");
+    assert!(line_after(&explain, "WindowAggregate: ").contains("tasks: 1, behind a hash exchange on ["), "{explain}");
     server.terminate();
 }
 
@@ -848,4 +857,11 @@ fn piped_input_mixes_statements_and_backslash_commands() {
         "stderr: {stderr}"
     );
     server.terminate();
+}
+
+/// The line after the first one holding `operator` in an `EXPLAIN` answer: that operator's tasks, watermark and state.
+fn line_after<'a>(explain: &'a str, operator: &str) -> &'a str {
+    let mut lines = explain.lines().skip_while(|l| !l.contains(operator));
+    assert!(lines.next().is_some(), "no {operator} in:\n{explain}");
+    lines.next().unwrap_or_default()
 }

@@ -44,10 +44,12 @@ impl StreamPlan {
         out
     }
 
-    /// A readable operator tree for `EXPLAIN` and logs.
-    pub fn explain(&self) -> String {
+    /// A readable operator tree for `EXPLAIN` and logs: each operator with how
+    /// many tasks run it (keyed operators run `parallelism` tasks), how the
+    /// watermark reaches and leaves it, and what state it keeps.
+    pub fn explain(&self, parallelism: usize) -> String {
         let mut out = String::new();
-        self.root.explain(0, &mut out);
+        self.root.explain(0, parallelism.max(1), &mut out);
         out
     }
 }
@@ -215,13 +217,14 @@ impl StreamNode {
         }
     }
 
-    fn explain(&self, depth: usize, out: &mut String) {
+    fn explain(&self, depth: usize, parallelism: usize, out: &mut String) {
         let pad = "  ".repeat(depth);
         let line = match self {
             StreamNode::Source(s) => format!(
-                "Source: {} (connector={}{}{}{})",
+                "Source: {} (connector={}, {}{}{})",
                 s.table.name,
                 s.table.connector(),
+                if s.bounded { "bounded" } else { "unbounded" },
                 s.read_columns
                     .as_ref()
                     .map(|read| {
@@ -229,7 +232,6 @@ impl StreamNode {
                         format!(", reads [{}]", names.join(", "))
                     })
                     .unwrap_or_default(),
-                s.watermark.as_ref().map(|w| format!(", watermark={w}")).unwrap_or_default(),
                 s.lateness.map(|l| format!(", late rows judged by {} slices", l.window.name())).unwrap_or_default()
             ),
             StreamNode::Filter { predicate, .. } => format!("Filter: {predicate}"),
@@ -240,7 +242,7 @@ impl StreamNode {
                 format!("WindowAssign: {window:?}{}", if *slicing { " (slices)" } else { "" })
             }
             StreamNode::WindowAggregate(a) => format!(
-                "WindowAggregate: window={}, keys=[{}], aggregates=[{}] (state: keyed, partitioned by keys)",
+                "WindowAggregate: window={}, keys=[{}], aggregates=[{}]",
                 a.window.map(|w| format!("{w:?}")).unwrap_or_else(|| {
                     if a.retracting {
                         "none, over a changelog: retractions and updates at each checkpoint".to_string()
@@ -256,8 +258,64 @@ impl StreamNode {
             StreamNode::Union { .. } => "Union".to_string(),
         };
         let _ = writeln!(out, "{pad}{line}");
+        let (tasks, watermark, state) = self.runtime_traits(parallelism);
+        let _ = writeln!(out, "{pad}  | tasks: {tasks} | watermark: {watermark} | state: {state}");
         for input in self.inputs() {
-            input.explain(depth + 1, out);
+            input.explain(depth + 1, parallelism, out);
+        }
+    }
+
+    /// How the engine runs this operator (see the engine's `graph` module, which
+    /// chains stateless operators into the task below and puts a hash exchange
+    /// in front of each aggregate): tasks, watermark, state.
+    fn runtime_traits(&self, parallelism: usize) -> (String, String, String) {
+        let chained = "chained into its input's task(s)".to_string();
+        let passed = "passed through".to_string();
+        match self {
+            StreamNode::Source(s) => {
+                let watermark = match (&s.watermark, &s.table.watermark) {
+                    (Some(_), Some(w)) => {
+                        let idle = s.table.option("scan.watermark.idle-timeout").map(|t| format!("; a partition idle for {t} stops holding it back")).unwrap_or_default();
+                        format!("{} per partition, the lowest over partitions{idle}", w.expr_sql)
+                    }
+                    (Some(w), None) => format!("{w} per partition, the lowest over partitions"),
+                    _ if s.changelog => "the view's, at each of its checkpoints".to_string(),
+                    _ => "none (no WATERMARK FOR)".to_string(),
+                };
+                let state = if s.changelog { "position in the view's changelog" } else { "read position (offset) per partition" };
+                ("one per source partition".to_string(), watermark, state.to_string())
+            }
+            StreamNode::Filter { .. } | StreamNode::Project { .. } => (chained, passed, "none".to_string()),
+            StreamNode::WindowAssign { .. } => (chained, passed, "none (assigns each row its window or slice)".to_string()),
+            StreamNode::Union { .. } => (chained, "the lowest over its inputs".to_string(), "none".to_string()),
+            StreamNode::WindowAggregate(a) => {
+                let keys = a.key_exprs();
+                let tasks = if keys.is_empty() {
+                    "1 (no group keys: every row is one group)".to_string()
+                } else {
+                    format!("{parallelism}, behind a hash exchange on [{}]", keys.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
+                };
+                let (watermark, state) = match a.window {
+                    Some(WindowKind::Session { .. }) => (
+                        "the lowest over its input tasks; a session is emitted once the watermark passes its end (last row + gap)",
+                        "open sessions per key, with their partial aggregates",
+                    ),
+                    Some(_) => (
+                        "the lowest over its input tasks; a window is emitted once the watermark passes its end",
+                        "partial aggregates per key and slice, for windows not yet emitted",
+                    ),
+                    None if a.retracting => (
+                        "the lowest over its input tasks (changes are emitted at checkpoints, not by the watermark)",
+                        "every group's input rows, so retracted rows can be taken back out of MIN/MAX/COUNT DISTINCT",
+                    ),
+                    None if a.updating => (
+                        "the lowest over its input tasks (changes are emitted at checkpoints, not by the watermark)",
+                        "one accumulator per group, kept for the life of the pipeline",
+                    ),
+                    None => ("the lowest over its input tasks", "one accumulator per group, until the input ends"),
+                };
+                (tasks, watermark.to_string(), state.to_string())
+            }
         }
     }
 }
