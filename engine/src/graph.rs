@@ -180,8 +180,7 @@ impl Builder<'_> {
                     }
                 });
                 let keys = aggregate.key_exprs();
-                // Without keys every row belongs to one group: one instance.
-                let parallelism = if keys.is_empty() { 1 } else { self.parallelism };
+                let parallelism = aggregate.tasks(self.parallelism);
                 self.stages.push(Stage {
                     name: if retracting {
                         "RetractAggregate".to_string()

@@ -145,6 +145,16 @@ impl WindowAggregateNode {
             })
             .collect()
     }
+
+    /// How many tasks run the aggregate: `parallelism` behind a hash exchange on its
+    /// keys; without keys every row belongs to one group, so one task.
+    pub fn tasks(&self, parallelism: usize) -> usize {
+        if self.key_exprs().is_empty() {
+            1
+        } else {
+            parallelism.max(1)
+        }
+    }
 }
 
 /// One node of the streaming plan.
@@ -293,7 +303,7 @@ impl StreamNode {
                 let tasks = if keys.is_empty() {
                     "1 (no group keys: every row is one group)".to_string()
                 } else {
-                    format!("{parallelism}, behind a hash exchange on [{}]", keys.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
+                    format!("{}, behind a hash exchange on [{}]", a.tasks(parallelism), keys.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
                 };
                 let (watermark, state) = match a.window {
                     Some(WindowKind::Session { .. }) => (
