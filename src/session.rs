@@ -176,6 +176,7 @@ impl Session {
                 Outcome::Done("SET".into())
             }
             Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => Outcome::Rows(answer_without_tables(query, location).await?),
             Statement::Select { query } => {
                 let plan = self.planner.plan_query(query, location).await?;
                 Outcome::Pipeline(PipelineSpec { name: format!("select@{}", location.line), plan, sink: None, location })
@@ -190,6 +191,9 @@ impl Session {
                 // Only plan; never run what is explained (EXPLAIN DROP TABLE must not drop it).
                 if !matches!(**statement, Statement::Insert { .. } | Statement::Select { .. }) {
                     return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW".into()));
+                }
+                if matches!(&**statement, Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty()) {
+                    return Err(EddyError::Unsupported("this SELECT reads no table: it runs no operators and is answered at once, so there is nothing to EXPLAIN".into()));
                 }
                 let inner = ParsedStatement { statement: (**statement).clone(), location, text: parsed.text.clone() };
                 match Box::pin(self.execute(&inner)).await? {
@@ -526,10 +530,35 @@ pub fn string_rows(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) ->
     RecordBatch::try_new(schema, arrays).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
 }
 
-/// `DESCRIBE`'s answer: one row per column, as Flink shows them.
+/// A DataFusion context for one-off batch queries over rows already at hand
+/// (materialized views, a sorted result, constants), with Eddy's functions and
+/// Flink's case-sensitive names.
+pub fn batch_context() -> datafusion::prelude::SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    eddy_sql::functions::register(&ctx);
+    ctx
+}
+
+/// A `SELECT` that reads no table (`SELECT 1`, `SELECT UPPER('a')`, `VALUES (1), (2)`)
+/// has nothing to stream: it is answered at once, as a batch query.
+async fn answer_without_tables(query: &Query, location: Location) -> Result<RecordBatch, EddyError> {
+    let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
+    let frame = batch_context().sql(&query.to_string()).await.map_err(plan_error)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(plan_error)?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| plan_error(e.into()))
+}
+
+/// `DESCRIBE`'s answer: one row per column, as Flink shows them, with the
+/// SQL type a user declares (`BIGINT`, `TIMESTAMP(3)`), not Arrow's.
 pub fn describe_rows(schema: &Schema) -> RecordBatch {
     string_rows(
         &["name", "type", "null"],
-        schema.fields().iter().map(|f| vec![f.name().clone(), f.data_type().to_string(), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
+        schema
+            .fields()
+            .iter()
+            .map(|f| vec![f.name().clone(), eddy_sql::sql_type_name(f.data_type()), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
     )
 }

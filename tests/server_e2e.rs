@@ -260,7 +260,7 @@ fn interactive_session_in_a_terminal() {
     // `script` runs the command through `$SHELL -c`; `exec` makes the client
     // the terminal's foreground process, so Ctrl-C reaches only the client
     // (dash, waiting on a child, would itself die of the SIGINT: exit 130).
-    let command = format!("exec {} sql --host {}", env!("CARGO_BIN_EXE_eddy"), server.address);
+    let command = format!("exec {} sql --host {}", common::eddy_path().display(), server.address);
     let mut terminal = Command::new("script")
         .args(["-qfec", &command, "/dev/null"])
         .env("HOME", data.path())

@@ -28,6 +28,8 @@ pub struct PipelineMetrics {
     pub checkpoint_ms: AtomicU64,
     /// Its size on disk, in bytes.
     pub checkpoint_bytes: AtomicU64,
+    /// When it completed, in ms since the Unix epoch (0: none yet), so status can say how old it is.
+    pub checkpoint_at_ms: AtomicI64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
 }
@@ -44,6 +46,7 @@ impl Default for PipelineMetrics {
             savepoint_id: AtomicU64::new(0),
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
+            checkpoint_at_ms: AtomicI64::new(0),
             readers: Mutex::new(BTreeMap::new()),
         }
     }

@@ -151,6 +151,8 @@ fn spawn_checkpoint_writer(
                     let _ = completed.send(id);
                     metrics.checkpoint_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                     metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                    metrics.checkpoint_at_ms.store(now_ms, Ordering::Relaxed);
                     metrics.checkpoint_id.store(id, Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),

@@ -22,7 +22,7 @@ use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, S
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::EddyError;
-use crate::session::{describe_rows, string_rows, Outcome, Session};
+use crate::session::{batch_context, describe_rows, string_rows, Outcome, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
 use views::{MaterializedView, ViewSource};
@@ -355,6 +355,7 @@ impl Server {
                 drop(state);
                 answer_in(&ctx, &parsed.text, parsed.location, &send).await
             }
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => self.run_in_session(&mut state, parsed, &send).await,
             Statement::Select { query } => {
                 // Planned under the lock; run and streamed without it, so a long
                 // query or a slow reader does not hold up other statements.
@@ -558,15 +559,6 @@ where
 /// The table a sorted query's unsorted rows are registered as.
 const RESULT_TABLE: &str = "__eddy_result";
 
-/// A DataFusion context for ad-hoc queries over rows the server holds, with
-/// Eddy's functions and Flink's case-sensitive names.
-fn batch_context() -> SessionContext {
-    let mut config = datafusion::prelude::SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
-    eddy_sql::functions::register(&ctx);
-    ctx
-}
 
 /// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
 fn start_bounded_query(session: &Session, spec: &crate::session::PipelineSpec, location: Location) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {

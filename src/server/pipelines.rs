@@ -356,6 +356,8 @@ impl PipelineHandle {
             checkpoint_ms: run.metrics.checkpoint_ms.load(Ordering::Relaxed),
             checkpoint_bytes: run.metrics.checkpoint_bytes.load(Ordering::Relaxed),
             parallelism: self.parallelism() as u32,
+            lag_rows: run.metrics.source_health().0,
+            checkpoint_at_ms: run.metrics.checkpoint_at_ms.load(Ordering::Relaxed),
         }
     }
 
