@@ -112,8 +112,16 @@ impl Terminal {
     /// from then on the terminal is no longer in the line editor's raw mode.
     fn enter(&mut self, line: &str) -> usize {
         let mark = self.type_keys(&format!("{line}\r"));
-        self.expect_after(mark, &format!("{line}\n"), "the typed line was not read");
-        mark
+        // The echo, then a line break (the editor may draw escape codes in between).
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let screen = self.screen.lock().unwrap()[mark..].to_string();
+            if screen.find(line).is_some_and(|at| screen[at + line.len()..].contains('\n')) {
+                return mark;
+            }
+            assert!(Instant::now() < deadline, "the typed line {line:?} was not read; the screen:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The client's process id: `script`'s child, since the client replaced the shell.
@@ -200,6 +208,7 @@ fn ctrl_c_cancels_watch_subscribe_and_a_long_select_in_a_terminal() {
     terminal.expect_after(mark, "\nCREATE VIEW\n", "no prompt after the canceled SELECT");
 
     // `\watch 0` (as fast as it can) ends with a SIGINT sent from elsewhere, as `kill -INT` does.
+    terminal.enter("SHOW TABLES;");
     let mark = terminal.enter("\\watch 0");
     terminal.expect_after(mark, "(3 rows)", "\\watch 0 did not run the statement");
     let pid = terminal.client_pid();
@@ -307,7 +316,14 @@ fn describe_shows_sql_types() {
         let csv = server.ok_csv(&format!("DESCRIBE {name}"));
         let mut lines = csv.lines();
         assert_eq!(lines.next(), Some("name,type,null"));
-        lines.map(|l| l.split(',').take(2).collect::<Vec<_>>().join(" ")).collect()
+        // `name,type,null`, the type quoted when it holds a comma (`"DECIMAL(10, 2)"`).
+        lines
+            .map(|l| {
+                let (name, rest) = l.split_once(',').unwrap();
+                let (data_type, _null) = rest.rsplit_once(',').unwrap();
+                format!("{name} {}", data_type.trim_matches('"'))
+            })
+            .collect()
     };
     assert_eq!(types("bids"), ["auction BIGINT", "bidder BIGINT", "price BIGINT", "ts TIMESTAMP(3)"]);
     assert_eq!(types("typed"), ["s STRING", "d DOUBLE", "m DECIMAL(10, 2)", "b BOOLEAN", "i INT", "day DATE"]);
@@ -360,7 +376,8 @@ fn completion_history_editor_and_pager_in_a_terminal() {
 
     // \e edits the last statement; ending with `;`, it runs at once.
     let mark = terminal.enter("\\e");
-    terminal.expect_after(mark, "\n     42\n(1 row)", "the edited statement did not run");
+    // (Five lines: the five-row terminal pages them.)
+    terminal.expect_after(mark, "     42\n", "the edited statement did not run");
 
     // Four columns are eight lines: taller than the five-row terminal, so paged.
     let mark = terminal.enter("DESCRIBE bids;");
@@ -373,5 +390,63 @@ fn completion_history_editor_and_pager_in_a_terminal() {
 
     let (status, screen) = terminal.quit();
     assert!(status.success(), "{screen}");
+    server.terminate();
+}
+
+/// `\dp` lists each pipeline with its rows, rate, Kafka lag, watermark, last
+/// checkpoint and state size; the numbers are right-aligned, as psql aligns
+/// numbers, and the times are filled in once the pipeline has them.
+#[test]
+fn dp_shows_progress_with_numbers_right_aligned() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(
+        "SET 'execution.checkpointing.interval' = '100 ms';
+         CREATE TABLE ticks (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'datagen', 'rows-per-second' = '200');
+         CREATE MATERIALIZED VIEW per_second AS SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
+    );
+    // Wait (over gRPC) until the pipeline has a watermark and a completed checkpoint.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let status = runtime.block_on(async {
+        let mut client = eddy::client::connect(&server.address, None).await.unwrap();
+        loop {
+            let p = client.get_pipeline(eddy_proto::PipelineRef { id: "p1".into() }).await.unwrap().into_inner();
+            if p.checkpoint_at_ms > 0 && p.watermark_ms.is_some() && p.state_bytes > 0 {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "no checkpoint and watermark yet: {p:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!((now_ms - 60_000..=now_ms).contains(&status.checkpoint_at_ms), "checkpoint time {} is not recent", status.checkpoint_at_ms);
+    let (code, stdout, stderr) = piped(&server, "\\dp\n");
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let cells = |line: &str| -> Vec<String> { line.split('|').map(str::to_string).collect() };
+    let header: Vec<String> = cells(lines[0]).iter().map(|c| c.trim().to_string()).collect();
+    assert_eq!(header, ["id", "name", "status", "rows_in", "rows_out", "rows_per_s", "lag_rows", "watermark", "last_checkpoint", "state_bytes", "error"]);
+    assert!(lines[1].starts_with("----+"), "{stdout}");
+    let row = cells(lines[2]);
+    assert_eq!(row[0].trim(), "p1");
+    assert_eq!(row[1].trim(), "per_second");
+    assert_eq!(row[2].trim(), "RUNNING");
+    for (column, cell) in [(3, &row[3]), (4, &row[4]), (5, &row[5]), (9, &row[9])] {
+        let value = cell.trim();
+        assert!(value.parse::<f64>().is_ok(), "{} is a number: {cell:?}", header[column]);
+        // Right-aligned: padding before the value, one space after it.
+        assert_eq!(cell, &format!("{value:>width$} ", width = cell.len() - 1), "{} right-aligned in:\n{stdout}", header[column]);
+    }
+    assert!(row[3].trim().parse::<u64>().unwrap() > 0, "rows_in: {stdout}");
+    assert!(row[9].trim().parse::<u64>().unwrap() > 0, "state_bytes: {stdout}");
+    // A datagen source has no consumer lag to tell: empty, not 0.
+    assert_eq!(row[6].trim(), "");
+    // Times as timestamps: `2026-12-05 16:40:00.123`.
+    for column in [7, 8] {
+        let value = row[column].trim();
+        assert!(value.len() >= 19 && value.as_bytes()[4] == b'-' && value.as_bytes()[10] == b' ', "{}: {value:?} in\n{stdout}", header[column]);
+    }
+    assert_eq!(lines[3], "(1 row)");
     server.terminate();
 }

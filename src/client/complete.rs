@@ -223,6 +223,7 @@ impl Validator for SqlHelper {}
 impl Helper for SqlHelper {}
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

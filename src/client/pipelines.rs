@@ -49,6 +49,7 @@ pub fn pipeline_table(pipelines: &[Pipeline]) -> Result<(SchemaRef, RecordBatch)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::client::format::{render, PrintOptions};

@@ -15,7 +15,7 @@ use tonic::Status;
 use super::complete::{Names, SqlHelper};
 use super::format::{render, OutputFormat, PrintOptions};
 use super::input::{arguments, Piece, QueryBuffer};
-use super::interrupt::Interrupt;
+use super::interrupt::{self, Interrupt};
 use super::output::{Output, Pager};
 use super::{execute, exit_for, help, pipelines, print_error, Client, ClientExit, StatementResult};
 
@@ -407,7 +407,7 @@ impl Shell {
         // first prompt, keeps it.
         let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".eddy_history"));
         let config = rustyline::Config::builder().auto_add_history(false).completion_type(rustyline::CompletionType::List).build();
-        let mut editor = match rustyline::Editor::<SqlHelper, FileHistory>::with_config(config) {
+        let mut editor = match interrupt::keep_sigint(|| rustyline::Editor::<SqlHelper, FileHistory>::with_config(config)) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("eddy sql: no line editor ({e}); reading plain lines");
