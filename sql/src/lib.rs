@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod error;
 pub mod functions;
+pub mod limits;
 pub mod parse;
 pub mod plan;
 pub mod stream_plan;
@@ -16,5 +17,7 @@ pub use catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
 pub use error::{Location, SqlError};
 pub use parse::{parse_script, referenced_tables, DropWhat, ParsedStatement, ShowWhat, Statement};
 pub use plan::Planner;
-pub use stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
+pub use stream_plan::{
+    GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode,
+};
 pub use window::WindowKind;
