@@ -1,5 +1,6 @@
 //! What Eddy prints while it runs: query results, live samples of sink output, progress.
 
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,19 +12,51 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
 use tokio::sync::watch;
 
+use crate::error::EddyError;
+
+/// Writes `text` to stdout, as `print!` does but without its panic on a closed
+/// pipe: [`EddyError::StdoutClosed`] then tells the caller to stop quietly.
+pub fn write_stdout(text: &str) -> Result<(), EddyError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(EddyError::StdoutClosed),
+        Err(e) => {
+            // A full disk behind a redirection, say: worth a word, not worth stopping the pipelines.
+            eprintln!("eddy: cannot write to stdout: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Whether `error`, or any error that caused it, is [`EddyError::StdoutClosed`].
+pub fn is_stdout_closed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if matches!(e.downcast_ref::<EddyError>(), Some(EddyError::StdoutClosed)) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Prints a bare `SELECT`'s rows to stdout as aligned tables, batch by batch.
 pub struct TableSink;
 
 #[async_trait]
 impl Sink for TableSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        println!("{}", pretty_format_batches(&[batch])?);
+        write_stdout(&format!("{}\n", pretty_format_batches(&[batch])?))?;
         Ok(())
     }
 
     /// Rows of an updating query that no longer hold (its new rows follow).
     async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        println!("retracted:\n{}", pretty_format_batches(&[batch])?);
+        write_stdout(&format!(
+            "retracted:\n{}\n",
+            pretty_format_batches(&[batch])?
+        ))?;
         Ok(())
     }
 
@@ -33,10 +66,13 @@ impl Sink for TableSink {
 }
 
 /// Prints rows a statement answered with (`SHOW TABLES`, `EXPLAIN`) to stdout.
-pub fn print_rows(batch: &RecordBatch) {
+pub fn print_rows(batch: &RecordBatch) -> Result<(), EddyError> {
     match pretty_format_batches(std::slice::from_ref(batch)) {
-        Ok(table) => println!("{table}"),
-        Err(e) => eprintln!("eddy: cannot print the result: {e}"),
+        Ok(table) => write_stdout(&format!("{table}\n")),
+        Err(e) => {
+            eprintln!("eddy: cannot print the result: {e}");
+            Ok(())
+        }
     }
 }
 
@@ -59,7 +95,12 @@ impl Sink for LiveSink {
         if self.last.is_none_or(|t| t.elapsed() >= self.every) && batch.num_rows() > 0 {
             self.last = Some(Instant::now());
             let sample = batch.slice(0, batch.num_rows().min(3));
-            println!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), pretty_format_batches(&[sample])?);
+            write_stdout(&format!(
+                "[{}] {} new row(s), for example:\n{}\n",
+                self.name,
+                batch.num_rows(),
+                pretty_format_batches(&[sample])?
+            ))?;
         }
         self.inner.write(batch).await
     }
@@ -70,7 +111,11 @@ impl Sink for LiveSink {
 }
 
 /// Prints a progress line to stderr every `secs` seconds (none when 0) until aborted.
-pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<String>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_progress(
+    metrics: Arc<PipelineMetrics>,
+    secs: u64,
+    label: Option<String>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if secs == 0 {
             return;
@@ -145,4 +190,3 @@ pub fn stop_on_ctrl_c(deadline: Option<Duration>) -> watch::Receiver<bool> {
     });
     rx
 }
-
