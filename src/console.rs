@@ -53,10 +53,7 @@ impl Sink for TableSink {
 
     /// Rows of an updating query that no longer hold (its new rows follow).
     async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        write_stdout(&format!(
-            "retracted:\n{}\n",
-            pretty_format_batches(&[batch])?
-        ))?;
+        write_stdout(&format!("retracted:\n{}\n", pretty_format_batches(&[batch])?))?;
         Ok(())
     }
 
@@ -95,12 +92,7 @@ impl Sink for LiveSink {
         if self.last.is_none_or(|t| t.elapsed() >= self.every) && batch.num_rows() > 0 {
             self.last = Some(Instant::now());
             let sample = batch.slice(0, batch.num_rows().min(3));
-            write_stdout(&format!(
-                "[{}] {} new row(s), for example:\n{}\n",
-                self.name,
-                batch.num_rows(),
-                pretty_format_batches(&[sample])?
-            ))?;
+            write_stdout(&format!("[{}] {} new row(s), for example:\n{}\n", self.name, batch.num_rows(), pretty_format_batches(&[sample])?))?;
         }
         self.inner.write(batch).await
     }
@@ -111,11 +103,7 @@ impl Sink for LiveSink {
 }
 
 /// Prints a progress line to stderr every `secs` seconds (none when 0) until aborted.
-pub fn spawn_progress(
-    metrics: Arc<PipelineMetrics>,
-    secs: u64,
-    label: Option<String>,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<String>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if secs == 0 {
             return;

@@ -22,9 +22,7 @@ pub struct DemoOptions {
 
 /// The demo's SQL, with the output directory and rate filled in.
 pub fn demo_sql(out: &str, rate: Option<u64>) -> String {
-    let rate = rate
-        .map(|r| format!(", 'events.rate' = '{r}'"))
-        .unwrap_or_default();
+    let rate = rate.map(|r| format!(", 'events.rate' = '{r}'")).unwrap_or_default();
     format!(
         r#"-- Nexmark bids, generated in-process; event time is the bid's date_time.
 CREATE TABLE bid (
@@ -90,17 +88,8 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
         let Some(inner) = session.open_sink(spec)? else {
             continue;
         };
-        let sink = Box::new(LiveSink {
-            name: spec.name.clone(),
-            inner,
-            every: Duration::from_secs(3),
-            last: None,
-        });
-        runs.push(
-            session
-                .prepare(spec)
-                .run(sink, Arc::clone(&metrics), stop.clone(), None),
-        );
+        let sink = Box::new(LiveSink { name: spec.name.clone(), inner, every: Duration::from_secs(3), last: None });
+        runs.push(session.prepare(spec).run(sink, Arc::clone(&metrics), stop.clone(), None));
     }
     let started = std::time::Instant::now();
     let results = futures::future::join_all(runs).await;

@@ -10,11 +10,7 @@ pub enum EddyError {
     Sql(#[from] SqlError),
     /// A table's connector or options are wrong.
     #[error("table `{table}` (declared at {location}): {message}")]
-    Connector {
-        table: String,
-        location: Location,
-        message: String,
-    },
+    Connector { table: String, location: Location, message: String },
     /// The pipeline failed while running.
     #[error("pipeline `{pipeline}` failed: {source}")]
     Pipeline {
@@ -53,11 +49,7 @@ pub enum EddyError {
     Internal(String),
     /// A setting has a value Eddy cannot use.
     #[error("setting '{key}' = '{value}': {message}")]
-    Setting {
-        key: String,
-        value: String,
-        message: String,
-    },
+    Setting { key: String, value: String, message: String },
 }
 
 impl EddyError {

@@ -117,43 +117,16 @@ enum Command {
 fn main() -> ExitCode {
     eddy::allocator::tune();
     // EDDY_LOG=info|debug|trace shows more of what the engine does; warnings are always shown.
-    let level = std::env::var("EDDY_LOG")
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
+    let level = std::env::var("EDDY_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
-    if let Command::Sql {
-        host,
-        token,
-        commands,
-        files,
-        csv,
-        expanded,
-        quiet,
-    } = cli.command
-    {
-        return run_client(eddy::client::ClientOptions {
-            host,
-            token,
-            commands,
-            files,
-            csv,
-            expanded,
-            quiet,
-        });
+    if let Command::Sql { host, token, commands, files, csv, expanded, quiet } = cli.command {
+        return run_client(eddy::client::ClientOptions { host, token, commands, files, csv, expanded, quiet });
     }
     // Statements are planned on the runtime's worker threads, whose stacks are
     // sized for the deepest statement Eddy accepts (see eddy_sql::limits): a
     // long AND or UNION ALL chain must not overflow a stack and abort the process.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(eddy_sql::limits::PLANNING_STACK_BYTES)
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(eddy_sql::limits::PLANNING_STACK_BYTES).build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("eddy: cannot start the runtime: {e}");
@@ -180,16 +153,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
-        Command::Run {
-            file,
-            parallelism,
-            progress_secs,
-            checkpoint_dir,
-        } => {
-            let sql = std::fs::read_to_string(&file).map_err(|source| EddyError::Io {
-                context: format!("cannot read {}", file.display()),
-                source,
-            })?;
+        Command::Run { file, parallelism, progress_secs, checkpoint_dir } => {
+            let sql = std::fs::read_to_string(&file).map_err(|source| EddyError::Io { context: format!("cannot read {}", file.display()), source })?;
             let mut session = Session::new();
             let pipelines = session.execute_script(&sql).await?;
             if let Some(p) = parallelism {
@@ -199,58 +164,29 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                 session.set("state.checkpoints.dir", &dir.to_string_lossy())?;
             }
             if pipelines.is_empty() {
-                eprintln!(
-                    "eddy: {} has no INSERT INTO or SELECT statement: nothing to run",
-                    file.display()
-                );
+                eprintln!("eddy: {} has no INSERT INTO or SELECT statement: nothing to run", file.display());
                 return Ok(());
             }
             let metrics = Arc::new(PipelineMetrics::default());
             let progress = eddy::console::spawn_progress(Arc::clone(&metrics), progress_secs, None);
             let stop = eddy::console::stop_on_ctrl_c(None);
-            let summary = session
-                .run(&pipelines, Arc::clone(&metrics), stop, &mut |spec| {
-                    eddy::console::print_sink(&spec.plan.schema())
-                })
-                .await;
+            let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema())).await;
             progress.abort();
             let summary = summary?;
             eprintln!("eddy: {summary}");
             Ok(())
         }
-        Command::Server {
-            listen,
-            data_dir,
-            checkpoints,
-            token,
-        } => serve(&listen, &data_dir, checkpoints.as_deref(), token).await,
+        Command::Server { listen, data_dir, checkpoints, token } => serve(&listen, &data_dir, checkpoints.as_deref(), token).await,
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
-        Command::Demo {
-            duration,
-            out,
-            rate,
-            parallelism,
-            show_sql,
-        } => {
-            eddy::demo::run(eddy::demo::DemoOptions {
-                duration,
-                out,
-                rate,
-                parallelism,
-                show_sql,
-            })
-            .await
+        Command::Demo { duration, out, rate, parallelism, show_sql } => {
+            eddy::demo::run(eddy::demo::DemoOptions { duration, out, rate, parallelism, show_sql }).await
         }
     }
 }
 
 /// `eddy sql` exits as psql does: 1 when a statement failed, 2 when the server is unreachable.
 fn run_client(options: eddy::client::ClientOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("eddy sql: cannot start the runtime: {e}");
@@ -264,38 +200,20 @@ fn run_client(options: eddy::client::ClientOptions) -> ExitCode {
     }
 }
 
-async fn serve(
-    listen: &str,
-    data_dir: &std::path::Path,
-    checkpoints: Option<&str>,
-    token: Option<String>,
-) -> Result<(), EddyError> {
+async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>) -> Result<(), EddyError> {
     let address = eddy::server::service::parse_listen(listen)?;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|source| EddyError::Io {
-            context: format!("cannot listen on {address}"),
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| EddyError::Io {
-        context: "cannot read the bound address".into(),
-        source,
-    })?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })?;
+    let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;
     let server = eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?;
     println!(
         "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{})",
         data_dir.display(),
         server.pipelines().len(),
-        if token.is_some() {
-            ", token required"
-        } else {
-            ""
-        }
+        if token.is_some() { ", token required" } else { "" }
     );
     let closing = std::sync::Arc::clone(&server);
     let shutdown = async move {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let sigterm = async {
             match terminate.as_mut() {
                 Some(s) => {

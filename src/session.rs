@@ -20,10 +20,7 @@ use eddy_engine::metrics::MetricsSnapshot;
 use eddy_engine::operator::SideOutput;
 use eddy_engine::runtime::{self, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
-use eddy_sql::{
-    parse_script, DropWhat, Location, ParsedStatement, Planner, ShowWhat, Statement, StreamPlan,
-    TableDef,
-};
+use eddy_sql::{parse_script, DropWhat, Location, ParsedStatement, Planner, ShowWhat, Statement, StreamPlan, TableDef};
 use tokio::sync::watch;
 
 use crate::error::EddyError;
@@ -97,74 +94,48 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 impl Session {
     /// An empty session.
     pub fn new() -> Self {
-        Session {
-            planner: Planner::new(),
-            locations: HashMap::new(),
-            settings: BTreeMap::new(),
-            view_sources: HashMap::new(),
-        }
+        Session { planner: Planner::new(), locations: HashMap::new(), settings: BTreeMap::new(), view_sources: HashMap::new() }
     }
 
     /// Tasks per keyed operator: `SET 'parallelism'`, else the number of cores.
     pub fn parallelism(&self) -> usize {
-        self.settings
-            .get("parallelism")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
+        self.settings.get("parallelism").and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 
     /// How often barriers make sinks commit: `SET 'execution.checkpointing.interval'`.
     pub fn checkpoint_interval(&self) -> Option<Duration> {
         match self.settings.get("execution.checkpointing.interval") {
             None => Some(DEFAULT_CHECKPOINT_INTERVAL),
-            Some(v) => eddy_connectors::parse_duration("execution.checkpointing.interval", v)
-                .ok()
-                .filter(|d| !d.is_zero()),
+            Some(v) => eddy_connectors::parse_duration("execution.checkpointing.interval", v).ok().filter(|d| !d.is_zero()),
         }
     }
 
     /// Sets a session setting, as `SET 'key' = 'value'` does.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), EddyError> {
-        let error = |message: &str| EddyError::Setting {
-            key: key.to_string(),
-            value: value.to_string(),
-            message: message.to_string(),
-        };
+        let error = |message: &str| EddyError::Setting { key: key.to_string(), value: value.to_string(), message: message.to_string() };
         match key {
             "parallelism" | "parallelism.default" => {
-                let n: usize = value
-                    .parse()
-                    .map_err(|_| error("expected a whole number of tasks, at least 1"))?;
+                let n: usize = value.parse().map_err(|_| error("expected a whole number of tasks, at least 1"))?;
                 if n == 0 {
                     return Err(error("expected a whole number of tasks, at least 1"));
                 }
-                self.settings
-                    .insert("parallelism".to_string(), value.to_string());
+                self.settings.insert("parallelism".to_string(), value.to_string());
             }
             "state.checkpoints.dir" => {
                 if value.trim().is_empty() {
                     return Err(error("expected a directory or s3://bucket/prefix"));
                 }
-                self.settings
-                    .insert(key.to_string(), value.trim().to_string());
+                self.settings.insert(key.to_string(), value.trim().to_string());
             }
             "execution.checkpointing.interval" => {
                 if eddy_connectors::parse_duration(key, value).is_err() {
                     return Err(error("expected a duration such as '10 s', '500 ms' or '1 min' ('0' commits only at the end)"));
                 }
-                self.settings
-                    .insert(key.to_string(), value.trim().to_string());
+                self.settings.insert(key.to_string(), value.trim().to_string());
             }
             _ => {
                 let known: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
-                return Err(error(&format!(
-                    "unknown setting; known settings: {}",
-                    known.join(", ")
-                )));
+                return Err(error(&format!("unknown setting; known settings: {}", known.join(", "))));
             }
         }
         Ok(())
@@ -201,70 +172,36 @@ impl Session {
                 self.set(key, value)?;
                 Outcome::Done("SET".into())
             }
-            Statement::Insert { table, query } => {
-                Outcome::Pipeline(self.plan_insert(table, query, location).await?)
-            }
+            Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
             Statement::Select { query } => {
                 let plan = self.planner.plan_query(query, location).await?;
-                Outcome::Pipeline(PipelineSpec {
-                    name: format!("select@{}", location.line),
-                    plan,
-                    sink: None,
-                    location,
-                })
+                Outcome::Pipeline(PipelineSpec { name: format!("select@{}", location.line), plan, sink: None, location })
             }
             Statement::Show(ShowWhat::Tables) => Outcome::Rows(self.show_tables()),
-            Statement::Show(ShowWhat::Views) => Outcome::Rows(string_rows(
-                &["view"],
-                self.planner.view_names().into_iter().map(|v| vec![v]),
-            )),
+            Statement::Show(ShowWhat::Views) => Outcome::Rows(string_rows(&["view"], self.planner.view_names().into_iter().map(|v| vec![v]))),
             Statement::Describe { name } => {
-                let schema = self.planner.columns_of(name).ok_or_else(|| {
-                    EddyError::NotFound(format!("no table or view named `{name}`"))
-                })?;
+                let schema = self.planner.columns_of(name).ok_or_else(|| EddyError::NotFound(format!("no table or view named `{name}`")))?;
                 Outcome::Rows(describe_rows(&schema))
             }
             Statement::Explain { statement } => {
                 // Only plan; never run what is explained (EXPLAIN DROP TABLE must not drop it).
-                if !matches!(
-                    **statement,
-                    Statement::Insert { .. } | Statement::Select { .. }
-                ) {
+                if !matches!(**statement, Statement::Insert { .. } | Statement::Select { .. }) {
                     return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW".into()));
                 }
-                let inner = ParsedStatement {
-                    statement: (**statement).clone(),
-                    location,
-                    text: parsed.text.clone(),
-                };
+                let inner = ParsedStatement { statement: (**statement).clone(), location, text: parsed.text.clone() };
                 match Box::pin(self.execute(&inner)).await? {
                     Outcome::Pipeline(spec) => Outcome::Rows(self.explain(&spec)),
-                    _ => {
-                        return Err(EddyError::Unsupported(
-                            "EXPLAIN shows the operators of an INSERT INTO or a SELECT".into(),
-                        ))
-                    }
+                    _ => return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO or a SELECT".into())),
                 }
             }
-            Statement::Drop {
-                what: what @ (DropWhat::Table | DropWhat::View),
-                name,
-                if_exists,
-            } => {
+            Statement::Drop { what: what @ (DropWhat::Table | DropWhat::View), name, if_exists } => {
                 let dropped = match what {
                     DropWhat::Table => self.planner.drop_table(name),
                     _ => self.planner.drop_view(name),
                 };
-                let kind = if *what == DropWhat::Table {
-                    "TABLE"
-                } else {
-                    "VIEW"
-                };
+                let kind = if *what == DropWhat::Table { "TABLE" } else { "VIEW" };
                 if !dropped && !if_exists {
-                    return Err(EddyError::NotFound(format!(
-                        "no {} named `{name}`",
-                        kind.to_lowercase()
-                    )));
+                    return Err(EddyError::NotFound(format!("no {} named `{name}`", kind.to_lowercase())));
                 }
                 self.locations.remove(name);
                 Outcome::Done(format!("DROP {kind}"))
@@ -273,32 +210,17 @@ impl Session {
             | Statement::StopPipeline { .. }
             | Statement::RestartPipeline { .. }
             | Statement::CreateMaterializedView { .. }
-            | Statement::Drop {
-                what: DropWhat::MaterializedView,
-                ..
-            } => {
-                return Err(EddyError::Unsupported(format!(
-                    "`{}` needs a server: run `eddy server` and submit it with `eddy sql`",
-                    parsed.text
-                )))
+            | Statement::Drop { what: DropWhat::MaterializedView, .. } => {
+                return Err(EddyError::Unsupported(format!("`{}` needs a server: run `eddy server` and submit it with `eddy sql`", parsed.text)))
             }
         })
     }
 
     /// Plans `INSERT INTO table query`, refusing updates into a sink that only
     /// appends and retractions into a sink that cannot delete.
-    pub async fn plan_insert(
-        &self,
-        table: &str,
-        query: &Query,
-        location: Location,
-    ) -> Result<PipelineSpec, EddyError> {
+    pub async fn plan_insert(&self, table: &str, query: &Query, location: Location) -> Result<PipelineSpec, EddyError> {
         let (sink, plan) = self.planner.plan_insert(table, query, location).await?;
-        let refuse = |message: String| EddyError::Connector {
-            table: sink.name.clone(),
-            location,
-            message,
-        };
+        let refuse = |message: String| EddyError::Connector { table: sink.name.clone(), location, message };
         if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
             return Err(refuse(format!(
                 "the query is a GROUP BY without a window over an unbounded source, so its rows are updates of earlier rows; connector '{}' only appends. Write it to a sink that overwrites by key ('upsert-kafka', 'redis', 'clickhouse' with a ReplacingMergeTree table, 'print'), or group by a window",
@@ -311,28 +233,13 @@ impl Session {
                 sink.connector()
             )));
         }
-        Ok(PipelineSpec {
-            name: table.to_string(),
-            plan,
-            sink: Some(sink),
-            location,
-        })
+        Ok(PipelineSpec { name: table.to_string(), plan, sink: Some(sink), location })
     }
 
     /// Plans a query into a pipeline without a sink (a server's materialized view or ad-hoc query).
-    pub async fn plan_query(
-        &self,
-        query: &Query,
-        location: Location,
-        name: &str,
-    ) -> Result<PipelineSpec, EddyError> {
+    pub async fn plan_query(&self, query: &Query, location: Location, name: &str) -> Result<PipelineSpec, EddyError> {
         let plan = self.planner.plan_query(query, location).await?;
-        Ok(PipelineSpec {
-            name: name.to_string(),
-            plan,
-            sink: None,
-            location,
-        })
+        Ok(PipelineSpec { name: name.to_string(), plan, sink: None, location })
     }
 
     /// The planner's catalog, for a server's `SHOW` and `DROP` checks.
@@ -342,29 +249,20 @@ impl Session {
 
     fn show_tables(&self) -> RecordBatch {
         // Materialized views read as tables are listed as views, not here.
-        let rows = self
-            .planner
-            .table_names()
-            .into_iter()
-            .filter(|name| !self.view_sources.contains_key(name))
-            .filter_map(|name| {
-                let def = self.planner.table(&name)?;
-                let bounded = match self.planner.is_bounded(&name) {
-                    Some(true) => "bounded",
-                    _ => "unbounded",
-                };
-                Some(vec![name, def.connector().to_string(), bounded.to_string()])
-            });
+        let rows = self.planner.table_names().into_iter().filter(|name| !self.view_sources.contains_key(name)).filter_map(|name| {
+            let def = self.planner.table(&name)?;
+            let bounded = match self.planner.is_bounded(&name) {
+                Some(true) => "bounded",
+                _ => "unbounded",
+            };
+            Some(vec![name, def.connector().to_string(), bounded.to_string()])
+        });
         string_rows(&["table", "connector", "kind"], rows)
     }
 
     fn explain(&self, spec: &PipelineSpec) -> RecordBatch {
         let mut text = format!("pipeline `{}` ", spec.name);
-        text.push_str(if spec.plan.is_updating() {
-            "(updating: emits changed groups at each checkpoint)\n"
-        } else {
-            "(append-only)\n"
-        });
+        text.push_str(if spec.plan.is_updating() { "(updating: emits changed groups at each checkpoint)\n" } else { "(append-only)\n" });
         match &spec.sink {
             Some(sink) => text.push_str(&format!(
                 "Sink: {} (connector={})\n  | tasks: 1 | watermark: received, not written | state: rows since the last checkpoint, flushed at it (committed after it, for exactly-once sinks)\n",
@@ -380,21 +278,13 @@ impl Session {
     }
 
     fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
-        let connector_error = |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector {
-            table: table.name.clone(),
-            location,
-            message: e.to_string(),
-        };
+        let connector_error =
+            |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector { table: table.name.clone(), location, message: e.to_string() };
         eddy_connectors::validate_options(&def, false).map_err(|e| connector_error(&def, &e))?;
         if def.columns.is_empty() {
             // Generators know their own columns (`CREATE TABLE bid WITH ('connector' = 'nexmark')`).
-            let schema =
-                eddy_connectors::source_schema(&def).map_err(|e| connector_error(&def, &e))?;
-            def.columns = schema
-                .fields()
-                .iter()
-                .map(|f| eddy_sql::ColumnDef::from(f.as_ref()))
-                .collect();
+            let schema = eddy_connectors::source_schema(&def).map_err(|e| connector_error(&def, &e))?;
+            def.columns = schema.fields().iter().map(|f| eddy_sql::ColumnDef::from(f.as_ref())).collect();
         }
         for key in ["late.sink", "malformed.sink"] {
             if let Some(target) = def.option(key) {
@@ -418,21 +308,14 @@ impl Session {
     pub fn prepare(&self, spec: &PipelineSpec) -> PreparedPipeline {
         let mut side = Vec::new();
         for source in spec.plan.sources() {
-            for (key, kind) in [
-                ("late.sink", SideOutput::Late),
-                ("malformed.sink", SideOutput::Malformed),
-            ] {
+            for (key, kind) in [("late.sink", SideOutput::Late), ("malformed.sink", SideOutput::Malformed)] {
                 let Some(target) = source.table.option(key) else {
                     continue;
                 };
                 let Some(def) = self.planner.table(target) else {
                     continue;
                 };
-                let location = self
-                    .locations
-                    .get(&def.name)
-                    .copied()
-                    .unwrap_or(spec.location);
+                let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
                 side.push((source.table.name.clone(), kind, def, location));
             }
         }
@@ -447,11 +330,7 @@ impl Session {
                 .plan
                 .sources()
                 .iter()
-                .filter_map(|s| {
-                    self.view_sources
-                        .get(&s.table.name)
-                        .map(|source| (s.table.name.clone(), Arc::clone(source)))
-                })
+                .filter_map(|s| self.view_sources.get(&s.table.name).map(|source| (s.table.name.clone(), Arc::clone(source))))
                 .collect(),
         }
     }
@@ -459,13 +338,7 @@ impl Session {
     /// Makes `def` (columns and PRIMARY KEY) an unbounded table other statements
     /// can read, whose rows (and, for a `changelog`, retractions) come from
     /// `source`: how a server lets pipelines read a materialized view.
-    pub fn register_view_source(
-        &mut self,
-        def: TableDef,
-        source: Arc<dyn eddy_engine::Source>,
-        changelog: bool,
-        location: Location,
-    ) -> Result<(), EddyError> {
+    pub fn register_view_source(&mut self, def: TableDef, source: Arc<dyn eddy_engine::Source>, changelog: bool, location: Location) -> Result<(), EddyError> {
         let name = def.name.clone();
         if changelog {
             self.planner.register_changelog(def, location)?;
@@ -489,14 +362,8 @@ impl Session {
         let Some(location) = self.settings.get("state.checkpoints.dir") else {
             return Ok(None);
         };
-        let store = CheckpointStore::open(location).map_err(|source| EddyError::Pipeline {
-            pipeline: spec.name.clone(),
-            source,
-        })?;
-        Ok(Some(store.child(&format!(
-            "{}-line{}",
-            spec.name, spec.location.line
-        ))))
+        let store = CheckpointStore::open(location).map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+        Ok(Some(store.child(&format!("{}-line{}", spec.name, spec.location.line))))
     }
 
     /// Opens the sink of an `INSERT INTO` pipeline.
@@ -504,11 +371,7 @@ impl Session {
         let Some(def) = &spec.sink else {
             return Ok(None);
         };
-        let location = self
-            .locations
-            .get(&def.name)
-            .copied()
-            .unwrap_or(spec.location);
+        let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
         create_sink(def, location).map(Some)
     }
 
@@ -521,10 +384,7 @@ impl Session {
         select_sink: &mut (dyn FnMut(&PipelineSpec) -> Box<dyn Sink> + Send),
     ) -> Result<RunSummary, EddyError> {
         let started = Instant::now();
-        let stores: Vec<Option<CheckpointStore>> = pipelines
-            .iter()
-            .map(|spec| self.checkpoint_store(spec))
-            .collect::<Result<_, _>>()?;
+        let stores: Vec<Option<CheckpointStore>> = pipelines.iter().map(|spec| self.checkpoint_store(spec)).collect::<Result<_, _>>()?;
         // A script resumed after a crash does not run again the pipelines that had
         // already finished (their rows are written); once every one has finished,
         // the next run of the script starts afresh.
@@ -532,10 +392,7 @@ impl Session {
         let mut runs = Vec::new();
         for (spec, store) in pipelines.iter().zip(&stores) {
             if let Some(store) = store {
-                let failed = |source| EddyError::Pipeline {
-                    pipeline: spec.name.clone(),
-                    source,
-                };
+                let failed = |source| EddyError::Pipeline { pipeline: spec.name.clone(), source };
                 if resuming_none {
                     store.reset().await.map_err(failed)?;
                 } else if store.is_finished().await.map_err(failed)? {
@@ -555,35 +412,18 @@ impl Session {
         }
         if all_finished(pipelines, &stores).await? {
             for (spec, store) in pipelines.iter().zip(stores.iter().flatten()) {
-                store.reset().await.map_err(|source| EddyError::Pipeline {
-                    pipeline: spec.name.clone(),
-                    source,
-                })?;
+                store.reset().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
             }
         }
-        Ok(RunSummary {
-            pipelines: pipelines.len(),
-            metrics: metrics.snapshot(),
-            elapsed: started.elapsed(),
-        })
+        Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed() })
     }
 }
 
 /// Whether every pipeline keeps checkpoints and has run to its end.
-async fn all_finished(
-    pipelines: &[PipelineSpec],
-    stores: &[Option<CheckpointStore>],
-) -> Result<bool, EddyError> {
+async fn all_finished(pipelines: &[PipelineSpec], stores: &[Option<CheckpointStore>]) -> Result<bool, EddyError> {
     for (spec, store) in pipelines.iter().zip(stores) {
         let Some(store) = store else { return Ok(false) };
-        if !store
-            .is_finished()
-            .await
-            .map_err(|source| EddyError::Pipeline {
-                pipeline: spec.name.clone(),
-                source,
-            })?
-        {
+        if !store.is_finished().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })? {
             return Ok(false);
         }
     }
@@ -642,97 +482,46 @@ impl PreparedPipeline {
         checkpoints: Option<CheckpointStore>,
     ) -> Result<(), EddyError> {
         let name = self.name.clone();
-        let pipeline_error = |source| EddyError::Pipeline {
-            pipeline: name.clone(),
-            source,
-        };
+        let pipeline_error = |source| EddyError::Pipeline { pipeline: name.clone(), source };
         let view_sources = self.view_sources;
-        let mut open_source =
-            |node: &eddy_sql::SourceNode| -> eddy_engine::Result<Arc<dyn eddy_engine::Source>> {
-                if let Some(source) = view_sources.get(&node.table.name) {
-                    return Ok(Arc::clone(source));
-                }
-                eddy_connectors::create_source_reading(
-                    &node.table,
-                    Arc::clone(&node.physical_schema),
-                    node.read_columns.as_deref(),
-                )
-                .map_err(|e| eddy_engine::EngineError::Source {
-                    table: node.table.name.clone(),
-                    partition: "open".to_string(),
-                    source: Box::new(e),
-                })
-            };
-        let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source)
-            .map_err(pipeline_error)?;
+        let mut open_source = |node: &eddy_sql::SourceNode| -> eddy_engine::Result<Arc<dyn eddy_engine::Source>> {
+            if let Some(source) = view_sources.get(&node.table.name) {
+                return Ok(Arc::clone(source));
+            }
+            eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref())
+                .map_err(|e| eddy_engine::EngineError::Source { table: node.table.name.clone(), partition: "open".to_string(), source: Box::new(e) })
+        };
+        let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source).map_err(pipeline_error)?;
         tracing::debug!(pipeline = %self.name, "plan:\n{}\ngraph:\n{}", self.plan.explain(self.parallelism), graph.describe());
         let mut side = HashMap::new();
         for (source, kind, def, location) in self.side {
-            side.insert(
-                (source, kind),
-                SideSink {
-                    table: def.name.clone(),
-                    sink: create_sink(&def, location)?,
-                    schema: def.sink_schema(),
-                },
-            );
+            side.insert((source, kind), SideSink { table: def.name.clone(), sink: create_sink(&def, location)?, schema: def.sink_schema() });
         }
-        let outputs = PipelineOutputs {
-            sink_table: self.name.clone(),
-            sink,
-            side,
-        };
-        let options = RunOptions {
-            checkpoint_interval: self.checkpoint_interval,
-            checkpoints,
-            trigger: self.checkpoint_trigger,
-        };
-        runtime::run(graph, outputs, metrics, stop, options)
-            .await
-            .map_err(pipeline_error)
+        let outputs = PipelineOutputs { sink_table: self.name.clone(), sink, side };
+        let options = RunOptions { checkpoint_interval: self.checkpoint_interval, checkpoints, trigger: self.checkpoint_trigger };
+        runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }
 }
 
 /// Opens a table's sink, with errors that name the table and where it was declared.
 pub fn create_sink(def: &TableDef, location: Location) -> Result<Box<dyn Sink>, EddyError> {
-    eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
-        table: def.name.clone(),
-        location,
-        message: e.to_string(),
-    })
+    eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector { table: def.name.clone(), location, message: e.to_string() })
 }
 
 /// A batch of text columns, for `SHOW` and `EXPLAIN` answers.
 pub fn string_rows(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) -> RecordBatch {
     let rows: Vec<Vec<String>> = rows.collect();
-    let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| Field::new(*c, DataType::Utf8, false))
-            .collect::<Vec<_>>(),
-    ));
+    let schema = Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, false)).collect::<Vec<_>>()));
     let arrays: Vec<ArrayRef> = (0..columns.len())
-        .map(|i| {
-            Arc::new(StringArray::from_iter_values(
-                rows.iter()
-                    .map(|r| r.get(i).map(String::as_str).unwrap_or("")),
-            )) as ArrayRef
-        })
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.get(i).map(String::as_str).unwrap_or("")))) as ArrayRef)
         .collect();
-    RecordBatch::try_new(schema, arrays)
-        .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+    RecordBatch::try_new(schema, arrays).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
 }
 
 /// `DESCRIBE`'s answer: one row per column, as Flink shows them.
 pub fn describe_rows(schema: &Schema) -> RecordBatch {
     string_rows(
         &["name", "type", "null"],
-        schema.fields().iter().map(|f| {
-            vec![
-                f.name().clone(),
-                f.data_type().to_string(),
-                if f.is_nullable() { "YES" } else { "NO" }.to_string(),
-            ]
-        }),
+        schema.fields().iter().map(|f| vec![f.name().clone(), f.data_type().to_string(), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
     )
 }

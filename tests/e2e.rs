@@ -34,11 +34,7 @@ fn run_writes_window_results_to_parquet_and_routes_late_rows() {
         late = late.display(),
         out = out.display()
     );
-    let output = eddy()
-        .arg("run")
-        .arg(script(dir.path(), &sql))
-        .output()
-        .expect("run eddy");
+    let output = eddy().arg("run").arg(script(dir.path(), &sql)).output().expect("run eddy");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "eddy run failed: {stderr}");
     // One summary line with the counts: 9 rows read, 4 window rows written, 1 late row.
@@ -46,51 +42,20 @@ fn run_writes_window_results_to_parquet_and_routes_late_rows() {
 
     let mut rows = BTreeSet::new();
     for batch in read_parquet_dir(&out) {
-        let start = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .expect("ts");
-        let auction = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("auction");
-        let bids = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("bids");
-        let top = batch
-            .column(3)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("top");
+        let start = batch.column(0).as_any().downcast_ref::<TimestampMillisecondArray>().expect("ts");
+        let auction = batch.column(1).as_any().downcast_ref::<Int64Array>().expect("auction");
+        let bids = batch.column(2).as_any().downcast_ref::<Int64Array>().expect("bids");
+        let top = batch.column(3).as_any().downcast_ref::<Int64Array>().expect("top");
         for i in 0..batch.num_rows() {
-            rows.insert((
-                start.value(i),
-                auction.value(i),
-                bids.value(i),
-                top.value(i),
-            ));
+            rows.insert((start.value(i), auction.value(i), bids.value(i), top.value(i)));
         }
     }
     // 2024-01-01T00:00:00Z = 1704067200000 ms; expected rows worked out by hand from tests/data/bids.json.
     let t0 = 1_704_067_200_000i64;
-    let expected: BTreeSet<_> = [
-        (t0, 1, 4, 130),
-        (t0, 2, 1, 50),
-        (t0 + 10_000, 2, 1, 70),
-        (t0 + 20_000, 3, 2, 15),
-    ]
-    .into_iter()
-    .collect();
+    let expected: BTreeSet<_> = [(t0, 1, 4, 130), (t0, 2, 1, 50), (t0 + 10_000, 2, 1, 70), (t0 + 20_000, 3, 2, 15)].into_iter().collect();
     assert_eq!(rows, expected);
 
-    let late_rows: String = std::fs::read_dir(&late)
-        .expect("late dir")
-        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read"))
-        .collect();
+    let late_rows: String = std::fs::read_dir(&late).expect("late dir").map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read")).collect();
     assert_eq!(late_rows.lines().count(), 1, "{late_rows}");
     assert!(late_rows.contains("\"price\":80"), "{late_rows}");
 }
@@ -102,17 +67,10 @@ fn malformed_records_are_counted_reported_and_do_not_stop_the_pipeline() {
                  WITH ('connector' = 'filesystem', 'path' = 'tests/data/bad_bids.json', 'format' = 'json');
                CREATE TABLE out (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
                INSERT INTO out SELECT auction, price FROM bids;";
-    let output = eddy()
-        .arg("run")
-        .arg(script(dir.path(), sql))
-        .output()
-        .expect("run eddy");
+    let output = eddy().arg("run").arg(script(dir.path(), sql)).output().expect("run eddy");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("2 rows in, 2 rows out, 0 late rows dropped, 2 malformed records"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("2 rows in, 2 rows out, 0 late rows dropped, 2 malformed records"), "{stderr}");
     // Each bad record is reported with its position (file and line).
     assert!(stderr.contains("bad_bids.json:2"), "{stderr}");
     assert!(stderr.contains("bad_bids.json:3"), "{stderr}");
@@ -122,35 +80,21 @@ fn malformed_records_are_counted_reported_and_do_not_stop_the_pipeline() {
 fn sql_errors_name_line_and_column_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sql = "CREATE TABLE t (a BIGINT)\n  WITH ('connector' = 'filesystem', 'path' = 'x.json', 'format' = 'json');\nSELECT a FROM t WHERE;";
-    let output = eddy()
-        .arg("run")
-        .arg(script(dir.path(), sql))
-        .output()
-        .expect("run eddy");
+    let output = eddy().arg("run").arg(script(dir.path(), sql)).output().expect("run eddy");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("syntax error at line 3, column 22"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("syntax error at line 3, column 22"), "{stderr}");
 }
 
 #[test]
 fn demo_runs_for_a_duration_and_writes_parquet() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("eddy-demo");
-    let output = eddy()
-        .args(["demo", "--duration", "5s", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run eddy demo");
+    let output = eddy().args(["demo", "--duration", "5s", "--out"]).arg(&out).output().expect("run eddy demo");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     for table in ["bids_per_auction", "hot_items", "bidder_sessions"] {
-        let rows: usize = read_parquet_dir(&out.join(table))
-            .iter()
-            .map(|b| b.num_rows())
-            .sum();
+        let rows: usize = read_parquet_dir(&out.join(table)).iter().map(|b| b.num_rows()).sum();
         assert!(rows > 0, "demo wrote no rows to {table}: {stderr}");
     }
     // Live output: progress with throughput on stderr, sample rows on stdout.
@@ -171,39 +115,21 @@ fn an_unbounded_pipeline_publishes_part_files_at_every_checkpoint() {
          INSERT INTO out SELECT id, v FROM gen;",
         out.display()
     );
-    let mut child = eddy()
-        .arg("run")
-        .arg(script(dir.path(), &sql))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start eddy");
+    let mut child = eddy().arg("run").arg(script(dir.path(), &sql)).stdout(std::process::Stdio::null()).spawn().expect("start eddy");
     // The source never ends: only checkpoints can make part files visible.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut files = 0;
     while files < 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        files = std::fs::read_dir(&out)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                    .count()
-            })
-            .unwrap_or(0);
+        files = std::fs::read_dir(&out).map(|d| d.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0);
     }
     // Killed without warning: what is visible must still be whole checkpoints.
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        files >= 3,
-        "no part files were published while the pipeline ran"
-    );
+    assert!(files >= 3, "no part files were published while the pipeline ran");
     let ids = committed_ids(&out);
     assert!(!ids.is_empty());
-    assert_eq!(
-        ids,
-        (0..ids.len() as i64).collect::<Vec<_>>(),
-        "committed rows are exactly a prefix of the sequence"
-    );
+    assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>(), "committed rows are exactly a prefix of the sequence");
 }
 
 #[test]
@@ -215,18 +141,10 @@ fn an_updating_group_by_is_refused_by_an_append_only_sink() {
          INSERT INTO views SELECT page, COUNT(*) FROM gen GROUP BY page;",
         dir.path().join("views").display()
     );
-    let output = eddy()
-        .arg("run")
-        .arg(script(dir.path(), &sql))
-        .output()
-        .expect("run eddy");
+    let output = eddy().arg("run").arg(script(dir.path(), &sql)).output().expect("run eddy");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(
-        stderr
-            .contains("its rows are updates of earlier rows; connector 'filesystem' only appends"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("its rows are updates of earlier rows; connector 'filesystem' only appends"), "{stderr}");
 }
 
 #[test]
@@ -250,15 +168,8 @@ fn the_progress_line_reports_the_last_checkpoint() {
     let _ = child.kill();
     let output = child.wait_with_output().expect("eddy output");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("rows in"))
-        .unwrap_or_default();
-    assert!(
-        line.contains("  checkpoint ") && line.contains(" ms, "),
-        "{stderr}"
-    );
+    let line = stderr.lines().rev().find(|l| l.contains("rows in")).unwrap_or_default();
+    assert!(line.contains("  checkpoint ") && line.contains(" ms, "), "{stderr}");
 }
 
 /// A script resumed after a crash does not run again a pipeline that had already
@@ -267,11 +178,7 @@ fn the_progress_line_reports_the_last_checkpoint() {
 #[test]
 fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (quick, slow, checkpoints) = (
-        dir.path().join("quick"),
-        dir.path().join("slow"),
-        dir.path().join("checkpoints"),
-    );
+    let (quick, slow, checkpoints) = (dir.path().join("quick"), dir.path().join("slow"), dir.path().join("checkpoints"));
     let sql = format!(
         "SET 'parallelism' = '1';
          SET 'execution.checkpointing.interval' = '200 ms';
@@ -299,54 +206,24 @@ fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     };
     let mut first = common::Running(run());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while (committed_ids(&quick).len() < 100 || common::newest_checkpoint(&checkpoints) == 0)
-        && std::time::Instant::now() < deadline
-    {
+    while (committed_ids(&quick).len() < 100 || common::newest_checkpoint(&checkpoints) == 0) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(
-        committed_ids(&quick).len(),
-        100,
-        "the quick pipeline finished"
-    );
+    assert_eq!(committed_ids(&quick).len(), 100, "the quick pipeline finished");
     first.kill();
-    assert!(
-        committed_ids(&slow).len() < 3000,
-        "the slow pipeline was interrupted"
-    );
+    assert!(committed_ids(&slow).len() < 3000, "the slow pipeline was interrupted");
 
     let resumed = run().wait_with_output().expect("eddy run");
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(
-            "quick_out (line 8) ran to its end before the interruption; not running it again"
-        ),
-        "{stderr}"
-    );
-    assert_eq!(
-        committed_ids(&quick),
-        (0..100).collect::<Vec<_>>(),
-        "the finished pipeline's rows are there once"
-    );
-    assert_eq!(
-        committed_ids(&slow),
-        (0..3000).collect::<Vec<_>>(),
-        "the interrupted one resumed without loss or duplicates"
-    );
+    assert!(stderr.contains("quick_out (line 8) ran to its end before the interruption; not running it again"), "{stderr}");
+    assert_eq!(committed_ids(&quick), (0..100).collect::<Vec<_>>(), "the finished pipeline's rows are there once");
+    assert_eq!(committed_ids(&slow), (0..3000).collect::<Vec<_>>(), "the interrupted one resumed without loss or duplicates");
 
     // Everything finished: the next run is a new run of the whole script.
     let again = run().wait_with_output().expect("eddy run");
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    assert_eq!(
-        committed_ids(&quick).len(),
-        200,
-        "a new run writes its rows again"
-    );
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(committed_ids(&quick).len(), 200, "a new run writes its rows again");
 }
 
 /// Checkpoints in an S3 bucket (`--checkpoint-dir s3://bucket/prefix`, here on an
@@ -373,62 +250,30 @@ async fn checkpoints_in_an_s3_bucket_survive_a_kill() {
     let location = format!("s3://{bucket}/pipelines");
     let run = || {
         let mut command = eddy();
-        command
-            .arg("run")
-            .arg(&script)
-            .arg("--checkpoint-dir")
-            .arg(&location)
-            .envs(s3_environment(&endpoint));
-        command
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+        command.arg("run").arg(&script).arg("--checkpoint-dir").arg(&location).envs(s3_environment(&endpoint));
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
         command
     };
     let mut first = common::Running::start(&mut run());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let complete = |keys: &[String]| keys.iter().filter(|k| k.ends_with("/_COMPLETE")).count();
     // The server's file backend also lists directories, as keys ending in '/'.
-    let objects = |keys: Vec<String>| {
-        keys.into_iter()
-            .filter(|k| !k.ends_with('/'))
-            .collect::<Vec<_>>()
-    };
-    while complete(&s3_keys(&endpoint, &bucket, "pipelines/").await) < 2
-        && std::time::Instant::now() < deadline
-    {
+    let objects = |keys: Vec<String>| keys.into_iter().filter(|k| !k.ends_with('/')).collect::<Vec<_>>();
+    while complete(&s3_keys(&endpoint, &bucket, "pipelines/").await) < 2 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     first.kill();
     let saved = objects(s3_keys(&endpoint, &bucket, "pipelines/").await);
-    assert!(
-        complete(&saved) >= 2,
-        "checkpoints are objects in the bucket: {saved:?}"
-    );
-    assert!(
-        saved
-            .iter()
-            .all(|k| k.starts_with("pipelines/out-line6/chk-")),
-        "{saved:?}"
-    );
+    assert!(complete(&saved) >= 2, "checkpoints are objects in the bucket: {saved:?}");
+    assert!(saved.iter().all(|k| k.starts_with("pipelines/out-line6/chk-")), "{saved:?}");
     let before = committed_ids(&out).len();
     assert!(before < 8000, "killed before the end");
 
     let resumed = run().output().expect("eddy run");
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    assert_eq!(
-        committed_ids(&out),
-        (0..8000).collect::<Vec<_>>(),
-        "resumed from the bucket without loss or duplicates"
-    );
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(committed_ids(&out), (0..8000).collect::<Vec<_>>(), "resumed from the bucket without loss or duplicates");
     let left = objects(s3_keys(&endpoint, &bucket, "pipelines/").await);
-    assert!(
-        left.is_empty(),
-        "a finished script leaves no checkpoint behind: {left:?}"
-    );
+    assert!(left.is_empty(), "a finished script leaves no checkpoint behind: {left:?}");
 }
 
 /// Runs `script` with stdout a pipe its reader closes after `lines` lines;
@@ -451,12 +296,7 @@ fn run_into_a_closing_pipe(script: &Path, lines: usize) -> (std::process::ExitSt
     // As `head -3` does: the reader goes away while Eddy still has rows to print.
     drop(stdout);
     let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
     (child.wait().expect("wait"), stderr)
 }
 
@@ -467,16 +307,8 @@ fn eddy_run_exits_quietly_when_the_reader_of_its_output_goes_away() {
     let sql = "CREATE TABLE gen (id BIGINT, name STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '0', 'number-of-rows' = '200000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0');
                SELECT id, name FROM gen;";
     let (status, stderr) = run_into_a_closing_pipe(&script(dir.path(), sql), 3);
-    assert!(
-        !stderr.contains("panicked")
-            && !stderr.contains("Broken pipe")
-            && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    assert_eq!(
-        stderr, "",
-        "nothing to say when the reader has what it wanted"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe") && !stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(stderr, "", "nothing to say when the reader has what it wanted");
     // 141, as a shell shows for a program SIGPIPE ended; not 101 (a panic) nor 134 (an abort).
     assert_eq!(status.code(), Some(141), "{status}");
 
@@ -485,9 +317,6 @@ fn eddy_run_exits_quietly_when_the_reader_of_its_output_goes_away() {
                SHOW TABLES;
                EXPLAIN SELECT a FROM t;";
     let (status, stderr) = run_into_a_closing_pipe(&script(dir.path(), sql), 0);
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
     assert_eq!(status.code(), Some(141), "{status} {stderr}");
 }

@@ -23,15 +23,11 @@ fn bids_table() -> String {
 
 /// Counts of `auction` in tests/data/bids.json, read with serde_json rather than Eddy.
 fn expected_counts() -> Vec<(i64, i64)> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json"))
-            .unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json")).unwrap();
     let mut counts = std::collections::BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
-        *counts
-            .entry(value["auction"].as_i64().unwrap())
-            .or_insert(0) += 1;
+        *counts.entry(value["auction"].as_i64().unwrap()).or_insert(0) += 1;
     }
     counts.into_iter().collect()
 }
@@ -47,58 +43,33 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
     let mut lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.remove(0), "auction,n");
     lines.sort_by_key(|l| l.split(',').next().unwrap().parse::<i64>().unwrap());
-    let expected: Vec<String> = expected_counts()
-        .into_iter()
-        .map(|(auction, n)| format!("{auction},{n}"))
-        .collect();
+    let expected: Vec<String> = expected_counts().into_iter().map(|(auction, n)| format!("{auction},{n}")).collect();
     assert_eq!(lines, expected);
 
     // Aligned, psql's layout, with the row count.
-    let aligned =
-        server.ok("SELECT auction, COUNT(*) AS n FROM bids WHERE auction = 1 GROUP BY auction");
-    let n = expected_counts()
-        .into_iter()
-        .find(|(a, _)| *a == 1)
-        .unwrap()
-        .1;
-    assert_eq!(
-        aligned,
-        format!(" auction | n \n---------+---\n       1 | {n}\n(1 row)\n\n")
-    );
+    let aligned = server.ok("SELECT auction, COUNT(*) AS n FROM bids WHERE auction = 1 GROUP BY auction");
+    let n = expected_counts().into_iter().find(|(a, _)| *a == 1).unwrap().1;
+    assert_eq!(aligned, format!(" auction | n \n---------+---\n       1 | {n}\n(1 row)\n\n"));
 
     // ORDER BY and LIMIT over a bounded table: the query runs, then its rows are sorted and cut.
     let mut by_count = expected_counts();
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let top: String = by_count
-        .iter()
-        .take(2)
-        .map(|(a, n)| format!("{a},{n}\n"))
-        .collect();
+    let top: String = by_count.iter().take(2).map(|(a, n)| format!("{a},{n}\n")).collect();
     assert_eq!(server.ok_csv("SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction ORDER BY n DESC, auction LIMIT 2"), format!("auction,n\n{top}"));
 
     // A script file: several statements, DDL tags and SHOW.
     let script = data.path().join("script.sql");
-    std::fs::write(
-        &script,
-        "CREATE VIEW expensive AS SELECT * FROM bids WHERE price > 100;\n\\dt\n",
-    )
-    .unwrap();
+    std::fs::write(&script, "CREATE VIEW expensive AS SELECT * FROM bids WHERE price > 100;\n\\dt\n").unwrap();
     let (code, stdout, stderr) = server.sql(&["-f", script.to_str().unwrap(), "--csv"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(
-        stdout,
-        "CREATE VIEW\ntable,connector,kind\nbids,filesystem,bounded\n"
-    );
+    assert_eq!(stdout, "CREATE VIEW\ntable,connector,kind\nbids,filesystem,bounded\n");
 
     // A SQL error: exit 1, psql's ERROR line, the statement's line and a caret under the column.
     let (code, _, stderr) = server.sql(&["-c", "SELECT auction\nFROM bidz"]);
     assert_eq!(code, 1);
     assert!(stderr.starts_with("ERROR:  "), "{stderr}");
     assert!(stderr.contains("bidz"), "{stderr}");
-    assert!(
-        stderr.contains("LINE 2: FROM bidz\n             ^\n"),
-        "caret under `bidz`:\n{stderr}"
-    );
+    assert!(stderr.contains("LINE 2: FROM bidz\n             ^\n"), "caret under `bidz`:\n{stderr}");
 
     // EXPLAIN of nothing is an error, not a crash; EXPLAIN never runs what it explains.
     let (code, _, stderr) = server.sql(&["-c", "EXPLAIN"]);
@@ -106,15 +77,9 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
     assert!(stderr.starts_with("ERROR:  "), "{stderr}");
     let (code, _, _) = server.sql(&["-c", "EXPLAIN DROP TABLE bids"]);
     assert_eq!(code, 1);
-    assert!(
-        server.ok_csv("SHOW TABLES").contains("bids,filesystem"),
-        "EXPLAIN DROP TABLE dropped the table"
-    );
+    assert!(server.ok_csv("SHOW TABLES").contains("bids,filesystem"), "EXPLAIN DROP TABLE dropped the table");
     // A failing statement does not hide the answers of the ones before it.
-    let (code, stdout, stderr) = server.sql(&[
-        "-c",
-        "CREATE VIEW cheap AS SELECT * FROM bids WHERE price < 100; SELECT * FROM missing",
-    ]);
+    let (code, stdout, stderr) = server.sql(&["-c", "CREATE VIEW cheap AS SELECT * FROM bids WHERE price < 100; SELECT * FROM missing"]);
     assert_eq!(code, 1);
     assert_eq!(stdout, "CREATE VIEW\n");
     assert!(stderr.contains("missing"), "{stderr}");
@@ -134,13 +99,7 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
     let (code, _, stderr) = eddy()
         .args(["sql", "--host", "127.0.0.1:1", "-c", "SHOW TABLES"])
         .output()
-        .map(|o| {
-            (
-                o.status.code().unwrap(),
-                (),
-                String::from_utf8_lossy(&o.stderr).into_owned(),
-            )
-        })
+        .map(|o| (o.status.code().unwrap(), (), String::from_utf8_lossy(&o.stderr).into_owned()))
         .unwrap();
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot connect"), "{stderr}");
@@ -149,13 +108,8 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
 
 /// Parses `eddy sql --csv -q` output of one row of integers.
 fn one_row(csv: &str) -> Vec<i64> {
-    let line = csv
-        .lines()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no row in {csv:?}"));
-    line.split(',')
-        .map(|v| if v.is_empty() { 0 } else { v.parse().unwrap() })
-        .collect()
+    let line = csv.lines().nth(1).unwrap_or_else(|| panic!("no row in {csv:?}"));
+    line.split(',').map(|v| if v.is_empty() { 0 } else { v.parse().unwrap() }).collect()
 }
 
 const SEQUENCE_VIEW: &str = "SET 'parallelism' = '1';
@@ -176,36 +130,20 @@ fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
     let stdout = server.ok(SEQUENCE_VIEW);
-    assert!(
-        stdout.contains("CREATE MATERIALIZED VIEW (pipeline p1)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("CREATE MATERIALIZED VIEW (pipeline p1)"), "{stdout}");
     let started = Instant::now();
     let mut reads = Vec::new();
     while started.elapsed() < Duration::from_secs(4) {
         let (sum, max, keys) = read_tens(&server);
-        assert_eq!(
-            sum, max,
-            "a read saw a torn state: counts add up to {sum} but the highest id is {max}"
-        );
+        assert_eq!(sum, max, "a read saw a torn state: counts add up to {sum} but the highest id is {max}");
         if sum > 10 {
             assert_eq!(keys, 10);
         }
         reads.push(sum);
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        reads.windows(2).all(|w| w[0] <= w[1]),
-        "reads went back in time: {reads:?}"
-    );
-    assert!(
-        reads
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            >= 3,
-        "the view did not keep updating: {reads:?}"
-    );
+    assert!(reads.windows(2).all(|w| w[0] <= w[1]), "reads went back in time: {reads:?}");
+    assert!(reads.iter().collect::<std::collections::BTreeSet<_>>().len() >= 3, "the view did not keep updating: {reads:?}");
 
     // Point lookups and joins are ordinary SQL over the snapshot.
     let row = one_row(&server.ok_csv("SELECT n FROM tens WHERE k = 3"));
@@ -215,61 +153,21 @@ fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = eddy::client::connect(&server.address, None).await.unwrap();
-        let pipelines = client
-            .list_pipelines(ListPipelinesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .pipelines;
+        let pipelines = client.list_pipelines(ListPipelinesRequest {}).await.unwrap().into_inner().pipelines;
         assert_eq!(pipelines.len(), 1);
-        let p = client
-            .get_pipeline(PipelineRef { id: "tens".into() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            (p.id.as_str(), p.status.as_str(), p.state_rows),
-            ("p1", "RUNNING", 10)
-        );
+        let p = client.get_pipeline(PipelineRef { id: "tens".into() }).await.unwrap().into_inner();
+        assert_eq!((p.id.as_str(), p.status.as_str(), p.state_rows), ("p1", "RUNNING", 10));
         assert!(p.rows_in > 0 && p.checkpoint_id > 0, "{p:?}");
-        let missing = client
-            .get_pipeline(PipelineRef { id: "p9".into() })
-            .await
-            .unwrap_err();
+        let missing = client.get_pipeline(PipelineRef { id: "p9".into() }).await.unwrap_err();
         assert_eq!(missing.code(), Code::NotFound);
-        let taken = eddy::client::execute(
-            &mut client,
-            "CREATE MATERIALIZED VIEW tens AS SELECT id FROM seq",
-        )
-        .await
-        .err()
-        .unwrap()
-        .1;
+        let taken = eddy::client::execute(&mut client, "CREATE MATERIALIZED VIEW tens AS SELECT id FROM seq").await.err().unwrap().1;
         assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
-        let taken = eddy::client::execute(
-            &mut client,
-            "CREATE TABLE tens (a INT) WITH ('connector' = 'blackhole')",
-        )
-        .await
-        .err()
-        .unwrap()
-        .1;
+        let taken = eddy::client::execute(&mut client, "CREATE TABLE tens (a INT) WITH ('connector' = 'blackhole')").await.err().unwrap().1;
         assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
-        let bad_sql = eddy::client::execute(&mut client, "SELEC 1")
-            .await
-            .err()
-            .unwrap()
-            .1;
+        let bad_sql = eddy::client::execute(&mut client, "SELEC 1").await.err().unwrap().1;
         assert_eq!(bad_sql.code(), Code::InvalidArgument);
         assert_eq!(bad_sql.metadata().get("eddy-line").unwrap(), "1");
-        let stopped = client
-            .stop_pipeline(eddy_proto::StopPipelineRequest {
-                id: "p1".into(),
-                savepoint: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let stopped = client.stop_pipeline(eddy_proto::StopPipelineRequest { id: "p1".into(), savepoint: false }).await.unwrap().into_inner();
         assert_eq!(stopped.status, "STOPPED");
     });
     // Stopped, the view keeps its last rows and stops changing.
@@ -279,31 +177,15 @@ fn materialized_view_reads_are_consistent_snapshots_while_it_updates() {
     // Restarted, it resumes from its checkpoint: no id is counted twice.
     runtime.block_on(async {
         let mut client = eddy::client::connect(&server.address, None).await.unwrap();
-        let restarted = client
-            .restart_pipeline(RestartPipelineRequest {
-                id: "p1".into(),
-                parallelism: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let restarted = client.restart_pipeline(RestartPipelineRequest { id: "p1".into(), parallelism: 0 }).await.unwrap().into_inner();
         assert_eq!(restarted.status, "RUNNING");
-        let again = client
-            .restart_pipeline(RestartPipelineRequest {
-                id: "p1".into(),
-                parallelism: 0,
-            })
-            .await
-            .unwrap_err();
+        let again = client.restart_pipeline(RestartPipelineRequest { id: "p1".into(), parallelism: 0 }).await.unwrap_err();
         assert_eq!(again.code(), Code::FailedPrecondition);
     });
     std::thread::sleep(Duration::from_millis(800));
     let (sum, max, _) = read_tens(&server);
     assert_eq!(sum, max);
-    assert!(
-        sum > frozen,
-        "the restarted view did not move on: {sum} <= {frozen}"
-    );
+    assert!(sum > frozen, "the restarted view did not move on: {sum} <= {frozen}");
     server.terminate();
 }
 
@@ -322,21 +204,13 @@ fn catalog_and_pipelines_survive_sigterm_and_sigkill() {
 
     let server = Server::start(data.path(), &[]);
     let tables = server.ok_csv("SHOW TABLES");
-    assert_eq!(
-        tables,
-        "table,connector,kind\nbids,filesystem,bounded\nseq,datagen,unbounded\n"
-    );
-    assert!(server
-        .ok_csv("SHOW VIEWS")
-        .contains("tens,materialized view"));
+    assert_eq!(tables, "table,connector,kind\nbids,filesystem,bounded\nseq,datagen,unbounded\n");
+    assert!(server.ok_csv("SHOW VIEWS").contains("tens,materialized view"));
     assert!(server.ok_csv("SHOW PIPELINES").contains("p1,tens,RUNNING"));
     // Resumed from its checkpoint: it goes on from where it was, it does not start over.
     let (sum, max, _) = read_tens(&server);
     assert_eq!(sum, max);
-    assert!(
-        sum >= before,
-        "the view restarted from scratch: {sum} < {before}"
-    );
+    assert!(sum >= before, "the view restarted from scratch: {sum} < {before}");
     std::thread::sleep(Duration::from_millis(1000));
     let before_kill = read_tens(&server).0;
     let mut server = server;
@@ -345,14 +219,8 @@ fn catalog_and_pipelines_survive_sigterm_and_sigkill() {
     let server = Server::start(data.path(), &[]);
     std::thread::sleep(Duration::from_millis(800));
     let (sum, max, _) = read_tens(&server);
-    assert_eq!(
-        sum, max,
-        "after SIGKILL the view is a consistent checkpoint"
-    );
-    assert!(
-        sum >= before_kill,
-        "rows visible before the kill were lost: {sum} < {before_kill}"
-    );
+    assert_eq!(sum, max, "after SIGKILL the view is a consistent checkpoint");
+    assert!(sum >= before_kill, "rows visible before the kill were lost: {sum} < {before_kill}");
     // A stopped pipeline stays stopped across restarts.
     server.ok("STOP PIPELINE p1");
     server.terminate();
@@ -375,15 +243,10 @@ fn a_token_is_required_when_the_server_has_one() {
     runtime.block_on(async {
         for token in [None, Some("wrong")] {
             let mut client = eddy::client::connect(&server.address, token).await.unwrap();
-            let error = client
-                .list_pipelines(ListPipelinesRequest {})
-                .await
-                .unwrap_err();
+            let error = client.list_pipelines(ListPipelinesRequest {}).await.unwrap_err();
             assert_eq!(error.code(), Code::Unauthenticated, "token {token:?}");
         }
-        let mut client = eddy::client::connect(&server.address, Some("s3cret"))
-            .await
-            .unwrap();
+        let mut client = eddy::client::connect(&server.address, Some("s3cret")).await.unwrap();
         assert!(client.list_pipelines(ListPipelinesRequest {}).await.is_ok());
     });
     server.terminate();
@@ -401,11 +264,7 @@ fn interactive_session_in_a_terminal() {
     // `script` runs the command through `$SHELL -c`; `exec` makes the client
     // the terminal's foreground process, so Ctrl-C reaches only the client
     // (dash, waiting on a child, would itself die of the SIGINT: exit 130).
-    let command = format!(
-        "exec {} sql --host {}",
-        env!("CARGO_BIN_EXE_eddy"),
-        server.address
-    );
+    let command = format!("exec {} sql --host {}", env!("CARGO_BIN_EXE_eddy"), server.address);
     let mut terminal = Command::new("script")
         .args(["-qfec", &command, "/dev/null"])
         .env("HOME", data.path())
@@ -424,10 +283,7 @@ fn interactive_session_in_a_terminal() {
         std::thread::spawn(move || {
             let mut chunk = [0u8; 4096];
             while let Ok(n @ 1..) = std::io::Read::read(&mut output, &mut chunk) {
-                screen
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                screen.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
         })
     };
@@ -445,11 +301,7 @@ fn interactive_session_in_a_terminal() {
         }
         true
     };
-    assert!(
-        wait_for_prompt(0, Duration::from_secs(60)),
-        "no prompt:\n{}",
-        screen.lock().unwrap()
-    );
+    assert!(wait_for_prompt(0, Duration::from_secs(60)), "no prompt:\n{}", screen.lock().unwrap());
     let mut keys = terminal.stdin.take().unwrap();
     let mut type_keys = |text: &str| {
         let seen = prompts();
@@ -457,17 +309,9 @@ fn interactive_session_in_a_terminal() {
         keys.flush().unwrap();
         seen
     };
-    for line in [
-        "\\timing on\r",
-        "SELECT auction, COUNT(*) AS n\r",
-        "FROM bids WHERE auction = 2 GROUP BY auction;\r",
-    ] {
+    for line in ["\\timing on\r", "SELECT auction, COUNT(*) AS n\r", "FROM bids WHERE auction = 2 GROUP BY auction;\r"] {
         let seen = type_keys(line);
-        assert!(
-            wait_for_prompt(seen, Duration::from_secs(60)),
-            "no prompt after {line:?}:\n{}",
-            screen.lock().unwrap()
-        );
+        assert!(wait_for_prompt(seen, Duration::from_secs(60)), "no prompt after {line:?}:\n{}", screen.lock().unwrap());
     }
     type_keys("SELECT this is not sent");
     std::thread::sleep(Duration::from_millis(300));
@@ -477,11 +321,7 @@ fn interactive_session_in_a_terminal() {
     wait_for_prompt(seen, Duration::from_secs(2));
     for line in ["\\dt\r", "\\x\r", "DESCRIBE bids;\r"] {
         let seen = type_keys(line);
-        assert!(
-            wait_for_prompt(seen, Duration::from_secs(60)),
-            "no prompt after {line:?}:\n{}",
-            screen.lock().unwrap()
-        );
+        assert!(wait_for_prompt(seen, Duration::from_secs(60)), "no prompt after {line:?}:\n{}", screen.lock().unwrap());
     }
     type_keys("\\q\r");
     // The terminal's input stays open until the client has gone: `script`
@@ -499,38 +339,16 @@ fn interactive_session_in_a_terminal() {
     };
     reader.join().unwrap();
     let screen = screen.lock().unwrap().replace('\r', "");
-    assert!(
-        status.success(),
-        "the client exits 0 after \\q ({status}):\n{screen}"
-    );
-    let n = expected_counts()
-        .into_iter()
-        .find(|(a, _)| *a == 2)
-        .unwrap()
-        .1;
+    assert!(status.success(), "the client exits 0 after \\q ({status}):\n{screen}");
+    let n = expected_counts().into_iter().find(|(a, _)| *a == 2).unwrap().1;
     assert!(screen.contains("Timing is on."), "{screen}");
-    assert!(
-        screen.contains(&format!("       2 | {n}\n(1 row)")),
-        "the two-line statement ran:\n{screen}"
-    );
+    assert!(screen.contains(&format!("       2 | {n}\n(1 row)")), "the two-line statement ran:\n{screen}");
     assert!(screen.contains("Time: "), "{screen}");
-    assert!(
-        !screen.contains("this is not sent\n ") && !screen.contains("ERROR"),
-        "Ctrl-C dropped the typed statement:\n{screen}"
-    );
-    assert!(
-        screen.contains(" bids  | filesystem | bounded"),
-        "\\dt lists tables:\n{screen}"
-    );
+    assert!(!screen.contains("this is not sent\n ") && !screen.contains("ERROR"), "Ctrl-C dropped the typed statement:\n{screen}");
+    assert!(screen.contains(" bids  | filesystem | bounded"), "\\dt lists tables:\n{screen}");
     assert!(screen.contains("Expanded display is on."), "{screen}");
-    assert!(
-        screen.contains("-[ RECORD 1 ]") && screen.contains("name | auction"),
-        "expanded DESCRIBE:\n{screen}"
-    );
-    assert!(
-        data.path().join(".eddy_history").exists(),
-        "history is saved"
-    );
+    assert!(screen.contains("-[ RECORD 1 ]") && screen.contains("name | auction"), "expanded DESCRIBE:\n{screen}");
+    assert!(data.path().join(".eddy_history").exists(), "history is saved");
     server.terminate();
 }
 
@@ -539,11 +357,9 @@ fn interactive_session_in_a_terminal() {
 fn subscribe_streams_a_views_changes_with_retractions() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
-    server.ok(
-        "SET 'execution.checkpointing.interval' = '100 ms';
+    server.ok("SET 'execution.checkpointing.interval' = '100 ms';
          CREATE TABLE seq (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1');
-         CREATE MATERIALIZED VIEW odd_even AS SELECT id % 2 AS k, COUNT(*) AS n FROM seq GROUP BY id % 2",
-    );
+         CREATE MATERIALIZED VIEW odd_even AS SELECT id % 2 AS k, COUNT(*) AS n FROM seq GROUP BY id % 2");
     std::thread::sleep(Duration::from_millis(500));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -628,23 +444,16 @@ fn subscribe_streams_a_views_changes_with_retractions() {
 fn a_view_over_a_source_that_cannot_resume_starts_over_after_a_kill() {
     let data = tempfile::tempdir().unwrap();
     let mut server = Server::start(data.path(), &[]);
-    server.ok(
-        "SET 'execution.checkpointing.interval' = '200 ms';
+    server.ok("SET 'execution.checkpointing.interval' = '200 ms';
          CREATE TABLE person WITH ('connector' = 'nexmark', 'nexmark.table' = 'person', 'events.rate' = '20000');
-         CREATE MATERIALIZED VIEW per_auction AS SELECT state, COUNT(*) AS n FROM person GROUP BY state",
-    );
+         CREATE MATERIALIZED VIEW per_auction AS SELECT state, COUNT(*) AS n FROM person GROUP BY state");
     std::thread::sleep(Duration::from_millis(1000));
     assert!(one_row(&server.ok_csv("SELECT SUM(n) FROM per_auction"))[0] > 0);
-    assert!(
-        !data.path().join("checkpoints/p1").exists(),
-        "no checkpoints for a source that cannot resume"
-    );
+    assert!(!data.path().join("checkpoints/p1").exists(), "no checkpoints for a source that cannot resume");
     server.process.kill();
     let server = Server::start(data.path(), &[]);
     std::thread::sleep(Duration::from_millis(1000));
-    assert!(server
-        .ok_csv("SHOW PIPELINES")
-        .contains("p1,per_auction,RUNNING"));
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p1,per_auction,RUNNING"));
     assert!(one_row(&server.ok_csv("SELECT SUM(n) FROM per_auction"))[0] > 0);
     server.terminate();
 }
@@ -657,20 +466,10 @@ fn stop_with_savepoint_checkpoints_and_restarts_exactly_there() {
     let server = Server::start(data.path(), &[]);
     server.ok(&SEQUENCE_VIEW.replace("'200 ms'", "'1 h'"));
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(
-        read_tens(&server).0,
-        0,
-        "no checkpoint yet, so nothing is visible"
-    );
-    assert_eq!(
-        server.ok("STOP PIPELINE p1 WITH SAVEPOINT"),
-        "STOP PIPELINE WITH SAVEPOINT 1 (pipeline p1)\n"
-    );
+    assert_eq!(read_tens(&server).0, 0, "no checkpoint yet, so nothing is visible");
+    assert_eq!(server.ok("STOP PIPELINE p1 WITH SAVEPOINT"), "STOP PIPELINE WITH SAVEPOINT 1 (pipeline p1)\n");
     let (saved, max, keys) = read_tens(&server);
-    assert!(
-        saved > 0 && saved == max && keys == 10,
-        "the savepoint's rows are visible: {saved}, {max}, {keys}"
-    );
+    assert!(saved > 0 && saved == max && keys == 10, "the savepoint's rows are visible: {saved}, {max}, {keys}");
     assert!(server.ok_csv("SHOW PIPELINES").contains("p1,tens,STOPPED"));
     let (code, _, stderr) = server.sql(&["-c", "STOP PIPELINE p1 WITH SAVEPOINT"]);
     assert_eq!(code, 1);
@@ -679,33 +478,14 @@ fn stop_with_savepoint_checkpoints_and_restarts_exactly_there() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = eddy::client::connect(&server.address, None).await.unwrap();
-        client
-            .restart_pipeline(RestartPipelineRequest {
-                id: "p1".into(),
-                parallelism: 0,
-            })
-            .await
-            .unwrap();
+        client.restart_pipeline(RestartPipelineRequest { id: "p1".into(), parallelism: 0 }).await.unwrap();
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        read_tens(&server).0,
-        saved,
-        "restarted from the savepoint, the view holds exactly its rows"
-    );
-    assert_eq!(
-        server.ok("STOP PIPELINE tens WITH SAVEPOINT"),
-        "STOP PIPELINE WITH SAVEPOINT 2 (pipeline p1)\n"
-    );
+    assert_eq!(read_tens(&server).0, saved, "restarted from the savepoint, the view holds exactly its rows");
+    assert_eq!(server.ok("STOP PIPELINE tens WITH SAVEPOINT"), "STOP PIPELINE WITH SAVEPOINT 2 (pipeline p1)\n");
     let (sum, max, _) = read_tens(&server);
-    assert!(
-        sum > saved,
-        "the restarted pipeline went on: {sum} <= {saved}"
-    );
-    assert_eq!(
-        sum, max,
-        "it went on exactly after the savepoint: no id lost or counted twice"
-    );
+    assert!(sum > saved, "the restarted pipeline went on: {sum} <= {saved}");
+    assert_eq!(sum, max, "it went on exactly after the savepoint: no id lost or counted twice");
     server.terminate();
 }
 
@@ -737,26 +517,17 @@ fn views_over_a_view_follow_its_changelog_with_retractions() {
     // Stop the source's pipeline; the views over it settle on its last rows.
     server.ok("STOP PIPELINE per_k");
     let csv_rows = |sql: &str| -> Vec<String> {
-        let mut rows: Vec<String> = server
-            .ok_csv(sql)
-            .lines()
-            .skip(1)
-            .map(str::to_string)
-            .collect();
+        let mut rows: Vec<String> = server.ok_csv(sql).lines().skip(1).map(str::to_string).collect();
         rows.sort();
         rows
     };
-    let expected_histogram =
-        || csv_rows("SELECT n, COUNT(*) AS keys, MIN(k) AS first_k FROM per_k GROUP BY n");
-    let expected_overall =
-        || csv_rows("SELECT COUNT(*), SUM(n), MIN(n), COUNT(DISTINCT n), MAX(best) FROM per_k");
+    let expected_histogram = || csv_rows("SELECT n, COUNT(*) AS keys, MIN(k) AS first_k FROM per_k GROUP BY n");
+    let expected_overall = || csv_rows("SELECT COUNT(*), SUM(n), MIN(n), COUNT(DISTINCT n), MAX(best) FROM per_k");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let settled = csv_rows("SELECT n, keys, first_k FROM histogram") == expected_histogram()
-            && csv_rows("SELECT keys, rows_seen, fewest, counts, best FROM overall")
-                == expected_overall()
-            && csv_rows("SELECT k, n FROM busy")
-                == csv_rows("SELECT k, n FROM per_k WHERE n >= 100");
+            && csv_rows("SELECT keys, rows_seen, fewest, counts, best FROM overall") == expected_overall()
+            && csv_rows("SELECT k, n FROM busy") == csv_rows("SELECT k, n FROM per_k WHERE n >= 100");
         if settled {
             break;
         }
@@ -776,71 +547,37 @@ fn views_over_a_view_follow_its_changelog_with_retractions() {
     // Counts grew past their first values, so buckets were retracted along the way:
     // MIN(n) must be the smallest final count, not an early one.
     assert!(overall[2] > 1, "MIN(n) kept a retracted count: {overall:?}");
-    assert!(
-        csv_rows("SELECT k FROM busy").len() == 40,
-        "busy holds every key once counts pass 100"
-    );
+    assert!(csv_rows("SELECT k FROM busy").len() == 40, "busy holds every key once counts pass 100");
 
     // EXPLAIN shows the retracting aggregate and the live size of the views involved.
     let explain = server.ok_csv("EXPLAIN CREATE MATERIALIZED VIEW histogram AS SELECT n, COUNT(*) AS keys, MIN(k) AS first_k FROM per_k GROUP BY n");
-    assert!(
-        explain.contains("over a changelog: retractions and updates at each checkpoint"),
-        "{explain}"
-    );
-    assert!(
-        explain.contains("state of materialized view `per_k`: 40 rows"),
-        "{explain}"
-    );
-    assert!(
-        explain.contains("state of materialized view `histogram`: "),
-        "{explain}"
-    );
+    assert!(explain.contains("over a changelog: retractions and updates at each checkpoint"), "{explain}");
+    assert!(explain.contains("state of materialized view `per_k`: 40 rows"), "{explain}");
+    assert!(explain.contains("state of materialized view `histogram`: "), "{explain}");
     // Per operator: the view it reads is a changelog source, the aggregate runs
     // the session's 2 tasks behind an exchange on its key and keeps group rows.
     let source = line_after(&explain, "Source: per_k");
-    assert!(
-        source.contains("watermark: the view's, at each of its checkpoints")
-            && source.contains("state: position in the view's changelog"),
-        "{explain}"
-    );
+    assert!(source.contains("watermark: the view's, at each of its checkpoints") && source.contains("state: position in the view's changelog"), "{explain}");
     let aggregate = line_after(&explain, "WindowAggregate: ");
-    assert!(
-        aggregate.contains("tasks: 2, behind a hash exchange on [n@"),
-        "{explain}"
-    );
-    assert!(
-        aggregate.contains("state: every group's input rows"),
-        "{explain}"
-    );
+    assert!(aggregate.contains("tasks: 2, behind a hash exchange on [n@"), "{explain}");
+    assert!(aggregate.contains("state: every group's input rows"), "{explain}");
 
     // What a view over a changelog cannot be, said before anything runs.
-    let (code, _, stderr) = server.sql(&[
-        "-c",
-        "CREATE MATERIALIZED VIEW counts_only AS SELECT n FROM per_k",
-    ]);
+    let (code, _, stderr) = server.sql(&["-c", "CREATE MATERIALIZED VIEW counts_only AS SELECT n FROM per_k"]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("must select its key columns (k)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("must select its key columns (k)"), "{stderr}");
     server.ok("CREATE TABLE archive (k BIGINT, n BIGINT) WITH ('connector' = 'filesystem', 'path' = '/tmp/never', 'format' = 'json')");
     let (code, _, stderr) = server.sql(&["-c", "INSERT INTO archive SELECT k, n FROM per_k"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot delete them"), "{stderr}");
     let (code, _, stderr) = server.sql(&["-c", "INSERT INTO histogram SELECT n, 1, 1 FROM per_k"]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("is a materialized view: its rows come from its own query"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("is a materialized view: its rows come from its own query"), "{stderr}");
     let (code, _, stderr) = server.sql(&["-c", "DROP MATERIALIZED VIEW per_k"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("is read by running pipeline"), "{stderr}");
     // SHOW TABLES lists tables only; the views are views.
-    assert_eq!(
-        server.ok_csv("SHOW TABLES"),
-        "table,connector,kind\narchive,filesystem,bounded\nev,datagen,unbounded\n"
-    );
+    assert_eq!(server.ok_csv("SHOW TABLES"), "table,connector,kind\narchive,filesystem,bounded\nev,datagen,unbounded\n");
     // After a restart the stopped view still shows its rows, and the views over it
     // start over from them.
     let before = csv_rows("SELECT k, n FROM per_k");
@@ -848,27 +585,14 @@ fn views_over_a_view_follow_its_changelog_with_retractions() {
     server.terminate();
     let server = Server::start(data.path(), &[]);
     let rows = |sql: &str| -> Vec<String> {
-        let mut rows: Vec<String> = server
-            .ok_csv(sql)
-            .lines()
-            .skip(1)
-            .map(str::to_string)
-            .collect();
+        let mut rows: Vec<String> = server.ok_csv(sql).lines().skip(1).map(str::to_string).collect();
         rows.sort();
         rows
     };
-    assert_eq!(
-        rows("SELECT k, n FROM per_k"),
-        before,
-        "the stopped view's rows after a restart"
-    );
+    assert_eq!(rows("SELECT k, n FROM per_k"), before, "the stopped view's rows after a restart");
     let deadline = Instant::now() + Duration::from_secs(30);
     while rows("SELECT n, keys, first_k FROM histogram") != hist_before {
-        assert!(
-            Instant::now() < deadline,
-            "the histogram did not come back: {:?}",
-            rows("SELECT n, keys, first_k FROM histogram")
-        );
+        assert!(Instant::now() < deadline, "the histogram did not come back: {:?}", rows("SELECT n, keys, first_k FROM histogram"));
         std::thread::sleep(Duration::from_millis(200));
     }
     server.terminate();
@@ -897,64 +621,30 @@ fn an_aggregate_over_a_group_by_and_having_retract_what_changed() {
     let mut reads = 0;
     while started.elapsed() < Duration::from_secs(4) {
         let csv = server.ok_csv("SELECT keys, total, low, high, last_id FROM spread");
-        let spread: Vec<i64> = csv
-            .lines()
-            .nth(1)
-            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-            .unwrap_or_default();
+        let spread: Vec<i64> = csv.lines().nth(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).unwrap_or_default();
         if spread.first() == Some(&10) {
-            let [_, total, low, high, top] = spread[..] else {
-                unreachable!()
-            };
-            assert_eq!(
-                total, top,
-                "a read saw a torn or double-counted state: {spread:?}"
-            );
-            assert!(
-                high - low <= 1,
-                "MIN/MAX kept a retracted count: {spread:?}"
-            );
+            let [_, total, low, high, top] = spread[..] else { unreachable!() };
+            assert_eq!(total, top, "a read saw a torn or double-counted state: {spread:?}");
+            assert!(high - low <= 1, "MIN/MAX kept a retracted count: {spread:?}");
             reads += 1;
         }
-        let rows: Vec<Vec<i64>> = server
-            .ok_csv("SELECT k, n, last_id FROM even")
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-            .collect();
+        let rows: Vec<Vec<i64>> =
+            server.ok_csv("SELECT k, n, last_id FROM even").lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
         for row in &rows {
             let [k, n, top] = row[..] else { unreachable!() };
             assert_eq!(n % 2, 0, "HAVING let an odd count through: {rows:?}");
-            assert_eq!(
-                n,
-                if k == 0 { top / 10 } else { (top - k) / 10 + 1 },
-                "row of another checkpoint: {rows:?}"
-            );
+            assert_eq!(n, if k == 0 { top / 10 } else { (top - k) / 10 + 1 }, "row of another checkpoint: {rows:?}");
         }
-        if let (Some(min), Some(max)) = (
-            rows.iter().map(|r| r[2]).min(),
-            rows.iter().map(|r| r[2]).max(),
-        ) {
-            assert!(
-                max - min < 10,
-                "a group whose count turned odd was not deleted: {rows:?}"
-            );
+        if let (Some(min), Some(max)) = (rows.iter().map(|r| r[2]).min(), rows.iter().map(|r| r[2]).max()) {
+            assert!(max - min < 10, "a group whose count turned odd was not deleted: {rows:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(reads >= 5, "the nested view did not update: {reads} reads");
     let explain = server.ok_csv("EXPLAIN SELECT k, n FROM (SELECT id % 10 AS k, COUNT(*) AS n FROM seq GROUP BY id % 10) WHERE n > 5");
     let filter = line_after(&explain, "Filter: ");
-    assert!(
-        filter.contains(
-            "| tasks: chained into its input's task(s) | watermark: passed through | state: none"
-        ),
-        "{explain}"
-    );
-    assert!(
-        line_after(&explain, "WindowAggregate: ").contains("tasks: 1, behind a hash exchange on ["),
-        "{explain}"
-    );
+    assert!(filter.contains("| tasks: chained into its input's task(s) | watermark: passed through | state: none"), "{explain}");
+    assert!(line_after(&explain, "WindowAggregate: ").contains("tasks: 1, behind a hash exchange on ["), "{explain}");
     server.terminate();
 }
 
@@ -969,50 +659,26 @@ fn checkpoints_can_live_in_an_s3_bucket() {
     runtime.block_on(s3_create_bucket(&endpoint, &bucket));
     let data = tempfile::tempdir().unwrap();
     let location = format!("s3://{bucket}/eddy");
-    let start = || {
-        Server::start_with_env(
-            data.path(),
-            &["--checkpoints", &location],
-            s3_environment(&endpoint),
-        )
-    };
+    let start = || Server::start_with_env(data.path(), &["--checkpoints", &location], s3_environment(&endpoint));
     let mut server = start();
     server.ok(SEQUENCE_VIEW);
     std::thread::sleep(Duration::from_millis(800));
-    assert!(server
-        .ok("STOP PIPELINE p1 WITH SAVEPOINT")
-        .starts_with("STOP PIPELINE WITH SAVEPOINT"));
+    assert!(server.ok("STOP PIPELINE p1 WITH SAVEPOINT").starts_with("STOP PIPELINE WITH SAVEPOINT"));
     let (saved, max, keys) = read_tens(&server);
-    assert!(
-        saved > 0 && saved == max && keys == 10,
-        "{saved}, {max}, {keys}"
-    );
+    assert!(saved > 0 && saved == max && keys == 10, "{saved}, {max}, {keys}");
     let objects = runtime.block_on(s3_keys(&endpoint, &bucket, "eddy/p1/"));
-    assert!(
-        objects.iter().any(|k| k.ends_with("/_COMPLETE")),
-        "the savepoint is in the bucket: {objects:?}"
-    );
-    assert!(
-        !data.path().join("checkpoints").exists(),
-        "nothing under the data dir"
-    );
+    assert!(objects.iter().any(|k| k.ends_with("/_COMPLETE")), "the savepoint is in the bucket: {objects:?}");
+    assert!(!data.path().join("checkpoints").exists(), "nothing under the data dir");
 
     server.process.kill();
     let server = start();
-    assert_eq!(
-        read_tens(&server),
-        (saved, max, keys),
-        "the stopped view shows its savepoint, read back from the bucket"
-    );
+    assert_eq!(read_tens(&server), (saved, max, keys), "the stopped view shows its savepoint, read back from the bucket");
     server.terminate();
 }
 
 /// Rows of `eddy sql --csv` output after the header, each split at commas.
 fn csv_rows(csv: &str) -> Vec<Vec<String>> {
-    csv.lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
+    csv.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect()
 }
 
 /// Nexmark bids at 20,000 events/s feed a keyed view (updated in place) and a
@@ -1021,8 +687,7 @@ fn csv_rows(csv: &str) -> Vec<Vec<String>> {
 fn views_over_nexmark_bids_read_consistently_while_they_update() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
-    server.ok(
-        "SET 'parallelism' = '2';
+    server.ok("SET 'parallelism' = '2';
          SET 'execution.checkpointing.interval' = '200 ms';
          CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3),
                            WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND)
@@ -1030,107 +695,50 @@ fn views_over_nexmark_bids_read_consistently_while_they_update() {
          CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder % 7 AS k, COUNT(*) AS n FROM bid GROUP BY bidder % 7;
          CREATE MATERIALIZED VIEW per_second AS
            SELECT window_start, window_end, COUNT(*) AS n, MAX(price) AS highest
-           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;",
-    );
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut client = runtime
-        .block_on(eddy::client::connect(&server.address, None))
-        .unwrap();
+    let mut client = runtime.block_on(eddy::client::connect(&server.address, None)).unwrap();
     let mut totals = Vec::new();
-    let mut windows_seen: std::collections::BTreeMap<String, Vec<String>> =
-        std::collections::BTreeMap::new();
+    let mut windows_seen: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
         // One query reads the per-key rows and their total: both come from one snapshot.
-        let rows = csv_rows(&server.ok_csv(
-            "SELECT k, n FROM per_bidder UNION ALL SELECT -1 AS k, SUM(n) AS n FROM per_bidder",
-        ));
+        let rows = csv_rows(&server.ok_csv("SELECT k, n FROM per_bidder UNION ALL SELECT -1 AS k, SUM(n) AS n FROM per_bidder"));
         let value = |r: &Vec<String>| r[1].parse::<i64>().unwrap_or(0);
         let per_key: i64 = rows.iter().filter(|r| r[0] != "-1").map(value).sum();
         let total = rows.iter().find(|r| r[0] == "-1").map(value).unwrap();
         assert_eq!(per_key, total, "a read saw a torn state: {rows:?}");
-        assert!(
-            rows.iter()
-                .filter(|r| r[0] != "-1")
-                .all(|r| (0..7).contains(&r[0].parse::<i64>().unwrap())),
-            "{rows:?}"
-        );
+        assert!(rows.iter().filter(|r| r[0] != "-1").all(|r| (0..7).contains(&r[0].parse::<i64>().unwrap())), "{rows:?}");
         totals.push(total);
 
         // A window is shown once it has closed, and never changes after that.
-        let windows = csv_rows(&server.ok_csv(
-            "SELECT window_start, window_end, n, highest FROM per_second ORDER BY window_start",
-        ));
-        let p = runtime
-            .block_on(client.get_pipeline(PipelineRef {
-                id: "per_second".into(),
-            }))
-            .unwrap()
-            .into_inner();
-        let watermark = p
-            .watermark_ms
-            .expect("a running windowed pipeline reports its watermark");
+        let windows = csv_rows(&server.ok_csv("SELECT window_start, window_end, n, highest FROM per_second ORDER BY window_start"));
+        let p = runtime.block_on(client.get_pipeline(PipelineRef { id: "per_second".into() })).unwrap().into_inner();
+        let watermark = p.watermark_ms.expect("a running windowed pipeline reports its watermark");
         for w in &windows {
             let end = w[1].replace(' ', "T");
             let end_ms = chrono_ms(&end);
-            assert!(
-                end_ms <= watermark,
-                "window ending {end} is shown before the watermark {watermark} passed it"
-            );
-            let earlier = windows_seen
-                .entry(w[0].clone())
-                .or_insert_with(|| w.clone());
+            assert!(end_ms <= watermark, "window ending {end} is shown before the watermark {watermark} passed it");
+            let earlier = windows_seen.entry(w[0].clone()).or_insert_with(|| w.clone());
             assert_eq!(earlier, w, "a closed window changed");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        totals.windows(2).all(|w| w[0] <= w[1]),
-        "reads went back in time: {totals:?}"
-    );
-    assert!(
-        totals
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            >= 3,
-        "the keyed view did not keep updating: {totals:?}"
-    );
-    assert!(
-        windows_seen.len() >= 2,
-        "windows did not appear as they closed: {windows_seen:?}"
-    );
+    assert!(totals.windows(2).all(|w| w[0] <= w[1]), "reads went back in time: {totals:?}");
+    assert!(totals.iter().collect::<std::collections::BTreeSet<_>>().len() >= 3, "the keyed view did not keep updating: {totals:?}");
+    assert!(windows_seen.len() >= 2, "windows did not appear as they closed: {windows_seen:?}");
     // Windows are consecutive seconds, each with bids in it.
-    let starts: Vec<i64> = windows_seen
-        .keys()
-        .map(|s| chrono_ms(&s.replace(' ', "T")))
-        .collect();
+    let starts: Vec<i64> = windows_seen.keys().map(|s| chrono_ms(&s.replace(' ', "T"))).collect();
     assert!(starts.windows(2).all(|w| w[1] - w[0] == 1000), "{starts:?}");
-    assert!(windows_seen
-        .values()
-        .all(|w| w[2].parse::<i64>().unwrap() > 0));
+    assert!(windows_seen.values().all(|w| w[2].parse::<i64>().unwrap() > 0));
 
     // The pipeline reports what it is and how far it got.
-    let p = runtime
-        .block_on(client.get_pipeline(PipelineRef {
-            id: "per_bidder".into(),
-        }))
-        .unwrap()
-        .into_inner();
+    let p = runtime.block_on(client.get_pipeline(PipelineRef { id: "per_bidder".into() })).unwrap().into_inner();
     assert_eq!((p.status.as_str(), p.state_rows), ("RUNNING", 7), "{p:?}");
     assert!(p.sql.contains("bidder % 7"), "{p:?}");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    assert!(
-        (now_ms - 60_000..=now_ms).contains(&p.started_at_ms),
-        "{p:?}"
-    );
-    assert!(
-        p.rows_in > 0 && p.rows_out > 0 && p.state_bytes > 0,
-        "{p:?}"
-    );
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!((now_ms - 60_000..=now_ms).contains(&p.started_at_ms), "{p:?}");
+    assert!(p.rows_in > 0 && p.rows_out > 0 && p.state_bytes > 0, "{p:?}");
     server.terminate();
 }
 
@@ -1141,11 +749,7 @@ fn chrono_ms(text: &str) -> i64 {
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
     let t: Vec<i64> = hms.split(':').map(|v| v.parse().unwrap()).collect();
     // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
-    };
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + d[2] - 1;
@@ -1158,11 +762,7 @@ fn chrono_ms(text: &str) -> i64 {
 fn wait_finished(server: &Server, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while server.ok_csv("SHOW PIPELINES").matches("FINISHED").count() < count {
-        assert!(
-            Instant::now() < deadline,
-            "pipelines did not finish: {}",
-            server.ok_csv("SHOW PIPELINES")
-        );
+        assert!(Instant::now() < deadline, "pipelines did not finish: {}", server.ok_csv("SHOW PIPELINES"));
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -1172,29 +772,19 @@ fn a_query_joins_two_views() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
     server.ok(&bids_table());
-    server.ok(
-        "CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction;
-         CREATE MATERIALIZED VIEW tops AS SELECT auction, MAX(price) AS top FROM bids GROUP BY auction;",
-    );
+    server.ok("CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction;
+         CREATE MATERIALIZED VIEW tops AS SELECT auction, MAX(price) AS top FROM bids GROUP BY auction;");
     wait_finished(&server, 2);
     // Expected: counts and top prices per auction, read from the file with serde_json.
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json"))
-            .unwrap();
-    let mut expected: std::collections::BTreeMap<i64, (i64, i64)> =
-        std::collections::BTreeMap::new();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json")).unwrap();
+    let mut expected: std::collections::BTreeMap<i64, (i64, i64)> = std::collections::BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let e = expected
-            .entry(v["auction"].as_i64().unwrap())
-            .or_insert((0, i64::MIN));
+        let e = expected.entry(v["auction"].as_i64().unwrap()).or_insert((0, i64::MIN));
         e.0 += 1;
         e.1 = e.1.max(v["price"].as_i64().unwrap());
     }
-    let expected: String = expected
-        .iter()
-        .map(|(a, (n, top))| format!("{a},{n},{top}\n"))
-        .collect();
+    let expected: String = expected.iter().map(|(a, (n, top))| format!("{a},{n},{top}\n")).collect();
     let joined = server.ok_csv("SELECT c.auction, c.n, t.top FROM counts c JOIN tops t ON c.auction = t.auction ORDER BY c.auction");
     assert_eq!(joined, format!("auction,n,top\n{expected}"));
     server.terminate();
@@ -1221,29 +811,14 @@ fn an_insert_pipeline_runs_again_after_a_kill_without_losing_or_repeating_rows()
 
     let server = Server::start(data.path(), &[]);
     let pipelines = server.ok_csv("SHOW PIPELINES");
-    assert!(
-        pipelines
-            .lines()
-            .any(|l| l.starts_with("p1,") && l.contains("RUNNING")),
-        "{pipelines}"
-    );
+    assert!(pipelines.lines().any(|l| l.starts_with("p1,") && l.contains("RUNNING")), "{pipelines}");
     std::thread::sleep(Duration::from_millis(1500));
     server.ok("STOP PIPELINE p1");
     let after = common::committed_ids(out.path());
-    assert!(
-        after.len() > before.len(),
-        "the pipeline did not run again: {} rows before, {} after",
-        before.len(),
-        after.len()
-    );
+    assert!(after.len() > before.len(), "the pipeline did not run again: {} rows before, {} after", before.len(), after.len());
     // Every id from 1 up, once: resumed from its checkpoint, nothing lost or written twice.
     let expected: Vec<i64> = (1..=after.len() as i64).collect();
-    assert!(
-        after == expected,
-        "ids are not 1..={}: first differences {:?}",
-        after.len(),
-        after.iter().zip(&expected).find(|(a, e)| a != e)
-    );
+    assert!(after == expected, "ids are not 1..={}: first differences {:?}", after.len(), after.iter().zip(&expected).find(|(a, e)| a != e));
     server.terminate();
 }
 
@@ -1267,26 +842,15 @@ fn piped_input_mixes_statements_and_backslash_commands() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let n = expected_counts()
-        .into_iter()
-        .find(|(a, _)| *a == 1)
-        .unwrap()
-        .1;
+    let n = expected_counts().into_iter().find(|(a, _)| *a == 1).unwrap().1;
     let total: i64 = expected_counts().iter().map(|(_, n)| n).sum();
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        format!(
-            "auction,n\n1,{n}\ntotal\n{total}\ntable,connector,kind\nbids,filesystem,bounded\n"
-        ),
+        format!("auction,n\n1,{n}\ntotal\n{total}\ntable,connector,kind\nbids,filesystem,bounded\n"),
         "stderr: {stderr}"
     );
     server.terminate();
@@ -1306,26 +870,14 @@ fn a_second_server_on_a_data_dir_in_use_is_refused_and_a_killed_holder_leaves_no
     first.ok(&bids_table());
     let pid = first.process.0.id();
 
-    let second = eddy()
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env_remove("EDDY_TOKEN")
-        .output()
-        .unwrap();
+    let second = eddy().args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data.path()).env_remove("EDDY_TOKEN").output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "the data directory {} is in use by another eddy server (pid {pid})",
-            data.path().display()
-        )),
+        stderr.contains(&format!("the data directory {} is in use by another eddy server (pid {pid})", data.path().display())),
         "the refusal names the directory and the holder: {stderr}"
     );
-    assert!(
-        second.stdout.is_empty(),
-        "the second server must not start: {}",
-        String::from_utf8_lossy(&second.stdout)
-    );
+    assert!(second.stdout.is_empty(), "the second server must not start: {}", String::from_utf8_lossy(&second.stdout));
     // The first one is untouched.
     assert!(first.ok_csv("SHOW TABLES").contains("bids,filesystem"));
 

@@ -17,7 +17,5 @@ pub use catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
 pub use error::{Location, SqlError};
 pub use parse::{parse_script, referenced_tables, DropWhat, ParsedStatement, ShowWhat, Statement};
 pub use plan::Planner;
-pub use stream_plan::{
-    GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode,
-};
+pub use stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
 pub use window::WindowKind;

@@ -51,11 +51,8 @@ pub const PLANNING_STACK_BYTES: usize = 512 * 1024 * 1024;
 /// Refuses a statement of more than [`MAX_STATEMENT_TOKENS`] tokens.
 pub fn check_tokens(count: usize, location: Location) -> Result<()> {
     if count > MAX_STATEMENT_TOKENS {
-        return Err(SqlError::plan(
-            location,
-            format!("the statement has {count} tokens; Eddy plans statements of at most {MAX_STATEMENT_TOKENS}"),
-        )
-        .with_hint("split it into smaller statements (CREATE VIEW for parts of a query), or put long lists of values in a table"));
+        return Err(SqlError::plan(location, format!("the statement has {count} tokens; Eddy plans statements of at most {MAX_STATEMENT_TOKENS}"))
+            .with_hint("split it into smaller statements (CREATE VIEW for parts of a query), or put long lists of values in a table"));
     }
     Ok(())
 }
@@ -68,10 +65,7 @@ pub fn check_parentheses(tokens: &[TokenWithSpan]) -> Result<()> {
             Token::LParen | Token::LBracket => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(nesting_error(Location {
-                        line: token.span.start.line,
-                        column: token.span.start.column,
-                    }));
+                    return Err(nesting_error(Location { line: token.span.start.line, column: token.span.start.column }));
                 }
             }
             Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
@@ -90,11 +84,7 @@ pub fn nesting_error(location: Location) -> SqlError {
 /// Counts the plan nodes of `query` (views' and CTEs' nodes each time they are
 /// read, `view_nodes` giving those of the session's views) and refuses it past
 /// [`MAX_PLAN_NODES`]. Returns the count, which a view keeps for the queries that read it.
-pub fn check_query(
-    query: &Query,
-    view_nodes: &dyn Fn(&str) -> Option<usize>,
-    location: Location,
-) -> Result<usize> {
+pub fn check_query(query: &Query, view_nodes: &dyn Fn(&str) -> Option<usize>, location: Location) -> Result<usize> {
     let mut counter = NodeCounter::new(view_nodes);
     match query.visit(&mut counter) {
         ControlFlow::Continue(()) if counter.nodes <= MAX_PLAN_NODES => Ok(counter.nodes),
@@ -138,13 +128,7 @@ struct TooBig;
 
 impl<'a> NodeCounter<'a> {
     fn new(view_nodes: &'a dyn Fn(&str) -> Option<usize>) -> Self {
-        NodeCounter {
-            nodes: 0,
-            ctes: HashMap::new(),
-            cte_queries: HashMap::new(),
-            open_queries: Vec::new(),
-            view_nodes,
-        }
+        NodeCounter { nodes: 0, ctes: HashMap::new(), cte_queries: HashMap::new(), open_queries: Vec::new(), view_nodes }
     }
 
     fn add(&mut self, n: usize) -> ControlFlow<TooBig> {
@@ -177,10 +161,7 @@ impl Visitor for NodeCounter<'_> {
         // counts there, with the count taken when the visitor leaves it (below).
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
-                self.cte_queries.insert(
-                    std::ptr::from_ref(cte.query.as_ref()),
-                    cte.alias.name.value.clone(),
-                );
+                self.cte_queries.insert(std::ptr::from_ref(cte.query.as_ref()), cte.alias.name.value.clone());
             }
         }
         ControlFlow::Continue(())
@@ -207,12 +188,7 @@ impl Visitor for NodeCounter<'_> {
         };
         let name = last.to_string();
         let name = name.trim_matches('"').trim_matches('`');
-        match self
-            .ctes
-            .get(name)
-            .copied()
-            .or_else(|| (self.view_nodes)(name))
-        {
+        match self.ctes.get(name).copied().or_else(|| (self.view_nodes)(name)) {
             Some(n) => self.add(n),
             None => ControlFlow::Continue(()),
         }
@@ -221,12 +197,9 @@ impl Visitor for NodeCounter<'_> {
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<TooBig> {
         match expr {
             // Leaves: they cannot make the tree deeper.
-            Expr::Identifier(_)
-            | Expr::CompoundIdentifier(_)
-            | Expr::Value(_)
-            | Expr::TypedString { .. }
-            | Expr::Wildcard(_)
-            | Expr::QualifiedWildcard(..) => ControlFlow::Continue(()),
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) | Expr::TypedString { .. } | Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => {
+                ControlFlow::Continue(())
+            }
             _ => self.add(1),
         }
     }
@@ -250,53 +223,21 @@ mod tests {
     fn counts_operators_set_operations_joins_and_ctes() {
         let none = |_: &str| None;
         // Query + select + two comparisons + AND.
-        assert_eq!(
-            check_query(&query("SELECT a FROM t WHERE a > 1 AND b < 2"), &none, HERE).unwrap(),
-            5
-        );
+        assert_eq!(check_query(&query("SELECT a FROM t WHERE a > 1 AND b < 2"), &none, HERE).unwrap(), 5);
         // A 10 000-value IN list is one node: its values are leaves.
         let list: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
-        assert_eq!(
-            check_query(
-                &query(&format!("SELECT a FROM t WHERE a IN ({})", list.join(", "))),
-                &none,
-                HERE
-            )
-            .unwrap(),
-            3
-        );
+        assert_eq!(check_query(&query(&format!("SELECT a FROM t WHERE a IN ({})", list.join(", "))), &none, HERE).unwrap(), 3);
         // Three selects, two UNION ALLs, one query.
-        assert_eq!(
-            check_query(
-                &query("SELECT a FROM t UNION ALL SELECT a FROM t UNION ALL SELECT a FROM t"),
-                &none,
-                HERE
-            )
-            .unwrap(),
-            6
-        );
+        assert_eq!(check_query(&query("SELECT a FROM t UNION ALL SELECT a FROM t UNION ALL SELECT a FROM t"), &none, HERE).unwrap(), 6);
         // A join and its condition.
-        assert_eq!(
-            check_query(&query("SELECT a FROM t JOIN u ON t.a = u.a"), &none, HERE).unwrap(),
-            4
-        );
+        assert_eq!(check_query(&query("SELECT a FROM t JOIN u ON t.a = u.a"), &none, HERE).unwrap(), 4);
         // A CTE counts each time it is read.
-        let cte = check_query(
-            &query(
-                "WITH c AS (SELECT a FROM t WHERE a > 1) SELECT a FROM c UNION ALL SELECT a FROM c",
-            ),
-            &none,
-            HERE,
-        )
-        .unwrap();
+        let cte = check_query(&query("WITH c AS (SELECT a FROM t WHERE a > 1) SELECT a FROM c UNION ALL SELECT a FROM c"), &none, HERE).unwrap();
         // Two for the outer query and its UNION ALL, one per SELECT, three per read of `c`.
         assert_eq!(cte, 10);
         // A view counts the nodes it was registered with.
         let views = |name: &str| (name == "v").then_some(1000);
-        assert_eq!(
-            check_query(&query("SELECT a FROM v"), &views, HERE).unwrap(),
-            1002
-        );
+        assert_eq!(check_query(&query("SELECT a FROM v"), &views, HERE).unwrap(), 1002);
     }
 
     fn chain(terms: usize, term: impl Fn(usize) -> String, separator: &str) -> String {
@@ -309,24 +250,15 @@ mod tests {
         let mut planner = crate::Planner::new();
         let bids = "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, name STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'filesystem', 'path' = 'x.json', 'format' = 'json')";
         for statement in std::iter::once(bids.to_string()).chain(setup.iter().cloned()) {
-            let parsed = parse_script(&statement)
-                .map_err(|e| e.to_string())?
-                .remove(0);
+            let parsed = parse_script(&statement).map_err(|e| e.to_string())?.remove(0);
             match parsed.statement {
-                Statement::CreateTable(def) => planner
-                    .register_table(def, true, parsed.location)
-                    .map_err(|e| e.to_string())?,
-                Statement::CreateView { name, query } => planner
-                    .register_view(&name, &query, parsed.location)
-                    .await
-                    .map_err(|e| e.to_string())?,
+                Statement::CreateTable(def) => planner.register_table(def, true, parsed.location).map_err(|e| e.to_string())?,
+                Statement::CreateView { name, query } => planner.register_view(&name, &query, parsed.location).await.map_err(|e| e.to_string())?,
                 other => panic!("not set-up: {other:?}"),
             }
         }
         let parsed = parse_script(sql).map_err(|e| e.to_string())?.remove(0);
-        let Statement::Select { query } = &parsed.statement else {
-            panic!("not a query")
-        };
+        let Statement::Select { query } = &parsed.statement else { panic!("not a query") };
         let nodes = planner.check_size(query, HERE).map_err(|e| e.to_string())?;
         match planner.plan_query(query, parsed.location).await {
             Ok(plan) => {
@@ -346,54 +278,19 @@ mod tests {
         let quarter = std::thread::Builder::new().stack_size(PLANNING_STACK_BYTES / 4);
         let planned = quarter
             .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
                 runtime.block_on(async {
                     let and = |n| chain(n, |i| format!("price <> {i}"), " AND ");
                     // Each statement is as big as the limits allow (2000 nodes), in one deep shape.
                     let shapes = [
                         (vec![], format!("SELECT * FROM bids WHERE {}", and(999))),
-                        (
-                            vec![],
-                            format!(
-                                "SELECT * FROM bids WHERE {}",
-                                chain(999, |i| format!("price = {i}"), " OR ")
-                            ),
-                        ),
-                        (
-                            vec![],
-                            chain(1000, |_| "SELECT auction FROM bids".into(), " UNION ALL "),
-                        ),
-                        (
-                            vec![],
-                            format!(
-                                "SELECT {} FROM bids",
-                                chain(1997, |_| "price".into(), " + ")
-                            ),
-                        ),
-                        (
-                            vec![],
-                            format!("SELECT price{} FROM bids", "::BIGINT".repeat(1997)),
-                        ),
-                        (
-                            vec![],
-                            format!(
-                                "SELECT {} FROM bids",
-                                chain(1997, |_| "name".into(), " || ")
-                            ),
-                        ),
-                        (
-                            vec![],
-                            format!(
-                                "SELECT * FROM bids WHERE {}",
-                                chain(1997, |_| "name".into(), " LIKE ")
-                            ),
-                        ),
-                        (
-                            vec![],
-                            format!("SELECT price{} FROM bids", " IS NULL".repeat(1997)),
-                        ),
+                        (vec![], format!("SELECT * FROM bids WHERE {}", chain(999, |i| format!("price = {i}"), " OR "))),
+                        (vec![], chain(1000, |_| "SELECT auction FROM bids".into(), " UNION ALL ")),
+                        (vec![], format!("SELECT {} FROM bids", chain(1997, |_| "price".into(), " + "))),
+                        (vec![], format!("SELECT price{} FROM bids", "::BIGINT".repeat(1997))),
+                        (vec![], format!("SELECT {} FROM bids", chain(1997, |_| "name".into(), " || "))),
+                        (vec![], format!("SELECT * FROM bids WHERE {}", chain(1997, |_| "name".into(), " LIKE "))),
+                        (vec![], format!("SELECT price{} FROM bids", " IS NULL".repeat(1997))),
                         // Views of views, whose filters the optimizer merges into one predicate.
                         (
                             vec![
@@ -407,23 +304,14 @@ mod tests {
                             vec![],
                             format!(
                                 "WITH c0 AS (SELECT * FROM bids){} SELECT * FROM c665",
-                                chain(
-                                    665,
-                                    |i| format!(
-                                        ", c{} AS (SELECT * FROM c{i} WHERE price > {i})",
-                                        i + 1
-                                    ),
-                                    ""
-                                )
+                                chain(665, |i| format!(", c{} AS (SELECT * FROM c{i} WHERE price > {i})", i + 1), "")
                             ),
                         ),
                     ];
                     let mut planned = Vec::new();
                     for (setup, sql) in shapes {
                         eprintln!("planning {}...", &sql[..80]);
-                        let nodes = plan_fully(&setup, &sql)
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}\nin {}", &sql[..200]));
+                        let nodes = plan_fully(&setup, &sql).await.unwrap_or_else(|e| panic!("{e}\nin {}", &sql[..200]));
                         planned.push(nodes);
                     }
                     planned
@@ -433,22 +321,12 @@ mod tests {
             .join()
             .expect("planning at the limits overflowed a quarter of the planning stack");
         // Each shape was at (or just under) the limit, so the test tests what it says.
-        assert!(
-            planned
-                .iter()
-                .all(|&n| n > MAX_PLAN_NODES * 9 / 10 && n <= MAX_PLAN_NODES),
-            "{planned:?}"
-        );
+        assert!(planned.iter().all(|&n| n > MAX_PLAN_NODES * 9 / 10 && n <= MAX_PLAN_NODES), "{planned:?}");
     }
 
     /// Runs `f` with the stack the binary plans with (a test thread has 2 MB).
     fn on_planning_stack(f: impl FnOnce() + Send + 'static) {
-        std::thread::Builder::new()
-            .stack_size(PLANNING_STACK_BYTES)
-            .spawn(f)
-            .unwrap()
-            .join()
-            .unwrap();
+        std::thread::Builder::new().stack_size(PLANNING_STACK_BYTES).spawn(f).unwrap().join().unwrap();
     }
 
     #[test]
@@ -457,13 +335,9 @@ mod tests {
     }
 
     fn refuses_past_the_limit() {
-        let terms: Vec<String> = (0..MAX_PLAN_NODES)
-            .map(|i| format!("price <> {i}"))
-            .collect();
+        let terms: Vec<String> = (0..MAX_PLAN_NODES).map(|i| format!("price <> {i}")).collect();
         // Refused as soon as it is parsed.
-        let error = parse_script(&format!("SELECT * FROM bids WHERE {}", terms.join(" AND ")))
-            .unwrap_err()
-            .to_string();
+        let error = parse_script(&format!("SELECT * FROM bids WHERE {}", terms.join(" AND "))).unwrap_err().to_string();
         assert!(error.contains("more than 2000 operators"), "{error}");
         assert!(error.contains("hint: write long AND/OR chains"), "{error}");
         // A view read many times adds up.

@@ -51,21 +51,14 @@ pub enum Statement {
     /// `EXPLAIN statement`: the streaming operator graph the statement would run.
     Explain { statement: Box<Statement> },
     /// `DROP TABLE | VIEW | MATERIALIZED VIEW [IF EXISTS] name`.
-    Drop {
-        what: DropWhat,
-        name: String,
-        if_exists: bool,
-    },
+    Drop { what: DropWhat, name: String, if_exists: bool },
     /// `STOP PIPELINE id [WITH SAVEPOINT]`: stops a running pipeline; with a
     /// savepoint, a checkpoint is taken first so it restarts exactly there.
     StopPipeline { id: String, savepoint: bool },
     /// `RESTART PIPELINE id [WITH PARALLELISM n]`: starts a stopped pipeline again
     /// from its last checkpoint (a savepoint), with another parallelism when given:
     /// keyed state is split again by key.
-    RestartPipeline {
-        id: String,
-        parallelism: Option<usize>,
-    },
+    RestartPipeline { id: String, parallelism: Option<usize> },
 }
 
 /// What `SHOW` lists.
@@ -89,15 +82,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
-        .map_err(|e| {
-            SqlError::syntax(
-                Location {
-                    line: e.location.line,
-                    column: e.location.column,
-                },
-                e.message,
-            )
-        })?;
+        .map_err(|e| SqlError::syntax(Location { line: e.location.line, column: e.location.column }, e.message))?;
     let mut statements = Vec::new();
     let mut current: Vec<TokenWithSpan> = Vec::new();
     for token in tokens {
@@ -119,10 +104,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
 }
 
 fn location_of(token: &TokenWithSpan) -> Location {
-    Location {
-        line: token.span.start.line,
-        column: token.span.start.column,
-    }
+    Location { line: token.span.start.line, column: token.span.start.column }
 }
 
 fn parse_statement(sql: &str, tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
@@ -130,23 +112,12 @@ fn parse_statement(sql: &str, tokens: Vec<TokenWithSpan>) -> Result<ParsedStatem
     crate::limits::check_tokens(tokens.len(), location)?;
     crate::limits::check_parentheses(&tokens)?;
     let text = match tokens.last() {
-        Some(last) => slice_between(
-            sql,
-            location,
-            Location {
-                line: last.span.end.line,
-                column: last.span.end.column,
-            },
-        ),
+        Some(last) => slice_between(sql, location, Location { line: last.span.end.line, column: last.span.end.column }),
         None => String::new(),
     };
     let mut cursor = Cursor::new(tokens);
     let statement = cursor.parse_statement_body()?;
-    Ok(ParsedStatement {
-        statement,
-        location,
-        text,
-    })
+    Ok(ParsedStatement { statement, location, text })
 }
 
 /// The names of the tables and views a query reads (CTE names included), so a
@@ -155,12 +126,7 @@ pub fn referenced_tables(query: &Query) -> Vec<String> {
     let mut names = Vec::new();
     let _ = datafusion::sql::sqlparser::ast::visit_relations(query, |relation| {
         if let Some(last) = relation.0.last() {
-            names.push(
-                last.to_string()
-                    .trim_matches('"')
-                    .trim_matches('`')
-                    .to_string(),
-            );
+            names.push(last.to_string().trim_matches('"').trim_matches('`').to_string());
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
@@ -188,10 +154,7 @@ fn slice_between(sql: &str, start: Location, end: Location) -> String {
         sql.len()
     };
     let (from, to) = (offset(start), offset(end));
-    sql.get(from..to.max(from))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    sql.get(from..to.max(from)).unwrap_or_default().trim().to_string()
 }
 
 impl Cursor {
@@ -206,19 +169,11 @@ impl Cursor {
             cursor.expect_keyword(Keyword::INSERT)?;
             cursor.expect_keyword(Keyword::INTO)?;
             let table = cursor.parse_identifier()?;
-            Statement::Insert {
-                table,
-                query: cursor.parse_rest_as_query()?,
-            }
+            Statement::Insert { table, query: cursor.parse_rest_as_query()? }
         } else if cursor.peek_keyword(Keyword::SET) {
             cursor.parse_set()?
-        } else if cursor.peek_keyword(Keyword::SELECT)
-            || cursor.peek_keyword(Keyword::WITH)
-            || cursor.peek_token(&Token::LParen)
-        {
-            Statement::Select {
-                query: cursor.parse_rest_as_query()?,
-            }
+        } else if cursor.peek_keyword(Keyword::SELECT) || cursor.peek_keyword(Keyword::WITH) || cursor.peek_token(&Token::LParen) {
+            Statement::Select { query: cursor.parse_rest_as_query()? }
         } else if cursor.consume_keyword(Keyword::SHOW) {
             let what = if cursor.consume_keyword(Keyword::TABLES) {
                 ShowWhat::Tables
@@ -231,19 +186,19 @@ impl Cursor {
             };
             cursor.expect_end()?;
             Statement::Show(what)
-        } else if cursor.consume_keyword(Keyword::DESCRIBE) || cursor.consume_keyword(Keyword::DESC)
-        {
+        } else if cursor.consume_keyword(Keyword::DESCRIBE) || cursor.consume_keyword(Keyword::DESC) {
             let name = cursor.parse_identifier()?;
             cursor.expect_end()?;
             Statement::Describe { name }
         } else if cursor.consume_keyword(Keyword::EXPLAIN) {
             // Only one EXPLAIN: a chain of them would recurse here once per word.
             if cursor.peek_keyword(Keyword::EXPLAIN) {
-                return Err(SqlError::syntax(cursor.here(), "EXPLAIN shows the plan of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW, not of another EXPLAIN"));
+                return Err(SqlError::syntax(
+                    cursor.here(),
+                    "EXPLAIN shows the plan of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW, not of another EXPLAIN",
+                ));
             }
-            Statement::Explain {
-                statement: Box::new(cursor.parse_statement_body()?),
-            }
+            Statement::Explain { statement: Box::new(cursor.parse_statement_body()?) }
         } else if cursor.consume_keyword(Keyword::DROP) {
             let what = if cursor.consume_keyword(Keyword::TABLE) {
                 DropWhat::Table
@@ -257,11 +212,7 @@ impl Cursor {
             let if_exists = cursor.consume_keywords(&[Keyword::IF, Keyword::EXISTS]);
             let name = cursor.parse_identifier()?;
             cursor.expect_end()?;
-            Statement::Drop {
-                what,
-                name,
-                if_exists,
-            }
+            Statement::Drop { what, name, if_exists }
         } else if cursor.consume_word("STOP") {
             let id = cursor.parse_pipeline_id("STOP")?;
             let savepoint = cursor.consume_keyword(Keyword::WITH);
@@ -281,10 +232,7 @@ impl Cursor {
                         cursor.index += 1;
                         n.parse().ok()
                     }
-                    _ => {
-                        return Err(cursor
-                            .error_expected("a positive number of tasks after WITH PARALLELISM"))
-                    }
+                    _ => return Err(cursor.error_expected("a positive number of tasks after WITH PARALLELISM")),
                 }
             } else {
                 None
@@ -371,10 +319,7 @@ impl Cursor {
     }
 
     fn peek_keywords(&self, keywords: &[Keyword]) -> bool {
-        keywords
-            .iter()
-            .enumerate()
-            .all(|(i, k)| self.keyword_at(i) == Some(*k))
+        keywords.iter().enumerate().all(|(i, k)| self.keyword_at(i) == Some(*k))
     }
 
     fn consume_keyword(&mut self, keyword: Keyword) -> bool {
@@ -400,10 +345,7 @@ impl Cursor {
     fn expect_end(&self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
-            Some(t) => Err(SqlError::syntax(
-                location_of(t),
-                format!("unexpected `{}` at the end of the statement", t.token),
-            )),
+            Some(t) => Err(SqlError::syntax(location_of(t), format!("unexpected `{}` at the end of the statement", t.token))),
         }
     }
 
@@ -512,23 +454,13 @@ impl Cursor {
             loop {
                 let location = self.here();
                 let column = self.parse_identifier()?;
-                if !table
-                    .columns
-                    .iter()
-                    .any(|c| c.name == column && c.metadata.is_none())
-                {
+                if !table.columns.iter().any(|c| c.name == column && c.metadata.is_none()) {
                     let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-                    return Err(SqlError::syntax(
-                        location,
-                        format!("PARTITIONED BY names '{column}', which is not a physical column"),
-                    )
-                    .with_hint(format!("columns: {}", known.join(", "))));
+                    return Err(SqlError::syntax(location, format!("PARTITIONED BY names '{column}', which is not a physical column"))
+                        .with_hint(format!("columns: {}", known.join(", "))));
                 }
                 if table.partitioned_by.contains(&column) {
-                    return Err(SqlError::syntax(
-                        location,
-                        format!("'{column}' is named twice in PARTITIONED BY"),
-                    ));
+                    return Err(SqlError::syntax(location, format!("'{column}' is named twice in PARTITIONED BY")));
                 }
                 table.partitioned_by.push(column);
                 if !self.consume_token(&Token::Comma) {
@@ -546,10 +478,7 @@ impl Cursor {
                     self.expect_token(&Token::Eq)?;
                     let value = self.parse_string_literal()?;
                     if table.options.insert(key.clone(), value).is_some() {
-                        return Err(SqlError::syntax(
-                            option_location,
-                            format!("option '{key}' is given twice"),
-                        ));
+                        return Err(SqlError::syntax(option_location, format!("option '{key}' is given twice")));
                     }
                     if self.consume_token(&Token::Comma) {
                         continue;
@@ -562,15 +491,13 @@ impl Cursor {
         if self.peek().is_some() {
             return Err(self.error_expected("WITH (...) or the end of the statement"));
         }
-        let known: Vec<&str> = table
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .chain(table.computed.iter().map(|c| c.name.as_str()))
-            .collect();
+        let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).chain(table.computed.iter().map(|c| c.name.as_str())).collect();
         if let Some(wm) = &table.watermark {
             if !known.contains(&wm.column.as_str()) {
-                return Err(SqlError::syntax(self.here(), format!("WATERMARK FOR names column `{}`, which the table does not have; columns: {}", wm.column, known.join(", "))));
+                return Err(SqlError::syntax(
+                    self.here(),
+                    format!("WATERMARK FOR names column `{}`, which the table does not have; columns: {}", wm.column, known.join(", ")),
+                ));
             }
         }
         Ok(table)
@@ -583,20 +510,13 @@ impl Cursor {
             self.expect_keyword(Keyword::AS)?;
             let expr = self.take_until_element_end();
             if expr.is_empty() {
-                return Err(self
-                    .error_expected("a watermark expression such as `ts - INTERVAL '5' SECOND`"));
+                return Err(self.error_expected("a watermark expression such as `ts - INTERVAL '5' SECOND`"));
             }
             if table.watermark.is_some() {
-                return Err(SqlError::syntax(
-                    location_of(&expr[0]),
-                    "a table can declare only one WATERMARK",
-                ));
+                return Err(SqlError::syntax(location_of(&expr[0]), "a table can declare only one WATERMARK"));
             }
             check_expression_size(&expr)?;
-            table.watermark = Some(WatermarkDef {
-                column,
-                expr_sql: tokens_to_sql(&expr),
-            });
+            table.watermark = Some(WatermarkDef { column, expr_sql: tokens_to_sql(&expr) });
             return Ok(());
         }
         if self.consume_keyword(Keyword::CONSTRAINT) {
@@ -618,13 +538,8 @@ impl Cursor {
         }
         let name_location = self.here();
         let name = self.parse_identifier()?;
-        if table.columns.iter().any(|c| c.name == name)
-            || table.computed.iter().any(|c| c.name == name)
-        {
-            return Err(SqlError::syntax(
-                name_location,
-                format!("column `{name}` is declared twice"),
-            ));
+        if table.columns.iter().any(|c| c.name == name) || table.computed.iter().any(|c| c.name == name) {
+            return Err(SqlError::syntax(name_location, format!("column `{name}` is declared twice")));
         }
         if self.consume_keyword(Keyword::AS) {
             let expr = self.take_until_element_end();
@@ -632,10 +547,7 @@ impl Cursor {
                 return Err(self.error_expected("an expression for the computed column"));
             }
             check_expression_size(&expr)?;
-            table.computed.push(ComputedColumn {
-                name,
-                expr_sql: tokens_to_sql(&expr),
-            });
+            table.computed.push(ComputedColumn { name, expr_sql: tokens_to_sql(&expr) });
             return Ok(());
         }
         let data_type = self.parse_data_type()?;
@@ -646,11 +558,7 @@ impl Cursor {
                 nullable = false;
             } else if self.consume_keyword(Keyword::NULL) {
             } else if self.consume_word("METADATA") {
-                let key = if self.consume_keyword(Keyword::FROM) {
-                    self.parse_string_literal()?
-                } else {
-                    name.clone()
-                };
+                let key = if self.consume_keyword(Keyword::FROM) { self.parse_string_literal()? } else { name.clone() };
                 let is_virtual = self.consume_word("VIRTUAL");
                 metadata = Some(MetadataColumn { key, is_virtual });
             } else if self.consume_keyword(Keyword::COMMENT) {
@@ -667,12 +575,7 @@ impl Cursor {
         if !(self.peek_token(&Token::Comma) || self.peek_token(&Token::RParen)) {
             return Err(self.error_expected("`,` or `)` after the column definition"));
         }
-        table.columns.push(ColumnDef {
-            name,
-            data_type,
-            nullable,
-            metadata,
-        });
+        table.columns.push(ColumnDef { name, data_type, nullable, metadata });
         Ok(())
     }
 
@@ -684,11 +587,7 @@ impl Cursor {
                 self.index += 1;
                 w.value.to_ascii_uppercase()
             }
-            _ => {
-                return Err(
-                    self.error_expected("a column type such as BIGINT, STRING or TIMESTAMP(3)")
-                )
-            }
+            _ => return Err(self.error_expected("a column type such as BIGINT, STRING or TIMESTAMP(3)")),
         };
         let mut args: Vec<u64> = Vec::new();
         if self.consume_token(&Token::LParen) {
@@ -696,9 +595,7 @@ impl Cursor {
                 match self.peek().map(|t| t.token.clone()) {
                     Some(Token::Number(n, _)) => {
                         self.index += 1;
-                        args.push(n.parse().map_err(|_| {
-                            SqlError::syntax(location, format!("bad type argument `{n}`"))
-                        })?);
+                        args.push(n.parse().map_err(|_| SqlError::syntax(location, format!("bad type argument `{n}`")))?);
                     }
                     _ => return Err(self.error_expected("a number")),
                 }
@@ -758,11 +655,7 @@ impl Cursor {
         let name = self.parse_identifier()?;
         self.expect_keyword(Keyword::AS)?;
         let query = self.parse_rest_as_query()?;
-        Ok(if materialized {
-            Statement::CreateMaterializedView { name, query }
-        } else {
-            Statement::CreateView { name, query }
-        })
+        Ok(if materialized { Statement::CreateMaterializedView { name, query } } else { Statement::CreateView { name, query } })
     }
 
     fn parse_set(&mut self) -> Result<Statement> {
@@ -779,10 +672,7 @@ impl Cursor {
                     if tokens.is_empty() {
                         return Err(c.error_expected("a setting name or value"));
                     }
-                    Ok(tokens
-                        .iter()
-                        .map(|t| t.token.to_string())
-                        .collect::<String>())
+                    Ok(tokens.iter().map(|t| t.token.to_string()).collect::<String>())
                 }
             }
         };
@@ -814,29 +704,16 @@ impl Cursor {
         }
         let rewritten = crate::window::rewrite_window_tvfs(rest)?;
         let dialect = GenericDialect {};
-        let mut parser = Parser::new(&dialect)
-            .with_recursion_limit(crate::limits::MAX_NESTING)
-            .with_tokens_with_locations(rewritten);
+        let mut parser = Parser::new(&dialect).with_recursion_limit(crate::limits::MAX_NESTING).with_tokens_with_locations(rewritten);
         // Errors at the end of input carry no position: point just past the last token.
-        let end = self
-            .tokens
-            .last()
-            .map(|t| Location {
-                line: t.span.end.line,
-                column: t.span.end.column,
-            })
-            .unwrap_or(self.here());
+        let end = self.tokens.last().map(|t| Location { line: t.span.end.line, column: t.span.end.column }).unwrap_or(self.here());
         let here = self.here();
         let query = match parser.parse_query() {
             Ok(query) => query,
             // Where the parser gave up is where the nesting got too deep.
             Err(ParserError::RecursionLimitExceeded) => {
                 let at = location_of(&parser.peek_token());
-                return Err(crate::limits::nesting_error(if at.line == 0 {
-                    here
-                } else {
-                    at
-                }));
+                return Err(crate::limits::nesting_error(if at.line == 0 { here } else { at }));
             }
             Err(e) => return Err(parser_error(e, end)),
         };
@@ -844,10 +721,7 @@ impl Cursor {
         crate::limits::check_query(&query, &|_| None, here)?;
         if parser.peek_token().token != Token::EOF {
             let t = parser.peek_token();
-            return Err(SqlError::syntax(
-                location_of(&t),
-                format!("unexpected `{}` after the end of the query", t.token),
-            ));
+            return Err(SqlError::syntax(location_of(&t), format!("unexpected `{}` after the end of the query", t.token)));
         }
         self.index = self.tokens.len();
         Ok(query)
@@ -861,28 +735,18 @@ fn check_expression_size(tokens: &[TokenWithSpan]) -> Result<()> {
         return Ok(());
     };
     let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect)
-        .with_recursion_limit(crate::limits::MAX_NESTING)
-        .with_tokens_with_locations(tokens.to_vec());
+    let mut parser = Parser::new(&dialect).with_recursion_limit(crate::limits::MAX_NESTING).with_tokens_with_locations(tokens.to_vec());
     match parser.parse_expr() {
         Ok(expr) => crate::limits::check_expr(&expr, location_of(first)).map(|_| ()),
-        Err(ParserError::RecursionLimitExceeded) => {
-            Err(crate::limits::nesting_error(location_of(first)))
-        }
+        Err(ParserError::RecursionLimitExceeded) => Err(crate::limits::nesting_error(location_of(first))),
         Err(_) => Ok(()),
     }
 }
 
 /// Turns a sqlparser error ("... at Line: 3, Column: 14") into one with a location.
-pub(crate) fn parser_error(
-    error: datafusion::sql::sqlparser::parser::ParserError,
-    fallback: Location,
-) -> SqlError {
+pub(crate) fn parser_error(error: datafusion::sql::sqlparser::parser::ParserError, fallback: Location) -> SqlError {
     let text = error.to_string();
-    let text = text
-        .strip_prefix("sql parser error: ")
-        .unwrap_or(&text)
-        .to_string();
+    let text = text.strip_prefix("sql parser error: ").unwrap_or(&text).to_string();
     if let Some(pos) = text.rfind(" at Line: ") {
         let tail = &text[pos + " at Line: ".len()..];
         let mut parts = tail.split(", Column: ");
@@ -940,41 +804,20 @@ mod tests {
     fn partitioned_by_names_physical_columns() {
         let t = create("CREATE TABLE t (a INT, dt STRING, `hour` INT) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'print')");
         assert_eq!(t.partitioned_by, vec!["dt", "hour"]);
-        let e =
-            parse_script("CREATE TABLE t (a INT) PARTITIONED BY (b) WITH ('connector' = 'print')")
-                .unwrap_err()
-                .to_string();
-        assert!(
-            e.contains("PARTITIONED BY names 'b', which is not a physical column")
-                && e.contains("columns: a"),
-            "{e}"
-        );
-        let e = parse_script("CREATE TABLE t (a INT) PARTITIONED BY (a, a)")
-            .unwrap_err()
-            .to_string();
+        let e = parse_script("CREATE TABLE t (a INT) PARTITIONED BY (b) WITH ('connector' = 'print')").unwrap_err().to_string();
+        assert!(e.contains("PARTITIONED BY names 'b', which is not a physical column") && e.contains("columns: a"), "{e}");
+        let e = parse_script("CREATE TABLE t (a INT) PARTITIONED BY (a, a)").unwrap_err().to_string();
         assert!(e.contains("'a' is named twice"), "{e}");
     }
 
     #[test]
     fn errors_point_at_line_and_column() {
-        let err = parse_script(
-            "CREATE TABLE t (\n  a BIGINT,\n  b FOOTYPE\n) WITH ('connector' = 'print')",
-        )
-        .unwrap_err();
+        let err = parse_script("CREATE TABLE t (\n  a BIGINT,\n  b FOOTYPE\n) WITH ('connector' = 'print')").unwrap_err();
         assert_eq!(err.location(), Location { line: 3, column: 5 });
-        assert!(
-            err.to_string()
-                .contains("unknown or unsupported column type `FOOTYPE`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown or unsupported column type `FOOTYPE`"), "{err}");
 
-        let err =
-            parse_script("CREATE TABLE t (a BIGINT, WATERMARK FOR nope AS nope)").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("WATERMARK FOR names column `nope`"),
-            "{err}"
-        );
+        let err = parse_script("CREATE TABLE t (a BIGINT, WATERMARK FOR nope AS nope)").unwrap_err();
+        assert!(err.to_string().contains("WATERMARK FOR names column `nope`"), "{err}");
 
         let err = parse_script("SELECT a FROM t;\nSELECT a FROM t WHERE").unwrap_err();
         assert_eq!(err.location().line, 2, "{err}");
@@ -984,9 +827,7 @@ mod tests {
     fn statements_split_on_semicolons() {
         let stmts = parse_script("SET 'parallelism' = '2';\n-- a comment; with a semicolon\nINSERT INTO out SELECT * FROM t;").expect("parses");
         assert_eq!(stmts.len(), 2);
-        assert!(
-            matches!(&stmts[0].statement, Statement::Set { key, value } if key == "parallelism" && value == "2")
-        );
+        assert!(matches!(&stmts[0].statement, Statement::Set { key, value } if key == "parallelism" && value == "2"));
         assert!(matches!(&stmts[1].statement, Statement::Insert { table, .. } if table == "out"));
         assert_eq!(stmts[1].location.line, 3);
         assert_eq!(stmts[0].text, "SET 'parallelism' = '2'");
@@ -1001,60 +842,22 @@ mod tests {
              CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a",
         )
         .expect("parses");
-        assert!(matches!(
-            stmts[0].statement,
-            Statement::Show(ShowWhat::Tables)
-        ));
-        assert!(matches!(
-            stmts[1].statement,
-            Statement::Show(ShowWhat::Pipelines)
-        ));
+        assert!(matches!(stmts[0].statement, Statement::Show(ShowWhat::Tables)));
+        assert!(matches!(stmts[1].statement, Statement::Show(ShowWhat::Pipelines)));
         assert!(matches!(&stmts[2].statement, Statement::Describe { name } if name == "bids"));
-        assert!(
-            matches!(&stmts[3].statement, Statement::Explain { statement } if matches!(**statement, Statement::Insert { .. }))
-        );
-        assert!(
-            matches!(&stmts[4].statement, Statement::Drop { what: DropWhat::MaterializedView, name, if_exists: true } if name == "v")
-        );
-        assert!(
-            matches!(&stmts[5].statement, Statement::Drop { what: DropWhat::Table, name, if_exists: false } if name == "t")
-        );
-        assert!(
-            matches!(&stmts[6].statement, Statement::StopPipeline { id, savepoint: true } if id == "p1")
-        );
-        assert!(
-            matches!(&stmts[7].statement, Statement::CreateMaterializedView { name, .. } if name == "v")
-        );
-        assert_eq!(
-            stmts[7].text,
-            "CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a"
-        );
-        assert!(
-            parse_script("EXPLAIN").is_err(),
-            "EXPLAIN of nothing is an error, not a panic"
-        );
-        let restarts =
-            parse_script("RESTART PIPELINE p1; RESTART PIPELINE 'totals' WITH PARALLELISM 4")
-                .expect("parses");
-        assert!(
-            matches!(&restarts[0].statement, Statement::RestartPipeline { id, parallelism: None } if id == "p1")
-        );
-        assert!(
-            matches!(&restarts[1].statement, Statement::RestartPipeline { id, parallelism: Some(4) } if id == "totals")
-        );
+        assert!(matches!(&stmts[3].statement, Statement::Explain { statement } if matches!(**statement, Statement::Insert { .. })));
+        assert!(matches!(&stmts[4].statement, Statement::Drop { what: DropWhat::MaterializedView, name, if_exists: true } if name == "v"));
+        assert!(matches!(&stmts[5].statement, Statement::Drop { what: DropWhat::Table, name, if_exists: false } if name == "t"));
+        assert!(matches!(&stmts[6].statement, Statement::StopPipeline { id, savepoint: true } if id == "p1"));
+        assert!(matches!(&stmts[7].statement, Statement::CreateMaterializedView { name, .. } if name == "v"));
+        assert_eq!(stmts[7].text, "CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) FROM t GROUP BY a");
+        assert!(parse_script("EXPLAIN").is_err(), "EXPLAIN of nothing is an error, not a panic");
+        let restarts = parse_script("RESTART PIPELINE p1; RESTART PIPELINE 'totals' WITH PARALLELISM 4").expect("parses");
+        assert!(matches!(&restarts[0].statement, Statement::RestartPipeline { id, parallelism: None } if id == "p1"));
+        assert!(matches!(&restarts[1].statement, Statement::RestartPipeline { id, parallelism: Some(4) } if id == "totals"));
         let err = parse_script("RESTART PIPELINE p1 WITH PARALLELISM 0").expect_err("zero tasks");
-        assert!(
-            err.to_string()
-                .contains("a positive number of tasks after WITH PARALLELISM"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("a positive number of tasks after WITH PARALLELISM"), "{err}");
         let err = parse_script("SHOW TABLES extra").expect_err("trailing token");
-        assert_eq!(
-            err.location(),
-            Location {
-                line: 1,
-                column: 13
-            }
-        );
+        assert_eq!(err.location(), Location { line: 1, column: 13 });
     }
 }

@@ -28,19 +28,14 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    SendableRecordBatchStream,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement as SqlStatement};
 
 use crate::catalog::TableDef;
 use crate::error::{Location, Result, SqlError};
-use crate::stream_plan::{
-    GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode,
-};
+use crate::stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
 use crate::window::{self, WindowKind, WINDOW_FUNCTION};
 
 /// The watermark expression is evaluated for every row: `ts - INTERVAL '5' SECOND`
@@ -51,19 +46,11 @@ fn intervals_as_durations(expr: Expr) -> Expr {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     let rewritten = expr.clone().transform(|e| {
         Ok(match e {
-            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), meta)
-                if v.months == 0 && v.days == 0 && v.nanoseconds % 1_000_000 == 0 =>
-            {
-                Transformed::yes(Expr::Literal(
-                    ScalarValue::DurationMillisecond(Some(v.nanoseconds / 1_000_000)),
-                    meta,
-                ))
+            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), meta) if v.months == 0 && v.days == 0 && v.nanoseconds % 1_000_000 == 0 => {
+                Transformed::yes(Expr::Literal(ScalarValue::DurationMillisecond(Some(v.nanoseconds / 1_000_000)), meta))
             }
             Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), meta) if v.days == 0 => {
-                Transformed::yes(Expr::Literal(
-                    ScalarValue::DurationMillisecond(Some(i64::from(v.milliseconds))),
-                    meta,
-                ))
+                Transformed::yes(Expr::Literal(ScalarValue::DurationMillisecond(Some(i64::from(v.milliseconds))), meta))
             }
             other => Transformed::no(other),
         })
@@ -110,67 +97,31 @@ impl Default for Planner {
 
 fn df_error(location: Location, error: DataFusionError) -> SqlError {
     // DataFusion attaches a source span to some errors (unknown columns, types); prefer it.
-    let location = error
-        .diagnostic()
-        .and_then(|d| d.span)
-        .map(|span| Location {
-            line: span.start.line,
-            column: span.start.column,
-        })
-        .unwrap_or(location);
+    let location = error.diagnostic().and_then(|d| d.span).map(|span| Location { line: span.start.line, column: span.start.column }).unwrap_or(location);
     let message = error.strip_backtrace();
-    let message = message
-        .trim_start_matches("Error during planning: ")
-        .trim_start_matches("Schema error: ")
-        .trim_start_matches("External error: ")
-        .to_string();
+    let message = message.trim_start_matches("Error during planning: ").trim_start_matches("Schema error: ").trim_start_matches("External error: ").to_string();
     SqlError::plan(location, message)
 }
 
 impl Planner {
     /// A planner with Flink's case-sensitive names and the Flink functions Eddy adds.
     pub fn new() -> Self {
-        let mut config = SessionConfig::new()
-            .with_target_partitions(1)
-            .with_information_schema(false);
+        let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
         // Flink's identifiers are case-sensitive; keep them as written.
         config.options_mut().sql_parser.enable_ident_normalization = false;
         // COUNT(DISTINCT x) must stay one aggregate so it runs inside the window operator.
-        let rules = Optimizer::new()
-            .rules
-            .into_iter()
-            .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
-            .collect();
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
-            .with_optimizer_rules(rules)
-            .build();
+        let rules = Optimizer::new().rules.into_iter().filter(|r| r.name() != "single_distinct_aggregation_to_group_by").collect();
+        let state = SessionStateBuilder::new().with_config(config).with_default_features().with_optimizer_rules(rules).build();
         let ctx = SessionContext::new_with_state(state);
         crate::functions::register(&ctx);
         let tables: Tables = Arc::default();
-        ctx.register_udtf(
-            WINDOW_FUNCTION,
-            Arc::new(WindowTableFunction {
-                tables: Arc::clone(&tables),
-            }),
-        );
-        Planner {
-            ctx,
-            tables,
-            views: BTreeMap::new(),
-            view_nodes: BTreeMap::new(),
-        }
+        ctx.register_udtf(WINDOW_FUNCTION, Arc::new(WindowTableFunction { tables: Arc::clone(&tables) }));
+        Planner { ctx, tables, views: BTreeMap::new(), view_nodes: BTreeMap::new() }
     }
 
     /// Registers a table declared by `CREATE TABLE` (its columns already filled in).
     /// `bounded` says whether reading it ends by itself.
-    pub fn register_table(
-        &mut self,
-        def: TableDef,
-        bounded: bool,
-        location: Location,
-    ) -> Result<()> {
+    pub fn register_table(&mut self, def: TableDef, bounded: bool, location: Location) -> Result<()> {
         self.register(def, bounded, false, location)
     }
 
@@ -181,52 +132,23 @@ impl Planner {
         self.register(def, false, true, location)
     }
 
-    fn register(
-        &mut self,
-        def: TableDef,
-        bounded: bool,
-        changelog: bool,
-        location: Location,
-    ) -> Result<()> {
-        if self
-            .tables
-            .read()
-            .map_err(|_| poisoned(location))?
-            .contains_key(&def.name)
-        {
-            return Err(SqlError::plan(
-                location,
-                format!("table `{}` already exists", def.name),
-            ));
+    fn register(&mut self, def: TableDef, bounded: bool, changelog: bool, location: Location) -> Result<()> {
+        if self.tables.read().map_err(|_| poisoned(location))?.contains_key(&def.name) {
+            return Err(SqlError::plan(location, format!("table `{}` already exists", def.name)));
         }
         let physical_schema = def.physical_schema();
         let state = self.ctx.state();
-        let physical_df = DFSchema::try_from(physical_schema.as_ref().clone())
-            .map_err(|e| df_error(location, e))?;
-        let mut fields: Vec<Field> = physical_schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
+        let physical_df = DFSchema::try_from(physical_schema.as_ref().clone()).map_err(|e| df_error(location, e))?;
+        let mut fields: Vec<Field> = physical_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut computed = Vec::new();
         for column in &def.computed {
             let expr = state
                 .create_logical_expr(&column.expr_sql, &physical_df)
-                .map_err(|e| {
-                    df_error(location, e).with_hint(format!(
-                        "in computed column `{} AS {}`",
-                        column.name, column.expr_sql
-                    ))
-                })?;
-            let physical = state
-                .create_physical_expr(expr, &physical_df)
-                .map_err(|e| df_error(location, e))?;
-            let data_type = physical
-                .data_type(&physical_schema)
-                .map_err(|e| df_error(location, e))?;
+                .map_err(|e| df_error(location, e).with_hint(format!("in computed column `{} AS {}`", column.name, column.expr_sql)))?;
+            let physical = state.create_physical_expr(expr, &physical_df).map_err(|e| df_error(location, e))?;
+            let data_type = physical.data_type(&physical_schema).map_err(|e| df_error(location, e))?;
             let data_type = normalize_time_type(data_type);
-            let physical = cast(physical, &physical_schema, data_type.clone())
-                .map_err(|e| df_error(location, e))?;
+            let physical = cast(physical, &physical_schema, data_type.clone()).map_err(|e| df_error(location, e))?;
             fields.push(Field::new(&column.name, data_type, true));
             computed.push(physical);
         }
@@ -234,75 +156,39 @@ impl Planner {
         let watermark = match &def.watermark {
             None => None,
             Some(wm) => {
-                let time_field = schema
-                    .field_with_name(&wm.column)
-                    .map_err(|e| SqlError::plan(location, e.to_string()))?;
+                let time_field = schema.field_with_name(&wm.column).map_err(|e| SqlError::plan(location, e.to_string()))?;
                 if !matches!(time_field.data_type(), DataType::Timestamp(_, _)) {
-                    return Err(SqlError::plan(
-                        location,
-                        format!("WATERMARK FOR `{}`: the column is {}, not a TIMESTAMP", wm.column, time_field.data_type()),
-                    )
-                    .with_hint("declare it as TIMESTAMP(3), or add a computed column such as `ts AS TO_TIMESTAMP_LTZ(event_ms, 3)`"));
+                    return Err(SqlError::plan(location, format!("WATERMARK FOR `{}`: the column is {}, not a TIMESTAMP", wm.column, time_field.data_type()))
+                        .with_hint("declare it as TIMESTAMP(3), or add a computed column such as `ts AS TO_TIMESTAMP_LTZ(event_ms, 3)`"));
                 }
-                let visible_df = DFSchema::try_from(schema.as_ref().clone())
-                    .map_err(|e| df_error(location, e))?;
-                let expr = state
-                    .create_logical_expr(&wm.expr_sql, &visible_df)
-                    .map_err(|e| df_error(location, e))?;
+                let visible_df = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| df_error(location, e))?;
+                let expr = state.create_logical_expr(&wm.expr_sql, &visible_df).map_err(|e| df_error(location, e))?;
                 let expr = intervals_as_durations(expr);
-                let physical = state
-                    .create_physical_expr(expr, &visible_df)
-                    .map_err(|e| df_error(location, e))?;
+                let physical = state.create_physical_expr(expr, &visible_df).map_err(|e| df_error(location, e))?;
                 let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
-                Some(cast(physical, &schema, millis).map_err(|e| {
-                    df_error(location, e).with_hint("the watermark expression must give a TIMESTAMP, e.g. `ts - INTERVAL '5' SECOND`")
-                })?)
+                Some(
+                    cast(physical, &schema, millis)
+                        .map_err(|e| df_error(location, e).with_hint("the watermark expression must give a TIMESTAMP, e.g. `ts - INTERVAL '5' SECOND`"))?,
+                )
             }
         };
         let name = def.name.clone();
-        let entry = TableEntry {
-            def,
-            physical_schema,
-            schema: Arc::clone(&schema),
-            computed,
-            watermark,
-            bounded,
-            changelog,
-        };
-        self.ctx
-            .register_table(
-                name.as_str(),
-                Arc::new(StreamTableProvider {
-                    name: name.clone(),
-                    schema,
-                }),
-            )
-            .map_err(|e| df_error(location, e))?;
-        self.tables
-            .write()
-            .map_err(|_| poisoned(location))?
-            .insert(name, entry);
+        let entry = TableEntry { def, physical_schema, schema: Arc::clone(&schema), computed, watermark, bounded, changelog };
+        self.ctx.register_table(name.as_str(), Arc::new(StreamTableProvider { name: name.clone(), schema })).map_err(|e| df_error(location, e))?;
+        self.tables.write().map_err(|_| poisoned(location))?.insert(name, entry);
         Ok(())
     }
 
     /// Registers `CREATE VIEW name AS query`; views are inlined where they are used.
-    pub async fn register_view(
-        &mut self,
-        name: &str,
-        query: &Query,
-        location: Location,
-    ) -> Result<()> {
+    pub async fn register_view(&mut self, name: &str, query: &Query, location: Location) -> Result<()> {
         if self.views.contains_key(name) || self.table(name).is_some() {
-            return Err(SqlError::plan(location, format!("`{name}` already exists"))
-                .with_hint(format!("DROP VIEW {name} first to replace it")));
+            return Err(SqlError::plan(location, format!("`{name}` already exists")).with_hint(format!("DROP VIEW {name} first to replace it")));
         }
         let nodes = self.check_size(query, location)?;
         let plan = self.logical_plan(query, location).await?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let view = datafusion::datasource::ViewTable::new(plan, None);
-        self.ctx
-            .register_table(name, Arc::new(view))
-            .map_err(|e| df_error(location, e))?;
+        self.ctx.register_table(name, Arc::new(view)).map_err(|e| df_error(location, e))?;
         self.views.insert(name.to_string(), schema);
         self.view_nodes.insert(name.to_string(), nodes);
         Ok(())
@@ -310,11 +196,7 @@ impl Planner {
 
     /// Removes a table (`DROP TABLE`); false when there was none by that name.
     pub fn drop_table(&mut self, name: &str) -> bool {
-        let removed = self
-            .tables
-            .write()
-            .map(|mut t| t.remove(name).is_some())
-            .unwrap_or(false);
+        let removed = self.tables.write().map(|mut t| t.remove(name).is_some()).unwrap_or(false);
         if removed {
             let _ = self.ctx.deregister_table(name);
         }
@@ -341,11 +223,7 @@ impl Planner {
         if let Some(schema) = self.views.get(name) {
             return Some(Arc::clone(schema));
         }
-        self.tables
-            .read()
-            .ok()?
-            .get(name)
-            .map(|e| Arc::clone(&e.schema))
+        self.tables.read().ok()?.get(name).map(|e| Arc::clone(&e.schema))
     }
 
     /// True when reading the table ends by itself (a file, a bounded generator).
@@ -360,11 +238,7 @@ impl Planner {
 
     /// Names of every table, sorted, for error messages and `SHOW TABLES`.
     pub fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .tables
-            .read()
-            .map(|t| t.keys().cloned().collect())
-            .unwrap_or_default();
+        let mut names: Vec<String> = self.tables.read().map(|t| t.keys().cloned().collect()).unwrap_or_default();
         names.sort();
         names
     }
@@ -374,51 +248,26 @@ impl Planner {
         crate::limits::check_query(query, &|name| self.view_nodes.get(name).copied(), location)
     }
 
-    async fn logical_plan(
-        &self,
-        query: &Query,
-        location: Location,
-    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+    async fn logical_plan(&self, query: &Query, location: Location) -> Result<datafusion::logical_expr::LogicalPlan> {
         self.check_size(query, location)?;
         let mut query = query.clone();
         window::rewrite_group_windows(&mut query)?;
         reject_unsupported(&query, location)?;
         let statement = DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(query))));
-        self.ctx
-            .state()
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| df_error(location, e))
+        self.ctx.state().statement_to_plan(statement).await.map_err(|e| df_error(location, e))
     }
 
     /// Plans a query into a streaming plan (without a sink).
     pub async fn plan_query(&self, query: &Query, location: Location) -> Result<StreamPlan> {
         let logical = self.logical_plan(query, location).await?;
-        let physical = self
-            .ctx
-            .state()
-            .create_physical_plan(&logical)
-            .await
-            .map_err(|e| df_error(location, e))?;
+        let physical = self.ctx.state().create_physical_plan(&logical).await.map_err(|e| df_error(location, e))?;
         let tables = self.tables.read().map_err(|_| poisoned(location))?.clone();
-        let mut compiler = Compiler {
-            tables: &tables,
-            location,
-            window_columns_used: HashSet::new(),
-            next_assign: 0,
-        };
-        Ok(StreamPlan {
-            root: compiler.compile_root(&physical)?,
-        })
+        let mut compiler = Compiler { tables: &tables, location, window_columns_used: HashSet::new(), next_assign: 0 };
+        Ok(StreamPlan { root: compiler.compile_root(&physical)? })
     }
 
     /// Plans `INSERT INTO sink query`: the query, then a cast of each column to the sink's type (by position, as Flink does).
-    pub async fn plan_insert(
-        &self,
-        sink: &str,
-        query: &Query,
-        location: Location,
-    ) -> Result<(TableDef, StreamPlan)> {
+    pub async fn plan_insert(&self, sink: &str, query: &Query, location: Location) -> Result<(TableDef, StreamPlan)> {
         let Some(sink_def) = self.table(sink) else {
             return Err(SqlError::plan(location, format!("INSERT INTO `{sink}`: no such table"))
                 .with_hint(format!("declare it with CREATE TABLE {sink} (...) WITH ('connector' = ...); known tables: {}", self.table_names().join(", "))));
@@ -439,12 +288,7 @@ impl Planner {
             ));
         }
         let mut exprs = Vec::new();
-        for (i, (from, to)) in input_schema
-            .fields()
-            .iter()
-            .zip(sink_schema.fields())
-            .enumerate()
-        {
+        for (i, (from, to)) in input_schema.fields().iter().zip(sink_schema.fields()).enumerate() {
             let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(from.name(), i));
             let expr = if from.data_type() == to.data_type() {
                 column
@@ -452,17 +296,20 @@ impl Planner {
                 cast(column, &input_schema, to.data_type().clone()).map_err(|_| {
                     SqlError::plan(
                         location,
-                        format!("INSERT INTO `{sink}`: column {} `{}` is {}, which cannot be written to `{}` {}", i + 1, from.name(), from.data_type(), to.name(), to.data_type()),
+                        format!(
+                            "INSERT INTO `{sink}`: column {} `{}` is {}, which cannot be written to `{}` {}",
+                            i + 1,
+                            from.name(),
+                            from.data_type(),
+                            to.name(),
+                            to.data_type()
+                        ),
                     )
                 })?
             };
             exprs.push(expr);
         }
-        let root = StreamNode::Project {
-            input: Box::new(plan.root),
-            exprs,
-            schema: sink_schema,
-        };
+        let root = StreamNode::Project { input: Box::new(plan.root), exprs, schema: sink_schema };
         Ok((sink_def, StreamPlan { root }))
     }
 }
@@ -472,12 +319,7 @@ fn poisoned(location: Location) -> SqlError {
 }
 
 fn field_names(schema: &Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Event times are milliseconds; other timestamp units are converted.
@@ -491,24 +333,15 @@ fn normalize_time_type(data_type: DataType) -> DataType {
 /// Refuses query shapes that cannot run continuously, before DataFusion plans them.
 fn reject_unsupported(query: &Query, location: Location) -> Result<()> {
     if query.order_by.is_some() {
-        return Err(SqlError::plan(
-            location,
-            "ORDER BY is not supported in a continuous query: a stream has no last row to sort by",
-        )
-        .with_hint("sort when reading the sink, or use a window aggregate"));
+        return Err(SqlError::plan(location, "ORDER BY is not supported in a continuous query: a stream has no last row to sort by")
+            .with_hint("sort when reading the sink, or use a window aggregate"));
     }
     if query.limit_clause.is_some() {
-        return Err(SqlError::plan(
-            location,
-            "LIMIT is not supported in a continuous query yet",
-        ));
+        return Err(SqlError::plan(location, "LIMIT is not supported in a continuous query yet"));
     }
     if let SetExpr::Select(select) = query.body.as_ref() {
         if select.from.is_empty() {
-            return Err(SqlError::plan(
-                location,
-                "a continuous query needs a FROM table",
-            ));
+            return Err(SqlError::plan(location, "a continuous query needs a FROM table"));
         }
     }
     Ok(())
@@ -521,23 +354,13 @@ struct StreamTableProvider {
     schema: SchemaRef,
 }
 
-fn with_projection(
-    plan: Arc<dyn ExecutionPlan>,
-    projection: Option<&Vec<usize>>,
-) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+fn with_projection(plan: Arc<dyn ExecutionPlan>, projection: Option<&Vec<usize>>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     match projection {
         None => Ok(plan),
         Some(indices) => {
             let schema = plan.schema();
-            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
-                .iter()
-                .map(|&i| {
-                    (
-                        Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>,
-                        schema.field(i).name().clone(),
-                    )
-                })
-                .collect();
+            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> =
+                indices.iter().map(|&i| (Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>, schema.field(i).name().clone())).collect();
             Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
         }
     }
@@ -558,21 +381,11 @@ impl TableProvider for StreamTableProvider {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let scan = StreamScanExec::new(
-            self.name.clone(),
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        );
+        let scan = StreamScanExec::new(self.name.clone(), Arc::clone(&self.schema), projection.cloned());
         with_projection(Arc::new(scan), projection)
     }
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
     }
 }
 
@@ -603,34 +416,13 @@ impl TableProvider for WindowTableProvider {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         // The window reads its time column besides the source columns the query keeps.
         let width = self.source_schema.fields().len();
-        let reads = projection.map(|p| {
-            p.iter()
-                .copied()
-                .filter(|&i| i < width)
-                .chain([self.time_column])
-                .collect()
-        });
-        let scan = Arc::new(StreamScanExec::new(
-            self.source.clone(),
-            Arc::clone(&self.source_schema),
-            reads,
-        ));
-        let tvf = Arc::new(WindowTvfExec {
-            input: scan,
-            window: self.window,
-            time_column: self.time_column,
-            properties: properties(Arc::clone(&self.schema)),
-        });
+        let reads = projection.map(|p| p.iter().copied().filter(|&i| i < width).chain([self.time_column]).collect());
+        let scan = Arc::new(StreamScanExec::new(self.source.clone(), Arc::clone(&self.source_schema), reads));
+        let tvf = Arc::new(WindowTvfExec { input: scan, window: self.window, time_column: self.time_column, properties: properties(Arc::clone(&self.schema)) });
         with_projection(tvf, projection)
     }
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
     }
 }
 
@@ -651,27 +443,15 @@ fn literal_interval_ms(expr: &Expr) -> std::result::Result<i64, String> {
     let ms = match expr {
         Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
             if v.months != 0 {
-                return Err(
-                    "window sizes in months or years are not supported (months differ in length)"
-                        .to_string(),
-                );
+                return Err("window sizes in months or years are not supported (months differ in length)".to_string());
             }
             v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000
         }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
-            v.days as i64 * 86_400_000 + v.milliseconds as i64
-        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => v.days as i64 * 86_400_000 + v.milliseconds as i64,
         Expr::Literal(ScalarValue::IntervalYearMonth(Some(_)), _) => {
-            return Err(
-                "window sizes in months or years are not supported (months differ in length)"
-                    .to_string(),
-            )
+            return Err("window sizes in months or years are not supported (months differ in length)".to_string())
         }
-        other => {
-            return Err(format!(
-                "expected an interval such as INTERVAL '1' MINUTE, got `{other}`"
-            ))
-        }
+        other => return Err(format!("expected an interval such as INTERVAL '1' MINUTE, got `{other}`")),
     };
     if ms <= 0 {
         return Err(format!("window sizes must be positive, got {ms} ms"));
@@ -680,43 +460,27 @@ fn literal_interval_ms(expr: &Expr) -> std::result::Result<i64, String> {
 }
 
 impl TableFunctionImpl for WindowTableFunction {
-    fn call_with_args(
-        &self,
-        args: datafusion::catalog::TableFunctionArgs,
-    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+    fn call_with_args(&self, args: datafusion::catalog::TableFunctionArgs) -> datafusion::error::Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
         let plan_err = |m: String| DataFusionError::Plan(m);
         let strings: Vec<String> = exprs.iter().take(4).filter_map(literal_string).collect();
         let [kind, table, time_column, _partition] = strings.as_slice() else {
             return Err(plan_err("malformed window function call".to_string()));
         };
-        let sizes: Vec<i64> = exprs[4..]
-            .iter()
-            .map(literal_interval_ms)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(plan_err)?;
+        let sizes: Vec<i64> = exprs[4..].iter().map(literal_interval_ms).collect::<std::result::Result<_, _>>().map_err(plan_err)?;
         let window = match (kind.as_str(), sizes.as_slice()) {
             ("tumble", [size_ms]) => WindowKind::Tumble { size_ms: *size_ms },
-            ("hop", [slide_ms, size_ms]) => WindowKind::Hop {
-                slide_ms: *slide_ms,
-                size_ms: *size_ms,
-            },
+            ("hop", [slide_ms, size_ms]) => WindowKind::Hop { slide_ms: *slide_ms, size_ms: *size_ms },
             ("cumulate", [step_ms, max_size_ms]) => {
                 if max_size_ms % step_ms != 0 {
                     return Err(plan_err(format!("CUMULATE: the max size ({max_size_ms} ms) must be a multiple of the step ({step_ms} ms)")));
                 }
-                WindowKind::Cumulate {
-                    step_ms: *step_ms,
-                    max_size_ms: *max_size_ms,
-                }
+                WindowKind::Cumulate { step_ms: *step_ms, max_size_ms: *max_size_ms }
             }
             ("session", [gap_ms]) => WindowKind::Session { gap_ms: *gap_ms },
             _ => return Err(plan_err(format!("malformed {kind} window call"))),
         };
-        let tables = self
-            .tables
-            .read()
-            .map_err(|_| plan_err("catalog lock poisoned".to_string()))?;
+        let tables = self.tables.read().map_err(|_| plan_err("catalog lock poisoned".to_string()))?;
         let Some(entry) = tables.get(table) else {
             let mut known: Vec<&String> = tables.keys().collect();
             known.sort();
@@ -739,22 +503,12 @@ impl TableFunctionImpl for WindowTableFunction {
                 watermark.column
             )));
         }
-        let time_index = entry
-            .schema
-            .index_of(time_column)
-            .map_err(|_| plan_err(format!("no column `{time_column}` in `{table}`")))?;
-        let mut fields: Vec<Field> = entry
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
+        let time_index = entry.schema.index_of(time_column).map_err(|_| plan_err(format!("no column `{time_column}` in `{table}`")))?;
+        let mut fields: Vec<Field> = entry.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
         for name in ["window_start", "window_end", "window_time"] {
             if fields.iter().any(|f| f.name() == name) {
-                return Err(plan_err(format!(
-                    "`{table}` already has a column named `{name}`, which the window function adds"
-                )));
+                return Err(plan_err(format!("`{table}` already has a column named `{name}`, which the window function adds")));
             }
             fields.push(Field::new(name, millis.clone(), false));
         }
@@ -769,18 +523,11 @@ impl TableFunctionImpl for WindowTableFunction {
 }
 
 fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
-    Arc::new(PlanProperties::new(
-        EquivalenceProperties::new(schema),
-        Partitioning::UnknownPartitioning(1),
-        EmissionType::Incremental,
-        Boundedness::Bounded,
-    ))
+    Arc::new(PlanProperties::new(EquivalenceProperties::new(schema), Partitioning::UnknownPartitioning(1), EmissionType::Incremental, Boundedness::Bounded))
 }
 
 fn not_executable(name: &str) -> DataFusionError {
-    DataFusionError::Internal(format!(
-        "{name} is a streaming placeholder and is run by the Eddy engine, not DataFusion"
-    ))
+    DataFusionError::Internal(format!("{name} is a streaming placeholder and is run by the Eddy engine, not DataFusion"))
 }
 
 /// Leaf of a physical plan: rows of a source table. Compiled to a [`SourceNode`].
@@ -794,11 +541,7 @@ pub struct StreamScanExec {
 
 impl StreamScanExec {
     fn new(table: String, schema: SchemaRef, reads: Option<Vec<usize>>) -> Self {
-        StreamScanExec {
-            table,
-            reads,
-            properties: properties(schema),
-        }
+        StreamScanExec { table, reads, properties: properties(schema) }
     }
 }
 
@@ -820,25 +563,14 @@ impl ExecutionPlan for StreamScanExec {
     }
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(
-            &Arc<dyn PhysicalExpr>,
-        ) -> datafusion::error::Result<
-            datafusion::common::tree_node::TreeNodeRecursion,
-        >,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion>,
     ) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion> {
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     }
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
-    fn execute(
-        &self,
-        _partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> datafusion::error::Result<SendableRecordBatchStream> {
         Err(not_executable("StreamScanExec"))
     }
 }
@@ -870,34 +602,15 @@ impl ExecutionPlan for WindowTvfExec {
     }
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(
-            &Arc<dyn PhysicalExpr>,
-        ) -> datafusion::error::Result<
-            datafusion::common::tree_node::TreeNodeRecursion,
-        >,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion>,
     ) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion> {
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     }
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("WindowTvfExec needs one child".into()))?;
-        Ok(Arc::new(WindowTvfExec {
-            input,
-            window: self.window,
-            time_column: self.time_column,
-            properties: Arc::clone(&self.properties),
-        }))
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let input = children.into_iter().next().ok_or_else(|| DataFusionError::Internal("WindowTvfExec needs one child".into()))?;
+        Ok(Arc::new(WindowTvfExec { input, window: self.window, time_column: self.time_column, properties: Arc::clone(&self.properties) }))
     }
-    fn execute(
-        &self,
-        _partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> datafusion::error::Result<SendableRecordBatchStream> {
         Err(not_executable("WindowTvfExec"))
     }
 }
@@ -942,77 +655,40 @@ fn read_columns(entry: &TableEntry, reads: Option<&[usize]>) -> Option<Vec<usize
         return None;
     }
     let width = entry.physical_schema.fields().len();
-    let mut needed: Vec<usize> = reads?
-        .iter()
-        .copied()
-        .chain(
-            entry
-                .computed
-                .iter()
-                .chain(&entry.watermark)
-                .flat_map(referenced_columns),
-        )
-        .filter(|&i| i < width)
-        .collect();
+    let mut needed: Vec<usize> =
+        reads?.iter().copied().chain(entry.computed.iter().chain(&entry.watermark).flat_map(referenced_columns)).filter(|&i| i < width).collect();
     needed.sort_unstable();
     needed.dedup();
     (needed.len() < width).then_some(needed)
 }
 
 fn referenced_columns(expr: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
-    datafusion::physical_expr::utils::collect_columns(expr)
-        .iter()
-        .map(|c| c.index())
-        .collect()
+    datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()).collect()
 }
 
 /// Finds the window assignment `id` under `node`, switches it to slicing and makes
 /// its source judge lateness by the window's slices. Returns the window kind.
 fn use_assign_for_aggregate(node: &mut StreamNode, id: usize) -> Option<WindowKind> {
     match node {
-        StreamNode::WindowAssign {
-            input,
-            window,
-            time_column,
-            slicing,
-            id: this,
-            ..
-        } if *this == id => {
+        StreamNode::WindowAssign { input, window, time_column, slicing, id: this, .. } if *this == id => {
             *slicing = true;
             if let StreamNode::Source(source) = input.as_mut() {
-                source.lateness = Some(LatenessRule {
-                    time_column: *time_column,
-                    window: *window,
-                });
+                source.lateness = Some(LatenessRule { time_column: *time_column, window: *window });
             }
             Some(*window)
         }
         StreamNode::Source(_) => None,
-        StreamNode::Filter { input, .. }
-        | StreamNode::Project { input, .. }
-        | StreamNode::WindowAssign { input, .. } => use_assign_for_aggregate(input, id),
+        StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => use_assign_for_aggregate(input, id),
         StreamNode::WindowAggregate(a) => use_assign_for_aggregate(&mut a.input, id),
-        StreamNode::Union { inputs, .. } => inputs
-            .iter_mut()
-            .find_map(|i| use_assign_for_aggregate(i, id)),
+        StreamNode::Union { inputs, .. } => inputs.iter_mut().find_map(|i| use_assign_for_aggregate(i, id)),
     }
 }
 
 fn check_expanding_assigns(node: &StreamNode) -> std::result::Result<(), String> {
-    if let StreamNode::WindowAssign {
-        window: WindowKind::Session { .. },
-        slicing: false,
-        ..
-    } = node
-    {
-        return Err(
-            "a SESSION window needs an aggregate: GROUP BY window_start, window_end, ..."
-                .to_string(),
-        );
+    if let StreamNode::WindowAssign { window: WindowKind::Session { .. }, slicing: false, .. } = node {
+        return Err("a SESSION window needs an aggregate: GROUP BY window_start, window_end, ...".to_string());
     }
-    node.inputs()
-        .into_iter()
-        .try_for_each(check_expanding_assigns)
+    node.inputs().into_iter().try_for_each(check_expanding_assigns)
 }
 
 impl Compiler<'_> {
@@ -1029,10 +705,7 @@ impl Compiler<'_> {
     fn compile(&mut self, plan: &Arc<dyn ExecutionPlan>) -> Result<(StreamNode, Vec<Lineage>)> {
         let any = plan.as_ref();
         if let Some(scan) = any.downcast_ref::<StreamScanExec>() {
-            let entry = self
-                .tables
-                .get(&scan.table)
-                .ok_or_else(|| self.unsupported(format!("unknown table `{}`", scan.table)))?;
+            let entry = self.tables.get(&scan.table).ok_or_else(|| self.unsupported(format!("unknown table `{}`", scan.table)))?;
             let node = SourceNode {
                 table: entry.def.clone(),
                 physical_schema: Arc::clone(&entry.physical_schema),
@@ -1057,18 +730,9 @@ impl Compiler<'_> {
             let assign = self.next_assign;
             self.next_assign += 1;
             lineage.extend([
-                Lineage::Window {
-                    assign,
-                    column: WindowColumn::Start,
-                },
-                Lineage::Window {
-                    assign,
-                    column: WindowColumn::End,
-                },
-                Lineage::Window {
-                    assign,
-                    column: WindowColumn::Time,
-                },
+                Lineage::Window { assign, column: WindowColumn::Start },
+                Lineage::Window { assign, column: WindowColumn::End },
+                Lineage::Window { assign, column: WindowColumn::Time },
             ]);
             let node = StreamNode::WindowAssign {
                 input: Box::new(input),
@@ -1091,26 +755,14 @@ impl Compiler<'_> {
                     .with_hint("filter where the dashboard reads the rows, or group by a window"));
             }
             self.note_window_use(filter.predicate(), &lineage);
-            let mut node = StreamNode::Filter {
-                input: Box::new(input),
-                predicate: Arc::clone(filter.predicate()),
-            };
+            let mut node = StreamNode::Filter { input: Box::new(input), predicate: Arc::clone(filter.predicate()) };
             let mut lineage = lineage;
             if let Some(projection) = filter.projection() {
                 let input_schema = node.schema();
-                let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
-                    .iter()
-                    .map(|&i| {
-                        Arc::new(Column::new(input_schema.field(i).name(), i))
-                            as Arc<dyn PhysicalExpr>
-                    })
-                    .collect();
+                let exprs: Vec<Arc<dyn PhysicalExpr>> =
+                    projection.iter().map(|&i| Arc::new(Column::new(input_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>).collect();
                 lineage = projection.iter().map(|&i| lineage[i]).collect();
-                node = StreamNode::Project {
-                    input: Box::new(node),
-                    exprs,
-                    schema: plan.schema(),
-                };
+                node = StreamNode::Project { input: Box::new(node), exprs, schema: plan.schema() };
             }
             return Ok((node, lineage));
         }
@@ -1128,11 +780,7 @@ impl Compiler<'_> {
                 }
                 exprs.push(Arc::clone(&p.expr));
             }
-            let node = StreamNode::Project {
-                input: Box::new(input),
-                exprs,
-                schema: plan.schema(),
-            };
+            let node = StreamNode::Project { input: Box::new(input), exprs, schema: plan.schema() };
             return Ok((node, out_lineage));
         }
         if let Some(union) = any.downcast_ref::<UnionExec>() {
@@ -1141,13 +789,7 @@ impl Compiler<'_> {
                 inputs.push(self.compile(child)?.0);
             }
             let width = plan.schema().fields().len();
-            return Ok((
-                StreamNode::Union {
-                    inputs,
-                    schema: plan.schema(),
-                },
-                vec![Lineage::Other; width],
-            ));
+            return Ok((StreamNode::Union { inputs, schema: plan.schema() }, vec![Lineage::Other; width]));
         }
         if let Some(aggregate) = any.downcast_ref::<AggregateExec>() {
             return self.compile_aggregate(aggregate, plan.schema());
@@ -1157,12 +799,8 @@ impl Compiler<'_> {
             n if n.contains("Join") => "joins are not supported yet".to_string(),
             n if n.contains("Sort") => "sorting is not supported in a continuous query".to_string(),
             n if n.contains("Limit") => "LIMIT is not supported in a continuous query yet".to_string(),
-            "WindowAggExec" | "BoundedWindowAggExec" => {
-                "OVER (...) window functions are not supported yet; use TUMBLE, HOP, CUMULATE or SESSION".to_string()
-            }
-            "PlaceholderRowExec" | "EmptyExec" | "DataSourceExec" => {
-                "a continuous query must read a table declared with CREATE TABLE".to_string()
-            }
+            "WindowAggExec" | "BoundedWindowAggExec" => "OVER (...) window functions are not supported yet; use TUMBLE, HOP, CUMULATE or SESSION".to_string(),
+            "PlaceholderRowExec" | "EmptyExec" | "DataSourceExec" => "a continuous query must read a table declared with CREATE TABLE".to_string(),
             other => format!("the query needs `{other}`, which Eddy cannot run incrementally yet"),
         };
         Err(self.unsupported(message))
@@ -1176,11 +814,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn compile_aggregate(
-        &mut self,
-        aggregate: &AggregateExec,
-        schema: SchemaRef,
-    ) -> Result<(StreamNode, Vec<Lineage>)> {
+    fn compile_aggregate(&mut self, aggregate: &AggregateExec, schema: SchemaRef) -> Result<(StreamNode, Vec<Lineage>)> {
         // A Final aggregate reads its Partial twin; both carry the same expressions, so plan from the Partial.
         let logical = match aggregate.mode() {
             AggregateMode::Final | AggregateMode::FinalPartitioned => {
@@ -1191,9 +825,7 @@ impl Compiler<'_> {
                 child
                     .downcast_ref::<AggregateExec>()
                     .filter(|p| matches!(p.mode(), AggregateMode::Partial))
-                    .ok_or_else(|| {
-                        self.unsupported("internal error: a final aggregate without its partial")
-                    })?
+                    .ok_or_else(|| self.unsupported("internal error: a final aggregate without its partial"))?
             }
             _ => aggregate,
         };
@@ -1210,9 +842,7 @@ impl Compiler<'_> {
             let bound = match column.and_then(|i| lineage.get(i).map(|l| (i, *l))) {
                 Some((i, Lineage::Window { assign, column })) => {
                     if open.is_some_and(|a| a != assign) {
-                        return Err(
-                            self.unsupported("GROUP BY mixes the bounds of two different windows")
-                        );
+                        return Err(self.unsupported("GROUP BY mixes the bounds of two different windows"));
                     }
                     open = Some(assign);
                     Some((i, column))
@@ -1225,9 +855,7 @@ impl Compiler<'_> {
             };
             match bound {
                 Some((i, column)) => {
-                    if column != WindowColumn::Time
-                        && slice_column.is_none_or(|(_, c)| c != WindowColumn::Start)
-                    {
+                    if column != WindowColumn::Time && slice_column.is_none_or(|(_, c)| c != WindowColumn::Start) {
                         slice_column = Some((i, column));
                     }
                     group.push(match column {
@@ -1252,15 +880,9 @@ impl Compiler<'_> {
             }
         }
         let window = match (open, closed) {
-            (Some(_), Some(_)) => {
-                return Err(self.unsupported(
-                    "GROUP BY mixes the bounds of a window with those of an aggregated window",
-                ))
-            }
+            (Some(_), Some(_)) => return Err(self.unsupported("GROUP BY mixes the bounds of a window with those of an aggregated window")),
             (Some(id), None) => {
-                let window = use_assign_for_aggregate(&mut input, id).ok_or_else(|| {
-                    self.unsupported("internal error: window assignment not found")
-                })?;
+                let window = use_assign_for_aggregate(&mut input, id).ok_or_else(|| self.unsupported("internal error: window assignment not found"))?;
                 let is_tumble = matches!(window, WindowKind::Tumble { .. });
                 if !is_tumble && self.window_columns_used.contains(&id) {
                     return Err(self.unsupported(format!(
@@ -1272,51 +894,33 @@ impl Compiler<'_> {
             }
             // Rows of an aggregated window all arrive before the watermark passes its end, so each
             // distinct (window_start, window_end) is one group that closes at window_end.
-            (None, Some(WindowKind::Tumble { size_ms }))
-            | (None, Some(WindowKind::Hop { size_ms, .. })) => Some(WindowKind::Tumble { size_ms }),
-            (None, Some(other)) => {
-                return Err(self.unsupported(format!(
-                    "aggregating the output of a {} window again is not supported yet",
-                    other.name()
-                )))
-            }
+            (None, Some(WindowKind::Tumble { size_ms })) | (None, Some(WindowKind::Hop { size_ms, .. })) => Some(WindowKind::Tumble { size_ms }),
+            (None, Some(other)) => return Err(self.unsupported(format!("aggregating the output of a {} window again is not supported yet", other.name()))),
             (None, None) => None,
         };
         if window.is_some() && slice_column.is_none() {
-            return Err(self
-                .unsupported("GROUP BY a window needs window_start or window_end")
-                .with_hint("write GROUP BY window_start, window_end, ..."));
+            return Err(self.unsupported("GROUP BY a window needs window_start or window_end").with_hint("write GROUP BY window_start, window_end, ..."));
         }
-        let retracting =
-            input.emits_retractions() || (input.is_updating() && retract_updates(&mut input));
+        let retracting = input.emits_retractions() || (input.is_updating() && retract_updates(&mut input));
         if retracting && window.is_some() {
             return Err(self
-                .unsupported(
-                    "a window over a changelog (a materialized view's updates) is not supported",
-                )
+                .unsupported("a window over a changelog (a materialized view's updates) is not supported")
                 .with_hint("GROUP BY without a window over the view"));
         }
         if input.is_updating() && !retracting {
             return Err(self
                 .unsupported("aggregating the output of a GROUP BY without a window over an unbounded source is not supported yet (its rows are updates)")
-                .with_hint("group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key"));
+                .with_hint(
+                    "group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key",
+                ));
         }
         let updating = retracting || (window.is_none() && !all_sources_bounded(&input));
         let mut out_lineage: Vec<Lineage> = group
             .iter()
             .map(|g| match (g, window) {
-                (GroupColumn::WindowStart, Some(w)) => Lineage::Closed {
-                    window: w,
-                    column: WindowColumn::Start,
-                },
-                (GroupColumn::WindowEnd, Some(w)) => Lineage::Closed {
-                    window: w,
-                    column: WindowColumn::End,
-                },
-                (GroupColumn::WindowTime, Some(w)) => Lineage::Closed {
-                    window: w,
-                    column: WindowColumn::Time,
-                },
+                (GroupColumn::WindowStart, Some(w)) => Lineage::Closed { window: w, column: WindowColumn::Start },
+                (GroupColumn::WindowEnd, Some(w)) => Lineage::Closed { window: w, column: WindowColumn::End },
+                (GroupColumn::WindowTime, Some(w)) => Lineage::Closed { window: w, column: WindowColumn::Time },
                 _ => Lineage::Other,
             })
             .collect();
@@ -1324,10 +928,7 @@ impl Compiler<'_> {
         let node = WindowAggregateNode {
             input: Box::new(input),
             window,
-            slice_column: slice_column.map(|(i, c)| SliceColumn {
-                index: i,
-                is_end: c == WindowColumn::End,
-            }),
+            slice_column: slice_column.map(|(i, c)| SliceColumn { index: i, is_end: c == WindowColumn::End }),
             group,
             aggregates,
             filters: logical.filter_expr().to_vec(),
@@ -1342,10 +943,7 @@ impl Compiler<'_> {
 
 /// Nodes DataFusion adds for parallel batch execution that change nothing about the rows.
 fn is_pass_through(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    matches!(
-        plan.name(),
-        "CooperativeExec" | "CoalescePartitionsExec" | "RepartitionExec" | "CoalesceBatchesExec"
-    ) && plan.children().len() == 1
+    matches!(plan.name(), "CooperativeExec" | "CoalescePartitionsExec" | "RepartitionExec" | "CoalesceBatchesExec") && plan.children().len() == 1
 }
 
 /// Makes the updating aggregate under `node` (through projections and filters)
@@ -1357,9 +955,7 @@ fn retract_updates(node: &mut StreamNode) -> bool {
             a.retract_output = true;
             true
         }
-        StreamNode::Project { input, .. } | StreamNode::Filter { input, .. } => {
-            retract_updates(input)
-        }
+        StreamNode::Project { input, .. } | StreamNode::Filter { input, .. } => retract_updates(input),
         _ => false,
     }
 }
@@ -1383,13 +979,7 @@ mod tests {
             .await
             .sources()
             .iter()
-            .map(|s| {
-                s.read_columns.as_ref().map(|read| {
-                    read.iter()
-                        .map(|&i| s.physical_schema.field(i).name().clone())
-                        .collect()
-                })
-            })
+            .map(|s| s.read_columns.as_ref().map(|read| read.iter().map(|&i| s.physical_schema.field(i).name().clone()).collect()))
             .collect()
     }
 
@@ -1397,41 +987,24 @@ mod tests {
     async fn plan_of(tables: &str, query: &str) -> StreamPlan {
         let mut planner = Planner::new();
         for parsed in parse_script(tables).expect("tables parse") {
-            let Statement::CreateTable(def) = parsed.statement else {
-                panic!("not a table")
-            };
-            planner
-                .register_table(def, false, parsed.location)
-                .expect("registers");
+            let Statement::CreateTable(def) = parsed.statement else { panic!("not a table") };
+            planner.register_table(def, false, parsed.location).expect("registers");
         }
         let parsed = parse_script(query).expect("query parses").remove(0);
-        let Statement::Select { query } = parsed.statement else {
-            panic!("not a query")
-        };
-        planner
-            .plan_query(&query, parsed.location)
-            .await
-            .expect("plans")
+        let Statement::Select { query } = parsed.statement else { panic!("not a query") };
+        planner.plan_query(&query, parsed.location).await.expect("plans")
     }
 
     /// The `| tasks: … | watermark: … | state: …` line under the first operator line starting with `operator`.
     fn traits_of<'a>(explain: &'a str, operator: &str) -> &'a str {
-        let mut lines = explain
-            .lines()
-            .skip_while(|l| !l.trim_start().starts_with(operator));
+        let mut lines = explain.lines().skip_while(|l| !l.trim_start().starts_with(operator));
         assert!(lines.next().is_some(), "no {operator} in:\n{explain}");
-        lines
-            .next()
-            .filter(|l| l.trim_start().starts_with("| tasks: "))
-            .unwrap_or_else(|| panic!("{operator} has no traits line:\n{explain}"))
+        lines.next().filter(|l| l.trim_start().starts_with("| tasks: ")).unwrap_or_else(|| panic!("{operator} has no traits line:\n{explain}"))
     }
 
     #[tokio::test]
     async fn explain_gives_every_operator_its_tasks_watermark_and_state() {
-        let idle = BIDS.replace(
-            "'format' = 'json'",
-            "'format' = 'json', 'scan.watermark.idle-timeout' = '30s'",
-        );
+        let idle = BIDS.replace("'format' = 'json'", "'format' = 'json', 'scan.watermark.idle-timeout' = '30s'");
         let plan = plan_of(
             &idle,
             "SELECT auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) WHERE price > 5 GROUP BY auction, window_start, window_end",
@@ -1439,64 +1012,32 @@ mod tests {
         .await;
         let explain = plan.explain(4);
         let source = traits_of(&explain, "Source: bids");
-        assert!(
-            source.contains("tasks: one per source partition"),
-            "{source}"
-        );
+        assert!(source.contains("tasks: one per source partition"), "{source}");
         assert!(source.contains("watermark: ts - INTERVAL '1' SECOND per partition, the lowest over partitions; a partition idle for 30s"), "{source}");
-        assert!(
-            source.contains("state: read position (offset) per partition"),
-            "{source}"
-        );
+        assert!(source.contains("state: read position (offset) per partition"), "{source}");
         let filter = traits_of(&explain, "Filter: ");
-        assert!(
-            filter.contains(
-                "chained into its input's task(s) | watermark: passed through | state: none"
-            ),
-            "{filter}"
-        );
+        assert!(filter.contains("chained into its input's task(s) | watermark: passed through | state: none"), "{filter}");
         let aggregate = traits_of(&explain, "WindowAggregate: ");
-        assert!(
-            aggregate.contains("tasks: 4, behind a hash exchange on [auction@"),
-            "{aggregate}"
-        );
-        assert!(
-            aggregate.contains("a window is emitted once the watermark passes its end"),
-            "{aggregate}"
-        );
-        assert!(
-            aggregate.contains("state: partial aggregates per key and slice"),
-            "{aggregate}"
-        );
+        assert!(aggregate.contains("tasks: 4, behind a hash exchange on [auction@"), "{aggregate}");
+        assert!(aggregate.contains("a window is emitted once the watermark passes its end"), "{aggregate}");
+        assert!(aggregate.contains("state: partial aggregates per key and slice"), "{aggregate}");
 
         // No group keys: one task whatever the parallelism. Sessions keep sessions.
-        let global = plan_of(BIDS, "SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end").await;
-        assert!(
-            traits_of(&global.explain(4), "WindowAggregate: ").contains("tasks: 1 (no group keys"),
-            "{}",
-            global.explain(4)
-        );
+        let global = plan_of(
+            BIDS,
+            "SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
+        )
+        .await;
+        assert!(traits_of(&global.explain(4), "WindowAggregate: ").contains("tasks: 1 (no group keys"), "{}", global.explain(4));
         let sessions =
             plan_of(BIDS, "SELECT bidder, COUNT(*) FROM TABLE(SESSION(TABLE bids PARTITION BY bidder, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY bidder, window_start, window_end").await;
-        assert!(
-            traits_of(&sessions.explain(3), "WindowAggregate: ")
-                .contains("state: open sessions per key"),
-            "{}",
-            sessions.explain(3)
-        );
+        assert!(traits_of(&sessions.explain(3), "WindowAggregate: ").contains("state: open sessions per key"), "{}", sessions.explain(3));
         // Without a window over an unbounded input, groups live as long as the pipeline.
         let running = plan_of(BIDS, "SELECT bidder, MAX(price) FROM bids GROUP BY bidder").await;
         let running = running.explain(2);
         let aggregate = traits_of(&running, "WindowAggregate: ");
-        assert!(
-            aggregate.contains("tasks: 2, behind a hash exchange on [bidder@"),
-            "{aggregate}"
-        );
-        assert!(
-            aggregate.contains("emitted at checkpoints")
-                && aggregate.contains("kept for the life of the pipeline"),
-            "{aggregate}"
-        );
+        assert!(aggregate.contains("tasks: 2, behind a hash exchange on [bidder@"), "{aggregate}");
+        assert!(aggregate.contains("emitted at checkpoints") && aggregate.contains("kept for the life of the pipeline"), "{aggregate}");
     }
 
     const BIDS: &str = "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, url STRING, event_ms BIGINT, extra STRING,
@@ -1523,22 +1064,12 @@ mod tests {
         assert_eq!(read, names(&["event_ms"]));
         // Every column read: nothing to skip.
         assert_eq!(reads(BIDS, "SELECT * FROM bids").await, vec![None]);
-        assert_eq!(
-            reads(
-                BIDS,
-                "SELECT auction, bidder, price, url, extra, ts FROM bids"
-            )
-            .await,
-            vec![None]
-        );
+        assert_eq!(reads(BIDS, "SELECT auction, bidder, price, url, extra, ts FROM bids").await, vec![None]);
     }
 
     #[tokio::test]
     async fn late_rows_routed_to_a_table_keep_every_column() {
-        let with_late_sink = BIDS.replace(
-            "'format' = 'json'",
-            "'format' = 'json', 'late.sink' = 'late'",
-        );
+        let with_late_sink = BIDS.replace("'format' = 'json'", "'format' = 'json', 'late.sink' = 'late'");
         let read = reads(&with_late_sink, "SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start").await;
         assert_eq!(read, vec![None]);
     }

@@ -42,10 +42,7 @@ impl DataDirLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(io_error(format!(
-                "cannot open the lock file {}",
-                path.display()
-            )))?;
+            .map_err(io_error(format!("cannot open the lock file {}", path.display())))?;
         match try_lock(&file).map_err(io_error(format!("cannot lock {}", path.display())))? {
             Acquired::Yes => {}
             Acquired::HeldByAnother => {
@@ -56,18 +53,11 @@ impl DataDirLock {
                     "" => "another process".to_string(),
                     pid => format!("another eddy server (pid {pid})"),
                 };
-                return Err(EddyError::DataDirInUse {
-                    dir: data_dir.display().to_string(),
-                    holder,
-                });
+                return Err(EddyError::DataDirInUse { dir: data_dir.display().to_string(), holder });
             }
         }
         // Ours now: record who holds it.
-        let written = file
-            .set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()))
-            .and_then(|()| file.sync_data());
+        let written = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id())).and_then(|()| file.sync_data());
         written.map_err(io_error(format!("cannot write {}", path.display())))?;
         Ok(DataDirLock { _file: file, path })
     }
@@ -99,14 +89,8 @@ mod tests {
         let first = DataDirLock::acquire(dir.path()).unwrap();
         // flock locks belong to the open file, so a second open in this process conflicts too.
         let refused = DataDirLock::acquire(dir.path()).unwrap_err().to_string();
-        assert!(
-            refused.contains(&dir.path().display().to_string()),
-            "{refused}"
-        );
-        assert!(
-            refused.contains(&format!("pid {}", std::process::id())),
-            "{refused}"
-        );
+        assert!(refused.contains(&dir.path().display().to_string()), "{refused}");
+        assert!(refused.contains(&format!("pid {}", std::process::id())), "{refused}");
         drop(first);
         DataDirLock::acquire(dir.path()).unwrap();
     }

@@ -19,10 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use eddy_engine::checkpoint::CheckpointStore;
-use eddy_sql::{
-    parse_script, DropWhat, GroupColumn, Location, ParsedStatement, ShowWhat, Statement,
-    StreamNode, StreamPlan,
-};
+use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, ShowWhat, Statement, StreamNode, StreamPlan};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::EddyError;
@@ -38,11 +35,7 @@ pub enum Reply {
     /// Rows of the current result set.
     Batch(RecordBatch),
     /// The statement is done.
-    Done {
-        tag: String,
-        pipeline_id: Option<String>,
-        rows: u64,
-    },
+    Done { tag: String, pipeline_id: Option<String>, rows: u64 },
 }
 
 /// The server's state: catalog, pipelines and views.
@@ -75,29 +68,20 @@ impl Server {
 
     /// [`Server::open`], keeping checkpoints at `checkpoints` (a directory or
     /// `s3://bucket/prefix`) instead of under the data directory.
-    pub async fn open_with_checkpoints(
-        data_dir: &Path,
-        checkpoints: Option<&str>,
-    ) -> Result<Arc<Server>, EddyError> {
+    pub async fn open_with_checkpoints(data_dir: &Path, checkpoints: Option<&str>) -> Result<Arc<Server>, EddyError> {
         let checkpoints = match checkpoints {
-            Some(location) => CheckpointStore::open(location)
-                .map_err(|e| EddyError::Conflict(format!("--checkpoints {location}: {e}")))?,
+            Some(location) => CheckpointStore::open(location).map_err(|e| EddyError::Conflict(format!("--checkpoints {location}: {e}")))?,
             None => CheckpointStore::new(data_dir.join("checkpoints")),
         };
-        std::fs::create_dir_all(data_dir).map_err(|source| EddyError::Io {
-            context: format!("cannot create the data directory {}", data_dir.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| EddyError::Io { context: format!("cannot create the data directory {}", data_dir.display()), source })?;
         let lock = lock::DataDirLock::acquire(data_dir)?;
         let catalog = Catalog::load(data_dir)?;
         let server = Arc::new(Server {
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
             checkpoints,
-            state: Mutex::new(State {
-                session: Session::new(),
-                catalog: Catalog::default(),
-            }),
+            state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
             pipelines: Pipelines::default(),
             views: RwLock::default(),
             closing: tokio::sync::watch::channel(false).0,
@@ -118,24 +102,13 @@ impl Server {
     }
 
     async fn forget_finished(&self) -> Result<(), EddyError> {
-        let finished: Vec<String> = self
-            .pipelines
-            .all()
-            .iter()
-            .filter(|p| p.is_finished())
-            .map(|p| p.id.clone())
-            .collect();
+        let finished: Vec<String> = self.pipelines.all().iter().filter(|p| p.is_finished()).map(|p| p.id.clone()).collect();
         if finished.is_empty() {
             return Ok(());
         }
         let mut state = self.state.lock().await;
         let mut changed = false;
-        for record in state
-            .catalog
-            .pipelines
-            .iter_mut()
-            .filter(|r| r.running && finished.contains(&r.id))
-        {
+        for record in state.catalog.pipelines.iter_mut().filter(|r| r.running && finished.contains(&r.id)) {
             record.running = false;
             changed = true;
         }
@@ -168,23 +141,15 @@ impl Server {
             }
             .await;
             if let Err(e) = replayed {
-                tracing::error!(
-                    "catalog statement skipped: {}",
-                    replay_error(&statement.sql, &e)
-                );
+                tracing::error!("catalog statement skipped: {}", replay_error(&statement.sql, &e));
                 eprintln!("eddy server: {}", replay_error(&statement.sql, &e));
             }
         }
         state.catalog = saved.clone();
         for record in &saved.pipelines {
             let result = async {
-                let parsed = parse_script(&record.sql)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
-                let handle = self
-                    .create_pipeline(&state.session, &record.id, &parsed, record.parallelism)
-                    .await?;
+                let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
+                let handle = self.create_pipeline(&state.session, &record.id, &parsed, record.parallelism).await?;
                 if record.running {
                     handle.start()?;
                 } else {
@@ -197,10 +162,7 @@ impl Server {
             if let Err(e) = result {
                 // One pipeline that no longer plans (a connector changed) must not keep the others down.
                 tracing::error!(pipeline = %record.id, "cannot restore pipeline `{}`: {e}", record.sql);
-                eprintln!(
-                    "eddy server: cannot restore pipeline {} ({}): {e}",
-                    record.id, record.sql
-                );
+                eprintln!("eddy server: cannot restore pipeline {} ({}): {e}", record.id, record.sql);
             }
         }
         Ok(())
@@ -223,11 +185,7 @@ impl Server {
             let names: Vec<&str> = views.keys().map(String::as_str).collect();
             EddyError::NotFound(format!(
                 "no materialized view `{name}`{}",
-                if names.is_empty() {
-                    String::new()
-                } else {
-                    format!("; there are: {}", names.join(", "))
-                }
+                if names.is_empty() { String::new() } else { format!("; there are: {}", names.join(", ")) }
             ))
         })
     }
@@ -237,18 +195,10 @@ impl Server {
     }
 
     /// Stops a pipeline (after a savepoint, when asked); a server started again leaves it stopped.
-    pub async fn stop_pipeline(
-        &self,
-        id: &str,
-        savepoint: bool,
-    ) -> Result<(Arc<PipelineHandle>, Option<u64>), EddyError> {
+    pub async fn stop_pipeline(&self, id: &str, savepoint: bool) -> Result<(Arc<PipelineHandle>, Option<u64>), EddyError> {
         let handle = self.pipelines.find(id)?;
         // The savepoint may take a while: it is taken without holding up other statements.
-        let saved = if savepoint {
-            Some(handle.stop_with_savepoint().await?)
-        } else {
-            None
-        };
+        let saved = if savepoint { Some(handle.stop_with_savepoint().await?) } else { None };
         // Stopping and recording it happen under the catalog lock, so a racing
         // restart or drop sees either before or after, never half of it.
         let mut state = self.state.lock().await;
@@ -259,11 +209,7 @@ impl Server {
 
     /// Starts a pipeline again from its last checkpoint, with `parallelism` tasks
     /// per keyed operator when given (kept for later restarts of the server too).
-    pub async fn restart_pipeline(
-        &self,
-        id: &str,
-        parallelism: Option<usize>,
-    ) -> Result<Arc<PipelineHandle>, EddyError> {
+    pub async fn restart_pipeline(&self, id: &str, parallelism: Option<usize>) -> Result<Arc<PipelineHandle>, EddyError> {
         let mut state = self.state.lock().await;
         // Looked up under the lock: a pipeline just dropped cannot come back as a ghost.
         let handle = self.pipelines.find(id)?;
@@ -283,43 +229,20 @@ impl Server {
     }
 
     /// Runs a script's statements in order, sending each one's replies; stops at the first error.
-    pub async fn execute(
-        &self,
-        sql: &str,
-        replies: &mpsc::Sender<(usize, Reply)>,
-    ) -> Result<(), (usize, EddyError)> {
+    pub async fn execute(&self, sql: &str, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), (usize, EddyError)> {
         let statements = parse_script(sql).map_err(|e| (0, e.into()))?;
         if statements.is_empty() {
-            return Err((
-                0,
-                EddyError::Unsupported("the request has no statement".into()),
-            ));
+            return Err((0, EddyError::Unsupported("the request has no statement".into())));
         }
         for (index, parsed) in statements.iter().enumerate() {
-            self.execute_one(index, parsed, replies)
-                .await
-                .map_err(|e| (index, e))?;
+            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e))?;
         }
         Ok(())
     }
 
-    async fn execute_one(
-        &self,
-        index: usize,
-        parsed: &ParsedStatement,
-        replies: &mpsc::Sender<(usize, Reply)>,
-    ) -> Result<(), EddyError> {
-        let send = |reply: Reply| async move {
-            replies
-                .send((index, reply))
-                .await
-                .map_err(|_| EddyError::Unsupported("the client went away".into()))
-        };
-        let done = |tag: &str| Reply::Done {
-            tag: tag.to_string(),
-            pipeline_id: None,
-            rows: 0,
-        };
+    async fn execute_one(&self, index: usize, parsed: &ParsedStatement, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), EddyError> {
+        let send = |reply: Reply| async move { replies.send((index, reply)).await.map_err(|_| EddyError::Unsupported("the client went away".into())) };
+        let done = |tag: &str| Reply::Done { tag: tag.to_string(), pipeline_id: None, rows: 0 };
         let mut state = self.state.lock().await;
         match &parsed.statement {
             Statement::Show(ShowWhat::Pipelines) => {
@@ -369,7 +292,13 @@ impl Server {
                     return Err(e);
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
+                state.catalog.pipelines.push(PipelineRecord {
+                    id: id.clone(),
+                    name: name.clone(),
+                    sql: parsed.text.clone(),
+                    running: true,
+                    parallelism: Some(handle.parallelism()),
+                });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
@@ -384,7 +313,13 @@ impl Server {
                     self.pipelines.remove(&id);
                     return Err(e);
                 }
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
+                state.catalog.pipelines.push(PipelineRecord {
+                    id: id.clone(),
+                    name: handle.name.clone(),
+                    sql: parsed.text.clone(),
+                    running: true,
+                    parallelism: Some(handle.parallelism()),
+                });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
@@ -396,16 +331,14 @@ impl Server {
                     Err(e) => return Err(e),
                 };
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
-                    return Err(EddyError::Conflict(format!("materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                    return Err(EddyError::Conflict(format!(
+                        "materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first",
+                        user.id, user.sql, user.id
+                    )));
                 }
                 state.session.drop_view_source(name);
-                let ids: Vec<String> = self
-                    .pipelines
-                    .all()
-                    .into_iter()
-                    .filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view)))
-                    .map(|p| p.id.clone())
-                    .collect();
+                let ids: Vec<String> =
+                    self.pipelines.all().into_iter().filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view))).map(|p| p.id.clone()).collect();
                 for id in &ids {
                     if let Some(handle) = self.pipelines.remove(id) {
                         handle.stop().await;
@@ -429,7 +362,10 @@ impl Server {
             }
             Statement::Drop { what: DropWhat::Table, name, .. } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
-                    return Err(EddyError::Conflict(format!("table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                    return Err(EddyError::Conflict(format!(
+                        "table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first",
+                        user.id, user.sql, user.id
+                    )));
                 }
                 self.run_in_session(&mut state, parsed, &send).await
             }
@@ -444,7 +380,8 @@ impl Server {
                 let mut unsorted = (**query).clone();
                 let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
                 let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
-                let inner = ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
+                let inner =
+                    ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
                 let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
                     return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
                 };
@@ -467,7 +404,8 @@ impl Server {
                     Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
                     _ => Vec::new(),
                 };
-                let inner = ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
+                let inner =
+                    ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
                 let Outcome::Rows(plan) = state.session.execute(&inner).await? else {
                     return Err(EddyError::Unsupported("EXPLAIN did not produce a plan".into()));
                 };
@@ -484,12 +422,7 @@ impl Server {
     }
 
     /// Statements the session handles: DDL, `SET`, `SHOW TABLES`, `DESCRIBE`, `EXPLAIN`.
-    async fn run_in_session<F, Fut>(
-        &self,
-        state: &mut State,
-        parsed: &ParsedStatement,
-        send: &F,
-    ) -> Result<(), EddyError>
+    async fn run_in_session<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
     where
         F: Fn(Reply) -> Fut,
         Fut: std::future::Future<Output = Result<(), EddyError>>,
@@ -500,16 +433,8 @@ impl Server {
                     Statement::CreateTable(def) => Some(("table", def.name.clone(), true)),
                     Statement::CreateView { name, .. } => Some(("view", name.clone(), true)),
                     Statement::Set { key, .. } => Some(("set", key.clone(), true)),
-                    Statement::Drop {
-                        what: DropWhat::Table,
-                        name,
-                        ..
-                    } => Some(("table", name.clone(), false)),
-                    Statement::Drop {
-                        what: DropWhat::View,
-                        name,
-                        ..
-                    } => Some(("view", name.clone(), false)),
+                    Statement::Drop { what: DropWhat::Table, name, .. } => Some(("table", name.clone(), false)),
+                    Statement::Drop { what: DropWhat::View, name, .. } => Some(("view", name.clone(), false)),
                     _ => None,
                 };
                 if let Some((kind, name, add)) = persisted {
@@ -520,18 +445,10 @@ impl Server {
                     }
                     state.catalog.save(&self.data_dir)?;
                 }
-                send(Reply::Done {
-                    tag,
-                    pipeline_id: None,
-                    rows: 0,
-                })
-                .await
+                send(Reply::Done { tag, pipeline_id: None, rows: 0 }).await
             }
             Outcome::Rows(batch) => send_rows(send, batch).await,
-            Outcome::Pipeline(_) => Err(EddyError::Unsupported(format!(
-                "`{}` starts a pipeline the server does not handle here",
-                parsed.text
-            ))),
+            Outcome::Pipeline(_) => Err(EddyError::Unsupported(format!("`{}` starts a pipeline the server does not handle here", parsed.text))),
         }
     }
 
@@ -547,9 +464,7 @@ impl Server {
             Statement::Insert { table, query } => {
                 let spec = session.plan_insert(table, query, parsed.location).await?;
                 let Some(def) = spec.sink.clone() else {
-                    return Err(EddyError::Unsupported(
-                        "INSERT INTO without a sink table".into(),
-                    ));
+                    return Err(EddyError::Unsupported("INSERT INTO without a sink table".into()));
                 };
                 let location = spec.location;
                 (spec, Target::Table(def, location))
@@ -557,30 +472,18 @@ impl Server {
             Statement::CreateMaterializedView { name, query } => {
                 let spec = session.plan_query(query, parsed.location, name).await?;
                 let key = view_key(&spec.plan, parsed.location)?;
-                let view = MaterializedView::new(name, spec.plan.schema(), key).map_err(|e| {
-                    EddyError::Unsupported(format!("materialized view `{name}`: {e}"))
-                })?;
+                let view =
+                    MaterializedView::new(name, spec.plan.schema(), key).map_err(|e| EddyError::Unsupported(format!("materialized view `{name}`: {e}")))?;
                 self.write_views().insert(name.clone(), Arc::clone(&view));
                 (spec, Target::View(view))
             }
-            _ => {
-                return Err(EddyError::Unsupported(format!(
-                    "`{}` does not start a pipeline",
-                    parsed.text
-                )))
-            }
+            _ => return Err(EddyError::Unsupported(format!("`{}` does not start a pipeline", parsed.text))),
         };
         let mut prepared = session.prepare(&spec);
         if let Some(parallelism) = parallelism {
             prepared = prepared.with_parallelism(parallelism);
         }
-        let handle = PipelineHandle::new(
-            id,
-            &parsed.text,
-            prepared,
-            target,
-            self.checkpoint_store(id),
-        );
+        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_store(id));
         self.pipelines.insert(Arc::clone(&handle));
         Ok(handle)
     }
@@ -589,12 +492,7 @@ impl Server {
         self.checkpoints.child(id)
     }
 
-    fn record_running(
-        state: &mut State,
-        data_dir: &Path,
-        id: &str,
-        running: bool,
-    ) -> Result<(), EddyError> {
+    fn record_running(state: &mut State, data_dir: &Path, id: &str, running: bool) -> Result<(), EddyError> {
         if let Some(record) = state.catalog.pipeline_mut(id) {
             record.running = running;
         }
@@ -605,43 +503,26 @@ impl Server {
     fn view_context(&self) -> Result<SessionContext, EddyError> {
         let ctx = batch_context();
         for (name, view) in self.read_views().iter() {
-            let snapshot = view
-                .snapshot()
-                .map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
-            let table = MemTable::try_new(view.schema(), vec![snapshot])
-                .map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
-            ctx.register_table(name.as_str(), Arc::new(table))
-                .map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
+            let snapshot = view.snapshot().map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
+            let table = MemTable::try_new(view.schema(), vec![snapshot]).map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
+            ctx.register_table(name.as_str(), Arc::new(table)).map_err(|e| EddyError::Unsupported(format!("view `{name}`: {e}")))?;
         }
         Ok(ctx)
     }
 
-    fn read_views(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
-        self.views
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn read_views(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
+        self.views.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_views(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
-        self.views
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn write_views(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
+        self.views.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 type QueryRun = tokio::task::JoinHandle<Result<(), EddyError>>;
 
 /// Streams a bounded query's rows to the client as they come.
-async fn stream_rows<F, Fut>(
-    schema: SchemaRef,
-    mut rows_rx: mpsc::Receiver<RecordBatch>,
-    run: QueryRun,
-    send: &F,
-) -> Result<(), EddyError>
+async fn stream_rows<F, Fut>(schema: SchemaRef, mut rows_rx: mpsc::Receiver<RecordBatch>, run: QueryRun, send: &F) -> Result<(), EddyError>
 where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
@@ -652,14 +533,8 @@ where
         rows += batch.num_rows() as u64;
         send(Reply::Batch(batch)).await?;
     }
-    run.await
-        .map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
-    send(Reply::Done {
-        tag: format!("SELECT {rows}"),
-        pipeline_id: None,
-        rows,
-    })
-    .await
+    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
 }
 
 /// `ORDER BY` / `LIMIT` of a bounded query: its rows are collected, then
@@ -684,26 +559,16 @@ where
     while let Some(batch) = rows_rx.recv().await {
         batches.push(batch);
     }
-    run.await
-        .map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
-    let plan_error = |e: datafusion::error::DataFusionError| {
-        EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()))
-    };
+    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
     let ctx = batch_context();
     let table = MemTable::try_new(schema, vec![batches]).map_err(plan_error)?;
-    ctx.register_table(RESULT_TABLE, Arc::new(table))
-        .map_err(plan_error)?;
+    ctx.register_table(RESULT_TABLE, Arc::new(table)).map_err(plan_error)?;
     let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
-    let mut statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-        &dialect,
-        &format!("SELECT * FROM {RESULT_TABLE}"),
-    )
-    .map_err(|e| EddyError::Unsupported(e.to_string()))?;
-    let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut outer)) = statements.pop()
-    else {
-        return Err(EddyError::Unsupported(
-            "cannot build the sorting query".into(),
-        ));
+    let mut statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &format!("SELECT * FROM {RESULT_TABLE}"))
+        .map_err(|e| EddyError::Unsupported(e.to_string()))?;
+    let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut outer)) = statements.pop() else {
+        return Err(EddyError::Unsupported("cannot build the sorting query".into()));
     };
     outer.order_by = order_by;
     outer.limit_clause = limit_clause;
@@ -712,19 +577,12 @@ where
 }
 
 /// Runs an ad-hoc query in a DataFusion context and sends its answer.
-async fn answer_in<F, Fut>(
-    ctx: &SessionContext,
-    sql: &str,
-    location: Location,
-    send: &F,
-) -> Result<(), EddyError>
+async fn answer_in<F, Fut>(ctx: &SessionContext, sql: &str, location: Location, send: &F) -> Result<(), EddyError>
 where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
 {
-    let plan_error = |e: datafusion::error::DataFusionError| {
-        EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()))
-    };
+    let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
     let frame = ctx.sql(sql).await.map_err(plan_error)?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(plan_error)?;
@@ -761,9 +619,7 @@ fn start_bounded_query(
     let run = tokio::spawn(async move {
         // The query runs until its sources end; the sender stays alive so it is not read as "stop".
         let (_keep_running, stop) = tokio::sync::watch::channel(false);
-        prepared
-            .run(Box::new(sink), Arc::default(), stop, None)
-            .await
+        prepared.run(Box::new(sink), Arc::default(), stop, None).await
     });
     Ok((rows, run))
 }
@@ -777,11 +633,7 @@ where
 }
 
 /// Sends a whole answer: its schema, its batches and `SELECT n`.
-async fn send_result<F, Fut>(
-    send: &F,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<(), EddyError>
+async fn send_result<F, Fut>(send: &F, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<(), EddyError>
 where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
@@ -792,21 +644,12 @@ where
         rows += batch.num_rows() as u64;
         send(Reply::Batch(batch)).await?;
     }
-    send(Reply::Done {
-        tag: format!("SELECT {rows}"),
-        pipeline_id: None,
-        rows,
-    })
-    .await
+    send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
 }
 
 /// Lets later statements read a materialized view's pipeline output as a table:
 /// a changelog source over the view (nothing for an `INSERT INTO` pipeline).
-fn expose_view(
-    session: &mut Session,
-    handle: &PipelineHandle,
-    location: Location,
-) -> Result<(), EddyError> {
+fn expose_view(session: &mut Session, handle: &PipelineHandle, location: Location) -> Result<(), EddyError> {
     if let Target::View(view) = &handle.target {
         let (source, def) = ViewSource::new(Arc::clone(view));
         session.register_view_source(def, Arc::new(source), view.is_keyed(), location)?;
@@ -831,72 +674,45 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
     loop {
         match node {
             StreamNode::Project { input, exprs, .. } => {
-                let direct: Vec<Option<usize>> = exprs
-                    .iter()
-                    .map(|e| {
-                        e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
-                            .map(|c| c.index())
-                    })
-                    .collect();
+                let direct: Vec<Option<usize>> =
+                    exprs.iter().map(|e| e.downcast_ref::<datafusion::physical_expr::expressions::Column>().map(|c| c.index())).collect();
                 projection = Some(match projection {
                     None => direct,
-                    Some(outer) => outer
-                        .into_iter()
-                        .map(|i| i.and_then(|i| direct.get(i).copied().flatten()))
-                        .collect(),
+                    Some(outer) => outer.into_iter().map(|i| i.and_then(|i| direct.get(i).copied().flatten())).collect(),
                 });
                 node = input;
             }
             StreamNode::Filter { input, .. } => node = input,
             StreamNode::WindowAggregate(aggregate) => {
-                let groups = aggregate
-                    .group
-                    .iter()
-                    .filter(|g| matches!(g, GroupColumn::Key(_)))
-                    .count();
-                let output = projection
-                    .unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
-                let key: Vec<usize> = output
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, i)| i.is_some_and(|i| i < groups))
-                    .map(|(o, _)| o)
-                    .collect();
+                let groups = aggregate.group.iter().filter(|g| matches!(g, GroupColumn::Key(_))).count();
+                let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
+                let key: Vec<usize> = output.iter().enumerate().filter(|(_, i)| i.is_some_and(|i| i < groups)).map(|(o, _)| o).collect();
                 if key.len() != groups {
-                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key")));
+                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(
+                        location,
+                        "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key",
+                    )));
                 }
                 return Ok(Some(key));
             }
             // Rows of another view, kept by that view's key.
             StreamNode::Source(source) if source.changelog => {
-                let output = projection
-                    .unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
-                let key: Option<Vec<usize>> = source
-                    .table
-                    .primary_key
-                    .iter()
-                    .map(|k| {
-                        source
-                            .schema
-                            .index_of(k)
-                            .ok()
-                            .and_then(|i| output.iter().position(|o| *o == Some(i)))
-                    })
-                    .collect();
+                let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
+                let key: Option<Vec<usize>> =
+                    source.table.primary_key.iter().map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i)))).collect();
                 return match key {
                     Some(key) => Ok(Some(key)),
                     None => Err(EddyError::Sql(eddy_sql::SqlError::plan(
                         location,
-                        format!("a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key", source.table.name, source.table.primary_key.join(", ")),
+                        format!(
+                            "a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
+                            source.table.name,
+                            source.table.primary_key.join(", ")
+                        ),
                     ))),
                 };
             }
-            _ => {
-                return Err(EddyError::Sql(eddy_sql::SqlError::plan(
-                    location,
-                    "this updating query is not supported in a materialized view",
-                )))
-            }
+            _ => return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "this updating query is not supported in a materialized view"))),
         }
     }
 }
@@ -916,10 +732,7 @@ impl ChannelSink {
 #[async_trait::async_trait]
 impl eddy_engine::Sink for ChannelSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), eddy_engine::BoxError> {
-        self.tx
-            .send(batch)
-            .await
-            .map_err(|_| "the client stopped reading the result".into())
+        self.tx.send(batch).await.map_err(|_| "the client stopped reading the result".into())
     }
 
     async fn commit(&mut self) -> Result<(), eddy_engine::BoxError> {

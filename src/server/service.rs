@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use eddy_proto::eddy_server::{Eddy, EddyServer};
 use eddy_proto::{
-    execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse,
-    ListPipelinesRequest, ListPipelinesResponse, Pipeline, PipelineRef, RestartPipelineRequest,
-    StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
+    execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline, PipelineRef,
+    RestartPipelineRequest, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
 };
 use futures::{FutureExt, Stream};
 use tokio::sync::mpsc;
@@ -33,18 +32,11 @@ pub struct EddyService {
 pub fn status_of(error: &EddyError) -> Status {
     let message = error.to_string();
     let mut status = match error {
-        EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => {
-            Status::invalid_argument(message)
-        }
+        EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
         EddyError::NotFound(_) => Status::not_found(message),
         EddyError::AlreadyExists(_) => Status::already_exists(message),
-        EddyError::Unsupported(_) | EddyError::Conflict(_) | EddyError::DataDirInUse { .. } => {
-            Status::failed_precondition(message)
-        }
-        EddyError::Pipeline { .. }
-        | EddyError::Io { .. }
-        | EddyError::StdoutClosed
-        | EddyError::Internal(_) => Status::internal(message),
+        EddyError::Unsupported(_) | EddyError::Conflict(_) | EddyError::DataDirInUse { .. } => Status::failed_precondition(message),
+        EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => Status::internal(message),
     };
     let location = match error {
         EddyError::Sql(e) => Some(e.location()),
@@ -52,12 +44,8 @@ pub fn status_of(error: &EddyError) -> Status {
         _ => None,
     };
     if let Some(l) = location {
-        status
-            .metadata_mut()
-            .insert("eddy-line", MetadataValue::from(l.line));
-        status
-            .metadata_mut()
-            .insert("eddy-column", MetadataValue::from(l.column));
+        status.metadata_mut().insert("eddy-line", MetadataValue::from(l.line));
+        status.metadata_mut().insert("eddy-column", MetadataValue::from(l.column));
     }
     status
 }
@@ -67,10 +55,7 @@ impl Eddy for EddyService {
     type ExecuteSqlStream = ResponseStream<ExecuteSqlResponse>;
     type SubscribeStream = ResponseStream<SubscribeResponse>;
 
-    async fn execute_sql(
-        &self,
-        request: Request<ExecuteSqlRequest>,
-    ) -> Result<Response<Self::ExecuteSqlStream>, Status> {
+    async fn execute_sql(&self, request: Request<ExecuteSqlRequest>) -> Result<Response<Self::ExecuteSqlStream>, Status> {
         let sql = request.into_inner().sql;
         let (replies_tx, mut replies_rx) = mpsc::channel::<(usize, Reply)>(16);
         let (out_tx, out_rx) = mpsc::channel::<Result<ExecuteSqlResponse, Status>>(16);
@@ -81,20 +66,10 @@ impl Eddy for EddyService {
             let execute = async move {
                 // A bug that panics on one statement must not leave its client without
                 // an answer (the server itself survives: tokio contains the panic).
-                let result = std::panic::AssertUnwindSafe(server.execute(&sql, &replies_tx))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<String>()
-                            .map(String::as_str)
-                            .or_else(|| panic.downcast_ref::<&str>().copied())
-                            .unwrap_or("a panic");
-                        Err((
-                            0,
-                            EddyError::Internal(format!("the statement stopped on {what}")),
-                        ))
-                    });
+                let result = std::panic::AssertUnwindSafe(server.execute(&sql, &replies_tx)).catch_unwind().await.unwrap_or_else(|panic| {
+                    let what = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("a panic");
+                    Err((0, EddyError::Internal(format!("the statement stopped on {what}"))))
+                });
                 drop(replies_tx);
                 result
             };
@@ -108,29 +83,16 @@ impl Eddy for EddyService {
                             execute_sql_response::Result::ArrowSchema(header)
                         }),
                         Reply::Batch(batch) => match encoder.as_mut() {
-                            Some(e) => e
-                                .encode(&batch)
-                                .map(execute_sql_response::Result::ArrowBatch),
+                            Some(e) => e.encode(&batch).map(execute_sql_response::Result::ArrowBatch),
                             None => continue,
                         },
-                        Reply::Done {
-                            tag,
-                            pipeline_id,
-                            rows,
-                        } => {
+                        Reply::Done { tag, pipeline_id, rows } => {
                             encoder = None;
-                            Ok(execute_sql_response::Result::Done(StatementDone {
-                                tag,
-                                pipeline_id: pipeline_id.unwrap_or_default(),
-                                rows,
-                            }))
+                            Ok(execute_sql_response::Result::Done(StatementDone { tag, pipeline_id: pipeline_id.unwrap_or_default(), rows }))
                         }
                     };
                     let message = result
-                        .map(|r| ExecuteSqlResponse {
-                            statement,
-                            result: Some(r),
-                        })
+                        .map(|r| ExecuteSqlResponse { statement, result: Some(r) })
                         .map_err(|e| Status::internal(format!("cannot encode the result: {e}")));
                     if out_tx.send(message).await.is_err() {
                         // The client went away; dropping the receiver stops the statements.
@@ -146,92 +108,48 @@ impl Eddy for EddyService {
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 
-    async fn list_pipelines(
-        &self,
-        _request: Request<ListPipelinesRequest>,
-    ) -> Result<Response<ListPipelinesResponse>, Status> {
-        Ok(Response::new(ListPipelinesResponse {
-            pipelines: self.server.pipelines().iter().map(|p| p.status()).collect(),
-        }))
+    async fn list_pipelines(&self, _request: Request<ListPipelinesRequest>) -> Result<Response<ListPipelinesResponse>, Status> {
+        Ok(Response::new(ListPipelinesResponse { pipelines: self.server.pipelines().iter().map(|p| p.status()).collect() }))
     }
 
-    async fn get_pipeline(
-        &self,
-        request: Request<PipelineRef>,
-    ) -> Result<Response<Pipeline>, Status> {
-        let handle = self
-            .server
-            .pipeline(&request.into_inner().id)
-            .map_err(|e| status_of(&e))?;
+    async fn get_pipeline(&self, request: Request<PipelineRef>) -> Result<Response<Pipeline>, Status> {
+        let handle = self.server.pipeline(&request.into_inner().id).map_err(|e| status_of(&e))?;
         Ok(Response::new(handle.status()))
     }
 
-    async fn stop_pipeline(
-        &self,
-        request: Request<StopPipelineRequest>,
-    ) -> Result<Response<Pipeline>, Status> {
+    async fn stop_pipeline(&self, request: Request<StopPipelineRequest>) -> Result<Response<Pipeline>, Status> {
         let request = request.into_inner();
-        let (handle, _) = self
-            .server
-            .stop_pipeline(&request.id, request.savepoint)
-            .await
-            .map_err(|e| status_of(&e))?;
+        let (handle, _) = self.server.stop_pipeline(&request.id, request.savepoint).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(handle.status()))
     }
 
-    async fn restart_pipeline(
-        &self,
-        request: Request<RestartPipelineRequest>,
-    ) -> Result<Response<Pipeline>, Status> {
+    async fn restart_pipeline(&self, request: Request<RestartPipelineRequest>) -> Result<Response<Pipeline>, Status> {
         let request = request.into_inner();
         let parallelism = (request.parallelism > 0).then_some(request.parallelism as usize);
-        let handle = self
-            .server
-            .restart_pipeline(&request.id, parallelism)
-            .await
-            .map_err(|e| status_of(&e))?;
+        let handle = self.server.restart_pipeline(&request.id, parallelism).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(handle.status()))
     }
 
-    async fn subscribe(
-        &self,
-        request: Request<SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let request = request.into_inner();
         // A view's changes, or else an INSERT INTO pipeline's output rows.
         let (schema, initial, mut changes) = match self.server.view(&request.name) {
             Ok(view) => {
-                let (initial, changes) = view
-                    .subscribe(request.snapshot)
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                let (initial, changes) = view.subscribe(request.snapshot).map_err(|e| Status::internal(e.to_string()))?;
                 (view.changelog_schema(), initial, changes)
             }
             Err(not_a_view) => {
-                let handle = self
-                    .server
-                    .pipeline(&request.name)
-                    .map_err(|_| status_of(&not_a_view))?;
-                let (schema, changes) = handle
-                    .subscribe_output()
-                    .ok_or_else(|| status_of(&not_a_view))?;
+                let handle = self.server.pipeline(&request.name).map_err(|_| status_of(&not_a_view))?;
+                let (schema, changes) = handle.subscribe_output().ok_or_else(|| status_of(&not_a_view))?;
                 (schema, None, changes)
             }
         };
-        let (mut encoder, header) =
-            IpcEncoder::new(&schema).map_err(|e| Status::internal(e.to_string()))?;
+        let (mut encoder, header) = IpcEncoder::new(&schema).map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Result<SubscribeResponse, Status>>(16);
         let mut closing = self.server.closing();
         tokio::spawn(async move {
-            let message = |change| {
-                Ok(SubscribeResponse {
-                    change: Some(change),
-                })
-            };
-            if tx
-                .send(message(subscribe_response::Change::ArrowSchema(header)))
-                .await
-                .is_err()
-            {
+            let message = |change| Ok(SubscribeResponse { change: Some(change) });
+            if tx.send(message(subscribe_response::Change::ArrowSchema(header))).await.is_err() {
                 return;
             }
             let mut next = initial.filter(|b| b.num_rows() > 0);
@@ -246,21 +164,18 @@ impl Eddy for EddyService {
                     } {
                         Ok(b) => b,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let _ = tx.send(Err(Status::resource_exhausted(format!("the subscriber fell {n} change batches behind; subscribe again with a snapshot")))).await;
+                            let _ = tx
+                                .send(Err(Status::resource_exhausted(format!(
+                                    "the subscriber fell {n} change batches behind; subscribe again with a snapshot"
+                                ))))
+                                .await;
                             return;
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     },
                 };
-                let reply = encoder
-                    .encode(&batch)
-                    .map(subscribe_response::Change::ArrowBatch)
-                    .map_err(|e| Status::internal(e.to_string()));
-                if tx
-                    .send(reply.map(|c| SubscribeResponse { change: Some(c) }))
-                    .await
-                    .is_err()
-                {
+                let reply = encoder.encode(&batch).map(subscribe_response::Change::ArrowBatch).map_err(|e| Status::internal(e.to_string()));
+                if tx.send(reply.map(|c| SubscribeResponse { change: Some(c) })).await.is_err() {
                     return;
                 }
             }
@@ -282,31 +197,19 @@ pub async fn serve(
         let Some(expected) = &expected else {
             return Ok(request);
         };
-        match request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-        {
+        match request.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
             Some(given) if given == expected => Ok(request),
             Some(_) => Err(Status::unauthenticated("wrong token")),
-            None => Err(Status::unauthenticated(
-                "this server needs a token: pass --token (authorization: Bearer <token>)",
-            )),
+            None => Err(Status::unauthenticated("this server needs a token: pass --token (authorization: Bearer <token>)")),
         }
     };
     let service = EddyServer::with_interceptor(EddyService { server }, check);
     tonic::transport::Server::builder()
         .add_service(service)
         // Without TCP_NODELAY a small reply waits for the client's delayed ACK (~40 ms).
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
-        .map_err(|e| EddyError::Io {
-            context: "the gRPC server stopped".into(),
-            source: std::io::Error::other(e),
-        })
+        .map_err(|e| EddyError::Io { context: "the gRPC server stopped".into(), source: std::io::Error::other(e) })
 }
 
 /// The address `--listen` names, with a clear error.
