@@ -24,6 +24,8 @@ enum Command {
     /// CREATE TABLE declares sources and sinks; each INSERT INTO starts a pipeline and
     /// all pipelines run together; a bare SELECT prints its rows. At the end Eddy prints
     /// one summary line: rows in, rows out, late rows dropped, malformed records, wall time.
+    /// When whatever reads stdout stops reading (`eddy run x.sql | head -3`), the run
+    /// ends quietly with exit status 141, as a program that SIGPIPE ends.
     Run {
         /// The SQL script.
         file: PathBuf,
