@@ -1,5 +1,6 @@
 //! What Eddy prints while it runs: query results, live samples of sink output, progress.
 
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,19 +12,48 @@ use datafusion::arrow::error::ArrowError;
 use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
 use tokio::sync::watch;
 
+use crate::error::EddyError;
+
+/// Writes `text` to stdout, as `print!` does but without its panic on a closed
+/// pipe: [`EddyError::StdoutClosed`] then tells the caller to stop quietly.
+pub fn write_stdout(text: &str) -> Result<(), EddyError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(EddyError::StdoutClosed),
+        Err(e) => {
+            // A full disk behind a redirection, say: worth a word, not worth stopping the pipelines.
+            eprintln!("eddy: cannot write to stdout: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Whether `error`, or any error that caused it, is [`EddyError::StdoutClosed`].
+pub fn is_stdout_closed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if matches!(e.downcast_ref::<EddyError>(), Some(EddyError::StdoutClosed)) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Prints a bare `SELECT`'s rows to stdout as aligned tables, batch by batch.
 pub struct TableSink;
 
 #[async_trait]
 impl Sink for TableSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        print!("{}", table(&batch, Footer::Hide)?);
+        write_stdout(&table(&batch, Footer::Hide)?)?;
         Ok(())
     }
 
     /// Rows of an updating query that no longer hold (its new rows follow).
     async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        print!("retracted:\n{}", table(&batch, Footer::Hide)?);
+        write_stdout(&format!("retracted:\n{}", table(&batch, Footer::Hide)?))?;
         Ok(())
     }
 
@@ -48,10 +78,13 @@ fn table(batch: &RecordBatch, footer: Footer) -> Result<String, ArrowError> {
 }
 
 /// Prints rows a statement answered with (`SHOW TABLES`, `EXPLAIN`) to stdout.
-pub fn print_rows(batch: &RecordBatch) {
+pub fn print_rows(batch: &RecordBatch) -> Result<(), EddyError> {
     match table(batch, Footer::Show) {
-        Ok(table) => print!("{table}"),
-        Err(e) => eprintln!("eddy: cannot print the result: {e}"),
+        Ok(table) => write_stdout(&table),
+        Err(e) => {
+            eprintln!("eddy: cannot print the result: {e}");
+            Ok(())
+        }
     }
 }
 
@@ -74,7 +107,7 @@ impl Sink for LiveSink {
         if self.last.is_none_or(|t| t.elapsed() >= self.every) && batch.num_rows() > 0 {
             self.last = Some(Instant::now());
             let sample = batch.slice(0, batch.num_rows().min(3));
-            print!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), table(&sample, Footer::Hide)?);
+            write_stdout(&format!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), table(&sample, Footer::Hide)?))?;
         }
         self.inner.write(batch).await
     }
@@ -160,4 +193,3 @@ pub fn stop_on_ctrl_c(deadline: Option<Duration>) -> watch::Receiver<bool> {
     });
     rx
 }
-

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use eddy_proto::eddy_server::{Eddy, EddyServer};
 use eddy_proto::{
-    execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline,
-    PipelineRef, RestartPipelineRequest, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
+    execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline, PipelineRef,
+    RestartPipelineRequest, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
 };
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
@@ -35,8 +35,8 @@ pub fn status_of(error: &EddyError) -> Status {
         EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
         EddyError::NotFound(_) => Status::not_found(message),
         EddyError::AlreadyExists(_) => Status::already_exists(message),
-        EddyError::Unsupported(_) | EddyError::Conflict(_) => Status::failed_precondition(message),
-        EddyError::Pipeline { .. } | EddyError::Io { .. } => Status::internal(message),
+        EddyError::Unsupported(_) | EddyError::Conflict(_) | EddyError::DataDirInUse { .. } => Status::failed_precondition(message),
+        EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => Status::internal(message),
     };
     let location = match error {
         EddyError::Sql(e) => Some(e.location()),
@@ -85,7 +85,12 @@ impl Eddy for EddyService {
             // The statements run while their replies are relayed; an error goes out
             // only after every reply before it, so earlier results are not lost.
             let execute = async move {
-                let result = server.execute(&sql, &replies_tx).await;
+                // A bug that panics on one statement must not leave its client without
+                // an answer (the server itself survives: tokio contains the panic).
+                let result = std::panic::AssertUnwindSafe(server.execute(&sql, &replies_tx)).catch_unwind().await.unwrap_or_else(|panic| {
+                    let what = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("a panic");
+                    Err((0, EddyError::Internal(format!("the statement stopped on {what}"))))
+                });
                 drop(replies_tx);
                 result
             };
@@ -180,7 +185,11 @@ impl Eddy for EddyService {
                     } {
                         Ok(b) => b,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let _ = tx.send(Err(Status::resource_exhausted(format!("the subscriber fell {n} change batches behind; subscribe again with a snapshot")))).await;
+                            let _ = tx
+                                .send(Err(Status::resource_exhausted(format!(
+                                    "the subscriber fell {n} change batches behind; subscribe again with a snapshot"
+                                ))))
+                                .await;
                             return;
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -206,7 +215,9 @@ pub async fn serve(
 ) -> Result<(), EddyError> {
     let expected = token.map(|t| format!("Bearer {t}"));
     let check = move |request: Request<()>| -> Result<Request<()>, Status> {
-        let Some(expected) = &expected else { return Ok(request) };
+        let Some(expected) = &expected else {
+            return Ok(request);
+        };
         match request.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
             Some(given) if given == expected => Ok(request),
             Some(_) => Err(Status::unauthenticated("wrong token")),
