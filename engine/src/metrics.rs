@@ -28,6 +28,9 @@ pub struct PipelineMetrics {
     pub checkpoint_ms: AtomicU64,
     /// Its size on disk, in bytes.
     pub checkpoint_bytes: AtomicU64,
+    /// The time of the last refresh the sink showed (ms since the Unix epoch; 0:
+    /// none): a view shows what its pipeline had read by then.
+    pub refreshed_at_ms: AtomicU64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
 }
@@ -44,6 +47,7 @@ impl Default for PipelineMetrics {
             savepoint_id: AtomicU64::new(0),
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
+            refreshed_at_ms: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
         }
     }

@@ -92,6 +92,10 @@ impl Sink for TeeSink {
         self.sink.commit_checkpoint(checkpoint).await
     }
 
+    async fn refresh(&mut self) -> Result<(), BoxError> {
+        self.sink.refresh().await
+    }
+
     async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
         self.sink.recover(prepared).await
     }
@@ -202,7 +206,10 @@ impl PipelineHandle {
         let store = self.checkpoints.clone();
         let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
         let this = Arc::clone(self);
-        let prepared = self.prepared.clone().with_parallelism(self.parallelism()).with_checkpoint_trigger(Arc::clone(&self.savepoint));
+        let mut prepared = self.prepared.clone().with_parallelism(self.parallelism()).with_checkpoint_trigger(Arc::clone(&self.savepoint));
+        if let Target::View(_) = &self.target {
+            prepared = prepared.with_refresh_interval(crate::server::views::VIEW_REFRESH_INTERVAL);
+        }
         let task_metrics = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
             let result = prepared.run(sink, task_metrics, stop_rx, store).await;
@@ -280,6 +287,14 @@ impl PipelineHandle {
         Ok(id)
     }
 
+    /// Forgets that an earlier run completed, so the next start reads its input
+    /// again from the beginning (RESTART PIPELINE of a finished pipeline). A plain
+    /// start after a server restart keeps the record and does not run it again.
+    pub async fn forget_completion(&self) -> Result<(), EddyError> {
+        let Some(store) = &self.checkpoints else { return Ok(()) };
+        store.reset().await.map_err(|e| EddyError::Conflict(format!("pipeline {}: cannot clear its completion record: {e}", self.id)))
+    }
+
     /// Tasks per keyed operator it runs with.
     pub fn parallelism(&self) -> usize {
         self.parallelism.load(Ordering::Relaxed)
@@ -316,7 +331,11 @@ impl PipelineHandle {
     /// server shows what it showed before the restart (the pipeline stays stopped).
     pub async fn load_stopped_view(&self) -> Result<(), EddyError> {
         let (Target::View(view), Some(store)) = (&self.target, &self.checkpoints) else { return Ok(()) };
-        let latest = store.latest().await;
+        // A view whose pipeline ran to its end keeps its last rows in the completion record.
+        let latest = match store.completion().await {
+            Ok(None) => store.latest().await,
+            completion => completion,
+        };
         let checkpoint = latest.map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot read its checkpoints: {e}", view.name)))?;
         let Some(checkpoint) = checkpoint else { return Ok(()) };
         if let Some(bytes) = checkpoint.tasks.values().find_map(|t| t.sink.as_ref()) {
@@ -334,6 +353,7 @@ impl PipelineHandle {
             Target::View(view) => view.size(),
             Target::Table(..) => (0, 0),
         };
+        let refreshed = run.metrics.refreshed_at_ms.load(Ordering::Relaxed);
         PipelineStatus {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -356,6 +376,7 @@ impl PipelineHandle {
             checkpoint_ms: run.metrics.checkpoint_ms.load(Ordering::Relaxed),
             checkpoint_bytes: run.metrics.checkpoint_bytes.load(Ordering::Relaxed),
             parallelism: self.parallelism() as u32,
+            view_as_of_ms: (refreshed > 0).then_some(refreshed as i64),
         }
     }
 

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// The real `eddy` binary, run from the repository root.
+/// The real `eddy` binary, run from the repository root. `EDDY_BIN` names another
+/// build of it: worktrees that share one target directory overwrite each other's
+/// `target/debug/eddy`.
 pub fn eddy() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    let binary = std::env::var_os("EDDY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_eddy").into());
+    let mut command = Command::new(binary);
     command.current_dir(env!("CARGO_MANIFEST_DIR"));
     command
 }
