@@ -147,7 +147,7 @@ impl Server {
                 if record.running {
                     handle.start()?;
                 } else {
-                    handle.load_stopped_view().await?;
+                    let _loaded = handle.load_stopped_view().await?;
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())
@@ -222,7 +222,7 @@ impl Server {
     /// marked running, so the next start resumes them.
     pub async fn shutdown(&self) {
         let _state = self.state.lock().await;
-        futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop())).await;
+        futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop_for_shutdown())).await;
     }
 
     /// Runs a script's statements in order, sending each one's replies; stops at the first error.

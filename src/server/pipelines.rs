@@ -230,7 +230,9 @@ impl PipelineHandle {
         Ok(())
     }
 
-    /// Stops the pipeline and waits until its sinks have committed.
+    /// Stops the pipeline and waits until its sinks have committed. A stopped view
+    /// goes back to its last checkpoint, which is what a restart (of the pipeline or
+    /// of the server) shows: refreshes may have shown rows after it.
     pub async fn stop(&self) {
         let task = {
             let mut run = self.lock_run();
@@ -239,9 +241,32 @@ impl PipelineHandle {
             }
             run.task.take()
         };
-        if let Some(task) = task {
-            let _ = task.await;
+        let Some(task) = task else { return };
+        let _ = task.await;
+        if let (Target::View(view), false) = (&self.target, self.is_finished()) {
+            if self.checkpoints.is_none() {
+                return;
+            }
+            let shown = match self.load_stopped_view().await {
+                Ok(true) => Ok(()),
+                Ok(false) => view.clear().map_err(|e| EddyError::Conflict(e.to_string())),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = shown {
+                tracing::warn!(pipeline = %self.id, "the stopped view keeps the rows it showed: {e}");
+            }
         }
+    }
+
+    /// For a clean server shutdown: a running view's pipeline stops with a savepoint,
+    /// so the restarted server shows the rows the view showed; others just stop.
+    pub async fn stop_for_shutdown(&self) {
+        if matches!(self.target, Target::View(_)) && self.checkpoints.is_some() && self.is_running() {
+            if let Err(e) = self.stop_with_savepoint().await {
+                tracing::warn!(pipeline = %self.id, "no savepoint before the shutdown: {e}");
+            }
+        }
+        self.stop().await;
     }
 
     /// Takes a checkpoint now and waits until it is saved, then stops: the
@@ -329,19 +354,20 @@ impl PipelineHandle {
 
     /// A stopped view's rows as of its pipeline's last checkpoint, so a restarted
     /// server shows what it showed before the restart (the pipeline stays stopped).
-    pub async fn load_stopped_view(&self) -> Result<(), EddyError> {
-        let (Target::View(view), Some(store)) = (&self.target, &self.checkpoints) else { return Ok(()) };
+    /// True when there was a checkpoint (or a completion record) to load.
+    pub async fn load_stopped_view(&self) -> Result<bool, EddyError> {
+        let (Target::View(view), Some(store)) = (&self.target, &self.checkpoints) else { return Ok(false) };
         // A view whose pipeline ran to its end keeps its last rows in the completion record.
         let latest = match store.completion().await {
             Ok(None) => store.latest().await,
             completion => completion,
         };
         let checkpoint = latest.map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot read its checkpoints: {e}", view.name)))?;
-        let Some(checkpoint) = checkpoint else { return Ok(()) };
+        let Some(checkpoint) = checkpoint else { return Ok(false) };
         if let Some(bytes) = checkpoint.tasks.values().find_map(|t| t.sink.as_ref()) {
             view.restore(bytes).map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot load its last checkpoint: {e}", view.name)))?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Its status and counters, for `GetPipeline`.
