@@ -99,10 +99,7 @@ impl Session {
 
     /// Tasks per keyed operator: `SET 'parallelism'`, else the number of cores.
     pub fn parallelism(&self) -> usize {
-        self.settings
-            .get("parallelism")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        self.settings.get("parallelism").and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 
     /// How often barriers make sinks commit: `SET 'execution.checkpointing.interval'`.
@@ -149,9 +146,9 @@ impl Session {
     pub async fn execute_script(&mut self, sql: &str) -> Result<Vec<PipelineSpec>, EddyError> {
         let mut pipelines = Vec::new();
         for parsed in parse_script(sql)? {
-            match self.execute(&parsed).await? {
+            match self.execute(&parsed).await.map_err(|e| e.pointing_into(&parsed))? {
                 Outcome::Done(_) => {}
-                Outcome::Rows(batch) => crate::console::print_rows(&batch),
+                Outcome::Rows(batch) => crate::console::print_rows(&batch)?,
                 Outcome::Pipeline(spec) => pipelines.push(spec),
             }
         }
@@ -214,10 +211,7 @@ impl Session {
             | Statement::RestartPipeline { .. }
             | Statement::CreateMaterializedView { .. }
             | Statement::Drop { what: DropWhat::MaterializedView, .. } => {
-                return Err(EddyError::Unsupported(format!(
-                    "`{}` needs a server: run `eddy server` and submit it with `eddy sql`",
-                    parsed.text
-                )))
+                return Err(EddyError::Unsupported(format!("`{}` needs a server: run `eddy server` and submit it with `eddy sql`", parsed.text)))
             }
         })
     }
@@ -284,11 +278,8 @@ impl Session {
     }
 
     fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
-        let connector_error = |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector {
-            table: table.name.clone(),
-            location,
-            message: e.to_string(),
-        };
+        let connector_error =
+            |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector { table: table.name.clone(), location, message: e.to_string() };
         eddy_connectors::validate_options(&def, false).map_err(|e| connector_error(&def, &e))?;
         if def.columns.is_empty() {
             // Generators know their own columns (`CREATE TABLE bid WITH ('connector' = 'nexmark')`).
@@ -318,8 +309,12 @@ impl Session {
         let mut side = Vec::new();
         for source in spec.plan.sources() {
             for (key, kind) in [("late.sink", SideOutput::Late), ("malformed.sink", SideOutput::Malformed)] {
-                let Some(target) = source.table.option(key) else { continue };
-                let Some(def) = self.planner.table(target) else { continue };
+                let Some(target) = source.table.option(key) else {
+                    continue;
+                };
+                let Some(def) = self.planner.table(target) else {
+                    continue;
+                };
                 let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
                 side.push((source.table.name.clone(), kind, def, location));
             }
@@ -365,14 +360,18 @@ impl Session {
     /// Where `SET 'state.checkpoints.dir'` (a directory or `s3://bucket/prefix`)
     /// keeps a script's pipeline's checkpoints.
     fn checkpoint_store(&self, spec: &PipelineSpec) -> Result<Option<CheckpointStore>, EddyError> {
-        let Some(location) = self.settings.get("state.checkpoints.dir") else { return Ok(None) };
+        let Some(location) = self.settings.get("state.checkpoints.dir") else {
+            return Ok(None);
+        };
         let store = CheckpointStore::open(location).map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
         Ok(Some(store.child(&format!("{}-line{}", spec.name, spec.location.line))))
     }
 
     /// Opens the sink of an `INSERT INTO` pipeline.
     pub fn open_sink(&self, spec: &PipelineSpec) -> Result<Option<Box<dyn Sink>>, EddyError> {
-        let Some(def) = &spec.sink else { return Ok(None) };
+        let Some(def) = &spec.sink else {
+            return Ok(None);
+        };
         let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
         create_sink(def, location).map(Some)
     }
@@ -498,11 +497,8 @@ impl PreparedPipeline {
             if let Some(source) = view_sources.get(&node.table.name) {
                 return Ok(Arc::clone(source));
             }
-            eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref()).map_err(|e| eddy_engine::EngineError::Source {
-                table: node.table.name.clone(),
-                partition: "open".to_string(),
-                source: Box::new(e),
-            })
+            eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref())
+                .map_err(|e| eddy_engine::EngineError::Source { table: node.table.name.clone(), partition: "open".to_string(), source: Box::new(e) })
         };
         let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source).map_err(pipeline_error)?;
         tracing::debug!(pipeline = %self.name, "plan:\n{}\ngraph:\n{}", self.plan.explain(self.parallelism), graph.describe());
@@ -523,11 +519,7 @@ impl PreparedPipeline {
 
 /// Opens a table's sink, with errors that name the table and where it was declared.
 pub fn create_sink(def: &TableDef, location: Location) -> Result<Box<dyn Sink>, EddyError> {
-    eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
-        table: def.name.clone(),
-        location,
-        message: e.to_string(),
-    })
+    eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector { table: def.name.clone(), location, message: e.to_string() })
 }
 
 /// A batch of text columns, for `SHOW` and `EXPLAIN` answers.

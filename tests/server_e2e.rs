@@ -96,7 +96,11 @@ fn sql_client_runs_statements_prints_like_psql_and_reports_errors() {
     assert!(stderr.contains("nothing_here"), "{stderr}");
 
     // No server there: exit 2, as psql.
-    let (code, _, stderr) = eddy().args(["sql", "--host", "127.0.0.1:1", "-c", "SHOW TABLES"]).output().map(|o| (o.status.code().unwrap(), (), String::from_utf8_lossy(&o.stderr).into_owned())).unwrap();
+    let (code, _, stderr) = eddy()
+        .args(["sql", "--host", "127.0.0.1:1", "-c", "SHOW TABLES"])
+        .output()
+        .map(|o| (o.status.code().unwrap(), (), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .unwrap();
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot connect"), "{stderr}");
     server.terminate();
@@ -353,11 +357,9 @@ fn interactive_session_in_a_terminal() {
 fn subscribe_streams_a_views_changes_with_retractions() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
-    server.ok(
-        "SET 'execution.checkpointing.interval' = '100 ms';
+    server.ok("SET 'execution.checkpointing.interval' = '100 ms';
          CREATE TABLE seq (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1');
-         CREATE MATERIALIZED VIEW odd_even AS SELECT id % 2 AS k, COUNT(*) AS n FROM seq GROUP BY id % 2",
-    );
+         CREATE MATERIALIZED VIEW odd_even AS SELECT id % 2 AS k, COUNT(*) AS n FROM seq GROUP BY id % 2");
     std::thread::sleep(Duration::from_millis(500));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -442,11 +444,9 @@ fn subscribe_streams_a_views_changes_with_retractions() {
 fn a_view_over_a_source_that_cannot_resume_starts_over_after_a_kill() {
     let data = tempfile::tempdir().unwrap();
     let mut server = Server::start(data.path(), &[]);
-    server.ok(
-        "SET 'execution.checkpointing.interval' = '200 ms';
+    server.ok("SET 'execution.checkpointing.interval' = '200 ms';
          CREATE TABLE person WITH ('connector' = 'nexmark', 'nexmark.table' = 'person', 'events.rate' = '20000');
-         CREATE MATERIALIZED VIEW per_auction AS SELECT state, COUNT(*) AS n FROM person GROUP BY state",
-    );
+         CREATE MATERIALIZED VIEW per_auction AS SELECT state, COUNT(*) AS n FROM person GROUP BY state");
     std::thread::sleep(Duration::from_millis(1000));
     assert!(one_row(&server.ok_csv("SELECT SUM(n) FROM per_auction"))[0] > 0);
     assert!(!data.path().join("checkpoints/p1").exists(), "no checkpoints for a source that cannot resume");
@@ -630,7 +630,8 @@ fn an_aggregate_over_a_group_by_and_having_retract_what_changed() {
             assert!(high - low <= 1, "MIN/MAX kept a retracted count: {spread:?}");
             reads += 1;
         }
-        let rows: Vec<Vec<i64>> = server.ok_csv("SELECT k, n, last_id FROM even").lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+        let rows: Vec<Vec<i64>> =
+            server.ok_csv("SELECT k, n, last_id FROM even").lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
         for row in &rows {
             let [k, n, top] = row[..] else { unreachable!() };
             assert_eq!(n % 2, 0, "HAVING let an odd count through: {rows:?}");
@@ -688,8 +689,7 @@ fn csv_rows(csv: &str) -> Vec<Vec<String>> {
 fn views_over_nexmark_bids_read_consistently_while_they_update() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
-    server.ok(
-        "SET 'parallelism' = '2';
+    server.ok("SET 'parallelism' = '2';
          SET 'execution.checkpointing.interval' = '200 ms';
          CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3),
                            WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND)
@@ -697,8 +697,7 @@ fn views_over_nexmark_bids_read_consistently_while_they_update() {
          CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder % 7 AS k, COUNT(*) AS n FROM bid GROUP BY bidder % 7;
          CREATE MATERIALIZED VIEW per_second AS
            SELECT window_start, window_end, COUNT(*) AS n, MAX(price) AS highest
-           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;",
-    );
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut client = runtime.block_on(eddy::client::connect(&server.address, None)).unwrap();
     let mut totals = Vec::new();
@@ -775,10 +774,8 @@ fn a_query_joins_two_views() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
     server.ok(&bids_table());
-    server.ok(
-        "CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction;
-         CREATE MATERIALIZED VIEW tops AS SELECT auction, MAX(price) AS top FROM bids GROUP BY auction;",
-    );
+    server.ok("CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction;
+         CREATE MATERIALIZED VIEW tops AS SELECT auction, MAX(price) AS top FROM bids GROUP BY auction;");
     wait_finished(&server, 2);
     // Expected: counts and top prices per auction, read from the file with serde_json.
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json")).unwrap();
@@ -866,6 +863,31 @@ fn line_after<'a>(explain: &'a str, operator: &str) -> &'a str {
     let mut lines = explain.lines().skip_while(|l| !l.contains(operator));
     assert!(lines.next().is_some(), "no {operator} in:\n{explain}");
     lines.next().unwrap_or_default()
+}
+
+#[test]
+fn a_second_server_on_a_data_dir_in_use_is_refused_and_a_killed_holder_leaves_no_stale_lock() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = Server::start(data.path(), &[]);
+    first.ok(&bids_table());
+    let pid = first.process.0.id();
+
+    let second = eddy().args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data.path()).env_remove("EDDY_TOKEN").output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the data directory {} is in use by another eddy server (pid {pid})", data.path().display())),
+        "the refusal names the directory and the holder: {stderr}"
+    );
+    assert!(second.stdout.is_empty(), "the second server must not start: {}", String::from_utf8_lossy(&second.stdout));
+    // The first one is untouched.
+    assert!(first.ok_csv("SHOW TABLES").contains("bids,filesystem"));
+
+    // SIGKILL gives no chance to clean up; the kernel releases the lock anyway.
+    first.process.kill();
+    let again = Server::start(data.path(), &[]);
+    assert!(again.ok_csv("SHOW TABLES").contains("bids,filesystem"));
+    again.terminate();
 }
 
 /// Views are fresh within a second or two at the default settings (a 10 s

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod error;
 pub mod functions;
+pub mod limits;
 pub mod parse;
 pub mod plan;
 pub mod stream_plan;

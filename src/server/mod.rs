@@ -5,6 +5,7 @@
 //! catalog and restarts the pipelines that were running (from their checkpoints).
 
 pub mod catalog;
+pub mod lock;
 pub mod pipelines;
 pub mod service;
 pub mod views;
@@ -40,6 +41,8 @@ pub enum Reply {
 /// The server's state: catalog, pipelines and views.
 pub struct Server {
     data_dir: PathBuf,
+    /// Held while the server lives, so no second server opens the same directory.
+    _lock: lock::DataDirLock,
     /// Where pipelines keep their checkpoints, one `ID/` under it each.
     checkpoints: CheckpointStore,
     /// Statements run one at a time, so the catalog and its file change in order.
@@ -58,6 +61,7 @@ struct State {
 impl Server {
     /// Opens (or creates) the data directory, replays its catalog and starts the
     /// pipelines that were running, with checkpoints under `DATA_DIR/checkpoints`.
+    /// Refuses a directory another server holds (see [`lock`]).
     pub async fn open(data_dir: &Path) -> Result<Arc<Server>, EddyError> {
         Self::open_with_checkpoints(data_dir, None).await
     }
@@ -71,9 +75,11 @@ impl Server {
         };
         std::fs::create_dir_all(data_dir)
             .map_err(|source| EddyError::Io { context: format!("cannot create the data directory {}", data_dir.display()), source })?;
+        let lock = lock::DataDirLock::acquire(data_dir)?;
         let catalog = Catalog::load(data_dir)?;
         let server = Arc::new(Server {
             data_dir: data_dir.to_path_buf(),
+            _lock: lock,
             checkpoints,
             state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
             pipelines: Pipelines::default(),
@@ -227,12 +233,10 @@ impl Server {
 
     /// Runs a script's statements in order, sending each one's replies; stops at the first error.
     pub async fn execute(&self, sql: &str, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), (usize, EddyError)> {
+        // A request of only comments and blanks is answered with nothing, as psql's empty query is.
         let statements = parse_script(sql).map_err(|e| (0, e.into()))?;
-        if statements.is_empty() {
-            return Err((0, EddyError::Unsupported("the request has no statement".into())));
-        }
         for (index, parsed) in statements.iter().enumerate() {
-            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e))?;
+            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e.pointing_into(parsed)))?;
         }
         Ok(())
     }
@@ -295,7 +299,13 @@ impl Server {
                     return Err(e);
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
+                state.catalog.pipelines.push(PipelineRecord {
+                    id: id.clone(),
+                    name: name.clone(),
+                    sql: parsed.text.clone(),
+                    running: true,
+                    parallelism: Some(handle.parallelism()),
+                });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
@@ -310,7 +320,13 @@ impl Server {
                     self.pipelines.remove(&id);
                     return Err(e);
                 }
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
+                state.catalog.pipelines.push(PipelineRecord {
+                    id: id.clone(),
+                    name: handle.name.clone(),
+                    sql: parsed.text.clone(),
+                    running: true,
+                    parallelism: Some(handle.parallelism()),
+                });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
@@ -322,16 +338,14 @@ impl Server {
                     Err(e) => return Err(e),
                 };
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
-                    return Err(EddyError::Conflict(format!("materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                    return Err(EddyError::Conflict(format!(
+                        "materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first",
+                        user.id, user.sql, user.id
+                    )));
                 }
                 state.session.drop_view_source(name);
-                let ids: Vec<String> = self
-                    .pipelines
-                    .all()
-                    .into_iter()
-                    .filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view)))
-                    .map(|p| p.id.clone())
-                    .collect();
+                let ids: Vec<String> =
+                    self.pipelines.all().into_iter().filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view))).map(|p| p.id.clone()).collect();
                 for id in &ids {
                     if let Some(handle) = self.pipelines.remove(id) {
                         handle.stop().await;
@@ -355,7 +369,10 @@ impl Server {
             }
             Statement::Drop { what: DropWhat::Table, name, .. } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
-                    return Err(EddyError::Conflict(format!("table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                    return Err(EddyError::Conflict(format!(
+                        "table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first",
+                        user.id, user.sql, user.id
+                    )));
                 }
                 self.run_in_session(&mut state, parsed, &send).await
             }
@@ -370,7 +387,8 @@ impl Server {
                 let mut unsorted = (**query).clone();
                 let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
                 let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
-                let inner = ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
+                let inner =
+                    ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
                 let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
                     return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
                 };
@@ -393,7 +411,8 @@ impl Server {
                     Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
                     _ => Vec::new(),
                 };
-                let inner = ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
+                let inner =
+                    ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
                 let Outcome::Rows(plan) = state.session.execute(&inner).await? else {
                     return Err(EddyError::Unsupported("EXPLAIN did not produce a plan".into()));
                 };
@@ -441,18 +460,27 @@ impl Server {
     }
 
     /// Plans a pipeline statement (`INSERT INTO`, `CREATE MATERIALIZED VIEW`) and registers it, not started.
-    async fn create_pipeline(&self, session: &Session, id: &str, parsed: &ParsedStatement, parallelism: Option<usize>) -> Result<Arc<PipelineHandle>, EddyError> {
+    async fn create_pipeline(
+        &self,
+        session: &Session,
+        id: &str,
+        parsed: &ParsedStatement,
+        parallelism: Option<usize>,
+    ) -> Result<Arc<PipelineHandle>, EddyError> {
         let (spec, target) = match &parsed.statement {
             Statement::Insert { table, query } => {
                 let spec = session.plan_insert(table, query, parsed.location).await?;
-                let Some(def) = spec.sink.clone() else { return Err(EddyError::Unsupported("INSERT INTO without a sink table".into())) };
+                let Some(def) = spec.sink.clone() else {
+                    return Err(EddyError::Unsupported("INSERT INTO without a sink table".into()));
+                };
                 let location = spec.location;
                 (spec, Target::Table(def, location))
             }
             Statement::CreateMaterializedView { name, query } => {
                 let spec = session.plan_query(query, parsed.location, name).await?;
                 let key = view_key(&spec.plan, parsed.location)?;
-                let view = MaterializedView::new(name, spec.plan.schema(), key).map_err(|e| EddyError::Unsupported(format!("materialized view `{name}`: {e}")))?;
+                let view =
+                    MaterializedView::new(name, spec.plan.schema(), key).map_err(|e| EddyError::Unsupported(format!("materialized view `{name}`: {e}")))?;
                 self.write_views().insert(name.clone(), Arc::clone(&view));
                 (spec, Target::View(view))
             }
@@ -522,7 +550,11 @@ async fn sort_and_send<F, Fut>(
     schema: SchemaRef,
     mut rows_rx: mpsc::Receiver<RecordBatch>,
     run: QueryRun,
-    (order_by, limit_clause, fetch): (Option<datafusion::sql::sqlparser::ast::OrderBy>, Option<datafusion::sql::sqlparser::ast::LimitClause>, Option<datafusion::sql::sqlparser::ast::Fetch>),
+    (order_by, limit_clause, fetch): (
+        Option<datafusion::sql::sqlparser::ast::OrderBy>,
+        Option<datafusion::sql::sqlparser::ast::LimitClause>,
+        Option<datafusion::sql::sqlparser::ast::Fetch>,
+    ),
     location: Location,
     send: &F,
 ) -> Result<(), EddyError>
@@ -578,7 +610,11 @@ fn batch_context() -> SessionContext {
 }
 
 /// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
-fn start_bounded_query(session: &Session, spec: &crate::session::PipelineSpec, location: Location) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
+fn start_bounded_query(
+    session: &Session,
+    spec: &crate::session::PipelineSpec,
+    location: Location,
+) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
     if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
         return Err(EddyError::Unsupported(format!(
             "at {location}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
@@ -645,10 +681,8 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
     loop {
         match node {
             StreamNode::Project { input, exprs, .. } => {
-                let direct: Vec<Option<usize>> = exprs
-                    .iter()
-                    .map(|e| e.downcast_ref::<datafusion::physical_expr::expressions::Column>().map(|c| c.index()))
-                    .collect();
+                let direct: Vec<Option<usize>> =
+                    exprs.iter().map(|e| e.downcast_ref::<datafusion::physical_expr::expressions::Column>().map(|c| c.index())).collect();
                 projection = Some(match projection {
                     None => direct,
                     Some(outer) => outer.into_iter().map(|i| i.and_then(|i| direct.get(i).copied().flatten())).collect(),
@@ -661,24 +695,27 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
                 let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
                 let key: Vec<usize> = output.iter().enumerate().filter(|(_, i)| i.is_some_and(|i| i < groups)).map(|(o, _)| o).collect();
                 if key.len() != groups {
-                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key")));
+                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(
+                        location,
+                        "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key",
+                    )));
                 }
                 return Ok(Some(key));
             }
             // Rows of another view, kept by that view's key.
             StreamNode::Source(source) if source.changelog => {
                 let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
-                let key: Option<Vec<usize>> = source
-                    .table
-                    .primary_key
-                    .iter()
-                    .map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i))))
-                    .collect();
+                let key: Option<Vec<usize>> =
+                    source.table.primary_key.iter().map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i)))).collect();
                 return match key {
                     Some(key) => Ok(Some(key)),
                     None => Err(EddyError::Sql(eddy_sql::SqlError::plan(
                         location,
-                        format!("a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key", source.table.name, source.table.primary_key.join(", ")),
+                        format!(
+                            "a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
+                            source.table.name,
+                            source.table.primary_key.join(", ")
+                        ),
                     ))),
                 };
             }
@@ -709,4 +746,3 @@ impl eddy_engine::Sink for ChannelSink {
         Ok(())
     }
 }
-
