@@ -178,6 +178,8 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             progress.abort();
             let summary = summary?;
             eprintln!("eddy: {summary}");
+            // Dropping what the run opened (Kafka consumers close) still takes a moment.
+            eddy_engine::failpoint::reach("exiting");
             Ok(())
         }
         Command::Server { listen, data_dir, checkpoints, token } => serve(&listen, &data_dir, checkpoints.as_deref(), token).await,

@@ -18,7 +18,7 @@ use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::graph::Graph;
 use eddy_engine::metrics::MetricsSnapshot;
 use eddy_engine::operator::SideOutput;
-use eddy_engine::runtime::{self, PipelineOutputs, RunOptions, SideSink};
+use eddy_engine::runtime::{self, Ended, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
 use eddy_sql::{parse_script, DropWhat, Location, ParsedStatement, Planner, ShowWhat, Statement, StreamPlan, TableDef};
 use tokio::sync::watch;
@@ -330,6 +330,7 @@ impl Session {
             parallelism: self.parallelism(),
             checkpoint_interval: self.checkpoint_interval(),
             checkpoint_trigger: None,
+            refresh_interval: None,
             view_sources: spec
                 .plan
                 .sources()
@@ -389,49 +390,36 @@ impl Session {
     ) -> Result<RunSummary, EddyError> {
         let started = Instant::now();
         let stores: Vec<Option<CheckpointStore>> = pipelines.iter().map(|spec| self.checkpoint_store(spec)).collect::<Result<_, _>>()?;
-        // A script resumed after a crash does not run again the pipelines that had
-        // already finished (their rows are written); once every one has finished,
-        // the next run of the script starts afresh.
-        let resuming_none = all_finished(pipelines, &stores).await?;
+        // A pipeline whose checkpoints hold the record that it ran to its end (in
+        // this script's interrupted run or an earlier one) is not run again: its
+        // rows are written, and reading its input again would write them twice.
         let mut runs = Vec::new();
         for (spec, store) in pipelines.iter().zip(&stores) {
-            if let Some(store) = store {
-                let failed = |source| EddyError::Pipeline { pipeline: spec.name.clone(), source };
-                if resuming_none {
-                    store.reset().await.map_err(failed)?;
-                } else if store.is_finished().await.map_err(failed)? {
-                    eprintln!("eddy: {} (line {}) ran to its end before the interruption; not running it again", spec.name, spec.location.line);
-                    continue;
-                }
-            }
             let sink = match self.open_sink(spec)? {
                 Some(sink) => sink,
                 None => select_sink(spec),
             };
             let prepared = self.prepare(spec);
-            runs.push(prepared.run(sink, Arc::clone(&metrics), stop.clone(), store.clone()));
+            runs.push(prepared.run_to_end(sink, Arc::clone(&metrics), stop.clone(), store.clone()));
         }
-        for result in futures::future::join_all(runs).await {
-            result?;
+        let results = futures::future::join_all(runs).await;
+        eddy_engine::failpoint::reach("script-completed");
+        let mut completed_before = 0;
+        for (spec, result) in pipelines.iter().zip(results) {
+            if result? == Ended::AlreadyCompleted {
+                completed_before += 1;
+                eprintln!("eddy: {} (line {}) already ran to its end with these checkpoints; not running it again", spec.name, spec.location.line);
+            }
         }
-        if all_finished(pipelines, &stores).await? {
-            for (spec, store) in pipelines.iter().zip(stores.iter().flatten()) {
-                store.reset().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+        if completed_before == pipelines.len() {
+            if let Some(location) = self.settings.get("state.checkpoints.dir") {
+                eprintln!(
+                    "eddy: every pipeline of this script already ran to its end with the checkpoints in {location}, so nothing was read (not even input added since); to run the script again from the start, delete that directory or use another checkpoint directory"
+                );
             }
         }
         Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed() })
     }
-}
-
-/// Whether every pipeline keeps checkpoints and has run to its end.
-async fn all_finished(pipelines: &[PipelineSpec], stores: &[Option<CheckpointStore>]) -> Result<bool, EddyError> {
-    for (spec, store) in pipelines.iter().zip(stores) {
-        let Some(store) = store else { return Ok(false) };
-        if !store.is_finished().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// What one statement did.
@@ -454,6 +442,8 @@ pub struct PreparedPipeline {
     parallelism: usize,
     checkpoint_interval: Option<Duration>,
     checkpoint_trigger: Option<Arc<tokio::sync::Notify>>,
+    /// How often its sink is refreshed between checkpoints (a materialized view's).
+    refresh_interval: Option<Duration>,
     /// Sources of the plan's tables that are not opened through a connector.
     view_sources: HashMap<String, Arc<dyn eddy_engine::Source>>,
 }
@@ -476,6 +466,13 @@ impl PreparedPipeline {
         self
     }
 
+    /// Refreshes the sink every `interval` between checkpoints (see
+    /// [`eddy_engine::Message::Refresh`]): for a materialized view, so reads are that fresh.
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
     /// Runs the pipeline into `sink` until its sources end or `stop` turns true,
     /// saving checkpoints to (and resuming from) `checkpoints` when given.
     pub async fn run(
@@ -485,6 +482,18 @@ impl PreparedPipeline {
         stop: watch::Receiver<bool>,
         checkpoints: Option<CheckpointStore>,
     ) -> Result<(), EddyError> {
+        self.run_to_end(sink, metrics, stop, checkpoints).await.map(|_| ())
+    }
+
+    /// [`PreparedPipeline::run`], telling how the run ended: in particular that
+    /// `checkpoints` held the record of an earlier run that completed, so nothing ran.
+    pub async fn run_to_end(
+        self,
+        sink: Box<dyn Sink>,
+        metrics: Arc<PipelineMetrics>,
+        stop: watch::Receiver<bool>,
+        checkpoints: Option<CheckpointStore>,
+    ) -> Result<Ended, EddyError> {
         let name = self.name.clone();
         let pipeline_error = |source| EddyError::Pipeline { pipeline: name.clone(), source };
         let view_sources = self.view_sources;
@@ -502,7 +511,12 @@ impl PreparedPipeline {
             side.insert((source, kind), SideSink { table: def.name.clone(), sink: create_sink(&def, location)?, schema: def.sink_schema() });
         }
         let outputs = PipelineOutputs { sink_table: self.name.clone(), sink, side };
-        let options = RunOptions { checkpoint_interval: self.checkpoint_interval, checkpoints, trigger: self.checkpoint_trigger };
+        let options = RunOptions {
+            checkpoint_interval: self.checkpoint_interval,
+            checkpoints,
+            trigger: self.checkpoint_trigger,
+            refresh_interval: self.refresh_interval,
+        };
         runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }
 }

@@ -174,7 +174,7 @@ fn the_progress_line_reports_the_last_checkpoint() {
 
 /// A script resumed after a crash does not run again a pipeline that had already
 /// finished (its rows would be written twice); once all have finished, running the
-/// script again starts afresh.
+/// script again with the same checkpoints says so and writes nothing.
 #[test]
 fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -216,14 +216,16 @@ fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     let resumed = run().wait_with_output().expect("eddy run");
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
-    assert!(stderr.contains("quick_out (line 8) ran to its end before the interruption; not running it again"), "{stderr}");
+    assert!(stderr.contains("quick_out (line 8) already ran to its end with these checkpoints; not running it again"), "{stderr}");
     assert_eq!(committed_ids(&quick), (0..100).collect::<Vec<_>>(), "the finished pipeline's rows are there once");
     assert_eq!(committed_ids(&slow), (0..3000).collect::<Vec<_>>(), "the interrupted one resumed without loss or duplicates");
 
-    // Everything finished: the next run is a new run of the whole script.
+    // Everything finished: running the script again with the same checkpoints reads nothing.
     let again = run().wait_with_output().expect("eddy run");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    assert_eq!(committed_ids(&quick).len(), 200, "a new run writes its rows again");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("every pipeline of this script already ran to its end"), "{stderr}");
+    assert_eq!((committed_ids(&quick).len(), committed_ids(&slow).len()), (100, 3000), "a completed script writes nothing again");
 }
 
 /// Checkpoints in an S3 bucket (`--checkpoint-dir s3://bucket/prefix`, here on an
@@ -273,7 +275,7 @@ async fn checkpoints_in_an_s3_bucket_survive_a_kill() {
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(committed_ids(&out), (0..8000).collect::<Vec<_>>(), "resumed from the bucket without loss or duplicates");
     let left = objects(s3_keys(&endpoint, &bucket, "pipelines/").await);
-    assert!(left.is_empty(), "a finished script leaves no checkpoint behind: {left:?}");
+    assert_eq!(left, vec!["pipelines/out-line6/_FINISHED".to_string()], "a finished script leaves only its completion record behind");
 }
 
 /// Runs `script` with stdout a pipe its reader closes after `lines` lines;

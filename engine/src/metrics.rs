@@ -30,6 +30,9 @@ pub struct PipelineMetrics {
     pub checkpoint_bytes: AtomicU64,
     /// When it completed, in ms since the Unix epoch (0: none yet), so status can say how old it is.
     pub checkpoint_at_ms: AtomicI64,
+    /// The time of the last refresh the sink showed (ms since the Unix epoch; 0:
+    /// none): a view shows what its pipeline had read by then.
+    pub refreshed_at_ms: AtomicU64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
 }
@@ -47,6 +50,7 @@ impl Default for PipelineMetrics {
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
             checkpoint_at_ms: AtomicI64::new(0),
+            refreshed_at_ms: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
         }
     }

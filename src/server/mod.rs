@@ -153,7 +153,7 @@ impl Server {
                 if record.running {
                     handle.start()?;
                 } else {
-                    handle.load_stopped_view().await?;
+                    let _loaded = handle.load_stopped_view().await?;
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())
@@ -213,6 +213,9 @@ impl Server {
         let mut state = self.state.lock().await;
         // Looked up under the lock: a pipeline just dropped cannot come back as a ghost.
         let handle = self.pipelines.find(id)?;
+        if !handle.is_running() {
+            handle.forget_completion().await?;
+        }
         handle.start_with(parallelism)?;
         if let Some(record) = state.catalog.pipeline_mut(&handle.id) {
             record.parallelism = Some(handle.parallelism());
@@ -225,7 +228,7 @@ impl Server {
     /// marked running, so the next start resumes them.
     pub async fn shutdown(&self) {
         let _state = self.state.lock().await;
-        futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop())).await;
+        futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop_for_shutdown())).await;
     }
 
     /// Runs a script's statements in order, sending each one's replies; stops at the first error.
@@ -244,12 +247,18 @@ impl Server {
         let mut state = self.state.lock().await;
         match &parsed.statement {
             Statement::Show(ShowWhat::Pipelines) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
                 let rows = self.pipelines.all().into_iter().map(|p| {
                     let s = p.status();
-                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), s.sql, s.error]
+                    // How old the view's rows are; empty for INSERT INTO pipelines.
+                    let view_lag = match (s.status.as_str(), s.view_as_of_ms) {
+                        ("RUNNING", Some(at)) => format!("{:.1} s", (now - at).max(0) as f64 / 1000.0),
+                        _ => String::new(),
+                    };
+                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), view_lag, s.sql, s.error]
                 });
                 drop(state);
-                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "sql", "error"], rows)).await
+                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows)).await
             }
             Statement::Show(ShowWhat::Views) => {
                 let mut rows: Vec<Vec<String>> = state.session.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
