@@ -35,6 +35,9 @@ pub enum Reply {
     Batch(RecordBatch),
     /// The statement is done.
     Done { tag: String, pipeline_id: Option<String>, rows: u64 },
+    /// Something the user should know about a statement that was accepted (a
+    /// window that multiplies state), sent before its `Done`, like psql's WARNING.
+    Notice(String),
 }
 
 /// The server's state: catalog, pipelines and views.
@@ -285,6 +288,9 @@ impl Server {
                     self.write_views().remove(name);
                     return Err(e);
                 }
+                for warning in handle.warnings() {
+                    send(Reply::Notice(warning)).await?;
+                }
                 expose_view(&mut state.session, &handle, parsed.location)?;
                 state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
                 state.catalog.save(&self.data_dir)?;
@@ -300,6 +306,9 @@ impl Server {
                 if let Err(e) = handle.start() {
                     self.pipelines.remove(&id);
                     return Err(e);
+                }
+                for warning in handle.warnings() {
+                    send(Reply::Notice(warning)).await?;
                 }
                 state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
                 state.catalog.save(&self.data_dir)?;
