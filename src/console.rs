@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::error::ArrowError;
 use eddy_engine::metrics::MetricsSnapshot;
 use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -20,13 +20,13 @@ pub struct TableSink;
 #[async_trait]
 impl Sink for TableSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        println!("{}", pretty_format_batches(&[batch])?);
+        print!("{}", table(&batch, Footer::Hide)?);
         Ok(())
     }
 
     /// Rows of an updating query that no longer hold (its new rows follow).
     async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        println!("retracted:\n{}", pretty_format_batches(&[batch])?);
+        print!("retracted:\n{}", table(&batch, Footer::Hide)?);
         Ok(())
     }
 
@@ -35,10 +35,25 @@ impl Sink for TableSink {
     }
 }
 
+/// Whether a printed table ends with psql's `(N rows)`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Footer {
+    Show,
+    Hide,
+}
+
+/// `batch` laid out as `eddy sql` (and psql) print results. The same formatter
+/// for both, and linear in the size of the cells (arrow's pretty printer took
+/// over 20 s for a 5 MB string).
+fn table(batch: &RecordBatch, footer: Footer) -> Result<String, ArrowError> {
+    let options = crate::client::format::PrintOptions { footer: footer == Footer::Show, ..Default::default() };
+    crate::client::format::render(&batch.schema(), std::slice::from_ref(batch), &options)
+}
+
 /// Prints rows a statement answered with (`SHOW TABLES`, `EXPLAIN`) to stdout.
 pub fn print_rows(batch: &RecordBatch) {
-    match pretty_format_batches(std::slice::from_ref(batch)) {
-        Ok(table) => println!("{table}"),
+    match table(batch, Footer::Show) {
+        Ok(table) => print!("{table}"),
         Err(e) => eprintln!("eddy: cannot print the result: {e}"),
     }
 }
@@ -62,7 +77,7 @@ impl Sink for LiveSink {
         if self.last.is_none_or(|t| t.elapsed() >= self.every) && batch.num_rows() > 0 {
             self.last = Some(Instant::now());
             let sample = batch.slice(0, batch.num_rows().min(3));
-            println!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), pretty_format_batches(&[sample])?);
+            print!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), table(&sample, Footer::Hide)?);
         }
         self.inner.write(batch).await
     }

@@ -1,6 +1,6 @@
 //! The binary crate's one error enum: wraps the layers' errors with what the user ran.
 
-use eddy_sql::{Location, SqlError};
+use eddy_sql::{Location, ParsedStatement, SqlError};
 
 /// Why a script could not run.
 #[derive(Debug, thiserror::Error)]
@@ -32,4 +32,15 @@ pub enum EddyError {
     /// A setting has a value Eddy cannot use.
     #[error("setting '{key}' = '{value}': {message}")]
     Setting { key: String, value: String, message: String },
+}
+
+impl EddyError {
+    /// A planning error of `statement`, pointed at the name it complains about
+    /// (see [`SqlError::pointing_into`]), so the client's caret is under it.
+    pub fn pointing_into(self, statement: &ParsedStatement) -> Self {
+        match self {
+            EddyError::Sql(e) => EddyError::Sql(e.pointing_into(&statement.text, statement.location)),
+            other => other,
+        }
+    }
 }

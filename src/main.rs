@@ -77,7 +77,7 @@ enum Command {
         #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// Run this command (statements and backslash commands); may be repeated.
-        #[arg(short = 'c', long = "command")]
+        #[arg(short = 'c', long = "command", allow_hyphen_values = true)]
         commands: Vec<String>,
         /// Run the statements in this file ('-' for stdin); may be repeated.
         #[arg(short = 'f', long = "file")]
@@ -120,7 +120,9 @@ fn main() -> ExitCode {
     eddy::allocator::tune();
     // EDDY_LOG=info|debug|trace shows more of what the engine does; warnings are always shown.
     let level = std::env::var("EDDY_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal: escape codes in a log file or a pipe are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_max_level(level).with_ansi(colour).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     if let Command::Sql { host, token, commands, files, csv, expanded, quiet } = cli.command {
         return run_client(eddy::client::ClientOptions { host, token, commands, files, csv, expanded, quiet });

@@ -164,7 +164,7 @@ impl Session {
     pub async fn execute_script(&mut self, sql: &str) -> Result<Vec<PipelineSpec>, EddyError> {
         let mut pipelines = Vec::new();
         for parsed in parse_script(sql)? {
-            match self.execute(&parsed).await? {
+            match self.execute(&parsed).await.map_err(|e| e.pointing_into(&parsed))? {
                 Outcome::Done(_) => {}
                 Outcome::Rows(batch) => crate::console::print_rows(&batch),
                 Outcome::Pipeline(spec) => pipelines.push(spec),

@@ -79,6 +79,10 @@ pub enum DropWhat {
 
 /// Parses every statement of a script, separated by `;`.
 pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
+    // Editors on Windows save UTF-8 with a byte-order mark; it is not part of the
+    // SQL, and no editor counts it as a column.
+    let sql = sql.strip_prefix('\u{feff}').unwrap_or(sql);
+    let lines = LineStarts::new(sql);
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| {
         SqlError::syntax(Location { line: e.location.line, column: e.location.column }, e.message)
@@ -90,7 +94,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
             Token::Whitespace(_) => {}
             Token::SemiColon => {
                 if !current.is_empty() {
-                    statements.push(parse_statement(sql, std::mem::take(&mut current))?);
+                    statements.push(parse_statement(sql, &lines, std::mem::take(&mut current))?);
                 }
             }
             Token::EOF => {}
@@ -98,7 +102,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
         }
     }
     if !current.is_empty() {
-        statements.push(parse_statement(sql, current)?);
+        statements.push(parse_statement(sql, &lines, current)?);
     }
     Ok(statements)
 }
@@ -107,10 +111,10 @@ fn location_of(token: &TokenWithSpan) -> Location {
     Location { line: token.span.start.line, column: token.span.start.column }
 }
 
-fn parse_statement(sql: &str, tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
+fn parse_statement(sql: &str, lines: &LineStarts, tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
     let location = location_of(&tokens[0]);
     let text = match tokens.last() {
-        Some(last) => slice_between(sql, location, Location { line: last.span.end.line, column: last.span.end.column }),
+        Some(last) => lines.slice(sql, location, Location { line: last.span.end.line, column: last.span.end.column }),
         None => String::new(),
     };
     let mut cursor = Cursor::new(tokens);
@@ -134,25 +138,32 @@ pub fn referenced_tables(query: &Query) -> Vec<String> {
 }
 
 /// The text of `sql` from `start` up to (not including) `end`, both 1-based line/column in characters.
-fn slice_between(sql: &str, start: Location, end: Location) -> String {
-    let offset = |at: Location| -> usize {
-        let mut line = 1;
-        let mut column = 1;
-        for (i, c) in sql.char_indices() {
-            if line == at.line && column == at.column {
-                return i;
-            }
-            if c == '\n' {
-                line += 1;
-                column = 1;
-            } else {
-                column += 1;
-            }
-        }
-        sql.len()
-    };
-    let (from, to) = (offset(start), offset(end));
-    sql.get(from..to.max(from)).unwrap_or_default().trim().to_string()
+/// Where each line of a script starts, so a statement's text is cut out in time
+/// proportional to the statement, not to everything before it (a script of many
+/// statements, or one huge literal, stays linear).
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn new(sql: &str) -> Self {
+        LineStarts(std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// The byte offset of a 1-based line and column (sqlparser counts columns in characters).
+    fn offset(&self, sql: &str, at: Location) -> usize {
+        let Some(&line_start) = self.0.get((at.line.max(1) - 1) as usize) else { return sql.len() };
+        let rest = sql.get(line_start..).unwrap_or_default();
+        let skip = (at.column.max(1) - 1) as usize;
+        rest.char_indices().take_while(|(_, c)| *c != '\n').nth(skip).map(|(i, _)| line_start + i).unwrap_or_else(|| {
+            // The column is just past the line's last character.
+            line_start + rest.find('\n').unwrap_or(rest.len())
+        })
+    }
+
+    /// The text between two locations, trimmed.
+    fn slice(&self, sql: &str, start: Location, end: Location) -> String {
+        let (from, to) = (self.offset(sql, start), self.offset(sql, end));
+        sql.get(from..to.max(from)).unwrap_or_default().trim().to_string()
+    }
 }
 
 impl Cursor {

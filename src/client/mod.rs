@@ -68,7 +68,9 @@ pub async fn connect(host: &str, token: Option<&str>) -> Result<Client, String> 
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| "the token has characters a header cannot carry".to_string())?),
         None => None,
     };
-    Ok(EddyClient::with_interceptor(channel, Auth(auth)))
+    Ok(EddyClient::with_interceptor(channel, Auth(auth))
+        .max_decoding_message_size(eddy_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(eddy_proto::MAX_MESSAGE_BYTES))
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -93,6 +95,9 @@ pub struct StatementResult {
 /// keeps the answers of the statements before it.
 pub async fn execute(client: &mut Client, sql: &str) -> Result<Vec<StatementResult>, (Vec<StatementResult>, Status)> {
     let mut results = Vec::new();
+    if sql.len() > eddy_proto::MAX_STATEMENT_BYTES {
+        return Err((results, Status::invalid_argument(eddy_proto::statement_too_large(sql.len()))));
+    }
     let mut stream = match client.execute_sql(ExecuteSqlRequest { sql: sql.to_string() }).await {
         Ok(r) => r.into_inner(),
         Err(status) => return Err((results, status)),

@@ -227,12 +227,10 @@ impl Server {
 
     /// Runs a script's statements in order, sending each one's replies; stops at the first error.
     pub async fn execute(&self, sql: &str, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), (usize, EddyError)> {
+        // A request of only comments and blanks is answered with nothing, as psql's empty query is.
         let statements = parse_script(sql).map_err(|e| (0, e.into()))?;
-        if statements.is_empty() {
-            return Err((0, EddyError::Unsupported("the request has no statement".into())));
-        }
         for (index, parsed) in statements.iter().enumerate() {
-            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e))?;
+            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e.pointing_into(parsed)))?;
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ pub struct EddyService {
 /// Maps an error to the gRPC code that says whose move it is; SQL errors carry
 /// their position as `eddy-line` / `eddy-column` metadata for the client's caret.
 pub fn status_of(error: &EddyError) -> Status {
-    let message = error.to_string();
+    let message = abbreviate(&error.to_string());
     let mut status = match error {
         EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
         EddyError::NotFound(_) => Status::not_found(message),
@@ -50,6 +50,24 @@ pub fn status_of(error: &EddyError) -> Status {
     status
 }
 
+/// The most characters of an error message sent to a client. gRPC carries the
+/// message in a trailer, and HTTP/2 peers drop header blocks past 16 KiB (after
+/// percent-encoding), which left the client an empty `ERROR:` for a statement
+/// with a 20,000-character identifier.
+const STATUS_MESSAGE_CHARS_MAX: usize = 2_000;
+
+/// `message`, with its middle elided when it is too long to send.
+fn abbreviate(message: &str) -> String {
+    let chars = message.chars().count();
+    if chars <= STATUS_MESSAGE_CHARS_MAX {
+        return message.to_string();
+    }
+    let (head, tail) = (STATUS_MESSAGE_CHARS_MAX * 3 / 4, STATUS_MESSAGE_CHARS_MAX / 4);
+    let start: String = message.chars().take(head).collect();
+    let end: String = message.chars().skip(chars - tail).collect();
+    format!("{start} … ({} characters elided) … {end}", chars - head - tail)
+}
+
 #[tonic::async_trait]
 impl Eddy for EddyService {
     type ExecuteSqlStream = ResponseStream<ExecuteSqlResponse>;
@@ -57,6 +75,9 @@ impl Eddy for EddyService {
 
     async fn execute_sql(&self, request: Request<ExecuteSqlRequest>) -> Result<Response<Self::ExecuteSqlStream>, Status> {
         let sql = request.into_inner().sql;
+        if sql.len() > eddy_proto::MAX_STATEMENT_BYTES {
+            return Err(Status::invalid_argument(eddy_proto::statement_too_large(sql.len())));
+        }
         let (replies_tx, mut replies_rx) = mpsc::channel::<(usize, Reply)>(16);
         let (out_tx, out_rx) = mpsc::channel::<Result<ExecuteSqlResponse, Status>>(16);
         let server = Arc::clone(&self.server);
@@ -193,7 +214,10 @@ pub async fn serve(
             None => Err(Status::unauthenticated("this server needs a token: pass --token (authorization: Bearer <token>)")),
         }
     };
-    let service = EddyServer::with_interceptor(EddyService { server }, check);
+    let service = EddyServer::new(EddyService { server })
+        .max_decoding_message_size(eddy_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(eddy_proto::MAX_MESSAGE_BYTES);
+    let service = tonic::service::interceptor::InterceptedService::new(service, check);
     tonic::transport::Server::builder()
         .add_service(service)
         // Without TCP_NODELAY a small reply waits for the client's delayed ACK (~40 ms).
