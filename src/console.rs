@@ -1,6 +1,7 @@
 //! What Eddy prints while it runs: query results, live samples of sink output, progress.
 
 use std::io::Write;
+use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::error::ArrowError;
+use eddy_engine::metrics::MetricsSnapshot;
 use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::error::EddyError;
@@ -117,49 +120,101 @@ impl Sink for LiveSink {
     }
 }
 
-/// Prints a progress line to stderr every `secs` seconds (none when 0) until aborted.
+/// How often the progress bar is redrawn (a terminal shows it moving; the plain
+/// line keeps its own interval).
+const BAR_REFRESH: Duration = Duration::from_millis(100);
+
+/// Shows progress on stderr until aborted: in a terminal, over inputs whose size
+/// is known (files), a bar with the share read and the time left; otherwise (logs,
+/// tests, Kafka or generator sources) a line every `secs` seconds. Nothing when
+/// `secs` is 0.
 pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<String>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if secs == 0 {
             return;
         }
+        let terminal = std::io::stderr().is_terminal();
         let started = Instant::now();
         let mut previous = metrics.snapshot();
-        let mut interval = tokio::time::interval(Duration::from_secs(secs));
+        let mut last_line = Instant::now();
+        let mut bar: Option<ProgressBar> = None;
+        let every = Duration::from_secs(secs);
+        let mut interval = tokio::time::interval(if terminal { BAR_REFRESH } else { every });
         interval.tick().await;
         loop {
             interval.tick().await;
+            if terminal {
+                if let Some((read, total)) = metrics.input_progress() {
+                    let bar = bar.get_or_insert_with(|| progress_bar(total));
+                    bar.set_length(total.max(1));
+                    bar.set_position(read);
+                    let now = metrics.snapshot();
+                    bar.set_message(format!(
+                        "rows in {}  rows out {}  state {}B",
+                        human(now.rows_in as f64),
+                        human(now.rows_out as f64),
+                        human(metrics.state_bytes.load(Ordering::Relaxed) as f64)
+                    ));
+                    continue;
+                }
+                if last_line.elapsed() < every {
+                    continue;
+                }
+            }
             let now = metrics.snapshot();
-            let rate = (now.rows_in - previous.rows_in) as f64 / secs as f64;
-            let watermark = EventTime(metrics.watermark_ms.load(Ordering::Relaxed));
-            let (lag, problems) = metrics.source_health();
-            let checkpoint = match metrics.checkpoint_id.load(Ordering::Relaxed) {
-                0 => String::new(),
-                id => format!(
-                    "  checkpoint {id} ({} ms, {}B)",
-                    metrics.checkpoint_ms.load(Ordering::Relaxed),
-                    human(metrics.checkpoint_bytes.load(Ordering::Relaxed) as f64)
-                ),
-            };
-            eprintln!(
-                "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  watermark {}{}{}",
-                label.as_deref().map(|l| format!("[{l}] ")).unwrap_or_default(),
-                started.elapsed().as_secs_f64(),
-                human(now.rows_in as f64),
-                human(rate),
-                human(now.rows_out as f64),
-                now.late_rows,
-                now.malformed_rows,
-                watermark,
-                lag.map(|l| format!("  lag {}", human(l as f64))).unwrap_or_default(),
-                checkpoint
-            );
-            for problem in problems {
-                eprintln!("  source problem: {problem}");
+            let rate = (now.rows_in - previous.rows_in) as f64 / last_line.elapsed().as_secs_f64().max(0.001);
+            last_line = Instant::now();
+            let line = progress_line(&metrics, now, rate, started, label.as_deref());
+            match &bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
             }
             previous = now;
         }
     })
+}
+
+/// The bar for an input of `total` bytes: share read, bytes, time left, counters.
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total.max(1)), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {percent:>3}% of {total_bytes}, {eta} left  {msg}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// One plain progress line, with the counters, the watermark, lag and the last checkpoint.
+fn progress_line(metrics: &PipelineMetrics, now: MetricsSnapshot, rate: f64, started: Instant, label: Option<&str>) -> String {
+    let watermark = EventTime(metrics.watermark_ms.load(Ordering::Relaxed));
+    let (lag, problems) = metrics.source_health();
+    let checkpoint = match metrics.checkpoint_id.load(Ordering::Relaxed) {
+        0 => String::new(),
+        id => format!(
+            "  checkpoint {id} ({} ms, {}B)",
+            metrics.checkpoint_ms.load(Ordering::Relaxed),
+            human(metrics.checkpoint_bytes.load(Ordering::Relaxed) as f64)
+        ),
+    };
+    let state = metrics.state_bytes.load(Ordering::Relaxed);
+    let mut line = format!(
+        "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  state {}B  watermark {}{}{}",
+        label.map(|l| format!("[{l}] ")).unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+        human(now.rows_in as f64),
+        human(rate),
+        human(now.rows_out as f64),
+        now.late_rows,
+        now.malformed_rows,
+        human(state as f64),
+        watermark,
+        lag.map(|l| format!("  lag {}", human(l as f64))).unwrap_or_default(),
+        checkpoint
+    );
+    for problem in problems {
+        line.push_str(&format!("\n  source problem: {problem}"));
+    }
+    line
 }
 
 /// 1234567 -> "1.23M".

@@ -32,7 +32,9 @@ enum Command {
         /// Tasks per keyed operator (default: `SET 'parallelism'`, else the number of cores).
         #[arg(long)]
         parallelism: Option<usize>,
-        /// Seconds between progress lines on stderr (0 turns them off).
+        /// Seconds between progress lines on stderr (0 turns them off). When stderr is
+        /// a terminal and every source is a file, a progress bar (share of the input
+        /// read, time left) takes their place.
         #[arg(long, default_value_t = 5)]
         progress_secs: u64,
         /// Save checkpoints (source positions, operator state) in this directory or
@@ -170,6 +172,11 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             if pipelines.is_empty() {
                 eprintln!("eddy: {} has no INSERT INTO or SELECT statement: nothing to run", file.display());
                 return Ok(());
+            }
+            for spec in &pipelines {
+                for warning in spec.plan.warnings() {
+                    eprintln!("eddy: warning: {} (line {}): {warning}", spec.name, spec.location.line);
+                }
             }
             let metrics = Arc::new(PipelineMetrics::default());
             let progress = eddy::console::spawn_progress(Arc::clone(&metrics), progress_secs, None);

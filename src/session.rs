@@ -86,6 +86,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "execution.checkpointing.interval",
         "how often sinks commit (files become visible, buffers are flushed), e.g. '10 s' (default 10 s; '0' = only at the end)",
     ),
+    (
+        "pipeline.state.max-memory",
+        "the most memory a pipeline's operator state (groups, windows, sessions) may hold, e.g. '512 mb'; a pipeline over it fails with a message instead of taking the machine down (default: no limit)",
+    ),
 ];
 
 /// Default of `'execution.checkpointing.interval'` (Flink's option name).
@@ -110,6 +114,11 @@ impl Session {
         }
     }
 
+    /// The most bytes of operator state a pipeline may hold: `SET 'pipeline.state.max-memory'`.
+    pub fn max_state_bytes(&self) -> Option<u64> {
+        self.settings.get("pipeline.state.max-memory").and_then(|v| eddy_connectors::parse_size("pipeline.state.max-memory", v).ok())
+    }
+
     /// Sets a session setting, as `SET 'key' = 'value'` does.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), EddyError> {
         let error = |message: &str| EddyError::Setting { key: key.to_string(), value: value.to_string(), message: message.to_string() };
@@ -130,6 +139,12 @@ impl Session {
             "execution.checkpointing.interval" => {
                 if eddy_connectors::parse_duration(key, value).is_err() {
                     return Err(error("expected a duration such as '10 s', '500 ms' or '1 min' ('0' commits only at the end)"));
+                }
+                self.settings.insert(key.to_string(), value.trim().to_string());
+            }
+            "pipeline.state.max-memory" => {
+                if eddy_connectors::parse_size(key, value).is_err() {
+                    return Err(error("expected a memory size such as '512 mb' or '2 gb' (units: B, KB, MB, GB, TB)"));
                 }
                 self.settings.insert(key.to_string(), value.trim().to_string());
             }
@@ -329,6 +344,7 @@ impl Session {
             side,
             parallelism: self.parallelism(),
             checkpoint_interval: self.checkpoint_interval(),
+            max_state_bytes: self.max_state_bytes(),
             checkpoint_trigger: None,
             refresh_interval: None,
             view_sources: spec
@@ -441,6 +457,8 @@ pub struct PreparedPipeline {
     side: Vec<(String, SideOutput, TableDef, Location)>,
     parallelism: usize,
     checkpoint_interval: Option<Duration>,
+    /// `'pipeline.state.max-memory'` when the pipeline was planned.
+    max_state_bytes: Option<u64>,
     checkpoint_trigger: Option<Arc<tokio::sync::Notify>>,
     /// How often its sink is refreshed between checkpoints (a materialized view's).
     refresh_interval: Option<Duration>,
@@ -516,6 +534,7 @@ impl PreparedPipeline {
             checkpoints,
             trigger: self.checkpoint_trigger,
             refresh_interval: self.refresh_interval,
+            max_state_bytes: self.max_state_bytes,
         };
         runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }

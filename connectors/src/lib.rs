@@ -35,7 +35,7 @@ pub mod registry;
 pub mod testing;
 
 pub use error::ConnectorError;
-pub use options::{parse_duration, DEFAULT_BATCH_ROWS};
+pub use options::{parse_duration, parse_size, DEFAULT_BATCH_ROWS};
 pub use registry::{
     accepts_retractions, accepts_updates, can_resume, connector_spec, create_sink, create_source, create_source_reading, describe_connectors, is_bounded, source_schema,
     validate_options, ConnectorSpec, CONNECTORS,

@@ -79,7 +79,8 @@ pub fn parse_duration(key: &str, value: &str) -> Result<std::time::Duration, Con
 }
 
 /// A memory size like Flink's: `1024`, `64kb`, `128MB`, `1 gb` (units are powers of 1024).
-pub(crate) fn parse_size(key: &str, value: &str) -> Result<u64, ConnectorError> {
+/// Public so session settings read sizes exactly as options do.
+pub fn parse_size(key: &str, value: &str) -> Result<u64, ConnectorError> {
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);

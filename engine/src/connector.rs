@@ -78,6 +78,9 @@ pub struct ReaderStatus {
     pub lag: Option<u64>,
     /// A problem the reader is retrying through (e.g. the broker is unreachable).
     pub problem: Option<String>,
+    /// How much of a bounded input it has read, as `(read, total)` bytes of its
+    /// file, when it knows: what `eddy run`'s progress bar and time left come from.
+    pub input_bytes: Option<(u64, u64)>,
 }
 
 /// Reads one partition of a source, in order.

@@ -18,12 +18,21 @@ pub enum EngineError {
     /// Evaluating an expression or aggregate failed on real data.
     #[error("execution error in {operator}: {source}")]
     Execution { operator: String, #[source] source: DataFusionError },
+    /// The pipeline's state outgrew `'pipeline.state.max-memory'`; the user should
+    /// raise the limit or change the query so it keeps less.
+    #[error("it holds {} of state, over 'pipeline.state.max-memory' = {}. Raise the limit (SET 'pipeline.state.max-memory' = '2 gb'), or make the query keep less: fewer distinct GROUP BY keys, shorter windows, a larger HOP slide or CUMULATE step, or a watermark with a shorter delay", megabytes(*.held_bytes), megabytes(*.limit_bytes))]
+    StateLimit { held_bytes: u64, limit_bytes: u64 },
     /// State snapshot or restore failed.
     #[error("state error: {0}")]
     State(String),
     /// A bug in Eddy; please report it with the query that triggered it.
     #[error("internal error: {0}. This is a bug in Eddy; please report it with the SQL that triggered it")]
     Internal(String),
+}
+
+/// `1500000` -> `"1.4 MB"` (MiB, as memory is counted).
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Result alias for the engine.

@@ -33,6 +33,9 @@ pub struct PipelineMetrics {
     /// The time of the last refresh the sink showed (ms since the Unix epoch; 0:
     /// none): a view shows what its pipeline had read by then.
     pub refreshed_at_ms: AtomicU64,
+    /// Bytes of operator state held in memory now, over every task (see
+    /// [`crate::operator::Operator::state_bytes`]).
+    pub state_bytes: AtomicU64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
 }
@@ -51,6 +54,7 @@ impl Default for PipelineMetrics {
             checkpoint_bytes: AtomicU64::new(0),
             checkpoint_at_ms: AtomicI64::new(0),
             refreshed_at_ms: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
         }
     }
@@ -105,8 +109,40 @@ impl PipelineMetrics {
         (lag, problems)
     }
 
+    /// How much of the input has been read, as `(read, total)` bytes over every
+    /// source partition, when every partition that reported knows it (files do,
+    /// unbounded sources do not); `None` otherwise.
+    pub fn input_progress(&self) -> Option<(u64, u64)> {
+        let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if readers.is_empty() {
+            return None;
+        }
+        readers.values().try_fold((0u64, 0u64), |(read, total), s| s.input_bytes.map(|(r, t)| (read + r, total + t)))
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(input_bytes: Option<(u64, u64)>) -> ReaderStatus {
+        ReaderStatus { input_bytes, ..Default::default() }
+    }
+
+    #[test]
+    fn input_progress_adds_up_partitions_that_know_their_size() {
+        let metrics = PipelineMetrics::default();
+        assert_eq!(metrics.input_progress(), None);
+        metrics.set_reader_status("t a.json", status(Some((10, 100))));
+        metrics.set_reader_status("t b.json", status(Some((50, 50))));
+        assert_eq!(metrics.input_progress(), Some((60, 150)));
+        // One partition without a known size (a Kafka topic, a generator): no share to show.
+        metrics.set_reader_status("k 0", status(None));
+        assert_eq!(metrics.input_progress(), None);
     }
 }

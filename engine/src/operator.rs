@@ -113,6 +113,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Bytes of state the operator holds in memory now (0 for stateless ones), so
+    /// the pipeline can show its size and stop at `'pipeline.state.max-memory'`
+    /// before it takes the machine down. Asked after every message: keep it cheap.
+    fn state_bytes(&self) -> usize {
+        0
+    }
+
     /// How many leading columns of snapshot part `part` are the group key the
     /// exchange hashes, so a checkpoint can be restored with another parallelism;
     /// 0 for parts that are not per key (a watermark), which every instance restores.

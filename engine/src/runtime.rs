@@ -61,6 +61,17 @@ pub struct RunOptions {
     /// show rows before their checkpoint (a materialized view) is that fresh;
     /// `None`: no refreshes.
     pub refresh_interval: Option<std::time::Duration>,
+    /// Fails the pipeline when its operators' state grows past this many bytes
+    /// (`'pipeline.state.max-memory'`); `None`: no limit.
+    pub max_state_bytes: Option<u64>,
+}
+
+/// Keeps [`PipelineMetrics::state_bytes`] up to date with one task's operators and
+/// fails the task when the pipeline's total passes the limit.
+#[derive(Clone)]
+struct StateBudget {
+    metrics: Arc<PipelineMetrics>,
+    max_bytes: Option<u64>,
 }
 
 /// How long periodic checkpoints wait after a savepoint, whose pipeline is being
@@ -206,11 +217,36 @@ pub struct PipelineOutputs {
 struct Chain {
     operators: Vec<Box<dyn Operator>>,
     side: Vec<(SideOutput, RecordBatch)>,
+    /// Where this chain reports its state size, and the limit.
+    budget: Option<StateBudget>,
+    /// The state size this chain reported last, so it adds only the change.
+    reported_bytes: u64,
 }
 
 impl Chain {
     fn new(factories: &[crate::graph::OperatorFactory]) -> Result<Self> {
-        Ok(Chain { operators: factories.iter().map(|f| f()).collect::<Result<_>>()?, side: Vec::new() })
+        Ok(Chain { operators: factories.iter().map(|f| f()).collect::<Result<_>>()?, side: Vec::new(), budget: None, reported_bytes: 0 })
+    }
+
+    fn with_budget(mut self, budget: StateBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Reports the chain's state size to the pipeline's gauge and checks the limit.
+    fn account(&mut self) -> Result<()> {
+        let Some(budget) = &self.budget else { return Ok(()) };
+        let now = self.operators.iter().map(|o| o.state_bytes() as u64).sum::<u64>();
+        let total = if now >= self.reported_bytes {
+            budget.metrics.state_bytes.fetch_add(now - self.reported_bytes, Ordering::Relaxed) + (now - self.reported_bytes)
+        } else {
+            budget.metrics.state_bytes.fetch_sub(self.reported_bytes - now, Ordering::Relaxed).saturating_sub(self.reported_bytes - now)
+        };
+        self.reported_bytes = now;
+        match budget.max_bytes {
+            Some(limit) if total > limit => Err(EngineError::StateLimit { held_bytes: total, limit_bytes: limit }),
+            _ => Ok(()),
+        }
     }
 
     fn prepend(&mut self, head: Box<dyn Operator>) {
@@ -260,7 +296,8 @@ impl Chain {
 
     /// Pushes one message through the chain; what leaves the last operator is appended to `out`.
     fn push(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
-        self.push_from(0, message, out)
+        self.push_from(0, message, out)?;
+        self.account()
     }
 
     fn push_from(&mut self, index: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
@@ -745,6 +782,7 @@ pub async fn run(
     let mut finals_rx = options.checkpoints.is_some().then_some(finals_rx);
     let finals_sender = finals_rx.as_ref().map(|_| finals_tx);
     let mut next_input: HashMap<usize, usize> = HashMap::new();
+    let budget = StateBudget { metrics: Arc::clone(&metrics), max_bytes: options.max_state_bytes };
     let mut sink = Some(sink);
     let mut all_readers = readers;
     for (i, stage) in graph.stages.iter().enumerate() {
@@ -770,7 +808,7 @@ pub async fn run(
                     stop: stop.clone(),
                 },
             };
-            let mut chain = Chain::new(&stage.chain)?;
+            let mut chain = Chain::new(&stage.chain)?.with_budget(budget.clone());
             match &stage.kind {
                 StageKind::Source { node, .. } => {
                     let reader = all_readers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing reader".into()))?;

@@ -434,6 +434,7 @@ impl Cursor {
     }
 
     fn parse_create_table(&mut self) -> Result<TableDef> {
+        let start = self.here();
         self.expect_keyword(Keyword::CREATE)?;
         self.expect_keyword(Keyword::TABLE)?;
         self.consume_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
@@ -502,6 +503,7 @@ impl Cursor {
         if self.peek().is_some() {
             return Err(self.error_expected("WITH (...) or the end of the statement"));
         }
+        check_primary_key(&table, start)?;
         let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).chain(table.computed.iter().map(|c| c.name.as_str())).collect();
         if let Some(wm) = &table.watermark {
             if !known.contains(&wm.column.as_str()) {
@@ -561,7 +563,7 @@ impl Cursor {
             table.computed.push(ComputedColumn { name, expr_sql: tokens_to_sql(&expr) });
             return Ok(());
         }
-        let data_type = self.parse_data_type()?;
+        let data_type = self.parse_data_type(&format!("column `{name}` of table `{}`", table.name))?;
         let mut nullable = true;
         let mut metadata = None;
         loop {
@@ -590,8 +592,10 @@ impl Cursor {
         Ok(())
     }
 
-    /// Flink's SQL types, mapped to the Arrow types Eddy computes with.
-    fn parse_data_type(&mut self) -> Result<DataType> {
+    /// Flink's SQL types, mapped to the Arrow types Eddy computes with. Type
+    /// arguments out of Flink's bounds are refused here, naming `what` (the column),
+    /// rather than clamped or ignored.
+    fn parse_data_type(&mut self, what: &str) -> Result<DataType> {
         let location = self.here();
         let word = match self.peek().map(|t| t.token.clone()) {
             Some(Token::Word(w)) => {
@@ -628,16 +632,43 @@ impl Cursor {
                 DataType::Float64
             }
             "DECIMAL" | "DEC" | "NUMERIC" => {
-                let precision = args.first().copied().unwrap_or(10).min(38) as u8;
-                let scale = args.get(1).copied().unwrap_or(0) as i8;
-                DataType::Decimal128(precision, scale)
+                let precision = args.first().copied().unwrap_or(10);
+                let scale = args.get(1).copied().unwrap_or(0);
+                let written = format!("{word}({precision}, {scale})");
+                if !(1..=38).contains(&precision) {
+                    return Err(SqlError::syntax(location, format!("{what}: {written} has a precision of {precision}; DECIMAL allows 1 to 38 digits"))
+                        .with_hint("write DECIMAL(p, s) with 1 <= p <= 38 and 0 <= s <= p, e.g. DECIMAL(10, 2)"));
+                }
+                if scale > precision {
+                    let example = if precision + scale <= 38 {
+                        format!(": {precision} digits before the point and {scale} after is DECIMAL({}, {scale})", precision + scale)
+                    } else {
+                        String::new()
+                    };
+                    return Err(SqlError::syntax(location, format!("{what}: {written} has a scale ({scale}) larger than its precision ({precision})"))
+                        .with_hint(format!("the scale is how many of the precision's digits come after the point, so it is at most the precision{example}")));
+                }
+                DataType::Decimal128(precision as u8, scale as i8)
             }
             "STRING" | "VARCHAR" | "CHAR" | "TEXT" => DataType::Utf8,
             "BYTES" | "VARBINARY" | "BINARY" => DataType::Binary,
             "DATE" => DataType::Date32,
-            "TIME" => DataType::Time32(TimeUnit::Millisecond),
+            "TIME" => {
+                if let Some(&digits) = args.first().filter(|&&p| p > 9) {
+                    return Err(SqlError::syntax(location, format!("{what}: TIME({digits}) has a precision of {digits}; TIME allows 0 to 9 digits after the second"))
+                        .with_hint("write TIME or TIME(3)"));
+                }
+                DataType::Time32(TimeUnit::Millisecond)
+            }
             // Event times are kept at millisecond precision (Flink's TIMESTAMP(3)), the unit watermarks and windows use.
             "TIMESTAMP" | "TIMESTAMP_LTZ" => {
+                if let Some(&digits) = args.first().filter(|&&p| p > 9) {
+                    return Err(SqlError::syntax(
+                        location,
+                        format!("{what}: {word}({digits}) has a precision of {digits}; {word} allows 0 to 9 digits after the second"),
+                    )
+                    .with_hint(format!("write {word}(3): Eddy keeps event times in milliseconds (any precision from 0 to 9 is accepted and kept as milliseconds)")));
+                }
                 if self.consume_keyword(Keyword::WITH) {
                     self.consume_keyword(Keyword::LOCAL);
                     self.expect_keyword(Keyword::TIME)?;
@@ -752,6 +783,29 @@ fn check_expression_size(tokens: &[TokenWithSpan]) -> Result<()> {
         Err(ParserError::RecursionLimitExceeded) => Err(crate::limits::nesting_error(location_of(first))),
         Err(_) => Ok(()),
     }
+}
+
+/// `PRIMARY KEY (...)` must name physical columns of the table, each once (Flink's
+/// rule): a key on a column that does not exist would otherwise only fail, or be
+/// ignored, when a sink first writes by it.
+fn check_primary_key(table: &TableDef, location: Location) -> Result<()> {
+    let physical: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let hint = || format!("the table's physical columns are {}", physical.join(", "));
+    for (i, key) in table.primary_key.iter().enumerate() {
+        if table.primary_key[..i].contains(key) {
+            return Err(SqlError::syntax(location, format!("CREATE TABLE {}: PRIMARY KEY names column `{key}` twice", table.name)));
+        }
+        if physical.contains(&key.as_str()) {
+            continue;
+        }
+        let what = if table.computed.iter().any(|c| &c.name == key) {
+            "which is computed; a key must be a physical column"
+        } else {
+            "which the table does not have"
+        };
+        return Err(SqlError::syntax(location, format!("CREATE TABLE {}: PRIMARY KEY names column `{key}`, {what}", table.name)).with_hint(hint()));
+    }
+    Ok(())
 }
 
 /// Turns a sqlparser error ("... at Line: 3, Column: 14") into one with a location.

@@ -165,6 +165,17 @@ impl Planner {
                 let expr = state.create_logical_expr(&wm.expr_sql, &visible_df).map_err(|e| df_error(location, e))?;
                 let expr = intervals_as_durations(expr);
                 let physical = state.create_physical_expr(expr, &visible_df).map_err(|e| df_error(location, e))?;
+                let gives = physical.data_type(&schema).map_err(|e| df_error(location, e))?;
+                if !matches!(gives, DataType::Timestamp(_, _)) {
+                    return Err(SqlError::plan(
+                        location,
+                        format!("CREATE TABLE {}: WATERMARK FOR `{}` AS {} gives {}, not a TIMESTAMP", def.name, wm.column, wm.expr_sql, sql_type_name(&gives)),
+                    )
+                    .with_hint(format!(
+                        "the watermark expression must give a TIMESTAMP, usually the event-time column minus a delay: WATERMARK FOR {c} AS {c} - INTERVAL '5' SECOND (for epoch milliseconds, declare `ts AS TO_TIMESTAMP_LTZ(event_ms, 3)` and put the watermark on it)",
+                        c = wm.column
+                    )));
+                }
                 let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
                 Some(
                     cast(physical, &schema, millis)
@@ -290,6 +301,22 @@ impl Planner {
         let mut exprs = Vec::new();
         for (i, (from, to)) in input_schema.fields().iter().zip(sink_schema.fields()).enumerate() {
             let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(from.name(), i));
+            if !implicitly_castable(from.data_type(), to.data_type()) {
+                return Err(SqlError::plan(
+                    location,
+                    format!(
+                        "INSERT INTO `{sink}`: incompatible types for sink column `{}` at position {}: the query gives {}, the column is {}",
+                        to.name(),
+                        i + 1,
+                        sql_type_name(from.data_type()),
+                        sql_type_name(to.data_type())
+                    ),
+                )
+                .with_hint(format!(
+                    "convert it explicitly in the query, e.g. CAST(... AS {}), so that values which do not convert fail where you can see them (Flink refuses this too)",
+                    sql_type_name(to.data_type())
+                )));
+            }
             let expr = if from.data_type() == to.data_type() {
                 column
             } else {
@@ -320,6 +347,75 @@ fn poisoned(location: Location) -> SqlError {
 
 fn field_names(schema: &Schema) -> String {
     schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether `INSERT INTO` may convert a query column of type `from` into a sink
+/// column of type `to` without the user writing a CAST. As in Flink, a value never
+/// changes family silently: strings do not become numbers, times or booleans, and
+/// numbers and booleans do not become times (or the other way). Within a family
+/// (numbers of any width, timestamps of any unit, strings) and from NULL, Eddy casts
+/// by position as before.
+fn implicitly_castable(from: &DataType, to: &DataType) -> bool {
+    #[derive(PartialEq)]
+    enum Family {
+        Number,
+        Text,
+        Binary,
+        Boolean,
+        Instant,
+        TimeOfDay,
+        Other,
+    }
+    fn family(t: &DataType) -> Family {
+        match t {
+            t if t.is_numeric() => Family::Number,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Family::Text,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Family::Binary,
+            DataType::Boolean => Family::Boolean,
+            DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => Family::Instant,
+            DataType::Time32(_) | DataType::Time64(_) => Family::TimeOfDay,
+            _ => Family::Other,
+        }
+    }
+    if from == to || matches!(from, DataType::Null) {
+        return true;
+    }
+    match (family(from), family(to)) {
+        // Anything may be written as text (Eddy's sinks have always formatted values); text as bytes.
+        (_, Family::Text) | (Family::Text, Family::Binary) => true,
+        (Family::Other, _) | (_, Family::Other) => true,
+        (a, b) => a == b,
+    }
+}
+
+/// The SQL name of an Arrow type, as CREATE TABLE spells it, for messages.
+fn sql_type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => format!("unsigned integer ({data_type})"),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("DECIMAL({p}, {s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BYTES".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Timestamp(unit, _) => {
+            let digits = match unit {
+                TimeUnit::Second => 0,
+                TimeUnit::Millisecond => 3,
+                TimeUnit::Microsecond => 6,
+                TimeUnit::Nanosecond => 9,
+            };
+            format!("TIMESTAMP({digits})")
+        }
+        DataType::Null => "NULL".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Event times are milliseconds; other timestamp units are converted.
@@ -471,15 +567,11 @@ impl TableFunctionImpl for WindowTableFunction {
         let window = match (kind.as_str(), sizes.as_slice()) {
             ("tumble", [size_ms]) => WindowKind::Tumble { size_ms: *size_ms },
             ("hop", [slide_ms, size_ms]) => WindowKind::Hop { slide_ms: *slide_ms, size_ms: *size_ms },
-            ("cumulate", [step_ms, max_size_ms]) => {
-                if max_size_ms % step_ms != 0 {
-                    return Err(plan_err(format!("CUMULATE: the max size ({max_size_ms} ms) must be a multiple of the step ({step_ms} ms)")));
-                }
-                WindowKind::Cumulate { step_ms: *step_ms, max_size_ms: *max_size_ms }
-            }
+            ("cumulate", [step_ms, max_size_ms]) => WindowKind::Cumulate { step_ms: *step_ms, max_size_ms: *max_size_ms },
             ("session", [gap_ms]) => WindowKind::Session { gap_ms: *gap_ms },
             _ => return Err(plan_err(format!("malformed {kind} window call"))),
         };
+        window::check_grid(&window).map_err(plan_err)?;
         let tables = self.tables.read().map_err(|_| plan_err("catalog lock poisoned".to_string()))?;
         let Some(entry) = tables.get(table) else {
             let mut known: Vec<&String> = tables.keys().collect();
@@ -1065,6 +1157,25 @@ mod tests {
         // Every column read: nothing to skip.
         assert_eq!(reads(BIDS, "SELECT * FROM bids").await, vec![None]);
         assert_eq!(reads(BIDS, "SELECT auction, bidder, price, url, extra, ts FROM bids").await, vec![None]);
+    }
+
+    #[tokio::test]
+    async fn a_window_with_many_windows_per_row_is_warned_about() {
+        let hop = |slide: &str, size: &str| {
+            format!("SELECT COUNT(*) FROM TABLE(HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL {slide}, INTERVAL {size})) GROUP BY window_start, window_end")
+        };
+        let wide = plan_of(BIDS, &hop("'1' SECOND", "'101' SECOND")).await.warnings();
+        assert_eq!(wide.len(), 1, "{wide:?}");
+        assert!(wide[0].starts_with("HOP with a size of 101 s sliding every 1 s puts every row into 101 windows (more than 100)"), "{wide:?}");
+        assert!(plan_of(BIDS, &hop("'1' SECOND", "'100' SECOND")).await.warnings().is_empty());
+        // A window aggregated again is warned about once.
+        let twice = plan_of(
+            BIDS,
+            "SELECT window_start, SUM(n) FROM (SELECT window_start, window_end, COUNT(*) AS n FROM TABLE(HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '1' HOUR)) GROUP BY window_start, window_end, auction) GROUP BY window_start, window_end",
+        )
+        .await
+        .warnings();
+        assert_eq!(twice.len(), 1, "{twice:?}");
     }
 
     #[tokio::test]

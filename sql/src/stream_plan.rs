@@ -44,6 +44,36 @@ impl StreamPlan {
         out
     }
 
+    /// What the user should know before the pipeline runs, though it is allowed:
+    /// a HOP or CUMULATE window that puts every row into more than
+    /// [`crate::window::WINDOWS_PER_ROW_WARN`] windows, whose state and work grow
+    /// with that number. One line per window, without duplicates.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut windows = Vec::new();
+        self.root.collect_windows(&mut windows);
+        let mut out: Vec<String> = Vec::new();
+        for window in windows {
+            let per_row = window.windows_per_row();
+            if per_row <= crate::window::WINDOWS_PER_ROW_WARN {
+                continue;
+            }
+            let text = crate::window::duration_text;
+            let shape = match window {
+                WindowKind::Hop { slide_ms, size_ms } => format!("HOP with a size of {} sliding every {}", text(size_ms), text(slide_ms)),
+                WindowKind::Cumulate { step_ms, max_size_ms } => format!("CUMULATE up to {} in steps of {}", text(max_size_ms), text(step_ms)),
+                other => other.name().to_string(),
+            };
+            let warning = format!(
+                "{shape} puts every row into {per_row} windows (more than {}): the state kept and the rows emitted per input row grow with that number; use a larger slide (or step), or SET 'pipeline.state.max-memory' to stop the pipeline before it takes the machine's memory",
+                crate::window::WINDOWS_PER_ROW_WARN
+            );
+            if !out.contains(&warning) {
+                out.push(warning);
+            }
+        }
+        out
+    }
+
     /// A readable operator tree for `EXPLAIN` and logs: each operator with how
     /// many tasks run it (keyed operators run `parallelism` tasks), how the
     /// watermark reaches and leaves it, and what state it keeps.
@@ -215,6 +245,17 @@ impl StreamNode {
             }
             StreamNode::WindowAggregate(a) => vec![&a.input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
+        }
+    }
+
+    fn collect_windows(&self, out: &mut Vec<WindowKind>) {
+        match self {
+            StreamNode::WindowAssign { window, .. } => out.push(*window),
+            StreamNode::WindowAggregate(WindowAggregateNode { window: Some(window), .. }) => out.push(*window),
+            _ => {}
+        }
+        for input in self.inputs() {
+            input.collect_windows(out);
         }
     }
 

@@ -89,6 +89,71 @@ impl WindowKind {
     }
 }
 
+/// How many windows one row may fall into before planning warns that state will
+/// grow with it: HOP puts a row into size/slide windows, CUMULATE into up to
+/// max_size/step. A hundred keeps the common shapes quiet (a 1 h window sliding
+/// every minute is 60) and flags the ones that multiply state (1 day every second).
+pub const WINDOWS_PER_ROW_WARN: i64 = 100;
+
+/// Refuses the window shapes Flink refuses for window aggregation, whose rows would
+/// otherwise vanish uncounted or land in windows off the slide's grid: a HOP whose
+/// size is not a whole multiple of its slide (a slide longer than the size leaves
+/// gaps no window covers), and a CUMULATE whose max size is not a whole multiple of
+/// its step. The error says why and what to write instead.
+pub fn check_grid(window: &WindowKind) -> std::result::Result<(), String> {
+    match *window {
+        WindowKind::Hop { slide_ms, size_ms } if slide_ms > size_ms => Err(format!(
+            "HOP: the slide ({}) is longer than the size ({}), so the rows between one window's end and the next window's start would be in no window and be lost without being counted (Flink refuses this too)\n  hint: HOP takes the slide first and the size second, and the size must be a whole multiple of the slide, e.g. HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE); for windows that do not overlap use TUMBLE",
+            duration_text(slide_ms),
+            duration_text(size_ms)
+        )),
+        WindowKind::Hop { slide_ms, size_ms } if size_ms % slide_ms != 0 => Err(format!(
+            "HOP: the size ({}) is not a whole multiple of the slide ({}), so windows would start off the slide's grid (Flink refuses this too)\n  hint: use a size of {} or {}, or a slide that divides the size",
+            duration_text(size_ms),
+            duration_text(slide_ms),
+            duration_text(size_ms / slide_ms * slide_ms),
+            duration_text((size_ms / slide_ms + 1) * slide_ms)
+        )),
+        WindowKind::Cumulate { step_ms, max_size_ms } if step_ms > max_size_ms => Err(format!(
+            "CUMULATE: the step ({}) is longer than the max size ({}), so no window would ever close on a step (Flink refuses this too)\n  hint: CUMULATE takes the step first and the max size second, and the max size must be a whole multiple of the step",
+            duration_text(step_ms),
+            duration_text(max_size_ms)
+        )),
+        WindowKind::Cumulate { step_ms, max_size_ms } if max_size_ms % step_ms != 0 => Err(format!(
+            "CUMULATE: the max size ({}) is not a whole multiple of the step ({}), so the last window of each period would not end on a step (Flink refuses this too)\n  hint: use a max size of {} or {}, or a step that divides the max size",
+            duration_text(max_size_ms),
+            duration_text(step_ms),
+            duration_text(max_size_ms / step_ms * step_ms),
+            duration_text((max_size_ms / step_ms + 1) * step_ms)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `90000` -> `"90 s"`, `3600000` -> `"1 h"`: the largest unit that divides the
+/// duration evenly, so the numbers in an error are the ones the user wrote.
+pub fn duration_text(ms: i64) -> String {
+    for (unit_ms, unit) in [(86_400_000, "day"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")] {
+        if ms % unit_ms == 0 {
+            let n = ms / unit_ms;
+            return if unit == "day" && n != 1 { format!("{n} days") } else { format!("{n} {unit}") };
+        }
+    }
+    format!("{ms} ms")
+}
+
+impl WindowKind {
+    /// How many windows one row falls into at most: 1 for TUMBLE and SESSION,
+    /// size/slide for HOP, max_size/step for CUMULATE. State and work per row grow with it.
+    pub fn windows_per_row(&self) -> i64 {
+        match *self {
+            WindowKind::Hop { slide_ms, size_ms } => (size_ms / slide_ms.max(1)).max(1),
+            WindowKind::Cumulate { step_ms, max_size_ms } => (max_size_ms / step_ms.max(1)).max(1),
+            WindowKind::Tumble { .. } | WindowKind::Session { .. } => 1,
+        }
+    }
+}
+
 /// The arguments of one window table function, after rewriting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowCall {
@@ -483,5 +548,34 @@ mod tests {
         assert_eq!(cumulate.windows_of_slice(2), vec![(0, 4), (0, 6)]);
         assert_eq!(cumulate.windows_of_slice(6), vec![(6, 8), (6, 10), (6, 12)]);
         assert_eq!(WindowKind::Tumble { size_ms: 5 }.windows_of_slice(-5), vec![(-5, 0)]);
+    }
+
+    /// Flink's SliceAssigners refuse a HOP whose size is not a multiple of its slide
+    /// and a CUMULATE whose max size is not a multiple of its step.
+    #[test]
+    fn windows_off_the_grid_are_refused() {
+        let refused = |w: WindowKind| check_grid(&w).expect_err("refused");
+        assert!(check_grid(&WindowKind::Hop { slide_ms: 5_000, size_ms: 10_000 }).is_ok());
+        assert!(check_grid(&WindowKind::Hop { slide_ms: 10_000, size_ms: 10_000 }).is_ok());
+        assert!(check_grid(&WindowKind::Cumulate { step_ms: 60_000, max_size_ms: 3_600_000 }).is_ok());
+        assert!(check_grid(&WindowKind::Tumble { size_ms: 7 }).is_ok());
+        let gap = refused(WindowKind::Hop { slide_ms: 10_000, size_ms: 2_000 });
+        assert!(gap.starts_with("HOP: the slide (10 s) is longer than the size (2 s)"), "{gap}");
+        let off = refused(WindowKind::Hop { slide_ms: 4, size_ms: 6 });
+        assert!(off.starts_with("HOP: the size (6 ms) is not a whole multiple of the slide (4 ms)") && off.contains("use a size of 4 ms or 8 ms"), "{off}");
+        let off = refused(WindowKind::Cumulate { step_ms: 60_000, max_size_ms: 90_000 });
+        assert!(off.starts_with("CUMULATE: the max size (90 s) is not a whole multiple of the step (1 min)") && off.contains("1 min or 2 min"), "{off}");
+        assert!(refused(WindowKind::Cumulate { step_ms: 2, max_size_ms: 1 }).starts_with("CUMULATE: the step (2 ms) is longer than the max size (1 ms)"));
+    }
+
+    #[test]
+    fn windows_per_row_and_durations() {
+        assert_eq!(WindowKind::Hop { slide_ms: 1, size_ms: 86_400_000 }.windows_per_row(), 86_400_000);
+        assert_eq!(WindowKind::Cumulate { step_ms: 1_000, max_size_ms: 3_600_000 }.windows_per_row(), 3600);
+        assert_eq!(WindowKind::Tumble { size_ms: 10 }.windows_per_row(), 1);
+        assert_eq!(duration_text(86_400_000), "1 day");
+        assert_eq!(duration_text(2 * 86_400_000), "2 days");
+        assert_eq!(duration_text(90_000), "90 s");
+        assert_eq!(duration_text(1_500), "1500 ms");
     }
 }

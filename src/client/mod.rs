@@ -119,6 +119,7 @@ pub async fn execute(client: &mut Client, sql: &str) -> Result<Vec<StatementResu
         };
         match message.result {
             Some(execute_sql_response::Result::ArrowSchema(bytes)) | Some(execute_sql_response::Result::ArrowBatch(bytes)) => collector.push(&bytes),
+            Some(execute_sql_response::Result::Notice(text)) => eprintln!("WARNING:  {text}"),
             Some(execute_sql_response::Result::Done(done)) => {
                 let rows = if collector.has_schema() {
                     Some(collector.take().map_err(|e| (Vec::new(), Status::internal(format!("cannot decode the result: {e}"))))?)

@@ -36,6 +36,9 @@ pub enum Reply {
     Batch(RecordBatch),
     /// The statement is done.
     Done { tag: String, pipeline_id: Option<String>, rows: u64 },
+    /// Something the user should know about a statement that was accepted (a
+    /// window that multiplies state), sent before its `Done`, like psql's WARNING.
+    Notice(String),
 }
 
 /// The server's state: catalog, pipelines and views.
@@ -298,6 +301,9 @@ impl Server {
                     self.write_views().remove(name);
                     return Err(e);
                 }
+                for warning in handle.warnings() {
+                    send(Reply::Notice(warning)).await?;
+                }
                 expose_view(&mut state.session, &handle, parsed.location)?;
                 state.catalog.pipelines.push(PipelineRecord {
                     id: id.clone(),
@@ -320,7 +326,10 @@ impl Server {
                     self.pipelines.remove(&id);
                     return Err(e);
                 }
-                state.catalog.pipelines.push(PipelineRecord {
+                for warning in handle.warnings() {
+                    send(Reply::Notice(warning)).await?;
+                }
+                                state.catalog.pipelines.push(PipelineRecord {
                     id: id.clone(),
                     name: handle.name.clone(),
                     sql: parsed.text.clone(),

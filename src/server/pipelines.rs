@@ -370,6 +370,11 @@ impl PipelineHandle {
         Ok(true)
     }
 
+    /// What planning found worth a warning (see [`eddy_sql::StreamPlan::warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        self.prepared.plan.warnings()
+    }
+
     /// Its status and counters, for `GetPipeline`.
     pub fn status(&self) -> PipelineStatus {
         let run = self.lock_run();
@@ -377,7 +382,8 @@ impl PipelineHandle {
         let watermark = run.metrics.watermark_ms.load(Ordering::Relaxed);
         let (state_rows, state_bytes) = match &self.target {
             Target::View(view) => view.size(),
-            Target::Table(..) => (0, 0),
+            // An INSERT INTO pipeline keeps no rows of its own; its operators' state is what it holds.
+            Target::Table(..) => (0, run.metrics.state_bytes.load(Ordering::Relaxed)),
         };
         let refreshed = run.metrics.refreshed_at_ms.load(Ordering::Relaxed);
         PipelineStatus {

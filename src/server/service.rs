@@ -107,6 +107,7 @@ impl Eddy for EddyService {
                             Some(e) => e.encode(&batch).map(execute_sql_response::Result::ArrowBatch),
                             None => continue,
                         },
+                        Reply::Notice(text) => Ok(execute_sql_response::Result::Notice(text)),
                         Reply::Done { tag, pipeline_id, rows } => {
                             encoder = None;
                             Ok(execute_sql_response::Result::Done(StatementDone { tag, pipeline_id: pipeline_id.unwrap_or_default(), rows }))

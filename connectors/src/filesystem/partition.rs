@@ -163,6 +163,10 @@ impl SourceReader for WithPartitionValues {
         self.inner.describe()
     }
 
+    fn status(&self) -> eddy_engine::ReaderStatus {
+        self.inner.status()
+    }
+
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
         let Some(mut read) = self.inner.next_batch().await? else {
             return Ok(None);

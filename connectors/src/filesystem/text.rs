@@ -255,6 +255,10 @@ pub(crate) struct TextFileReader {
     batch_rows: usize,
     chunker: Option<RecordChunker>,
     done: bool,
+    /// The file's size when the reader was made (`None` if it could not be read),
+    /// and how many of its bytes the chunks so far held: the reader's progress.
+    total_bytes: Option<u64>,
+    read_bytes: u64,
 }
 
 impl TextFileReader {
@@ -262,12 +266,14 @@ impl TextFileReader {
     pub fn new(path: PathBuf, format: TextFormat, schema: SchemaRef, batch_rows: usize) -> Self {
         TextFileReader {
             label: path.display().to_string(),
-            path,
+            path: path.clone(),
             format,
             decoder: RecordDecoder::new(format, schema),
             batch_rows,
             chunker: None,
             done: false,
+            total_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
+            read_bytes: 0,
         }
     }
 
@@ -288,10 +294,14 @@ impl TextFileReader {
             }
         };
         match chunker.next_chunk(self.batch_rows)? {
-            Some(chunk) => decode_chunk(&mut self.decoder, &chunk, &self.label).map(Some),
+            Some(chunk) => {
+                self.read_bytes += chunk.data.len() as u64;
+                decode_chunk(&mut self.decoder, &chunk, &self.label).map(Some)
+            }
             None => {
                 self.done = true;
                 self.chunker = None;
+                self.read_bytes = self.total_bytes.unwrap_or(self.read_bytes);
                 Ok(None)
             }
         }
@@ -306,5 +316,9 @@ impl SourceReader for TextFileReader {
 
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
         Ok(self.read_next()?)
+    }
+
+    fn status(&self) -> eddy_engine::ReaderStatus {
+        eddy_engine::ReaderStatus { input_bytes: self.total_bytes.map(|total| (self.read_bytes.min(total), total)), ..Default::default() }
     }
 }

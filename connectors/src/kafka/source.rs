@@ -679,6 +679,7 @@ impl SourceReader for KafkaPartitionReader {
                 .as_ref()
                 .filter(|(_, at)| at.elapsed() < PROBLEM_TTL)
                 .map(|(p, _)| format!("{p}; retrying")),
+            input_bytes: None,
         }
     }
 }

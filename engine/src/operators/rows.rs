@@ -66,6 +66,8 @@ pub(crate) struct EmittedRows {
     key_types: Vec<DataType>,
     rows: Codec,
     last: HashMap<RowBytes, RowBytes>,
+    /// Bytes of the keys and rows in `last`, kept as entries come and go.
+    last_bytes: usize,
 }
 
 impl EmittedRows {
@@ -73,7 +75,7 @@ impl EmittedRows {
     pub(crate) fn new(schema: &SchemaRef, key_types: Vec<DataType>) -> Result<Self> {
         let keys = Codec::new(if key_types.is_empty() { vec![DataType::Boolean] } else { key_types.clone() })?;
         let rows = Codec::new(schema.fields().iter().map(|f| f.data_type().clone()))?;
-        Ok(EmittedRows { schema: Arc::clone(schema), keys, key_types, rows, last: HashMap::new() })
+        Ok(EmittedRows { schema: Arc::clone(schema), keys, key_types, rows, last: HashMap::new(), last_bytes: 0 })
     }
 
     /// The group key of each output row, encoded as the caller's own key codec
@@ -96,6 +98,7 @@ impl EmittedRows {
     /// ones emitted before are left out; retractions go first, in key order.
     pub(crate) fn emit(&mut self, changed: Option<RecordBatch>, gone: impl IntoIterator<Item = RowBytes>, out: &mut Emitter) -> Result<()> {
         let mut retract: Vec<(RowBytes, RowBytes)> = gone.into_iter().filter_map(|key| self.last.remove(&key).map(|old| (key, old))).collect();
+        self.last_bytes = self.last_bytes.saturating_sub(retract.iter().map(|(k, r)| entry_bytes(k, r)).sum());
         let mut kept = None;
         if let Some(batch) = changed {
             let keys = self.key_rows(&batch)?;
@@ -103,9 +106,15 @@ impl EmittedRows {
             let mut keep = Vec::new();
             for i in 0..batch.num_rows() {
                 let (key, row) = (bytes(keys.row(i)), bytes(rows.row(i)));
+                self.last_bytes += entry_bytes(&key, &row);
                 match self.last.insert(key.clone(), row.clone()) {
-                    Some(old) if old == row => continue,
-                    Some(old) => retract.push((key, old)),
+                    Some(old) => {
+                        self.last_bytes = self.last_bytes.saturating_sub(entry_bytes(&key, &old));
+                        if old == row {
+                            continue;
+                        }
+                        retract.push((key, old));
+                    }
                     None => {}
                 }
                 keep.push(i as u32);
@@ -135,10 +144,29 @@ impl EmittedRows {
         let keys = self.key_rows(batch)?;
         let rows = self.rows.encode(batch.columns())?;
         for i in 0..batch.num_rows() {
-            self.last.insert(bytes(keys.row(i)), bytes(rows.row(i)));
+            let (key, row) = (bytes(keys.row(i)), bytes(rows.row(i)));
+            let key_len = key.len();
+            self.last_bytes += entry_bytes(&key, &row);
+            if let Some(old) = self.last.insert(key, row) {
+                self.last_bytes = self.last_bytes.saturating_sub(key_len + old.len() + ENTRY_OVERHEAD_BYTES);
+            }
         }
         Ok(())
     }
+
+    /// Bytes the remembered rows hold in memory (approximately: keys, rows and a
+    /// fixed cost per hash map entry).
+    pub(crate) fn size_bytes(&self) -> usize {
+        self.last_bytes
+    }
+}
+
+/// What one hash map entry of two boxed byte strings costs besides the bytes:
+/// two fat pointers and the map's control byte, rounded up.
+const ENTRY_OVERHEAD_BYTES: usize = 40;
+
+fn entry_bytes(key: &RowBytes, row: &RowBytes) -> usize {
+    key.len() + row.len() + ENTRY_OVERHEAD_BYTES
 }
 
 /// A constant column: the group key of an aggregate without GROUP BY.

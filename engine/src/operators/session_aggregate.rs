@@ -28,6 +28,10 @@ use crate::state::OperatorState;
 
 const NAME: &str = "SessionAggregate";
 
+/// What one open session costs besides its rows: its bounds, its entry in the
+/// by-end index and its row list's header.
+const SESSION_ENTRY_BYTES: usize = 64;
+
 /// One open session of one key.
 #[derive(Debug, Clone)]
 struct Session {
@@ -52,6 +56,8 @@ pub struct SessionAggregateOperator {
     by_end: BTreeSet<(i64, usize, i64)>,
     /// Buffered aggregate inputs; `None` once no open session refers to them.
     buffers: Vec<Option<Inputs>>,
+    /// Bytes the live `buffers` hold, kept as they come and go.
+    buffer_bytes: usize,
     live_rows: Vec<usize>,
     watermark: EventTime,
     metrics: Arc<PipelineMetrics>,
@@ -74,6 +80,7 @@ impl SessionAggregateOperator {
             sessions: Vec::new(),
             by_end: BTreeSet::new(),
             buffers: Vec::new(),
+            buffer_bytes: 0,
             live_rows: Vec::new(),
             watermark: EventTime::MIN,
             metrics,
@@ -222,7 +229,9 @@ impl SessionAggregateOperator {
                 let live = &mut self.live_rows[buffer as usize];
                 *live -= 1;
                 if *live == 0 {
-                    self.buffers[buffer as usize] = None;
+                    if let Some(released) = self.buffers[buffer as usize].take() {
+                        self.buffer_bytes = self.buffer_bytes.saturating_sub(released.size_bytes());
+                    }
                 }
             }
         }
@@ -259,6 +268,9 @@ impl Operator for SessionAggregateOperator {
             live += 1;
         }
         self.ids = ids;
+        if live > 0 {
+            self.buffer_bytes += inputs.size_bytes();
+        }
         self.buffers.push(if live > 0 { Some(inputs) } else { None });
         self.live_rows.push(live);
         Ok(())
@@ -362,12 +374,26 @@ impl Operator for SessionAggregateOperator {
                 sessions.insert(position, session);
             }
             self.live_rows.push(batch.num_rows());
-            self.buffers.push(if batch.num_rows() > 0 { Some(Inputs { keys, args, filters }) } else { None });
+            let inputs = Inputs { keys, args, filters };
+            if batch.num_rows() > 0 {
+                self.buffer_bytes += inputs.size_bytes();
+            }
+            self.buffers.push(if batch.num_rows() > 0 { Some(inputs) } else { None });
         }
         Ok(())
     }
 
     /// `sessions` rows lead with the group key (`k0`, ...); `meta` is per instance.
+    /// Interned keys, the rows of open sessions (kept until they close) and a
+    /// small fixed cost per open session.
+    fn state_bytes(&self) -> usize {
+        let keys = match &self.keys {
+            Groups::Keyed(values) => values.size(),
+            Groups::Single { .. } => 0,
+        };
+        keys + self.buffer_bytes + self.by_end.len() * SESSION_ENTRY_BYTES
+    }
+
     fn state_key_columns(&self, part: &str) -> usize {
         if part == "sessions" {
             self.key_exprs.len()

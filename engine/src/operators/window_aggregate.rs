@@ -143,6 +143,15 @@ impl GroupState {
         Ok(FrozenState { keys, states, rows })
     }
 
+    /// Bytes this state holds in memory: interned keys and accumulators (both O(1) to ask).
+    pub(crate) fn size_bytes(&self) -> usize {
+        let keys = match &self.groups {
+            Groups::Keyed(values) => values.size(),
+            Groups::Single { .. } => 0,
+        };
+        keys + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+    }
+
     /// Final values: (key columns, one array per aggregate).
     pub(crate) fn finish(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>, usize)> {
         let rows = self.groups.len();
@@ -157,6 +166,13 @@ struct FrozenState {
     keys: Vec<ArrayRef>,
     states: Vec<Vec<ArrayRef>>,
     rows: usize,
+}
+
+impl FrozenState {
+    /// Bytes its arrays hold in memory.
+    fn size_bytes(&self) -> usize {
+        self.keys.iter().chain(self.states.iter().flatten()).map(|a| a.get_array_memory_size()).sum()
+    }
 }
 
 /// Assembles output rows in the node's column order: window bounds, keys, aggregates.
@@ -213,6 +229,12 @@ impl Inputs {
         Ok(Inputs { keys, args, filters })
     }
 
+    /// Bytes the arrays hold in memory.
+    pub(crate) fn size_bytes(&self) -> usize {
+        let arrays = self.keys.iter().chain(self.args.iter().flatten()).map(|a| a.get_array_memory_size()).sum::<usize>();
+        arrays + self.filters.iter().flatten().map(|f| f.get_array_memory_size()).sum::<usize>()
+    }
+
     /// The subset of rows at `indices`.
     pub(crate) fn take(&self, indices: &UInt32Array) -> Result<Self> {
         let t = |a: &ArrayRef| take(a, indices, None).map_err(|e| arrow_error(NAME, e));
@@ -263,6 +285,8 @@ pub struct WindowAggregateOperator {
     open: BTreeMap<i64, GroupState>,
     /// Slices past the watermark whose windows have not all fired (HOP, CUMULATE).
     frozen: BTreeMap<i64, FrozenState>,
+    /// Bytes `frozen` holds, kept as slices come and go so asking costs nothing.
+    frozen_bytes: usize,
     /// Every window ending at or before this has been emitted.
     fired_until: i64,
     watermark: EventTime,
@@ -294,6 +318,7 @@ impl WindowAggregateOperator {
             slice_ms,
             open: BTreeMap::new(),
             frozen: BTreeMap::new(),
+            frozen_bytes: 0,
             fired_until: i64::MIN,
             watermark: EventTime::MIN,
             metrics,
@@ -383,6 +408,7 @@ impl WindowAggregateOperator {
         for start in closing {
             if let Some(mut state) = self.open.remove(&start) {
                 let frozen = state.freeze()?;
+                self.frozen_bytes += frozen.size_bytes();
                 self.frozen.insert(start, frozen);
             }
         }
@@ -406,7 +432,15 @@ impl WindowAggregateOperator {
         self.fired_until = self.fired_until.max(watermark);
         // Drop slices whose last window has fired.
         let fired_until = self.fired_until;
-        self.frozen.retain(|start, _| window.windows_of_slice(*start).last().is_some_and(|(_, end)| *end > fired_until));
+        let mut dropped_bytes = 0;
+        self.frozen.retain(|start, frozen| {
+            let keep = window.windows_of_slice(*start).last().is_some_and(|(_, end)| *end > fired_until);
+            if !keep {
+                dropped_bytes += frozen.size_bytes();
+            }
+            keep
+        });
+        self.frozen_bytes = self.frozen_bytes.saturating_sub(dropped_bytes);
         Ok(())
     }
 
@@ -597,7 +631,13 @@ impl Operator for WindowAggregateOperator {
                 _ => return Err(bad()),
             }
         }
+        self.frozen_bytes = self.frozen.values().map(FrozenState::size_bytes).sum();
         Ok(())
+    }
+
+    fn state_bytes(&self) -> usize {
+        let emitted = self.emitted.as_ref().map_or(0, EmittedRows::size_bytes);
+        self.open.values().map(GroupState::size_bytes).sum::<usize>() + self.frozen_bytes + self.touched.capacity() + emitted
     }
 
     /// Slices (`open:*`, `frozen:*`) lead with the group key; `meta` is per instance.
