@@ -93,8 +93,12 @@ pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<St
                     human(metrics.checkpoint_bytes.load(Ordering::Relaxed) as f64)
                 ),
             };
+            let null_time = match now.null_time_rows {
+                0 => String::new(),
+                n => format!("  null event time {n}"),
+            };
             eprintln!(
-                "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  watermark {}{}{}",
+                "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}{null_time}  malformed {}  watermark {}{}{}",
                 label.as_deref().map(|l| format!("[{l}] ")).unwrap_or_default(),
                 started.elapsed().as_secs_f64(),
                 human(now.rows_in as f64),

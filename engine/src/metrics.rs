@@ -15,6 +15,9 @@ pub struct PipelineMetrics {
     pub rows_out: AtomicU64,
     /// Rows that arrived after their window closed.
     pub late_rows: AtomicU64,
+    /// Rows a window could not place because their event time is NULL (Flink
+    /// drops them too, as `numNullRowTimeRecordsDropped`); not late, so counted apart.
+    pub null_time_rows: AtomicU64,
     /// Records sources could not decode.
     pub malformed_rows: AtomicU64,
     /// Lowest watermark seen by the sink, in ms (i64::MIN until one arrives).
@@ -30,6 +33,18 @@ pub struct PipelineMetrics {
     pub checkpoint_bytes: AtomicU64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
+    /// What each source table's partitions that ran to their end yielded, by table:
+    /// how a run tells a source whose every record was malformed.
+    ended_sources: Mutex<BTreeMap<String, SourceTotals>>,
+}
+
+/// What the partitions of one source table yielded, once they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    /// Rows decoded.
+    pub rows: u64,
+    /// Records that could not be decoded.
+    pub malformed: u64,
 }
 
 impl Default for PipelineMetrics {
@@ -38,6 +53,7 @@ impl Default for PipelineMetrics {
             rows_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
+            null_time_rows: AtomicU64::new(0),
             malformed_rows: AtomicU64::new(0),
             watermark_ms: AtomicI64::new(i64::MIN),
             checkpoint_id: AtomicU64::new(0),
@@ -45,6 +61,7 @@ impl Default for PipelineMetrics {
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
+            ended_sources: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -55,6 +72,7 @@ pub struct MetricsSnapshot {
     pub rows_in: u64,
     pub rows_out: u64,
     pub late_rows: u64,
+    pub null_time_rows: u64,
     pub malformed_rows: u64,
 }
 
@@ -65,6 +83,7 @@ impl PipelineMetrics {
             rows_in: self.rows_in.load(Ordering::Relaxed),
             rows_out: self.rows_out.load(Ordering::Relaxed),
             late_rows: self.late_rows.load(Ordering::Relaxed),
+            null_time_rows: self.null_time_rows.load(Ordering::Relaxed),
             malformed_rows: self.malformed_rows.load(Ordering::Relaxed),
         }
     }
@@ -96,6 +115,22 @@ impl PipelineMetrics {
             .filter_map(|(k, s)| s.problem.as_ref().map(|p| format!("{k}: {p}")))
             .collect();
         (lag, problems)
+    }
+
+    /// Adds what a partition of `table` yielded, once it reached its end.
+    pub fn add_ended_source(&self, table: &str, yielded: SourceTotals) {
+        let mut sources = self.ended_sources.lock().unwrap_or_else(|e| e.into_inner());
+        let totals = sources.entry(table.to_string()).or_default();
+        totals.rows += yielded.rows;
+        totals.malformed += yielded.malformed;
+    }
+
+    /// What each source table whose partitions ended yielded, by table.
+    pub fn ended_sources(&self) -> BTreeMap<String, SourceTotals> {
+        self.ended_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Adds `n` to a counter.

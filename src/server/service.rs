@@ -35,7 +35,10 @@ pub fn status_of(error: &EddyError) -> Status {
         EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
         EddyError::NotFound(_) => Status::not_found(message),
         EddyError::AlreadyExists(_) => Status::already_exists(message),
-        EddyError::Unsupported(_) | EddyError::Conflict(_) => Status::failed_precondition(message),
+        EddyError::Unsupported(_)
+        | EddyError::Conflict(_)
+        | EddyError::ViewFailed { .. }
+        | EddyError::NothingValid { .. } => Status::failed_precondition(message),
         EddyError::Pipeline { .. } | EddyError::Io { .. } => Status::internal(message),
     };
     let location = match error {
@@ -130,6 +133,7 @@ impl Eddy for EddyService {
         // A view's changes, or else an INSERT INTO pipeline's output rows.
         let (schema, initial, mut changes) = match self.server.view(&request.name) {
             Ok(view) => {
+                self.server.check_view_readable(&request.name).map_err(|e| status_of(&e))?;
                 let (initial, changes) = view.subscribe(request.snapshot).map_err(|e| Status::internal(e.to_string()))?;
                 (view.changelog_schema(), initial, changes)
             }
