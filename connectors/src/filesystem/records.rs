@@ -177,13 +177,13 @@ impl RecordChunker {
     }
 
     /// True when a quote the record at `pos` opens does not close as CSV allows:
-    /// never (the file ends inside it), not within `quoted_bytes_max`, or, after a
-    /// newline, in the middle of a field (`"a<newline>...5,"e`). Such a quote is
+    /// never (the file ends inside it), not before a newline past `quoted_bytes_max`,
+    /// or, after a newline, in the middle of a field (`"a<newline>...5,"e`). Such a quote is
     /// a stray one, and the record is cut at the end of its first line.
     fn quote_unterminated(&self) -> bool {
         match self.csv_state {
             CsvState::StrayQuote => true,
-            CsvState::Quoted => self.eof || self.buf.len() - self.pos > self.quoted_bytes_max,
+            CsvState::Quoted => self.eof,
             _ => false,
         }
     }
@@ -224,6 +224,10 @@ impl RecordChunker {
                         CsvState::Quoted => {
                             if b == b'\n' {
                                 self.inner_newlines += 1;
+                                if i - self.pos > self.quoted_bytes_max {
+                                    self.csv_state = CsvState::StrayQuote;
+                                    return None;
+                                }
                             }
                             CsvState::Quoted
                         }
