@@ -917,6 +917,10 @@ fn reading_a_view_whose_pipeline_failed_is_an_error_naming_the_failure() {
         stderr.contains(pipeline_id) && stderr.contains("Divide by zero"),
         "{stderr}"
     );
+    // So is following its changes: nothing would ever come.
+    let (code, _, stderr) = server.sql(&["-c", "\\subscribe ratios"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`ratios` cannot be read") && stderr.contains("Divide by zero"), "{stderr}");
     // So is any query that reads it, among other views.
     let (code, _, stderr) =
         server.sql(&["-c", "SELECT h.k FROM healthy h JOIN ratios r ON h.k = r.k"]);
