@@ -1,5 +1,6 @@
 //! What Eddy prints while it runs: query results, live samples of sink output, progress.
 
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,9 +8,38 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::error::ArrowError;
 use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
 use tokio::sync::watch;
+
+use crate::error::EddyError;
+
+/// Writes `text` to stdout, as `print!` does but without its panic on a closed
+/// pipe: [`EddyError::StdoutClosed`] then tells the caller to stop quietly.
+pub fn write_stdout(text: &str) -> Result<(), EddyError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(EddyError::StdoutClosed),
+        Err(e) => {
+            // A full disk behind a redirection, say: worth a word, not worth stopping the pipelines.
+            eprintln!("eddy: cannot write to stdout: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Whether `error`, or any error that caused it, is [`EddyError::StdoutClosed`].
+pub fn is_stdout_closed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if matches!(e.downcast_ref::<EddyError>(), Some(EddyError::StdoutClosed)) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
 
 /// Prints a bare `SELECT`'s rows to stdout as aligned tables, batch by batch.
 pub struct TableSink;
@@ -17,13 +47,13 @@ pub struct TableSink;
 #[async_trait]
 impl Sink for TableSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        println!("{}", pretty_format_batches(&[batch])?);
+        write_stdout(&table(&batch, Footer::Hide)?)?;
         Ok(())
     }
 
     /// Rows of an updating query that no longer hold (its new rows follow).
     async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        println!("retracted:\n{}", pretty_format_batches(&[batch])?);
+        write_stdout(&format!("retracted:\n{}", table(&batch, Footer::Hide)?))?;
         Ok(())
     }
 
@@ -32,11 +62,29 @@ impl Sink for TableSink {
     }
 }
 
+/// Whether a printed table ends with psql's `(N rows)`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Footer {
+    Show,
+    Hide,
+}
+
+/// `batch` laid out as `eddy sql` (and psql) print results. The same formatter
+/// for both, and linear in the size of the cells (arrow's pretty printer took
+/// over 20 s for a 5 MB string).
+fn table(batch: &RecordBatch, footer: Footer) -> Result<String, ArrowError> {
+    let options = crate::client::format::PrintOptions { footer: footer == Footer::Show, ..Default::default() };
+    crate::client::format::render(&batch.schema(), std::slice::from_ref(batch), &options)
+}
+
 /// Prints rows a statement answered with (`SHOW TABLES`, `EXPLAIN`) to stdout.
-pub fn print_rows(batch: &RecordBatch) {
-    match pretty_format_batches(std::slice::from_ref(batch)) {
-        Ok(table) => println!("{table}"),
-        Err(e) => eprintln!("eddy: cannot print the result: {e}"),
+pub fn print_rows(batch: &RecordBatch) -> Result<(), EddyError> {
+    match table(batch, Footer::Show) {
+        Ok(table) => write_stdout(&table),
+        Err(e) => {
+            eprintln!("eddy: cannot print the result: {e}");
+            Ok(())
+        }
     }
 }
 
@@ -59,7 +107,7 @@ impl Sink for LiveSink {
         if self.last.is_none_or(|t| t.elapsed() >= self.every) && batch.num_rows() > 0 {
             self.last = Some(Instant::now());
             let sample = batch.slice(0, batch.num_rows().min(3));
-            println!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), pretty_format_batches(&[sample])?);
+            write_stdout(&format!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), table(&sample, Footer::Hide)?))?;
         }
         self.inner.write(batch).await
     }
@@ -149,4 +197,3 @@ pub fn stop_on_ctrl_c(deadline: Option<Duration>) -> watch::Receiver<bool> {
     });
     rx
 }
-

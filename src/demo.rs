@@ -63,7 +63,7 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
     let out = options.out.to_string_lossy().to_string();
     let sql = demo_sql(&out, options.rate);
     if options.show_sql {
-        println!("{sql}");
+        crate::console::write_stdout(&format!("{sql}\n"))?;
         return Ok(());
     }
     let mut session = Session::new();
@@ -85,7 +85,9 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
     let stop = stop_on_ctrl_c(options.duration);
     let mut runs = Vec::new();
     for spec in &pipelines {
-        let Some(inner) = session.open_sink(spec)? else { continue };
+        let Some(inner) = session.open_sink(spec)? else {
+            continue;
+        };
         let sink = Box::new(LiveSink { name: spec.name.clone(), inner, every: Duration::from_secs(3), last: None });
         runs.push(session.prepare(spec).run(sink, Arc::clone(&metrics), stop.clone(), None));
     }

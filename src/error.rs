@@ -1,6 +1,6 @@
 //! The binary crate's one error enum: wraps the layers' errors with what the user ran.
 
-use eddy_sql::{Location, SqlError};
+use eddy_sql::{Location, ParsedStatement, SqlError};
 
 /// Why a script could not run.
 #[derive(Debug, thiserror::Error)]
@@ -13,10 +13,18 @@ pub enum EddyError {
     Connector { table: String, location: Location, message: String },
     /// The pipeline failed while running.
     #[error("pipeline `{pipeline}` failed: {source}")]
-    Pipeline { pipeline: String, #[source] source: eddy_engine::EngineError },
+    Pipeline {
+        pipeline: String,
+        #[source]
+        source: eddy_engine::EngineError,
+    },
     /// Reading a script or writing output failed.
     #[error("{context}: {source}")]
-    Io { context: String, #[source] source: std::io::Error },
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A statement names a table, view or pipeline that does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -37,7 +45,34 @@ pub enum EddyError {
     /// rows stopped at the failure: reading it would answer as if they were complete.
     #[error("materialized view `{view}` cannot be read: {reason}; its rows stopped at the failure and are not complete. SHOW PIPELINES shows the failure: fix the query or its input, then drop the failed view and create it again")]
     ViewFailed { view: String, reason: String },
+    /// Another process (another `eddy server`) holds the data directory's lock.
+    #[error("the data directory {dir} is in use by {holder}; stop that server first, or give this one another --data-dir")]
+    DataDirInUse { dir: String, holder: String },
+    /// Whoever read stdout closed it (`eddy run x.sql | head -3`): nobody reads
+    /// what Eddy would print, so the binary stops quietly instead of reporting it.
+    #[error("stdout was closed by its reader")]
+    StdoutClosed,
+    /// A bug in Eddy (a panic while running a statement), reported to the client that sent it.
+    #[error("internal error: {0}. This is a bug in Eddy; please report it with the statement that caused it")]
+    Internal(String),
     /// A setting has a value Eddy cannot use.
     #[error("setting '{key}' = '{value}': {message}")]
     Setting { key: String, value: String, message: String },
+}
+
+impl EddyError {
+    /// A planning error of `statement`, pointed at the name it complains about
+    /// (see [`SqlError::pointing_into`]), so the client's caret is under it.
+    pub fn pointing_into(self, statement: &ParsedStatement) -> Self {
+        match self {
+            EddyError::Sql(e) => EddyError::Sql(e.pointing_into(&statement.text, statement.location)),
+            other => other,
+        }
+    }
+
+    /// Whether the error is, or was caused by, stdout's reader going away: then
+    /// nobody wants the output, and the binary exits without a message.
+    pub fn is_stdout_closed(&self) -> bool {
+        crate::console::is_stdout_closed(self)
+    }
 }

@@ -2,6 +2,8 @@
 //! the connectors together into sessions that run scripts of Flink-dialect SQL;
 //! `server` serves them over gRPC and `client` is the psql-like `eddy sql`; the
 //! `eddy` binary (`run`, `demo`, `server`, `sql`) is a thin command line over it.
+// Tests may unwrap: a panic there is a test failure with a backtrace.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod allocator;
 pub mod client;

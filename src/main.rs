@@ -24,6 +24,8 @@ enum Command {
     /// CREATE TABLE declares sources and sinks; each INSERT INTO starts a pipeline and
     /// all pipelines run together; a bare SELECT prints its rows. At the end Eddy prints
     /// one summary line: rows in, rows out, late rows dropped, malformed records, wall time.
+    /// When whatever reads stdout stops reading (`eddy run x.sql | head -3`), the run
+    /// ends quietly with exit status 141, as a program that SIGPIPE ends.
     Run {
         /// The SQL script.
         file: PathBuf,
@@ -75,7 +77,7 @@ enum Command {
         #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// Run this command (statements and backslash commands); may be repeated.
-        #[arg(short = 'c', long = "command")]
+        #[arg(short = 'c', long = "command", allow_hyphen_values = true)]
         commands: Vec<String>,
         /// Run the statements in this file ('-' for stdin); may be repeated.
         #[arg(short = 'f', long = "file")]
@@ -118,22 +120,36 @@ fn main() -> ExitCode {
     eddy::allocator::tune();
     // EDDY_LOG=info|debug|trace shows more of what the engine does; warnings are always shown.
     let level = std::env::var("EDDY_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal: escape codes in a log file or a pipe are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_max_level(level).with_ansi(colour).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     if let Command::Sql { host, token, commands, files, csv, expanded, quiet } = cli.command {
         return run_client(eddy::client::ClientOptions { host, token, commands, files, csv, expanded, quiet });
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Statements are planned on the runtime's worker threads, whose stacks are
+    // sized for the deepest statement Eddy accepts (see eddy_sql::limits): a
+    // long AND or UNION ALL chain must not overflow a stack and abort the process.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(eddy_sql::limits::PLANNING_STACK_BYTES).build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("eddy: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // On a worker, not on this thread (whose stack the OS sized).
+    let main = runtime.spawn(run(cli));
+    match runtime.block_on(main) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        // `eddy run x.sql | head -3`: the reader has what it wanted. 141 is the
+        // status a shell shows for a program that SIGPIPE ended (128 + 13).
+        Ok(Err(e)) if e.is_stdout_closed() => ExitCode::from(141),
+        Ok(Err(e)) => {
             eprintln!("eddy: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("eddy: internal error, please report it: {e}");
             ExitCode::FAILURE
         }
     }
@@ -142,8 +158,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
         Command::Run { file, parallelism, progress_secs, checkpoint_dir } => {
-            let sql = std::fs::read_to_string(&file)
-                .map_err(|source| EddyError::Io { context: format!("cannot read {}", file.display()), source })?;
+            let sql = std::fs::read_to_string(&file).map_err(|source| EddyError::Io { context: format!("cannot read {}", file.display()), source })?;
             let mut session = Session::new();
             let pipelines = session.execute_script(&sql).await?;
             if let Some(p) = parallelism {
@@ -159,23 +174,18 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let metrics = Arc::new(PipelineMetrics::default());
             let progress = eddy::console::spawn_progress(Arc::clone(&metrics), progress_secs, None);
             let stop = eddy::console::stop_on_ctrl_c(None);
-            let summary = session
-                .run(&pipelines, Arc::clone(&metrics), stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema()))
-                .await;
+            let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema())).await;
             progress.abort();
             let summary = summary?;
             eprintln!("eddy: {summary}");
+            // Dropping what the run opened (Kafka consumers close) still takes a moment.
+            eddy_engine::failpoint::reach("exiting");
             let nothing_valid = summary.sources_with_nothing_valid();
             if nothing_valid.is_empty() {
                 return Ok(());
             }
-            let tables: Vec<String> = nothing_valid
-                .iter()
-                .map(|(table, n)| format!("`{table}` ({n} malformed records)"))
-                .collect();
-            Err(EddyError::NothingValid {
-                tables: tables.join(", "),
-            })
+            let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
+            Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
         Command::Server { listen, data_dir, checkpoints, token } => serve(&listen, &data_dir, checkpoints.as_deref(), token).await,
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
@@ -203,9 +213,7 @@ fn run_client(options: eddy::client::ClientOptions) -> ExitCode {
 
 async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>) -> Result<(), EddyError> {
     let address = eddy::server::service::parse_listen(listen)?;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })?;
     let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;
     let server = eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?;
     println!(

@@ -18,7 +18,7 @@ use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::graph::Graph;
 use eddy_engine::metrics::{MetricsSnapshot, SourceTotals};
 use eddy_engine::operator::SideOutput;
-use eddy_engine::runtime::{self, PipelineOutputs, RunOptions, SideSink};
+use eddy_engine::runtime::{self, Ended, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
 use eddy_sql::{parse_script, DropWhat, Location, ParsedStatement, Planner, ShowWhat, Statement, StreamPlan, TableDef};
 use tokio::sync::watch;
@@ -120,10 +120,7 @@ impl Session {
 
     /// Tasks per keyed operator: `SET 'parallelism'`, else the number of cores.
     pub fn parallelism(&self) -> usize {
-        self.settings
-            .get("parallelism")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        self.settings.get("parallelism").and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 
     /// How often barriers make sinks commit: `SET 'execution.checkpointing.interval'`.
@@ -170,9 +167,9 @@ impl Session {
     pub async fn execute_script(&mut self, sql: &str) -> Result<Vec<PipelineSpec>, EddyError> {
         let mut pipelines = Vec::new();
         for parsed in parse_script(sql)? {
-            match self.execute(&parsed).await? {
+            match self.execute(&parsed).await.map_err(|e| e.pointing_into(&parsed))? {
                 Outcome::Done(_) => {}
-                Outcome::Rows(batch) => crate::console::print_rows(&batch),
+                Outcome::Rows(batch) => crate::console::print_rows(&batch)?,
                 Outcome::Pipeline(spec) => pipelines.push(spec),
             }
         }
@@ -197,6 +194,7 @@ impl Session {
                 Outcome::Done("SET".into())
             }
             Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => Outcome::Rows(answer_without_tables(query, location).await?),
             Statement::Select { query } => {
                 let plan = self.planner.plan_query(query, location).await?;
                 Outcome::Pipeline(PipelineSpec { name: format!("select@{}", location.line), plan, sink: None, location })
@@ -211,6 +209,9 @@ impl Session {
                 // Only plan; never run what is explained (EXPLAIN DROP TABLE must not drop it).
                 if !matches!(**statement, Statement::Insert { .. } | Statement::Select { .. }) {
                     return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW".into()));
+                }
+                if matches!(&**statement, Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty()) {
+                    return Err(EddyError::Unsupported("this SELECT reads no table: it runs no operators and is answered at once, so there is nothing to EXPLAIN".into()));
                 }
                 let inner = ParsedStatement { statement: (**statement).clone(), location, text: parsed.text.clone() };
                 match Box::pin(self.execute(&inner)).await? {
@@ -235,10 +236,7 @@ impl Session {
             | Statement::RestartPipeline { .. }
             | Statement::CreateMaterializedView { .. }
             | Statement::Drop { what: DropWhat::MaterializedView, .. } => {
-                return Err(EddyError::Unsupported(format!(
-                    "`{}` needs a server: run `eddy server` and submit it with `eddy sql`",
-                    parsed.text
-                )))
+                return Err(EddyError::Unsupported(format!("`{}` needs a server: run `eddy server` and submit it with `eddy sql`", parsed.text)))
             }
         })
     }
@@ -305,11 +303,8 @@ impl Session {
     }
 
     fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
-        let connector_error = |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector {
-            table: table.name.clone(),
-            location,
-            message: e.to_string(),
-        };
+        let connector_error =
+            |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector { table: table.name.clone(), location, message: e.to_string() };
         eddy_connectors::validate_options(&def, false).map_err(|e| connector_error(&def, &e))?;
         if def.columns.is_empty() {
             // Generators know their own columns (`CREATE TABLE bid WITH ('connector' = 'nexmark')`).
@@ -339,8 +334,12 @@ impl Session {
         let mut side = Vec::new();
         for source in spec.plan.sources() {
             for (key, kind) in [("late.sink", SideOutput::Late), ("malformed.sink", SideOutput::Malformed)] {
-                let Some(target) = source.table.option(key) else { continue };
-                let Some(def) = self.planner.table(target) else { continue };
+                let Some(target) = source.table.option(key) else {
+                    continue;
+                };
+                let Some(def) = self.planner.table(target) else {
+                    continue;
+                };
                 let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
                 side.push((source.table.name.clone(), kind, def, location));
             }
@@ -352,6 +351,7 @@ impl Session {
             parallelism: self.parallelism(),
             checkpoint_interval: self.checkpoint_interval(),
             checkpoint_trigger: None,
+            refresh_interval: None,
             view_sources: spec
                 .plan
                 .sources()
@@ -385,14 +385,18 @@ impl Session {
     /// Where `SET 'state.checkpoints.dir'` (a directory or `s3://bucket/prefix`)
     /// keeps a script's pipeline's checkpoints.
     fn checkpoint_store(&self, spec: &PipelineSpec) -> Result<Option<CheckpointStore>, EddyError> {
-        let Some(location) = self.settings.get("state.checkpoints.dir") else { return Ok(None) };
+        let Some(location) = self.settings.get("state.checkpoints.dir") else {
+            return Ok(None);
+        };
         let store = CheckpointStore::open(location).map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
         Ok(Some(store.child(&format!("{}-line{}", spec.name, spec.location.line))))
     }
 
     /// Opens the sink of an `INSERT INTO` pipeline.
     pub fn open_sink(&self, spec: &PipelineSpec) -> Result<Option<Box<dyn Sink>>, EddyError> {
-        let Some(def) = &spec.sink else { return Ok(None) };
+        let Some(def) = &spec.sink else {
+            return Ok(None);
+        };
         let location = self.locations.get(&def.name).copied().unwrap_or(spec.location);
         create_sink(def, location).map(Some)
     }
@@ -407,49 +411,36 @@ impl Session {
     ) -> Result<RunSummary, EddyError> {
         let started = Instant::now();
         let stores: Vec<Option<CheckpointStore>> = pipelines.iter().map(|spec| self.checkpoint_store(spec)).collect::<Result<_, _>>()?;
-        // A script resumed after a crash does not run again the pipelines that had
-        // already finished (their rows are written); once every one has finished,
-        // the next run of the script starts afresh.
-        let resuming_none = all_finished(pipelines, &stores).await?;
+        // A pipeline whose checkpoints hold the record that it ran to its end (in
+        // this script's interrupted run or an earlier one) is not run again: its
+        // rows are written, and reading its input again would write them twice.
         let mut runs = Vec::new();
         for (spec, store) in pipelines.iter().zip(&stores) {
-            if let Some(store) = store {
-                let failed = |source| EddyError::Pipeline { pipeline: spec.name.clone(), source };
-                if resuming_none {
-                    store.reset().await.map_err(failed)?;
-                } else if store.is_finished().await.map_err(failed)? {
-                    eprintln!("eddy: {} (line {}) ran to its end before the interruption; not running it again", spec.name, spec.location.line);
-                    continue;
-                }
-            }
             let sink = match self.open_sink(spec)? {
                 Some(sink) => sink,
                 None => select_sink(spec),
             };
             let prepared = self.prepare(spec);
-            runs.push(prepared.run(sink, Arc::clone(&metrics), stop.clone(), store.clone()));
+            runs.push(prepared.run_to_end(sink, Arc::clone(&metrics), stop.clone(), store.clone()));
         }
-        for result in futures::future::join_all(runs).await {
-            result?;
+        let results = futures::future::join_all(runs).await;
+        eddy_engine::failpoint::reach("script-completed");
+        let mut completed_before = 0;
+        for (spec, result) in pipelines.iter().zip(results) {
+            if result? == Ended::AlreadyCompleted {
+                completed_before += 1;
+                eprintln!("eddy: {} (line {}) already ran to its end with these checkpoints; not running it again", spec.name, spec.location.line);
+            }
         }
-        if all_finished(pipelines, &stores).await? {
-            for (spec, store) in pipelines.iter().zip(stores.iter().flatten()) {
-                store.reset().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+        if completed_before == pipelines.len() {
+            if let Some(location) = self.settings.get("state.checkpoints.dir") {
+                eprintln!(
+                    "eddy: every pipeline of this script already ran to its end with the checkpoints in {location}, so nothing was read (not even input added since); to run the script again from the start, delete that directory or use another checkpoint directory"
+                );
             }
         }
         Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed(), sources: metrics.ended_sources() })
     }
-}
-
-/// Whether every pipeline keeps checkpoints and has run to its end.
-async fn all_finished(pipelines: &[PipelineSpec], stores: &[Option<CheckpointStore>]) -> Result<bool, EddyError> {
-    for (spec, store) in pipelines.iter().zip(stores) {
-        let Some(store) = store else { return Ok(false) };
-        if !store.is_finished().await.map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// What one statement did.
@@ -472,6 +463,8 @@ pub struct PreparedPipeline {
     parallelism: usize,
     checkpoint_interval: Option<Duration>,
     checkpoint_trigger: Option<Arc<tokio::sync::Notify>>,
+    /// How often its sink is refreshed between checkpoints (a materialized view's).
+    refresh_interval: Option<Duration>,
     /// Sources of the plan's tables that are not opened through a connector.
     view_sources: HashMap<String, Arc<dyn eddy_engine::Source>>,
 }
@@ -494,6 +487,13 @@ impl PreparedPipeline {
         self
     }
 
+    /// Refreshes the sink every `interval` between checkpoints (see
+    /// [`eddy_engine::Message::Refresh`]): for a materialized view, so reads are that fresh.
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
     /// Runs the pipeline into `sink` until its sources end or `stop` turns true,
     /// saving checkpoints to (and resuming from) `checkpoints` when given.
     pub async fn run(
@@ -503,6 +503,18 @@ impl PreparedPipeline {
         stop: watch::Receiver<bool>,
         checkpoints: Option<CheckpointStore>,
     ) -> Result<(), EddyError> {
+        self.run_to_end(sink, metrics, stop, checkpoints).await.map(|_| ())
+    }
+
+    /// [`PreparedPipeline::run`], telling how the run ended: in particular that
+    /// `checkpoints` held the record of an earlier run that completed, so nothing ran.
+    pub async fn run_to_end(
+        self,
+        sink: Box<dyn Sink>,
+        metrics: Arc<PipelineMetrics>,
+        stop: watch::Receiver<bool>,
+        checkpoints: Option<CheckpointStore>,
+    ) -> Result<Ended, EddyError> {
         let name = self.name.clone();
         let pipeline_error = |source| EddyError::Pipeline { pipeline: name.clone(), source };
         let view_sources = self.view_sources;
@@ -510,11 +522,8 @@ impl PreparedPipeline {
             if let Some(source) = view_sources.get(&node.table.name) {
                 return Ok(Arc::clone(source));
             }
-            eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref()).map_err(|e| eddy_engine::EngineError::Source {
-                table: node.table.name.clone(),
-                partition: "open".to_string(),
-                source: Box::new(e),
-            })
+            eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref())
+                .map_err(|e| eddy_engine::EngineError::Source { table: node.table.name.clone(), partition: "open".to_string(), source: Box::new(e) })
         };
         let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source).map_err(pipeline_error)?;
         tracing::debug!(pipeline = %self.name, "plan:\n{}\ngraph:\n{}", self.plan.explain(self.parallelism), graph.describe());
@@ -523,18 +532,19 @@ impl PreparedPipeline {
             side.insert((source, kind), SideSink { table: def.name.clone(), sink: create_sink(&def, location)?, schema: def.sink_schema() });
         }
         let outputs = PipelineOutputs { sink_table: self.name.clone(), sink, side };
-        let options = RunOptions { checkpoint_interval: self.checkpoint_interval, checkpoints, trigger: self.checkpoint_trigger };
+        let options = RunOptions {
+            checkpoint_interval: self.checkpoint_interval,
+            checkpoints,
+            trigger: self.checkpoint_trigger,
+            refresh_interval: self.refresh_interval,
+        };
         runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }
 }
 
 /// Opens a table's sink, with errors that name the table and where it was declared.
 pub fn create_sink(def: &TableDef, location: Location) -> Result<Box<dyn Sink>, EddyError> {
-    eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector {
-        table: def.name.clone(),
-        location,
-        message: e.to_string(),
-    })
+    eddy_connectors::create_sink(def, def.sink_schema()).map_err(|e| EddyError::Connector { table: def.name.clone(), location, message: e.to_string() })
 }
 
 /// A batch of text columns, for `SHOW` and `EXPLAIN` answers.
@@ -547,10 +557,35 @@ pub fn string_rows(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) ->
     RecordBatch::try_new(schema, arrays).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
 }
 
-/// `DESCRIBE`'s answer: one row per column, as Flink shows them.
+/// A DataFusion context for one-off batch queries over rows already at hand
+/// (materialized views, a sorted result, constants), with Eddy's functions and
+/// Flink's case-sensitive names.
+pub fn batch_context() -> datafusion::prelude::SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    eddy_sql::functions::register(&ctx);
+    ctx
+}
+
+/// A `SELECT` that reads no table (`SELECT 1`, `SELECT UPPER('a')`, `VALUES (1), (2)`)
+/// has nothing to stream: it is answered at once, as a batch query.
+async fn answer_without_tables(query: &Query, location: Location) -> Result<RecordBatch, EddyError> {
+    let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
+    let frame = batch_context().sql(&query.to_string()).await.map_err(plan_error)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(plan_error)?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| plan_error(e.into()))
+}
+
+/// `DESCRIBE`'s answer: one row per column, as Flink shows them, with the
+/// SQL type a user declares (`BIGINT`, `TIMESTAMP(3)`), not Arrow's.
 pub fn describe_rows(schema: &Schema) -> RecordBatch {
     string_rows(
         &["name", "type", "null"],
-        schema.fields().iter().map(|f| vec![f.name().clone(), f.data_type().to_string(), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
+        schema
+            .fields()
+            .iter()
+            .map(|f| vec![f.name().clone(), eddy_sql::sql_type_name(f.data_type()), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
     )
 }

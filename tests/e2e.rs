@@ -55,10 +55,7 @@ fn run_writes_window_results_to_parquet_and_routes_late_rows() {
     let expected: BTreeSet<_> = [(t0, 1, 4, 130), (t0, 2, 1, 50), (t0 + 10_000, 2, 1, 70), (t0 + 20_000, 3, 2, 15)].into_iter().collect();
     assert_eq!(rows, expected);
 
-    let late_rows: String = std::fs::read_dir(&late)
-        .expect("late dir")
-        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read"))
-        .collect();
+    let late_rows: String = std::fs::read_dir(&late).expect("late dir").map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read")).collect();
     assert_eq!(late_rows.lines().count(), 1, "{late_rows}");
     assert!(late_rows.contains("\"price\":80"), "{late_rows}");
 }
@@ -104,7 +101,6 @@ fn demo_runs_for_a_duration_and_writes_parquet() {
     assert!(stderr.contains("/s)"), "{stderr}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("[bids_per_auction]"));
 }
-
 
 #[test]
 fn an_unbounded_pipeline_publishes_part_files_at_every_checkpoint() {
@@ -178,7 +174,7 @@ fn the_progress_line_reports_the_last_checkpoint() {
 
 /// A script resumed after a crash does not run again a pipeline that had already
 /// finished (its rows would be written twice); once all have finished, running the
-/// script again starts afresh.
+/// script again with the same checkpoints says so and writes nothing.
 #[test]
 fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -197,7 +193,17 @@ fn a_resumed_script_skips_the_pipelines_that_had_finished() {
         slow.display()
     );
     let script = script(dir.path(), &sql);
-    let run = || eddy().arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("start eddy");
+    let run = || {
+        eddy()
+            .arg("run")
+            .arg(&script)
+            .arg("--checkpoint-dir")
+            .arg(&checkpoints)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start eddy")
+    };
     let mut first = common::Running(run());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while (committed_ids(&quick).len() < 100 || common::newest_checkpoint(&checkpoints) == 0) && std::time::Instant::now() < deadline {
@@ -210,14 +216,16 @@ fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     let resumed = run().wait_with_output().expect("eddy run");
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
-    assert!(stderr.contains("quick_out (line 8) ran to its end before the interruption; not running it again"), "{stderr}");
+    assert!(stderr.contains("quick_out (line 8) already ran to its end with these checkpoints; not running it again"), "{stderr}");
     assert_eq!(committed_ids(&quick), (0..100).collect::<Vec<_>>(), "the finished pipeline's rows are there once");
     assert_eq!(committed_ids(&slow), (0..3000).collect::<Vec<_>>(), "the interrupted one resumed without loss or duplicates");
 
-    // Everything finished: the next run is a new run of the whole script.
+    // Everything finished: running the script again with the same checkpoints reads nothing.
     let again = run().wait_with_output().expect("eddy run");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    assert_eq!(committed_ids(&quick).len(), 200, "a new run writes its rows again");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("every pipeline of this script already ran to its end"), "{stderr}");
+    assert_eq!((committed_ids(&quick).len(), committed_ids(&slow).len()), (100, 3000), "a completed script writes nothing again");
 }
 
 /// Checkpoints in an S3 bucket (`--checkpoint-dir s3://bucket/prefix`, here on an
@@ -267,7 +275,52 @@ async fn checkpoints_in_an_s3_bucket_survive_a_kill() {
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(committed_ids(&out), (0..8000).collect::<Vec<_>>(), "resumed from the bucket without loss or duplicates");
     let left = objects(s3_keys(&endpoint, &bucket, "pipelines/").await);
-    assert!(left.is_empty(), "a finished script leaves no checkpoint behind: {left:?}");
+    assert_eq!(left, vec!["pipelines/out-line6/_FINISHED".to_string()], "a finished script leaves only its completion record behind");
+}
+
+/// Runs `script` with stdout a pipe its reader closes after `lines` lines;
+/// returns the exit status and stderr.
+fn run_into_a_closing_pipe(script: &Path, lines: usize) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, Read};
+    let mut child = eddy()
+        .arg("run")
+        .arg(script)
+        .args(["--progress-secs", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start eddy");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    for _ in 0..lines {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read a line");
+    }
+    // As `head -3` does: the reader goes away while Eddy still has rows to print.
+    drop(stdout);
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    (child.wait().expect("wait"), stderr)
+}
+
+#[test]
+fn eddy_run_exits_quietly_when_the_reader_of_its_output_goes_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Far more rows than a pipe buffers, so Eddy is still printing when the reader leaves.
+    let sql = "CREATE TABLE gen (id BIGINT, name STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '0', 'number-of-rows' = '200000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0');
+               SELECT id, name FROM gen;";
+    let (status, stderr) = run_into_a_closing_pipe(&script(dir.path(), sql), 3);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe") && !stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(stderr, "", "nothing to say when the reader has what it wanted");
+    // 141, as a shell shows for a program SIGPIPE ended; not 101 (a panic) nor 134 (an abort).
+    assert_eq!(status.code(), Some(141), "{status}");
+
+    // Rows a statement answers at once (SHOW TABLES, EXPLAIN) go through another path.
+    let sql = "CREATE TABLE t (a BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+               SHOW TABLES;
+               EXPLAIN SELECT a FROM t;";
+    let (status, stderr) = run_into_a_closing_pipe(&script(dir.path(), sql), 0);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(status.code(), Some(141), "{status} {stderr}");
 }
 
 /// Runs `sql` with `eddy run`: (exit code, stderr).

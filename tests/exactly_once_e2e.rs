@@ -238,3 +238,108 @@ async fn killed_at_every_commit_step_and_at_random_every_sink_ends_as_if_it_neve
     clean.clean_up(&clickhouse, &redis).await;
     chaos.clean_up(&clickhouse, &redis).await;
 }
+
+/// The steps of the end of a run that keeps checkpoints, in order, with the
+/// pipeline (1st, 2nd, 3rd to get there) the kill lands in: the last commit
+/// prepared, the completion record saved, the last commit made visible, the
+/// checkpoints deleted; then the whole script done, and the process about to exit.
+const END_OF_RUN_KILL_POINTS: &[&str] =
+    &["final-prepared:1", "completion-saved:1", "final-committed:2", "checkpoints-cleared:3", "script-completed:1", "exiting:1"];
+
+/// A bounded Kafka topic into Parquet files, a ClickHouse table and a Redis list,
+/// all exactly-once; killed at each step of the end of the run and run again with
+/// the same checkpoint directory: every sink holds each row once, and a third run
+/// says the script already completed and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_each_step_of_the_end_of_a_run_every_row_is_written_once() {
+    const ROWS: i64 = 3000;
+    let (bootstrap, clickhouse, redis) = (broker(), CLICKHOUSE.shared(), REDIS.shared());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = unique_topic("end-of-run");
+    create_topic(&bootstrap, &input, 2).await;
+    let records: Vec<TestRecord> = (0..ROWS).map(|id| TestRecord::value((id % 2) as i32, format!(r#"{{"id":{id}}}"#))).collect();
+    produce_with(&producer(&bootstrap), &input, &records).await;
+    let database = unique_name("end_of_run");
+    clickhouse_query(&clickhouse, &format!("CREATE DATABASE {database}"), &[]).await;
+    let redis_prefix = unique_name("end-of-run");
+    let redis_connection = redis_connection(&redis).await;
+    let want: Vec<i64> = (0..ROWS).collect();
+
+    for (n, point) in END_OF_RUN_KILL_POINTS.iter().enumerate() {
+        let files = dir.path().join(format!("files{n}"));
+        let checkpoints = dir.path().join(format!("checkpoints{n}"));
+        let list = format!("{redis_prefix}:{n}");
+        let sql = format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';
+             CREATE TABLE events (id BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{bootstrap}',
+                   'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+             CREATE TABLE to_files (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             CREATE TABLE to_clickhouse (id BIGINT)
+             WITH ('connector' = 'clickhouse', 'url' = '{clickhouse}', 'database' = '{database}', 'table' = 't{n}',
+                   'sink.create-table' = 'true', 'sink.delivery-guarantee' = 'exactly-once');
+             CREATE TABLE to_redis (id BIGINT)
+             WITH ('connector' = 'redis', 'url' = '{redis}', 'mode' = 'list', 'key' = '{list}',
+                   'sink.delivery-guarantee' = 'exactly-once', 'sink.epoch-key' = '{list}-epoch');
+             INSERT INTO to_files SELECT id FROM events;
+             INSERT INTO to_clickhouse SELECT id FROM events;
+             INSERT INTO to_redis SELECT id FROM events;",
+            files.display()
+        );
+        let script = dir.path().join(format!("end{n}.sql"));
+        std::fs::write(&script, sql).expect("script");
+        let run = |kill_at: Option<&str>| {
+            let mut command = eddy();
+            command.arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(Stdio::null()).stderr(Stdio::piped());
+            if let Some(point) = kill_at {
+                command.env("EDDY_KILL_AT", point);
+            }
+            command.output().expect("eddy run")
+        };
+        let killed = run(Some(point));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&killed.status),
+            Some(9),
+            "the run was not killed at {point}:\n{}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
+        let rerun = run(None);
+        assert!(rerun.status.success(), "the run after a kill at {point} failed:\n{}", String::from_utf8_lossy(&rerun.stderr));
+
+        let sinks = |table: String, list: String| {
+            let (clickhouse, database, files) = (clickhouse.clone(), database.clone(), files.clone());
+            let mut redis_connection = redis_connection.clone();
+            async move {
+                let mut parquet: Vec<i64> = Vec::new();
+                for batch in read_parquet_dir(&files) {
+                    let ids = batch.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("BIGINT ids");
+                    parquet.extend(ids.values().iter().copied());
+                }
+                let text = clickhouse_query(&clickhouse, &format!("SELECT id FROM {database}.{table} FORMAT TabSeparated"), &[]).await;
+                let mut in_clickhouse: Vec<i64> = text.lines().map(|l| l.parse().expect("an id")).collect();
+                let rows: Vec<String> = redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query_async(&mut redis_connection).await.expect("LRANGE");
+                let mut in_redis: Vec<i64> =
+                    rows.iter().map(|r| serde_json::from_str::<serde_json::Value>(r).expect("a JSON row")["id"].as_i64().expect("id")).collect();
+                for ids in [&mut parquet, &mut in_clickhouse, &mut in_redis] {
+                    ids.sort_unstable();
+                }
+                [("parquet", parquet), ("clickhouse", in_clickhouse), ("redis", in_redis)]
+            }
+        };
+        for (sink, ids) in sinks(format!("t{n}"), list.clone()).await {
+            assert_eq!(ids.len() as i64, ROWS, "{sink} after a kill at {point}: {} rows for {ROWS} events", ids.len());
+            assert!(ids == want, "{sink} after a kill at {point}: not every id once");
+        }
+
+        let again = run(None);
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert!(again.status.success(), "{stderr}");
+        assert!(stderr.contains("every pipeline of this script already ran to its end"), "a completed script is not run again:\n{stderr}");
+        for (sink, ids) in sinks(format!("t{n}"), list.clone()).await {
+            assert!(ids == want, "{sink}: a run of the completed script wrote again");
+        }
+        println!("killed at {point}: every row once in every sink");
+    }
+    clickhouse_query(&clickhouse, &format!("DROP DATABASE IF EXISTS {database}"), &[]).await;
+    redis_delete_prefix(&redis, &redis_prefix).await;
+}

@@ -47,10 +47,10 @@ pub struct HeldEpochs {
 }
 
 /// The epoch of a run's last commit, at the end of a bounded pipeline that keeps
-/// checkpoints: it comes after every checkpoint, so its marker says that all the
-/// run wrote is written (a crash after it and before the pipeline's end is marked
-/// replays the tail; the marker makes that replay write nothing).
-pub const FINAL: u64 = u64::MAX;
+/// checkpoints (the engine's last two-phase commit has this id): it comes after
+/// every checkpoint, so its marker says that all the run wrote is written, and a
+/// restarted sink that finds it writes nothing again.
+pub const FINAL: u64 = eddy_engine::checkpoint::FINAL_CHECKPOINT;
 
 impl HeldEpochs {
     /// Starts a new run: a name no earlier run of this sink had.

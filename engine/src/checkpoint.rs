@@ -12,6 +12,15 @@
 //! A checkpoint without `_COMPLETE` (the process died while writing it) or whose
 //! checksum does not match is skipped, and the previous complete one is used.
 //! The newest [`RETAINED`] complete checkpoints are kept.
+//!
+//! A pipeline that runs to its end leaves one object, `_FINISHED`: its completion
+//! record (every source partition's final position and the sink's prepared last
+//! commit, encoded and checksummed like a checkpoint). It is written before the
+//! sink makes its last rows visible and before the checkpoints are deleted, so a
+//! process killed anywhere in its last moments leaves either a checkpoint to
+//! resume from or the record that the pipeline completed, never neither; a
+//! pipeline started again over a store with the record only finishes that last
+//! commit (see [`CheckpointStore::completion`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +40,11 @@ use crate::error::{EngineError, Result};
 
 /// Complete checkpoints kept on disk; older ones are deleted.
 pub const RETAINED: usize = 3;
+
+/// The id of a run's last commit, at the end of a bounded pipeline that keeps
+/// checkpoints: after every periodic checkpoint's, so sinks that mark what they
+/// wrote with the checkpoint id see the whole run as written once it is.
+pub const FINAL_CHECKPOINT: u64 = u64::MAX;
 
 /// What one task saved at a barrier.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +80,7 @@ pub struct CheckpointStore {
     display: String,
 }
 
-/// The mark of a pipeline that ran to its end, in its checkpoint directory.
+/// The completion record of a pipeline that ran to its end, in its checkpoint directory.
 const FINISHED: &str = "_FINISHED";
 
 fn failed(action: &str, path: &str, e: impl std::fmt::Display) -> EngineError {
@@ -151,16 +165,33 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// The pipeline ran to its end: its checkpoints go, and a `_FINISHED` mark
-    /// stays, so that a script whose other pipelines were interrupted does not run
-    /// this one again (and write its rows twice) when it resumes.
-    pub async fn finish(&self) -> Result<()> {
-        // The mark first: killed between the two, the pipeline is still known as finished.
-        self.put(&[FINISHED], b"finished".to_vec()).await?;
-        self.clear().await
+    /// Records that the pipeline ran to its end: `tasks` are the sources' final
+    /// positions and the sink's prepared last commit ([`FINAL_CHECKPOINT`]). Written
+    /// whole or not at all, before the sink commits and before [`CheckpointStore::clear`].
+    pub async fn complete(&self, tasks: &[TaskSnapshot]) -> Result<()> {
+        self.put(&[FINISHED], encode(tasks)).await
     }
 
-    /// Whether the pipeline ran to its end (see [`CheckpointStore::finish`]).
+    /// The completion record of a pipeline that ran to its end (see
+    /// [`CheckpointStore::complete`]), as a checkpoint with id [`FINAL_CHECKPOINT`];
+    /// it wins over any checkpoint left beside it (the process died before deleting them).
+    /// A record that does not read back (an older version's mark) still means
+    /// completed, with nothing left to commit.
+    pub async fn completion(&self) -> Result<Option<Checkpoint>> {
+        let path = self.object(&[FINISHED]);
+        let data = match self.store.get(&path).await {
+            Ok(got) => got.bytes().await.map_err(|e| failed("read", path.as_ref(), e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(failed("read", path.as_ref(), e)),
+        };
+        let tasks = decode(&data).unwrap_or_else(|e| {
+            tracing::warn!("the completion record in {} does not read back ({e}); taking the pipeline as completed", self.display);
+            Vec::new()
+        });
+        Ok(Some(Checkpoint { id: FINAL_CHECKPOINT, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect() }))
+    }
+
+    /// Whether the pipeline ran to its end (see [`CheckpointStore::complete`]).
     pub async fn is_finished(&self) -> Result<bool> {
         self.exists(&[FINISHED]).await
     }
@@ -172,7 +203,8 @@ impl CheckpointStore {
         self.reset().await
     }
 
-    /// Forgets that the pipeline finished, so it runs afresh next time.
+    /// Forgets that the pipeline finished, so it runs afresh next time (a server's
+    /// RESTART PIPELINE of a finished pipeline).
     pub async fn reset(&self) -> Result<()> {
         let path = self.object(&[FINISHED]);
         match self.store.delete(&path).await {
@@ -486,11 +518,22 @@ mod tests {
         }
         assert_eq!(store.ids().await.unwrap(), vec![6, 7, 8]);
         assert!(!store.is_finished().await.unwrap());
-        store.finish().await.unwrap();
+        assert!(store.completion().await.unwrap().is_none());
+        let last = TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: "stage:1:0".into(), position: None, operators: vec![], sink: Some(vec![7, 7]) };
+        store.complete(&[task(FINAL_CHECKPOINT, "source:0:t/0"), last.clone()]).await.unwrap();
         assert!(store.is_finished().await.unwrap());
+        let completion = store.completion().await.unwrap().expect("the completion record");
+        assert_eq!(completion.id, FINAL_CHECKPOINT);
+        assert_eq!(completion.tasks["stage:1:0"], last, "the sink's last commit is kept");
+        assert_eq!(completion.tasks["source:0:t/0"].position, Some(SourcePosition { partition: "t/0".to_string(), offset: 42 }), "with the final positions");
+        store.clear().await.unwrap();
         assert!(store.latest().await.unwrap().is_none(), "a finished pipeline keeps no checkpoint");
+        assert!(store.is_finished().await.unwrap(), "but keeps its completion record");
+        // A mark without a record (an older version's) still means completed.
+        store.put(&[FINISHED], b"finished".to_vec()).await.unwrap();
+        assert!(store.completion().await.unwrap().is_some_and(|c| c.tasks.is_empty()));
         store.reset().await.unwrap();
-        assert!(!store.is_finished().await.unwrap());
+        assert!(!store.is_finished().await.unwrap() && store.completion().await.unwrap().is_none());
         // Dropping the pipeline removes its checkpoints and its mark alike.
         store.write(9, &[task(9, "a")]).await.unwrap();
         store.put(&[FINISHED], b"finished".to_vec()).await.unwrap();

@@ -143,6 +143,14 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// A refresh ([`crate::Message::Refresh`]) reached the sink: a sink whose readers
+    /// may see rows before their checkpoint is saved (a materialized view) shows
+    /// what it was given so far. Other sinks ignore it; the engine sends refreshes
+    /// only to pipelines that ask for them.
+    async fn refresh(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// On restart from a checkpoint: finishes the commit of what [`Sink::prepare`]
     /// returned for it (the crash may have come before the second phase).
     async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {

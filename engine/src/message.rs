@@ -54,6 +54,13 @@ pub enum Message {
     Watermark(EventTime),
     /// Snapshot your state now: every row before this belongs to checkpoint `id`.
     Barrier(CheckpointId),
+    /// Publish now: operators that emit only at barriers (updating aggregates) emit
+    /// what changed, and a sink whose readers may see rows before their checkpoint
+    /// is saved (a materialized view) shows them. The value is the refresh's time
+    /// (ms since the Unix epoch): the sink shows what the pipeline had read by then.
+    /// Not a checkpoint (nothing is saved) and not aligned across inputs: a task
+    /// passes on the first refresh of each tick it gets and drops the other copies.
+    Refresh(u64),
     /// The input has had no rows for a while (an idle Kafka partition): leave it out
     /// of the watermark until it sends a batch or a watermark again, so it does not
     /// hold every window back.

@@ -31,6 +31,11 @@ pub struct PipelineMetrics {
     pub checkpoint_ms: AtomicU64,
     /// Its size on disk, in bytes.
     pub checkpoint_bytes: AtomicU64,
+    /// When it completed, in ms since the Unix epoch (0: none yet), so status can say how old it is.
+    pub checkpoint_at_ms: AtomicI64,
+    /// The time of the last refresh the sink showed (ms since the Unix epoch; 0:
+    /// none): a view shows what its pipeline had read by then.
+    pub refreshed_at_ms: AtomicU64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
     /// What each source table's partitions that ran to their end yielded, by table:
@@ -60,6 +65,8 @@ impl Default for PipelineMetrics {
             savepoint_id: AtomicU64::new(0),
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
+            checkpoint_at_ms: AtomicI64::new(0),
+            refreshed_at_ms: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
             ended_sources: Mutex::new(BTreeMap::new()),
         }

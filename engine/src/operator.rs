@@ -89,6 +89,14 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// A refresh ([`Message::Refresh`]): an operator that emits only at barriers
+    /// (an updating aggregate) emits what changed since it last emitted, so a view
+    /// shows it before the next checkpoint. What it emits still belongs to the
+    /// checkpoint whose barrier comes next.
+    fn on_refresh(&mut self, _out: &mut Emitter) -> Result<()> {
+        Ok(())
+    }
+
     fn on_end(&mut self, _out: &mut Emitter) -> Result<()> {
         Ok(())
     }

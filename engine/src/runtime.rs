@@ -27,7 +27,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{Checkpoint, CheckpointStore, TaskSnapshot};
+use crate::checkpoint::{Checkpoint, CheckpointStore, TaskSnapshot, FINAL_CHECKPOINT};
 use crate::connector::{MalformedRecord, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, StageKind};
@@ -57,17 +57,36 @@ pub struct RunOptions {
     /// Takes a checkpoint at once when notified (a savepoint before a stop),
     /// besides the interval's.
     pub trigger: Option<Arc<tokio::sync::Notify>>,
+    /// How often sources inject a refresh ([`Message::Refresh`]), so a sink that can
+    /// show rows before their checkpoint (a materialized view) is that fresh;
+    /// `None`: no refreshes.
+    pub refresh_interval: Option<std::time::Duration>,
 }
 
 /// How long periodic checkpoints wait after a savepoint, whose pipeline is being
 /// stopped; only a stop that gives up (a savepoint that never completes) lets them resume.
 const SAVEPOINT_HOLD: std::time::Duration = std::time::Duration::from_secs(180);
 
+/// How a pipeline's run ended, for callers that report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its sources ended and its sinks committed everything (with checkpoints: its
+    /// completion record is saved and its checkpoints are deleted).
+    RanToEnd,
+    /// Stopped from outside; with checkpoints, it resumes from the last one.
+    Stopped,
+    /// Its checkpoint store holds the record that an earlier run completed: nothing
+    /// was read, the sink only finished that run's last commit if a kill had cut it short.
+    AlreadyCompleted,
+}
+
 /// What a task needs to take part in checkpoints: its stable key and where its snapshots go.
 #[derive(Clone)]
 struct Snapshots {
     task: String,
     sender: Option<mpsc::UnboundedSender<TaskSnapshot>>,
+    /// Where a source task sends its final position when its partition ends, for the completion record.
+    finals: Option<mpsc::UnboundedSender<TaskSnapshot>>,
 }
 
 impl Snapshots {
@@ -82,6 +101,13 @@ impl Snapshots {
     fn send(&self, snapshot: Option<TaskSnapshot>) {
         if let (Some(sender), Some(snapshot)) = (&self.sender, snapshot) {
             let _ = sender.send(snapshot);
+        }
+    }
+
+    /// A source partition ended at `position`: recorded in the completion record.
+    fn send_final(&self, position: Option<crate::connector::SourcePosition>) {
+        if let Some(finals) = &self.finals {
+            let _ = finals.send(TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: self.task.clone(), position, operators: Vec::new(), sink: None });
         }
     }
 
@@ -151,6 +177,8 @@ fn spawn_checkpoint_writer(
                     let _ = completed.send(id);
                     metrics.checkpoint_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                     metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                    metrics.checkpoint_at_ms.store(now_ms, Ordering::Relaxed);
                     metrics.checkpoint_id.store(id, Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
@@ -250,6 +278,10 @@ impl Chain {
                 operator.on_barrier(id, &mut emitter)?;
                 emitter.messages.push(Message::Barrier(id));
             }
+            Message::Refresh(at) => {
+                operator.on_refresh(&mut emitter)?;
+                emitter.messages.push(Message::Refresh(at));
+            }
             Message::Idle => emitter.messages.push(Message::Idle),
             Message::EndOfStream => operator.on_end(&mut emitter)?,
         }
@@ -310,6 +342,32 @@ impl Output {
         Ok(())
     }
 
+    /// The end of a run that keeps checkpoints, in order: the sink prepares its
+    /// last commit; the completion record (every source's final position and that
+    /// prepared commit) is saved; the sink commits. A kill before the record is
+    /// saved resumes from the last checkpoint; a kill after it finds the record,
+    /// and the restarted sink finishes the commit ([`run`]). Nothing when stopped.
+    async fn commit_last(&mut self, last: LastCommit, task: &str) -> Result<()> {
+        let Output::Sink { table, sink, two_phase: true, stop, .. } = self else { return Ok(()) };
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let LastCommit { store, mut finals } = last;
+        let prepared = sink.prepare(FINAL_CHECKPOINT).await.map_err(sink_failed(table))?;
+        crate::failpoint::reach("final-prepared");
+        // Every source sent its final position before its end of stream, so all are here.
+        let mut tasks = Vec::new();
+        while let Ok(source) = finals.try_recv() {
+            tasks.push(source);
+        }
+        tasks.push(TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: task.to_string(), position: None, operators: Vec::new(), sink: Some(prepared) });
+        store.complete(&tasks).await?;
+        crate::failpoint::reach("completion-saved");
+        sink.commit_checkpoint(FINAL_CHECKPOINT).await.map_err(sink_failed(table))?;
+        crate::failpoint::reach("final-committed");
+        Ok(())
+    }
+
     /// After a restart: the sink finishes the commit it had prepared at the restored checkpoint.
     async fn recover(&mut self, prepared: &[u8]) -> Result<()> {
         if let Output::Sink { table, sink, .. } = self {
@@ -358,6 +416,10 @@ impl Output {
                         PipelineMetrics::add(&metrics.rows_out, rows);
                     }
                     Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),
+                    Message::Refresh(at) => {
+                        sink.refresh().await.map_err(sink_failed(table))?;
+                        metrics.refreshed_at_ms.fetch_max(at, Ordering::Relaxed);
+                    }
                     Message::Idle => {}
                     Message::Barrier(id) if *two_phase => {
                         let bytes = sink.prepare(id.0).await.map_err(sink_failed(table))?;
@@ -369,6 +431,9 @@ impl Output {
                     Message::EndOfStream if *two_phase && *stop.borrow() => {
                         tracing::info!("{table}: stopped; rows after the last checkpoint stay uncommitted until the pipeline resumes");
                     }
+                    // Ran to the end while keeping checkpoints: the last commit is two-phase
+                    // too ([`Output::commit_last`]), after this message.
+                    Message::EndOfStream if *two_phase => {}
                     Message::Barrier(_) | Message::EndOfStream => {
                         sink.commit().await.map_err(sink_failed(table))?;
                     }
@@ -487,14 +552,29 @@ fn fit_to(batch: &RecordBatch, schema: &SchemaRef, table: &str) -> Result<Record
     make_batch(schema, columns, batch.num_rows(), table)
 }
 
-/// Runs a graph until its sources end (or `stop` turns true), then commits the sinks.
+/// Runs a graph until its sources end (or `stop` turns true), then commits the
+/// sinks. With checkpoints, a store holding a completion record (an earlier run
+/// ran to its end) runs nothing: the sink finishes that run's last commit, which
+/// a kill may have cut short, and the run ends as [`Ended::AlreadyCompleted`].
 pub async fn run(
     graph: Graph,
     outputs: PipelineOutputs,
     metrics: Arc<PipelineMetrics>,
     stop: watch::Receiver<bool>,
     options: RunOptions,
-) -> Result<()> {
+) -> Result<Ended> {
+    if let Some(store) = &options.checkpoints {
+        if let Some(completion) = store.completion().await? {
+            let PipelineOutputs { sink_table, mut sink, .. } = outputs;
+            if let Some(prepared) = completion.tasks.values().find_map(|t| t.sink.as_deref()).filter(|p| !p.is_empty()) {
+                sink.recover(prepared).await.map_err(sink_failed(&sink_table))?;
+            }
+            // Checkpoints a kill left beside the record are older than it.
+            store.clear().await?;
+            tracing::info!("{sink_table}: already ran to its end with the checkpoints in {}", store.display());
+            return Ok(Ended::AlreadyCompleted);
+        }
+    }
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     let restored = match &options.checkpoints {
         Some(store) => store.latest().await?,
@@ -552,6 +632,19 @@ pub async fn run(
                     }
                 }
                 barrier_tx.send_modify(|id| *id += 1);
+            }
+        })
+    });
+    // Refreshes: the time of each tick, increasing, for every source to pass on.
+    let (refresh_tx, refresh_rx) = watch::channel(0u64);
+    let refresher = options.refresh_interval.map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                refresh_tx.send_modify(|at| *at = (*at + 1).max(now));
             }
         })
     });
@@ -648,6 +741,9 @@ pub async fn run(
     let (completed_tx, completed_rx) = watch::channel(resumed_id);
     let writer = options.checkpoints.clone().map(|store| spawn_checkpoint_writer(store, total_tasks, snapshot_rx, completed_tx, Arc::clone(&metrics)));
     let snapshot_sender = writer.as_ref().map(|_| snapshot_tx);
+    let (finals_tx, finals_rx) = mpsc::unbounded_channel::<TaskSnapshot>();
+    let mut finals_rx = options.checkpoints.is_some().then_some(finals_rx);
+    let finals_sender = finals_rx.as_ref().map(|_| finals_tx);
     let mut next_input: HashMap<usize, usize> = HashMap::new();
     let mut sink = Some(sink);
     let mut all_readers = readers;
@@ -684,22 +780,27 @@ pub async fn run(
                     let stop = stop.clone();
                     let barriers = barriers.clone();
                     // Keyed by partition, not by instance: partitions may be listed in another order.
-                    let snapshots = Snapshots { task: format!("source:{i}:{}", reader.describe()), sender: snapshot_sender.clone() };
+                    let snapshots = Snapshots { task: format!("source:{i}:{}", reader.describe()), sender: snapshot_sender.clone(), finals: finals_sender.clone() };
                     snapshots.restore(restored.as_ref(), &mut chain)?;
-                    tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop, barriers, snapshots));
+                    let refreshes = refresher.as_ref().map(|_| refresh_rx.clone());
+                    tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop, barriers, refreshes, snapshots));
                 }
                 StageKind::Keyed { head, .. } => {
                     chain.prepend(head()?);
                     let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
-                    let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone() };
+                    let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone(), finals: None };
                     snapshots.restore_keyed(restored.as_ref(), &mut chain, i, instance, count)?;
                     tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots, None));
                 }
                 StageKind::Sink => {
                     let rx = receivers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing receiver".into()))?;
-                    let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone() };
+                    let snapshots = Snapshots { task: format!("stage:{i}:{instance}"), sender: snapshot_sender.clone(), finals: None };
                     let recover = restored.as_ref().and_then(|c| c.tasks.get(&snapshots.task)).and_then(|t| t.sink.clone());
-                    let commits = SinkCommits { completed: writer.as_ref().map(|_| completed_rx.clone()), recover };
+                    let last = match (&options.checkpoints, finals_rx.take()) {
+                        (Some(store), Some(finals)) => Some(LastCommit { store: store.clone(), finals }),
+                        _ => None,
+                    };
+                    let commits = SinkCommits { completed: writer.as_ref().map(|_| completed_rx.clone()), recover, last };
                     tasks.spawn(run_merge(rx, input_counts.get(&i).copied().unwrap_or(0), chain, output, snapshots, Some(commits)));
                 }
             }
@@ -709,6 +810,7 @@ pub async fn run(
     drop(side_senders);
     drop(barriers);
     drop(snapshot_sender);
+    drop(finals_sender);
 
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -724,19 +826,28 @@ pub async fn run(
     if let Some(coordinator) = coordinator {
         coordinator.abort();
     }
+    if let Some(refresher) = refresher {
+        refresher.abort();
+    }
     // Every task is done: the writer finishes the checkpoints that are complete.
     if let Some(writer) = writer {
         let _ = writer.await;
     }
-    // Ran to the end: nothing to resume, so a new run starts afresh.
-    let stopped = *stop.borrow();
-    if let (None, false, Some(store)) = (&first_error, stopped, &options.checkpoints) {
-        store.finish().await?;
+    if let Some(e) = first_error {
+        return Err(e);
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if *stop.borrow() {
+        return Ok(Ended::Stopped);
     }
+    // Ran to the end: the completion record is saved, so the checkpoints can go.
+    if let Some(store) = &options.checkpoints {
+        if !store.is_finished().await? {
+            return Err(EngineError::Internal(format!("the pipeline ended without its completion record in {}; its checkpoints are kept", store.display())));
+        }
+        store.clear().await?;
+        crate::failpoint::reach("checkpoints-cleared");
+    }
+    Ok(Ended::RanToEnd)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -749,6 +860,7 @@ async fn run_source(
     metrics: Arc<PipelineMetrics>,
     mut stop: watch::Receiver<bool>,
     mut barriers: watch::Receiver<u64>,
+    mut refreshes: Option<watch::Receiver<u64>>,
     snapshots: Snapshots,
 ) -> Result<()> {
     let partition = reader.describe();
@@ -824,12 +936,21 @@ async fn run_source(
             tracing::debug!(table = %table, partition = %partition, "partition is idle; it no longer holds the watermark back");
             chain.push(Message::Idle, &mut out)?;
         }
+        // Checked between reads, not raced against one: a read cut short could lose
+        // what it had taken (readers return at least every few hundred ms).
+        if let Some(refreshes) = refreshes.as_mut() {
+            if refreshes.has_changed().unwrap_or(false) {
+                let at = *refreshes.borrow_and_update();
+                chain.push(Message::Refresh(at), &mut out)?;
+            }
+        }
         if !out.is_empty() && !output.send(std::mem::take(&mut out)).await? {
             return Ok(());
         }
     }
     // The partition ended: its final watermark closes every window it fed.
     metrics.add_ended_source(&table, yielded);
+    snapshots.send_final(reader.position());
     chain.push(Message::Watermark(EventTime::MAX), &mut out)?;
     chain.push(Message::EndOfStream, &mut out)?;
     side.send(std::mem::take(&mut chain.side)).await;
@@ -843,6 +964,15 @@ struct SinkCommits {
     completed: Option<watch::Receiver<u64>>,
     /// The restored checkpoint's prepared commit, finished before anything else.
     recover: Option<Vec<u8>>,
+    /// With checkpoints: where the completion record goes at the end.
+    last: Option<LastCommit>,
+}
+
+/// What the sink task needs for the last commit of a run ([`Output::commit_last`]).
+struct LastCommit {
+    store: CheckpointStore,
+    /// The sources' final positions.
+    finals: mpsc::UnboundedReceiver<TaskSnapshot>,
 }
 
 async fn run_merge(
@@ -854,19 +984,26 @@ async fn run_merge(
     commits: Option<SinkCommits>,
 ) -> Result<()> {
     let mut completed = None;
+    let mut last = None;
     if let Some(commits) = commits {
         if let Some(prepared) = &commits.recover {
             output.recover(prepared).await?;
         }
         completed = commits.completed;
+        last = commits.last;
     }
     let mut inputs_state = InputWatermarks::new(inputs);
     let mut alignment = BarrierAlignment::default();
+    // The newest refresh passed on; other inputs' copies of it are dropped.
+    let mut last_refresh = 0u64;
     let mut taken: Option<TaskSnapshot> = None;
     let mut out = Vec::new();
     if inputs == 0 {
         chain.push(Message::EndOfStream, &mut out)?;
         output.send(out).await?;
+        if let Some(last) = last.take() {
+            output.commit_last(last, &snapshots.task).await?;
+        }
         return Ok(());
     }
     loop {
@@ -902,7 +1039,7 @@ async fn run_merge(
             continue;
         }
         // Only watermarks, idleness and ended inputs can move this task's watermark.
-        let may_move = !matches!(message, Message::Batch(_) | Message::Retract(_) | Message::Barrier(_));
+        let may_move = !matches!(message, Message::Batch(_) | Message::Retract(_) | Message::Barrier(_) | Message::Refresh(_));
         // The checkpoint whose barrier every live input has now delivered, if any.
         let mut aligned = None;
         match message {
@@ -913,6 +1050,12 @@ async fn run_merge(
                 chain.push(message, &mut out)?;
             }
             Message::Barrier(id) => aligned = alignment.arrived(input, id, &inputs_state.ended),
+            Message::Refresh(at) => {
+                if at > last_refresh {
+                    last_refresh = at;
+                    chain.push(Message::Refresh(at), &mut out)?;
+                }
+            }
             Message::Watermark(w) => {
                 inputs_state.activate(input);
                 inputs_state.watermarks[input] = inputs_state.watermarks[input].max(w);
@@ -930,6 +1073,9 @@ async fn run_merge(
                     }
                     chain.push(Message::EndOfStream, &mut out)?;
                     output.send(std::mem::take(&mut out)).await?;
+                    if let Some(last) = last.take() {
+                        output.commit_last(last, &snapshots.task).await?;
+                    }
                     return Ok(());
                 }
                 // An ended input sends no barrier: the others may now be aligned.
@@ -1109,13 +1255,14 @@ mod tests {
         }
         drop(tx);
         let output = Output::Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new() };
-        let snapshots = Snapshots { task: "test".into(), sender: None };
+        let snapshots = Snapshots { task: "test".into(), sender: None, finals: None };
         run_merge(rx, inputs, Chain::new(&[]).unwrap(), output, snapshots, None).await.unwrap();
         let mut seen = Vec::new();
         while let Some((_, m)) = out_rx.recv().await {
             seen.push(match m {
                 Message::Batch(b) => b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
                 Message::Barrier(id) => -(id.0 as i64),
+                Message::Refresh(at) => 1_000_000 + at as i64,
                 Message::EndOfStream => i64::MIN,
                 other => panic!("unexpected {other:?}"),
             });
@@ -1134,6 +1281,19 @@ mod tests {
         // Row 2 came after input 0's barrier 1: it waits until input 1 delivered barrier 1.
         // Row 4 came before input 1's barrier 2: it belongs to checkpoint 2.
         assert_eq!(got, vec![1, 3, -1, 2, 4, -2, i64::MIN]);
+    }
+
+    /// Every input passes each refresh on; the merge sends it on once, when the
+    /// first copy arrives, without waiting for the others (refreshes are not aligned).
+    #[tokio::test]
+    async fn a_refresh_goes_on_once_however_many_inputs_send_it() {
+        let r = Message::Refresh;
+        let got = merge(
+            2,
+            vec![(0, rows(1)), (0, r(5)), (1, rows(2)), (1, r(5)), (1, r(6)), (0, rows(3)), (0, r(6)), (0, Message::EndOfStream), (1, Message::EndOfStream)],
+        )
+        .await;
+        assert_eq!(got, vec![1, 1_000_005, 2, 1_000_006, 3, i64::MIN]);
     }
 
     #[tokio::test]

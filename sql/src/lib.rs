@@ -7,9 +7,11 @@
 pub mod catalog;
 pub mod error;
 pub mod functions;
+pub mod limits;
 pub mod parse;
 pub mod plan;
 pub mod stream_plan;
+pub mod types;
 pub mod window;
 
 pub use catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
@@ -17,4 +19,5 @@ pub use error::{Location, SqlError};
 pub use parse::{parse_script, referenced_tables, DropWhat, ParsedStatement, ShowWhat, Statement};
 pub use plan::Planner;
 pub use stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
+pub use types::sql_type_name;
 pub use window::WindowKind;

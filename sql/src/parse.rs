@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::sql::sqlparser::ast::Query;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::catalog::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};
@@ -79,10 +79,14 @@ pub enum DropWhat {
 
 /// Parses every statement of a script, separated by `;`.
 pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
+    // Editors on Windows save UTF-8 with a byte-order mark; it is not part of the
+    // SQL, and no editor counts it as a column.
+    let sql = sql.strip_prefix('\u{feff}').unwrap_or(sql);
+    let lines = LineStarts::new(sql);
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| {
-        SqlError::syntax(Location { line: e.location.line, column: e.location.column }, e.message)
-    })?;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::syntax(Location { line: e.location.line, column: e.location.column }, e.message))?;
     let mut statements = Vec::new();
     let mut current: Vec<TokenWithSpan> = Vec::new();
     for token in tokens {
@@ -90,7 +94,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
             Token::Whitespace(_) => {}
             Token::SemiColon => {
                 if !current.is_empty() {
-                    statements.push(parse_statement(sql, std::mem::take(&mut current))?);
+                    statements.push(parse_statement(sql, &lines, std::mem::take(&mut current))?);
                 }
             }
             Token::EOF => {}
@@ -98,7 +102,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
         }
     }
     if !current.is_empty() {
-        statements.push(parse_statement(sql, current)?);
+        statements.push(parse_statement(sql, &lines, current)?);
     }
     Ok(statements)
 }
@@ -107,10 +111,12 @@ fn location_of(token: &TokenWithSpan) -> Location {
     Location { line: token.span.start.line, column: token.span.start.column }
 }
 
-fn parse_statement(sql: &str, tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
+fn parse_statement(sql: &str, lines: &LineStarts, tokens: Vec<TokenWithSpan>) -> Result<ParsedStatement> {
     let location = location_of(&tokens[0]);
+    crate::limits::check_tokens(tokens.len(), location)?;
+    crate::limits::check_parentheses(&tokens)?;
     let text = match tokens.last() {
-        Some(last) => slice_between(sql, location, Location { line: last.span.end.line, column: last.span.end.column }),
+        Some(last) => lines.slice(sql, location, Location { line: last.span.end.line, column: last.span.end.column }),
         None => String::new(),
     };
     let mut cursor = Cursor::new(tokens);
@@ -134,25 +140,32 @@ pub fn referenced_tables(query: &Query) -> Vec<String> {
 }
 
 /// The text of `sql` from `start` up to (not including) `end`, both 1-based line/column in characters.
-fn slice_between(sql: &str, start: Location, end: Location) -> String {
-    let offset = |at: Location| -> usize {
-        let mut line = 1;
-        let mut column = 1;
-        for (i, c) in sql.char_indices() {
-            if line == at.line && column == at.column {
-                return i;
-            }
-            if c == '\n' {
-                line += 1;
-                column = 1;
-            } else {
-                column += 1;
-            }
-        }
-        sql.len()
-    };
-    let (from, to) = (offset(start), offset(end));
-    sql.get(from..to.max(from)).unwrap_or_default().trim().to_string()
+/// Where each line of a script starts, so a statement's text is cut out in time
+/// proportional to the statement, not to everything before it (a script of many
+/// statements, or one huge literal, stays linear).
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn new(sql: &str) -> Self {
+        LineStarts(std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// The byte offset of a 1-based line and column (sqlparser counts columns in characters).
+    fn offset(&self, sql: &str, at: Location) -> usize {
+        let Some(&line_start) = self.0.get((at.line.max(1) - 1) as usize) else { return sql.len() };
+        let rest = sql.get(line_start..).unwrap_or_default();
+        let skip = (at.column.max(1) - 1) as usize;
+        rest.char_indices().take_while(|(_, c)| *c != '\n').nth(skip).map(|(i, _)| line_start + i).unwrap_or_else(|| {
+            // The column is just past the line's last character.
+            line_start + rest.find('\n').unwrap_or(rest.len())
+        })
+    }
+
+    /// The text between two locations, trimmed.
+    fn slice(&self, sql: &str, start: Location, end: Location) -> String {
+        let (from, to) = (self.offset(sql, start), self.offset(sql, end));
+        sql.get(from..to.max(from)).unwrap_or_default().trim().to_string()
+    }
 }
 
 impl Cursor {
@@ -160,83 +173,90 @@ impl Cursor {
         let cursor = self;
         let location = cursor.here();
         let statement = if cursor.peek_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
-        Statement::CreateTable(cursor.parse_create_table()?)
-    } else if cursor.peek_keyword(Keyword::CREATE) {
-        cursor.parse_create_view()?
-    } else if cursor.peek_keyword(Keyword::INSERT) {
-        cursor.expect_keyword(Keyword::INSERT)?;
-        cursor.expect_keyword(Keyword::INTO)?;
-        let table = cursor.parse_identifier()?;
-        Statement::Insert { table, query: cursor.parse_rest_as_query()? }
-    } else if cursor.peek_keyword(Keyword::SET) {
-        cursor.parse_set()?
-    } else if cursor.peek_keyword(Keyword::SELECT) || cursor.peek_keyword(Keyword::WITH) || cursor.peek_token(&Token::LParen) {
-        Statement::Select { query: cursor.parse_rest_as_query()? }
-    } else if cursor.consume_keyword(Keyword::SHOW) {
-        let what = if cursor.consume_keyword(Keyword::TABLES) {
-            ShowWhat::Tables
-        } else if cursor.consume_keyword(Keyword::VIEWS) {
-            ShowWhat::Views
-        } else if cursor.consume_word("PIPELINES") {
-            ShowWhat::Pipelines
-        } else {
-            return Err(cursor.error_expected("TABLES, VIEWS or PIPELINES after SHOW"));
-        };
-        cursor.expect_end()?;
-        Statement::Show(what)
-    } else if cursor.consume_keyword(Keyword::DESCRIBE) || cursor.consume_keyword(Keyword::DESC) {
-        let name = cursor.parse_identifier()?;
-        cursor.expect_end()?;
-        Statement::Describe { name }
-    } else if cursor.consume_keyword(Keyword::EXPLAIN) {
-        Statement::Explain { statement: Box::new(cursor.parse_statement_body()?) }
-    } else if cursor.consume_keyword(Keyword::DROP) {
-        let what = if cursor.consume_keyword(Keyword::TABLE) {
-            DropWhat::Table
-        } else if cursor.consume_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
-            DropWhat::MaterializedView
-        } else if cursor.consume_keyword(Keyword::VIEW) {
-            DropWhat::View
-        } else {
-            return Err(cursor.error_expected("TABLE, VIEW or MATERIALIZED VIEW after DROP"));
-        };
-        let if_exists = cursor.consume_keywords(&[Keyword::IF, Keyword::EXISTS]);
-        let name = cursor.parse_identifier()?;
-        cursor.expect_end()?;
-        Statement::Drop { what, name, if_exists }
-    } else if cursor.consume_word("STOP") {
-        let id = cursor.parse_pipeline_id("STOP")?;
-        let savepoint = cursor.consume_keyword(Keyword::WITH);
-        if savepoint && !cursor.consume_word("SAVEPOINT") {
-            return Err(cursor.error_expected("SAVEPOINT after STOP PIPELINE id WITH"));
-        }
-        cursor.expect_end()?;
-        Statement::StopPipeline { id, savepoint }
-    } else if cursor.consume_word("RESTART") {
-        let id = cursor.parse_pipeline_id("RESTART")?;
-        let parallelism = if cursor.consume_keyword(Keyword::WITH) {
-            if !cursor.consume_word("PARALLELISM") {
-                return Err(cursor.error_expected("PARALLELISM after RESTART PIPELINE id WITH"));
+            Statement::CreateTable(cursor.parse_create_table()?)
+        } else if cursor.peek_keyword(Keyword::CREATE) {
+            cursor.parse_create_view()?
+        } else if cursor.peek_keyword(Keyword::INSERT) {
+            cursor.expect_keyword(Keyword::INSERT)?;
+            cursor.expect_keyword(Keyword::INTO)?;
+            let table = cursor.parse_identifier()?;
+            Statement::Insert { table, query: cursor.parse_rest_as_query()? }
+        } else if cursor.peek_keyword(Keyword::SET) {
+            cursor.parse_set()?
+        } else if cursor.peek_keyword(Keyword::SELECT) || cursor.peek_keyword(Keyword::WITH) || cursor.peek_token(&Token::LParen) {
+            Statement::Select { query: cursor.parse_rest_as_query()? }
+        } else if cursor.consume_keyword(Keyword::SHOW) {
+            let what = if cursor.consume_keyword(Keyword::TABLES) {
+                ShowWhat::Tables
+            } else if cursor.consume_keyword(Keyword::VIEWS) {
+                ShowWhat::Views
+            } else if cursor.consume_word("PIPELINES") {
+                ShowWhat::Pipelines
+            } else {
+                return Err(cursor.error_expected("TABLES, VIEWS or PIPELINES after SHOW"));
+            };
+            cursor.expect_end()?;
+            Statement::Show(what)
+        } else if cursor.consume_keyword(Keyword::DESCRIBE) || cursor.consume_keyword(Keyword::DESC) {
+            let name = cursor.parse_identifier()?;
+            cursor.expect_end()?;
+            Statement::Describe { name }
+        } else if cursor.consume_keyword(Keyword::EXPLAIN) {
+            // Only one EXPLAIN: a chain of them would recurse here once per word.
+            if cursor.peek_keyword(Keyword::EXPLAIN) {
+                return Err(SqlError::syntax(
+                    cursor.here(),
+                    "EXPLAIN shows the plan of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW, not of another EXPLAIN",
+                ));
             }
-            match cursor.peek().map(|t| t.token.clone()) {
-                Some(Token::Number(n, _)) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
-                    cursor.index += 1;
-                    n.parse().ok()
+            Statement::Explain { statement: Box::new(cursor.parse_statement_body()?) }
+        } else if cursor.consume_keyword(Keyword::DROP) {
+            let what = if cursor.consume_keyword(Keyword::TABLE) {
+                DropWhat::Table
+            } else if cursor.consume_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
+                DropWhat::MaterializedView
+            } else if cursor.consume_keyword(Keyword::VIEW) {
+                DropWhat::View
+            } else {
+                return Err(cursor.error_expected("TABLE, VIEW or MATERIALIZED VIEW after DROP"));
+            };
+            let if_exists = cursor.consume_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = cursor.parse_identifier()?;
+            cursor.expect_end()?;
+            Statement::Drop { what, name, if_exists }
+        } else if cursor.consume_word("STOP") {
+            let id = cursor.parse_pipeline_id("STOP")?;
+            let savepoint = cursor.consume_keyword(Keyword::WITH);
+            if savepoint && !cursor.consume_word("SAVEPOINT") {
+                return Err(cursor.error_expected("SAVEPOINT after STOP PIPELINE id WITH"));
+            }
+            cursor.expect_end()?;
+            Statement::StopPipeline { id, savepoint }
+        } else if cursor.consume_word("RESTART") {
+            let id = cursor.parse_pipeline_id("RESTART")?;
+            let parallelism = if cursor.consume_keyword(Keyword::WITH) {
+                if !cursor.consume_word("PARALLELISM") {
+                    return Err(cursor.error_expected("PARALLELISM after RESTART PIPELINE id WITH"));
                 }
-                _ => return Err(cursor.error_expected("a positive number of tasks after WITH PARALLELISM")),
-            }
+                match cursor.peek().map(|t| t.token.clone()) {
+                    Some(Token::Number(n, _)) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
+                        cursor.index += 1;
+                        n.parse().ok()
+                    }
+                    _ => return Err(cursor.error_expected("a positive number of tasks after WITH PARALLELISM")),
+                }
+            } else {
+                None
+            };
+            cursor.expect_end()?;
+            Statement::RestartPipeline { id, parallelism }
         } else {
-            None
-        };
-        cursor.expect_end()?;
-        Statement::RestartPipeline { id, parallelism }
-    } else {
-        let Some(first) = cursor.peek() else {
-            return Err(cursor.error_expected("a statement"));
-        };
-        return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", first.token))
+            let Some(first) = cursor.peek() else {
+                return Err(cursor.error_expected("a statement"));
+            };
+            return Err(SqlError::syntax(location, format!("unsupported statement starting with `{}`", first.token))
             .with_hint("Eddy runs CREATE TABLE, CREATE [MATERIALIZED] VIEW, INSERT INTO ... SELECT, SELECT, SET, SHOW, DESCRIBE, EXPLAIN, DROP, STOP PIPELINE and RESTART PIPELINE statements"));
-    };
+        };
         Ok(statement)
     }
 }
@@ -485,7 +505,10 @@ impl Cursor {
         let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).chain(table.computed.iter().map(|c| c.name.as_str())).collect();
         if let Some(wm) = &table.watermark {
             if !known.contains(&wm.column.as_str()) {
-                return Err(SqlError::syntax(self.here(), format!("WATERMARK FOR names column `{}`, which the table does not have; columns: {}", wm.column, known.join(", "))));
+                return Err(SqlError::syntax(
+                    self.here(),
+                    format!("WATERMARK FOR names column `{}`, which the table does not have; columns: {}", wm.column, known.join(", ")),
+                ));
             }
         }
         Ok(table)
@@ -503,6 +526,7 @@ impl Cursor {
             if table.watermark.is_some() {
                 return Err(SqlError::syntax(location_of(&expr[0]), "a table can declare only one WATERMARK"));
             }
+            check_expression_size(&expr)?;
             table.watermark = Some(WatermarkDef { column, expr_sql: tokens_to_sql(&expr) });
             return Ok(());
         }
@@ -533,6 +557,7 @@ impl Cursor {
             if expr.is_empty() {
                 return Err(self.error_expected("an expression for the computed column"));
             }
+            check_expression_size(&expr)?;
             table.computed.push(ComputedColumn { name, expr_sql: tokens_to_sql(&expr) });
             return Ok(());
         }
@@ -690,16 +715,42 @@ impl Cursor {
         }
         let rewritten = crate::window::rewrite_window_tvfs(rest)?;
         let dialect = GenericDialect {};
-        let mut parser = Parser::new(&dialect).with_tokens_with_locations(rewritten);
+        let mut parser = Parser::new(&dialect).with_recursion_limit(crate::limits::MAX_NESTING).with_tokens_with_locations(rewritten);
         // Errors at the end of input carry no position: point just past the last token.
         let end = self.tokens.last().map(|t| Location { line: t.span.end.line, column: t.span.end.column }).unwrap_or(self.here());
-        let query = parser.parse_query().map_err(|e| parser_error(e, end))?;
+        let here = self.here();
+        let query = match parser.parse_query() {
+            Ok(query) => query,
+            // Where the parser gave up is where the nesting got too deep.
+            Err(ParserError::RecursionLimitExceeded) => {
+                let at = location_of(&parser.peek_token());
+                return Err(crate::limits::nesting_error(if at.line == 0 { here } else { at }));
+            }
+            Err(e) => return Err(parser_error(e, end)),
+        };
+        // Bounds every later walk of the tree; the planner checks again with the views it reads.
+        crate::limits::check_query(&query, &|_| None, here)?;
         if parser.peek_token().token != Token::EOF {
             let t = parser.peek_token();
             return Err(SqlError::syntax(location_of(&t), format!("unexpected `{}` after the end of the query", t.token)));
         }
         self.index = self.tokens.len();
         Ok(query)
+    }
+}
+
+/// Refuses a computed column's or watermark's expression too big to plan
+/// (see [`crate::limits`]); other mistakes in it are the planner's to report.
+fn check_expression_size(tokens: &[TokenWithSpan]) -> Result<()> {
+    let Some(first) = tokens.first() else {
+        return Ok(());
+    };
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect).with_recursion_limit(crate::limits::MAX_NESTING).with_tokens_with_locations(tokens.to_vec());
+    match parser.parse_expr() {
+        Ok(expr) => crate::limits::check_expr(&expr, location_of(first)).map(|_| ()),
+        Err(ParserError::RecursionLimitExceeded) => Err(crate::limits::nesting_error(location_of(first))),
+        Err(_) => Ok(()),
     }
 }
 

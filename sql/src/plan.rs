@@ -28,9 +28,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement as SqlStatement};
@@ -81,6 +79,8 @@ pub struct Planner {
     tables: Tables,
     /// Views (`CREATE VIEW`) by name, with their output schema.
     views: BTreeMap<String, SchemaRef>,
+    /// How many plan nodes each view adds where it is read (see [`crate::limits`]).
+    view_nodes: BTreeMap<String, usize>,
 }
 
 impl fmt::Debug for Planner {
@@ -97,17 +97,9 @@ impl Default for Planner {
 
 fn df_error(location: Location, error: DataFusionError) -> SqlError {
     // DataFusion attaches a source span to some errors (unknown columns, types); prefer it.
-    let location = error
-        .diagnostic()
-        .and_then(|d| d.span)
-        .map(|span| Location { line: span.start.line, column: span.start.column })
-        .unwrap_or(location);
+    let location = error.diagnostic().and_then(|d| d.span).map(|span| Location { line: span.start.line, column: span.start.column }).unwrap_or(location);
     let message = error.strip_backtrace();
-    let message = message
-        .trim_start_matches("Error during planning: ")
-        .trim_start_matches("Schema error: ")
-        .trim_start_matches("External error: ")
-        .to_string();
+    let message = message.trim_start_matches("Error during planning: ").trim_start_matches("Schema error: ").trim_start_matches("External error: ").to_string();
     SqlError::plan(location, message)
 }
 
@@ -118,21 +110,13 @@ impl Planner {
         // Flink's identifiers are case-sensitive; keep them as written.
         config.options_mut().sql_parser.enable_ident_normalization = false;
         // COUNT(DISTINCT x) must stay one aggregate so it runs inside the window operator.
-        let rules = Optimizer::new()
-            .rules
-            .into_iter()
-            .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
-            .collect();
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
-            .with_optimizer_rules(rules)
-            .build();
+        let rules = Optimizer::new().rules.into_iter().filter(|r| r.name() != "single_distinct_aggregation_to_group_by").collect();
+        let state = SessionStateBuilder::new().with_config(config).with_default_features().with_optimizer_rules(rules).build();
         let ctx = SessionContext::new_with_state(state);
         crate::functions::register(&ctx);
         let tables: Tables = Arc::default();
         ctx.register_udtf(WINDOW_FUNCTION, Arc::new(WindowTableFunction { tables: Arc::clone(&tables) }));
-        Planner { ctx, tables, views: BTreeMap::new() }
+        Planner { ctx, tables, views: BTreeMap::new(), view_nodes: BTreeMap::new() }
     }
 
     /// Registers a table declared by `CREATE TABLE` (its columns already filled in).
@@ -158,9 +142,9 @@ impl Planner {
         let mut fields: Vec<Field> = physical_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut computed = Vec::new();
         for column in &def.computed {
-            let expr = state.create_logical_expr(&column.expr_sql, &physical_df).map_err(|e| {
-                df_error(location, e).with_hint(format!("in computed column `{} AS {}`", column.name, column.expr_sql))
-            })?;
+            let expr = state
+                .create_logical_expr(&column.expr_sql, &physical_df)
+                .map_err(|e| df_error(location, e).with_hint(format!("in computed column `{} AS {}`", column.name, column.expr_sql)))?;
             let physical = state.create_physical_expr(expr, &physical_df).map_err(|e| df_error(location, e))?;
             let data_type = physical.data_type(&physical_schema).map_err(|e| df_error(location, e))?;
             let data_type = normalize_time_type(data_type);
@@ -174,27 +158,23 @@ impl Planner {
             Some(wm) => {
                 let time_field = schema.field_with_name(&wm.column).map_err(|e| SqlError::plan(location, e.to_string()))?;
                 if !matches!(time_field.data_type(), DataType::Timestamp(_, _)) {
-                    return Err(SqlError::plan(
-                        location,
-                        format!("WATERMARK FOR `{}`: the column is {}, not a TIMESTAMP", wm.column, time_field.data_type()),
-                    )
-                    .with_hint("declare it as TIMESTAMP(3), or add a computed column such as `ts AS TO_TIMESTAMP_LTZ(event_ms, 3)`"));
+                    return Err(SqlError::plan(location, format!("WATERMARK FOR `{}`: the column is {}, not a TIMESTAMP", wm.column, time_field.data_type()))
+                        .with_hint("declare it as TIMESTAMP(3), or add a computed column such as `ts AS TO_TIMESTAMP_LTZ(event_ms, 3)`"));
                 }
                 let visible_df = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| df_error(location, e))?;
                 let expr = state.create_logical_expr(&wm.expr_sql, &visible_df).map_err(|e| df_error(location, e))?;
                 let expr = intervals_as_durations(expr);
                 let physical = state.create_physical_expr(expr, &visible_df).map_err(|e| df_error(location, e))?;
                 let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
-                Some(cast(physical, &schema, millis).map_err(|e| {
-                    df_error(location, e).with_hint("the watermark expression must give a TIMESTAMP, e.g. `ts - INTERVAL '5' SECOND`")
-                })?)
+                Some(
+                    cast(physical, &schema, millis)
+                        .map_err(|e| df_error(location, e).with_hint("the watermark expression must give a TIMESTAMP, e.g. `ts - INTERVAL '5' SECOND`"))?,
+                )
             }
         };
         let name = def.name.clone();
         let entry = TableEntry { def, physical_schema, schema: Arc::clone(&schema), computed, watermark, bounded, changelog };
-        self.ctx
-            .register_table(name.as_str(), Arc::new(StreamTableProvider { name: name.clone(), schema }))
-            .map_err(|e| df_error(location, e))?;
+        self.ctx.register_table(name.as_str(), Arc::new(StreamTableProvider { name: name.clone(), schema })).map_err(|e| df_error(location, e))?;
         self.tables.write().map_err(|_| poisoned(location))?.insert(name, entry);
         Ok(())
     }
@@ -204,11 +184,13 @@ impl Planner {
         if self.views.contains_key(name) || self.table(name).is_some() {
             return Err(SqlError::plan(location, format!("`{name}` already exists")).with_hint(format!("DROP VIEW {name} first to replace it")));
         }
+        let nodes = self.check_size(query, location)?;
         let plan = self.logical_plan(query, location).await?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let view = datafusion::datasource::ViewTable::new(plan, None);
         self.ctx.register_table(name, Arc::new(view)).map_err(|e| df_error(location, e))?;
         self.views.insert(name.to_string(), schema);
+        self.view_nodes.insert(name.to_string(), nodes);
         Ok(())
     }
 
@@ -224,6 +206,7 @@ impl Planner {
     /// Removes a view (`DROP VIEW`); false when there was none by that name.
     pub fn drop_view(&mut self, name: &str) -> bool {
         let removed = self.views.remove(name).is_some();
+        self.view_nodes.remove(name);
         if removed {
             let _ = self.ctx.deregister_table(name);
         }
@@ -260,7 +243,13 @@ impl Planner {
         names
     }
 
+    /// Refuses a query too big to plan safely, views it reads included; its plan nodes.
+    pub(crate) fn check_size(&self, query: &Query, location: Location) -> Result<usize> {
+        crate::limits::check_query(query, &|name| self.view_nodes.get(name).copied(), location)
+    }
+
     async fn logical_plan(&self, query: &Query, location: Location) -> Result<datafusion::logical_expr::LogicalPlan> {
+        self.check_size(query, location)?;
         let mut query = query.clone();
         window::rewrite_group_windows(&mut query)?;
         reject_unsupported(&query, location)?;
@@ -307,7 +296,14 @@ impl Planner {
                 cast(column, &input_schema, to.data_type().clone()).map_err(|_| {
                     SqlError::plan(
                         location,
-                        format!("INSERT INTO `{sink}`: column {} `{}` is {}, which cannot be written to `{}` {}", i + 1, from.name(), from.data_type(), to.name(), to.data_type()),
+                        format!(
+                            "INSERT INTO `{sink}`: column {} `{}` is {}, which cannot be written to `{}` {}",
+                            i + 1,
+                            from.name(),
+                            from.data_type(),
+                            to.name(),
+                            to.data_type()
+                        ),
                     )
                 })?
             };
@@ -363,10 +359,8 @@ fn with_projection(plan: Arc<dyn ExecutionPlan>, projection: Option<&Vec<usize>>
         None => Ok(plan),
         Some(indices) => {
             let schema = plan.schema();
-            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
-                .iter()
-                .map(|&i| (Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>, schema.field(i).name().clone()))
-                .collect();
+            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> =
+                indices.iter().map(|&i| (Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>, schema.field(i).name().clone())).collect();
             Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
         }
     }
@@ -424,12 +418,7 @@ impl TableProvider for WindowTableProvider {
         let width = self.source_schema.fields().len();
         let reads = projection.map(|p| p.iter().copied().filter(|&i| i < width).chain([self.time_column]).collect());
         let scan = Arc::new(StreamScanExec::new(self.source.clone(), Arc::clone(&self.source_schema), reads));
-        let tvf = Arc::new(WindowTvfExec {
-            input: scan,
-            window: self.window,
-            time_column: self.time_column,
-            properties: properties(Arc::clone(&self.schema)),
-        });
+        let tvf = Arc::new(WindowTvfExec { input: scan, window: self.window, time_column: self.time_column, properties: properties(Arc::clone(&self.schema)) });
         with_projection(tvf, projection)
     }
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
@@ -534,12 +523,7 @@ impl TableFunctionImpl for WindowTableFunction {
 }
 
 fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
-    Arc::new(PlanProperties::new(
-        EquivalenceProperties::new(schema),
-        Partitioning::UnknownPartitioning(1),
-        EmissionType::Incremental,
-        Boundedness::Bounded,
-    ))
+    Arc::new(PlanProperties::new(EquivalenceProperties::new(schema), Partitioning::UnknownPartitioning(1), EmissionType::Incremental, Boundedness::Bounded))
 }
 
 fn not_executable(name: &str) -> DataFusionError {
@@ -636,9 +620,15 @@ impl ExecutionPlan for WindowTvfExec {
 enum Lineage {
     Other,
     /// A bound added by the window assignment with this id (not yet aggregated).
-    Window { assign: usize, column: WindowColumn },
+    Window {
+        assign: usize,
+        column: WindowColumn,
+    },
     /// A bound of windows an aggregate below already closed.
-    Closed { window: WindowKind, column: WindowColumn },
+    Closed {
+        window: WindowKind,
+        column: WindowColumn,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -665,12 +655,8 @@ fn read_columns(entry: &TableEntry, reads: Option<&[usize]>) -> Option<Vec<usize
         return None;
     }
     let width = entry.physical_schema.fields().len();
-    let mut needed: Vec<usize> = reads?
-        .iter()
-        .copied()
-        .chain(entry.computed.iter().chain(&entry.watermark).flat_map(referenced_columns))
-        .filter(|&i| i < width)
-        .collect();
+    let mut needed: Vec<usize> =
+        reads?.iter().copied().chain(entry.computed.iter().chain(&entry.watermark).flat_map(referenced_columns)).filter(|&i| i < width).collect();
     needed.sort_unstable();
     needed.dedup();
     (needed.len() < width).then_some(needed)
@@ -692,9 +678,7 @@ fn use_assign_for_aggregate(node: &mut StreamNode, id: usize) -> Option<WindowKi
             Some(*window)
         }
         StreamNode::Source(_) => None,
-        StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => {
-            use_assign_for_aggregate(input, id)
-        }
+        StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => use_assign_for_aggregate(input, id),
         StreamNode::WindowAggregate(a) => use_assign_for_aggregate(&mut a.input, id),
         StreamNode::Union { inputs, .. } => inputs.iter_mut().find_map(|i| use_assign_for_aggregate(i, id)),
     }
@@ -775,10 +759,8 @@ impl Compiler<'_> {
             let mut lineage = lineage;
             if let Some(projection) = filter.projection() {
                 let input_schema = node.schema();
-                let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
-                    .iter()
-                    .map(|&i| Arc::new(Column::new(input_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
-                    .collect();
+                let exprs: Vec<Arc<dyn PhysicalExpr>> =
+                    projection.iter().map(|&i| Arc::new(Column::new(input_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>).collect();
                 lineage = projection.iter().map(|&i| lineage[i]).collect();
                 node = StreamNode::Project { input: Box::new(node), exprs, schema: plan.schema() };
             }
@@ -817,12 +799,8 @@ impl Compiler<'_> {
             n if n.contains("Join") => "joins are not supported yet".to_string(),
             n if n.contains("Sort") => "sorting is not supported in a continuous query".to_string(),
             n if n.contains("Limit") => "LIMIT is not supported in a continuous query yet".to_string(),
-            "WindowAggExec" | "BoundedWindowAggExec" => {
-                "OVER (...) window functions are not supported yet; use TUMBLE, HOP, CUMULATE or SESSION".to_string()
-            }
-            "PlaceholderRowExec" | "EmptyExec" | "DataSourceExec" => {
-                "a continuous query must read a table declared with CREATE TABLE".to_string()
-            }
+            "WindowAggExec" | "BoundedWindowAggExec" => "OVER (...) window functions are not supported yet; use TUMBLE, HOP, CUMULATE or SESSION".to_string(),
+            "PlaceholderRowExec" | "EmptyExec" | "DataSourceExec" => "a continuous query must read a table declared with CREATE TABLE".to_string(),
             other => format!("the query needs `{other}`, which Eddy cannot run incrementally yet"),
         };
         Err(self.unsupported(message))
@@ -904,8 +882,7 @@ impl Compiler<'_> {
         let window = match (open, closed) {
             (Some(_), Some(_)) => return Err(self.unsupported("GROUP BY mixes the bounds of a window with those of an aggregated window")),
             (Some(id), None) => {
-                let window = use_assign_for_aggregate(&mut input, id)
-                    .ok_or_else(|| self.unsupported("internal error: window assignment not found"))?;
+                let window = use_assign_for_aggregate(&mut input, id).ok_or_else(|| self.unsupported("internal error: window assignment not found"))?;
                 let is_tumble = matches!(window, WindowKind::Tumble { .. });
                 if !is_tumble && self.window_columns_used.contains(&id) {
                     return Err(self.unsupported(format!(
@@ -917,12 +894,8 @@ impl Compiler<'_> {
             }
             // Rows of an aggregated window all arrive before the watermark passes its end, so each
             // distinct (window_start, window_end) is one group that closes at window_end.
-            (None, Some(WindowKind::Tumble { size_ms })) | (None, Some(WindowKind::Hop { size_ms, .. })) => {
-                Some(WindowKind::Tumble { size_ms })
-            }
-            (None, Some(other)) => {
-                return Err(self.unsupported(format!("aggregating the output of a {} window again is not supported yet", other.name())))
-            }
+            (None, Some(WindowKind::Tumble { size_ms })) | (None, Some(WindowKind::Hop { size_ms, .. })) => Some(WindowKind::Tumble { size_ms }),
+            (None, Some(other)) => return Err(self.unsupported(format!("aggregating the output of a {} window again is not supported yet", other.name()))),
             (None, None) => None,
         };
         if window.is_some() && slice_column.is_none() {
@@ -930,12 +903,16 @@ impl Compiler<'_> {
         }
         let retracting = input.emits_retractions() || (input.is_updating() && retract_updates(&mut input));
         if retracting && window.is_some() {
-            return Err(self.unsupported("a window over a changelog (a materialized view's updates) is not supported").with_hint("GROUP BY without a window over the view"));
+            return Err(self
+                .unsupported("a window over a changelog (a materialized view's updates) is not supported")
+                .with_hint("GROUP BY without a window over the view"));
         }
         if input.is_updating() && !retracting {
             return Err(self
                 .unsupported("aggregating the output of a GROUP BY without a window over an unbounded source is not supported yet (its rows are updates)")
-                .with_hint("group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key"));
+                .with_hint(
+                    "group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key",
+                ));
         }
         let updating = retracting || (window.is_none() && !all_sources_bounded(&input));
         let mut out_lineage: Vec<Lineage> = group
@@ -1046,7 +1023,11 @@ mod tests {
         assert!(aggregate.contains("state: partial aggregates per key and slice"), "{aggregate}");
 
         // No group keys: one task whatever the parallelism. Sessions keep sessions.
-        let global = plan_of(BIDS, "SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end").await;
+        let global = plan_of(
+            BIDS,
+            "SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
+        )
+        .await;
         assert!(traits_of(&global.explain(4), "WindowAggregate: ").contains("tasks: 1 (no group keys"), "{}", global.explain(4));
         let sessions =
             plan_of(BIDS, "SELECT bidder, COUNT(*) FROM TABLE(SESSION(TABLE bids PARTITION BY bidder, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY bidder, window_start, window_end").await;

@@ -5,6 +5,7 @@
 //! catalog and restarts the pipelines that were running (from their checkpoints).
 
 pub mod catalog;
+pub mod lock;
 pub mod pipelines;
 pub mod service;
 pub mod views;
@@ -22,7 +23,7 @@ use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, S
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::EddyError;
-use crate::session::{describe_rows, string_rows, Outcome, Session};
+use crate::session::{batch_context, describe_rows, string_rows, Outcome, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
 use views::{MaterializedView, ViewSource};
@@ -40,6 +41,8 @@ pub enum Reply {
 /// The server's state: catalog, pipelines and views.
 pub struct Server {
     data_dir: PathBuf,
+    /// Held while the server lives, so no second server opens the same directory.
+    _lock: lock::DataDirLock,
     /// Where pipelines keep their checkpoints, one `ID/` under it each.
     checkpoints: CheckpointStore,
     /// Statements run one at a time, so the catalog and its file change in order.
@@ -58,6 +61,7 @@ struct State {
 impl Server {
     /// Opens (or creates) the data directory, replays its catalog and starts the
     /// pipelines that were running, with checkpoints under `DATA_DIR/checkpoints`.
+    /// Refuses a directory another server holds (see [`lock`]).
     pub async fn open(data_dir: &Path) -> Result<Arc<Server>, EddyError> {
         Self::open_with_checkpoints(data_dir, None).await
     }
@@ -71,9 +75,11 @@ impl Server {
         };
         std::fs::create_dir_all(data_dir)
             .map_err(|source| EddyError::Io { context: format!("cannot create the data directory {}", data_dir.display()), source })?;
+        let lock = lock::DataDirLock::acquire(data_dir)?;
         let catalog = Catalog::load(data_dir)?;
         let server = Arc::new(Server {
             data_dir: data_dir.to_path_buf(),
+            _lock: lock,
             checkpoints,
             state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
             pipelines: Pipelines::default(),
@@ -147,7 +153,7 @@ impl Server {
                 if record.running {
                     handle.start()?;
                 } else {
-                    handle.load_stopped_view().await?;
+                    let _loaded = handle.load_stopped_view().await?;
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())
@@ -207,6 +213,9 @@ impl Server {
         let mut state = self.state.lock().await;
         // Looked up under the lock: a pipeline just dropped cannot come back as a ghost.
         let handle = self.pipelines.find(id)?;
+        if !handle.is_running() {
+            handle.forget_completion().await?;
+        }
         handle.start_with(parallelism)?;
         if let Some(record) = state.catalog.pipeline_mut(&handle.id) {
             record.parallelism = Some(handle.parallelism());
@@ -219,17 +228,15 @@ impl Server {
     /// marked running, so the next start resumes them.
     pub async fn shutdown(&self) {
         let _state = self.state.lock().await;
-        futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop())).await;
+        futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop_for_shutdown())).await;
     }
 
     /// Runs a script's statements in order, sending each one's replies; stops at the first error.
     pub async fn execute(&self, sql: &str, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), (usize, EddyError)> {
+        // A request of only comments and blanks is answered with nothing, as psql's empty query is.
         let statements = parse_script(sql).map_err(|e| (0, e.into()))?;
-        if statements.is_empty() {
-            return Err((0, EddyError::Unsupported("the request has no statement".into())));
-        }
         for (index, parsed) in statements.iter().enumerate() {
-            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e))?;
+            self.execute_one(index, parsed, replies).await.map_err(|e| (index, e.pointing_into(parsed)))?;
         }
         Ok(())
     }
@@ -240,12 +247,18 @@ impl Server {
         let mut state = self.state.lock().await;
         match &parsed.statement {
             Statement::Show(ShowWhat::Pipelines) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
                 let rows = self.pipelines.all().into_iter().map(|p| {
                     let s = p.status();
-                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), s.sql, s.error]
+                    // How old the view's rows are; empty for INSERT INTO pipelines.
+                    let view_lag = match (s.status.as_str(), s.view_as_of_ms) {
+                        ("RUNNING", Some(at)) => format!("{:.1} s", (now - at).max(0) as f64 / 1000.0),
+                        _ => String::new(),
+                    };
+                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), view_lag, s.sql, s.error]
                 });
                 drop(state);
-                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "sql", "error"], rows)).await
+                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows)).await
             }
             Statement::Show(ShowWhat::Views) => {
                 let mut rows: Vec<Vec<String>> = state.session.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
@@ -286,7 +299,13 @@ impl Server {
                     return Err(e);
                 }
                 expose_view(&mut state.session, &handle, parsed.location)?;
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
+                state.catalog.pipelines.push(PipelineRecord {
+                    id: id.clone(),
+                    name: name.clone(),
+                    sql: parsed.text.clone(),
+                    running: true,
+                    parallelism: Some(handle.parallelism()),
+                });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
@@ -301,7 +320,13 @@ impl Server {
                     self.pipelines.remove(&id);
                     return Err(e);
                 }
-                state.catalog.pipelines.push(PipelineRecord { id: id.clone(), name: handle.name.clone(), sql: parsed.text.clone(), running: true, parallelism: Some(handle.parallelism()) });
+                state.catalog.pipelines.push(PipelineRecord {
+                    id: id.clone(),
+                    name: handle.name.clone(),
+                    sql: parsed.text.clone(),
+                    running: true,
+                    parallelism: Some(handle.parallelism()),
+                });
                 state.catalog.save(&self.data_dir)?;
                 drop(state);
                 send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
@@ -313,16 +338,14 @@ impl Server {
                     Err(e) => return Err(e),
                 };
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
-                    return Err(EddyError::Conflict(format!("materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                    return Err(EddyError::Conflict(format!(
+                        "materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first",
+                        user.id, user.sql, user.id
+                    )));
                 }
                 state.session.drop_view_source(name);
-                let ids: Vec<String> = self
-                    .pipelines
-                    .all()
-                    .into_iter()
-                    .filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view)))
-                    .map(|p| p.id.clone())
-                    .collect();
+                let ids: Vec<String> =
+                    self.pipelines.all().into_iter().filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view))).map(|p| p.id.clone()).collect();
                 for id in &ids {
                     if let Some(handle) = self.pipelines.remove(id) {
                         handle.stop().await;
@@ -346,7 +369,10 @@ impl Server {
             }
             Statement::Drop { what: DropWhat::Table, name, .. } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
-                    return Err(EddyError::Conflict(format!("table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first", user.id, user.sql, user.id)));
+                    return Err(EddyError::Conflict(format!(
+                        "table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first",
+                        user.id, user.sql, user.id
+                    )));
                 }
                 self.run_in_session(&mut state, parsed, &send).await
             }
@@ -358,13 +384,15 @@ impl Server {
                 drop(state);
                 answer_in(&ctx, &parsed.text, parsed.location, &send).await
             }
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => self.run_in_session(&mut state, parsed, &send).await,
             Statement::Select { query } => {
                 // Planned under the lock; run and streamed without it, so a long
                 // query or a slow reader does not hold up other statements.
                 let mut unsorted = (**query).clone();
                 let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
                 let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
-                let inner = ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
+                let inner =
+                    ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
                 let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
                     return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
                 };
@@ -387,7 +415,8 @@ impl Server {
                     Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
                     _ => Vec::new(),
                 };
-                let inner = ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
+                let inner =
+                    ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
                 let Outcome::Rows(plan) = state.session.execute(&inner).await? else {
                     return Err(EddyError::Unsupported("EXPLAIN did not produce a plan".into()));
                 };
@@ -435,18 +464,27 @@ impl Server {
     }
 
     /// Plans a pipeline statement (`INSERT INTO`, `CREATE MATERIALIZED VIEW`) and registers it, not started.
-    async fn create_pipeline(&self, session: &Session, id: &str, parsed: &ParsedStatement, parallelism: Option<usize>) -> Result<Arc<PipelineHandle>, EddyError> {
+    async fn create_pipeline(
+        &self,
+        session: &Session,
+        id: &str,
+        parsed: &ParsedStatement,
+        parallelism: Option<usize>,
+    ) -> Result<Arc<PipelineHandle>, EddyError> {
         let (spec, target) = match &parsed.statement {
             Statement::Insert { table, query } => {
                 let spec = session.plan_insert(table, query, parsed.location).await?;
-                let Some(def) = spec.sink.clone() else { return Err(EddyError::Unsupported("INSERT INTO without a sink table".into())) };
+                let Some(def) = spec.sink.clone() else {
+                    return Err(EddyError::Unsupported("INSERT INTO without a sink table".into()));
+                };
                 let location = spec.location;
                 (spec, Target::Table(def, location))
             }
             Statement::CreateMaterializedView { name, query } => {
                 let spec = session.plan_query(query, parsed.location, name).await?;
                 let key = view_key(&spec.plan, parsed.location)?;
-                let view = MaterializedView::new(name, spec.plan.schema(), key).map_err(|e| EddyError::Unsupported(format!("materialized view `{name}`: {e}")))?;
+                let view =
+                    MaterializedView::new(name, spec.plan.schema(), key).map_err(|e| EddyError::Unsupported(format!("materialized view `{name}`: {e}")))?;
                 self.write_views().insert(name.clone(), Arc::clone(&view));
                 (spec, Target::View(view))
             }
@@ -550,7 +588,11 @@ async fn sort_and_send<F, Fut>(
     schema: SchemaRef,
     mut rows_rx: mpsc::Receiver<RecordBatch>,
     run: QueryRun,
-    (order_by, limit_clause, fetch): (Option<datafusion::sql::sqlparser::ast::OrderBy>, Option<datafusion::sql::sqlparser::ast::LimitClause>, Option<datafusion::sql::sqlparser::ast::Fetch>),
+    (order_by, limit_clause, fetch): (
+        Option<datafusion::sql::sqlparser::ast::OrderBy>,
+        Option<datafusion::sql::sqlparser::ast::LimitClause>,
+        Option<datafusion::sql::sqlparser::ast::Fetch>,
+    ),
     location: Location,
     send: &F,
 ) -> Result<(), EddyError>
@@ -595,18 +637,13 @@ where
 /// The table a sorted query's unsorted rows are registered as.
 const RESULT_TABLE: &str = "__eddy_result";
 
-/// A DataFusion context for ad-hoc queries over rows the server holds, with
-/// Eddy's functions and Flink's case-sensitive names.
-fn batch_context() -> SessionContext {
-    let mut config = datafusion::prelude::SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
-    eddy_sql::functions::register(&ctx);
-    ctx
-}
 
 /// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
-fn start_bounded_query(session: &Session, spec: &crate::session::PipelineSpec, location: Location) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
+fn start_bounded_query(
+    session: &Session,
+    spec: &crate::session::PipelineSpec,
+    location: Location,
+) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
     if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
         return Err(EddyError::Unsupported(format!(
             "at {location}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
@@ -673,10 +710,8 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
     loop {
         match node {
             StreamNode::Project { input, exprs, .. } => {
-                let direct: Vec<Option<usize>> = exprs
-                    .iter()
-                    .map(|e| e.downcast_ref::<datafusion::physical_expr::expressions::Column>().map(|c| c.index()))
-                    .collect();
+                let direct: Vec<Option<usize>> =
+                    exprs.iter().map(|e| e.downcast_ref::<datafusion::physical_expr::expressions::Column>().map(|c| c.index())).collect();
                 projection = Some(match projection {
                     None => direct,
                     Some(outer) => outer.into_iter().map(|i| i.and_then(|i| direct.get(i).copied().flatten())).collect(),
@@ -689,24 +724,27 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
                 let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
                 let key: Vec<usize> = output.iter().enumerate().filter(|(_, i)| i.is_some_and(|i| i < groups)).map(|(o, _)| o).collect();
                 if key.len() != groups {
-                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key")));
+                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(
+                        location,
+                        "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key",
+                    )));
                 }
                 return Ok(Some(key));
             }
             // Rows of another view, kept by that view's key.
             StreamNode::Source(source) if source.changelog => {
                 let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
-                let key: Option<Vec<usize>> = source
-                    .table
-                    .primary_key
-                    .iter()
-                    .map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i))))
-                    .collect();
+                let key: Option<Vec<usize>> =
+                    source.table.primary_key.iter().map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i)))).collect();
                 return match key {
                     Some(key) => Ok(Some(key)),
                     None => Err(EddyError::Sql(eddy_sql::SqlError::plan(
                         location,
-                        format!("a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key", source.table.name, source.table.primary_key.join(", ")),
+                        format!(
+                            "a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
+                            source.table.name,
+                            source.table.primary_key.join(", ")
+                        ),
                     ))),
                 };
             }
@@ -737,4 +775,3 @@ impl eddy_engine::Sink for ChannelSink {
         Ok(())
     }
 }
-

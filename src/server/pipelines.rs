@@ -92,6 +92,10 @@ impl Sink for TeeSink {
         self.sink.commit_checkpoint(checkpoint).await
     }
 
+    async fn refresh(&mut self) -> Result<(), BoxError> {
+        self.sink.refresh().await
+    }
+
     async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
         self.sink.recover(prepared).await
     }
@@ -202,7 +206,10 @@ impl PipelineHandle {
         let store = self.checkpoints.clone();
         let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
         let this = Arc::clone(self);
-        let prepared = self.prepared.clone().with_parallelism(self.parallelism()).with_checkpoint_trigger(Arc::clone(&self.savepoint));
+        let mut prepared = self.prepared.clone().with_parallelism(self.parallelism()).with_checkpoint_trigger(Arc::clone(&self.savepoint));
+        if let Target::View(_) = &self.target {
+            prepared = prepared.with_refresh_interval(crate::server::views::VIEW_REFRESH_INTERVAL);
+        }
         let task_metrics = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
             let result = prepared.run(sink, task_metrics, stop_rx, store).await;
@@ -223,7 +230,9 @@ impl PipelineHandle {
         Ok(())
     }
 
-    /// Stops the pipeline and waits until its sinks have committed.
+    /// Stops the pipeline and waits until its sinks have committed. A stopped view
+    /// goes back to its last checkpoint, which is what a restart (of the pipeline or
+    /// of the server) shows: refreshes may have shown rows after it.
     pub async fn stop(&self) {
         let task = {
             let mut run = self.lock_run();
@@ -232,9 +241,32 @@ impl PipelineHandle {
             }
             run.task.take()
         };
-        if let Some(task) = task {
-            let _ = task.await;
+        let Some(task) = task else { return };
+        let _ = task.await;
+        if let (Target::View(view), false) = (&self.target, self.is_finished()) {
+            if self.checkpoints.is_none() {
+                return;
+            }
+            let shown = match self.load_stopped_view().await {
+                Ok(true) => Ok(()),
+                Ok(false) => view.clear().map_err(|e| EddyError::Conflict(e.to_string())),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = shown {
+                tracing::warn!(pipeline = %self.id, "the stopped view keeps the rows it showed: {e}");
+            }
         }
+    }
+
+    /// For a clean server shutdown: a running view's pipeline stops with a savepoint,
+    /// so the restarted server shows the rows the view showed; others just stop.
+    pub async fn stop_for_shutdown(&self) {
+        if matches!(self.target, Target::View(_)) && self.checkpoints.is_some() && self.is_running() {
+            if let Err(e) = self.stop_with_savepoint().await {
+                tracing::warn!(pipeline = %self.id, "no savepoint before the shutdown: {e}");
+            }
+        }
+        self.stop().await;
     }
 
     /// Takes a checkpoint now and waits until it is saved, then stops: the
@@ -278,6 +310,14 @@ impl PipelineHandle {
         let id = metrics.savepoint_id.load(Ordering::Relaxed);
         self.stop().await;
         Ok(id)
+    }
+
+    /// Forgets that an earlier run completed, so the next start reads its input
+    /// again from the beginning (RESTART PIPELINE of a finished pipeline). A plain
+    /// start after a server restart keeps the record and does not run it again.
+    pub async fn forget_completion(&self) -> Result<(), EddyError> {
+        let Some(store) = &self.checkpoints else { return Ok(()) };
+        store.reset().await.map_err(|e| EddyError::Conflict(format!("pipeline {}: cannot clear its completion record: {e}", self.id)))
     }
 
     /// Tasks per keyed operator it runs with.
@@ -332,15 +372,20 @@ impl PipelineHandle {
 
     /// A stopped view's rows as of its pipeline's last checkpoint, so a restarted
     /// server shows what it showed before the restart (the pipeline stays stopped).
-    pub async fn load_stopped_view(&self) -> Result<(), EddyError> {
-        let (Target::View(view), Some(store)) = (&self.target, &self.checkpoints) else { return Ok(()) };
-        let latest = store.latest().await;
+    /// True when there was a checkpoint (or a completion record) to load.
+    pub async fn load_stopped_view(&self) -> Result<bool, EddyError> {
+        let (Target::View(view), Some(store)) = (&self.target, &self.checkpoints) else { return Ok(false) };
+        // A view whose pipeline ran to its end keeps its last rows in the completion record.
+        let latest = match store.completion().await {
+            Ok(None) => store.latest().await,
+            completion => completion,
+        };
         let checkpoint = latest.map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot read its checkpoints: {e}", view.name)))?;
-        let Some(checkpoint) = checkpoint else { return Ok(()) };
+        let Some(checkpoint) = checkpoint else { return Ok(false) };
         if let Some(bytes) = checkpoint.tasks.values().find_map(|t| t.sink.as_ref()) {
             view.restore(bytes).map_err(|e| EddyError::Conflict(format!("materialized view `{}`: cannot load its last checkpoint: {e}", view.name)))?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Its status and counters, for `GetPipeline`.
@@ -352,6 +397,7 @@ impl PipelineHandle {
             Target::View(view) => view.size(),
             Target::Table(..) => (0, 0),
         };
+        let refreshed = run.metrics.refreshed_at_ms.load(Ordering::Relaxed);
         PipelineStatus {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -375,6 +421,9 @@ impl PipelineHandle {
             checkpoint_ms: run.metrics.checkpoint_ms.load(Ordering::Relaxed),
             checkpoint_bytes: run.metrics.checkpoint_bytes.load(Ordering::Relaxed),
             parallelism: self.parallelism() as u32,
+            lag_rows: run.metrics.source_health().0,
+            checkpoint_at_ms: run.metrics.checkpoint_at_ms.load(Ordering::Relaxed),
+            view_as_of_ms: (refreshed > 0).then_some(refreshed as i64),
         }
     }
 

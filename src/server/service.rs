@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use eddy_proto::eddy_server::{Eddy, EddyServer};
 use eddy_proto::{
-    execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline,
-    PipelineRef, RestartPipelineRequest, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
+    execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline, PipelineRef,
+    RestartPipelineRequest, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
 };
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
@@ -30,16 +30,15 @@ pub struct EddyService {
 /// Maps an error to the gRPC code that says whose move it is; SQL errors carry
 /// their position as `eddy-line` / `eddy-column` metadata for the client's caret.
 pub fn status_of(error: &EddyError) -> Status {
-    let message = error.to_string();
+    let message = abbreviate(&error.to_string());
     let mut status = match error {
         EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
         EddyError::NotFound(_) => Status::not_found(message),
         EddyError::AlreadyExists(_) => Status::already_exists(message),
-        EddyError::Unsupported(_)
-        | EddyError::Conflict(_)
-        | EddyError::ViewFailed { .. }
-        | EddyError::NothingValid { .. } => Status::failed_precondition(message),
-        EddyError::Pipeline { .. } | EddyError::Io { .. } => Status::internal(message),
+        EddyError::Unsupported(_) | EddyError::Conflict(_) | EddyError::DataDirInUse { .. } | EddyError::ViewFailed { .. } | EddyError::NothingValid { .. } => {
+            Status::failed_precondition(message)
+        }
+        EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => Status::internal(message),
     };
     let location = match error {
         EddyError::Sql(e) => Some(e.location()),
@@ -53,6 +52,24 @@ pub fn status_of(error: &EddyError) -> Status {
     status
 }
 
+/// The most characters of an error message sent to a client. gRPC carries the
+/// message in a trailer, and HTTP/2 peers drop header blocks past 16 KiB (after
+/// percent-encoding), which left the client an empty `ERROR:` for a statement
+/// with a 20,000-character identifier.
+const STATUS_MESSAGE_CHARS_MAX: usize = 2_000;
+
+/// `message`, with its middle elided when it is too long to send.
+fn abbreviate(message: &str) -> String {
+    let chars = message.chars().count();
+    if chars <= STATUS_MESSAGE_CHARS_MAX {
+        return message.to_string();
+    }
+    let (head, tail) = (STATUS_MESSAGE_CHARS_MAX * 3 / 4, STATUS_MESSAGE_CHARS_MAX / 4);
+    let start: String = message.chars().take(head).collect();
+    let end: String = message.chars().skip(chars - tail).collect();
+    format!("{start} … ({} characters elided) … {end}", chars - head - tail)
+}
+
 #[tonic::async_trait]
 impl Eddy for EddyService {
     type ExecuteSqlStream = ResponseStream<ExecuteSqlResponse>;
@@ -60,6 +77,9 @@ impl Eddy for EddyService {
 
     async fn execute_sql(&self, request: Request<ExecuteSqlRequest>) -> Result<Response<Self::ExecuteSqlStream>, Status> {
         let sql = request.into_inner().sql;
+        if sql.len() > eddy_proto::MAX_STATEMENT_BYTES {
+            return Err(Status::invalid_argument(eddy_proto::statement_too_large(sql.len())));
+        }
         let (replies_tx, mut replies_rx) = mpsc::channel::<(usize, Reply)>(16);
         let (out_tx, out_rx) = mpsc::channel::<Result<ExecuteSqlResponse, Status>>(16);
         let server = Arc::clone(&self.server);
@@ -67,7 +87,12 @@ impl Eddy for EddyService {
             // The statements run while their replies are relayed; an error goes out
             // only after every reply before it, so earlier results are not lost.
             let execute = async move {
-                let result = server.execute(&sql, &replies_tx).await;
+                // A bug that panics on one statement must not leave its client without
+                // an answer (the server itself survives: tokio contains the panic).
+                let result = std::panic::AssertUnwindSafe(server.execute(&sql, &replies_tx)).catch_unwind().await.unwrap_or_else(|panic| {
+                    let what = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("a panic");
+                    Err((0, EddyError::Internal(format!("the statement stopped on {what}"))))
+                });
                 drop(replies_tx);
                 result
             };
@@ -163,7 +188,11 @@ impl Eddy for EddyService {
                     } {
                         Ok(b) => b,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let _ = tx.send(Err(Status::resource_exhausted(format!("the subscriber fell {n} change batches behind; subscribe again with a snapshot")))).await;
+                            let _ = tx
+                                .send(Err(Status::resource_exhausted(format!(
+                                    "the subscriber fell {n} change batches behind; subscribe again with a snapshot"
+                                ))))
+                                .await;
                             return;
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -189,14 +218,19 @@ pub async fn serve(
 ) -> Result<(), EddyError> {
     let expected = token.map(|t| format!("Bearer {t}"));
     let check = move |request: Request<()>| -> Result<Request<()>, Status> {
-        let Some(expected) = &expected else { return Ok(request) };
+        let Some(expected) = &expected else {
+            return Ok(request);
+        };
         match request.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
             Some(given) if given == expected => Ok(request),
             Some(_) => Err(Status::unauthenticated("wrong token")),
             None => Err(Status::unauthenticated("this server needs a token: pass --token (authorization: Bearer <token>)")),
         }
     };
-    let service = EddyServer::with_interceptor(EddyService { server }, check);
+    let service = EddyServer::new(EddyService { server })
+        .max_decoding_message_size(eddy_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(eddy_proto::MAX_MESSAGE_BYTES);
+    let service = tonic::service::interceptor::InterceptedService::new(service, check);
     tonic::transport::Server::builder()
         .add_service(service)
         // Without TCP_NODELAY a small reply waits for the client's delayed ACK (~40 ms).

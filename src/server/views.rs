@@ -1,10 +1,11 @@
 //! Materialized views: the current result of a continuous query, kept in memory
 //! by the server, read with ad-hoc SQL and followed as a changelog.
 //!
-//! A view's pipeline writes into a [`ViewSink`]. Rows are staged and applied at
-//! each checkpoint barrier, so every read sees the state as of one checkpoint
-//! (a consistent snapshot), and the state is saved with that checkpoint (as the
-//! sink's prepared bytes) so a restarted pipeline resumes with it. Windowed
+//! A view's pipeline writes into a [`ViewSink`]. Rows are staged and applied
+//! together, so a read sees the view as of one moment, never half of a change: at
+//! each refresh ([`VIEW_REFRESH_INTERVAL`], where updating aggregates emit what
+//! changed) and at each checkpoint. The state is saved with each checkpoint (as
+//! the sink's prepared bytes), so a restarted pipeline resumes with it. Windowed
 //! queries append rows as windows close; a `GROUP BY` without a window is an
 //! upsert stream keyed by its group columns, which the view turns into a
 //! changelog with retractions (`-U` old row, `+U` new row, `-D` deleted row)
@@ -29,6 +30,14 @@ use crate::server::pipelines::{changelog_schema, with_op};
 
 /// How many change batches a slow subscriber may fall behind before it is dropped.
 const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// How often a view's pipeline publishes (see [`eddy_engine::Message::Refresh`]),
+/// independently of checkpoints (10 s by default): reads lag the input by about
+/// this much. A refresh saves nothing, so it costs little; exactly-once stays
+/// with the checkpoints, whose saved state is the view's rows at their barrier.
+/// The price: after a crash the view goes back to its last checkpoint until the
+/// replay of what came after (at most one checkpoint interval) brings the rows back.
+pub const VIEW_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One staged change of a view, in the order the pipeline produced it.
 #[derive(Debug, Clone)]
@@ -386,6 +395,13 @@ impl Sink for ViewSink {
         Ok(bytes)
     }
 
+    /// Shows every staged change now, prepared ones first: a read sees what the
+    /// pipeline emitted up to the refresh. The next prepare saves the shown rows
+    /// with the rest, so the checkpoint still holds exactly the view at its barrier.
+    async fn refresh(&mut self) -> Result<(), BoxError> {
+        self.commit().await
+    }
+
     async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
         while self.prepared.first().is_some_and(|(id, _)| *id <= checkpoint) {
             let (_, changes) = self.prepared.remove(0);
@@ -560,6 +576,31 @@ mod tests {
         assert!(view.snapshot().unwrap().is_empty());
         restarted.recover(&saved).await.unwrap();
         assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 3), ("b".into(), 5)]);
+    }
+
+    /// A refresh shows what was staged (prepared or not) at once; the checkpoint
+    /// taken after it still saves the whole view, and a commit of an epoch the
+    /// refresh already showed changes nothing.
+    #[tokio::test]
+    async fn a_refresh_shows_staged_rows_and_checkpoints_still_save_all_of_them() {
+        let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
+        let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
+        let (_, mut changes) = view.subscribe(false).unwrap();
+        sink.write(batch(&[("a", 1)])).await.unwrap();
+        sink.prepare(1).await.unwrap();
+        sink.write(batch(&[("b", 2)])).await.unwrap();
+        assert!(view.snapshot().unwrap().is_empty());
+        sink.refresh().await.unwrap();
+        assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 1), ("b".into(), 2)], "shown before checkpoint 1 is saved");
+        assert_eq!(sorted_rows(&[changes.recv().await.unwrap()]), vec![("a".into(), 1)]);
+        assert_eq!(sorted_rows(&[changes.recv().await.unwrap()]), vec![("b".into(), 2)]);
+        sink.commit_checkpoint(1).await.unwrap();
+        assert!(changes.try_recv().is_err(), "checkpoint 1's rows were already shown");
+        sink.write(batch(&[("a", 5)])).await.unwrap();
+        let saved = sink.prepare(2).await.unwrap();
+        let mut restarted = ViewSink::new(Arc::clone(&view)).unwrap();
+        restarted.recover(&saved).await.unwrap();
+        assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 5), ("b".into(), 2)], "checkpoint 2 holds every row before its barrier");
     }
 
     #[tokio::test]

@@ -9,9 +9,16 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// The `eddy` binary under test: the one cargo built for these tests, or
+/// `$EDDY_BIN` when set (checkouts that share one target directory overwrite
+/// each other's `target/debug/eddy`, so each can keep a copy of its own).
+pub fn eddy_path() -> std::path::PathBuf {
+    std::env::var_os("EDDY_BIN").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_eddy")))
+}
+
 /// The real `eddy` binary, run from the repository root.
 pub fn eddy() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    let mut command = Command::new(eddy_path());
     command.current_dir(env!("CARGO_MANIFEST_DIR"));
     command
 }

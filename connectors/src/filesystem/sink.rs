@@ -333,17 +333,24 @@ impl Sink for FileSink {
         Ok(self.commit_files().await?)
     }
 
-    /// Closes the open files; they stay hidden until the checkpoint is saved.
+    /// Closes the open files; they stay hidden until the checkpoint is saved. The
+    /// prepared commit lists them and the files of earlier checkpoints not saved
+    /// yet, so restoring this one publishes every file it covers (the run's last
+    /// commit may be prepared while a periodic checkpoint is still being saved).
     async fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, BoxError> {
         self.close_all().await?;
         let files = std::mem::take(&mut self.pending);
-        let bytes = encode_files(&files);
         self.prepared.insert(checkpoint, files);
-        Ok(bytes)
+        let unsaved: Vec<(Path, Path)> = self.prepared.values().flatten().cloned().collect();
+        Ok(encode_files(&unsaved))
     }
 
     async fn commit_checkpoint(&mut self, checkpoint: u64) -> Result<(), BoxError> {
-        let later = self.prepared.split_off(&(checkpoint + 1));
+        // Everything up to `checkpoint`; the run's last commit is the highest id.
+        let later = match checkpoint.checked_add(1) {
+            Some(next) => self.prepared.split_off(&next),
+            None => Default::default(),
+        };
         let due: Vec<_> = std::mem::replace(&mut self.prepared, later).into_values().flatten().collect();
         self.pending.splice(0..0, due);
         Ok(self.publish().await?)

@@ -668,3 +668,31 @@ async fn two_phase_commit_publishes_on_checkpoint_completion_and_after_recovery(
     let (rows, _, _) = read_all(&def).await;
     assert_eq!(rows.num_rows(), 20);
 }
+
+/// The run's last commit (`FINAL_CHECKPOINT`) is prepared while checkpoint 1 is
+/// still being saved: its prepared commit lists checkpoint 1's file too, so a
+/// restart from it (a kill right after the completion record) publishes both, and
+/// committing it in the run publishes both without overflowing the highest id.
+#[tokio::test]
+async fn the_last_commit_covers_the_files_of_checkpoints_not_saved_yet() {
+    use eddy_engine::checkpoint::FINAL_CHECKPOINT;
+    for restart in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let def = bids(dir.path(), "json", &[]);
+        let schema = def.physical_schema();
+        let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
+        sink.write(sample(&schema, 0, 10)).await.unwrap();
+        sink.prepare(1).await.unwrap();
+        sink.write(sample(&schema, 10, 10)).await.unwrap();
+        let last = sink.prepare(FINAL_CHECKPOINT).await.unwrap();
+        if restart {
+            drop(sink);
+            create_sink(&def, SchemaRef::clone(&schema)).unwrap().recover(&last).await.unwrap();
+        } else {
+            sink.commit_checkpoint(FINAL_CHECKPOINT).await.unwrap();
+        }
+        assert_eq!(visible(dir.path()).len(), 2, "restart: {restart}");
+        assert!(hidden(dir.path()).is_empty());
+        assert_eq!(read_all(&def).await.0.num_rows(), 20);
+    }
+}

@@ -213,6 +213,10 @@ impl Operator for RetractAggregateOperator {
         self.emit_changes(out)
     }
 
+    fn on_refresh(&mut self, out: &mut Emitter) -> Result<()> {
+        self.emit_changes(out)
+    }
+
     fn on_end(&mut self, out: &mut Emitter) -> Result<()> {
         self.emit_changes(out)
     }

@@ -510,6 +510,13 @@ impl Operator for WindowAggregateOperator {
         Ok(())
     }
 
+    fn on_refresh(&mut self, out: &mut Emitter) -> Result<()> {
+        if self.node.updating {
+            self.emit_updates(out)?;
+        }
+        Ok(())
+    }
+
     fn on_end(&mut self, out: &mut Emitter) -> Result<()> {
         if self.node.updating {
             return self.emit_updates(out);
