@@ -197,8 +197,12 @@ fn progress_line(metrics: &PipelineMetrics, now: MetricsSnapshot, rate: f64, sta
         ),
     };
     let state = metrics.state_bytes.load(Ordering::Relaxed);
+    let null_time = match now.null_time_rows {
+        0 => String::new(),
+        n => format!("  null event time {n}"),
+    };
     let mut line = format!(
-        "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}  malformed {}  state {}B  watermark {}{}{}",
+        "{}{:>6.1}s  rows in {} ({}/s)  rows out {}  late {}{null_time}  malformed {}  state {}B  watermark {}{}{}",
         label.map(|l| format!("[{l}] ")).unwrap_or_default(),
         started.elapsed().as_secs_f64(),
         human(now.rows_in as f64),

@@ -37,6 +37,14 @@ pub enum EddyError {
     /// The statement conflicts with what is running (e.g. dropping a table a pipeline reads).
     #[error("{0}")]
     Conflict(String),
+    /// Sources were read to their end and every record of theirs was malformed:
+    /// the run did nothing useful, so it must not look like a success.
+    #[error("nothing valid was read from {tables}: every record was malformed (see the warnings above, or the table's 'malformed.sink'); check the table's 'format', delimiter and column types against the input")]
+    NothingValid { tables: String },
+    /// A materialized view's pipeline (or that of a view it reads) failed, so its
+    /// rows stopped at the failure: reading it would answer as if they were complete.
+    #[error("materialized view `{view}` cannot be read: {reason}; its rows stopped at the failure and are not complete. SHOW PIPELINES shows the failure: fix the query or its input, then drop the failed view and create it again")]
+    ViewFailed { view: String, reason: String },
     /// Another process (another `eddy server`) holds the data directory's lock.
     #[error("the data directory {dir} is in use by {holder}; stop that server first, or give this one another --data-dir")]
     DataDirInUse { dir: String, holder: String },

@@ -187,7 +187,12 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             eprintln!("eddy: {summary}");
             // Dropping what the run opened (Kafka consumers close) still takes a moment.
             eddy_engine::failpoint::reach("exiting");
-            Ok(())
+            let nothing_valid = summary.sources_with_nothing_valid();
+            if nothing_valid.is_empty() {
+                return Ok(());
+            }
+            let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
+            Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
         Command::Server { listen, data_dir, checkpoints, token } => serve(&listen, &data_dir, checkpoints.as_deref(), token).await,
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),

@@ -16,7 +16,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::Query;
 use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::graph::Graph;
-use eddy_engine::metrics::MetricsSnapshot;
+use eddy_engine::metrics::{MetricsSnapshot, SourceTotals};
 use eddy_engine::operator::SideOutput;
 use eddy_engine::runtime::{self, Ended, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
@@ -41,14 +41,35 @@ pub struct RunSummary {
     pub pipelines: usize,
     pub metrics: MetricsSnapshot,
     pub elapsed: Duration,
+    /// What each source table read to its end yielded, by table.
+    pub sources: BTreeMap<String, SourceTotals>,
+}
+
+impl RunSummary {
+    /// Source tables read to their end that had records but not one valid row:
+    /// their input does not match their columns or format (a wrong `'format'`,
+    /// delimiter or column order), so the run's output means nothing. Empty
+    /// inputs, and valid rows that a query then filters out, are not here.
+    pub fn sources_with_nothing_valid(&self) -> Vec<(String, u64)> {
+        self.sources
+            .iter()
+            .filter(|(_, t)| t.rows == 0 && t.malformed > 0)
+            .map(|(table, t)| (table.clone(), t.malformed))
+            .collect()
+    }
 }
 
 impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let m = &self.metrics;
+        // Shown only when there are some, so the usual line stays as it was.
+        let null_time = match m.null_time_rows {
+            0 => String::new(),
+            n => format!(", {n} rows with a NULL event time dropped"),
+        };
         write!(
             f,
-            "{} pipeline(s) finished: {} rows in, {} rows out, {} late rows dropped, {} malformed records, in {:.2}s",
+            "{} pipeline(s) finished: {} rows in, {} rows out, {} late rows dropped{null_time}, {} malformed records, in {:.2}s",
             self.pipelines,
             m.rows_in,
             m.rows_out,
@@ -434,7 +455,7 @@ impl Session {
                 );
             }
         }
-        Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed() })
+        Ok(RunSummary { pipelines: pipelines.len(), metrics: metrics.snapshot(), elapsed: started.elapsed(), sources: metrics.ended_sources() })
     }
 }
 

@@ -322,3 +322,210 @@ fn eddy_run_exits_quietly_when_the_reader_of_its_output_goes_away() {
     assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
     assert_eq!(status.code(), Some(141), "{status} {stderr}");
 }
+
+/// Runs `sql` with `eddy run`: (exit code, stderr).
+fn run_script(dir: &Path, sql: &str) -> (Option<i32>, String) {
+    let output = eddy()
+        .arg("run")
+        .arg(script(dir, sql))
+        .output()
+        .expect("run eddy");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn input_problems_are_malformed_records_that_name_column_and_value_and_lose_nothing_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("bids.csv");
+    // Line 2 opens a quote it never closes; line 4 has epoch milliseconds (as JSON
+    // accepts); line 5 a timestamp nobody can read.
+    std::fs::write(
+        &csv,
+        "1,100,2024-01-01 00:00:01\n2,\"200,2024-01-01 00:00:02\n3,300,2024-01-01 00:00:03\n4,400,1704067204000\n5,500,tomorrow\n6,600,2024-01-01 00:00:06\n",
+    )
+    .expect("write csv");
+    let json = dir.path().join("bids.json");
+    std::fs::write(
+        &json,
+        "{\"auction\": 7, \"price\": 700}\n{\"auction\": 8, \"price\": 5.5}\n",
+    )
+    .expect("write json");
+    let bad = dir.path().join("bad");
+    let out = dir.path().join("out");
+    let json_out = dir.path().join("json_out");
+    let sql = format!(
+        "CREATE TABLE bad_records (source STRING, position STRING, error STRING, raw STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{bad}', 'format' = 'json');
+         CREATE TABLE csv_bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3))
+           WITH ('connector' = 'filesystem', 'path' = '{csv}', 'format' = 'csv', 'malformed.sink' = 'bad_records');
+         CREATE TABLE json_bids (auction BIGINT, price BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{json}', 'format' = 'json', 'malformed.sink' = 'bad_records');
+         CREATE TABLE out (auction BIGINT, price BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+         CREATE TABLE json_out (auction BIGINT, price BIGINT) WITH ('connector' = 'filesystem', 'path' = '{json_out}', 'format' = 'json');
+         INSERT INTO out SELECT auction, price, ts FROM csv_bids;
+         INSERT INTO json_out SELECT auction, price FROM json_bids;",
+        bad = bad.display(),
+        csv = csv.display(),
+        json = json.display(),
+        out = out.display(),
+        json_out = json_out.display()
+    );
+    let (code, stderr) = run_script(dir.path(), &sql);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("2 pipeline(s) finished: 5 rows in, 5 rows out, 0 late rows dropped, 3 malformed records"), "{stderr}");
+
+    // Every valid line is read, the ones after the bad quote too; epoch ms is a timestamp.
+    let mut rows: Vec<(i64, i64, String)> = common::committed_rows(&out)
+        .iter()
+        .map(|r| {
+            (
+                r["auction"].as_i64().expect("auction"),
+                r["price"].as_i64().expect("price"),
+                r["ts"].as_str().expect("ts").to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let ts = |s: u32| format!("2024-01-01 00:00:0{s}.000");
+    assert_eq!(
+        rows,
+        vec![
+            (1, 100, ts(1)),
+            (3, 300, ts(3)),
+            (4, 400, ts(4)),
+            (6, 600, ts(6))
+        ]
+    );
+    let json_rows: Vec<(i64, i64)> = common::committed_rows(&json_out)
+        .iter()
+        .map(|r| {
+            (
+                r["auction"].as_i64().expect("auction"),
+                r["price"].as_i64().expect("price"),
+            )
+        })
+        .collect();
+    assert_eq!(json_rows, vec![(7, 700)]);
+
+    // The three bad records went to the dead-letter table, each with its line and a
+    // message naming the column and the value; 5.5 was not stored as 5.
+    let mut dead: Vec<(String, String, String)> = common::committed_rows(&bad)
+        .iter()
+        .map(|r| {
+            let position = r["position"].as_str().expect("position");
+            let line = position.rsplit(':').next().expect("line").to_string();
+            (
+                r["source"].as_str().expect("source").to_string() + ":" + &line,
+                r["error"].as_str().expect("error").to_string(),
+                r["raw"].as_str().expect("raw").to_string(),
+            )
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(
+        (dead[0].0.as_str(), dead[0].2.as_str()),
+        ("csv_bids:2", "2,\"200,2024-01-01 00:00:02")
+    );
+    assert!(dead[0].1.starts_with("unbalanced quote"), "{}", dead[0].1);
+    assert_eq!(
+        (dead[1].0.as_str(), dead[1].2.as_str()),
+        ("csv_bids:5", "5,500,tomorrow")
+    );
+    assert!(
+        dead[1]
+            .1
+            .starts_with("column 'ts' (TIMESTAMP(3)): cannot read \"tomorrow\""),
+        "{}",
+        dead[1].1
+    );
+    assert_eq!(dead[2].0, "json_bids:2");
+    assert!(
+        dead[2]
+            .1
+            .starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"),
+        "{}",
+        dead[2].1
+    );
+    // The warning printed for each also names the file and line.
+    assert!(
+        stderr.contains(&format!("{}:5", csv.display())) && stderr.contains("\"tomorrow\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn rows_with_a_null_event_time_are_counted_as_such_not_as_late() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("bids.json");
+    std::fs::write(
+        &input,
+        "{\"auction\": 1, \"ts\": \"2024-01-01 00:00:01\"}\n{\"auction\": 2, \"ts\": null}\n{\"auction\": 3}\n{\"auction\": 4, \"ts\": \"2024-01-01 00:00:20\"}\n{\"auction\": 5, \"ts\": \"2024-01-01 00:00:02\"}\n",
+    )
+    .expect("write input");
+    let sql = format!(
+        "CREATE TABLE bids (auction BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE out (window_start TIMESTAMP(3), n BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;",
+        input.display()
+    );
+    let (code, stderr) = run_script(dir.path(), &sql);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Auction 5 (00:00:02) came after the watermark passed 00:00:15: late. Auctions 2 and 3 have no time.
+    assert!(stderr.contains("5 rows in, 2 rows out, 1 late rows dropped, 2 rows with a NULL event time dropped, 0 malformed records"), "{stderr}");
+}
+
+#[test]
+fn a_run_that_read_nothing_valid_says_so_and_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv_as_json = dir.path().join("bids.json");
+    std::fs::write(&csv_as_json, "1,100\n2,200\n").expect("write input");
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").expect("write input");
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, "{\"auction\": 1}\n").expect("write input");
+    let table = |name: &str, path: &Path| {
+        format!("CREATE TABLE {name} (auction BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');", path.display())
+    };
+    let sink = "CREATE TABLE out (auction BIGINT) WITH ('connector' = 'blackhole');";
+
+    // Every record malformed: the summary, then an error naming the table; exit 1.
+    let (code, stderr) = run_script(
+        dir.path(),
+        &format!(
+            "{}{sink} INSERT INTO out SELECT auction FROM bids;",
+            table("bids", &csv_as_json)
+        ),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("0 rows in, 0 rows out, 0 late rows dropped, 2 malformed records"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nothing valid was read from `bids` (2 malformed records)"),
+        "{stderr}"
+    );
+    // An empty input, and a filter that drops every valid row, are not failures.
+    let (code, stderr) = run_script(
+        dir.path(),
+        &format!(
+            "{}{sink} INSERT INTO out SELECT auction FROM empty;",
+            table("empty", &empty)
+        ),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = run_script(
+        dir.path(),
+        &format!(
+            "{}{sink} INSERT INTO out SELECT auction FROM good WHERE auction > 1;",
+            table("good", &good)
+        ),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("1 rows in, 0 rows out"), "{stderr}");
+}

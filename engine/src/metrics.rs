@@ -15,6 +15,9 @@ pub struct PipelineMetrics {
     pub rows_out: AtomicU64,
     /// Rows that arrived after their window closed.
     pub late_rows: AtomicU64,
+    /// Rows a window could not place because their event time is NULL (Flink
+    /// drops them too, as `numNullRowTimeRecordsDropped`); not late, so counted apart.
+    pub null_time_rows: AtomicU64,
     /// Records sources could not decode.
     pub malformed_rows: AtomicU64,
     /// Lowest watermark seen by the sink, in ms (i64::MIN until one arrives).
@@ -38,6 +41,18 @@ pub struct PipelineMetrics {
     pub state_bytes: AtomicU64,
     /// Lag and problems of every source partition, by `"table partition"`.
     readers: Mutex<BTreeMap<String, ReaderStatus>>,
+    /// What each source table's partitions that ran to their end yielded, by table:
+    /// how a run tells a source whose every record was malformed.
+    ended_sources: Mutex<BTreeMap<String, SourceTotals>>,
+}
+
+/// What the partitions of one source table yielded, once they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    /// Rows decoded.
+    pub rows: u64,
+    /// Records that could not be decoded.
+    pub malformed: u64,
 }
 
 impl Default for PipelineMetrics {
@@ -46,6 +61,7 @@ impl Default for PipelineMetrics {
             rows_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
+            null_time_rows: AtomicU64::new(0),
             malformed_rows: AtomicU64::new(0),
             watermark_ms: AtomicI64::new(i64::MIN),
             checkpoint_id: AtomicU64::new(0),
@@ -56,6 +72,7 @@ impl Default for PipelineMetrics {
             refreshed_at_ms: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
+            ended_sources: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -66,6 +83,7 @@ pub struct MetricsSnapshot {
     pub rows_in: u64,
     pub rows_out: u64,
     pub late_rows: u64,
+    pub null_time_rows: u64,
     pub malformed_rows: u64,
 }
 
@@ -76,6 +94,7 @@ impl PipelineMetrics {
             rows_in: self.rows_in.load(Ordering::Relaxed),
             rows_out: self.rows_out.load(Ordering::Relaxed),
             late_rows: self.late_rows.load(Ordering::Relaxed),
+            null_time_rows: self.null_time_rows.load(Ordering::Relaxed),
             malformed_rows: self.malformed_rows.load(Ordering::Relaxed),
         }
     }
@@ -118,6 +137,22 @@ impl PipelineMetrics {
             return None;
         }
         readers.values().try_fold((0u64, 0u64), |(read, total), s| s.input_bytes.map(|(r, t)| (read + r, total + t)))
+    }
+
+    /// Adds what a partition of `table` yielded, once it reached its end.
+    pub fn add_ended_source(&self, table: &str, yielded: SourceTotals) {
+        let mut sources = self.ended_sources.lock().unwrap_or_else(|e| e.into_inner());
+        let totals = sources.entry(table.to_string()).or_default();
+        totals.rows += yielded.rows;
+        totals.malformed += yielded.malformed;
+    }
+
+    /// What each source table whose partitions ended yielded, by table.
+    pub fn ended_sources(&self) -> BTreeMap<String, SourceTotals> {
+        self.ended_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Adds `n` to a counter.

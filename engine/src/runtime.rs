@@ -32,7 +32,7 @@ use crate::connector::{MalformedRecord, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, StageKind};
 use crate::message::{CheckpointId, EventTime, Message};
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{PipelineMetrics, SourceTotals};
 use crate::operator::{Emitter, Operator, SideOutput};
 use crate::operators::evaluate;
 use crate::operators::project::make_batch;
@@ -906,6 +906,7 @@ async fn run_source(
     let mut last_barrier = *barriers.borrow();
     let status_key = format!("{table} {partition}");
     let mut malformed_logged = 0usize;
+    let mut yielded = SourceTotals::default();
     let mut idle_sent = false;
     let mut out = Vec::new();
     loop {
@@ -950,6 +951,8 @@ async fn run_source(
         let next = next.map_err(|source| EngineError::Source { table: table.clone(), partition: partition.clone(), source })?;
         metrics.set_reader_status(&status_key, reader.status());
         let Some(batch) = next else { break };
+        yielded.rows += batch.rows.num_rows() as u64;
+        yielded.malformed += batch.malformed.len() as u64;
         if !batch.malformed.is_empty() {
             PipelineMetrics::add(&metrics.malformed_rows, batch.malformed.len());
             for record in batch.malformed.iter().take(MALFORMED_LOG_LIMIT.saturating_sub(malformed_logged)) {
@@ -984,6 +987,7 @@ async fn run_source(
         }
     }
     // The partition ended: its final watermark closes every window it fed.
+    metrics.add_ended_source(&table, yielded);
     snapshots.send_final(reader.position());
     chain.push(Message::Watermark(EventTime::MAX), &mut out)?;
     chain.push(Message::EndOfStream, &mut out)?;

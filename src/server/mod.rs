@@ -386,6 +386,9 @@ impl Server {
                 self.run_in_session(&mut state, parsed, &send).await
             }
             Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
+                for table in eddy_sql::referenced_tables(query) {
+                    self.check_view_readable(&table)?;
+                }
                 let ctx = self.view_context()?;
                 drop(state);
                 answer_in(&ctx, &parsed.text, parsed.location, &send).await
@@ -514,6 +517,40 @@ impl Server {
             record.running = running;
         }
         state.catalog.save(data_dir)
+    }
+
+    /// Fails when `name` is a materialized view whose pipeline failed, or one that
+    /// reads (directly or through other views) a view whose pipeline failed: its
+    /// rows stopped at the failure, and must not answer as if they were complete.
+    pub(crate) fn check_view_readable(&self, name: &str) -> Result<(), EddyError> {
+        let mut pending = vec![name.to_string()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(table) = pending.pop() {
+            if !seen.insert(table.clone()) {
+                continue;
+            }
+            let Ok(view) = self.view(&table) else {
+                continue;
+            };
+            for pipeline in self.pipelines.all() {
+                if !matches!(&pipeline.target, Target::View(v) if Arc::ptr_eq(v, &view)) {
+                    continue;
+                }
+                if let Some(error) = pipeline.failure() {
+                    let reason = if table == name {
+                        format!("its pipeline {} failed: {error}", pipeline.id)
+                    } else {
+                        format!("it reads materialized view `{table}`, whose pipeline {} failed: {error}", pipeline.id)
+                    };
+                    return Err(EddyError::ViewFailed {
+                        view: name.to_string(),
+                        reason,
+                    });
+                }
+                pending.extend(pipeline.source_tables());
+            }
+        }
+        Ok(())
     }
 
     /// A DataFusion context with every materialized view's current rows as a table.

@@ -335,6 +335,24 @@ impl PipelineHandle {
         self.lock_run().phase == Phase::Running
     }
 
+    /// Why its last run failed, when it did.
+    pub fn failure(&self) -> Option<String> {
+        match &self.lock_run().phase {
+            Phase::Failed(error) => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    /// The tables (and views) it reads.
+    pub fn source_tables(&self) -> Vec<String> {
+        self.prepared
+            .plan
+            .sources()
+            .iter()
+            .map(|s| s.table.name.clone())
+            .collect()
+    }
+
     /// True when it reads or writes `table`.
     pub fn uses_table(&self, table: &str) -> bool {
         matches!(&self.target, Target::Table(def, _) if def.name == table)
@@ -399,6 +417,7 @@ impl PipelineHandle {
             rows_in: m.rows_in,
             rows_out: m.rows_out,
             late_rows: m.late_rows,
+            null_time_rows: m.null_time_rows,
             malformed_rows: m.malformed_rows,
             watermark_ms: (watermark != i64::MIN && watermark != i64::MAX).then_some(watermark),
             rows_in_per_second: f64::from_bits(run.rate.load(Ordering::Relaxed)),

@@ -35,7 +35,9 @@ pub fn status_of(error: &EddyError) -> Status {
         EddyError::Sql(_) | EddyError::Connector { .. } | EddyError::Setting { .. } => Status::invalid_argument(message),
         EddyError::NotFound(_) => Status::not_found(message),
         EddyError::AlreadyExists(_) => Status::already_exists(message),
-        EddyError::Unsupported(_) | EddyError::Conflict(_) | EddyError::DataDirInUse { .. } => Status::failed_precondition(message),
+        EddyError::Unsupported(_) | EddyError::Conflict(_) | EddyError::DataDirInUse { .. } | EddyError::ViewFailed { .. } | EddyError::NothingValid { .. } => {
+            Status::failed_precondition(message)
+        }
         EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => Status::internal(message),
     };
     let location = match error {
@@ -157,6 +159,7 @@ impl Eddy for EddyService {
         // A view's changes, or else an INSERT INTO pipeline's output rows.
         let (schema, initial, mut changes) = match self.server.view(&request.name) {
             Ok(view) => {
+                self.server.check_view_readable(&request.name).map_err(|e| status_of(&e))?;
                 let (initial, changes) = view.subscribe(request.snapshot).map_err(|e| Status::internal(e.to_string()))?;
                 (view.changelog_schema(), initial, changes)
             }

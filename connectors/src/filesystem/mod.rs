@@ -14,6 +14,7 @@ pub(crate) mod records;
 pub mod sink;
 pub mod store;
 pub(crate) mod text;
+mod values;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

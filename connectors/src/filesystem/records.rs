@@ -11,6 +11,13 @@ use crate::error::ConnectorError;
 /// Bytes read from the file at a time.
 const READ_BLOCK: usize = 1 << 20;
 
+/// The most bytes a CSV record may span while inside a quoted field. A quote that
+/// is still open this far on is taken to be a stray one (an unbalanced quote), as
+/// at the end of the file: the record is its first line, and reading goes on with
+/// the next line, so one bad quote does not swallow the rest of a large file.
+/// 16 MiB is far above any real field, as DuckDB's `max_line_size` (2 MB) is.
+const QUOTED_RECORD_BYTES_MAX: usize = 16 << 20;
+
 /// How records are delimited.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Framing {
@@ -40,6 +47,9 @@ pub(crate) struct Record {
 pub(crate) struct Chunk {
     pub data: Vec<u8>,
     pub records: Vec<Record>,
+    /// Indices (into `records`) of CSV records whose quoted field never closed:
+    /// each was cut at the end of its first line and is malformed as it stands.
+    pub unterminated: Vec<usize>,
 }
 
 impl Chunk {
@@ -49,6 +59,15 @@ impl Chunk {
     }
 }
 
+/// How a record's end was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// At its terminator (or the end of the file).
+    Whole,
+    /// At the end of its first line, because a quote it opens never closes.
+    UnterminatedQuote,
+}
+
 /// CSV scanner state, kept across reads so a partial record is not rescanned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum CsvState {
@@ -56,6 +75,8 @@ enum CsvState {
     Unquoted,
     Quoted,
     QuoteInQuoted,
+    /// The quote that opened the current field was a stray one (see [`RecordChunker::quote_unterminated`]).
+    StrayQuote,
 }
 
 /// Reads a file block by block and cuts it into [`Chunk`]s of whole records.
@@ -75,6 +96,8 @@ pub(crate) struct RecordChunker {
     /// Line number of the record starting at `pos`.
     line: u64,
     skip_first: bool,
+    /// How far a record may run inside a quoted field (see [`QUOTED_RECORD_BYTES_MAX`]).
+    quoted_bytes_max: usize,
 }
 
 impl RecordChunker {
@@ -93,6 +116,7 @@ impl RecordChunker {
             eof: false,
             line: 1,
             skip_first,
+            quoted_bytes_max: QUOTED_RECORD_BYTES_MAX,
         })
     }
 
@@ -100,8 +124,17 @@ impl RecordChunker {
     pub fn next_chunk(&mut self, max_records: usize) -> Result<Option<Chunk>, ConnectorError> {
         let mut chunk = Chunk::default();
         while chunk.records.len() < max_records {
+            let mut cut = Cut::Whole;
             let end = match self.find_end() {
                 Some(end) => end,
+                None if self.quote_unterminated() => {
+                    cut = Cut::UnterminatedQuote;
+                    self.inner_newlines = 0;
+                    match self.buf[self.pos..].iter().position(|&b| b == b'\n') {
+                        Some(i) => self.pos + i,
+                        None => self.buf.len(),
+                    }
+                }
                 None if !self.eof => {
                     self.fill()?;
                     continue;
@@ -128,6 +161,9 @@ impl RecordChunker {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            if cut == Cut::UnterminatedQuote {
+                chunk.unterminated.push(chunk.records.len());
+            }
             let s = chunk.data.len();
             chunk.data.extend_from_slice(bytes);
             chunk.records.push(Record {
@@ -138,6 +174,18 @@ impl RecordChunker {
             chunk.data.push(b'\n');
         }
         Ok((!chunk.records.is_empty()).then_some(chunk))
+    }
+
+    /// True when a quote the record at `pos` opens does not close as CSV allows:
+    /// never (the file ends inside it), not before a newline past `quoted_bytes_max`,
+    /// or, after a newline, in the middle of a field (`"a<newline>...5,"e`). Such a quote is
+    /// a stray one, and the record is cut at the end of its first line.
+    fn quote_unterminated(&self) -> bool {
+        match self.csv_state {
+            CsvState::StrayQuote => true,
+            CsvState::Quoted => self.eof,
+            _ => false,
+        }
     }
 
     /// Index of the `\n` ending the record at `pos`, scanning from `scan`.
@@ -176,11 +224,22 @@ impl RecordChunker {
                         CsvState::Quoted => {
                             if b == b'\n' {
                                 self.inner_newlines += 1;
+                                if i - self.pos > self.quoted_bytes_max {
+                                    self.csv_state = CsvState::StrayQuote;
+                                    return None;
+                                }
                             }
                             CsvState::Quoted
                         }
                         CsvState::QuoteInQuoted if b == quote => CsvState::Quoted,
+                        // A quoted field that ran over lines and then closes in the
+                        // middle of a field was opened by a stray quote.
+                        CsvState::QuoteInQuoted if self.inner_newlines > 0 && b != b'\r' => {
+                            self.csv_state = CsvState::StrayQuote;
+                            return None;
+                        }
                         CsvState::QuoteInQuoted => CsvState::Unquoted,
+                        CsvState::StrayQuote => return None,
                     };
                     i += 1;
                 }
@@ -224,19 +283,117 @@ mod tests {
     use std::io::Write;
 
     fn chunks(text: &str, framing: Framing, skip: bool, max: usize) -> Vec<Vec<(String, u64)>> {
+        chunks_marked(text, framing, skip, max, QUOTED_RECORD_BYTES_MAX)
+            .into_iter()
+            .map(|c| c.into_iter().map(|(r, l, _)| (r, l)).collect())
+            .collect()
+    }
+
+    /// Records as (text, line, cut at an unterminated quote), chunk by chunk.
+    fn chunks_marked(
+        text: &str,
+        framing: Framing,
+        skip: bool,
+        max: usize,
+        quoted_bytes_max: usize,
+    ) -> Vec<Vec<(String, u64, bool)>> {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
         let mut c = RecordChunker::open(f.path(), framing, skip).unwrap();
+        c.quoted_bytes_max = quoted_bytes_max;
         let mut out = vec![];
         while let Some(ch) = c.next_chunk(max).unwrap() {
             out.push(
                 ch.records
                     .iter()
-                    .map(|r| (String::from_utf8_lossy(ch.bytes(r)).into_owned(), r.line))
+                    .enumerate()
+                    .map(|(i, r)| {
+                        (
+                            String::from_utf8_lossy(ch.bytes(r)).into_owned(),
+                            r.line,
+                            ch.unterminated.contains(&i),
+                        )
+                    })
                     .collect(),
             );
         }
         out
+    }
+
+    const CSV: Framing = Framing::Csv {
+        delimiter: b',',
+        quote: b'"',
+    };
+
+    #[test]
+    fn an_unterminated_quote_is_one_line_and_the_lines_after_it_are_read() {
+        let got = chunks_marked(
+            "1,a\n2,\"b\n3,c\r\n\n4,d\n",
+            CSV,
+            false,
+            10,
+            QUOTED_RECORD_BYTES_MAX,
+        );
+        assert_eq!(
+            got,
+            vec![vec![
+                ("1,a".into(), 1, false),
+                ("2,\"b".into(), 2, true),
+                ("3,c".into(), 3, false),
+                ("4,d".into(), 5, false)
+            ]]
+        );
+        // Two stray quotes: the second closes the first in the middle of a field, so both are stray.
+        let got = chunks_marked(
+            "1,\"a\n2,b\n3,\"c\"d\n4,e",
+            CSV,
+            false,
+            10,
+            QUOTED_RECORD_BYTES_MAX,
+        );
+        assert_eq!(
+            got,
+            vec![vec![
+                ("1,\"a".into(), 1, true),
+                ("2,b".into(), 2, false),
+                ("3,\"c\"d".into(), 3, false),
+                ("4,e".into(), 4, false)
+            ]]
+        );
+        // A quoted field over two lines that closes properly (CRLF after it) is one record.
+        let got = chunks_marked(
+            "1,\"a\r\nb\"\r\n2,c\r\n",
+            CSV,
+            false,
+            10,
+            QUOTED_RECORD_BYTES_MAX,
+        );
+        assert_eq!(
+            got,
+            vec![vec![
+                ("1,\"a\r\nb\"".into(), 1, false),
+                ("2,c".into(), 3, false)
+            ]]
+        );
+    }
+
+    #[test]
+    fn a_quote_open_past_the_limit_is_cut_before_the_end_of_the_file() {
+        // Without the limit the quote of line 1 pairs with the one ending line 3
+        // and the three lines are one record.
+        let text = "1,\"x\n2,y\n3,\"\n";
+        assert_eq!(
+            chunks_marked(text, CSV, false, 10, QUOTED_RECORD_BYTES_MAX),
+            vec![vec![("1,\"x\n2,y\n3,\"".into(), 1, false)]]
+        );
+        assert_eq!(
+            chunks_marked(text, CSV, false, 10, 4),
+            vec![vec![
+                ("1,\"x".into(), 1, true),
+                ("2,y".into(), 2, false),
+                ("3,\"".into(), 3, true)
+            ]]
+        );
     }
 
     #[test]

@@ -179,11 +179,111 @@ async fn csv_with_header_delimiter_and_bad_rows() {
     assert_eq!(malformed[0].raw, "2;xx;c;2024-01-01 00:00:01");
     assert_eq!(
         malformed[0].error,
-        "Error while parsing value 'xx' as type 'Int64' for column 'price'"
+        "column 'price': cannot read 'xx' as type 'Int64'"
     );
     assert_eq!(
         malformed[1].error,
         "wrong number of fields: expected 4 got 2"
+    );
+}
+
+#[tokio::test]
+async fn csv_unbalanced_quote_is_one_malformed_line_and_the_lines_after_it_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bids.csv");
+    std::fs::write(
+        &f,
+        "1,10,a,2024-01-01 00:00:00\n2,20,\"oops,2024-01-01 00:00:01\n3,30,c,2024-01-01 00:00:02\n4,40,d,2024-01-01 00:00:03\n",
+    )
+    .unwrap();
+    let (rows, malformed, _) = read_all(&bids(&f, "csv", &[])).await;
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3), Some(4)]);
+    assert_eq!(malformed.len(), 1, "{malformed:?}");
+    assert_eq!(malformed[0].position, format!("{}:2", f.display()));
+    assert_eq!(malformed[0].raw, "2,20,\"oops,2024-01-01 00:00:01");
+    assert!(
+        malformed[0].error.starts_with("unbalanced quote"),
+        "{}",
+        malformed[0].error
+    );
+}
+
+#[tokio::test]
+async fn csv_reads_epoch_milliseconds_as_json_does_and_errors_name_column_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bids.csv");
+    std::fs::write(
+        &f,
+        "1,10,a,1700000000000\n2,20,b,2024-01-01 00:00:01\n3,30,c,noon\n4,4x,d,1\n",
+    )
+    .unwrap();
+    let (rows, malformed, _) = read_all(&bids(&f, "csv", &[])).await;
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(2)]);
+    assert_eq!(
+        times(&rows, 3),
+        vec![Some(1_700_000_000_000), Some(T0 + 1000)]
+    );
+    let errors: Vec<(&str, &str)> = malformed
+        .iter()
+        .map(|m| (m.position.as_str(), m.error.as_str()))
+        .collect();
+    let label = f.display().to_string();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, format!("{label}:3"));
+    assert!(
+        errors[0]
+            .1
+            .starts_with("column 'ts' (TIMESTAMP(3)): cannot read \"noon\""),
+        "{}",
+        errors[0].1
+    );
+    assert_eq!(
+        errors[1],
+        (
+            format!("{label}:4").as_str(),
+            "column 'price': cannot read '4x' as type 'Int64'"
+        )
+    );
+}
+
+#[tokio::test]
+async fn json_fraction_in_an_integer_column_is_malformed_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bids.json");
+    std::fs::write(
+        &f,
+        concat!(
+            "{\"auction\": 1, \"price\": 5}\n",
+            "{\"auction\": 2, \"price\": 5.5}\n",
+            "{\"auction\": 3, \"price\": 6.0}\n",
+            "{\"auction\": 4.25}\n",
+        ),
+    )
+    .unwrap();
+    let (rows, malformed, _) = read_all(&bids(&f, "json", &[])).await;
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3)]);
+    assert_eq!(i64s(&rows, 1), vec![Some(5), Some(6)]);
+    let label = f.display().to_string();
+    let errors: Vec<(String, String)> = malformed
+        .into_iter()
+        .map(|m| (m.position, m.error))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, format!("{label}:2"));
+    assert!(
+        errors[0]
+            .1
+            .starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"),
+        "{}",
+        errors[0].1
+    );
+    assert_eq!(errors[1].0, format!("{label}:4"));
+    assert!(
+        errors[1]
+            .1
+            .starts_with("column 'auction' (BIGINT): cannot read \"4.25\""),
+        "{}",
+        errors[1].1
     );
 }
 

@@ -9,13 +9,15 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::csv::ReaderBuilder as CsvReaderBuilder;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::json::reader::Decoder as JsonDecoder;
 use datafusion::arrow::json::ReaderBuilder as JsonReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
 
 use super::records::{Chunk, Framing, RecordChunker};
+use super::values::{column_reading, typed_column, ColumnReading, TextSyntax};
 use crate::error::ConnectorError;
 
 /// The text formats and their decoding settings.
@@ -42,6 +44,13 @@ impl TextFormat {
             },
         }
     }
+
+    fn syntax(self) -> TextSyntax {
+        match self {
+            TextFormat::Json => TextSyntax::Json,
+            TextFormat::Csv { .. } => TextSyntax::Csv,
+        }
+    }
 }
 
 /// Decodes records of one format and schema, keeping the JSON decoder between
@@ -49,7 +58,11 @@ impl TextFormat {
 pub(crate) struct RecordDecoder {
     format: TextFormat,
     strict: SchemaRef,
+    /// The schema the Arrow decoder reads: every column nullable, and the
+    /// columns in `as_text` as strings.
     relaxed: SchemaRef,
+    /// Columns read as text and given their type by [`typed_column`].
+    as_text: Vec<usize>,
     /// The JSON decoder after a chunk that decoded cleanly, and the rows it takes at once.
     json: Option<(JsonDecoder, usize)>,
 }
@@ -57,7 +70,9 @@ pub(crate) struct RecordDecoder {
 impl RecordDecoder {
     /// A decoder of `format` records into rows of `schema`.
     pub fn new(format: TextFormat, schema: SchemaRef) -> Self {
-        RecordDecoder { format, relaxed: relaxed(&schema), strict: schema, json: None }
+        let as_text: Vec<usize> =
+            (0..schema.fields().len()).filter(|&i| column_reading(format.syntax(), schema.field(i).data_type()) == ColumnReading::AsText).collect();
+        RecordDecoder { format, relaxed: relaxed(&schema, &as_text), as_text, strict: schema, json: None }
     }
 
     /// Decodes `data`, which must hold exactly `rows` records, into one batch.
@@ -121,19 +136,29 @@ impl RecordDecoder {
                 TextFormat::Csv { .. } => "could not split the CSV record".into(),
             });
         }
-        check_not_null(strict, &batch)?;
-        RecordBatch::try_new(SchemaRef::clone(strict), batch.columns().to_vec()).map_err(clean)
+        let mut columns = batch.columns().to_vec();
+        for &i in &self.as_text {
+            columns[i] = typed_column(strict.field(i), &columns[i])?;
+        }
+        check_not_null(strict, &columns)?;
+        RecordBatch::try_new(SchemaRef::clone(strict), columns).map_err(clean)
     }
 
     /// Decodes a chunk: all at once, or record by record when that fails.
     pub fn decode_records(&mut self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
-        if let Ok(rows) = self.decode(&chunk.data, chunk.records.len()) {
-            return Ok(Decoded { rows, good: None, errors: Vec::new() });
+        if chunk.unterminated.is_empty() {
+            if let Ok(rows) = self.decode(&chunk.data, chunk.records.len()) {
+                return Ok(Decoded { rows, good: None, errors: Vec::new() });
+            }
         }
         let mut good_rows = Vec::new();
         let mut good = Vec::new();
         let mut errors = Vec::new();
         for (i, record) in chunk.records.iter().enumerate() {
+            if chunk.unterminated.contains(&i) {
+                errors.push((i, "unbalanced quote: a '\"' opens a quoted field that does not close as CSV requires (at a delimiter or the end of a line); this line is skipped and reading goes on with the next one. Double a quote inside a quoted field (\"\")".to_string()));
+                continue;
+            }
             // Include the '\n' that follows every record in the chunk.
             let bytes = &chunk.data[record.start..record.end + 1];
             match self.decode(bytes, 1) {
@@ -149,16 +174,24 @@ impl RecordDecoder {
     }
 }
 
-/// `schema` with every top-level column nullable.
-fn relaxed(schema: &SchemaRef) -> SchemaRef {
-    if schema.fields().iter().all(|f| f.is_nullable()) {
+/// `schema` with every top-level column nullable, and the columns `as_text` strings.
+fn relaxed(schema: &SchemaRef, as_text: &[usize]) -> SchemaRef {
+    if as_text.is_empty() && schema.fields().iter().all(|f| f.is_nullable()) {
         return SchemaRef::clone(schema);
     }
     Arc::new(Schema::new_with_metadata(
         schema
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
+            .enumerate()
+            .map(|(i, f)| {
+                let field = f.as_ref().clone().with_nullable(true);
+                if as_text.contains(&i) {
+                    field.with_data_type(DataType::Utf8)
+                } else {
+                    field
+                }
+            })
             .collect::<Vec<_>>(),
         schema.metadata().clone(),
     ))
@@ -172,16 +205,31 @@ fn clean_csv(e: datafusion::arrow::error::ArrowError, schema: &SchemaRef) -> Str
             return format!("wrong number of fields: {counts}");
         }
     }
+    let name = |idx: &str| {
+        idx.parse::<usize>()
+            .ok()
+            .and_then(|i| schema.fields().get(i))
+            .map(|f| f.name().clone())
+    };
+    // "Error parsing column 2 at line 1: <why>": the why is what the user needs.
+    if let Some(rest) = s.strip_prefix("Error parsing column ") {
+        if let Some((idx, tail)) = rest.split_once(" at line ") {
+            let why = tail.split_once(": ").map_or(tail, |(_, why)| why);
+            if let Some(name) = name(idx) {
+                return format!("column '{name}': {why}");
+            }
+        }
+    }
     let Some((head, _)) = s.split_once(" at line ") else {
         return s;
     };
     match head.rsplit_once(" for column ") {
-        Some((msg, idx)) => match idx
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| schema.fields().get(i))
-        {
-            Some(f) => format!("{msg} for column '{}'", f.name()),
+        Some((msg, idx)) => match name(idx) {
+            // "Error while parsing value 'abc' as type 'Int64' for column 1 at line 1. Row data: ..."
+            Some(name) => match msg.strip_prefix("Error while parsing value ") {
+                Some(what) => format!("column '{name}': cannot read {what}"),
+                None => format!("{msg} for column '{name}'"),
+            },
             None => head.to_string(),
         },
         None => head.to_string(),
@@ -205,8 +253,8 @@ fn clean(e: datafusion::arrow::error::ArrowError) -> String {
 }
 
 /// Fails when a NOT NULL column has nulls (missing fields), naming the column.
-pub(crate) fn check_not_null(schema: &SchemaRef, batch: &RecordBatch) -> Result<(), String> {
-    for (field, col) in schema.fields().iter().zip(batch.columns()) {
+pub(crate) fn check_not_null(schema: &SchemaRef, columns: &[ArrayRef]) -> Result<(), String> {
+    for (field, col) in schema.fields().iter().zip(columns) {
         if !field.is_nullable() && col.null_count() > 0 {
             return Err(format!(
                 "column '{}' is NOT NULL but the record has no value for it",

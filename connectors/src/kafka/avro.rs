@@ -229,7 +229,7 @@ pub(crate) fn to_json_chunk(record: &AvroRecord, chunk: &Chunk) -> (Chunk, HashM
 
 /// [`to_json_chunk`] with each record turned into a JSON line by `to_json`.
 pub(crate) fn to_json_chunk_with(chunk: &Chunk, to_json: impl Fn(&[u8]) -> Result<String, String>) -> (Chunk, HashMap<usize, String>) {
-    let mut out = Chunk { data: Vec::with_capacity(chunk.data.len() * 2), records: Vec::with_capacity(chunk.records.len()) };
+    let mut out = Chunk { data: Vec::with_capacity(chunk.data.len() * 2), records: Vec::with_capacity(chunk.records.len()), unterminated: Vec::new() };
     let mut errors = HashMap::new();
     for (i, r) in chunk.records.iter().enumerate() {
         let start = out.data.len();

@@ -588,7 +588,7 @@ impl SourceReader for KafkaPartitionReader {
             tokio::time::sleep(self.backoff).await;
         }
         let mut polled = Polled {
-            chunk: Chunk { data: std::mem::take(&mut self.buffer), records: Vec::with_capacity(self.options.batch_rows) },
+            chunk: Chunk { data: std::mem::take(&mut self.buffer), records: Vec::with_capacity(self.options.batch_rows), unterminated: Vec::new() },
             want_keys: self.columns.iter().any(|c| matches!(c, ColumnSource::Key)),
             want_headers: self.columns.iter().any(|c| matches!(c, ColumnSource::Headers)),
             ..Polled::default()

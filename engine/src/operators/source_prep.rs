@@ -98,19 +98,24 @@ impl Operator for SourcePrepOperator {
                 let times = as_millis(batch.column(rule.time_column), "event time")?;
                 let mut keep = Vec::with_capacity(batch.num_rows());
                 let mut late = 0usize;
+                let mut null_time = 0usize;
                 for i in 0..batch.num_rows() {
-                    // A row without an event time cannot be placed in any window: treat it as late.
-                    let on_time = times.is_valid(i) && slice_end(rule.window, times.value(i)) > current;
+                    // A row without an event time cannot be placed in any window: it is
+                    // set aside as a late row is, but counted as what it is.
+                    let has_time = times.is_valid(i);
+                    let on_time = has_time && slice_end(rule.window, times.value(i)) > current;
                     keep.push(on_time);
-                    late += usize::from(!on_time);
+                    late += usize::from(has_time && !on_time);
+                    null_time += usize::from(!has_time);
                     if candidates.is_valid(i) {
                         current = current.max(candidates.value(i));
                     }
                 }
-                if late == 0 {
+                if late + null_time == 0 {
                     out.batch(batch);
                 } else {
                     PipelineMetrics::add(&self.metrics.late_rows, late);
+                    PipelineMetrics::add(&self.metrics.null_time_rows, null_time);
                     let mask = BooleanArray::from(keep);
                     out.batch(filter_record_batch(&batch, &mask).map_err(|e| arrow_error("SourcePrep", e))?);
                     let late_mask = not(&mask).map_err(|e| arrow_error("SourcePrep", e))?;
