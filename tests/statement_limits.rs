@@ -148,8 +148,8 @@ fn eddy_run_plans_deep_statements_and_refuses_bigger_ones_without_aborting() {
     let output = eddy().arg("run").arg(&script).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains(&format!("| {} |", kept_by(700))), "{stdout}");
-    assert!(stdout.contains(&format!("| {} |", 500 * prices().len())), "{stdout}");
+    assert!(stdout.lines().any(|l| l.trim() == kept_by(700).to_string()), "{stdout}");
+    assert!(stdout.lines().any(|l| l.trim() == (500 * prices().len()).to_string()), "{stdout}");
 
     // "A few thousand terms" aborted `eddy run` (exit 134); now it is a clear error, exit 1.
     std::fs::write(&script, format!("{};\nSELECT COUNT(*) FROM bids WHERE {};\n", bids_table(), and_chain(4000))).unwrap();
