@@ -936,6 +936,8 @@ fn reading_a_view_whose_pipeline_failed_is_an_error_naming_the_failure() {
         "k,n\n1,2\n2,1\n"
     );
     server.terminate();
+}
+
 #[test]
 fn a_second_server_on_a_data_dir_in_use_is_refused_and_a_killed_holder_leaves_no_stale_lock() {
     let data = tempfile::tempdir().unwrap();
