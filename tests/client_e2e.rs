@@ -12,15 +12,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eddy, Server};
-
-fn bids_table() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json");
-    format!(
-        "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
-        path.display()
-    )
-}
+use common::{bids_table, eddy, Server};
 
 /// How long a step may take on a slow, busy machine before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(30);

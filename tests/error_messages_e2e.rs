@@ -9,17 +9,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{eddy, Server};
+use common::{bids_table, eddy, Server};
 use eddy_proto::ExecuteSqlRequest;
 use tonic::Code;
-
-fn bids_table() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json");
-    format!(
-        "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
-        path.display()
-    )
-}
 
 /// The column (0-based) of the caret in `eddy sql`'s error output, and the line it points into.
 fn caret(stderr: &str) -> (usize, String) {

@@ -9,17 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eddy, Server};
+use common::{bids_table, eddy, Server};
 use eddy_proto::{ListPipelinesRequest, PipelineRef, RestartPipelineRequest};
 use tonic::Code;
-
-fn bids_table() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json");
-    format!(
-        "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
-        path.display()
-    )
-}
 
 /// Counts of `auction` in tests/data/bids.json, read with serde_json rather than Eddy.
 fn expected_counts() -> Vec<(i64, i64)> {

@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// `CREATE TABLE bids` over tests/data/bids.json, the small bounded table the server and client tests read.
+pub fn bids_table() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json");
+    format!(
+        "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
+        path.display()
+    )
+}
+
 /// The `eddy` binary under test: the one cargo built for these tests, or
 /// `$EDDY_BIN` when set (checkouts that share one target directory overwrite
 /// each other's `target/debug/eddy`, so each can keep a copy of its own).
