@@ -223,7 +223,9 @@ async fn latency(bootstrap: &str, rate: u64, seconds: u64) {
 /// `YYYY-MM-DD HH:MM:SS.fff` (UTC) to epoch milliseconds.
 fn parse_timestamp_ms(s: &str) -> Option<i64> {
     let array = datafusion::arrow::array::StringArray::from(vec![s]);
-    let ts = datafusion::arrow::compute::cast(&array, &datafusion::arrow::datatypes::DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None)).ok()?;
+    let ts =
+        datafusion::arrow::compute::cast(&array, &datafusion::arrow::datatypes::DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None))
+            .ok()?;
     use datafusion::arrow::array::AsArray;
     Some(ts.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>().value(0))
 }

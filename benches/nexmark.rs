@@ -69,43 +69,43 @@ fn main() {
         if checkpoint_cost && selected.is_empty() && *name != "q5-hop" {
             continue;
         }
-      for (label, interval) in &settings {
-        let checkpointing = match interval {
-            None => "SET 'execution.checkpointing.interval' = '0';".to_string(),
-            Some("0") => String::new(),
-            Some(every) => format!(
-                "SET 'execution.checkpointing.interval' = '{every}'; SET 'state.checkpoints.dir' = '{}';",
-                checkpoints.path().join(label.replace(' ', "-")).display()
-            ),
-        };
-        let name = if label.is_empty() { name.to_string() } else { format!("{name} ({label})") };
-        let sql = format!(
-            "{checkpointing}
+        for (label, interval) in &settings {
+            let checkpointing = match interval {
+                None => "SET 'execution.checkpointing.interval' = '0';".to_string(),
+                Some("0") => String::new(),
+                Some(every) => format!(
+                    "SET 'execution.checkpointing.interval' = '{every}'; SET 'state.checkpoints.dir' = '{}';",
+                    checkpoints.path().join(label.replace(' ', "-")).display()
+                ),
+            };
+            let name = if label.is_empty() { name.to_string() } else { format!("{name} ({label})") };
+            let sql = format!(
+                "{checkpointing}
              SET 'parallelism' = '{parallelism}';
              CREATE TABLE bid ({BID}, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
                WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '{events}', 'nexmark.base-time' = '1700000000000');
              CREATE TABLE sink ({columns}) WITH ('connector' = 'blackhole');
              INSERT INTO sink {query};"
-        );
-        let result = runtime.block_on(async {
-            let mut session = Session::new();
-            let pipelines = session.execute_script(&sql).await?;
-            let metrics = Arc::new(PipelineMetrics::default());
-            let (_tx, stop) = tokio::sync::watch::channel(false);
-            let cpu = cpu_seconds();
-            let started = Instant::now();
-            let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
-            let checkpoint = match metrics.checkpoint_id.load(std::sync::atomic::Ordering::Relaxed) {
-                0 => String::new(),
-                id => format!(
-                    ", last checkpoint {id}: {} ms, {} bytes",
-                    metrics.checkpoint_ms.load(std::sync::atomic::Ordering::Relaxed),
-                    metrics.checkpoint_bytes.load(std::sync::atomic::Ordering::Relaxed)
-                ),
-            };
-            Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu, checkpoint))
-        });
-        match result {
+            );
+            let result = runtime.block_on(async {
+                let mut session = Session::new();
+                let pipelines = session.execute_script(&sql).await?;
+                let metrics = Arc::new(PipelineMetrics::default());
+                let (_tx, stop) = tokio::sync::watch::channel(false);
+                let cpu = cpu_seconds();
+                let started = Instant::now();
+                let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
+                let checkpoint = match metrics.checkpoint_id.load(std::sync::atomic::Ordering::Relaxed) {
+                    0 => String::new(),
+                    id => format!(
+                        ", last checkpoint {id}: {} ms, {} bytes",
+                        metrics.checkpoint_ms.load(std::sync::atomic::Ordering::Relaxed),
+                        metrics.checkpoint_bytes.load(std::sync::atomic::Ordering::Relaxed)
+                    ),
+                };
+                Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu, checkpoint))
+            });
+            match result {
             Ok((summary, wall, cpu, checkpoint)) => println!(
                 "{name:<22} {:>8.2} M events/CPU-s  {:>8.2} M events/s wall  ({} bids of {events} events in {wall:.2}s wall, {cpu:.2}s CPU, {} rows out{checkpoint})",
                 summary.metrics.rows_in as f64 / cpu.max(1e-9) / 1e6,
@@ -115,6 +115,6 @@ fn main() {
             ),
             Err(e) => println!("{name:<22} failed: {e}"),
         }
-      }
+        }
     }
 }

@@ -1,15 +1,15 @@
 //! What Eddy prints while it runs: query results, live samples of sink output, progress.
 
-use std::io::Write;
 use std::io::IsTerminal;
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::metrics::MetricsSnapshot;
 use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -51,11 +51,7 @@ impl RunSummary {
     /// delimiter or column order), so the run's output means nothing. Empty
     /// inputs, and valid rows that a query then filters out, are not here.
     pub fn sources_with_nothing_valid(&self) -> Vec<(String, u64)> {
-        self.sources
-            .iter()
-            .filter(|(_, t)| t.rows == 0 && t.malformed > 0)
-            .map(|(table, t)| (table.clone(), t.malformed))
-            .collect()
+        self.sources.iter().filter(|(_, t)| t.rows == 0 && t.malformed > 0).map(|(table, t)| (table.clone(), t.malformed)).collect()
     }
 }
 
@@ -226,7 +222,9 @@ impl Session {
                     return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW".into()));
                 }
                 if matches!(&**statement, Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty()) {
-                    return Err(EddyError::Unsupported("this SELECT reads no table: it runs no operators and is answered at once, so there is nothing to EXPLAIN".into()));
+                    return Err(EddyError::Unsupported(
+                        "this SELECT reads no table: it runs no operators and is answered at once, so there is nothing to EXPLAIN".into(),
+                    ));
                 }
                 let inner = ParsedStatement { statement: (**statement).clone(), location, text: parsed.text.clone() };
                 match Box::pin(self.execute(&inner)).await? {
@@ -460,6 +458,7 @@ impl Session {
 }
 
 /// What one statement did.
+#[allow(clippy::large_enum_variant)] // one per statement
 pub enum Outcome {
     /// DDL or `SET`, with the tag psql would print (`CREATE TABLE`).
     Done(String),
@@ -602,9 +601,6 @@ async fn answer_without_tables(query: &Query, location: Location) -> Result<Reco
 pub fn describe_rows(schema: &Schema) -> RecordBatch {
     string_rows(
         &["name", "type", "null"],
-        schema
-            .fields()
-            .iter()
-            .map(|f| vec![f.name().clone(), eddy_sql::sql_type_name(f.data_type()), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
+        schema.fields().iter().map(|f| vec![f.name().clone(), eddy_sql::sql_type_name(f.data_type()), if f.is_nullable() { "YES" } else { "NO" }.to_string()]),
     )
 }

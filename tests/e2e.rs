@@ -325,15 +325,8 @@ fn eddy_run_exits_quietly_when_the_reader_of_its_output_goes_away() {
 
 /// Runs `sql` with `eddy run`: (exit code, stderr).
 fn run_script(dir: &Path, sql: &str) -> (Option<i32>, String) {
-    let output = eddy()
-        .arg("run")
-        .arg(script(dir, sql))
-        .output()
-        .expect("run eddy");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let output = eddy().arg("run").arg(script(dir, sql)).output().expect("run eddy");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[test]
@@ -348,11 +341,7 @@ fn input_problems_are_malformed_records_that_name_column_and_value_and_lose_noth
     )
     .expect("write csv");
     let json = dir.path().join("bids.json");
-    std::fs::write(
-        &json,
-        "{\"auction\": 7, \"price\": 700}\n{\"auction\": 8, \"price\": 5.5}\n",
-    )
-    .expect("write json");
+    std::fs::write(&json, "{\"auction\": 7, \"price\": 700}\n{\"auction\": 8, \"price\": 5.5}\n").expect("write json");
     let bad = dir.path().join("bad");
     let out = dir.path().join("out");
     let json_out = dir.path().join("json_out");
@@ -380,34 +369,13 @@ fn input_problems_are_malformed_records_that_name_column_and_value_and_lose_noth
     // Every valid line is read, the ones after the bad quote too; epoch ms is a timestamp.
     let mut rows: Vec<(i64, i64, String)> = common::committed_rows(&out)
         .iter()
-        .map(|r| {
-            (
-                r["auction"].as_i64().expect("auction"),
-                r["price"].as_i64().expect("price"),
-                r["ts"].as_str().expect("ts").to_string(),
-            )
-        })
+        .map(|r| (r["auction"].as_i64().expect("auction"), r["price"].as_i64().expect("price"), r["ts"].as_str().expect("ts").to_string()))
         .collect();
     rows.sort();
     let ts = |s: u32| format!("2024-01-01 00:00:0{s}.000");
-    assert_eq!(
-        rows,
-        vec![
-            (1, 100, ts(1)),
-            (3, 300, ts(3)),
-            (4, 400, ts(4)),
-            (6, 600, ts(6))
-        ]
-    );
-    let json_rows: Vec<(i64, i64)> = common::committed_rows(&json_out)
-        .iter()
-        .map(|r| {
-            (
-                r["auction"].as_i64().expect("auction"),
-                r["price"].as_i64().expect("price"),
-            )
-        })
-        .collect();
+    assert_eq!(rows, vec![(1, 100, ts(1)), (3, 300, ts(3)), (4, 400, ts(4)), (6, 600, ts(6))]);
+    let json_rows: Vec<(i64, i64)> =
+        common::committed_rows(&json_out).iter().map(|r| (r["auction"].as_i64().expect("auction"), r["price"].as_i64().expect("price"))).collect();
     assert_eq!(json_rows, vec![(7, 700)]);
 
     // The three bad records went to the dead-letter table, each with its line and a
@@ -426,35 +394,14 @@ fn input_problems_are_malformed_records_that_name_column_and_value_and_lose_noth
         .collect();
     dead.sort();
     assert_eq!(dead.len(), 3, "{dead:?}");
-    assert_eq!(
-        (dead[0].0.as_str(), dead[0].2.as_str()),
-        ("csv_bids:2", "2,\"200,2024-01-01 00:00:02")
-    );
+    assert_eq!((dead[0].0.as_str(), dead[0].2.as_str()), ("csv_bids:2", "2,\"200,2024-01-01 00:00:02"));
     assert!(dead[0].1.starts_with("unbalanced quote"), "{}", dead[0].1);
-    assert_eq!(
-        (dead[1].0.as_str(), dead[1].2.as_str()),
-        ("csv_bids:5", "5,500,tomorrow")
-    );
-    assert!(
-        dead[1]
-            .1
-            .starts_with("column 'ts' (TIMESTAMP(3)): cannot read \"tomorrow\""),
-        "{}",
-        dead[1].1
-    );
+    assert_eq!((dead[1].0.as_str(), dead[1].2.as_str()), ("csv_bids:5", "5,500,tomorrow"));
+    assert!(dead[1].1.starts_with("column 'ts' (TIMESTAMP(3)): cannot read \"tomorrow\""), "{}", dead[1].1);
     assert_eq!(dead[2].0, "json_bids:2");
-    assert!(
-        dead[2]
-            .1
-            .starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"),
-        "{}",
-        dead[2].1
-    );
+    assert!(dead[2].1.starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"), "{}", dead[2].1);
     // The warning printed for each also names the file and line.
-    assert!(
-        stderr.contains(&format!("{}:5", csv.display())) && stderr.contains("\"tomorrow\""),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:5", csv.display())) && stderr.contains("\"tomorrow\""), "{stderr}");
 }
 
 #[test]
@@ -494,38 +441,14 @@ fn a_run_that_read_nothing_valid_says_so_and_exits_non_zero() {
     let sink = "CREATE TABLE out (auction BIGINT) WITH ('connector' = 'blackhole');";
 
     // Every record malformed: the summary, then an error naming the table; exit 1.
-    let (code, stderr) = run_script(
-        dir.path(),
-        &format!(
-            "{}{sink} INSERT INTO out SELECT auction FROM bids;",
-            table("bids", &csv_as_json)
-        ),
-    );
+    let (code, stderr) = run_script(dir.path(), &format!("{}{sink} INSERT INTO out SELECT auction FROM bids;", table("bids", &csv_as_json)));
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("0 rows in, 0 rows out, 0 late rows dropped, 2 malformed records"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("nothing valid was read from `bids` (2 malformed records)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("0 rows in, 0 rows out, 0 late rows dropped, 2 malformed records"), "{stderr}");
+    assert!(stderr.contains("nothing valid was read from `bids` (2 malformed records)"), "{stderr}");
     // An empty input, and a filter that drops every valid row, are not failures.
-    let (code, stderr) = run_script(
-        dir.path(),
-        &format!(
-            "{}{sink} INSERT INTO out SELECT auction FROM empty;",
-            table("empty", &empty)
-        ),
-    );
+    let (code, stderr) = run_script(dir.path(), &format!("{}{sink} INSERT INTO out SELECT auction FROM empty;", table("empty", &empty)));
     assert_eq!(code, Some(0), "{stderr}");
-    let (code, stderr) = run_script(
-        dir.path(),
-        &format!(
-            "{}{sink} INSERT INTO out SELECT auction FROM good WHERE auction > 1;",
-            table("good", &good)
-        ),
-    );
+    let (code, stderr) = run_script(dir.path(), &format!("{}{sink} INSERT INTO out SELECT auction FROM good WHERE auction > 1;", table("good", &good)));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("1 rows in, 0 rows out"), "{stderr}");
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{eddy, read_parquet_dir, Running};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use eddy_connectors::kafka::testing::{broker, create_topic, producer, produce_with, read_all, unique_topic, TestRecord};
+use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, producer, read_all, unique_topic, TestRecord};
 use eddy_connectors::testing::{clickhouse_query, redis_connection, redis_delete_prefix, unique_name, CLICKHOUSE, REDIS};
 
 const EVENTS: i64 = 2_000_000;
@@ -109,16 +109,11 @@ impl Sinks {
         }
         all.insert("parquet", files);
         all.insert("kafka", read_all(bootstrap, &self.topic).into_iter().map(|r| r.value.unwrap_or_default()).collect());
-        let hop = clickhouse_query(
-            clickhouse,
-            &format!("SELECT window_start, window_end, k, n, total FROM {}.hop FORMAT TabSeparated", self.database),
-            &[],
-        )
-        .await;
+        let hop =
+            clickhouse_query(clickhouse, &format!("SELECT window_start, window_end, k, n, total FROM {}.hop FORMAT TabSeparated", self.database), &[]).await;
         all.insert("clickhouse", hop.lines().map(str::to_string).collect());
         let mut redis_connection = redis_connection(redis).await;
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.redis_prefix)).query_async(&mut redis_connection).await.expect("KEYS");
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.redis_prefix)).query_async(&mut redis_connection).await.expect("KEYS");
         let mut hashes = Vec::new();
         for key in keys {
             let fields: BTreeMap<String, String> = redis::cmd("HGETALL").arg(&key).query_async(&mut redis_connection).await.expect("HGETALL");

@@ -87,9 +87,7 @@ async fn an_idle_partition_does_not_hold_windows_back() {
     create_topic(&bootstrap, &source, 2).await;
     create_topic(&bootstrap, &sink, 1).await;
     // Only partition 0 gets clicks: 25 s of event time, one click a second.
-    let records: Vec<TestRecord> = (0..25)
-        .map(|s| TestRecord::value(0, format!(r#"{{"user_id": 1, "url": "/", "ts": {}}}"#, BASE_MS + s * 1000)))
-        .collect();
+    let records: Vec<TestRecord> = (0..25).map(|s| TestRecord::value(0, format!(r#"{{"user_id": 1, "url": "/", "ts": {}}}"#, BASE_MS + s * 1000))).collect();
     produce(&bootstrap, &source, &records).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("pipeline.sql");
@@ -186,8 +184,6 @@ async fn a_million_out_of_order_events_round_trip_to_parquet_like_the_batch_run(
     assert_eq!(from_kafka, expected);
     assert_eq!(parquet_counts(&batch), from_kafka, "the batch replay of the same events agrees");
 }
-
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_resumed_again_and_again_the_file_sink_has_every_row_once() {
@@ -422,7 +418,8 @@ async fn a_checkpoint_taken_at_parallelism_2_resumes_at_parallelism_3() {
             path
         };
         // Parallelism 2 reads the first half and is killed after checkpoints that hold it.
-        let mut first = common::Running::start(eddy().arg("run").arg(script(2, "")).arg("--checkpoint-dir").arg(&checkpoints).stdout(Stdio::null()).stderr(Stdio::null()));
+        let mut first =
+            common::Running::start(eddy().arg("run").arg(script(2, "")).arg("--checkpoint-dir").arg(&checkpoints).stdout(Stdio::null()).stderr(Stdio::null()));
         std::thread::sleep(Duration::from_millis(2500));
         assert!(newest_checkpoint(&checkpoints) > 0, "{name}: no checkpoint at parallelism 2");
         first.kill();
@@ -491,7 +488,8 @@ async fn a_savepoint_restarts_with_another_parallelism_and_keeps_it() {
     let bootstrap = broker();
     let topic = unique_topic("savepoint");
     create_topic(&bootstrap, &topic, 4).await;
-    let wave = |from: i64, n: i64| (from..from + n).map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"k": {}, "id": {i}}}"#, i % 10))).collect::<Vec<_>>();
+    let wave =
+        |from: i64, n: i64| (from..from + n).map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"k": {}, "id": {i}}}"#, i % 10))).collect::<Vec<_>>();
     produce(&bootstrap, &topic, &wave(0, 4000)).await;
     let data = tempfile::tempdir().expect("temp dir");
     let server = common::Server::start(data.path(), &[]);

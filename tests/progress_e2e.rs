@@ -17,13 +17,7 @@ use common::eddy;
 fn big_input(dir: &Path) -> std::path::PathBuf {
     let mut text = String::new();
     for i in 0..300_000 {
-        writeln!(
-            text,
-            "{{\"k\": {i}, \"v\": {}, \"pad\": \"{}\"}}",
-            i % 7,
-            "x".repeat(40)
-        )
-        .unwrap();
+        writeln!(text, "{{\"k\": {i}, \"v\": {}, \"pad\": \"{}\"}}", i % 7, "x".repeat(40)).unwrap();
     }
     let data = dir.join("big.json");
     std::fs::write(&data, text).unwrap();
@@ -51,38 +45,20 @@ fn a_terminal_shows_a_progress_bar_over_files() {
     let dir = tempfile::tempdir().unwrap();
     let script = big_input(dir.path());
     // `script` gives eddy a pseudo-terminal and copies what it shows to stdout.
-    let command = format!(
-        "{} run --parallelism 1 {}",
-        env!("CARGO_BIN_EXE_eddy"),
-        script.display()
-    );
-    let output = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env("TERM", "xterm")
-        .output()
-        .unwrap();
+    let command = format!("{} run --parallelism 1 {}", env!("CARGO_BIN_EXE_eddy"), script.display());
+    let output = Command::new("script").args(["-qec", &command, "/dev/null"]).env("TERM", "xterm").output().unwrap();
     let shown = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{shown}");
-    assert!(
-        shown.contains("1 pipeline(s) finished: 300000 rows in"),
-        "{shown}"
-    );
+    assert!(shown.contains("1 pipeline(s) finished: 300000 rows in"), "{shown}");
     // The bar: the share of the input read, its size and the time left.
-    assert!(
-        shown.contains("% of ") && shown.contains(" MiB, ") && shown.contains(" left  rows in "),
-        "{shown}"
-    );
+    assert!(shown.contains("% of ") && shown.contains(" MiB, ") && shown.contains(" left  rows in "), "{shown}");
 }
 
 #[test]
 fn logs_get_no_bar() {
     let dir = tempfile::tempdir().unwrap();
     let script = big_input(dir.path());
-    let output = eddy()
-        .args(["run", "--parallelism", "1"])
-        .arg(&script)
-        .output()
-        .unwrap();
+    let output = eddy().args(["run", "--parallelism", "1"]).arg(&script).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains("% of "), "{stderr}");

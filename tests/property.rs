@@ -36,11 +36,8 @@ fn partition_events(rng: &mut StdRng, rows: usize) -> Vec<(i64, i64, i64)> {
 fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
     let mut rows = Vec::new();
     for batch in batches {
-        let columns: Vec<Int64Array> = batch
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Int64).expect("int64").as_any().downcast_ref::<Int64Array>().expect("int64").clone())
-            .collect();
+        let columns: Vec<Int64Array> =
+            batch.columns().iter().map(|c| cast(c, &DataType::Int64).expect("int64").as_any().downcast_ref::<Int64Array>().expect("int64").clone()).collect();
         for i in 0..batch.num_rows() {
             rows.push(columns.iter().map(|c| c.value(i)).collect());
         }
@@ -71,11 +68,8 @@ async fn streaming(files: &[std::path::PathBuf], window: &str, batch_rows: usize
 }
 
 async fn batch(events: &[(i64, i64, i64)], sql: &str) -> Vec<Row> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Int64, false),
-        Field::new("v", DataType::Int64, false),
-        Field::new("ts", DataType::Int64, false),
-    ]));
+    let schema =
+        Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("v", DataType::Int64, false), Field::new("ts", DataType::Int64, false)]));
     let columns = vec![
         Arc::new(Int64Array::from(events.iter().map(|e| e.0).collect::<Vec<_>>())) as _,
         Arc::new(Int64Array::from(events.iter().map(|e| e.1).collect::<Vec<_>>())) as _,
@@ -165,7 +159,8 @@ async fn streaming_equals_batch_for_every_window_kind() {
         let actual = streaming(&files, &window, batch_rows, parallelism).await;
         assert!(!expected.is_empty());
         assert_eq!(
-            actual, expected,
+            actual,
+            expected,
             "seed {seed}, case {case}: {window} over {partitions} file(s) of {} events, batch rows {batch_rows}, parallelism {parallelism}",
             all.len()
         );

@@ -271,7 +271,7 @@ fn interactive_session_in_a_terminal() {
     let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let mut output = terminal.stdout.take().unwrap();
     let reader = {
-        let screen = screen.clone();
+        let screen = std::sync::Arc::clone(&screen);
         std::thread::spawn(move || {
             let mut chunk = [0u8; 4096];
             while let Ok(n @ 1..) = std::io::Read::read(&mut output, &mut chunk) {
@@ -865,10 +865,7 @@ fn wait_status(server: &Server, status: &str) -> String {
         if listing.contains(status) {
             return listing;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no pipeline reached {status}: {listing}"
-        );
+        assert!(Instant::now() < deadline, "no pipeline reached {status}: {listing}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -877,56 +874,35 @@ fn wait_status(server: &Server, status: &str) -> String {
 fn reading_a_view_whose_pipeline_failed_is_an_error_naming_the_failure() {
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("values.json");
-    std::fs::write(
-        &input,
-        "{\"k\": 1, \"v\": 5}\n{\"k\": 1, \"v\": 0}\n{\"k\": 2, \"v\": 4}\n",
-    )
-    .unwrap();
+    std::fs::write(&input, "{\"k\": 1, \"v\": 5}\n{\"k\": 1, \"v\": 0}\n{\"k\": 2, \"v\": 4}\n").unwrap();
     let server = Server::start(data.path(), &[]);
     server.ok(&format!("CREATE TABLE vals (k BIGINT, v BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')", input.display()));
     server.ok("CREATE MATERIALIZED VIEW healthy AS SELECT k, COUNT(*) AS n FROM vals GROUP BY k");
-    server
-        .ok("CREATE MATERIALIZED VIEW ratios AS SELECT k, SUM(100 / v) AS s FROM vals GROUP BY k");
+    server.ok("CREATE MATERIALIZED VIEW ratios AS SELECT k, SUM(100 / v) AS s FROM vals GROUP BY k");
     let listing = wait_status(&server, "FAILED");
     let failed: Vec<&str> = listing.lines().filter(|l| l.contains("FAILED")).collect();
     assert_eq!(failed.len(), 1, "{listing}");
-    assert!(
-        failed[0].contains("ratios") && failed[0].contains("Divide by zero"),
-        "{listing}"
-    );
+    assert!(failed[0].contains("ratios") && failed[0].contains("Divide by zero"), "{listing}");
     let pipeline_id = failed[0].split(',').next().unwrap();
 
     // The failed view: an error (exit 1) naming the view, its pipeline and the failure, not "(0 rows)".
     let (code, stdout, stderr) = server.sql(&["-c", "SELECT * FROM ratios"]);
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(!stdout.contains("rows)"), "{stdout}");
-    assert!(
-        stderr.starts_with("ERROR:  materialized view `ratios` cannot be read: its pipeline "),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(pipeline_id) && stderr.contains("Divide by zero"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("ERROR:  materialized view `ratios` cannot be read: its pipeline "), "{stderr}");
+    assert!(stderr.contains(pipeline_id) && stderr.contains("Divide by zero"), "{stderr}");
     // So is following its changes: nothing would ever come.
     let (code, _, stderr) = server.sql(&["-c", "\\subscribe ratios"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("`ratios` cannot be read") && stderr.contains("Divide by zero"), "{stderr}");
     // So is any query that reads it, among other views.
-    let (code, _, stderr) =
-        server.sql(&["-c", "SELECT h.k FROM healthy h JOIN ratios r ON h.k = r.k"]);
+    let (code, _, stderr) = server.sql(&["-c", "SELECT h.k FROM healthy h JOIN ratios r ON h.k = r.k"]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("`ratios`") && stderr.contains("Divide by zero"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`ratios`") && stderr.contains("Divide by zero"), "{stderr}");
 
     // A view whose pipeline did not fail still answers.
     wait_status(&server, "FINISHED");
-    assert_eq!(
-        server.ok_csv("SELECT k, n FROM healthy ORDER BY k"),
-        "k,n\n1,2\n2,1\n"
-    );
+    assert_eq!(server.ok_csv("SELECT k, n FROM healthy ORDER BY k"), "k,n\n1,2\n2,1\n");
     server.terminate();
 }
 

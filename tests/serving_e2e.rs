@@ -102,11 +102,8 @@ async fn per_minute_aggregates_land_in_redis_and_clickhouse_and_a_replay_changes
             let board: Vec<(String, f64)> = redis.zrange_withscores(&key, 0, -1).await.expect("zrange");
             let mut got: Vec<(String, i64)> = board.into_iter().map(|(m, s)| (m, s as i64)).collect();
             got.sort();
-            let mut want: Vec<(String, i64)> = expected
-                .iter()
-                .filter(|((m, _), _)| *m == minute)
-                .map(|((_, a), (bids, _))| (format!("auction-{a}"), *bids))
-                .collect();
+            let mut want: Vec<(String, i64)> =
+                expected.iter().filter(|((m, _), _)| *m == minute).map(|((_, a), (bids, _))| (format!("auction-{a}"), *bids)).collect();
             want.sort();
             assert_eq!(got, want, "run {run}: {key}");
         }
@@ -118,10 +115,8 @@ async fn per_minute_aggregates_land_in_redis_and_clickhouse_and_a_replay_changes
         )
         .await;
         let got: Vec<String> = text.lines().map(str::to_string).collect();
-        let want: Vec<String> = expected
-            .iter()
-            .map(|((minute, auction), (bids, max_price))| format!("{}\t{auction}\t{bids}\t{max_price}", minute / 1000))
-            .collect();
+        let want: Vec<String> =
+            expected.iter().map(|((minute, auction), (bids, max_price))| format!("{}\t{auction}\t{bids}\t{max_price}", minute / 1000)).collect();
         assert_eq!(got, want, "run {run}: ClickHouse rows");
     }
 
@@ -188,10 +183,7 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
         let (url, database) = (clickhouse_url.clone(), database.clone());
         async move {
             let text = clickhouse(&url, &format!("SELECT page, views FROM {database}.views FINAL ORDER BY page FORMAT TabSeparated")).await;
-            text.lines()
-                .filter_map(|l| l.split_once('\t'))
-                .map(|(p, v)| (p.to_string(), v.parse().expect("a count")))
-                .collect::<BTreeMap<String, i64>>()
+            text.lines().filter_map(|l| l.split_once('\t')).map(|(p, v)| (p.to_string(), v.parse().expect("a count"))).collect::<BTreeMap<String, i64>>()
         }
     };
     // The counters reach the counts of the first 2000 views, then follow 700 more.
@@ -210,7 +202,6 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
     redis_delete_prefix(&redis_url, &format!("{prefix}:")).await;
     clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
 }
-
 
 /// The window kinds whose state a resumed pipeline must get back.
 #[derive(Clone, Copy)]

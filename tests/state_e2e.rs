@@ -23,10 +23,7 @@ fn script(dir: &Path, sql: &str) -> std::path::PathBuf {
 }
 
 fn bids_path() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/bids.json")
-        .display()
-        .to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json").display().to_string()
 }
 
 /// A HOP of one day sliding every minute puts each row into 24 * 60 = 1440
@@ -45,11 +42,7 @@ fn a_window_that_multiplies_rows_is_warned_about_at_planning() {
            FROM TABLE(HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end;",
         bids_path()
     );
-    let output = eddy()
-        .arg("run")
-        .arg(script(dir.path(), &sql))
-        .output()
-        .unwrap();
+    let output = eddy().arg("run").arg(script(dir.path(), &sql)).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
@@ -58,10 +51,7 @@ fn a_window_that_multiplies_rows_is_warned_about_at_planning() {
         warnings[0].starts_with("eddy: warning: wide (line 5): HOP with a size of 1 day sliding every 1 min puts every row into 1440 windows (more than 100)"),
         "{stderr}"
     );
-    assert!(
-        warnings[0].contains("SET 'pipeline.state.max-memory'"),
-        "{stderr}"
-    );
+    assert!(warnings[0].contains("SET 'pipeline.state.max-memory'"), "{stderr}");
 }
 
 /// The same warning reaches an `eddy sql` client, which prints it as psql prints a
@@ -96,69 +86,31 @@ const MANY_KEYS: &str = "CREATE TABLE gen (k BIGINT) WITH ('connector' = 'datage
 fn a_pipeline_over_its_state_limit_fails_and_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let limited = format!("SET 'pipeline.state.max-memory' = '1 mb';\n{MANY_KEYS}");
-    let output = eddy()
-        .args(["run", "--parallelism", "2"])
-        .arg(script(dir.path(), &limited))
-        .output()
-        .unwrap();
+    let output = eddy().args(["run", "--parallelism", "2"]).arg(script(dir.path(), &limited)).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let message = stderr
-        .lines()
-        .find(|l| l.starts_with("eddy: pipeline `per_key` failed: it holds "))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    assert!(
-        message
-            .contains(" MB of state, over 'pipeline.state.max-memory' = 1.0 MB. Raise the limit"),
-        "{message}"
-    );
-    assert!(
-        message.contains("fewer distinct GROUP BY keys"),
-        "{message}"
-    );
+    let message = stderr.lines().find(|l| l.starts_with("eddy: pipeline `per_key` failed: it holds ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(message.contains(" MB of state, over 'pipeline.state.max-memory' = 1.0 MB. Raise the limit"), "{message}");
+    assert!(message.contains("fewer distinct GROUP BY keys"), "{message}");
     // Held: more than the limit, and no more than the last batch could add to it.
-    let held: f64 = message
-        .split("it holds ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let held: f64 = message.split("it holds ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(held > 1.0 && held < 64.0, "{message}");
 
     // The same script under a limit it fits in runs to its end.
     let roomy = format!("SET 'pipeline.state.max-memory' = '1 gb';\n{MANY_KEYS}");
-    let output = eddy()
-        .args(["run", "--parallelism", "2"])
-        .arg(script(dir.path(), &roomy))
-        .output()
-        .unwrap();
+    let output = eddy().args(["run", "--parallelism", "2"]).arg(script(dir.path(), &roomy)).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("300000 rows in, 300000 rows out"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("300000 rows in, 300000 rows out"), "{stderr}");
 }
 
 #[test]
 fn a_bad_state_limit_is_refused_with_the_accepted_form() {
     let dir = tempfile::tempdir().unwrap();
-    let output = eddy()
-        .arg("run")
-        .arg(script(
-            dir.path(),
-            &format!("SET 'pipeline.state.max-memory' = 'lots';\n{MANY_KEYS}"),
-        ))
-        .output()
-        .unwrap();
+    let output = eddy().arg("run").arg(script(dir.path(), &format!("SET 'pipeline.state.max-memory' = 'lots';\n{MANY_KEYS}"))).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(
-            "setting 'pipeline.state.max-memory' = 'lots': expected a memory size such as '512 mb'"
-        ),
-        "{stderr}"
-    );
+    assert!(stderr.contains("setting 'pipeline.state.max-memory' = 'lots': expected a memory size such as '512 mb'"), "{stderr}");
 }
 
 /// The progress line of `eddy run` shows the state the pipeline holds: a GROUP BY
@@ -169,31 +121,14 @@ fn the_progress_line_shows_the_state_size() {
     let sql = "CREATE TABLE gen (k BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '20000', 'fields.k.kind' = 'sequence', 'fields.k.start' = '1');
          CREATE TABLE per_key (k BIGINT, n BIGINT) WITH ('connector' = 'blackhole');
          INSERT INTO per_key SELECT k, COUNT(*) FROM gen GROUP BY k;";
-    let mut child = eddy()
-        .arg("run")
-        .arg(script(dir.path(), sql))
-        .args(["--progress-secs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = eddy().arg("run").arg(script(dir.path(), sql)).args(["--progress-secs", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = Vec::new();
     let mut state = None;
     // Progress lines come once a second; the state grows from the first rows on.
-    for line in stderr
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| l.contains("rows in"))
-        .take(5)
-    {
+    for line in stderr.lines().map_while(Result::ok).filter(|l| l.contains("rows in")).take(5) {
         seen.push(line.clone());
-        state = line
-            .split("  state ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .map(str::to_string)
-            .filter(|s| s != "0B");
+        state = line.split("  state ").nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string).filter(|s| s != "0B");
         if state.is_some() {
             break;
         }
@@ -211,48 +146,26 @@ fn the_progress_line_shows_the_state_size() {
 fn a_server_pipeline_reports_its_state_and_fails_over_the_limit() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
-    server.ok(
-        "CREATE TABLE gen (k BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '50000', 'fields.k.kind' = 'sequence', 'fields.k.start' = '1');
+    server.ok("CREATE TABLE gen (k BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '50000', 'fields.k.kind' = 'sequence', 'fields.k.start' = '1');
          CREATE TABLE per_key (k BIGINT, n BIGINT) WITH ('connector' = 'blackhole');
          CREATE TABLE per_key_limited (k BIGINT, n BIGINT) WITH ('connector' = 'blackhole');
          INSERT INTO per_key SELECT k, COUNT(*) FROM gen GROUP BY k;
          SET 'pipeline.state.max-memory' = '2 mb';
-         INSERT INTO per_key_limited SELECT k, COUNT(*) FROM gen GROUP BY k",
-    );
+         INSERT INTO per_key_limited SELECT k, COUNT(*) FROM gen GROUP BY k");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut client = runtime
-        .block_on(eddy::client::connect(&server.address, None))
-        .unwrap();
+    let mut client = runtime.block_on(eddy::client::connect(&server.address, None)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (unlimited, limited) = loop {
-        let unlimited = runtime
-            .block_on(client.get_pipeline(PipelineRef {
-                id: "per_key".into(),
-            }))
-            .unwrap()
-            .into_inner();
-        let limited = runtime
-            .block_on(client.get_pipeline(PipelineRef {
-                id: "per_key_limited".into(),
-            }))
-            .unwrap()
-            .into_inner();
+        let unlimited = runtime.block_on(client.get_pipeline(PipelineRef { id: "per_key".into() })).unwrap().into_inner();
+        let limited = runtime.block_on(client.get_pipeline(PipelineRef { id: "per_key_limited".into() })).unwrap().into_inner();
         if limited.status != "RUNNING" && unlimited.state_bytes > 0 {
             break (unlimited, limited);
         }
-        assert!(
-            Instant::now() < deadline,
-            "the limited pipeline did not fail: {limited:?}"
-        );
+        assert!(Instant::now() < deadline, "the limited pipeline did not fail: {limited:?}");
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(limited.status, "FAILED", "{limited:?}");
-    assert!(
-        limited
-            .error
-            .contains("over 'pipeline.state.max-memory' = 2.0 MB. Raise the limit"),
-        "{limited:?}"
-    );
+    assert!(limited.error.contains("over 'pipeline.state.max-memory' = 2.0 MB. Raise the limit"), "{limited:?}");
     assert_eq!(unlimited.status, "RUNNING", "{unlimited:?}");
     server.terminate();
 }

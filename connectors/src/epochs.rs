@@ -168,9 +168,7 @@ pub fn marker(run: &str, epoch: u64) -> String {
 /// Whether the stored marker `stored` (as [`marker`] wrote it) shows that `run`
 /// already wrote `epoch`: same run, same or later epoch.
 pub fn already_written(stored: Option<&str>, run: &str, epoch: u64) -> bool {
-    stored
-        .and_then(|m| m.rsplit_once(':'))
-        .is_some_and(|(r, n)| r == run && n.parse::<u64>().is_ok_and(|n| n >= epoch))
+    stored.and_then(|m| m.rsplit_once(':')).is_some_and(|(r, n)| r == run && n.parse::<u64>().is_ok_and(|n| n >= epoch))
 }
 
 #[cfg(test)]
@@ -194,8 +192,7 @@ mod tests {
         assert_ne!(after.run(), before.run());
         let epochs = after.restore(&saved).unwrap();
         assert_eq!(after.run(), before.run());
-        let summary: Vec<(u64, Vec<(usize, bool)>)> =
-            epochs.iter().map(|(e, w)| (*e, w.iter().map(|w| (w.rows.num_rows(), w.retract)).collect())).collect();
+        let summary: Vec<(u64, Vec<(usize, bool)>)> = epochs.iter().map(|(e, w)| (*e, w.iter().map(|w| (w.rows.num_rows(), w.retract)).collect())).collect();
         assert_eq!(summary, vec![(1, vec![(2, false)]), (2, vec![(1, false), (1, true)])]);
         // Once checkpoint 1 is saved, only epoch 1 is due.
         assert_eq!(before.saved(1).iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![1]);

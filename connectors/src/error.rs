@@ -139,9 +139,7 @@ pub enum ConnectorError {
     NoFiles(String),
 
     /// A source directory with nothing to read in it.
-    #[error(
-        "directory '{0}' has no visible files to read (names starting with '.' or '_' are skipped)"
-    )]
+    #[error("directory '{0}' has no visible files to read (names starting with '.' or '_' are skipped)")]
     EmptyDirectory(String),
 
     /// A file system operation failed.
@@ -217,33 +215,18 @@ pub enum ConnectorError {
 
 impl ConnectorError {
     /// An [`ConnectorError::Io`] for `path`.
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        ConnectorError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ConnectorError::Io { action, path: path.into(), source }
     }
 
     /// An [`ConnectorError::InvalidOption`].
     pub(crate) fn invalid(option: &str, value: &str, reason: impl Into<String>) -> Self {
-        ConnectorError::InvalidOption {
-            option: option.to_string(),
-            value: value.to_string(),
-            reason: reason.into(),
-        }
+        ConnectorError::InvalidOption { option: option.to_string(), value: value.to_string(), reason: reason.into() }
     }
 
     /// An [`ConnectorError::Arrow`] with context.
     pub(crate) fn arrow(context: impl Into<String>, source: ArrowError) -> Self {
-        ConnectorError::Arrow {
-            context: context.into(),
-            source,
-        }
+        ConnectorError::Arrow { context: context.into(), source }
     }
 
     /// A [`ConnectorError::Kafka`] with context.
@@ -263,9 +246,6 @@ impl ConnectorError {
 
     /// A [`ConnectorError::Parquet`] with context.
     pub(crate) fn parquet(context: impl Into<String>, source: ParquetError) -> Self {
-        ConnectorError::Parquet {
-            context: context.into(),
-            source,
-        }
+        ConnectorError::Parquet { context: context.into(), source }
     }
 }

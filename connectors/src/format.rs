@@ -38,19 +38,12 @@ fn options_for(data_type: &DataType) -> FormatOptions<'static> {
         DataType::Timestamp(unit, _) => timestamp_format(*unit),
         _ => "%Y-%m-%d %H:%M:%S%.3f",
     };
-    FormatOptions::new()
-        .with_null("null")
-        .with_timestamp_format(Some(ts))
-        .with_timestamp_tz_format(Some(ts))
+    FormatOptions::new().with_null("null").with_timestamp_format(Some(ts)).with_timestamp_tz_format(Some(ts))
 }
 
 /// One formatter per column of `batch`.
 pub(crate) fn formatters(batch: &RecordBatch) -> Result<Vec<ArrayFormatter<'_>>, ArrowError> {
-    batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options_for(c.data_type())))
-        .collect()
+    batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options_for(c.data_type()))).collect()
 }
 
 /// One JSON object per row (nulls written out, timestamps in `timestamp_format`),
@@ -69,11 +62,7 @@ pub(crate) fn json_rows(batch: &RecordBatch, timestamp_format: &str) -> Result<V
 }
 
 /// Appends `[v1, v2, ...]` for row `row` to `out`.
-pub(crate) fn write_row(
-    out: &mut String,
-    formatters: &[ArrayFormatter<'_>],
-    row: usize,
-) -> Result<(), std::fmt::Error> {
+pub(crate) fn write_row(out: &mut String, formatters: &[ArrayFormatter<'_>], row: usize) -> Result<(), std::fmt::Error> {
     out.push('[');
     for (i, f) in formatters.iter().enumerate() {
         if i > 0 {
@@ -110,22 +99,10 @@ mod tests {
         let batch = RecordBatch::try_from_iter(vec![
             ("a", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
             ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
-            (
-                "ts",
-                Arc::new(TimestampMillisecondArray::from(vec![
-                    1_704_067_200_000,
-                    1_704_067_200_123,
-                ])) as _,
-            ),
+            ("ts", Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_200_123])) as _),
         ])
         .unwrap();
-        assert_eq!(
-            row_to_string(&batch, 0),
-            "[1, foo, 2024-01-01 00:00:00.000]"
-        );
-        assert_eq!(
-            row_to_string(&batch, 1),
-            "[null, bar, 2024-01-01 00:00:00.123]"
-        );
+        assert_eq!(row_to_string(&batch, 0), "[1, foo, 2024-01-01 00:00:00.000]");
+        assert_eq!(row_to_string(&batch, 1), "[null, bar, 2024-01-01 00:00:00.123]");
     }
 }

@@ -22,9 +22,9 @@
 pub mod blackhole;
 pub mod clickhouse;
 pub mod datagen;
+mod epochs;
 pub mod error;
 pub mod filesystem;
-mod epochs;
 mod format;
 pub mod kafka;
 pub mod nexmark;
@@ -37,6 +37,6 @@ pub mod testing;
 pub use error::ConnectorError;
 pub use options::{parse_duration, parse_size, DEFAULT_BATCH_ROWS};
 pub use registry::{
-    accepts_retractions, accepts_updates, can_resume, connector_spec, create_sink, create_source, create_source_reading, describe_connectors, is_bounded, source_schema,
-    validate_options, ConnectorSpec, CONNECTORS,
+    accepts_retractions, accepts_updates, can_resume, connector_spec, create_sink, create_source, create_source_reading, describe_connectors, is_bounded,
+    source_schema, validate_options, ConnectorSpec, CONNECTORS,
 };

@@ -117,11 +117,7 @@ impl NexmarkTable {
             "bid" => Ok(NexmarkTable::Bid),
             "auction" => Ok(NexmarkTable::Auction),
             "person" => Ok(NexmarkTable::Person),
-            _ => Err(ConnectorError::invalid(
-                "nexmark.table",
-                value,
-                "expected 'bid', 'auction' or 'person'",
-            )),
+            _ => Err(ConnectorError::invalid("nexmark.table", value, "expected 'bid', 'auction' or 'person'")),
         }
     }
 
@@ -162,12 +158,7 @@ impl NexmarkTable {
 
     /// The standard columns, in Flink's Nexmark order (all nullable, as Flink's DDL declares them).
     pub fn schema(self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns()
-                .iter()
-                .map(|(n, k)| Field::new(*n, k.data_type(), true))
-                .collect::<Vec<_>>(),
-        ))
+        Arc::new(Schema::new(self.columns().iter().map(|(n, k)| Field::new(*n, k.data_type(), true)).collect::<Vec<_>>()))
     }
 }
 
@@ -260,11 +251,7 @@ impl NexmarkSource {
     pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
         let options = NexmarkOptions::parse(def)?;
         let columns = map_columns(options.table, &schema)?.into();
-        Ok(NexmarkSource {
-            options,
-            schema,
-            columns,
-        })
+        Ok(NexmarkSource { options, schema, columns })
     }
 
     /// Generates only the declared columns at positions `read` (all when `None`);
@@ -272,12 +259,8 @@ impl NexmarkSource {
     pub fn reading(mut self, read: Option<&[usize]>) -> Self {
         if let Some(read) = read {
             let fields = self.schema.fields();
-            self.columns = self
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| OutColumn { read: read.contains(&i) || !fields[i].is_nullable(), ..c.clone() })
-                .collect();
+            self.columns =
+                self.columns.iter().enumerate().map(|(i, c)| OutColumn { read: read.contains(&i) || !fields[i].is_nullable(), ..c.clone() }).collect();
         }
         self
     }
@@ -329,26 +312,16 @@ impl NexmarkSource {
     /// Opens the readers; on a resume with the saved base time and, per reader, the bids it returned.
     fn open_readers(&self, parallelism: usize, resumed_base: Option<u64>, produced: &[(u64, u64)]) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
         let n = parallelism.max(1) as u64;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let base_time = resumed_base.or(self.options.base_time).unwrap_or(now_ms);
         // Pacing counts from the wall-clock moment of the base time, so a resumed
         // stream catches up with the events it missed instead of starting its clock again.
         let started = match resumed_base {
-            Some(base) => Instant::now()
-                .checked_sub(Duration::from_millis(now_ms.saturating_sub(base)))
-                .unwrap_or_else(Instant::now),
+            Some(base) => Instant::now().checked_sub(Duration::from_millis(now_ms.saturating_sub(base))).unwrap_or_else(Instant::now),
             None => Instant::now(),
         };
         let rate = self.options.rate.unwrap_or(DEFAULT_EVENT_TIME_RATE);
-        let config = NexmarkConfig {
-            base_time,
-            first_rate: rate,
-            next_rate: rate,
-            ..NexmarkConfig::default()
-        };
+        let config = NexmarkConfig { base_time, first_rate: rate, next_rate: rate, ..NexmarkConfig::default() };
         let share = self.options.events.map(|e| self.options.table.share(e));
         let mut readers: Vec<Box<dyn SourceReader>> = Vec::with_capacity(n as usize);
         for i in 0..n {
@@ -362,12 +335,7 @@ impl NexmarkSource {
                 pacing: self.options.rate.map(|_| (started, base_time)),
                 describe: format!("nexmark {} reader {i} of {n}", self.options.table.name()),
             };
-            let crate_generator = || {
-                EventGenerator::new(config.clone())
-                    .with_offset(i)
-                    .with_step(n)
-                    .with_type_filter(self.options.table.event_type())
-            };
+            let crate_generator = || EventGenerator::new(config.clone()).with_offset(i).with_step(n).with_type_filter(self.options.table.event_type());
             readers.push(match self.options.table {
                 NexmarkTable::Bid => Box::new(BidReader {
                     generator: BidGenerator::new(base_time, rate, i + done * n, n),
@@ -378,12 +346,8 @@ impl NexmarkSource {
                     cols: BidColumns::default(),
                     c: common,
                 }),
-                NexmarkTable::Auction => {
-                    Box::new(NexmarkReader::<Auction>::new(common, crate_generator()))
-                }
-                NexmarkTable::Person => {
-                    Box::new(NexmarkReader::<Person>::new(common, crate_generator()))
-                }
+                NexmarkTable::Auction => Box::new(NexmarkReader::<Auction>::new(common, crate_generator())),
+                NexmarkTable::Person => Box::new(NexmarkReader::<Person>::new(common, crate_generator())),
             });
         }
         Ok(readers)
@@ -398,15 +362,11 @@ trait NexEvent: Sized + Send + 'static {
 }
 
 fn ints<T>(rows: &[T], f: impl Fn(&T) -> usize) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(
-        rows.iter().map(|r| f(r) as i64),
-    ))
+    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| f(r) as i64)))
 }
 
 fn times<T>(rows: &[T], f: impl Fn(&T) -> u64) -> ArrayRef {
-    Arc::new(TimestampMillisecondArray::from_iter_values(
-        rows.iter().map(|r| f(r) as i64),
-    ))
+    Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| f(r) as i64)))
 }
 
 fn strings<T>(rows: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
@@ -540,13 +500,8 @@ impl ReaderCommon {
                 (None, true) => Ok(column(col.index)),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let options =
-            datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(
-            SchemaRef::clone(&self.schema),
-            arrays,
-            &options,
-        )?)
+        let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(SchemaRef::clone(&self.schema), arrays, &options)?)
     }
 }
 
@@ -577,27 +532,17 @@ impl SourceReader for BidReader {
             return Ok(None);
         };
         let due_until = self.c.pace(self.generator.next_timestamp()).await;
-        let n = self
-            .generator
-            .generate(&mut self.cols, limit, self.with_extra, due_until);
+        let n = self.generator.generate(&mut self.cols, limit, self.with_extra, due_until);
         self.c.consumed(n);
         self.produced += n as u64;
         let cols = &mut self.cols;
-        Ok(Some(SourceBatch {
-            rows: self.c.batch(n, |index| cols.column(index))?,
-            malformed: Vec::new(),
-            retract: false,
-        }))
+        Ok(Some(SourceBatch { rows: self.c.batch(n, |index| cols.column(index))?, malformed: Vec::new(), retract: false }))
     }
 }
 
 impl<E: NexEvent> NexmarkReader<E> {
     fn new(c: ReaderCommon, generator: EventGenerator) -> Self {
-        NexmarkReader {
-            c,
-            generator,
-            rows: Vec::new(),
-        }
+        NexmarkReader { c, generator, rows: Vec::new() }
     }
 
     /// Generates up to `limit` events, stopping early (paced mode) at the first one not yet due.
@@ -634,11 +579,7 @@ impl<E: NexEvent> SourceReader for NexmarkReader<E> {
         };
         let due_until = self.c.pace(self.generator.timestamp()).await;
         self.generate(limit, due_until);
-        Ok(Some(SourceBatch {
-            rows: self.build()?,
-            malformed: Vec::new(),
-            retract: false,
-        }))
+        Ok(Some(SourceBatch { rows: self.build()?, malformed: Vec::new(), retract: false }))
     }
 }
 

@@ -9,11 +9,7 @@ use crate::error::ConnectorError;
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
 
 /// Reads an option and parses it with `parse`, or returns `None` when unset.
-pub(crate) fn opt<T>(
-    def: &TableDef,
-    key: &str,
-    parse: impl Fn(&str, &str) -> Result<T, ConnectorError>,
-) -> Result<Option<T>, ConnectorError> {
+pub(crate) fn opt<T>(def: &TableDef, key: &str, parse: impl Fn(&str, &str) -> Result<T, ConnectorError>) -> Result<Option<T>, ConnectorError> {
     def.option(key).map(|v| parse(key, v)).transpose()
 }
 
@@ -22,28 +18,18 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, ConnectorError>
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(ConnectorError::invalid(
-            key,
-            value,
-            "expected 'true' or 'false'",
-        )),
+        _ => Err(ConnectorError::invalid(key, value, "expected 'true' or 'false'")),
     }
 }
 
 /// A non-negative integer.
 pub(crate) fn parse_u64(key: &str, value: &str) -> Result<u64, ConnectorError> {
-    value
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| ConnectorError::invalid(key, value, "expected a non-negative integer"))
+    value.trim().parse::<u64>().map_err(|_| ConnectorError::invalid(key, value, "expected a non-negative integer"))
 }
 
 /// A signed integer.
 pub(crate) fn parse_i64(key: &str, value: &str) -> Result<i64, ConnectorError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| ConnectorError::invalid(key, value, "expected an integer"))
+    value.trim().parse::<i64>().map_err(|_| ConnectorError::invalid(key, value, "expected an integer"))
 }
 
 /// A finite number.
@@ -58,11 +44,7 @@ pub(crate) fn parse_f64(key: &str, value: &str) -> Result<f64, ConnectorError> {
 pub(crate) fn parse_positive(key: &str, value: &str) -> Result<usize, ConnectorError> {
     match value.trim().parse::<usize>() {
         Ok(v) if v > 0 => Ok(v),
-        _ => Err(ConnectorError::invalid(
-            key,
-            value,
-            "expected a positive integer",
-        )),
+        _ => Err(ConnectorError::invalid(key, value, "expected a positive integer")),
     }
 }
 
@@ -73,9 +55,7 @@ pub fn parse_duration(key: &str, value: &str) -> Result<std::time::Duration, Con
     if let Ok(ms) = v.parse::<u64>() {
         return Ok(std::time::Duration::from_millis(ms));
     }
-    humantime::parse_duration(&v.replace(' ', "")).map_err(|_| {
-        ConnectorError::invalid(key, value, "expected a duration such as '500ms', '10s' or '1min'")
-    })
+    humantime::parse_duration(&v.replace(' ', "")).map_err(|_| ConnectorError::invalid(key, value, "expected a duration such as '500ms', '10s' or '1min'"))
 }
 
 /// A memory size like Flink's: `1024`, `64kb`, `128MB`, `1 gb` (units are powers of 1024).
@@ -84,13 +64,7 @@ pub fn parse_size(key: &str, value: &str) -> Result<u64, ConnectorError> {
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let bad = || {
-        ConnectorError::invalid(
-            key,
-            value,
-            "expected a size such as '128MB' (units: B, KB, MB, GB, TB)",
-        )
-    };
+    let bad = || ConnectorError::invalid(key, value, "expected a size such as '128MB' (units: B, KB, MB, GB, TB)");
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" | "bytes" => 1,
@@ -131,14 +105,8 @@ pub(crate) fn batch_rows(def: &TableDef) -> Result<usize, ConnectorError> {
 }
 
 /// ` (did you mean 'x'?)` for the closest candidate within a small edit distance, else empty.
-pub(crate) fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> String {
-    let best = candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .min_by_key(|(d, _)| *d);
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates.into_iter().map(|c| (edit_distance(word, c), c)).min_by_key(|(d, _)| *d);
     match best {
         Some((d, c)) if d <= 2.max(word.len() / 4) && d < word.len() => {
             format!(" (did you mean '{c}'?)")
@@ -181,10 +149,7 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(
-            did_you_mean("paht", ["path", "format"]),
-            " (did you mean 'path'?)"
-        );
+        assert_eq!(did_you_mean("paht", ["path", "format"]), " (did you mean 'path'?)");
         assert_eq!(did_you_mean("zzzzzz", ["path", "format"]), "");
     }
 

@@ -21,18 +21,12 @@ pub struct PrintSink {
 impl PrintSink {
     /// A sink printing to stdout with the table's `'print-identifier'`.
     pub fn try_new(def: &TableDef) -> Result<Self, ConnectorError> {
-        Ok(Self::with_writer(
-            def.option("print-identifier"),
-            Box::new(std::io::stdout()),
-        ))
+        Ok(Self::with_writer(def.option("print-identifier"), Box::new(std::io::stdout())))
     }
 
     /// A sink printing to `out`.
     pub fn with_writer(identifier: Option<&str>, out: Box<dyn Write + Send>) -> Self {
-        PrintSink {
-            prefix: identifier.map(|i| format!("{i}> ")).unwrap_or_default(),
-            out,
-        }
+        PrintSink { prefix: identifier.map(|i| format!("{i}> ")).unwrap_or_default(), out }
     }
 }
 
@@ -98,13 +92,7 @@ mod tests {
         let batch = RecordBatch::try_from_iter(vec![
             ("a", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
             ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
-            (
-                "ts",
-                Arc::new(TimestampMillisecondArray::from(vec![
-                    1_704_067_200_000,
-                    1_704_067_201_500,
-                ])) as _,
-            ),
+            ("ts", Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_201_500])) as _),
         ])
         .unwrap();
         let buf = Shared::default();
@@ -112,13 +100,7 @@ mod tests {
         sink.write(batch.clone()).await.unwrap();
         sink.commit().await.unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(
-            text,
-            "out> +I[1, foo, 2024-01-01 00:00:00.000]\nout> +I[null, bar, 2024-01-01 00:00:01.500]\n"
-        );
-        assert_eq!(
-            format_rows(&batch, "").unwrap().lines().next().unwrap(),
-            "+I[1, foo, 2024-01-01 00:00:00.000]"
-        );
+        assert_eq!(text, "out> +I[1, foo, 2024-01-01 00:00:00.000]\nout> +I[null, bar, 2024-01-01 00:00:01.500]\n");
+        assert_eq!(format_rows(&batch, "").unwrap().lines().next().unwrap(), "+I[1, foo, 2024-01-01 00:00:00.000]");
     }
 }

@@ -37,6 +37,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::epochs::{self, already_written, HeldEpochs, HeldWrite};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{ErrorKind, Pipeline, RedisError, RetryMethod};
 use async_trait::async_trait;
@@ -46,7 +47,6 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::ArrayFormatter;
 use eddy_engine::{BoxError, Sink};
 use eddy_sql::catalog::TableDef;
-use crate::epochs::{self, already_written, HeldEpochs, HeldWrite};
 
 use crate::error::ConnectorError;
 use crate::format::{common_timestamp_format, formatters, json_rows};
@@ -103,13 +103,11 @@ impl Template {
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_string()));
             }
-            let close = rest[open..].find('}').ok_or_else(|| {
-                ConnectorError::invalid(option, text, "a '{' has no closing '}'; write '{column}'")
-            })?;
+            let close = rest[open..].find('}').ok_or_else(|| ConnectorError::invalid(option, text, "a '{' has no closing '}'; write '{column}'"))?;
             let name = rest[open + 1..open + close].trim();
-            let index = schema.index_of(name).map_err(|_| {
-                ConnectorError::invalid(option, text, format!("'{{{name}}}' names no column; columns: {}", column_names(schema)))
-            })?;
+            let index = schema
+                .index_of(name)
+                .map_err(|_| ConnectorError::invalid(option, text, format!("'{{{name}}}' names no column; columns: {}", column_names(schema))))?;
             pieces.push(Piece::Column(index));
             rest = &rest[open + close + 1..];
         }
@@ -156,9 +154,7 @@ fn column_names(schema: &SchemaRef) -> String {
 }
 
 fn column(option: &str, name: &str, schema: &SchemaRef) -> Result<usize, ConnectorError> {
-    schema.index_of(name.trim()).map_err(|_| {
-        ConnectorError::invalid(option, name, format!("no such column; columns: {}", column_names(schema)))
-    })
+    schema.index_of(name.trim()).map_err(|_| ConnectorError::invalid(option, name, format!("no such column; columns: {}", column_names(schema))))
 }
 
 /// The parsed `WITH` options of a Redis sink.
@@ -233,9 +229,9 @@ impl RedisOptions {
                 }
             },
             RedisMode::Zset => {
-                let name = def.option("zset.score").ok_or_else(|| {
-                    ConnectorError::invalid("zset.score", "", "mode 'zset' needs 'zset.score', the numeric column used as the score")
-                })?;
+                let name = def
+                    .option("zset.score")
+                    .ok_or_else(|| ConnectorError::invalid("zset.score", "", "mode 'zset' needs 'zset.score', the numeric column used as the score"))?;
                 let index = column("zset.score", name, schema)?;
                 let data_type = schema.field(index).data_type();
                 if !(data_type.is_numeric()) {
@@ -247,9 +243,8 @@ impl RedisOptions {
         };
         let member = match mode {
             RedisMode::Zset => {
-                let text = def.option("zset.member").ok_or_else(|| {
-                    ConnectorError::invalid("zset.member", "", "mode 'zset' needs 'zset.member', e.g. '{bidder}'")
-                })?;
+                let text =
+                    def.option("zset.member").ok_or_else(|| ConnectorError::invalid("zset.member", "", "mode 'zset' needs 'zset.member', e.g. '{bidder}'"))?;
                 Some(Template::parse("zset.member", text, schema)?)
             }
             _ => None,
@@ -303,9 +298,15 @@ impl RedisSink {
     /// Checks the options; the connection is made on the first write.
     pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
         let options = RedisOptions::parse(def, &schema)?;
-        let client = ::redis::Client::open(options.url.as_str())
-            .map_err(|e| ConnectorError::redis(format!("Redis URL for table '{}'", def.name), e))?;
-        Ok(RedisSink { timestamp_format: common_timestamp_format(&schema), epochs: HeldEpochs::new(Arc::clone(&schema)), options, schema, client, connection: None })
+        let client = ::redis::Client::open(options.url.as_str()).map_err(|e| ConnectorError::redis(format!("Redis URL for table '{}'", def.name), e))?;
+        Ok(RedisSink {
+            timestamp_format: common_timestamp_format(&schema),
+            epochs: HeldEpochs::new(Arc::clone(&schema)),
+            options,
+            schema,
+            client,
+            connection: None,
+        })
     }
 
     async fn connection(&mut self) -> Result<&mut ConnectionManager, RedisError> {
@@ -342,10 +343,7 @@ impl RedisSink {
                 }
                 Err(e) => {
                     let tried = if attempt > 0 { format!(" after {attempt} retries") } else { String::new() };
-                    return Err(ConnectorError::redis(
-                        format!("writing {rows} rows to Redis at {} failed{tried}", self.options.display_url),
-                        e,
-                    ));
+                    return Err(ConnectorError::redis(format!("writing {rows} rows to Redis at {} failed{tried}", self.options.display_url), e));
                 }
             }
         }
@@ -576,10 +574,7 @@ mod tests {
     #[test]
     fn key_templates_resolve_columns() {
         let t = Template::parse("key", "bids:{auction}:{ bidder }!", &schema()).unwrap();
-        assert_eq!(
-            t.0,
-            vec![Piece::Text("bids:".into()), Piece::Column(0), Piece::Text(":".into()), Piece::Column(1), Piece::Text("!".into())]
-        );
+        assert_eq!(t.0, vec![Piece::Text("bids:".into()), Piece::Column(0), Piece::Text(":".into()), Piece::Column(1), Piece::Text("!".into())]);
         let e = Template::parse("key", "bids:{auctoin}", &schema()).unwrap_err().to_string();
         assert!(e.contains("'{auctoin}' names no column; columns: auction, bidder, price"), "{e}");
         assert!(Template::parse("key", "bids:{auction", &schema()).unwrap_err().to_string().contains("no closing"));

@@ -156,16 +156,9 @@ pub fn describe_connectors() -> String {
             (true, false) => "source",
             _ => "sink",
         };
-        out.push_str(&format!(
-            "'connector' = '{}' ({roles}): {}\n",
-            c.name, c.description
-        ));
+        out.push_str(&format!("'connector' = '{}' ({roles}): {}\n", c.name, c.description));
         for (key, doc) in c.options {
-            let req = if c.required.contains(key) {
-                " (required)"
-            } else {
-                ""
-            };
+            let req = if c.required.contains(key) { " (required)" } else { "" };
             out.push_str(&format!("  '{key}'{req}: {doc}\n"));
         }
     }
@@ -173,20 +166,13 @@ pub fn describe_connectors() -> String {
 }
 
 fn known_connectors() -> String {
-    CONNECTORS
-        .iter()
-        .map(|c| c.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    CONNECTORS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
 }
 
 fn spec_for(def: &TableDef) -> Result<&'static ConnectorSpec, ConnectorError> {
     let name = def.connector();
     if name.is_empty() {
-        return Err(ConnectorError::MissingConnector {
-            table: def.name.clone(),
-            known: known_connectors(),
-        });
+        return Err(ConnectorError::MissingConnector { table: def.name.clone(), known: known_connectors() });
     }
     connector_spec(name).ok_or_else(|| ConnectorError::UnknownConnector {
         name: name.to_string(),
@@ -199,9 +185,7 @@ fn spec_for(def: &TableDef) -> Result<&'static ConnectorSpec, ConnectorError> {
 fn key_matches(pattern: &str, key: &str) -> bool {
     match pattern.split_once('#') {
         None => pattern == key,
-        Some((pre, post)) => {
-            key.len() > pre.len() + post.len() && key.starts_with(pre) && key.ends_with(post)
-        }
+        Some((pre, post)) => key.len() > pre.len() + post.len() && key.starts_with(pre) && key.ends_with(post),
     }
 }
 
@@ -215,47 +199,25 @@ fn key_matches(pattern: &str, key: &str) -> bool {
 pub fn validate_options(def: &TableDef, as_sink: bool) -> Result<(), ConnectorError> {
     let spec = spec_for(def)?;
     if as_sink && !spec.can_sink {
-        return Err(ConnectorError::UnsupportedRole {
-            connector: spec.name.to_string(),
-            role: "sink",
-        });
+        return Err(ConnectorError::UnsupportedRole { connector: spec.name.to_string(), role: "sink" });
     }
     for key in def.options.keys() {
-        if ENGINE_OPTIONS.contains(&key.as_str())
-            || spec.options.iter().any(|(p, _)| key_matches(p, key))
-        {
+        if ENGINE_OPTIONS.contains(&key.as_str()) || spec.options.iter().any(|(p, _)| key_matches(p, key)) {
             continue;
         }
-        let candidates = spec
-            .options
-            .iter()
-            .map(|(k, _)| *k)
-            .chain(ENGINE_OPTIONS.iter().copied().filter(|k| *k != "connector"));
+        let candidates = spec.options.iter().map(|(k, _)| *k).chain(ENGINE_OPTIONS.iter().copied().filter(|k| *k != "connector"));
         let valid: Vec<&str> = candidates.clone().collect();
         return Err(ConnectorError::UnknownOption {
             option: key.clone(),
             connector: spec.name.to_string(),
             hint: did_you_mean(key, candidates),
-            valid: if valid.is_empty() {
-                "none".to_string()
-            } else {
-                valid.join(", ")
-            },
+            valid: if valid.is_empty() { "none".to_string() } else { valid.join(", ") },
         });
     }
     for req in spec.required {
         if def.option(req).is_none() {
-            let doc = spec
-                .options
-                .iter()
-                .find(|(k, _)| k == req)
-                .map(|(_, d)| *d)
-                .unwrap_or("");
-            return Err(ConnectorError::MissingOption {
-                option: req.to_string(),
-                connector: spec.name.to_string(),
-                doc: doc.to_string(),
-            });
+            let doc = spec.options.iter().find(|(k, _)| k == req).map(|(_, d)| *d).unwrap_or("");
+            return Err(ConnectorError::MissingOption { option: req.to_string(), connector: spec.name.to_string(), doc: doc.to_string() });
         }
     }
     match spec.name {
@@ -339,22 +301,14 @@ pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source
 pub fn create_source_reading(def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, ConnectorError> {
     validate_options(def, false)?;
     if connector_spec(def.connector()).is_some_and(|c| !c.can_source) {
-        return Err(ConnectorError::UnsupportedRole {
-            connector: def.connector().to_string(),
-            role: "source",
-        });
+        return Err(ConnectorError::UnsupportedRole { connector: def.connector().to_string(), role: "source" });
     }
     Ok(match def.connector() {
         "filesystem" => filesystem::create_source(def, schema)?,
         "nexmark" => Arc::new(NexmarkSource::try_new(def, schema)?.reading(read)),
         "datagen" => Arc::new(DatagenSource::try_new(def, schema)?),
         "kafka" => Arc::new(KafkaSource::try_new(def, schema)?),
-        other => {
-            return Err(ConnectorError::UnsupportedRole {
-                connector: other.to_string(),
-                role: "source",
-            })
-        }
+        other => return Err(ConnectorError::UnsupportedRole { connector: other.to_string(), role: "source" }),
     })
 }
 
@@ -380,12 +334,7 @@ pub fn create_sink(def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, C
         "upsert-kafka" => Box::new(KafkaSink::try_new(&crate::kafka::upsert_as_kafka(def)?, schema)?),
         "redis" => Box::new(crate::redis::RedisSink::try_new(def, schema)?),
         "clickhouse" => Box::new(crate::clickhouse::ClickHouseSink::try_new(def, schema)?),
-        other => {
-            return Err(ConnectorError::UnsupportedRole {
-                connector: other.to_string(),
-                role: "sink",
-            })
-        }
+        other => return Err(ConnectorError::UnsupportedRole { connector: other.to_string(), role: "sink" }),
     })
 }
 
@@ -398,22 +347,16 @@ mod tests {
     }
 
     fn err(opts: &[(&str, &str)], as_sink: bool) -> String {
-        validate_options(&def(opts), as_sink)
-            .unwrap_err()
-            .to_string()
+        validate_options(&def(opts), as_sink).unwrap_err().to_string()
     }
 
     #[test]
     fn unknown_option_names_it_and_lists_valid_ones() {
-        let e = err(
-            &[
-                ("connector", "filesystem"),
-                ("paht", "x"),
-                ("format", "json"),
-            ],
-            false,
+        let e = err(&[("connector", "filesystem"), ("paht", "x"), ("format", "json")], false);
+        assert!(
+            e.starts_with("unknown option 'paht' for connector 'filesystem' (did you mean 'path'?); valid options: path, format, csv.field-delimiter"),
+            "{e}"
         );
-        assert!(e.starts_with("unknown option 'paht' for connector 'filesystem' (did you mean 'path'?); valid options: path, format, csv.field-delimiter"), "{e}");
         assert!(e.contains("malformed.sink"), "{e}");
     }
 
@@ -421,78 +364,33 @@ mod tests {
     fn connector_errors() {
         let e = err(&[("connector", "kafak")], false);
         assert!(
-            e.contains("unknown connector 'kafak'")
-                && e.contains("filesystem, kafka, upsert-kafka, redis, clickhouse, nexmark, datagen, print, blackhole"),
+            e.contains("unknown connector 'kafak'") && e.contains("filesystem, kafka, upsert-kafka, redis, clickhouse, nexmark, datagen, print, blackhole"),
             "{e}"
         );
         assert!(err(&[], false).contains("has no 'connector' option"));
-        assert_eq!(
-            err(&[("connector", "nexmark")], true),
-            "connector 'nexmark' cannot be used as a sink"
-        );
+        assert_eq!(err(&[("connector", "nexmark")], true), "connector 'nexmark' cannot be used as a sink");
         // Declaring a print table is fine; reading from it is not.
         let print = def(&[("connector", "print")]);
         validate_options(&print, false).unwrap();
-        let e = create_source(&print, print.physical_schema())
-            .err()
-            .unwrap()
-            .to_string();
+        let e = create_source(&print, print.physical_schema()).err().unwrap().to_string();
         assert_eq!(e, "connector 'print' cannot be used as a source");
         let e = err(&[("connector", "filesystem"), ("format", "json")], true);
-        assert!(
-            e.starts_with("connector 'filesystem' needs option 'path'"),
-            "{e}"
-        );
-        let e = err(
-            &[
-                ("connector", "filesystem"),
-                ("path", "x"),
-                ("format", "xml"),
-            ],
-            true,
-        );
+        assert!(e.starts_with("connector 'filesystem' needs option 'path'"), "{e}");
+        let e = err(&[("connector", "filesystem"), ("path", "x"), ("format", "xml")], true);
         assert!(e.contains("invalid value 'xml' for option 'format'"), "{e}");
-        let e = err(
-            &[
-                ("connector", "filesystem"),
-                ("path", "gs://b/k"),
-                ("format", "json"),
-            ],
-            false,
-        );
+        let e = err(&[("connector", "filesystem"), ("path", "gs://b/k"), ("format", "json")], false);
         assert!(e.contains("gs:// paths are not supported; use a local path or s3://bucket/prefix"), "{e}");
         let e = err(&[("connector", "blackhole"), ("x", "1")], true);
-        assert!(
-            e.contains("valid options: late.sink, malformed.sink"),
-            "{e}"
-        );
+        assert!(e.contains("valid options: late.sink, malformed.sink"), "{e}");
     }
 
     #[test]
     fn engine_options_and_column_patterns() {
-        validate_options(
-            &def(&[
-                ("connector", "blackhole"),
-                ("late.sink", "dlq"),
-                ("malformed.sink", "dlq"),
-            ]),
-            true,
-        )
-        .unwrap();
-        validate_options(
-            &def(&[("connector", "datagen"), ("fields.v.min", "1")]),
-            false,
-        )
-        .unwrap();
+        validate_options(&def(&[("connector", "blackhole"), ("late.sink", "dlq"), ("malformed.sink", "dlq")]), true).unwrap();
+        validate_options(&def(&[("connector", "datagen"), ("fields.v.min", "1")]), false).unwrap();
         let e = err(&[("connector", "datagen"), ("fields.w.min", "1")], false);
-        assert!(
-            e.contains("unknown column 'w'") && e.contains("valid columns: v"),
-            "{e}"
-        );
-        let e = err(
-            &[("connector", "datagen"), ("fields.v.minimum", "1")],
-            false,
-        );
+        assert!(e.contains("unknown column 'w'") && e.contains("valid columns: v"), "{e}");
+        let e = err(&[("connector", "datagen"), ("fields.v.minimum", "1")], false);
         assert!(e.contains("unknown option 'fields.v.minimum'"), "{e}");
     }
 
@@ -505,12 +403,7 @@ mod tests {
         assert_eq!(s.fields().len(), 8);
         create_source(&d, s).unwrap();
         let e = err(&[("connector", "nexmark")], false);
-        assert!(
-            e.contains(
-                "unknown column 'v' for nexmark table 'bid'; valid columns: auction, bidder"
-            ),
-            "{e}"
-        );
+        assert!(e.contains("unknown column 'v' for nexmark table 'bid'; valid columns: auction, bidder"), "{e}");
     }
 
     #[test]

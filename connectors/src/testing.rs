@@ -47,12 +47,7 @@ impl TestServer {
             cmd.env(self.run_var, dir);
         }
         let out = cmd.output().unwrap_or_else(|e| panic!("cannot run scripts/{}/start: {e}", self.name));
-        assert!(
-            out.status.success(),
-            "scripts/{}/start failed:\n{}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "scripts/{}/start failed:\n{}", self.name, String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -73,11 +68,7 @@ impl TestServer {
             return address;
         }
         let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
-        started
-            .get_or_insert_with(HashMap::new)
-            .entry(self.name)
-            .or_insert_with(|| self.start(None))
-            .clone()
+        started.get_or_insert_with(HashMap::new).entry(self.name).or_insert_with(|| self.start(None)).clone()
     }
 }
 
@@ -85,10 +76,7 @@ impl TestServer {
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{prefix}_{}_{nanos}_{n}", std::process::id())
 }
 
@@ -97,6 +85,7 @@ pub fn unique_name(prefix: &str) -> String {
 /// then `tail`, and commits at its end; then, as after a kill right there, a sink
 /// restored from checkpoint 1 is given `tail` again, checkpoints and ends. The
 /// caller checks that `tail` landed once.
+#[allow(clippy::unwrap_used)] // a test driver: a failure is a test failure
 pub async fn replay_after_a_final_commit(open: impl Fn() -> Box<dyn eddy_engine::Sink>, before: RecordBatch, tail: RecordBatch) {
     let mut last = open();
     last.write(before).await.unwrap();

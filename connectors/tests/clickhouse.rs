@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array, Int32Array,
-    Int64Array, Int8Array, LargeStringArray, RecordBatch, StringArray, TimestampMicrosecondArray,
-    TimestampMillisecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, Int8Array, LargeStringArray,
+    RecordBatch, StringArray, TimestampMicrosecondArray, TimestampMillisecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use eddy_connectors::create_sink;
@@ -110,9 +109,7 @@ async fn every_type_round_trips_into_a_created_table() {
         &fields,
         &[("connector", "clickhouse"), ("url", &url), ("database", &db), ("table", "all_types"), ("sink.create-table", "true")],
     );
-    let decimal = |values: Vec<Option<i128>>, p: u8, s: i8| -> ArrayRef {
-        Arc::new(Decimal128Array::from(values).with_precision_and_scale(p, s).unwrap())
-    };
+    let decimal = |values: Vec<Option<i128>>, p: u8, s: i8| -> ArrayRef { Arc::new(Decimal128Array::from(values).with_precision_and_scale(p, s).unwrap()) };
     let rows = batch(
         &def,
         vec![
@@ -140,11 +137,7 @@ async fn every_type_round_trips_into_a_created_table() {
     sink.write(rows).await.unwrap();
     sink.commit().await.unwrap();
 
-    let types = query(
-        &url,
-        &format!("SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'all_types' FORMAT TabSeparated"),
-    )
-    .await;
+    let types = query(&url, &format!("SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'all_types' FORMAT TabSeparated")).await;
     let ts_type = if datetime64 { "DateTime64(3)" } else { "DateTime" };
     assert_eq!(
         types,
@@ -182,8 +175,7 @@ async fn every_type_round_trips_into_a_created_table() {
 async fn values_are_encoded_to_the_types_an_existing_table_has() {
     let (url, db) = new_database("ch_existing").await;
     // LowCardinality is experimental before 19.x and needs a setting to create.
-    let settings: &[(&str, &str)] =
-        if version(&url).await < (19, 0) { &[("allow_experimental_low_cardinality_type", "1")] } else { &[] };
+    let settings: &[(&str, &str)] = if version(&url).await < (19, 0) { &[("allow_experimental_low_cardinality_type", "1")] } else { &[] };
     clickhouse_query(
         &url,
         &format!(
@@ -194,13 +186,8 @@ async fn values_are_encoded_to_the_types_an_existing_table_has() {
         settings,
     )
     .await;
-    let def = sink_table(
-        "id BIGINT, small INT, f FLOAT, name STRING, code STRING, maybe STRING, ts TIMESTAMP(3), amount DECIMAL(10, 2)",
-        &url,
-        &db,
-        "wide",
-        "",
-    );
+    let def =
+        sink_table("id BIGINT, small INT, f FLOAT, name STRING, code STRING, maybe STRING, ts TIMESTAMP(3), amount DECIMAL(10, 2)", &url, &db, "wide", "");
     // The sink's TIMESTAMP(3) is milliseconds; feed microseconds with a zone too.
     let fields: Vec<Field> = def
         .sink_schema()
@@ -310,10 +297,7 @@ async fn replacing_merge_tree_keeps_the_newest_version_of_each_key() {
            'sink.low-cardinality' = 'name'",
     );
     let rows = |id: Vec<i64>, name: Vec<&str>, version: Vec<i64>| {
-        batch(
-            &def,
-            vec![Arc::new(Int64Array::from(id)), Arc::new(StringArray::from(name)), Arc::new(Int64Array::from(version))],
-        )
+        batch(&def, vec![Arc::new(Int64Array::from(id)), Arc::new(StringArray::from(name)), Arc::new(Int64Array::from(version))])
     };
     let mut sink = open_sink(&def);
     sink.write(rows(vec![1, 2], vec!["one", "two"], vec![1, 1])).await.unwrap();
@@ -326,17 +310,10 @@ async fn replacing_merge_tree_keeps_the_newest_version_of_each_key() {
     let latest = query(&url, &format!("SELECT id, name, version FROM {db}.latest FINAL ORDER BY id FORMAT TabSeparated")).await;
     assert_eq!(latest, "1\tuno\t2\n2\ttwo\t1\n");
     // The key and version columns are not Nullable (ClickHouse refuses that), the rest are.
-    let types = query(
-        &url,
-        &format!("SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'latest' FORMAT TabSeparated"),
-    )
-    .await;
+    let types = query(&url, &format!("SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'latest' FORMAT TabSeparated")).await;
     assert_eq!(types, "id\tInt64\nname\tLowCardinality(Nullable(String))\nversion\tInt64\n");
-    let engine = query(
-        &url,
-        &format!("SELECT engine_full, sorting_key FROM system.tables WHERE database = '{db}' AND name = 'latest' FORMAT TabSeparated"),
-    )
-    .await;
+    let engine =
+        query(&url, &format!("SELECT engine_full, sorting_key FROM system.tables WHERE database = '{db}' AND name = 'latest' FORMAT TabSeparated")).await;
     assert!(engine.starts_with("ReplacingMergeTree(version) ORDER BY id") && engine.ends_with("\tid\n"), "{engine}");
     drop_database(&url, &db).await;
 }
@@ -360,11 +337,8 @@ async fn configuration_mistakes_fail_at_once_with_clear_messages() {
     );
     query(&url, &format!("CREATE TABLE {db}.two (id Int64, other String) ENGINE = MergeTree ORDER BY id")).await;
     let def = sink_table("id BIGINT, name STRING", &url, &db, "two", "");
-    let e = open_sink(&def)
-        .write(batch(&def, vec![Arc::new(Int64Array::from(vec![1])), Arc::new(StringArray::from(vec!["a"]))]))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e =
+        open_sink(&def).write(batch(&def, vec![Arc::new(Int64Array::from(vec![1])), Arc::new(StringArray::from(vec!["a"]))])).await.unwrap_err().to_string();
     assert_eq!(
         e,
         format!("cannot write to ClickHouse table `{db}`.`two` at {url}: column 'name' does not exist in the ClickHouse table, which has: id, other")

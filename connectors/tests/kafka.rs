@@ -72,10 +72,7 @@ async fn ids_topic(prefix: &str, n: i64, options: &str) -> (String, String, Tabl
 }
 
 fn ids(batches: &[RecordBatch]) -> Vec<i64> {
-    let mut out: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec())
-        .collect();
+    let mut out: Vec<i64> = batches.iter().flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec()).collect();
     out.sort();
     out
 }
@@ -162,10 +159,7 @@ async fn startup_modes_pick_the_first_record() {
     assert_eq!(read("'scan.startup.mode' = 'earliest-offset'").await, (0..10).collect::<Vec<_>>());
     assert_eq!(read("'scan.startup.mode' = 'latest-offset'").await, Vec::<i64>::new());
     // Records at or after timestamp 1_006_000: ids 6..9.
-    assert_eq!(
-        read("'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '1006000'").await,
-        vec![6, 7, 8, 9]
-    );
+    assert_eq!(read("'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '1006000'").await, vec![6, 7, 8, 9]);
     // Partition 0 holds ids 0,2,4,6,8 at offsets 0..4; partition 1 holds 1,3,5,7,9.
     assert_eq!(
         read("'scan.startup.mode' = 'specific-offsets', 'scan.startup.specific-offsets' = 'partition:0,offset:3;partition:1,offset:4'").await,
@@ -175,12 +169,8 @@ async fn startup_modes_pick_the_first_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_resumes_from_its_position_without_loss_or_duplicates() {
-    let (_, topic, def) = ids_topic(
-        "resume",
-        100,
-        "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '16'",
-    )
-    .await;
+    let (_, topic, def) =
+        ids_topic("resume", 100, "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'scan.batch-rows' = '16'").await;
     let source = open(&def);
     let mut reader = source.open(1).unwrap().pop().unwrap();
     let mut first = Vec::new();
@@ -199,12 +189,7 @@ async fn a_reader_resumes_from_its_position_without_loss_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_idleness_are_reported() {
-    let (_, _, def) = ids_topic(
-        "lag",
-        50,
-        "'scan.startup.mode' = 'earliest-offset', 'scan.batch-rows' = '10', 'scan.watermark.idle-timeout' = '500ms'",
-    )
-    .await;
+    let (_, _, def) = ids_topic("lag", 50, "'scan.startup.mode' = 'earliest-offset', 'scan.batch-rows' = '10', 'scan.watermark.idle-timeout' = '500ms'").await;
     let source = open(&def);
     assert!(!source.is_bounded());
     let mut reader = source.open(1).unwrap().pop().unwrap();
@@ -325,9 +310,7 @@ async fn sink_round_robin_spreads_rows_and_raw_values_pass_through() {
     let schema = def.sink_schema();
     let mut sink = create_sink(&def, Arc::clone(&schema)).unwrap();
     let lines: Vec<String> = (0..9).map(|i| format!("line {i}, with \"quotes\"")).collect();
-    sink.write(RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(lines.clone()))]).unwrap())
-        .await
-        .unwrap();
+    sink.write(RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(lines.clone()))]).unwrap()).await.unwrap();
     sink.commit().await.unwrap();
     let records = read_all(&bootstrap, &topic);
     let mut values: Vec<String> = records.iter().map(|r| r.value.clone().unwrap()).collect();
@@ -469,7 +452,9 @@ impl RegistryStub {
                             }
                         };
                         ("200 OK", serde_json::json!({ "id": id }))
-                    } else if let Some(id) = line.strip_prefix("GET /schemas/ids/").and_then(|rest| rest.split(' ').next()).and_then(|id| id.parse::<usize>().ok()) {
+                    } else if let Some(id) =
+                        line.strip_prefix("GET /schemas/ids/").and_then(|rest| rest.split(' ').next()).and_then(|id| id.parse::<usize>().ok())
+                    {
                         match schemas.lock().unwrap().get(id.wrapping_sub(1)) {
                             Some(schema) => ("200 OK", serde_json::json!({ "schema": schema })),
                             None => ("404 Not Found", serde_json::json!({ "error_code": 40403, "message": "Schema not found" })),
@@ -478,7 +463,10 @@ impl RegistryStub {
                         ("404 Not Found", serde_json::json!({ "error_code": 404, "message": "HTTP 404 Not Found" }))
                     };
                     let answer = answer.to_string();
-                    let response = format!("HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
                     let _ = socket.write_all(response.as_bytes()).await;
                 });
             }
@@ -524,16 +512,8 @@ async fn avro_confluent_records_are_read_with_their_writers_schema_from_the_regi
     let other = registry.register(r#"{"type": "record", "name": "user", "fields": [{"name": "name", "type": "string"}, {"name": "id", "type": "long"}, {"name": "extra", "type": ["null", "int"]}]}"#);
     // "zed" (length 3 = zig-zag 6), id 9 (zig-zag 18), extra null (branch 0).
     let datum = format!("\u{0}\u{0}\u{0}\u{0}{}\u{6}zed\u{12}\u{0}", char::from(other));
-    produce(
-        &bootstrap,
-        &topic,
-        &[
-            TestRecord::value(0, datum),
-            TestRecord::value(0, "\u{0}\u{0}\u{0}\u{0}\u{63}\u{2}"),
-            TestRecord::value(0, r#"{"id": 5}"#),
-        ],
-    )
-    .await;
+    produce(&bootstrap, &topic, &[TestRecord::value(0, datum), TestRecord::value(0, "\u{0}\u{0}\u{0}\u{0}\u{63}\u{2}"), TestRecord::value(0, r#"{"id": 5}"#)])
+        .await;
     let (printed, bad) = read_table(&ddl("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'")).await;
     assert_eq!(
         printed,
@@ -598,11 +578,7 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     drop(first);
     // A zombie with the same transactional id left a transaction open: the next
     // sink's start must abort it, so its row is never read.
-    let zombie: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("transactional.id", &id)
-        .create()
-        .unwrap();
+    let zombie: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).set("transactional.id", &id).create().unwrap();
     zombie.init_transactions(Duration::from_secs(30)).unwrap();
     zombie.begin_transaction().unwrap();
     zombie.send(FutureRecord::<str, str>::to(&topic).payload(r#"{"n":-1}"#), Duration::from_secs(10)).await.unwrap();

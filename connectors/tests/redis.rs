@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use eddy_connectors::testing::{redis_connection, redis_delete_prefix, unique_name, REDIS};
 use eddy_connectors::create_sink;
+use eddy_connectors::testing::{redis_connection, redis_delete_prefix, unique_name, REDIS};
 use eddy_engine::Sink;
 use eddy_sql::catalog::TableDef;
 use redis::AsyncCommands;
@@ -85,12 +85,7 @@ async fn zset_mode_keeps_a_leaderboard_per_window_and_a_replay_changes_nothing()
     let url = REDIS.shared();
     let p = unique_name("top");
     let key = format!("{p}:{{window_start}}");
-    let rows = batch(&[
-        (0, 1, Some("ann"), Some(5.0)),
-        (0, 1, Some("bob"), Some(9.0)),
-        (0, 1, Some("cy"), Some(7.0)),
-        (MINUTE, 1, Some("ann"), Some(1.0)),
-    ]);
+    let rows = batch(&[(0, 1, Some("ann"), Some(5.0)), (0, 1, Some("bob"), Some(9.0)), (0, 1, Some("cy"), Some(7.0)), (MINUTE, 1, Some("ann"), Some(1.0))]);
     let mut s = sink(&url, &[("mode", "zset"), ("key", &key), ("zset.score", "price"), ("zset.member", "{bidder}")]);
     s.write(rows.clone()).await.unwrap();
     let mut c = redis_connection(&url).await;
@@ -120,11 +115,8 @@ async fn stream_and_list_modes_append() {
 
     let mut c = redis_connection(&url).await;
     let entries: redis::streams::StreamRangeReply = c.xrange_all(format!("{p}:s")).await.unwrap();
-    let fields: Vec<BTreeMap<String, String>> = entries
-        .ids
-        .iter()
-        .map(|e| e.map.iter().map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap())).collect())
-        .collect();
+    let fields: Vec<BTreeMap<String, String>> =
+        entries.ids.iter().map(|e| e.map.iter().map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap())).collect()).collect();
     assert_eq!(
         fields,
         vec![
@@ -198,7 +190,8 @@ async fn a_server_restart_mid_run_loses_no_rows() {
 async fn exactly_once_appends_survive_a_crash_on_either_side_of_the_commit() {
     let url = REDIS.shared();
     let p = unique_name("exact");
-    let options = [("mode", "list"), ("key", &format!("{p}:l")[..]), ("sink.delivery-guarantee", "exactly-once"), ("sink.epoch-key", &format!("{p}:epoch")[..])];
+    let options =
+        [("mode", "list"), ("key", &format!("{p}:l")[..]), ("sink.delivery-guarantee", "exactly-once"), ("sink.epoch-key", &format!("{p}:epoch")[..])];
     let mut c = redis_connection(&url).await;
     let list = |c: &mut redis::aio::MultiplexedConnection| {
         let key = format!("{p}:l");

@@ -31,8 +31,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult,
 };
 
 use crate::connector::SourcePosition;
@@ -118,7 +118,11 @@ impl CheckpointStore {
 
     /// The store of a pipeline named `name` under this one.
     pub fn child(&self, name: &str) -> Self {
-        CheckpointStore { store: Arc::clone(&self.store), root: self.root.clone().join(name), display: format!("{}/{name}", self.display.trim_end_matches('/')) }
+        CheckpointStore {
+            store: Arc::clone(&self.store),
+            root: self.root.clone().join(name),
+            display: format!("{}/{name}", self.display.trim_end_matches('/')),
+        }
     }
 
     fn object(&self, parts: &[&str]) -> ObjectPath {
@@ -220,19 +224,15 @@ impl CheckpointStore {
             Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(failed("list", &self.display, e)),
         };
-        let mut ids: Vec<u64> = listed
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok()))
-            .collect();
+        let mut ids: Vec<u64> =
+            listed.common_prefixes.iter().filter_map(|p| p.filename().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok())).collect();
         ids.sort_unstable();
         Ok(ids)
     }
 
     async fn delete_checkpoint(&self, id: u64) -> Result<()> {
         let prefix = self.object(&[&Self::checkpoint_name(id)]);
-        let objects: Vec<ObjectMeta> =
-            self.store.list(Some(&prefix)).try_collect().await.map_err(|e| failed("list", prefix.as_ref(), e))?;
+        let objects: Vec<ObjectMeta> = self.store.list(Some(&prefix)).try_collect().await.map_err(|e| failed("list", prefix.as_ref(), e))?;
         for object in objects {
             match self.store.delete(&object.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -11,13 +11,26 @@ pub enum EngineError {
     Unsupported(String),
     /// A source failed to open or read.
     #[error("source `{table}` ({partition}) failed: {source}")]
-    Source { table: String, partition: String, #[source] source: BoxError },
+    Source {
+        table: String,
+        partition: String,
+        #[source]
+        source: BoxError,
+    },
     /// A sink failed to write or commit.
     #[error("sink `{table}` failed: {source}")]
-    Sink { table: String, #[source] source: BoxError },
+    Sink {
+        table: String,
+        #[source]
+        source: BoxError,
+    },
     /// Evaluating an expression or aggregate failed on real data.
     #[error("execution error in {operator}: {source}")]
-    Execution { operator: String, #[source] source: DataFusionError },
+    Execution {
+        operator: String,
+        #[source]
+        source: DataFusionError,
+    },
     /// The pipeline's state outgrew `'pipeline.state.max-memory'`; the user should
     /// raise the limit or change the query so it keeps less.
     #[error("it holds {} of state, over 'pipeline.state.max-memory' = {}. Raise the limit (SET 'pipeline.state.max-memory' = '2 gb'), or make the query keep less: fewer distinct GROUP BY keys, shorter windows, a larger HOP slide or CUMULATE step, or a watermark with a shorter delay", megabytes(*.held_bytes), megabytes(*.limit_bytes))]

@@ -33,6 +33,7 @@ use crate::operators::window_assign::WindowAssignOperator;
 pub type OperatorFactory = Arc<dyn Fn() -> Result<Box<dyn Operator>> + Send + Sync>;
 
 /// What feeds a stage's chain.
+#[allow(clippy::large_enum_variant)] // built once per pipeline, never moved on the hot path
 pub enum StageKind {
     /// Reads a source; one instance per partition.
     Source { node: SourceNode, source: Arc<dyn Source> },
@@ -151,10 +152,7 @@ impl Builder<'_> {
             StreamNode::WindowAssign { input, window, time_column, slicing, schema, .. } => {
                 let mut flows = self.flows(input)?;
                 let (window, time_column, slicing, schema) = (*window, *time_column, *slicing, Arc::clone(schema));
-                Self::push_all(
-                    &mut flows,
-                    Arc::new(move || Ok(Box::new(WindowAssignOperator::new(window, time_column, slicing, Arc::clone(&schema))))),
-                );
+                Self::push_all(&mut flows, Arc::new(move || Ok(Box::new(WindowAssignOperator::new(window, time_column, slicing, Arc::clone(&schema))))));
                 Ok(flows)
             }
             StreamNode::Union { inputs, .. } => {

@@ -121,10 +121,7 @@ impl PipelineMetrics {
     pub fn source_health(&self) -> (Option<u64>, Vec<String>) {
         let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         let lag = readers.values().filter_map(|s| s.lag).reduce(|a, b| a + b);
-        let problems = readers
-            .iter()
-            .filter_map(|(k, s)| s.problem.as_ref().map(|p| format!("{k}: {p}")))
-            .collect();
+        let problems = readers.iter().filter_map(|(k, s)| s.problem.as_ref().map(|p| format!("{k}: {p}"))).collect();
         (lag, problems)
     }
 
@@ -149,10 +146,7 @@ impl PipelineMetrics {
 
     /// What each source table whose partitions ended yielded, by table.
     pub fn ended_sources(&self) -> BTreeMap<String, SourceTotals> {
-        self.ended_sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.ended_sources.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Adds `n` to a counter.

@@ -286,7 +286,8 @@ impl Chain {
                     continue;
                 }
                 let hashes = hash_rows(&batch.columns()[..keys], batch.num_rows())?;
-                let mine = datafusion::arrow::array::BooleanArray::from(hashes.iter().map(|h| (*h % parallelism as u64) as usize == instance).collect::<Vec<_>>());
+                let mine =
+                    datafusion::arrow::array::BooleanArray::from(hashes.iter().map(|h| (*h % parallelism as u64) as usize == instance).collect::<Vec<_>>());
                 *batch = datafusion::arrow::compute::filter_record_batch(batch, &mine).map_err(|e| EngineError::State(e.to_string()))?;
             }
             operator.restore(state)?;
@@ -522,12 +523,8 @@ fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) 
             continue;
         }
         let rows = UInt32Array::from(rows);
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|c| take(c, &rows, None))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| EngineError::execution("Exchange", e.into()))?;
+        let columns =
+            batch.columns().iter().map(|c| take(c, &rows, None)).collect::<Result<Vec<_>, _>>().map_err(|e| EngineError::execution("Exchange", e.into()))?;
         let part = RecordBatch::try_new(batch.schema(), columns).map_err(|e| EngineError::execution("Exchange", e.into()))?;
         out.push((target, part));
     }
@@ -556,9 +553,7 @@ impl SideSenders {
 }
 
 fn malformed_batch(table: &str, records: &[MalformedRecord]) -> Result<RecordBatch> {
-    let column = |f: &dyn Fn(&MalformedRecord) -> String| -> ArrayRef {
-        Arc::new(StringArray::from(records.iter().map(f).collect::<Vec<_>>()))
-    };
+    let column = |f: &dyn Fn(&MalformedRecord) -> String| -> ArrayRef { Arc::new(StringArray::from(records.iter().map(f).collect::<Vec<_>>())) };
     RecordBatch::try_from_iter([
         ("source", column(&|_| table.to_string())),
         ("position", column(&|r| r.position.clone())),
@@ -593,13 +588,7 @@ fn fit_to(batch: &RecordBatch, schema: &SchemaRef, table: &str) -> Result<Record
 /// sinks. With checkpoints, a store holding a completion record (an earlier run
 /// ran to its end) runs nothing: the sink finishes that run's last commit, which
 /// a kill may have cut short, and the run ends as [`Ended::AlreadyCompleted`].
-pub async fn run(
-    graph: Graph,
-    outputs: PipelineOutputs,
-    metrics: Arc<PipelineMetrics>,
-    stop: watch::Receiver<bool>,
-    options: RunOptions,
-) -> Result<Ended> {
+pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMetrics>, stop: watch::Receiver<bool>, options: RunOptions) -> Result<Ended> {
     if let Some(store) = &options.checkpoints {
         if let Some(completion) = store.completion().await? {
             let PipelineOutputs { sink_table, mut sink, .. } = outputs;
@@ -736,11 +725,7 @@ pub async fn run(
             }
             let positions: Vec<_> = saved.iter().filter_map(|(_, t)| t.position.clone()).collect();
             let opened = if positions.is_empty() { source.open(parallelism) } else { source.open_at(parallelism, &positions) };
-            let opened = opened.map_err(|source| EngineError::Source {
-                table: node.table.name.clone(),
-                partition: "open".to_string(),
-                source,
-            })?;
+            let opened = opened.map_err(|source| EngineError::Source { table: node.table.name.clone(), partition: "open".to_string(), source })?;
             readers.insert(i, opened);
         }
     }
@@ -818,7 +803,8 @@ pub async fn run(
                     let stop = stop.clone();
                     let barriers = barriers.clone();
                     // Keyed by partition, not by instance: partitions may be listed in another order.
-                    let snapshots = Snapshots { task: format!("source:{i}:{}", reader.describe()), sender: snapshot_sender.clone(), finals: finals_sender.clone() };
+                    let snapshots =
+                        Snapshots { task: format!("source:{i}:{}", reader.describe()), sender: snapshot_sender.clone(), finals: finals_sender.clone() };
                     snapshots.restore(restored.as_ref(), &mut chain)?;
                     let refreshes = refresher.as_ref().map(|_| refresh_rx.clone());
                     tasks.spawn(run_source(table, reader, chain, output, side, metrics, stop, barriers, refreshes, snapshots));
@@ -1205,7 +1191,9 @@ enum Combined {
     Advanced(EventTime),
     /// Every live input is idle; like Flink, the watermark moves to the highest one
     /// among them (idle inputs have nothing older to send), then `Idle` goes downstream.
-    AllIdle { advanced: Option<EventTime> },
+    AllIdle {
+        advanced: Option<EventTime>,
+    },
     Unchanged,
 }
 
@@ -1313,7 +1301,18 @@ mod tests {
         let b = |id| Message::Barrier(CheckpointId(id));
         let got = merge(
             2,
-            vec![(0, rows(1)), (0, b(1)), (0, rows(2)), (1, rows(3)), (1, b(1)), (0, b(2)), (1, rows(4)), (1, b(2)), (0, Message::EndOfStream), (1, Message::EndOfStream)],
+            vec![
+                (0, rows(1)),
+                (0, b(1)),
+                (0, rows(2)),
+                (1, rows(3)),
+                (1, b(1)),
+                (0, b(2)),
+                (1, rows(4)),
+                (1, b(2)),
+                (0, Message::EndOfStream),
+                (1, Message::EndOfStream),
+            ],
         )
         .await;
         // Row 2 came after input 0's barrier 1: it waits until input 1 delivered barrier 1.

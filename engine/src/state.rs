@@ -19,8 +19,7 @@ impl OperatorState {
         for (name, batch) in &self.parts {
             let mut ipc = Vec::new();
             {
-                let mut writer = StreamWriter::try_new(&mut ipc, &batch.schema())
-                    .map_err(|e| EngineError::State(e.to_string()))?;
+                let mut writer = StreamWriter::try_new(&mut ipc, &batch.schema()).map_err(|e| EngineError::State(e.to_string()))?;
                 writer.write(batch).map_err(|e| EngineError::State(e.to_string()))?;
                 writer.finish().map_err(|e| EngineError::State(e.to_string()))?;
             }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure with a backtrace
 //! `GROUP BY` over a changelog: rows and retractions in, an updating result out
 //! whose aggregates (MAX, MIN and COUNT(DISTINCT) included) stay right when rows
 //! are taken back, through snapshots, and equal to a batch query over the rows

@@ -23,11 +23,7 @@ fn table() -> TableDef {
     let column = |name: &str, data_type| ColumnDef { name: name.to_string(), data_type, nullable: true, metadata: None };
     TableDef {
         name: "t".to_string(),
-        columns: vec![
-            column("k", DataType::Int64),
-            column("v", DataType::Int64),
-            column("ts", DataType::Timestamp(TimeUnit::Millisecond, None)),
-        ],
+        columns: vec![column("k", DataType::Int64), column("v", DataType::Int64), column("ts", DataType::Timestamp(TimeUnit::Millisecond, None))],
         computed: vec![],
         watermark: Some(WatermarkDef { column: "ts".to_string(), expr_sql: "ts - INTERVAL '1' SECOND".to_string() }),
         primary_key: vec![],
@@ -90,8 +86,7 @@ fn rows(messages: &[Message]) -> Vec<String> {
     let mut rows = Vec::new();
     for m in messages {
         if let Message::Batch(b) = m {
-            let formatters: Vec<_> =
-                b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).expect("fmt")).collect();
+            let formatters: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).expect("fmt")).collect();
             for i in 0..b.num_rows() {
                 rows.push(formatters.iter().map(|f| f.value(i).to_string()).collect::<Vec<_>>().join(" "));
             }
@@ -121,7 +116,9 @@ fn input(batches: usize) -> Vec<RecordBatch> {
 async fn check(window_sql: &str) {
     let mut planner = Planner::new();
     planner.register_table(table(), true, Location { line: 1, column: 1 }).expect("table");
-    let sql = format!("SELECT window_start, window_end, k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 4) FROM TABLE({window_sql}) GROUP BY window_start, window_end, k");
+    let sql = format!(
+        "SELECT window_start, window_end, k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 4) FROM TABLE({window_sql}) GROUP BY window_start, window_end, k"
+    );
     let parsed = eddy_sql::parse_script(&sql).expect("parse").remove(0);
     let eddy_sql::Statement::Select { query } = parsed.statement else { panic!("not a select") };
     let plan = planner.plan_query(&query, parsed.location).await.expect("plan");

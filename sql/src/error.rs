@@ -64,11 +64,8 @@ impl SqlError {
         if location != start {
             return SqlError::Plan { location, message, hint };
         }
-        let location = quoted_names(&message)
-            .iter()
-            .find_map(|name| find_word(text, name))
-            .map(|offset| location_after(text, offset, start))
-            .unwrap_or(location);
+        let location =
+            quoted_names(&message).iter().find_map(|name| find_word(text, name)).map(|offset| location_after(text, offset, start)).unwrap_or(location);
         SqlError::Plan { location, message, hint }
     }
 

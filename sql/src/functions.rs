@@ -12,13 +12,7 @@ use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 /// Registers Flink's names: `TO_TIMESTAMP_LTZ(epoch, precision)`.
 pub fn register(ctx: &SessionContext) {
     let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
-    let to_timestamp_ltz = create_udf(
-        "TO_TIMESTAMP_LTZ",
-        vec![DataType::Int64, DataType::Int64],
-        millis,
-        Volatility::Immutable,
-        Arc::new(to_timestamp_ltz),
-    );
+    let to_timestamp_ltz = create_udf("TO_TIMESTAMP_LTZ", vec![DataType::Int64, DataType::Int64], millis, Volatility::Immutable, Arc::new(to_timestamp_ltz));
     ctx.register_udf(to_timestamp_ltz.clone().with_aliases(["to_timestamp_ltz"]));
 }
 

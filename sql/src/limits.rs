@@ -342,7 +342,7 @@ mod tests {
         assert!(error.contains("hint: write long AND/OR chains"), "{error}");
         // A view read many times adds up.
         let views = |name: &str| (name == "v").then_some(MAX_PLAN_NODES / 4);
-        let union = vec!["SELECT a FROM v"; 5].join(" UNION ALL ");
+        let union = ["SELECT a FROM v"; 5].join(" UNION ALL ");
         assert!(check_query(&query(&union), &views, HERE).is_err());
     }
 }

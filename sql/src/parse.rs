@@ -798,11 +798,8 @@ fn check_primary_key(table: &TableDef, location: Location) -> Result<()> {
         if physical.contains(&key.as_str()) {
             continue;
         }
-        let what = if table.computed.iter().any(|c| &c.name == key) {
-            "which is computed; a key must be a physical column"
-        } else {
-            "which the table does not have"
-        };
+        let what =
+            if table.computed.iter().any(|c| &c.name == key) { "which is computed; a key must be a physical column" } else { "which the table does not have" };
         return Err(SqlError::syntax(location, format!("CREATE TABLE {}: PRIMARY KEY names column `{key}`, {what}", table.name)).with_hint(hint()));
     }
     Ok(())

@@ -192,16 +192,33 @@ impl WindowAggregateNode {
 pub enum StreamNode {
     Source(SourceNode),
     /// Keeps rows where the predicate is true.
-    Filter { input: Box<StreamNode>, predicate: Arc<dyn PhysicalExpr> },
+    Filter {
+        input: Box<StreamNode>,
+        predicate: Arc<dyn PhysicalExpr>,
+    },
     /// Computes new columns from each row.
-    Project { input: Box<StreamNode>, exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef },
+    Project {
+        input: Box<StreamNode>,
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
     /// Appends `window_start`, `window_end`, `window_time`. With `slicing`, a row gets
     /// its one slice (the aggregate above combines slices into windows); without, a row
     /// is repeated once per window it belongs to.
-    WindowAssign { input: Box<StreamNode>, id: usize, window: WindowKind, time_column: usize, slicing: bool, schema: SchemaRef },
+    WindowAssign {
+        input: Box<StreamNode>,
+        id: usize,
+        window: WindowKind,
+        time_column: usize,
+        slicing: bool,
+        schema: SchemaRef,
+    },
     WindowAggregate(WindowAggregateNode),
     /// All rows of all inputs (same schema).
-    Union { inputs: Vec<StreamNode>, schema: SchemaRef },
+    Union {
+        inputs: Vec<StreamNode>,
+        schema: SchemaRef,
+    },
 }
 
 impl StreamNode {
@@ -210,9 +227,7 @@ impl StreamNode {
         match self {
             StreamNode::Source(s) => Arc::clone(&s.schema),
             StreamNode::Filter { input, .. } => input.schema(),
-            StreamNode::Project { schema, .. }
-            | StreamNode::WindowAssign { schema, .. }
-            | StreamNode::Union { schema, .. } => Arc::clone(schema),
+            StreamNode::Project { schema, .. } | StreamNode::WindowAssign { schema, .. } | StreamNode::Union { schema, .. } => Arc::clone(schema),
             StreamNode::WindowAggregate(a) => Arc::clone(&a.schema),
         }
     }
@@ -236,7 +251,6 @@ impl StreamNode {
     }
 
     /// The node's inputs.
-
     pub fn inputs(&self) -> Vec<&StreamNode> {
         match self {
             StreamNode::Source(_) => vec![],
@@ -326,7 +340,11 @@ impl StreamNode {
             StreamNode::Source(s) => {
                 let watermark = match (&s.watermark, &s.table.watermark) {
                     (Some(_), Some(w)) => {
-                        let idle = s.table.option("scan.watermark.idle-timeout").map(|t| format!("; a partition idle for {t} stops holding it back")).unwrap_or_default();
+                        let idle = s
+                            .table
+                            .option("scan.watermark.idle-timeout")
+                            .map(|t| format!("; a partition idle for {t} stops holding it back"))
+                            .unwrap_or_default();
                         format!("{} per partition, the lowest over partitions{idle}", w.expr_sql)
                     }
                     (Some(w), None) => format!("{w} per partition, the lowest over partitions"),

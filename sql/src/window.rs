@@ -9,11 +9,11 @@
 //! function the planner registers with DataFusion. Its result is `t` plus
 //! `window_start`, `window_end` and `window_time`.
 
-use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName, ObjectNamePart, Query,
-    Select, SetExpr, TableAlias, TableFactor, TableFunctionArgs, Value, ValueWithSpan,
-};
 use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Spanned};
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, TableAlias, TableFactor,
+    TableFunctionArgs, Value, ValueWithSpan,
+};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 
@@ -284,10 +284,7 @@ fn parse_time_arg(arg: &[TokenWithSpan], function: &TokenWithSpan) -> Result<Str
     };
     match rest {
         [TokenWithSpan { token: Token::Word(w), .. }] => Ok(w.value.clone()),
-        _ => Err(SqlError::syntax(
-            arg.first().map(location_of).unwrap_or(location_of(function)),
-            "expected the time column as DESCRIPTOR(column)",
-        )),
+        _ => Err(SqlError::syntax(arg.first().map(location_of).unwrap_or(location_of(function)), "expected the time column as DESCRIPTOR(column)")),
     }
 }
 
@@ -313,16 +310,14 @@ pub fn rewrite_window_tvfs(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSp
             continue;
         }
         let (function_index, outer_close) = if standard {
-            let close = matching_paren(&tokens, i + 1)
-                .ok_or_else(|| SqlError::syntax(location_of(&tokens[i + 1]), "unclosed `(`"))?;
+            let close = matching_paren(&tokens, i + 1).ok_or_else(|| SqlError::syntax(location_of(&tokens[i + 1]), "unclosed `(`"))?;
             (i + 2, Some(close))
         } else {
             (i, None)
         };
         let function = &tokens[function_index];
         let name = word_upper(function).unwrap_or_default();
-        let close = matching_paren(&tokens, function_index + 1)
-            .ok_or_else(|| SqlError::syntax(location_of(&tokens[function_index + 1]), "unclosed `(`"))?;
+        let close = matching_paren(&tokens, function_index + 1).ok_or_else(|| SqlError::syntax(location_of(&tokens[function_index + 1]), "unclosed `(`"))?;
         if let Some(outer) = outer_close {
             if outer != close + 1 {
                 return Err(SqlError::syntax(location_of(&tokens[close]), "expected `)` after the window function call"));
@@ -330,17 +325,12 @@ pub fn rewrite_window_tvfs(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSp
         }
         let args = split_args(&tokens[function_index + 2..close]);
         if args.len() < 3 {
-            return Err(SqlError::syntax(location_of(function), format!("{name} needs a table, a time column and a size"))
-                .with_hint(usage(&name)));
+            return Err(SqlError::syntax(location_of(function), format!("{name} needs a table, a time column and a size")).with_hint(usage(&name)));
         }
         let (table, mut partition_by) = parse_table_arg(args[0], function)?;
         // `PARTITION BY a, b` spreads over several comma-separated arguments: take plain names before DESCRIPTOR.
         let mut next = 1;
-        while !partition_by.is_empty()
-            && args.len() > next + 2
-            && args[next].len() == 1
-            && word_upper(&args[next][0]).as_deref() != Some("DESCRIPTOR")
-        {
+        while !partition_by.is_empty() && args.len() > next + 2 && args[next].len() == 1 && word_upper(&args[next][0]).as_deref() != Some("DESCRIPTOR") {
             if let Token::Word(w) = &args[next][0].token {
                 partition_by.push(w.value.clone());
             }
@@ -350,8 +340,9 @@ pub fn rewrite_window_tvfs(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSp
         let sizes = &args[next + 1..];
         let expected = if name == "HOP" || name == "CUMULATE" { 2 } else { 1 };
         if sizes.len() != expected {
-            return Err(SqlError::syntax(location_of(function), format!("{name} takes {expected} interval argument(s), got {}", sizes.len()))
-                .with_hint(usage(&name)));
+            return Err(
+                SqlError::syntax(location_of(function), format!("{name} takes {expected} interval argument(s), got {}", sizes.len())).with_hint(usage(&name))
+            );
         }
         if name != "SESSION" && !partition_by.is_empty() {
             return Err(SqlError::syntax(location_of(function), format!("PARTITION BY is only allowed in SESSION, not {name}")));
@@ -464,12 +455,7 @@ fn rewrite_select(select: &mut Select) -> Result<()> {
     };
     let table = table_name.0.last().map(|p| p.to_string()).unwrap_or_default();
     let alias = alias.clone().unwrap_or(TableAlias { name: Ident::new(table.clone()), columns: vec![], explicit: true, at: None });
-    let mut call_args = vec![
-        string_arg(&name.to_ascii_lowercase()),
-        string_arg(&table),
-        string_arg(&time_column),
-        string_arg(&partition_by.join(",")),
-    ];
+    let mut call_args = vec![string_arg(&name.to_ascii_lowercase()), string_arg(&table), string_arg(&time_column), string_arg(&partition_by.join(","))];
     call_args.extend(sizes.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))));
     *relation = window_table_factor(call_args, Some(alias));
     group_exprs.splice(position..=position, [Expr::Identifier(Ident::new("window_start")), Expr::Identifier(Ident::new("window_end"))]);

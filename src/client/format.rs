@@ -100,24 +100,14 @@ struct Table {
 
 impl Table {
     fn collect(schema: &Schema, batches: &[RecordBatch]) -> Result<Self, ArrowError> {
-        let options = FormatOptions::new()
-            .with_null("")
-            .with_timestamp_format(Some(TIMESTAMP_FORMAT))
-            .with_timestamp_tz_format(Some(TIMESTAMP_TZ_FORMAT));
+        let options = FormatOptions::new().with_null("").with_timestamp_format(Some(TIMESTAMP_FORMAT)).with_timestamp_tz_format(Some(TIMESTAMP_TZ_FORMAT));
         let ncols = schema.fields().len();
         let mut rows = Vec::new();
         for batch in batches {
             if batch.num_columns() != ncols {
-                return Err(ArrowError::SchemaError(format!(
-                    "result batch has {} columns but the schema has {ncols}",
-                    batch.num_columns()
-                )));
+                return Err(ArrowError::SchemaError(format!("result batch has {} columns but the schema has {ncols}", batch.num_columns())));
             }
-            let formatters = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-                .collect::<Result<Vec<_>, _>>()?;
+            let formatters = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
             for row in 0..batch.num_rows() {
                 rows.push(formatters.iter().map(|f| f.value(row).try_to_string()).collect::<Result<Vec<_>, _>>()?);
             }
@@ -194,11 +184,8 @@ fn display_text(s: &str) -> Cow<'_, str> {
 fn aligned(table: &Table, footer: bool) -> String {
     let ncols = table.ncols();
     let headers: Vec<Cow<'_, str>> = table.headers.iter().map(|h| display_text(h)).collect();
-    let rows: Vec<Vec<Cow<'_, str>>> =
-        table.rows.iter().map(|r| r.iter().map(|c| display_text(c)).collect()).collect();
-    let widths: Vec<usize> = (0..ncols)
-        .map(|c| rows.iter().map(|r| width(&r[c])).fold(width(&headers[c]), usize::max))
-        .collect();
+    let rows: Vec<Vec<Cow<'_, str>>> = table.rows.iter().map(|r| r.iter().map(|c| display_text(c)).collect()).collect();
+    let widths: Vec<usize> = (0..ncols).map(|c| rows.iter().map(|r| width(&r[c])).fold(width(&headers[c]), usize::max)).collect();
 
     let mut out = String::new();
     // Header: every column, the last one included, is padded and followed by
@@ -275,8 +262,7 @@ fn aligned_expanded(table: &Table, footer: bool) -> String {
     }
 
     let headers: Vec<Cow<'_, str>> = table.headers.iter().map(|h| display_text(h)).collect();
-    let rows: Vec<Vec<Cow<'_, str>>> =
-        table.rows.iter().map(|r| r.iter().map(|c| display_text(c)).collect()).collect();
+    let rows: Vec<Vec<Cow<'_, str>>> = table.rows.iter().map(|r| r.iter().map(|c| display_text(c)).collect()).collect();
     let hwidth = headers.iter().map(|h| width(h)).max().unwrap_or(0);
     let dwidth = rows.iter().flatten().map(|c| width(c)).max().unwrap_or(0);
 
@@ -379,9 +365,7 @@ fn csv_expanded(table: &Table) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{
-        ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray, TimestampSecondArray,
-    };
+    use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray, TimestampSecondArray};
     use datafusion::arrow::datatypes::{Field, SchemaRef, TimeUnit};
 
     use super::*;
@@ -393,10 +377,7 @@ mod tests {
 
     /// `id bigint, name text`.
     fn id_name_schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("name", DataType::Utf8, true),
-        ]))
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]))
     }
 
     fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
@@ -431,10 +412,7 @@ mod tests {
     #[test]
     fn aligned_one_row_centers_headers() {
         // psql: SELECT 1 AS a, 'foo' AS b;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Int32, false),
-            Field::new("b", DataType::Utf8, false),
-        ]));
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false), Field::new("b", DataType::Utf8, false)]));
         let batches = [batch(&schema, vec![Arc::new(Int32Array::from(vec![1])), Arc::new(StringArray::from(vec!["foo"]))])];
         let out = render(&schema, &batches, &ALIGNED).unwrap();
         assert_eq!(out, " a |  b  \n---+-----\n 1 | foo\n(1 row)\n\n");
@@ -443,14 +421,8 @@ mod tests {
     #[test]
     fn aligned_wide_header_over_narrow_numbers() {
         // A header wider than its numbers; a null number is blank.
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("total", DataType::Float64, true),
-            Field::new("ab", DataType::Utf8, true),
-        ]));
-        let batches = [batch(
-            &schema,
-            vec![Arc::new(Float64Array::from(vec![Some(1.5), None])), Arc::new(StringArray::from(vec!["x", "y"]))],
-        )];
+        let schema = Arc::new(Schema::new(vec![Field::new("total", DataType::Float64, true), Field::new("ab", DataType::Utf8, true)]));
+        let batches = [batch(&schema, vec![Arc::new(Float64Array::from(vec![Some(1.5), None])), Arc::new(StringArray::from(vec!["x", "y"]))])];
         let out = render(&schema, &batches, &ALIGNED).unwrap();
         assert_eq!(out, " total | ab \n-------+----\n   1.5 | x\n       | y\n(2 rows)\n\n");
     }
@@ -489,10 +461,7 @@ mod tests {
         ]));
         let batches = [batch(
             &schema,
-            vec![
-                Arc::new(TimestampSecondArray::from(vec![1_704_067_210])),
-                Arc::new(TimestampMillisecondArray::from(vec![1_704_067_210_500])),
-            ],
+            vec![Arc::new(TimestampSecondArray::from(vec![1_704_067_210])), Arc::new(TimestampMillisecondArray::from(vec![1_704_067_210_500]))],
         )];
         let out = render(&schema, &batches, &CSV).unwrap();
         assert_eq!(out, "ts,ms\n2024-01-01 00:00:10,2024-01-01 00:00:10.500\n");
@@ -518,10 +487,7 @@ mod tests {
 
     #[test]
     fn expanded_record_line_marks_the_column_boundary() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("a_long_column_name", DataType::Utf8, false),
-            Field::new("n", DataType::Int32, false),
-        ]));
+        let schema = Arc::new(Schema::new(vec![Field::new("a_long_column_name", DataType::Utf8, false), Field::new("n", DataType::Int32, false)]));
         let batches = [batch(&schema, vec![Arc::new(StringArray::from(vec!["xyz"])), Arc::new(Int32Array::from(vec![7]))])];
         let out = render(&schema, &batches, &EXPANDED).unwrap();
         assert_eq!(
@@ -560,29 +526,11 @@ mod tests {
             &schema,
             vec![
                 Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5, 6])),
-                Arc::new(StringArray::from(vec![
-                    Some("plain"),
-                    Some("a,b"),
-                    Some("say \"hi\""),
-                    Some("two\nlines"),
-                    None,
-                    Some("\\."),
-                ])),
+                Arc::new(StringArray::from(vec![Some("plain"), Some("a,b"), Some("say \"hi\""), Some("two\nlines"), None, Some("\\.")])),
             ],
         )];
         let out = render(&schema, &batches, &CSV).unwrap();
-        assert_eq!(
-            out,
-            concat!(
-                "id,name\n",
-                "1,plain\n",
-                "2,\"a,b\"\n",
-                "3,\"say \"\"hi\"\"\"\n",
-                "4,\"two\nlines\"\n",
-                "5,\n",
-                "6,\"\\.\"\n",
-            )
-        );
+        assert_eq!(out, concat!("id,name\n", "1,plain\n", "2,\"a,b\"\n", "3,\"say \"\"hi\"\"\"\n", "4,\"two\nlines\"\n", "5,\n", "6,\"\\.\"\n",));
     }
 
     #[test]
@@ -593,14 +541,8 @@ mod tests {
 
     #[test]
     fn csv_expanded_name_value_pairs() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("a,b", DataType::Utf8, true),
-        ]));
-        let batches = [batch(
-            &schema,
-            vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec![Some("x,y"), None]))],
-        )];
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("a,b", DataType::Utf8, true)]));
+        let batches = [batch(&schema, vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec![Some("x,y"), None]))])];
         let out = render(&schema, &batches, &CSV_EXPANDED).unwrap();
         assert_eq!(out, "id,1\n\"a,b\",\"x,y\"\nid,2\n\"a,b\",\n");
     }

@@ -28,6 +28,12 @@ pub struct Output {
     pub pager: Pager,
 }
 
+impl Default for Output {
+    fn default() -> Output {
+        Output::new()
+    }
+}
+
 impl Output {
     /// Standard output, paged when it is a terminal (psql's default).
     pub fn new() -> Output {

@@ -121,7 +121,13 @@ mod tests {
         catalog.add_statement("table", "t", "CREATE TABLE t (a INT) WITH ('connector' = 'datagen')");
         catalog.add_statement("set", "parallelism", "SET 'parallelism' = '4'");
         let id = catalog.new_pipeline_id();
-        catalog.pipelines.push(PipelineRecord { id: id.clone(), name: "out".into(), sql: "INSERT INTO out SELECT * FROM t".into(), running: true, parallelism: Some(3) });
+        catalog.pipelines.push(PipelineRecord {
+            id: id.clone(),
+            name: "out".into(),
+            sql: "INSERT INTO out SELECT * FROM t".into(),
+            running: true,
+            parallelism: Some(3),
+        });
         catalog.save(dir.path()).unwrap();
         let loaded = Catalog::load(dir.path()).unwrap();
         assert_eq!(loaded.statements.len(), 2);

@@ -329,7 +329,7 @@ impl Server {
                 for warning in handle.warnings() {
                     send(Reply::Notice(warning)).await?;
                 }
-                                state.catalog.pipelines.push(PipelineRecord {
+                state.catalog.pipelines.push(PipelineRecord {
                     id: id.clone(),
                     name: handle.name.clone(),
                     sql: parsed.text.clone(),
@@ -542,10 +542,7 @@ impl Server {
                     } else {
                         format!("it reads materialized view `{table}`, whose pipeline {} failed: {error}", pipeline.id)
                     };
-                    return Err(EddyError::ViewFailed {
-                        view: name.to_string(),
-                        reason,
-                    });
+                    return Err(EddyError::ViewFailed { view: name.to_string(), reason });
                 }
                 pending.extend(pipeline.source_tables());
             }
@@ -645,7 +642,6 @@ where
 
 /// The table a sorted query's unsorted rows are registered as.
 const RESULT_TABLE: &str = "__eddy_result";
-
 
 /// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
 fn start_bounded_query(

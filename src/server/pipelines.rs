@@ -345,18 +345,12 @@ impl PipelineHandle {
 
     /// The tables (and views) it reads.
     pub fn source_tables(&self) -> Vec<String> {
-        self.prepared
-            .plan
-            .sources()
-            .iter()
-            .map(|s| s.table.name.clone())
-            .collect()
+        self.prepared.plan.sources().iter().map(|s| s.table.name.clone()).collect()
     }
 
     /// True when it reads or writes `table`.
     pub fn uses_table(&self, table: &str) -> bool {
-        matches!(&self.target, Target::Table(def, _) if def.name == table)
-            || self.prepared.plan.sources().iter().any(|s| s.table.name == table)
+        matches!(&self.target, Target::Table(def, _) if def.name == table) || self.prepared.plan.sources().iter().any(|s| s.table.name == table)
     }
 
     /// Follows an `INSERT INTO` pipeline's output: the rows it writes to its sink

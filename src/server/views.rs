@@ -67,11 +67,7 @@ impl Change {
 /// Splits changelog rows (an `op` column, then the view's columns) into runs of
 /// rows and of retractions (`-U`, `-D`), in order.
 pub fn split_changelog(batch: &RecordBatch) -> Result<Vec<Change>, ArrowError> {
-    let ops = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| ArrowError::SchemaError("a changelog's first column is its op".into()))?;
+    let ops = batch.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| ArrowError::SchemaError("a changelog's first column is its op".into()))?;
     let rows = batch.project(&(1..batch.num_columns()).collect::<Vec<_>>())?;
     let retracts = |i: usize| matches!(ops.value(i), "-U" | "-D");
     let mut changes = Vec::new();
@@ -430,7 +426,11 @@ impl ViewSource {
     /// A source over `view`, and the table other statements see it as: the view's
     /// columns, with its key as PRIMARY KEY.
     pub fn new(view: Arc<MaterializedView>) -> (Self, eddy_sql::catalog::TableDef) {
-        let mut def = eddy_sql::catalog::TableDef::from_fields(&view.name, &view.schema.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<_>>(), &[("connector", "materialized-view")]);
+        let mut def = eddy_sql::catalog::TableDef::from_fields(
+            &view.name,
+            &view.schema.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<_>>(),
+            &[("connector", "materialized-view")],
+        );
         def.primary_key = view.key.iter().flatten().map(|&i| view.schema.field(i).name().clone()).collect();
         (ViewSource { view }, def)
     }
@@ -655,10 +655,7 @@ mod tests {
                 seen.push((next.retract, sorted_rows(&[next.rows])));
             }
         }
-        assert_eq!(
-            seen,
-            vec![(true, vec![("a".into(), 1)]), (false, vec![("a".into(), 10)]), (true, vec![("b".into(), 2)])]
-        );
+        assert_eq!(seen, vec![(true, vec![("a".into(), 1)]), (false, vec![("a".into(), 10)]), (true, vec![("b".into(), 2)])]);
 
         // A retraction staged for a checkpoint is saved with it.
         sink.retract(batch(&[("c", 3)])).await.unwrap();

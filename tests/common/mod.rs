@@ -1,5 +1,6 @@
 //! Helpers the end-to-end tests share.
 #![allow(dead_code)] // each test binary uses a subset of these helpers
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure with a backtrace
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -124,13 +125,7 @@ impl Server {
     /// [`Server::start`] with more environment variables.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: Vec<(&str, String)>) -> Server {
         let mut command = eddy();
-        command
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env_remove("EDDY_TOKEN")
-            .envs(env)
-            .stdout(Stdio::piped());
+        command.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra).env_remove("EDDY_TOKEN").envs(env).stdout(Stdio::piped());
         let mut process = Running::start(&mut command);
         let stdout = process.0.stdout.take().unwrap();
         let mut line = String::new();

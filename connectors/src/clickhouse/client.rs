@@ -111,13 +111,7 @@ pub(crate) struct Client {
 
 impl Client {
     /// A client for `url`; connects on the first request.
-    pub(crate) fn new(
-        url: Url,
-        table: String,
-        username: Option<String>,
-        password: Option<String>,
-        max_retries: u32,
-    ) -> Result<Client, ConnectorError> {
+    pub(crate) fn new(url: Url, table: String, username: Option<String>, password: Option<String>, max_retries: u32) -> Result<Client, ConnectorError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -328,7 +322,8 @@ mod tests {
         assert_eq!(f.reason, "Code: 60. DB::Exception: Table default.x doesn't exist.");
         assert!(!f.retryable);
         // Old servers answer 500 to a missing column; the code says it is permanent.
-        let f = classify(StatusCode::INTERNAL_SERVER_ERROR, "Code: 16, e.displayText() = DB::Exception: No such column zz in table a, e.what() = DB::Exception");
+        let f =
+            classify(StatusCode::INTERNAL_SERVER_ERROR, "Code: 16, e.displayText() = DB::Exception: No such column zz in table a, e.what() = DB::Exception");
         assert!(!f.retryable);
         let new = "Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS) (version 23.8.1.1)";
         let f = classify(StatusCode::INTERNAL_SERVER_ERROR, new);
@@ -340,7 +335,6 @@ mod tests {
         assert!(classify(StatusCode::REQUEST_TIMEOUT, "").retryable);
         assert!(!classify(StatusCode::BAD_REQUEST, "Code: 62. DB::Exception: Syntax error").retryable);
     }
-
 
     #[test]
     fn versions_and_tab_separated_answers_parse() {

@@ -143,11 +143,7 @@ impl ClickHouseOptions {
     /// touches the network.
     pub fn parse(def: &TableDef, schema: &SchemaRef) -> Result<ClickHouseOptions, ConnectorError> {
         let required = |key: &str, doc: &str| {
-            def.option(key).ok_or_else(|| ConnectorError::MissingOption {
-                option: key.to_string(),
-                connector: "clickhouse".to_string(),
-                doc: doc.to_string(),
-            })
+            def.option(key).ok_or_else(|| ConnectorError::MissingOption { option: key.to_string(), connector: "clickhouse".to_string(), doc: doc.to_string() })
         };
         let url = parse_url(required("url", "the server's HTTP interface, e.g. 'http://127.0.0.1:8123'")?)?;
         let table = non_empty("table", required("table", "the ClickHouse table to insert into")?)?;
@@ -166,11 +162,7 @@ impl ClickHouseOptions {
             if columns.contains(&column) {
                 Ok(())
             } else {
-                Err(ConnectorError::UnknownColumn {
-                    column: column.to_string(),
-                    context: format!("'{option}'"),
-                    valid: columns.join(", "),
-                })
+                Err(ConnectorError::UnknownColumn { column: column.to_string(), context: format!("'{option}'"), valid: columns.join(", ") })
             }
         };
         let table_engine = def.option("sink.table-engine").unwrap_or("MergeTree").trim().to_string();
@@ -184,7 +176,11 @@ impl ClickHouseOptions {
                     return Err(ConnectorError::invalid("sink.order-by", value, "expected comma-separated columns, or 'tuple()' for no sorting key"));
                 }
                 if !order_by.is_empty() && !is_merge_tree(&table_engine) {
-                    return Err(ConnectorError::invalid("sink.order-by", value, format!("only MergeTree-family engines have a sorting key, not '{table_engine}'")));
+                    return Err(ConnectorError::invalid(
+                        "sink.order-by",
+                        value,
+                        format!("only MergeTree-family engines have a sorting key, not '{table_engine}'"),
+                    ));
                 }
                 order_by
             }
@@ -210,7 +206,11 @@ impl ClickHouseOptions {
             "exactly-once" => {
                 let column = non_empty("sink.epoch-column", def.option("sink.epoch-column").unwrap_or("_eddy_epoch"))?;
                 if columns.contains(&column.as_str()) {
-                    return Err(ConnectorError::invalid("sink.epoch-column", &column, "the epoch column is filled by the sink, so it cannot be one of the table's declared columns"));
+                    return Err(ConnectorError::invalid(
+                        "sink.epoch-column",
+                        &column,
+                        "the epoch column is filled by the sink, so it cannot be one of the table's declared columns",
+                    ));
                 }
                 Some(column)
             }
@@ -239,8 +239,7 @@ impl ClickHouseOptions {
 
 /// An `http://` or `https://` URL with a host.
 fn parse_url(value: &str) -> Result<Url, ConnectorError> {
-    let url = Url::parse(value.trim())
-        .map_err(|e| ConnectorError::invalid("url", value, format!("not a URL ({e}); expected e.g. 'http://127.0.0.1:8123'")))?;
+    let url = Url::parse(value.trim()).map_err(|e| ConnectorError::invalid("url", value, format!("not a URL ({e}); expected e.g. 'http://127.0.0.1:8123'")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(ConnectorError::invalid("url", value, "expected an http:// or https:// URL with a host, e.g. 'http://127.0.0.1:8123'"));
     }
@@ -286,9 +285,8 @@ fn engine_name(engine: &str) -> &str {
 fn engine_columns(engine: &str) -> Result<Vec<String>, ConnectorError> {
     let bad = |reason: &str| ConnectorError::invalid("sink.table-engine", engine, reason.to_string());
     let name = engine_name(engine);
-    let is_identifier = |s: &str| {
-        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
+    let is_identifier =
+        |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !is_identifier(name) {
         return Err(bad("expected an engine such as 'MergeTree' or 'ReplacingMergeTree(version)'"));
     }
@@ -338,11 +336,7 @@ mod tests {
     use super::*;
 
     fn parse(options: &[(&str, &str)]) -> Result<ClickHouseOptions, String> {
-        let fields = [
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-            Field::new("version", DataType::Int64, true),
-        ];
+        let fields = [Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, true), Field::new("version", DataType::Int64, true)];
         let mut all = vec![("connector", "clickhouse"), ("url", "http://127.0.0.1:8123"), ("table", "t")];
         all.extend_from_slice(options);
         let mut def = TableDef::from_fields("t", &fields, &all);
@@ -374,10 +368,7 @@ mod tests {
         assert!(parse(&[("url", "ftp://host/")]).unwrap_err().contains("expected an http:// or https:// URL"));
         assert!(parse(&[("sink.batch-rows", "0")]).unwrap_err().contains("expected a positive integer"));
         assert!(parse(&[("sink.create-table", "yes")]).unwrap_err().contains("expected 'true' or 'false'"));
-        assert_eq!(
-            parse(&[("sink.order-by", "id, nme")]).unwrap_err(),
-            "unknown column 'nme' for 'sink.order-by'; valid columns: id, name, version"
-        );
+        assert_eq!(parse(&[("sink.order-by", "id, nme")]).unwrap_err(), "unknown column 'nme' for 'sink.order-by'; valid columns: id, name, version");
         assert_eq!(
             parse(&[("sink.table-engine", "ReplacingMergeTree(ver)")]).unwrap_err(),
             "unknown column 'ver' for 'sink.table-engine'; valid columns: id, name, version"
@@ -402,10 +393,7 @@ mod tests {
     #[test]
     fn engine_arguments_that_are_identifiers_are_columns() {
         assert_eq!(engine_columns("ReplacingMergeTree(version)").unwrap(), vec!["version"]);
-        assert_eq!(
-            engine_columns("ReplicatedReplacingMergeTree('/clickhouse/{shard}/t', '{replica}', version)").unwrap(),
-            vec!["version"]
-        );
+        assert_eq!(engine_columns("ReplicatedReplacingMergeTree('/clickhouse/{shard}/t', '{replica}', version)").unwrap(), vec!["version"]);
         assert!(engine_columns("MergeTree").unwrap().is_empty());
         assert!(engine_columns("MergeTree()").unwrap().is_empty());
         assert!(engine_columns("SummingMergeTree((a, b))").unwrap().is_empty());

@@ -27,16 +27,18 @@ use std::fmt;
 
 use datafusion::arrow::array::{Array, ArrowPrimitiveType, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 
 /// A ClickHouse column type, as far as the sink needs to understand it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ChType {
     /// `Int8`..`Int256` (`signed`) or `UInt8`..`UInt256`, `bytes` wide.
-    Int { bytes: usize, signed: bool },
+    Int {
+        bytes: usize,
+        signed: bool,
+    },
     Float32,
     Float64,
     Bool,
@@ -49,7 +51,10 @@ pub(crate) enum ChType {
     /// `DateTime64(precision[, 'zone'])`.
     DateTime64(u32),
     /// `Decimal(P, S)` and its aliases `Decimal32(S)`..`Decimal256(S)`.
-    Decimal { precision: u32, scale: u32 },
+    Decimal {
+        precision: u32,
+        scale: u32,
+    },
     Nullable(Box<ChType>),
     LowCardinality(Box<ChType>),
     /// Any type the sink cannot write (Enum8, Array(...), UUID...), as the server spells it.
@@ -309,9 +314,8 @@ fn value_writer<'a>(array: &'a dyn Array, ch_type: &ChType) -> Result<WriteFn<'a
             let values = array.as_primitive::<Date32Type>().values();
             Ok(Box::new(move |row, out| {
                 let days = values[row];
-                let days = u16::try_from(days).map_err(|_| {
-                    format!("date {} is outside ClickHouse's Date range 1970-01-01..2149-06-06; use a Date32 column", format_days(days))
-                })?;
+                let days = u16::try_from(days)
+                    .map_err(|_| format!("date {} is outside ClickHouse's Date range 1970-01-01..2149-06-06; use a Date32 column", format_days(days)))?;
                 out.extend_from_slice(&days.to_le_bytes());
                 Ok(())
             }))
@@ -357,9 +361,7 @@ fn value_writer<'a>(array: &'a dyn Array, ch_type: &ChType) -> Result<WriteFn<'a
             let values = array.as_primitive::<Decimal128Type>().values();
             Ok(Box::new(move |row, out| {
                 let value = values[row].checked_mul(rescale).filter(|v| limit.is_none_or(|l| v.unsigned_abs() < l.unsigned_abs()));
-                let value = value.ok_or_else(|| {
-                    format!("value {} does not fit ClickHouse type Decimal({precision}, {scale})", values[row])
-                })?;
+                let value = value.ok_or_else(|| format!("value {} does not fit ClickHouse type Decimal({precision}, {scale})", values[row]))?;
                 write_int(value, bytes, out);
                 Ok(())
             }))
@@ -431,11 +433,7 @@ pub(crate) fn write_string(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// Timestamps of `array` (in `unit`) as ticks of 10^-`precision` s, rounding down
 /// (toward the past, also before 1970) when the target is coarser.
-fn timestamp_ticks<'a>(
-    array: &'a dyn Array,
-    unit: TimeUnit,
-    precision: u32,
-) -> Box<dyn Fn(usize) -> Result<i64, String> + 'a> {
+fn timestamp_ticks<'a>(array: &'a dyn Array, unit: TimeUnit, precision: u32) -> Box<dyn Fn(usize) -> Result<i64, String> + 'a> {
     let values = match unit {
         TimeUnit::Second => array.as_primitive::<TimestampSecondType>().values(),
         TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().values(),
@@ -453,9 +451,7 @@ fn timestamp_ticks<'a>(
     Box::new(move |row| {
         let value = values[row];
         if precision >= digits {
-            value
-                .checked_mul(factor)
-                .ok_or_else(|| format!("timestamp {value} does not fit DateTime64({precision})"))
+            value.checked_mul(factor).ok_or_else(|| format!("timestamp {value} does not fit DateTime64({precision})"))
         } else {
             Ok(value.div_euclid(factor))
         }
@@ -474,8 +470,7 @@ fn decimal_bytes(precision: u32) -> usize {
 
 /// `YYYY-MM-DD` for days since the epoch, for messages.
 fn format_days(days: i32) -> String {
-    chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)
-        .map_or_else(|| format!("{days} days since 1970-01-01"), |d| d.format("%Y-%m-%d").to_string())
+    chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0).map_or_else(|| format!("{days} days since 1970-01-01"), |d| d.format("%Y-%m-%d").to_string())
 }
 
 /// The ClickHouse type a new table gets for an Arrow type (without `Nullable`), or
@@ -512,8 +507,8 @@ mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{
-        ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Int32Array, Int64Array, StringArray,
-        TimestampMicrosecondArray, TimestampMillisecondArray, UInt64Array,
+        ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray, UInt64Array,
     };
 
     use super::*;
@@ -544,19 +539,14 @@ mod tests {
     fn nullable_values_carry_a_flag() {
         assert_eq!(encode(Arc::new(Int32Array::from(vec![None])), "Nullable(Int32)").unwrap(), vec![1]);
         assert_eq!(encode(Arc::new(Int32Array::from(vec![Some(5)])), "Nullable(Int32)").unwrap(), vec![0, 5, 0, 0, 0]);
-        assert_eq!(
-            encode(Arc::new(StringArray::from(vec![None, Some("a")])), "LowCardinality(Nullable(String))").unwrap(),
-            vec![1, 0, 1, b'a']
-        );
+        assert_eq!(encode(Arc::new(StringArray::from(vec![None, Some("a")])), "LowCardinality(Nullable(String))").unwrap(), vec![1, 0, 1, b'a']);
         let e = encode(Arc::new(Int32Array::from(vec![Some(1), None])), "Int32").unwrap_err();
         assert!(e.starts_with("column 'c' is NULL in a row, but its ClickHouse type Int32 is not Nullable"), "{e}");
     }
 
     #[test]
     fn decimals_are_unscaled_integers_of_the_precisions_width() {
-        let d = |v: i128, p: u8, s: i8| -> ArrayRef {
-            Arc::new(Decimal128Array::from(vec![v]).with_precision_and_scale(p, s).unwrap())
-        };
+        let d = |v: i128, p: u8, s: i8| -> ArrayRef { Arc::new(Decimal128Array::from(vec![v]).with_precision_and_scale(p, s).unwrap()) };
         assert_eq!(encode(d(1234, 9, 2), "Decimal(9, 2)").unwrap(), 1234i32.to_le_bytes().to_vec());
         assert_eq!(encode(d(-1234, 9, 2), "Decimal(18, 4)").unwrap(), (-123_400i64).to_le_bytes().to_vec());
         assert_eq!(encode(d(1234, 9, 2), "Decimal128(2)").unwrap(), 1234i128.to_le_bytes().to_vec());
@@ -607,10 +597,8 @@ mod tests {
             ("b", Arc::new(StringArray::from(vec![Some("x"), None])) as ArrayRef),
         ])
         .unwrap();
-        let columns = [
-            ColumnTarget { name: "a".into(), ch_type: ChType::parse("Int32") },
-            ColumnTarget { name: "b".into(), ch_type: ChType::parse("Nullable(String)") },
-        ];
+        let columns =
+            [ColumnTarget { name: "a".into(), ch_type: ChType::parse("Int32") }, ColumnTarget { name: "b".into(), ch_type: ChType::parse("Nullable(String)") }];
         let mut out = Vec::new();
         encode_batch(&batch, &columns, &mut out).unwrap();
         assert_eq!(out, vec![1, 0, 0, 0, 0, 1, b'x', 2, 0, 0, 0, 1]);
@@ -622,10 +610,7 @@ mod tests {
         assert_eq!(ChType::parse("DateTime64(3, 'Asia/Tokyo')"), ChType::DateTime64(3));
         assert_eq!(ChType::parse("Decimal(9, 2)"), ChType::Decimal { precision: 9, scale: 2 });
         assert_eq!(ChType::parse("Decimal64(4)"), ChType::Decimal { precision: 18, scale: 4 });
-        assert_eq!(
-            ChType::parse("LowCardinality(Nullable(String))"),
-            ChType::LowCardinality(Box::new(ChType::Nullable(Box::new(ChType::String))))
-        );
+        assert_eq!(ChType::parse("LowCardinality(Nullable(String))"), ChType::LowCardinality(Box::new(ChType::Nullable(Box::new(ChType::String)))));
         assert_eq!(ChType::parse("UInt256"), ChType::Int { bytes: 32, signed: false });
         assert_eq!(ChType::parse("Enum8('a' = 1)"), ChType::Other("Enum8('a' = 1)".into()));
         assert_eq!(ChType::parse("Decimal(99, 2)"), ChType::Other("Decimal(99, 2)".into()));

@@ -67,13 +67,7 @@ impl ClickHouseSink {
     pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<ClickHouseSink, ConnectorError> {
         let options = ClickHouseOptions::parse(def, &schema)?;
         let table = format!("{}.{}", quote_identifier(&options.database), quote_identifier(&options.table));
-        let client = Client::new(
-            options.url.clone(),
-            table.clone(),
-            options.username.clone(),
-            options.password.clone(),
-            options.max_retries,
-        )?;
+        let client = Client::new(options.url.clone(), table.clone(), options.username.clone(), options.password.clone(), options.max_retries)?;
         let readable: String = options.table.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
         let epochs = options.epoch_column.is_some().then(|| HeldEpochs::new(Arc::clone(&schema)));
         Ok(ClickHouseSink {
@@ -105,8 +99,7 @@ impl ClickHouseSink {
             return Ok(());
         }
         let answer = self.client.query("cannot read the ClickHouse server version", "SELECT version()", &[]).await?;
-        let version = ServerVersion::parse(&answer)
-            .ok_or_else(|| self.setup_error(format!("unexpected answer to SELECT version(): '{}'", answer.trim())))?;
+        let version = ServerVersion::parse(&answer).ok_or_else(|| self.setup_error(format!("unexpected answer to SELECT version(): '{}'", answer.trim())))?;
         if self.options.create_table {
             self.create_table(version).await?;
         }
@@ -128,15 +121,10 @@ impl ClickHouseSink {
         for field in self.schema.fields() {
             let Some(server_type) = rows.iter().find(|r| r.first() == Some(field.name())).and_then(|r| r.get(1)) else {
                 let known: Vec<&str> = rows.iter().filter_map(|r| r.first().map(String::as_str)).collect();
-                return Err(self.setup_error(format!(
-                    "column '{}' does not exist in the ClickHouse table, which has: {}",
-                    field.name(),
-                    known.join(", ")
-                )));
+                return Err(self.setup_error(format!("column '{}' does not exist in the ClickHouse table, which has: {}", field.name(), known.join(", "))));
             };
             let ch_type = ChType::parse(server_type);
-            rowbinary::check_compatible(field.data_type(), &ch_type)
-                .map_err(|e| self.setup_error(format!("column '{}': {e}", field.name())))?;
+            rowbinary::check_compatible(field.data_type(), &ch_type).map_err(|e| self.setup_error(format!("column '{}': {e}", field.name())))?;
             columns.push(ColumnTarget { name: field.name().clone(), ch_type });
         }
         let mut names: Vec<String> = columns.iter().map(|c| quote_identifier(&c.name)).collect();
@@ -170,12 +158,10 @@ impl ClickHouseSink {
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for field in self.schema.fields() {
             let name = field.name();
-            let base = rowbinary::default_type(field.data_type(), version.has_datetime64()).ok_or_else(|| {
-                ConnectorError::UnsupportedType {
-                    connector: "clickhouse".to_string(),
-                    column: name.clone(),
-                    data_type: field.data_type().to_string(),
-                }
+            let base = rowbinary::default_type(field.data_type(), version.has_datetime64()).ok_or_else(|| ConnectorError::UnsupportedType {
+                connector: "clickhouse".to_string(),
+                column: name.clone(),
+                data_type: field.data_type().to_string(),
             })?;
             // Sorting keys and engine columns (versions, signs) cannot be Nullable:
             // a NULL in them is reported when it is written.

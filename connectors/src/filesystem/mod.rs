@@ -96,13 +96,11 @@ pub struct S3Options {
 impl FsOptions {
     /// Parses and checks the options of `def` (no file system access).
     pub fn parse(def: &TableDef) -> Result<Self, ConnectorError> {
-        let path = def
-            .option("path")
-            .ok_or_else(|| ConnectorError::MissingOption {
-                option: "path".into(),
-                connector: "filesystem".into(),
-                doc: "a file, directory or glob, e.g. 'path' = 'data/events.json'".into(),
-            })?;
+        let path = def.option("path").ok_or_else(|| ConnectorError::MissingOption {
+            option: "path".into(),
+            connector: "filesystem".into(),
+            doc: "a file, directory or glob, e.g. 'path' = 'data/events.json'".into(),
+        })?;
         let path = parse_path(path)?;
         let format = match def.option("format") {
             None => {
@@ -116,13 +114,7 @@ impl FsOptions {
                 "json" => FileFormat::Json,
                 "csv" => FileFormat::Csv,
                 "parquet" => FileFormat::Parquet,
-                _ => {
-                    return Err(ConnectorError::invalid(
-                        "format",
-                        f,
-                        "expected one of 'json', 'csv', 'parquet'",
-                    ))
-                }
+                _ => return Err(ConnectorError::invalid("format", f, "expected one of 'json', 'csv', 'parquet'")),
             },
         };
         let delimiter = match def.option("csv.field-delimiter") {
@@ -135,8 +127,7 @@ impl FsOptions {
             delimiter,
             header: opt(def, "csv.header", parse_bool)?.unwrap_or(false),
             batch_rows: batch_rows(def)?,
-            rolling_file_size: opt(def, "sink.rolling-policy.file-size", parse_size)?
-                .unwrap_or(DEFAULT_ROLLING_FILE_SIZE),
+            rolling_file_size: opt(def, "sink.rolling-policy.file-size", parse_size)?.unwrap_or(DEFAULT_ROLLING_FILE_SIZE),
             rollover_interval: opt(def, "sink.rolling-policy.rollover-interval", parse_duration)?,
             partitioned_by: def.partitioned_by.clone(),
             s3: S3Options {
@@ -159,11 +150,7 @@ fn parse_delimiter(d: &str) -> Result<u8, ConnectorError> {
     };
     match bytes {
         [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' && *b != b'"' => Ok(*b),
-        _ => Err(ConnectorError::invalid(
-            "csv.field-delimiter",
-            d,
-            "expected a single ASCII character other than a quote or newline, e.g. ',' or '\\t'",
-        )),
+        _ => Err(ConnectorError::invalid("csv.field-delimiter", d, "expected a single ASCII character other than a quote or newline, e.g. ',' or '\\t'")),
     }
 }
 
@@ -189,17 +176,13 @@ fn parse_path(path: &str) -> Result<String, ConnectorError> {
 
 /// Names starting with `.` or `_` are hidden (in-progress sink files, `_SUCCESS` markers).
 fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
 }
 
 /// The files `path` names, sorted: a file, every visible file under a directory, or a glob's matches.
 pub fn list_files(path: &str) -> Result<Vec<PathBuf>, ConnectorError> {
     if path.contains(['*', '?', '[']) {
-        let entries = glob::glob(path).map_err(|e| {
-            ConnectorError::invalid("path", path, format!("not a valid glob pattern: {e}"))
-        })?;
+        let entries = glob::glob(path).map_err(|e| ConnectorError::invalid("path", path, format!("not a valid glob pattern: {e}")))?;
         let mut files = Vec::new();
         for entry in entries {
             let p = entry.map_err(|e| {
@@ -219,9 +202,7 @@ pub fn list_files(path: &str) -> Result<Vec<PathBuf>, ConnectorError> {
     let p = Path::new(path);
     let meta = match std::fs::metadata(p) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ConnectorError::PathNotFound(path.to_string()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConnectorError::PathNotFound(path.to_string())),
         Err(e) => return Err(ConnectorError::io("read", p, e)),
     };
     if !meta.is_dir() {
@@ -288,23 +269,17 @@ impl Source for FileSource {
         let o = &self.options;
         let partitioned = &o.partitioned_by;
         // Files of a partitioned table hold every column but the partition ones.
-        let file_schema = if partitioned.is_empty() {
-            SchemaRef::clone(&self.schema)
-        } else {
-            partition::WithPartitionValues::file_schema(&self.schema, partitioned)
-        };
+        let file_schema =
+            if partitioned.is_empty() { SchemaRef::clone(&self.schema) } else { partition::WithPartitionValues::file_schema(&self.schema, partitioned) };
         let mut readers = Vec::new();
         for f in list_files(&o.path)? {
             let label = f.to_string_lossy().into_owned();
             let schema = SchemaRef::clone(&file_schema);
             let reader: Box<dyn SourceReader> = match o.format {
                 FileFormat::Json => Box::new(text::TextFileReader::new(f, text::TextFormat::Json, schema, o.batch_rows)),
-                FileFormat::Csv => Box::new(text::TextFileReader::new(
-                    f,
-                    text::TextFormat::Csv { delimiter: o.delimiter, header: o.header },
-                    schema,
-                    o.batch_rows,
-                )),
+                FileFormat::Csv => {
+                    Box::new(text::TextFileReader::new(f, text::TextFormat::Csv { delimiter: o.delimiter, header: o.header }, schema, o.batch_rows))
+                }
                 FileFormat::Parquet => Box::new(parquet::ParquetFileReader::new(f, schema, o.batch_rows)),
             };
             readers.push(if partitioned.is_empty() {

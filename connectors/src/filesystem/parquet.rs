@@ -9,9 +9,7 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
 use datafusion::arrow::compute::{can_cast_types, cast, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::arrow_reader::{
-    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
-};
+use datafusion::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use datafusion::parquet::arrow::ProjectionMask;
 use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
 
@@ -40,8 +38,7 @@ struct OpenParquet {
 fn open(path: &Path, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParquet, ConnectorError> {
     let label = path.display().to_string();
     let file = File::open(path).map_err(|e| ConnectorError::io("open", path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| ConnectorError::parquet(format!("cannot read Parquet file '{label}'"), e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ConnectorError::parquet(format!("cannot read Parquet file '{label}'"), e))?;
     let file_schema = SchemaRef::clone(builder.schema());
     let mut indices = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
@@ -49,17 +46,10 @@ fn open(path: &Path, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParque
             return Err(ConnectorError::MissingColumn {
                 column: field.name().clone(),
                 path: label,
-                available: file_schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: file_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
             });
         };
-        if file_field.data_type() != field.data_type()
-            && !can_cast_types(file_field.data_type(), field.data_type())
-        {
+        if file_field.data_type() != field.data_type() && !can_cast_types(file_field.data_type(), field.data_type()) {
             return Err(ConnectorError::IncompatibleType {
                 column: field.name().clone(),
                 declared: field.data_type().to_string(),
@@ -72,10 +62,7 @@ fn open(path: &Path, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParque
     let mut sorted = indices.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    let positions = indices
-        .iter()
-        .map(|i| sorted.binary_search(i).unwrap_or(0))
-        .collect();
+    let positions = indices.iter().map(|i| sorted.binary_search(i).unwrap_or(0)).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), sorted);
     let reader = builder
         .with_projection(mask)
@@ -88,15 +75,7 @@ fn open(path: &Path, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParque
 impl ParquetFileReader {
     /// A reader for `path`; the file is opened on the first read.
     pub fn new(path: PathBuf, schema: SchemaRef, batch_rows: usize) -> Self {
-        ParquetFileReader {
-            label: path.display().to_string(),
-            path,
-            schema,
-            batch_rows,
-            state: None,
-            done: false,
-            rows_read: 0,
-        }
+        ParquetFileReader { label: path.display().to_string(), path, schema, batch_rows, state: None, done: false, rows_read: 0 }
     }
 
     /// The next batch, synchronously.
@@ -106,9 +85,7 @@ impl ParquetFileReader {
         }
         let state = match &mut self.state {
             Some(s) => s,
-            None => self
-                .state
-                .insert(open(&self.path, &self.schema, self.batch_rows)?),
+            None => self.state.insert(open(&self.path, &self.schema, self.batch_rows)?),
         };
         let Some(next) = state.reader.next() else {
             self.done = true;
@@ -119,32 +96,15 @@ impl ParquetFileReader {
         let batch = next.map_err(|e| ConnectorError::arrow(ctx(), e))?;
         let first_row = self.rows_read;
         self.rows_read += batch.num_rows() as u64;
-        let originals: Vec<ArrayRef> = state
-            .positions
-            .iter()
-            .map(|&pos| ArrayRef::clone(batch.column(pos)))
-            .collect();
-        convert(
-            &self.schema,
-            originals,
-            batch.num_rows(),
-            &self.label,
-            first_row,
-        )
-        .map(Some)
+        let originals: Vec<ArrayRef> = state.positions.iter().map(|&pos| ArrayRef::clone(batch.column(pos))).collect();
+        convert(&self.schema, originals, batch.num_rows(), &self.label, first_row).map(Some)
     }
 }
 
 /// Casts the file's columns to the declared types and builds the output batch. Rows
 /// with a value that cannot be converted, or a null in a NOT NULL column, become
 /// malformed records instead of being turned into nulls or failing the batch.
-fn convert(
-    schema: &SchemaRef,
-    originals: Vec<ArrayRef>,
-    num_rows: usize,
-    label: &str,
-    first_row: u64,
-) -> Result<SourceBatch, ConnectorError> {
+fn convert(schema: &SchemaRef, originals: Vec<ArrayRef>, num_rows: usize, label: &str, first_row: u64) -> Result<SourceBatch, ConnectorError> {
     let ctx = || format!("reading Parquet file '{label}'");
     let mut errors: Vec<Option<String>> = Vec::new();
     let mut note = |i: usize, msg: String| {
@@ -169,15 +129,7 @@ fn convert(
             if c.null_count() > orig.null_count() {
                 for i in 0..num_rows {
                     if c.is_null(i) && orig.is_valid(i) {
-                        note(
-                            i,
-                            format!(
-                                "column '{}': the file's {} value cannot be converted to {}",
-                                field.name(),
-                                orig.data_type(),
-                                field.data_type()
-                            ),
-                        );
+                        note(i, format!("column '{}': the file's {} value cannot be converted to {}", field.name(), orig.data_type(), field.data_type()));
                     }
                 }
             }
@@ -194,27 +146,14 @@ fn convert(
     }
     let relaxed = |cols: &[ArrayRef]| {
         std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
-            schema
-                .fields()
-                .iter()
-                .zip(cols)
-                .map(|(f, c)| {
-                    datafusion::arrow::datatypes::Field::new(f.name(), c.data_type().clone(), true)
-                })
-                .collect::<Vec<_>>(),
+            schema.fields().iter().zip(cols).map(|(f, c)| datafusion::arrow::datatypes::Field::new(f.name(), c.data_type().clone(), true)).collect::<Vec<_>>(),
         ))
     };
     if errors.is_empty() {
-        let rows = RecordBatch::try_new(SchemaRef::clone(schema), columns)
-            .map_err(|e| ConnectorError::arrow(ctx(), e))?;
-        return Ok(SourceBatch {
-            rows,
-            malformed: Vec::new(),
-            retract: false,
-        });
+        let rows = RecordBatch::try_new(SchemaRef::clone(schema), columns).map_err(|e| ConnectorError::arrow(ctx(), e))?;
+        return Ok(SourceBatch { rows, malformed: Vec::new(), retract: false });
     }
-    let raw = RecordBatch::try_new(relaxed(&originals), originals)
-        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
+    let raw = RecordBatch::try_new(relaxed(&originals), originals).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let mut malformed = Vec::new();
     for (i, err) in errors.iter().enumerate() {
         if let Some(error) = err {
@@ -226,11 +165,9 @@ fn convert(
         }
     }
     let keep: BooleanArray = errors.iter().map(|e| Some(e.is_none())).collect();
-    let all = RecordBatch::try_new(relaxed(&columns), columns)
-        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
+    let all = RecordBatch::try_new(relaxed(&columns), columns).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let kept = filter_record_batch(&all, &keep).map_err(|e| ConnectorError::arrow(ctx(), e))?;
-    let rows = RecordBatch::try_new(SchemaRef::clone(schema), kept.columns().to_vec())
-        .map_err(|e| ConnectorError::arrow(ctx(), e))?;
+    let rows = RecordBatch::try_new(SchemaRef::clone(schema), kept.columns().to_vec()).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     Ok(SourceBatch { rows, malformed, retract: false })
 }
 

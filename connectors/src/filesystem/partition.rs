@@ -65,10 +65,7 @@ pub(crate) fn unescape(component: &str) -> String {
 pub(crate) fn values_in_path(relative_path: &str) -> HashMap<String, Option<String>> {
     let mut dirs: Vec<&str> = relative_path.split(['/', '\\']).collect();
     dirs.pop(); // the file name
-    dirs.into_iter()
-        .filter_map(|d| d.split_once('='))
-        .map(|(k, v)| (unescape(k), if v == NULL_PARTITION { None } else { Some(unescape(v)) }))
-        .collect()
+    dirs.into_iter().filter_map(|d| d.split_once('=')).map(|(k, v)| (unescape(k), if v == NULL_PARTITION { None } else { Some(unescape(v)) })).collect()
 }
 
 /// The partition directory (`dt=2024-01-01/hour=3`) of each row, from the
@@ -113,12 +110,7 @@ pub(crate) struct WithPartitionValues {
 impl WithPartitionValues {
     /// `inner` reads `file_schema` (= `schema` without `partition_columns`) from the
     /// file at `relative_path` below the table root.
-    pub(crate) fn try_new(
-        inner: Box<dyn SourceReader>,
-        schema: SchemaRef,
-        partition_columns: &[String],
-        relative_path: &str,
-    ) -> Result<Self, ConnectorError> {
+    pub(crate) fn try_new(inner: Box<dyn SourceReader>, schema: SchemaRef, partition_columns: &[String], relative_path: &str) -> Result<Self, ConnectorError> {
         let found = values_in_path(relative_path);
         let mut constants = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
@@ -138,11 +130,7 @@ impl WithPartitionValues {
                 Some(text) => ScalarValue::try_from_string(text.clone(), field.data_type()),
             }
             .map_err(|e| {
-                ConnectorError::invalid(
-                    "path",
-                    relative_path,
-                    format!("partition value {}={value:?} is not a {}: {e}", field.name(), field.data_type()),
-                )
+                ConnectorError::invalid("path", relative_path, format!("partition value {}={value:?} is not a {}: {e}", field.name(), field.data_type()))
             })?;
             constants.push(Some(scalar));
         }
@@ -151,9 +139,7 @@ impl WithPartitionValues {
 
     /// The schema a file of a table with `schema` holds: without the partition columns.
     pub(crate) fn file_schema(schema: &SchemaRef, partition_columns: &[String]) -> SchemaRef {
-        Arc::new(Schema::new(
-            schema.fields().iter().filter(|f| !partition_columns.contains(f.name())).cloned().collect::<Vec<_>>(),
-        ))
+        Arc::new(Schema::new(schema.fields().iter().filter(|f| !partition_columns.contains(f.name())).cloned().collect::<Vec<_>>()))
     }
 }
 
@@ -208,10 +194,7 @@ mod tests {
 
     #[test]
     fn directories_from_rows_and_values_from_paths() {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec![Some("2024-01-01"), None])),
-            Arc::new(Int32Array::from(vec![3, 14])),
-        ];
+        let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![Some("2024-01-01"), None])), Arc::new(Int32Array::from(vec![3, 14]))];
         let dirs = row_directories(&["dt", "hour"], &columns).unwrap();
         assert_eq!(dirs, vec!["dt=2024-01-01/hour=3", "dt=__HIVE_DEFAULT_PARTITION__/hour=14"]);
         let found = values_in_path("dt=2024-01-01/hour=3/part-1.parquet");

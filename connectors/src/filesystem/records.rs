@@ -166,11 +166,7 @@ impl RecordChunker {
             }
             let s = chunk.data.len();
             chunk.data.extend_from_slice(bytes);
-            chunk.records.push(Record {
-                start: s,
-                end: chunk.data.len(),
-                line,
-            });
+            chunk.records.push(Record { start: s, end: chunk.data.len(), line });
             chunk.data.push(b'\n');
         }
         Ok((!chunk.records.is_empty()).then_some(chunk))
@@ -207,18 +203,12 @@ impl RecordChunker {
                 while i < self.buf.len() {
                     let b = self.buf[i];
                     state = match state {
-                        CsvState::FieldStart | CsvState::Unquoted | CsvState::QuoteInQuoted
-                            if b == b'\n' =>
-                        {
+                        CsvState::FieldStart | CsvState::Unquoted | CsvState::QuoteInQuoted if b == b'\n' => {
                             self.csv_state = state;
                             return Some(i);
                         }
                         CsvState::FieldStart if b == quote => CsvState::Quoted,
-                        CsvState::FieldStart | CsvState::Unquoted | CsvState::QuoteInQuoted
-                            if b == delimiter =>
-                        {
-                            CsvState::FieldStart
-                        }
+                        CsvState::FieldStart | CsvState::Unquoted | CsvState::QuoteInQuoted if b == delimiter => CsvState::FieldStart,
                         CsvState::FieldStart | CsvState::Unquoted => CsvState::Unquoted,
                         CsvState::Quoted if b == quote => CsvState::QuoteInQuoted,
                         CsvState::Quoted => {
@@ -283,20 +273,11 @@ mod tests {
     use std::io::Write;
 
     fn chunks(text: &str, framing: Framing, skip: bool, max: usize) -> Vec<Vec<(String, u64)>> {
-        chunks_marked(text, framing, skip, max, QUOTED_RECORD_BYTES_MAX)
-            .into_iter()
-            .map(|c| c.into_iter().map(|(r, l, _)| (r, l)).collect())
-            .collect()
+        chunks_marked(text, framing, skip, max, QUOTED_RECORD_BYTES_MAX).into_iter().map(|c| c.into_iter().map(|(r, l, _)| (r, l)).collect()).collect()
     }
 
     /// Records as (text, line, cut at an unterminated quote), chunk by chunk.
-    fn chunks_marked(
-        text: &str,
-        framing: Framing,
-        skip: bool,
-        max: usize,
-        quoted_bytes_max: usize,
-    ) -> Vec<Vec<(String, u64, bool)>> {
+    fn chunks_marked(text: &str, framing: Framing, skip: bool, max: usize, quoted_bytes_max: usize) -> Vec<Vec<(String, u64, bool)>> {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
         let mut c = RecordChunker::open(f.path(), framing, skip).unwrap();
@@ -304,77 +285,24 @@ mod tests {
         let mut out = vec![];
         while let Some(ch) = c.next_chunk(max).unwrap() {
             out.push(
-                ch.records
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        (
-                            String::from_utf8_lossy(ch.bytes(r)).into_owned(),
-                            r.line,
-                            ch.unterminated.contains(&i),
-                        )
-                    })
-                    .collect(),
+                ch.records.iter().enumerate().map(|(i, r)| (String::from_utf8_lossy(ch.bytes(r)).into_owned(), r.line, ch.unterminated.contains(&i))).collect(),
             );
         }
         out
     }
 
-    const CSV: Framing = Framing::Csv {
-        delimiter: b',',
-        quote: b'"',
-    };
+    const CSV: Framing = Framing::Csv { delimiter: b',', quote: b'"' };
 
     #[test]
     fn an_unterminated_quote_is_one_line_and_the_lines_after_it_are_read() {
-        let got = chunks_marked(
-            "1,a\n2,\"b\n3,c\r\n\n4,d\n",
-            CSV,
-            false,
-            10,
-            QUOTED_RECORD_BYTES_MAX,
-        );
-        assert_eq!(
-            got,
-            vec![vec![
-                ("1,a".into(), 1, false),
-                ("2,\"b".into(), 2, true),
-                ("3,c".into(), 3, false),
-                ("4,d".into(), 5, false)
-            ]]
-        );
+        let got = chunks_marked("1,a\n2,\"b\n3,c\r\n\n4,d\n", CSV, false, 10, QUOTED_RECORD_BYTES_MAX);
+        assert_eq!(got, vec![vec![("1,a".into(), 1, false), ("2,\"b".into(), 2, true), ("3,c".into(), 3, false), ("4,d".into(), 5, false)]]);
         // Two stray quotes: the second closes the first in the middle of a field, so both are stray.
-        let got = chunks_marked(
-            "1,\"a\n2,b\n3,\"c\"d\n4,e",
-            CSV,
-            false,
-            10,
-            QUOTED_RECORD_BYTES_MAX,
-        );
-        assert_eq!(
-            got,
-            vec![vec![
-                ("1,\"a".into(), 1, true),
-                ("2,b".into(), 2, false),
-                ("3,\"c\"d".into(), 3, false),
-                ("4,e".into(), 4, false)
-            ]]
-        );
+        let got = chunks_marked("1,\"a\n2,b\n3,\"c\"d\n4,e", CSV, false, 10, QUOTED_RECORD_BYTES_MAX);
+        assert_eq!(got, vec![vec![("1,\"a".into(), 1, true), ("2,b".into(), 2, false), ("3,\"c\"d".into(), 3, false), ("4,e".into(), 4, false)]]);
         // A quoted field over two lines that closes properly (CRLF after it) is one record.
-        let got = chunks_marked(
-            "1,\"a\r\nb\"\r\n2,c\r\n",
-            CSV,
-            false,
-            10,
-            QUOTED_RECORD_BYTES_MAX,
-        );
-        assert_eq!(
-            got,
-            vec![vec![
-                ("1,\"a\r\nb\"".into(), 1, false),
-                ("2,c".into(), 3, false)
-            ]]
-        );
+        let got = chunks_marked("1,\"a\r\nb\"\r\n2,c\r\n", CSV, false, 10, QUOTED_RECORD_BYTES_MAX);
+        assert_eq!(got, vec![vec![("1,\"a\r\nb\"".into(), 1, false), ("2,c".into(), 3, false)]]);
     }
 
     #[test]
@@ -382,51 +310,20 @@ mod tests {
         // Without the limit the quote of line 1 pairs with the one ending line 3
         // and the three lines are one record.
         let text = "1,\"x\n2,y\n3,\"\n";
-        assert_eq!(
-            chunks_marked(text, CSV, false, 10, QUOTED_RECORD_BYTES_MAX),
-            vec![vec![("1,\"x\n2,y\n3,\"".into(), 1, false)]]
-        );
-        assert_eq!(
-            chunks_marked(text, CSV, false, 10, 4),
-            vec![vec![
-                ("1,\"x".into(), 1, true),
-                ("2,y".into(), 2, false),
-                ("3,\"".into(), 3, true)
-            ]]
-        );
+        assert_eq!(chunks_marked(text, CSV, false, 10, QUOTED_RECORD_BYTES_MAX), vec![vec![("1,\"x\n2,y\n3,\"".into(), 1, false)]]);
+        assert_eq!(chunks_marked(text, CSV, false, 10, 4), vec![vec![("1,\"x".into(), 1, true), ("2,y".into(), 2, false), ("3,\"".into(), 3, true)]]);
     }
 
     #[test]
     fn lines_skip_blank_and_track_numbers() {
         let got = chunks("a\n\n  \nb\r\nc", Framing::Lines, false, 2);
-        assert_eq!(
-            got,
-            vec![
-                vec![("a".into(), 1), ("b".into(), 4)],
-                vec![("c".into(), 5)]
-            ]
-        );
+        assert_eq!(got, vec![vec![("a".into(), 1), ("b".into(), 4)], vec![("c".into(), 5)]]);
     }
 
     #[test]
     fn csv_quoted_newlines_and_header() {
-        let framing = Framing::Csv {
-            delimiter: b',',
-            quote: b'"',
-        };
-        let got = chunks(
-            "h1,h2\n1,\"x\ny\"\n2,a\"b\n3,\"q\"\"\"\n",
-            framing,
-            true,
-            10,
-        );
-        assert_eq!(
-            got,
-            vec![vec![
-                ("1,\"x\ny\"".into(), 2),
-                ("2,a\"b".into(), 4),
-                ("3,\"q\"\"\"".into(), 5)
-            ]]
-        );
+        let framing = Framing::Csv { delimiter: b',', quote: b'"' };
+        let got = chunks("h1,h2\n1,\"x\ny\"\n2,a\"b\n3,\"q\"\"\"\n", framing, true, 10);
+        assert_eq!(got, vec![vec![("1,\"x\ny\"".into(), 2), ("2,a\"b".into(), 4), ("3,\"q\"\"\"".into(), 5)]]);
     }
 }

@@ -105,16 +105,11 @@ impl FileSink {
         let location = Location::open(&options)?;
         let mut partition_columns = Vec::new();
         for name in &options.partitioned_by {
-            let index = schema.index_of(name).map_err(|_| {
-                ConnectorError::invalid("PARTITIONED BY", name, "the sink's rows have no such column")
-            })?;
+            let index = schema.index_of(name).map_err(|_| ConnectorError::invalid("PARTITIONED BY", name, "the sink's rows have no such column"))?;
             partition_columns.push(index);
         }
         let file_columns = (0..schema.fields().len()).filter(|i| !partition_columns.contains(i)).collect();
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let unique = format!("{millis}-{}-{:08x}", std::process::id(), rand::thread_rng().gen::<u32>());
         Ok(FileSink {
             file_schema: WithPartitionValues::file_schema(&schema, &options.partitioned_by),
@@ -150,8 +145,7 @@ impl FileSink {
         let mut dir = self.location.root.clone();
         for part in directory.split('/').filter(|p| !p.is_empty()) {
             // Already escaped (Hive style): taken as is, not percent-encoded again.
-            let part = PathPart::parse(part)
-                .map_err(|e| ConnectorError::invalid("PARTITIONED BY", directory, format!("not a valid directory name: {e}")))?;
+            let part = PathPart::parse(part).map_err(|e| ConnectorError::invalid("PARTITIONED BY", directory, format!("not a valid directory name: {e}")))?;
             dir = dir.clone().join(part);
         }
         let tmp = dir.clone().join(format!(".{name}.inprogress"));
@@ -166,12 +160,8 @@ impl FileSink {
             },
             FileFormat::Parquet => {
                 let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                let w = AsyncArrowWriter::try_new(
-                    BufWriter::new(store, tmp.clone()),
-                    SchemaRef::clone(&self.file_schema),
-                    Some(props),
-                )
-                .map_err(|e| ConnectorError::parquet(format!("cannot write '{tmp}' in {}", self.location.display), e))?;
+                let w = AsyncArrowWriter::try_new(BufWriter::new(store, tmp.clone()), SchemaRef::clone(&self.file_schema), Some(props))
+                    .map_err(|e| ConnectorError::parquet(format!("cannot write '{tmp}' in {}", self.location.display), e))?;
                 FileWriter::Parquet(Box::new(w))
             }
         };
@@ -183,18 +173,15 @@ impl FileSink {
             return Ok(());
         }
         // Present the rows under the sink's own schema (names, nullability).
-        let batch = RecordBatch::try_new(SchemaRef::clone(&self.schema), batch.columns().to_vec()).map_err(|e| {
-            ConnectorError::arrow(format!("rows do not match the sink table's columns ({})", self.location.display), e)
-        })?;
+        let batch = RecordBatch::try_new(SchemaRef::clone(&self.schema), batch.columns().to_vec())
+            .map_err(|e| ConnectorError::arrow(format!("rows do not match the sink table's columns ({})", self.location.display), e))?;
         if self.partition_columns.is_empty() {
             return self.write_to("", batch).await;
         }
         let names: Vec<&str> = self.partition_columns.iter().map(|&i| self.schema.field(i).name().as_str()).collect();
         let keys: Vec<ArrayRef> = self.partition_columns.iter().map(|&i| Arc::clone(batch.column(i))).collect();
         let directories = row_directories(&names, &keys)?;
-        let data = batch
-            .project(&self.file_columns)
-            .map_err(|e| ConnectorError::arrow("leaving out the partition columns", e))?;
+        let data = batch.project(&self.file_columns).map_err(|e| ConnectorError::arrow("leaving out the partition columns", e))?;
         // Most batches of a time-partitioned table fall in one directory.
         if directories.iter().all(|d| *d == directories[0]) {
             return self.write_to(&directories[0], data).await;
@@ -206,8 +193,7 @@ impl FileSink {
         let mut groups: Vec<_> = rows_by_directory.into_iter().collect();
         groups.sort();
         for (dir, rows) in groups {
-            let part = take_record_batch(&data, &UInt32Array::from(rows))
-                .map_err(|e| ConnectorError::arrow("splitting rows by partition", e))?;
+            let part = take_record_batch(&data, &UInt32Array::from(rows)).map_err(|e| ConnectorError::arrow("splitting rows by partition", e))?;
             self.write_to(dir, part).await?;
         }
         Ok(())
@@ -220,8 +206,7 @@ impl FileSink {
             None => self.open_file(directory)?,
         };
         let result = Self::append(&mut file, &batch, &self.text).await;
-        let roll = file.writer.size() >= self.options.rolling_file_size
-            || self.options.rollover_interval.is_some_and(|i| file.opened.elapsed() >= i);
+        let roll = file.writer.size() >= self.options.rolling_file_size || self.options.rollover_interval.is_some_and(|i| file.opened.elapsed() >= i);
         match result {
             Ok(()) if roll => self.close(file).await,
             Ok(()) => {
@@ -257,9 +242,7 @@ impl FileSink {
                     w.write(batch).map_err(|e| ConnectorError::arrow(ctx(), e))?;
                     *wrote_header = true;
                 }
-                out.write_all(scratch)
-                    .await
-                    .map_err(|e| ConnectorError::io("write", format!("{} in {}", file.tmp, text.location), e))?;
+                out.write_all(scratch).await.map_err(|e| ConnectorError::io("write", format!("{} in {}", file.tmp, text.location), e))?;
                 *bytes += scratch.len() as u64;
                 if scratch.capacity() > 16 << 20 {
                     *scratch = Vec::new();
@@ -277,9 +260,7 @@ impl FileSink {
         let ctx = || format!("cannot finish '{}' in {}", file.tmp, self.location.display);
         match file.writer {
             FileWriter::Text { mut out, .. } => {
-                out.shutdown()
-                    .await
-                    .map_err(|e| ConnectorError::io("finish", format!("{} in {}", file.tmp, self.location.display), e))?;
+                out.shutdown().await.map_err(|e| ConnectorError::io("finish", format!("{} in {}", file.tmp, self.location.display), e))?;
             }
             FileWriter::Parquet(w) => {
                 w.close().await.map_err(|e| ConnectorError::parquet(ctx(), e))?;
@@ -301,9 +282,11 @@ impl FileSink {
     /// Renames closed files into place, oldest first; what is left on failure stays pending.
     async fn publish(&mut self) -> Result<(), ConnectorError> {
         while let Some((tmp, target)) = self.pending.first().cloned() {
-            self.location.store.rename(&tmp, &target).await.map_err(|e| {
-                ConnectorError::io("publish", format!("{target} in {}", self.location.display), std::io::Error::other(e))
-            })?;
+            self.location
+                .store
+                .rename(&tmp, &target)
+                .await
+                .map_err(|e| ConnectorError::io("publish", format!("{target} in {}", self.location.display), std::io::Error::other(e)))?;
             self.pending.remove(0);
         }
         Ok(())

@@ -39,15 +39,11 @@ impl Location {
             None => {
                 let dir = std::path::Path::new(path);
                 if dir.is_file() {
-                    return Err(ConnectorError::invalid(
-                        "path",
-                        path,
-                        "a filesystem sink writes into a directory, but this is an existing file",
-                    ));
+                    return Err(ConnectorError::invalid("path", path, "a filesystem sink writes into a directory, but this is an existing file"));
                 }
                 std::fs::create_dir_all(dir).map_err(|e| ConnectorError::io("create directory", dir, e))?;
-                let store = LocalFileSystem::new_with_prefix(dir)
-                    .map_err(|e| ConnectorError::invalid("path", path, format!("cannot use this directory: {e}")))?;
+                let store =
+                    LocalFileSystem::new_with_prefix(dir).map_err(|e| ConnectorError::invalid("path", path, format!("cannot use this directory: {e}")))?;
                 Ok(Location { store: Arc::new(store), root: Path::default(), display: path.to_string() })
             }
             Some("s3") => {
@@ -72,9 +68,7 @@ impl Location {
                 if s3.path_style {
                     builder = builder.with_virtual_hosted_style_request(false);
                 }
-                let store = builder
-                    .build()
-                    .map_err(|e| ConnectorError::invalid("path", path, format!("cannot configure S3: {e}")))?;
+                let store = builder.build().map_err(|e| ConnectorError::invalid("path", path, format!("cannot configure S3: {e}")))?;
                 Ok(Location { store: Arc::new(store), root: Path::from(url.1), display: path.to_string() })
             }
             Some(other) => Err(ConnectorError::UnsupportedPath {

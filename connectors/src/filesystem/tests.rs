@@ -2,16 +2,12 @@
 
 use std::path::Path;
 
-use datafusion::arrow::array::{
-    Array, AsArray, Int64Array, StringArray, TimestampMillisecondArray,
-};
+use datafusion::arrow::array::{Array, AsArray, Int64Array, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{
-    DataType, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
-};
+use datafusion::arrow::datatypes::Field;
+use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::MalformedRecord;
-use datafusion::arrow::datatypes::Field;
 use eddy_sql::catalog::TableDef;
 
 use crate::registry::{create_sink, create_source};
@@ -30,15 +26,7 @@ fn bids(path: &Path, format: &str, extra: &[(&str, &str)]) -> TableDef {
     let p = path.to_str().unwrap().to_string();
     let mut opts = vec![("path", p.as_str()), ("format", format)];
     opts.extend_from_slice(extra);
-    table(
-        &[
-            ("auction", DataType::Int64, false),
-            ("price", DataType::Int64, true),
-            ("channel", DataType::Utf8, true),
-            ("ts", ts(), true),
-        ],
-        &opts,
-    )
+    table(&[("auction", DataType::Int64, false), ("price", DataType::Int64, true), ("channel", DataType::Utf8, true), ("ts", ts(), true)], &opts)
 }
 
 /// Reads every partition in order; returns all rows and all malformed records.
@@ -65,10 +53,7 @@ fn i64s(b: &RecordBatch, c: usize) -> Vec<Option<i64>> {
 }
 
 fn times(b: &RecordBatch, c: usize) -> Vec<Option<i64>> {
-    b.column(c)
-        .as_primitive::<TimestampMillisecondType>()
-        .iter()
-        .collect()
+    b.column(c).as_primitive::<TimestampMillisecondType>().iter().collect()
 }
 
 const T0: i64 = 1_704_067_200_000; // 2024-01-01 00:00:00 UTC
@@ -92,16 +77,7 @@ async fn json_timestamps_in_all_three_forms() {
     assert!(malformed.is_empty(), "{malformed:?}");
     assert_eq!(i64s(&rows, 0), (1..=5).map(Some).collect::<Vec<_>>());
     assert_eq!(i64s(&rows, 1), vec![Some(10), Some(20), None, None, None]);
-    assert_eq!(
-        times(&rows, 3),
-        vec![
-            Some(T0),
-            Some(T0 + 1250),
-            Some(T0 + 2000),
-            Some(T0 + 3000),
-            Some(T0 + 4000)
-        ]
-    );
+    assert_eq!(times(&rows, 3), vec![Some(T0), Some(T0 + 1250), Some(T0 + 2000), Some(T0 + 3000), Some(T0 + 4000)]);
 }
 
 #[tokio::test]
@@ -130,23 +106,10 @@ async fn json_malformed_lines_are_reported_and_good_lines_kept() {
     assert_eq!(i64s(&rows, 1), vec![Some(10), Some(30), Some(80)]);
     let label = f.display().to_string();
     let positions: Vec<String> = malformed.iter().map(|m| m.position.clone()).collect();
-    assert_eq!(
-        positions,
-        [2, 4, 6, 7, 8, 9]
-            .iter()
-            .map(|l| format!("{label}:{l}"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(positions, [2, 4, 6, 7, 8, 9].iter().map(|l| format!("{label}:{l}")).collect::<Vec<_>>());
     assert_eq!(malformed[0].raw, "{\"auction\": 2, \"price\": \"abc\"}");
-    assert!(
-        malformed[0].error.contains("price"),
-        "{}",
-        malformed[0].error
-    );
-    assert_eq!(
-        malformed[2].error,
-        "column 'auction' is NOT NULL but the record has no value for it"
-    );
+    assert!(malformed[0].error.contains("price"), "{}", malformed[0].error);
+    assert_eq!(malformed[2].error, "column 'auction' is NOT NULL but the record has no value for it");
     for m in &malformed {
         assert!(!m.error.is_empty());
     }
@@ -161,11 +124,7 @@ async fn csv_with_header_delimiter_and_bad_rows() {
         "auction;price;channel;ts\n1;10;\"a;b\";2024-01-01 00:00:00\n2;xx;c;2024-01-01 00:00:01\n3;;\"multi\nline\";2024-01-01T00:00:02Z\n4;40\n",
     )
     .unwrap();
-    let def = bids(
-        &f,
-        "csv",
-        &[("csv.header", "true"), ("csv.field-delimiter", ";")],
-    );
+    let def = bids(&f, "csv", &[("csv.header", "true"), ("csv.field-delimiter", ";")]);
     let (rows, malformed, _) = read_all(&def).await;
     assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3)]);
     assert_eq!(i64s(&rows, 1), vec![Some(10), None]);
@@ -177,73 +136,37 @@ async fn csv_with_header_delimiter_and_bad_rows() {
     let positions: Vec<&str> = malformed.iter().map(|m| m.position.as_str()).collect();
     assert_eq!(positions, vec![format!("{label}:3"), format!("{label}:6")]);
     assert_eq!(malformed[0].raw, "2;xx;c;2024-01-01 00:00:01");
-    assert_eq!(
-        malformed[0].error,
-        "column 'price': cannot read 'xx' as type 'Int64'"
-    );
-    assert_eq!(
-        malformed[1].error,
-        "wrong number of fields: expected 4 got 2"
-    );
+    assert_eq!(malformed[0].error, "column 'price': cannot read 'xx' as type 'Int64'");
+    assert_eq!(malformed[1].error, "wrong number of fields: expected 4 got 2");
 }
 
 #[tokio::test]
 async fn csv_unbalanced_quote_is_one_malformed_line_and_the_lines_after_it_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bids.csv");
-    std::fs::write(
-        &f,
-        "1,10,a,2024-01-01 00:00:00\n2,20,\"oops,2024-01-01 00:00:01\n3,30,c,2024-01-01 00:00:02\n4,40,d,2024-01-01 00:00:03\n",
-    )
-    .unwrap();
+    std::fs::write(&f, "1,10,a,2024-01-01 00:00:00\n2,20,\"oops,2024-01-01 00:00:01\n3,30,c,2024-01-01 00:00:02\n4,40,d,2024-01-01 00:00:03\n").unwrap();
     let (rows, malformed, _) = read_all(&bids(&f, "csv", &[])).await;
     assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3), Some(4)]);
     assert_eq!(malformed.len(), 1, "{malformed:?}");
     assert_eq!(malformed[0].position, format!("{}:2", f.display()));
     assert_eq!(malformed[0].raw, "2,20,\"oops,2024-01-01 00:00:01");
-    assert!(
-        malformed[0].error.starts_with("unbalanced quote"),
-        "{}",
-        malformed[0].error
-    );
+    assert!(malformed[0].error.starts_with("unbalanced quote"), "{}", malformed[0].error);
 }
 
 #[tokio::test]
 async fn csv_reads_epoch_milliseconds_as_json_does_and_errors_name_column_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bids.csv");
-    std::fs::write(
-        &f,
-        "1,10,a,1700000000000\n2,20,b,2024-01-01 00:00:01\n3,30,c,noon\n4,4x,d,1\n",
-    )
-    .unwrap();
+    std::fs::write(&f, "1,10,a,1700000000000\n2,20,b,2024-01-01 00:00:01\n3,30,c,noon\n4,4x,d,1\n").unwrap();
     let (rows, malformed, _) = read_all(&bids(&f, "csv", &[])).await;
     assert_eq!(i64s(&rows, 0), vec![Some(1), Some(2)]);
-    assert_eq!(
-        times(&rows, 3),
-        vec![Some(1_700_000_000_000), Some(T0 + 1000)]
-    );
-    let errors: Vec<(&str, &str)> = malformed
-        .iter()
-        .map(|m| (m.position.as_str(), m.error.as_str()))
-        .collect();
+    assert_eq!(times(&rows, 3), vec![Some(1_700_000_000_000), Some(T0 + 1000)]);
+    let errors: Vec<(&str, &str)> = malformed.iter().map(|m| (m.position.as_str(), m.error.as_str())).collect();
     let label = f.display().to_string();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(errors[0].0, format!("{label}:3"));
-    assert!(
-        errors[0]
-            .1
-            .starts_with("column 'ts' (TIMESTAMP(3)): cannot read \"noon\""),
-        "{}",
-        errors[0].1
-    );
-    assert_eq!(
-        errors[1],
-        (
-            format!("{label}:4").as_str(),
-            "column 'price': cannot read '4x' as type 'Int64'"
-        )
-    );
+    assert!(errors[0].1.starts_with("column 'ts' (TIMESTAMP(3)): cannot read \"noon\""), "{}", errors[0].1);
+    assert_eq!(errors[1], (format!("{label}:4").as_str(), "column 'price': cannot read '4x' as type 'Int64'"));
 }
 
 #[tokio::test]
@@ -252,39 +175,19 @@ async fn json_fraction_in_an_integer_column_is_malformed_not_truncated() {
     let f = dir.path().join("bids.json");
     std::fs::write(
         &f,
-        concat!(
-            "{\"auction\": 1, \"price\": 5}\n",
-            "{\"auction\": 2, \"price\": 5.5}\n",
-            "{\"auction\": 3, \"price\": 6.0}\n",
-            "{\"auction\": 4.25}\n",
-        ),
+        concat!("{\"auction\": 1, \"price\": 5}\n", "{\"auction\": 2, \"price\": 5.5}\n", "{\"auction\": 3, \"price\": 6.0}\n", "{\"auction\": 4.25}\n",),
     )
     .unwrap();
     let (rows, malformed, _) = read_all(&bids(&f, "json", &[])).await;
     assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3)]);
     assert_eq!(i64s(&rows, 1), vec![Some(5), Some(6)]);
     let label = f.display().to_string();
-    let errors: Vec<(String, String)> = malformed
-        .into_iter()
-        .map(|m| (m.position, m.error))
-        .collect();
+    let errors: Vec<(String, String)> = malformed.into_iter().map(|m| (m.position, m.error)).collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(errors[0].0, format!("{label}:2"));
-    assert!(
-        errors[0]
-            .1
-            .starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"),
-        "{}",
-        errors[0].1
-    );
+    assert!(errors[0].1.starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"), "{}", errors[0].1);
     assert_eq!(errors[1].0, format!("{label}:4"));
-    assert!(
-        errors[1]
-            .1
-            .starts_with("column 'auction' (BIGINT): cannot read \"4.25\""),
-        "{}",
-        errors[1].1
-    );
+    assert!(errors[1].1.starts_with("column 'auction' (BIGINT): cannot read \"4.25\""), "{}", errors[1].1);
 }
 
 #[tokio::test]
@@ -307,19 +210,10 @@ async fn directory_glob_and_missing_paths() {
     assert_eq!(i64s(&rows, 0), vec![Some(1), Some(2)]);
 
     let def = bids(&dir.path().join("*.csv"), "json", &[]);
-    let err = create_source(&def, def.physical_schema())
-        .err()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        err,
-        format!("no files match '{}'", dir.path().join("*.csv").display())
-    );
+    let err = create_source(&def, def.physical_schema()).err().unwrap().to_string();
+    assert_eq!(err, format!("no files match '{}'", dir.path().join("*.csv").display()));
     let def = bids(&dir.path().join("nope"), "json", &[]);
-    let err = create_source(&def, def.physical_schema())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = create_source(&def, def.physical_schema()).err().unwrap().to_string();
     assert!(err.contains("does not exist"), "{err}");
 }
 
@@ -328,36 +222,23 @@ fn sample(schema: &Schema, from: i64, n: i64) -> RecordBatch {
         std::sync::Arc::new(schema.clone()),
         vec![
             std::sync::Arc::new(Int64Array::from_iter_values(from..from + n)),
-            std::sync::Arc::new(Int64Array::from_iter(
-                (from..from + n).map(|i| (i % 3 != 0).then_some(i * 10)),
-            )),
-            std::sync::Arc::new(StringArray::from_iter_values(
-                (from..from + n).map(|i| format!("ch,\"{i}\"")),
-            )),
-            std::sync::Arc::new(TimestampMillisecondArray::from_iter_values(
-                (from..from + n).map(|i| T0 + i * 1001),
-            )),
+            std::sync::Arc::new(Int64Array::from_iter((from..from + n).map(|i| (i % 3 != 0).then_some(i * 10)))),
+            std::sync::Arc::new(StringArray::from_iter_values((from..from + n).map(|i| format!("ch,\"{i}\"")))),
+            std::sync::Arc::new(TimestampMillisecondArray::from_iter_values((from..from + n).map(|i| T0 + i * 1001))),
         ],
     )
     .unwrap()
 }
 
 fn visible(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
     v.sort();
     v
 }
 
 fn hidden(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect()
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect()
 }
 
 async fn round_trip(format: &str, extra: &[(&str, &str)]) {
@@ -389,15 +270,7 @@ async fn round_trip(format: &str, extra: &[(&str, &str)]) {
 
     let (rows, malformed, _) = read_all(&def).await;
     assert!(malformed.is_empty(), "{malformed:?}");
-    let expected = concat_batches(
-        &schema,
-        &[
-            sample(&schema, 0, 100),
-            sample(&schema, 100, 50),
-            sample(&schema, 150, 10),
-        ],
-    )
-    .unwrap();
+    let expected = concat_batches(&schema, &[sample(&schema, 0, 100), sample(&schema, 100, 50), sample(&schema, 150, 10)]).unwrap();
     assert_eq!(rows, expected);
 }
 
@@ -416,10 +289,7 @@ async fn json_round_trip_and_timestamp_text() {
     sink.write(sample(&schema, 1, 1)).await.unwrap();
     sink.commit().await.unwrap();
     let text = std::fs::read_to_string(dir.path().join(&visible(dir.path())[0])).unwrap();
-    assert_eq!(
-        text,
-        "{\"auction\":1,\"price\":10,\"channel\":\"ch,\\\"1\\\"\",\"ts\":\"2024-01-01 00:00:01.001\"}\n"
-    );
+    assert_eq!(text, "{\"auction\":1,\"price\":10,\"channel\":\"ch,\\\"1\\\"\",\"ts\":\"2024-01-01 00:00:01.001\"}\n");
 }
 
 #[tokio::test]
@@ -432,11 +302,7 @@ async fn csv_round_trip() {
 #[tokio::test]
 async fn rolling_files_stay_hidden_until_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let def = bids(
-        dir.path(),
-        "json",
-        &[("sink.rolling-policy.file-size", "1kb")],
-    );
+    let def = bids(dir.path(), "json", &[("sink.rolling-policy.file-size", "1kb")]);
     let schema = def.physical_schema();
     let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
     for i in 0..5 {
@@ -457,73 +323,40 @@ async fn parquet_projection_cast_and_missing_column() {
     let out = dir.path().join("p");
     let def = bids(&out, "parquet", &[]);
     let mut sink = create_sink(&def, def.physical_schema()).unwrap();
-    sink.write(sample(&def.physical_schema(), 0, 10))
-        .await
-        .unwrap();
+    sink.write(sample(&def.physical_schema(), 0, 10)).await.unwrap();
     sink.commit().await.unwrap();
 
     // A subset, reordered, with price widened to a float and auction narrowed to INT.
     let p = out.to_str().unwrap();
-    let narrow = table(
-        &[
-            ("price", DataType::Float64, true),
-            ("auction", DataType::Int32, false),
-        ],
-        &[("path", p), ("format", "parquet")],
-    );
+    let narrow = table(&[("price", DataType::Float64, true), ("auction", DataType::Int32, false)], &[("path", p), ("format", "parquet")]);
     let (rows, malformed, _) = read_all(&narrow).await;
     assert!(malformed.is_empty());
     assert_eq!(rows.num_rows(), 10);
     assert_eq!(rows.column(0).data_type(), &DataType::Float64);
-    assert_eq!(
-        rows.column(1)
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
-            .value(9),
-        9
-    );
+    assert_eq!(rows.column(1).as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(9), 9);
 
     // price has nulls: declared NOT NULL, those rows become malformed.
-    let strict = table(
-        &[("price", DataType::Int64, false)],
-        &[("path", p), ("format", "parquet")],
-    );
+    let strict = table(&[("price", DataType::Int64, false)], &[("path", p), ("format", "parquet")]);
     let (rows, malformed, _) = read_all(&strict).await;
     assert_eq!(rows.num_rows(), 6);
     assert_eq!(malformed.len(), 4);
-    assert!(
-        malformed[0].position.ends_with(":row 1"),
-        "{}",
-        malformed[0].position
-    );
+    assert!(malformed[0].position.ends_with(":row 1"), "{}", malformed[0].position);
     assert_eq!(malformed[0].error, "NOT NULL column 'price' is null");
     assert_eq!(malformed[0].raw, "[null]");
 
     // channel is text like 'ch,"3"': declared as BIGINT, every value fails to convert.
-    let conv = table(
-        &[("channel", DataType::Int64, true)],
-        &[("path", p), ("format", "parquet")],
-    );
+    let conv = table(&[("channel", DataType::Int64, true)], &[("path", p), ("format", "parquet")]);
     let (rows, malformed, _) = read_all(&conv).await;
     assert_eq!(rows.num_rows(), 0);
     assert_eq!(malformed.len(), 10);
-    assert_eq!(
-        malformed[3].error,
-        "column 'channel': the file's Utf8 value cannot be converted to Int64"
-    );
+    assert_eq!(malformed[3].error, "column 'channel': the file's Utf8 value cannot be converted to Int64");
     assert_eq!(malformed[3].raw, "[ch,\"3\"]");
 
-    let missing = table(
-        &[("nope", DataType::Int64, true)],
-        &[("path", p), ("format", "parquet")],
-    );
+    let missing = table(&[("nope", DataType::Int64, true)], &[("path", p), ("format", "parquet")]);
     let source = create_source(&missing, missing.physical_schema()).unwrap();
     let mut readers = source.open(1).unwrap();
     let err = readers[0].next_batch().await.err().unwrap().to_string();
-    assert!(
-        err.contains("column 'nope' is declared but missing")
-            && err.contains("auction, price, channel, ts"),
-        "{err}"
-    );
+    assert!(err.contains("column 'nope' is declared but missing") && err.contains("auction, price, channel, ts"), "{err}");
 }
 
 #[tokio::test]

@@ -38,10 +38,7 @@ impl TextFormat {
     fn framing(self) -> Framing {
         match self {
             TextFormat::Json => Framing::Lines,
-            TextFormat::Csv { delimiter, .. } => Framing::Csv {
-                delimiter,
-                quote: b'"',
-            },
+            TextFormat::Csv { delimiter, .. } => Framing::Csv { delimiter, quote: b'"' },
         }
     }
 
@@ -107,16 +104,11 @@ impl RecordDecoder {
                 batch
             }
             TextFormat::Csv { delimiter, .. } => {
-                let mut decoder = CsvReaderBuilder::new(SchemaRef::clone(schema))
-                    .with_header(false)
-                    .with_delimiter(delimiter)
-                    .with_batch_size(rows.max(1))
-                    .build_decoder();
+                let mut decoder =
+                    CsvReaderBuilder::new(SchemaRef::clone(schema)).with_header(false).with_delimiter(delimiter).with_batch_size(rows.max(1)).build_decoder();
                 let mut offset = 0;
                 while offset < data.len() {
-                    let n = decoder
-                        .decode(&data[offset..])
-                        .map_err(|e| clean_csv(e, strict))?;
+                    let n = decoder.decode(&data[offset..]).map_err(|e| clean_csv(e, strict))?;
                     if n == 0 {
                         break;
                     }
@@ -205,12 +197,7 @@ fn clean_csv(e: datafusion::arrow::error::ArrowError, schema: &SchemaRef) -> Str
             return format!("wrong number of fields: {counts}");
         }
     }
-    let name = |idx: &str| {
-        idx.parse::<usize>()
-            .ok()
-            .and_then(|i| schema.fields().get(i))
-            .map(|f| f.name().clone())
-    };
+    let name = |idx: &str| idx.parse::<usize>().ok().and_then(|i| schema.fields().get(i)).map(|f| f.name().clone());
     // "Error parsing column 2 at line 1: <why>": the why is what the user needs.
     if let Some(rest) = s.strip_prefix("Error parsing column ") {
         if let Some((idx, tail)) = rest.split_once(" at line ") {
@@ -239,12 +226,7 @@ fn clean_csv(e: datafusion::arrow::error::ArrowError, schema: &SchemaRef) -> Str
 /// Arrow's message without the redundant "Json error: " style prefixes.
 fn clean(e: datafusion::arrow::error::ArrowError) -> String {
     let s = e.to_string();
-    for prefix in [
-        "Json error: ",
-        "Csv error: ",
-        "Parser error: ",
-        "Invalid argument error: ",
-    ] {
+    for prefix in ["Json error: ", "Csv error: ", "Parser error: ", "Invalid argument error: "] {
         if let Some(rest) = s.strip_prefix(prefix) {
             return rest.to_string();
         }
@@ -256,10 +238,7 @@ fn clean(e: datafusion::arrow::error::ArrowError) -> String {
 pub(crate) fn check_not_null(schema: &SchemaRef, columns: &[ArrayRef]) -> Result<(), String> {
     for (field, col) in schema.fields().iter().zip(columns) {
         if !field.is_nullable() && col.null_count() > 0 {
-            return Err(format!(
-                "column '{}' is NOT NULL but the record has no value for it",
-                field.name()
-            ));
+            return Err(format!("column '{}' is NOT NULL but the record has no value for it", field.name()));
         }
     }
     Ok(())
@@ -284,11 +263,7 @@ pub(crate) fn decode_chunk(decoder: &mut RecordDecoder, chunk: &Chunk, label: &s
         .into_iter()
         .map(|(i, error)| {
             let record = &chunk.records[i];
-            MalformedRecord {
-                position: format!("{label}:{}", record.line),
-                error,
-                raw: String::from_utf8_lossy(chunk.bytes(record)).into_owned(),
-            }
+            MalformedRecord { position: format!("{label}:{}", record.line), error, raw: String::from_utf8_lossy(chunk.bytes(record)).into_owned() }
         })
         .collect();
     Ok(SourceBatch { rows: decoded.rows, malformed, retract: false })
@@ -334,11 +309,7 @@ impl TextFileReader {
             Some(c) => c,
             None => {
                 let skip = matches!(self.format, TextFormat::Csv { header: true, .. });
-                self.chunker.insert(RecordChunker::open(
-                    &self.path,
-                    self.format.framing(),
-                    skip,
-                )?)
+                self.chunker.insert(RecordChunker::open(&self.path, self.format.framing(), skip)?)
             }
         };
         match chunker.next_chunk(self.batch_rows)? {

@@ -17,9 +17,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, PrimitiveArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Field, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    ArrowPrimitiveType, DataType, Field, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 
 /// How a text format's column is decoded.
@@ -65,17 +64,8 @@ fn sql_type(data_type: &DataType) -> String {
 /// `text` (a column read as text) as a column of `field`'s type; fails on the
 /// first value that does not fit, naming the column, its type and the value.
 pub(crate) fn typed_column(field: &Field, text: &ArrayRef) -> Result<ArrayRef, String> {
-    let strings = text
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| format!("column '{}' was not read as text", field.name()))?;
-    let bad = |value: &str, why: &str| {
-        format!(
-            "column '{}' ({}): cannot read {value:?}: {why}",
-            field.name(),
-            sql_type(field.data_type())
-        )
-    };
+    let strings = text.as_any().downcast_ref::<StringArray>().ok_or_else(|| format!("column '{}' was not read as text", field.name()))?;
+    let bad = |value: &str, why: &str| format!("column '{}' ({}): cannot read {value:?}: {why}", field.name(), sql_type(field.data_type()));
     match field.data_type() {
         DataType::Int8 => integers::<Int8Type>(strings, &bad),
         DataType::Int16 => integers::<Int16Type>(strings, &bad),
@@ -97,19 +87,13 @@ pub(crate) fn typed_column(field: &Field, text: &ArrayRef) -> Result<ArrayRef, S
                 Some(_) => cast(&parsed, field.data_type()).map_err(|e| bad("", &e.to_string())),
             }
         }
-        other => Err(format!(
-            "column '{}': reading {other} from text is not supported",
-            field.name()
-        )),
+        other => Err(format!("column '{}': reading {other} from text is not supported", field.name())),
     }
 }
 
 /// Whole numbers only: `5`, `-3`, and `5.0` or `1e3` (integral values written as
 /// decimals), but not `5.5`, and nothing out of the type's range.
-fn integers<T>(
-    strings: &StringArray,
-    bad: &dyn Fn(&str, &str) -> String,
-) -> Result<ArrayRef, String>
+fn integers<T>(strings: &StringArray, bad: &dyn Fn(&str, &str) -> String) -> Result<ArrayRef, String>
 where
     T: ArrowPrimitiveType,
     T::Native: TryFrom<i128> + std::str::FromStr,
@@ -133,8 +117,7 @@ where
                 _ => return Err(bad(text, "not a number")),
             },
         };
-        let v =
-            T::Native::try_from(whole).map_err(|_| bad(text, "out of the column type's range"))?;
+        let v = T::Native::try_from(whole).map_err(|_| bad(text, "out of the column type's range"))?;
         values.push(Some(v));
     }
     Ok(Arc::new(PrimitiveArray::<T>::from_iter(values)))
@@ -143,10 +126,7 @@ where
 /// Date-time text (as the Arrow cast reads it: `2024-01-01 00:00:00.123`,
 /// `2024-01-01T00:00:00Z`, ...) or an integer count of the unit since the epoch,
 /// as JSON reads numbers.
-fn timestamps<T>(
-    strings: &StringArray,
-    bad: &dyn Fn(&str, &str) -> String,
-) -> Result<ArrayRef, String>
+fn timestamps<T>(strings: &StringArray, bad: &dyn Fn(&str, &str) -> String) -> Result<ArrayRef, String>
 where
     T: ArrowPrimitiveType<Native = i64>,
 {
@@ -158,10 +138,7 @@ where
     };
     // Text the cast cannot read becomes null here and is looked at row by row below.
     let cast_values = cast(strings, &T::DATA_TYPE).map_err(|e| bad("", &e.to_string()))?;
-    let cast_values = cast_values
-        .as_any()
-        .downcast_ref::<PrimitiveArray<T>>()
-        .ok_or_else(|| bad("", "the timestamp cast returned another type"))?;
+    let cast_values = cast_values.as_any().downcast_ref::<PrimitiveArray<T>>().ok_or_else(|| bad("", "the timestamp cast returned another type"))?;
     let mut values = Vec::with_capacity(strings.len());
     for (i, value) in strings.iter().enumerate() {
         let Some(text) = value else {
@@ -188,10 +165,7 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
 
     fn millis(array: &ArrayRef) -> &TimestampMillisecondArray {
-        array
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .unwrap()
+        array.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap()
     }
 
     fn text(values: &[Option<&str>]) -> ArrayRef {
@@ -201,62 +175,24 @@ mod tests {
     #[test]
     fn integers_refuse_fractions_and_overflow_and_name_column_and_value() {
         let field = Field::new("price", DataType::Int64, true);
-        let got = typed_column(
-            &field,
-            &text(&[Some("5"), None, Some(" -7 "), Some("5.0"), Some("1e3")]),
-        )
-        .unwrap();
-        assert_eq!(
-            got.as_any().downcast_ref::<Int64Array>().unwrap(),
-            &Int64Array::from(vec![Some(5), None, Some(-7), Some(5), Some(1000)])
-        );
+        let got = typed_column(&field, &text(&[Some("5"), None, Some(" -7 "), Some("5.0"), Some("1e3")])).unwrap();
+        assert_eq!(got.as_any().downcast_ref::<Int64Array>().unwrap(), &Int64Array::from(vec![Some(5), None, Some(-7), Some(5), Some(1000)]));
         let err = typed_column(&field, &text(&[Some("1"), Some("5.5")])).unwrap_err();
-        assert!(
-            err.starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"),
-            "{err}"
-        );
+        assert!(err.starts_with("column 'price' (BIGINT): cannot read \"5.5\": not a whole number"), "{err}");
         let err = typed_column(&field, &text(&[Some("abc")])).unwrap_err();
-        assert!(
-            err.contains("'price'") && err.contains("\"abc\"") && err.contains("not a number"),
-            "{err}"
-        );
+        assert!(err.contains("'price'") && err.contains("\"abc\"") && err.contains("not a number"), "{err}");
         let small = Field::new("n", DataType::Int8, true);
         let err = typed_column(&small, &text(&[Some("300")])).unwrap_err();
-        assert!(
-            err.contains("(TINYINT)") && err.contains("\"300\"") && err.contains("range"),
-            "{err}"
-        );
+        assert!(err.contains("(TINYINT)") && err.contains("\"300\"") && err.contains("range"), "{err}");
     }
 
     #[test]
     fn timestamps_take_text_or_epoch_units_and_name_column_and_value() {
         let field = Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true);
-        let got = typed_column(
-            &field,
-            &text(&[
-                Some("1700000000000"),
-                Some("2024-01-01 00:00:00.123"),
-                Some(""),
-                None,
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            millis(&got),
-            &TimestampMillisecondArray::from(vec![
-                Some(1_700_000_000_000),
-                Some(1_704_067_200_123),
-                None,
-                None
-            ])
-        );
+        let got = typed_column(&field, &text(&[Some("1700000000000"), Some("2024-01-01 00:00:00.123"), Some(""), None])).unwrap();
+        assert_eq!(millis(&got), &TimestampMillisecondArray::from(vec![Some(1_700_000_000_000), Some(1_704_067_200_123), None, None]));
         let err = typed_column(&field, &text(&[Some("yesterday")])).unwrap_err();
-        assert!(
-            err.starts_with(
-                "column 'ts' (TIMESTAMP(3)): cannot read \"yesterday\": expected a date and time"
-            ),
-            "{err}"
-        );
+        assert!(err.starts_with("column 'ts' (TIMESTAMP(3)): cannot read \"yesterday\": expected a date and time"), "{err}");
         assert!(err.contains("milliseconds since 1970"), "{err}");
     }
 }

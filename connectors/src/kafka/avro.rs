@@ -49,8 +49,7 @@ impl AvroRecord {
                 column: name.clone(),
                 data_type: field.data_type().to_string(),
             };
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(unsupported(": Avro field names are letters, digits and '_'"));
             }
@@ -126,7 +125,11 @@ impl AvroRecord {
         for field in fields {
             let name = field.get("name").and_then(|n| n.as_str()).ok_or("a field without a name")?;
             let t = field.get("type").ok_or_else(|| format!("field '{name}' has no type"))?;
-            let unsupported = || format!("field '{name}' has type {t}; Eddy reads boolean, int, long, float, double, string, timestamp-millis, date, and [\"null\", one of those]");
+            let unsupported = || {
+                format!(
+                    "field '{name}' has type {t}; Eddy reads boolean, int, long, float, double, string, timestamp-millis, date, and [\"null\", one of those]"
+                )
+            };
             let (t, nullable) = match t {
                 serde_json::Value::Array(branches) => match branches.as_slice() {
                     [null, inner] if null == "null" => (primitive(inner).ok_or_else(unsupported)?, true),

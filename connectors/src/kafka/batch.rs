@@ -103,14 +103,7 @@ impl BatchQueue {
                     rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME => Timestamp::LogAppendTime(millis),
                     _ => Timestamp::NotAvailable,
                 };
-                each(RawRecord {
-                    error,
-                    payload: bytes(m.payload, m.len),
-                    key: bytes(m.key, m.key_len),
-                    offset: m.offset,
-                    timestamp,
-                    message,
-                });
+                each(RawRecord { error, payload: bytes(m.payload, m.len), key: bytes(m.key, m.key_len), offset: m.offset, timestamp, message });
                 rd::rd_kafka_message_destroy(message);
             }
         }

@@ -168,7 +168,9 @@ fn parse_format(def: &TableDef, key: &str, value: &str) -> Result<TextOrRaw, Con
         "csv" => Ok(TextOrRaw::Text(TextFormat::Csv { delimiter, header: false })),
         "raw" => Ok(TextOrRaw::Raw),
         "avro" => Ok(TextOrRaw::Avro),
-        "avro-confluent" if key == "key.format" => Err(ConnectorError::invalid(key, value, "keys in the registry's format are not supported; use json, csv, avro or raw keys")),
+        "avro-confluent" if key == "key.format" => {
+            Err(ConnectorError::invalid(key, value, "keys in the registry's format are not supported; use json, csv, avro or raw keys"))
+        }
         "avro-confluent" => Ok(TextOrRaw::AvroConfluent),
         _ => Err(ConnectorError::invalid(key, value, "expected json, csv, avro, avro-confluent or raw")),
     }
@@ -197,18 +199,11 @@ impl KafkaOptions {
             regex::Regex::new(&format!("^(?:{v})$")).map_err(|e| ConnectorError::invalid(k, v, format!("not a regular expression: {e}")))
         })?;
         if topic.is_some() == topic_pattern.is_some() {
-            return Err(ConnectorError::invalid(
-                "topic",
-                topic.as_deref().unwrap_or(""),
-                "set exactly one of 'topic' and 'topic-pattern'",
-            ));
+            return Err(ConnectorError::invalid("topic", topic.as_deref().unwrap_or(""), "set exactly one of 'topic' and 'topic-pattern'"));
         }
         let bootstrap = def.option("properties.bootstrap.servers").unwrap_or_default().to_string();
-        let properties: BTreeMap<String, String> = def
-            .options
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k.to_string(), v.clone())))
-            .collect();
+        let properties: BTreeMap<String, String> =
+            def.options.iter().filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k.to_string(), v.clone()))).collect();
         let format_key = if def.option("value.format").is_some() { "value.format" } else { "format" };
         let format = parse_format(def, format_key, def.option(format_key).unwrap_or("json"))?;
         let startup = match def.option("scan.startup.mode").unwrap_or("group-offsets").trim() {
@@ -244,10 +239,8 @@ impl KafkaOptions {
             "latest-offset" => true,
             other => return Err(ConnectorError::invalid("scan.bounded.mode", other, "expected unbounded or latest-offset")),
         };
-        let key_fields: Vec<String> = def
-            .option("key.fields")
-            .map(|v| v.split(';').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect())
-            .unwrap_or_default();
+        let key_fields: Vec<String> =
+            def.option("key.fields").map(|v| v.split(';').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect()).unwrap_or_default();
         for field in &key_fields {
             if !def.columns.iter().any(|c| &c.name == field) {
                 return Err(ConnectorError::UnknownColumn {
@@ -407,7 +400,10 @@ mod tests {
         assert!(err(&[("topic", "t"), ("sink.delivery-guarantee", "exactly")]).contains("expected exactly-once, at-least-once or none"));
         let transactional = |opts: &[(&str, &str)]| KafkaOptions::parse(&def(opts)).unwrap().transactional_id;
         assert_eq!(transactional(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once")]).as_deref(), Some("eddy-t"));
-        assert_eq!(transactional(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once"), ("sink.transactional-id-prefix", "p1")]).as_deref(), Some("p1"));
+        assert_eq!(
+            transactional(&[("topic", "t"), ("sink.delivery-guarantee", "exactly-once"), ("sink.transactional-id-prefix", "p1")]).as_deref(),
+            Some("p1")
+        );
         assert_eq!(transactional(&[("topic", "t")]), None);
         assert!(err(&[("topic", "t"), ("scan.startup.mode", "specific-offsets"), ("scan.startup.specific-offsets", "0:1")])
             .contains("expected 'partition:0,offset:42"));

@@ -74,11 +74,7 @@ impl SchemaRegistry {
         let body = serde_json::json!({ "schema": record.schema_json() }).to_string();
         let request = self.client.post(&url).header("content-type", "application/vnd.schemaregistry.v1+json").body(body);
         let answer = self.call(request).await.map_err(|(CallError::Transient(e) | CallError::Refused(e))| e)?;
-        answer
-            .get("id")
-            .and_then(|id| id.as_u64())
-            .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(|| format!("{url} answered without a schema id: {answer}"))
+        answer.get("id").and_then(|id| id.as_u64()).and_then(|id| u32::try_from(id).ok()).ok_or_else(|| format!("{url} answered without a schema id: {answer}"))
     }
 
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value, CallError> {
@@ -91,7 +87,8 @@ impl SchemaRegistry {
         if !status.is_success() {
             return Err(CallError::Refused(format!("the schema registry at {} answered {status}: {text}", self.url)));
         }
-        serde_json::from_str(&text).map_err(|e| CallError::Refused(format!("the schema registry at {} answered with something that is not JSON ({e}): {text}", self.url)))
+        serde_json::from_str(&text)
+            .map_err(|e| CallError::Refused(format!("the schema registry at {} answered with something that is not JSON ({e}): {text}", self.url)))
     }
 
     /// Each record of `chunk` as a JSON line decoded with its writer schema (see

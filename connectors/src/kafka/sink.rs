@@ -92,9 +92,8 @@ impl KafkaSink {
         if let Some(id) = &options.transactional_id {
             config.set("transactional.id", id);
         }
-        let producer: FutureProducer = config
-            .create()
-            .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka producer for {}", options.bootstrap), e))?;
+        let producer: FutureProducer =
+            config.create().map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka producer for {}", options.bootstrap), e))?;
         let metadata = producer
             .client()
             .fetch_metadata(Some(&topic), Duration::from_secs(15))
@@ -104,11 +103,8 @@ impl KafkaSink {
             return Err(ConnectorError::invalid("topic", &topic, format!("no such topic on {}; create it first", options.bootstrap)));
         }
         let column = |name: &str| schema.index_of(name).ok();
-        let timestamp_column = def
-            .columns
-            .iter()
-            .find(|c| c.metadata.as_ref().is_some_and(|m| m.key == "timestamp" && !m.is_virtual))
-            .and_then(|c| column(&c.name));
+        let timestamp_column =
+            def.columns.iter().find(|c| c.metadata.as_ref().is_some_and(|m| m.key == "timestamp" && !m.is_virtual)).and_then(|c| column(&c.name));
         let value_columns = (0..schema.fields().len()).filter(|i| Some(*i) != timestamp_column).collect();
         let key_columns = options.key_fields.iter().filter_map(|k| column(k)).collect();
         if matches!(options.format, TextOrRaw::Raw) {
@@ -167,10 +163,7 @@ impl KafkaSink {
         match delivery.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(ConnectorError::kafka(format!("a record to topic '{}' was not delivered", self.topic), e)),
-            Err(_) => Err(ConnectorError::kafka(
-                format!("the producer for topic '{}' went away", self.topic),
-                KafkaError::Canceled,
-            )),
+            Err(_) => Err(ConnectorError::kafka(format!("the producer for topic '{}' went away", self.topic), KafkaError::Canceled)),
         }
     }
 }
@@ -251,9 +244,7 @@ impl Transactions {
             .map_err(|e| ConnectorError::kafka(format!("cannot start transactions as '{id}' on {}", options.bootstrap), e))?;
         let mut config = options.client_config();
         config.set("group.id", id).set("enable.auto.commit", "false").set("isolation.level", "read_committed");
-        let marker: BaseConsumer = config
-            .create()
-            .map_err(|e| ConnectorError::kafka(format!("cannot create the marker consumer for '{id}'"), e))?;
+        let marker: BaseConsumer = config.create().map_err(|e| ConnectorError::kafka(format!("cannot create the marker consumer for '{id}'"), e))?;
         Ok(Transactions { epochs: HeldEpochs::new(schema), id: id.to_string(), marker })
     }
 
@@ -286,11 +277,7 @@ impl KafkaSink {
             }
             format => self.encode(format, batch, &self.value_columns)?,
         };
-        let keys = if self.key_columns.is_empty() {
-            None
-        } else {
-            Some(self.encode(self.options.key_format, batch, &self.key_columns)?)
-        };
+        let keys = if self.key_columns.is_empty() { None } else { Some(self.encode(self.options.key_format, batch, &self.key_columns)?) };
         let times = self.timestamp_column.map(|c| timestamps(batch, c)).transpose()?;
         if let (Some(keys), false) = (&keys, self.deletes.is_empty()) {
             for key in keys {

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringBuilder,
-    TimestampMillisecondArray, UInt32Array,
+    Array, ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringBuilder, TimestampMillisecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -99,14 +98,8 @@ impl KafkaSource {
                 Some(_) => ColumnSource::Headers,
             });
         }
-        if matches!(options.format, TextOrRaw::Raw)
-            && (value_fields.len() != 1 || !matches!(value_fields[0].data_type(), DataType::Utf8 | DataType::Binary))
-        {
-            return Err(ConnectorError::invalid(
-                "format",
-                "raw",
-                "a raw value fills exactly one STRING or BYTES column (besides METADATA columns)",
-            ));
+        if matches!(options.format, TextOrRaw::Raw) && (value_fields.len() != 1 || !matches!(value_fields[0].data_type(), DataType::Utf8 | DataType::Binary)) {
+            return Err(ConnectorError::invalid("format", "raw", "a raw value fills exactly one STRING or BYTES column (besides METADATA columns)"));
         }
         let value_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(value_fields));
         let avro_record = match options.format {
@@ -119,14 +112,7 @@ impl KafkaSource {
             }
             _ => None,
         };
-        Ok(KafkaSource {
-            table: def.name.clone(),
-            value_schema,
-            avro_record,
-            options,
-            schema,
-            columns,
-        })
+        Ok(KafkaSource { table: def.name.clone(), value_schema, avro_record, options, schema, columns })
     }
 
     fn consumer_config(&self) -> rdkafka::ClientConfig {
@@ -154,9 +140,7 @@ impl KafkaSource {
     fn partitions(&self, meta: &BaseConsumer) -> Result<Vec<(String, i32, i64, i64)>, ConnectorError> {
         let brokers = &self.options.bootstrap;
         let context = || format!("cannot read the partitions of {} from {brokers}", self.options.topic_label());
-        let metadata = meta
-            .fetch_metadata(self.options.topic.as_deref(), METADATA_TIMEOUT)
-            .map_err(|e| ConnectorError::kafka(context(), e))?;
+        let metadata = meta.fetch_metadata(self.options.topic.as_deref(), METADATA_TIMEOUT).map_err(|e| ConnectorError::kafka(context(), e))?;
         let mut out = Vec::new();
         for topic in metadata.topics() {
             let wanted = match (&self.options.topic, &self.options.topic_pattern) {
@@ -204,8 +188,7 @@ impl KafkaSource {
         let list_with = |offset: Offset| -> Result<TopicPartitionList, ConnectorError> {
             let mut list = TopicPartitionList::new();
             for (t, p, _, _) in parts {
-                list.add_partition_offset(t, *p, offset)
-                    .map_err(|e| ConnectorError::kafka("cannot build the partition list", e))?;
+                list.add_partition_offset(t, *p, offset).map_err(|e| ConnectorError::kafka("cannot build the partition list", e))?;
             }
             Ok(list)
         };
@@ -238,9 +221,8 @@ impl KafkaSource {
 
     fn open_readers(&self, positions: &[SourcePosition]) -> Result<Vec<Box<dyn SourceReader>>, ConnectorError> {
         let config = self.consumer_config();
-        let meta: BaseConsumer = config
-            .create()
-            .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {}", self.options.bootstrap), e))?;
+        let meta: BaseConsumer =
+            config.create().map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {}", self.options.bootstrap), e))?;
         let parts = self.partitions(&meta)?;
         let starts = self.start_offsets(&meta, &parts)?;
         let mut readers: Vec<Box<dyn SourceReader>> = Vec::new();
@@ -284,16 +266,9 @@ impl KafkaSource {
 }
 
 /// A consumer of one partition, positioned at `offset`.
-fn assigned_consumer(
-    config: &rdkafka::ClientConfig,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<BaseConsumer, ConnectorError> {
+fn assigned_consumer(config: &rdkafka::ClientConfig, topic: &str, partition: i32, offset: i64) -> Result<BaseConsumer, ConnectorError> {
     let name = format!("{topic}/{partition}");
-    let consumer: BaseConsumer = config
-        .create()
-        .map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {name}"), e))?;
+    let consumer: BaseConsumer = config.create().map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {name}"), e))?;
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, partition, Offset::Offset(offset))
         .and_then(|_| consumer.assign(&list))
@@ -398,13 +373,7 @@ impl KafkaPartitionReader {
         // SAFETY: the client pointer is valid while `self.consumer` lives; librdkafka
         // only reads `topic` and writes the two offsets.
         let err = unsafe {
-            rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                self.consumer.client().native_ptr(),
-                topic.as_ptr(),
-                self.partition,
-                &mut low,
-                &mut high,
-            )
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(self.consumer.client().native_ptr(), topic.as_ptr(), self.partition, &mut low, &mut high)
         };
         (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
     }
@@ -459,7 +428,7 @@ impl KafkaPartitionReader {
     /// Decodes the values and adds the metadata columns, in the table's column order.
     fn decode(&mut self, polled: &Polled) -> Result<SourceBatch, ConnectorError> {
         let n = polled.chunk.records.len();
-        let (values, good, errors): (Vec<ArrayRef>, Option<Vec<u32>>, Vec<(usize, String)>) = match self.options.format {
+        let (values, good, errors): DecodedValues = match self.options.format {
             TextOrRaw::Text(_) if !self.value_schema.fields().is_empty() => {
                 let d = self.decoder.decode_records(&polled.chunk)?;
                 (d.rows.columns().to_vec(), d.good, d.errors)
@@ -549,8 +518,11 @@ fn lossy_strings(keys: &ArrayRef) -> ArrayRef {
     Arc::new(b.finish())
 }
 
+/// Decoded value columns, the rows kept (`None`: all of them), and the rows refused with why.
+type DecodedValues = (Vec<ArrayRef>, Option<Vec<u32>>, Vec<(usize, String)>);
+
 /// The raw format: each whole value as the one value column.
-fn raw_values(schema: &SchemaRef, chunk: &Chunk) -> (Vec<ArrayRef>, Option<Vec<u32>>, Vec<(usize, String)>) {
+fn raw_values(schema: &SchemaRef, chunk: &Chunk) -> DecodedValues {
     if schema.field(0).data_type() == &DataType::Binary {
         let mut b = BinaryBuilder::new();
         for r in &chunk.records {
@@ -674,11 +646,7 @@ impl SourceReader for KafkaPartitionReader {
         let lag = self.cached_high_offset().map(|h| (h - self.next_offset).max(0) as u64);
         ReaderStatus {
             lag,
-            problem: self
-                .problem
-                .as_ref()
-                .filter(|(_, at)| at.elapsed() < PROBLEM_TTL)
-                .map(|(p, _)| format!("{p}; retrying")),
+            problem: self.problem.as_ref().filter(|(_, at)| at.elapsed() < PROBLEM_TTL).map(|(p, _)| format!("{p}; retrying")),
             input_bytes: None,
         }
     }

@@ -63,15 +63,7 @@ fn letter(rng: &mut SmallRng) -> u8 {
 
 fn gen_string_with_delimiter(rng: &mut SmallRng, max: usize, delimiter: char) -> String {
     let len = rng.gen_range(MIN_STRING_LENGTH..max);
-    (0..len)
-        .map(|_| {
-            if rng.gen_range(0..13) == 0 {
-                delimiter
-            } else {
-                rng.gen_range(b'a'..=b'z') as char
-            }
-        })
-        .collect()
+    (0..len).map(|_| if rng.gen_range(0..13) == 0 { delimiter } else { rng.gen_range(b'a'..=b'z') as char }).collect()
 }
 
 fn base_url(seed: u64) -> String {
@@ -85,10 +77,7 @@ fn base_url(seed: u64) -> String {
 fn channels() -> &'static Channels {
     static CHANNELS: OnceLock<Channels> = OnceLock::new();
     CHANNELS.get_or_init(|| {
-        let cfg = NexmarkConfig {
-            base_time: 0,
-            ..NexmarkConfig::default()
-        };
+        let cfg = NexmarkConfig { base_time: 0, ..NexmarkConfig::default() };
         let mut names = cfg.hot_channels.clone();
         let mut urls = cfg.hot_urls.clone();
         for i in 0..CHANNEL_NUMBER {
@@ -121,12 +110,7 @@ pub(super) struct BidColumns {
 
 impl BidColumns {
     fn clear(&mut self, capacity: usize, with_extra: bool) {
-        for v in [
-            &mut self.auction,
-            &mut self.bidder,
-            &mut self.price,
-            &mut self.date_time,
-        ] {
+        for v in [&mut self.auction, &mut self.bidder, &mut self.price, &mut self.date_time] {
             v.clear();
             v.reserve(capacity);
         }
@@ -156,9 +140,7 @@ impl BidColumns {
             2 => Arc::new(Int64Array::from(std::mem::take(&mut self.price))),
             3 => strings(&self.channel, &chans.names),
             4 => strings(&self.channel, &chans.urls),
-            5 => Arc::new(TimestampMillisecondArray::from(std::mem::take(
-                &mut self.date_time,
-            ))),
+            5 => Arc::new(TimestampMillisecondArray::from(std::mem::take(&mut self.date_time))),
             _ => match self.extra.take() {
                 // Lowercase ASCII letters only: valid UTF-8, checked once for the whole column.
                 Some((values, offsets)) => match StringArray::try_new(OffsetBuffer::new(offsets.into()), values.into(), None) {
@@ -185,21 +167,13 @@ impl BidGenerator {
     pub fn new(base_time: u64, rate: usize, offset: u64, step: u64) -> Self {
         // Warm the channel table now rather than in the first batch.
         channels();
-        BidGenerator {
-            base_time,
-            inter_event_delay: 1_000_000f32 / rate as f32 * 1.0f32,
-            offset,
-            step,
-        }
+        BidGenerator { base_time, inter_event_delay: 1_000_000f32 / rate as f32 * 1.0f32, offset, step }
     }
 
     /// The event number (and id) of bid `offset` in the whole event stream.
     fn event_number(offset: u64) -> usize {
         let o = offset as usize;
-        o / BID_PROPORTION * PROPORTION_DENOMINATOR
-            + PERSON_PROPORTION
-            + AUCTION_PROPORTION
-            + o % BID_PROPORTION
+        o / BID_PROPORTION * PROPORTION_DENOMINATOR + PERSON_PROPORTION + AUCTION_PROPORTION + o % BID_PROPORTION
     }
 
     fn timestamp_of(&self, event_number: usize) -> u64 {
@@ -213,13 +187,7 @@ impl BidGenerator {
 
     /// Appends up to `limit` bids to `cols` (cleared first); in paced mode stops before the first
     /// bid later than `due_until`. Returns the number generated.
-    pub fn generate(
-        &mut self,
-        cols: &mut BidColumns,
-        limit: usize,
-        with_extra: bool,
-        due_until: Option<u64>,
-    ) -> usize {
+    pub fn generate(&mut self, cols: &mut BidColumns, limit: usize, with_extra: bool, due_until: Option<u64>) -> usize {
         cols.clear(limit, with_extra);
         for _ in 0..limit {
             let id = Self::event_number(self.offset);

@@ -1,6 +1,5 @@
 //! Checks the generator against the published Nexmark rules.
 
-
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
@@ -42,14 +41,7 @@ async fn event_mix_is_1_3_46() {
     let base = BASE.to_string();
     let mut counts = vec![];
     for table in ["person", "auction", "bid"] {
-        let d = def(
-            &[
-                ("nexmark.table", table),
-                ("events.num", "5000"),
-                ("nexmark.base-time", &base),
-            ],
-            &[],
-        );
+        let d = def(&[("nexmark.table", table), ("events.num", "5000"), ("nexmark.base-time", &base)], &[]);
         counts.push(read_one(&d, 3).await.num_rows());
     }
     assert_eq!(counts, vec![100, 300, 4600]);
@@ -60,10 +52,7 @@ async fn event_mix_is_1_3_46() {
     assert_eq!(NexmarkTable::Bid.share(4), 0);
     assert_eq!(NexmarkTable::Bid.share(7), 3);
     // The reference generator's own mix over the full stream.
-    let cfg = NexmarkConfig {
-        base_time: BASE,
-        ..NexmarkConfig::default()
-    };
+    let cfg = NexmarkConfig { base_time: BASE, ..NexmarkConfig::default() };
     let mut mix = [0; 3];
     for e in EventGenerator::new(cfg).take(5000) {
         mix[match e {
@@ -77,10 +66,7 @@ async fn event_mix_is_1_3_46() {
 
 #[test]
 fn bids_reference_existing_ids_and_prices_follow_the_reference_distribution() {
-    let cfg = NexmarkConfig {
-        base_time: BASE,
-        ..NexmarkConfig::default()
-    };
+    let cfg = NexmarkConfig { base_time: BASE, ..NexmarkConfig::default() };
     let (mut max_person, mut max_auction) = (None::<usize>, None::<usize>);
     let mut prices = vec![];
     let mut last_ts = 0;
@@ -89,35 +75,20 @@ fn bids_reference_existing_ids_and_prices_follow_the_reference_distribution() {
         last_ts = e.timestamp();
         match e {
             Event::Person(p) => {
-                assert_eq!(
-                    p.id,
-                    max_person.map_or(1000, |m| m + 1),
-                    "person ids are sequential from 1000"
-                );
+                assert_eq!(p.id, max_person.map_or(1000, |m| m + 1), "person ids are sequential from 1000");
                 max_person = Some(p.id);
             }
             Event::Auction(a) => {
-                assert_eq!(
-                    a.id,
-                    max_auction.map_or(1000, |m| m + 1),
-                    "auction ids are sequential from 1000"
-                );
-                assert!(
-                    a.seller >= 1000 && a.seller <= max_person.unwrap_or(1000) + cfg.person_id_lead
-                );
+                assert_eq!(a.id, max_auction.map_or(1000, |m| m + 1), "auction ids are sequential from 1000");
+                assert!(a.seller >= 1000 && a.seller <= max_person.unwrap_or(1000) + cfg.person_id_lead);
                 assert!(a.reserve >= a.initial_bid && a.expires > a.date_time);
                 assert!((10..15).contains(&a.category));
                 max_auction = Some(a.id);
             }
             Event::Bid(b) => {
                 // Bids point at auctions/persons already created (or a few ids ahead, the reference's lead).
-                assert!(
-                    b.auction >= 1000
-                        && b.auction <= max_auction.unwrap_or(1000) + cfg.auction_id_lead
-                );
-                assert!(
-                    b.bidder >= 1000 && b.bidder <= max_person.unwrap_or(1000) + cfg.person_id_lead
-                );
+                assert!(b.auction >= 1000 && b.auction <= max_auction.unwrap_or(1000) + cfg.auction_id_lead);
+                assert!(b.bidder >= 1000 && b.bidder <= max_person.unwrap_or(1000) + cfg.person_id_lead);
                 prices.push(b.price);
             }
         }
@@ -137,7 +108,7 @@ async fn bid_readers_resume_after_the_bids_they_returned() {
     // No base time given: a resume must keep the one the stream started with.
     let d = def(&[("events.num", "5000"), ("scan.batch-rows", "100")], &[]);
     let schema = source_schema(&d).unwrap();
-    let src = create_source(&d, schema.clone()).unwrap();
+    let src = create_source(&d, Arc::clone(&schema)).unwrap();
     let mut whole = Vec::new();
     let mut positions = Vec::new();
     for (i, mut reader) in src.open(3).unwrap().into_iter().enumerate() {
@@ -170,28 +141,15 @@ async fn bid_readers_resume_after_the_bids_they_returned() {
 async fn n_readers_produce_the_same_events_as_one() {
     let base = BASE.to_string();
     for table in ["bid", "auction", "person"] {
-        let d = def(
-            &[
-                ("nexmark.table", table),
-                ("events.num", "20011"),
-                ("nexmark.base-time", &base),
-                ("scan.batch-rows", "333"),
-            ],
-            &[],
-        );
+        let d = def(&[("nexmark.table", table), ("events.num", "20011"), ("nexmark.base-time", &base), ("scan.batch-rows", "333")], &[]);
         let rows = |b: RecordBatch| {
-            let mut v: Vec<String> = (0..b.num_rows())
-                .map(|i| crate::format::row_to_string(&b, i))
-                .collect();
+            let mut v: Vec<String> = (0..b.num_rows()).map(|i| crate::format::row_to_string(&b, i)).collect();
             v.sort();
             v
         };
         let one = rows(read_one(&d, 1).await);
         let many = rows(read_one(&d, 7).await);
-        assert_eq!(
-            one.len() as u64,
-            NexmarkTable::parse(table).unwrap().share(20011)
-        );
+        assert_eq!(one.len() as u64, NexmarkTable::parse(table).unwrap().share(20011));
         assert_eq!(one, many, "table {table}");
     }
 }
@@ -201,61 +159,23 @@ async fn columns_match_the_crate_and_subsets_work() {
     let base = BASE.to_string();
     let d = def(
         &[("events.num", "1000"), ("nexmark.base-time", &base)],
-        &[
-            ("price", DataType::Int64),
-            (
-                "date_time",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-            ),
-            ("auction", DataType::Int32),
-        ],
+        &[("price", DataType::Int64), ("date_time", DataType::Timestamp(TimeUnit::Millisecond, None)), ("auction", DataType::Int32)],
     );
     let b = read_one(&d, 1).await;
-    let cfg = NexmarkConfig {
-        base_time: BASE,
-        ..NexmarkConfig::default()
-    };
-    let expected: Vec<Bid> = EventGenerator::new(cfg)
-        .with_type_filter(EventType::Bid)
-        .take(b.num_rows())
-        .filter_map(Bid::take)
-        .collect();
+    let cfg = NexmarkConfig { base_time: BASE, ..NexmarkConfig::default() };
+    let expected: Vec<Bid> = EventGenerator::new(cfg).with_type_filter(EventType::Bid).take(b.num_rows()).filter_map(Bid::take).collect();
     assert_eq!(b.num_rows(), 920);
     assert_eq!(b.schema().field(2).data_type(), &DataType::Int32);
     for (i, e) in expected.iter().enumerate() {
-        assert_eq!(
-            b.column(0).as_primitive::<Int64Type>().value(i),
-            e.price as i64
-        );
-        assert_eq!(
-            b.column(1)
-                .as_primitive::<TimestampMillisecondType>()
-                .value(i),
-            e.date_time as i64
-        );
-        assert_eq!(
-            b.column(2)
-                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
-                .value(i),
-            e.auction as i32
-        );
+        assert_eq!(b.column(0).as_primitive::<Int64Type>().value(i), e.price as i64);
+        assert_eq!(b.column(1).as_primitive::<TimestampMillisecondType>().value(i), e.date_time as i64);
+        assert_eq!(b.column(2).as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(i), e.auction as i32);
     }
-    assert_eq!(
-        b.column(1)
-            .as_primitive::<TimestampMillisecondType>()
-            .value(0),
-        BASE as i64
-    );
+    assert_eq!(b.column(1).as_primitive::<TimestampMillisecondType>().value(0), BASE as i64);
 
     let bad = def(&[], &[("prize", DataType::Int64)]);
-    let err = create_source(&bad, bad.physical_schema())
-        .err()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        err,
-        "unknown column 'prize' for nexmark table 'bid'; valid columns: auction, bidder, price, channel, url, date_time, extra"
-    );
+    let err = create_source(&bad, bad.physical_schema()).err().unwrap().to_string();
+    assert_eq!(err, "unknown column 'prize' for nexmark table 'bid'; valid columns: auction, bidder, price, channel, url, date_time, extra");
     let bad = def(&[], &[("date_time", DataType::Boolean)]);
     assert!(create_source(&bad, bad.physical_schema()).is_err());
 }
@@ -293,43 +213,24 @@ async fn unread_columns_are_null_and_read_ones_unchanged() {
 
 #[tokio::test]
 async fn rate_paces_event_time_like_wall_time() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     // 2000 events/s: 1000 events (920 bids) take about half a second.
     let d = def(&[("events.num", "1000"), ("events.rate", "2000")], &[]);
     let t = std::time::Instant::now();
     let batches = read(&d, 2).await;
     let elapsed = t.elapsed();
-    assert!(
-        elapsed >= std::time::Duration::from_millis(400),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= std::time::Duration::from_millis(400), "{elapsed:?}");
     assert!(batches.len() > 2, "paced output comes in several batches");
     let all = concat_batches(&batches[0].schema(), &batches).unwrap();
     let ts = all.column(5).as_primitive::<TimestampMillisecondType>();
-    let (min, max) = (
-        ts.values().iter().min().unwrap(),
-        ts.values().iter().max().unwrap(),
-    );
-    assert!(
-        *min >= now - 50 && *min <= now + 1000,
-        "base time is the open time"
-    );
-    assert!(
-        (400..=600).contains(&(max - min)),
-        "event time spans {}",
-        max - min
-    );
+    let (min, max) = (ts.values().iter().min().unwrap(), ts.values().iter().max().unwrap());
+    assert!(*min >= now - 50 && *min <= now + 1000, "base time is the open time");
+    assert!((400..=600).contains(&(max - min)), "event time spans {}", max - min);
 }
 
 #[tokio::test]
 async fn unbounded_without_events_num() {
-    let d = def(
-        &[("scan.batch-rows", "100")],
-        &[("bidder", DataType::Int64)],
-    );
+    let d = def(&[("scan.batch-rows", "100")], &[("bidder", DataType::Int64)]);
     let src = create_source(&d, d.physical_schema()).unwrap();
     assert!(!src.is_bounded());
     let mut r = src.open(1).unwrap().pop().unwrap();
@@ -343,19 +244,9 @@ async fn unbounded_without_events_num() {
 fn fast_bids_equal_the_crate() {
     use super::fastbid::{BidColumns, BidGenerator};
     for (rate, offset, step) in [(10_000, 0, 1), (1_234, 2, 3), (7_000_000, 5, 8)] {
-        let cfg = NexmarkConfig {
-            base_time: BASE,
-            first_rate: rate,
-            next_rate: rate,
-            ..NexmarkConfig::default()
-        };
-        let expected: Vec<Bid> = EventGenerator::new(cfg)
-            .with_type_filter(EventType::Bid)
-            .with_offset(offset)
-            .with_step(step)
-            .take(30_000)
-            .filter_map(Bid::take)
-            .collect();
+        let cfg = NexmarkConfig { base_time: BASE, first_rate: rate, next_rate: rate, ..NexmarkConfig::default() };
+        let expected: Vec<Bid> =
+            EventGenerator::new(cfg).with_type_filter(EventType::Bid).with_offset(offset).with_step(step).take(30_000).filter_map(Bid::take).collect();
         let mut gen = BidGenerator::new(BASE, rate, offset, step);
         let mut cols = BidColumns::default();
         let mut got: Vec<Vec<ArrayRef>> = vec![];
@@ -364,8 +255,7 @@ fn fast_bids_equal_the_crate() {
             got.push((0..7).map(|i| cols.column(i)).collect());
         }
         for c in 0..7 {
-            let parts: Vec<&dyn datafusion::arrow::array::Array> =
-                got.iter().map(|b| b[c].as_ref()).collect();
+            let parts: Vec<&dyn datafusion::arrow::array::Array> = got.iter().map(|b| b[c].as_ref()).collect();
             let fast = datafusion::arrow::compute::concat(&parts).unwrap();
             let slow = Bid::column(c, &expected);
             assert_eq!(&fast, &slow, "column {} at rate {rate}", BID_COLUMNS[c].0);
@@ -375,14 +265,7 @@ fn fast_bids_equal_the_crate() {
     let mut gen = BidGenerator::new(BASE, 10_000, 0, 1);
     let mut cols = BidColumns::default();
     gen.generate(&mut cols, 1000, false, None);
-    let cfg = NexmarkConfig {
-        base_time: BASE,
-        ..NexmarkConfig::default()
-    };
-    let expected: Vec<Bid> = EventGenerator::new(cfg)
-        .with_type_filter(EventType::Bid)
-        .take(1000)
-        .filter_map(Bid::take)
-        .collect();
+    let cfg = NexmarkConfig { base_time: BASE, ..NexmarkConfig::default() };
+    let expected: Vec<Bid> = EventGenerator::new(cfg).with_type_filter(EventType::Bid).take(1000).filter_map(Bid::take).collect();
     assert_eq!(&cols.column(4), &Bid::column(4, &expected));
 }

@@ -26,19 +26,13 @@ use crate::error::{EngineError, Result};
 
 /// Evaluates an expression over a batch into an array of the batch's length.
 pub(crate) fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, operator: &str) -> Result<ArrayRef> {
-    expr.evaluate(batch)
-        .and_then(|v| v.into_array(batch.num_rows()))
-        .map_err(|e| EngineError::execution(operator, e))
+    expr.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(|e| EngineError::execution(operator, e))
 }
 
 /// Evaluates a predicate; a NULL result keeps the row out, as in SQL.
 pub(crate) fn evaluate_predicate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, operator: &str) -> Result<BooleanArray> {
     let array = evaluate(expr, batch, operator)?;
-    array
-        .as_any()
-        .downcast_ref::<BooleanArray>()
-        .cloned()
-        .ok_or_else(|| EngineError::Internal(format!("{operator}: predicate did not give booleans")))
+    array.as_any().downcast_ref::<BooleanArray>().cloned().ok_or_else(|| EngineError::Internal(format!("{operator}: predicate did not give booleans")))
 }
 
 /// Turns an Arrow error into an engine error naming the operator.

@@ -107,15 +107,12 @@ impl EmittedRows {
             for i in 0..batch.num_rows() {
                 let (key, row) = (bytes(keys.row(i)), bytes(rows.row(i)));
                 self.last_bytes += entry_bytes(&key, &row);
-                match self.last.insert(key.clone(), row.clone()) {
-                    Some(old) => {
-                        self.last_bytes = self.last_bytes.saturating_sub(entry_bytes(&key, &old));
-                        if old == row {
-                            continue;
-                        }
-                        retract.push((key, old));
+                if let Some(old) = self.last.insert(key.clone(), row.clone()) {
+                    self.last_bytes = self.last_bytes.saturating_sub(entry_bytes(&key, &old));
+                    if old == row {
+                        continue;
                     }
-                    None => {}
+                    retract.push((key, old));
                 }
                 keep.push(i as u32);
             }

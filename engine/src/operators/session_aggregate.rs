@@ -10,11 +10,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{Field, Schema};
-use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::arrow::compute::{cast, interleave};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_sql::{WindowAggregateNode, WindowKind};
 
@@ -116,7 +116,8 @@ impl SessionAggregateOperator {
                 merged.end = merged.end.max(s.end);
                 // Keep the longer row list and append the shorter: a row joining a
                 // long session must not copy the session's rows.
-                let (mut long, short) = if s.rows.len() >= merged.rows.len() { (s.rows, std::mem::take(&mut merged.rows)) } else { (std::mem::take(&mut merged.rows), s.rows) };
+                let (mut long, short) =
+                    if s.rows.len() >= merged.rows.len() { (s.rows, std::mem::take(&mut merged.rows)) } else { (std::mem::take(&mut merged.rows), s.rows) };
                 long.extend(short);
                 merged.rows = long;
             } else {
@@ -162,7 +163,9 @@ impl SessionAggregateOperator {
             filters.push(match filter {
                 None => None,
                 Some(_) => {
-                    let array = pick(&|i: &Inputs| i.filters[a].as_ref().map_or_else(|| Arc::new(BooleanArray::from(vec![true; 0])) as ArrayRef, |f| Arc::new(f.clone()) as ArrayRef))?;
+                    let array = pick(&|i: &Inputs| {
+                        i.filters[a].as_ref().map_or_else(|| Arc::new(BooleanArray::from(vec![true; 0])) as ArrayRef, |f| Arc::new(f.clone()) as ArrayRef)
+                    })?;
                     array.as_any().downcast_ref::<BooleanArray>().cloned()
                 }
             });

@@ -48,11 +48,7 @@ impl SourcePrepOperator {
 
 fn as_millis(array: &ArrayRef, what: &str) -> Result<TimestampMillisecondArray> {
     let array = cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| arrow_error(what, e))?;
-    array
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-        .cloned()
-        .ok_or_else(|| EngineError::Internal(format!("{what}: not a timestamp")))
+    array.as_any().downcast_ref::<TimestampMillisecondArray>().cloned().ok_or_else(|| EngineError::Internal(format!("{what}: not a timestamp")))
 }
 
 /// The end (exclusive) of the slice or session a row at `ts` starts; the row is late

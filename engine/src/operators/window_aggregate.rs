@@ -176,13 +176,7 @@ impl FrozenState {
 }
 
 /// Assembles output rows in the node's column order: window bounds, keys, aggregates.
-pub(crate) fn output_batch(
-    node: &WindowAggregateNode,
-    bounds: (i64, i64),
-    keys: Vec<ArrayRef>,
-    values: Vec<ArrayRef>,
-    rows: usize,
-) -> Result<RecordBatch> {
+pub(crate) fn output_batch(node: &WindowAggregateNode, bounds: (i64, i64), keys: Vec<ArrayRef>, values: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
     let constant = |v: i64| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![v; rows])) };
     let mut keys = keys.into_iter();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(node.schema.fields().len());
@@ -218,14 +212,8 @@ impl Inputs {
         filters: &[Option<Arc<dyn PhysicalExpr>>],
     ) -> Result<Self> {
         let keys = key_exprs.iter().map(|e| evaluate(e, batch, NAME)).collect::<Result<_>>()?;
-        let args = aggregates
-            .iter()
-            .map(|a| a.expressions().iter().map(|e| evaluate(e, batch, NAME)).collect::<Result<Vec<_>>>())
-            .collect::<Result<_>>()?;
-        let filters = filters
-            .iter()
-            .map(|f| f.as_ref().map(|f| evaluate_predicate(f, batch, NAME)).transpose())
-            .collect::<Result<_>>()?;
+        let args = aggregates.iter().map(|a| a.expressions().iter().map(|e| evaluate(e, batch, NAME)).collect::<Result<Vec<_>>>()).collect::<Result<_>>()?;
+        let filters = filters.iter().map(|f| f.as_ref().map(|f| evaluate_predicate(f, batch, NAME)).transpose()).collect::<Result<_>>()?;
         Ok(Inputs { keys, args, filters })
     }
 
@@ -247,14 +235,12 @@ impl Inputs {
                 .map(|f| {
                     f.as_ref()
                         .map(|f| {
-                            take(f, indices, None)
-                                .map_err(|e| arrow_error(NAME, e))
-                                .and_then(|a| {
-                                    a.as_any()
-                                        .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                                        .cloned()
-                                        .ok_or_else(|| EngineError::Internal("aggregate filter is not boolean".into()))
-                                })
+                            take(f, indices, None).map_err(|e| arrow_error(NAME, e)).and_then(|a| {
+                                a.as_any()
+                                    .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                                    .cloned()
+                                    .ok_or_else(|| EngineError::Internal("aggregate filter is not boolean".into()))
+                            })
                         })
                         .transpose()
                 })
@@ -621,7 +607,8 @@ impl Operator for WindowAggregateOperator {
                     let frozen = match self.frozen.remove(&start) {
                         Some(earlier) => {
                             let earlier = Self::frozen_to_batch(&earlier)?;
-                            let both = datafusion::arrow::compute::concat_batches(&earlier.schema(), [&earlier, &batch]).map_err(|e| EngineError::State(e.to_string()))?;
+                            let both = datafusion::arrow::compute::concat_batches(&earlier.schema(), [&earlier, &batch])
+                                .map_err(|e| EngineError::State(e.to_string()))?;
                             self.batch_to_frozen(&both)?
                         }
                         None => frozen,
