@@ -24,6 +24,7 @@ pub mod plan;
 pub mod runtime;
 pub mod state;
 pub mod table;
+pub mod testing;
 
 pub use connector::{BoxError, MalformedRecord, ReaderStatus, Sink, Source, SourceBatch, SourcePosition, SourceReader};
 pub use error::{EngineError, Result};
