@@ -1,9 +1,10 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure with a backtrace
 //! Each operator kind driven from text tables (see `eddy_engine::testing`): rows,
 //! retractions, watermarks, barriers and restarts in, what it emits out, both as
-//! text a reader can check by hand. The operators are the ones the planner makes
-//! for a query over `t (k BIGINT, v BIGINT, ts TIMESTAMP(3))`, whose watermark
-//! is `ts - 1 s`; times are milliseconds since the epoch.
+//! text a reader can check by hand. Covered: the source's watermark and late rows,
+//! filter, project, window assignment and each aggregate kind. The operators are
+//! the ones the planner makes for a query over `t (k BIGINT, v BIGINT, ts
+//! TIMESTAMP(3))`, whose watermark is `ts - 1 s`; times are ms since the epoch.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use eddy_engine::operators::filter::FilterOperator;
 use eddy_engine::operators::project::ProjectOperator;
 use eddy_engine::operators::retract_aggregate::RetractAggregateOperator;
 use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
+use eddy_engine::operators::source_prep::SourcePrepOperator;
 use eddy_engine::operators::window_aggregate::WindowAggregateOperator;
 use eddy_engine::operators::window_assign::WindowAssignOperator;
 use eddy_engine::testing::OperatorHarness;
@@ -109,6 +111,38 @@ fn aggregate_operator(node: &WindowAggregateNode) -> Box<dyn Operator> {
 async fn aggregate(input: Input, sql: &str) -> (OperatorHarness, WindowAggregateNode) {
     let node = aggregate_node(input, sql).await;
     (OperatorHarness::new(aggregate_operator(&node), node.input.schema()), node)
+}
+
+#[tokio::test]
+async fn a_source_sets_rows_behind_its_watermark_aside_as_late() {
+    let plan = plan(
+        Input::Bounded,
+        "SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    let node = plan.sources()[0].clone();
+    let input = Arc::clone(&node.physical_schema);
+    let mut source = OperatorHarness::new(Box::new(SourcePrepOperator::new(node, Arc::new(PipelineMetrics::default()))), input);
+    // The watermark is the largest ts - 1 s so far. The row at 9.5 s comes after it
+    // reached 11 s, so its window [0, 10 s) is closed: late. A row without a time
+    // can be in no window and is set aside too.
+    source
+        .push(
+            " I I    TS
+            + 1 1  1000
+            + 2 1 12000
+            + 3 1  9500
+            + 4 1     .
+            + 5 1 10500",
+        )
+        .expect(
+            "+ 1 1  1000
+             + 2 1 12000
+             + 5 1 10500
+             watermark 11000
+             late: + 3 1 9500
+             late: + 4 1 .",
+        );
 }
 
 #[tokio::test]
@@ -343,6 +377,29 @@ async fn an_updating_aggregate_emits_the_groups_that_changed_at_each_barrier() {
     )
     .barrier(3)
     .expect("+ 1 3 40");
+}
+
+#[tokio::test]
+async fn an_updating_aggregate_also_emits_at_a_refresh_and_then_only_what_changed_since() {
+    let (mut agg, _) = aggregate(Input::Unbounded, "SELECT k, SUM(v) AS total FROM t GROUP BY k").await;
+    agg.push(
+        " I  I
+        + 1 10
+        + 2 20",
+    )
+    .refresh()
+    .expect(
+        "+ 1 10
+         + 2 20",
+    )
+    .push(
+        " I  I
+        + 1  5",
+    )
+    .barrier(1)
+    .expect("+ 1 15")
+    .barrier(2)
+    .expect("");
 }
 
 #[tokio::test]
