@@ -13,7 +13,8 @@ pub mod types;
 pub mod window;
 
 pub use eddy_engine::plan::{
-    AggregateKind, GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput, WindowAggregateNode, WindowKind,
+    AggregateKind, GroupColumn, KeyLost, LatenessRule, OutputKey, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput, WindowAggregateNode,
+    WindowKind,
 };
 pub use eddy_engine::table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};
 pub use error::{Location, SqlError};

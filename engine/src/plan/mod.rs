@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::table::TableDef;
@@ -33,6 +34,53 @@ impl StreamPlan {
     /// True when the output retracts rows it sent before, so its sink must be able to delete.
     pub fn emits_retractions(&self) -> bool {
         self.root.emits_retractions()
+    }
+
+    /// The columns a consumer replaces and deletes the pipeline's rows by: the
+    /// output columns that are the GROUP BY keys of its updating aggregate (none
+    /// for a GROUP BY-less aggregate's single row), or those of the changelog it
+    /// reads. A materialized view keys its rows by them; an upsert sink could too.
+    pub fn output_key(&self) -> std::result::Result<OutputKey, KeyLost> {
+        if !self.is_updating() && !self.emits_retractions() {
+            return Ok(OutputKey::AppendOnly);
+        }
+        let identity = || (0..self.schema().fields().len()).map(Some).collect::<Vec<_>>();
+        // Which input column each output column is, through the projections walked so far.
+        let mut projection: Option<Vec<Option<usize>>> = None;
+        let mut node = &self.root;
+        loop {
+            match node {
+                StreamNode::Project { input, exprs, .. } => {
+                    let direct: Vec<Option<usize>> = exprs.iter().map(|e| e.downcast_ref::<Column>().map(|c| c.index())).collect();
+                    projection = Some(match projection {
+                        None => direct,
+                        Some(outer) => outer.into_iter().map(|i| i.and_then(|i| direct.get(i).copied().flatten())).collect(),
+                    });
+                    node = input;
+                }
+                StreamNode::Filter { input, .. } => node = input,
+                // The aggregate's output is its group columns, then its aggregates.
+                StreamNode::WindowAggregate(aggregate) => {
+                    let groups = aggregate.group.iter().filter(|g| matches!(g, GroupColumn::Key(_))).count();
+                    let output = projection.unwrap_or_else(identity);
+                    let key: Vec<usize> = output.iter().enumerate().filter(|(_, i)| i.is_some_and(|i| i < groups)).map(|(o, _)| o).collect();
+                    return if key.len() == groups { Ok(OutputKey::Columns(key)) } else { Err(KeyLost::GroupColumnNotSelected) };
+                }
+                StreamNode::Source(source) if source.changelog => {
+                    let output = projection.unwrap_or_else(identity);
+                    let key: Option<Vec<usize>> = source
+                        .table
+                        .primary_key
+                        .iter()
+                        .map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i))))
+                        .collect();
+                    return key
+                        .map(OutputKey::Columns)
+                        .ok_or_else(|| KeyLost::ChangelogKeyNotSelected { table: source.table.name.clone(), key: source.table.primary_key.clone() });
+                }
+                _ => return Err(KeyLost::Unsupported),
+            }
+        }
     }
 
     /// The schema of the rows the pipeline emits.
@@ -85,6 +133,26 @@ impl StreamPlan {
         self.root.explain(0, parallelism.max(1), &mut out);
         out
     }
+}
+
+/// What identifies a row of a pipeline's output for a consumer that applies updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKey {
+    /// The output only appends rows: nothing is ever replaced.
+    AppendOnly,
+    /// Rows are replaced and deleted by these output columns (empty: the one row of a GROUP BY-less aggregate).
+    Columns(Vec<usize>),
+}
+
+/// Why an updating pipeline's output has no key a consumer could apply updates by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLost {
+    /// A GROUP BY column is not in the output as it is (dropped or computed on).
+    GroupColumnNotSelected,
+    /// The key columns of the changelog read are not all in the output as they are.
+    ChangelogKeyNotSelected { table: String, key: Vec<String> },
+    /// The updates come from a shape whose key is not tracked (a union, a window over updates).
+    Unsupported,
 }
 
 /// How lateness is judged at a source, per row, in source order.
