@@ -15,9 +15,10 @@ use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
 use eddy_engine::operators::source_prep::SourcePrepOperator;
 use eddy_engine::operators::window_aggregate::WindowAggregateOperator;
 use eddy_engine::operators::window_assign::WindowAssignOperator;
+use eddy_engine::plan::{AggregateKind, UpdateOutput};
 use eddy_engine::testing::OperatorHarness;
 use eddy_engine::{Operator, PipelineMetrics};
-use eddy_sql::{Location, Planner, StreamNode, StreamPlan, WindowAggregateNode, WindowKind};
+use eddy_sql::{Location, Planner, StreamNode, StreamPlan, WindowAggregateNode};
 
 const T: &str = "CREATE TABLE t (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
     WITH ('connector' = 'filesystem', 'path' = 'x.json', 'format' = 'json')";
@@ -99,12 +100,12 @@ async fn aggregate_node(input: Input, sql: &str) -> WindowAggregateNode {
 /// The operator the engine runs for `node` (as the dataflow graph picks it).
 fn aggregate_operator(node: &WindowAggregateNode) -> Box<dyn Operator> {
     let metrics = Arc::new(PipelineMetrics::default());
-    if node.retracting {
-        Box::new(RetractAggregateOperator::new(node.clone()).unwrap())
-    } else if matches!(node.window, Some(WindowKind::Session { .. })) {
-        Box::new(SessionAggregateOperator::new(node.clone(), metrics).unwrap())
-    } else {
-        Box::new(WindowAggregateOperator::new(node.clone(), metrics).unwrap())
+    match node.kind {
+        AggregateKind::Retracting => Box::new(RetractAggregateOperator::new(node.clone()).unwrap()),
+        AggregateKind::Session { .. } => Box::new(SessionAggregateOperator::new(node.clone(), metrics).unwrap()),
+        AggregateKind::Windowed(_) | AggregateKind::WholeInput | AggregateKind::Updating { .. } => {
+            Box::new(WindowAggregateOperator::new(node.clone(), metrics).unwrap())
+        }
     }
 }
 
@@ -349,7 +350,7 @@ async fn a_session_aggregate_merges_rows_closer_than_the_gap_and_emits_when_the_
 #[tokio::test]
 async fn an_updating_aggregate_emits_the_groups_that_changed_at_each_barrier() {
     let (mut agg, node) = aggregate(Input::Unbounded, "SELECT k, COUNT(*) AS n, MAX(v) AS top FROM t GROUP BY k").await;
-    assert!(node.updating && !node.retracting, "no window over an unbounded input updates");
+    assert_eq!(node.kind, AggregateKind::Updating { output: UpdateOutput::Upserts }, "no window over an unbounded input updates");
     agg.push(
         " I  I
         + 1 10
@@ -405,7 +406,7 @@ async fn an_updating_aggregate_also_emits_at_a_refresh_and_then_only_what_change
 #[tokio::test]
 async fn a_retracting_aggregate_takes_back_its_old_row_before_the_new_one() {
     let (mut agg, node) = aggregate(Input::Changelog, "SELECT k, COUNT(*) AS n, MAX(v) AS top FROM t GROUP BY k").await;
-    assert!(node.retracting, "an aggregate over a changelog retracts");
+    assert_eq!(node.kind, AggregateKind::Retracting, "an aggregate over a changelog retracts");
     agg.push(
         " I  I
         + 1 10
