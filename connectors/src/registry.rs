@@ -289,4 +289,57 @@ mod tests {
         }
         assert!(text.contains("'path' (required)"));
     }
+
+    #[test]
+    fn every_connector_is_listed_once_with_its_options_once() {
+        for (i, c) in CONNECTORS.iter().enumerate() {
+            assert!(CONNECTORS[..i].iter().all(|o| o.name() != c.name()), "{} listed twice", c.name());
+            assert!(std::ptr::addr_eq(connector(c.name()).unwrap(), *c));
+            for (j, o) in c.options().iter().enumerate() {
+                assert!(c.options()[..j].iter().all(|p| p.key != o.key), "{}: option '{}' listed twice", c.name(), o.key);
+            }
+        }
+        assert!(connector("kafak").is_none());
+    }
+
+    /// The capabilities each connector declares are what the planner and the binary decide by.
+    #[test]
+    fn capabilities_decide_roles_changes_and_resuming() {
+        let table = |name: &str| def(&[("connector", name)]);
+        let roles: Vec<(&str, bool, bool)> = CONNECTORS.iter().map(|c| (c.name(), c.capabilities().roles.reads(), c.capabilities().roles.writes())).collect();
+        assert_eq!(
+            roles,
+            [
+                ("filesystem", true, true),
+                ("kafka", true, true),
+                ("upsert-kafka", false, true),
+                ("redis", false, true),
+                ("clickhouse", false, true),
+                ("nexmark", true, false),
+                ("datagen", true, false),
+                ("print", false, true),
+                ("blackhole", false, true)
+            ]
+        );
+        let updates: Vec<&str> = CONNECTORS.iter().map(|c| c.name()).filter(|n| accepts_updates(&table(n))).collect();
+        assert_eq!(updates, ["upsert-kafka", "redis", "clickhouse", "print", "blackhole"]);
+        let retractions: Vec<&str> = CONNECTORS.iter().map(|c| c.name()).filter(|n| accepts_retractions(&table(n))).collect();
+        assert_eq!(retractions, ["upsert-kafka", "print", "blackhole"]);
+        let resumable: Vec<&str> = CONNECTORS.iter().map(|c| c.name()).filter(|n| can_resume(&table(n))).collect();
+        assert_eq!(resumable, ["filesystem", "kafka", "nexmark", "datagen"]);
+        assert!(!can_resume(&def(&[("connector", "nexmark"), ("nexmark.table", "person")])));
+        assert!(can_resume(&def(&[("connector", "nexmark"), ("nexmark.table", " BID ")])));
+        assert_eq!(eddy_engine::connector::resumable_connectors(CONNECTORS), "filesystem, kafka, nexmark bids, datagen");
+        // Nothing is known of a connector this build does not have.
+        let unknown = table("kafak");
+        assert!(!accepts_updates(&unknown) && !is_bounded(&unknown) && !can_resume(&unknown));
+    }
+
+    #[test]
+    fn metadata_columns_only_where_the_connector_has_them() {
+        let mut table = def(&[("connector", "blackhole")]);
+        table.columns[0].metadata = Some(eddy_engine::MetadataColumn { key: "offset".into(), is_virtual: true });
+        let e = validate_options(&table, TableUse::Written).unwrap_err().to_string();
+        assert_eq!(e, "column 'v': connector 'blackhole' has no METADATA columns (only kafka has)");
+    }
 }

@@ -384,3 +384,50 @@ pub fn resumable_connectors(connectors: &[&dyn Connector]) -> String {
     });
     names.collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Test(&'static str, Resume);
+
+    impl Connector for Test {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn description(&self) -> &'static str {
+            "a test connector"
+        }
+
+        fn options(&self) -> &'static [OptionSpec] {
+            &[]
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            Capabilities { roles: Roles::Sink, changes: SinkChanges::Appends, resume: self.1, metadata: MetadataColumns::Unsupported }
+        }
+    }
+
+    #[test]
+    fn resumable_connectors_are_named_in_list_order_with_which_tables() {
+        let (a, b, c) = (Test("a", Resume::Always), Test("b", Resume::Never), Test("c", Resume::Partly { which: "bids" }));
+        assert_eq!(resumable_connectors(&[&c, &b, &a]), "c bids, a");
+        assert_eq!(resumable_connectors(&[&b]), "");
+        let table = TableDef::from_fields("t", &[], &[]);
+        assert_eq!((a.resumption(&table), b.resumption(&table), c.resumption(&table)), (Resumption::Resumes, Resumption::StartsOver, Resumption::StartsOver));
+        let refused = a.create_source(&table, table.physical_schema(), None).err().map(|e| e.to_string());
+        assert_eq!(refused.as_deref(), Some("connector 'a' cannot be used as a source"));
+    }
+
+    #[test]
+    fn option_keys_match_with_a_column_name_for_the_hash() {
+        let field = OptionSpec::optional("fields.#.min", "");
+        assert!(field.matches("fields.v.min") && field.matches("fields.a.b.min"));
+        assert!(!field.matches("fields..min") && !field.matches("fields.v.minimum") && !field.matches("fields.min"));
+        let plain = OptionSpec::required("path", "");
+        assert!(plain.matches("path") && !plain.matches("paths"));
+        assert!(SinkChanges::Retractions > SinkChanges::Updates && SinkChanges::Updates > SinkChanges::Appends);
+    }
+}
