@@ -32,8 +32,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
 use eddy_engine::{
-    Boundedness, BoxError, Capabilities, Connector, MetadataColumns, OptionSpec, Resume, Resumption, Roles, SinkChanges, Source, SourceBatch, SourcePosition,
-    SourceReader, TableUse,
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Resumption, Roles, SinkChanges, Source, SourceBatch,
+    SourcePosition, SourceReader, TableUse,
 };
 use nexmark::config::NexmarkConfig;
 #[cfg(test)]
@@ -255,20 +255,19 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Connector for NexmarkConnector {
-    fn name(&self) -> &'static str {
-        "nexmark"
-    }
-
-    fn description(&self) -> &'static str {
-        "the Nexmark benchmark's person/auction/bid event generator"
-    }
-
-    fn options(&self) -> &'static [OptionSpec] {
-        OPTIONS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { roles: Roles::Source, changes: SinkChanges::Appends, resume: Resume::Partly { which: "bids" }, metadata: MetadataColumns::Unsupported }
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "nexmark",
+            description: "the Nexmark benchmark's person/auction/bid event generator",
+            options: OPTIONS,
+            capabilities: Capabilities {
+                roles: Roles::Source,
+                changes: SinkChanges::Appends,
+                resume: Resume::Partly { which: "bids" },
+                metadata: MetadataColumns::Unsupported,
+            },
+        };
+        &INFO
     }
 
     fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Capabilities, Connector, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges};
+use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges};
 
 use crate::error::ConnectorError;
 use crate::format::{formatters, write_row};
@@ -18,21 +18,15 @@ use crate::format::{formatters, write_row};
 pub struct PrintConnector;
 
 impl Connector for PrintConnector {
-    fn name(&self) -> &'static str {
-        "print"
-    }
-
-    fn description(&self) -> &'static str {
-        "prints every row to stdout like Flink: +I[1, foo, 2024-01-01 00:00:00.000]"
-    }
-
-    fn options(&self) -> &'static [OptionSpec] {
+    fn info(&self) -> &'static ConnectorInfo {
         const OPTIONS: &[OptionSpec] = &[OptionSpec::optional("print-identifier", "prefix of every line, as 'identifier> '")];
-        OPTIONS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { roles: Roles::Sink, changes: SinkChanges::Retractions, resume: Resume::Never, metadata: MetadataColumns::Unsupported }
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "print",
+            description: "prints every row to stdout like Flink: +I[1, foo, 2024-01-01 00:00:00.000]",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Retractions, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
     }
 
     fn create_sink(&self, def: &TableDef, _schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {

@@ -46,7 +46,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::ArrayFormatter;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Capabilities, Connector, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
+use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
 
 use crate::error::ConnectorError;
 use crate::format::{common_timestamp_format, formatters, json_rows};
@@ -163,20 +163,15 @@ fn column(option: &str, name: &str, schema: &SchemaRef) -> Result<usize, Connect
 pub struct RedisConnector;
 
 impl Connector for RedisConnector {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn description(&self) -> &'static str {
-        "Redis for live dashboards: a hash or string per row under a key template, a sorted set per window (leaderboards), or a stream/list append"
-    }
-
-    fn options(&self) -> &'static [OptionSpec] {
-        OPTIONS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { roles: Roles::Sink, changes: SinkChanges::Updates, resume: Resume::Never, metadata: MetadataColumns::Unsupported }
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "redis",
+            description:
+                "Redis for live dashboards: a hash or string per row under a key template, a sorted set per window (leaderboards), or a stream/list append",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Updates, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
     }
 
     fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {

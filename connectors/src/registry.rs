@@ -42,14 +42,14 @@ pub fn connector(name: &str) -> Option<&'static dyn Connector> {
 pub fn describe_connectors() -> String {
     let mut out = String::new();
     for c in CONNECTORS {
-        let roles = c.capabilities().roles;
+        let roles = c.info().capabilities.roles;
         let roles = match (roles.reads(), roles.writes()) {
             (true, true) => "source, sink",
             (true, false) => "source",
             _ => "sink",
         };
-        out.push_str(&format!("'connector' = '{}' ({roles}): {}\n", c.name(), c.description()));
-        for option in c.options() {
+        out.push_str(&format!("'connector' = '{}' ({roles}): {}\n", c.name(), c.info().description));
+        for option in c.info().options {
             let req = if option.presence == Presence::Required { " (required)" } else { "" };
             out.push_str(&format!("  '{}'{req}: {}\n", option.key, option.doc));
         }
@@ -86,11 +86,11 @@ fn connector_of(def: &TableDef) -> Result<&'static dyn Connector, ConnectorError
 /// sink-only connector such as `print` passes; reading from it fails in [`create_source`].
 pub fn validate_options(def: &TableDef, table_use: TableUse) -> Result<(), ConnectorError> {
     let connector = connector_of(def)?;
-    let capabilities = connector.capabilities();
+    let capabilities = connector.info().capabilities;
     if table_use == TableUse::Written && !capabilities.roles.writes() {
         return Err(ConnectorError::UnsupportedRole { connector: connector.name().to_string(), role: "sink" });
     }
-    let options = connector.options();
+    let options = connector.info().options;
     for key in def.options.keys() {
         if ENGINE_OPTIONS.contains(&key.as_str()) || options.iter().any(|o| o.matches(key)) {
             continue;
@@ -116,7 +116,7 @@ pub fn validate_options(def: &TableDef, table_use: TableUse) -> Result<(), Conne
     connector.validate(def, table_use)?;
     if capabilities.metadata == MetadataColumns::Unsupported {
         if let Some(column) = def.columns.iter().find(|c| c.metadata.is_some()) {
-            let with_metadata = names(CONNECTORS.iter().filter(|c| c.capabilities().metadata == MetadataColumns::Supported));
+            let with_metadata = names(CONNECTORS.iter().filter(|c| c.info().capabilities.metadata == MetadataColumns::Supported));
             return Err(ConnectorError::Metadata {
                 column: column.name.clone(),
                 reason: format!("connector '{}' has no METADATA columns (only {with_metadata} has)", connector.name()),
@@ -128,7 +128,7 @@ pub fn validate_options(def: &TableDef, table_use: TableUse) -> Result<(), Conne
 
 /// What a sink of `def` can apply besides appended rows (nothing when its connector is unknown).
 pub fn sink_changes(def: &TableDef) -> SinkChanges {
-    connector(def.connector()).map_or(SinkChanges::Appends, |c| c.capabilities().changes)
+    connector(def.connector()).map_or(SinkChanges::Appends, |c| c.info().capabilities.changes)
 }
 
 /// Whether a sink of `def` can take an upsert stream (rows that update earlier
@@ -175,7 +175,7 @@ pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source
 pub fn create_source_reading(def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, ConnectorError> {
     validate_options(def, TableUse::Declared)?;
     let connector = connector_of(def)?;
-    if !connector.capabilities().roles.reads() {
+    if !connector.info().capabilities.roles.reads() {
         return Err(ConnectorError::UnsupportedRole { connector: connector.name().to_string(), role: "source" });
     }
     Ok(connector.create_source(def, schema, read)?)
@@ -295,8 +295,8 @@ mod tests {
         for (i, c) in CONNECTORS.iter().enumerate() {
             assert!(CONNECTORS[..i].iter().all(|o| o.name() != c.name()), "{} listed twice", c.name());
             assert!(std::ptr::addr_eq(connector(c.name()).unwrap(), *c));
-            for (j, o) in c.options().iter().enumerate() {
-                assert!(c.options()[..j].iter().all(|p| p.key != o.key), "{}: option '{}' listed twice", c.name(), o.key);
+            for (j, o) in c.info().options.iter().enumerate() {
+                assert!(c.info().options[..j].iter().all(|p| p.key != o.key), "{}: option '{}' listed twice", c.name(), o.key);
             }
         }
         assert!(connector("kafak").is_none());
@@ -306,7 +306,8 @@ mod tests {
     #[test]
     fn capabilities_decide_roles_changes_and_resuming() {
         let table = |name: &str| def(&[("connector", name)]);
-        let roles: Vec<(&str, bool, bool)> = CONNECTORS.iter().map(|c| (c.name(), c.capabilities().roles.reads(), c.capabilities().roles.writes())).collect();
+        let roles: Vec<(&str, bool, bool)> =
+            CONNECTORS.iter().map(|c| (c.name(), c.info().capabilities.roles.reads(), c.info().capabilities.roles.writes())).collect();
         assert_eq!(
             roles,
             [

@@ -178,17 +178,13 @@ pub trait Sink: Send {
 /// connector (unknown keys, required ones, METADATA columns) are the registry's;
 /// [`Connector::validate`] adds only what is particular to one.
 pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// What is known of it before any table is declared: name, options, capabilities.
+    fn info(&self) -> &'static ConnectorInfo;
+
     /// The value of `'connector'` that selects it.
-    fn name(&self) -> &'static str;
-
-    /// One line saying what it is for, shown by `--help`.
-    fn description(&self) -> &'static str;
-
-    /// The `WITH` options it accepts besides the engine's own, in the order `--help` lists them.
-    fn options(&self) -> &'static [OptionSpec];
-
-    /// What it can do whatever a table's options say.
-    fn capabilities(&self) -> Capabilities;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
 
     /// Checks the values of `def`'s options and its columns, without opening anything.
     fn validate(&self, def: &TableDef, table_use: TableUse) -> Result<(), BoxError> {
@@ -207,7 +203,7 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// it keeps checkpoints; follows [`Capabilities::resume`] unless overridden.
     fn resumption(&self, def: &TableDef) -> Resumption {
         let _ = def;
-        match self.capabilities().resume {
+        match self.info().capabilities.resume {
             Resume::Always => Resumption::Resumes,
             Resume::Never | Resume::Partly { .. } => Resumption::StartsOver,
         }
@@ -232,6 +228,20 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         let _ = (def, schema);
         Err(format!("connector '{}' cannot be used as a sink", self.name()).into())
     }
+}
+
+/// The static facts of a connector, kept apart from its behaviour so that they can
+/// be listed (`--help`), checked against and tested without building anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectorInfo {
+    /// The value of `'connector'` that selects it.
+    pub name: &'static str,
+    /// One line saying what it is for, shown by `--help`.
+    pub description: &'static str,
+    /// The `WITH` options it accepts besides the engine's own, in the order `--help` lists them.
+    pub options: &'static [OptionSpec],
+    /// What it can do whatever a table's options say.
+    pub capabilities: Capabilities,
 }
 
 /// One documented `WITH` option of a connector, so options are validated,
@@ -377,7 +387,7 @@ pub enum Resumption {
 /// The connectors of `connectors` whose sources can resume, as a user would list
 /// them (`kafka, nexmark bids`), for messages that suggest one.
 pub fn resumable_connectors(connectors: &[&dyn Connector]) -> String {
-    let names = connectors.iter().filter_map(|c| match c.capabilities().resume {
+    let names = connectors.iter().filter_map(|c| match c.info().capabilities.resume {
         Resume::Never => None,
         Resume::Always => Some(c.name().to_string()),
         Resume::Partly { which } => Some(format!("{} {which}", c.name())),
@@ -389,30 +399,38 @@ pub fn resumable_connectors(connectors: &[&dyn Connector]) -> String {
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
-    struct Test(&'static str, Resume);
+    /// Test connectors, one per way of resuming.
+    macro_rules! test_connector {
+        ($type:ident, $name:literal, $resume:expr) => {
+            #[derive(Debug)]
+            struct $type;
 
-    impl Connector for Test {
-        fn name(&self) -> &'static str {
-            self.0
-        }
-
-        fn description(&self) -> &'static str {
-            "a test connector"
-        }
-
-        fn options(&self) -> &'static [OptionSpec] {
-            &[]
-        }
-
-        fn capabilities(&self) -> Capabilities {
-            Capabilities { roles: Roles::Sink, changes: SinkChanges::Appends, resume: self.1, metadata: MetadataColumns::Unsupported }
-        }
+            impl Connector for $type {
+                fn info(&self) -> &'static ConnectorInfo {
+                    const INFO: ConnectorInfo = ConnectorInfo {
+                        name: $name,
+                        description: "a test connector",
+                        options: &[],
+                        capabilities: Capabilities {
+                            roles: Roles::Sink,
+                            changes: SinkChanges::Appends,
+                            resume: $resume,
+                            metadata: MetadataColumns::Unsupported,
+                        },
+                    };
+                    &INFO
+                }
+            }
+        };
     }
+
+    test_connector!(Always, "a", Resume::Always);
+    test_connector!(Never, "b", Resume::Never);
+    test_connector!(Partly, "c", Resume::Partly { which: "bids" });
 
     #[test]
     fn resumable_connectors_are_named_in_list_order_with_which_tables() {
-        let (a, b, c) = (Test("a", Resume::Always), Test("b", Resume::Never), Test("c", Resume::Partly { which: "bids" }));
+        let (a, b, c) = (Always, Never, Partly);
         assert_eq!(resumable_connectors(&[&c, &b, &a]), "c bids, a");
         assert_eq!(resumable_connectors(&[&b]), "");
         let table = TableDef::from_fields("t", &[], &[]);

@@ -26,8 +26,8 @@ pub mod state;
 pub mod table;
 
 pub use connector::{
-    Boundedness, BoxError, Capabilities, Connector, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Resume, Resumption, Roles, Sink,
-    SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Resume, Resumption,
+    Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,
 };
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};

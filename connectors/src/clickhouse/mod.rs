@@ -82,7 +82,7 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Capabilities, Connector, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
+use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
 use reqwest::Url;
 
 use crate::error::ConnectorError;
@@ -122,20 +122,14 @@ const DEFAULT_MAX_RETRIES: u32 = 10;
 pub struct ClickHouseConnector;
 
 impl Connector for ClickHouseConnector {
-    fn name(&self) -> &'static str {
-        "clickhouse"
-    }
-
-    fn description(&self) -> &'static str {
-        "ClickHouse tables over HTTP: batched RowBinary inserts, retried and deduplicated"
-    }
-
-    fn options(&self) -> &'static [OptionSpec] {
-        OPTIONS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { roles: Roles::Sink, changes: SinkChanges::Updates, resume: Resume::Never, metadata: MetadataColumns::Unsupported }
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "clickhouse",
+            description: "ClickHouse tables over HTTP: batched RowBinary inserts, retried and deduplicated",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Updates, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
     }
 
     fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {

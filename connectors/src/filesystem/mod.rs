@@ -22,7 +22,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::table::TableDef;
 use eddy_engine::{
-    Boundedness, BoxError, Capabilities, Connector, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, SourceReader, TableUse,
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, SourceReader,
+    TableUse,
 };
 
 use crate::error::ConnectorError;
@@ -320,20 +321,19 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Connector for FilesystemConnector {
-    fn name(&self) -> &'static str {
-        "filesystem"
-    }
-
-    fn description(&self) -> &'static str {
-        "JSON-lines, CSV or Parquet files on the local disk"
-    }
-
-    fn options(&self) -> &'static [OptionSpec] {
-        OPTIONS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { roles: Roles::SourceAndSink, changes: SinkChanges::Appends, resume: Resume::Always, metadata: MetadataColumns::Unsupported }
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "filesystem",
+            description: "JSON-lines, CSV or Parquet files on the local disk",
+            options: OPTIONS,
+            capabilities: Capabilities {
+                roles: Roles::SourceAndSink,
+                changes: SinkChanges::Appends,
+                resume: Resume::Always,
+                metadata: MetadataColumns::Unsupported,
+            },
+        };
+        &INFO
     }
 
     fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {

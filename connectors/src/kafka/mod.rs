@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::table::TableDef;
-use eddy_engine::{Boundedness, BoxError, Capabilities, Connector, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, TableUse};
+use eddy_engine::{
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, TableUse,
+};
 use rdkafka::ClientConfig;
 
 use crate::error::ConnectorError;
@@ -64,20 +66,14 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
 pub struct KafkaConnector;
 
 impl Connector for KafkaConnector {
-    fn name(&self) -> &'static str {
-        "kafka"
-    }
-
-    fn description(&self) -> &'static str {
-        "Apache Kafka topics: one reader per partition, JSON/CSV/raw values, METADATA columns (topic, partition, offset, timestamp, timestamp-type, key, headers)"
-    }
-
-    fn options(&self) -> &'static [OptionSpec] {
-        OPTIONS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { roles: Roles::SourceAndSink, changes: SinkChanges::Appends, resume: Resume::Always, metadata: MetadataColumns::Supported }
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "kafka",
+            description: "Apache Kafka topics: one reader per partition, JSON/CSV/raw values, METADATA columns (topic, partition, offset, timestamp, timestamp-type, key, headers)",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::SourceAndSink, changes: SinkChanges::Appends, resume: Resume::Always, metadata: MetadataColumns::Supported },
+        };
+        &INFO
     }
 
     fn validate(&self, def: &TableDef, table_use: TableUse) -> Result<(), BoxError> {
@@ -109,20 +105,15 @@ impl Connector for KafkaConnector {
 pub struct UpsertKafkaConnector;
 
 impl Connector for UpsertKafkaConnector {
-    fn name(&self) -> &'static str {
-        "upsert-kafka"
-    }
-
-    fn description(&self) -> &'static str {
-        "a Kafka topic as a changelog: each row is the newest version of its PRIMARY KEY (the record key), for compacted topics and updating queries"
-    }
-
-    fn options(&self) -> &'static [OptionSpec] {
-        UPSERT_OPTIONS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { roles: Roles::Sink, changes: SinkChanges::Retractions, resume: Resume::Never, metadata: MetadataColumns::Unsupported }
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "upsert-kafka",
+            description:
+                "a Kafka topic as a changelog: each row is the newest version of its PRIMARY KEY (the record key), for compacted topics and updating queries",
+            options: UPSERT_OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Retractions, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
     }
 
     fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {
