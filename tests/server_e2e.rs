@@ -964,3 +964,38 @@ async fn a_view_shows_a_new_row_within_seconds_at_the_default_checkpoint_interva
         println!("row {round} in both views after {:?}", produced.elapsed());
     }
 }
+
+/// Issue 17 (leftover of issue 16): a SELECT whose client went away (Ctrl-C in
+/// `eddy sql` drops the stream) went on running in the server, reading its input
+/// to the end. It stops: SHOW PIPELINES lists a SELECT while it runs, and no
+/// longer once its client is gone.
+#[test]
+fn a_select_stops_when_its_client_goes_away() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    // Bounded, but a day long: 10 rows a second of a million, and COUNT(*) answers only at the end.
+    server.ok("CREATE TABLE slow (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '10', 'number-of-rows' = '1000000')");
+    let mut client = common::Running::start(
+        common::eddy()
+            .args(["sql", "--host", &server.address, "-c", "SELECT COUNT(*) FROM slow"])
+            .env_remove("EDDY_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let listing = wait_status(&server, "select@1,RUNNING");
+    assert!(listing.contains("SELECT COUNT(*) FROM slow"), "{listing}");
+    // Ctrl-C: the client cancels the statement and exits.
+    assert!(Command::new("kill").args(["-INT", &client.0.id().to_string()]).status().unwrap().success());
+    let status = client.0.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled statement is a failed one, as in psql");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listing = server.ok_csv("SHOW PIPELINES");
+        if !listing.contains("select@1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the SELECT still runs after its client went away: {listing}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.terminate();
+}

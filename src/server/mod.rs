@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod lock;
 pub mod pipelines;
+pub mod queries;
 pub mod service;
 pub mod views;
 
@@ -26,6 +27,7 @@ use crate::error::EddyError;
 use crate::session::{batch_context, describe_rows, string_rows, Outcome, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
+use queries::{Queries, QueryRun};
 use views::{MaterializedView, ViewSource};
 
 /// What a statement sends back to its caller, in order.
@@ -52,6 +54,8 @@ pub struct Server {
     state: Mutex<State>,
     pipelines: Pipelines,
     views: RwLock<BTreeMap<String, Arc<MaterializedView>>>,
+    /// The ad-hoc SELECTs running now, for SHOW PIPELINES.
+    queries: Arc<Queries>,
     /// Turns true when the server begins to stop, so endless streams (Subscribe) end.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -87,6 +91,7 @@ impl Server {
             state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
             pipelines: Pipelines::default(),
             views: RwLock::default(),
+            queries: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,
         });
         server.replay(catalog).await?;
@@ -260,8 +265,9 @@ impl Server {
                     };
                     vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), view_lag, s.sql, s.error]
                 });
+                let rows: Vec<Vec<String>> = rows.chain(self.queries.rows()).collect();
                 drop(state);
-                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows)).await
+                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows.into_iter())).await
             }
             Statement::Show(ShowWhat::Views) => {
                 let mut rows: Vec<Vec<String>> = state.session.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
@@ -405,12 +411,14 @@ impl Server {
                 let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
                     return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
                 };
-                let (rows_rx, run) = start_bounded_query(&state.session, &spec, parsed.location)?;
+                let (rows_rx, run) = self.start_bounded_query(&state.session, &spec, parsed)?;
                 drop(state);
+                // The client going away (Ctrl-C drops the stream) ends the statement, and dropping `run` stops the query.
+                let gone = replies.closed();
                 if sorted {
-                    sort_and_send(spec.plan.schema(), rows_rx, run, (order_by, limit_clause, fetch), parsed.location, &send).await
+                    sort_and_send(spec.plan.schema(), rows_rx, run, (order_by, limit_clause, fetch), parsed.location, &send, gone).await
                 } else {
-                    stream_rows(spec.plan.schema(), rows_rx, run, &send).await
+                    stream_rows(spec.plan.schema(), rows_rx, run, &send, gone).await
                 }
             }
             Statement::Explain { statement } => {
@@ -508,6 +516,33 @@ impl Server {
         Ok(handle)
     }
 
+    /// Starts a query over bounded tables, listed by SHOW PIPELINES while it runs;
+    /// its rows arrive on the receiver until it ends.
+    fn start_bounded_query(
+        &self,
+        session: &Session,
+        spec: &crate::session::PipelineSpec,
+        parsed: &ParsedStatement,
+    ) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
+        if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
+            return Err(EddyError::Unsupported(format!(
+                "at {}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
+                parsed.location, source.table.name
+            )));
+        }
+        let prepared = session.prepare(spec);
+        let (sink, rows) = ChannelSink::new();
+        let metrics = Arc::new(eddy_engine::PipelineMetrics::default());
+        let listed = self.queries.register(&spec.name, &parsed.text, Arc::clone(&metrics));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Listed until the run has ended, not only until it was told to stop.
+            let _listed = listed;
+            prepared.run(Box::new(sink), metrics, stop, None).await
+        });
+        Ok((rows, QueryRun::new(task, stop_tx)))
+    }
+
     fn checkpoint_store(&self, id: &str) -> CheckpointStore {
         self.checkpoints.child(id)
     }
@@ -570,21 +605,43 @@ impl Server {
     }
 }
 
-type QueryRun = tokio::task::JoinHandle<Result<(), EddyError>>;
+/// The next batch of a running query's rows; an error once its client went away.
+async fn next_rows(
+    rows_rx: &mut mpsc::Receiver<RecordBatch>,
+    gone: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Option<RecordBatch>, EddyError> {
+    tokio::select! {
+        batch = rows_rx.recv() => Ok(batch),
+        () = gone.as_mut() => Err(client_gone()),
+    }
+}
 
-/// Streams a bounded query's rows to the client as they come.
-async fn stream_rows<F, Fut>(schema: SchemaRef, mut rows_rx: mpsc::Receiver<RecordBatch>, run: QueryRun, send: &F) -> Result<(), EddyError>
+fn client_gone() -> EddyError {
+    EddyError::Unsupported("the client went away".into())
+}
+
+/// Streams a bounded query's rows to the client as they come, until they end
+/// or `gone` says the client went away (then dropping `run` stops the query).
+async fn stream_rows<F, Fut>(
+    schema: SchemaRef,
+    mut rows_rx: mpsc::Receiver<RecordBatch>,
+    mut run: QueryRun,
+    send: &F,
+    gone: impl std::future::Future<Output = ()>,
+) -> Result<(), EddyError>
 where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
 {
+    let gone = std::pin::pin!(gone);
+    let mut gone = gone;
     send(Reply::Schema(schema)).await?;
     let mut rows = 0;
-    while let Some(batch) = rows_rx.recv().await {
+    while let Some(batch) = next_rows(&mut rows_rx, &mut gone).await? {
         rows += batch.num_rows() as u64;
         send(Reply::Batch(batch)).await?;
     }
-    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    run.finished().await?;
     send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
 }
 
@@ -593,7 +650,7 @@ where
 async fn sort_and_send<F, Fut>(
     schema: SchemaRef,
     mut rows_rx: mpsc::Receiver<RecordBatch>,
-    run: QueryRun,
+    mut run: QueryRun,
     (order_by, limit_clause, fetch): (
         Option<datafusion::sql::sqlparser::ast::OrderBy>,
         Option<datafusion::sql::sqlparser::ast::LimitClause>,
@@ -601,16 +658,19 @@ async fn sort_and_send<F, Fut>(
     ),
     location: Location,
     send: &F,
+    gone: impl std::future::Future<Output = ()>,
 ) -> Result<(), EddyError>
 where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
 {
+    let gone = std::pin::pin!(gone);
+    let mut gone = gone;
     let mut batches = Vec::new();
-    while let Some(batch) = rows_rx.recv().await {
+    while let Some(batch) = next_rows(&mut rows_rx, &mut gone).await? {
         batches.push(batch);
     }
-    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    run.finished().await?;
     let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
     let ctx = batch_context();
     let table = MemTable::try_new(schema, vec![batches]).map_err(plan_error)?;
@@ -642,28 +702,6 @@ where
 
 /// The table a sorted query's unsorted rows are registered as.
 const RESULT_TABLE: &str = "__eddy_result";
-
-/// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
-fn start_bounded_query(
-    session: &Session,
-    spec: &crate::session::PipelineSpec,
-    location: Location,
-) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
-    if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
-        return Err(EddyError::Unsupported(format!(
-            "at {location}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
-            source.table.name
-        )));
-    }
-    let prepared = session.prepare(spec);
-    let (sink, rows) = ChannelSink::new();
-    let run = tokio::spawn(async move {
-        // The query runs until its sources end; the sender stays alive so it is not read as "stop".
-        let (_keep_running, stop) = tokio::sync::watch::channel(false);
-        prepared.run(Box::new(sink), Arc::default(), stop, None).await
-    });
-    Ok((rows, run))
-}
 
 async fn send_rows<F, Fut>(send: &F, batch: RecordBatch) -> Result<(), EddyError>
 where
