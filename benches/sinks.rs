@@ -20,8 +20,8 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use eddy_connectors::create_sink;
 use eddy_connectors::testing::{clickhouse_query, redis_connection, unique_name, CLICKHOUSE, REDIS};
+use eddy_engine::table::TableDef;
 use eddy_engine::Sink;
-use eddy_sql::catalog::TableDef;
 
 mod common;
 

@@ -30,8 +30,8 @@ use datafusion::arrow::array::{new_null_array, ArrayRef, Int64Array, StringBuild
 use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, Source, SourceBatch, SourcePosition, SourceReader};
-use eddy_sql::catalog::TableDef;
 use nexmark::config::NexmarkConfig;
 #[cfg(test)]
 use nexmark::event::Bid;

@@ -1,7 +1,7 @@
 //! Parsing of `WITH (...)` option values shared by all connectors, so that every
 //! connector accepts the same spellings and reports the same errors.
 
-use eddy_sql::catalog::TableDef;
+use eddy_engine::table::TableDef;
 
 use crate::error::ConnectorError;
 

@@ -6,8 +6,8 @@ use std::io::Write;
 
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, Sink};
-use eddy_sql::catalog::TableDef;
 
 use crate::error::ConnectorError;
 use crate::format::{formatters, write_row};

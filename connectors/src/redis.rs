@@ -45,8 +45,8 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::ArrayFormatter;
+use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, Sink};
-use eddy_sql::catalog::TableDef;
 
 use crate::error::ConnectorError;
 use crate::format::{common_timestamp_format, formatters, json_rows};

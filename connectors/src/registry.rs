@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use eddy_engine::table::{TableDef, ENGINE_OPTIONS};
 use eddy_engine::{Sink, Source};
-use eddy_sql::catalog::{TableDef, ENGINE_OPTIONS};
 
 use crate::blackhole::BlackholeSink;
 use crate::datagen::{DatagenOptions, DatagenSource};

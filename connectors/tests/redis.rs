@@ -10,8 +10,8 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use eddy_connectors::create_sink;
 use eddy_connectors::testing::{redis_connection, redis_delete_prefix, unique_name, REDIS};
+use eddy_engine::table::TableDef;
 use eddy_engine::Sink;
-use eddy_sql::catalog::TableDef;
 use redis::AsyncCommands;
 
 fn schema() -> SchemaRef {

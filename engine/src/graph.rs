@@ -14,8 +14,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::plan::{SourceNode, StreamNode, StreamPlan, WindowKind};
 use datafusion::physical_expr::PhysicalExpr;
-use eddy_sql::{SourceNode, StreamNode, StreamPlan, WindowKind};
 
 use crate::connector::Source;
 use crate::error::Result;

@@ -4,7 +4,10 @@
 //! graph of stages (see [`graph`]); each stage instance is one tokio task that runs
 //! a chain of [`Operator`]s and sends its output over bounded channels, which gives
 //! backpressure for free. Connectors plug in through the [`Source`] and [`Sink`]
-//! traits; this crate knows nothing about any external system.
+//! traits; this crate knows nothing about any external system. It owns the
+//! contract it executes: the [`plan`] the SQL compiler produces and the [`table`]
+//! definitions connectors are created from, so neither it nor the connectors
+//! depend on the SQL layer.
 // Tests may unwrap: a panic there is a test failure with a backtrace.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -17,11 +20,15 @@ pub mod message;
 pub mod metrics;
 pub mod operator;
 pub mod operators;
+pub mod plan;
 pub mod runtime;
 pub mod state;
+pub mod table;
 
 pub use connector::{BoxError, MalformedRecord, ReaderStatus, Sink, Source, SourceBatch, SourcePosition, SourceReader};
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};
 pub use metrics::PipelineMetrics;
 pub use operator::{Emitter, Operator};
+pub use plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode, WindowKind};
+pub use table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};

@@ -4,20 +4,17 @@
 // Tests may unwrap: a panic there is a test failure with a backtrace.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod catalog;
 pub mod error;
 pub mod functions;
 pub mod limits;
 pub mod parse;
 pub mod plan;
-pub mod stream_plan;
 pub mod types;
 pub mod window;
 
-pub use catalog::{ColumnDef, ComputedColumn, TableDef, WatermarkDef};
+pub use eddy_engine::plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode, WindowKind};
+pub use eddy_engine::table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};
 pub use error::{Location, SqlError};
 pub use parse::{parse_script, referenced_tables, DropWhat, ParsedStatement, ShowWhat, Statement};
 pub use plan::Planner;
-pub use stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
 pub use types::sql_type_name;
-pub use window::WindowKind;

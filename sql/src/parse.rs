@@ -17,8 +17,8 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use crate::catalog::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};
 use crate::error::{Location, Result, SqlError};
+use eddy_engine::table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};
 
 /// One statement of a script, with where it starts.
 #[derive(Debug, Clone)]

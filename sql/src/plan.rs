@@ -33,10 +33,11 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement as SqlStatement};
 
-use crate::catalog::TableDef;
 use crate::error::{Location, Result, SqlError};
-use crate::stream_plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
-use crate::window::{self, WindowKind, WINDOW_FUNCTION};
+use crate::window::{self, WINDOW_FUNCTION};
+use eddy_engine::plan::WindowKind;
+use eddy_engine::plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode};
+use eddy_engine::table::TableDef;
 
 /// The watermark expression is evaluated for every row: `ts - INTERVAL '5' SECOND`
 /// becomes a plain subtraction. An interval of whole milliseconds without months or

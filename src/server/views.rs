@@ -425,8 +425,8 @@ pub struct ViewSource {
 impl ViewSource {
     /// A source over `view`, and the table other statements see it as: the view's
     /// columns, with its key as PRIMARY KEY.
-    pub fn new(view: Arc<MaterializedView>) -> (Self, eddy_sql::catalog::TableDef) {
-        let mut def = eddy_sql::catalog::TableDef::from_fields(
+    pub fn new(view: Arc<MaterializedView>) -> (Self, eddy_engine::TableDef) {
+        let mut def = eddy_engine::TableDef::from_fields(
             &view.name,
             &view.schema.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<_>>(),
             &[("connector", "materialized-view")],

@@ -81,7 +81,7 @@ mod sink;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use eddy_sql::catalog::TableDef;
+use eddy_engine::table::TableDef;
 use reqwest::Url;
 
 use crate::error::ConnectorError;

@@ -7,8 +7,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
+use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, Sink};
-use eddy_sql::catalog::TableDef;
 
 use super::client::{parse_tab_separated, quote_identifier, quote_string, Client, ServerVersion};
 use super::rowbinary::{self, ChType, ColumnTarget};

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, Sink, Source, SourceReader};
-use eddy_sql::catalog::TableDef;
 
 use crate::error::ConnectorError;
 use crate::options::{batch_rows, opt, parse_bool, parse_duration, parse_size};

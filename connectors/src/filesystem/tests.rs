@@ -7,8 +7,8 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::table::TableDef;
 use eddy_engine::MalformedRecord;
-use eddy_sql::catalog::TableDef;
 
 use crate::registry::{create_sink, create_source};
 

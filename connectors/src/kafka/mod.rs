@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::DataType;
-use eddy_sql::catalog::TableDef;
+use eddy_engine::table::TableDef;
 use rdkafka::ClientConfig;
 
 use crate::error::ConnectorError;

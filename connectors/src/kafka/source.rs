@@ -23,8 +23,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, MalformedRecord, ReaderStatus, Source, SourceBatch, SourcePosition, SourceReader};
-use eddy_sql::catalog::TableDef;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};

@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::plan::WindowAggregateNode;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -22,7 +23,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::Rows;
 use datafusion::logical_expr::EmitTo;
 use datafusion::physical_expr::PhysicalExpr;
-use eddy_sql::WindowAggregateNode;
 
 use super::arrow_error;
 use super::rows::{bytes, constant, Codec, EmittedRows, RowBytes};

@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::plan::{WindowAggregateNode, WindowKind};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, TimestampMillisecondArray};
 use datafusion::arrow::compute::{cast, interleave};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -16,7 +17,6 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::physical_expr::PhysicalExpr;
-use eddy_sql::{WindowAggregateNode, WindowKind};
 
 use super::arrow_error;
 use super::window_aggregate::{key_schema, output_batch, GroupState, Groups, Inputs};

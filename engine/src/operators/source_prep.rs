@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
+use crate::plan::{SourceNode, WindowKind};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::{cast, filter_record_batch, not};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use eddy_sql::{SourceNode, WindowKind};
 
 use super::project::make_batch;
 use super::{arrow_error, evaluate};

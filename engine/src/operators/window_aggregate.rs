@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::plan::{GroupColumn, WindowAggregateNode, WindowKind};
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -25,7 +26,6 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
-use eddy_sql::{GroupColumn, WindowAggregateNode, WindowKind};
 
 use super::project::make_batch;
 use super::rows::EmittedRows;

@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
+use crate::plan::WindowKind;
 use datafusion::arrow::array::{ArrayRef, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use eddy_sql::WindowKind;
 
 use super::arrow_error;
 use super::project::make_batch;

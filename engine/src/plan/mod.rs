@@ -1,4 +1,5 @@
-//! The streaming plan: what the planner hands the engine.
+//! The streaming plan: the contract between the SQL compiler (`eddy-sql`) and this
+//! engine, which owns it. The compiler produces it; the graph builder runs it.
 //!
 //! A tree of nodes, rooted at the pipeline's output, whose expressions and
 //! aggregates are DataFusion physical expressions, so the engine evaluates them
@@ -11,8 +12,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::catalog::TableDef;
-use crate::window::WindowKind;
+use crate::table::TableDef;
+
+pub mod window;
+pub use window::WindowKind;
 
 /// A compiled continuous query: its operator tree and output schema.
 #[derive(Debug, Clone)]
@@ -46,7 +49,7 @@ impl StreamPlan {
 
     /// What the user should know before the pipeline runs, though it is allowed:
     /// a HOP or CUMULATE window that puts every row into more than
-    /// [`crate::window::WINDOWS_PER_ROW_WARN`] windows, whose state and work grow
+    /// [`window::WINDOWS_PER_ROW_WARN`] windows, whose state and work grow
     /// with that number. One line per window, without duplicates.
     pub fn warnings(&self) -> Vec<String> {
         let mut windows = Vec::new();
@@ -54,10 +57,10 @@ impl StreamPlan {
         let mut out: Vec<String> = Vec::new();
         for window in windows {
             let per_row = window.windows_per_row();
-            if per_row <= crate::window::WINDOWS_PER_ROW_WARN {
+            if per_row <= window::WINDOWS_PER_ROW_WARN {
                 continue;
             }
-            let text = crate::window::duration_text;
+            let text = window::duration_text;
             let shape = match window {
                 WindowKind::Hop { slide_ms, size_ms } => format!("HOP with a size of {} sliding every {}", text(size_ms), text(slide_ms)),
                 WindowKind::Cumulate { step_ms, max_size_ms } => format!("CUMULATE up to {} in steps of {}", text(max_size_ms), text(step_ms)),
@@ -65,7 +68,7 @@ impl StreamPlan {
             };
             let warning = format!(
                 "{shape} puts every row into {per_row} windows (more than {}): the state kept and the rows emitted per input row grow with that number; use a larger slide (or step), or SET 'pipeline.state.max-memory' to stop the pipeline before it takes the machine's memory",
-                crate::window::WINDOWS_PER_ROW_WARN
+                window::WINDOWS_PER_ROW_WARN
             );
             if !out.contains(&warning) {
                 out.push(warning);

@@ -1,5 +1,6 @@
-//! Table definitions as declared by `CREATE TABLE`: the contract between the SQL
-//! layer, the planner and the connectors.
+//! Table definitions as declared by `CREATE TABLE`: what a connector is created
+//! from. Part of the connector contract the engine owns (with [`crate::Source`] and
+//! [`crate::Sink`]): the SQL layer produces them, connectors consume them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
