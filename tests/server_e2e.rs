@@ -999,3 +999,56 @@ fn a_select_stops_when_its_client_goes_away() {
     }
     server.terminate();
 }
+
+/// Issue 17 (leftover of issue 16): the server planned every statement under
+/// one lock, so a statement slow to plan held up every other client. Here one
+/// client's INSERT is held at planning (a pause point), and another client's
+/// statements and view reads answer meanwhile; then the INSERT goes on.
+#[test]
+fn other_clients_are_answered_while_a_statement_is_being_planned() {
+    let data = tempfile::tempdir().unwrap();
+    let paused = data.path().join("planning.paused");
+    let server = Server::start_with_env(data.path(), &[], vec![("EDDY_PAUSE_AT", format!("planning:{}", paused.display()))]);
+    server.ok(&bids_table());
+    server.ok("CREATE TABLE out (auction BIGINT) WITH ('connector' = 'blackhole')");
+    server.ok("CREATE MATERIALIZED VIEW per_auction AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction");
+    wait_finished(&server, 1);
+    // The next statement planned pauses there.
+    std::fs::write(&paused, "armed").unwrap();
+    let mut first = common::Running::start(
+        eddy().args(["sql", "--host", &server.address, "-c", "INSERT INTO out SELECT auction FROM bids"]).env_remove("EDDY_TOKEN").stdout(Stdio::null()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&paused).unwrap() != "paused" {
+        assert!(Instant::now() < deadline, "the INSERT never reached planning");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another client, while the INSERT is being planned: each statement must answer.
+    let answer = |sql: &str| {
+        let mut other = eddy().args(["sql", "--csv", "--host", &server.address, "-c", sql]).env_remove("EDDY_TOKEN").stdout(Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while other.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = other.kill();
+                panic!("`{sql}` got no answer while another client's statement was being planned");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = other.wait_with_output().unwrap();
+        assert!(output.status.success(), "`{sql}` failed");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(answer("SHOW TABLES").contains("bids,filesystem,bounded"));
+    let counts: String = expected_counts().iter().map(|(auction, n)| format!("{auction},{n}\n")).collect();
+    assert_eq!(answer("SELECT auction, n FROM per_auction ORDER BY auction"), format!("auction,n\n{counts}"));
+    assert!(answer("DESCRIBE bids").contains("price,BIGINT"));
+    assert!(answer("SHOW PIPELINES").starts_with("id,name,status"));
+    assert_eq!(answer("SELECT COUNT(*) AS n FROM bids"), format!("n\n{}\n", expected_counts().iter().map(|(_, n)| n).sum::<i64>()));
+    assert!(answer("EXPLAIN SELECT auction FROM bids").contains("Source"));
+    // Still paused: the INSERT has not answered.
+    assert!(first.0.try_wait().unwrap().is_none(), "the INSERT finished while it was held at planning");
+    std::fs::remove_file(&paused).unwrap();
+    assert!(first.0.wait().unwrap().success(), "the INSERT failed once planning went on");
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p2,out,"));
+    server.terminate();
+}

@@ -50,8 +50,13 @@ pub struct Server {
     _lock: lock::DataDirLock,
     /// Where pipelines keep their checkpoints, one `ID/` under it each.
     checkpoints: CheckpointStore,
-    /// Statements run one at a time, so the catalog and its file change in order.
+    /// Statements that change the catalog run one at a time, so the catalog and
+    /// its file change in order. Taken before `session`, never after.
     state: Mutex<State>,
+    /// The tables, views and settings statements are planned against. Statements
+    /// that only read it (SELECT, EXPLAIN, SHOW, DESCRIBE) share it, so planning
+    /// one does not hold up other clients; those that change it write it.
+    session: tokio::sync::RwLock<Session>,
     pipelines: Pipelines,
     views: RwLock<BTreeMap<String, Arc<MaterializedView>>>,
     /// The ad-hoc SELECTs running now, for SHOW PIPELINES.
@@ -61,7 +66,6 @@ pub struct Server {
 }
 
 struct State {
-    session: Session,
     catalog: Catalog,
 }
 
@@ -88,7 +92,8 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
             checkpoints,
-            state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
+            state: Mutex::new(State { catalog: Catalog::default() }),
+            session: tokio::sync::RwLock::new(Session::new()),
             pipelines: Pipelines::default(),
             views: RwLock::default(),
             queries: Arc::default(),
@@ -138,12 +143,13 @@ impl Server {
 
     async fn replay(&self, saved: Catalog) -> Result<(), EddyError> {
         let mut state = self.state.lock().await;
+        let mut session = self.session.write().await;
         for statement in &saved.statements {
             // A statement that no longer applies (it names a table dropped since) is
             // reported and skipped: the rest of the catalog still comes back.
             let replayed = async {
                 for parsed in parse_script(&statement.sql)? {
-                    state.session.execute(&parsed).await?;
+                    session.execute(&parsed).await?;
                 }
                 Ok::<_, EddyError>(())
             }
@@ -157,13 +163,13 @@ impl Server {
         for record in &saved.pipelines {
             let result = async {
                 let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
-                let handle = self.create_pipeline(&state.session, &record.id, &parsed, record.parallelism).await?;
+                let handle = self.create_pipeline(&session, &record.id, &parsed, record.parallelism).await?;
                 if record.running {
                     handle.start()?;
                 } else {
                     let _loaded = handle.load_stopped_view().await?;
                 }
-                expose_view(&mut state.session, &handle, parsed.location)?;
+                expose_view(&mut session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())
             }
             .await;
@@ -249,10 +255,11 @@ impl Server {
         Ok(())
     }
 
+    /// The one dispatcher: decides each statement's path. Statements that only
+    /// read run without the catalog lock (planning shares the session with other
+    /// readers); statements that change the catalog go to [`Server::change_catalog`].
     async fn execute_one(&self, index: usize, parsed: &ParsedStatement, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), EddyError> {
-        let send = |reply: Reply| async move { replies.send((index, reply)).await.map_err(|_| EddyError::Unsupported("the client went away".into())) };
-        let done = |tag: &str| Reply::Done { tag: tag.to_string(), pipeline_id: None, rows: 0 };
-        let mut state = self.state.lock().await;
+        let send = |reply: Reply| async move { replies.send((index, reply)).await.map_err(|_| client_gone()) };
         match &parsed.statement {
             Statement::Show(ShowWhat::Pipelines) => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -266,29 +273,24 @@ impl Server {
                     vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), view_lag, s.sql, s.error]
                 });
                 let rows: Vec<Vec<String>> = rows.chain(self.queries.rows()).collect();
-                drop(state);
                 send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows.into_iter())).await
             }
             Statement::Show(ShowWhat::Views) => {
-                let mut rows: Vec<Vec<String>> = state.session.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
+                let mut rows: Vec<Vec<String>> = self.session.read().await.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
                 rows.extend(self.read_views().keys().map(|v| vec![v.clone(), "materialized view".into()]));
                 rows.sort();
-                drop(state);
                 send_rows(&send, string_rows(&["view", "kind"], rows.into_iter())).await
             }
             Statement::Describe { name } if self.has_view(name) => {
                 let view = self.view(name)?;
-                drop(state);
                 send_rows(&send, describe_rows(&view.schema())).await
             }
             Statement::RestartPipeline { id, parallelism } => {
-                drop(state);
                 let handle = self.restart_pipeline(id, *parallelism).await?;
                 let tag = format!("RESTART PIPELINE (parallelism {})", handle.parallelism());
                 send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
             Statement::StopPipeline { id, savepoint } => {
-                drop(state);
                 let (handle, saved) = self.stop_pipeline(id, *savepoint).await?;
                 let tag = match saved {
                     Some(checkpoint) => format!("STOP PIPELINE WITH SAVEPOINT {checkpoint}"),
@@ -296,12 +298,74 @@ impl Server {
                 };
                 send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
+            Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
+                for table in eddy_sql::referenced_tables(query) {
+                    self.check_view_readable(&table)?;
+                }
+                let ctx = self.view_context()?;
+                answer_in(&ctx, &parsed.text, parsed.location, &send).await
+            }
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => self.answer_in_session(parsed, &send).await,
+            Statement::Select { query } => {
+                // Planned while holding the session for reading only; run and streamed
+                // without it, so a long query or a slow reader does not hold up others.
+                let mut unsorted = (**query).clone();
+                let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
+                let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
+                let session = self.session.read().await;
+                let spec = session.plan_select(&unsorted, parsed.location).await?;
+                let (rows_rx, run) = self.start_bounded_query(&session, &spec, parsed)?;
+                drop(session);
+                // The client going away (Ctrl-C drops the stream) ends the statement, and dropping `run` stops the query.
+                let gone = replies.closed();
+                if sorted {
+                    sort_and_send(spec.plan.schema(), rows_rx, run, (order_by, limit_clause, fetch), parsed.location, &send, gone).await
+                } else {
+                    stream_rows(spec.plan.schema(), rows_rx, run, &send, gone).await
+                }
+            }
+            Statement::Explain { statement } => {
+                // A view is explained as its query; the live state of the views
+                // involved (the one explained, the ones read) follows the plan.
+                let (explained, own) = match &**statement {
+                    Statement::CreateMaterializedView { name, query } => (Statement::Select { query: query.clone() }, Some(name.clone())),
+                    other => (other.clone(), None),
+                };
+                let read = match &explained {
+                    Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
+                    _ => Vec::new(),
+                };
+                let plan = self.session.read().await.explain_statement(&explained, parsed.location).await?;
+                let sizes = own.iter().chain(read.iter()).filter_map(|name| {
+                    let (rows, bytes) = self.view(name).ok()?.size();
+                    Some(vec![format!("state of materialized view `{name}`: {rows} rows, {bytes} bytes")])
+                });
+                let sizes = string_rows(&["plan"], sizes);
+                send_result(&send, plan.schema(), vec![plan, sizes]).await
+            }
+            Statement::Show(ShowWhat::Tables) | Statement::Describe { .. } => self.answer_in_session(parsed, &send).await,
+            _ => self.change_catalog(parsed, &send).await,
+        }
+    }
+
+    /// Statements that change the catalog, one at a time: DDL, `SET`, new and
+    /// dropped pipelines and materialized views.
+    async fn change_catalog<F, Fut>(&self, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
+    where
+        F: Fn(Reply) -> Fut,
+        Fut: std::future::Future<Output = Result<(), EddyError>>,
+    {
+        let done = |tag: &str| Reply::Done { tag: tag.to_string(), pipeline_id: None, rows: 0 };
+        let mut state = self.state.lock().await;
+        match &parsed.statement {
             Statement::CreateMaterializedView { name, .. } => {
-                if self.has_view(name) || state.session.planner().columns_of(name).is_some() {
+                let session = self.session.read().await;
+                if self.has_view(name) || session.planner().columns_of(name).is_some() {
                     return Err(EddyError::AlreadyExists(format!("`{name}` already exists; DROP it first to replace it")));
                 }
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
+                let handle = self.create_pipeline(&session, &id, parsed, None).await?;
+                drop(session);
                 if let Err(e) = handle.start() {
                     self.pipelines.remove(&id);
                     self.write_views().remove(name);
@@ -310,7 +374,7 @@ impl Server {
                 for warning in handle.warnings() {
                     send(Reply::Notice(warning)).await?;
                 }
-                expose_view(&mut state.session, &handle, parsed.location)?;
+                expose_view(&mut *self.session.write().await, &handle, parsed.location)?;
                 state.catalog.pipelines.push(PipelineRecord {
                     id: id.clone(),
                     name: name.clone(),
@@ -327,7 +391,7 @@ impl Server {
             ))),
             Statement::Insert { .. } => {
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
+                let handle = self.create_pipeline(&*self.session.read().await, &id, parsed, None).await?;
                 if let Err(e) = handle.start() {
                     self.pipelines.remove(&id);
                     return Err(e);
@@ -358,7 +422,7 @@ impl Server {
                         user.id, user.sql, user.id
                     )));
                 }
-                state.session.drop_view_source(name);
+                self.session.write().await.drop_view_source(name);
                 let ids: Vec<String> =
                     self.pipelines.all().into_iter().filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view))).map(|p| p.id.clone()).collect();
                 for id in &ids {
@@ -389,73 +453,31 @@ impl Server {
                         user.id, user.sql, user.id
                     )));
                 }
-                self.run_in_session(&mut state, parsed, &send).await
+                self.run_in_session(&mut state, parsed, send).await
             }
-            Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
-                for table in eddy_sql::referenced_tables(query) {
-                    self.check_view_readable(&table)?;
-                }
-                let ctx = self.view_context()?;
-                drop(state);
-                answer_in(&ctx, &parsed.text, parsed.location, &send).await
-            }
-            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => self.run_in_session(&mut state, parsed, &send).await,
-            Statement::Select { query } => {
-                // Planned under the lock; run and streamed without it, so a long
-                // query or a slow reader does not hold up other statements.
-                let mut unsorted = (**query).clone();
-                let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
-                let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
-                let inner =
-                    ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
-                let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
-                    return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
-                };
-                let (rows_rx, run) = self.start_bounded_query(&state.session, &spec, parsed)?;
-                drop(state);
-                // The client going away (Ctrl-C drops the stream) ends the statement, and dropping `run` stops the query.
-                let gone = replies.closed();
-                if sorted {
-                    sort_and_send(spec.plan.schema(), rows_rx, run, (order_by, limit_clause, fetch), parsed.location, &send, gone).await
-                } else {
-                    stream_rows(spec.plan.schema(), rows_rx, run, &send, gone).await
-                }
-            }
-            Statement::Explain { statement } => {
-                // A view is explained as its query; the live state of the views
-                // involved (the one explained, the ones read) follows the plan.
-                let (explained, own) = match &**statement {
-                    Statement::CreateMaterializedView { name, query } => (Statement::Select { query: query.clone() }, Some(name.clone())),
-                    other => (other.clone(), None),
-                };
-                let read = match &explained {
-                    Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
-                    _ => Vec::new(),
-                };
-                let inner =
-                    ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
-                let Outcome::Rows(plan) = state.session.execute(&inner).await? else {
-                    return Err(EddyError::Unsupported("EXPLAIN did not produce a plan".into()));
-                };
-                drop(state);
-                let sizes = own.iter().chain(read.iter()).filter_map(|name| {
-                    let (rows, bytes) = self.view(name).ok()?.size();
-                    Some(vec![format!("state of materialized view `{name}`: {rows} rows, {bytes} bytes")])
-                });
-                let sizes = string_rows(&["plan"], sizes);
-                send_result(&send, plan.schema(), vec![plan, sizes]).await
-            }
-            _ => self.run_in_session(&mut state, parsed, &send).await,
+            _ => self.run_in_session(&mut state, parsed, send).await,
         }
     }
 
-    /// Statements the session handles: DDL, `SET`, `SHOW TABLES`, `DESCRIBE`, `EXPLAIN`.
+    /// Statements the session answers from its catalog without changing it (`SHOW TABLES`, `DESCRIBE`, a SELECT of constants).
+    async fn answer_in_session<F, Fut>(&self, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
+    where
+        F: Fn(Reply) -> Fut,
+        Fut: std::future::Future<Output = Result<(), EddyError>>,
+    {
+        match self.session.read().await.answer(parsed).await? {
+            Outcome::Rows(batch) => send_rows(send, batch).await,
+            _ => Err(EddyError::Unsupported(format!("`{}` has no rows to answer with", parsed.text))),
+        }
+    }
+
+    /// Statements the session executes, changing its catalog: DDL and `SET`, kept in the catalog file.
     async fn run_in_session<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
     where
         F: Fn(Reply) -> Fut,
         Fut: std::future::Future<Output = Result<(), EddyError>>,
     {
-        match state.session.execute(parsed).await? {
+        match self.session.write().await.execute(parsed).await? {
             Outcome::Done(tag) => {
                 let persisted = match &parsed.statement {
                     Statement::CreateTable(def) => Some(("table", def.name.clone(), true)),
