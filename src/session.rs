@@ -198,7 +198,7 @@ impl Session {
                 Outcome::Done("CREATE TABLE".into())
             }
             Statement::CreateView { name, query } => {
-                self.planner.register_view(name, query, location).await?;
+                self.create_view(name, query, location).await?;
                 Outcome::Done("CREATE VIEW".into())
             }
             Statement::Set { key, value } => {
@@ -211,16 +211,7 @@ impl Session {
             | Statement::Describe { .. }
             | Statement::Explain { .. } => self.answer(parsed).await?,
             Statement::Drop { what: what @ (DropWhat::Table | DropWhat::View), name, if_exists } => {
-                let dropped = match what {
-                    DropWhat::Table => self.planner.drop_table(name),
-                    _ => self.planner.drop_view(name),
-                };
-                let kind = if *what == DropWhat::Table { "TABLE" } else { "VIEW" };
-                if !dropped && !if_exists {
-                    return Err(EddyError::NotFound(format!("no {} named `{name}`", kind.to_lowercase())));
-                }
-                self.locations.remove(name);
-                Outcome::Done(format!("DROP {kind}"))
+                Outcome::Done(self.drop_table_or_view(*what, name, *if_exists)?)
             }
             Statement::Show(ShowWhat::Pipelines)
             | Statement::StopPipeline { .. }
@@ -230,6 +221,27 @@ impl Session {
                 return Err(EddyError::Unsupported(format!("`{}` needs a server: run `eddy server` and submit it with `eddy sql`", parsed.text)))
             }
         })
+    }
+
+    /// `CREATE VIEW name AS query`: a named query, planned now so a mistake in it
+    /// is reported at once, and inlined wherever it is read.
+    pub async fn create_view(&mut self, name: &str, query: &Query, location: Location) -> Result<(), EddyError> {
+        self.planner.register_view(name, query, location).await?;
+        Ok(())
+    }
+
+    /// `DROP TABLE | VIEW [IF EXISTS] name`; the tag psql would print (`DROP TABLE`).
+    pub fn drop_table_or_view(&mut self, what: DropWhat, name: &str, if_exists: bool) -> Result<String, EddyError> {
+        let dropped = match what {
+            DropWhat::Table => self.planner.drop_table(name),
+            _ => self.planner.drop_view(name),
+        };
+        let kind = if what == DropWhat::Table { "TABLE" } else { "VIEW" };
+        if !dropped && !if_exists {
+            return Err(EddyError::NotFound(format!("no {} named `{name}`", kind.to_lowercase())));
+        }
+        self.locations.remove(name);
+        Ok(format!("DROP {kind}"))
     }
 
     /// Executes a statement that only reads the catalog: plans an `INSERT INTO`
@@ -339,7 +351,9 @@ impl Session {
         string_rows(&["plan"], text.lines().map(|l| vec![l.to_string()]))
     }
 
-    fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
+    /// `CREATE TABLE`: checks the connector and its options at once (a typo is
+    /// reported at its line, before anything runs) and declares the table.
+    pub fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
         let connector_error =
             |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector { table: table.name.clone(), location, message: e.to_string() };
         eddy_connectors::validate_options(&def, false).map_err(|e| connector_error(&def, &e))?;

@@ -446,17 +446,50 @@ impl Server {
             Statement::Drop { what: DropWhat::Table | DropWhat::View, name, .. } if self.has_view(name) => {
                 Err(EddyError::Conflict(format!("`{name}` is a materialized view; drop it with DROP MATERIALIZED VIEW {name}")))
             }
-            Statement::Drop { what: DropWhat::Table, name, .. } => {
+            Statement::Drop { what: DropWhat::Table, name, if_exists } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
                     return Err(EddyError::Conflict(format!(
                         "table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first",
                         user.id, user.sql, user.id
                     )));
                 }
-                self.run_in_session(&mut state, parsed, send).await
+                let tag = self.session.write().await.drop_table_or_view(DropWhat::Table, name, *if_exists)?;
+                self.record_statement(&mut state, Recorded::Forget { kind: "table", name }, parsed)?;
+                send(done(&tag)).await
             }
-            _ => self.run_in_session(&mut state, parsed, send).await,
+            Statement::Drop { what: DropWhat::View, name, if_exists } => {
+                let tag = self.session.write().await.drop_table_or_view(DropWhat::View, name, *if_exists)?;
+                self.record_statement(&mut state, Recorded::Forget { kind: "view", name }, parsed)?;
+                send(done(&tag)).await
+            }
+            Statement::CreateTable(def) => {
+                self.session.write().await.create_table(def.clone(), parsed.location)?;
+                self.record_statement(&mut state, Recorded::Keep { kind: "table", name: &def.name }, parsed)?;
+                send(done("CREATE TABLE")).await
+            }
+            Statement::CreateView { name, query } => {
+                self.session.write().await.create_view(name, query, parsed.location).await?;
+                self.record_statement(&mut state, Recorded::Keep { kind: "view", name }, parsed)?;
+                send(done("CREATE VIEW")).await
+            }
+            Statement::Set { key, value } => {
+                self.session.write().await.set(key, value)?;
+                self.record_statement(&mut state, Recorded::Keep { kind: "set", name: key }, parsed)?;
+                send(done("SET")).await
+            }
+            // Statements that only read are answered by execute_one, before the catalog lock.
+            _ => Err(EddyError::Internal(format!("`{}` reached the catalog's dispatcher, which only changes the catalog", parsed.text))),
         }
+    }
+
+    /// Keeps a DDL or `SET` statement in the catalog file (or forgets the one a
+    /// DROP undoes), so a restarted server replays it.
+    fn record_statement(&self, state: &mut State, recorded: Recorded<'_>, parsed: &ParsedStatement) -> Result<(), EddyError> {
+        match recorded {
+            Recorded::Keep { kind, name } => state.catalog.add_statement(kind, name, &parsed.text),
+            Recorded::Forget { kind, name } => state.catalog.remove_statement(kind, name),
+        }
+        state.catalog.save(&self.data_dir)
     }
 
     /// Statements the session answers from its catalog without changing it (`SHOW TABLES`, `DESCRIBE`, a SELECT of constants).
@@ -468,37 +501,6 @@ impl Server {
         match self.session.read().await.answer(parsed).await? {
             Outcome::Rows(batch) => send_rows(send, batch).await,
             _ => Err(EddyError::Unsupported(format!("`{}` has no rows to answer with", parsed.text))),
-        }
-    }
-
-    /// Statements the session executes, changing its catalog: DDL and `SET`, kept in the catalog file.
-    async fn run_in_session<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
-    where
-        F: Fn(Reply) -> Fut,
-        Fut: std::future::Future<Output = Result<(), EddyError>>,
-    {
-        match self.session.write().await.execute(parsed).await? {
-            Outcome::Done(tag) => {
-                let persisted = match &parsed.statement {
-                    Statement::CreateTable(def) => Some(("table", def.name.clone(), true)),
-                    Statement::CreateView { name, .. } => Some(("view", name.clone(), true)),
-                    Statement::Set { key, .. } => Some(("set", key.clone(), true)),
-                    Statement::Drop { what: DropWhat::Table, name, .. } => Some(("table", name.clone(), false)),
-                    Statement::Drop { what: DropWhat::View, name, .. } => Some(("view", name.clone(), false)),
-                    _ => None,
-                };
-                if let Some((kind, name, add)) = persisted {
-                    if add {
-                        state.catalog.add_statement(kind, &name, &parsed.text);
-                    } else {
-                        state.catalog.remove_statement(kind, &name);
-                    }
-                    state.catalog.save(&self.data_dir)?;
-                }
-                send(Reply::Done { tag, pipeline_id: None, rows: 0 }).await
-            }
-            Outcome::Rows(batch) => send_rows(send, batch).await,
-            Outcome::Pipeline(_) => Err(EddyError::Unsupported(format!("`{}` starts a pipeline the server does not handle here", parsed.text))),
         }
     }
 
@@ -625,6 +627,13 @@ impl Server {
     fn write_views(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
         self.views.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// What a statement does to the catalog file: keep it (under its kind and name,
+/// replacing an earlier one) or forget the one it undoes.
+enum Recorded<'a> {
+    Keep { kind: &'static str, name: &'a str },
+    Forget { kind: &'static str, name: &'a str },
 }
 
 /// The next batch of a running query's rows; an error once its client went away.
