@@ -25,10 +25,16 @@ pub mod runtime;
 pub mod state;
 pub mod table;
 
-pub use connector::{BoxError, MalformedRecord, ReaderStatus, Sink, Source, SourceBatch, SourcePosition, SourceReader};
+pub use connector::{
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Resume, Resumption,
+    Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,
+};
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};
 pub use metrics::PipelineMetrics;
 pub use operator::{Emitter, Operator};
-pub use plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode, WindowKind};
+pub use plan::{
+    AggregateKind, GroupColumn, KeyLost, LatenessRule, OutputKey, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput, WindowAggregateNode,
+    WindowKind,
+};
 pub use table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, TaskSnapshot, FINAL_CHECKPOINT};
-use crate::connector::{MalformedRecord, Sink, SourceReader};
+use crate::connector::{resumable_connectors, Connector, MalformedRecord, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, StageKind};
 use crate::message::{CheckpointId, EventTime, Message};
@@ -64,6 +64,9 @@ pub struct RunOptions {
     /// Fails the pipeline when its operators' state grows past this many bytes
     /// (`'pipeline.state.max-memory'`); `None`: no limit.
     pub max_state_bytes: Option<u64>,
+    /// Every connector of the build, so messages can suggest one (a source that
+    /// can resume) without the engine naming any; empty in tests of the engine alone.
+    pub connectors: &'static [&'static dyn Connector],
 }
 
 /// Keeps [`PipelineMetrics::state_bytes`] up to date with one task's operators and
@@ -717,8 +720,9 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
                     table: node.table.name.clone(),
                     partition: "open".to_string(),
                     source: format!(
-                        "connector '{}' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume (kafka, filesystem, datagen, nexmark bids)",
-                        node.table.connector()
+                        "connector '{}' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume ({})",
+                        node.table.connector(),
+                        resumable_connectors(options.connectors)
                     )
                     .into(),
                 });
