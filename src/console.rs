@@ -36,7 +36,10 @@ pub fn write_stdout(text: &str) -> Result<(), EddyError> {
 pub fn is_stdout_closed(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        if matches!(e.downcast_ref::<EddyError>(), Some(EddyError::StdoutClosed)) {
+        // The binary's own printing, or the `print` connector's.
+        if matches!(e.downcast_ref::<EddyError>(), Some(EddyError::StdoutClosed))
+            || matches!(e.downcast_ref::<eddy_connectors::ConnectorError>(), Some(eddy_connectors::ConnectorError::StdoutClosed))
+        {
             return true;
         }
         next = e.source();
@@ -124,12 +127,13 @@ impl Sink for LiveSink {
 /// line keeps its own interval).
 const BAR_REFRESH: Duration = Duration::from_millis(100);
 
-/// Shows progress on stderr until aborted: in a terminal, over inputs whose size
-/// is known (files), a bar with the share read and the time left; otherwise (logs,
-/// tests, Kafka or generator sources) a line every `secs` seconds. Nothing when
-/// `secs` is 0.
-pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<String>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Shows progress on stderr until [`Progress::finish`]: in a terminal, over
+/// inputs whose size is known (files), a bar with the share read and the time
+/// left; otherwise (logs, tests, Kafka or generator sources) a line every `secs`
+/// seconds. Nothing when `secs` is 0.
+pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<String>) -> Progress {
+    let (finish, mut finished) = watch::channel(false);
+    let task = tokio::spawn(async move {
         if secs == 0 {
             return;
         }
@@ -142,24 +146,29 @@ pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<St
         let mut interval = tokio::time::interval(if terminal { BAR_REFRESH } else { every });
         interval.tick().await;
         loop {
-            interval.tick().await;
+            let run = tokio::select! {
+                _ = interval.tick() => RunState::Running,
+                _ = finished.wait_for(|f| *f) => RunState::Ended,
+            };
             if terminal {
                 if let Some((read, total)) = metrics.input_progress() {
                     let bar = bar.get_or_insert_with(|| progress_bar(total));
-                    bar.set_length(total.max(1));
-                    bar.set_position(read);
-                    let now = metrics.snapshot();
-                    bar.set_message(format!(
-                        "rows in {}  rows out {}  state {}B",
-                        human(now.rows_in as f64),
-                        human(now.rows_out as f64),
-                        human(metrics.state_bytes.load(Ordering::Relaxed) as f64)
-                    ));
+                    draw_bar(bar, &metrics, read, total);
+                    if run == RunState::Ended {
+                        // Drawn now whatever the refresh rate, and left on the screen:
+                        // a run faster than the first redraw still shows where it got.
+                        bar.abandon();
+                        return;
+                    }
                     continue;
                 }
-                if last_line.elapsed() < every {
+                if last_line.elapsed() < every && run == RunState::Running {
                     continue;
                 }
+            }
+            if run == RunState::Ended {
+                // The run's summary line follows; a last progress line would repeat it.
+                return;
             }
             let now = metrics.snapshot();
             let rate = (now.rows_in - previous.rows_in) as f64 / last_line.elapsed().as_secs_f64().max(0.001);
@@ -171,7 +180,43 @@ pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<St
             }
             previous = now;
         }
-    })
+    });
+    Progress { task, finish }
+}
+
+/// The progress display of one run, which [`Progress::finish`] ends.
+pub struct Progress {
+    task: tokio::task::JoinHandle<()>,
+    finish: watch::Sender<bool>,
+}
+
+impl Progress {
+    /// Ends the display once the run has ended, drawing the bar's final state
+    /// first (the share of the input read, the last counters).
+    pub async fn finish(self) {
+        self.finish.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Whether the run a progress display follows is still going.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    Running,
+    Ended,
+}
+
+/// Sets the bar to `read` of `total` bytes, with the row and state counters.
+fn draw_bar(bar: &ProgressBar, metrics: &PipelineMetrics, read: u64, total: u64) {
+    bar.set_length(total.max(1));
+    bar.set_position(read);
+    let now = metrics.snapshot();
+    bar.set_message(format!(
+        "rows in {}  rows out {}  state {}B",
+        human(now.rows_in as f64),
+        human(now.rows_out as f64),
+        human(metrics.state_bytes.load(Ordering::Relaxed) as f64)
+    ));
 }
 
 /// The bar for an input of `total` bytes: share read, bytes, time left, counters.

@@ -93,7 +93,7 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
     }
     let started = std::time::Instant::now();
     let results = futures::future::join_all(runs).await;
-    progress.abort();
+    progress.finish().await;
     for result in results {
         result?;
     }

@@ -182,7 +182,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let progress = eddy::console::spawn_progress(Arc::clone(&metrics), progress_secs, None);
             let stop = eddy::console::stop_on_ctrl_c(None);
             let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema())).await;
-            progress.abort();
+            progress.finish().await;
             let summary = summary?;
             eprintln!("eddy: {summary}");
             // Dropping what the run opened (Kafka consumers close) still takes a moment.

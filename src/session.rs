@@ -189,6 +189,7 @@ impl Session {
 
     /// Executes one statement. Statements about running pipelines and
     /// materialized views need a server, which handles them before calling this.
+    /// Statements that only read the catalog go to [`Session::answer`].
     pub async fn execute(&mut self, parsed: &ParsedStatement) -> Result<Outcome, EddyError> {
         let location = parsed.location;
         Ok(match &parsed.statement {
@@ -197,52 +198,20 @@ impl Session {
                 Outcome::Done("CREATE TABLE".into())
             }
             Statement::CreateView { name, query } => {
-                self.planner.register_view(name, query, location).await?;
+                self.create_view(name, query, location).await?;
                 Outcome::Done("CREATE VIEW".into())
             }
             Statement::Set { key, value } => {
                 self.set(key, value)?;
                 Outcome::Done("SET".into())
             }
-            Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
-            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => Outcome::Rows(answer_without_tables(query, location).await?),
-            Statement::Select { query } => {
-                let plan = self.planner.plan_query(query, location).await?;
-                Outcome::Pipeline(PipelineSpec { name: format!("select@{}", location.line), plan, sink: None, location })
-            }
-            Statement::Show(ShowWhat::Tables) => Outcome::Rows(self.show_tables()),
-            Statement::Show(ShowWhat::Views) => Outcome::Rows(string_rows(&["view"], self.planner.view_names().into_iter().map(|v| vec![v]))),
-            Statement::Describe { name } => {
-                let schema = self.planner.columns_of(name).ok_or_else(|| EddyError::NotFound(format!("no table or view named `{name}`")))?;
-                Outcome::Rows(describe_rows(&schema))
-            }
-            Statement::Explain { statement } => {
-                // Only plan; never run what is explained (EXPLAIN DROP TABLE must not drop it).
-                if !matches!(**statement, Statement::Insert { .. } | Statement::Select { .. }) {
-                    return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW".into()));
-                }
-                if matches!(&**statement, Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty()) {
-                    return Err(EddyError::Unsupported(
-                        "this SELECT reads no table: it runs no operators and is answered at once, so there is nothing to EXPLAIN".into(),
-                    ));
-                }
-                let inner = ParsedStatement { statement: (**statement).clone(), location, text: parsed.text.clone() };
-                match Box::pin(self.execute(&inner)).await? {
-                    Outcome::Pipeline(spec) => Outcome::Rows(self.explain(&spec)),
-                    _ => return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO or a SELECT".into())),
-                }
-            }
+            Statement::Insert { .. }
+            | Statement::Select { .. }
+            | Statement::Show(ShowWhat::Tables | ShowWhat::Views)
+            | Statement::Describe { .. }
+            | Statement::Explain { .. } => self.answer(parsed).await?,
             Statement::Drop { what: what @ (DropWhat::Table | DropWhat::View), name, if_exists } => {
-                let dropped = match what {
-                    DropWhat::Table => self.planner.drop_table(name),
-                    _ => self.planner.drop_view(name),
-                };
-                let kind = if *what == DropWhat::Table { "TABLE" } else { "VIEW" };
-                if !dropped && !if_exists {
-                    return Err(EddyError::NotFound(format!("no {} named `{name}`", kind.to_lowercase())));
-                }
-                self.locations.remove(name);
-                Outcome::Done(format!("DROP {kind}"))
+                Outcome::Done(self.drop_table_or_view(*what, name, *if_exists)?)
             }
             Statement::Show(ShowWhat::Pipelines)
             | Statement::StopPipeline { .. }
@@ -254,9 +223,75 @@ impl Session {
         })
     }
 
+    /// `CREATE VIEW name AS query`: a named query, planned now so a mistake in it
+    /// is reported at once, and inlined wherever it is read.
+    pub async fn create_view(&mut self, name: &str, query: &Query, location: Location) -> Result<(), EddyError> {
+        self.planner.register_view(name, query, location).await?;
+        Ok(())
+    }
+
+    /// `DROP TABLE | VIEW [IF EXISTS] name`; the tag psql would print (`DROP TABLE`).
+    pub fn drop_table_or_view(&mut self, what: DropWhat, name: &str, if_exists: bool) -> Result<String, EddyError> {
+        let dropped = match what {
+            DropWhat::Table => self.planner.drop_table(name),
+            _ => self.planner.drop_view(name),
+        };
+        let kind = if what == DropWhat::Table { "TABLE" } else { "VIEW" };
+        if !dropped && !if_exists {
+            return Err(EddyError::NotFound(format!("no {} named `{name}`", kind.to_lowercase())));
+        }
+        self.locations.remove(name);
+        Ok(format!("DROP {kind}"))
+    }
+
+    /// Executes a statement that only reads the catalog: plans an `INSERT INTO`
+    /// or `SELECT`, answers `SHOW TABLES | VIEWS`, `DESCRIBE` and `EXPLAIN`. Many
+    /// can run at once (a server plans them while other clients' statements run).
+    pub async fn answer(&self, parsed: &ParsedStatement) -> Result<Outcome, EddyError> {
+        let location = parsed.location;
+        Ok(match &parsed.statement {
+            Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => Outcome::Rows(answer_without_tables(query, location).await?),
+            Statement::Select { query } => Outcome::Pipeline(self.plan_select(query, location).await?),
+            Statement::Show(ShowWhat::Tables) => Outcome::Rows(self.show_tables()),
+            Statement::Show(ShowWhat::Views) => Outcome::Rows(string_rows(&["view"], self.planner.view_names().into_iter().map(|v| vec![v]))),
+            Statement::Describe { name } => Outcome::Rows(self.describe(name)?),
+            Statement::Explain { statement } => Outcome::Rows(self.explain_statement(statement, location).await?),
+            _ => return Err(EddyError::Unsupported(format!("`{}` changes the catalog; it is executed, not answered", parsed.text))),
+        })
+    }
+
+    /// `DESCRIBE name`: a table's or view's columns.
+    pub fn describe(&self, name: &str) -> Result<RecordBatch, EddyError> {
+        let schema = self.planner.columns_of(name).ok_or_else(|| EddyError::NotFound(format!("no table or view named `{name}`")))?;
+        Ok(describe_rows(&schema))
+    }
+
+    /// `EXPLAIN statement`: the operators `statement` would run. Only plans; never
+    /// runs what is explained (EXPLAIN DROP TABLE must not drop it).
+    pub async fn explain_statement(&self, statement: &Statement, location: Location) -> Result<RecordBatch, EddyError> {
+        let spec = match statement {
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => {
+                return Err(EddyError::Unsupported(
+                    "this SELECT reads no table: it runs no operators and is answered at once, so there is nothing to EXPLAIN".into(),
+                ))
+            }
+            Statement::Select { query } => self.plan_select(query, location).await?,
+            Statement::Insert { table, query } => self.plan_insert(table, query, location).await?,
+            _ => return Err(EddyError::Unsupported("EXPLAIN shows the operators of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW".into())),
+        };
+        Ok(self.explain(&spec))
+    }
+
+    /// Plans a bare `SELECT` over tables into a pipeline whose rows go to the caller.
+    pub async fn plan_select(&self, query: &Query, location: Location) -> Result<PipelineSpec, EddyError> {
+        self.plan_query(query, location, &format!("select@{}", location.line)).await
+    }
+
     /// Plans `INSERT INTO table query`, refusing updates into a sink that only
     /// appends and retractions into a sink that cannot delete.
     pub async fn plan_insert(&self, table: &str, query: &Query, location: Location) -> Result<PipelineSpec, EddyError> {
+        eddy_engine::failpoint::pause("planning").await;
         let (sink, plan) = self.planner.plan_insert(table, query, location).await?;
         let refuse = |message: String| EddyError::Connector { table: sink.name.clone(), location, message };
         if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
@@ -276,6 +311,7 @@ impl Session {
 
     /// Plans a query into a pipeline without a sink (a server's materialized view or ad-hoc query).
     pub async fn plan_query(&self, query: &Query, location: Location, name: &str) -> Result<PipelineSpec, EddyError> {
+        eddy_engine::failpoint::pause("planning").await;
         let plan = self.planner.plan_query(query, location).await?;
         Ok(PipelineSpec { name: name.to_string(), plan, sink: None, location })
     }
@@ -315,7 +351,9 @@ impl Session {
         string_rows(&["plan"], text.lines().map(|l| vec![l.to_string()]))
     }
 
-    fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
+    /// `CREATE TABLE`: checks the connector and its options at once (a typo is
+    /// reported at its line, before anything runs) and declares the table.
+    pub fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
         let connector_error =
             |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector { table: table.name.clone(), location, message: e.to_string() };
         eddy_connectors::validate_options(&def, eddy_engine::TableUse::Declared).map_err(|e| connector_error(&def, &e))?;

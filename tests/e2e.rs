@@ -360,6 +360,21 @@ fn eddy_run_exits_quietly_when_the_reader_of_its_output_goes_away() {
     assert_eq!(status.code(), Some(141), "{status} {stderr}");
 }
 
+/// Issue 17 (leftover of issue 16): the `print` connector writes to stdout on its
+/// own, and a closed stdout failed its pipeline ("Broken pipe", exit 1). It stops
+/// as quietly as a bare SELECT's output does.
+#[test]
+fn the_print_connector_stops_quietly_when_the_reader_of_its_output_goes_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sql = "CREATE TABLE gen (id BIGINT, name STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '0', 'number-of-rows' = '200000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0');
+               CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'print');
+               INSERT INTO out SELECT id, name FROM gen;";
+    let (status, stderr) = run_into_a_closing_pipe(&script(dir.path(), sql), 1);
+    assert!(!stderr.contains("Broken pipe") && !stderr.contains("failed") && !stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr, "", "nothing to say when the reader has what it wanted");
+    assert_eq!(status.code(), Some(141), "{status}");
+}
+
 /// Runs `sql` with `eddy run`: (exit code, stderr).
 fn run_script(dir: &Path, sql: &str) -> (Option<i32>, String) {
     let output = eddy().arg("run").arg(script(dir, sql)).output().expect("run eddy");

@@ -962,3 +962,91 @@ async fn a_view_shows_a_new_row_within_seconds_at_the_default_checkpoint_interva
         println!("row {round} in both views after {:?}", produced.elapsed());
     }
 }
+
+/// Issue 17 (leftover of issue 16): a SELECT whose client went away (Ctrl-C in
+/// `eddy sql` drops the stream) went on running in the server, reading its input
+/// to the end. It stops: SHOW PIPELINES lists a SELECT while it runs, and no
+/// longer once its client is gone.
+#[test]
+fn a_select_stops_when_its_client_goes_away() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    // Bounded, but a day long: 10 rows a second of a million, and COUNT(*) answers only at the end.
+    server.ok("CREATE TABLE slow (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '10', 'number-of-rows' = '1000000')");
+    let mut client = common::Running::start(
+        common::eddy()
+            .args(["sql", "--host", &server.address, "-c", "SELECT COUNT(*) FROM slow"])
+            .env_remove("EDDY_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let listing = wait_status(&server, "select@1,RUNNING");
+    assert!(listing.contains("SELECT COUNT(*) FROM slow"), "{listing}");
+    // Ctrl-C: the client cancels the statement and exits.
+    assert!(Command::new("kill").args(["-INT", &client.0.id().to_string()]).status().unwrap().success());
+    let status = client.0.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled statement is a failed one, as in psql");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listing = server.ok_csv("SHOW PIPELINES");
+        if !listing.contains("select@1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the SELECT still runs after its client went away: {listing}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.terminate();
+}
+
+/// Issue 17 (leftover of issue 16): the server planned every statement under
+/// one lock, so a statement slow to plan held up every other client. Here one
+/// client's INSERT is held at planning (a pause point), and another client's
+/// statements and view reads answer meanwhile; then the INSERT goes on.
+#[test]
+fn other_clients_are_answered_while_a_statement_is_being_planned() {
+    let data = tempfile::tempdir().unwrap();
+    let paused = data.path().join("planning.paused");
+    let server = Server::start_with_env(data.path(), &[], vec![("EDDY_PAUSE_AT", format!("planning:{}", paused.display()))]);
+    server.ok(&bids_table());
+    server.ok("CREATE TABLE out (auction BIGINT) WITH ('connector' = 'blackhole')");
+    server.ok("CREATE MATERIALIZED VIEW per_auction AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction");
+    wait_finished(&server, 1);
+    // The next statement planned pauses there.
+    std::fs::write(&paused, "armed").unwrap();
+    let mut first = common::Running::start(
+        eddy().args(["sql", "--host", &server.address, "-c", "INSERT INTO out SELECT auction FROM bids"]).env_remove("EDDY_TOKEN").stdout(Stdio::null()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&paused).unwrap() != "paused" {
+        assert!(Instant::now() < deadline, "the INSERT never reached planning");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another client, while the INSERT is being planned: each statement must answer.
+    let answer = |sql: &str| {
+        let mut other = eddy().args(["sql", "--csv", "--host", &server.address, "-c", sql]).env_remove("EDDY_TOKEN").stdout(Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while other.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = other.kill();
+                panic!("`{sql}` got no answer while another client's statement was being planned");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = other.wait_with_output().unwrap();
+        assert!(output.status.success(), "`{sql}` failed");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(answer("SHOW TABLES").contains("bids,filesystem,bounded"));
+    let counts: String = expected_counts().iter().map(|(auction, n)| format!("{auction},{n}\n")).collect();
+    assert_eq!(answer("SELECT auction, n FROM per_auction ORDER BY auction"), format!("auction,n\n{counts}"));
+    assert!(answer("DESCRIBE bids").contains("price,BIGINT"));
+    assert!(answer("SHOW PIPELINES").starts_with("id,name,status"));
+    assert_eq!(answer("SELECT COUNT(*) AS n FROM bids"), format!("n\n{}\n", expected_counts().iter().map(|(_, n)| n).sum::<i64>()));
+    assert!(answer("EXPLAIN SELECT auction FROM bids").contains("Source"));
+    // Still paused: the INSERT has not answered.
+    assert!(first.0.try_wait().unwrap().is_none(), "the INSERT finished while it was held at planning");
+    std::fs::remove_file(&paused).unwrap();
+    assert!(first.0.wait().unwrap().success(), "the INSERT failed once planning went on");
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p2,out,"));
+    server.terminate();
+}

@@ -11,6 +11,12 @@ use datafusion::parquet::errors::ParquetError;
 /// It converts into [`eddy_engine::BoxError`] through `?` (via `Box<dyn Error>`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
+    /// The `print` connector's reader closed stdout (`eddy run x.sql | head -3`):
+    /// nobody reads what it would print, so the binary stops quietly (see
+    /// `is_stdout_closed` in the binary's console) instead of failing the pipeline.
+    #[error("stdout was closed by its reader")]
+    StdoutClosed,
+
     /// The table has no `'connector'` option.
     #[error("table '{table}' has no 'connector' option; add WITH ('connector' = '...'), known connectors: {known}")]
     MissingConnector {

@@ -74,20 +74,27 @@ fn format_kind(batch: &RecordBatch, prefix: &str, kind: &str) -> Result<String, 
 impl Sink for PrintSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
         let text = format_rows(&batch, &self.prefix)?;
-        self.out.write_all(text.as_bytes())?;
-        Ok(())
+        self.out.write_all(text.as_bytes()).map_err(closed_or_failed)
     }
 
     /// Retracted rows print as Flink's `-D` (an update is a `-D` then a `+I`).
     async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
         let text = format_kind(&batch, &self.prefix, "-D")?;
-        self.out.write_all(text.as_bytes())?;
-        Ok(())
+        self.out.write_all(text.as_bytes()).map_err(closed_or_failed)
     }
 
     async fn commit(&mut self) -> Result<(), BoxError> {
-        self.out.flush()?;
-        Ok(())
+        self.out.flush().map_err(closed_or_failed)
+    }
+}
+
+/// A broken pipe means the reader of stdout went away ([`ConnectorError::StdoutClosed`],
+/// which the binary turns into a quiet exit); any other write error is one.
+fn closed_or_failed(error: std::io::Error) -> BoxError {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        Box::new(ConnectorError::StdoutClosed)
+    } else {
+        Box::new(error)
     }
 }
 

@@ -31,3 +31,35 @@ pub fn reach(point: &str) {
         }
     }
 }
+
+/// The point and file from `EDDY_PAUSE_AT=<point>:<file>`, read once.
+fn pause_armed() -> Option<&'static (String, std::path::PathBuf)> {
+    static ARMED: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let value = std::env::var("EDDY_PAUSE_AT").ok()?;
+            let (point, file) = value.split_once(':')?;
+            Some((point.to_string(), std::path::PathBuf::from(file)))
+        })
+        .as_ref()
+}
+
+/// Pause points for concurrency tests: with `EDDY_PAUSE_AT=<point>:<file>`, the
+/// first task to reach `<point>` while `<file>` says `armed` writes `paused` into
+/// it and waits (without holding a thread) until the test removes it, so a test
+/// can hold a statement at an exact step (say, planning) and check what other
+/// clients can do meanwhile. Unset, a point costs one load.
+pub async fn pause(point: &str) {
+    static PAUSED: AtomicU64 = AtomicU64::new(0);
+    let Some((armed_point, file)) = pause_armed() else { return };
+    if armed_point != point || std::fs::read_to_string(file).ok().as_deref() != Some("armed") || PAUSED.fetch_add(1, Ordering::SeqCst) != 0 {
+        return;
+    }
+    if let Err(e) = std::fs::write(file, "paused") {
+        eprintln!("eddy: EDDY_PAUSE_AT={point}: cannot write {}: {e}", file.display());
+        return;
+    }
+    while file.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

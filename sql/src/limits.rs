@@ -11,6 +11,10 @@
 //!   syntax tree's own recursion),
 //! - nested more than [`MAX_NESTING`] levels of parentheses, subqueries or
 //!   function calls (also sqlparser's recursion limit),
+//! - nesting more than [`MAX_SPECIAL_FORM_NESTING`] levels of the forms sqlparser
+//!   parses twice when they fail (`CAST(`, `SUBSTRING(`, `NOT (`...): each such
+//!   level doubles the time a mistake inside takes to report, so twenty of them
+//!   held a planning thread for minutes,
 //! - or of more than [`MAX_PLAN_NODES`] operators, function calls, subqueries,
 //!   set operations and joins, counting the views and common table expressions it
 //!   reads as often as it reads them (this bounds the plan's depth, whatever the
@@ -26,6 +30,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Query, Select, SetExpr, Visit, Visitor};
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use crate::error::{Location, Result, SqlError};
@@ -38,6 +43,44 @@ pub const MAX_STATEMENT_TOKENS: usize = 100_000;
 /// sqlparser runs too: past its limit inside nested `CAST(`s, sqlparser retries
 /// alternatives at every level, which takes exponential time.
 pub const MAX_NESTING: usize = 40;
+
+/// The deepest nesting of the special forms in [`SPECIAL_FORMS`] (`CAST(...)`,
+/// `SUBSTRING(...)`, `NOT (...)` and the like) Eddy accepts, `POSITION(` counting
+/// as two levels. sqlparser parses each of these first as its special syntax and,
+/// when that fails anywhere inside, again as a plain function call; so a mistake
+/// (or sqlparser's recursion limit) under `n` of them is parsed `2^n` times
+/// (`3^n` for `POSITION`). At this limit a mistake under a statement of the most
+/// tokens Eddy accepts is reported within seconds in an unoptimized build.
+pub const MAX_SPECIAL_FORM_NESTING: usize = 8;
+
+/// The keywords that sqlparser, followed by `(` (or `ARRAY[`), parses as a special
+/// form and then, when that fails, once more as a function call.
+const SPECIAL_FORMS: &[Keyword] = &[
+    Keyword::CAST,
+    Keyword::TRY_CAST,
+    Keyword::SAFE_CAST,
+    Keyword::CONVERT,
+    Keyword::TRY_CONVERT,
+    Keyword::CEIL,
+    Keyword::FLOOR,
+    Keyword::POSITION,
+    Keyword::SUBSTR,
+    Keyword::SUBSTRING,
+    Keyword::OVERLAY,
+    Keyword::EXTRACT,
+    Keyword::ARRAY,
+    Keyword::NOT,
+    Keyword::CASE,
+    Keyword::CURRENT_TIMESTAMP,
+    Keyword::CURRENT_TIME,
+    Keyword::CURRENT_DATE,
+    Keyword::LOCALTIME,
+    Keyword::LOCALTIMESTAMP,
+    Keyword::MATCH,
+    Keyword::MAP,
+    Keyword::LAMBDA,
+    Keyword::PRIOR,
+];
 
 /// The most operators, function calls, subqueries, set operations and joins one
 /// statement may plan, views and common table expressions included.
@@ -73,6 +116,53 @@ pub fn check_parentheses(tokens: &[TokenWithSpan]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses special forms ([`SPECIAL_FORMS`]) nested more than
+/// [`MAX_SPECIAL_FORM_NESTING`] deep, before sqlparser could spend exponential
+/// time on them. Only the parentheses a special form opens count; others
+/// between them (`CAST((CAST(...)))`) neither add nor break the nesting.
+pub fn check_special_forms(tokens: &[TokenWithSpan]) -> Result<()> {
+    // The levels each open parenthesis added, innermost last.
+    let mut open: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    for (index, token) in tokens.iter().enumerate() {
+        match token.token {
+            Token::LParen | Token::LBracket => {
+                let before = index.checked_sub(1).map(|i| &tokens[i]);
+                let levels = match before.map(|t| &t.token) {
+                    Some(Token::Word(word)) if word.quote_style.is_none() && SPECIAL_FORMS.contains(&word.keyword) => {
+                        // sqlparser tries `POSITION(a IN b)` two ways before the function call.
+                        if word.keyword == Keyword::POSITION {
+                            2
+                        } else {
+                            1
+                        }
+                    }
+                    _ => 0,
+                };
+                depth += levels;
+                open.push(levels);
+                if depth > MAX_SPECIAL_FORM_NESTING {
+                    let at = before.map_or(token, |t| t);
+                    return Err(special_form_error(Location { line: at.span.start.line, column: at.span.start.column }));
+                }
+            }
+            Token::RParen | Token::RBracket => depth -= open.pop().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn special_form_error(location: Location) -> SqlError {
+    SqlError::syntax(
+        location,
+        format!(
+            "the statement nests CAST, TRY_CAST, CONVERT, CEIL, FLOOR, SUBSTRING, POSITION (counted twice), OVERLAY, EXTRACT, ARRAY, CASE, NOT (...) or CURRENT_TIMESTAMP(...) more than {MAX_SPECIAL_FORM_NESTING} levels deep, Eddy's limit for these forms (the parser may try each level twice, so deeper nesting could take hours to check)"
+        ),
+    )
+    .with_hint("compute the inner levels in a CREATE VIEW or a WITH query, or drop redundant casts and NOTs")
 }
 
 /// The error for sqlparser's recursion limit, which says only "recursion limit exceeded".
@@ -344,5 +434,42 @@ mod tests {
         let views = |name: &str| (name == "v").then_some(MAX_PLAN_NODES / 4);
         let union = ["SELECT a FROM v"; 5].join(" UNION ALL ");
         assert!(check_query(&query(&union), &views, HERE).is_err());
+    }
+
+    /// `form` nested `levels` deep around `inner`, each level closed by `close`.
+    fn nested(form: &str, levels: usize, inner: &str, close: &str) -> String {
+        (0..levels).fold(inner.to_string(), |e, _| format!("{form}{e}{close}"))
+    }
+
+    /// Issue 17 (leftover of issue 16): 18 nested CASTs around 21 NOTs held the
+    /// parser for seconds, 24 of them for minutes (sqlparser parses each CAST twice
+    /// once something inside fails); such nesting is refused before sqlparser runs.
+    #[test]
+    fn refuses_special_forms_nested_past_the_limit_before_the_parser_runs() {
+        on_planning_stack(|| {
+            let issue = format!("SELECT {} FROM bids", nested("CAST(", 20, &format!("{}price", "NOT ".repeat(40)), " AS BIGINT)"));
+            let error = parse_script(&issue).unwrap_err().to_string();
+            assert!(error.contains("more than 8 levels deep, Eddy's limit for these forms"), "{error}");
+            assert!(error.contains("hint: compute the inner levels in a CREATE VIEW"), "{error}");
+            // Pointed at the CAST that goes one level too deep: the ninth.
+            assert!(error.starts_with(&format!("syntax error at line 1, column {}:", 8 + 8 * "CAST(".len())), "{error}");
+            // Each form counts, mixed and through other parentheses; POSITION counts twice.
+            for shape in [
+                nested("SUBSTRING(", 9, "name", ", 1)"),
+                nested("CEIL((", 5, &nested("FLOOR(", 4, "price", ")"), "))"),
+                nested("NOT (", 9, "price > 1", ")"),
+                nested("POSITION('a' IN ", 5, "name", ")"),
+                nested("ARRAY[", 9, "1", "]"),
+            ] {
+                let error = parse_script(&format!("SELECT {shape} FROM bids")).unwrap_err().to_string();
+                assert!(error.contains("levels deep, Eddy's limit for these forms"), "{shape}: {error}");
+            }
+            // At the limit, a statement parses, and a mistake inside is reported as itself.
+            parse_script(&format!("SELECT {} FROM bids", nested("CAST(", 8, "price", " AS BIGINT)"))).expect("8 nested CASTs parse");
+            parse_script(&format!("SELECT {} FROM bids", nested("POSITION('a' IN ", 4, "name", ")"))).expect("4 nested POSITIONs parse");
+            parse_script(&format!("SELECT {} FROM bids", nested("ABS(", 30, "price", ")"))).expect("other functions nest to the parentheses limit");
+            let error = parse_script(&format!("SELECT {} FROM bids", nested("CAST(", 8, "price +", " AS BIGINT)"))).unwrap_err().to_string();
+            assert!(!error.contains("levels deep"), "{error}");
+        });
     }
 }

@@ -115,6 +115,7 @@ fn parse_statement(sql: &str, lines: &LineStarts, tokens: Vec<TokenWithSpan>) ->
     let location = location_of(&tokens[0]);
     crate::limits::check_tokens(tokens.len(), location)?;
     crate::limits::check_parentheses(&tokens)?;
+    crate::limits::check_special_forms(&tokens)?;
     let text = match tokens.last() {
         Some(last) => lines.slice(sql, location, Location { line: last.span.end.line, column: last.span.end.column }),
         None => String::new(),

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod lock;
 pub mod pipelines;
+pub mod queries;
 pub mod service;
 pub mod views;
 
@@ -26,6 +27,7 @@ use crate::error::EddyError;
 use crate::session::{batch_context, describe_rows, string_rows, Outcome, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
+use queries::{Queries, QueryRun};
 use views::{MaterializedView, ViewSource};
 
 /// What a statement sends back to its caller, in order.
@@ -48,16 +50,22 @@ pub struct Server {
     _lock: lock::DataDirLock,
     /// Where pipelines keep their checkpoints, one `ID/` under it each.
     checkpoints: CheckpointStore,
-    /// Statements run one at a time, so the catalog and its file change in order.
+    /// Statements that change the catalog run one at a time, so the catalog and
+    /// its file change in order. Taken before `session`, never after.
     state: Mutex<State>,
+    /// The tables, views and settings statements are planned against. Statements
+    /// that only read it (SELECT, EXPLAIN, SHOW, DESCRIBE) share it, so planning
+    /// one does not hold up other clients; those that change it write it.
+    session: tokio::sync::RwLock<Session>,
     pipelines: Pipelines,
     views: RwLock<BTreeMap<String, Arc<MaterializedView>>>,
+    /// The ad-hoc SELECTs running now, for SHOW PIPELINES.
+    queries: Arc<Queries>,
     /// Turns true when the server begins to stop, so endless streams (Subscribe) end.
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 struct State {
-    session: Session,
     catalog: Catalog,
 }
 
@@ -84,9 +92,11 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
             checkpoints,
-            state: Mutex::new(State { session: Session::new(), catalog: Catalog::default() }),
+            state: Mutex::new(State { catalog: Catalog::default() }),
+            session: tokio::sync::RwLock::new(Session::new()),
             pipelines: Pipelines::default(),
             views: RwLock::default(),
+            queries: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,
         });
         server.replay(catalog).await?;
@@ -133,12 +143,13 @@ impl Server {
 
     async fn replay(&self, saved: Catalog) -> Result<(), EddyError> {
         let mut state = self.state.lock().await;
+        let mut session = self.session.write().await;
         for statement in &saved.statements {
             // A statement that no longer applies (it names a table dropped since) is
             // reported and skipped: the rest of the catalog still comes back.
             let replayed = async {
                 for parsed in parse_script(&statement.sql)? {
-                    state.session.execute(&parsed).await?;
+                    session.execute(&parsed).await?;
                 }
                 Ok::<_, EddyError>(())
             }
@@ -152,13 +163,13 @@ impl Server {
         for record in &saved.pipelines {
             let result = async {
                 let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
-                let handle = self.create_pipeline(&state.session, &record.id, &parsed, record.parallelism).await?;
+                let handle = self.create_pipeline(&session, &record.id, &parsed, record.parallelism).await?;
                 if record.running {
                     handle.start()?;
                 } else {
                     let _loaded = handle.load_stopped_view().await?;
                 }
-                expose_view(&mut state.session, &handle, parsed.location)?;
+                expose_view(&mut session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())
             }
             .await;
@@ -244,10 +255,11 @@ impl Server {
         Ok(())
     }
 
+    /// The one dispatcher: decides each statement's path. Statements that only
+    /// read run without the catalog lock (planning shares the session with other
+    /// readers); statements that change the catalog go to [`Server::change_catalog`].
     async fn execute_one(&self, index: usize, parsed: &ParsedStatement, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), EddyError> {
-        let send = |reply: Reply| async move { replies.send((index, reply)).await.map_err(|_| EddyError::Unsupported("the client went away".into())) };
-        let done = |tag: &str| Reply::Done { tag: tag.to_string(), pipeline_id: None, rows: 0 };
-        let mut state = self.state.lock().await;
+        let send = |reply: Reply| async move { replies.send((index, reply)).await.map_err(|_| client_gone()) };
         match &parsed.statement {
             Statement::Show(ShowWhat::Pipelines) => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -260,29 +272,25 @@ impl Server {
                     };
                     vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), view_lag, s.sql, s.error]
                 });
-                drop(state);
-                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows)).await
+                let rows: Vec<Vec<String>> = rows.chain(self.queries.rows()).collect();
+                send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows.into_iter())).await
             }
             Statement::Show(ShowWhat::Views) => {
-                let mut rows: Vec<Vec<String>> = state.session.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
+                let mut rows: Vec<Vec<String>> = self.session.read().await.planner().view_names().into_iter().map(|v| vec![v, "view".into()]).collect();
                 rows.extend(self.read_views().keys().map(|v| vec![v.clone(), "materialized view".into()]));
                 rows.sort();
-                drop(state);
                 send_rows(&send, string_rows(&["view", "kind"], rows.into_iter())).await
             }
             Statement::Describe { name } if self.has_view(name) => {
                 let view = self.view(name)?;
-                drop(state);
                 send_rows(&send, describe_rows(&view.schema())).await
             }
             Statement::RestartPipeline { id, parallelism } => {
-                drop(state);
                 let handle = self.restart_pipeline(id, *parallelism).await?;
                 let tag = format!("RESTART PIPELINE (parallelism {})", handle.parallelism());
                 send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
             Statement::StopPipeline { id, savepoint } => {
-                drop(state);
                 let (handle, saved) = self.stop_pipeline(id, *savepoint).await?;
                 let tag = match saved {
                     Some(checkpoint) => format!("STOP PIPELINE WITH SAVEPOINT {checkpoint}"),
@@ -290,12 +298,74 @@ impl Server {
                 };
                 send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
+            Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
+                for table in eddy_sql::referenced_tables(query) {
+                    self.check_view_readable(&table)?;
+                }
+                let ctx = self.view_context()?;
+                answer_in(&ctx, &parsed.text, parsed.location, &send).await
+            }
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => self.answer_in_session(parsed, &send).await,
+            Statement::Select { query } => {
+                // Planned while holding the session for reading only; run and streamed
+                // without it, so a long query or a slow reader does not hold up others.
+                let mut unsorted = (**query).clone();
+                let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
+                let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
+                let session = self.session.read().await;
+                let spec = session.plan_select(&unsorted, parsed.location).await?;
+                let (rows_rx, run) = self.start_bounded_query(&session, &spec, parsed)?;
+                drop(session);
+                // The client going away (Ctrl-C drops the stream) ends the statement, and dropping `run` stops the query.
+                let gone = replies.closed();
+                if sorted {
+                    sort_and_send(spec.plan.schema(), rows_rx, run, (order_by, limit_clause, fetch), parsed.location, &send, gone).await
+                } else {
+                    stream_rows(spec.plan.schema(), rows_rx, run, &send, gone).await
+                }
+            }
+            Statement::Explain { statement } => {
+                // A view is explained as its query; the live state of the views
+                // involved (the one explained, the ones read) follows the plan.
+                let (explained, own) = match &**statement {
+                    Statement::CreateMaterializedView { name, query } => (Statement::Select { query: query.clone() }, Some(name.clone())),
+                    other => (other.clone(), None),
+                };
+                let read = match &explained {
+                    Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
+                    _ => Vec::new(),
+                };
+                let plan = self.session.read().await.explain_statement(&explained, parsed.location).await?;
+                let sizes = own.iter().chain(read.iter()).filter_map(|name| {
+                    let (rows, bytes) = self.view(name).ok()?.size();
+                    Some(vec![format!("state of materialized view `{name}`: {rows} rows, {bytes} bytes")])
+                });
+                let sizes = string_rows(&["plan"], sizes);
+                send_result(&send, plan.schema(), vec![plan, sizes]).await
+            }
+            Statement::Show(ShowWhat::Tables) | Statement::Describe { .. } => self.answer_in_session(parsed, &send).await,
+            _ => self.change_catalog(parsed, &send).await,
+        }
+    }
+
+    /// Statements that change the catalog, one at a time: DDL, `SET`, new and
+    /// dropped pipelines and materialized views.
+    async fn change_catalog<F, Fut>(&self, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
+    where
+        F: Fn(Reply) -> Fut,
+        Fut: std::future::Future<Output = Result<(), EddyError>>,
+    {
+        let done = |tag: &str| Reply::Done { tag: tag.to_string(), pipeline_id: None, rows: 0 };
+        let mut state = self.state.lock().await;
+        match &parsed.statement {
             Statement::CreateMaterializedView { name, .. } => {
-                if self.has_view(name) || state.session.planner().columns_of(name).is_some() {
+                let session = self.session.read().await;
+                if self.has_view(name) || session.planner().columns_of(name).is_some() {
                     return Err(EddyError::AlreadyExists(format!("`{name}` already exists; DROP it first to replace it")));
                 }
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
+                let handle = self.create_pipeline(&session, &id, parsed, None).await?;
+                drop(session);
                 if let Err(e) = handle.start() {
                     self.pipelines.remove(&id);
                     self.write_views().remove(name);
@@ -304,7 +374,7 @@ impl Server {
                 for warning in handle.warnings() {
                     send(Reply::Notice(warning)).await?;
                 }
-                expose_view(&mut state.session, &handle, parsed.location)?;
+                expose_view(&mut *self.session.write().await, &handle, parsed.location)?;
                 state.catalog.pipelines.push(PipelineRecord {
                     id: id.clone(),
                     name: name.clone(),
@@ -321,7 +391,7 @@ impl Server {
             ))),
             Statement::Insert { .. } => {
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&state.session, &id, parsed, None).await?;
+                let handle = self.create_pipeline(&*self.session.read().await, &id, parsed, None).await?;
                 if let Err(e) = handle.start() {
                     self.pipelines.remove(&id);
                     return Err(e);
@@ -352,7 +422,7 @@ impl Server {
                         user.id, user.sql, user.id
                     )));
                 }
-                state.session.drop_view_source(name);
+                self.session.write().await.drop_view_source(name);
                 let ids: Vec<String> =
                     self.pipelines.all().into_iter().filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view))).map(|p| p.id.clone()).collect();
                 for id in &ids {
@@ -376,99 +446,61 @@ impl Server {
             Statement::Drop { what: DropWhat::Table | DropWhat::View, name, .. } if self.has_view(name) => {
                 Err(EddyError::Conflict(format!("`{name}` is a materialized view; drop it with DROP MATERIALIZED VIEW {name}")))
             }
-            Statement::Drop { what: DropWhat::Table, name, .. } => {
+            Statement::Drop { what: DropWhat::Table, name, if_exists } => {
                 if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
                     return Err(EddyError::Conflict(format!(
                         "table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first",
                         user.id, user.sql, user.id
                     )));
                 }
-                self.run_in_session(&mut state, parsed, &send).await
+                let tag = self.session.write().await.drop_table_or_view(DropWhat::Table, name, *if_exists)?;
+                self.record_statement(&mut state, Recorded::Forget { kind: "table", name }, parsed)?;
+                send(done(&tag)).await
             }
-            Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
-                for table in eddy_sql::referenced_tables(query) {
-                    self.check_view_readable(&table)?;
-                }
-                let ctx = self.view_context()?;
-                drop(state);
-                answer_in(&ctx, &parsed.text, parsed.location, &send).await
+            Statement::Drop { what: DropWhat::View, name, if_exists } => {
+                let tag = self.session.write().await.drop_table_or_view(DropWhat::View, name, *if_exists)?;
+                self.record_statement(&mut state, Recorded::Forget { kind: "view", name }, parsed)?;
+                send(done(&tag)).await
             }
-            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => self.run_in_session(&mut state, parsed, &send).await,
-            Statement::Select { query } => {
-                // Planned under the lock; run and streamed without it, so a long
-                // query or a slow reader does not hold up other statements.
-                let mut unsorted = (**query).clone();
-                let (order_by, limit_clause, fetch) = (unsorted.order_by.take(), unsorted.limit_clause.take(), unsorted.fetch.take());
-                let sorted = order_by.is_some() || limit_clause.is_some() || fetch.is_some();
-                let inner =
-                    ParsedStatement { statement: Statement::Select { query: Box::new(unsorted) }, location: parsed.location, text: parsed.text.clone() };
-                let Outcome::Pipeline(spec) = state.session.execute(&inner).await? else {
-                    return Err(EddyError::Unsupported("a SELECT did not plan into a pipeline".into()));
-                };
-                let (rows_rx, run) = start_bounded_query(&state.session, &spec, parsed.location)?;
-                drop(state);
-                if sorted {
-                    sort_and_send(spec.plan.schema(), rows_rx, run, (order_by, limit_clause, fetch), parsed.location, &send).await
-                } else {
-                    stream_rows(spec.plan.schema(), rows_rx, run, &send).await
-                }
+            Statement::CreateTable(def) => {
+                self.session.write().await.create_table(def.clone(), parsed.location)?;
+                self.record_statement(&mut state, Recorded::Keep { kind: "table", name: &def.name }, parsed)?;
+                send(done("CREATE TABLE")).await
             }
-            Statement::Explain { statement } => {
-                // A view is explained as its query; the live state of the views
-                // involved (the one explained, the ones read) follows the plan.
-                let (explained, own) = match &**statement {
-                    Statement::CreateMaterializedView { name, query } => (Statement::Select { query: query.clone() }, Some(name.clone())),
-                    other => (other.clone(), None),
-                };
-                let read = match &explained {
-                    Statement::Select { query } | Statement::Insert { query, .. } => eddy_sql::referenced_tables(query),
-                    _ => Vec::new(),
-                };
-                let inner =
-                    ParsedStatement { statement: Statement::Explain { statement: Box::new(explained) }, location: parsed.location, text: parsed.text.clone() };
-                let Outcome::Rows(plan) = state.session.execute(&inner).await? else {
-                    return Err(EddyError::Unsupported("EXPLAIN did not produce a plan".into()));
-                };
-                drop(state);
-                let sizes = own.iter().chain(read.iter()).filter_map(|name| {
-                    let (rows, bytes) = self.view(name).ok()?.size();
-                    Some(vec![format!("state of materialized view `{name}`: {rows} rows, {bytes} bytes")])
-                });
-                let sizes = string_rows(&["plan"], sizes);
-                send_result(&send, plan.schema(), vec![plan, sizes]).await
+            Statement::CreateView { name, query } => {
+                self.session.write().await.create_view(name, query, parsed.location).await?;
+                self.record_statement(&mut state, Recorded::Keep { kind: "view", name }, parsed)?;
+                send(done("CREATE VIEW")).await
             }
-            _ => self.run_in_session(&mut state, parsed, &send).await,
+            Statement::Set { key, value } => {
+                self.session.write().await.set(key, value)?;
+                self.record_statement(&mut state, Recorded::Keep { kind: "set", name: key }, parsed)?;
+                send(done("SET")).await
+            }
+            // Statements that only read are answered by execute_one, before the catalog lock.
+            _ => Err(EddyError::Internal(format!("`{}` reached the catalog's dispatcher, which only changes the catalog", parsed.text))),
         }
     }
 
-    /// Statements the session handles: DDL, `SET`, `SHOW TABLES`, `DESCRIBE`, `EXPLAIN`.
-    async fn run_in_session<F, Fut>(&self, state: &mut State, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
+    /// Keeps a DDL or `SET` statement in the catalog file (or forgets the one a
+    /// DROP undoes), so a restarted server replays it.
+    fn record_statement(&self, state: &mut State, recorded: Recorded<'_>, parsed: &ParsedStatement) -> Result<(), EddyError> {
+        match recorded {
+            Recorded::Keep { kind, name } => state.catalog.add_statement(kind, name, &parsed.text),
+            Recorded::Forget { kind, name } => state.catalog.remove_statement(kind, name),
+        }
+        state.catalog.save(&self.data_dir)
+    }
+
+    /// Statements the session answers from its catalog without changing it (`SHOW TABLES`, `DESCRIBE`, a SELECT of constants).
+    async fn answer_in_session<F, Fut>(&self, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
     where
         F: Fn(Reply) -> Fut,
         Fut: std::future::Future<Output = Result<(), EddyError>>,
     {
-        match state.session.execute(parsed).await? {
-            Outcome::Done(tag) => {
-                let persisted = match &parsed.statement {
-                    Statement::CreateTable(def) => Some(("table", def.name.clone(), true)),
-                    Statement::CreateView { name, .. } => Some(("view", name.clone(), true)),
-                    Statement::Set { key, .. } => Some(("set", key.clone(), true)),
-                    Statement::Drop { what: DropWhat::Table, name, .. } => Some(("table", name.clone(), false)),
-                    Statement::Drop { what: DropWhat::View, name, .. } => Some(("view", name.clone(), false)),
-                    _ => None,
-                };
-                if let Some((kind, name, add)) = persisted {
-                    if add {
-                        state.catalog.add_statement(kind, &name, &parsed.text);
-                    } else {
-                        state.catalog.remove_statement(kind, &name);
-                    }
-                    state.catalog.save(&self.data_dir)?;
-                }
-                send(Reply::Done { tag, pipeline_id: None, rows: 0 }).await
-            }
+        match self.session.read().await.answer(parsed).await? {
             Outcome::Rows(batch) => send_rows(send, batch).await,
-            Outcome::Pipeline(_) => Err(EddyError::Unsupported(format!("`{}` starts a pipeline the server does not handle here", parsed.text))),
+            _ => Err(EddyError::Unsupported(format!("`{}` has no rows to answer with", parsed.text))),
         }
     }
 
@@ -506,6 +538,33 @@ impl Server {
         let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_store(id));
         self.pipelines.insert(Arc::clone(&handle));
         Ok(handle)
+    }
+
+    /// Starts a query over bounded tables, listed by SHOW PIPELINES while it runs;
+    /// its rows arrive on the receiver until it ends.
+    fn start_bounded_query(
+        &self,
+        session: &Session,
+        spec: &crate::session::PipelineSpec,
+        parsed: &ParsedStatement,
+    ) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
+        if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
+            return Err(EddyError::Unsupported(format!(
+                "at {}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
+                parsed.location, source.table.name
+            )));
+        }
+        let prepared = session.prepare(spec);
+        let (sink, rows) = ChannelSink::new();
+        let metrics = Arc::new(eddy_engine::PipelineMetrics::default());
+        let listed = self.queries.register(&spec.name, &parsed.text, Arc::clone(&metrics));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Listed until the run has ended, not only until it was told to stop.
+            let _listed = listed;
+            prepared.run(Box::new(sink), metrics, stop, None).await
+        });
+        Ok((rows, QueryRun::new(task, stop_tx)))
     }
 
     fn checkpoint_store(&self, id: &str) -> CheckpointStore {
@@ -570,21 +629,50 @@ impl Server {
     }
 }
 
-type QueryRun = tokio::task::JoinHandle<Result<(), EddyError>>;
+/// What a statement does to the catalog file: keep it (under its kind and name,
+/// replacing an earlier one) or forget the one it undoes.
+enum Recorded<'a> {
+    Keep { kind: &'static str, name: &'a str },
+    Forget { kind: &'static str, name: &'a str },
+}
 
-/// Streams a bounded query's rows to the client as they come.
-async fn stream_rows<F, Fut>(schema: SchemaRef, mut rows_rx: mpsc::Receiver<RecordBatch>, run: QueryRun, send: &F) -> Result<(), EddyError>
+/// The next batch of a running query's rows; an error once its client went away.
+async fn next_rows(
+    rows_rx: &mut mpsc::Receiver<RecordBatch>,
+    gone: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Option<RecordBatch>, EddyError> {
+    tokio::select! {
+        batch = rows_rx.recv() => Ok(batch),
+        () = gone.as_mut() => Err(client_gone()),
+    }
+}
+
+fn client_gone() -> EddyError {
+    EddyError::Unsupported("the client went away".into())
+}
+
+/// Streams a bounded query's rows to the client as they come, until they end
+/// or `gone` says the client went away (then dropping `run` stops the query).
+async fn stream_rows<F, Fut>(
+    schema: SchemaRef,
+    mut rows_rx: mpsc::Receiver<RecordBatch>,
+    mut run: QueryRun,
+    send: &F,
+    gone: impl std::future::Future<Output = ()>,
+) -> Result<(), EddyError>
 where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
 {
+    let gone = std::pin::pin!(gone);
+    let mut gone = gone;
     send(Reply::Schema(schema)).await?;
     let mut rows = 0;
-    while let Some(batch) = rows_rx.recv().await {
+    while let Some(batch) = next_rows(&mut rows_rx, &mut gone).await? {
         rows += batch.num_rows() as u64;
         send(Reply::Batch(batch)).await?;
     }
-    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    run.finished().await?;
     send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
 }
 
@@ -593,7 +681,7 @@ where
 async fn sort_and_send<F, Fut>(
     schema: SchemaRef,
     mut rows_rx: mpsc::Receiver<RecordBatch>,
-    run: QueryRun,
+    mut run: QueryRun,
     (order_by, limit_clause, fetch): (
         Option<datafusion::sql::sqlparser::ast::OrderBy>,
         Option<datafusion::sql::sqlparser::ast::LimitClause>,
@@ -601,16 +689,19 @@ async fn sort_and_send<F, Fut>(
     ),
     location: Location,
     send: &F,
+    gone: impl std::future::Future<Output = ()>,
 ) -> Result<(), EddyError>
 where
     F: Fn(Reply) -> Fut,
     Fut: std::future::Future<Output = Result<(), EddyError>>,
 {
+    let gone = std::pin::pin!(gone);
+    let mut gone = gone;
     let mut batches = Vec::new();
-    while let Some(batch) = rows_rx.recv().await {
+    while let Some(batch) = next_rows(&mut rows_rx, &mut gone).await? {
         batches.push(batch);
     }
-    run.await.map_err(|e| EddyError::Unsupported(format!("the query stopped: {e}")))??;
+    run.finished().await?;
     let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
     let ctx = batch_context();
     let table = MemTable::try_new(schema, vec![batches]).map_err(plan_error)?;
@@ -642,28 +733,6 @@ where
 
 /// The table a sorted query's unsorted rows are registered as.
 const RESULT_TABLE: &str = "__eddy_result";
-
-/// Starts a query over bounded tables; its rows arrive on the receiver until it ends.
-fn start_bounded_query(
-    session: &Session,
-    spec: &crate::session::PipelineSpec,
-    location: Location,
-) -> Result<(mpsc::Receiver<RecordBatch>, QueryRun), EddyError> {
-    if let Some(source) = spec.plan.sources().into_iter().find(|s| !s.bounded) {
-        return Err(EddyError::Unsupported(format!(
-            "at {location}: this SELECT reads `{}`, which never ends, so it would never answer. Keep its result with CREATE MATERIALIZED VIEW v AS SELECT ... and query v, or write it to a table with INSERT INTO",
-            source.table.name
-        )));
-    }
-    let prepared = session.prepare(spec);
-    let (sink, rows) = ChannelSink::new();
-    let run = tokio::spawn(async move {
-        // The query runs until its sources end; the sender stays alive so it is not read as "stop".
-        let (_keep_running, stop) = tokio::sync::watch::channel(false);
-        prepared.run(Box::new(sink), Arc::default(), stop, None).await
-    });
-    Ok((rows, run))
-}
 
 async fn send_rows<F, Fut>(send: &F, batch: RecordBatch) -> Result<(), EddyError>
 where

@@ -98,7 +98,19 @@ impl Eddy for EddyService {
             };
             let relay = async {
                 let mut encoder: Option<IpcEncoder> = None;
-                while let Some((index, reply)) = replies_rx.recv().await {
+                loop {
+                    let (index, reply) = tokio::select! {
+                        reply = replies_rx.recv() => match reply {
+                            Some(reply) => reply,
+                            None => return,
+                        },
+                        // The client went away (Ctrl-C in eddy sql drops the stream):
+                        // closing the replies tells a running SELECT to stop.
+                        () = out_tx.closed() => {
+                            replies_rx.close();
+                            return;
+                        }
+                    };
                     let statement = index as u32;
                     let result = match reply {
                         Reply::Schema(schema) => IpcEncoder::new(&schema).map(|(e, header)| {
@@ -119,7 +131,8 @@ impl Eddy for EddyService {
                         .map(|r| ExecuteSqlResponse { statement, result: Some(r) })
                         .map_err(|e| Status::internal(format!("cannot encode the result: {e}")));
                     if out_tx.send(message).await.is_err() {
-                        // The client went away; dropping the receiver stops the statements.
+                        // The client went away; closing the replies stops the statements.
+                        replies_rx.close();
                         return;
                     }
                 }
