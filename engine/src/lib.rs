@@ -11,6 +11,7 @@
 // Tests may unwrap: a panic there is a test failure with a backtrace.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod changelog;
 pub mod checkpoint;
 pub mod connector;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod runtime;
 pub mod state;
 pub mod table;
 
+pub use changelog::RowKind;
 pub use connector::{BoxError, MalformedRecord, ReaderStatus, Sink, Source, SourceBatch, SourcePosition, SourceReader};
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};
