@@ -77,7 +77,7 @@ fn node(sql: &str) -> WindowAggregateNode {
         }
     }
     let node = find(&plan.root).expect("an aggregate");
-    assert!(node.retracting && node.updating);
+    assert_eq!(node.kind, eddy_sql::AggregateKind::Retracting);
     node
 }
 

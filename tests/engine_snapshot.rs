@@ -125,7 +125,7 @@ async fn check(window_sql: &str) {
     let metrics = Arc::new(PipelineMetrics::default());
     let new_aggregate = |node: &WindowAggregateNode| -> Box<dyn Operator> {
         let metrics = Arc::new(PipelineMetrics::default());
-        if matches!(node.window, Some(eddy_sql::WindowKind::Session { .. })) {
+        if matches!(node.kind, eddy_sql::AggregateKind::Session { .. }) {
             Box::new(SessionAggregateOperator::new(node.clone(), metrics).expect("aggregate"))
         } else {
             Box::new(WindowAggregateOperator::new(node.clone(), metrics).expect("aggregate"))

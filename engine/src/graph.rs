@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::plan::{SourceNode, StreamNode, StreamPlan, WindowKind};
+use crate::plan::{AggregateKind, SourceNode, StreamNode, StreamPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::connector::Source;
@@ -166,8 +166,8 @@ impl Builder<'_> {
                 let flows = self.flows(&aggregate.input)?;
                 let node = aggregate.clone();
                 let metrics = Arc::clone(&self.metrics);
-                let session = matches!(aggregate.window, Some(WindowKind::Session { .. }));
-                let retracting = aggregate.retracting;
+                let session = matches!(aggregate.kind, AggregateKind::Session { .. });
+                let retracting = aggregate.kind == AggregateKind::Retracting;
                 let head: OperatorFactory = Arc::new(move || {
                     if retracting {
                         Ok(Box::new(RetractAggregateOperator::new(node.clone())?))

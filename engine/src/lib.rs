@@ -32,5 +32,8 @@ pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};
 pub use metrics::PipelineMetrics;
 pub use operator::{Emitter, Operator};
-pub use plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode, WindowKind};
+pub use plan::{
+    AggregateKind, GroupColumn, KeyLost, LatenessRule, OutputKey, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput, WindowAggregateNode,
+    WindowKind,
+};
 pub use table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};

@@ -12,7 +12,10 @@ pub mod plan;
 pub mod types;
 pub mod window;
 
-pub use eddy_engine::plan::{GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, StreamPlan, WindowAggregateNode, WindowKind};
+pub use eddy_engine::plan::{
+    AggregateKind, GroupColumn, KeyLost, LatenessRule, OutputKey, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput, WindowAggregateNode,
+    WindowKind,
+};
 pub use eddy_engine::table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};
 pub use error::{Location, SqlError};
 pub use parse::{parse_script, referenced_tables, DropWhat, ParsedStatement, ShowWhat, Statement};

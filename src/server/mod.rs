@@ -19,7 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use eddy_engine::checkpoint::CheckpointStore;
-use eddy_sql::{parse_script, DropWhat, GroupColumn, Location, ParsedStatement, ShowWhat, Statement, StreamNode, StreamPlan};
+use eddy_sql::{parse_script, DropWhat, KeyLost, Location, OutputKey, ParsedStatement, ShowWhat, Statement, StreamPlan};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::EddyError;
@@ -702,59 +702,21 @@ fn replay_error(sql: &str, error: &EddyError) -> String {
     format!("the catalog statement `{sql}` no longer applies and is skipped: {error}")
 }
 
-/// The columns an updating view replaces rows by: the output columns that are
-/// its GROUP BY keys (none for a GROUP BY-less aggregate's single row), or those
-/// of the view it reads. `None` for an append-only view.
+/// The columns an updating view replaces rows by (see `StreamPlan::output_key`);
+/// `None` for an append-only view.
 fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>, EddyError> {
-    if !plan.is_updating() && !plan.emits_retractions() {
-        return Ok(None);
-    }
-    // The aggregate's output is its group columns, then its aggregates; a projection may reorder them.
-    let mut node = &plan.root;
-    let mut projection: Option<Vec<Option<usize>>> = None;
-    loop {
-        match node {
-            StreamNode::Project { input, exprs, .. } => {
-                let direct: Vec<Option<usize>> =
-                    exprs.iter().map(|e| e.downcast_ref::<datafusion::physical_expr::expressions::Column>().map(|c| c.index())).collect();
-                projection = Some(match projection {
-                    None => direct,
-                    Some(outer) => outer.into_iter().map(|i| i.and_then(|i| direct.get(i).copied().flatten())).collect(),
-                });
-                node = input;
-            }
-            StreamNode::Filter { input, .. } => node = input,
-            StreamNode::WindowAggregate(aggregate) => {
-                let groups = aggregate.group.iter().filter(|g| matches!(g, GroupColumn::Key(_))).count();
-                let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
-                let key: Vec<usize> = output.iter().enumerate().filter(|(_, i)| i.is_some_and(|i| i < groups)).map(|(o, _)| o).collect();
-                if key.len() != groups {
-                    return Err(EddyError::Sql(eddy_sql::SqlError::plan(
-                        location,
-                        "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key",
-                    )));
-                }
-                return Ok(Some(key));
-            }
-            // Rows of another view, kept by that view's key.
-            StreamNode::Source(source) if source.changelog => {
-                let output = projection.unwrap_or_else(|| (0..plan.schema().fields().len()).map(Some).collect());
-                let key: Option<Vec<usize>> =
-                    source.table.primary_key.iter().map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i)))).collect();
-                return match key {
-                    Some(key) => Ok(Some(key)),
-                    None => Err(EddyError::Sql(eddy_sql::SqlError::plan(
-                        location,
-                        format!(
-                            "a materialized view over `{}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
-                            source.table.name,
-                            source.table.primary_key.join(", ")
-                        ),
-                    ))),
-                };
-            }
-            _ => return Err(EddyError::Sql(eddy_sql::SqlError::plan(location, "this updating query is not supported in a materialized view"))),
-        }
+    let refused = |message: String| Err(EddyError::Sql(eddy_sql::SqlError::plan(location, message)));
+    match plan.output_key() {
+        Ok(OutputKey::AppendOnly) => Ok(None),
+        Ok(OutputKey::Columns(key)) => Ok(Some(key)),
+        Err(KeyLost::GroupColumnNotSelected) => refused(
+            "a materialized view over a GROUP BY without a window must select every GROUP BY column as it is, so its rows can be updated by key".to_string(),
+        ),
+        Err(KeyLost::ChangelogKeyNotSelected { table, key }) => refused(format!(
+            "a materialized view over `{table}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
+            key.join(", ")
+        )),
+        Err(KeyLost::Unsupported) => refused("this updating query is not supported in a materialized view".to_string()),
     }
 }
 

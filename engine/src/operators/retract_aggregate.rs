@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::plan::WindowAggregateNode;
+use crate::plan::{AggregateKind, WindowAggregateNode};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -66,7 +66,7 @@ fn columns_batch(columns: Vec<ArrayRef>) -> Result<RecordBatch> {
 impl RetractAggregateOperator {
     /// An aggregate for `node`, which has no window.
     pub fn new(node: WindowAggregateNode) -> Result<Self> {
-        if node.window.is_some() {
+        if node.kind != AggregateKind::Retracting {
             return Err(EngineError::Internal("a window aggregate over a changelog input is not supported".into()));
         }
         let input = node.input.schema();

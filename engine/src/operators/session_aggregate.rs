@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::plan::{WindowAggregateNode, WindowKind};
+use crate::plan::{AggregateKind, WindowAggregateNode};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, TimestampMillisecondArray};
 use datafusion::arrow::compute::{cast, interleave};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -68,7 +68,7 @@ pub struct SessionAggregateOperator {
 impl SessionAggregateOperator {
     /// A session aggregate for `node`, whose window must be SESSION.
     pub fn new(node: WindowAggregateNode, metrics: Arc<PipelineMetrics>) -> Result<Self> {
-        let Some(WindowKind::Session { gap_ms }) = node.window else {
+        let AggregateKind::Session { gap_ms } = node.kind else {
             return Err(EngineError::Internal("SessionAggregateOperator needs a SESSION window".into()));
         };
         let key_schema = key_schema(&node)?;

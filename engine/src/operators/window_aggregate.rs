@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::plan::{GroupColumn, WindowAggregateNode, WindowKind};
+use crate::plan::{AggregateKind, GroupColumn, UpdateOutput, WindowAggregateNode, WindowKind};
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -288,12 +288,13 @@ pub struct WindowAggregateOperator {
 impl WindowAggregateOperator {
     /// An aggregate for `node` (not a SESSION window: see `session_aggregate`).
     pub fn new(node: WindowAggregateNode, metrics: Arc<PipelineMetrics>) -> Result<Self> {
-        let slice_ms = match node.window {
-            None => i64::MAX,
-            Some(w) => w.slice_ms().ok_or_else(|| EngineError::Internal("session windows use SessionAggregateOperator".into()))?,
+        let slice_ms = match node.kind {
+            AggregateKind::Windowed(window) => window.slice_ms().ok_or_else(|| EngineError::Internal("session windows use SessionAggregateOperator".into()))?,
+            AggregateKind::Session { .. } => return Err(EngineError::Internal("session windows use SessionAggregateOperator".into())),
+            AggregateKind::WholeInput | AggregateKind::Updating { .. } | AggregateKind::Retracting => i64::MAX,
         };
         let key_schema = key_schema(&node)?;
-        let emitted = if node.updating && node.retract_output {
+        let emitted = if node.kind == (AggregateKind::Updating { output: UpdateOutput::Retractions }) {
             Some(EmittedRows::new(&node.schema, key_schema.fields().iter().map(|f| f.data_type().clone()).collect())?)
         } else {
             None
@@ -421,7 +422,7 @@ impl ClosedByWatermark for WindowAggregateOperator {
     }
 
     fn fire(&mut self, watermark: i64, out: &mut Emitter) -> Result<()> {
-        let Some(window) = self.node.window else { return Ok(()) };
+        let AggregateKind::Windowed(window) = self.node.kind else { return Ok(()) };
         // Slices the watermark has passed can take no more rows.
         let closing: Vec<i64> = self.open.range(..watermark.saturating_sub(self.slice_ms).saturating_add(1)).map(|(s, _)| *s).collect();
         if let WindowKind::Tumble { .. } = window {
@@ -483,7 +484,7 @@ impl Operator for WindowAggregateOperator {
         let Some(starts) = self.slice_starts(&batch)? else {
             let state = Self::slice_state(&mut self.open, 0, &self.key_schema, &self.node.aggregates)?;
             state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids)?;
-            if self.node.updating {
+            if self.node.kind.is_updating() {
                 self.touched.resize(state.groups.len(), false);
                 for &id in &self.ids {
                     self.touched[id] = true;
@@ -526,24 +527,24 @@ impl Operator for WindowAggregateOperator {
     }
 
     fn on_barrier(&mut self, _id: crate::message::CheckpointId, out: &mut Emitter) -> Result<()> {
-        if self.node.updating {
+        if self.node.kind.is_updating() {
             self.emit_updates(out)?;
         }
         Ok(())
     }
 
     fn on_refresh(&mut self, out: &mut Emitter) -> Result<()> {
-        if self.node.updating {
+        if self.node.kind.is_updating() {
             self.emit_updates(out)?;
         }
         Ok(())
     }
 
     fn on_end(&mut self, out: &mut Emitter) -> Result<()> {
-        if self.node.updating {
+        if self.node.kind.is_updating() {
             return self.emit_updates(out);
         }
-        if self.node.window.is_none() {
+        if self.node.kind == AggregateKind::WholeInput {
             if let Some(mut state) = self.open.remove(&0) {
                 self.emit_window(&mut state, (0, 0), out)?;
             }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::table::TableDef;
@@ -33,6 +34,53 @@ impl StreamPlan {
     /// True when the output retracts rows it sent before, so its sink must be able to delete.
     pub fn emits_retractions(&self) -> bool {
         self.root.emits_retractions()
+    }
+
+    /// The columns a consumer replaces and deletes the pipeline's rows by: the
+    /// output columns that are the GROUP BY keys of its updating aggregate (none
+    /// for a GROUP BY-less aggregate's single row), or those of the changelog it
+    /// reads. A materialized view keys its rows by them; an upsert sink could too.
+    pub fn output_key(&self) -> std::result::Result<OutputKey, KeyLost> {
+        if !self.is_updating() && !self.emits_retractions() {
+            return Ok(OutputKey::AppendOnly);
+        }
+        let identity = || (0..self.schema().fields().len()).map(Some).collect::<Vec<_>>();
+        // Which input column each output column is, through the projections walked so far.
+        let mut projection: Option<Vec<Option<usize>>> = None;
+        let mut node = &self.root;
+        loop {
+            match node {
+                StreamNode::Project { input, exprs, .. } => {
+                    let direct: Vec<Option<usize>> = exprs.iter().map(|e| e.downcast_ref::<Column>().map(|c| c.index())).collect();
+                    projection = Some(match projection {
+                        None => direct,
+                        Some(outer) => outer.into_iter().map(|i| i.and_then(|i| direct.get(i).copied().flatten())).collect(),
+                    });
+                    node = input;
+                }
+                StreamNode::Filter { input, .. } => node = input,
+                // The aggregate's output is its group columns, then its aggregates.
+                StreamNode::WindowAggregate(aggregate) => {
+                    let groups = aggregate.group.iter().filter(|g| matches!(g, GroupColumn::Key(_))).count();
+                    let output = projection.unwrap_or_else(identity);
+                    let key: Vec<usize> = output.iter().enumerate().filter(|(_, i)| i.is_some_and(|i| i < groups)).map(|(o, _)| o).collect();
+                    return if key.len() == groups { Ok(OutputKey::Columns(key)) } else { Err(KeyLost::GroupColumnNotSelected) };
+                }
+                StreamNode::Source(source) if source.changelog => {
+                    let output = projection.unwrap_or_else(identity);
+                    let key: Option<Vec<usize>> = source
+                        .table
+                        .primary_key
+                        .iter()
+                        .map(|k| source.schema.index_of(k).ok().and_then(|i| output.iter().position(|o| *o == Some(i))))
+                        .collect();
+                    return key
+                        .map(OutputKey::Columns)
+                        .ok_or_else(|| KeyLost::ChangelogKeyNotSelected { table: source.table.name.clone(), key: source.table.primary_key.clone() });
+                }
+                _ => return Err(KeyLost::Unsupported),
+            }
+        }
     }
 
     /// The schema of the rows the pipeline emits.
@@ -87,6 +135,26 @@ impl StreamPlan {
     }
 }
 
+/// What identifies a row of a pipeline's output for a consumer that applies updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKey {
+    /// The output only appends rows: nothing is ever replaced.
+    AppendOnly,
+    /// Rows are replaced and deleted by these output columns (empty: the one row of a GROUP BY-less aggregate).
+    Columns(Vec<usize>),
+}
+
+/// Why an updating pipeline's output has no key a consumer could apply updates by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLost {
+    /// A GROUP BY column is not in the output as it is (dropped or computed on).
+    GroupColumnNotSelected,
+    /// The key columns of the changelog read are not all in the output as they are.
+    ChangelogKeyNotSelected { table: String, key: Vec<String> },
+    /// The updates come from a shape whose key is not tracked (a union, a window over updates).
+    Unsupported,
+}
+
 /// How lateness is judged at a source, per row, in source order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatenessRule {
@@ -139,24 +207,70 @@ pub enum GroupColumn {
     Key(Arc<dyn PhysicalExpr>),
 }
 
-/// An aggregation that emits each group once, when its window closes.
+/// What an aggregate aggregates over and when it emits: it decides the operator
+/// that runs it and the changelog it produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateKind {
+    /// A TUMBLE, HOP or CUMULATE window, aggregated by slices: each window's groups
+    /// are emitted once, when the watermark passes the window's end.
+    Windowed(WindowKind),
+    /// Per-key SESSION windows, each emitted once the watermark passes its last row plus the gap.
+    Session { gap_ms: i64 },
+    /// No window over bounded input: each group once, at the end of the input.
+    WholeInput,
+    /// No window over an unbounded append-only input: the current row of every
+    /// group that changed, at each checkpoint barrier, as `output` says.
+    Updating { output: UpdateOutput },
+    /// The input is a changelog (it retracts rows): the aggregate keeps each group's
+    /// rows so it can take them back, and emits its updates as retractions of the
+    /// old rows followed by the new ones.
+    Retracting,
+}
+
+/// How an updating aggregate over append-only input sends a changed group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutput {
+    /// The new row only: an upsert stream keyed by the group columns, for a sink that overwrites by key.
+    Upserts,
+    /// A retraction of the row emitted before, then the new row: for a consumer
+    /// (a filter, another aggregate) that must take the old row back.
+    Retractions,
+}
+
+impl AggregateKind {
+    /// The aggregate over `window`: by slices, or by sessions.
+    pub fn over_window(window: WindowKind) -> AggregateKind {
+        match window {
+            WindowKind::Session { gap_ms } => AggregateKind::Session { gap_ms },
+            other => AggregateKind::Windowed(other),
+        }
+    }
+
+    /// The window the aggregate groups by, if any.
+    pub fn window(&self) -> Option<WindowKind> {
+        match *self {
+            AggregateKind::Windowed(window) => Some(window),
+            AggregateKind::Session { gap_ms } => Some(WindowKind::Session { gap_ms }),
+            AggregateKind::WholeInput | AggregateKind::Updating { .. } | AggregateKind::Retracting => None,
+        }
+    }
+
+    /// Emits changes of groups it emitted before, at checkpoints, rather than final rows.
+    pub fn is_updating(&self) -> bool {
+        matches!(self, AggregateKind::Updating { .. } | AggregateKind::Retracting)
+    }
+
+    /// Its output takes back rows it sent before.
+    pub fn emits_retractions(&self) -> bool {
+        matches!(self, AggregateKind::Updating { output: UpdateOutput::Retractions } | AggregateKind::Retracting)
+    }
+}
+
+/// An aggregation (`GROUP BY`), windowed or not; [`AggregateKind`] says which.
 #[derive(Debug, Clone)]
 pub struct WindowAggregateNode {
     pub input: Box<StreamNode>,
-    /// `None`: no window; the aggregate is over the whole input.
-    pub window: Option<WindowKind>,
-    /// No window over an unbounded input: the aggregate emits the current row of
-    /// every group that changed at each checkpoint barrier (an upsert stream keyed
-    /// by the group columns), instead of once at the end of a bounded input.
-    pub updating: bool,
-    /// The input is a changelog (it retracts rows): the aggregate keeps each group's
-    /// rows so it can take them back, and emits its updates as retractions of the
-    /// old rows followed by the new ones. Implies `updating`.
-    pub retracting: bool,
-    /// Updating without a changelog input, but read by a filter (HAVING) or another
-    /// aggregate: each change leaves as a retraction of the row emitted before and
-    /// the new row, instead of an upsert.
-    pub retract_output: bool,
+    pub kind: AggregateKind,
     /// The input column holding each row's slice (or, for sessions, the row's own interval).
     pub slice_column: Option<SliceColumn>,
     /// Output group columns, in output order.
@@ -237,7 +351,7 @@ impl StreamNode {
 
     /// True when this node or one below it is an updating aggregate.
     pub fn is_updating(&self) -> bool {
-        matches!(self, StreamNode::WindowAggregate(a) if a.updating) || self.inputs().into_iter().any(StreamNode::is_updating)
+        matches!(self, StreamNode::WindowAggregate(a) if a.kind.is_updating()) || self.inputs().into_iter().any(StreamNode::is_updating)
     }
 
     /// True when this node's output retracts rows it sent before (`Message::Retract`
@@ -246,7 +360,7 @@ impl StreamNode {
     pub fn emits_retractions(&self) -> bool {
         match self {
             StreamNode::Source(s) => s.changelog,
-            StreamNode::WindowAggregate(a) => a.retracting || a.retract_output,
+            StreamNode::WindowAggregate(a) => a.kind.emits_retractions(),
             StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
             StreamNode::WindowAssign { .. } => false,
             StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),
@@ -268,7 +382,7 @@ impl StreamNode {
     fn collect_windows(&self, out: &mut Vec<WindowKind>) {
         match self {
             StreamNode::WindowAssign { window, .. } => out.push(*window),
-            StreamNode::WindowAggregate(WindowAggregateNode { window: Some(window), .. }) => out.push(*window),
+            StreamNode::WindowAggregate(a) => out.extend(a.kind.window()),
             _ => {}
         }
         for input in self.inputs() {
@@ -311,15 +425,12 @@ impl StreamNode {
             }
             StreamNode::WindowAggregate(a) => format!(
                 "WindowAggregate: window={}, keys=[{}], aggregates=[{}]",
-                a.window.map(|w| format!("{w:?}")).unwrap_or_else(|| {
-                    if a.retracting {
-                        "none, over a changelog: retractions and updates at each checkpoint".to_string()
-                    } else if a.updating {
-                        "none, updates at each checkpoint".to_string()
-                    } else {
-                        "whole input".to_string()
-                    }
-                }),
+                match a.kind {
+                    AggregateKind::Windowed(_) | AggregateKind::Session { .. } => a.kind.window().map(|w| format!("{w:?}")).unwrap_or_default(),
+                    AggregateKind::Retracting => "none, over a changelog: retractions and updates at each checkpoint".to_string(),
+                    AggregateKind::Updating { .. } => "none, updates at each checkpoint".to_string(),
+                    AggregateKind::WholeInput => "whole input".to_string(),
+                },
                 a.key_exprs().iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
                 a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
             ),
@@ -367,24 +478,24 @@ impl StreamNode {
                 } else {
                     format!("{}, behind a hash exchange on [{}]", a.tasks(parallelism), keys.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
                 };
-                let (watermark, state) = match a.window {
-                    Some(WindowKind::Session { .. }) => (
+                let (watermark, state) = match a.kind {
+                    AggregateKind::Session { .. } => (
                         "the lowest over its input tasks; a session is emitted once the watermark passes its end (last row + gap)",
                         "open sessions per key, with their partial aggregates",
                     ),
-                    Some(_) => (
+                    AggregateKind::Windowed(_) => (
                         "the lowest over its input tasks; a window is emitted once the watermark passes its end",
                         "partial aggregates per key and slice, for windows not yet emitted",
                     ),
-                    None if a.retracting => (
+                    AggregateKind::Retracting => (
                         "the lowest over its input tasks (changes are emitted at checkpoints, not by the watermark)",
                         "every group's input rows, so retracted rows can be taken back out of MIN/MAX/COUNT DISTINCT",
                     ),
-                    None if a.updating => (
+                    AggregateKind::Updating { .. } => (
                         "the lowest over its input tasks (changes are emitted at checkpoints, not by the watermark)",
                         "one accumulator per group, kept for the life of the pipeline",
                     ),
-                    None => ("the lowest over its input tasks", "one accumulator per group, until the input ends"),
+                    AggregateKind::WholeInput => ("the lowest over its input tasks", "one accumulator per group, until the input ends"),
                 };
                 (tasks, watermark.to_string(), state.to_string())
             }

@@ -1,0 +1,399 @@
+//! Walks DataFusion's optimized physical plan and builds the [`StreamPlan`]
+//! node by node; anything that cannot run incrementally is refused here.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+#[allow(deprecated)] // older plans still carry it; it changes nothing about the rows
+use datafusion::physical_plan::coalesce_batches::CoalesceBatchesExec;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec, SymmetricHashJoinExec};
+use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
+use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::placeholders::{StreamScanExec, WindowTvfExec};
+use super::TableEntry;
+use crate::error::{Location, Result, SqlError};
+use eddy_engine::plan::{AggregateKind, GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, UpdateOutput, WindowAggregateNode, WindowKind};
+/// Where each output column of a compiled node came from, for window bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lineage {
+    Other,
+    /// A bound added by the window assignment with this id (not yet aggregated).
+    Window {
+        assign: usize,
+        column: WindowColumn,
+    },
+    /// A bound of windows an aggregate below already closed.
+    Closed {
+        window: WindowKind,
+        column: WindowColumn,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WindowColumn {
+    Start,
+    End,
+    Time,
+}
+
+/// The streaming plan of DataFusion's physical `plan`, over the session's `tables`.
+pub(super) fn compile(tables: &HashMap<String, TableEntry>, location: Location, plan: &Arc<dyn ExecutionPlan>) -> Result<StreamNode> {
+    Compiler { tables, location, window_columns_used: HashSet::new(), next_assign: 0 }.compile_root(plan)
+}
+
+/// Walks DataFusion's physical plan and builds the streaming plan.
+struct Compiler<'a> {
+    tables: &'a HashMap<String, TableEntry>,
+    location: Location,
+    /// Window assigns whose bounds are used inside expressions (not just passed through).
+    window_columns_used: HashSet<usize>,
+    next_assign: usize,
+}
+
+/// The physical columns of `entry` a scan reading `reads` (visible columns) needs:
+/// those, plus what every computed column and the watermark read. `None` when that
+/// is all of them, or when late rows go to a table (which gets whole rows).
+fn read_columns(entry: &TableEntry, reads: Option<&[usize]>) -> Option<Vec<usize>> {
+    if entry.def.option("late.sink").is_some() {
+        return None;
+    }
+    let width = entry.physical_schema.fields().len();
+    let mut needed: Vec<usize> =
+        reads?.iter().copied().chain(entry.computed.iter().chain(&entry.watermark).flat_map(referenced_columns)).filter(|&i| i < width).collect();
+    needed.sort_unstable();
+    needed.dedup();
+    (needed.len() < width).then_some(needed)
+}
+
+fn referenced_columns(expr: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
+    datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()).collect()
+}
+
+/// Finds the window assignment `id` under `node`, switches it to slicing and makes
+/// its source judge lateness by the window's slices. Returns the window kind.
+fn use_assign_for_aggregate(node: &mut StreamNode, id: usize) -> Option<WindowKind> {
+    match node {
+        StreamNode::WindowAssign { input, window, time_column, slicing, id: this, .. } if *this == id => {
+            *slicing = true;
+            if let StreamNode::Source(source) = input.as_mut() {
+                source.lateness = Some(LatenessRule { time_column: *time_column, window: *window });
+            }
+            Some(*window)
+        }
+        StreamNode::Source(_) => None,
+        StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => use_assign_for_aggregate(input, id),
+        StreamNode::WindowAggregate(a) => use_assign_for_aggregate(&mut a.input, id),
+        StreamNode::Union { inputs, .. } => inputs.iter_mut().find_map(|i| use_assign_for_aggregate(i, id)),
+    }
+}
+
+fn check_expanding_assigns(node: &StreamNode) -> std::result::Result<(), String> {
+    if let StreamNode::WindowAssign { window: WindowKind::Session { .. }, slicing: false, .. } = node {
+        return Err("a SESSION window needs an aggregate: GROUP BY window_start, window_end, ...".to_string());
+    }
+    node.inputs().into_iter().try_for_each(check_expanding_assigns)
+}
+
+impl Compiler<'_> {
+    fn unsupported(&self, message: impl Into<String>) -> SqlError {
+        SqlError::plan(self.location, message)
+    }
+
+    fn compile_root(&mut self, plan: &Arc<dyn ExecutionPlan>) -> Result<StreamNode> {
+        let (root, _) = self.compile(plan, UpdateOutput::Upserts)?;
+        check_expanding_assigns(&root).map_err(|e| self.unsupported(e))?;
+        Ok(root)
+    }
+
+    /// Compiles `plan`; `demand` says how its consumer needs an updating aggregate's
+    /// changes (a filter or another aggregate must see the old rows taken back), so
+    /// that each node is built in its final shape.
+    fn compile(&mut self, plan: &Arc<dyn ExecutionPlan>, demand: UpdateOutput) -> Result<(StreamNode, Vec<Lineage>)> {
+        let any = plan.as_ref();
+        if let Some(scan) = any.downcast_ref::<StreamScanExec>() {
+            let entry = self.tables.get(&scan.table).ok_or_else(|| self.unsupported(format!("unknown table `{}`", scan.table)))?;
+            let node = SourceNode {
+                table: entry.def.clone(),
+                physical_schema: Arc::clone(&entry.physical_schema),
+                computed: entry.computed.clone(),
+                schema: Arc::clone(&entry.schema),
+                watermark: entry.watermark.clone(),
+                bounded: entry.bounded,
+                lateness: None,
+                changelog: entry.changelog,
+                read_columns: read_columns(entry, scan.reads.as_deref()),
+            };
+            let lineage = vec![Lineage::Other; entry.schema.fields().len()];
+            return Ok((StreamNode::Source(node), lineage));
+        }
+        if let Some(tvf) = any.downcast_ref::<WindowTvfExec>() {
+            let (input, mut lineage) = self.compile(&tvf.input, UpdateOutput::Upserts)?;
+            if input.emits_retractions() {
+                return Err(self
+                    .unsupported("a window over a changelog (a materialized view's updates) is not supported: its rows can be retracted, and windows need append-only rows with event time")
+                    .with_hint("window the view's source table instead, or GROUP BY without a window over the view"));
+            }
+            let assign = self.next_assign;
+            self.next_assign += 1;
+            lineage.extend([
+                Lineage::Window { assign, column: WindowColumn::Start },
+                Lineage::Window { assign, column: WindowColumn::End },
+                Lineage::Window { assign, column: WindowColumn::Time },
+            ]);
+            let node = StreamNode::WindowAssign {
+                input: Box::new(input),
+                id: assign,
+                window: tvf.window,
+                time_column: tvf.time_column,
+                slicing: false,
+                schema: plan.schema(),
+            };
+            return Ok((node, lineage));
+        }
+        if let Some(child) = pass_through_child(plan) {
+            return self.compile(child, demand);
+        }
+        if let Some(filter) = any.downcast_ref::<FilterExec>() {
+            let (input, lineage) = self.compile(filter.input(), UpdateOutput::Retractions)?;
+            if input.is_updating() && !input.emits_retractions() {
+                return Err(self
+                    .unsupported("HAVING (or a filter) over a GROUP BY without a window over an unbounded source is not supported yet: a group that stops matching would need its row deleted")
+                    .with_hint("filter where the dashboard reads the rows, or group by a window"));
+            }
+            self.note_window_use(filter.predicate(), &lineage);
+            let mut node = StreamNode::Filter { input: Box::new(input), predicate: Arc::clone(filter.predicate()) };
+            let mut lineage = lineage;
+            if let Some(projection) = filter.projection() {
+                let input_schema = node.schema();
+                let exprs: Vec<Arc<dyn PhysicalExpr>> =
+                    projection.iter().map(|&i| Arc::new(Column::new(input_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>).collect();
+                lineage = projection.iter().map(|&i| lineage[i]).collect();
+                node = StreamNode::Project { input: Box::new(node), exprs, schema: plan.schema() };
+            }
+            return Ok((node, lineage));
+        }
+        if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
+            let (input, lineage) = self.compile(projection.input(), demand)?;
+            let mut out_lineage = Vec::new();
+            let mut exprs = Vec::new();
+            for p in projection.expr() {
+                match p.expr.downcast_ref::<Column>() {
+                    Some(c) => out_lineage.push(lineage[c.index()]),
+                    None => {
+                        self.note_window_use(&p.expr, &lineage);
+                        out_lineage.push(Lineage::Other);
+                    }
+                }
+                exprs.push(Arc::clone(&p.expr));
+            }
+            let node = StreamNode::Project { input: Box::new(input), exprs, schema: plan.schema() };
+            return Ok((node, out_lineage));
+        }
+        if let Some(union) = any.downcast_ref::<UnionExec>() {
+            let mut inputs = Vec::new();
+            for child in union.children() {
+                inputs.push(self.compile(child, UpdateOutput::Upserts)?.0);
+            }
+            let width = plan.schema().fields().len();
+            return Ok((StreamNode::Union { inputs, schema: plan.schema() }, vec![Lineage::Other; width]));
+        }
+        if let Some(aggregate) = any.downcast_ref::<AggregateExec>() {
+            return self.compile_aggregate(aggregate, plan.schema(), demand);
+        }
+        Err(self.unsupported(refusal(plan)))
+    }
+
+    fn note_window_use(&mut self, expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]) {
+        for index in referenced_columns(expr) {
+            if let Some(Lineage::Window { assign, .. }) = lineage.get(index) {
+                self.window_columns_used.insert(*assign);
+            }
+        }
+    }
+
+    fn compile_aggregate(&mut self, aggregate: &AggregateExec, schema: SchemaRef, demand: UpdateOutput) -> Result<(StreamNode, Vec<Lineage>)> {
+        // A Final aggregate reads its Partial twin; both carry the same expressions, so plan from the Partial.
+        let logical = match aggregate.mode() {
+            AggregateMode::Final | AggregateMode::FinalPartitioned => {
+                let mut child = aggregate.input();
+                while let Some(next) = pass_through_child(child) {
+                    child = next;
+                }
+                child
+                    .downcast_ref::<AggregateExec>()
+                    .filter(|p| matches!(p.mode(), AggregateMode::Partial))
+                    .ok_or_else(|| self.unsupported("internal error: a final aggregate without its partial"))?
+            }
+            _ => aggregate,
+        };
+        if logical.group_expr().has_grouping_set() {
+            return Err(self.unsupported("GROUPING SETS, CUBE and ROLLUP are not supported yet"));
+        }
+        // An updating input must take its old rows back for this aggregate to subtract them.
+        let (mut input, lineage) = self.compile(logical.input(), UpdateOutput::Retractions)?;
+        let mut group = Vec::new();
+        let mut open: Option<usize> = None;
+        let mut closed: Option<WindowKind> = None;
+        let mut slice_column: Option<(usize, WindowColumn)> = None;
+        for (expr, _name) in logical.group_expr().expr() {
+            let column = expr.downcast_ref::<Column>().map(|c| c.index());
+            let bound = match column.and_then(|i| lineage.get(i).map(|l| (i, *l))) {
+                Some((i, Lineage::Window { assign, column })) => {
+                    if open.is_some_and(|a| a != assign) {
+                        return Err(self.unsupported("GROUP BY mixes the bounds of two different windows"));
+                    }
+                    open = Some(assign);
+                    Some((i, column))
+                }
+                Some((i, Lineage::Closed { window, column })) => {
+                    closed = Some(window);
+                    Some((i, column))
+                }
+                _ => None,
+            };
+            match bound {
+                Some((i, column)) => {
+                    if column != WindowColumn::Time && slice_column.is_none_or(|(_, c)| c != WindowColumn::Start) {
+                        slice_column = Some((i, column));
+                    }
+                    group.push(match column {
+                        WindowColumn::Start => GroupColumn::WindowStart,
+                        WindowColumn::End => GroupColumn::WindowEnd,
+                        WindowColumn::Time => GroupColumn::WindowTime,
+                    });
+                }
+                None => {
+                    self.note_window_use(expr, &lineage);
+                    group.push(GroupColumn::Key(Arc::clone(expr)));
+                }
+            }
+        }
+        let aggregates = logical.aggr_expr().to_vec();
+        for (a, f) in aggregates.iter().zip(logical.filter_expr()) {
+            for e in a.expressions() {
+                self.note_window_use(&e, &lineage);
+            }
+            if let Some(f) = f {
+                self.note_window_use(f, &lineage);
+            }
+        }
+        let window = match (open, closed) {
+            (Some(_), Some(_)) => return Err(self.unsupported("GROUP BY mixes the bounds of a window with those of an aggregated window")),
+            (Some(id), None) => {
+                let window = use_assign_for_aggregate(&mut input, id).ok_or_else(|| self.unsupported("internal error: window assignment not found"))?;
+                let is_tumble = matches!(window, WindowKind::Tumble { .. });
+                if !is_tumble && self.window_columns_used.contains(&id) {
+                    return Err(self.unsupported(format!(
+                        "window_start/window_end of a {} window can only be grouped by and selected, not used in other expressions before the aggregate",
+                        window.name()
+                    )));
+                }
+                Some(window)
+            }
+            // Rows of an aggregated window all arrive before the watermark passes its end, so each
+            // distinct (window_start, window_end) is one group that closes at window_end.
+            (None, Some(WindowKind::Tumble { size_ms })) | (None, Some(WindowKind::Hop { size_ms, .. })) => Some(WindowKind::Tumble { size_ms }),
+            (None, Some(other)) => return Err(self.unsupported(format!("aggregating the output of a {} window again is not supported yet", other.name()))),
+            (None, None) => None,
+        };
+        if window.is_some() && slice_column.is_none() {
+            return Err(self.unsupported("GROUP BY a window needs window_start or window_end").with_hint("write GROUP BY window_start, window_end, ..."));
+        }
+        let retracting = input.emits_retractions();
+        if retracting && window.is_some() {
+            return Err(self
+                .unsupported("a window over a changelog (a materialized view's updates) is not supported")
+                .with_hint("GROUP BY without a window over the view"));
+        }
+        if input.is_updating() && !retracting {
+            return Err(self
+                .unsupported("aggregating the output of a GROUP BY without a window over an unbounded source is not supported yet (its rows are updates)")
+                .with_hint(
+                    "group by a window instead, e.g. FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, key",
+                ));
+        }
+        let kind = match window {
+            Some(window) => AggregateKind::over_window(window),
+            None if retracting => AggregateKind::Retracting,
+            None if all_sources_bounded(&input) => AggregateKind::WholeInput,
+            None => AggregateKind::Updating { output: demand },
+        };
+        let mut out_lineage: Vec<Lineage> = group
+            .iter()
+            .map(|g| match (g, window) {
+                (GroupColumn::WindowStart, Some(w)) => Lineage::Closed { window: w, column: WindowColumn::Start },
+                (GroupColumn::WindowEnd, Some(w)) => Lineage::Closed { window: w, column: WindowColumn::End },
+                (GroupColumn::WindowTime, Some(w)) => Lineage::Closed { window: w, column: WindowColumn::Time },
+                _ => Lineage::Other,
+            })
+            .collect();
+        out_lineage.extend(std::iter::repeat_n(Lineage::Other, aggregates.len()));
+        let node = WindowAggregateNode {
+            input: Box::new(input),
+            kind,
+            slice_column: slice_column.map(|(i, c)| SliceColumn { index: i, is_end: c == WindowColumn::End }),
+            group,
+            aggregates,
+            filters: logical.filter_expr().to_vec(),
+            schema,
+        };
+        Ok((StreamNode::WindowAggregate(node), out_lineage))
+    }
+}
+
+/// Why a physical node Eddy has no streaming operator for cannot run, in the user's terms.
+fn refusal(plan: &Arc<dyn ExecutionPlan>) -> String {
+    let any = plan.as_ref();
+    if any.is::<HashJoinExec>()
+        || any.is::<SortMergeJoinExec>()
+        || any.is::<NestedLoopJoinExec>()
+        || any.is::<CrossJoinExec>()
+        || any.is::<SymmetricHashJoinExec>()
+    {
+        "joins are not supported yet".to_string()
+    } else if any.is::<SortExec>() || any.is::<SortPreservingMergeExec>() {
+        "sorting is not supported in a continuous query".to_string()
+    } else if any.is::<GlobalLimitExec>() || any.is::<LocalLimitExec>() {
+        "LIMIT is not supported in a continuous query yet".to_string()
+    } else if any.is::<WindowAggExec>() || any.is::<BoundedWindowAggExec>() {
+        "OVER (...) window functions are not supported yet; use TUMBLE, HOP, CUMULATE or SESSION".to_string()
+    } else if any.is::<PlaceholderRowExec>() || any.is::<EmptyExec>() || any.is::<DataSourceExec>() {
+        "a continuous query must read a table declared with CREATE TABLE".to_string()
+    } else {
+        format!("the query needs `{}`, which Eddy cannot run incrementally yet", plan.name())
+    }
+}
+
+/// The input of a node DataFusion adds for parallel batch execution, which changes
+/// nothing about the rows; `None` for every other node.
+#[allow(deprecated)] // CoalesceBatchesExec, which DataFusion still plans in places
+fn pass_through_child(plan: &Arc<dyn ExecutionPlan>) -> Option<&Arc<dyn ExecutionPlan>> {
+    let any = plan.as_ref();
+    let pass_through = any.is::<CooperativeExec>() || any.is::<CoalescePartitionsExec>() || any.is::<RepartitionExec>() || any.is::<CoalesceBatchesExec>();
+    let children = plan.children();
+    (pass_through && children.len() == 1).then(|| children[0])
+}
+
+fn all_sources_bounded(node: &StreamNode) -> bool {
+    match node {
+        StreamNode::Source(s) => s.bounded,
+        other => other.inputs().into_iter().all(all_sources_bounded),
+    }
+}
