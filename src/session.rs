@@ -318,7 +318,7 @@ impl Session {
     fn create_table(&mut self, mut def: TableDef, location: Location) -> Result<(), EddyError> {
         let connector_error =
             |table: &TableDef, e: &dyn std::fmt::Display| EddyError::Connector { table: table.name.clone(), location, message: e.to_string() };
-        eddy_connectors::validate_options(&def, false).map_err(|e| connector_error(&def, &e))?;
+        eddy_connectors::validate_options(&def, eddy_engine::TableUse::Declared).map_err(|e| connector_error(&def, &e))?;
         if def.columns.is_empty() {
             // Generators know their own columns (`CREATE TABLE bid WITH ('connector' = 'nexmark')`).
             let schema = eddy_connectors::source_schema(&def).map_err(|e| connector_error(&def, &e))?;
@@ -555,6 +555,7 @@ impl PreparedPipeline {
             trigger: self.checkpoint_trigger,
             refresh_interval: self.refresh_interval,
             max_state_bytes: self.max_state_bytes,
+            connectors: eddy_connectors::CONNECTORS,
         };
         runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
     }

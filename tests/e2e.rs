@@ -228,6 +228,43 @@ fn a_resumed_script_skips_the_pipelines_that_had_finished() {
     assert_eq!((committed_ids(&quick).len(), committed_ids(&slow).len()), (100, 3000), "a completed script writes nothing again");
 }
 
+/// Restoring state over a source that starts over would count its rows twice, so
+/// the run is refused, and the message suggests the sources that can resume as the
+/// connector registry lists them (the runtime names no connector of its own).
+#[test]
+fn state_restored_over_a_source_that_cannot_resume_is_refused_naming_the_ones_that_can() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checkpoints = dir.path().join("checkpoints");
+    let sql = "SET 'execution.checkpointing.interval' = '100 ms';
+         CREATE TABLE person WITH ('connector' = 'nexmark', 'nexmark.table' = 'person', 'events.rate' = '1000');
+         CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT id FROM person;";
+    let script = script(dir.path(), sql);
+    let run = |kill_at: Option<&str>| {
+        let mut command = eddy();
+        command.arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(std::process::Stdio::null());
+        if let Some(point) = kill_at {
+            command.env("EDDY_KILL_AT", point);
+        }
+        command.output().expect("eddy run")
+    };
+    // The source never ends, so the first saved checkpoint always comes, and the process dies there.
+    let killed = run(Some("checkpoint-saved:1"));
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&killed.status), Some(9), "{}", String::from_utf8_lossy(&killed.stderr));
+
+    let restarted = run(None);
+    let stderr = String::from_utf8_lossy(&restarted.stderr);
+    assert!(!restarted.status.success(), "{stderr}");
+    let resumable = eddy_engine::connector::resumable_connectors(eddy_connectors::CONNECTORS);
+    assert_eq!(resumable, "filesystem, kafka, nexmark bids, datagen");
+    assert!(
+        stderr.contains(&format!(
+            "connector 'nexmark' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume ({resumable})"
+        )),
+        "{stderr}"
+    );
+}
+
 /// Checkpoints in an S3 bucket (`--checkpoint-dir s3://bucket/prefix`, here on an
 /// S3-compatible server): a pipeline killed after some checkpoints resumes from the
 /// bucket, and the file sink ends with every row once.

@@ -211,6 +211,22 @@ pub enum ConnectorError {
         /// The server's own message (its exception text) or the transport error.
         reason: String,
     },
+
+    /// An error a [`eddy_engine::Connector`] returned that is none of the above
+    /// (the trait speaks the engine's boxed errors); shown as it is.
+    #[error("{0}")]
+    Other(eddy_engine::BoxError),
+}
+
+impl From<eddy_engine::BoxError> for ConnectorError {
+    /// Unwraps this crate's own errors, which the [`eddy_engine::Connector`]
+    /// methods return boxed, so callers keep matching on their variants.
+    fn from(error: eddy_engine::BoxError) -> Self {
+        match error.downcast::<ConnectorError>() {
+            Ok(error) => *error,
+            Err(other) => ConnectorError::Other(other),
+        }
+    }
 }
 
 impl ConnectorError {

@@ -31,7 +31,10 @@ use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Source, SourceBatch, SourcePosition, SourceReader};
+use eddy_engine::{
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Resumption, Roles, SinkChanges, Source, SourceBatch,
+    SourcePosition, SourceReader, TableUse,
+};
 use nexmark::config::NexmarkConfig;
 #[cfg(test)]
 use nexmark::event::Bid;
@@ -232,6 +235,75 @@ fn map_columns(table: NexmarkTable, schema: &SchemaRef) -> Result<Vec<OutColumn>
             Ok(OutColumn { index, cast_to, read: true })
         })
         .collect()
+}
+
+/// `'connector' = 'nexmark'`: the Nexmark benchmark's generator, which knows its
+/// tables' columns when none are declared.
+#[derive(Debug, Clone, Copy)]
+pub struct NexmarkConnector;
+
+/// The `WITH` options of `'connector' = 'nexmark'`.
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::optional("nexmark.table", "bid (default) | auction | person; without declared columns the table gets Flink's Nexmark columns"),
+    OptionSpec::optional("events.num", "events of all kinds to generate (the table gets its share of the 1:3:46 mix); unbounded when unset"),
+    OptionSpec::optional(
+        "events.rate",
+        "events per second over all readers, event time following wall time; unlimited when unset (event time then advances 10,000 events/s)",
+    ),
+    OptionSpec::optional("nexmark.base-time", "epoch milliseconds of the first event's date_time (default: when the source opens)"),
+    OptionSpec::optional("scan.batch-rows", "rows per batch, at most (default 8192)"),
+];
+
+impl Connector for NexmarkConnector {
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "nexmark",
+            description: "the Nexmark benchmark's person/auction/bid event generator",
+            options: OPTIONS,
+            capabilities: Capabilities {
+                roles: Roles::Source,
+                changes: SinkChanges::Appends,
+                resume: Resume::Partly { which: "bids" },
+                metadata: MetadataColumns::Unsupported,
+            },
+        };
+        &INFO
+    }
+
+    fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {
+        NexmarkOptions::parse(def)?;
+        check_schema(def, &self.source_schema(def)?)?;
+        Ok(())
+    }
+
+    fn boundedness(&self, def: &TableDef) -> Boundedness {
+        if def.option("events.num").is_some() {
+            Boundedness::Bounded
+        } else {
+            Boundedness::Unbounded
+        }
+    }
+
+    /// Bid readers resume; auction and person readers cannot yet.
+    fn resumption(&self, def: &TableDef) -> Resumption {
+        if def.option("nexmark.table").is_none_or(|t| t.trim().eq_ignore_ascii_case("bid")) {
+            Resumption::Resumes
+        } else {
+            Resumption::StartsOver
+        }
+    }
+
+    /// Without declared columns, the standard columns of `'nexmark.table'`.
+    fn source_schema(&self, def: &TableDef) -> Result<SchemaRef, BoxError> {
+        if def.columns.is_empty() {
+            return Ok(NexmarkOptions::parse(def)?.table.schema());
+        }
+        Ok(def.physical_schema())
+    }
+
+    fn create_source(&self, def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
+        Ok(Arc::new(NexmarkSource::try_new(def, schema)?.reading(read)))
+    }
 }
 
 /// Checks that `schema` can be produced for the table in `def`.

@@ -5,12 +5,34 @@
 use std::io::Write;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Sink};
+use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges};
 
 use crate::error::ConnectorError;
 use crate::format::{formatters, write_row};
+
+/// `'connector' = 'print'`: shows every change, so it takes any changelog.
+#[derive(Debug, Clone, Copy)]
+pub struct PrintConnector;
+
+impl Connector for PrintConnector {
+    fn info(&self) -> &'static ConnectorInfo {
+        const OPTIONS: &[OptionSpec] = &[OptionSpec::optional("print-identifier", "prefix of every line, as 'identifier> '")];
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "print",
+            description: "prints every row to stdout like Flink: +I[1, foo, 2024-01-01 00:00:00.000]",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Retractions, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
+    }
+
+    fn create_sink(&self, def: &TableDef, _schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(PrintSink::try_new(def)?))
+    }
+}
 
 /// Prints rows to stdout (or any writer, for tests).
 pub struct PrintSink {

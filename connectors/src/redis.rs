@@ -46,27 +46,27 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::ArrayFormatter;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Sink};
+use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
 
 use crate::error::ConnectorError;
 use crate::format::{common_timestamp_format, formatters, json_rows};
 use crate::options::{opt, parse_duration, parse_positive, parse_u64, retry_delay};
 
 /// The options of `'connector' = 'redis'`, with what each means.
-pub const OPTIONS: &[(&str, &str)] = &[
-    ("url", "the server, e.g. 'redis://127.0.0.1:6379', 'redis://user:password@host:6379/2' (database 2)"),
-    ("mode", "hash (default) | string | zset | stream | list: what each row writes (see docs/SQL.md)"),
-    ("key", "key template, '{column}' replaced by the row's value, e.g. 'bids:{auction}' or 'top:{window_start}' (default: the table name)"),
-    ("value.fields", "hash and stream modes: comma-separated columns written as fields (default: every column)"),
-    ("value.field", "string mode: the column stored as the value (default: the only column not in the key)"),
-    ("zset.score", "zset mode: the numeric column used as the score"),
-    ("zset.member", "zset mode: member template, e.g. '{bidder}'"),
-    ("stream.max-length", "stream mode: trim the stream to about this many entries (XADD MAXLEN ~)"),
-    ("ttl", "expire each written key after this long, e.g. '1 h' (default: never)"),
-    ("sink.batch-rows", "rows per pipelined round trip (default 10000)"),
-    ("sink.max-retries", "retries of a failed write, with exponential backoff up to 10 s, before the pipeline fails (default 10)"),
-    ("sink.delivery-guarantee", "at-least-once (default: rows are written at once; a replay after a crash writes rows after the last checkpoint again) | exactly-once (rows are written when their checkpoint is saved, in a transaction guarded by an epoch marker)"),
-    ("sink.epoch-key", "with exactly-once: the key of the epoch marker (default 'eddy:epoch:<table>'); one per sink table"),
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::required("url", "the server, e.g. 'redis://127.0.0.1:6379', 'redis://user:password@host:6379/2' (database 2)"),
+    OptionSpec::optional("mode", "hash (default) | string | zset | stream | list: what each row writes (see docs/SQL.md)"),
+    OptionSpec::optional("key", "key template, '{column}' replaced by the row's value, e.g. 'bids:{auction}' or 'top:{window_start}' (default: the table name)"),
+    OptionSpec::optional("value.fields", "hash and stream modes: comma-separated columns written as fields (default: every column)"),
+    OptionSpec::optional("value.field", "string mode: the column stored as the value (default: the only column not in the key)"),
+    OptionSpec::optional("zset.score", "zset mode: the numeric column used as the score"),
+    OptionSpec::optional("zset.member", "zset mode: member template, e.g. '{bidder}'"),
+    OptionSpec::optional("stream.max-length", "stream mode: trim the stream to about this many entries (XADD MAXLEN ~)"),
+    OptionSpec::optional("ttl", "expire each written key after this long, e.g. '1 h' (default: never)"),
+    OptionSpec::optional("sink.batch-rows", "rows per pipelined round trip (default 10000)"),
+    OptionSpec::optional("sink.max-retries", "retries of a failed write, with exponential backoff up to 10 s, before the pipeline fails (default 10)"),
+    OptionSpec::optional("sink.delivery-guarantee", "at-least-once (default: rows are written at once; a replay after a crash writes rows after the last checkpoint again) | exactly-once (rows are written when their checkpoint is saved, in a transaction guarded by an epoch marker)"),
+    OptionSpec::optional("sink.epoch-key", "with exactly-once: the key of the epoch marker (default 'eddy:epoch:<table>'); one per sink table"),
 ];
 
 /// What a row writes; see the module docs.
@@ -155,6 +155,33 @@ fn column_names(schema: &SchemaRef) -> String {
 
 fn column(option: &str, name: &str, schema: &SchemaRef) -> Result<usize, ConnectorError> {
     schema.index_of(name.trim()).map_err(|_| ConnectorError::invalid(option, name, format!("no such column; columns: {}", column_names(schema))))
+}
+
+/// `'connector' = 'redis'`: rows written under key templates for dashboards,
+/// overwriting by key so it takes updating results.
+#[derive(Debug, Clone, Copy)]
+pub struct RedisConnector;
+
+impl Connector for RedisConnector {
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "redis",
+            description:
+                "Redis for live dashboards: a hash or string per row under a key template, a sorted set per window (leaderboards), or a stream/list append",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Updates, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
+    }
+
+    fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {
+        RedisOptions::parse(def, &def.sink_schema())?;
+        Ok(())
+    }
+
+    fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(RedisSink::try_new(def, schema)?))
+    }
 }
 
 /// The parsed `WITH` options of a Redis sink.

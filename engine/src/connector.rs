@@ -1,4 +1,6 @@
-//! The two traits every connector implements: one [`Source`], one [`Sink`].
+//! The contract every connector implements: one [`Connector`] type per external
+//! system (its name, options, capabilities and constructors), which builds its
+//! [`Source`]s and [`Sink`]s.
 //!
 //! A source is split into partitions, each read by its own task through a
 //! [`SourceReader`]; watermarks are tracked per partition by the engine, so a
@@ -6,9 +8,13 @@
 //! and makes them visible on [`Sink::commit`], which the engine calls at checkpoint
 //! barriers and at the end of a bounded pipeline.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::table::TableDef;
 
 /// The error type connectors return; the engine wraps it with the table it came from.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -159,5 +165,287 @@ pub trait Sink: Send {
     async fn recover(&mut self, prepared: &[u8]) -> Result<(), BoxError> {
         let _ = prepared;
         Ok(())
+    }
+}
+
+/// One kind of external system tables are declared over (`'connector' = 'kafka'`):
+/// everything the planner, the binary and the runtime need to know about it, so
+/// that adding a connector is writing one type and listing it once in a registry.
+///
+/// The engine defines the contract; the implementations and the one list of them
+/// live outside it (`eddy-connectors`), which hands that list to whoever needs to
+/// name connectors (see [`resumable_connectors`]). Option checks that hold for every
+/// connector (unknown keys, required ones, METADATA columns) are the registry's;
+/// [`Connector::validate`] adds only what is particular to one.
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// What is known of it before any table is declared: name, options, capabilities.
+    fn info(&self) -> &'static ConnectorInfo;
+
+    /// The value of `'connector'` that selects it.
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
+
+    /// Checks the values of `def`'s options and its columns, without opening anything.
+    fn validate(&self, def: &TableDef, table_use: TableUse) -> Result<(), BoxError> {
+        let _ = (def, table_use);
+        Ok(())
+    }
+
+    /// Whether a source of `def` ends by itself, decided from its options alone, so
+    /// the planner knows before anything is opened whether windows close and a run ends.
+    fn boundedness(&self, def: &TableDef) -> Boundedness {
+        let _ = def;
+        Boundedness::Unbounded
+    }
+
+    /// Whether a source of `def` can resume from a checkpoint, so a pipeline reading
+    /// it keeps checkpoints; follows [`Capabilities::resume`] unless overridden.
+    fn resumption(&self, def: &TableDef) -> Resumption {
+        let _ = def;
+        match self.info().capabilities.resume {
+            Resume::Always => Resumption::Resumes,
+            Resume::Never | Resume::Partly { .. } => Resumption::StartsOver,
+        }
+    }
+
+    /// The physical schema a source of `def` produces: the declared columns, unless
+    /// the connector knows its own (a generator declared without columns).
+    fn source_schema(&self, def: &TableDef) -> Result<SchemaRef, BoxError> {
+        Ok(def.physical_schema())
+    }
+
+    /// Builds a source of `def` producing `schema`, for a pipeline that reads only
+    /// the columns at positions `read` (all when `None`): a source that can skip the
+    /// work for the others leaves them NULL. Only called when [`Roles::reads`].
+    fn create_source(&self, def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
+        let _ = (def, schema, read);
+        Err(format!("connector '{}' cannot be used as a source", self.name()).into())
+    }
+
+    /// Builds a sink of `def` accepting rows in `schema`. Only called when [`Roles::writes`].
+    fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
+        let _ = (def, schema);
+        Err(format!("connector '{}' cannot be used as a sink", self.name()).into())
+    }
+}
+
+/// The static facts of a connector, kept apart from its behaviour so that they can
+/// be listed (`--help`), checked against and tested without building anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectorInfo {
+    /// The value of `'connector'` that selects it.
+    pub name: &'static str,
+    /// One line saying what it is for, shown by `--help`.
+    pub description: &'static str,
+    /// The `WITH` options it accepts besides the engine's own, in the order `--help` lists them.
+    pub options: &'static [OptionSpec],
+    /// What it can do whatever a table's options say.
+    pub capabilities: Capabilities,
+}
+
+/// One documented `WITH` option of a connector, so options are validated,
+/// suggested on typos and listed by `--help` from the same table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionSpec {
+    /// The key; `#` stands for a column name (`fields.#.kind`) or any suffix (`properties.#`).
+    pub key: &'static str,
+    /// What it means and what it looks like.
+    pub doc: &'static str,
+    /// Whether a table must set it.
+    pub presence: Presence,
+}
+
+impl OptionSpec {
+    /// An option a table may leave out.
+    pub const fn optional(key: &'static str, doc: &'static str) -> Self {
+        OptionSpec { key, doc, presence: Presence::Optional }
+    }
+
+    /// An option every table of the connector must set.
+    pub const fn required(key: &'static str, doc: &'static str) -> Self {
+        OptionSpec { key, doc, presence: Presence::Required }
+    }
+
+    /// Whether `key` is this option (`#` standing for one column name or suffix).
+    pub fn matches(&self, key: &str) -> bool {
+        match self.key.split_once('#') {
+            None => self.key == key,
+            Some((pre, post)) => key.len() > pre.len() + post.len() && key.starts_with(pre) && key.ends_with(post),
+        }
+    }
+}
+
+/// Whether a table must set an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Validation fails without it.
+    Required,
+    /// It has a default.
+    Optional,
+}
+
+/// What a connector can do whatever a table's options say: what the planner checks
+/// a statement against, and what `--help` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether tables of it can be read, written or both.
+    pub roles: Roles,
+    /// What a sink of it can apply besides appended rows.
+    pub changes: SinkChanges,
+    /// Whether its sources can continue from a checkpoint.
+    pub resume: Resume,
+    /// Whether its tables may declare `METADATA` columns.
+    pub metadata: MetadataColumns,
+}
+
+/// Whether tables of a connector can be read, written or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// Only read (generators).
+    Source,
+    /// Only written (dashboards' stores, stdout).
+    Sink,
+    /// Read and written (files, topics).
+    SourceAndSink,
+}
+
+impl Roles {
+    /// Whether a pipeline can read such a table.
+    pub fn reads(self) -> bool {
+        matches!(self, Roles::Source | Roles::SourceAndSink)
+    }
+
+    /// Whether a pipeline can write such a table.
+    pub fn writes(self) -> bool {
+        matches!(self, Roles::Sink | Roles::SourceAndSink)
+    }
+}
+
+/// What a sink can apply, from least to most: each kind also takes what the ones before it take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SinkChanges {
+    /// Only new rows (files, a Kafka topic's log); also what a source-only connector has.
+    Appends,
+    /// Rows that replace earlier rows of the same key (it overwrites by key, or only shows or drops rows).
+    Updates,
+    /// Also rows deleted again: it deletes by key (`upsert-kafka` writes tombstones), or only shows or drops rows.
+    Retractions,
+}
+
+/// Whether a connector's sources can continue from a checkpoint (they save positions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// They start over: a pipeline reading one keeps no checkpoints.
+    Never,
+    /// Every source of it resumes.
+    Always,
+    /// Some of its tables resume, as `which` says (e.g. `bids`); [`Connector::resumption`] decides per table.
+    Partly {
+        /// The tables that resume, as a user would name them.
+        which: &'static str,
+    },
+}
+
+/// Whether a connector's tables may declare `METADATA` columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataColumns {
+    /// They may not: every column is payload.
+    Unsupported,
+    /// They may (a record's envelope: Kafka's partition, offset, timestamp...).
+    Supported,
+}
+
+/// How a table is being used when its options are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableUse {
+    /// `CREATE TABLE`, or a pipeline reading it: nothing is written to it, so a
+    /// sink-only connector passes (reading one fails when its source is built).
+    Declared,
+    /// It is the target of `INSERT INTO`: the connector must take writes.
+    Written,
+}
+
+/// Whether a source ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundedness {
+    /// It ends (files, generators with a count): windows close and `eddy run` exits.
+    Bounded,
+    /// It runs until stopped.
+    Unbounded,
+}
+
+/// Whether one table's source can continue from a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumption {
+    /// It saves positions and continues from them.
+    Resumes,
+    /// It starts from its beginning every time.
+    StartsOver,
+}
+
+/// The connectors of `connectors` whose sources can resume, as a user would list
+/// them (`kafka, nexmark bids`), for messages that suggest one.
+pub fn resumable_connectors(connectors: &[&dyn Connector]) -> String {
+    let names = connectors.iter().filter_map(|c| match c.info().capabilities.resume {
+        Resume::Never => None,
+        Resume::Always => Some(c.name().to_string()),
+        Resume::Partly { which } => Some(format!("{} {which}", c.name())),
+    });
+    names.collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Test connectors, one per way of resuming.
+    macro_rules! test_connector {
+        ($type:ident, $name:literal, $resume:expr) => {
+            #[derive(Debug)]
+            struct $type;
+
+            impl Connector for $type {
+                fn info(&self) -> &'static ConnectorInfo {
+                    const INFO: ConnectorInfo = ConnectorInfo {
+                        name: $name,
+                        description: "a test connector",
+                        options: &[],
+                        capabilities: Capabilities {
+                            roles: Roles::Sink,
+                            changes: SinkChanges::Appends,
+                            resume: $resume,
+                            metadata: MetadataColumns::Unsupported,
+                        },
+                    };
+                    &INFO
+                }
+            }
+        };
+    }
+
+    test_connector!(Always, "a", Resume::Always);
+    test_connector!(Never, "b", Resume::Never);
+    test_connector!(Partly, "c", Resume::Partly { which: "bids" });
+
+    #[test]
+    fn resumable_connectors_are_named_in_list_order_with_which_tables() {
+        let (a, b, c) = (Always, Never, Partly);
+        assert_eq!(resumable_connectors(&[&c, &b, &a]), "c bids, a");
+        assert_eq!(resumable_connectors(&[&b]), "");
+        let table = TableDef::from_fields("t", &[], &[]);
+        assert_eq!((a.resumption(&table), b.resumption(&table), c.resumption(&table)), (Resumption::Resumes, Resumption::StartsOver, Resumption::StartsOver));
+        let refused = a.create_source(&table, table.physical_schema(), None).err().map(|e| e.to_string());
+        assert_eq!(refused.as_deref(), Some("connector 'a' cannot be used as a source"));
+    }
+
+    #[test]
+    fn option_keys_match_with_a_column_name_for_the_hash() {
+        let field = OptionSpec::optional("fields.#.min", "");
+        assert!(field.matches("fields.v.min") && field.matches("fields.a.b.min"));
+        assert!(!field.matches("fields..min") && !field.matches("fields.v.minimum") && !field.matches("fields.min"));
+        let plain = OptionSpec::required("path", "");
+        assert!(plain.matches("path") && !plain.matches("paths"));
+        assert!(SinkChanges::Retractions > SinkChanges::Updates && SinkChanges::Updates > SinkChanges::Appends);
     }
 }

@@ -27,7 +27,10 @@ pub mod state;
 pub mod table;
 
 pub use changelog::RowKind;
-pub use connector::{BoxError, MalformedRecord, ReaderStatus, Sink, Source, SourceBatch, SourcePosition, SourceReader};
+pub use connector::{
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Resume, Resumption,
+    Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,
+};
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};
 pub use metrics::PipelineMetrics;

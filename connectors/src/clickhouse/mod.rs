@@ -82,6 +82,7 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::table::TableDef;
+use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
 use reqwest::Url;
 
 use crate::error::ConnectorError;
@@ -90,21 +91,21 @@ use crate::options::{opt, parse_bool, parse_duration, parse_positive, parse_u64}
 pub use sink::ClickHouseSink;
 
 /// The `WITH` options of `'connector' = 'clickhouse'`, documented for `--help` and validation.
-pub const OPTIONS: &[(&str, &str)] = &[
-    ("url", "the server's HTTP interface, e.g. 'http://127.0.0.1:8123' (https works too; URL parameters are passed on as settings)"),
-    ("database", "the database of the table (default 'default')"),
-    ("table", "the table rows are inserted into"),
-    ("username", "user to log in as (sent as X-ClickHouse-User; default: the server's default user)"),
-    ("password", "that user's password (sent as X-ClickHouse-Key)"),
-    ("sink.batch-rows", "rows per INSERT, at most (default 100000)"),
-    ("sink.flush-interval", "longest time a row waits in the buffer before an INSERT, checked on each write (default '1 s')"),
-    ("sink.max-retries", "attempts after the first for an INSERT or query that failed for a temporary reason (default 10; backoff from 100 ms to 10 s)"),
-    ("sink.create-table", "'true': create the table from the columns when it does not exist (default 'false')"),
-    ("sink.table-engine", "with 'sink.create-table': the table engine (default 'MergeTree'), e.g. 'ReplacingMergeTree(version)'"),
-    ("sink.order-by", "with 'sink.create-table': comma-separated sorting-key columns (default: the PRIMARY KEY columns, else 'tuple()')"),
-    ("sink.low-cardinality", "with 'sink.create-table': comma-separated STRING columns to declare LowCardinality(String)"),
-    ("sink.delivery-guarantee", "at-least-once (default: rows are inserted as they come; a replay after a crash inserts rows after the last checkpoint again) | exactly-once (rows are inserted when their checkpoint is saved, each checkpoint's rows in one INSERT tagged in 'sink.epoch-column')"),
-    ("sink.epoch-column", "with exactly-once: a String column of the ClickHouse table that gets each row's checkpoint tag (default '_eddy_epoch'; 'sink.create-table' adds it)"),
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::required("url", "the server's HTTP interface, e.g. 'http://127.0.0.1:8123' (https works too; URL parameters are passed on as settings)"),
+    OptionSpec::optional("database", "the database of the table (default 'default')"),
+    OptionSpec::required("table", "the table rows are inserted into"),
+    OptionSpec::optional("username", "user to log in as (sent as X-ClickHouse-User; default: the server's default user)"),
+    OptionSpec::optional("password", "that user's password (sent as X-ClickHouse-Key)"),
+    OptionSpec::optional("sink.batch-rows", "rows per INSERT, at most (default 100000)"),
+    OptionSpec::optional("sink.flush-interval", "longest time a row waits in the buffer before an INSERT, checked on each write (default '1 s')"),
+    OptionSpec::optional("sink.max-retries", "attempts after the first for an INSERT or query that failed for a temporary reason (default 10; backoff from 100 ms to 10 s)"),
+    OptionSpec::optional("sink.create-table", "'true': create the table from the columns when it does not exist (default 'false')"),
+    OptionSpec::optional("sink.table-engine", "with 'sink.create-table': the table engine (default 'MergeTree'), e.g. 'ReplacingMergeTree(version)'"),
+    OptionSpec::optional("sink.order-by", "with 'sink.create-table': comma-separated sorting-key columns (default: the PRIMARY KEY columns, else 'tuple()')"),
+    OptionSpec::optional("sink.low-cardinality", "with 'sink.create-table': comma-separated STRING columns to declare LowCardinality(String)"),
+    OptionSpec::optional("sink.delivery-guarantee", "at-least-once (default: rows are inserted as they come; a replay after a crash inserts rows after the last checkpoint again) | exactly-once (rows are inserted when their checkpoint is saved, each checkpoint's rows in one INSERT tagged in 'sink.epoch-column')"),
+    OptionSpec::optional("sink.epoch-column", "with exactly-once: a String column of the ClickHouse table that gets each row's checkpoint tag (default '_eddy_epoch'; 'sink.create-table' adds it)"),
 ];
 
 /// Default for `'sink.batch-rows'`: large INSERTs are what ClickHouse is fastest
@@ -114,6 +115,32 @@ const DEFAULT_BATCH_ROWS: usize = 100_000;
 const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Default for `'sink.max-retries'`: with the backoff, about 40 s of outage.
 const DEFAULT_MAX_RETRIES: u32 = 10;
+
+/// `'connector' = 'clickhouse'`: batched inserts into a table; a ReplacingMergeTree
+/// table keeps each key's newest row, so it takes updating results.
+#[derive(Debug, Clone, Copy)]
+pub struct ClickHouseConnector;
+
+impl Connector for ClickHouseConnector {
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "clickhouse",
+            description: "ClickHouse tables over HTTP: batched RowBinary inserts, retried and deduplicated",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Updates, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
+    }
+
+    fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {
+        ClickHouseOptions::parse(def, &def.sink_schema())?;
+        Ok(())
+    }
+
+    fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(ClickHouseSink::try_new(def, schema)?))
+    }
+}
 
 /// Everything the `WITH` clause of a ClickHouse table says, checked, so that a bad
 /// option fails `CREATE TABLE` rather than the running pipeline.

@@ -21,7 +21,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Sink, Source, SourceReader};
+use eddy_engine::{
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, SourceReader,
+    TableUse,
+};
 
 use crate::error::ConnectorError;
 use crate::options::{batch_rows, opt, parse_bool, parse_duration, parse_size};
@@ -289,6 +292,65 @@ impl Source for FileSource {
             });
         }
         Ok(readers)
+    }
+}
+
+/// `'connector' = 'filesystem'`: files are read once, in order, and written in part files
+/// committed at checkpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct FilesystemConnector;
+
+/// The `WITH` options of `'connector' = 'filesystem'`.
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::required("path", "source: a file, a directory (all visible files below it, sorted) or a glob; sink: a directory or s3://bucket/prefix"),
+    OptionSpec::required("format", "json (one object per line) | csv | parquet"),
+    OptionSpec::optional("csv.field-delimiter", "one character between CSV fields, '\\t' for tab (default ',')"),
+    OptionSpec::optional("csv.header", "'true' when CSV files have a header line: skipped when reading, written by the sink (default 'false', as Flink)"),
+    OptionSpec::optional("scan.batch-rows", "rows per batch read, at most (default 8192)"),
+    OptionSpec::optional("sink.rolling-policy.file-size", "start a new part file after this size, e.g. '128MB' (default 128MB)"),
+    OptionSpec::optional(
+        "sink.rolling-policy.rollover-interval",
+        "start a new part file after it has been open this long, e.g. '15 min' (default: only by size and on commit)",
+    ),
+    OptionSpec::optional("s3.access-key", "s3:// sinks: access key id (default: AWS_ACCESS_KEY_ID)"),
+    OptionSpec::optional("s3.secret-key", "s3:// sinks: secret access key (default: AWS_SECRET_ACCESS_KEY)"),
+    OptionSpec::optional("s3.region", "s3:// sinks: region (default: AWS_REGION or us-east-1)"),
+    OptionSpec::optional("s3.endpoint", "s3:// sinks: endpoint of an S3-compatible store, e.g. 'http://127.0.0.1:9000' (default: AWS)"),
+    OptionSpec::optional("s3.allow-http", "s3:// sinks: 'true' allows a plain-HTTP endpoint"),
+    OptionSpec::optional("s3.path-style-access", "s3:// sinks: 'true' for path-style URLs (MinIO)"),
+];
+
+impl Connector for FilesystemConnector {
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "filesystem",
+            description: "JSON-lines, CSV or Parquet files on the local disk",
+            options: OPTIONS,
+            capabilities: Capabilities {
+                roles: Roles::SourceAndSink,
+                changes: SinkChanges::Appends,
+                resume: Resume::Always,
+                metadata: MetadataColumns::Unsupported,
+            },
+        };
+        &INFO
+    }
+
+    fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {
+        FsOptions::parse(def)?;
+        Ok(())
+    }
+
+    fn boundedness(&self, _def: &TableDef) -> Boundedness {
+        Boundedness::Bounded
+    }
+
+    fn create_source(&self, def: &TableDef, schema: SchemaRef, _read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
+        Ok(create_source(def, schema)?)
+    }
+
+    fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(create_sink(def, schema)?)
     }
 }
 

@@ -16,10 +16,14 @@ pub mod source;
 pub mod testing;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::table::TableDef;
+use eddy_engine::{
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, TableUse,
+};
 use rdkafka::ClientConfig;
 
 use crate::error::ConnectorError;
@@ -30,42 +34,108 @@ pub use sink::KafkaSink;
 pub use source::KafkaSource;
 
 /// The `WITH` options of `'connector' = 'kafka'`, documented for `--help` and validation.
-pub(crate) const OPTIONS: &[(&str, &str)] = &[
-    ("topic", "the topic to read or write"),
-    ("topic-pattern", "source: a regular expression; every matching topic is read (instead of 'topic')"),
-    ("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
-    ("properties.group.id", "consumer group: offsets are committed to it, and 'group-offsets' starts from them"),
-    ("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
-    ("format", "json (default) | csv | avro (schema derived from the columns, as Flink's 'avro') | avro-confluent (Confluent's wire format and schema registry) | raw (one STRING or BYTES column holding the whole value)"),
-    ("value.format", "same as 'format' (Flink's name when a key format is set)"),
-    ("avro-confluent.url", "with format 'avro-confluent': the Confluent-compatible schema registry, e.g. 'http://127.0.0.1:8081'"),
-    ("value.avro-confluent.url", "same as 'avro-confluent.url' (Flink's name with 'value.format')"),
-    ("avro-confluent.subject", "with format 'avro-confluent', sink: the subject the schema is registered under (default '<topic>-value')"),
-    ("value.avro-confluent.subject", "same as 'avro-confluent.subject'"),
-    ("csv.field-delimiter", "one character between CSV fields (default ',')"),
-    ("scan.startup.mode", "earliest-offset | latest-offset | group-offsets (default; earliest when the group has none) | timestamp | specific-offsets"),
-    ("scan.startup.timestamp-millis", "with mode 'timestamp': start at the first record at or after this epoch millisecond"),
-    ("scan.startup.specific-offsets", "with mode 'specific-offsets': 'partition:0,offset:42;partition:1,offset:300'"),
-    ("scan.bounded.mode", "unbounded (default) | latest-offset: stop at the end offsets seen when the pipeline starts (replays, tests)"),
-    ("scan.watermark.idle-timeout", "a partition without records for this long stops holding the watermark back, e.g. '30s' (default: never)"),
-    ("scan.batch-rows", "records per batch, at most (default 8192)"),
-    ("key.fields", "sink: columns that form the record key, e.g. 'user_id' or 'a;b'"),
-    ("key.format", "sink: json (default) | csv | avro | raw (one key column)"),
-    ("sink.partitioner", "sink: default (by key hash, sticky without a key) | round-robin | fixed (partition 0)"),
-    ("sink.delivery-guarantee", "sink: at-least-once (default: every row is acknowledged by the broker at each commit) | exactly-once (rows are written in a Kafka transaction when their checkpoint is saved; read with isolation.level=read_committed) | none"),
-    ("sink.transactional-id-prefix", "sink, with exactly-once: the producer's transactional.id (default 'eddy-<table>'); give each pipeline writing one topic its own"),
+pub(crate) const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::optional("topic", "the topic to read or write"),
+    OptionSpec::optional("topic-pattern", "source: a regular expression; every matching topic is read (instead of 'topic')"),
+    OptionSpec::required("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
+    OptionSpec::optional("properties.group.id", "consumer group: offsets are committed to it, and 'group-offsets' starts from them"),
+    OptionSpec::optional("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
+    OptionSpec::optional("format", "json (default) | csv | avro (schema derived from the columns, as Flink's 'avro') | avro-confluent (Confluent's wire format and schema registry) | raw (one STRING or BYTES column holding the whole value)"),
+    OptionSpec::optional("value.format", "same as 'format' (Flink's name when a key format is set)"),
+    OptionSpec::optional("avro-confluent.url", "with format 'avro-confluent': the Confluent-compatible schema registry, e.g. 'http://127.0.0.1:8081'"),
+    OptionSpec::optional("value.avro-confluent.url", "same as 'avro-confluent.url' (Flink's name with 'value.format')"),
+    OptionSpec::optional("avro-confluent.subject", "with format 'avro-confluent', sink: the subject the schema is registered under (default '<topic>-value')"),
+    OptionSpec::optional("value.avro-confluent.subject", "same as 'avro-confluent.subject'"),
+    OptionSpec::optional("csv.field-delimiter", "one character between CSV fields (default ',')"),
+    OptionSpec::optional("scan.startup.mode", "earliest-offset | latest-offset | group-offsets (default; earliest when the group has none) | timestamp | specific-offsets"),
+    OptionSpec::optional("scan.startup.timestamp-millis", "with mode 'timestamp': start at the first record at or after this epoch millisecond"),
+    OptionSpec::optional("scan.startup.specific-offsets", "with mode 'specific-offsets': 'partition:0,offset:42;partition:1,offset:300'"),
+    OptionSpec::optional("scan.bounded.mode", "unbounded (default) | latest-offset: stop at the end offsets seen when the pipeline starts (replays, tests)"),
+    OptionSpec::optional("scan.watermark.idle-timeout", "a partition without records for this long stops holding the watermark back, e.g. '30s' (default: never)"),
+    OptionSpec::optional("scan.batch-rows", "records per batch, at most (default 8192)"),
+    OptionSpec::optional("key.fields", "sink: columns that form the record key, e.g. 'user_id' or 'a;b'"),
+    OptionSpec::optional("key.format", "sink: json (default) | csv | avro | raw (one key column)"),
+    OptionSpec::optional("sink.partitioner", "sink: default (by key hash, sticky without a key) | round-robin | fixed (partition 0)"),
+    OptionSpec::optional("sink.delivery-guarantee", "sink: at-least-once (default: every row is acknowledged by the broker at each commit) | exactly-once (rows are written in a Kafka transaction when their checkpoint is saved; read with isolation.level=read_committed) | none"),
+    OptionSpec::optional("sink.transactional-id-prefix", "sink, with exactly-once: the producer's transactional.id (default 'eddy-<table>'); give each pipeline writing one topic its own"),
 ];
 
+/// `'connector' = 'kafka'`: a topic read partition by partition from saved offsets,
+/// or appended to (exactly once with transactions).
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaConnector;
+
+impl Connector for KafkaConnector {
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "kafka",
+            description: "Apache Kafka topics: one reader per partition, JSON/CSV/raw values, METADATA columns (topic, partition, offset, timestamp, timestamp-type, key, headers)",
+            options: OPTIONS,
+            capabilities: Capabilities { roles: Roles::SourceAndSink, changes: SinkChanges::Appends, resume: Resume::Always, metadata: MetadataColumns::Supported },
+        };
+        &INFO
+    }
+
+    fn validate(&self, def: &TableDef, table_use: TableUse) -> Result<(), BoxError> {
+        KafkaOptions::parse(def)?;
+        check_metadata(def, table_use)?;
+        Ok(())
+    }
+
+    /// Bounded only when told to stop at the end offsets seen at the start.
+    fn boundedness(&self, def: &TableDef) -> Boundedness {
+        match def.option("scan.bounded.mode") {
+            Some(mode) if mode.trim() == "latest-offset" => Boundedness::Bounded,
+            _ => Boundedness::Unbounded,
+        }
+    }
+
+    fn create_source(&self, def: &TableDef, schema: SchemaRef, _read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
+        Ok(Arc::new(KafkaSource::try_new(def, schema)?))
+    }
+
+    fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(KafkaSink::try_new(def, schema)?))
+    }
+}
+
+/// `'connector' = 'upsert-kafka'`: a compacted topic as a changelog keyed by the
+/// PRIMARY KEY, written by the Kafka sink (deletes become tombstones).
+#[derive(Debug, Clone, Copy)]
+pub struct UpsertKafkaConnector;
+
+impl Connector for UpsertKafkaConnector {
+    fn info(&self) -> &'static ConnectorInfo {
+        const INFO: ConnectorInfo = ConnectorInfo {
+            name: "upsert-kafka",
+            description:
+                "a Kafka topic as a changelog: each row is the newest version of its PRIMARY KEY (the record key), for compacted topics and updating queries",
+            options: UPSERT_OPTIONS,
+            capabilities: Capabilities { roles: Roles::Sink, changes: SinkChanges::Retractions, resume: Resume::Never, metadata: MetadataColumns::Unsupported },
+        };
+        &INFO
+    }
+
+    fn validate(&self, def: &TableDef, _table_use: TableUse) -> Result<(), BoxError> {
+        KafkaOptions::parse(&upsert_as_kafka(def)?)?;
+        Ok(())
+    }
+
+    fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(KafkaSink::try_new(&upsert_as_kafka(def)?, schema)?))
+    }
+}
+
 /// Options of `'connector' = 'upsert-kafka'` (Flink's names): a sink of changelogs by primary key.
-pub(crate) const UPSERT_OPTIONS: &[(&str, &str)] = &[
-    ("topic", "the topic to write"),
-    ("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
-    ("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
-    ("key.format", "json (default) | csv | avro | raw: the PRIMARY KEY columns, which are the record key"),
-    ("value.format", "json (default) | csv | avro: the whole row"),
-    ("csv.field-delimiter", "one character between CSV fields (default ',')"),
-    ("sink.delivery-guarantee", "at-least-once (default: every row is acknowledged by the broker at each commit) | exactly-once (rows are written in a Kafka transaction when their checkpoint is saved) | none"),
-    ("sink.transactional-id-prefix", "with exactly-once: the producer's transactional.id (default 'eddy-<table>'); give each pipeline writing one topic its own"),
+pub(crate) const UPSERT_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::required("topic", "the topic to write"),
+    OptionSpec::required("properties.bootstrap.servers", "the brokers, e.g. '127.0.0.1:9092'"),
+    OptionSpec::optional("properties.#", "any other librdkafka setting, e.g. 'properties.security.protocol'"),
+    OptionSpec::optional("key.format", "json (default) | csv | avro | raw: the PRIMARY KEY columns, which are the record key"),
+    OptionSpec::optional("value.format", "json (default) | csv | avro: the whole row"),
+    OptionSpec::optional("csv.field-delimiter", "one character between CSV fields (default ',')"),
+    OptionSpec::optional("sink.delivery-guarantee", "at-least-once (default: every row is acknowledged by the broker at each commit) | exactly-once (rows are written in a Kafka transaction when their checkpoint is saved) | none"),
+    OptionSpec::optional("sink.transactional-id-prefix", "with exactly-once: the producer's transactional.id (default 'eddy-<table>'); give each pipeline writing one topic its own"),
 ];
 
 /// An `upsert-kafka` table as the Kafka sink sees it: the PRIMARY KEY columns are
@@ -322,7 +392,7 @@ impl KafkaOptions {
 }
 
 /// Checks the table's metadata columns: known keys, and writable ones in a sink.
-pub(crate) fn check_metadata(def: &TableDef, as_sink: bool) -> Result<(), ConnectorError> {
+pub(crate) fn check_metadata(def: &TableDef, table_use: TableUse) -> Result<(), ConnectorError> {
     for column in &def.columns {
         let Some(meta) = &column.metadata else { continue };
         if !READABLE_METADATA.iter().any(|(k, _)| *k == meta.key) {
@@ -335,7 +405,7 @@ pub(crate) fn check_metadata(def: &TableDef, as_sink: bool) -> Result<(), Connec
                 ),
             });
         }
-        if as_sink && !meta.is_virtual && !WRITABLE_METADATA.contains(&meta.key.as_str()) {
+        if table_use == TableUse::Written && !meta.is_virtual && !WRITABLE_METADATA.contains(&meta.key.as_str()) {
             return Err(ConnectorError::Metadata {
                 column: column.name.clone(),
                 reason: format!("metadata '{}' is read-only; declare the column VIRTUAL to write to this table", meta.key),

@@ -83,7 +83,7 @@ impl KafkaSink {
     /// Connects a producer and checks the topic exists (its partition count is needed for round robin).
     pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
         let options = KafkaOptions::parse(def)?;
-        super::check_metadata(def, true)?;
+        super::check_metadata(def, eddy_engine::TableUse::Written)?;
         let topic = options.topic.clone().ok_or_else(|| {
             ConnectorError::invalid("topic-pattern", options.topic_pattern.as_ref().map_or("", |p| p.as_str()), "a sink writes to one 'topic'")
         })?;

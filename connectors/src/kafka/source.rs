@@ -79,7 +79,7 @@ impl KafkaSource {
     /// Checks the options and maps the table's columns to value fields and metadata.
     pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
         let options = KafkaOptions::parse(def)?;
-        super::check_metadata(def, false)?;
+        super::check_metadata(def, eddy_engine::TableUse::Declared)?;
         let mut value_fields = Vec::new();
         let mut columns = Vec::new();
         for field in schema.fields() {

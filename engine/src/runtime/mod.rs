@@ -61,7 +61,7 @@ use tokio::task::JoinSet;
 pub use memory_sink::CollectSink;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::connector::Sink;
+use crate::connector::{Connector, Sink};
 use crate::error::{EngineError, Result};
 use crate::graph::Graph;
 use crate::message::Message;
@@ -98,6 +98,9 @@ pub struct RunOptions {
     /// Fails the pipeline when its operators' state grows past this many bytes
     /// (`'pipeline.state.max-memory'`); `None`: no limit.
     pub max_state_bytes: Option<u64>,
+    /// Every connector of the build, so messages can suggest one (a source that
+    /// can resume) without the engine naming any; empty in tests of the engine alone.
+    pub connectors: &'static [&'static dyn Connector],
 }
 
 /// How a pipeline's run ended, for callers that report it.
@@ -149,7 +152,7 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
     let refresher = spawn_refresher(options.refresh_interval);
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     let side_senders = spawn_side_sinks(side, &mut tasks);
-    let readers = open_sources(&graph, restored.as_ref())?;
+    let readers = open_sources(&graph, restored.as_ref(), options.connectors)?;
     let instances = instance_counts(&graph, &readers);
     let total_tasks: usize = instances.iter().sum();
     let stage_tasks = StageTasks {

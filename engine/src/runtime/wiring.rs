@@ -19,7 +19,7 @@ use super::snapshots::Snapshots;
 use super::source_task::SourceTask;
 use super::{RunOptions, Tagged, CHANNEL_CAPACITY};
 use crate::checkpoint::{Checkpoint, CheckpointStore, TaskSnapshot};
-use crate::connector::{Sink, SourceReader};
+use crate::connector::{resumable_connectors, Connector, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, StageKind};
 use crate::metrics::PipelineMetrics;
@@ -28,8 +28,9 @@ use crate::metrics::PipelineMetrics;
 pub(super) type Readers = HashMap<usize, Vec<Box<dyn SourceReader>>>;
 
 /// Opens every source stage's partitions, at their saved positions when resuming.
-/// Sources are opened first: their partition counts size the exchanges.
-pub(super) fn open_sources(graph: &Graph, restored: Option<&Checkpoint>) -> Result<Readers> {
+/// Sources are opened first: their partition counts size the exchanges. `connectors`
+/// name the sources that can resume when one that cannot would have to.
+pub(super) fn open_sources(graph: &Graph, restored: Option<&Checkpoint>, connectors: &[&dyn Connector]) -> Result<Readers> {
     let mut readers: Readers = HashMap::new();
     // Splittable sources (generators) get as many partitions as the keyed stage has tasks.
     let parallelism = graph
@@ -51,8 +52,9 @@ pub(super) fn open_sources(graph: &Graph, restored: Option<&Checkpoint>) -> Resu
                     table: node.table.name.clone(),
                     partition: "open".to_string(),
                     source: format!(
-                        "connector '{}' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume (kafka, filesystem, datagen, nexmark bids)",
-                        node.table.connector()
+                        "connector '{}' cannot resume from a checkpoint, and its pipeline's state was restored from one; remove the pipeline's checkpoint directory to start over, or use a source that can resume ({})",
+                        node.table.connector(),
+                        resumable_connectors(connectors)
                     )
                     .into(),
                 });
