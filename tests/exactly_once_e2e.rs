@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{eddy, read_parquet_dir, Running};
+use common::{eddy, kafka_table, read_parquet_dir, Running};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, producer, read_all, unique_topic, TestRecord};
 use eddy_connectors::testing::{clickhouse_query, redis_connection, redis_delete_prefix, unique_name, CLICKHOUSE, REDIS};
@@ -71,11 +71,16 @@ impl Sinks {
              FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, k";
         let hop = "SELECT window_start, window_end, k, COUNT(*) AS n, SUM(v) AS total
              FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '30' SECOND, INTERVAL '2' MINUTE)) GROUP BY window_start, window_end, k";
+        let events = kafka_table(
+            "events",
+            "k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '2' SECOND",
+            input,
+            bootstrap,
+            "'scan.bounded.mode' = 'latest-offset'",
+        );
         let sql = format!(
             "SET 'execution.checkpointing.interval' = '300 ms';
-             CREATE TABLE events (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
-             WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{bootstrap}',
-                   'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+             {events};
              CREATE TABLE minute_files (window_start TIMESTAMP(3), k BIGINT, n BIGINT, total BIGINT)
              WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
              CREATE TABLE minute_topic (window_start TIMESTAMP(3), k BIGINT, n BIGINT, total BIGINT)
@@ -264,11 +269,10 @@ async fn killed_at_each_step_of_the_end_of_a_run_every_row_is_written_once() {
         let files = dir.path().join(format!("files{n}"));
         let checkpoints = dir.path().join(format!("checkpoints{n}"));
         let list = format!("{redis_prefix}:{n}");
+        let events = kafka_table("events", "id BIGINT", &input, &bootstrap, "'scan.bounded.mode' = 'latest-offset'");
         let sql = format!(
             "SET 'execution.checkpointing.interval' = '200 ms';
-             CREATE TABLE events (id BIGINT)
-             WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{bootstrap}',
-                   'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+             {events};
              CREATE TABLE to_files (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
              CREATE TABLE to_clickhouse (id BIGINT)
              WITH ('connector' = 'clickhouse', 'url' = '{clickhouse}', 'database' = '{database}', 'table' = 't{n}',

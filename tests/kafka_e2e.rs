@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{committed_ids, eddy, newest_checkpoint, read_parquet_dir};
+use common::{committed_ids, eddy, kafka_table, newest_checkpoint, read_parquet_dir};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, unique_topic, ReadRecord, TestRecord};
 
 /// 2024-01-01 00:00:00 UTC.
@@ -35,17 +35,15 @@ fn window_name(start_ms: i64) -> String {
 
 fn pipeline(source: &str, sink: &str, bootstrap: &str, source_options: &str) -> String {
     format!(
-        "CREATE TABLE clicks (user_id BIGINT, url STRING, ts TIMESTAMP(3),
-           WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-         WITH ('connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{bootstrap}',
-               'scan.startup.mode' = 'earliest-offset', 'format' = 'json' {source_options});
+        "{};
          CREATE TABLE per_user (window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_id BIGINT, clicks BIGINT)
          WITH ('connector' = 'kafka', 'topic' = '{sink}', 'properties.bootstrap.servers' = '{bootstrap}',
                'key.fields' = 'user_id');
          INSERT INTO per_user
          SELECT window_start, window_end, user_id, COUNT(*)
          FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND))
-         GROUP BY window_start, window_end, user_id;"
+         GROUP BY window_start, window_end, user_id;",
+        kafka_table("clicks", "user_id BIGINT, url STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND", source, bootstrap, source_options)
     )
 }
 
@@ -197,10 +195,10 @@ async fn killed_and_resumed_again_and_again_the_file_sink_has_every_row_once() {
         &script,
         format!(
             "SET 'execution.checkpointing.interval' = '150 ms';
-             CREATE TABLE events (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
-               'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+             {};
              CREATE TABLE copy (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
              INSERT INTO copy SELECT id FROM events;",
+            kafka_table("events", "id BIGINT", &topic, &bootstrap, ""),
             out.display()
         ),
     )
@@ -285,11 +283,11 @@ async fn a_continuous_group_by_keeps_an_upsert_kafka_topic_up_to_date() {
         &script,
         format!(
             "SET 'execution.checkpointing.interval' = '300 ms';
-             CREATE TABLE clicks (user_id BIGINT, url STRING, ts TIMESTAMP(3))
-             WITH ('connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset');
+             {};
              CREATE TABLE user_counts (user_id BIGINT, clicks BIGINT, PRIMARY KEY (user_id) NOT ENFORCED)
              WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'properties.bootstrap.servers' = '{bootstrap}');
-             INSERT INTO user_counts SELECT user_id, COUNT(*) AS clicks FROM clicks GROUP BY user_id;"
+             INSERT INTO user_counts SELECT user_id, COUNT(*) AS clicks FROM clicks GROUP BY user_id;",
+            kafka_table("clicks", "user_id BIGINT, url STRING, ts TIMESTAMP(3)", &source, &bootstrap, "")
         ),
     )
     .expect("script");
@@ -344,12 +342,12 @@ async fn a_row_leaving_a_filter_over_a_view_becomes_an_upsert_kafka_tombstone() 
     let server = common::Server::start(data.path(), &[]);
     server.ok(&format!(
         "SET 'execution.checkpointing.interval' = '300 ms';
-         CREATE TABLE clicks (user_id BIGINT, url STRING)
-         WITH ('connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset');
+         {};
          CREATE TABLE quiet_users (user_id BIGINT, clicks BIGINT, PRIMARY KEY (user_id) NOT ENFORCED)
          WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'properties.bootstrap.servers' = '{bootstrap}');
          CREATE MATERIALIZED VIEW per_user AS SELECT user_id, COUNT(*) AS clicks FROM clicks GROUP BY user_id;
-         INSERT INTO quiet_users SELECT user_id, clicks FROM per_user WHERE clicks < 5;"
+         INSERT INTO quiet_users SELECT user_id, clicks FROM per_user WHERE clicks < 5;",
+        kafka_table("clicks", "user_id BIGINT, url STRING", &source, &bootstrap, "")
     ));
     let key = |user: i64| serde_json::json!({"user_id": user}).to_string();
     let row = |user: i64, clicks: i64| Some(serde_json::json!({"user_id": user, "clicks": clicks}));
@@ -405,12 +403,11 @@ async fn a_checkpoint_taken_at_parallelism_2_resumes_at_parallelism_3() {
                 format!(
                     "SET 'parallelism' = '{parallelism}';
                      SET 'execution.checkpointing.interval' = '100 ms';
-                     CREATE TABLE events (user_id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-                     WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
-                           'scan.startup.mode' = 'earliest-offset', 'format' = 'json' {bounded});
+                     {};
                      CREATE TABLE counts (window_start TIMESTAMP(3), user_id BIGINT, n BIGINT)
                      WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
                      INSERT INTO counts {query};",
+                    kafka_table("events", "user_id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND", &topic, &bootstrap, bounded),
                     out.display()
                 ),
             )
@@ -496,9 +493,9 @@ async fn a_savepoint_restarts_with_another_parallelism_and_keeps_it() {
     server.ok(&format!(
         "SET 'parallelism' = '2';
          SET 'execution.checkpointing.interval' = '200 ms';
-         CREATE TABLE events (k BIGINT, id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
-           'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
-         CREATE MATERIALIZED VIEW per_k AS SELECT k, COUNT(*) AS n, SUM(id) AS ids FROM events GROUP BY k;"
+         {};
+         CREATE MATERIALIZED VIEW per_k AS SELECT k, COUNT(*) AS n, SUM(id) AS ids FROM events GROUP BY k;",
+        kafka_table("events", "k BIGINT, id BIGINT", &topic, &bootstrap, "")
     ));
     wait_for_view(&server, &per_k_of(4000));
     assert!(server.ok("STOP PIPELINE per_k WITH SAVEPOINT").starts_with("STOP PIPELINE WITH SAVEPOINT"));

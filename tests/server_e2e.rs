@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bids_table, eddy, Server};
+use common::{bids_table, eddy, kafka_table, Server};
 use eddy_proto::{ListPipelinesRequest, PipelineRef, RestartPipelineRequest};
 use tonic::Code;
 
@@ -944,9 +944,7 @@ async fn a_view_shows_a_new_row_within_seconds_at_the_default_checkpoint_interva
     create_topic(&bootstrap, &topic, 1).await;
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
-    server.ok(&format!(
-        "CREATE TABLE events (k BIGINT, v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json')"
-    ));
+    server.ok(&kafka_table("events", "k BIGINT, v BIGINT", &topic, &bootstrap, ""));
     server.ok("CREATE MATERIALIZED VIEW totals AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events GROUP BY k");
     server.ok("CREATE MATERIALIZED VIEW positive AS SELECT k, v FROM events WHERE v > 0");
     for round in 1..=3i64 {

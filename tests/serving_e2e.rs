@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{eddy, newest_checkpoint, Running};
+use common::{eddy, kafka_table, newest_checkpoint, Running};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
 use eddy_connectors::testing::{clickhouse_query, redis_connection, redis_delete_prefix, unique_name, CLICKHOUSE, REDIS};
 use redis::AsyncCommands;
@@ -146,11 +146,10 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
     let prefix = unique_name("live");
     let database = unique_name("eddy_live");
     clickhouse(&clickhouse_url, &format!("CREATE DATABASE {database}")).await;
+    let page_views = kafka_table("page_views", "page STRING, n BIGINT", &topic, &bootstrap, "");
     let sql = format!(
         "SET 'execution.checkpointing.interval' = '300 ms';
-         CREATE TABLE page_views (page STRING, n BIGINT)
-           WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
-                 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+         {page_views};
          CREATE TABLE counters (page STRING, views BIGINT)
            WITH ('connector' = 'redis', 'url' = '{redis_url}', 'mode' = 'string', 'key' = '{prefix}:views:{{page}}');
          CREATE TABLE current_views (page STRING, views BIGINT, PRIMARY KEY (page) NOT ENFORCED)

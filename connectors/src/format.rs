@@ -91,17 +91,10 @@ pub(crate) fn row_to_string(batch: &RecordBatch, row: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
-    use std::sync::Arc;
 
     #[test]
     fn rows_render_like_flink() {
-        let batch = RecordBatch::try_from_iter(vec![
-            ("a", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
-            ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
-            ("ts", Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_200_123])) as _),
-        ])
-        .unwrap();
+        let batch = crate::testing::two_rows(["a", "b", "ts"], ["foo", "bar"], [1_704_067_200_000, 1_704_067_200_123]);
         assert_eq!(row_to_string(&batch, 0), "[1, foo, 2024-01-01 00:00:00.000]");
         assert_eq!(row_to_string(&batch, 1), "[null, bar, 2024-01-01 00:00:00.123]");
     }

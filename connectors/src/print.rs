@@ -94,7 +94,6 @@ impl Sink for PrintSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
@@ -111,12 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn prints_like_flink() {
-        let batch = RecordBatch::try_from_iter(vec![
-            ("a", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
-            ("b", Arc::new(StringArray::from(vec!["foo", "bar"])) as _),
-            ("ts", Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_201_500])) as _),
-        ])
-        .unwrap();
+        let batch = crate::testing::two_rows(["a", "b", "ts"], ["foo", "bar"], [1_704_067_200_000, 1_704_067_201_500]);
         let buf = Shared::default();
         let mut sink = PrintSink::with_writer(Some("out"), Box::new(buf.clone()));
         sink.write(batch.clone()).await.unwrap();

@@ -152,3 +152,17 @@ pub fn s3_environment(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_REGION", "us-east-1".to_string()),
     ]
 }
+
+/// Two rows of a BIGINT (1, then NULL), a STRING and a millisecond TIMESTAMP
+/// column named `names`, with `texts` and `times_ms`: the batch the row printers
+/// and encoders are checked on, with a NULL and strings that need quoting.
+pub fn two_rows(names: [&str; 3], texts: [&str; 2], times_ms: [i64; 2]) -> RecordBatch {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+    use std::sync::Arc;
+    let columns: [ArrayRef; 3] = [
+        Arc::new(Int64Array::from(vec![Some(1), None])),
+        Arc::new(StringArray::from(texts.to_vec())),
+        Arc::new(TimestampMillisecondArray::from(times_ms.to_vec())),
+    ];
+    RecordBatch::try_from_iter(names.into_iter().zip(columns)).expect("three columns of two rows each")
+}

@@ -25,6 +25,7 @@ pub mod plan;
 pub mod runtime;
 pub mod state;
 pub mod table;
+pub mod testing;
 
 pub use changelog::RowKind;
 pub use connector::{

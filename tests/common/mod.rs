@@ -19,6 +19,16 @@ pub fn bids_table() -> String {
     )
 }
 
+/// `CREATE TABLE name (columns)` over the Kafka topic `topic` at `bootstrap`, read
+/// from its earliest offset as JSON, with `options` (say `'scan.bounded.mode' =
+/// 'latest-offset'`, or nothing) added to its `WITH` clause; without the `;`.
+pub fn kafka_table(name: &str, columns: &str, topic: &str, bootstrap: &str, options: &str) -> String {
+    let options = if options.trim().is_empty() { String::new() } else { format!(", {}", options.trim().trim_start_matches(',').trim()) };
+    format!(
+        "CREATE TABLE {name} ({columns}) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json'{options})"
+    )
+}
+
 /// The `eddy` binary under test: the one cargo built for these tests, or
 /// `$EDDY_BIN` when set (checkouts that share one target directory overwrite
 /// each other's `target/debug/eddy`, so each can keep a copy of its own).

@@ -483,16 +483,10 @@ impl Sink for KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
 
     #[test]
     fn rows_encode_one_record_each() {
-        let batch = RecordBatch::try_from_iter(vec![
-            ("id", Arc::new(Int64Array::from(vec![Some(1), None])) as _),
-            ("name", Arc::new(StringArray::from(vec!["a\nb", "c,d"])) as _),
-            ("ts", Arc::new(TimestampMillisecondArray::from(vec![1_704_067_200_000, 1_704_067_200_123])) as _),
-        ])
-        .unwrap();
+        let batch = crate::testing::two_rows(["id", "name", "ts"], ["a\nb", "c,d"], [1_704_067_200_000, 1_704_067_200_123]);
         let fmt = "%Y-%m-%d %H:%M:%S%.3f";
         let json = encode_rows(TextOrRaw::Text(TextFormat::Json), &batch, fmt).unwrap();
         assert_eq!(json.len(), 2);

@@ -1,0 +1,404 @@
+//! Operators tested from text, as RisingWave's `from_pretty` tests do: the rows
+//! going in and coming out are written as small text tables in the test, so a
+//! reader sees the operator's behaviour without reading Arrow builder code.
+//!
+//! ```text
+//!   I   I  TS          <- one type code per column (or name:CODE)
+//! + 1  10  1000        <- a row inserted
+//! - 2   .  2000        <- a row retracted ('.' is NULL)
+//! ```
+//!
+//! Type codes: `i` INT, `I` BIGINT, `f` FLOAT, `F` DOUBLE, `T` STRING, `B`
+//! BOOLEAN, `TS` TIMESTAMP(3) written as milliseconds since the epoch. An
+//! [`OperatorHarness`] feeds such tables to one operator, interleaved with
+//! watermarks, barriers, refreshes and the end of input, and gives back what the
+//! operator emitted in the same notation, one line per row:
+//!
+//! ```text
+//! + 1 10 1000
+//! watermark 2000
+//! late: + 2 20 900
+//! ```
+//!
+//! Only this module knows how a changelog row is carried in a [`Message`], so a
+//! test written in text outlives a change of that representation. Test support:
+//! a malformed table panics with the line and what is wrong.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::message::{CheckpointId, EventTime, Message};
+use crate::operator::{Emitter, Operator, SideOutput};
+use crate::state::OperatorState;
+
+/// What a row of a changelog does: Flink's `RowKind`, RisingWave's `Op`, in the
+/// two kinds the engine carries today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOp {
+    /// `+`: the row is added.
+    Insert,
+    /// `-`: a row sent earlier is taken back.
+    Delete,
+}
+
+impl RowOp {
+    fn parse(token: &str) -> Option<RowOp> {
+        match token {
+            "+" => Some(RowOp::Insert),
+            "-" => Some(RowOp::Delete),
+            _ => None,
+        }
+    }
+
+    fn sign(self) -> &'static str {
+        match self {
+            RowOp::Insert => "+",
+            RowOp::Delete => "-",
+        }
+    }
+}
+
+/// The Arrow type of a type code in a table's header.
+fn type_of(code: &str) -> Option<DataType> {
+    Some(match code {
+        "i" => DataType::Int32,
+        "I" => DataType::Int64,
+        "f" => DataType::Float32,
+        "F" => DataType::Float64,
+        "T" => DataType::Utf8,
+        "B" => DataType::Boolean,
+        "TS" => DataType::Timestamp(TimeUnit::Millisecond, None),
+        _ => return None,
+    })
+}
+
+/// The type code a column of `data_type` is written with, for checking a header
+/// against an operator's input schema.
+fn code_of(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Int32 => "i",
+        DataType::Int64 => "I",
+        DataType::Float32 => "f",
+        DataType::Float64 => "F",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "T",
+        DataType::Boolean => "B",
+        DataType::Timestamp(_, _) => "TS",
+        _ => "?",
+    }
+}
+
+/// Parses a text table into the messages an operator receives: consecutive rows
+/// of one kind become one batch. With `schema`, the columns get its names and
+/// types (the header must agree with it); without, they are named `c0`, `c1`, ...
+pub fn messages_from_text(text: &str, schema: Option<&SchemaRef>) -> Vec<Message> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(header) = lines.next() else { return Vec::new() };
+    let schema = schema_of(header, schema);
+    let mut messages = Vec::new();
+    let mut run: Vec<Vec<&str>> = Vec::new();
+    let mut run_op = RowOp::Insert;
+    for line in lines {
+        let mut tokens = line.split_whitespace();
+        let op = tokens.next().and_then(RowOp::parse).unwrap_or_else(|| panic!("row `{line}` must start with + or -"));
+        let cells: Vec<&str> = tokens.collect();
+        assert_eq!(cells.len(), schema.fields().len(), "row `{line}` has {} values for {} columns", cells.len(), schema.fields().len());
+        if op != run_op && !run.is_empty() {
+            messages.push(message(run_op, batch_of(&schema, &run)));
+            run.clear();
+        }
+        run_op = op;
+        run.push(cells);
+    }
+    if !run.is_empty() {
+        messages.push(message(run_op, batch_of(&schema, &run)));
+    }
+    messages
+}
+
+/// The schema a header describes, checked against `expected` when given.
+fn schema_of(header: &str, expected: Option<&SchemaRef>) -> SchemaRef {
+    let columns: Vec<(Option<&str>, &str)> = header.split_whitespace().map(|t| t.split_once(':').map_or((None, t), |(n, c)| (Some(n), c))).collect();
+    if let Some(expected) = expected {
+        assert_eq!(columns.len(), expected.fields().len(), "header `{header}` has {} columns, the operator's input {}", columns.len(), expected.fields().len());
+        for (i, ((_, code), field)) in columns.iter().zip(expected.fields()).enumerate() {
+            assert_eq!(
+                *code,
+                code_of(field.data_type()),
+                "column {i} (`{}`) is {} in the operator's input, header `{header}`",
+                field.name(),
+                field.data_type()
+            );
+        }
+        return Arc::clone(expected);
+    }
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, code))| {
+            let data_type = type_of(code).unwrap_or_else(|| panic!("unknown type code `{code}` in header `{header}` (i I f F T B TS)"));
+            Field::new(name.map_or_else(|| format!("c{i}"), str::to_string), data_type, true)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// One batch of `schema` from rows of cells.
+fn batch_of(schema: &SchemaRef, rows: &[Vec<&str>]) -> RecordBatch {
+    let options = CastOptions { safe: false, ..Default::default() };
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let cells = StringArray::from(rows.iter().map(|r| (r[i] != ".").then_some(r[i])).collect::<Vec<_>>());
+            let parsed = match field.data_type() {
+                // Timestamps are written as milliseconds since the epoch.
+                DataType::Timestamp(_, _) => cast_with_options(&cells, &DataType::Int64, &options)
+                    .and_then(|ms| cast_with_options(&ms, &DataType::Timestamp(TimeUnit::Millisecond, None), &options))
+                    .and_then(|ts| cast_with_options(&ts, field.data_type(), &options)),
+                other => cast_with_options(&cells, other, &options),
+            };
+            parsed.unwrap_or_else(|e| panic!("column {i} (`{}`, {}): {e}", field.name(), field.data_type()))
+        })
+        .collect();
+    RecordBatch::try_new(Arc::clone(schema), columns).unwrap_or_else(|e| panic!("a batch of {schema:?}: {e}"))
+}
+
+/// The message that carries rows of kind `op`.
+fn message(op: RowOp, batch: RecordBatch) -> Message {
+    match op {
+        RowOp::Insert => Message::Batch(batch),
+        RowOp::Delete => Message::Retract(batch),
+    }
+}
+
+/// The rows of `batch` as lines `<sign> v1 v2 ...`, in the notation of the input tables.
+pub fn rows_text(op: RowOp, batch: &RecordBatch) -> Vec<String> {
+    let options = FormatOptions::default().with_null(".");
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Timestamp(_, _) => cast_with_options(c, &DataType::Timestamp(TimeUnit::Millisecond, None), &CastOptions::default())
+                .and_then(|ms| cast_with_options(&ms, &DataType::Int64, &CastOptions::default()))
+                .unwrap_or_else(|e| panic!("timestamp column: {e}")),
+            _ => Arc::clone(c),
+        })
+        .collect();
+    let formatters: Vec<ArrayFormatter> =
+        columns.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap_or_else(|e| panic!("cannot print {}: {e}", c.data_type()))).collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            let mut line = op.sign().to_string();
+            for f in &formatters {
+                line.push(' ');
+                line.push_str(&f.value(row).to_string());
+            }
+            line
+        })
+        .collect()
+}
+
+/// A message an operator emitted, as text lines.
+fn message_text(message: &Message) -> Vec<String> {
+    match message {
+        Message::Batch(b) => rows_text(RowOp::Insert, b),
+        Message::Retract(b) => rows_text(RowOp::Delete, b),
+        Message::Watermark(w) => vec![format!("watermark {}", watermark_text(*w))],
+        Message::Barrier(id) => vec![format!("barrier {}", id.0)],
+        Message::Refresh(at) => vec![format!("refresh {at}")],
+        Message::Idle => vec!["idle".to_string()],
+        Message::EndOfStream => vec!["end".to_string()],
+    }
+}
+
+fn watermark_text(w: EventTime) -> String {
+    match w {
+        EventTime::MIN => "-inf".to_string(),
+        EventTime::MAX => "+inf".to_string(),
+        EventTime(ms) => ms.to_string(),
+    }
+}
+
+/// `text` with each line trimmed, runs of spaces made one and blank lines
+/// dropped, so expected output can be aligned in columns for the reader.
+pub fn normalize(text: &str) -> String {
+    text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+/// One operator, driven step by step from text; what it emits is kept as text
+/// until [`OperatorHarness::expect`] or [`OperatorHarness::take`] reads it.
+pub struct OperatorHarness {
+    operator: Box<dyn Operator>,
+    input: SchemaRef,
+    output: Vec<String>,
+}
+
+impl OperatorHarness {
+    /// Drives `operator`, whose input rows have `input`'s columns.
+    pub fn new(operator: Box<dyn Operator>, input: SchemaRef) -> Self {
+        OperatorHarness { operator, input, output: Vec::new() }
+    }
+
+    /// Feeds the rows of a text table (header, then `+`/`-` rows).
+    pub fn push(&mut self, table: &str) -> &mut Self {
+        for message in messages_from_text(table, Some(&self.input)) {
+            let mut out = Emitter::default();
+            let result = match message {
+                Message::Batch(b) => self.operator.on_batch(b, &mut out),
+                Message::Retract(b) => self.operator.on_retract(b, &mut out),
+                other => panic!("a table holds rows only, not {other:?}"),
+            };
+            self.step(result, out, "rows");
+        }
+        self
+    }
+
+    /// Advances the input watermark to `ms` milliseconds since the epoch.
+    pub fn watermark(&mut self, ms: i64) -> &mut Self {
+        let mut out = Emitter::default();
+        let result = self.operator.on_watermark(EventTime(ms), &mut out);
+        self.step(result, out, "watermark")
+    }
+
+    /// A checkpoint barrier `id` arrives: what the operator emits here belongs to it.
+    pub fn barrier(&mut self, id: u64) -> &mut Self {
+        let mut out = Emitter::default();
+        let result = self.operator.on_barrier(CheckpointId(id), &mut out);
+        self.step(result, out, "barrier")
+    }
+
+    /// A refresh between checkpoints (what a materialized view asks for).
+    pub fn refresh(&mut self) -> &mut Self {
+        let mut out = Emitter::default();
+        let result = self.operator.on_refresh(&mut out);
+        self.step(result, out, "refresh")
+    }
+
+    /// Every input has ended.
+    pub fn end(&mut self) -> &mut Self {
+        let mut out = Emitter::default();
+        let result = self.operator.on_end(&mut out);
+        self.step(result, out, "end of input")
+    }
+
+    /// Snapshots the operator's state (as at a barrier), serialized, and restores
+    /// it into `fresh`, which carries on in its place: what a restart does.
+    pub fn restart_as(&mut self, mut fresh: Box<dyn Operator>) -> &mut Self {
+        let state = self.operator.snapshot().unwrap_or_else(|e| panic!("snapshot: {e}"));
+        if let Some(state) = state {
+            let bytes = state.to_bytes().unwrap_or_else(|e| panic!("serializing the snapshot: {e}"));
+            let state = OperatorState::from_bytes(&bytes).unwrap_or_else(|e| panic!("reading the snapshot back: {e}"));
+            fresh.restore(state).unwrap_or_else(|e| panic!("restore: {e}"));
+        }
+        self.operator = fresh;
+        self
+    }
+
+    /// What the operator emitted since the last call, one line per row or signal.
+    pub fn take(&mut self) -> String {
+        std::mem::take(&mut self.output).join("\n")
+    }
+
+    /// Asserts that the operator emitted `expected` since the last call (compared
+    /// after [`normalize`], so columns may be aligned), and forgets it.
+    #[track_caller]
+    pub fn expect(&mut self, expected: &str) -> &mut Self {
+        let got = self.take();
+        assert_eq!(normalize(&got), normalize(expected), "\n--- the operator emitted:\n{got}\n--- expected:\n{}\n", normalize(expected));
+        self
+    }
+
+    fn step(&mut self, result: crate::error::Result<()>, out: Emitter, what: &str) -> &mut Self {
+        if let Err(e) = result {
+            panic!("{} failed on {what}: {e}", self.operator.name());
+        }
+        self.record(out);
+        self
+    }
+
+    fn record(&mut self, out: Emitter) {
+        for message in &out.messages {
+            self.output.extend(message_text(message));
+        }
+        for (side, batch) in &out.side {
+            let label = match side {
+                SideOutput::Late => "late",
+                SideOutput::Malformed => "malformed",
+            };
+            self.output.extend(rows_text(RowOp::Insert, batch).into_iter().map(|l| format!("{label}: {l}")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::Int64Type;
+
+    #[test]
+    fn a_table_becomes_one_batch_per_run_of_one_kind() {
+        let messages = messages_from_text(
+            "  i   I  TS   T
+             + 1  10  1000 a
+             + 2   .  2000 b
+             - 1  10  1000 a
+             + 3  30  3000 .",
+            None,
+        );
+        let kinds: Vec<(&str, usize)> = messages
+            .iter()
+            .map(|m| match m {
+                Message::Batch(b) => ("+", b.num_rows()),
+                Message::Retract(b) => ("-", b.num_rows()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, vec![("+", 2), ("-", 1), ("+", 1)]);
+        let Message::Batch(first) = &messages[0] else { panic!() };
+        assert_eq!(first.schema().field(0).data_type(), &DataType::Int32);
+        assert_eq!(first.schema().field(2).data_type(), &DataType::Timestamp(TimeUnit::Millisecond, None));
+        assert_eq!(first.column(1).as_primitive::<Int64Type>(), &Int64Array::from(vec![Some(10), None]));
+        assert_eq!(rows_text(RowOp::Insert, first), vec!["+ 1 10 1000 a", "+ 2 . 2000 b"]);
+    }
+
+    #[test]
+    fn names_come_from_the_header_or_the_schema() {
+        let Message::Batch(b) = &messages_from_text("k:I v:F\n+ 1 2.5", None)[0] else { panic!() };
+        assert_eq!(b.schema().field(0).name(), "k");
+        assert_eq!(rows_text(RowOp::Insert, b), vec!["+ 1 2.5"]);
+        let schema = Arc::new(Schema::new(vec![Field::new("auction", DataType::Int64, false)]));
+        let Message::Retract(b) = &messages_from_text("I\n- 7", Some(&schema))[0] else { panic!() };
+        assert_eq!(b.schema(), schema);
+    }
+
+    #[test]
+    #[should_panic(expected = "column 0 (`auction`) is Int64 in the operator's input")]
+    fn a_header_that_disagrees_with_the_operator_is_refused() {
+        let schema = Arc::new(Schema::new(vec![Field::new("auction", DataType::Int64, false)]));
+        messages_from_text("i\n+ 7", Some(&schema));
+    }
+
+    #[test]
+    #[should_panic(expected = "row `+ 1` has 1 values for 2 columns")]
+    fn a_short_row_is_refused() {
+        messages_from_text("I I\n+ 1", None);
+    }
+
+    #[test]
+    #[should_panic(expected = "column 0 (`c0`, Int64)")]
+    fn a_value_of_the_wrong_type_is_refused() {
+        messages_from_text("I\n+ x", None);
+    }
+
+    #[test]
+    fn expected_output_may_be_aligned() {
+        assert_eq!(normalize("  + 1   10\n\n  watermark  5 \n"), "+ 1 10\nwatermark 5");
+    }
+}

@@ -1,0 +1,439 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure with a backtrace
+//! Each operator kind driven from text tables (see `eddy_engine::testing`): rows,
+//! retractions, watermarks, barriers and restarts in, what it emits out, both as
+//! text a reader can check by hand. Covered: the source's watermark and late rows,
+//! filter, project, window assignment and each aggregate kind. The operators are
+//! the ones the planner makes for a query over `t (k BIGINT, v BIGINT, ts
+//! TIMESTAMP(3))`, whose watermark is `ts - 1 s`; times are ms since the epoch.
+
+use std::sync::Arc;
+
+use eddy_engine::operators::filter::FilterOperator;
+use eddy_engine::operators::project::ProjectOperator;
+use eddy_engine::operators::retract_aggregate::RetractAggregateOperator;
+use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
+use eddy_engine::operators::source_prep::SourcePrepOperator;
+use eddy_engine::operators::window_aggregate::WindowAggregateOperator;
+use eddy_engine::operators::window_assign::WindowAssignOperator;
+use eddy_engine::plan::{AggregateKind, UpdateOutput};
+use eddy_engine::testing::OperatorHarness;
+use eddy_engine::{Operator, PipelineMetrics};
+use eddy_sql::{Location, Planner, StreamNode, StreamPlan, WindowAggregateNode};
+
+const T: &str = "CREATE TABLE t (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+    WITH ('connector' = 'filesystem', 'path' = 'x.json', 'format' = 'json')";
+
+/// How `t` is read: a bounded file, an endless stream, or a changelog keyed by `v`.
+#[derive(Clone, Copy)]
+enum Input {
+    Bounded,
+    Unbounded,
+    Changelog,
+}
+
+async fn plan(input: Input, sql: &str) -> StreamPlan {
+    let location = Location { line: 1, column: 1 };
+    let mut planner = Planner::new();
+    let eddy_sql::Statement::CreateTable(mut def) = eddy_sql::parse_script(T).unwrap().remove(0).statement else { panic!("CREATE TABLE") };
+    match input {
+        Input::Bounded => planner.register_table(def, true, location).unwrap(),
+        Input::Unbounded => planner.register_table(def, false, location).unwrap(),
+        Input::Changelog => {
+            def.primary_key = vec!["v".to_string()];
+            planner.register_changelog(def, location).unwrap();
+        }
+    }
+    let eddy_sql::Statement::Select { query } = eddy_sql::parse_script(sql).unwrap().remove(0).statement else { panic!("a SELECT") };
+    planner.plan_query(&query, location).await.unwrap()
+}
+
+/// The first node from the root down that `pick` accepts.
+fn find<T>(node: &StreamNode, pick: &impl Fn(&StreamNode) -> Option<T>) -> Option<T> {
+    pick(node).or_else(|| node.inputs().into_iter().find_map(|input| find(input, pick)))
+}
+
+/// The operator the engine runs for the first filter of `sql`'s plan, and its input.
+async fn filter(sql: &str) -> OperatorHarness {
+    let plan = plan(Input::Bounded, sql).await;
+    let (predicate, input) = find(&plan.root, &|n| match n {
+        StreamNode::Filter { input, predicate } => Some((Arc::clone(predicate), input.schema())),
+        _ => None,
+    })
+    .expect("a filter");
+    OperatorHarness::new(Box::new(FilterOperator::new(predicate)), input)
+}
+
+/// The operator for the topmost projection of `sql`'s plan.
+async fn project(sql: &str) -> OperatorHarness {
+    let plan = plan(Input::Bounded, sql).await;
+    let (exprs, schema, input) = find(&plan.root, &|n| match n {
+        StreamNode::Project { input, exprs, schema } => Some((exprs.clone(), Arc::clone(schema), input.schema())),
+        _ => None,
+    })
+    .expect("a projection");
+    OperatorHarness::new(Box::new(ProjectOperator::new(exprs, schema)), input)
+}
+
+/// The operator for the window assignment of `sql`'s plan.
+async fn window_assign(sql: &str) -> OperatorHarness {
+    let plan = plan(Input::Bounded, sql).await;
+    let (window, time_column, slicing, schema, input) = find(&plan.root, &|n| match n {
+        StreamNode::WindowAssign { input, window, time_column, slicing, schema, .. } => {
+            Some((*window, *time_column, *slicing, Arc::clone(schema), input.schema()))
+        }
+        _ => None,
+    })
+    .expect("a window assignment");
+    OperatorHarness::new(Box::new(WindowAssignOperator::new(window, time_column, slicing, schema)), input)
+}
+
+/// The aggregate node of `sql`'s plan.
+async fn aggregate_node(input: Input, sql: &str) -> WindowAggregateNode {
+    let plan = plan(input, sql).await;
+    find(&plan.root, &|n| match n {
+        StreamNode::WindowAggregate(a) => Some(a.clone()),
+        _ => None,
+    })
+    .expect("an aggregate")
+}
+
+/// The operator the engine runs for `node` (as the dataflow graph picks it).
+fn aggregate_operator(node: &WindowAggregateNode) -> Box<dyn Operator> {
+    let metrics = Arc::new(PipelineMetrics::default());
+    match node.kind {
+        AggregateKind::Retracting => Box::new(RetractAggregateOperator::new(node.clone()).unwrap()),
+        AggregateKind::Session { .. } => Box::new(SessionAggregateOperator::new(node.clone(), metrics).unwrap()),
+        AggregateKind::Windowed(_) | AggregateKind::WholeInput | AggregateKind::Updating { .. } => {
+            Box::new(WindowAggregateOperator::new(node.clone(), metrics).unwrap())
+        }
+    }
+}
+
+async fn aggregate(input: Input, sql: &str) -> (OperatorHarness, WindowAggregateNode) {
+    let node = aggregate_node(input, sql).await;
+    (OperatorHarness::new(aggregate_operator(&node), node.input.schema()), node)
+}
+
+#[tokio::test]
+async fn a_source_sets_rows_behind_its_watermark_aside_as_late() {
+    let plan = plan(
+        Input::Bounded,
+        "SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    let node = plan.sources()[0].clone();
+    let input = Arc::clone(&node.physical_schema);
+    let mut source = OperatorHarness::new(Box::new(SourcePrepOperator::new(node, Arc::new(PipelineMetrics::default()))), input);
+    // The watermark is the largest ts - 1 s so far. The row at 9.5 s comes after it
+    // reached 11 s, so its window [0, 10 s) is closed: late. A row without a time
+    // can be in no window and is set aside too.
+    source
+        .push(
+            " I I    TS
+            + 1 1  1000
+            + 2 1 12000
+            + 3 1  9500
+            + 4 1     .
+            + 5 1 10500",
+        )
+        .expect(
+            "+ 1 1  1000
+             + 2 1 12000
+             + 5 1 10500
+             watermark 11000
+             late: + 3 1 9500
+             late: + 4 1 .",
+        );
+}
+
+#[tokio::test]
+async fn a_filter_keeps_the_rows_that_pass_and_forwards_the_watermark() {
+    // The planner reads k and v below the filter (ts only feeds the watermark).
+    let mut filter = filter("SELECT k, v FROM t WHERE v > 10 AND k <> 3").await;
+    filter
+        .push(
+            " I  I
+            + 1 10
+            + 1 11
+            + 3 50
+            + 2  .
+            + 2 99",
+        )
+        .expect(
+            "+ 1 11
+             + 2 99",
+        )
+        .watermark(4000)
+        .expect("watermark 4000");
+}
+
+#[tokio::test]
+async fn a_filter_over_a_changelog_filters_retractions_alike() {
+    let mut filter = filter("SELECT k, v FROM t WHERE v > 10").await;
+    filter
+        .push(
+            " I  I
+            + 1 20
+            - 1  5
+            - 1 20",
+        )
+        .expect(
+            "+ 1 20
+             - 1 20",
+        );
+}
+
+#[tokio::test]
+async fn a_projection_computes_each_output_column_per_row() {
+    let mut project = project("SELECT v * 2 AS doubled, k, v - k AS diff FROM t").await;
+    project
+        .push(
+            " I  I  TS
+            + 1 10 1000
+            + 2  . 2000
+            - 1 10 1000",
+        )
+        .expect(
+            "+ 20 1 9
+             + .  2 .
+             - 20 1 9",
+        )
+        .barrier(1)
+        .expect("");
+}
+
+#[tokio::test]
+async fn a_tumble_without_an_aggregate_gives_each_row_its_window() {
+    let mut assign = window_assign("SELECT k, window_start, window_end, window_time FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))").await;
+    // Columns: k, v, ts, then window_start, window_end, window_time.
+    assign
+        .push(
+            " I  I     TS
+            + 1 10      0
+            + 2 20   9999
+            + 3 30  10000
+            + 4 40  -1",
+        )
+        .expect(
+            "+ 1 10     0      0 10000  9999
+             + 2 20  9999      0 10000  9999
+             + 3 30 10000  10000 20000 19999
+             + 4 40    -1 -10000     0    -1",
+        );
+}
+
+#[tokio::test]
+async fn a_hop_without_an_aggregate_repeats_a_row_in_each_of_its_windows() {
+    let mut assign =
+        window_assign("SELECT k, window_start, window_end FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND))").await;
+    // 10 s windows every 5 s: a row at 7 s is in [0, 10) and [5, 15).
+    assign
+        .push(
+            " I  I    TS
+            + 1 10 7000",
+        )
+        .expect(
+            "+ 1 10 7000    0 10000  9999
+             + 1 10 7000 5000 15000 14999",
+        );
+}
+
+#[tokio::test]
+async fn a_hop_under_an_aggregate_gives_each_row_its_one_slice() {
+    let mut assign = window_assign(
+        "SELECT window_start, window_end, COUNT(*) FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    // Slices of 5 s (the gcd of size and slide); the aggregate combines them into windows.
+    assign
+        .push(
+            " I  I    TS
+            + 1 10 7000",
+        )
+        .expect("+ 1 10 7000 5000 10000 9999");
+}
+
+#[tokio::test]
+async fn a_tumble_aggregate_emits_each_window_once_when_the_watermark_passes_its_end() {
+    let sql = "SELECT window_start, window_end, k, COUNT(*) AS n, SUM(v) AS total, MAX(v) AS top
+               FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, k";
+    let (mut agg, node) = aggregate(Input::Bounded, sql).await;
+    // The aggregate's input: the rows' keys and values with their window (slice) bounds.
+    agg.push(
+        " I  I  TS     TS
+        + 1 10   0  10000
+        + 2 20   0  10000
+        + 1 30   0  10000
+        + 1  5 10000 20000",
+    )
+    .expect("")
+    .watermark(9999)
+    .expect("watermark 9999")
+    // Window [0, 10 s) ends at 10 s: emitted, then the watermark goes on.
+    .watermark(10000)
+    .expect(
+        "+ 0 10000 1 2 40 30
+         + 0 10000 2 1 20 20
+         watermark 10000",
+    )
+    // The open window survives a restart from a snapshot.
+    .restart_as(aggregate_operator(&node))
+    .push(
+        " I  I  TS     TS
+        + 1  7 10000 20000",
+    )
+    .watermark(i64::MAX)
+    .expect(
+        "+ 10000 20000 1 2 12 7
+         watermark +inf",
+    );
+}
+
+#[tokio::test]
+async fn a_hop_aggregate_combines_slices_into_overlapping_windows() {
+    let sql = "SELECT window_start, window_end, COUNT(*) AS n, SUM(v) AS total
+               FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end";
+    let (mut agg, _) = aggregate(Input::Bounded, sql).await;
+    // Slices [0, 5 s) and [5 s, 10 s); windows [-5 s, 5 s), [0, 10 s), [5 s, 15 s).
+    agg.push(
+        " I   TS    TS
+        + 1     0  5000
+        + 2  5000 10000
+        + 4  5000 10000",
+    )
+    .watermark(5000)
+    .expect(
+        "+ -5000 5000 1 1
+         watermark 5000",
+    )
+    .watermark(15000)
+    .expect(
+        "+ 0 10000 3 7
+         + 5000 15000 2 6
+         watermark 15000",
+    );
+}
+
+#[tokio::test]
+async fn a_session_aggregate_merges_rows_closer_than_the_gap_and_emits_when_the_session_ends() {
+    let sql = "SELECT window_start, window_end, k, COUNT(*) AS n, SUM(v) AS total
+               FROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY window_start, window_end, k";
+    let (mut agg, node) = aggregate(Input::Bounded, sql).await;
+    // Each row comes as its own interval [ts, ts + gap).
+    agg.push(
+        " I  I   TS    TS
+        + 1 10    0  5000
+        + 1 20 3000  8000
+        + 2  1 1000  6000",
+    )
+    // Key 2's session [1 s, 6 s) has ended; key 1's [0, 8 s) has not.
+    .watermark(7000)
+    .expect(
+        "+ 1000 6000 2 1 1
+         watermark 7000",
+    )
+    .restart_as(aggregate_operator(&node))
+    // A row at 7.5 s extends key 1's session to 12.5 s.
+    .push(
+        " I  I   TS     TS
+        + 1 30 7500  12500",
+    )
+    .watermark(9000)
+    .expect("watermark 9000")
+    .watermark(20000)
+    .expect(
+        "+ 0 12500 1 3 60
+         watermark 20000",
+    );
+}
+
+#[tokio::test]
+async fn an_updating_aggregate_emits_the_groups_that_changed_at_each_barrier() {
+    let (mut agg, node) = aggregate(Input::Unbounded, "SELECT k, COUNT(*) AS n, MAX(v) AS top FROM t GROUP BY k").await;
+    assert_eq!(node.kind, AggregateKind::Updating { output: UpdateOutput::Upserts }, "no window over an unbounded input updates");
+    agg.push(
+        " I  I
+        + 1 10
+        + 2 20
+        + 1 30",
+    )
+    .watermark(60000)
+    .expect("watermark 60000")
+    .barrier(1)
+    .expect(
+        "+ 1 2 30
+         + 2 1 20",
+    )
+    // Only key 2 changes before the next barrier: only its new row is emitted.
+    .push(
+        " I  I
+        + 2 5",
+    )
+    .barrier(2)
+    .expect("+ 2 2 20")
+    .restart_as(aggregate_operator(&node))
+    .push(
+        " I  I
+        + 1 40",
+    )
+    .barrier(3)
+    .expect("+ 1 3 40");
+}
+
+#[tokio::test]
+async fn an_updating_aggregate_also_emits_at_a_refresh_and_then_only_what_changed_since() {
+    let (mut agg, _) = aggregate(Input::Unbounded, "SELECT k, SUM(v) AS total FROM t GROUP BY k").await;
+    agg.push(
+        " I  I
+        + 1 10
+        + 2 20",
+    )
+    .refresh()
+    .expect(
+        "+ 1 10
+         + 2 20",
+    )
+    .push(
+        " I  I
+        + 1  5",
+    )
+    .barrier(1)
+    .expect("+ 1 15")
+    .barrier(2)
+    .expect("");
+}
+
+#[tokio::test]
+async fn a_retracting_aggregate_takes_back_its_old_row_before_the_new_one() {
+    let (mut agg, node) = aggregate(Input::Changelog, "SELECT k, COUNT(*) AS n, MAX(v) AS top FROM t GROUP BY k").await;
+    assert_eq!(node.kind, AggregateKind::Retracting, "an aggregate over a changelog retracts");
+    agg.push(
+        " I  I
+        + 1 10
+        + 1 30
+        + 2 20",
+    )
+    .barrier(1)
+    .expect(
+        "+ 1 2 30
+         + 2 1 20",
+    )
+    // The row with the maximum is taken back: MAX falls back to the next one.
+    .push(
+        " I  I
+        - 1 30",
+    )
+    .barrier(2)
+    .expect(
+        "- 1 2 30
+         + 1 1 10",
+    )
+    .restart_as(aggregate_operator(&node))
+    // The last row of key 2 is taken back: the group's row is deleted.
+    .push(
+        " I  I
+        - 2 20",
+    )
+    .barrier(3)
+    .expect("- 2 1 20");
+}
