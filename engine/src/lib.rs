@@ -11,6 +11,7 @@
 // Tests may unwrap: a panic there is a test failure with a backtrace.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod changelog;
 pub mod checkpoint;
 pub mod connector;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod table;
 pub mod testing;
 
+pub use changelog::RowKind;
 pub use connector::{
     Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Resume, Resumption,
     Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,

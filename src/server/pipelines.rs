@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::checkpoint::CheckpointStore;
-use eddy_engine::{BoxError, PipelineMetrics, Sink};
+use eddy_engine::{BoxError, PipelineMetrics, RowKind, Sink};
 use eddy_proto::Pipeline as PipelineStatus;
 use eddy_sql::{Location, TableDef};
 use tokio::sync::{broadcast, watch};
@@ -41,8 +41,8 @@ pub fn changelog_schema(schema: &Schema) -> SchemaRef {
 }
 
 /// `batch` with `op` in front, in `schema` (see [`changelog_schema`]).
-pub fn with_op(schema: &SchemaRef, batch: &RecordBatch, op: &str) -> Result<RecordBatch, ArrowError> {
-    let mut columns = vec![Arc::new(StringArray::from(vec![op; batch.num_rows()])) as ArrayRef];
+pub fn with_op(schema: &SchemaRef, batch: &RecordBatch, op: RowKind) -> Result<RecordBatch, ArrowError> {
+    let mut columns = vec![Arc::new(StringArray::from(vec![op.short_string(); batch.num_rows()])) as ArrayRef];
     columns.extend(batch.columns().iter().cloned());
     RecordBatch::try_new(Arc::clone(schema), columns)
 }
@@ -55,7 +55,7 @@ struct TeeSink {
 }
 
 impl TeeSink {
-    fn show(&self, batch: &RecordBatch, op: &str) {
+    fn show(&self, batch: &RecordBatch, op: RowKind) {
         // Nobody listening is the common case: no copy then.
         if self.output.receiver_count() > 0 {
             match with_op(&self.schema, batch, op) {
@@ -71,12 +71,12 @@ impl TeeSink {
 #[async_trait::async_trait]
 impl Sink for TeeSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        self.show(&batch, "+I");
+        self.show(&batch, RowKind::Insert);
         self.sink.write(batch).await
     }
 
     async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        self.show(&batch, "-D");
+        self.show(&batch, RowKind::Delete);
         self.sink.retract(batch).await
     }
 

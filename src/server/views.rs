@@ -22,7 +22,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
-use eddy_engine::{BoxError, Sink, Source, SourceBatch, SourceReader};
+use eddy_engine::{BoxError, RowKind, Sink, Source, SourceBatch, SourceReader};
 use tokio::sync::broadcast;
 
 use crate::ipc::{IpcCollector, IpcEncoder};
@@ -55,11 +55,11 @@ impl Change {
         }
     }
 
-    /// The op a changelog row of this change carries.
-    fn op(&self) -> &'static str {
+    /// The kind a changelog row of this change carries.
+    fn op(&self) -> RowKind {
         match self {
-            Change::Rows(_) => "+I",
-            Change::Retract(_) => "-D",
+            Change::Rows(_) => RowKind::Insert,
+            Change::Retract(_) => RowKind::Delete,
         }
     }
 }
@@ -69,7 +69,7 @@ impl Change {
 pub fn split_changelog(batch: &RecordBatch) -> Result<Vec<Change>, ArrowError> {
     let ops = batch.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| ArrowError::SchemaError("a changelog's first column is its op".into()))?;
     let rows = batch.project(&(1..batch.num_columns()).collect::<Vec<_>>())?;
-    let retracts = |i: usize| matches!(ops.value(i), "-U" | "-D");
+    let retracts = |i: usize| RowKind::from_short_string(ops.value(i)).is_some_and(RowKind::is_retraction);
     let mut changes = Vec::new();
     let mut start = 0;
     for i in 1..=batch.num_rows() {
@@ -182,7 +182,7 @@ impl MaterializedView {
         }
         let batches = if self.key.is_none() { state.appended.clone() } else { self.keyed_rows(&state)? };
         drop(state);
-        let rows = batches.iter().map(|b| self.with_op(b, "+I")).collect::<Result<Vec<_>, _>>()?;
+        let rows = batches.iter().map(|b| self.with_op(b, RowKind::Insert)).collect::<Result<Vec<_>, _>>()?;
         let initial = datafusion::arrow::compute::concat_batches(&self.changelog_schema(), &rows)?;
         Ok((Some(initial), receiver))
     }
@@ -196,7 +196,7 @@ impl MaterializedView {
         let rows = if self.key.is_none() { Vec::new() } else { self.keyed_rows(&state)? };
         *state = ViewState::default();
         for batch in rows {
-            let _ = self.changes.send(self.with_op(&batch, "-D")?);
+            let _ = self.changes.send(self.with_op(&batch, RowKind::Delete)?);
         }
         Ok(())
     }
@@ -219,7 +219,7 @@ impl MaterializedView {
                 };
                 state.row_count += batch.num_rows() as u64;
                 state.bytes += batch.get_array_memory_size() as u64;
-                notices.push(self.with_op(&batch, "+I")?);
+                notices.push(self.with_op(&batch, RowKind::Insert)?);
                 state.appended.push(batch);
             }
         } else {
@@ -258,22 +258,22 @@ impl MaterializedView {
                     match old {
                         Some(old) if old == row => continue,
                         Some(old) => {
-                            ops.push("-U");
+                            ops.push(RowKind::UpdateBefore);
                             changed.push(old);
-                            ops.push("+U");
+                            ops.push(RowKind::UpdateAfter);
                         }
-                        None => ops.push("+I"),
+                        None => ops.push(RowKind::Insert),
                     }
                     changed.push(row);
                 }
             }
             for (_, old) in retracted {
-                ops.push("-D");
+                ops.push(RowKind::Delete);
                 changed.push(old);
             }
             if !changed.is_empty() {
                 let columns = all.convert_rows(changed.iter().map(|r| r.row()))?;
-                let mut with_op = vec![Arc::new(StringArray::from(ops)) as ArrayRef];
+                let mut with_op = vec![Arc::new(StringArray::from(ops.into_iter().map(RowKind::short_string).collect::<Vec<_>>())) as ArrayRef];
                 with_op.extend(columns);
                 notices.push(RecordBatch::try_new(self.changelog_schema(), with_op)?);
             }
@@ -314,7 +314,7 @@ impl MaterializedView {
         }
     }
 
-    fn with_op(&self, batch: &RecordBatch, op: &str) -> Result<RecordBatch, ArrowError> {
+    fn with_op(&self, batch: &RecordBatch, op: RowKind) -> Result<RecordBatch, ArrowError> {
         with_op(&self.changelog_schema(), batch, op)
     }
 
@@ -383,7 +383,7 @@ impl Sink for ViewSink {
         self.prepared.push((checkpoint, changes));
         let (mut encoder, mut bytes) = IpcEncoder::new(&self.view.changelog_schema())?;
         for batch in self.view.snapshot()? {
-            bytes.extend(encoder.encode(&self.view.with_op(&batch, "+I")?)?);
+            bytes.extend(encoder.encode(&self.view.with_op(&batch, RowKind::Insert)?)?);
         }
         for change in self.prepared.iter().flat_map(|(_, c)| c.iter()) {
             bytes.extend(encoder.encode(&self.view.with_op(change.rows(), change.op())?)?);

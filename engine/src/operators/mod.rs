@@ -7,6 +7,7 @@
 //! can snapshot it as Arrow batches; [`retract_aggregate`] aggregates a
 //! changelog, keeping what it needs to take rows back.
 
+mod closing;
 pub mod filter;
 pub mod project;
 pub mod retract_aggregate;

@@ -19,6 +19,7 @@ use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::arrow_error;
+use super::closing::{advance_watermark, ClosedByWatermark};
 use super::window_aggregate::{key_schema, output_batch, GroupState, Groups, Inputs};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
@@ -172,6 +173,12 @@ impl SessionAggregateOperator {
         }
         Ok(Inputs { keys, args, filters })
     }
+}
+
+impl ClosedByWatermark for SessionAggregateOperator {
+    fn watermark_mut(&mut self) -> &mut EventTime {
+        &mut self.watermark
+    }
 
     fn fire(&mut self, watermark: i64, out: &mut Emitter) -> Result<()> {
         let mut closed: Vec<(usize, Session)> = Vec::new();
@@ -280,12 +287,7 @@ impl Operator for SessionAggregateOperator {
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
-            self.fire(watermark.0, out)?;
-        }
-        out.watermark(watermark);
-        Ok(())
+        advance_watermark(self, watermark, out)
     }
 
     fn snapshot(&mut self) -> Result<Option<OperatorState>> {

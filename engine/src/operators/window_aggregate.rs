@@ -27,6 +27,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use super::closing::{advance_watermark, ClosedByWatermark};
 use super::project::make_batch;
 use super::rows::EmittedRows;
 use super::{arrow_error, evaluate, evaluate_predicate};
@@ -380,6 +381,46 @@ impl WindowAggregateOperator {
         Ok(())
     }
 
+    fn frozen_to_batch(frozen: &FrozenState) -> Result<RecordBatch> {
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for (i, k) in frozen.keys.iter().enumerate() {
+            fields.push(Field::new(format!("k{i}"), k.data_type().clone(), true));
+            columns.push(Arc::clone(k));
+        }
+        for (a, states) in frozen.states.iter().enumerate() {
+            for (i, s) in states.iter().enumerate() {
+                fields.push(Field::new(format!("a{a}_{i}"), s.data_type().clone(), true));
+                columns.push(Arc::clone(s));
+            }
+        }
+        let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(frozen.rows));
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(|e| EngineError::State(e.to_string()))
+    }
+
+    fn batch_to_frozen(&self, batch: &RecordBatch) -> Result<FrozenState> {
+        let key_count = self.key_exprs.len();
+        let keys = batch.columns()[..key_count].to_vec();
+        let mut states = Vec::new();
+        let mut next = key_count;
+        for aggregate in &self.node.aggregates {
+            let n = aggregate.state_fields().map_err(df)?.len();
+            let end = next + n;
+            if end > batch.num_columns() {
+                return Err(EngineError::State("window aggregate snapshot does not match the query".into()));
+            }
+            states.push(batch.columns()[next..end].to_vec());
+            next = end;
+        }
+        Ok(FrozenState { keys, states, rows: batch.num_rows() })
+    }
+}
+
+impl ClosedByWatermark for WindowAggregateOperator {
+    fn watermark_mut(&mut self) -> &mut EventTime {
+        &mut self.watermark
+    }
+
     fn fire(&mut self, watermark: i64, out: &mut Emitter) -> Result<()> {
         let AggregateKind::Windowed(window) = self.node.kind else { return Ok(()) };
         // Slices the watermark has passed can take no more rows.
@@ -429,40 +470,6 @@ impl WindowAggregateOperator {
         });
         self.frozen_bytes = self.frozen_bytes.saturating_sub(dropped_bytes);
         Ok(())
-    }
-
-    fn frozen_to_batch(frozen: &FrozenState) -> Result<RecordBatch> {
-        let mut fields = Vec::new();
-        let mut columns = Vec::new();
-        for (i, k) in frozen.keys.iter().enumerate() {
-            fields.push(Field::new(format!("k{i}"), k.data_type().clone(), true));
-            columns.push(Arc::clone(k));
-        }
-        for (a, states) in frozen.states.iter().enumerate() {
-            for (i, s) in states.iter().enumerate() {
-                fields.push(Field::new(format!("a{a}_{i}"), s.data_type().clone(), true));
-                columns.push(Arc::clone(s));
-            }
-        }
-        let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(frozen.rows));
-        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(|e| EngineError::State(e.to_string()))
-    }
-
-    fn batch_to_frozen(&self, batch: &RecordBatch) -> Result<FrozenState> {
-        let key_count = self.key_exprs.len();
-        let keys = batch.columns()[..key_count].to_vec();
-        let mut states = Vec::new();
-        let mut next = key_count;
-        for aggregate in &self.node.aggregates {
-            let n = aggregate.state_fields().map_err(df)?.len();
-            let end = next + n;
-            if end > batch.num_columns() {
-                return Err(EngineError::State("window aggregate snapshot does not match the query".into()));
-            }
-            states.push(batch.columns()[next..end].to_vec());
-            next = end;
-        }
-        Ok(FrozenState { keys, states, rows: batch.num_rows() })
     }
 }
 
@@ -516,12 +523,7 @@ impl Operator for WindowAggregateOperator {
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
-            self.fire(watermark.0, out)?;
-        }
-        out.watermark(watermark);
-        Ok(())
+        advance_watermark(self, watermark, out)
     }
 
     fn on_barrier(&mut self, _id: crate::message::CheckpointId, out: &mut Emitter) -> Result<()> {

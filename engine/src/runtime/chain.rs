@@ -1,0 +1,142 @@
+//! A stage instance's operators, run in order, and the state they hold.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::restore::keep_owned_rows;
+use crate::error::{EngineError, Result};
+use crate::graph::OperatorFactory;
+use crate::message::Message;
+use crate::metrics::PipelineMetrics;
+use crate::operator::{Emitter, Operator, SideOutput};
+use crate::state::OperatorState;
+
+/// Keeps [`PipelineMetrics::state_bytes`] up to date with one task's operators and
+/// fails the task when the pipeline's total passes the limit.
+#[derive(Clone)]
+pub(super) struct StateBudget {
+    pub(super) metrics: Arc<PipelineMetrics>,
+    pub(super) max_bytes: Option<u64>,
+}
+
+/// Runs operators in order, feeding each one's output to the next.
+pub(super) struct Chain {
+    operators: Vec<Box<dyn Operator>>,
+    /// Rows the operators diverted (late rows), for the source task to send to side sinks.
+    pub(super) side: Vec<(SideOutput, RecordBatch)>,
+    /// Where this chain reports its state size, and the limit.
+    budget: Option<StateBudget>,
+    /// The state size this chain reported last, so it adds only the change.
+    reported_bytes: u64,
+}
+
+impl Chain {
+    /// A chain of fresh operators, one from each factory.
+    pub(super) fn new(factories: &[OperatorFactory]) -> Result<Self> {
+        Ok(Chain { operators: factories.iter().map(|f| f()).collect::<Result<_>>()?, side: Vec::new(), budget: None, reported_bytes: 0 })
+    }
+
+    /// Makes the chain report its state size to `budget` after every message.
+    pub(super) fn with_budget(mut self, budget: StateBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Reports the chain's state size to the pipeline's gauge and checks the limit.
+    fn account(&mut self) -> Result<()> {
+        let Some(budget) = &self.budget else { return Ok(()) };
+        let now = self.operators.iter().map(|o| o.state_bytes() as u64).sum::<u64>();
+        let total = if now >= self.reported_bytes {
+            budget.metrics.state_bytes.fetch_add(now - self.reported_bytes, Ordering::Relaxed) + (now - self.reported_bytes)
+        } else {
+            budget.metrics.state_bytes.fetch_sub(self.reported_bytes - now, Ordering::Relaxed).saturating_sub(self.reported_bytes - now)
+        };
+        self.reported_bytes = now;
+        match budget.max_bytes {
+            Some(limit) if total > limit => Err(EngineError::StateLimit { held_bytes: total, limit_bytes: limit }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts `head` (a keyed stage's aggregate) before the chain's operators.
+    pub(super) fn prepend(&mut self, head: Box<dyn Operator>) {
+        self.operators.insert(0, head);
+    }
+
+    /// Every operator's state, as bytes (`None` for stateless ones).
+    pub(super) fn snapshot(&mut self) -> Result<Vec<Option<Vec<u8>>>> {
+        self.operators.iter_mut().map(|o| o.snapshot()?.map(|s| s.to_bytes()).transpose()).collect()
+    }
+
+    /// Puts back what [`Chain::snapshot`] saved.
+    pub(super) fn restore(&mut self, states: &[Option<Vec<u8>>]) -> Result<()> {
+        self.check_matches(states)?;
+        for (operator, state) in self.operators.iter_mut().zip(states) {
+            if let Some(bytes) = state {
+                operator.restore(OperatorState::from_bytes(bytes)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds another instance's saved state, keeping the rows of keyed parts whose
+    /// key hashes to `instance` of `parallelism` (see [`super::restore::restore_keyed`]).
+    pub(super) fn restore_owned(&mut self, states: &[Option<Vec<u8>>], instance: usize, parallelism: usize) -> Result<()> {
+        self.check_matches(states)?;
+        for (operator, state) in self.operators.iter_mut().zip(states) {
+            let Some(bytes) = state else { continue };
+            let mut state = OperatorState::from_bytes(bytes)?;
+            keep_owned_rows(operator.as_ref(), &mut state, instance, parallelism)?;
+            operator.restore(state)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint holds one state per operator; another count means another pipeline.
+    fn check_matches(&self, states: &[Option<Vec<u8>>]) -> Result<()> {
+        if states.len() != self.operators.len() {
+            return Err(EngineError::State("the checkpoint does not match the pipeline's operators (was its SQL changed?)".into()));
+        }
+        Ok(())
+    }
+
+    /// Pushes one message through the chain; what leaves the last operator is appended to `out`.
+    pub(super) fn push(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        self.push_from(0, message, out)?;
+        self.account()
+    }
+
+    fn push_from(&mut self, index: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        let Some(operator) = self.operators.get_mut(index) else {
+            out.push(message);
+            return Ok(());
+        };
+        let mut emitter = Emitter::default();
+        let end = matches!(message, Message::EndOfStream);
+        match message {
+            Message::Batch(batch) => operator.on_batch(batch, &mut emitter)?,
+            Message::Retract(batch) => operator.on_retract(batch, &mut emitter)?,
+            Message::Watermark(w) => operator.on_watermark(w, &mut emitter)?,
+            Message::Barrier(id) => {
+                operator.on_barrier(id, &mut emitter)?;
+                emitter.messages.push(Message::Barrier(id));
+            }
+            Message::Refresh(at) => {
+                operator.on_refresh(&mut emitter)?;
+                emitter.messages.push(Message::Refresh(at));
+            }
+            Message::Idle => emitter.messages.push(Message::Idle),
+            Message::EndOfStream => operator.on_end(&mut emitter)?,
+        }
+        self.side.append(&mut emitter.side);
+        for produced in emitter.drain() {
+            self.push_from(index + 1, produced, out)?;
+        }
+        if end {
+            self.push_from(index + 1, Message::EndOfStream, out)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! The checkpoint writer: it collects every task's snapshot of a checkpoint and
+//! saves the checkpoint once all are in, then tells the sink (the second phase of
+//! its commit) and the metrics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::{CheckpointStore, TaskSnapshot};
+use crate::metrics::PipelineMetrics;
+
+/// Collects every task's snapshot of a checkpoint and writes the checkpoint once all
+/// `tasks` are in; each saved checkpoint's id goes to `completed`.
+pub(super) fn spawn_checkpoint_writer(
+    store: CheckpointStore,
+    tasks: usize,
+    mut rx: mpsc::UnboundedReceiver<TaskSnapshot>,
+    completed: watch::Sender<u64>,
+    metrics: Arc<PipelineMetrics>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        // Snapshots received per checkpoint, with when the first one came.
+        let mut pending: BTreeMap<u64, (Instant, Vec<TaskSnapshot>)> = Default::default();
+        while let Some(snapshot) = rx.recv().await {
+            let id = snapshot.checkpoint;
+            let (_, received) = pending.entry(id).or_insert_with(|| (Instant::now(), Vec::new()));
+            received.push(snapshot);
+            if received.len() < tasks {
+                continue;
+            }
+            let Some((started, all)) = pending.remove(&id) else { continue };
+            // Older checkpoints still missing a task can no longer complete.
+            pending.retain(|other, _| *other > id);
+            match store.write(id, &all).await {
+                Ok(bytes) => {
+                    tracing::debug!("checkpoint {id} complete in {:?}, {bytes} bytes", started.elapsed());
+                    crate::failpoint::reach("checkpoint-saved");
+                    // Second phase: the sinks make what they prepared for it visible.
+                    // Told before the metrics, so whoever sees the new id (a savepoint
+                    // that then stops the pipeline) finds the sinks already told.
+                    let _ = completed.send(id);
+                    metrics.checkpoint_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                    metrics.checkpoint_at_ms.store(now_ms, Ordering::Relaxed);
+                    metrics.checkpoint_id.store(id, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
+            }
+        }
+    })
+}

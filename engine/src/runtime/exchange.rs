@@ -1,0 +1,105 @@
+//! The hash exchange between stages: rows go to the instance that owns their key,
+//! every other message to every instance.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::hash_utils::create_hashes;
+use datafusion::physical_expr::PhysicalExpr;
+use tokio::sync::mpsc;
+
+use super::output::Sent;
+use super::Tagged;
+use crate::error::{EngineError, Result};
+use crate::message::Message;
+use crate::operators::evaluate;
+
+/// One stage instance's side of the exchange to the next stage's instances.
+pub(super) struct Exchange {
+    /// One channel per downstream instance, in instance order.
+    pub(super) senders: Vec<mpsc::Sender<Tagged>>,
+    /// Which of the downstream stage's inputs this instance is.
+    pub(super) input_index: usize,
+    /// The downstream stage's group keys (empty when it is not keyed).
+    pub(super) keys: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Exchange {
+    /// Hash-partitions rows on the keys over the instances; broadcasts everything else.
+    pub(super) async fn send(&mut self, message: Message) -> Result<Sent> {
+        let Exchange { senders, input_index, keys } = self;
+        match message {
+            // Rows and their retractions go where their key's state is.
+            Message::Batch(batch) if senders.len() > 1 => send_partitioned(senders, *input_index, keys, &batch, Message::Batch).await,
+            Message::Retract(batch) if senders.len() > 1 => send_partitioned(senders, *input_index, keys, &batch, Message::Retract).await,
+            rows @ (Message::Batch(_) | Message::Retract(_)) => Ok(send(&senders[0], (*input_index, rows)).await),
+            other => {
+                for sender in senders.iter() {
+                    if send(sender, (*input_index, other.clone())).await == Sent::ReceiverGone {
+                        return Ok(Sent::ReceiverGone);
+                    }
+                }
+                Ok(Sent::Delivered)
+            }
+        }
+    }
+}
+
+/// Sends one message; a receiver that is gone means the pipeline is stopping.
+async fn send(sender: &mpsc::Sender<Tagged>, message: Tagged) -> Sent {
+    match sender.send(message).await {
+        Ok(()) => Sent::Delivered,
+        Err(_) => Sent::ReceiverGone,
+    }
+}
+
+/// Sends each key's part of `batch` (as `Batch` or `Retract`, by `wrap`) to the
+/// instance that owns the key.
+async fn send_partitioned(
+    senders: &[mpsc::Sender<Tagged>],
+    input_index: usize,
+    keys: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+    wrap: fn(RecordBatch) -> Message,
+) -> Result<Sent> {
+    for (target, part) in partition(batch, keys, senders.len())? {
+        if send(&senders[target], (input_index, wrap(part))).await == Sent::ReceiverGone {
+            return Ok(Sent::ReceiverGone);
+        }
+    }
+    Ok(Sent::Delivered)
+}
+
+/// The exchange's hash of each row's key. Fixed seeds: every upstream instance must
+/// send a key to the same downstream instance, and a restore with another
+/// parallelism must place saved state where the key's rows will go.
+pub(super) fn hash_rows(keys: &[ArrayRef], rows: usize) -> Result<Vec<u64>> {
+    let mut hashes = vec![0u64; rows];
+    let state = datafusion::common::hash_utils::RandomState::with_seed(7);
+    create_hashes(keys, &state, &mut hashes).map_err(|e| EngineError::execution("Exchange", e))?;
+    Ok(hashes)
+}
+
+/// Splits a batch by the hash of its key columns into (instance, rows) parts.
+fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) -> Result<Vec<(usize, RecordBatch)>> {
+    let arrays: Vec<ArrayRef> = keys.iter().map(|k| evaluate(k, batch, "Exchange")).collect::<Result<_>>()?;
+    let hashes = hash_rows(&arrays, batch.num_rows())?;
+    let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts];
+    for (row, hash) in hashes.iter().enumerate() {
+        indices[(*hash % parts as u64) as usize].push(row as u32);
+    }
+    let mut out = Vec::new();
+    for (target, rows) in indices.into_iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        let rows = UInt32Array::from(rows);
+        let columns =
+            batch.columns().iter().map(|c| take(c, &rows, None)).collect::<Result<Vec<_>, _>>().map_err(|e| EngineError::execution("Exchange", e.into()))?;
+        let part = RecordBatch::try_new(batch.schema(), columns).map_err(|e| EngineError::execution("Exchange", e.into()))?;
+        out.push((target, part));
+    }
+    Ok(out)
+}
