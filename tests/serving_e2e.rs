@@ -181,6 +181,10 @@ async fn a_continuous_group_by_keeps_redis_counters_and_a_replacing_merge_tree_c
     let read_clickhouse = || {
         let (url, database) = (clickhouse_url.clone(), database.clone());
         async move {
+            // The sink creates its table when it first connects, which may be after Redis has caught up.
+            if clickhouse(&url, &format!("EXISTS TABLE {database}.views")).await.trim() != "1" {
+                return BTreeMap::new();
+            }
             let text = clickhouse(&url, &format!("SELECT page, views FROM {database}.views FINAL ORDER BY page FORMAT TabSeparated")).await;
             text.lines().filter_map(|l| l.split_once('\t')).map(|(p, v)| (p.to_string(), v.parse().expect("a count"))).collect::<BTreeMap<String, i64>>()
         }
