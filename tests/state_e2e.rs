@@ -95,7 +95,7 @@ fn a_pipeline_over_its_state_limit_fails_and_says_what_to_do() {
     // Held: more than the limit, and no more than the last batch could add to it.
     let held: f64 = message.split("it holds ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
     // (Shown to one decimal: a state just over 1 MB reads "1.0 MB".)
-    assert!(held >= 1.0 && held < 64.0, "{message}");
+    assert!((1.0..64.0).contains(&held), "{message}");
 
     // The same script under a limit it fits in runs to its end.
     let roomy = format!("SET 'pipeline.state.max-memory' = '1 gb';\n{MANY_KEYS}");
