@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{eddy, Server};
+use common::{eddy, running_bid_counts, Server};
 use eddy_proto::PipelineRef;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -470,9 +470,7 @@ fn no_statement_crashes_the_server_or_eddy_run() {
     let mut server = Server::start(data.path(), &[]);
     server.ok(&bids_table());
     // A pipeline that runs through the whole batch.
-    server.ok("CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3))
-           WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.rate' = '1000');
-         CREATE MATERIALIZED VIEW running AS SELECT bidder % 7 AS k, COUNT(*) AS n FROM bid GROUP BY bidder % 7");
+    server.ok(&running_bid_counts("running", 1000));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut client = runtime.block_on(eddy::client::connect(&server.address, None)).unwrap();
     let rows_in = |client: &mut eddy::client::Client| runtime.block_on(client.get_pipeline(PipelineRef { id: "running".into() })).unwrap().into_inner();

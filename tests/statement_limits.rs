@@ -11,18 +11,11 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{eddy, Server};
+use common::{bids_table, eddy, running_bid_counts, Server};
 use eddy_proto::PipelineRef;
 
 fn bids_path() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json").display().to_string()
-}
-
-fn bids_table() -> String {
-    format!(
-        "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
-        bids_path()
-    )
 }
 
 /// Prices in tests/data/bids.json, read with serde_json rather than Eddy.
@@ -75,9 +68,7 @@ fn deep_statements_answer_or_are_refused_and_the_server_and_its_pipelines_live_o
     let data = tempfile::tempdir().unwrap();
     let mut server = Server::start(data.path(), &[]);
     server.ok(&bids_table());
-    server.ok("CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3))
-           WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.rate' = '2000');
-         CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder % 7 AS k, COUNT(*) AS n FROM bid GROUP BY bidder % 7");
+    server.ok(&running_bid_counts("per_bidder", 2000));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let before = wait_rows_in_past(&server, &runtime, "per_bidder", 0);
 

@@ -19,6 +19,17 @@ pub fn bids_table() -> String {
     )
 }
 
+/// A Nexmark `bid` table generating `events_per_second` and a materialized view
+/// `view` counting its bids per `bidder % 7`: a pipeline that keeps running, for
+/// tests that check the server's pipelines live on through what they send.
+pub fn running_bid_counts(view: &str, events_per_second: u32) -> String {
+    format!(
+        "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3))
+           WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.rate' = '{events_per_second}');
+         CREATE MATERIALIZED VIEW {view} AS SELECT bidder % 7 AS k, COUNT(*) AS n FROM bid GROUP BY bidder % 7"
+    )
+}
+
 /// `CREATE TABLE name (columns)` over the Kafka topic `topic` at `bootstrap`, read
 /// from its earliest offset as JSON, with `options` (say `'scan.bounded.mode' =
 /// 'latest-offset'`, or nothing) added to its `WITH` clause; without the `;`.
