@@ -2,8 +2,10 @@
 //! disk (source and sink) or in an S3 bucket (sink).
 //!
 //! As a source, `'path'` is a file, a directory (every visible file below it,
-//! recursively, in sorted order) or a glob; each file is one partition read in
-//! order. Names starting with `.` or `_` are hidden and skipped, which is how
+//! recursively, in sorted order) or a glob. Each file is one partition read in
+//! order, or, when it is large next to the pipeline's parallelism, several: byte
+//! ranges of JSON and CSV files, runs of row groups of Parquet files (see
+//! [`split`]). Names starting with `.` or `_` are hidden and skipped, which is how
 //! the sink keeps files that are still being written out of sight.
 //!
 //! As a sink, `'path'` is a directory or `s3://bucket/prefix`; see [`sink::FileSink`].
@@ -12,6 +14,7 @@ mod parquet;
 mod partition;
 pub(crate) mod records;
 pub mod sink;
+mod split;
 pub mod store;
 pub(crate) mod text;
 mod values;
@@ -69,6 +72,8 @@ pub struct FsOptions {
     pub header: bool,
     /// `'scan.batch-rows'`.
     pub batch_rows: usize,
+    /// `'scan.split.min-size'` in bytes: the smallest part of a file one task reads.
+    pub min_split_size: u64,
     /// `'sink.rolling-policy.file-size'` in bytes.
     pub rolling_file_size: u64,
     /// `'sink.rolling-policy.rollover-interval'`: the longest a part file stays open.
@@ -130,6 +135,7 @@ impl FsOptions {
             delimiter,
             header: opt(def, "csv.header", parse_bool)?.unwrap_or(false),
             batch_rows: batch_rows(def)?,
+            min_split_size: opt(def, "scan.split.min-size", parse_size)?.unwrap_or(split::DEFAULT_MIN_SPLIT_SIZE),
             rolling_file_size: opt(def, "sink.rolling-policy.file-size", parse_size)?.unwrap_or(DEFAULT_ROLLING_FILE_SIZE),
             rollover_interval: opt(def, "sink.rolling-policy.rollover-interval", parse_duration)?,
             partitioned_by: def.partitioned_by.clone(),
@@ -238,7 +244,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ConnectorError> {
     Ok(())
 }
 
-/// A set of files read as one table; each file is a partition.
+/// A set of files read as one table; each file, or each split of a large one, is a partition.
 pub struct FileSource {
     options: FsOptions,
     schema: SchemaRef,
@@ -257,6 +263,37 @@ impl FileSource {
         list_files(&options.path)?;
         Ok(FileSource { options, schema })
     }
+
+    /// The partitions the files are read in by `parallelism` tasks: a file each,
+    /// cut into splits where a file is large enough (see [`split::split_counts`]).
+    fn splits(&self, parallelism: usize) -> Result<Vec<split::Split>, ConnectorError> {
+        let o = &self.options;
+        let files = list_files(&o.path)?;
+        let sizes = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(|e| ConnectorError::io("read", f, e))).collect::<Result<Vec<_>, _>>()?;
+        let counts = split::split_counts(&sizes, parallelism, o.min_split_size);
+        let mut splits = Vec::with_capacity(files.len());
+        for ((path, size), n) in files.into_iter().zip(sizes).zip(counts) {
+            let extents: Vec<split::Extent> = match o.format {
+                _ if n <= 1 => vec![split::Extent::Whole],
+                FileFormat::Json => split::byte_ranges(size, n).into_iter().map(split::Extent::Bytes).collect(),
+                FileFormat::Csv if split::csv_lines_are_records(&path, text::CSV_QUOTE)? => {
+                    split::byte_ranges(size, n).into_iter().map(split::Extent::Bytes).collect()
+                }
+                FileFormat::Csv => vec![split::Extent::Whole],
+                FileFormat::Parquet => split::row_group_ranges(parquet::row_group_count(&path)?, n).into_iter().map(split::Extent::RowGroups).collect(),
+            };
+            let extents = if extents.len() == 1 { vec![split::Extent::Whole] } else { extents };
+            splits.extend(extents.into_iter().map(|extent| split::Split { path: path.clone(), extent }));
+        }
+        Ok(splits)
+    }
+}
+
+/// The partitions a filesystem source of `def` is read in by `parallelism` tasks,
+/// one line each (the file, and the part of it when split), for `EXPLAIN`.
+pub fn describe_partitions(def: &TableDef, parallelism: usize) -> Result<Vec<String>, ConnectorError> {
+    let source = FileSource::try_new(def, def.physical_schema())?;
+    Ok(source.splits(parallelism)?.iter().map(split::Split::describe).collect())
 }
 
 impl Source for FileSource {
@@ -268,22 +305,22 @@ impl Source for FileSource {
         true
     }
 
-    fn open(&self, _parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+    fn open(&self, parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
         let o = &self.options;
         let partitioned = &o.partitioned_by;
         // Files of a partitioned table hold every column but the partition ones.
         let file_schema =
             if partitioned.is_empty() { SchemaRef::clone(&self.schema) } else { partition::WithPartitionValues::file_schema(&self.schema, partitioned) };
         let mut readers = Vec::new();
-        for f in list_files(&o.path)? {
-            let label = f.to_string_lossy().into_owned();
+        for split in self.splits(parallelism)? {
+            let label = split.path.to_string_lossy().into_owned();
             let schema = SchemaRef::clone(&file_schema);
             let reader: Box<dyn SourceReader> = match o.format {
-                FileFormat::Json => Box::new(text::TextFileReader::new(f, text::TextFormat::Json, schema, o.batch_rows)),
+                FileFormat::Json => Box::new(text::TextFileReader::new(&split, text::TextFormat::Json, schema, o.batch_rows)),
                 FileFormat::Csv => {
-                    Box::new(text::TextFileReader::new(f, text::TextFormat::Csv { delimiter: o.delimiter, header: o.header }, schema, o.batch_rows))
+                    Box::new(text::TextFileReader::new(&split, text::TextFormat::Csv { delimiter: o.delimiter, header: o.header }, schema, o.batch_rows))
                 }
-                FileFormat::Parquet => Box::new(parquet::ParquetFileReader::new(f, schema, o.batch_rows)),
+                FileFormat::Parquet => Box::new(parquet::ParquetFileReader::new(&split, schema, o.batch_rows)),
             };
             readers.push(if partitioned.is_empty() {
                 reader
@@ -307,6 +344,10 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional("csv.field-delimiter", "one character between CSV fields, '\\t' for tab (default ',')"),
     OptionSpec::optional("csv.header", "'true' when CSV files have a header line: skipped when reading, written by the sink (default 'false', as Flink)"),
     OptionSpec::optional("scan.batch-rows", "rows per batch read, at most (default 8192)"),
+    OptionSpec::optional(
+        "scan.split.min-size",
+        "source: the smallest part of a file one task reads, e.g. '16MB'; larger files are split between the pipeline's tasks (default 4MB)",
+    ),
     OptionSpec::optional("sink.rolling-policy.file-size", "start a new part file after this size, e.g. '128MB' (default 128MB)"),
     OptionSpec::optional(
         "sink.rolling-policy.rollover-interval",

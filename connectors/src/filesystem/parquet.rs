@@ -2,6 +2,7 @@
 //! file's type differs compatibly, and divert rows with nulls in NOT NULL columns.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -13,18 +14,24 @@ use datafusion::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, Parquet
 use datafusion::parquet::arrow::ProjectionMask;
 use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
 
+use super::split::{Extent, Split};
 use crate::error::ConnectorError;
 use crate::format::row_to_string;
 
-/// Reads one Parquet file, the partition of a filesystem source.
+/// Reads one Parquet file, or a run of its row groups (a split), as a partition of a filesystem source.
 pub(crate) struct ParquetFileReader {
     path: PathBuf,
+    /// The file, for positions of malformed rows.
     label: String,
+    /// The partition: the file, and the row groups when it is a split.
+    describe: String,
+    /// The row groups read; `None`: all of them.
+    row_groups: Option<Range<usize>>,
     schema: SchemaRef,
     batch_rows: usize,
     state: Option<OpenParquet>,
     done: bool,
-    /// Rows read so far, for positions of malformed rows.
+    /// Rows of the file before the next one read, for positions of malformed rows.
     rows_read: u64,
 }
 
@@ -32,13 +39,34 @@ struct OpenParquet {
     reader: ParquetRecordBatchReader,
     /// For each declared column, its index in the projected batches.
     positions: Vec<usize>,
+    /// Rows of the file before the first row group read.
+    first_row: u64,
 }
 
-/// Opens `path` projected to `schema`'s columns, in `schema`'s order.
-fn open(path: &Path, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParquet, ConnectorError> {
-    let label = path.display().to_string();
+/// The reader of `path`'s metadata.
+fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, ConnectorError> {
     let file = File::open(path).map_err(|e| ConnectorError::io("open", path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ConnectorError::parquet(format!("cannot read Parquet file '{label}'"), e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ConnectorError::parquet(format!("cannot read Parquet file '{}'", path.display()), e))
+}
+
+/// How many row groups `path` has: how far it can be split.
+pub(crate) fn row_group_count(path: &Path) -> Result<usize, ConnectorError> {
+    Ok(builder(path)?.metadata().num_row_groups())
+}
+
+/// Opens `path` (only `row_groups` of it, when given) projected to `schema`'s columns, in `schema`'s order.
+fn open(path: &Path, row_groups: Option<&Range<usize>>, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParquet, ConnectorError> {
+    let label = path.display().to_string();
+    let builder = builder(path)?;
+    let groups = builder.metadata().num_row_groups();
+    let first_row = match row_groups {
+        Some(r) => (0..r.start.min(groups)).map(|i| builder.metadata().row_group(i).num_rows().max(0) as u64).sum(),
+        None => 0,
+    };
+    let builder = match row_groups {
+        Some(r) => builder.with_row_groups((r.start.min(groups)..r.end.min(groups)).collect()),
+        None => builder,
+    };
     let file_schema = SchemaRef::clone(builder.schema());
     let mut indices = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
@@ -69,13 +97,27 @@ fn open(path: &Path, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParque
         .with_batch_size(batch_rows)
         .build()
         .map_err(|e| ConnectorError::parquet(format!("cannot read Parquet file '{label}'"), e))?;
-    Ok(OpenParquet { reader, positions })
+    Ok(OpenParquet { reader, positions, first_row })
 }
 
 impl ParquetFileReader {
-    /// A reader for `path`; the file is opened on the first read.
-    pub fn new(path: PathBuf, schema: SchemaRef, batch_rows: usize) -> Self {
-        ParquetFileReader { label: path.display().to_string(), path, schema, batch_rows, state: None, done: false, rows_read: 0 }
+    /// A reader for `split` (a whole file or a run of its row groups); the file is opened on the first read.
+    pub fn new(split: &Split, schema: SchemaRef, batch_rows: usize) -> Self {
+        let row_groups = match &split.extent {
+            Extent::RowGroups(r) => Some(r.clone()),
+            Extent::Whole | Extent::Bytes(_) => None,
+        };
+        ParquetFileReader {
+            label: split.path.display().to_string(),
+            describe: split.describe(),
+            path: split.path.clone(),
+            row_groups,
+            schema,
+            batch_rows,
+            state: None,
+            done: false,
+            rows_read: 0,
+        }
     }
 
     /// The next batch, synchronously.
@@ -85,7 +127,11 @@ impl ParquetFileReader {
         }
         let state = match &mut self.state {
             Some(s) => s,
-            None => self.state.insert(open(&self.path, &self.schema, self.batch_rows)?),
+            None => {
+                let opened = open(&self.path, self.row_groups.as_ref(), &self.schema, self.batch_rows)?;
+                self.rows_read = opened.first_row;
+                self.state.insert(opened)
+            }
         };
         let Some(next) = state.reader.next() else {
             self.done = true;
@@ -174,7 +220,7 @@ fn convert(schema: &SchemaRef, originals: Vec<ArrayRef>, num_rows: usize, label:
 #[async_trait]
 impl SourceReader for ParquetFileReader {
     fn describe(&self) -> String {
-        self.label.clone()
+        self.describe.clone()
     }
 
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {

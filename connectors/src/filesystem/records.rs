@@ -1,9 +1,10 @@
-//! Splits a text file into records (JSON lines or CSV rows) in chunks, keeping
-//! each record's line number so that a record that fails to decode can be reported
-//! as `file:LINE` and the rest of its chunk kept.
+//! Splits a text file, or a byte range of one, into records (JSON lines or CSV
+//! rows) in chunks, keeping each record's line number so that a record that fails
+//! to decode can be reported as `file:LINE` and the rest of its chunk kept.
 
 use std::fs::File;
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::ConnectorError;
@@ -38,7 +39,8 @@ pub(crate) struct Record {
     /// Byte range in [`Chunk::data`], without the line terminator.
     pub start: usize,
     pub end: usize,
-    /// 1-based line number of the record's first line in the file.
+    /// 1-based line number of the record's first line, counted from the start
+    /// of the chunker's range (the file's line number when it starts at 0).
     pub line: u64,
 }
 
@@ -98,12 +100,28 @@ pub(crate) struct RecordChunker {
     skip_first: bool,
     /// How far a record may run inside a quoted field (see [`QUOTED_RECORD_BYTES_MAX`]).
     quoted_bytes_max: usize,
+    /// The file offset of `buf[0]`.
+    buf_offset: u64,
+    /// Records starting at or after this file offset belong to the next range.
+    end: u64,
+    /// The range starts after byte 0: bytes up to the first line break are the
+    /// end of a record the previous range reads, and are skipped.
+    align: bool,
 }
 
 impl RecordChunker {
     /// Opens `path`; with `skip_first` the first record (a CSV header) is dropped.
+    #[cfg(test)]
     pub fn open(path: &Path, framing: Framing, skip_first: bool) -> Result<Self, ConnectorError> {
-        let file = File::open(path).map_err(|e| ConnectorError::io("open", path, e))?;
+        Self::open_range(path, framing, skip_first, 0..u64::MAX)
+    }
+
+    /// Opens `path` to read the records that start in `range` (see [`super::split`]):
+    /// from the first line start at or after `range.start`, up to the last record
+    /// starting before `range.end`, read to its end. With `skip_first` the first
+    /// record (a CSV header) is dropped.
+    pub fn open_range(path: &Path, framing: Framing, skip_first: bool, range: Range<u64>) -> Result<Self, ConnectorError> {
+        let file = super::split::open_at(path, range.start)?;
         Ok(RecordChunker {
             path: path.to_path_buf(),
             file,
@@ -117,6 +135,9 @@ impl RecordChunker {
             line: 1,
             skip_first,
             quoted_bytes_max: QUOTED_RECORD_BYTES_MAX,
+            buf_offset: range.start.saturating_sub(1),
+            end: range.end,
+            align: range.start > 0,
         })
     }
 
@@ -124,6 +145,19 @@ impl RecordChunker {
     pub fn next_chunk(&mut self, max_records: usize) -> Result<Option<Chunk>, ConnectorError> {
         let mut chunk = Chunk::default();
         while chunk.records.len() < max_records {
+            if self.align {
+                let found = self.buf[self.pos..].iter().position(|&b| b == b'\n');
+                self.pos = found.map_or(self.buf.len(), |i| self.pos + i + 1);
+                self.scan = self.pos;
+                if found.is_none() && !self.eof {
+                    self.fill()?;
+                    continue;
+                }
+                self.align = false;
+            }
+            if self.buf_offset + self.pos as u64 >= self.end {
+                break;
+            }
             let mut cut = Cut::Whole;
             let end = match self.find_end() {
                 Some(end) => end,
@@ -245,6 +279,7 @@ impl RecordChunker {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.scan -= self.pos;
+            self.buf_offset += self.pos as u64;
             self.pos = 0;
         }
         let old = self.buf.len();
@@ -292,6 +327,54 @@ mod tests {
     }
 
     const CSV: Framing = Framing::Csv { delimiter: b',', quote: b'"' };
+
+    /// Records (text, file line) of the byte ranges `ranges` of `text`, read one range after another.
+    fn read_ranges(text: &str, framing: Framing, header: bool, ranges: &[Range<u64>]) -> Vec<(String, u64)> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        let mut out = vec![];
+        for r in ranges {
+            // Only the range at the start of the file holds the header.
+            let mut c = RecordChunker::open_range(f.path(), framing, header && r.start == 0, r.clone()).unwrap();
+            let base = super::super::split::lines_before_range(f.path(), r.start).unwrap();
+            while let Some(ch) = c.next_chunk(2).unwrap() {
+                out.extend(ch.records.iter().map(|rec| (String::from_utf8_lossy(ch.bytes(rec)).into_owned(), base + rec.line)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_split_of_a_file_reads_each_record_once_with_its_line() {
+        let texts = [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "ab\ncd\nef\n",
+            "ab\ncd\nef",
+            "a\r\nbb\r\n\r\nccc\r\n",
+            "\n\nx\n\ny\n\n",
+            "{\"k\": 1}\n{\"k\": 22}\n\n{\"k\": 333}",
+            "h1,h2\n1,\"a,b\"\n2,c\r\n3,\"\"\"q\"\"\"\n",
+        ];
+        for text in texts {
+            for (framing, header) in [(Framing::Lines, false), (CSV, false), (CSV, true)] {
+                let whole = read_ranges(text, framing, header, &[0..u64::MAX]);
+                let len = text.len() as u64;
+                // Two ranges, the boundary at every byte: at line starts, mid-line,
+                // on a '\r' before its '\n', inside a final line without a newline.
+                for b in 0..=len {
+                    assert_eq!(read_ranges(text, framing, header, &[0..b, b..len]), whole, "{text:?} split at {b}");
+                }
+                // Every number of even ranges, up to more ranges than bytes.
+                for n in 1..=len + 2 {
+                    let ranges = super::super::split::byte_ranges(len, n);
+                    assert_eq!(read_ranges(text, framing, header, &ranges), whole, "{text:?} in {n} ranges");
+                }
+            }
+        }
+    }
 
     #[test]
     fn an_unterminated_quote_is_one_line_and_the_lines_after_it_are_read() {

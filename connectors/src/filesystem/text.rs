@@ -1,7 +1,9 @@
 //! Decoding of text formats (JSON lines, CSV) chunk by chunk: the whole chunk at
 //! once on the fast path, record by record when that fails, so good records are
-//! kept and every bad one becomes a [`MalformedRecord`] with its `file:LINE`.
+//! kept and every bad one becomes a [`MalformedRecord`] with its `file:LINE` (the
+//! file's line number, also when a split reads only part of the file).
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -17,6 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
 
 use super::records::{Chunk, Framing, RecordChunker};
+use super::split::{lines_before_range, Extent, Split};
 use super::values::{column_reading, typed_column, ColumnReading, TextSyntax};
 use crate::error::ConnectorError;
 
@@ -34,11 +37,14 @@ pub(crate) enum TextFormat {
     },
 }
 
+/// The quote character of CSV fields.
+pub(crate) const CSV_QUOTE: u8 = b'"';
+
 impl TextFormat {
     fn framing(self) -> Framing {
         match self {
             TextFormat::Json => Framing::Lines,
-            TextFormat::Csv { delimiter, .. } => Framing::Csv { delimiter, quote: b'"' },
+            TextFormat::Csv { delimiter, .. } => Framing::Csv { delimiter, quote: CSV_QUOTE },
         }
     }
 
@@ -255,47 +261,67 @@ pub(crate) struct Decoded {
     pub errors: Vec<(usize, String)>,
 }
 
-/// Decodes a chunk of a file; every bad record becomes a [`MalformedRecord`] at `label:LINE`.
-pub(crate) fn decode_chunk(decoder: &mut RecordDecoder, chunk: &Chunk, label: &str) -> Result<SourceBatch, ConnectorError> {
-    let decoded = decoder.decode_records(chunk)?;
+/// The rows of a decoded chunk, and every bad record as a [`MalformedRecord`] at
+/// `label:LINE`, its line in the chunk plus `lines_before` (the lines before the chunker's range).
+fn into_source_batch(decoded: Decoded, chunk: &Chunk, label: &str, lines_before: u64) -> SourceBatch {
     let malformed = decoded
         .errors
         .into_iter()
         .map(|(i, error)| {
             let record = &chunk.records[i];
-            MalformedRecord { position: format!("{label}:{}", record.line), error, raw: String::from_utf8_lossy(chunk.bytes(record)).into_owned() }
+            MalformedRecord {
+                position: format!("{label}:{}", lines_before + record.line),
+                error,
+                raw: String::from_utf8_lossy(chunk.bytes(record)).into_owned(),
+            }
         })
         .collect();
-    Ok(SourceBatch { rows: decoded.rows, malformed, retract: false })
+    SourceBatch { rows: decoded.rows, malformed, retract: false }
 }
 
-/// Reads one JSON-lines or CSV file, the partition of a filesystem source.
+/// Reads one JSON-lines or CSV file, or the records starting in a byte range of
+/// one (a split), as a partition of a filesystem source.
 pub(crate) struct TextFileReader {
     path: PathBuf,
+    /// The file, for positions of malformed records.
     label: String,
+    /// The partition: the file, and the byte range when it is a split.
+    describe: String,
+    /// The byte range read: records starting in it.
+    range: Range<u64>,
+    /// Lines before the range, counted when a malformed record first needs its line.
+    lines_before: Option<u64>,
     format: TextFormat,
     decoder: RecordDecoder,
     batch_rows: usize,
     chunker: Option<RecordChunker>,
     done: bool,
-    /// The file's size when the reader was made (`None` if it could not be read),
-    /// and how many of its bytes the chunks so far held: the reader's progress.
+    /// The range's size in the file when the reader was made (`None` if it could
+    /// not be read), and how many bytes the chunks so far held: the reader's progress.
     total_bytes: Option<u64>,
     read_bytes: u64,
 }
 
 impl TextFileReader {
-    /// A reader for `path`; the file is opened on the first read.
-    pub fn new(path: PathBuf, format: TextFormat, schema: SchemaRef, batch_rows: usize) -> Self {
+    /// A reader for `split` (a whole file or a byte range of one); the file is opened on the first read.
+    pub fn new(split: &Split, format: TextFormat, schema: SchemaRef, batch_rows: usize) -> Self {
+        let range = match &split.extent {
+            Extent::Bytes(r) => r.clone(),
+            Extent::Whole | Extent::RowGroups(_) => 0..u64::MAX,
+        };
+        let total_bytes = std::fs::metadata(&split.path).ok().map(|m| m.len().min(range.end).saturating_sub(range.start));
         TextFileReader {
-            label: path.display().to_string(),
-            path: path.clone(),
+            label: split.path.display().to_string(),
+            describe: split.describe(),
+            path: split.path.clone(),
+            range,
+            lines_before: None,
             format,
             decoder: RecordDecoder::new(format, schema),
             batch_rows,
             chunker: None,
             done: false,
-            total_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
+            total_bytes,
             read_bytes: 0,
         }
     }
@@ -308,14 +334,21 @@ impl TextFileReader {
         let chunker = match &mut self.chunker {
             Some(c) => c,
             None => {
-                let skip = matches!(self.format, TextFormat::Csv { header: true, .. });
-                self.chunker.insert(RecordChunker::open(&self.path, self.format.framing(), skip)?)
+                // Only the split at the start of the file holds the header.
+                let skip = matches!(self.format, TextFormat::Csv { header: true, .. }) && self.range.start == 0;
+                self.chunker.insert(RecordChunker::open_range(&self.path, self.format.framing(), skip, self.range.clone())?)
             }
         };
         match chunker.next_chunk(self.batch_rows)? {
             Some(chunk) => {
                 self.read_bytes += chunk.data.len() as u64;
-                decode_chunk(&mut self.decoder, &chunk, &self.label).map(Some)
+                let decoded = self.decoder.decode_records(&chunk)?;
+                let lines_before = match (decoded.errors.is_empty(), self.lines_before) {
+                    (true, _) => 0,
+                    (false, Some(n)) => n,
+                    (false, None) => *self.lines_before.insert(lines_before_range(&self.path, self.range.start)?),
+                };
+                Ok(Some(into_source_batch(decoded, &chunk, &self.label, lines_before)))
             }
             None => {
                 self.done = true;
@@ -330,7 +363,7 @@ impl TextFileReader {
 #[async_trait]
 impl SourceReader for TextFileReader {
     fn describe(&self) -> String {
-        self.label.clone()
+        self.describe.clone()
     }
 
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {

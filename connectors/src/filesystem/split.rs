@@ -1,0 +1,237 @@
+//! Splitting the files of a filesystem source into partitions, so that one large
+//! file is read by as many tasks as the pipeline runs rather than by one.
+//!
+//! Text files (JSON lines, CSV) split into byte ranges. A range owns every record
+//! that *starts* inside it: a range that starts mid-line skips to the next line
+//! start, and a range reads past its end to finish its last record, so each record
+//! is read by exactly one split whatever the boundaries. Parquet files split into
+//! runs of whole row groups. Every split is its own partition, with its own
+//! watermark, combined by the engine as any partitions' are.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::error::ConnectorError;
+
+/// Default for `'scan.split.min-size'`: files up to this size are read by one task,
+/// where a second task would cost more to start than it saves.
+pub const DEFAULT_MIN_SPLIT_SIZE: u64 = 4 << 20;
+
+/// Bytes read at a time when scanning a file without decoding it.
+const SCAN_BLOCK: usize = 1 << 20;
+
+/// What part of a file one partition reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Extent {
+    /// The whole file, as one partition.
+    Whole,
+    /// The records starting in this byte range of a text file.
+    Bytes(Range<u64>),
+    /// These row groups of a Parquet file.
+    RowGroups(Range<usize>),
+}
+
+/// One partition of a filesystem source: a file, or a part of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Split {
+    pub path: PathBuf,
+    pub extent: Extent,
+}
+
+impl Split {
+    /// Names the partition in messages and `EXPLAIN`: the path, and the part read when not all of it.
+    pub fn describe(&self) -> String {
+        let path = self.path.display();
+        match &self.extent {
+            Extent::Whole => path.to_string(),
+            Extent::Bytes(r) => format!("{path} [bytes {}..{}]", r.start, r.end),
+            Extent::RowGroups(r) => format!("{path} [row groups {}..{}]", r.start, r.end),
+        }
+    }
+}
+
+/// How many splits each file gets: its share of `parallelism` by size, at least one,
+/// and no split smaller than `min_size` (so a small file stays whole). Files are
+/// never merged: with more files than tasks each file is one partition, as before.
+pub(crate) fn split_counts(sizes: &[u64], parallelism: usize, min_size: u64) -> Vec<u64> {
+    let total: u64 = sizes.iter().sum();
+    let target = total.div_ceil(parallelism.max(1) as u64).max(min_size).max(1);
+    sizes.iter().map(|&size| size.div_ceil(target).max(1)).collect()
+}
+
+/// `size` bytes cut into `n` ranges as even as can be (earlier ones one byte longer),
+/// covering `0..size` back to back; never more ranges than bytes, always at least one.
+pub(crate) fn byte_ranges(size: u64, n: u64) -> Vec<Range<u64>> {
+    let n = n.clamp(1, size.max(1));
+    let (base, extra) = (size / n, size % n);
+    let mut start = 0;
+    (0..n)
+        .map(|i| {
+            let len = base + u64::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// `groups` row groups cut into at most `n` runs as even as can be, back to back.
+pub(crate) fn row_group_ranges(groups: usize, n: u64) -> Vec<Range<usize>> {
+    let n = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, groups.max(1));
+    let (base, extra) = (groups / n, groups % n);
+    let mut start = 0;
+    (0..n)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// Whether a CSV file can be cut at line starts: true when no line break lies
+/// inside a quoted field, counting quotes from the start of the file (an even
+/// number of quotes before every newline). A quoted field that holds a newline
+/// can only be found by reading from the start, so such a file is read whole,
+/// by one task, and gets the same records as before.
+pub(crate) fn csv_lines_are_records(path: &Path, quote: u8) -> Result<bool, ConnectorError> {
+    let mut open_quote = false;
+    let mut result = true;
+    scan(path, u64::MAX, |block| {
+        for &b in block {
+            if b == quote {
+                open_quote = !open_quote;
+            } else if b == b'\n' && open_quote {
+                result = false;
+                return ScanStep::Stop;
+            }
+        }
+        ScanStep::Continue
+    })?;
+    Ok(result)
+}
+
+/// The number of line breaks in the first `len` bytes of `path`: what turns a
+/// split's own line numbers into the file's, for positions of malformed records.
+pub(crate) fn newlines_before(path: &Path, len: u64) -> Result<u64, ConnectorError> {
+    let mut count = 0u64;
+    scan(path, len, |block| {
+        count += block.iter().filter(|&&b| b == b'\n').count() as u64;
+        ScanStep::Continue
+    })?;
+    Ok(count)
+}
+
+/// How many lines of `path` come before the first record of a byte range starting
+/// at `start`: add it to a line number counted within the range. The range's first
+/// record starts just past the first line break at or after `start - 1`, so that
+/// break and every one before it come first.
+pub(crate) fn lines_before_range(path: &Path, start: u64) -> Result<u64, ConnectorError> {
+    match start {
+        0 => Ok(0),
+        _ => Ok(newlines_before(path, start - 1)? + 1),
+    }
+}
+
+/// Whether a [`scan`] goes on.
+enum ScanStep {
+    Continue,
+    Stop,
+}
+
+/// Feeds the first `len` bytes of `path` to `visit`, block by block.
+fn scan(path: &Path, len: u64, mut visit: impl FnMut(&[u8]) -> ScanStep) -> Result<(), ConnectorError> {
+    let mut file = File::open(path).map_err(|e| ConnectorError::io("open", path, e))?;
+    let mut buf = vec![0u8; SCAN_BLOCK];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(SCAN_BLOCK);
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ConnectorError::io("read", path, e)),
+        };
+        left -= n as u64;
+        if let ScanStep::Stop = visit(&buf[..n]) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Opens `path` positioned to read the records starting at or after `start`:
+/// at the byte before it, so that a reader can skip to just past the first line
+/// break from there (the byte itself, when `start` is a line start).
+pub(crate) fn open_at(path: &Path, start: u64) -> Result<File, ConnectorError> {
+    let mut file = File::open(path).map_err(|e| ConnectorError::io("open", path, e))?;
+    if start > 0 {
+        file.seek(SeekFrom::Start(start - 1)).map_err(|e| ConnectorError::io("read", path, e))?;
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn byte_ranges_cover_the_file_back_to_back() {
+        assert_eq!(byte_ranges(10, 3), vec![0..4, 4..7, 7..10]);
+        assert_eq!(byte_ranges(10, 1), vec![0..10]);
+        // Never an empty range, but an empty file is still one (empty) split.
+        assert_eq!(byte_ranges(2, 5), vec![0..1, 1..2]);
+        assert_eq!(byte_ranges(0, 3), vec![0..0]);
+        assert_eq!(byte_ranges(5, 0), vec![0..5]);
+    }
+
+    #[test]
+    fn row_groups_are_shared_out_without_empty_runs() {
+        assert_eq!(row_group_ranges(5, 2), vec![0..3, 3..5]);
+        assert_eq!(row_group_ranges(2, 4), vec![0..1, 1..2]);
+        assert_eq!(row_group_ranges(1, 3), vec![0..1]);
+        assert_eq!(row_group_ranges(0, 3), vec![0..0]);
+    }
+
+    #[test]
+    fn files_get_splits_by_their_share_of_the_bytes() {
+        // One large file: as many splits as tasks.
+        assert_eq!(split_counts(&[1000], 2, 1), vec![2]);
+        assert_eq!(split_counts(&[1000], 3, 1), vec![3]);
+        // Small files stay whole.
+        assert_eq!(split_counts(&[1000], 4, 4096), vec![1]);
+        assert_eq!(split_counts(&[10_000], 4, 4096), vec![3]);
+        // More files than tasks: one each, never merged.
+        assert_eq!(split_counts(&[10, 10, 10], 2, 1), vec![1, 1, 1]);
+        // A large and a small file.
+        assert_eq!(split_counts(&[900, 100], 2, 1), vec![2, 1]);
+        assert_eq!(split_counts(&[0], 2, 1), vec![1]);
+        assert_eq!(split_counts(&[], 2, 1), Vec::<u64>::new());
+    }
+
+    fn file(text: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_quoted_newline_keeps_a_csv_file_whole() {
+        assert!(csv_lines_are_records(file(b"a,b\n1,\"x,y\"\n2,\"\"\"q\"\"\"\n").path(), b'"').unwrap());
+        assert!(!csv_lines_are_records(file(b"a,b\n1,\"x\ny\"\n2,z\n").path(), b'"').unwrap());
+        assert!(csv_lines_are_records(file(b"").path(), b'"').unwrap());
+    }
+
+    #[test]
+    fn newlines_are_counted_up_to_an_offset() {
+        let f = file(b"a\nb\r\n\nc");
+        assert_eq!(newlines_before(f.path(), 0).unwrap(), 0);
+        assert_eq!(newlines_before(f.path(), 2).unwrap(), 1);
+        assert_eq!(newlines_before(f.path(), 6).unwrap(), 3);
+        assert_eq!(newlines_before(f.path(), 100).unwrap(), 3);
+    }
+}
