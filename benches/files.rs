@@ -10,7 +10,9 @@
 //!
 //! Run: `cargo bench --profile dev --bench files` (or `cargo bench --bench files` for
 //! release). Options after `--`: `--events N` (default 4,000,000; 100,000 under
-//! `cargo test`), `--parallelism P` (default: 1 then 2), and workload names.
+//! `cargo test`), `--parallelism P` (default: 1 then 2), `--whole-files` (read the file
+//! with one task, as before sources split files: the same binary's baseline), and
+//! workload names.
 //! Reports events per CPU-second (decoding included), per wall-second, and the
 //! process's peak RSS during each run.
 
@@ -65,6 +67,7 @@ fn events_file(events: u64) -> PathBuf {
     let partial = dir.join(format!(".events-{events}.json.{}", std::process::id()));
     write_events(&partial, events);
     std::fs::rename(&partial, &path).expect("rename bench data");
+    println!("kept as {}", path.display());
     path
 }
 
@@ -89,16 +92,39 @@ fn write_events(path: &Path, events: u64) {
     println!("wrote {events} events ({:.1} MB) to {} in {:.1}s", size as f64 / 1e6, path.display(), started.elapsed().as_secs_f64());
 }
 
-/// Resets the process's peak RSS (Linux: `5` into clear_refs), so each run reports its own.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// The process's resident set in MB now, from /proc/self/status.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
 }
 
-/// The process's peak RSS in MB since the last reset, from /proc/self/status.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse::<f64>().ok());
-    kb.unwrap_or(0.0) / 1024.0
+/// Samples the resident set every 10 ms until dropped, keeping the highest: each
+/// run's own peak (the kernel's VmHWM only ever grows over the whole process).
+struct PeakRss {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<f64>>,
+}
+
+impl PeakRss {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let sampler = std::thread::spawn(move || {
+            let mut peak = rss_mb();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mb());
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            peak.max(rss_mb())
+        });
+        PeakRss { stop, sampler: Some(sampler) }
+    }
+
+    fn finish(mut self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.take().map(|s| s.join().unwrap_or(0.0)).unwrap_or(0.0)
+    }
 }
 
 fn main() {
@@ -112,10 +138,11 @@ fn main() {
         true => vec![flag_value(&args, "--parallelism", 1)],
         false => vec![1, 2],
     };
+    let split_option = if args.iter().any(|a| a == "--whole-files") { ", 'scan.split.min-size' = '1TB'" } else { "" };
     let selected: Vec<&String> = args.iter().filter(|a| WORKLOADS.iter().any(|(n, _, _)| n == a)).collect();
     let file = events_file(events);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    println!("files: {events} JSON events from {}, blackhole sink", file.display());
+    println!("files: {events} JSON events from {}, blackhole sink{}", file.display(), if split_option.is_empty() { "" } else { ", whole files" });
     for parallelism in parallelisms {
         for (name, columns, query) in WORKLOADS {
             if !selected.is_empty() && !selected.iter().any(|s| s.as_str() == *name) {
@@ -124,12 +151,12 @@ fn main() {
             let sql = format!(
                 "SET 'parallelism' = '{parallelism}';
                  CREATE TABLE events ({EVENTS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-                   WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+                   WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json'{split_option});
                  CREATE TABLE sink ({columns}) WITH ('connector' = 'blackhole');
                  INSERT INTO sink {query};",
                 file.display()
             );
-            reset_peak_rss();
+            let peak = PeakRss::start();
             let result = runtime.block_on(async {
                 let mut session = Session::new();
                 let pipelines = session.execute_script(&sql).await?;
@@ -140,6 +167,7 @@ fn main() {
                 let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
                 Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu))
             });
+            let peak = peak.finish();
             let label = format!("{name} p{parallelism}");
             match result {
                 Ok((summary, wall, cpu)) => {
@@ -149,7 +177,7 @@ fn main() {
                         summary.metrics.rows_in as f64 / cpu.max(1e-9) / 1e6,
                         summary.metrics.rows_in as f64 / wall / 1e6,
                         summary.metrics.rows_out,
-                        peak_rss_mb()
+                        peak
                     )
                 }
                 Err(e) => println!("{label:<18} failed: {e}"),

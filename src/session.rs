@@ -348,6 +348,7 @@ impl Session {
         for line in spec.plan.explain(self.parallelism()).lines() {
             text.push_str(&format!("  {line}\n"));
         }
+        explain_partitions(&spec.plan, self.parallelism(), &mut text);
         string_rows(&["plan"], text.lines().map(|l| vec![l.to_string()]))
     }
 
@@ -596,6 +597,37 @@ impl PreparedPipeline {
             connectors: eddy_connectors::CONNECTORS,
         };
         runtime::run(graph, outputs, metrics, stop, options).await.map_err(pipeline_error)
+    }
+}
+
+/// The partitions of each source whose connector knows them before it runs (files
+/// and their splits), as the engine opens them: for as many tasks as the
+/// pipeline's first aggregate runs, else one.
+fn explain_partitions(plan: &StreamPlan, parallelism: usize, text: &mut String) {
+    /// The tasks of the first aggregate in the engine's stage order (inputs first).
+    fn first_aggregate_tasks(node: &eddy_engine::plan::StreamNode, parallelism: usize) -> Option<usize> {
+        node.inputs().into_iter().find_map(|input| first_aggregate_tasks(input, parallelism)).or(match node {
+            eddy_engine::plan::StreamNode::WindowAggregate(a) => Some(a.tasks(parallelism)),
+            _ => None,
+        })
+    }
+    let tasks = first_aggregate_tasks(&plan.root, parallelism).unwrap_or(1);
+    /// More partitions than this are counted, not listed.
+    const LISTED: usize = 8;
+    for source in plan.sources() {
+        match eddy_connectors::describe_partitions(&source.table, tasks) {
+            None => {}
+            Some(Err(e)) => text.push_str(&format!("Partitions of {}: not known yet ({e})\n", source.table.name)),
+            Some(Ok(parts)) => {
+                text.push_str(&format!("Partitions of {} (split for {tasks} task(s)): {}\n", source.table.name, parts.len()));
+                for part in parts.iter().take(LISTED) {
+                    text.push_str(&format!("  {part}\n"));
+                }
+                if parts.len() > LISTED {
+                    text.push_str(&format!("  ... and {} more\n", parts.len() - LISTED));
+                }
+            }
+        }
     }
 }
 

@@ -40,6 +40,6 @@ pub mod testing;
 pub use error::ConnectorError;
 pub use options::{parse_duration, parse_size, DEFAULT_BATCH_ROWS};
 pub use registry::{
-    accepts_retractions, accepts_updates, can_resume, connector, create_sink, create_source, create_source_reading, describe_connectors, is_bounded,
-    sink_changes, source_schema, validate_options, CONNECTORS,
+    accepts_retractions, accepts_updates, can_resume, connector, create_sink, create_source, create_source_reading, describe_connectors, describe_partitions,
+    is_bounded, sink_changes, source_schema, validate_options, CONNECTORS,
 };

@@ -155,6 +155,13 @@ pub fn can_resume(def: &TableDef) -> bool {
     connector(def.connector()).is_some_and(|c| c.resumption(def) == Resumption::Resumes)
 }
 
+/// The partitions a source of `def` is read in by `parallelism` tasks, one line
+/// each, for `EXPLAIN`; `None` for connectors that only know once they are opened
+/// (a topic's partitions, a generator's shares).
+pub fn describe_partitions(def: &TableDef, parallelism: usize) -> Option<Result<Vec<String>, ConnectorError>> {
+    (def.connector() == "filesystem").then(|| crate::filesystem::describe_partitions(def, parallelism))
+}
+
 /// The physical schema a source of `def` produces: the declared columns, or for
 /// `nexmark` without declared columns the standard columns of `'nexmark.table'`.
 pub fn source_schema(def: &TableDef) -> Result<SchemaRef, ConnectorError> {

@@ -72,8 +72,8 @@ pub struct FsOptions {
     pub header: bool,
     /// `'scan.batch-rows'`.
     pub batch_rows: usize,
-    /// `'scan.split.min-size'` in bytes: the smallest part of a file one task reads.
-    pub min_split_size: u64,
+    /// `'scan.split.block-size'` in bytes: larger files are split between tasks in blocks of this size.
+    pub block_size: u64,
     /// `'sink.rolling-policy.file-size'` in bytes.
     pub rolling_file_size: u64,
     /// `'sink.rolling-policy.rollover-interval'`: the longest a part file stays open.
@@ -135,7 +135,7 @@ impl FsOptions {
             delimiter,
             header: opt(def, "csv.header", parse_bool)?.unwrap_or(false),
             batch_rows: batch_rows(def)?,
-            min_split_size: opt(def, "scan.split.min-size", parse_size)?.unwrap_or(split::DEFAULT_MIN_SPLIT_SIZE),
+            block_size: opt(def, "scan.split.block-size", parse_size)?.unwrap_or(split::DEFAULT_BLOCK_SIZE),
             rolling_file_size: opt(def, "sink.rolling-policy.file-size", parse_size)?.unwrap_or(DEFAULT_ROLLING_FILE_SIZE),
             rollover_interval: opt(def, "sink.rolling-policy.rollover-interval", parse_duration)?,
             partitioned_by: def.partitioned_by.clone(),
@@ -270,17 +270,15 @@ impl FileSource {
         let o = &self.options;
         let files = list_files(&o.path)?;
         let sizes = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(|e| ConnectorError::io("read", f, e))).collect::<Result<Vec<_>, _>>()?;
-        let counts = split::split_counts(&sizes, parallelism, o.min_split_size);
+        let counts = split::split_counts(&sizes, parallelism, o.block_size);
         let mut splits = Vec::with_capacity(files.len());
         for ((path, size), n) in files.into_iter().zip(sizes).zip(counts) {
             let extents: Vec<split::Extent> = match o.format {
                 _ if n <= 1 => vec![split::Extent::Whole],
-                FileFormat::Json => split::byte_ranges(size, n).into_iter().map(split::Extent::Bytes).collect(),
-                FileFormat::Csv if split::csv_lines_are_records(&path, text::CSV_QUOTE)? => {
-                    split::byte_ranges(size, n).into_iter().map(split::Extent::Bytes).collect()
-                }
+                FileFormat::Json => split::text_extents(size, n, o.block_size),
+                FileFormat::Csv if split::csv_lines_are_records(&path, text::CSV_QUOTE)? => split::text_extents(size, n, o.block_size),
                 FileFormat::Csv => vec![split::Extent::Whole],
-                FileFormat::Parquet => split::row_group_ranges(parquet::row_group_count(&path)?, n).into_iter().map(split::Extent::RowGroups).collect(),
+                FileFormat::Parquet => split::row_group_extents(parquet::row_group_count(&path)?, n),
             };
             let extents = if extents.len() == 1 { vec![split::Extent::Whole] } else { extents };
             splits.extend(extents.into_iter().map(|extent| split::Split { path: path.clone(), extent }));
@@ -345,8 +343,8 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional("csv.header", "'true' when CSV files have a header line: skipped when reading, written by the sink (default 'false', as Flink)"),
     OptionSpec::optional("scan.batch-rows", "rows per batch read, at most (default 8192)"),
     OptionSpec::optional(
-        "scan.split.min-size",
-        "source: the smallest part of a file one task reads, e.g. '16MB'; larger files are split between the pipeline's tasks (default 4MB)",
+        "scan.split.block-size",
+        "source: files larger than this are read by several tasks, in blocks of this size dealt out in turn, e.g. '16MB' (default 4MB)",
     ),
     OptionSpec::optional("sink.rolling-policy.file-size", "start a new part file after this size, e.g. '128MB' (default 128MB)"),
     OptionSpec::optional(

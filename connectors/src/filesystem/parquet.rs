@@ -2,7 +2,6 @@
 //! file's type differs compatibly, and divert rows with nulls in NOT NULL columns.
 
 use std::fs::File;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -18,15 +17,17 @@ use super::split::{Extent, Split};
 use crate::error::ConnectorError;
 use crate::format::row_to_string;
 
-/// Reads one Parquet file, or a run of its row groups (a split), as a partition of a filesystem source.
+/// Reads one Parquet file, or some of its row groups (a split), as a partition of a filesystem source.
 pub(crate) struct ParquetFileReader {
     path: PathBuf,
     /// The file, for positions of malformed rows.
     label: String,
     /// The partition: the file, and the row groups when it is a split.
     describe: String,
-    /// The row groups read; `None`: all of them.
-    row_groups: Option<Range<usize>>,
+    /// The row groups read, one after another; `None`: the whole file at once.
+    row_groups: Option<Vec<usize>>,
+    /// The next of `row_groups` to open.
+    next_group: usize,
     schema: SchemaRef,
     batch_rows: usize,
     state: Option<OpenParquet>,
@@ -39,7 +40,7 @@ struct OpenParquet {
     reader: ParquetRecordBatchReader,
     /// For each declared column, its index in the projected batches.
     positions: Vec<usize>,
-    /// Rows of the file before the first row group read.
+    /// Rows of the file before the row group read (0 for the whole file).
     first_row: u64,
 }
 
@@ -54,18 +55,23 @@ pub(crate) fn row_group_count(path: &Path) -> Result<usize, ConnectorError> {
     Ok(builder(path)?.metadata().num_row_groups())
 }
 
-/// Opens `path` (only `row_groups` of it, when given) projected to `schema`'s columns, in `schema`'s order.
-fn open(path: &Path, row_groups: Option<&Range<usize>>, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParquet, ConnectorError> {
+/// Opens `path` (only its row group `row_group`, when given) projected to `schema`'s columns, in `schema`'s order.
+fn open(path: &Path, row_group: Option<usize>, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParquet, ConnectorError> {
     let label = path.display().to_string();
     let builder = builder(path)?;
     let groups = builder.metadata().num_row_groups();
-    let first_row = match row_groups {
-        Some(r) => (0..r.start.min(groups)).map(|i| builder.metadata().row_group(i).num_rows().max(0) as u64).sum(),
-        None => 0,
-    };
-    let builder = match row_groups {
-        Some(r) => builder.with_row_groups((r.start.min(groups)..r.end.min(groups)).collect()),
-        None => builder,
+    let (builder, first_row) = match row_group {
+        Some(g) if g < groups => {
+            let first_row = (0..g).map(|i| u64::try_from(builder.metadata().row_group(i).num_rows()).unwrap_or(0)).sum();
+            (builder.with_row_groups(vec![g]), first_row)
+        }
+        Some(g) => {
+            return Err(ConnectorError::UnsupportedPath {
+                path: label,
+                reason: format!("it has {groups} row groups, not {}: it changed since the query started", g + 1),
+            })
+        }
+        None => (builder, 0),
     };
     let file_schema = SchemaRef::clone(builder.schema());
     let mut indices = Vec::with_capacity(schema.fields().len());
@@ -101,10 +107,10 @@ fn open(path: &Path, row_groups: Option<&Range<usize>>, schema: &SchemaRef, batc
 }
 
 impl ParquetFileReader {
-    /// A reader for `split` (a whole file or a run of its row groups); the file is opened on the first read.
+    /// A reader for `split` (a whole file or some of its row groups); the file is opened on the first read.
     pub fn new(split: &Split, schema: SchemaRef, batch_rows: usize) -> Self {
         let row_groups = match &split.extent {
-            Extent::RowGroups(r) => Some(r.clone()),
+            Extent::RowGroups(groups) => Some(groups.clone()),
             Extent::Whole | Extent::Bytes(_) => None,
         };
         ParquetFileReader {
@@ -112,6 +118,7 @@ impl ParquetFileReader {
             describe: split.describe(),
             path: split.path.clone(),
             row_groups,
+            next_group: 0,
             schema,
             batch_rows,
             state: None,
@@ -122,21 +129,36 @@ impl ParquetFileReader {
 
     /// The next batch, synchronously.
     pub fn read_next(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
-        if self.done {
-            return Ok(None);
-        }
-        let state = match &mut self.state {
-            Some(s) => s,
-            None => {
-                let opened = open(&self.path, self.row_groups.as_ref(), &self.schema, self.batch_rows)?;
-                self.rows_read = opened.first_row;
-                self.state.insert(opened)
+        let (state, next) = loop {
+            if self.done {
+                return Ok(None);
             }
-        };
-        let Some(next) = state.reader.next() else {
-            self.done = true;
-            self.state = None;
-            return Ok(None);
+            let state = match &mut self.state {
+                Some(s) => s,
+                None => {
+                    let group = match &self.row_groups {
+                        None => None,
+                        Some(groups) => {
+                            let Some(&group) = groups.get(self.next_group) else {
+                                self.done = true;
+                                return Ok(None);
+                            };
+                            self.next_group += 1;
+                            Some(group)
+                        }
+                    };
+                    let opened = open(&self.path, group, &self.schema, self.batch_rows)?;
+                    self.rows_read = opened.first_row;
+                    self.state.insert(opened)
+                }
+            };
+            match state.reader.next() {
+                Some(next) => break (state, next),
+                None => {
+                    self.state = None;
+                    self.done = self.row_groups.as_ref().is_none_or(|groups| self.next_group >= groups.len());
+                }
+            }
         };
         let ctx = || format!("reading Parquet file '{}'", self.label);
         let batch = next.map_err(|e| ConnectorError::arrow(ctx(), e))?;

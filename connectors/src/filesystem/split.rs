@@ -1,12 +1,20 @@
 //! Splitting the files of a filesystem source into partitions, so that one large
 //! file is read by as many tasks as the pipeline runs rather than by one.
 //!
-//! Text files (JSON lines, CSV) split into byte ranges. A range owns every record
-//! that *starts* inside it: a range that starts mid-line skips to the next line
-//! start, and a range reads past its end to finish its last record, so each record
-//! is read by exactly one split whatever the boundaries. Parquet files split into
-//! runs of whole row groups. Every split is its own partition, with its own
+//! Text files (JSON lines, CSV) are cut into blocks of byte ranges. A range owns
+//! every record that *starts* inside it: a range that starts mid-line skips to the
+//! next line start, and a range reads past its end to finish its last record, so
+//! each record is read by exactly one split whatever the boundaries. Parquet files
+//! are cut into their row groups. Every split is its own partition, with its own
 //! watermark, combined by the engine as any partitions' are.
+//!
+//! The blocks are dealt out round-robin (split 0 reads blocks 0, n, 2n...), not as
+//! one long run each: files are mostly written in event-time order, and with one
+//! run per split the last split would read the end of the file's time while the
+//! first reads its start. The watermark, the lowest over splits, would then hold
+//! back every window the later splits fill until the first split finished, keeping
+//! them all in memory. Dealt out, the splits move through event time together, a
+//! block apart.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -15,9 +23,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::ConnectorError;
 
-/// Default for `'scan.split.min-size'`: files up to this size are read by one task,
-/// where a second task would cost more to start than it saves.
-pub const DEFAULT_MIN_SPLIT_SIZE: u64 = 4 << 20;
+/// Default for `'scan.split.block-size'`: files up to this size are read by one task,
+/// where a second task would cost more to start than it saves, and larger ones are
+/// dealt out in blocks of about this size (a few seconds of events each, typically).
+pub const DEFAULT_BLOCK_SIZE: u64 = 4 << 20;
 
 /// Bytes read at a time when scanning a file without decoding it.
 const SCAN_BLOCK: usize = 1 << 20;
@@ -27,11 +36,14 @@ const SCAN_BLOCK: usize = 1 << 20;
 pub(crate) enum Extent {
     /// The whole file, as one partition.
     Whole,
-    /// The records starting in this byte range of a text file.
-    Bytes(Range<u64>),
-    /// These row groups of a Parquet file.
-    RowGroups(Range<usize>),
+    /// The records starting in these byte ranges of a text file, read in this order.
+    Bytes(Vec<Range<u64>>),
+    /// These row groups of a Parquet file, read in this order.
+    RowGroups(Vec<usize>),
 }
+
+/// At most this many ranges or row groups are listed when a split is described.
+const LISTED: usize = 3;
 
 /// One partition of a filesystem source: a file, or a part of one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +58,42 @@ impl Split {
         let path = self.path.display();
         match &self.extent {
             Extent::Whole => path.to_string(),
-            Extent::Bytes(r) => format!("{path} [bytes {}..{}]", r.start, r.end),
-            Extent::RowGroups(r) => format!("{path} [row groups {}..{}]", r.start, r.end),
+            Extent::Bytes(ranges) => format!("{path} [bytes {}]", listed(ranges.iter().map(|r| format!("{}..{}", r.start, r.end)), ranges.len())),
+            Extent::RowGroups(groups) => format!("{path} [row groups {}]", listed(groups.iter().map(usize::to_string), groups.len())),
         }
     }
+}
+
+/// The first [`LISTED`] items, and how many there are when not all are listed.
+fn listed(items: impl Iterator<Item = String>, len: usize) -> String {
+    let shown: Vec<String> = items.take(LISTED).collect();
+    match len > LISTED {
+        true => format!("{}, ... ({len} in all)", shown.join(", ")),
+        false => shown.join(", "),
+    }
+}
+
+/// Deals `items` out round-robin to `n` splits (at most one per item, at least
+/// one): split `j` gets items `j`, `j + n`, `j + 2n`...
+pub(crate) fn deal<T>(items: Vec<T>, n: u64) -> Vec<Vec<T>> {
+    let n = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, items.len().max(1));
+    let mut splits: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        splits[i % n].push(item);
+    }
+    splits
+}
+
+/// The extents of a text file of `size` bytes read by `n` splits: blocks of about
+/// `block_size` bytes (at least one per split), dealt out round-robin.
+pub(crate) fn text_extents(size: u64, n: u64, block_size: u64) -> Vec<Extent> {
+    let blocks = size.div_ceil(block_size.max(1)).max(n);
+    deal(byte_ranges(size, blocks), n).into_iter().map(Extent::Bytes).collect()
+}
+
+/// The extents of a Parquet file of `groups` row groups read by `n` splits: its row groups dealt out round-robin.
+pub(crate) fn row_group_extents(groups: usize, n: u64) -> Vec<Extent> {
+    deal((0..groups).collect(), n).into_iter().map(Extent::RowGroups).collect()
 }
 
 /// How many splits each file gets: its share of `parallelism` by size, at least one,
@@ -70,21 +114,6 @@ pub(crate) fn byte_ranges(size: u64, n: u64) -> Vec<Range<u64>> {
     (0..n)
         .map(|i| {
             let len = base + u64::from(i < extra);
-            let r = start..start + len;
-            start += len;
-            r
-        })
-        .collect()
-}
-
-/// `groups` row groups cut into at most `n` runs as even as can be, back to back.
-pub(crate) fn row_group_ranges(groups: usize, n: u64) -> Vec<Range<usize>> {
-    let n = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, groups.max(1));
-    let (base, extra) = (groups / n, groups % n);
-    let mut start = 0;
-    (0..n)
-        .map(|i| {
-            let len = base + usize::from(i < extra);
             let r = start..start + len;
             start += len;
             r
@@ -190,11 +219,19 @@ mod tests {
     }
 
     #[test]
-    fn row_groups_are_shared_out_without_empty_runs() {
-        assert_eq!(row_group_ranges(5, 2), vec![0..3, 3..5]);
-        assert_eq!(row_group_ranges(2, 4), vec![0..1, 1..2]);
-        assert_eq!(row_group_ranges(1, 3), vec![0..1]);
-        assert_eq!(row_group_ranges(0, 3), vec![0..0]);
+    fn blocks_and_row_groups_are_dealt_out_round_robin_without_empty_splits() {
+        assert_eq!(row_group_extents(5, 2), vec![Extent::RowGroups(vec![0, 2, 4]), Extent::RowGroups(vec![1, 3])]);
+        assert_eq!(row_group_extents(2, 4), vec![Extent::RowGroups(vec![0]), Extent::RowGroups(vec![1])]);
+        assert_eq!(row_group_extents(0, 3), vec![Extent::RowGroups(vec![])]);
+        // 10 bytes in blocks of 3 (4 blocks: 3, 3, 2, 2 bytes) for 2 splits.
+        assert_eq!(text_extents(10, 2, 3), vec![Extent::Bytes(vec![0..3, 6..8]), Extent::Bytes(vec![3..6, 8..10])]);
+        // Blocks larger than a split's share: one block per split.
+        assert_eq!(text_extents(10, 3, 100), vec![Extent::Bytes(vec![0..4]), Extent::Bytes(vec![4..7]), Extent::Bytes(vec![7..10])]);
+        assert_eq!(text_extents(2, 3, 1), vec![Extent::Bytes(vec![0..1]), Extent::Bytes(vec![1..2])]);
+        let split = Split { path: "f.json".into(), extent: Extent::Bytes(vec![0..1, 2..3, 4..5, 6..7]) };
+        assert_eq!(split.describe(), "f.json [bytes 0..1, 2..3, 4..5, ... (4 in all)]");
+        let split = Split { path: "f.parquet".into(), extent: Extent::RowGroups(vec![1, 3]) };
+        assert_eq!(split.describe(), "f.parquet [row groups 1, 3]");
     }
 
     #[test]

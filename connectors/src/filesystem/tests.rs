@@ -532,7 +532,8 @@ async fn the_last_commit_covers_the_files_of_checkpoints_not_saved_yet() {
 
 /// Reads every partition of `def` opened for `parallelism` tasks, in partition
 /// order: all rows, all malformed records, how many partitions, and each
-/// partition's progress after its last read.
+/// partition's progress after its last read. Splits deal out blocks of a file in
+/// turn, so rows come in file order only within a partition.
 async fn read_split(def: &TableDef, parallelism: usize) -> (RecordBatch, Vec<MalformedRecord>, usize, Vec<Option<(u64, u64)>>) {
     let schema = def.physical_schema();
     let source = create_source(def, SchemaRef::clone(&schema)).unwrap();
@@ -549,6 +550,11 @@ async fn read_split(def: &TableDef, parallelism: usize) -> (RecordBatch, Vec<Mal
         progress.push(r.status().input_bytes);
     }
     (concat_batches(&schema, &batches).unwrap(), malformed, n, progress)
+}
+
+fn sorted(mut values: Vec<Option<i64>>) -> Vec<Option<i64>> {
+    values.sort();
+    values
 }
 
 /// The JSON of [`json_malformed_lines_are_reported_and_good_lines_kept`], with CRLF line ends.
@@ -576,12 +582,15 @@ async fn a_split_json_file_reads_every_line_once_with_the_file_line_numbers() {
     let (_, _, n, _) = read_split(&bids(&f, "json", &[]), 4).await;
     assert_eq!(n, 1);
     for parallelism in 1..=6 {
-        let def = bids(&f, "json", &[("scan.batch-rows", "2"), ("scan.split.min-size", "1B")]);
+        let def = bids(&f, "json", &[("scan.batch-rows", "2"), ("scan.split.block-size", "1B")]);
         let (rows, malformed, n, progress) = read_split(&def, parallelism).await;
         assert_eq!(n, parallelism, "one split per task");
-        assert_eq!(i64s(&rows, 0), vec![Some(1), Some(3), Some(8)], "at parallelism {parallelism}");
-        let positions: Vec<String> = malformed.iter().map(|m| m.position.clone()).collect();
-        assert_eq!(positions, [2, 4, 6, 7, 8, 9].iter().map(|l| format!("{label}:{l}")).collect::<Vec<_>>(), "at parallelism {parallelism}");
+        assert_eq!(sorted(i64s(&rows, 0)), vec![Some(1), Some(3), Some(8)], "at parallelism {parallelism}");
+        let mut positions: Vec<(String, String)> = malformed.iter().map(|m| (m.position.clone(), m.raw.clone())).collect();
+        positions.sort_by_key(|(p, _)| p.rsplit(':').next().and_then(|l| l.parse::<u64>().ok()));
+        let lines: Vec<&str> = BAD_JSON.split("\r\n").collect();
+        let expected: Vec<(String, String)> = [2, 4, 6, 7, 8, 9].iter().map(|&l| (format!("{label}:{l}"), lines[l - 1].to_string())).collect();
+        assert_eq!(positions, expected, "at parallelism {parallelism}");
         // Each split reports its own share of the file, all of it read at the end.
         let shares: Vec<(u64, u64)> = progress.into_iter().map(|p| p.unwrap()).collect();
         assert!(shares.iter().all(|(read, total)| read == total), "{shares:?}");
@@ -595,13 +604,14 @@ async fn a_split_csv_file_skips_its_header_once_and_a_quoted_newline_keeps_it_wh
     let f = dir.path().join("bids.csv");
     let body: String = (1..=20).map(|i| format!("{i};{};\"c;{i}\";2024-01-01 00:00:{i:02}\n", i * 10)).collect();
     std::fs::write(&f, format!("auction;price;channel;ts\n{body}")).unwrap();
-    let options = [("csv.header", "true"), ("csv.field-delimiter", ";"), ("scan.split.min-size", "1B"), ("scan.batch-rows", "3")];
+    let options = [("csv.header", "true"), ("csv.field-delimiter", ";"), ("scan.split.block-size", "1B"), ("scan.batch-rows", "3")];
     for parallelism in [1, 2, 3, 7] {
         let (rows, malformed, n, _) = read_split(&bids(&f, "csv", &options), parallelism).await;
         assert_eq!(n, parallelism);
         assert!(malformed.is_empty(), "the header is skipped once, by the first split: {malformed:?}");
-        assert_eq!(i64s(&rows, 0), (1..=20).map(Some).collect::<Vec<_>>());
-        assert_eq!(rows.column(2).as_string::<i32>().value(19), "c;20");
+        assert_eq!(sorted(i64s(&rows, 0)), (1..=20).map(Some).collect::<Vec<_>>());
+        let channels: Vec<&str> = rows.column(2).as_string::<i32>().iter().flatten().collect();
+        assert!(channels.contains(&"c;20") && channels.len() == 20, "{channels:?}");
     }
     // A quoted field holding a newline: only a read from the start finds the records.
     std::fs::write(&f, format!("auction;price;channel;ts\n{body}21;210;\"two\nlines\";2024-01-01 00:00:21\n")).unwrap();
@@ -618,7 +628,7 @@ async fn a_parquet_file_splits_by_row_groups_with_the_file_row_numbers() {
     use datafusion::parquet::file::properties::WriterProperties;
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bids.parquet");
-    let def = bids(&f, "parquet", &[("scan.split.min-size", "1B")]);
+    let def = bids(&f, "parquet", &[("scan.split.block-size", "1B")]);
     let schema = def.physical_schema();
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(4)).build();
     let mut writer = ArrowWriter::try_new(std::fs::File::create(&f).unwrap(), SchemaRef::clone(&schema), Some(props)).unwrap();
@@ -626,18 +636,19 @@ async fn a_parquet_file_splits_by_row_groups_with_the_file_row_numbers() {
     writer.close().unwrap();
     let strict = table(
         &[("auction", DataType::Int64, false), ("price", DataType::Int64, false)],
-        &[("path", f.to_str().unwrap()), ("format", "parquet"), ("scan.split.min-size", "1B")],
+        &[("path", f.to_str().unwrap()), ("format", "parquet"), ("scan.split.block-size", "1B")],
     );
-    // 3 row groups (4, 4, 2 rows): at most 3 splits.
+    // 3 row groups (4, 4, 2 rows): at most 3 splits; with 2, the first reads groups 0 and 2.
     for (parallelism, splits) in [(1, 1), (2, 2), (3, 3), (5, 3)] {
         let (rows, malformed, n, _) = read_split(&def, parallelism).await;
         assert_eq!((n, rows.num_rows()), (splits, 10));
         assert!(malformed.is_empty());
-        assert_eq!(i64s(&rows, 0), (0..10).map(Some).collect::<Vec<_>>());
+        assert_eq!(sorted(i64s(&rows, 0)), (0..10).map(Some).collect::<Vec<_>>());
         // price is null in rows 0, 3, 6, 9 (the file's rows 1, 4, 7, 10).
         let (rows, malformed, _, _) = read_split(&strict, parallelism).await;
-        assert_eq!(i64s(&rows, 0), vec![Some(1), Some(2), Some(4), Some(5), Some(7), Some(8)]);
-        let positions: Vec<String> = malformed.iter().map(|m| m.position.rsplit(':').next().unwrap_or_default().to_string()).collect();
-        assert_eq!(positions, ["row 1", "row 4", "row 7", "row 10"], "at parallelism {parallelism}");
+        assert_eq!(sorted(i64s(&rows, 0)), vec![Some(1), Some(2), Some(4), Some(5), Some(7), Some(8)]);
+        let mut positions: Vec<u64> = malformed.iter().map(|m| m.position.rsplit(":row ").next().and_then(|n| n.parse().ok()).unwrap_or_default()).collect();
+        positions.sort();
+        assert_eq!(positions, [1, 4, 7, 10], "at parallelism {parallelism}");
     }
 }

@@ -279,48 +279,50 @@ fn into_source_batch(decoded: Decoded, chunk: &Chunk, label: &str, lines_before:
     SourceBatch { rows: decoded.rows, malformed, retract: false }
 }
 
-/// Reads one JSON-lines or CSV file, or the records starting in a byte range of
-/// one (a split), as a partition of a filesystem source.
+/// Reads one JSON-lines or CSV file, or the records starting in some byte ranges
+/// of one (a split), as a partition of a filesystem source.
 pub(crate) struct TextFileReader {
     path: PathBuf,
     /// The file, for positions of malformed records.
     label: String,
-    /// The partition: the file, and the byte range when it is a split.
+    /// The partition: the file, and the byte ranges when it is a split.
     describe: String,
-    /// The byte range read: records starting in it.
-    range: Range<u64>,
-    /// Lines before the range, counted when a malformed record first needs its line.
-    lines_before: Option<u64>,
+    /// The byte ranges read, in order: the records starting in them.
+    ranges: Vec<Range<u64>>,
+    /// The range `chunker` reads (or opens next).
+    range: usize,
+    /// Lines of the file before a range, counted when a malformed record in it
+    /// first needs its line: (range, lines).
+    lines_before: Option<(usize, u64)>,
     format: TextFormat,
     decoder: RecordDecoder,
     batch_rows: usize,
     chunker: Option<RecordChunker>,
-    done: bool,
-    /// The range's size in the file when the reader was made (`None` if it could
+    /// The ranges' size in the file when the reader was made (`None` if it could
     /// not be read), and how many bytes the chunks so far held: the reader's progress.
     total_bytes: Option<u64>,
     read_bytes: u64,
 }
 
 impl TextFileReader {
-    /// A reader for `split` (a whole file or a byte range of one); the file is opened on the first read.
+    /// A reader for `split` (a whole file or byte ranges of one); the file is opened on the first read.
     pub fn new(split: &Split, format: TextFormat, schema: SchemaRef, batch_rows: usize) -> Self {
-        let range = match &split.extent {
-            Extent::Bytes(r) => r.clone(),
-            Extent::Whole | Extent::RowGroups(_) => 0..u64::MAX,
+        let ranges = match &split.extent {
+            Extent::Bytes(ranges) => ranges.clone(),
+            Extent::Whole | Extent::RowGroups(_) => vec![0..u64::MAX],
         };
-        let total_bytes = std::fs::metadata(&split.path).ok().map(|m| m.len().min(range.end).saturating_sub(range.start));
+        let total_bytes = std::fs::metadata(&split.path).ok().map(|m| ranges.iter().map(|r| m.len().min(r.end).saturating_sub(r.start.min(m.len()))).sum());
         TextFileReader {
             label: split.path.display().to_string(),
             describe: split.describe(),
             path: split.path.clone(),
-            range,
+            ranges,
+            range: 0,
             lines_before: None,
             format,
             decoder: RecordDecoder::new(format, schema),
             batch_rows,
             chunker: None,
-            done: false,
             total_bytes,
             read_bytes: 0,
         }
@@ -328,34 +330,36 @@ impl TextFileReader {
 
     /// The next decoded batch, synchronously.
     pub fn read_next(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
-        if self.done {
-            return Ok(None);
-        }
-        let chunker = match &mut self.chunker {
-            Some(c) => c,
-            None => {
-                // Only the split at the start of the file holds the header.
-                let skip = matches!(self.format, TextFormat::Csv { header: true, .. }) && self.range.start == 0;
-                self.chunker.insert(RecordChunker::open_range(&self.path, self.format.framing(), skip, self.range.clone())?)
-            }
-        };
-        match chunker.next_chunk(self.batch_rows)? {
-            Some(chunk) => {
-                self.read_bytes += chunk.data.len() as u64;
-                let decoded = self.decoder.decode_records(&chunk)?;
-                let lines_before = match (decoded.errors.is_empty(), self.lines_before) {
-                    (true, _) => 0,
-                    (false, Some(n)) => n,
-                    (false, None) => *self.lines_before.insert(lines_before_range(&self.path, self.range.start)?),
-                };
-                Ok(Some(into_source_batch(decoded, &chunk, &self.label, lines_before)))
-            }
-            None => {
-                self.done = true;
-                self.chunker = None;
+        loop {
+            let Some(range) = self.ranges.get(self.range).cloned() else {
                 self.read_bytes = self.total_bytes.unwrap_or(self.read_bytes);
-                Ok(None)
-            }
+                return Ok(None);
+            };
+            let chunker = match &mut self.chunker {
+                Some(c) => c,
+                None => {
+                    // Only the range at the start of the file holds the header.
+                    let skip = matches!(self.format, TextFormat::Csv { header: true, .. }) && range.start == 0;
+                    self.chunker.insert(RecordChunker::open_range(&self.path, self.format.framing(), skip, range.clone())?)
+                }
+            };
+            let Some(chunk) = chunker.next_chunk(self.batch_rows)? else {
+                self.chunker = None;
+                self.range += 1;
+                continue;
+            };
+            self.read_bytes += chunk.data.len() as u64;
+            let decoded = self.decoder.decode_records(&chunk)?;
+            let lines_before = match self.lines_before {
+                _ if decoded.errors.is_empty() => 0,
+                Some((r, n)) if r == self.range => n,
+                _ => {
+                    let n = lines_before_range(&self.path, range.start)?;
+                    self.lines_before = Some((self.range, n));
+                    n
+                }
+            };
+            return Ok(Some(into_source_batch(decoded, &chunk, &self.label, lines_before)));
         }
     }
 }
