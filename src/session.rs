@@ -619,7 +619,7 @@ fn explain_partitions(plan: &StreamPlan, parallelism: usize, text: &mut String) 
             None => {}
             Some(Err(e)) => text.push_str(&format!("Partitions of {}: not known yet ({e})\n", source.table.name)),
             Some(Ok(parts)) => {
-                text.push_str(&format!("Partitions of {} (split for {tasks} task(s)): {}\n", source.table.name, parts.len()));
+                text.push_str(&format!("Partitions of {} (opened for {tasks} task(s)): {}\n", source.table.name, parts.len()));
                 for part in parts.iter().take(LISTED) {
                     text.push_str(&format!("  {part}\n"));
                 }

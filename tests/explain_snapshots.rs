@@ -11,7 +11,8 @@ use eddy::session::Outcome;
 use eddy::Session;
 use eddy_sql::parse_script;
 
-/// The tables every case plans against: a bounded JSON file with a watermark, an
+/// The tables every case plans against: a bounded JSON file with a watermark (and
+/// the same file split into blocks of 100 bytes between the tasks), an
 /// unbounded generator (for the aggregates without a window, which update), and
 /// two sinks.
 const TABLES: &str = "
@@ -20,6 +21,10 @@ CREATE TABLE bids (
   auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3),
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH ('connector' = 'filesystem', 'path' = 'tests/data/bids.json', 'format' = 'json');
+CREATE TABLE bids_split (
+  auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'tests/data/bids.json', 'format' = 'json', 'scan.split.block-size' = '100B');
 CREATE TABLE endless (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, date_time TIMESTAMP(3), extra STRING,
   WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND
 ) WITH ('connector' = 'nexmark');
@@ -126,4 +131,14 @@ async fn union_all() {
 #[tokio::test]
 async fn view_read() {
     explain_snapshot!("view_read", "SELECT auction FROM expensive WHERE auction <> 2");
+}
+
+#[tokio::test]
+async fn a_file_split_between_tasks() {
+    explain_snapshot!(
+        "split_file",
+        "SELECT window_start, auction, COUNT(*)
+         FROM TABLE(TUMBLE(TABLE bids_split, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end, auction"
+    );
 }
