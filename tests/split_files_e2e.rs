@@ -1,0 +1,153 @@
+//! Issue 19: a file read by several tasks (split into blocks of byte ranges, or
+//! of Parquet row groups) gives exactly the rows one task gives. Runs the real
+//! `eddy run` at parallelism 1, 2 and 3 over JSON, CSV with a header, and Parquet
+//! with several row groups, and checks every run against counts made here.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{committed_rows, eddy};
+use datafusion::arrow::array::{Float64Array, Int64Array, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
+
+/// 2024-01-01 00:00:00 UTC.
+const BASE_MS: i64 = 1_704_067_200_000;
+const EVENTS: i64 = 3000;
+const USERS: i64 = 13;
+
+/// Event `i`: 100 ms apart, but each run of 7 steps back by 400 ms a step, so
+/// nearly every line is earlier than the one before it, across any split
+/// boundary too (at most 2.4 s out of order, within the 5 s watermark delay:
+/// no row is late for any split).
+fn event(i: i64) -> (i64, f64, i64) {
+    (i % USERS, (i % 100) as f64 + 0.5, BASE_MS + 10_000 + i * 100 - (i % 7) * 400)
+}
+
+/// `(window_start as the sink writes it, user) -> (count, sum)` for 10 s tumbling windows, counted here.
+fn expected() -> BTreeMap<(String, i64), (i64, f64)> {
+    let mut out = BTreeMap::new();
+    for i in 0..EVENTS {
+        let (user, amount, ts) = event(i);
+        let start = ts - ts.rem_euclid(10_000);
+        let entry = out.entry((window_name(start), user)).or_insert((0, 0.0));
+        entry.0 += 1;
+        entry.1 += amount;
+    }
+    out
+}
+
+fn window_name(start_ms: i64) -> String {
+    let secs = (start_ms - BASE_MS) / 1000;
+    format!("2024-01-01 00:{:02}:{:02}.000", secs / 60, secs % 60)
+}
+
+/// Runs the TUMBLE query over `table_options` with `eddy run` at parallelism N:
+/// the windows it wrote, and the partitions EXPLAIN said it reads.
+fn run(dir: &Path, table_options: &str, parallelism: usize) -> (BTreeMap<(String, i64), (i64, f64)>, String) {
+    let out = dir.join(format!("out-{parallelism}"));
+    let insert = "INSERT INTO per_window SELECT window_start, user_id, COUNT(*), SUM(amount)
+                  FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+                  GROUP BY window_start, window_end, user_id;";
+    let sql = format!(
+        "SET 'parallelism' = '{parallelism}';
+         CREATE TABLE events (user_id BIGINT, amount DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH ({table_options}, 'scan.split.block-size' = '2KB', 'scan.batch-rows' = '64');
+         CREATE TABLE per_window (window_start TIMESTAMP(3), user_id BIGINT, n BIGINT, total DOUBLE)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         EXPLAIN {insert}
+         {insert}",
+        out.display()
+    );
+    let script = dir.join(format!("run-{parallelism}.sql"));
+    std::fs::write(&script, sql).expect("write script");
+    // SET rather than `--parallelism`, which `eddy run` applies after the script's EXPLAIN.
+    let output = eddy().arg("run").arg(&script).output().expect("run eddy");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut windows = BTreeMap::new();
+    for row in committed_rows(&out) {
+        let key = (row["window_start"].as_str().expect("window_start").to_string(), row["user_id"].as_i64().expect("user_id"));
+        let value = (row["n"].as_i64().expect("n"), row["total"].as_f64().expect("total"));
+        assert!(windows.insert(key.clone(), value).is_none(), "window {key:?} written twice at parallelism {parallelism}");
+    }
+    (windows, stdout)
+}
+
+/// Checks that parallelism 1, 2 and 3 all give the expected windows, with the file read whole, then in 2 and 3 splits.
+fn same_windows_at_every_parallelism(dir: &Path, table_options: &str) {
+    let expected = expected();
+    for parallelism in [1, 2, 3] {
+        let (windows, stdout) = run(dir, table_options, parallelism);
+        let partitions = format!("Partitions of events (opened for {parallelism} task(s)): {parallelism}");
+        assert!(stdout.contains(&partitions), "expected '{partitions}' in EXPLAIN:\n{stdout}");
+        assert_eq!(windows.len(), expected.len(), "at parallelism {parallelism}");
+        for (key, (n, total)) in &expected {
+            let got = windows.get(key).unwrap_or_else(|| panic!("window {key:?} missing at parallelism {parallelism}"));
+            assert_eq!(got.0, *n, "{key:?} at parallelism {parallelism}");
+            assert!((got.1 - total).abs() < 1e-6, "{key:?} at parallelism {parallelism}: {} != {total}", got.1);
+        }
+    }
+}
+
+#[test]
+fn a_json_file_split_between_tasks_gives_the_windows_of_one_task() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("events.json");
+    let lines: String = (0..EVENTS)
+        .map(|i| {
+            let (user, amount, ts) = event(i);
+            format!("{{\"user_id\": {user}, \"amount\": {amount}, \"ts\": {ts}}}\n")
+        })
+        .collect();
+    std::fs::write(&file, lines).expect("write events");
+    same_windows_at_every_parallelism(dir.path(), &format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", file.display()));
+}
+
+#[test]
+fn a_csv_file_with_a_header_split_between_tasks_gives_the_windows_of_one_task() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("events.csv");
+    let mut text = String::from("user_id,amount,ts\r\n");
+    for i in 0..EVENTS {
+        let (user, amount, ts) = event(i);
+        text.push_str(&format!("{user},{amount},{ts}\r\n"));
+    }
+    std::fs::write(&file, text).expect("write events");
+    same_windows_at_every_parallelism(
+        dir.path(),
+        &format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.header' = 'true'", file.display()),
+    );
+}
+
+#[test]
+fn a_parquet_file_split_by_row_groups_gives_the_windows_of_one_task() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("events.parquet");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("amount", DataType::Float64, false),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+    ]));
+    let events: Vec<(i64, f64, i64)> = (0..EVENTS).map(event).collect();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.0))),
+            Arc::new(Float64Array::from_iter_values(events.iter().map(|e| e.1))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(events.iter().map(|e| e.2))),
+        ],
+    )
+    .expect("batch");
+    // 12 row groups of 250 rows.
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(250)).build();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(&file).expect("create"), schema, Some(props)).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    same_windows_at_every_parallelism(dir.path(), &format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet'", file.display()));
+}
