@@ -138,7 +138,7 @@ fn main() {
         true => vec![flag_value(&args, "--parallelism", 1)],
         false => vec![1, 2],
     };
-    let split_option = if args.iter().any(|a| a == "--whole-files") { ", 'scan.split.min-size' = '1TB'" } else { "" };
+    let split_option = if args.iter().any(|a| a == "--whole-files") { ", 'scan.split.block-size' = '1TB'" } else { "" };
     let selected: Vec<&String> = args.iter().filter(|a| WORKLOADS.iter().any(|(n, _, _)| n == a)).collect();
     let file = events_file(events);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
