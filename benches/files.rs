@@ -21,9 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{cpu_seconds, flag_value};
-use eddy::Session;
-use eddy_engine::PipelineMetrics;
+use common::{flag_value, run_script, Measured};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -157,20 +155,11 @@ fn main() {
                 file.display()
             );
             let peak = PeakRss::start();
-            let result = runtime.block_on(async {
-                let mut session = Session::new();
-                let pipelines = session.execute_script(&sql).await?;
-                let metrics = Arc::new(PipelineMetrics::default());
-                let (_tx, stop) = tokio::sync::watch::channel(false);
-                let cpu = cpu_seconds();
-                let started = Instant::now();
-                let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
-                Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu))
-            });
+            let result = run_script(&runtime, &sql);
             let peak = peak.finish();
             let label = format!("{name} p{parallelism}");
             match result {
-                Ok((summary, wall, cpu)) => {
+                Ok(Measured { summary, wall, cpu, .. }) => {
                     assert_eq!(summary.metrics.rows_in, events, "{label}: every event of the file is read once");
                     println!(
                         "{label:<18} {:>6.2} M events/CPU-s  {:>6.2} M events/s wall  ({wall:.2}s wall, {cpu:.2}s CPU, {} rows out, peak RSS {:.0} MB)",

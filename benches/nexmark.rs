@@ -6,12 +6,7 @@
 //! `--events N` (default 10,000,000; 100,000 under `cargo test`), `--parallelism P` (default 1), and query names to run.
 //! Reports events per CPU-second (generator included) and per wall-second.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use common::{cpu_seconds, flag_value};
-use eddy::Session;
-use eddy_engine::PipelineMetrics;
+use common::{flag_value, run_script, Measured};
 
 mod common;
 
@@ -87,14 +82,7 @@ fn main() {
              CREATE TABLE sink ({columns}) WITH ('connector' = 'blackhole');
              INSERT INTO sink {query};"
             );
-            let result = runtime.block_on(async {
-                let mut session = Session::new();
-                let pipelines = session.execute_script(&sql).await?;
-                let metrics = Arc::new(PipelineMetrics::default());
-                let (_tx, stop) = tokio::sync::watch::channel(false);
-                let cpu = cpu_seconds();
-                let started = Instant::now();
-                let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
+            let result = run_script(&runtime, &sql).map(|Measured { summary, metrics, wall, cpu }| {
                 let checkpoint = match metrics.checkpoint_id.load(std::sync::atomic::Ordering::Relaxed) {
                     0 => String::new(),
                     id => format!(
@@ -103,7 +91,7 @@ fn main() {
                         metrics.checkpoint_bytes.load(std::sync::atomic::Ordering::Relaxed)
                     ),
                 };
-                Ok::<_, eddy::EddyError>((summary, started.elapsed().as_secs_f64(), cpu_seconds() - cpu, checkpoint))
+                (summary, wall, cpu, checkpoint)
             });
             match result {
             Ok((summary, wall, cpu, checkpoint)) => println!(

@@ -20,3 +20,26 @@ pub fn minor_faults() -> u64 {
 pub fn flag_value(args: &[String], flag: &str, default: u64) -> u64 {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// What [`run_script`] measured: the run's summary and metrics, and the wall and CPU seconds it took.
+pub struct Measured {
+    pub summary: eddy::RunSummary,
+    pub metrics: std::sync::Arc<eddy_engine::PipelineMetrics>,
+    pub wall: f64,
+    pub cpu: f64,
+}
+
+/// Runs `sql` (tables and `INSERT INTO` pipelines) to the end in-process, as
+/// `eddy run` does, timing only the pipelines, not the planning.
+pub fn run_script(runtime: &tokio::runtime::Runtime, sql: &str) -> Result<Measured, eddy::EddyError> {
+    runtime.block_on(async {
+        let mut session = eddy::Session::new();
+        let pipelines = session.execute_script(sql).await?;
+        let metrics = std::sync::Arc::new(eddy_engine::PipelineMetrics::default());
+        let (_tx, stop) = tokio::sync::watch::channel(false);
+        let cpu = cpu_seconds();
+        let started = std::time::Instant::now();
+        let summary = session.run(&pipelines, std::sync::Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
+        Ok(Measured { summary, metrics, wall: started.elapsed().as_secs_f64(), cpu: cpu_seconds() - cpu })
+    })
+}
