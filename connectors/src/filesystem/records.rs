@@ -146,7 +146,7 @@ impl RecordChunker {
         let mut chunk = Chunk::default();
         while chunk.records.len() < max_records {
             if self.align {
-                let found = self.buf[self.pos..].iter().position(|&b| b == b'\n');
+                let found = memchr::memchr(b'\n', &self.buf[self.pos..]);
                 self.pos = found.map_or(self.buf.len(), |i| self.pos + i + 1);
                 self.scan = self.pos;
                 if found.is_none() && !self.eof {
@@ -222,7 +222,7 @@ impl RecordChunker {
     fn find_end(&mut self) -> Option<usize> {
         match self.framing {
             Framing::Lines => {
-                let found = self.buf[self.scan..].iter().position(|&b| b == b'\n');
+                let found = memchr::memchr(b'\n', &self.buf[self.scan..]);
                 match found {
                     Some(i) => Some(self.scan + i),
                     None => {
