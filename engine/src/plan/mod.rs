@@ -354,8 +354,8 @@ impl StreamNode {
         matches!(self, StreamNode::WindowAggregate(a) if a.kind.is_updating()) || self.inputs().into_iter().any(StreamNode::is_updating)
     }
 
-    /// True when this node's output retracts rows it sent before (`Message::Retract`
-    /// in the engine): it reads a changelog source or aggregates one, and nothing on
+    /// True when this node's output retracts rows it sent before (`-U`/`-D` rows
+    /// of a [`crate::ChangeBatch`]): it reads a changelog source or aggregates one, and nothing on
     /// the way turned it back into upserts.
     pub fn emits_retractions(&self) -> bool {
         match self {

@@ -116,8 +116,7 @@ impl Chain {
         let mut emitter = Emitter::default();
         let end = matches!(message, Message::EndOfStream);
         match message {
-            Message::Batch(batch) => operator.on_batch(batch, &mut emitter)?,
-            Message::Retract(batch) => operator.on_retract(batch, &mut emitter)?,
+            Message::Rows(rows) => operator.on_rows(rows, &mut emitter)?,
             Message::Watermark(w) => operator.on_watermark(w, &mut emitter)?,
             Message::Barrier(id) => {
                 operator.on_barrier(id, &mut emitter)?;
