@@ -24,7 +24,7 @@ use eddy_sql::{parse_script, DropWhat, KeyLost, Location, OutputKey, ParsedState
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::EddyError;
-use crate::session::{batch_context, describe_rows, string_rows, Outcome, Session};
+use crate::session::{answer_without_tables, batch_context, describe_rows, string_rows, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
 use queries::{Queries, QueryRun};
@@ -306,7 +306,7 @@ impl Server {
                 answer_in(&ctx, &parsed.text, parsed.location, &send).await
             }
             Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => {
-                send_rows(&send, crate::session::answer_without_tables(query, parsed.location).await?).await
+                send_rows(&send, answer_without_tables(query, parsed.location).await?).await
             }
             Statement::Select { query } => {
                 // Planned while holding the session for reading only; run and streamed
