@@ -70,6 +70,14 @@ pub trait Operator: Send {
     /// takes only new rows ([`ChangeBatch::into_inserts`]) only behind append-only inputs.
     fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()>;
 
+    /// Rows from input `input` of a stage whose head reads several inputs apart
+    /// (a join's two sides are inputs 0 and 1). Other operators read all their
+    /// inputs as one stream.
+    fn on_input_rows(&mut self, input: usize, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        let _ = input;
+        self.on_rows(rows, out)
+    }
+
     /// The input watermark advanced (already the minimum over all inputs).
     /// Stateful operators emit what it completes, then forward it.
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {

@@ -45,9 +45,12 @@ async fn next_event(rx: &mut mpsc::Receiver<Tagged>, completed: Option<&mut watc
 }
 
 /// Runs a merge task over `inputs` upstream instances until every input has ended.
+/// `input_sides` says which of the stage's inputs each upstream instance feeds (a
+/// join's side), for the chain's first operator.
 pub(super) async fn run_merge(
     mut rx: mpsc::Receiver<Tagged>,
     inputs: usize,
+    input_sides: Vec<usize>,
     mut chain: Chain,
     mut output: Output,
     snapshots: Snapshots,
@@ -107,7 +110,7 @@ pub(super) async fn run_merge(
                 // Rows make an idle input active again. That only adds an input at or
                 // below this task's watermark to the minimum, so the watermark cannot move.
                 inputs_state.activate(input);
-                chain.push(message, &mut out)?;
+                chain.push_input(input_sides.get(input).copied().unwrap_or(0), message, &mut out)?;
             }
             Message::Barrier(id) => aligned = alignment.arrived(input, id, &inputs_state.ended),
             Message::Refresh(at) => {
@@ -196,7 +199,7 @@ mod tests {
         drop(tx);
         let output = Output::Exchange(Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new() });
         let snapshots = Snapshots { task: "test".into(), sender: None, finals: None };
-        run_merge(rx, inputs, Chain::new(&[]).unwrap(), output, snapshots, None).await.unwrap();
+        run_merge(rx, inputs, vec![0; inputs], Chain::new(&[]).unwrap(), output, snapshots, None).await.unwrap();
         let mut seen = Vec::new();
         while let Some((_, m)) = out_rx.recv().await {
             seen.push(match m {
