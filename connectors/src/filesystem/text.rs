@@ -276,7 +276,7 @@ fn into_source_batch(decoded: Decoded, chunk: &Chunk, label: &str, lines_before:
             }
         })
         .collect();
-    SourceBatch { rows: decoded.rows, malformed, retract: false }
+    SourceBatch::inserts(decoded.rows, malformed)
 }
 
 /// Reads one JSON-lines or CSV file, or the records starting in some byte ranges
