@@ -248,6 +248,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ConnectorError> {
 pub struct FileSource {
     options: FsOptions,
     schema: SchemaRef,
+    /// The columns the pipeline reads, when not all: JSON files decode only these.
+    read: Option<Vec<usize>>,
 }
 
 impl FileSource {
@@ -261,7 +263,13 @@ impl FileSource {
             });
         }
         list_files(&options.path)?;
-        Ok(FileSource { options, schema })
+        Ok(FileSource { options, schema, read: None })
+    }
+
+    /// This source, decoding only the columns `read` of its schema (all when `None`) where the format allows.
+    pub fn reading(mut self, read: Option<&[usize]>) -> Self {
+        self.read = read.map(<[usize]>::to_vec);
+        self
     }
 
     /// The partitions the files are read in by `parallelism` tasks: a file each,
@@ -309,14 +317,16 @@ impl Source for FileSource {
         // Files of a partitioned table hold every column but the partition ones.
         let file_schema =
             if partitioned.is_empty() { SchemaRef::clone(&self.schema) } else { partition::WithPartitionValues::file_schema(&self.schema, partitioned) };
+        // Partitioned files hold fewer columns than the table: they decode them all.
+        let read = if partitioned.is_empty() { self.read.as_deref() } else { None };
         let mut readers = Vec::new();
         for split in self.splits(parallelism)? {
             let label = split.path.to_string_lossy().into_owned();
             let schema = SchemaRef::clone(&file_schema);
             let reader: Box<dyn SourceReader> = match o.format {
-                FileFormat::Json => Box::new(text::TextFileReader::new(&split, text::TextFormat::Json, schema, o.batch_rows)),
+                FileFormat::Json => Box::new(text::TextFileReader::new(&split, text::TextFormat::Json, schema, read, o.batch_rows)),
                 FileFormat::Csv => {
-                    Box::new(text::TextFileReader::new(&split, text::TextFormat::Csv { delimiter: o.delimiter, header: o.header }, schema, o.batch_rows))
+                    Box::new(text::TextFileReader::new(&split, text::TextFormat::Csv { delimiter: o.delimiter, header: o.header }, schema, read, o.batch_rows))
                 }
                 FileFormat::Parquet => Box::new(parquet::ParquetFileReader::new(&split, schema, o.batch_rows)),
             };
@@ -384,8 +394,8 @@ impl Connector for FilesystemConnector {
         Boundedness::Bounded
     }
 
-    fn create_source(&self, def: &TableDef, schema: SchemaRef, _read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
-        Ok(create_source(def, schema)?)
+    fn create_source(&self, def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
+        Ok(Arc::new(FileSource::try_new(def, schema)?.reading(read)))
     }
 
     fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {

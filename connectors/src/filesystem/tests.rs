@@ -652,3 +652,44 @@ async fn a_parquet_file_splits_by_row_groups_with_the_file_row_numbers() {
         assert_eq!(positions, [1, 4, 7, 10], "at parallelism {parallelism}");
     }
 }
+
+#[tokio::test]
+async fn json_decodes_only_the_columns_read_and_every_not_null_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bids.json");
+    std::fs::write(
+        &f,
+        concat!(
+            "{\"auction\": 1, \"price\": 10, \"channel\": \"a\", \"ts\": 1704067200000}\n",
+            // A bad value in a column not read is not seen; a missing NOT NULL column still is.
+            "{\"auction\": 2, \"price\": \"abc\", \"channel\": \"b\", \"ts\": 1704067201000}\n",
+            "{\"price\": 30, \"channel\": \"c\"}\n",
+            "not json\n",
+        ),
+    )
+    .unwrap();
+    let def = bids(&f, "json", &[]);
+    let schema = def.physical_schema();
+    // The pipeline reads channel (2) only; auction (0) is NOT NULL.
+    let source = crate::registry::create_source_reading(&def, SchemaRef::clone(&schema), Some(&[2])).unwrap();
+    let mut rows = vec![];
+    let mut malformed = vec![];
+    for mut r in source.open(1).unwrap() {
+        while let Some(b) = r.next_batch().await.unwrap() {
+            rows.push(b.rows.into_rows());
+            malformed.extend(b.malformed);
+        }
+    }
+    let rows = concat_batches(&schema, &rows).unwrap();
+    assert_eq!(i64s(&rows, 0), vec![Some(1), Some(2)]);
+    assert_eq!(rows.column(2).as_string::<i32>().iter().collect::<Vec<_>>(), vec![Some("a"), Some("b")]);
+    assert_eq!(i64s(&rows, 1), vec![None, None], "price is not read: left NULL");
+    assert_eq!(times(&rows, 3), vec![None, None], "ts is not read: left NULL");
+    let lines: Vec<&str> = malformed.iter().map(|m| m.position.rsplit(':').next().unwrap_or_default()).collect();
+    assert_eq!(lines, ["3", "4"]);
+    assert_eq!(malformed[0].error, "column 'auction' is NOT NULL but the record has no value for it");
+    // Reading every column, the bad price is malformed as before.
+    let (rows, malformed, _) = read_all(&def).await;
+    assert_eq!(i64s(&rows, 0), vec![Some(1)]);
+    assert_eq!(malformed.len(), 3);
+}

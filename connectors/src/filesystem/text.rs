@@ -60,6 +60,11 @@ impl TextFormat {
 /// chunks: its tape buffers then grow once, not again for every chunk.
 pub(crate) struct RecordDecoder {
     format: TextFormat,
+    /// The rows' schema: every column of the table.
+    full: SchemaRef,
+    /// The columns of `full` decoded, when not all are: the others are left NULL.
+    decoded: Option<Vec<usize>>,
+    /// The schema of the decoded columns.
     strict: SchemaRef,
     /// The schema the Arrow decoder reads: every column nullable, and the
     /// columns in `as_text` as strings.
@@ -73,9 +78,50 @@ pub(crate) struct RecordDecoder {
 impl RecordDecoder {
     /// A decoder of `format` records into rows of `schema`.
     pub fn new(format: TextFormat, schema: SchemaRef) -> Self {
+        Self::reading(format, schema, None)
+    }
+
+    /// A decoder of `format` records into rows of `schema` that decodes only the
+    /// columns `read` (all when `None`) and leaves the others NULL. JSON only:
+    /// a JSON field is found by name, and a field not decoded costs only its
+    /// parsing. NOT NULL columns are always decoded, so a record without one is
+    /// still malformed; a bad value in a column not decoded is not seen (as in
+    /// Flink, whose JSON format decodes only the projected fields).
+    pub fn reading(format: TextFormat, schema: SchemaRef, read: Option<&[usize]>) -> Self {
+        let decoded: Option<Vec<usize>> = match (format, read) {
+            (TextFormat::Json, Some(read)) => {
+                let decoded: Vec<usize> = (0..schema.fields().len()).filter(|i| read.contains(i) || !schema.field(*i).is_nullable()).collect();
+                (decoded.len() < schema.fields().len()).then_some(decoded)
+            }
+            _ => None,
+        };
+        let strict = match &decoded {
+            Some(columns) => {
+                Arc::new(Schema::new_with_metadata(columns.iter().map(|&i| schema.field(i).clone()).collect::<Vec<_>>(), schema.metadata().clone()))
+            }
+            None => SchemaRef::clone(&schema),
+        };
         let as_text: Vec<usize> =
-            (0..schema.fields().len()).filter(|&i| column_reading(format.syntax(), schema.field(i).data_type()) == ColumnReading::AsText).collect();
-        RecordDecoder { format, relaxed: relaxed(&schema, &as_text), as_text, strict: schema, json: None }
+            (0..strict.fields().len()).filter(|&i| column_reading(format.syntax(), strict.field(i).data_type()) == ColumnReading::AsText).collect();
+        RecordDecoder { format, relaxed: relaxed(&strict, &as_text), as_text, strict, full: schema, decoded, json: None }
+    }
+
+    /// `rows` of the decoded columns as rows of the table: the columns not decoded NULL.
+    fn widen(&self, rows: RecordBatch) -> Result<RecordBatch, ConnectorError> {
+        let Some(decoded) = &self.decoded else { return Ok(rows) };
+        let mut columns = Vec::with_capacity(self.full.fields().len());
+        let mut next = rows.columns().iter();
+        for (i, field) in self.full.fields().iter().enumerate() {
+            columns.push(match (decoded.contains(&i), next.clone().next()) {
+                (true, Some(column)) => {
+                    next.next();
+                    ArrayRef::clone(column)
+                }
+                _ => datafusion::arrow::array::new_null_array(field.data_type(), rows.num_rows()),
+            });
+        }
+        let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+        RecordBatch::try_new_with_options(SchemaRef::clone(&self.full), columns, &options).map_err(|e| ConnectorError::arrow("widening decoded rows", e))
     }
 
     /// Decodes `data`, which must hold exactly `rows` records, into one batch.
@@ -146,7 +192,7 @@ impl RecordDecoder {
     pub fn decode_records(&mut self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
         if chunk.unterminated.is_empty() {
             if let Ok(rows) = self.decode(&chunk.data, chunk.records.len()) {
-                return Ok(Decoded { rows, good: None, errors: Vec::new() });
+                return Ok(Decoded { rows: self.widen(rows)?, good: None, errors: Vec::new() });
             }
         }
         let mut good_rows = Vec::new();
@@ -168,7 +214,7 @@ impl RecordDecoder {
             }
         }
         let rows = concat_batches(&self.strict, &good_rows).map_err(|e| ConnectorError::arrow("combining decoded rows", e))?;
-        Ok(Decoded { rows, good: Some(good), errors })
+        Ok(Decoded { rows: self.widen(rows)?, good: Some(good), errors })
     }
 }
 
@@ -305,8 +351,9 @@ pub(crate) struct TextFileReader {
 }
 
 impl TextFileReader {
-    /// A reader for `split` (a whole file or byte ranges of one); the file is opened on the first read.
-    pub fn new(split: &Split, format: TextFormat, schema: SchemaRef, batch_rows: usize) -> Self {
+    /// A reader for `split` (a whole file or byte ranges of one) that decodes the
+    /// columns `read` (see [`RecordDecoder::reading`]); the file is opened on the first read.
+    pub fn new(split: &Split, format: TextFormat, schema: SchemaRef, read: Option<&[usize]>, batch_rows: usize) -> Self {
         let ranges = match &split.extent {
             Extent::Bytes(ranges) => ranges.clone(),
             Extent::Whole | Extent::RowGroups(_) => vec![0..u64::MAX],
@@ -320,7 +367,7 @@ impl TextFileReader {
             range: 0,
             lines_before: None,
             format,
-            decoder: RecordDecoder::new(format, schema),
+            decoder: RecordDecoder::reading(format, schema, read),
             batch_rows,
             chunker: None,
             total_bytes,
