@@ -3,9 +3,9 @@
 //!
 //! As a source, `'path'` is a file, a directory (every visible file below it,
 //! recursively, in sorted order) or a glob. Each file is one partition read in
-//! order, or, when it is large next to the pipeline's parallelism, several: byte
-//! ranges of JSON and CSV files, runs of row groups of Parquet files (see
-//! [`split`]). Names starting with `.` or `_` are hidden and skipped, which is how
+//! order, or, when it is large next to the pipeline's parallelism, several: blocks
+//! of byte ranges of JSON and CSV files, or row groups of Parquet files, dealt out
+//! in turn (see [`split`]). Names starting with `.` or `_` are hidden and skipped, which is how
 //! the sink keeps files that are still being written out of sight.
 //!
 //! As a sink, `'path'` is a directory or `s3://bucket/prefix`; see [`sink::FileSink`].
