@@ -29,8 +29,11 @@ fn event(i: i64) -> (i64, f64, i64) {
     (i % USERS, (i % 100) as f64 + 0.5, BASE_MS + 10_000 + i * 100 - (i % 7) * 400)
 }
 
-/// `(window_start as the sink writes it, user) -> (count, sum)` for 10 s tumbling windows, counted here.
-fn expected() -> BTreeMap<(String, i64), (i64, f64)> {
+/// `(window_start as the sink writes it, user) -> (count, sum)` of 10 s tumbling windows.
+type Windows = BTreeMap<(String, i64), (i64, f64)>;
+
+/// The windows of the events, counted here.
+fn expected() -> Windows {
     let mut out = BTreeMap::new();
     for i in 0..EVENTS {
         let (user, amount, ts) = event(i);
@@ -49,7 +52,7 @@ fn window_name(start_ms: i64) -> String {
 
 /// Runs the TUMBLE query over `table_options` with `eddy run` at parallelism N:
 /// the windows it wrote, and the partitions EXPLAIN said it reads.
-fn run(dir: &Path, table_options: &str, parallelism: usize) -> (BTreeMap<(String, i64), (i64, f64)>, String) {
+fn run(dir: &Path, table_options: &str, parallelism: usize) -> (Windows, String) {
     let out = dir.join(format!("out-{parallelism}"));
     let insert = "INSERT INTO per_window SELECT window_start, user_id, COUNT(*), SUM(amount)
                   FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))

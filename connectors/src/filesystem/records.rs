@@ -303,6 +303,7 @@ impl RecordChunker {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // one range: the whole file
 mod tests {
     use super::*;
     use std::io::Write;

@@ -204,6 +204,7 @@ pub(crate) fn open_at(path: &Path, start: u64) -> Result<File, ConnectorError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // splits of one range are what is tested
 mod tests {
     use super::*;
     use std::io::Write;

@@ -356,7 +356,8 @@ impl TextFileReader {
     pub fn new(split: &Split, format: TextFormat, schema: SchemaRef, read: Option<&[usize]>, batch_rows: usize) -> Self {
         let ranges = match &split.extent {
             Extent::Bytes(ranges) => ranges.clone(),
-            Extent::Whole | Extent::RowGroups(_) => vec![0..u64::MAX],
+            // One range: the whole file, whatever its size.
+            Extent::Whole | Extent::RowGroups(_) => std::iter::once(0..u64::MAX).collect(),
         };
         let total_bytes = std::fs::metadata(&split.path).ok().map(|m| ranges.iter().map(|r| m.len().min(r.end).saturating_sub(r.start.min(m.len()))).sum());
         TextFileReader {
