@@ -127,3 +127,12 @@ async fn union_all() {
 async fn view_read() {
     explain_snapshot!("view_read", "SELECT auction FROM expensive WHERE auction <> 2");
 }
+
+#[tokio::test]
+async fn interval_join() {
+    explain_snapshot!(
+        "interval_join",
+        "SELECT a.auction, a.price, b.price AS next_price FROM bids a LEFT JOIN endless b
+         ON a.auction = b.auction AND b.date_time BETWEEN a.ts AND a.ts + INTERVAL '1' MINUTE AND b.price > a.price"
+    );
+}
