@@ -137,14 +137,7 @@ fn a_join_killed_after_checkpoints_resumes_with_its_waiting_rows() {
         out.display()
     );
     let script = script(dir.path(), &sql);
-    let run = |kill_at: Option<&str>| {
-        let mut command = eddy();
-        command.arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(std::process::Stdio::null());
-        if let Some(point) = kill_at {
-            command.env("EDDY_KILL_AT", point);
-        }
-        command.output().expect("eddy run")
-    };
+    let run = |kill_at: Option<&str>| common::run_with_checkpoints(&script, &checkpoints, kill_at);
     for point in ["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"] {
         let killed = run(Some(point));
         assert_eq!(
