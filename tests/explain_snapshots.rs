@@ -136,3 +136,14 @@ async fn interval_join() {
          ON a.auction = b.auction AND b.date_time BETWEEN a.ts AND a.ts + INTERVAL '1' MINUTE AND b.price > a.price"
     );
 }
+
+#[tokio::test]
+async fn window_join() {
+    explain_snapshot!(
+        "window_join",
+        "SELECT L.auction, L.window_start, L.n, R.price FROM
+           (SELECT auction, window_start, window_end, price AS n FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND))) L
+         JOIN (SELECT * FROM TABLE(TUMBLE(TABLE endless, DESCRIPTOR(date_time), INTERVAL '10' SECOND))) R
+         ON L.auction = R.auction AND L.window_start = R.window_start AND L.window_end = R.window_end"
+    );
+}
