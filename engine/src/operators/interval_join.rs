@@ -198,7 +198,7 @@ impl IntervalJoinOperator {
     /// Which candidate pairs satisfy the whole `ON` condition.
     fn filter_pairs(&self, side: JoinSide, batch: &RecordBatch, incoming: &UInt32Array, stored: &[(u64, u32)]) -> Result<BooleanArray> {
         let other = &self.sides[side.other() as usize];
-        let filter = &self.node.filter;
+        let Some(filter) = &self.node.filter else { return Ok(BooleanArray::from(vec![true; incoming.len()])) };
         let mut columns = Vec::with_capacity(filter.column_indices().len());
         for c in filter.column_indices() {
             let from = match c.side {

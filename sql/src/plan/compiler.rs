@@ -33,7 +33,8 @@ use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
 use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
 use eddy_engine::plan::{
-    AggregateKind, GroupColumn, JoinNode, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, UpdateOutput, WindowAggregateNode, WindowKind,
+    AggregateKind, GroupColumn, JoinBound, JoinNode, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds, UpdateOutput,
+    WindowAggregateNode, WindowKind,
 };
 /// Where each output column of a compiled node came from, for window bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,14 @@ fn use_assign_for_aggregate(node: &mut StreamNode, id: usize) -> Option<WindowKi
         StreamNode::WindowAggregate(a) => use_assign_for_aggregate(&mut a.input, id),
         StreamNode::Union { inputs, .. } => inputs.iter_mut().find_map(|i| use_assign_for_aggregate(i, id)),
         StreamNode::Join(join) => use_assign_for_aggregate(&mut join.left, id).or_else(|| use_assign_for_aggregate(&mut join.right, id)),
+    }
+}
+
+/// The window of the window assignment `id` under `node`.
+fn window_of(node: &StreamNode, id: usize) -> Option<WindowKind> {
+    match node {
+        StreamNode::WindowAssign { id: this, window, .. } if *this == id => Some(*window),
+        other => other.inputs().into_iter().find_map(|input| window_of(input, id)),
     }
 }
 
@@ -257,10 +266,17 @@ impl Compiler<'_> {
             DfJoinType::Full => JoinType::Full,
             _ => return Err(self.unsupported("semi and anti joins (IN, EXISTS, NOT IN, NOT EXISTS with a subquery) are not supported yet")),
         };
-        let filter = filter.ok_or_else(|| self.unsupported(NoBounds::NoTimeCondition.message()))?;
-        let bounds = time_bounds(filter).map_err(|e| self.unsupported(e.message()))?;
-        let (left, _) = self.compile(left, UpdateOutput::Upserts)?;
-        let (right, _) = self.compile(right, UpdateOutput::Upserts)?;
+        let (left, left_lineage) = self.compile(left, UpdateOutput::Upserts)?;
+        let (right, right_lineage) = self.compile(right, UpdateOutput::Upserts)?;
+        let interval = filter.map_or(Err(NoBounds::NoTimeCondition), time_bounds);
+        let (bounds, bounded_by) = match interval {
+            Ok(bounds) => (bounds, JoinBound::Interval),
+            Err(NoBounds::NoTimeCondition) => {
+                let window = self.window_join(on, (&left, &left_lineage), (&right, &right_lineage))?;
+                window.ok_or_else(|| self.unsupported(NoBounds::NoTimeCondition.message()))?
+            }
+            Err(other) => return Err(self.unsupported(other.message())),
+        };
         if [&left, &right].iter().any(|side| side.is_updating() || side.emits_retractions()) {
             return Err(self
                 .unsupported("a join over updating rows (a GROUP BY without a window, or a materialized view's changes) is not supported yet")
@@ -273,12 +289,60 @@ impl Compiler<'_> {
             join_type,
             left_keys: on.iter().map(|(l, _)| Arc::clone(l)).collect(),
             right_keys: on.iter().map(|(_, r)| Arc::clone(r)).collect(),
-            filter: filter.clone(),
+            filter: filter.cloned(),
             bounds,
+            bounded_by,
             projection: projection.unwrap_or_else(|| (0..width).collect()),
             schema: Arc::clone(&schema),
         };
         Ok((StreamNode::Join(node), vec![Lineage::Other; schema.fields().len()]))
+    }
+
+    /// A window join: both sides are window TVFs of the same window and the keys
+    /// pair their `window_start` (or `window_end`). Its state is bounded by the
+    /// window: a row waits until the watermark has passed the end of its window,
+    /// as an interval join bounded by the window's size does (the equal window
+    /// bounds among the keys decide the match). `None` when the keys pair no window bounds.
+    fn window_join(
+        &self,
+        on: JoinOnRef<'_>,
+        (left, left_lineage): (&StreamNode, &[Lineage]),
+        (right, right_lineage): (&StreamNode, &[Lineage]),
+    ) -> Result<Option<(TimeBounds, JoinBound)>> {
+        let bound_of = |expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]| match expr.downcast_ref::<Column>().and_then(|c| lineage.get(c.index())) {
+            Some(Lineage::Window { assign, column: column @ (WindowColumn::Start | WindowColumn::End) }) => {
+                Some((*assign, *column, expr.downcast_ref::<Column>().map(|c| c.index())))
+            }
+            _ => None,
+        };
+        for (l, r) in on {
+            let (Some((left_assign, left_column, Some(left_index))), Some((right_assign, right_column, Some(right_index)))) =
+                (bound_of(l, left_lineage), bound_of(r, right_lineage))
+            else {
+                continue;
+            };
+            if left_column != right_column {
+                continue;
+            }
+            let (Some(left_window), Some(right_window)) = (window_of(left, left_assign), window_of(right, right_assign)) else { continue };
+            if left_window != right_window {
+                return Err(self.unsupported(format!(
+                    "a window join needs the same window on both sides, not {} and {}",
+                    left_window.name(),
+                    right_window.name()
+                )));
+            }
+            let size_ms = match left_window {
+                WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
+                WindowKind::Cumulate { max_size_ms, .. } => max_size_ms,
+                WindowKind::Session { .. } => return Err(self.unsupported("a window join over SESSION windows is not supported (nor is it in Flink)")),
+            };
+            // Both sides' bound columns are equal in a pair, so any distance within
+            // the window's size matches; the size bounds how long a row waits.
+            let bounds = TimeBounds { left_time: left_index, right_time: right_index, lower_ms: 1 - size_ms, upper_ms: size_ms - 1 };
+            return Ok(Some((bounds, JoinBound::Window(left_window))));
+        }
+        Ok(None)
     }
 
     fn note_window_use(&mut self, expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]) {
