@@ -692,4 +692,15 @@ async fn json_decodes_only_the_columns_read_and_every_not_null_one() {
     let (rows, malformed, _) = read_all(&def).await;
     assert_eq!(i64s(&rows, 0), vec![Some(1)]);
     assert_eq!(malformed.len(), 3);
+    // Reading no column (COUNT(*)) of a table without NOT NULL columns still gives every row.
+    let nullable = table(&[("auction", DataType::Int64, true), ("price", DataType::Int64, true)], &[("path", f.to_str().unwrap()), ("format", "json")]);
+    let schema = nullable.physical_schema();
+    let source = crate::registry::create_source_reading(&nullable, SchemaRef::clone(&schema), Some(&[])).unwrap();
+    let mut rows = 0;
+    for mut r in source.open(1).unwrap() {
+        while let Some(b) = r.next_batch().await.unwrap() {
+            rows += b.rows.into_rows().num_rows();
+        }
+    }
+    assert_eq!(rows, 2, "the two lines whose price is a number");
 }

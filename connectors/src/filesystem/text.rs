@@ -91,7 +91,9 @@ impl RecordDecoder {
         let decoded: Option<Vec<usize>> = match (format, read) {
             (TextFormat::Json, Some(read)) => {
                 let decoded: Vec<usize> = (0..schema.fields().len()).filter(|i| read.contains(i) || !schema.field(*i).is_nullable()).collect();
-                (decoded.len() < schema.fields().len()).then_some(decoded)
+                // Reading no column (`COUNT(*)`) still needs each record's row:
+                // decoding none would give none, so every column is decoded.
+                (!decoded.is_empty() && decoded.len() < schema.fields().len()).then_some(decoded)
             }
             _ => None,
         };
