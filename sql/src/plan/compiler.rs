@@ -33,7 +33,7 @@ use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
 use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
 use eddy_engine::plan::{
-    AggregateKind, GroupColumn, JoinBound, JoinNode, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds, UpdateOutput,
+    AggregateKind, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds, UpdateOutput,
     WindowAggregateNode, WindowKind,
 };
 /// Where each output column of a compiled node came from, for window bounds.
@@ -244,6 +244,11 @@ impl Compiler<'_> {
             return self.compile_aggregate(aggregate, plan.schema(), demand);
         }
         if let Some(join) = any.downcast_ref::<HashJoinExec>() {
+            if join.null_aware {
+                return Err(self
+                    .unsupported("NOT IN with a subquery is not supported yet (a NULL in the subquery's rows would have to empty the result)")
+                    .with_hint("write NOT EXISTS (SELECT ... WHERE ...) instead"));
+            }
             let projection = join.projection.as_deref().map(<[usize]>::to_vec);
             let parts = JoinParts { left: join.left(), right: join.right(), on: join.on(), filter: join.filter(), join_type: *join.join_type(), projection };
             return self.compile_join(parts, plan.schema());
@@ -264,7 +269,11 @@ impl Compiler<'_> {
             DfJoinType::Left => JoinType::Left,
             DfJoinType::Right => JoinType::Right,
             DfJoinType::Full => JoinType::Full,
-            _ => return Err(self.unsupported("semi and anti joins (IN, EXISTS, NOT IN, NOT EXISTS with a subquery) are not supported yet")),
+            DfJoinType::LeftSemi => JoinType::Semi(JoinSide::Left),
+            DfJoinType::RightSemi => JoinType::Semi(JoinSide::Right),
+            DfJoinType::LeftAnti => JoinType::Anti(JoinSide::Left),
+            DfJoinType::RightAnti => JoinType::Anti(JoinSide::Right),
+            _ => return Err(self.unsupported("this kind of join (a mark join, from a subquery in a disjunction) is not supported yet")),
         };
         let (left, left_lineage) = self.compile(left, UpdateOutput::Upserts)?;
         let (right, right_lineage) = self.compile(right, UpdateOutput::Upserts)?;
@@ -282,7 +291,16 @@ impl Compiler<'_> {
                 .unsupported("a join over updating rows (a GROUP BY without a window, or a materialized view's changes) is not supported yet")
                 .with_hint("join the tables the aggregate reads, or aggregate over a window first"));
         }
-        let width = left.schema().fields().len() + right.schema().fields().len();
+        let left_width = left.schema().fields().len();
+        let width = left_width + right.schema().fields().len();
+        // A semi or anti join outputs one side's columns; the node numbers the
+        // left's, then the right's.
+        let (first, outputs) = match join_type {
+            JoinType::Semi(JoinSide::Right) | JoinType::Anti(JoinSide::Right) => (left_width, width - left_width),
+            JoinType::Semi(JoinSide::Left) | JoinType::Anti(JoinSide::Left) => (0, left_width),
+            _ => (0, width),
+        };
+        let projection = projection.unwrap_or_else(|| (0..outputs).collect()).into_iter().map(|i| first + i).collect();
         let node = JoinNode {
             left: Box::new(left),
             right: Box::new(right),
@@ -292,7 +310,7 @@ impl Compiler<'_> {
             filter: filter.cloned(),
             bounds,
             bounded_by,
-            projection: projection.unwrap_or_else(|| (0..width).collect()),
+            projection,
             schema: Arc::clone(&schema),
         };
         Ok((StreamNode::Join(node), vec![Lineage::Other; schema.fields().len()]))
