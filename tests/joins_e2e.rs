@@ -54,6 +54,7 @@ fn eddy_rows(columns: &str, query: &str, parallelism: usize) -> Vec<String> {
     rows
 }
 
+/// The rows of a Flink result file, sorted.
 fn flink_rows(expected: &str) -> Vec<String> {
     let text = std::fs::read_to_string(expected).unwrap_or_else(|e| panic!("{expected}: {e}"));
     let mut rows: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
@@ -199,4 +200,41 @@ fn window_joins_match_flink() {
 fn outer_window_joins_pad_the_rows_of_a_window_without_a_partner_as_flink_does() {
     window_join_matches_flink("tumble_left", "TUMBLE", "LEFT JOIN");
     window_join_matches_flink("tumble_full", "TUMBLE", "FULL JOIN");
+}
+
+#[test]
+fn a_window_semi_join_emits_each_row_with_a_partner_in_its_window_once_as_flink_does() {
+    let select = format!(
+        "SELECT L.order_id, L.amount, L.window_start, L.window_end FROM {} L WHERE L.order_id IN
+           (SELECT R.order_id FROM {} R WHERE L.window_start = R.window_start AND L.window_end = R.window_end)",
+        windowed("orders", "TUMBLE"),
+        windowed("payments", "TUMBLE")
+    );
+    let columns = "order_id BIGINT, amount BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)";
+    same_rows_as_flink(&format!("{WINDOW_JOIN_EXPECTED}/tumble_semi.txt"), columns, &select);
+}
+
+/// An anti join (`NOT EXISTS`) keeps the orders without a payment in their window:
+/// the rows Flink's LEFT window join padded, as Flink wrote them (its order_id,
+/// amount, window_start and window_end columns).
+#[test]
+fn a_window_anti_join_keeps_the_rows_without_a_partner_in_their_window() {
+    let select = format!(
+        "SELECT L.order_id, L.amount, L.window_start, L.window_end FROM {} L WHERE NOT EXISTS
+           (SELECT 1 FROM {} R WHERE L.order_id = R.order_id AND L.window_start = R.window_start AND L.window_end = R.window_end)",
+        windowed("orders", "TUMBLE"),
+        windowed("payments", "TUMBLE")
+    );
+    let mut expected: Vec<String> = flink_rows(&format!("{WINDOW_JOIN_EXPECTED}/tumble_left.txt"))
+        .iter()
+        .map(|row| row.split(',').collect::<Vec<_>>())
+        .filter(|fields| fields[2] == "null")
+        .map(|fields| [fields[0], fields[1], fields[4], fields[5]].join(","))
+        .collect();
+    expected.sort();
+    assert!(expected.len() > 100, "{} orders without a payment", expected.len());
+    let columns = "order_id BIGINT, amount BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)";
+    for parallelism in [1, 3] {
+        assert_eq!(eddy_rows(columns, &select, parallelism), expected, "at parallelism {parallelism}");
+    }
 }

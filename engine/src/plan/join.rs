@@ -13,19 +13,35 @@ use datafusion::physical_plan::joins::utils::JoinFilter;
 
 use super::StreamNode;
 
-/// Which rows without a partner a join emits (padded with NULLs), as SQL's join types.
+/// What a join emits, as SQL's join types: pairs, plus in an outer join the rows
+/// without a partner (padded with NULLs); or, for a semi or anti join (`IN`,
+/// `EXISTS`, `NOT IN`, `NOT EXISTS` subqueries), only one side's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinType {
     Inner,
     Left,
     Right,
     Full,
+    /// The rows of this side that meet a partner, each once.
+    Semi(JoinSide),
+    /// The rows of this side that never meet a partner.
+    Anti(JoinSide),
 }
 
 impl JoinType {
-    /// Whether rows of `side` that found no partner are emitted, with NULLs for the other side's columns.
+    /// Whether rows of `side` that found no partner are emitted (with NULLs for the other side's columns, if any).
     pub fn keeps_unmatched(self, side: JoinSide) -> bool {
-        matches!((self, side), (JoinType::Left | JoinType::Full, JoinSide::Left) | (JoinType::Right | JoinType::Full, JoinSide::Right))
+        match self {
+            JoinType::Left | JoinType::Full if side == JoinSide::Left => true,
+            JoinType::Right | JoinType::Full if side == JoinSide::Right => true,
+            JoinType::Anti(kept) => kept == side,
+            _ => false,
+        }
+    }
+
+    /// Whether each matching pair is emitted (every join but semi and anti joins).
+    pub fn emits_pairs(self) -> bool {
+        !matches!(self, JoinType::Semi(_) | JoinType::Anti(_))
     }
 
     /// SQL's name, for EXPLAIN.
@@ -35,6 +51,10 @@ impl JoinType {
             JoinType::Left => "LEFT OUTER",
             JoinType::Right => "RIGHT OUTER",
             JoinType::Full => "FULL OUTER",
+            JoinType::Semi(JoinSide::Left) => "LEFT SEMI",
+            JoinType::Semi(JoinSide::Right) => "RIGHT SEMI",
+            JoinType::Anti(JoinSide::Left) => "LEFT ANTI",
+            JoinType::Anti(JoinSide::Right) => "RIGHT ANTI",
         }
     }
 }
