@@ -1,0 +1,62 @@
+//! Flink's arithmetic functions that DataFusion lacks or means differently:
+//! `MOD`, and `LOG`, whose one-argument form is the natural logarithm in Flink
+//! (DataFusion's is base 10).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array};
+use datafusion::arrow::compute::kernels::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
+
+use super::flink_fn::{double, FlinkFn, Param, Prims};
+
+/// Flink's arithmetic functions that DataFusion lacks.
+pub(super) fn functions() -> Vec<ScalarUDF> {
+    vec![
+        FlinkFn::new("MOD", "MOD(integer, integer)", &[Param::AnyInt, Param::AnyInt], 2, second_type, modulo).udf(),
+        FlinkFn::new("LOG", "LOG(x) or LOG(base, x)", &[Param::Float, Param::Float], 1, double, log).udf(),
+    ]
+}
+
+/// `LOG(x)`: the natural logarithm; `LOG(base, x)`: the logarithm to `base`.
+fn log(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let first = Prims::<Float64Type>::of(&args[0])?;
+    let out: Float64Array = match args.get(1) {
+        None => (0..rows).map(|i| first.get(i).map(f64::ln)).collect(),
+        Some(x) => {
+            let x = Prims::<Float64Type>::of(x)?;
+            (0..rows).map(|i| Some(x.get(i)?.ln() / first.get(i)?.ln())).collect()
+        }
+    };
+    Ok(Arc::new(out))
+}
+
+/// Flink's `MOD` has its divisor's type (`MOD(BIGINT, INT)` is an INT).
+fn second_type(types: &[DataType]) -> DataType {
+    match types.get(1) {
+        Some(DataType::Null) | None => DataType::Int32,
+        Some(t) => t.clone(),
+    }
+}
+
+/// `MOD(a, b)`: the remainder of `a / b`, negative only when `a` is; dividing
+/// by zero is an error, as in Flink.
+fn modulo(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let wide = |v: &ColumnarValue| v.cast_to(&DataType::Int64, None);
+    let (a, b) = (wide(&args[0])?, wide(&args[1])?);
+    let (a, b) = (Prims::<Int64Type>::of(&a)?, Prims::<Int64Type>::of(&b)?);
+    let mut out = Vec::with_capacity(rows);
+    for i in 0..rows {
+        out.push(match (a.get(i), b.get(i)) {
+            (_, Some(0)) => return Err(DataFusionError::Execution("MOD: division by zero".into())),
+            // i64::MIN % -1 overflows in Rust; the remainder is 0.
+            (Some(a), Some(b)) => Some(a.checked_rem(b).unwrap_or(0)),
+            _ => None,
+        });
+    }
+    let out: ArrayRef = Arc::new(Int64Array::from(out));
+    let target = second_type(&[DataType::Null, args[1].data_type()]);
+    Ok(cast::cast(&out, &target)?)
+}
