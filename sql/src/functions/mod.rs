@@ -11,6 +11,9 @@ mod flink_fn;
 mod hashing;
 mod string;
 mod temporal;
+mod unsupported;
+
+pub use unsupported::refuse_unsupported;
 
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::ScalarUDF;
