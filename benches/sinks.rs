@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use eddy_connectors::create_sink;
 use eddy_connectors::testing::{clickhouse_query, redis_connection, unique_name, CLICKHOUSE, REDIS};
 use eddy_engine::table::TableDef;
-use eddy_engine::Sink;
+use eddy_engine::{ChangeBatch, Sink};
 
 mod common;
 
@@ -63,7 +63,7 @@ async fn throughput(sink: &mut dyn Sink, schema: &SchemaRef, rows: usize) -> (f6
     let batches: Vec<RecordBatch> = (0..rows).step_by(BATCH).map(|from| batch(schema, from, BATCH.min(rows - from))).collect();
     let (cpu, started) = (cpu_seconds(), Instant::now());
     for b in batches {
-        sink.write(b).await.expect("write");
+        sink.write(ChangeBatch::inserts(b)).await.expect("write");
     }
     sink.commit().await.expect("commit");
     (cpu_seconds() - cpu, started.elapsed().as_secs_f64())
@@ -78,7 +78,7 @@ async fn latency(sink: &mut dyn Sink, schema: &SchemaRef, rate: usize, seconds: 
         tick.tick().await;
         let b = batch(schema, 10_000_000 + i * per_tick, per_tick);
         let started = Instant::now();
-        sink.write(b).await.expect("write");
+        sink.write(ChangeBatch::inserts(b)).await.expect("write");
         sink.commit().await.expect("commit");
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }

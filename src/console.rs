@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::metrics::MetricsSnapshot;
-use eddy_engine::{BoxError, EventTime, PipelineMetrics, Sink};
+use eddy_engine::{BoxError, ChangeBatch, EventTime, PipelineMetrics, Sink};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
@@ -52,14 +52,16 @@ pub struct TableSink;
 
 #[async_trait]
 impl Sink for TableSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        write_stdout(&table(&batch, Footer::Hide)?)?;
-        Ok(())
-    }
-
-    /// Rows of an updating query that no longer hold (its new rows follow).
-    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        write_stdout(&format!("retracted:\n{}", table(&batch, Footer::Hide)?))?;
+    /// New rows print as a table; rows of an updating query that no longer hold
+    /// (`-U`, `-D`) print under `retracted:`, before the new rows that follow them.
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        for (kind, rows) in changes.runs() {
+            if kind.is_retraction() {
+                write_stdout(&format!("retracted:\n{}", table(&rows, Footer::Hide)?))?;
+            } else {
+                write_stdout(&table(&rows, Footer::Hide)?)?;
+            }
+        }
         Ok(())
     }
 
@@ -109,13 +111,14 @@ pub struct LiveSink {
 
 #[async_trait]
 impl Sink for LiveSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        let batch = changes.rows();
         if self.last.is_none_or(|t| t.elapsed() >= self.every) && batch.num_rows() > 0 {
             self.last = Some(Instant::now());
             let sample = batch.slice(0, batch.num_rows().min(3));
             write_stdout(&format!("[{}] {} new row(s), for example:\n{}", self.name, batch.num_rows(), table(&sample, Footer::Hide)?))?;
         }
-        self.inner.write(batch).await
+        self.inner.write(changes).await
     }
 
     async fn commit(&mut self) -> Result<(), BoxError> {

@@ -187,9 +187,9 @@ impl Session {
         Ok(pipelines)
     }
 
-    /// Executes one statement. Statements about running pipelines and
-    /// materialized views need a server, which handles them before calling this.
-    /// Statements that only read the catalog go to [`Session::answer`].
+    /// Executes one statement of `eddy run`: the dispatcher of a session without a
+    /// server. Statements about running pipelines and materialized views need one
+    /// (the server dispatches its statements itself, to the same typed operations).
     pub async fn execute(&mut self, parsed: &ParsedStatement) -> Result<Outcome, EddyError> {
         let location = parsed.location;
         Ok(match &parsed.statement {
@@ -205,11 +205,13 @@ impl Session {
                 self.set(key, value)?;
                 Outcome::Done("SET".into())
             }
-            Statement::Insert { .. }
-            | Statement::Select { .. }
-            | Statement::Show(ShowWhat::Tables | ShowWhat::Views)
-            | Statement::Describe { .. }
-            | Statement::Explain { .. } => self.answer(parsed).await?,
+            Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => Outcome::Rows(answer_without_tables(query, location).await?),
+            Statement::Select { query } => Outcome::Pipeline(self.plan_select(query, location).await?),
+            Statement::Show(ShowWhat::Tables) => Outcome::Rows(self.show_tables()),
+            Statement::Show(ShowWhat::Views) => Outcome::Rows(self.show_views()),
+            Statement::Describe { name } => Outcome::Rows(self.describe(name)?),
+            Statement::Explain { statement } => Outcome::Rows(self.explain_statement(statement, location).await?),
             Statement::Drop { what: what @ (DropWhat::Table | DropWhat::View), name, if_exists } => {
                 Outcome::Done(self.drop_table_or_view(*what, name, *if_exists)?)
             }
@@ -244,21 +246,9 @@ impl Session {
         Ok(format!("DROP {kind}"))
     }
 
-    /// Executes a statement that only reads the catalog: plans an `INSERT INTO`
-    /// or `SELECT`, answers `SHOW TABLES | VIEWS`, `DESCRIBE` and `EXPLAIN`. Many
-    /// can run at once (a server plans them while other clients' statements run).
-    pub async fn answer(&self, parsed: &ParsedStatement) -> Result<Outcome, EddyError> {
-        let location = parsed.location;
-        Ok(match &parsed.statement {
-            Statement::Insert { table, query } => Outcome::Pipeline(self.plan_insert(table, query, location).await?),
-            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => Outcome::Rows(answer_without_tables(query, location).await?),
-            Statement::Select { query } => Outcome::Pipeline(self.plan_select(query, location).await?),
-            Statement::Show(ShowWhat::Tables) => Outcome::Rows(self.show_tables()),
-            Statement::Show(ShowWhat::Views) => Outcome::Rows(string_rows(&["view"], self.planner.view_names().into_iter().map(|v| vec![v]))),
-            Statement::Describe { name } => Outcome::Rows(self.describe(name)?),
-            Statement::Explain { statement } => Outcome::Rows(self.explain_statement(statement, location).await?),
-            _ => return Err(EddyError::Unsupported(format!("`{}` changes the catalog; it is executed, not answered", parsed.text))),
-        })
+    /// `SHOW VIEWS` without a server: the views of the session's catalog.
+    pub fn show_views(&self) -> RecordBatch {
+        string_rows(&["view"], self.planner.view_names().into_iter().map(|v| vec![v]))
     }
 
     /// `DESCRIBE name`: a table's or view's columns.
@@ -321,7 +311,8 @@ impl Session {
         &self.planner
     }
 
-    fn show_tables(&self) -> RecordBatch {
+    /// `SHOW TABLES`: the tables of the catalog, with their connector and whether they end.
+    pub fn show_tables(&self) -> RecordBatch {
         // Materialized views read as tables are listed as views, not here.
         let rows = self.planner.table_names().into_iter().filter(|name| !self.view_sources.contains_key(name)).filter_map(|name| {
             let def = self.planner.table(&name)?;
@@ -627,7 +618,7 @@ pub fn batch_context() -> datafusion::prelude::SessionContext {
 
 /// A `SELECT` that reads no table (`SELECT 1`, `SELECT UPPER('a')`, `VALUES (1), (2)`)
 /// has nothing to stream: it is answered at once, as a batch query.
-async fn answer_without_tables(query: &Query, location: Location) -> Result<RecordBatch, EddyError> {
+pub async fn answer_without_tables(query: &Query, location: Location) -> Result<RecordBatch, EddyError> {
     let plan_error = |e: datafusion::error::DataFusionError| {
         EddyError::Sql(eddy_sql::functions::refuse_unsupported(eddy_sql::SqlError::plan(location, e.strip_backtrace())))
     };

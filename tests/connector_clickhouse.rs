@@ -17,7 +17,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use eddy_connectors::create_sink;
 use eddy_connectors::testing::{clickhouse_query, replay_after_a_final_commit, unique_name, CLICKHOUSE};
-use eddy_engine::Sink;
+use eddy_engine::{ChangeBatch, Sink};
 use eddy_sql::{parse_script, Statement, TableDef};
 
 /// Runs `sql` on the server at `url` and returns the answer; panics with the
@@ -134,7 +134,7 @@ async fn every_type_round_trips_into_a_created_table() {
         ],
     );
     let mut sink = open_sink(&def);
-    sink.write(rows).await.unwrap();
+    sink.write(ChangeBatch::inserts(rows)).await.unwrap();
     sink.commit().await.unwrap();
 
     let types = query(&url, &format!("SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'all_types' FORMAT TabSeparated")).await;
@@ -213,7 +213,7 @@ async fn values_are_encoded_to_the_types_an_existing_table_has() {
             Arc::new(Decimal128Array::from(vec![1234, -5]).with_precision_and_scale(10, 2).unwrap()),
         ],
     );
-    sink.write(rows).await.unwrap();
+    sink.write(ChangeBatch::inserts(rows)).await.unwrap();
     sink.commit().await.unwrap();
     let rows = query(
         &url,
@@ -239,7 +239,7 @@ async fn values_are_encoded_to_the_types_an_existing_table_has() {
             Arc::new(Decimal128Array::from(vec![0, 0]).with_precision_and_scale(10, 2).unwrap()),
         ],
     );
-    let e = sink.write(nulls).await.unwrap_err().to_string();
+    let e = sink.write(ChangeBatch::inserts(nulls)).await.unwrap_err().to_string();
     assert_eq!(
         e,
         format!(
@@ -260,13 +260,13 @@ async fn rows_are_inserted_in_batches_of_batch_rows_and_after_the_flush_interval
     let mut sink = open_sink(&def);
     // 20 rows in batches of 3: two full INSERTs of 7, 6 rows left in the buffer.
     for start in (0..20).step_by(3) {
-        sink.write(ids(&def, start..(start + 3).min(20))).await.unwrap();
+        sink.write(ChangeBatch::inserts(ids(&def, start..(start + 3).min(20)))).await.unwrap();
     }
     assert_eq!(count_sum_unique(&url, &db, "ids").await, "14\t91\t14\n");
     sink.commit().await.unwrap();
     assert_eq!(count_sum_unique(&url, &db, "ids").await, "20\t190\t20\n");
     // One batch larger than 'sink.batch-rows' is split: 142 INSERTs of 7, 6 rows kept.
-    sink.write(ids(&def, 20..1020)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 20..1020))).await.unwrap();
     assert_eq!(count_sum_unique(&url, &db, "ids").await, "1014\t513591\t1014\n");
     sink.commit().await.unwrap();
     assert_eq!(count_sum_unique(&url, &db, "ids").await, "1020\t519690\t1020\n");
@@ -277,10 +277,10 @@ async fn rows_are_inserted_in_batches_of_batch_rows_and_after_the_flush_interval
     // With a short flush interval, a write after it has passed inserts the buffer.
     let def = sink_table("id BIGINT", &url, &db, "ids", ", 'sink.flush-interval' = '300ms'");
     let mut sink = open_sink(&def);
-    sink.write(ids(&def, 2000..2005)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 2000..2005))).await.unwrap();
     assert_eq!(query(&url, &format!("SELECT count() FROM {db}.ids WHERE id >= 2000")).await, "0\n");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    sink.write(ids(&def, 2005..2006)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 2005..2006))).await.unwrap();
     assert_eq!(query(&url, &format!("SELECT count() FROM {db}.ids WHERE id >= 2000")).await, "6\n");
     drop_database(&url, &db).await;
 }
@@ -300,12 +300,12 @@ async fn replacing_merge_tree_keeps_the_newest_version_of_each_key() {
         batch(&def, vec![Arc::new(Int64Array::from(id)), Arc::new(StringArray::from(name)), Arc::new(Int64Array::from(version))])
     };
     let mut sink = open_sink(&def);
-    sink.write(rows(vec![1, 2], vec!["one", "two"], vec![1, 1])).await.unwrap();
+    sink.write(ChangeBatch::inserts(rows(vec![1, 2], vec!["one", "two"], vec![1, 1]))).await.unwrap();
     sink.commit().await.unwrap();
-    sink.write(rows(vec![1], vec!["uno"], vec![2])).await.unwrap();
+    sink.write(ChangeBatch::inserts(rows(vec![1], vec!["uno"], vec![2]))).await.unwrap();
     sink.commit().await.unwrap();
     // An older version inserted later loses too.
-    sink.write(rows(vec![2], vec!["stale"], vec![0])).await.unwrap();
+    sink.write(ChangeBatch::inserts(rows(vec![2], vec!["stale"], vec![0]))).await.unwrap();
     sink.commit().await.unwrap();
     let latest = query(&url, &format!("SELECT id, name, version FROM {db}.latest FINAL ORDER BY id FORMAT TabSeparated")).await;
     assert_eq!(latest, "1\tuno\t2\n2\ttwo\t1\n");
@@ -325,7 +325,7 @@ async fn configuration_mistakes_fail_at_once_with_clear_messages() {
     let first_error = |def: TableDef| async move {
         let started = Instant::now();
         let mut sink = open_sink(&def);
-        let e = sink.write(ids(&def, 0..1)).await.unwrap_err().to_string();
+        let e = sink.write(ChangeBatch::inserts(ids(&def, 0..1))).await.unwrap_err().to_string();
         // Nothing here is retried (that would take about 40 s).
         assert!(started.elapsed() < Duration::from_secs(5), "{e} took {:?}", started.elapsed());
         e
@@ -337,8 +337,11 @@ async fn configuration_mistakes_fail_at_once_with_clear_messages() {
     );
     query(&url, &format!("CREATE TABLE {db}.two (id Int64, other String) ENGINE = MergeTree ORDER BY id")).await;
     let def = sink_table("id BIGINT, name STRING", &url, &db, "two", "");
-    let e =
-        open_sink(&def).write(batch(&def, vec![Arc::new(Int64Array::from(vec![1])), Arc::new(StringArray::from(vec!["a"]))])).await.unwrap_err().to_string();
+    let e = open_sink(&def)
+        .write(ChangeBatch::inserts(batch(&def, vec![Arc::new(Int64Array::from(vec![1])), Arc::new(StringArray::from(vec!["a"]))])))
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         format!("cannot write to ClickHouse table `{db}`.`two` at {url}: column 'name' does not exist in the ClickHouse table, which has: id, other")
@@ -360,10 +363,10 @@ async fn configuration_mistakes_fail_at_once_with_clear_messages() {
     query(&url, &format!("CREATE TABLE {db}.dropped (id Int64) ENGINE = MergeTree ORDER BY id")).await;
     let def = sink_table("id BIGINT", &url, &db, "dropped", "");
     let mut sink = open_sink(&def);
-    sink.write(ids(&def, 0..1)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 0..1))).await.unwrap();
     sink.commit().await.unwrap();
     query(&url, &format!("DROP TABLE {db}.dropped")).await;
-    sink.write(ids(&def, 1..2)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 1..2))).await.unwrap();
     let started = Instant::now();
     let e = sink.commit().await.unwrap_err().to_string();
     assert!(started.elapsed() < Duration::from_secs(5), "{e} took {:?}", started.elapsed());
@@ -384,7 +387,7 @@ async fn an_outage_is_retried_and_every_row_arrives_once() {
     query(&url, &format!("CREATE DATABASE {db}")).await;
     let def = sink_table("id BIGINT", &url, &db, "ids", ", 'sink.create-table' = 'true'");
     let mut sink = open_sink(&def);
-    sink.write(ids(&def, 0..500)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 0..500))).await.unwrap();
     sink.commit().await.unwrap();
 
     {
@@ -399,12 +402,12 @@ async fn an_outage_is_retried_and_every_row_arrives_once() {
         })
     };
     let started = Instant::now();
-    sink.write(ids(&def, 500..1000)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 500..1000))).await.unwrap();
     sink.commit().await.unwrap();
     // The commit waited for the server to come back.
     assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
     assert_eq!(restart.await.unwrap(), url);
-    sink.write(ids(&def, 1000..1500)).await.unwrap();
+    sink.write(ChangeBatch::inserts(ids(&def, 1000..1500))).await.unwrap();
     sink.commit().await.unwrap();
     assert_eq!(count_sum_unique(&url, &db, "ids").await, "1500\t1124250\t1500\n");
 
@@ -426,11 +429,11 @@ async fn exactly_once_inserts_each_checkpoint_once_across_crashes() {
     };
 
     let mut first = open_sink(&def);
-    first.write(rows(&[1, 2])).await.unwrap();
+    first.write(ChangeBatch::inserts(rows(&[1, 2]))).await.unwrap();
     let saved_1 = first.prepare(1).await.unwrap();
     first.commit_checkpoint(1).await.unwrap();
     assert_eq!(committed().await, vec![1, 2]);
-    first.write(rows(&[3])).await.unwrap();
+    first.write(ChangeBatch::inserts(rows(&[3]))).await.unwrap();
     let saved_2 = first.prepare(2).await.unwrap();
     assert_eq!(committed().await, vec![1, 2], "held until checkpoint 2 is saved");
     drop(first);
@@ -445,10 +448,10 @@ async fn exactly_once_inserts_each_checkpoint_once_across_crashes() {
     assert_eq!(committed().await, vec![1, 2, 3]);
     // A fresh run (checkpoint ids from 1 again) is its own.
     let mut fresh = open_sink(&def);
-    fresh.write(rows(&[4])).await.unwrap();
+    fresh.write(ChangeBatch::inserts(rows(&[4]))).await.unwrap();
     fresh.prepare(1).await.unwrap();
     fresh.commit_checkpoint(1).await.unwrap();
-    fresh.write(rows(&[5])).await.unwrap();
+    fresh.write(ChangeBatch::inserts(rows(&[5]))).await.unwrap();
     fresh.commit().await.unwrap();
     assert_eq!(committed().await, vec![1, 2, 3, 4, 5]);
     let tags = query(&url, &format!("SELECT uniqExact(_eddy_epoch) FROM {db}.counts")).await;
@@ -463,7 +466,7 @@ async fn exactly_once_inserts_each_checkpoint_once_across_crashes() {
     query(&url, &format!("CREATE TABLE {db}.plain (n Int64) ENGINE = MergeTree ORDER BY n")).await;
     let plain = sink_table("n BIGINT", &url, &db, "plain", ", 'sink.delivery-guarantee' = 'exactly-once'");
     let mut sink = open_sink(&plain);
-    sink.write(batch(&plain, vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef])).await.unwrap();
+    sink.write(ChangeBatch::inserts(batch(&plain, vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef]))).await.unwrap();
     let error = sink.commit().await.unwrap_err().to_string();
     assert!(error.contains("exactly-once needs a String column '_eddy_epoch'") && error.contains("ADD COLUMN"), "{error}");
     drop_database(&url, &db).await;

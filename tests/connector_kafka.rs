@@ -11,7 +11,7 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, start_broker, stop_broker, unique_topic, TestRecord};
 use eddy_connectors::testing::replay_after_a_final_commit;
 use eddy_connectors::{create_sink, create_source, source_schema};
-use eddy_engine::{MalformedRecord, Source, SourcePosition, SourceReader};
+use eddy_engine::{ChangeBatch, MalformedRecord, Source, SourcePosition, SourceReader};
 use eddy_sql::{parse_script, Statement, TableDef};
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ async fn read_to_end(readers: Vec<Box<dyn SourceReader>>) -> (Vec<RecordBatch>, 
     let mut bad = Vec::new();
     for mut r in readers {
         while let Some(b) = r.next_batch().await.unwrap() {
-            rows.push(b.rows);
+            rows.push(b.rows.into_rows());
             bad.extend(b.malformed);
         }
     }
@@ -45,7 +45,7 @@ async fn write_users(def: &TableDef, ids: Vec<i64>, names: Vec<Option<&str>>, ts
     let mut sink = create_sink(def, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
     let columns: Vec<datafusion::arrow::array::ArrayRef> =
         vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names)), Arc::new(TimestampMillisecondArray::from(ts))];
-    sink.write(RecordBatch::try_new(schema, columns).unwrap()).await.unwrap();
+    sink.write(ChangeBatch::inserts(RecordBatch::try_new(schema, columns).unwrap())).await.unwrap();
     sink.commit().await.unwrap();
 }
 
@@ -175,7 +175,7 @@ async fn a_reader_resumes_from_its_position_without_loss_or_duplicates() {
     let mut reader = source.open(1).unwrap().pop().unwrap();
     let mut first = Vec::new();
     while first.iter().map(RecordBatch::num_rows).sum::<usize>() < 40 {
-        first.push(reader.next_batch().await.unwrap().unwrap().rows);
+        first.push(reader.next_batch().await.unwrap().unwrap().rows.into_rows());
     }
     let position = reader.position().unwrap();
     let read_so_far = ids(&first);
@@ -235,7 +235,7 @@ async fn a_broker_outage_is_reported_and_reading_resumes_without_loss() {
     let mut reader = open(&def).open(1).unwrap().pop().unwrap();
     let mut seen = Vec::new();
     while seen.len() < 10 {
-        seen.extend(ids(&[reader.next_batch().await.unwrap().unwrap().rows]));
+        seen.extend(ids(&[reader.next_batch().await.unwrap().unwrap().rows.into_rows()]));
     }
     stop_broker(&run);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -248,7 +248,7 @@ async fn a_broker_outage_is_reported_and_reading_resumes_without_loss() {
     produce(&bootstrap, &topic, &batch(10)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < 20 && Instant::now() < deadline {
-        seen.extend(ids(&[reader.next_batch().await.unwrap().unwrap().rows]));
+        seen.extend(ids(&[reader.next_batch().await.unwrap().unwrap().rows.into_rows()]));
     }
     seen.sort();
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
@@ -279,7 +279,7 @@ async fn sink_writes_keys_values_and_timestamps() {
         ],
     )
     .unwrap();
-    sink.write(batch).await.unwrap();
+    sink.write(ChangeBatch::inserts(batch)).await.unwrap();
     sink.commit().await.unwrap();
     let records = read_all(&bootstrap, &topic);
     assert_eq!(records.len(), 30);
@@ -310,7 +310,7 @@ async fn sink_round_robin_spreads_rows_and_raw_values_pass_through() {
     let schema = def.sink_schema();
     let mut sink = create_sink(&def, Arc::clone(&schema)).unwrap();
     let lines: Vec<String> = (0..9).map(|i| format!("line {i}, with \"quotes\"")).collect();
-    sink.write(RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(lines.clone()))]).unwrap()).await.unwrap();
+    sink.write(ChangeBatch::inserts(RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(lines.clone()))]).unwrap())).await.unwrap();
     sink.commit().await.unwrap();
     let records = read_all(&bootstrap, &topic);
     let mut values: Vec<String> = records.iter().map(|r| r.value.clone().unwrap()).collect();
@@ -354,7 +354,7 @@ async fn group_offsets_resume_where_the_group_stopped() {
     let mut reader = open(&def).open(1).unwrap().pop().unwrap();
     let mut first = Vec::new();
     while first.iter().map(RecordBatch::num_rows).sum::<usize>() < 30 {
-        first.push(reader.next_batch().await.unwrap().unwrap().rows);
+        first.push(reader.next_batch().await.unwrap().unwrap().rows.into_rows());
     }
     let first = ids(&first);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -568,12 +568,12 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     let new_sink = || create_sink(&def, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
 
     let mut first = new_sink();
-    first.write(rows(&[1, 2])).await.unwrap();
+    first.write(ChangeBatch::inserts(rows(&[1, 2]))).await.unwrap();
     let saved_1 = first.prepare(1).await.unwrap();
     assert!(committed().is_empty(), "held until checkpoint 1 is saved");
     first.commit_checkpoint(1).await.unwrap();
     assert_eq!(committed(), vec![1, 2]);
-    first.write(rows(&[3])).await.unwrap();
+    first.write(ChangeBatch::inserts(rows(&[3]))).await.unwrap();
     let saved_2 = first.prepare(2).await.unwrap();
     drop(first);
     // A zombie with the same transactional id left a transaction open: the next
@@ -595,16 +595,16 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     third.recover(&saved_1).await.unwrap();
     assert_eq!(committed(), vec![1, 2, 3]);
     // The run goes on; then a fresh run (checkpoint ids from 1 again) is not taken for a replay.
-    third.write(rows(&[4])).await.unwrap();
+    third.write(ChangeBatch::inserts(rows(&[4]))).await.unwrap();
     third.prepare(3).await.unwrap();
     third.commit_checkpoint(3).await.unwrap();
     drop(third);
     let mut fresh = new_sink();
-    fresh.write(rows(&[5])).await.unwrap();
+    fresh.write(ChangeBatch::inserts(rows(&[5]))).await.unwrap();
     fresh.prepare(1).await.unwrap();
     fresh.commit_checkpoint(1).await.unwrap();
     // Without checkpoints, a commit writes what is held in one transaction.
-    fresh.write(rows(&[6])).await.unwrap();
+    fresh.write(ChangeBatch::inserts(rows(&[6]))).await.unwrap();
     fresh.commit().await.unwrap();
     assert_eq!(committed(), vec![1, 2, 3, 4, 5, 6]);
     drop(fresh);

@@ -130,19 +130,19 @@ async fn a_source_sets_rows_behind_its_watermark_aside_as_late() {
     source
         .push(
             " I I    TS
-            + 1 1  1000
-            + 2 1 12000
-            + 3 1  9500
-            + 4 1     .
-            + 5 1 10500",
+            +I 1 1  1000
+            +I 2 1 12000
+            +I 3 1  9500
+            +I 4 1     .
+            +I 5 1 10500",
         )
         .expect(
-            "+ 1 1  1000
-             + 2 1 12000
-             + 5 1 10500
+            "+I 1 1  1000
+             +I 2 1 12000
+             +I 5 1 10500
              watermark 11000
-             late: + 3 1 9500
-             late: + 4 1 .",
+             late: +I 3 1 9500
+             late: +I 4 1 .",
         );
 }
 
@@ -153,15 +153,15 @@ async fn a_filter_keeps_the_rows_that_pass_and_forwards_the_watermark() {
     filter
         .push(
             " I  I
-            + 1 10
-            + 1 11
-            + 3 50
-            + 2  .
-            + 2 99",
+            +I 1 10
+            +I 1 11
+            +I 3 50
+            +I 2  .
+            +I 2 99",
         )
         .expect(
-            "+ 1 11
-             + 2 99",
+            "+I 1 11
+             +I 2 99",
         )
         .watermark(4000)
         .expect("watermark 4000");
@@ -173,13 +173,15 @@ async fn a_filter_over_a_changelog_filters_retractions_alike() {
     filter
         .push(
             " I  I
-            + 1 20
-            - 1  5
-            - 1 20",
+            +I 1 20
+            -U 1  5
+            +U 1 12
+            -D 1 20",
         )
         .expect(
-            "+ 1 20
-             - 1 20",
+            "+I 1 20
+             +U 1 12
+             -D 1 20",
         );
 }
 
@@ -189,14 +191,14 @@ async fn a_projection_computes_each_output_column_per_row() {
     project
         .push(
             " I  I  TS
-            + 1 10 1000
-            + 2  . 2000
-            - 1 10 1000",
+            +I 1 10 1000
+            +I 2  . 2000
+            -D 1 10 1000",
         )
         .expect(
-            "+ 20 1 9
-             + .  2 .
-             - 20 1 9",
+            "+I 20 1 9
+             +I .  2 .
+             -D 20 1 9",
         )
         .barrier(1)
         .expect("");
@@ -209,16 +211,16 @@ async fn a_tumble_without_an_aggregate_gives_each_row_its_window() {
     assign
         .push(
             " I  I     TS
-            + 1 10      0
-            + 2 20   9999
-            + 3 30  10000
-            + 4 40  -1",
+            +I 1 10      0
+            +I 2 20   9999
+            +I 3 30  10000
+            +I 4 40  -1",
         )
         .expect(
-            "+ 1 10     0      0 10000  9999
-             + 2 20  9999      0 10000  9999
-             + 3 30 10000  10000 20000 19999
-             + 4 40    -1 -10000     0    -1",
+            "+I 1 10     0      0 10000  9999
+             +I 2 20  9999      0 10000  9999
+             +I 3 30 10000  10000 20000 19999
+             +I 4 40    -1 -10000     0    -1",
         );
 }
 
@@ -230,11 +232,11 @@ async fn a_hop_without_an_aggregate_repeats_a_row_in_each_of_its_windows() {
     assign
         .push(
             " I  I    TS
-            + 1 10 7000",
+            +I 1 10 7000",
         )
         .expect(
-            "+ 1 10 7000    0 10000  9999
-             + 1 10 7000 5000 15000 14999",
+            "+I 1 10 7000    0 10000  9999
+             +I 1 10 7000 5000 15000 14999",
         );
 }
 
@@ -248,9 +250,9 @@ async fn a_hop_under_an_aggregate_gives_each_row_its_one_slice() {
     assign
         .push(
             " I  I    TS
-            + 1 10 7000",
+            +I 1 10 7000",
         )
-        .expect("+ 1 10 7000 5000 10000 9999");
+        .expect("+I 1 10 7000 5000 10000 9999");
 }
 
 #[tokio::test]
@@ -261,10 +263,10 @@ async fn a_tumble_aggregate_emits_each_window_once_when_the_watermark_passes_its
     // The aggregate's input: the rows' keys and values with their window (slice) bounds.
     agg.push(
         " I  I  TS     TS
-        + 1 10   0  10000
-        + 2 20   0  10000
-        + 1 30   0  10000
-        + 1  5 10000 20000",
+        +I 1 10   0  10000
+        +I 2 20   0  10000
+        +I 1 30   0  10000
+        +I 1  5 10000 20000",
     )
     .expect("")
     .watermark(9999)
@@ -272,19 +274,19 @@ async fn a_tumble_aggregate_emits_each_window_once_when_the_watermark_passes_its
     // Window [0, 10 s) ends at 10 s: emitted, then the watermark goes on.
     .watermark(10000)
     .expect(
-        "+ 0 10000 1 2 40 30
-         + 0 10000 2 1 20 20
+        "+I 0 10000 1 2 40 30
+         +I 0 10000 2 1 20 20
          watermark 10000",
     )
     // The open window survives a restart from a snapshot.
     .restart_as(aggregate_operator(&node))
     .push(
         " I  I  TS     TS
-        + 1  7 10000 20000",
+        +I 1  7 10000 20000",
     )
     .watermark(i64::MAX)
     .expect(
-        "+ 10000 20000 1 2 12 7
+        "+I 10000 20000 1 2 12 7
          watermark +inf",
     );
 }
@@ -297,19 +299,19 @@ async fn a_hop_aggregate_combines_slices_into_overlapping_windows() {
     // Slices [0, 5 s) and [5 s, 10 s); windows [-5 s, 5 s), [0, 10 s), [5 s, 15 s).
     agg.push(
         " I   TS    TS
-        + 1     0  5000
-        + 2  5000 10000
-        + 4  5000 10000",
+        +I 1     0  5000
+        +I 2  5000 10000
+        +I 4  5000 10000",
     )
     .watermark(5000)
     .expect(
-        "+ -5000 5000 1 1
+        "+I -5000 5000 1 1
          watermark 5000",
     )
     .watermark(15000)
     .expect(
-        "+ 0 10000 3 7
-         + 5000 15000 2 6
+        "+I 0 10000 3 7
+         +I 5000 15000 2 6
          watermark 15000",
     );
 }
@@ -322,27 +324,27 @@ async fn a_session_aggregate_merges_rows_closer_than_the_gap_and_emits_when_the_
     // Each row comes as its own interval [ts, ts + gap).
     agg.push(
         " I  I   TS    TS
-        + 1 10    0  5000
-        + 1 20 3000  8000
-        + 2  1 1000  6000",
+        +I 1 10    0  5000
+        +I 1 20 3000  8000
+        +I 2  1 1000  6000",
     )
     // Key 2's session [1 s, 6 s) has ended; key 1's [0, 8 s) has not.
     .watermark(7000)
     .expect(
-        "+ 1000 6000 2 1 1
+        "+I 1000 6000 2 1 1
          watermark 7000",
     )
     .restart_as(aggregate_operator(&node))
     // A row at 7.5 s extends key 1's session to 12.5 s.
     .push(
         " I  I   TS     TS
-        + 1 30 7500  12500",
+        +I 1 30 7500  12500",
     )
     .watermark(9000)
     .expect("watermark 9000")
     .watermark(20000)
     .expect(
-        "+ 0 12500 1 3 60
+        "+I 0 12500 1 3 60
          watermark 20000",
     );
 }
@@ -353,31 +355,31 @@ async fn an_updating_aggregate_emits_the_groups_that_changed_at_each_barrier() {
     assert_eq!(node.kind, AggregateKind::Updating { output: UpdateOutput::Upserts }, "no window over an unbounded input updates");
     agg.push(
         " I  I
-        + 1 10
-        + 2 20
-        + 1 30",
+        +I 1 10
+        +I 2 20
+        +I 1 30",
     )
     .watermark(60000)
     .expect("watermark 60000")
     .barrier(1)
     .expect(
-        "+ 1 2 30
-         + 2 1 20",
+        "+I 1 2 30
+         +I 2 1 20",
     )
     // Only key 2 changes before the next barrier: only its new row is emitted.
     .push(
         " I  I
-        + 2 5",
+        +I 2 5",
     )
     .barrier(2)
-    .expect("+ 2 2 20")
+    .expect("+I 2 2 20")
     .restart_as(aggregate_operator(&node))
     .push(
         " I  I
-        + 1 40",
+        +I 1 40",
     )
     .barrier(3)
-    .expect("+ 1 3 40");
+    .expect("+I 1 3 40");
 }
 
 #[tokio::test]
@@ -385,20 +387,20 @@ async fn an_updating_aggregate_also_emits_at_a_refresh_and_then_only_what_change
     let (mut agg, _) = aggregate(Input::Unbounded, "SELECT k, SUM(v) AS total FROM t GROUP BY k").await;
     agg.push(
         " I  I
-        + 1 10
-        + 2 20",
+        +I 1 10
+        +I 2 20",
     )
     .refresh()
     .expect(
-        "+ 1 10
-         + 2 20",
+        "+I 1 10
+         +I 2 20",
     )
     .push(
         " I  I
-        + 1  5",
+        +I 1  5",
     )
     .barrier(1)
-    .expect("+ 1 15")
+    .expect("+I 1 15")
     .barrier(2)
     .expect("");
 }
@@ -409,31 +411,31 @@ async fn a_retracting_aggregate_takes_back_its_old_row_before_the_new_one() {
     assert_eq!(node.kind, AggregateKind::Retracting, "an aggregate over a changelog retracts");
     agg.push(
         " I  I
-        + 1 10
-        + 1 30
-        + 2 20",
+        +I 1 10
+        +I 1 30
+        +I 2 20",
     )
     .barrier(1)
     .expect(
-        "+ 1 2 30
-         + 2 1 20",
+        "+I 1 2 30
+         +I 2 1 20",
     )
     // The row with the maximum is taken back: MAX falls back to the next one.
     .push(
         " I  I
-        - 1 30",
+        -D 1 30",
     )
     .barrier(2)
     .expect(
-        "- 1 2 30
-         + 1 1 10",
+        "-U 1 2 30
+         +U 1 1 10",
     )
     .restart_as(aggregate_operator(&node))
     // The last row of key 2 is taken back: the group's row is deleted.
     .push(
         " I  I
-        - 2 20",
+        -D 2 20",
     )
     .barrier(3)
-    .expect("- 2 1 20");
+    .expect("-D 2 1 20");
 }

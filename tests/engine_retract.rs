@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use eddy_engine::operator::{Emitter, Operator};
 use eddy_engine::operators::retract_aggregate::RetractAggregateOperator;
 use eddy_engine::state::OperatorState;
-use eddy_engine::{CheckpointId, Message};
+use eddy_engine::{ChangeBatch, CheckpointId, Message, RowKind};
 use eddy_sql::{Location, Planner, StreamNode, TableDef, WindowAggregateNode};
 
 const QUERY: &str = "SELECT k, COUNT(*) AS n, MAX(v) AS top, MIN(v) AS low, COUNT(DISTINCT v) AS d, SUM(v) FILTER (WHERE v > 1) AS s FROM t GROUP BY k";
@@ -50,12 +50,12 @@ impl Harness {
 
     fn add(&mut self, t: &[(i64, i64, i64)], out: &mut Emitter) {
         let batch = input(self, t);
-        self.0.on_batch(batch, out).unwrap();
+        self.0.on_rows(ChangeBatch::inserts(batch), out).unwrap();
     }
 
     fn retract(&mut self, t: &[(i64, i64, i64)], out: &mut Emitter) {
         let batch = input(self, t);
-        self.0.on_retract(batch, out).unwrap();
+        self.0.on_rows(ChangeBatch::all(RowKind::Delete, batch), out).unwrap();
     }
 }
 
@@ -92,8 +92,12 @@ fn changes(messages: Vec<Message>) -> Vec<String> {
     let mut out = Vec::new();
     for message in messages {
         match message {
-            Message::Batch(b) => out.extend(text(&b).into_iter().map(|r| format!("+{r}"))),
-            Message::Retract(b) => out.extend(text(&b).into_iter().map(|r| format!("-{r}"))),
+            Message::Rows(changes) => {
+                for (kind, rows) in changes.runs() {
+                    let sign = if kind.is_retraction() { "-" } else { "+" };
+                    out.extend(text(&rows).into_iter().map(|r| format!("{sign}{r}")));
+                }
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

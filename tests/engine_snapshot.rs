@@ -16,7 +16,7 @@ use eddy_engine::operators::source_prep::SourcePrepOperator;
 use eddy_engine::operators::window_aggregate::WindowAggregateOperator;
 use eddy_engine::operators::window_assign::WindowAssignOperator;
 use eddy_engine::state::OperatorState;
-use eddy_engine::{EventTime, Message, PipelineMetrics};
+use eddy_engine::{ChangeBatch, EventTime, Message, PipelineMetrics};
 use eddy_sql::{ColumnDef, Location, Planner, StreamNode, TableDef, WatermarkDef, WindowAggregateNode};
 
 fn table() -> TableDef {
@@ -60,7 +60,7 @@ fn split(node: &StreamNode, metrics: &Arc<PipelineMetrics>, below: &mut Vec<Box<
             }
             found
         }
-        StreamNode::Union { .. } => None,
+        StreamNode::Union { .. } | StreamNode::Join(_) => None,
     }
 }
 
@@ -71,7 +71,7 @@ fn push(operators: &mut [Box<dyn Operator>], message: Message) -> Vec<Message> {
         for m in current {
             let mut out = Emitter::default();
             match m {
-                Message::Batch(b) => operator.on_batch(b, &mut out).expect("batch"),
+                Message::Rows(changes) => operator.on_rows(changes, &mut out).expect("batch"),
                 Message::Watermark(w) => operator.on_watermark(w, &mut out).expect("watermark"),
                 other => out.messages.push(other),
             }
@@ -85,7 +85,9 @@ fn push(operators: &mut [Box<dyn Operator>], message: Message) -> Vec<Message> {
 fn rows(messages: &[Message]) -> Vec<String> {
     let mut rows = Vec::new();
     for m in messages {
-        if let Message::Batch(b) = m {
+        if let Message::Rows(changes) = m {
+            assert!(changes.is_inserts_only(), "a window aggregate only inserts");
+            let b = changes.rows();
             let formatters: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).expect("fmt")).collect();
             for i in 0..b.num_rows() {
                 rows.push(formatters.iter().map(|f| f.value(i).to_string()).collect::<Vec<_>>().join(" "));
@@ -139,7 +141,7 @@ async fn check(window_sql: &str) {
     below.push(new_aggregate(&node));
     let mut expected = Vec::new();
     for b in &batches {
-        expected.extend(push(&mut below, Message::Batch(b.clone())));
+        expected.extend(push(&mut below, Message::Rows(ChangeBatch::inserts(b.clone()))));
     }
     expected.extend(push(&mut below, Message::Watermark(EventTime::MAX)));
 
@@ -149,7 +151,7 @@ async fn check(window_sql: &str) {
     below.push(new_aggregate(&node));
     let mut actual = Vec::new();
     for b in &batches[..6] {
-        actual.extend(push(&mut below, Message::Batch(b.clone())));
+        actual.extend(push(&mut below, Message::Rows(ChangeBatch::inserts(b.clone()))));
     }
     let last = below.len() - 1;
     let bytes = below[last].snapshot().expect("snapshot").expect("stateful").to_bytes().expect("encode");
@@ -157,7 +159,7 @@ async fn check(window_sql: &str) {
     restored.restore(OperatorState::from_bytes(&bytes).expect("decode")).expect("restore");
     below[last] = restored;
     for b in &batches[6..] {
-        actual.extend(push(&mut below, Message::Batch(b.clone())));
+        actual.extend(push(&mut below, Message::Rows(ChangeBatch::inserts(b.clone()))));
     }
     actual.extend(push(&mut below, Message::Watermark(EventTime::MAX)));
 

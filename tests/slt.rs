@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use eddy::session::Outcome;
+use eddy::session::answer_without_tables;
 use eddy::{EddyError, Session};
 use eddy_engine::runtime::CollectSink;
 use eddy_engine::PipelineMetrics;
@@ -73,11 +73,11 @@ impl sqllogictest::AsyncDB for EddyDb {
         // A SELECT that reads no table (`SELECT DATE_FORMAT(...)`) is answered at
         // once, as the client shows it; its rows are the answer.
         if let [parsed] = eddy_sql::parse_script(sql)?.as_slice() {
-            if matches!(&parsed.statement, Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty()) {
-                let Outcome::Rows(batch) = self.session.answer(parsed).await.map_err(|e| e.pointing_into(parsed))? else {
-                    return Ok(DBOutput::StatementComplete(0));
-                };
-                return rows(&batch.schema(), &[batch]);
+            if let Statement::Select { query } = &parsed.statement {
+                if eddy_sql::referenced_tables(query).is_empty() {
+                    let batch = answer_without_tables(query, parsed.location).await.map_err(|e| e.pointing_into(parsed))?;
+                    return rows(&batch.schema(), &[batch]);
+                }
             }
         }
         let pipelines = self.session.execute_script(sql).await?;

@@ -3,9 +3,8 @@
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, Resume, Roles, Sink, SinkChanges};
+use eddy_engine::{BoxError, Capabilities, ChangeBatch, Connector, ConnectorInfo, MetadataColumns, Resume, Roles, Sink, SinkChanges};
 
 /// `'connector' = 'blackhole'`: drops every change, so it takes any changelog.
 #[derive(Debug, Clone, Copy)]
@@ -33,11 +32,7 @@ pub struct BlackholeSink;
 
 #[async_trait]
 impl Sink for BlackholeSink {
-    async fn write(&mut self, _batch: RecordBatch) -> Result<(), BoxError> {
-        Ok(())
-    }
-
-    async fn retract(&mut self, _batch: RecordBatch) -> Result<(), BoxError> {
+    async fn write(&mut self, _changes: ChangeBatch) -> Result<(), BoxError> {
         Ok(())
     }
 

@@ -16,25 +16,16 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::state::OperatorState;
-use eddy_engine::BoxError;
-
-/// One write a sink was given: rows, or rows it is asked to retract.
-#[derive(Debug, Clone)]
-pub struct HeldWrite {
-    /// The rows, in the sink table's schema.
-    pub rows: RecordBatch,
-    /// True for a retraction (a changelog's `-U`/`-D`).
-    pub retract: bool,
-}
+use eddy_engine::{BoxError, ChangeBatch, RowKind};
 
 /// The writes of one checkpoint, in the order the sink was given them.
-pub type Epoch = (u64, Vec<HeldWrite>);
+pub type Epoch = (u64, Vec<ChangeBatch>);
 
 /// The held and prepared writes of one exactly-once sink, and the name of its run.
 pub struct HeldEpochs {
     schema: SchemaRef,
     /// Writes since the last barrier.
-    held: Vec<HeldWrite>,
+    held: Vec<ChangeBatch>,
     /// Writes of barriers whose checkpoint is not saved yet, oldest first.
     prepared: Vec<Epoch>,
     run: String,
@@ -66,9 +57,9 @@ impl HeldEpochs {
     }
 
     /// Keeps a write until its checkpoint is saved.
-    pub fn hold(&mut self, rows: RecordBatch, retract: bool) {
-        if rows.num_rows() > 0 && !self.replayed {
-            self.held.push(HeldWrite { rows, retract });
+    pub fn hold(&mut self, changes: ChangeBatch) {
+        if changes.num_rows() > 0 && !self.replayed {
+            self.held.push(changes);
         }
     }
 
@@ -81,9 +72,9 @@ impl HeldEpochs {
         let run = RecordBatch::try_from_iter([("run", Arc::new(StringArray::from(vec![self.run.clone()])) as ArrayRef)])?;
         let mut parts = vec![("run".to_string(), run)];
         for (epoch, writes) in &self.prepared {
-            parts.extend(writes.iter().map(|w| (part_name(*epoch, w.retract), w.rows.clone())));
+            parts.extend(writes.iter().flat_map(|w| w.runs()).map(|(kind, rows)| (part_name(*epoch, kind), rows)));
             // An epoch without rows is still an epoch: its marker moves too.
-            parts.push((part_name(*epoch, false), RecordBatch::new_empty(Arc::clone(&self.schema))));
+            parts.push((part_name(*epoch, RowKind::Insert), RecordBatch::new_empty(Arc::clone(&self.schema))));
         }
         Ok(OperatorState { parts }.to_bytes()?)
     }
@@ -101,7 +92,7 @@ impl HeldEpochs {
     /// At a commit (the end of a bounded pipeline, or a barrier without
     /// checkpoints): everything prepared, then the writes since the last barrier,
     /// as epoch [`FINAL`] when the pipeline keeps checkpoints, else unmarked.
-    pub fn drain_all(&mut self) -> (Vec<Epoch>, Vec<HeldWrite>) {
+    pub fn drain_all(&mut self) -> (Vec<Epoch>, Vec<ChangeBatch>) {
         let mut prepared = std::mem::take(&mut self.prepared);
         let held = std::mem::take(&mut self.held);
         if self.replayed {
@@ -124,7 +115,7 @@ impl HeldEpochs {
     /// Reads what [`HeldEpochs::prepare`] saved, taking over the saved run's name,
     /// and returns its epochs, to be written unless their marker says they were.
     pub fn restore(&mut self, prepared: &[u8]) -> Result<Vec<Epoch>, BoxError> {
-        let mut epochs: BTreeMap<u64, Vec<HeldWrite>> = BTreeMap::new();
+        let mut epochs: BTreeMap<u64, Vec<ChangeBatch>> = BTreeMap::new();
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
@@ -136,28 +127,33 @@ impl HeldEpochs {
                 }
                 continue;
             }
-            let (epoch, retract) = match name.strip_suffix(RETRACT_SUFFIX) {
-                Some(epoch) => (epoch, true),
-                None => (name.as_str(), false),
-            };
+            let (epoch, kind) = RowKind::ALL
+                .into_iter()
+                .find_map(|kind| name.strip_suffix(kind_suffix(kind)).filter(|epoch| !epoch.contains('-')).map(|epoch| (epoch, kind)))
+                .unwrap_or((name.as_str(), RowKind::Insert));
             let epoch: u64 = epoch.parse().map_err(|_| format!("the checkpoint's sink state has an unknown part `{name}`"))?;
             let writes = epochs.entry(epoch).or_default();
             if rows.num_rows() > 0 {
-                writes.push(HeldWrite { rows, retract });
+                writes.push(ChangeBatch::all(kind, rows));
             }
         }
         Ok(epochs.into_iter().collect())
     }
 }
 
-const RETRACT_SUFFIX: &str = "-retract";
-
-fn part_name(epoch: u64, retract: bool) -> String {
-    if retract {
-        format!("{epoch}{RETRACT_SUFFIX}")
-    } else {
-        epoch.to_string()
+/// What a saved part's name adds to its epoch for the kind of its rows (`-retract`
+/// for deletions, as checkpoints written before updates had kinds of their own say).
+fn kind_suffix(kind: RowKind) -> &'static str {
+    match kind {
+        RowKind::Insert => "",
+        RowKind::UpdateBefore => "-update-before",
+        RowKind::UpdateAfter => "-update-after",
+        RowKind::Delete => "-retract",
     }
+}
+
+fn part_name(epoch: u64, kind: RowKind) -> String {
+    format!("{epoch}{}", kind_suffix(kind))
 }
 
 /// A marker as sinks store it: `run:epoch`.
@@ -183,17 +179,18 @@ mod tests {
     #[test]
     fn a_restored_sink_gets_every_unsaved_epoch_in_order_with_the_run_that_held_it() {
         let mut before = HeldEpochs::new(rows(&[]).schema());
-        before.hold(rows(&[1, 2]), false);
+        before.hold(ChangeBatch::inserts(rows(&[1, 2])));
         before.prepare(1).unwrap();
-        before.hold(rows(&[3]), false);
-        before.hold(rows(&[1]), true);
+        before.hold(ChangeBatch::inserts(rows(&[3])));
+        before.hold(ChangeBatch::new(rows(&[1, 1, 4]), vec![RowKind::UpdateBefore, RowKind::UpdateAfter, RowKind::Delete]).unwrap());
         let saved = before.prepare(2).unwrap();
         let mut after = HeldEpochs::new(rows(&[]).schema());
         assert_ne!(after.run(), before.run());
         let epochs = after.restore(&saved).unwrap();
         assert_eq!(after.run(), before.run());
-        let summary: Vec<(u64, Vec<(usize, bool)>)> = epochs.iter().map(|(e, w)| (*e, w.iter().map(|w| (w.rows.num_rows(), w.retract)).collect())).collect();
-        assert_eq!(summary, vec![(1, vec![(2, false)]), (2, vec![(1, false), (1, true)])]);
+        let summary: Vec<(u64, Vec<(usize, RowKind)>)> = epochs.iter().map(|(e, w)| (*e, w.iter().map(|w| (w.num_rows(), w.kind(0))).collect())).collect();
+        use RowKind::*;
+        assert_eq!(summary, vec![(1, vec![(2, Insert)]), (2, vec![(1, Insert), (1, UpdateBefore), (1, UpdateAfter), (1, Delete)])]);
         // Once checkpoint 1 is saved, only epoch 1 is due.
         assert_eq!(before.saved(1).iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![1]);
         assert_eq!(before.saved(5).iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![2]);
@@ -202,17 +199,17 @@ mod tests {
     #[test]
     fn the_last_commit_of_a_checkpointed_run_is_final_and_a_replay_after_it_is_dropped() {
         let mut unchecked = HeldEpochs::new(rows(&[]).schema());
-        unchecked.hold(rows(&[1]), false);
+        unchecked.hold(ChangeBatch::inserts(rows(&[1])));
         let (epochs, held) = unchecked.drain_all();
         assert!(epochs.is_empty() && held.len() == 1, "without checkpoints a commit is unmarked");
         let mut run = HeldEpochs::new(rows(&[]).schema());
         run.prepare(1).unwrap();
-        run.hold(rows(&[2]), false);
+        run.hold(ChangeBatch::inserts(rows(&[2])));
         let (epochs, held) = run.drain_all();
         assert_eq!(epochs.iter().map(|(e, w)| (*e, w.len())).collect::<Vec<_>>(), vec![(1, 0), (FINAL, 1)]);
         assert!(held.is_empty());
         run.mark_replayed();
-        run.hold(rows(&[2]), false);
+        run.hold(ChangeBatch::inserts(rows(&[2])));
         run.prepare(2).unwrap();
         assert!(run.saved(2).is_empty() && run.drain_all().0.is_empty(), "a replay writes nothing");
     }

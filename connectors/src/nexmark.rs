@@ -608,7 +608,7 @@ impl SourceReader for BidReader {
         self.c.consumed(n);
         self.produced += n as u64;
         let cols = &mut self.cols;
-        Ok(Some(SourceBatch { rows: self.c.batch(n, |index| cols.column(index))?, malformed: Vec::new(), retract: false }))
+        Ok(Some(SourceBatch::inserts(self.c.batch(n, |index| cols.column(index))?, Vec::new())))
     }
 }
 
@@ -651,7 +651,7 @@ impl<E: NexEvent> SourceReader for NexmarkReader<E> {
         };
         let due_until = self.c.pace(self.generator.timestamp()).await;
         self.generate(limit, due_until);
-        Ok(Some(SourceBatch { rows: self.build()?, malformed: Vec::new(), retract: false }))
+        Ok(Some(SourceBatch::inserts(self.build()?, Vec::new())))
     }
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges};
+use eddy_engine::{BoxError, Capabilities, ChangeBatch, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges};
 
 use crate::error::ConnectorError;
 use crate::format::{formatters, write_row};
@@ -72,14 +72,12 @@ fn format_kind(batch: &RecordBatch, prefix: &str, kind: &str) -> Result<String, 
 
 #[async_trait]
 impl Sink for PrintSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        let text = format_rows(&batch, &self.prefix)?;
-        self.out.write_all(text.as_bytes()).map_err(closed_or_failed)
-    }
-
-    /// Retracted rows print as Flink's `-D` (an update is a `-D` then a `+I`).
-    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        let text = format_kind(&batch, &self.prefix, "-D")?;
+    /// Each row prints with its kind as Flink's short string (`+I`, `-U`, `+U`, `-D`).
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        let mut text = String::new();
+        for (kind, rows) in changes.runs() {
+            text.push_str(&format_kind(&rows, &self.prefix, kind.short_string())?);
+        }
         self.out.write_all(text.as_bytes()).map_err(closed_or_failed)
     }
 
@@ -120,7 +118,7 @@ mod tests {
         let batch = crate::testing::two_rows(["a", "b", "ts"], ["foo", "bar"], [1_704_067_200_000, 1_704_067_201_500]);
         let buf = Shared::default();
         let mut sink = PrintSink::with_writer(Some("out"), Box::new(buf.clone()));
-        sink.write(batch.clone()).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch.clone())).await.unwrap();
         sink.commit().await.unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text, "out> +I[1, foo, 2024-01-01 00:00:00.000]\nout> +I[null, bar, 2024-01-01 00:00:01.500]\n");

@@ -37,7 +37,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::epochs::{self, already_written, HeldEpochs, HeldWrite};
+use crate::epochs::{self, already_written, HeldEpochs};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{ErrorKind, Pipeline, RedisError, RetryMethod};
 use async_trait::async_trait;
@@ -46,7 +46,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::ArrayFormatter;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
+use eddy_engine::{BoxError, Capabilities, ChangeBatch, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
 
 use crate::error::ConnectorError;
 use crate::format::{common_timestamp_format, formatters, json_rows};
@@ -498,7 +498,7 @@ impl RedisSink {
 
     /// Writes the rows of checkpoint `epoch` and moves the marker to it in one
     /// transaction, unless the marker shows this run already did.
-    async fn write_epoch(&mut self, epoch: u64, writes: &[HeldWrite]) -> Result<(), ConnectorError> {
+    async fn write_epoch(&mut self, epoch: u64, writes: &[ChangeBatch]) -> Result<(), ConnectorError> {
         let Some(marker) = self.options.epoch_key.clone() else { return Ok(()) };
         let done: Option<String> = {
             let connection = self.connection().await.map_err(|e| ConnectorError::redis(format!("reading {marker}"), e))?;
@@ -512,7 +512,7 @@ impl RedisSink {
         all.atomic();
         let mut rows = 0;
         for write in writes {
-            for (pipe, n) in self.pipelines(&write.rows)? {
+            for (pipe, n) in self.pipelines(write.rows())? {
                 for command in pipe.cmd_iter() {
                     all.add_command(command.clone()).ignore();
                 }
@@ -526,12 +526,13 @@ impl RedisSink {
 
 #[async_trait]
 impl Sink for RedisSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+    /// Upserts by key: the planner sends a Redis table no retractions.
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
         if self.options.epoch_key.is_some() {
-            self.epochs.hold(batch, false);
+            self.epochs.hold(changes);
             return Ok(());
         }
-        Ok(self.write_now(&batch).await?)
+        Ok(self.write_now(&changes.into_upserts("the redis sink")?).await?)
     }
 
     /// Without checkpoints, held rows (exactly-once) go out now; other writes
@@ -543,7 +544,7 @@ impl Sink for RedisSink {
             self.write_epoch(epoch, &writes).await?;
         }
         for write in held {
-            self.write_now(&write.rows).await?;
+            self.write_now(&write.into_upserts("the redis sink")?).await?;
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::ChangeBatch;
 
 /// One kind of test server and the environment variables of its scripts.
 #[derive(Debug)]
@@ -88,15 +89,15 @@ pub fn unique_name(prefix: &str) -> String {
 #[allow(clippy::unwrap_used)] // a test driver: a failure is a test failure
 pub async fn replay_after_a_final_commit(open: impl Fn() -> Box<dyn eddy_engine::Sink>, before: RecordBatch, tail: RecordBatch) {
     let mut last = open();
-    last.write(before).await.unwrap();
+    last.write(ChangeBatch::inserts(before)).await.unwrap();
     let saved = last.prepare(1).await.unwrap();
     last.commit_checkpoint(1).await.unwrap();
-    last.write(tail.clone()).await.unwrap();
+    last.write(ChangeBatch::inserts(tail.clone())).await.unwrap();
     last.commit().await.unwrap();
     drop(last);
     let mut replay = open();
     replay.recover(&saved).await.unwrap();
-    replay.write(tail).await.unwrap();
+    replay.write(ChangeBatch::inserts(tail)).await.unwrap();
     replay.prepare(2).await.unwrap();
     replay.commit_checkpoint(2).await.unwrap();
     replay.commit().await.unwrap();

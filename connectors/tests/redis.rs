@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use eddy_connectors::create_sink;
 use eddy_connectors::testing::{redis_connection, redis_delete_prefix, unique_name, REDIS};
 use eddy_engine::table::TableDef;
-use eddy_engine::Sink;
+use eddy_engine::{ChangeBatch, Sink};
 use redis::AsyncCommands;
 
 fn schema() -> SchemaRef {
@@ -50,9 +50,9 @@ async fn hash_mode_writes_a_hash_per_key_and_deletes_null_fields() {
     let p = unique_name("hash");
     let key = format!("{p}:{{auction}}");
     let mut s = sink(&url, &[("key", &key), ("value.fields", "bidder,price")]);
-    s.write(batch(&[(0, 1, Some("ann"), Some(10.5)), (0, 2, Some("bob"), Some(3.0))])).await.unwrap();
+    s.write(ChangeBatch::inserts(batch(&[(0, 1, Some("ann"), Some(10.5)), (0, 2, Some("bob"), Some(3.0))]))).await.unwrap();
     // Auction 1 again: price overwritten, bidder null → the field is removed.
-    s.write(batch(&[(MINUTE, 1, None, Some(12.0))])).await.unwrap();
+    s.write(ChangeBatch::inserts(batch(&[(MINUTE, 1, None, Some(12.0))]))).await.unwrap();
     s.commit().await.unwrap();
 
     let mut c = redis_connection(&url).await;
@@ -69,7 +69,7 @@ async fn string_mode_sets_counters_with_a_ttl() {
     let p = unique_name("count");
     let key = format!("{p}:{{auction}}");
     let mut s = sink(&url, &[("mode", "string"), ("key", &key), ("value.field", "price"), ("ttl", "1 h")]);
-    s.write(batch(&[(0, 7, Some("x"), Some(42.0)), (0, 8, Some("y"), None)])).await.unwrap();
+    s.write(ChangeBatch::inserts(batch(&[(0, 7, Some("x"), Some(42.0)), (0, 8, Some("y"), None)]))).await.unwrap();
     let mut c = redis_connection(&url).await;
     let v: Option<String> = c.get(format!("{p}:7")).await.unwrap();
     assert_eq!(v.as_deref(), Some("42.0"));
@@ -87,7 +87,7 @@ async fn zset_mode_keeps_a_leaderboard_per_window_and_a_replay_changes_nothing()
     let key = format!("{p}:{{window_start}}");
     let rows = batch(&[(0, 1, Some("ann"), Some(5.0)), (0, 1, Some("bob"), Some(9.0)), (0, 1, Some("cy"), Some(7.0)), (MINUTE, 1, Some("ann"), Some(1.0))]);
     let mut s = sink(&url, &[("mode", "zset"), ("key", &key), ("zset.score", "price"), ("zset.member", "{bidder}")]);
-    s.write(rows.clone()).await.unwrap();
+    s.write(ChangeBatch::inserts(rows.clone())).await.unwrap();
     let mut c = redis_connection(&url).await;
     let first = format!("{p}:1970-01-01 00:00:00.000");
     let read = |c: &mut redis::aio::MultiplexedConnection, k: String| {
@@ -99,7 +99,7 @@ async fn zset_mode_keeps_a_leaderboard_per_window_and_a_replay_changes_nothing()
     assert_eq!(read(&mut c, format!("{p}:1970-01-01 00:01:00.000")).await, vec![("ann".to_string(), 1.0)]);
     // A replay of the same window (after a restart) leaves the same state.
     let mut again = sink(&url, &[("mode", "zset"), ("key", &key), ("zset.score", "price"), ("zset.member", "{bidder}")]);
-    again.write(rows).await.unwrap();
+    again.write(ChangeBatch::inserts(rows)).await.unwrap();
     assert_eq!(read(&mut c, first).await, expected);
     redis_delete_prefix(&url, &p).await;
 }
@@ -109,9 +109,9 @@ async fn stream_and_list_modes_append() {
     let url = REDIS.shared();
     let p = unique_name("feed");
     let mut stream = sink(&url, &[("mode", "stream"), ("key", &format!("{p}:s")), ("value.fields", "auction,bidder")]);
-    stream.write(batch(&[(0, 1, Some("ann"), None), (0, 2, None, None)])).await.unwrap();
+    stream.write(ChangeBatch::inserts(batch(&[(0, 1, Some("ann"), None), (0, 2, None, None)]))).await.unwrap();
     let mut list = sink(&url, &[("mode", "list"), ("key", &format!("{p}:l:{{auction}}"))]);
-    list.write(batch(&[(0, 1, Some("ann"), Some(2.5)), (MINUTE, 1, None, None)])).await.unwrap();
+    list.write(ChangeBatch::inserts(batch(&[(0, 1, Some("ann"), Some(2.5)), (MINUTE, 1, None, None)]))).await.unwrap();
 
     let mut c = redis_connection(&url).await;
     let entries: redis::streams::StreamRangeReply = c.xrange_all(format!("{p}:s")).await.unwrap();
@@ -143,7 +143,7 @@ async fn refusals_fail_at_once_with_the_servers_message() {
     let _: () = c.set(format!("{p}:1"), "a string").await.unwrap();
     let mut s = sink(&url, &[("key", &format!("{p}:{{auction}}"))]);
     let started = std::time::Instant::now();
-    let e = s.write(batch(&[(0, 1, Some("ann"), Some(1.0))])).await.unwrap_err().to_string();
+    let e = s.write(ChangeBatch::inserts(batch(&[(0, 1, Some("ann"), Some(1.0))]))).await.unwrap_err().to_string();
     assert!(e.contains("WRONGTYPE") && e.contains("writing 1 rows to Redis at 127.0.0.1:"), "{e}");
     assert!(!e.contains("retries"), "a wrong type is not retried: {e}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -151,7 +151,7 @@ async fn refusals_fail_at_once_with_the_servers_message() {
 
     let with_password = url.replace("redis://", "redis://eddy:wrong@");
     let mut s = sink(&with_password, &[("key", &format!("{p}:{{auction}}"))]);
-    let e = s.write(batch(&[(0, 1, Some("ann"), Some(1.0))])).await.unwrap_err().to_string();
+    let e = s.write(ChangeBatch::inserts(batch(&[(0, 1, Some("ann"), Some(1.0))]))).await.unwrap_err().to_string();
     assert!(e.to_ascii_lowercase().contains("auth") || e.contains("WRONGPASS"), "{e}");
 }
 
@@ -162,7 +162,7 @@ async fn a_server_restart_mid_run_loses_no_rows() {
     let p = unique_name("restart");
     let key = format!("{p}:{{auction}}");
     let mut s = sink(&url, &[("key", &key), ("value.fields", "price")]);
-    s.write(batch(&[(0, 1, None, Some(1.0))])).await.unwrap();
+    s.write(ChangeBatch::inserts(batch(&[(0, 1, None, Some(1.0))]))).await.unwrap();
 
     REDIS.stop(dir.path());
     let restart_dir = dir.path().to_path_buf();
@@ -172,7 +172,7 @@ async fn a_server_restart_mid_run_loses_no_rows() {
     });
     // Written while the server is down: retried until it is back.
     let rows: Vec<(i64, i64, Option<&str>, Option<f64>)> = (2..=100).map(|a| (0, a, None, Some(a as f64))).collect();
-    s.write(batch(&rows)).await.unwrap();
+    s.write(ChangeBatch::inserts(batch(&rows))).await.unwrap();
     assert_eq!(restarted.await.unwrap(), url, "the server came back on its port");
 
     let mut c = redis_connection(&url).await;
@@ -203,12 +203,12 @@ async fn exactly_once_appends_survive_a_crash_on_either_side_of_the_commit() {
     };
 
     let mut first = sink(&url, &options);
-    first.write(batch(&[(0, 1, None, None), (0, 2, None, None)])).await.unwrap();
+    first.write(ChangeBatch::inserts(batch(&[(0, 1, None, None), (0, 2, None, None)]))).await.unwrap();
     assert!(list(&mut c).await.is_empty(), "held until the checkpoint is saved");
     let saved_1 = first.prepare(1).await.unwrap();
     first.commit_checkpoint(1).await.unwrap();
     assert_eq!(list(&mut c).await, vec![1, 2]);
-    first.write(batch(&[(0, 3, None, None)])).await.unwrap();
+    first.write(ChangeBatch::inserts(batch(&[(0, 3, None, None)]))).await.unwrap();
     let saved_2 = first.prepare(2).await.unwrap();
     // Crash before checkpoint 2's transaction: the restart restores checkpoint 2 and writes its rows.
     drop(first);
@@ -221,13 +221,13 @@ async fn exactly_once_appends_survive_a_crash_on_either_side_of_the_commit() {
     third.recover(&saved_1).await.unwrap();
     assert_eq!(list(&mut c).await, vec![1, 2, 3]);
     // The run goes on: checkpoint 3 is written once.
-    third.write(batch(&[(0, 4, None, None)])).await.unwrap();
+    third.write(ChangeBatch::inserts(batch(&[(0, 4, None, None)]))).await.unwrap();
     third.prepare(3).await.unwrap();
     third.commit_checkpoint(3).await.unwrap();
     assert_eq!(list(&mut c).await, vec![1, 2, 3, 4]);
     // A fresh run of the pipeline (checkpoint ids from 1 again) is not taken for a replay.
     let mut fresh = sink(&url, &options);
-    fresh.write(batch(&[(0, 5, None, None)])).await.unwrap();
+    fresh.write(ChangeBatch::inserts(batch(&[(0, 5, None, None)]))).await.unwrap();
     fresh.prepare(1).await.unwrap();
     fresh.commit_checkpoint(1).await.unwrap();
     assert_eq!(list(&mut c).await, vec![1, 2, 3, 4, 5]);

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::changelog::ChangeBatch;
 use crate::table::TableDef;
 
 /// The error type connectors return; the engine wraps it with the table it came from.
@@ -34,13 +35,18 @@ pub struct MalformedRecord {
 /// What one read of a partition returns.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
-    /// Decoded rows, in the source's physical schema, in partition order.
-    pub rows: RecordBatch,
+    /// Decoded rows, in the source's physical schema, in partition order: new rows,
+    /// or for a changelog source (a materialized view's updates) changes of any kind.
+    pub rows: ChangeBatch,
     /// Records of this read that could not be decoded.
     pub malformed: Vec<MalformedRecord>,
-    /// The rows retract rows this source returned before (a changelog source,
-    /// such as a materialized view's updates); see [`crate::Message::Retract`].
-    pub retract: bool,
+}
+
+impl SourceBatch {
+    /// New rows, and the records of the same read that could not be decoded.
+    pub fn inserts(rows: RecordBatch, malformed: Vec<MalformedRecord>) -> Self {
+        SourceBatch { rows: ChangeBatch::inserts(rows), malformed }
+    }
 }
 
 /// A table that can be read: a set of files, a generator, a topic.
@@ -119,16 +125,12 @@ pub trait SourceReader: Send {
 /// A table that can be written.
 #[async_trait]
 pub trait Sink: Send {
-    /// Accepts rows in the sink table's schema. May buffer.
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError>;
-
-    /// Retracts rows written before (a changelog's `-U`/`-D`): a keyed sink deletes
-    /// their keys unless rows with the same key follow. Only sinks the planner lets
-    /// take a changelog ([`Sink`]s of tables with a PRIMARY KEY that accept updates) get these.
-    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        let _ = batch;
-        Err("this sink cannot delete rows, so it cannot take a changelog with retractions".into())
-    }
+    /// Accepts changes in the sink table's schema. May buffer. Only sinks the planner
+    /// lets take a changelog ([`SinkChanges`] beyond appends, a table with a PRIMARY
+    /// KEY) get anything but inserts; they apply the changes in order, and a keyed
+    /// sink deletes a retracted row's key unless a row with the same key follows.
+    /// An append-only sink takes [`ChangeBatch::into_inserts`].
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError>;
 
     /// Makes everything written so far durable and visible. Called at checkpoint
     /// barriers when the pipeline keeps no checkpoints, and once at the end.

@@ -4,8 +4,9 @@
 //!
 //! - a source stage has one instance per source partition; its chain starts with
 //!   [`SourcePrepOperator`] and holds every stateless operator up to the next exchange;
-//! - a keyed stage runs an aggregate with parallelism N behind a hash exchange on
-//!   the group keys, followed by the stateless operators above it;
+//! - a keyed stage runs an aggregate (or a join) with parallelism N behind a hash
+//!   exchange on the group keys (each side's join keys), followed by the stateless
+//!   operators above it;
 //! - the sink stage has one instance that writes to the sink.
 //!
 //! Stateless operators are chained into the stage below them (as Flink chains
@@ -14,7 +15,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::plan::{AggregateKind, SourceNode, StreamNode, StreamPlan};
+use crate::plan::{AggregateKind, JoinSide, SourceNode, StreamNode, StreamPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::connector::Source;
@@ -22,6 +23,7 @@ use crate::error::Result;
 use crate::metrics::PipelineMetrics;
 use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
+use crate::operators::interval_join::IntervalJoinOperator;
 use crate::operators::project::ProjectOperator;
 use crate::operators::retract_aggregate::RetractAggregateOperator;
 use crate::operators::session_aggregate::SessionAggregateOperator;
@@ -37,8 +39,10 @@ pub type OperatorFactory = Arc<dyn Fn() -> Result<Box<dyn Operator>> + Send + Sy
 pub enum StageKind {
     /// Reads a source; one instance per partition.
     Source { node: SourceNode, source: Arc<dyn Source> },
-    /// Runs `head` (an aggregate) on the rows whose `keys` hash to the instance.
-    Keyed { parallelism: usize, head: OperatorFactory, keys: Vec<Arc<dyn PhysicalExpr>> },
+    /// Runs `head` (an aggregate or a join) on the rows whose keys hash to the
+    /// instance: `keys[n]` are the keys of the rows that arrive as input `n` (one
+    /// input for an aggregate, a join's two sides).
+    Keyed { parallelism: usize, head: OperatorFactory, keys: Vec<Vec<Arc<dyn PhysicalExpr>>> },
     /// Writes to the pipeline's sink; one instance.
     Sink,
 }
@@ -49,7 +53,15 @@ pub struct Stage {
     pub kind: StageKind,
     pub chain: Vec<OperatorFactory>,
     /// The stage this one sends to (`None` only for the sink stage).
-    pub output: Option<usize>,
+    pub output: Option<Link>,
+}
+
+/// Where a stage's output goes: which stage, and as which of its inputs (a join's
+/// side; 0 for every other stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub stage: usize,
+    pub input: usize,
 }
 
 /// The dataflow graph of one pipeline.
@@ -69,7 +81,7 @@ impl Graph {
         let flows = builder.flows(&plan.root)?;
         let sink = builder.stages.len();
         builder.stages.push(Stage { name: "Sink".to_string(), kind: StageKind::Sink, chain: Vec::new(), output: None });
-        builder.connect(flows, sink);
+        builder.connect(flows, Link { stage: sink, input: 0 });
         Ok(Graph { stages: builder.stages })
     }
 
@@ -79,7 +91,7 @@ impl Graph {
         for (i, stage) in self.stages.iter().enumerate() {
             let kind = match &stage.kind {
                 StageKind::Source { .. } => "one task per source partition".to_string(),
-                StageKind::Keyed { parallelism, .. } => format!("{parallelism} task(s), hash exchange on group keys"),
+                StageKind::Keyed { parallelism, .. } => format!("{parallelism} task(s), hash exchange on keys"),
                 StageKind::Sink => "one task".to_string(),
             };
             let _ = writeln!(
@@ -87,7 +99,7 @@ impl Graph {
                 "stage {i}: {} ({kind}), {} chained operator(s){}",
                 stage.name,
                 stage.chain.len(),
-                stage.output.map(|o| format!(" -> stage {o}")).unwrap_or_default()
+                stage.output.map(|o| format!(" -> stage {}", o.stage)).unwrap_or_default()
             );
         }
         out
@@ -108,7 +120,7 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn connect(&mut self, flows: Vec<Flow>, target: usize) {
+    fn connect(&mut self, flows: Vec<Flow>, target: Link) {
         for flow in flows {
             let stage = &mut self.stages[flow.stage];
             stage.chain.extend(flow.pending);
@@ -187,12 +199,29 @@ impl Builder<'_> {
                     } else {
                         "WindowAggregate".to_string()
                     },
-                    kind: StageKind::Keyed { parallelism, head, keys },
+                    kind: StageKind::Keyed { parallelism, head, keys: vec![keys] },
                     chain: Vec::new(),
                     output: None,
                 });
                 let stage = self.stages.len() - 1;
-                self.connect(flows, stage);
+                self.connect(flows, Link { stage, input: 0 });
+                Ok(vec![Flow { stage, pending: Vec::new() }])
+            }
+            StreamNode::Join(join) => {
+                let left = self.flows(&join.left)?;
+                let right = self.flows(&join.right)?;
+                let node = join.clone();
+                let head: OperatorFactory = Arc::new(move || Ok(Box::new(IntervalJoinOperator::new(node.clone())?)));
+                let keys = vec![join.keys(JoinSide::Left).to_vec(), join.keys(JoinSide::Right).to_vec()];
+                self.stages.push(Stage {
+                    name: "IntervalJoin".to_string(),
+                    kind: StageKind::Keyed { parallelism: join.tasks(self.parallelism), head, keys },
+                    chain: Vec::new(),
+                    output: None,
+                });
+                let stage = self.stages.len() - 1;
+                self.connect(left, Link { stage, input: JoinSide::Left as usize });
+                self.connect(right, Link { stage, input: JoinSide::Right as usize });
                 Ok(vec![Flow { stage, pending: Vec::new() }])
             }
         }

@@ -27,7 +27,7 @@ pub mod state;
 pub mod table;
 pub mod testing;
 
-pub use changelog::RowKind;
+pub use changelog::{ChangeBatch, RowKind};
 pub use connector::{
     Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Resume, Resumption,
     Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,

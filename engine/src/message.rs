@@ -1,6 +1,6 @@
 //! The one message type that flows between operators.
 
-use datafusion::arrow::record_batch::RecordBatch;
+use crate::changelog::ChangeBatch;
 
 /// Event time in milliseconds since the Unix epoch, the unit of Flink's `TIMESTAMP(3)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,14 +42,11 @@ pub struct CheckpointId(pub u64);
 /// What flows on every edge of the dataflow graph.
 #[derive(Debug, Clone)]
 pub enum Message {
-    /// Rows, always as Arrow columns; never converted to rows on the hot path.
-    Batch(RecordBatch),
-    /// Rows sent earlier on this edge that no longer hold, as they were sent: a
-    /// changelog's retractions (Flink's `-U` / `-D`). Only edges of a plan that
-    /// reads a changelog (a materialized view's updates) carry them; an operator
-    /// downstream removes each row once, and an update is a retraction followed
-    /// by a `Batch` with the new row.
-    Retract(RecordBatch),
+    /// Rows as Arrow columns (never converted to rows on the hot path), each with
+    /// the kind of change it is. Append-only edges carry only inserts; an edge of
+    /// an updating plan (a view's groups) also takes back rows it sent before
+    /// (`-U`/`-D`), as they were sent, and an update is its `-U` followed by its `+U`.
+    Rows(ChangeBatch),
     /// No later row on this edge has an event time at or below this one (late rows were already diverted).
     Watermark(EventTime),
     /// Snapshot your state now: every row before this belongs to checkpoint `id`.

@@ -7,6 +7,7 @@
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::changelog::ChangeBatch;
 use crate::error::Result;
 use crate::message::{CheckpointId, EventTime, Message};
 use crate::state::OperatorState;
@@ -30,18 +31,16 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    /// Sends a batch downstream; empty batches are dropped here so no operator has to.
-    pub fn batch(&mut self, batch: RecordBatch) {
-        if batch.num_rows() > 0 {
-            self.messages.push(Message::Batch(batch));
+    /// Sends changes downstream; empty batches are dropped here so no operator has to.
+    pub fn changes(&mut self, changes: ChangeBatch) {
+        if changes.num_rows() > 0 {
+            self.messages.push(Message::Rows(changes));
         }
     }
 
-    /// Sends retractions of rows sent earlier downstream; empty batches are dropped.
-    pub fn retract(&mut self, batch: RecordBatch) {
-        if batch.num_rows() > 0 {
-            self.messages.push(Message::Retract(batch));
-        }
+    /// Sends new rows downstream (an append-only operator's output).
+    pub fn inserts(&mut self, batch: RecordBatch) {
+        self.changes(ChangeBatch::inserts(batch));
     }
 
     /// Sends a watermark downstream.
@@ -62,18 +61,21 @@ impl Emitter {
     }
 }
 
-/// One step of a pipeline. Only [`Operator::on_batch`] is required.
+/// One step of a pipeline. Only [`Operator::on_rows`] is required.
 pub trait Operator: Send {
     /// A short name for logs, errors and `EXPLAIN`.
     fn name(&self) -> &str;
 
-    /// Processes one batch of input rows.
-    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()>;
+    /// Processes one batch of input changes. The planner puts an operator that
+    /// takes only new rows ([`ChangeBatch::into_inserts`]) only behind append-only inputs.
+    fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()>;
 
-    /// Processes retractions of rows received earlier (see [`Message::Retract`]).
-    /// The planner only puts operators that can take them behind a changelog.
-    fn on_retract(&mut self, _batch: RecordBatch, _out: &mut Emitter) -> Result<()> {
-        Err(crate::error::EngineError::Internal(format!("{} cannot take retractions", self.name())))
+    /// Rows from input `input` of a stage whose head reads several inputs apart
+    /// (a join's two sides are inputs 0 and 1). Other operators read all their
+    /// inputs as one stream.
+    fn on_input_rows(&mut self, input: usize, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        let _ = input;
+        self.on_rows(rows, out)
     }
 
     /// The input watermark advanced (already the minimum over all inputs).

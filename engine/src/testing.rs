@@ -3,9 +3,9 @@
 //! reader sees the operator's behaviour without reading Arrow builder code.
 //!
 //! ```text
-//!   I   I  TS          <- one type code per column (or name:CODE)
-//! + 1  10  1000        <- a row inserted
-//! - 2   .  2000        <- a row retracted ('.' is NULL)
+//!    I   I  TS          <- one type code per column (or name:CODE)
+//! +I 1  10  1000        <- a row inserted
+//! -D 2   .  2000        <- a row deleted ('.' is NULL); -U and +U are an update's two halves
 //! ```
 //!
 //! Type codes: `i` INT, `I` BIGINT, `f` FLOAT, `F` DOUBLE, `T` STRING, `B`
@@ -15,9 +15,9 @@
 //! operator emitted in the same notation, one line per row:
 //!
 //! ```text
-//! + 1 10 1000
+//! +I 1 10 1000
 //! watermark 2000
-//! late: + 2 20 900
+//! late: +I 2 20 900
 //! ```
 //!
 //! Only this module knows how a changelog row is carried in a [`Message`], so a
@@ -32,36 +32,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
+use crate::changelog::{ChangeBatch, RowKind};
 use crate::message::{CheckpointId, EventTime, Message};
 use crate::operator::{Emitter, Operator, SideOutput};
 use crate::state::OperatorState;
-
-/// What a row of a changelog does: Flink's `RowKind`, RisingWave's `Op`, in the
-/// two kinds the engine carries today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowOp {
-    /// `+`: the row is added.
-    Insert,
-    /// `-`: a row sent earlier is taken back.
-    Delete,
-}
-
-impl RowOp {
-    fn parse(token: &str) -> Option<RowOp> {
-        match token {
-            "+" => Some(RowOp::Insert),
-            "-" => Some(RowOp::Delete),
-            _ => None,
-        }
-    }
-
-    fn sign(self) -> &'static str {
-        match self {
-            RowOp::Insert => "+",
-            RowOp::Delete => "-",
-        }
-    }
-}
 
 /// The Arrow type of a type code in a table's header.
 fn type_of(code: &str) -> Option<DataType> {
@@ -92,32 +66,23 @@ fn code_of(data_type: &DataType) -> &'static str {
     }
 }
 
-/// Parses a text table into the messages an operator receives: consecutive rows
-/// of one kind become one batch. With `schema`, the columns get its names and
-/// types (the header must agree with it); without, they are named `c0`, `c1`, ...
-pub fn messages_from_text(text: &str, schema: Option<&SchemaRef>) -> Vec<Message> {
+/// Parses a text table into the changes an operator receives, one batch for the
+/// table. With `schema`, the columns get its names and types (the header must
+/// agree with it); without, they are named `c0`, `c1`, ...
+pub fn changes_from_text(text: &str, schema: Option<&SchemaRef>) -> ChangeBatch {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let Some(header) = lines.next() else { return Vec::new() };
+    let header = lines.next().unwrap_or_else(|| panic!("a table needs a header line of type codes"));
     let schema = schema_of(header, schema);
-    let mut messages = Vec::new();
-    let mut run: Vec<Vec<&str>> = Vec::new();
-    let mut run_op = RowOp::Insert;
+    let (mut kinds, mut rows) = (Vec::new(), Vec::new());
     for line in lines {
         let mut tokens = line.split_whitespace();
-        let op = tokens.next().and_then(RowOp::parse).unwrap_or_else(|| panic!("row `{line}` must start with + or -"));
+        let kind = tokens.next().and_then(RowKind::from_short_string).unwrap_or_else(|| panic!("row `{line}` must start with +I, -U, +U or -D"));
         let cells: Vec<&str> = tokens.collect();
         assert_eq!(cells.len(), schema.fields().len(), "row `{line}` has {} values for {} columns", cells.len(), schema.fields().len());
-        if op != run_op && !run.is_empty() {
-            messages.push(message(run_op, batch_of(&schema, &run)));
-            run.clear();
-        }
-        run_op = op;
-        run.push(cells);
+        kinds.push(kind);
+        rows.push(cells);
     }
-    if !run.is_empty() {
-        messages.push(message(run_op, batch_of(&schema, &run)));
-    }
-    messages
+    ChangeBatch::new(batch_of(&schema, &rows), kinds).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The schema a header describes, checked against `expected` when given.
@@ -169,16 +134,9 @@ fn batch_of(schema: &SchemaRef, rows: &[Vec<&str>]) -> RecordBatch {
     RecordBatch::try_new(Arc::clone(schema), columns).unwrap_or_else(|e| panic!("a batch of {schema:?}: {e}"))
 }
 
-/// The message that carries rows of kind `op`.
-fn message(op: RowOp, batch: RecordBatch) -> Message {
-    match op {
-        RowOp::Insert => Message::Batch(batch),
-        RowOp::Delete => Message::Retract(batch),
-    }
-}
-
-/// The rows of `batch` as lines `<sign> v1 v2 ...`, in the notation of the input tables.
-pub fn rows_text(op: RowOp, batch: &RecordBatch) -> Vec<String> {
+/// The changes as lines `<kind> v1 v2 ...`, in the notation of the input tables.
+pub fn changes_text(changes: &ChangeBatch) -> Vec<String> {
+    let batch = changes.rows();
     let options = FormatOptions::default().with_null(".");
     let columns: Vec<ArrayRef> = batch
         .columns()
@@ -194,7 +152,7 @@ pub fn rows_text(op: RowOp, batch: &RecordBatch) -> Vec<String> {
         columns.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap_or_else(|e| panic!("cannot print {}: {e}", c.data_type()))).collect();
     (0..batch.num_rows())
         .map(|row| {
-            let mut line = op.sign().to_string();
+            let mut line = changes.kind(row).short_string().to_string();
             for f in &formatters {
                 line.push(' ');
                 line.push_str(&f.value(row).to_string());
@@ -207,8 +165,7 @@ pub fn rows_text(op: RowOp, batch: &RecordBatch) -> Vec<String> {
 /// A message an operator emitted, as text lines.
 fn message_text(message: &Message) -> Vec<String> {
     match message {
-        Message::Batch(b) => rows_text(RowOp::Insert, b),
-        Message::Retract(b) => rows_text(RowOp::Delete, b),
+        Message::Rows(changes) => changes_text(changes),
         Message::Watermark(w) => vec![format!("watermark {}", watermark_text(*w))],
         Message::Barrier(id) => vec![format!("barrier {}", id.0)],
         Message::Refresh(at) => vec![format!("refresh {at}")],
@@ -245,18 +202,12 @@ impl OperatorHarness {
         OperatorHarness { operator, input, output: Vec::new() }
     }
 
-    /// Feeds the rows of a text table (header, then `+`/`-` rows).
+    /// Feeds the changes of a text table (header, then `+I`/`-U`/`+U`/`-D` rows).
     pub fn push(&mut self, table: &str) -> &mut Self {
-        for message in messages_from_text(table, Some(&self.input)) {
-            let mut out = Emitter::default();
-            let result = match message {
-                Message::Batch(b) => self.operator.on_batch(b, &mut out),
-                Message::Retract(b) => self.operator.on_retract(b, &mut out),
-                other => panic!("a table holds rows only, not {other:?}"),
-            };
-            self.step(result, out, "rows");
-        }
-        self
+        let changes = changes_from_text(table, Some(&self.input));
+        let mut out = Emitter::default();
+        let result = self.operator.on_rows(changes, &mut out);
+        self.step(result, out, "rows")
     }
 
     /// Advances the input watermark to `ms` milliseconds since the epoch.
@@ -331,7 +282,7 @@ impl OperatorHarness {
                 SideOutput::Late => "late",
                 SideOutput::Malformed => "malformed",
             };
-            self.output.extend(rows_text(RowOp::Insert, batch).into_iter().map(|l| format!("{label}: {l}")));
+            self.output.extend(changes_text(&ChangeBatch::inserts(batch.clone())).into_iter().map(|l| format!("{label}: {l}")));
         }
     }
 }
@@ -343,62 +294,54 @@ mod tests {
     use datafusion::arrow::datatypes::Int64Type;
 
     #[test]
-    fn a_table_becomes_one_batch_per_run_of_one_kind() {
-        let messages = messages_from_text(
-            "  i   I  TS   T
-             + 1  10  1000 a
-             + 2   .  2000 b
-             - 1  10  1000 a
-             + 3  30  3000 .",
+    fn a_table_becomes_one_change_batch_with_a_kind_per_row() {
+        let changes = changes_from_text(
+            "   i   I  TS   T
+             +I 1  10  1000 a
+             +I 2   .  2000 b
+             -U 1  10  1000 a
+             +U 1  30  3000 .",
             None,
         );
-        let kinds: Vec<(&str, usize)> = messages
-            .iter()
-            .map(|m| match m {
-                Message::Batch(b) => ("+", b.num_rows()),
-                Message::Retract(b) => ("-", b.num_rows()),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(kinds, vec![("+", 2), ("-", 1), ("+", 1)]);
-        let Message::Batch(first) = &messages[0] else { panic!() };
-        assert_eq!(first.schema().field(0).data_type(), &DataType::Int32);
-        assert_eq!(first.schema().field(2).data_type(), &DataType::Timestamp(TimeUnit::Millisecond, None));
-        assert_eq!(first.column(1).as_primitive::<Int64Type>(), &Int64Array::from(vec![Some(10), None]));
-        assert_eq!(rows_text(RowOp::Insert, first), vec!["+ 1 10 1000 a", "+ 2 . 2000 b"]);
+        let kinds: Vec<RowKind> = (0..changes.num_rows()).map(|i| changes.kind(i)).collect();
+        assert_eq!(kinds, vec![RowKind::Insert, RowKind::Insert, RowKind::UpdateBefore, RowKind::UpdateAfter]);
+        let rows = changes.rows();
+        assert_eq!(rows.schema().field(0).data_type(), &DataType::Int32);
+        assert_eq!(rows.schema().field(2).data_type(), &DataType::Timestamp(TimeUnit::Millisecond, None));
+        assert_eq!(rows.column(1).as_primitive::<Int64Type>(), &Int64Array::from(vec![Some(10), None, Some(10), Some(30)]));
+        assert_eq!(changes_text(&changes), vec!["+I 1 10 1000 a", "+I 2 . 2000 b", "-U 1 10 1000 a", "+U 1 30 3000 ."]);
     }
 
     #[test]
     fn names_come_from_the_header_or_the_schema() {
-        let Message::Batch(b) = &messages_from_text("k:I v:F\n+ 1 2.5", None)[0] else { panic!() };
-        assert_eq!(b.schema().field(0).name(), "k");
-        assert_eq!(rows_text(RowOp::Insert, b), vec!["+ 1 2.5"]);
+        let changes = changes_from_text("k:I v:F\n+I 1 2.5", None);
+        assert_eq!(changes.schema().field(0).name(), "k");
+        assert_eq!(changes_text(&changes), vec!["+I 1 2.5"]);
         let schema = Arc::new(Schema::new(vec![Field::new("auction", DataType::Int64, false)]));
-        let Message::Retract(b) = &messages_from_text("I\n- 7", Some(&schema))[0] else { panic!() };
-        assert_eq!(b.schema(), schema);
+        assert_eq!(changes_from_text("I\n-D 7", Some(&schema)).schema(), schema);
     }
 
     #[test]
     #[should_panic(expected = "column 0 (`auction`) is Int64 in the operator's input")]
     fn a_header_that_disagrees_with_the_operator_is_refused() {
         let schema = Arc::new(Schema::new(vec![Field::new("auction", DataType::Int64, false)]));
-        messages_from_text("i\n+ 7", Some(&schema));
+        changes_from_text("i\n+I 7", Some(&schema));
     }
 
     #[test]
-    #[should_panic(expected = "row `+ 1` has 1 values for 2 columns")]
+    #[should_panic(expected = "row `+I 1` has 1 values for 2 columns")]
     fn a_short_row_is_refused() {
-        messages_from_text("I I\n+ 1", None);
+        changes_from_text("I I\n+I 1", None);
     }
 
     #[test]
     #[should_panic(expected = "column 0 (`c0`, Int64)")]
     fn a_value_of_the_wrong_type_is_refused() {
-        messages_from_text("I\n+ x", None);
+        changes_from_text("I\n+I x", None);
     }
 
     #[test]
     fn expected_output_may_be_aligned() {
-        assert_eq!(normalize("  + 1   10\n\n  watermark  5 \n"), "+ 1 10\nwatermark 5");
+        assert_eq!(normalize("  +I 1   10\n\n  watermark  5 \n"), "+I 1 10\nwatermark 5");
     }
 }

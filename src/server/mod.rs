@@ -24,7 +24,7 @@ use eddy_sql::{parse_script, DropWhat, KeyLost, Location, OutputKey, ParsedState
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::EddyError;
-use crate::session::{batch_context, describe_rows, string_rows, Outcome, Session};
+use crate::session::{answer_without_tables, batch_context, describe_rows, string_rows, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
 use queries::{Queries, QueryRun};
@@ -305,7 +305,9 @@ impl Server {
                 let ctx = self.view_context()?;
                 answer_in(&ctx, &parsed.text, parsed.location, &send).await
             }
-            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => self.answer_in_session(parsed, &send).await,
+            Statement::Select { query } if eddy_sql::referenced_tables(query).is_empty() => {
+                send_rows(&send, answer_without_tables(query, parsed.location).await?).await
+            }
             Statement::Select { query } => {
                 // Planned while holding the session for reading only; run and streamed
                 // without it, so a long query or a slow reader does not hold up others.
@@ -343,7 +345,14 @@ impl Server {
                 let sizes = string_rows(&["plan"], sizes);
                 send_result(&send, plan.schema(), vec![plan, sizes]).await
             }
-            Statement::Show(ShowWhat::Tables) | Statement::Describe { .. } => self.answer_in_session(parsed, &send).await,
+            Statement::Show(ShowWhat::Tables) => {
+                let rows = self.session.read().await.show_tables();
+                send_rows(&send, rows).await
+            }
+            Statement::Describe { name } => {
+                let rows = self.session.read().await.describe(name)?;
+                send_rows(&send, rows).await
+            }
             _ => self.change_catalog(parsed, &send).await,
         }
     }
@@ -490,18 +499,6 @@ impl Server {
             Recorded::Forget { kind, name } => state.catalog.remove_statement(kind, name),
         }
         state.catalog.save(&self.data_dir)
-    }
-
-    /// Statements the session answers from its catalog without changing it (`SHOW TABLES`, `DESCRIBE`, a SELECT of constants).
-    async fn answer_in_session<F, Fut>(&self, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
-    where
-        F: Fn(Reply) -> Fut,
-        Fut: std::future::Future<Output = Result<(), EddyError>>,
-    {
-        match self.session.read().await.answer(parsed).await? {
-            Outcome::Rows(batch) => send_rows(send, batch).await,
-            _ => Err(EddyError::Unsupported(format!("`{}` has no rows to answer with", parsed.text))),
-        }
     }
 
     /// Plans a pipeline statement (`INSERT INTO`, `CREATE MATERIALIZED VIEW`) and registers it, not started.
@@ -803,7 +800,8 @@ impl ChannelSink {
 
 #[async_trait::async_trait]
 impl eddy_engine::Sink for ChannelSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), eddy_engine::BoxError> {
+    async fn write(&mut self, changes: eddy_engine::ChangeBatch) -> Result<(), eddy_engine::BoxError> {
+        let batch = changes.into_inserts("an ad-hoc query's result")?;
         self.tx.send(batch).await.map_err(|_| "the client stopped reading the result".into())
     }
 

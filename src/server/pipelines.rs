@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::array::{ArrayRef, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use eddy_engine::changelog::changelog_schema;
 use eddy_engine::checkpoint::CheckpointStore;
-use eddy_engine::{BoxError, PipelineMetrics, RowKind, Sink};
+use eddy_engine::{BoxError, ChangeBatch, PipelineMetrics, Sink};
 use eddy_proto::Pipeline as PipelineStatus;
 use eddy_sql::{Location, TableDef};
 use tokio::sync::{broadcast, watch};
@@ -33,20 +32,6 @@ pub enum Target {
 /// How many output batches a slow subscriber of a pipeline may fall behind before it is dropped.
 const OUTPUT_BUFFER: usize = 1024;
 
-/// `schema` with Flink's row kind (`op`) in front, as subscriptions carry rows.
-pub fn changelog_schema(schema: &Schema) -> SchemaRef {
-    let mut fields = vec![Field::new("op", DataType::Utf8, false)];
-    fields.extend(schema.fields().iter().map(|f| f.as_ref().clone()));
-    Arc::new(Schema::new(fields))
-}
-
-/// `batch` with `op` in front, in `schema` (see [`changelog_schema`]).
-pub fn with_op(schema: &SchemaRef, batch: &RecordBatch, op: RowKind) -> Result<RecordBatch, ArrowError> {
-    let mut columns = vec![Arc::new(StringArray::from(vec![op.short_string(); batch.num_rows()])) as ArrayRef];
-    columns.extend(batch.columns().iter().cloned());
-    RecordBatch::try_new(Arc::clone(schema), columns)
-}
-
 /// Passes everything to the pipeline's sink, and shows subscribers each batch it writes.
 struct TeeSink {
     sink: Box<dyn Sink>,
@@ -55,10 +40,10 @@ struct TeeSink {
 }
 
 impl TeeSink {
-    fn show(&self, batch: &RecordBatch, op: RowKind) {
+    fn show(&self, changes: &ChangeBatch) {
         // Nobody listening is the common case: no copy then.
         if self.output.receiver_count() > 0 {
-            match with_op(&self.schema, batch, op) {
+            match changes.to_changelog(&self.schema) {
                 Ok(rows) => {
                     let _ = self.output.send(rows);
                 }
@@ -70,14 +55,9 @@ impl TeeSink {
 
 #[async_trait::async_trait]
 impl Sink for TeeSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        self.show(&batch, RowKind::Insert);
-        self.sink.write(batch).await
-    }
-
-    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        self.show(&batch, RowKind::Delete);
-        self.sink.retract(batch).await
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        self.show(&changes);
+        self.sink.write(changes).await
     }
 
     async fn commit(&mut self) -> Result<(), BoxError> {

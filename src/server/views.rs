@@ -17,16 +17,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
-use eddy_engine::{BoxError, RowKind, Sink, Source, SourceBatch, SourceReader};
+use eddy_engine::changelog::changelog_schema;
+use eddy_engine::{BoxError, ChangeBatch, EngineError, RowKind, Sink, Source, SourceBatch, SourceReader};
 use tokio::sync::broadcast;
 
 use crate::ipc::{IpcCollector, IpcEncoder};
-use crate::server::pipelines::{changelog_schema, with_op};
 
 /// How many change batches a slow subscriber may fall behind before it is dropped.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -39,47 +39,9 @@ const SUBSCRIBER_BUFFER: usize = 1024;
 /// replay of what came after (at most one checkpoint interval) brings the rows back.
 pub const VIEW_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// One staged change of a view, in the order the pipeline produced it.
-#[derive(Debug, Clone)]
-pub enum Change {
-    /// Rows appended, or upserted by key.
-    Rows(RecordBatch),
-    /// Rows retracted: their keys are deleted unless rows with the key follow.
-    Retract(RecordBatch),
-}
-
-impl Change {
-    fn rows(&self) -> &RecordBatch {
-        match self {
-            Change::Rows(b) | Change::Retract(b) => b,
-        }
-    }
-
-    /// The kind a changelog row of this change carries.
-    fn op(&self) -> RowKind {
-        match self {
-            Change::Rows(_) => RowKind::Insert,
-            Change::Retract(_) => RowKind::Delete,
-        }
-    }
-}
-
-/// Splits changelog rows (an `op` column, then the view's columns) into runs of
-/// rows and of retractions (`-U`, `-D`), in order.
-pub fn split_changelog(batch: &RecordBatch) -> Result<Vec<Change>, ArrowError> {
-    let ops = batch.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| ArrowError::SchemaError("a changelog's first column is its op".into()))?;
-    let rows = batch.project(&(1..batch.num_columns()).collect::<Vec<_>>())?;
-    let retracts = |i: usize| RowKind::from_short_string(ops.value(i)).is_some_and(RowKind::is_retraction);
-    let mut changes = Vec::new();
-    let mut start = 0;
-    for i in 1..=batch.num_rows() {
-        if i == batch.num_rows() || retracts(i) != retracts(start) {
-            let run = rows.slice(start, i - start);
-            changes.push(if retracts(start) { Change::Retract(run) } else { Change::Rows(run) });
-            start = i;
-        }
-    }
-    Ok(changes)
+/// An engine error (a malformed changelog) where the view speaks Arrow's.
+fn engine(e: EngineError) -> ArrowError {
+    ArrowError::ExternalError(Box::new(e))
 }
 
 /// One materialized view's state, shared by its pipeline's sink and its readers.
@@ -182,7 +144,7 @@ impl MaterializedView {
         }
         let batches = if self.key.is_none() { state.appended.clone() } else { self.keyed_rows(&state)? };
         drop(state);
-        let rows = batches.iter().map(|b| self.with_op(b, RowKind::Insert)).collect::<Result<Vec<_>, _>>()?;
+        let rows = batches.into_iter().map(|b| self.changelog(&ChangeBatch::inserts(b))).collect::<Result<Vec<_>, _>>()?;
         let initial = datafusion::arrow::compute::concat_batches(&self.changelog_schema(), &rows)?;
         Ok((Some(initial), receiver))
     }
@@ -196,7 +158,7 @@ impl MaterializedView {
         let rows = if self.key.is_none() { Vec::new() } else { self.keyed_rows(&state)? };
         *state = ViewState::default();
         for batch in rows {
-            let _ = self.changes.send(self.with_op(&batch, RowKind::Delete)?);
+            let _ = self.changes.send(self.changelog(&ChangeBatch::all(RowKind::Delete, batch))?);
         }
         Ok(())
     }
@@ -206,20 +168,21 @@ impl MaterializedView {
     }
 
     /// Applies changes written since the last checkpoint and, with `notify`, tells subscribers.
-    fn apply(&self, changes: Vec<Change>, notify: bool) -> Result<(), ArrowError> {
-        if changes.iter().all(|c| c.rows().num_rows() == 0) {
+    fn apply(&self, changes: Vec<ChangeBatch>, notify: bool) -> Result<(), ArrowError> {
+        if changes.iter().all(|c| c.num_rows() == 0) {
             return Ok(());
         }
         let mut state = self.write_state()?;
         let mut notices = Vec::new();
         if self.key.is_none() {
             for change in changes {
-                let Change::Rows(batch) = change else {
+                if !change.is_inserts_only() {
                     return Err(ArrowError::InvalidArgumentError(format!("view `{}` only appends rows; it cannot retract them", self.name)));
-                };
+                }
+                notices.push(self.changelog(&change)?);
+                let batch = change.into_rows();
                 state.row_count += batch.num_rows() as u64;
                 state.bytes += batch.get_array_memory_size() as u64;
-                notices.push(self.with_op(&batch, RowKind::Insert)?);
                 state.appended.push(batch);
             }
         } else {
@@ -227,10 +190,9 @@ impl MaterializedView {
             let (mut ops, mut changed) = (Vec::new(), Vec::new());
             // Rows retracted in this step, by key: an update if a row with the key follows, else a delete.
             let mut retracted: HashMap<OwnedRow, OwnedRow> = HashMap::new();
-            for change in changes {
-                let batch = change.rows();
-                let key_rows = keys.convert_columns(&self.key_columns(batch))?;
-                if let Change::Retract(_) = change {
+            for (kind, batch) in changes.iter().flat_map(ChangeBatch::runs) {
+                let key_rows = keys.convert_columns(&self.key_columns(&batch))?;
+                if kind.is_retraction() {
                     for key in key_rows.iter() {
                         let key = key.owned();
                         if let Some(old) = state.rows.remove(&key) {
@@ -272,10 +234,8 @@ impl MaterializedView {
                 changed.push(old);
             }
             if !changed.is_empty() {
-                let columns = all.convert_rows(changed.iter().map(|r| r.row()))?;
-                let mut with_op = vec![Arc::new(StringArray::from(ops.into_iter().map(RowKind::short_string).collect::<Vec<_>>())) as ArrayRef];
-                with_op.extend(columns);
-                notices.push(RecordBatch::try_new(self.changelog_schema(), with_op)?);
+                let rows = RecordBatch::try_new(self.schema(), all.convert_rows(changed.iter().map(|r| r.row()))?)?;
+                notices.push(self.changelog(&ChangeBatch::new(rows, ops).map_err(engine)?)?);
             }
             state.cached = None;
         }
@@ -288,7 +248,7 @@ impl MaterializedView {
     }
 
     /// Replaces the state with one saved by [`ViewSink::prepare`]: changelog
-    /// batches (rows as `+I`, staged retractions as `-D`). Also how a restarted
+    /// batches (the rows as `+I`, then the staged changes). Also how a restarted
     /// server shows a stopped view's rows without running its pipeline.
     pub fn restore(&self, bytes: &[u8]) -> Result<(), ArrowError> {
         self.clear()?;
@@ -298,10 +258,7 @@ impl MaterializedView {
         let mut collector = IpcCollector::default();
         collector.push(bytes);
         let (_, batches) = collector.take()?;
-        let mut changes = Vec::new();
-        for batch in &batches {
-            changes.extend(split_changelog(batch)?);
-        }
+        let changes = batches.iter().map(ChangeBatch::from_changelog).collect::<Result<Vec<_>, _>>().map_err(engine)?;
         // Keyed subscribers saw the rows deleted by `clear`; append-only ones kept them.
         self.apply(changes, self.key.is_some())
     }
@@ -314,8 +271,9 @@ impl MaterializedView {
         }
     }
 
-    fn with_op(&self, batch: &RecordBatch, op: RowKind) -> Result<RecordBatch, ArrowError> {
-        with_op(&self.changelog_schema(), batch, op)
+    /// Changes as its changelog shows them.
+    fn changelog(&self, changes: &ChangeBatch) -> Result<RecordBatch, ArrowError> {
+        changes.to_changelog(&self.changelog_schema()).map_err(engine)
     }
 
     fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, ViewState>, ArrowError> {
@@ -333,9 +291,9 @@ impl MaterializedView {
 pub struct ViewSink {
     view: Arc<MaterializedView>,
     /// Changes since the last barrier.
-    pending: Vec<Change>,
+    pending: Vec<ChangeBatch>,
     /// Changes of barriers whose checkpoint is not saved yet, by checkpoint.
-    prepared: Vec<(u64, Vec<Change>)>,
+    prepared: Vec<(u64, Vec<ChangeBatch>)>,
 }
 
 impl ViewSink {
@@ -354,15 +312,9 @@ impl ViewSink {
 
 #[async_trait]
 impl Sink for ViewSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
         self.started();
-        self.pending.push(Change::Rows(batch));
-        Ok(())
-    }
-
-    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        self.started();
-        self.pending.push(Change::Retract(batch));
+        self.pending.push(changes);
         Ok(())
     }
 
@@ -383,10 +335,10 @@ impl Sink for ViewSink {
         self.prepared.push((checkpoint, changes));
         let (mut encoder, mut bytes) = IpcEncoder::new(&self.view.changelog_schema())?;
         for batch in self.view.snapshot()? {
-            bytes.extend(encoder.encode(&self.view.with_op(&batch, RowKind::Insert)?)?);
+            bytes.extend(encoder.encode(&self.view.changelog(&ChangeBatch::inserts(batch))?)?);
         }
         for change in self.prepared.iter().flat_map(|(_, c)| c.iter()) {
-            bytes.extend(encoder.encode(&self.view.with_op(change.rows(), change.op())?)?);
+            bytes.extend(encoder.encode(&self.view.changelog(change)?)?);
         }
         Ok(bytes)
     }
@@ -453,7 +405,7 @@ impl Source for ViewSource {
 struct ViewReader {
     view: Arc<MaterializedView>,
     ready: tokio::sync::watch::Receiver<bool>,
-    queue: VecDeque<Change>,
+    queue: VecDeque<ChangeBatch>,
     /// Set once the view is ready: its rows were queued and its changes follow here.
     changes: Option<broadcast::Receiver<RecordBatch>>,
 }
@@ -473,14 +425,16 @@ impl SourceReader for ViewReader {
                 return Ok(Some(self.nothing()));
             }
             let (initial, changes) = self.view.subscribe(true)?;
-            self.queue.extend(split_changelog(&initial.unwrap_or_else(|| RecordBatch::new_empty(self.view.changelog_schema())))?);
+            if let Some(initial) = initial {
+                self.queue.push_back(ChangeBatch::from_changelog(&initial)?);
+            }
             self.changes = Some(changes);
         }
         let Some(changes) = self.changes.as_mut() else { return Ok(Some(self.nothing())) };
         if self.queue.is_empty() {
             match tokio::time::timeout(VIEW_POLL, changes.recv()).await {
                 Err(_) => {}
-                Ok(Ok(batch)) => self.queue.extend(split_changelog(&batch)?),
+                Ok(Ok(batch)) => self.queue.push_back(ChangeBatch::from_changelog(&batch)?),
                 Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
                     return Err(format!(
                         "this pipeline fell {missed} change batches behind materialized view `{}` and lost them; restart it (it starts again from the view's current rows)",
@@ -492,8 +446,7 @@ impl SourceReader for ViewReader {
             }
         }
         Ok(Some(match self.queue.pop_front() {
-            Some(Change::Rows(rows)) => SourceBatch { rows, malformed: Vec::new(), retract: false },
-            Some(Change::Retract(rows)) => SourceBatch { rows, malformed: Vec::new(), retract: true },
+            Some(rows) => SourceBatch { rows, malformed: Vec::new() },
             None => self.nothing(),
         }))
     }
@@ -502,14 +455,14 @@ impl SourceReader for ViewReader {
 impl ViewReader {
     /// An empty read: nothing new yet, so the engine can check on the pipeline.
     fn nothing(&self) -> SourceBatch {
-        SourceBatch { rows: RecordBatch::new_empty(self.view.schema()), malformed: Vec::new(), retract: false }
+        SourceBatch::inserts(RecordBatch::new_empty(self.view.schema()), Vec::new())
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
 
     use super::*;
@@ -545,10 +498,10 @@ mod tests {
         let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
         let (_, mut changes) = view.subscribe(false).unwrap();
-        sink.write(batch(&[("a", 1), ("b", 1)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 1), ("b", 1)]))).await.unwrap();
         assert!(view.snapshot().unwrap().is_empty(), "rows are visible only after the barrier");
         sink.commit().await.unwrap();
-        sink.write(batch(&[("a", 2), ("b", 1)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 2), ("b", 1)]))).await.unwrap();
         sink.commit().await.unwrap();
         assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 2), ("b".into(), 1)]);
         assert_eq!(view.size().0, 2);
@@ -565,13 +518,13 @@ mod tests {
     async fn checkpointed_state_restores_into_a_fresh_sink() {
         let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
-        sink.write(batch(&[("a", 1), ("b", 5)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 1), ("b", 5)]))).await.unwrap();
         sink.prepare(1).await.unwrap();
         sink.commit_checkpoint(1).await.unwrap();
-        sink.write(batch(&[("a", 3)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 3)]))).await.unwrap();
         let saved = sink.prepare(2).await.unwrap();
         assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 1), ("b".into(), 5)], "checkpoint 2 is not saved yet");
-        sink.write(batch(&[("c", 9)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("c", 9)]))).await.unwrap();
         let mut restarted = ViewSink::new(Arc::clone(&view)).unwrap();
         assert!(view.snapshot().unwrap().is_empty());
         restarted.recover(&saved).await.unwrap();
@@ -586,9 +539,9 @@ mod tests {
         let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
         let (_, mut changes) = view.subscribe(false).unwrap();
-        sink.write(batch(&[("a", 1)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 1)]))).await.unwrap();
         sink.prepare(1).await.unwrap();
-        sink.write(batch(&[("b", 2)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("b", 2)]))).await.unwrap();
         assert!(view.snapshot().unwrap().is_empty());
         sink.refresh().await.unwrap();
         assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 1), ("b".into(), 2)], "shown before checkpoint 1 is saved");
@@ -596,7 +549,7 @@ mod tests {
         assert_eq!(sorted_rows(&[changes.recv().await.unwrap()]), vec![("b".into(), 2)]);
         sink.commit_checkpoint(1).await.unwrap();
         assert!(changes.try_recv().is_err(), "checkpoint 1's rows were already shown");
-        sink.write(batch(&[("a", 5)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 5)]))).await.unwrap();
         let saved = sink.prepare(2).await.unwrap();
         let mut restarted = ViewSink::new(Arc::clone(&view)).unwrap();
         restarted.recover(&saved).await.unwrap();
@@ -607,11 +560,11 @@ mod tests {
     async fn append_view_keeps_every_row_and_snapshot_subscribers_start_with_it() {
         let view = MaterializedView::new("v", schema(), None).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
-        sink.write(batch(&[("a", 1), ("a", 1)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 1), ("a", 1)]))).await.unwrap();
         sink.commit().await.unwrap();
         let (initial, mut changes) = view.subscribe(true).unwrap();
         assert_eq!(initial.unwrap().num_rows(), 2);
-        sink.write(batch(&[("b", 2)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("b", 2)]))).await.unwrap();
         sink.commit().await.unwrap();
         assert_eq!(sorted_rows(&[changes.recv().await.unwrap()]), vec![("b".into(), 2)]);
         assert_eq!(view.size().0, 3);
@@ -628,18 +581,18 @@ mod tests {
     async fn retractions_update_or_delete_keys_and_readers_get_them_back() {
         let view = MaterializedView::new("v", schema(), Some(vec![0])).unwrap();
         let mut sink = ViewSink::new(Arc::clone(&view)).unwrap();
-        sink.write(batch(&[("a", 1), ("b", 2), ("c", 3)])).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 1), ("b", 2), ("c", 3)]))).await.unwrap();
         sink.commit().await.unwrap();
         let (source, def) = ViewSource::new(Arc::clone(&view));
         assert_eq!(def.primary_key, vec!["k".to_string()]);
         let mut reader = source.open(1).unwrap().remove(0);
         let first = reader.next_batch().await.unwrap().unwrap();
-        assert!(!first.retract);
-        assert_eq!(sorted_rows(&[first.rows]), vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        assert!(first.rows.is_inserts_only());
+        assert_eq!(sorted_rows(&[first.rows.into_rows()]), vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
         let (_, mut changes) = view.subscribe(false).unwrap();
 
-        sink.retract(batch(&[("a", 1), ("b", 2)])).await.unwrap();
-        sink.write(batch(&[("a", 10)])).await.unwrap();
+        sink.write(ChangeBatch::all(RowKind::Delete, batch(&[("a", 1), ("b", 2)]))).await.unwrap();
+        sink.write(ChangeBatch::inserts(batch(&[("a", 10)]))).await.unwrap();
         sink.commit().await.unwrap();
         assert_eq!(sorted_rows(&view.snapshot().unwrap()), vec![("a".into(), 10), ("c".into(), 3)]);
         assert_eq!(view.size().0, 2);
@@ -647,18 +600,17 @@ mod tests {
         assert_eq!(ops(&change), vec!["-U", "+U", "-D"]);
         assert_eq!(sorted_rows(&[change]), vec![("a".into(), 1), ("a".into(), 10), ("b".into(), 2)]);
 
-        // The reader: a's old row retracted, its new row, then b retracted.
+        // The reader: a's old row retracted, its new row, then b deleted.
         let mut seen = Vec::new();
         while seen.len() < 3 {
-            let next = reader.next_batch().await.unwrap().unwrap();
-            if next.rows.num_rows() > 0 {
-                seen.push((next.retract, sorted_rows(&[next.rows])));
-            }
+            let next = reader.next_batch().await.unwrap().unwrap().rows;
+            seen.extend((0..next.num_rows()).map(|i| (next.kind(i), sorted_rows(&[next.rows().slice(i, 1)]).remove(0))));
         }
-        assert_eq!(seen, vec![(true, vec![("a".into(), 1)]), (false, vec![("a".into(), 10)]), (true, vec![("b".into(), 2)])]);
+        use RowKind::*;
+        assert_eq!(seen, vec![(UpdateBefore, ("a".into(), 1)), (UpdateAfter, ("a".into(), 10)), (Delete, ("b".into(), 2))]);
 
         // A retraction staged for a checkpoint is saved with it.
-        sink.retract(batch(&[("c", 3)])).await.unwrap();
+        sink.write(ChangeBatch::all(RowKind::Delete, batch(&[("c", 3)]))).await.unwrap();
         let saved = sink.prepare(1).await.unwrap();
         let mut restarted = ViewSink::new(Arc::clone(&view)).unwrap();
         restarted.recover(&saved).await.unwrap();

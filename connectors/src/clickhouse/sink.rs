@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Sink};
+use eddy_engine::{BoxError, ChangeBatch, Sink};
 
 use super::client::{parse_tab_separated, quote_identifier, quote_string, Client, ServerVersion};
 use super::rowbinary::{self, ChType, ColumnTarget};
 use super::{is_merge_tree, is_replicated, ClickHouseOptions};
-use crate::epochs::{self, HeldEpochs, HeldWrite};
+use crate::epochs::{self, HeldEpochs};
 use crate::error::ConnectorError;
 
 /// How many recent INSERTs tables made by `'sink.create-table'` remember to
@@ -251,9 +251,9 @@ impl ClickHouseSink {
     /// Exactly-once: inserts `writes` tagged `tag` in one INSERT of one block (so
     /// it lands whole or not at all), unless rows with that tag are there already
     /// when `check` is set (after a restart) or a failed attempt turns out to have landed.
-    async fn insert_epoch(&mut self, tag: &str, writes: &[HeldWrite], check: bool) -> Result<(), ConnectorError> {
+    async fn insert_epoch(&mut self, tag: &str, writes: &[ChangeBatch], check: bool) -> Result<(), ConnectorError> {
         self.connect().await?;
-        let rows: usize = writes.iter().map(|w| w.rows.num_rows()).sum();
+        let rows: usize = writes.iter().map(ChangeBatch::num_rows).sum();
         if rows == 0 {
             return Ok(());
         }
@@ -263,8 +263,8 @@ impl ClickHouseSink {
         targets.push(ColumnTarget { name: epoch_column.clone(), ch_type: ChType::String });
         let mut body = Vec::new();
         for write in writes {
-            let mut columns = write.rows.columns().to_vec();
-            columns.push(Arc::new(StringArray::from(vec![tag; write.rows.num_rows()])) as ArrayRef);
+            let mut columns = write.rows().columns().to_vec();
+            columns.push(Arc::new(StringArray::from(vec![tag; write.num_rows()])) as ArrayRef);
             let tagged = RecordBatch::try_from_iter(targets.iter().map(|t| t.name.clone()).zip(columns))
                 .map_err(|e| ConnectorError::arrow("tagging rows with their checkpoint", e))?;
             rowbinary::encode_batch(&tagged, &targets, &mut body)
@@ -301,12 +301,15 @@ fn landed_query(table: &str, column: &str, tag: &str) -> String {
 
 #[async_trait]
 impl Sink for ClickHouseSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+    /// Upserts by key (a ReplacingMergeTree keeps the last): the planner sends a
+    /// ClickHouse table no retractions.
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        let batch = changes.into_upserts("the clickhouse sink")?;
         if batch.num_rows() > 0 && batch.num_columns() != self.schema.fields().len() {
             return Err(self.setup_error(format!("a batch has {} columns, the table {}", batch.num_columns(), self.schema.fields().len())).into());
         }
         if let Some(epochs) = &mut self.epochs {
-            epochs.hold(batch, false);
+            epochs.hold(ChangeBatch::inserts(batch));
             return Ok(());
         }
         if batch.num_rows() > 0 {

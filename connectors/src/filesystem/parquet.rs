@@ -151,7 +151,7 @@ fn convert(schema: &SchemaRef, originals: Vec<ArrayRef>, num_rows: usize, label:
     };
     if errors.is_empty() {
         let rows = RecordBatch::try_new(SchemaRef::clone(schema), columns).map_err(|e| ConnectorError::arrow(ctx(), e))?;
-        return Ok(SourceBatch { rows, malformed: Vec::new(), retract: false });
+        return Ok(SourceBatch::inserts(rows, Vec::new()));
     }
     let raw = RecordBatch::try_new(relaxed(&originals), originals).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let mut malformed = Vec::new();
@@ -168,7 +168,7 @@ fn convert(schema: &SchemaRef, originals: Vec<ArrayRef>, num_rows: usize, label:
     let all = RecordBatch::try_new(relaxed(&columns), columns).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let kept = filter_record_batch(&all, &keep).map_err(|e| ConnectorError::arrow(ctx(), e))?;
     let rows = RecordBatch::try_new(SchemaRef::clone(schema), kept.columns().to_vec()).map_err(|e| ConnectorError::arrow(ctx(), e))?;
-    Ok(SourceBatch { rows, malformed, retract: false })
+    Ok(SourceBatch::inserts(rows, malformed))
 }
 
 #[async_trait]

@@ -158,7 +158,7 @@ impl SourceReader for WithPartitionValues {
             return Ok(None);
         };
         let rows = read.rows.num_rows();
-        let mut file_columns = read.rows.columns().iter();
+        let mut file_columns = read.rows.rows().columns().iter();
         let mut columns = Vec::with_capacity(self.constants.len());
         for constant in &self.constants {
             columns.push(match constant {
@@ -167,7 +167,8 @@ impl SourceReader for WithPartitionValues {
             });
         }
         let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
-        read.rows = RecordBatch::try_new_with_options(SchemaRef::clone(&self.schema), columns, &options)?;
+        let with_values = RecordBatch::try_new_with_options(SchemaRef::clone(&self.schema), columns, &options)?;
+        read.rows = read.rows.map_rows(with_values)?;
         Ok(Some(read))
     }
 

@@ -26,7 +26,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
-use eddy_engine::{BoxError, Sink};
+use eddy_engine::{BoxError, ChangeBatch, Sink};
 use object_store::buffered::BufWriter;
 use object_store::path::{Path, PathPart};
 use object_store::ObjectStoreExt;
@@ -308,8 +308,8 @@ fn encode_files(files: &[(Path, Path)]) -> Vec<u8> {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        Ok(self.write_batch(&batch).await?)
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        Ok(self.write_batch(&changes.into_inserts("the filesystem sink")?).await?)
     }
 
     async fn commit(&mut self) -> Result<(), BoxError> {

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
-use eddy_engine::MalformedRecord;
+use eddy_engine::{ChangeBatch, MalformedRecord};
 
 use crate::registry::{create_sink, create_source};
 
@@ -41,7 +41,7 @@ async fn read_all(def: &TableDef) -> (RecordBatch, Vec<MalformedRecord>, usize) 
     for mut r in readers {
         while let Some(b) = r.next_batch().await.unwrap() {
             assert_eq!(b.rows.schema(), schema);
-            batches.push(b.rows);
+            batches.push(b.rows.into_rows());
             malformed.extend(b.malformed);
         }
     }
@@ -251,8 +251,8 @@ async fn round_trip(format: &str, extra: &[(&str, &str)]) {
     sink.commit().await.unwrap();
     assert!(visible(&out).is_empty() && hidden(&out).is_empty());
 
-    sink.write(sample(&schema, 0, 100)).await.unwrap();
-    sink.write(sample(&schema, 100, 50)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 0, 100))).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 100, 50))).await.unwrap();
     assert!(visible(&out).is_empty(), "part file visible before commit");
     // Small files are still in the upload buffer; anything on disk is hidden.
     for name in hidden(&out) {
@@ -264,7 +264,7 @@ async fn round_trip(format: &str, extra: &[(&str, &str)]) {
     assert!(files[0].starts_with("part-") && files[0].ends_with(&format!("-0.{format}")));
     assert!(hidden(&out).is_empty());
 
-    sink.write(sample(&schema, 150, 10)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 150, 10))).await.unwrap();
     sink.commit().await.unwrap();
     assert_eq!(visible(&out).len(), 2);
 
@@ -286,7 +286,7 @@ async fn json_round_trip_and_timestamp_text() {
     let def = bids(dir.path(), "json", &[]);
     let schema = def.physical_schema();
     let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
-    sink.write(sample(&schema, 1, 1)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 1, 1))).await.unwrap();
     sink.commit().await.unwrap();
     let text = std::fs::read_to_string(dir.path().join(&visible(dir.path())[0])).unwrap();
     assert_eq!(text, "{\"auction\":1,\"price\":10,\"channel\":\"ch,\\\"1\\\"\",\"ts\":\"2024-01-01 00:00:01.001\"}\n");
@@ -306,7 +306,7 @@ async fn rolling_files_stay_hidden_until_commit() {
     let schema = def.physical_schema();
     let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
     for i in 0..5 {
-        sink.write(sample(&schema, i * 20, 20)).await.unwrap();
+        sink.write(ChangeBatch::inserts(sample(&schema, i * 20, 20))).await.unwrap();
     }
     assert!(visible(dir.path()).is_empty());
     assert!(hidden(dir.path()).len() >= 4);
@@ -323,7 +323,7 @@ async fn parquet_projection_cast_and_missing_column() {
     let out = dir.path().join("p");
     let def = bids(&out, "parquet", &[]);
     let mut sink = create_sink(&def, def.physical_schema()).unwrap();
-    sink.write(sample(&def.physical_schema(), 0, 10)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&def.physical_schema(), 0, 10))).await.unwrap();
     sink.commit().await.unwrap();
 
     // A subset, reordered, with price widened to a float and auction narrowed to INT.
@@ -410,8 +410,8 @@ async fn partitioned_sink_writes_hive_directories_and_the_source_reads_them_back
             )
             .unwrap()
         };
-        sink.write(make(&[(1, Some("a/b")), (2, None), (3, Some("a/b"))])).await.unwrap();
-        sink.write(make(&[(4, Some("c"))])).await.unwrap();
+        sink.write(ChangeBatch::inserts(make(&[(1, Some("a/b")), (2, None), (3, Some("a/b"))]))).await.unwrap();
+        sink.write(ChangeBatch::inserts(make(&[(4, Some("c"))]))).await.unwrap();
         assert!(tree(dir.path()).iter().all(|f| f.rsplit('/').next().unwrap().starts_with('.')), "{:?}", tree(dir.path()));
         sink.commit().await.unwrap();
         let files = tree(dir.path());
@@ -455,11 +455,11 @@ async fn rollover_interval_starts_new_files() {
     let def = bids(dir.path(), "parquet", &[("sink.rolling-policy.rollover-interval", "20ms")]);
     let schema = def.physical_schema();
     let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
-    sink.write(sample(&schema, 0, 10)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 0, 10))).await.unwrap();
     std::thread::sleep(std::time::Duration::from_millis(30));
     // The file is now older than the interval: this write closes it.
-    sink.write(sample(&schema, 10, 10)).await.unwrap();
-    sink.write(sample(&schema, 20, 10)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 10, 10))).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 20, 10))).await.unwrap();
     assert_eq!(hidden(dir.path()).len(), 1, "the rolled file waits hidden for the commit");
     sink.commit().await.unwrap();
     assert_eq!(visible(dir.path()).len(), 2);
@@ -482,10 +482,10 @@ async fn two_phase_commit_publishes_on_checkpoint_completion_and_after_recovery(
     let def = bids(dir.path(), "json", &[]);
     let schema = def.physical_schema();
     let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
-    sink.write(sample(&schema, 0, 10)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 0, 10))).await.unwrap();
     let prepared = sink.prepare(1).await.unwrap();
     assert!(visible(dir.path()).is_empty(), "prepared files stay hidden until the checkpoint is saved");
-    sink.write(sample(&schema, 10, 10)).await.unwrap();
+    sink.write(ChangeBatch::inserts(sample(&schema, 10, 10))).await.unwrap();
     let prepared_2 = sink.prepare(2).await.unwrap();
     sink.commit_checkpoint(1).await.unwrap();
     assert_eq!(visible(dir.path()).len(), 1, "only checkpoint 1's file");
@@ -514,9 +514,9 @@ async fn the_last_commit_covers_the_files_of_checkpoints_not_saved_yet() {
         let def = bids(dir.path(), "json", &[]);
         let schema = def.physical_schema();
         let mut sink = create_sink(&def, SchemaRef::clone(&schema)).unwrap();
-        sink.write(sample(&schema, 0, 10)).await.unwrap();
+        sink.write(ChangeBatch::inserts(sample(&schema, 0, 10))).await.unwrap();
         sink.prepare(1).await.unwrap();
-        sink.write(sample(&schema, 10, 10)).await.unwrap();
+        sink.write(ChangeBatch::inserts(sample(&schema, 10, 10))).await.unwrap();
         let last = sink.prepare(FINAL_CHECKPOINT).await.unwrap();
         if restart {
             drop(sink);

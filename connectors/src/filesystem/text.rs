@@ -266,7 +266,7 @@ pub(crate) fn decode_chunk(decoder: &mut RecordDecoder, chunk: &Chunk, label: &s
             MalformedRecord { position: format!("{label}:{}", record.line), error, raw: String::from_utf8_lossy(chunk.bytes(record)).into_owned() }
         })
         .collect();
-    Ok(SourceBatch { rows: decoded.rows, malformed, retract: false })
+    Ok(SourceBatch::inserts(decoded.rows, malformed))
 }
 
 /// Reads one JSON-lines or CSV file, the partition of a filesystem source.

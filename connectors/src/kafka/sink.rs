@@ -26,7 +26,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, Sink};
+use eddy_engine::{BoxError, ChangeBatch, Sink};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -34,7 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::registry::SchemaRegistry;
 use super::{KafkaOptions, Partitioner, TextOrRaw};
-use crate::epochs::{self, already_written, HeldEpochs, HeldWrite};
+use crate::epochs::{self, already_written, HeldEpochs};
 use crate::error::ConnectorError;
 use crate::filesystem::text::TextFormat;
 use crate::format::{common_timestamp_format, json_rows};
@@ -327,6 +327,18 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// Writes new rows and remembers retracted keys, in order.
+    async fn apply_now(&mut self, changes: &ChangeBatch) -> Result<(), ConnectorError> {
+        for (kind, rows) in changes.runs() {
+            if kind.is_retraction() {
+                self.retract_now(&rows)?;
+            } else {
+                self.write_now(&rows).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Remembers the retracted keys; [`KafkaSink::flush_deletes`] turns those not
     /// written again into tombstones (records with the key and no value).
     fn retract_now(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
@@ -360,7 +372,7 @@ impl KafkaSink {
 
     /// Exactly-once: writes `writes` in one transaction, with the marker of
     /// `epoch` when it is a checkpoint's, and commits it.
-    async fn write_transaction(&mut self, epoch: Option<u64>, writes: &[HeldWrite]) -> Result<(), ConnectorError> {
+    async fn write_transaction(&mut self, epoch: Option<u64>, writes: &[ChangeBatch]) -> Result<(), ConnectorError> {
         let Some(transactions) = &self.transactions else { return Ok(()) };
         let id = transactions.id.clone();
         let failed = move |what: &str, e: KafkaError| ConnectorError::kafka(format!("{what} of '{id}' failed"), e);
@@ -374,11 +386,7 @@ impl KafkaSink {
         });
         self.producer.begin_transaction().map_err(|e| failed("beginning a transaction", e))?;
         for write in writes {
-            if write.retract {
-                self.retract_now(&write.rows)?;
-            } else {
-                self.write_now(&write.rows).await?;
-            }
+            self.apply_now(write).await?;
         }
         self.settle_all().await?;
         eddy_engine::failpoint::reach("kafka-transaction-written");
@@ -394,30 +402,22 @@ impl KafkaSink {
         .await
         .map_err(|e| ConnectorError::invalid("sink.delivery-guarantee", "exactly-once", format!("the transaction's commit task failed: {e}")))?;
         outcome.map_err(|(what, e)| failed(what, e))?;
-        tracing::debug!(topic = %self.topic, epoch, rows = writes.iter().map(|w| w.rows.num_rows()).sum::<usize>(), "committed a Kafka transaction");
+        tracing::debug!(topic = %self.topic, epoch, rows = writes.iter().map(ChangeBatch::num_rows).sum::<usize>(), "committed a Kafka transaction");
         Ok(())
     }
 }
 
 #[async_trait]
 impl Sink for KafkaSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        if batch.num_rows() == 0 {
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        if changes.num_rows() == 0 {
             return Ok(());
         }
-        let batch = self.conform(batch)?;
+        let conformed = self.conform(changes.rows().clone())?;
+        let changes = changes.map_rows(conformed)?;
         match &mut self.transactions {
-            Some(transactions) => transactions.epochs.hold(batch, false),
-            None => self.write_now(&batch).await?,
-        }
-        Ok(())
-    }
-
-    async fn retract(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        let batch = self.conform(batch)?;
-        match &mut self.transactions {
-            Some(transactions) => transactions.epochs.hold(batch, true),
-            None => self.retract_now(&batch)?,
+            Some(transactions) => transactions.epochs.hold(changes),
+            None => self.apply_now(&changes).await?,
         }
         Ok(())
     }

@@ -422,7 +422,7 @@ impl KafkaPartitionReader {
     }
 
     fn empty(&self) -> SourceBatch {
-        SourceBatch { rows: RecordBatch::new_empty(Arc::clone(&self.schema)), malformed: Vec::new(), retract: false }
+        SourceBatch::inserts(RecordBatch::new_empty(Arc::clone(&self.schema)), Vec::new())
     }
 
     /// Decodes the values and adds the metadata columns, in the table's column order.
@@ -502,7 +502,7 @@ impl KafkaPartitionReader {
         }
         let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
             .map_err(|e| ConnectorError::arrow(format!("assembling rows of {}", self.name), e))?;
-        Ok(SourceBatch { rows, malformed, retract: false })
+        Ok(SourceBatch::inserts(rows, malformed))
     }
 }
 

@@ -25,7 +25,7 @@ async fn read(def: &TableDef, parallelism: usize) -> Vec<RecordBatch> {
     for mut r in src.open(parallelism).unwrap() {
         while let Some(b) = r.next_batch().await.unwrap() {
             assert!(b.malformed.is_empty());
-            out.push(b.rows);
+            out.push(b.rows.into_rows());
         }
     }
     out
@@ -114,14 +114,14 @@ async fn bid_readers_resume_after_the_bids_they_returned() {
     for (i, mut reader) in src.open(3).unwrap().into_iter().enumerate() {
         // Reader i returns i + 1 batches before the "crash".
         for _ in 0..=i {
-            whole.push(reader.next_batch().await.unwrap().unwrap().rows);
+            whole.push(reader.next_batch().await.unwrap().unwrap().rows.into_rows());
         }
         positions.push(reader.position().expect("bid readers have positions"));
     }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     for mut reader in src.open_at(3, &positions).unwrap() {
         while let Some(b) = reader.next_batch().await.unwrap() {
-            whole.push(b.rows);
+            whole.push(b.rows.into_rows());
         }
     }
     let rows = |batches: &[RecordBatch]| {
@@ -195,7 +195,7 @@ async fn unread_columns_are_null_and_read_ones_unchanged() {
         let mut batches = vec![];
         for mut reader in source.open(2).unwrap() {
             while let Some(b) = reader.next_batch().await.unwrap() {
-                batches.push(b.rows);
+                batches.push(b.rows.into_rows());
             }
         }
         let pruned = concat_batches(&schema, &batches).unwrap();

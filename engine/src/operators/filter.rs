@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{arrow_error, evaluate_predicate};
+use super::evaluate_predicate;
+use crate::changelog::ChangeBatch;
 use crate::error::Result;
 use crate::operator::{Emitter, Operator};
 
@@ -27,26 +26,15 @@ impl Operator for FilterOperator {
         "Filter"
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        out.batch(self.keep(batch)?);
-        Ok(())
-    }
-
     /// The predicate is deterministic: a retracted row passed it exactly when the
-    /// row it retracts did, so retractions are filtered like rows.
-    fn on_retract(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        out.retract(self.keep(batch)?);
-        Ok(())
-    }
-}
-
-impl FilterOperator {
-    fn keep(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let mask = evaluate_predicate(&self.predicate, &batch, "Filter")?;
-        if mask.true_count() == batch.num_rows() {
-            Ok(batch)
+    /// row it retracts did, so every kind of change is filtered alike.
+    fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        let mask = evaluate_predicate(&self.predicate, rows.rows(), "Filter")?;
+        if mask.true_count() == rows.num_rows() {
+            out.changes(rows);
         } else {
-            filter_record_batch(&batch, &mask).map_err(|e| arrow_error("Filter", e))
+            out.changes(rows.filter(&mask)?);
         }
+        Ok(())
     }
 }

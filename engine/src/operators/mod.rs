@@ -9,6 +9,7 @@
 
 mod closing;
 pub mod filter;
+pub mod interval_join;
 pub mod project;
 pub mod retract_aggregate;
 mod rows;

@@ -7,6 +7,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{arrow_error, evaluate};
+use crate::changelog::ChangeBatch;
 use crate::error::Result;
 use crate::operator::{Emitter, Operator};
 
@@ -42,14 +43,11 @@ impl Operator for ProjectOperator {
         "Project"
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        out.batch(self.project(&batch)?);
-        Ok(())
-    }
-
-    /// A retracted row is retracted as projected, which is the row projected before.
-    fn on_retract(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        out.retract(self.project(&batch)?);
+    /// A change keeps its kind: a retracted row is retracted as projected, which
+    /// is the row projected before.
+    fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        let projected = self.project(rows.rows())?;
+        out.changes(rows.map_rows(projected)?);
         Ok(())
     }
 }

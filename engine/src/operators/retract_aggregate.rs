@@ -27,6 +27,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::arrow_error;
 use super::rows::{bytes, constant, Codec, EmittedRows, RowBytes};
 use super::window_aggregate::{new_accumulator, output_batch, Inputs};
+use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointId;
 use crate::operator::{Emitter, Operator};
@@ -201,12 +202,12 @@ impl Operator for RetractAggregateOperator {
         NAME
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Emitter) -> Result<()> {
-        self.apply(&batch, 1)
-    }
-
-    fn on_retract(&mut self, batch: RecordBatch, _out: &mut Emitter) -> Result<()> {
-        self.apply(&batch, -1)
+    /// Inserts and `+U`s add their rows to their groups; `-U`s and `-D`s take them out.
+    fn on_rows(&mut self, rows: ChangeBatch, _out: &mut Emitter) -> Result<()> {
+        for (kind, run) in rows.runs() {
+            self.apply(&run, if kind.is_retraction() { -1 } else { 1 })?;
+        }
+        Ok(())
     }
 
     fn on_barrier(&mut self, _id: CheckpointId, out: &mut Emitter) -> Result<()> {

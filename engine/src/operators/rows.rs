@@ -13,6 +13,7 @@ use datafusion::arrow::row::{Row, RowConverter, RowParser, Rows, SortField};
 
 use super::arrow_error;
 use super::project::make_batch;
+use crate::changelog::{ChangeBatch, RowKind};
 use crate::error::Result;
 use crate::operator::Emitter;
 
@@ -93,40 +94,47 @@ impl EmittedRows {
     }
 
     /// Emits the groups of `gone` (keys, as encoded by [`EmittedRows::key_rows`]'s
-    /// types) as retractions of their last rows, and the changed groups' new rows
-    /// (`changed`) each after a retraction of its previous row. Rows equal to the
-    /// ones emitted before are left out; retractions go first, in key order.
+    /// types) as deletions of their last rows (`-D`), and the changed groups' new
+    /// rows (`changed`): a group seen before as an update (`-U` of its previous
+    /// row, `+U` of the new one), a new group as an insert. Rows equal to the ones
+    /// emitted before are left out; retractions go first, in key order.
     pub(crate) fn emit(&mut self, changed: Option<RecordBatch>, gone: impl IntoIterator<Item = RowBytes>, out: &mut Emitter) -> Result<()> {
-        let mut retract: Vec<(RowBytes, RowBytes)> = gone.into_iter().filter_map(|key| self.last.remove(&key).map(|old| (key, old))).collect();
-        self.last_bytes = self.last_bytes.saturating_sub(retract.iter().map(|(k, r)| entry_bytes(k, r)).sum());
+        let mut retract: Vec<(RowBytes, RowBytes, RowKind)> =
+            gone.into_iter().filter_map(|key| self.last.remove(&key).map(|old| (key, old, RowKind::Delete))).collect();
+        self.last_bytes = self.last_bytes.saturating_sub(retract.iter().map(|(k, r, _)| entry_bytes(k, r)).sum());
         let mut kept = None;
         if let Some(batch) = changed {
             let keys = self.key_rows(&batch)?;
             let rows = self.rows.encode(batch.columns())?;
-            let mut keep = Vec::new();
+            let (mut keep, mut kinds) = (Vec::new(), Vec::new());
             for i in 0..batch.num_rows() {
                 let (key, row) = (bytes(keys.row(i)), bytes(rows.row(i)));
                 self.last_bytes += entry_bytes(&key, &row);
-                if let Some(old) = self.last.insert(key.clone(), row.clone()) {
-                    self.last_bytes = self.last_bytes.saturating_sub(entry_bytes(&key, &old));
-                    if old == row {
-                        continue;
+                match self.last.insert(key.clone(), row.clone()) {
+                    Some(old) => {
+                        self.last_bytes = self.last_bytes.saturating_sub(entry_bytes(&key, &old));
+                        if old == row {
+                            continue;
+                        }
+                        retract.push((key, old, RowKind::UpdateBefore));
+                        kinds.push(RowKind::UpdateAfter);
                     }
-                    retract.push((key, old));
+                    None => kinds.push(RowKind::Insert),
                 }
                 keep.push(i as u32);
             }
             let keep = UInt32Array::from(keep);
             let columns = batch.columns().iter().map(|c| take(c, &keep, None).map_err(arrow)).collect::<Result<Vec<_>>>()?;
-            kept = Some(RecordBatch::try_new(batch.schema(), columns).map_err(arrow)?);
+            kept = Some(ChangeBatch::new(RecordBatch::try_new(batch.schema(), columns).map_err(arrow)?, kinds)?);
         }
         if !retract.is_empty() {
             retract.sort_by(|a, b| a.0.cmp(&b.0));
-            let columns = self.rows.decode(retract.iter().map(|(_, row)| row))?;
-            out.retract(make_batch(&self.schema, columns, retract.len(), NAME)?);
+            let columns = self.rows.decode(retract.iter().map(|(_, row, _)| row))?;
+            let rows = make_batch(&self.schema, columns, retract.len(), NAME)?;
+            out.changes(ChangeBatch::new(rows, retract.into_iter().map(|(_, _, kind)| kind).collect())?);
         }
-        if let Some(batch) = kept {
-            out.batch(batch);
+        if let Some(changes) = kept {
+            out.changes(changes);
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::arrow_error;
 use super::closing::{advance_watermark, ClosedByWatermark};
 use super::window_aggregate::{key_schema, output_batch, GroupState, Groups, Inputs};
+use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::PipelineMetrics;
@@ -231,7 +232,7 @@ impl ClosedByWatermark for SessionAggregateOperator {
             let t = |a: &ArrayRef| datafusion::arrow::compute::take(a, &indices, None).map_err(|e| arrow_error(NAME, e));
             let part_keys = keys.iter().map(t).collect::<Result<Vec<_>>>()?;
             let part_values = values.iter().map(t).collect::<Result<Vec<_>>>()?;
-            out.batch(output_batch(&self.node, (start, end), part_keys, part_values, ordinals.len())?);
+            out.inserts(output_batch(&self.node, (start, end), part_keys, part_values, ordinals.len())?);
         }
         // Release buffers no open session refers to.
         for (_, session) in &closed {
@@ -254,7 +255,8 @@ impl Operator for SessionAggregateOperator {
         NAME
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Emitter) -> Result<()> {
+    fn on_rows(&mut self, rows: ChangeBatch, _out: &mut Emitter) -> Result<()> {
+        let batch = rows.into_inserts(NAME)?;
         let times = self.row_times(&batch)?;
         let inputs = Inputs::evaluate(&batch, &self.key_exprs, &self.node.aggregates, &self.node.filters)?;
         let mut ids = std::mem::take(&mut self.ids);

@@ -16,6 +16,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::project::make_batch;
 use super::{arrow_error, evaluate};
+use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::PipelineMetrics;
@@ -68,17 +69,17 @@ impl Operator for SourcePrepOperator {
         "SourcePrep"
     }
 
-    /// A changelog source's retractions get their computed columns; they carry no
-    /// event time of their own (the planner allows no window over a changelog).
-    fn on_retract(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        out.retract(self.with_computed_columns(batch)?);
-        Ok(())
-    }
-
-    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        let batch = self.with_computed_columns(batch)?;
+    /// A changelog source's updates and deletions get their computed columns; they
+    /// move no watermark (the planner allows no window over a changelog).
+    fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        if !rows.is_inserts_only() {
+            let computed = self.with_computed_columns(rows.rows().clone())?;
+            out.changes(rows.map_rows(computed)?);
+            return Ok(());
+        }
+        let batch = self.with_computed_columns(rows.into_inserts("SourcePrep")?)?;
         let Some(watermark_expr) = &self.node.watermark else {
-            out.batch(batch);
+            out.inserts(batch);
             return Ok(());
         };
         let candidates = as_millis(&evaluate(watermark_expr, &batch, "watermark")?, "watermark")?;
@@ -88,7 +89,7 @@ impl Operator for SourcePrepOperator {
                 for value in candidates.iter().flatten() {
                     current = current.max(value);
                 }
-                out.batch(batch);
+                out.inserts(batch);
             }
             Some(rule) => {
                 let times = as_millis(batch.column(rule.time_column), "event time")?;
@@ -108,12 +109,12 @@ impl Operator for SourcePrepOperator {
                     }
                 }
                 if late + null_time == 0 {
-                    out.batch(batch);
+                    out.inserts(batch);
                 } else {
                     PipelineMetrics::add(&self.metrics.late_rows, late);
                     PipelineMetrics::add(&self.metrics.null_time_rows, null_time);
                     let mask = BooleanArray::from(keep);
-                    out.batch(filter_record_batch(&batch, &mask).map_err(|e| arrow_error("SourcePrep", e))?);
+                    out.inserts(filter_record_batch(&batch, &mask).map_err(|e| arrow_error("SourcePrep", e))?);
                     let late_mask = not(&mask).map_err(|e| arrow_error("SourcePrep", e))?;
                     out.side(SideOutput::Late, filter_record_batch(&batch, &late_mask).map_err(|e| arrow_error("SourcePrep", e))?);
                 }

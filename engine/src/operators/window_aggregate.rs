@@ -31,6 +31,7 @@ use super::closing::{advance_watermark, ClosedByWatermark};
 use super::project::make_batch;
 use super::rows::EmittedRows;
 use super::{arrow_error, evaluate, evaluate_predicate};
+use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::PipelineMetrics;
@@ -376,7 +377,7 @@ impl WindowAggregateOperator {
     fn emit_window(&mut self, state: &mut GroupState, bounds: (i64, i64), out: &mut Emitter) -> Result<()> {
         let (keys, values, rows) = state.finish()?;
         if rows > 0 {
-            out.batch(output_batch(&self.node, bounds, keys, values, rows)?);
+            out.inserts(output_batch(&self.node, bounds, keys, values, rows)?);
         }
         Ok(())
     }
@@ -478,7 +479,8 @@ impl Operator for WindowAggregateOperator {
         NAME
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Emitter) -> Result<()> {
+    fn on_rows(&mut self, rows: ChangeBatch, _out: &mut Emitter) -> Result<()> {
+        let batch = rows.into_inserts(NAME)?;
         let inputs = Inputs::evaluate(&batch, &self.key_exprs, &self.node.aggregates, &self.node.filters)?;
         let rows = batch.num_rows();
         let Some(starts) = self.slice_starts(&batch)? else {

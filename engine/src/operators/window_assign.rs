@@ -11,10 +11,10 @@ use crate::plan::WindowKind;
 use datafusion::arrow::array::{ArrayRef, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 
 use super::arrow_error;
 use super::project::make_batch;
+use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::operator::{Emitter, Operator};
 
@@ -38,7 +38,8 @@ impl Operator for WindowAssignOperator {
         "WindowAssign"
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        let batch = rows.into_inserts("WindowAssign")?;
         let times = batch
             .column(self.time_column)
             .as_any()
@@ -84,7 +85,7 @@ impl Operator for WindowAssignOperator {
         columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
         columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
         columns.push(Arc::new(TimestampMillisecondArray::from(times)));
-        out.batch(make_batch(&self.schema, columns, n, "WindowAssign")?);
+        out.inserts(make_batch(&self.schema, columns, n, "WindowAssign")?);
         Ok(())
     }
 }

@@ -15,7 +15,9 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::table::TableDef;
 
+pub mod join;
 pub mod window;
+pub use join::{JoinNode, JoinSide, JoinType, TimeBounds};
 pub use window::WindowKind;
 
 /// A compiled continuous query: its operator tree and output schema.
@@ -336,6 +338,8 @@ pub enum StreamNode {
         inputs: Vec<StreamNode>,
         schema: SchemaRef,
     },
+    /// Rows of two inputs joined on keys within a time interval.
+    Join(JoinNode),
 }
 
 impl StreamNode {
@@ -346,6 +350,7 @@ impl StreamNode {
             StreamNode::Filter { input, .. } => input.schema(),
             StreamNode::Project { schema, .. } | StreamNode::WindowAssign { schema, .. } | StreamNode::Union { schema, .. } => Arc::clone(schema),
             StreamNode::WindowAggregate(a) => Arc::clone(&a.schema),
+            StreamNode::Join(j) => Arc::clone(&j.schema),
         }
     }
 
@@ -354,15 +359,15 @@ impl StreamNode {
         matches!(self, StreamNode::WindowAggregate(a) if a.kind.is_updating()) || self.inputs().into_iter().any(StreamNode::is_updating)
     }
 
-    /// True when this node's output retracts rows it sent before (`Message::Retract`
-    /// in the engine): it reads a changelog source or aggregates one, and nothing on
+    /// True when this node's output retracts rows it sent before (`-U`/`-D` rows
+    /// of a [`crate::ChangeBatch`]): it reads a changelog source or aggregates one, and nothing on
     /// the way turned it back into upserts.
     pub fn emits_retractions(&self) -> bool {
         match self {
             StreamNode::Source(s) => s.changelog,
             StreamNode::WindowAggregate(a) => a.kind.emits_retractions(),
             StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
-            StreamNode::WindowAssign { .. } => false,
+            StreamNode::WindowAssign { .. } | StreamNode::Join(_) => false,
             StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),
         }
     }
@@ -376,6 +381,7 @@ impl StreamNode {
             }
             StreamNode::WindowAggregate(a) => vec![&a.input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
+            StreamNode::Join(j) => vec![&j.left, &j.right],
         }
     }
 
@@ -435,6 +441,14 @@ impl StreamNode {
                 a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
             ),
             StreamNode::Union { .. } => "Union".to_string(),
+            StreamNode::Join(j) => format!(
+                "IntervalJoin: {} join on [{}], right time - left time in [{} ms, {} ms], where {}",
+                j.join_type.sql(),
+                j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", "),
+                j.bounds.lower_ms,
+                j.bounds.upper_ms,
+                j.filter
+            ),
         };
         let _ = writeln!(out, "{pad}{line}");
         let (tasks, watermark, state) = self.runtime_traits(parallelism);
@@ -471,6 +485,15 @@ impl StreamNode {
             StreamNode::Filter { .. } | StreamNode::Project { .. } => (chained, passed, "none".to_string()),
             StreamNode::WindowAssign { .. } => (chained, passed, "none (assigns each row its window or slice)".to_string()),
             StreamNode::Union { .. } => (chained, "the lowest over its inputs".to_string(), "none".to_string()),
+            StreamNode::Join(j) => {
+                let tasks = if j.left_keys.is_empty() {
+                    "1 (no equality keys: every row may meet every other)".to_string()
+                } else {
+                    format!("{}, behind a hash exchange on the keys of each side", j.tasks(parallelism))
+                };
+                let watermark = format!("the lowest over both inputs, held back {} ms (the larger time bound)", j.bounds.watermark_delay_ms());
+                (tasks, watermark, "each side's rows, until the watermark passes the last time a partner could come".to_string())
+            }
             StreamNode::WindowAggregate(a) => {
                 let keys = a.key_exprs();
                 let tasks = if keys.is_empty() {

@@ -104,11 +104,17 @@ impl Chain {
 
     /// Pushes one message through the chain; what leaves the last operator is appended to `out`.
     pub(super) fn push(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
-        self.push_from(0, message, out)?;
+        self.push_input(0, message, out)
+    }
+
+    /// Pushes one message that arrived as input `input` of the stage (a join's
+    /// side), which the chain's first operator is told.
+    pub(super) fn push_input(&mut self, input: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        self.push_from(0, input, message, out)?;
         self.account()
     }
 
-    fn push_from(&mut self, index: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+    fn push_from(&mut self, index: usize, input: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
         let Some(operator) = self.operators.get_mut(index) else {
             out.push(message);
             return Ok(());
@@ -116,8 +122,8 @@ impl Chain {
         let mut emitter = Emitter::default();
         let end = matches!(message, Message::EndOfStream);
         match message {
-            Message::Batch(batch) => operator.on_batch(batch, &mut emitter)?,
-            Message::Retract(batch) => operator.on_retract(batch, &mut emitter)?,
+            Message::Rows(rows) if index == 0 => operator.on_input_rows(input, rows, &mut emitter)?,
+            Message::Rows(rows) => operator.on_rows(rows, &mut emitter)?,
             Message::Watermark(w) => operator.on_watermark(w, &mut emitter)?,
             Message::Barrier(id) => {
                 operator.on_barrier(id, &mut emitter)?;
@@ -132,10 +138,10 @@ impl Chain {
         }
         self.side.append(&mut emitter.side);
         for produced in emitter.drain() {
-            self.push_from(index + 1, produced, out)?;
+            self.push_from(index + 1, 0, produced, out)?;
         }
         if end {
-            self.push_from(index + 1, Message::EndOfStream, out)?;
+            self.push_from(index + 1, 0, Message::EndOfStream, out)?;
         }
         Ok(())
     }

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
-use datafusion::arrow::compute::take;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::mpsc;
 
 use super::output::Sent;
 use super::Tagged;
+use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::Message;
 use crate::operators::evaluate;
@@ -31,10 +30,9 @@ impl Exchange {
     pub(super) async fn send(&mut self, message: Message) -> Result<Sent> {
         let Exchange { senders, input_index, keys } = self;
         match message {
-            // Rows and their retractions go where their key's state is.
-            Message::Batch(batch) if senders.len() > 1 => send_partitioned(senders, *input_index, keys, &batch, Message::Batch).await,
-            Message::Retract(batch) if senders.len() > 1 => send_partitioned(senders, *input_index, keys, &batch, Message::Retract).await,
-            rows @ (Message::Batch(_) | Message::Retract(_)) => Ok(send(&senders[0], (*input_index, rows)).await),
+            // Rows, and their retractions, go where their key's state is.
+            Message::Rows(rows) if senders.len() > 1 => send_partitioned(senders, *input_index, keys, &rows).await,
+            rows @ Message::Rows(_) => Ok(send(&senders[0], (*input_index, rows)).await),
             other => {
                 for sender in senders.iter() {
                     if send(sender, (*input_index, other.clone())).await == Sent::ReceiverGone {
@@ -55,17 +53,10 @@ async fn send(sender: &mpsc::Sender<Tagged>, message: Tagged) -> Sent {
     }
 }
 
-/// Sends each key's part of `batch` (as `Batch` or `Retract`, by `wrap`) to the
-/// instance that owns the key.
-async fn send_partitioned(
-    senders: &[mpsc::Sender<Tagged>],
-    input_index: usize,
-    keys: &[Arc<dyn PhysicalExpr>],
-    batch: &RecordBatch,
-    wrap: fn(RecordBatch) -> Message,
-) -> Result<Sent> {
-    for (target, part) in partition(batch, keys, senders.len())? {
-        if send(&senders[target], (input_index, wrap(part))).await == Sent::ReceiverGone {
+/// Sends each key's part of `rows` to the instance that owns the key.
+async fn send_partitioned(senders: &[mpsc::Sender<Tagged>], input_index: usize, keys: &[Arc<dyn PhysicalExpr>], rows: &ChangeBatch) -> Result<Sent> {
+    for (target, part) in partition(rows, keys, senders.len())? {
+        if send(&senders[target], (input_index, Message::Rows(part))).await == Sent::ReceiverGone {
             return Ok(Sent::ReceiverGone);
         }
     }
@@ -82,8 +73,9 @@ pub(super) fn hash_rows(keys: &[ArrayRef], rows: usize) -> Result<Vec<u64>> {
     Ok(hashes)
 }
 
-/// Splits a batch by the hash of its key columns into (instance, rows) parts.
-fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) -> Result<Vec<(usize, RecordBatch)>> {
+/// Splits changes by the hash of their rows' key columns into (instance, changes) parts.
+fn partition(changes: &ChangeBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) -> Result<Vec<(usize, ChangeBatch)>> {
+    let batch = changes.rows();
     let arrays: Vec<ArrayRef> = keys.iter().map(|k| evaluate(k, batch, "Exchange")).collect::<Result<_>>()?;
     let hashes = hash_rows(&arrays, batch.num_rows())?;
     let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts];
@@ -95,11 +87,7 @@ fn partition(batch: &RecordBatch, keys: &[Arc<dyn PhysicalExpr>], parts: usize) 
         if rows.is_empty() {
             continue;
         }
-        let rows = UInt32Array::from(rows);
-        let columns =
-            batch.columns().iter().map(|c| take(c, &rows, None)).collect::<Result<Vec<_>, _>>().map_err(|e| EngineError::execution("Exchange", e.into()))?;
-        let part = RecordBatch::try_new(batch.schema(), columns).map_err(|e| EngineError::execution("Exchange", e.into()))?;
-        out.push((target, part));
+        out.push((target, changes.take(&UInt32Array::from(rows))?));
     }
     Ok(out)
 }

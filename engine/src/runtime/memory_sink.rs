@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::changelog::ChangeBatch;
 use crate::connector::{BoxError, Sink};
 
 /// A sink that keeps every batch in memory: for `SELECT` results and tests.
@@ -21,7 +22,9 @@ impl CollectSink {
 
 #[async_trait::async_trait]
 impl Sink for CollectSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+    /// Keeps new rows; an updating result cannot be collected as a list of rows.
+    async fn write(&mut self, changes: ChangeBatch) -> Result<(), BoxError> {
+        let batch = changes.into_inserts("an in-memory result")?;
         self.batches.lock().map_err(|_| "collect sink lock poisoned")?.push(batch);
         Ok(())
     }

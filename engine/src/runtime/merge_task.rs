@@ -45,9 +45,12 @@ async fn next_event(rx: &mut mpsc::Receiver<Tagged>, completed: Option<&mut watc
 }
 
 /// Runs a merge task over `inputs` upstream instances until every input has ended.
+/// `input_sides` says which of the stage's inputs each upstream instance feeds (a
+/// join's side), for the chain's first operator.
 pub(super) async fn run_merge(
     mut rx: mpsc::Receiver<Tagged>,
     inputs: usize,
+    input_sides: Vec<usize>,
     mut chain: Chain,
     mut output: Output,
     snapshots: Snapshots,
@@ -99,15 +102,15 @@ pub(super) async fn run_merge(
             continue;
         }
         // Only watermarks, idleness and ended inputs can move this task's watermark.
-        let may_move = !matches!(message, Message::Batch(_) | Message::Retract(_) | Message::Barrier(_) | Message::Refresh(_));
+        let may_move = !matches!(message, Message::Rows(_) | Message::Barrier(_) | Message::Refresh(_));
         // The checkpoint whose barrier every live input has now delivered, if any.
         let mut aligned = None;
         match message {
-            Message::Batch(_) | Message::Retract(_) => {
+            Message::Rows(_) => {
                 // Rows make an idle input active again. That only adds an input at or
                 // below this task's watermark to the minimum, so the watermark cannot move.
                 inputs_state.activate(input);
-                chain.push(message, &mut out)?;
+                chain.push_input(input_sides.get(input).copied().unwrap_or(0), message, &mut out)?;
             }
             Message::Barrier(id) => aligned = alignment.arrived(input, id, &inputs_state.ended),
             Message::Refresh(at) => {
@@ -178,10 +181,11 @@ mod tests {
 
     use super::super::exchange::Exchange;
     use super::*;
+    use crate::changelog::ChangeBatch;
     use crate::message::CheckpointId;
 
     fn rows(v: i64) -> Message {
-        Message::Batch(RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![v])) as ArrayRef)]).unwrap())
+        Message::Rows(ChangeBatch::inserts(RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![v])) as ArrayRef)]).unwrap()))
     }
 
     /// What a merge task with `inputs` inputs sends on, given `messages`: batches as
@@ -195,11 +199,11 @@ mod tests {
         drop(tx);
         let output = Output::Exchange(Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new() });
         let snapshots = Snapshots { task: "test".into(), sender: None, finals: None };
-        run_merge(rx, inputs, Chain::new(&[]).unwrap(), output, snapshots, None).await.unwrap();
+        run_merge(rx, inputs, vec![0; inputs], Chain::new(&[]).unwrap(), output, snapshots, None).await.unwrap();
         let mut seen = Vec::new();
         while let Some((_, m)) = out_rx.recv().await {
             seen.push(match m {
-                Message::Batch(b) => b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+                Message::Rows(b) => b.rows().column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
                 Message::Barrier(id) => -(id.0 as i64),
                 Message::Refresh(at) => 1_000_000 + at as i64,
                 Message::EndOfStream => i64::MIN,

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use super::sink_task::sink_failed;
 use super::{SideSink, CHANNEL_CAPACITY};
+use crate::changelog::ChangeBatch;
 use crate::connector::MalformedRecord;
 use crate::error::{EngineError, Result};
 use crate::operator::SideOutput;
@@ -55,7 +56,7 @@ pub(super) fn spawn_side_sinks(side: HashMap<(String, SideOutput), SideSink>, ta
         tasks.spawn(async move {
             while let Some(batch) = rx.recv().await {
                 let batch = fit_to(&batch, &schema, &table)?;
-                sink.write(batch).await.map_err(sink_failed(&table))?;
+                sink.write(ChangeBatch::inserts(batch)).await.map_err(sink_failed(&table))?;
             }
             sink.commit().await.map_err(sink_failed(&table))
         });

@@ -70,14 +70,9 @@ impl SinkOutput {
         let SinkOutput { table, sink, metrics, commits, prepared, stop } = self;
         let two_phase = *commits == CommitMode::TwoPhase;
         match message {
-            Message::Batch(batch) => {
-                let rows = batch.num_rows();
-                sink.write(batch).await.map_err(sink_failed(table))?;
-                PipelineMetrics::add(&metrics.rows_out, rows);
-            }
-            Message::Retract(batch) => {
-                let rows = batch.num_rows();
-                sink.retract(batch).await.map_err(sink_failed(table))?;
+            Message::Rows(changes) => {
+                let rows = changes.num_rows();
+                sink.write(changes).await.map_err(sink_failed(table))?;
                 PipelineMetrics::add(&metrics.rows_out, rows);
             }
             Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),

@@ -133,7 +133,7 @@ impl SourceTask {
                 // Rows make the partition active again: the next merge counts its watermark.
                 idle_sent = false;
                 PipelineMetrics::add(&metrics.rows_in, batch.rows.num_rows());
-                chain.push(if batch.retract { Message::Retract(batch.rows) } else { Message::Batch(batch.rows) }, &mut out)?;
+                chain.push(Message::Rows(batch.rows), &mut out)?;
                 side.send(std::mem::take(&mut chain.side)).await;
             } else if !idle_sent && reader.is_idle() {
                 idle_sent = true;

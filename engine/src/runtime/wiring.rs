@@ -21,7 +21,7 @@ use super::{RunOptions, Tagged, CHANNEL_CAPACITY};
 use crate::checkpoint::{Checkpoint, CheckpointStore, TaskSnapshot};
 use crate::connector::{resumable_connectors, Connector, Sink, SourceReader};
 use crate::error::{EngineError, Result};
-use crate::graph::{Graph, StageKind};
+use crate::graph::{Graph, Link, StageKind};
 use crate::metrics::PipelineMetrics;
 
 /// Each source stage's partition readers, by stage index.
@@ -90,6 +90,8 @@ pub(super) struct Channels {
     input_counts: HashMap<usize, usize>,
     /// The next input index to hand out, per stage.
     next_input: HashMap<usize, usize>,
+    /// Per stage, which of its inputs ([`crate::graph::Link::input`]) each input index (upstream instance) is.
+    input_sides: HashMap<usize, Vec<usize>>,
 }
 
 impl Channels {
@@ -112,22 +114,29 @@ impl Channels {
         }
         for (i, stage) in graph.stages.iter().enumerate() {
             if let Some(target) = stage.output {
-                *input_counts.entry(target).or_default() += instances[i];
+                *input_counts.entry(target.stage).or_default() += instances[i];
             }
         }
-        Channels { senders, receivers, input_counts, next_input: HashMap::new() }
+        Channels { senders, receivers, input_counts, next_input: HashMap::new(), input_sides: HashMap::new() }
     }
 
-    /// One upstream instance's exchange into stage `target`, with the next free input index.
-    fn exchange_into(&mut self, graph: &Graph, target: usize) -> Exchange {
-        let index = self.next_input.entry(target).or_default();
+    /// One upstream instance's exchange into `target`, with the next free input index.
+    fn exchange_into(&mut self, graph: &Graph, target: Link) -> Exchange {
+        let index = self.next_input.entry(target.stage).or_default();
         let input_index = *index;
         *index += 1;
-        let keys = match &graph.stages[target].kind {
-            StageKind::Keyed { keys, .. } => keys.clone(),
+        self.input_sides.entry(target.stage).or_default().push(target.input);
+        let keys = match &graph.stages[target.stage].kind {
+            StageKind::Keyed { keys, .. } => keys.get(target.input).cloned().unwrap_or_default(),
             _ => Vec::new(),
         };
-        Exchange { senders: self.senders.get(&target).cloned().unwrap_or_default(), input_index, keys }
+        Exchange { senders: self.senders.get(&target.stage).cloned().unwrap_or_default(), input_index, keys }
+    }
+
+    /// Which input of stage `stage` each of its input indices is (every upstream
+    /// exchange into it must have been made).
+    fn input_sides(&self, stage: usize) -> Vec<usize> {
+        self.input_sides.get(&stage).cloned().unwrap_or_default()
     }
 
     /// The next instance's receiver of stage `stage`.
@@ -236,7 +245,7 @@ impl StageTasks<'_> {
                         let rx = self.channels.take_receiver(i)?;
                         let snapshots = self.merge_snapshots(i, instance);
                         restore_keyed(&snapshots, self.restored, &mut chain, i, instance, count)?;
-                        tasks.spawn(run_merge(rx, self.channels.input_count(i), chain, output, snapshots, None));
+                        tasks.spawn(run_merge(rx, self.channels.input_count(i), self.channels.input_sides(i), chain, output, snapshots, None));
                     }
                     StageKind::Sink => {
                         let rx = self.channels.take_receiver(i)?;
@@ -247,7 +256,7 @@ impl StageTasks<'_> {
                             _ => None,
                         };
                         let commits = SinkCommits { completed: self.checkpoints.completed.clone(), recover, last };
-                        tasks.spawn(run_merge(rx, self.channels.input_count(i), chain, output, snapshots, Some(commits)));
+                        tasks.spawn(run_merge(rx, self.channels.input_count(i), self.channels.input_sides(i), chain, output, snapshots, Some(commits)));
                     }
                 }
             }
@@ -256,7 +265,7 @@ impl StageTasks<'_> {
     }
 
     /// Where an instance of a stage sends its output: the exchange into stage `target`, or the sink.
-    fn output_of(&mut self, target: Option<usize>) -> Result<Output> {
+    fn output_of(&mut self, target: Option<Link>) -> Result<Output> {
         Ok(match target {
             Some(target) => Output::Exchange(self.channels.exchange_into(self.graph, target)),
             None => Output::Sink(SinkOutput {

@@ -26,10 +26,15 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::join_bounds::{time_bounds, NoBounds};
 use super::placeholders::{StreamScanExec, WindowTvfExec};
 use super::TableEntry;
 use crate::error::{Location, Result, SqlError};
-use eddy_engine::plan::{AggregateKind, GroupColumn, LatenessRule, SliceColumn, SourceNode, StreamNode, UpdateOutput, WindowAggregateNode, WindowKind};
+use datafusion::common::JoinType as DfJoinType;
+use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
+use eddy_engine::plan::{
+    AggregateKind, GroupColumn, JoinNode, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, UpdateOutput, WindowAggregateNode, WindowKind,
+};
 /// Where each output column of a compiled node came from, for window bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lineage {
@@ -51,6 +56,17 @@ enum WindowColumn {
     Start,
     End,
     Time,
+}
+
+/// What DataFusion's hash joins (one side built, or both symmetric) say about a join.
+struct JoinParts<'a> {
+    left: &'a Arc<dyn ExecutionPlan>,
+    right: &'a Arc<dyn ExecutionPlan>,
+    on: JoinOnRef<'a>,
+    filter: Option<&'a JoinFilter>,
+    join_type: DfJoinType,
+    /// The output columns, as indices into the left and then the right columns; `None` for all.
+    projection: Option<Vec<usize>>,
 }
 
 /// The streaming plan of DataFusion's physical `plan`, over the session's `tables`.
@@ -101,6 +117,7 @@ fn use_assign_for_aggregate(node: &mut StreamNode, id: usize) -> Option<WindowKi
         StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => use_assign_for_aggregate(input, id),
         StreamNode::WindowAggregate(a) => use_assign_for_aggregate(&mut a.input, id),
         StreamNode::Union { inputs, .. } => inputs.iter_mut().find_map(|i| use_assign_for_aggregate(i, id)),
+        StreamNode::Join(join) => use_assign_for_aggregate(&mut join.left, id).or_else(|| use_assign_for_aggregate(&mut join.right, id)),
     }
 }
 
@@ -217,7 +234,51 @@ impl Compiler<'_> {
         if let Some(aggregate) = any.downcast_ref::<AggregateExec>() {
             return self.compile_aggregate(aggregate, plan.schema(), demand);
         }
+        if let Some(join) = any.downcast_ref::<HashJoinExec>() {
+            let projection = join.projection.as_deref().map(<[usize]>::to_vec);
+            let parts = JoinParts { left: join.left(), right: join.right(), on: join.on(), filter: join.filter(), join_type: *join.join_type(), projection };
+            return self.compile_join(parts, plan.schema());
+        }
+        if let Some(join) = any.downcast_ref::<SymmetricHashJoinExec>() {
+            let parts =
+                JoinParts { left: join.left(), right: join.right(), on: join.on(), filter: join.filter(), join_type: *join.join_type(), projection: None };
+            return self.compile_join(parts, plan.schema());
+        }
         Err(self.unsupported(refusal(plan)))
+    }
+
+    /// An equi-join with time bounds in its condition: an interval join.
+    fn compile_join(&mut self, parts: JoinParts<'_>, schema: SchemaRef) -> Result<(StreamNode, Vec<Lineage>)> {
+        let JoinParts { left, right, on, filter, join_type, projection } = parts;
+        let join_type = match join_type {
+            DfJoinType::Inner => JoinType::Inner,
+            DfJoinType::Left => JoinType::Left,
+            DfJoinType::Right => JoinType::Right,
+            DfJoinType::Full => JoinType::Full,
+            _ => return Err(self.unsupported("semi and anti joins (IN, EXISTS, NOT IN, NOT EXISTS with a subquery) are not supported yet")),
+        };
+        let filter = filter.ok_or_else(|| self.unsupported(NoBounds::NoTimeCondition.message()))?;
+        let bounds = time_bounds(filter).map_err(|e| self.unsupported(e.message()))?;
+        let (left, _) = self.compile(left, UpdateOutput::Upserts)?;
+        let (right, _) = self.compile(right, UpdateOutput::Upserts)?;
+        if [&left, &right].iter().any(|side| side.is_updating() || side.emits_retractions()) {
+            return Err(self
+                .unsupported("a join over updating rows (a GROUP BY without a window, or a materialized view's changes) is not supported yet")
+                .with_hint("join the tables the aggregate reads, or aggregate over a window first"));
+        }
+        let width = left.schema().fields().len() + right.schema().fields().len();
+        let node = JoinNode {
+            left: Box::new(left),
+            right: Box::new(right),
+            join_type,
+            left_keys: on.iter().map(|(l, _)| Arc::clone(l)).collect(),
+            right_keys: on.iter().map(|(_, r)| Arc::clone(r)).collect(),
+            filter: filter.clone(),
+            bounds,
+            projection: projection.unwrap_or_else(|| (0..width).collect()),
+            schema: Arc::clone(&schema),
+        };
+        Ok((StreamNode::Join(node), vec![Lineage::Other; schema.fields().len()]))
     }
 
     fn note_window_use(&mut self, expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]) {
@@ -367,7 +428,7 @@ fn refusal(plan: &Arc<dyn ExecutionPlan>) -> String {
         || any.is::<CrossJoinExec>()
         || any.is::<SymmetricHashJoinExec>()
     {
-        "joins are not supported yet".to_string()
+        "joins other than equi-joins with time bounds (interval joins) are not supported yet".to_string()
     } else if any.is::<SortExec>() || any.is::<SortPreservingMergeExec>() {
         "sorting is not supported in a continuous query".to_string()
     } else if any.is::<GlobalLimitExec>() || any.is::<LocalLimitExec>() {

@@ -9,6 +9,7 @@
 
 mod casts;
 mod compiler;
+mod join_bounds;
 mod placeholders;
 mod providers;
 #[cfg(test)]

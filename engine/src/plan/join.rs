@@ -1,0 +1,135 @@
+//! Event-time interval joins, as Flink runs them: rows of two append-only inputs
+//! meet when their keys are equal and their times are within a bounded distance
+//! (`b.ts BETWEEN a.ts - INTERVAL '5' MINUTE AND a.ts + INTERVAL '10' MINUTE`),
+//! so each row waits in state only until the watermark shows no partner can come.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::joins::utils::JoinFilter;
+
+use super::StreamNode;
+
+/// Which rows without a partner a join emits (padded with NULLs), as SQL's join types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinType {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinType {
+    /// Whether rows of `side` that found no partner are emitted, with NULLs for the other side's columns.
+    pub fn keeps_unmatched(self, side: JoinSide) -> bool {
+        matches!((self, side), (JoinType::Left | JoinType::Full, JoinSide::Left) | (JoinType::Right | JoinType::Full, JoinSide::Right))
+    }
+
+    /// SQL's name, for EXPLAIN.
+    pub fn sql(self) -> &'static str {
+        match self {
+            JoinType::Inner => "INNER",
+            JoinType::Left => "LEFT OUTER",
+            JoinType::Right => "RIGHT OUTER",
+            JoinType::Full => "FULL OUTER",
+        }
+    }
+}
+
+/// One of a join's two inputs. Its index is the input number the runtime tags the
+/// side's rows with ([`crate::Operator::on_input_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinSide {
+    Left = 0,
+    Right = 1,
+}
+
+impl JoinSide {
+    /// The side whose rows arrive as input `input` of the join's stage.
+    pub fn of_input(input: usize) -> Option<JoinSide> {
+        match input {
+            0 => Some(JoinSide::Left),
+            1 => Some(JoinSide::Right),
+            _ => None,
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> JoinSide {
+        match self {
+            JoinSide::Left => JoinSide::Right,
+            JoinSide::Right => JoinSide::Left,
+        }
+    }
+}
+
+/// How far apart the two sides' times may be: a pair matches when
+/// `lower_ms <= right time - left time <= upper_ms` (both inclusive, milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// The left input's event-time column.
+    pub left_time: usize,
+    /// The right input's event-time column.
+    pub right_time: usize,
+    pub lower_ms: i64,
+    pub upper_ms: i64,
+}
+
+impl TimeBounds {
+    /// The last watermark at which a row of `side` at `time` may still meet a
+    /// partner: later partners arrive above the watermark, so once it passes this
+    /// the row is done (and, in an outer join, emitted alone if it never matched).
+    pub fn last_chance(&self, side: JoinSide, time: i64) -> i64 {
+        match side {
+            JoinSide::Left => time.saturating_add(self.upper_ms),
+            JoinSide::Right => time.saturating_sub(self.lower_ms),
+        }
+    }
+
+    /// How far the join holds its output's watermark behind its input's: a row it
+    /// emits carries times up to this far below the watermark that let it out
+    /// (Flink's interval join delays its watermark by the larger relative bound).
+    pub fn watermark_delay_ms(&self) -> i64 {
+        self.upper_ms.max(0).max(self.lower_ms.saturating_neg().max(0))
+    }
+}
+
+/// Joins two append-only inputs on equal keys within [`TimeBounds`]. The output is
+/// append-only: a pair is emitted once, when its second row arrives; in an outer
+/// join, a row that never met a partner once its time is past.
+#[derive(Debug, Clone)]
+pub struct JoinNode {
+    pub left: Box<StreamNode>,
+    pub right: Box<StreamNode>,
+    pub join_type: JoinType,
+    /// The equality keys, evaluated on each side's rows; the exchange hashes on them.
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Every other condition of the `ON` clause, time bounds included, over columns of both sides.
+    pub filter: JoinFilter,
+    pub bounds: TimeBounds,
+    /// The output columns, as indices into the left columns followed by the right ones.
+    pub projection: Vec<usize>,
+    pub schema: SchemaRef,
+}
+
+impl JoinNode {
+    /// The keys of `side`'s rows.
+    pub fn keys(&self, side: JoinSide) -> &[Arc<dyn PhysicalExpr>] {
+        match side {
+            JoinSide::Left => &self.left_keys,
+            JoinSide::Right => &self.right_keys,
+        }
+    }
+
+    /// How many tasks run the join: `parallelism` behind a hash exchange on the keys,
+    /// or one when there are none (every row may meet every other).
+    pub fn tasks(&self, parallelism: usize) -> usize {
+        if self.left_keys.is_empty() {
+            1
+        } else {
+            parallelism.max(1)
+        }
+    }
+}
