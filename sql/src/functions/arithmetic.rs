@@ -1,6 +1,6 @@
 //! Flink's arithmetic functions that DataFusion lacks or means differently:
-//! `MOD`, and `LOG`, whose one-argument form is the natural logarithm in Flink
-//! (DataFusion's is base 10).
+//! `MOD`, `SIGN`, `TRUNCATE`; `LOG`, whose one-argument form is the natural logarithm in Flink
+//! (DataFusion's is base 10); `SQRT`, NaN for a negative number (DataFusion's fails).
 
 use std::sync::Arc;
 
@@ -16,8 +16,56 @@ use super::flink_fn::{double, FlinkFn, Param, Prims};
 pub(super) fn functions() -> Vec<ScalarUDF> {
     vec![
         FlinkFn::new("MOD", "MOD(integer, integer)", &[Param::AnyInt, Param::AnyInt], 2, second_type, modulo).udf(),
+        // DataFusion's fails on a negative number; Flink's is NaN.
+        FlinkFn::new("SQRT", "SQRT(x)", &[Param::Float], 1, double, |a, n| unary(a, n, f64::sqrt)).udf(),
+        FlinkFn::new("SIGN", "SIGN(x)", &[Param::Number], 1, |types| types[0].clone(), sign).udf(),
+        FlinkFn::new("TRUNCATE", "TRUNCATE(x[, places])", &[Param::Float, Param::Int], 1, double, truncate).udf(),
         FlinkFn::new("LOG", "LOG(x) or LOG(base, x)", &[Param::Float, Param::Float], 1, double, log).udf(),
     ]
+}
+
+/// `f` of each row's number.
+fn unary(args: &[ColumnarValue], rows: usize, f: fn(f64) -> f64) -> Result<ArrayRef> {
+    let x = Prims::<Float64Type>::of(&args[0])?;
+    let out: Float64Array = (0..rows).map(|i| x.get(i).map(f)).collect();
+    Ok(Arc::new(out))
+}
+
+/// `SIGN(x)`: -1, 0 or 1, of `x`'s type.
+fn sign(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let x = args[0].cast_to(&DataType::Float64, None)?;
+    let x = Prims::<Float64Type>::of(&x)?;
+    let out: ArrayRef = Arc::new(
+        (0..rows)
+            .map(|i| {
+                x.get(i).map(|v| {
+                    if v.is_nan() {
+                        v
+                    } else if v == 0.0 {
+                        0.0
+                    } else {
+                        v.signum()
+                    }
+                })
+            })
+            .collect::<Float64Array>(),
+    );
+    Ok(cast::cast(&out, &args[0].data_type())?)
+}
+
+/// `TRUNCATE(x[, places])`: `x` cut (toward zero) to `places` decimal places (0 by default).
+fn truncate(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let x = Prims::<Float64Type>::of(&args[0])?;
+    let zero = ColumnarValue::Scalar(datafusion::common::ScalarValue::Int64(Some(0)));
+    let places = Prims::<Int64Type>::of(args.get(1).unwrap_or(&zero))?;
+    let out: Float64Array = (0..rows)
+        .map(|i| {
+            let (x, places) = (x.get(i)?, places.get(i)?);
+            let scale = 10f64.powi(i32::try_from(places.clamp(-308, 308)).unwrap_or(0));
+            Some((x * scale).trunc() / scale)
+        })
+        .collect();
+    Ok(Arc::new(out))
 }
 
 /// `LOG(x)`: the natural logarithm; `LOG(base, x)`: the logarithm to `base`.

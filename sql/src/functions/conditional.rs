@@ -1,11 +1,15 @@
 //! Flink's conditional functions that DataFusion lacks: `IF`, and the string
-//! tests `IS_DIGIT`, `IS_ALPHA`, `IS_DECIMAL`.
+//! tests `IS_DIGIT`, `IS_ALPHA`, `IS_DECIMAL`; and `GREATEST`/`LEAST`, NULL
+//! with any NULL argument in Flink.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
+use datafusion::arrow::array::{make_array, new_null_array, Array, ArrayRef, BooleanArray};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::kernels::cmp;
 use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::compute::prep_null_mask_filter;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
@@ -16,6 +20,9 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
     use Param::{Bool, Same, Str};
     vec![
         FlinkFn::new("IF", "IF(condition, then, else)", &[Bool, Same, Same], 3, |types| types[1].clone(), if_then_else).udf(),
+        // DataFusion's skip NULLs (as PostgreSQL); Flink's are NULL when any argument is.
+        FlinkFn::new("GREATEST", "GREATEST(a, b, ...)", &[Same], 1, |types| types[0].clone(), |a, n| extreme(a, n, Extreme::Greatest)).variadic().udf(),
+        FlinkFn::new("LEAST", "LEAST(a, b, ...)", &[Same], 1, |types| types[0].clone(), |a, n| extreme(a, n, Extreme::Least)).variadic().udf(),
         FlinkFn::new("IS_DIGIT", "IS_DIGIT(text)", &[Str], 1, boolean, |a, n| test(a, n, |s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))).udf(),
         FlinkFn::new("IS_ALPHA", "IS_ALPHA(text)", &[Str], 1, boolean, |a, n| test(a, n, |s| !s.is_empty() && s.chars().all(char::is_alphabetic))).udf(),
         FlinkFn::new("IS_DECIMAL", "IS_DECIMAL(text)", &[Str], 1, boolean, |a, n| test(a, n, is_decimal)).udf(),
@@ -39,6 +46,31 @@ fn if_then_else(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     };
     let (then, otherwise) = (datum(&args[1])?, datum(&args[2])?);
     Ok(zip(&mask, then.as_ref(), otherwise.as_ref())?)
+}
+
+/// Which end `extreme` picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extreme {
+    Greatest,
+    Least,
+}
+
+/// `GREATEST`/`LEAST` of each row's arguments; NULL when any of them is.
+fn extreme(args: &[ColumnarValue], rows: usize, which: Extreme) -> Result<ArrayRef> {
+    let arrays = args.iter().map(|a| a.to_array(rows)).collect::<Result<Vec<_>>>()?;
+    let Some((first, rest)) = arrays.split_first() else { return Ok(new_null_array(&DataType::Null, rows)) };
+    let mut best = Arc::clone(first);
+    let mut nulls = best.logical_nulls();
+    for next in rest {
+        let better = match which {
+            Extreme::Greatest => cmp::gt(next, &best)?,
+            Extreme::Least => cmp::lt(next, &best)?,
+        };
+        let better = if better.null_count() > 0 { prep_null_mask_filter(&better) } else { better };
+        best = zip(&better, next, &best)?;
+        nulls = NullBuffer::union(nulls.as_ref(), next.logical_nulls().as_ref());
+    }
+    Ok(make_array(best.to_data().into_builder().nulls(nulls).build()?))
 }
 
 /// A test of each row's text; NULL text fails it (Flink gives false, not NULL).

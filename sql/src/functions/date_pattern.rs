@@ -48,6 +48,15 @@ enum Piece {
     Field { field: Field, letters: usize },
 }
 
+/// What a day past its month's end means when text is read: Flink's
+/// `TO_TIMESTAMP` takes the month's last day (Java's "smart" resolving), its
+/// `TO_DATE` gives NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PastMonthEnd {
+    LastDay,
+    NoDate,
+}
+
 /// A compiled date pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct DatePattern {
@@ -133,6 +142,88 @@ impl DatePattern {
         Ok(DatePattern { pieces })
     }
 
+    /// Reads `text` written in this pattern: fields it lacks are those of
+    /// 1970-01-01 00:00:00; None when the text does not fit the pattern (or names
+    /// no real date), as Flink gives NULL then. `days` says what a day past the
+    /// month's end (29 February 2023) is.
+    pub(super) fn parse_text(&self, text: &str, days: PastMonthEnd) -> Option<NaiveDateTime> {
+        let (mut year, mut month, mut day, mut hour, mut minute, mut second, mut nanos) = (1970i64, 1i64, 1i64, 0i64, 0i64, 0i64, 0i64);
+        let mut half_day: Option<bool> = None;
+        let mut rest = text;
+        for (i, piece) in self.pieces.iter().enumerate() {
+            match piece {
+                Piece::Text(literal) => rest = rest.strip_prefix(literal.as_str())?,
+                Piece::Field { field, letters } => {
+                    // A field followed directly by another number takes exactly its letters' digits.
+                    let fixed = matches!(self.pieces.get(i + 1), Some(Piece::Field { .. }));
+                    match field {
+                        Field::AmPm => {
+                            let pm = if rest.starts_with("PM") {
+                                true
+                            } else if rest.starts_with("AM") {
+                                false
+                            } else {
+                                return None;
+                            };
+                            half_day = Some(pm);
+                            rest = &rest[2..];
+                        }
+                        Field::Month if *letters >= 3 => {
+                            let (index, name) = MONTHS.iter().enumerate().find_map(|(i, name)| {
+                                let name = if *letters == 3 { &name[..3] } else { name };
+                                rest.starts_with(name).then_some((i, name))
+                            })?;
+                            month = index as i64 + 1;
+                            rest = &rest[name.len()..];
+                        }
+                        Field::DayName | Field::Quarter => return None,
+                        _ => {
+                            let most = if fixed { *letters } else { 9 };
+                            let digits = rest.bytes().take(most).take_while(u8::is_ascii_digit).count();
+                            if digits == 0 || (fixed && digits < *letters) {
+                                return None;
+                            }
+                            let value: i64 = rest[..digits].parse().ok()?;
+                            rest = &rest[digits..];
+                            match field {
+                                Field::Year if *letters == 2 => year = 2000 + value,
+                                Field::Year => year = value,
+                                Field::Month => month = value,
+                                Field::Day => day = value,
+                                Field::DayOfYear => {
+                                    let date = chrono::NaiveDate::from_yo_opt(i32::try_from(year).ok()?, u32::try_from(value).ok()?)?;
+                                    (month, day) = (i64::from(date.month()), i64::from(date.day()));
+                                }
+                                Field::Hour | Field::HalfDayHourFrom0 => hour = value,
+                                Field::HourFrom1 => hour = value % 24,
+                                Field::HalfDayHour => hour = value % 12,
+                                Field::Minute => minute = value,
+                                Field::Second => second = value,
+                                Field::Fraction => nanos = value * 10i64.pow(9u32.saturating_sub(digits as u32)),
+                                _ => return None,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        if half_day == Some(true) && hour < 12 {
+            hour += 12;
+        }
+        let (year, month, day) = (i32::try_from(year).ok()?, u32::try_from(month).ok()?, u32::try_from(day).ok()?);
+        let date = match chrono::NaiveDate::from_ymd_opt(year, month, day) {
+            Some(date) => date,
+            None if days == PastMonthEnd::LastDay && (29..=31).contains(&day) => {
+                (28..day).rev().find_map(|last| chrono::NaiveDate::from_ymd_opt(year, month, last))?
+            }
+            None => return None,
+        };
+        date.and_hms_nano_opt(u32::try_from(hour).ok()?, u32::try_from(minute).ok()?, u32::try_from(second).ok()?, u32::try_from(nanos).ok()?)
+    }
+
     /// Writes `at` in this pattern to `out`.
     pub(super) fn format(&self, at: &NaiveDateTime, out: &mut impl Write) -> fmt::Result {
         for piece in &self.pieces {
@@ -214,6 +305,17 @@ mod tests {
         assert_eq!(format("yyyy-MM-dd HH:mm:ss.SSS", at), "2024-02-29 13:05:09.123");
         assert_eq!(format("yy/M/d h a 'o''clock' ''", at), "24/2/29 1 PM o'clock '");
         assert_eq!(format("EEE EEEE MMM MMMM D qqq", at), "Thu Thursday Feb February 60 Q1");
+    }
+
+    #[test]
+    fn text_is_read_back() {
+        let at = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap().and_hms_milli_opt(13, 5, 9, 120).unwrap();
+        let parse = |pattern: &str, text: &str| DatePattern::parse(pattern).unwrap().parse_text(text, PastMonthEnd::NoDate);
+        assert_eq!(parse("yyyy-MM-dd HH:mm:ss.SS", "2024-02-29 13:05:09.12"), Some(at));
+        assert_eq!(parse("yyyyMMddHHmmss", "20240229130509"), Some(at.with_nanosecond(0).unwrap()));
+        assert_eq!(parse("dd MMM yyyy", "29 Feb 2024"), Some(at.date().and_hms_opt(0, 0, 0).unwrap()));
+        assert_eq!(parse("yyyy-MM-dd", "2023-02-29"), None);
+        assert_eq!(parse("yyyy-MM-dd", "2024-02-29 extra"), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub(super) enum Param {
     Float,
     /// Any integer, kept as it is (the body decides the result type).
     AnyInt,
+    /// Any number, kept as it is.
+    Number,
     /// TIMESTAMP or DATE, read as milliseconds since the epoch.
     Timestamp,
     /// TIMESTAMP, or a STRING in `yyyy-MM-dd HH:mm:ss[.SSS]` form (not DATE: Flink refuses it).
@@ -47,7 +49,7 @@ impl Param {
         match (self, given) {
             (_, Null) => Some(match self {
                 Param::Str => Utf8,
-                Param::Int | Param::AnyInt => Int64,
+                Param::Int | Param::AnyInt | Param::Number => Int64,
                 Param::Float => Float64,
                 Param::Timestamp | Param::TimestampOrStr => MILLIS,
                 Param::Bool => Boolean,
@@ -56,6 +58,7 @@ impl Param {
             (Param::Str, Utf8 | LargeUtf8 | Utf8View) => Some(Utf8),
             (Param::Int, _) if integer => Some(Int64),
             (Param::AnyInt, _) if integer => Some(given.clone()),
+            (Param::Number, _) if given.is_numeric() => Some(given.clone()),
             (Param::Float, _) if integer || given.is_floating() || matches!(given, Decimal128(..) | Decimal256(..)) => Some(Float64),
             (Param::Timestamp | Param::TimestampOrStr, Timestamp(..)) | (Param::Timestamp, Date32 | Date64) => Some(MILLIS),
             // Read by the body, so a string that is no timestamp gives NULL, as in Flink.
@@ -70,7 +73,7 @@ impl Param {
         match self {
             Param::Str => "a STRING",
             Param::Int | Param::AnyInt => "an integer",
-            Param::Float => "a number",
+            Param::Float | Param::Number => "a number",
             Param::Timestamp => "a TIMESTAMP or DATE",
             Param::TimestampOrStr => "a TIMESTAMP or STRING",
             Param::Bool => "a BOOLEAN",
@@ -101,6 +104,8 @@ pub(super) struct FlinkFn {
     required: usize,
     returns: fn(&[DataType]) -> DataType,
     check: Option<CheckConstants>,
+    /// Whether the last parameter repeats (`CONCAT(a, b, ...)`).
+    variadic: bool,
     body: Body,
     signature: Signature,
 }
@@ -123,6 +128,7 @@ impl FlinkFn {
             required,
             returns,
             check: None,
+            variadic: false,
             body,
             signature: Signature::user_defined(Volatility::Immutable),
         }
@@ -131,6 +137,12 @@ impl FlinkFn {
     /// Adds a planning-time check of the constant arguments.
     pub(super) fn checking(mut self, check: CheckConstants) -> Self {
         self.check = Some(check);
+        self
+    }
+
+    /// Lets the last parameter repeat any number of times.
+    pub(super) fn variadic(mut self) -> Self {
+        self.variadic = true;
         self
     }
 
@@ -169,19 +181,24 @@ impl ScalarUDFImpl for FlinkFn {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() < self.required || arg_types.len() > self.params.len() {
-            let wanted = if self.required == self.params.len() { format!("{}", self.required) } else { format!("{} to {}", self.required, self.params.len()) };
+        if arg_types.len() < self.required || (arg_types.len() > self.params.len() && !self.variadic) {
+            let wanted = match (self.variadic, self.required == self.params.len()) {
+                (true, _) => format!("at least {}", self.required),
+                (false, true) => format!("{}", self.required),
+                (false, false) => format!("{} to {}", self.required, self.params.len()),
+            };
             return Err(self.usage_error(format!("takes {wanted} arguments, not {}", arg_types.len())));
         }
+        let last = self.params.len() - 1;
         let mut types = arg_types
             .iter()
-            .zip(self.params)
             .enumerate()
-            .map(|(i, (given, param))| {
+            .map(|(i, given)| {
+                let param = &self.params[i.min(last)];
                 param.cast_to(given).ok_or_else(|| self.usage_error(format!("argument {} must be {}, not {}", i + 1, param.describe(), sql_type_name(given))))
             })
             .collect::<Result<Vec<_>>>()?;
-        let same: Vec<usize> = (0..types.len()).filter(|&i| self.params[i] == Param::Same).collect();
+        let same: Vec<usize> = (0..types.len()).filter(|&i| self.params[i.min(last)] == Param::Same).collect();
         if !same.is_empty() {
             let given: Vec<DataType> = same.iter().map(|&i| types[i].clone()).collect();
             let shared = type_union_resolution(&given).ok_or_else(|| {

@@ -15,13 +15,42 @@ mod unsupported;
 
 pub use unsupported::refuse_unsupported;
 
+use std::sync::Arc;
+
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult};
+use datafusion::logical_expr::{Expr, ScalarUDF};
 
 /// Registers Flink's functions, replacing DataFusion's of the same name.
 pub fn register(ctx: &SessionContext) {
-    for udf in flink_functions() {
+    let functions = flink_functions();
+    if let Some(substring) = functions.iter().find(|f| f.name() == "substring") {
+        // DataFusion plans `SUBSTRING(...)` syntax straight to its own `substr`
+        // through an expression planner, not by name: put Flink's planner first.
+        // (Rebuilding the state re-registers every function in no set order, so
+        // Flink's are registered after it, over DataFusion's.)
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let mut planners: Vec<Arc<dyn ExprPlanner>> = vec![Arc::new(FlinkSyntax { substring: Arc::new(substring.clone()) })];
+        planners.extend(state.expr_planners().iter().cloned());
+        *state = SessionStateBuilder::new_from_existing(state.clone()).with_expr_planners(planners).build();
+    }
+    for udf in functions {
         ctx.register_udf(udf);
+    }
+}
+
+/// Plans SQL syntax that DataFusion maps to its own functions onto Flink's.
+#[derive(Debug)]
+struct FlinkSyntax {
+    substring: Arc<ScalarUDF>,
+}
+
+impl ExprPlanner for FlinkSyntax {
+    fn plan_substring(&self, args: Vec<Expr>) -> datafusion::common::Result<PlannerResult<Vec<Expr>>> {
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&self.substring), args))))
     }
 }
 

@@ -1,18 +1,19 @@
 //! Flink's temporal functions: `DATE_FORMAT` with Java date patterns, the
-//! calendar fields (`YEAR` ... `SECOND`, `DAYOFWEEK`), `FROM_UNIXTIME`, and
+//! calendar fields (`YEAR` ... `SECOND`, `DAYOFWEEK`), `FROM_UNIXTIME`,
+//! `TO_TIMESTAMP`, `TO_DATE` and `UNIX_TIMESTAMP` reading Java patterns, and
 //! `TO_TIMESTAMP_LTZ` for event times kept as epoch numbers.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Int64Array, StringBuilder, TimestampMillisecondArray};
 use datafusion::arrow::compute::kernels::cast;
 use datafusion::arrow::compute::CastOptions;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 
-use super::date_pattern::DatePattern;
+use super::date_pattern::{DatePattern, PastMonthEnd};
 use super::flink_fn::{bigint, constant_str, string, Body, FlinkFn, Param, Prims, Strs, MILLIS};
 
 /// Flink's temporal functions that DataFusion lacks or means differently.
@@ -28,6 +29,15 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             .checking(check_pattern::<1>)
             .udf(),
     ];
+    all.extend([
+        FlinkFn::new("TO_TIMESTAMP", "TO_TIMESTAMP(text[, 'yyyy-MM-dd HH:mm:ss'])", &[Str, Str], 1, |_| MILLIS, to_timestamp)
+            .checking(check_pattern::<1>)
+            .udf(),
+        FlinkFn::new("TO_DATE", "TO_DATE(text[, 'yyyy-MM-dd'])", &[Str, Str], 1, |_| DataType::Date32, to_date).checking(check_pattern::<1>).udf(),
+        FlinkFn::new("UNIX_TIMESTAMP", "UNIX_TIMESTAMP(text[, 'yyyy-MM-dd HH:mm:ss'])", &[Str, Str], 1, bigint, unix_timestamp)
+            .checking(check_pattern::<1>)
+            .udf(),
+    ]);
     let part = |name: &'static str, usage: &'static str, body: Body| FlinkFn::new(name, usage, &[Timestamp], 1, bigint, body).udf();
     all.extend([
         part("YEAR", "YEAR(timestamp)", |a, n| field(a, n, |t| i64::from(t.year()))),
@@ -105,6 +115,62 @@ fn from_unixtime(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     let default = ColumnarValue::Scalar(ScalarValue::Utf8(Some("yyyy-MM-dd HH:mm:ss".into())));
     let patterns = Strs::of(args.get(1).unwrap_or(&default))?;
     format_rows(rows, |i| seconds.get(i).and_then(|s| s.checked_mul(1000)).and_then(datetime), &patterns)
+}
+
+/// Reads each row's text with its pattern (`default` when none is given),
+/// compiling a pattern only when it changes; NULL where the text does not fit.
+fn parse_rows<T>(args: &[ColumnarValue], rows: usize, default: &str, days: PastMonthEnd, mut each: impl FnMut(Option<NaiveDateTime>) -> T) -> Result<Vec<T>> {
+    let texts = Strs::of(&args[0])?;
+    let default = ColumnarValue::Scalar(ScalarValue::Utf8(Some(default.to_string())));
+    let patterns = Strs::of(args.get(1).unwrap_or(&default))?;
+    let mut compiled: Option<(&str, DatePattern)> = None;
+    let mut out = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let (Some(text), Some(pattern_text)) = (texts.get(i), patterns.get(i)) else {
+            out.push(each(None));
+            continue;
+        };
+        let pattern = match &compiled {
+            Some((seen, pattern)) if *seen == pattern_text => pattern,
+            _ => &compiled.insert((pattern_text, DatePattern::parse(pattern_text).map_err(DataFusionError::Execution)?)).1,
+        };
+        let mut parsed = pattern.parse_text(text, days);
+        if parsed.is_none() && args.len() == 1 {
+            // Without a pattern Flink also reads a date alone, or fractions of a second.
+            parsed = DEFAULT_ALSO.iter().filter_map(|p| DatePattern::parse(p).ok()).find_map(|p| p.parse_text(text, days));
+        }
+        out.push(each(parsed));
+    }
+    Ok(out)
+}
+
+/// What else text read without a pattern may look like.
+const DEFAULT_ALSO: [&str; 2] = ["yyyy-MM-dd HH:mm:ss.S", "yyyy-MM-dd"];
+
+/// `TO_TIMESTAMP(text[, pattern])`: the timestamp `text` writes, NULL when it is none.
+fn to_timestamp(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let out = parse_rows(args, rows, "yyyy-MM-dd HH:mm:ss", PastMonthEnd::LastDay, |t| t.map(|t| t.and_utc().timestamp_millis()))?;
+    Ok(Arc::new(TimestampMillisecondArray::from(out)))
+}
+
+/// `TO_DATE(text[, pattern])`: the date `text` writes, NULL when it is none.
+fn to_date(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let epoch = chrono::NaiveDate::default();
+    let out = parse_rows(args, rows, "yyyy-MM-dd", PastMonthEnd::NoDate, |t| t.and_then(|t| i32::try_from((t.date() - epoch).num_days()).ok()))?;
+    Ok(Arc::new(Date32Array::from(out)))
+}
+
+/// `UNIX_TIMESTAMP(text[, pattern])`: the epoch seconds of the time `text`
+/// writes; for text that is no time, Flink's answer: the smallest BIGINT.
+fn unix_timestamp(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let texts = Strs::of(&args[0])?;
+    let mut row = 0;
+    let out = parse_rows(args, rows, "yyyy-MM-dd HH:mm:ss", PastMonthEnd::LastDay, |t| {
+        let text = texts.get(row);
+        row += 1;
+        text.map(|_| t.map_or(i64::MIN, |t| t.and_utc().timestamp()))
+    })?;
+    Ok(Arc::new(Int64Array::from(out)))
 }
 
 /// One calendar field of each row's timestamp, as BIGINT (Flink's result type).
