@@ -63,3 +63,31 @@ pub fn flink_functions() -> Vec<ScalarUDF> {
     all.extend(hashing::functions());
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rebuilding the state for the SUBSTRING planner re-registers DataFusion's
+    /// functions in no set order; every name must still mean what it meant.
+    #[test]
+    fn registering_keeps_every_other_name_as_it_was() {
+        let plain = SessionContext::new();
+        let flink = SessionContext::new();
+        register(&flink);
+        let ours: Vec<String> = flink_functions().iter().flat_map(|f| std::iter::once(f.name().to_string()).chain(f.aliases().iter().cloned())).collect();
+        let (before, after) = (plain.state(), flink.state());
+        for (key, function) in before.scalar_functions() {
+            if !ours.contains(key) {
+                assert_eq!(after.scalar_functions().get(key).map(|f| f.name()), Some(function.name()), "scalar function {key}");
+            }
+        }
+        for (key, function) in before.aggregate_functions() {
+            assert_eq!(after.aggregate_functions().get(key).map(|f| f.name()), Some(function.name()), "aggregate function {key}");
+        }
+        for (key, function) in before.window_functions() {
+            assert_eq!(after.window_functions().get(key).map(|f| f.name()), Some(function.name()), "window function {key}");
+        }
+        assert_eq!(after.scalar_functions().get("date_format").map(|f| f.name()), Some("date_format"));
+    }
+}
