@@ -240,14 +240,7 @@ fn state_restored_over_a_source_that_cannot_resume_is_refused_naming_the_ones_th
          CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
          INSERT INTO out SELECT id FROM person;";
     let script = script(dir.path(), sql);
-    let run = |kill_at: Option<&str>| {
-        let mut command = eddy();
-        command.arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(std::process::Stdio::null());
-        if let Some(point) = kill_at {
-            command.env("EDDY_KILL_AT", point);
-        }
-        command.output().expect("eddy run")
-    };
+    let run = |kill_at: Option<&str>| common::run_with_checkpoints(&script, &checkpoints, kill_at);
     // The source never ends, so the first saved checkpoint always comes, and the process dies there.
     let killed = run(Some("checkpoint-saved:1"));
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&killed.status), Some(9), "{}", String::from_utf8_lossy(&killed.stderr));

@@ -2,13 +2,15 @@
 //! Each operator kind driven from text tables (see `eddy_engine::testing`): rows,
 //! retractions, watermarks, barriers and restarts in, what it emits out, both as
 //! text a reader can check by hand. Covered: the source's watermark and late rows,
-//! filter, project, window assignment and each aggregate kind. The operators are
-//! the ones the planner makes for a query over `t (k BIGINT, v BIGINT, ts
-//! TIMESTAMP(3))`, whose watermark is `ts - 1 s`; times are ms since the epoch.
+//! filter, project, window assignment, each aggregate kind and the interval join.
+//! The operators are the ones the planner makes for a query over `t (k BIGINT, v
+//! BIGINT, ts TIMESTAMP(3))` (and `u`, its twin, for joins), whose watermark is
+//! `ts - 1 s`; times are ms since the epoch.
 
 use std::sync::Arc;
 
 use eddy_engine::operators::filter::FilterOperator;
+use eddy_engine::operators::interval_join::IntervalJoinOperator;
 use eddy_engine::operators::project::ProjectOperator;
 use eddy_engine::operators::retract_aggregate::RetractAggregateOperator;
 use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
@@ -35,6 +37,9 @@ async fn plan(input: Input, sql: &str) -> StreamPlan {
     let location = Location { line: 1, column: 1 };
     let mut planner = Planner::new();
     let eddy_sql::Statement::CreateTable(mut def) = eddy_sql::parse_script(T).unwrap().remove(0).statement else { panic!("CREATE TABLE") };
+    let mut twin = def.clone();
+    twin.name = "u".to_string();
+    planner.register_table(twin, false, location).unwrap();
     match input {
         Input::Bounded => planner.register_table(def, true, location).unwrap(),
         Input::Unbounded => planner.register_table(def, false, location).unwrap(),
@@ -438,4 +443,62 @@ async fn a_retracting_aggregate_takes_back_its_old_row_before_the_new_one() {
     )
     .barrier(3)
     .expect("-D 2 1 20");
+}
+
+/// The join of `sql`'s plan, as the engine runs it, fed its two sides apart.
+async fn join(sql: &str) -> (OperatorHarness, eddy_engine::plan::JoinNode) {
+    let plan = plan(Input::Unbounded, sql).await;
+    let node = find(&plan.root, &|n| match n {
+        StreamNode::Join(j) => Some(j.clone()),
+        _ => None,
+    })
+    .expect("a join");
+    let inputs = vec![node.left.schema(), node.right.schema()];
+    (OperatorHarness::with_inputs(Box::new(IntervalJoinOperator::new(node.clone()).unwrap()), inputs), node)
+}
+
+#[tokio::test]
+async fn an_interval_join_pairs_rows_within_the_bounds_and_pads_the_lonely_ones_once_the_watermark_passes() {
+    let (mut join, node) =
+        join("SELECT a.k, a.v, b.v AS w, a.ts, b.ts AS bts FROM t a LEFT JOIN u b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '2' SECOND").await;
+    assert_eq!((node.bounds.lower_ms, node.bounds.upper_ms), (0, 2000));
+    join.push_to(
+        0,
+        "   I  I  TS
+         +I 1 10 1000
+         +I 2 20 1000",
+    )
+    .expect("")
+    // 1.5 s after the left row: a match. 2.5 s after: too late for it.
+    .push_to(
+        1,
+        "   I   I  TS
+         +I 1 100 2500
+         +I 1 101 3500",
+    )
+    .expect("+I 1 10 100 1000 2500")
+    // State survives a restart, with which rows have met a partner.
+    .restart_as(Box::new(IntervalJoinOperator::new(node.clone()).unwrap()))
+    // The left rows may still meet a right row at 3000: they wait; the output
+    // watermark trails by the upper bound.
+    .watermark(2999)
+    .expect("watermark 999")
+    // Now they cannot: key 2 never met one and leaves padded, key 1 did and leaves quietly.
+    .watermark(3000)
+    .expect(
+        "+I 2 20 . 1000 .
+         watermark 1000",
+    )
+    // A right row arriving at a left row still in state matches it; one whose
+    // partners are gone does not, and a late left row with no partner left is padded at once.
+    .push_to(
+        0,
+        "   I  I  TS
+         +I 1 30 2000
+         +I 3 40  500",
+    )
+    .expect(
+        "+I 1 30 101 2000 3500
+         +I 3 40 . 500 .",
+    );
 }

@@ -287,14 +287,7 @@ async fn killed_at_each_step_of_the_end_of_a_run_every_row_is_written_once() {
         );
         let script = dir.path().join(format!("end{n}.sql"));
         std::fs::write(&script, sql).expect("script");
-        let run = |kill_at: Option<&str>| {
-            let mut command = eddy();
-            command.arg("run").arg(&script).arg("--checkpoint-dir").arg(&checkpoints).stdout(Stdio::null()).stderr(Stdio::piped());
-            if let Some(point) = kill_at {
-                command.env("EDDY_KILL_AT", point);
-            }
-            command.output().expect("eddy run")
-        };
+        let run = |kill_at: Option<&str>| common::run_with_checkpoints(&script, &checkpoints, kill_at);
         let killed = run(Some(point));
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&killed.status),

@@ -127,3 +127,23 @@ async fn union_all() {
 async fn view_read() {
     explain_snapshot!("view_read", "SELECT auction FROM expensive WHERE auction <> 2");
 }
+
+#[tokio::test]
+async fn interval_join() {
+    explain_snapshot!(
+        "interval_join",
+        "SELECT a.auction, a.price, b.price AS next_price FROM bids a LEFT JOIN endless b
+         ON a.auction = b.auction AND b.date_time BETWEEN a.ts AND a.ts + INTERVAL '1' MINUTE AND b.price > a.price"
+    );
+}
+
+#[tokio::test]
+async fn window_join() {
+    explain_snapshot!(
+        "window_join",
+        "SELECT L.auction, L.window_start, L.n, R.price FROM
+           (SELECT auction, window_start, window_end, price AS n FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND))) L
+         JOIN (SELECT * FROM TABLE(TUMBLE(TABLE endless, DESCRIPTOR(date_time), INTERVAL '10' SECOND))) R
+         ON L.auction = R.auction AND L.window_start = R.window_start AND L.window_end = R.window_end"
+    );
+}

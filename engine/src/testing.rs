@@ -192,21 +192,33 @@ pub fn normalize(text: &str) -> String {
 /// until [`OperatorHarness::expect`] or [`OperatorHarness::take`] reads it.
 pub struct OperatorHarness {
     operator: Box<dyn Operator>,
-    input: SchemaRef,
+    /// The schema of each input (one, or a join's two sides).
+    inputs: Vec<SchemaRef>,
     output: Vec<String>,
 }
 
 impl OperatorHarness {
     /// Drives `operator`, whose input rows have `input`'s columns.
     pub fn new(operator: Box<dyn Operator>, input: SchemaRef) -> Self {
-        OperatorHarness { operator, input, output: Vec::new() }
+        Self::with_inputs(operator, vec![input])
+    }
+
+    /// Drives `operator`, which reads several inputs apart (a join's two sides), of these schemas.
+    pub fn with_inputs(operator: Box<dyn Operator>, inputs: Vec<SchemaRef>) -> Self {
+        OperatorHarness { operator, inputs, output: Vec::new() }
     }
 
     /// Feeds the changes of a text table (header, then `+I`/`-U`/`+U`/`-D` rows).
     pub fn push(&mut self, table: &str) -> &mut Self {
-        let changes = changes_from_text(table, Some(&self.input));
+        self.push_to(0, table)
+    }
+
+    /// Feeds the changes of a text table as input `input` (a join's side: 0 left, 1 right).
+    pub fn push_to(&mut self, input: usize, table: &str) -> &mut Self {
+        let schema = self.inputs.get(input).unwrap_or_else(|| panic!("the operator has {} input(s), not input {input}", self.inputs.len()));
+        let changes = changes_from_text(table, Some(schema));
         let mut out = Emitter::default();
-        let result = self.operator.on_rows(changes, &mut out);
+        let result = self.operator.on_input_rows(input, changes, &mut out);
         self.step(result, out, "rows")
     }
 

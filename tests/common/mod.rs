@@ -54,6 +54,17 @@ pub fn eddy() -> Command {
     command
 }
 
+/// `eddy run SCRIPT --checkpoint-dir CHECKPOINTS` to its end, or, with `kill_at`
+/// (`point:n`, see `EDDY_KILL_AT`), until the engine kills itself there with SIGKILL.
+pub fn run_with_checkpoints(script: &Path, checkpoints: &Path, kill_at: Option<&str>) -> std::process::Output {
+    let mut command = eddy();
+    command.arg("run").arg(script).arg("--checkpoint-dir").arg(checkpoints).stdout(std::process::Stdio::null());
+    if let Some(point) = kill_at {
+        command.env("EDDY_KILL_AT", point);
+    }
+    command.output().expect("eddy run")
+}
+
 /// Every row of every visible Parquet file under `dir`; fails if an in-progress file is visible.
 pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
     let mut batches = Vec::new();

@@ -24,7 +24,7 @@ use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::operator::{Emitter, Operator};
-use crate::plan::{JoinNode, JoinSide};
+use crate::plan::{JoinNode, JoinSide, JoinType};
 use crate::state::OperatorState;
 
 const NAME: &str = "IntervalJoin";
@@ -198,7 +198,7 @@ impl IntervalJoinOperator {
     /// Which candidate pairs satisfy the whole `ON` condition.
     fn filter_pairs(&self, side: JoinSide, batch: &RecordBatch, incoming: &UInt32Array, stored: &[(u64, u32)]) -> Result<BooleanArray> {
         let other = &self.sides[side.other() as usize];
-        let filter = &self.node.filter;
+        let Some(filter) = &self.node.filter else { return Ok(BooleanArray::from(vec![true; incoming.len()])) };
         let mut columns = Vec::with_capacity(filter.column_indices().len());
         for c in filter.column_indices() {
             let from = match c.side {
@@ -244,14 +244,30 @@ impl IntervalJoinOperator {
             let keep = self.filter_pairs(side, &batch, &incoming_rows, &stored)?;
             let kept: Vec<usize> = (0..keep.len()).filter(|&p| keep.is_valid(p) && keep.value(p)).collect();
             let other = &mut self.sides[side.other() as usize];
+            // Stored rows meeting their first partner now: what a semi join emits of them.
+            let mut first_matches = Vec::new();
             for &p in &kept {
                 matched[incoming_rows.value(p) as usize] = Matched::Yes;
                 let (key, position) = &entries[p];
                 if let Some(w) = other.by_key.get_mut(key).and_then(|v| v.get_mut(*position)) {
+                    if w.matched == Matched::No {
+                        first_matches.push((w.batch, w.row));
+                    }
                     w.matched = Matched::Yes;
                 }
             }
-            if !kept.is_empty() {
+            if let JoinType::Semi(emitted) = self.node.join_type {
+                if emitted == side {
+                    let rows = UInt32Array::from((0..batch.num_rows() as u32).filter(|&i| matched[i as usize] == Matched::Yes).collect::<Vec<_>>());
+                    if !rows.is_empty() {
+                        out.inserts(self.padded(side, Picked::Incoming(&batch, &rows), rows.len())?);
+                    }
+                } else if !first_matches.is_empty() {
+                    let other = &self.sides[emitted as usize];
+                    out.inserts(self.padded(emitted, Picked::Stored(other, &first_matches), first_matches.len())?);
+                }
+            }
+            if !kept.is_empty() && self.node.join_type.emits_pairs() {
                 let incoming_kept = UInt32Array::from(kept.iter().map(|&p| incoming_rows.value(p)).collect::<Vec<_>>());
                 let stored_kept: Vec<(u64, u32)> = kept.iter().map(|&p| stored[p]).collect();
                 let other = &self.sides[side.other() as usize];
@@ -290,7 +306,8 @@ impl IntervalJoinOperator {
         Ok(())
     }
 
-    /// Rows of `side` without a partner, with NULLs for the other side's columns.
+    /// Rows of `side` alone: without a partner, with NULLs for the other side's
+    /// columns (an outer join), or with none of them (a semi or anti join).
     fn padded(&self, side: JoinSide, rows: Picked<'_>, count: usize) -> Result<RecordBatch> {
         match side {
             JoinSide::Left => self.output(rows, Picked::Absent(count), count),

@@ -1,7 +1,9 @@
-//! Event-time interval joins, as Flink runs them: rows of two append-only inputs
-//! meet when their keys are equal and their times are within a bounded distance
-//! (`b.ts BETWEEN a.ts - INTERVAL '5' MINUTE AND a.ts + INTERVAL '10' MINUTE`),
-//! so each row waits in state only until the watermark shows no partner can come.
+//! Event-time joins, as Flink runs them: rows of two append-only inputs meet when
+//! their keys are equal and their times are within a bounded distance, so each
+//! row waits in state only until the watermark shows no partner can come. An
+//! interval join bounds the distance in its condition (`b.ts BETWEEN a.ts -
+//! INTERVAL '5' MINUTE AND a.ts + INTERVAL '10' MINUTE`); a window join joins two
+//! window TVFs on `window_start`/`window_end`, which bounds it by the window.
 
 use std::sync::Arc;
 
@@ -11,19 +13,35 @@ use datafusion::physical_plan::joins::utils::JoinFilter;
 
 use super::StreamNode;
 
-/// Which rows without a partner a join emits (padded with NULLs), as SQL's join types.
+/// What a join emits, as SQL's join types: pairs, plus in an outer join the rows
+/// without a partner (padded with NULLs); or, for a semi or anti join (`IN`,
+/// `EXISTS`, `NOT IN`, `NOT EXISTS` subqueries), only one side's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinType {
     Inner,
     Left,
     Right,
     Full,
+    /// The rows of this side that meet a partner, each once.
+    Semi(JoinSide),
+    /// The rows of this side that never meet a partner.
+    Anti(JoinSide),
 }
 
 impl JoinType {
-    /// Whether rows of `side` that found no partner are emitted, with NULLs for the other side's columns.
+    /// Whether rows of `side` that found no partner are emitted (with NULLs for the other side's columns, if any).
     pub fn keeps_unmatched(self, side: JoinSide) -> bool {
-        matches!((self, side), (JoinType::Left | JoinType::Full, JoinSide::Left) | (JoinType::Right | JoinType::Full, JoinSide::Right))
+        match self {
+            JoinType::Left | JoinType::Full if side == JoinSide::Left => true,
+            JoinType::Right | JoinType::Full if side == JoinSide::Right => true,
+            JoinType::Anti(kept) => kept == side,
+            _ => false,
+        }
+    }
+
+    /// Whether each matching pair is emitted (every join but semi and anti joins).
+    pub fn emits_pairs(self) -> bool {
+        !matches!(self, JoinType::Semi(_) | JoinType::Anti(_))
     }
 
     /// SQL's name, for EXPLAIN.
@@ -33,6 +51,10 @@ impl JoinType {
             JoinType::Left => "LEFT OUTER",
             JoinType::Right => "RIGHT OUTER",
             JoinType::Full => "FULL OUTER",
+            JoinType::Semi(JoinSide::Left) => "LEFT SEMI",
+            JoinType::Semi(JoinSide::Right) => "RIGHT SEMI",
+            JoinType::Anti(JoinSide::Left) => "LEFT ANTI",
+            JoinType::Anti(JoinSide::Right) => "RIGHT ANTI",
         }
     }
 }
@@ -95,6 +117,16 @@ impl TimeBounds {
     }
 }
 
+/// What bounds a join's state in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinBound {
+    /// Time bounds in the `ON` condition.
+    Interval,
+    /// The same window on both sides, its bounds among the join keys: rows meet
+    /// only within one window, so a row waits until its window has passed.
+    Window(crate::plan::WindowKind),
+}
+
 /// Joins two append-only inputs on equal keys within [`TimeBounds`]. The output is
 /// append-only: a pair is emitted once, when its second row arrives; in an outer
 /// join, a row that never met a partner once its time is past.
@@ -106,9 +138,11 @@ pub struct JoinNode {
     /// The equality keys, evaluated on each side's rows; the exchange hashes on them.
     pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
     pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
-    /// Every other condition of the `ON` clause, time bounds included, over columns of both sides.
-    pub filter: JoinFilter,
+    /// Every other condition of the `ON` clause, time bounds included, over columns
+    /// of both sides; `None` when the keys are the whole condition.
+    pub filter: Option<JoinFilter>,
     pub bounds: TimeBounds,
+    pub bounded_by: JoinBound,
     /// The output columns, as indices into the left columns followed by the right ones.
     pub projection: Vec<usize>,
     pub schema: SchemaRef,

@@ -17,7 +17,7 @@ use crate::table::TableDef;
 
 pub mod join;
 pub mod window;
-pub use join::{JoinNode, JoinSide, JoinType, TimeBounds};
+pub use join::{JoinBound, JoinNode, JoinSide, JoinType, TimeBounds};
 pub use window::WindowKind;
 
 /// A compiled continuous query: its operator tree and output schema.
@@ -441,14 +441,19 @@ impl StreamNode {
                 a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
             ),
             StreamNode::Union { .. } => "Union".to_string(),
-            StreamNode::Join(j) => format!(
-                "IntervalJoin: {} join on [{}], right time - left time in [{} ms, {} ms], where {}",
-                j.join_type.sql(),
-                j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", "),
-                j.bounds.lower_ms,
-                j.bounds.upper_ms,
-                j.filter
-            ),
+            StreamNode::Join(j) => {
+                let keys = j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", ");
+                let filter = j.filter.as_ref().map(|f| format!(", where {f}")).unwrap_or_default();
+                match j.bounded_by {
+                    JoinBound::Interval => format!(
+                        "IntervalJoin: {} join on [{keys}], right time - left time in [{} ms, {} ms]{filter}",
+                        j.join_type.sql(),
+                        j.bounds.lower_ms,
+                        j.bounds.upper_ms
+                    ),
+                    JoinBound::Window(window) => format!("WindowJoin: {} join on [{keys}] in {window:?} windows{filter}", j.join_type.sql()),
+                }
+            }
         };
         let _ = writeln!(out, "{pad}{line}");
         let (tasks, watermark, state) = self.runtime_traits(parallelism);

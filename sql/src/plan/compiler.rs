@@ -33,7 +33,8 @@ use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
 use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
 use eddy_engine::plan::{
-    AggregateKind, GroupColumn, JoinNode, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, UpdateOutput, WindowAggregateNode, WindowKind,
+    AggregateKind, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds, UpdateOutput,
+    WindowAggregateNode, WindowKind,
 };
 /// Where each output column of a compiled node came from, for window bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +72,7 @@ struct JoinParts<'a> {
 
 /// The streaming plan of DataFusion's physical `plan`, over the session's `tables`.
 pub(super) fn compile(tables: &HashMap<String, TableEntry>, location: Location, plan: &Arc<dyn ExecutionPlan>) -> Result<StreamNode> {
-    Compiler { tables, location, window_columns_used: HashSet::new(), next_assign: 0 }.compile_root(plan)
+    Compiler { tables, location, window_columns_used: HashSet::new(), next_assign: 0, sliced: HashSet::new() }.compile_root(plan)
 }
 
 /// Walks DataFusion's physical plan and builds the streaming plan.
@@ -81,6 +82,40 @@ struct Compiler<'a> {
     /// Window assigns whose bounds are used inside expressions (not just passed through).
     window_columns_used: HashSet<usize>,
     next_assign: usize,
+    /// The window TVFs an aggregate groups by (by address in DataFusion's plan),
+    /// found before they are compiled: each gives its rows their one slice, and
+    /// its source judges lateness by the window's slices.
+    sliced: HashSet<usize>,
+}
+
+/// A plan node's identity, for [`Compiler::sliced`].
+fn address(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    Arc::as_ptr(plan).cast::<()>() as usize
+}
+
+/// The window TVF whose bound (`window_start`, `window_end` or `window_time`)
+/// column `index` of `plan`'s output is, seen through projections, filters and
+/// pass-through nodes; `None` for any other column.
+fn window_tvf_of(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<&Arc<dyn ExecutionPlan>> {
+    let any = plan.as_ref();
+    if let Some(tvf) = any.downcast_ref::<WindowTvfExec>() {
+        return (index >= tvf.input.schema().fields().len()).then_some(plan);
+    }
+    if let Some(child) = pass_through_child(plan) {
+        return window_tvf_of(child, index);
+    }
+    if let Some(filter) = any.downcast_ref::<FilterExec>() {
+        let index = match filter.projection() {
+            Some(projection) => *projection.get(index)?,
+            None => index,
+        };
+        return window_tvf_of(filter.input(), index);
+    }
+    if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
+        let column = projection.expr().get(index)?.expr.downcast_ref::<Column>()?;
+        return window_tvf_of(projection.input(), column.index());
+    }
+    None
 }
 
 /// The physical columns of `entry` a scan reading `reads` (visible columns) needs:
@@ -102,22 +137,20 @@ fn referenced_columns(expr: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
     datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()).collect()
 }
 
-/// Finds the window assignment `id` under `node`, switches it to slicing and makes
-/// its source judge lateness by the window's slices. Returns the window kind.
-fn use_assign_for_aggregate(node: &mut StreamNode, id: usize) -> Option<WindowKind> {
+/// The window of window assignment `id` under `node`, which must give each row its slice.
+fn sliced_window(node: &StreamNode, id: usize) -> Option<WindowKind> {
     match node {
-        StreamNode::WindowAssign { input, window, time_column, slicing, id: this, .. } if *this == id => {
-            *slicing = true;
-            if let StreamNode::Source(source) = input.as_mut() {
-                source.lateness = Some(LatenessRule { time_column: *time_column, window: *window });
-            }
-            Some(*window)
-        }
-        StreamNode::Source(_) => None,
-        StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => use_assign_for_aggregate(input, id),
-        StreamNode::WindowAggregate(a) => use_assign_for_aggregate(&mut a.input, id),
-        StreamNode::Union { inputs, .. } => inputs.iter_mut().find_map(|i| use_assign_for_aggregate(i, id)),
-        StreamNode::Join(join) => use_assign_for_aggregate(&mut join.left, id).or_else(|| use_assign_for_aggregate(&mut join.right, id)),
+        StreamNode::WindowAssign { id: this, window, slicing: true, .. } if *this == id => Some(*window),
+        StreamNode::WindowAssign { id: this, .. } if *this == id => None,
+        other => other.inputs().into_iter().find_map(|input| sliced_window(input, id)),
+    }
+}
+
+/// The window of the window assignment `id` under `node`.
+fn window_of(node: &StreamNode, id: usize) -> Option<WindowKind> {
+    match node {
+        StreamNode::WindowAssign { id: this, window, .. } if *this == id => Some(*window),
+        other => other.inputs().into_iter().find_map(|input| window_of(input, id)),
     }
 }
 
@@ -174,12 +207,19 @@ impl Compiler<'_> {
                 Lineage::Window { assign, column: WindowColumn::End },
                 Lineage::Window { assign, column: WindowColumn::Time },
             ]);
+            // Grouped by an aggregate: each row gets its one slice, which the source
+            // judges lateness by; otherwise each row is repeated per window.
+            let slicing = self.sliced.contains(&address(plan));
+            let mut input = input;
+            if let (true, StreamNode::Source(source)) = (slicing, &mut input) {
+                source.lateness = Some(LatenessRule { time_column: tvf.time_column, window: tvf.window });
+            }
             let node = StreamNode::WindowAssign {
                 input: Box::new(input),
                 id: assign,
                 window: tvf.window,
                 time_column: tvf.time_column,
-                slicing: false,
+                slicing,
                 schema: plan.schema(),
             };
             return Ok((node, lineage));
@@ -235,6 +275,11 @@ impl Compiler<'_> {
             return self.compile_aggregate(aggregate, plan.schema(), demand);
         }
         if let Some(join) = any.downcast_ref::<HashJoinExec>() {
+            if join.null_aware {
+                return Err(self
+                    .unsupported("NOT IN with a subquery is not supported yet (a NULL in the subquery's rows would have to empty the result)")
+                    .with_hint("write NOT EXISTS (SELECT ... WHERE ...) instead"));
+            }
             let projection = join.projection.as_deref().map(<[usize]>::to_vec);
             let parts = JoinParts { left: join.left(), right: join.right(), on: join.on(), filter: join.filter(), join_type: *join.join_type(), projection };
             return self.compile_join(parts, plan.schema());
@@ -255,30 +300,98 @@ impl Compiler<'_> {
             DfJoinType::Left => JoinType::Left,
             DfJoinType::Right => JoinType::Right,
             DfJoinType::Full => JoinType::Full,
-            _ => return Err(self.unsupported("semi and anti joins (IN, EXISTS, NOT IN, NOT EXISTS with a subquery) are not supported yet")),
+            DfJoinType::LeftSemi => JoinType::Semi(JoinSide::Left),
+            DfJoinType::RightSemi => JoinType::Semi(JoinSide::Right),
+            DfJoinType::LeftAnti => JoinType::Anti(JoinSide::Left),
+            DfJoinType::RightAnti => JoinType::Anti(JoinSide::Right),
+            _ => return Err(self.unsupported("this kind of join (a mark join, from a subquery in a disjunction) is not supported yet")),
         };
-        let filter = filter.ok_or_else(|| self.unsupported(NoBounds::NoTimeCondition.message()))?;
-        let bounds = time_bounds(filter).map_err(|e| self.unsupported(e.message()))?;
-        let (left, _) = self.compile(left, UpdateOutput::Upserts)?;
-        let (right, _) = self.compile(right, UpdateOutput::Upserts)?;
+        let (left, left_lineage) = self.compile(left, UpdateOutput::Upserts)?;
+        let (right, right_lineage) = self.compile(right, UpdateOutput::Upserts)?;
+        let interval = filter.map_or(Err(NoBounds::NoTimeCondition), time_bounds);
+        let (bounds, bounded_by) = match interval {
+            Ok(bounds) => (bounds, JoinBound::Interval),
+            Err(NoBounds::NoTimeCondition) => {
+                let window = self.window_join(on, (&left, &left_lineage), (&right, &right_lineage))?;
+                window.ok_or_else(|| self.unsupported(NoBounds::NoTimeCondition.message()))?
+            }
+            Err(other) => return Err(self.unsupported(other.message())),
+        };
         if [&left, &right].iter().any(|side| side.is_updating() || side.emits_retractions()) {
             return Err(self
                 .unsupported("a join over updating rows (a GROUP BY without a window, or a materialized view's changes) is not supported yet")
                 .with_hint("join the tables the aggregate reads, or aggregate over a window first"));
         }
-        let width = left.schema().fields().len() + right.schema().fields().len();
+        let left_width = left.schema().fields().len();
+        let width = left_width + right.schema().fields().len();
+        // A semi or anti join outputs one side's columns; the node numbers the
+        // left's, then the right's.
+        let (first, outputs) = match join_type {
+            JoinType::Semi(JoinSide::Right) | JoinType::Anti(JoinSide::Right) => (left_width, width - left_width),
+            JoinType::Semi(JoinSide::Left) | JoinType::Anti(JoinSide::Left) => (0, left_width),
+            _ => (0, width),
+        };
+        let projection = projection.unwrap_or_else(|| (0..outputs).collect()).into_iter().map(|i| first + i).collect();
         let node = JoinNode {
             left: Box::new(left),
             right: Box::new(right),
             join_type,
             left_keys: on.iter().map(|(l, _)| Arc::clone(l)).collect(),
             right_keys: on.iter().map(|(_, r)| Arc::clone(r)).collect(),
-            filter: filter.clone(),
+            filter: filter.cloned(),
             bounds,
-            projection: projection.unwrap_or_else(|| (0..width).collect()),
+            bounded_by,
+            projection,
             schema: Arc::clone(&schema),
         };
         Ok((StreamNode::Join(node), vec![Lineage::Other; schema.fields().len()]))
+    }
+
+    /// A window join: both sides are window TVFs of the same window and the keys
+    /// pair their `window_start` (or `window_end`). Its state is bounded by the
+    /// window: a row waits until the watermark has passed the end of its window,
+    /// as an interval join bounded by the window's size does (the equal window
+    /// bounds among the keys decide the match). `None` when the keys pair no window bounds.
+    fn window_join(
+        &self,
+        on: JoinOnRef<'_>,
+        (left, left_lineage): (&StreamNode, &[Lineage]),
+        (right, right_lineage): (&StreamNode, &[Lineage]),
+    ) -> Result<Option<(TimeBounds, JoinBound)>> {
+        let bound_of = |expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]| match expr.downcast_ref::<Column>().and_then(|c| lineage.get(c.index())) {
+            Some(Lineage::Window { assign, column: column @ (WindowColumn::Start | WindowColumn::End) }) => {
+                Some((*assign, *column, expr.downcast_ref::<Column>().map(|c| c.index())))
+            }
+            _ => None,
+        };
+        for (l, r) in on {
+            let (Some((left_assign, left_column, Some(left_index))), Some((right_assign, right_column, Some(right_index)))) =
+                (bound_of(l, left_lineage), bound_of(r, right_lineage))
+            else {
+                continue;
+            };
+            if left_column != right_column {
+                continue;
+            }
+            let (Some(left_window), Some(right_window)) = (window_of(left, left_assign), window_of(right, right_assign)) else { continue };
+            if left_window != right_window {
+                return Err(self.unsupported(format!(
+                    "a window join needs the same window on both sides, not {} and {}",
+                    left_window.name(),
+                    right_window.name()
+                )));
+            }
+            let size_ms = match left_window {
+                WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
+                WindowKind::Cumulate { max_size_ms, .. } => max_size_ms,
+                WindowKind::Session { .. } => return Err(self.unsupported("a window join over SESSION windows is not supported (nor is it in Flink)")),
+            };
+            // Both sides' bound columns are equal in a pair, so any distance within
+            // the window's size matches; the size bounds how long a row waits.
+            let bounds = TimeBounds { left_time: left_index, right_time: right_index, lower_ms: 1 - size_ms, upper_ms: size_ms - 1 };
+            return Ok(Some((bounds, JoinBound::Window(left_window))));
+        }
+        Ok(None)
     }
 
     fn note_window_use(&mut self, expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]) {
@@ -307,8 +420,14 @@ impl Compiler<'_> {
         if logical.group_expr().has_grouping_set() {
             return Err(self.unsupported("GROUPING SETS, CUBE and ROLLUP are not supported yet"));
         }
+        // The window this aggregate groups by is decided before it is compiled.
+        for (expr, _) in logical.group_expr().expr() {
+            if let Some(tvf) = expr.downcast_ref::<Column>().and_then(|c| window_tvf_of(logical.input(), c.index())) {
+                self.sliced.insert(address(tvf));
+            }
+        }
         // An updating input must take its old rows back for this aggregate to subtract them.
-        let (mut input, lineage) = self.compile(logical.input(), UpdateOutput::Retractions)?;
+        let (input, lineage) = self.compile(logical.input(), UpdateOutput::Retractions)?;
         let mut group = Vec::new();
         let mut open: Option<usize> = None;
         let mut closed: Option<WindowKind> = None;
@@ -358,7 +477,7 @@ impl Compiler<'_> {
         let window = match (open, closed) {
             (Some(_), Some(_)) => return Err(self.unsupported("GROUP BY mixes the bounds of a window with those of an aggregated window")),
             (Some(id), None) => {
-                let window = use_assign_for_aggregate(&mut input, id).ok_or_else(|| self.unsupported("internal error: window assignment not found"))?;
+                let window = sliced_window(&input, id).ok_or_else(|| self.unsupported("internal error: the window assignment grouped by does not slice"))?;
                 let is_tumble = matches!(window, WindowKind::Tumble { .. });
                 if !is_tumble && self.window_columns_used.contains(&id) {
                     return Err(self.unsupported(format!(
