@@ -38,6 +38,14 @@ const QUERIES: &[(&str, &str, &str)] = &[
         "SELECT window_start, auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, auction",
     ),
     (
+        // Not a published query: an interval self-join of the bids (each bid meets
+        // the bids of the same bidder, auction and price within 100 ms, itself
+        // included: about one pair per bid), for the join's cost per row.
+        "interval-self-join",
+        "auction BIGINT, bidder BIGINT, price BIGINT, next_price BIGINT",
+        "SELECT a.auction, a.bidder, a.price, b.price FROM bid a JOIN bid b ON a.auction = b.auction AND a.bidder = b.bidder AND a.price = b.price AND b.date_time BETWEEN a.date_time AND a.date_time + INTERVAL '100' MILLISECOND",
+    ),
+    (
         "q11-session",
         "bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
         "SELECT bidder, COUNT(*), window_start, window_end FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY bidder, window_start, window_end",
