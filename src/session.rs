@@ -652,7 +652,9 @@ pub fn batch_context() -> datafusion::prelude::SessionContext {
 /// A `SELECT` that reads no table (`SELECT 1`, `SELECT UPPER('a')`, `VALUES (1), (2)`)
 /// has nothing to stream: it is answered at once, as a batch query.
 pub async fn answer_without_tables(query: &Query, location: Location) -> Result<RecordBatch, EddyError> {
-    let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(location, e.strip_backtrace()));
+    let plan_error = |e: datafusion::error::DataFusionError| {
+        EddyError::Sql(eddy_sql::functions::refuse_unsupported(eddy_sql::SqlError::plan(location, e.strip_backtrace())))
+    };
     let frame = batch_context().sql(&query.to_string()).await.map_err(plan_error)?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(plan_error)?;

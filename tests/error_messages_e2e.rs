@@ -41,6 +41,22 @@ fn planning_errors_put_the_caret_under_the_unknown_name() {
 }
 
 #[test]
+fn a_flink_function_eddy_lacks_is_named_and_date_format_reads_java_patterns() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(&bids_table());
+    let sql = "SELECT auction, STR_TO_MAP(CAST(price AS STRING)) FROM bids";
+    let (code, _, stderr) = server.sql(&["-c", sql]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`STR_TO_MAP` is a Flink built-in function that Eddy does not support yet"), "{stderr}");
+    let (column, line) = caret(&stderr);
+    assert_eq!(line.get(column..column + "STR_TO_MAP".len()), Some("STR_TO_MAP"), "{stderr}");
+    // DataFusion's own date_format printed this pattern back as the answer.
+    let out = server.ok("SELECT DATE_FORMAT(TIMESTAMP '2024-02-29 13:05:09', 'yyyy-MM-dd HH:mm')");
+    assert!(out.lines().any(|l| l.trim() == "2024-02-29 13:05"), "the value row is the formatted time: {out}");
+}
+
+#[test]
 fn an_error_about_a_huge_identifier_still_says_what_is_wrong() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);

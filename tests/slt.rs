@@ -12,15 +12,46 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use eddy::session::answer_without_tables;
 use eddy::{EddyError, Session};
 use eddy_engine::runtime::CollectSink;
 use eddy_engine::PipelineMetrics;
+use eddy_sql::Statement;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 struct EddyDb {
     session: Session,
+}
+
+/// The rows of `batches` as sqllogictest compares them: NULL as `NULL`, an empty
+/// string as `(empty)` (an empty line would end the record), timestamps to the millisecond.
+fn rows(schema: &Schema, batches: &[RecordBatch]) -> Result<DBOutput<DefaultColumnType>, EddyError> {
+    let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+    let options = FormatOptions::default().with_null("NULL").with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EddyError::Io { context: "formatting results".into(), source: std::io::Error::other(e) })?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| match f.value(row).to_string() {
+                        empty if empty.is_empty() => "(empty)".to_string(),
+                        value => value,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(DBOutput::Rows { types, rows })
 }
 
 fn column_type(data_type: &DataType) -> DefaultColumnType {
@@ -39,6 +70,16 @@ impl sqllogictest::AsyncDB for EddyDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, EddyError> {
+        // A SELECT that reads no table (`SELECT DATE_FORMAT(...)`) is answered at
+        // once, as the client shows it; its rows are the answer.
+        if let [parsed] = eddy_sql::parse_script(sql)?.as_slice() {
+            if let Statement::Select { query } = &parsed.statement {
+                if eddy_sql::referenced_tables(query).is_empty() {
+                    let batch = answer_without_tables(query, parsed.location).await.map_err(|e| e.pointing_into(parsed))?;
+                    return rows(&batch.schema(), &[batch]);
+                }
+            }
+        }
         let pipelines = self.session.execute_script(sql).await?;
         let Some(spec) = pipelines.first() else { return Ok(DBOutput::StatementComplete(0)) };
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -48,22 +89,7 @@ impl sqllogictest::AsyncDB for EddyDb {
         if spec.sink.is_some() {
             return Ok(DBOutput::StatementComplete(summary.metrics.rows_out));
         }
-        let schema = spec.plan.schema();
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
-        let options = FormatOptions::default().with_null("NULL").with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
-        let mut rows = Vec::new();
-        for batch in collect.batches() {
-            let formatters = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| EddyError::Io { context: "formatting results".into(), source: std::io::Error::other(e) })?;
-            for row in 0..batch.num_rows() {
-                rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
-            }
-        }
-        Ok(DBOutput::Rows { types, rows })
+        rows(&spec.plan.schema(), &collect.batches())
     }
 
     async fn shutdown(&mut self) {}

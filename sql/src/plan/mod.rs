@@ -102,7 +102,7 @@ pub(super) fn df_error(location: Location, error: DataFusionError) -> SqlError {
     let location = error.diagnostic().and_then(|d| d.span).map(|span| Location { line: span.start.line, column: span.start.column }).unwrap_or(location);
     let message = error.strip_backtrace();
     let message = message.trim_start_matches("Error during planning: ").trim_start_matches("Schema error: ").trim_start_matches("External error: ").to_string();
-    SqlError::plan(location, message)
+    crate::functions::refuse_unsupported(SqlError::plan(location, message))
 }
 
 impl Planner {
