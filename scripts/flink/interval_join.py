@@ -120,21 +120,24 @@ def run(t_env, sql):
     return out
 
 
-def main():
+def regenerate(queries, expected_dir, planned_as):
+    """Runs each of `queries` (name -> SQL) in Flink, checks that it is planned as
+    `planned_as` (e.g. "IntervalJoin") and agrees with batch mode, and writes its
+    rows to `expected_dir/<name>.txt`. Names on the command line pick queries."""
     from importlib.metadata import version
     if version("apache-flink") != FLINK_VERSION:
         print(f"note: these files were made with Flink {FLINK_VERSION}, this is {version('apache-flink')}")
-    names = sys.argv[1:] or list(QUERIES)
+    names = sys.argv[1:] or list(queries)
     stream = table_env(True)
     batch = table_env(False)
-    os.makedirs(EXPECTED, exist_ok=True)
+    os.makedirs(expected_dir, exist_ok=True)
     for name in names:
-        sql = QUERIES[name]
+        sql = queries[name]
         plan = stream.explain_sql(sql)
         physical = plan.split("== Optimized Physical Plan ==")[1].split("== Optimized Execution Plan ==")[0]
         join = [l.lstrip(" :+-") for l in physical.splitlines() if "Join(" in l]
-        if not any(l.startswith("IntervalJoin(") for l in join):
-            sys.exit(f"{name}: not planned as an IntervalJoin:\n{plan}")
+        if not any(l.startswith(f"{planned_as}(") for l in join):
+            sys.exit(f"{name}: not planned as {planned_as}:\n{plan}")
         print(f"{name}: {join[0]}")
         rows = run(stream, sql)
         kinds = sorted({k for k, _ in rows})
@@ -144,10 +147,14 @@ def main():
             only_s = sorted(set(lines) - set(expected))
             only_b = sorted(set(expected) - set(lines))
             sys.exit(f"{name}: streaming differs from batch: only streaming {only_s[:10]}, only batch {only_b[:10]}")
-        with open(os.path.join(EXPECTED, f"{name}.txt"), "w") as f:
+        with open(os.path.join(expected_dir, f"{name}.txt"), "w") as f:
             for l in lines:
                 f.write(l + "\n")
         print(f"  {len(lines)} rows, kinds {kinds}, batch {'agrees' if lines == expected else 'DIFFERS'}")
+
+
+def main():
+    regenerate(QUERIES, EXPECTED, "IntervalJoin")
 
 
 if __name__ == "__main__":

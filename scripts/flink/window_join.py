@@ -44,7 +44,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interval_join import FLINK_VERSION, ROOT, table_env, run  # noqa: E402
+from interval_join import ROOT, regenerate  # noqa: E402
 
 EXPECTED = os.path.join(ROOT, "tests", "data", "window_join", "expected")
 
@@ -73,33 +73,7 @@ QUERIES = {
 
 
 def main():
-    from importlib.metadata import version
-    if version("apache-flink") != FLINK_VERSION:
-        print(f"note: these files were made with Flink {FLINK_VERSION}, this is {version('apache-flink')}")
-    names = sys.argv[1:] or list(QUERIES)
-    stream = table_env(True)
-    batch = table_env(False)
-    os.makedirs(EXPECTED, exist_ok=True)
-    for name in names:
-        sql = QUERIES[name]
-        plan = stream.explain_sql(sql)
-        physical = plan.split("== Optimized Physical Plan ==")[1].split("== Optimized Execution Plan ==")[0]
-        join = [l.lstrip(" :+-") for l in physical.splitlines() if "Join(" in l]
-        if not any(l.startswith("WindowJoin(") for l in join):
-            sys.exit(f"{name}: not planned as a WindowJoin:\n{plan}")
-        print(f"{name}: {join[0]}")
-        rows = run(stream, sql)
-        kinds = sorted({k for k, _ in rows})
-        lines = sorted(l for _, l in rows) if kinds == ["+I"] else sorted(f"{k},{l}" for k, l in rows)
-        expected = sorted(l for k, l in run(batch, sql))
-        if kinds == ["+I"] and lines != expected:
-            only_s = sorted(set(lines) - set(expected))
-            only_b = sorted(set(expected) - set(lines))
-            sys.exit(f"{name}: streaming differs from batch: only streaming {only_s[:10]}, only batch {only_b[:10]}")
-        with open(os.path.join(EXPECTED, f"{name}.txt"), "w") as f:
-            for l in lines:
-                f.write(l + "\n")
-        print(f"  {len(lines)} rows, kinds {kinds}, batch {'agrees' if lines == expected else 'DIFFERS'}")
+    regenerate(QUERIES, EXPECTED, "WindowJoin")
 
 
 if __name__ == "__main__":
