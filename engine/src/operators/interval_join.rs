@@ -73,6 +73,12 @@ impl SideState {
         id
     }
 
+    /// Puts a row of a stored batch in waiting under `key`, until the watermark passes `last_chance`.
+    fn wait(&mut self, key: RowBytes, row: Waiting, last_chance: i64) {
+        self.expiry.entry(last_chance).or_default().push(key.clone());
+        self.by_key.entry(key).or_default().push(row);
+    }
+
     fn release(&mut self, batch: u64) {
         if let Some((stored, live)) = self.batches.get_mut(&batch) {
             *live -= 1;
@@ -101,24 +107,30 @@ impl SideState {
     }
 }
 
-/// Rows of one side picked for output: the incoming batch's rows by index, or stored ones.
+/// Rows of one side picked for output: the incoming batch's rows by index, or
+/// stored ones (the batches they are in, and which row of which).
 enum Picked<'a> {
     Incoming(&'a RecordBatch, &'a UInt32Array),
-    Stored(&'a SideState, &'a [(u64, u32)]),
+    Stored { batches: Vec<&'a RecordBatch>, picks: Vec<(usize, usize)> },
     Absent(usize),
 }
 
-impl Picked<'_> {
+impl<'a> Picked<'a> {
+    /// Stored rows `rows` of `state`, located once for all the columns taken from them.
+    fn stored(state: &'a SideState, rows: &[(u64, u32)]) -> Self {
+        let (batches, picks) = state.picks(rows);
+        Picked::Stored { batches, picks }
+    }
+
     fn column(&self, schema: &SchemaRef, index: usize) -> Result<ArrayRef> {
         match self {
             Picked::Incoming(batch, rows) => take(batch.column(index), rows, None).map_err(arrow),
-            Picked::Stored(state, rows) => {
-                let (batches, picks) = state.picks(rows);
+            Picked::Stored { batches, picks } => {
                 if picks.is_empty() {
                     return Ok(new_null_array(schema.field(index).data_type(), 0));
                 }
                 let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(index).as_ref()).collect();
-                interleave(&arrays, &picks).map_err(arrow)
+                interleave(&arrays, picks).map_err(arrow)
             }
             Picked::Absent(rows) => Ok(new_null_array(schema.field(index).data_type(), *rows)),
         }
@@ -199,17 +211,15 @@ impl IntervalJoinOperator {
     fn filter_pairs(&self, side: JoinSide, batch: &RecordBatch, incoming: &UInt32Array, stored: &[(u64, u32)]) -> Result<BooleanArray> {
         let other = &self.sides[side.other() as usize];
         let Some(filter) = &self.node.filter else { return Ok(BooleanArray::from(vec![true; incoming.len()])) };
+        let (here, there) = (Picked::Incoming(batch, incoming), Picked::stored(other, stored));
         let mut columns = Vec::with_capacity(filter.column_indices().len());
         for c in filter.column_indices() {
             let from = match c.side {
                 FilterSide::Left => JoinSide::Left,
                 _ => JoinSide::Right,
             };
-            columns.push(if from == side {
-                Picked::Incoming(batch, incoming).column(&self.schemas[side as usize], c.index)?
-            } else {
-                Picked::Stored(other, stored).column(&self.schemas[from as usize], c.index)?
-            });
+            let picked = if from == side { &here } else { &there };
+            columns.push(picked.column(&self.schemas[from as usize], c.index)?);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(incoming.len()));
         let pairs = RecordBatch::try_new_with_options(Arc::clone(filter.schema()), columns, &options).map_err(arrow)?;
@@ -221,7 +231,8 @@ impl IntervalJoinOperator {
         let times = self.times(side, &batch)?;
         let bounds = self.node.bounds;
         // Candidate pairs: same key, times within the bounds.
-        let (mut incoming, mut stored, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+        // Each candidate's incoming row, stored row, and place in its key's waiting list.
+        let (mut incoming, mut stored, mut positions) = (Vec::new(), Vec::new(), Vec::new());
         let other = &self.sides[side.other() as usize];
         for (i, (key, time)) in keys.iter().zip(&times).enumerate() {
             let (Some(key), Some(time)) = (key, time) else { continue };
@@ -234,7 +245,7 @@ impl IntervalJoinOperator {
                 if (bounds.lower_ms..=bounds.upper_ms).contains(&distance) {
                     incoming.push(i as u32);
                     stored.push((w.batch, w.row));
-                    entries.push((key.clone(), position));
+                    positions.push(position);
                 }
             }
         }
@@ -247,9 +258,10 @@ impl IntervalJoinOperator {
             // Stored rows meeting their first partner now: what a semi join emits of them.
             let mut first_matches = Vec::new();
             for &p in &kept {
-                matched[incoming_rows.value(p) as usize] = Matched::Yes;
-                let (key, position) = &entries[p];
-                if let Some(w) = other.by_key.get_mut(key).and_then(|v| v.get_mut(*position)) {
+                let row = incoming_rows.value(p) as usize;
+                matched[row] = Matched::Yes;
+                let waiting = keys[row].as_ref().and_then(|key| other.by_key.get_mut(key));
+                if let Some(w) = waiting.and_then(|v| v.get_mut(positions[p])) {
                     if w.matched == Matched::No {
                         first_matches.push((w.batch, w.row));
                     }
@@ -264,7 +276,7 @@ impl IntervalJoinOperator {
                     }
                 } else if !first_matches.is_empty() {
                     let other = &self.sides[emitted as usize];
-                    out.inserts(self.padded(emitted, Picked::Stored(other, &first_matches), first_matches.len())?);
+                    out.inserts(self.padded(emitted, Picked::stored(other, &first_matches), first_matches.len())?);
                 }
             }
             if !kept.is_empty() && self.node.join_type.emits_pairs() {
@@ -272,7 +284,7 @@ impl IntervalJoinOperator {
                 let stored_kept: Vec<(u64, u32)> = kept.iter().map(|&p| stored[p]).collect();
                 let other = &self.sides[side.other() as usize];
                 let here = Picked::Incoming(&batch, &incoming_kept);
-                let there = Picked::Stored(other, &stored_kept);
+                let there = Picked::stored(other, &stored_kept);
                 let rows = incoming_kept.len();
                 let output = match side {
                     JoinSide::Left => self.output(here, there, rows)?,
@@ -295,8 +307,7 @@ impl IntervalJoinOperator {
             let state = &mut self.sides[side as usize];
             let id = state.add_batch(&batch, waiting.len());
             for (i, key, time) in waiting {
-                state.expiry.entry(bounds.last_chance(side, time)).or_default().push(key.clone());
-                state.by_key.entry(key).or_default().push(Waiting { batch: id, row: i as u32, time, matched: matched[i] });
+                state.wait(key, Waiting { batch: id, row: i as u32, time, matched: matched[i] }, bounds.last_chance(side, time));
             }
         }
         if self.node.join_type.keeps_unmatched(side) && !alone.is_empty() {
@@ -370,7 +381,7 @@ impl Operator for IntervalJoinOperator {
             let (alone, released) = self.expire(side);
             if self.node.join_type.keeps_unmatched(side) && !alone.is_empty() {
                 let count = alone.len();
-                let padded = self.padded(side, Picked::Stored(&self.sides[side as usize], &alone), count)?;
+                let padded = self.padded(side, Picked::stored(&self.sides[side as usize], &alone), count)?;
                 out.inserts(padded);
             }
             for batch in released {
@@ -396,7 +407,8 @@ impl Operator for IntervalJoinOperator {
             let entries: Vec<Waiting> = state.by_key.values().flatten().copied().collect();
             let rows: Vec<(u64, u32)> = entries.iter().map(|w| (w.batch, w.row)).collect();
             let schema = &self.schemas[side as usize];
-            let columns = (0..schema.fields().len()).map(|i| Picked::Stored(state, &rows).column(schema, i)).collect::<Result<Vec<ArrayRef>>>()?;
+            let picked = Picked::stored(state, &rows);
+            let columns = (0..schema.fields().len()).map(|i| picked.column(schema, i)).collect::<Result<Vec<ArrayRef>>>()?;
             let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
             let side_rows = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(arrow)?;
             let mut fields: Vec<Field> = Vec::new();
@@ -444,9 +456,8 @@ impl Operator for IntervalJoinOperator {
                     state.release(id);
                     continue;
                 };
-                state.expiry.entry(bounds.last_chance(side, time)).or_default().push(key.clone());
                 let matched = if matched.value(i) { Matched::Yes } else { Matched::No };
-                state.by_key.entry(key).or_default().push(Waiting { batch: id, row: i as u32, time, matched });
+                state.wait(key, Waiting { batch: id, row: i as u32, time, matched }, bounds.last_chance(side, time));
             }
         }
         Ok(())
