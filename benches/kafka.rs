@@ -16,13 +16,11 @@
 //! Parquet, as the median of the runs with their range (on a 2-vCPU machine the
 //! broker shares the cores, so single runs vary by ±20 %).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{cpu_seconds, flag_value, minor_faults};
 use eddy::Session;
 use eddy_connectors::kafka::testing::{broker, create_topic, delete_topics, produce, produce_with, producer, read_all, unique_topic, TestRecord};
-use eddy_engine::PipelineMetrics;
 
 mod common;
 
@@ -56,7 +54,7 @@ struct Run {
 async fn run_pipeline(sql: &str, stop_after: Option<Duration>) -> Result<Run, eddy::EddyError> {
     let mut session = Session::new();
     let pipelines = session.execute_script(sql).await?;
-    let metrics = Arc::new(PipelineMetrics::default());
+    let metrics = eddy_engine::metrics::PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str()));
     let (tx, stop) = tokio::sync::watch::channel(false);
     if let Some(after) = stop_after {
         tokio::spawn(async move {
@@ -66,7 +64,7 @@ async fn run_pipeline(sql: &str, stop_after: Option<Duration>) -> Result<Run, ed
     }
     let (cpu, faults) = (cpu_seconds(), minor_faults());
     let started = Instant::now();
-    let summary = session.run(&pipelines, metrics, stop, &mut |_| unreachable!("INSERT only")).await?;
+    let summary = session.run(&pipelines, &metrics, stop, &mut |_| unreachable!("INSERT only")).await?;
     Ok(Run { rows: summary.metrics.rows_in, wall: started.elapsed().as_secs_f64(), cpu: cpu_seconds() - cpu, faults: minor_faults() - faults })
 }
 

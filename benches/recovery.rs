@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::flag_value;
 use eddy::Session;
-use eddy_engine::PipelineMetrics;
+use eddy_engine::metrics::PipelineGroup;
 
 mod common;
 
@@ -35,7 +35,8 @@ fn main() {
         let mut session = Session::new();
         let pipelines = session.execute_script(&sql).await.expect("plans");
         // First run: until every key has state and a checkpoint holds all of them.
-        let metrics = Arc::new(PipelineMetrics::default());
+        let group = PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str()));
+        let metrics = Arc::clone(group.get(0).expect("one pipeline"));
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let watcher = {
             let metrics = Arc::clone(&metrics);
@@ -55,7 +56,7 @@ fn main() {
                 }
             })
         };
-        session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await.expect("first run");
+        session.run(&pipelines, &group, stop, &mut |_| unreachable!("INSERT only")).await.expect("first run");
         watcher.await.expect("watcher");
         println!(
             "{keys} keys: checkpoint {} took {} ms and holds {:.1} MB ({} rows read)",
@@ -66,7 +67,8 @@ fn main() {
         );
 
         // Second run: from that checkpoint; time until the first rows are read again.
-        let metrics = Arc::new(PipelineMetrics::default());
+        let group = PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str()));
+        let metrics = Arc::clone(group.get(0).expect("one pipeline"));
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let started = Instant::now();
         let watcher = {
@@ -87,7 +89,7 @@ fn main() {
                 (reading, checkpointed)
             })
         };
-        session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await.expect("second run");
+        session.run(&pipelines, &group, stop, &mut |_| unreachable!("INSERT only")).await.expect("second run");
         let (reading, checkpointed) = watcher.await.expect("watcher");
         println!(
             "recovery: reading again {:.0} ms after the restart; first checkpoint with the restored {keys} keys done after {:.0} ms (interval 1 s)",

@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +9,8 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use eddy_engine::metrics::MetricsSnapshot;
-use eddy_engine::{BoxError, ChangeBatch, EventTime, PipelineMetrics, Sink};
+use eddy_engine::metrics::{MetricsSnapshot, PipelineGroup};
+use eddy_engine::{BoxError, ChangeBatch, Sink};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
@@ -133,8 +132,9 @@ const BAR_REFRESH: Duration = Duration::from_millis(100);
 /// Shows progress on stderr until [`Progress::finish`]: in a terminal, over
 /// inputs whose size is known (files), a bar with the share read and the time
 /// left; otherwise (logs, tests, Kafka or generator sources) a line every `secs`
-/// seconds. Nothing when `secs` is 0.
-pub fn spawn_progress(metrics: Arc<PipelineMetrics>, secs: u64, label: Option<String>) -> Progress {
+/// seconds. Nothing when `secs` is 0. The figures are the sums over the pipelines
+/// of `metrics`, and the watermark the lowest of theirs.
+pub fn spawn_progress(metrics: Arc<PipelineGroup>, secs: u64, label: Option<String>) -> Progress {
     let (finish, mut finished) = watch::channel(false);
     let task = tokio::spawn(async move {
         if secs == 0 {
@@ -210,16 +210,11 @@ enum RunState {
 }
 
 /// Sets the bar to `read` of `total` bytes, with the row and state counters.
-fn draw_bar(bar: &ProgressBar, metrics: &PipelineMetrics, read: u64, total: u64) {
+fn draw_bar(bar: &ProgressBar, metrics: &PipelineGroup, read: u64, total: u64) {
     bar.set_length(total.max(1));
     bar.set_position(read);
     let now = metrics.snapshot();
-    bar.set_message(format!(
-        "rows in {}  rows out {}  state {}B",
-        human(now.rows_in as f64),
-        human(now.rows_out as f64),
-        human(metrics.state_bytes.load(Ordering::Relaxed) as f64)
-    ));
+    bar.set_message(format!("rows in {}  rows out {}  state {}B", human(now.rows_in as f64), human(now.rows_out as f64), human(metrics.state_bytes() as f64)));
 }
 
 /// The bar for an input of `total` bytes: share read, bytes, time left, counters.
@@ -233,18 +228,14 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// One plain progress line, with the counters, the watermark, lag and the last checkpoint.
-fn progress_line(metrics: &PipelineMetrics, now: MetricsSnapshot, rate: f64, started: Instant, label: Option<&str>) -> String {
-    let watermark = EventTime(metrics.watermark_ms.load(Ordering::Relaxed));
+fn progress_line(metrics: &PipelineGroup, now: MetricsSnapshot, rate: f64, started: Instant, label: Option<&str>) -> String {
+    let watermark = metrics.watermark();
     let (lag, problems) = metrics.source_health();
-    let checkpoint = match metrics.checkpoint_id.load(Ordering::Relaxed) {
-        0 => String::new(),
-        id => format!(
-            "  checkpoint {id} ({} ms, {}B)",
-            metrics.checkpoint_ms.load(Ordering::Relaxed),
-            human(metrics.checkpoint_bytes.load(Ordering::Relaxed) as f64)
-        ),
+    let checkpoint = match metrics.checkpoint() {
+        None => String::new(),
+        Some(c) => format!("  checkpoint {} ({} ms, {}B)", c.id, c.duration_ms, human(c.bytes as f64)),
     };
-    let state = metrics.state_bytes.load(Ordering::Relaxed);
+    let state = metrics.state_bytes();
     let null_time = match now.null_time_rows {
         0 => String::new(),
         n => format!("  null event time {n}"),

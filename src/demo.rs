@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_engine::PipelineMetrics;
+use eddy_engine::metrics::PipelineGroup;
 
 use crate::console::{spawn_progress, stop_on_ctrl_c, LiveSink};
 use crate::error::EddyError;
@@ -80,16 +80,18 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
             None => "Ctrl-C to stop".to_string(),
         }
     );
-    let metrics = Arc::new(PipelineMetrics::default());
+    // Each pipeline counts into its own figures; the progress line shows their sums
+    // and the lowest watermark (one shared set made the watermark jump: issue 20).
+    let metrics = Arc::new(PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str())));
     let progress = spawn_progress(Arc::clone(&metrics), 1, Some("demo".to_string()));
     let stop = stop_on_ctrl_c(options.duration);
     let mut runs = Vec::new();
-    for spec in &pipelines {
+    for (spec, (_, figures)) in pipelines.iter().zip(metrics.pipelines()) {
         let Some(inner) = session.open_sink(spec)? else {
             continue;
         };
         let sink = Box::new(LiveSink { name: spec.name.clone(), inner, every: Duration::from_secs(3), last: None });
-        runs.push(session.prepare(spec).run(sink, Arc::clone(&metrics), stop.clone(), None));
+        runs.push(session.prepare(spec).run(sink, Arc::clone(figures), stop.clone(), None));
     }
     let started = std::time::Instant::now();
     let results = futures::future::join_all(runs).await;

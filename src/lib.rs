@@ -10,6 +10,7 @@ pub mod client;
 pub mod console;
 pub mod demo;
 pub mod error;
+pub mod http;
 pub mod ipc;
 pub mod server;
 pub mod session;

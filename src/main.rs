@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use eddy::{EddyError, Session};
-use eddy_engine::PipelineMetrics;
+use eddy_engine::metrics::{ExposedPipeline, PipelineGroup, PipelineState};
 
 /// Eddy: continuous SQL over streams (Flink SQL dialect), compiled to incremental Arrow operators.
 #[derive(Parser)]
@@ -42,6 +42,11 @@ enum Command {
         /// same script and location (as `SET 'state.checkpoints.dir'`).
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
+        /// Serve Prometheus metrics of the run's pipelines at http://ADDR/metrics
+        /// while it runs: PORT (on 127.0.0.1) or HOST:PORT (port 0 picks a free one;
+        /// the address is printed on stderr). See docs/METRICS.md.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
     },
     /// Run the long-lived engine: a gRPC API people submit continuous SQL to.
     ///
@@ -64,6 +69,11 @@ enum Command {
         /// Require `authorization: Bearer TOKEN` on every call (default: env EDDY_TOKEN, else no token).
         #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Serve Prometheus metrics of every pipeline at http://ADDR/metrics: PORT (on
+        /// 127.0.0.1) or HOST:PORT (port 0 picks a free one; the first line printed
+        /// names it). No token is asked for. See docs/METRICS.md.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
     },
     /// A psql-like client for `eddy server`.
     ///
@@ -159,7 +169,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
-        Command::Run { file, parallelism, progress_secs, checkpoint_dir } => {
+        Command::Run { file, parallelism, progress_secs, checkpoint_dir, http } => {
             let sql = std::fs::read_to_string(&file).map_err(|source| EddyError::Io { context: format!("cannot read {}", file.display()), source })?;
             let mut session = Session::new();
             let pipelines = session.execute_script(&sql).await?;
@@ -178,10 +188,14 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                     eprintln!("eddy: warning: {} (line {}): {warning}", spec.name, spec.location.line);
                 }
             }
-            let metrics = Arc::new(PipelineMetrics::default());
+            // Each pipeline counts into its own figures (issue 20: one shared set made the watermark jump).
+            let metrics = Arc::new(PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str())));
+            if let Some(address) = http {
+                serve_run_metrics(&address, Arc::clone(&metrics)).await?;
+            }
             let progress = eddy::console::spawn_progress(Arc::clone(&metrics), progress_secs, None);
             let stop = eddy::console::stop_on_ctrl_c(None);
-            let summary = session.run(&pipelines, Arc::clone(&metrics), stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema())).await;
+            let summary = session.run(&pipelines, &metrics, stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema())).await;
             progress.finish().await;
             let summary = summary?;
             eprintln!("eddy: {summary}");
@@ -194,7 +208,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token } => serve(&listen, &data_dir, checkpoints.as_deref(), token).await,
+        Command::Server { listen, data_dir, checkpoints, token, http } => serve(&listen, &data_dir, checkpoints.as_deref(), token, http.as_deref()).await,
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo { duration, out, rate, parallelism, show_sql } => {
             eddy::demo::run(eddy::demo::DemoOptions { duration, out, rate, parallelism, show_sql }).await
@@ -218,13 +232,38 @@ fn run_client(options: eddy::client::ClientOptions) -> ExitCode {
     }
 }
 
-async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>) -> Result<(), EddyError> {
+/// `eddy run --http`: the run's pipelines' figures at `/metrics`, until the run ends.
+async fn serve_run_metrics(address: &str, metrics: Arc<PipelineGroup>) -> Result<(), EddyError> {
+    let listener = eddy::http::bind(address).await?;
+    let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound HTTP address".into(), source })?;
+    eprintln!("eddy: metrics at http://{bound}/metrics");
+    let render = move || {
+        let shown: Vec<ExposedPipeline<'_>> =
+            metrics.pipelines().iter().map(|(name, m)| ExposedPipeline { name, state: PipelineState::Running, restarts: 0, metrics: m }).collect();
+        eddy_engine::metrics::render(&shown, eddy_engine::metrics::now_ms())
+    };
+    eddy::http::spawn(listener, Arc::new(render));
+    Ok(())
+}
+
+async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, http: Option<&str>) -> Result<(), EddyError> {
     let address = eddy::server::service::parse_listen(listen)?;
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })?;
     let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;
+    let http = match http {
+        Some(address) => Some(eddy::http::bind(address).await?),
+        None => None,
+    };
     let server = eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?;
+    let mut metrics_at = String::new();
+    if let Some(http) = http {
+        let at = http.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound HTTP address".into(), source })?;
+        metrics_at = format!(", metrics at http://{at}/metrics");
+        let shown = Arc::clone(&server);
+        eddy::http::spawn(http, Arc::new(move || shown.metrics_text()));
+    }
     println!(
-        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{})",
+        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{}{metrics_at})",
         data_dir.display(),
         server.pipelines().len(),
         if token.is_some() { ", token required" } else { "" }

@@ -16,7 +16,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::Query;
 use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::graph::Graph;
-use eddy_engine::metrics::{MetricsSnapshot, SourceTotals};
+use eddy_engine::metrics::{MetricsSnapshot, PipelineGroup, SourceTotals};
 use eddy_engine::operator::SideOutput;
 use eddy_engine::runtime::{self, Ended, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
@@ -445,11 +445,13 @@ impl Session {
         create_sink(def, location).map(Some)
     }
 
-    /// Runs pipelines together; a bare `SELECT` writes to `select_sink()`. Returns when all have ended.
+    /// Runs pipelines together, each counting into its own figures in `metrics`
+    /// (made for `pipelines`, in their order: [`PipelineGroup::new`]); a bare
+    /// `SELECT` writes to `select_sink()`. Returns when all have ended.
     pub async fn run(
         &self,
         pipelines: &[PipelineSpec],
-        metrics: Arc<PipelineMetrics>,
+        metrics: &PipelineGroup,
         stop: watch::Receiver<bool>,
         select_sink: &mut (dyn FnMut(&PipelineSpec) -> Box<dyn Sink> + Send),
     ) -> Result<RunSummary, EddyError> {
@@ -459,13 +461,14 @@ impl Session {
         // this script's interrupted run or an earlier one) is not run again: its
         // rows are written, and reading its input again would write them twice.
         let mut runs = Vec::new();
-        for (spec, store) in pipelines.iter().zip(&stores) {
+        for (i, (spec, store)) in pipelines.iter().zip(&stores).enumerate() {
             let sink = match self.open_sink(spec)? {
                 Some(sink) => sink,
                 None => select_sink(spec),
             };
             let prepared = self.prepare(spec);
-            runs.push(prepared.run_to_end(sink, Arc::clone(&metrics), stop.clone(), store.clone()));
+            let figures = metrics.get(i).cloned().ok_or_else(|| EddyError::Internal(format!("no figures for pipeline {}", spec.name)))?;
+            runs.push(prepared.run_to_end(sink, figures, stop.clone(), store.clone()));
         }
         let results = futures::future::join_all(runs).await;
         eddy_engine::failpoint::reach("script-completed");

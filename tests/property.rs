@@ -12,8 +12,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use eddy::Session;
+use eddy_engine::metrics::PipelineGroup;
 use eddy_engine::runtime::CollectSink;
-use eddy_engine::PipelineMetrics;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -63,7 +63,7 @@ async fn streaming(files: &[std::path::PathBuf], window: &str, batch_rows: usize
     let pipelines = session.execute_script(&sql).await.expect("plans");
     let collect = CollectSink::default();
     let (_tx, stop) = tokio::sync::watch::channel(false);
-    session.run(&pipelines, Arc::new(PipelineMetrics::default()), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
+    session.run(&pipelines, &PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str())), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
     rows_of(&collect.batches())
 }
 

@@ -9,7 +9,6 @@
 //! Run one file: `cargo test --test slt -- window/tumble`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema};
@@ -17,8 +16,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy::session::answer_without_tables;
 use eddy::{EddyError, Session};
+use eddy_engine::metrics::PipelineGroup;
 use eddy_engine::runtime::CollectSink;
-use eddy_engine::PipelineMetrics;
 use eddy_sql::Statement;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
@@ -83,9 +82,9 @@ impl sqllogictest::AsyncDB for EddyDb {
         let pipelines = self.session.execute_script(sql).await?;
         let Some(spec) = pipelines.first() else { return Ok(DBOutput::StatementComplete(0)) };
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-        let metrics = Arc::new(PipelineMetrics::default());
+        let metrics = PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str()));
         let collect = CollectSink::default();
-        let summary = self.session.run(&pipelines, Arc::clone(&metrics), stop, &mut |_| Box::new(collect.clone())).await?;
+        let summary = self.session.run(&pipelines, &metrics, stop, &mut |_| Box::new(collect.clone())).await?;
         if spec.sink.is_some() {
             return Ok(DBOutput::StatementComplete(summary.metrics.rows_out));
         }

@@ -24,6 +24,7 @@ pub fn flag_value(args: &[String], flag: &str, default: u64) -> u64 {
 /// What [`run_script`] measured: the run's summary and metrics, and the wall and CPU seconds it took.
 pub struct Measured {
     pub summary: eddy::RunSummary,
+    /// The first pipeline's figures (the benchmarks run one).
     pub metrics: std::sync::Arc<eddy_engine::PipelineMetrics>,
     pub wall: f64,
     pub cpu: f64,
@@ -35,11 +36,12 @@ pub fn run_script(runtime: &tokio::runtime::Runtime, sql: &str) -> Result<Measur
     runtime.block_on(async {
         let mut session = eddy::Session::new();
         let pipelines = session.execute_script(sql).await?;
-        let metrics = std::sync::Arc::new(eddy_engine::PipelineMetrics::default());
+        let group = eddy_engine::metrics::PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str()));
         let (_tx, stop) = tokio::sync::watch::channel(false);
         let cpu = cpu_seconds();
         let started = std::time::Instant::now();
-        let summary = session.run(&pipelines, std::sync::Arc::clone(&metrics), stop, &mut |_| unreachable!("INSERT only")).await?;
+        let summary = session.run(&pipelines, &group, stop, &mut |_| unreachable!("INSERT only")).await?;
+        let metrics = group.get(0).cloned().unwrap_or_default();
         Ok(Measured { summary, metrics, wall: started.elapsed().as_secs_f64(), cpu: cpu_seconds() - cpu })
     })
 }

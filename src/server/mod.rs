@@ -187,6 +187,17 @@ impl Server {
         self.pipelines.all()
     }
 
+    /// Every pipeline's figures in Prometheus' text format, labelled by pipeline id, for `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        let pipelines = self.pipelines();
+        let figures: Vec<_> = pipelines.iter().map(|p| (p.id.as_str(), p.figures())).collect();
+        let shown: Vec<eddy_engine::metrics::ExposedPipeline<'_>> = figures
+            .iter()
+            .map(|(id, (metrics, state, restarts))| eddy_engine::metrics::ExposedPipeline { name: id, state: *state, restarts: *restarts, metrics })
+            .collect();
+        eddy_engine::metrics::render(&shown, eddy_engine::metrics::now_ms())
+    }
+
     /// One pipeline by id or name.
     pub fn pipeline(&self, id: &str) -> Result<Arc<PipelineHandle>, EddyError> {
         self.pipelines.find(id)

@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::changelog::changelog_schema;
 use eddy_engine::checkpoint::CheckpointStore;
+use eddy_engine::metrics::PipelineState;
 use eddy_engine::{BoxError, ChangeBatch, PipelineMetrics, Sink};
 use eddy_proto::Pipeline as PipelineStatus;
 use eddy_sql::{Location, TableDef};
@@ -91,6 +92,16 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase as `/metrics` shows it.
+    fn state(&self) -> PipelineState {
+        match self {
+            Phase::Running => PipelineState::Running,
+            Phase::Stopped => PipelineState::Stopped,
+            Phase::Finished => PipelineState::Finished,
+            Phase::Failed(_) => PipelineState::Failed,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Phase::Running => "RUNNING",
@@ -117,6 +128,8 @@ pub struct PipelineHandle {
     savepoint: Arc<tokio::sync::Notify>,
     /// An `INSERT INTO` pipeline's rows as it writes them, for `Subscribe`.
     output: broadcast::Sender<RecordBatch>,
+    /// How many times it was started since the server started, for its restarts in `/metrics`.
+    starts: AtomicU64,
     run: Mutex<Run>,
 }
 
@@ -148,6 +161,7 @@ impl PipelineHandle {
             checkpoints: resumable.then_some(checkpoints),
             savepoint: Arc::default(),
             output: broadcast::channel(OUTPUT_BUFFER).0,
+            starts: AtomicU64::new(0),
             run: Mutex::new(Run {
                 phase: Phase::Stopped,
                 started_at: SystemTime::now(),
@@ -207,6 +221,7 @@ impl PipelineHandle {
             run.stop = None;
         });
         *run = Run { phase: Phase::Running, started_at: SystemTime::now(), metrics, rate, stop: Some(stop_tx), task: Some(task) };
+        self.starts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -367,11 +382,18 @@ impl PipelineHandle {
         self.prepared.plan.warnings()
     }
 
+    /// Its current run's figures, its status and how many times it was started
+    /// again since the server started, for `/metrics`.
+    pub fn figures(&self) -> (Arc<PipelineMetrics>, PipelineState, u64) {
+        let run = self.lock_run();
+        (Arc::clone(&run.metrics), run.phase.state(), self.starts.load(Ordering::Relaxed).saturating_sub(1))
+    }
+
     /// Its status and counters, for `GetPipeline`.
     pub fn status(&self) -> PipelineStatus {
         let run = self.lock_run();
         let m = run.metrics.snapshot();
-        let watermark = run.metrics.watermark_ms.load(Ordering::Relaxed);
+        let watermark = run.metrics.watermark().0;
         let (state_rows, state_bytes) = match &self.target {
             Target::View(view) => view.size(),
             // An INSERT INTO pipeline keeps no rows of its own; its operators' state is what it holds.

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+pub mod prometheus;
+
 /// `CREATE TABLE bids` over tests/data/bids.json, the small bounded table the server and client tests read.
 pub fn bids_table() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bids.json");
@@ -147,6 +149,8 @@ pub fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
 pub struct Server {
     pub process: Running,
     pub address: String,
+    /// The first line the server printed (its addresses).
+    pub banner: String,
 }
 
 impl Server {
@@ -167,7 +171,7 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
             .to_string();
-        Server { process, address }
+        Server { process, address, banner: line }
     }
 
     /// `eddy sql --host ADDRESS ARGS...`: (exit code, stdout, stderr).

@@ -22,6 +22,11 @@ pub(super) struct BarrierAlignment {
 }
 
 impl BarrierAlignment {
+    /// Whether a barrier is being aligned (some inputs delivered it, not all).
+    pub(super) fn in_progress(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// Whether messages of `input` must wait: it already delivered the current barrier.
     pub(super) fn holds(&self, input: usize) -> bool {
         self.current.as_ref().is_some_and(|(_, arrived)| arrived[input])

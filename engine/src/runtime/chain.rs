@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -9,7 +10,7 @@ use super::restore::keep_owned_rows;
 use crate::error::{EngineError, Result};
 use crate::graph::OperatorFactory;
 use crate::message::Message;
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{OperatorPlace, PipelineMetrics, TaskMetrics};
 use crate::operator::{Emitter, Operator, SideOutput};
 use crate::state::OperatorState;
 
@@ -30,12 +31,14 @@ pub(super) struct Chain {
     budget: Option<StateBudget>,
     /// The state size this chain reported last, so it adds only the change.
     reported_bytes: u64,
+    /// The task's counters, one set per operator in chain order; `None` in tests of the runtime alone.
+    metrics: Option<Arc<TaskMetrics>>,
 }
 
 impl Chain {
     /// A chain of fresh operators, one from each factory.
     pub(super) fn new(factories: &[OperatorFactory]) -> Result<Self> {
-        Ok(Chain { operators: factories.iter().map(|f| f()).collect::<Result<_>>()?, side: Vec::new(), budget: None, reported_bytes: 0 })
+        Ok(Chain { operators: factories.iter().map(|f| f()).collect::<Result<_>>()?, side: Vec::new(), budget: None, reported_bytes: 0, metrics: None })
     }
 
     /// Makes the chain report its state size to `budget` after every message.
@@ -44,10 +47,35 @@ impl Chain {
         self
     }
 
+    /// Where each operator of the chain (as it is now: after [`Chain::prepend`])
+    /// sits in stage `stage`, for the labels of its counters.
+    pub(super) fn places(&self, stage: usize) -> Vec<OperatorPlace> {
+        self.operators.iter().enumerate().map(|(i, o)| OperatorPlace { id: format!("{stage}.{i}"), name: o.name().to_string() }).collect()
+    }
+
+    /// Makes the chain count each operator's rows, time, state and watermark in `metrics`
+    /// (made from [`Chain::places`]).
+    pub(super) fn with_metrics(mut self, metrics: Arc<TaskMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The task's counters, when it keeps them.
+    pub(super) fn counters(&self) -> Option<&TaskMetrics> {
+        self.metrics.as_deref()
+    }
+
     /// Reports the chain's state size to the pipeline's gauge and checks the limit.
     fn account(&mut self) -> Result<()> {
         let Some(budget) = &self.budget else { return Ok(()) };
-        let now = self.operators.iter().map(|o| o.state_bytes() as u64).sum::<u64>();
+        let mut now = 0u64;
+        for (i, operator) in self.operators.iter().enumerate() {
+            let bytes = operator.state_bytes() as u64;
+            if let Some(counters) = self.metrics.as_ref().and_then(|m| m.operators.get(i)) {
+                counters.state_bytes.store(bytes, Ordering::Relaxed);
+            }
+            now += bytes;
+        }
         let total = if now >= self.reported_bytes {
             budget.metrics.state_bytes.fetch_add(now - self.reported_bytes, Ordering::Relaxed) + (now - self.reported_bytes)
         } else {
@@ -121,6 +149,11 @@ impl Chain {
         };
         let mut emitter = Emitter::default();
         let end = matches!(message, Message::EndOfStream);
+        let rows_in = match &message {
+            Message::Rows(rows) => rows.num_rows(),
+            _ => 0,
+        };
+        let started = Instant::now();
         match message {
             Message::Rows(rows) if index == 0 => operator.on_input_rows(input, rows, &mut emitter)?,
             Message::Rows(rows) => operator.on_rows(rows, &mut emitter)?,
@@ -135,6 +168,9 @@ impl Chain {
             }
             Message::Idle => emitter.messages.push(Message::Idle),
             Message::EndOfStream => operator.on_end(&mut emitter)?,
+        }
+        if let Some(counters) = self.metrics.as_ref().and_then(|m| m.operators.get(index)) {
+            counters.record(rows_in, started.elapsed(), &emitter.messages);
         }
         self.side.append(&mut emitter.side);
         for produced in emitter.drain() {

@@ -45,11 +45,14 @@ pub(super) fn spawn_checkpoint_writer(
                     let _ = completed.send(id);
                     metrics.checkpoint_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                     metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
-                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-                    metrics.checkpoint_at_ms.store(now_ms, Ordering::Relaxed);
+                    metrics.checkpoint_at_ms.store(crate::metrics::now_ms(), Ordering::Relaxed);
                     metrics.checkpoint_id.store(id, Ordering::Relaxed);
+                    metrics.checkpoints_completed.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => tracing::warn!("checkpoint {id} could not be saved: {e}"),
+                Err(e) => {
+                    metrics.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("checkpoint {id} could not be saved: {e}");
+                }
             }
         }
     })

@@ -2,17 +2,20 @@
 //! every other message to every instance.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::output::Sent;
 use super::Tagged;
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::Message;
+use crate::metrics::TaskMetrics;
 use crate::operators::evaluate;
 
 /// One stage instance's side of the exchange to the next stage's instances.
@@ -23,19 +26,22 @@ pub(super) struct Exchange {
     pub(super) input_index: usize,
     /// The downstream stage's group keys (empty when it is not keyed).
     pub(super) keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The sending task's counters, where time waiting for room goes; `None` in tests.
+    pub(super) metrics: Option<Arc<TaskMetrics>>,
 }
 
 impl Exchange {
     /// Hash-partitions rows on the keys over the instances; broadcasts everything else.
     pub(super) async fn send(&mut self, message: Message) -> Result<Sent> {
-        let Exchange { senders, input_index, keys } = self;
+        let Exchange { senders, input_index, keys, metrics } = self;
+        let metrics = metrics.as_deref();
         match message {
             // Rows, and their retractions, go where their key's state is.
-            Message::Rows(rows) if senders.len() > 1 => send_partitioned(senders, *input_index, keys, &rows).await,
-            rows @ Message::Rows(_) => Ok(send(&senders[0], (*input_index, rows)).await),
+            Message::Rows(rows) if senders.len() > 1 => send_partitioned(senders, *input_index, keys, &rows, metrics).await,
+            rows @ Message::Rows(_) => Ok(send(&senders[0], (*input_index, rows), metrics).await),
             other => {
                 for sender in senders.iter() {
-                    if send(sender, (*input_index, other.clone())).await == Sent::ReceiverGone {
+                    if send(sender, (*input_index, other.clone()), metrics).await == Sent::ReceiverGone {
                         return Ok(Sent::ReceiverGone);
                     }
                 }
@@ -45,18 +51,35 @@ impl Exchange {
     }
 }
 
-/// Sends one message; a receiver that is gone means the pipeline is stopping.
-async fn send(sender: &mpsc::Sender<Tagged>, message: Tagged) -> Sent {
-    match sender.send(message).await {
+/// Sends one message; a receiver that is gone means the pipeline is stopping. Time
+/// spent waiting for room in a full channel is back-pressure, counted in `metrics`.
+async fn send(sender: &mpsc::Sender<Tagged>, message: Tagged, metrics: Option<&TaskMetrics>) -> Sent {
+    let message = match sender.try_send(message) {
+        Ok(()) => return Sent::Delivered,
+        Err(TrySendError::Closed(_)) => return Sent::ReceiverGone,
+        Err(TrySendError::Full(message)) => message,
+    };
+    let waiting = Instant::now();
+    let sent = sender.send(message).await;
+    if let Some(metrics) = metrics {
+        metrics.add_backpressure(waiting.elapsed());
+    }
+    match sent {
         Ok(()) => Sent::Delivered,
         Err(_) => Sent::ReceiverGone,
     }
 }
 
 /// Sends each key's part of `rows` to the instance that owns the key.
-async fn send_partitioned(senders: &[mpsc::Sender<Tagged>], input_index: usize, keys: &[Arc<dyn PhysicalExpr>], rows: &ChangeBatch) -> Result<Sent> {
+async fn send_partitioned(
+    senders: &[mpsc::Sender<Tagged>],
+    input_index: usize,
+    keys: &[Arc<dyn PhysicalExpr>],
+    rows: &ChangeBatch,
+    metrics: Option<&TaskMetrics>,
+) -> Result<Sent> {
     for (target, part) in partition(rows, keys, senders.len())? {
-        if send(&senders[target], (input_index, Message::Rows(part))).await == Sent::ReceiverGone {
+        if send(&senders[target], (input_index, Message::Rows(part)), metrics).await == Sent::ReceiverGone {
             return Ok(Sent::ReceiverGone);
         }
     }

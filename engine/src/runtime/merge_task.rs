@@ -4,6 +4,8 @@
 //! the stage's chain and sends the results on; in the sink stage it also drives
 //! the sink's two-phase commit ([`SinkCommits`]).
 
+use std::time::Instant;
+
 use tokio::sync::{mpsc, watch};
 
 use super::alignment::BarrierAlignment;
@@ -67,6 +69,8 @@ pub(super) async fn run_merge(
     }
     let mut inputs_state = InputWatermarks::new(inputs);
     let mut alignment = BarrierAlignment::default();
+    // When the barrier being aligned first arrived, for the task's alignment time.
+    let mut aligning_since = Instant::now();
     // The newest refresh passed on; other inputs' copies of it are dropped.
     let mut last_refresh = 0u64;
     let mut taken: Option<TaskSnapshot> = None;
@@ -112,7 +116,12 @@ pub(super) async fn run_merge(
                 inputs_state.activate(input);
                 chain.push_input(input_sides.get(input).copied().unwrap_or(0), message, &mut out)?;
             }
-            Message::Barrier(id) => aligned = alignment.arrived(input, id, &inputs_state.ended),
+            Message::Barrier(id) => {
+                if !alignment.in_progress() {
+                    aligning_since = Instant::now();
+                }
+                aligned = alignment.arrived(input, id, &inputs_state.ended);
+            }
             Message::Refresh(at) => {
                 if at > last_refresh {
                     last_refresh = at;
@@ -146,6 +155,9 @@ pub(super) async fn run_merge(
             }
         }
         if let Some(id) = aligned {
+            if let Some(counters) = chain.counters() {
+                counters.add_alignment(aligning_since.elapsed());
+            }
             chain.push(Message::Barrier(id), &mut out)?;
             taken = snapshots.take(id, &mut chain, None)?;
         }
@@ -197,7 +209,7 @@ mod tests {
             tx.send(m).await.unwrap();
         }
         drop(tx);
-        let output = Output::Exchange(Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new() });
+        let output = Output::Exchange(Exchange { senders: vec![out_tx], input_index: 0, keys: Vec::new(), metrics: None });
         let snapshots = Snapshots { task: "test".into(), sender: None, finals: None };
         run_merge(rx, inputs, vec![0; inputs], Chain::new(&[]).unwrap(), output, snapshots, None).await.unwrap();
         let mut seen = Vec::new();

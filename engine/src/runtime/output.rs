@@ -3,8 +3,11 @@
 
 use super::exchange::Exchange;
 use super::sink_task::{LastCommit, SinkOutput};
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::message::Message;
+use crate::metrics::TaskMetrics;
 
 /// Where a stage instance sends what its chain produces.
 pub(super) enum Output {
@@ -40,6 +43,13 @@ impl Output {
             }
         }
         Ok(Sent::Delivered)
+    }
+
+    /// Counts the time the sending task waits for room downstream in `counters`.
+    pub(super) fn count_in(&mut self, counters: &Arc<TaskMetrics>) {
+        if let Output::Exchange(exchange) = self {
+            exchange.metrics = Some(Arc::clone(counters));
+        }
     }
 
     /// The sink's prepared commit of the last barrier, for its snapshot.

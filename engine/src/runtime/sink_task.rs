@@ -11,6 +11,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
@@ -18,13 +19,15 @@ use crate::checkpoint::{CheckpointStore, TaskSnapshot, FINAL_CHECKPOINT};
 use crate::connector::{BoxError, Sink};
 use crate::error::{EngineError, Result};
 use crate::message::Message;
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{PipelineMetrics, SinkMetrics};
 
 /// The sink stage's output: the sink itself.
 pub(super) struct SinkOutput {
     pub(super) table: String,
     pub(super) sink: Box<dyn Sink>,
     pub(super) metrics: Arc<PipelineMetrics>,
+    /// The sink's own counters: writes, commits, errors.
+    pub(super) counters: Arc<SinkMetrics>,
     /// How barriers and the end of the stream commit the sink.
     pub(super) commits: CommitMode,
     /// What the last `prepare` returned, for the sink task's snapshot.
@@ -64,25 +67,37 @@ pub(super) fn sink_failed(table: &str) -> impl FnOnce(BoxError) -> EngineError +
     move |source| EngineError::Sink { table: table.to_string(), source }
 }
 
+/// [`sink_failed`], counting the failure in the sink's counters.
+fn counted_failure<'a>(table: &'a str, counters: &'a SinkMetrics) -> impl FnOnce(BoxError) -> EngineError + 'a {
+    move |source| {
+        counters.failed();
+        sink_failed(table)(source)
+    }
+}
+
 impl SinkOutput {
     /// Writes rows, commits or prepares at barriers, and records what the sink saw.
     pub(super) async fn send(&mut self, message: Message) -> Result<()> {
-        let SinkOutput { table, sink, metrics, commits, prepared, stop } = self;
+        let SinkOutput { table, sink, metrics, counters, commits, prepared, stop } = self;
         let two_phase = *commits == CommitMode::TwoPhase;
         match message {
             Message::Rows(changes) => {
                 let rows = changes.num_rows();
-                sink.write(changes).await.map_err(sink_failed(table))?;
+                let started = Instant::now();
+                sink.write(changes).await.map_err(counted_failure(table, counters))?;
+                counters.wrote(rows, started.elapsed());
                 PipelineMetrics::add(&metrics.rows_out, rows);
             }
-            Message::Watermark(w) => metrics.watermark_ms.store(w.0, Ordering::Relaxed),
+            // Already the minimum over the sources (merges combine them); shown, it never goes back.
+            Message::Watermark(w) => metrics.advance_watermark(w),
             Message::Refresh(at) => {
-                sink.refresh().await.map_err(sink_failed(table))?;
+                sink.refresh().await.map_err(counted_failure(table, counters))?;
                 metrics.refreshed_at_ms.fetch_max(at, Ordering::Relaxed);
             }
             Message::Idle => {}
             Message::Barrier(id) if two_phase => {
-                let bytes = sink.prepare(id.0).await.map_err(sink_failed(table))?;
+                let bytes = sink.prepare(id.0).await.map_err(counted_failure(table, counters))?;
+                counters.prepared(id.0);
                 *prepared = Some(bytes);
                 crate::failpoint::reach("sink-prepared");
             }
@@ -95,7 +110,9 @@ impl SinkOutput {
             // too ([`SinkOutput::commit_last`]), after this message.
             Message::EndOfStream if two_phase => {}
             Message::Barrier(_) | Message::EndOfStream => {
-                sink.commit().await.map_err(sink_failed(table))?;
+                let started = Instant::now();
+                sink.commit().await.map_err(counted_failure(table, counters))?;
+                counters.committed(u64::MAX, started.elapsed());
             }
         }
         Ok(())
@@ -103,7 +120,9 @@ impl SinkOutput {
 
     /// Checkpoint `id` is saved: the sink makes what it prepared visible.
     pub(super) async fn commit_checkpoint(&mut self, id: u64) -> Result<()> {
-        self.sink.commit_checkpoint(id).await.map_err(sink_failed(&self.table))?;
+        let started = Instant::now();
+        self.sink.commit_checkpoint(id).await.map_err(counted_failure(&self.table, &self.counters))?;
+        self.counters.committed(id, started.elapsed());
         crate::failpoint::reach("sink-committed");
         Ok(())
     }
@@ -114,12 +133,13 @@ impl SinkOutput {
     /// saved resumes from the last checkpoint; a kill after it finds the record,
     /// and the restarted sink finishes the commit ([`finish_completed_run`]). Nothing when stopped.
     pub(super) async fn commit_last(&mut self, last: LastCommit, task: &str) -> Result<()> {
-        let SinkOutput { table, sink, commits: CommitMode::TwoPhase, stop, .. } = self else { return Ok(()) };
+        let SinkOutput { table, sink, counters, commits: CommitMode::TwoPhase, stop, .. } = self else { return Ok(()) };
         if *stop.borrow() {
             return Ok(());
         }
         let LastCommit { store, mut finals } = last;
-        let prepared = sink.prepare(FINAL_CHECKPOINT).await.map_err(sink_failed(table))?;
+        let started = Instant::now();
+        let prepared = sink.prepare(FINAL_CHECKPOINT).await.map_err(counted_failure(table, counters))?;
         crate::failpoint::reach("final-prepared");
         // Every source sent its final position before its end of stream, so all are here.
         let mut tasks = Vec::new();
@@ -129,7 +149,8 @@ impl SinkOutput {
         tasks.push(TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: task.to_string(), position: None, operators: Vec::new(), sink: Some(prepared) });
         store.complete(&tasks).await?;
         crate::failpoint::reach("completion-saved");
-        sink.commit_checkpoint(FINAL_CHECKPOINT).await.map_err(sink_failed(table))?;
+        sink.commit_checkpoint(FINAL_CHECKPOINT).await.map_err(counted_failure(table, counters))?;
+        counters.committed(u64::MAX, started.elapsed());
         crate::failpoint::reach("final-committed");
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! chain over them, injects a barrier for every checkpoint id the coordinator
 //! publishes and a refresh for every refresher tick, and sends the results on.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -13,7 +14,7 @@ use super::snapshots::Snapshots;
 use crate::connector::{BoxError, SourceBatch, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::message::{CheckpointId, EventTime, Message};
-use crate::metrics::{PipelineMetrics, SourceTotals};
+use crate::metrics::{advance, PipelineMetrics, SourceTotals, TaskMetrics};
 use crate::operator::SideOutput;
 
 /// Malformed records logged per source partition before logging goes quiet (they are still counted and routed).
@@ -28,6 +29,8 @@ pub(super) struct SourceTask {
     pub(super) output: Output,
     pub(super) side: SideSenders,
     pub(super) metrics: Arc<PipelineMetrics>,
+    /// This task's own counters (its source partition's among them).
+    pub(super) counters: Arc<TaskMetrics>,
     /// Turns true when the pipeline is stopped from outside.
     pub(super) stop: watch::Receiver<bool>,
     /// The coordinator's newest checkpoint id.
@@ -56,7 +59,7 @@ enum SourceEvent {
 impl SourceTask {
     /// Runs the partition to its end, until the pipeline is stopped, or until a downstream task is gone.
     pub(super) async fn run(self) -> Result<()> {
-        let SourceTask { table, mut reader, mut chain, mut output, side, metrics, mut stop, mut barriers, mut refreshes, snapshots } = self;
+        let SourceTask { table, mut reader, mut chain, mut output, side, metrics, counters, mut stop, mut barriers, mut refreshes, snapshots } = self;
         let partition = reader.describe();
         let mut checkpointing = true;
         let mut last_barrier = *barriers.borrow();
@@ -109,14 +112,18 @@ impl SourceTask {
                 }
                 SourceEvent::ReadFailed(source) => return Err(EngineError::Source { table: table.clone(), partition: partition.clone(), source }),
                 SourceEvent::PartitionEnded => {
-                    metrics.set_reader_status(&status_key, reader.status());
+                    report_position(&metrics, &counters, &status_key, reader.as_ref());
                     break;
                 }
                 SourceEvent::Read(batch) => {
-                    metrics.set_reader_status(&status_key, reader.status());
+                    report_position(&metrics, &counters, &status_key, reader.as_ref());
                     batch
                 }
             };
+            if let Some(partition) = &counters.source {
+                partition.rows.fetch_add(batch.rows.num_rows() as u64, Ordering::Relaxed);
+                partition.malformed.fetch_add(batch.malformed.len() as u64, Ordering::Relaxed);
+            }
             yielded.rows += batch.rows.num_rows() as u64;
             yielded.malformed += batch.malformed.len() as u64;
             if !batch.malformed.is_empty() {
@@ -148,6 +155,7 @@ impl SourceTask {
                     chain.push(Message::Refresh(at), &mut out)?;
                 }
             }
+            record_watermark(&counters, &out);
             if !out.is_empty() && output.send(std::mem::take(&mut out)).await? == Sent::ReceiverGone {
                 return Ok(());
             }
@@ -160,5 +168,28 @@ impl SourceTask {
         side.send(std::mem::take(&mut chain.side)).await;
         let _ = output.send(out).await?;
         Ok(())
+    }
+}
+
+/// Records where a partition's reader stands: its status (lag, problems, share
+/// read) for the progress line and `GetPipeline`, its offset and lag for `/metrics`.
+fn report_position(metrics: &PipelineMetrics, counters: &TaskMetrics, status_key: &str, reader: &dyn SourceReader) {
+    let status = reader.status();
+    if let Some(partition) = &counters.source {
+        partition.lag.store(status.lag.map_or(-1, |l| l as i64), Ordering::Relaxed);
+        if let Some(position) = reader.position() {
+            partition.offset.store(position.offset, Ordering::Relaxed);
+        }
+    }
+    metrics.set_reader_status(status_key, status);
+}
+
+/// Records the partition's watermark: the newest its chain sent on.
+fn record_watermark(counters: &TaskMetrics, out: &[Message]) {
+    let Some(partition) = &counters.source else { return };
+    for message in out {
+        if let Message::Watermark(w) = message {
+            advance(&partition.watermark_ms, *w);
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::checkpoint::{Checkpoint, CheckpointStore, TaskSnapshot};
 use crate::connector::{resumable_connectors, Connector, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, Link, StageKind};
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{PipelineMetrics, SourcePartitionMetrics, TaskMetrics};
 
 /// Each source stage's partition readers, by stage index.
 pub(super) type Readers = HashMap<usize, Vec<Box<dyn SourceReader>>>;
@@ -130,7 +130,7 @@ impl Channels {
             StageKind::Keyed { keys, .. } => keys.get(target.input).cloned().unwrap_or_default(),
             _ => Vec::new(),
         };
-        Exchange { senders: self.senders.get(&target.stage).cloned().unwrap_or_default(), input_index, keys }
+        Exchange { senders: self.senders.get(&target.stage).cloned().unwrap_or_default(), input_index, keys, metrics: None }
     }
 
     /// Which input of stage `stage` each of its input indices is (every upstream
@@ -219,6 +219,11 @@ impl StageTasks<'_> {
                 match &stage.kind {
                     StageKind::Source { node, .. } => {
                         let reader = readers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing reader".into()))?;
+                        let partition = SourcePartitionMetrics::new(&node.table.name, &reader.describe());
+                        let counters = self.metrics.register_task(TaskMetrics::new(format!("{i}.{instance}"), chain.places(i), Some(partition)));
+                        let mut output = output;
+                        output.count_in(&counters);
+                        let mut chain = chain.with_metrics(Arc::clone(&counters));
                         // Keyed by partition, not by instance: partitions may be listed in another order.
                         let snapshots = Snapshots {
                             task: format!("source:{i}:{}", reader.describe()),
@@ -233,6 +238,7 @@ impl StageTasks<'_> {
                             output,
                             side: self.side_senders.get(&node.table.name).cloned().unwrap_or_default(),
                             metrics: Arc::clone(self.metrics),
+                            counters,
                             stop: self.stop.clone(),
                             barriers: self.barriers.clone(),
                             refreshes: self.refreshes.clone(),
@@ -242,12 +248,14 @@ impl StageTasks<'_> {
                     }
                     StageKind::Keyed { head, .. } => {
                         chain.prepend(head()?);
+                        let (mut chain, output) = self.counted(i, instance, chain, output);
                         let rx = self.channels.take_receiver(i)?;
                         let snapshots = self.merge_snapshots(i, instance);
                         restore_keyed(&snapshots, self.restored, &mut chain, i, instance, count)?;
                         tasks.spawn(run_merge(rx, self.channels.input_count(i), self.channels.input_sides(i), chain, output, snapshots, None));
                     }
                     StageKind::Sink => {
+                        let (chain, output) = self.counted(i, instance, chain, output);
                         let rx = self.channels.take_receiver(i)?;
                         let snapshots = self.merge_snapshots(i, instance);
                         let recover = self.restored.and_then(|c| c.tasks.get(&snapshots.task)).and_then(|t| t.sink.clone());
@@ -264,6 +272,14 @@ impl StageTasks<'_> {
         Ok(self.checkpoints.writer.take())
     }
 
+    /// Registers the counters of instance `instance` of merge stage `stage` and
+    /// makes its chain and output count into them.
+    fn counted(&self, stage: usize, instance: usize, chain: Chain, mut output: Output) -> (Chain, Output) {
+        let counters = self.metrics.register_task(TaskMetrics::new(format!("{stage}.{instance}"), chain.places(stage), None));
+        output.count_in(&counters);
+        (chain.with_metrics(counters), output)
+    }
+
     /// Where an instance of a stage sends its output: the exchange into stage `target`, or the sink.
     fn output_of(&mut self, target: Option<Link>) -> Result<Output> {
         Ok(match target {
@@ -272,6 +288,7 @@ impl StageTasks<'_> {
                 table: self.sink_table.clone(),
                 sink: self.sink.take().ok_or_else(|| EngineError::Internal("two sink instances".into()))?,
                 metrics: Arc::clone(self.metrics),
+                counters: self.metrics.register_sink(&self.sink_table),
                 commits: if self.options.checkpoints.is_some() { CommitMode::TwoPhase } else { CommitMode::AtEachBarrier },
                 prepared: None,
                 stop: self.stop.clone(),

@@ -1,10 +1,26 @@
-//! Counters a running pipeline exposes: what came in, what went out, what was set aside.
+//! Counters a running pipeline exposes: what came in, what went out, what was set
+//! aside, and each task's and operator's own figures.
+//!
+//! - this file: [`PipelineMetrics`], one per running pipeline, and the tasks' counters registered with it.
+//! - `task.rs`: the counters of one task, its operators, its source partition, and the sink.
+//! - `group.rs`: [`PipelineGroup`], the pipelines `eddy run` and `eddy demo` run together, summed up.
+//! - `exposition.rs`: every figure in Prometheus' text format, for `/metrics`.
+
+mod exposition;
+mod group;
+mod task;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub use exposition::{render, ExposedPipeline, PipelineState};
+pub use group::{CheckpointFigures, PipelineGroup};
+pub use task::{advance, OperatorMetrics, OperatorPlace, SinkMetrics, SourcePartitionMetrics, TaskMetrics, NO_WATERMARK};
 
 use crate::connector::ReaderStatus;
+use crate::message::EventTime;
 
 /// Shared, lock-free counters for one pipeline; cloned into every task as an `Arc`.
 #[derive(Debug)]
@@ -20,8 +36,10 @@ pub struct PipelineMetrics {
     pub null_time_rows: AtomicU64,
     /// Records sources could not decode.
     pub malformed_rows: AtomicU64,
-    /// Lowest watermark seen by the sink, in ms (i64::MIN until one arrives).
-    pub watermark_ms: AtomicI64,
+    /// The pipeline's watermark, in ms ([`NO_WATERMARK`] until one arrives): what
+    /// reached its sink, which is the minimum over every source partition that has
+    /// not ended. Only [`PipelineMetrics::advance_watermark`] moves it, and never back.
+    watermark_ms: AtomicI64,
     /// The newest checkpoint saved (0: none yet).
     pub checkpoint_id: AtomicU64,
     /// The id of the last savepoint asked for (its barrier), so whoever asked can
@@ -33,6 +51,9 @@ pub struct PipelineMetrics {
     pub checkpoint_bytes: AtomicU64,
     /// When it completed, in ms since the Unix epoch (0: none yet), so status can say how old it is.
     pub checkpoint_at_ms: AtomicI64,
+    /// Checkpoints saved, and checkpoints that could not be saved, since the run started.
+    pub checkpoints_completed: AtomicU64,
+    pub checkpoint_failures: AtomicU64,
     /// The time of the last refresh the sink showed (ms since the Unix epoch; 0:
     /// none): a view shows what its pipeline had read by then.
     pub refreshed_at_ms: AtomicU64,
@@ -44,6 +65,18 @@ pub struct PipelineMetrics {
     /// What each source table's partitions that ran to their end yielded, by table:
     /// how a run tells a source whose every record was malformed.
     ended_sources: Mutex<BTreeMap<String, SourceTotals>>,
+    /// When the figures started: the run's uptime.
+    pub started: Instant,
+    /// Every task's own counters, as the runtime starts them.
+    tasks: Mutex<Vec<Arc<TaskMetrics>>>,
+    /// The sink's counters, once its task started.
+    sink: Mutex<Option<Arc<SinkMetrics>>>,
+}
+
+/// The wall clock in ms since the Unix epoch (0 if the clock is before it): what
+/// checkpoint times are stamped with and watermark lags are measured against.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// What the partitions of one source table yielded, once they ended.
@@ -69,10 +102,15 @@ impl Default for PipelineMetrics {
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
             checkpoint_at_ms: AtomicI64::new(0),
+            checkpoints_completed: AtomicU64::new(0),
+            checkpoint_failures: AtomicU64::new(0),
             refreshed_at_ms: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
             ended_sources: Mutex::new(BTreeMap::new()),
+            started: Instant::now(),
+            tasks: Mutex::new(Vec::new()),
+            sink: Mutex::new(None),
         }
     }
 }
@@ -149,6 +187,41 @@ impl PipelineMetrics {
         self.ended_sources.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The pipeline's watermark ([`EventTime::MIN`] until one arrives).
+    pub fn watermark(&self) -> EventTime {
+        EventTime(self.watermark_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves the pipeline's watermark to `w` if that is later: the sink's
+    /// watermark is already a minimum over the sources, and what is shown never goes back.
+    pub fn advance_watermark(&self, w: EventTime) {
+        advance(&self.watermark_ms, w);
+    }
+
+    /// Keeps a task's counters, so they are shown; returns them for the task to update.
+    pub fn register_task(&self, task: TaskMetrics) -> Arc<TaskMetrics> {
+        let task = Arc::new(task);
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&task));
+        task
+    }
+
+    /// Every task's counters, in the order they started.
+    pub fn tasks(&self) -> Vec<Arc<TaskMetrics>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps the sink's counters, so they are shown; returns them for the sink task to update.
+    pub fn register_sink(&self, table: &str) -> Arc<SinkMetrics> {
+        let sink = Arc::new(SinkMetrics::new(table));
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&sink));
+        sink
+    }
+
+    /// The sink's counters, once its task started.
+    pub fn sink(&self) -> Option<Arc<SinkMetrics>> {
+        self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
@@ -173,5 +246,16 @@ mod tests {
         // One partition without a known size (a Kafka topic, a generator): no share to show.
         metrics.set_reader_status("k 0", status(None));
         assert_eq!(metrics.input_progress(), None);
+    }
+
+    /// Issue 20: a sink that stores every watermark it sees made the shown one jump
+    /// back; a pipeline's watermark only advances.
+    #[test]
+    fn a_pipeline_watermark_never_goes_back() {
+        let metrics = PipelineMetrics::default();
+        assert_eq!(metrics.watermark(), EventTime::MIN);
+        metrics.advance_watermark(EventTime(5_000));
+        metrics.advance_watermark(EventTime(3_000));
+        assert_eq!(metrics.watermark(), EventTime(5_000));
     }
 }

@@ -1,0 +1,232 @@
+//! End to end: `/metrics` of `eddy run --http` and `eddy server --http`, scraped
+//! while real pipelines run (over a real Kafka broker and over files) and read
+//! with a strict parser of Prometheus' text format (tests/common/prometheus.rs).
+//! Issue 20: every pipeline has its own figures, and a watermark shown anywhere is
+//! a minimum that never goes back.
+// Tests may unwrap: a panic there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::prometheus::{parse, scrape, Scrape};
+use common::{eddy, kafka_table, Running, Server};
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
+
+/// 2024-01-01 00:00:00 UTC.
+const BASE_MS: i64 = 1_704_067_200_000;
+
+/// Records `range` of the topic: `{"k": i, "ts": BASE + i s}`, in order, all to partition 0.
+fn records(range: std::ops::Range<i64>) -> Vec<TestRecord> {
+    range.map(|i| TestRecord::value(0, format!(r#"{{"k": {i}, "ts": {}}}"#, BASE_MS + i * 1000))).collect()
+}
+
+/// Scrapes `address` until `ready` holds (the pipelines get there on their own;
+/// the deadline only keeps a broken build from hanging the suite).
+fn scrape_until(address: &str, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let scraped = scrape(address);
+        if ready(&scraped) {
+            return scraped;
+        }
+        assert!(Instant::now() < deadline, "never got {what}; last scrape: {:#?}", scraped.samples);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A pipeline's watermark as `/metrics` shows it, in ms.
+fn watermark_ms(scraped: &Scrape, pipeline: &str) -> Option<i64> {
+    scraped.get("eddy_pipeline_watermark_timestamp_seconds", &[("pipeline", pipeline)]).map(|s| (s * 1000.0).round() as i64)
+}
+
+/// Every counter of `before` is still there in `after`, and not lower.
+fn assert_counters_never_go_back(before: &Scrape, after: &Scrape) {
+    for sample in before.samples.iter().filter(|s| s.name.ends_with("_total")) {
+        let labels: Vec<(&str, &str)> = sample.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let now = after.value(&sample.name, &labels);
+        assert!(now >= sample.value, "{} {:?} went from {} to {now}", sample.name, sample.labels, sample.value);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_each_pipelines_own_figures_over_kafka_and_a_file() {
+    let bootstrap = broker();
+    let topic = unique_topic("metrics");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, &records(0..40)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("counted.json");
+    std::fs::write(&input, (0..25).map(|i| format!("{{\"k\": {i}}}\n")).collect::<String>()).unwrap();
+    // Two pipelines over the same topic whose watermarks differ by an hour, and one over a bounded file.
+    let script = dir.path().join("pipelines.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "{};\n{};\n
+             CREATE TABLE counted (k BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE early_out (k BIGINT) WITH ('connector' = 'blackhole');
+             CREATE TABLE recent_out (k BIGINT) WITH ('connector' = 'blackhole');
+             CREATE TABLE counted_out (k BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO early_out SELECT k FROM early;
+             INSERT INTO recent_out SELECT k FROM recent;
+             INSERT INTO counted_out SELECT k FROM counted;",
+            kafka_table("early", "k BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' HOUR", &topic, &bootstrap, ""),
+            kafka_table("recent", "k BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND", &topic, &bootstrap, ""),
+            input.display()
+        ),
+    )
+    .unwrap();
+    let mut run = Running::start(
+        eddy().args(["run", "--parallelism", "1", "--progress-secs", "1", "--http", "127.0.0.1:0"]).arg(&script).stdout(Stdio::null()).stderr(Stdio::piped()),
+    );
+    // Stderr, line by line: the metrics address first, then progress lines.
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (address_tx, address_rx) = mpsc::channel();
+    let stderr = run.0.stderr.take().unwrap();
+    let seen = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("eddy: metrics at http://") {
+                let _ = address_tx.send(rest.trim_end_matches("/metrics").to_string());
+            }
+            seen.lock().unwrap().push(line);
+        }
+    });
+    let address = address_rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no metrics address: {:?}", lines.lock().unwrap()));
+
+    let lag = |s: &Scrape, pipeline: &str| s.get("eddy_source_consumer_lag_records", &[("pipeline", pipeline)]);
+    let (early_1, recent_1) = (BASE_MS + 39_000 - 3_600_000, BASE_MS + 38_000);
+    let first = scrape_until(&address, "every row read and both watermarks", |s| {
+        watermark_ms(s, "early_out") == Some(early_1)
+            && watermark_ms(s, "recent_out") == Some(recent_1)
+            && lag(s, "early_out") == Some(0.0)
+            && lag(s, "recent_out") == Some(0.0)
+            && s.get("eddy_sink_rows_committed_total", &[("pipeline", "counted_out")]) == Some(25.0)
+    });
+    // Each pipeline's own figures: the file's rows are its pipeline's alone.
+    assert_eq!(first.value("eddy_pipeline_rows_in_total", &[("pipeline", "early_out")]), 40.0);
+    assert_eq!(first.value("eddy_pipeline_rows_in_total", &[("pipeline", "recent_out")]), 40.0);
+    assert_eq!(first.value("eddy_pipeline_rows_in_total", &[("pipeline", "counted_out")]), 25.0);
+    assert_eq!(first.value("eddy_pipeline_rows_out_total", &[("pipeline", "counted_out")]), 25.0);
+    assert_eq!(first.value("eddy_sink_rows_written_total", &[("pipeline", "counted_out"), ("sink", "counted_out")]), 25.0);
+    assert_eq!(first.value("eddy_source_rows_total", &[("pipeline", "counted_out"), ("source", "counted")]), 25.0);
+    assert_eq!(first.value("eddy_source_offset", &[("pipeline", "early_out"), ("source", "early")]), 40.0);
+    // The source partition's watermark, and how far it trails the clock (its rows are from 2024).
+    let partition_watermark = first.value("eddy_source_watermark_timestamp_seconds", &[("pipeline", "recent_out")]);
+    assert_eq!((partition_watermark * 1000.0).round() as i64, recent_1);
+    assert!(first.value("eddy_source_watermark_lag_seconds", &[("pipeline", "recent_out")]) > 3600.0 * 24.0);
+    // Operators: the rows every source task's first operator took are the rows read.
+    assert_eq!(first.sum("eddy_operator_rows_in_total", &[("pipeline", "counted_out"), ("operator_id", "0.0")]), 25.0);
+    assert_eq!(first.value("eddy_pipeline_status", &[("pipeline", "early_out"), ("status", "running")]), 1.0);
+
+    // More input: counters go up, the lag comes back to 0, the watermarks advance.
+    produce(&bootstrap, &topic, &records(40..50)).await;
+    let (early_2, recent_2) = (BASE_MS + 49_000 - 3_600_000, BASE_MS + 48_000);
+    let second = scrape_until(&address, "the new rows read", |s| {
+        watermark_ms(s, "early_out") == Some(early_2)
+            && watermark_ms(s, "recent_out") == Some(recent_2)
+            && lag(s, "early_out") == Some(0.0)
+            && lag(s, "recent_out") == Some(0.0)
+    });
+    assert_eq!(second.value("eddy_pipeline_rows_in_total", &[("pipeline", "early_out")]), 50.0);
+    assert_eq!(second.value("eddy_operator_rows_in_total", &[("pipeline", "early_out"), ("operator_id", "0.0")]), 50.0);
+    assert_eq!(second.value("eddy_source_offset", &[("pipeline", "early_out"), ("source", "early")]), 50.0);
+    assert_counters_never_go_back(&first, &second);
+
+    // The progress line shows the lowest watermark of the run's pipelines (not the
+    // last one a sink stored), and the rows of all three.
+    let shown_before = lines.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let progress = loop {
+        let new: Vec<String> = lines.lock().unwrap()[shown_before..].iter().filter(|l| l.contains("rows in")).cloned().collect();
+        if let Some(line) = new.last() {
+            break line.clone();
+        }
+        assert!(Instant::now() < deadline, "no progress line: {:?}", lines.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(progress.contains("rows in 125 ") && progress.contains("watermark 2023-12-31 23:00:49.000"), "{progress}");
+    run.kill();
+}
+
+#[test]
+fn server_serves_every_pipelines_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0"]);
+    let address = server
+        .banner
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", server.banner))
+        .to_string();
+    // A bounded pipeline over the 9 bids of tests/data/bids.json, and one that keeps running.
+    server.ok(&format!(
+        "{}; CREATE TABLE out (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT auction, price FROM bids",
+        common::bids_table()
+    ));
+    server.ok(&common::running_bid_counts("per_k", 2000));
+    let sink_pipeline = |s: &Scrape, sink: &str| s.find("eddy_sink_rows_written_total", &[("sink", sink)]).first().map(|x| x.labels["pipeline"].clone());
+    let first = scrape_until(&address, "the bounded pipeline finished and the view's rows", |s| {
+        let finished = sink_pipeline(s, "out").is_some_and(|p| s.get("eddy_pipeline_status", &[("pipeline", &p), ("status", "finished")]) == Some(1.0));
+        finished && sink_pipeline(s, "per_k").is_some_and(|p| s.value("eddy_pipeline_rows_in_total", &[("pipeline", &p)]) > 0.0)
+    });
+    let bounded = sink_pipeline(&first, "out").unwrap();
+    assert_eq!(first.value("eddy_pipeline_rows_in_total", &[("pipeline", &bounded)]), 9.0);
+    assert_eq!(first.value("eddy_sink_rows_committed_total", &[("pipeline", &bounded)]), 9.0);
+    assert_eq!(first.value("eddy_pipeline_uptime_seconds", &[("pipeline", &bounded)]), 0.0);
+    let running = sink_pipeline(&first, "per_k").unwrap();
+    assert_eq!(first.value("eddy_pipeline_status", &[("pipeline", &running), ("status", "running")]), 1.0);
+    assert_eq!(first.value("eddy_pipeline_restarts_total", &[("pipeline", &running)]), 0.0);
+    // The running pipeline's counters go up between scrapes.
+    let rows_in = first.value("eddy_pipeline_rows_in_total", &[("pipeline", &running)]);
+    let second = scrape_until(&address, "more rows", |s| s.value("eddy_pipeline_rows_in_total", &[("pipeline", &running)]) > rows_in);
+    assert!(second.sum("eddy_operator_rows_in_total", &[("pipeline", &running)]) > first.sum("eddy_operator_rows_in_total", &[("pipeline", &running)]));
+    assert_counters_never_go_back(&first, &second);
+    // A restart counts.
+    server.ok(&format!("STOP PIPELINE {running}"));
+    server.ok(&format!("RESTART PIPELINE {running}"));
+    let third = scrape(&address);
+    assert_eq!(third.value("eddy_pipeline_restarts_total", &[("pipeline", &running)]), 1.0);
+    // Anything but /metrics is not found.
+    assert_eq!(common::prometheus::get(&address, "/nothing").0, 404);
+}
+
+#[test]
+fn a_bad_http_address_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("x.sql");
+    std::fs::write(&script, "CREATE TABLE t (k BIGINT) WITH ('connector' = 'blackhole');").unwrap();
+    let output = eddy().args(["run", "--http", "localhost:http"]).arg(&script).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--http") && stderr.contains("HOST:PORT"), "{stderr}");
+}
+
+#[test]
+fn the_reader_is_strict() {
+    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"q\\\"\\n\"} 1\na_total{x=\"r\"} 2\n# TYPE s summary\ns_sum 1.5\ns_count 2\n";
+    let scrape = parse(good).unwrap();
+    assert_eq!(scrape.value("a_total", &[("x", "q\"\n")]), 1.0);
+    assert_eq!(scrape.value("s_count", &[]), 2.0);
+    for bad in [
+        "a 1",                               // no final newline
+        "a{x=\"1\"} 1\nb 2\na{x=\"2\"} 3\n", // a family split up
+        "a 1\na 2\n",                        // one series twice
+        "a{x=1} 1\n",                        // unquoted label
+        "a{x=\"\\q\"} 1\n",                  // bad escape
+        "1a 1\n",                            // bad name
+        "a one\n",                           // bad value
+        "a 1\n# TYPE a gauge\n",             // TYPE after samples
+        "# TYPE a counter\na -1\n",          // negative counter
+        "# TYPE a gauge\n# TYPE a gauge\n",  // TYPE twice
+    ] {
+        assert!(parse(bad).is_err(), "accepted {bad:?}");
+    }
+}
