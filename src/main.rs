@@ -170,6 +170,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
         Command::Run { file, parallelism, progress_secs, checkpoint_dir, http } => {
+            // A wrong --http is said before anything runs.
+            if let Some(address) = &http {
+                eddy::http::parse_address(address)?;
+            }
             let sql = std::fs::read_to_string(&file).map_err(|source| EddyError::Io { context: format!("cannot read {}", file.display()), source })?;
             let mut session = Session::new();
             let pipelines = session.execute_script(&sql).await?;

@@ -143,11 +143,7 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
         if let Some(comment) = line.strip_prefix('#') {
             let words: Vec<&str> = comment.trim_start().splitn(3, ' ').collect();
             match words.as_slice() {
-                ["HELP", name, ..] => {
-                    if !is_metric_name(name) || !helps.insert(name.to_string()) {
-                        return Err(at("bad or repeated HELP".into()));
-                    }
-                }
+                ["HELP", name, ..] if !is_metric_name(name) || !helps.insert(name.to_string()) => return Err(at("bad or repeated HELP".into())),
                 ["TYPE", name, kind] => {
                     if !is_metric_name(name) {
                         return Err(at("bad metric name".into()));
@@ -191,7 +187,7 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
                 finished_families.insert(previous);
             }
         }
-        if scrape.types.get(&family).is_some_and(|k| k == "counter") && !(value >= 0.0) {
+        if scrape.types.get(&family).is_some_and(|k| k == "counter") && (value.is_nan() || value < 0.0) {
             return Err(at("a counter must not be negative".into()));
         }
         if !seen_series.insert((name.to_string(), labels.clone())) {
