@@ -232,6 +232,7 @@ impl Session {
                 Outcome::Done(self.drop_table_or_view(*what, name, *if_exists)?)
             }
             Statement::Show(ShowWhat::Pipelines)
+            | Statement::ExplainAnalyze { .. }
             | Statement::StopPipeline { .. }
             | Statement::RestartPipeline { .. }
             | Statement::CreateMaterializedView { .. }

@@ -209,6 +209,37 @@ fn a_bad_http_address_is_a_clear_error() {
     assert!(stderr.contains("--http") && stderr.contains("HOST:PORT"), "{stderr}");
 }
 
+/// docs/METRICS.md describes every family `/metrics` may show, and it and the
+/// Grafana dashboard name no metric that does not exist.
+#[test]
+fn the_docs_and_the_dashboard_name_the_real_metrics() {
+    let families: std::collections::BTreeSet<&str> = eddy_engine::metrics::family_names().into_iter().collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let names_in = |text: &str| -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (at, _) in text.match_indices("eddy_") {
+            let name: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            // A summary's series are its family's.
+            let family = ["_sum", "_count"].iter().find_map(|s| name.strip_suffix(s).filter(|base| families.contains(base))).unwrap_or(&name).to_string();
+            names.insert(family);
+        }
+        names
+    };
+    let documented = names_in(&std::fs::read_to_string(root.join("docs/METRICS.md")).unwrap());
+    let dashboard = names_in(&std::fs::read_to_string(root.join("docs/grafana/eddy.json")).unwrap());
+    for family in &families {
+        assert!(documented.contains(*family), "docs/METRICS.md does not describe {family}");
+    }
+    for name in documented.iter().chain(&dashboard) {
+        assert!(families.contains(name.as_str()), "{name} is named in the docs or the dashboard but is not a metric");
+    }
+    let panels = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(root.join("docs/grafana/eddy.json")).unwrap()).unwrap()["panels"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(panels >= 10, "{panels} panels");
+}
+
 #[test]
 fn the_reader_is_strict() {
     let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"q\\\"\\n\"} 1\na_total{x=\"r\"} 2\n# TYPE s summary\ns_sum 1.5\ns_count 2\n";
@@ -229,4 +260,41 @@ fn the_reader_is_strict() {
     ] {
         assert!(parse(bad).is_err(), "accepted {bad:?}");
     }
+}
+
+/// `EXPLAIN ANALYZE` shows each operator with the figures of its instances; over
+/// a bounded input of known size (the 9 bids of tests/data/bids.json) they are exact.
+#[test]
+fn explain_analyze_shows_each_operators_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.ok(&format!(
+        "{}; CREATE TABLE cheap (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO cheap SELECT auction, price FROM bids WHERE price < 100",
+        common::bids_table()
+    ));
+    // Prices under 100 among the 9 bids: 50, 90, 70, 10, 80, 15.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let csv = server.ok_csv("EXPLAIN ANALYZE cheap");
+        let rows: Vec<Vec<String>> = csv.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect();
+        if rows.last().is_some_and(|sink| sink[4] == "6") {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "the pipeline never committed its rows:\n{csv}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let header = server.ok_csv("EXPLAIN ANALYZE cheap").lines().next().unwrap().to_string();
+    assert_eq!(header, "stage,operator,tasks,rows_in,rows_out,rows_in_per_s,rows_out_per_s,busy,backpressured,state_bytes,watermark");
+    // The source's first operator took every bid; the filter passed 6; the sink wrote and committed 6.
+    let source_prep = rows.iter().find(|r| r[1] == "SourcePrep").unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!((source_prep[0].as_str(), source_prep[2].as_str(), source_prep[3].as_str()), ("0", "1", "9"));
+    let filter = rows.iter().find(|r| r[1] == "Filter").unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!((filter[3].as_str(), filter[4].as_str()), ("9", "6"));
+    let sink = rows.last().unwrap();
+    assert_eq!((sink[0].as_str(), sink[1].as_str(), sink[3].as_str(), sink[4].as_str()), ("sink", "Sink cheap (6 rows committed)", "6", "6"));
+    // An unknown pipeline is named as such.
+    let (code, _, stderr) = server.sql(&["-c", "EXPLAIN ANALYZE nothing"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no pipeline `nothing`"), "{stderr}");
 }

@@ -50,6 +50,9 @@ pub enum Statement {
     Describe { name: String },
     /// `EXPLAIN statement`: the streaming operator graph the statement would run.
     Explain { statement: Box<Statement> },
+    /// `EXPLAIN ANALYZE pipeline`: a running pipeline's operators with their live
+    /// figures (server only; the pipeline by id or by the table or view it writes).
+    ExplainAnalyze { pipeline: String },
     /// `DROP TABLE | VIEW | MATERIALIZED VIEW [IF EXISTS] name`.
     Drop { what: DropWhat, name: String, if_exists: bool },
     /// `STOP PIPELINE id [WITH SAVEPOINT]`: stops a running pipeline; with a
@@ -210,7 +213,13 @@ impl Cursor {
                     "EXPLAIN shows the plan of an INSERT INTO, a SELECT or a CREATE MATERIALIZED VIEW, not of another EXPLAIN",
                 ));
             }
-            Statement::Explain { statement: Box::new(cursor.parse_statement_body()?) }
+            if cursor.consume_keyword(Keyword::ANALYZE) {
+                let pipeline = cursor.parse_identifier()?;
+                cursor.expect_end()?;
+                Statement::ExplainAnalyze { pipeline }
+            } else {
+                Statement::Explain { statement: Box::new(cursor.parse_statement_body()?) }
+            }
         } else if cursor.consume_keyword(Keyword::DROP) {
             let what = if cursor.consume_keyword(Keyword::TABLE) {
                 DropWhat::Table
@@ -909,6 +918,8 @@ mod tests {
         assert!(matches!(stmts[1].statement, Statement::Show(ShowWhat::Pipelines)));
         assert!(matches!(&stmts[2].statement, Statement::Describe { name } if name == "bids"));
         assert!(matches!(&stmts[3].statement, Statement::Explain { statement } if matches!(**statement, Statement::Insert { .. })));
+        let analyze = parse_script("EXPLAIN ANALYZE p3").unwrap();
+        assert!(matches!(&analyze[0].statement, Statement::ExplainAnalyze { pipeline } if pipeline == "p3"));
         assert!(matches!(&stmts[4].statement, Statement::Drop { what: DropWhat::MaterializedView, name, if_exists: true } if name == "v"));
         assert!(matches!(&stmts[5].statement, Statement::Drop { what: DropWhat::Table, name, if_exists: false } if name == "t"));
         assert!(matches!(&stmts[6].statement, Statement::StopPipeline { id, savepoint: true } if id == "p1"));

@@ -4,6 +4,7 @@
 //! `DATA_DIR/checkpoints/ID`, serves materialized views, and on start replays the
 //! catalog and restarts the pipelines that were running (from their checkpoints).
 
+pub mod analyze;
 pub mod catalog;
 pub mod lock;
 pub mod pipelines;
@@ -363,6 +364,10 @@ impl Server {
             Statement::Describe { name } => {
                 let rows = self.session.read().await.describe(name)?;
                 send_rows(&send, rows).await
+            }
+            Statement::ExplainAnalyze { pipeline } => {
+                let handle = self.pipeline(pipeline)?;
+                send_rows(&send, analyze::explain_analyze(&handle)).await
             }
             _ => self.change_catalog(parsed, &send).await,
         }

@@ -171,6 +171,11 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("eddy_sink_errors_total", Counter, "Calls into a sink that failed."),
 ];
 
+/// The name of every metric family `/metrics` may show, for checks that the docs and dashboards name only real ones.
+pub fn family_names() -> Vec<&'static str> {
+    FAMILIES.iter().map(|(name, _, _)| *name).collect()
+}
+
 fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
