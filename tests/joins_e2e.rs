@@ -202,6 +202,22 @@ fn a_join_killed_after_checkpoints_resumes_with_its_waiting_rows() {
     assert!(rows == want, "not every order once with its payment: first difference {:?}", rows.iter().zip(&want).find(|(a, b)| a != b));
 }
 
+/// `SET 'table.exec.state.ttl'` reaches the regular joins of the queries planned
+/// after it: EXPLAIN shows each row's time to live.
+#[test]
+fn the_state_ttl_setting_bounds_regular_joins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sql = format!(
+        "{}\nSET 'table.exec.state.ttl' = '90 min';\nEXPLAIN SELECT o.order_id, p.paid FROM orders o LEFT JOIN payments p ON o.order_id = p.order_id;",
+        tables(OUT)
+    );
+    let output = eddy().arg("run").arg(script(dir.path(), &sql)).output().expect("run eddy");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("RegularJoin: LEFT OUTER join"), "{stdout}");
+    assert!(stdout.contains("each until 5400000 ms after it was last written ('table.exec.state.ttl')"), "{stdout}");
+}
+
 /// Killed (SIGKILL) right after its 2nd, 4th and 6th checkpoints and run again from
 /// the same checkpoint directory each time, a regular join ends with what one
 /// clean run writes, exactly once: the orders waiting in its state for their
