@@ -1,7 +1,8 @@
 //! Property: for random events that stay within the watermark bound, every window
 //! query's streaming result equals the same aggregation computed in batch by
 //! DataFusion over the same data, whatever the batch size, the number of source
-//! partitions (files) and the parallelism.
+//! partitions (files) and the parallelism; and every join's (the rows its
+//! changelog leaves) equals DataFusion's batch join.
 
 use std::sync::Arc;
 
