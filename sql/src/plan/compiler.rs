@@ -137,20 +137,27 @@ fn referenced_columns(expr: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
     datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()).collect()
 }
 
+/// The window assignment `id` under `node`.
+fn window_assign(node: &StreamNode, id: usize) -> Option<&StreamNode> {
+    match node {
+        StreamNode::WindowAssign { id: this, .. } if *this == id => Some(node),
+        other => other.inputs().into_iter().find_map(|input| window_assign(input, id)),
+    }
+}
+
 /// The window of window assignment `id` under `node`, which must give each row its slice.
 fn sliced_window(node: &StreamNode, id: usize) -> Option<WindowKind> {
-    match node {
-        StreamNode::WindowAssign { id: this, window, slicing: true, .. } if *this == id => Some(*window),
-        StreamNode::WindowAssign { id: this, .. } if *this == id => None,
-        other => other.inputs().into_iter().find_map(|input| sliced_window(input, id)),
+    match window_assign(node, id)? {
+        StreamNode::WindowAssign { window, slicing: true, .. } => Some(*window),
+        _ => None,
     }
 }
 
 /// The window of the window assignment `id` under `node`.
 fn window_of(node: &StreamNode, id: usize) -> Option<WindowKind> {
-    match node {
-        StreamNode::WindowAssign { id: this, window, .. } if *this == id => Some(*window),
-        other => other.inputs().into_iter().find_map(|input| window_of(input, id)),
+    match window_assign(node, id)? {
+        StreamNode::WindowAssign { window, .. } => Some(*window),
+        _ => None,
     }
 }
 
@@ -362,22 +369,27 @@ impl Compiler<'_> {
         (left, left_lineage): (&StreamNode, &[Lineage]),
         (right, right_lineage): (&StreamNode, &[Lineage]),
     ) -> Result<Option<(TimeBounds, WindowKind)>> {
-        let bound_of = |expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]| match expr.downcast_ref::<Column>().and_then(|c| lineage.get(c.index())) {
-            Some(Lineage::Window { assign, column: column @ (WindowColumn::Start | WindowColumn::End) }) => {
-                Some((*assign, *column, expr.downcast_ref::<Column>().map(|c| c.index())))
-            }
-            _ => None,
+        // The window and bound column `expr` is, and its index: a window TVF's
+        // bound, or one an aggregate below grouped by (its rows leave when the
+        // window closes, before the watermark passes it, so they still meet).
+        let bound_of = |expr: &Arc<dyn PhysicalExpr>, node: &StreamNode, lineage: &[Lineage]| {
+            let column = expr.downcast_ref::<Column>()?;
+            let (window, bound) = match lineage.get(column.index())? {
+                Lineage::Window { assign, column: bound } => (window_of(node, *assign)?, *bound),
+                Lineage::Closed { window, column: bound } => (*window, *bound),
+                Lineage::Other => return None,
+            };
+            matches!(bound, WindowColumn::Start | WindowColumn::End).then_some((window, bound, column.index()))
         };
         for (l, r) in on {
-            let (Some((left_assign, left_column, Some(left_index))), Some((right_assign, right_column, Some(right_index)))) =
-                (bound_of(l, left_lineage), bound_of(r, right_lineage))
+            let (Some((left_window, left_column, left_index)), Some((right_window, right_column, right_index))) =
+                (bound_of(l, left, left_lineage), bound_of(r, right, right_lineage))
             else {
                 continue;
             };
             if left_column != right_column {
                 continue;
             }
-            let (Some(left_window), Some(right_window)) = (window_of(left, left_assign), window_of(right, right_assign)) else { continue };
             if left_window != right_window {
                 return Err(self.unsupported(format!(
                     "a window join needs the same window on both sides, not {} and {}",
