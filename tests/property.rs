@@ -201,7 +201,7 @@ async fn streaming_join(dirs: [&std::path::Path; 2], query: &str, batch_rows: us
     let pipelines = session.execute_script(&sql).await.expect("plans");
     let collect = CollectSink::changelog();
     let (_tx, stop) = tokio::sync::watch::channel(false);
-    session.run(&pipelines, Arc::new(PipelineMetrics::default()), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
+    session.run(&pipelines, &PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str())), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
     let mut rows: Vec<Row> = Vec::new();
     for changes in collect.changes() {
         for (i, row) in nullable_rows(changes.rows()).into_iter().enumerate() {
