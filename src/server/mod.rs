@@ -782,7 +782,10 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
             "a materialized view over `{table}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
             key.join(", ")
         )),
-        Err(KeyLost::Unsupported) => refused("this updating query is not supported in a materialized view".to_string()),
+        Err(KeyLost::Unsupported) => refused(match plan.retractions_origin() {
+            Some(origin) => format!("a materialized view cannot keep this query's rows: {origin}, and the rows have no key to find them by"),
+            None => "this updating query is not supported in a materialized view".to_string(),
+        }),
     }
 }
 
