@@ -147,6 +147,8 @@ pub fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
 pub struct Server {
     pub process: Running,
     pub address: String,
+    /// The server's first line ("eddy server listening on ..."), which names its other listeners too.
+    pub banner: String,
 }
 
 impl Server {
@@ -167,7 +169,7 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
             .to_string();
-        Server { process, address }
+        Server { process, address, banner: line }
     }
 
     /// `eddy sql --host ADDRESS ARGS...`: (exit code, stdout, stderr).
