@@ -12,21 +12,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{flag_value, percentile};
 use rand::Rng;
 
-fn flag(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+mod common;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let full = args.iter().any(|a| a == "--bench");
-    let calls = flag(&args, "--calls", if full { 10_000 } else { 200 }) as usize;
-    let rows = flag(&args, "--rows", if full { 1_000_000 } else { 10_000 });
+    let calls = flag_value(&args, "--calls", if full { 10_000 } else { 200 }) as usize;
+    let rows = flag_value(&args, "--rows", if full { 1_000_000 } else { 10_000 });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let data = tempfile::tempdir().unwrap();
@@ -40,13 +35,7 @@ fn main() {
 
         // A view of `rows` rows, from a bounded generator.
         let started = Instant::now();
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE keys (id BIGINT, label STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '0', 'fields.id.kind' = 'sequence', 'fields.label.length' = '12');
-                 CREATE MATERIALIZED VIEW big AS SELECT id, label, id * 2 AS doubled FROM keys"
-            ))
-            .await
-            .unwrap();
+        client.batch_execute(&common::keys_view(rows)).await.unwrap();
         loop {
             let status = server.pipeline("big").unwrap().status();
             if status.status != "RUNNING" {

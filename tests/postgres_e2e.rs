@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{bids_table, Server};
+use common::{bids_table, wait_finished, Server};
 
 /// The Python with psycopg 3, after psql and psycopg are installed.
 fn python() -> &'static str {
@@ -60,15 +60,6 @@ fn psql_ok(address: &str, args: &[&str]) -> String {
     let (code, stdout, stderr) = psql(address, None, args);
     assert_eq!(code, 0, "psql {args:?} failed: {stderr}");
     stdout
-}
-
-/// Waits until SHOW PIPELINES (over gRPC) lists `count` finished pipelines.
-fn wait_finished(server: &Server, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.ok_csv("SHOW PIPELINES").matches("FINISHED").count() < count {
-        assert!(Instant::now() < deadline, "pipelines did not finish: {}", server.ok_csv("SHOW PIPELINES"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -298,6 +289,28 @@ with psycopg.connect(host=host, port=port, user="eddy", dbname="eddy") as conn:
         }
         assert_eq!(lines.len() - 1, grpc_rows.len());
     }
+}
+
+/// psycopg binds its parameters server-side: in a SELECT over a bounded table
+/// (planned by the streaming planner, which takes no placeholders) with ORDER BY
+/// and LIMIT (applied after the run), the rows are gRPC's for the literal query.
+#[test]
+fn psycopg_binds_parameters_in_a_sorted_query_over_a_bounded_table() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, pg) = pg_server(data.path(), &[]);
+    server.ok(&bids_table());
+    let script = r#"
+import sys, psycopg
+host, port = sys.argv[1].rsplit(":", 1)
+with psycopg.connect(host=host, port=port, user="eddy", dbname="eddy") as conn:
+    rows = conn.execute("SELECT auction, price FROM bids WHERE price > %s AND bidder <> %s ORDER BY price DESC LIMIT 3", (60, 13)).fetchall()
+    print("\n".join(f"{a},{p}" for a, p in rows))
+"#;
+    let output = Command::new(python()).args(["-c", script, &pg]).output().unwrap();
+    assert!(output.status.success(), "psycopg failed: {}", String::from_utf8_lossy(&output.stderr));
+    let grpc = server.ok_csv("SELECT auction, price FROM bids WHERE price > 60 AND bidder <> 13 ORDER BY price DESC LIMIT 3");
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), grpc.split_once('\n').unwrap().1);
+    assert_eq!(grpc, "auction,price\n1,130\n1,120\n1,100\n");
 }
 
 /// A row of values with Python's and Arrow's spellings of the same value made one:

@@ -325,7 +325,11 @@ impl Server {
                 Ok(Described { columns: Some(Arc::new(plan.schema().as_arrow().clone())), parameters })
             }
             Statement::Select { query } => {
-                let spec = self.session.read().await.plan_select(query, parsed.location).await.map_err(|e| e.pointing_into(parsed))?;
+                // Planned as `execute_one` runs it: ORDER BY and LIMIT apply to its
+                // collected rows afterwards and do not change its columns.
+                let mut unsorted = (**query).clone();
+                (unsorted.order_by, unsorted.limit_clause, unsorted.fetch) = (None, None, None);
+                let spec = self.session.read().await.plan_select(&unsorted, parsed.location).await.map_err(|e| e.pointing_into(parsed))?;
                 Ok(Described { columns: Some(spec.plan.schema()), parameters: Vec::new() })
             }
             Statement::Explain { .. } | Statement::Show(_) | Statement::Describe { .. } => {

@@ -207,3 +207,13 @@ impl Server {
         assert!(status.success(), "the server exits 0 on SIGTERM, got {status}");
     }
 }
+
+/// Waits until SHOW PIPELINES lists `count` finished pipelines (a view over a
+/// bounded table has all its rows once its pipeline finished).
+pub fn wait_finished(server: &Server, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.ok_csv("SHOW PIPELINES").matches("FINISHED").count() < count {
+        assert!(Instant::now() < deadline, "pipelines did not finish: {}", server.ok_csv("SHOW PIPELINES"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -21,7 +21,7 @@ pub enum Startup {
     /// No `--token`: every client is let in.
     Trust(Trust),
     /// `--token`: the password must be the token.
-    Token(CleartextPasswordAuthStartupHandler<TokenSource, DefaultServerParameterProvider>),
+    Token(Box<CleartextPasswordAuthStartupHandler<TokenSource, DefaultServerParameterProvider>>),
 }
 
 impl Startup {
@@ -29,9 +29,9 @@ impl Startup {
     pub fn new(token: Option<String>, connections: Arc<ConnectionManager>) -> Startup {
         match token {
             None => Startup::Trust(Trust { connections }),
-            Some(token) => Startup::Token(
+            Some(token) => Startup::Token(Box::new(
                 CleartextPasswordAuthStartupHandler::new(TokenSource { token }, DefaultServerParameterProvider::default()).with_connection_manager(connections),
-            ),
+            )),
         }
     }
 }

@@ -91,6 +91,17 @@ pub fn literal(value: Option<&str>, ty: &Type) -> Result<String, EddyError> {
     }
 }
 
+/// A value of type `ty` to bind where only the statement's columns are wanted:
+/// not NULL, which the planner folds away (`WHERE price > NULL` reads nothing).
+pub fn sample_value(ty: &Type) -> &'static str {
+    match *ty {
+        Type::BOOL => "false",
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => "1970-01-01 00:00:00",
+        Type::DATE => "1970-01-01",
+        _ => "0",
+    }
+}
+
 /// `value` as one single-quoted string literal; refused unless it reads back
 /// as exactly that one token with exactly that value.
 pub fn quoted(value: &str) -> Result<String, EddyError> {

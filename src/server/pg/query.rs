@@ -206,11 +206,28 @@ impl QueryParser for Parser {
             return Ok(Some(Prepared { sql: sql.to_string(), parameters: Vec::new(), columns: Some(answer.schema()) }));
         }
         let count = params::parameter_count(sql).map_err(|e| error_response(&e, sql))?;
-        let described = self.server.describe(sql).await.map_err(|e| error_response(&e, sql))?;
+        let client_type = |i: usize| types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN);
+        let described = match self.server.describe(sql).await {
+            Ok(described) => described,
+            // The streaming planner (a SELECT over bounded tables) takes no
+            // placeholders: its columns are those of the statement with sample values bound.
+            Err(_) if count > 0 => {
+                let samples = (0..count)
+                    .map(|i| {
+                        let ty = client_type(i).unwrap_or(Type::TEXT);
+                        params::literal(Some(params::sample_value(&ty)), &ty)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| error_response(&e, sql))?;
+                let bound = params::substitute(sql, &samples).map_err(|e| error_response(&e, sql))?;
+                self.server.describe(&bound).await.map_err(|e| error_response_bound(&e, &bound, sql))?
+            }
+            Err(e) => return Err(error_response(&e, sql)),
+        };
         // The client's types first, then the plan's, else text (bound as a string literal).
         let parameters = (0..count)
             .map(|i| {
-                types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN).unwrap_or_else(|| match described.parameters.get(i) {
+                client_type(i).unwrap_or_else(|| match described.parameters.get(i) {
                     Some(Some(data_type)) => types::pg_type(data_type),
                     _ => Type::TEXT,
                 })
@@ -293,7 +310,7 @@ impl ExtendedQueryHandler for Statements {
         let sql = params::substitute(&prepared.sql, &literals).map_err(|e| error_response(&e, &prepared.sql))?;
         let described = |schema: &SchemaRef| types::fields(prepared.columns.as_ref().unwrap_or(schema), &portal.result_column_format);
         if let Some(answer) = catalog::answer(&self.server, &sql).await {
-            return rows_response(&[answer.clone()], described(&answer.schema()));
+            return rows_response(std::slice::from_ref(&answer), described(&answer.schema()));
         }
         let ran = run(&self.server, &sql).await;
         send_notices(client, ran.notices).await?;
