@@ -1,12 +1,17 @@
 //! Point lookups over the Postgres wire protocol: a prepared statement
 //! (`SELECT * FROM big WHERE id = $1`, bound in binary) on a materialized view,
-//! p50/p99 over 10,000 calls with `--bench` (1 M rows), fewer without.
+//! p50/p99 over 10,000 calls on 1 M rows (`cargo bench` passes `--bench`; run the
+//! binary without it for a quick 200 calls on 10,000 rows).
 //!
-//! `cargo bench --profile dev --bench postgres` (add `-- --bench`, `--calls N`, `--rows N`).
+//! `cargo bench --profile dev --bench postgres` (add `-- --calls N --rows N`).
 //! The server runs in this process on a loopback port; the client is
 //! tokio-postgres, so the figures include the protocol, binding the parameter as
 //! a literal, DataFusion planning of each query over the view's snapshot, and
 //! encoding the row.
+//!
+//! On the project's 2-core machine (Dec 2026, other builds running): view built in
+//! 0.42 s; p50 2.30 ms, p99 7.91 ms over 10,000 calls (gRPC's `ExecuteSql`, in
+//! benches/server.rs: p50 2.08 ms, p99 3.59 ms over 1,000).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -43,15 +43,20 @@ fn pg_server(data: &Path, extra: &[&str]) -> (Server, String) {
     (server, address)
 }
 
-/// `psql ARGS` against `address` as user eddy (password `password`, if any): (exit code, stdout, stderr).
-fn psql(address: &str, password: Option<&str>, args: &[&str]) -> (i32, String, String) {
+/// `psql ARGS` against `address` as user eddy (password `password`, if any), not started.
+fn psql_command(address: &str, password: Option<&str>, args: &[&str]) -> Command {
     let (host, port) = address.rsplit_once(':').unwrap();
     let mut command = Command::new("psql");
     command.args(["-X", "-h", host, "-p", port, "-U", "eddy", "-d", "eddy", "-v", "ON_ERROR_STOP=1"]).args(args).env_remove("PGPASSWORD");
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
-    let output = command.output().expect("psql runs (scripts/postgres-clients/setup installs it)");
+    command
+}
+
+/// `psql ARGS` against `address` as user eddy (password `password`, if any): (exit code, stdout, stderr).
+fn psql(address: &str, password: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let output = psql_command(address, password, args).output().expect("psql runs (scripts/postgres-clients/setup installs it)");
     (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -160,6 +165,37 @@ fn with_a_token_the_password_must_be_the_token() {
     assert!(stderr.to_lowercase().contains("password authentication failed for user \"eddy\""), "{stderr}");
     let (code, stdout, stderr) = psql(&pg, Some("s3cret"), &["-A", "-t", "-c", "SELECT 1 + 1"]);
     assert_eq!((code, stdout.as_str()), (0, "2\n"), "{stderr}");
+}
+
+/// Waits until SHOW PIPELINES (over gRPC) does or does not list a query with `text`.
+fn wait_listed(server: &Server, text: &str, listed: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.ok_csv("SHOW PIPELINES").contains(text) != listed {
+        assert!(Instant::now() < deadline, "`{text}` listed: {} expected {listed}", server.ok_csv("SHOW PIPELINES"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A table of two billion generated rows: a query over it runs until cancelled.
+const ENDLESS_TABLE: &str = "CREATE TABLE many (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '2000000000', 'rows-per-second' = '0')";
+
+#[test]
+fn psqls_ctrl_c_cancels_a_long_query() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, pg) = pg_server(data.path(), &[]);
+    psql_ok(&pg, &["-c", ENDLESS_TABLE]);
+    let query = "SELECT COUNT(*) FROM many";
+    let psql = psql_command(&pg, None, &["-c", query]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_listed(&server, query, true);
+    // What psql does on Ctrl-C: a cancel request on a connection of its own.
+    assert!(Command::new("kill").args(["-INT", &psql.id().to_string()]).status().unwrap().success());
+    let output = psql.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ERROR:  canceling statement due to user request"), "{stderr}");
+    // The query stopped, and the server serves the next one.
+    wait_listed(&server, query, false);
+    assert_eq!(psql_ok(&pg, &["-A", "-t", "-c", "SELECT 1"]), "1\n");
 }
 
 /// Reads from `stream` until the server closes it (or 10 s pass); what it sent.
@@ -373,18 +409,11 @@ async fn prepared_statements_bind_binary_parameters_and_cancel_stops_a_query() {
     assert_eq!(counts, vec![4, 3, 2]);
 
     // A long query over a bounded generator, cancelled as psql's Ctrl-C does.
-    client
-        .batch_execute("CREATE TABLE many (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '2000000000', 'rows-per-second' = '0')")
-        .await
-        .unwrap();
+    client.batch_execute(ENDLESS_TABLE).await.unwrap();
     let cancel = client.cancel_token();
     let long = tokio::spawn(async move { client.simple_query("SELECT COUNT(*) FROM many").await });
     let server = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.ok_csv("SHOW PIPELINES").contains("SELECT COUNT(*) FROM many") {
-            assert!(Instant::now() < deadline, "the query did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listed(&server, "SELECT COUNT(*) FROM many", true);
         server
     })
     .await
@@ -392,13 +421,5 @@ async fn prepared_statements_bind_binary_parameters_and_cancel_stops_a_query() {
     cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let error = long.await.unwrap().unwrap_err();
     assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{error}");
-    tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.ok_csv("SHOW PIPELINES").contains("SELECT COUNT(*) FROM many") {
-            assert!(Instant::now() < deadline, "the cancelled query still runs: {}", server.ok_csv("SHOW PIPELINES"));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || wait_listed(&server, "SELECT COUNT(*) FROM many", false)).await.unwrap();
 }
