@@ -104,6 +104,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "how often sinks commit (files become visible, buffers are flushed), e.g. '10 s' (default 10 s; '0' = only at the end)",
     ),
     (
+        "table.exec.state.ttl",
+        "how long a regular join (one without time bounds) keeps a row that was not written, in processing time, e.g. '1 h' (Flink's option; default: for good)",
+    ),
+    (
         "pipeline.state.max-memory",
         "the most memory a pipeline's operator state (groups, windows, sessions) may hold, e.g. '512 mb'; a pipeline over it fails with a message instead of taking the machine down (default: no limit)",
     ),
@@ -131,6 +135,12 @@ impl Session {
         }
     }
 
+    /// How long a regular join keeps a row: `SET 'table.exec.state.ttl'` (`None`: for good, as with '0').
+    pub fn state_ttl(&self) -> Option<Duration> {
+        let ttl = self.settings.get("table.exec.state.ttl")?;
+        eddy_connectors::parse_duration("table.exec.state.ttl", ttl).ok().filter(|d| !d.is_zero())
+    }
+
     /// The most bytes of operator state a pipeline may hold: `SET 'pipeline.state.max-memory'`.
     pub fn max_state_bytes(&self) -> Option<u64> {
         self.settings.get("pipeline.state.max-memory").and_then(|v| eddy_connectors::parse_size("pipeline.state.max-memory", v).ok())
@@ -156,6 +166,12 @@ impl Session {
             "execution.checkpointing.interval" => {
                 if eddy_connectors::parse_duration(key, value).is_err() {
                     return Err(error("expected a duration such as '10 s', '500 ms' or '1 min' ('0' commits only at the end)"));
+                }
+                self.settings.insert(key.to_string(), value.trim().to_string());
+            }
+            "table.exec.state.ttl" => {
+                if eddy_connectors::parse_duration(key, value).is_err() {
+                    return Err(error("expected a duration such as '1 h', '30 min' or '0' (keep rows for good)"));
                 }
                 self.settings.insert(key.to_string(), value.trim().to_string());
             }
@@ -282,7 +298,8 @@ impl Session {
     /// appends and retractions into a sink that cannot delete.
     pub async fn plan_insert(&self, table: &str, query: &Query, location: Location) -> Result<PipelineSpec, EddyError> {
         eddy_engine::failpoint::pause("planning").await;
-        let (sink, plan) = self.planner.plan_insert(table, query, location).await?;
+        let (sink, mut plan) = self.planner.plan_insert(table, query, location).await?;
+        self.apply_settings(&mut plan);
         let refuse = |message: String| EddyError::Connector { table: sink.name.clone(), location, message };
         if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
             return Err(refuse(format!(
@@ -290,9 +307,9 @@ impl Session {
                 sink.connector()
             )));
         }
-        if plan.emits_retractions() && !eddy_connectors::accepts_retractions(&sink) {
+        if let (Some(origin), false) = (plan.retractions_origin(), eddy_connectors::accepts_retractions(&sink)) {
             return Err(refuse(format!(
-                "the query retracts rows it wrote before (it reads a materialized view whose rows update, or filters or aggregates a GROUP BY without a window); connector '{}' cannot delete them. Write it to 'upsert-kafka' (tombstones), 'print', another materialized view, or 'blackhole'",
+                "the query retracts rows it wrote before ({origin}); connector '{}' cannot delete them. Write it to 'upsert-kafka' (tombstones), 'print', another materialized view, or 'blackhole'",
                 sink.connector()
             )));
         }
@@ -302,8 +319,16 @@ impl Session {
     /// Plans a query into a pipeline without a sink (a server's materialized view or ad-hoc query).
     pub async fn plan_query(&self, query: &Query, location: Location, name: &str) -> Result<PipelineSpec, EddyError> {
         eddy_engine::failpoint::pause("planning").await;
-        let plan = self.planner.plan_query(query, location).await?;
+        let mut plan = self.planner.plan_query(query, location).await?;
+        self.apply_settings(&mut plan);
         Ok(PipelineSpec { name: name.to_string(), plan, sink: None, location })
+    }
+
+    /// Applies the session's settings that shape operators to a planned query.
+    fn apply_settings(&self, plan: &mut StreamPlan) {
+        if let Some(ttl) = self.state_ttl() {
+            plan.set_state_ttl(ttl.as_millis().min(i64::MAX as u128) as i64);
+        }
     }
 
     /// The planner's catalog, for a server's `SHOW` and `DROP` checks.
@@ -327,7 +352,11 @@ impl Session {
 
     fn explain(&self, spec: &PipelineSpec) -> RecordBatch {
         let mut text = format!("pipeline `{}` ", spec.name);
-        text.push_str(if spec.plan.is_updating() { "(updating: emits changed groups at each checkpoint)\n" } else { "(append-only)\n" });
+        text.push_str(match (spec.plan.is_updating(), spec.plan.emits_retractions()) {
+            (true, _) => "(updating: emits changed groups at each checkpoint)\n",
+            (false, true) => "(a changelog: takes back rows it emitted)\n",
+            (false, false) => "(append-only)\n",
+        });
         match &spec.sink {
             Some(sink) => text.push_str(&format!(
                 "Sink: {} (connector={})\n  | tasks: 1 | watermark: received, not written | state: rows since the last checkpoint, flushed at it (committed after it, for exactly-once sinks)\n",

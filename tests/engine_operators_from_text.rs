@@ -7,17 +7,19 @@
 //! BIGINT, ts TIMESTAMP(3))` (and `u`, its twin, for joins), whose watermark is
 //! `ts - 1 s`; times are ms since the epoch.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use eddy_engine::operators::filter::FilterOperator;
 use eddy_engine::operators::interval_join::IntervalJoinOperator;
 use eddy_engine::operators::project::ProjectOperator;
+use eddy_engine::operators::regular_join::RegularJoinOperator;
 use eddy_engine::operators::retract_aggregate::RetractAggregateOperator;
 use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
 use eddy_engine::operators::source_prep::SourcePrepOperator;
 use eddy_engine::operators::window_aggregate::WindowAggregateOperator;
 use eddy_engine::operators::window_assign::WindowAssignOperator;
-use eddy_engine::plan::{AggregateKind, UpdateOutput};
+use eddy_engine::plan::{AggregateKind, JoinBound, UpdateOutput};
 use eddy_engine::testing::OperatorHarness;
 use eddy_engine::{Operator, PipelineMetrics};
 use eddy_sql::{Location, Planner, StreamNode, StreamPlan, WindowAggregateNode};
@@ -445,23 +447,185 @@ async fn a_retracting_aggregate_takes_back_its_old_row_before_the_new_one() {
     .expect("-D 2 1 20");
 }
 
-/// The join of `sql`'s plan, as the engine runs it, fed its two sides apart.
-async fn join(sql: &str) -> (OperatorHarness, eddy_engine::plan::JoinNode) {
+/// The join of `sql`'s plan.
+async fn join_node(sql: &str) -> eddy_engine::plan::JoinNode {
     let plan = plan(Input::Unbounded, sql).await;
-    let node = find(&plan.root, &|n| match n {
+    find(&plan.root, &|n| match n {
         StreamNode::Join(j) => Some(j.clone()),
         _ => None,
     })
-    .expect("a join");
+    .expect("a join")
+}
+
+/// The interval join of `sql`'s plan, as the engine runs it, fed its two sides apart.
+async fn join(sql: &str) -> (OperatorHarness, eddy_engine::plan::JoinNode) {
+    let node = join_node(sql).await;
     let inputs = vec![node.left.schema(), node.right.schema()];
     (OperatorHarness::with_inputs(Box::new(IntervalJoinOperator::new(node.clone()).unwrap()), inputs), node)
+}
+
+/// The regular join of `sql`'s plan, fed its two sides apart, with its state TTL
+/// (if any) counted on a clock the test sets.
+async fn regular_join(sql: &str, state_ttl_ms: Option<i64>) -> (OperatorHarness, Arc<AtomicI64>, eddy_engine::plan::JoinNode) {
+    let mut node = join_node(sql).await;
+    assert!(matches!(node.bounded_by, JoinBound::Unbounded { .. }), "{sql}: planned as {:?}", node.bounded_by);
+    node.bounded_by = JoinBound::Unbounded { state_ttl_ms };
+    let clock = Arc::new(AtomicI64::new(0));
+    let inputs = vec![node.left.schema(), node.right.schema()];
+    let operator = regular_join_operator(&node, &clock);
+    (OperatorHarness::with_inputs(operator, inputs), clock, node)
+}
+
+fn regular_join_operator(node: &eddy_engine::plan::JoinNode, clock: &Arc<AtomicI64>) -> Box<dyn eddy_engine::Operator> {
+    let clock = Arc::clone(clock);
+    Box::new(RegularJoinOperator::with_clock(node.clone(), Box::new(move || clock.load(Ordering::Relaxed))).unwrap())
+}
+
+#[tokio::test]
+async fn a_left_regular_join_takes_back_a_padded_row_when_its_first_partner_comes_as_flink_does() {
+    let (mut join, clock, node) = regular_join("SELECT a.k, a.v, b.v AS w FROM t a LEFT JOIN u b ON a.k = b.k", None).await;
+    // No partner yet: padded at once.
+    join.push_to(
+        0,
+        "   I  I
+         +I 1 10
+         +I 2 20
+         +I . 30",
+    )
+    .expect(
+        "+I 1 10 .
+         +I 2 20 .
+         +I . 30 .",
+    )
+    // The first partner of key 1: the padded row is taken back before the pair; a
+    // right row without a partner waits quietly.
+    .push_to(
+        1,
+        "   I   I
+         +I 1 100
+         +I 3 300",
+    )
+    .expect(
+        "-D 1 10 .
+         +I 1 10 100",
+    )
+    .restart_as(regular_join_operator(&node, &clock))
+    // After a restart the rows are still there, with their partner counts: a second
+    // partner of key 1 is a pair only; a left row meets the waiting right row.
+    .push_to(
+        1,
+        "   I   I
+         +I 1 101",
+    )
+    .expect("+I 1 10 101")
+    .push_to(
+        0,
+        "   I  I
+         +I 3 31",
+    )
+    .expect("+I 3 31 300")
+    // Watermarks pass through.
+    .watermark(5000)
+    .expect("watermark 5000");
+}
+
+#[tokio::test]
+async fn an_inner_regular_join_keeps_rows_until_the_state_ttl_and_forgets_a_side_once_the_other_ends() {
+    let (mut join, clock, _) = regular_join("SELECT a.k, a.v, b.v AS w FROM t a JOIN u b ON a.k = b.k", Some(1000)).await;
+    join.push_to(
+        1,
+        "   I   I
+         +I 1 100
+         +I 2 200",
+    )
+    .expect("");
+    // Key 1's right row is written at 0, so it lives until 1000 ms.
+    clock.store(999, Ordering::Relaxed);
+    join.push_to(
+        0,
+        "   I  I
+         +I 1 10",
+    )
+    .expect("+I 1 10 100");
+    clock.store(1000, Ordering::Relaxed);
+    join.push_to(
+        0,
+        "   I  I
+         +I 2 20",
+    )
+    .expect("");
+    // Left row 2 (written at 1000) meets a right row; then the right side ends: no
+    // new right row can come, so left rows are no longer kept.
+    join.push_to(
+        1,
+        "   I   I
+         +I 2 201",
+    )
+    .expect("+I 2 20 201")
+    .end_input(1)
+    .push_to(
+        0,
+        "   I  I
+         +I 2 21",
+    )
+    .expect("+I 2 21 201");
+}
+
+#[tokio::test]
+async fn regular_semi_and_anti_joins_emit_a_row_once_and_take_an_anti_row_back_when_a_partner_comes() {
+    let (mut semi, _, _) = regular_join("SELECT k, v FROM t WHERE k IN (SELECT k FROM u)", None).await;
+    semi.push_to(
+        0,
+        "   I  I
+         +I 1 10
+         +I 2 20",
+    )
+    .expect("")
+    .push_to(
+        1,
+        "   I
+         +I 1
+         +I 1",
+    )
+    .expect("+I 1 10")
+    .push_to(
+        0,
+        "   I  I
+         +I 1 11",
+    )
+    .expect("+I 1 11");
+    let (mut anti, _, _) = regular_join("SELECT k, v FROM t a WHERE NOT EXISTS (SELECT * FROM u b WHERE b.k = a.k)", None).await;
+    anti.push_to(
+        0,
+        "   I  I
+         +I 1 10
+         +I 2 20",
+    )
+    .expect(
+        "+I 1 10
+         +I 2 20",
+    )
+    .push_to(
+        1,
+        "   I
+         +I 1
+         +I 1",
+    )
+    .expect("-D 1 10")
+    .push_to(
+        0,
+        "   I  I
+         +I 1 11",
+    )
+    .expect("");
 }
 
 #[tokio::test]
 async fn an_interval_join_pairs_rows_within_the_bounds_and_pads_the_lonely_ones_once_the_watermark_passes() {
     let (mut join, node) =
         join("SELECT a.k, a.v, b.v AS w, a.ts, b.ts AS bts FROM t a LEFT JOIN u b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '2' SECOND").await;
-    assert_eq!((node.bounds.lower_ms, node.bounds.upper_ms), (0, 2000));
+    let bounds = node.time_bounds().expect("an interval join");
+    assert_eq!((bounds.lower_ms, bounds.upper_ms), (0, 2000));
     join.push_to(
         0,
         "   I  I  TS

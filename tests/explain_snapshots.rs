@@ -162,3 +162,11 @@ async fn window_join() {
          ON L.auction = R.auction AND L.window_start = R.window_start AND L.window_end = R.window_end"
     );
 }
+
+#[tokio::test]
+async fn regular_join() {
+    explain_snapshot!(
+        "regular_join",
+        "SELECT a.auction, a.price, b.price AS other_price FROM bids a LEFT JOIN endless b ON a.auction = b.auction AND b.price > a.price"
+    );
+}

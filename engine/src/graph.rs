@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::plan::{AggregateKind, JoinSide, SourceNode, StreamNode, StreamPlan};
+use crate::plan::{AggregateKind, JoinBound, JoinSide, SourceNode, StreamNode, StreamPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::connector::Source;
@@ -25,6 +25,7 @@ use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
 use crate::operators::project::ProjectOperator;
+use crate::operators::regular_join::RegularJoinOperator;
 use crate::operators::retract_aggregate::RetractAggregateOperator;
 use crate::operators::session_aggregate::SessionAggregateOperator;
 use crate::operators::source_prep::SourcePrepOperator;
@@ -211,10 +212,13 @@ impl Builder<'_> {
                 let left = self.flows(&join.left)?;
                 let right = self.flows(&join.right)?;
                 let node = join.clone();
-                let head: OperatorFactory = Arc::new(move || Ok(Box::new(IntervalJoinOperator::new(node.clone())?)));
+                let head: OperatorFactory = match join.bounded_by {
+                    JoinBound::Unbounded { .. } => Arc::new(move || Ok(Box::new(RegularJoinOperator::new(node.clone())?))),
+                    JoinBound::Interval(_) | JoinBound::Window { .. } => Arc::new(move || Ok(Box::new(IntervalJoinOperator::new(node.clone())?))),
+                };
                 let keys = vec![join.keys(JoinSide::Left).to_vec(), join.keys(JoinSide::Right).to_vec()];
                 self.stages.push(Stage {
-                    name: "IntervalJoin".to_string(),
+                    name: join.operator_name().to_string(),
                     kind: StageKind::Keyed { parallelism: join.tasks(self.parallelism), head, keys },
                     chain: Vec::new(),
                     output: None,

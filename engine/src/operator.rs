@@ -85,7 +85,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Every input has ended. Operators holding rows flush what is final.
+    /// Input `input` of a stage whose head reads several inputs apart (a join's
+    /// side) has ended while others go on: rows kept only to meet its rows can go.
+    fn on_input_end(&mut self, input: usize, out: &mut Emitter) -> Result<()> {
+        let _ = (input, out);
+        Ok(())
+    }
+
     /// Called before checkpoint barrier `id` goes on: what is emitted here belongs to that checkpoint.
     fn on_barrier(&mut self, _id: CheckpointId, _out: &mut Emitter) -> Result<()> {
         Ok(())
@@ -99,6 +105,7 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Every input has ended. Operators holding rows flush what is final.
     fn on_end(&mut self, _out: &mut Emitter) -> Result<()> {
         Ok(())
     }

@@ -243,6 +243,13 @@ impl OperatorHarness {
         self.step(result, out, "refresh")
     }
 
+    /// Input `input` (a join's side) has ended while the others go on.
+    pub fn end_input(&mut self, input: usize) -> &mut Self {
+        let mut out = Emitter::default();
+        let result = self.operator.on_input_end(input, &mut out);
+        self.step(result, out, "end of one input")
+    }
+
     /// Every input has ended.
     pub fn end(&mut self) -> &mut Self {
         let mut out = Emitter::default();

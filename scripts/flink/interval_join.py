@@ -120,10 +120,27 @@ def run(t_env, sql):
     return out
 
 
-def regenerate(queries, expected_dir, planned_as):
+def final_state(rows):
+    """The rows left once a changelog's (kind, line) pairs are applied in order:
+    +I/+U add a row, -U/-D take one equal row back."""
+    state = {}
+    for kind, line in rows:
+        if kind in ("+I", "+U"):
+            state[line] = state.get(line, 0) + 1
+        elif state.get(line, 0) == 0:
+            sys.exit(f"the changelog takes back a row it does not hold: {kind},{line}")
+        else:
+            state[line] -= 1
+    return [(("+I", line)) for line, n in state.items() for _ in range(n)]
+
+
+def regenerate(queries, expected_dir, planned_as, changelog="rows"):
     """Runs each of `queries` (name -> SQL) in Flink, checks that it is planned as
     `planned_as` (e.g. "IntervalJoin") and agrees with batch mode, and writes its
-    rows to `expected_dir/<name>.txt`. Names on the command line pick queries."""
+    rows to `expected_dir/<name>.txt`. Names on the command line pick queries.
+    With changelog="final", a changelog is applied and its final rows written
+    (a regular join's takes back rows; the order of its changes depends on how
+    the two inputs interleave, the final rows do not)."""
     from importlib.metadata import version
     if version("apache-flink") != FLINK_VERSION:
         print(f"note: these files were made with Flink {FLINK_VERSION}, this is {version('apache-flink')}")
@@ -140,6 +157,10 @@ def regenerate(queries, expected_dir, planned_as):
             sys.exit(f"{name}: not planned as {planned_as}:\n{plan}")
         print(f"{name}: {join[0]}")
         rows = run(stream, sql)
+        if changelog == "final":
+            changes = sorted({k for k, _ in rows})
+            rows = final_state(rows)
+            print(f"  changelog kinds {changes}, applied")
         kinds = sorted({k for k, _ in rows})
         lines = sorted(l for _, l in rows) if kinds == ["+I"] else sorted(f"{k},{l}" for k, l in rows)
         expected = sorted(l for k, l in run(batch, sql))

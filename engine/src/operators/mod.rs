@@ -5,12 +5,16 @@
 //! table's rows and keeps the watermark. Stateful operators ([`window_aggregate`],
 //! [`session_aggregate`]) keep keyed state in DataFusion `GroupsAccumulator`s and
 //! can snapshot it as Arrow batches; [`retract_aggregate`] aggregates a
-//! changelog, keeping what it needs to take rows back.
+//! changelog, keeping what it needs to take rows back. Joins keep each side's
+//! rows by key ([`join_rows`]): until the watermark says no partner can come
+//! ([`interval_join`]), or for good, as a changelog ([`regular_join`]).
 
 mod closing;
 pub mod filter;
 pub mod interval_join;
+mod join_rows;
 pub mod project;
+pub mod regular_join;
 pub mod retract_aggregate;
 mod rows;
 pub mod session_aggregate;

@@ -1,9 +1,13 @@
-//! Event-time joins, as Flink runs them: rows of two append-only inputs meet when
-//! their keys are equal and their times are within a bounded distance, so each
-//! row waits in state only until the watermark shows no partner can come. An
-//! interval join bounds the distance in its condition (`b.ts BETWEEN a.ts -
-//! INTERVAL '5' MINUTE AND a.ts + INTERVAL '10' MINUTE`); a window join joins two
-//! window TVFs on `window_start`/`window_end`, which bounds it by the window.
+//! Joins, as Flink runs them. In an event-time join rows of two append-only
+//! inputs meet when their keys are equal and their times are within a bounded
+//! distance, so each row waits in state only until the watermark shows no
+//! partner can come: an interval join bounds the distance in its condition
+//! (`b.ts BETWEEN a.ts - INTERVAL '5' MINUTE AND a.ts + INTERVAL '10' MINUTE`); a
+//! window join joins two window TVFs on `window_start`/`window_end`, which bounds
+//! it by the window. A regular join has no such bound: every row may meet any
+//! later row of the other side, so rows stay in state (until Flink's
+//! `'table.exec.state.ttl'`, or for good), and an outer join takes back a row it
+//! emitted padded with NULLs once a partner comes.
 
 use std::sync::Arc;
 
@@ -121,15 +125,22 @@ impl TimeBounds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinBound {
     /// Time bounds in the `ON` condition.
-    Interval,
+    Interval(TimeBounds),
     /// The same window on both sides, its bounds among the join keys: rows meet
-    /// only within one window, so a row waits until its window has passed.
-    Window(crate::plan::WindowKind),
+    /// only within one window, so a row waits until its window has passed, as if
+    /// bounded by `bounds` (the window's size either way).
+    Window { window: crate::plan::WindowKind, bounds: TimeBounds },
+    /// Nothing in time: a regular join. A row stays until `state_ttl_ms` after it
+    /// was last written (Flink's `'table.exec.state.ttl'`, processing time), or
+    /// for as long as the pipeline runs when that is `None`.
+    Unbounded { state_ttl_ms: Option<i64> },
 }
 
-/// Joins two append-only inputs on equal keys within [`TimeBounds`]. The output is
-/// append-only: a pair is emitted once, when its second row arrives; in an outer
-/// join, a row that never met a partner once its time is past.
+/// Joins two inputs on equal keys. Bounded in time ([`JoinBound::Interval`],
+/// [`JoinBound::Window`]) the inputs and output are append-only: a pair is emitted
+/// once, when its second row arrives; in an outer join, a row that never met a
+/// partner once its time is past. A regular join ([`JoinBound::Unbounded`]) emits
+/// a changelog when a row it emitted can be taken back ([`JoinNode::retracts`]).
 #[derive(Debug, Clone)]
 pub struct JoinNode {
     pub left: Box<StreamNode>,
@@ -141,7 +152,6 @@ pub struct JoinNode {
     /// Every other condition of the `ON` clause, time bounds included, over columns
     /// of both sides; `None` when the keys are the whole condition.
     pub filter: Option<JoinFilter>,
-    pub bounds: TimeBounds,
     pub bounded_by: JoinBound,
     /// The output columns, as indices into the left columns followed by the right ones.
     pub projection: Vec<usize>,
@@ -154,6 +164,31 @@ impl JoinNode {
         match side {
             JoinSide::Left => &self.left_keys,
             JoinSide::Right => &self.right_keys,
+        }
+    }
+
+    /// The time bounds of an interval or window join; `None` for a regular join.
+    pub fn time_bounds(&self) -> Option<TimeBounds> {
+        match self.bounded_by {
+            JoinBound::Interval(bounds) | JoinBound::Window { bounds, .. } => Some(bounds),
+            JoinBound::Unbounded { .. } => None,
+        }
+    }
+
+    /// Whether the join's output takes back rows it emitted: a regular outer join
+    /// retracts a row padded with NULLs when its first partner comes, and an anti
+    /// join a row that then has one. Interval and window joins wait instead.
+    pub fn retracts(&self) -> bool {
+        let regular = matches!(self.bounded_by, JoinBound::Unbounded { .. });
+        regular && matches!(self.join_type, JoinType::Left | JoinType::Right | JoinType::Full | JoinType::Anti(_))
+    }
+
+    /// The operator that runs it, for `EXPLAIN`, logs and messages.
+    pub fn operator_name(&self) -> &'static str {
+        match self.bounded_by {
+            JoinBound::Interval(_) => "IntervalJoin",
+            JoinBound::Window { .. } => "WindowJoin",
+            JoinBound::Unbounded { .. } => "RegularJoin",
         }
     }
 

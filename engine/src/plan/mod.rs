@@ -38,6 +38,33 @@ impl StreamPlan {
         self.root.emits_retractions()
     }
 
+    /// What makes the output retract rows, in the user's terms (see [`StreamNode::retractions_origin`]).
+    pub fn retractions_origin(&self) -> Option<String> {
+        self.root.retractions_origin()
+    }
+
+    /// Bounds the state of every regular join: a row leaves `ttl_ms` after it was
+    /// last written, as with Flink's `'table.exec.state.ttl'` (a session setting,
+    /// applied once the query is planned).
+    pub fn set_state_ttl(&mut self, ttl_ms: i64) {
+        fn visit(node: &mut StreamNode, ttl_ms: i64) {
+            match node {
+                StreamNode::Source(_) => {}
+                StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => visit(input, ttl_ms),
+                StreamNode::WindowAggregate(a) => visit(&mut a.input, ttl_ms),
+                StreamNode::Union { inputs, .. } => inputs.iter_mut().for_each(|i| visit(i, ttl_ms)),
+                StreamNode::Join(j) => {
+                    if let JoinBound::Unbounded { state_ttl_ms } = &mut j.bounded_by {
+                        *state_ttl_ms = Some(ttl_ms);
+                    }
+                    visit(&mut j.left, ttl_ms);
+                    visit(&mut j.right, ttl_ms);
+                }
+            }
+        }
+        visit(&mut self.root, ttl_ms);
+    }
+
     /// The columns a consumer replaces and deletes the pipeline's rows by: the
     /// output columns that are the GROUP BY keys of its updating aggregate (none
     /// for a GROUP BY-less aggregate's single row), or those of the changelog it
@@ -367,8 +394,28 @@ impl StreamNode {
             StreamNode::Source(s) => s.changelog,
             StreamNode::WindowAggregate(a) => a.kind.emits_retractions(),
             StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
-            StreamNode::WindowAssign { .. } | StreamNode::Join(_) => false,
+            StreamNode::Join(j) => j.retracts(),
+            StreamNode::WindowAssign { .. } => false,
             StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),
+        }
+    }
+
+    /// What makes this node's output retract rows, in the user's terms, for a
+    /// message refusing it where rows cannot be taken back; `None` when it does not.
+    pub fn retractions_origin(&self) -> Option<String> {
+        if !self.emits_retractions() {
+            return None;
+        }
+        match self {
+            StreamNode::Source(s) => Some(format!("it reads `{}`, whose rows update", s.table.name)),
+            StreamNode::WindowAggregate(_) => Some("a GROUP BY without a window updates its rows".to_string()),
+            StreamNode::Join(j) if j.retracts() => Some(format!(
+                "{} (a {} join without time bounds) takes back the rows it emitted {} once a partner comes",
+                j.operator_name(),
+                j.join_type.sql(),
+                if matches!(j.join_type, JoinType::Anti(_)) { "alone" } else { "padded with NULLs" }
+            )),
+            other => other.inputs().into_iter().find_map(StreamNode::retractions_origin),
         }
     }
 
@@ -445,13 +492,18 @@ impl StreamNode {
                 let keys = j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", ");
                 let filter = j.filter.as_ref().map(|f| format!(", where {f}")).unwrap_or_default();
                 match j.bounded_by {
-                    JoinBound::Interval => format!(
+                    JoinBound::Interval(bounds) => format!(
                         "IntervalJoin: {} join on [{keys}], right time - left time in [{} ms, {} ms]{filter}",
                         j.join_type.sql(),
-                        j.bounds.lower_ms,
-                        j.bounds.upper_ms
+                        bounds.lower_ms,
+                        bounds.upper_ms
                     ),
-                    JoinBound::Window(window) => format!("WindowJoin: {} join on [{keys}] in {window:?} windows{filter}", j.join_type.sql()),
+                    JoinBound::Window { window, .. } => format!("WindowJoin: {} join on [{keys}] in {window:?} windows{filter}", j.join_type.sql()),
+                    JoinBound::Unbounded { .. } => format!(
+                        "RegularJoin: {} join on [{keys}]{filter}{}",
+                        j.join_type.sql(),
+                        if j.retracts() { " (a changelog: takes back the rows it emitted alone once a partner comes)" } else { "" }
+                    ),
                 }
             }
         };
@@ -496,8 +548,20 @@ impl StreamNode {
                 } else {
                     format!("{}, behind a hash exchange on the keys of each side", j.tasks(parallelism))
                 };
-                let watermark = format!("the lowest over both inputs, held back {} ms (the larger time bound)", j.bounds.watermark_delay_ms());
-                (tasks, watermark, "each side's rows, until the watermark passes the last time a partner could come".to_string())
+                let (watermark, state) = match j.bounded_by {
+                    JoinBound::Unbounded { state_ttl_ms } => (
+                        "the lowest over both inputs, passed through".to_string(),
+                        match state_ttl_ms {
+                            Some(ttl) => format!("each side's rows by key, each until {ttl} ms after it was last written ('table.exec.state.ttl'); a side's rows are dropped once the other side has ended"),
+                            None => "each side's rows by key, for good (SET 'table.exec.state.ttl' to bound it); a side's rows are dropped once the other side has ended".to_string(),
+                        },
+                    ),
+                    JoinBound::Interval(bounds) | JoinBound::Window { bounds, .. } => (
+                        format!("the lowest over both inputs, held back {} ms (the larger time bound)", bounds.watermark_delay_ms()),
+                        "each side's rows, until the watermark passes the last time a partner could come".to_string(),
+                    ),
+                };
+                (tasks, watermark, state)
             }
             StreamNode::WindowAggregate(a) => {
                 let keys = a.key_exprs();

@@ -114,6 +114,19 @@ impl Chain {
         self.account()
     }
 
+    /// Tells the chain's first operator that its input `input` (a join's side) has
+    /// ended while others go on; what it emits goes down the chain.
+    pub(super) fn end_input(&mut self, input: usize, out: &mut Vec<Message>) -> Result<()> {
+        let Some(operator) = self.operators.first_mut() else { return Ok(()) };
+        let mut emitter = Emitter::default();
+        operator.on_input_end(input, &mut emitter)?;
+        self.side.append(&mut emitter.side);
+        for produced in emitter.drain() {
+            self.push_from(1, 0, produced, out)?;
+        }
+        self.account()
+    }
+
     fn push_from(&mut self, index: usize, input: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
         let Some(operator) = self.operators.get_mut(index) else {
             out.push(message);

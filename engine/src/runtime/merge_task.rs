@@ -141,6 +141,12 @@ pub(super) async fn run_merge(
                     }
                     return Ok(());
                 }
+                // The last upstream instance of one of the head's inputs (a join's side) ended.
+                let side = input_sides.get(input).copied().unwrap_or(0);
+                let side_instances = || (0..inputs).filter(|&i| input_sides.get(i).copied().unwrap_or(0) == side);
+                if side_instances().all(|i| inputs_state.ended[i]) {
+                    chain.end_input(side, &mut out)?;
+                }
                 // An ended input sends no barrier: the others may now be aligned.
                 aligned = alignment.complete(&inputs_state.ended);
             }

@@ -26,7 +26,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::join_bounds::{time_bounds, NoBounds};
+use super::join_bounds::time_bounds;
 use super::placeholders::{StreamScanExec, WindowTvfExec};
 use super::TableEntry;
 use crate::error::{Location, Result, SqlError};
@@ -308,19 +308,24 @@ impl Compiler<'_> {
         };
         let (left, left_lineage) = self.compile(left, UpdateOutput::Upserts)?;
         let (right, right_lineage) = self.compile(right, UpdateOutput::Upserts)?;
-        let interval = filter.map_or(Err(NoBounds::NoTimeCondition), time_bounds);
-        let (bounds, bounded_by) = match interval {
-            Ok(bounds) => (bounds, JoinBound::Interval),
-            Err(NoBounds::NoTimeCondition) => {
-                let window = self.window_join(on, (&left, &left_lineage), (&right, &right_lineage))?;
-                window.ok_or_else(|| self.unsupported(NoBounds::NoTimeCondition.message()))?
-            }
-            Err(other) => return Err(self.unsupported(other.message())),
+        let interval = filter.map_or(Ok(None), time_bounds).map_err(|no| self.unsupported(no.message()))?;
+        // Below a regular join rows keep no event time, so times bound nothing.
+        let interval = interval.filter(|_| !has_regular_join(&left) && !has_regular_join(&right));
+        let bounded_by = match interval {
+            Some(bounds) => JoinBound::Interval(bounds),
+            // As in Flink, a join whose condition does not bound both sides' times is a regular join.
+            None => match self.window_join(on, (&left, &left_lineage), (&right, &right_lineage))? {
+                Some((bounds, window)) => JoinBound::Window { window, bounds },
+                None => JoinBound::Unbounded { state_ttl_ms: None },
+            },
         };
         if [&left, &right].iter().any(|side| side.is_updating() || side.emits_retractions()) {
             return Err(self
-                .unsupported("a join over updating rows (a GROUP BY without a window, or a materialized view's changes) is not supported yet")
+                .unsupported("a join over updating rows (a GROUP BY without a window, a materialized view's changes, or an outer join without time bounds) is not supported yet")
                 .with_hint("join the tables the aggregate reads, or aggregate over a window first"));
+        }
+        if on.is_empty() && matches!(bounded_by, JoinBound::Unbounded { .. }) {
+            return Err(self.unsupported(NO_EQUALITY).with_hint("join on equal keys, e.g. ON a.id = b.id"));
         }
         let left_width = left.schema().fields().len();
         let width = left_width + right.schema().fields().len();
@@ -339,7 +344,6 @@ impl Compiler<'_> {
             left_keys: on.iter().map(|(l, _)| Arc::clone(l)).collect(),
             right_keys: on.iter().map(|(_, r)| Arc::clone(r)).collect(),
             filter: filter.cloned(),
-            bounds,
             bounded_by,
             projection,
             schema: Arc::clone(&schema),
@@ -357,23 +361,28 @@ impl Compiler<'_> {
         on: JoinOnRef<'_>,
         (left, left_lineage): (&StreamNode, &[Lineage]),
         (right, right_lineage): (&StreamNode, &[Lineage]),
-    ) -> Result<Option<(TimeBounds, JoinBound)>> {
-        let bound_of = |expr: &Arc<dyn PhysicalExpr>, lineage: &[Lineage]| match expr.downcast_ref::<Column>().and_then(|c| lineage.get(c.index())) {
-            Some(Lineage::Window { assign, column: column @ (WindowColumn::Start | WindowColumn::End) }) => {
-                Some((*assign, *column, expr.downcast_ref::<Column>().map(|c| c.index())))
-            }
-            _ => None,
+    ) -> Result<Option<(TimeBounds, WindowKind)>> {
+        // The window and bound column `expr` is, and its index: a window TVF's
+        // bound, or one an aggregate below grouped by (its rows leave when the
+        // window closes, before the watermark passes it, so they still meet).
+        let bound_of = |expr: &Arc<dyn PhysicalExpr>, node: &StreamNode, lineage: &[Lineage]| {
+            let column = expr.downcast_ref::<Column>()?;
+            let (window, bound) = match lineage.get(column.index())? {
+                Lineage::Window { assign, column: bound } => (window_of(node, *assign)?, *bound),
+                Lineage::Closed { window, column: bound } => (*window, *bound),
+                Lineage::Other => return None,
+            };
+            matches!(bound, WindowColumn::Start | WindowColumn::End).then_some((window, bound, column.index()))
         };
         for (l, r) in on {
-            let (Some((left_assign, left_column, Some(left_index))), Some((right_assign, right_column, Some(right_index)))) =
-                (bound_of(l, left_lineage), bound_of(r, right_lineage))
+            let (Some((left_window, left_column, left_index)), Some((right_window, right_column, right_index))) =
+                (bound_of(l, left, left_lineage), bound_of(r, right, right_lineage))
             else {
                 continue;
             };
             if left_column != right_column {
                 continue;
             }
-            let (Some(left_window), Some(right_window)) = (window_of(left, left_assign), window_of(right, right_assign)) else { continue };
             if left_window != right_window {
                 return Err(self.unsupported(format!(
                     "a window join needs the same window on both sides, not {} and {}",
@@ -389,7 +398,7 @@ impl Compiler<'_> {
             // Both sides' bound columns are equal in a pair, so any distance within
             // the window's size matches; the size bounds how long a row waits.
             let bounds = TimeBounds { left_time: left_index, right_time: right_index, lower_ms: 1 - size_ms, upper_ms: size_ms - 1 };
-            return Ok(Some((bounds, JoinBound::Window(left_window))));
+            return Ok(Some((bounds, left_window)));
         }
         Ok(None)
     }
@@ -538,6 +547,9 @@ impl Compiler<'_> {
     }
 }
 
+/// Why a join without equal keys cannot run.
+const NO_EQUALITY: &str = "a join without an equality between the two sides (a cross or theta join) is not supported: every row would have to meet every other";
+
 /// Why a physical node Eddy has no streaming operator for cannot run, in the user's terms.
 fn refusal(plan: &Arc<dyn ExecutionPlan>) -> String {
     let any = plan.as_ref();
@@ -547,7 +559,7 @@ fn refusal(plan: &Arc<dyn ExecutionPlan>) -> String {
         || any.is::<CrossJoinExec>()
         || any.is::<SymmetricHashJoinExec>()
     {
-        "joins other than equi-joins with time bounds (interval joins) are not supported yet".to_string()
+        NO_EQUALITY.to_string()
     } else if any.is::<SortExec>() || any.is::<SortPreservingMergeExec>() {
         "sorting is not supported in a continuous query".to_string()
     } else if any.is::<GlobalLimitExec>() || any.is::<LocalLimitExec>() {
@@ -569,6 +581,11 @@ fn pass_through_child(plan: &Arc<dyn ExecutionPlan>) -> Option<&Arc<dyn Executio
     let pass_through = any.is::<CooperativeExec>() || any.is::<CoalescePartitionsExec>() || any.is::<RepartitionExec>() || any.is::<CoalesceBatchesExec>();
     let children = plan.children();
     (pass_through && children.len() == 1).then(|| children[0])
+}
+
+/// Whether a regular join (no time bounds) is at or below `node`.
+fn has_regular_join(node: &StreamNode) -> bool {
+    matches!(node, StreamNode::Join(j) if j.time_bounds().is_none()) || node.inputs().into_iter().any(has_regular_join)
 }
 
 fn all_sources_bounded(node: &StreamNode) -> bool {

@@ -12,15 +12,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 use eddy_engine::plan::TimeBounds;
 
-/// Why a join's condition gives no interval: what the user should add.
+/// Why a join's time condition is refused. A condition that does not bound both
+/// sides' times is no interval at all: the join is a regular join, as in Flink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum NoBounds {
-    /// No comparison of the two sides' times at all: a regular join.
-    NoTimeCondition,
-    /// Only one side of the interval (`b.ts >= a.ts` without an upper bound).
-    OneSided,
-    /// The comparisons use more than one time column of a side.
-    SeveralTimeColumns,
     /// An interval of months, whose length in milliseconds varies.
     MonthInterval,
     /// The bounds leave no time difference that matches.
@@ -31,13 +26,6 @@ impl NoBounds {
     /// The message for the user.
     pub(super) fn message(&self) -> &'static str {
         match self {
-            NoBounds::NoTimeCondition => {
-                "joins without a time bound (regular joins) are not supported yet: their state would grow without end. Bound the two sides' times, e.g. AND b.ts BETWEEN a.ts - INTERVAL '10' MINUTE AND a.ts + INTERVAL '10' MINUTE (an interval join)"
-            }
-            NoBounds::OneSided => {
-                "an interval join needs a lower and an upper bound on the time difference; with one bound it is a regular join, which is not supported yet. Add the other bound, e.g. b.ts BETWEEN a.ts AND a.ts + INTERVAL '10' MINUTE"
-            }
-            NoBounds::SeveralTimeColumns => "an interval join's time bounds must compare one time column of each side",
             NoBounds::MonthInterval => "an interval join's bounds must be fixed lengths (seconds, minutes, hours, days), not months or years",
             NoBounds::Empty => "the join's time bounds leave no time difference that matches (the lower bound is above the upper)",
         }
@@ -51,8 +39,9 @@ struct Term {
     offset_ms: i64,
 }
 
-/// The time bounds of `filter`, whose columns come from both sides.
-pub(super) fn time_bounds(filter: &JoinFilter) -> Result<TimeBounds, NoBounds> {
+/// The time bounds of `filter`, whose columns come from both sides: `None` when
+/// it does not compare one time column of each side both ways (a regular join).
+pub(super) fn time_bounds(filter: &JoinFilter) -> Result<Option<TimeBounds>, NoBounds> {
     let mut conjuncts = Vec::new();
     split_and(filter.expression(), &mut conjuncts);
     let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
@@ -77,7 +66,7 @@ pub(super) fn time_bounds(filter: &JoinFilter) -> Result<TimeBounds, NoBounds> {
             continue;
         }
         if columns.is_some_and(|c| c != (left, right)) {
-            return Err(NoBounds::SeveralTimeColumns);
+            return Ok(None);
         }
         columns = Some((left, right));
         let tighten_lower = |c: i64, lower: &mut Option<i64>| *lower = Some(lower.map_or(c, |l| l.max(c)));
@@ -96,11 +85,11 @@ pub(super) fn time_bounds(filter: &JoinFilter) -> Result<TimeBounds, NoBounds> {
     if month {
         return Err(NoBounds::MonthInterval);
     }
-    let Some((left_time, right_time)) = columns else { return Err(NoBounds::NoTimeCondition) };
+    let Some((left_time, right_time)) = columns else { return Ok(None) };
     match (lower, upper) {
-        (Some(lower_ms), Some(upper_ms)) if lower_ms <= upper_ms => Ok(TimeBounds { left_time, right_time, lower_ms, upper_ms }),
+        (Some(lower_ms), Some(upper_ms)) if lower_ms <= upper_ms => Ok(Some(TimeBounds { left_time, right_time, lower_ms, upper_ms })),
         (Some(_), Some(_)) => Err(NoBounds::Empty),
-        _ => Err(NoBounds::OneSided),
+        _ => Ok(None),
     }
 }
 
@@ -209,25 +198,25 @@ mod tests {
     #[test]
     fn between_gives_both_bounds_in_milliseconds() {
         // rts BETWEEN lts - 5 s AND lts + 10 s
-        let bounds = time_bounds(&filter(&[(1, 0, Operator::GtEq, 0, -5), (1, 0, Operator::LtEq, 0, 10)])).unwrap();
+        let bounds = time_bounds(&filter(&[(1, 0, Operator::GtEq, 0, -5), (1, 0, Operator::LtEq, 0, 10)])).unwrap().unwrap();
         assert_eq!(bounds, TimeBounds { left_time: 3, right_time: 2, lower_ms: -5000, upper_ms: 10_000 });
     }
 
     #[test]
     fn strict_comparisons_and_reversed_sides_are_normalised() {
         // lts < rts + 30 s (rts - lts > -30 s) and rts < lts + 2 s
-        let bounds = time_bounds(&filter(&[(0, 0, Operator::Lt, 1, 30), (1, 0, Operator::Lt, 0, 2)])).unwrap();
+        let bounds = time_bounds(&filter(&[(0, 0, Operator::Lt, 1, 30), (1, 0, Operator::Lt, 0, 2)])).unwrap().unwrap();
         assert_eq!((bounds.lower_ms, bounds.upper_ms), (-29_999, 1_999));
         // lts = rts
-        let equal = time_bounds(&filter(&[(0, 0, Operator::Eq, 1, 0)])).unwrap();
+        let equal = time_bounds(&filter(&[(0, 0, Operator::Eq, 1, 0)])).unwrap().unwrap();
         assert_eq!((equal.lower_ms, equal.upper_ms), (0, 0));
     }
 
     #[test]
-    fn a_join_without_two_bounds_is_refused_with_what_to_add() {
-        assert_eq!(time_bounds(&filter(&[(1, 0, Operator::GtEq, 0, 0)])), Err(NoBounds::OneSided));
+    fn a_condition_without_two_bounds_is_no_interval_and_empty_bounds_are_refused() {
+        assert_eq!(time_bounds(&filter(&[(1, 0, Operator::GtEq, 0, 0)])), Ok(None));
         let amount_only = filter(&[(2, 0, Operator::Gt, 2, 0)]);
-        assert_eq!(time_bounds(&amount_only), Err(NoBounds::NoTimeCondition));
+        assert_eq!(time_bounds(&amount_only), Ok(None));
         assert_eq!(time_bounds(&filter(&[(1, 0, Operator::GtEq, 0, 10), (1, 0, Operator::LtEq, 0, 5)])), Err(NoBounds::Empty));
     }
 }
