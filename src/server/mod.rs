@@ -54,16 +54,22 @@ pub struct Described {
 
 /// A table, view or materialized view, as the Postgres protocol's catalog lists it.
 pub struct Relation {
+    /// The name queries read it by.
     pub name: String,
+    /// Table, view or materialized view: tools list them apart (`\dt`, `\dv`, `\dm`).
     pub kind: RelationKind,
+    /// The columns a query of it sees.
     pub columns: SchemaRef,
 }
 
 /// What a [`Relation`] is (Postgres's `relkind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RelationKind {
+    /// A table of `CREATE TABLE` (a source or a sink).
     Table,
+    /// A view of `CREATE VIEW`: a named query, planned into each statement that reads it.
     View,
+    /// A materialized view: rows a pipeline keeps up to date.
     MaterializedView,
 }
 
