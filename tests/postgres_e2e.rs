@@ -349,6 +349,61 @@ with psycopg.connect(host=host, port=port, user="eddy", dbname="eddy") as conn:
     assert_eq!(grpc, "auction,price\n1,130\n1,120\n1,100\n");
 }
 
+/// `SUBSCRIBE view` through psycopg's `COPY` reader: the first `lines` lines of
+/// the stream, as `op\tcolumns...`.
+fn subscribe_lines(pg: &str, view: &str, lines: usize) -> Vec<String> {
+    let script = r#"
+import os, sys, psycopg
+host, port = sys.argv[1].rsplit(":", 1)
+wanted, lines, pending = int(sys.argv[3]), [], b""
+conn = psycopg.connect(host=host, port=port, user="eddy", dbname="eddy", autocommit=True)
+with conn.cursor().copy("SUBSCRIBE " + sys.argv[2]) as copy:
+    while len(lines) < wanted:
+        pending += bytes(copy.read())
+        *done, pending = pending.split(b"\n")
+        lines.extend(l.decode() for l in done)
+print("\n".join(lines[:wanted]), flush=True)
+os._exit(0)  # the stream never ends: leave without draining it
+"#;
+    let output = Command::new(python()).args(["-c", script, pg, view, &lines.to_string()]).output().unwrap();
+    assert!(output.status.success(), "psycopg failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn subscribe_streams_a_views_rows_then_its_changes_in_order() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, pg) = pg_server(data.path(), &[]);
+    server.ok(&bids_table());
+    server.ok("CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction");
+    wait_finished(&server, 1);
+    // A finished view: its rows as inserts, the rows gRPC's SELECT reads.
+    let mut snapshot = subscribe_lines(&pg, "counts", 3);
+    snapshot.sort();
+    let grpc: Vec<String> =
+        server.ok_csv("SELECT auction, n FROM counts ORDER BY auction").lines().skip(1).map(|l| format!("+I\t{}", l.replace(',', "\t"))).collect();
+    assert_eq!(snapshot, grpc);
+
+    // A running view: every update retracts the row the stream last gave for its key.
+    server.ok(&common::running_bid_counts("live", 500));
+    let changes = subscribe_lines(&pg, "live", 60);
+    let mut last = std::collections::BTreeMap::new();
+    let mut updates = 0;
+    for line in &changes {
+        let [op, k, n] = line.split('\t').collect::<Vec<_>>()[..] else { panic!("not op, k, n: {line:?}") };
+        match op {
+            // A new key, or the new row of a key just retracted.
+            "+I" | "+U" => assert!(last.insert(k.to_string(), n.to_string()).is_none(), "{op} of {k} without a retraction first: {changes:?}"),
+            "-U" => {
+                assert_eq!(last.remove(k).as_deref(), Some(n), "-U of {k} retracts what the stream last gave: {changes:?}");
+                updates += 1;
+            }
+            other => panic!("unexpected op {other}: {changes:?}"),
+        }
+    }
+    assert!(updates > 0, "no update among {changes:?}");
+}
+
 /// A row of values with Python's and Arrow's spellings of the same value made one:
 /// `2024-01-01T00:00:09.500000` and `2024-01-01T00:00:09.500`, `25.0` and `25`.
 fn normalize(row: &str) -> Vec<String> {

@@ -9,6 +9,7 @@
 //! - [`params`]: `$1` parameters bound as literals;
 //! - [`session`]: what a connection answers itself: psql's `PREPARE`/`EXECUTE`,
 //!   `BEGIN`/`COMMIT` (accepted, no transactions), drivers' session `SET`s;
+//! - [`subscribe`]: `SUBSCRIBE view`, a view's changes as a `COPY` stream;
 //! - [`types`]: Arrow columns as Postgres types, in text or binary format;
 //! - [`errors`]: Eddy's errors as `ErrorResponse`s with SQLSTATE and position;
 //! - [`catalog`]: the `pg_catalog` queries psql's `\d` commands send.
@@ -22,6 +23,7 @@ pub mod errors;
 pub mod params;
 pub mod query;
 pub mod session;
+pub mod subscribe;
 pub mod types;
 
 use std::net::SocketAddr;

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::errors::{error_response, error_response_bound};
 use super::params;
 use super::session::{self, Named, NamedStatements};
-use super::{catalog, types};
+use super::{catalog, subscribe, types};
 use crate::error::EddyError;
 use crate::server::{Reply, Server};
 
@@ -136,6 +136,7 @@ impl SimpleQueryHandler for Statements {
             Some(Named::Begin) => return Ok(vec![Response::TransactionStart(Tag::new("BEGIN"))]),
             Some(Named::End { committed }) => return Ok(vec![Response::TransactionEnd(Tag::new(if committed { "COMMIT" } else { "ROLLBACK" }))]),
             Some(Named::SetSession) => return Ok(vec![Response::Execution(Tag::new("SET"))]),
+            Some(Named::Subscribe { name }) => return subscribe::subscribe(&self.server, client, &name, query).await,
             Some(Named::Prepare { name, statement }) => {
                 params::parameter_count(statement).map_err(|e| error_response(&e, query))?;
                 named.prepare(&name, statement).map_err(|e| error_response(&e, query))?;
@@ -296,7 +297,7 @@ impl ExtendedQueryHandler for Statements {
             Some(Named::End { committed }) => return Ok(Response::TransactionEnd(Tag::new(if committed { "COMMIT" } else { "ROLLBACK" }))),
             Some(Named::SetSession) => return Ok(Response::Execution(Tag::new("SET"))),
             Some(_) => {
-                let refused = EddyError::Unsupported("PREPARE, EXECUTE and DEALLOCATE run as simple queries, not prepared statements".into());
+                let refused = EddyError::Unsupported("PREPARE, EXECUTE, DEALLOCATE and SUBSCRIBE run as simple queries, not prepared statements".into());
                 return Err(error_response(&refused, &prepared.sql));
             }
             None => {}

@@ -3,7 +3,7 @@
 //! and `DEALLOCATE` (statements kept for the connection); `BEGIN`, `COMMIT` and
 //! `ROLLBACK`, which drivers send on their own (psycopg opens a transaction
 //! before its first statement) and which Eddy accepts without transactions;
-//! and the Postgres session `SET`s drivers send on connecting.
+//! the Postgres session `SET`s drivers send on connecting; and `SUBSCRIBE view`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,6 +29,8 @@ pub enum Named<'a> {
     /// `SET` of a Postgres session parameter drivers send on connecting
     /// (`extra_float_digits`, `application_name`...): accepted, nothing changes.
     SetSession,
+    /// `SUBSCRIBE [TO] view`: its rows and changes as a `COPY` stream (see [`super::subscribe`]).
+    Subscribe { name: String },
 }
 
 /// The Postgres session parameters drivers set (JDBC, psycopg, Grafana); Eddy's
@@ -87,6 +89,14 @@ pub fn named(sql: &str) -> Result<Option<Named<'_>>, EddyError> {
                 return Err(EddyError::Unsupported("DEALLOCATE is written DEALLOCATE name, or DEALLOCATE ALL".into()));
             }
             Ok(Some(Named::Deallocate { name: (!name.eq_ignore_ascii_case("ALL")).then(|| name.to_string()) }))
+        }
+        "SUBSCRIBE" => {
+            let (first, rest) = split_word(rest);
+            let name = if first.eq_ignore_ascii_case("TO") { split_word(rest).0 } else { first };
+            if name.is_empty() {
+                return Err(EddyError::Unsupported("SUBSCRIBE is written SUBSCRIBE view".into()));
+            }
+            Ok(Some(Named::Subscribe { name: name.to_string() }))
         }
         "BEGIN" | "START" => Ok(Some(Named::Begin)),
         "COMMIT" | "END" => Ok(Some(Named::End { committed: true })),
@@ -198,5 +208,7 @@ mod tests {
         assert_eq!(named("SET extra_float_digits = 3").unwrap(), Some(Named::SetSession));
         assert_eq!(named("SET SESSION TIME ZONE 'UTC'").unwrap(), Some(Named::SetSession));
         assert_eq!(named("SET 'parallelism' = '4'").unwrap(), None);
+        assert_eq!(named("SUBSCRIBE TO counts;").unwrap(), Some(Named::Subscribe { name: "counts".into() }));
+        assert_eq!(named("subscribe counts").unwrap(), Some(Named::Subscribe { name: "counts".into() }));
     }
 }
