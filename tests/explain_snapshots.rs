@@ -170,3 +170,15 @@ async fn regular_join() {
         "SELECT a.auction, a.price, b.price AS other_price FROM bids a LEFT JOIN endless b ON a.auction = b.auction AND b.price > a.price"
     );
 }
+
+/// Windows aggregated on each side and joined on their bounds (Nexmark q8) run as a window join.
+#[tokio::test]
+async fn window_join_of_aggregates() {
+    explain_snapshot!(
+        "window_join_of_aggregates",
+        "SELECT L.auction, L.window_start, L.n, R.m FROM
+           (SELECT auction, window_start, window_end, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end) L
+         JOIN (SELECT auction, window_start, window_end, MAX(price) AS m FROM TABLE(TUMBLE(TABLE endless, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end) R
+         ON L.auction = R.auction AND L.window_start = R.window_start AND L.window_end = R.window_end"
+    );
+}

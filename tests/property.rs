@@ -1,7 +1,8 @@
 //! Property: for random events that stay within the watermark bound, every window
 //! query's streaming result equals the same aggregation computed in batch by
 //! DataFusion over the same data, whatever the batch size, the number of source
-//! partitions (files) and the parallelism.
+//! partitions (files) and the parallelism; and every join's (the rows its
+//! changelog leaves) equals DataFusion's batch join.
 
 use std::sync::Arc;
 
@@ -163,6 +164,140 @@ async fn streaming_equals_batch_for_every_window_kind() {
             expected,
             "seed {seed}, case {case}: {window} over {partitions} file(s) of {} events, batch rows {batch_rows}, parallelism {parallelism}",
             all.len()
+        );
+    }
+}
+
+/// A result row with NULLs told apart from values (as `i64::MIN`).
+fn nullable_rows(batch: &RecordBatch) -> Vec<Row> {
+    let columns: Vec<Int64Array> =
+        batch.columns().iter().map(|c| cast(c, &DataType::Int64).expect("int64").as_any().downcast_ref::<Int64Array>().expect("int64").clone()).collect();
+    (0..batch.num_rows()).map(|i| columns.iter().map(|c| if c.is_null(i) { i64::MIN } else { c.value(i) }).collect()).collect()
+}
+
+/// Writes `events` as `partitions` JSON files under `dir` (rows dealt round-robin, each file in order).
+fn write_partitions(dir: &std::path::Path, events: &[(i64, i64, i64)], partitions: usize) {
+    std::fs::create_dir_all(dir).expect("dir");
+    for p in 0..partitions {
+        let text: String = events.iter().skip(p).step_by(partitions).map(|(k, v, ts)| format!("{{\"k\": {k}, \"v\": {v}, \"ts_ms\": {ts}}}\n")).collect();
+        std::fs::write(dir.join(format!("part-{p}.json")), text).expect("write");
+    }
+}
+
+/// The rows a streaming join leaves once its changelog is applied (a `-D` or `-U`
+/// must take back a row emitted before).
+async fn streaming_join(dirs: [&std::path::Path; 2], query: &str, batch_rows: usize, parallelism: usize) -> Vec<Row> {
+    let mut session = Session::new();
+    let mut sql = format!("SET 'parallelism' = '{parallelism}';");
+    for (name, dir) in ["t", "u"].iter().zip(dirs) {
+        sql.push_str(&format!(
+            "CREATE TABLE {name} (k BIGINT, v BIGINT, ts_ms BIGINT, ts AS TO_TIMESTAMP_LTZ(ts_ms, 3), WATERMARK FOR ts AS ts - INTERVAL '{delay}' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'scan.batch-rows' = '{batch_rows}');",
+            dir.display(),
+            delay = DELAY_MS / 1000
+        ));
+    }
+    sql.push_str(query);
+    let pipelines = session.execute_script(&sql).await.expect("plans");
+    let collect = CollectSink::changelog();
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    session.run(&pipelines, Arc::new(PipelineMetrics::default()), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
+    let mut rows: Vec<Row> = Vec::new();
+    for changes in collect.changes() {
+        for (i, row) in nullable_rows(changes.rows()).into_iter().enumerate() {
+            if changes.kind(i).is_retraction() {
+                let at = rows.iter().position(|r| *r == row).unwrap_or_else(|| panic!("{query}: a retraction of a row never emitted: {row:?}"));
+                rows.swap_remove(at);
+            } else {
+                rows.push(row);
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// DataFusion's batch answer to `sql` over tables `t` and `u` of the events (`ts` in ms).
+async fn batch_join(events: [&[(i64, i64, i64)]; 2], sql: &str) -> Vec<Row> {
+    let schema =
+        Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("v", DataType::Int64, false), Field::new("ts", DataType::Int64, false)]));
+    let ctx = SessionContext::new();
+    for (name, events) in ["t", "u"].iter().zip(events) {
+        let columns = vec![
+            Arc::new(Int64Array::from(events.iter().map(|e| e.0).collect::<Vec<_>>())) as _,
+            Arc::new(Int64Array::from(events.iter().map(|e| e.1).collect::<Vec<_>>())) as _,
+            Arc::new(Int64Array::from(events.iter().map(|e| e.2).collect::<Vec<_>>())) as _,
+        ];
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch");
+        ctx.register_table(*name, Arc::new(MemTable::try_new(Arc::clone(&schema), vec![vec![batch]]).expect("table"))).expect("register");
+    }
+    let mut rows: Vec<Row> = ctx.sql(sql).await.expect("plan").collect().await.expect("run").iter().flat_map(nullable_rows).collect();
+    rows.sort();
+    rows
+}
+
+/// Property: for random events within the watermark bound, random batch sizes,
+/// source partitions and parallelism 1..4, every join type (regular and interval)
+/// leaves the rows DataFusion's batch join of the whole input gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_joins_equal_batch_joins() {
+    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    // (join, extra condition in streaming SQL, the same in batch SQL over ms)
+    let interval = ("b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '1' SECOND", "b.ts BETWEEN a.ts - 2000 AND a.ts + 1000");
+    let cases = [
+        ("JOIN", None),
+        ("LEFT JOIN", None),
+        ("RIGHT JOIN", None),
+        ("FULL JOIN", None),
+        ("JOIN", Some(interval)),
+        ("LEFT JOIN", Some(interval)),
+        ("FULL JOIN", Some(interval)),
+        ("SEMI", None),
+        ("ANTI", None),
+    ];
+    for (case, (join, bounds)) in cases.iter().enumerate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sides: Vec<Vec<(i64, i64, i64)>> = (0..2)
+            .map(|_| {
+                let rows = rng.gen_range(100..800);
+                partition_events(&mut rng, rows)
+            })
+            .collect();
+        let partitions = [rng.gen_range(1..=3), rng.gen_range(1..=3)];
+        let dirs = [dir.path().join("t"), dir.path().join("u")];
+        for ((events, dir), partitions) in sides.iter().zip(&dirs).zip(partitions) {
+            write_partitions(dir, events, partitions);
+        }
+        let batch_rows = rng.gen_range(1..200);
+        let parallelism = rng.gen_range(1..=4);
+        // Keys pair about one row in 50 of the other side's with the same k.
+        let on = "a.k = b.k AND a.v % 50 = b.v % 50";
+        let (streaming_sql, batch_sql) = match *join {
+            "SEMI" | "ANTI" => {
+                let not = if *join == "ANTI" { "NOT " } else { "" };
+                let query = format!("SELECT a.k, a.v FROM t a WHERE {not}EXISTS (SELECT * FROM u b WHERE {on})");
+                (query.clone(), query)
+            }
+            _ => {
+                let (stream_bounds, batch_bounds) = bounds.map_or((String::new(), String::new()), |(s, b)| (format!(" AND {s}"), format!(" AND {b}")));
+                let select = format!("SELECT a.k, a.v, b.k, b.v FROM t a {join} u b ON {on}");
+                (format!("{select}{stream_bounds}"), format!("{select}{batch_bounds}"))
+            }
+        };
+        let expected = batch_join([&sides[0], &sides[1]], &batch_sql).await;
+        let actual = streaming_join([&dirs[0], &dirs[1]], &format!("{streaming_sql};"), batch_rows, parallelism).await;
+        assert!(!expected.is_empty(), "case {case}: no rows to compare");
+        println!("case {case}: {streaming_sql}: {} rows, parallelism {parallelism}, batch rows {batch_rows}", expected.len());
+        assert!(
+            actual == expected,
+            "seed {seed}, case {case}: {streaming_sql} over {partitions:?} file(s) of {} and {} events, batch rows {batch_rows}, parallelism {parallelism}: {} rows, batch {}; first difference {:?}",
+            sides[0].len(),
+            sides[1].len(),
+            actual.len(),
+            expected.len(),
+            actual.iter().zip(&expected).find(|(a, b)| a != b)
         );
     }
 }
