@@ -561,14 +561,20 @@ async fn an_inner_regular_join_keeps_rows_until_the_state_ttl_and_forgets_a_side
         "   I   I
          +I 2 201",
     )
-    .expect("+I 2 20 201")
-    .end_input(1)
-    .push_to(
+    .expect("+I 2 20 201");
+    // Left rows 10 and 20 and right row 201 are kept (right row 100 has expired).
+    let kept = join.state_bytes();
+    assert!(kept > 0);
+    join.end_input(1);
+    let right_only = join.state_bytes();
+    assert!(right_only < kept, "the left rows are dropped when the right side ends: {right_only} bytes of {kept}");
+    join.push_to(
         0,
         "   I  I
          +I 2 21",
     )
     .expect("+I 2 21 201");
+    assert_eq!(join.state_bytes(), right_only, "a left row is no longer kept once the right side has ended");
 }
 
 #[tokio::test]

@@ -287,16 +287,7 @@ async fn killed_at_each_step_of_the_end_of_a_run_every_row_is_written_once() {
         );
         let script = dir.path().join(format!("end{n}.sql"));
         std::fs::write(&script, sql).expect("script");
-        let run = |kill_at: Option<&str>| common::run_with_checkpoints(&script, &checkpoints, kill_at);
-        let killed = run(Some(point));
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&killed.status),
-            Some(9),
-            "the run was not killed at {point}:\n{}",
-            String::from_utf8_lossy(&killed.stderr)
-        );
-        let rerun = run(None);
-        assert!(rerun.status.success(), "the run after a kill at {point} failed:\n{}", String::from_utf8_lossy(&rerun.stderr));
+        common::killed_at_then_finished(&script, &checkpoints, &[point]);
 
         let sinks = |table: String, list: String| {
             let (clickhouse, database, files) = (clickhouse.clone(), database.clone(), files.clone());
@@ -323,7 +314,7 @@ async fn killed_at_each_step_of_the_end_of_a_run_every_row_is_written_once() {
             assert!(ids == want, "{sink} after a kill at {point}: not every id once");
         }
 
-        let again = run(None);
+        let again = common::run_with_checkpoints(&script, &checkpoints, None);
         let stderr = String::from_utf8_lossy(&again.stderr);
         assert!(again.status.success(), "{stderr}");
         assert!(stderr.contains("every pipeline of this script already ran to its end"), "a completed script is not run again:\n{stderr}");

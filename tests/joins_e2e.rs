@@ -181,19 +181,7 @@ fn a_join_killed_after_checkpoints_resumes_with_its_waiting_rows() {
          INSERT INTO out SELECT o.id, p.pid FROM orders o LEFT JOIN payments p ON o.id = p.oid AND p.ts BETWEEN o.ts AND o.ts + INTERVAL '5' SECOND;",
         out.display()
     );
-    let script = script(dir.path(), &sql);
-    let run = |kill_at: Option<&str>| common::run_with_checkpoints(&script, &checkpoints, kill_at);
-    for point in ["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"] {
-        let killed = run(Some(point));
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&killed.status),
-            Some(9),
-            "not killed at {point}: {}",
-            String::from_utf8_lossy(&killed.stderr)
-        );
-    }
-    let last = run(None);
-    assert!(last.status.success(), "the run after the kills failed: {}", String::from_utf8_lossy(&last.stderr));
+    common::killed_at_then_finished(&script(dir.path(), &sql), &checkpoints, &["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"]);
     let mut rows: Vec<(i64, Option<i64>)> =
         common::committed_rows(&out).iter().map(|row| (row["id"].as_i64().expect("id"), row.get("pid").and_then(serde_json::Value::as_i64))).collect();
     rows.sort_unstable();
@@ -233,24 +221,12 @@ fn a_regular_join_killed_after_checkpoints_resumes_with_its_stored_rows() {
          CREATE TABLE orders (id BIGINT)
            WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '3000');
          CREATE TABLE payments (pid BIGINT, oid AS CASE WHEN pid % 3 = 0 THEN -pid ELSE pid END - 500)
-           WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.pid.kind' = 'sequence', 'fields.pid.start' = '501', 'fields.pid.end' = '3500');
+           WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.pid.kind' = 'sequence', 'fields.pid.start' = '1', 'fields.pid.end' = '3500');
          CREATE TABLE out (id BIGINT, pid BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO out SELECT o.id, p.pid FROM orders o JOIN payments p ON o.id = p.oid;",
         out.display()
     );
-    let script = script(dir.path(), &sql);
-    let run = |kill_at: Option<&str>| common::run_with_checkpoints(&script, &checkpoints, kill_at);
-    for point in ["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"] {
-        let killed = run(Some(point));
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&killed.status),
-            Some(9),
-            "not killed at {point}: {}",
-            String::from_utf8_lossy(&killed.stderr)
-        );
-    }
-    let last = run(None);
-    assert!(last.status.success(), "the run after the kills failed: {}", String::from_utf8_lossy(&last.stderr));
+    common::killed_at_then_finished(&script(dir.path(), &sql), &checkpoints, &["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"]);
     let mut rows: Vec<(i64, i64)> =
         common::committed_rows(&out).iter().map(|row| (row["id"].as_i64().expect("id"), row["pid"].as_i64().expect("pid"))).collect();
     rows.sort_unstable();

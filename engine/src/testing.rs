@@ -270,6 +270,11 @@ impl OperatorHarness {
         self
     }
 
+    /// Bytes of state the operator holds now ([`Operator::state_bytes`]).
+    pub fn state_bytes(&self) -> usize {
+        self.operator.state_bytes()
+    }
+
     /// What the operator emitted since the last call, one line per row or signal.
     pub fn take(&mut self) -> String {
         std::mem::take(&mut self.output).join("\n")

@@ -65,6 +65,23 @@ pub fn run_with_checkpoints(script: &Path, checkpoints: &Path, kill_at: Option<&
     command.output().expect("eddy run")
 }
 
+/// Runs `script` killed (SIGKILL) at each of `points` in turn (see
+/// [`run_with_checkpoints`]), from the same checkpoint directory, then once to its
+/// end, which must succeed: what a crashing machine's pipeline goes through.
+pub fn killed_at_then_finished(script: &Path, checkpoints: &Path, points: &[&str]) {
+    for point in points {
+        let killed = run_with_checkpoints(script, checkpoints, Some(point));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&killed.status),
+            Some(9),
+            "the run was not killed at {point}:\n{}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
+    }
+    let last = run_with_checkpoints(script, checkpoints, None);
+    assert!(last.status.success(), "the run after the kills at {points:?} failed:\n{}", String::from_utf8_lossy(&last.stderr));
+}
+
 /// Every row of every visible Parquet file under `dir`; fails if an in-progress file is visible.
 pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
     let mut batches = Vec::new();

@@ -137,20 +137,27 @@ fn referenced_columns(expr: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
     datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()).collect()
 }
 
+/// The window assignment `id` under `node`.
+fn window_assign(node: &StreamNode, id: usize) -> Option<&StreamNode> {
+    match node {
+        StreamNode::WindowAssign { id: this, .. } if *this == id => Some(node),
+        other => other.inputs().into_iter().find_map(|input| window_assign(input, id)),
+    }
+}
+
 /// The window of window assignment `id` under `node`, which must give each row its slice.
 fn sliced_window(node: &StreamNode, id: usize) -> Option<WindowKind> {
-    match node {
-        StreamNode::WindowAssign { id: this, window, slicing: true, .. } if *this == id => Some(*window),
-        StreamNode::WindowAssign { id: this, .. } if *this == id => None,
-        other => other.inputs().into_iter().find_map(|input| sliced_window(input, id)),
+    match window_assign(node, id)? {
+        StreamNode::WindowAssign { window, slicing: true, .. } => Some(*window),
+        _ => None,
     }
 }
 
 /// The window of the window assignment `id` under `node`.
 fn window_of(node: &StreamNode, id: usize) -> Option<WindowKind> {
-    match node {
-        StreamNode::WindowAssign { id: this, window, .. } if *this == id => Some(*window),
-        other => other.inputs().into_iter().find_map(|input| window_of(input, id)),
+    match window_assign(node, id)? {
+        StreamNode::WindowAssign { window, .. } => Some(*window),
+        _ => None,
     }
 }
 
