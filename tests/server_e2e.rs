@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bids_table, eddy, kafka_table, Server};
+use common::{bids_table, eddy, kafka_table, wait_finished, Server};
 use eddy_proto::{ListPipelinesRequest, PipelineRef, RestartPipelineRequest};
 use tonic::Code;
 
@@ -755,15 +755,6 @@ fn chrono_ms(text: &str) -> i64 {
     let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
     let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
     ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
-}
-
-/// Waits until SHOW PIPELINES lists `count` finished pipelines.
-fn wait_finished(server: &Server, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.ok_csv("SHOW PIPELINES").matches("FINISHED").count() < count {
-        assert!(Instant::now() < deadline, "pipelines did not finish: {}", server.ok_csv("SHOW PIPELINES"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
