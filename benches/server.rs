@@ -12,25 +12,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{flag_value, percentile};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 use eddy_proto::{subscribe_response, PipelineRef, SubscribeRequest};
 use rand::Rng;
 
-fn flag(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+mod common;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let full = args.iter().any(|a| a == "--bench");
-    let calls = flag(&args, "--calls", if full { 1000 } else { 50 }) as usize;
-    let rows = flag(&args, "--rows", if full { 1_000_000 } else { 10_000 });
-    let seconds = flag(&args, "--seconds", if full { 10 } else { 2 });
+    let calls = flag_value(&args, "--calls", if full { 1000 } else { 50 }) as usize;
+    let rows = flag_value(&args, "--rows", if full { 1_000_000 } else { 10_000 });
+    let seconds = flag_value(&args, "--seconds", if full { 10 } else { 2 });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let data = tempfile::tempdir().unwrap();
@@ -44,10 +39,7 @@ fn main() {
         let started = Instant::now();
         eddy::client::execute(
             &mut client,
-            &format!(
-                "CREATE TABLE keys (id BIGINT, label STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '0', 'fields.id.kind' = 'sequence', 'fields.label.length' = '12');
-                 CREATE MATERIALIZED VIEW big AS SELECT id, label, id * 2 AS doubled FROM keys"
-            ),
+            &common::keys_view(rows),
         )
         .await
         .map_err(|e| e.1)

@@ -67,6 +67,7 @@ enum Command {
         #[arg(long)]
         checkpoints: Option<String>,
         /// Require `authorization: Bearer TOKEN` on every call (default: env EDDY_TOKEN, else no token).
+        /// Over the Postgres protocol the token is the password.
         #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// Serve Prometheus metrics of every pipeline at http://ADDR/metrics: PORT (on
@@ -74,6 +75,11 @@ enum Command {
         /// names it). No token is asked for. See docs/METRICS.md.
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
+        /// Also serve the Postgres wire protocol on this address (e.g. 127.0.0.1:5432;
+        /// port 0 picks a free port), for psql, Postgres drivers and tools. Off unless set.
+        /// The password (the token) is sent in cleartext: off loopback, put TLS in front.
+        #[arg(long)]
+        pg: Option<String>,
     },
     /// A psql-like client for `eddy server`.
     ///
@@ -212,7 +218,9 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token, http } => serve(&listen, &data_dir, checkpoints.as_deref(), token, http.as_deref()).await,
+        Command::Server { listen, data_dir, checkpoints, token, http, pg } => {
+            serve(&listen, &data_dir, checkpoints.as_deref(), token, pg.as_deref(), http.as_deref()).await
+        }
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo { duration, out, rate, parallelism, show_sql } => {
             eddy::demo::run(eddy::demo::DemoOptions { duration, out, rate, parallelism, show_sql }).await
@@ -250,9 +258,20 @@ async fn serve_run_metrics(address: &str, metrics: Arc<PipelineGroup>) -> Result
     Ok(())
 }
 
-async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, http: Option<&str>) -> Result<(), EddyError> {
+async fn serve(
+    listen: &str,
+    data_dir: &std::path::Path,
+    checkpoints: Option<&str>,
+    token: Option<String>,
+    pg: Option<&str>,
+    http: Option<&str>,
+) -> Result<(), EddyError> {
     let address = eddy::server::service::parse_listen(listen)?;
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })?;
+    let listener = bind(address).await?;
+    let pg_listener = match pg {
+        Some(pg) => Some(bind(eddy::server::pg::parse_address(pg)?).await?),
+        None => None,
+    };
     let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;
     let http = match http {
         Some(address) => Some(eddy::http::bind(address).await?),
@@ -266,12 +285,23 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
         let shown = Arc::clone(&server);
         eddy::http::spawn(http, Arc::new(move || shown.metrics_text()));
     }
+    let pg_bound = match &pg_listener {
+        Some(l) => format!(", postgres on {}", l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?),
+        None => String::new(),
+    };
     println!(
-        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{}{metrics_at})",
+        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{pg_bound}{}{metrics_at})",
         data_dir.display(),
         server.pipelines().len(),
         if token.is_some() { ", token required" } else { "" }
     );
+    if let Some(pg_listener) = pg_listener {
+        let mut closing = server.closing();
+        let stopped = async move {
+            let _ = closing.wait_for(|c| *c).await;
+        };
+        tokio::spawn(eddy::server::pg::serve(std::sync::Arc::clone(&server), pg_listener, token.clone(), stopped));
+    }
     let closing = std::sync::Arc::clone(&server);
     let shutdown = async move {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -294,4 +324,8 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
     server.shutdown().await;
     eprintln!("eddy server: stopped");
     Ok(())
+}
+
+async fn bind(address: std::net::SocketAddr) -> Result<tokio::net::TcpListener, EddyError> {
+    tokio::net::TcpListener::bind(address).await.map_err(|source| EddyError::Io { context: format!("cannot listen on {address}"), source })
 }

@@ -221,7 +221,7 @@ fn a_regular_join_killed_after_checkpoints_resumes_with_its_stored_rows() {
          CREATE TABLE orders (id BIGINT)
            WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '3000');
          CREATE TABLE payments (pid BIGINT, oid AS CASE WHEN pid % 3 = 0 THEN -pid ELSE pid END - 500)
-           WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.pid.kind' = 'sequence', 'fields.pid.start' = '501', 'fields.pid.end' = '3500');
+           WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.pid.kind' = 'sequence', 'fields.pid.start' = '1', 'fields.pid.end' = '3500');
          CREATE TABLE out (id BIGINT, pid BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO out SELECT o.id, p.pid FROM orders o JOIN payments p ON o.id = p.oid;",
         out.display()

@@ -21,6 +21,20 @@ pub fn flag_value(args: &[String], flag: &str, default: u64) -> u64 {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The value at fraction `p` (0.5 for the median) of `sorted`, which is not empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A materialized view `big` of `rows` rows (`id` 0.., `label`, `doubled` = 2 * `id`)
+/// over a bounded generator: what the point-lookup benchmarks read.
+pub fn keys_view(rows: u64) -> String {
+    format!(
+        "CREATE TABLE keys (id BIGINT, label STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '0', 'fields.id.kind' = 'sequence', 'fields.label.length' = '12');
+         CREATE MATERIALIZED VIEW big AS SELECT id, label, id * 2 AS doubled FROM keys"
+    )
+}
+
 /// What [`run_script`] measured: the run's summary and metrics, and the wall and CPU seconds it took.
 pub struct Measured {
     pub summary: eddy::RunSummary,

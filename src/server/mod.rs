@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod catalog;
 pub mod lock;
+pub mod pg;
 pub mod pipelines;
 pub mod queries;
 pub mod service;
@@ -42,6 +43,35 @@ pub enum Reply {
     /// Something the user should know about a statement that was accepted (a
     /// window that multiplies state), sent before its `Done`, like psql's WARNING.
     Notice(String),
+}
+
+/// What a statement will answer, known before it runs (see [`Server::describe`]).
+pub struct Described {
+    /// The columns of its rows; `None` for a statement that answers none (DDL).
+    pub columns: Option<SchemaRef>,
+    /// The type of each `$N` parameter, where the plan tells it.
+    pub parameters: Vec<Option<datafusion::arrow::datatypes::DataType>>,
+}
+
+/// A table, view or materialized view, as the Postgres protocol's catalog lists it.
+pub struct Relation {
+    /// The name queries read it by.
+    pub name: String,
+    /// Table, view or materialized view: tools list them apart (`\dt`, `\dv`, `\dm`).
+    pub kind: RelationKind,
+    /// The columns a query of it sees.
+    pub columns: SchemaRef,
+}
+
+/// What a [`Relation`] is (Postgres's `relkind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelationKind {
+    /// A table of `CREATE TABLE` (a source or a sink).
+    Table,
+    /// A view of `CREATE VIEW`: a named query, planned into each statement that reads it.
+    View,
+    /// A materialized view: rows a pipeline keeps up to date.
+    MaterializedView,
 }
 
 /// The server's state: catalog, pipelines and views.
@@ -216,6 +246,23 @@ impl Server {
         })
     }
 
+    /// Every table, view and materialized view with its columns, sorted by name:
+    /// what Postgres tools list (psql's `\d`).
+    pub async fn relations(&self) -> Vec<Relation> {
+        let session = self.session.read().await;
+        let planner = session.planner();
+        let mut relations: Vec<Relation> = planner
+            .table_names()
+            .into_iter()
+            .filter(|name| !self.has_view(name))
+            .filter_map(|name| Some(Relation { columns: planner.columns_of(&name)?, name, kind: RelationKind::Table }))
+            .chain(planner.view_names().into_iter().filter_map(|name| Some(Relation { columns: planner.columns_of(&name)?, name, kind: RelationKind::View })))
+            .chain(self.read_views().iter().map(|(name, view)| Relation { name: name.clone(), kind: RelationKind::MaterializedView, columns: view.schema() }))
+            .collect();
+        relations.sort_by(|a, b| a.name.cmp(&b.name));
+        relations
+    }
+
     fn has_view(&self, name: &str) -> bool {
         self.read_views().contains_key(name)
     }
@@ -255,6 +302,76 @@ impl Server {
     pub async fn shutdown(&self) {
         let _state = self.state.lock().await;
         futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop_for_shutdown())).await;
+    }
+
+    /// [`Server::execute`] for a client of the server (gRPC, Postgres): a bug that
+    /// panics on one statement answers that client with an internal error instead
+    /// of leaving it without an answer (the server itself survives: tokio contains the panic).
+    pub async fn execute_for_client(&self, sql: &str, replies: &mpsc::Sender<(usize, Reply)>) -> Result<(), (usize, EddyError)> {
+        use futures::FutureExt;
+        std::panic::AssertUnwindSafe(self.execute(sql, replies)).catch_unwind().await.unwrap_or_else(|panic| {
+            let what = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("a panic");
+            Err((0, EddyError::Internal(format!("the statement stopped on {what}"))))
+        })
+    }
+
+    /// What one statement answers, without running it (the Postgres protocol's
+    /// Describe): its columns, or `None` for a statement that answers no rows,
+    /// and the types of its `$1`, `$2`... parameters where the plan tells them.
+    /// `SELECT`s are planned, not run; `EXPLAIN`, `SHOW` and `DESCRIBE`, which
+    /// only read the catalog, are run for their columns.
+    pub async fn describe(&self, sql: &str) -> Result<Described, EddyError> {
+        let statements = parse_script(sql)?;
+        let [parsed] = statements.as_slice() else {
+            return Err(EddyError::Unsupported(format!("a prepared statement holds one statement; this text holds {}", statements.len())));
+        };
+        let plan_error = |e: datafusion::error::DataFusionError| EddyError::Sql(eddy_sql::SqlError::plan(parsed.location, e.strip_backtrace()));
+        match &parsed.statement {
+            // The same three paths as `execute_one`: over views, over no table, over bounded tables.
+            Statement::Select { query }
+                if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) || eddy_sql::referenced_tables(query).is_empty() =>
+            {
+                let ctx = if eddy_sql::referenced_tables(query).is_empty() { batch_context() } else { self.view_context()? };
+                let plan = ctx.state().create_logical_plan(&parsed.text).await.map_err(plan_error)?;
+                let types = plan.get_parameter_types().map_err(plan_error)?;
+                let mut parameters = vec![None; types.len()];
+                for (name, data_type) in types {
+                    if let Some(slot) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).and_then(|n| parameters.get_mut(n.wrapping_sub(1))) {
+                        *slot = data_type;
+                    }
+                }
+                Ok(Described { columns: Some(Arc::new(plan.schema().as_arrow().clone())), parameters })
+            }
+            Statement::Select { query } => {
+                // Planned as `execute_one` runs it: ORDER BY and LIMIT apply to its
+                // collected rows afterwards and do not change its columns.
+                let mut unsorted = (**query).clone();
+                (unsorted.order_by, unsorted.limit_clause, unsorted.fetch) = (None, None, None);
+                let spec = self.session.read().await.plan_select(&unsorted, parsed.location).await.map_err(|e| e.pointing_into(parsed))?;
+                Ok(Described { columns: Some(spec.plan.schema()), parameters: Vec::new() })
+            }
+            Statement::Explain { .. } | Statement::Show(_) | Statement::Describe { .. } => {
+                let (replies, mut answers) = mpsc::channel(4);
+                let run = async move {
+                    let result = self.execute_one(0, parsed, &replies).await;
+                    drop(replies);
+                    result
+                };
+                let first_schema = async {
+                    let mut schema = None;
+                    while let Some((_, reply)) = answers.recv().await {
+                        if let (None, Reply::Schema(s)) = (&schema, reply) {
+                            schema = Some(s);
+                        }
+                    }
+                    schema
+                };
+                let (result, columns) = tokio::join!(run, first_schema);
+                result.map_err(|e| e.pointing_into(parsed))?;
+                Ok(Described { columns, parameters: Vec::new() })
+            }
+            _ => Ok(Described { columns: None, parameters: Vec::new() }),
+        }
     }
 
     /// Runs a script's statements in order, sending each one's replies; stops at the first error.
@@ -798,7 +915,10 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
             "a materialized view over `{table}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
             key.join(", ")
         )),
-        Err(KeyLost::Unsupported) => refused("this updating query is not supported in a materialized view".to_string()),
+        Err(KeyLost::Unsupported) => refused(match plan.retractions_origin() {
+            Some(origin) => format!("a materialized view cannot keep this query's rows: {origin}, and the rows have no key to find them by"),
+            None => "this updating query is not supported in a materialized view".to_string(),
+        }),
     }
 }
 

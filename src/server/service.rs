@@ -10,7 +10,7 @@ use eddy_proto::{
     execute_sql_response, subscribe_response, ExecuteSqlRequest, ExecuteSqlResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline, PipelineRef,
     RestartPipelineRequest, StatementDone, StopPipelineRequest, SubscribeRequest, SubscribeResponse,
 };
-use futures::{FutureExt, Stream};
+use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
@@ -87,12 +87,7 @@ impl Eddy for EddyService {
             // The statements run while their replies are relayed; an error goes out
             // only after every reply before it, so earlier results are not lost.
             let execute = async move {
-                // A bug that panics on one statement must not leave its client without
-                // an answer (the server itself survives: tokio contains the panic).
-                let result = std::panic::AssertUnwindSafe(server.execute(&sql, &replies_tx)).catch_unwind().await.unwrap_or_else(|panic| {
-                    let what = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("a panic");
-                    Err((0, EddyError::Internal(format!("the statement stopped on {what}"))))
-                });
+                let result = server.execute_for_client(&sql, &replies_tx).await;
                 drop(replies_tx);
                 result
             };

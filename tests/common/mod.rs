@@ -166,7 +166,7 @@ pub fn committed_ids(dir: &std::path::Path) -> Vec<i64> {
 pub struct Server {
     pub process: Running,
     pub address: String,
-    /// The first line the server printed (its addresses).
+    /// The server's first line ("eddy server listening on ..."), which names its other listeners too.
     pub banner: String,
 }
 
@@ -224,5 +224,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(status.success(), "the server exits 0 on SIGTERM, got {status}");
+    }
+}
+
+/// Waits until SHOW PIPELINES lists `count` finished pipelines (a view over a
+/// bounded table has all its rows once its pipeline finished).
+pub fn wait_finished(server: &Server, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.ok_csv("SHOW PIPELINES").matches("FINISHED").count() < count {
+        assert!(Instant::now() < deadline, "pipelines did not finish: {}", server.ok_csv("SHOW PIPELINES"));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
