@@ -52,6 +52,10 @@ pub enum EddyError {
     /// what Eddy would print, so the binary stops quietly instead of reporting it.
     #[error("stdout was closed by its reader")]
     StdoutClosed,
+    /// An ad-hoc query's answer outgrew what the server sends back (a join whose
+    /// rows multiply, a SELECT over a huge table): the query was stopped.
+    #[error("the answer has more than {limit} rows, more than an ad-hoc query may return, so the query was stopped; narrow it (WHERE, GROUP BY), or keep its rows with CREATE MATERIALIZED VIEW or INSERT INTO a table")]
+    ResultTooLarge { limit: u64 },
     /// A bug in Eddy (a panic while running a statement), reported to the client that sent it.
     #[error("internal error: {0}. This is a bug in Eddy; please report it with the statement that caused it")]
     Internal(String),

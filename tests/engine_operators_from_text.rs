@@ -2,7 +2,7 @@
 //! Each operator kind driven from text tables (see `eddy_engine::testing`): rows,
 //! retractions, watermarks, barriers and restarts in, what it emits out, both as
 //! text a reader can check by hand. Covered: the source's watermark and late rows,
-//! filter, project, window assignment, each aggregate kind and the interval join.
+//! filter, project, window assignment, each aggregate kind, the joins and the ranks.
 //! The operators are the ones the planner makes for a query over `t (k BIGINT, v
 //! BIGINT, ts TIMESTAMP(3))` (and `u`, its twin, for joins), whose watermark is
 //! `ts - 1 s`; times are ms since the epoch.
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use eddy_engine::operators::filter::FilterOperator;
 use eddy_engine::operators::interval_join::IntervalJoinOperator;
 use eddy_engine::operators::project::ProjectOperator;
+use eddy_engine::operators::rank::RankOperator;
 use eddy_engine::operators::regular_join::RegularJoinOperator;
 use eddy_engine::operators::retract_aggregate::RetractAggregateOperator;
 use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
@@ -670,5 +671,137 @@ async fn an_interval_join_pairs_rows_within_the_bounds_and_pads_the_lonely_ones_
     .expect(
         "+I 1 30 101 2000 3500
          +I 3 40 . 500 .",
+    );
+}
+
+/// The rank of `sql`'s plan (deduplication or Top-N), as the engine runs it.
+async fn rank(sql: &str) -> (OperatorHarness, eddy_engine::plan::RankNode) {
+    let plan = plan(Input::Unbounded, sql).await;
+    let node = find(&plan.root, &|n| match n {
+        StreamNode::Rank(r) => Some(r.clone()),
+        _ => None,
+    })
+    .expect("a rank");
+    (OperatorHarness::new(rank_operator(&node), node.input.schema()), node)
+}
+
+fn rank_operator(node: &eddy_engine::plan::RankNode) -> Box<dyn Operator> {
+    Box::new(RankOperator::new(node.clone(), Arc::new(PipelineMetrics::default())).unwrap())
+}
+
+const RANKED: &str = "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY {order}) AS rn FROM t) WHERE {bound}";
+
+fn ranked(order: &str, bound: &str) -> String {
+    RANKED.replace("{order}", order).replace("{bound}", bound)
+}
+
+#[tokio::test]
+async fn deduplication_keeps_the_earliest_row_and_emits_it_once_the_watermark_passes_it() {
+    let (mut dedup, node) = rank(&ranked("ts", "rn = 1")).await;
+    assert!(matches!(node.kind, eddy_engine::plan::RankKind::FirstRow { .. }), "{:?}", node.kind);
+    dedup
+        .push(
+            " I  I   TS
+            +I 1 10 2000
+            +I 2 20 3000
+            +I 1 11 1500",
+        )
+        .expect("")
+        // Rows at or after the watermark may still be beaten by an earlier one.
+        .watermark(1500)
+        .expect("watermark 1500")
+        .watermark(2500)
+        .expect(
+            "+I 1 11 1500 1
+             watermark 2500",
+        )
+        // Key 1 was emitted: a later row is a duplicate; a row behind the watermark is late.
+        .push(
+            " I  I   TS
+            +I 1 12 2600
+            +I 3 30 2400",
+        )
+        .expect("")
+        .restart_as(rank_operator(&node))
+        // After a restart key 1 is still done and key 2's row still waits.
+        .push(
+            " I  I   TS
+            +I 1 13 2700
+            +I 2 21 2900",
+        )
+        .watermark(5000)
+        .expect(
+            "+I 2 21 2900 1
+             watermark 5000",
+        );
+}
+
+#[tokio::test]
+async fn deduplication_keeping_the_last_row_replaces_it_at_once() {
+    let (mut dedup, node) = rank(&ranked("ts DESC", "rn = 1")).await;
+    assert!(matches!(node.kind, eddy_engine::plan::RankKind::LastRow { .. }), "{:?}", node.kind);
+    dedup
+        .push(
+            " I  I   TS
+            +I 1 10 2000
+            +I 1 11 1500
+            +I 1 12 2000",
+        )
+        // An older row changes nothing; one as recent replaces, as in Flink.
+        .expect(
+            "+I 1 10 2000 1
+             -U 1 10 2000 1
+             +U 1 12 2000 1",
+        )
+        .restart_as(rank_operator(&node))
+        .push(
+            " I  I   TS
+            +I 1 13 3000",
+        )
+        .expect(
+            "-U 1 12 2000 1
+             +U 1 13 3000 1",
+        );
+}
+
+#[tokio::test]
+async fn a_top_n_moves_the_ranks_below_a_new_row_as_flink_does() {
+    let (mut top, node) = rank(&ranked("v DESC", "rn <= 2")).await;
+    assert_eq!(node.kind, eddy_engine::plan::RankKind::Continuous);
+    top.push(
+        " I  I   TS
+        +I 1  5 1000
+        +I 1  9 1000",
+    )
+    // 9 takes rank 1 from 5, which moves to rank 2.
+    .expect(
+        "+I 1 5 1000 1
+         -U 1 5 1000 1
+         +U 1 9 1000 1
+         +I 1 5 1000 2",
+    )
+    // A tie ranks after the row already there; below the first 2, nothing changes.
+    .push(
+        " I  I   TS
+        +I 1  9 2000
+        +I 1  1 2000",
+    )
+    .expect(
+        "-U 1 5 1000 2
+         +U 1 9 2000 2",
+    )
+    // After a restart the ranks and their order among ties are still there: a
+    // better row moves both kept rows down, and the last one out.
+    .restart_as(rank_operator(&node))
+    .push(
+        " I  I   TS
+        +I 1  7 3000
+        +I 1 10 3000",
+    )
+    .expect(
+        "-U 1 9 1000 1
+         +U 1 10 3000 1
+         -U 1 9 2000 2
+         +U 1 9 1000 2",
     );
 }

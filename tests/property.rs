@@ -1,8 +1,8 @@
 //! Property: for random events that stay within the watermark bound, every window
 //! query's streaming result equals the same aggregation computed in batch by
 //! DataFusion over the same data, whatever the batch size, the number of source
-//! partitions (files) and the parallelism; and every join's (the rows its
-//! changelog leaves) equals DataFusion's batch join.
+//! partitions (files) and the parallelism; and every join's and every rank's
+//! (the rows its changelog leaves) equals DataFusion's batch join or ROW_NUMBER().
 
 use std::sync::Arc;
 
@@ -61,11 +61,16 @@ async fn streaming(files: &[std::path::PathBuf], window: &str, batch_rows: usize
         delay = DELAY_MS / 1000
     );
     assert!(paths.len() == files.len());
-    let pipelines = session.execute_script(&sql).await.expect("plans");
     let collect = CollectSink::default();
+    run_into(&mut session, &sql, &collect).await;
+    rows_of(&collect.batches())
+}
+
+/// Runs `sql`'s query to the end of its bounded tables, into `collect`.
+async fn run_into(session: &mut Session, sql: &str, collect: &CollectSink) {
+    let pipelines = session.execute_script(sql).await.expect("plans");
     let (_tx, stop) = tokio::sync::watch::channel(false);
     session.run(&pipelines, &PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str())), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
-    rows_of(&collect.batches())
 }
 
 async fn batch(events: &[(i64, i64, i64)], sql: &str) -> Vec<Row> {
@@ -184,9 +189,10 @@ fn write_partitions(dir: &std::path::Path, events: &[(i64, i64, i64)], partition
     }
 }
 
-/// The rows a streaming join leaves once its changelog is applied (a `-D` or `-U`
-/// must take back a row emitted before).
-async fn streaming_join(dirs: [&std::path::Path; 2], query: &str, batch_rows: usize, parallelism: usize) -> Vec<Row> {
+/// The rows a streaming query over tables `t` (and `u`) of the JSON files in
+/// `dirs` leaves once its changelog is applied (a `-D` or `-U` must take back a
+/// row emitted before).
+async fn streaming_changelog(dirs: &[&std::path::Path], query: &str, batch_rows: usize, parallelism: usize) -> Vec<Row> {
     let mut session = Session::new();
     let mut sql = format!("SET 'parallelism' = '{parallelism}';");
     for (name, dir) in ["t", "u"].iter().zip(dirs) {
@@ -198,10 +204,8 @@ async fn streaming_join(dirs: [&std::path::Path; 2], query: &str, batch_rows: us
         ));
     }
     sql.push_str(query);
-    let pipelines = session.execute_script(&sql).await.expect("plans");
     let collect = CollectSink::changelog();
-    let (_tx, stop) = tokio::sync::watch::channel(false);
-    session.run(&pipelines, &PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str())), stop, &mut |_| Box::new(collect.clone())).await.expect("runs");
+    run_into(&mut session, &sql, &collect).await;
     let mut rows: Vec<Row> = Vec::new();
     for changes in collect.changes() {
         for (i, row) in nullable_rows(changes.rows()).into_iter().enumerate() {
@@ -217,8 +221,8 @@ async fn streaming_join(dirs: [&std::path::Path; 2], query: &str, batch_rows: us
     rows
 }
 
-/// DataFusion's batch answer to `sql` over tables `t` and `u` of the events (`ts` in ms).
-async fn batch_join(events: [&[(i64, i64, i64)]; 2], sql: &str) -> Vec<Row> {
+/// DataFusion's batch answer to `sql` over tables `t` (and `u`) of the events (`ts` in ms).
+async fn batch_changelog(events: &[&[(i64, i64, i64)]], sql: &str) -> Vec<Row> {
     let schema =
         Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("v", DataType::Int64, false), Field::new("ts", DataType::Int64, false)]));
     let ctx = SessionContext::new();
@@ -286,8 +290,8 @@ async fn streaming_joins_equal_batch_joins() {
                 (format!("{select}{stream_bounds}"), format!("{select}{batch_bounds}"))
             }
         };
-        let expected = batch_join([&sides[0], &sides[1]], &batch_sql).await;
-        let actual = streaming_join([&dirs[0], &dirs[1]], &format!("{streaming_sql};"), batch_rows, parallelism).await;
+        let expected = batch_changelog(&[&sides[0], &sides[1]], &batch_sql).await;
+        let actual = streaming_changelog(&[&dirs[0], &dirs[1]], &format!("{streaming_sql};"), batch_rows, parallelism).await;
         assert!(!expected.is_empty(), "case {case}: no rows to compare");
         println!("case {case}: {streaming_sql}: {} rows, parallelism {parallelism}, batch rows {batch_rows}", expected.len());
         assert!(
@@ -295,6 +299,64 @@ async fn streaming_joins_equal_batch_joins() {
             "seed {seed}, case {case}: {streaming_sql} over {partitions:?} file(s) of {} and {} events, batch rows {batch_rows}, parallelism {parallelism}: {} rows, batch {}; first difference {:?}",
             sides[0].len(),
             sides[1].len(),
+            actual.len(),
+            expected.len(),
+            actual.iter().zip(&expected).find(|(a, b)| a != b)
+        );
+    }
+}
+
+/// Property: for random events within the watermark bound, random batch sizes,
+/// source partitions and parallelism 1..4, every kind of ROW_NUMBER() rank
+/// (deduplication keeping the first or last row, Top-N, window Top-N) leaves
+/// the rows DataFusion's batch ROW_NUMBER() over the whole input gives. Each
+/// query's ORDER BY ranks rows that tie only if they are equal in every output
+/// column, so the answer does not depend on arrival order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_ranks_equal_batch_ranks() {
+    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ranked = |cols: &str, partition: &str, order: &str, input: &str, bound: &str| {
+        let partition = if partition.is_empty() { String::new() } else { format!("PARTITION BY {partition} ") };
+        format!("SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER ({partition}ORDER BY {order}) AS rn FROM {input}) WHERE {bound}")
+    };
+    // (what it is, streaming SQL, batch SQL with `ts` in ms)
+    let size = 1000 * rng.gen_range(1..4i64);
+    let cases = [
+        // About 70 partitions, whose first and last rows tie only if equal in the output.
+        ("first row", ranked("k, v % 10, ts_ms, rn", "k, v % 10", "ts", "t", "rn = 1"), ranked("k, v % 10, ts, rn", "k, v % 10", "ts", "t", "rn = 1")),
+        ("last row", ranked("k, v % 10, ts_ms, rn", "k, v % 10", "ts DESC", "t", "rn = 1"), ranked("k, v % 10, ts, rn", "k, v % 10", "ts DESC", "t", "rn = 1")),
+        ("top 3", ranked("k, v, ts_ms, rn", "k", "v DESC, ts", "t", "rn <= 3"), ranked("k, v, ts, rn", "k", "v DESC, ts", "t", "rn <= 3")),
+        ("top 4 overall", ranked("k, v, ts_ms, rn", "", "v, ts DESC, k", "t", "rn < 5"), ranked("k, v, ts, rn", "", "v, ts DESC, k", "t", "rn < 5")),
+        (
+            "window top 2",
+            ranked(
+                "CAST(window_start AS BIGINT), k, v, ts_ms, rn",
+                "window_start, window_end",
+                "v DESC, k, ts",
+                &format!("TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '{}' SECOND))", size / 1000),
+                "rn <= 2",
+            ),
+            ranked("ws, k, v, ts, rn", "ws", "v DESC, k, ts", &format!("(SELECT *, ts / {size} * {size} AS ws FROM t)"), "rn <= 2"),
+        ),
+    ];
+    for (what, streaming_sql, batch_sql) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rows = rng.gen_range(200..1200);
+        let events = partition_events(&mut rng, rows);
+        let partitions = rng.gen_range(1..=3);
+        write_partitions(dir.path(), &events, partitions);
+        let batch_rows = rng.gen_range(1..200);
+        let parallelism = rng.gen_range(1..=4);
+        let expected = batch_changelog(&[&events], &batch_sql).await;
+        let actual = streaming_changelog(&[dir.path()], &format!("{streaming_sql};"), batch_rows, parallelism).await;
+        assert!(!expected.is_empty(), "{what}: no rows to compare");
+        println!("{what}: {streaming_sql}: {} rows, parallelism {parallelism}, batch rows {batch_rows}", expected.len());
+        assert!(
+            actual == expected,
+            "seed {seed}, {what}: {streaming_sql} over {partitions} file(s) of {} events, batch rows {batch_rows}, parallelism {parallelism}: {} rows, batch {}; first difference {:?}",
+            events.len(),
             actual.len(),
             expected.len(),
             actual.iter().zip(&expected).find(|(a, b)| a != b)

@@ -780,6 +780,24 @@ fn a_query_joins_two_views() {
     server.terminate();
 }
 
+/// A SELECT whose answer explodes (a chain of self-joins on the auction: auction 1
+/// has 4 bids, so 12 joins give 4^13 rows) is stopped once its answer passes the
+/// server's limit, with a message saying what to do; the server answers the next
+/// statement at once.
+#[test]
+fn an_answer_with_too_many_rows_is_stopped_with_a_message() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    server.ok(&bids_table());
+    let joins: String = (1..=12).map(|i| format!(" JOIN bids b{i} ON b{i}.auction = b0.auction")).collect();
+    let (code, _, stderr) = server.sql(&["-c", &format!("SELECT b0.price FROM bids b0{joins}")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the answer has more than 1000000 rows, more than an ad-hoc query may return, so the query was stopped"), "{stderr}");
+    assert!(stderr.contains("CREATE MATERIALIZED VIEW"), "{stderr}");
+    assert_eq!(server.ok_csv("SELECT COUNT(*) AS n FROM bids"), "n\n9\n");
+    server.terminate();
+}
+
 #[test]
 fn an_insert_pipeline_runs_again_after_a_kill_without_losing_or_repeating_rows() {
     let data = tempfile::tempdir().unwrap();

@@ -3,7 +3,8 @@
 //! Each file gets a fresh in-process session. `CREATE TABLE`, `CREATE VIEW` and
 //! `SET` are statements; `INSERT INTO` runs its pipeline to the end of its bounded
 //! sources and reports the rows written; a `SELECT` runs as a continuous query over
-//! the bounded tables and returns every row it emitted. Files may use
+//! the bounded tables and returns every row it emitted (for a changelog, the rows
+//! it holds once its changes are applied). Files may use
 //! `control substitution on` and `$OUT` for a fresh per-file temporary directory.
 //!
 //! Run one file: `cargo test --test slt -- window/tumble`.
@@ -16,6 +17,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy::session::answer_without_tables;
 use eddy::{EddyError, Session};
+use eddy_engine::changelog::RowKind;
 use eddy_engine::metrics::PipelineGroup;
 use eddy_engine::runtime::CollectSink;
 use eddy_sql::Statement;
@@ -53,6 +55,22 @@ fn rows(schema: &Schema, batches: &[RecordBatch]) -> Result<DBOutput<DefaultColu
     Ok(DBOutput::Rows { types, rows })
 }
 
+/// The rows a changelog holds once applied in order: `+I`/`+U` add a row, `-U`/`-D` take an equal one back.
+fn final_rows(changes: impl IntoIterator<Item = (RowKind, Vec<String>)>) -> Vec<Vec<String>> {
+    let mut held: Vec<Vec<String>> = Vec::new();
+    for (kind, row) in changes {
+        if kind.is_retraction() {
+            match held.iter().position(|r| *r == row) {
+                Some(i) => drop(held.swap_remove(i)),
+                None => held.push(std::iter::once(format!("takes back a row it does not hold: {}", kind.short_string())).chain(row).collect()),
+            }
+        } else {
+            held.push(row);
+        }
+    }
+    held
+}
+
 fn column_type(data_type: &DataType) -> DefaultColumnType {
     match data_type {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
@@ -83,12 +101,20 @@ impl sqllogictest::AsyncDB for EddyDb {
         let Some(spec) = pipelines.first() else { return Ok(DBOutput::StatementComplete(0)) };
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         let metrics = PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str()));
-        let collect = CollectSink::default();
+        // A changelog (a join or rank that takes rows back) shows the rows it holds at the end.
+        let changelog = spec.plan.emits_retractions();
+        let collect = if changelog { CollectSink::changelog() } else { CollectSink::default() };
         let summary = self.session.run(&pipelines, &metrics, stop, &mut |_| Box::new(collect.clone())).await?;
         if spec.sink.is_some() {
             return Ok(DBOutput::StatementComplete(summary.metrics.rows_out));
         }
-        rows(&spec.plan.schema(), &collect.batches())
+        let output = rows(&spec.plan.schema(), &collect.batches())?;
+        if !changelog {
+            return Ok(output);
+        }
+        let DBOutput::Rows { types, rows: lines } = output else { return Ok(output) };
+        let kinds = collect.changes().iter().flat_map(|c| (0..c.num_rows()).map(|i| c.kind(i)).collect::<Vec<_>>()).collect::<Vec<_>>();
+        Ok(DBOutput::Rows { types, rows: final_rows(kinds.into_iter().zip(lines)) })
     }
 
     async fn shutdown(&mut self) {}

@@ -25,6 +25,7 @@ use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
 use crate::operators::project::ProjectOperator;
+use crate::operators::rank::RankOperator;
 use crate::operators::regular_join::RegularJoinOperator;
 use crate::operators::retract_aggregate::RetractAggregateOperator;
 use crate::operators::session_aggregate::SessionAggregateOperator;
@@ -201,6 +202,20 @@ impl Builder<'_> {
                         "WindowAggregate".to_string()
                     },
                     kind: StageKind::Keyed { parallelism, head, keys: vec![keys] },
+                    chain: Vec::new(),
+                    output: None,
+                });
+                let stage = self.stages.len() - 1;
+                self.connect(flows, Link { stage, input: 0 });
+                Ok(vec![Flow { stage, pending: Vec::new() }])
+            }
+            StreamNode::Rank(rank) => {
+                let flows = self.flows(&rank.input)?;
+                let (node, metrics) = (rank.clone(), Arc::clone(&self.metrics));
+                let head: OperatorFactory = Arc::new(move || Ok(Box::new(RankOperator::new(node.clone(), Arc::clone(&metrics))?)));
+                self.stages.push(Stage {
+                    name: rank.kind.operator_name().to_string(),
+                    kind: StageKind::Keyed { parallelism: rank.tasks(self.parallelism), head, keys: vec![rank.key_exprs()] },
                     chain: Vec::new(),
                     output: None,
                 });

@@ -37,7 +37,7 @@ pub use message::{CheckpointId, EventTime, Message};
 pub use metrics::PipelineMetrics;
 pub use operator::{Emitter, Operator};
 pub use plan::{
-    AggregateKind, GroupColumn, KeyLost, LatenessRule, OutputKey, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput, WindowAggregateNode,
-    WindowKind,
+    AggregateKind, GroupColumn, KeyLost, LateAfter, LatenessRule, OutputKey, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput,
+    WindowAggregateNode, WindowKind,
 };
 pub use table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};

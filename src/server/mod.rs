@@ -799,11 +799,25 @@ where
     send(Reply::Schema(schema)).await?;
     let mut rows = 0;
     while let Some(batch) = next_rows(&mut rows_rx, &mut gone).await? {
-        rows += batch.num_rows() as u64;
+        count_rows(&mut rows, &batch)?;
         send(Reply::Batch(batch)).await?;
     }
     run.finished().await?;
     send(Reply::Done { tag: format!("SELECT {rows}"), pipeline_id: None, rows }).await
+}
+
+/// The most rows an ad-hoc query answers with, streamed or collected to sort:
+/// past it the query is stopped (dropping its run stops it), so one statement
+/// cannot keep a server busy or take its memory.
+pub const MAX_RESULT_ROWS: u64 = 1_000_000;
+
+/// Adds `batch` to the `rows` an ad-hoc query answered with so far; an error past [`MAX_RESULT_ROWS`].
+fn count_rows(rows: &mut u64, batch: &RecordBatch) -> Result<(), EddyError> {
+    *rows += batch.num_rows() as u64;
+    if *rows > MAX_RESULT_ROWS {
+        return Err(EddyError::ResultTooLarge { limit: MAX_RESULT_ROWS });
+    }
+    Ok(())
 }
 
 /// `ORDER BY` / `LIMIT` of a bounded query: its rows are collected, then
@@ -827,8 +841,9 @@ where
 {
     let gone = std::pin::pin!(gone);
     let mut gone = gone;
-    let mut batches = Vec::new();
+    let (mut batches, mut rows) = (Vec::new(), 0);
     while let Some(batch) = next_rows(&mut rows_rx, &mut gone).await? {
+        count_rows(&mut rows, &batch)?;
         batches.push(batch);
     }
     run.finished().await?;
@@ -915,6 +930,9 @@ fn view_key(plan: &StreamPlan, location: Location) -> Result<Option<Vec<usize>>,
             "a materialized view over `{table}` must select its key columns ({}) as they are, so its rows can be updated and deleted by key",
             key.join(", ")
         )),
+        Err(KeyLost::RankKeyNotSelected) => refused(
+            "a materialized view over a ROW_NUMBER() deduplication or Top-N must select its PARTITION BY columns as they are (and, for a Top-N, the row number), so its rows can be replaced by key".to_string(),
+        ),
         Err(KeyLost::Unsupported) => refused(match plan.retractions_origin() {
             Some(origin) => format!("a materialized view cannot keep this query's rows: {origin}, and the rows have no key to find them by"),
             None => "this updating query is not supported in a materialized view".to_string(),

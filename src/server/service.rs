@@ -38,6 +38,7 @@ pub fn status_of(error: &EddyError) -> Status {
         EddyError::Unsupported(_) | EddyError::Conflict(_) | EddyError::DataDirInUse { .. } | EddyError::ViewFailed { .. } | EddyError::NothingValid { .. } => {
             Status::failed_precondition(message)
         }
+        EddyError::ResultTooLarge { .. } => Status::resource_exhausted(message),
         EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => Status::internal(message),
     };
     let location = match error {

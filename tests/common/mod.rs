@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+pub mod flink;
 pub mod prometheus;
 
 /// `CREATE TABLE bids` over tests/data/bids.json, the small bounded table the server and client tests read.

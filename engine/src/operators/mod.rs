@@ -8,12 +8,14 @@
 //! changelog, keeping what it needs to take rows back. Joins keep each side's
 //! rows by key ([`join_rows`]): until the watermark says no partner can come
 //! ([`interval_join`]), or for good, as a changelog ([`regular_join`]).
+//! [`rank`] keeps the first rows of each partition: deduplication and Top-N.
 
 mod closing;
 pub mod filter;
 pub mod interval_join;
 mod join_rows;
 pub mod project;
+pub mod rank;
 pub mod regular_join;
 pub mod retract_aggregate;
 mod rows;

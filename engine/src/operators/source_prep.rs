@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::plan::{SourceNode, WindowKind};
+use crate::plan::{LateAfter, SourceNode, WindowKind};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::{cast, filter_record_batch, not};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -47,9 +47,17 @@ impl SourcePrepOperator {
     }
 }
 
-fn as_millis(array: &ArrayRef, what: &str) -> Result<TimestampMillisecondArray> {
+pub(crate) fn as_millis(array: &ArrayRef, what: &str) -> Result<TimestampMillisecondArray> {
     let array = cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| arrow_error(what, e))?;
     array.as_any().downcast_ref::<TimestampMillisecondArray>().cloned().ok_or_else(|| EngineError::Internal(format!("{what}: not a timestamp")))
+}
+
+/// When a row at `ts` becomes late: once the watermark has reached this time.
+fn deadline(after: LateAfter, ts: i64) -> i64 {
+    match after {
+        LateAfter::Slice(window) => slice_end(window, ts),
+        LateAfter::Time => ts.saturating_add(1),
+    }
 }
 
 /// The end (exclusive) of the slice or session a row at `ts` starts; the row is late
@@ -100,7 +108,7 @@ impl Operator for SourcePrepOperator {
                     // A row without an event time cannot be placed in any window: it is
                     // set aside as a late row is, but counted as what it is.
                     let has_time = times.is_valid(i);
-                    let on_time = has_time && slice_end(rule.window, times.value(i)) > current;
+                    let on_time = has_time && deadline(rule.after, times.value(i)) > current;
                     keep.push(on_time);
                     late += usize::from(has_time && !on_time);
                     null_time += usize::from(!has_time);

@@ -16,8 +16,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::table::TableDef;
 
 pub mod join;
+pub mod rank;
 pub mod window;
 pub use join::{JoinBound, JoinNode, JoinSide, JoinType, TimeBounds};
+pub use rank::{RankKind, RankNode};
 pub use window::WindowKind;
 
 /// A compiled continuous query: its operator tree and output schema.
@@ -52,6 +54,7 @@ impl StreamPlan {
                 StreamNode::Source(_) => {}
                 StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => visit(input, ttl_ms),
                 StreamNode::WindowAggregate(a) => visit(&mut a.input, ttl_ms),
+                StreamNode::Rank(r) => visit(&mut r.input, ttl_ms),
                 StreamNode::Union { inputs, .. } => inputs.iter_mut().for_each(|i| visit(i, ttl_ms)),
                 StreamNode::Join(j) => {
                     if let JoinBound::Unbounded { state_ttl_ms } = &mut j.bounded_by {
@@ -106,6 +109,17 @@ impl StreamPlan {
                     return key
                         .map(OutputKey::Columns)
                         .ok_or_else(|| KeyLost::ChangelogKeyNotSelected { table: source.table.name.clone(), key: source.table.primary_key.clone() });
+                }
+                // A deduplication's rows are replaced by partition; a Top-N's by partition and row number.
+                StreamNode::Rank(rank) if rank.kind.retracts() => {
+                    let output = projection.unwrap_or_else(identity);
+                    let mut columns: Vec<usize> =
+                        rank.partition.iter().map(|e| e.downcast_ref::<Column>().map(|c| c.index())).collect::<Option<_>>().ok_or(KeyLost::Unsupported)?;
+                    if rank.kind == RankKind::Continuous {
+                        columns.push(rank.input.schema().fields().len());
+                    }
+                    let key: Option<Vec<usize>> = columns.iter().map(|i| output.iter().position(|o| *o == Some(*i))).collect();
+                    return key.map(OutputKey::Columns).ok_or(KeyLost::RankKeyNotSelected);
                 }
                 _ => return Err(KeyLost::Unsupported),
             }
@@ -180,6 +194,8 @@ pub enum KeyLost {
     GroupColumnNotSelected,
     /// The key columns of the changelog read are not all in the output as they are.
     ChangelogKeyNotSelected { table: String, key: Vec<String> },
+    /// The PARTITION BY columns of a deduplication (and the row number of a Top-N) are not all in the output as they are.
+    RankKeyNotSelected,
     /// The updates come from a shape whose key is not tracked (a union, a window over updates).
     Unsupported,
 }
@@ -189,9 +205,20 @@ pub enum KeyLost {
 pub struct LatenessRule {
     /// The event-time column in the source's visible schema.
     pub time_column: usize,
-    /// The window whose slices (or sessions) decide: a row is late when its slice
-    /// ended at or before the watermark in effect just before the row.
-    pub window: WindowKind,
+    /// When a row is too late for the operator that judges it.
+    pub after: LateAfter,
+}
+
+/// When a row is late, against the watermark in effect just before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateAfter {
+    /// Its slice of this window (or its session) ended at or before the watermark:
+    /// a window aggregate has emitted the windows it would count in.
+    Slice(WindowKind),
+    /// Its own time is behind the watermark: an operator that emits a row once the
+    /// watermark passes its time (a deduplication keeping the first row) has
+    /// emitted whatever it would have replaced.
+    Time,
 }
 
 /// Reading one table: physical columns from the connector, computed columns, the watermark.
@@ -367,6 +394,8 @@ pub enum StreamNode {
     },
     /// Rows of two inputs joined on keys within a time interval.
     Join(JoinNode),
+    /// The first rows of each partition by an order: deduplication and Top-N.
+    Rank(RankNode),
 }
 
 impl StreamNode {
@@ -378,6 +407,7 @@ impl StreamNode {
             StreamNode::Project { schema, .. } | StreamNode::WindowAssign { schema, .. } | StreamNode::Union { schema, .. } => Arc::clone(schema),
             StreamNode::WindowAggregate(a) => Arc::clone(&a.schema),
             StreamNode::Join(j) => Arc::clone(&j.schema),
+            StreamNode::Rank(r) => Arc::clone(&r.schema),
         }
     }
 
@@ -395,6 +425,7 @@ impl StreamNode {
             StreamNode::WindowAggregate(a) => a.kind.emits_retractions(),
             StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
             StreamNode::Join(j) => j.retracts(),
+            StreamNode::Rank(r) => r.kind.retracts() || r.input.emits_retractions(),
             StreamNode::WindowAssign { .. } => false,
             StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),
         }
@@ -415,6 +446,12 @@ impl StreamNode {
                 j.join_type.sql(),
                 if matches!(j.join_type, JoinType::Anti(_)) { "alone" } else { "padded with NULLs" }
             )),
+            StreamNode::Rank(r) if r.kind.retracts() => Some(format!(
+                "{} ({}) takes back the rows it emitted when a {} row comes",
+                r.kind.operator_name(),
+                if r.kind == RankKind::Continuous { "a Top-N without a window" } else { "keeping the last row" },
+                if r.kind == RankKind::Continuous { "higher ranked" } else { "later" }
+            )),
             other => other.inputs().into_iter().find_map(StreamNode::retractions_origin),
         }
     }
@@ -429,6 +466,7 @@ impl StreamNode {
             StreamNode::WindowAggregate(a) => vec![&a.input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join(j) => vec![&j.left, &j.right],
+            StreamNode::Rank(r) => vec![&r.input],
         }
     }
 
@@ -467,7 +505,12 @@ impl StreamNode {
                         format!(", reads [{}]", names.join(", "))
                     })
                     .unwrap_or_default(),
-                s.lateness.map(|l| format!(", late rows judged by {} slices", l.window.name())).unwrap_or_default()
+                s.lateness
+                    .map(|l| match l.after {
+                        LateAfter::Slice(window) => format!(", late rows judged by {} slices", window.name()),
+                        LateAfter::Time => ", late rows judged by their own time".to_string(),
+                    })
+                    .unwrap_or_default()
             ),
             StreamNode::Filter { predicate, .. } => format!("Filter: {predicate}"),
             StreamNode::Project { exprs, .. } => {
@@ -488,6 +531,7 @@ impl StreamNode {
                 a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
             ),
             StreamNode::Union { .. } => "Union".to_string(),
+            StreamNode::Rank(r) => r.explain(),
             StreamNode::Join(j) => {
                 let keys = j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", ");
                 let filter = j.filter.as_ref().map(|f| format!(", where {f}")).unwrap_or_default();
@@ -542,6 +586,16 @@ impl StreamNode {
             StreamNode::Filter { .. } | StreamNode::Project { .. } => (chained, passed, "none".to_string()),
             StreamNode::WindowAssign { .. } => (chained, passed, "none (assigns each row its window or slice)".to_string()),
             StreamNode::Union { .. } => (chained, "the lowest over its inputs".to_string(), "none".to_string()),
+            StreamNode::Rank(r) => {
+                let keys = r.key_exprs();
+                let tasks = if keys.is_empty() {
+                    "1 (no partition keys: every row is one partition)".to_string()
+                } else {
+                    format!("{}, behind a hash exchange on [{}]", r.tasks(parallelism), keys.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
+                };
+                let (watermark, state) = r.runtime_traits();
+                (tasks, watermark.to_string(), state)
+            }
             StreamNode::Join(j) => {
                 let tasks = if j.left_keys.is_empty() {
                     "1 (no equality keys: every row may meet every other)".to_string()

@@ -26,6 +26,8 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 
+mod rank;
+
 use super::join_bounds::time_bounds;
 use super::placeholders::{StreamScanExec, WindowTvfExec};
 use super::TableEntry;
@@ -33,8 +35,8 @@ use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
 use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
 use eddy_engine::plan::{
-    AggregateKind, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds, UpdateOutput,
-    WindowAggregateNode, WindowKind,
+    AggregateKind, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LateAfter, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds,
+    UpdateOutput, WindowAggregateNode, WindowKind,
 };
 /// Where each output column of a compiled node came from, for window bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,16 @@ struct JoinParts<'a> {
 
 /// The streaming plan of DataFusion's physical `plan`, over the session's `tables`.
 pub(super) fn compile(tables: &HashMap<String, TableEntry>, location: Location, plan: &Arc<dyn ExecutionPlan>) -> Result<StreamNode> {
-    Compiler { tables, location, window_columns_used: HashSet::new(), next_assign: 0, sliced: HashSet::new() }.compile_root(plan)
+    Compiler {
+        tables,
+        location,
+        window_columns_used: HashSet::new(),
+        next_assign: 0,
+        sliced: HashSet::new(),
+        rank_limits: HashMap::new(),
+        unordered: HashSet::new(),
+    }
+    .compile_root(plan)
 }
 
 /// Walks DataFusion's physical plan and builds the streaming plan.
@@ -86,6 +97,12 @@ struct Compiler<'a> {
     /// found before they are compiled: each gives its rows their one slice, and
     /// its source judges lateness by the window's slices.
     sliced: HashSet<usize>,
+    /// The `ROW_NUMBER()` window operators (by address) a filter above bounds,
+    /// with the rows per partition it lets through: each becomes a rank.
+    rank_limits: HashMap<usize, usize>,
+    /// Sorts (by address) DataFusion put under a rank for its batch window
+    /// operator: a stream ranks rows as they come, so they pass rows through.
+    unordered: HashSet<usize>,
 }
 
 /// A plan node's identity, for [`Compiler::sliced`].
@@ -219,7 +236,7 @@ impl Compiler<'_> {
             let slicing = self.sliced.contains(&address(plan));
             let mut input = input;
             if let (true, StreamNode::Source(source)) = (slicing, &mut input) {
-                source.lateness = Some(LatenessRule { time_column: tvf.time_column, window: tvf.window });
+                source.lateness = Some(LatenessRule { time_column: tvf.time_column, after: LateAfter::Slice(tvf.window) });
             }
             let node = StreamNode::WindowAssign {
                 input: Box::new(input),
@@ -234,7 +251,13 @@ impl Compiler<'_> {
         if let Some(child) = pass_through_child(plan) {
             return self.compile(child, demand);
         }
+        if let (Some(sort), true) = (any.downcast_ref::<SortExec>(), self.unordered.contains(&address(plan))) {
+            return self.compile(sort.input(), demand);
+        }
         if let Some(filter) = any.downcast_ref::<FilterExec>() {
+            if let Some((window, limit)) = rank::rank_limit(filter) {
+                self.rank_limits.insert(address(window), limit);
+            }
             let (input, lineage) = self.compile(filter.input(), UpdateOutput::Retractions)?;
             if input.is_updating() && !input.emits_retractions() {
                 return Err(self
@@ -295,6 +318,9 @@ impl Compiler<'_> {
             let parts =
                 JoinParts { left: join.left(), right: join.right(), on: join.on(), filter: join.filter(), join_type: *join.join_type(), projection: None };
             return self.compile_join(parts, plan.schema());
+        }
+        if rank::is_row_number_window(plan) {
+            return self.compile_rank(plan);
         }
         Err(self.unsupported(refusal(plan)))
     }

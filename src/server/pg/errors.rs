@@ -27,6 +27,8 @@ pub const INVALID_PARAMETER_VALUE: &str = "22023";
 pub const NOT_IN_PREREQUISITE_STATE: &str = "55000";
 /// SQLSTATE `XX000`: a failure inside Eddy (a failed pipeline, I/O, a bug).
 pub const INTERNAL_ERROR: &str = "XX000";
+/// SQLSTATE `54000` (`program_limit_exceeded`): an answer with more rows than the server returns.
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 
 /// The `ErrorResponse` for `error`, raised by a statement in `sql` (the text the
 /// client sent, whose line/column `error` points into).
@@ -74,6 +76,7 @@ pub fn sqlstate(error: &EddyError) -> &'static str {
         EddyError::Unsupported(_) => NOT_SUPPORTED,
         EddyError::Connector { .. } | EddyError::Setting { .. } => INVALID_PARAMETER_VALUE,
         EddyError::Conflict(_) | EddyError::ViewFailed { .. } | EddyError::DataDirInUse { .. } | EddyError::NothingValid { .. } => NOT_IN_PREREQUISITE_STATE,
+        EddyError::ResultTooLarge { .. } => PROGRAM_LIMIT_EXCEEDED,
         EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => INTERNAL_ERROR,
     }
 }

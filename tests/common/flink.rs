@@ -1,0 +1,85 @@
+//! Comparing `eddy run` with Apache Flink: the orders and payments of
+//! `tests/data/interval_join/` (rows out of order, pairs on and just past join
+//! bounds) as tables, and the rows Flink 2.3 returned for the same SQL
+//! (`scripts/flink/*.py` write them under `tests/data/*/expected/`), row for row.
+
+use std::path::{Path, PathBuf};
+
+use super::eddy;
+
+/// The orders and payments files.
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/interval_join");
+
+/// The two inputs, and a `print` table `out` of `columns` the query's rows go to.
+pub fn tables(columns: &str) -> String {
+    format!(
+        "CREATE TABLE orders (order_id BIGINT, user_id BIGINT, amount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{DATA}/orders.json', 'format' = 'json');
+         CREATE TABLE payments (payment_id BIGINT, order_id BIGINT, paid BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{DATA}/payments.json', 'format' = 'json');
+         CREATE TABLE out ({columns}) WITH ('connector' = 'print');"
+    )
+}
+
+/// Writes `sql` to a script file in `dir`, for `eddy run`.
+pub fn script(dir: &Path, sql: &str) -> PathBuf {
+    let path = dir.join("query.sql");
+    std::fs::write(&path, sql).expect("write script");
+    path
+}
+
+/// The rows `eddy run` prints for `INSERT INTO out query` (`out` of `columns`), as
+/// Flink's expected files write them: `+I[a, b, NULL]` becomes `a,b,null`, sorted.
+/// A changelog (a regular outer join's) is applied: `-D`/`-U` take an equal row
+/// back, which must be there.
+pub fn eddy_rows(columns: &str, query: &str, parallelism: usize) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sql = format!("{}\nINSERT INTO out {query};", tables(columns));
+    let output = eddy().arg("run").arg("--parallelism").arg(parallelism.to_string()).arg(script(dir.path(), &sql)).output().expect("run eddy");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "eddy run failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut rows: Vec<String> = Vec::new();
+    for line in stdout.lines() {
+        let (kind, row) = line.split_once('[').unwrap_or_else(|| panic!("not a change: {line}"));
+        let row = row.strip_suffix(']').unwrap_or_else(|| panic!("not a change: {line}"));
+        let row = row.split(", ").map(|v| if v == "NULL" { "null" } else { v }).collect::<Vec<_>>().join(",");
+        match kind {
+            "+I" | "+U" => rows.push(row),
+            "-D" | "-U" => {
+                let at = rows.iter().position(|r| *r == row).unwrap_or_else(|| panic!("{line} takes back a row that was not emitted"));
+                rows.swap_remove(at);
+            }
+            other => panic!("unknown row kind {other} in {line}"),
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The rows of a Flink result file, sorted.
+pub fn flink_rows(expected: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(expected).unwrap_or_else(|e| panic!("{expected}: {e}"));
+    let mut rows: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+#[track_caller]
+pub fn same_rows_as_flink(expected_file: &str, columns: &str, select: &str) {
+    let expected = flink_rows(expected_file);
+    let query = expected_file.rsplit('/').next().unwrap_or_default();
+    assert!(!expected.is_empty(), "{query}: no expected rows");
+    for parallelism in [1, 3] {
+        let got = eddy_rows(columns, select, parallelism);
+        if got != expected {
+            let missing: Vec<&String> = expected.iter().filter(|r| !got.contains(r)).take(5).collect();
+            let extra: Vec<&String> = got.iter().filter(|r| !expected.contains(r)).take(5).collect();
+            panic!(
+                "{query} at parallelism {parallelism}: {} rows, Flink {}; missing (first 5): {missing:?}; not in Flink's (first 5): {extra:?}",
+                got.len(),
+                expected.len()
+            );
+        }
+    }
+}

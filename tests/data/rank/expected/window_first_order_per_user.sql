@@ -1,0 +1,1 @@
+SELECT window_start, window_end, user_id, order_id, ts FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, user_id ORDER BY ts ASC) AS rn FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '2' MINUTE))) WHERE rn = 1
