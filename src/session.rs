@@ -633,6 +633,7 @@ fn explain_partitions(plan: &StreamPlan, parallelism: usize, text: &mut String) 
         node.inputs().into_iter().find_map(|input| first_keyed_tasks(input, parallelism)).or(match node {
             eddy_engine::plan::StreamNode::WindowAggregate(a) => Some(a.tasks(parallelism)),
             eddy_engine::plan::StreamNode::Join(j) => Some(j.tasks(parallelism)),
+            eddy_engine::plan::StreamNode::OverAggregate(o) => Some(o.tasks(parallelism)),
             _ => None,
         })
     }

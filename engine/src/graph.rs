@@ -24,6 +24,7 @@ use crate::metrics::PipelineMetrics;
 use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
+use crate::operators::over_aggregate::OverAggregateOperator;
 use crate::operators::project::ProjectOperator;
 use crate::operators::regular_join::RegularJoinOperator;
 use crate::operators::retract_aggregate::RetractAggregateOperator;
@@ -201,6 +202,21 @@ impl Builder<'_> {
                         "WindowAggregate".to_string()
                     },
                     kind: StageKind::Keyed { parallelism, head, keys: vec![keys] },
+                    chain: Vec::new(),
+                    output: None,
+                });
+                let stage = self.stages.len() - 1;
+                self.connect(flows, Link { stage, input: 0 });
+                Ok(vec![Flow { stage, pending: Vec::new() }])
+            }
+            StreamNode::OverAggregate(over) => {
+                let flows = self.flows(&over.input)?;
+                let node = over.clone();
+                let metrics = Arc::clone(&self.metrics);
+                let head: OperatorFactory = Arc::new(move || Ok(Box::new(OverAggregateOperator::new(node.clone(), Arc::clone(&metrics))?)));
+                self.stages.push(Stage {
+                    name: "OverAggregate".to_string(),
+                    kind: StageKind::Keyed { parallelism: over.tasks(self.parallelism), head, keys: vec![over.partition_by.clone()] },
                     chain: Vec::new(),
                     output: None,
                 });

@@ -8,11 +8,14 @@
 //! changelog, keeping what it needs to take rows back. Joins keep each side's
 //! rows by key ([`join_rows`]): until the watermark says no partner can come
 //! ([`interval_join`]), or for good, as a changelog ([`regular_join`]).
+//! [`over_aggregate`] keeps each partition's rows until the watermark reaches
+//! them, and the emitted rows later frames still reach.
 
 mod closing;
 pub mod filter;
 pub mod interval_join;
 mod join_rows;
+pub mod over_aggregate;
 pub mod project;
 pub mod regular_join;
 pub mod retract_aggregate;

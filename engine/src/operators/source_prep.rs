@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::plan::{SourceNode, WindowKind};
+use crate::plan::{LateAfter, SourceNode, WindowKind};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::{cast, filter_record_batch, not};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -53,8 +53,13 @@ fn as_millis(array: &ArrayRef, what: &str) -> Result<TimestampMillisecondArray> 
 }
 
 /// The end (exclusive) of the slice or session a row at `ts` starts; the row is late
-/// once the watermark has reached it.
-fn slice_end(window: WindowKind, ts: i64) -> i64 {
+/// once the watermark has reached it. Judged by its own time, a row is late once
+/// the watermark has reached the row's time itself.
+fn slice_end(judged_by: LateAfter, ts: i64) -> i64 {
+    let window = match judged_by {
+        LateAfter::Slice(window) => window,
+        LateAfter::RowTime => return ts,
+    };
     match window.slice_ms() {
         Some(slice) => ts.div_euclid(slice) * slice + slice,
         None => match window {
@@ -100,7 +105,7 @@ impl Operator for SourcePrepOperator {
                     // A row without an event time cannot be placed in any window: it is
                     // set aside as a late row is, but counted as what it is.
                     let has_time = times.is_valid(i);
-                    let on_time = has_time && slice_end(rule.window, times.value(i)) > current;
+                    let on_time = has_time && slice_end(rule.judged_by, times.value(i)) > current;
                     keep.push(on_time);
                     late += usize::from(has_time && !on_time);
                     null_time += usize::from(!has_time);
@@ -143,10 +148,12 @@ mod tests {
 
     #[test]
     fn slice_ends() {
-        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, 0), 10);
-        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, 9), 10);
-        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, -1), 0);
-        assert_eq!(slice_end(WindowKind::Hop { slide_ms: 4, size_ms: 6 }, 5), 6);
-        assert_eq!(slice_end(WindowKind::Session { gap_ms: 5 }, 7), 12);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Tumble { size_ms: 10 }), 0), 10);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Tumble { size_ms: 10 }), 9), 10);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Tumble { size_ms: 10 }), -1), 0);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Hop { slide_ms: 4, size_ms: 6 }), 5), 6);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Session { gap_ms: 5 }), 7), 12);
+        // An OVER aggregate's row is late once the watermark reaches its own time.
+        assert_eq!(slice_end(LateAfter::RowTime, 7), 7);
     }
 }

@@ -16,8 +16,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::table::TableDef;
 
 pub mod join;
+pub mod over;
 pub mod window;
 pub use join::{JoinBound, JoinNode, JoinSide, JoinType, TimeBounds};
+pub use over::{OverAggregateNode, OverFrame, Preceding};
 pub use window::WindowKind;
 
 /// A compiled continuous query: its operator tree and output schema.
@@ -52,6 +54,7 @@ impl StreamPlan {
                 StreamNode::Source(_) => {}
                 StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => visit(input, ttl_ms),
                 StreamNode::WindowAggregate(a) => visit(&mut a.input, ttl_ms),
+                StreamNode::OverAggregate(o) => visit(&mut o.input, ttl_ms),
                 StreamNode::Union { inputs, .. } => inputs.iter_mut().for_each(|i| visit(i, ttl_ms)),
                 StreamNode::Join(j) => {
                     if let JoinBound::Unbounded { state_ttl_ms } = &mut j.bounded_by {
@@ -189,9 +192,30 @@ pub enum KeyLost {
 pub struct LatenessRule {
     /// The event-time column in the source's visible schema.
     pub time_column: usize,
+    /// What decides when a row is too late.
+    pub judged_by: LateAfter,
+}
+
+/// When a row arrives too late for the stateful operator above its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateAfter {
     /// The window whose slices (or sessions) decide: a row is late when its slice
     /// ended at or before the watermark in effect just before the row.
-    pub window: WindowKind,
+    Slice(WindowKind),
+    /// The row's own time: late when at or behind the watermark in effect just
+    /// before the row, as an OVER aggregate emits the rows of a time once the
+    /// watermark reaches it (Flink drops such rows too).
+    RowTime,
+}
+
+impl LateAfter {
+    /// For `EXPLAIN`.
+    fn describe(&self) -> String {
+        match self {
+            LateAfter::Slice(window) => format!("late rows judged by {} slices", window.name()),
+            LateAfter::RowTime => "late rows judged by their time (at or behind the watermark)".to_string(),
+        }
+    }
 }
 
 /// Reading one table: physical columns from the connector, computed columns, the watermark.
@@ -367,6 +391,8 @@ pub enum StreamNode {
     },
     /// Rows of two inputs joined on keys within a time interval.
     Join(JoinNode),
+    /// Each row with aggregates over the rows before it (`agg(...) OVER (...)`).
+    OverAggregate(OverAggregateNode),
 }
 
 impl StreamNode {
@@ -378,6 +404,7 @@ impl StreamNode {
             StreamNode::Project { schema, .. } | StreamNode::WindowAssign { schema, .. } | StreamNode::Union { schema, .. } => Arc::clone(schema),
             StreamNode::WindowAggregate(a) => Arc::clone(&a.schema),
             StreamNode::Join(j) => Arc::clone(&j.schema),
+            StreamNode::OverAggregate(o) => Arc::clone(&o.schema),
         }
     }
 
@@ -395,7 +422,7 @@ impl StreamNode {
             StreamNode::WindowAggregate(a) => a.kind.emits_retractions(),
             StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
             StreamNode::Join(j) => j.retracts(),
-            StreamNode::WindowAssign { .. } => false,
+            StreamNode::WindowAssign { .. } | StreamNode::OverAggregate(_) => false,
             StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),
         }
     }
@@ -429,6 +456,7 @@ impl StreamNode {
             StreamNode::WindowAggregate(a) => vec![&a.input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join(j) => vec![&j.left, &j.right],
+            StreamNode::OverAggregate(o) => vec![&o.input],
         }
     }
 
@@ -467,7 +495,7 @@ impl StreamNode {
                         format!(", reads [{}]", names.join(", "))
                     })
                     .unwrap_or_default(),
-                s.lateness.map(|l| format!(", late rows judged by {} slices", l.window.name())).unwrap_or_default()
+                s.lateness.map(|l| format!(", {}", l.judged_by.describe())).unwrap_or_default()
             ),
             StreamNode::Filter { predicate, .. } => format!("Filter: {predicate}"),
             StreamNode::Project { exprs, .. } => {
@@ -488,6 +516,13 @@ impl StreamNode {
                 a.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
             ),
             StreamNode::Union { .. } => "Union".to_string(),
+            StreamNode::OverAggregate(o) => format!(
+                "OverAggregate: partition by [{}], order by {} ({}), aggregates=[{}]",
+                o.partition_by.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
+                o.input.schema().field(o.time_column).name(),
+                o.frame.sql(),
+                o.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
+            ),
             StreamNode::Join(j) => {
                 let keys = j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", ");
                 let filter = j.filter.as_ref().map(|f| format!(", where {f}")).unwrap_or_default();
@@ -562,6 +597,22 @@ impl StreamNode {
                     ),
                 };
                 (tasks, watermark, state)
+            }
+            StreamNode::OverAggregate(o) => {
+                let tasks = if o.partition_by.is_empty() {
+                    "1 (no PARTITION BY: every row is in one partition)".to_string()
+                } else {
+                    format!(
+                        "{}, behind a hash exchange on [{}]",
+                        o.tasks(parallelism),
+                        o.partition_by.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                let state = match o.frame.preceding() {
+                    Preceding::Bounded(_) => "rows per partition key not yet emitted, and the emitted rows later frames still reach",
+                    Preceding::Unbounded => "rows per partition key not yet emitted, and one accumulator per partition key, for good",
+                };
+                (tasks, "the lowest over its input tasks; a row is emitted once the watermark reaches its time".to_string(), state.to_string())
             }
             StreamNode::WindowAggregate(a) => {
                 let keys = a.key_exprs();
