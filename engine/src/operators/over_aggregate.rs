@@ -15,7 +15,8 @@
 //! State per key: the rows not emitted yet, and the emitted rows a later frame
 //! can still reach (RANGE: those within the range of the watermark; ROWS: the
 //! last `n`). An `UNBOUNDED PRECEDING` frame keeps no rows but one accumulator
-//! state per key instead. Aggregates are DataFusion's sliding accumulators,
+//! state per key instead (DataFusion's plain accumulator, whose state a snapshot
+//! keeps). Bounded frames use DataFusion's sliding accumulators,
 //! which add rows entering a frame and retract rows leaving it; an aggregate
 //! that cannot retract is recomputed over the frame.
 
@@ -304,7 +305,10 @@ fn frame_values(
     unbounded: bool,
 ) -> Result<(ArrayRef, Option<Vec<ScalarValue>>)> {
     let fresh = || -> Result<Box<dyn Accumulator>> {
-        let mut accumulator = aggregate.create_sliding_accumulator().map_err(df)?;
+        // An unbounded frame only adds rows; its plain accumulator's state is the
+        // one `state_fields` describes, which a snapshot keeps (a sliding
+        // accumulator's can differ: SUM's also counts its rows).
+        let mut accumulator = if unbounded { aggregate.create_accumulator() } else { aggregate.create_sliding_accumulator() }.map_err(df)?;
         if let Some(state) = start {
             let arrays = state.iter().map(|s| s.to_array().map_err(df)).collect::<Result<Vec<_>>>()?;
             accumulator.merge_batch(&arrays).map_err(df)?;
