@@ -182,3 +182,13 @@ async fn window_join_of_aggregates() {
          ON L.auction = R.auction AND L.window_start = R.window_start AND L.window_end = R.window_end"
     );
 }
+
+/// An OVER aggregate: keyed by its partition, rows wait for the watermark; the source judges lateness by row time.
+#[tokio::test]
+async fn over_aggregate() {
+    explain_snapshot!(
+        "over_aggregate",
+        "SELECT auction, price, SUM(price) OVER w AS recent, COUNT(*) OVER w AS n FROM bids
+         WINDOW w AS (PARTITION BY auction ORDER BY ts RANGE BETWEEN INTERVAL '10' SECOND PRECEDING AND CURRENT ROW)"
+    );
+}

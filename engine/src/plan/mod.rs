@@ -521,7 +521,12 @@ impl StreamNode {
                 o.partition_by.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
                 o.input.schema().field(o.time_column).name(),
                 o.frame.sql(),
-                o.aggregates.iter().map(|e| e.name().to_string()).collect::<Vec<_>>().join(", ")
+                // The function and its arguments: DataFusion's names repeat the whole OVER clause.
+                o.aggregates
+                    .iter()
+                    .map(|a| format!("{}({})", a.fun().name(), a.expressions().iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             StreamNode::Join(j) => {
                 let keys = j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", ");
