@@ -634,6 +634,7 @@ fn explain_partitions(plan: &StreamPlan, parallelism: usize, text: &mut String) 
             eddy_engine::plan::StreamNode::WindowAggregate(a) => Some(a.tasks(parallelism)),
             eddy_engine::plan::StreamNode::Join(j) => Some(j.tasks(parallelism)),
             eddy_engine::plan::StreamNode::Rank(r) => Some(r.tasks(parallelism)),
+            eddy_engine::plan::StreamNode::OverAggregate(o) => Some(o.tasks(parallelism)),
             _ => None,
         })
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use eddy_engine::operators::filter::FilterOperator;
 use eddy_engine::operators::interval_join::IntervalJoinOperator;
+use eddy_engine::operators::over_aggregate::OverAggregateOperator;
 use eddy_engine::operators::project::ProjectOperator;
 use eddy_engine::operators::rank::RankOperator;
 use eddy_engine::operators::regular_join::RegularJoinOperator;
@@ -804,4 +805,135 @@ async fn a_top_n_moves_the_ranks_below_a_new_row_as_flink_does() {
          -U 1 9 2000 2
          +U 1 9 1000 2",
     );
+}
+/// The OVER aggregate node of `sql`'s plan.
+async fn over_node(sql: &str) -> eddy_engine::plan::OverAggregateNode {
+    let plan = plan(Input::Unbounded, sql).await;
+    find(&plan.root, &|n| match n {
+        StreamNode::OverAggregate(o) => Some(o.clone()),
+        _ => None,
+    })
+    .expect("an OVER aggregate")
+}
+
+fn over_operator(node: &eddy_engine::plan::OverAggregateNode) -> Box<dyn Operator> {
+    Box::new(OverAggregateOperator::new(node.clone(), Arc::new(PipelineMetrics::default())).unwrap())
+}
+
+#[tokio::test]
+async fn an_over_rows_aggregate_emits_each_row_when_the_watermark_reaches_it_over_the_rows_before_it() {
+    let node =
+        over_node("SELECT k, v, ts, SUM(v) OVER w, COUNT(v) OVER w FROM t WINDOW w AS (PARTITION BY k ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)")
+            .await;
+    let mut over = OperatorHarness::new(over_operator(&node), node.input.schema());
+    over.push(
+        " I  I   TS
+        +I 1 10 1000
+        +I 2  5 1000
+        +I 1 20 2000
+        +I 1 30 2000
+        +I 1 50 3000",
+    )
+    .expect("")
+    // Rows wait until the watermark reaches their time; the two at 2 s are ordered by arrival.
+    .watermark(2000)
+    .expect(
+        "+I 1 10 1000 10 1
+         +I 1 20 2000 30 2
+         +I 1 30 2000 50 2
+         +I 2  5 1000  5 1
+         watermark 2000",
+    )
+    // State survives a restart: the row at 3 s still waits, and 30 is still in its frame.
+    .restart_as(over_operator(&node))
+    // A row at or behind the watermark is late: dropped (the source sends it to 'late.sink').
+    .push(
+        " I  I   TS
+        +I 1 99 2000
+        +I 2  . 4000",
+    )
+    .watermark(5000)
+    .expect(
+        "+I 1 50 3000 80 2
+         +I 2  . 4000  5 1
+         watermark 5000",
+    );
+}
+
+#[tokio::test]
+async fn an_over_range_aggregate_gives_peers_the_same_values_and_forgets_rows_out_of_range() {
+    let node = over_node(
+        "SELECT k, v, ts, SUM(v) OVER w, MIN(v) OVER w, COUNT(*) OVER w FROM t
+         WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW)",
+    )
+    .await;
+    let mut over = OperatorHarness::new(over_operator(&node), node.input.schema());
+    over.push(
+        " I  I   TS
+        +I 1 10 1000
+        +I 1 20 2000
+        +I 1 30 2000
+        +I 1 50 3000
+        +I 1 40 4000",
+    )
+    .watermark(3000)
+    .expect(
+        "+I 1 10 1000 10 10 1
+         +I 1 20 2000 60 10 3
+         +I 1 30 2000 60 10 3
+         +I 1 50 3000 110 10 4
+         watermark 3000",
+    );
+    let before = over.state_bytes();
+    // Once the watermark is at 6 s, rows before 4 s can be in no later frame.
+    over.restart_as(over_operator(&node)).watermark(6000).expect(
+        "+I 1 40 4000 140 20 4
+             watermark 6000",
+    );
+    assert!(over.state_bytes() < before, "rows out of every later frame are forgotten: {} bytes, {before} before", over.state_bytes());
+    over.push(
+        " I  I   TS
+        +I 1 60 7000",
+    )
+    .watermark(7000)
+    // Its frame, [5 s, 7 s], holds it alone.
+    .expect(
+        "+I 1 60 7000 60 60 1
+         watermark 7000",
+    );
+}
+
+/// Restoring with another parallelism: each old instance's state is given in turn
+/// (cut to the keys the new instance owns), and the rows of both add up.
+#[tokio::test]
+async fn an_over_aggregate_restores_the_state_of_two_instances_into_one() {
+    use eddy_engine::testing::{changes_from_text, changes_text};
+    let node = over_node("SELECT k, v, ts, SUM(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) FROM t").await;
+    let schema = node.input.schema();
+    let mut old = [over_operator(&node), over_operator(&node)];
+    let mut out = eddy_engine::Emitter::default();
+    old[0].on_rows(changes_from_text(" I I TS\n+I 1 10 1000\n+I 1 20 3000", Some(&schema)), &mut out).unwrap();
+    old[1].on_rows(changes_from_text(" I I TS\n+I 2 5 1000\n+I 2 7 3000", Some(&schema)), &mut out).unwrap();
+    for o in old.iter_mut() {
+        o.on_watermark(eddy_engine::EventTime(2000), &mut out).unwrap();
+    }
+    let mut fresh = over_operator(&node);
+    for o in old.iter_mut() {
+        let state = o.snapshot().unwrap().unwrap();
+        fresh.restore(eddy_engine::state::OperatorState::from_bytes(&state.to_bytes().unwrap()).unwrap()).unwrap();
+    }
+    let mut out = eddy_engine::Emitter::default();
+    fresh.on_watermark(eddy_engine::EventTime(3000), &mut out).unwrap();
+    let mut rows: Vec<String> = out
+        .drain()
+        .into_iter()
+        .filter_map(|m| match m {
+            eddy_engine::Message::Rows(changes) => Some(changes_text(&changes)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    rows.sort();
+    // The running sums carry on from each key's earlier rows.
+    assert_eq!(rows, vec!["+I 1 20 3000 30".to_string(), "+I 2 7 3000 12".to_string()]);
 }

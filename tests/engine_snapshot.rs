@@ -60,7 +60,7 @@ fn split(node: &StreamNode, metrics: &Arc<PipelineMetrics>, below: &mut Vec<Box<
             }
             found
         }
-        StreamNode::Union { .. } | StreamNode::Join(_) | StreamNode::Rank(_) => None,
+        StreamNode::Union { .. } | StreamNode::Join(_) | StreamNode::Rank(_) | StreamNode::OverAggregate(_) => None,
     }
 }
 

@@ -182,3 +182,35 @@ async fn window_join_of_aggregates() {
          ON L.auction = R.auction AND L.window_start = R.window_start AND L.window_end = R.window_end"
     );
 }
+
+/// An OVER aggregate: keyed by its partition, rows wait for the watermark; the source judges lateness by row time.
+#[tokio::test]
+async fn over_aggregate() {
+    explain_snapshot!(
+        "over_aggregate",
+        "SELECT auction, price, SUM(price) OVER w AS recent, COUNT(*) OVER w AS n FROM bids
+         WINDOW w AS (PARTITION BY auction ORDER BY ts RANGE BETWEEN INTERVAL '10' SECOND PRECEDING AND CURRENT ROW)"
+    );
+}
+
+#[tokio::test]
+async fn deduplication() {
+    explain_snapshot!(
+        "deduplication",
+        "SELECT auction, bidder, price, ts FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY ts) AS rn FROM bids) WHERE rn = 1"
+    );
+}
+
+#[tokio::test]
+async fn window_top_n() {
+    explain_snapshot!(
+        "window_top_n",
+        "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rn
+           FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND))) WHERE rn <= 3"
+    );
+}
+
+#[tokio::test]
+async fn top_n() {
+    explain_snapshot!("top_n", "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM endless) WHERE rn <= 10");
+}

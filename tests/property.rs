@@ -363,3 +363,76 @@ async fn streaming_ranks_equal_batch_ranks() {
         );
     }
 }
+
+/// One partition's events (key, value, ts_ms), each strictly after the watermark
+/// (the partition's latest time so far - `DELAY_MS`) when it comes: an OVER
+/// aggregate drops a row at the watermark as late. With `distinct_times`, no two
+/// events of a key share a time, so a ROWS frame does not depend on arrival order.
+fn over_events(rng: &mut StdRng, rows: usize, distinct_times: bool, seen: &mut std::collections::HashSet<(i64, i64)>) -> Vec<(i64, i64, i64)> {
+    let mut latest = rng.gen_range(0..10_000i64);
+    let mut out = Vec::new();
+    for _ in 0..rows {
+        latest += rng.gen_range(0..400);
+        let ts = latest - rng.gen_range(0..DELAY_MS);
+        let key = rng.gen_range(0..7);
+        if distinct_times && !seen.insert((key, ts)) {
+            continue;
+        }
+        out.push((key, rng.gen_range(-50..1000), ts));
+    }
+    out
+}
+
+/// Property: an OVER aggregate's streaming rows equal DataFusion's batch OVER over
+/// the same events, whatever the batch size, files and parallelism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_over_aggregates_equal_batch_over_aggregates() {
+    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    for case in 0..12 {
+        let (frame, distinct_times) = match case % 4 {
+            0 => (format!("RANGE BETWEEN INTERVAL '{}' SECOND PRECEDING AND CURRENT ROW", rng.gen_range(1..6)), false),
+            1 => ("RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string(), false),
+            2 => (format!("ROWS BETWEEN {} PRECEDING AND CURRENT ROW", rng.gen_range(0..6)), true),
+            _ => ("ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string(), true),
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let partitions = rng.gen_range(1..=3);
+        let mut all = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for p in 0..partitions {
+            let rows = rng.gen_range(200..1000);
+            let events = over_events(&mut rng, rows, distinct_times, &mut seen);
+            let text: String = events.iter().map(|(k, v, ts)| format!("{{\"k\": {k}, \"v\": {v}, \"ts_ms\": {ts}}}\n")).collect();
+            std::fs::write(dir.path().join(format!("part-{p}.json")), text).expect("write");
+            all.extend(events);
+        }
+        let batch_rows = rng.gen_range(1..300);
+        let parallelism = rng.gen_range(1..=4);
+        let aggregates = "SUM(v) OVER w, COUNT(*) OVER w, MIN(v) OVER w, MAX(v) OVER w";
+        let mut session = Session::new();
+        let sql = format!(
+            "SET 'parallelism' = '{parallelism}';
+             CREATE TABLE t (k BIGINT, v BIGINT, ts_ms BIGINT, ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
+               WATERMARK FOR ts AS ts - INTERVAL '{delay}' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{dir}', 'format' = 'json', 'scan.batch-rows' = '{batch_rows}');
+             SELECT k, v, ts_ms, {aggregates} FROM t WINDOW w AS (PARTITION BY k ORDER BY ts {frame});",
+            delay = DELAY_MS / 1000,
+            dir = dir.path().display()
+        );
+        let collect = CollectSink::default();
+        run_into(&mut session, &sql, &collect).await;
+        let actual = rows_of(&collect.batches());
+        // DataFusion's batch frame over the integer times: an interval is its milliseconds.
+        let batch_frame = frame.replace("INTERVAL '", "").replace("' SECOND", "000");
+        let expected = batch(&all, &format!("SELECT k, v, ts, {aggregates} FROM t WINDOW w AS (PARTITION BY k ORDER BY ts {batch_frame})")).await;
+        assert_eq!(actual.len(), all.len(), "seed {seed}, case {case}: every row once");
+        assert_eq!(
+            actual,
+            expected,
+            "seed {seed}, case {case}: {frame} over {partitions} file(s) of {} events, batch rows {batch_rows}, parallelism {parallelism}",
+            all.len()
+        );
+    }
+}

@@ -24,6 +24,7 @@ use crate::metrics::PipelineMetrics;
 use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
+use crate::operators::over_aggregate::OverAggregateOperator;
 use crate::operators::project::ProjectOperator;
 use crate::operators::rank::RankOperator;
 use crate::operators::regular_join::RegularJoinOperator;
@@ -136,6 +137,15 @@ impl Builder<'_> {
         }
     }
 
+    /// A stage running `head` (an aggregate, a rank) on `parallelism` tasks behind a
+    /// hash exchange on `keys`, fed by `flows`: the flow that leaves it.
+    fn keyed_stage(&mut self, flows: Vec<Flow>, name: &str, parallelism: usize, head: OperatorFactory, keys: Vec<Arc<dyn PhysicalExpr>>) -> Vec<Flow> {
+        self.stages.push(Stage { name: name.to_string(), kind: StageKind::Keyed { parallelism, head, keys: vec![keys] }, chain: Vec::new(), output: None });
+        let stage = self.stages.len() - 1;
+        self.connect(flows, Link { stage, input: 0 });
+        vec![Flow { stage, pending: Vec::new() }]
+    }
+
     fn flows(&mut self, node: &StreamNode) -> Result<Vec<Flow>> {
         match node {
             StreamNode::Source(source_node) => {
@@ -191,37 +201,26 @@ impl Builder<'_> {
                         Ok(Box::new(WindowAggregateOperator::new(node.clone(), Arc::clone(&metrics))?))
                     }
                 });
-                let keys = aggregate.key_exprs();
-                let parallelism = aggregate.tasks(self.parallelism);
-                self.stages.push(Stage {
-                    name: if retracting {
-                        "RetractAggregate".to_string()
-                    } else if session {
-                        "SessionAggregate".to_string()
-                    } else {
-                        "WindowAggregate".to_string()
-                    },
-                    kind: StageKind::Keyed { parallelism, head, keys: vec![keys] },
-                    chain: Vec::new(),
-                    output: None,
-                });
-                let stage = self.stages.len() - 1;
-                self.connect(flows, Link { stage, input: 0 });
-                Ok(vec![Flow { stage, pending: Vec::new() }])
+                let name = if retracting {
+                    "RetractAggregate"
+                } else if session {
+                    "SessionAggregate"
+                } else {
+                    "WindowAggregate"
+                };
+                Ok(self.keyed_stage(flows, name, aggregate.tasks(self.parallelism), head, aggregate.key_exprs()))
             }
             StreamNode::Rank(rank) => {
                 let flows = self.flows(&rank.input)?;
                 let (node, metrics) = (rank.clone(), Arc::clone(&self.metrics));
                 let head: OperatorFactory = Arc::new(move || Ok(Box::new(RankOperator::new(node.clone(), Arc::clone(&metrics))?)));
-                self.stages.push(Stage {
-                    name: rank.kind.operator_name().to_string(),
-                    kind: StageKind::Keyed { parallelism: rank.tasks(self.parallelism), head, keys: vec![rank.key_exprs()] },
-                    chain: Vec::new(),
-                    output: None,
-                });
-                let stage = self.stages.len() - 1;
-                self.connect(flows, Link { stage, input: 0 });
-                Ok(vec![Flow { stage, pending: Vec::new() }])
+                Ok(self.keyed_stage(flows, rank.kind.operator_name(), rank.tasks(self.parallelism), head, rank.key_exprs()))
+            }
+            StreamNode::OverAggregate(over) => {
+                let flows = self.flows(&over.input)?;
+                let (node, metrics) = (over.clone(), Arc::clone(&self.metrics));
+                let head: OperatorFactory = Arc::new(move || Ok(Box::new(OverAggregateOperator::new(node.clone(), Arc::clone(&metrics))?)));
+                Ok(self.keyed_stage(flows, "OverAggregate", over.tasks(self.parallelism), head, over.partition_by.clone()))
             }
             StreamNode::Join(join) => {
                 let left = self.flows(&join.left)?;

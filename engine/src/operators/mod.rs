@@ -9,11 +9,14 @@
 //! rows by key ([`join_rows`]): until the watermark says no partner can come
 //! ([`interval_join`]), or for good, as a changelog ([`regular_join`]).
 //! [`rank`] keeps the first rows of each partition: deduplication and Top-N.
+//! [`over_aggregate`] keeps each partition's rows until the watermark reaches
+//! them, and the emitted rows later frames still reach.
 
 mod closing;
 pub mod filter;
 pub mod interval_join;
 mod join_rows;
+pub mod over_aggregate;
 pub mod project;
 pub mod rank;
 pub mod regular_join;

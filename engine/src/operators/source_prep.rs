@@ -53,16 +53,15 @@ pub(crate) fn as_millis(array: &ArrayRef, what: &str) -> Result<TimestampMillise
 }
 
 /// When a row at `ts` becomes late: once the watermark has reached this time.
-fn deadline(after: LateAfter, ts: i64) -> i64 {
-    match after {
-        LateAfter::Slice(window) => slice_end(window, ts),
-        LateAfter::Time => ts.saturating_add(1),
-    }
-}
-
-/// The end (exclusive) of the slice or session a row at `ts` starts; the row is late
-/// once the watermark has reached it.
-fn slice_end(window: WindowKind, ts: i64) -> i64 {
+/// Judged by a window, that is the end (exclusive) of the slice or session the
+/// row starts; by its own time, the row's time itself, or the millisecond after
+/// it when a row exactly at the watermark is still on time.
+fn slice_end(judged_by: LateAfter, ts: i64) -> i64 {
+    let window = match judged_by {
+        LateAfter::Slice(window) => window,
+        LateAfter::RowTimeReached => return ts,
+        LateAfter::RowTimePassed => return ts.saturating_add(1),
+    };
     match window.slice_ms() {
         Some(slice) => ts.div_euclid(slice) * slice + slice,
         None => match window {
@@ -108,7 +107,7 @@ impl Operator for SourcePrepOperator {
                     // A row without an event time cannot be placed in any window: it is
                     // set aside as a late row is, but counted as what it is.
                     let has_time = times.is_valid(i);
-                    let on_time = has_time && deadline(rule.after, times.value(i)) > current;
+                    let on_time = has_time && slice_end(rule.judged_by, times.value(i)) > current;
                     keep.push(on_time);
                     late += usize::from(has_time && !on_time);
                     null_time += usize::from(!has_time);
@@ -151,10 +150,13 @@ mod tests {
 
     #[test]
     fn slice_ends() {
-        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, 0), 10);
-        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, 9), 10);
-        assert_eq!(slice_end(WindowKind::Tumble { size_ms: 10 }, -1), 0);
-        assert_eq!(slice_end(WindowKind::Hop { slide_ms: 4, size_ms: 6 }, 5), 6);
-        assert_eq!(slice_end(WindowKind::Session { gap_ms: 5 }, 7), 12);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Tumble { size_ms: 10 }), 0), 10);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Tumble { size_ms: 10 }), 9), 10);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Tumble { size_ms: 10 }), -1), 0);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Hop { slide_ms: 4, size_ms: 6 }), 5), 6);
+        assert_eq!(slice_end(LateAfter::Slice(WindowKind::Session { gap_ms: 5 }), 7), 12);
+        // An OVER aggregate's row is late once the watermark reaches its own time.
+        assert_eq!(slice_end(LateAfter::RowTimeReached, 7), 7);
+        assert_eq!(slice_end(LateAfter::RowTimePassed, 7), 8);
     }
 }

@@ -16,9 +16,11 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::table::TableDef;
 
 pub mod join;
+pub mod over;
 pub mod rank;
 pub mod window;
 pub use join::{JoinBound, JoinNode, JoinSide, JoinType, TimeBounds};
+pub use over::{OverAggregateNode, OverFrame, Preceding};
 pub use rank::{RankKind, RankNode};
 pub use window::WindowKind;
 
@@ -55,6 +57,7 @@ impl StreamPlan {
                 StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => visit(input, ttl_ms),
                 StreamNode::WindowAggregate(a) => visit(&mut a.input, ttl_ms),
                 StreamNode::Rank(r) => visit(&mut r.input, ttl_ms),
+                StreamNode::OverAggregate(o) => visit(&mut o.input, ttl_ms),
                 StreamNode::Union { inputs, .. } => inputs.iter_mut().for_each(|i| visit(i, ttl_ms)),
                 StreamNode::Join(j) => {
                     if let JoinBound::Unbounded { state_ttl_ms } = &mut j.bounded_by {
@@ -205,20 +208,35 @@ pub enum KeyLost {
 pub struct LatenessRule {
     /// The event-time column in the source's visible schema.
     pub time_column: usize,
-    /// When a row is too late for the operator that judges it.
-    pub after: LateAfter,
+    /// What decides when a row is too late.
+    pub judged_by: LateAfter,
 }
 
-/// When a row is late, against the watermark in effect just before it.
+/// When a row arrives too late for the stateful operator above its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LateAfter {
-    /// Its slice of this window (or its session) ended at or before the watermark:
-    /// a window aggregate has emitted the windows it would count in.
+    /// The window whose slices (or sessions) decide: a row is late when its slice
+    /// ended at or before the watermark in effect just before the row.
     Slice(WindowKind),
-    /// Its own time is behind the watermark: an operator that emits a row once the
-    /// watermark passes its time (a deduplication keeping the first row) has
-    /// emitted whatever it would have replaced.
-    Time,
+    /// The row's own time: late when at or behind the watermark in effect just
+    /// before the row, as an OVER aggregate emits the rows of a time once the
+    /// watermark reaches it (Flink's drops such rows too).
+    RowTimeReached,
+    /// The row's own time: late only when behind the watermark, as Flink's
+    /// deduplication keeping the first row judges it (a row exactly at the
+    /// watermark still counts).
+    RowTimePassed,
+}
+
+impl LateAfter {
+    /// For `EXPLAIN`.
+    fn describe(&self) -> String {
+        match self {
+            LateAfter::Slice(window) => format!("late rows judged by {} slices", window.name()),
+            LateAfter::RowTimeReached => "late rows judged by their time (at or behind the watermark)".to_string(),
+            LateAfter::RowTimePassed => "late rows judged by their time (behind the watermark)".to_string(),
+        }
+    }
 }
 
 /// Reading one table: physical columns from the connector, computed columns, the watermark.
@@ -396,6 +414,8 @@ pub enum StreamNode {
     Join(JoinNode),
     /// The first rows of each partition by an order: deduplication and Top-N.
     Rank(RankNode),
+    /// Each row with aggregates over the rows before it (`agg(...) OVER (...)`).
+    OverAggregate(OverAggregateNode),
 }
 
 impl StreamNode {
@@ -408,6 +428,7 @@ impl StreamNode {
             StreamNode::WindowAggregate(a) => Arc::clone(&a.schema),
             StreamNode::Join(j) => Arc::clone(&j.schema),
             StreamNode::Rank(r) => Arc::clone(&r.schema),
+            StreamNode::OverAggregate(o) => Arc::clone(&o.schema),
         }
     }
 
@@ -426,7 +447,7 @@ impl StreamNode {
             StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => input.emits_retractions(),
             StreamNode::Join(j) => j.retracts(),
             StreamNode::Rank(r) => r.kind.retracts() || r.input.emits_retractions(),
-            StreamNode::WindowAssign { .. } => false,
+            StreamNode::WindowAssign { .. } | StreamNode::OverAggregate(_) => false,
             StreamNode::Union { inputs, .. } => inputs.iter().any(StreamNode::emits_retractions),
         }
     }
@@ -467,6 +488,7 @@ impl StreamNode {
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join(j) => vec![&j.left, &j.right],
             StreamNode::Rank(r) => vec![&r.input],
+            StreamNode::OverAggregate(o) => vec![&o.input],
         }
     }
 
@@ -505,12 +527,7 @@ impl StreamNode {
                         format!(", reads [{}]", names.join(", "))
                     })
                     .unwrap_or_default(),
-                s.lateness
-                    .map(|l| match l.after {
-                        LateAfter::Slice(window) => format!(", late rows judged by {} slices", window.name()),
-                        LateAfter::Time => ", late rows judged by their own time".to_string(),
-                    })
-                    .unwrap_or_default()
+                s.lateness.map(|l| format!(", {}", l.judged_by.describe())).unwrap_or_default()
             ),
             StreamNode::Filter { predicate, .. } => format!("Filter: {predicate}"),
             StreamNode::Project { exprs, .. } => {
@@ -532,6 +549,18 @@ impl StreamNode {
             ),
             StreamNode::Union { .. } => "Union".to_string(),
             StreamNode::Rank(r) => r.explain(),
+            StreamNode::OverAggregate(o) => format!(
+                "OverAggregate: partition by [{}], order by {} ({}), aggregates=[{}]",
+                o.partition_by.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
+                o.input.schema().field(o.time_column).name(),
+                o.frame.sql(),
+                // The function and its arguments: DataFusion's names repeat the whole OVER clause.
+                o.aggregates
+                    .iter()
+                    .map(|a| format!("{}({})", a.fun().name(), a.expressions().iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             StreamNode::Join(j) => {
                 let keys = j.left_keys.iter().zip(&j.right_keys).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(", ");
                 let filter = j.filter.as_ref().map(|f| format!(", where {f}")).unwrap_or_default();
@@ -588,7 +617,9 @@ impl StreamNode {
             StreamNode::Union { .. } => (chained, "the lowest over its inputs".to_string(), "none".to_string()),
             StreamNode::Rank(r) => {
                 let keys = r.key_exprs();
-                let tasks = if keys.is_empty() {
+                let tasks = if keys.is_empty() && matches!(r.kind, RankKind::Window { .. }) {
+                    "1 (no partition keys besides the window's bounds: each window is one partition)".to_string()
+                } else if keys.is_empty() {
                     "1 (no partition keys: every row is one partition)".to_string()
                 } else {
                     format!("{}, behind a hash exchange on [{}]", r.tasks(parallelism), keys.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
@@ -616,6 +647,22 @@ impl StreamNode {
                     ),
                 };
                 (tasks, watermark, state)
+            }
+            StreamNode::OverAggregate(o) => {
+                let tasks = if o.partition_by.is_empty() {
+                    "1 (no PARTITION BY: every row is in one partition)".to_string()
+                } else {
+                    format!(
+                        "{}, behind a hash exchange on [{}]",
+                        o.tasks(parallelism),
+                        o.partition_by.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                let state = match o.frame.preceding() {
+                    Preceding::Bounded(_) => "rows per partition key not yet emitted, and the emitted rows later frames still reach",
+                    Preceding::Unbounded => "rows per partition key not yet emitted, and one accumulator per partition key, for good",
+                };
+                (tasks, "the lowest over its input tasks; a row is emitted once the watermark reaches its time".to_string(), state.to_string())
             }
             StreamNode::WindowAggregate(a) => {
                 let keys = a.key_exprs();

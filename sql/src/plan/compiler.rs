@@ -29,6 +29,7 @@ use datafusion::physical_plan::ExecutionPlan;
 mod rank;
 
 use super::join_bounds::time_bounds;
+use super::over::{self, OverRefusal};
 use super::placeholders::{StreamScanExec, WindowTvfExec};
 use super::TableEntry;
 use crate::error::{Location, Result, SqlError};
@@ -236,7 +237,7 @@ impl Compiler<'_> {
             let slicing = self.sliced.contains(&address(plan));
             let mut input = input;
             if let (true, StreamNode::Source(source)) = (slicing, &mut input) {
-                source.lateness = Some(LatenessRule { time_column: tvf.time_column, after: LateAfter::Slice(tvf.window) });
+                source.lateness = Some(LatenessRule { time_column: tvf.time_column, judged_by: LateAfter::Slice(tvf.window) });
             }
             let node = StreamNode::WindowAssign {
                 input: Box::new(input),
@@ -304,6 +305,12 @@ impl Compiler<'_> {
         if let Some(aggregate) = any.downcast_ref::<AggregateExec>() {
             return self.compile_aggregate(aggregate, plan.schema(), demand);
         }
+        if rank::is_row_number_window(plan) {
+            return self.compile_rank(plan);
+        }
+        if let Some((exprs, input)) = over::window_parts(plan) {
+            return self.compile_over(exprs, input, plan.schema());
+        }
         if let Some(join) = any.downcast_ref::<HashJoinExec>() {
             if join.null_aware {
                 return Err(self
@@ -319,10 +326,33 @@ impl Compiler<'_> {
                 JoinParts { left: join.left(), right: join.right(), on: join.on(), filter: join.filter(), join_type: *join.join_type(), projection: None };
             return self.compile_join(parts, plan.schema());
         }
-        if rank::is_row_number_window(plan) {
-            return self.compile_rank(plan);
-        }
         Err(self.unsupported(refusal(plan)))
+    }
+
+    /// `agg(...) OVER (...)` on event time (see [`over`]).
+    fn compile_over(
+        &mut self,
+        exprs: &[Arc<dyn datafusion::physical_expr::window::WindowExpr>],
+        input: &Arc<dyn ExecutionPlan>,
+        schema: SchemaRef,
+    ) -> Result<(StreamNode, Vec<Lineage>)> {
+        let location = self.location;
+        let refused = move |refusal: OverRefusal| {
+            let error = SqlError::plan(location, refusal.message);
+            match refusal.hint {
+                Some(hint) => error.with_hint(hint),
+                None => error,
+            }
+        };
+        let shape = over::over_shape(exprs).map_err(refused)?;
+        let input = over::below_sort(input, pass_through_child);
+        if over::window_parts(input).is_some() {
+            return Err(refused(over::mixed_windows()));
+        }
+        let (input, mut lineage) = self.compile(input, UpdateOutput::Upserts)?;
+        let node = over::over_node(input, shape, Arc::clone(&schema)).map_err(refused)?;
+        lineage.resize(schema.fields().len(), Lineage::Other);
+        Ok((node, lineage))
     }
 
     /// An equi-join with time bounds in its condition: an interval join.

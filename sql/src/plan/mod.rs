@@ -10,6 +10,7 @@
 mod casts;
 mod compiler;
 mod join_bounds;
+mod over;
 mod placeholders;
 mod providers;
 #[cfg(test)]

@@ -19,24 +19,13 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec, WindowExpr, WindowUDFExpr};
+use datafusion::physical_plan::windows::{WindowExpr, WindowUDFExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use eddy_engine::plan::{LateAfter, LatenessRule, RankKind, RankNode, StreamNode, UpdateOutput, WindowKind};
 
 use super::{address, pass_through_child, window_of, Compiler, Lineage, WindowColumn};
 use crate::error::Result;
-
-/// A window operator's functions and input.
-type WindowParts<'a> = (&'a [Arc<dyn WindowExpr>], &'a Arc<dyn ExecutionPlan>);
-
-/// The window functions of a window operator, and its input; `None` for any other node.
-fn window_parts(plan: &Arc<dyn ExecutionPlan>) -> Option<WindowParts<'_>> {
-    let any = plan.as_ref();
-    if let Some(window) = any.downcast_ref::<BoundedWindowAggExec>() {
-        return Some((window.window_expr(), window.input()));
-    }
-    any.downcast_ref::<WindowAggExec>().map(|window| (window.window_expr(), window.input()))
-}
+use crate::plan::over::window_parts;
 
 /// Whether `expr` is `ROW_NUMBER()`.
 fn is_row_number(expr: &Arc<dyn WindowExpr>) -> bool {
@@ -132,7 +121,7 @@ fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
 /// `after`; nothing when the column is computed on the way.
 fn judge_lateness(node: &mut StreamNode, time_column: usize, after: LateAfter) {
     match node {
-        StreamNode::Source(source) if source.lateness.is_none() => source.lateness = Some(LatenessRule { time_column, after }),
+        StreamNode::Source(source) if source.lateness.is_none() => source.lateness = Some(LatenessRule { time_column, judged_by: after }),
         StreamNode::Filter { input, .. } => judge_lateness(input, time_column, after),
         StreamNode::Project { input, exprs, .. } => {
             if let Some(column) = exprs.get(time_column).and_then(|e| e.downcast_ref::<Column>()) {
@@ -248,7 +237,7 @@ impl Compiler<'_> {
         // Rows that come after the operator emitted what they would change are late:
         // judged where the rows are read, per row, and set aside as late rows are.
         match (kind, window) {
-            (RankKind::FirstRow { time_column }, _) => judge_lateness(&mut input, time_column, LateAfter::Time),
+            (RankKind::FirstRow { time_column }, _) => judge_lateness(&mut input, time_column, LateAfter::RowTimePassed),
             (RankKind::Window { .. }, Some((_, index, _))) => {
                 if let Some(Lineage::Window { assign, .. }) = lineage.get(index) {
                     judge_window_lateness(&mut input, *assign);
