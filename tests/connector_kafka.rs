@@ -565,6 +565,19 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
         ns.sort_unstable();
         ns
     };
+    // A commit returns once the transaction coordinator has it; the markers that let
+    // read_committed readers see its rows reach the partitions just after. So rows
+    // a commit wrote are read until they are all there (or 10 s have passed).
+    let committed_rows = |want: &[i64]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = committed();
+            if got == want || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     let new_sink = || create_sink(&def, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
 
     let mut first = new_sink();
@@ -572,7 +585,7 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     let saved_1 = first.prepare(1).await.unwrap();
     assert!(committed().is_empty(), "held until checkpoint 1 is saved");
     first.commit_checkpoint(1).await.unwrap();
-    assert_eq!(committed(), vec![1, 2]);
+    assert_eq!(committed_rows(&[1, 2]), vec![1, 2]);
     first.write(ChangeBatch::inserts(rows(&[3]))).await.unwrap();
     let saved_2 = first.prepare(2).await.unwrap();
     drop(first);
@@ -588,12 +601,12 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     // Crash before checkpoint 2's transaction: the restart writes its rows.
     let mut second = new_sink();
     second.recover(&saved_2).await.unwrap();
-    assert_eq!(committed(), vec![1, 2, 3], "the zombie's open transaction is aborted, checkpoint 2 written once");
+    assert_eq!(committed_rows(&[1, 2, 3]), vec![1, 2, 3], "the zombie's open transaction is aborted, checkpoint 2 written once");
     // Crash after it: restoring checkpoint 2 again, or an older one, writes nothing twice.
     let mut third = new_sink();
     third.recover(&saved_2).await.unwrap();
     third.recover(&saved_1).await.unwrap();
-    assert_eq!(committed(), vec![1, 2, 3]);
+    assert_eq!(committed_rows(&[1, 2, 3]), vec![1, 2, 3]);
     // The run goes on; then a fresh run (checkpoint ids from 1 again) is not taken for a replay.
     third.write(ChangeBatch::inserts(rows(&[4]))).await.unwrap();
     third.prepare(3).await.unwrap();
@@ -606,10 +619,10 @@ async fn exactly_once_rows_commit_with_their_checkpoint_and_survive_a_crash_on_e
     // Without checkpoints, a commit writes what is held in one transaction.
     fresh.write(ChangeBatch::inserts(rows(&[6]))).await.unwrap();
     fresh.commit().await.unwrap();
-    assert_eq!(committed(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(committed_rows(&[1, 2, 3, 4, 5, 6]), vec![1, 2, 3, 4, 5, 6]);
     drop(fresh);
     // The last commit of a run that keeps checkpoints is final: killed after it, the
     // run restarts from its last checkpoint and replays the tail, which writes nothing.
     replay_after_a_final_commit(new_sink, rows(&[7]), rows(&[8])).await;
-    assert_eq!(committed(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(committed_rows(&[1, 2, 3, 4, 5, 6, 7, 8]), vec![1, 2, 3, 4, 5, 6, 7, 8]);
 }

@@ -7,62 +7,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::eddy;
+use common::flink::{same_rows_as_flink_over, script};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/over");
 
-fn script(dir: &Path, sql: &str) -> PathBuf {
-    let path = dir.join("over.sql");
-    std::fs::write(&path, sql).expect("write script");
-    path
-}
-
-/// The rows `eddy run` prints for `INSERT INTO out query` (`out` of `columns`), as
-/// Flink's expected files write them: `+I[a, b, NULL]` becomes `a,b,null`, sorted.
-fn eddy_rows(columns: &str, query: &str, parallelism: usize) -> Vec<String> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sql = format!(
-        "CREATE TABLE events (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-           WITH ('connector' = 'filesystem', 'path' = '{DATA}/events.json', 'format' = 'json');
-         CREATE TABLE out ({columns}) WITH ('connector' = 'print');
-         INSERT INTO out {query};"
-    );
-    let output = eddy().arg("run").arg("--parallelism").arg(parallelism.to_string()).arg(script(dir.path(), &sql)).output().expect("run eddy");
-    assert!(output.status.success(), "eddy run failed: {}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut rows: Vec<String> = stdout
-        .lines()
-        .map(|line| {
-            let row = line.strip_prefix("+I[").and_then(|r| r.strip_suffix(']')).unwrap_or_else(|| panic!("not an insert: {line}"));
-            row.split(", ").map(|v| if v == "NULL" { "null" } else { v }).collect::<Vec<_>>().join(",")
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-/// `query` gives in Eddy the rows Flink gave (`expected/<name>.txt`).
+/// `query` over the events gives in Eddy the rows Flink gave (`expected/<name>.txt`).
 #[track_caller]
 fn matches_flink(name: &str, columns: &str, query: &str) {
-    let expected_file = format!("{DATA}/expected/{name}.txt");
-    let text = std::fs::read_to_string(&expected_file).unwrap_or_else(|e| panic!("{expected_file}: {e}"));
-    let mut expected: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
-    expected.sort();
-    assert!(!expected.is_empty(), "{name}: no expected rows");
-    for parallelism in [1, 3] {
-        let got = eddy_rows(columns, query, parallelism);
-        if got != expected {
-            let missing: Vec<&String> = expected.iter().filter(|r| !got.contains(r)).take(5).collect();
-            let extra: Vec<&String> = got.iter().filter(|r| !expected.contains(r)).take(5).collect();
-            panic!(
-                "{name} at parallelism {parallelism}: {} rows, Flink {}; missing (first 5): {missing:?}; not in Flink's (first 5): {extra:?}",
-                got.len(),
-                expected.len()
-            );
-        }
-    }
+    let events = format!(
+        "CREATE TABLE events (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{DATA}/events.json', 'format' = 'json');"
+    );
+    same_rows_as_flink_over(&events, &format!("{DATA}/expected/{name}.txt"), columns, query);
 }
 
 #[test]

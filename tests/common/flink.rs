@@ -10,15 +10,24 @@ use super::eddy;
 /// The orders and payments files.
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/interval_join");
 
-/// The two inputs, and a `print` table `out` of `columns` the query's rows go to.
-pub fn tables(columns: &str) -> String {
+/// `CREATE TABLE` of the orders and payments.
+fn orders_and_payments() -> String {
     format!(
         "CREATE TABLE orders (order_id BIGINT, user_id BIGINT, amount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
            WITH ('connector' = 'filesystem', 'path' = '{DATA}/orders.json', 'format' = 'json');
          CREATE TABLE payments (payment_id BIGINT, order_id BIGINT, paid BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-           WITH ('connector' = 'filesystem', 'path' = '{DATA}/payments.json', 'format' = 'json');
-         CREATE TABLE out ({columns}) WITH ('connector' = 'print');"
+           WITH ('connector' = 'filesystem', 'path' = '{DATA}/payments.json', 'format' = 'json');"
     )
+}
+
+/// The two inputs, and a `print` table `out` of `columns` the query's rows go to.
+pub fn tables(columns: &str) -> String {
+    with_output(&orders_and_payments(), columns)
+}
+
+/// The `inputs` (their `CREATE TABLE`s), and a `print` table `out` of `columns`.
+fn with_output(inputs: &str, columns: &str) -> String {
+    format!("{inputs}\nCREATE TABLE out ({columns}) WITH ('connector' = 'print');")
 }
 
 /// Writes `sql` to a script file in `dir`, for `eddy run`.
@@ -28,13 +37,19 @@ pub fn script(dir: &Path, sql: &str) -> PathBuf {
     path
 }
 
-/// The rows `eddy run` prints for `INSERT INTO out query` (`out` of `columns`), as
-/// Flink's expected files write them: `+I[a, b, NULL]` becomes `a,b,null`, sorted.
-/// A changelog (a regular outer join's) is applied: `-D`/`-U` take an equal row
-/// back, which must be there.
+/// The rows `eddy run` prints for `INSERT INTO out query` over the orders and
+/// payments (see [`eddy_rows_over`]).
 pub fn eddy_rows(columns: &str, query: &str, parallelism: usize) -> Vec<String> {
+    eddy_rows_over(&orders_and_payments(), columns, query, parallelism)
+}
+
+/// The rows `eddy run` prints for `INSERT INTO out query` over the tables `inputs`
+/// creates (`out` of `columns`), as Flink's expected files write them: `+I[a, b,
+/// NULL]` becomes `a,b,null`, sorted. A changelog (a regular outer join's, a
+/// Top-N's) is applied: `-D`/`-U` take an equal row back, which must be there.
+pub fn eddy_rows_over(inputs: &str, columns: &str, query: &str, parallelism: usize) -> Vec<String> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let sql = format!("{}\nINSERT INTO out {query};", tables(columns));
+    let sql = format!("{}\nINSERT INTO out {query};", with_output(inputs, columns));
     let output = eddy().arg("run").arg("--parallelism").arg(parallelism.to_string()).arg(script(dir.path(), &sql)).output().expect("run eddy");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "eddy run failed: {stderr}");
@@ -65,13 +80,22 @@ pub fn flink_rows(expected: &str) -> Vec<String> {
     rows
 }
 
+/// `select` over the orders and payments gives, at parallelism 1 and 3, the rows
+/// Flink gave (`expected_file`).
 #[track_caller]
 pub fn same_rows_as_flink(expected_file: &str, columns: &str, select: &str) {
+    same_rows_as_flink_over(&orders_and_payments(), expected_file, columns, select);
+}
+
+/// `select` over the tables `inputs` creates gives, at parallelism 1 and 3, the
+/// rows Flink gave (`expected_file`).
+#[track_caller]
+pub fn same_rows_as_flink_over(inputs: &str, expected_file: &str, columns: &str, select: &str) {
     let expected = flink_rows(expected_file);
     let query = expected_file.rsplit('/').next().unwrap_or_default();
     assert!(!expected.is_empty(), "{query}: no expected rows");
     for parallelism in [1, 3] {
-        let got = eddy_rows(columns, select, parallelism);
+        let got = eddy_rows_over(inputs, columns, select, parallelism);
         if got != expected {
             let missing: Vec<&String> = expected.iter().filter(|r| !got.contains(r)).take(5).collect();
             let extra: Vec<&String> = got.iter().filter(|r| !expected.contains(r)).take(5).collect();
