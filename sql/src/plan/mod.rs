@@ -15,6 +15,7 @@ mod placeholders;
 mod providers;
 #[cfg(test)]
 mod tests;
+mod time_attribute;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -17,7 +17,9 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::scalar::ScalarValue;
-use eddy_engine::plan::{LateAfter, LatenessRule, OverAggregateNode, OverFrame, Preceding, StreamNode};
+use eddy_engine::plan::{LateAfter, OverAggregateNode, OverFrame, Preceding, StreamNode};
+
+use super::time_attribute::{is_time_attribute, judge_lateness};
 
 /// Why a query with an OVER clause DataFusion planned is refused: the message, and what to do instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +228,7 @@ pub(super) fn over_node(mut input: StreamNode, shape: OverShape, schema: SchemaR
     if !is_time_attribute(&input, shape.time_column) {
         return Err(not_time_attribute(input.schema().field(shape.time_column).name()));
     }
-    judge_lateness_by_time(&mut input, shape.time_column);
+    judge_lateness(&mut input, shape.time_column, LateAfter::RowTimeReached);
     Ok(StreamNode::OverAggregate(OverAggregateNode {
         input: Box::new(input),
         partition_by: shape.partition_by,
@@ -244,39 +246,5 @@ fn over_below(node: &StreamNode) -> bool {
         StreamNode::OverAggregate(_) => true,
         StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => over_below(input),
         _ => false,
-    }
-}
-
-/// Whether column `index` of `node`'s output is a source's `WATERMARK FOR` column, as it is.
-fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
-    match node {
-        StreamNode::Source(s) => {
-            s.watermark.is_some() && s.table.watermark.as_ref().is_some_and(|w| s.schema.fields().get(index).is_some_and(|f| f.name() == &w.column))
-        }
-        StreamNode::Filter { input, .. } => is_time_attribute(input, index),
-        StreamNode::Project { input, exprs, .. } => {
-            exprs.get(index).and_then(|e| e.downcast_ref::<Column>()).is_some_and(|c| is_time_attribute(input, c.index()))
-        }
-        StreamNode::OverAggregate(o) => index < o.input.schema().fields().len() && is_time_attribute(&o.input, index),
-        _ => false,
-    }
-}
-
-/// Has the source under `node` (through filters and projections) set aside the
-/// rows at or behind the watermark, for its `'late.sink'`, before they reach the
-/// aggregate (which would drop them, only counted). A source that already judges
-/// lateness by a window keeps its rule.
-fn judge_lateness_by_time(node: &mut StreamNode, index: usize) {
-    match node {
-        StreamNode::Source(source) if source.lateness.is_none() => {
-            source.lateness = Some(LatenessRule { time_column: index, judged_by: LateAfter::RowTimeReached });
-        }
-        StreamNode::Filter { input, .. } => judge_lateness_by_time(input, index),
-        StreamNode::Project { input, exprs, .. } => {
-            if let Some(column) = exprs.get(index).and_then(|e| e.downcast_ref::<Column>()).map(Column::index) {
-                judge_lateness_by_time(input, column);
-            }
-        }
-        _ => {}
     }
 }

@@ -21,11 +21,12 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::windows::{WindowExpr, WindowUDFExpr};
 use datafusion::physical_plan::ExecutionPlan;
-use eddy_engine::plan::{LateAfter, LatenessRule, RankKind, RankNode, StreamNode, UpdateOutput, WindowKind};
+use eddy_engine::plan::{LateAfter, RankKind, RankNode, StreamNode, UpdateOutput, WindowKind};
 
 use super::{address, pass_through_child, window_of, Compiler, Lineage, WindowColumn};
 use crate::error::Result;
 use crate::plan::over::window_parts;
+use crate::plan::time_attribute::{is_time_attribute, judge_lateness};
 
 /// Whether `expr` is `ROW_NUMBER()`.
 fn is_row_number(expr: &Arc<dyn WindowExpr>) -> bool {
@@ -100,37 +101,6 @@ pub(super) fn rank_limit(filter: &FilterExec) -> Option<(&Arc<dyn ExecutionPlan>
         limit = Some(limit.map_or(bound, |l| l.min(bound)));
     }
     Some((window, limit?.max(0) as usize))
-}
-
-/// Whether column `index` of `node`'s output is its source's event-time
-/// attribute (the column of its `WATERMARK FOR`), as it is.
-fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
-    match node {
-        StreamNode::Source(source) => source.table.watermark.as_ref().is_some_and(|w| source.schema.fields().get(index).is_some_and(|f| *f.name() == w.column)),
-        StreamNode::Filter { input, .. } => is_time_attribute(input, index),
-        StreamNode::Project { input, exprs, .. } => {
-            exprs.get(index).and_then(|e| e.downcast_ref::<Column>()).is_some_and(|c| is_time_attribute(input, c.index()))
-        }
-        StreamNode::WindowAssign { input, .. } => index < input.schema().fields().len() && is_time_attribute(input, index),
-        _ => false,
-    }
-}
-
-/// Has the source that column `time_column` of `node`'s output is read from
-/// (through filters, projections and window assignments) judge its rows late by
-/// `after`; nothing when the column is computed on the way.
-fn judge_lateness(node: &mut StreamNode, time_column: usize, after: LateAfter) {
-    match node {
-        StreamNode::Source(source) if source.lateness.is_none() => source.lateness = Some(LatenessRule { time_column, judged_by: after }),
-        StreamNode::Filter { input, .. } => judge_lateness(input, time_column, after),
-        StreamNode::Project { input, exprs, .. } => {
-            if let Some(column) = exprs.get(time_column).and_then(|e| e.downcast_ref::<Column>()) {
-                judge_lateness(input, column.index(), after);
-            }
-        }
-        StreamNode::WindowAssign { input, .. } if time_column < input.schema().fields().len() => judge_lateness(input, time_column, after),
-        _ => {}
-    }
 }
 
 /// Has the source under window assignment `assign` judge its rows late by the window's slices.
