@@ -242,16 +242,25 @@ fn garbage_and_truncated_messages_never_take_the_server_down() {
     stream.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).unwrap();
     read_until_closed(&mut stream);
 
-    // After a good startup: an unknown message type, then a query whose length
-    // runs past its end. The server answers with an error or closes; it lives on.
+    // After a good startup, an unknown message type: answered with an error.
+    // The server may close the connection after it, so nothing more is sent
+    // on it (bytes it never reads would turn its close into a reset, and the
+    // reset can discard the answer before this test reads it).
     let mut stream = TcpStream::connect(&pg).unwrap();
     stream.write_all(&startup_message()).unwrap();
     stream.write_all(&[b'!', 0, 0, 0, 4]).unwrap();
-    stream.write_all(&[b'Q', 0, 0, 0, 200, b'S', b'E', b'L', 0]).unwrap();
-    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
     let received = read_until_closed(&mut stream);
     assert!(received.first() == Some(&b'R'), "the startup was answered: {received:?}");
     assert!(received.contains(&b'E'), "an ErrorResponse for the unknown message: {received:?}");
+
+    // After a good startup, a query whose length runs past its end.
+    let mut stream = TcpStream::connect(&pg).unwrap();
+    stream.write_all(&startup_message()).unwrap();
+    stream.write_all(&[b'Q', 0, 0, 0, 200, b'S', b'E', b'L', 0]).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let received = read_until_closed(&mut stream);
+    assert!(received.first() == Some(&b'R'), "the startup was answered: {received:?}");
 
     // Random bytes after a good startup, a few times over.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -266,8 +275,10 @@ fn garbage_and_truncated_messages_never_take_the_server_down() {
                 seed as u8
             })
             .collect();
-        stream.write_all(&garbage).unwrap();
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // The server may hang up at the first bad message, before all of
+        // them arrive: a failed write or shutdown here is that, not a fault.
+        let _ = stream.write_all(&garbage);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
         read_until_closed(&mut stream);
     }
 
