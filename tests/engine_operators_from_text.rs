@@ -21,7 +21,7 @@ use eddy_engine::operators::session_aggregate::SessionAggregateOperator;
 use eddy_engine::operators::source_prep::SourcePrepOperator;
 use eddy_engine::operators::window_aggregate::WindowAggregateOperator;
 use eddy_engine::operators::window_assign::WindowAssignOperator;
-use eddy_engine::plan::{AggregateKind, JoinBound, UpdateOutput};
+use eddy_engine::plan::{AggregateKind, FilteredOut, JoinBound, UpdateOutput};
 use eddy_engine::testing::OperatorHarness;
 use eddy_engine::{Operator, PipelineMetrics};
 use eddy_sql::{Location, Planner, StreamNode, StreamPlan, WindowAggregateNode};
@@ -65,11 +65,11 @@ fn find<T>(node: &StreamNode, pick: &impl Fn(&StreamNode) -> Option<T>) -> Optio
 async fn filter(sql: &str) -> OperatorHarness {
     let plan = plan(Input::Bounded, sql).await;
     let (predicate, input) = find(&plan.root, &|n| match n {
-        StreamNode::Filter { input, predicate } => Some((Arc::clone(predicate), input.schema())),
+        StreamNode::Filter { input, predicate, .. } => Some((Arc::clone(predicate), input.schema())),
         _ => None,
     })
     .expect("a filter");
-    OperatorHarness::new(Box::new(FilterOperator::new(predicate)), input)
+    OperatorHarness::new(Box::new(FilterOperator::new(predicate, FilteredOut::Dropped)), input)
 }
 
 /// The operator for the topmost projection of `sql`'s plan.

@@ -48,9 +48,9 @@ fn split(node: &StreamNode, metrics: &Arc<PipelineMetrics>, below: &mut Vec<Box<
             below.push(Box::new(WindowAssignOperator::new(*window, *time_column, *slicing, Arc::clone(schema))));
             found
         }
-        StreamNode::Filter { input, predicate } => {
+        StreamNode::Filter { input, predicate, filtered_out } => {
             let found = split(input, metrics, below);
-            below.push(Box::new(FilterOperator::new(Arc::clone(predicate))));
+            below.push(Box::new(FilterOperator::new(Arc::clone(predicate), *filtered_out)));
             found
         }
         StreamNode::Project { input, exprs, schema } => {

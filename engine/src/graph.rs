@@ -31,6 +31,7 @@ use crate::operators::regular_join::RegularJoinOperator;
 use crate::operators::retract_aggregate::RetractAggregateOperator;
 use crate::operators::session_aggregate::SessionAggregateOperator;
 use crate::operators::source_prep::SourcePrepOperator;
+use crate::operators::temporal_join::TemporalJoinOperator;
 use crate::operators::window_aggregate::WindowAggregateOperator;
 use crate::operators::window_assign::WindowAssignOperator;
 
@@ -161,10 +162,10 @@ impl Builder<'_> {
                 });
                 Ok(vec![Flow { stage: self.stages.len() - 1, pending: vec![prep] }])
             }
-            StreamNode::Filter { input, predicate } => {
+            StreamNode::Filter { input, predicate, filtered_out } => {
                 let mut flows = self.flows(input)?;
-                let predicate = Arc::clone(predicate);
-                Self::push_all(&mut flows, Arc::new(move || Ok(Box::new(FilterOperator::new(Arc::clone(&predicate))))));
+                let (predicate, filtered_out) = (Arc::clone(predicate), *filtered_out);
+                Self::push_all(&mut flows, Arc::new(move || Ok(Box::new(FilterOperator::new(Arc::clone(&predicate), filtered_out)))));
                 Ok(flows)
             }
             StreamNode::Project { input, exprs, schema } => {
@@ -229,6 +230,7 @@ impl Builder<'_> {
                 let head: OperatorFactory = match join.bounded_by {
                     JoinBound::Unbounded { .. } => Arc::new(move || Ok(Box::new(RegularJoinOperator::new(node.clone())?))),
                     JoinBound::Interval(_) | JoinBound::Window { .. } => Arc::new(move || Ok(Box::new(IntervalJoinOperator::new(node.clone())?))),
+                    JoinBound::Temporal(_) => Arc::new(move || Ok(Box::new(TemporalJoinOperator::new(node.clone())?))),
                 };
                 let keys = vec![join.keys(JoinSide::Left).to_vec(), join.keys(JoinSide::Right).to_vec()];
                 self.stages.push(Stage {

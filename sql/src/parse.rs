@@ -755,12 +755,13 @@ impl Cursor {
             return Err(self.error_expected("a query"));
         }
         let rewritten = crate::window::rewrite_window_tvfs(rest)?;
+        let (rewritten, as_of_clauses) = crate::system_time::take_clauses(rewritten)?;
         let dialect = GenericDialect {};
         let mut parser = Parser::new(&dialect).with_recursion_limit(crate::limits::MAX_NESTING).with_tokens_with_locations(rewritten);
         // Errors at the end of input carry no position: point just past the last token.
         let end = self.tokens.last().map(|t| Location { line: t.span.end.line, column: t.span.end.column }).unwrap_or(self.here());
         let here = self.here();
-        let query = match parser.parse_query() {
+        let mut query = match parser.parse_query() {
             Ok(query) => query,
             // Where the parser gave up is where the nesting got too deep.
             Err(ParserError::RecursionLimitExceeded) => {
@@ -771,6 +772,7 @@ impl Cursor {
         };
         // Bounds every later walk of the tree; the planner checks again with the views it reads.
         crate::limits::check_query(&query, &|_| None, here)?;
+        crate::system_time::attach(&mut query, as_of_clauses)?;
         if parser.peek_token().token != Token::EOF {
             let t = parser.peek_token();
             return Err(SqlError::syntax(location_of(&t), format!("unexpected `{}` after the end of the query", t.token)));

@@ -17,7 +17,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::join_rows::{side_part, JoinRows, Picked, StoredBatches};
+use super::join_rows::{JoinRows, Picked, StoredBatches};
 use super::rows::RowBytes;
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -267,7 +267,7 @@ impl Operator for IntervalJoinOperator {
             let rows: Vec<(u64, u32)> = entries.iter().map(|w| (w.batch, w.row)).collect();
             let matched = BooleanArray::from(entries.iter().map(|w| w.matched == Matched::Yes).collect::<Vec<_>>());
             let extra = vec![(Field::new("matched", DataType::Boolean, false), Arc::new(matched) as _)];
-            parts.push((side_part(side).to_string(), self.join.state_part(side, &state.stored, &rows, extra)?));
+            parts.push((side.name().to_string(), self.join.state_part(side, &state.stored, &rows, extra)?));
         }
         Ok(Some(OperatorState { parts }))
     }

@@ -190,15 +190,22 @@ impl JoinRows {
         evaluate_predicate(filter.expression(), &pairs, self.name)
     }
 
+    /// `side`'s stored `rows` (batch id, row) as one batch of the side's columns.
+    pub(super) fn stored_rows(&self, side: JoinSide, stored: &StoredBatches, rows: &[(u64, u32)]) -> Result<RecordBatch> {
+        let schema = self.schema(side);
+        let picked = Picked::stored(stored, rows);
+        let columns = (0..schema.fields().len()).map(|i| picked.column(schema, i, self.name)).collect::<Result<Vec<ArrayRef>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(|e| self.arrow(e))
+    }
+
     /// A checkpoint part of `side`'s stored `rows`: the key columns (which the
     /// exchange hashes when restoring with another parallelism), the side's
     /// columns, then `extra` columns of the operator's own.
     pub(super) fn state_part(&self, side: JoinSide, stored: &StoredBatches, rows: &[(u64, u32)], extra: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
         let schema = self.schema(side);
-        let picked = Picked::stored(stored, rows);
-        let columns = (0..schema.fields().len()).map(|i| picked.column(schema, i, self.name)).collect::<Result<Vec<ArrayRef>>>()?;
+        let side_rows = self.stored_rows(side, stored, rows)?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
-        let side_rows = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(|e| self.arrow(e))?;
         let mut fields: Vec<Field> = Vec::new();
         let mut all: Vec<ArrayRef> = Vec::new();
         for (i, key) in self.node.keys(side).iter().enumerate() {
@@ -243,13 +250,5 @@ impl JoinRows {
             "right" => self.node.right_keys.len(),
             _ => 0,
         }
-    }
-}
-
-/// The checkpoint part of `side`'s rows.
-pub(super) fn side_part(side: JoinSide) -> &'static str {
-    match side {
-        JoinSide::Left => "left",
-        JoinSide::Right => "right",
     }
 }

@@ -24,6 +24,7 @@ pub mod retract_aggregate;
 mod rows;
 pub mod session_aggregate;
 pub mod source_prep;
+pub mod temporal_join;
 pub mod window_aggregate;
 pub mod window_assign;
 

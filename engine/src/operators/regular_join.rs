@@ -28,7 +28,7 @@ use datafusion::arrow::array::{Array, AsArray, Int64Array, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, UInt32Type};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::join_rows::{side_part, JoinRows, Picked, StoredBatches};
+use super::join_rows::{JoinRows, Picked, StoredBatches};
 use super::rows::RowBytes;
 use crate::changelog::{ChangeBatch, RowKind};
 use crate::error::{EngineError, Result};
@@ -286,7 +286,7 @@ impl Operator for RegularJoinOperator {
                 (Field::new("partners", DataType::UInt32, false), Arc::new(partners) as _),
                 (Field::new("written_ms", DataType::Int64, false), Arc::new(written) as _),
             ];
-            parts.push((side_part(side).to_string(), self.join.state_part(side, &state.stored, &rows, extra)?));
+            parts.push((side.name().to_string(), self.join.state_part(side, &state.stored, &rows, extra)?));
         }
         Ok(Some(OperatorState { parts }))
     }

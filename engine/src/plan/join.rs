@@ -7,7 +7,9 @@
 //! it by the window. A regular join has no such bound: every row may meet any
 //! later row of the other side, so rows stay in state (until Flink's
 //! `'table.exec.state.ttl'`, or for good), and an outer join takes back a row it
-//! emitted padded with NULLs once a partner comes.
+//! emitted padded with NULLs once a partner comes. An event-time temporal join
+//! (`JOIN versioned FOR SYSTEM_TIME AS OF o.ts`) meets each row of one side with
+//! the version of the other side's row that was current at the row's time.
 
 use std::sync::Arc;
 
@@ -88,6 +90,14 @@ impl JoinSide {
             JoinSide::Right => JoinSide::Left,
         }
     }
+
+    /// The side's name, for EXPLAIN.
+    pub fn name(self) -> &'static str {
+        match self {
+            JoinSide::Left => "left",
+            JoinSide::Right => "right",
+        }
+    }
 }
 
 /// How far apart the two sides' times may be: a pair matches when
@@ -121,6 +131,35 @@ impl TimeBounds {
     }
 }
 
+/// Which side of an event-time temporal join is versioned, and each side's time
+/// column: a probe row meets the version of its key with the latest time at or
+/// before its own, once the watermark has passed the probe row's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemporalSides {
+    /// The side whose rows look up a version (the left of `FOR SYSTEM_TIME AS OF`).
+    pub probe: JoinSide,
+    /// The probe side's time attribute, named by `AS OF`.
+    pub probe_time: usize,
+    /// The versioned side's time attribute: when each version starts to hold.
+    pub version_time: usize,
+}
+
+impl TemporalSides {
+    /// The side holding the versions.
+    pub fn versioned(&self) -> JoinSide {
+        self.probe.other()
+    }
+
+    /// The time column of `side`.
+    pub fn time_column(&self, side: JoinSide) -> usize {
+        if side == self.probe {
+            self.probe_time
+        } else {
+            self.version_time
+        }
+    }
+}
+
 /// What bounds a join's state in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinBound {
@@ -134,6 +173,9 @@ pub enum JoinBound {
     /// was last written (Flink's `'table.exec.state.ttl'`, processing time), or
     /// for as long as the pipeline runs when that is `None`.
     Unbounded { state_ttl_ms: Option<i64> },
+    /// An event-time temporal join: probe rows wait for the watermark, and each
+    /// key keeps the versions the waiting rows and later ones may still need.
+    Temporal(TemporalSides),
 }
 
 /// Joins two inputs on equal keys. Bounded in time ([`JoinBound::Interval`],
@@ -167,11 +209,16 @@ impl JoinNode {
         }
     }
 
-    /// The time bounds of an interval or window join; `None` for a regular join.
+    /// Whether this is a regular join: no time bounds its state.
+    pub fn is_regular(&self) -> bool {
+        matches!(self.bounded_by, JoinBound::Unbounded { .. })
+    }
+
+    /// The time bounds of an interval or window join; `None` for a regular or temporal join.
     pub fn time_bounds(&self) -> Option<TimeBounds> {
         match self.bounded_by {
             JoinBound::Interval(bounds) | JoinBound::Window { bounds, .. } => Some(bounds),
-            JoinBound::Unbounded { .. } => None,
+            JoinBound::Unbounded { .. } | JoinBound::Temporal(_) => None,
         }
     }
 
@@ -179,8 +226,7 @@ impl JoinNode {
     /// retracts a row padded with NULLs when its first partner comes, and an anti
     /// join a row that then has one. Interval and window joins wait instead.
     pub fn retracts(&self) -> bool {
-        let regular = matches!(self.bounded_by, JoinBound::Unbounded { .. });
-        regular && matches!(self.join_type, JoinType::Left | JoinType::Right | JoinType::Full | JoinType::Anti(_))
+        self.is_regular() && matches!(self.join_type, JoinType::Left | JoinType::Right | JoinType::Full | JoinType::Anti(_))
     }
 
     /// The operator that runs it, for `EXPLAIN`, logs and messages.
@@ -189,6 +235,7 @@ impl JoinNode {
             JoinBound::Interval(_) => "IntervalJoin",
             JoinBound::Window { .. } => "WindowJoin",
             JoinBound::Unbounded { .. } => "RegularJoin",
+            JoinBound::Temporal(_) => "TemporalJoin",
         }
     }
 

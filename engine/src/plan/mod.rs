@@ -19,7 +19,7 @@ pub mod join;
 pub mod over;
 pub mod rank;
 pub mod window;
-pub use join::{JoinBound, JoinNode, JoinSide, JoinType, TimeBounds};
+pub use join::{JoinBound, JoinNode, JoinSide, JoinType, TemporalSides, TimeBounds};
 pub use over::{OverAggregateNode, OverFrame, Preceding};
 pub use rank::{RankKind, RankNode};
 pub use window::WindowKind;
@@ -378,6 +378,18 @@ impl WindowAggregateNode {
     }
 }
 
+/// What a filter does with a row its predicate does not keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilteredOut {
+    /// Dropped, as `WHERE` does.
+    Dropped,
+    /// Sent on as a deletion (a `-U` is dropped): below a temporal join's
+    /// versioned side, where a condition on the versioned table applies to the
+    /// version a row meets, as in Flink. A version failing it must still end the
+    /// version before it, or that older one would be met instead.
+    Deleted,
+}
+
 /// One node of the streaming plan.
 #[derive(Debug, Clone)]
 pub enum StreamNode {
@@ -386,6 +398,7 @@ pub enum StreamNode {
     Filter {
         input: Box<StreamNode>,
         predicate: Arc<dyn PhysicalExpr>,
+        filtered_out: FilteredOut,
     },
     /// Computes new columns from each row.
     Project {
@@ -529,7 +542,10 @@ impl StreamNode {
                     .unwrap_or_default(),
                 s.lateness.map(|l| format!(", {}", l.judged_by.describe())).unwrap_or_default()
             ),
-            StreamNode::Filter { predicate, .. } => format!("Filter: {predicate}"),
+            StreamNode::Filter { predicate, filtered_out: FilteredOut::Dropped, .. } => format!("Filter: {predicate}"),
+            StreamNode::Filter { predicate, filtered_out: FilteredOut::Deleted, .. } => {
+                format!("Filter: {predicate} (a version failing it is sent on as a deletion: it still ends the version before it)")
+            }
             StreamNode::Project { exprs, .. } => {
                 format!("Project: {}", exprs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
             }
@@ -572,6 +588,18 @@ impl StreamNode {
                         bounds.upper_ms
                     ),
                     JoinBound::Window { window, .. } => format!("WindowJoin: {} join on [{keys}] in {window:?} windows{filter}", j.join_type.sql()),
+                    JoinBound::Temporal(sides) => {
+                        let (probe, versioned) = (sides.probe, sides.versioned());
+                        let schema = |side: JoinSide| if side == JoinSide::Left { j.left.schema() } else { j.right.schema() };
+                        format!(
+                            "TemporalJoin: {} join on [{keys}], {} rows meet the {} version current at `{}` (by `{}`){filter}",
+                            j.join_type.sql(),
+                            probe.name(),
+                            versioned.name(),
+                            schema(probe).field(sides.probe_time).name(),
+                            schema(versioned).field(sides.version_time).name(),
+                        )
+                    }
                     JoinBound::Unbounded { .. } => format!(
                         "RegularJoin: {} join on [{keys}]{filter}{}",
                         j.join_type.sql(),
@@ -644,6 +672,14 @@ impl StreamNode {
                     JoinBound::Interval(bounds) | JoinBound::Window { bounds, .. } => (
                         format!("the lowest over both inputs, held back {} ms (the larger time bound)", bounds.watermark_delay_ms()),
                         "each side's rows, until the watermark passes the last time a partner could come".to_string(),
+                    ),
+                    JoinBound::Temporal(sides) => (
+                        "the lowest over both inputs, passed through once the rows it lets out are emitted".to_string(),
+                        format!(
+                            "{} rows until the watermark passes their time; per key, the {} versions from the last one at or before the watermark on",
+                            sides.probe.name(),
+                            sides.versioned().name()
+                        ),
                     ),
                 };
                 (tasks, watermark, state)

@@ -27,6 +27,7 @@ use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 
 mod rank;
+mod temporal_join;
 
 use super::join_bounds::time_bounds;
 use super::over::{self, OverRefusal};
@@ -36,7 +37,7 @@ use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
 use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
 use eddy_engine::plan::{
-    AggregateKind, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LateAfter, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds,
+    AggregateKind, FilteredOut, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LateAfter, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds,
     UpdateOutput, WindowAggregateNode, WindowKind,
 };
 /// Where each output column of a compiled node came from, for window bounds.
@@ -266,7 +267,7 @@ impl Compiler<'_> {
                     .with_hint("filter where the dashboard reads the rows, or group by a window"));
             }
             self.note_window_use(filter.predicate(), &lineage);
-            let mut node = StreamNode::Filter { input: Box::new(input), predicate: Arc::clone(filter.predicate()) };
+            let mut node = StreamNode::Filter { input: Box::new(input), predicate: Arc::clone(filter.predicate()), filtered_out: FilteredOut::Dropped };
             let mut lineage = lineage;
             if let Some(projection) = filter.projection() {
                 let input_schema = node.schema();
@@ -355,7 +356,7 @@ impl Compiler<'_> {
         Ok((node, lineage))
     }
 
-    /// An equi-join with time bounds in its condition: an interval join.
+    /// An equi-join: temporal, interval, window or regular (see [`JoinBound`]).
     fn compile_join(&mut self, parts: JoinParts<'_>, schema: SchemaRef) -> Result<(StreamNode, Vec<Lineage>)> {
         let JoinParts { left, right, on, filter, join_type, projection } = parts;
         let join_type = match join_type {
@@ -369,27 +370,20 @@ impl Compiler<'_> {
             DfJoinType::RightAnti => JoinType::Anti(JoinSide::Right),
             _ => return Err(self.unsupported("this kind of join (a mark join, from a subquery in a disjunction) is not supported yet")),
         };
-        let (left, left_lineage) = self.compile(left, UpdateOutput::Upserts)?;
-        let (right, right_lineage) = self.compile(right, UpdateOutput::Upserts)?;
-        let interval = filter.map_or(Ok(None), time_bounds).map_err(|no| self.unsupported(no.message()))?;
-        // Below a regular join rows keep no event time, so times bound nothing.
-        let interval = interval.filter(|_| !has_regular_join(&left) && !has_regular_join(&right));
-        let bounded_by = match interval {
-            Some(bounds) => JoinBound::Interval(bounds),
-            // As in Flink, a join whose condition does not bound both sides' times is a regular join.
-            None => match self.window_join(on, (&left, &left_lineage), (&right, &right_lineage))? {
-                Some((bounds, window)) => JoinBound::Window { window, bounds },
-                None => JoinBound::Unbounded { state_ttl_ms: None },
-            },
+        let (mut left, left_lineage) = self.compile(left, UpdateOutput::Upserts)?;
+        let (mut right, right_lineage) = self.compile(right, UpdateOutput::Upserts)?;
+        let as_of = match filter {
+            Some(filter) => self.take_as_of(filter)?,
+            None => None,
         };
-        if [&left, &right].iter().any(|side| side.is_updating() || side.emits_retractions()) {
-            return Err(self
-                .unsupported("a join over updating rows (a GROUP BY without a window, a materialized view's changes, or an outer join without time bounds) is not supported yet")
-                .with_hint("join the tables the aggregate reads, or aggregate over a window first"));
-        }
-        if on.is_empty() && matches!(bounded_by, JoinBound::Unbounded { .. }) {
-            return Err(self.unsupported(NO_EQUALITY).with_hint("join on equal keys, e.g. ON a.id = b.id"));
-        }
+        let (bounded_by, filter) = match as_of {
+            Some(as_of) => {
+                let sides = self.temporal_sides(join_type, &as_of, &left, &right, !on.is_empty())?;
+                temporal_join::filters_end_versions(if sides.versioned() == JoinSide::Left { &mut left } else { &mut right });
+                (JoinBound::Temporal(sides), as_of.filter)
+            }
+            None => (self.join_bound(on, filter, (&left, &left_lineage), (&right, &right_lineage))?, filter.cloned()),
+        };
         let left_width = left.schema().fields().len();
         let width = left_width + right.schema().fields().len();
         // A semi or anti join outputs one side's columns; the node numbers the
@@ -406,12 +400,43 @@ impl Compiler<'_> {
             join_type,
             left_keys: on.iter().map(|(l, _)| Arc::clone(l)).collect(),
             right_keys: on.iter().map(|(_, r)| Arc::clone(r)).collect(),
-            filter: filter.cloned(),
+            filter,
             bounded_by,
             projection,
             schema: Arc::clone(&schema),
         };
         Ok((StreamNode::Join(node), vec![Lineage::Other; schema.fields().len()]))
+    }
+
+    /// What bounds a join without `FOR SYSTEM_TIME AS OF`: time bounds in its
+    /// condition, the same window on both sides, or nothing (a regular join).
+    fn join_bound(
+        &self,
+        on: JoinOnRef<'_>,
+        filter: Option<&JoinFilter>,
+        (left, left_lineage): (&StreamNode, &[Lineage]),
+        (right, right_lineage): (&StreamNode, &[Lineage]),
+    ) -> Result<JoinBound> {
+        let interval = filter.map_or(Ok(None), time_bounds).map_err(|no| self.unsupported(no.message()))?;
+        // Below a regular join rows keep no event time, so times bound nothing.
+        let interval = interval.filter(|_| !has_regular_join(left) && !has_regular_join(right));
+        let bounded_by = match interval {
+            Some(bounds) => JoinBound::Interval(bounds),
+            // As in Flink, a join whose condition does not bound both sides' times is a regular join.
+            None => match self.window_join(on, (left, left_lineage), (right, right_lineage))? {
+                Some((bounds, window)) => JoinBound::Window { window, bounds },
+                None => JoinBound::Unbounded { state_ttl_ms: None },
+            },
+        };
+        if [left, right].iter().any(|side| side.is_updating() || side.emits_retractions()) {
+            return Err(self
+                .unsupported("a join over updating rows (a GROUP BY without a window, a materialized view's changes, or an outer join without time bounds) is not supported yet")
+                .with_hint("join the tables the aggregate reads, or aggregate over a window first"));
+        }
+        if on.is_empty() && matches!(bounded_by, JoinBound::Unbounded { .. }) {
+            return Err(self.unsupported(NO_EQUALITY).with_hint("join on equal keys, e.g. ON a.id = b.id"));
+        }
+        Ok(bounded_by)
     }
 
     /// A window join: both sides are window TVFs of the same window and the keys
@@ -648,7 +673,7 @@ fn pass_through_child(plan: &Arc<dyn ExecutionPlan>) -> Option<&Arc<dyn Executio
 
 /// Whether a regular join (no time bounds) is at or below `node`.
 fn has_regular_join(node: &StreamNode) -> bool {
-    matches!(node, StreamNode::Join(j) if j.time_bounds().is_none()) || node.inputs().into_iter().any(has_regular_join)
+    matches!(node, StreamNode::Join(j) if j.is_regular()) || node.inputs().into_iter().any(has_regular_join)
 }
 
 fn all_sources_bounded(node: &StreamNode) -> bool {

@@ -118,6 +118,7 @@ impl Planner {
         let state = SessionStateBuilder::new().with_config(config).with_default_features().with_optimizer_rules(rules).build();
         let ctx = SessionContext::new_with_state(state);
         crate::functions::register(&ctx);
+        ctx.register_udf(crate::system_time::marker_udf());
         let tables: Tables = Arc::default();
         ctx.register_udtf(WINDOW_FUNCTION, Arc::new(WindowTableFunction { tables: Arc::clone(&tables) }));
         Planner { ctx, tables, views: BTreeMap::new(), view_nodes: BTreeMap::new() }
@@ -267,6 +268,7 @@ impl Planner {
         self.check_size(query, location)?;
         let mut query = query.clone();
         window::rewrite_group_windows(&mut query)?;
+        crate::system_time::rewrite_temporal_joins(&mut query, &|name| self.columns_of(name))?;
         reject_unsupported(&query, location)?;
         let statement = DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(query))));
         self.ctx.state().statement_to_plan(statement).await.map_err(|e| df_error(location, e))

@@ -4,11 +4,12 @@
 //! aggregates and the ranks, which both order by a time attribute.
 
 use datafusion::physical_expr::expressions::Column;
-use eddy_engine::plan::{LateAfter, LatenessRule, StreamNode};
+use eddy_engine::plan::{JoinBound, JoinSide, LateAfter, LatenessRule, RankKind, StreamNode};
 
 /// Whether column `index` of `node`'s output is a source's `WATERMARK FOR` column,
-/// as it is (through filters, projections that pick it, window assignments and
-/// OVER aggregates, which keep their input's columns first).
+/// as it is (through filters, projections that pick it, window assignments,
+/// OVER aggregates and deduplication, which keep their input's columns first,
+/// and temporal joins, which keep the probe side's).
 pub(super) fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
     match node {
         StreamNode::Source(s) => {
@@ -20,6 +21,22 @@ pub(super) fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
         }
         StreamNode::WindowAssign { input, .. } => index < input.schema().fields().len() && is_time_attribute(input, index),
         StreamNode::OverAggregate(o) => index < o.input.schema().fields().len() && is_time_attribute(&o.input, index),
+        // Deduplication keeps its input's columns first, and rows as they were.
+        StreamNode::Rank(r) => {
+            matches!(r.kind, RankKind::FirstRow { .. } | RankKind::LastRow { .. })
+                && index < r.input.schema().fields().len()
+                && is_time_attribute(&r.input, index)
+        }
+        // A temporal join keeps the probe side's time attribute (Flink's does too).
+        StreamNode::Join(j) => match (j.bounded_by, j.projection.get(index)) {
+            (JoinBound::Temporal(sides), Some(&column)) => {
+                let left_width = j.left.schema().fields().len();
+                let (side, column) = if column < left_width { (JoinSide::Left, column) } else { (JoinSide::Right, column - left_width) };
+                let input = if side == JoinSide::Left { &j.left } else { &j.right };
+                side == sides.probe && column == sides.probe_time && is_time_attribute(input, column)
+            }
+            _ => false,
+        },
         _ => false,
     }
 }
