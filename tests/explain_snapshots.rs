@@ -32,6 +32,7 @@ CREATE TABLE per_window (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT,
 WITH ('connector' = 'filesystem', 'path' = 'out/per_window', 'format' = 'parquet');
 CREATE TABLE changes (n BIGINT, auctions BIGINT) WITH ('connector' = 'print');
 CREATE VIEW expensive AS SELECT auction, price FROM bids WHERE price >= 100;
+CREATE VIEW last_bid AS SELECT auction, price, ts FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY ts DESC) AS rn FROM bids) WHERE rn = 1;
 ";
 
 /// The EXPLAIN text of `statement` (without the `EXPLAIN`) in a session holding [`TABLES`].
@@ -213,4 +214,12 @@ async fn window_top_n() {
 #[tokio::test]
 async fn top_n() {
     explain_snapshot!("top_n", "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM endless) WHERE rn <= 10");
+}
+
+#[tokio::test]
+async fn temporal_join() {
+    explain_snapshot!(
+        "temporal_join",
+        "SELECT b.auction, b.price, l.price AS last_price FROM bids_split AS b LEFT JOIN last_bid FOR SYSTEM_TIME AS OF b.ts AS l ON b.auction = l.auction AND l.price > 10"
+    );
 }

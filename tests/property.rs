@@ -2,7 +2,8 @@
 //! query's streaming result equals the same aggregation computed in batch by
 //! DataFusion over the same data, whatever the batch size, the number of source
 //! partitions (files) and the parallelism; and every join's and every rank's
-//! (the rows its changelog leaves) equals DataFusion's batch join or ROW_NUMBER().
+//! (the rows its changelog leaves) equals DataFusion's batch join or ROW_NUMBER()
+//! (for a temporal join, the batch query that defines it).
 
 use std::sync::Arc;
 
@@ -299,6 +300,71 @@ async fn streaming_joins_equal_batch_joins() {
             "seed {seed}, case {case}: {streaming_sql} over {partitions:?} file(s) of {} and {} events, batch rows {batch_rows}, parallelism {parallelism}: {} rows, batch {}; first difference {:?}",
             sides[0].len(),
             sides[1].len(),
+            actual.len(),
+            expected.len(),
+            actual.iter().zip(&expected).find(|(a, b)| a != b)
+        );
+    }
+}
+
+/// Property: for random events within the watermark bound, random batch sizes,
+/// source partitions and parallelism 1..4, an event-time temporal join (INNER
+/// and LEFT, with and without a condition on the version) gives what the
+/// definition gives in batch: each row of `t` meets the row of `u` with its key
+/// and the latest time at or before its own (the versioned table is `u` with
+/// `k` as its primary key: every row is the key's next version), and the
+/// condition is applied to that version only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_temporal_joins_equal_the_batch_definition() {
+    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    // The latest version of each row of a: a row number over the versions at or before it.
+    let versions = "WITH a AS (SELECT k, v, ts, ROW_NUMBER() OVER () AS id FROM t),
+        m AS (SELECT a.id, b.v AS bv, ROW_NUMBER() OVER (PARTITION BY a.id ORDER BY b.ts DESC) AS rn FROM a JOIN u b ON a.k = b.k AND b.ts <= a.ts)";
+    // (join, condition on the version in streaming SQL and in batch SQL)
+    let cases = [("JOIN", None), ("LEFT JOIN", None), ("JOIN", Some(("b.v % 3 = 0", "m.bv % 3 = 0"))), ("LEFT JOIN", Some(("b.v % 3 = 0", "m.bv % 3 = 0")))];
+    for (case, (join, condition)) in cases.iter().enumerate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let probes = {
+            let rows = rng.gen_range(100..800);
+            partition_events(&mut rng, rows)
+        };
+        // One version per key and time: two would tie, and the later arrival wins.
+        let mut seen = std::collections::HashSet::new();
+        let versions_rows: Vec<(i64, i64, i64)> = {
+            let rows = rng.gen_range(50..300);
+            partition_events(&mut rng, rows).into_iter().filter(|(k, _, ts)| seen.insert((*k, *ts))).collect()
+        };
+        let partitions = [rng.gen_range(1..=3), rng.gen_range(1..=3)];
+        let dirs = [dir.path().join("t"), dir.path().join("u")];
+        write_partitions(&dirs[0], &probes, partitions[0]);
+        write_partitions(&dirs[1], &versions_rows, partitions[1]);
+        let batch_rows = rng.gen_range(1..200);
+        let parallelism = rng.gen_range(1..=4);
+        let (stream_condition, batch_condition) = condition.map_or((String::new(), String::new()), |(s, b)| (format!(" AND {s}"), format!(" AND {b}")));
+        let streaming_sql = format!(
+            "CREATE TABLE w (k BIGINT, v BIGINT, ts_ms BIGINT, ts AS TO_TIMESTAMP_LTZ(ts_ms, 3), PRIMARY KEY (k) NOT ENFORCED,
+               WATERMARK FOR ts AS ts - INTERVAL '{delay}' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'scan.batch-rows' = '{batch_rows}');
+             SELECT a.k, a.v, b.v FROM t a {join} w FOR SYSTEM_TIME AS OF a.ts AS b ON a.k = b.k{stream_condition};",
+            dirs[1].display(),
+            delay = DELAY_MS / 1000
+        );
+        let batch_sql = if *join == "JOIN" {
+            format!("{versions} SELECT a.k, a.v, m.bv FROM a JOIN m ON a.id = m.id AND m.rn = 1{batch_condition}")
+        } else {
+            format!("{versions} SELECT a.k, a.v, m.bv FROM a LEFT JOIN m ON a.id = m.id AND m.rn = 1{batch_condition}")
+        };
+        let expected = batch_changelog(&[&probes, &versions_rows], &batch_sql).await;
+        let actual = streaming_changelog(&[&dirs[0], &dirs[1]], &streaming_sql, batch_rows, parallelism).await;
+        assert!(!expected.is_empty(), "case {case}: no rows to compare");
+        println!("case {case}: {join}{stream_condition}: {} rows, parallelism {parallelism}, batch rows {batch_rows}", expected.len());
+        assert!(
+            actual == expected,
+            "seed {seed}, case {case}: {join}{stream_condition} over {partitions:?} file(s) of {} and {} events, batch rows {batch_rows}, parallelism {parallelism}: {} rows, batch {}; first difference {:?}",
+            probes.len(),
+            versions_rows.len(),
             actual.len(),
             expected.len(),
             actual.iter().zip(&expected).find(|(a, b)| a != b)

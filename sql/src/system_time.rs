@@ -23,8 +23,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{exec_err, Result as DfResult};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, JoinConstraint,
-    JoinOperator, ObjectName, Query, SetExpr, TableFactor, TableVersion, VisitMut, VisitorMut,
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, JoinConstraint, JoinOperator, ObjectName,
+    Query, SetExpr, TableFactor, TableVersion, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -32,7 +32,11 @@ use datafusion::sql::sqlparser::tokenizer::{Location as TokenLocation, Token, To
 
 use crate::error::{Location, Result, SqlError};
 
-/// The function the rewritten `ON` condition calls: (the `AS OF` column, a column of the versioned table).
+/// The function the rewritten `ON` condition calls: (the `AS OF` column, every
+/// column of the versioned table). Every column, so that DataFusion keeps them
+/// all (the versioned side's time is needed even when the query shows none of
+/// it) and cannot rewrite the call through the key equality into a condition on
+/// the probe side alone.
 pub const MARKER: &str = "__eddy_system_time_as_of";
 
 /// A `FOR SYSTEM_TIME AS OF` clause taken out of the tokens.
@@ -133,7 +137,7 @@ pub fn attach(query: &mut Query, clauses: Vec<AsOf>) -> Result<()> {
 }
 
 /// Turns each `JOIN t FOR SYSTEM_TIME AS OF x [AS a] ON cond` into
-/// `JOIN t [AS a] ON cond AND __eddy_system_time_as_of(x, a.<a column of t>)`;
+/// `JOIN t [AS a] ON cond AND __eddy_system_time_as_of(x, a.c1, a.c2, ...)`;
 /// `columns_of` gives a table's or view's columns. Refuses the clause where Flink
 /// does: outside an INNER or LEFT join with an `ON` condition.
 pub fn rewrite_temporal_joins(query: &mut Query, columns_of: &dyn Fn(&str) -> Option<SchemaRef>) -> Result<()> {
@@ -181,12 +185,13 @@ fn rewrite_set_expr(body: &mut SetExpr, columns_of: &dyn Fn(&str) -> Option<Sche
                     };
                     // Unknown tables are left for DataFusion to name.
                     let Some(schema) = columns_of(&table) else { continue };
-                    let versioned_column = Expr::CompoundIdentifier(vec![qualifier, Ident::with_quote('"', unmentioned_column(&schema, on))]);
+                    let versioned_columns =
+                        schema.fields().iter().map(|f| Expr::CompoundIdentifier(vec![qualifier.clone(), Ident::with_quote('"', f.name())])).collect();
                     let condition = std::mem::replace(on, Expr::Value(datafusion::sql::sqlparser::ast::Value::Boolean(true).into()));
                     *on = Expr::BinaryOp {
                         left: Box::new(Expr::Nested(Box::new(condition))),
                         op: BinaryOperator::And,
-                        right: Box::new(marker_call(as_of, versioned_column)),
+                        right: Box::new(marker_call(as_of, versioned_columns)),
                     };
                 }
             }
@@ -198,23 +203,6 @@ fn rewrite_set_expr(body: &mut SetExpr, columns_of: &dyn Fn(&str) -> Option<Sche
         }
         _ => Ok(()),
     }
-}
-
-/// A column of the versioned table that `on` does not mention, for the marker:
-/// DataFusion rewrites a key column through the key equality to the other
-/// side's, which would make the marker a condition on the probe side alone.
-fn unmentioned_column(schema: &SchemaRef, on: &Expr) -> String {
-    let mut mentioned = Vec::new();
-    let _ = visit_expressions(on, |expr| {
-        match expr {
-            Expr::Identifier(ident) => mentioned.push(ident.value.clone()),
-            Expr::CompoundIdentifier(parts) => mentioned.extend(parts.last().map(|ident| ident.value.clone())),
-            _ => {}
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    let names = schema.fields().iter().map(|f| f.name());
-    names.clone().find(|name| !mentioned.contains(name)).or_else(|| names.clone().next()).cloned().unwrap_or_default()
 }
 
 fn as_of_location(factor: &TableFactor) -> Option<Location> {
@@ -229,13 +217,14 @@ fn name_location(name: &ObjectName) -> Location {
     Location { line: start.line, column: start.column }
 }
 
-fn marker_call(as_of: Expr, versioned_column: Expr) -> Expr {
+fn marker_call(as_of: Expr, versioned_columns: Vec<Expr>) -> Expr {
     let arg = |e: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
+    let args = std::iter::once(as_of).chain(versioned_columns).map(arg).collect();
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(MARKER)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![arg(as_of), arg(versioned_column)], clauses: Vec::new() }),
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args, clauses: Vec::new() }),
         filter: None,
         null_treatment: None,
         over: None,
@@ -245,7 +234,7 @@ fn marker_call(as_of: Expr, versioned_column: Expr) -> Expr {
 
 /// The [`MARKER`] function, for the planner to register.
 pub fn marker_udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(Marker { signature: Signature::any(2, Volatility::Immutable) })
+    ScalarUDF::new_from_impl(Marker { signature: Signature::variadic_any(Volatility::Immutable) })
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -271,10 +260,10 @@ impl ScalarUDFImpl for Marker {
     }
 }
 
-/// Whether `expr` (a physical expression) is a call of the marker; its two arguments if so.
+/// Whether `expr` (a physical expression) is a call of the marker; its arguments if so.
 pub fn marker_arguments(expr: &Arc<dyn datafusion::physical_expr::PhysicalExpr>) -> Option<&[Arc<dyn datafusion::physical_expr::PhysicalExpr>]> {
     let call = expr.downcast_ref::<datafusion::physical_expr::ScalarFunctionExpr>()?;
-    (call.name() == MARKER && call.args().len() == 2).then(|| call.args())
+    (call.name() == MARKER && call.args().len() >= 2).then(|| call.args())
 }
 
 #[cfg(test)]
@@ -312,7 +301,7 @@ mod tests {
             (name == "rates").then(|| Arc::new(datafusion::arrow::datatypes::Schema::new(vec![field("c"), field("rate")])))
         };
         rewrite_temporal_joins(&mut q, &columns).unwrap();
-        assert_eq!(q.to_string(), format!("SELECT * FROM orders AS o LEFT JOIN rates ON (o.c = rates.c) AND {MARKER}(o.ts, rates.\"rate\")"));
+        assert_eq!(q.to_string(), format!("SELECT * FROM orders AS o LEFT JOIN rates ON (o.c = rates.c) AND {MARKER}(o.ts, rates.\"c\", rates.\"rate\")"));
     }
 
     #[test]

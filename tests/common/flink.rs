@@ -20,6 +20,21 @@ fn orders_and_payments() -> String {
     )
 }
 
+/// The orders and payments, and beside them the users' loyalty levels of
+/// `tests/data/temporal_join/levels.json` as a versioned view `user_levels`
+/// (the last level per user), as `scripts/flink/temporal_join.py` declares them.
+pub fn with_user_levels() -> String {
+    let levels = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/temporal_join/levels.json");
+    format!(
+        "{}
+         CREATE TABLE levels (user_id BIGINT, level STRING, discount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{levels}', 'format' = 'json');
+         CREATE VIEW user_levels AS SELECT user_id, level, discount, ts
+           FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC) AS rn FROM levels) WHERE rn = 1;",
+        orders_and_payments()
+    )
+}
+
 /// The two inputs, and a `print` table `out` of `columns` the query's rows go to.
 pub fn tables(columns: &str) -> String {
     with_output(&orders_and_payments(), columns)

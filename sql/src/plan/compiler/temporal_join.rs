@@ -50,7 +50,7 @@ impl Compiler<'_> {
         let (Some((probe, probe_time)), Some((versioned, _))) = (side_of(&args[0]), side_of(&args[1])) else {
             return Err(self.unsupported("FOR SYSTEM_TIME AS OF takes a column of the table on the left of the join, as it is (not an expression)"));
         };
-        if probe == versioned {
+        if probe == versioned || args[1..].iter().any(|arg| side_of(arg).map(|(side, _)| side) != Some(versioned)) {
             return Err(self
                 .unsupported(
                     "FOR SYSTEM_TIME AS OF names a column of the versioned table itself; it takes the time attribute of the table on the left of the join",
