@@ -301,6 +301,7 @@ impl Session {
         eddy_engine::failpoint::pause("planning").await;
         let (sink, mut plan) = self.planner.plan_insert(table, query, location).await?;
         self.apply_settings(&mut plan);
+        Self::check_lookups(&plan, location)?;
         let refuse = |message: String| EddyError::Connector { table: sink.name.clone(), location, message };
         if plan.is_updating() && !eddy_connectors::accepts_updates(&sink) {
             return Err(refuse(format!(
@@ -322,7 +323,22 @@ impl Session {
         eddy_engine::failpoint::pause("planning").await;
         let mut plan = self.planner.plan_query(query, location).await?;
         self.apply_settings(&mut plan);
+        Self::check_lookups(&plan, location)?;
         Ok(PipelineSpec { name: name.to_string(), plan, sink: None, location })
+    }
+
+    /// Refuses a lookup join whose table cannot be looked up (its connector, its
+    /// keys), before anything runs.
+    fn check_lookups(plan: &StreamPlan, location: Location) -> Result<(), EddyError> {
+        for join in plan.lookup_joins() {
+            let (Some(table), Ok(keys)) = (join.lookup_table(), join.lookup_key_columns()) else { continue };
+            eddy_connectors::open_lookup(&table.table, Arc::clone(&table.physical_schema), &keys).map_err(|e| EddyError::Connector {
+                table: table.table.name.clone(),
+                location,
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Applies the session's settings that shape operators to a planned query.
@@ -605,7 +621,11 @@ impl PreparedPipeline {
             eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref())
                 .map_err(|e| eddy_engine::EngineError::Source { table: node.table.name.clone(), partition: "open".to_string(), source: Box::new(e) })
         };
-        let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source).map_err(pipeline_error)?;
+        let mut open_lookup = |node: &eddy_sql::SourceNode, keys: &[usize]| -> eddy_engine::Result<eddy_engine::lookup::LookupTable> {
+            eddy_connectors::open_lookup(&node.table, Arc::clone(&node.physical_schema), keys)
+                .map_err(|e| eddy_engine::EngineError::Lookup { table: node.table.name.clone(), message: e.to_string() })
+        };
+        let graph = Graph::build(&self.plan, self.parallelism, &metrics, &mut open_source, &mut open_lookup).map_err(pipeline_error)?;
         tracing::debug!(pipeline = %self.name, "plan:\n{}\ngraph:\n{}", self.plan.explain(self.parallelism), graph.describe());
         let mut side = HashMap::new();
         for (source, kind, def, location) in self.side {

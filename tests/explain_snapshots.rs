@@ -32,6 +32,10 @@ CREATE TABLE per_window (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT,
 WITH ('connector' = 'filesystem', 'path' = 'out/per_window', 'format' = 'parquet');
 CREATE TABLE changes (n BIGINT, auctions BIGINT) WITH ('connector' = 'print');
 CREATE VIEW expensive AS SELECT auction, price FROM bids WHERE price >= 100;
+CREATE TABLE bids_now (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3), proc_time AS PROCTIME())
+WITH ('connector' = 'filesystem', 'path' = 'tests/data/bids.json', 'format' = 'json');
+CREATE TABLE reserve_prices (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3))
+WITH ('connector' = 'filesystem', 'path' = 'tests/data/bids.json', 'format' = 'json', 'lookup.cache' = 'PARTIAL');
 CREATE VIEW last_bid AS SELECT auction, price, ts FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY ts DESC) AS rn FROM bids) WHERE rn = 1;
 ";
 
@@ -221,5 +225,13 @@ async fn temporal_join() {
     explain_snapshot!(
         "temporal_join",
         "SELECT b.auction, b.price, l.price AS last_price FROM bids_split AS b LEFT JOIN last_bid FOR SYSTEM_TIME AS OF b.ts AS l ON b.auction = l.auction AND l.price > 10"
+    );
+}
+
+#[tokio::test]
+async fn lookup_join() {
+    explain_snapshot!(
+        "lookup_join",
+        "SELECT b.auction, b.price, r.price AS reserve FROM bids_now AS b LEFT JOIN reserve_prices FOR SYSTEM_TIME AS OF b.proc_time AS r ON b.auction = r.auction AND r.price > 10"
     );
 }

@@ -368,3 +368,139 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
+
+/// Orders 1..=300 of users `order % 60` (ids 50 to 59 and 0 unknown to the
+/// stores, and user 7 left out), each with a processing-time attribute, as a file.
+fn write_orders(path: &std::path::Path) {
+    let lines: String = (1..=300).map(|i| format!("{{\"order_id\": {i}, \"user_id\": {}}}\n", i % 60)).collect();
+    std::fs::write(path, lines).expect("write orders");
+}
+
+/// The user a lookup must find for `user_id`, if any.
+fn known_user(user_id: i64) -> Option<String> {
+    ((1..50).contains(&user_id) && user_id != 7).then(|| format!("user-{user_id}"))
+}
+
+/// `(order_id, user name)` rows a filesystem JSON sink wrote under `dir`.
+fn named_orders(dir: &std::path::Path) -> BTreeMap<i64, Option<String>> {
+    let mut out = BTreeMap::new();
+    for row in common::committed_rows(dir) {
+        let id = row["order_id"].as_i64().expect("order_id");
+        assert!(out.insert(id, row["name"].as_str().map(str::to_string)).is_none(), "order {id} written twice");
+    }
+    out
+}
+
+/// A lookup join enriches each order with its user's name, read by key as the
+/// order comes: from a real Redis (a hash per user, under the table's key
+/// template) and a real ClickHouse table (`WHERE id IN (...)`), with and without
+/// a partial cache. Unknown users give NULL in a LEFT join. Every order is
+/// compared with the user the test wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_joins_read_users_from_redis_and_clickhouse_by_key() {
+    let (redis_url, clickhouse_url) = (REDIS.shared(), CLICKHOUSE.shared());
+    let prefix = unique_name("lookup");
+    let database = unique_name("eddy_lookup");
+    let mut redis = redis_connection(&redis_url).await;
+    let known: Vec<i64> = (1..50).filter(|&id| known_user(id).is_some()).collect();
+    for &id in &known {
+        let _: () = redis.hset_multiple(format!("{prefix}:user:{id}"), &[("name", format!("user-{id}")), ("tier", (id % 3).to_string())]).await.expect("hset");
+    }
+    clickhouse(&clickhouse_url, &format!("CREATE DATABASE {database}")).await;
+    clickhouse(&clickhouse_url, &format!("CREATE TABLE {database}.users (id Int64, name String, tier Int64) ENGINE = MergeTree ORDER BY id")).await;
+    let values = known.iter().map(|id| format!("({id}, 'user-{id}', {})", id % 3)).collect::<Vec<_>>().join(", ");
+    clickhouse(&clickhouse_url, &format!("INSERT INTO {database}.users VALUES {values}")).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.json");
+    write_orders(&orders);
+    let (from_redis, from_clickhouse) = (dir.path().join("from_redis"), dir.path().join("from_clickhouse"));
+    let script = dir.path().join("lookup.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE orders (order_id BIGINT, user_id BIGINT, proc_time AS PROCTIME())
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'scan.batch-rows' = '40');
+             CREATE TABLE redis_users (id BIGINT, name STRING, tier BIGINT)
+               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:user:{{id}}',
+                     'lookup.cache' = 'PARTIAL', 'lookup.partial-cache.max-rows' = '20');
+             CREATE TABLE clickhouse_users (id BIGINT, name STRING, tier BIGINT)
+               WITH ('connector' = 'clickhouse', 'url' = '{clickhouse_url}', 'database' = '{database}', 'table' = 'users');
+             CREATE TABLE named_by_redis (order_id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE named_by_clickhouse (order_id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO named_by_redis SELECT o.order_id, u.name FROM orders AS o
+               LEFT JOIN redis_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id;
+             INSERT INTO named_by_clickhouse SELECT o.order_id, u.name FROM orders AS o
+               LEFT JOIN clickhouse_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id WHERE u.tier IS NULL OR u.tier >= 0;",
+            orders.display(),
+            from_redis.display(),
+            from_clickhouse.display()
+        ),
+    )
+    .expect("script");
+    let output = eddy().arg("run").arg(&script).output().expect("run eddy");
+    assert!(output.status.success(), "eddy run failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let want: BTreeMap<i64, Option<String>> = (1..=300).map(|i| (i, known_user(i % 60))).collect();
+    assert_eq!(named_orders(&from_redis), want, "orders named from Redis");
+    assert_eq!(named_orders(&from_clickhouse), want, "orders named from ClickHouse");
+    redis_delete_prefix(&redis_url, &prefix).await;
+    clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
+}
+
+/// A Redis that goes away while a lookup join runs: each failed lookup is
+/// retried with backoff ('lookup.max-retries'), then the pipeline fails with
+/// Redis's own error, naming the table; it does not hang or write rows without
+/// their lookup. A ClickHouse that never answers fails the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_store_that_goes_away_fails_the_pipeline_after_retries_with_its_message() {
+    let run_dir = tempfile::tempdir().expect("temp dir");
+    let redis_url = REDIS.start(Some(run_dir.path()));
+    let mut redis = redis_connection(&redis_url).await;
+    for id in 0..10 {
+        let _: () = redis.hset(format!("gone:user:{id}"), "name", format!("user-{id}")).await.expect("hset");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let script = dir.path().join("lookup.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE clicks (id BIGINT, user_id AS id % 10, proc_time AS PROCTIME())
+               WITH ('connector' = 'datagen', 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '100000');
+             CREATE TABLE users (id BIGINT, name STRING)
+               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = 'gone:user:{{id}}', 'lookup.max-retries' = '2');
+             CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT c.id, u.name FROM clicks AS c JOIN users FOR SYSTEM_TIME AS OF c.proc_time AS u ON c.user_id = u.id;",
+            out.display()
+        ),
+    )
+    .expect("script");
+    let mut child = eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("run eddy");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(child.try_wait().expect("wait").is_none(), "the pipeline ended while Redis was up");
+    REDIS.stop(run_dir.path());
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().expect("eddy run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the pipeline went on without Redis:\n{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "it took {:?} to give up", started.elapsed());
+    assert!(stderr.contains("lookup in `users` failed"), "{stderr}");
+    assert!(stderr.contains("(after 3 attempts)") && stderr.contains("Redis at"), "the store's error, after the retries: {stderr}");
+
+    // A ClickHouse that is not there at all.
+    let script = dir.path().join("unreachable.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE clicks (id BIGINT, proc_time AS PROCTIME())
+           WITH ('connector' = 'datagen', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '10');
+         CREATE TABLE users (id BIGINT, name STRING)
+           WITH ('connector' = 'clickhouse', 'url' = 'http://127.0.0.1:9', 'table' = 'users', 'lookup.max-retries' = '1');
+         CREATE TABLE named (id BIGINT, name STRING) WITH ('connector' = 'blackhole');
+         INSERT INTO named SELECT c.id, u.name FROM clicks AS c JOIN users FOR SYSTEM_TIME AS OF c.proc_time AS u ON c.id = u.id;",
+    )
+    .expect("script");
+    let output = eddy().arg("run").arg(&script).output().expect("run eddy");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("lookup in `users` failed") && stderr.contains("(after 2 attempts)") && stderr.contains("127.0.0.1:9"), "{stderr}");
+}

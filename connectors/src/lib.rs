@@ -30,6 +30,7 @@ pub mod error;
 pub mod filesystem;
 mod format;
 pub mod kafka;
+pub mod lookup;
 pub mod nexmark;
 mod options;
 pub mod print;
@@ -38,6 +39,7 @@ pub mod registry;
 pub mod testing;
 
 pub use error::ConnectorError;
+pub use lookup::open_lookup;
 pub use options::{parse_duration, parse_size, DEFAULT_BATCH_ROWS};
 pub use registry::{
     accepts_retractions, accepts_updates, can_resume, connector, create_sink, create_source, create_source_reading, describe_connectors, describe_partitions,

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use eddy_engine::lookup::Lookups;
 use eddy_engine::table::{TableDef, ENGINE_OPTIONS};
 use eddy_engine::{Boundedness, Connector, MetadataColumns, Presence, Resumption, Sink, SinkChanges, Source, TableUse};
 
@@ -48,8 +49,11 @@ pub fn describe_connectors() -> String {
             (true, false) => "source",
             _ => "sink",
         };
-        out.push_str(&format!("'connector' = '{}' ({roles}): {}\n", c.name(), c.info().description));
-        for option in c.info().options {
+        let lookups = c.lookups() == Lookups::Supported;
+        let looked_up = if lookups { ", lookup join table" } else { "" };
+        out.push_str(&format!("'connector' = '{}' ({roles}{looked_up}): {}\n", c.name(), c.info().description));
+        let lookup_options = if lookups { crate::lookup::LOOKUP_OPTIONS } else { &[] };
+        for option in c.info().options.iter().chain(lookup_options) {
             let req = if option.presence == Presence::Required { " (required)" } else { "" };
             out.push_str(&format!("  '{}'{req}: {}\n", option.key, option.doc));
         }
@@ -66,7 +70,7 @@ fn names<'a>(connectors: impl Iterator<Item = &'a &'static dyn Connector>) -> St
 }
 
 /// The connector of `def`, or the error that says why there is none.
-fn connector_of(def: &TableDef) -> Result<&'static dyn Connector, ConnectorError> {
+pub(crate) fn connector_of(def: &TableDef) -> Result<&'static dyn Connector, ConnectorError> {
     let name = def.connector();
     if name.is_empty() {
         return Err(ConnectorError::MissingConnector { table: def.name.clone(), known: known_connectors() });
@@ -92,7 +96,8 @@ pub fn validate_options(def: &TableDef, table_use: TableUse) -> Result<(), Conne
     }
     let options = connector.info().options;
     for key in def.options.keys() {
-        if ENGINE_OPTIONS.contains(&key.as_str()) || options.iter().any(|o| o.matches(key)) {
+        let lookup_option = connector.lookups() == Lookups::Supported && crate::lookup::is_lookup_option(key);
+        if ENGINE_OPTIONS.contains(&key.as_str()) || options.iter().any(|o| o.matches(key)) || lookup_option {
             continue;
         }
         let candidates = options.iter().map(|o| o.key).chain(ENGINE_OPTIONS.iter().copied().filter(|k| *k != "connector"));
@@ -333,6 +338,9 @@ mod tests {
         assert_eq!(updates, ["upsert-kafka", "redis", "clickhouse", "print", "blackhole"]);
         let retractions: Vec<&str> = CONNECTORS.iter().map(|c| c.name()).filter(|n| accepts_retractions(&table(n))).collect();
         assert_eq!(retractions, ["upsert-kafka", "print", "blackhole"]);
+        let looked_up: Vec<&str> = CONNECTORS.iter().filter(|c| c.lookups() == Lookups::Supported).map(|c| c.name()).collect();
+        assert_eq!(looked_up, ["filesystem", "redis", "clickhouse"]);
+        assert!(describe_connectors().contains("'connector' = 'redis' (sink, lookup join table)"));
         let resumable: Vec<&str> = CONNECTORS.iter().map(|c| c.name()).filter(|n| can_resume(&table(n))).collect();
         assert_eq!(resumable, ["filesystem", "kafka", "nexmark", "datagen"]);
         assert!(!can_resume(&def(&[("connector", "nexmark"), ("nexmark.table", "person")])));

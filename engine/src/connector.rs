@@ -225,6 +225,18 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         Err(format!("connector '{}' cannot be used as a source", self.name()).into())
     }
 
+    /// Whether its tables can be looked up by key (the table of a lookup join).
+    fn lookups(&self) -> crate::lookup::Lookups {
+        crate::lookup::Lookups::Unsupported
+    }
+
+    /// Opens `def` (of physical columns `schema`) to be looked up by the columns
+    /// at `keys`. Only called when [`Connector::lookups`] says it can be.
+    fn create_lookup(&self, def: &TableDef, schema: SchemaRef, keys: &[usize]) -> Result<Box<dyn crate::lookup::Lookup>, BoxError> {
+        let _ = (def, schema, keys);
+        Err(format!("connector '{}' cannot be looked up (a lookup join reads redis, clickhouse and filesystem tables)", self.name()).into())
+    }
+
     /// Builds a sink of `def` accepting rows in `schema`. Only called when [`Roles::writes`].
     fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
         let _ = (def, schema);

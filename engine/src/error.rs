@@ -35,6 +35,9 @@ pub enum EngineError {
     /// raise the limit or change the query so it keeps less.
     #[error("it holds {} of state, over 'pipeline.state.max-memory' = {}. Raise the limit (SET 'pipeline.state.max-memory' = '2 gb'), or make the query keep less: fewer distinct GROUP BY keys, shorter windows, a larger HOP slide or CUMULATE step, or a watermark with a shorter delay", megabytes(*.held_bytes), megabytes(*.limit_bytes))]
     StateLimit { held_bytes: u64, limit_bytes: u64 },
+    /// A lookup join's table could not be read, after the retries its options allow.
+    #[error("lookup in `{table}` failed: {message}. Check that the store is up and reachable; 'lookup.max-retries' sets how often a failed lookup is retried")]
+    Lookup { table: String, message: String },
     /// State snapshot or restore failed.
     #[error("state error: {0}")]
     State(String),

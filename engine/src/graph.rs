@@ -19,11 +19,13 @@ use crate::plan::{AggregateKind, JoinBound, JoinSide, SourceNode, StreamNode, St
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::connector::Source;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
+use crate::lookup::LookupTable;
 use crate::metrics::PipelineMetrics;
 use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
+use crate::operators::lookup_join::LookupJoinOperator;
 use crate::operators::over_aggregate::OverAggregateOperator;
 use crate::operators::project::ProjectOperator;
 use crate::operators::rank::RankOperator;
@@ -74,14 +76,17 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Builds the graph of `plan`. `open_source` creates the connector for each source table.
+    /// Builds the graph of `plan`. `open_source` creates the connector for each
+    /// source table, `open_lookup` for each table a lookup join reads (by the
+    /// physical columns given).
     pub fn build(
         plan: &StreamPlan,
         parallelism: usize,
         metrics: &Arc<PipelineMetrics>,
         open_source: &mut dyn FnMut(&SourceNode) -> Result<Arc<dyn Source>>,
+        open_lookup: &mut dyn FnMut(&SourceNode, &[usize]) -> Result<LookupTable>,
     ) -> Result<Graph> {
-        let mut builder = Builder { stages: Vec::new(), parallelism: parallelism.max(1), metrics: Arc::clone(metrics), open_source };
+        let mut builder = Builder { stages: Vec::new(), parallelism: parallelism.max(1), metrics: Arc::clone(metrics), open_source, open_lookup };
         let flows = builder.flows(&plan.root)?;
         let sink = builder.stages.len();
         builder.stages.push(Stage { name: "Sink".to_string(), kind: StageKind::Sink, chain: Vec::new(), output: None });
@@ -121,6 +126,7 @@ struct Builder<'a> {
     parallelism: usize,
     metrics: Arc<PipelineMetrics>,
     open_source: &'a mut dyn FnMut(&SourceNode) -> Result<Arc<dyn Source>>,
+    open_lookup: &'a mut dyn FnMut(&SourceNode, &[usize]) -> Result<LookupTable>,
 }
 
 impl Builder<'_> {
@@ -223,6 +229,16 @@ impl Builder<'_> {
                 let head: OperatorFactory = Arc::new(move || Ok(Box::new(OverAggregateOperator::new(node.clone(), Arc::clone(&metrics))?)));
                 Ok(self.keyed_stage(flows, "OverAggregate", over.tasks(self.parallelism), head, over.partition_by.clone()))
             }
+            StreamNode::Join(join) if join.looked_up().is_some() => {
+                let probe = if join.looked_up() == Some(JoinSide::Right) { &join.left } else { &join.right };
+                let mut flows = self.flows(probe)?;
+                let table = join.lookup_table().ok_or_else(|| EngineError::Internal("a lookup join without a table to look up".into()))?;
+                let keys = join.lookup_key_columns().map_err(EngineError::Unsupported)?;
+                let lookup = (self.open_lookup)(table, &keys)?;
+                let node = join.clone();
+                Self::push_all(&mut flows, Arc::new(move || Ok(Box::new(LookupJoinOperator::new(node.clone(), &lookup)?))));
+                Ok(flows)
+            }
             StreamNode::Join(join) => {
                 let left = self.flows(&join.left)?;
                 let right = self.flows(&join.right)?;
@@ -231,6 +247,7 @@ impl Builder<'_> {
                     JoinBound::Unbounded { .. } => Arc::new(move || Ok(Box::new(RegularJoinOperator::new(node.clone())?))),
                     JoinBound::Interval(_) | JoinBound::Window { .. } => Arc::new(move || Ok(Box::new(IntervalJoinOperator::new(node.clone())?))),
                     JoinBound::Temporal(_) => Arc::new(move || Ok(Box::new(TemporalJoinOperator::new(node.clone())?))),
+                    JoinBound::Lookup { .. } => return Err(EngineError::Internal("a lookup join planned as a two-input join".into())),
                 };
                 let keys = vec![join.keys(JoinSide::Left).to_vec(), join.keys(JoinSide::Right).to_vec()];
                 self.stages.push(Stage {

@@ -17,6 +17,7 @@ pub mod connector;
 pub mod error;
 pub mod failpoint;
 pub mod graph;
+pub mod lookup;
 pub mod message;
 pub mod metrics;
 pub mod operator;

@@ -89,7 +89,7 @@ pub fn take_clauses(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, V
                 Some(Token::Period) => end += 1,
                 Some(Token::LParen) => {
                     return Err(SqlError::syntax(location_of(&tokens[end - 1]), "FOR SYSTEM_TIME AS OF takes a column, not a function call")
-                        .with_hint("declare the time as a column of the left table (`ts AS ...` with a WATERMARK FOR it) and name that column here; lookup joins on processing time (PROCTIME()) are not supported yet"));
+                        .with_hint("declare the time as a column of the left table (`ts AS ...` with a WATERMARK FOR it) and name that column here; for a lookup join, declare `proc_time AS PROCTIME()` on the left table and write FOR SYSTEM_TIME AS OF o.proc_time"));
                 }
                 _ => break,
             }
@@ -179,8 +179,13 @@ fn rewrite_set_expr(body: &mut SetExpr, columns_of: &dyn Fn(&str) -> Option<Sche
                         | JoinOperator::Left(JoinConstraint::On(on))
                         | JoinOperator::LeftOuter(JoinConstraint::On(on)) => on,
                         _ => {
-                            return Err(SqlError::plan(at, format!("a temporal join of `{table}` must be an INNER or LEFT join with an ON condition"))
-                                .with_hint("Flink joins a versioned table only that way: `[LEFT] JOIN t FOR SYSTEM_TIME AS OF o.ts AS r ON o.k = r.k`"))
+                            return Err(SqlError::plan(
+                                at,
+                                format!("a join of `{table}` FOR SYSTEM_TIME AS OF must be an INNER or LEFT join with an ON condition"),
+                            )
+                            .with_hint(
+                                "Flink joins a versioned or looked-up table only that way: `[LEFT] JOIN t FOR SYSTEM_TIME AS OF o.ts AS r ON o.k = r.k`",
+                            ))
                         }
                     };
                     // Unknown tables are left for DataFusion to name.

@@ -274,7 +274,7 @@ pub(crate) fn parse_tab_separated(text: &str) -> Vec<Vec<String>> {
 }
 
 /// Undoes TabSeparated escaping (`\t`, `\n`, `\\`, `\'`...).
-fn unescape(field: &str) -> String {
+pub(crate) fn unescape(field: &str) -> String {
     let mut out = String::with_capacity(field.len());
     let mut chars = field.chars();
     while let Some(c) = chars.next() {

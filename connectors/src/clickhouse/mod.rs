@@ -1,5 +1,6 @@
 //! ClickHouse sink (`'connector' = 'clickhouse'`): batched inserts over ClickHouse's
-//! HTTP interface in the RowBinary format, retried and deduplicated.
+//! HTTP interface in the RowBinary format, retried and deduplicated. A table is
+//! also the table of a lookup join, read by key (see `lookup.rs`).
 //!
 //! ```sql
 //! CREATE TABLE clicks_per_user (user_id BIGINT, clicks BIGINT, window_end TIMESTAMP(3))
@@ -75,12 +76,14 @@
 //! number); without it the last inserted row wins.
 
 mod client;
+mod lookup;
 pub(crate) mod rowbinary;
 mod sink;
 
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use eddy_engine::lookup::{Lookup, Lookups};
 use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
 use reqwest::Url;
@@ -139,6 +142,14 @@ impl Connector for ClickHouseConnector {
 
     fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
         Ok(Box::new(ClickHouseSink::try_new(def, schema)?))
+    }
+
+    fn lookups(&self) -> Lookups {
+        Lookups::Supported
+    }
+
+    fn create_lookup(&self, def: &TableDef, schema: SchemaRef, keys: &[usize]) -> Result<Box<dyn Lookup>, BoxError> {
+        Ok(Box::new(lookup::ClickHouseLookup::try_new(def, schema, keys)?))
     }
 }
 

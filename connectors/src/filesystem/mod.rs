@@ -10,6 +10,7 @@
 //!
 //! As a sink, `'path'` is a directory or `s3://bucket/prefix`; see [`sink::FileSink`].
 
+mod lookup;
 mod parquet;
 mod partition;
 pub(crate) mod records;
@@ -400,6 +401,14 @@ impl Connector for FilesystemConnector {
 
     fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
         Ok(create_sink(def, schema)?)
+    }
+
+    fn lookups(&self) -> eddy_engine::lookup::Lookups {
+        eddy_engine::lookup::Lookups::Supported
+    }
+
+    fn create_lookup(&self, def: &TableDef, schema: SchemaRef, keys: &[usize]) -> Result<Box<dyn eddy_engine::lookup::Lookup>, BoxError> {
+        Ok(Box::new(lookup::FileLookup::try_new(def, schema, keys)?))
     }
 }
 

@@ -16,6 +16,7 @@ mod closing;
 pub mod filter;
 pub mod interval_join;
 mod join_rows;
+pub mod lookup_join;
 pub mod over_aggregate;
 pub mod project;
 pub mod rank;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 
@@ -176,6 +177,10 @@ pub enum JoinBound {
     /// An event-time temporal join: probe rows wait for the watermark, and each
     /// key keeps the versions the waiting rows and later ones may still need.
     Temporal(TemporalSides),
+    /// A lookup join (processing time): each row of the `probe` side is joined,
+    /// as it comes, with the rows the other side's table holds for its key then.
+    /// The other side is a table read by key, not a stream; it has no state.
+    Lookup { probe: JoinSide },
 }
 
 /// Joins two inputs on equal keys. Bounded in time ([`JoinBound::Interval`],
@@ -218,7 +223,7 @@ impl JoinNode {
     pub fn time_bounds(&self) -> Option<TimeBounds> {
         match self.bounded_by {
             JoinBound::Interval(bounds) | JoinBound::Window { bounds, .. } => Some(bounds),
-            JoinBound::Unbounded { .. } | JoinBound::Temporal(_) => None,
+            JoinBound::Unbounded { .. } | JoinBound::Temporal(_) | JoinBound::Lookup { .. } => None,
         }
     }
 
@@ -236,7 +241,60 @@ impl JoinNode {
             JoinBound::Window { .. } => "WindowJoin",
             JoinBound::Unbounded { .. } => "RegularJoin",
             JoinBound::Temporal(_) => "TemporalJoin",
+            JoinBound::Lookup { .. } => "LookupJoin",
         }
+    }
+
+    /// The side of a lookup join that is a looked-up table; `None` for other joins.
+    pub fn looked_up(&self) -> Option<JoinSide> {
+        match self.bounded_by {
+            JoinBound::Lookup { probe } => Some(probe.other()),
+            _ => None,
+        }
+    }
+
+    /// The table a lookup join looks up: the source below the looked-up side's
+    /// filters and projections (which apply to the rows it finds).
+    pub fn lookup_table(&self) -> Option<&super::SourceNode> {
+        let mut node = match self.looked_up()? {
+            JoinSide::Left => &self.left,
+            JoinSide::Right => &self.right,
+        };
+        loop {
+            match node.as_ref() {
+                StreamNode::Source(source) => return Some(source),
+                StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => node = input,
+                _ => return None,
+            }
+        }
+    }
+
+    /// The looked-up table's physical columns its keys are, in key order: a
+    /// lookup asks the store by stored columns, through the filters and
+    /// projections over it. An error names a key that is no such column.
+    pub fn lookup_key_columns(&self) -> Result<Vec<usize>, String> {
+        let side = self.looked_up().ok_or("not a lookup join")?;
+        let table = self.lookup_table().ok_or("the looked-up side is not a table")?;
+        let physical = table.physical_schema.fields().len();
+        self.keys(side)
+            .iter()
+            .map(|key| {
+                let not_a_column = || format!("the lookup key `{key}` is not a column of `{}` as stored", table.table.name);
+                let mut index = key.downcast_ref::<Column>().ok_or_else(not_a_column)?.index();
+                let mut node = if side == JoinSide::Left { &self.left } else { &self.right };
+                loop {
+                    match node.as_ref() {
+                        StreamNode::Source(_) if index < physical => return Ok(index),
+                        StreamNode::Filter { input, .. } => node = input,
+                        StreamNode::Project { input, exprs, .. } => {
+                            index = exprs.get(index).and_then(|e| e.downcast_ref::<Column>()).ok_or_else(not_a_column)?.index();
+                            node = input;
+                        }
+                        _ => return Err(not_a_column()),
+                    }
+                }
+            })
+            .collect()
     }
 
     /// How many tasks run the join: `parallelism` behind a hash exchange on the keys,

@@ -141,6 +141,21 @@ impl StreamPlan {
         out
     }
 
+    /// Every lookup join, to check before running that its table can be looked up.
+    pub fn lookup_joins(&self) -> Vec<&JoinNode> {
+        fn collect<'a>(node: &'a StreamNode, out: &mut Vec<&'a JoinNode>) {
+            if let StreamNode::Join(j) = node {
+                if j.looked_up().is_some() {
+                    out.push(j);
+                }
+            }
+            node.inputs().into_iter().for_each(|input| collect(input, out));
+        }
+        let mut out = Vec::new();
+        collect(&self.root, &mut out);
+        out
+    }
+
     /// What the user should know before the pipeline runs, though it is allowed:
     /// a HOP or CUMULATE window that puts every row into more than
     /// [`window::WINDOWS_PER_ROW_WARN`] windows, whose state and work grow
@@ -499,7 +514,12 @@ impl StreamNode {
             }
             StreamNode::WindowAggregate(a) => vec![&a.input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
-            StreamNode::Join(j) => vec![&j.left, &j.right],
+            // A lookup join's table is read by key, not as an input stream.
+            StreamNode::Join(j) => match j.bounded_by {
+                JoinBound::Lookup { probe: JoinSide::Left } => vec![&j.left],
+                JoinBound::Lookup { probe: JoinSide::Right } => vec![&j.right],
+                _ => vec![&j.left, &j.right],
+            },
             StreamNode::Rank(r) => vec![&r.input],
             StreamNode::OverAggregate(o) => vec![&o.input],
         }
@@ -600,6 +620,26 @@ impl StreamNode {
                             schema(versioned).field(sides.version_time).name(),
                         )
                     }
+                    JoinBound::Lookup { probe } => {
+                        let table = j.lookup_table().map(|t| format!("`{}` (connector={})", t.table.name, t.table.connector())).unwrap_or_default();
+                        let mut kept = String::new();
+                        let mut node = if probe == JoinSide::Left { &j.right } else { &j.left };
+                        loop {
+                            match node.as_ref() {
+                                StreamNode::Filter { input, predicate, .. } => {
+                                    kept.push_str(&format!(", the table's rows kept where {predicate}"));
+                                    node = input;
+                                }
+                                StreamNode::Project { input, .. } => node = input,
+                                _ => break,
+                            }
+                        }
+                        format!(
+                            "LookupJoin: {} join on [{keys}], each {} row looks up {table} by its key as it comes{kept}{filter}",
+                            j.join_type.sql(),
+                            probe.name()
+                        )
+                    }
                     JoinBound::Unbounded { .. } => format!(
                         "RegularJoin: {} join on [{keys}]{filter}{}",
                         j.join_type.sql(),
@@ -656,7 +696,9 @@ impl StreamNode {
                 (tasks, watermark.to_string(), state)
             }
             StreamNode::Join(j) => {
-                let tasks = if j.left_keys.is_empty() {
+                let tasks = if j.looked_up().is_some() {
+                    chained.clone()
+                } else if j.left_keys.is_empty() {
                     "1 (no equality keys: every row may meet every other)".to_string()
                 } else {
                     format!("{}, behind a hash exchange on the keys of each side", j.tasks(parallelism))
@@ -673,6 +715,9 @@ impl StreamNode {
                         format!("the lowest over both inputs, held back {} ms (the larger time bound)", bounds.watermark_delay_ms()),
                         "each side's rows, until the watermark passes the last time a partner could come".to_string(),
                     ),
+                    JoinBound::Lookup { .. } => {
+                        (passed.clone(), "none (with 'lookup.cache' = 'PARTIAL', a cache of looked-up keys per task, not checkpointed)".to_string())
+                    }
                     JoinBound::Temporal(sides) => (
                         "the lowest over both inputs, passed through once the rows it lets out are emitted".to_string(),
                         format!(

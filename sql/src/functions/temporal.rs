@@ -55,7 +55,16 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
     let millis = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None);
     let to_timestamp_ltz = create_udf("TO_TIMESTAMP_LTZ", vec![DataType::Int64, DataType::Int64], millis, Volatility::Immutable, Arc::new(to_timestamp_ltz));
     all.push(to_timestamp_ltz.with_aliases(["to_timestamp_ltz"]));
+    // The processing-time attribute of a computed column (`proc_time AS PROCTIME()`):
+    // the wall-clock time a row is read, which a lookup join's FOR SYSTEM_TIME AS OF names.
+    let proctime = create_udf("PROCTIME", vec![], MILLIS, Volatility::Volatile, Arc::new(proctime));
+    all.push(proctime.with_aliases(["proctime"]));
     all
+}
+
+fn proctime(_args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(Some(now), None)))
 }
 
 /// Refuses a constant pattern (argument `I`) Eddy cannot format, naming the letter.

@@ -32,6 +32,7 @@ mod temporal_join;
 use super::join_bounds::time_bounds;
 use super::over::{self, OverRefusal};
 use super::placeholders::{StreamScanExec, WindowTvfExec};
+use super::time_attribute::is_proctime_attribute;
 use super::TableEntry;
 use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
@@ -376,7 +377,12 @@ impl Compiler<'_> {
             Some(filter) => self.take_as_of(filter)?,
             None => None,
         };
+        let probe_node = |as_of: &temporal_join::AsOf| if as_of.probe == JoinSide::Left { &left } else { &right };
         let (bounded_by, filter) = match as_of {
+            Some(as_of) if is_proctime_attribute(probe_node(&as_of), as_of.probe_time) => {
+                self.check_lookup(join_type, &as_of, !on.is_empty())?;
+                (JoinBound::Lookup { probe: as_of.probe }, as_of.filter)
+            }
             Some(as_of) => {
                 let sides = self.temporal_sides(join_type, &as_of, &left, &right, !on.is_empty())?;
                 temporal_join::filters_end_versions(if sides.versioned() == JoinSide::Left { &mut left } else { &mut right });
@@ -405,6 +411,9 @@ impl Compiler<'_> {
             projection,
             schema: Arc::clone(&schema),
         };
+        if node.looked_up().is_some() {
+            self.check_lookup_table(&node)?;
+        }
         Ok((StreamNode::Join(node), vec![Lineage::Other; schema.fields().len()]))
     }
 

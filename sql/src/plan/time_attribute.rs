@@ -41,6 +41,24 @@ pub(super) fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
     }
 }
 
+/// Whether column `index` of `node`'s output is a processing-time attribute: a
+/// computed column `AS PROCTIME()` of a source, as it is (through filters and
+/// projections that pick it).
+pub(super) fn is_proctime_attribute(node: &StreamNode, index: usize) -> bool {
+    match node {
+        StreamNode::Source(s) => {
+            let physical = s.physical_schema.fields().len();
+            index >= physical
+                && s.table.computed.get(index - physical).is_some_and(|c| c.expr_sql.split_whitespace().collect::<String>().eq_ignore_ascii_case("PROCTIME()"))
+        }
+        StreamNode::Filter { input, .. } => is_proctime_attribute(input, index),
+        StreamNode::Project { input, exprs, .. } => {
+            exprs.get(index).and_then(|e| e.downcast_ref::<Column>()).is_some_and(|c| is_proctime_attribute(input, c.index()))
+        }
+        _ => false,
+    }
+}
+
 /// Has the source that column `time_column` of `node`'s output is read from
 /// (through filters, projections and window assignments) judge its rows late by
 /// `judged_by`, so they go to its `'late.sink'` before they reach the operator;

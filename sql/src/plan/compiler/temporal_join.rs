@@ -5,7 +5,9 @@
 //! append-only and `AS OF` names its event-time attribute; the versioned side has
 //! a primary key and an event-time attribute (a table declaring both, or a view
 //! keeping the last row per key, `ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts
-//! DESC) = 1`), and the join is INNER or LEFT.
+//! DESC) = 1`), and the join is INNER or LEFT. When `AS OF` names a
+//! processing-time attribute (`PROCTIME()`) instead, the join is a lookup join:
+//! the other side is a table read by key as rows come.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use datafusion::common::JoinSide as FilterSide;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::utils::{conjunction_opt, split_conjunction};
 use datafusion::physical_plan::joins::utils::JoinFilter;
-use eddy_engine::plan::{FilteredOut, JoinSide, JoinType, RankKind, StreamNode, TemporalSides};
+use eddy_engine::plan::{FilteredOut, JoinNode, JoinSide, JoinType, RankKind, StreamNode, TemporalSides};
 
 use super::Compiler;
 use crate::error::Result;
@@ -62,6 +64,34 @@ impl Compiler<'_> {
         Ok(Some(AsOf { probe, probe_time, filter }))
     }
 
+    /// Checks a lookup join's type and keys (`AS OF` a processing-time attribute).
+    pub(super) fn check_lookup(&self, join_type: JoinType, as_of: &AsOf, keyed: bool) -> Result<()> {
+        if !(join_type == JoinType::Inner || join_type.keeps_unmatched(as_of.probe) && !join_type.keeps_unmatched(as_of.probe.other())) {
+            return Err(self
+                .unsupported(format!("a lookup join (FOR SYSTEM_TIME AS OF a PROCTIME() column) is an INNER or LEFT join, not {}", join_type.sql()))
+                .with_hint("Flink supports only these two: each row looks up the table once"));
+        }
+        if !keyed {
+            return Err(self
+                .unsupported("a lookup join needs equalities on the looked-up table's key columns in its ON condition")
+                .with_hint("e.g. ON o.user_id = u.id"));
+        }
+        Ok(())
+    }
+
+    /// Checks that a lookup join's other side is a table, with keys it stores.
+    pub(super) fn check_lookup_table(&self, node: &JoinNode) -> Result<()> {
+        if node.lookup_table().is_none() {
+            return Err(self
+                .unsupported(
+                    "a lookup join looks up a table: FOR SYSTEM_TIME AS OF a PROCTIME() column takes a table declared with CREATE TABLE, not a view or a query",
+                )
+                .with_hint("name the redis, clickhouse or filesystem table itself"));
+        }
+        node.lookup_key_columns().map_err(|e| self.unsupported(e).with_hint("join on columns the table stores, e.g. ON o.user_id = u.id"))?;
+        Ok(())
+    }
+
     /// Checks a temporal join's type and sides; the sides' time columns.
     pub(super) fn temporal_sides(&self, join_type: JoinType, as_of: &AsOf, left: &StreamNode, right: &StreamNode, keyed: bool) -> Result<TemporalSides> {
         let AsOf { probe, probe_time, .. } = *as_of;
@@ -86,7 +116,7 @@ impl Compiler<'_> {
             let name = probe_node.schema().field(probe_time).name().clone();
             return Err(self
                 .unsupported(format!("FOR SYSTEM_TIME AS OF `{name}`: the column is not an event-time attribute (a WATERMARK FOR column, unchanged)"))
-                .with_hint("a temporal join on event time takes the left table's WATERMARK FOR column; lookup joins on processing time (PROCTIME()) are not supported yet"));
+                .with_hint("a temporal join on event time takes the left table's WATERMARK FOR column; a lookup join takes a processing-time column declared `proc_time AS PROCTIME()`"));
         }
         if !is_versioned(versioned) {
             return Err(self

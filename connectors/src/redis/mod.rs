@@ -26,6 +26,9 @@
 //! continuous `GROUP BY` (no window, unbounded source) sends each changed group's
 //! new row at every checkpoint, which overwrites the old one under its key.
 //!
+//! A hash table is also the table of a lookup join (`JOIN users FOR SYSTEM_TIME
+//! AS OF o.proc_time AS u ON o.user_id = u.id`): see [`lookup`].
+//!
 //! `'sink.delivery-guarantee' = 'exactly-once'` makes appends (streams, lists)
 //! exact across crashes too: rows are held until the checkpoint they belong to
 //! is saved, then written in one `MULTI`/`EXEC` transaction together with an epoch
@@ -33,6 +36,8 @@
 //! saved with the checkpoint, so a restarted pipeline writes them again unless the
 //! marker shows that transaction already happened. Rows become visible once per
 //! checkpoint interval instead of at once.
+
+mod lookup;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +50,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::ArrayFormatter;
+use eddy_engine::lookup::{Lookup, Lookups};
 use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, Capabilities, ChangeBatch, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, TableUse};
 
@@ -181,6 +187,14 @@ impl Connector for RedisConnector {
 
     fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {
         Ok(Box::new(RedisSink::try_new(def, schema)?))
+    }
+
+    fn lookups(&self) -> Lookups {
+        Lookups::Supported
+    }
+
+    fn create_lookup(&self, def: &TableDef, schema: SchemaRef, keys: &[usize]) -> Result<Box<dyn Lookup>, BoxError> {
+        Ok(Box::new(lookup::RedisLookup::try_new(def, schema, keys)?))
     }
 }
 

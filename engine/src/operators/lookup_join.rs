@@ -1,0 +1,203 @@
+//! The lookup join (see [`crate::plan::JoinBound::Lookup`]): Flink's
+//! `LookupJoin`, for `JOIN dim FOR SYSTEM_TIME AS OF o.proc_time ON o.k = dim.k`.
+//! Each batch of probe rows asks the table for the keys it does not find in the
+//! cache, all at once (see [`crate::lookup`]); every row then meets the rows its
+//! key has, if the rest of the `ON` condition holds; a LEFT join pads a row that
+//! meets none. The table's filters and projections in the query apply to the
+//! rows it returns. Nothing is kept but the cache: the output is what the table
+//! held when each row came (processing time), and a replay after a crash asks
+//! again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion::arrow::compute::{cast, filter_record_batch, take_record_batch};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+
+use super::join_rows::{JoinRows, Picked, StoredBatches};
+use super::rows::RowBytes;
+use super::{evaluate, evaluate_predicate};
+use crate::changelog::ChangeBatch;
+use crate::error::{EngineError, Result};
+use crate::lookup::{LookupCache, LookupClient, LookupTable};
+use crate::operator::{Emitter, Operator};
+use crate::plan::{JoinNode, JoinSide, SourceNode, StreamNode};
+
+const NAME: &str = "LookupJoin";
+
+/// One step from the table's stored rows to the rows the join sees.
+enum Step {
+    Filter(Arc<dyn datafusion::physical_expr::PhysicalExpr>),
+    Project(Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>, SchemaRef),
+}
+
+/// The lookup join operator; see the module docs.
+pub struct LookupJoinOperator {
+    join: JoinRows,
+    probe: JoinSide,
+    table: SourceNode,
+    /// From the stored rows up: the table's filters and projections, in order.
+    steps: Vec<Step>,
+    /// The key columns as the store is asked for them.
+    key_schema: SchemaRef,
+    client: LookupClient,
+    cache: LookupCache,
+}
+
+impl LookupJoinOperator {
+    /// A lookup join for `node`, reading `table`.
+    pub fn new(node: JoinNode, table: &LookupTable) -> Result<Self> {
+        let probe = node.looked_up().map(JoinSide::other).ok_or_else(|| EngineError::Internal("a lookup join was planned for another join".into()))?;
+        let source = node.lookup_table().cloned().ok_or_else(|| EngineError::Internal("a lookup join without a table to look up".into()))?;
+        let key_columns = node.lookup_key_columns().map_err(EngineError::Unsupported)?;
+        let key_schema = Arc::new(Schema::new(key_columns.iter().map(|&i| source.physical_schema.field(i).clone()).collect::<Vec<Field>>()));
+        let mut steps = Vec::new();
+        let mut at = if probe == JoinSide::Left { &node.right } else { &node.left };
+        loop {
+            match at.as_ref() {
+                StreamNode::Filter { input, predicate, .. } => {
+                    steps.push(Step::Filter(Arc::clone(predicate)));
+                    at = input;
+                }
+                StreamNode::Project { input, exprs, schema } => {
+                    steps.push(Step::Project(exprs.clone(), Arc::clone(schema)));
+                    at = input;
+                }
+                _ => break,
+            }
+        }
+        steps.reverse();
+        let lookup = (table.open)().map_err(|e| EngineError::Lookup { table: source.table.name.clone(), message: e.to_string() })?;
+        let client = LookupClient::start(lookup, &table.options, &source.table.name)?;
+        Ok(LookupJoinOperator { join: JoinRows::new(node, NAME)?, probe, table: source, steps, key_schema, client, cache: LookupCache::new(&table.options) })
+    }
+
+    /// The rows the join sees of the table's stored `rows`: computed columns, then
+    /// the query's filters and projections; `key_of_row` follows the rows kept.
+    fn visible(&self, rows: RecordBatch, mut key_of_row: Vec<u32>) -> Result<(RecordBatch, Vec<u32>)> {
+        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+        for expr in &self.table.computed {
+            columns.push(evaluate(expr, &rows, NAME)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+        let mut batch = RecordBatch::try_new_with_options(Arc::clone(&self.table.schema), columns, &options).map_err(|e| self.join.arrow(e))?;
+        for step in &self.steps {
+            batch = match step {
+                Step::Filter(predicate) => {
+                    let keep = evaluate_predicate(predicate, &batch, NAME)?;
+                    key_of_row = key_of_row.into_iter().enumerate().filter(|(i, _)| keep.is_valid(*i) && keep.value(*i)).map(|(_, k)| k).collect();
+                    filter_record_batch(&batch, &keep).map_err(|e| self.join.arrow(e))?
+                }
+                Step::Project(exprs, schema) => {
+                    let columns = exprs.iter().map(|e| evaluate(e, &batch, NAME)).collect::<Result<Vec<_>>>()?;
+                    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                    RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(|e| self.join.arrow(e))?
+                }
+            };
+        }
+        Ok((batch, key_of_row))
+    }
+
+    /// The table's rows for each distinct key of `keys` (from the cache, or asked for).
+    fn rows_by_key(&mut self, batch: &RecordBatch, keys: &[Option<RowBytes>]) -> Result<HashMap<RowBytes, RecordBatch>> {
+        let now = Instant::now();
+        let mut found: HashMap<RowBytes, RecordBatch> = HashMap::new();
+        let mut asked: Vec<(RowBytes, u32)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            if found.contains_key(key) || asked.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            match self.cache.get(key, now) {
+                Some(rows) => {
+                    found.insert(key.clone(), rows.clone());
+                }
+                None => asked.push((key.clone(), i as u32)),
+            }
+        }
+        if asked.is_empty() {
+            return Ok(found);
+        }
+        // The keys asked, as the table's key columns, one row each.
+        let rows = UInt32Array::from(asked.iter().map(|(_, i)| *i).collect::<Vec<_>>());
+        let mut columns = Vec::new();
+        for (expr, field) in self.join.node.keys(self.probe).iter().zip(self.key_schema.fields()) {
+            let picked = datafusion::arrow::compute::take(&evaluate(expr, batch, NAME)?, &rows, None).map_err(|e| self.join.arrow(e))?;
+            columns.push(if picked.data_type() == field.data_type() { picked } else { cast(&picked, field.data_type()).map_err(|e| self.join.arrow(e))? });
+        }
+        let key_batch = RecordBatch::try_new(Arc::clone(&self.key_schema), columns).map_err(|e| self.join.arrow(e))?;
+        let answer = self.client.lookup(key_batch)?;
+        let (visible, key_of_row) = self.visible(answer.rows, answer.key_of_row)?;
+        for (index, (key, _)) in asked.into_iter().enumerate() {
+            let mine = UInt32Array::from((0..visible.num_rows() as u32).filter(|&r| key_of_row[r as usize] as usize == index).collect::<Vec<_>>());
+            let rows = take_record_batch(&visible, &mine).map_err(|e| self.join.arrow(e))?;
+            self.cache.put(key.clone(), rows.clone(), now);
+            found.insert(key, rows);
+        }
+        Ok(found)
+    }
+
+    /// The joined rows of one run of probe rows of one kind.
+    fn join_rows(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        let keys = self.join.key_rows(self.probe, batch)?;
+        let found = self.rows_by_key(batch, &keys)?;
+        let mut stored = StoredBatches::default();
+        let mut ids: HashMap<&RowBytes, u64> = HashMap::new();
+        let (mut incoming, mut there) = (Vec::new(), Vec::new());
+        for (i, key) in keys.iter().enumerate() {
+            let Some(rows) = key.as_ref().and_then(|k| found.get(k).map(|rows| (k, rows))) else { continue };
+            let (key, rows) = rows;
+            if rows.num_rows() == 0 {
+                continue;
+            }
+            let id = *ids.entry(key).or_insert_with(|| stored.add(rows, rows.num_rows()));
+            for r in 0..rows.num_rows() {
+                incoming.push(i as u32);
+                there.push((id, r as u32));
+            }
+        }
+        let incoming = UInt32Array::from(incoming);
+        let kept: Vec<usize> = if incoming.is_empty() {
+            Vec::new()
+        } else {
+            let keep = self.join.filter_pairs(self.probe, batch, &incoming, Picked::stored(&stored, &there))?;
+            (0..keep.len()).filter(|&p| keep.is_valid(p) && keep.value(p)).collect()
+        };
+        let mut out = Vec::new();
+        if !kept.is_empty() {
+            let here = UInt32Array::from(kept.iter().map(|&p| incoming.value(p)).collect::<Vec<_>>());
+            let pairs: Vec<(u64, u32)> = kept.iter().map(|&p| there[p]).collect();
+            out.push(self.join.pairs(self.probe, Picked::Incoming(batch, &here), Picked::stored(&stored, &pairs), here.len())?);
+        }
+        if self.join.node.join_type.keeps_unmatched(self.probe) {
+            let mut met = vec![false; batch.num_rows()];
+            for &p in &kept {
+                met[incoming.value(p) as usize] = true;
+            }
+            let alone = UInt32Array::from((0..batch.num_rows() as u32).filter(|&i| !met[i as usize]).collect::<Vec<_>>());
+            if !alone.is_empty() {
+                out.push(self.join.padded(self.probe, Picked::Incoming(batch, &alone), alone.len())?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Operator for LookupJoinOperator {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    /// Each run of rows of one kind is joined, and its output keeps the kind.
+    fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        for (kind, batch) in rows.runs() {
+            for joined in self.join_rows(&batch)? {
+                out.changes(ChangeBatch::all(kind, joined));
+            }
+        }
+        Ok(())
+    }
+}
