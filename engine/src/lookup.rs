@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 
@@ -237,11 +236,6 @@ async fn with_retries(lookup: &Arc<dyn Lookup>, keys: RecordBatch, max_retries: 
             }
         }
     }
-}
-
-/// The schema of an empty answer, for a cache entry of a key the store lacks.
-pub fn no_rows(schema: &SchemaRef) -> RecordBatch {
-    RecordBatch::new_empty(Arc::clone(schema))
 }
 
 #[cfg(test)]
