@@ -89,7 +89,7 @@ fn regular_semi_and_anti_joins_leave_the_rows_flink_leaves() {
 
 /// Killed (SIGKILL) right after its 2nd, 4th and 6th checkpoints and run again from
 /// the same checkpoint directory each time, a LEFT interval join ends with what
-/// one clean run writes: the rows waiting in the join's state at each checkpoint
+/// one clean run writes to Parquet, exactly once: the rows waiting in the join's state at each checkpoint
 /// meet their partners after the restart, and rows that had already met one are
 /// not emitted again as unmatched. Orders whose id is a multiple of 3 get no payment.
 #[test]
@@ -104,14 +104,12 @@ fn a_join_killed_after_checkpoints_resumes_with_its_waiting_rows() {
          CREATE TABLE payments (pid BIGINT, oid AS CASE WHEN pid % 3 = 0 THEN -pid ELSE pid END, ts AS to_timestamp_millis(pid * 1000 + 4000),
            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
            WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.pid.kind' = 'sequence', 'fields.pid.start' = '1', 'fields.pid.end' = '3000');
-         CREATE TABLE out (id BIGINT, pid BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE out (id BIGINT, pid BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
          INSERT INTO out SELECT o.id, p.pid FROM orders o LEFT JOIN payments p ON o.id = p.oid AND p.ts BETWEEN o.ts AND o.ts + INTERVAL '5' SECOND;",
         out.display()
     );
     common::killed_at_then_finished(&script(dir.path(), &sql), &checkpoints, &["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"]);
-    let mut rows: Vec<(i64, Option<i64>)> =
-        common::committed_rows(&out).iter().map(|row| (row["id"].as_i64().expect("id"), row.get("pid").and_then(serde_json::Value::as_i64))).collect();
-    rows.sort_unstable();
+    let rows = parquet_pairs(&out, "id", "pid");
     let want: Vec<(i64, Option<i64>)> = (1..=3000).map(|id| (id, (id % 3 != 0).then_some(id))).collect();
     assert_eq!(rows.len(), want.len(), "{} rows for 3000 orders", rows.len());
     assert!(rows == want, "not every order once with its payment: first difference {:?}", rows.iter().zip(&want).find(|(a, b)| a != b));
@@ -292,15 +290,21 @@ fn a_temporal_join_killed_after_checkpoints_writes_each_order_once_with_its_rate
         out.display()
     );
     common::killed_at_then_finished(&script(dir.path(), &sql), &checkpoints, &["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"]);
-    let mut rows: Vec<(i64, i64)> = Vec::new();
-    for batch in common::read_parquet_dir(&out) {
-        let column =
-            |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().cloned()).expect(name);
-        let (ids, rates) = (column("id"), column("rate"));
-        rows.extend((0..batch.num_rows()).map(|i| (ids.value(i), rates.value(i))));
-    }
-    rows.sort_unstable();
-    let want: Vec<(i64, i64)> = (1..=3000).map(|id| (id, id)).collect();
+    let rows = parquet_pairs(&out, "id", "rate");
+    let want: Vec<(i64, Option<i64>)> = (1..=3000).map(|id| (id, Some(id))).collect();
     assert_eq!(rows.len(), want.len(), "{} rows for 3000 orders", rows.len());
     assert!(rows == want, "not every order once with its rate: first difference {:?}", rows.iter().zip(&want).find(|(a, b)| a != b));
+}
+
+/// The `(key, value)` pairs of two BIGINT columns in the Parquet files under `dir`, sorted.
+fn parquet_pairs(dir: &std::path::Path, key: &str, value: &str) -> Vec<(i64, Option<i64>)> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    let mut rows = Vec::new();
+    for batch in common::read_parquet_dir(dir) {
+        let column = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned()).unwrap_or_else(|| panic!("{name}"));
+        let (keys, values) = (column(key), column(value));
+        rows.extend((0..batch.num_rows()).map(|i| (keys.value(i), values.is_valid(i).then(|| values.value(i)))));
+    }
+    rows.sort_unstable();
+    rows
 }

@@ -58,15 +58,27 @@ fn top_n_over_a_window_aggregate_matches_flink() {
 /// already emitted, without which a later row of such a key would be emitted as its first.
 #[test]
 fn a_deduplication_killed_after_checkpoints_emits_each_key_once() {
+    deduplication_killed_after_checkpoints_emits_each_key_once("ts");
+}
+
+/// The same on processing time (`ORDER BY proc_time`, a `PROCTIME()` column):
+/// rows are deduplicated in the order they are read, which for the sequence is
+/// the order of the ids, and a key's first row is emitted at once.
+#[test]
+fn a_deduplication_on_processing_time_killed_after_checkpoints_emits_each_key_once() {
+    deduplication_killed_after_checkpoints_emits_each_key_once("proc_time");
+}
+
+fn deduplication_killed_after_checkpoints_emits_each_key_once(order_by: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out");
     let checkpoints = dir.path().join("checkpoints");
     let sql = format!(
         "SET 'execution.checkpointing.interval' = '200 ms';
-         CREATE TABLE events (id BIGINT, k AS id % 1000, ts AS to_timestamp_millis(id * 1000), WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         CREATE TABLE events (id BIGINT, k AS id % 1000, ts AS to_timestamp_millis(id * 1000), proc_time AS PROCTIME(), WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
            WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '3000');
          CREATE TABLE out (k BIGINT, id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-         INSERT INTO out SELECT k, id FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS rn FROM events) WHERE rn = 1;",
+         INSERT INTO out SELECT k, id FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY {order_by}) AS rn FROM events) WHERE rn = 1;",
         out.display()
     );
     let script = common::flink::script(dir.path(), &sql);
@@ -74,6 +86,6 @@ fn a_deduplication_killed_after_checkpoints_emits_each_key_once() {
     let mut rows: Vec<(i64, i64)> = common::committed_rows(&out).iter().map(|row| (row["k"].as_i64().expect("k"), row["id"].as_i64().expect("id"))).collect();
     rows.sort_unstable();
     let want: Vec<(i64, i64)> = (1..=1000).map(|id| (id % 1000, id)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    assert_eq!(rows.len(), want.len(), "{} rows for 1000 keys", rows.len());
-    assert!(rows == want, "not the first row of every key once: first difference {:?}", rows.iter().zip(&want).find(|(a, b)| a != b));
+    assert_eq!(rows.len(), want.len(), "ORDER BY {order_by}: {} rows for 1000 keys", rows.len());
+    assert!(rows == want, "ORDER BY {order_by}: not the first row of every key once: first difference {:?}", rows.iter().zip(&want).find(|(a, b)| a != b));
 }

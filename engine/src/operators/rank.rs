@@ -102,8 +102,8 @@ impl RankOperator {
         let nulls: Vec<ArrayRef> = input.fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect();
         let no_row = bytes(rows.encode(&nulls)?.row(0));
         let partitions = match node.kind {
-            RankKind::FirstRow { .. } => Partitions::First { rows: HashMap::new(), due: BTreeMap::new() },
-            RankKind::LastRow { .. } => Partitions::Last(HashMap::new()),
+            RankKind::FirstRow { .. } | RankKind::FirstArrival => Partitions::First { rows: HashMap::new(), due: BTreeMap::new() },
+            RankKind::LastRow { .. } | RankKind::LastArrival => Partitions::Last(HashMap::new()),
             RankKind::Window { .. } => Partitions::Window(BTreeMap::new()),
             RankKind::Continuous => Partitions::Continuous(HashMap::new()),
         };
@@ -208,8 +208,25 @@ impl RankOperator {
                 }
                 self.late(late);
             }
-            RankKind::LastRow { time_column } => {
-                let times = self.times(&batch, time_column)?;
+            RankKind::FirstArrival => {
+                let Partitions::First { rows, .. } = &mut self.partitions else { return Err(mismatch()) };
+                let mut first = Vec::new();
+                for (i, key) in keys.into_iter().enumerate() {
+                    if !rows.contains_key(&key) {
+                        self.bytes += key.len();
+                        rows.insert(key, FirstRow::Emitted);
+                        first.push(row(i));
+                    }
+                }
+                let changes: Vec<Change<'_>> = first.iter().map(|row| (RowKind::Insert, row, 1)).collect();
+                self.emit(&changes, out)?;
+            }
+            RankKind::LastRow { .. } | RankKind::LastArrival => {
+                // By processing time every row is the latest so far.
+                let times = match self.node.kind {
+                    RankKind::LastRow { time_column } => self.times(&batch, time_column)?,
+                    _ => vec![Some(0); batch.num_rows()],
+                };
                 let Partitions::Last(rows) = &mut self.partitions else { return Err(mismatch()) };
                 // Each row replaces its partition's at once; several rows of one
                 // partition in a batch each replace the one before.

@@ -28,6 +28,13 @@ pub enum RankKind {
     FirstRow { time_column: usize },
     /// Deduplication keeping the latest row by event time (input column `time_column`).
     LastRow { time_column: usize },
+    /// Deduplication keeping the first row by processing time (ordered by a
+    /// `PROCTIME()` column): the first row of a partition is emitted as it comes,
+    /// and later ones are dropped. Append-only.
+    FirstArrival,
+    /// Deduplication keeping the last row by processing time: each row replaces
+    /// its partition's at once. A changelog.
+    LastArrival,
     /// Top-N per window: the partition holds the window's bounds, and input
     /// column `end_column` its end (or, with `end_is_start`, its start, the end
     /// being start + the window's size).
@@ -39,13 +46,13 @@ pub enum RankKind {
 impl RankKind {
     /// Its output takes back rows it emitted.
     pub fn retracts(self) -> bool {
-        matches!(self, RankKind::LastRow { .. } | RankKind::Continuous)
+        matches!(self, RankKind::LastRow { .. } | RankKind::LastArrival | RankKind::Continuous)
     }
 
     /// The operator's name, for EXPLAIN, metrics and errors.
     pub fn operator_name(self) -> &'static str {
         match self {
-            RankKind::FirstRow { .. } | RankKind::LastRow { .. } => "Deduplicate",
+            RankKind::FirstRow { .. } | RankKind::LastRow { .. } | RankKind::FirstArrival | RankKind::LastArrival => "Deduplicate",
             RankKind::Window { .. } => "WindowRank",
             RankKind::Continuous => "Rank",
         }
@@ -94,6 +101,8 @@ impl RankNode {
         let what = match self.kind {
             RankKind::FirstRow { .. } => "keep the first row by event time".to_string(),
             RankKind::LastRow { .. } => "keep the last row by event time (a changelog: replaces a partition's row)".to_string(),
+            RankKind::FirstArrival => "keep the first row by processing time (emitted as it comes)".to_string(),
+            RankKind::LastArrival => "keep the last row by processing time (a changelog: replaces a partition's row)".to_string(),
             RankKind::Window { window, .. } => format!("top {} per {} window", self.limit, window.name()),
             RankKind::Continuous => format!("top {} (a changelog: updates the ranks as rows come)", self.limit),
         };
@@ -107,7 +116,8 @@ impl RankNode {
                 "passed through; a partition's row is emitted once the watermark passes its time",
                 "per partition: its earliest row until emitted, then a mark that it was".to_string(),
             ),
-            RankKind::LastRow { .. } => ("passed through (rows are emitted as they come)", "per partition: its latest row".to_string()),
+            RankKind::LastRow { .. } | RankKind::LastArrival => ("passed through (rows are emitted as they come)", "per partition: its latest row".to_string()),
+            RankKind::FirstArrival => ("passed through (rows are emitted as they come)", "per partition: a mark that its first row was emitted".to_string()),
             RankKind::Window { .. } => (
                 "passed through; a window's rows are emitted once the watermark passes its end",
                 format!("per window and partition: its first {} rows, until the window is emitted", self.limit),

@@ -26,7 +26,7 @@ use eddy_engine::plan::{LateAfter, RankKind, RankNode, StreamNode, UpdateOutput,
 use super::{address, pass_through_child, window_of, Compiler, Lineage, WindowColumn};
 use crate::error::Result;
 use crate::plan::over::window_parts;
-use crate::plan::time_attribute::{is_time_attribute, judge_lateness};
+use crate::plan::time_attribute::{is_proctime_attribute, is_time_attribute, judge_lateness};
 
 /// Whether `expr` is `ROW_NUMBER()`.
 fn is_row_number(expr: &Arc<dyn WindowExpr>) -> bool {
@@ -193,6 +193,14 @@ impl Compiler<'_> {
                     .with_hint("PARTITION BY window_start, window_end"))
             }
             None => match order.as_slice() {
+                // Flink's deduplication on processing time: rows in the order they come.
+                [only] if limit == 1 && only.expr.downcast_ref::<Column>().is_some_and(|c| is_proctime_attribute(&input, c.index())) => {
+                    if only.options.descending {
+                        RankKind::LastArrival
+                    } else {
+                        RankKind::FirstArrival
+                    }
+                }
                 [only] if limit == 1 && only.expr.downcast_ref::<Column>().is_some_and(|c| is_time_attribute(&input, c.index())) => {
                     let time_column = only.expr.downcast_ref::<Column>().map_or(0, Column::index);
                     if only.options.descending {
