@@ -212,9 +212,9 @@ impl RankOperator {
                 let Partitions::First { rows, .. } = &mut self.partitions else { return Err(mismatch()) };
                 let mut first = Vec::new();
                 for (i, key) in keys.into_iter().enumerate() {
-                    if !rows.contains_key(&key) {
-                        self.bytes += key.len();
-                        rows.insert(key, FirstRow::Emitted);
+                    if let std::collections::hash_map::Entry::Vacant(entry) = rows.entry(key) {
+                        self.bytes += entry.key().len();
+                        entry.insert(FirstRow::Emitted);
                         first.push(row(i));
                     }
                 }
