@@ -32,7 +32,7 @@ mod temporal_join;
 use super::join_bounds::time_bounds;
 use super::over::{self, OverRefusal};
 use super::placeholders::{StreamScanExec, WindowTvfExec};
-use super::time_attribute::is_proctime_attribute;
+use super::time_attribute::{is_proctime_attribute, is_time_attribute, judge_lateness};
 use super::TableEntry;
 use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
@@ -238,8 +238,26 @@ impl Compiler<'_> {
             // judges lateness by; otherwise each row is repeated per window.
             let slicing = self.sliced.contains(&address(plan));
             let mut input = input;
-            if let (true, StreamNode::Source(source)) = (slicing, &mut input) {
-                source.lateness = Some(LatenessRule { time_column: tvf.time_column, judged_by: LateAfter::Slice(tvf.window) });
+            match &mut input {
+                StreamNode::Source(source) if slicing => {
+                    source.lateness = Some(LatenessRule { time_column: tvf.time_column, judged_by: LateAfter::Slice(tvf.window) });
+                }
+                StreamNode::Source(_) => {}
+                // A window over a view: its time column must still be a table's event time.
+                view => {
+                    if !is_time_attribute(view, tvf.time_column) {
+                        let name = view.schema().field(tvf.time_column).name().clone();
+                        return Err(self
+                            .unsupported(format!(
+                                "{}: DESCRIPTOR({name}) does not name an event-time attribute of the view (a table's WATERMARK FOR column, unchanged)",
+                                tvf.window.name()
+                            ))
+                            .with_hint("window by the time column the view passes on from its table as it is, e.g. SELECT ts, ... FROM t"));
+                    }
+                    if slicing {
+                        judge_lateness(view, tvf.time_column, LateAfter::Slice(tvf.window));
+                    }
+                }
             }
             let node = StreamNode::WindowAssign {
                 input: Box::new(input),

@@ -76,11 +76,14 @@ pub(super) struct TableEntry {
 }
 
 pub(super) type Tables = Arc<RwLock<HashMap<String, TableEntry>>>;
+/// The views' plans by name, which a window function over a view reads.
+pub(super) type ViewPlans = Arc<RwLock<HashMap<String, datafusion::logical_expr::LogicalPlan>>>;
 
 /// Keeps the catalog of one session and plans statements against it.
 pub struct Planner {
     ctx: SessionContext,
     tables: Tables,
+    view_plans: ViewPlans,
     /// Views (`CREATE VIEW`) by name, with their output schema.
     views: BTreeMap<String, SchemaRef>,
     /// How many plan nodes each view adds where it is read (see [`crate::limits`]).
@@ -120,8 +123,9 @@ impl Planner {
         crate::functions::register(&ctx);
         ctx.register_udf(crate::system_time::marker_udf());
         let tables: Tables = Arc::default();
-        ctx.register_udtf(WINDOW_FUNCTION, Arc::new(WindowTableFunction { tables: Arc::clone(&tables) }));
-        Planner { ctx, tables, views: BTreeMap::new(), view_nodes: BTreeMap::new() }
+        let view_plans: ViewPlans = Arc::default();
+        ctx.register_udtf(WINDOW_FUNCTION, Arc::new(WindowTableFunction { tables: Arc::clone(&tables), views: Arc::clone(&view_plans) }));
+        Planner { ctx, tables, view_plans, views: BTreeMap::new(), view_nodes: BTreeMap::new() }
     }
 
     /// Registers a table declared by `CREATE TABLE` (its columns already filled in).
@@ -203,6 +207,7 @@ impl Planner {
         let nodes = self.check_size(query, location)?;
         let plan = self.logical_plan(query, location).await?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        self.view_plans.write().map_err(|_| poisoned(location))?.insert(name.to_string(), plan.clone());
         let view = datafusion::datasource::ViewTable::new(plan, None);
         self.ctx.register_table(name, Arc::new(view)).map_err(|e| df_error(location, e))?;
         self.views.insert(name.to_string(), schema);
@@ -223,6 +228,9 @@ impl Planner {
     pub fn drop_view(&mut self, name: &str) -> bool {
         let removed = self.views.remove(name).is_some();
         self.view_nodes.remove(name);
+        if let Ok(mut plans) = self.view_plans.write() {
+            plans.remove(name);
+        }
         if removed {
             let _ = self.ctx.deregister_table(name);
         }

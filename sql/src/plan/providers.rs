@@ -34,6 +34,9 @@ enum Reads {
     Table { name: String },
     /// A window function over a source table: its rows plus `window_start`, `window_end`, `window_time`.
     Window { source: String, source_schema: SchemaRef, window: WindowKind, time_column: usize },
+    /// A window function over a view (an enriched or filtered stream): the
+    /// compiler checks that the time column is still an event-time attribute.
+    WindowOverView { plan: Box<datafusion::logical_expr::LogicalPlan>, window: WindowKind, time_column: usize },
 }
 
 impl StreamTableProvider {
@@ -63,12 +66,12 @@ impl TableProvider for StreamTableProvider {
     fn table_type(&self) -> TableType {
         match self.reads {
             Reads::Table { .. } => TableType::Base,
-            Reads::Window { .. } => TableType::View,
+            Reads::Window { .. } | Reads::WindowOverView { .. } => TableType::View,
         }
     }
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
@@ -82,6 +85,10 @@ impl TableProvider for StreamTableProvider {
                 let scan = Arc::new(StreamScanExec::new(source.clone(), Arc::clone(source_schema), reads));
                 Arc::new(WindowTvfExec { input: scan, window: *window, time_column: *time_column, properties: properties(Arc::clone(&self.schema)) })
             }
+            Reads::WindowOverView { plan, window, time_column } => {
+                let input = state.create_physical_plan(plan).await?;
+                Arc::new(WindowTvfExec { input, window: *window, time_column: *time_column, properties: properties(Arc::clone(&self.schema)) })
+            }
         };
         with_projection(plan, projection)
     }
@@ -94,6 +101,7 @@ impl TableProvider for StreamTableProvider {
 #[derive(Debug)]
 pub(super) struct WindowTableFunction {
     pub(super) tables: Tables,
+    pub(super) views: super::ViewPlans,
 }
 
 fn literal_string(expr: &Expr) -> Option<String> {
@@ -141,11 +149,19 @@ impl TableFunctionImpl for WindowTableFunction {
         };
         window::check_grid(&window).map_err(plan_err)?;
         let tables = self.tables.read().map_err(|_| plan_err("catalog lock poisoned".to_string()))?;
+        if let (None, Some(plan)) = (tables.get(table), self.views.read().map_err(|_| plan_err("catalog lock poisoned".to_string()))?.get(table)) {
+            let schema = plan.schema().as_arrow().clone();
+            let time_index =
+                schema.index_of(time_column).map_err(|_| plan_err(format!("{}: no column `{time_column}` in the view `{table}`", window.name())))?;
+            let fields = window_fields(table, schema.fields().iter().map(|f| f.as_ref().clone()).collect()).map_err(plan_err)?;
+            let reads = Reads::WindowOverView { plan: Box::new(plan.clone()), window, time_column: time_index };
+            return Ok(Arc::new(StreamTableProvider { reads, schema: Arc::new(Schema::new(fields)) }));
+        }
         let Some(entry) = tables.get(table) else {
             let mut known: Vec<&String> = tables.keys().collect();
             known.sort();
             return Err(plan_err(format!(
-                "{}: no table named `{table}` (windows read source tables declared with CREATE TABLE; known: {})",
+                "{}: no table or view named `{table}` (windows read tables declared with CREATE TABLE and views over them; tables: {})",
                 window.name(),
                 known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             )));
@@ -164,15 +180,20 @@ impl TableFunctionImpl for WindowTableFunction {
             )));
         }
         let time_index = entry.schema.index_of(time_column).map_err(|_| plan_err(format!("no column `{time_column}` in `{table}`")))?;
-        let mut fields: Vec<Field> = entry.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
-        for name in ["window_start", "window_end", "window_time"] {
-            if fields.iter().any(|f| f.name() == name) {
-                return Err(plan_err(format!("`{table}` already has a column named `{name}`, which the window function adds")));
-            }
-            fields.push(Field::new(name, millis.clone(), false));
-        }
+        let fields = window_fields(table, entry.schema.fields().iter().map(|f| f.as_ref().clone()).collect()).map_err(plan_err)?;
         let reads = Reads::Window { source: table.clone(), source_schema: Arc::clone(&entry.schema), window, time_column: time_index };
         Ok(Arc::new(StreamTableProvider { reads, schema: Arc::new(Schema::new(fields)) }))
     }
+}
+
+/// A window function's columns: its input's `fields`, then the window's bounds.
+fn window_fields(table: &str, mut fields: Vec<Field>) -> std::result::Result<Vec<Field>, String> {
+    let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
+    for name in ["window_start", "window_end", "window_time"] {
+        if fields.iter().any(|f| f.name() == name) {
+            return Err(format!("`{table}` already has a column named `{name}`, which the window function adds"));
+        }
+        fields.push(Field::new(name, millis.clone(), false));
+    }
+    Ok(fields)
 }
