@@ -9,7 +9,7 @@ use eddy_engine::plan::{JoinBound, JoinSide, LateAfter, LatenessRule, RankKind, 
 /// Whether column `index` of `node`'s output is a source's `WATERMARK FOR` column,
 /// as it is (through filters, projections that pick it, window assignments,
 /// OVER aggregates and deduplication, which keep their input's columns first,
-/// and temporal joins, which keep the probe side's).
+/// temporal joins, which keep the probe side's, and interval joins).
 pub(super) fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
     match node {
         StreamNode::Source(s) => {
@@ -27,16 +27,19 @@ pub(super) fn is_time_attribute(node: &StreamNode, index: usize) -> bool {
                 && index < r.input.schema().fields().len()
                 && is_time_attribute(&r.input, index)
         }
-        // A temporal join keeps the probe side's time attribute (Flink's does too).
-        StreamNode::Join(j) => match (j.bounded_by, j.projection.get(index)) {
-            (JoinBound::Temporal(sides), Some(&column)) => {
-                let left_width = j.left.schema().fields().len();
-                let (side, column) = if column < left_width { (JoinSide::Left, column) } else { (JoinSide::Right, column - left_width) };
-                let input = if side == JoinSide::Left { &j.left } else { &j.right };
-                side == sides.probe && column == sides.probe_time && is_time_attribute(input, column)
+        // A temporal join keeps the probe side's time attribute, an interval join
+        // both sides' (its output watermark waits for its rows), as Flink's do.
+        StreamNode::Join(j) => {
+            let Some(&column) = j.projection.get(index) else { return false };
+            let left_width = j.left.schema().fields().len();
+            let (side, column) = if column < left_width { (JoinSide::Left, column) } else { (JoinSide::Right, column - left_width) };
+            let input = if side == JoinSide::Left { &j.left } else { &j.right };
+            match j.bounded_by {
+                JoinBound::Temporal(sides) => side == sides.probe && column == sides.probe_time && is_time_attribute(input, column),
+                JoinBound::Interval(_) => is_time_attribute(input, column),
+                _ => false,
             }
-            _ => false,
-        },
+        }
         _ => false,
     }
 }
