@@ -105,10 +105,12 @@ impl LookupJoinOperator {
     fn rows_by_key(&mut self, batch: &RecordBatch, keys: &[Option<RowBytes>]) -> Result<HashMap<RowBytes, RecordBatch>> {
         let now = Instant::now();
         let mut found: HashMap<RowBytes, RecordBatch> = HashMap::new();
+        // Each key not cached, once, with the first row that has it.
         let mut asked: Vec<(RowBytes, u32)> = Vec::new();
+        let mut seen: std::collections::HashSet<&RowBytes> = std::collections::HashSet::new();
         for (i, key) in keys.iter().enumerate() {
             let Some(key) = key else { continue };
-            if found.contains_key(key) || asked.iter().any(|(k, _)| k == key) {
+            if !seen.insert(key) {
                 continue;
             }
             match self.cache.get(key, now) {
@@ -131,9 +133,14 @@ impl LookupJoinOperator {
         let key_batch = RecordBatch::try_new(Arc::clone(&self.key_schema), columns).map_err(|e| self.join.arrow(e))?;
         let answer = self.client.lookup(key_batch)?;
         let (visible, key_of_row) = self.visible(answer.rows, answer.key_of_row)?;
-        for (index, (key, _)) in asked.into_iter().enumerate() {
-            let mine = UInt32Array::from((0..visible.num_rows() as u32).filter(|&r| key_of_row[r as usize] as usize == index).collect::<Vec<_>>());
-            let rows = take_record_batch(&visible, &mine).map_err(|e| self.join.arrow(e))?;
+        let mut rows_of_key: Vec<Vec<u32>> = vec![Vec::new(); asked.len()];
+        for (row, &key) in key_of_row.iter().enumerate() {
+            if let Some(rows) = rows_of_key.get_mut(key as usize) {
+                rows.push(row as u32);
+            }
+        }
+        for ((key, _), mine) in asked.into_iter().zip(rows_of_key) {
+            let rows = take_record_batch(&visible, &UInt32Array::from(mine)).map_err(|e| self.join.arrow(e))?;
             self.cache.put(key.clone(), rows.clone(), now);
             found.insert(key, rows);
         }

@@ -398,7 +398,7 @@ impl Compiler<'_> {
         let probe_node = |as_of: &temporal_join::AsOf| if as_of.probe == JoinSide::Left { &left } else { &right };
         let (bounded_by, filter) = match as_of {
             Some(as_of) if is_proctime_attribute(probe_node(&as_of), as_of.probe_time) => {
-                self.check_lookup(join_type, &as_of, !on.is_empty())?;
+                self.check_as_of_join("lookup join", join_type, as_of.probe, !on.is_empty())?;
                 (JoinBound::Lookup { probe: as_of.probe }, as_of.filter)
             }
             Some(as_of) => {

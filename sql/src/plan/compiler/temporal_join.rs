@@ -64,16 +64,17 @@ impl Compiler<'_> {
         Ok(Some(AsOf { probe, probe_time, filter }))
     }
 
-    /// Checks a lookup join's type and keys (`AS OF` a processing-time attribute).
-    pub(super) fn check_lookup(&self, join_type: JoinType, as_of: &AsOf, keyed: bool) -> Result<()> {
-        if !(join_type == JoinType::Inner || join_type.keeps_unmatched(as_of.probe) && !join_type.keeps_unmatched(as_of.probe.other())) {
+    /// Refuses what Flink refuses of any join `FOR SYSTEM_TIME AS OF` (`what`):
+    /// other than INNER or LEFT (keeping the probe side's rows), or without keys.
+    pub(super) fn check_as_of_join(&self, what: &str, join_type: JoinType, probe: JoinSide, keyed: bool) -> Result<()> {
+        if !(join_type == JoinType::Inner || join_type.keeps_unmatched(probe) && !join_type.keeps_unmatched(probe.other())) {
             return Err(self
-                .unsupported(format!("a lookup join (FOR SYSTEM_TIME AS OF a PROCTIME() column) is an INNER or LEFT join, not {}", join_type.sql()))
-                .with_hint("Flink supports only these two: each row looks up the table once"));
+                .unsupported(format!("a {what} (FOR SYSTEM_TIME AS OF) is an INNER or LEFT join, not {}", join_type.sql()))
+                .with_hint("Flink supports only these two: each row of the left table meets at most one row of the other"));
         }
         if !keyed {
             return Err(self
-                .unsupported("a lookup join needs equalities on the looked-up table's key columns in its ON condition")
+                .unsupported(format!("a {what} needs an equality on the other table's key in its ON condition"))
                 .with_hint("e.g. ON o.user_id = u.id"));
         }
         Ok(())
@@ -97,16 +98,7 @@ impl Compiler<'_> {
         let AsOf { probe, probe_time, .. } = *as_of;
         let node = |side: JoinSide| if side == JoinSide::Left { left } else { right };
         let (probe_node, versioned) = (node(probe), node(probe.other()));
-        if !(join_type == JoinType::Inner || join_type.keeps_unmatched(probe) && !join_type.keeps_unmatched(probe.other())) {
-            return Err(self
-                .unsupported(format!("a temporal join (FOR SYSTEM_TIME AS OF) is an INNER or LEFT join, not {}", join_type.sql()))
-                .with_hint("Flink supports only these two: each row of the left table meets at most one version"));
-        }
-        if !keyed {
-            return Err(self
-                .unsupported("a temporal join needs an equality on the versioned table's primary key in its ON condition")
-                .with_hint("e.g. ON o.currency = r.currency"));
-        }
+        self.check_as_of_join("temporal join", join_type, probe, keyed)?;
         if probe_node.emits_retractions() || probe_node.is_updating() {
             return Err(self
                 .unsupported("the left table of a temporal join must be append-only; here its rows update")
