@@ -25,7 +25,7 @@ use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::PipelineMetrics;
 use crate::operator::{Emitter, Operator};
-use crate::plan::{RankKind, RankNode};
+use crate::plan::{RankKind, RankNode, Ties};
 use crate::state::OperatorState;
 
 /// The checkpoint part holding every kept row.
@@ -253,7 +253,7 @@ impl RankOperator {
                 let changes: Vec<Change<'_>> = changes.iter().map(|(kind, row)| (*kind, row, 1)).collect();
                 self.emit(&changes, out)?;
             }
-            RankKind::Window { window, end_column, end_is_start } => {
+            RankKind::Window { window, end_column, end_is_start, ties } => {
                 let ends = self.times(&batch, end_column)?;
                 let size = window_size(window);
                 let orders = self.order_of(&batch)?;
@@ -267,7 +267,9 @@ impl RankOperator {
                         continue;
                     }
                     let ranked = windows.entry(end).or_default().entry(key).or_default();
-                    let item = Ranked { order, seq: self.next_seq, row: row(i) };
+                    // Ties go by arrival: a later row first when it is to replace an equal one.
+                    let seq = if ties == Ties::LaterFirst { u64::MAX - self.next_seq } else { self.next_seq };
+                    let item = Ranked { order, seq, row: row(i) };
                     self.next_seq += 1;
                     let size = item.order.len() + item.row.len();
                     if let Some((_, evicted)) = insert_ranked(ranked, item, limit) {

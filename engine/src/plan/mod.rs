@@ -21,7 +21,7 @@ pub mod rank;
 pub mod window;
 pub use join::{JoinBound, JoinNode, JoinSide, JoinType, TemporalSides, TimeBounds};
 pub use over::{OverAggregateNode, OverFrame, Preceding};
-pub use rank::{RankKind, RankNode};
+pub use rank::{RankKind, RankNode, Ties};
 pub use window::WindowKind;
 
 /// A compiled continuous query: its operator tree and output schema.

@@ -38,9 +38,19 @@ pub enum RankKind {
     /// Top-N per window: the partition holds the window's bounds, and input
     /// column `end_column` its end (or, with `end_is_start`, its start, the end
     /// being start + the window's size).
-    Window { window: WindowKind, end_column: usize, end_is_start: bool },
+    Window { window: WindowKind, end_column: usize, end_is_start: bool, ties: Ties },
     /// Top-N over the whole input, updated as rows come.
     Continuous,
+}
+
+/// Which of two rows equal in the order ranks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ties {
+    /// The earlier arrival (a Top-N keeps the rows it has).
+    EarlierFirst,
+    /// The later arrival: window deduplication keeping the last row by event
+    /// time, where Flink's replaces a row by a later one of the same time.
+    LaterFirst,
 }
 
 impl RankKind {

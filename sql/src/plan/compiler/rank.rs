@@ -21,7 +21,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::windows::{WindowExpr, WindowUDFExpr};
 use datafusion::physical_plan::ExecutionPlan;
-use eddy_engine::plan::{LateAfter, RankKind, RankNode, StreamNode, UpdateOutput, WindowKind};
+use eddy_engine::plan::{LateAfter, RankKind, RankNode, StreamNode, Ties, UpdateOutput, WindowKind};
 
 use super::{address, pass_through_child, window_of, Compiler, Lineage, WindowColumn};
 use crate::error::Result;
@@ -186,7 +186,13 @@ impl Compiler<'_> {
                     .unsupported("a Top-N over SESSION windows is not supported (nor is it in Flink)")
                     .with_hint("rank over TUMBLE, HOP or CUMULATE windows"))
             }
-            Some((kind, index, column)) => RankKind::Window { window: kind, end_column: index, end_is_start: column == WindowColumn::Start },
+            Some((kind, index, column)) => {
+                // Window deduplication keeping the last row by event time: a later row of the same time replaces the kept one, as in Flink.
+                let last_by_time = matches!(order.as_slice(), [only] if limit == 1 && only.options.descending
+                    && only.expr.downcast_ref::<Column>().is_some_and(|c| is_time_attribute(&input, c.index())));
+                let ties = if last_by_time { Ties::LaterFirst } else { Ties::EarlierFirst };
+                RankKind::Window { window: kind, end_column: index, end_is_start: column == WindowColumn::Start, ties }
+            }
             None if !bounds.is_empty() => {
                 return Err(self
                     .unsupported("ROW_NUMBER() partitioned by window_time alone is not a window Top-N")
