@@ -737,6 +737,65 @@ async fn deduplication_keeps_the_earliest_row_and_emits_it_once_the_watermark_pa
         );
 }
 
+/// With `'table.exec.state.ttl'`, a partition not written for the TTL (on the
+/// test's clock) is forgotten, as in Flink: a deduplication that emitted a key's
+/// first row emits the key's next row again once the key's state expired; a key
+/// written within the TTL stays a duplicate, also after a restart (from which the
+/// TTL of restored partitions counts).
+#[tokio::test]
+async fn a_deduplications_state_ttl_forgets_partitions_not_written_for_that_long() {
+    let (_, mut node) = rank(&ranked("ts", "rn = 1")).await;
+    node.state_ttl_ms = Some(1_000);
+    let clock = Arc::new(AtomicI64::new(0));
+    let operator = |node: &eddy_engine::plan::RankNode, clock: &Arc<AtomicI64>| -> Box<dyn Operator> {
+        let clock = Arc::clone(clock);
+        Box::new(RankOperator::with_clock(node.clone(), Arc::new(PipelineMetrics::default()), Box::new(move || clock.load(Ordering::Relaxed))).unwrap())
+    };
+    let mut dedup = OperatorHarness::new(operator(&node, &clock), node.input.schema());
+    dedup
+        .push(
+            " I  I   TS
+            +I 1 10 1000
+            +I 2 20 1000",
+        )
+        .watermark(2000)
+        .expect(
+            "+I 1 10 1000 1
+             +I 2 20 1000 1
+             watermark 2000",
+        );
+    // 600 ms later key 2 is written (a duplicate, dropped); key 1 is not.
+    clock.store(600, Ordering::Relaxed);
+    dedup.push(
+        " I  I   TS
+        +I 2 21 2100",
+    );
+    // At 1,100 ms key 1 has not been written for 1 s: forgotten, so its next row is a first row again.
+    clock.store(1_100, Ordering::Relaxed);
+    dedup
+        .push(
+            " I  I   TS
+            +I 1 11 2200
+            +I 2 22 2200",
+        )
+        .watermark(3000)
+        .expect(
+            "+I 1 11 2200 1
+             watermark 3000",
+        );
+    // After a restart (the TTL counting from it) both keys are still done within the TTL.
+    clock.store(1_500, Ordering::Relaxed);
+    dedup
+        .restart_as(operator(&node, &clock))
+        .push(
+            " I  I   TS
+            +I 1 12 3100
+            +I 2 23 3100",
+        )
+        .watermark(4000)
+        .expect("watermark 4000");
+}
+
 #[tokio::test]
 async fn deduplication_keeping_the_last_row_replaces_it_at_once() {
     let (mut dedup, node) = rank(&ranked("ts DESC", "rn = 1")).await;

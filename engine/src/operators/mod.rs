@@ -14,6 +14,7 @@
 
 mod closing;
 pub mod filter;
+pub mod idle_expiry;
 pub mod interval_join;
 mod join_rows;
 pub mod lookup_join;

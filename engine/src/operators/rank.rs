@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 
+use super::idle_expiry::{wall_clock_ms, Clock, IdleExpiry};
 use super::rows::{bytes, Codec, RowBytes};
 use super::source_prep::as_millis;
 use super::{arrow_error, evaluate};
@@ -79,11 +80,19 @@ pub struct RankOperator {
     next_seq: u64,
     bytes: usize,
     metrics: Arc<PipelineMetrics>,
+    /// With `'table.exec.state.ttl'`: when each partition was last written.
+    expiry: Option<IdleExpiry>,
+    clock: Clock,
 }
 
 impl RankOperator {
-    /// A rank for `node`, counting late rows in `metrics`.
+    /// A rank for `node`, counting late rows in `metrics`; its state TTL counts in wall-clock time.
     pub fn new(node: RankNode, metrics: Arc<PipelineMetrics>) -> Result<Self> {
+        Self::with_clock(node, metrics, Box::new(wall_clock_ms))
+    }
+
+    /// A rank for `node` whose state TTL counts in `clock`'s milliseconds.
+    pub fn with_clock(node: RankNode, metrics: Arc<PipelineMetrics>, clock: Clock) -> Result<Self> {
         let name = node.kind.operator_name();
         let input = node.input.schema();
         let types = |exprs: &mut dyn Iterator<Item = &Arc<dyn datafusion::physical_expr::PhysicalExpr>>| {
@@ -107,6 +116,7 @@ impl RankOperator {
             RankKind::Window { .. } => Partitions::Window(BTreeMap::new()),
             RankKind::Continuous => Partitions::Continuous(HashMap::new()),
         };
+        let (node_ttl, kind) = (node.state_ttl_ms, node.kind);
         Ok(RankOperator {
             node,
             name,
@@ -120,6 +130,8 @@ impl RankOperator {
             next_seq: 0,
             bytes: 0,
             metrics,
+            expiry: node_ttl.filter(|_| !matches!(kind, RankKind::Window { .. })).map(IdleExpiry::new),
+            clock,
         })
     }
 
@@ -174,11 +186,38 @@ impl RankOperator {
         PipelineMetrics::add(&self.metrics.late_rows, rows);
     }
 
+    /// Drops the partitions the state TTL says are over (silently, as Flink does).
+    fn expire(&mut self) {
+        let Some(expiry) = &mut self.expiry else { return };
+        let now = (self.clock)();
+        for key in expiry.expired(now) {
+            let freed = match &mut self.partitions {
+                Partitions::First { rows, .. } => rows.remove(&key).map(|state| match state {
+                    FirstRow::Waiting { row, .. } => row.len(),
+                    FirstRow::Emitted => 0,
+                }),
+                Partitions::Last(rows) => rows.remove(&key).map(|(_, row)| row.len()),
+                Partitions::Continuous(partitions) => partitions.remove(&key).map(|ranked| ranked.iter().map(|r| r.order.len() + r.row.len()).sum()),
+                Partitions::Window(_) => None,
+            };
+            if let Some(freed) = freed {
+                self.bytes = self.bytes.saturating_sub(freed + key.len());
+            }
+        }
+    }
+
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.expire();
         let keys = self.partition_of(&batch)?;
+        if let Some(expiry) = &mut self.expiry {
+            let now = (self.clock)();
+            for key in &keys {
+                expiry.touch(key, now);
+            }
+        }
         let encoded = self.rows.encode(batch.columns())?;
         let row = |i: usize| bytes(encoded.row(i));
         match self.node.kind {
@@ -427,6 +466,7 @@ impl Operator for RankOperator {
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
+        self.expire();
         if watermark.0 > self.watermark {
             self.watermark = watermark.0;
             self.fire(out)?;
@@ -499,6 +539,19 @@ impl Operator for RankOperator {
             // included. What that emits was emitted before the checkpoint.
             let mut ignored = Emitter::default();
             self.on_batch(waiting, &mut ignored)?;
+        }
+        // The state TTL of restored partitions counts from the restart.
+        if let Some(expiry) = &mut self.expiry {
+            let now = (self.clock)();
+            let keys: Vec<&RowBytes> = match &self.partitions {
+                Partitions::First { rows, .. } => rows.keys().collect(),
+                Partitions::Last(rows) => rows.keys().collect(),
+                Partitions::Continuous(partitions) => partitions.keys().collect(),
+                Partitions::Window(_) => Vec::new(),
+            };
+            for key in keys {
+                expiry.touch(key, now);
+            }
         }
         Ok(())
     }

@@ -22,12 +22,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{Array, AsArray, Int64Array, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, UInt32Type};
 use datafusion::arrow::record_batch::RecordBatch;
 
+use super::idle_expiry::wall_clock_ms;
+pub use super::idle_expiry::Clock;
 use super::join_rows::{JoinRows, Picked, StoredBatches};
 use super::rows::RowBytes;
 use crate::changelog::{ChangeBatch, RowKind};
@@ -96,13 +97,6 @@ impl SideRows {
             }
         }
     }
-}
-
-/// Where the join reads the time its state TTL counts in.
-pub type Clock = Box<dyn Fn() -> i64 + Send>;
-
-fn wall_clock_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The regular join operator; see the module docs.

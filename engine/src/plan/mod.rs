@@ -47,16 +47,19 @@ impl StreamPlan {
         self.root.retractions_origin()
     }
 
-    /// Bounds the state of every regular join: a row leaves `ttl_ms` after it was
-    /// last written, as with Flink's `'table.exec.state.ttl'` (a session setting,
-    /// applied once the query is planned).
+    /// Bounds the state of every regular join, deduplication and Top-N: a row or
+    /// partition leaves `ttl_ms` after it was last written, as with Flink's
+    /// `'table.exec.state.ttl'` (a session setting, applied once the query is planned).
     pub fn set_state_ttl(&mut self, ttl_ms: i64) {
         fn visit(node: &mut StreamNode, ttl_ms: i64) {
             match node {
                 StreamNode::Source(_) => {}
                 StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => visit(input, ttl_ms),
                 StreamNode::WindowAggregate(a) => visit(&mut a.input, ttl_ms),
-                StreamNode::Rank(r) => visit(&mut r.input, ttl_ms),
+                StreamNode::Rank(r) => {
+                    r.state_ttl_ms = Some(ttl_ms);
+                    visit(&mut r.input, ttl_ms)
+                }
                 StreamNode::OverAggregate(o) => visit(&mut o.input, ttl_ms),
                 StreamNode::Union { inputs, .. } => inputs.iter_mut().for_each(|i| visit(i, ttl_ms)),
                 StreamNode::Join(j) => {
@@ -692,7 +695,10 @@ impl StreamNode {
                 } else {
                     format!("{}, behind a hash exchange on [{}]", r.tasks(parallelism), keys.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
                 };
-                let (watermark, state) = r.runtime_traits();
+                let (watermark, mut state) = r.runtime_traits();
+                if let (Some(ttl), false) = (r.state_ttl_ms, matches!(r.kind, RankKind::Window { .. })) {
+                    state.push_str(&format!("; each partition until {ttl} ms after it was last written ('table.exec.state.ttl')"));
+                }
                 (tasks, watermark.to_string(), state)
             }
             StreamNode::Join(j) => {

@@ -84,6 +84,10 @@ pub struct RankNode {
     /// Rows kept per partition (`rn <= limit`).
     pub limit: usize,
     pub kind: RankKind,
+    /// Flink's `'table.exec.state.ttl'`: a partition's state leaves once it has
+    /// not been written for this long (processing time); `None` keeps it for good.
+    /// Window ranks are bounded by their windows and ignore it.
+    pub state_ttl_ms: Option<i64>,
     pub schema: SchemaRef,
 }
 

@@ -231,7 +231,7 @@ impl Compiler<'_> {
         }
         let hashed = keys.len();
         keys.extend(bounds);
-        let node = RankNode { input: Box::new(input), partition: keys, hashed, order, limit, kind, schema: plan.schema() };
+        let node = RankNode { input: Box::new(input), partition: keys, hashed, order, limit, kind, state_ttl_ms: None, schema: plan.schema() };
         // A window rank's rows leave as their window closes, like a window aggregate's.
         let mut out_lineage: Vec<Lineage> = match (kind, window) {
             (RankKind::Window { .. }, Some((w, _, _))) => lineage
