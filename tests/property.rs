@@ -88,13 +88,18 @@ async fn batch(events: &[(i64, i64, i64)], sql: &str) -> Vec<Row> {
     rows_of(&ctx.sql(sql).await.expect("plan").collect().await.expect("run"))
 }
 
+/// The seed of this run (`EDDY_PROPERTY_SEED`, else random), printed so a failure can be replayed, and its generator.
+fn seeded() -> (u64, StdRng) {
+    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
+    (seed, StdRng::seed_from_u64(seed))
+}
+
 const AGGREGATES: &str = "k, COUNT(*), SUM(v), MIN(v), MAX(v)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_equals_batch_for_every_window_kind() {
-    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     for case in 0..24 {
         let dir = tempfile::tempdir().expect("temp dir");
         let partitions = rng.gen_range(1..=3);
@@ -246,9 +251,7 @@ async fn batch_changelog(events: &[&[(i64, i64, i64)]], sql: &str) -> Vec<Row> {
 /// leaves the rows DataFusion's batch join of the whole input gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_joins_equal_batch_joins() {
-    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     // (join, extra condition in streaming SQL, the same in batch SQL over ms)
     let interval = ("b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '1' SECOND", "b.ts BETWEEN a.ts - 2000 AND a.ts + 1000");
     let cases = [
@@ -316,9 +319,7 @@ async fn streaming_joins_equal_batch_joins() {
 /// condition is applied to that version only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_temporal_joins_equal_the_batch_definition() {
-    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     // The latest version of each row of a: a row number over the versions at or before it.
     let versions = "WITH a AS (SELECT k, v, ts, ROW_NUMBER() OVER () AS id FROM t),
         m AS (SELECT a.id, b.v AS bv, ROW_NUMBER() OVER (PARTITION BY a.id ORDER BY b.ts DESC) AS rn FROM a JOIN u b ON a.k = b.k AND b.ts <= a.ts)";
@@ -380,9 +381,7 @@ async fn streaming_temporal_joins_equal_the_batch_definition() {
 /// column, so the answer does not depend on arrival order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_ranks_equal_batch_ranks() {
-    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     let ranked = |cols: &str, partition: &str, order: &str, input: &str, bound: &str| {
         let partition = if partition.is_empty() { String::new() } else { format!("PARTITION BY {partition} ") };
         format!("SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER ({partition}ORDER BY {order}) AS rn FROM {input}) WHERE {bound}")
@@ -453,9 +452,7 @@ fn over_events(rng: &mut StdRng, rows: usize, distinct_times: bool, seen: &mut s
 /// the same events, whatever the batch size, files and parallelism.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_over_aggregates_equal_batch_over_aggregates() {
-    let seed: u64 = std::env::var("EDDY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {seed} (set EDDY_PROPERTY_SEED to replay)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     for case in 0..12 {
         let (frame, distinct_times) = match case % 4 {
             0 => (format!("RANGE BETWEEN INTERVAL '{}' SECOND PRECEDING AND CURRENT ROW", rng.gen_range(1..6)), false),
