@@ -51,25 +51,20 @@ impl LookupJoinOperator {
     /// A lookup join for `node`, reading `table`.
     pub fn new(node: JoinNode, table: &LookupTable) -> Result<Self> {
         let probe = node.looked_up().map(JoinSide::other).ok_or_else(|| EngineError::Internal("a lookup join was planned for another join".into()))?;
-        let source = node.lookup_table().cloned().ok_or_else(|| EngineError::Internal("a lookup join without a table to look up".into()))?;
+        let (chain, source) = node.lookup_side().ok_or_else(|| EngineError::Internal("a lookup join without a table to look up".into()))?;
+        let source = source.clone();
         let key_columns = node.lookup_key_columns().map_err(EngineError::Unsupported)?;
         let key_schema = Arc::new(Schema::new(key_columns.iter().map(|&i| source.physical_schema.field(i).clone()).collect::<Vec<Field>>()));
-        let mut steps = Vec::new();
-        let mut at = if probe == JoinSide::Left { &node.right } else { &node.left };
-        loop {
-            match at.as_ref() {
-                StreamNode::Filter { input, predicate, .. } => {
-                    steps.push(Step::Filter(Arc::clone(predicate)));
-                    at = input;
-                }
-                StreamNode::Project { input, exprs, schema } => {
-                    steps.push(Step::Project(exprs.clone(), Arc::clone(schema)));
-                    at = input;
-                }
-                _ => break,
-            }
-        }
-        steps.reverse();
+        // Applied from the stored rows up: the reverse of the join's view down.
+        let steps = chain
+            .into_iter()
+            .rev()
+            .filter_map(|step| match step {
+                StreamNode::Filter { predicate, .. } => Some(Step::Filter(Arc::clone(predicate))),
+                StreamNode::Project { exprs, schema, .. } => Some(Step::Project(exprs.clone(), Arc::clone(schema))),
+                _ => None,
+            })
+            .collect();
         let lookup = (table.open)().map_err(|e| EngineError::Lookup { table: source.table.name.clone(), message: e.to_string() })?;
         let client = LookupClient::start(lookup, &table.options, &source.table.name)?;
         Ok(LookupJoinOperator { join: JoinRows::new(node, NAME)?, probe, table: source, steps, key_schema, client, cache: LookupCache::new(&table.options) })

@@ -253,20 +253,30 @@ impl JoinNode {
         }
     }
 
-    /// The table a lookup join looks up: the source below the looked-up side's
-    /// filters and projections (which apply to the rows it finds).
-    pub fn lookup_table(&self) -> Option<&super::SourceNode> {
+    /// The looked-up side of a lookup join, from the join down: its filters and
+    /// projections (which apply to the rows the table returns), then the table.
+    /// `None` for other joins, or when the side is anything else.
+    pub fn lookup_side(&self) -> Option<(Vec<&StreamNode>, &super::SourceNode)> {
         let mut node = match self.looked_up()? {
             JoinSide::Left => &self.left,
             JoinSide::Right => &self.right,
         };
+        let mut steps = Vec::new();
         loop {
             match node.as_ref() {
-                StreamNode::Source(source) => return Some(source),
-                StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => node = input,
+                StreamNode::Source(source) => return Some((steps, source)),
+                StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => {
+                    steps.push(node.as_ref());
+                    node = input;
+                }
                 _ => return None,
             }
         }
+    }
+
+    /// The table a lookup join looks up (see [`JoinNode::lookup_side`]).
+    pub fn lookup_table(&self) -> Option<&super::SourceNode> {
+        self.lookup_side().map(|(_, table)| table)
     }
 
     /// The looked-up table's physical columns its keys are, in key order: a
@@ -274,24 +284,22 @@ impl JoinNode {
     /// projections over it. An error names a key that is no such column.
     pub fn lookup_key_columns(&self) -> Result<Vec<usize>, String> {
         let side = self.looked_up().ok_or("not a lookup join")?;
-        let table = self.lookup_table().ok_or("the looked-up side is not a table")?;
+        let (steps, table) = self.lookup_side().ok_or("the looked-up side is not a table")?;
         let physical = table.physical_schema.fields().len();
         self.keys(side)
             .iter()
             .map(|key| {
                 let not_a_column = || format!("the lookup key `{key}` is not a column of `{}` as stored", table.table.name);
                 let mut index = key.downcast_ref::<Column>().ok_or_else(not_a_column)?.index();
-                let mut node = if side == JoinSide::Left { &self.left } else { &self.right };
-                loop {
-                    match node.as_ref() {
-                        StreamNode::Source(_) if index < physical => return Ok(index),
-                        StreamNode::Filter { input, .. } => node = input,
-                        StreamNode::Project { input, exprs, .. } => {
-                            index = exprs.get(index).and_then(|e| e.downcast_ref::<Column>()).ok_or_else(not_a_column)?.index();
-                            node = input;
-                        }
-                        _ => return Err(not_a_column()),
+                for step in &steps {
+                    if let StreamNode::Project { exprs, .. } = step {
+                        index = exprs.get(index).and_then(|e| e.downcast_ref::<Column>()).ok_or_else(not_a_column)?.index();
                     }
+                }
+                if index < physical {
+                    Ok(index)
+                } else {
+                    Err(not_a_column())
                 }
             })
             .collect()

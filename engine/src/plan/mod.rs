@@ -625,18 +625,14 @@ impl StreamNode {
                     }
                     JoinBound::Lookup { probe } => {
                         let table = j.lookup_table().map(|t| format!("`{}` (connector={})", t.table.name, t.table.connector())).unwrap_or_default();
-                        let mut kept = String::new();
-                        let mut node = if probe == JoinSide::Left { &j.right } else { &j.left };
-                        loop {
-                            match node.as_ref() {
-                                StreamNode::Filter { input, predicate, .. } => {
-                                    kept.push_str(&format!(", the table's rows kept where {predicate}"));
-                                    node = input;
-                                }
-                                StreamNode::Project { input, .. } => node = input,
-                                _ => break,
-                            }
-                        }
+                        let steps = j.lookup_side().map(|(steps, _)| steps).unwrap_or_default();
+                        let kept: String = steps
+                            .iter()
+                            .filter_map(|step| match step {
+                                StreamNode::Filter { predicate, .. } => Some(format!(", the table's rows kept where {predicate}")),
+                                _ => None,
+                            })
+                            .collect();
                         format!(
                             "LookupJoin: {} join on [{keys}], each {} row looks up {table} by its key as it comes{kept}{filter}",
                             j.join_type.sql(),
