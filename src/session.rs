@@ -710,7 +710,14 @@ pub async fn answer_without_tables(query: &Query, location: Location) -> Result<
     let plan_error = |e: datafusion::error::DataFusionError| {
         EddyError::Sql(eddy_sql::functions::refuse_unsupported(eddy_sql::SqlError::plan(location, e.strip_backtrace())))
     };
-    let frame = batch_context().sql(&query.to_string()).await.map_err(plan_error)?;
+    // Planned from the tree, not from its text printed back: printing loses a
+    // quote of a literal holding '' and the rewrites of Flink's function syntax.
+    let mut query = query.clone();
+    eddy_sql::functions::rewrite_query(&mut query);
+    let ctx = batch_context();
+    let statement = datafusion::sql::parser::Statement::Statement(Box::new(datafusion::sql::sqlparser::ast::Statement::Query(Box::new(query))));
+    let plan = ctx.state().statement_to_plan(statement).await.map_err(plan_error)?;
+    let frame = ctx.execute_logical_plan(plan).await.map_err(plan_error)?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(plan_error)?;
     datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| plan_error(e.into()))

@@ -756,6 +756,7 @@ impl Cursor {
         }
         let rewritten = crate::window::rewrite_window_tvfs(rest)?;
         let (rewritten, as_of_clauses) = crate::system_time::take_clauses(rewritten)?;
+        let rewritten = crate::functions::rewrite_tokens(rewritten);
         let dialect = GenericDialect {};
         let mut parser = Parser::new(&dialect).with_recursion_limit(crate::limits::MAX_NESTING).with_tokens_with_locations(rewritten);
         // Errors at the end of input carry no position: point just past the last token.

@@ -4,15 +4,22 @@
 //! a Flink query gets Flink's answer. One module per category of Flink's
 //! documentation.
 
+mod aggregate;
 mod arithmetic;
+mod calendar;
 mod conditional;
 mod date_pattern;
 mod flink_fn;
 mod hashing;
+mod json;
+mod json_path;
 mod string;
+mod syntax;
 mod temporal;
 mod unsupported;
 
+pub use syntax::rewrite_query;
+pub(crate) use syntax::{rewrite_expression_sql, rewrite_tokens};
 pub use unsupported::refuse_unsupported;
 
 use std::sync::Arc;
@@ -40,6 +47,9 @@ pub fn register(ctx: &SessionContext) {
     for udf in functions {
         ctx.register_udf(udf);
     }
+    for udaf in aggregate::aggregates() {
+        ctx.register_udaf(udaf);
+    }
 }
 
 /// Plans SQL syntax that DataFusion maps to its own functions onto Flink's.
@@ -61,6 +71,8 @@ pub fn flink_functions() -> Vec<ScalarUDF> {
     all.extend(string::functions());
     all.extend(conditional::functions());
     all.extend(hashing::functions());
+    all.extend(calendar::functions());
+    all.extend(json::functions());
     all
 }
 

@@ -152,7 +152,7 @@ impl Planner {
         let mut computed = Vec::new();
         for column in &def.computed {
             let expr = state
-                .create_logical_expr(&column.expr_sql, &physical_df)
+                .create_logical_expr(&crate::functions::rewrite_expression_sql(&column.expr_sql), &physical_df)
                 .map_err(|e| df_error(location, e).with_hint(format!("in computed column `{} AS {}`", column.name, column.expr_sql)))?;
             let physical = state.create_physical_expr(expr, &physical_df).map_err(|e| df_error(location, e))?;
             let data_type = physical.data_type(&physical_schema).map_err(|e| df_error(location, e))?;
@@ -277,6 +277,7 @@ impl Planner {
         let mut query = query.clone();
         window::rewrite_group_windows(&mut query)?;
         crate::system_time::rewrite_temporal_joins(&mut query, &|name| self.columns_of(name))?;
+        crate::functions::rewrite_query(&mut query);
         reject_unsupported(&query, location)?;
         let statement = DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(query))));
         self.ctx.state().statement_to_plan(statement).await.map_err(|e| df_error(location, e))

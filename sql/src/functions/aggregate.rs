@@ -1,0 +1,240 @@
+//! Flink's result types for aggregates over integers. Flink's `AVG`, `SUM`,
+//! `STDDEV_*` and `VAR_*` keep an integer argument's type (`AVG` of a `BIGINT`
+//! is a `BIGINT`, truncated toward zero; `SUM` of an `INT` is an `INT`), where
+//! DataFusion's return a `DOUBLE` or widen to `BIGINT`. Each is DataFusion's own
+//! aggregate run over a wider type and cast back to the argument's type, so the
+//! accumulators (grouped, sliding, retracting, distinct) stay DataFusion's.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::compute::kernels::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::functions_aggregate::{average, stddev, sum, variance};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
+
+/// Every aggregate whose result type Eddy gives as Flink does.
+pub(super) fn aggregates() -> Vec<AggregateUDF> {
+    // AVG over DECIMAL(20, 0): DataFusion's decimal average divides the exact
+    // sum by the count with integer division, which truncates toward zero as
+    // Java's `long / long` does; the cast back drops the scale it added.
+    let exact = DataType::Decimal128(20, 0);
+    vec![
+        Flink::new(average::avg_udaf(), exact),
+        Flink::new(sum::sum_udaf(), DataType::Int64),
+        Flink::new(stddev::stddev_pop_udaf(), DataType::Float64),
+        Flink::new(stddev::stddev_udaf(), DataType::Float64),
+        Flink::new(variance::var_pop_udaf(), DataType::Float64),
+        Flink::new(variance::var_samp_udaf(), DataType::Float64),
+    ]
+    .into_iter()
+    .map(AggregateUDF::new_from_impl)
+    .collect()
+}
+
+/// Whether Flink's aggregate returns its argument's own type for `given`.
+fn keeps_type(given: &DataType) -> bool {
+    given.is_integer() || *given == DataType::Float32
+}
+
+/// DataFusion's aggregate `inner`, returning its argument's type for the types
+/// [`keeps_type`] names: it runs over `wide` and its result is cast back.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Flink {
+    inner: Arc<AggregateUDF>,
+    wide: DataType,
+    signature: Signature,
+}
+
+impl Flink {
+    fn new(inner: Arc<AggregateUDF>, wide: DataType) -> Self {
+        Flink { inner, wide, signature: Signature::user_defined(Volatility::Immutable) }
+    }
+
+    /// For an argument whose type Flink keeps: `inner`'s arguments with the wide type.
+    fn widened(&self, fields: &[FieldRef]) -> Option<(Types, Vec<FieldRef>, FieldRef)> {
+        let given = fields.first()?.data_type().clone();
+        if !keeps_type(&given) {
+            return None;
+        }
+        // A FLOAT runs as a DOUBLE whatever the integers run as.
+        let wide = if given.is_floating() { DataType::Float64 } else { self.wide.clone() };
+        let mut wide_fields = fields.to_vec();
+        wide_fields[0] = Arc::new(fields[0].as_ref().clone().with_data_type(wide.clone()));
+        let wide_types: Vec<DataType> = wide_fields.iter().map(|f| f.data_type().clone()).collect();
+        let inner_return = self.inner.return_type(&wide_types).ok()?;
+        Some((Types { wide, given }, wide_fields, Arc::new(Field::new(self.inner.name(), inner_return, true))))
+    }
+}
+
+impl AggregateUDFImpl for Flink {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types.first() {
+            Some(given) if keeps_type(given) => Ok(arg_types.to_vec()),
+            _ => {
+                let fields: Vec<FieldRef> = arg_types.iter().map(|t| Arc::new(Field::new("", t.clone(), true))).collect();
+                Ok(fields_with_udf(&fields, self.inner.as_ref())?.iter().map(|f| f.data_type().clone()).collect())
+            }
+        }
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(given) if keeps_type(given) => Ok(given.clone()),
+            _ => self.inner.return_type(arg_types),
+        }
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        match self.widened(args.input_fields) {
+            Some((_, input_fields, return_field)) => self.inner.state_fields(StateFieldsArgs { input_fields: &input_fields, return_field, ..args }),
+            None => self.inner.state_fields(args),
+        }
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        match self.widened(args.expr_fields) {
+            Some((types, expr_fields, return_field)) => {
+                let inner = self.inner.accumulator(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?;
+                Ok(Box::new(Narrowed { inner, types }))
+            }
+            None => self.inner.accumulator(args),
+        }
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        match self.widened(args.expr_fields) {
+            Some((types, expr_fields, return_field)) => {
+                let inner = self.inner.create_sliding_accumulator(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?;
+                Ok(Box::new(Narrowed { inner, types }))
+            }
+            None => self.inner.create_sliding_accumulator(args),
+        }
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        match self.widened(args.expr_fields) {
+            Some((_, expr_fields, return_field)) => {
+                self.inner.groups_accumulator_supported(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })
+            }
+            None => self.inner.groups_accumulator_supported(args),
+        }
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        match self.widened(args.expr_fields) {
+            Some((types, expr_fields, return_field)) => {
+                let inner = self.inner.create_groups_accumulator(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?;
+                Ok(Box::new(Narrowed { inner, types }))
+            }
+            None => self.inner.create_groups_accumulator(args),
+        }
+    }
+}
+
+/// The type an aggregate's argument is widened to, and the argument's own.
+#[derive(Debug)]
+struct Types {
+    wide: DataType,
+    given: DataType,
+}
+
+/// An accumulator of `inner` over widened values, answering in the argument's type.
+#[derive(Debug)]
+struct Narrowed<A: ?Sized> {
+    inner: Box<A>,
+    types: Types,
+}
+
+impl<A: ?Sized> Narrowed<A> {
+    fn widen(&self, values: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
+        let mut values = values.to_vec();
+        if let Some(first) = values.first_mut() {
+            *first = cast::cast(first, &self.types.wide)?;
+        }
+        Ok(values)
+    }
+
+    /// The result in the argument's type: a fraction is cut toward zero, as
+    /// Java's casts do; a value the type cannot hold becomes NULL.
+    fn narrow(&self, result: &ArrayRef) -> Result<ArrayRef> {
+        Ok(cast::cast(result, &self.types.given)?)
+    }
+}
+
+impl Accumulator for Narrowed<dyn Accumulator> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let values = self.widen(values)?;
+        self.inner.update_batch(&values)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let values = self.widen(values)?;
+        self.inner.retract_batch(&values)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        self.inner.supports_retract_batch()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let result = self.inner.evaluate()?.to_array()?;
+        ScalarValue::try_from_array(&self.narrow(&result)?, 0)
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size() + std::mem::size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.inner.state()
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.inner.merge_batch(states)
+    }
+}
+
+impl GroupsAccumulator for Narrowed<dyn GroupsAccumulator> {
+    fn update_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], opt_filter: Option<&BooleanArray>, total_num_groups: usize) -> Result<()> {
+        let values = self.widen(values)?;
+        self.inner.update_batch(&values, group_indices, opt_filter, total_num_groups)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let result = self.inner.evaluate(emit_to)?;
+        self.narrow(&result)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        self.inner.state(emit_to)
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
+        self.inner.merge_batch(values, group_indices, total_num_groups)
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let values = self.widen(values)?;
+        self.inner.convert_to_state(&values, opt_filter)
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+}

@@ -1,0 +1,181 @@
+//! Flink's JSON functions: `JSON_VALUE`, `JSON_QUERY`, `JSON_EXISTS`,
+//! `JSON_STRING` and the `IS JSON` predicate, with Flink's defaults for what
+//! goes wrong (`NULL ON EMPTY`, `NULL ON ERROR`, `FALSE ON ERROR`). A constant
+//! path is compiled once, at planning, where a malformed one is refused.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
+
+use super::flink_fn::{boolean, constant_str, string, FlinkFn, Param, Strs};
+use super::json_path::{java_double, write_string, Json, JsonPath, Selected};
+
+/// The internal name `x IS [NOT] JSON [kind]` is planned as (see [`super::syntax`]).
+pub(crate) const IS_JSON: &str = "__eddy_is_json";
+
+/// Flink's JSON functions.
+pub(super) fn functions() -> Vec<ScalarUDF> {
+    use Param::Str;
+    vec![
+        FlinkFn::new("JSON_VALUE", "JSON_VALUE(json, path)", &[Str, Str], 2, string, json_value).checking(check_path).udf(),
+        FlinkFn::new("JSON_QUERY", "JSON_QUERY(json, path)", &[Str, Str], 2, string, json_query).checking(check_path).udf(),
+        FlinkFn::new("JSON_EXISTS", "JSON_EXISTS(json, path)", &[Str, Str], 2, boolean, json_exists).checking(check_path).udf(),
+        FlinkFn::new("JSON_STRING", "JSON_STRING(value)", &[Param::Same], 1, string, json_string).udf(),
+        FlinkFn::new(IS_JSON, "value IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]", &[Str, Str], 2, boolean, is_json).udf(),
+    ]
+}
+
+/// Refuses a constant path Flink could not read.
+fn check_path(constants: &[Option<&ScalarValue>]) -> std::result::Result<(), String> {
+    match constant_str(constants, 1) {
+        Some(path) => JsonPath::parse(path).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// Each row's path, compiled again only when it changes; a malformed one is None.
+struct Paths<'a> {
+    last: Option<(&'a str, Option<JsonPath>)>,
+}
+
+impl<'a> Paths<'a> {
+    fn get(&mut self, text: &'a str) -> Option<&JsonPath> {
+        match &self.last {
+            Some((seen, _)) if *seen == text => {}
+            _ => self.last = Some((text, JsonPath::parse(text).ok())),
+        }
+        self.last.as_ref().and_then(|(_, path)| path.as_ref())
+    }
+}
+
+/// What a row's path selects from its document: None for a NULL argument;
+/// `Selected::Error` for a document that is no JSON or a path that is malformed.
+fn each_row(args: &[ColumnarValue], rows: usize, mut f: impl FnMut(Option<Selected>)) -> Result<()> {
+    let docs = Strs::of(&args[0])?;
+    let paths = Strs::of(&args[1])?;
+    let mut compiled = Paths { last: None };
+    for i in 0..rows {
+        let (Some(doc), Some(path)) = (docs.get(i), paths.get(i)) else {
+            f(None);
+            continue;
+        };
+        match (Json::parse(doc), compiled.get(path)) {
+            (Some(doc), Some(path)) => f(Some(path.select(&doc))),
+            _ => f(Some(Selected::Error)),
+        }
+    }
+    Ok(())
+}
+
+/// `JSON_VALUE(json, path)`: the scalar at `path` as a STRING; NULL when there
+/// is nothing there, it is JSON null, an array or object, or anything fails.
+fn json_value(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let mut out = StringBuilder::with_capacity(rows, rows * 8);
+    let mut text = String::new();
+    each_row(args, rows, |selected| {
+        text.clear();
+        match selected {
+            Some(Selected::One(value)) if value.scalar_text(&mut text).is_some() => out.append_value(&text),
+            _ => out.append_null(),
+        }
+    })?;
+    Ok(Arc::new(out.finish()))
+}
+
+/// `JSON_QUERY(json, path)`: the array or object at `path` as JSON text (a
+/// path with a wildcard gives the array of what it selects); NULL for a
+/// scalar, nothing, or a failure.
+fn json_query(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let mut out = StringBuilder::with_capacity(rows, rows * 16);
+    let mut text = String::new();
+    each_row(args, rows, |selected| {
+        text.clear();
+        match selected {
+            Some(Selected::One(value)) if value.is_container() => {
+                value.write(&mut text);
+                out.append_value(&text);
+            }
+            Some(Selected::Many(values)) => {
+                Json::Array(values.into_iter().cloned().collect()).write(&mut text);
+                out.append_value(&text);
+            }
+            _ => out.append_null(),
+        }
+    })?;
+    Ok(Arc::new(out.finish()))
+}
+
+/// `JSON_EXISTS(json, path)`: whether `path` selects something that is not JSON
+/// null; FALSE when anything fails.
+fn json_exists(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let mut out = BooleanArray::builder(rows);
+    each_row(args, rows, |selected| match selected {
+        None => out.append_null(),
+        Some(Selected::One(value)) => out.append_value(*value != Json::Null),
+        Some(Selected::Many(_)) => out.append_value(true),
+        Some(Selected::Nothing | Selected::Error) => out.append_value(false),
+    })?;
+    Ok(Arc::new(out.finish()))
+}
+
+/// `JSON_STRING(value)`: the value as JSON text (a string quoted, a number or
+/// boolean as it prints); NULL for NULL.
+fn json_string(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let values = args[0].to_array(rows)?;
+    let mut out = StringBuilder::with_capacity(rows, rows * 8);
+    let mut text = String::new();
+    let formatted = match values.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Null => None,
+        t if t.is_integer() => None,
+        DataType::Float32 | DataType::Float64 => Some(datafusion::arrow::compute::cast(&values, &DataType::Float64)?),
+        other => {
+            return Err(datafusion::common::DataFusionError::Plan(format!(
+                "JSON_STRING: a value of type {} cannot be written as JSON yet; usage: JSON_STRING(value)",
+                crate::types::sql_type_name(other)
+            )))
+        }
+    };
+    let strings = datafusion::arrow::compute::cast(&values, &DataType::Utf8)?;
+    let strings = strings.as_string::<i32>();
+    for i in 0..rows {
+        if values.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        text.clear();
+        match (values.data_type(), &formatted) {
+            (_, Some(doubles)) => java_double(doubles.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(i), &mut text),
+            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, None) => write_string(strings.value(i), &mut text),
+            _ => text.push_str(strings.value(i)),
+        }
+        out.append_value(&text);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// `value IS JSON [kind]`: whether the text is a JSON document of that kind
+/// (`VALUE`: any; `SCALAR`, `ARRAY`, `OBJECT`); FALSE for NULL, as in Flink.
+fn is_json(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let texts = Strs::of(&args[0])?;
+    let kinds = Strs::of(&args[1])?;
+    let out: BooleanArray = (0..rows)
+        .map(|i| {
+            let (Some(text), Some(kind)) = (texts.get(i), kinds.get(i)) else {
+                return Some(false);
+            };
+            let Some(doc) = Json::parse(text) else {
+                return Some(false);
+            };
+            Some(match kind {
+                "ARRAY" => matches!(doc, Json::Array(_)),
+                "OBJECT" => matches!(doc, Json::Object(_)),
+                "SCALAR" => !doc.is_container(),
+                _ => true,
+            })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}

@@ -1,0 +1,196 @@
+//! Flink's function syntax that is not a plain call, turned into calls of
+//! Eddy's functions before DataFusion plans the query:
+//!
+//! - `x IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]`, which sqlparser cannot
+//!   read: its tokens become `x = __eddy_is_json('KIND')` (`<>` for NOT)
+//!   ([`rewrite_tokens`]), and the tree then `[NOT] __eddy_is_json(x, 'KIND')`;
+//! - `TIMESTAMPADD(DAY, ...)` and `TIMESTAMPDIFF(DAY, ...)`, whose unit would
+//!   otherwise be read as a column named `DAY`;
+//! - `FLOOR(ts TO unit)` and `CEIL(ts TO unit)`, which DataFusion refuses.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, BinaryOperator, CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+    Ident, ObjectName, Query, UnaryOperator, Value,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use super::calendar::{CEIL_TO, FLOOR_TO};
+use super::json::IS_JSON;
+
+/// Rewrites `IS [NOT] JSON [kind]` so sqlparser can read it (see the module docs).
+pub(crate) fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant = |t: &TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
+    if !tokens.iter().any(|t| is_word(t, "JSON")) {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if !is_keyword(&tokens[i], Keyword::IS) {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        }
+        // The significant tokens after IS: [NOT] JSON [kind].
+        let after: Vec<usize> = (i + 1..tokens.len()).filter(|&j| significant(&tokens[j])).take(3).collect();
+        let negated = after.first().is_some_and(|&j| is_keyword(&tokens[j], Keyword::NOT));
+        let json_at = after.get(usize::from(negated)).copied();
+        let Some(json_at) = json_at.filter(|&j| is_word(&tokens[j], "JSON")) else {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        };
+        let kind_at = after.get(usize::from(negated) + 1).copied().filter(|&j| ["VALUE", "SCALAR", "ARRAY", "OBJECT"].iter().any(|k| is_word(&tokens[j], k)));
+        let kind = kind_at.map(|j| word_text(&tokens[j]).to_ascii_uppercase()).unwrap_or_else(|| "VALUE".to_string());
+        let span = tokens[json_at].span;
+        let token = |token: Token| TokenWithSpan { token, span };
+        // `=` and `<>` bind as IS does; the right side of IS DISTINCT FROM would take the rest.
+        out.extend([
+            token(if negated { Token::Neq } else { Token::Eq }),
+            token(Token::make_word(IS_JSON, None)),
+            token(Token::LParen),
+            token(Token::SingleQuotedString(kind)),
+            token(Token::RParen),
+        ]);
+        i = kind_at.unwrap_or(json_at) + 1;
+    }
+    out
+}
+
+fn is_keyword(t: &TokenWithSpan, keyword: Keyword) -> bool {
+    matches!(&t.token, Token::Word(w) if w.keyword == keyword && w.quote_style.is_none())
+}
+
+fn is_word(t: &TokenWithSpan, text: &str) -> bool {
+    matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(text))
+}
+
+fn word_text(t: &TokenWithSpan) -> &str {
+    match &t.token {
+        Token::Word(w) => &w.value,
+        _ => "",
+    }
+}
+
+/// Turns the function syntax of the module docs into calls, everywhere in
+/// `query`: run on every query before DataFusion plans it.
+pub fn rewrite_query(query: &mut Query) {
+    let _ = visit_expressions_mut(query, |expr| {
+        rewrite(expr);
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// A computed column's expression with the function syntax of the module docs
+/// turned into calls; the text unchanged when it has none (or does not parse,
+/// so the planner reports the mistake in the user's own words).
+pub(crate) fn rewrite_expression_sql(sql: &str) -> String {
+    let dialect = GenericDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+        return sql.to_string();
+    };
+    let Ok(mut expr) = Parser::new(&dialect).with_tokens_with_locations(rewrite_tokens(tokens)).parse_expr() else {
+        return sql.to_string();
+    };
+    let mut changed = false;
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        changed |= rewrite(e);
+        ControlFlow::<()>::Continue(())
+    });
+    if changed {
+        expr.to_string()
+    } else {
+        sql.to_string()
+    }
+}
+
+/// Rewrites one expression node; whether it changed.
+fn rewrite(expr: &mut Expr) -> bool {
+    match expr {
+        Expr::BinaryOp { left: value, op: op @ (BinaryOperator::Eq | BinaryOperator::NotEq), right: marker } => {
+            let Some(kind) = is_json_marker(marker) else { return false };
+            let negated = *op == BinaryOperator::NotEq;
+            let call = call(IS_JSON, vec![std::mem::replace(value.as_mut(), Expr::value(Value::Null)), kind]);
+            *expr = if negated { Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(Expr::Nested(Box::new(call))) } } else { call };
+            true
+        }
+        Expr::Floor { expr: value, field: CeilFloorKind::DateTimeField(field) } | Expr::Ceil { expr: value, field: CeilFloorKind::DateTimeField(field) }
+            if *field != DateTimeField::NoDateTime =>
+        {
+            let name = if matches!(expr, Expr::Floor { .. }) { FLOOR_TO } else { CEIL_TO };
+            let (Expr::Floor { expr: value, field: CeilFloorKind::DateTimeField(field) }
+            | Expr::Ceil { expr: value, field: CeilFloorKind::DateTimeField(field) }) = expr
+            else {
+                return false;
+            };
+            let unit = Expr::value(Value::SingleQuotedString(field.to_string()));
+            let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
+            *expr = call(name, vec![unit, value]);
+            true
+        }
+        Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_unit_function(name) => {
+            let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(unit @ Expr::Identifier(_)))) = list.args.first_mut() else {
+                return false;
+            };
+            let Expr::Identifier(ident) = unit else { return false };
+            *unit = Expr::value(Value::SingleQuotedString(ident.value.to_ascii_uppercase()));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `'KIND'` of a `__eddy_is_json('KIND')` left by [`rewrite_tokens`].
+fn is_json_marker(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) = expr else { return None };
+    if !name.to_string().eq_ignore_ascii_case(IS_JSON) || list.args.len() != 1 {
+        return None;
+    }
+    match &list.args[0] {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(kind)) => Some(kind.clone()),
+        _ => None,
+    }
+}
+
+fn is_unit_function(name: &ObjectName) -> bool {
+    let name = name.to_string();
+    name.eq_ignore_ascii_case("TIMESTAMPADD") || name.eq_ignore_ascii_case("TIMESTAMPDIFF")
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_syntax_becomes_calls() {
+        assert_eq!(rewrite_expression_sql("s IS JSON"), "__eddy_is_json(s, 'VALUE')");
+        assert_eq!(rewrite_expression_sql("s IS NOT JSON OBJECT"), "NOT (__eddy_is_json(s, 'OBJECT'))");
+        assert_eq!(rewrite_expression_sql("s IS NOT JSON OBJECT AND t is json array"), "NOT (__eddy_is_json(s, 'OBJECT')) AND __eddy_is_json(t, 'ARRAY')");
+        assert_eq!(rewrite_expression_sql("TIMESTAMPADD(day, 1, ts)"), "TIMESTAMPADD('DAY', 1, ts)");
+        assert_eq!(rewrite_expression_sql("FLOOR(ts TO HOUR)"), "__eddy_floor_to('HOUR', ts)");
+        assert_eq!(rewrite_expression_sql("CEIL(ts TO MONTH)"), "__eddy_ceil_to('MONTH', ts)");
+        assert_eq!(rewrite_expression_sql("FLOOR(x) + s IS NULL"), "FLOOR(x) + s IS NULL", "untouched");
+    }
+}
