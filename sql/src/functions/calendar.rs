@@ -1,7 +1,8 @@
 //! Calendar arithmetic on timestamps, as Flink does it: `TIMESTAMPADD`,
 //! `TIMESTAMPDIFF`, and `FLOOR`/`CEIL(ts TO unit)`. Months and years follow
 //! the calendar (adding a month to 31 January gives the last day of February;
-//! a difference counts whole months, as Java's `ChronoUnit.MONTHS.between`);
+//! a difference counts whole months as Calcite does, so 31 January to 29
+//! February is one);
 //! shorter units are fixed numbers of milliseconds.
 
 use std::sync::Arc;
@@ -168,18 +169,40 @@ fn timestamp_diff(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     Ok(Arc::new(Int32Array::from(out)))
 }
 
-/// Whole months from `a` to `b`: a month counts once the day and time of day
-/// reach the start's (so 31 January to 28 February is 0 months).
+/// Whole months from `a` to `b`, as Calcite counts them (and so Flink): by
+/// dates first, a month counting once adding it to `a`'s date (clamped to the
+/// month's last day) reaches `b`'s, so 31 January to 29 February is a month;
+/// then one fewer when that lands on `b`'s very date at a later time of day.
 fn months_between(a: i64, b: i64) -> Option<i64> {
-    let (start, end) = (datetime(a)?, datetime(b)?);
-    let mut months = i64::from(end.year() - start.year()) * 12 + i64::from(end.month()) - i64::from(start.month());
-    let rest = |t: NaiveDateTime| (t.day(), t.time());
-    if months > 0 && rest(end) < rest(start) {
+    const DAY: i64 = 86_400_000;
+    let (millis_a, millis_b) = (a.rem_euclid(DAY), b.rem_euclid(DAY));
+    let (day_a, day_b) = ((a - millis_a) / DAY, (b - millis_b) / DAY);
+    let mut months = date_months(day_b, day_a)?;
+    if add_months_to_day(day_a, months)? == day_b && millis_b < millis_a {
         months -= 1;
-    } else if months < 0 && rest(end) > rest(start) {
-        months += 1;
     }
     Some(months)
+}
+
+/// Calcite's `subtractMonths` over days since the epoch: months from `from` to `to`.
+fn date_months(to: i64, from: i64) -> Option<i64> {
+    if to < from {
+        return date_months(from, to).map(|m| -m);
+    }
+    // No month is longer than 31 days, so this starts at or below the answer.
+    let mut months = (to - from) / 31;
+    loop {
+        if add_months_to_day(from, months)? >= to || add_months_to_day(from, months + 1)? > to {
+            return Some(months);
+        }
+        months += 1;
+    }
+}
+
+fn add_months_to_day(day: i64, months: i64) -> Option<i64> {
+    let date = NaiveDate::from_num_days_from_ce_opt(i32::try_from(day + 719_163).ok()?)?;
+    let moved = add_months(date.and_hms_opt(0, 0, 0)?, months)?;
+    Some(i64::from(moved.date().num_days_from_ce()) - 719_163)
 }
 
 /// Which way [`round_to`] goes.
@@ -239,10 +262,12 @@ mod tests {
     }
 
     #[test]
-    fn months_count_once_the_day_and_time_are_reached() {
-        assert_eq!(months_between(at("2024-01-31 00:00:00.000"), at("2024-02-29 00:00:00.000")), Some(0));
+    fn months_count_as_calcite_counts_them() {
+        // Flink 2.3's answers (tests/slt/functions/temporal.slt).
+        assert_eq!(months_between(at("2024-01-31 00:00:00.000"), at("2024-02-29 00:00:00.000")), Some(1), "to the month's last day");
         assert_eq!(months_between(at("2024-01-31 00:00:00.000"), at("2024-03-31 00:00:00.000")), Some(2));
-        assert_eq!(months_between(at("2024-03-31 12:00:00.000"), at("2024-01-31 12:00:00.001")), Some(-1));
+        assert_eq!(months_between(at("2024-03-31 12:00:00.000"), at("2024-01-31 12:00:01.000")), Some(-2));
+        assert_eq!(months_between(at("2024-01-15 12:00:00.000"), at("2024-02-15 11:59:59.999")), Some(0), "the same date, earlier in the day");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
 use super::flink_fn::{boolean, constant_str, string, FlinkFn, Param, Strs};
-use super::json_path::{java_double, write_string, Json, JsonPath, Selected};
+use super::json_path::{java_double, json_kind, write_string, Json, JsonKind, JsonPath, Selected};
 
 /// The internal name `x IS [NOT] JSON [kind]` is planned as (see [`super::syntax`]).
 pub(crate) const IS_JSON: &str = "__eddy_is_json";
@@ -62,9 +62,9 @@ fn each_row(args: &[ColumnarValue], rows: usize, mut f: impl FnMut(Option<Select
             f(None);
             continue;
         };
-        match (Json::parse(doc), compiled.get(path)) {
-            (Some(doc), Some(path)) => f(Some(path.select(&doc))),
-            _ => f(Some(Selected::Error)),
+        match compiled.get(path) {
+            Some(path) => f(Some(path.select(doc))),
+            None => f(Some(Selected::Error)),
         }
     }
     Ok(())
@@ -99,7 +99,7 @@ fn json_query(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
                 out.append_value(&text);
             }
             Some(Selected::Many(values)) => {
-                Json::Array(values.into_iter().cloned().collect()).write(&mut text);
+                Json::Array(values).write(&mut text);
                 out.append_value(&text);
             }
             _ => out.append_null(),
@@ -114,7 +114,7 @@ fn json_exists(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     let mut out = BooleanArray::builder(rows);
     each_row(args, rows, |selected| match selected {
         None => out.append_null(),
-        Some(Selected::One(value)) => out.append_value(*value != Json::Null),
+        Some(Selected::One(value)) => out.append_value(value != Json::Null),
         Some(Selected::Many(_)) => out.append_value(true),
         Some(Selected::Nothing | Selected::Error) => out.append_value(false),
     })?;
@@ -166,13 +166,13 @@ fn is_json(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
             let (Some(text), Some(kind)) = (texts.get(i), kinds.get(i)) else {
                 return Some(false);
             };
-            let Some(doc) = Json::parse(text) else {
+            let Some(found) = json_kind(text) else {
                 return Some(false);
             };
             Some(match kind {
-                "ARRAY" => matches!(doc, Json::Array(_)),
-                "OBJECT" => matches!(doc, Json::Object(_)),
-                "SCALAR" => !doc.is_container(),
+                "ARRAY" => found == JsonKind::Array,
+                "OBJECT" => found == JsonKind::Object,
+                "SCALAR" => found == JsonKind::Scalar,
                 _ => true,
             })
         })
