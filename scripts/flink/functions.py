@@ -508,7 +508,9 @@ def generate(env, category, cases, out_dir):
             lines.append(query)
         else:
             letters = "".join(type_letter(v) for v in (rows[0] if rows else (None,)))
-            lines.append(f"query {letters}")
+            # Groups come out in no set order; a projection keeps its rows' order.
+            sort = " rowsort" if "GROUP BY" in expression else ""
+            lines.append(f"query {letters}{sort}")
             lines.append(query)
             lines.append("----")
             lines.extend(" ".join(literal(v) for v in row) for row in rows)

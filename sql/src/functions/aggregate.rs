@@ -108,41 +108,29 @@ impl AggregateUDFImpl for Flink {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        match self.widened(args.expr_fields) {
-            Some((types, expr_fields, return_field)) => {
-                let inner = self.inner.accumulator(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?;
-                Ok(Box::new(Narrowed { inner, types }))
-            }
-            None => self.inner.accumulator(args),
-        }
+        self.over_wide(args, |a| self.inner.accumulator(a), |inner, types| Box::new(Narrowed { inner, types }))
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        match self.widened(args.expr_fields) {
-            Some((types, expr_fields, return_field)) => {
-                let inner = self.inner.create_sliding_accumulator(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?;
-                Ok(Box::new(Narrowed { inner, types }))
-            }
-            None => self.inner.create_sliding_accumulator(args),
-        }
+        self.over_wide(args, |a| self.inner.create_sliding_accumulator(a), |inner, types| Box::new(Narrowed { inner, types }))
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        match self.widened(args.expr_fields) {
-            Some((_, expr_fields, return_field)) => {
-                self.inner.groups_accumulator_supported(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })
-            }
-            None => self.inner.groups_accumulator_supported(args),
-        }
+        self.over_wide(args, |a| Ok(self.inner.groups_accumulator_supported(a)), |supported, _| supported).unwrap_or(false)
     }
 
     fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        self.over_wide(args, |a| self.inner.create_groups_accumulator(a), |inner, types| Box::new(Narrowed { inner, types }))
+    }
+}
+
+impl Flink {
+    /// `make`'s answer for `args`: for an argument whose type Flink keeps, made
+    /// over the wide type and passed through `narrow`; otherwise `inner`'s own.
+    fn over_wide<T>(&self, args: AccumulatorArgs, make: impl Fn(AccumulatorArgs) -> Result<T>, narrow: impl FnOnce(T, Types) -> T) -> Result<T> {
         match self.widened(args.expr_fields) {
-            Some((types, expr_fields, return_field)) => {
-                let inner = self.inner.create_groups_accumulator(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?;
-                Ok(Box::new(Narrowed { inner, types }))
-            }
-            None => self.inner.create_groups_accumulator(args),
+            Some((types, expr_fields, return_field)) => Ok(narrow(make(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?, types)),
+            None => make(args),
         }
     }
 }
