@@ -1,3 +1,6 @@
+//! Flink's aggregates where DataFusion's differ: result types over integers,
+//! `LISTAGG`'s default separator, `FIRST_VALUE`/`LAST_VALUE` skipping NULLs.
+//!
 //! Flink's result types for aggregates over integers. Flink's `AVG`, `SUM`,
 //! `STDDEV_*` and `VAR_*` keep an integer argument's type (`AVG` of a `BIGINT`
 //! is a `BIGINT`, truncated toward zero; `SUM` of an `INT` is an `INT`), where
@@ -10,11 +13,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, BooleanArray};
 use datafusion::arrow::compute::kernels::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue};
-use datafusion::functions_aggregate::{average, stddev, sum, variance};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::functions_aggregate::{average, first_last, stddev, string_agg, sum, variance};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::PhysicalExpr;
 
 /// Every aggregate whose result type Eddy gives as Flink does.
 pub(super) fn aggregates() -> Vec<AggregateUDF> {
@@ -32,6 +37,11 @@ pub(super) fn aggregates() -> Vec<AggregateUDF> {
     ]
     .into_iter()
     .map(AggregateUDF::new_from_impl)
+    .chain([
+        AggregateUDF::new_from_impl(Listagg { inner: string_agg::string_agg_udaf(), signature: Signature::user_defined(Volatility::Immutable) }),
+        AggregateUDF::new_from_impl(IgnoringNulls { inner: first_last::first_value_udaf() }),
+        AggregateUDF::new_from_impl(IgnoringNulls { inner: first_last::last_value_udaf() }),
+    ])
     .collect()
 }
 
@@ -132,6 +142,125 @@ impl Flink {
             Some((types, expr_fields, return_field)) => Ok(narrow(make(AccumulatorArgs { expr_fields: &expr_fields, return_field, ..args })?, types)),
             None => make(args),
         }
+    }
+}
+
+/// Flink's `LISTAGG(text[, separator])`: DataFusion's `string_agg`, whose
+/// separator is mandatory, with Flink's default `,`, answering a STRING.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Listagg {
+    inner: Arc<AggregateUDF>,
+    signature: Signature,
+}
+
+impl Listagg {
+    /// `make` over `string_agg`'s arguments: the separator added when not given.
+    fn with_separator<T>(&self, args: AccumulatorArgs, make: impl Fn(AccumulatorArgs) -> Result<T>, narrow: impl FnOnce(T, Types) -> T) -> Result<T> {
+        let comma: Arc<dyn PhysicalExpr> = Arc::new(Literal::new(ScalarValue::Utf8(Some(",".into()))));
+        let mut exprs = args.exprs.to_vec();
+        let mut fields = args.expr_fields.to_vec();
+        if exprs.len() == 1 {
+            exprs.push(comma);
+            fields.push(Arc::new(Field::new("separator", DataType::Utf8, false)));
+        }
+        let return_field = Arc::new(Field::new("listagg", DataType::LargeUtf8, true));
+        let made = make(AccumulatorArgs { exprs: &exprs, expr_fields: &fields, return_field, ..args })?;
+        Ok(narrow(made, Types { wide: DataType::Utf8, given: DataType::Utf8 }))
+    }
+}
+
+impl AggregateUDFImpl for Listagg {
+    fn name(&self) -> &str {
+        "listagg"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null);
+        if !(1..=2).contains(&arg_types.len()) || !arg_types.iter().all(text) {
+            return Err(DataFusionError::Plan("LISTAGG: takes a STRING and an optional separator, a STRING literal; usage: LISTAGG(text[, separator])".into()));
+        }
+        Ok(vec![DataType::Utf8; arg_types.len()])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.with_separator(args, |a| self.inner.accumulator(a), |inner, types| Box::new(Narrowed { inner, types }))
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.with_separator(args, |a| Ok(self.inner.groups_accumulator_supported(a)), |supported, _| supported).unwrap_or(false)
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        self.with_separator(args, |a| self.inner.create_groups_accumulator(a), |inner, types| Box::new(Narrowed { inner, types }))
+    }
+}
+
+/// Flink's `FIRST_VALUE` and `LAST_VALUE`: the first and last value that is not
+/// NULL, in arrival order; DataFusion's of the same name keep NULLs unless told.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IgnoringNulls {
+    inner: Arc<AggregateUDF>,
+}
+
+impl AggregateUDFImpl for IgnoringNulls {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field(&self, arg_fields: &[FieldRef]) -> Result<FieldRef> {
+        self.inner.return_field(arg_fields)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
+        self.inner.inner().order_sensitivity()
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.accumulator(AccumulatorArgs { ignore_nulls: true, ..args })
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.create_sliding_accumulator(AccumulatorArgs { ignore_nulls: true, ..args })
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.inner.groups_accumulator_supported(AccumulatorArgs { ignore_nulls: true, ..args })
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        self.inner.create_groups_accumulator(AccumulatorArgs { ignore_nulls: true, ..args })
     }
 }
 

@@ -36,6 +36,8 @@ pub(super) enum Param {
     Bool,
     /// Any type, cast to one type shared by every `Same` argument (`IF`'s two branches).
     Same,
+    /// Any type, kept as it is (`JSON_OBJECT`'s values, each of its own type).
+    Any,
 }
 
 /// Eddy's timestamps: milliseconds, no zone (Flink's `TIMESTAMP(3)`).
@@ -53,7 +55,7 @@ impl Param {
                 Param::Float => Float64,
                 Param::Timestamp | Param::TimestampOrStr => MILLIS,
                 Param::Bool => Boolean,
-                Param::Same => Null,
+                Param::Same | Param::Any => Null,
             }),
             (Param::Str, Utf8 | LargeUtf8 | Utf8View) => Some(Utf8),
             (Param::Int, _) if integer => Some(Int64),
@@ -64,7 +66,7 @@ impl Param {
             // Read by the body, so a string that is no timestamp gives NULL, as in Flink.
             (Param::TimestampOrStr, Utf8 | LargeUtf8 | Utf8View) => Some(Utf8),
             (Param::Bool, Boolean) => Some(Boolean),
-            (Param::Same, _) => Some(given.clone()),
+            (Param::Same | Param::Any, _) => Some(given.clone()),
             _ => None,
         }
     }
@@ -77,7 +79,7 @@ impl Param {
             Param::Timestamp => "a TIMESTAMP or DATE",
             Param::TimestampOrStr => "a TIMESTAMP or STRING",
             Param::Bool => "a BOOLEAN",
-            Param::Same => "any value",
+            Param::Same | Param::Any => "any value",
         }
     }
 }

@@ -1,17 +1,16 @@
-//! Flink's JSON functions: `JSON_VALUE`, `JSON_QUERY`, `JSON_EXISTS`,
-//! `JSON_STRING` and the `IS JSON` predicate, with Flink's defaults for what
+//! Flink's JSON query functions: `JSON_VALUE`, `JSON_QUERY`, `JSON_EXISTS`
+//! and the `IS JSON` predicate (building JSON is [`super::json_build`]'s), with Flink's defaults for what
 //! goes wrong (`NULL ON EMPTY`, `NULL ON ERROR`, `FALSE ON ERROR`). A constant
 //! path is compiled once, at planning, where a malformed one is refused.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringBuilder};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, StringBuilder};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
 use super::flink_fn::{boolean, constant_str, string, FlinkFn, Param, Strs};
-use super::json_path::{java_double, json_kind, write_string, Json, JsonKind, JsonPath, Selected};
+use super::json_path::{json_kind, Json, JsonKind, JsonPath, Selected};
 
 /// The internal name `x IS [NOT] JSON [kind]` is planned as (see [`super::syntax`]).
 pub(crate) const IS_JSON: &str = "__eddy_is_json";
@@ -23,7 +22,6 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
         FlinkFn::new("JSON_VALUE", "JSON_VALUE(json, path)", &[Str, Str], 2, string, json_value).checking(check_path).udf(),
         FlinkFn::new("JSON_QUERY", "JSON_QUERY(json, path)", &[Str, Str], 2, string, json_query).checking(check_path).udf(),
         FlinkFn::new("JSON_EXISTS", "JSON_EXISTS(json, path)", &[Str, Str], 2, boolean, json_exists).checking(check_path).udf(),
-        FlinkFn::new("JSON_STRING", "JSON_STRING(value)", &[Param::Same], 1, string, json_string).udf(),
         FlinkFn::new(IS_JSON, "value IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]", &[Str, Str], 2, boolean, is_json).udf(),
     ]
 }
@@ -118,41 +116,6 @@ fn json_exists(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
         Some(Selected::Many(_)) => out.append_value(true),
         Some(Selected::Nothing | Selected::Error) => out.append_value(false),
     })?;
-    Ok(Arc::new(out.finish()))
-}
-
-/// `JSON_STRING(value)`: the value as JSON text (a string quoted, a number or
-/// boolean as it prints); NULL for NULL.
-fn json_string(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
-    let values = args[0].to_array(rows)?;
-    let mut out = StringBuilder::with_capacity(rows, rows * 8);
-    let mut text = String::new();
-    let formatted = match values.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Null => None,
-        t if t.is_integer() => None,
-        DataType::Float32 | DataType::Float64 => Some(datafusion::arrow::compute::cast(&values, &DataType::Float64)?),
-        other => {
-            return Err(datafusion::common::DataFusionError::Plan(format!(
-                "JSON_STRING: a value of type {} cannot be written as JSON yet; usage: JSON_STRING(value)",
-                crate::types::sql_type_name(other)
-            )))
-        }
-    };
-    let strings = datafusion::arrow::compute::cast(&values, &DataType::Utf8)?;
-    let strings = strings.as_string::<i32>();
-    for i in 0..rows {
-        if values.is_null(i) {
-            out.append_null();
-            continue;
-        }
-        text.clear();
-        match (values.data_type(), &formatted) {
-            (_, Some(doubles)) => java_double(doubles.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(i), &mut text),
-            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, None) => write_string(strings.value(i), &mut text),
-            _ => text.push_str(strings.value(i)),
-        }
-        out.append_value(&text);
-    }
     Ok(Arc::new(out.finish()))
 }
 

@@ -12,6 +12,7 @@ mod date_pattern;
 mod flink_fn;
 mod hashing;
 mod json;
+mod json_build;
 mod json_path;
 mod string;
 mod syntax;
@@ -73,6 +74,7 @@ pub fn flink_functions() -> Vec<ScalarUDF> {
     all.extend(hashing::functions());
     all.extend(calendar::functions());
     all.extend(json::functions());
+    all.extend(json_build::functions());
     all
 }
 

@@ -6,13 +6,16 @@
 //!   ([`rewrite_tokens`]), and the tree then `[NOT] __eddy_is_json(x, 'KIND')`;
 //! - `TIMESTAMPADD(DAY, ...)` and `TIMESTAMPDIFF(DAY, ...)`, whose unit would
 //!   otherwise be read as a column named `DAY`;
-//! - `FLOOR(ts TO unit)` and `CEIL(ts TO unit)`, which DataFusion refuses.
+//! - `FLOOR(ts TO unit)` and `CEIL(ts TO unit)`, which DataFusion refuses;
+//! - `JSON_OBJECT([KEY] k VALUE v, ... [NULL | ABSENT] ON NULL)` and
+//!   `JSON_ARRAY(v, ... [NULL | ABSENT] ON NULL)` (see [`super::json_build`]);
+//!   sqlparser reads all but the optional `KEY`, which the tokens lose first.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-    Ident, ObjectName, Query, UnaryOperator, Value,
+    visit_expressions_mut, BinaryOperator, CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator,
+    FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, JsonNullClause, ObjectName, Query, UnaryOperator, Value,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -21,10 +24,50 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::calendar::{CEIL_TO, FLOOR_TO};
 use super::json::IS_JSON;
+use super::json_build::{JSON_ARRAY, JSON_OBJECT, RAW, TYPED};
 
-/// Rewrites `IS [NOT] JSON [kind]` so sqlparser can read it (see the module docs).
+/// Rewrites `IS [NOT] JSON [kind]` and `JSON_OBJECT`'s `KEY` so sqlparser can
+/// read them (see the module docs).
 pub(crate) fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    let significant = |t: &TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
+    rewrite_is_json(drop_object_keys(tokens))
+}
+
+fn significant(t: &TokenWithSpan) -> bool {
+    !matches!(t.token, Token::Whitespace(_))
+}
+
+/// Drops the optional `KEY` before a `JSON_OBJECT` key (`KEY 'k' VALUE v`),
+/// which sqlparser does not know; a column named `key` (`key VALUE v`) stays.
+fn drop_object_keys(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    if !tokens.iter().any(|t| is_word(t, "JSON_OBJECT")) {
+        return tokens;
+    }
+    // For each open parenthesis: whether it opened a JSON_OBJECT call.
+    let mut opened: Vec<bool> = Vec::new();
+    let mut previous: Option<usize> = None;
+    let mut out = Vec::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        match &t.token {
+            Token::LParen => opened.push(previous.is_some_and(|p| is_word(&tokens[p], "JSON_OBJECT"))),
+            Token::RParen => {
+                opened.pop();
+            }
+            _ => {}
+        }
+        let at_argument_start = previous.is_some_and(|p| matches!(tokens[p].token, Token::LParen | Token::Comma));
+        let next = tokens[i + 1..].iter().find(|t| significant(t));
+        if is_word(t, "KEY") && at_argument_start && opened.last() == Some(&true) && !next.is_some_and(|n| is_word(n, "VALUE")) {
+            continue;
+        }
+        if significant(t) {
+            previous = Some(i);
+        }
+        out.push(t.clone());
+    }
+    out
+}
+
+fn rewrite_is_json(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     if !tokens.iter().any(|t| is_word(t, "JSON")) {
         return tokens;
     }
@@ -133,6 +176,18 @@ fn rewrite(expr: &mut Expr) -> bool {
             *expr = call(name, vec![unit, value]);
             true
         }
+        Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_named(name, "JSON_OBJECT") || is_named(name, "JSON_ARRAY") => {
+            let object = is_named(name, "JSON_OBJECT");
+            let Some(call) = json_constructor(object, list) else { return false };
+            *expr = call;
+            true
+        }
+        Expr::Function(Function { name, args: FunctionArguments::None, .. }) if is_named(name, "JSON_OBJECT") || is_named(name, "JSON_ARRAY") => {
+            let empty = FunctionArgumentList { duplicate_treatment: None, args: Vec::new(), clauses: Vec::new() };
+            let Some(call) = json_constructor(is_named(name, "JSON_OBJECT"), &empty) else { return false };
+            *expr = call;
+            true
+        }
         Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_unit_function(name) => {
             let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(unit @ Expr::Identifier(_)))) = list.args.first_mut() else {
                 return false;
@@ -143,6 +198,53 @@ fn rewrite(expr: &mut Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// `JSON_OBJECT(k VALUE v, ... [NULL | ABSENT] ON NULL)` or `JSON_ARRAY(v, ...)`
+/// as a call of Eddy's function: what to do with NULL, which values are JSON
+/// already (made by a constructor inside, rewritten first), then the arguments.
+/// None for a call that is not Flink's syntax, left for the planner to refuse.
+fn json_constructor(object: bool, list: &FunctionArgumentList) -> Option<Expr> {
+    let on_null = list
+        .clauses
+        .iter()
+        .find_map(|c| match c {
+            FunctionArgumentClause::JsonNullClause(JsonNullClause::AbsentOnNull) => Some("ABSENT"),
+            FunctionArgumentClause::JsonNullClause(JsonNullClause::NullOnNull) => Some("NULL"),
+            _ => None,
+        })
+        // Flink's defaults: an object keeps NULL values, an array leaves them out.
+        .unwrap_or(if object { "NULL" } else { "ABSENT" });
+    let mut shape = String::new();
+    let mut args = Vec::new();
+    let value = |v: &Expr, shape: &mut String, args: &mut Vec<Expr>| {
+        let built = matches!(v, Expr::Function(Function { name, .. }) if is_named(name, JSON_OBJECT) || is_named(name, JSON_ARRAY));
+        shape.push(if built { RAW } else { TYPED });
+        args.push(v.clone());
+    };
+    for arg in &list.args {
+        match (object, arg) {
+            (true, FunctionArg::ExprNamed { name, arg: FunctionArgExpr::Expr(v), operator: FunctionArgOperator::Value }) => {
+                args.push(name.clone());
+                value(v, &mut shape, &mut args);
+            }
+            (true, FunctionArg::Named { name, arg: FunctionArgExpr::Expr(v), operator: FunctionArgOperator::Value }) => {
+                args.push(match name.quote_style {
+                    Some('\'') => Expr::value(Value::SingleQuotedString(name.value.clone())),
+                    _ => Expr::Identifier(name.clone()),
+                });
+                value(v, &mut shape, &mut args);
+            }
+            (false, FunctionArg::Unnamed(FunctionArgExpr::Expr(v))) => value(v, &mut shape, &mut args),
+            _ => return None,
+        }
+    }
+    let head = [Expr::value(Value::SingleQuotedString(on_null.to_string())), Expr::value(Value::SingleQuotedString(shape))];
+    Some(call(if object { JSON_OBJECT } else { JSON_ARRAY }, head.into_iter().chain(args).collect()))
+}
+
+fn is_named(name: &ObjectName, wanted: &str) -> bool {
+    name.to_string().eq_ignore_ascii_case(wanted)
 }
 
 /// `'KIND'` of a `__eddy_is_json('KIND')` left by [`rewrite_tokens`].
@@ -192,5 +294,10 @@ mod tests {
         assert_eq!(rewrite_expression_sql("FLOOR(ts TO HOUR)"), "__eddy_floor_to('HOUR', ts)");
         assert_eq!(rewrite_expression_sql("CEIL(ts TO MONTH)"), "__eddy_ceil_to('MONTH', ts)");
         assert_eq!(rewrite_expression_sql("FLOOR(x) + s IS NULL"), "FLOOR(x) + s IS NULL", "untouched");
+        assert_eq!(
+            rewrite_expression_sql("JSON_OBJECT(KEY 'a' VALUE x, key VALUE JSON_ARRAY(1, y NULL ON NULL) ABSENT ON NULL)"),
+            "__eddy_json_object('ABSENT', 'tr', 'a', x, key, __eddy_json_array('NULL', 'tt', 1, y))"
+        );
+        assert_eq!(rewrite_expression_sql("JSON_OBJECT()"), "__eddy_json_object('NULL', '')");
     }
 }
