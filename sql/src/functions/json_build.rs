@@ -17,8 +17,9 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
+use super::conversion::java_double;
 use super::flink_fn::{string, FlinkFn, Param, Strs};
-use super::json_path::{java_double, write_string};
+use super::json_path::write_string;
 
 /// The internal names the syntax is planned as.
 pub(crate) const JSON_OBJECT: &str = "__eddy_json_object";

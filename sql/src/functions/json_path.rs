@@ -157,36 +157,6 @@ fn java_number(text: &str, out: &mut String) {
     }
 }
 
-/// `d` as Java's `Double.toString` prints it: `1.0`, `0.001`, `1.0E7`, `1.5E-7`.
-pub(super) fn java_double(d: f64, out: &mut String) {
-    if d.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if d.is_infinite() {
-        out.push_str(if d > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
-    }
-    let magnitude = d.abs();
-    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
-        // Rust prints the shortest digits that read back as `d`; Java adds ".0" to a whole number.
-        let _ = write!(out, "{d}");
-        if d.fract() == 0.0 {
-            out.push_str(".0");
-        }
-        return;
-    }
-    // Scientific: the shortest digits, as `d.ddd` then `E` and the exponent.
-    let text = format!("{d:e}");
-    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    out.push_str(mantissa);
-    if !mantissa.contains('.') {
-        out.push_str(".0");
-    }
-    out.push('E');
-    out.push_str(exponent);
-}
-
 /// A strict JSON reader over a document's bytes (RFC 8259: no comments, no
 /// single quotes, no trailing commas). Every method returns None on malformed input.
 struct Reader<'a> {
@@ -719,22 +689,5 @@ mod tests {
         for bad in ["", "abc", "{\"a\" 1}", "[1,]", "{'a': 1}", "01", "1.", "\"\\x\""] {
             assert_eq!(json_kind(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn doubles_print_as_java_prints_them() {
-        let java = |d: f64| {
-            let mut out = String::new();
-            java_double(d, &mut out);
-            out
-        };
-        assert_eq!(java(1.0), "1.0");
-        assert_eq!(java(1.5), "1.5");
-        assert_eq!(java(100.0), "100.0");
-        assert_eq!(java(0.001), "0.001");
-        assert_eq!(java(1e7), "1.0E7");
-        assert_eq!(java(1.5e-7), "1.5E-7");
-        assert_eq!(java(-2.5e10), "-2.5E10");
-        assert_eq!(java(0.0), "0.0");
     }
 }

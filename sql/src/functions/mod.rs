@@ -8,6 +8,7 @@ mod aggregate;
 mod arithmetic;
 mod calendar;
 mod conditional;
+mod conversion;
 mod date_pattern;
 mod flink_fn;
 mod hashing;
@@ -75,6 +76,7 @@ pub fn flink_functions() -> Vec<ScalarUDF> {
     all.extend(calendar::functions());
     all.extend(json::functions());
     all.extend(json_build::functions());
+    all.extend(conversion::functions());
     all
 }
 

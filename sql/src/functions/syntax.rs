@@ -7,6 +7,8 @@
 //! - `TIMESTAMPADD(DAY, ...)` and `TIMESTAMPDIFF(DAY, ...)`, whose unit would
 //!   otherwise be read as a column named `DAY`;
 //! - `FLOOR(ts TO unit)` and `CEIL(ts TO unit)`, which DataFusion refuses;
+//! - `CAST(x AS STRING)` (and `TRY_CAST`), whose text Flink writes its own way
+//!   for timestamps, booleans and floating-point numbers (see [`super::conversion`]);
 //! - `JSON_OBJECT([KEY] k VALUE v, ... [NULL | ABSENT] ON NULL)` and
 //!   `JSON_ARRAY(v, ... [NULL | ABSENT] ON NULL)` (see [`super::json_build`]);
 //!   sqlparser reads all but the optional `KEY`, which the tokens lose first.
@@ -14,7 +16,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator,
+    visit_expressions_mut, BinaryOperator, CeilFloorKind, DataType, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator,
     FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, JsonNullClause, ObjectName, Query, UnaryOperator, Value,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -23,6 +25,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::calendar::{CEIL_TO, FLOOR_TO};
+use super::conversion::CAST_STRING;
 use super::json::IS_JSON;
 use super::json_build::{JSON_ARRAY, JSON_OBJECT, RAW, TYPED};
 
@@ -176,6 +179,11 @@ fn rewrite(expr: &mut Expr) -> bool {
             *expr = call(name, vec![unit, value]);
             true
         }
+        Expr::Cast { expr: value, data_type, array: false, format: None, .. } if is_unbounded_text(data_type) => {
+            let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
+            *expr = call(CAST_STRING, vec![value]);
+            true
+        }
         Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_named(name, "JSON_OBJECT") || is_named(name, "JSON_ARRAY") => {
             let object = is_named(name, "JSON_OBJECT");
             let Some(call) = json_constructor(object, list) else { return false };
@@ -243,6 +251,11 @@ fn json_constructor(object: bool, list: &FunctionArgumentList) -> Option<Expr> {
     Some(call(if object { JSON_OBJECT } else { JSON_ARRAY }, head.into_iter().chain(args).collect()))
 }
 
+/// STRING, VARCHAR or TEXT without a length: the casts Flink writes its own way.
+fn is_unbounded_text(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::String(None) | DataType::Varchar(None) | DataType::CharacterVarying(None) | DataType::Text)
+}
+
 fn is_named(name: &ObjectName, wanted: &str) -> bool {
     name.to_string().eq_ignore_ascii_case(wanted)
 }
@@ -299,5 +312,7 @@ mod tests {
             "__eddy_json_object('ABSENT', 'tr', 'a', x, key, __eddy_json_array('NULL', 'tt', 1, y))"
         );
         assert_eq!(rewrite_expression_sql("JSON_OBJECT()"), "__eddy_json_object('NULL', '')");
+        assert_eq!(rewrite_expression_sql("CAST(ts AS STRING) || TRY_CAST(b AS VARCHAR)"), "__eddy_cast_string(ts) || __eddy_cast_string(b)");
+        assert_eq!(rewrite_expression_sql("CAST(x AS VARCHAR(3))"), "CAST(x AS VARCHAR(3))", "a bounded length stays DataFusion's");
     }
 }
