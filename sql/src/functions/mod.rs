@@ -13,10 +13,13 @@ mod flink_fn;
 mod hashing;
 mod json;
 mod json_path;
+mod random;
 mod string;
 mod syntax;
 mod temporal;
+mod timezone;
 mod unsupported;
+mod url;
 
 pub use syntax::rewrite_query;
 pub(crate) use syntax::{rewrite_expression_sql, rewrite_tokens};
@@ -73,6 +76,9 @@ pub fn flink_functions() -> Vec<ScalarUDF> {
     all.extend(hashing::functions());
     all.extend(calendar::functions());
     all.extend(json::functions());
+    all.extend(random::functions());
+    all.extend(url::functions());
+    all.extend(timezone::functions());
     all
 }
 
