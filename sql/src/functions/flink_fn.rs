@@ -38,6 +38,10 @@ pub(super) enum Param {
     Same,
     /// Any type, kept as it is (`JSON_OBJECT`'s values, each of its own type).
     Any,
+    /// An integer (read as Int64) or a STRING (read as Utf8): `HEX`'s two forms.
+    IntOrStr,
+    /// A STRING or BYTES, cast to one type shared by every `SameText` argument (`ELT`'s choices).
+    SameText,
 }
 
 /// Eddy's timestamps: milliseconds, no zone (Flink's `TIMESTAMP(3)`).
@@ -56,9 +60,11 @@ impl Param {
                 Param::Timestamp | Param::TimestampOrStr => MILLIS,
                 Param::Bool => Boolean,
                 Param::Same | Param::Any => Null,
+                Param::IntOrStr => Int64,
+                Param::SameText => Null,
             }),
-            (Param::Str, Utf8 | LargeUtf8 | Utf8View) => Some(Utf8),
-            (Param::Int, _) if integer => Some(Int64),
+            (Param::Str | Param::IntOrStr, Utf8 | LargeUtf8 | Utf8View) => Some(Utf8),
+            (Param::Int | Param::IntOrStr, _) if integer => Some(Int64),
             (Param::AnyInt, _) if integer => Some(given.clone()),
             (Param::Number, _) if given.is_numeric() => Some(given.clone()),
             (Param::Float, _) if integer || given.is_floating() || matches!(given, Decimal128(..) | Decimal256(..)) => Some(Float64),
@@ -67,6 +73,7 @@ impl Param {
             (Param::TimestampOrStr, Utf8 | LargeUtf8 | Utf8View) => Some(Utf8),
             (Param::Bool, Boolean) => Some(Boolean),
             (Param::Same | Param::Any, _) => Some(given.clone()),
+            (Param::SameText, Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView | FixedSizeBinary(_)) => Some(given.clone()),
             _ => None,
         }
     }
@@ -80,6 +87,8 @@ impl Param {
             Param::TimestampOrStr => "a TIMESTAMP or STRING",
             Param::Bool => "a BOOLEAN",
             Param::Same | Param::Any => "any value",
+            Param::IntOrStr => "an integer or a STRING",
+            Param::SameText => "a STRING or BYTES",
         }
     }
 }
@@ -91,6 +100,10 @@ pub(super) type CheckConstants = fn(&[Option<&ScalarValue>]) -> std::result::Res
 /// The vectorised body: the arguments, already cast to their [`Param`] types, and
 /// how many rows to produce (1 when every argument is a constant).
 pub(super) type Body = fn(&[ColumnarValue], usize) -> Result<ArrayRef>;
+
+/// A result type that depends on constant arguments as well as on the types
+/// (`ROUND(DECIMAL(p, s), places)`'s scale is `places` when it is a constant).
+pub(super) type ReturnsFromConstants = fn(&[DataType], &[Option<&ScalarValue>]) -> DataType;
 
 /// A Flink built-in function as a DataFusion scalar UDF.
 #[derive(Debug)]
@@ -105,6 +118,8 @@ pub(super) struct FlinkFn {
     /// How many of `params` must be given; the rest are optional.
     required: usize,
     returns: fn(&[DataType]) -> DataType,
+    /// Replaces `returns` at planning, when the constants decide the result type.
+    returns_from_constants: Option<ReturnsFromConstants>,
     check: Option<CheckConstants>,
     /// Whether the last parameter repeats (`CONCAT(a, b, ...)`).
     variadic: bool,
@@ -129,6 +144,7 @@ impl FlinkFn {
             params,
             required,
             returns,
+            returns_from_constants: None,
             check: None,
             variadic: false,
             body,
@@ -139,6 +155,12 @@ impl FlinkFn {
     /// Adds a planning-time check of the constant arguments.
     pub(super) fn checking(mut self, check: CheckConstants) -> Self {
         self.check = Some(check);
+        self
+    }
+
+    /// Lets the constant arguments decide the result type (the body must produce it too).
+    pub(super) fn typed_by_constants(mut self, returns: ReturnsFromConstants) -> Self {
+        self.returns_from_constants = Some(returns);
         self
     }
 
@@ -200,7 +222,7 @@ impl ScalarUDFImpl for FlinkFn {
                 param.cast_to(given).ok_or_else(|| self.usage_error(format!("argument {} must be {}, not {}", i + 1, param.describe(), sql_type_name(given))))
             })
             .collect::<Result<Vec<_>>>()?;
-        let same: Vec<usize> = (0..types.len()).filter(|&i| self.params[i.min(last)] == Param::Same).collect();
+        let same: Vec<usize> = (0..types.len()).filter(|&i| matches!(self.params[i.min(last)], Param::Same | Param::SameText)).collect();
         if !same.is_empty() {
             let given: Vec<DataType> = same.iter().map(|&i| types[i].clone()).collect();
             let shared = type_union_resolution(&given).ok_or_else(|| {
@@ -223,7 +245,11 @@ impl ScalarUDFImpl for FlinkFn {
             check(args.scalar_arguments).map_err(|message| self.usage_error(message))?;
         }
         let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
-        Ok(Field::new(self.name, (self.returns)(&types), true).into())
+        let returns = match self.returns_from_constants {
+            Some(returns) => returns(&types, args.scalar_arguments),
+            None => (self.returns)(&types),
+        };
+        Ok(Field::new(self.name, returns, true).into())
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

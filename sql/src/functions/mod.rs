@@ -15,10 +15,13 @@ mod hashing;
 mod json;
 mod json_build;
 mod json_path;
+mod random;
 mod string;
 mod syntax;
 mod temporal;
+mod timezone;
 mod unsupported;
+mod url;
 
 pub use syntax::rewrite_query;
 pub(crate) use syntax::{rewrite_expression_sql, rewrite_tokens};
@@ -77,6 +80,9 @@ pub fn flink_functions() -> Vec<ScalarUDF> {
     all.extend(json::functions());
     all.extend(json_build::functions());
     all.extend(conversion::functions());
+    all.extend(random::functions());
+    all.extend(url::functions());
+    all.extend(timezone::functions());
     all
 }
 

@@ -1,16 +1,18 @@
 //! Flink's string functions that DataFusion lacks: `REGEXP_EXTRACT`, `REGEXP`,
-//! `SPLIT_INDEX`, `LOCATE`, `TO_BASE64`, `FROM_BASE64`; `REGEXP_REPLACE`, whose
-//! replacement is literal in Flink; and `SUBSTRING`, whose positions
-//! DataFusion counts another way, and `CONCAT`, which is NULL with any NULL in
-//! Flink. Regular expressions are compiled once per distinct pattern (once per
+//! `SPLIT_INDEX`, `LOCATE`, `TO_BASE64`, `FROM_BASE64`, `ELT`; `REGEXP_REPLACE`, whose
+//! replacement is literal in Flink; `SUBSTRING`, whose positions
+//! DataFusion counts another way; `CONCAT`, which is NULL with any NULL in
+//! Flink; and `TRANSLATE`, which keeps the text for a NULL or empty `from` in Flink. Regular expressions are compiled once per distinct pattern (once per
 //! query for a constant one) and matched without allocating per row.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, StringBuilder};
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, Int32Array, StringBuilder};
+use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
@@ -38,6 +40,13 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             .udf(),
         FlinkFn::new("LOCATE", "LOCATE(part, text[, from])", &[Str, Str, Int], 2, |_| DataType::Int32, locate).udf(),
         FlinkFn::new("SPLIT_INDEX", "SPLIT_INDEX(text, separator, index)", &[Str, Str, Int], 3, string, split_index).udf(),
+        FlinkFn::new("ELT", "ELT(index, text, text, ...)", &[Int, Param::SameText], 2, |types| types[1].clone(), elt)
+            .variadic()
+            .checking(check_elt_index)
+            .udf(),
+        // DataFusion's (PostgreSQL's) is NULL when `from` or `to` is; Flink's keeps
+        // the text for a NULL `from` and deletes for a NULL `to`.
+        FlinkFn::new("TRANSLATE", "TRANSLATE(text, from, to)", &[Str, Str, Str], 3, string, translate).udf(),
     ]
 }
 
@@ -273,4 +282,114 @@ fn locate(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
         })
         .collect();
     Ok(Arc::new(out))
+}
+
+/// Refuses a constant negative `ELT` index, as Flink does at planning (0 is
+/// allowed, and gives NULL).
+fn check_elt_index(constants: &[Option<&ScalarValue>]) -> std::result::Result<(), String> {
+    match constants.first().copied().flatten() {
+        Some(ScalarValue::Int8(Some(v))) if *v < 0 => Err(format!("the index must be an integer from 0 on, not {v}")),
+        Some(ScalarValue::Int16(Some(v))) if *v < 0 => Err(format!("the index must be an integer from 0 on, not {v}")),
+        Some(ScalarValue::Int32(Some(v))) if *v < 0 => Err(format!("the index must be an integer from 0 on, not {v}")),
+        Some(ScalarValue::Int64(Some(v))) if *v < 0 => Err(format!("the index must be an integer from 0 on, not {v}")),
+        _ => Ok(()),
+    }
+}
+
+/// `ELT(index, a, b, ...)`: the `index`-th (from 1) of the texts; NULL for an index
+/// outside them. Picked by Arrow's `interleave`, so STRING and BYTES alike.
+fn elt(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let index = Prims::<Int64Type>::of(&args[0])?;
+    // A constant choice stays one row long and is read at row 0.
+    let choices = args[1..]
+        .iter()
+        .map(|a| match a {
+            ColumnarValue::Array(a) => Ok((Arc::clone(a), false)),
+            ColumnarValue::Scalar(s) => Ok((s.to_array()?, true)),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let none = new_null_array(choices[0].0.data_type(), 1);
+    let mut sources: Vec<&dyn Array> = choices.iter().map(|(a, _)| a.as_ref()).collect();
+    sources.push(none.as_ref());
+    let count = choices.len();
+    let picks: Vec<(usize, usize)> = (0..rows)
+        .map(|i| match index.get(i).and_then(|n| usize::try_from(n).ok()).filter(|n| (1..=count).contains(n)) {
+            Some(n) => (n - 1, if choices[n - 1].1 { 0 } else { i }),
+            None => (count, 0),
+        })
+        .collect();
+    Ok(interleave(&sources, &picks)?)
+}
+
+/// What `TRANSLATE` does with each character: ASCII ones looked up in a table, the
+/// others in a map; `None` deletes it.
+struct Translation {
+    ascii: [Option<Option<char>>; 128],
+    other: HashMap<char, Option<char>>,
+}
+
+impl Translation {
+    /// The i-th character of `from` becomes the i-th of `to`, or is deleted when
+    /// `to` is shorter; the first mapping of a character wins.
+    fn new(from: &str, to: &str) -> Self {
+        let mut translation = Translation { ascii: [None; 128], other: HashMap::new() };
+        let mut to = to.chars();
+        for c in from.chars() {
+            let into = to.next();
+            match usize::try_from(u32::from(c)).ok().filter(|&c| c < 128) {
+                Some(c) => {
+                    translation.ascii[c].get_or_insert(into);
+                }
+                None => {
+                    translation.other.entry(c).or_insert(into);
+                }
+            }
+        }
+        translation
+    }
+
+    /// What `c` becomes: `None` when it stays, `Some(None)` when it is deleted.
+    fn of(&self, c: char) -> Option<Option<char>> {
+        match usize::try_from(u32::from(c)).ok().filter(|&c| c < 128) {
+            Some(c) => self.ascii[c],
+            None => self.other.get(&c).copied(),
+        }
+    }
+}
+
+/// `TRANSLATE(text, from, to)`: each character of `text` found in `from` replaced
+/// by the one at the same place in `to`, or deleted when `to` has none there. The
+/// text as it is when `from` is NULL or empty; a NULL `to` deletes.
+fn translate(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let texts = Strs::of(&args[0])?;
+    let froms = Strs::of(&args[1])?;
+    let tos = Strs::of(&args[2])?;
+    let mut out = StringBuilder::with_capacity(rows, rows * 16);
+    let failed = |e: std::fmt::Error| DataFusionError::Execution(format!("TRANSLATE: {e}"));
+    // Built again only when `from` or `to` changes (once for constants).
+    let mut last: Option<(&str, &str, Translation)> = None;
+    for i in 0..rows {
+        let Some(text) = texts.get(i) else {
+            out.append_null();
+            continue;
+        };
+        let (from, to) = (froms.get(i).unwrap_or_default(), tos.get(i).unwrap_or_default());
+        if from.is_empty() || text.is_empty() {
+            out.append_value(text);
+            continue;
+        }
+        let translation = match &last {
+            Some((f, t, translation)) if *f == from && *t == to => translation,
+            _ => &last.insert((from, to, Translation::new(from, to))).2,
+        };
+        for c in text.chars() {
+            match translation.of(c) {
+                None => out.write_char(c).map_err(failed)?,
+                Some(Some(into)) => out.write_char(into).map_err(failed)?,
+                Some(None) => {}
+            }
+        }
+        out.append_value("");
+    }
+    Ok(Arc::new(out.finish()))
 }
