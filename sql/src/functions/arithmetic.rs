@@ -4,7 +4,8 @@
 //! `ABS`, which wraps at the smallest integer as Java does (DataFusion's fails); `CEIL`/`FLOOR`,
 //! which keep an integer's type (DataFusion's give a DOUBLE); `ROUND`, which rounds a DOUBLE's
 //! shortest decimal form half up as Java's `BigDecimal` does (DataFusion's rounds the binary
-//! value: 1.005 to 1.0, Flink's to 1.01); and `EXP`, `LN`, `LOG10`, `LOG2`, a DOUBLE for a FLOAT too.
+//! value: 1.005 to 1.0, Flink's to 1.01); `POWER`, Java's `Math.pow` of two DOUBLEs (DataFusion's
+//! raises integers as integers); and `EXP`, `LN`, `LOG10`, `LOG2`, a DOUBLE for a FLOAT too.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
         FlinkFn::new("SIGN", "SIGN(x)", &[Param::Number], 1, |types| types[0].clone(), sign).udf(),
         FlinkFn::new("TRUNCATE", "TRUNCATE(x[, places])", &[Param::Float, Param::Int], 1, double, truncate).udf(),
         FlinkFn::new("LOG", "LOG(x) or LOG(base, x)", &[Param::Float, Param::Float], 1, double, log).udf(),
+        // DataFusion's raises integers as integers (and fails on 0 to a negative power);
+        // Flink's is Java's Math.pow of two DOUBLEs.
+        FlinkFn::new("POWER", "POWER(base, exponent)", &[Param::Float, Param::Float], 2, double, power).udf(),
         // DataFusion's give a FLOAT for a FLOAT; Flink's are always a DOUBLE.
         FlinkFn::new("EXP", "EXP(x)", &[Param::Float], 1, double, |a, n| unary(a, n, f64::exp)).udf(),
         FlinkFn::new("LN", "LN(x)", &[Param::Float], 1, double, |a, n| unary(a, n, f64::ln)).udf(),
@@ -35,10 +39,13 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
         FlinkFn::new("LOG2", "LOG2(x)", &[Param::Float], 1, double, |a, n| unary(a, n, f64::log2)).udf(),
         FlinkFn::new("HEX", "HEX(integer or text)", &[Param::IntOrStr], 1, string, hex).udf(),
         FlinkFn::new("BIN", "BIN(integer)", &[Param::Int], 1, string, bin).udf(),
+        // DataFusion's fails on the smallest integer of a type; Flink's (Java's) leaves it as it is.
         FlinkFn::new("ABS", "ABS(x)", &[Param::Number], 1, first_type, abs).udf(),
+        // DataFusion's give a DOUBLE for an integer; Flink's keep its type.
         FlinkFn::new("CEIL", "CEIL(x)", &[Param::Number], 1, whole_type, |a, n| ceil_floor(a, n, Toward::Up)).udf(),
         FlinkFn::new("CEILING", "CEILING(x)", &[Param::Number], 1, whole_type, |a, n| ceil_floor(a, n, Toward::Up)).udf(),
         FlinkFn::new("FLOOR", "FLOOR(x)", &[Param::Number], 1, whole_type, |a, n| ceil_floor(a, n, Toward::Down)).udf(),
+        // DataFusion's rounds a DOUBLE's binary value (1.005 to 1.0); Flink's its decimal form (1.01).
         FlinkFn::new("ROUND", "ROUND(x[, places])", &[Param::Number, Param::Int], 1, first_type, round).typed_by_constants(round_type).udf(),
     ]
 }
@@ -376,6 +383,19 @@ fn unary(args: &[ColumnarValue], rows: usize, f: fn(f64) -> f64) -> Result<Array
     Ok(Arc::new(out))
 }
 
+/// `POWER(base, exponent)` as Java's `Math.pow`: C's `pow`, except that a NaN
+/// exponent, and 1 or -1 to an infinite one, give NaN (C gives 1 for `pow(1, NaN)`).
+fn power(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
+    let (base, exponent) = (Prims::<Float64Type>::of(&args[0])?, Prims::<Float64Type>::of(&args[1])?);
+    let out: Float64Array = (0..rows)
+        .map(|i| {
+            let (x, y) = (base.get(i)?, exponent.get(i)?);
+            Some(if y.is_nan() || (x.abs() == 1.0 && y.is_infinite()) { f64::NAN } else { x.powf(y) })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
 /// `SIGN(x)`: -1, 0 or 1, of `x`'s type.
 fn sign(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     let x = args[0].cast_to(&DataType::Float64, None)?;
@@ -452,4 +472,40 @@ fn modulo(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     let out: ArrayRef = Arc::new(Int64Array::from(out));
     let target = second_type(&[DataType::Null, args[1].data_type()]);
     Ok(cast::cast(&out, &target)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Java's `BigDecimal.valueOf(v).setScale(places, HALF_UP).doubleValue()`, as Flink 2.3 answers.
+    #[test]
+    fn doubles_round_their_decimal_form_half_up() {
+        let mut digits = String::new();
+        let mut round = |v: f64, places: i64| round_double(v, places, &mut digits).ok();
+        assert_eq!(round(1.005, 2), Some(1.01));
+        assert_eq!(round(2.675, 2), Some(2.68));
+        assert_eq!(round(-1234.5678, 1), Some(-1234.6));
+        assert_eq!(round(1234.5678, -2), Some(1200.0));
+        assert_eq!(round(0.1, 20), Some(0.1));
+        assert_eq!(round(-0.5, 0), Some(-1.0));
+        assert!(round(-0.4, 0).is_some_and(|r| r == 0.0 && r.is_sign_positive()));
+        assert_eq!(round(1e308, -400), Some(0.0));
+        assert_eq!(round(f64::NAN, 2), None);
+    }
+
+    #[test]
+    fn integers_and_decimals_round_half_away_from_zero() {
+        assert_eq!(round_integer(1250, -2), 1300);
+        assert_eq!(round_integer(-1250, -2), -1300);
+        assert_eq!(round_integer(1249, -2), 1200);
+        assert_eq!(round_integer(1234, 2), 1234);
+        assert_eq!(round_integer(i128::from(i64::MAX), -1) as i64, -9_223_372_036_854_775_806);
+        // 2.345 at scale 3: to 2 places at scale 2, to tens at scale 0.
+        assert_eq!(round_decimal(2345, 3, 2, 2), 235);
+        assert_eq!(round_decimal(-2345, 3, 2, 2), -235);
+        assert_eq!(round_decimal(2345, 3, -1, 0), 0);
+        assert_eq!(round_decimal(9995, 2, 1, 1), 1000);
+        assert_eq!(round_decimal(2345, 3, 5, 3), 2345);
+    }
 }

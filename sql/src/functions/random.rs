@@ -91,6 +91,7 @@ impl RandInteger {
     }
 }
 
+/// DataFusion compares calls to tell expressions apart.
 impl PartialEq for RandInteger {
     /// Two calls are one only when they share a generator (or neither has one).
     fn eq(&self, other: &Self) -> bool {
@@ -104,6 +105,7 @@ impl PartialEq for RandInteger {
 
 impl Eq for RandInteger {}
 
+/// Hashed as compared: by the generator it shares.
 impl Hash for RandInteger {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.seeded.as_ref().map(Arc::as_ptr).hash(state);
