@@ -682,6 +682,17 @@ mod tests {
     }
 
     #[test]
+    fn nesting_past_the_limit_is_refused_not_recursed_into() {
+        let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        assert_eq!(json_kind(&deep(MAX_DEPTH)), Some(JsonKind::Array));
+        assert_eq!(json_kind(&deep(MAX_DEPTH + 2)), None);
+        // Deep enough to overflow the stack if it were recursed into.
+        assert_eq!(json_kind(&deep(1_000_000)), None);
+        let path = JsonPath::parse("$[0]").expect("a path");
+        assert_eq!(path.select(&deep(1_000_000)), Selected::Error);
+    }
+
+    #[test]
     fn json_kinds_need_a_whole_value() {
         assert_eq!(json_kind(" {\"a\": [1, {}]} "), Some(JsonKind::Object));
         assert_eq!(json_kind("[1]"), Some(JsonKind::Array));
