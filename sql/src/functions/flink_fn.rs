@@ -323,6 +323,29 @@ fn internal(wanted: &str, got: &DataType) -> DataFusionError {
     DataFusionError::Internal(format!("a Flink function expected {wanted} after coercion, got {got}"))
 }
 
+/// The compiled form (a regex, a JSON path, a date pattern) of the text last
+/// seen in a column of them: such a column is usually one value over and over,
+/// so a text is compiled again only when it changes.
+pub(super) struct LastCompiled<'a, T> {
+    compile: fn(&str) -> T,
+    last: Option<(&'a str, T)>,
+}
+
+impl<'a, T> LastCompiled<'a, T> {
+    pub(super) fn new(compile: fn(&str) -> T) -> Self {
+        LastCompiled { compile, last: None }
+    }
+
+    /// `text` compiled.
+    pub(super) fn get(&mut self, text: &'a str) -> &T {
+        if self.last.as_ref().is_some_and(|(seen, _)| *seen != text) {
+            self.last = None;
+        }
+        let compile = self.compile;
+        &self.last.get_or_insert_with(|| (text, compile(text))).1
+    }
+}
+
 /// A constant STRING argument's text, when it is one (`None`: not a constant, or NULL).
 pub(super) fn constant_str<'a>(constants: &[Option<&'a ScalarValue>], i: usize) -> Option<&'a str> {
     match constants.get(i).copied().flatten() {

@@ -9,7 +9,7 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, StringBuilder};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
-use super::flink_fn::{boolean, constant_str, string, FlinkFn, Param, Strs};
+use super::flink_fn::{boolean, constant_str, string, FlinkFn, LastCompiled, Param, Strs};
 use super::json_path::{json_kind, Json, JsonKind, JsonPath, Selected};
 
 /// The internal name `x IS [NOT] JSON [kind]` is planned as (see [`super::syntax`]).
@@ -34,27 +34,13 @@ fn check_path(constants: &[Option<&ScalarValue>]) -> std::result::Result<(), Str
     }
 }
 
-/// Each row's path, compiled again only when it changes; a malformed one is None.
-struct Paths<'a> {
-    last: Option<(&'a str, Option<JsonPath>)>,
-}
-
-impl<'a> Paths<'a> {
-    fn get(&mut self, text: &'a str) -> Option<&JsonPath> {
-        match &self.last {
-            Some((seen, _)) if *seen == text => {}
-            _ => self.last = Some((text, JsonPath::parse(text).ok())),
-        }
-        self.last.as_ref().and_then(|(_, path)| path.as_ref())
-    }
-}
-
 /// What a row's path selects from its document: None for a NULL argument;
 /// `Selected::Error` for a document that is no JSON or a path that is malformed.
 fn each_row(args: &[ColumnarValue], rows: usize, mut f: impl FnMut(Option<Selected>)) -> Result<()> {
     let docs = Strs::of(&args[0])?;
     let paths = Strs::of(&args[1])?;
-    let mut compiled = Paths { last: None };
+    // A malformed path gives NULL (or FALSE), as in Flink.
+    let mut compiled = LastCompiled::new(|path| JsonPath::parse(path).ok());
     for i in 0..rows {
         let (Some(doc), Some(path)) = (docs.get(i), paths.get(i)) else {
             f(None);

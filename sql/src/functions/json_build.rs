@@ -9,6 +9,7 @@
 //! [`JSON_OBJECT`] and [`JSON_ARRAY`] whose first two arguments say what to do
 //! with NULL and which values are JSON already (see [`super::syntax`]).
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
@@ -97,7 +98,9 @@ impl Values {
             Values::Text(a) => write_string(a.as_string::<i32>().value(i), out),
             Values::Raw(a) => out.push_str(a.as_string::<i32>().value(i)),
             Values::Bool(a) => out.push_str(if a.as_boolean().value(i) { "true" } else { "false" }),
-            Values::Int(a) => out.push_str(&a.as_primitive::<Int64Type>().value(i).to_string()),
+            Values::Int(a) => {
+                let _ = write!(out, "{}", a.as_primitive::<Int64Type>().value(i));
+            }
             Values::Double(a) => java_double(a.as_primitive::<Float64Type>().value(i), out),
         }
     }

@@ -18,7 +18,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 use regex::Regex;
 
-use super::flink_fn::{boolean, constant_str, string, FlinkFn, Param, Prims, Strs};
+use super::flink_fn::{boolean, constant_str, string, FlinkFn, LastCompiled, Param, Prims, Strs};
 
 /// Flink's string functions that DataFusion lacks.
 pub(super) fn functions() -> Vec<ScalarUDF> {
@@ -62,24 +62,10 @@ fn check_regex<const I: usize>(constants: &[Option<&ScalarValue>]) -> std::resul
     }
 }
 
-/// The compiled regex of each row's pattern, compiled again only when the pattern changes.
-/// A pattern that does not compile gives NULL, as in Flink.
-struct Regexes<'a> {
-    last: Option<(&'a str, Option<Regex>)>,
-}
-
-impl<'a> Regexes<'a> {
-    fn new() -> Self {
-        Regexes { last: None }
-    }
-
-    fn get(&mut self, pattern: &'a str) -> Option<&Regex> {
-        match &self.last {
-            Some((seen, _)) if *seen == pattern => {}
-            _ => self.last = Some((pattern, Regex::new(pattern).ok())),
-        }
-        self.last.as_ref().and_then(|(_, regex)| regex.as_ref())
-    }
+/// Each row's regex, compiled again only when the pattern changes. A pattern
+/// that does not compile gives NULL, as in Flink.
+fn regexes<'a>() -> LastCompiled<'a, Option<Regex>> {
+    LastCompiled::new(|pattern| Regex::new(pattern).ok())
 }
 
 /// `REGEXP_EXTRACT(text, regex[, group])`: group `group` (0, the whole match, by
@@ -90,7 +76,7 @@ fn regexp_extract(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     let patterns = Strs::of(&args[1])?;
     let zero = ColumnarValue::Scalar(ScalarValue::Int64(Some(0)));
     let groups = Prims::<Int64Type>::of(args.get(2).unwrap_or(&zero))?;
-    let mut regexes = Regexes::new();
+    let mut regexes = regexes();
     let mut locations = None;
     let mut out = StringBuilder::with_capacity(rows, rows * 8);
     for i in 0..rows {
@@ -98,7 +84,7 @@ fn regexp_extract(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
             out.append_null();
             continue;
         };
-        let Some(regex) = regexes.get(pattern) else {
+        let Some(regex) = regexes.get(pattern).as_ref() else {
             out.append_null();
             continue;
         };
@@ -121,14 +107,14 @@ fn regexp_replace(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     let texts = Strs::of(&args[0])?;
     let patterns = Strs::of(&args[1])?;
     let replacements = Strs::of(&args[2])?;
-    let mut regexes = Regexes::new();
+    let mut regexes = regexes();
     let mut out = StringBuilder::with_capacity(rows, rows * 16);
     for i in 0..rows {
         let (Some(text), Some(pattern), Some(replacement)) = (texts.get(i), patterns.get(i), replacements.get(i)) else {
             out.append_null();
             continue;
         };
-        match regexes.get(pattern) {
+        match regexes.get(pattern).as_ref() {
             Some(regex) => out.append_value(regex.replace_all(text, regex::NoExpand(replacement))),
             None => out.append_null(),
         }
@@ -140,7 +126,7 @@ fn regexp_replace(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
 fn regexp(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
     let texts = Strs::of(&args[0])?;
     let patterns = Strs::of(&args[1])?;
-    let mut regexes = Regexes::new();
+    let mut regexes = regexes();
     let out: BooleanArray = (0..rows)
         .map(|i| {
             let (text, pattern) = (texts.get(i)?, patterns.get(i)?);
@@ -148,7 +134,7 @@ fn regexp(args: &[ColumnarValue], rows: usize) -> Result<ArrayRef> {
             if pattern.is_empty() {
                 return Some(false);
             }
-            regexes.get(pattern).map(|regex| regex.is_match(text))
+            regexes.get(pattern).as_ref().map(|regex| regex.is_match(text))
         })
         .collect();
     Ok(Arc::new(out))

@@ -14,7 +14,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 
 use super::date_pattern::{DatePattern, PastMonthEnd};
-use super::flink_fn::{bigint, constant_str, string, Body, FlinkFn, Param, Prims, Strs, MILLIS};
+use super::flink_fn::{bigint, constant_str, string, Body, FlinkFn, LastCompiled, Param, Prims, Strs, MILLIS};
 
 /// Flink's temporal functions that DataFusion lacks or means differently.
 pub(super) fn functions() -> Vec<ScalarUDF> {
@@ -96,16 +96,13 @@ fn datetime(millis: i64) -> Option<NaiveDateTime> {
 /// Formats each row's timestamp with its pattern, compiling a pattern only when it changes.
 fn format_rows(rows: usize, stamp: impl Fn(usize) -> Option<NaiveDateTime>, patterns: &Strs) -> Result<ArrayRef> {
     let mut out = StringBuilder::with_capacity(rows, rows * 20);
-    let mut compiled: Option<(&str, DatePattern)> = None;
+    let mut compiled = LastCompiled::new(DatePattern::parse);
     for i in 0..rows {
         let (Some(at), Some(text)) = (stamp(i), patterns.get(i)) else {
             out.append_null();
             continue;
         };
-        let pattern = match &compiled {
-            Some((seen, pattern)) if *seen == text => pattern,
-            _ => &compiled.insert((text, DatePattern::parse(text).map_err(DataFusionError::Execution)?)).1,
-        };
+        let pattern = compiled.get(text).as_ref().map_err(|e| DataFusionError::Execution(e.clone()))?;
         pattern.format(&at, &mut out).map_err(|e| DataFusionError::Execution(e.to_string()))?;
         out.append_value("");
     }
@@ -132,22 +129,17 @@ fn parse_rows<T>(args: &[ColumnarValue], rows: usize, default: &str, days: PastM
     let texts = Strs::of(&args[0])?;
     let default = ColumnarValue::Scalar(ScalarValue::Utf8(Some(default.to_string())));
     let patterns = Strs::of(args.get(1).unwrap_or(&default))?;
-    let mut compiled: Option<(&str, DatePattern)> = None;
+    let mut compiled = LastCompiled::new(DatePattern::parse);
+    // Without a pattern Flink also reads a date alone, or fractions of a second.
+    let also: Vec<DatePattern> = if args.len() == 1 { DEFAULT_ALSO.iter().filter_map(|p| DatePattern::parse(p).ok()).collect() } else { Vec::new() };
     let mut out = Vec::with_capacity(rows);
     for i in 0..rows {
         let (Some(text), Some(pattern_text)) = (texts.get(i), patterns.get(i)) else {
             out.push(each(None));
             continue;
         };
-        let pattern = match &compiled {
-            Some((seen, pattern)) if *seen == pattern_text => pattern,
-            _ => &compiled.insert((pattern_text, DatePattern::parse(pattern_text).map_err(DataFusionError::Execution)?)).1,
-        };
-        let mut parsed = pattern.parse_text(text, days);
-        if parsed.is_none() && args.len() == 1 {
-            // Without a pattern Flink also reads a date alone, or fractions of a second.
-            parsed = DEFAULT_ALSO.iter().filter_map(|p| DatePattern::parse(p).ok()).find_map(|p| p.parse_text(text, days));
-        }
+        let pattern = compiled.get(pattern_text).as_ref().map_err(|e| DataFusionError::Execution(e.clone()))?;
+        let parsed = pattern.parse_text(text, days).or_else(|| also.iter().find_map(|p| p.parse_text(text, days)));
         out.push(each(parsed));
     }
     Ok(out)
