@@ -196,7 +196,7 @@ fn rewrite(expr: &mut Expr) -> bool {
             *expr = call;
             true
         }
-        Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_unit_function(name) => {
+        Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_named(name, "TIMESTAMPADD") || is_named(name, "TIMESTAMPDIFF") => {
             let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(unit @ Expr::Identifier(_)))) = list.args.first_mut() else {
                 return false;
             };
@@ -263,18 +263,13 @@ fn is_named(name: &ObjectName, wanted: &str) -> bool {
 /// `'KIND'` of a `__eddy_is_json('KIND')` left by [`rewrite_tokens`].
 fn is_json_marker(expr: &Expr) -> Option<Expr> {
     let Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) = expr else { return None };
-    if !name.to_string().eq_ignore_ascii_case(IS_JSON) || list.args.len() != 1 {
+    if !is_named(name, IS_JSON) || list.args.len() != 1 {
         return None;
     }
     match &list.args[0] {
         FunctionArg::Unnamed(FunctionArgExpr::Expr(kind)) => Some(kind.clone()),
         _ => None,
     }
-}
-
-fn is_unit_function(name: &ObjectName) -> bool {
-    let name = name.to_string();
-    name.eq_ignore_ascii_case("TIMESTAMPADD") || name.eq_ignore_ascii_case("TIMESTAMPDIFF")
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
