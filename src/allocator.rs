@@ -9,6 +9,12 @@
 //! 4 M events, alternating runs with and without). The price: up to 256 MB of
 //! freed memory may stay with the process instead of going back to the system.
 
+/// Rust's allocations go to mimalloc: the operators that keep rows as bytes
+/// (joins, ranks) allocate and free millions of small buffers, where glibc's
+/// malloc spent a third of the CPU (`perf` over Nexmark q19).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Applies the settings, unless `GLIBC_TUNABLES` already sets the allocator's.
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

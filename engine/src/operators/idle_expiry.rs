@@ -3,10 +3,10 @@
 //! operators ask [`IdleExpiry::expired`] which keys to drop, so the bookkeeping
 //! lives here once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::rows::RowBytes;
+use super::rows::{RowBytes, RowMap};
 
 /// Where an operator reads the time its state TTL counts in (ms since the epoch).
 pub type Clock = Box<dyn Fn() -> i64 + Send>;
@@ -19,7 +19,7 @@ pub fn wall_clock_ms() -> i64 {
 /// When each key was last written, and which keys to look at when.
 pub struct IdleExpiry {
     ttl_ms: i64,
-    written: HashMap<RowBytes, i64>,
+    written: RowMap<i64>,
     /// Keys to look at once the clock passes a time, by that time.
     due: BTreeMap<i64, Vec<RowBytes>>,
 }
@@ -27,14 +27,19 @@ pub struct IdleExpiry {
 impl IdleExpiry {
     /// Keys expire `ttl_ms` after their last write.
     pub fn new(ttl_ms: i64) -> Self {
-        IdleExpiry { ttl_ms, written: HashMap::new(), due: BTreeMap::new() }
+        IdleExpiry { ttl_ms, written: RowMap::default(), due: BTreeMap::new() }
     }
 
     /// `key` was written at `now`.
-    pub fn touch(&mut self, key: &RowBytes, now: i64) {
-        if self.written.insert(key.clone(), now) != Some(now) {
-            self.due.entry(now.saturating_add(self.ttl_ms)).or_default().push(key.clone());
+    pub fn touch(&mut self, key: &[u8], now: i64) {
+        match self.written.get_mut(key) {
+            Some(written) if *written == now => return,
+            Some(written) => *written = now,
+            None => {
+                self.written.insert(key.into(), now);
+            }
         }
+        self.due.entry(now.saturating_add(self.ttl_ms)).or_default().push(key.into());
     }
 
     /// The keys not written for the TTL by `now`, forgotten here too.

@@ -9,7 +9,7 @@
 //! watermark trails the input's by the larger time bound, as Flink's does, so a
 //! window over the join's output does not see its rows as late.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, UInt32Array};
@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Field, TimeUnit, TimestampMilliseco
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::join_rows::{JoinRows, Picked, StoredBatches};
-use super::rows::RowBytes;
+use super::rows::{RowBytes, RowMap};
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
@@ -44,23 +44,79 @@ enum Matched {
     No,
 }
 
-/// One side's rows in state, by key.
+/// One side's rows in state, by key. Keys are interned in slots: the expiry
+/// queue names a slot, so a waiting row costs no copy of its key and expiry no
+/// hash lookup (Nexmark q7 keeps every bid for ten seconds).
 struct SideState {
     stored: StoredBatches,
-    by_key: HashMap<RowBytes, Vec<Waiting>>,
-    /// Keys to look at when the watermark passes a time, by that time.
-    expiry: BTreeMap<i64, Vec<RowBytes>>,
+    by_key: RowMap<u32>,
+    slots: Vec<Slot>,
+    /// Slots whose rows all left, to reuse.
+    free: Vec<u32>,
+    /// Slots to look at when the watermark passes a time, by that time. A slot
+    /// freed and reused meanwhile is looked at in vain: only rows due leave.
+    expiry: BTreeMap<i64, Vec<u32>>,
+}
+
+/// A key's waiting rows; a free slot has none.
+#[derive(Default)]
+struct Slot {
+    key: RowBytes,
+    waiting: Vec<Waiting>,
 }
 
 impl SideState {
     fn new() -> Self {
-        SideState { stored: StoredBatches::default(), by_key: HashMap::new(), expiry: BTreeMap::new() }
+        SideState { stored: StoredBatches::default(), by_key: RowMap::default(), slots: Vec::new(), free: Vec::new(), expiry: BTreeMap::new() }
+    }
+
+    /// The rows waiting under `key`.
+    fn waiting(&self, key: &[u8]) -> Option<(u32, &[Waiting])> {
+        self.by_key.get(key).map(|&slot| (slot, &self.slots[slot as usize].waiting[..]))
     }
 
     /// Puts a row of a stored batch in waiting under `key`, until the watermark passes `last_chance`.
-    fn wait(&mut self, key: RowBytes, row: Waiting, last_chance: i64) {
-        self.expiry.entry(last_chance).or_default().push(key.clone());
-        self.by_key.entry(key).or_default().push(row);
+    fn wait(&mut self, key: &[u8], row: Waiting, last_chance: i64) {
+        let slot = match self.by_key.get(key) {
+            Some(&slot) => slot,
+            None => {
+                let key: RowBytes = key.into();
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        self.slots.push(Slot::default());
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.slots[slot as usize].key = key.clone();
+                self.by_key.insert(key, slot);
+                slot
+            }
+        };
+        self.slots[slot as usize].waiting.push(row);
+        let due = self.expiry.entry(last_chance).or_default();
+        if due.last() != Some(&slot) {
+            due.push(slot);
+        }
+    }
+
+    /// Takes the rows `leaves` says are over out of `slot`, freeing it when none is left.
+    fn leave(&mut self, slot: u32, mut leaves: impl FnMut(&Waiting) -> bool) {
+        let entry = &mut self.slots[slot as usize];
+        if entry.waiting.is_empty() {
+            return;
+        }
+        entry.waiting.retain(|w| !leaves(w));
+        if entry.waiting.is_empty() {
+            self.by_key.remove(&entry.key);
+            entry.key = RowBytes::default();
+            self.free.push(slot);
+        }
+    }
+
+    /// Every waiting row.
+    fn all_waiting(&self) -> impl Iterator<Item = &Waiting> {
+        self.slots.iter().flat_map(|slot| &slot.waiting)
     }
 }
 
@@ -100,16 +156,16 @@ impl IntervalJoinOperator {
     }
 
     fn on_side_rows(&mut self, side: JoinSide, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        let keys = self.join.key_rows(side, &batch)?;
+        let keys = self.join.keys(side, &batch)?;
         let times = self.times(side, &batch)?;
         let bounds = self.bounds;
         // Candidate pairs: same key, times within the bounds.
         // Each candidate's incoming row, stored row, and place in its key's waiting list.
         let (mut incoming, mut stored, mut positions) = (Vec::new(), Vec::new(), Vec::new());
         let other = &self.sides[side.other() as usize];
-        for (i, (key, time)) in keys.iter().zip(&times).enumerate() {
-            let (Some(key), Some(time)) = (key, time) else { continue };
-            let Some(waiting) = other.by_key.get(key) else { continue };
+        for (i, time) in times.iter().enumerate() {
+            let (Some(key), Some(time)) = (keys.get(i), time) else { continue };
+            let Some((slot, waiting)) = other.waiting(key) else { continue };
             for (position, w) in waiting.iter().enumerate() {
                 let distance = match side {
                     JoinSide::Left => w.time - time,
@@ -118,7 +174,7 @@ impl IntervalJoinOperator {
                 if (bounds.lower_ms..=bounds.upper_ms).contains(&distance) {
                     incoming.push(i as u32);
                     stored.push((w.batch, w.row));
-                    positions.push(position);
+                    positions.push((slot, position));
                 }
             }
         }
@@ -133,8 +189,8 @@ impl IntervalJoinOperator {
             for &p in &kept {
                 let row = incoming_rows.value(p) as usize;
                 matched[row] = Matched::Yes;
-                let waiting = keys[row].as_ref().and_then(|key| other.by_key.get_mut(key));
-                if let Some(w) = waiting.and_then(|v| v.get_mut(positions[p])) {
+                let (slot, position) = positions[p];
+                if let Some(w) = other.slots[slot as usize].waiting.get_mut(position) {
                     if w.matched == Matched::No {
                         first_matches.push((w.batch, w.row));
                     }
@@ -164,8 +220,8 @@ impl IntervalJoinOperator {
         // Rows that may still meet a partner wait; an outer join's others leave now if alone.
         let mut alone = Vec::new();
         let mut waiting = Vec::new();
-        for (i, (key, time)) in keys.into_iter().zip(times).enumerate() {
-            match (key, time) {
+        for (i, time) in times.into_iter().enumerate() {
+            match (keys.get(i), time) {
                 (Some(key), Some(time)) if bounds.last_chance(side, time) > self.watermark.0 => waiting.push((i, key, time)),
                 _ if matched[i] == Matched::No => alone.push(i as u32),
                 _ => {}
@@ -196,21 +252,17 @@ impl IntervalJoinOperator {
         let mut alone = Vec::new();
         let mut released = Vec::new();
         for time in due {
-            for key in state.expiry.remove(&time).unwrap_or_default() {
-                let Some(waiting) = state.by_key.get_mut(&key) else { continue };
-                waiting.retain(|w| {
+            for slot in state.expiry.remove(&time).unwrap_or_default() {
+                state.leave(slot, |w| {
                     if bounds.last_chance(side, w.time) > watermark {
-                        return true;
+                        return false;
                     }
                     if w.matched == Matched::No {
                         alone.push((w.batch, w.row));
                     }
                     released.push(w.batch);
-                    false
+                    true
                 });
-                if waiting.is_empty() {
-                    state.by_key.remove(&key);
-                }
             }
         }
         (alone, released)
@@ -263,7 +315,7 @@ impl Operator for IntervalJoinOperator {
         let mut parts = Vec::new();
         for side in [JoinSide::Left, JoinSide::Right] {
             let state = &self.sides[side as usize];
-            let entries: Vec<Waiting> = state.by_key.values().flatten().copied().collect();
+            let entries: Vec<Waiting> = state.all_waiting().copied().collect();
             let rows: Vec<(u64, u32)> = entries.iter().map(|w| (w.batch, w.row)).collect();
             let matched = BooleanArray::from(entries.iter().map(|w| w.matched == Matched::Yes).collect::<Vec<_>>());
             let extra = vec![(Field::new("matched", DataType::Boolean, false), Arc::new(matched) as _)];
@@ -276,13 +328,13 @@ impl Operator for IntervalJoinOperator {
         for (name, part) in state.parts {
             let (side, rows, extra) = self.join.restored_part(&name, &part, 1)?;
             let matched = extra[0].as_boolean().clone();
-            let key_rows = self.join.key_rows(side, &rows)?;
+            let keys = self.join.keys(side, &rows)?;
             let times = self.times(side, &rows)?;
             let bounds = self.bounds;
             let state = &mut self.sides[side as usize];
             let id = state.stored.add(&rows, rows.num_rows());
-            for (i, (key, time)) in key_rows.into_iter().zip(times).enumerate() {
-                let (Some(key), Some(time)) = (key, time) else {
+            for (i, time) in times.into_iter().enumerate() {
+                let (Some(key), Some(time)) = (keys.get(i), time) else {
                     state.stored.release(id);
                     continue;
                 };

@@ -12,9 +12,10 @@ use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, UI
 use datafusion::arrow::compute::{cast, interleave, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::Rows;
 use datafusion::common::JoinSide as FilterSide;
 
-use super::rows::{bytes, Codec, RowBytes};
+use super::rows::{Codec, RowBytes};
 use super::{arrow_error, evaluate, evaluate_predicate};
 use crate::error::{EngineError, Result};
 use crate::plan::{JoinNode, JoinSide};
@@ -23,7 +24,7 @@ use crate::plan::{JoinNode, JoinSide};
 /// a batch is dropped when its last stored row leaves.
 #[derive(Default)]
 pub(super) struct StoredBatches {
-    batches: HashMap<u64, (RecordBatch, usize)>,
+    batches: HashMap<u64, (RecordBatch, usize), foldhash::fast::RandomState>,
     next: u64,
     bytes: usize,
 }
@@ -102,6 +103,23 @@ impl<'a> Picked<'a> {
     }
 }
 
+/// A batch's join keys (see [`JoinRows::keys`]).
+pub(super) struct EncodedKeys {
+    /// `None` for a join without keys: every row's key is empty.
+    rows: Option<Rows>,
+    valid: Vec<bool>,
+}
+
+impl EncodedKeys {
+    /// Row `i`'s key; `None` where a key column is NULL.
+    pub(super) fn get(&self, i: usize) -> Option<&[u8]> {
+        if !self.valid[i] {
+            return None;
+        }
+        Some(self.rows.as_ref().map_or(&[][..], |rows| rows.row(i).data()))
+    }
+}
+
 /// The join's shape, as its operators use it: each side's schema, the key encoder, the output.
 pub(super) struct JoinRows {
     pub(super) node: JoinNode,
@@ -131,9 +149,16 @@ impl JoinRows {
     /// Each row's key, encoded the same for both sides; `None` where a key is NULL
     /// (which equals nothing, as in SQL).
     pub(super) fn key_rows(&self, side: JoinSide, batch: &RecordBatch) -> Result<Vec<Option<RowBytes>>> {
+        let keys = self.keys(side, batch)?;
+        Ok((0..batch.num_rows()).map(|i| keys.get(i).map(Box::from)).collect())
+    }
+
+    /// Each row's key, as [`JoinRows::key_rows`] encodes it, borrowed from one
+    /// buffer: for operators that copy a key only when they keep a new one.
+    pub(super) fn keys(&self, side: JoinSide, batch: &RecordBatch) -> Result<EncodedKeys> {
         let rows = batch.num_rows();
         if self.key_types.is_empty() {
-            return Ok(vec![Some(Box::from(&[][..])); rows]);
+            return Ok(EncodedKeys { rows: None, valid: vec![true; rows] });
         }
         let mut arrays = Vec::with_capacity(self.key_types.len());
         for (expr, data_type) in self.node.keys(side).iter().zip(&self.key_types) {
@@ -141,7 +166,8 @@ impl JoinRows {
             arrays.push(if array.data_type() == data_type { array } else { cast(&array, data_type).map_err(|e| self.arrow(e))? });
         }
         let encoded = self.keys.encode(&arrays)?;
-        Ok((0..rows).map(|i| arrays.iter().all(|a| a.is_valid(i)).then(|| bytes(encoded.row(i)))).collect())
+        let valid = (0..rows).map(|i| arrays.iter().all(|a| a.is_valid(i))).collect();
+        Ok(EncodedKeys { rows: Some(encoded), valid })
     }
 
     /// Output rows from the two sides' picks: the left columns, the right ones, projected.

@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::join_rows::{JoinRows, Picked, StoredBatches};
-use super::rows::RowBytes;
+use super::rows::{RowBytes, RowMap};
 use super::{evaluate, evaluate_predicate};
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -97,9 +97,9 @@ impl LookupJoinOperator {
     }
 
     /// The table's rows for each distinct key of `keys` (from the cache, or asked for).
-    fn rows_by_key(&mut self, batch: &RecordBatch, keys: &[Option<RowBytes>]) -> Result<HashMap<RowBytes, RecordBatch>> {
+    fn rows_by_key(&mut self, batch: &RecordBatch, keys: &[Option<RowBytes>]) -> Result<RowMap<RecordBatch>> {
         let now = Instant::now();
-        let mut found: HashMap<RowBytes, RecordBatch> = HashMap::new();
+        let mut found: RowMap<RecordBatch> = RowMap::default();
         // Each key not cached, once, with the first row that has it.
         let mut asked: Vec<(RowBytes, u32)> = Vec::new();
         let mut seen: std::collections::HashSet<&RowBytes> = std::collections::HashSet::new();

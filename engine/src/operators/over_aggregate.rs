@@ -20,7 +20,7 @@
 //! which add rows entering a frame and retract rows leaving it; an aggregate
 //! that cannot retract is recomputed over the frame.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch, UInt64Array};
@@ -31,7 +31,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::scalar::ScalarValue;
 
 use super::project::make_batch;
-use super::rows::{bytes, Codec, RowBytes};
+use super::rows::{bytes, Codec, RowBytes, RowMap};
 use super::{arrow_error, evaluate};
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -98,7 +98,7 @@ pub struct OverAggregateOperator {
     args: Codec,
     /// How many argument columns each aggregate has.
     arg_counts: Vec<usize>,
-    partitions: HashMap<RowBytes, Partition>,
+    partitions: RowMap<Partition>,
     /// Keys with rows waiting at a time, by that time.
     due: BTreeMap<i64, Vec<RowBytes>>,
     watermark: EventTime,
@@ -136,7 +136,7 @@ impl OverAggregateOperator {
             rows,
             args,
             arg_counts,
-            partitions: HashMap::new(),
+            partitions: RowMap::default(),
             due: BTreeMap::new(),
             watermark: EventTime::MIN,
             restored_watermark: false,

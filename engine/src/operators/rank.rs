@@ -8,17 +8,17 @@
 //! would never fire for them) are dropped and counted for the first-row
 //! deduplication and for window ranks, whose results wait for the watermark.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array, UInt64Array};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
 use super::idle_expiry::{wall_clock_ms, Clock, IdleExpiry};
-use super::rows::{bytes, Codec, RowBytes};
+use super::rows::{bytes, Codec, RowBytes, RowMap};
 use super::source_prep::as_millis;
 use super::{arrow_error, evaluate};
 use crate::changelog::{ChangeBatch, RowKind};
@@ -52,18 +52,41 @@ enum FirstRow {
 /// What the operator keeps, by kind.
 enum Partitions {
     First {
-        rows: HashMap<RowBytes, FirstRow>,
+        rows: RowMap<FirstRow>,
         /// Partitions to look at once the watermark passes a time, by that time.
         due: BTreeMap<i64, Vec<RowBytes>>,
     },
-    Last(HashMap<RowBytes, (i64, RowBytes)>),
+    Last(RowMap<(i64, RowBytes)>),
     /// Each open window's partitions, by the window's end.
-    Window(BTreeMap<i64, HashMap<RowBytes, Vec<Ranked>>>),
-    Continuous(HashMap<RowBytes, Vec<Ranked>>),
+    Window(BTreeMap<i64, RowMap<Vec<Ranked>>>),
+    Continuous(RowMap<Vec<Ranked>>),
 }
 
-/// One output row: its kind, the row, its row number (1-based).
-type Change<'a> = (RowKind, &'a RowBytes, u64);
+/// Output rows gathered while a batch or a watermark is handled: their
+/// row-format bytes back to back, so a change allocates nothing of its own
+/// (a Top-N emits a few changes for every row it ranks).
+#[derive(Default)]
+struct Changes {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    kinds: Vec<RowKind>,
+    /// Each row's row number (1-based).
+    numbers: Vec<u64>,
+}
+
+impl Changes {
+    fn push(&mut self, kind: RowKind, row: &[u8], number: u64) {
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+        self.kinds.push(kind);
+        self.numbers.push(number);
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
+    }
+}
 
 /// The rank operator; see the module docs.
 pub struct RankOperator {
@@ -111,10 +134,10 @@ impl RankOperator {
         let nulls: Vec<ArrayRef> = input.fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect();
         let no_row = bytes(rows.encode(&nulls)?.row(0));
         let partitions = match node.kind {
-            RankKind::FirstRow { .. } | RankKind::FirstArrival => Partitions::First { rows: HashMap::new(), due: BTreeMap::new() },
-            RankKind::LastRow { .. } | RankKind::LastArrival => Partitions::Last(HashMap::new()),
+            RankKind::FirstRow { .. } | RankKind::FirstArrival => Partitions::First { rows: RowMap::default(), due: BTreeMap::new() },
+            RankKind::LastRow { .. } | RankKind::LastArrival => Partitions::Last(RowMap::default()),
             RankKind::Window { .. } => Partitions::Window(BTreeMap::new()),
-            RankKind::Continuous => Partitions::Continuous(HashMap::new()),
+            RankKind::Continuous => Partitions::Continuous(RowMap::default()),
         };
         let (node_ttl, kind) = (node.state_ttl_ms, node.kind);
         Ok(RankOperator {
@@ -140,22 +163,30 @@ impl RankOperator {
     }
 
     /// Each row's partition key.
-    fn partition_of(&self, batch: &RecordBatch) -> Result<Vec<RowBytes>> {
+    fn partition_of(&self, batch: &RecordBatch) -> Result<Rows> {
         let columns = if self.node.partition.is_empty() {
             vec![Arc::new(BooleanArray::from(vec![true; batch.num_rows()])) as ArrayRef]
         } else {
             self.node.partition.iter().map(|e| evaluate(e, batch, self.name)).collect::<Result<Vec<_>>>()?
         };
-        let encoded = self.partition_keys.encode(&columns)?;
-        Ok(encoded.iter().map(bytes).collect())
+        self.partition_keys.encode(&columns)
     }
 
-    /// Each row's order key (empty without `ORDER BY`).
-    fn order_of(&self, batch: &RecordBatch) -> Result<Vec<RowBytes>> {
-        let Some(converter) = &self.order_keys else { return Ok(vec![RowBytes::default(); batch.num_rows()]) };
+    /// Each row's order key (`None` without `ORDER BY`: every row's is empty).
+    fn order_of(&self, batch: &RecordBatch) -> Result<Option<Rows>> {
+        let Some(converter) = &self.order_keys else { return Ok(None) };
         let columns = self.node.order.iter().map(|o| evaluate(&o.expr, batch, self.name)).collect::<Result<Vec<_>>>()?;
-        let encoded = converter.convert_columns(&columns).map_err(|e| self.arrow(e))?;
-        Ok(encoded.iter().map(bytes).collect())
+        converter.convert_columns(&columns).map(Some).map_err(|e| self.arrow(e))
+    }
+
+    /// The row-format bytes of `batch`'s rows `picked`, in that order.
+    fn encode_picked(&self, batch: &RecordBatch, picked: &[u32]) -> Result<Rows> {
+        if picked.len() == batch.num_rows() {
+            return self.rows.encode(batch.columns());
+        }
+        let indices = UInt32Array::from(picked.to_vec());
+        let columns = batch.columns().iter().map(|c| take(c, &indices, None)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.arrow(e))?;
+        self.rows.encode(&columns)
     }
 
     /// Each row's time in `column` (ms); `None` where it is NULL.
@@ -165,18 +196,18 @@ impl RankOperator {
     }
 
     /// The output rows of `changes`: the input's columns, then the row number.
-    fn output(&self, changes: &[Change<'_>]) -> Result<ChangeBatch> {
-        let mut columns = self.rows.decode(changes.iter().map(|(_, row, _)| *row))?;
-        let number: ArrayRef = Arc::new(UInt64Array::from(changes.iter().map(|(_, _, n)| *n).collect::<Vec<_>>()));
+    fn output(&self, changes: Changes) -> Result<ChangeBatch> {
+        let mut columns = self.rows.decode(changes.rows())?;
+        let number: ArrayRef = Arc::new(UInt64Array::from(changes.numbers));
         let number_type = self.node.schema.field(self.input.fields().len()).data_type();
         columns.push(if number.data_type() == number_type { number } else { cast(&number, number_type).map_err(|e| self.arrow(e))? });
-        let options = RecordBatchOptions::new().with_row_count(Some(changes.len()));
+        let options = RecordBatchOptions::new().with_row_count(Some(changes.kinds.len()));
         let batch = RecordBatch::try_new_with_options(Arc::clone(&self.node.schema), columns, &options).map_err(|e| self.arrow(e))?;
-        ChangeBatch::new(batch, changes.iter().map(|(kind, _, _)| *kind).collect())
+        ChangeBatch::new(batch, changes.kinds)
     }
 
-    fn emit(&self, changes: &[Change<'_>], out: &mut Emitter) -> Result<()> {
-        if !changes.is_empty() {
+    fn emit(&self, changes: Changes, out: &mut Emitter) -> Result<()> {
+        if !changes.kinds.is_empty() {
             out.changes(self.output(changes)?);
         }
         Ok(())
@@ -207,109 +238,139 @@ impl RankOperator {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        if batch.num_rows() == 0 {
+        let count = batch.num_rows();
+        if count == 0 {
             return Ok(());
         }
         self.expire();
         let keys = self.partition_of(&batch)?;
+        let key = |i: usize| keys.row(i).data();
         if let Some(expiry) = &mut self.expiry {
             let now = (self.clock)();
-            for key in &keys {
-                expiry.touch(key, now);
+            for i in 0..count {
+                expiry.touch(key(i), now);
             }
         }
-        let encoded = self.rows.encode(batch.columns())?;
-        let row = |i: usize| bytes(encoded.row(i));
+        let mut changes = Changes::default();
         match self.node.kind {
             RankKind::FirstRow { time_column } => {
                 let times = self.times(&batch, time_column)?;
-                let Partitions::First { rows, due } = &mut self.partitions else { return Err(mismatch()) };
+                let Partitions::First { rows, .. } = &self.partitions else { return Err(mismatch()) };
+                // The rows that are earlier than their partition's kept one, on time.
                 let mut late = 0;
-                for (i, key) in keys.into_iter().enumerate() {
-                    let Some(time) = times[i] else { continue };
-                    if time < self.watermark {
-                        late += 1;
-                        continue;
-                    }
-                    let replace = match rows.get(&key) {
-                        None => true,
-                        Some(FirstRow::Waiting { time: kept, .. }) => time < *kept,
-                        Some(FirstRow::Emitted) => false,
-                    };
-                    if replace {
-                        let row = row(i);
-                        self.bytes += row.len() + key.len();
-                        if let Some(FirstRow::Waiting { row: old, .. }) = rows.insert(key.clone(), FirstRow::Waiting { time, row }) {
-                            self.bytes = self.bytes.saturating_sub(old.len() + key.len());
+                let candidates: Vec<u32> = (0..count)
+                    .filter(|&i| {
+                        let Some(time) = times[i] else { return false };
+                        if time < self.watermark {
+                            late += 1;
+                            return false;
                         }
-                        due.entry(time).or_default().push(key);
-                    }
-                }
+                        match rows.get(key(i)) {
+                            None => true,
+                            Some(FirstRow::Waiting { time: kept, .. }) => time < *kept,
+                            Some(FirstRow::Emitted) => false,
+                        }
+                    })
+                    .map(|i| i as u32)
+                    .collect();
                 self.late(late);
+                let encoded = self.encode_picked(&batch, &candidates)?;
+                let Partitions::First { rows, due } = &mut self.partitions else { return Err(mismatch()) };
+                for (c, &i) in candidates.iter().enumerate() {
+                    let (i, Some(time)) = (i as usize, times[i as usize]) else { continue };
+                    // An earlier row of the same partition in this batch may have come first.
+                    if let Some(FirstRow::Waiting { time: kept, .. }) = rows.get(key(i)) {
+                        if time >= *kept {
+                            continue;
+                        }
+                    }
+                    let row: RowBytes = encoded.row(c).data().into();
+                    self.bytes += row.len() + key(i).len();
+                    if let Some(FirstRow::Waiting { row: old, .. }) = rows.insert(key(i).into(), FirstRow::Waiting { time, row }) {
+                        self.bytes = self.bytes.saturating_sub(old.len() + key(i).len());
+                    }
+                    due.entry(time).or_default().push(key(i).into());
+                }
             }
             RankKind::FirstArrival => {
                 let Partitions::First { rows, .. } = &mut self.partitions else { return Err(mismatch()) };
                 let mut first = Vec::new();
-                for (i, key) in keys.into_iter().enumerate() {
-                    if let std::collections::hash_map::Entry::Vacant(entry) = rows.entry(key) {
-                        self.bytes += entry.key().len();
-                        entry.insert(FirstRow::Emitted);
-                        first.push(row(i));
+                for i in 0..count {
+                    if !rows.contains_key(key(i)) {
+                        self.bytes += key(i).len();
+                        rows.insert(key(i).into(), FirstRow::Emitted);
+                        first.push(i as u32);
                     }
                 }
-                let changes: Vec<Change<'_>> = first.iter().map(|row| (RowKind::Insert, row, 1)).collect();
-                self.emit(&changes, out)?;
+                let encoded = self.encode_picked(&batch, &first)?;
+                for row in encoded.iter() {
+                    changes.push(RowKind::Insert, row.data(), 1);
+                }
             }
             RankKind::LastRow { .. } | RankKind::LastArrival => {
                 // By processing time every row is the latest so far.
                 let times = match self.node.kind {
                     RankKind::LastRow { time_column } => self.times(&batch, time_column)?,
-                    _ => vec![Some(0); batch.num_rows()],
+                    _ => vec![Some(0); count],
                 };
+                let encoded = self.rows.encode(batch.columns())?;
                 let Partitions::Last(rows) = &mut self.partitions else { return Err(mismatch()) };
                 // Each row replaces its partition's at once; several rows of one
                 // partition in a batch each replace the one before.
-                let mut changes: Vec<(RowKind, RowBytes)> = Vec::new();
-                for (i, key) in keys.into_iter().enumerate() {
-                    let Some(time) = times[i] else { continue };
-                    match rows.get_mut(&key) {
+                for (i, time) in times.into_iter().enumerate() {
+                    let Some(time) = time else { continue };
+                    let row = encoded.row(i).data();
+                    match rows.get_mut(key(i)) {
                         None => {
-                            let row = row(i);
-                            self.bytes += row.len() + key.len();
-                            changes.push((RowKind::Insert, row.clone()));
-                            rows.insert(key, (time, row));
+                            self.bytes += row.len() + key(i).len();
+                            changes.push(RowKind::Insert, row, 1);
+                            rows.insert(key(i).into(), (time, row.into()));
                         }
                         Some((kept, old)) if time >= *kept => {
-                            let row = row(i);
                             self.bytes = (self.bytes + row.len()).saturating_sub(old.len());
-                            changes.push((RowKind::UpdateBefore, std::mem::replace(old, row.clone())));
-                            changes.push((RowKind::UpdateAfter, row));
+                            changes.push(RowKind::UpdateBefore, old, 1);
+                            changes.push(RowKind::UpdateAfter, row, 1);
+                            *old = row.into();
                             *kept = time;
                         }
                         Some(_) => {}
                     }
                 }
-                let changes: Vec<Change<'_>> = changes.iter().map(|(kind, row)| (*kind, row, 1)).collect();
-                self.emit(&changes, out)?;
             }
             RankKind::Window { window, end_column, end_is_start, ties } => {
-                let ends = self.times(&batch, end_column)?;
                 let size = window_size(window);
+                let ends: Vec<Option<i64>> =
+                    self.times(&batch, end_column)?.into_iter().map(|e| e.map(|t| if end_is_start { t.saturating_add(size) } else { t })).collect();
                 let orders = self.order_of(&batch)?;
+                let order = |i: usize| orders.as_ref().map_or(&[][..], |o| o.row(i).data());
                 let limit = self.node.limit;
-                let Partitions::Window(windows) = &mut self.partitions else { return Err(mismatch()) };
+                let Partitions::Window(windows) = &self.partitions else { return Err(mismatch()) };
                 let mut late = 0;
-                for (i, (key, order)) in keys.into_iter().zip(orders).enumerate() {
-                    let Some(end) = ends[i].map(|t| if end_is_start { t.saturating_add(size) } else { t }) else { continue };
-                    if end <= self.watermark {
-                        late += 1;
-                        continue;
+                let candidates: Vec<u32> = (0..count)
+                    .filter(|&i| {
+                        let Some(end) = ends[i] else { return false };
+                        if end <= self.watermark {
+                            late += 1;
+                            return false;
+                        }
+                        may_rank(windows.get(&end).and_then(|w| w.get(key(i))), order(i), limit)
+                    })
+                    .map(|i| i as u32)
+                    .collect();
+                self.late(late);
+                let encoded = self.encode_picked(&batch, &candidates)?;
+                let Partitions::Window(windows) = &mut self.partitions else { return Err(mismatch()) };
+                for (c, &i) in candidates.iter().enumerate() {
+                    let (i, Some(end)) = (i as usize, ends[i as usize]) else { continue };
+                    let partitions = windows.entry(end).or_default();
+                    if !partitions.contains_key(key(i)) {
+                        partitions.insert(key(i).into(), Vec::new());
                     }
-                    let ranked = windows.entry(end).or_default().entry(key).or_default();
+                    let Some(ranked) = partitions.get_mut(key(i)) else { return Err(mismatch()) };
                     // Ties go by arrival: a later row first when it is to replace an equal one.
                     let seq = if ties == Ties::LaterFirst { u64::MAX - self.next_seq } else { self.next_seq };
-                    let item = Ranked { order, seq, row: row(i) };
                     self.next_seq += 1;
+                    let item = Ranked { order: order(i).into(), seq, row: encoded.row(c).data().into() };
                     let size = item.order.len() + item.row.len();
                     if let Some((_, evicted)) = insert_ranked(ranked, item, limit) {
                         self.bytes += size;
@@ -318,17 +379,25 @@ impl RankOperator {
                         }
                     }
                 }
-                self.late(late);
             }
             RankKind::Continuous => {
                 let orders = self.order_of(&batch)?;
+                let order = |i: usize| orders.as_ref().map_or(&[][..], |o| o.row(i).data());
                 let limit = self.node.limit;
+                let Partitions::Continuous(partitions) = &self.partitions else { return Err(mismatch()) };
+                // Only rows that may rank are encoded: most rows of a long-running
+                // Top-N rank below its last kept row.
+                let candidates: Vec<u32> = (0..count).filter(|&i| may_rank(partitions.get(key(i)), order(i), limit)).map(|i| i as u32).collect();
+                let encoded = self.encode_picked(&batch, &candidates)?;
                 let Partitions::Continuous(partitions) = &mut self.partitions else { return Err(mismatch()) };
-                let mut changes: Vec<(RowKind, RowBytes, u64)> = Vec::new();
-                for (i, (key, order)) in keys.into_iter().zip(orders).enumerate() {
-                    let ranked = partitions.entry(key).or_default();
+                for (c, &i) in candidates.iter().enumerate() {
+                    let i = i as usize;
+                    if !partitions.contains_key(key(i)) {
+                        partitions.insert(key(i).into(), Vec::new());
+                    }
+                    let Some(ranked) = partitions.get_mut(key(i)) else { return Err(mismatch()) };
                     let before = ranked.len();
-                    let item = Ranked { order, seq: self.next_seq, row: row(i) };
+                    let item = Ranked { order: order(i).into(), seq: self.next_seq, row: encoded.row(c).data().into() };
                     self.next_seq += 1;
                     let size = item.order.len() + item.row.len();
                     let Some((position, evicted)) = insert_ranked(ranked, item, limit) else { continue };
@@ -343,29 +412,27 @@ impl RankOperator {
                                 Some(next) => &next.row,
                                 None => &evicted.as_ref().ok_or_else(mismatch)?.row,
                             };
-                            changes.push((RowKind::UpdateBefore, held.clone(), number));
-                            changes.push((RowKind::UpdateAfter, ranked[rank].row.clone(), number));
+                            changes.push(RowKind::UpdateBefore, held, number);
+                            changes.push(RowKind::UpdateAfter, &ranked[rank].row, number);
                         } else {
-                            changes.push((RowKind::Insert, ranked[rank].row.clone(), number));
+                            changes.push(RowKind::Insert, &ranked[rank].row, number);
                         }
                     }
                     if let Some(evicted) = evicted {
                         self.bytes = self.bytes.saturating_sub(evicted.order.len() + evicted.row.len());
                     }
                 }
-                let changes: Vec<Change<'_>> = changes.iter().map(|(kind, row, n)| (*kind, row, *n)).collect();
-                self.emit(&changes, out)?;
             }
         }
-        Ok(())
+        self.emit(changes, out)
     }
 
     /// Emits what the watermark completes: first rows whose time it passed, windows whose end it reached.
     fn fire(&mut self, out: &mut Emitter) -> Result<()> {
         let watermark = self.watermark;
+        let mut changes = Changes::default();
         match &mut self.partitions {
             Partitions::First { rows, due } => {
-                let mut emitted: Vec<RowBytes> = Vec::new();
                 while let Some(entry) = due.first_entry() {
                     if *entry.key() >= watermark {
                         break;
@@ -376,39 +443,32 @@ impl RankOperator {
                                 if *time < watermark {
                                     if let FirstRow::Waiting { row, .. } = std::mem::replace(state, FirstRow::Emitted) {
                                         self.bytes = self.bytes.saturating_sub(row.len());
-                                        emitted.push(row);
+                                        changes.push(RowKind::Insert, &row, 1);
                                     }
                                 }
                             }
                         }
                     }
                 }
-                let changes: Vec<Change<'_>> = emitted.iter().map(|row| (RowKind::Insert, row, 1)).collect();
-                self.emit(&changes, out)
             }
             Partitions::Window(windows) => {
-                let mut closed = Vec::new();
+                let mut freed = 0;
                 while let Some(entry) = windows.first_entry() {
                     if *entry.key() > watermark {
                         break;
                     }
-                    closed.push(entry.remove());
-                }
-                let mut freed = 0;
-                let mut changes: Vec<Change<'_>> = Vec::new();
-                for partitions in &closed {
-                    for ranked in partitions.values() {
+                    for ranked in entry.remove().values() {
                         for (rank, kept) in ranked.iter().enumerate() {
                             freed += kept.order.len() + kept.row.len();
-                            changes.push((RowKind::Insert, &kept.row, rank as u64 + 1));
+                            changes.push(RowKind::Insert, &kept.row, rank as u64 + 1);
                         }
                     }
                 }
                 self.bytes = self.bytes.saturating_sub(freed);
-                self.emit(&changes, out)
             }
-            Partitions::Last(_) | Partitions::Continuous(_) => Ok(()),
+            Partitions::Last(_) | Partitions::Continuous(_) => {}
         }
+        self.emit(changes, out)
     }
 
     /// Every kept row as (partition, row, emitted), ranked rows in rank order.
@@ -428,6 +488,14 @@ impl RankOperator {
             Partitions::Continuous(partitions) => partitions.iter().flat_map(|(key, ranked)| ranked.iter().map(move |r| (key, &r.row, false))).collect(),
         }
     }
+}
+
+/// Whether a row of `order` may rank within `limit` in a partition kept as
+/// `ranked`: rows a batch adds only raise the bar, so a row that may not against
+/// the state before the batch does not after it. Equal orders may (a later row
+/// ranks first when ties go that way).
+fn may_rank(ranked: Option<&Vec<Ranked>>, order: &[u8], limit: usize) -> bool {
+    ranked.is_none_or(|ranked| ranked.len() < limit || ranked.last().is_some_and(|last| order <= &last.order[..]))
 }
 
 /// Inserts `item` into `ranked` (sorted by order, then arrival) if it ranks

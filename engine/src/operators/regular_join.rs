@@ -20,7 +20,7 @@
 //! other side's rows to meet: they are dropped and new ones are not stored, so
 //! enriching a stream from a file costs one hash table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, Int64Array, UInt32Array};
@@ -30,7 +30,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::idle_expiry::wall_clock_ms;
 pub use super::idle_expiry::Clock;
 use super::join_rows::{JoinRows, Picked, StoredBatches};
-use super::rows::RowBytes;
+use super::rows::{RowBytes, RowMap};
 use crate::changelog::{ChangeBatch, RowKind};
 use crate::error::{EngineError, Result};
 use crate::message::{CheckpointId, EventTime};
@@ -62,7 +62,7 @@ enum Input {
 #[derive(Default)]
 struct SideRows {
     stored: StoredBatches,
-    by_key: HashMap<RowBytes, Vec<Stored>>,
+    by_key: RowMap<Vec<Stored>>,
     /// With a state TTL: keys to look at once the clock passes a time, by that time.
     expiry: BTreeMap<i64, Vec<RowBytes>>,
 }

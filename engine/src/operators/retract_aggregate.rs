@@ -12,7 +12,7 @@
 //! retracted, and a group whose row did not change emits nothing. The cost of a
 //! recomputation is the group's distinct argument values, not its history.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::plan::{AggregateKind, WindowAggregateNode};
@@ -25,7 +25,7 @@ use datafusion::logical_expr::EmitTo;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::arrow_error;
-use super::rows::{bytes, constant, Codec, EmittedRows, RowBytes};
+use super::rows::{bytes, constant, Codec, EmittedRows, RowBytes, RowMap};
 use super::window_aggregate::{new_accumulator, output_batch, Inputs};
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -49,7 +49,7 @@ pub struct RetractAggregateOperator {
     /// column when there are none).
     values: Codec,
     /// Each group's argument rows with their multiplicity.
-    groups: HashMap<RowBytes, HashMap<RowBytes, i64>>,
+    groups: RowMap<RowMap<i64>>,
     /// The row each group emitted last, to retract exactly what was emitted.
     emitted: EmittedRows,
     /// Groups changed since the last emission; ordered so output is deterministic.
@@ -90,7 +90,7 @@ impl RetractAggregateOperator {
             emitted: EmittedRows::new(&node.schema, key_types)?,
             key_exprs,
             node,
-            groups: HashMap::new(),
+            groups: RowMap::default(),
             touched: BTreeSet::new(),
             unmatched: 0,
         })

@@ -20,7 +20,7 @@
 //! need it (later probe rows are at or above the watermark, late ones aside), so
 //! a key keeps its versions from the last one at or before the watermark on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, UInt32Array};
@@ -29,7 +29,7 @@ use datafusion::arrow::datatypes::{DataType, Field, TimeUnit, TimestampMilliseco
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::join_rows::{JoinRows, Picked, StoredBatches};
-use super::rows::RowBytes;
+use super::rows::{RowBytes, RowMap};
 use crate::changelog::{ChangeBatch, RowKind};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
@@ -72,7 +72,7 @@ pub struct TemporalJoinOperator {
     /// Waiting probe rows by time.
     waiting: BTreeMap<i64, Vec<Waiting>>,
     version_rows: StoredBatches,
-    versions: HashMap<RowBytes, BTreeMap<i64, Version>>,
+    versions: RowMap<BTreeMap<i64, Version>>,
     /// Keys whose older versions may be dropped once the watermark passes a time, by that time.
     prune_at: BTreeMap<i64, Vec<RowBytes>>,
     watermark: EventTime,
@@ -90,7 +90,7 @@ impl TemporalJoinOperator {
             probe_rows: StoredBatches::default(),
             waiting: BTreeMap::new(),
             version_rows: StoredBatches::default(),
-            versions: HashMap::new(),
+            versions: RowMap::default(),
             prune_at: BTreeMap::new(),
             watermark: EventTime::MIN,
         })
