@@ -1,12 +1,13 @@
-//! Settings for the C allocator, which librdkafka uses for every record it
-//! fetches and Rust uses for every Arrow buffer.
+//! The process's allocators: every Rust allocation (Arrow buffers, rows kept in
+//! state) goes to mimalloc; librdkafka's records go to glibc's malloc, tuned here.
 //!
 //! With glibc's defaults, buffers above 128 KB (a batch's string column) are
 //! mmapped and unmapped each batch, and the per-thread heaps are trimmed back as
 //! soon as a batch is freed, so the next batch faults its pages in again. Keeping
 //! up to 32 MB blocks on the heap and trimming only above 256 MB of free memory
 //! measured 4-13 % more Kafka JSON decoded per CPU-second (`benches/kafka.rs`,
-//! 4 M events, alternating runs with and without). The price: up to 256 MB of
+//! 4 M events, alternating runs with and without; measured when Arrow's buffers
+//! still came from glibc too). The price: up to 256 MB of
 //! freed memory may stay with the process instead of going back to the system.
 
 /// Rust's allocations go to mimalloc: the operators that keep rows as bytes
