@@ -38,6 +38,11 @@ enum Input {
 }
 
 async fn plan(input: Input, sql: &str) -> StreamPlan {
+    try_plan(input, sql).await.unwrap()
+}
+
+/// `sql`'s plan over `t` read as `input`, or the planner's refusal.
+async fn try_plan(input: Input, sql: &str) -> Result<StreamPlan, eddy_sql::SqlError> {
     let location = Location { line: 1, column: 1 };
     let mut planner = Planner::new();
     let eddy_sql::Statement::CreateTable(mut def) = eddy_sql::parse_script(T).unwrap().remove(0).statement else { panic!("CREATE TABLE") };
@@ -53,7 +58,7 @@ async fn plan(input: Input, sql: &str) -> StreamPlan {
         }
     }
     let eddy_sql::Statement::Select { query } = eddy_sql::parse_script(sql).unwrap().remove(0).statement else { panic!("a SELECT") };
-    planner.plan_query(&query, location).await.unwrap()
+    planner.plan_query(&query, location).await
 }
 
 /// The first node from the root down that `pick` accepts.
@@ -865,6 +870,80 @@ async fn a_top_n_moves_the_ranks_below_a_new_row_as_flink_does() {
          +U 1 9 1000 2",
     );
 }
+#[tokio::test]
+async fn a_top_n_over_updating_rows_gives_a_retracted_rank_to_the_next_row() {
+    let plan = plan(Input::Changelog, &ranked("v DESC", "rn <= 2")).await;
+    let node = find(&plan.root, &|n| match n {
+        StreamNode::Rank(r) => Some(r.clone()),
+        _ => None,
+    })
+    .expect("a rank");
+    assert_eq!(node.kind, eddy_engine::plan::RankKind::Retracting);
+    OperatorHarness::new(rank_operator(&node), node.input.schema())
+        .push(
+            " I  I   TS
+            +I 1  5 1000
+            +I 1  9 1000
+            +I 1  7 1000",
+        )
+        .expect(
+            "+I 1 5 1000 1
+             -U 1 5 1000 1
+             +U 1 9 1000 1
+             +I 1 5 1000 2
+             -U 1 5 1000 2
+             +U 1 7 1000 2",
+        )
+        // 9 is taken back: 7 moves up, and 5, kept below the first 2, ranks again.
+        // 3 ranks below both.
+        .push(
+            " I  I   TS
+            -U 1  9 1000
+            +U 1  3 1000",
+        )
+        .expect(
+            "-U 1 9 1000 1
+             +U 1 7 1000 1
+             -U 1 7 1000 2
+             +U 1 5 1000 2",
+        )
+        // With fewer rows than ranks left, the last rank is deleted; a row that
+        // was never there takes nothing back.
+        .push(
+            " I  I   TS
+            -D 1  7 1000
+            -D 1  5 1000
+            -D 1  8 1000",
+        )
+        .expect(
+            "-U 1 7 1000 1
+             +U 1 5 1000 1
+             -U 1 5 1000 2
+             +U 1 3 1000 2
+             -U 1 5 1000 1
+             +U 1 3 1000 1
+             -D 1 3 1000 2",
+        )
+        .restart_as(rank_operator(&node))
+        .push(
+            " I  I   TS
+            +I 1  4 2000",
+        )
+        .expect(
+            "-U 1 3 1000 1
+             +U 1 4 2000 1
+             +I 1 3 1000 2",
+        );
+}
+
+#[tokio::test]
+async fn a_deduplication_over_updating_rows_is_refused_saying_what_runs_instead() {
+    let Err(refused) = try_plan(Input::Changelog, &ranked("ts", "rn = 1")).await else { panic!("planned a deduplication over a changelog") };
+    let message = refused.to_string();
+    assert!(message.contains("Deduplicate over updating rows (a GROUP BY without a window, a changelog) is not supported"), "{message}");
+    assert!(message.contains("ROW_NUMBER() runs as a Top-N"), "{message}");
+}
+
 /// The OVER aggregate node of `sql`'s plan.
 async fn over_node(sql: &str) -> eddy_engine::plan::OverAggregateNode {
     let plan = plan(Input::Unbounded, sql).await;

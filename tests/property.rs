@@ -375,10 +375,14 @@ async fn streaming_temporal_joins_equal_the_batch_definition() {
 
 /// Property: for random events within the watermark bound, random batch sizes,
 /// source partitions and parallelism 1..4, every kind of ROW_NUMBER() rank
-/// (deduplication keeping the first or last row, Top-N, window Top-N) leaves
+/// (deduplication keeping the first or last row, Top-N, window Top-N, Top-N
+/// over updating rows) leaves
 /// the rows DataFusion's batch ROW_NUMBER() over the whole input gives. Each
 /// query's ORDER BY ranks rows that tie only if they are equal in every output
 /// column, so the answer does not depend on arrival order.
+/// `t`'s rows with the values of their partners in `u` (`bv`), or NULL: a changelog when streamed.
+const LEFT_JOINED: &str = "SELECT a.k, a.v, a.ts, b.v AS bv FROM t a LEFT JOIN u b ON a.k = b.k AND a.v % 50 = b.v % 50";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_ranks_equal_batch_ranks() {
     let (seed, mut rng) = seeded();
@@ -405,17 +409,31 @@ async fn streaming_ranks_equal_batch_ranks() {
             ),
             ranked("ws, k, v, ts, rn", "ws", "v DESC, k, ts", &format!("(SELECT *, ts / {size} * {size} AS ws FROM t)"), "rn <= 2"),
         ),
+        // Updating rows: a LEFT join takes back a padded row once a partner comes,
+        // and an aggregate over it changes its counts.
+        (
+            "top 2 over a left join",
+            ranked("k, v, bv, rn", "k", "v DESC, ts, bv", &format!("({LEFT_JOINED})"), "rn <= 2"),
+            ranked("k, v, bv, rn", "k", "v DESC, ts, bv", &format!("({LEFT_JOINED})"), "rn <= 2"),
+        ),
+        (
+            "top 3 over an aggregate of a left join",
+            ranked("k, n, rn", "", "n DESC, k", &format!("(SELECT k, COUNT(bv) AS n FROM ({LEFT_JOINED}) GROUP BY k)"), "rn <= 3"),
+            ranked("k, n, rn", "", "n DESC, k", &format!("(SELECT k, COUNT(bv) AS n FROM ({LEFT_JOINED}) GROUP BY k)"), "rn <= 3"),
+        ),
     ];
     for (what, streaming_sql, batch_sql) in cases {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let (dir, other_dir) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
         let rows = rng.gen_range(200..1200);
         let events = partition_events(&mut rng, rows);
+        let other_events = partition_events(&mut rng, rows);
         let partitions = rng.gen_range(1..=3);
         write_partitions(dir.path(), &events, partitions);
+        write_partitions(other_dir.path(), &other_events, partitions);
         let batch_rows = rng.gen_range(1..200);
         let parallelism = rng.gen_range(1..=4);
-        let expected = batch_changelog(&[&events], &batch_sql).await;
-        let actual = streaming_changelog(&[dir.path()], &format!("{streaming_sql};"), batch_rows, parallelism).await;
+        let expected = batch_changelog(&[&events, &other_events], &batch_sql).await;
+        let actual = streaming_changelog(&[dir.path(), other_dir.path()], &format!("{streaming_sql};"), batch_rows, parallelism).await;
         assert!(!expected.is_empty(), "{what}: no rows to compare");
         println!("{what}: {streaming_sql}: {} rows, parallelism {parallelism}, batch rows {batch_rows}", expected.len());
         assert!(

@@ -34,6 +34,10 @@ ORDERS_TUMBLE = "TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '2' MINUTE)
 ORDERS_HOP = "TABLE(HOP(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '3' MINUTE))"
 PER_USER_MINUTE = ("(SELECT window_start, window_end, user_id, SUM(amount) AS total, COUNT(*) AS orders "
                    "FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, user_id)")
+LEFT_JOINED = ("(SELECT o.order_id, o.user_id, o.amount, p.payment_id, p.paid "
+               "FROM orders o LEFT JOIN payments p ON o.order_id = p.order_id)")
+PAID_PER_USER = ("(SELECT o.user_id, COUNT(p.payment_id) AS paid_orders "
+                 "FROM orders o LEFT JOIN payments p ON o.order_id = p.order_id GROUP BY o.user_id)")
 
 # name -> (Flink's operator, SQL)
 QUERIES = {
@@ -61,6 +65,14 @@ QUERIES = {
     "top3_users_per_minute": ("WindowRank", RANKED.format(
         cols="window_start, window_end, user_id, total, orders, rn", partition="window_start, window_end",
         order="total DESC, user_id", input=PER_USER_MINUTE, bound="rn <= 3")),
+    # Top-N over updating rows (Flink's RetractStrategy): a LEFT join takes its
+    # padded rows back once a payment comes, and the aggregate over it changes.
+    "top2_orders_per_user_over_left_join": ("Rank", RANKED.format(
+        cols="order_id, user_id, paid, rn", partition="user_id", order="amount DESC, order_id, payment_id",
+        input=LEFT_JOINED, bound="rn <= 2")),
+    "top3_users_by_paid_orders": ("Rank", RANKED.format(
+        cols="user_id, paid_orders, rn", partition="TRUE", order="paid_orders DESC, user_id", input=PAID_PER_USER,
+        bound="rn <= 3").replace("PARTITION BY TRUE ", "")),
 }
 
 

@@ -137,7 +137,7 @@ impl RankOperator {
             RankKind::FirstRow { .. } | RankKind::FirstArrival => Partitions::First { rows: RowMap::default(), due: BTreeMap::new() },
             RankKind::LastRow { .. } | RankKind::LastArrival => Partitions::Last(RowMap::default()),
             RankKind::Window { .. } => Partitions::Window(BTreeMap::new()),
-            RankKind::Continuous => Partitions::Continuous(RowMap::default()),
+            RankKind::Continuous | RankKind::Retracting => Partitions::Continuous(RowMap::default()),
         };
         let (node_ttl, kind) = (node.state_ttl_ms, node.kind);
         Ok(RankOperator {
@@ -237,7 +237,8 @@ impl RankOperator {
         }
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    /// Handles `batch`, whose rows are of `kinds` (inserts, but for a Top-N over updating rows).
+    fn on_batch(&mut self, batch: RecordBatch, kinds: &[RowKind], out: &mut Emitter) -> Result<()> {
         let count = batch.num_rows();
         if count == 0 {
             return Ok(());
@@ -402,24 +403,45 @@ impl RankOperator {
                     let size = item.order.len() + item.row.len();
                     let Some((position, evicted)) = insert_ranked(ranked, item, limit) else { continue };
                     self.bytes += size;
-                    // Every rank from the new row's down to the last kept moves: the
-                    // row that held it (now one rank lower, or pushed out) is taken
-                    // back and the one that holds it now is sent.
-                    for rank in position..ranked.len() {
-                        let number = rank as u64 + 1;
-                        if rank < before {
-                            let held = match ranked.get(rank + 1) {
-                                Some(next) => &next.row,
-                                None => &evicted.as_ref().ok_or_else(mismatch)?.row,
-                            };
-                            changes.push(RowKind::UpdateBefore, held, number);
-                            changes.push(RowKind::UpdateAfter, &ranked[rank].row, number);
-                        } else {
-                            changes.push(RowKind::Insert, &ranked[rank].row, number);
-                        }
-                    }
+                    moves_after_insert(ranked, position, before, limit, evicted.as_ref(), &mut changes)?;
                     if let Some(evicted) = evicted {
                         self.bytes = self.bytes.saturating_sub(evicted.order.len() + evicted.row.len());
+                    }
+                }
+            }
+            RankKind::Retracting => {
+                let orders = self.order_of(&batch)?;
+                let order = |i: usize| orders.as_ref().map_or(&[][..], |o| o.row(i).data());
+                let encoded = self.rows.encode(batch.columns())?;
+                let limit = self.node.limit;
+                let Partitions::Continuous(partitions) = &mut self.partitions else { return Err(mismatch()) };
+                for (i, kind) in kinds.iter().enumerate() {
+                    let (order, row) = (order(i), encoded.row(i).data());
+                    if kind.is_retraction() {
+                        // A row never kept (its partition's state expired) has nothing to take back, as in Flink.
+                        let Some(ranked) = partitions.get_mut(key(i)) else { continue };
+                        let equal = ranked.partition_point(|r| &r.order[..] < order);
+                        let found = ranked[equal..].iter().take_while(|r| &r.order[..] == order).position(|r| &r.row[..] == row);
+                        let Some(position) = found.map(|p| equal + p) else { continue };
+                        let removed = ranked.remove(position);
+                        self.bytes = self.bytes.saturating_sub(removed.order.len() + removed.row.len());
+                        moves_after_retraction(ranked, position, &removed, limit, &mut changes);
+                        if ranked.is_empty() {
+                            partitions.remove(key(i));
+                        }
+                    } else {
+                        if !partitions.contains_key(key(i)) {
+                            partitions.insert(key(i).into(), Vec::new());
+                        }
+                        let Some(ranked) = partitions.get_mut(key(i)) else { return Err(mismatch()) };
+                        let before = ranked.len();
+                        let item = Ranked { order: order.into(), seq: self.next_seq, row: row.into() };
+                        self.next_seq += 1;
+                        self.bytes += item.order.len() + item.row.len();
+                        // Every row stays: one below the first `limit` may rank again.
+                        if let Some((position, _)) = insert_ranked(ranked, item, usize::MAX) {
+                            moves_after_insert(ranked, position, before, limit, None, &mut changes)?;
+                        }
                     }
                 }
             }
@@ -498,6 +520,45 @@ fn may_rank(ranked: Option<&Vec<Ranked>>, order: &[u8], limit: usize) -> bool {
     ranked.is_none_or(|ranked| ranked.len() < limit || ranked.last().is_some_and(|last| order <= &last.order[..]))
 }
 
+/// The changes when a row went into `ranked` at `position` (which held `before`
+/// rows): every rank from there down to the last of the first `limit` moves. The
+/// row that held it (now one rank lower, or `pushed_out` of a Top-N that keeps
+/// only `limit` rows) is taken back and the one that holds it now is sent; a rank
+/// nobody held before is inserted. As Flink's Top-N functions emit them.
+fn moves_after_insert(ranked: &[Ranked], position: usize, before: usize, limit: usize, pushed_out: Option<&Ranked>, changes: &mut Changes) -> Result<()> {
+    for rank in position..ranked.len().min(limit) {
+        let number = rank as u64 + 1;
+        if rank < before {
+            let held = match ranked.get(rank + 1) {
+                Some(next) => &next.row,
+                None => &pushed_out.ok_or_else(mismatch)?.row,
+            };
+            changes.push(RowKind::UpdateBefore, held, number);
+            changes.push(RowKind::UpdateAfter, &ranked[rank].row, number);
+        } else {
+            changes.push(RowKind::Insert, &ranked[rank].row, number);
+        }
+    }
+    Ok(())
+}
+
+/// The changes when `removed` left `ranked` from `position`: each rank from there
+/// to the last of the first `limit` passes to the row below it (`-U` the row that
+/// held it, `+U` the next), and a rank nobody takes is deleted.
+fn moves_after_retraction(ranked: &[Ranked], position: usize, removed: &Ranked, limit: usize, changes: &mut Changes) {
+    for rank in position..limit.min(ranked.len() + 1) {
+        let number = rank as u64 + 1;
+        let held = if rank == position { &removed.row } else { &ranked[rank - 1].row };
+        match ranked.get(rank) {
+            Some(now) => {
+                changes.push(RowKind::UpdateBefore, held, number);
+                changes.push(RowKind::UpdateAfter, &now.row, number);
+            }
+            None => changes.push(RowKind::Delete, held, number),
+        }
+    }
+}
+
 /// Inserts `item` into `ranked` (sorted by order, then arrival) if it ranks
 /// within `limit`: where it went, and the row it pushed out of the first `limit`.
 fn insert_ranked(ranked: &mut Vec<Ranked>, item: Ranked, limit: usize) -> Option<(usize, Option<Ranked>)> {
@@ -529,8 +590,13 @@ impl Operator for RankOperator {
     }
 
     fn on_rows(&mut self, rows: ChangeBatch, out: &mut Emitter) -> Result<()> {
+        if self.node.kind == RankKind::Retracting {
+            let kinds: Vec<RowKind> = (0..rows.num_rows()).map(|i| rows.kind(i)).collect();
+            return self.on_batch(rows.into_rows(), &kinds, out);
+        }
         let batch = rows.into_inserts(self.name)?;
-        self.on_batch(batch, out)
+        let kinds = vec![RowKind::Insert; batch.num_rows()];
+        self.on_batch(batch, &kinds, out)
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
@@ -606,7 +672,8 @@ impl Operator for RankOperator {
             // Ranked rows come in rank order: adding them in turn keeps it, ties
             // included. What that emits was emitted before the checkpoint.
             let mut ignored = Emitter::default();
-            self.on_batch(waiting, &mut ignored)?;
+            let kinds = vec![RowKind::Insert; waiting.num_rows()];
+            self.on_batch(waiting, &kinds, &mut ignored)?;
         }
         // The state TTL of restored partitions counts from the restart.
         if let Some(expiry) = &mut self.expiry {

@@ -121,7 +121,7 @@ impl StreamPlan {
                     let output = projection.unwrap_or_else(identity);
                     let mut columns: Vec<usize> =
                         rank.partition.iter().map(|e| e.downcast_ref::<Column>().map(|c| c.index())).collect::<Option<_>>().ok_or(KeyLost::Unsupported)?;
-                    if rank.kind == RankKind::Continuous {
+                    if rank.kind.is_top_n() {
                         columns.push(rank.input.schema().fields().len());
                     }
                     let key: Option<Vec<usize>> = columns.iter().map(|i| output.iter().position(|o| *o == Some(*i))).collect();
@@ -501,8 +501,8 @@ impl StreamNode {
             StreamNode::Rank(r) if r.kind.retracts() => Some(format!(
                 "{} ({}) takes back the rows it emitted when a {} row comes",
                 r.kind.operator_name(),
-                if r.kind == RankKind::Continuous { "a Top-N without a window" } else { "keeping the last row" },
-                if r.kind == RankKind::Continuous { "higher ranked" } else { "later" }
+                if r.kind.is_top_n() { "a Top-N without a window" } else { "keeping the last row" },
+                if r.kind.is_top_n() { "higher ranked" } else { "later" }
             )),
             other => other.inputs().into_iter().find_map(StreamNode::retractions_origin),
         }

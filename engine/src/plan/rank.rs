@@ -41,6 +41,10 @@ pub enum RankKind {
     Window { window: WindowKind, end_column: usize, end_is_start: bool, ties: Ties },
     /// Top-N over the whole input, updated as rows come.
     Continuous,
+    /// Top-N over updating rows (a `GROUP BY` without a window, a changelog):
+    /// Flink's `RetractStrategy`. Every row of a partition is kept, so when a
+    /// ranked row is taken back the next one takes its place.
+    Retracting,
 }
 
 /// Which of two rows equal in the order ranks first.
@@ -56,7 +60,12 @@ pub enum Ties {
 impl RankKind {
     /// Its output takes back rows it emitted.
     pub fn retracts(self) -> bool {
-        matches!(self, RankKind::LastRow { .. } | RankKind::LastArrival | RankKind::Continuous)
+        matches!(self, RankKind::LastRow { .. } | RankKind::LastArrival | RankKind::Continuous | RankKind::Retracting)
+    }
+
+    /// A Top-N without a window, whose rows are replaced by partition and row number.
+    pub fn is_top_n(self) -> bool {
+        matches!(self, RankKind::Continuous | RankKind::Retracting)
     }
 
     /// The operator's name, for EXPLAIN, metrics and errors.
@@ -64,7 +73,7 @@ impl RankKind {
         match self {
             RankKind::FirstRow { .. } | RankKind::LastRow { .. } | RankKind::FirstArrival | RankKind::LastArrival => "Deduplicate",
             RankKind::Window { .. } => "WindowRank",
-            RankKind::Continuous => "Rank",
+            RankKind::Continuous | RankKind::Retracting => "Rank",
         }
     }
 }
@@ -119,6 +128,7 @@ impl RankNode {
             RankKind::LastArrival => "keep the last row by processing time (a changelog: replaces a partition's row)".to_string(),
             RankKind::Window { window, .. } => format!("top {} per {} window", self.limit, window.name()),
             RankKind::Continuous => format!("top {} (a changelog: updates the ranks as rows come)", self.limit),
+            RankKind::Retracting => format!("top {} of updating rows (a changelog: updates the ranks as rows come and go)", self.limit),
         };
         format!("{}: {what}, partition by [{partition}], order by [{order}]", self.kind.operator_name())
     }
@@ -137,6 +147,10 @@ impl RankNode {
                 format!("per window and partition: its first {} rows, until the window is emitted", self.limit),
             ),
             RankKind::Continuous => ("passed through (rows are emitted as they come)", format!("per partition: its first {} rows, for good", self.limit)),
+            RankKind::Retracting => (
+                "passed through (rows are emitted as they come)",
+                "per partition: every row not taken back, for good (the next takes a retracted row's rank)".to_string(),
+            ),
         }
     }
 }

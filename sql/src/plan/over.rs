@@ -100,6 +100,14 @@ pub(super) fn over_shape(exprs: &[Arc<dyn WindowExpr>]) -> Result<OverShape, Ove
             if function == "ROW_NUMBER" {
                 return Err(row_number_refusal());
             }
+            if function == "RANK" || function == "DENSE_RANK" {
+                // Flink 2.3: "RANK() on streaming table is not supported currently",
+                // and "only ROW_NUMBER() is supported" on a Window Top-N.
+                return Err(OverRefusal::new(
+                    format!("{function}() is not supported on a stream, as in Flink: a Top-N numbers its rows with ROW_NUMBER()"),
+                    "write ROW_NUMBER() OVER (PARTITION BY k ORDER BY x DESC) under WHERE rn <= N; rows that tie get distinct numbers, the earlier arrival first",
+                ));
+            }
             return Err(OverRefusal::new(
                 format!("{function}() OVER (...) is not supported: only aggregates (COUNT, SUM, MIN, MAX, AVG, ...) run over an OVER window"),
                 "for the previous row's value use an OVER aggregate over `ROWS BETWEEN 1 PRECEDING AND CURRENT ROW`, or join the stream with itself; ROW_NUMBER() ... = 1 keeps the first or last row per key",

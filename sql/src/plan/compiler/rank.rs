@@ -150,10 +150,13 @@ impl Compiler<'_> {
             }
         }
         let (mut input, lineage) = self.compile(input, UpdateOutput::Retractions)?;
-        if input.is_updating() || input.emits_retractions() {
+        // Updating rows are ranked keeping every row (Flink's RetractStrategy); that
+        // needs each change's previous row, which a retracting input sends.
+        let updating = input.is_updating() || input.emits_retractions();
+        if updating && !input.emits_retractions() {
             return Err(self
-                .unsupported("ROW_NUMBER() over updating rows (a GROUP BY without a window, a materialized view's changes, a regular outer join, another Top-N) is not supported yet")
-                .with_hint("rank the rows of a table, of a window aggregate or of a join with time bounds"));
+                .unsupported("ROW_NUMBER() over upserts without their previous rows is not supported")
+                .with_hint("rank the rows of a table, of an aggregate or of a join"));
         }
         // PARTITION BY window_start, window_end (of a window TVF or of a window
         // aggregate below): a window rank, emitted when the window closes.
@@ -215,9 +218,17 @@ impl Compiler<'_> {
                         RankKind::FirstRow { time_column }
                     }
                 }
+                _ if updating => RankKind::Retracting,
                 _ => RankKind::Continuous,
             },
         };
+        if updating && kind != RankKind::Retracting {
+            return Err(self
+                .unsupported(format!("{} over updating rows (a GROUP BY without a window, a changelog) is not supported", kind.operator_name()))
+                .with_hint(
+                "over updating rows, ROW_NUMBER() runs as a Top-N: ORDER BY a column other than a time attribute, or rank the rows before they are aggregated",
+            ));
+        }
         // Rows that come after the operator emitted what they would change are late:
         // judged where the rows are read, per row, and set aside as late rows are.
         match (kind, window) {

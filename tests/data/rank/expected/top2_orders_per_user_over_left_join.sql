@@ -1,0 +1,1 @@
+SELECT order_id, user_id, paid, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY amount DESC, order_id, payment_id) AS rn FROM (SELECT o.order_id, o.user_id, o.amount, p.payment_id, p.paid FROM orders o LEFT JOIN payments p ON o.order_id = p.order_id)) WHERE rn <= 2

@@ -1,0 +1,1 @@
+SELECT user_id, paid_orders, rn FROM (SELECT *, ROW_NUMBER() OVER (ORDER BY paid_orders DESC, user_id) AS rn FROM (SELECT o.user_id, COUNT(p.payment_id) AS paid_orders FROM orders o LEFT JOIN payments p ON o.order_id = p.order_id GROUP BY o.user_id)) WHERE rn <= 3
