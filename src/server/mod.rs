@@ -29,7 +29,7 @@ use crate::error::EddyError;
 use crate::session::{answer_without_tables, batch_context, describe_rows, string_rows, Session};
 use catalog::{Catalog, PipelineRecord};
 use pipelines::{PipelineHandle, Pipelines, Target};
-use queries::{Queries, QueryRun};
+use queries::{FinalRows, FinalRowsSink, Queries, QueryRun};
 use views::{MaterializedView, ViewSource};
 
 /// What a statement sends back to its caller, in order.
@@ -689,10 +689,22 @@ impl Server {
         let metrics = Arc::new(eddy_engine::PipelineMetrics::default());
         let listed = self.queries.register(&spec.name, &parsed.text, Arc::clone(&metrics));
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let held = if spec.plan.emits_retractions() {
+            let rows = FinalRows::new(spec.plan.schema()).map_err(|e| EddyError::Unsupported(format!("at {}: {e}", parsed.location)))?;
+            Some(Arc::new(std::sync::Mutex::new(rows)))
+        } else {
+            None
+        };
         let task = tokio::spawn(async move {
             // Listed until the run has ended, not only until it was told to stop.
             let _listed = listed;
-            prepared.run(Box::new(sink), metrics, stop, None).await
+            let Some(held) = held else { return prepared.run(Box::new(sink), metrics, stop, None).await };
+            prepared.run(Box::new(FinalRowsSink(Arc::clone(&held))), metrics, stop, None).await?;
+            let batch = held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take_batch();
+            let batch = batch.map_err(|e| EddyError::Unsupported(format!("the query's rows: {e}")))?;
+            // A client that went away takes nothing.
+            let _ = sink.tx.send(batch).await;
+            Ok(())
         });
         Ok((rows, QueryRun::new(task, stop_tx)))
     }

@@ -11,7 +11,7 @@ use super::eddy;
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/interval_join");
 
 /// `CREATE TABLE` of the orders and payments.
-fn orders_and_payments() -> String {
+pub fn orders_and_payments() -> String {
     format!(
         "CREATE TABLE orders (order_id BIGINT, user_id BIGINT, amount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
            WITH ('connector' = 'filesystem', 'path' = '{DATA}/orders.json', 'format' = 'json');
