@@ -85,9 +85,10 @@ impl Compiler<'_> {
         if node.lookup_table().is_none() {
             return Err(self
                 .unsupported(
-                    "a lookup join looks up a table: FOR SYSTEM_TIME AS OF a PROCTIME() column takes a table declared with CREATE TABLE, not a view or a query",
+                    "a lookup join looks up a table: FOR SYSTEM_TIME AS OF a PROCTIME() column takes a table, or a view that only filters and projects one; \
+                     a view that aggregates, ranks or joins is a processing-time temporal join, which Flink does not support either",
                 )
-                .with_hint("name the redis, clickhouse or filesystem table itself"));
+                .with_hint("name the redis, clickhouse or filesystem table itself, or join the versioned view FOR SYSTEM_TIME AS OF an event-time column"));
         }
         node.lookup_key_columns().map_err(|e| self.unsupported(e).with_hint("join on columns the table stores, e.g. ON o.user_id = u.id"))?;
         Ok(())
