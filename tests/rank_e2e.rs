@@ -78,6 +78,50 @@ fn a_deduplication_on_processing_time_killed_after_checkpoints_emits_each_key_on
     deduplication_killed_after_checkpoints_emits_each_key_once("proc_time");
 }
 
+/// A Top-N over updating rows, killed after its 2nd, 4th and 6th checkpoints
+/// and run again each time, leaves in an upsert-kafka topic (keyed by rank) the
+/// ranks a clean run leaves. The rows: ids 1 to 3000 in groups of 100 (`k = id /
+/// 100`), each LEFT joined with its mark (so padded rows come and are taken
+/// back) and counted per group, which updates the counts at each checkpoint;
+/// top 3 by count, then k. Groups 1 to 3 are complete within the first 0.4 s and
+/// never change again, so after a restart only the restored rank state still
+/// holds them; without it, later groups take their ranks (checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_top_n_over_updating_rows_killed_after_checkpoints_leaves_the_final_ranks() {
+    use eddy_connectors::kafka::testing::{broker, create_topic, read_all, unique_topic};
+    let bootstrap = broker();
+    let topic = unique_topic("top-counts");
+    create_topic(&bootstrap, &topic, 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checkpoints = dir.path().join("checkpoints");
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '200 ms';
+         CREATE TABLE events (id BIGINT, k AS id / 100)
+           WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '3000');
+         CREATE TABLE marks (m BIGINT)
+           WITH ('connector' = 'datagen', 'rows-per-second' = '1000', 'fields.m.kind' = 'sequence', 'fields.m.start' = '1', 'fields.m.end' = '3000');
+         CREATE TABLE top (rn BIGINT, k BIGINT, n BIGINT, PRIMARY KEY (rn) NOT ENFORCED)
+           WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}');
+         INSERT INTO top SELECT rn, k, n FROM (SELECT *, ROW_NUMBER() OVER (ORDER BY n DESC, k) AS rn
+           FROM (SELECT e.k, COUNT(x.m) AS n FROM events e LEFT JOIN marks x ON e.id = x.m GROUP BY e.k)) WHERE rn <= 3;"
+    );
+    let script = common::flink::script(dir.path(), &sql);
+    tokio::task::spawn_blocking(move || {
+        common::killed_at_then_finished(&script, &checkpoints, &["checkpoint-saved:2", "checkpoint-saved:4", "checkpoint-saved:6"])
+    })
+    .await
+    .expect("the runs");
+    // Each rank's newest record (a tombstone deletes it).
+    let mut ranks = std::collections::BTreeMap::new();
+    for record in read_all(&bootstrap, &topic) {
+        let key: serde_json::Value = serde_json::from_str(record.key.as_deref().expect("a key")).expect("JSON key");
+        let value = record.value.as_deref().map(|v| serde_json::from_str::<serde_json::Value>(v).expect("JSON value"));
+        ranks.insert(key["rn"].as_i64().expect("rn"), value.map(|v| (v["k"].as_i64().expect("k"), v["n"].as_i64().expect("n"))));
+    }
+    let want = std::collections::BTreeMap::from([(1, Some((1, 100))), (2, Some((2, 100))), (3, Some((3, 100)))]);
+    assert_eq!(ranks, want, "ranks 1 to 3 as (k, n)");
+}
+
 fn deduplication_killed_after_checkpoints_emits_each_key_once(order_by: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out");
