@@ -398,6 +398,21 @@ fn named_orders(dir: &std::path::Path) -> BTreeMap<i64, Option<String>> {
 /// compared with the user the test wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookup_joins_read_users_from_redis_and_clickhouse_by_key() {
+    users_named_from_redis_and_clickhouse("'lookup.cache' = 'PARTIAL', 'lookup.partial-cache.max-rows' = '20'", "'lookup.cache' = 'NONE'").await;
+}
+
+/// The same with `'lookup.cache' = 'FULL'`: each store's whole table is read
+/// when the join starts (Redis by `SCAN`ning the key template, the user's id read
+/// back from the key, as the hashes hold only name and tier; ClickHouse by one
+/// `SELECT`), and every order is answered from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_joins_with_a_full_cache_read_the_whole_redis_and_clickhouse_tables() {
+    users_named_from_redis_and_clickhouse("'lookup.cache' = 'FULL'", "'lookup.cache' = 'FULL'").await;
+}
+
+/// 300 orders named from users written to a real Redis and a real ClickHouse,
+/// the tables declared with `redis_cache` and `clickhouse_cache` options.
+async fn users_named_from_redis_and_clickhouse(redis_cache: &str, clickhouse_cache: &str) {
     let (redis_url, clickhouse_url) = (REDIS.shared(), CLICKHOUSE.shared());
     let prefix = unique_name("lookup");
     let database = unique_name("eddy_lookup");
@@ -422,10 +437,9 @@ async fn lookup_joins_read_users_from_redis_and_clickhouse_by_key() {
             "CREATE TABLE orders (order_id BIGINT, user_id BIGINT, proc_time AS PROCTIME())
                WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'scan.batch-rows' = '40');
              CREATE TABLE redis_users (id BIGINT, name STRING, tier BIGINT)
-               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:user:{{id}}',
-                     'lookup.cache' = 'PARTIAL', 'lookup.partial-cache.max-rows' = '20');
+               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:user:{{id}}', {redis_cache});
              CREATE TABLE clickhouse_users (id BIGINT, name STRING, tier BIGINT)
-               WITH ('connector' = 'clickhouse', 'url' = '{clickhouse_url}', 'database' = '{database}', 'table' = 'users');
+               WITH ('connector' = 'clickhouse', 'url' = '{clickhouse_url}', 'database' = '{database}', 'table' = 'users', {clickhouse_cache});
              CREATE TABLE named_by_redis (order_id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
              CREATE TABLE named_by_clickhouse (order_id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
              INSERT INTO named_by_redis SELECT o.order_id, u.name FROM orders AS o
@@ -445,6 +459,64 @@ async fn lookup_joins_read_users_from_redis_and_clickhouse_by_key() {
     assert_eq!(named_orders(&from_clickhouse), want, "orders named from ClickHouse");
     redis_delete_prefix(&redis_url, &prefix).await;
     clickhouse(&clickhouse_url, &format!("DROP DATABASE {database}")).await;
+}
+
+/// A full cache is read again every `'lookup.full-cache.periodic-reload.interval'`:
+/// users renamed in Redis while 1000 clicks come (200 a second) are seen by the
+/// clicks after the next reload, and never the other way round: once a click
+/// sees a new name, no later click sees an old one. With an interval of an hour
+/// no click sees the new names: the table is read once, not asked per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_lookup_cache_reloads_the_table_every_interval() {
+    let rows = clicks_named_while_users_are_renamed("500 ms").await;
+    let last_old = rows.iter().filter(|(_, n)| n.starts_with("old-")).map(|(id, _)| *id).max().expect("clicks before the rename see old names");
+    let first_new = rows.iter().filter(|(_, n)| n.starts_with("new-")).map(|(id, _)| *id).min().expect("clicks after a reload see new names");
+    assert!(last_old < first_new, "click {first_new} saw a new name before click {last_old} saw an old one");
+    let rows = clicks_named_while_users_are_renamed("1 h").await;
+    assert!(rows.iter().all(|(_, name)| name.starts_with("old-")), "a click saw a name written after the only load");
+}
+
+/// Runs 1000 clicks (ids 1 to 1000, of users `id % 10`, 200 a second) through a
+/// lookup join with a full cache reloaded every `interval`, renaming every user
+/// in Redis from `old-<id>` to `new-<id>` 2 s in; each click's `(id, name)`.
+async fn clicks_named_while_users_are_renamed(interval: &str) -> Vec<(i64, String)> {
+    let redis_url = REDIS.shared();
+    let prefix = unique_name("reload");
+    let mut redis = redis_connection(&redis_url).await;
+    for id in 0..10 {
+        let _: () = redis.hset(format!("{prefix}:user:{id}"), "name", format!("old-{id}")).await.expect("hset");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let script = dir.path().join("lookup.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE clicks (id BIGINT, user_id AS id % 10, proc_time AS PROCTIME())
+               WITH ('connector' = 'datagen', 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000');
+             CREATE TABLE users (id BIGINT, name STRING)
+               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:user:{{id}}',
+                     'lookup.cache' = 'FULL', 'lookup.full-cache.periodic-reload.interval' = '{interval}');
+             CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT c.id, u.name FROM clicks AS c JOIN users FOR SYSTEM_TIME AS OF c.proc_time AS u ON c.user_id = u.id;",
+            out.display()
+        ),
+    )
+    .expect("script");
+    let child = eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("run eddy");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for id in 0..10 {
+        let _: () = redis.hset(format!("{prefix}:user:{id}"), "name", format!("new-{id}")).await.expect("hset");
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    assert!(output.status.success(), "eddy run failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut rows: Vec<(i64, String)> =
+        common::committed_rows(&out).iter().map(|r| (r["id"].as_i64().expect("id"), r["name"].as_str().expect("name").to_string())).collect();
+    rows.sort();
+    assert_eq!(rows.len(), 1000, "every click once");
+    assert!(rows.iter().all(|(id, name)| name.ends_with(&format!("-{}", id % 10))), "each click met its own user");
+    redis_delete_prefix(&redis_url, &prefix).await;
+    rows
 }
 
 /// A Redis that goes away while a lookup join runs: each failed lookup is

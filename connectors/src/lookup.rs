@@ -4,6 +4,7 @@
 //! [`crate::clickhouse`]'s `WHERE key IN`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::lookup::{CacheMode, LookupOptions, LookupTable, Lookups, MissingKeys};
@@ -15,7 +16,10 @@ use crate::options::{opt, parse_duration, parse_positive, parse_u64};
 
 /// The options of a table a lookup join reads, accepted by every connector that can be looked up.
 pub const LOOKUP_OPTIONS: &[OptionSpec] = &[
-    OptionSpec::optional("lookup.cache", "NONE (default: every row asks the store) | PARTIAL: keep answers per key in each task, as the next options say"),
+    OptionSpec::optional(
+        "lookup.cache",
+        "NONE (default: every row asks the store) | PARTIAL: keep answers per key in each task, as the next options say | FULL: read the whole table at the start and again every reload interval",
+    ),
     OptionSpec::optional("lookup.partial-cache.max-rows", "with PARTIAL: keys kept at most per task; the oldest written leaves first (default 10000)"),
     OptionSpec::optional("lookup.partial-cache.expire-after-write", "with PARTIAL: how long an answer is kept, e.g. '10 min' (default: until evicted)"),
     OptionSpec::optional("lookup.partial-cache.cache-missing-key", "with PARTIAL: whether a key the store lacks is kept as absent (default true)"),
@@ -25,6 +29,8 @@ pub const LOOKUP_OPTIONS: &[OptionSpec] = &[
     ),
     OptionSpec::optional("lookup.batch-keys", "keys per request to the store (default 1000)"),
     OptionSpec::optional("lookup.async.capacity", "requests in flight at once per task (default 16)"),
+    OptionSpec::optional("lookup.full-cache.reload-strategy", "with FULL: PERIODIC (the default and the only one; Flink's TIMED is not supported)"),
+    OptionSpec::optional("lookup.full-cache.periodic-reload.interval", "with FULL: how long after a load the table is read again, e.g. '10 min' (default 1 h)"),
 ];
 
 /// Whether `key` is one of [`LOOKUP_OPTIONS`].
@@ -38,8 +44,18 @@ pub fn lookup_options(def: &TableDef) -> Result<LookupOptions, ConnectorError> {
         None => CacheMode::None,
         Some(c) if c == "NONE" => CacheMode::None,
         Some(c) if c == "PARTIAL" => CacheMode::Partial,
-        Some(other) => return Err(ConnectorError::invalid("lookup.cache", &other, "expected NONE or PARTIAL (FULL is not supported yet)")),
+        Some(c) if c == "FULL" => CacheMode::Full,
+        Some(other) => return Err(ConnectorError::invalid("lookup.cache", &other, "expected NONE, PARTIAL or FULL")),
     };
+    if let Some(strategy) = def.option("lookup.full-cache.reload-strategy").map(|s| s.trim().to_ascii_uppercase()) {
+        if strategy != "PERIODIC" {
+            return Err(ConnectorError::invalid(
+                "lookup.full-cache.reload-strategy",
+                &strategy,
+                "only PERIODIC is supported: set 'lookup.full-cache.periodic-reload.interval' (TIMED reloads at a time of day are not)",
+            ));
+        }
+    }
     let missing_keys = match def.option("lookup.partial-cache.cache-missing-key").map(|v| v.trim().to_ascii_lowercase()) {
         None => MissingKeys::Cached,
         Some(v) if v == "true" => MissingKeys::Cached,
@@ -54,6 +70,7 @@ pub fn lookup_options(def: &TableDef) -> Result<LookupOptions, ConnectorError> {
         max_retries: opt(def, "lookup.max-retries", parse_u64)?.map_or(3, |n| n.min(u32::MAX as u64) as u32),
         batch_keys: opt(def, "lookup.batch-keys", parse_positive)?.unwrap_or(1000),
         in_flight: opt(def, "lookup.async.capacity", parse_positive)?.unwrap_or(16),
+        reload_interval: opt(def, "lookup.full-cache.periodic-reload.interval", parse_duration)?.unwrap_or(Duration::from_secs(3600)),
     })
 }
 
@@ -85,7 +102,6 @@ pub fn open_lookup(def: &TableDef, schema: SchemaRef, keys: &[usize]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn def(options: &[(&str, &str)]) -> TableDef {
         TableDef::from_fields("dim", &[], options)
@@ -106,7 +122,12 @@ mod tests {
             (set.cache, set.max_rows, set.expire_after_write, set.missing_keys),
             (CacheMode::Partial, 5, Some(Duration::from_secs(10)), MissingKeys::AskedAgain)
         );
-        let e = lookup_options(&def(&[("lookup.cache", "FULL")])).unwrap_err().to_string();
-        assert!(e.contains("FULL is not supported"), "{e}");
+        let full = lookup_options(&def(&[("lookup.cache", "FULL"), ("lookup.full-cache.periodic-reload.interval", "5 min")])).unwrap();
+        assert_eq!((full.cache, full.reload_interval), (CacheMode::Full, Duration::from_secs(300)));
+        assert_eq!(lookup_options(&def(&[("lookup.cache", "full")])).unwrap().reload_interval, Duration::from_secs(3600), "Flink's default");
+        let e = lookup_options(&def(&[("lookup.cache", "FULL"), ("lookup.full-cache.reload-strategy", "TIMED")])).unwrap_err().to_string();
+        assert!(e.contains("only PERIODIC is supported"), "{e}");
+        let e = lookup_options(&def(&[("lookup.cache", "ALL")])).unwrap_err().to_string();
+        assert!(e.contains("expected NONE, PARTIAL or FULL"), "{e}");
     }
 }

@@ -10,6 +10,11 @@
 //! exponential backoff up to [`LookupOptions::max_retries`] times before the
 //! pipeline fails with the store's message. A [`LookupCache`] (Flink's
 //! `'lookup.cache' = 'PARTIAL'`) keeps answers per key for a while.
+//!
+//! With `'lookup.cache' = 'FULL'` no key is asked for: a [`FullTableLoader`]
+//! reads the whole table ([`Lookup::scan`]) on its own thread when the join
+//! starts and again every `'lookup.full-cache.periodic-reload.interval'`, and
+//! the join answers from the newest copy, as Flink's full cache does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
@@ -38,6 +43,9 @@ pub trait Lookup: Send + Sync {
     /// The rows whose key columns equal each row of `keys` (the key columns, in
     /// the order the connector was opened with). A key with no row is simply absent.
     async fn lookup(&self, keys: RecordBatch) -> std::result::Result<LookupRows, BoxError>;
+
+    /// Every row of the table, for `'lookup.cache' = 'FULL'`.
+    async fn scan(&self) -> std::result::Result<RecordBatch, BoxError>;
 }
 
 /// Opens a [`Lookup`] for one task of a lookup join.
@@ -64,6 +72,8 @@ pub enum CacheMode {
     None,
     /// Answers are kept per key, up to a number of keys and for a time (`'PARTIAL'`).
     Partial,
+    /// The whole table is read, and read again every `reload_interval` (`'FULL'`).
+    Full,
 }
 
 /// Whether a key the store did not have is cached as absent.
@@ -89,6 +99,9 @@ pub struct LookupOptions {
     pub batch_keys: usize,
     /// `'lookup.async.capacity'`: requests in flight at once (default 16).
     pub in_flight: usize,
+    /// `'lookup.full-cache.periodic-reload.interval'`: with a full cache, how
+    /// long after a load the table is read again (default 1 h, Flink's).
+    pub reload_interval: Duration,
 }
 
 /// Cached answers by key (encoded key bytes): the rows found for it (empty when
@@ -129,7 +142,7 @@ impl LookupCache {
 
     /// Keeps `rows` (the answer for `key`, possibly empty) written at `now`.
     pub fn put(&mut self, key: Box<[u8]>, rows: RecordBatch, now: Instant) {
-        if self.mode == CacheMode::None || (rows.num_rows() == 0 && self.missing_keys == MissingKeys::AskedAgain) {
+        if self.mode != CacheMode::Partial || (rows.num_rows() == 0 && self.missing_keys == MissingKeys::AskedAgain) {
             return;
         }
         self.order.push_back((key.clone(), now));
@@ -195,6 +208,61 @@ impl LookupClient {
     }
 }
 
+/// A load of the whole table, or the store's error after the retries.
+pub type Load = std::result::Result<RecordBatch, String>;
+
+/// Reads a table whole on a thread of its own, at once and then every reload
+/// interval, for `'lookup.cache' = 'FULL'`: see the module docs. The thread ends
+/// when the loader is dropped.
+pub struct FullTableLoader {
+    loads: mpsc::Receiver<Load>,
+    table: String,
+}
+
+impl FullTableLoader {
+    /// Starts loading `lookup`'s table (`table`, named in errors).
+    pub fn start(lookup: Box<dyn Lookup>, options: &LookupOptions, table: &str) -> Result<Self> {
+        let (send, loads) = mpsc::sync_channel::<Load>(1);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| EngineError::Internal(format!("lookup runtime: {e}")))?;
+        let (every, max_retries) = (options.reload_interval, options.max_retries);
+        let lookup: Arc<dyn Lookup> = Arc::from(lookup);
+        std::thread::Builder::new()
+            .name(format!("load {table}"))
+            .spawn(move || loop {
+                let load = runtime.block_on(retried(max_retries, || lookup.scan()));
+                let failed = load.is_err();
+                if send.send(load).is_err() || failed {
+                    return;
+                }
+                std::thread::sleep(every);
+            })
+            .map_err(|e| EngineError::Internal(format!("lookup thread: {e}")))?;
+        Ok(FullTableLoader { loads, table: table.to_string() })
+    }
+
+    /// The first load, waiting for it.
+    pub fn first(&self) -> Result<RecordBatch> {
+        self.answer(self.loads.recv().map_err(|_| self.gone()))
+    }
+
+    /// A newer load, if one finished since the last asked.
+    pub fn newer(&self) -> Result<Option<RecordBatch>> {
+        match self.loads.try_recv() {
+            Ok(load) => self.answer(Ok(load)).map(Some),
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => Err(self.gone()),
+        }
+    }
+
+    fn answer(&self, load: Result<Load>) -> Result<RecordBatch> {
+        load?.map_err(|message| EngineError::Lookup { table: self.table.clone(), message })
+    }
+
+    fn gone(&self) -> EngineError {
+        EngineError::Internal(format!("the loading thread of `{}` stopped", self.table))
+    }
+}
+
 /// Asks `lookup` for `keys` in chunks, `in_flight` at once, each retried with
 /// backoff; the rows found, with key indices into `keys`.
 async fn lookup_all(
@@ -223,9 +291,18 @@ async fn lookup_all(
 }
 
 async fn with_retries(lookup: &Arc<dyn Lookup>, keys: RecordBatch, max_retries: u32) -> std::result::Result<LookupRows, String> {
+    retried(max_retries, || lookup.lookup(keys.clone())).await
+}
+
+/// `request`'s answer, asked again with backoff (100 ms doubling to 5 s) up to
+/// `max_retries` times; the last error, saying how many attempts were made.
+async fn retried<T, F>(max_retries: u32, request: impl Fn() -> F) -> std::result::Result<T, String>
+where
+    F: std::future::Future<Output = std::result::Result<T, BoxError>>,
+{
     let mut attempt = 0;
     loop {
-        match lookup.lookup(keys.clone()).await {
+        match request().await {
             Ok(rows) => return Ok(rows),
             Err(e) if attempt >= max_retries => return Err(format!("{e} (after {} attempts)", attempt + 1)),
             Err(e) => {
@@ -250,7 +327,16 @@ mod tests {
     }
 
     fn options(cache: CacheMode, max_rows: usize, ttl: Option<u64>, missing_keys: MissingKeys) -> LookupOptions {
-        LookupOptions { cache, max_rows, expire_after_write: ttl.map(Duration::from_millis), missing_keys, max_retries: 0, batch_keys: 10, in_flight: 1 }
+        LookupOptions {
+            cache,
+            max_rows,
+            expire_after_write: ttl.map(Duration::from_millis),
+            missing_keys,
+            max_retries: 0,
+            batch_keys: 10,
+            in_flight: 1,
+            reload_interval: Duration::from_secs(3600),
+        }
     }
 
     #[test]

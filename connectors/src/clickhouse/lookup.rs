@@ -1,14 +1,15 @@
 //! Looking up a ClickHouse table in a lookup join: one
 //! `SELECT columns FROM db.table WHERE (keys) IN ((...), ...)` per request,
 //! answered as TabSeparated text and read as the columns' types; each row found
-//! goes to the key its key columns equal. Failures are the client's (see
+//! goes to the key its key columns equal; a full cache reads the table with
+//! the same `SELECT` without the `WHERE`. Failures are the client's (see
 //! `client.rs`), retried by the lookup join.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::lookup::{Lookup, LookupRows};
@@ -25,6 +26,8 @@ pub struct ClickHouseLookup {
     client: Client,
     /// `SELECT ... FROM ... WHERE (keys) IN `, the key tuples follow.
     select: String,
+    /// `SELECT ... FROM ...`: the whole table, for a full cache.
+    select_all: String,
     schema: SchemaRef,
     keys: Vec<usize>,
 }
@@ -38,7 +41,24 @@ impl ClickHouseLookup {
         let columns = schema.fields().iter().map(|f| quote_identifier(f.name())).collect::<Vec<_>>().join(", ");
         let key_columns = keys.iter().map(|&k| quote_identifier(schema.field(k).name())).collect::<Vec<_>>().join(", ");
         let select = format!("SELECT {columns} FROM {table} WHERE ({key_columns}) IN ");
-        Ok(ClickHouseLookup { client, select, schema, keys: keys.to_vec() })
+        let select_all = format!("SELECT {columns} FROM {table} FORMAT TabSeparated");
+        Ok(ClickHouseLookup { client, select, select_all, schema, keys: keys.to_vec() })
+    }
+
+    /// The rows of a TabSeparated answer, read as the table's columns.
+    fn rows(&self, answer: &str) -> Result<RecordBatch, BoxError> {
+        let lines: Vec<Vec<Option<String>>> = answer
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| line.split('\t').map(|field| (field != "\\N").then(|| unescape(field))).collect())
+            .collect();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (c, field) in self.schema.fields().iter().enumerate() {
+            let text = StringArray::from(lines.iter().map(|line| line.get(c).cloned().flatten()).collect::<Vec<_>>());
+            columns.push(cast(&text, field.data_type()).map_err(|e| format!("ClickHouse column `{}` is not a {}: {e}", field.name(), field.data_type()))?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(lines.len()));
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?)
     }
 }
 
@@ -71,17 +91,7 @@ impl Lookup for ClickHouseLookup {
         }
         let sql = format!("{}({}) FORMAT TabSeparated", self.select, tuples.join(", "));
         let answer = self.client.query("a lookup", &sql, &[]).await?;
-        let lines: Vec<Vec<Option<String>>> = answer
-            .lines()
-            .filter(|line| !line.is_empty())
-            .map(|line| line.split('\t').map(|field| (field != "\\N").then(|| unescape(field))).collect())
-            .collect();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for (c, field) in self.schema.fields().iter().enumerate() {
-            let text = StringArray::from(lines.iter().map(|line| line.get(c).cloned().flatten()).collect::<Vec<_>>());
-            columns.push(cast(&text, field.data_type()).map_err(|e| format!("ClickHouse column `{}` is not a {}: {e}", field.name(), field.data_type()))?);
-        }
-        let rows = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let rows = self.rows(&answer)?;
         // Rows go to the key their key columns equal, compared as the same types' text.
         let index: HashMap<&[Option<String>], u32> = asked.iter().enumerate().map(|(i, values)| (values.as_slice(), i as u32)).collect();
         let found = row_texts(&rows.project(&self.keys)?)?;
@@ -95,5 +105,10 @@ impl Lookup for ClickHouseLookup {
         }
         let rows = datafusion::arrow::compute::take_record_batch(&rows, &datafusion::arrow::array::UInt32Array::from(kept))?;
         Ok(LookupRows { rows, key_of_row })
+    }
+
+    async fn scan(&self) -> Result<RecordBatch, BoxError> {
+        let answer = self.client.query("a full read for a lookup cache", &self.select_all, &[]).await?;
+        self.rows(&answer)
     }
 }

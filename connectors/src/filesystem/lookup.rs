@@ -1,7 +1,8 @@
 //! Looking up a filesystem table in a lookup join: the whole table (every file
 //! under its path) is read at the first lookup and indexed by the key columns,
 //! and then answers from memory (a dimension file is small next to the stream,
-//! and does not change under a running query; Flink caches it whole too).
+//! and does not change under a running query; Flink caches it whole too). With
+//! `'lookup.cache' = 'FULL'` the files are read again at each reload.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,5 +72,10 @@ impl Lookup for FileLookup {
             }
         }
         Ok(LookupRows { rows: take_record_batch(&loaded.rows, &UInt32Array::from(picked))?, key_of_row })
+    }
+
+    /// The files as they are now (read again: a full cache reloads them).
+    async fn scan(&self) -> Result<RecordBatch, BoxError> {
+        Ok(self.load().await?.rows)
     }
 }

@@ -2,7 +2,8 @@
 //! rendered through the table's `'key'` template, as the sink writes it, and read
 //! with `HGETALL`, a pipeline of them per request. A hash's fields are the
 //! table's columns by name, their text read as the columns' types; an empty
-//! hash (no key) is no row.
+//! hash (no key) is no row. A full cache (`'lookup.cache' = 'FULL'`) reads every
+//! key the template matches with `SCAN`, and a key column the hash lacks from its key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::lookup::{Lookup, LookupRows};
@@ -28,6 +29,8 @@ pub struct RedisLookup {
     connection: OnceCell<ConnectionManager>,
     /// The key template over the key columns' positions among the keys asked.
     key: Template,
+    /// The key template over the table's columns, to read keys back in a full scan.
+    table_key: Template,
     schema: SchemaRef,
     display_url: String,
 }
@@ -62,6 +65,7 @@ impl RedisLookup {
                 ),
             ));
         }
+        let table_key = options.key.clone();
         let position = |column: usize| keys.iter().position(|&k| k == column).unwrap_or(0);
         let key = Template(
             options
@@ -75,7 +79,7 @@ impl RedisLookup {
                 .collect(),
         );
         let client = ::redis::Client::open(options.url.as_str()).map_err(|e| ConnectorError::redis(format!("Redis URL for table '{}'", def.name), e))?;
-        Ok(RedisLookup { client, connection: OnceCell::new(), key, schema, display_url: options.display_url })
+        Ok(RedisLookup { client, connection: OnceCell::new(), key, table_key, schema, display_url: options.display_url })
     }
 
     async fn connection(&self) -> Result<ConnectionManager, ::redis::RedisError> {
@@ -106,13 +110,58 @@ impl Lookup for RedisLookup {
         let mut connection = self.connection().await.map_err(reading)?;
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await.map_err(reading)?;
         let found: Vec<(u32, HashMap<String, String>)> = hashes.into_iter().enumerate().filter(|(_, h)| !h.is_empty()).map(|(i, h)| (i as u32, h)).collect();
+        let rows = self.rows(found.iter().map(|(_, h)| h))?;
+        Ok(LookupRows { rows, key_of_row: found.into_iter().map(|(i, _)| i).collect() })
+    }
+
+    /// Every hash whose key the table's template renders (`SCAN ... MATCH`, then
+    /// `HGETALL`s); a key column missing from a hash is read from its key.
+    async fn scan(&self) -> Result<RecordBatch, BoxError> {
+        let pattern = self.table_key.pattern();
+        let reading = |e: ::redis::RedisError| format!("reading the keys matching '{pattern}' from Redis at {}: {e}", self.display_url);
+        let mut connection = self.connection().await.map_err(reading)?;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<String>) =
+                ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut connection).await.map_err(reading)?;
+            keys.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice.
+        keys.sort_unstable();
+        keys.dedup();
+        let mut hashes: Vec<HashMap<String, String>> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(1000) {
+            let mut pipe = ::redis::pipe();
+            for key in chunk {
+                pipe.cmd("HGETALL").arg(key);
+            }
+            let page: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await.map_err(reading)?;
+            hashes.extend(page);
+        }
+        for (key, hash) in keys.iter().zip(hashes.iter_mut()) {
+            for (column, value) in self.table_key.values_in(key).unwrap_or_default() {
+                hash.entry(self.schema.field(column).name().clone()).or_insert(value);
+            }
+        }
+        self.rows(hashes.iter().filter(|h| !h.is_empty()))
+    }
+}
+
+impl RedisLookup {
+    /// The rows of `hashes`: fields as columns by name, their text read as the columns' types.
+    fn rows<'a>(&self, hashes: impl Iterator<Item = &'a HashMap<String, String>> + Clone) -> Result<RecordBatch, BoxError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for field in self.schema.fields() {
-            let text = StringArray::from(found.iter().map(|(_, h)| h.get(field.name()).map(String::as_str)).collect::<Vec<_>>());
+            let text = StringArray::from(hashes.clone().map(|h| h.get(field.name()).map(String::as_str)).collect::<Vec<_>>());
             let column = cast(&text, field.data_type()).map_err(|e| format!("Redis field `{}` is not a {}: {e}", field.name(), field.data_type()))?;
             columns.push(column);
         }
-        let rows = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        Ok(LookupRows { rows, key_of_row: found.into_iter().map(|(i, _)| i).collect() })
+        let options = RecordBatchOptions::new().with_row_count(Some(hashes.count()));
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?)
     }
 }

@@ -133,6 +133,49 @@ impl Template {
         })
     }
 
+    /// The `SCAN ... MATCH` pattern of the keys the template renders: its text,
+    /// glob characters escaped, with `*` for each column.
+    fn pattern(&self) -> String {
+        let mut pattern = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(text) => {
+                    for c in text.chars() {
+                        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                            pattern.push('\\');
+                        }
+                        pattern.push(c);
+                    }
+                }
+                Piece::Column(_) => pattern.push('*'),
+            }
+        }
+        pattern
+    }
+
+    /// The column values in `key`, a key the template rendered, as (column, text);
+    /// `None` when the key does not fit, or two columns meet with no text between
+    /// them to tell where one ends.
+    fn values_in(&self, key: &str) -> Option<Vec<(usize, String)>> {
+        let mut values = Vec::new();
+        let mut rest = key;
+        for (i, piece) in self.0.iter().enumerate() {
+            match piece {
+                Piece::Text(text) => rest = rest.strip_prefix(text.as_str())?,
+                Piece::Column(column) => {
+                    let end = match self.0.get(i + 1) {
+                        None => rest.len(),
+                        Some(Piece::Text(next)) => rest.find(next.as_str())?,
+                        Some(Piece::Column(_)) => return None,
+                    };
+                    values.push((*column, rest[..end].to_string()));
+                    rest = &rest[end..];
+                }
+            }
+        }
+        rest.is_empty().then_some(values)
+    }
+
     fn render(&self, values: &[ArrayFormatter<'_>], row: usize, out: &mut String) {
         use std::fmt::Write as _;
         out.clear();
@@ -621,6 +664,19 @@ mod tests {
         assert!(e.contains("'{auctoin}' names no column; columns: auction, bidder, price"), "{e}");
         assert!(Template::parse("key", "bids:{auction", &schema()).unwrap_err().to_string().contains("no closing"));
         assert!(Template::parse("key", "bids:auction}", &schema()).unwrap_err().to_string().contains("no opening"));
+    }
+
+    #[test]
+    fn a_key_template_gives_its_scan_pattern_and_reads_its_columns_back() {
+        let t = Template::parse("key", "bids[1]:{auction}:{bidder}!", &schema()).unwrap();
+        assert_eq!(t.pattern(), "bids\\[1\\]:*:*!");
+        assert_eq!(t.values_in("bids[1]:42:ann!"), Some(vec![(0, "42".to_string()), (1, "ann".to_string())]));
+        assert_eq!(t.values_in("bids[1]:42:ann"), None, "the closing text is missing");
+        assert_eq!(t.values_in("asks[1]:42:ann!"), None, "another prefix");
+        let last = Template::parse("key", "user:{auction}", &schema()).unwrap();
+        assert_eq!(last.values_in("user:7"), Some(vec![(0, "7".to_string())]));
+        let adjacent = Template::parse("key", "{auction}{bidder}", &schema()).unwrap();
+        assert_eq!(adjacent.values_in("42ann"), None, "no text tells where one column ends");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::rows::{RowBytes, RowMap};
 use super::{evaluate, evaluate_predicate};
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
-use crate::lookup::{LookupCache, LookupClient, LookupTable};
+use crate::lookup::{CacheMode, FullTableLoader, LookupCache, LookupClient, LookupTable};
 use crate::operator::{Emitter, Operator};
 use crate::plan::{JoinNode, JoinSide, SourceNode, StreamNode};
 
@@ -43,8 +43,22 @@ pub struct LookupJoinOperator {
     steps: Vec<Step>,
     /// The key columns as the store is asked for them.
     key_schema: SchemaRef,
-    client: LookupClient,
-    cache: LookupCache,
+    reads: Reads,
+}
+
+/// How the table's rows are read.
+enum Reads {
+    /// Keys are asked for as rows come, answers kept as the cache says.
+    ByKey { client: LookupClient, cache: LookupCache },
+    /// The whole table, loaded again from time to time (`'lookup.cache' = 'FULL'`),
+    /// indexed once the first load is needed.
+    Whole { loader: FullTableLoader, index: Option<WholeTable> },
+}
+
+/// A whole table's visible rows, and each key's rows among them.
+struct WholeTable {
+    rows: RecordBatch,
+    by_key: RowMap<Vec<u32>>,
 }
 
 impl LookupJoinOperator {
@@ -66,8 +80,53 @@ impl LookupJoinOperator {
             })
             .collect();
         let lookup = (table.open)().map_err(|e| EngineError::Lookup { table: source.table.name.clone(), message: e.to_string() })?;
-        let client = LookupClient::start(lookup, &table.options, &source.table.name)?;
-        Ok(LookupJoinOperator { join: JoinRows::new(node, NAME)?, probe, table: source, steps, key_schema, client, cache: LookupCache::new(&table.options) })
+        let reads = match table.options.cache {
+            CacheMode::Full => Reads::Whole { loader: FullTableLoader::start(lookup, &table.options, &source.table.name)?, index: None },
+            CacheMode::None | CacheMode::Partial => {
+                Reads::ByKey { client: LookupClient::start(lookup, &table.options, &source.table.name)?, cache: LookupCache::new(&table.options) }
+            }
+        };
+        Ok(LookupJoinOperator { join: JoinRows::new(node, NAME)?, probe, table: source, steps, key_schema, reads })
+    }
+
+    /// The whole table as the join sees it, indexed by its side's join keys.
+    fn index(&self, rows: RecordBatch) -> Result<WholeTable> {
+        let count = rows.num_rows() as u32;
+        let (rows, _) = self.visible(rows, (0..count).collect())?;
+        let mut by_key: RowMap<Vec<u32>> = RowMap::default();
+        for (row, key) in self.join.key_rows(self.probe.other(), &rows)?.into_iter().enumerate() {
+            if let Some(key) = key {
+                by_key.entry(key).or_default().push(row as u32);
+            }
+        }
+        Ok(WholeTable { rows, by_key })
+    }
+
+    /// The whole table's rows for each key of `keys`, from its newest load.
+    fn rows_from_whole(&mut self, keys: &[Option<RowBytes>]) -> Result<RowMap<RecordBatch>> {
+        let Reads::Whole { loader, index } = &self.reads else { return Err(EngineError::Internal("a lookup join reads its table by key".into())) };
+        let load = match index {
+            None => Some(loader.first()?),
+            Some(_) => loader.newer()?,
+        };
+        if let Some(load) = load {
+            let whole = self.index(load)?;
+            if let Reads::Whole { index, .. } = &mut self.reads {
+                *index = Some(whole);
+            }
+        }
+        let Reads::Whole { index: Some(whole), .. } = &self.reads else { return Err(EngineError::Internal("a lookup join's table was not loaded".into())) };
+        let mut found: RowMap<RecordBatch> = RowMap::default();
+        for key in keys.iter().flatten() {
+            if found.contains_key(key) {
+                continue;
+            }
+            if let Some(rows) = whole.by_key.get(key) {
+                let rows = take_record_batch(&whole.rows, &UInt32Array::from(rows.clone())).map_err(|e| self.join.arrow(e))?;
+                found.insert(key.clone(), rows);
+            }
+        }
+        Ok(found)
     }
 
     /// The rows the join sees of the table's stored `rows`: computed columns, then
@@ -98,6 +157,7 @@ impl LookupJoinOperator {
 
     /// The table's rows for each distinct key of `keys` (from the cache, or asked for).
     fn rows_by_key(&mut self, batch: &RecordBatch, keys: &[Option<RowBytes>]) -> Result<RowMap<RecordBatch>> {
+        let Reads::ByKey { cache, .. } = &self.reads else { return self.rows_from_whole(keys) };
         let now = Instant::now();
         let mut found: RowMap<RecordBatch> = RowMap::default();
         // Each key not cached, once, with the first row that has it.
@@ -108,7 +168,7 @@ impl LookupJoinOperator {
             if !seen.insert(key) {
                 continue;
             }
-            match self.cache.get(key, now) {
+            match cache.get(key, now) {
                 Some(rows) => {
                     found.insert(key.clone(), rows.clone());
                 }
@@ -126,7 +186,8 @@ impl LookupJoinOperator {
             columns.push(if picked.data_type() == field.data_type() { picked } else { cast(&picked, field.data_type()).map_err(|e| self.join.arrow(e))? });
         }
         let key_batch = RecordBatch::try_new(Arc::clone(&self.key_schema), columns).map_err(|e| self.join.arrow(e))?;
-        let answer = self.client.lookup(key_batch)?;
+        let Reads::ByKey { client, .. } = &self.reads else { return Err(EngineError::Internal("a lookup join reads its table whole".into())) };
+        let answer = client.lookup(key_batch)?;
         let (visible, key_of_row) = self.visible(answer.rows, answer.key_of_row)?;
         let mut rows_of_key: Vec<Vec<u32>> = vec![Vec::new(); asked.len()];
         for (row, &key) in key_of_row.iter().enumerate() {
@@ -136,7 +197,9 @@ impl LookupJoinOperator {
         }
         for ((key, _), mine) in asked.into_iter().zip(rows_of_key) {
             let rows = take_record_batch(&visible, &UInt32Array::from(mine)).map_err(|e| self.join.arrow(e))?;
-            self.cache.put(key.clone(), rows.clone(), now);
+            if let Reads::ByKey { cache, .. } = &mut self.reads {
+                cache.put(key.clone(), rows.clone(), now);
+            }
             found.insert(key, rows);
         }
         Ok(found)

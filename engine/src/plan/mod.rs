@@ -718,7 +718,7 @@ impl StreamNode {
                         "each side's rows, until the watermark passes the last time a partner could come".to_string(),
                     ),
                     JoinBound::Lookup { .. } => {
-                        (passed.clone(), "none (with 'lookup.cache' = 'PARTIAL', a cache of looked-up keys per task, not checkpointed)".to_string())
+                        (passed.clone(), "none (with 'lookup.cache' = 'PARTIAL', a cache of looked-up keys per task; with 'FULL', the whole table per task, read again every reload interval; neither is checkpointed)".to_string())
                     }
                     JoinBound::Temporal(sides) => (
                         "the lowest over both inputs, passed through once the rows it lets out are emitted".to_string(),
