@@ -483,26 +483,9 @@ async fn clicks_named_while_users_are_renamed(interval: &str) -> Vec<(i64, Strin
     let redis_url = REDIS.shared();
     let prefix = unique_name("reload");
     let mut redis = redis_connection(&redis_url).await;
-    for id in 0..10 {
-        let _: () = redis.hset(format!("{prefix}:user:{id}"), "name", format!("old-{id}")).await.expect("hset");
-    }
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("out");
-    let script = dir.path().join("lookup.sql");
-    std::fs::write(
-        &script,
-        format!(
-            "CREATE TABLE clicks (id BIGINT, user_id AS id % 10, proc_time AS PROCTIME())
-               WITH ('connector' = 'datagen', 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000');
-             CREATE TABLE users (id BIGINT, name STRING)
-               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:user:{{id}}',
-                     'lookup.cache' = 'FULL', 'lookup.full-cache.periodic-reload.interval' = '{interval}');
-             CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-             INSERT INTO out SELECT c.id, u.name FROM clicks AS c JOIN users FOR SYSTEM_TIME AS OF c.proc_time AS u ON c.user_id = u.id;",
-            out.display()
-        ),
-    )
-    .expect("script");
+    let options = format!("'lookup.cache' = 'FULL', 'lookup.full-cache.periodic-reload.interval' = '{interval}'");
+    let (script, out) = clicks_of_redis_users(&mut redis, &redis_url, &prefix, "old", dir.path(), 1000, &options).await;
     let child = eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("run eddy");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     for id in 0..10 {
@@ -519,6 +502,39 @@ async fn clicks_named_while_users_are_renamed(interval: &str) -> Vec<(i64, Strin
     rows
 }
 
+/// Writes 10 users to Redis (hashes `{prefix}:user:<id>`, name `{name}-<id>`),
+/// and in `dir` a script that joins `clicks` clicks (ids from 1, of users `id %
+/// 10`, 200 a second) with them in a lookup join of table `users` (`options`
+/// added to its `WITH`) into JSON files; the script's path and the files' directory.
+async fn clicks_of_redis_users(
+    redis: &mut redis::aio::MultiplexedConnection,
+    redis_url: &str,
+    prefix: &str,
+    name: &str,
+    dir: &std::path::Path,
+    clicks: u64,
+    options: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    for id in 0..10 {
+        let _: () = redis.hset(format!("{prefix}:user:{id}"), "name", format!("{name}-{id}")).await.expect("hset");
+    }
+    let out = dir.join("out");
+    let script = dir.join("lookup.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE clicks (id BIGINT, user_id AS id % 10, proc_time AS PROCTIME())
+               WITH ('connector' = 'datagen', 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{clicks}');
+             CREATE TABLE users (id BIGINT, name STRING) WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = '{prefix}:user:{{id}}', {options});
+             CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT c.id, u.name FROM clicks AS c JOIN users FOR SYSTEM_TIME AS OF c.proc_time AS u ON c.user_id = u.id;",
+            out.display()
+        ),
+    )
+    .expect("script");
+    (script, out)
+}
+
 /// A Redis that goes away while a lookup join runs: each failed lookup is
 /// retried with backoff ('lookup.max-retries'), then the pipeline fails with
 /// Redis's own error, naming the table; it does not hang or write rows without
@@ -528,25 +544,8 @@ async fn a_lookup_store_that_goes_away_fails_the_pipeline_after_retries_with_its
     let run_dir = tempfile::tempdir().expect("temp dir");
     let redis_url = REDIS.start(Some(run_dir.path()));
     let mut redis = redis_connection(&redis_url).await;
-    for id in 0..10 {
-        let _: () = redis.hset(format!("gone:user:{id}"), "name", format!("user-{id}")).await.expect("hset");
-    }
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("out");
-    let script = dir.path().join("lookup.sql");
-    std::fs::write(
-        &script,
-        format!(
-            "CREATE TABLE clicks (id BIGINT, user_id AS id % 10, proc_time AS PROCTIME())
-               WITH ('connector' = 'datagen', 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '100000');
-             CREATE TABLE users (id BIGINT, name STRING)
-               WITH ('connector' = 'redis', 'url' = '{redis_url}', 'key' = 'gone:user:{{id}}', 'lookup.max-retries' = '2');
-             CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-             INSERT INTO out SELECT c.id, u.name FROM clicks AS c JOIN users FOR SYSTEM_TIME AS OF c.proc_time AS u ON c.user_id = u.id;",
-            out.display()
-        ),
-    )
-    .expect("script");
+    let (script, _) = clicks_of_redis_users(&mut redis, &redis_url, "gone", "user", dir.path(), 100_000, "'lookup.max-retries' = '2'").await;
     let mut child = eddy().arg("run").arg(&script).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("run eddy");
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(child.try_wait().expect("wait").is_none(), "the pipeline ended while Redis was up");
