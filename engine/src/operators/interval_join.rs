@@ -248,24 +248,32 @@ impl IntervalJoinOperator {
         let watermark = self.watermark.0;
         let bounds = self.bounds;
         let state = &mut self.sides[side as usize];
-        let due: Vec<i64> = state.expiry.range(..=watermark).map(|(t, _)| *t).collect();
+        let later = match watermark.checked_add(1) {
+            Some(after) => state.expiry.split_off(&after),
+            None => BTreeMap::new(),
+        };
+        // Each slot once, however many of its rows' times the watermark passed:
+        // a key with many rows would otherwise be scanned once per row.
+        let mut slots: Vec<u32> = std::mem::replace(&mut state.expiry, later).into_values().flatten().collect();
+        slots.sort_unstable();
+        slots.dedup();
         let mut alone = Vec::new();
         let mut released = Vec::new();
-        for time in due {
-            for slot in state.expiry.remove(&time).unwrap_or_default() {
-                state.leave(slot, |w| {
-                    if bounds.last_chance(side, w.time) > watermark {
-                        return false;
-                    }
-                    if w.matched == Matched::No {
-                        alone.push((w.batch, w.row));
-                    }
-                    released.push(w.batch);
-                    true
-                });
-            }
+        for slot in slots {
+            state.leave(slot, |w| {
+                if bounds.last_chance(side, w.time) > watermark {
+                    return false;
+                }
+                if w.matched == Matched::No {
+                    alone.push((w.time, w.batch, w.row));
+                }
+                released.push(w.batch);
+                true
+            });
         }
-        (alone, released)
+        // Rows left alone go out in the order of their times, then of their arrival.
+        alone.sort_unstable();
+        (alone.into_iter().map(|(_, batch, row)| (batch, row)).collect(), released)
     }
 }
 
