@@ -9,8 +9,9 @@
 //! locations, so every error still points at the user's line and column.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::sql::sqlparser::ast::Query;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -614,6 +615,10 @@ impl Cursor {
             }
             _ => return Err(self.error_expected("a column type such as BIGINT, STRING or TIMESTAMP(3)")),
         };
+        match word.as_str() {
+            "ARRAY" | "MAP" | "ROW" => return self.parse_nested_type(&word, what),
+            _ => {}
+        }
         let mut args: Vec<u64> = Vec::new();
         if self.consume_token(&Token::LParen) {
             loop {
@@ -691,11 +696,77 @@ impl Cursor {
             }
             other => {
                 return Err(SqlError::syntax(location, format!("unknown or unsupported column type `{other}`")).with_hint(
-                    "supported types: BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p, s), STRING, VARCHAR(n), BYTES, DATE, TIME, TIMESTAMP(3), TIMESTAMP_LTZ(3)",
+                    "supported types: BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p, s), STRING, VARCHAR(n), BYTES, DATE, TIME, TIMESTAMP(3), TIMESTAMP_LTZ(3), ARRAY<t>, MAP<k, v>, ROW<name t, ...>",
                 ))
             }
         };
         Ok(data_type)
+    }
+
+    /// Flink's collection and structured types: `ARRAY<t>`, `MAP<k, v>`, and
+    /// `ROW<name t, ...>` (or `ROW(name t, ...)`), as Arrow lists, maps and structs.
+    /// Elements, values and fields may be NULL unless declared `NOT NULL`; map keys never are.
+    fn parse_nested_type(&mut self, word: &str, what: &str) -> Result<DataType> {
+        let parenthesized = word == "ROW" && self.consume_token(&Token::LParen);
+        if !parenthesized {
+            self.expect_token(&Token::Lt)?;
+        }
+        let data_type = match word {
+            "ARRAY" => {
+                let (element, nullable) = self.parse_nested_member(what)?;
+                DataType::List(Arc::new(Field::new("element", element, nullable)))
+            }
+            "MAP" => {
+                let (key, _) = self.parse_nested_member(what)?;
+                self.expect_token(&Token::Comma)?;
+                let (value, nullable) = self.parse_nested_member(what)?;
+                let entries = Field::new("entries", DataType::Struct(vec![Field::new("key", key, false), Field::new("value", value, nullable)].into()), false);
+                DataType::Map(Arc::new(entries), false)
+            }
+            _ => {
+                let mut fields = Vec::new();
+                loop {
+                    let name = match self.peek().map(|t| t.token.clone()) {
+                        Some(Token::Word(w)) => {
+                            self.index += 1;
+                            w.value
+                        }
+                        _ => return Err(self.error_expected("a field name")),
+                    };
+                    let (data_type, nullable) = self.parse_nested_member(&format!("{what}.{name}"))?;
+                    fields.push(Field::new(name, data_type, nullable));
+                    if !self.consume_token(&Token::Comma) {
+                        break;
+                    }
+                }
+                DataType::Struct(fields.into())
+            }
+        };
+        if parenthesized {
+            self.expect_token(&Token::RParen)?;
+        } else {
+            self.expect_closing_angle()?;
+        }
+        Ok(data_type)
+    }
+
+    /// An element, value or field type, and whether it may be NULL.
+    fn parse_nested_member(&mut self, what: &str) -> Result<(DataType, bool)> {
+        let data_type = self.parse_data_type(what)?;
+        let nullable = !(self.peek_keyword(Keyword::NOT) && self.keyword_at(1) == Some(Keyword::NULL));
+        if !nullable {
+            self.index += 2;
+        }
+        Ok((data_type, nullable))
+    }
+
+    /// A `>` closing a type; of `>>` (two nested types closing), the first half.
+    fn expect_closing_angle(&mut self) -> Result<()> {
+        if self.peek_token(&Token::ShiftRight) {
+            self.tokens[self.index].token = Token::Gt;
+            return Ok(());
+        }
+        self.expect_token(&Token::Gt)
     }
 
     fn parse_create_view(&mut self) -> Result<Statement> {
