@@ -929,6 +929,17 @@ mod tests {
     }
 
     #[test]
+    fn collection_types_nest_and_keep_not_null_members() {
+        let t = create(
+            "CREATE TABLE n (a ARRAY<ARRAY<INT NOT NULL>>, m MAP<STRING, ROW<n INT, s ARRAY<STRING>>>, r ROW(x INT NOT NULL, y STRING)) WITH ('connector' = 'blackhole')",
+        );
+        let names: Vec<String> = t.columns.iter().map(|c| crate::types::sql_type_name(&c.data_type)).collect();
+        assert_eq!(names, ["ARRAY<ARRAY<INT NOT NULL>>", "MAP<STRING, ROW<`n` INT, `s` ARRAY<STRING>>>", "ROW<`x` INT NOT NULL, `y` STRING>"]);
+        let e = parse_script("CREATE TABLE n (a ARRAY<INT) WITH ('connector' = 'blackhole')").unwrap_err().to_string();
+        assert!(e.contains("expected `>`"), "{e}");
+    }
+
+    #[test]
     fn create_table_with_watermark_computed_and_key() {
         let t = create(
             "CREATE TABLE bids (\n  auction BIGINT NOT NULL, price DECIMAL(10, 2), event_ms BIGINT,\n  ts AS TO_TIMESTAMP_LTZ(event_ms, 3),\n  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND,\n  PRIMARY KEY (auction) NOT ENFORCED\n) WITH ('connector' = 'filesystem', 'path' = 'x.json', 'format' = 'json');",

@@ -3,7 +3,7 @@
 //! `TIMESTAMP(3)`, not Arrow's `Int64` and `Timestamp(Millisecond, None)`.
 //! It is the inverse of the column types `CREATE TABLE` accepts.
 
-use datafusion::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
 
 /// The SQL type a column of `data_type` has, as Flink writes it (`BIGINT`,
 /// `STRING`, `DECIMAL(10, 2)`, `TIMESTAMP(3)`, `ARRAY<INT>`). Arrow types SQL
@@ -31,18 +31,29 @@ pub fn sql_type_name(data_type: &DataType) -> String {
         DataType::Interval(IntervalUnit::YearMonth) => "INTERVAL YEAR TO MONTH".into(),
         DataType::Interval(_) => "INTERVAL DAY TO SECOND(3)".into(),
         DataType::List(item) | DataType::LargeList(item) | DataType::ListView(item) | DataType::FixedSizeList(item, _) => {
-            format!("ARRAY<{}>", sql_type_name(item.data_type()))
+            format!("ARRAY<{}>", member_type_name(item))
         }
+        // A map's keys are never NULL in Arrow: Flink's type name leaves that unsaid.
         DataType::Map(entries, _) => match entries.data_type() {
-            DataType::Struct(fields) if fields.len() == 2 => format!("MAP<{}, {}>", sql_type_name(fields[0].data_type()), sql_type_name(fields[1].data_type())),
+            DataType::Struct(fields) if fields.len() == 2 => format!("MAP<{}, {}>", sql_type_name(fields[0].data_type()), member_type_name(&fields[1])),
             other => other.to_string(),
         },
         DataType::Struct(fields) => {
-            let fields: Vec<String> = fields.iter().map(|f| format!("`{}` {}", f.name(), sql_type_name(f.data_type()))).collect();
+            let fields: Vec<String> = fields.iter().map(|f| format!("`{}` {}", f.name(), member_type_name(f))).collect();
             format!("ROW<{}>", fields.join(", "))
         }
         DataType::Dictionary(_, value) => sql_type_name(value),
         other => other.to_string(),
+    }
+}
+
+/// An element's, value's or field's type, `NOT NULL` when it cannot be NULL.
+fn member_type_name(field: &Field) -> String {
+    let name = sql_type_name(field.data_type());
+    if field.is_nullable() {
+        name
+    } else {
+        format!("{name} NOT NULL")
     }
 }
 

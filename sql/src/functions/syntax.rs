@@ -32,7 +32,39 @@ use super::json_build::{JSON_ARRAY, JSON_OBJECT, RAW, TYPED};
 /// Rewrites `IS [NOT] JSON [kind]` and `JSON_OBJECT`'s `KEY` so sqlparser can
 /// read them (see the module docs).
 pub(crate) fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    rewrite_is_json(drop_object_keys(tokens))
+    rewrite_map_constructors(rewrite_is_json(drop_object_keys(tokens)))
+}
+
+/// Flink's map value constructor `MAP[k1, v1, ...]`, which sqlparser does not
+/// know, as a call of `__eddy_map(k1, v1, ...)` (see `collections.rs`).
+fn rewrite_map_constructors(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    if !tokens.iter().any(|t| is_word(t, "MAP")) {
+        return tokens;
+    }
+    // For each open bracket: whether it opened a constructor.
+    let mut opened: Vec<bool> = Vec::new();
+    let mut previous: Option<usize> = None;
+    for i in 0..tokens.len() {
+        match tokens[i].token {
+            Token::LBracket => {
+                let constructor = previous.is_some_and(|p| is_word(&tokens[p], "MAP"));
+                if let Some(p) = previous.filter(|_| constructor) {
+                    if let Token::Word(w) = &mut tokens[p].token {
+                        w.value = "__eddy_map".to_string();
+                        w.keyword = Keyword::NoKeyword;
+                    }
+                    tokens[i].token = Token::LParen;
+                }
+                opened.push(constructor);
+            }
+            Token::RBracket if opened.pop() == Some(true) => tokens[i].token = Token::RParen,
+            _ => {}
+        }
+        if significant(&tokens[i]) {
+            previous = Some(i);
+        }
+    }
+    tokens
 }
 
 fn significant(t: &TokenWithSpan) -> bool {
