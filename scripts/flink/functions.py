@@ -669,6 +669,11 @@ CASES = {
         ("s IS JSON OBJECT AND s IS NOT JSON ARRAY FROM (VALUES ('{}'), ('[]'), ('x')) AS t(s)", "in a condition, beside AND"),
     ],
     "aggregate": [
+        ("k, CARDINALITY(ARRAY_AGG(v)) FROM (VALUES (1, 'a'), (1, CAST(NULL AS STRING)), (1, 'b'), (2, 'c'), (2, 'c')) AS t(k, v) GROUP BY k", "ARRAY_AGG keeps NULLs"),
+        ("k, ARRAY_AGG(v)[1], ARRAY_AGG(v)[2] FROM (VALUES (1, 'a'), (1, CAST(NULL AS STRING)), (1, 'b'), (2, 'c'), (2, 'c')) AS t(k, v) GROUP BY k", "ARRAY_AGG in arrival order"),
+        ("k, CARDINALITY(ARRAY_AGG(DISTINCT v)) FROM (VALUES (1, 'a'), (1, CAST(NULL AS STRING)), (1, 'b'), (2, 'c'), (2, 'c')) AS t(k, v) GROUP BY k", "ARRAY_AGG(DISTINCT) counts NULL as a value"),
+        ("k, CARDINALITY(ARRAY_AGG(v IGNORE NULLS)) FROM (VALUES (1, 'a'), (1, CAST(NULL AS STRING)), (1, 'b'), (2, 'c'), (2, 'c')) AS t(k, v) GROUP BY k", "ARRAY_AGG IGNORE NULLS"),
+        ("CARDINALITY(ARRAY_AGG(v)) FROM (VALUES (CAST(NULL AS STRING))) AS t(v)", "ARRAY_AGG of one NULL"),
         ("AVG(x) FROM (VALUES (CAST(1 AS BIGINT)), (CAST(2 AS BIGINT))) AS t(x)", "AVG of BIGINTs is a BIGINT"),
         ("AVG(x) FROM (VALUES (1), (-4), (-4)) AS t(x)", "AVG of INTs, cut toward zero"),
         ("AVG(x) FROM (VALUES (CAST(1 AS TINYINT)), (CAST(2 AS TINYINT)), (CAST(4 AS TINYINT))) AS t(x)", "AVG of TINYINTs"),
