@@ -217,12 +217,15 @@ pub type Load = std::result::Result<RecordBatch, String>;
 pub struct FullTableLoader {
     loads: mpsc::Receiver<Load>,
     table: String,
+    /// Dropped with the loader, which wakes the thread from its wait to end.
+    _stop: mpsc::Sender<()>,
 }
 
 impl FullTableLoader {
     /// Starts loading `lookup`'s table (`table`, named in errors).
     pub fn start(lookup: Box<dyn Lookup>, options: &LookupOptions, table: &str) -> Result<Self> {
         let (send, loads) = mpsc::sync_channel::<Load>(1);
+        let (stop_sender, stop) = mpsc::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| EngineError::Internal(format!("lookup runtime: {e}")))?;
         let (every, max_retries) = (options.reload_interval, options.max_retries);
         let lookup: Arc<dyn Lookup> = Arc::from(lookup);
@@ -234,10 +237,13 @@ impl FullTableLoader {
                 if send.send(load).is_err() || failed {
                     return;
                 }
-                std::thread::sleep(every);
+                // The reload interval, cut short when the loader is dropped.
+                if let Err(mpsc::RecvTimeoutError::Disconnected) = stop.recv_timeout(every) {
+                    return;
+                }
             })
             .map_err(|e| EngineError::Internal(format!("lookup thread: {e}")))?;
-        Ok(FullTableLoader { loads, table: table.to_string() })
+        Ok(FullTableLoader { loads, table: table.to_string(), _stop: stop_sender })
     }
 
     /// The first load, waiting for it.
@@ -337,6 +343,48 @@ mod tests {
             in_flight: 1,
             reload_interval: Duration::from_secs(3600),
         }
+    }
+
+    /// A table whose every read is one row: the number of reads so far.
+    struct CountedReads(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait]
+    impl Lookup for CountedReads {
+        async fn lookup(&self, _keys: RecordBatch) -> std::result::Result<LookupRows, BoxError> {
+            Err("looked up by key".into())
+        }
+
+        async fn scan(&self) -> std::result::Result<RecordBatch, BoxError> {
+            Ok(rows(&[self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) as i64 + 1]))
+        }
+    }
+
+    #[test]
+    fn a_full_table_loader_reads_again_every_interval_and_ends_when_dropped() {
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut every_20_ms = options(CacheMode::Full, 1, None, MissingKeys::Cached);
+        every_20_ms.reload_interval = Duration::from_millis(20);
+        let loader = FullTableLoader::start(Box::new(CountedReads(Arc::clone(&reads))), &every_20_ms, "t").unwrap();
+        assert_eq!(loader.first().unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while loader.newer().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no second read within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(loader);
+        // An hour's interval: dropping the loader ends its thread at once (the
+        // thread's table is dropped with it), not an hour later.
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hourly = options(CacheMode::Full, 1, None, MissingKeys::Cached);
+        let loader = FullTableLoader::start(Box::new(CountedReads(Arc::clone(&reads))), &hourly, "t").unwrap();
+        loader.first().unwrap();
+        drop(loader);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&reads) > 1 {
+            assert!(Instant::now() < deadline, "the loading thread still runs 10 s after its loader was dropped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1, "read once");
     }
 
     #[test]
