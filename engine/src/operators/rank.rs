@@ -364,10 +364,7 @@ impl RankOperator {
                 for (c, &i) in candidates.iter().enumerate() {
                     let (i, Some(end)) = (i as usize, ends[i as usize]) else { continue };
                     let partitions = windows.entry(end).or_default();
-                    if !partitions.contains_key(key(i)) {
-                        partitions.insert(key(i).into(), Vec::new());
-                    }
-                    let Some(ranked) = partitions.get_mut(key(i)) else { return Err(mismatch()) };
+                    let Some(ranked) = partition(partitions, key(i)) else { return Err(mismatch()) };
                     // Ties go by arrival: a later row first when it is to replace an equal one.
                     let seq = if ties == Ties::LaterFirst { u64::MAX - self.next_seq } else { self.next_seq };
                     self.next_seq += 1;
@@ -393,10 +390,7 @@ impl RankOperator {
                 let Partitions::Continuous(partitions) = &mut self.partitions else { return Err(mismatch()) };
                 for (c, &i) in candidates.iter().enumerate() {
                     let i = i as usize;
-                    if !partitions.contains_key(key(i)) {
-                        partitions.insert(key(i).into(), Vec::new());
-                    }
-                    let Some(ranked) = partitions.get_mut(key(i)) else { return Err(mismatch()) };
+                    let Some(ranked) = partition(partitions, key(i)) else { return Err(mismatch()) };
                     let before = ranked.len();
                     let item = Ranked { order: order(i).into(), seq: self.next_seq, row: encoded.row(c).data().into() };
                     self.next_seq += 1;
@@ -430,10 +424,7 @@ impl RankOperator {
                             partitions.remove(key(i));
                         }
                     } else {
-                        if !partitions.contains_key(key(i)) {
-                            partitions.insert(key(i).into(), Vec::new());
-                        }
-                        let Some(ranked) = partitions.get_mut(key(i)) else { return Err(mismatch()) };
+                        let Some(ranked) = partition(partitions, key(i)) else { return Err(mismatch()) };
                         let before = ranked.len();
                         let item = Ranked { order: order.into(), seq: self.next_seq, row: row.into() };
                         self.next_seq += 1;
@@ -510,6 +501,15 @@ impl RankOperator {
             Partitions::Continuous(partitions) => partitions.iter().flat_map(|(key, ranked)| ranked.iter().map(move |r| (key, &r.row, false))).collect(),
         }
     }
+}
+
+/// The kept rows of partition `key`, a new empty one if there is none (the key
+/// is copied only then). `None` cannot happen: the partition was just put there.
+fn partition<'a>(partitions: &'a mut RowMap<Vec<Ranked>>, key: &[u8]) -> Option<&'a mut Vec<Ranked>> {
+    if !partitions.contains_key(key) {
+        partitions.insert(key.into(), Vec::new());
+    }
+    partitions.get_mut(key)
 }
 
 /// Whether a row of `order` may rank within `limit` in a partition kept as
