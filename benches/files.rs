@@ -14,7 +14,8 @@
 //! with one task, as before sources split files: the same binary's baseline), and
 //! workload names.
 //! Reports events per CPU-second (decoding included), per wall-second, and the
-//! process's peak RSS during each run.
+//! process's peak RSS during each run (the allocator keeps freed memory, so name one
+//! workload per run to read its own peak).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,13 @@ const WORKLOADS: &[(&str, &str, &str)] = &[
         "session",
         "user_id BIGINT, n BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)",
         "SELECT user_id, COUNT(*), window_start, window_end FROM TABLE(SESSION(TABLE events PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '30' SECOND)) GROUP BY user_id, window_start, window_end",
+    ),
+    (
+        // One session for the whole file (an event every millisecond, a 30 s gap):
+        // a key that never goes idle, whose memory must not grow with its rows.
+        "session-one-key",
+        "n BIGINT, total DOUBLE, window_start TIMESTAMP(3), window_end TIMESTAMP(3)",
+        "SELECT COUNT(*), SUM(amount), window_start, window_end FROM TABLE(SESSION(TABLE events, DESCRIPTOR(ts), INTERVAL '30' SECOND)) GROUP BY window_start, window_end",
     ),
 ];
 
@@ -100,12 +108,14 @@ fn rss_mb() -> f64 {
 /// Samples the resident set every 10 ms until dropped, keeping the highest: each
 /// run's own peak (the kernel's VmHWM only ever grows over the whole process).
 struct PeakRss {
+    at_start: f64,
     stop: Arc<std::sync::atomic::AtomicBool>,
     sampler: Option<std::thread::JoinHandle<f64>>,
 }
 
 impl PeakRss {
     fn start() -> Self {
+        let at_start = rss_mb();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let sampler = std::thread::spawn(move || {
@@ -116,12 +126,13 @@ impl PeakRss {
             }
             peak.max(rss_mb())
         });
-        PeakRss { stop, sampler: Some(sampler) }
+        PeakRss { at_start, stop, sampler: Some(sampler) }
     }
 
-    fn finish(mut self) -> f64 {
+    /// The resident set when sampling started and its peak since, in MB.
+    fn finish(mut self) -> (f64, f64) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.sampler.take().map(|s| s.join().unwrap_or(0.0)).unwrap_or(0.0)
+        (self.at_start, self.sampler.take().map(|s| s.join().unwrap_or(0.0)).unwrap_or(0.0))
     }
 }
 
@@ -156,17 +167,18 @@ fn main() {
             );
             let peak = PeakRss::start();
             let result = run_script(&runtime, &sql);
-            let peak = peak.finish();
+            let (at_start, peak) = peak.finish();
             let label = format!("{name} p{parallelism}");
             match result {
                 Ok(Measured { summary, wall, cpu, .. }) => {
                     assert_eq!(summary.metrics.rows_in, events, "{label}: every event of the file is read once");
                     println!(
-                        "{label:<18} {:>6.2} M events/CPU-s  {:>6.2} M events/s wall  ({wall:.2}s wall, {cpu:.2}s CPU, {} rows out, peak RSS {:.0} MB)",
+                        "{label:<18} {:>6.2} M events/CPU-s  {:>6.2} M events/s wall  ({wall:.2}s wall, {cpu:.2}s CPU, {} rows out, peak RSS {:.0} MB from {:.0} MB)",
                         summary.metrics.rows_in as f64 / cpu.max(1e-9) / 1e6,
                         summary.metrics.rows_in as f64 / wall / 1e6,
                         summary.metrics.rows_out,
-                        peak
+                        peak,
+                        at_start
                     )
                 }
                 Err(e) => println!("{label:<18} failed: {e}"),

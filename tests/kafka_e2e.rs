@@ -360,7 +360,7 @@ async fn a_row_leaving_a_filter_over_a_view_becomes_an_upsert_kafka_tombstone() 
 }
 
 /// A pipeline checkpointed at parallelism 2 resumes at parallelism 3: its keyed
-/// state (open TUMBLE windows, open SESSIONs) is cut by the exchange's hash and
+/// state (open TUMBLE windows, open SESSIONs, their rows or their accumulators) is cut by the exchange's hash and
 /// spread over the new instances. Events after the restart land in windows and
 /// sessions opened before it, so a group restored into the wrong instance would
 /// come out twice; the output must equal the counts computed here.
@@ -374,21 +374,37 @@ async fn a_checkpoint_taken_at_parallelism_2_resumes_at_parallelism_3() {
         range.map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"user_id": {}, "ts": {}}}"#, i % 40, ts(i)))).collect::<Vec<_>>()
     };
     let mut tumbles: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    let mut sessions: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    let mut open: BTreeMap<i64, (i64, i64)> = BTreeMap::new(); // user -> (session start, last ts)
     for i in 0..20_000 {
         let (user, t) = (i % 40, ts(i));
         *tumbles.entry((eddy_engine::EventTime(t - t.rem_euclid(10_000)).to_string(), user)).or_default() += 1;
-        let start = match open.get(&user) {
-            Some(&(start, last)) if t - last < 5_000 => start,
-            _ => t,
-        };
-        open.insert(user, (start, t));
-        *sessions.entry((eddy_engine::EventTime(start).to_string(), user)).or_default() += 1;
     }
+    // Per (session start, key), the events in the session: keys from `key_of`, a new
+    // session after a pause of `gap` ms or more.
+    let sessions = |key_of: &dyn Fn(i64) -> i64, gap: i64| {
+        let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
+        let mut open: BTreeMap<i64, (i64, i64)> = BTreeMap::new(); // key -> (session start, last ts)
+        for i in 0..20_000 {
+            let (key, t) = (key_of(i), ts(i));
+            let start = match open.get(&key) {
+                Some(&(start, last)) if t - last < gap => start,
+                _ => t,
+            };
+            open.insert(key, (start, t));
+            *counts.entry((eddy_engine::EventTime(start).to_string(), key)).or_default() += 1;
+        }
+        counts
+    };
     let queries = [
         ("tumble", "SELECT window_start, user_id, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, user_id", tumbles),
-        ("session", "SELECT window_start, user_id, COUNT(*) AS n FROM TABLE(SESSION(TABLE events PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY window_start, window_end, user_id", sessions),
+        ("session", "SELECT window_start, user_id, COUNT(*) AS n FROM TABLE(SESSION(TABLE events PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY window_start, window_end, user_id", sessions(&|i| i % 40, 5_000)),
+        // Two sessions of 10,000 events that outlast the 10 s pauses: each folds its
+        // rows into accumulators every 1,024, so the checkpoint holds accumulators,
+        // which the restore must cut by key like rows.
+        (
+            "long-session",
+            "SELECT window_start, grp AS user_id, COUNT(*) AS n FROM TABLE(SESSION(TABLE events PARTITION BY grp, DESCRIPTOR(ts), INTERVAL '15' SECOND)) GROUP BY window_start, window_end, grp",
+            sessions(&|i| i % 40 % 2, 15_000),
+        ),
     ];
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, query, want) in queries {
@@ -407,7 +423,13 @@ async fn a_checkpoint_taken_at_parallelism_2_resumes_at_parallelism_3() {
                      CREATE TABLE counts (window_start TIMESTAMP(3), user_id BIGINT, n BIGINT)
                      WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
                      INSERT INTO counts {query};",
-                    kafka_table("events", "user_id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND", &topic, &bootstrap, bounded),
+                    kafka_table(
+                        "events",
+                        "user_id BIGINT, ts TIMESTAMP(3), grp AS user_id % 2, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND",
+                        &topic,
+                        &bootstrap,
+                        bounded
+                    ),
                     out.display()
                 ),
             )

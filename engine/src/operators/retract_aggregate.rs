@@ -26,7 +26,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::arrow_error;
 use super::rows::{bytes, constant, Codec, EmittedRows, RowBytes, RowMap};
-use super::window_aggregate::{new_accumulator, output_batch, Inputs};
+use super::window_aggregate::{new_accumulator, output_batch, Inputs, WindowBounds};
 use crate::changelog::ChangeBatch;
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointId;
@@ -177,7 +177,7 @@ impl RetractAggregateOperator {
             values.push(accumulator.evaluate(EmitTo::All).map_err(df)?);
         }
         let keys = if self.key_exprs.is_empty() { Vec::new() } else { self.keys.decode(live.iter().copied())? };
-        output_batch(&self.node, (0, 0), keys, values, live.len())
+        output_batch(&self.node, &WindowBounds::Same(0, 0), keys, values, live.len())
     }
 
     /// Recomputes every touched group and emits retractions of old rows, then new

@@ -178,15 +178,20 @@ impl FrozenState {
 }
 
 /// Assembles output rows in the node's column order: window bounds, keys, aggregates.
-pub(crate) fn output_batch(node: &WindowAggregateNode, bounds: (i64, i64), keys: Vec<ArrayRef>, values: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
-    let constant = |v: i64| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![v; rows])) };
+pub(crate) fn output_batch(node: &WindowAggregateNode, bounds: &WindowBounds, keys: Vec<ArrayRef>, values: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let times = |pick: &dyn Fn(i64, i64) -> i64| -> ArrayRef {
+        Arc::new(match bounds {
+            WindowBounds::Same(start, end) => TimestampMillisecondArray::from(vec![pick(*start, *end); rows]),
+            WindowBounds::PerRow { starts, ends } => starts.iter().zip(ends).map(|(s, e)| pick(*s, *e)).collect::<Vec<_>>().into(),
+        })
+    };
     let mut keys = keys.into_iter();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(node.schema.fields().len());
     for g in &node.group {
         columns.push(match g {
-            GroupColumn::WindowStart => constant(bounds.0),
-            GroupColumn::WindowEnd => constant(bounds.1),
-            GroupColumn::WindowTime => constant(bounds.1 - 1),
+            GroupColumn::WindowStart => times(&|start, _| start),
+            GroupColumn::WindowEnd => times(&|_, end| end),
+            GroupColumn::WindowTime => times(&|_, end| end - 1),
             GroupColumn::Key(_) => keys.next().ok_or_else(|| EngineError::Internal("missing key column".into()))?,
         });
     }
@@ -197,6 +202,13 @@ pub(crate) fn output_batch(node: &WindowAggregateNode, bounds: (i64, i64), keys:
         .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()).map_err(|e| arrow_error(NAME, e)) })
         .collect::<Result<Vec<_>>>()?;
     make_batch(&node.schema, columns, rows, NAME)
+}
+
+/// The window bounds of an output batch's rows: one window for all (TUMBLE, HOP,
+/// CUMULATE close windows one at a time) or one per row (sessions close many at once).
+pub(crate) enum WindowBounds {
+    Same(i64, i64),
+    PerRow { starts: Vec<i64>, ends: Vec<i64> },
 }
 
 /// The arrays one batch contributes: keys, aggregate arguments and filters.
@@ -223,6 +235,11 @@ impl Inputs {
     pub(crate) fn size_bytes(&self) -> usize {
         let arrays = self.keys.iter().chain(self.args.iter().flatten()).map(|a| a.get_array_memory_size()).sum::<usize>();
         arrays + self.filters.iter().flatten().map(|f| f.get_array_memory_size()).sum::<usize>()
+    }
+
+    /// How many rows the arrays hold (0 with no keys and no aggregate arguments).
+    pub(crate) fn rows(&self) -> usize {
+        self.keys.iter().chain(self.args.iter().flatten()).next().map_or(0, |a| a.len())
     }
 
     /// The subset of rows at `indices`.
@@ -345,7 +362,7 @@ impl WindowAggregateOperator {
             Some(emitted) => {
                 let (keys, values, rows) = changed.finish()?;
                 if rows > 0 {
-                    emitted.emit(Some(output_batch(&self.node, (0, 0), keys, values, rows)?), [], out)?;
+                    emitted.emit(Some(output_batch(&self.node, &WindowBounds::Same(0, 0), keys, values, rows)?), [], out)?;
                 }
                 Ok(())
             }
@@ -377,7 +394,7 @@ impl WindowAggregateOperator {
     fn emit_window(&mut self, state: &mut GroupState, bounds: (i64, i64), out: &mut Emitter) -> Result<()> {
         let (keys, values, rows) = state.finish()?;
         if rows > 0 {
-            out.inserts(output_batch(&self.node, bounds, keys, values, rows)?);
+            out.inserts(output_batch(&self.node, &WindowBounds::Same(bounds.0, bounds.1), keys, values, rows)?);
         }
         Ok(())
     }
