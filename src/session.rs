@@ -645,20 +645,10 @@ impl PreparedPipeline {
 }
 
 /// The partitions of each source whose connector knows them before it runs (files
-/// and their splits), as the engine opens them: for as many tasks as the
-/// pipeline's first keyed stage (an aggregate or a join) runs, else one.
+/// and their splits), as the engine opens them: for the pipeline's parallelism
+/// ([`eddy_engine::graph::Graph::parallelism`]).
 fn explain_partitions(plan: &StreamPlan, parallelism: usize, text: &mut String) {
-    /// The tasks of the first keyed operator in the engine's stage order (inputs first).
-    fn first_keyed_tasks(node: &eddy_engine::plan::StreamNode, parallelism: usize) -> Option<usize> {
-        node.inputs().into_iter().find_map(|input| first_keyed_tasks(input, parallelism)).or(match node {
-            eddy_engine::plan::StreamNode::WindowAggregate(a) => Some(a.tasks(parallelism)),
-            eddy_engine::plan::StreamNode::Join(j) => Some(j.tasks(parallelism)),
-            eddy_engine::plan::StreamNode::Rank(r) => Some(r.tasks(parallelism)),
-            eddy_engine::plan::StreamNode::OverAggregate(o) => Some(o.tasks(parallelism)),
-            _ => None,
-        })
-    }
-    let tasks = first_keyed_tasks(&plan.root, parallelism).unwrap_or(1);
+    let tasks = parallelism.max(1);
     /// More partitions than this are counted, not listed.
     const LISTED: usize = 8;
     for source in plan.sources() {

@@ -73,6 +73,10 @@ pub struct Link {
 /// The dataflow graph of one pipeline.
 pub struct Graph {
     pub stages: Vec<Stage>,
+    /// The pipeline's parallelism: splittable sources (files, generators) are opened
+    /// for this many tasks, so a pipeline without a keyed stage decodes on as many
+    /// cores as one with.
+    pub parallelism: usize,
 }
 
 impl Graph {
@@ -91,7 +95,7 @@ impl Graph {
         let sink = builder.stages.len();
         builder.stages.push(Stage { name: "Sink".to_string(), kind: StageKind::Sink, chain: Vec::new(), output: None });
         builder.connect(flows, Link { stage: sink, input: 0 });
-        Ok(Graph { stages: builder.stages })
+        Ok(Graph { stages: builder.stages, parallelism: parallelism.max(1) })
     }
 
     /// A readable description of the stages, for logs and `EXPLAIN`.

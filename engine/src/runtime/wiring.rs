@@ -32,15 +32,7 @@ pub(super) type Readers = HashMap<usize, Vec<Box<dyn SourceReader>>>;
 /// name the sources that can resume when one that cannot would have to.
 pub(super) fn open_sources(graph: &Graph, restored: Option<&Checkpoint>, connectors: &[&dyn Connector]) -> Result<Readers> {
     let mut readers: Readers = HashMap::new();
-    // Splittable sources (generators) get as many partitions as the keyed stage has tasks.
-    let parallelism = graph
-        .stages
-        .iter()
-        .find_map(|s| match &s.kind {
-            StageKind::Keyed { parallelism, .. } => Some(*parallelism),
-            _ => None,
-        })
-        .unwrap_or(1);
+    let parallelism = graph.parallelism;
     for (i, stage) in graph.stages.iter().enumerate() {
         if let StageKind::Source { node, source } = &stage.kind {
             // Resuming: every partition continues from its saved position.
