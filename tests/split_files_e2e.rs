@@ -34,8 +34,13 @@ type Windows = BTreeMap<(String, i64), (i64, f64)>;
 
 /// The windows of the events, counted here.
 fn expected() -> Windows {
+    expected_of(EVENTS)
+}
+
+/// The windows of the first `events` events, counted here.
+fn expected_of(events: i64) -> Windows {
     let mut out = BTreeMap::new();
-    for i in 0..EVENTS {
+    for i in 0..events {
         let (user, amount, ts) = event(i);
         let start = ts - ts.rem_euclid(10_000);
         let entry = out.entry((window_name(start), user)).or_insert((0, 0.0));
@@ -47,18 +52,19 @@ fn expected() -> Windows {
 
 fn window_name(start_ms: i64) -> String {
     let secs = (start_ms - BASE_MS) / 1000;
-    format!("2024-01-01 00:{:02}:{:02}.000", secs / 60, secs % 60)
+    format!("2024-01-01 {:02}:{:02}:{:02}.000", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// Runs the TUMBLE query over `table_options` with `eddy run` at parallelism N:
-/// the windows it wrote, and the partitions EXPLAIN said it reads.
-fn run(dir: &Path, table_options: &str, parallelism: usize) -> (Windows, String) {
+/// The script of the TUMBLE query over `table_options` at parallelism N, written
+/// to `dir` (`settings` before it), and the directory its windows go to.
+fn tumble_script(dir: &Path, table_options: &str, parallelism: usize, settings: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let out = dir.join(format!("out-{parallelism}"));
     let insert = "INSERT INTO per_window SELECT window_start, user_id, COUNT(*), SUM(amount)
                   FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
                   GROUP BY window_start, window_end, user_id;";
     let sql = format!(
         "SET 'parallelism' = '{parallelism}';
+         {settings}
          CREATE TABLE events (user_id BIGINT, amount DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
            WITH ({table_options}, 'scan.split.block-size' = '2KB', 'scan.batch-rows' = '64');
          CREATE TABLE per_window (window_start TIMESTAMP(3), user_id BIGINT, n BIGINT, total DOUBLE)
@@ -69,17 +75,39 @@ fn run(dir: &Path, table_options: &str, parallelism: usize) -> (Windows, String)
     );
     let script = dir.join(format!("run-{parallelism}.sql"));
     std::fs::write(&script, sql).expect("write script");
+    (script, out)
+}
+
+/// The windows written to `out`, each once.
+fn written_windows(out: &Path) -> Windows {
+    let mut windows = BTreeMap::new();
+    for row in committed_rows(out) {
+        let key = (row["window_start"].as_str().expect("window_start").to_string(), row["user_id"].as_i64().expect("user_id"));
+        let value = (row["n"].as_i64().expect("n"), row["total"].as_f64().expect("total"));
+        assert!(windows.insert(key.clone(), value).is_none(), "window {key:?} written twice to {}", out.display());
+    }
+    windows
+}
+
+/// Runs the TUMBLE query over `table_options` with `eddy run` at parallelism N:
+/// the windows it wrote, and the partitions EXPLAIN said it reads.
+fn run(dir: &Path, table_options: &str, parallelism: usize) -> (Windows, String) {
+    let (script, out) = tumble_script(dir, table_options, parallelism, "");
     // SET rather than `--parallelism`, which `eddy run` applies after the script's EXPLAIN.
     let output = eddy().arg("run").arg(&script).output().expect("run eddy");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let mut windows = BTreeMap::new();
-    for row in committed_rows(&out) {
-        let key = (row["window_start"].as_str().expect("window_start").to_string(), row["user_id"].as_i64().expect("user_id"));
-        let value = (row["n"].as_i64().expect("n"), row["total"].as_f64().expect("total"));
-        assert!(windows.insert(key.clone(), value).is_none(), "window {key:?} written twice at parallelism {parallelism}");
+    (written_windows(&out), stdout)
+}
+
+/// Checks `windows` against `expected`, each count exactly and each sum to rounding.
+fn assert_windows(windows: &Windows, expected: &Windows, case: &str) {
+    assert_eq!(windows.len(), expected.len(), "{case}");
+    for (key, (n, total)) in expected {
+        let got = windows.get(key).unwrap_or_else(|| panic!("window {key:?} missing: {case}"));
+        assert_eq!(got.0, *n, "{key:?}: {case}");
+        assert!((got.1 - total).abs() < 1e-6, "{key:?}: {case}: {} != {total}", got.1);
     }
-    (windows, stdout)
 }
 
 /// Checks that parallelism 1, 2 and 3 all give the expected windows, with the file read whole, then in 2 and 3 splits.
@@ -89,12 +117,7 @@ fn same_windows_at_every_parallelism(dir: &Path, table_options: &str) {
         let (windows, stdout) = run(dir, table_options, parallelism);
         let partitions = format!("Partitions of events (opened for {parallelism} task(s)): {parallelism}");
         assert!(stdout.contains(&partitions), "expected '{partitions}' in EXPLAIN:\n{stdout}");
-        assert_eq!(windows.len(), expected.len(), "at parallelism {parallelism}");
-        for (key, (n, total)) in &expected {
-            let got = windows.get(key).unwrap_or_else(|| panic!("window {key:?} missing at parallelism {parallelism}"));
-            assert_eq!(got.0, *n, "{key:?} at parallelism {parallelism}");
-            assert!((got.1 - total).abs() < 1e-6, "{key:?} at parallelism {parallelism}: {} != {total}", got.1);
-        }
+        assert_windows(&windows, &expected, &format!("at parallelism {parallelism}"));
     }
 }
 
@@ -153,4 +176,27 @@ fn a_parquet_file_split_by_row_groups_gives_the_windows_of_one_task() {
     writer.write(&batch).expect("write");
     writer.close().expect("close");
     same_windows_at_every_parallelism(dir.path(), &format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet'", file.display()));
+}
+
+/// Killed (SIGKILL) after checkpoints while two tasks read a split JSON file, and
+/// run again from the same checkpoint directory each time, the pipeline ends with
+/// the windows of one clean run, each once: every split resumes at the record after
+/// the last one its checkpoint covers.
+#[test]
+fn a_split_file_read_killed_after_checkpoints_resumes_where_each_split_was() {
+    const MANY: i64 = 200_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("events.json");
+    let lines: String = (0..MANY)
+        .map(|i| {
+            let (user, amount, ts) = event(i);
+            format!("{{\"user_id\": {user}, \"amount\": {amount}, \"ts\": {ts}}}\n")
+        })
+        .collect();
+    std::fs::write(&file, lines).expect("write events");
+    let options = format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", file.display());
+    let (script, out) = tumble_script(dir.path(), &options, 2, "SET 'execution.checkpointing.interval' = '20 ms';");
+    let checkpoints = dir.path().join("checkpoints");
+    common::killed_at_then_finished(&script, &checkpoints, &["checkpoint-saved:3", "checkpoint-saved:2"]);
+    assert_windows(&written_windows(&out), &expected_of(MANY), "after two kills");
 }

@@ -17,6 +17,15 @@ pub enum ConnectorError {
     #[error("stdout was closed by its reader")]
     StdoutClosed,
 
+    /// A checkpoint's saved read position cannot be applied to the source as it is now.
+    #[error("cannot resume partition '{partition}' from the checkpoint: {reason}")]
+    Resume {
+        /// The partition as the checkpoint names it.
+        partition: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+
     /// The table has no `'connector'` option.
     #[error("table '{table}' has no 'connector' option; add WITH ('connector' = '...'), known connectors: {known}")]
     MissingConnector {

@@ -20,14 +20,15 @@ pub mod store;
 pub(crate) mod text;
 mod values;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::table::TableDef;
 use eddy_engine::{
-    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, SourceReader,
-    TableUse,
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Roles, Sink, SinkChanges, Source, SourcePosition,
+    SourceReader, TableUse,
 };
 
 use crate::error::ConnectorError;
@@ -313,6 +314,32 @@ impl Source for FileSource {
     }
 
     fn open(&self, parallelism: usize) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        Ok(self.open_from(self.splits(parallelism)?, &HashMap::new())?)
+    }
+
+    /// Each split resumes at its saved offset (a byte offset in a text file, a row
+    /// number in a Parquet one); a split without one (a file new since) starts at
+    /// its beginning. A saved position that names no split now means the files were
+    /// cut differently when it was saved: resuming would read some records twice and
+    /// skip others, so it is refused.
+    fn open_at(&self, parallelism: usize, positions: &[SourcePosition]) -> Result<Vec<Box<dyn SourceReader>>, BoxError> {
+        let splits = self.splits(parallelism)?;
+        let ids: HashSet<String> = splits.iter().map(split::Split::id).collect();
+        if let Some(lost) = positions.iter().find(|p| !ids.contains(&p.partition)) {
+            return Err(ConnectorError::Resume {
+                partition: lost.partition.clone(),
+                reason: "the files are not cut into the same partitions as when the checkpoint was taken (a split file changed size, or the parallelism or 'scan.split.block-size' changed); run at the parallelism of the checkpoint, or remove the checkpoint directory to read the files again from the start".to_string(),
+            }
+            .into());
+        }
+        let offsets = positions.iter().map(|p| (p.partition.clone(), u64::try_from(p.offset).unwrap_or(0))).collect();
+        Ok(self.open_from(splits, &offsets)?)
+    }
+}
+
+impl FileSource {
+    /// Readers of `splits`, each from its offset in `offsets` (by [`split::Split::id`]) or its start.
+    fn open_from(&self, splits: Vec<split::Split>, offsets: &HashMap<String, u64>) -> Result<Vec<Box<dyn SourceReader>>, ConnectorError> {
         let o = &self.options;
         let partitioned = &o.partitioned_by;
         // Files of a partitioned table hold every column but the partition ones.
@@ -321,15 +348,15 @@ impl Source for FileSource {
         // Partitioned files hold fewer columns than the table: they decode them all.
         let read = if partitioned.is_empty() { self.read.as_deref() } else { None };
         let mut readers = Vec::new();
-        for split in self.splits(parallelism)? {
+        for split in splits {
             let label = split.path.to_string_lossy().into_owned();
             let schema = SchemaRef::clone(&file_schema);
+            let from = offsets.get(&split.id()).copied().unwrap_or(0);
+            let text = |format| text::TextFileReader::resuming(&split, format, SchemaRef::clone(&schema), read, o.batch_rows, from);
             let reader: Box<dyn SourceReader> = match o.format {
-                FileFormat::Json => Box::new(text::TextFileReader::new(&split, text::TextFormat::Json, schema, read, o.batch_rows)),
-                FileFormat::Csv => {
-                    Box::new(text::TextFileReader::new(&split, text::TextFormat::Csv { delimiter: o.delimiter, header: o.header }, schema, read, o.batch_rows))
-                }
-                FileFormat::Parquet => Box::new(parquet::ParquetFileReader::new(&split, schema, o.batch_rows)),
+                FileFormat::Json => Box::new(text(text::TextFormat::Json)),
+                FileFormat::Csv => Box::new(text(text::TextFormat::Csv { delimiter: o.delimiter, header: o.header })),
+                FileFormat::Parquet => Box::new(parquet::ParquetFileReader::resuming(&split, schema, o.batch_rows, from)),
             };
             readers.push(if partitioned.is_empty() {
                 reader

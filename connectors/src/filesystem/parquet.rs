@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use datafusion::parquet::arrow::ProjectionMask;
-use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
+use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourcePosition, SourceReader};
 
 use super::split::{Extent, Split};
 use crate::error::ConnectorError;
@@ -32,8 +32,11 @@ pub(crate) struct ParquetFileReader {
     batch_rows: usize,
     state: Option<OpenParquet>,
     done: bool,
-    /// Rows of the file before the next one read, for positions of malformed rows.
+    /// Rows of the file before the next one read: positions of malformed rows, and
+    /// where to resume (row groups that end at or before it are done).
     rows_read: u64,
+    /// The partition's name in checkpoints ([`Split::id`]).
+    id: String,
 }
 
 struct OpenParquet {
@@ -56,13 +59,19 @@ pub(crate) fn row_group_count(path: &Path) -> Result<usize, ConnectorError> {
 }
 
 /// Opens `path` (only its row group `row_group`, when given) projected to `schema`'s columns, in `schema`'s order.
-fn open(path: &Path, row_group: Option<usize>, schema: &SchemaRef, batch_rows: usize) -> Result<OpenParquet, ConnectorError> {
+/// Opens the file, or one of its row groups, to read from its row `from` on (a
+/// row number in the file); `None` when the rows read end before it.
+fn open(path: &Path, row_group: Option<usize>, schema: &SchemaRef, batch_rows: usize, from: u64) -> Result<Option<OpenParquet>, ConnectorError> {
     let label = path.display().to_string();
     let builder = builder(path)?;
     let groups = builder.metadata().num_row_groups();
+    let rows_of = |g: usize| u64::try_from(builder.metadata().row_group(g).num_rows()).unwrap_or(0);
     let (builder, first_row) = match row_group {
         Some(g) if g < groups => {
-            let first_row = (0..g).map(|i| u64::try_from(builder.metadata().row_group(i).num_rows()).unwrap_or(0)).sum();
+            let first_row: u64 = (0..g).map(rows_of).sum();
+            if first_row + rows_of(g) <= from {
+                return Ok(None);
+            }
             (builder.with_row_groups(vec![g]), first_row)
         }
         Some(g) => {
@@ -71,8 +80,12 @@ fn open(path: &Path, row_group: Option<usize>, schema: &SchemaRef, batch_rows: u
                 reason: format!("it has {groups} row groups, not {}: it changed since the query started", g + 1),
             })
         }
+        None if (0..groups).map(rows_of).sum::<u64>() <= from && from > 0 => return Ok(None),
         None => (builder, 0),
     };
+    // Rows of the group (or file) before `from` were read before a restart.
+    let skip = from.saturating_sub(first_row);
+    let builder = builder.with_offset(usize::try_from(skip).unwrap_or(usize::MAX));
     let file_schema = SchemaRef::clone(builder.schema());
     let mut indices = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
@@ -103,12 +116,14 @@ fn open(path: &Path, row_group: Option<usize>, schema: &SchemaRef, batch_rows: u
         .with_batch_size(batch_rows)
         .build()
         .map_err(|e| ConnectorError::parquet(format!("cannot read Parquet file '{label}'"), e))?;
-    Ok(OpenParquet { reader, positions, first_row })
+    Ok(Some(OpenParquet { reader, positions, first_row: first_row + skip }))
 }
 
 impl ParquetFileReader {
-    /// A reader for `split` (a whole file or some of its row groups); the file is opened on the first read.
-    pub fn new(split: &Split, schema: SchemaRef, batch_rows: usize) -> Self {
+    /// A reader for `split` (a whole file or some of its row groups) from row `row`
+    /// of the file on: 0, or a [`SourceReader::position`] it gave before a restart.
+    /// The file is opened on the first read.
+    pub fn resuming(split: &Split, schema: SchemaRef, batch_rows: usize, row: u64) -> Self {
         let row_groups = match &split.extent {
             Extent::RowGroups(groups) => Some(groups.clone()),
             Extent::Whole | Extent::Bytes(_) => None,
@@ -123,7 +138,8 @@ impl ParquetFileReader {
             batch_rows,
             state: None,
             done: false,
-            rows_read: 0,
+            rows_read: row,
+            id: split.id(),
         }
     }
 
@@ -147,7 +163,11 @@ impl ParquetFileReader {
                             Some(group)
                         }
                     };
-                    let opened = open(&self.path, group, &self.schema, self.batch_rows)?;
+                    let Some(opened) = open(&self.path, group, &self.schema, self.batch_rows, self.rows_read)? else {
+                        // Read before a restart.
+                        self.done = self.row_groups.as_ref().is_none_or(|groups| self.next_group >= groups.len());
+                        continue;
+                    };
                     self.rows_read = opened.first_row;
                     self.state.insert(opened)
                 }
@@ -247,5 +267,11 @@ impl SourceReader for ParquetFileReader {
 
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
         Ok(self.read_next()?)
+    }
+
+    /// The file's row number of the next row to read: row groups of the split that
+    /// end at or before it are done.
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition { partition: self.id.clone(), offset: i64::try_from(self.rows_read).unwrap_or(i64::MAX) })
     }
 }

@@ -141,6 +141,12 @@ impl RecordChunker {
         })
     }
 
+    /// The file offset of the next record (once a chunk was read): where a reader
+    /// resumes after the records returned so far.
+    pub fn next_record_offset(&self) -> u64 {
+        self.buf_offset + self.pos as u64
+    }
+
     /// The next chunk of at most `max_records` non-blank records, or `None` at the end of the file.
     pub fn next_chunk(&mut self, max_records: usize) -> Result<Option<Chunk>, ConnectorError> {
         let mut chunk = Chunk::default();

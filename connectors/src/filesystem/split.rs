@@ -62,6 +62,38 @@ impl Split {
             Extent::RowGroups(groups) => format!("{path} [row groups {}]", listed(groups.iter().map(usize::to_string), groups.len())),
         }
     }
+
+    /// Names the partition in checkpoints: the path and, for a part of a file, a
+    /// fingerprint of exactly which part. A saved position is only ever applied to
+    /// the same cut of the same file; when the cut changed (another parallelism or
+    /// block size, a split file whose size changed) the names differ and the source
+    /// says so. A whole file is named by its path alone, and continues where it was.
+    pub fn id(&self) -> String {
+        let path = self.path.display();
+        match &self.extent {
+            Extent::Whole => path.to_string(),
+            Extent::Bytes(ranges) => format!("{path} [bytes #{:016x}]", fingerprint(ranges.iter().flat_map(|r| [r.start, r.end]))),
+            Extent::RowGroups(groups) => format!("{path} [row groups #{:016x}]", fingerprint(groups.iter().map(|&g| g as u64))),
+        }
+    }
+}
+
+/// FNV-1a over the numbers' bytes: stable across builds, unlike std's hasher, so a
+/// checkpoint's names still match after an upgrade.
+fn fingerprint(numbers: impl Iterator<Item = u64>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in numbers.flat_map(u64::to_le_bytes) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// What is left of `ranges` for a reader that resumes at `offset`, the file offset of
+/// the next record to read (a record start, as [`super::records::RecordChunker::next_record_offset`]
+/// gives): ranges that end at or before it are done, and the one it falls in is
+/// read from it on.
+pub(crate) fn ranges_from(ranges: &[Range<u64>], offset: u64) -> Vec<Range<u64>> {
+    ranges.iter().filter(|r| r.end > offset).map(|r| r.start.max(offset)..r.end).collect()
 }
 
 /// The first [`LISTED`] items, and how many there are when not all are listed.

@@ -16,10 +16,10 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::json::reader::Decoder as JsonDecoder;
 use datafusion::arrow::json::ReaderBuilder as JsonReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
-use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourceReader};
+use eddy_engine::{BoxError, MalformedRecord, SourceBatch, SourcePosition, SourceReader};
 
 use super::records::{Chunk, Framing, RecordChunker};
-use super::split::{lines_before_range, Extent, Split};
+use super::split::{lines_before_range, ranges_from, Extent, Split};
 use super::values::{column_reading, typed_column, ColumnReading, TextSyntax};
 use crate::error::ConnectorError;
 
@@ -350,17 +350,24 @@ pub(crate) struct TextFileReader {
     /// not be read), and how many bytes the chunks so far held: the reader's progress.
     total_bytes: Option<u64>,
     read_bytes: u64,
+    /// The partition's name in checkpoints ([`Split::id`]).
+    id: String,
+    /// The end of the last range read to its end: no record starts before it unread.
+    done_until: u64,
 }
 
 impl TextFileReader {
     /// A reader for `split` (a whole file or byte ranges of one) that decodes the
-    /// columns `read` (see [`RecordDecoder::reading`]); the file is opened on the first read.
-    pub fn new(split: &Split, format: TextFormat, schema: SchemaRef, read: Option<&[usize]>, batch_rows: usize) -> Self {
+    /// columns `read` (see [`RecordDecoder::reading`]), from file offset `offset` on:
+    /// 0, or a [`SourceReader::position`] it gave before a restart. The file is
+    /// opened on the first read.
+    pub fn resuming(split: &Split, format: TextFormat, schema: SchemaRef, read: Option<&[usize]>, batch_rows: usize, offset: u64) -> Self {
         let ranges = match &split.extent {
             Extent::Bytes(ranges) => ranges.clone(),
             // One range: the whole file, whatever its size.
             Extent::Whole | Extent::RowGroups(_) => std::iter::once(0..u64::MAX).collect(),
         };
+        let ranges = ranges_from(&ranges, offset);
         let total_bytes = std::fs::metadata(&split.path).ok().map(|m| ranges.iter().map(|r| m.len().min(r.end).saturating_sub(r.start.min(m.len()))).sum());
         TextFileReader {
             label: split.path.display().to_string(),
@@ -375,6 +382,8 @@ impl TextFileReader {
             chunker: None,
             total_bytes,
             read_bytes: 0,
+            id: split.id(),
+            done_until: offset,
         }
     }
 
@@ -394,6 +403,7 @@ impl TextFileReader {
                 }
             };
             let Some(chunk) = chunker.next_chunk(self.batch_rows)? else {
+                self.done_until = self.done_until.max(chunker.next_record_offset()).max(range.end);
                 self.chunker = None;
                 self.range += 1;
                 continue;
@@ -422,6 +432,17 @@ impl SourceReader for TextFileReader {
 
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
         Ok(self.read_next()?)
+    }
+
+    /// The file offset of the next record to read: past the records returned,
+    /// or the start of the next range (the end of the file once it is read).
+    fn position(&self) -> Option<SourcePosition> {
+        let offset = match (&self.chunker, self.ranges.get(self.range)) {
+            (Some(chunker), _) => chunker.next_record_offset(),
+            (None, Some(next)) => next.start.max(self.done_until),
+            (None, None) => self.done_until,
+        };
+        Some(SourcePosition { partition: self.id.clone(), offset: i64::try_from(offset).unwrap_or(i64::MAX) })
     }
 
     fn status(&self) -> eddy_engine::ReaderStatus {
