@@ -618,7 +618,7 @@ impl PreparedPipeline {
             if let Some(source) = view_sources.get(&node.table.name) {
                 return Ok(Arc::clone(source));
             }
-            eddy_connectors::create_source_reading(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref())
+            eddy_connectors::create_source_for(&node.table, Arc::clone(&node.physical_schema), node.read_columns.as_deref(), node.partition_filter.as_ref())
                 .map_err(|e| eddy_engine::EngineError::Source { table: node.table.name.clone(), partition: "open".to_string(), source: Box::new(e) })
         };
         let mut open_lookup = |node: &eddy_sql::SourceNode, keys: &[usize]| -> eddy_engine::Result<eddy_engine::lookup::LookupTable> {
@@ -652,7 +652,7 @@ fn explain_partitions(plan: &StreamPlan, parallelism: usize, text: &mut String) 
     /// More partitions than this are counted, not listed.
     const LISTED: usize = 8;
     for source in plan.sources() {
-        match eddy_connectors::describe_partitions(&source.table, tasks) {
+        match eddy_connectors::describe_partitions(&source.table, tasks, source.partition_filter.as_ref()) {
             None => {}
             Some(Err(e)) => text.push_str(&format!("Partitions of {}: not known yet ({e})\n", source.table.name)),
             Some(Ok(parts)) => {

@@ -163,8 +163,12 @@ pub fn can_resume(def: &TableDef) -> bool {
 /// The partitions a source of `def` is read in by `parallelism` tasks, one line
 /// each, for `EXPLAIN`; `None` for connectors that only know once they are opened
 /// (a topic's partitions, a generator's shares).
-pub fn describe_partitions(def: &TableDef, parallelism: usize) -> Option<Result<Vec<String>, ConnectorError>> {
-    (def.connector() == "filesystem").then(|| crate::filesystem::describe_partitions(def, parallelism))
+pub fn describe_partitions(
+    def: &TableDef,
+    parallelism: usize,
+    partitions: Option<&eddy_engine::PartitionFilter>,
+) -> Option<Result<Vec<String>, ConnectorError>> {
+    (def.connector() == "filesystem").then(|| crate::filesystem::describe_partitions(def, parallelism, partitions))
 }
 
 /// The physical schema a source of `def` produces: the declared columns, or for
@@ -185,12 +189,26 @@ pub fn create_source(def: &TableDef, schema: SchemaRef) -> Result<Arc<dyn Source
 /// `read` of `schema` (all when `None`): sources that can skip the work for the
 /// others (the generators) leave them NULL.
 pub fn create_source_reading(def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, ConnectorError> {
+    create_source_for(def, schema, read, None)
+}
+
+/// [`create_source_reading`] that may also skip the partition directories
+/// `partitions` rules out (see [`eddy_engine::PartitionFilter`]).
+pub fn create_source_for(
+    def: &TableDef,
+    schema: SchemaRef,
+    read: Option<&[usize]>,
+    partitions: Option<&eddy_engine::PartitionFilter>,
+) -> Result<Arc<dyn Source>, ConnectorError> {
     validate_options(def, TableUse::Declared)?;
     let connector = connector_of(def)?;
     if !connector.info().capabilities.roles.reads() {
         return Err(ConnectorError::UnsupportedRole { connector: connector.name().to_string(), role: "source" });
     }
-    Ok(connector.create_source(def, schema, read)?)
+    Ok(match partitions {
+        Some(partitions) => connector.create_pruned_source(def, schema, read, partitions)?,
+        None => connector.create_source(def, schema, read)?,
+    })
 }
 
 /// Builds the sink for `def`, accepting rows in `schema`.

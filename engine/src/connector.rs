@@ -225,6 +225,20 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         Err(format!("connector '{}' cannot be used as a source", self.name()).into())
     }
 
+    /// [`Connector::create_source`] for a query whose filters say which partition
+    /// directories can hold its rows: a connector that can skip the others does.
+    /// The filter stays in the plan, so ignoring it (the default) is correct too.
+    fn create_pruned_source(
+        &self,
+        def: &TableDef,
+        schema: SchemaRef,
+        read: Option<&[usize]>,
+        partitions: &crate::plan::PartitionFilter,
+    ) -> Result<Arc<dyn Source>, BoxError> {
+        let _ = partitions;
+        self.create_source(def, schema, read)
+    }
+
     /// Whether its tables can be looked up by key (the table of a lookup join).
     fn lookups(&self) -> crate::lookup::Lookups {
         crate::lookup::Lookups::Unsupported

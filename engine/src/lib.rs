@@ -38,7 +38,7 @@ pub use message::{CheckpointId, EventTime, Message};
 pub use metrics::PipelineMetrics;
 pub use operator::{Emitter, Operator};
 pub use plan::{
-    AggregateKind, GroupColumn, KeyLost, LateAfter, LatenessRule, OutputKey, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput,
+    AggregateKind, GroupColumn, KeyLost, LateAfter, LatenessRule, OutputKey, PartitionFilter, SliceColumn, SourceNode, StreamNode, StreamPlan, UpdateOutput,
     WindowAggregateNode, WindowKind,
 };
 pub use table::{ColumnDef, ComputedColumn, MetadataColumn, TableDef, WatermarkDef};

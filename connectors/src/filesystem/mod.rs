@@ -1,16 +1,18 @@
 //! `'connector' = 'filesystem'`: JSON lines, CSV and Parquet files on the local
-//! disk (source and sink) or in an S3 bucket (sink).
+//! disk or in an S3 bucket, as a source and as a sink.
 //!
 //! As a source, `'path'` is a file, a directory (every visible file below it,
 //! recursively, in sorted order) or a glob. Each file is one partition read in
 //! order, or, when it is large next to the pipeline's parallelism, several: blocks
 //! of byte ranges of JSON and CSV files, or row groups of Parquet files, dealt out
 //! in turn (see [`split`]). Names starting with `.` or `_` are hidden and skipped, which is how
-//! the sink keeps files that are still being written out of sight.
+//! the sink keeps files that are still being written out of sight. An
+//! `s3://bucket/prefix` source reads a local mirror of the objects ([`mirror`]).
 //!
 //! As a sink, `'path'` is a directory or `s3://bucket/prefix`; see [`sink::FileSink`].
 
 mod lookup;
+mod mirror;
 mod parquet;
 mod partition;
 pub(crate) mod records;
@@ -165,7 +167,7 @@ fn parse_delimiter(d: &str) -> Result<u8, ConnectorError> {
     }
 }
 
-/// Strips `file://`; keeps `s3://` (sinks only); rejects other URL schemes.
+/// Strips `file://`; keeps `s3://`; rejects other URL schemes.
 fn parse_path(path: &str) -> Result<String, ConnectorError> {
     if let Some(rest) = path.strip_prefix("file://") {
         return Ok(rest.to_string());
@@ -252,20 +254,54 @@ pub struct FileSource {
     schema: SchemaRef,
     /// The columns the pipeline reads, when not all: JSON files decode only these.
     read: Option<Vec<usize>>,
+    /// The local mirror of an `s3://` path, once copied.
+    mirrored: std::sync::OnceLock<PathBuf>,
+    /// Which partition directories the query can want rows from (all when `None`).
+    partitions: Option<eddy_engine::PartitionFilter>,
 }
 
 impl FileSource {
     /// Checks the options and that the path names at least one file.
     pub fn try_new(def: &TableDef, schema: SchemaRef) -> Result<Self, ConnectorError> {
         let options = FsOptions::parse(def)?;
-        if let Some(scheme) = store::scheme(&options.path) {
-            return Err(ConnectorError::UnsupportedPath {
-                path: options.path.clone(),
-                reason: format!("reading {scheme}:// paths is not supported yet (sinks write them); copy the files to a local directory to read them"),
-            });
+        match store::scheme(&options.path) {
+            // Checked when opened: listing a bucket is a request, not for planning.
+            Some(_) => {
+                store::Location::open(&options)?;
+            }
+            None => {
+                list_files(&options.path)?;
+            }
         }
-        list_files(&options.path)?;
-        Ok(FileSource { options, schema, read: None })
+        Ok(FileSource { options, schema, read: None, mirrored: std::sync::OnceLock::new(), partitions: None })
+    }
+
+    /// The local path to read: `'path'` itself, or for `s3://` its mirror (see
+    /// [`mirror`]), brought up to date once per source.
+    fn local_path(&self) -> Result<String, ConnectorError> {
+        if store::scheme(&self.options.path).is_none() {
+            return Ok(self.options.path.clone());
+        }
+        if let Some(dir) = self.mirrored.get() {
+            return Ok(dir.display().to_string());
+        }
+        let dir = mirror::mirror(&self.options, &|relative: &str| self.wanted(relative))?;
+        Ok(self.mirrored.get_or_init(|| dir).display().to_string())
+    }
+
+    /// This source, skipping the partition directories `partitions` rules out.
+    pub fn pruning(mut self, partitions: Option<&eddy_engine::PartitionFilter>) -> Self {
+        self.partitions = partitions.cloned();
+        self
+    }
+
+    /// Whether the file at `path` can hold rows the query wants: its directories'
+    /// values of the table's partition columns pass the query's filter on them.
+    fn wanted(&self, path: &str) -> bool {
+        let Some(filter) = &self.partitions else { return true };
+        let found = partition::values_in_path(path);
+        let values: Vec<(String, Option<String>)> = self.options.partitioned_by.iter().filter_map(|c| found.get(c).map(|v| (c.clone(), v.clone()))).collect();
+        filter.keeps(&values)
     }
 
     /// This source, decoding only the columns `read` of its schema (all when `None`) where the format allows.
@@ -278,7 +314,7 @@ impl FileSource {
     /// cut into splits where a file is large enough (see [`split::split_counts`]).
     fn splits(&self, parallelism: usize) -> Result<Vec<split::Split>, ConnectorError> {
         let o = &self.options;
-        let files = list_files(&o.path)?;
+        let files: Vec<PathBuf> = list_files(&self.local_path()?)?.into_iter().filter(|f| self.wanted(&f.to_string_lossy())).collect();
         let sizes = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(|e| ConnectorError::io("read", f, e))).collect::<Result<Vec<_>, _>>()?;
         let counts = split::split_counts(&sizes, parallelism, o.block_size);
         let mut splits = Vec::with_capacity(files.len());
@@ -299,8 +335,14 @@ impl FileSource {
 
 /// The partitions a filesystem source of `def` is read in by `parallelism` tasks,
 /// one line each (the file, and the part of it when split), for `EXPLAIN`.
-pub fn describe_partitions(def: &TableDef, parallelism: usize) -> Result<Vec<String>, ConnectorError> {
-    let source = FileSource::try_new(def, def.physical_schema())?;
+pub fn describe_partitions(def: &TableDef, parallelism: usize, partitions: Option<&eddy_engine::PartitionFilter>) -> Result<Vec<String>, ConnectorError> {
+    if store::scheme(def.option("path").unwrap_or_default()).is_some() {
+        return Err(ConnectorError::UnsupportedPath {
+            path: def.option("path").unwrap_or_default().to_string(),
+            reason: "its objects are listed when the pipeline starts and copies them to a local mirror".to_string(),
+        });
+    }
+    let source = FileSource::try_new(def, def.physical_schema())?.pruning(partitions);
     Ok(source.splits(parallelism)?.iter().map(split::Split::describe).collect())
 }
 
@@ -375,7 +417,10 @@ pub struct FilesystemConnector;
 
 /// The `WITH` options of `'connector' = 'filesystem'`.
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::required("path", "source: a file, a directory (all visible files below it, sorted) or a glob; sink: a directory or s3://bucket/prefix"),
+    OptionSpec::required(
+        "path",
+        "source: a file, a directory (all visible files below it, sorted), a glob or s3://bucket/prefix (copied to a local mirror first); sink: a directory or s3://bucket/prefix",
+    ),
     OptionSpec::required("format", "json (one object per line) | csv | parquet"),
     OptionSpec::optional("csv.field-delimiter", "one character between CSV fields, '\\t' for tab (default ',')"),
     OptionSpec::optional("csv.header", "'true' when CSV files have a header line: skipped when reading, written by the sink (default 'false', as Flink)"),
@@ -389,19 +434,19 @@ const OPTIONS: &[OptionSpec] = &[
         "sink.rolling-policy.rollover-interval",
         "start a new part file after it has been open this long, e.g. '15 min' (default: only by size and on commit)",
     ),
-    OptionSpec::optional("s3.access-key", "s3:// sinks: access key id (default: AWS_ACCESS_KEY_ID)"),
-    OptionSpec::optional("s3.secret-key", "s3:// sinks: secret access key (default: AWS_SECRET_ACCESS_KEY)"),
-    OptionSpec::optional("s3.region", "s3:// sinks: region (default: AWS_REGION or us-east-1)"),
-    OptionSpec::optional("s3.endpoint", "s3:// sinks: endpoint of an S3-compatible store, e.g. 'http://127.0.0.1:9000' (default: AWS)"),
-    OptionSpec::optional("s3.allow-http", "s3:// sinks: 'true' allows a plain-HTTP endpoint"),
-    OptionSpec::optional("s3.path-style-access", "s3:// sinks: 'true' for path-style URLs (MinIO)"),
+    OptionSpec::optional("s3.access-key", "s3:// paths: access key id (default: AWS_ACCESS_KEY_ID)"),
+    OptionSpec::optional("s3.secret-key", "s3:// paths: secret access key (default: AWS_SECRET_ACCESS_KEY)"),
+    OptionSpec::optional("s3.region", "s3:// paths: region (default: AWS_REGION or us-east-1)"),
+    OptionSpec::optional("s3.endpoint", "s3:// paths: endpoint of an S3-compatible store, e.g. 'http://127.0.0.1:9000' (default: AWS)"),
+    OptionSpec::optional("s3.allow-http", "s3:// paths: 'true' allows a plain-HTTP endpoint"),
+    OptionSpec::optional("s3.path-style-access", "s3:// paths: 'true' for path-style URLs (MinIO)"),
 ];
 
 impl Connector for FilesystemConnector {
     fn info(&self) -> &'static ConnectorInfo {
         const INFO: ConnectorInfo = ConnectorInfo {
             name: "filesystem",
-            description: "JSON-lines, CSV or Parquet files on the local disk",
+            description: "JSON-lines, CSV or Parquet files on the local disk or in S3",
             options: OPTIONS,
             capabilities: Capabilities {
                 roles: Roles::SourceAndSink,
@@ -424,6 +469,16 @@ impl Connector for FilesystemConnector {
 
     fn create_source(&self, def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
         Ok(Arc::new(FileSource::try_new(def, schema)?.reading(read)))
+    }
+
+    fn create_pruned_source(
+        &self,
+        def: &TableDef,
+        schema: SchemaRef,
+        read: Option<&[usize]>,
+        partitions: &eddy_engine::PartitionFilter,
+    ) -> Result<Arc<dyn Source>, BoxError> {
+        Ok(Arc::new(FileSource::try_new(def, schema)?.reading(read).pruning(Some(partitions))))
     }
 
     fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {

@@ -468,12 +468,15 @@ async fn rollover_interval_starts_new_files() {
 }
 
 #[tokio::test]
-async fn s3_paths_are_sink_only_and_other_schemes_are_refused() {
+async fn s3_paths_are_built_without_the_network_and_other_schemes_are_refused() {
     let def = bids(Path::new("s3://bucket/archive"), "parquet", &[("s3.region", "eu-west-1"), ("s3.access-key", "k"), ("s3.secret-key", "s")]);
-    // Building the sink does not touch the network.
+    // Building the sink or the source does not touch the network (the source lists
+    // the bucket when it opens).
     create_sink(&def, def.physical_schema()).unwrap();
+    create_source(&def, def.physical_schema()).unwrap();
+    let def = bids(Path::new("gs://bucket/archive"), "parquet", &[]);
     let e = create_source(&def, def.physical_schema()).err().unwrap().to_string();
-    assert!(e.contains("reading s3:// paths is not supported yet"), "{e}");
+    assert!(e.contains("gs:// paths are not supported; use a local path or s3://bucket/prefix"), "{e}");
 }
 
 #[tokio::test]
@@ -797,4 +800,37 @@ async fn positions_of_another_cut_of_the_files_are_refused() {
     let refused = source.open_at(3, &positions).err().expect("another cut is refused").to_string();
     assert!(refused.contains("cannot resume partition") && refused.contains("parallelism"), "{refused}");
     assert_eq!(source.open_at(2, &positions).unwrap().len(), 2, "the same cut resumes");
+}
+
+/// A filter on the partition column leaves out the directories it rules out, both
+/// from the partitions read and from what `EXPLAIN` lists; a NULL partition value
+/// fails `part = 1` as in SQL.
+#[tokio::test]
+async fn partition_directories_a_filter_rules_out_are_not_read() {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    for (part, id) in [("0", 10), ("1", 11), ("2", 12), ("__HIVE_DEFAULT_PARTITION__", 13)] {
+        let sub = dir.path().join(format!("part={part}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("rows.json"), format!("{{\"id\": {id}}}\n")).unwrap();
+    }
+    let mut def = table(&[("id", DataType::Int64, true), ("part", DataType::Int64, true)], &[("path", dir.path().to_str().unwrap()), ("format", "json")]);
+    def.partitioned_by = vec!["part".to_string()];
+    let schema = Arc::new(Schema::new(vec![Field::new("part", DataType::Int64, true)]));
+    let predicate =
+        Arc::new(BinaryExpr::new(Arc::new(Column::new("part", 0)), Operator::Eq, Arc::new(Literal::new(datafusion::scalar::ScalarValue::Int64(Some(1))))));
+    let filter = eddy_engine::PartitionFilter { schema, predicate };
+    let listed = crate::filesystem::describe_partitions(&def, 1, Some(&filter)).unwrap();
+    assert!(listed.len() == 1 && listed[0].ends_with("part=1/rows.json"), "{listed:?}");
+    assert_eq!(crate::filesystem::describe_partitions(&def, 1, None).unwrap().len(), 4);
+    let source = crate::registry::create_source_for(&def, def.physical_schema(), None, Some(&filter)).unwrap();
+    let mut ids = vec![];
+    for mut reader in source.open(1).unwrap() {
+        while let Ok(Some(batch)) = reader.next_batch().await {
+            ids.extend(i64s(batch.rows.rows(), 0));
+        }
+    }
+    assert_eq!(ids, vec![Some(11)]);
 }

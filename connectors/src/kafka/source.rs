@@ -40,6 +40,9 @@ use crate::filesystem::text::{RecordDecoder, TextFormat};
 const POLL_WAIT: Duration = Duration::from_millis(200);
 /// Timeout of metadata requests when the source opens.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often an offset lookup that a partition failed is made, and the pause between.
+const LOOKUP_ATTEMPTS: u32 = 10;
+const LOOKUP_RETRY_AFTER: Duration = Duration::from_millis(300);
 /// With no records for this long, a reader checks that the brokers answer (at most this often).
 const HEALTH_EVERY: Duration = Duration::from_secs(3);
 /// How long that check may block the reader's task.
@@ -177,13 +180,30 @@ impl KafkaSource {
 
     /// The first offset to read in each partition, as configured.
     fn start_offsets(&self, meta: &BaseConsumer, parts: &[(String, i32, i64, i64)]) -> Result<Vec<i64>, ConnectorError> {
+        // A partition's lookup can fail on its own (its leader is still being
+        // elected just after the topic was made): taking that as "no offset" would
+        // start at the wrong place, so it is asked again, then refused.
         let lookup = |list: TopicPartitionList, what: &str| -> Result<HashMap<(String, i32), Offset>, ConnectorError> {
-            let found = match what {
-                "committed" => meta.committed_offsets(list, METADATA_TIMEOUT),
-                _ => meta.offsets_for_times(list, METADATA_TIMEOUT),
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let found = match what {
+                    "committed" => meta.committed_offsets(list.clone(), METADATA_TIMEOUT),
+                    _ => meta.offsets_for_times(list.clone(), METADATA_TIMEOUT),
+                }
+                .map_err(|e| ConnectorError::kafka(format!("cannot look up {what} offsets of {}", self.options.topic_label()), e))?;
+                let failed = found.elements().iter().find_map(|e| e.error().err().map(|err| (e.partition(), err)));
+                match failed {
+                    None => return Ok(found.elements().iter().map(|e| ((e.topic().to_string(), e.partition()), e.offset())).collect()),
+                    Some(_) if attempt < LOOKUP_ATTEMPTS => std::thread::sleep(LOOKUP_RETRY_AFTER),
+                    Some((partition, err)) => {
+                        return Err(ConnectorError::kafka(
+                            format!("cannot look up {what} offsets of {} partition {partition}", self.options.topic_label()),
+                            err,
+                        ))
+                    }
+                }
             }
-            .map_err(|e| ConnectorError::kafka(format!("cannot look up {what} offsets of {}", self.options.topic_label()), e))?;
-            Ok(found.elements().iter().map(|e| ((e.topic().to_string(), e.partition()), e.offset())).collect())
         };
         let list_with = |offset: Offset| -> Result<TopicPartitionList, ConnectorError> {
             let mut list = TopicPartitionList::new();

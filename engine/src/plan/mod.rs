@@ -279,6 +279,49 @@ pub struct SourceNode {
     /// The physical columns the pipeline reads (ascending), when it reads fewer than
     /// all: a source may leave the others empty instead of decoding or generating them.
     pub read_columns: Option<Vec<usize>>,
+    /// The query's conditions on the table's `PARTITIONED BY` columns alone: a file
+    /// source need not read a partition directory they rule out.
+    pub partition_filter: Option<PartitionFilter>,
+}
+
+/// A condition on partition values (Hive `column=value` directories), taken from a
+/// query's filters. It stays in the plan too, so a source that ignores it is still
+/// correct; one that uses it skips whole directories.
+#[derive(Debug, Clone)]
+pub struct PartitionFilter {
+    /// The partition columns, with the table's types.
+    pub schema: SchemaRef,
+    /// Over `schema`.
+    pub predicate: Arc<dyn PhysicalExpr>,
+}
+
+impl PartitionFilter {
+    /// Whether rows with these partition values (by column name, as text; `None` is
+    /// NULL) can pass the condition. Values that cannot be judged (a column missing,
+    /// text that is not of the column's type) are kept: skipping is only an optimisation.
+    pub fn keeps(&self, values: &[(String, Option<String>)]) -> bool {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for field in self.schema.fields() {
+            let Some((_, value)) = values.iter().find(|(name, _)| name == field.name()) else { return true };
+            let scalar = match value {
+                Some(text) => datafusion::common::ScalarValue::try_from_string(text.clone(), field.data_type()),
+                None => datafusion::common::ScalarValue::try_from(field.data_type()),
+            };
+            match scalar.and_then(|v| v.to_array()) {
+                Ok(array) => columns.push(array),
+                Err(_) => return true,
+            }
+        }
+        let Ok(batch) = datafusion::arrow::record_batch::RecordBatch::try_new(SchemaRef::clone(&self.schema), columns) else { return true };
+        match self.predicate.evaluate(&batch).and_then(|v| v.into_array(1)) {
+            // FALSE or NULL: no row of the partition passes the WHERE.
+            Ok(result) => match result.as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>() {
+                Some(keep) => datafusion::arrow::array::Array::is_valid(keep, 0) && keep.value(0),
+                None => true,
+            },
+            Err(_) => true,
+        }
+    }
 }
 
 /// Which input column tells a window aggregate the slice of each row.
@@ -551,20 +594,22 @@ impl StreamNode {
     fn explain(&self, depth: usize, parallelism: usize, out: &mut String) {
         let pad = "  ".repeat(depth);
         let line = match self {
-            StreamNode::Source(s) => format!(
-                "Source: {} (connector={}, {}{}{})",
-                s.table.name,
-                s.table.connector(),
-                if s.bounded { "bounded" } else { "unbounded" },
-                s.read_columns
-                    .as_ref()
-                    .map(|read| {
-                        let names: Vec<&str> = read.iter().map(|&i| s.physical_schema.field(i).name().as_str()).collect();
-                        format!(", reads [{}]", names.join(", "))
-                    })
-                    .unwrap_or_default(),
-                s.lateness.map(|l| format!(", {}", l.judged_by.describe())).unwrap_or_default()
-            ),
+            StreamNode::Source(s) => {
+                format!(
+                    "Source: {} (connector={}, {}{}{})",
+                    s.table.name,
+                    s.table.connector(),
+                    if s.bounded { "bounded" } else { "unbounded" },
+                    s.read_columns
+                        .as_ref()
+                        .map(|read| {
+                            let names: Vec<&str> = read.iter().map(|&i| s.physical_schema.field(i).name().as_str()).collect();
+                            format!(", reads [{}]", names.join(", "))
+                        })
+                        .unwrap_or_default(),
+                    s.lateness.map(|l| format!(", {}", l.judged_by.describe())).unwrap_or_default()
+                ) + &s.partition_filter.as_ref().map(|f| format!(" (partitions where {})", f.predicate)).unwrap_or_default()
+            }
             StreamNode::Filter { predicate, filtered_out: FilteredOut::Dropped, .. } => format!("Filter: {predicate}"),
             StreamNode::Filter { predicate, filtered_out: FilteredOut::Deleted, .. } => {
                 format!("Filter: {predicate} (a version failing it is sent on as a deletion: it still ends the version before it)")

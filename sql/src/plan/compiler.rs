@@ -153,6 +153,38 @@ fn read_columns(entry: &TableEntry, reads: Option<&[usize]>) -> Option<Vec<usize
     (needed.len() < width).then_some(needed)
 }
 
+/// The query's filters on the table's partition columns alone (DataFusion hands
+/// them to the scan), as one condition over a schema of those columns; `None` when
+/// there are none, or when one cannot be compiled (skipping is only an optimisation).
+fn partition_filter(entry: &TableEntry, filters: &[datafusion::logical_expr::Expr]) -> Option<eddy_engine::PartitionFilter> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let condition = datafusion::logical_expr::utils::conjunction(filters.iter().cloned())?;
+    // The filter names columns as the query does (qualified by a table or a
+    // window's alias); the partition schema has the bare names.
+    let condition = condition
+        .transform(|e| {
+            Ok(match e {
+                datafusion::logical_expr::Expr::Column(c) if c.relation.is_some() => {
+                    Transformed::yes(datafusion::logical_expr::Expr::Column(datafusion::common::Column::new_unqualified(c.name)))
+                }
+                other => Transformed::no(other),
+            })
+        })
+        .ok()?
+        .data;
+    let fields: Vec<_> = entry.def.partitioned_by.iter().filter_map(|c| entry.physical_schema.field_with_name(c).ok().cloned()).collect();
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone()).ok()?;
+    let predicate = datafusion::physical_expr::create_physical_expr(
+        &condition,
+        &df_schema,
+        &datafusion::execution::context::ExecutionProps::new(),
+        &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default(),
+    )
+    .ok()?;
+    Some(eddy_engine::PartitionFilter { schema, predicate })
+}
+
 fn referenced_columns(expr: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
     datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()).collect()
 }
@@ -216,6 +248,7 @@ impl Compiler<'_> {
                 lateness: None,
                 changelog: entry.changelog,
                 read_columns: read_columns(entry, scan.reads.as_deref()),
+                partition_filter: partition_filter(entry, &scan.partition_filters),
             };
             let lineage = vec![Lineage::Other; entry.schema.fields().len()];
             return Ok((StreamNode::Source(node), lineage));

@@ -193,8 +193,11 @@ impl Planner {
             }
         };
         let name = def.name.clone();
+        let partitioned_by = def.partitioned_by.clone();
         let entry = TableEntry { def, physical_schema, schema: Arc::clone(&schema), computed, watermark, bounded, changelog };
-        self.ctx.register_table(name.as_str(), Arc::new(StreamTableProvider::table(name.clone(), schema))).map_err(|e| df_error(location, e))?;
+        self.ctx
+            .register_table(name.as_str(), Arc::new(StreamTableProvider::table(name.clone(), schema, partitioned_by)))
+            .map_err(|e| df_error(location, e))?;
         self.tables.write().map_err(|_| poisoned(location))?.insert(name, entry);
         Ok(())
     }

@@ -26,12 +26,20 @@ pub struct StreamScanExec {
     pub(super) table: String,
     /// The table's columns (computed ones included) the plan above reads; `None`: all.
     pub(super) reads: Option<Vec<usize>>,
+    /// The query's filters that read only the table's partition columns.
+    pub(super) partition_filters: Vec<datafusion::logical_expr::Expr>,
     properties: Arc<PlanProperties>,
 }
 
 impl StreamScanExec {
     pub(super) fn new(table: String, schema: SchemaRef, reads: Option<Vec<usize>>) -> Self {
-        StreamScanExec { table, reads, properties: properties(schema) }
+        StreamScanExec { table, reads, partition_filters: Vec::new(), properties: properties(schema) }
+    }
+
+    /// This scan, told the filters on partition columns alone.
+    pub(super) fn with_partition_filters(mut self, filters: Vec<datafusion::logical_expr::Expr>) -> Self {
+        self.partition_filters = filters;
+        self
     }
 }
 

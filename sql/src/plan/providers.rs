@@ -30,19 +30,27 @@ pub(super) struct StreamTableProvider {
 /// What a placeholder table stands for.
 #[derive(Debug)]
 enum Reads {
-    /// A source table, by name.
-    Table { name: String },
+    /// A source table, by name, with its `PARTITIONED BY` columns.
+    Table { name: String, partitioned_by: Vec<String> },
     /// A window function over a source table: its rows plus `window_start`, `window_end`, `window_time`.
-    Window { source: String, source_schema: SchemaRef, window: WindowKind, time_column: usize },
+    Window { source: String, source_schema: SchemaRef, window: WindowKind, time_column: usize, partitioned_by: Vec<String> },
     /// A window function over a view (an enriched or filtered stream): the
     /// compiler checks that the time column is still an event-time attribute.
     WindowOverView { plan: Box<datafusion::logical_expr::LogicalPlan>, window: WindowKind, time_column: usize },
 }
 
 impl StreamTableProvider {
-    /// The table `name` registers as, with the columns `schema`.
-    pub(super) fn table(name: String, schema: SchemaRef) -> StreamTableProvider {
-        StreamTableProvider { reads: Reads::Table { name }, schema }
+    /// The table `name` registers as, with the columns `schema`, partitioned by `partitioned_by`.
+    pub(super) fn table(name: String, schema: SchemaRef, partitioned_by: Vec<String>) -> StreamTableProvider {
+        StreamTableProvider { reads: Reads::Table { name, partitioned_by }, schema }
+    }
+
+    /// Whether `filter` reads only partition columns (of the table, or of the table a
+    /// window reads): a file source can then judge whole partition directories by it.
+    fn on_partitions_only(&self, filter: &Expr) -> bool {
+        let (Reads::Table { partitioned_by, .. } | Reads::Window { partitioned_by, .. }) = &self.reads else { return false };
+        let columns = filter.column_refs();
+        !partitioned_by.is_empty() && !columns.is_empty() && columns.iter().all(|c| partitioned_by.contains(&c.name))
     }
 }
 
@@ -73,16 +81,20 @@ impl TableProvider for StreamTableProvider {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let plan: Arc<dyn ExecutionPlan> = match &self.reads {
-            Reads::Table { name } => Arc::new(StreamScanExec::new(name.clone(), Arc::clone(&self.schema), projection.cloned())),
-            Reads::Window { source, source_schema, window, time_column } => {
+            Reads::Table { name, .. } => {
+                let on_partitions = filters.iter().filter(|f| self.on_partitions_only(f)).cloned().collect();
+                Arc::new(StreamScanExec::new(name.clone(), Arc::clone(&self.schema), projection.cloned()).with_partition_filters(on_partitions))
+            }
+            Reads::Window { source, source_schema, window, time_column, .. } => {
                 // The window reads its time column besides the source columns the query keeps.
                 let width = source_schema.fields().len();
                 let reads = projection.map(|p| p.iter().copied().filter(|&i| i < width).chain([*time_column]).collect());
-                let scan = Arc::new(StreamScanExec::new(source.clone(), Arc::clone(source_schema), reads));
+                let on_partitions = filters.iter().filter(|f| self.on_partitions_only(f)).cloned().collect();
+                let scan = Arc::new(StreamScanExec::new(source.clone(), Arc::clone(source_schema), reads).with_partition_filters(on_partitions));
                 Arc::new(WindowTvfExec { input: scan, window: *window, time_column: *time_column, properties: properties(Arc::clone(&self.schema)) })
             }
             Reads::WindowOverView { plan, window, time_column } => {
@@ -92,8 +104,13 @@ impl TableProvider for StreamTableProvider {
         };
         with_projection(plan, projection)
     }
+    /// Filters on partition columns alone reach the scan, to skip whole partition
+    /// directories; they stay in the plan too (`Inexact`), so rows are still filtered.
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
+        Ok(filters
+            .iter()
+            .map(|f| if self.on_partitions_only(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
+            .collect())
     }
 }
 
@@ -181,7 +198,13 @@ impl TableFunctionImpl for WindowTableFunction {
         }
         let time_index = entry.schema.index_of(time_column).map_err(|_| plan_err(format!("no column `{time_column}` in `{table}`")))?;
         let fields = window_fields(table, entry.schema.fields().iter().map(|f| f.as_ref().clone()).collect()).map_err(plan_err)?;
-        let reads = Reads::Window { source: table.clone(), source_schema: Arc::clone(&entry.schema), window, time_column: time_index };
+        let reads = Reads::Window {
+            source: table.clone(),
+            source_schema: Arc::clone(&entry.schema),
+            window,
+            time_column: time_index,
+            partitioned_by: entry.def.partitioned_by.clone(),
+        };
         Ok(Arc::new(StreamTableProvider { reads, schema: Arc::new(Schema::new(fields)) }))
     }
 }
