@@ -121,18 +121,23 @@ fn same_windows_at_every_parallelism(dir: &Path, table_options: &str) {
     }
 }
 
-#[test]
-fn a_json_file_split_between_tasks_gives_the_windows_of_one_task() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("events.json");
-    let lines: String = (0..EVENTS)
+/// Writes the first `events` events as a JSON file in `dir`: the table options that read it.
+fn json_events(dir: &Path, events: i64) -> String {
+    let file = dir.join("events.json");
+    let lines: String = (0..events)
         .map(|i| {
             let (user, amount, ts) = event(i);
             format!("{{\"user_id\": {user}, \"amount\": {amount}, \"ts\": {ts}}}\n")
         })
         .collect();
     std::fs::write(&file, lines).expect("write events");
-    same_windows_at_every_parallelism(dir.path(), &format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", file.display()));
+    format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", file.display())
+}
+
+#[test]
+fn a_json_file_split_between_tasks_gives_the_windows_of_one_task() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    same_windows_at_every_parallelism(dir.path(), &json_events(dir.path(), EVENTS));
 }
 
 #[test]
@@ -186,15 +191,7 @@ fn a_parquet_file_split_by_row_groups_gives_the_windows_of_one_task() {
 fn a_split_file_read_killed_after_checkpoints_resumes_where_each_split_was() {
     const MANY: i64 = 200_000;
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("events.json");
-    let lines: String = (0..MANY)
-        .map(|i| {
-            let (user, amount, ts) = event(i);
-            format!("{{\"user_id\": {user}, \"amount\": {amount}, \"ts\": {ts}}}\n")
-        })
-        .collect();
-    std::fs::write(&file, lines).expect("write events");
-    let options = format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", file.display());
+    let options = json_events(dir.path(), MANY);
     let (script, out) = tumble_script(dir.path(), &options, 2, "SET 'execution.checkpointing.interval' = '20 ms';");
     let checkpoints = dir.path().join("checkpoints");
     common::killed_at_then_finished(&script, &checkpoints, &["checkpoint-saved:3", "checkpoint-saved:2"]);
