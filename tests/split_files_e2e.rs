@@ -201,10 +201,12 @@ fn a_split_file_read_killed_after_checkpoints_resumes_where_each_split_was() {
 /// An archive written to S3 by the filesystem sink (Parquet under Hive partition
 /// directories, on the S3-compatible server the test command starts) is replayed by
 /// a filesystem source on `s3://`: two tasks read the mirrored files, the windows are
-/// those of the rows written, and a second replay fetches nothing again.
+/// those of the rows written, a second replay fetches nothing again, an object
+/// deleted from the bucket is no longer read, and a filter on the partition column
+/// fetches only that partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_in_s3_is_replayed_from_a_local_mirror() {
-    use eddy_connectors::testing::{s3_create_bucket, s3_environment, unique_name, S3};
+    use eddy_connectors::testing::{s3_create_bucket, s3_delete, s3_environment, unique_name, S3};
     const ROWS: i64 = 20_000;
     let endpoint = S3.shared();
     let bucket = unique_name("archive").replace('_', "-");
@@ -278,6 +280,14 @@ async fn an_archive_in_s3_is_replayed_from_a_local_mirror() {
     for (path, modified) in &mirrored {
         assert_eq!(std::fs::metadata(path).and_then(|m| m.modified()).ok().as_ref(), Some(modified), "{} was fetched again", path.display());
     }
+    // An object deleted from the bucket is not replayed: its copy goes too.
+    let gone = mirrored.iter().map(|(p, _)| p.clone()).find(|p| p.to_string_lossy().contains("/part=2/")).expect("a part=2 copy");
+    let key = gone.strip_prefix(cache.join("s3-mirror").join(&bucket)).expect("in the mirror").to_string_lossy().into_owned();
+    s3_delete(&endpoint, &bucket, &key).await;
+    std::fs::remove_dir_all(&out).expect("clear the output");
+    run("replay-after-delete", replay(""));
+    assert_windows(&written_windows(&out), &expected_of(&|id| id % 3 != 2), "replayed after part=2 was deleted");
+    assert!(!gone.exists(), "the copy of a deleted object is deleted");
     // A filter on the partition column: only that partition's objects are fetched
     // (into a fresh mirror) and read; the rows are those of the partition.
     std::fs::remove_dir_all(&out).expect("clear the output");

@@ -136,6 +136,12 @@ pub async fn s3_create_bucket(endpoint: &str, bucket: &str) {
     assert!(response.status().is_success(), "creating bucket {bucket}: {}", response.status());
 }
 
+/// Deletes the object `key` of `bucket`.
+pub async fn s3_delete(endpoint: &str, bucket: &str, key: &str) {
+    let response = reqwest::Client::new().delete(format!("{endpoint}/{bucket}/{key}")).send().await.unwrap_or_else(|e| panic!("S3 at {endpoint}: {e}"));
+    assert!(response.status().is_success(), "deleting {bucket}/{key}: {}", response.status());
+}
+
 /// The keys under `prefix` in `bucket` (one listing page: up to 1,000).
 pub async fn s3_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
     let url = format!("{endpoint}/{bucket}?prefix={prefix}");

@@ -8,11 +8,13 @@
 //! The mirror is kept between runs, under `$EDDY_CACHE/s3-mirror/<bucket>/<key>`
 //! (`EDDY_CACHE` defaults to `~/.cache/eddy`): an object whose local copy has its
 //! size and is not older than it is not fetched again, so replaying the same day
-//! twice reads the network once. Objects are fetched several at a time, each to a
+//! twice reads the network once; a copy whose object is gone from the bucket is
+//! deleted. Objects are fetched several at a time, each to a
 //! hidden temporary name renamed when complete, so a copy cut short by a crash is
 //! never read. Objects whose Hive partition values a query's filter rules out are
 //! neither fetched nor read (see [`eddy_engine::PartitionFilter`]).
 
+use std::collections::HashSet;
 use std::path::{Path as LocalPath, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -71,9 +73,10 @@ async fn copy_objects(location: &Location, local: &LocalPath, display: &str, wan
         .map_err(|e| ConnectorError::invalid("path", display, format!("cannot list the objects: {e}")))?;
     // Some stores list directories too, as empty objects named like a prefix of
     // other objects: those are not files.
-    let directories: std::collections::HashSet<String> =
+    let directories: HashSet<String> =
         listed.iter().flat_map(|o| o.location.as_ref().match_indices('/').map(|(i, _)| o.location.as_ref()[..i].to_string()).collect::<Vec<_>>()).collect();
     let mut copies = Vec::new();
+    let mut listed_here = HashSet::new();
     for object in listed {
         if directories.contains(object.location.as_ref()) {
             continue;
@@ -85,18 +88,41 @@ async fn copy_objects(location: &Location, local: &LocalPath, display: &str, wan
             continue;
         }
         let relative = relative.join("/");
+        let target = local.join(&relative);
+        listed_here.insert(target.clone());
         if wanted(&relative) {
-            copies.push((object, local.join(&relative)));
+            copies.push((object, target));
         }
     }
     if copies.is_empty() {
         return Err(ConnectorError::NoFiles(display.to_string()));
     }
+    // Copies of objects deleted from the bucket since would be read as if they
+    // were still there: the mirror follows the bucket.
+    remove_unlisted(local, &listed_here)?;
     let store = Arc::clone(&location.store);
     futures::stream::iter(copies.into_iter().map(|(object, target)| fetch(Arc::clone(&store), object, target)))
         .buffer_unordered(CONCURRENT_FETCHES)
         .try_collect::<Vec<()>>()
         .await?;
+    Ok(())
+}
+
+/// Deletes the visible files under `dir` that are not in `listed` (hidden ones are
+/// copies in progress, maybe another process's).
+fn remove_unlisted(dir: &LocalPath, listed: &HashSet<PathBuf>) -> Result<(), ConnectorError> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(['.', '_']) {
+            continue;
+        }
+        if path.is_dir() {
+            remove_unlisted(&path, listed)?;
+        } else if !listed.contains(&path) {
+            std::fs::remove_file(&path).map_err(|e| ConnectorError::io("remove", &path, e))?;
+        }
+    }
     Ok(())
 }
 

@@ -205,7 +205,9 @@ impl SessionAggregateOperator {
                     merged.rows = long;
                     merged.partial = match (merged.partial.take(), session.partial) {
                         (Some(mut ours), Some(theirs)) => {
+                            let before = ours.size_bytes() + theirs.size_bytes();
                             ours.merge(*theirs)?;
+                            self.partial_bytes = (self.partial_bytes + ours.size_bytes()).saturating_sub(before);
                             Some(ours)
                         }
                         (ours, theirs) => ours.or(theirs),
