@@ -339,7 +339,7 @@ pub fn describe_partitions(def: &TableDef, parallelism: usize, partitions: Optio
     if store::scheme(def.option("path").unwrap_or_default()).is_some() {
         return Err(ConnectorError::UnsupportedPath {
             path: def.option("path").unwrap_or_default().to_string(),
-            reason: "its objects are listed when the pipeline starts and copies them to a local mirror".to_string(),
+            reason: "its objects are listed only when the pipeline starts, which copies them to a local mirror".to_string(),
         });
     }
     let source = FileSource::try_new(def, def.physical_schema())?.pruning(partitions);

@@ -17,6 +17,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 
+/// The function `MAP[k1, v1, ...]` is rewritten to call.
+pub(crate) const MAP_OF: &str = "__eddy_map";
+
 /// DataFusion's nested functions whose names are Flink's but whose meaning was
 /// not checked against Flink's: left out, so Flink's name is refused instead.
 pub(super) const UNVERIFIED: &[&str] = &[
@@ -49,7 +52,7 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(Collection::new("cardinality", Kind::Cardinality)),
         ScalarUDF::new_from_impl(Collection::new("element", Kind::Element)),
         ScalarUDF::new_from_impl(Collection::new("str_to_map", Kind::StrToMap)),
-        ScalarUDF::new_from_impl(Collection::new("__eddy_map", Kind::MapOf)),
+        ScalarUDF::new_from_impl(Collection::new(MAP_OF, Kind::MapOf)),
     ]
 }
 
@@ -145,7 +148,7 @@ fn lengths(array: &ArrayRef) -> Result<(Vec<i64>, Option<NullBuffer>)> {
         DataType::List(_) => array.as_list::<i32>().offsets().lengths().map(|l| l as i64).collect(),
         DataType::LargeList(_) => array.as_list::<i64>().offsets().lengths().map(|l| l as i64).collect(),
         DataType::FixedSizeList(_, n) => vec![*n as i64; array.len()],
-        DataType::Map(..) => array.as_map().offsets().windows(2).map(|w| (w[1] - w[0]) as i64).collect(),
+        DataType::Map(..) => array.as_map().offsets().lengths().map(|l| l as i64).collect(),
         DataType::Null => vec![0; array.len()],
         other => return exec_err!("not an ARRAY or a MAP: {other}"),
     };

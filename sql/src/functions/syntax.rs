@@ -25,6 +25,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::calendar::{CEIL_TO, FLOOR_TO};
+use super::collections::MAP_OF;
 use super::conversion::CAST_STRING;
 use super::json::IS_JSON;
 use super::json_build::{JSON_ARRAY, JSON_OBJECT, RAW, TYPED};
@@ -50,7 +51,7 @@ fn rewrite_map_constructors(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan
                 let constructor = previous.is_some_and(|p| is_word(&tokens[p], "MAP"));
                 if let Some(p) = previous.filter(|_| constructor) {
                     if let Token::Word(w) = &mut tokens[p].token {
-                        w.value = "__eddy_map".to_string();
+                        w.value = MAP_OF.to_string();
                         w.keyword = Keyword::NoKeyword;
                     }
                     tokens[i].token = Token::LParen;

@@ -84,16 +84,16 @@ impl TableProvider for StreamTableProvider {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        // DataFusion hands the scan the filters `supports_filters_pushdown` took.
+        let on_partitions: Vec<Expr> = filters.iter().filter(|f| self.on_partitions_only(f)).cloned().collect();
         let plan: Arc<dyn ExecutionPlan> = match &self.reads {
             Reads::Table { name, .. } => {
-                let on_partitions = filters.iter().filter(|f| self.on_partitions_only(f)).cloned().collect();
                 Arc::new(StreamScanExec::new(name.clone(), Arc::clone(&self.schema), projection.cloned()).with_partition_filters(on_partitions))
             }
             Reads::Window { source, source_schema, window, time_column, .. } => {
                 // The window reads its time column besides the source columns the query keeps.
                 let width = source_schema.fields().len();
                 let reads = projection.map(|p| p.iter().copied().filter(|&i| i < width).chain([*time_column]).collect());
-                let on_partitions = filters.iter().filter(|f| self.on_partitions_only(f)).cloned().collect();
                 let scan = Arc::new(StreamScanExec::new(source.clone(), Arc::clone(source_schema), reads).with_partition_filters(on_partitions));
                 Arc::new(WindowTvfExec { input: scan, window: *window, time_column: *time_column, properties: properties(Arc::clone(&self.schema)) })
             }
