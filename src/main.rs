@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use eddy::{EddyError, Session};
-use eddy_engine::metrics::{ExposedPipeline, PipelineGroup, PipelineState};
+use eddy_engine::metrics::{ExposedPipeline, PipelineGroup};
 
 /// Eddy: continuous SQL over streams (Flink SQL dialect), compiled to incremental Arrow operators.
 #[derive(Parser)]
@@ -70,9 +70,11 @@ enum Command {
         /// Over the Postgres protocol the token is the password.
         #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Serve Prometheus metrics of every pipeline at http://ADDR/metrics: PORT (on
-        /// 127.0.0.1) or HOST:PORT (port 0 picks a free one; the first line printed
-        /// names it). No token is asked for. See docs/METRICS.md.
+        /// Serve the web console at http://ADDR/ and Prometheus metrics of every
+        /// pipeline at http://ADDR/metrics: PORT (on 127.0.0.1) or HOST:PORT (port 0
+        /// picks a free one; the first line printed names it). With --token, the
+        /// console asks for it and /metrics needs it (Authorization: Bearer TOKEN).
+        /// See docs/CONSOLE.md and docs/METRICS.md.
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
         /// Also serve the Postgres wire protocol on this address (e.g. 127.0.0.1:5432;
@@ -251,10 +253,10 @@ async fn serve_run_metrics(address: &str, metrics: Arc<PipelineGroup>) -> Result
     eprintln!("eddy: metrics at http://{bound}/metrics");
     let render = move || {
         let shown: Vec<ExposedPipeline<'_>> =
-            metrics.pipelines().iter().map(|(name, m)| ExposedPipeline { name, state: PipelineState::Running, restarts: 0, metrics: m }).collect();
+            metrics.pipelines().iter().enumerate().map(|(i, (name, m))| ExposedPipeline { name, state: metrics.state(i), restarts: 0, metrics: m }).collect();
         eddy_engine::metrics::render(&shown, eddy_engine::metrics::now_ms())
     };
-    eddy::http::spawn(listener, Arc::new(render));
+    eddy::http::spawn(listener, eddy::http::Routes::metrics_only(Arc::new(render)));
     Ok(())
 }
 
@@ -281,9 +283,8 @@ async fn serve(
     let mut metrics_at = String::new();
     if let Some(http) = http {
         let at = http.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound HTTP address".into(), source })?;
-        metrics_at = format!(", metrics at http://{at}/metrics");
-        let shown = Arc::clone(&server);
-        eddy::http::spawn(http, Arc::new(move || shown.metrics_text()));
+        metrics_at = format!(", console at http://{at}/, metrics at http://{at}/metrics");
+        eddy::http::spawn(http, eddy::http::Routes::console(Arc::clone(&server), token.as_deref()));
     }
     let pg_bound = match &pg_listener {
         Some(l) => format!(", postgres on {}", l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?),

@@ -16,7 +16,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::Query;
 use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::graph::Graph;
-use eddy_engine::metrics::{MetricsSnapshot, PipelineGroup, SourceTotals};
+use eddy_engine::metrics::{MetricsSnapshot, PipelineGroup, PipelineState, SourceTotals};
 use eddy_engine::operator::SideOutput;
 use eddy_engine::runtime::{self, Ended, PipelineOutputs, RunOptions, SideSink};
 use eddy_engine::{PipelineMetrics, Sink};
@@ -232,6 +232,7 @@ impl Session {
                 Outcome::Done(self.drop_table_or_view(*what, name, *if_exists)?)
             }
             Statement::Show(ShowWhat::Pipelines)
+            | Statement::ShowCreate { .. }
             | Statement::ExplainAnalyze { .. }
             | Statement::StopPipeline { .. }
             | Statement::RestartPipeline { .. }
@@ -514,7 +515,13 @@ impl Session {
             };
             let prepared = self.prepare(spec);
             let figures = metrics.get(i).cloned().ok_or_else(|| EddyError::Internal(format!("no figures for pipeline {}", spec.name)))?;
-            runs.push(prepared.run_to_end(sink, figures, stop.clone(), store.clone()));
+            let run = prepared.run_to_end(sink, figures, stop.clone(), store.clone());
+            runs.push(async move {
+                let ended = run.await;
+                // `/metrics` of the run shows it ended while the others go on.
+                metrics.set_state(i, if ended.is_ok() { PipelineState::Finished } else { PipelineState::Failed });
+                ended
+            });
         }
         let results = futures::future::join_all(runs).await;
         eddy_engine::failpoint::reach("script-completed");

@@ -1075,3 +1075,288 @@ async fn an_over_aggregate_restores_the_state_of_two_instances_into_one() {
     // The running sums carry on from each key's earlier rows.
     assert_eq!(rows, vec!["+I 1 20 3000 30".to_string(), "+I 2 7 3000 12".to_string()]);
 }
+
+// State keys (`Operator::state_keys`, shown as `eddy_operator_state_keys` and in
+// `EXPLAIN ANALYZE`): how many keys each stateful operator holds state for now.
+// Each test checks that the count rises with distinct keys and falls when the
+// state they name is let go.
+
+#[tokio::test]
+async fn a_tumble_aggregate_counts_its_open_window_and_key_groups_as_state_keys() {
+    let sql = "SELECT window_start, window_end, k, SUM(v) AS total FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, k";
+    let (mut agg, node) = aggregate(Input::Bounded, sql).await;
+    assert_eq!(agg.state_keys(), 0);
+    // Window [0, 10 s): keys 1 and 2 (key 1 twice); window [10 s, 20 s): key 1.
+    agg.push(
+        " I  I  TS     TS
+        +I 1 10   0  10000
+        +I 2 20   0  10000
+        +I 1 30   0  10000
+        +I 1  5 10000 20000",
+    );
+    assert_eq!(agg.state_keys(), 3, "(window, key) groups: ([0, 10 s), 1), ([0, 10 s), 2), ([10 s, 20 s), 1)");
+    // The first window fires: its two groups go.
+    agg.watermark(10000);
+    assert_eq!(agg.state_keys(), 1);
+    // A restart restores the open group.
+    agg.restart_as(aggregate_operator(&node));
+    assert_eq!(agg.state_keys(), 1);
+    agg.watermark(i64::MAX);
+    assert_eq!(agg.state_keys(), 0);
+}
+
+#[tokio::test]
+async fn a_hop_aggregate_counts_the_groups_of_slices_kept_for_windows_yet_to_fire() {
+    let sql = "SELECT window_start, window_end, k, SUM(v) AS total
+               FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end, k";
+    let (mut agg, node) = aggregate(Input::Bounded, sql).await;
+    // Slice [0, 5 s): keys 1 and 2; slice [5 s, 10 s): key 1.
+    agg.push(
+        " I  I  TS    TS
+        +I 1 1     0  5000
+        +I 2 2     0  5000
+        +I 1 3  5000 10000",
+    );
+    assert_eq!(agg.state_keys(), 3);
+    // Window [-5 s, 5 s) fires; slice [0, 5 s) stops taking rows but is kept
+    // (frozen) for window [0, 10 s): its groups still count.
+    agg.watermark(5000);
+    assert_eq!(agg.state_keys(), 3);
+    agg.restart_as(aggregate_operator(&node));
+    assert_eq!(agg.state_keys(), 3, "frozen and open slices are restored");
+    // Window [0, 10 s) fires: slice [0, 5 s) is in no later window and goes.
+    agg.watermark(10000);
+    assert_eq!(agg.state_keys(), 1);
+    agg.watermark(15000);
+    assert_eq!(agg.state_keys(), 0);
+}
+
+#[tokio::test]
+async fn a_group_by_without_a_window_counts_its_distinct_keys_for_good() {
+    let (mut agg, _) = aggregate(Input::Unbounded, "SELECT k, SUM(v) AS total FROM t GROUP BY k").await;
+    agg.push(
+        " I  I
+        +I 1 10
+        +I 2 20
+        +I 1 30",
+    );
+    assert_eq!(agg.state_keys(), 2);
+    // Emitting at a barrier keeps every group.
+    agg.barrier(1).push(
+        " I  I
+        +I 3 5
+        +I 2 5",
+    );
+    assert_eq!(agg.state_keys(), 3);
+    agg.barrier(2);
+    assert_eq!(agg.state_keys(), 3);
+}
+
+#[tokio::test]
+async fn a_retracting_aggregate_counts_its_groups_and_lets_an_emptied_one_go_when_it_emits() {
+    let (mut agg, node) = aggregate(Input::Changelog, "SELECT k, COUNT(*) AS n, MAX(v) AS top FROM t GROUP BY k").await;
+    agg.push(
+        " I  I
+        +I 1 10
+        +I 1 30
+        +I 2 20
+        +I 3 40",
+    );
+    assert_eq!(agg.state_keys(), 3);
+    agg.barrier(1).take();
+    agg.restart_as(aggregate_operator(&node));
+    assert_eq!(agg.state_keys(), 3, "restored");
+    // Key 2's only row is taken back: its group is empty, and goes once its row is retracted.
+    agg.push(
+        " I  I
+        -D 2 20
+        -D 1 30",
+    );
+    assert_eq!(agg.state_keys(), 3);
+    agg.barrier(2).expect(
+        "-U 1 2 30
+         -D 2 1 20
+         +U 1 1 10",
+    );
+    assert_eq!(agg.state_keys(), 2);
+}
+
+#[tokio::test]
+async fn a_session_aggregate_counts_the_keys_with_an_open_session() {
+    let sql = "SELECT window_start, window_end, k, SUM(v) AS total
+               FROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY window_start, window_end, k";
+    let (mut agg, node) = aggregate(Input::Bounded, sql).await;
+    // Key 1: sessions [0, 8 s) and [20 s, 25 s); key 2: [1 s, 6 s).
+    agg.push(
+        " I  I    TS     TS
+        +I 1 10     0   5000
+        +I 1 20  3000   8000
+        +I 2  1  1000   6000
+        +I 1 30 20000  25000",
+    );
+    assert_eq!(agg.state_keys(), 2, "a key with two open sessions counts once");
+    // Key 2's session ends; key 1's first one has not.
+    agg.watermark(7000);
+    assert_eq!(agg.state_keys(), 1);
+    // Key 1's first session ends, its second is still open.
+    agg.watermark(9000);
+    assert_eq!(agg.state_keys(), 1);
+    agg.restart_as(aggregate_operator(&node));
+    assert_eq!(agg.state_keys(), 1, "restored");
+    // A new key opens a session; then every session ends.
+    agg.push(
+        " I  I    TS     TS
+        +I 3  1 10000  15000",
+    );
+    assert_eq!(agg.state_keys(), 2);
+    agg.watermark(30000);
+    assert_eq!(agg.state_keys(), 0);
+}
+
+#[tokio::test]
+async fn a_regular_join_counts_each_sides_stored_keys_until_the_state_ttl_or_the_other_side_ends() {
+    let (mut join, clock, node) = regular_join("SELECT a.k, a.v, b.v AS w FROM t a JOIN u b ON a.k = b.k", Some(1000)).await;
+    // Left keys 1 and 2 (a NULL key is never stored: it can meet nothing).
+    join.push_to(
+        0,
+        "   I  I
+         +I 1 10
+         +I 1 11
+         +I 2 20
+         +I . 30",
+    );
+    assert_eq!(join.state_keys(), 2);
+    join.push_to(
+        1,
+        "   I   I
+         +I 1 100",
+    );
+    assert_eq!(join.state_keys(), 3, "key 1 is stored on both sides");
+    join.restart_as(regular_join_operator(&node, &clock));
+    assert_eq!(join.state_keys(), 3, "restored");
+    // At 1 s every row written at 0 has expired; right key 3 comes.
+    clock.store(1000, Ordering::Relaxed);
+    join.push_to(
+        1,
+        "   I   I
+         +I 3 300",
+    );
+    assert_eq!(join.state_keys(), 1);
+    // The left side ends: the right side's rows can meet nothing more.
+    join.end_input(0);
+    assert_eq!(join.state_keys(), 0);
+}
+
+#[tokio::test]
+async fn an_interval_join_counts_each_sides_waiting_keys_until_the_watermark_lets_them_go() {
+    let (mut join, node) = join("SELECT a.k, a.v, b.v AS w FROM t a JOIN u b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '2' SECOND").await;
+    // Left rows wait until 3 s, right rows until their own time.
+    join.push_to(
+        0,
+        "   I  I  TS
+         +I 1 10 1000
+         +I 2 20 1000",
+    )
+    .push_to(
+        1,
+        "   I   I  TS
+         +I 1 100 2500
+         +I 3 300 2600",
+    );
+    assert_eq!(join.state_keys(), 4);
+    join.restart_as(Box::new(IntervalJoinOperator::new(node.clone()).unwrap()));
+    assert_eq!(join.state_keys(), 4, "restored");
+    join.watermark(2600);
+    assert_eq!(join.state_keys(), 2, "the right rows can meet no left row any more");
+    join.watermark(3000);
+    assert_eq!(join.state_keys(), 0);
+}
+
+#[tokio::test]
+async fn a_deduplication_counts_every_partition_it_has_seen_and_a_top_n_only_those_with_rows() {
+    let (mut dedup, node) = rank(&ranked("ts", "rn = 1")).await;
+    dedup.push(
+        " I  I   TS
+        +I 1 10 2000
+        +I 2 20 3000
+        +I 1 11 1500",
+    );
+    assert_eq!(dedup.state_keys(), 2);
+    // Key 1's row is emitted: the key stays, to drop its later duplicates.
+    dedup.watermark(2500).restart_as(rank_operator(&node));
+    assert_eq!(dedup.state_keys(), 2, "restored, the emitted partition too");
+    dedup.push(
+        " I  I   TS
+        +I 3 30 4000",
+    );
+    assert_eq!(dedup.state_keys(), 3);
+
+    let plan = plan(Input::Changelog, &ranked("v DESC", "rn <= 2")).await;
+    let node = find(&plan.root, &|n| match n {
+        StreamNode::Rank(r) => Some(r.clone()),
+        _ => None,
+    })
+    .expect("a rank");
+    let mut top = OperatorHarness::new(rank_operator(&node), node.input.schema());
+    top.push(
+        " I  I   TS
+        +I 1  5 1000
+        +I 2  9 1000
+        +I 1  7 1000",
+    );
+    assert_eq!(top.state_keys(), 2);
+    // Partition 2's only row is taken back: the partition goes.
+    top.push(
+        " I  I   TS
+        -D 2  9 1000",
+    );
+    assert_eq!(top.state_keys(), 1);
+}
+
+#[tokio::test]
+async fn a_window_top_n_counts_window_and_partition_pairs_until_the_window_fires() {
+    let sql = "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, k ORDER BY v DESC) AS rn
+               FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))) WHERE rn <= 1";
+    let (mut top, node) = rank(sql).await;
+    assert!(matches!(node.kind, eddy_engine::plan::RankKind::Window { .. }), "{:?}", node.kind);
+    // Window [0, 10 s): keys 1 and 2 (key 1 twice); window [10 s, 20 s): key 1.
+    top.push(
+        " I  I   TS     TS     TS    TS
+        +I 1  5 1000      0 10000  9999
+        +I 2  9 1000      0 10000  9999
+        +I 1  7 2000      0 10000  9999
+        +I 1  3 12000 10000 20000 19999",
+    );
+    assert_eq!(top.state_keys(), 3);
+    top.restart_as(rank_operator(&node));
+    assert_eq!(top.state_keys(), 3, "restored");
+    // The first window fires: its two partitions go.
+    top.watermark(10000);
+    assert_eq!(top.state_keys(), 1);
+    top.watermark(20000);
+    assert_eq!(top.state_keys(), 0);
+}
+
+#[tokio::test]
+async fn an_over_aggregate_counts_the_partitions_with_rows_waiting_or_in_a_later_frame() {
+    let node = over_node(
+        "SELECT k, v, ts, SUM(v) OVER w FROM t
+         WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW)",
+    )
+    .await;
+    let mut over = OperatorHarness::new(over_operator(&node), node.input.schema());
+    over.push(
+        " I  I   TS
+        +I 1 10 1000
+        +I 2 20 2000
+        +I 1 30 5000",
+    );
+    assert_eq!(over.state_keys(), 2);
+    // Key 1's row at 1 s is emitted, and kept: a later row of key 1 may reach it.
+    over.watermark(1500);
+    assert_eq!(over.state_keys(), 2);
+    // Key 2's row at 2 s is emitted when no later row can reach back to it: key 2
+    // holds nothing more. Key 1 keeps its row at 5 s.
+    over.watermark(6000);
+    assert_eq!(over.state_keys(), 1);
+}

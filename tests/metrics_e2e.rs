@@ -107,7 +107,10 @@ async fn run_serves_each_pipelines_own_figures_over_kafka_and_a_file() {
             && lag(s, "early_out") == Some(0.0)
             && lag(s, "recent_out") == Some(0.0)
             && s.get("eddy_sink_rows_committed_total", &[("pipeline", "counted_out")]) == Some(25.0)
+            // The file's pipeline ended while the others go on: it says so.
+            && s.get("eddy_pipeline_status", &[("pipeline", "counted_out"), ("status", "finished")]) == Some(1.0)
     });
+    assert_eq!(first.value("eddy_pipeline_status", &[("pipeline", "counted_out"), ("status", "running")]), 0.0);
     // Each pipeline's own figures: the file's rows are its pipeline's alone.
     assert_eq!(first.value("eddy_pipeline_rows_in_total", &[("pipeline", "early_out")]), 40.0);
     assert_eq!(first.value("eddy_pipeline_rows_in_total", &[("pipeline", "recent_out")]), 40.0);
@@ -198,6 +201,31 @@ fn server_serves_every_pipelines_figures() {
     assert_eq!(common::prometheus::get(&address, "/nothing").0, 404);
 }
 
+/// With the server's `--token`, `/metrics` and the console's API need it, as
+/// gRPC calls do; the console's page itself loads, and asks for it.
+#[test]
+fn a_server_token_guards_metrics_and_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(dir.path(), &["--http", "127.0.0.1:0"], vec![("EDDY_TOKEN", "s3cret".to_string())]);
+    let address = server.banner.split("metrics at http://").nth(1).and_then(|rest| rest.split("/metrics").next()).unwrap().to_string();
+    let get = |path: &str, token: Option<&str>| common::prometheus::get_with_token(&address, path, token);
+    let (status, _, body) = get("/metrics", None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("needs a token"), "{body}");
+    assert_eq!(get("/metrics", Some("wrong")).0, 401);
+    assert_eq!(get("/metrics", Some("s3cre")).0, 401);
+    let (status, content_type, _) = get("/metrics", Some("s3cret"));
+    assert_eq!((status, content_type.as_str()), (200, "text/plain; version=0.0.4; charset=utf-8"));
+    let (status, content_type, body) = get("/api/pipelines", None);
+    assert_eq!((status, content_type.as_str()), (401, "application/json"));
+    assert!(body.contains("\"error\""), "{body}");
+    assert_eq!(get("/api/pipelines", Some("s3cret")).0, 200);
+    let (status, content_type, page) = get("/", None);
+    assert_eq!((status, content_type.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(page.contains("console.js"), "{page}");
+    server.terminate();
+}
+
 #[test]
 fn a_bad_http_address_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,7 +313,7 @@ fn explain_analyze_shows_each_operators_figures() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let header = server.ok_csv("EXPLAIN ANALYZE cheap").lines().next().unwrap().to_string();
-    assert_eq!(header, "stage,operator,tasks,rows_in,rows_out,rows_in_per_s,rows_out_per_s,busy,backpressured,state_bytes,watermark");
+    assert_eq!(header, "stage,operator,tasks,rows_in,rows_out,rows_in_per_s,rows_out_per_s,busy,backpressured,state_bytes,state_keys,watermark");
     // The source's first operator took every bid; the filter passed 6; the sink wrote and committed 6.
     let source_prep = rows.iter().find(|r| r[1] == "SourcePrep").unwrap_or_else(|| panic!("{rows:?}"));
     assert_eq!((source_prep[0].as_str(), source_prep[2].as_str(), source_prep[3].as_str()), ("0", "1", "9"));
@@ -293,6 +321,29 @@ fn explain_analyze_shows_each_operators_figures() {
     assert_eq!((filter[3].as_str(), filter[4].as_str()), ("9", "6"));
     let sink = rows.last().unwrap();
     assert_eq!((sink[0].as_str(), sink[1].as_str(), sink[3].as_str(), sink[4].as_str()), ("sink", "Sink cheap (6 rows committed)", "6", "6"));
+    // A filter holds no state: no bytes, no keys.
+    assert_eq!((filter[9].as_str(), filter[10].as_str()), ("0", "0"));
+
+    // State keys: an endless stream (none of whose rows pass its filter) joined to
+    // the bids. The join keeps the 9 bids by key, the 3 auctions among them, also
+    // once the file has ended.
+    server.ok("CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3))
+           WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.rate' = '100');
+         CREATE TABLE enriched (auction BIGINT, price BIGINT, listed BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO enriched SELECT b.auction, b.price, f.price FROM bid b JOIN bids f ON b.auction = f.auction WHERE b.price < 0");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let csv = server.ok_csv("EXPLAIN ANALYZE enriched");
+        let join = csv.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>()).find(|r| r[1] == "RegularJoin");
+        let join = join.unwrap_or_else(|| panic!("no RegularJoin:\n{csv}"));
+        // Its rows in are the bids (the stream's rows are filtered out before it);
+        // its keys are counted after each batch.
+        if join[3] == "9" && join[10] == "3" && join[9] != "0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the join never showed the 9 bids' 3 auctions as its state keys:\n{csv}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // An unknown pipeline is named as such.
     let (code, _, stderr) = server.sql(&["-c", "EXPLAIN ANALYZE nothing"]);
     assert_eq!(code, 1);

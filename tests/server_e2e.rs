@@ -244,6 +244,38 @@ fn a_token_is_required_when_the_server_has_one() {
     server.terminate();
 }
 
+/// Issue 20: `SHOW CREATE` shows the statement that made a table or view with
+/// its secrets masked (secret options, passwords in URLs), and the catalog still
+/// keeps the real values, so the table works after a restart.
+#[test]
+fn show_create_masks_secrets_the_catalog_keeps() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let create = "CREATE TABLE secret_src (k BIGINT) WITH ('connector' = 'kafka', 'topic' = 'password', 'properties.bootstrap.servers' = '127.0.0.1:9',
+        'properties.sasl.password' = 'hunter2', 'properties.sasl.jaas.config' = 'Plain username=\"u\" password=\"hunter2\";',
+        'format' = 'json', 'scan.startup.mode' = 'earliest-offset')";
+    server.ok(create);
+    server.ok(&format!("{}; CREATE VIEW cheap AS SELECT auction FROM bids WHERE price < 100", common::bids_table()));
+    server.ok("CREATE MATERIALIZED VIEW per_auction AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction");
+    let shown = server.ok_csv("SHOW CREATE TABLE secret_src");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("'properties.sasl.password' = '******'") && shown.contains("'properties.sasl.jaas.config' = '******'"), "{shown}");
+    // Options that are not secrets are shown as written, even a value that reads like a key.
+    assert!(shown.contains("'topic' = 'password'") && shown.contains("'properties.bootstrap.servers' = '127.0.0.1:9'"), "{shown}");
+    assert!(server.ok_csv("SHOW CREATE VIEW cheap").contains("CREATE VIEW cheap AS SELECT auction FROM bids WHERE price < 100"));
+    assert!(server.ok_csv("SHOW CREATE MATERIALIZED VIEW per_auction").contains("GROUP BY auction"));
+    let (code, _, stderr) = server.sql(&["-c", "SHOW CREATE TABLE cheap"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no table named `cheap`"), "{stderr}");
+    // The catalog keeps the real values: the server needs them after a restart.
+    server.terminate();
+    let catalog = std::fs::read_to_string(data.path().join("catalog.json")).unwrap();
+    assert!(catalog.contains("hunter2"), "{catalog}");
+    let server = Server::start(data.path(), &[]);
+    assert!(!server.ok_csv("SHOW CREATE TABLE secret_src").contains("hunter2"));
+    server.terminate();
+}
+
 /// The interactive client in a real terminal (a pty from util-linux `script`):
 /// multi-line statements, backslash commands, Ctrl-C dropping the typed
 /// statement, `\q`.

@@ -21,7 +21,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::connector::Source;
 use crate::error::{EngineError, Result};
 use crate::lookup::LookupTable;
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{PipelineMetrics, StageShape, StageShapeKind};
 use crate::operator::Operator;
 use crate::operators::filter::FilterOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
@@ -96,6 +96,24 @@ impl Graph {
         builder.stages.push(Stage { name: "Sink".to_string(), kind: StageKind::Sink, chain: Vec::new(), output: None });
         builder.connect(flows, Link { stage: sink, input: 0 });
         Ok(Graph { stages: builder.stages, parallelism: parallelism.max(1) })
+    }
+
+    /// Each stage's shape with `instances[i]` tasks for stage `i`, for the figures a console shows.
+    pub fn shapes(&self, instances: &[usize]) -> Vec<StageShape> {
+        self.stages
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| StageShape {
+                name: stage.name.clone(),
+                kind: match stage.kind {
+                    StageKind::Source { .. } => StageShapeKind::Source,
+                    StageKind::Keyed { .. } => StageShapeKind::Keyed,
+                    StageKind::Sink => StageShapeKind::Sink,
+                },
+                tasks: instances.get(i).copied().unwrap_or(0),
+                output: stage.output.map(|link| (link.stage, link.input)),
+            })
+            .collect()
     }
 
     /// A readable description of the stages, for logs and `EXPLAIN`.

@@ -129,6 +129,18 @@ pub trait Operator: Send {
         0
     }
 
+    /// How many keys the operator holds state for now (0 for stateless ones):
+    /// groups of an aggregate, keys with an open session, join keys, partitions
+    /// of a rank or an OVER aggregate. Bytes say how big the state is; keys say
+    /// whose it is, so an operator whose key space keeps growing (a GROUP BY on
+    /// a user id, a join on a key that never repeats) shows up before its bytes
+    /// hurt. Each operator documents what it counts. Asked as often as
+    /// [`Operator::state_bytes`]: an exact count known in O(1) (a map's length,
+    /// or a counter kept as keys come and go), never a walk over the state.
+    fn state_keys(&self) -> usize {
+        0
+    }
+
     /// How many leading columns of snapshot part `part` are the group key the
     /// exchange hashes, so a checkpoint can be restored with another parallelism;
     /// 0 for parts that are not per key (a watermark), which every instance restores.

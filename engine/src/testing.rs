@@ -275,6 +275,11 @@ impl OperatorHarness {
         self.operator.state_bytes()
     }
 
+    /// Keys the operator holds state for now ([`Operator::state_keys`]).
+    pub fn state_keys(&self) -> usize {
+        self.operator.state_keys()
+    }
+
     /// What the operator emitted since the last call, one line per row or signal.
     pub fn take(&mut self) -> String {
         std::mem::take(&mut self.output).join("\n")

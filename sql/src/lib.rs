@@ -9,6 +9,7 @@ pub mod functions;
 pub mod limits;
 pub mod parse;
 pub mod plan;
+pub mod secrets;
 pub mod system_time;
 pub mod types;
 pub mod window;

@@ -47,6 +47,9 @@ pub enum Statement {
     CreateMaterializedView { name: String, query: Box<Query> },
     /// `SHOW TABLES | VIEWS | PIPELINES`.
     Show(ShowWhat),
+    /// `SHOW CREATE TABLE | VIEW | MATERIALIZED VIEW name`: the statement that
+    /// made it, with its secrets masked (server only: it keeps the statements).
+    ShowCreate { what: DropWhat, name: String },
     /// `DESCRIBE name` (or `DESC name`): a table's or view's columns.
     Describe { name: String },
     /// `EXPLAIN statement`: the streaming operator graph the statement would run.
@@ -73,7 +76,7 @@ pub enum ShowWhat {
     Pipelines,
 }
 
-/// What `DROP` removes.
+/// What `DROP` removes (and `SHOW CREATE` shows): a kind of relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropWhat {
     Table,
@@ -191,6 +194,21 @@ impl Cursor {
         } else if cursor.peek_keyword(Keyword::SELECT) || cursor.peek_keyword(Keyword::WITH) || cursor.peek_token(&Token::LParen) {
             Statement::Select { query: cursor.parse_rest_as_query()? }
         } else if cursor.consume_keyword(Keyword::SHOW) {
+            if cursor.consume_keyword(Keyword::CREATE) {
+                let what = if cursor.consume_keyword(Keyword::TABLE) {
+                    DropWhat::Table
+                } else if cursor.consume_keyword(Keyword::VIEW) {
+                    DropWhat::View
+                } else if cursor.consume_keyword(Keyword::MATERIALIZED) {
+                    cursor.expect_keyword(Keyword::VIEW)?;
+                    DropWhat::MaterializedView
+                } else {
+                    return Err(cursor.error_expected("TABLE, VIEW or MATERIALIZED VIEW after SHOW CREATE"));
+                };
+                let name = cursor.parse_identifier()?;
+                cursor.expect_end()?;
+                return Ok(Statement::ShowCreate { what, name });
+            }
             let what = if cursor.consume_keyword(Keyword::TABLES) {
                 ShowWhat::Tables
             } else if cursor.consume_keyword(Keyword::VIEWS) {
@@ -198,7 +216,7 @@ impl Cursor {
             } else if cursor.consume_word("PIPELINES") {
                 ShowWhat::Pipelines
             } else {
-                return Err(cursor.error_expected("TABLES, VIEWS or PIPELINES after SHOW"));
+                return Err(cursor.error_expected("TABLES, VIEWS, PIPELINES or CREATE after SHOW"));
             };
             cursor.expect_end()?;
             Statement::Show(what)

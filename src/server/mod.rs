@@ -6,6 +6,7 @@
 
 pub mod analyze;
 pub mod catalog;
+pub mod history;
 pub mod lock;
 pub mod pg;
 pub mod pipelines;
@@ -186,8 +187,9 @@ impl Server {
             }
             .await;
             if let Err(e) = replayed {
-                tracing::error!("catalog statement skipped: {}", replay_error(&statement.sql, &e));
-                eprintln!("eddy server: {}", replay_error(&statement.sql, &e));
+                let shown = eddy_sql::secrets::mask_statement(&statement.sql);
+                tracing::error!("catalog statement skipped: {}", replay_error(&shown, &e));
+                eprintln!("eddy server: {}", replay_error(&shown, &e));
             }
         }
         state.catalog = saved.clone();
@@ -265,6 +267,25 @@ impl Server {
 
     fn has_view(&self, name: &str) -> bool {
         self.read_views().contains_key(name)
+    }
+
+    /// The statement that made table, view or materialized view `name`, with its
+    /// secrets masked (`SHOW CREATE`, the console): people who may read the
+    /// catalog need not learn the credentials in it.
+    pub async fn show_create(&self, what: DropWhat, name: &str) -> Result<String, EddyError> {
+        let state = self.state.lock().await;
+        let made = match what {
+            DropWhat::Table => state.catalog.statements.iter().rev().find(|s| s.kind == "table" && s.name == name).map(|s| &s.sql),
+            DropWhat::View => state.catalog.statements.iter().rev().find(|s| s.kind == "view" && s.name == name).map(|s| &s.sql),
+            DropWhat::MaterializedView => state.catalog.pipelines.iter().find(|p| p.name == name && self.has_view(name)).map(|p| &p.sql),
+        };
+        let kind = match what {
+            DropWhat::Table => "table",
+            DropWhat::View => "view",
+            DropWhat::MaterializedView => "materialized view",
+        };
+        made.map(|sql| eddy_sql::secrets::mask_statement(sql))
+            .ok_or_else(|| EddyError::NotFound(format!("no {kind} named `{name}`; SHOW TABLES and SHOW VIEWS list them")))
     }
 
     /// Stops a pipeline (after a savepoint, when asked); a server started again leaves it stopped.
@@ -350,7 +371,7 @@ impl Server {
                 let spec = self.session.read().await.plan_select(&unsorted, parsed.location).await.map_err(|e| e.pointing_into(parsed))?;
                 Ok(Described { columns: Some(spec.plan.schema()), parameters: Vec::new() })
             }
-            Statement::Explain { .. } | Statement::Show(_) | Statement::Describe { .. } => {
+            Statement::Explain { .. } | Statement::Show(_) | Statement::ShowCreate { .. } | Statement::Describe { .. } => {
                 let (replies, mut answers) = mpsc::channel(4);
                 let run = async move {
                     let result = self.execute_one(0, parsed, &replies).await;
@@ -485,6 +506,10 @@ impl Server {
             Statement::ExplainAnalyze { pipeline } => {
                 let handle = self.pipeline(pipeline)?;
                 send_rows(&send, analyze::explain_analyze(&handle)).await
+            }
+            Statement::ShowCreate { what, name } => {
+                let shown = self.show_create(*what, name).await?;
+                send_rows(&send, string_rows(&["statement"], std::iter::once(vec![shown]))).await
             }
             _ => self.change_catalog(parsed, &send).await,
         }

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::EddyError;
+use crate::server::history::{spawn_sampler, History, Sample};
 use crate::server::views::{MaterializedView, ViewSink};
 use crate::session::PreparedPipeline;
 
@@ -130,6 +131,8 @@ pub struct PipelineHandle {
     output: broadcast::Sender<RecordBatch>,
     /// How many times it was started since the server started, for its restarts in `/metrics`.
     starts: AtomicU64,
+    /// Its figures over the last minutes, for the console's charts.
+    history: Arc<History>,
     run: Mutex<Run>,
 }
 
@@ -162,6 +165,7 @@ impl PipelineHandle {
             savepoint: Arc::default(),
             output: broadcast::channel(OUTPUT_BUFFER).0,
             starts: AtomicU64::new(0),
+            history: Arc::default(),
             run: Mutex::new(Run {
                 phase: Phase::Stopped,
                 started_at: SystemTime::now(),
@@ -198,7 +202,7 @@ impl PipelineHandle {
         let rate = Arc::new(AtomicU64::new(0));
         let (stop_tx, stop_rx) = watch::channel(false);
         let store = self.checkpoints.clone();
-        let sampler = spawn_rate_sampler(Arc::clone(&metrics), Arc::clone(&rate));
+        let sampler = spawn_sampler(Arc::clone(&metrics), Arc::clone(&rate), Arc::clone(&self.history));
         let this = Arc::clone(self);
         let mut prepared = self.prepared.clone().with_parallelism(self.parallelism()).with_checkpoint_trigger(Arc::clone(&self.savepoint));
         if let Target::View(_) = &self.target {
@@ -429,6 +433,16 @@ impl PipelineHandle {
         }
     }
 
+    /// Its figures over the last minutes, one sample a second while it ran.
+    pub fn history(&self) -> Vec<Sample> {
+        self.history.samples()
+    }
+
+    /// When its current (or last) run started.
+    pub fn started_at(&self) -> SystemTime {
+        self.lock_run().started_at
+    }
+
     fn lock_run(&self) -> std::sync::MutexGuard<'_, Run> {
         // A panic while holding this lock leaves plain data behind; keep going.
         self.run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -437,21 +451,6 @@ impl PipelineHandle {
 
 /// How long a savepoint may take before the stop is given up.
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Input rows per second over the last two seconds, kept as f64 bits.
-fn spawn_rate_sampler(metrics: Arc<PipelineMetrics>, rate: Arc<AtomicU64>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last = (Instant::now(), 0u64);
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            tick.tick().await;
-            let now = (Instant::now(), metrics.rows_in.load(Ordering::Relaxed));
-            let per_second = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-3);
-            rate.store(per_second.to_bits(), Ordering::Relaxed);
-            last = now;
-        }
-    })
-}
 
 /// Every pipeline of a server, by id.
 #[derive(Default)]

@@ -200,8 +200,14 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
 
 /// `GET http://address/path` over a plain TCP connection: (status, content type, body).
 pub fn get(address: &str, path: &str) -> (u16, String, String) {
+    get_with_token(address, path, None)
+}
+
+/// [`get`] with `Authorization: Bearer TOKEN` when a token is given.
+pub fn get_with_token(address: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
     let mut stream = std::net::TcpStream::connect(address).unwrap_or_else(|e| panic!("connect to {address}: {e}"));
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no end of headers in {response:?}"));

@@ -157,6 +157,7 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("eddy_operator_rows_out_total", Counter, "Rows an operator instance passed on."),
     ("eddy_operator_busy_seconds_total", Counter, "Time spent inside an operator instance."),
     ("eddy_operator_state_bytes", Gauge, "Bytes of state an operator instance holds."),
+    ("eddy_operator_state_keys", Gauge, "Keys (groups, sessions' keys, join keys, partitions) an operator instance holds state for."),
     ("eddy_operator_watermark_timestamp_seconds", Gauge, "The newest watermark an operator instance passed on, as seconds since the Unix epoch."),
     ("eddy_source_rows_total", Counter, "Rows decoded from a source partition."),
     ("eddy_source_malformed_records_total", Counter, "Records of a source partition that could not be decoded."),
@@ -229,6 +230,7 @@ pub fn render(pipelines: &[ExposedPipeline<'_>], now_ms: i64) -> String {
                 f.set("eddy_operator_rows_out_total", &labels, op.rows_out.load(Relaxed) as f64);
                 f.set("eddy_operator_busy_seconds_total", &labels, seconds(op.busy_ns.load(Relaxed)));
                 f.set("eddy_operator_state_bytes", &labels, op.state_bytes.load(Relaxed) as f64);
+                f.set("eddy_operator_state_keys", &labels, op.state_keys.load(Relaxed) as f64);
                 if let Some(w) = watermark_seconds(op.watermark_ms.load(Relaxed)) {
                     f.set("eddy_operator_watermark_timestamp_seconds", &labels, w);
                 }
@@ -281,6 +283,7 @@ mod tests {
         source.lag.store(3, Relaxed);
         let task = m.register_task(TaskMetrics::new("0.0".into(), vec![OperatorPlace { id: "0.0".into(), name: "Source\"Prep\"".into() }], Some(source)));
         task.operators[0].record(7, Duration::from_millis(5), &[Message::Watermark(EventTime(999_000))]);
+        task.operators[0].state_keys.store(3, Relaxed);
         m.checkpoint_id.store(4, Relaxed);
         m.checkpoint_at_ms.store(1_009_500, Relaxed);
         let sink = m.register_sink("out");
@@ -310,6 +313,7 @@ mod tests {
             text.contains("eddy_operator_busy_seconds_total{pipeline=\"a\",operator_id=\"0.0\",operator=\"Source\\\"Prep\\\"\",task=\"0.0\"} 0.005\n"),
             "{text}"
         );
+        assert!(text.contains("eddy_operator_state_keys{pipeline=\"a\",operator_id=\"0.0\",operator=\"Source\\\"Prep\\\"\",task=\"0.0\"} 3\n"), "{text}");
         assert!(text.contains("eddy_source_consumer_lag_records{pipeline=\"a\",source=\"bids\",partition=\"bids/0\"} 3\n"), "{text}");
         assert!(text.contains("# TYPE eddy_sink_commit_duration_seconds summary\neddy_sink_commit_duration_seconds_sum{pipeline=\"a\",sink=\"out\"} 0.25\neddy_sink_commit_duration_seconds_count{pipeline=\"a\",sink=\"out\"} 1\n"), "{text}");
         assert!(text.contains("eddy_checkpoint_age_seconds{pipeline=\"a\"} 0.5\n"), "{text}");

@@ -3,15 +3,18 @@
 //! summed up, with the group's watermark the minimum over its pipelines.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::{MetricsSnapshot, PipelineMetrics, SourceTotals};
+use super::{MetricsSnapshot, PipelineMetrics, PipelineState, SourceTotals};
 use crate::message::EventTime;
 
 /// Several pipelines' figures, by pipeline name.
 #[derive(Debug, Default)]
 pub struct PipelineGroup {
     pipelines: Vec<(String, Arc<PipelineMetrics>)>,
+    /// Each pipeline's state, by index: running until its run ends, then finished or
+    /// failed, so `/metrics` of a run whose other pipelines go on shows it ended.
+    states: Mutex<Vec<PipelineState>>,
 }
 
 /// The newest checkpoint of a pipeline: its id, how long it took and its size.
@@ -32,7 +35,20 @@ impl PipelineGroup {
             let name = if taken == 0 { name.to_string() } else { format!("{name}#{}", taken + 1) };
             pipelines.push((name, Arc::default()));
         }
-        PipelineGroup { pipelines }
+        let states = Mutex::new(vec![PipelineState::Running; pipelines.len()]);
+        PipelineGroup { pipelines, states }
+    }
+
+    /// Records how the `index`-th pipeline's run ended (or that it runs).
+    pub fn set_state(&self, index: usize, state: PipelineState) {
+        if let Some(slot) = self.states.lock().unwrap_or_else(|e| e.into_inner()).get_mut(index) {
+            *slot = state;
+        }
+    }
+
+    /// The `index`-th pipeline's state.
+    pub fn state(&self, index: usize) -> PipelineState {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(index).copied().unwrap_or(PipelineState::Running)
     }
 
     /// The pipelines, in the order they were given, with their names.
@@ -136,6 +152,9 @@ mod tests {
     #[test]
     fn each_pipeline_keeps_its_own_watermark_and_the_group_shows_the_lowest() {
         let group = PipelineGroup::new(["early", "late"]);
+        assert_eq!((group.state(0), group.state(1)), (PipelineState::Running, PipelineState::Running));
+        group.set_state(1, PipelineState::Finished);
+        assert_eq!((group.state(0), group.state(1)), (PipelineState::Running, PipelineState::Finished));
         let (early, late) = (group.get(0).unwrap(), group.get(1).unwrap());
         assert!(!Arc::ptr_eq(early, late));
         late.advance_watermark(EventTime(90_000));

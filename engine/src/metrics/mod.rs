@@ -71,6 +71,34 @@ pub struct PipelineMetrics {
     tasks: Mutex<Vec<Arc<TaskMetrics>>>,
     /// The sink's counters, once its task started.
     sink: Mutex<Option<Arc<SinkMetrics>>>,
+    /// The stages and their links, once the run started: what a console draws the
+    /// operators' figures on.
+    stages: Mutex<Vec<StageShape>>,
+}
+
+/// One stage of a running pipeline as figures are shown on it: which stage its
+/// output feeds, so a console can draw the graph (a join's two sides meet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageShape {
+    /// The stage's name (`Source events`, `Keyed`, `Sink`).
+    pub name: String,
+    /// Where its rows come from.
+    pub kind: StageShapeKind,
+    /// How many tasks (instances) it runs.
+    pub tasks: usize,
+    /// The stage its output goes to, and as which input (a join's side); `None` for the sink.
+    pub output: Option<(usize, usize)>,
+}
+
+/// What feeds a [`StageShape`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageShapeKind {
+    /// A source's partitions.
+    Source,
+    /// A hash exchange on keys (an aggregate, a join).
+    Keyed,
+    /// The pipeline's sink.
+    Sink,
 }
 
 /// The wall clock in ms since the Unix epoch (0 if the clock is before it): what
@@ -111,6 +139,7 @@ impl Default for PipelineMetrics {
             started: Instant::now(),
             tasks: Mutex::new(Vec::new()),
             sink: Mutex::new(None),
+            stages: Mutex::new(Vec::new()),
         }
     }
 }
@@ -220,6 +249,16 @@ impl PipelineMetrics {
     /// The sink's counters, once its task started.
     pub fn sink(&self) -> Option<Arc<SinkMetrics>> {
         self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the run's stages, as it starts them.
+    pub fn set_stages(&self, stages: Vec<StageShape>) {
+        *self.stages.lock().unwrap_or_else(|e| e.into_inner()) = stages;
+    }
+
+    /// The run's stages (empty before it started).
+    pub fn stages(&self) -> Vec<StageShape> {
+        self.stages.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Adds `n` to a counter.

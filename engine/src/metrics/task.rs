@@ -50,6 +50,8 @@ pub struct OperatorMetrics {
     pub busy_ns: AtomicU64,
     /// Bytes of state it holds now ([`crate::operator::Operator::state_bytes`]).
     pub state_bytes: AtomicU64,
+    /// Keys it holds state for now ([`crate::operator::Operator::state_keys`]).
+    pub state_keys: AtomicU64,
     /// The newest watermark it passed on, in ms ([`NO_WATERMARK`] until one);
     /// watermarks only advance, so this never goes backwards.
     pub watermark_ms: AtomicI64,
@@ -120,6 +122,7 @@ impl OperatorMetrics {
             rows_out: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
+            state_keys: AtomicU64::new(0),
             watermark_ms: AtomicI64::new(NO_WATERMARK),
         }
     }

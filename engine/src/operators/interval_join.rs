@@ -357,6 +357,12 @@ impl Operator for IntervalJoinOperator {
         self.sides.iter().map(|s| s.stored.bytes()).sum()
     }
 
+    /// Join keys with rows waiting, per side, added up (a key waiting on both
+    /// sides counts twice). Falls as the watermark passes a key's last row's last chance.
+    fn state_keys(&self) -> usize {
+        self.sides.iter().map(|s| s.by_key.len()).sum()
+    }
+
     fn state_key_columns(&self, part: &str) -> usize {
         self.join.state_key_columns(part)
     }

@@ -507,6 +507,15 @@ impl Operator for OverAggregateOperator {
         self.bytes
     }
 
+    /// Partition keys held: those with rows waiting for the watermark, emitted
+    /// rows a later frame may reach, or (`UNBOUNDED PRECEDING`) a running
+    /// accumulator, which a key keeps for good. Emitted rows are let go when the
+    /// key's next rows are emitted, so a key that goes quiet keeps its last ones
+    /// (and counts). One without `PARTITION BY`.
+    fn state_keys(&self) -> usize {
+        self.partitions.len()
+    }
+
     /// `rows` and `carry` lead with the partition key; `meta` is per instance.
     fn state_key_columns(&self, part: &str) -> usize {
         if part == "meta" {

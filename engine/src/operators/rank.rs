@@ -102,6 +102,9 @@ pub struct RankOperator {
     watermark: i64,
     next_seq: u64,
     bytes: usize,
+    /// For a window rank: the (window, partition) pairs `partitions` holds, kept
+    /// as windows take partitions and fire, so counting them walks nothing.
+    window_partitions: usize,
     metrics: Arc<PipelineMetrics>,
     /// With `'table.exec.state.ttl'`: when each partition was last written.
     expiry: Option<IdleExpiry>,
@@ -152,6 +155,7 @@ impl RankOperator {
             watermark: EventTime::MIN.0,
             next_seq: 0,
             bytes: 0,
+            window_partitions: 0,
             metrics,
             expiry: node_ttl.filter(|_| !matches!(kind, RankKind::Window { .. })).map(IdleExpiry::new),
             clock,
@@ -364,6 +368,7 @@ impl RankOperator {
                 for (c, &i) in candidates.iter().enumerate() {
                     let (i, Some(end)) = (i as usize, ends[i as usize]) else { continue };
                     let partitions = windows.entry(end).or_default();
+                    self.window_partitions += usize::from(!partitions.contains_key(key(i)));
                     let Some(ranked) = partition(partitions, key(i)) else { return Err(mismatch()) };
                     // Ties go by arrival: a later row first when it is to replace an equal one.
                     let seq = if ties == Ties::LaterFirst { u64::MAX - self.next_seq } else { self.next_seq };
@@ -470,7 +475,9 @@ impl RankOperator {
                     if *entry.key() > watermark {
                         break;
                     }
-                    for ranked in entry.remove().values() {
+                    let fired = entry.remove();
+                    self.window_partitions = self.window_partitions.saturating_sub(fired.len());
+                    for ranked in fired.values() {
                         for (rank, kept) in ranked.iter().enumerate() {
                             freed += kept.order.len() + kept.row.len();
                             changes.push(RowKind::Insert, &kept.row, rank as u64 + 1);
@@ -693,6 +700,21 @@ impl Operator for RankOperator {
 
     fn state_bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Partitions held. A deduplication keeping the first row counts every
+    /// partition it has seen, those whose row was emitted too (their key stays to
+    /// drop later duplicates, until the state TTL forgets it); one keeping the last
+    /// row and a Top-N count partitions with rows kept (a Top-N over updating rows
+    /// drops a partition when its last row is taken back); a window Top-N counts
+    /// (window, partition) pairs of windows not fired yet, which fall as they fire.
+    fn state_keys(&self) -> usize {
+        match &self.partitions {
+            Partitions::First { rows, .. } => rows.len(),
+            Partitions::Last(rows) => rows.len(),
+            Partitions::Window(_) => self.window_partitions,
+            Partitions::Continuous(partitions) => partitions.len(),
+        }
     }
 
     fn state_key_columns(&self, part: &str) -> usize {

@@ -310,6 +310,13 @@ impl Operator for RegularJoinOperator {
         self.sides.iter().map(|s| s.stored.bytes()).sum()
     }
 
+    /// Join keys with rows stored, per side, added up (a key stored on both sides
+    /// counts twice). Falls as the state TTL expires a key's last row, and to the
+    /// other side's keys alone once one side has ended.
+    fn state_keys(&self) -> usize {
+        self.sides.iter().map(|s| s.by_key.len()).sum()
+    }
+
     fn state_key_columns(&self, part: &str) -> usize {
         self.join.state_key_columns(part)
     }

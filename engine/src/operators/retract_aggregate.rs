@@ -246,6 +246,12 @@ impl Operator for RetractAggregateOperator {
         self.emitted.size_bytes()
     }
 
+    /// Groups held: each group with rows, plus a group whose last row was taken
+    /// back since the last emission (dropped when that emission retracts its row).
+    fn state_keys(&self) -> usize {
+        self.groups.len()
+    }
+
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         let key_width = self.key_exprs.len().max(1);
         let malformed = || EngineError::State(format!("{NAME}: the snapshot does not match this query's columns"));

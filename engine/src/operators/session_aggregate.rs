@@ -97,6 +97,9 @@ pub struct SessionAggregateOperator {
     keys: Groups,
     /// Open sessions per key id, sorted by start, never overlapping.
     sessions: Vec<Vec<Session>>,
+    /// How many keys have at least one open session, kept as their first opens
+    /// and their last closes.
+    open_keys: usize,
     /// (end when indexed, key id, start) of every open session (and stale entries
     /// of sessions merged away since, dropped when the watermark reaches them).
     by_end: BTreeSet<(i64, usize, i64)>,
@@ -130,6 +133,7 @@ impl SessionAggregateOperator {
             gap_ms,
             memory: SessionMemory::default(),
             sessions: Vec::new(),
+            open_keys: 0,
             by_end: BTreeSet::new(),
             buffers: Vec::new(),
             live_rows: Vec::new(),
@@ -174,6 +178,7 @@ impl SessionAggregateOperator {
         }
         let at = match last - first {
             0 => {
+                self.open_keys += usize::from(sessions.is_empty());
                 sessions.insert(first, Session { start, end, rows: vec![row], partial: None });
                 self.by_end.insert((end, key, start));
                 first
@@ -355,6 +360,7 @@ impl SessionAggregateOperator {
                 self.by_end.insert((sessions[at].end, key, start));
             } else {
                 closed.push(sessions.remove(at));
+                self.open_keys -= usize::from(sessions.is_empty());
             }
         }
         closed
@@ -417,6 +423,7 @@ impl SessionAggregateOperator {
         let at = match sessions.binary_search_by_key(&start, |s| s.start) {
             Ok(at) => at,
             Err(at) => {
+                self.open_keys += usize::from(sessions.is_empty());
                 sessions.insert(at, Session { start, end, rows: Vec::new(), partial: None });
                 self.by_end.insert((end, key, start));
                 at
@@ -666,9 +673,8 @@ impl Operator for SessionAggregateOperator {
         Ok(())
     }
 
-    /// `sessions` and `partials` rows lead with the group key (`k0`, ...); `meta` is
-    /// per instance. Interned keys, the arrival batches open sessions still refer
-    /// to, folded sessions' accumulators and a small fixed cost per open session.
+    /// Interned keys, the arrival batches open sessions still refer to, folded
+    /// sessions' accumulators and a small fixed cost per open session.
     fn state_bytes(&self) -> usize {
         let keys = match &self.keys {
             Groups::Keyed(values) => values.size(),
@@ -677,6 +683,16 @@ impl Operator for SessionAggregateOperator {
         keys + self.buffer_bytes + self.partial_bytes + self.by_end.len() * SESSION_ENTRY_BYTES
     }
 
+    /// Keys with at least one open session (a key with two sessions apart counts
+    /// once); falls as the watermark closes a key's last session. The interned
+    /// key dictionary keeps every key ever seen and is not counted here (its size
+    /// is in [`Operator::state_bytes`]).
+    fn state_keys(&self) -> usize {
+        self.open_keys
+    }
+
+    /// `sessions` and `partials` rows lead with the group key (`k0`, ...); `meta` is
+    /// per instance.
     fn state_key_columns(&self, part: &str) -> usize {
         if part == "sessions" || part == "partials" {
             self.key_exprs.len()

@@ -307,6 +307,14 @@ impl Operator for TemporalJoinOperator {
         self.probe_rows.bytes() + self.version_rows.bytes()
     }
 
+    /// Keys of the versioned side with versions kept (a key keeps its current
+    /// version until a deletion reaches the watermark). Waiting probe rows are
+    /// kept by time, not key, and are not counted here (their size is in
+    /// [`Operator::state_bytes`]).
+    fn state_keys(&self) -> usize {
+        self.versions.len()
+    }
+
     fn state_key_columns(&self, part: &str) -> usize {
         self.join.state_key_columns(part)
     }

@@ -292,6 +292,8 @@ pub struct WindowAggregateOperator {
     frozen: BTreeMap<i64, FrozenState>,
     /// Bytes `frozen` holds, kept as slices come and go so asking costs nothing.
     frozen_bytes: usize,
+    /// Groups (rows) `frozen` holds, kept alike.
+    frozen_groups: usize,
     /// Every window ending at or before this has been emitted.
     fired_until: i64,
     watermark: EventTime,
@@ -325,6 +327,7 @@ impl WindowAggregateOperator {
             open: BTreeMap::new(),
             frozen: BTreeMap::new(),
             frozen_bytes: 0,
+            frozen_groups: 0,
             fired_until: i64::MIN,
             watermark: EventTime::MIN,
             metrics,
@@ -455,6 +458,7 @@ impl ClosedByWatermark for WindowAggregateOperator {
             if let Some(mut state) = self.open.remove(&start) {
                 let frozen = state.freeze()?;
                 self.frozen_bytes += frozen.size_bytes();
+                self.frozen_groups += frozen.rows;
                 self.frozen.insert(start, frozen);
             }
         }
@@ -478,15 +482,17 @@ impl ClosedByWatermark for WindowAggregateOperator {
         self.fired_until = self.fired_until.max(watermark);
         // Drop slices whose last window has fired.
         let fired_until = self.fired_until;
-        let mut dropped_bytes = 0;
+        let (mut dropped_bytes, mut dropped_groups) = (0, 0);
         self.frozen.retain(|start, frozen| {
             let keep = window.windows_of_slice(*start).last().is_some_and(|(_, end)| *end > fired_until);
             if !keep {
                 dropped_bytes += frozen.size_bytes();
+                dropped_groups += frozen.rows;
             }
             keep
         });
         self.frozen_bytes = self.frozen_bytes.saturating_sub(dropped_bytes);
+        self.frozen_groups = self.frozen_groups.saturating_sub(dropped_groups);
         Ok(())
     }
 }
@@ -641,12 +647,23 @@ impl Operator for WindowAggregateOperator {
             }
         }
         self.frozen_bytes = self.frozen.values().map(FrozenState::size_bytes).sum();
+        self.frozen_groups = self.frozen.values().map(|f| f.rows).sum();
         Ok(())
     }
 
     fn state_bytes(&self) -> usize {
         let emitted = self.emitted.as_ref().map_or(0, EmittedRows::size_bytes);
         self.open.values().map(GroupState::size_bytes).sum::<usize>() + self.frozen_bytes + self.touched.capacity() + emitted
+    }
+
+    /// Groups held: the distinct keys of each slice still taking rows plus those
+    /// of each slice kept for windows yet to fire, so a key in three slices counts
+    /// three times. For TUMBLE a slice is a window, so this is the open (window,
+    /// key) groups; HOP and CUMULATE count (slice, key) groups; a GROUP BY without
+    /// a window has one slice: its distinct keys. Falls as windows fire. O(open
+    /// slices), as [`Operator::state_bytes`] is: each slice knows its group count.
+    fn state_keys(&self) -> usize {
+        self.open.values().map(|state| state.groups.len()).sum::<usize>() + self.frozen_groups
     }
 
     /// Slices (`open:*`, `frozen:*`) lead with the group key; `meta` is per instance.

@@ -65,7 +65,8 @@ impl Chain {
         self.metrics.as_deref()
     }
 
-    /// Reports the chain's state size to the pipeline's gauge and checks the limit.
+    /// Reports the chain's state size to the pipeline's gauge and checks the limit;
+    /// each operator's state bytes and keys go to its counters.
     fn account(&mut self) -> Result<()> {
         let Some(budget) = &self.budget else { return Ok(()) };
         let mut now = 0u64;
@@ -73,6 +74,7 @@ impl Chain {
             let bytes = operator.state_bytes() as u64;
             if let Some(counters) = self.metrics.as_ref().and_then(|m| m.operators.get(i)) {
                 counters.state_bytes.store(bytes, Ordering::Relaxed);
+                counters.state_keys.store(operator.state_keys() as u64, Ordering::Relaxed);
             }
             now += bytes;
         }

@@ -155,6 +155,7 @@ pub async fn run(graph: Graph, outputs: PipelineOutputs, metrics: Arc<PipelineMe
     let readers = open_sources(&graph, restored.as_ref(), options.connectors)?;
     let instances = instance_counts(&graph, &readers);
     let total_tasks: usize = instances.iter().sum();
+    metrics.set_stages(graph.shapes(&instances));
     let stage_tasks = StageTasks {
         graph: &graph,
         options: &options,

@@ -198,7 +198,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        tracing::debug!(target: "eddy::pg", "parse: {sql}");
+        tracing::debug!(target: "eddy::pg", "parse: {}", eddy_sql::secrets::mask_statement(sql));
         if let Ok(Some(_)) = session::named(sql) {
             // Answered by the connection itself when executed; no rows.
             return Ok(Some(Prepared { sql: sql.to_string(), parameters: Vec::new(), columns: None }));
