@@ -8,7 +8,7 @@
 //!
 //! Needs Chromium and chromedriver: `scripts/chromium/setup` installs Debian's
 //! (scripts/test runs it); `EDDY_CHROMIUM` and `EDDY_CHROMEDRIVER` name others.
-//! Screenshots of each page go to `EDDY_SCREENSHOT_DIR` when set.
+//! Screenshots of each page go to `target/tmp/console-screenshots/` (or `EDDY_SCREENSHOT_DIR`).
 // Tests may unwrap: a panic there is a test failure with a backtrace.
 #![allow(clippy::unwrap_used)]
 
@@ -337,8 +337,10 @@ async fn the_console_shows_and_drives_the_servers_pipelines() {
         .connect(&driver_url)
         .await
         .unwrap_or_else(|e| panic!("cannot start Chromium through chromedriver: {e}; run scripts/chromium/setup"));
-    let shots_tmp = tempfile::tempdir().unwrap();
-    let shots = std::env::var_os("EDDY_SCREENSHOT_DIR").map(PathBuf::from).unwrap_or_else(|| shots_tmp.path().to_path_buf());
+    // Kept after the run (target/tmp is cargo's directory for tests' files), so a
+    // failure can be looked at.
+    let shots =
+        std::env::var_os("EDDY_SCREENSHOT_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
 
     // The browser is closed whatever happens, so a failure leaves no Chromium behind.

@@ -226,6 +226,32 @@ fn a_server_token_guards_metrics_and_the_api() {
     server.terminate();
 }
 
+/// A page from another site cannot make the browser run statements on a server
+/// (without a token, on loopback, nothing else would stop it): the API takes
+/// POSTs only as JSON, and only from the server's own origin.
+#[test]
+fn the_api_refuses_posts_another_site_could_send() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--http", "127.0.0.1:0"]);
+    let address = server.banner.split("metrics at http://").nth(1).and_then(|rest| rest.split("/metrics").next()).unwrap().to_string();
+    let post = |headers: &str| {
+        let body = r#"{"sql": "CREATE TABLE made (k BIGINT) WITH ('connector' = 'blackhole')"}"#;
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(stream, "POST /api/sql HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
+    };
+    assert_eq!(post("Content-Type: text/plain\r\n"), 415);
+    assert_eq!(post(""), 415);
+    assert_eq!(post("Content-Type: application/json\r\nOrigin: http://evil.example\r\n"), 403);
+    assert!(!server.ok_csv("SHOW TABLES").contains("made"), "a refused statement ran");
+    assert_eq!(post(&format!("Content-Type: application/json\r\nOrigin: http://{address}\r\n")), 200);
+    assert!(server.ok_csv("SHOW TABLES").contains("made"));
+    server.terminate();
+}
+
 #[test]
 fn a_bad_http_address_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -103,6 +103,11 @@ pub async fn answer(server: &Arc<Server>, request: Request<hyper::body::Incoming
     let query = request.uri().query().unwrap_or("").to_string();
     let parts: Vec<String> = path.split('/').map(percent_decode).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    if method == Method::POST {
+        if let Err(refused) = same_site(&request) {
+            return refused;
+        }
+    }
     match (&method, parts.as_slice()) {
         (&Method::GET, ["pipelines"]) => {
             let pipelines: Vec<Value> = server.pipelines().iter().map(|p| pipeline_json(&p.status())).collect();
@@ -182,6 +187,28 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Refuses a POST another web site's page could have sent: a browser sends a
+/// cross-site form or `no-cors` fetch without asking, but only with a form's
+/// content types, and always with its `Origin`. Without a token (the default,
+/// on loopback) this is what keeps a page the user visits from running
+/// statements on their server.
+fn same_site(request: &Request<hyper::body::Incoming>) -> Result<(), Reply> {
+    let header = |name: hyper::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
+    if !header(hyper::header::CONTENT_TYPE).is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json")) {
+        return Err(error_reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the request body as JSON, with Content-Type: application/json"));
+    }
+    if let Some(origin) = header(hyper::header::ORIGIN) {
+        let from = origin.split_once("://").map_or(origin, |(_, authority)| authority);
+        if header(hyper::header::HOST) != Some(from) {
+            return Err(error_reply(
+                StatusCode::FORBIDDEN,
+                &format!("a page from {origin} may not call this server's API; open the console from the server itself"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A request's JSON body (`{}` when empty), or the reply that says what is wrong with it.
