@@ -104,8 +104,8 @@ pub async fn answer(server: &Arc<Server>, request: Request<hyper::body::Incoming
     let parts: Vec<String> = path.split('/').map(percent_decode).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     if method == Method::POST {
-        if let Err(refused) = same_site(&request) {
-            return refused;
+        if let Err((status, why)) = same_site(&request) {
+            return error_reply(status, &why);
         }
     }
     match (&method, parts.as_slice()) {
@@ -194,18 +194,15 @@ fn percent_decode(text: &str) -> String {
 /// content types, and always with its `Origin`. Without a token (the default,
 /// on loopback) this is what keeps a page the user visits from running
 /// statements on their server.
-fn same_site(request: &Request<hyper::body::Incoming>) -> Result<(), Reply> {
+fn same_site(request: &Request<hyper::body::Incoming>) -> Result<(), (StatusCode, String)> {
     let header = |name: hyper::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
     if !header(hyper::header::CONTENT_TYPE).is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json")) {
-        return Err(error_reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the request body as JSON, with Content-Type: application/json"));
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the request body as JSON, with Content-Type: application/json".into()));
     }
     if let Some(origin) = header(hyper::header::ORIGIN) {
         let from = origin.split_once("://").map_or(origin, |(_, authority)| authority);
         if header(hyper::header::HOST) != Some(from) {
-            return Err(error_reply(
-                StatusCode::FORBIDDEN,
-                &format!("a page from {origin} may not call this server's API; open the console from the server itself"),
-            ));
+            return Err((StatusCode::FORBIDDEN, format!("a page from {origin} may not call this server's API; open the console from the server itself")));
         }
     }
     Ok(())
