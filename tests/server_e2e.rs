@@ -499,6 +499,12 @@ fn stop_with_savepoint_checkpoints_and_restarts_exactly_there() {
     let (code, _, stderr) = server.sql(&["-c", "STOP PIPELINE p1 WITH SAVEPOINT"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("not running"), "{stderr}");
+    // A generator resumes only with the parallelism it was saved with: a restart
+    // with another is refused before anything starts, and the pipeline stays stopped.
+    let (code, _, stderr) = server.sql(&["-c", "RESTART PIPELINE p1 WITH PARALLELISM 3"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`seq` (datagen) keeps one position per reader") && stderr.contains("parallelism 1"), "{stderr}");
+    assert!(server.ok_csv("SHOW PIPELINES").contains("p1,tens,STOPPED"));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

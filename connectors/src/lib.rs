@@ -43,5 +43,5 @@ pub use lookup::open_lookup;
 pub use options::{parse_duration, parse_size, DEFAULT_BATCH_ROWS};
 pub use registry::{
     accepts_retractions, accepts_updates, can_resume, connector, create_sink, create_source, create_source_for, create_source_reading, describe_connectors,
-    describe_partitions, is_bounded, sink_changes, source_schema, validate_options, CONNECTORS,
+    describe_partitions, is_bounded, rescaling, sink_changes, source_schema, validate_options, CONNECTORS,
 };

@@ -32,8 +32,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::table::TableDef;
 use eddy_engine::{
-    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Resume, Resumption, Roles, SinkChanges, Source, SourceBatch,
-    SourcePosition, SourceReader, TableUse,
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MetadataColumns, OptionSpec, Rescaling, Resume, Resumption, Roles, SinkChanges, Source,
+    SourceBatch, SourcePosition, SourceReader, TableUse,
 };
 use nexmark::config::NexmarkConfig;
 #[cfg(test)]
@@ -274,6 +274,11 @@ impl Connector for NexmarkConnector {
         NexmarkOptions::parse(def)?;
         check_schema(def, &self.source_schema(def)?)?;
         Ok(())
+    }
+
+    fn rescaling(&self, _def: &TableDef) -> Rescaling {
+        // Each reader generates its own share and saves its own position.
+        Rescaling::SavedParallelismOnly
     }
 
     fn boundedness(&self, def: &TableDef) -> Boundedness {

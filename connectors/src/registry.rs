@@ -8,7 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_engine::lookup::Lookups;
 use eddy_engine::table::{TableDef, ENGINE_OPTIONS};
-use eddy_engine::{Boundedness, Connector, MetadataColumns, Presence, Resumption, Sink, SinkChanges, Source, TableUse};
+use eddy_engine::{Boundedness, Connector, MetadataColumns, Presence, Rescaling, Resumption, Sink, SinkChanges, Source, TableUse};
 
 use crate::blackhole::BlackholeConnector;
 use crate::clickhouse::ClickHouseConnector;
@@ -158,6 +158,12 @@ pub fn is_bounded(def: &TableDef) -> bool {
 /// so a pipeline reading it can restore its state instead of starting over.
 pub fn can_resume(def: &TableDef) -> bool {
     connector(def.connector()).is_some_and(|c| c.resumption(def) == Resumption::Resumes)
+}
+
+/// Which parallelism a checkpoint of a source of `def` can be resumed with (see
+/// [`Connector::rescaling`]); any, for an unknown connector.
+pub fn rescaling(def: &TableDef) -> Rescaling {
+    connector(def.connector()).map_or(Rescaling::AnyParallelism, |c| c.rescaling(def))
 }
 
 /// The partitions a source of `def` is read in by `parallelism` tasks, one line

@@ -211,6 +211,16 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// Whether a checkpoint of a source of `def`, saved with one parallelism, can be
+    /// resumed with another, so `RESTART PIPELINE ... WITH PARALLELISM` can refuse up
+    /// front what the restore would fail on. Sources whose positions are per
+    /// partition (Kafka, files) can; generators save one position per reader, so
+    /// they override this.
+    fn rescaling(&self, def: &TableDef) -> Rescaling {
+        let _ = def;
+        Rescaling::AnyParallelism
+    }
+
     /// The physical schema a source of `def` produces: the declared columns, unless
     /// the connector knows its own (a generator declared without columns).
     fn source_schema(&self, def: &TableDef) -> Result<SchemaRef, BoxError> {
@@ -410,6 +420,15 @@ pub enum Resumption {
     Resumes,
     /// It starts from its beginning every time.
     StartsOver,
+}
+
+/// Which parallelism a source's checkpoint can be resumed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rescaling {
+    /// Any: its positions are kept per partition, whichever task reads it.
+    AnyParallelism,
+    /// Only the one it was saved with: it keeps one position per reader.
+    SavedParallelismOnly,
 }
 
 /// The connectors of `connectors` whose sources can resume, as a user would list

@@ -30,8 +30,8 @@ pub mod testing;
 
 pub use changelog::{ChangeBatch, RowKind};
 pub use connector::{
-    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Resume, Resumption,
-    Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,
+    Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Rescaling, Resume,
+    Resumption, Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,
 };
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};

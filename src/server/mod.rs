@@ -308,6 +308,9 @@ impl Server {
         // Looked up under the lock: a pipeline just dropped cannot come back as a ghost.
         let handle = self.pipelines.find(id)?;
         if !handle.is_running() {
+            if let Some(parallelism) = parallelism {
+                handle.check_rescaling(parallelism).await?;
+            }
             handle.forget_completion().await?;
         }
         handle.start_with(parallelism)?;

@@ -11,7 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::changelog::changelog_schema;
 use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::metrics::PipelineState;
-use eddy_engine::{BoxError, ChangeBatch, PipelineMetrics, Sink};
+use eddy_engine::{BoxError, ChangeBatch, PipelineMetrics, Rescaling, Sink};
 use eddy_proto::Pipeline as PipelineStatus;
 use eddy_sql::{Location, TableDef};
 use tokio::sync::{broadcast, watch};
@@ -430,6 +430,40 @@ impl PipelineHandle {
             lag_rows: run.metrics.source_health().0,
             checkpoint_at_ms: run.metrics.checkpoint_at_ms.load(Ordering::Relaxed),
             view_as_of_ms: (refreshed > 0).then_some(refreshed as i64),
+        }
+    }
+
+    /// Refuses, before anything starts, a restart with `parallelism` tasks that the
+    /// restore of its last checkpoint would fail on: a source whose positions
+    /// are kept per reader (a generator) resumes only with the parallelism it was
+    /// saved with. Without a checkpoint, any parallelism starts afresh.
+    pub async fn check_rescaling(&self, parallelism: usize) -> Result<(), EddyError> {
+        let saved = self.parallelism();
+        if parallelism == saved {
+            return Ok(());
+        }
+        let Some(store) = &self.checkpoints else { return Ok(()) };
+        let fixed: Vec<String> = self
+            .prepared
+            .plan
+            .sources()
+            .iter()
+            .filter(|s| eddy_connectors::rescaling(&s.table) == Rescaling::SavedParallelismOnly)
+            .map(|s| format!("`{}` ({})", s.table.name, s.table.connector()))
+            .collect();
+        if fixed.is_empty() {
+            return Ok(());
+        }
+        let checkpoint = store.latest().await.map_err(|e| EddyError::Conflict(format!("cannot read pipeline {}'s checkpoints: {e}", self.id)))?;
+        match checkpoint {
+            None => Ok(()),
+            Some(c) => Err(EddyError::Conflict(format!(
+                "pipeline {} resumes from checkpoint {} with parallelism {saved}: its source {} keeps one position per reader and resumes only with that parallelism. RESTART PIPELINE {} without WITH PARALLELISM, or drop and create it again to start over with {parallelism}",
+                self.id,
+                c.id,
+                fixed.join(", "),
+                self.id
+            ))),
         }
     }
 
