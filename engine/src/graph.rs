@@ -111,7 +111,7 @@ impl Graph {
                     StageKind::Sink => StageShapeKind::Sink,
                 },
                 tasks: instances.get(i).copied().unwrap_or(0),
-                output: stage.output.map(|link| (link.stage, link.input)),
+                output: stage.output,
             })
             .collect()
     }

@@ -17,7 +17,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -25,7 +25,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy_engine::metrics::{now_ms, StageShapeKind};
 use eddy_proto::Pipeline as PipelineStatus;
-use eddy_sql::DropWhat;
 use http_body_util::{BodyExt, Limited};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
@@ -139,13 +138,8 @@ pub async fn answer(server: &Arc<Server>, request: Request<hyper::body::Incoming
         (&Method::GET, ["relations"]) => {
             let mut relations = Vec::new();
             for relation in server.relations().await {
-                let what = match relation.kind {
-                    RelationKind::Table => DropWhat::Table,
-                    RelationKind::View => DropWhat::View,
-                    RelationKind::MaterializedView => DropWhat::MaterializedView,
-                };
                 // Secrets masked, as SHOW CREATE shows it.
-                let definition = server.show_create(what, &relation.name).await.ok();
+                let definition = server.show_create(relation.kind, &relation.name).await.ok();
                 relations.push(relation_json(&relation.name, relation.kind, &relation.columns, definition));
             }
             ok(json!({ "relations": relations }))
@@ -265,8 +259,8 @@ fn pipeline_detail(handle: &PipelineHandle) -> Value {
                     StageShapeKind::Keyed => "keyed",
                     StageShapeKind::Sink => "sink",
                 },
-                "output": shape.output.map(|(stage, _)| stage),
-                "input": shape.output.map_or(0, |(_, input)| input),
+                "output": shape.output.map(|link| link.stage),
+                "input": shape.output.map_or(0, |link| link.input),
                 "tasks": shape.tasks,
                 "backpressured_ns": stage.backpressured_ns,
                 "operators": operators,
@@ -285,8 +279,7 @@ fn pipeline_detail(handle: &PipelineHandle) -> Value {
             })
         })
         .collect();
-    let started_ms = handle.started_at().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let uptime_ms = if status.status == "RUNNING" { (now_ms() - started_ms).max(0) } else { 0 };
+    let uptime_ms = if status.status == "RUNNING" { (now_ms() - status.started_at_ms).max(0) } else { 0 };
     json!({
         "now_ms": now_ms(),
         "pipeline": pipeline_json(&status),
@@ -300,12 +293,7 @@ fn pipeline_detail(handle: &PipelineHandle) -> Value {
 fn relation_json(name: &str, kind: RelationKind, columns: &SchemaRef, definition: Option<String>) -> Value {
     let columns: Vec<Value> =
         columns.fields().iter().map(|f| json!({ "name": f.name(), "type": eddy_sql::sql_type_name(f.data_type()), "nullable": f.is_nullable() })).collect();
-    let kind = match kind {
-        RelationKind::Table => "table",
-        RelationKind::View => "view",
-        RelationKind::MaterializedView => "materialized view",
-    };
-    json!({ "name": name, "kind": kind, "columns": columns, "definition": definition })
+    json!({ "name": name, "kind": kind.name(), "columns": columns, "definition": definition })
 }
 
 /// `?offset=O&limit=L` of a page request, with defaults (0, 50) and `limit` capped.

@@ -10,9 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use eddy_engine::metrics::NO_WATERMARK;
-use eddy_engine::EventTime;
-
-use eddy_engine::PipelineMetrics;
+use eddy_engine::{EventTime, PipelineMetrics};
 
 use crate::server::pipelines::PipelineHandle;
 use crate::session::string_rows;

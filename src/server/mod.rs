@@ -75,6 +75,28 @@ pub enum RelationKind {
     MaterializedView,
 }
 
+impl RelationKind {
+    /// How people name it (`table`, `view`, `materialized view`), as messages, the
+    /// console and Postgres tools show it; the catalog file's statements are kept under the first two.
+    pub fn name(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized view",
+        }
+    }
+}
+
+impl From<DropWhat> for RelationKind {
+    fn from(what: DropWhat) -> Self {
+        match what {
+            DropWhat::Table => RelationKind::Table,
+            DropWhat::View => RelationKind::View,
+            DropWhat::MaterializedView => RelationKind::MaterializedView,
+        }
+    }
+}
+
 /// The server's state: catalog, pipelines and views.
 pub struct Server {
     data_dir: PathBuf,
@@ -272,20 +294,14 @@ impl Server {
     /// The statement that made table, view or materialized view `name`, with its
     /// secrets masked (`SHOW CREATE`, the console): people who may read the
     /// catalog need not learn the credentials in it.
-    pub async fn show_create(&self, what: DropWhat, name: &str) -> Result<String, EddyError> {
+    pub async fn show_create(&self, kind: RelationKind, name: &str) -> Result<String, EddyError> {
         let state = self.state.lock().await;
-        let made = match what {
-            DropWhat::Table => state.catalog.statements.iter().rev().find(|s| s.kind == "table" && s.name == name).map(|s| &s.sql),
-            DropWhat::View => state.catalog.statements.iter().rev().find(|s| s.kind == "view" && s.name == name).map(|s| &s.sql),
-            DropWhat::MaterializedView => state.catalog.pipelines.iter().find(|p| p.name == name && self.has_view(name)).map(|p| &p.sql),
-        };
-        let kind = match what {
-            DropWhat::Table => "table",
-            DropWhat::View => "view",
-            DropWhat::MaterializedView => "materialized view",
+        let made = match kind {
+            RelationKind::Table | RelationKind::View => state.catalog.statements.iter().rev().find(|s| s.kind == kind.name() && s.name == name).map(|s| &s.sql),
+            RelationKind::MaterializedView => state.catalog.pipelines.iter().find(|p| p.name == name && self.has_view(name)).map(|p| &p.sql),
         };
         made.map(|sql| eddy_sql::secrets::mask_statement(sql))
-            .ok_or_else(|| EddyError::NotFound(format!("no {kind} named `{name}`; SHOW TABLES and SHOW VIEWS list them")))
+            .ok_or_else(|| EddyError::NotFound(format!("no {} named `{name}`; SHOW TABLES and SHOW VIEWS list them", kind.name())))
     }
 
     /// Stops a pipeline (after a savepoint, when asked); a server started again leaves it stopped.
@@ -511,7 +527,7 @@ impl Server {
                 send_rows(&send, analyze::explain_analyze(&handle)).await
             }
             Statement::ShowCreate { what, name } => {
-                let shown = self.show_create(*what, name).await?;
+                let shown = self.show_create(RelationKind::from(*what), name).await?;
                 send_rows(&send, string_rows(&["statement"], std::iter::once(vec![shown]))).await
             }
             _ => self.change_catalog(parsed, &send).await,

@@ -472,11 +472,6 @@ impl PipelineHandle {
         self.history.samples()
     }
 
-    /// When its current (or last) run started.
-    pub fn started_at(&self) -> SystemTime {
-        self.lock_run().started_at
-    }
-
     fn lock_run(&self) -> std::sync::MutexGuard<'_, Run> {
         // A panic while holding this lock leaves plain data behind; keep going.
         self.run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

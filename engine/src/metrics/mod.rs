@@ -20,6 +20,7 @@ pub use group::{CheckpointFigures, PipelineGroup};
 pub use task::{advance, OperatorMetrics, OperatorPlace, SinkMetrics, SourcePartitionMetrics, TaskMetrics, NO_WATERMARK};
 
 use crate::connector::ReaderStatus;
+use crate::graph::Link;
 use crate::message::EventTime;
 
 /// Shared, lock-free counters for one pipeline; cloned into every task as an `Arc`.
@@ -87,7 +88,7 @@ pub struct StageShape {
     /// How many tasks (instances) it runs.
     pub tasks: usize,
     /// The stage its output goes to, and as which input (a join's side); `None` for the sink.
-    pub output: Option<(usize, usize)>,
+    pub output: Option<Link>,
 }
 
 /// What feeds a [`StageShape`].

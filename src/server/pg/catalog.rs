@@ -97,7 +97,7 @@ fn relation_list(relations: &[Relation], sql: &str) -> RecordBatch {
         .iter()
         .filter(|r| kinds.contains(&format!("'{}'", relkind(r.kind))))
         .filter(|r| pattern.as_ref().is_none_or(|p| p.matches(&r.name)))
-        .map(|r| vec![SCHEMA.into(), r.name.clone(), kind_name(r.kind).into(), "eddy".into()]);
+        .map(|r| vec![SCHEMA.into(), r.name.clone(), r.kind.name().into(), "eddy".into()]);
     string_rows(&["Schema", "Name", "Type", "Owner"], rows)
 }
 
@@ -107,14 +107,6 @@ fn relkind(kind: RelationKind) -> char {
         RelationKind::Table => 'r',
         RelationKind::View => 'v',
         RelationKind::MaterializedView => 'm',
-    }
-}
-
-fn kind_name(kind: RelationKind) -> &'static str {
-    match kind {
-        RelationKind::Table => "table",
-        RelationKind::View => "view",
-        RelationKind::MaterializedView => "materialized view",
     }
 }
 
