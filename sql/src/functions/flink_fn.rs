@@ -164,6 +164,13 @@ impl FlinkFn {
         self
     }
 
+    /// Looks the function up by an internal name that a rewrite of Flink's
+    /// syntax calls (`__eddy_json_value`), while errors still name Flink's function.
+    pub(super) fn looked_up_as(mut self, internal: &str) -> Self {
+        self.lookup = internal.to_string();
+        self
+    }
+
     /// Lets the last parameter repeat any number of times.
     pub(super) fn variadic(mut self) -> Self {
         self.variadic = true;
@@ -182,8 +189,8 @@ impl FlinkFn {
 
 impl PartialEq for FlinkFn {
     fn eq(&self, other: &Self) -> bool {
-        // Names are unique: one FlinkFn per Flink function.
-        self.name == other.name
+        // Lookup names are unique: one FlinkFn per function DataFusion calls.
+        self.lookup == other.lookup
     }
 }
 
@@ -191,7 +198,7 @@ impl Eq for FlinkFn {}
 
 impl Hash for FlinkFn {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
+        self.lookup.hash(state);
     }
 }
 

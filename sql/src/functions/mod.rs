@@ -15,6 +15,7 @@ mod flink_fn;
 mod hashing;
 mod json;
 mod json_build;
+mod json_clauses;
 mod json_path;
 mod random;
 mod string;

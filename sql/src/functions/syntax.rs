@@ -9,6 +9,8 @@
 //! - `FLOOR(ts TO unit)` and `CEIL(ts TO unit)`, which DataFusion refuses;
 //! - `CAST(x AS STRING)` (and `TRY_CAST`), whose text Flink writes its own way
 //!   for timestamps, booleans and floating-point numbers (see [`super::conversion`]);
+//! - the clauses of `JSON_VALUE`, `JSON_QUERY` and `JSON_EXISTS` (`RETURNING`,
+//!   `... ON ERROR`, the wrapper), which become constant arguments (see [`super::json_clauses`]);
 //! - `JSON_OBJECT([KEY] k VALUE v, ... [NULL | ABSENT] ON NULL)` and
 //!   `JSON_ARRAY(v, ... [NULL | ABSENT] ON NULL)` (see [`super::json_build`]);
 //!   sqlparser reads all but the optional `KEY`, which the tokens lose first.
@@ -29,11 +31,12 @@ use super::collections::MAP_OF;
 use super::conversion::CAST_STRING;
 use super::json::IS_JSON;
 use super::json_build::{JSON_ARRAY, JSON_OBJECT, RAW, TYPED};
+use super::json_clauses::rewrite_json_clauses;
 
 /// Rewrites `IS [NOT] JSON [kind]` and `JSON_OBJECT`'s `KEY` so sqlparser can
 /// read them (see the module docs).
 pub(crate) fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    rewrite_map_constructors(rewrite_is_json(drop_object_keys(tokens)))
+    rewrite_json_clauses(rewrite_map_constructors(rewrite_is_json(drop_object_keys(tokens))))
 }
 
 /// Flink's map value constructor `MAP[k1, v1, ...]`, which sqlparser does not
