@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, MapArray, RecordBatch, StringArray, StructArray, TimestampMillisecondArray};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMillisecondType};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, start_broker, stop_broker, unique_topic, TestRecord};
 use eddy_connectors::testing::replay_after_a_final_commit;
@@ -132,6 +133,89 @@ async fn source_reads_every_partition_with_metadata_and_sets_bad_records_aside()
     assert_eq!(bad[0].position, format!("{topic} partition 1 offset 1"));
     assert_eq!(bad[0].raw, r#"{"id": "x", "name": "bad"}"#);
     assert!(bad[0].error.contains("id") || bad[0].error.contains("x"), "{}", bad[0].error);
+}
+
+/// Each row's map as (key, value) pairs in order, values as lossy UTF-8.
+fn map_rows(column: &dyn Array) -> Vec<Option<Vec<(String, Option<String>)>>> {
+    let map = column.as_map();
+    (0..map.len())
+        .map(|row| {
+            map.is_valid(row).then(|| {
+                let entries = map.value(row);
+                let keys = entries.column(0).as_string::<i32>();
+                let values = entries.column(1);
+                (0..entries.len())
+                    .map(|i| {
+                        let value = match values.as_binary_opt::<i32>() {
+                            Some(b) => b.is_valid(i).then(|| String::from_utf8_lossy(b.value(i)).into_owned()),
+                            None => values.as_string::<i32>().is_valid(i).then(|| values.as_string::<i32>().value(i).to_string()),
+                        };
+                        (keys.value(i).to_string(), value)
+                    })
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_are_a_map_of_bytes_written_and_read_as_in_flink() {
+    let bootstrap = broker();
+    let topic = unique_topic("headers");
+    create_topic(&bootstrap, &topic, 1).await;
+    // Written by Eddy's sink from a MAP<STRING, BYTES> column: a header with a
+    // NULL value, an empty map and a NULL map (neither writes a header).
+    let out = table(&format!(
+        "CREATE TABLE out (id BIGINT, hs MAP<STRING, BYTES> METADATA FROM 'headers')
+         WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}')"
+    ));
+    let schema = out.sink_schema();
+    let DataType::Map(entries, _) = schema.field(1).data_type().clone() else { panic!("hs is no map: {schema:?}") };
+    let DataType::Struct(fields) = entries.data_type().clone() else { panic!("map entries are no struct") };
+    let keys: ArrayRef = Arc::new(StringArray::from(vec!["trace", "empty"]));
+    let values: ArrayRef = Arc::new(BinaryArray::from(vec![Some(&b"t-1"[..]), None]));
+    let maps = MapArray::try_new(
+        entries,
+        OffsetBuffer::new(vec![0, 2, 2, 2].into()),
+        StructArray::try_new(fields, vec![keys, values], None).unwrap(),
+        Some(NullBuffer::from(vec![true, true, false])),
+        false,
+    )
+    .unwrap();
+    let mut sink = create_sink(&out, Arc::clone(&schema)).unwrap_or_else(|e| panic!("{e}"));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(maps)]).unwrap();
+    sink.write(ChangeBatch::inserts(batch)).await.unwrap();
+    sink.commit().await.unwrap();
+    let written: Vec<_> = read_all(&bootstrap, &topic).into_iter().map(|r| (r.value.unwrap(), r.headers)).collect();
+    assert_eq!(
+        written,
+        vec![
+            (r#"{"id":1}"#.to_string(), vec![("trace".to_string(), Some("t-1".to_string())), ("empty".to_string(), None)]),
+            (r#"{"id":2}"#.to_string(), vec![]),
+            (r#"{"id":3}"#.to_string(), vec![]),
+        ],
+        "the map column is written as headers, not into the value"
+    );
+    // Written by another producer: a repeated name, whose last value wins in the map.
+    let repeated =
+        TestRecord { headers: vec![("x".into(), "1".into()), ("y".into(), "2".into()), ("x".into(), "3".into())], ..TestRecord::value(0, r#"{"id": 4}"#) };
+    produce(&bootstrap, &topic, &[repeated]).await;
+    let source = table(&format!(
+        "CREATE TABLE t (id BIGINT, hs MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL,
+            ht MAP<STRING, STRING> METADATA FROM 'headers' VIRTUAL, hj STRING METADATA FROM 'headers' VIRTUAL)
+         WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+               'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset')"
+    ));
+    let (rows, bad) = read_to_end(open(&source).open(1).unwrap()).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let all = concat_batches(&rows[0].schema(), &rows).unwrap();
+    let pair = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
+    let expected =
+        vec![Some(vec![pair("trace", Some("t-1")), pair("empty", None)]), Some(vec![]), Some(vec![]), Some(vec![pair("x", Some("3")), pair("y", Some("2"))])];
+    assert_eq!(map_rows(all.column_by_name("hs").unwrap()), expected, "MAP<STRING, BYTES>: a record without headers has an empty map");
+    assert_eq!(map_rows(all.column_by_name("ht").unwrap()), expected, "MAP<STRING, STRING>");
+    let json: Vec<Option<&str>> = all.column_by_name("hj").unwrap().as_string::<i32>().iter().collect();
+    assert_eq!(json, vec![Some(r#"{"empty":null,"trace":"t-1"}"#), None, None, Some(r#"{"x":"3","y":"2"}"#)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,15 +32,16 @@ pub(crate) struct RawRecord<'a> {
 }
 
 impl RawRecord<'_> {
-    /// The record's headers as a JSON object (values as lossy UTF-8), if it has any.
-    pub fn headers_json(&self) -> Option<String> {
+    /// The record's headers in the order they were written (a value may be
+    /// null); empty when it has none.
+    pub fn headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
         let mut headers: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
         // SAFETY: `message` is valid during the callback; librdkafka owns `headers`.
         let err = unsafe { rd::rd_kafka_message_headers(self.message, &mut headers) };
         if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
-            return None;
+            return out;
         }
-        let mut map = serde_json::Map::new();
         for idx in 0.. {
             let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
             // SAFETY: as above; name/value point into the message while it lives.
@@ -48,17 +49,12 @@ impl RawRecord<'_> {
             if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 break;
             }
-            // SAFETY: librdkafka returns a NUL-terminated name and `size` bytes of value.
+            // SAFETY: librdkafka returns a NUL-terminated name and `size` bytes of value (or a null value).
             let name = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
-            let value = if value.is_null() {
-                serde_json::Value::Null
-            } else {
-                let bytes = unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) };
-                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
-            };
-            map.insert(name, value);
+            let value = unsafe { bytes(value, size) }.map(<[u8]>::to_vec);
+            out.push((name, value));
         }
-        Some(serde_json::Value::Object(map).to_string())
+        out
     }
 }
 

@@ -164,11 +164,11 @@ pub(crate) const READABLE_METADATA: &[(&str, &str)] = &[
     ("timestamp", "TIMESTAMP_LTZ(3)"),
     ("timestamp-type", "STRING (NoTimestampType | CreateTime | LogAppendTime)"),
     ("key", "STRING or BYTES"),
-    ("headers", "STRING (a JSON object of header name to value)"),
+    ("headers", "MAP<STRING, BYTES> (or MAP<STRING, STRING>, or STRING: a JSON object of header name to value)"),
 ];
 
-/// Metadata a Kafka sink writes: only the record timestamp.
-pub(crate) const WRITABLE_METADATA: &[&str] = &["timestamp"];
+/// Metadata a Kafka sink writes: the record timestamp and headers.
+pub(crate) const WRITABLE_METADATA: &[&str] = &["timestamp", "headers"];
 
 /// Where a source partition starts reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -391,6 +391,17 @@ impl KafkaOptions {
     }
 }
 
+/// Whether `data_type` is a headers map: STRING keys to BYTES (Flink's) or STRING values.
+pub(crate) fn is_headers_map(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(f) => f.len() == 2 && f[0].data_type() == &DataType::Utf8 && matches!(f[1].data_type(), DataType::Binary | DataType::Utf8),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Checks the table's metadata columns: known keys, and writable ones in a sink.
 pub(crate) fn check_metadata(def: &TableDef, table_use: TableUse) -> Result<(), ConnectorError> {
     for column in &def.columns {
@@ -412,7 +423,10 @@ pub(crate) fn check_metadata(def: &TableDef, table_use: TableUse) -> Result<(), 
             });
         }
         let type_ok = match meta.key.as_str() {
-            "topic" | "timestamp-type" | "headers" => matches!(column.data_type, DataType::Utf8 | DataType::LargeUtf8),
+            "topic" | "timestamp-type" => matches!(column.data_type, DataType::Utf8 | DataType::LargeUtf8),
+            // Written headers are a MAP only: a sink does not parse JSON text into headers.
+            "headers" if table_use == TableUse::Written && !meta.is_virtual => is_headers_map(&column.data_type),
+            "headers" => matches!(column.data_type, DataType::Utf8 | DataType::LargeUtf8) || is_headers_map(&column.data_type),
             "key" => matches!(column.data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary),
             "partition" | "offset" => column.data_type.is_integer(),
             "timestamp" => matches!(column.data_type, DataType::Timestamp(_, _) | DataType::Int64),

@@ -29,6 +29,7 @@ use eddy_engine::table::TableDef;
 use eddy_engine::{BoxError, ChangeBatch, Sink};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -52,6 +53,8 @@ pub struct KafkaSink {
     value_columns: Vec<usize>,
     key_columns: Vec<usize>,
     timestamp_column: Option<usize>,
+    /// The `headers` METADATA column (a MAP) each record's headers come from, if written.
+    headers_column: Option<usize>,
     timestamp_format: String,
     partitions: i32,
     next_partition: i32,
@@ -103,12 +106,13 @@ impl KafkaSink {
             return Err(ConnectorError::invalid("topic", &topic, format!("no such topic on {}; create it first", options.bootstrap)));
         }
         let column = |name: &str| schema.index_of(name).ok();
-        let timestamp_column =
-            def.columns.iter().find(|c| c.metadata.as_ref().is_some_and(|m| m.key == "timestamp" && !m.is_virtual)).and_then(|c| column(&c.name));
-        let value_columns = (0..schema.fields().len()).filter(|i| Some(*i) != timestamp_column).collect();
+        let written = |key: &str| def.columns.iter().find(|c| c.metadata.as_ref().is_some_and(|m| m.key == key && !m.is_virtual)).and_then(|c| column(&c.name));
+        let timestamp_column = written("timestamp");
+        let headers_column = written("headers");
+        let value_columns = (0..schema.fields().len()).filter(|i| Some(*i) != timestamp_column && Some(*i) != headers_column).collect();
         let key_columns = options.key_fields.iter().filter_map(|k| column(k)).collect();
         if matches!(options.format, TextOrRaw::Raw) {
-            let ok = schema.fields().len() - usize::from(timestamp_column.is_some()) == 1;
+            let ok = schema.fields().len() - usize::from(timestamp_column.is_some()) - usize::from(headers_column.is_some()) == 1;
             if !ok {
                 return Err(ConnectorError::invalid("format", "raw", "a raw value is exactly one column"));
             }
@@ -126,6 +130,7 @@ impl KafkaSink {
             value_columns,
             key_columns,
             timestamp_column,
+            headers_column,
             partitions,
             next_partition: 0,
             in_flight: VecDeque::new(),
@@ -279,6 +284,7 @@ impl KafkaSink {
         };
         let keys = if self.key_columns.is_empty() { None } else { Some(self.encode(self.options.key_format, batch, &self.key_columns)?) };
         let times = self.timestamp_column.map(|c| timestamps(batch, c)).transpose()?;
+        let headers = self.headers_column.and_then(|c| batch.column(c).as_map_opt().cloned());
         if let (Some(keys), false) = (&keys, self.deletes.is_empty()) {
             for key in keys {
                 self.deletes.remove(key);
@@ -303,6 +309,9 @@ impl KafkaSink {
                 }
                 if let Some(Some(ts)) = times.as_ref().map(|t| t[i]) {
                     record = record.timestamp(ts);
+                }
+                if let Some(headers) = headers.as_ref().filter(|h| h.is_valid(i)) {
+                    record = record.headers(record_headers(&headers.value(i)));
                 }
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
@@ -478,6 +487,24 @@ impl Sink for KafkaSink {
         }
         Ok(())
     }
+}
+
+/// One row's `headers` map as Kafka record headers, in the map's order; BYTES
+/// values as they are, STRING values as their UTF-8.
+fn record_headers(entries: &datafusion::arrow::array::StructArray) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(entries.len());
+    let keys = entries.column(0).as_string_opt::<i32>();
+    let values = entries.column(1);
+    for i in 0..entries.len() {
+        let Some(key) = keys.filter(|k| k.is_valid(i)).map(|k| k.value(i)) else { continue };
+        let value: Option<&[u8]> = match (values.as_binary_opt::<i32>(), values.as_string_opt::<i32>()) {
+            (Some(b), _) if b.is_valid(i) => Some(b.value(i)),
+            (_, Some(t)) if t.is_valid(i) => Some(t.value(i).as_bytes()),
+            _ => None,
+        };
+        out = out.insert(Header { key, value });
+    }
+    out
 }
 
 #[cfg(test)]

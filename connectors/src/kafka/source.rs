@@ -358,8 +358,11 @@ struct Polled {
     timestamps: Vec<Option<i64>>,
     timestamp_types: Vec<&'static str>,
     keys: Vec<Option<Vec<u8>>>,
-    headers: Vec<Option<String>>,
+    headers: Vec<Headers>,
 }
+
+/// One record's headers: name and value, in the order they were written.
+type Headers = Vec<(String, Option<Vec<u8>>)>;
 
 impl Polled {
     fn push(&mut self, record: &RawRecord<'_>) {
@@ -380,7 +383,7 @@ impl Polled {
             self.keys.push(record.key.map(<[u8]>::to_vec));
         }
         if self.want_headers {
-            self.headers.push(record.headers_json());
+            self.headers.push(record.headers());
         }
     }
 }
@@ -511,7 +514,7 @@ impl KafkaPartitionReader {
                     let keys: ArrayRef = Arc::new(b.finish());
                     pick(if field.data_type() == &DataType::Binary { keys } else { lossy_strings(&keys) })?
                 }
-                ColumnSource::Headers => pick(Arc::new(datafusion::arrow::array::StringArray::from(polled.headers.clone())))?,
+                ColumnSource::Headers => pick(headers_column(&polled.headers, field.data_type())?)?,
             };
             let array = if array.data_type() == field.data_type() {
                 array
@@ -524,6 +527,67 @@ impl KafkaPartitionReader {
             .map_err(|e| ConnectorError::arrow(format!("assembling rows of {}", self.name), e))?;
         Ok(SourceBatch::inserts(rows, malformed))
     }
+}
+
+/// The `headers` metadata column: Flink's `MAP<STRING, BYTES>` (a later
+/// header of the same name wins; a record without headers has an empty map),
+/// `MAP<STRING, STRING>` with values as lossy UTF-8, or a STRING holding a
+/// JSON object of them (NULL for a record without headers).
+fn headers_column(headers: &[Headers], data_type: &DataType) -> Result<ArrayRef, ConnectorError> {
+    let DataType::Map(entries, _) = data_type else {
+        let json: Vec<Option<String>> = headers
+            .iter()
+            .map(|h| {
+                (!h.is_empty()).then(|| {
+                    let map: serde_json::Map<String, serde_json::Value> = h
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_ref().map_or(serde_json::Value::Null, |v| String::from_utf8_lossy(v).into_owned().into())))
+                        .collect();
+                    serde_json::Value::Object(map).to_string()
+                })
+            })
+            .collect();
+        return Ok(Arc::new(datafusion::arrow::array::StringArray::from(json)));
+    };
+    let text_values = matches!(entries.data_type(), DataType::Struct(f) if f.len() == 2 && f[1].data_type() == &DataType::Utf8);
+    let mut keys = datafusion::arrow::array::StringBuilder::new();
+    let mut values = BinaryBuilder::new();
+    let mut offsets = Vec::with_capacity(headers.len() + 1);
+    offsets.push(0i32);
+    let mut total = 0i32;
+    for record in headers {
+        // A later header of the same name wins, where it first stood (as a Java map's put).
+        let mut kept: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(record.len());
+        for (name, value) in record {
+            match kept.iter_mut().find(|(k, _)| *k == name.as_str()) {
+                Some(entry) => entry.1 = value.as_deref(),
+                None => kept.push((name, value.as_deref())),
+            }
+        }
+        for (name, value) in &kept {
+            keys.append_value(name);
+            values.append_option(*value);
+        }
+        total += kept.len() as i32;
+        offsets.push(total);
+    }
+    let values: ArrayRef = Arc::new(values.finish());
+    let values = if text_values { lossy_strings(&values) } else { values };
+    let DataType::Struct(fields) = entries.data_type() else {
+        return Err(ConnectorError::Metadata { column: "headers".into(), reason: format!("a MAP's entries must be a struct, not {}", entries.data_type()) });
+    };
+    let keys: ArrayRef = Arc::new(keys.finish());
+    let entries_array = datafusion::arrow::array::StructArray::try_new(fields.clone(), vec![keys, values], None)
+        .map_err(|e| ConnectorError::arrow("assembling the headers map", e))?;
+    let map = datafusion::arrow::array::MapArray::try_new(
+        Arc::clone(entries),
+        datafusion::arrow::buffer::OffsetBuffer::new(offsets.into()),
+        entries_array,
+        None,
+        false,
+    )
+    .map_err(|e| ConnectorError::arrow("assembling the headers map", e))?;
+    Ok(Arc::new(map))
 }
 
 /// Binary keys as UTF-8 text, replacing invalid bytes.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -156,6 +156,8 @@ pub struct ReadRecord {
     pub key: Option<String>,
     pub value: Option<String>,
     pub timestamp: Option<i64>,
+    /// Header names and values (as lossy UTF-8), in order.
+    pub headers: Vec<(String, Option<String>)>,
 }
 
 /// Every committed record now in `topic` (read as `read_committed`), by partition and offset.
@@ -197,6 +199,10 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
                 timestamp: m.timestamp().to_millis(),
+                headers: m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()))).collect())
+                    .unwrap_or_default(),
             });
         }
     }
