@@ -484,6 +484,35 @@ async fn avro_rows_round_trip_and_a_bad_datum_is_set_aside() {
     assert!(bad[0].error.contains("not an Avro record"), "{}", bad[0].error);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_carries_nested_rows_arrays_and_maps() {
+    let bootstrap = broker();
+    let topic = unique_topic("avro-nested");
+    create_topic(&bootstrap, &topic, 1).await;
+    let columns = "id BIGINT, tags ARRAY<STRING>, attrs MAP<STRING, STRING>, pos ROW<lat DOUBLE, lon DOUBLE>";
+    let events =
+        table(&format!("CREATE TABLE ev ({columns}) WITH ('connector' = 'filesystem', 'path' = 'tests/data/collections/events.json', 'format' = 'json')"));
+    let (rows, bad) = read_to_end(open(&events).open(1).unwrap()).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let kafka = |name: &str, extra: &str| {
+        table(&format!(
+            "CREATE TABLE {name} ({columns}) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'avro' {extra})"
+        ))
+    };
+    let out = kafka("out", "");
+    let mut sink = create_sink(&out, out.sink_schema()).unwrap_or_else(|e| panic!("{e}"));
+    for batch in &rows {
+        let batch = RecordBatch::try_new(out.sink_schema(), batch.columns().to_vec()).unwrap();
+        sink.write(ChangeBatch::inserts(batch)).await.unwrap();
+    }
+    sink.commit().await.unwrap();
+    let (printed, bad) = read_table(&kafka("t", ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'")).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let json = pretty_format_batches(&[concat_batches(&rows[0].schema(), &rows).unwrap()]).unwrap().to_string();
+    assert_eq!(printed, json, "the events read back from Avro are the JSON file's");
+    assert!(printed.contains("{lat: -3.25, lon: }") && printed.contains("{k: v, x: y}") && printed.contains("[a, b]"), "{printed}");
+}
+
 /// A stand-in for a Confluent schema registry: the two calls Eddy makes
 /// (`POST /subjects/{subject}/versions`, `GET /schemas/ids/{id}`), ids from 1,
 /// one id per distinct schema. No real registry runs here: Confluent's is not on
