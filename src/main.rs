@@ -192,7 +192,9 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                 session.set("state.checkpoints.dir", &dir.to_string_lossy())?;
             }
             if pipelines.is_empty() {
-                eprintln!("eddy: {} has no INSERT INTO or SELECT statement: nothing to run", file.display());
+                if session.answered() == 0 {
+                    eprintln!("eddy: {} has no INSERT INTO or SELECT statement: nothing to run", file.display());
+                }
                 return Ok(());
             }
             for spec in &pipelines {

@@ -84,6 +84,9 @@ pub struct Session {
     /// Tables whose rows come from inside the process rather than a connector:
     /// a server's materialized views, read by other pipelines.
     view_sources: HashMap<String, Arc<dyn eddy_engine::Source>>,
+    /// How many statements `execute_script` answered at once with printed rows
+    /// (`SELECT 1`, `SHOW TABLES`), so a script of only those is not "nothing to run".
+    answered: usize,
 }
 
 impl Default for Session {
@@ -119,7 +122,12 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 impl Session {
     /// An empty session.
     pub fn new() -> Self {
-        Session { planner: Planner::new(), locations: HashMap::new(), settings: BTreeMap::new(), view_sources: HashMap::new() }
+        Session { planner: Planner::new(), locations: HashMap::new(), settings: BTreeMap::new(), view_sources: HashMap::new(), answered: 0 }
+    }
+
+    /// How many statements of the scripts executed so far were answered at once with rows.
+    pub fn answered(&self) -> usize {
+        self.answered
     }
 
     /// Tasks per keyed operator: `SET 'parallelism'`, else the number of cores.
@@ -196,7 +204,10 @@ impl Session {
         for parsed in parse_script(sql)? {
             match self.execute(&parsed).await.map_err(|e| e.pointing_into(&parsed))? {
                 Outcome::Done(_) => {}
-                Outcome::Rows(batch) => crate::console::print_rows(&batch)?,
+                Outcome::Rows(batch) => {
+                    self.answered += 1;
+                    crate::console::print_rows(&batch)?
+                }
                 Outcome::Pipeline(spec) => pipelines.push(spec),
             }
         }
@@ -709,15 +720,41 @@ pub async fn answer_without_tables(query: &Query, location: Location) -> Result<
     };
     // Planned from the tree, not from its text printed back: printing loses a
     // quote of a literal holding '' and the rewrites of Flink's function syntax.
-    let mut query = query.clone();
-    eddy_sql::functions::rewrite_query(&mut query);
+    let mut rewritten = query.clone();
+    eddy_sql::functions::rewrite_query(&mut rewritten);
     let ctx = batch_context();
-    let statement = datafusion::sql::parser::Statement::Statement(Box::new(datafusion::sql::sqlparser::ast::Statement::Query(Box::new(query))));
+    let statement = datafusion::sql::parser::Statement::Statement(Box::new(datafusion::sql::sqlparser::ast::Statement::Query(Box::new(rewritten))));
     let plan = ctx.state().statement_to_plan(statement).await.map_err(plan_error)?;
     let frame = ctx.execute_logical_plan(plan).await.map_err(plan_error)?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(plan_error)?;
-    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| plan_error(e.into()))
+    let rows = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| plan_error(e.into()))?;
+    Ok(with_flink_column_names(query, rows))
+}
+
+/// `rows` with each column a select item computes without an alias named as
+/// Flink names it, `EXPR$<position>` (`SELECT 1 + 1` answers `EXPR$0`), rather
+/// than DataFusion's printed expression. A SELECT with a wildcard keeps its names.
+fn with_flink_column_names(query: &Query, rows: RecordBatch) -> RecordBatch {
+    use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr};
+    let SetExpr::Select(select) = query.body.as_ref() else { return rows };
+    if select.projection.len() != rows.num_columns() {
+        return rows;
+    }
+    let schema = rows.schema();
+    let fields: Vec<datafusion::arrow::datatypes::FieldRef> = select
+        .projection
+        .iter()
+        .zip(schema.fields())
+        .enumerate()
+        .map(|(i, (item, field))| match item {
+            SelectItem::UnnamedExpr(Expr::Identifier(_) | Expr::CompoundIdentifier(_)) | SelectItem::ExprWithAlias { .. } => Arc::clone(field),
+            SelectItem::UnnamedExpr(_) => Arc::new(field.as_ref().clone().with_name(format!("EXPR${i}"))),
+            _ => Arc::clone(field),
+        })
+        .collect();
+    let renamed = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    RecordBatch::try_new(renamed, rows.columns().to_vec()).unwrap_or(rows)
 }
 
 /// `DESCRIBE`'s answer: one row per column, as Flink shows them, with the

@@ -87,6 +87,22 @@ fn sql_errors_name_line_and_column_and_exit_non_zero() {
 }
 
 #[test]
+fn a_script_of_table_less_selects_prints_their_answers_with_flink_column_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = eddy().arg("run").arg(script(dir.path(), "SELECT 1 + 1, UPPER('a') AS up, 7;")).output().expect("run eddy");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let header: Vec<&str> = stdout.lines().find(|l| l.contains("up")).expect("a header line").split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(header, vec!["EXPR$0", "up", "EXPR$2"], "{stdout}");
+    let row: Vec<&str> = stdout.lines().find(|l| l.contains(" A ")).expect("the row").split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(row, vec!["2", "A", "7"], "{stdout}");
+    assert!(!stderr.contains("nothing to run"), "the script answered a query: {stderr}");
+    // A script with nothing to answer or run still says so.
+    let output = eddy().arg("run").arg(script(dir.path(), "SET 'parallelism' = '1';")).output().expect("run eddy");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing to run"));
+}
+
+#[test]
 fn demo_runs_for_a_duration_and_writes_parquet() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("eddy-demo");
