@@ -707,6 +707,7 @@ pub fn string_rows(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) ->
 pub fn batch_context() -> datafusion::prelude::SessionContext {
     let mut config = datafusion::prelude::SessionConfig::new();
     config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
     let ctx = datafusion::prelude::SessionContext::new_with_config(config);
     eddy_sql::functions::register(&ctx);
     ctx

@@ -12,9 +12,10 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use chrono::Timelike;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, TimeUnit, TimestampNanosecondType};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
@@ -55,6 +56,10 @@ enum Values {
     Bool(ArrayRef),
     Int(ArrayRef),
     Double(ArrayRef),
+    /// A DECIMAL, written with its scale's digits as Jackson writes a BigDecimal (`1.50`).
+    Decimal(ArrayRef),
+    /// A TIMESTAMP (as nanoseconds), written as a string the way Java's `LocalDateTime` prints it.
+    Timestamp(ArrayRef),
 }
 
 impl Values {
@@ -74,6 +79,8 @@ impl Values {
             DataType::Boolean => Values::Bool(array),
             t if t.is_integer() => Values::Int(cast(&array, &DataType::Int64)?),
             DataType::Float32 | DataType::Float64 => Values::Double(cast(&array, &DataType::Float64)?),
+            DataType::Decimal128(..) => Values::Decimal(array),
+            DataType::Timestamp(_, None) => Values::Timestamp(cast(&array, &DataType::Timestamp(TimeUnit::Nanosecond, None))?),
             other => {
                 return Err(DataFusionError::Plan(format!("{usage}: a value of type {} cannot be written as JSON yet", crate::types::sql_type_name(other))))
             }
@@ -83,7 +90,7 @@ impl Values {
     fn is_null(&self, i: usize) -> bool {
         match self {
             Values::Null => true,
-            Values::Text(a) | Values::Raw(a) | Values::Bool(a) | Values::Int(a) | Values::Double(a) => a.is_null(i),
+            Values::Text(a) | Values::Raw(a) | Values::Bool(a) | Values::Int(a) | Values::Double(a) | Values::Decimal(a) | Values::Timestamp(a) => a.is_null(i),
         }
     }
 
@@ -101,8 +108,40 @@ impl Values {
             Values::Int(a) => {
                 let _ = write!(out, "{}", a.as_primitive::<Int64Type>().value(i));
             }
-            Values::Double(a) => java_double(a.as_primitive::<Float64Type>().value(i), out),
+            Values::Double(a) => {
+                // Flink writes a DOUBLE through a BigDecimal of Java's text: `1.0E20` becomes `1.0E+20`.
+                let start = out.len();
+                java_double(a.as_primitive::<Float64Type>().value(i), out);
+                if let Some(e) = out[start..].find('E').map(|e| start + e + 1).filter(|&e| !out[e..].starts_with('-')) {
+                    out.insert(e, '+');
+                }
+            }
+            Values::Decimal(a) => out.push_str(&a.as_primitive::<Decimal128Type>().value_as_string(i)),
+            Values::Timestamp(a) => {
+                let nanos = a.as_primitive::<TimestampNanosecondType>().value(i);
+                out.push('"');
+                local_date_time(nanos, out);
+                out.push('"');
+            }
         }
+    }
+}
+
+/// `nanos` since the epoch as Java's `LocalDateTime.toString`: `2024-02-29T10:00`,
+/// seconds only when not zero, and the fraction in groups of three digits.
+fn local_date_time(nanos: i64, out: &mut String) {
+    let time = chrono::DateTime::from_timestamp_nanos(nanos).naive_utc();
+    let _ = write!(out, "{}", time.format("%Y-%m-%dT%H:%M"));
+    let (seconds, fraction) = (time.second(), time.nanosecond());
+    if seconds > 0 || fraction > 0 {
+        let _ = write!(out, ":{seconds:02}");
+    }
+    if fraction > 0 {
+        let _ = match fraction {
+            f if f % 1_000_000 == 0 => write!(out, ".{:03}", f / 1_000_000),
+            f if f % 1_000 == 0 => write!(out, ".{:06}", f / 1_000),
+            f => write!(out, ".{f:09}"),
+        };
     }
 }
 
@@ -196,4 +235,26 @@ fn build(args: &[ColumnarValue], rows: usize, shape: Shape) -> Result<ArrayRef> 
         out.append_value(&text);
     }
     Ok(Arc::new(out.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_date_time;
+
+    #[test]
+    fn timestamps_print_as_java_local_date_times() {
+        let text = |nanos: i64| {
+            let mut out = String::new();
+            local_date_time(nanos, &mut out);
+            out
+        };
+        // 2024-02-29 10:00:00 UTC is 1_709_200_800 s since the epoch.
+        let at = 1_709_200_800_000_000_000i64;
+        assert_eq!(text(at), "2024-02-29T10:00", "no seconds when they are zero");
+        assert_eq!(text(at + 5_000_000_000), "2024-02-29T10:00:05");
+        assert_eq!(text(at + 120_000_000), "2024-02-29T10:00:00.120", "milliseconds in three digits");
+        assert_eq!(text(at + 1_000), "2024-02-29T10:00:00.000001");
+        assert_eq!(text(at + 1_500), "2024-02-29T10:00:00.000001500");
+        assert_eq!(text(-1_000_000), "1969-12-31T23:59:59.999");
+    }
 }

@@ -116,6 +116,8 @@ impl Planner {
         let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
         // Flink's identifiers are case-sensitive; keep them as written.
         config.options_mut().sql_parser.enable_ident_normalization = false;
+        // A literal such as 2.5 is a DECIMAL(2, 1), as in Flink, not a DOUBLE.
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         // COUNT(DISTINCT x) must stay one aggregate so it runs inside the window operator.
         let rules = Optimizer::new().rules.into_iter().filter(|r| r.name() != "single_distinct_aggregation_to_group_by").collect();
         let state = SessionStateBuilder::new().with_config(config).with_default_features().with_optimizer_rules(rules).build();
