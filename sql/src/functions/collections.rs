@@ -1,12 +1,9 @@
 //! Flink's collection functions over ARRAY and MAP values: `CARDINALITY`,
 //! `ELEMENT`, `STR_TO_MAP`, and the `MAP[k, v, ...]` value constructor (planned
 //! as `__eddy_map`, see [`super::syntax`]). Array element access (`a[1]`, from
-//! 1) and map access (`m['k']`) are DataFusion's, which agree with Flink's.
-//!
-//! DataFusion's other array and map functions that share a Flink function's
-//! name are not registered ([`UNVERIFIED`]): their meaning differs in places
-//! (`ARRAY_REMOVE` removes one occurrence, not all; `ARRAY_POSITION` gives NULL,
-//! not 0, for a missing element), so a query calling one is refused naming it.
+//! 1; a constant index below 1 is refused, see [`super`]) and map access
+//! (`m['k']`) are DataFusion's, which agree with Flink's. Flink's other array
+//! and map functions are in [`super::arrays`].
 
 use std::sync::Arc;
 
@@ -19,32 +16,6 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 
 /// The function `MAP[k1, v1, ...]` is rewritten to call.
 pub(crate) const MAP_OF: &str = "__eddy_map";
-
-/// DataFusion's nested functions whose names are Flink's but whose meaning was
-/// not checked against Flink's: left out, so Flink's name is refused instead.
-pub(super) const UNVERIFIED: &[&str] = &[
-    "array_append",
-    "array_concat",
-    "array_contains",
-    "array_distinct",
-    "array_except",
-    "array_intersect",
-    "array_join",
-    "array_max",
-    "array_min",
-    "array_position",
-    "array_prepend",
-    "array_remove",
-    "array_reverse",
-    "array_slice",
-    "array_sort",
-    "array_union",
-    "map_entries",
-    "map_keys",
-    "map_values",
-    "map_from_arrays",
-    "split",
-];
 
 /// The collection functions.
 pub(super) fn functions() -> Vec<ScalarUDF> {
@@ -83,7 +54,7 @@ impl Collection {
 }
 
 /// A MAP type of `key` and `value` types, as Arrow and DataFusion build them.
-fn map_type(key: DataType, value: DataType) -> DataType {
+pub(super) fn map_type(key: DataType, value: DataType) -> DataType {
     let entries = Fields::from(vec![Field::new("key", key, false), Field::new("value", value, true)]);
     DataType::Map(Arc::new(Field::new("entries", DataType::Struct(entries), false)), false)
 }

@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod arithmetic;
+mod arrays;
 mod calendar;
 mod collections;
 mod conditional;
@@ -31,11 +32,13 @@ pub use unsupported::refuse_unsupported;
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{plan_err, DFSchema, ScalarValue};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult};
-use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawFieldAccessExpr};
+use datafusion::logical_expr::{Expr, ExprSchemable, GetFieldAccess, ScalarUDF};
 
 /// Registers Flink's functions, replacing DataFusion's of the same name.
 pub fn register(ctx: &SessionContext) {
@@ -51,9 +54,6 @@ pub fn register(ctx: &SessionContext) {
         planners.extend(state.expr_planners().iter().cloned());
         *state = SessionStateBuilder::new_from_existing(state.clone()).with_expr_planners(planners).build();
     }
-    for name in collections::UNVERIFIED {
-        ctx.deregister_udf(name);
-    }
     for udf in functions {
         ctx.register_udf(udf);
     }
@@ -62,7 +62,8 @@ pub fn register(ctx: &SessionContext) {
     }
 }
 
-/// Plans SQL syntax that DataFusion maps to its own functions onto Flink's.
+/// Plans SQL syntax that DataFusion maps to its own functions onto Flink's, and
+/// refuses what Flink refuses when it plans (an array index below 1).
 #[derive(Debug)]
 struct FlinkSyntax {
     substring: Arc<ScalarUDF>,
@@ -71,6 +72,44 @@ struct FlinkSyntax {
 impl ExprPlanner for FlinkSyntax {
     fn plan_substring(&self, args: Vec<Expr>) -> datafusion::common::Result<PlannerResult<Vec<Expr>>> {
         Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&self.substring), args))))
+    }
+
+    /// `array[i]` with a constant `i` below 1: Flink refuses it when it plans the
+    /// query (its arrays count from 1), where DataFusion would answer NULL. An
+    /// index that is no constant is NULL outside the array, in both.
+    fn plan_field_access(&self, access: RawFieldAccessExpr, schema: &DFSchema) -> datafusion::common::Result<PlannerResult<RawFieldAccessExpr>> {
+        if let GetFieldAccess::ListIndex { key } = &access.field_access {
+            let is_array = access.expr.get_type(schema).is_ok_and(|t| matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)));
+            let index = match key.as_ref() {
+                Expr::Literal(value, _) => constant_integer(value),
+                Expr::Negative(inner) => match inner.as_ref() {
+                    Expr::Literal(value, _) => constant_integer(value).map(|i| -i),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(index) = index.filter(|i| is_array && *i < 1) {
+                return plan_err!(
+                    "array element access needs an index starting at 1, not {index}: Flink counts an array's elements from 1 (ARRAY[...][1] is the first)"
+                );
+            }
+        }
+        Ok(PlannerResult::Original(access))
+    }
+}
+
+/// An integer constant's value.
+fn constant_integer(value: &ScalarValue) -> Option<i128> {
+    match value {
+        ScalarValue::Int8(Some(v)) => Some(i128::from(*v)),
+        ScalarValue::Int16(Some(v)) => Some(i128::from(*v)),
+        ScalarValue::Int32(Some(v)) => Some(i128::from(*v)),
+        ScalarValue::Int64(Some(v)) => Some(i128::from(*v)),
+        ScalarValue::UInt8(Some(v)) => Some(i128::from(*v)),
+        ScalarValue::UInt16(Some(v)) => Some(i128::from(*v)),
+        ScalarValue::UInt32(Some(v)) => Some(i128::from(*v)),
+        ScalarValue::UInt64(Some(v)) => Some(i128::from(*v)),
+        _ => None,
     }
 }
 
@@ -89,6 +128,7 @@ pub fn flink_functions() -> Vec<ScalarUDF> {
     all.extend(url::functions());
     all.extend(timezone::functions());
     all.extend(collections::functions());
+    all.extend(arrays::functions());
     all
 }
 
@@ -105,18 +145,8 @@ mod tests {
         register(&flink);
         let ours: Vec<String> = flink_functions().iter().flat_map(|f| std::iter::once(f.name().to_string()).chain(f.aliases().iter().cloned())).collect();
         let (before, after) = (plain.state(), flink.state());
-        // DataFusion's functions left out under a Flink name, with every name they go by.
-        let left_out: Vec<&str> = before
-            .scalar_functions()
-            .values()
-            .filter(|f| std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str)).any(|n| collections::UNVERIFIED.contains(&n)))
-            .flat_map(|f| std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str)))
-            .collect();
-        for name in collections::UNVERIFIED {
-            assert!(after.scalar_functions().get(*name).is_none(), "{name} is left out");
-        }
         for (key, function) in before.scalar_functions() {
-            if !ours.contains(key) && !left_out.contains(&key.as_str()) {
+            if !ours.contains(key) {
                 assert_eq!(after.scalar_functions().get(key).map(|f| f.name()), Some(function.name()), "scalar function {key}");
             }
         }

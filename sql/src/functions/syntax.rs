@@ -8,7 +8,8 @@
 //!   otherwise be read as a column named `DAY`;
 //! - `FLOOR(ts TO unit)` and `CEIL(ts TO unit)`, which DataFusion refuses;
 //! - `CAST(x AS STRING)` (and `TRY_CAST`), whose text Flink writes its own way
-//!   for timestamps, booleans and floating-point numbers (see [`super::conversion`]);
+//!   for timestamps, booleans and floating-point numbers, and `CAST(x AS ARRAY<...>)`,
+//!   whose elements Flink casts the same way (see [`super::conversion`]);
 //! - the clauses of `JSON_VALUE`, `JSON_QUERY` and `JSON_EXISTS` (`RETURNING`,
 //!   `... ON ERROR`, the wrapper), which become constant arguments (see [`super::json_clauses`]);
 //! - `JSON_OBJECT([KEY] k VALUE v, ... [NULL | ABSENT] ON NULL)` and
@@ -18,7 +19,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, CeilFloorKind, DataType, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator,
+    visit_expressions_mut, BinaryOperator, CastKind, CeilFloorKind, DataType, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator,
     FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, JsonNullClause, ObjectName, Query, UnaryOperator, Value,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -28,7 +29,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::calendar::{CEIL_TO, FLOOR_TO};
 use super::collections::MAP_OF;
-use super::conversion::CAST_STRING;
+use super::conversion::{CAST_COLLECTION, CAST_STRING};
 use super::json::IS_JSON;
 use super::json_build::{JSON_ARRAY, JSON_OBJECT, RAW, TYPED};
 use super::json_clauses::rewrite_json_clauses;
@@ -213,6 +214,16 @@ fn rewrite(expr: &mut Expr) -> bool {
             let unit = Expr::value(Value::SingleQuotedString(field.to_string()));
             let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
             *expr = call(name, vec![unit, value]);
+            true
+        }
+        // CAST(NULL AS ARRAY<...>) is left as it is: it is how the target type is passed.
+        Expr::Cast { kind, expr: value, data_type: data_type @ DataType::Array(_), array: false, format: None } if !matches!(value.as_ref(), Expr::Value(v) if v.value == Value::Null) =>
+        {
+            let mode = if matches!(kind, CastKind::TryCast | CastKind::SafeCast) { "TRY_CAST" } else { "CAST" };
+            let target =
+                Expr::Cast { kind: CastKind::Cast, expr: Box::new(Expr::value(Value::Null)), data_type: data_type.clone(), array: false, format: None };
+            let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
+            *expr = call(CAST_COLLECTION, vec![value, target, Expr::value(Value::SingleQuotedString(mode.into()))]);
             true
         }
         Expr::Cast { expr: value, data_type, array: false, format: None, .. } if is_unbounded_text(data_type) => {
