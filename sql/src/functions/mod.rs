@@ -7,15 +7,19 @@
 mod aggregate;
 mod arithmetic;
 mod calendar;
+mod collect;
 mod collections;
 mod conditional;
 mod conversion;
 mod date_pattern;
+mod exact;
 mod flink_fn;
 mod hashing;
 mod json;
+mod json_agg;
 mod json_build;
 mod json_path;
+mod percentile;
 mod random;
 mod string;
 mod syntax;
@@ -24,6 +28,7 @@ mod timezone;
 mod unsupported;
 mod url;
 
+pub use json_agg::JSON_ARRAYAGG;
 pub use syntax::rewrite_query;
 pub(crate) use syntax::{rewrite_expression_sql, rewrite_tokens};
 pub use unsupported::refuse_unsupported;
