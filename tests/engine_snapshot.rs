@@ -133,11 +133,14 @@ async fn check(window_sql: &str) {
 /// operator that keeps sessions as `sessions` says and is snapshotted and restored
 /// half-way.
 async fn check_with(window_sql: &str, sessions: Sessions) {
+    check_aggregates(window_sql, "COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 4)", sessions).await
+}
+
+/// [`check_with`] for the aggregates `aggregates_sql`.
+async fn check_aggregates(window_sql: &str, aggregates_sql: &str, sessions: Sessions) {
     let mut planner = Planner::new();
     planner.register_table(table(), true, Location { line: 1, column: 1 }).expect("table");
-    let sql = format!(
-        "SELECT window_start, window_end, k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 4) FROM TABLE({window_sql}) GROUP BY window_start, window_end, k"
-    );
+    let sql = format!("SELECT window_start, window_end, k, {aggregates_sql} FROM TABLE({window_sql}) GROUP BY window_start, window_end, k");
     let parsed = eddy_sql::parse_script(&sql).expect("parse").remove(0);
     let eddy_sql::Statement::Select { query } = parsed.statement else { panic!("not a select") };
     let plan = planner.plan_query(&query, parsed.location).await.expect("plan");
@@ -195,6 +198,21 @@ async fn check_with(window_sql: &str, sessions: Sessions) {
 #[tokio::test]
 async fn tumble_snapshot_restore_continue() {
     check("TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '3' SECOND)").await;
+}
+
+/// Flink's aggregates Eddy implements itself keep their state through slices
+/// merged into windows and through a snapshot.
+#[tokio::test]
+async fn flink_aggregates_snapshot_restore_continue() {
+    let aggregates = "SUM(CAST(v AS DECIMAL(10, 2))) AS s, AVG(CAST(v AS DECIMAL(10, 2))) AS a, AVG(v + 1) AS i, AVG(DISTINCT v % 7) AS d, \
+        PERCENTILE(v, 0.5) AS p, PERCENTILE(v, ARRAY[0.25, 0.75], k + 1) AS q, COLLECT(v % 3) AS c, JSON_ARRAYAGG(v) AS j";
+    for window in [
+        "HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '4' SECOND)",
+        "SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '150' MILLISECOND)",
+    ] {
+        check_aggregates(window, aggregates, Sessions::Buffered).await;
+    }
+    check_aggregates("SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '150' MILLISECOND)", aggregates, Sessions::FoldedEvery(7)).await;
 }
 
 #[tokio::test]

@@ -6,13 +6,15 @@
 //! is a `BIGINT`, truncated toward zero; `SUM` of an `INT` is an `INT`), where
 //! DataFusion's return a `DOUBLE` or widen to `BIGINT`. Each is DataFusion's own
 //! aggregate run over a wider type and cast back to the argument's type, so the
-//! accumulators (grouped, sliding, retracting, distinct) stay DataFusion's.
+//! accumulators (grouped, sliding, retracting, distinct) stay DataFusion's;
+//! `SUM` and `AVG` over integers and DECIMALs are Flink's arithmetic, in
+//! [`super::exact`].
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array};
 use datafusion::arrow::compute::kernels::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::functions_aggregate::{average, first_last, stddev, string_agg, sum, variance};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -21,28 +23,35 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Emit
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::exact::{ExactOr, Which};
+
 /// Every aggregate whose result type Eddy gives as Flink does.
 pub(super) fn aggregates() -> Vec<AggregateUDF> {
-    // AVG over DECIMAL(20, 0): DataFusion's decimal average divides the exact
-    // sum by the count with integer division, which truncates toward zero as
-    // Java's `long / long` does; the cast back drops the scale it added.
-    let exact = DataType::Decimal128(20, 0);
-    vec![
-        Flink::new(average::avg_udaf(), exact),
-        Flink::new(sum::sum_udaf(), DataType::Int64),
-        Flink::new(stddev::stddev_pop_udaf(), DataType::Float64),
-        Flink::new(stddev::stddev_udaf(), DataType::Float64),
-        Flink::new(variance::var_pop_udaf(), DataType::Float64),
-        Flink::new(variance::var_samp_udaf(), DataType::Float64),
-    ]
-    .into_iter()
-    .map(AggregateUDF::new_from_impl)
-    .chain([
-        AggregateUDF::new_from_impl(Listagg { inner: string_agg::string_agg_udaf(), signature: Signature::user_defined(Volatility::Immutable) }),
-        AggregateUDF::new_from_impl(IgnoringNulls { inner: first_last::first_value_udaf() }),
-        AggregateUDF::new_from_impl(IgnoringNulls { inner: first_last::last_value_udaf() }),
-    ])
-    .collect()
+    // SUM and AVG of integers and DECIMALs are Flink's own arithmetic (see
+    // `exact`); of FLOATs and DOUBLEs DataFusion's, in Flink's result types.
+    let sum = AggregateUDF::new_from_impl(Flink::new(sum::sum_udaf(), DataType::Int64));
+    let avg = AggregateUDF::new_from_impl(Flink::new(average::avg_udaf(), DataType::Float64));
+    [AggregateUDF::new_from_impl(ExactOr::new(Which::Sum, sum)), AggregateUDF::new_from_impl(ExactOr::new(Which::Avg, avg))]
+        .into_iter()
+        .chain(
+            vec![
+                Flink::new(stddev::stddev_pop_udaf(), DataType::Float64),
+                Flink::new(stddev::stddev_udaf(), DataType::Float64),
+                Flink::new(variance::var_pop_udaf(), DataType::Float64),
+                Flink::new(variance::var_samp_udaf(), DataType::Float64),
+            ]
+            .into_iter()
+            .map(AggregateUDF::new_from_impl)
+            .chain([
+                AggregateUDF::new_from_impl(Listagg { inner: string_agg::string_agg_udaf(), signature: Signature::user_defined(Volatility::Immutable) }),
+                AggregateUDF::new_from_impl(IgnoringNulls { inner: first_last::first_value_udaf() }),
+                AggregateUDF::new_from_impl(IgnoringNulls { inner: first_last::last_value_udaf() }),
+                super::percentile::percentile(),
+                super::collect::collect(),
+            ]),
+        )
+        .chain(super::json_agg::aggregates())
+        .collect()
 }
 
 /// Whether Flink's aggregate returns its argument's own type for `given`.
@@ -264,6 +273,20 @@ impl AggregateUDFImpl for IgnoringNulls {
     }
 }
 
+/// `values` in the integer type `to`, each keeping its low bits (Java's narrowing).
+fn wrap_integers(values: &Int64Array, to: &DataType) -> Result<ArrayRef> {
+    Ok(match to {
+        DataType::Int8 => Arc::new(values.unary::<_, Int8Type>(|v| v as i8)),
+        DataType::Int16 => Arc::new(values.unary::<_, Int16Type>(|v| v as i16)),
+        DataType::Int32 => Arc::new(values.unary::<_, Int32Type>(|v| v as i32)),
+        DataType::UInt8 => Arc::new(values.unary::<_, UInt8Type>(|v| v as u8)),
+        DataType::UInt16 => Arc::new(values.unary::<_, UInt16Type>(|v| v as u16)),
+        DataType::UInt32 => Arc::new(values.unary::<_, UInt32Type>(|v| v as u32)),
+        DataType::UInt64 => Arc::new(values.unary::<_, UInt64Type>(|v| v as u64)),
+        _ => Arc::new(values.clone()),
+    })
+}
+
 /// The type an aggregate's argument is widened to, and the argument's own.
 #[derive(Debug)]
 struct Types {
@@ -288,8 +311,12 @@ impl<A: ?Sized> Narrowed<A> {
     }
 
     /// The result in the argument's type: a fraction is cut toward zero, as
-    /// Java's casts do; a value the type cannot hold becomes NULL.
+    /// Java's casts do, and an integer past the type wraps around, as Java's
+    /// `int` arithmetic does (Flink's `SUM` of an `INT` is an `INT` that wraps).
     fn narrow(&self, result: &ArrayRef) -> Result<ArrayRef> {
+        if result.data_type() == &DataType::Int64 && self.types.given.is_integer() {
+            return wrap_integers(result.as_primitive::<Int64Type>(), &self.types.given);
+        }
         Ok(cast::cast(result, &self.types.given)?)
     }
 }

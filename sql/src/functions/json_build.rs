@@ -49,7 +49,7 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
 }
 
 /// One argument's values, ready to be written as JSON.
-enum Values {
+pub(super) enum Values {
     Null,
     Text(ArrayRef),
     Raw(ArrayRef),
@@ -65,7 +65,7 @@ enum Values {
 impl Values {
     /// `array` written by its type (`raw`: its strings are JSON already); `usage`
     /// names the function in the error for a type JSON cannot take yet.
-    fn of(array: ArrayRef, raw: bool, usage: &str) -> Result<Values> {
+    pub(super) fn of(array: ArrayRef, raw: bool, usage: &str) -> Result<Values> {
         Ok(match array.data_type() {
             DataType::Null => Values::Null,
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
@@ -87,7 +87,7 @@ impl Values {
         })
     }
 
-    fn is_null(&self, i: usize) -> bool {
+    pub(super) fn is_null(&self, i: usize) -> bool {
         match self {
             Values::Null => true,
             Values::Text(a) | Values::Raw(a) | Values::Bool(a) | Values::Int(a) | Values::Double(a) | Values::Decimal(a) | Values::Timestamp(a) => a.is_null(i),
@@ -95,7 +95,7 @@ impl Values {
     }
 
     /// Row `i`'s value as JSON (`null` for NULL).
-    fn write(&self, i: usize, out: &mut String) {
+    pub(super) fn write(&self, i: usize, out: &mut String) {
         if self.is_null(i) {
             out.push_str("null");
             return;

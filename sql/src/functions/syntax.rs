@@ -14,7 +14,10 @@
 //!   `... ON ERROR`, the wrapper), which become constant arguments (see [`super::json_clauses`]);
 //! - `JSON_OBJECT([KEY] k VALUE v, ... [NULL | ABSENT] ON NULL)` and
 //!   `JSON_ARRAY(v, ... [NULL | ABSENT] ON NULL)` (see [`super::json_build`]);
-//!   sqlparser reads all but the optional `KEY`, which the tokens lose first.
+//!   sqlparser reads all but the optional `KEY`, which the tokens lose first;
+//! - `JSON_OBJECTAGG([KEY] k VALUE v [NULL | ABSENT] ON NULL)` and
+//!   `JSON_ARRAYAGG(v [ORDER BY ...] [NULL | ABSENT] ON NULL)` alike (see
+//!   [`super::json_agg`]).
 
 use std::ops::ControlFlow;
 
@@ -31,6 +34,7 @@ use super::calendar::{CEIL_TO, FLOOR_TO};
 use super::collections::MAP_OF;
 use super::conversion::{CAST_COLLECTION, CAST_STRING};
 use super::json::IS_JSON;
+use super::json_agg::{JSON_ARRAYAGG, JSON_OBJECTAGG};
 use super::json_build::{JSON_ARRAY, JSON_OBJECT, RAW, TYPED};
 use super::json_clauses::rewrite_json_clauses;
 
@@ -76,19 +80,20 @@ fn significant(t: &TokenWithSpan) -> bool {
     !matches!(t.token, Token::Whitespace(_))
 }
 
-/// Drops the optional `KEY` before a `JSON_OBJECT` key (`KEY 'k' VALUE v`),
+/// Drops the optional `KEY` before a `JSON_OBJECT` or `JSON_OBJECTAGG` key (`KEY 'k' VALUE v`),
 /// which sqlparser does not know; a column named `key` (`key VALUE v`) stays.
 fn drop_object_keys(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    if !tokens.iter().any(|t| is_word(t, "JSON_OBJECT")) {
+    let objects = |t: &TokenWithSpan| is_word(t, "JSON_OBJECT") || is_word(t, "JSON_OBJECTAGG");
+    if !tokens.iter().any(objects) {
         return tokens;
     }
-    // For each open parenthesis: whether it opened a JSON_OBJECT call.
+    // For each open parenthesis: whether it opened a JSON_OBJECT(AGG) call.
     let mut opened: Vec<bool> = Vec::new();
     let mut previous: Option<usize> = None;
     let mut out = Vec::with_capacity(tokens.len());
     for (i, t) in tokens.iter().enumerate() {
         match &t.token {
-            Token::LParen => opened.push(previous.is_some_and(|p| is_word(&tokens[p], "JSON_OBJECT"))),
+            Token::LParen => opened.push(previous.is_some_and(|p| objects(&tokens[p]))),
             Token::RParen => {
                 opened.pop();
             }
@@ -231,6 +236,17 @@ fn rewrite(expr: &mut Expr) -> bool {
             *expr = call(CAST_STRING, vec![value]);
             true
         }
+        Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_named(name, "JSON_OBJECTAGG") || is_named(name, "JSON_ARRAYAGG") => {
+            let object = is_named(name, "JSON_OBJECTAGG");
+            // One key and value, or one value; Flink 2.3 ignores JSON_ARRAYAGG's ORDER BY.
+            if list.args.len() != 1 || list.duplicate_treatment.is_some() {
+                return false;
+            }
+            let Some(Expr::Function(mut call)) = json_constructor(object, list) else { return false };
+            call.name = ObjectName::from(vec![Ident::new(if object { JSON_OBJECTAGG } else { JSON_ARRAYAGG })]);
+            *expr = Expr::Function(call);
+            true
+        }
         Expr::Function(Function { name, args: FunctionArguments::List(list), .. }) if is_named(name, "JSON_OBJECT") || is_named(name, "JSON_ARRAY") => {
             let object = is_named(name, "JSON_OBJECT");
             let Some(call) = json_constructor(object, list) else { return false };
@@ -354,6 +370,11 @@ mod tests {
             "__eddy_json_object('ABSENT', 'tr', 'a', x, key, __eddy_json_array('NULL', 'tt', 1, y))"
         );
         assert_eq!(rewrite_expression_sql("JSON_OBJECT()"), "__eddy_json_object('NULL', '')");
+        assert_eq!(
+            rewrite_expression_sql("JSON_OBJECTAGG(KEY k VALUE JSON_ARRAY(v) ABSENT ON NULL)"),
+            "__eddy_json_objectagg('ABSENT', 'r', k, __eddy_json_array('ABSENT', 't', v))"
+        );
+        assert_eq!(rewrite_expression_sql("JSON_ARRAYAGG(v ORDER BY v NULL ON NULL)"), "__eddy_json_arrayagg('NULL', 't', v)");
         assert_eq!(rewrite_expression_sql("CAST(ts AS STRING) || TRY_CAST(b AS VARCHAR)"), "__eddy_cast_string(ts) || __eddy_cast_string(b)");
         assert_eq!(rewrite_expression_sql("CAST(x AS VARCHAR(3))"), "CAST(x AS VARCHAR(3))", "a bounded length stays DataFusion's");
     }

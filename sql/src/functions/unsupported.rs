@@ -40,7 +40,6 @@ const FLINK_FUNCTIONS: &[&str] = &[
     "log10",
     "log2",
     "mod",
-    "percentile",
     "pi",
     "power",
     "radians",
@@ -147,10 +146,8 @@ const FLINK_FUNCTIONS: &[&str] = &[
     "sha512",
     // JSON
     "json_array",
-    "json_arrayagg",
     "json_exists",
     "json_object",
-    "json_objectagg",
     "json_query",
     "json_quote",
     "json_string",
@@ -187,7 +184,6 @@ const FLINK_FUNCTIONS: &[&str] = &[
     // aggregates
     "array_agg",
     "avg",
-    "collect",
     "count",
     "cume_dist",
     "dense_rank",

@@ -659,6 +659,16 @@ impl Compiler<'_> {
                 .unsupported("a window over a changelog (a materialized view's updates) is not supported")
                 .with_hint("GROUP BY without a window over the view"));
         }
+        if retracting {
+            // The changelog's aggregate recomputes a group from the multiset of its rows,
+            // which keeps no arrival order.
+            if let Some(name) = aggregates.iter().map(|a| a.fun().name()).find(|n| ARRIVAL_ORDERED.contains(n)) {
+                let name = if name == crate::functions::JSON_ARRAYAGG { "JSON_ARRAYAGG".to_string() } else { name.to_uppercase() };
+                return Err(self
+                    .unsupported(format!("{name} over a changelog (a materialized view's updates) is not supported: its result depends on the order rows arrived in, which rows taken back do not keep"))
+                    .with_hint("aggregate the view with an aggregate that does not depend on arrival order, or aggregate its source instead"));
+            }
+        }
         if input.is_updating() && !retracting {
             return Err(self
                 .unsupported("aggregating the output of a GROUP BY without a window over an unbounded source is not supported yet (its rows are updates)")
@@ -694,6 +704,9 @@ impl Compiler<'_> {
         Ok((StreamNode::WindowAggregate(node), out_lineage))
     }
 }
+
+/// Aggregates whose result depends on the order their rows arrived in.
+const ARRIVAL_ORDERED: &[&str] = &["listagg", "array_agg", "first_value", "last_value", crate::functions::JSON_ARRAYAGG];
 
 /// Why a join without equal keys cannot run.
 const NO_EQUALITY: &str = "a join without an equality between the two sides (a cross or theta join) is not supported: every row would have to meet every other";
