@@ -135,8 +135,11 @@ async fn source_reads_every_partition_with_metadata_and_sets_bad_records_aside()
     assert!(bad[0].error.contains("id") || bad[0].error.contains("x"), "{}", bad[0].error);
 }
 
-/// Each row's map as (key, value) pairs in order, values as lossy UTF-8.
-fn map_rows(column: &dyn Array) -> Vec<Option<Vec<(String, Option<String>)>>> {
+/// A map's entries: (key, value) pairs in order, values as lossy UTF-8.
+type Entries = Vec<(String, Option<String>)>;
+
+/// Each row's map (None for a NULL map).
+fn map_rows(column: &dyn Array) -> Vec<Option<Entries>> {
     let map = column.as_map();
     (0..map.len())
         .map(|row| {
