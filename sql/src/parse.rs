@@ -858,7 +858,7 @@ impl Cursor {
                 let at = location_of(&parser.peek_token());
                 return Err(crate::limits::nesting_error(if at.line == 0 { here } else { at }));
             }
-            Err(e) => return Err(parser_error(e, end)),
+            Err(e) => return Err(collection_cast_hint(parser_error(e, end), &self.tokens[self.index..])),
         };
         // Bounds every later walk of the tree; the planner checks again with the views it reads.
         crate::limits::check_query(&query, &|_| None, here)?;
@@ -905,6 +905,20 @@ fn check_primary_key(table: &TableDef, location: Location) -> Result<()> {
         return Err(SqlError::syntax(location, format!("CREATE TABLE {}: PRIMARY KEY names column `{key}`, {what}", table.name)).with_hint(hint()));
     }
     Ok(())
+}
+
+/// Says what is missing when sqlparser stops at the `<` of `MAP<` or `ROW<`
+/// (`CAST(x AS MAP<STRING, INT>)`): those types are read in CREATE TABLE only.
+fn collection_cast_hint(error: SqlError, tokens: &[TokenWithSpan]) -> SqlError {
+    let at = error.location();
+    let Some(i) = tokens.iter().position(|t| t.token == Token::Lt && location_of(t) == at) else { return error };
+    let before = tokens[..i].iter().rev().find(|t| !matches!(t.token, Token::Whitespace(_)));
+    match before.map(|t| &t.token) {
+        Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("MAP") || w.value.eq_ignore_ascii_case("ROW") => error.with_hint(
+            "CAST to MAP<...> or ROW<...> is not supported yet (MAP and ROW types are read in CREATE TABLE; CAST to ARRAY<...> and to STRING are supported)",
+        ),
+        _ => error,
+    }
 }
 
 /// Turns a sqlparser error ("... at Line: 3, Column: 14") into one with a location.
