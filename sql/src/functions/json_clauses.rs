@@ -52,51 +52,25 @@ impl Function {
     }
 
     /// Whether `behaviour` may follow in an `ON EMPTY` or `ON ERROR` clause of this function.
-    fn allows(self, behaviour: &Behaviour) -> bool {
+    fn allows(self, behaviour: OnError) -> bool {
+        use OnError::*;
         match self {
-            Function::Value => matches!(behaviour, Behaviour::Null | Behaviour::Error | Behaviour::Default(_)),
-            Function::Query => matches!(behaviour, Behaviour::Null | Behaviour::Error | Behaviour::EmptyArray | Behaviour::EmptyObject),
-            Function::Exists => matches!(behaviour, Behaviour::True | Behaviour::False | Behaviour::Unknown | Behaviour::Error),
-        }
-    }
-}
-
-/// What an `ON EMPTY` / `ON ERROR` clause says to return.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Behaviour {
-    Null,
-    Error,
-    /// `DEFAULT expr`: the expression's tokens.
-    Default(Vec<TokenWithSpan>),
-    EmptyArray,
-    EmptyObject,
-    True,
-    False,
-    Unknown,
-}
-
-impl Behaviour {
-    fn name(&self) -> &'static str {
-        match self {
-            Behaviour::Null => "NULL",
-            Behaviour::Error => "ERROR",
-            Behaviour::Default(_) => "DEFAULT",
-            Behaviour::EmptyArray => "EMPTY ARRAY",
-            Behaviour::EmptyObject => "EMPTY OBJECT",
-            Behaviour::True => "TRUE",
-            Behaviour::False => "FALSE",
-            Behaviour::Unknown => "UNKNOWN",
+            Function::Value => matches!(behaviour, Null | Fail | Default),
+            Function::Query => matches!(behaviour, Null | Fail | EmptyArray | EmptyObject),
+            Function::Exists => matches!(behaviour, True | False | Unknown | Fail),
         }
     }
 }
 
 /// The clauses of one call, as written.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct Clauses {
     /// The type after RETURNING, upper case without spaces (`VARCHAR(2)`, `ARRAY<STRING>`).
     returning: Option<String>,
     wrapper: Option<Wrapper>,
-    on_error: Option<Behaviour>,
+    on_error: Option<OnError>,
+    /// The expression of `DEFAULT expr ON ERROR`, when that is the behaviour.
+    default: Vec<TokenWithSpan>,
 }
 
 /// `JSON_QUERY`'s wrapper clause: whether the selected value is put in an array.
@@ -142,19 +116,25 @@ pub(super) enum OnError {
 }
 
 impl OnError {
-    /// The behaviour named by a constant argument of the internal function.
+    /// Each behaviour with its SQL words, which are also its constant argument.
+    const NAMES: [(OnError, &'static str); 8] = [
+        (OnError::Null, "NULL"),
+        (OnError::Fail, "ERROR"),
+        (OnError::Default, "DEFAULT"),
+        (OnError::EmptyArray, "EMPTY ARRAY"),
+        (OnError::EmptyObject, "EMPTY OBJECT"),
+        (OnError::True, "TRUE"),
+        (OnError::False, "FALSE"),
+        (OnError::Unknown, "UNKNOWN"),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(b, _)| *b == self).map_or("NULL", |(_, name)| name)
+    }
+
+    /// The behaviour named by a constant argument of the internal function (or by its SQL words).
     pub(super) fn named(name: &str) -> Option<OnError> {
-        Some(match name {
-            "NULL" => OnError::Null,
-            "ERROR" => OnError::Fail,
-            "DEFAULT" => OnError::Default,
-            "EMPTY ARRAY" => OnError::EmptyArray,
-            "EMPTY OBJECT" => OnError::EmptyObject,
-            "TRUE" => OnError::True,
-            "FALSE" => OnError::False,
-            "UNKNOWN" => OnError::Unknown,
-            _ => return None,
-        })
+        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(b, _)| *b)
     }
 }
 
@@ -219,8 +199,8 @@ fn rewrite_call(tokens: &[TokenWithSpan], start: usize) -> Option<Vec<TokenWithS
     out.push(token(Token::make_word(function.internal_name(), None)));
     out.extend_from_slice(&tokens[start + 1..at]);
     let on_error = clauses.on_error.unwrap_or(match function {
-        Function::Exists => Behaviour::False,
-        _ => Behaviour::Null,
+        Function::Exists => OnError::False,
+        _ => OnError::Null,
     });
     match function {
         Function::Value => {
@@ -228,7 +208,7 @@ fn rewrite_call(tokens: &[TokenWithSpan], start: usize) -> Option<Vec<TokenWithS
             out.extend(text(on_error.name()));
             out.push(token(Token::Comma));
             match on_error {
-                Behaviour::Default(expr) => out.extend(expr),
+                OnError::Default => out.extend(clauses.default),
                 _ => out.push(token(Token::make_keyword("NULL"))),
             }
         }
@@ -317,8 +297,9 @@ fn read_each_clause(function: Function, tokens: &[TokenWithSpan], read: &mut usi
             clauses.wrapper = Some(wrapper);
             i += 1;
         } else {
+            let mut default = Vec::new();
             let (behaviour, next) = if is(i, "EMPTY") && (is(i + 1, "ARRAY") || is(i + 1, "OBJECT")) {
-                (if is(i + 1, "ARRAY") { Behaviour::EmptyArray } else { Behaviour::EmptyObject }, i + 2)
+                (if is(i + 1, "ARRAY") { OnError::EmptyArray } else { OnError::EmptyObject }, i + 2)
             } else if is(i, "DEFAULT") {
                 // The expression runs to `ON EMPTY` or `ON ERROR` outside its own parentheses.
                 let mut end = i + 1;
@@ -334,19 +315,14 @@ fn read_each_clause(function: Function, tokens: &[TokenWithSpan], read: &mut usi
                 if end == i + 1 {
                     return None;
                 }
-                (Behaviour::Default(significant[i + 1..end].iter().map(|t| (*t).clone()).collect()), end)
+                default = significant[i + 1..end].iter().map(|t| (*t).clone()).collect();
+                (OnError::Default, end)
             } else {
-                let behaviour = ["NULL", "ERROR", "TRUE", "FALSE", "UNKNOWN"].into_iter().find(|w| is(i, w))?;
-                let behaviour = match behaviour {
-                    "NULL" => Behaviour::Null,
-                    "ERROR" => Behaviour::Error,
-                    "TRUE" => Behaviour::True,
-                    "FALSE" => Behaviour::False,
-                    _ => Behaviour::Unknown,
-                };
+                // A one-word behaviour (DEFAULT and the two-word ones are read above).
+                let behaviour = word(significant[i]).and_then(|w| OnError::named(&w.to_ascii_uppercase()))?;
                 (behaviour, i + 1)
             };
-            if !is(next, "ON") || !function.allows(&behaviour) {
+            if !is(next, "ON") || !function.allows(behaviour) {
                 return None;
             }
             if is(next + 1, "ERROR") {
@@ -354,6 +330,7 @@ fn read_each_clause(function: Function, tokens: &[TokenWithSpan], read: &mut usi
                     return None;
                 }
                 clauses.on_error = Some(behaviour);
+                clauses.default = default;
             } else if !is(next + 1, "EMPTY") || function == Function::Exists {
                 return None;
             }
