@@ -82,6 +82,12 @@ enum Command {
         /// The password (the token) is sent in cleartext: off loopback, put TLS in front.
         #[arg(long)]
         pg: Option<String>,
+        /// Also serve Arrow Flight SQL on this address (e.g. 127.0.0.1:32010; port 0
+        /// picks a free port), for ADBC, pyarrow and JDBC's Flight SQL driver: results
+        /// as Arrow batches. Off unless set. With --token, clients send it as
+        /// `authorization: Bearer TOKEN` or as the password of a login. See docs/FLIGHT.md.
+        #[arg(long)]
+        flight: Option<String>,
     },
     /// A psql-like client for `eddy server`.
     ///
@@ -222,8 +228,8 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token, http, pg } => {
-            serve(&listen, &data_dir, checkpoints.as_deref(), token, pg.as_deref(), http.as_deref()).await
+        Command::Server { listen, data_dir, checkpoints, token, http, pg, flight } => {
+            serve(&listen, &data_dir, checkpoints.as_deref(), token, Faces { pg: pg.as_deref(), flight: flight.as_deref(), http: http.as_deref() }).await
         }
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo { duration, out, rate, parallelism, show_sql } => {
@@ -262,18 +268,26 @@ async fn serve_run_metrics(address: &str, metrics: Arc<PipelineGroup>) -> Result
     Ok(())
 }
 
-async fn serve(
-    listen: &str,
-    data_dir: &std::path::Path,
-    checkpoints: Option<&str>,
-    token: Option<String>,
-    pg: Option<&str>,
-    http: Option<&str>,
-) -> Result<(), EddyError> {
+/// The addresses of the server's faces beside gRPC, each off unless set.
+struct Faces<'a> {
+    /// `--pg`: the Postgres wire protocol.
+    pg: Option<&'a str>,
+    /// `--flight`: Arrow Flight SQL.
+    flight: Option<&'a str>,
+    /// `--http`: the web console and /metrics.
+    http: Option<&'a str>,
+}
+
+async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, faces: Faces<'_>) -> Result<(), EddyError> {
+    let Faces { pg, flight, http } = faces;
     let address = eddy::server::service::parse_listen(listen)?;
     let listener = bind(address).await?;
     let pg_listener = match pg {
         Some(pg) => Some(bind(eddy::server::pg::parse_address(pg)?).await?),
+        None => None,
+    };
+    let flight_listener = match flight {
+        Some(flight) => Some(bind(eddy::server::flight::parse_address(flight)?).await?),
         None => None,
     };
     let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;
@@ -292,8 +306,12 @@ async fn serve(
         Some(l) => format!(", postgres on {}", l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?),
         None => String::new(),
     };
+    let flight_bound = match &flight_listener {
+        Some(l) => format!(", flight on {}", l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?),
+        None => String::new(),
+    };
     println!(
-        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{pg_bound}{}{metrics_at})",
+        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{pg_bound}{flight_bound}{}{metrics_at})",
         data_dir.display(),
         server.pipelines().len(),
         if token.is_some() { ", token required" } else { "" }
@@ -304,6 +322,18 @@ async fn serve(
             let _ = closing.wait_for(|c| *c).await;
         };
         tokio::spawn(eddy::server::pg::serve(std::sync::Arc::clone(&server), pg_listener, token.clone(), stopped));
+    }
+    if let Some(flight_listener) = flight_listener {
+        let mut closing = server.closing();
+        let stopped = async move {
+            let _ = closing.wait_for(|c| *c).await;
+        };
+        let flight = eddy::server::flight::serve(std::sync::Arc::clone(&server), flight_listener, token.clone(), stopped);
+        tokio::spawn(async move {
+            if let Err(e) = flight.await {
+                eprintln!("eddy server: {e}");
+            }
+        });
     }
     let closing = std::sync::Arc::clone(&server);
     let shutdown = async move {

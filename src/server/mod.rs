@@ -6,6 +6,7 @@
 
 pub mod analyze;
 pub mod catalog;
+pub mod flight;
 pub mod history;
 pub mod lock;
 pub mod pg;

@@ -232,7 +232,7 @@ pub async fn serve(
             return Ok(request);
         };
         match request.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
-            Some(given) if given == expected => Ok(request),
+            Some(given) if same_token(expected, given) => Ok(request),
             Some(_) => Err(Status::unauthenticated("wrong token")),
             None => Err(Status::unauthenticated("this server needs a token: pass --token (authorization: Bearer <token>)")),
         }
@@ -247,6 +247,14 @@ pub async fn serve(
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
         .map_err(|e| EddyError::Io { context: "the gRPC server stopped".into(), source: std::io::Error::other(e) })
+}
+
+/// Whether `presented` is the `expected` token (or header), compared in time that
+/// does not depend on where the first difference is, so a caller cannot find the
+/// token one character at a time. Every face of the server checks tokens with it.
+pub fn same_token(expected: &str, presented: &str) -> bool {
+    let (expected, presented) = (expected.as_bytes(), presented.as_bytes());
+    expected.len() == presented.len() && expected.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// The address `--listen` names, with a clear error.

@@ -81,10 +81,7 @@ impl AuthSource for TokenSource {
     }
 
     async fn verify_password(&self, login: &LoginInfo, presented: &[u8]) -> PgWireResult<Option<()>> {
-        // Compared in time that does not depend on where the first difference is.
-        let expected = self.token.as_bytes();
-        let same = expected.len() == presented.len() && expected.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same {
+        if std::str::from_utf8(presented).is_ok_and(|presented| crate::server::service::same_token(&self.token, presented)) {
             Ok(None)
         } else {
             Err(PgWireError::InvalidPassword(login.user().unwrap_or_default().to_owned()))
