@@ -152,7 +152,7 @@ for row in sample.to_pylist():
     let grpc = server.ok_csv(
         "SELECT COUNT(*), MIN(id), MAX(id), COUNT(DISTINCT id), SUM(id), SUM(big), SUM(CAST(i4 AS BIGINT)), COUNT(*) - COUNT(i4),
                 SUM(f8), SUM(num), SUM(CASE WHEN b THEN 1 ELSE 0 END), SUM(CHAR_LENGTH(s)), COUNT(*) - COUNT(s), MIN(s), MAX(s),
-                SUM(OCTET_LENGTH(raw)),
+                SUM(OCTET_LENGTH(CAST(raw AS VARCHAR))),
                 MIN(arrow_cast(d, 'Int32')), MAX(arrow_cast(d, 'Int32')), SUM(arrow_cast(arrow_cast(d, 'Int32'), 'Int64')),
                 MIN(arrow_cast(ts, 'Int64')), MAX(arrow_cast(ts, 'Int64')), SUM(arrow_cast(ts, 'Int64'))
          FROM wide",

@@ -72,7 +72,12 @@ fn presented_token(header: &str) -> Option<String> {
         return Some(credential.trim().to_string());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(credential.trim()).ok()?;
+        // Go's Flight client (under ADBC) leaves out the padding; others send it.
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let decoded = engine.decode(credential.trim()).ok()?;
         let login = String::from_utf8(decoded).ok()?;
         let (_user, password) = login.split_once(':')?;
         return Some(password.to_string());
@@ -96,6 +101,8 @@ mod tests {
         assert!(access.check(with_header("Bearer s3cret")).is_ok());
         let basic = base64::engine::general_purpose::STANDARD.encode("anyone:s3cret");
         assert!(access.check(with_header(&format!("Basic {basic}"))).is_ok());
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("anyone:s3cret");
+        assert!(access.check(with_header(&format!("Basic {unpadded}"))).is_ok());
         let wrong = base64::engine::general_purpose::STANDARD.encode("anyone:guess");
         assert_eq!(access.check(with_header(&format!("Basic {wrong}"))).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert_eq!(access.check(with_header("Bearer s3cre")).unwrap_err().code(), tonic::Code::Unauthenticated);

@@ -273,6 +273,11 @@ impl FlightSqlService for FlightSql {
         if query.query.len() > eddy_proto::MAX_STATEMENT_BYTES {
             return Err(Status::invalid_argument(eddy_proto::statement_too_large(query.query.len())));
         }
+        // A text of several statements cannot be prepared, but it can run: ADBC
+        // drivers take `Unimplemented` as the cue to execute it unprepared.
+        if eddy_sql::parse_script(&query.query).is_ok_and(|statements| statements.len() > 1) {
+            return Err(Status::unimplemented("a prepared statement holds one statement: run a text of several statements unprepared (CommandStatementQuery)"));
+        }
         let prepared = Prepared::describe(&self.server, &query.query).await.map_err(|e| status_of(&e))?;
         let dataset_schema = match &prepared.columns {
             Some(columns) => schema_bytes(columns)?,
