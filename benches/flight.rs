@@ -8,8 +8,9 @@
 //! from `GetFlightInfo` (which starts the statement) to the last batch decoded;
 //! GB/s counts the Arrow IPC bodies received (the batches' buffers), rows/s the rows.
 //!
-//! On the project's 2-core machine (Dec 2026, other builds running), see
-//! docs/FLIGHT.md for the figures.
+//! On the project's 2-core machine (Dec 2026, other builds running), dev
+//! profile: view built in 7.51 s; a read in 0.29 s (median of 5) = 1.11 GB/s,
+//! 34.8 M rows/s (0.32 GB of Arrow bodies). docs/FLIGHT.md has the line it printed.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
