@@ -3,15 +3,16 @@
 //! (`cargo bench` passes `--bench`; run the binary without it for a quick read
 //! of 100,000 rows).
 //!
-//! `cargo bench --profile dev --bench flight` (add `-- --rows N --reads N`, and
-//! `--default-windows` for tonic's fixed 64 KiB HTTP/2 windows on the client).
+//! `cargo bench --profile dev --bench flight` (add `-- --rows N --reads N`).
 //! The server runs in this process on a loopback port. A read's wall time runs
 //! from `GetFlightInfo` (which starts the statement) to the last batch decoded;
 //! GB/s counts the Arrow IPC bodies received (the batches' buffers), rows/s the rows.
 //!
-//! On the project's 2-core machine (Dec 2026, other builds running), dev
-//! profile: view built in 7.51 s; a read in 0.29 s (median of 5) = 1.11 GB/s,
-//! 34.8 M rows/s (0.32 GB of Arrow bodies). docs/FLIGHT.md has the line it printed.
+//! On the project's 2-core machine (Dec 2026), dev profile: a read takes about
+//! 0.5 CPU-seconds (server and client together) for 0.32 GB of Arrow bodies, so
+//! its wall time depends on whether both cores are free: 0.29 s (1.1 GB/s, 34 M
+//! rows/s) when they were, 0.4-0.7 s (0.45-0.8 GB/s) while other builds ran.
+//! docs/FLIGHT.md has the lines it printed.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -38,13 +39,9 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(eddy::server::flight::serve(Arc::clone(&server), listener, None, std::future::pending()));
-        // HTTP/2 flow control: tonic's client starts with 64 KiB windows, so a
-        // bulk read waits for window updates; Go's gRPC (under ADBC) sizes its
-        // windows from the measured bandwidth-delay product, as `http2_adaptive_window` does.
-        let mut endpoint = tonic::transport::Endpoint::new(format!("http://{address}")).unwrap().tcp_nodelay(true);
-        if !args.iter().any(|a| a == "--default-windows") {
-            endpoint = endpoint.http2_adaptive_window(true);
-        }
+        // tonic's default HTTP/2 windows: `http2_adaptive_window(true)` measured no
+        // better on loopback (0.59-0.84 GB/s against 0.63-1.09, alternating runs on the busy 2-core machine).
+        let endpoint = tonic::transport::Endpoint::new(format!("http://{address}")).unwrap().tcp_nodelay(true);
         let channel = endpoint.connect().await.unwrap();
         let mut client = FlightSqlServiceClient::new(channel);
 
