@@ -340,3 +340,51 @@ print("rows", cur.fetchall())
     // And gRPC still answers too.
     assert!(server.ok("SELECT 1").contains('1'));
 }
+
+/// Without prepared statements: ADBC's `ExecuteUpdate` (`CommandStatementUpdate`)
+/// runs DDL and answers 0 rows changed, and plain pyarrow (its Flight client
+/// with a hand-built `CommandStatementQuery`, as docs/FLIGHT.md shows) reads a
+/// view as gRPC does.
+#[test]
+fn unprepared_updates_and_queries_run_through_the_dispatcher() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, uri) = flight_server(data.path(), &[]);
+    server.ok(&bids_table());
+    let update = r#"
+conn = connect()
+cur = conn.cursor()
+stmt = cur.adbc_statement
+stmt.set_sql_query(sys.argv[2])
+print("changed", stmt.execute_update())
+"#;
+    let stdout = python_ok(&uri, update, &["CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction"]);
+    assert_eq!(stdout.trim(), "changed 0");
+    wait_finished(&server, 1);
+    let (ok, _, stderr) = run_python(&uri, update, &["CREATE VIEW broken AS SELEC 1"]);
+    assert!(!ok && stderr.contains("SELEC"), "{stderr}");
+
+    let query = r#"
+import pyarrow.flight as flight
+def command_statement_query(sql):
+    def field(number, payload):
+        out = b""
+        for value in ((number << 3) | 2, len(payload)):
+            while True:
+                byte, value = value & 0x7F, value >> 7
+                out += bytes([byte | (0x80 if value else 0)])
+                if not value:
+                    break
+        return out + payload
+    return field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, field(1, sql.encode()))
+client = flight.FlightClient(uri)
+info = client.get_flight_info(flight.FlightDescriptor.for_command(command_statement_query(sys.argv[2])))
+print(info.schema.to_string(show_schema_metadata=False).replace("\n", " "))
+for row in client.do_get(info.endpoints[0].ticket).read_all().to_pylist():
+    print(",".join(str(v) for v in row.values()))
+"#;
+    let sql = "SELECT auction, n FROM counts ORDER BY auction";
+    let stdout = python_ok(&uri, query, &[sql]);
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().starts_with("auction: int64 n: int64"), "{stdout}");
+    assert_eq!(lines.map(str::to_string).collect::<Vec<_>>(), csv_rows(&server.ok_csv(sql)));
+}
