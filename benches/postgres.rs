@@ -33,7 +33,7 @@ fn main() {
         let server = eddy::server::Server::open(data.path()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(eddy::server::pg::serve(Arc::clone(&server), listener, None, std::future::pending()));
+        tokio::spawn(eddy::server::pg::Service::new(Arc::clone(&server), None, None).expect("the postgres service").serve(listener, std::future::pending()));
         let (client, connection) =
             tokio_postgres::connect(&format!("host={} port={} user=eddy dbname=eddy", address.ip(), address.port()), tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);

@@ -79,9 +79,17 @@ enum Command {
         http: Option<String>,
         /// Also serve the Postgres wire protocol on this address (e.g. 127.0.0.1:5432;
         /// port 0 picks a free port), for psql, Postgres drivers and tools. Off unless set.
-        /// The password (the token) is sent in cleartext: off loopback, put TLS in front.
+        /// With --token, the token is the password, checked with SCRAM-SHA-256 (it is
+        /// never sent). See docs/POSTGRES.md.
         #[arg(long)]
         pg: Option<String>,
+        /// TLS for --pg: this PEM certificate chain (with --pg-tls-key). Clients asking
+        /// for TLS (sslmode=require) get it, and SCRAM offers channel binding.
+        #[arg(long, value_name = "PEM", requires_all = ["pg", "pg_tls_key"])]
+        pg_tls_cert: Option<PathBuf>,
+        /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --pg-tls-cert.
+        #[arg(long, value_name = "PEM", requires = "pg_tls_cert")]
+        pg_tls_key: Option<PathBuf>,
     },
     /// A psql-like client for `eddy server`.
     ///
@@ -222,8 +230,12 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token, http, pg } => {
-            serve(&listen, &data_dir, checkpoints.as_deref(), token, pg.as_deref(), http.as_deref()).await
+        Command::Server { listen, data_dir, checkpoints, token, http, pg, pg_tls_cert, pg_tls_key } => {
+            let pg_tls = match (&pg_tls_cert, &pg_tls_key) {
+                (Some(cert), Some(key)) => Some(eddy::server::pg::tls::Tls::load(cert, key)?),
+                _ => None,
+            };
+            serve(&listen, &data_dir, checkpoints.as_deref(), token, pg.as_deref(), pg_tls, http.as_deref()).await
         }
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo { duration, out, rate, parallelism, show_sql } => {
@@ -268,6 +280,7 @@ async fn serve(
     checkpoints: Option<&str>,
     token: Option<String>,
     pg: Option<&str>,
+    pg_tls: Option<eddy::server::pg::tls::Tls>,
     http: Option<&str>,
 ) -> Result<(), EddyError> {
     let address = eddy::server::service::parse_listen(listen)?;
@@ -289,8 +302,16 @@ async fn serve(
         eddy::http::spawn(http, eddy::http::Routes::console(Arc::clone(&server), token.as_deref()));
     }
     let pg_bound = match &pg_listener {
-        Some(l) => format!(", postgres on {}", l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?),
+        Some(l) => format!(
+            ", postgres on {}{}",
+            l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?,
+            if pg_tls.is_some() { " with TLS" } else { "" }
+        ),
         None => String::new(),
+    };
+    let pg_service = match pg_listener {
+        Some(listener) => Some((eddy::server::pg::Service::new(Arc::clone(&server), token.clone(), pg_tls)?, listener)),
+        None => None,
     };
     println!(
         "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{pg_bound}{}{metrics_at})",
@@ -298,12 +319,12 @@ async fn serve(
         server.pipelines().len(),
         if token.is_some() { ", token required" } else { "" }
     );
-    if let Some(pg_listener) = pg_listener {
+    if let Some((pg_service, pg_listener)) = pg_service {
         let mut closing = server.closing();
         let stopped = async move {
             let _ = closing.wait_for(|c| *c).await;
         };
-        tokio::spawn(eddy::server::pg::serve(std::sync::Arc::clone(&server), pg_listener, token.clone(), stopped));
+        tokio::spawn(pg_service.serve(pg_listener, stopped));
     }
     let closing = std::sync::Arc::clone(&server);
     let shutdown = async move {

@@ -37,7 +37,7 @@ fn pg_server(data: &Path, extra: &[&str]) -> (Server, String) {
         .banner
         .split("postgres on ")
         .nth(1)
-        .and_then(|rest| rest.split([',', ')']).next())
+        .and_then(|rest| rest.split([',', ')', ' ']).next())
         .unwrap_or_else(|| panic!("the server does not name its postgres address: {}", server.banner))
         .to_string();
     (server, address)
@@ -157,14 +157,97 @@ fn errors_carry_their_sqlstate_and_position_for_psqls_caret() {
 }
 
 #[test]
-fn with_a_token_the_password_must_be_the_token() {
+fn with_a_token_the_password_must_be_the_token_proven_with_scram() {
     let data = tempfile::tempdir().unwrap();
     let (_server, pg) = pg_server(data.path(), &["--token", "s3cret"]);
+    // The server asks for SCRAM-SHA-256, so the password never crosses the wire.
+    assert_eq!(authentication_request(&pg), (10, b"SCRAM-SHA-256\0\0".to_vec()));
     let (code, _, stderr) = psql(&pg, Some("wrong"), &["-c", "SELECT 1"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.to_lowercase().contains("password authentication failed for user \"eddy\""), "{stderr}");
+    assert!(stderr.to_lowercase().contains("password authentication failed"), "{stderr}");
     let (code, stdout, stderr) = psql(&pg, Some("s3cret"), &["-A", "-t", "-c", "SELECT 1 + 1"]);
     assert_eq!((code, stdout.as_str()), (0, "2\n"), "{stderr}");
+}
+
+/// What the server answers a startup message with: the authentication request's
+/// code (0 ok, 3 cleartext password, 10 SASL) and the rest of its body.
+fn authentication_request(address: &str) -> (i32, Vec<u8>) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(&startup_message()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header).unwrap();
+    assert_eq!(header[0], b'R', "an authentication request first, got {header:?}");
+    let length = i32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; length - 4];
+    stream.read_exact(&mut body).unwrap();
+    (i32::from_be_bytes(body[..4].try_into().unwrap()), body[4..].to_vec())
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key (PEM files in `dir`), made by openssl.
+fn self_signed_certificate(dir: &Path) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let output = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=eddy-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(output.status.success(), "openssl: {}", String::from_utf8_lossy(&output.stderr));
+    (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned())
+}
+
+/// psql with a libpq connection string to `address` plus `options` (user eddy,
+/// password `password`): (exit code, stdout, stderr).
+fn psql_with(address: &str, options: &str, password: &str, args: &[&str]) -> (i32, String, String) {
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let output = Command::new("psql")
+        .arg("-X")
+        .arg(format!("host={host} port={port} user=eddy dbname=eddy {options}"))
+        .args(args)
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql runs");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn with_tls_psql_verifies_the_certificate_and_binds_scram_to_the_channel() {
+    let data = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(data.path());
+    let (_server, pg) = pg_server(data.path(), &["--token", "s3cret", "--pg-tls-cert", &cert, "--pg-tls-key", &key]);
+    // verify-full: the certificate served is the one given, for this address;
+    // channel_binding=require: SCRAM-SHA-256-PLUS, tied to this TLS session.
+    let secure = format!("sslmode=verify-full sslrootcert={cert} channel_binding=require");
+    let (code, stdout, stderr) = psql_with(&pg, &secure, "s3cret", &["-c", "\\conninfo", "-A", "-t", "-c", "SELECT 20 + 22"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("SSL connection (protocol: TLSv1.3"), "{stdout}");
+    assert!(stdout.ends_with("42\n"), "{stdout}");
+    let (code, _, stderr) = psql_with(&pg, &secure, "wrong", &["-c", "SELECT 1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.to_lowercase().contains("password authentication failed for user \"eddy\""), "{stderr}");
+    // A client that does not ask for TLS still gets SCRAM, without channel
+    // binding (which libpq refuses to be offered on a plain connection).
+    let (code, stdout, stderr) = psql_with(&pg, "sslmode=disable", "s3cret", &["-A", "-t", "-c", "SELECT 1"]);
+    assert_eq!((code, stdout.as_str()), (0, "1\n"), "{stderr}");
+
+    // Without --pg-tls-cert, a client that requires TLS is told there is none.
+    let plain = tempfile::tempdir().unwrap();
+    let (_plain, pg) = pg_server(plain.path(), &["--token", "s3cret"]);
+    let (code, _, stderr) = psql_with(&pg, "sslmode=require", "s3cret", &["-c", "SELECT 1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("server does not support SSL"), "{stderr}");
+
+    // A key that is not a key stops the server at start, naming the option.
+    let output = common::eddy()
+        .args(["server", "--listen", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--pg-tls-cert", &cert, "--pg-tls-key", &cert, "--data-dir"])
+        .arg(plain.path().join("other"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("--pg-tls-key") && stderr.contains("not a PEM private key"), "{stderr}");
 }
 
 /// Waits until SHOW PIPELINES (over gRPC) does or does not list a query with `text`.
