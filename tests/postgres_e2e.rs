@@ -12,6 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use common::{bids_table, wait_finished, Server};
 
 /// The Python with psycopg 3, after psql and psycopg are installed.
@@ -32,7 +35,11 @@ fn pg_server(data: &Path, extra: &[&str]) -> (Server, String) {
     python();
     let mut args = vec!["--pg", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let server = Server::start(data, &args);
+    postgres_address(Server::start(data, &args))
+}
+
+/// The server, and the address of its Postgres listener from its first line.
+fn postgres_address(server: Server) -> (Server, String) {
     let address = server
         .banner
         .split("postgres on ")
@@ -367,6 +374,246 @@ fn garbage_and_truncated_messages_never_take_the_server_down() {
 
     // A real client is still served.
     assert_eq!(psql_ok(&pg, &["-A", "-t", "-c", "SELECT 40 + 2"]), "42\n");
+}
+
+/// A frontend message: its type byte, its length and its body.
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = vec![kind];
+    message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    message.extend_from_slice(body);
+    message
+}
+
+/// The fuzzer's generator: protocol messages, mostly well formed with random
+/// contents, then damaged at random (cut, bytes flipped, lengths overwritten).
+struct MessageFuzzer(StdRng);
+
+impl MessageFuzzer {
+    /// A C string: text (now and then not UTF-8, or without its NUL).
+    fn cstr(&mut self, out: &mut Vec<u8>, text: &str) {
+        match self.0.gen_range(0..20) {
+            0 => out.extend_from_slice(&[0xff, 0xfe, b'x']),
+            1 => return out.extend_from_slice(text.as_bytes()),
+            _ => out.extend_from_slice(text.as_bytes()),
+        }
+        out.push(0);
+    }
+
+    fn sql(&mut self) -> &'static str {
+        const STATEMENTS: [&str; 14] = [
+            "SELECT 1",
+            "SELECT * FROM v WHERE id = $1",
+            "SELECT * FROM v WHERE id = 3",
+            "SELECT n FROM v WHERE id = $1 AND n = $2",
+            "SHOW TABLES",
+            "EXPLAIN SELECT * FROM v",
+            "SELECT $1",
+            "SELEC * FROM",
+            "BEGIN",
+            "PREPARE p (int8) AS SELECT * FROM v WHERE id = $1",
+            "EXECUTE p(2)",
+            "DEALLOCATE p",
+            "SELECT * FROM pg_catalog.pg_class",
+            "",
+        ];
+        STATEMENTS[self.0.gen_range(0..STATEMENTS.len())]
+    }
+
+    fn name(&mut self) -> &'static str {
+        ["", "s1", "s2", "p"][self.0.gen_range(0..4)]
+    }
+
+    /// One message of a random kind.
+    fn message(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        let rng = &mut self.0;
+        match rng.gen_range(0..14) {
+            0 => {
+                let sql = self.sql();
+                self.cstr(&mut body, sql);
+                frame(b'Q', &body)
+            }
+            1 => {
+                let (name, sql) = (self.name(), self.sql());
+                self.cstr(&mut body, name);
+                self.cstr(&mut body, sql);
+                let types = self.0.gen_range(0..4i16);
+                body.extend_from_slice(&types.to_be_bytes());
+                for _ in 0..types {
+                    let oid: i32 = [0, 16, 20, 23, 25, 701, 1700, 1114, self.0.gen()][self.0.gen_range(0..9)];
+                    body.extend_from_slice(&oid.to_be_bytes());
+                }
+                frame(b'P', &body)
+            }
+            2 => {
+                let (portal, statement) = (self.name(), self.name());
+                self.cstr(&mut body, portal);
+                self.cstr(&mut body, statement);
+                let formats = self.0.gen_range(0..3i16);
+                body.extend_from_slice(&formats.to_be_bytes());
+                for _ in 0..formats {
+                    body.extend_from_slice(&[0i16, 1, 7][self.0.gen_range(0..3)].to_be_bytes());
+                }
+                let values = self.0.gen_range(0..4i16);
+                body.extend_from_slice(&values.to_be_bytes());
+                for _ in 0..values {
+                    let value: Vec<u8> = match self.0.gen_range(0..5) {
+                        0 => b"2".to_vec(),
+                        1 => 2i64.to_be_bytes().to_vec(),
+                        2 => b"'; DROP TABLE v; --".to_vec(),
+                        3 => (0..self.0.gen_range(0..9)).map(|_| self.0.gen()).collect(),
+                        _ => {
+                            body.extend_from_slice(&(-1i32).to_be_bytes());
+                            continue;
+                        }
+                    };
+                    body.extend_from_slice(&(value.len() as i32).to_be_bytes());
+                    body.extend_from_slice(&value);
+                }
+                let results = self.0.gen_range(0..3i16);
+                body.extend_from_slice(&results.to_be_bytes());
+                for _ in 0..results {
+                    body.extend_from_slice(&[0i16, 1, -3][self.0.gen_range(0..3)].to_be_bytes());
+                }
+                frame(b'B', &body)
+            }
+            3 | 4 => {
+                body.push([b'S', b'P', b'X'][rng.gen_range(0..3)]);
+                let name = self.name();
+                self.cstr(&mut body, name);
+                frame([b'D', b'C'][self.0.gen_range(0..2)], &body)
+            }
+            5 => {
+                let portal = self.name();
+                self.cstr(&mut body, portal);
+                body.extend_from_slice(&[0i32, 1, -1, i32::MAX][self.0.gen_range(0..4)].to_be_bytes());
+                frame(b'E', &body)
+            }
+            6 | 7 => frame(b'S', &[]),
+            8 => frame(b'H', &[]),
+            9 => frame([b'd', b'c', b'f', b'p'][rng.gen_range(0..4)], &(0..rng.gen_range(0..16)).map(|_| rng.gen()).collect::<Vec<u8>>()),
+            10 => frame(rng.gen(), &(0..rng.gen_range(0..32)).map(|_| rng.gen()).collect::<Vec<u8>>()),
+            11 => (0..rng.gen_range(1..64)).map(|_| rng.gen()).collect(),
+            _ => frame(b'X', &[]),
+        }
+    }
+
+    /// A connection's bytes after its startup: a few messages, maybe damaged.
+    fn session(&mut self) -> Vec<u8> {
+        let mut bytes: Vec<u8> = (0..self.0.gen_range(1..8)).flat_map(|_| self.message()).collect();
+        let rng = &mut self.0;
+        match rng.gen_range(0..6) {
+            0 if !bytes.is_empty() => bytes.truncate(rng.gen_range(0..bytes.len())),
+            1 => {
+                for _ in 0..rng.gen_range(1..4) {
+                    let at = rng.gen_range(0..bytes.len());
+                    bytes[at] = rng.gen();
+                }
+            }
+            2 if bytes.len() > 5 => {
+                let length: i32 = [-5, 0, 3, 1 << 20, i32::MAX, rng.gen()][rng.gen_range(0..6)];
+                bytes[1..5].copy_from_slice(&length.to_be_bytes());
+            }
+            _ => {}
+        }
+        bytes
+    }
+
+    /// The first bytes of a connection: a startup message, now and then a damaged one.
+    fn startup(&mut self) -> Vec<u8> {
+        let mut startup = startup_message();
+        let rng = &mut self.0;
+        match rng.gen_range(0..10) {
+            0 => startup[4..8].copy_from_slice(&rng.gen::<i32>().to_be_bytes()),
+            1 => startup.truncate(rng.gen_range(0..startup.len())),
+            2 => startup.extend((0..rng.gen_range(1..16)).map(|_| rng.gen::<u8>())),
+            3 => {
+                let at = rng.gen_range(8..startup.len());
+                startup[at] = rng.gen();
+            }
+            _ => {}
+        }
+        startup
+    }
+}
+
+/// Checks that `received` is whole backend messages: a type byte and a length
+/// that covers its body, to the end.
+fn assert_framed(received: &[u8], sent: &[u8]) {
+    let mut rest = received;
+    while !rest.is_empty() {
+        assert!(rest.len() >= 5, "a message cut short at the end of {received:?}\nafter sending {sent:?}");
+        let length = i32::from_be_bytes(rest[1..5].try_into().unwrap());
+        assert!(length >= 4 && rest.len() > length as usize, "a bad frame in {received:?}\nafter sending {sent:?}");
+        rest = &rest[1 + length as usize..];
+    }
+}
+
+/// Fuzzes the server's message handling in CI: a seeded generator sends 400
+/// connections' worth of well-formed, damaged and random protocol messages.
+/// Every connection must be answered with whole messages and then closed, and
+/// afterwards the server, and a connection opened before it all, still answer.
+#[test]
+fn fuzzed_protocol_messages_get_errors_and_never_take_the_server_down() {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("server.log");
+    let (server, pg) = postgres_address(Server::start_with_stderr(data.path(), &["--pg", "127.0.0.1:0"], std::fs::File::create(&log).unwrap()));
+    server.ok(
+        "CREATE TABLE g (id BIGINT, n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '50', 'fields.id.kind' = 'sequence', 'fields.n.max' = '3')",
+    );
+    server.ok("CREATE MATERIALIZED VIEW v AS SELECT id, n FROM g");
+    wait_finished(&server, 1);
+
+    // A connection that is open all along, started as a client does.
+    let mut bystander = TcpStream::connect(&pg).unwrap();
+    bystander.write_all(&startup_message()).unwrap();
+    bystander.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut ready = Vec::new();
+    while !ready.ends_with(&[b'Z', 0, 0, 0, 5, b'I']) {
+        let mut buffer = [0u8; 1024];
+        let n = bystander.read(&mut buffer).unwrap();
+        assert!(n > 0, "the bystander's startup was not answered: {ready:?}");
+        ready.extend_from_slice(&buffer[..n]);
+    }
+
+    // A Parse that announces three parameter types and ends before them: a
+    // protocol violation, answered as Postgres answers one.
+    let mut stream = TcpStream::connect(&pg).unwrap();
+    stream.write_all(&startup_message()).unwrap();
+    stream.write_all(&frame(b'P', b"\0SELECT 1\0\0\x03")).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let received = read_until_closed(&mut stream);
+    let error = received.iter().position(|&b| b == b'E').map(|at| String::from_utf8_lossy(&received[at..]).into_owned()).unwrap_or_default();
+    assert!(error.contains("08P01") && error.contains("ends early"), "no ErrorResponse for a cut Parse: {received:?}");
+
+    let mut fuzzer = MessageFuzzer(StdRng::seed_from_u64(0x0065_6464_792d_7067));
+    for case in 0..400 {
+        let mut sent = fuzzer.startup();
+        sent.extend(fuzzer.session());
+        let mut stream = TcpStream::connect(&pg).unwrap();
+        // The server may hang up at the first bad message, before all of them arrive.
+        let _ = stream.write_all(&sent);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let started = Instant::now();
+        let received = read_until_closed(&mut stream);
+        assert!(started.elapsed() < Duration::from_secs(9), "case {case}: the server kept a connection open after its client hung up\nsent {sent:?}");
+        assert_framed(&received, &sent);
+    }
+
+    assert!(server.process.0.id() > 0 && TcpStream::connect(&pg).is_ok(), "the server went away");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("panicked"), "a connection's task panicked:\n{logged}");
+    bystander.write_all(&frame(b'Q', b"SELECT 40 + 2\0")).unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(&[b'Z', 0, 0, 0, 5, b'I']) {
+        let mut buffer = [0u8; 1024];
+        let n = bystander.read(&mut buffer).unwrap();
+        assert!(n > 0, "the bystander's connection was closed");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    assert!(answer.windows(2).any(|w| w == b"42"), "the bystander's query was not answered: {answer:?}");
+    let row = psql_ok(&pg, &["-A", "-t", "-c", "SELECT * FROM v WHERE id = 3"]);
+    assert!(row.starts_with("3|") && row.lines().count() == 1, "{row}");
 }
 
 /// psycopg 3 reads a view with a column of every type; each value, as Python
