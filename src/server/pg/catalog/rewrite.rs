@@ -1,0 +1,136 @@
+//! Postgres syntax of tools' metadata queries that DataFusion does not read,
+//! rewritten into what it does, on the parsed statement:
+//! - casts to the oid alias types: `'pg_class'::regclass` is the table's oid,
+//!   `'int8'::regtype` the type's, `t.oid::regtype` its name (`format_type`),
+//!   `::oid` an integer, `::name` text;
+//! - `OPERATOR(pg_catalog.~)` is `~` (and so for every operator);
+//! - `COLLATE "C"` is dropped (names compare byte-wise anyway);
+//! - `pg_catalog.format_type(...)`: functions lose their schema.
+//!
+//! Grafana's search-path filter (a set-returning join DataFusion cannot plan)
+//! is replaced as a whole by the schemas it computes.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement,
+    Value, ValueWithSpan,
+};
+
+use super::tables::{relation_oid, type_oid};
+use crate::server::Relation;
+
+/// Grafana's filter on the schemas of `search_path` (`buildSchemaConstraint` in
+/// its `postgresMetaQuery.ts`), its whitespace collapsed: Eddy's search path
+/// names `"$user"`, a schema that does not exist, then `public`.
+const GRAFANA_SEARCH_PATH: &str = "SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM generate_series( \
+    array_lower(string_to_array(current_setting('search_path'),','),1), array_upper(string_to_array(current_setting('search_path'),','),1) ) as i, \
+    string_to_array(current_setting('search_path'),',') s";
+
+/// `sql` with the query fragments no rule can rewrite replaced as a whole.
+pub fn replace_fragments(sql: &str) -> String {
+    let collapse = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let pattern = collapse(GRAFANA_SEARCH_PATH);
+    let flat = collapse(sql);
+    if flat.contains(&pattern) {
+        return flat.replace(&pattern, "SELECT 'public'");
+    }
+    sql.to_string()
+}
+
+/// Rewrites `statement` in place into SQL DataFusion plans.
+pub fn rewrite(statement: &mut Statement, relations: &[Relation]) {
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(statement, |expr| {
+        rewrite_expr(expr, relations);
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn rewrite_expr(expr: &mut Expr, relations: &[Relation]) {
+    match expr {
+        Expr::Collate { expr: inner, .. } => {
+            let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+            *expr = inner;
+            rewrite_expr(expr, relations);
+        }
+        Expr::BinaryOp { op, .. } => {
+            if let BinaryOperator::PGCustomBinaryOperator(parts) = op {
+                if let Some(plain) = parts.last().and_then(|p| operator(p)) {
+                    *op = plain;
+                }
+            }
+        }
+        Expr::Function(Function { name, .. }) if name.0.len() > 1 => {
+            if let Some(last) = name.0.last().cloned() {
+                *name = ObjectName(vec![last]);
+            }
+        }
+        Expr::Cast { data_type, expr: inner, .. } => {
+            let Some(alias) = oid_alias(data_type) else { return };
+            let literal = match inner.as_ref() {
+                Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) => Some(s.clone()),
+                _ => None,
+            };
+            let number = |n: Option<i64>| Expr::value(n.map_or(Value::Null, |n| Value::Number(n.to_string(), false)));
+            *expr = match (alias.as_str(), literal) {
+                ("regclass", Some(name)) => number(relation_oid(relations, &name).map(i64::from)),
+                ("regtype", Some(name)) => number(type_oid(&name).map(i64::from)),
+                ("regproc" | "regprocedure", Some(name)) => Expr::value(Value::SingleQuotedString(name.strip_prefix("pg_catalog.").unwrap_or(&name).to_string())),
+                ("regtype", None) => call("format_type", vec![std::mem::replace(inner.as_mut(), Expr::value(Value::Null)), Expr::value(Value::Null)]),
+                ("regproc" | "regprocedure" | "name", _) => cast(std::mem::replace(inner.as_mut(), Expr::value(Value::Null)), DataType::Text),
+                _ => cast(std::mem::replace(inner.as_mut(), Expr::value(Value::Null)), DataType::Int(None)),
+            };
+        }
+        _ => {}
+    }
+}
+
+/// The oid alias type (`regclass`, `regtype`...), `oid` or `name` a cast is to.
+fn oid_alias(data_type: &DataType) -> Option<String> {
+    let name = match data_type {
+        DataType::Regclass => "regclass".to_string(),
+        DataType::Custom(name, _) => name.0.last()?.as_ident()?.value.to_ascii_lowercase(),
+        _ => return None,
+    };
+    matches!(name.as_str(), "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" | "regoper" | "oid" | "name").then_some(name)
+}
+
+/// The plain operator `OPERATOR(pg_catalog.op)` names.
+fn operator(symbol: &str) -> Option<BinaryOperator> {
+    Some(match symbol {
+        "~" => BinaryOperator::PGRegexMatch,
+        "~*" => BinaryOperator::PGRegexIMatch,
+        "!~" => BinaryOperator::PGRegexNotMatch,
+        "!~*" => BinaryOperator::PGRegexNotIMatch,
+        "~~" => BinaryOperator::PGLikeMatch,
+        "!~~" => BinaryOperator::PGNotLikeMatch,
+        "=" => BinaryOperator::Eq,
+        "<>" | "!=" => BinaryOperator::NotEq,
+        "<" => BinaryOperator::Lt,
+        "<=" => BinaryOperator::LtEq,
+        ">" => BinaryOperator::Gt,
+        ">=" => BinaryOperator::GtEq,
+        _ => return None,
+    })
+}
+
+fn cast(expr: Expr, data_type: DataType) -> Expr {
+    Expr::Cast { kind: CastKind::Cast, expr: Box::new(expr), data_type, array: false, format: None }
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
