@@ -91,7 +91,7 @@ fn reads_catalog(sql: &str) -> bool {
     words.iter().enumerate().any(|(i, word)| {
         word.starts_with("pg_")
             || word == "information_schema"
-            || (SESSION_FUNCTIONS.contains(&word.as_str()) && (words.get(i + 1).is_some_and(|w| w == "(") || word.ends_with("_user")))
+            || (SESSION_FUNCTIONS.contains(&word.as_str()) && (words.get(i + 1).is_some_and(|w| w == "(") || matches!(word.as_str(), "current_catalog" | "current_schema" | "current_user" | "session_user")))
     })
 }
 
@@ -159,6 +159,7 @@ mod tests {
         assert!(reads_catalog("SELECT version()"));
         assert!(reads_catalog("select current_schema()"));
         assert!(reads_catalog("SELECT current_user"));
+        assert!(reads_catalog("select current_catalog"));
         assert!(!reads_catalog("SELECT version FROM releases"));
         assert!(!reads_catalog("SELECT 'pg_type' FROM bids"));
         assert!(!reads_catalog("CREATE VIEW pg_like AS SELECT * FROM bids"));

@@ -56,6 +56,7 @@ pub fn all() -> Vec<ScalarUDF> {
         Pg::new("current_setting", Answer::CurrentSetting, DataType::Utf8),
         Pg::new("current_user", Answer::User, DataType::Utf8),
         Pg::new("session_user", Answer::User, DataType::Utf8),
+        Pg::new("current_role", Answer::User, DataType::Utf8),
         Pg::new("pg_get_userbyid", Answer::User, DataType::Utf8),
         Pg::new("format_type", Answer::FormatType, DataType::Utf8),
         Pg::new("to_regtype", Answer::ToRegtype, DataType::Int32),

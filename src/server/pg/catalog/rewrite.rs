@@ -13,7 +13,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement,
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem, SetExpr, Statement,
     Value, ValueWithSpan,
 };
 
@@ -38,16 +38,37 @@ pub fn replace_fragments(sql: &str) -> String {
     sql.to_string()
 }
 
+/// SQL's functions called without parentheses.
+const NILADIC: &[&str] = &["current_catalog", "current_schema", "current_user", "current_role", "session_user"];
+
 /// Rewrites `statement` in place into SQL DataFusion plans.
 pub fn rewrite(statement: &mut Statement, relations: &[Relation]) {
     let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(statement, |expr| {
         rewrite_expr(expr, relations);
         ControlFlow::<()>::Continue(())
     });
+    name_function_columns(statement);
+}
+
+/// Postgres names a result column that is a bare function call after the
+/// function (`version`), where DataFusion writes the call (`version()`).
+fn name_function_columns(statement: &mut Statement) {
+    let Statement::Query(query) = statement else { return };
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    for item in &mut select.projection {
+        let SelectItem::UnnamedExpr(Expr::Function(function)) = item else { continue };
+        let Some(name) = function.name.0.last().and_then(|part| part.as_ident()).cloned() else { continue };
+        let expr = Expr::Function(function.clone());
+        *item = SelectItem::ExprWithAlias { expr, alias: Ident::new(name.value.to_ascii_lowercase()) };
+    }
 }
 
 fn rewrite_expr(expr: &mut Expr, relations: &[Relation]) {
     match expr {
+        // SQL's functions written without parentheses (`SELECT current_catalog`).
+        Expr::Identifier(ident) if ident.quote_style.is_none() && NILADIC.contains(&ident.value.to_ascii_lowercase().as_str()) => {
+            *expr = call(&ident.value.to_ascii_lowercase(), Vec::new());
+        }
         Expr::Collate { expr: inner, .. } => {
             let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
             *expr = inner;
