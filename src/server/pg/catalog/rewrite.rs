@@ -8,12 +8,13 @@
 //! - `pg_catalog.format_type(...)`: functions lose their schema.
 //!
 //! Grafana's search-path filter (a set-returning join DataFusion cannot plan)
-//! is replaced as a whole by the schemas it computes.
+//! is replaced as a whole by the schemas it computes, and result columns are
+//! named as Postgres names them.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem, SetExpr, Statement,
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement,
     Value, ValueWithSpan,
 };
 
@@ -23,9 +24,9 @@ use crate::server::Relation;
 /// Grafana's filter on the schemas of `search_path` (`buildSchemaConstraint` in
 /// its `postgresMetaQuery.ts`), its whitespace collapsed: Eddy's search path
 /// names `"$user"`, a schema that does not exist, then `public`.
-const GRAFANA_SEARCH_PATH: &str = "SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM generate_series( \
+const GRAFANA_SEARCH_PATH: &str = "IN ( SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM generate_series( \
     array_lower(string_to_array(current_setting('search_path'),','),1), array_upper(string_to_array(current_setting('search_path'),','),1) ) as i, \
-    string_to_array(current_setting('search_path'),',') s";
+    string_to_array(current_setting('search_path'),',') s )";
 
 /// `sql` with the query fragments no rule can rewrite replaced as a whole.
 pub fn replace_fragments(sql: &str) -> String {
@@ -33,7 +34,7 @@ pub fn replace_fragments(sql: &str) -> String {
     let pattern = collapse(GRAFANA_SEARCH_PATH);
     let flat = collapse(sql);
     if flat.contains(&pattern) {
-        return flat.replace(&pattern, "SELECT 'public'");
+        return flat.replace(&pattern, "IN ('public')");
     }
     sql.to_string()
 }
@@ -47,20 +48,40 @@ pub fn rewrite(statement: &mut Statement, relations: &[Relation]) {
         rewrite_expr(expr, relations);
         ControlFlow::<()>::Continue(())
     });
-    name_function_columns(statement);
+    name_columns(statement);
 }
 
-/// Postgres names a result column that is a bare function call after the
-/// function (`version`), where DataFusion writes the call (`version()`).
-fn name_function_columns(statement: &mut Statement) {
+/// Names result columns as Postgres does where DataFusion would not: a bare
+/// function call after the function (`version`, not `version()`). A column
+/// also selected by its table's `*` (DBeaver's `SELECT n.oid, n.*`) is
+/// selected once: DataFusion refuses two columns of one name, and tools read
+/// such a column by its name.
+fn name_columns(statement: &mut Statement) {
     let Statement::Query(query) = statement else { return };
     let SetExpr::Select(select) = query.body.as_mut() else { return };
+    let starred: Vec<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => Some(name.to_string().to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
     for item in &mut select.projection {
-        let SelectItem::UnnamedExpr(Expr::Function(function)) = item else { continue };
-        let Some(name) = function.name.0.last().and_then(|part| part.as_ident()).cloned() else { continue };
-        let expr = Expr::Function(function.clone());
-        *item = SelectItem::ExprWithAlias { expr, alias: Ident::new(name.value.to_ascii_lowercase()) };
+        let SelectItem::UnnamedExpr(expr) = item else { continue };
+        let (expr, alias) = match &*expr {
+            Expr::Function(function) => match function.name.0.last().and_then(|part| part.as_ident()) {
+                Some(name) => (expr.clone(), name.value.to_ascii_lowercase()),
+                None => continue,
+            },
+            _ => continue,
+        };
+        *item = SelectItem::ExprWithAlias { expr, alias: Ident::new(alias) };
     }
+    select.projection.retain(|item| match item {
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => !(parts.len() == 2 && starred.contains(&parts[0].value.to_ascii_lowercase())),
+        _ => true,
+    });
 }
 
 fn rewrite_expr(expr: &mut Expr, relations: &[Relation]) {
@@ -154,4 +175,27 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
         over: None,
         within_group: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        rewrite(&mut statement, &[]);
+        statement.to_string()
+    }
+
+    #[test]
+    fn postgres_syntax_becomes_datafusions() {
+        assert_eq!(
+            rewritten("SELECT n.oid, n.*, pg_catalog.format_type(20, NULL) FROM pg_namespace n WHERE d.classoid = 'pg_class'::regclass"),
+            "SELECT n.*, format_type(20, NULL) AS format_type FROM pg_namespace n WHERE d.classoid = 1259"
+        );
+        assert_eq!(rewritten("SELECT c.relname FROM pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(b)$' COLLATE pg_catalog.default"), "SELECT c.relname FROM pg_class c WHERE c.relname ~ '^(b)$'");
+        assert_eq!(rewritten("SELECT oid::regtype::text, typinput = 'pg_catalog.array_in'::regproc, current_catalog FROM pg_type"), "SELECT format_type(oid, NULL)::TEXT, typinput = 'array_in', current_catalog AS current_catalog FROM pg_type");
+    }
 }
