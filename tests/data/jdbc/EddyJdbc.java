@@ -7,6 +7,8 @@
 //   tables    getTables(null, "public", "%", null): schema|name|type
 //   columns   getColumns(null, "public", "%", "%"): table|column|java.sql.Types|type name|nullable|position
 //   schemas   getSchemas(): schema
+//   keys      getPrimaryKeys(null, "public", each table): table|column (Eddy has none)
+//   types     getTypeInfo(): type name|java.sql.Types, for the types Eddy sends
 //   prepared  PREPARED (one `?`) bound to VALUE as a long: its rows, comma-separated
 //   rows      QUERY: a header of name:type name, then its rows, comma-separated
 import java.math.BigDecimal;
@@ -48,6 +50,23 @@ public class EddyJdbc {
       try (ResultSet rs = meta.getSchemas()) {
         while (rs.next()) {
           System.out.println(rs.getString("TABLE_SCHEM"));
+        }
+      }
+      System.out.println("keys");
+      for (String table : new String[] {"bids", "counts", "dear"}) {
+        try (ResultSet rs = meta.getPrimaryKeys(null, "public", table)) {
+          while (rs.next()) {
+            System.out.println(rs.getString("TABLE_NAME") + "|" + rs.getString("COLUMN_NAME"));
+          }
+        }
+      }
+      System.out.println("types");
+      List<String> sent = List.of("int8", "int4", "int2", "float8", "float4", "numeric", "bool", "text", "bytea", "date", "timestamp", "timestamptz");
+      try (ResultSet rs = meta.getTypeInfo()) {
+        while (rs.next()) {
+          if (sent.contains(rs.getString("TYPE_NAME"))) {
+            System.out.println(rs.getString("TYPE_NAME") + "|" + rs.getInt("DATA_TYPE"));
+          }
         }
       }
       System.out.println("prepared");

@@ -7,14 +7,16 @@
 //! - `COLLATE "C"` is dropped (names compare byte-wise anyway);
 //! - `pg_catalog.format_type(...)`: functions lose their schema.
 //!
-//! Grafana's search-path filter (a set-returning join DataFusion cannot plan)
-//! is replaced as a whole by the schemas it computes, and result columns are
+//! - a correlated scalar subquery is aggregated (`max`), as DataFusion requires.
+//!
+//! Grafana's and pgjdbc's walks of the search path (set-returning functions
+//! DataFusion cannot plan) are replaced as a whole by what they compute, and result columns are
 //! named as Postgres names them.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement,
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement,
     Value, ValueWithSpan,
 };
 
@@ -28,15 +30,28 @@ const GRAFANA_SEARCH_PATH: &str = "IN ( SELECT CASE WHEN trim(s[i]) = '\"$user\"
     array_lower(string_to_array(current_setting('search_path'),','),1), array_upper(string_to_array(current_setting('search_path'),','),1) ) as i, \
     string_to_array(current_setting('search_path'),',') s )";
 
+/// pgjdbc's walk of the search path by position (`TypeInfoCache`): a table
+/// function over a computed bound, which DataFusion cannot plan. The path has
+/// two schemas (`current_schemas`).
+const PGJDBC_SEARCH_PATH: &str = "generate_series(1, array_upper(current_schemas(false), 1))";
+
 /// `sql` with the query fragments no rule can rewrite replaced as a whole.
 pub fn replace_fragments(sql: &str) -> String {
     let collapse = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let pattern = collapse(GRAFANA_SEARCH_PATH);
-    let flat = collapse(sql);
-    if flat.contains(&pattern) {
-        return flat.replace(&pattern, "IN ('public')");
+    let mut flat = collapse(sql);
+    let mut replaced = false;
+    for (pattern, replacement) in [(GRAFANA_SEARCH_PATH, "IN ('public')"), (PGJDBC_SEARCH_PATH, "generate_series(1, 2)")] {
+        let pattern = collapse(pattern);
+        if flat.contains(&pattern) {
+            flat = flat.replace(&pattern, replacement);
+            replaced = true;
+        }
     }
-    sql.to_string()
+    if replaced {
+        flat
+    } else {
+        sql.to_string()
+    }
 }
 
 /// SQL's functions called without parentheses.
@@ -94,6 +109,18 @@ fn rewrite_expr(expr: &mut Expr, relations: &[Relation]) {
             let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
             *expr = inner;
             rewrite_expr(expr, relations);
+        }
+        // A correlated scalar subquery (`(SELECT c.relkind = 'c' FROM pg_class c
+        // WHERE c.oid = t.typrelid)`): DataFusion plans it only aggregated, and
+        // the catalog's keys make it one row anyway.
+        Expr::Subquery(query) => {
+            let SetExpr::Select(select) = query.body.as_mut() else { return };
+            let group_by_nothing = matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+            if let ([SelectItem::UnnamedExpr(item)], true, None) = (select.projection.as_mut_slice(), group_by_nothing, &select.having) {
+                if !matches!(item, Expr::Function(_)) {
+                    *item = call("max", vec![std::mem::replace(item, Expr::value(Value::Null))]);
+                }
+            }
         }
         Expr::BinaryOp { op, .. } => {
             if let BinaryOperator::PGCustomBinaryOperator(parts) = op {
