@@ -91,7 +91,9 @@ fn reads_catalog(sql: &str) -> bool {
     words.iter().enumerate().any(|(i, word)| {
         word.starts_with("pg_")
             || word == "information_schema"
-            || (SESSION_FUNCTIONS.contains(&word.as_str()) && (words.get(i + 1).is_some_and(|w| w == "(") || matches!(word.as_str(), "current_catalog" | "current_schema" | "current_user" | "session_user")))
+            || (SESSION_FUNCTIONS.contains(&word.as_str())
+                && (words.get(i + 1).is_some_and(|w| w == "(")
+                    || matches!(word.as_str(), "current_catalog" | "current_schema" | "current_user" | "session_user")))
     })
 }
 

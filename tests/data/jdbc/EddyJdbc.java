@@ -24,6 +24,7 @@ import java.sql.Types;
 import java.time.LocalDate;
 import java.time.LocalDateTime;
 import java.time.OffsetDateTime;
+import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
@@ -120,9 +121,14 @@ public class EddyJdbc {
         yield bytes == null ? null : HexFormat.of().formatHex(bytes);
       }
       case Types.DATE -> String.valueOf(rs.getObject(i, LocalDate.class));
-      case Types.TIMESTAMP -> typeName.equals("timestamptz")
-          ? String.valueOf(rs.getObject(i, OffsetDateTime.class))
-          : String.valueOf(rs.getObject(i, LocalDateTime.class));
+      case Types.TIMESTAMP -> {
+        if (typeName.equals("timestamptz")) {
+          OffsetDateTime t = rs.getObject(i, OffsetDateTime.class);
+          yield t == null ? null : DateTimeFormatter.ISO_OFFSET_DATE_TIME.format(t);
+        }
+        LocalDateTime t = rs.getObject(i, LocalDateTime.class);
+        yield t == null ? null : DateTimeFormatter.ISO_LOCAL_DATE_TIME.format(t);
+      }
       default -> rs.getString(i);
     };
     return rs.wasNull() ? "" : value;

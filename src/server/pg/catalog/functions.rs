@@ -79,7 +79,16 @@ pub fn all() -> Vec<ScalarUDF> {
     ] {
         functions.push(Pg::new(name, Answer::True, DataType::Boolean));
     }
-    for name in ["pg_get_expr", "obj_description", "col_description", "shobj_description", "pg_get_viewdef", "pg_get_constraintdef", "pg_get_indexdef", "pg_get_partkeydef"] {
+    for name in [
+        "pg_get_expr",
+        "obj_description",
+        "col_description",
+        "shobj_description",
+        "pg_get_viewdef",
+        "pg_get_constraintdef",
+        "pg_get_indexdef",
+        "pg_get_partkeydef",
+    ] {
         functions.push(Pg::new(name, Answer::Null, DataType::Utf8));
     }
     functions

@@ -16,8 +16,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement,
-    Value, ValueWithSpan,
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, Value, ValueWithSpan,
 };
 
 use super::tables::{relation_oid, type_oid};
@@ -144,7 +144,9 @@ fn rewrite_expr(expr: &mut Expr, relations: &[Relation]) {
             *expr = match (alias.as_str(), literal) {
                 ("regclass", Some(name)) => number(relation_oid(relations, &name).map(i64::from)),
                 ("regtype", Some(name)) => number(type_oid(&name).map(i64::from)),
-                ("regproc" | "regprocedure", Some(name)) => Expr::value(Value::SingleQuotedString(name.strip_prefix("pg_catalog.").unwrap_or(&name).to_string())),
+                ("regproc" | "regprocedure", Some(name)) => {
+                    Expr::value(Value::SingleQuotedString(name.strip_prefix("pg_catalog.").unwrap_or(&name).to_string()))
+                }
                 ("regtype", None) => call("format_type", vec![std::mem::replace(inner.as_mut(), Expr::value(Value::Null)), Expr::value(Value::Null)]),
                 ("regproc" | "regprocedure" | "name", _) => cast(std::mem::replace(inner.as_mut(), Expr::value(Value::Null)), DataType::Text),
                 _ => cast(std::mem::replace(inner.as_mut(), Expr::value(Value::Null)), DataType::Int(None)),
@@ -222,7 +224,13 @@ mod tests {
             rewritten("SELECT n.oid, n.*, pg_catalog.format_type(20, NULL) FROM pg_namespace n WHERE d.classoid = 'pg_class'::regclass"),
             "SELECT n.*, format_type(20, NULL) AS format_type FROM pg_namespace n WHERE d.classoid = 1259"
         );
-        assert_eq!(rewritten("SELECT c.relname FROM pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(b)$' COLLATE pg_catalog.default"), "SELECT c.relname FROM pg_class c WHERE c.relname ~ '^(b)$'");
-        assert_eq!(rewritten("SELECT oid::regtype::text, typinput = 'pg_catalog.array_in'::regproc, current_catalog FROM pg_type"), "SELECT format_type(oid, NULL)::TEXT, typinput = 'array_in', current_catalog AS current_catalog FROM pg_type");
+        assert_eq!(
+            rewritten("SELECT c.relname FROM pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(b)$' COLLATE pg_catalog.default"),
+            "SELECT c.relname FROM pg_class c WHERE c.relname ~ '^(b)$'"
+        );
+        assert_eq!(
+            rewritten("SELECT oid::regtype::text, typinput = 'pg_catalog.array_in'::regproc, current_catalog FROM pg_type"),
+            "SELECT format_type(oid, NULL)::TEXT, typinput = 'array_in', current_catalog AS current_catalog FROM pg_type"
+        );
     }
 }

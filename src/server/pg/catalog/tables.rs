@@ -472,7 +472,19 @@ pub fn pg_catalog(relations: &[Relation]) -> Result<Vec<(&'static str, Arc<MemTa
         ("dattablespace", I32),
         ("datacl", Text),
     ]);
-    database.row(vec![int(16_383), text(DATABASE), int(OWNER_OID.into()), int(6), text("C.UTF-8"), text("C.UTF-8"), boolean(false), boolean(true), int(-1), int(1663), no_text()]);
+    database.row(vec![
+        int(16_383),
+        text(DATABASE),
+        int(OWNER_OID.into()),
+        int(6),
+        text("C.UTF-8"),
+        text("C.UTF-8"),
+        boolean(false),
+        boolean(true),
+        int(-1),
+        int(1663),
+        no_text(),
+    ]);
     tables.push(("pg_database", database.table()?));
 
     let mut roles = Builder::new(&[
@@ -672,7 +684,8 @@ pub fn information_schema(relations: &[Relation]) -> Result<Vec<(&'static str, A
                 DataType::Float64 => (int(53), no_int()),
                 _ => (no_int(), no_int()),
             };
-            let datetime = matches!(field.data_type(), DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_)).then(|| int(6)).unwrap_or_else(no_int);
+            let datetime =
+                matches!(field.data_type(), DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_)).then(|| int(6)).unwrap_or_else(no_int);
             let data_type = format_type(type_oid, -1).unwrap_or_else(|| "text".into());
             let udt = TYPES.iter().find(|t| t.oid == type_oid).map_or("text", |t| t.name);
             columns_table.row(vec![
