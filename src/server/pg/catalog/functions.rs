@@ -48,22 +48,22 @@ enum Answer {
 pub fn all() -> Vec<ScalarUDF> {
     let list = || DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
     let mut functions = vec![
-        Pg::new("version", Answer::Version, DataType::Utf8),
-        Pg::new("current_schema", Answer::CurrentSchema, DataType::Utf8),
-        Pg::new("current_schemas", Answer::CurrentSchemas, list()),
-        Pg::new("current_database", Answer::CurrentDatabase, DataType::Utf8),
-        Pg::new("current_catalog", Answer::CurrentDatabase, DataType::Utf8),
-        Pg::new("current_setting", Answer::CurrentSetting, DataType::Utf8),
-        Pg::new("current_user", Answer::User, DataType::Utf8),
-        Pg::new("session_user", Answer::User, DataType::Utf8),
-        Pg::new("current_role", Answer::User, DataType::Utf8),
-        Pg::new("pg_get_userbyid", Answer::User, DataType::Utf8),
-        Pg::new("format_type", Answer::FormatType, DataType::Utf8),
-        Pg::new("to_regtype", Answer::ToRegtype, DataType::Int32),
-        Pg::new("quote_ident", Answer::QuoteIdent, DataType::Utf8),
-        Pg::new("parse_ident", Answer::ParseIdent, list()),
-        Pg::new("pg_encoding_to_char", Answer::EncodingToChar, DataType::Utf8),
-        Pg::new("pg_backend_pid", Answer::BackendPid, DataType::Int32),
+        Pg::udf("version", Answer::Version, DataType::Utf8),
+        Pg::udf("current_schema", Answer::CurrentSchema, DataType::Utf8),
+        Pg::udf("current_schemas", Answer::CurrentSchemas, list()),
+        Pg::udf("current_database", Answer::CurrentDatabase, DataType::Utf8),
+        Pg::udf("current_catalog", Answer::CurrentDatabase, DataType::Utf8),
+        Pg::udf("current_setting", Answer::CurrentSetting, DataType::Utf8),
+        Pg::udf("current_user", Answer::User, DataType::Utf8),
+        Pg::udf("session_user", Answer::User, DataType::Utf8),
+        Pg::udf("current_role", Answer::User, DataType::Utf8),
+        Pg::udf("pg_get_userbyid", Answer::User, DataType::Utf8),
+        Pg::udf("format_type", Answer::FormatType, DataType::Utf8),
+        Pg::udf("to_regtype", Answer::ToRegtype, DataType::Int32),
+        Pg::udf("quote_ident", Answer::QuoteIdent, DataType::Utf8),
+        Pg::udf("parse_ident", Answer::ParseIdent, list()),
+        Pg::udf("pg_encoding_to_char", Answer::EncodingToChar, DataType::Utf8),
+        Pg::udf("pg_backend_pid", Answer::BackendPid, DataType::Int32),
     ];
     for name in [
         "has_table_privilege",
@@ -77,7 +77,7 @@ pub fn all() -> Vec<ScalarUDF> {
         "pg_type_is_visible",
         "pg_function_is_visible",
     ] {
-        functions.push(Pg::new(name, Answer::True, DataType::Boolean));
+        functions.push(Pg::udf(name, Answer::True, DataType::Boolean));
     }
     for name in [
         "pg_get_expr",
@@ -89,7 +89,7 @@ pub fn all() -> Vec<ScalarUDF> {
         "pg_get_indexdef",
         "pg_get_partkeydef",
     ] {
-        functions.push(Pg::new(name, Answer::Null, DataType::Utf8));
+        functions.push(Pg::udf(name, Answer::Null, DataType::Utf8));
     }
     functions
 }
@@ -103,7 +103,7 @@ struct Pg {
 }
 
 impl Pg {
-    fn new(name: &'static str, answer: Answer, returns: DataType) -> ScalarUDF {
+    fn udf(name: &'static str, answer: Answer, returns: DataType) -> ScalarUDF {
         let signature = Signature::one_of(vec![TypeSignature::Nullary, TypeSignature::VariadicAny], Volatility::Stable);
         ScalarUDF::new_from_impl(Pg { name, answer, returns, signature })
     }
