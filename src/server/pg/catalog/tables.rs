@@ -520,9 +520,31 @@ pub fn pg_catalog(relations: &[Relation]) -> Result<Vec<(&'static str, Arc<MemTa
     user.row(vec![text(OWNER), int(OWNER_OID.into()), boolean(false), boolean(true)]);
     tables.push(("pg_user", user.table()?));
 
-    let mut settings = Builder::new(&[("name", Text), ("setting", Text), ("unit", Text), ("category", Text), ("short_desc", Text)]);
+    let mut settings = Builder::new(&[
+        ("name", Text),
+        ("setting", Text),
+        ("unit", Text),
+        ("category", Text),
+        ("short_desc", Text),
+        ("context", Text),
+        ("vartype", Text),
+        ("source", Text),
+        ("boot_val", Text),
+        ("reset_val", Text),
+    ]);
     for (name, value) in SETTINGS {
-        settings.row(vec![text(*name), text(*value), no_text(), text("Eddy"), no_text()]);
+        settings.row(vec![
+            text(*name),
+            text(*value),
+            no_text(),
+            text("Eddy"),
+            no_text(),
+            text("internal"),
+            text("string"),
+            text("default"),
+            text(*value),
+            text(*value),
+        ]);
     }
     tables.push(("pg_settings", settings.table()?));
 
