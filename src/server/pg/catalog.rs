@@ -54,46 +54,29 @@ pub async fn answer(server: &Server, sql: &str) -> Option<RecordBatch> {
     }
 }
 
-/// Functions of Postgres's session and catalog a query may call without
-/// naming a catalog table (`SELECT current_schema()`).
-const SESSION_FUNCTIONS: &[&str] = &[
-    "version",
-    "current_schema",
-    "current_schemas",
-    "current_database",
-    "current_catalog",
-    "current_setting",
-    "current_user",
-    "session_user",
-    "format_type",
-    "to_regtype",
-    "has_table_privilege",
-    "has_schema_privilege",
-    "has_database_privilege",
-    "obj_description",
-    "col_description",
-];
-
 /// Whether `sql` is a query of Postgres's catalog: a `SELECT` (or `WITH`)
-/// naming `information_schema`, a `pg_` table or function, or a session function.
+/// naming `pg_catalog`, `information_schema`, a catalog table (`pg_type`) or
+/// calling one of the catalog's functions (`version()`, `current_user`).
+/// Eddy's own relations may have any other name, `pg_` ones included.
 fn reads_catalog(sql: &str) -> bool {
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return false };
-    let words = tokens.iter().filter_map(|t| match t {
-        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
-        Token::LParen => Some("(".into()),
-        _ => None,
-    });
-    let Some(first) = words.clone().find(|w| w != "(") else { return false };
-    if first != "select" && first != "with" {
+    let words: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+            Token::LParen => Some("(".into()),
+            _ => None,
+        })
+        .collect();
+    if !matches!(words.iter().find(|w| *w != "("), Some(first) if first == "select" || first == "with") {
         return false;
     }
-    let words: Vec<String> = words.collect();
     words.iter().enumerate().any(|(i, word)| {
-        word.starts_with("pg_")
-            || word == "information_schema"
-            || (SESSION_FUNCTIONS.contains(&word.as_str())
-                && (words.get(i + 1).is_some_and(|w| w == "(")
-                    || matches!(word.as_str(), "current_catalog" | "current_schema" | "current_user" | "session_user")))
+        let called =
+            words.get(i + 1).is_some_and(|w| w == "(") || matches!(word.as_str(), "current_catalog" | "current_schema" | "current_user" | "session_user");
+        matches!(word.as_str(), "pg_catalog" | "information_schema")
+            || tables::PG_CATALOG_TABLES.contains(&word.as_str())
+            || (called && functions::names().iter().any(|f| f == word))
     })
 }
 
@@ -166,5 +149,7 @@ mod tests {
         assert!(!reads_catalog("SELECT 'pg_type' FROM bids"));
         assert!(!reads_catalog("CREATE VIEW pg_like AS SELECT * FROM bids"));
         assert!(!reads_catalog("SELECT auction FROM bids"));
+        assert!(!reads_catalog("SELECT * FROM pg_orders"));
+        assert!(reads_catalog("SELECT oid, typname FROM pg_type"));
     }
 }

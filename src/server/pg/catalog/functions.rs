@@ -44,6 +44,12 @@ enum Answer {
     BackendPid,
 }
 
+/// The names of [`all`]'s functions (for telling a catalog query from Eddy's own).
+pub fn names() -> &'static [String] {
+    static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| all().iter().map(|f| f.name().to_string()).collect());
+    &NAMES
+}
+
 /// The functions, to register in the catalog's context.
 pub fn all() -> Vec<ScalarUDF> {
     let list = || DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));

@@ -248,6 +248,38 @@ fn boolean(value: bool) -> ScalarValue {
 
 use DataType::{Boolean as Bool, Int16 as I16, Int32 as I32, Utf8 as Text};
 
+/// The names of the tables [`pg_catalog`] makes.
+pub const PG_CATALOG_TABLES: &[&str] = &[
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_type",
+    "pg_database",
+    "pg_roles",
+    "pg_user",
+    "pg_settings",
+    "pg_tables",
+    "pg_views",
+    "pg_matviews",
+    "pg_description",
+    "pg_attrdef",
+    "pg_index",
+    "pg_constraint",
+    "pg_inherits",
+    "pg_proc",
+    "pg_extension",
+    "pg_enum",
+    "pg_range",
+    "pg_collation",
+    "pg_am",
+    "pg_trigger",
+    "pg_rewrite",
+    "pg_depend",
+    "pg_foreign_table",
+    "pg_sequence",
+    "pg_tablespace",
+];
+
 /// The tables of `pg_catalog`, by name.
 pub fn pg_catalog(relations: &[Relation]) -> Result<Vec<(&'static str, Arc<MemTable>)>> {
     let oid_of = |i: usize| int(i64::try_from(FIRST_OID + i).unwrap_or(i64::MAX));
@@ -731,4 +763,25 @@ pub fn information_schema(relations: &[Relation]) -> Result<Vec<(&'static str, A
         }
     }
     Ok(vec![("schemata", schemata.table()?), ("tables", tables.table()?), ("views", views.table()?), ("columns", columns_table.table()?)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_tables_are_the_ones_named() {
+        let made: Vec<&str> = pg_catalog(&[]).unwrap().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(made, PG_CATALOG_TABLES);
+    }
+
+    #[test]
+    fn types_are_named_as_postgres_names_them() {
+        assert_eq!(format_type(20, -1).as_deref(), Some("bigint"));
+        assert_eq!(format_type(1700, (10 << 16 | 2) + 4).as_deref(), Some("numeric(10,2)"));
+        assert_eq!(format_type(1016, -1).as_deref(), Some("_int8"));
+        assert_eq!(type_oid("timestamp with time zone"), Some(1184));
+        assert_eq!(type_oid("pg_catalog.int8"), Some(20));
+        assert_eq!(type_oid("no_such_type"), None);
+    }
 }
