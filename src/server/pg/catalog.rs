@@ -7,8 +7,11 @@
 //! from Eddy's relations ([`tables`]), its Postgres functions answer for Eddy's
 //! one database ([`functions`]), and the Postgres syntax tools write is
 //! rewritten into DataFusion's ([`rewrite`]). So JDBC's `DatabaseMetaData`,
-//! psycopg's type lookups and Grafana's table and column pickers list Eddy's
-//! relations and columns. The context is built per query: relations are few.
+//! psycopg's type lookups, Grafana's table and column pickers and DBeaver's
+//! navigator list Eddy's relations and columns (tests/data/pg_metadata holds
+//! their queries). The context is built per query: relations are few, and
+//! oids follow from the relations' names, so they agree between queries.
+//! A query described before its parameters are bound runs with NULLs for them.
 //!
 //! psql's `\d` family reads columns these tables do not model: [`psql`]
 //! recognises those queries and answers them first. A catalog query that still

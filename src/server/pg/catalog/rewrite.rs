@@ -5,13 +5,14 @@
 //!   `::oid` an integer, `::name` text;
 //! - `OPERATOR(pg_catalog.~)` is `~` (and so for every operator);
 //! - `COLLATE "C"` is dropped (names compare byte-wise anyway);
-//! - `pg_catalog.format_type(...)`: functions lose their schema.
-//!
-//! - a correlated scalar subquery is aggregated (`max`), as DataFusion requires.
+//! - `pg_catalog.format_type(...)`: functions lose their schema;
+//! - `current_catalog`, `session_user`... without parentheses are calls;
+//! - a correlated scalar subquery is aggregated (`max`), as DataFusion requires;
+//! - result columns are named as Postgres names them.
 //!
 //! Grafana's and pgjdbc's walks of the search path (set-returning functions
-//! DataFusion cannot plan) are replaced as a whole by what they compute, and result columns are
-//! named as Postgres names them.
+//! DataFusion cannot plan) are replaced as a whole, before parsing, by what
+//! they compute.
 
 use std::ops::ControlFlow;
 
