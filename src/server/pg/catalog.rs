@@ -10,7 +10,8 @@
 //! psycopg's type lookups, Grafana's table and column pickers and DBeaver's
 //! navigator list Eddy's relations and columns (tests/data/pg_metadata holds
 //! their queries). The context is built per query: relations are few, and
-//! oids follow from the relations' names, so they agree between queries.
+//! oids follow from the relations' names, so they agree between one tool's
+//! queries while the catalog stays the same.
 //! A query described before its parameters are bound runs with NULLs for them.
 //!
 //! psql's `\d` family reads columns these tables do not model: [`psql`]

@@ -187,7 +187,7 @@ pub fn relation_oid(relations: &[Relation], name: &str) -> Option<i32> {
 fn columns(relation: &Relation) -> impl Iterator<Item = (i16, &Field, u32, i32)> {
     relation.columns.fields().iter().enumerate().map(|(i, field)| {
         let typmod = match field.data_type() {
-            DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => ((i32::from(*p) << 16) | i32::from(*s as u8)) + 4,
+            DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => ((i32::from(*p) << 16) | (i32::from(*s) & 0xffff)) + 4,
             _ => -1,
         };
         (i16::try_from(i + 1).unwrap_or(i16::MAX), field.as_ref(), pg_type(field.data_type()).oid(), typmod)
