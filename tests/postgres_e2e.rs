@@ -819,3 +819,160 @@ async fn prepared_statements_bind_binary_parameters_and_cancel_stops_a_query() {
     assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{error}");
     tokio::task::spawn_blocking(move || wait_listed(&server, "SELECT COUNT(*) FROM many", false)).await.unwrap();
 }
+
+/// The tables and views the metadata tests list: a table, a materialized view, a view.
+fn create_bids_counts_dear(server: &Server) {
+    server.ok(&bids_table());
+    server.ok("CREATE MATERIALIZED VIEW counts AS SELECT auction, COUNT(*) AS n, MAX(price) AS best FROM bids GROUP BY auction");
+    server.ok("CREATE VIEW dear AS SELECT auction, price FROM bids WHERE price > 100");
+}
+
+/// Runs a file of tests/data/pg_metadata through psycopg: its `-- params: a|b`
+/// bound server-side to its `$1`, `$2`; prints the rows, values `|`-separated.
+const METADATA_RUNNER: &str = r#"
+import re, sys, psycopg
+host, port = sys.argv[1].rsplit(":", 1)
+lines = open(sys.argv[2]).read().splitlines()
+params = next((l[len("-- params: "):].split("|") for l in lines if l.startswith("-- params: ")), [])
+body = "\n".join(l for l in lines if not l.startswith("-- "))
+def show(v):
+    if v is None: return ""
+    if isinstance(v, bool): return "true" if v else "false"
+    return str(v)
+with psycopg.connect(host=host, port=port, user="eddy", dbname="eddy", autocommit=True) as conn:
+    cur = conn.execute(re.sub(r"\$(\d+)", "%s", body.replace("%", "%%")), params or None)
+    for row in cur.fetchall():
+        print("|".join(show(v) for v in row))
+"#;
+
+/// The metadata queries of JDBC's `DatabaseMetaData`, psycopg's `TypeInfo`,
+/// Grafana's table and column pickers and DBeaver's navigator, verbatim from
+/// their sources (tests/data/pg_metadata/*.sql, each naming its source), list
+/// Eddy's relations and columns. Each file holds its expected rows as
+/// `-- expect: a|b|c` (all of them, in order), `-- contains: a|b` (among them)
+/// or `-- expect no rows`.
+#[test]
+fn tools_metadata_queries_list_eddys_relations() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, pg) = pg_server(data.path(), &[]);
+    create_bids_counts_dear(&server);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pg_metadata");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "sql")).collect();
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let expected: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("-- expect: ")).collect();
+        let contained: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("-- contains: ")).collect();
+        let none = text.lines().any(|l| l == "-- expect no rows");
+        assert!(!expected.is_empty() || !contained.is_empty() || none, "{} expects nothing", file.display());
+        let output = Command::new(python()).args(["-c", METADATA_RUNNER, &pg]).arg(file).output().unwrap();
+        let name = file.file_name().unwrap().to_string_lossy();
+        if !output.status.success() {
+            failures.push(format!("{name}: {}", String::from_utf8_lossy(&output.stderr)));
+            continue;
+        }
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let rows: Vec<&str> = stdout.lines().collect();
+        let missing: Vec<&&str> = contained.iter().filter(|r| !rows.contains(r)).collect();
+        if (!contained.is_empty() && !missing.is_empty()) || (contained.is_empty() && rows != expected) {
+            failures.push(format!("{name}: got\n{stdout}expected {expected:?}, containing {contained:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// psycopg resolves a type by name on its own (`TypeInfo.fetch`): for every
+/// type Eddy sends, the oid Eddy sends it with, and its array type.
+#[test]
+fn psycopg_fetches_the_types_eddy_sends() {
+    let data = tempfile::tempdir().unwrap();
+    let (_server, pg) = pg_server(data.path(), &[]);
+    let script = r#"
+import sys, psycopg
+from psycopg.types import TypeInfo
+host, port = sys.argv[1].rsplit(":", 1)
+with psycopg.connect(host=host, port=port, user="eddy", dbname="eddy") as conn:
+    for name in sys.argv[2:]:
+        info = TypeInfo.fetch(conn, name)
+        print(f"{name}:{info.oid}:{info.array_oid}:{info.regtype}" if info else f"{name}:none")
+"#;
+    let names = ["int8", "int4", "int2", "float8", "float4", "numeric", "bool", "text", "bytea", "date", "timestamp", "timestamptz", "no_such_type"];
+    let output = Command::new(python()).args(["-c", script, &pg]).args(names).output().unwrap();
+    assert!(output.status.success(), "psycopg failed: {}", String::from_utf8_lossy(&output.stderr));
+    let expected = "int8:20:1016:bigint\nint4:23:1007:integer\nint2:21:1005:smallint\nfloat8:701:1022:double precision\nfloat4:700:1021:real\n\
+                    numeric:1700:1231:numeric\nbool:16:1000:boolean\ntext:25:1009:text\nbytea:17:1001:bytea\ndate:1082:1182:date\n\
+                    timestamp:1114:1115:timestamp without time zone\ntimestamptz:1184:1185:timestamp with time zone\nno_such_type:none\n";
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
+}
+
+/// The Postgres JDBC driver, the way DBeaver and every JDBC tool use it
+/// (tests/data/jdbc/EddyJdbc.java): `DatabaseMetaData` lists the tables,
+/// columns and schemas Eddy has, a prepared statement binds a parameter, and a
+/// view with a column of every type reads as gRPC's client reads it.
+#[test]
+fn jdbc_lists_the_catalog_and_reads_every_column_type_as_grpc_does() {
+    let jdbc = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres-clients/jdbc")).output().unwrap();
+    assert!(jdbc.status.success(), "scripts/postgres-clients/jdbc failed: {}", String::from_utf8_lossy(&jdbc.stderr));
+    let jar = String::from_utf8(jdbc.stdout).unwrap().trim().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let (server, pg) = pg_server(data.path(), &[]);
+    create_bids_counts_dear(&server);
+    server.ok("CREATE MATERIALIZED VIEW typed AS SELECT auction AS i8, CAST(bidder AS INT) AS i4, CAST(price AS SMALLINT) AS i2,
+           CAST(price AS DOUBLE) / 4 AS f8, CAST(price AS FLOAT) / 4 AS f4, CAST(price AS DECIMAL(10, 2)) / 8 AS num,
+           price > 90 AS b, CONCAT('bidder-', CAST(bidder AS STRING)) AS t, ts, CAST(ts AS DATE) AS d,
+           CAST(CONCAT('x', CAST(auction AS STRING)) AS BYTEA) AS raw,
+           arrow_cast(ts, 'Timestamp(Millisecond, Some(\"UTC\"))') AS tz
+         FROM bids");
+    wait_finished(&server, 2);
+    let query = "SELECT * FROM typed ORDER BY ts";
+    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jdbc/EddyJdbc.java");
+    let output = Command::new("java").arg("-cp").arg(&jar).arg(&program).args([&pg, query, "SELECT best FROM counts WHERE auction = ?", "1"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "java failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    let sections = ["tables", "columns", "schemas", "keys", "types", "prepared", "rows"];
+    let section = |name: &str| -> Vec<&str> { stdout.lines().skip_while(|l| *l != name).skip(1).take_while(|l| !sections.contains(l)).collect() };
+
+    assert_eq!(section("tables"), ["public|counts|MATERIALIZED VIEW", "public|typed|MATERIALIZED VIEW", "public|bids|TABLE", "public|dear|VIEW"]);
+    // Each column with its java.sql.Types code and Postgres type name, in order.
+    let columns = section("columns");
+    let of = |table: &str| -> Vec<String> {
+        columns.iter().filter_map(|l| l.strip_prefix(&format!("{table}|"))).map(|l| l.splitn(4, '|').take(3).collect::<Vec<_>>().join("|")).collect()
+    };
+    assert_eq!(of("bids"), ["auction|-5|int8", "bidder|-5|int8", "price|-5|int8", "ts|93|timestamp"]);
+    assert_eq!(of("dear"), ["auction|-5|int8", "price|-5|int8"]);
+    assert_eq!(
+        of("typed"),
+        [
+            "i8|-5|int8",
+            "i4|4|int4",
+            "i2|5|int2",
+            "f8|8|float8",
+            "f4|7|float4",
+            "num|2|numeric",
+            "b|-7|bool",
+            "t|12|text",
+            "ts|93|timestamp",
+            "d|91|date",
+            "raw|-2|bytea",
+            "tz|93|timestamptz"
+        ]
+    );
+    assert_eq!(section("schemas"), ["information_schema", "pg_catalog", "public"]);
+    assert_eq!(section("keys"), Vec::<&str>::new());
+    for ty in ["int8|-5", "numeric|2", "timestamp|93", "bytea|-2", "bool|-7"] {
+        assert!(section("types").contains(&ty), "getTypeInfo has no {ty}: {stdout}");
+    }
+    let grpc_best = server.ok_csv("SELECT best FROM counts WHERE auction = 1");
+    assert_eq!(section("prepared"), [grpc_best.lines().nth(1).unwrap()]);
+
+    let rows = section("rows");
+    assert_eq!(rows[0], "i8:int8,i4:int4,i2:int2,f8:float8,f4:float4,num:numeric,b:bool,t:text,ts:timestamp,d:date,raw:bytea,tz:timestamptz");
+    let grpc = server.ok_csv(query);
+    let grpc_rows: Vec<&str> = grpc.lines().skip(1).collect();
+    assert_eq!(rows.len() - 1, grpc_rows.len(), "{stdout}\nvs gRPC:\n{grpc}");
+    for (jdbc_row, grpc_row) in rows[1..].iter().zip(&grpc_rows) {
+        assert_eq!(normalize(jdbc_row), normalize(grpc_row), "{stdout}\nvs gRPC:\n{grpc}");
+    }
+}
