@@ -79,9 +79,17 @@ enum Command {
         http: Option<String>,
         /// Also serve the Postgres wire protocol on this address (e.g. 127.0.0.1:5432;
         /// port 0 picks a free port), for psql, Postgres drivers and tools. Off unless set.
-        /// The password (the token) is sent in cleartext: off loopback, put TLS in front.
+        /// With --token, the token is the password, checked with SCRAM-SHA-256 (it is
+        /// never sent). See docs/POSTGRES.md.
         #[arg(long)]
         pg: Option<String>,
+        /// TLS for --pg: this PEM certificate chain (with --pg-tls-key). Clients asking
+        /// for TLS (sslmode=require) get it, and SCRAM offers channel binding.
+        #[arg(long, value_name = "PEM", requires_all = ["pg", "pg_tls_key"])]
+        pg_tls_cert: Option<PathBuf>,
+        /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --pg-tls-cert.
+        #[arg(long, value_name = "PEM", requires = "pg_tls_cert")]
+        pg_tls_key: Option<PathBuf>,
         /// Also serve Arrow Flight SQL on this address (e.g. 127.0.0.1:32010; port 0
         /// picks a free port), for ADBC, pyarrow and JDBC's Flight SQL driver: results
         /// as Arrow batches. Off unless set. With --token, clients send it as
@@ -228,8 +236,13 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token, http, pg, flight } => {
-            serve(&listen, &data_dir, checkpoints.as_deref(), token, Faces { pg: pg.as_deref(), flight: flight.as_deref(), http: http.as_deref() }).await
+        Command::Server { listen, data_dir, checkpoints, token, http, pg, pg_tls_cert, pg_tls_key, flight } => {
+            let pg_tls = match (&pg_tls_cert, &pg_tls_key) {
+                (Some(cert), Some(key)) => Some(eddy::server::pg::tls::Tls::load(cert, key)?),
+                _ => None,
+            };
+            let faces = Faces { pg: pg.as_deref(), pg_tls, flight: flight.as_deref(), http: http.as_deref() };
+            serve(&listen, &data_dir, checkpoints.as_deref(), token, faces).await
         }
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo { duration, out, rate, parallelism, show_sql } => {
@@ -268,10 +281,12 @@ async fn serve_run_metrics(address: &str, metrics: Arc<PipelineGroup>) -> Result
     Ok(())
 }
 
-/// The addresses of the server's faces beside gRPC, each off unless set.
+/// The server's faces beside gRPC, each off unless its address is set.
 struct Faces<'a> {
     /// `--pg`: the Postgres wire protocol.
     pg: Option<&'a str>,
+    /// `--pg-tls-cert`/`--pg-tls-key`: TLS for it.
+    pg_tls: Option<eddy::server::pg::tls::Tls>,
     /// `--flight`: Arrow Flight SQL.
     flight: Option<&'a str>,
     /// `--http`: the web console and /metrics.
@@ -279,7 +294,7 @@ struct Faces<'a> {
 }
 
 async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, faces: Faces<'_>) -> Result<(), EddyError> {
-    let Faces { pg, flight, http } = faces;
+    let Faces { pg, pg_tls, flight, http } = faces;
     let address = eddy::server::service::parse_listen(listen)?;
     let listener = bind(address).await?;
     let pg_listener = match pg {
@@ -303,12 +318,20 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
         eddy::http::spawn(http, eddy::http::Routes::console(Arc::clone(&server), token.as_deref()));
     }
     let pg_bound = match &pg_listener {
-        Some(l) => format!(", postgres on {}", l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?),
+        Some(l) => format!(
+            ", postgres on {}{}",
+            l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?,
+            if pg_tls.is_some() { " with TLS" } else { "" }
+        ),
         None => String::new(),
     };
     let flight_bound = match &flight_listener {
         Some(l) => format!(", flight on {}", l.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?),
         None => String::new(),
+    };
+    let pg_service = match pg_listener {
+        Some(listener) => Some((eddy::server::pg::Service::new(Arc::clone(&server), token.clone(), pg_tls)?, listener)),
+        None => None,
     };
     println!(
         "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{pg_bound}{flight_bound}{}{metrics_at})",
@@ -316,12 +339,12 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
         server.pipelines().len(),
         if token.is_some() { ", token required" } else { "" }
     );
-    if let Some(pg_listener) = pg_listener {
+    if let Some((pg_service, pg_listener)) = pg_service {
         let mut closing = server.closing();
         let stopped = async move {
             let _ = closing.wait_for(|c| *c).await;
         };
-        tokio::spawn(eddy::server::pg::serve(std::sync::Arc::clone(&server), pg_listener, token.clone(), stopped));
+        tokio::spawn(pg_service.serve(pg_listener, stopped));
     }
     if let Some(flight_listener) = flight_listener {
         let mut closing = server.closing();

@@ -11,8 +11,10 @@ pub mod history;
 pub mod lock;
 pub mod pg;
 pub mod pipelines;
+mod point_lookup;
 pub mod queries;
 pub mod service;
+mod view_index;
 pub mod views;
 
 use std::collections::BTreeMap;
@@ -472,6 +474,10 @@ impl Server {
                 for table in eddy_sql::referenced_tables(query) {
                     self.check_view_readable(&table)?;
                 }
+                if let Some(rows) = self.point_lookup(query)? {
+                    let batches = if rows.num_rows() == 0 { Vec::new() } else { vec![rows.clone()] };
+                    return send_result(&send, rows.schema(), batches).await;
+                }
                 let ctx = self.view_context()?;
                 answer_in(&ctx, &parsed.text, parsed.location, &send).await
             }
@@ -794,6 +800,14 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// The rows of `query` if it is a point lookup on a materialized view that its
+    /// key or an index answers (see [`point_lookup`]); `None` to plan it.
+    fn point_lookup(&self, query: &datafusion::sql::sqlparser::ast::Query) -> Result<Option<RecordBatch>, EddyError> {
+        let Some(lookup) = point_lookup::PointLookup::of(query) else { return Ok(None) };
+        let Ok(view) = self.view(&lookup.view) else { return Ok(None) };
+        lookup.answer(&view)
     }
 
     /// A DataFusion context with every materialized view's current rows as a table.

@@ -17,7 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -26,6 +27,9 @@ use eddy_engine::changelog::changelog_schema;
 use eddy_engine::{BoxError, ChangeBatch, EngineError, RowKind, Sink, Source, SourceBatch, SourceReader};
 use tokio::sync::broadcast;
 
+use datafusion::common::ScalarValue;
+
+use super::view_index::ColumnIndex;
 use crate::ipc::{IpcCollector, IpcEncoder};
 
 /// How many change batches a slow subscriber may fall behind before it is dropped.
@@ -71,6 +75,8 @@ struct ViewState {
     rows: HashMap<OwnedRow, OwnedRow>,
     /// Keyed views: the rows as batches, rebuilt on the first read after a change.
     cached: Option<Vec<RecordBatch>>,
+    /// Append-only views: indexes of the columns point lookups have asked for.
+    indexes: HashMap<usize, ColumnIndex>,
     row_count: u64,
     bytes: u64,
 }
@@ -124,6 +130,54 @@ impl MaterializedView {
             state.cached = Some(self.keyed_rows(&state)?);
         }
         Ok(state.cached.clone().unwrap_or_default())
+    }
+
+    /// The rows whose columns equal the given values (each of its column's type),
+    /// found without a scan: by the key in a keyed view whose key columns are
+    /// exactly those given, by an index of the first given column in an
+    /// append-only view. `None` when neither applies (the caller scans).
+    pub fn lookup(&self, equal: &[(usize, ScalarValue)]) -> Result<Option<RecordBatch>, ArrowError> {
+        let Some(((first, first_value), rest)) = equal.split_first() else { return Ok(None) };
+        let Some(key) = self.key.as_deref() else {
+            let stale = {
+                let state = self.read_state()?;
+                state.indexes.get(first).is_none_or(|index| index.is_behind(&state.appended))
+            };
+            if stale {
+                let mut state = self.write_state()?;
+                let ViewState { appended, indexes, .. } = &mut *state;
+                indexes.entry(*first).or_default().catch_up(appended, *first)?;
+            }
+            let state = self.read_state()?;
+            let Some(index) = state.indexes.get(first) else { return Ok(None) };
+            let mut positions = Vec::new();
+            for position in index.find(&state.appended, *first, first_value)? {
+                let batch = &state.appended[position.batch as usize];
+                if all_equal(batch, position.row as usize, rest)? {
+                    positions.push((position.batch as usize, position.row as usize));
+                }
+            }
+            let batches: Vec<&RecordBatch> = state.appended.iter().collect();
+            return Ok(Some(if batches.is_empty() { RecordBatch::new_empty(self.schema()) } else { interleave_record_batch(&batches, &positions)? }));
+        };
+        let mut given: Vec<usize> = equal.iter().map(|(column, _)| *column).collect();
+        given.sort_unstable();
+        let mut key_sorted = key.to_vec();
+        key_sorted.sort_unstable();
+        if key.is_empty() || given != key_sorted {
+            return Ok(None);
+        }
+        let mut key_values = Vec::with_capacity(key.len());
+        for column in key {
+            if let Some((_, value)) = equal.iter().find(|(c, _)| c == column) {
+                key_values.push(value.to_array_of_size(1).map_err(|e| ArrowError::ComputeError(e.to_string()))?);
+            }
+        }
+        let wanted = self.keys.convert_columns(&key_values)?;
+        let state = self.read_state()?;
+        let found = state.rows.get(&wanted.row(0).owned());
+        let columns = self.rows.convert_rows(found.iter().map(|row| row.row()))?;
+        Ok(Some(RecordBatch::try_new(self.schema(), columns)?))
     }
 
     /// A keyed view's current rows as batches (none when it is empty).
@@ -283,6 +337,17 @@ impl MaterializedView {
     fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, ViewState>, ArrowError> {
         self.state.write().map_err(|_| ArrowError::ComputeError(format!("view `{}`: state lock poisoned", self.name)))
     }
+}
+
+/// True when row `row` of `batch` holds each of the values in its column.
+fn all_equal(batch: &RecordBatch, row: usize, equal: &[(usize, ScalarValue)]) -> Result<bool, ArrowError> {
+    for (column, value) in equal {
+        let column = batch.column(*column);
+        if column.is_null(row) || &ScalarValue::try_from_array(column, row).map_err(|e| ArrowError::ComputeError(e.to_string()))? != value {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The sink of a materialized view's pipeline. Rows become visible when the

@@ -178,8 +178,24 @@ impl Server {
 
     /// [`Server::start`] with more environment variables.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: Vec<(&str, String)>) -> Server {
+        Self::launch(data_dir, extra, env, Stdio::inherit())
+    }
+
+    /// [`Server::start`] with its standard error going to `stderr` (a file a test reads).
+    pub fn start_with_stderr(data_dir: &Path, extra: &[&str], stderr: std::fs::File) -> Server {
+        Self::launch(data_dir, extra, Vec::new(), Stdio::from(stderr))
+    }
+
+    fn launch(data_dir: &Path, extra: &[&str], env: Vec<(&str, String)>, stderr: Stdio) -> Server {
         let mut command = eddy();
-        command.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra).env_remove("EDDY_TOKEN").envs(env).stdout(Stdio::piped());
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("EDDY_TOKEN")
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(stderr);
         let mut process = Running::start(&mut command);
         let stdout = process.0.stdout.take().unwrap();
         let mut line = String::new();

@@ -1,191 +1,140 @@
 //! The metadata queries Postgres tools send, answered from Eddy's catalog.
 //!
-//! Eddy has no `pg_catalog` tables: DataFusion could not run psql's queries
-//! anyway (they use `OPERATOR(pg_catalog.~)`, `COLLATE`, `::regclass`,
-//! `pg_table_is_visible`...). Instead the queries psql's `\d` family sends are
-//! recognised by what they read and answered from [`Server::relations`]:
-//! - the relation list of `\d`, `\dt`, `\dv`, `\dm` (with or without a pattern);
-//! - `\d name`: the relation's oid by name, its kind, and its columns.
+//! A query that reads `pg_catalog` or `information_schema` (qualified or not),
+//! or calls a function of Postgres's session (`version()`, `current_schema()`,
+//! `current_setting(...)`...), runs for real in a DataFusion context of its own
+//! ([`context`]): its `pg_catalog` and `information_schema` are tables filled
+//! from Eddy's relations ([`tables`]), its Postgres functions answer for Eddy's
+//! one database ([`functions`]), and the Postgres syntax tools write is
+//! rewritten into DataFusion's ([`rewrite`]). So JDBC's `DatabaseMetaData`,
+//! psycopg's type lookups, Grafana's table and column pickers and DBeaver's
+//! navigator list Eddy's relations and columns (tests/data/pg_metadata holds
+//! their queries). The context is built per query: relations are few, and
+//! oids follow from the relations' names, so they agree between one tool's
+//! queries while the catalog stays the same.
+//! A query described before its parameters are bound runs with NULLs for them.
 //!
-//! Any other query of `pg_catalog` or `information_schema` (psql's questions
-//! about indexes, policies, publications... that Eddy has none of) answers no
-//! rows. Relations get oids from 16384 in name order, as Postgres numbers user
-//! objects; they are only meaningful between one tool's queries.
+//! psql's `\d` family reads columns these tables do not model: [`psql`]
+//! recognises those queries and answers them first. A catalog query that still
+//! fails (it reads what Eddy has none of: indexes, policies, publications...)
+//! answers no rows rather than an error, so a tool carries on.
 
+mod functions;
+mod psql;
+mod rewrite;
+mod tables;
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
-use pgwire::api::Type;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::types::pg_type;
-use crate::server::{Relation, RelationKind, Server};
+use super::params;
+use crate::server::{Relation, Server};
 use crate::session::string_rows;
-
-/// The oid of the first relation (Postgres's `FirstNormalObjectId`).
-const FIRST_OID: usize = 16384;
-
-/// The schema every relation is in.
-const SCHEMA: &str = "public";
 
 /// The answer to a metadata query a Postgres tool sends, or `None` for any other statement.
 pub async fn answer(server: &Server, sql: &str) -> Option<RecordBatch> {
-    if !(sql.contains("pg_catalog.") || sql.contains("information_schema.")) {
+    if !reads_catalog(sql) {
         return None;
     }
     let relations = server.relations().await;
-    if sql.contains("pg_catalog.pg_class c") && sql.contains("c.relkind IN (") && sql.contains("as \"Name\"") {
-        return Some(relation_list(&relations, sql));
+    if let Some(answer) = psql::answer(&relations, sql) {
+        return Some(answer);
     }
-    if sql.contains("SELECT c.oid,") && sql.contains("c.relname") && sql.contains("OPERATOR(pg_catalog.~)") {
-        let pattern = name_pattern(sql);
-        let rows = numbered(&relations)
-            .filter(|(_, r)| pattern.as_ref().is_none_or(|p| p.matches(&r.name)))
-            .map(|(oid, r)| vec![oid.to_string(), SCHEMA.into(), r.name.clone()]);
-        return Some(string_rows(&["oid", "nspname", "relname"], rows));
+    match run(&relations, sql).await {
+        Ok(batch) => Some(batch),
+        Err(error) => {
+            tracing::debug!(target: "eddy::pg", "catalog query answered with no rows ({error}): {sql}");
+            Some(string_rows(&["?column?"], std::iter::empty()))
+        }
     }
-    if sql.contains("c.relchecks") {
-        let relation = relation_by_oid(&relations, sql)?;
-        let kind = relkind(relation.kind).to_string();
-        let row = ["0", &kind, "f", "f", "f", "f", "f", "f", "f", "", "0", "", "p", "d", ""];
-        let columns = [
-            "relchecks",
-            "relkind",
-            "relhasindex",
-            "relhasrules",
-            "relhastriggers",
-            "relrowsecurity",
-            "relforcerowsecurity",
-            "relhasoids",
-            "relispartition",
-            "?column?",
-            "reltablespace",
-            "reloftype",
-            "relpersistence",
-            "relreplident",
-            "amname",
-        ];
-        return Some(string_rows(&columns, std::iter::once(row.iter().map(|v| v.to_string()).collect())));
-    }
-    if sql.contains("FROM pg_catalog.pg_attribute a") && sql.contains("a.attrelid = '") {
-        let relation = relation_by_oid(&relations, sql)?;
-        let rows = relation.columns.fields().iter().map(|f| {
-            let not_null = if f.is_nullable() { "f" } else { "t" };
-            vec![f.name().clone(), type_name(f.data_type()), String::new(), not_null.into(), String::new(), String::new(), String::new()]
-        });
-        return Some(string_rows(&["attname", "format_type", "default", "attnotnull", "attcollation", "attidentity", "attgenerated"], rows));
-    }
-    // Indexes, constraints, policies, publications, inheritance: Eddy has none.
-    Some(string_rows(&["?column?"], std::iter::empty()))
 }
 
-/// Relations with their oids.
-fn numbered(relations: &[Relation]) -> impl Iterator<Item = (usize, &Relation)> {
-    relations.iter().enumerate().map(|(i, r)| (FIRST_OID + i, r))
-}
-
-/// The relation whose oid the query compares with (`c.oid = '16384'`, `a.attrelid = '16384'`).
-fn relation_by_oid<'a>(relations: &'a [Relation], sql: &str) -> Option<&'a Relation> {
-    let at = sql.find("c.oid = '").map(|i| i + "c.oid = '".len()).or_else(|| sql.find("a.attrelid = '").map(|i| i + "a.attrelid = '".len()))?;
-    let oid: usize = sql[at..].split('\'').next()?.parse().ok()?;
-    relations.get(oid.checked_sub(FIRST_OID)?)
-}
-
-/// `\d`'s list: Schema, Name, Type, Owner of the relations of the kinds the
-/// query asks for (`c.relkind IN ('r','p','')`) and the name pattern it gives.
-fn relation_list(relations: &[Relation], sql: &str) -> RecordBatch {
-    let kinds: String = sql.split("c.relkind IN (").nth(1).and_then(|rest| rest.split(')').next()).unwrap_or_default().to_string();
-    let pattern = name_pattern(sql);
-    let rows = relations
+/// Whether `sql` is a query of Postgres's catalog: a `SELECT` (or `WITH`)
+/// naming `pg_catalog`, `information_schema`, a catalog table (`pg_type`) or
+/// calling one of the catalog's functions (`version()`, `current_user`).
+/// Eddy's own relations may have any other name, `pg_` ones included.
+fn reads_catalog(sql: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return false };
+    let words: Vec<String> = tokens
         .iter()
-        .filter(|r| kinds.contains(&format!("'{}'", relkind(r.kind))))
-        .filter(|r| pattern.as_ref().is_none_or(|p| p.matches(&r.name)))
-        .map(|r| vec![SCHEMA.into(), r.name.clone(), r.kind.name().into(), "eddy".into()]);
-    string_rows(&["Schema", "Name", "Type", "Owner"], rows)
-}
-
-/// Postgres's `relkind` letter.
-fn relkind(kind: RelationKind) -> char {
-    match kind {
-        RelationKind::Table => 'r',
-        RelationKind::View => 'v',
-        RelationKind::MaterializedView => 'm',
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+            Token::LParen => Some("(".into()),
+            _ => None,
+        })
+        .collect();
+    if !matches!(words.iter().find(|w| *w != "("), Some(first) if first == "select" || first == "with") {
+        return false;
     }
+    words.iter().enumerate().any(|(i, word)| {
+        let called =
+            words.get(i + 1).is_some_and(|w| w == "(") || matches!(word.as_str(), "current_catalog" | "current_schema" | "current_user" | "session_user");
+        matches!(word.as_str(), "pg_catalog" | "information_schema")
+            || tables::PG_CATALOG_TABLES.contains(&word.as_str())
+            || (called && functions::names().iter().any(|f| f == word))
+    })
 }
 
-/// The type as Postgres's `format_type` writes it.
-fn type_name(data_type: &datafusion::arrow::datatypes::DataType) -> String {
-    use datafusion::arrow::datatypes::DataType;
-    if let DataType::Decimal128(p, s) | DataType::Decimal256(p, s) = data_type {
-        return format!("numeric({p},{s})");
+/// Runs catalog query `sql` in a context over `relations`. A statement still
+/// holding `$N` placeholders (described before it is bound) runs with NULLs for them.
+async fn run(relations: &[Relation], sql: &str) -> Result<RecordBatch> {
+    let count = params::parameter_count(sql).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+    let sql = match count {
+        0 => sql.to_string(),
+        n => params::substitute(sql, &vec!["NULL".to_string(); n]).map_err(|e| DataFusionError::Plan(e.to_string()))?,
+    };
+    let sql = rewrite::replace_fragments(&sql);
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &sql)?;
+    let (Some(mut statement), None) = (statements.pop(), statements.pop()) else {
+        return Err(DataFusionError::Plan("a catalog query is one statement".into()));
+    };
+    rewrite::rewrite(&mut statement, relations);
+    let ctx = context(relations)?;
+    let plan = ctx.state().statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement))).await?;
+    let frame = ctx.execute_logical_plan(plan).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    Ok(concat_batches(&schema, &batches)?)
+}
+
+/// A context whose `pg_catalog` and `information_schema` describe `relations`,
+/// which are in `public` as empty tables (so a query may join them by name).
+/// The catalog tables are in `public` too: Postgres finds them without their
+/// schema's name (`FROM pg_type`).
+fn context(relations: &[Relation]) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_default_catalog_and_schema(tables::DATABASE, tables::SCHEMA).set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+    let ctx = SessionContext::new_with_config(config);
+    let catalog = ctx.catalog(tables::DATABASE).ok_or_else(|| DataFusionError::Internal("the catalog context has no database".into()))?;
+    let public = Arc::new(MemorySchemaProvider::new());
+    for relation in relations {
+        let table: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(Arc::clone(&relation.columns)));
+        public.register_table(relation.name.clone(), table)?;
     }
-    match pg_type(data_type) {
-        Type::BOOL => "boolean",
-        Type::INT2 => "smallint",
-        Type::INT4 => "integer",
-        Type::INT8 => "bigint",
-        Type::FLOAT4 => "real",
-        Type::FLOAT8 => "double precision",
-        Type::NUMERIC => "numeric",
-        Type::BYTEA => "bytea",
-        Type::DATE => "date",
-        Type::TIMESTAMP => "timestamp without time zone",
-        Type::TIMESTAMPTZ => "timestamp with time zone",
-        Type::TIME => "time without time zone",
-        _ => "text",
+    let pg_catalog = Arc::new(MemorySchemaProvider::new());
+    for (name, table) in tables::pg_catalog(relations)? {
+        pg_catalog.register_table(name.to_string(), Arc::clone(&table) as Arc<dyn TableProvider>)?;
+        public.register_table(name.to_string(), table)?;
     }
-    .to_string()
-}
-
-/// The name pattern psql sends (`c.relname OPERATOR(pg_catalog.~) '^(bid.*)$'`).
-fn name_pattern(sql: &str) -> Option<Pattern> {
-    let marker = "OPERATOR(pg_catalog.~) '";
-    let at = sql.find(&format!("relname {marker}"))? + "relname ".len() + marker.len();
-    let regex = sql[at..].split('\'').next()?;
-    Some(Pattern::from_psql(regex))
-}
-
-/// The part of a regular expression psql writes for a `\d` pattern: `*` is
-/// `.*`, `?` is `.`, the rest literal (other regex syntax is matched literally).
-#[derive(Debug)]
-struct Pattern {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, PartialEq)]
-enum Part {
-    Literal(char),
-    AnyOne,
-    AnyRun,
-}
-
-impl Pattern {
-    fn from_psql(regex: &str) -> Pattern {
-        let inner = regex.strip_prefix("^(").and_then(|r| r.strip_suffix(")$")).unwrap_or(regex);
-        let mut parts = Vec::new();
-        let mut chars = inner.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '.' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    parts.push(Part::AnyRun);
-                }
-                '.' => parts.push(Part::AnyOne),
-                '\\' => parts.extend(chars.next().map(Part::Literal)),
-                c => parts.push(Part::Literal(c)),
-            }
-        }
-        Pattern { parts }
+    let information_schema = Arc::new(MemorySchemaProvider::new());
+    for (name, table) in tables::information_schema(relations)? {
+        information_schema.register_table(name.to_string(), table)?;
     }
-
-    fn matches(&self, name: &str) -> bool {
-        fn at(parts: &[Part], name: &[char]) -> bool {
-            match parts.split_first() {
-                None => name.is_empty(),
-                Some((Part::AnyRun, rest)) => (0..=name.len()).any(|skip| at(rest, &name[skip..])),
-                Some((Part::AnyOne, rest)) => !name.is_empty() && at(rest, &name[1..]),
-                Some((Part::Literal(c), rest)) => name.first() == Some(c) && at(rest, &name[1..]),
-            }
-        }
-        at(&self.parts, &name.chars().collect::<Vec<_>>())
+    catalog.register_schema(tables::SCHEMA, public)?;
+    catalog.register_schema("pg_catalog", pg_catalog)?;
+    catalog.register_schema("information_schema", information_schema)?;
+    for function in functions::all() {
+        ctx.register_udf(function);
     }
+    Ok(ctx)
 }
 
 #[cfg(test)]
@@ -193,11 +142,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn psql_patterns_match_as_psql_means_them() {
-        assert!(Pattern::from_psql("^(bids)$").matches("bids"));
-        assert!(!Pattern::from_psql("^(bids)$").matches("bids2"));
-        assert!(Pattern::from_psql("^(bid.*)$").matches("bid_counts"));
-        assert!(Pattern::from_psql("^(b.ds)$").matches("bids"));
-        assert!(!Pattern::from_psql("^(b.ds)$").matches("bds"));
+    fn catalog_queries_are_told_from_eddys_own() {
+        assert!(reads_catalog("SELECT typname FROM pg_type WHERE oid = 20"));
+        assert!(reads_catalog("select * from information_schema.tables"));
+        assert!(reads_catalog("SELECT version()"));
+        assert!(reads_catalog("select current_schema()"));
+        assert!(reads_catalog("SELECT current_user"));
+        assert!(reads_catalog("select current_catalog"));
+        assert!(!reads_catalog("SELECT version FROM releases"));
+        assert!(!reads_catalog("SELECT 'pg_type' FROM bids"));
+        assert!(!reads_catalog("CREATE VIEW pg_like AS SELECT * FROM bids"));
+        assert!(!reads_catalog("SELECT auction FROM bids"));
+        assert!(!reads_catalog("SELECT * FROM pg_orders"));
+        assert!(reads_catalog("SELECT oid, typname FROM pg_type"));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Built on the `pgwire` crate, which speaks the protocol (startup, simple and
 //! extended queries, cancel requests); the modules here are Eddy's side of it:
-//! - [`auth`]: trust, or the `--token` as the password;
+//! - [`auth`]: trust, or the `--token` as the password, proven with SCRAM;
+//! - [`tls`]: TLS with `--pg-tls-cert`/`--pg-tls-key`;
 //! - [`query`]: both query protocols, through the server's one dispatcher;
 //! - [`params`]: `$1` parameters bound as literals;
 //! - [`session`]: what a connection answers itself: psql's `PREPARE`/`EXECUTE`,
@@ -24,6 +25,7 @@ pub mod params;
 pub mod query;
 pub mod session;
 pub mod subscribe;
+pub mod tls;
 pub mod types;
 
 use std::net::SocketAddr;
@@ -61,38 +63,57 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// Serves the Postgres protocol on `listener` until `shutdown` resolves; with a
-/// token, it is every user's password.
-pub async fn serve(server: Arc<Server>, listener: tokio::net::TcpListener, token: Option<String>, shutdown: impl std::future::Future<Output = ()> + Send) {
-    let connections = Arc::new(ConnectionManager::new());
-    let handlers = Arc::new(Handlers {
-        statements: Arc::new(query::Statements::new(server)),
-        startup: Arc::new(auth::Startup::new(token, Arc::clone(&connections))),
-        cancel: Arc::new(DefaultCancelHandler::new(connections)),
-    });
-    let shutdown = std::pin::pin!(shutdown);
-    let mut shutdown = shutdown;
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: the next accept may work.
-                    tracing::warn!("postgres listener: cannot accept a connection: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.as_mut() => return,
-        };
-        // Without TCP_NODELAY a small reply waits for the client's delayed ACK (~40 ms).
-        let _ = socket.set_nodelay(true);
-        let handlers = Arc::clone(&handlers);
-        tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                tracing::debug!(target: "eddy::pg", "connection from {peer} ended: {e}");
-            }
+/// The Postgres protocol's side of a server, ready to accept connections.
+pub struct Service {
+    handlers: Arc<Handlers>,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+}
+
+impl Service {
+    /// The service over `server`: with a token, it is every user's password; with
+    /// `tls`, clients that ask for TLS get it.
+    pub fn new(server: Arc<Server>, token: Option<String>, tls: Option<tls::Tls>) -> Result<Service, EddyError> {
+        let connections = Arc::new(ConnectionManager::new());
+        let certificate = tls.as_ref().map(|tls| tls.certificate_pem.as_slice());
+        let startup = auth::Startup::new(token, Arc::clone(&connections), certificate).map_err(|e| EddyError::Setting {
+            key: "--pg-tls-cert".into(),
+            value: String::new(),
+            message: format!("cannot be used for SCRAM channel binding: {e}"),
+        })?;
+        let handlers = Arc::new(Handlers {
+            statements: Arc::new(query::Statements::new(server)),
+            startup: Arc::new(startup),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
         });
+        Ok(Service { handlers, tls: tls.map(|tls| tls.acceptor) })
+    }
+
+    /// Serves the Postgres protocol on `listener` until `shutdown` resolves.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = shutdown;
+        loop {
+            let (socket, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: the next accept may work.
+                        tracing::warn!("postgres listener: cannot accept a connection: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.as_mut() => return,
+            };
+            // Without TCP_NODELAY a small reply waits for the client's delayed ACK (~40 ms).
+            let _ = socket.set_nodelay(true);
+            let (handlers, tls) = (Arc::clone(&self.handlers), self.tls.clone());
+            tokio::spawn(async move {
+                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                    tracing::debug!(target: "eddy::pg", "connection from {peer} ended: {e}");
+                }
+            });
+        }
     }
 }
 

@@ -203,11 +203,13 @@ impl QueryParser for Parser {
             // Answered by the connection itself when executed; no rows.
             return Ok(Some(Prepared { sql: sql.to_string(), parameters: Vec::new(), columns: None }));
         }
-        if let Some(answer) = catalog::answer(&self.server, sql).await {
-            return Ok(Some(Prepared { sql: sql.to_string(), parameters: Vec::new(), columns: Some(answer.schema()) }));
-        }
         let count = params::parameter_count(sql).map_err(|e| error_response(&e, sql))?;
         let client_type = |i: usize| types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN);
+        if let Some(answer) = catalog::answer(&self.server, sql).await {
+            // Catalog queries compare their parameters with names: text unless the client says otherwise.
+            let parameters = (0..count).map(|i| client_type(i).unwrap_or(Type::TEXT)).collect();
+            return Ok(Some(Prepared { sql: sql.to_string(), parameters, columns: Some(answer.schema()) }));
+        }
         let described = match self.server.describe(sql).await {
             Ok(described) => described,
             // The streaming planner (a SELECT over bounded tables) takes no

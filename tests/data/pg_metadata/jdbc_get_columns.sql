@@ -1,0 +1,12 @@
+-- pgjdbc 42.7.13 (org.postgresql:postgresql), PgDatabaseMetaData.getColumns(null, "public", "%", "%")
+-- params: public|%|%
+-- expect: eddy|public|bids|auction|20|false|-1|8|-1|1|||||0|b
+-- expect: eddy|public|bids|bidder|20|false|-1|8|-1|2|||||0|b
+-- expect: eddy|public|bids|price|20|false|-1|8|-1|3|||||0|b
+-- expect: eddy|public|bids|ts|1114|false|-1|8|-1|4|||||0|b
+-- expect: eddy|public|counts|auction|20|false|-1|8|-1|1|||||0|b
+-- expect: eddy|public|counts|n|20|true|-1|8|-1|2|||||0|b
+-- expect: eddy|public|counts|best|20|false|-1|8|-1|3|||||0|b
+-- expect: eddy|public|dear|auction|20|false|-1|8|-1|1|||||0|b
+-- expect: eddy|public|dear|price|20|false|-1|8|-1|2|||||0|b
+SELECT * FROM (SELECT current_database() AS current_database, n.nspname,c.relname,a.attname,a.atttypid,a.attnotnull  OR (t.typtype = 'd' AND t.typnotnull) AS attnotnull,a.atttypmod,a.attlen,t.typtypmod,row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum) AS attnum, nullif(a.attidentity, '') as attidentity,nullif(a.attgenerated, '') as attgenerated,pg_catalog.pg_get_expr(def.adbin, def.adrelid) AS adsrc,dsc.description,t.typbasetype,t.typtype  FROM pg_catalog.pg_namespace n  JOIN pg_catalog.pg_class c ON (c.relnamespace = n.oid)  JOIN pg_catalog.pg_attribute a ON (a.attrelid=c.oid)  JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid)  LEFT JOIN pg_catalog.pg_attrdef def ON (a.attrelid=def.adrelid AND a.attnum = def.adnum)  LEFT JOIN pg_catalog.pg_description dsc ON (c.oid=dsc.objoid AND a.attnum = dsc.objsubid)  LEFT JOIN pg_catalog.pg_class dc ON (dc.oid=dsc.classoid AND dc.relname='pg_class')  LEFT JOIN pg_catalog.pg_namespace dn ON (dc.relnamespace=dn.oid AND dn.nspname='pg_catalog')  WHERE c.relkind in ('r','p','v','f','m') and a.attnum > 0 AND NOT a.attisdropped  AND n.nspname LIKE $1 AND c.relname LIKE $2) c WHERE true  AND attname LIKE $3 ORDER BY nspname,c.relname,attnum

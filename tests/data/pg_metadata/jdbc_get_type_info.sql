@@ -1,0 +1,14 @@
+-- pgjdbc 42.7.13 (org.postgresql:postgresql), PgDatabaseMetaData.getTypeInfo()
+-- contains: bool|16
+-- contains: int8|20
+-- contains: int4|23
+-- contains: int2|21
+-- contains: text|25
+-- contains: float8|701
+-- contains: numeric|1700
+-- contains: bytea|17
+-- contains: date|1082
+-- contains: timestamp|1114
+-- contains: timestamptz|1184
+-- contains: _int8|1016
+SELECT t.typname,t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON (t.typnamespace = n.oid)  WHERE n.nspname  != 'pg_toast' AND  (t.typrelid = 0 OR (SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid))
