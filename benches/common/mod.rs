@@ -47,6 +47,18 @@ pub struct Measured {
 /// Runs `sql` (tables and `INSERT INTO` pipelines) to the end in-process, as
 /// `eddy run` does, timing only the pipelines, not the planning.
 pub fn run_script(runtime: &tokio::runtime::Runtime, sql: &str) -> Result<Measured, eddy::EddyError> {
+    run_script_watching(runtime, sql, std::time::Duration::from_secs(3600), |_| {})
+}
+
+/// [`run_script`], calling `watch` with the first pipeline's metrics every
+/// `every` while it runs (to follow figures that change during a run, such as
+/// each checkpoint's duration and size).
+pub fn run_script_watching(
+    runtime: &tokio::runtime::Runtime,
+    sql: &str,
+    every: std::time::Duration,
+    mut watch: impl FnMut(&eddy_engine::PipelineMetrics),
+) -> Result<Measured, eddy::EddyError> {
     runtime.block_on(async {
         let mut session = eddy::Session::new();
         let pipelines = session.execute_script(sql).await?;
@@ -54,7 +66,20 @@ pub fn run_script(runtime: &tokio::runtime::Runtime, sql: &str) -> Result<Measur
         let (_tx, stop) = tokio::sync::watch::channel(false);
         let cpu = cpu_seconds();
         let started = std::time::Instant::now();
-        let summary = session.run(&pipelines, &group, stop, &mut |_| unreachable!("INSERT only")).await?;
+        let mut no_select_sinks = |_: &eddy::PipelineSpec| -> Box<dyn eddy_engine::Sink> { unreachable!("INSERT only") };
+        let run = session.run(&pipelines, &group, stop, &mut no_select_sinks);
+        let mut run = std::pin::pin!(run);
+        let mut ticks = tokio::time::interval(every);
+        let summary = loop {
+            tokio::select! {
+                summary = run.as_mut() => break summary?,
+                _ = ticks.tick() => {
+                    if let Some(metrics) = group.get(0) {
+                        watch(metrics);
+                    }
+                }
+            }
+        };
         let metrics = group.get(0).cloned().unwrap_or_default();
         Ok(Measured { summary, metrics, wall: started.elapsed().as_secs_f64(), cpu: cpu_seconds() - cpu })
     })
