@@ -16,6 +16,13 @@
 //! seconds per million events (the process: generator, operator, checkpoints),
 //! wall time against the input's own duration (whether it kept up), and for the
 //! checkpointed run every checkpoint's duration and size.
+//!
+//! On the project's 2-core machine (Dec 2026, dev profile, machine otherwise
+//! idle), defaults: without checkpoints 2.26 CPU-s per M events; every 10 s
+//! 2.98 (+32 %), 17 checkpoints of 70 MB, p50 771 ms, max 1,326 ms; both runs
+//! kept up with the input (183.9 and 182.7 s wall for 180 s). Every checkpoint
+//! writes the whole state again, though the slices older than the watermark no
+//! longer change: saving only what changed is what would bring it under 5 %.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
