@@ -74,6 +74,11 @@ impl ColumnIndex {
         Ok(())
     }
 
+    /// The memory the index holds.
+    pub fn bytes(&self) -> u64 {
+        (self.entries.capacity() * std::mem::size_of::<(u64, RowPosition)>()) as u64
+    }
+
     /// The positions of the rows whose value in `column` equals `value` (of the
     /// column's type), in the order they were appended.
     pub fn find(&self, batches: &[RecordBatch], column: usize, value: &ScalarValue) -> Result<Vec<RowPosition>, ArrowError> {
@@ -143,6 +148,7 @@ mod tests {
         assert!(!index.is_behind(&batches));
         assert_eq!(found(&index, &batches, 0, ScalarValue::Int64(Some(2))), vec![(0, 1), (0, 3), (1, 0)]);
         assert_eq!(found(&index, &batches, 0, ScalarValue::Int64(Some(9))), vec![(1, 1)]);
+        assert!(index.bytes() >= 6 * 16, "6 rows of 16 bytes: {}", index.bytes());
     }
 
     #[test]

@@ -23,11 +23,10 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
 use eddy_engine::changelog::changelog_schema;
 use eddy_engine::{BoxError, ChangeBatch, EngineError, RowKind, Sink, Source, SourceBatch, SourceReader};
 use tokio::sync::broadcast;
-
-use datafusion::common::ScalarValue;
 
 use super::view_index::ColumnIndex;
 use crate::ipc::{IpcCollector, IpcEncoder};
@@ -112,9 +111,10 @@ impl MaterializedView {
         changelog_schema(&self.schema)
     }
 
-    /// Rows and bytes the view holds, for `GetPipeline` and `EXPLAIN`.
+    /// Rows and bytes the view holds (its point-lookup indexes included), for
+    /// `GetPipeline` and `EXPLAIN`.
     pub fn size(&self) -> (u64, u64) {
-        self.state.read().map(|s| (s.row_count, s.bytes)).unwrap_or((0, 0))
+        self.state.read().map(|s| (s.row_count, s.bytes + s.indexes.values().map(ColumnIndex::bytes).sum::<u64>())).unwrap_or((0, 0))
     }
 
     /// The rows as of the last applied checkpoint: one consistent snapshot.
