@@ -31,7 +31,7 @@ mod unsupported;
 mod url;
 
 pub use json_agg::JSON_ARRAYAGG;
-pub use syntax::rewrite_query;
+pub use syntax::{call, rewrite_query};
 pub(crate) use syntax::{rewrite_expression_sql, rewrite_tokens};
 pub use unsupported::refuse_unsupported;
 

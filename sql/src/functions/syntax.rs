@@ -335,7 +335,9 @@ fn is_json_marker(expr: &Expr) -> Option<Expr> {
     }
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// A plain call `name(args)` as sqlparser's AST spells it, for rewrites that
+/// turn other syntax into function calls (here and in the Postgres catalog's).
+pub fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
