@@ -17,8 +17,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, Value, ValueWithSpan,
+    BinaryOperator, CastKind, DataType, Expr, Function, GroupByExpr, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, Value,
+    ValueWithSpan,
 };
 
 use eddy_sql::functions::call;
