@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -48,15 +48,7 @@ fn main() {
         // A view of `rows` rows, from a bounded generator.
         let started = Instant::now();
         client.execute_update(common::keys_view(rows), None).await.unwrap();
-        loop {
-            let status = server.pipeline("big").unwrap().status();
-            if status.status != "RUNNING" {
-                assert_eq!((status.status.as_str(), status.state_rows), ("FINISHED", rows), "{status:?}");
-                println!("view `big`: {rows} rows, built in {:.2}s", started.elapsed().as_secs_f64());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        common::wait_keys_view(&server, rows, started).await;
 
         let (mut seconds, mut info_seconds, mut body_bytes) = (Vec::with_capacity(reads), Vec::with_capacity(reads), 0);
         let cpu = cpu_seconds();

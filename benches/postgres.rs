@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{flag_value, percentile};
 use rand::Rng;
@@ -40,15 +40,7 @@ fn main() {
         // A view of `rows` rows, from a bounded generator.
         let started = Instant::now();
         client.batch_execute(&common::keys_view(rows)).await.unwrap();
-        loop {
-            let status = server.pipeline("big").unwrap().status();
-            if status.status != "RUNNING" {
-                assert_eq!((status.status.as_str(), status.state_rows), ("FINISHED", rows), "{status:?}");
-                println!("view `big`: {rows} rows, built in {:.2}s", started.elapsed().as_secs_f64());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        common::wait_keys_view(&server, rows, started).await;
 
         let lookup = client.prepare("SELECT * FROM big WHERE id = $1").await.unwrap();
         let mut rng = rand::thread_rng();

@@ -35,6 +35,20 @@ pub fn keys_view(rows: u64) -> String {
     )
 }
 
+/// Waits until the pipeline of [`keys_view`] on `server` has finished with all
+/// `rows` rows, and says how long the view took to build since `started`.
+pub async fn wait_keys_view(server: &eddy::server::Server, rows: u64, started: std::time::Instant) {
+    loop {
+        let status = server.pipeline("big").expect("the view's pipeline").status();
+        if status.status != "RUNNING" {
+            assert_eq!((status.status.as_str(), status.state_rows), ("FINISHED", rows), "{status:?}");
+            println!("view `big`: {rows} rows, built in {:.2}s", started.elapsed().as_secs_f64());
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// What [`run_script`] measured: the run's summary and metrics, and the wall and CPU seconds it took.
 pub struct Measured {
     pub summary: eddy::RunSummary,
