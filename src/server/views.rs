@@ -150,14 +150,21 @@ impl MaterializedView {
             }
             let state = self.read_state()?;
             let Some(index) = state.indexes.get(first) else { return Ok(None) };
-            let mut positions = Vec::new();
+            // Only the batches that hold a match are gathered from (positions come
+            // in append order), not all of the view's, which grow with every refresh.
+            let (mut batches, mut positions): (Vec<&RecordBatch>, Vec<(usize, usize)>) = (Vec::new(), Vec::new());
+            let mut last_batch = None;
             for position in index.find(&state.appended, *first, first_value)? {
                 let batch = &state.appended[position.batch as usize];
-                if all_equal(batch, position.row as usize, rest)? {
-                    positions.push((position.batch as usize, position.row as usize));
+                if !all_equal(batch, position.row as usize, rest)? {
+                    continue;
                 }
+                if last_batch != Some(position.batch) {
+                    batches.push(batch);
+                    last_batch = Some(position.batch);
+                }
+                positions.push((batches.len() - 1, position.row as usize));
             }
-            let batches: Vec<&RecordBatch> = state.appended.iter().collect();
             return Ok(Some(if batches.is_empty() { RecordBatch::new_empty(self.schema()) } else { interleave_record_batch(&batches, &positions)? }));
         };
         let mut given: Vec<usize> = equal.iter().map(|(column, _)| *column).collect();
