@@ -295,14 +295,14 @@ struct Faces<'a> {
 
 async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, faces: Faces<'_>) -> Result<(), EddyError> {
     let Faces { pg, pg_tls, flight, http } = faces;
-    let address = eddy::server::service::parse_listen(listen)?;
+    let address = eddy::server::service::parse_socket_address("--listen", listen, 50051)?;
     let listener = bind(address).await?;
     let pg_listener = match pg {
-        Some(pg) => Some(bind(eddy::server::pg::parse_address(pg)?).await?),
+        Some(pg) => Some(bind(eddy::server::service::parse_socket_address("--pg", pg, 5432)?).await?),
         None => None,
     };
     let flight_listener = match flight {
-        Some(flight) => Some(bind(eddy::server::flight::parse_address(flight)?).await?),
+        Some(flight) => Some(bind(eddy::server::service::parse_socket_address("--flight", flight, 32010)?).await?),
         None => None,
     };
     let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound address".into(), source })?;

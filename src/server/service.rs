@@ -257,11 +257,12 @@ pub fn same_token(expected: &str, presented: &str) -> bool {
     expected.len() == presented.len() && expected.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// The address `--listen` names, with a clear error.
-pub fn parse_listen(listen: &str) -> Result<SocketAddr, EddyError> {
-    listen.parse().map_err(|e| EddyError::Setting {
-        key: "--listen".into(),
-        value: listen.into(),
-        message: format!("{e}; expected HOST:PORT such as 127.0.0.1:50051"),
+/// The HOST:PORT address given to `option` (`--listen`, `--pg`, `--flight`), with
+/// an error that names the option and shows an example on its usual port.
+pub fn parse_socket_address(option: &str, address: &str, usual_port: u16) -> Result<SocketAddr, EddyError> {
+    address.parse().map_err(|e| EddyError::Setting {
+        key: option.into(),
+        value: address.into(),
+        message: format!("{e}; expected HOST:PORT such as 127.0.0.1:{usual_port}"),
     })
 }

@@ -20,7 +20,6 @@ pub mod prepared;
 pub mod statements;
 pub mod tickets;
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -319,13 +318,4 @@ pub async fn serve(
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
         .map_err(|e| EddyError::Io { context: "the Flight SQL server stopped".into(), source: std::io::Error::other(e) })
-}
-
-/// The address `--flight` names, with a clear error.
-pub fn parse_address(address: &str) -> Result<SocketAddr, EddyError> {
-    address.parse().map_err(|e| EddyError::Setting {
-        key: "--flight".into(),
-        value: address.into(),
-        message: format!("{e}; expected HOST:PORT such as 127.0.0.1:32010"),
-    })
 }

@@ -28,7 +28,6 @@ pub mod subscribe;
 pub mod tls;
 pub mod types;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pgwire::api::cancel::DefaultCancelHandler;
@@ -115,13 +114,4 @@ impl Service {
             });
         }
     }
-}
-
-/// The address `--pg` names, with a clear error.
-pub fn parse_address(address: &str) -> Result<SocketAddr, EddyError> {
-    address.parse().map_err(|e| EddyError::Setting {
-        key: "--pg".into(),
-        value: address.into(),
-        message: format!("{e}; expected HOST:PORT such as 127.0.0.1:5432"),
-    })
 }
