@@ -76,7 +76,7 @@ impl HeldEpochs {
             // An epoch without rows is still an epoch: its marker moves too.
             parts.push((part_name(*epoch, RowKind::Insert), RecordBatch::new_empty(Arc::clone(&self.schema))));
         }
-        Ok(OperatorState { parts }.to_bytes()?)
+        Ok(OperatorState::new(parts).to_bytes()?)
     }
 
     /// The prepared epochs up to and including `checkpoint`, now saved and due to be written.

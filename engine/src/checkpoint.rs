@@ -6,8 +6,16 @@
 //!
 //! ```text
 //! chk-0000000042/tasks     every task's snapshot, checksummed
+//! chk-0000000042/lasting   the ids of the lasting parts the snapshots refer to (absent: none)
 //! chk-0000000042/_COMPLETE written last (by rename): the checkpoint is usable
+//! lasting/0123456789abcdef  one lasting part (Arrow IPC, checksummed)
 //! ```
+//!
+//! A lasting part ([`crate::state`]: operator state that never changes once made,
+//! such as a window slice the watermark has closed) is stored by the first
+//! checkpoint that holds it, before that checkpoint's `tasks`; later checkpoints
+//! only list its id. After each checkpoint, the parts no kept checkpoint lists
+//! are deleted.
 //!
 //! A checkpoint without `_COMPLETE` (the process died while writing it) or whose
 //! checksum does not match is skipped, and the previous complete one is used.
@@ -22,7 +30,7 @@
 //! pipeline started again over a store with the record only finishes that last
 //! commit (see [`CheckpointStore::completion`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,6 +45,7 @@ use object_store::{
 
 use crate::connector::SourcePosition;
 use crate::error::{EngineError, Result};
+use crate::state::{decode_batches, encode_batch, LastingId, LastingPart, LastingParts};
 
 /// Complete checkpoints kept on disk; older ones are deleted.
 pub const RETAINED: usize = 3;
@@ -59,6 +68,8 @@ pub struct TaskSnapshot {
     pub operators: Vec<Option<Vec<u8>>>,
     /// The sink task's prepared commit ([`crate::Sink::prepare`]).
     pub sink: Option<Vec<u8>>,
+    /// The lasting parts `operators` refer to: stored apart, once (empty when read back).
+    pub lasting: Vec<LastingPart>,
 }
 
 /// A complete checkpoint read back.
@@ -68,6 +79,8 @@ pub struct Checkpoint {
     pub id: u64,
     /// Every task's snapshot, by task key.
     pub tasks: HashMap<String, TaskSnapshot>,
+    /// The lasting parts the tasks' operator states refer to.
+    pub lasting: LastingParts,
 }
 
 /// A pipeline's checkpoint directory: a local directory, or a prefix in an S3
@@ -78,10 +91,15 @@ pub struct CheckpointStore {
     root: ObjectPath,
     /// The location as the user gave it, for messages.
     display: String,
+    /// Lasting parts this process has stored under `root` and not yet deleted.
+    stored: Arc<std::sync::Mutex<HashSet<LastingId>>>,
 }
 
 /// The completion record of a pipeline that ran to its end, in its checkpoint directory.
 const FINISHED: &str = "_FINISHED";
+
+/// Where lasting parts are stored, and a checkpoint's list of those it refers to.
+const LASTING: &str = "lasting";
 
 fn failed(action: &str, path: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::State(format!("cannot {action} checkpoint '{path}': {e}"))
@@ -92,7 +110,7 @@ impl CheckpointStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir: PathBuf = dir.into();
         let display = dir.display().to_string();
-        CheckpointStore { store: Arc::new(LocalDirectory { dir }), root: ObjectPath::default(), display }
+        CheckpointStore { store: Arc::new(LocalDirectory { dir }), root: ObjectPath::default(), display, stored: Arc::default() }
     }
 
     /// The store at `location`: `s3://bucket/prefix` (credentials, region and
@@ -108,7 +126,7 @@ impl CheckpointStore {
             .with_bucket_name(bucket)
             .build()
             .map_err(|e| EngineError::State(format!("cannot use checkpoint location '{location}': {e}")))?;
-        Ok(CheckpointStore { store: Arc::new(store), root: ObjectPath::from(prefix), display: location.to_string() })
+        Ok(CheckpointStore { store: Arc::new(store), root: ObjectPath::from(prefix), display: location.to_string(), stored: Arc::default() })
     }
 
     /// Where the checkpoints go, as given.
@@ -122,6 +140,7 @@ impl CheckpointStore {
             store: Arc::clone(&self.store),
             root: self.root.clone().join(name),
             display: format!("{}/{name}", self.display.trim_end_matches('/')),
+            stored: Arc::default(),
         }
     }
 
@@ -149,16 +168,38 @@ impl CheckpointStore {
     }
 
     /// Writes checkpoint `id` and marks it complete; then deletes the oldest beyond
-    /// [`RETAINED`]. Returns its size in bytes.
+    /// [`RETAINED`] and the lasting parts no kept checkpoint refers to. Returns the
+    /// bytes it wrote: its snapshots and the lasting parts stored for the first time.
     pub async fn write(&self, id: u64, tasks: &[TaskSnapshot]) -> Result<u64> {
         let name = Self::checkpoint_name(id);
+        let mut size = 0;
+        // Each object appears whole (a rename locally, one PUT on S3); the parts
+        // come before what refers to them, and the mark last.
+        let mut referenced = Vec::new();
+        for part in tasks.iter().flat_map(|t| &t.lasting) {
+            referenced.push(part.id);
+            if self.stored_parts().contains(&part.id) {
+                continue;
+            }
+            let data = seal(encode_batch(&part.batch)?, word_checksum);
+            size += data.len() as u64;
+            self.put(&[LASTING, &part.id.object_name()], data).await?;
+            self.stored_parts().insert(part.id);
+        }
+        if !referenced.is_empty() {
+            let list: Vec<u8> = referenced.iter().flat_map(|id| id.0.to_le_bytes()).collect();
+            self.put(&[&name, LASTING], seal(list, word_checksum)).await?;
+        }
         let data = encode(tasks);
-        let size = data.len() as u64;
-        // Each object appears whole (a rename locally, one PUT on S3); the mark comes last.
+        size += data.len() as u64;
         self.put(&[&name, "tasks"], data).await?;
         self.put(&[&name, "_COMPLETE"], id.to_string().into_bytes()).await?;
         self.prune().await?;
         Ok(size)
+    }
+
+    fn stored_parts(&self) -> std::sync::MutexGuard<'_, HashSet<LastingId>> {
+        self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Deletes every checkpoint: the pipeline ran to its end, so there is nothing to resume.
@@ -166,7 +207,57 @@ impl CheckpointStore {
         for id in self.ids().await? {
             self.delete_checkpoint(id).await?;
         }
+        self.delete_lasting_parts(&HashSet::new()).await
+    }
+
+    /// The ids of the lasting parts checkpoint `id` refers to (none without a list).
+    async fn lasting_list(&self, id: u64) -> Result<Vec<LastingId>> {
+        let path = self.object(&[&Self::checkpoint_name(id), LASTING]);
+        let data = match self.store.get(&path).await {
+            Ok(got) => got.bytes().await.map_err(|e| failed("read", path.as_ref(), e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(failed("read", path.as_ref(), e)),
+        };
+        let list = unseal(&data, word_checksum).map_err(|e| failed("read", path.as_ref(), e))?;
+        Ok(list.chunks_exact(8).map(|id| LastingId(u64::from_le_bytes(id.try_into().unwrap_or_default()))).collect())
+    }
+
+    /// Deletes the stored lasting parts not in `keep`.
+    async fn delete_lasting_parts(&self, keep: &HashSet<LastingId>) -> Result<()> {
+        let prefix = self.object(&[LASTING]);
+        let objects: Vec<ObjectMeta> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(objects) => objects,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(failed("list", prefix.as_ref(), e)),
+        };
+        for object in objects {
+            let Some(id) = object.location.filename().and_then(LastingId::from_object_name) else { continue };
+            if keep.contains(&id) {
+                continue;
+            }
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(failed("delete", object.location.as_ref(), e)),
+            }
+        }
+        self.stored_parts().retain(|id| keep.contains(id));
         Ok(())
+    }
+
+    /// The lasting parts checkpoint `id` refers to, read back.
+    async fn read_lasting_parts(&self, id: u64) -> std::result::Result<LastingParts, String> {
+        let mut parts = LastingParts::new();
+        for part in self.lasting_list(id).await.map_err(|e| e.to_string())? {
+            let path = self.object(&[LASTING, &part.object_name()]);
+            let data = match self.store.get(&path).await {
+                Ok(got) => got.bytes().await.map_err(|e| e.to_string())?,
+                Err(e) => return Err(format!("its state part {} cannot be read: {e}", part.object_name())),
+            };
+            let ipc = unseal(&data, word_checksum).map_err(|e| format!("its state part {}: {e}", part.object_name()))?;
+            let batch = decode_batches(ipc).map_err(|e| e.to_string())?.into_iter().next().ok_or("an empty state part")?;
+            parts.insert(part, batch);
+        }
+        Ok(parts)
     }
 
     /// Records that the pipeline ran to its end: `tasks` are the sources' final
@@ -192,7 +283,7 @@ impl CheckpointStore {
             tracing::warn!("the completion record in {} does not read back ({e}); taking the pipeline as completed", self.display);
             Vec::new()
         });
-        Ok(Some(Checkpoint { id: FINAL_CHECKPOINT, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect() }))
+        Ok(Some(Checkpoint { id: FINAL_CHECKPOINT, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect(), lasting: LastingParts::new() }))
     }
 
     /// Whether the pipeline ran to its end (see [`CheckpointStore::complete`]).
@@ -250,14 +341,20 @@ impl CheckpointStore {
                 complete.push(id);
             }
         }
+        let mut kept = ids;
         if complete.len() > RETAINED {
             let keep_from = complete[complete.len() - RETAINED];
             // Older ones, complete or abandoned halfway, go.
-            for id in ids.into_iter().filter(|id| *id < keep_from) {
+            for &id in kept.iter().filter(|id| **id < keep_from) {
                 self.delete_checkpoint(id).await?;
             }
+            kept.retain(|id| *id >= keep_from);
         }
-        Ok(())
+        let mut referenced = HashSet::new();
+        for id in kept {
+            referenced.extend(self.lasting_list(id).await?);
+        }
+        self.delete_lasting_parts(&referenced).await
     }
 
     /// The newest complete checkpoint that reads back intact, if any; broken ones
@@ -274,8 +371,12 @@ impl CheckpointStore {
                 Ok(got) => got.bytes().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
-            match data.and_then(|data| decode(&data)) {
-                Ok(tasks) => return Ok(Some(Checkpoint { id, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect() })),
+            let read = match data.and_then(|data| decode(&data)) {
+                Ok(tasks) => self.read_lasting_parts(id).await.map(|lasting| (tasks, lasting)),
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok((tasks, lasting)) => return Ok(Some(Checkpoint { id, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect(), lasting })),
                 Err(e) => tracing::warn!("checkpoint {id} in {} is corrupt ({e}); using an older one", self.display),
             }
         }
@@ -378,6 +479,35 @@ fn checksum(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// FNV-1a over 8-byte words (the tail byte by byte): as [`checksum`], about eight
+/// times faster, for lasting parts, which can be large.
+fn word_checksum(data: &[u8]) -> u64 {
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
+    let step = |h: u64, v: u64| (h ^ v).wrapping_mul(0x0100_0000_01b3);
+    let h = words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| step(h, u64::from_le_bytes(w.try_into().unwrap_or_default())));
+    tail.iter().fold(h, |h, b| step(h, u64::from(*b)))
+}
+
+/// `data` followed by its checksum by `sum`.
+fn seal(mut data: Vec<u8>, sum: fn(&[u8]) -> u64) -> Vec<u8> {
+    let sum = sum(&data);
+    data.extend_from_slice(&sum.to_le_bytes());
+    data
+}
+
+/// What [`seal`] sealed with `sum`, if it is whole.
+fn unseal(data: &[u8], sum: fn(&[u8]) -> u64) -> std::result::Result<&[u8], String> {
+    if data.len() < 8 {
+        return Err("truncated".to_string());
+    }
+    let (body, expected) = data.split_at(data.len() - 8);
+    if sum(body).to_le_bytes() != expected {
+        return Err("checksum mismatch".to_string());
+    }
+    Ok(body)
+}
+
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(bytes);
@@ -415,9 +545,7 @@ fn encode(tasks: &[TaskSnapshot]) -> Vec<u8> {
             }
         }
     }
-    let sum = checksum(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
+    seal(out, checksum)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -452,14 +580,7 @@ impl Reader<'_> {
 }
 
 fn decode(data: &[u8]) -> std::result::Result<Vec<TaskSnapshot>, String> {
-    if data.len() < 8 {
-        return Err("truncated".to_string());
-    }
-    let (body, sum) = data.split_at(data.len() - 8);
-    if checksum(body).to_le_bytes() != sum {
-        return Err("checksum mismatch".to_string());
-    }
-    let mut r = Reader(body);
+    let mut r = Reader(unseal(data, checksum)?);
     let count = r.u64()?;
     let mut tasks = Vec::new();
     for _ in 0..count {
@@ -478,7 +599,7 @@ fn decode(data: &[u8]) -> std::result::Result<Vec<TaskSnapshot>, String> {
         for _ in 0..n {
             operators.push(if r.flag()? { Some(r.bytes()?) } else { None });
         }
-        tasks.push(TaskSnapshot { checkpoint, task, position, operators, sink });
+        tasks.push(TaskSnapshot { checkpoint, task, position, operators, sink, lasting: Vec::new() });
     }
     Ok(tasks)
 }
@@ -494,7 +615,52 @@ mod tests {
             position: Some(SourcePosition { partition: "t/0".to_string(), offset: 42 }),
             operators: vec![None, Some(vec![1, 2, 3])],
             sink: Some(vec![9]),
+            lasting: Vec::new(),
         }
+    }
+
+    fn part(id: u64, rows: i64) -> LastingPart {
+        let values = datafusion::arrow::array::Int64Array::from((0..rows).collect::<Vec<_>>());
+        let batch = datafusion::arrow::record_batch::RecordBatch::try_from_iter([("v", Arc::new(values) as datafusion::arrow::array::ArrayRef)]).unwrap();
+        LastingPart { id: LastingId(id), batch }
+    }
+
+    /// The lasting parts stored, by id.
+    async fn stored_parts(store: &CheckpointStore) -> Vec<u64> {
+        let objects: Vec<ObjectMeta> = store.store.list(Some(&store.object(&[LASTING]))).try_collect().await.unwrap_or_default();
+        let mut ids: Vec<u64> = objects.iter().filter_map(|o| o.location.filename().and_then(LastingId::from_object_name)).map(|id| id.0).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Lasting parts: stored by the first checkpoint that holds them, only listed
+    /// by later ones, read back with the checkpoint, deleted once no kept
+    /// checkpoint lists them, and a checkpoint whose part is damaged is skipped.
+    pub(crate) async fn exercise_lasting(store: &CheckpointStore, corrupt: impl Fn(&str)) {
+        let with = |id: u64, parts: &[&LastingPart]| TaskSnapshot { lasting: parts.iter().map(|p| (*p).clone()).collect(), ..task(id, "a") };
+        let (p1, p2, p3) = (part(1, 5_000), part(2, 3), part(3, 4));
+        let first = store.write(10, &[with(10, &[&p1])]).await.unwrap();
+        let again = store.write(11, &[with(11, &[&p1, &p2])]).await.unwrap();
+        assert!(first > 40_000 && again < 2_000, "p1 is written once: {first} then {again} bytes");
+        assert_eq!(stored_parts(store).await, vec![1, 2]);
+        let latest = store.latest().await.unwrap().unwrap();
+        assert_eq!(latest.id, 11);
+        assert_eq!(latest.lasting.len(), 2);
+        assert_eq!((&latest.lasting[&p1.id], &latest.lasting[&p2.id]), (&p1.batch, &p2.batch));
+        // p1 goes once the last checkpoint that lists it is no longer kept.
+        for id in 12..=13 {
+            store.write(id, &[with(id, &[&p2])]).await.unwrap();
+        }
+        assert_eq!(stored_parts(store).await, vec![1, 2], "checkpoint 11 still lists p1");
+        store.write(14, &[with(14, &[&p2])]).await.unwrap();
+        assert_eq!(stored_parts(store).await, vec![2]);
+        // A damaged part makes its checkpoint unusable; the one before is used.
+        store.write(15, &[with(15, &[&p3])]).await.unwrap();
+        corrupt(&format!("{LASTING}/{}", p3.id.object_name()));
+        let latest = store.latest().await.unwrap().unwrap();
+        assert_eq!((latest.id, latest.lasting.keys().copied().collect::<Vec<_>>()), (14, vec![p2.id]));
+        store.clear().await.unwrap();
+        assert!(stored_parts(store).await.is_empty(), "clearing deletes the parts too");
     }
 
     /// Round trip, a half-written and a corrupt checkpoint skipped, retention and
@@ -519,7 +685,8 @@ mod tests {
         assert_eq!(store.ids().await.unwrap(), vec![6, 7, 8]);
         assert!(!store.is_finished().await.unwrap());
         assert!(store.completion().await.unwrap().is_none());
-        let last = TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: "stage:1:0".into(), position: None, operators: vec![], sink: Some(vec![7, 7]) };
+        let last =
+            TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: "stage:1:0".into(), position: None, operators: vec![], sink: Some(vec![7, 7]), lasting: vec![] };
         store.complete(&[task(FINAL_CHECKPOINT, "source:0:t/0"), last.clone()]).await.unwrap();
         assert!(store.is_finished().await.unwrap());
         let completion = store.completion().await.unwrap().expect("the completion record");
@@ -546,13 +713,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(dir.path().join("pipeline"));
         let root = dir.path().join("pipeline");
-        exercise(&store, |object| {
+        let corrupt = |object: &str| {
             let file = root.join(object);
             let mut data = std::fs::read(&file).unwrap();
             data[20] ^= 0xff;
             std::fs::write(&file, data).unwrap();
-        })
-        .await;
+        };
+        exercise(&store, corrupt).await;
         assert!(!root.join("chk-0000000009").exists(), "checkpoints are deleted from disk");
+        exercise_lasting(&store, corrupt).await;
     }
 }

@@ -262,8 +262,9 @@ impl OperatorHarness {
     pub fn restart_as(&mut self, mut fresh: Box<dyn Operator>) -> &mut Self {
         let state = self.operator.snapshot().unwrap_or_else(|e| panic!("snapshot: {e}"));
         if let Some(state) = state {
-            let bytes = state.to_bytes().unwrap_or_else(|e| panic!("serializing the snapshot: {e}"));
-            let state = OperatorState::from_bytes(&bytes).unwrap_or_else(|e| panic!("reading the snapshot back: {e}"));
+            let (bytes, lasting) = state.encode().unwrap_or_else(|e| panic!("serializing the snapshot: {e}"));
+            let lasting = lasting.into_iter().map(|part| (part.id, part.batch)).collect();
+            let state = OperatorState::decode(&bytes, &lasting).unwrap_or_else(|e| panic!("reading the snapshot back: {e}"));
             fresh.restore(state).unwrap_or_else(|e| panic!("restore: {e}"));
         }
         self.operator = fresh;

@@ -329,7 +329,7 @@ impl Operator for IntervalJoinOperator {
             let extra = vec![(Field::new("matched", DataType::Boolean, false), Arc::new(matched) as _)];
             parts.push((side.name().to_string(), self.join.state_part(side, &state.stored, &rows, extra)?));
         }
-        Ok(Some(OperatorState { parts }))
+        Ok(Some(OperatorState::new(parts)))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {

@@ -445,7 +445,7 @@ impl Operator for OverAggregateOperator {
             }
             parts.push(("carry".to_string(), state_batch(columns)?));
         }
-        Ok(Some(OperatorState { parts }))
+        Ok(Some(OperatorState::new(parts)))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {

@@ -643,7 +643,7 @@ impl Operator for RankOperator {
         columns.push(Arc::new(BooleanArray::from(kept.iter().map(|(_, _, emitted)| *emitted).collect::<Vec<_>>())));
         let options = RecordBatchOptions::new().with_row_count(Some(kept.len()));
         let part = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(|e| self.arrow(e))?;
-        Ok(Some(OperatorState { parts: vec![(PART.to_string(), part)] }))
+        Ok(Some(OperatorState::new(vec![(PART.to_string(), part)])))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {

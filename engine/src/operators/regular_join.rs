@@ -282,7 +282,7 @@ impl Operator for RegularJoinOperator {
             ];
             parts.push((side.name().to_string(), self.join.state_part(side, &state.stored, &rows, extra)?));
         }
-        Ok(Some(OperatorState { parts }))
+        Ok(Some(OperatorState::new(parts)))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {

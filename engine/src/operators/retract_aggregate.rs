@@ -237,7 +237,7 @@ impl Operator for RetractAggregateOperator {
         let mut columns = self.keys.decode(keys)?;
         columns.extend(self.values.decode(values)?);
         columns.push(Arc::new(Int64Array::from(counts)));
-        Ok(Some(OperatorState { parts: vec![("values".into(), columns_batch(columns)?), ("emitted".into(), self.emitted.snapshot()?)] }))
+        Ok(Some(OperatorState::new(vec![("values".into(), columns_batch(columns)?), ("emitted".into(), self.emitted.snapshot()?)])))
     }
 
     /// Only the rows emitted last are counted; the groups' argument rows are not

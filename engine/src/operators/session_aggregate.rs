@@ -658,7 +658,7 @@ impl Operator for SessionAggregateOperator {
         if let Some(partials) = self.snapshot_partials()? {
             parts.push(("partials".to_string(), partials));
         }
-        Ok(Some(OperatorState { parts }))
+        Ok(Some(OperatorState::new(parts)))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {

@@ -281,7 +281,7 @@ impl Operator for TemporalJoinOperator {
         let deleted = BooleanArray::from(versions.iter().map(|v| v.change == Change::Deleted).collect::<Vec<_>>());
         let extra = vec![(Field::new("deleted", DataType::Boolean, false), Arc::new(deleted) as _)];
         let versioned = self.join.state_part(self.sides.versioned(), &self.version_rows, &rows, extra)?;
-        Ok(Some(OperatorState { parts: vec![(probe.name().to_string(), probes), (self.sides.versioned().name().to_string(), versioned)] }))
+        Ok(Some(OperatorState::new(vec![(probe.name().to_string(), probes), (self.sides.versioned().name().to_string(), versioned)])))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {

@@ -9,6 +9,14 @@
 //! merging the frozen states of its slices. A HOP row is thus aggregated once, not
 //! once per overlapping window.
 //!
+//! Checkpoints cost what changed since the last one, not all the state: at a
+//! barrier, each open slice's live groups are frozen into a *saved part* and the
+//! slice starts afresh, and saved parts and closed slices never change again, so
+//! a checkpoint stores each once as a lasting part ([`crate::state`]) and later
+//! ones refer to it. A slice's parts are merged when its windows fire (and, past
+//! [`MAX_SAVED_PARTS`], into one at a barrier, so a long window's memory stays
+//! near one copy of its groups).
+//!
 //! Without a window over an unbounded input (`node.updating`), there is one slice
 //! for ever; at each checkpoint barrier the current row of every group that took
 //! rows since the last barrier is emitted: an upsert stream keyed by the groups.
@@ -36,9 +44,14 @@ use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::PipelineMetrics;
 use crate::operator::{Emitter, Operator};
-use crate::state::OperatorState;
+use crate::state::{LastingId, LastingPart, OperatorState};
 
 const NAME: &str = "WindowAggregate";
+
+/// Saved parts an open slice keeps before a barrier merges them into one: a slice
+/// open for many checkpoints (a long TUMBLE) would otherwise hold a key once per
+/// checkpoint. Merging rewrites the slice once per this many checkpoints.
+const MAX_SAVED_PARTS: usize = 4;
 
 fn df(e: datafusion::error::DataFusionError) -> EngineError {
     EngineError::execution(NAME, e)
@@ -142,7 +155,7 @@ impl GroupState {
         let rows = self.groups.len();
         let keys = self.groups.emit()?;
         let states = self.accumulators.iter_mut().map(|a| a.state(EmitTo::All).map_err(df)).collect::<Result<_>>()?;
-        Ok(FrozenState { keys, states, rows })
+        Ok(FrozenState { keys, states, rows, id: LastingId::fresh() })
     }
 
     /// Bytes this state holds in memory: interned keys and accumulators (both O(1) to ask).
@@ -168,12 +181,48 @@ struct FrozenState {
     keys: Vec<ArrayRef>,
     states: Vec<Vec<ArrayRef>>,
     rows: usize,
+    /// Its name in checkpoints, which store it once.
+    id: LastingId,
 }
 
 impl FrozenState {
     /// Bytes its arrays hold in memory.
     fn size_bytes(&self) -> usize {
         self.keys.iter().chain(self.states.iter().flatten()).map(|a| a.get_array_memory_size()).sum()
+    }
+}
+
+/// A slice still taking rows: what it took before the last checkpoint, frozen
+/// into saved parts (stored once each), and what it took since, live.
+struct OpenSlice {
+    saved: Vec<FrozenState>,
+    live: GroupState,
+}
+
+impl OpenSlice {
+    /// Everything the slice took, in one live state (to be finished).
+    fn into_merged(self, ids: &mut Vec<usize>) -> Result<GroupState> {
+        let mut live = self.live;
+        for part in &self.saved {
+            live.merge(part, ids)?;
+        }
+        Ok(live)
+    }
+
+    /// Everything the slice took, frozen: its saved parts and its live groups.
+    fn into_frozen(mut self) -> Result<Vec<FrozenState>> {
+        if self.live.groups.len() > 0 {
+            self.saved.push(self.live.freeze()?);
+        }
+        Ok(self.saved)
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.live.size_bytes() + self.saved.iter().map(FrozenState::size_bytes).sum::<usize>()
+    }
+
+    fn groups(&self) -> usize {
+        self.live.groups.len() + self.saved.iter().map(|part| part.rows).sum::<usize>()
     }
 }
 
@@ -287,9 +336,10 @@ pub struct WindowAggregateOperator {
     key_schema: SchemaRef,
     slice_ms: i64,
     /// Slices still receiving rows, by slice start.
-    open: BTreeMap<i64, GroupState>,
-    /// Slices past the watermark whose windows have not all fired (HOP, CUMULATE).
-    frozen: BTreeMap<i64, FrozenState>,
+    open: BTreeMap<i64, OpenSlice>,
+    /// Slices past the watermark whose windows have not all fired (HOP, CUMULATE):
+    /// each slice's parts, merged when a window fires.
+    frozen: BTreeMap<i64, Vec<FrozenState>>,
     /// Bytes `frozen` holds, kept as slices come and go so asking costs nothing.
     frozen_bytes: usize,
     /// Groups (rows) `frozen` holds, kept alike.
@@ -344,7 +394,7 @@ impl WindowAggregateOperator {
         if !self.touched.iter().any(|t| *t) {
             return Ok(());
         }
-        let Some(state) = self.open.get_mut(&0) else { return Ok(()) };
+        let Some(state) = self.open.get_mut(&0).map(|slice| &mut slice.live) else { return Ok(()) };
         let frozen = state.freeze()?;
         let mut ids = std::mem::take(&mut self.ids);
         state.merge(&frozen, &mut ids)?;
@@ -356,6 +406,7 @@ impl WindowAggregateOperator {
             keys: frozen.keys.iter().map(t).collect::<Result<_>>()?,
             states: frozen.states.iter().map(|s| s.iter().map(t).collect::<Result<Vec<_>>>()).collect::<Result<_>>()?,
             rows: indices.len(),
+            id: LastingId::fresh(),
         };
         let mut changed = GroupState::new(&self.key_schema, &self.node.aggregates)?;
         changed.merge(&part, &mut ids)?;
@@ -374,14 +425,16 @@ impl WindowAggregateOperator {
 
     /// The live state of the slice starting at `start`, created on its first row.
     fn slice_state<'a>(
-        open: &'a mut BTreeMap<i64, GroupState>,
+        open: &'a mut BTreeMap<i64, OpenSlice>,
         start: i64,
         key_schema: &SchemaRef,
         aggregates: &[Arc<AggregateFunctionExpr>],
     ) -> Result<&'a mut GroupState> {
         match open.entry(start) {
-            std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::btree_map::Entry::Vacant(e) => Ok(e.insert(GroupState::new(key_schema, aggregates)?)),
+            std::collections::btree_map::Entry::Occupied(e) => Ok(&mut e.into_mut().live),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                Ok(&mut e.insert(OpenSlice { saved: Vec::new(), live: GroupState::new(key_schema, aggregates)? }).live)
+            }
         }
     }
 
@@ -419,6 +472,11 @@ impl WindowAggregateOperator {
         RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(|e| EngineError::State(e.to_string()))
     }
 
+    /// A frozen state as a lasting part of a snapshot.
+    fn lasting_part(frozen: &FrozenState) -> Result<LastingPart> {
+        Ok(LastingPart { id: frozen.id, batch: Self::frozen_to_batch(frozen)? })
+    }
+
     fn batch_to_frozen(&self, batch: &RecordBatch) -> Result<FrozenState> {
         let key_count = self.key_exprs.len();
         let keys = batch.columns()[..key_count].to_vec();
@@ -433,7 +491,7 @@ impl WindowAggregateOperator {
             states.push(batch.columns()[next..end].to_vec());
             next = end;
         }
-        Ok(FrozenState { keys, states, rows: batch.num_rows() })
+        Ok(FrozenState { keys, states, rows: batch.num_rows(), id: LastingId::fresh() })
     }
 }
 
@@ -448,18 +506,19 @@ impl ClosedByWatermark for WindowAggregateOperator {
         let closing: Vec<i64> = self.open.range(..watermark.saturating_sub(self.slice_ms).saturating_add(1)).map(|(s, _)| *s).collect();
         if let WindowKind::Tumble { .. } = window {
             for start in closing {
-                if let Some(mut state) = self.open.remove(&start) {
+                if let Some(slice) = self.open.remove(&start) {
+                    let mut state = slice.into_merged(&mut self.ids)?;
                     self.emit_window(&mut state, (start, start + self.slice_ms), out)?;
                 }
             }
             return Ok(());
         }
         for start in closing {
-            if let Some(mut state) = self.open.remove(&start) {
-                let frozen = state.freeze()?;
-                self.frozen_bytes += frozen.size_bytes();
-                self.frozen_groups += frozen.rows;
-                self.frozen.insert(start, frozen);
+            if let Some(slice) = self.open.remove(&start) {
+                let parts = slice.into_frozen()?;
+                self.frozen_bytes += parts.iter().map(FrozenState::size_bytes).sum::<usize>();
+                self.frozen_groups += parts.iter().map(|part| part.rows).sum::<usize>();
+                self.frozen.insert(start, parts);
             }
         }
         let mut due: BTreeSet<(i64, i64)> = BTreeSet::new();
@@ -473,7 +532,7 @@ impl ClosedByWatermark for WindowAggregateOperator {
         for (we, ws) in due {
             let mut state = GroupState::new(&self.key_schema, &self.node.aggregates)?;
             let mut ids = std::mem::take(&mut self.ids);
-            for frozen in self.frozen.range(ws..we).map(|(_, f)| f) {
+            for frozen in self.frozen.range(ws..we).flat_map(|(_, parts)| parts) {
                 state.merge(frozen, &mut ids)?;
             }
             self.ids = ids;
@@ -483,11 +542,11 @@ impl ClosedByWatermark for WindowAggregateOperator {
         // Drop slices whose last window has fired.
         let fired_until = self.fired_until;
         let (mut dropped_bytes, mut dropped_groups) = (0, 0);
-        self.frozen.retain(|start, frozen| {
+        self.frozen.retain(|start, parts| {
             let keep = window.windows_of_slice(*start).last().is_some_and(|(_, end)| *end > fired_until);
             if !keep {
-                dropped_bytes += frozen.size_bytes();
-                dropped_groups += frozen.rows;
+                dropped_bytes += parts.iter().map(FrozenState::size_bytes).sum::<usize>();
+                dropped_groups += parts.iter().map(|part| part.rows).sum::<usize>();
             }
             keep
         });
@@ -570,7 +629,8 @@ impl Operator for WindowAggregateOperator {
             return self.emit_updates(out);
         }
         if self.node.kind == AggregateKind::WholeInput {
-            if let Some(mut state) = self.open.remove(&0) {
+            if let Some(slice) = self.open.remove(&0) {
+                let mut state = slice.into_merged(&mut self.ids)?;
                 self.emit_window(&mut state, (0, 0), out)?;
             }
         }
@@ -578,30 +638,48 @@ impl Operator for WindowAggregateOperator {
     }
 
     fn snapshot(&mut self) -> Result<Option<OperatorState>> {
-        let mut parts = Vec::new();
+        let mut state = OperatorState::default();
         let meta = RecordBatch::try_from_iter([
             ("watermark", Arc::new(Int64Array::from(vec![self.watermark.0])) as ArrayRef),
             ("fired_until", Arc::new(Int64Array::from(vec![self.fired_until])) as ArrayRef),
         ])
         .map_err(|e| EngineError::State(e.to_string()))?;
-        parts.push(("meta".to_string(), meta));
-        let starts: Vec<i64> = self.open.keys().copied().collect();
-        for start in starts {
-            let Some(state) = self.open.get_mut(&start) else { continue };
-            let frozen = state.freeze()?;
-            parts.push((format!("open:{start}"), Self::frozen_to_batch(&frozen)?));
-            // Freezing emptied the live state; merge the snapshot back to continue.
-            let mut fresh = GroupState::new(&self.key_schema, &self.node.aggregates)?;
-            fresh.merge(&frozen, &mut self.ids)?;
-            self.open.insert(start, fresh);
+        state.parts.push(("meta".to_string(), meta));
+        let windowed = matches!(self.node.kind, AggregateKind::Windowed(_));
+        for (start, slice) in self.open.iter_mut() {
+            if !windowed {
+                // One slice for ever, whose group ids the updating output tracks:
+                // saved whole, and the frozen groups merged back to continue.
+                let frozen = slice.live.freeze()?;
+                state.parts.push((format!("open:{start}"), Self::frozen_to_batch(&frozen)?));
+                slice.live.merge(&frozen, &mut self.ids)?;
+                continue;
+            }
+            if slice.live.groups.len() > 0 {
+                let part = slice.live.freeze()?;
+                slice.live = GroupState::new(&self.key_schema, &self.node.aggregates)?;
+                slice.saved.push(part);
+            }
+            if slice.saved.len() > MAX_SAVED_PARTS {
+                let mut merged = GroupState::new(&self.key_schema, &self.node.aggregates)?;
+                for part in &slice.saved {
+                    merged.merge(part, &mut self.ids)?;
+                }
+                slice.saved = vec![merged.freeze()?];
+            }
+            for part in &slice.saved {
+                state.lasting.push((format!("open:{start}"), Self::lasting_part(part)?));
+            }
         }
-        for (start, frozen) in &self.frozen {
-            parts.push((format!("frozen:{start}"), Self::frozen_to_batch(frozen)?));
+        for (start, parts) in &self.frozen {
+            for part in parts {
+                state.lasting.push((format!("frozen:{start}"), Self::lasting_part(part)?));
+            }
         }
         if let Some(emitted) = &self.emitted {
-            parts.push(("emitted".to_string(), emitted.snapshot()?));
+            state.parts.push(("emitted".to_string(), emitted.snapshot()?));
         }
-        Ok(Some(OperatorState { parts }))
+        Ok(Some(state))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
@@ -623,47 +701,30 @@ impl Operator for WindowAggregateOperator {
             let start: i64 = start.parse().map_err(|_| bad())?;
             let frozen = self.batch_to_frozen(&batch)?;
             match kind {
-                "open" => {
-                    // Another old instance's groups of the same slice add to it.
-                    let live = match self.open.entry(start) {
-                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(e) => e.insert(GroupState::new(&self.key_schema, &self.node.aggregates)?),
-                    };
-                    live.merge(&frozen, &mut self.ids)?;
-                }
-                "frozen" => {
-                    let frozen = match self.frozen.remove(&start) {
-                        Some(earlier) => {
-                            let earlier = Self::frozen_to_batch(&earlier)?;
-                            let both = datafusion::arrow::compute::concat_batches(&earlier.schema(), [&earlier, &batch])
-                                .map_err(|e| EngineError::State(e.to_string()))?;
-                            self.batch_to_frozen(&both)?
-                        }
-                        None => frozen,
-                    };
-                    self.frozen.insert(start, frozen);
-                }
+                // Another old instance's groups, or another saved part, of the same slice add to it.
+                "open" => Self::slice_state(&mut self.open, start, &self.key_schema, &self.node.aggregates)?.merge(&frozen, &mut self.ids)?,
+                "frozen" => self.frozen.entry(start).or_default().push(frozen),
                 _ => return Err(bad()),
             }
         }
-        self.frozen_bytes = self.frozen.values().map(FrozenState::size_bytes).sum();
-        self.frozen_groups = self.frozen.values().map(|f| f.rows).sum();
+        self.frozen_bytes = self.frozen.values().flatten().map(FrozenState::size_bytes).sum();
+        self.frozen_groups = self.frozen.values().flatten().map(|f| f.rows).sum();
         Ok(())
     }
 
     fn state_bytes(&self) -> usize {
         let emitted = self.emitted.as_ref().map_or(0, EmittedRows::size_bytes);
-        self.open.values().map(GroupState::size_bytes).sum::<usize>() + self.frozen_bytes + self.touched.capacity() + emitted
+        self.open.values().map(OpenSlice::size_bytes).sum::<usize>() + self.frozen_bytes + self.touched.capacity() + emitted
     }
 
     /// Groups held: the distinct keys of each slice still taking rows plus those
     /// of each slice kept for windows yet to fire, so a key in three slices counts
-    /// three times. For TUMBLE a slice is a window, so this is the open (window,
+    /// three times (and a key in two saved parts of a slice, twice). For TUMBLE a slice is a window, so this is the open (window,
     /// key) groups; HOP and CUMULATE count (slice, key) groups; a GROUP BY without
     /// a window has one slice: its distinct keys. Falls as windows fire. O(open
     /// slices), as [`Operator::state_bytes`] is: each slice knows its group count.
     fn state_keys(&self) -> usize {
-        self.open.values().map(|state| state.groups.len()).sum::<usize>() + self.frozen_groups
+        self.open.values().map(OpenSlice::groups).sum::<usize>() + self.frozen_groups
     }
 
     /// Slices (`open:*`, `frozen:*`) lead with the group key; `meta` is per instance.

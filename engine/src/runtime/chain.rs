@@ -12,7 +12,7 @@ use crate::graph::OperatorFactory;
 use crate::message::Message;
 use crate::metrics::{OperatorPlace, PipelineMetrics, TaskMetrics};
 use crate::operator::{Emitter, Operator, SideOutput};
-use crate::state::OperatorState;
+use crate::state::{LastingPart, LastingParts, OperatorState};
 
 /// Keeps [`PipelineMetrics::state_bytes`] up to date with one task's operators and
 /// fails the task when the pipeline's total passes the limit.
@@ -33,6 +33,14 @@ pub(super) struct Chain {
     reported_bytes: u64,
     /// The task's counters, one set per operator in chain order; `None` in tests of the runtime alone.
     metrics: Option<Arc<TaskMetrics>>,
+}
+
+/// A chain's state at a barrier, as [`crate::checkpoint::TaskSnapshot`] holds it.
+pub(super) struct ChainSnapshot {
+    /// Each operator's state as bytes, `None` for stateless ones.
+    pub(super) operators: Vec<Option<Vec<u8>>>,
+    /// The lasting parts those bytes refer to.
+    pub(super) lasting: Vec<LastingPart>,
 }
 
 impl Chain {
@@ -95,17 +103,29 @@ impl Chain {
         self.operators.insert(0, head);
     }
 
-    /// Every operator's state, as bytes (`None` for stateless ones).
-    pub(super) fn snapshot(&mut self) -> Result<Vec<Option<Vec<u8>>>> {
-        self.operators.iter_mut().map(|o| o.snapshot()?.map(|s| s.to_bytes()).transpose()).collect()
+    /// Every operator's state, as bytes (`None` for stateless ones), and the
+    /// lasting parts those bytes refer to (stored once by the checkpoint).
+    pub(super) fn snapshot(&mut self) -> Result<ChainSnapshot> {
+        let mut snapshot = ChainSnapshot { operators: Vec::with_capacity(self.operators.len()), lasting: Vec::new() };
+        for operator in &mut self.operators {
+            snapshot.operators.push(match operator.snapshot()? {
+                None => None,
+                Some(state) => {
+                    let (bytes, parts) = state.encode()?;
+                    snapshot.lasting.extend(parts);
+                    Some(bytes)
+                }
+            });
+        }
+        Ok(snapshot)
     }
 
-    /// Puts back what [`Chain::snapshot`] saved.
-    pub(super) fn restore(&mut self, states: &[Option<Vec<u8>>]) -> Result<()> {
+    /// Puts back what [`Chain::snapshot`] saved; `lasting` holds the parts it refers to.
+    pub(super) fn restore(&mut self, states: &[Option<Vec<u8>>], lasting: &LastingParts) -> Result<()> {
         self.check_matches(states)?;
         for (operator, state) in self.operators.iter_mut().zip(states) {
             if let Some(bytes) = state {
-                operator.restore(OperatorState::from_bytes(bytes)?)?;
+                operator.restore(OperatorState::decode(bytes, lasting)?)?;
             }
         }
         Ok(())
@@ -113,11 +133,11 @@ impl Chain {
 
     /// Adds another instance's saved state, keeping the rows of keyed parts whose
     /// key hashes to `instance` of `parallelism` (see [`super::restore::restore_keyed`]).
-    pub(super) fn restore_owned(&mut self, states: &[Option<Vec<u8>>], instance: usize, parallelism: usize) -> Result<()> {
+    pub(super) fn restore_owned(&mut self, states: &[Option<Vec<u8>>], lasting: &LastingParts, instance: usize, parallelism: usize) -> Result<()> {
         self.check_matches(states)?;
         for (operator, state) in self.operators.iter_mut().zip(states) {
             let Some(bytes) = state else { continue };
-            let mut state = OperatorState::from_bytes(bytes)?;
+            let mut state = OperatorState::decode(bytes, lasting)?;
             keep_owned_rows(operator.as_ref(), &mut state, instance, parallelism)?;
             operator.restore(state)?;
         }

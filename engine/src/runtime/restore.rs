@@ -14,8 +14,8 @@ use crate::state::OperatorState;
 
 /// Restores a source task's chain from its part of `restored`, if any.
 pub(super) fn restore_task(snapshots: &Snapshots, restored: Option<&Checkpoint>, chain: &mut Chain) -> Result<()> {
-    match restored.and_then(|c| c.tasks.get(&snapshots.task)) {
-        Some(snapshot) => chain.restore(&snapshot.operators),
+    match restored.and_then(|c| c.tasks.get(&snapshots.task).map(|snapshot| (c, snapshot))) {
+        Some((checkpoint, snapshot)) => chain.restore(&snapshot.operators, &checkpoint.lasting),
         None => Ok(()),
     }
 }
@@ -37,7 +37,7 @@ pub(super) fn restore_keyed(
     let mut old: Vec<(&String, &TaskSnapshot)> = checkpoint.tasks.iter().filter(|(task, _)| task.starts_with(&prefix)).collect();
     if old.len() == parallelism {
         if let Some(snapshot) = checkpoint.tasks.get(&snapshots.task) {
-            return chain.restore(&snapshot.operators);
+            return chain.restore(&snapshot.operators, &checkpoint.lasting);
         }
     }
     if old.is_empty() {
@@ -48,7 +48,7 @@ pub(super) fn restore_keyed(
         tracing::info!("checkpoint {}: redistributing the state of {} instance(s) of stage {stage} over {parallelism}", checkpoint.id, old.len());
     }
     for (_, snapshot) in old {
-        chain.restore_owned(&snapshot.operators, instance, parallelism)?;
+        chain.restore_owned(&snapshot.operators, &checkpoint.lasting, instance, parallelism)?;
     }
     Ok(())
 }

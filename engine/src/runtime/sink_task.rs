@@ -146,7 +146,14 @@ impl SinkOutput {
         while let Ok(source) = finals.try_recv() {
             tasks.push(source);
         }
-        tasks.push(TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: task.to_string(), position: None, operators: Vec::new(), sink: Some(prepared) });
+        tasks.push(TaskSnapshot {
+            checkpoint: FINAL_CHECKPOINT,
+            task: task.to_string(),
+            position: None,
+            operators: Vec::new(),
+            sink: Some(prepared),
+            lasting: Vec::new(),
+        });
         store.complete(&tasks).await?;
         crate::failpoint::reach("completion-saved");
         sink.commit_checkpoint(FINAL_CHECKPOINT).await.map_err(counted_failure(table, counters))?;

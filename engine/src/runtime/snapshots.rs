@@ -25,7 +25,8 @@ impl Snapshots {
         if self.sender.is_none() {
             return Ok(None);
         }
-        Ok(Some(TaskSnapshot { checkpoint: id.0, task: self.task.clone(), position, operators: chain.snapshot()?, sink: None }))
+        let snapshot = chain.snapshot()?;
+        Ok(Some(TaskSnapshot { checkpoint: id.0, task: self.task.clone(), position, operators: snapshot.operators, sink: None, lasting: snapshot.lasting }))
     }
 
     /// Hands a snapshot to the checkpoint writer (a writer that is gone has stopped caring).
@@ -38,7 +39,14 @@ impl Snapshots {
     /// A source partition ended at `position`: recorded in the completion record.
     pub(super) fn send_final(&self, position: Option<SourcePosition>) {
         if let Some(finals) = &self.finals {
-            let _ = finals.send(TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: self.task.clone(), position, operators: Vec::new(), sink: None });
+            let _ = finals.send(TaskSnapshot {
+                checkpoint: FINAL_CHECKPOINT,
+                task: self.task.clone(),
+                position,
+                operators: Vec::new(),
+                sink: None,
+                lasting: Vec::new(),
+            });
         }
     }
 }
