@@ -64,13 +64,19 @@ fn main() {
                GROUP BY k, window_start, window_end;",
             keys - 1
         );
-        // Each completed checkpoint, by id: (duration ms, bytes).
-        let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        // Each completed checkpoint, by id: (duration ms, size, bytes written).
+        let mut seen: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
         let mut peak_state = 0;
         let measured = run_script_watching(&runtime, &sql, Duration::from_millis(100), |metrics| {
             let id = metrics.checkpoint_id.load(Ordering::Relaxed);
             if id > 0 {
-                seen.entry(id).or_insert_with(|| (metrics.checkpoint_ms.load(Ordering::Relaxed), metrics.checkpoint_bytes.load(Ordering::Relaxed)));
+                seen.entry(id).or_insert_with(|| {
+                    (
+                        metrics.checkpoint_ms.load(Ordering::Relaxed),
+                        metrics.checkpoint_bytes.load(Ordering::Relaxed),
+                        metrics.checkpoint_written_bytes.load(Ordering::Relaxed),
+                    )
+                });
             }
             peak_state = peak_state.max(metrics.state_bytes.load(Ordering::Relaxed));
         });
@@ -93,24 +99,21 @@ fn main() {
             peak_state as f64 / 1e6
         );
         if checkpointed {
-            let mut durations: Vec<f64> = seen.values().map(|(ms, _)| *ms as f64).collect();
-            durations.sort_by(f64::total_cmp);
-            let sizes: Vec<f64> = seen.values().map(|(_, bytes)| *bytes as f64 / 1e6).collect();
-            if durations.is_empty() {
-                println!("  no checkpoint completed: run longer than --interval");
-            } else {
-                println!(
-                    "  {} checkpoints: duration p50 {:.0} ms, max {:.0} ms; size median {:.1} MB, max {:.1} MB",
+            let sorted = |pick: &dyn Fn(&(u64, u64, u64)) -> u64, scale: f64| {
+                let mut values: Vec<f64> = seen.values().map(|c| pick(c) as f64 / scale).collect();
+                values.sort_by(f64::total_cmp);
+                values
+            };
+            let (durations, sizes, written) = (sorted(&|c| c.0, 1.0), sorted(&|c| c.1, 1e6), sorted(&|c| c.2, 1e6));
+            match (durations.last(), sizes.last(), written.last()) {
+                (Some(duration_max), Some(size_max), Some(written_max)) => println!(
+                    "  {} checkpoints: duration p50 {:.0} ms, max {duration_max:.0} ms; size median {:.1} MB, max {size_max:.1} MB; written median {:.1} MB, max {written_max:.1} MB",
                     durations.len(),
                     percentile(&durations, 0.5),
-                    durations[durations.len() - 1],
-                    {
-                        let mut sorted = sizes.clone();
-                        sorted.sort_by(f64::total_cmp);
-                        percentile(&sorted, 0.5)
-                    },
-                    sizes.iter().copied().fold(0.0, f64::max)
-                );
+                    percentile(&sizes, 0.5),
+                    percentile(&written, 0.5),
+                ),
+                _ => println!("  no checkpoint completed: run longer than --interval"),
             }
         }
     }

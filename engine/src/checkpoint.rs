@@ -72,6 +72,16 @@ pub struct TaskSnapshot {
     pub lasting: Vec<LastingPart>,
 }
 
+/// How big a checkpoint is, and how much of it it wrote itself (the rest are
+/// lasting parts an earlier checkpoint stored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointSize {
+    /// Bytes a restore reads: its snapshots and every lasting part it refers to.
+    pub total: u64,
+    /// Bytes it wrote.
+    pub written: u64,
+}
+
 /// A complete checkpoint read back.
 #[derive(Debug, Clone, Default)]
 pub struct Checkpoint {
@@ -91,8 +101,8 @@ pub struct CheckpointStore {
     root: ObjectPath,
     /// The location as the user gave it, for messages.
     display: String,
-    /// Lasting parts this process has stored under `root` and not yet deleted.
-    stored: Arc<std::sync::Mutex<HashSet<LastingId>>>,
+    /// Lasting parts this process has stored under `root` and not yet deleted, with their sizes.
+    stored: Arc<std::sync::Mutex<HashMap<LastingId, u64>>>,
 }
 
 /// The completion record of a pipeline that ran to its end, in its checkpoint directory.
@@ -168,37 +178,40 @@ impl CheckpointStore {
     }
 
     /// Writes checkpoint `id` and marks it complete; then deletes the oldest beyond
-    /// [`RETAINED`] and the lasting parts no kept checkpoint refers to. Returns the
-    /// bytes it wrote: its snapshots and the lasting parts stored for the first time.
-    pub async fn write(&self, id: u64, tasks: &[TaskSnapshot]) -> Result<u64> {
+    /// [`RETAINED`] and the lasting parts no kept checkpoint refers to.
+    pub async fn write(&self, id: u64, tasks: &[TaskSnapshot]) -> Result<CheckpointSize> {
         let name = Self::checkpoint_name(id);
-        let mut size = 0;
+        let mut size = CheckpointSize::default();
         // Each object appears whole (a rename locally, one PUT on S3); the parts
         // come before what refers to them, and the mark last.
         let mut referenced = Vec::new();
         for part in tasks.iter().flat_map(|t| &t.lasting) {
             referenced.push(part.id);
-            if self.stored_parts().contains(&part.id) {
+            if let Some(bytes) = self.stored_parts().get(&part.id) {
+                size.total += bytes;
                 continue;
             }
             let data = seal(encode_batch(&part.batch)?, word_checksum);
-            size += data.len() as u64;
+            let bytes = data.len() as u64;
             self.put(&[LASTING, &part.id.object_name()], data).await?;
-            self.stored_parts().insert(part.id);
+            self.stored_parts().insert(part.id, bytes);
+            size.total += bytes;
+            size.written += bytes;
         }
         if !referenced.is_empty() {
             let list: Vec<u8> = referenced.iter().flat_map(|id| id.0.to_le_bytes()).collect();
             self.put(&[&name, LASTING], seal(list, word_checksum)).await?;
         }
         let data = encode(tasks);
-        size += data.len() as u64;
+        size.total += data.len() as u64;
+        size.written += data.len() as u64;
         self.put(&[&name, "tasks"], data).await?;
         self.put(&[&name, "_COMPLETE"], id.to_string().into_bytes()).await?;
         self.prune().await?;
         Ok(size)
     }
 
-    fn stored_parts(&self) -> std::sync::MutexGuard<'_, HashSet<LastingId>> {
+    fn stored_parts(&self) -> std::sync::MutexGuard<'_, HashMap<LastingId, u64>> {
         self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -240,7 +253,7 @@ impl CheckpointStore {
                 Err(e) => return Err(failed("delete", object.location.as_ref(), e)),
             }
         }
-        self.stored_parts().retain(|id| keep.contains(id));
+        self.stored_parts().retain(|id, _| keep.contains(id));
         Ok(())
     }
 
@@ -641,7 +654,8 @@ mod tests {
         let (p1, p2, p3) = (part(1, 5_000), part(2, 3), part(3, 4));
         let first = store.write(10, &[with(10, &[&p1])]).await.unwrap();
         let again = store.write(11, &[with(11, &[&p1, &p2])]).await.unwrap();
-        assert!(first > 40_000 && again < 2_000, "p1 is written once: {first} then {again} bytes");
+        assert!(first.written > 40_000 && again.written < 2_000, "p1 is written once: {first:?} then {again:?}");
+        assert!(again.total > first.total, "but counts in each checkpoint's size: {first:?} then {again:?}");
         assert_eq!(stored_parts(store).await, vec![1, 2]);
         let latest = store.latest().await.unwrap().unwrap();
         assert_eq!(latest.id, 11);

@@ -149,6 +149,7 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("eddy_checkpoint_failures_total", Counter, "Checkpoints that could not be saved in the current run."),
     ("eddy_checkpoint_last_duration_seconds", Gauge, "How long the newest checkpoint took, from the first task's snapshot to its completion."),
     ("eddy_checkpoint_last_size_bytes", Gauge, "The newest checkpoint's size."),
+    ("eddy_checkpoint_last_written_bytes", Gauge, "Bytes the newest checkpoint wrote; state an earlier checkpoint stored is only referred to."),
     ("eddy_checkpoint_last_completed_timestamp_seconds", Gauge, "When the newest checkpoint completed, as seconds since the Unix epoch."),
     ("eddy_checkpoint_age_seconds", Gauge, "Seconds since the newest checkpoint completed."),
     ("eddy_task_alignment_seconds_total", Counter, "Time a task held inputs back to align a checkpoint barrier."),
@@ -217,6 +218,7 @@ pub fn render(pipelines: &[ExposedPipeline<'_>], now_ms: i64) -> String {
             let at = m.checkpoint_at_ms.load(Relaxed);
             f.set("eddy_checkpoint_last_duration_seconds", &pipeline, m.checkpoint_ms.load(Relaxed) as f64 / 1e3);
             f.set("eddy_checkpoint_last_size_bytes", &pipeline, m.checkpoint_bytes.load(Relaxed) as f64);
+            f.set("eddy_checkpoint_last_written_bytes", &pipeline, m.checkpoint_written_bytes.load(Relaxed) as f64);
             f.set("eddy_checkpoint_last_completed_timestamp_seconds", &pipeline, at as f64 / 1e3);
             f.set("eddy_checkpoint_age_seconds", &pipeline, ((now_ms - at).max(0)) as f64 / 1e3);
         }

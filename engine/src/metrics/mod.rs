@@ -48,8 +48,10 @@ pub struct PipelineMetrics {
     pub savepoint_id: AtomicU64,
     /// How long saving it took, from the barrier's first snapshot to `_COMPLETE`, in ms.
     pub checkpoint_ms: AtomicU64,
-    /// Its size on disk, in bytes.
+    /// Its size on disk, in bytes (what a restore reads).
     pub checkpoint_bytes: AtomicU64,
+    /// The bytes it wrote: less than its size when it refers to state an earlier one stored.
+    pub checkpoint_written_bytes: AtomicU64,
     /// When it completed, in ms since the Unix epoch (0: none yet), so status can say how old it is.
     pub checkpoint_at_ms: AtomicI64,
     /// Checkpoints saved, and checkpoints that could not be saved, since the run started.
@@ -130,6 +132,7 @@ impl Default for PipelineMetrics {
             savepoint_id: AtomicU64::new(0),
             checkpoint_ms: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
+            checkpoint_written_bytes: AtomicU64::new(0),
             checkpoint_at_ms: AtomicI64::new(0),
             checkpoints_completed: AtomicU64::new(0),
             checkpoint_failures: AtomicU64::new(0),

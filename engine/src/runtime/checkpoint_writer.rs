@@ -36,15 +36,16 @@ pub(super) fn spawn_checkpoint_writer(
             // Older checkpoints still missing a task can no longer complete.
             pending.retain(|other, _| *other > id);
             match store.write(id, &all).await {
-                Ok(bytes) => {
-                    tracing::debug!("checkpoint {id} complete in {:?}, {bytes} bytes", started.elapsed());
+                Ok(size) => {
+                    tracing::debug!("checkpoint {id} complete in {:?}, {} bytes ({} written)", started.elapsed(), size.total, size.written);
                     crate::failpoint::reach("checkpoint-saved");
                     // Second phase: the sinks make what they prepared for it visible.
                     // Told before the metrics, so whoever sees the new id (a savepoint
                     // that then stops the pipeline) finds the sinks already told.
                     let _ = completed.send(id);
                     metrics.checkpoint_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    metrics.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                    metrics.checkpoint_bytes.store(size.total, Ordering::Relaxed);
+                    metrics.checkpoint_written_bytes.store(size.written, Ordering::Relaxed);
                     metrics.checkpoint_at_ms.store(crate::metrics::now_ms(), Ordering::Relaxed);
                     metrics.checkpoint_id.store(id, Ordering::Relaxed);
                     metrics.checkpoints_completed.fetch_add(1, Ordering::Relaxed);
