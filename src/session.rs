@@ -107,6 +107,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "how often sinks commit (files become visible, buffers are flushed), e.g. '10 s' (default 10 s; '0' = only at the end)",
     ),
     (
+        "state.storage.fs.memory-threshold",
+        "window state that no longer changes (closed slices, and what open ones took before the last checkpoint) is stored once, in an object of its own that later checkpoints refer to, when it is at least this big; smaller state is written into every checkpoint (Flink's option; default 1 mb)",
+    ),
+    (
         "table.exec.state.ttl",
         "how long a regular join (one without time bounds) keeps a row that was not written, in processing time, e.g. '1 h' (Flink's option; default: for good)",
     ),
@@ -183,7 +187,7 @@ impl Session {
                 }
                 self.settings.insert(key.to_string(), value.trim().to_string());
             }
-            "pipeline.state.max-memory" => {
+            "pipeline.state.max-memory" | "state.storage.fs.memory-threshold" => {
                 if eddy_connectors::parse_size(key, value).is_err() {
                     return Err(error("expected a memory size such as '512 mb' or '2 gb' (units: B, KB, MB, GB, TB)"));
                 }
@@ -490,7 +494,13 @@ impl Session {
         let Some(location) = self.settings.get("state.checkpoints.dir") else {
             return Ok(None);
         };
-        let store = CheckpointStore::open(location).map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+        let mut store = CheckpointStore::open(location).map_err(|source| EddyError::Pipeline { pipeline: spec.name.clone(), source })?;
+        // Checked when it was SET.
+        if let Some(bytes) =
+            self.settings.get("state.storage.fs.memory-threshold").and_then(|v| eddy_connectors::parse_size("state.storage.fs.memory-threshold", v).ok())
+        {
+            store = store.with_lasting_min_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
+        }
         Ok(Some(store.child(&format!("{}-line{}", spec.name, spec.location.line))))
     }
 

@@ -182,7 +182,8 @@ async fn check_aggregates(window_sql: &str, aggregates_sql: &str, sessions: Sess
     let mut lasting = LastingParts::new();
     for b in &batches[..6] {
         actual.extend(push(&mut below, Message::Rows(ChangeBatch::inserts(b.clone()))));
-        let (encoded, parts) = below[last].snapshot().expect("snapshot").expect("stateful").encode().expect("encode");
+        // Every lasting part stored apart, as large state's are.
+        let (encoded, parts) = below[last].snapshot().expect("snapshot").expect("stateful").encode(0).expect("encode");
         bytes = encoded;
         lasting.extend(parts.into_iter().map(|part| (part.id, part.batch)));
     }

@@ -170,3 +170,72 @@ fn a_server_pipeline_reports_its_state_and_fails_over_the_limit() {
     assert_eq!(unlimited.status, "RUNNING", "{unlimited:?}");
     server.terminate();
 }
+
+/// Window state that no longer changes is stored once per checkpoint store
+/// (`lasting/`) and only referred to by later checkpoints: killed (SIGKILL) after
+/// checkpoints that stored such parts, and run again from them twice, a HOP
+/// aggregate ends with the windows counted here, each once. The threshold is 1 byte,
+/// so every closed slice and every part an open slice froze at a barrier is
+/// stored apart, as a large state's are.
+#[test]
+fn window_state_stored_once_is_restored_after_kills() {
+    const EVENTS: i64 = 400_000;
+    const USERS: i64 = 500;
+    /// 2024-01-01 00:00:00 UTC.
+    const BASE_MS: i64 = 1_704_067_200_000;
+    let dir = tempfile::tempdir().unwrap();
+    // 10 ms apart, each run of 7 stepping back by 40 ms a step: out of order within the 1 s watermark delay.
+    let event = |i: i64| (i % USERS, BASE_MS + 10_000 + i * 10 - (i % 7) * 40);
+    let input = dir.path().join("events.json");
+    let lines: String = (0..EVENTS).map(|i| format!("{{\"user_id\": {}, \"ts\": {}}}\n", event(i).0, event(i).1)).collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = dir.path().join("out");
+    let path = script(
+        dir.path(),
+        &format!(
+            "SET 'parallelism' = '2';
+             SET 'execution.checkpointing.interval' = '20 ms';
+             SET 'state.storage.fs.memory-threshold' = '1 b';
+             CREATE TABLE events (user_id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'scan.batch-rows' = '64');
+             CREATE TABLE per_window (window_start TIMESTAMP(3), user_id BIGINT, n BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO per_window SELECT window_start, user_id, COUNT(*)
+               FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND))
+               GROUP BY window_start, window_end, user_id;",
+            input.display(),
+            out.display()
+        ),
+    );
+    let checkpoints = dir.path().join("checkpoints");
+    let killed = common::run_with_checkpoints(&path, &checkpoints, Some("checkpoint-saved:3"));
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&killed.status), Some(9), "not killed:\n{}", String::from_utf8_lossy(&killed.stderr));
+    let stored = walkdir(&checkpoints).into_iter().filter(|p| p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "lasting")).count();
+    assert!(stored > 0, "the killed run stored no lasting part under {}", checkpoints.display());
+    common::killed_at_then_finished(&path, &checkpoints, &["checkpoint-saved:2"]);
+
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..EVENTS {
+        let (user, ts) = event(i);
+        let last_start = ts - ts.rem_euclid(1_000);
+        for start in [last_start - 2_000, last_start - 1_000, last_start] {
+            let secs = (start - BASE_MS) / 1000;
+            let name = format!("2024-01-01 {:02}:{:02}:{:02}.000", secs / 3600, secs / 60 % 60, secs % 60);
+            *expected.entry((name, user)).or_insert(0) += 1;
+        }
+    }
+    let mut written = std::collections::BTreeMap::new();
+    for row in common::committed_rows(&out) {
+        let key = (row["window_start"].as_str().unwrap().to_string(), row["user_id"].as_i64().unwrap());
+        assert!(written.insert(key.clone(), row["n"].as_i64().unwrap()).is_none(), "window {key:?} written twice");
+    }
+    assert_eq!(written.len(), expected.len());
+    let differ: Vec<_> = expected.iter().filter(|(k, n)| written.get(*k) != Some(*n)).take(5).map(|(k, n)| (k.clone(), *n, written.get(k).copied())).collect();
+    assert!(differ.is_empty(), "windows differ from those counted here (window, expected, written): {differ:?}");
+}
+
+/// Every file under `dir`, at any depth.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.filter_map(|e| e.ok()).flat_map(|e| if e.path().is_dir() { walkdir(&e.path()) } else { vec![e.path()] }).collect()
+}

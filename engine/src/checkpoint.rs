@@ -45,7 +45,7 @@ use object_store::{
 
 use crate::connector::SourcePosition;
 use crate::error::{EngineError, Result};
-use crate::state::{decode_batches, encode_batch, LastingId, LastingPart, LastingParts};
+use crate::state::{decode_batches, encode_batch, LastingId, LastingPart, LastingParts, LASTING_MIN_BYTES};
 
 /// Complete checkpoints kept on disk; older ones are deleted.
 pub const RETAINED: usize = 3;
@@ -103,6 +103,8 @@ pub struct CheckpointStore {
     display: String,
     /// Lasting parts this process has stored under `root` and not yet deleted, with their sizes.
     stored: Arc<std::sync::Mutex<HashMap<LastingId, u64>>>,
+    /// Lasting parts smaller than this are written into each checkpoint instead.
+    lasting_min_bytes: usize,
 }
 
 /// The completion record of a pipeline that ran to its end, in its checkpoint directory.
@@ -120,7 +122,13 @@ impl CheckpointStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir: PathBuf = dir.into();
         let display = dir.display().to_string();
-        CheckpointStore { store: Arc::new(LocalDirectory { dir }), root: ObjectPath::default(), display, stored: Arc::default() }
+        CheckpointStore {
+            store: Arc::new(LocalDirectory { dir }),
+            root: ObjectPath::default(),
+            display,
+            stored: Arc::default(),
+            lasting_min_bytes: LASTING_MIN_BYTES,
+        }
     }
 
     /// The store at `location`: `s3://bucket/prefix` (credentials, region and
@@ -136,7 +144,13 @@ impl CheckpointStore {
             .with_bucket_name(bucket)
             .build()
             .map_err(|e| EngineError::State(format!("cannot use checkpoint location '{location}': {e}")))?;
-        Ok(CheckpointStore { store: Arc::new(store), root: ObjectPath::from(prefix), display: location.to_string(), stored: Arc::default() })
+        Ok(CheckpointStore {
+            store: Arc::new(store),
+            root: ObjectPath::from(prefix),
+            display: location.to_string(),
+            stored: Arc::default(),
+            lasting_min_bytes: LASTING_MIN_BYTES,
+        })
     }
 
     /// Where the checkpoints go, as given.
@@ -151,7 +165,20 @@ impl CheckpointStore {
             root: self.root.clone().join(name),
             display: format!("{}/{name}", self.display.trim_end_matches('/')),
             stored: Arc::default(),
+            lasting_min_bytes: self.lasting_min_bytes,
         }
+    }
+
+    /// Stores lasting parts of at least `bytes` as objects of their own (see
+    /// [`crate::state::LASTING_MIN_BYTES`]); smaller ones go into each checkpoint.
+    pub fn with_lasting_min_bytes(mut self, bytes: usize) -> Self {
+        self.lasting_min_bytes = bytes;
+        self
+    }
+
+    /// See [`CheckpointStore::with_lasting_min_bytes`].
+    pub fn lasting_min_bytes(&self) -> usize {
+        self.lasting_min_bytes
     }
 
     fn object(&self, parts: &[&str]) -> ObjectPath {

@@ -69,6 +69,13 @@ pub struct OperatorState {
     pub lasting: Vec<(String, LastingPart)>,
 }
 
+/// By default, lasting parts smaller than this are written whole at every
+/// checkpoint like other parts: rewriting a small part costs less than an object
+/// of its own (a file synced and renamed, or a PUT), so pipelines with little
+/// state keep the one object per checkpoint they had. Flink's
+/// `state.storage.fs.memory-threshold` is the same idea.
+pub const LASTING_MIN_BYTES: usize = 1 << 20;
+
 /// Marks, in place of an IPC length, a reference to a lasting part.
 const LASTING_REFERENCE: u64 = u64::MAX;
 
@@ -104,12 +111,15 @@ impl OperatorState {
     }
 
     /// Encodes every part, length-prefixed with its name: whole parts as Arrow IPC
-    /// streams, lasting parts as references to their ids. The lasting parts are
-    /// handed back, for the checkpoint to store those it has not stored yet.
-    pub fn encode(self) -> Result<(Vec<u8>, Vec<LastingPart>)> {
-        let mut out = Self::encode_whole(&self.parts)?;
-        let mut lasting = Vec::with_capacity(self.lasting.len());
-        for (name, part) in self.lasting {
+    /// streams, lasting parts as references to their ids (those under
+    /// `lasting_min_bytes` whole). The lasting parts referred to are handed back,
+    /// for the checkpoint to store those it has not stored yet.
+    pub fn encode(self, lasting_min_bytes: usize) -> Result<(Vec<u8>, Vec<LastingPart>)> {
+        let (small, large): (Vec<_>, Vec<_>) = self.lasting.into_iter().partition(|(_, part)| part.batch.get_array_memory_size() < lasting_min_bytes);
+        let whole: Vec<(String, RecordBatch)> = self.parts.into_iter().chain(small.into_iter().map(|(name, part)| (name, part.batch))).collect();
+        let mut out = Self::encode_whole(&whole)?;
+        let mut lasting = Vec::with_capacity(large.len());
+        for (name, part) in large {
             put_name(&mut out, &name);
             out.extend_from_slice(&LASTING_REFERENCE.to_le_bytes());
             out.extend_from_slice(&part.id.0.to_le_bytes());
@@ -189,15 +199,20 @@ mod tests {
 
     #[test]
     fn lasting_parts_travel_apart_and_come_back_under_their_names() {
-        let big: Vec<i64> = (0..10_000).collect();
+        let big: Vec<i64> = (0..200_000).collect();
         let kept = LastingPart { id: LastingId::fresh(), batch: batch(&big) };
-        let state = OperatorState { parts: vec![("meta".into(), batch(&[1]))], lasting: vec![("frozen:10".into(), kept.clone())] };
-        let (bytes, lasting) = state.encode().expect("encode");
-        assert_eq!(lasting, vec![kept.clone()]);
-        assert!(bytes.len() < 1_000, "the 80 kB lasting part is referred to, not written: {} bytes", bytes.len());
+        let small = LastingPart { id: LastingId::fresh(), batch: batch(&[5, 6]) };
+        let state =
+            OperatorState { parts: vec![("meta".into(), batch(&[1]))], lasting: vec![("frozen:10".into(), kept.clone()), ("frozen:20".into(), small.clone())] };
+        let (bytes, lasting) = state.encode(LASTING_MIN_BYTES).expect("encode");
+        assert_eq!(lasting, vec![kept.clone()], "a small lasting part is written whole");
+        assert!(bytes.len() < 2_000, "the 1.6 MB lasting part is referred to, not written: {} bytes", bytes.len());
         let read = LastingParts::from([(kept.id, kept.batch.clone())]);
         let back = OperatorState::decode(&bytes, &read).expect("decode");
-        assert_eq!(back.parts, vec![("meta".to_string(), batch(&[1])), ("frozen:10".to_string(), batch(&big))]);
+        let mut names: Vec<(String, usize)> = back.parts.iter().map(|(name, batch)| (name.clone(), batch.num_rows())).collect();
+        names.sort();
+        assert_eq!(names, vec![("frozen:10".to_string(), 200_000), ("frozen:20".to_string(), 2), ("meta".to_string(), 1)]);
+        assert_eq!(back.parts.iter().find(|(name, _)| name == "frozen:10").map(|(_, b)| b), Some(&kept.batch));
         let missing = OperatorState::decode(&bytes, &LastingParts::new()).expect_err("a missing part is an error");
         assert!(missing.to_string().contains("frozen:10"), "{missing}");
         assert!(OperatorState::decode(&bytes[..bytes.len() - 3], &read).is_err(), "truncated");

@@ -262,7 +262,8 @@ impl OperatorHarness {
     pub fn restart_as(&mut self, mut fresh: Box<dyn Operator>) -> &mut Self {
         let state = self.operator.snapshot().unwrap_or_else(|e| panic!("snapshot: {e}"));
         if let Some(state) = state {
-            let (bytes, lasting) = state.encode().unwrap_or_else(|e| panic!("serializing the snapshot: {e}"));
+            // Every lasting part stored apart, as large state's are.
+            let (bytes, lasting) = state.encode(0).unwrap_or_else(|e| panic!("serializing the snapshot: {e}"));
             let lasting = lasting.into_iter().map(|part| (part.id, part.batch)).collect();
             let state = OperatorState::decode(&bytes, &lasting).unwrap_or_else(|e| panic!("reading the snapshot back: {e}"));
             fresh.restore(state).unwrap_or_else(|e| panic!("restore: {e}"));

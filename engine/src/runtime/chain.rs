@@ -12,7 +12,7 @@ use crate::graph::OperatorFactory;
 use crate::message::Message;
 use crate::metrics::{OperatorPlace, PipelineMetrics, TaskMetrics};
 use crate::operator::{Emitter, Operator, SideOutput};
-use crate::state::{LastingPart, LastingParts, OperatorState};
+use crate::state::{LastingPart, LastingParts, OperatorState, LASTING_MIN_BYTES};
 
 /// Keeps [`PipelineMetrics::state_bytes`] up to date with one task's operators and
 /// fails the task when the pipeline's total passes the limit.
@@ -33,6 +33,8 @@ pub(super) struct Chain {
     reported_bytes: u64,
     /// The task's counters, one set per operator in chain order; `None` in tests of the runtime alone.
     metrics: Option<Arc<TaskMetrics>>,
+    /// Lasting parts smaller than this are written into each checkpoint ([`OperatorState::encode`]).
+    lasting_min_bytes: usize,
 }
 
 /// A chain's state at a barrier, as [`crate::checkpoint::TaskSnapshot`] holds it.
@@ -46,7 +48,20 @@ pub(super) struct ChainSnapshot {
 impl Chain {
     /// A chain of fresh operators, one from each factory.
     pub(super) fn new(factories: &[OperatorFactory]) -> Result<Self> {
-        Ok(Chain { operators: factories.iter().map(|f| f()).collect::<Result<_>>()?, side: Vec::new(), budget: None, reported_bytes: 0, metrics: None })
+        Ok(Chain {
+            operators: factories.iter().map(|f| f()).collect::<Result<_>>()?,
+            side: Vec::new(),
+            budget: None,
+            reported_bytes: 0,
+            metrics: None,
+            lasting_min_bytes: LASTING_MIN_BYTES,
+        })
+    }
+
+    /// Makes the chain write lasting parts smaller than `bytes` into each checkpoint.
+    pub(super) fn with_lasting_min_bytes(mut self, bytes: usize) -> Self {
+        self.lasting_min_bytes = bytes;
+        self
     }
 
     /// Makes the chain report its state size to `budget` after every message.
@@ -111,7 +126,7 @@ impl Chain {
             snapshot.operators.push(match operator.snapshot()? {
                 None => None,
                 Some(state) => {
-                    let (bytes, parts) = state.encode()?;
+                    let (bytes, parts) = state.encode(self.lasting_min_bytes)?;
                     snapshot.lasting.extend(parts);
                     Some(bytes)
                 }

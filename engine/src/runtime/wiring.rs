@@ -23,6 +23,7 @@ use crate::connector::{resumable_connectors, Connector, Sink, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::graph::{Graph, Link, StageKind};
 use crate::metrics::{PipelineMetrics, SourcePartitionMetrics, TaskMetrics};
+use crate::state::LASTING_MIN_BYTES;
 
 /// Each source stage's partition readers, by stage index.
 pub(super) type Readers = HashMap<usize, Vec<Box<dyn SourceReader>>>;
@@ -207,7 +208,8 @@ impl StageTasks<'_> {
             let count = instances[i];
             for instance in 0..count {
                 let output = self.output_of(stage.output)?;
-                let mut chain = Chain::new(&stage.chain)?.with_budget(budget.clone());
+                let lasting_min_bytes = self.options.checkpoints.as_ref().map_or(LASTING_MIN_BYTES, CheckpointStore::lasting_min_bytes);
+                let mut chain = Chain::new(&stage.chain)?.with_budget(budget.clone()).with_lasting_min_bytes(lasting_min_bytes);
                 match &stage.kind {
                     StageKind::Source { node, .. } => {
                         let reader = readers.get_mut(&i).and_then(|r| r.pop()).ok_or_else(|| EngineError::Internal("missing reader".into()))?;
