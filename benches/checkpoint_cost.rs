@@ -28,6 +28,7 @@
 //!   13.8 MB (the slices closed or frozen since the one before); peak state 149 MB
 //!   against 117 MB without checkpoints (a slice's groups frozen at a barrier and
 //!   those it takes after are kept apart until its windows have fired).
+//!
 //! Every run kept up with the input (181.7-183.9 s wall for 180 s).
 
 use std::collections::BTreeMap;
