@@ -22,6 +22,7 @@ use datafusion::common::ScalarValue;
 
 use crate::error::ConnectorError;
 use crate::filesystem::records::{Chunk, Record};
+use crate::filesystem::text::{Decoded, RecordDecoder};
 
 /// The Avro type of one column, element, map value or record field.
 #[derive(Debug, Clone, PartialEq)]
@@ -354,6 +355,19 @@ fn write_long(out: &mut Vec<u8>, v: i64) {
 /// that does not decode becomes an invalid line, and its error is returned by index.
 pub(crate) fn to_json_chunk(record: &AvroRecord, chunk: &Chunk) -> (Chunk, HashMap<usize, String>) {
     to_json_chunk_with(chunk, |bytes| record.datum_to_json(bytes).map_err(|e| format!("not an Avro record of the table's schema: {e}")))
+}
+
+/// The table's value columns from the Avro datums of `chunk`, as the Kafka
+/// source reads `'format' = 'avro'`: a datum that does not decode is a bad record.
+pub(crate) fn decode_chunk(record: &AvroRecord, decoder: &mut RecordDecoder, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
+    let (json, mut avro_errors) = to_json_chunk(record, chunk);
+    let mut d = decoder.decode_records(&json)?;
+    for (i, error) in d.errors.iter_mut() {
+        if let Some(avro_error) = avro_errors.remove(i) {
+            *error = avro_error;
+        }
+    }
+    Ok(d)
 }
 
 /// [`to_json_chunk`] with each record turned into a JSON line by `to_json`.

@@ -471,13 +471,7 @@ impl KafkaPartitionReader {
             }
             TextOrRaw::Avro => {
                 let record = self.avro_record.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro", "no Avro schema"))?;
-                let (json, mut avro_errors) = super::avro::to_json_chunk(record, &polled.chunk);
-                let mut d = self.decoder.decode_records(&json)?;
-                for (i, error) in d.errors.iter_mut() {
-                    if let Some(avro_error) = avro_errors.remove(i) {
-                        *error = avro_error;
-                    }
-                }
+                let d = super::avro::decode_chunk(record, &mut self.decoder, &polled.chunk)?;
                 (d.rows.columns().to_vec(), d.good, d.errors)
             }
         };
