@@ -213,16 +213,13 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
 /// Avro values decoded and encoded by the functions the Kafka source and sink use
 /// for `'format' = 'avro'`, for `benches/avro_decode.rs` (the codec is private).
 pub struct AvroCodec {
-    record: super::avro::AvroRecord,
-    decoder: crate::filesystem::text::RecordDecoder,
+    decoder: super::avro::AvroDecoder,
 }
 
 impl AvroCodec {
     /// A codec for rows of `schema` (the table's value columns).
     pub fn new(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Self, crate::ConnectorError> {
-        let record = super::avro::AvroRecord::for_schema(&schema)?;
-        let decoder = crate::filesystem::text::RecordDecoder::new(crate::filesystem::text::TextFormat::Json, schema);
-        Ok(AvroCodec { record, decoder })
+        Ok(AvroCodec { decoder: super::avro::AvroDecoder::bare(schema)? })
     }
 
     /// One Avro datum per row of `batch`, as the sink writes them.
@@ -238,7 +235,7 @@ impl AvroCodec {
             chunk.data.extend_from_slice(value);
             chunk.records.push(crate::filesystem::records::Record { start, end: chunk.data.len(), line: i as u64 });
         }
-        let decoded = super::avro::decode_chunk(&self.record, &mut self.decoder, &chunk)?;
+        let decoded = self.decoder.decode_bare(&chunk)?;
         Ok((decoded.rows, decoded.errors))
     }
 }
