@@ -4,32 +4,26 @@
 //! `GET /schemas/ids/{id}`, `POST /subjects/{subject}/versions`).
 //!
 //! A reader fetches each writer schema id it meets once and decodes every record
-//! with the schema it was written with; fields are matched to columns by name, as
-//! the JSON decoder does (a column the writer did not have is NULL). A writer
-//! registers the schema derived from its columns under the subject (by default
-//! `<topic>-value`) once and prefixes every record with the id it gets. Writer
-//! schemas are the flat records Eddy reads: primitive fields, `["null", T]`
-//! unions, `timestamp-millis` and `date`.
+//! with the schema it was written with, resolved against the table's by arrow-avro
+//! (see [`super::avro`]): fields are matched to columns by name, in any order (a
+//! nullable column the writer did not have is NULL, a writer field the table does
+//! not have is skipped). A writer registers the schema derived from its columns
+//! under the subject (by default `<topic>-value`) once and prefixes every record
+//! with the id it gets.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use super::avro::AvroRecord;
+use super::avro::{split, AvroDecoder, AvroRecord, MAGIC};
 use crate::filesystem::records::Chunk;
-
-/// The first byte of every record in Confluent's wire format.
-const MAGIC: u8 = 0;
 
 /// How long one call to the registry may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A schema registry and the writer schemas fetched from it so far.
+/// A schema registry client (the writer schemas fetched from it are kept by the
+/// [`AvroDecoder`] they are fetched for).
 pub(crate) struct SchemaRegistry {
     url: String,
     client: reqwest::Client,
-    /// By id: the writer schema, or why records written with it cannot be read
-    /// (the registry does not know the id, or the schema is not a flat record).
-    records: HashMap<u32, Result<AvroRecord, String>>,
 }
 
 /// Why a registry call failed: worth retrying (the registry is down or busy), or not.
@@ -42,28 +36,29 @@ impl SchemaRegistry {
     /// A client of the registry at `url` (e.g. `http://127.0.0.1:8081`).
     pub fn new(url: &str) -> Self {
         let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
-        SchemaRegistry { url: url.trim_end_matches('/').to_string(), client, records: HashMap::new() }
+        SchemaRegistry { url: url.trim_end_matches('/').to_string(), client }
     }
 
-    /// Fetches the writer schema of every record in `chunk` whose id is new. Fails
-    /// only while the registry cannot answer (the caller retries); an id it does
-    /// not know, or a schema Eddy cannot read, makes those records malformed.
-    pub async fn fetch_missing(&mut self, chunk: &Chunk) -> Result<(), String> {
+    /// Fetches the writer schema of every record in `chunk` whose id `decoder` does
+    /// not know yet, and adds it there. Fails only while the registry cannot answer
+    /// (the caller retries); an id it does not know, or a schema that does not
+    /// resolve to the table's columns, makes those records malformed.
+    pub async fn fetch_missing(&self, chunk: &Chunk, decoder: &mut AvroDecoder) -> Result<(), String> {
         for record in &chunk.records {
             let Ok((id, _)) = split(chunk.bytes(record)) else { continue };
-            if self.records.contains_key(&id) {
+            if decoder.knows(id) {
                 continue;
             }
             let url = format!("{}/schemas/ids/{id}", self.url);
             let known = match self.call(self.client.get(&url)).await {
                 Ok(body) => match body.get("schema").and_then(|s| s.as_str()) {
-                    Some(schema) => AvroRecord::from_schema_json(schema).map_err(|e| format!("its writer schema (id {id}) cannot be read: {e}")),
+                    Some(schema) => Ok(schema.to_string()),
                     None => Err(format!("{url} answered without a schema: {body}")),
                 },
                 Err(CallError::Refused(e)) => Err(format!("its writer schema id {id} was not found: {e}")),
                 Err(CallError::Transient(e)) => return Err(e),
             };
-            self.records.insert(id, known);
+            decoder.add_writer(id, known);
         }
         Ok(())
     }
@@ -89,29 +84,6 @@ impl SchemaRegistry {
         }
         serde_json::from_str(&text)
             .map_err(|e| CallError::Refused(format!("the schema registry at {} answered with something that is not JSON ({e}): {text}", self.url)))
-    }
-
-    /// Each record of `chunk` as a JSON line decoded with its writer schema (see
-    /// [`super::avro::to_json_chunk_with`]); call [`SchemaRegistry::fetch_missing`] first.
-    pub fn to_json_chunk(&self, chunk: &Chunk) -> (Chunk, HashMap<usize, String>) {
-        super::avro::to_json_chunk_with(chunk, |bytes| {
-            let (id, datum) = split(bytes)?;
-            match self.records.get(&id) {
-                Some(Ok(record)) => record.datum_to_json(datum).map_err(|e| format!("not an Avro record of its writer schema (id {id}): {e}")),
-                Some(Err(why)) => Err(why.clone()),
-                None => Err(format!("its writer schema id {id} was not fetched")),
-            }
-        })
-    }
-}
-
-/// The schema id and the Avro datum of a record in Confluent's wire format.
-fn split(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
-    match bytes {
-        [MAGIC, a, b, c, d, datum @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), datum)),
-        [MAGIC, ..] => Err("too short for Confluent's wire format (a zero byte and a 4-byte schema id)".to_string()),
-        [first, ..] => Err(format!("not in Confluent's wire format: the first byte is {first}, not 0")),
-        [] => Err("an empty value (a tombstone?) is not an Avro record".to_string()),
     }
 }
 

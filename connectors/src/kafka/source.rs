@@ -74,7 +74,6 @@ pub struct KafkaSource {
     options: KafkaOptions,
     schema: SchemaRef,
     value_schema: SchemaRef,
-    avro_record: Option<super::avro::AvroRecord>,
     columns: Vec<ColumnSource>,
 }
 
@@ -105,17 +104,13 @@ impl KafkaSource {
             return Err(ConnectorError::invalid("format", "raw", "a raw value fills exactly one STRING or BYTES column (besides METADATA columns)"));
         }
         let value_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(value_fields));
-        let avro_record = match options.format {
-            TextOrRaw::Avro | TextOrRaw::AvroConfluent => {
-                // With a registry each record is read with its writer's schema; the
-                // table's own record still says which columns it can hold.
-                let record = super::avro::AvroRecord::for_schema(&value_schema)?;
-                tracing::info!(table = %def.name, "kafka values are Avro records of schema {}", record.schema_json());
-                Some(record)
-            }
-            _ => None,
-        };
-        Ok(KafkaSource { table: def.name.clone(), value_schema, avro_record, options, schema, columns })
+        if let TextOrRaw::Avro | TextOrRaw::AvroConfluent = options.format {
+            // With a registry each record is read with its writer's schema; the
+            // table's own record still says which columns it can hold.
+            let record = super::avro::AvroRecord::for_schema(&value_schema)?;
+            tracing::info!(table = %def.name, "kafka values are Avro records of schema {}", record.schema_json());
+        }
+        Ok(KafkaSource { table: def.name.clone(), value_schema, options, schema, columns })
     }
 
     fn consumer_config(&self) -> rdkafka::ClientConfig {
@@ -260,7 +255,6 @@ impl KafkaSource {
                 problem: None,
                 options: self.options.clone(),
                 value_schema: Arc::clone(&self.value_schema),
-                // Avro values are decoded through JSON.
                 decoder: RecordDecoder::new(
                     match self.options.format {
                         TextOrRaw::Text(format) => format,
@@ -268,7 +262,11 @@ impl KafkaSource {
                     },
                     Arc::clone(&self.value_schema),
                 ),
-                avro_record: self.avro_record.clone(),
+                avro: match self.options.format {
+                    TextOrRaw::Avro => Some(super::avro::AvroDecoder::bare(Arc::clone(&self.value_schema))?),
+                    TextOrRaw::AvroConfluent => Some(super::avro::AvroDecoder::confluent(Arc::clone(&self.value_schema))?),
+                    _ => None,
+                },
                 schema: Arc::clone(&self.schema),
                 columns: self.columns.clone(),
                 next_offset: start,
@@ -327,9 +325,10 @@ struct KafkaPartitionReader {
     problem: Option<(String, Instant)>,
     options: KafkaOptions,
     value_schema: SchemaRef,
-    /// Decodes the values of text formats (and of Avro, converted to JSON first).
+    /// Decodes the values of text formats.
     decoder: RecordDecoder,
-    avro_record: Option<super::avro::AvroRecord>,
+    /// Decodes Avro values (`avro`, `avro-confluent`), with the writer schemas fetched so far.
+    avro: Option<super::avro::AvroDecoder>,
     schema: SchemaRef,
     columns: Vec<ColumnSource>,
     /// The offset after the last record returned: where to resume.
@@ -343,7 +342,7 @@ struct KafkaPartitionReader {
     last_health_check: Instant,
     /// The record bytes of the last read, kept for reuse.
     buffer: Vec<u8>,
-    /// `avro-confluent`: the registry and the writer schemas fetched so far.
+    /// `avro-confluent`: the registry the writer schemas are fetched from.
     registry: Option<super::registry::SchemaRegistry>,
 }
 
@@ -459,25 +458,13 @@ impl KafkaPartitionReader {
             TextOrRaw::Text(_) => (Vec::new(), None, Vec::new()),
             TextOrRaw::Raw => raw_values(&self.value_schema, &polled.chunk),
             TextOrRaw::AvroConfluent => {
-                let registry = self.registry.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro-confluent", "no schema registry configured"))?;
-                let (json, mut avro_errors) = registry.to_json_chunk(&polled.chunk);
-                let mut d = self.decoder.decode_records(&json)?;
-                for (i, error) in d.errors.iter_mut() {
-                    if let Some(avro_error) = avro_errors.remove(i) {
-                        *error = avro_error;
-                    }
-                }
+                let avro = self.avro.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro-confluent", "no Avro decoder"))?;
+                let d = avro.decode_confluent(&polled.chunk)?;
                 (d.rows.columns().to_vec(), d.good, d.errors)
             }
             TextOrRaw::Avro => {
-                let record = self.avro_record.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro", "no Avro schema"))?;
-                let (json, mut avro_errors) = super::avro::to_json_chunk(record, &polled.chunk);
-                let mut d = self.decoder.decode_records(&json)?;
-                for (i, error) in d.errors.iter_mut() {
-                    if let Some(avro_error) = avro_errors.remove(i) {
-                        *error = avro_error;
-                    }
-                }
+                let avro = self.avro.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro", "no Avro decoder"))?;
+                let d = avro.decode_bare(&polled.chunk)?;
                 (d.rows.columns().to_vec(), d.good, d.errors)
             }
         };
@@ -690,9 +677,9 @@ impl SourceReader for KafkaPartitionReader {
         };
         // Writer schemas the records name, before the position moves past them:
         // while the registry cannot be reached, the pipeline waits and says so.
-        if let Some(registry) = self.registry.as_mut() {
+        if let (Some(registry), Some(avro)) = (self.registry.as_ref(), self.avro.as_mut()) {
             let mut wait = Duration::from_millis(200);
-            while let Err(e) = registry.fetch_missing(&polled.chunk).await {
+            while let Err(e) = registry.fetch_missing(&polled.chunk, avro).await {
                 if self.problem.as_ref().is_none_or(|(p, _)| *p != e) {
                     tracing::warn!(partition = %self.name, "kafka: {e}; retrying");
                 }

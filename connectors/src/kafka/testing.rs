@@ -209,3 +209,33 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
     out.sort();
     out
 }
+
+/// Avro values decoded and encoded by the functions the Kafka source and sink use
+/// for `'format' = 'avro'`, for `benches/avro_decode.rs` (the codec is private).
+pub struct AvroCodec {
+    decoder: super::avro::AvroDecoder,
+}
+
+impl AvroCodec {
+    /// A codec for rows of `schema` (the table's value columns).
+    pub fn new(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Self, crate::ConnectorError> {
+        Ok(AvroCodec { decoder: super::avro::AvroDecoder::bare(schema)? })
+    }
+
+    /// One Avro datum per row of `batch`, as the sink writes them.
+    pub fn encode(&self, batch: &datafusion::arrow::record_batch::RecordBatch) -> Result<Vec<Vec<u8>>, crate::ConnectorError> {
+        super::avro::encode_rows(batch)
+    }
+
+    /// The rows of `values` (one polled chunk) that decode, and why each other one does not, by index.
+    pub fn decode(&mut self, values: &[Vec<u8>]) -> Result<(datafusion::arrow::record_batch::RecordBatch, Vec<(usize, String)>), crate::ConnectorError> {
+        let mut chunk = crate::filesystem::records::Chunk::default();
+        for (i, value) in values.iter().enumerate() {
+            let start = chunk.data.len();
+            chunk.data.extend_from_slice(value);
+            chunk.records.push(crate::filesystem::records::Record { start, end: chunk.data.len(), line: i as u64 });
+        }
+        let decoded = self.decoder.decode_bare(&chunk)?;
+        Ok((decoded.rows, decoded.errors))
+    }
+}
