@@ -195,6 +195,16 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// The object at `parts`, or `None` when there is none.
+    async fn read_if_present(&self, parts: &[&str]) -> Result<Option<impl std::ops::Deref<Target = [u8]>>> {
+        let path = self.object(parts);
+        match self.store.get(&path).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(|e| failed("read", path.as_ref(), e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed("read", path.as_ref(), e)),
+        }
+    }
+
     async fn exists(&self, parts: &[&str]) -> Result<bool> {
         let path = self.object(parts);
         match self.store.head(&path).await {
@@ -252,13 +262,9 @@ impl CheckpointStore {
 
     /// The ids of the lasting parts checkpoint `id` refers to (none without a list).
     async fn lasting_list(&self, id: u64) -> Result<Vec<LastingId>> {
-        let path = self.object(&[&Self::checkpoint_name(id), LASTING]);
-        let data = match self.store.get(&path).await {
-            Ok(got) => got.bytes().await.map_err(|e| failed("read", path.as_ref(), e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(failed("read", path.as_ref(), e)),
-        };
-        let list = unseal(&data, word_checksum).map_err(|e| failed("read", path.as_ref(), e))?;
+        let name = Self::checkpoint_name(id);
+        let Some(data) = self.read_if_present(&[&name, LASTING]).await? else { return Ok(Vec::new()) };
+        let list = unseal(&data, word_checksum).map_err(|e| failed("read", self.object(&[&name, LASTING]).as_ref(), e))?;
         Ok(list.chunks_exact(8).map(|id| LastingId(u64::from_le_bytes(id.try_into().unwrap_or_default()))).collect())
     }
 
@@ -288,11 +294,11 @@ impl CheckpointStore {
     async fn read_lasting_parts(&self, id: u64) -> std::result::Result<LastingParts, String> {
         let mut parts = LastingParts::new();
         for part in self.lasting_list(id).await.map_err(|e| e.to_string())? {
-            let path = self.object(&[LASTING, &part.object_name()]);
-            let data = match self.store.get(&path).await {
-                Ok(got) => got.bytes().await.map_err(|e| e.to_string())?,
-                Err(e) => return Err(format!("its state part {} cannot be read: {e}", part.object_name())),
-            };
+            let data = self
+                .read_if_present(&[LASTING, &part.object_name()])
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("its state part {} is missing", part.object_name()))?;
             let ipc = unseal(&data, word_checksum).map_err(|e| format!("its state part {}: {e}", part.object_name()))?;
             let batch = decode_batches(ipc).map_err(|e| e.to_string())?.into_iter().next().ok_or("an empty state part")?;
             parts.insert(part, batch);
@@ -313,12 +319,7 @@ impl CheckpointStore {
     /// A record that does not read back (an older version's mark) still means
     /// completed, with nothing left to commit.
     pub async fn completion(&self) -> Result<Option<Checkpoint>> {
-        let path = self.object(&[FINISHED]);
-        let data = match self.store.get(&path).await {
-            Ok(got) => got.bytes().await.map_err(|e| failed("read", path.as_ref(), e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(failed("read", path.as_ref(), e)),
-        };
+        let Some(data) = self.read_if_present(&[FINISHED]).await? else { return Ok(None) };
         let tasks = decode(&data).unwrap_or_else(|e| {
             tracing::warn!("the completion record in {} does not read back ({e}); taking the pipeline as completed", self.display);
             Vec::new()
