@@ -59,6 +59,9 @@ pub enum EddyError {
     /// A bug in Eddy (a panic while running a statement), reported to the client that sent it.
     #[error("internal error: {0}. This is a bug in Eddy; please report it with the statement that caused it")]
     Internal(String),
+    /// The cluster's command log (its Kafka brokers) cannot be reached or written.
+    #[error("{0}")]
+    Cluster(String),
     /// A setting has a value Eddy cannot use.
     #[error("setting '{key}' = '{value}': {message}")]
     Setting { key: String, value: String, message: String },

@@ -96,6 +96,20 @@ enum Command {
         /// `authorization: Bearer TOKEN` or as the password of a login. See docs/FLIGHT.md.
         #[arg(long)]
         flight: Option<String>,
+        /// Join the cluster NAME: servers started with the same NAME and --kafka share
+        /// one catalog through the Kafka topic `eddy.NAME.commands`, so a table, view
+        /// or pipeline created on any member exists on all. A pipeline runs on the
+        /// member it was created on; the others list it and send reads of its view
+        /// there. See docs/CLUSTER.md.
+        #[arg(long, value_name = "NAME", requires = "kafka")]
+        cluster: Option<String>,
+        /// The Kafka brokers that carry the cluster's command log (HOST:PORT[,...]).
+        #[arg(long, value_name = "BOOTSTRAP", requires = "cluster")]
+        kafka: Option<String>,
+        /// The gRPC address the other members reach this one at (default: the
+        /// --listen address). It names the member: keep it when starting it again.
+        #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
+        advertise: Option<String>,
     },
     /// A psql-like client for `eddy server`.
     ///
@@ -236,12 +250,13 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token, http, pg, pg_tls_cert, pg_tls_key, flight } => {
+        Command::Server { listen, data_dir, checkpoints, token, http, pg, pg_tls_cert, pg_tls_key, flight, cluster, kafka, advertise } => {
             let pg_tls = match (&pg_tls_cert, &pg_tls_key) {
                 (Some(cert), Some(key)) => Some(eddy::server::pg::tls::Tls::load(cert, key)?),
                 _ => None,
             };
-            let faces = Faces { pg: pg.as_deref(), pg_tls, flight: flight.as_deref(), http: http.as_deref() };
+            let membership = cluster.zip(kafka).map(|(name, bootstrap)| Membership { name, bootstrap, advertise });
+            let faces = Faces { pg: pg.as_deref(), pg_tls, flight: flight.as_deref(), http: http.as_deref(), membership };
             serve(&listen, &data_dir, checkpoints.as_deref(), token, faces).await
         }
         Command::Sql { .. } => unreachable!("handled before the runtime starts"),
@@ -291,10 +306,19 @@ struct Faces<'a> {
     flight: Option<&'a str>,
     /// `--http`: the web console and /metrics.
     http: Option<&'a str>,
+    /// `--cluster`: the cluster it joins.
+    membership: Option<Membership>,
+}
+
+/// `--cluster NAME --kafka BOOTSTRAP [--advertise HOST:PORT]`.
+struct Membership {
+    name: String,
+    bootstrap: String,
+    advertise: Option<String>,
 }
 
 async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, faces: Faces<'_>) -> Result<(), EddyError> {
-    let Faces { pg, pg_tls, flight, http } = faces;
+    let Faces { pg, pg_tls, flight, http, membership } = faces;
     let address = eddy::server::service::parse_socket_address("--listen", listen, 50051)?;
     let listener = bind(address).await?;
     let pg_listener = match pg {
@@ -310,7 +334,23 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
         Some(address) => Some(eddy::http::bind(address).await?),
         None => None,
     };
-    let server = eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?;
+    let (server, joined) = match membership {
+        Some(Membership { name, bootstrap, advertise }) => {
+            let member = match advertise {
+                Some(address) => address,
+                None if bound.ip().is_unspecified() => {
+                    return Err(EddyError::Unsupported(format!(
+                        "--listen {bound} is no one address the other members can reach; give --advertise HOST:PORT, this member's address as they reach it"
+                    )))
+                }
+                None => bound.to_string(),
+            };
+            let joined = format!(", member {member} of cluster {name}");
+            let options = eddy::server::cluster::ClusterOptions { name, bootstrap, member, token: token.clone() };
+            (eddy::server::Server::open_in_cluster(data_dir, checkpoints, options).await?, joined)
+        }
+        None => (eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?, String::new()),
+    };
     let mut metrics_at = String::new();
     if let Some(http) = http {
         let at = http.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound HTTP address".into(), source })?;
@@ -334,7 +374,7 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
         None => None,
     };
     println!(
-        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{pg_bound}{flight_bound}{}{metrics_at})",
+        "eddy server listening on {bound} (data dir {}, {} pipeline(s) restored{pg_bound}{flight_bound}{}{metrics_at}{joined})",
         data_dir.display(),
         server.pipelines().len(),
         if token.is_some() { ", token required" } else { "" }

@@ -72,6 +72,7 @@ fn status_of(error: &EddyError) -> StatusCode {
         | EddyError::ViewFailed { .. }
         | EddyError::NothingValid { .. } => StatusCode::CONFLICT,
         EddyError::ResultTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        EddyError::Cluster(_) => StatusCode::SERVICE_UNAVAILABLE,
         EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

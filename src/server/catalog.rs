@@ -47,6 +47,9 @@ pub struct PipelineRecord {
     /// restored with the same number, whatever `SET 'parallelism'` says later.
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// In a cluster, the member that runs it (its gRPC address); `None` on a server on its own.
+    #[serde(default)]
+    pub member: Option<String>,
 }
 
 impl Catalog {
@@ -101,8 +104,16 @@ impl Catalog {
         format!("p{}", self.next_pipeline)
     }
 
+    /// Records whether pipeline `id` runs, and with how many tasks when that changed.
+    pub fn set_running(&mut self, id: &str, running: bool, parallelism: Option<usize>) {
+        if let Some(record) = self.pipeline_mut(id) {
+            record.running = running;
+            record.parallelism = parallelism.or(record.parallelism);
+        }
+    }
+
     /// The record of pipeline `id`, to update.
-    pub fn pipeline_mut(&mut self, id: &str) -> Option<&mut PipelineRecord> {
+    fn pipeline_mut(&mut self, id: &str) -> Option<&mut PipelineRecord> {
         self.pipelines.iter_mut().find(|p| p.id == id)
     }
 }
@@ -127,6 +138,7 @@ mod tests {
             sql: "INSERT INTO out SELECT * FROM t".into(),
             running: true,
             parallelism: Some(3),
+            member: None,
         });
         catalog.save(dir.path()).unwrap();
         let loaded = Catalog::load(dir.path()).unwrap();

@@ -6,6 +6,7 @@
 
 pub mod analyze;
 pub mod catalog;
+pub mod cluster;
 pub mod flight;
 pub mod history;
 pub mod lock;
@@ -32,7 +33,8 @@ use tokio::sync::{mpsc, Mutex};
 use crate::error::EddyError;
 use crate::session::{answer_without_tables, batch_context, describe_rows, string_rows, Session};
 use catalog::{Catalog, PipelineRecord};
-use pipelines::{PipelineHandle, Pipelines, Target};
+use cluster::{Change, ClusterOptions, Command, CommandLog};
+use pipelines::{PipelineHandle, Pipelines, Placement, RunsOn, Target};
 use queries::{FinalRows, FinalRowsSink, Queries, QueryRun};
 use views::{MaterializedView, ViewSource};
 
@@ -120,6 +122,8 @@ pub struct Server {
     queries: Arc<Queries>,
     /// Turns true when the server begins to stop, so endless streams (Subscribe) end.
     closing: tokio::sync::watch::Sender<bool>,
+    /// In a cluster, the command log every catalog change goes through; `None` on a server on its own.
+    cluster: Option<Arc<CommandLog>>,
 }
 
 struct State {
@@ -137,6 +141,17 @@ impl Server {
     /// [`Server::open`], keeping checkpoints at `checkpoints` (a directory or
     /// `s3://bucket/prefix`) instead of under the data directory.
     pub async fn open_with_checkpoints(data_dir: &Path, checkpoints: Option<&str>) -> Result<Arc<Server>, EddyError> {
+        Self::open_as(data_dir, checkpoints, None).await
+    }
+
+    /// [`Server::open_with_checkpoints`] as a member of a cluster: its catalog is
+    /// the cluster's command log (see [`cluster`]), read from its start, not the
+    /// data directory's file.
+    pub async fn open_in_cluster(data_dir: &Path, checkpoints: Option<&str>, cluster: ClusterOptions) -> Result<Arc<Server>, EddyError> {
+        Self::open_as(data_dir, checkpoints, Some(cluster)).await
+    }
+
+    async fn open_as(data_dir: &Path, checkpoints: Option<&str>, cluster: Option<ClusterOptions>) -> Result<Arc<Server>, EddyError> {
         let checkpoints = match checkpoints {
             Some(location) => CheckpointStore::open(location).map_err(|e| EddyError::Conflict(format!("--checkpoints {location}: {e}")))?,
             None => CheckpointStore::new(data_dir.join("checkpoints")),
@@ -144,7 +159,10 @@ impl Server {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| EddyError::Io { context: format!("cannot create the data directory {}", data_dir.display()), source })?;
         let lock = lock::DataDirLock::acquire(data_dir)?;
-        let catalog = Catalog::load(data_dir)?;
+        let (catalog, cluster) = match cluster {
+            Some(options) => (None, Some(Arc::new(CommandLog::open(options).await?))),
+            None => (Some(Catalog::load(data_dir)?), None),
+        };
         let server = Arc::new(Server {
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
@@ -155,8 +173,13 @@ impl Server {
             views: RwLock::default(),
             queries: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,
+            cluster: cluster.clone(),
         });
-        server.replay(catalog).await?;
+        match (catalog, cluster) {
+            (Some(catalog), _) => server.replay(catalog).await?,
+            (None, Some(log)) => server.join_cluster(log).await?,
+            (None, None) => {}
+        }
         // A pipeline whose sources ended is done: a restarted server must not run it again.
         let weak = Arc::downgrade(&server);
         tokio::spawn(async move {
@@ -177,13 +200,9 @@ impl Server {
             return Ok(());
         }
         let mut state = self.state.lock().await;
-        let mut changed = false;
-        for record in state.catalog.pipelines.iter_mut().filter(|r| r.running && finished.contains(&r.id)) {
-            record.running = false;
-            changed = true;
-        }
-        if changed {
-            state.catalog.save(&self.data_dir)?;
+        let ended: Vec<String> = state.catalog.pipelines.iter().filter(|r| r.running && finished.contains(&r.id)).map(|r| r.id.clone()).collect();
+        for id in ended {
+            self.record_running(&mut state, &id, false, None).await?;
         }
         Ok(())
     }
@@ -221,7 +240,7 @@ impl Server {
         for record in &saved.pipelines {
             let result = async {
                 let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
-                let handle = self.create_pipeline(&session, &record.id, &parsed, record.parallelism).await?;
+                let handle = self.create_pipeline(&session, &record.id, &parsed, record.parallelism, &Placement::HereNow { member: None }).await?;
                 if record.running {
                     handle.start()?;
                 } else {
@@ -238,6 +257,95 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Joins the cluster of `log` (see [`cluster`]): applies its command log up
+    /// to the end it has now, starts the running pipelines this member owns, and
+    /// goes on applying new commands as they come, in the background.
+    async fn join_cluster(self: &Arc<Self>, log: Arc<CommandLog>) -> Result<(), EddyError> {
+        let end = log.end()?;
+        let mut read = 0;
+        while read < end {
+            let command = log.next(&mut read).await?;
+            self.apply(command, false).await;
+        }
+        let member = log.options.member.clone();
+        let records = self.state.lock().await.catalog.pipelines.clone();
+        for record in records.iter().filter(|r| r.member.as_deref() == Some(member.as_str())) {
+            let started = match self.pipelines.find(&record.id) {
+                Ok(handle) if record.running => handle.start_with(record.parallelism),
+                Ok(handle) => handle.load_stopped_view().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                tracing::error!(pipeline = %record.id, "cannot start pipeline `{}`: {e}", record.sql);
+                eprintln!("eddy server: cannot start pipeline {} ({}): {e}", record.id, record.sql);
+            }
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let next = log.next(&mut read).await;
+                let Some(server) = weak.upgrade() else { return };
+                match next {
+                    Ok(command) => server.apply(command, true).await,
+                    Err(e) => {
+                        tracing::warn!("{e}; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Applies one command of the cluster's log, answering the client waiting for
+    /// it when this member sent it. `live` is false while catching up at start:
+    /// pipelines are then created but not started (see [`Server::join_cluster`]).
+    async fn apply(&self, command: Command, live: bool) {
+        let Some(log) = &self.cluster else { return };
+        let waiter = log.take_waiter(&command);
+        let placement = match (command.member == log.options.member, live) {
+            (true, true) => Placement::HereNow { member: Some(command.member.clone()) },
+            (true, false) => Placement::HereLater { member: command.member.clone() },
+            (false, _) => Placement::Elsewhere { member: command.member.clone() },
+        };
+        let (replies, done) = match waiter {
+            Some(waiter) => (Some((waiter.replies, waiter.index)), Some(waiter.done)),
+            None => (None, None),
+        };
+        // Every member applies the command whole, whether or not its client still
+        // listens: a reply that cannot be delivered is dropped, never an error.
+        let send = |reply: Reply| {
+            let replies = replies.clone();
+            async move {
+                if let Some((replies, index)) = replies {
+                    let _ = replies.send((index, reply)).await;
+                }
+                Ok(())
+            }
+        };
+        let result = match &command.change {
+            Change::Statement { sql } => match parse_script(sql).map_err(EddyError::from) {
+                Ok(statements) => match statements.as_slice() {
+                    [parsed] => self.change_catalog(parsed, &placement, &send).await.map_err(|e| e.pointing_into(parsed)),
+                    _ => Err(EddyError::Internal(format!("a command holds {} statements", statements.len()))),
+                },
+                Err(e) => Err(e),
+            },
+            Change::Running { pipeline, running, parallelism } => {
+                let mut state = self.state.lock().await;
+                state.catalog.set_running(pipeline, *running, *parallelism);
+                state.catalog.save(&self.data_dir)
+            }
+        };
+        match (done, result) {
+            (Some(done), result) => {
+                let _ = done.send(result);
+            }
+            (None, Err(e)) => tracing::debug!(member = %command.member, "command of the cluster's log failed here as on its sender: {e}"),
+            (None, Ok(())) => {}
+        }
     }
 
     /// Every pipeline, for `ListPipelines`.
@@ -310,13 +418,14 @@ impl Server {
     /// Stops a pipeline (after a savepoint, when asked); a server started again leaves it stopped.
     pub async fn stop_pipeline(&self, id: &str, savepoint: bool) -> Result<(Arc<PipelineHandle>, Option<u64>), EddyError> {
         let handle = self.pipelines.find(id)?;
+        handle.check_runs_here()?;
         // The savepoint may take a while: it is taken without holding up other statements.
         let saved = if savepoint { Some(handle.stop_with_savepoint().await?) } else { None };
         // Stopping and recording it happen under the catalog lock, so a racing
         // restart or drop sees either before or after, never half of it.
         let mut state = self.state.lock().await;
         handle.stop().await;
-        Self::record_running(&mut state, &self.data_dir, &handle.id, false)?;
+        self.record_running(&mut state, &handle.id, false, None).await?;
         Ok((handle, saved))
     }
 
@@ -326,6 +435,7 @@ impl Server {
         let mut state = self.state.lock().await;
         // Looked up under the lock: a pipeline just dropped cannot come back as a ghost.
         let handle = self.pipelines.find(id)?;
+        handle.check_runs_here()?;
         if !handle.is_running() {
             if let Some(parallelism) = parallelism {
                 handle.check_rescaling(parallelism).await?;
@@ -333,10 +443,7 @@ impl Server {
             handle.forget_completion().await?;
         }
         handle.start_with(parallelism)?;
-        if let Some(record) = state.catalog.pipeline_mut(&handle.id) {
-            record.parallelism = Some(handle.parallelism());
-        }
-        Self::record_running(&mut state, &self.data_dir, &handle.id, true)?;
+        self.record_running(&mut state, &handle.id, true, Some(handle.parallelism())).await?;
         Ok(handle)
     }
 
@@ -442,7 +549,8 @@ impl Server {
                         ("RUNNING", Some(at)) => format!("{:.1} s", (now - at).max(0) as f64 / 1000.0),
                         _ => String::new(),
                     };
-                    vec![s.id, s.name, s.status, s.rows_in.to_string(), s.rows_out.to_string(), view_lag, s.sql, s.error]
+                    let status = if s.member.is_empty() { s.status } else { format!("{} on {}", s.status, s.member) };
+                    vec![s.id, s.name, status, s.rows_in.to_string(), s.rows_out.to_string(), view_lag, s.sql, s.error]
                 });
                 let rows: Vec<Vec<String>> = rows.chain(self.queries.rows()).collect();
                 send_rows(&send, string_rows(&["id", "name", "status", "rows_in", "rows_out", "view_lag", "sql", "error"], rows.into_iter())).await
@@ -471,6 +579,9 @@ impl Server {
                 send(Reply::Done { tag, pipeline_id: Some(handle.id.clone()), rows: 0 }).await
             }
             Statement::Select { query } if eddy_sql::referenced_tables(query).iter().any(|t| self.has_view(t)) => {
+                if let Some(member) = self.member_keeping(&eddy_sql::referenced_tables(query))? {
+                    return self.ask_member(&member, parsed, &send).await;
+                }
                 for table in eddy_sql::referenced_tables(query) {
                     self.check_view_readable(&table)?;
                 }
@@ -537,13 +648,17 @@ impl Server {
                 let shown = self.show_create(RelationKind::from(*what), name).await?;
                 send_rows(&send, string_rows(&["statement"], std::iter::once(vec![shown]))).await
             }
-            _ => self.change_catalog(parsed, &send).await,
+            _ => match &self.cluster {
+                Some(log) => log.submit(Change::Statement { sql: parsed.text.clone() }, replies, index).await,
+                None => self.change_catalog(parsed, &Placement::HereNow { member: None }, &send).await,
+            },
         }
     }
 
     /// Statements that change the catalog, one at a time: DDL, `SET`, new and
     /// dropped pipelines and materialized views.
-    async fn change_catalog<F, Fut>(&self, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
+    /// A pipeline it creates runs where `placement` says.
+    async fn change_catalog<F, Fut>(&self, parsed: &ParsedStatement, placement: &Placement, send: &F) -> Result<(), EddyError>
     where
         F: Fn(Reply) -> Fut,
         Fut: std::future::Future<Output = Result<(), EddyError>>,
@@ -557,25 +672,21 @@ impl Server {
                     return Err(EddyError::AlreadyExists(format!("`{name}` already exists; DROP it first to replace it")));
                 }
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&session, &id, parsed, None).await?;
+                let handle = self.create_pipeline(&session, &id, parsed, None, placement).await?;
                 drop(session);
-                if let Err(e) = handle.start() {
-                    self.pipelines.remove(&id);
-                    self.write_views().remove(name);
-                    return Err(e);
-                }
+                let started = match (start_created(&handle, placement), placement.member()) {
+                    (Err(e), None) => {
+                        self.pipelines.remove(&id);
+                        self.write_views().remove(name);
+                        return Err(e);
+                    }
+                    (started, _) => started,
+                };
                 for warning in handle.warnings() {
                     send(Reply::Notice(warning)).await?;
                 }
                 expose_view(&mut *self.session.write().await, &handle, parsed.location)?;
-                state.catalog.pipelines.push(PipelineRecord {
-                    id: id.clone(),
-                    name: name.clone(),
-                    sql: parsed.text.clone(),
-                    running: true,
-                    parallelism: Some(handle.parallelism()),
-                });
-                state.catalog.save(&self.data_dir)?;
+                self.record_pipeline(&mut state, &handle, placement, started).await?;
                 drop(state);
                 send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
             }
@@ -584,22 +695,18 @@ impl Server {
             ))),
             Statement::Insert { .. } => {
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&*self.session.read().await, &id, parsed, None).await?;
-                if let Err(e) = handle.start() {
-                    self.pipelines.remove(&id);
-                    return Err(e);
-                }
+                let handle = self.create_pipeline(&*self.session.read().await, &id, parsed, None, placement).await?;
+                let started = match (start_created(&handle, placement), placement.member()) {
+                    (Err(e), None) => {
+                        self.pipelines.remove(&id);
+                        return Err(e);
+                    }
+                    (started, _) => started,
+                };
                 for warning in handle.warnings() {
                     send(Reply::Notice(warning)).await?;
                 }
-                state.catalog.pipelines.push(PipelineRecord {
-                    id: id.clone(),
-                    name: handle.name.clone(),
-                    sql: parsed.text.clone(),
-                    running: true,
-                    parallelism: Some(handle.parallelism()),
-                });
-                state.catalog.save(&self.data_dir)?;
+                self.record_pipeline(&mut state, &handle, placement, started).await?;
                 drop(state);
                 send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
             }
@@ -609,7 +716,7 @@ impl Server {
                     Err(_) if *if_exists => return send(done("DROP MATERIALIZED VIEW")).await,
                     Err(e) => return Err(e),
                 };
-                if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
+                if let Some(user) = self.pipelines.all().into_iter().find(|p| self.in_use(&state, p) && p.uses_table(name)) {
                     return Err(EddyError::Conflict(format!(
                         "materialized view `{name}` is read by running pipeline {} ({}); STOP PIPELINE {} first",
                         user.id, user.sql, user.id
@@ -640,7 +747,7 @@ impl Server {
                 Err(EddyError::Conflict(format!("`{name}` is a materialized view; drop it with DROP MATERIALIZED VIEW {name}")))
             }
             Statement::Drop { what: DropWhat::Table, name, if_exists } => {
-                if let Some(user) = self.pipelines.all().into_iter().find(|p| p.is_running() && p.uses_table(name)) {
+                if let Some(user) = self.pipelines.all().into_iter().find(|p| self.in_use(&state, p) && p.uses_table(name)) {
                     return Err(EddyError::Conflict(format!(
                         "table `{name}` is used by running pipeline {} ({}); STOP PIPELINE {} first",
                         user.id, user.sql, user.id
@@ -675,6 +782,35 @@ impl Server {
         }
     }
 
+    /// Records a pipeline just created. In a cluster one whose start failed is
+    /// kept, stopped, as the other members recorded it too, and the failure is
+    /// the statement's error.
+    async fn record_pipeline(
+        &self,
+        state: &mut State,
+        handle: &PipelineHandle,
+        placement: &Placement,
+        started: Result<(), EddyError>,
+    ) -> Result<(), EddyError> {
+        state.catalog.pipelines.push(PipelineRecord {
+            id: handle.id.clone(),
+            name: handle.name.clone(),
+            sql: handle.sql.clone(),
+            running: true,
+            parallelism: Some(handle.parallelism()),
+            member: placement.member().map(str::to_string),
+        });
+        state.catalog.save(&self.data_dir)?;
+        if let Err(e) = started {
+            self.record_running(state, &handle.id, false, None).await?;
+            return Err(EddyError::Conflict(format!(
+                "{e}; pipeline {} is kept, stopped, on every member: RESTART PIPELINE {} once the cause is fixed",
+                handle.id, handle.id
+            )));
+        }
+        Ok(())
+    }
+
     /// Keeps a DDL or `SET` statement in the catalog file (or forgets the one a
     /// DROP undoes), so a restarted server replays it.
     fn record_statement(&self, state: &mut State, recorded: Recorded<'_>, parsed: &ParsedStatement) -> Result<(), EddyError> {
@@ -692,6 +828,7 @@ impl Server {
         id: &str,
         parsed: &ParsedStatement,
         parallelism: Option<usize>,
+        placement: &Placement,
     ) -> Result<Arc<PipelineHandle>, EddyError> {
         let (spec, target) = match &parsed.statement {
             Statement::Insert { table, query } => {
@@ -716,7 +853,7 @@ impl Server {
         if let Some(parallelism) = parallelism {
             prepared = prepared.with_parallelism(parallelism);
         }
-        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_store(id));
+        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_store(id), placement);
         self.pipelines.insert(Arc::clone(&handle));
         Ok(handle)
     }
@@ -764,11 +901,73 @@ impl Server {
         self.checkpoints.child(id)
     }
 
-    fn record_running(state: &mut State, data_dir: &Path, id: &str, running: bool) -> Result<(), EddyError> {
-        if let Some(record) = state.catalog.pipeline_mut(id) {
-            record.running = running;
+    /// Records whether pipeline `id` runs (and with how many tasks), so a server
+    /// started again starts it or leaves it; in a cluster the other members learn
+    /// it from the command log.
+    async fn record_running(&self, state: &mut State, id: &str, running: bool, parallelism: Option<usize>) -> Result<(), EddyError> {
+        state.catalog.set_running(id, running, parallelism);
+        state.catalog.save(&self.data_dir)?;
+        if let Some(log) = &self.cluster {
+            log.append(Change::Running { pipeline: id.to_string(), running, parallelism }).await?;
         }
-        state.catalog.save(data_dir)
+        Ok(())
+    }
+
+    /// The cluster member that keeps the materialized views `tables` names, when
+    /// that is another member: the query is sent there whole (see [`cluster`]).
+    fn member_keeping(&self, tables: &[String]) -> Result<Option<String>, EddyError> {
+        let mut members = std::collections::BTreeSet::new();
+        let mut here = false;
+        for table in tables {
+            let Ok(view) = self.view(table) else { continue };
+            for pipeline in self.pipelines.all().into_iter().filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view))) {
+                match &pipeline.runs_on {
+                    RunsOn::Here => here = true,
+                    RunsOn::Member(member) => _ = members.insert(member.clone()),
+                }
+            }
+        }
+        match (members.len(), here) {
+            (0, _) => Ok(None),
+            (1, false) => Ok(members.pop_first()),
+            _ => Err(EddyError::Unsupported(format!(
+                "this query reads materialized views kept by different cluster members ({}{}); for now a query reads the views of one member",
+                members.into_iter().collect::<Vec<_>>().join(", "),
+                if here { ", and this one" } else { "" }
+            ))),
+        }
+    }
+
+    /// Answers a query with what `member`, which keeps the views it reads, answers.
+    async fn ask_member<F, Fut>(&self, member: &str, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
+    where
+        F: Fn(Reply) -> Fut,
+        Fut: std::future::Future<Output = Result<(), EddyError>>,
+    {
+        let token = self.cluster.as_ref().and_then(|log| log.options.token.clone());
+        let unreachable = |e: &str| EddyError::Cluster(format!("the views this query reads are kept by cluster member {member}: {e}"));
+        let mut client = crate::client::connect(member, token.as_deref()).await.map_err(|e| unreachable(&e))?;
+        let results = crate::client::execute(&mut client, &parsed.text).await.map_err(|(_, status)| match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unauthenticated => unreachable(status.message()),
+            _ => EddyError::Unsupported(format!("cluster member {member}, which keeps the views this query reads: {}", status.message())),
+        })?;
+        for result in results {
+            if let Some((schema, batches)) = result.rows {
+                send_result(send, schema, batches).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `pipeline` counts as running for the checks of a DROP. In a cluster
+    /// that is what the command log recorded, which every member holds alike: a
+    /// member's own view (it runs none of the others' pipelines) would let a drop
+    /// through on some members only.
+    fn in_use(&self, state: &State, pipeline: &PipelineHandle) -> bool {
+        match &self.cluster {
+            Some(_) => state.catalog.pipelines.iter().any(|r| r.id == pipeline.id && r.running),
+            None => pipeline.is_running(),
+        }
     }
 
     /// Fails when `name` is a materialized view whose pipeline failed, or one that
@@ -827,6 +1026,15 @@ impl Server {
 
     fn write_views(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<MaterializedView>>> {
         self.views.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Starts a pipeline just created, when `placement` says it starts now.
+fn start_created(handle: &Arc<PipelineHandle>, placement: &Placement) -> Result<(), EddyError> {
+    if placement.starts_now() {
+        handle.start()
+    } else {
+        Ok(())
     }
 }
 

@@ -113,12 +113,61 @@ impl Phase {
     }
 }
 
+/// Which member of a cluster runs a pipeline (see [`super::cluster`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunsOn {
+    /// This server: a server on its own, or the member the pipeline was created on.
+    Here,
+    /// Another member, named by its gRPC address: listed and planned here, run there.
+    Member(String),
+}
+
+/// Where a pipeline that a statement creates runs, and when it starts.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// On this server, started at once: a server on its own (no `member`), or
+    /// the cluster member the statement was sent to.
+    HereNow { member: Option<String> },
+    /// On this member, started once it has caught up with the command log (if
+    /// the log still says it runs then).
+    HereLater { member: String },
+    /// On another member: listed and planned here, run there.
+    Elsewhere { member: String },
+}
+
+impl Placement {
+    /// Which member runs it.
+    pub fn runs_on(&self) -> RunsOn {
+        match self {
+            Placement::Elsewhere { member } => RunsOn::Member(member.clone()),
+            Placement::HereNow { .. } | Placement::HereLater { .. } => RunsOn::Here,
+        }
+    }
+
+    /// The cluster member that runs it; `None` outside a cluster.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Placement::HereNow { member } => member.as_deref(),
+            Placement::HereLater { member } | Placement::Elsewhere { member } => Some(member),
+        }
+    }
+
+    /// Whether it starts as soon as it is created.
+    pub fn starts_now(&self) -> bool {
+        matches!(self, Placement::HereNow { .. })
+    }
+}
+
 /// One pipeline the server knows.
 pub struct PipelineHandle {
     pub id: String,
     pub name: String,
     pub sql: String,
     pub target: Target,
+    /// The member that runs it; a handle of another member's pipeline never starts here.
+    pub runs_on: RunsOn,
+    /// The member that runs it, as `GetPipeline` shows it: empty outside a cluster.
+    member: String,
     prepared: PreparedPipeline,
     /// Tasks per keyed operator; a restart may change it.
     parallelism: AtomicUsize,
@@ -148,7 +197,7 @@ struct Run {
 
 impl PipelineHandle {
     /// A pipeline that has not started; its checkpoints go under `checkpoints`.
-    pub fn new(id: &str, sql: &str, prepared: PreparedPipeline, target: Target, checkpoints: CheckpointStore) -> Arc<Self> {
+    pub fn new(id: &str, sql: &str, prepared: PreparedPipeline, target: Target, checkpoints: CheckpointStore, placement: &Placement) -> Arc<Self> {
         let name = match &target {
             Target::Table(def, _) => def.name.clone(),
             Target::View(view) => view.name.clone(),
@@ -159,6 +208,8 @@ impl PipelineHandle {
             name,
             sql: sql.to_string(),
             target,
+            runs_on: placement.runs_on(),
+            member: placement.member().unwrap_or_default().to_string(),
             parallelism: AtomicUsize::new(prepared.parallelism()),
             prepared,
             checkpoints: resumable.then_some(checkpoints),
@@ -184,6 +235,7 @@ impl PipelineHandle {
 
     /// Starts the pipeline, with `parallelism` tasks per keyed operator from now on when given.
     pub fn start_with(self: &Arc<Self>, parallelism: Option<usize>) -> Result<(), EddyError> {
+        self.check_runs_here()?;
         let mut run = self.lock_run();
         if run.phase == Phase::Running {
             return Err(EddyError::Conflict(format!("pipeline {} is already running", self.id)));
@@ -408,7 +460,11 @@ impl PipelineHandle {
             id: self.id.clone(),
             name: self.name.clone(),
             sql: self.sql.clone(),
-            status: run.phase.name().to_string(),
+            status: match &self.runs_on {
+                RunsOn::Here => run.phase.name().to_string(),
+                RunsOn::Member(_) => "REMOTE".to_string(),
+            },
+            member: self.member.clone(),
             error: match &run.phase {
                 Phase::Failed(e) => e.clone(),
                 _ => String::new(),
@@ -430,6 +486,16 @@ impl PipelineHandle {
             lag_rows: run.metrics.source_health().0,
             checkpoint_at_ms: run.metrics.checkpoint_at_ms.load(Ordering::Relaxed),
             view_as_of_ms: (refreshed > 0).then_some(refreshed as i64),
+        }
+    }
+
+    /// Refuses to act on another member's pipeline: only its owner starts and stops it.
+    pub fn check_runs_here(&self) -> Result<(), EddyError> {
+        match &self.runs_on {
+            RunsOn::Here => Ok(()),
+            RunsOn::Member(member) => {
+                Err(EddyError::Conflict(format!("pipeline {} runs on cluster member {member}; stop or restart it there (eddy sql --host {member})", self.id)))
+            }
         }
     }
 

@@ -39,6 +39,7 @@ pub fn status_of(error: &EddyError) -> Status {
             Status::failed_precondition(message)
         }
         EddyError::ResultTooLarge { .. } => Status::resource_exhausted(message),
+        EddyError::Cluster(_) => Status::unavailable(message),
         EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => Status::internal(message),
     };
     let location = match error {

@@ -29,6 +29,8 @@ pub const NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const INTERNAL_ERROR: &str = "XX000";
 /// SQLSTATE `54000` (`program_limit_exceeded`): an answer with more rows than the server returns.
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+/// The cluster's command log could not be reached (Postgres's `connection_failure`).
+pub const CONNECTION_FAILURE: &str = "08006";
 
 /// The `ErrorResponse` for `error`, raised by a statement in `sql` (the text the
 /// client sent, whose line/column `error` points into).
@@ -77,6 +79,7 @@ pub fn sqlstate(error: &EddyError) -> &'static str {
         EddyError::Connector { .. } | EddyError::Setting { .. } => INVALID_PARAMETER_VALUE,
         EddyError::Conflict(_) | EddyError::ViewFailed { .. } | EddyError::DataDirInUse { .. } | EddyError::NothingValid { .. } => NOT_IN_PREREQUISITE_STATE,
         EddyError::ResultTooLarge { .. } => PROGRAM_LIMIT_EXCEEDED,
+        EddyError::Cluster(_) => CONNECTION_FAILURE,
         EddyError::Pipeline { .. } | EddyError::Io { .. } | EddyError::StdoutClosed | EddyError::Internal(_) => INTERNAL_ERROR,
     }
 }
