@@ -17,6 +17,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start and matched once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a file of SQL statements in-process until bounded sources end (or Ctrl-C).
@@ -64,6 +66,7 @@ enum Command {
         data_dir: PathBuf,
         /// Keep checkpoints here instead of DATA_DIR/checkpoints: a directory or
         /// s3://bucket/prefix (credentials and endpoint from the AWS_* variables).
+        /// With --cluster, a location every member reads and writes.
         #[arg(long)]
         checkpoints: Option<String>,
         /// Require `authorization: Bearer TOKEN` on every call (default: env EDDY_TOKEN, else no token).
@@ -96,12 +99,14 @@ enum Command {
         /// `authorization: Bearer TOKEN` or as the password of a login. See docs/FLIGHT.md.
         #[arg(long)]
         flight: Option<String>,
-        /// Join the cluster NAME: servers started with the same NAME and --kafka share
-        /// one catalog through the Kafka topic `eddy.NAME.commands`, so a table, view
-        /// or pipeline created on any member exists on all. A pipeline runs on the
-        /// member it was created on; the others list it and send reads of its view
-        /// there. See docs/CLUSTER.md.
-        #[arg(long, value_name = "NAME", requires = "kafka")]
+        /// Join the cluster NAME: servers started with the same NAME, --kafka and
+        /// --checkpoints share one catalog through the Kafka topic `eddy.NAME.commands`,
+        /// so a table, view or pipeline created on any member exists on all. Kafka's
+        /// consumer-group protocol spreads the pipelines over the members and moves
+        /// those of a member that leaves or dies to the others, which resume them from
+        /// their checkpoints; the others send reads of a view to the member running it.
+        /// See docs/CLUSTER.md.
+        #[arg(long, value_name = "NAME", requires_all = ["kafka", "checkpoints"])]
         cluster: Option<String>,
         /// The Kafka brokers that carry the cluster's command log (HOST:PORT[,...]).
         #[arg(long, value_name = "BOOTSTRAP", requires = "cluster")]
@@ -110,6 +115,11 @@ enum Command {
         /// --listen address). It names the member: keep it when starting it again.
         #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
         advertise: Option<String>,
+        /// How long a member may go unheard (stopped, cut off, dead) before its
+        /// pipelines move to the others: Kafka's session.timeout.ms, within the
+        /// broker's group.min/max.session.timeout.ms (6 s to 30 min by default).
+        #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = humantime::parse_duration, requires = "cluster")]
+        session_timeout: Duration,
     },
     /// A psql-like client for `eddy server`.
     ///
@@ -250,12 +260,12 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token, http, pg, pg_tls_cert, pg_tls_key, flight, cluster, kafka, advertise } => {
+        Command::Server { listen, data_dir, checkpoints, token, http, pg, pg_tls_cert, pg_tls_key, flight, cluster, kafka, advertise, session_timeout } => {
             let pg_tls = match (&pg_tls_cert, &pg_tls_key) {
                 (Some(cert), Some(key)) => Some(eddy::server::pg::tls::Tls::load(cert, key)?),
                 _ => None,
             };
-            let membership = cluster.zip(kafka).map(|(name, bootstrap)| Membership { name, bootstrap, advertise });
+            let membership = cluster.zip(kafka).map(|(name, bootstrap)| Membership { name, bootstrap, advertise, session_timeout });
             let faces = Faces { pg: pg.as_deref(), pg_tls, flight: flight.as_deref(), http: http.as_deref(), membership };
             serve(&listen, &data_dir, checkpoints.as_deref(), token, faces).await
         }
@@ -315,6 +325,7 @@ struct Membership {
     name: String,
     bootstrap: String,
     advertise: Option<String>,
+    session_timeout: Duration,
 }
 
 async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, faces: Faces<'_>) -> Result<(), EddyError> {
@@ -335,7 +346,7 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
         None => None,
     };
     let (server, joined) = match membership {
-        Some(Membership { name, bootstrap, advertise }) => {
+        Some(Membership { name, bootstrap, advertise, session_timeout }) => {
             let member = match advertise {
                 Some(address) => address,
                 None if bound.ip().is_unspecified() => {
@@ -346,7 +357,7 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
                 None => bound.to_string(),
             };
             let joined = format!(", member {member} of cluster {name}");
-            let options = eddy::server::cluster::ClusterOptions { name, bootstrap, member, token: token.clone() };
+            let options = eddy::server::cluster::ClusterOptions { name, bootstrap, member, token: token.clone(), session_timeout };
             (eddy::server::Server::open_in_cluster(data_dir, checkpoints, options).await?, joined)
         }
         None => (eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?, String::new()),

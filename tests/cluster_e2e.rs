@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{bids_table, eddy, running_bid_counts, Running};
-use eddy_connectors::kafka::testing::{broker, unique_topic};
+use common::{bids_table, eddy, kafka_table, Running};
+use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, producer, unique_topic, TestRecord};
 
 /// One member of a cluster, on a port of its own that it keeps when started again.
 struct Member {
@@ -18,13 +18,19 @@ struct Member {
     address: String,
 }
 
+/// How long a member may go unheard before its pipelines move: the broker's least.
+const SESSION_TIMEOUT: &str = "6s";
+
 impl Member {
-    fn start(cluster: &str, data_dir: &Path, port: u16) -> Member {
+    /// Starts a member of `cluster` with its checkpoints in the shared `checkpoints`.
+    fn start(cluster: &str, data_dir: &Path, checkpoints: &Path, port: u16) -> Member {
         let mut command = eddy();
         command
             .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
-            .args(["--cluster", cluster, "--kafka", &broker()])
+            .arg("--checkpoints")
+            .arg(checkpoints)
+            .args(["--cluster", cluster, "--kafka", &broker(), "--session-timeout", SESSION_TIMEOUT])
             .env_remove("EDDY_TOKEN")
             .stdout(Stdio::piped());
         let mut process = Running::start(&mut command);
@@ -84,41 +90,83 @@ fn expected_per_bidder() -> String {
     lines.join("\n") + "\n"
 }
 
+/// A cluster of `n` members on fresh directories, sharing one checkpoint location.
+struct Cluster {
+    name: String,
+    members: Vec<Member>,
+    ports: Vec<u16>,
+    dirs: Vec<tempfile::TempDir>,
+    checkpoints: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let name = unique_topic("cluster");
+        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let checkpoints = tempfile::tempdir().unwrap();
+        let members = (0..n).map(|i| Member::start(&name, dirs[i].path(), checkpoints.path(), ports[i])).collect();
+        Cluster { name, members, ports, dirs, checkpoints }
+    }
+
+    /// Starts member `i` again, under the same address and directory.
+    fn restart(&mut self, i: usize) {
+        self.members[i].process.kill();
+        self.members[i] = Member::start(&self.name, self.dirs[i].path(), self.checkpoints.path(), self.ports[i]);
+    }
+
+    /// The member running pipeline `id` once every member agrees which it is
+    /// (the group may still be spreading slots), with its index.
+    fn runner_of(&self, id: &str) -> (usize, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let statuses: Vec<String> = self.members.iter().map(|m| status_of(&m.sql("SHOW PIPELINES").1, id)).collect();
+            let named: Vec<Option<&str>> = statuses.iter().map(|s| s.split_once(" on ").map(|(_, member)| member)).collect();
+            if let Some(Some(runner)) = named.first() {
+                if named.iter().all(|n| n == &Some(*runner)) {
+                    if let Some(i) = self.members.iter().position(|m| m.address == *runner) {
+                        if !statuses[i].starts_with("REMOTE") && statuses.iter().enumerate().all(|(j, s)| j == i || s.starts_with("REMOTE")) {
+                            return (i, runner.to_string());
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "the members do not agree where {id} runs: {statuses:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 #[test]
 fn members_share_one_catalog_and_a_restarted_member_catches_up() {
-    let cluster = unique_topic("cluster");
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut members: Vec<Member> = (0..3).map(|i| Member::start(&cluster, dirs[i].path(), ports[i])).collect();
+    let mut cluster = Cluster::start(3);
+    let members = &cluster.members;
 
     // DDL on one member is there at once when it answers, and on the others as
     // soon as they read the log.
     members[0].ok(&bids_table());
     members[0].ok("CREATE VIEW cheap AS SELECT * FROM bids WHERE price < 60");
     assert!(members[0].ok("SHOW VIEWS").contains("cheap,view"));
-    for member in &members {
+    for member in members {
         member.wait_for("SHOW TABLES", |tables| tables.contains("bids,filesystem,bounded"));
         member.wait_for("SHOW VIEWS", |views| views.contains("cheap,view"));
     }
 
-    // A materialized view made on the second member runs there only; every
-    // member answers its rows, asking that member.
+    // A materialized view runs on one member, the one its slot is given to;
+    // every member answers its rows, asking that one.
     let created = members[1].ok("CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder, COUNT(*) AS bids, SUM(price) AS total FROM bids GROUP BY bidder");
     assert!(created.contains("p1"), "{created}");
-    let owner = members[1].address.clone();
-    members[1].wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("FINISHED on {owner}"));
-    for (i, member) in members.iter().enumerate() {
-        if i != 1 {
-            member.wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("REMOTE on {owner}"));
-        }
-        assert_eq!(member.ok("SELECT * FROM per_bidder ORDER BY bidder"), expected_per_bidder(), "read on {}", member.address);
+    let (runner, runner_address) = cluster.runner_of("p1");
+    members[runner].wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("FINISHED on {runner_address}"));
+    for member in members {
+        assert_eq!(member.wait_for("SELECT * FROM per_bidder ORDER BY bidder", |_| true), expected_per_bidder(), "read on {}", member.address);
     }
-    assert_eq!(members[2].ok("SELECT total FROM per_bidder WHERE bidder = 13"), "total\n25\n");
+    assert_eq!(members[(runner + 1) % 3].ok("SELECT total FROM per_bidder WHERE bidder = 13"), "total\n25\n");
 
-    // Only the owner stops or restarts a pipeline, and the others are told where it runs.
-    let (code, _, stderr) = members[0].sql("STOP PIPELINE p1");
+    // Only the member running a pipeline stops or restarts it, and the others say where it runs.
+    let (code, _, stderr) = members[(runner + 2) % 3].sql("STOP PIPELINE p1");
     assert_ne!(code, 0);
-    assert!(stderr.contains(&format!("runs on cluster member {owner}")), "{stderr}");
+    assert!(stderr.contains(&format!("runs on cluster member {runner_address}")), "{stderr}");
 
     // Two members creating one name at once: the log orders them, so the same
     // one wins on every member and the other fails on its sender.
@@ -134,50 +182,117 @@ fn members_share_one_catalog_and_a_restarted_member_catches_up() {
     assert!(columns.iter().all(|c| *c == columns[0]), "every member holds the same table: {columns:?}");
 
     // A member killed misses changes, and has them once started again.
-    members[0].process.kill();
-    members[1].ok("CREATE TABLE later (a INT) WITH ('connector' = 'datagen'); DROP VIEW cheap; SET 'parallelism' = '3'");
-    let tables_elsewhere = members[1].ok("SHOW TABLES");
-    members[0] = Member::start(&cluster, dirs[0].path(), ports[0]);
-    assert_eq!(members[0].ok("SHOW TABLES"), tables_elsewhere);
-    assert!(!members[0].ok("SHOW VIEWS").contains("cheap"));
-    assert_eq!(members[0].ok("DESCRIBE twice"), columns[0]);
-    assert_eq!(status_of(&members[0].ok("SHOW PIPELINES"), "p1"), format!("REMOTE on {owner}"));
-    assert_eq!(members[0].ok("SELECT * FROM per_bidder ORDER BY bidder"), expected_per_bidder());
+    let (killed, other) = ((runner + 1) % 3, (runner + 2) % 3);
+    cluster.members[killed].process.kill();
+    cluster.members[other].ok("CREATE TABLE later (a INT) WITH ('connector' = 'datagen'); DROP VIEW cheap; SET 'parallelism' = '3'");
+    let tables_elsewhere = cluster.members[other].ok("SHOW TABLES");
+    cluster.restart(killed);
+    let members = &cluster.members;
+    assert_eq!(members[killed].ok("SHOW TABLES"), tables_elsewhere);
+    assert!(!members[killed].ok("SHOW VIEWS").contains("cheap"));
+    assert_eq!(members[killed].ok("DESCRIBE twice"), columns[0]);
+    assert_eq!(members[killed].ok("SELECT * FROM per_bidder ORDER BY bidder"), expected_per_bidder());
     // Pipeline ids come from the log, so the next one is the same on every member.
-    let second_view = members[0].ok("CREATE MATERIALIZED VIEW n_bids AS SELECT COUNT(*) AS n FROM bids");
+    let second_view = members[killed].ok("CREATE MATERIALIZED VIEW n_bids AS SELECT COUNT(*) AS n FROM bids");
     assert!(second_view.contains("p2"), "{second_view}");
-    members[2].wait_for("SELECT n FROM n_bids", |rows| rows == "n\n9\n");
+    for member in members {
+        member.wait_for("SELECT n FROM n_bids", |rows| rows == "n\n9\n");
+    }
+}
+
+/// 2024-01-01 00:00:00 UTC.
+const BASE_MS: i64 = 1_704_067_200_000;
+/// Events per one-second window: one every 10 ms of event time.
+const PER_WINDOW: i64 = 100;
+
+/// Event `i` of the failover test: id `i` at 10 ms of event time each, on one of 4 partitions.
+fn event(i: i64) -> TestRecord {
+    TestRecord::value((i % 4) as i32, format!(r#"{{"id":{i},"ts":{}}}"#, BASE_MS + i * 10))
 }
 
 #[test]
-fn a_pipeline_comes_back_on_its_member_after_a_kill() {
-    let cluster = unique_topic("cluster");
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let mut members: Vec<Member> = (0..2).map(|i| Member::start(&cluster, dirs[i].path(), ports[i])).collect();
-    members[1].ok(&running_bid_counts("counts", 2_000));
-    let owner = members[1].address.clone();
-    let total = "SELECT SUM(n) AS n FROM counts";
-    let counted = |rows: &str| rows.lines().nth(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
-    members[0].wait_for(total, |rows| counted(rows) > 0);
-    assert_eq!(status_of(&members[0].ok("SHOW PIPELINES"), "p1"), format!("REMOTE on {owner}"));
-    assert_eq!(status_of(&members[1].ok("SHOW PIPELINES"), "p1"), format!("RUNNING on {owner}"));
+fn a_killed_members_pipeline_resumes_on_another_and_writes_each_row_once() {
+    let mut cluster = Cluster::start(3);
+    let bootstrap = broker();
+    let topic = unique_topic("cluster-events");
+    let out = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(create_topic(&bootstrap, &topic, 4));
+    let windows = 600;
+    let events = windows * PER_WINDOW;
+    // The first third is there from the start; the rest comes while the pipeline runs.
+    let producer = producer(&bootstrap);
+    runtime.block_on(produce_with(&producer, &topic, &(0..events / 3).map(event).collect::<Vec<_>>()));
 
-    members[1].process.kill();
-    let (code, _, stderr) = members[0].sql(total);
-    assert_ne!(code, 0, "a view whose member is down cannot be read");
-    assert!(stderr.contains(&format!("kept by cluster member {owner}")), "{stderr}");
+    let members = &cluster.members;
+    members[0].ok("SET 'execution.checkpointing.interval' = '300 ms'");
+    members[0].ok(&kafka_table("events", "id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts", &topic, &bootstrap, ""));
+    members[0].ok(&format!(
+        "CREATE TABLE per_second (window_start TIMESTAMP(3), n BIGINT, ids BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
+        out.path().display()
+    ));
+    members[2].ok("INSERT INTO per_second SELECT window_start, COUNT(*) AS n, SUM(id) AS ids FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end");
+    let (runner, runner_address) = cluster.runner_of("p1");
+    let committed = || common::committed_rows(out.path()).len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed() == 0 || common::newest_checkpoint(cluster.checkpoints.path()) < 2 {
+        assert!(Instant::now() < deadline, "no output committed yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
-    // Started again under its address, the member runs its pipeline again.
-    members[1] = Member::start(&cluster, dirs[1].path(), ports[1]);
-    members[1].wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("RUNNING on {owner}"));
-    let before = counted(&members[0].wait_for(total, |rows| counted(rows) > 0));
-    members[0].wait_for(total, |rows| counted(rows) > before);
+    // Killed while it runs: after the session timeout the group gives its slots
+    // to the others, and one of them resumes the pipeline from its checkpoint.
+    cluster.members[runner].process.kill();
+    let killed_at = Instant::now();
+    runtime.block_on(produce_with(&producer, &topic, &(events / 3..events).map(event).collect::<Vec<_>>()));
+    let survivor = (runner + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let resumed_on = loop {
+        let status = status_of(&cluster.members[survivor].ok("SHOW PIPELINES"), "p1");
+        match status.strip_prefix("RUNNING on ").or_else(|| status.strip_prefix("REMOTE on ")) {
+            Some(member) if member != runner_address => break member.to_string(),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "p1 did not move off the killed member: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("p1 moved from {runner_address} to {resumed_on} {:.1} s after the kill", killed_at.elapsed().as_secs_f64());
 
-    // A pipeline stopped by its owner stays stopped when the owner starts again.
-    members[1].ok("STOP PIPELINE p1");
-    members[0].wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("REMOTE on {owner}"));
-    members[1].process.kill();
-    members[1] = Member::start(&cluster, dirs[1].path(), ports[1]);
-    assert_eq!(status_of(&members[1].ok("SHOW PIPELINES"), "p1"), format!("STOPPED on {owner}"));
+    // An event past the last window on every partition closes it.
+    let closing: Vec<TestRecord> = (0..4).map(|p| TestRecord::value(p, format!(r#"{{"id":-1,"ts":{}}}"#, BASE_MS + windows * 1000 + 5000))).collect();
+    runtime.block_on(produce_with(&producer, &topic, &closing));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while committed() < windows as usize {
+        assert!(Instant::now() < deadline, "{} of {windows} windows written", committed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Every window once, with every event of it once.
+    let mut rows: Vec<(String, i64, i64)> = common::committed_rows(out.path())
+        .iter()
+        .map(|r| (r["window_start"].as_str().unwrap().to_string(), r["n"].as_i64().unwrap(), r["ids"].as_i64().unwrap()))
+        .collect();
+    rows.sort();
+    assert_eq!(rows.len(), windows as usize, "each window written once");
+    for (w, (start, n, ids)) in rows.iter().enumerate() {
+        let first = w as i64 * PER_WINDOW;
+        assert_eq!((*n, *ids), (PER_WINDOW, (first..first + PER_WINDOW).sum::<i64>()), "window {start}");
+    }
+
+    // A pipeline stopped by the member running it stays stopped when it moves again.
+    let members = &cluster.members;
+    let now_runs = members.iter().position(|m| m.address == resumed_on).unwrap();
+    members[now_runs].ok("STOP PIPELINE p1");
+    cluster.members[now_runs].process.kill();
+    let other = (0..3).find(|i| *i != now_runs && *i != runner).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = status_of(&cluster.members[other].ok("SHOW PIPELINES"), "p1");
+        if status == format!("STOPPED on {}", cluster.members[other].address) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "p1 did not move, stopped, to {}: {status}", cluster.members[other].address);
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -47,9 +47,6 @@ pub struct PipelineRecord {
     /// restored with the same number, whatever `SET 'parallelism'` says later.
     #[serde(default)]
     pub parallelism: Option<usize>,
-    /// In a cluster, the member that runs it (its gRPC address); `None` on a server on its own.
-    #[serde(default)]
-    pub member: Option<String>,
 }
 
 impl Catalog {
@@ -138,7 +135,6 @@ mod tests {
             sql: "INSERT INTO out SELECT * FROM t".into(),
             running: true,
             parallelism: Some(3),
-            member: None,
         });
         catalog.save(dir.path()).unwrap();
         let loaded = Catalog::load(dir.path()).unwrap();

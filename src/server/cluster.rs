@@ -57,6 +57,9 @@ pub struct ClusterOptions {
     pub member: String,
     /// The token members send each other (every member is given the same `--token`).
     pub token: Option<String>,
+    /// How long a member may go unheard before the group gives its pipelines to
+    /// the others (Kafka's `session.timeout.ms`).
+    pub session_timeout: Duration,
 }
 
 impl ClusterOptions {
@@ -83,6 +86,9 @@ pub enum Change {
     Statement { sql: String },
     /// A pipeline stopped or started again by its owner.
     Running { pipeline: String, running: bool, parallelism: Option<usize> },
+    /// The slots (see [`super::slots`]) the sending member runs the pipelines of
+    /// now, so the others know where each pipeline runs.
+    Owns { slots: Vec<i32> },
 }
 
 /// How long a member waits for its own command to come back from the log before
@@ -115,20 +121,11 @@ impl CommandLog {
     /// positions the reader at the log's first record.
     pub async fn open(options: ClusterOptions) -> Result<CommandLog, EddyError> {
         let topic = options.topic();
+        create_topic(&options, &topic, 1).await?;
         let unreachable =
             |e: &dyn std::fmt::Display| EddyError::Cluster(format!("cluster `{}`: the Kafka brokers at {}: {e}", options.name, options.bootstrap));
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &options.bootstrap);
-        let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| unreachable(&e))?;
-        let new_topic = NewTopic::new(&topic, 1, TopicReplication::Fixed(-1)).set("retention.ms", "-1").set("cleanup.policy", "delete");
-        let created =
-            admin.create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await.map_err(|e| unreachable(&e))?;
-        for result in created {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(unreachable(&format!("cannot create the command log topic {topic}: {code}"))),
-            }
-        }
         let producer: FutureProducer =
             config.clone().set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000").create().map_err(|e| unreachable(&e))?;
         let consumer: StreamConsumer = config
@@ -229,6 +226,23 @@ impl CommandLog {
     }
 }
 
+/// Creates `topic` with `partitions` partitions, keeping its records for ever,
+/// unless it exists.
+pub async fn create_topic(options: &ClusterOptions, topic: &str, partitions: i32) -> Result<(), EddyError> {
+    let unreachable = |e: &dyn std::fmt::Display| EddyError::Cluster(format!("cluster `{}`: the Kafka brokers at {}: {e}", options.name, options.bootstrap));
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &options.bootstrap).create().map_err(|e| unreachable(&e))?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)).set("retention.ms", "-1").set("cleanup.policy", "delete");
+    let created =
+        admin.create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await.map_err(|e| unreachable(&e))?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(unreachable(&format!("cannot create the topic {topic}: {code}"))),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -244,7 +258,8 @@ mod tests {
         let back: Command = serde_json::from_slice(&serde_json::to_vec(&command).unwrap()).unwrap();
         assert_eq!(back.member, "10.0.0.7:50051");
         assert!(matches!(back.change, Change::Running { ref pipeline, running: false, parallelism: Some(4) } if pipeline == "p2"));
-        let options = ClusterOptions { name: "prod".into(), bootstrap: "b:9092".into(), member: "m".into(), token: None };
+        let options =
+            ClusterOptions { name: "prod".into(), bootstrap: "b:9092".into(), member: "m".into(), token: None, session_timeout: Duration::from_secs(45) };
         assert_eq!(options.topic(), "eddy.prod.commands");
     }
 }

@@ -15,6 +15,7 @@ pub mod pipelines;
 mod point_lookup;
 pub mod queries;
 pub mod service;
+pub mod slots;
 mod view_index;
 pub mod views;
 
@@ -34,8 +35,9 @@ use crate::error::EddyError;
 use crate::session::{answer_without_tables, batch_context, describe_rows, string_rows, Session};
 use catalog::{Catalog, PipelineRecord};
 use cluster::{Change, ClusterOptions, Command, CommandLog};
-use pipelines::{PipelineHandle, Pipelines, Placement, RunsOn, Target};
+use pipelines::{PipelineHandle, Pipelines, RunsOn, Target};
 use queries::{FinalRows, FinalRowsSink, Queries, QueryRun};
+use slots::{slot_of, SlotChange, SlotMap};
 use views::{MaterializedView, ViewSource};
 
 /// What a statement sends back to its caller, in order.
@@ -122,8 +124,23 @@ pub struct Server {
     queries: Arc<Queries>,
     /// Turns true when the server begins to stop, so endless streams (Subscribe) end.
     closing: tokio::sync::watch::Sender<bool>,
-    /// In a cluster, the command log every catalog change goes through; `None` on a server on its own.
-    cluster: Option<Arc<CommandLog>>,
+    /// This member's part in its cluster; `None` on a server on its own.
+    cluster: Option<Cluster>,
+}
+
+/// A member's part in its cluster.
+struct Cluster {
+    /// The command log every catalog change goes through (see [`cluster`]).
+    log: Arc<CommandLog>,
+    /// Which member runs which pipeline (see [`slots`]).
+    slots: std::sync::Mutex<SlotMap>,
+}
+
+impl Cluster {
+    fn slot_map(&self) -> std::sync::MutexGuard<'_, SlotMap> {
+        // Plain data: a panic elsewhere while holding it leaves nothing half-done.
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 struct State {
@@ -173,12 +190,11 @@ impl Server {
             views: RwLock::default(),
             queries: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,
-            cluster: cluster.clone(),
+            cluster: cluster.map(|log| Cluster { slots: std::sync::Mutex::new(SlotMap::new(&log.options.member)), log }),
         });
-        match (catalog, cluster) {
-            (Some(catalog), _) => server.replay(catalog).await?,
-            (None, Some(log)) => server.join_cluster(log).await?,
-            (None, None) => {}
+        match catalog {
+            Some(catalog) => server.replay(catalog).await?,
+            None => server.join_cluster().await?,
         }
         // A pipeline whose sources ended is done: a restarted server must not run it again.
         let weak = Arc::downgrade(&server);
@@ -240,7 +256,7 @@ impl Server {
         for record in &saved.pipelines {
             let result = async {
                 let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
-                let handle = self.create_pipeline(&session, &record.id, &parsed, record.parallelism, &Placement::HereNow { member: None }).await?;
+                let handle = self.create_pipeline(&session, &record.id, &parsed, record.parallelism).await?;
                 if record.running {
                     handle.start()?;
                 } else {
@@ -259,36 +275,34 @@ impl Server {
         Ok(())
     }
 
-    /// Joins the cluster of `log` (see [`cluster`]): applies its command log up
-    /// to the end it has now, starts the running pipelines this member owns, and
-    /// goes on applying new commands as they come, in the background.
-    async fn join_cluster(self: &Arc<Self>, log: Arc<CommandLog>) -> Result<(), EddyError> {
+    /// Joins its cluster (see [`cluster`] and [`slots`]): applies the command log
+    /// up to the end it has now, then joins the slot group, and from then on
+    /// applies new commands and starts and stops pipelines as slots come and go,
+    /// in the background.
+    async fn join_cluster(self: &Arc<Self>) -> Result<(), EddyError> {
+        let Some(cluster) = &self.cluster else { return Ok(()) };
+        let log = Arc::clone(&cluster.log);
         let end = log.end()?;
         let mut read = 0;
         while read < end {
             let command = log.next(&mut read).await?;
-            self.apply(command, false).await;
+            self.apply(command).await;
         }
-        let member = log.options.member.clone();
-        let records = self.state.lock().await.catalog.pipelines.clone();
-        for record in records.iter().filter(|r| r.member.as_deref() == Some(member.as_str())) {
-            let started = match self.pipelines.find(&record.id) {
-                Ok(handle) if record.running => handle.start_with(record.parallelism),
-                Ok(handle) => handle.load_stopped_view().await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = started {
-                tracing::error!(pipeline = %record.id, "cannot start pipeline `{}`: {e}", record.sql);
-                eprintln!("eddy server: cannot start pipeline {} ({}): {e}", record.id, record.sql);
+        let mut changes = slots::join(&log.options).await?;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                let Some(server) = weak.upgrade() else { return };
+                server.on_slot_change(change).await;
             }
-        }
+        });
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let next = log.next(&mut read).await;
                 let Some(server) = weak.upgrade() else { return };
                 match next {
-                    Ok(command) => server.apply(command, true).await,
+                    Ok(command) => server.apply(command).await,
                     Err(e) => {
                         tracing::warn!("{e}; retrying");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -299,17 +313,54 @@ impl Server {
         Ok(())
     }
 
+    /// Starts the pipelines of slots the group gave this member (from their last
+    /// checkpoints), or stops those of slots it took away, then tells the other
+    /// members through the log.
+    async fn on_slot_change(&self, change: SlotChange) {
+        let Some(cluster) = &self.cluster else { return };
+        let state = self.state.lock().await;
+        match change {
+            SlotChange::Gained(slots) => {
+                cluster.slot_map().gain(&slots);
+                self.refresh_runs_on(cluster);
+                for record in state.catalog.pipelines.iter().filter(|r| slots.contains(&slot_of(&r.id))) {
+                    let Ok(handle) = self.pipelines.find(&record.id) else { continue };
+                    let started = if record.running { handle.start_with(record.parallelism) } else { handle.load_stopped_view().await.map(|_| ()) };
+                    if let Err(e) = started {
+                        tracing::error!(pipeline = %record.id, "cannot start pipeline `{}`: {e}", record.sql);
+                        eprintln!("eddy server: cannot start pipeline {} ({}): {e}", record.id, record.sql);
+                    }
+                }
+            }
+            SlotChange::Lost(slots, stopped) => {
+                cluster.slot_map().lose(&slots);
+                let moving: Vec<Arc<PipelineHandle>> = self.pipelines.all().into_iter().filter(|p| slots.contains(&slot_of(&p.id))).collect();
+                futures::future::join_all(moving.iter().map(|p| p.stop_for_shutdown())).await;
+                self.refresh_runs_on(cluster);
+                let _ = stopped.send(());
+            }
+        }
+        drop(state);
+        let mine = cluster.slot_map().mine();
+        if let Err(e) = cluster.log.append(Change::Owns { slots: mine }).await {
+            tracing::warn!("the other members do not know this one's slots: {e}");
+        }
+    }
+
+    /// Tells every pipeline which member runs it, after the slot map changed.
+    fn refresh_runs_on(&self, cluster: &Cluster) {
+        let map = cluster.slot_map();
+        for pipeline in self.pipelines.all() {
+            pipeline.set_runs_on(map.runs_on(&pipeline.id));
+        }
+    }
+
     /// Applies one command of the cluster's log, answering the client waiting for
-    /// it when this member sent it. `live` is false while catching up at start:
-    /// pipelines are then created but not started (see [`Server::join_cluster`]).
-    async fn apply(&self, command: Command, live: bool) {
-        let Some(log) = &self.cluster else { return };
-        let waiter = log.take_waiter(&command);
-        let placement = match (command.member == log.options.member, live) {
-            (true, true) => Placement::HereNow { member: Some(command.member.clone()) },
-            (true, false) => Placement::HereLater { member: command.member.clone() },
-            (false, _) => Placement::Elsewhere { member: command.member.clone() },
-        };
+    /// it when this member sent it. A pipeline it creates starts here when its slot
+    /// is this member's (none is while catching up at start).
+    async fn apply(&self, command: Command) {
+        let Some(cluster) = &self.cluster else { return };
+        let waiter = cluster.log.take_waiter(&command);
         let (replies, done) = match waiter {
             Some(waiter) => (Some((waiter.replies, waiter.index)), Some(waiter.done)),
             None => (None, None),
@@ -328,7 +379,7 @@ impl Server {
         let result = match &command.change {
             Change::Statement { sql } => match parse_script(sql).map_err(EddyError::from) {
                 Ok(statements) => match statements.as_slice() {
-                    [parsed] => self.change_catalog(parsed, &placement, &send).await.map_err(|e| e.pointing_into(parsed)),
+                    [parsed] => self.change_catalog(parsed, &send).await.map_err(|e| e.pointing_into(parsed)),
                     _ => Err(EddyError::Internal(format!("a command holds {} statements", statements.len()))),
                 },
                 Err(e) => Err(e),
@@ -337,6 +388,11 @@ impl Server {
                 let mut state = self.state.lock().await;
                 state.catalog.set_running(pipeline, *running, *parallelism);
                 state.catalog.save(&self.data_dir)
+            }
+            Change::Owns { slots } => {
+                cluster.slot_map().owned_by(&command.member, slots);
+                self.refresh_runs_on(cluster);
+                Ok(())
             }
         };
         match (done, result) {
@@ -649,16 +705,17 @@ impl Server {
                 send_rows(&send, string_rows(&["statement"], std::iter::once(vec![shown]))).await
             }
             _ => match &self.cluster {
-                Some(log) => log.submit(Change::Statement { sql: parsed.text.clone() }, replies, index).await,
-                None => self.change_catalog(parsed, &Placement::HereNow { member: None }, &send).await,
+                Some(cluster) => cluster.log.submit(Change::Statement { sql: parsed.text.clone() }, replies, index).await,
+                None => self.change_catalog(parsed, &send).await,
             },
         }
     }
 
     /// Statements that change the catalog, one at a time: DDL, `SET`, new and
     /// dropped pipelines and materialized views.
-    /// A pipeline it creates runs where `placement` says.
-    async fn change_catalog<F, Fut>(&self, parsed: &ParsedStatement, placement: &Placement, send: &F) -> Result<(), EddyError>
+    /// A pipeline it creates starts at once on a server on its own, and in a
+    /// cluster on the member its slot is given to.
+    async fn change_catalog<F, Fut>(&self, parsed: &ParsedStatement, send: &F) -> Result<(), EddyError>
     where
         F: Fn(Reply) -> Fut,
         Fut: std::future::Future<Output = Result<(), EddyError>>,
@@ -672,9 +729,9 @@ impl Server {
                     return Err(EddyError::AlreadyExists(format!("`{name}` already exists; DROP it first to replace it")));
                 }
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&session, &id, parsed, None, placement).await?;
+                let handle = self.create_pipeline(&session, &id, parsed, None).await?;
                 drop(session);
-                let started = match (start_created(&handle, placement), placement.member()) {
+                let started = match (start_created(&handle), &self.cluster) {
                     (Err(e), None) => {
                         self.pipelines.remove(&id);
                         self.write_views().remove(name);
@@ -686,7 +743,7 @@ impl Server {
                     send(Reply::Notice(warning)).await?;
                 }
                 expose_view(&mut *self.session.write().await, &handle, parsed.location)?;
-                self.record_pipeline(&mut state, &handle, placement, started).await?;
+                self.record_pipeline(&mut state, &handle, started).await?;
                 drop(state);
                 send(Reply::Done { tag: "CREATE MATERIALIZED VIEW".into(), pipeline_id: Some(id), rows: 0 }).await
             }
@@ -695,8 +752,8 @@ impl Server {
             ))),
             Statement::Insert { .. } => {
                 let id = state.catalog.new_pipeline_id();
-                let handle = self.create_pipeline(&*self.session.read().await, &id, parsed, None, placement).await?;
-                let started = match (start_created(&handle, placement), placement.member()) {
+                let handle = self.create_pipeline(&*self.session.read().await, &id, parsed, None).await?;
+                let started = match (start_created(&handle), &self.cluster) {
                     (Err(e), None) => {
                         self.pipelines.remove(&id);
                         return Err(e);
@@ -706,7 +763,7 @@ impl Server {
                 for warning in handle.warnings() {
                     send(Reply::Notice(warning)).await?;
                 }
-                self.record_pipeline(&mut state, &handle, placement, started).await?;
+                self.record_pipeline(&mut state, &handle, started).await?;
                 drop(state);
                 send(Reply::Done { tag: "INSERT".into(), pipeline_id: Some(id), rows: 0 }).await
             }
@@ -785,20 +842,13 @@ impl Server {
     /// Records a pipeline just created. In a cluster one whose start failed is
     /// kept, stopped, as the other members recorded it too, and the failure is
     /// the statement's error.
-    async fn record_pipeline(
-        &self,
-        state: &mut State,
-        handle: &PipelineHandle,
-        placement: &Placement,
-        started: Result<(), EddyError>,
-    ) -> Result<(), EddyError> {
+    async fn record_pipeline(&self, state: &mut State, handle: &PipelineHandle, started: Result<(), EddyError>) -> Result<(), EddyError> {
         state.catalog.pipelines.push(PipelineRecord {
             id: handle.id.clone(),
             name: handle.name.clone(),
             sql: handle.sql.clone(),
             running: true,
             parallelism: Some(handle.parallelism()),
-            member: placement.member().map(str::to_string),
         });
         state.catalog.save(&self.data_dir)?;
         if let Err(e) = started {
@@ -828,7 +878,6 @@ impl Server {
         id: &str,
         parsed: &ParsedStatement,
         parallelism: Option<usize>,
-        placement: &Placement,
     ) -> Result<Arc<PipelineHandle>, EddyError> {
         let (spec, target) = match &parsed.statement {
             Statement::Insert { table, query } => {
@@ -853,7 +902,11 @@ impl Server {
         if let Some(parallelism) = parallelism {
             prepared = prepared.with_parallelism(parallelism);
         }
-        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_store(id), placement);
+        let (runs_on, member) = match &self.cluster {
+            Some(cluster) => (cluster.slot_map().runs_on(id), cluster.log.options.member.as_str()),
+            None => (RunsOn::Here, ""),
+        };
+        let handle = PipelineHandle::new(id, &parsed.text, prepared, target, self.checkpoint_store(id), runs_on, member);
         self.pipelines.insert(Arc::clone(&handle));
         Ok(handle)
     }
@@ -907,8 +960,8 @@ impl Server {
     async fn record_running(&self, state: &mut State, id: &str, running: bool, parallelism: Option<usize>) -> Result<(), EddyError> {
         state.catalog.set_running(id, running, parallelism);
         state.catalog.save(&self.data_dir)?;
-        if let Some(log) = &self.cluster {
-            log.append(Change::Running { pipeline: id.to_string(), running, parallelism }).await?;
+        if let Some(cluster) = &self.cluster {
+            cluster.log.append(Change::Running { pipeline: id.to_string(), running, parallelism }).await?;
         }
         Ok(())
     }
@@ -921,9 +974,15 @@ impl Server {
         for table in tables {
             let Ok(view) = self.view(table) else { continue };
             for pipeline in self.pipelines.all().into_iter().filter(|p| matches!(&p.target, Target::View(v) if Arc::ptr_eq(v, &view))) {
-                match &pipeline.runs_on {
+                match pipeline.runs_on() {
                     RunsOn::Here => here = true,
-                    RunsOn::Member(member) => _ = members.insert(member.clone()),
+                    RunsOn::Member(member) => _ = members.insert(member),
+                    RunsOn::Nobody => {
+                        return Err(EddyError::Cluster(format!(
+                            "materialized view `{table}` is moving between cluster members; read it again once SHOW PIPELINES shows where {} runs",
+                            pipeline.id
+                        )))
+                    }
                 }
             }
         }
@@ -944,7 +1003,7 @@ impl Server {
         F: Fn(Reply) -> Fut,
         Fut: std::future::Future<Output = Result<(), EddyError>>,
     {
-        let token = self.cluster.as_ref().and_then(|log| log.options.token.clone());
+        let token = self.cluster.as_ref().and_then(|cluster| cluster.log.options.token.clone());
         let unreachable = |e: &str| EddyError::Cluster(format!("the views this query reads are kept by cluster member {member}: {e}"));
         let mut client = crate::client::connect(member, token.as_deref()).await.map_err(|e| unreachable(&e))?;
         let results = crate::client::execute(&mut client, &parsed.text).await.map_err(|(_, status)| match status.code() {
@@ -1029,9 +1088,9 @@ impl Server {
     }
 }
 
-/// Starts a pipeline just created, when `placement` says it starts now.
-fn start_created(handle: &Arc<PipelineHandle>, placement: &Placement) -> Result<(), EddyError> {
-    if placement.starts_now() {
+/// Starts a pipeline just created, when it runs on this server.
+fn start_created(handle: &Arc<PipelineHandle>) -> Result<(), EddyError> {
+    if handle.runs_on() == RunsOn::Here {
         handle.start()
     } else {
         Ok(())

@@ -113,49 +113,15 @@ impl Phase {
     }
 }
 
-/// Which member of a cluster runs a pipeline (see [`super::cluster`]).
+/// Which member of a cluster runs a pipeline (see [`super::slots`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunsOn {
-    /// This server: a server on its own, or the member the pipeline was created on.
+    /// This server: a server on its own, or the member its slot is given to.
     Here,
     /// Another member, named by its gRPC address: listed and planned here, run there.
     Member(String),
-}
-
-/// Where a pipeline that a statement creates runs, and when it starts.
-#[derive(Debug, Clone)]
-pub enum Placement {
-    /// On this server, started at once: a server on its own (no `member`), or
-    /// the cluster member the statement was sent to.
-    HereNow { member: Option<String> },
-    /// On this member, started once it has caught up with the command log (if
-    /// the log still says it runs then).
-    HereLater { member: String },
-    /// On another member: listed and planned here, run there.
-    Elsewhere { member: String },
-}
-
-impl Placement {
-    /// Which member runs it.
-    pub fn runs_on(&self) -> RunsOn {
-        match self {
-            Placement::Elsewhere { member } => RunsOn::Member(member.clone()),
-            Placement::HereNow { .. } | Placement::HereLater { .. } => RunsOn::Here,
-        }
-    }
-
-    /// The cluster member that runs it; `None` outside a cluster.
-    pub fn member(&self) -> Option<&str> {
-        match self {
-            Placement::HereNow { member } => member.as_deref(),
-            Placement::HereLater { member } | Placement::Elsewhere { member } => Some(member),
-        }
-    }
-
-    /// Whether it starts as soon as it is created.
-    pub fn starts_now(&self) -> bool {
-        matches!(self, Placement::HereNow { .. })
-    }
+    /// No member, as far as this one knows: its slot is being moved.
+    Nobody,
 }
 
 /// One pipeline the server knows.
@@ -165,8 +131,8 @@ pub struct PipelineHandle {
     pub sql: String,
     pub target: Target,
     /// The member that runs it; a handle of another member's pipeline never starts here.
-    pub runs_on: RunsOn,
-    /// The member that runs it, as `GetPipeline` shows it: empty outside a cluster.
+    runs_on: Mutex<RunsOn>,
+    /// This member's name, shown for the pipelines it runs: empty outside a cluster.
     member: String,
     prepared: PreparedPipeline,
     /// Tasks per keyed operator; a restart may change it.
@@ -197,7 +163,8 @@ struct Run {
 
 impl PipelineHandle {
     /// A pipeline that has not started; its checkpoints go under `checkpoints`.
-    pub fn new(id: &str, sql: &str, prepared: PreparedPipeline, target: Target, checkpoints: CheckpointStore, placement: &Placement) -> Arc<Self> {
+    /// `member` is this server's name in its cluster (empty outside one).
+    pub fn new(id: &str, sql: &str, prepared: PreparedPipeline, target: Target, checkpoints: CheckpointStore, runs_on: RunsOn, member: &str) -> Arc<Self> {
         let name = match &target {
             Target::Table(def, _) => def.name.clone(),
             Target::View(view) => view.name.clone(),
@@ -208,8 +175,8 @@ impl PipelineHandle {
             name,
             sql: sql.to_string(),
             target,
-            runs_on: placement.runs_on(),
-            member: placement.member().unwrap_or_default().to_string(),
+            runs_on: Mutex::new(runs_on),
+            member: member.to_string(),
             parallelism: AtomicUsize::new(prepared.parallelism()),
             prepared,
             checkpoints: resumable.then_some(checkpoints),
@@ -447,6 +414,7 @@ impl PipelineHandle {
 
     /// Its status and counters, for `GetPipeline`.
     pub fn status(&self) -> PipelineStatus {
+        let runs_on = self.runs_on();
         let run = self.lock_run();
         let m = run.metrics.snapshot();
         let watermark = run.metrics.watermark().0;
@@ -460,11 +428,16 @@ impl PipelineHandle {
             id: self.id.clone(),
             name: self.name.clone(),
             sql: self.sql.clone(),
-            status: match &self.runs_on {
+            status: match &runs_on {
                 RunsOn::Here => run.phase.name().to_string(),
                 RunsOn::Member(_) => "REMOTE".to_string(),
+                RunsOn::Nobody => "UNASSIGNED".to_string(),
             },
-            member: self.member.clone(),
+            member: match runs_on {
+                RunsOn::Here => self.member.clone(),
+                RunsOn::Member(member) => member,
+                RunsOn::Nobody => String::new(),
+            },
             error: match &run.phase {
                 Phase::Failed(e) => e.clone(),
                 _ => String::new(),
@@ -491,12 +464,26 @@ impl PipelineHandle {
 
     /// Refuses to act on another member's pipeline: only its owner starts and stops it.
     pub fn check_runs_here(&self) -> Result<(), EddyError> {
-        match &self.runs_on {
+        match self.runs_on() {
             RunsOn::Here => Ok(()),
             RunsOn::Member(member) => {
                 Err(EddyError::Conflict(format!("pipeline {} runs on cluster member {member}; stop or restart it there (eddy sql --host {member})", self.id)))
             }
+            RunsOn::Nobody => Err(EddyError::Conflict(format!(
+                "pipeline {} is moving between cluster members (SHOW PIPELINES shows where it runs once it does); try again there",
+                self.id
+            ))),
         }
+    }
+
+    /// Which member runs it.
+    pub fn runs_on(&self) -> RunsOn {
+        self.runs_on.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Records which member runs it (its slot moved).
+    pub fn set_runs_on(&self, runs_on: RunsOn) {
+        *self.runs_on.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = runs_on;
     }
 
     /// Refuses, before anything starts, a restart with `parallelism` tasks that the
