@@ -205,94 +205,148 @@ const BASE_MS: i64 = 1_704_067_200_000;
 /// Events per one-second window: one every 10 ms of event time.
 const PER_WINDOW: i64 = 100;
 
-/// Event `i` of the failover test: id `i` at 10 ms of event time each, on one of 4 partitions.
+/// Event `i` of the failover tests: id `i` at 10 ms of event time each, on one of 4 partitions.
 fn event(i: i64) -> TestRecord {
     TestRecord::value((i % 4) as i32, format!(r#"{{"id":{i},"ts":{}}}"#, BASE_MS + i * 10))
+}
+
+/// One-second windows the failover tests count.
+const WINDOWS: i64 = 600;
+
+/// A TUMBLE count of a Kafka topic into JSON files, run by a cluster: the
+/// pipeline (`p1`) that the failover tests kill, stop and fence the member of.
+struct Counting {
+    runtime: tokio::runtime::Runtime,
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+    out: tempfile::TempDir,
+}
+
+impl Counting {
+    /// Creates the pipeline with a third of the events in its topic, and waits
+    /// until it has committed output and saved checkpoints.
+    fn start(cluster: &Cluster) -> Counting {
+        let bootstrap = broker();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let topic = unique_topic("cluster-events");
+        runtime.block_on(create_topic(&bootstrap, &topic, 4));
+        let counting = Counting { producer: producer(&bootstrap), topic, out: tempfile::tempdir().unwrap(), runtime };
+        counting.produce(0..WINDOWS * PER_WINDOW / 3);
+        let members = &cluster.members;
+        members[0].ok("SET 'execution.checkpointing.interval' = '300 ms'");
+        members[0].ok(&kafka_table("events", "id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts", &counting.topic, &bootstrap, ""));
+        members[0].ok(&format!(
+            "CREATE TABLE per_second (window_start TIMESTAMP(3), n BIGINT, ids BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
+            counting.out.path().display()
+        ));
+        members[2].ok("INSERT INTO per_second SELECT window_start, COUNT(*) AS n, SUM(id) AS ids FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while counting.committed() == 0 || common::newest_checkpoint(cluster.checkpoints.path()) < 2 {
+            assert!(Instant::now() < deadline, "no output committed yet");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        counting
+    }
+
+    fn produce(&self, ids: std::ops::Range<i64>) {
+        self.runtime.block_on(produce_with(&self.producer, &self.topic, &ids.map(event).collect::<Vec<_>>()));
+    }
+
+    /// The rest of the events.
+    fn produce_rest(&self) {
+        self.produce(WINDOWS * PER_WINDOW / 3..WINDOWS * PER_WINDOW);
+    }
+
+    fn committed(&self) -> usize {
+        common::committed_rows(self.out.path()).len()
+    }
+
+    /// Closes the last window (an event past it on every partition), waits for
+    /// every window, and checks each is written once, with every event of it once.
+    fn close_and_check(&self) {
+        let closing: Vec<TestRecord> = (0..4).map(|p| TestRecord::value(p, format!(r#"{{"id":-1,"ts":{}}}"#, BASE_MS + WINDOWS * 1000 + 5000))).collect();
+        self.runtime.block_on(produce_with(&self.producer, &self.topic, &closing));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.committed() < WINDOWS as usize {
+            assert!(Instant::now() < deadline, "{} of {WINDOWS} windows written", self.committed());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Anything written twice would come with the next commit.
+        std::thread::sleep(Duration::from_secs(1));
+        let mut rows: Vec<(String, i64, i64)> = common::committed_rows(self.out.path())
+            .iter()
+            .map(|r| (r["window_start"].as_str().unwrap().to_string(), r["n"].as_i64().unwrap(), r["ids"].as_i64().unwrap()))
+            .collect();
+        rows.sort();
+        assert_eq!(rows.len(), WINDOWS as usize, "each window written once");
+        for (w, (start, n, ids)) in rows.iter().enumerate() {
+            let first = w as i64 * PER_WINDOW;
+            assert_eq!((*n, *ids), (PER_WINDOW, (first..first + PER_WINDOW).sum::<i64>()), "window {start}");
+        }
+    }
+}
+
+/// Waits until member `watcher` sees p1 run on a member other than `gone`; that member.
+fn moved_off(watcher: &Member, gone: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = status_of(&watcher.ok("SHOW PIPELINES"), "p1");
+        match status.strip_prefix("RUNNING on ").or_else(|| status.strip_prefix("REMOTE on ")) {
+            Some(member) if member != gone => return member.to_string(),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "p1 did not move off {gone}: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
 fn a_killed_members_pipeline_resumes_on_another_and_writes_each_row_once() {
     let mut cluster = Cluster::start(3);
-    let bootstrap = broker();
-    let topic = unique_topic("cluster-events");
-    let out = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(create_topic(&bootstrap, &topic, 4));
-    let windows = 600;
-    let events = windows * PER_WINDOW;
-    // The first third is there from the start; the rest comes while the pipeline runs.
-    let producer = producer(&bootstrap);
-    runtime.block_on(produce_with(&producer, &topic, &(0..events / 3).map(event).collect::<Vec<_>>()));
-
-    let members = &cluster.members;
-    members[0].ok("SET 'execution.checkpointing.interval' = '300 ms'");
-    members[0].ok(&kafka_table("events", "id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts", &topic, &bootstrap, ""));
-    members[0].ok(&format!(
-        "CREATE TABLE per_second (window_start TIMESTAMP(3), n BIGINT, ids BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')",
-        out.path().display()
-    ));
-    members[2].ok("INSERT INTO per_second SELECT window_start, COUNT(*) AS n, SUM(id) AS ids FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end");
+    let counting = Counting::start(&cluster);
     let (runner, runner_address) = cluster.runner_of("p1");
-    let committed = || common::committed_rows(out.path()).len();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while committed() == 0 || common::newest_checkpoint(cluster.checkpoints.path()) < 2 {
-        assert!(Instant::now() < deadline, "no output committed yet");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 
     // Killed while it runs: after the session timeout the group gives its slots
     // to the others, and one of them resumes the pipeline from its checkpoint.
     cluster.members[runner].process.kill();
     let killed_at = Instant::now();
-    runtime.block_on(produce_with(&producer, &topic, &(events / 3..events).map(event).collect::<Vec<_>>()));
-    let survivor = (runner + 1) % 3;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let resumed_on = loop {
-        let status = status_of(&cluster.members[survivor].ok("SHOW PIPELINES"), "p1");
-        match status.strip_prefix("RUNNING on ").or_else(|| status.strip_prefix("REMOTE on ")) {
-            Some(member) if member != runner_address => break member.to_string(),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "p1 did not move off the killed member: {status}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    counting.produce_rest();
+    let resumed_on = moved_off(&cluster.members[(runner + 1) % 3], &runner_address);
     eprintln!("p1 moved from {runner_address} to {resumed_on} {:.1} s after the kill", killed_at.elapsed().as_secs_f64());
-
-    // An event past the last window on every partition closes it.
-    let closing: Vec<TestRecord> = (0..4).map(|p| TestRecord::value(p, format!(r#"{{"id":-1,"ts":{}}}"#, BASE_MS + windows * 1000 + 5000))).collect();
-    runtime.block_on(produce_with(&producer, &topic, &closing));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while committed() < windows as usize {
-        assert!(Instant::now() < deadline, "{} of {windows} windows written", committed());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-
-    // Every window once, with every event of it once.
-    let mut rows: Vec<(String, i64, i64)> = common::committed_rows(out.path())
-        .iter()
-        .map(|r| (r["window_start"].as_str().unwrap().to_string(), r["n"].as_i64().unwrap(), r["ids"].as_i64().unwrap()))
-        .collect();
-    rows.sort();
-    assert_eq!(rows.len(), windows as usize, "each window written once");
-    for (w, (start, n, ids)) in rows.iter().enumerate() {
-        let first = w as i64 * PER_WINDOW;
-        assert_eq!((*n, *ids), (PER_WINDOW, (first..first + PER_WINDOW).sum::<i64>()), "window {start}");
-    }
+    counting.close_and_check();
 
     // A pipeline stopped by the member running it stays stopped when it moves again.
-    let members = &cluster.members;
-    let now_runs = members.iter().position(|m| m.address == resumed_on).unwrap();
-    members[now_runs].ok("STOP PIPELINE p1");
+    let now_runs = cluster.members.iter().position(|m| m.address == resumed_on).unwrap();
+    cluster.members[now_runs].ok("STOP PIPELINE p1");
     cluster.members[now_runs].process.kill();
-    let other = (0..3).find(|i| *i != now_runs && *i != runner).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = status_of(&cluster.members[other].ok("SHOW PIPELINES"), "p1");
-        if status == format!("STOPPED on {}", cluster.members[other].address) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "p1 did not move, stopped, to {}: {status}", cluster.members[other].address);
-        std::thread::sleep(Duration::from_millis(100));
+    let other = &cluster.members[(0..3).find(|i| *i != now_runs && *i != runner).unwrap()];
+    other.wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("STOPPED on {}", other.address));
+}
+
+#[test]
+fn a_member_that_comes_back_after_its_pipeline_moved_commits_nothing() {
+    let cluster = Cluster::start(3);
+    let counting = Counting::start(&cluster);
+    let (runner, runner_address) = cluster.runner_of("p1");
+    let pid = cluster.members[runner].process.0.id().to_string();
+
+    // Stopped past the session timeout, the member is presumed dead and another
+    // resumes its pipeline from the shared checkpoints...
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    counting.produce_rest();
+    let survivor = &cluster.members[(runner + 1) % 3];
+    let resumed_on = moved_off(survivor, &runner_address);
+    let newest = common::newest_checkpoint(cluster.checkpoints.path());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::newest_checkpoint(cluster.checkpoints.path()) < newest + 3 {
+        assert!(Instant::now() < deadline, "{resumed_on} saves no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
     }
+
+    // ... and when it comes back, its pipeline, mid-run, is fenced: the other run
+    // saved the checkpoints it would save, so it commits nothing, and it learns
+    // from the group that the pipeline runs elsewhere.
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    cluster.members[runner].wait_for("SHOW PIPELINES", |p| status_of(p, "p1").starts_with("REMOTE on "));
+    counting.close_and_check();
 }

@@ -5,11 +5,20 @@
 //! Layout under the pipeline's checkpoint directory:
 //!
 //! ```text
-//! chk-0000000042/tasks     every task's snapshot, checksummed
-//! chk-0000000042/lasting   the ids of the lasting parts the snapshots refer to (absent: none)
-//! chk-0000000042/_COMPLETE written last (by rename): the checkpoint is usable
-//! lasting/0123456789abcdef  one lasting part (Arrow IPC, checksummed)
+//! chk-0000000042/tasks.RUN   every task's snapshot, checksummed
+//! chk-0000000042/lasting.RUN the ids of the lasting parts the snapshots refer to (absent: none)
+//! chk-0000000042/_COMPLETE   written last, only if absent: "42 RUN" names the run whose checkpoint it is
+//! lasting/0123456789abcdef    one lasting part (Arrow IPC, checksummed)
 //! ```
+//!
+//! `RUN` names the writing [`CheckpointStore`] (a random name per process and
+//! pipeline). Two runs of one pipeline can only meet in a cluster, when a member
+//! presumed dead comes back while another runs its pipeline: both restored the
+//! same checkpoint and number the next ones alike, but `_COMPLETE` is created
+//! only where there is none, so for each id one run's checkpoint wins, and the
+//! other is fenced ([`EngineError::CheckpointTaken`]): it commits nothing more.
+//! Checkpoints of older versions (`tasks`, `lasting`, a `_COMPLETE` holding the
+//! id only) still read back.
 //!
 //! A lasting part ([`crate::state`]: operator state that never changes once made,
 //! such as a window slice the watermark has closed) is stored by the first
@@ -39,8 +48,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult,
 };
 
 use crate::connector::SourcePosition;
@@ -105,6 +114,36 @@ pub struct CheckpointStore {
     stored: Arc<std::sync::Mutex<HashMap<LastingId, u64>>>,
     /// Lasting parts smaller than this are written into each checkpoint instead.
     lasting_min_bytes: usize,
+    /// This run's name, in the names of the objects it writes (see the module doc).
+    run: String,
+}
+
+/// A name for the run of a new [`CheckpointStore`], never the same twice: a
+/// lasting part's id is unique across processes and within one.
+fn run_name() -> String {
+    format!("{:016x}", LastingId::fresh().0)
+}
+
+/// The objects of one complete checkpoint, as its `_COMPLETE` names them.
+struct CheckpointObjects {
+    tasks: String,
+    lasting: String,
+}
+
+impl CheckpointObjects {
+    /// The objects `run` writes.
+    fn of_run(run: &str) -> Self {
+        CheckpointObjects { tasks: format!("tasks.{run}"), lasting: format!("{LASTING}.{run}") }
+    }
+
+    /// The objects a `_COMPLETE` holding `mark` names: "ID RUN", or "ID" alone
+    /// from versions before runs were named.
+    fn of_mark(mark: &[u8]) -> Self {
+        match std::str::from_utf8(mark).ok().and_then(|m| m.split_once(' ')) {
+            Some((_, run)) => Self::of_run(run.trim()),
+            None => CheckpointObjects { tasks: "tasks".into(), lasting: LASTING.into() },
+        }
+    }
 }
 
 /// The completion record of a pipeline that ran to its end, in its checkpoint directory.
@@ -128,6 +167,7 @@ impl CheckpointStore {
             display,
             stored: Arc::default(),
             lasting_min_bytes: LASTING_MIN_BYTES,
+            run: run_name(),
         }
     }
 
@@ -150,6 +190,7 @@ impl CheckpointStore {
             display: location.to_string(),
             stored: Arc::default(),
             lasting_min_bytes: LASTING_MIN_BYTES,
+            run: run_name(),
         })
     }
 
@@ -166,6 +207,7 @@ impl CheckpointStore {
             display: format!("{}/{name}", self.display.trim_end_matches('/')),
             stored: Arc::default(),
             lasting_min_bytes: self.lasting_min_bytes,
+            run: run_name(),
         }
     }
 
@@ -235,15 +277,22 @@ impl CheckpointStore {
             size.total += bytes;
             size.written += bytes;
         }
+        let objects = CheckpointObjects::of_run(&self.run);
         if !referenced.is_empty() {
             let list: Vec<u8> = referenced.iter().flat_map(|id| id.0.to_le_bytes()).collect();
-            self.put(&[&name, LASTING], seal(list, word_checksum)).await?;
+            self.put(&[&name, &objects.lasting], seal(list, word_checksum)).await?;
         }
         let data = encode(tasks);
         size.total += data.len() as u64;
         size.written += data.len() as u64;
-        self.put(&[&name, "tasks"], data).await?;
-        self.put(&[&name, "_COMPLETE"], id.to_string().into_bytes()).await?;
+        self.put(&[&name, &objects.tasks], data).await?;
+        let mark = self.object(&[&name, "_COMPLETE"]);
+        let created = self.store.put_opts(&mark, format!("{id} {}", self.run).into_bytes().into(), PutMode::Create.into()).await;
+        match created {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Err(EngineError::CheckpointTaken { id, location: self.display.clone() }),
+            Err(e) => return Err(failed("write", mark.as_ref(), e)),
+        }
         self.prune().await?;
         Ok(size)
     }
@@ -260,12 +309,28 @@ impl CheckpointStore {
         self.delete_lasting_parts(&HashSet::new()).await
     }
 
-    /// The ids of the lasting parts checkpoint `id` refers to (none without a list).
-    async fn lasting_list(&self, id: u64) -> Result<Vec<LastingId>> {
+    /// The ids of the lasting parts that the list `list` of checkpoint `id` holds (none without a list).
+    async fn lasting_list(&self, id: u64, list: &str) -> Result<Vec<LastingId>> {
         let name = Self::checkpoint_name(id);
-        let Some(data) = self.read_if_present(&[&name, LASTING]).await? else { return Ok(Vec::new()) };
-        let list = unseal(&data, word_checksum).map_err(|e| failed("read", self.object(&[&name, LASTING]).as_ref(), e))?;
+        let Some(data) = self.read_if_present(&[&name, list]).await? else { return Ok(Vec::new()) };
+        let list = unseal(&data, word_checksum).map_err(|e| failed("read", self.object(&[&name, list]).as_ref(), e))?;
         Ok(list.chunks_exact(8).map(|id| LastingId(u64::from_le_bytes(id.try_into().unwrap_or_default()))).collect())
+    }
+
+    /// The ids of the lasting parts any run's list in checkpoint `id` holds,
+    /// complete or not: a part a run is writing a checkpoint with stays.
+    async fn lasting_lists(&self, id: u64) -> Result<Vec<LastingId>> {
+        let prefix = self.object(&[&Self::checkpoint_name(id)]);
+        let objects: Vec<ObjectMeta> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(objects) => objects,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(failed("list", prefix.as_ref(), e)),
+        };
+        let mut ids = Vec::new();
+        for list in objects.iter().filter_map(|o| o.location.filename()).filter(|n| *n == LASTING || n.starts_with(&format!("{LASTING}."))) {
+            ids.extend(self.lasting_list(id, list).await?);
+        }
+        Ok(ids)
     }
 
     /// Deletes the stored lasting parts not in `keep`.
@@ -290,10 +355,10 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// The lasting parts checkpoint `id` refers to, read back.
-    async fn read_lasting_parts(&self, id: u64) -> std::result::Result<LastingParts, String> {
+    /// The lasting parts checkpoint `id` refers to in its list `list`, read back.
+    async fn read_lasting_parts(&self, id: u64, list: &str) -> std::result::Result<LastingParts, String> {
         let mut parts = LastingParts::new();
-        for part in self.lasting_list(id).await.map_err(|e| e.to_string())? {
+        for part in self.lasting_list(id, list).await.map_err(|e| e.to_string())? {
             let data = self
                 .read_if_present(&[LASTING, &part.object_name()])
                 .await
@@ -393,7 +458,7 @@ impl CheckpointStore {
         }
         let mut referenced = HashSet::new();
         for id in kept {
-            referenced.extend(self.lasting_list(id).await?);
+            referenced.extend(self.lasting_lists(id).await?);
         }
         self.delete_lasting_parts(&referenced).await
     }
@@ -403,17 +468,18 @@ impl CheckpointStore {
     pub async fn latest(&self) -> Result<Option<Checkpoint>> {
         for id in self.ids().await?.into_iter().rev() {
             let name = Self::checkpoint_name(id);
-            if !self.exists(&[&name, "_COMPLETE"]).await? {
+            let Some(mark) = self.read_if_present(&[&name, "_COMPLETE"]).await? else {
                 tracing::info!("checkpoint {id} in {} was never completed; skipping it", self.display);
                 continue;
-            }
-            let path = self.object(&[&name, "tasks"]);
+            };
+            let objects = CheckpointObjects::of_mark(&mark);
+            let path = self.object(&[&name, &objects.tasks]);
             let data = match self.store.get(&path).await {
                 Ok(got) => got.bytes().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             let read = match data.and_then(|data| decode(&data)) {
-                Ok(tasks) => self.read_lasting_parts(id).await.map(|lasting| (tasks, lasting)),
+                Ok(tasks) => self.read_lasting_parts(id, &objects.lasting).await.map(|lasting| (tasks, lasting)),
                 Err(e) => Err(e),
             };
             match read {
@@ -454,9 +520,11 @@ impl std::fmt::Display for LocalDirectory {
 
 #[async_trait::async_trait]
 impl ObjectStore for LocalDirectory {
-    async fn put_opts(&self, location: &ObjectPath, payload: PutPayload, _opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(&self, location: &ObjectPath, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
         let file = self.dir.join(location.as_ref());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let create_only = matches!(opts.mode, PutMode::Create);
+        let path = location.to_string();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             if let Some(parent) = file.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -469,12 +537,21 @@ impl ObjectStore for LocalDirectory {
                 }
                 out.sync_all()?;
             }
+            if create_only {
+                // A hard link fails where the name exists: created whole, or not at all.
+                let linked = std::fs::hard_link(&tmp, &file);
+                std::fs::remove_file(&tmp)?;
+                return linked;
+            }
             std::fs::rename(&tmp, &file)
         })
         .await
-        .map_err(local_error)?
         .map_err(local_error)?;
-        Ok(PutResult { e_tag: None, version: None })
+        match written {
+            Ok(()) => Ok(PutResult { e_tag: None, version: None }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(object_store::Error::AlreadyExists { path, source: Box::new(e) }),
+            Err(e) => Err(local_error(e)),
+        }
     }
 
     async fn put_multipart_opts(&self, location: &ObjectPath, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
@@ -716,7 +793,7 @@ mod tests {
         assert_eq!((latest.id, latest.tasks["a"].clone()), (2, task(2, "a")));
         // A half-written checkpoint 3 (no marker) and a corrupt checkpoint 2: checkpoint 1 is used.
         store.put(&["chk-0000000003", "tasks"], encode(&[task(3, "a")])).await.unwrap();
-        corrupt("chk-0000000002/tasks");
+        corrupt(&format!("chk-0000000002/tasks.{}", store.run));
         let latest = store.latest().await.unwrap().unwrap();
         assert_eq!(latest.id, 1);
         assert_eq!(latest.tasks.len(), 2);
@@ -743,8 +820,15 @@ mod tests {
         assert!(store.completion().await.unwrap().is_some_and(|c| c.tasks.is_empty()));
         store.reset().await.unwrap();
         assert!(!store.is_finished().await.unwrap() && store.completion().await.unwrap().is_none());
-        // Dropping the pipeline removes its checkpoints and its mark alike.
+        // A second run of the pipeline that restored the same checkpoint (a cluster
+        // member presumed dead, come back) is fenced where both save one id.
         store.write(9, &[task(9, "a")]).await.unwrap();
+        let zombie = CheckpointStore { run: run_name(), stored: Arc::default(), ..store.clone() };
+        let fenced = zombie.write(9, &[task(9, "z")]).await.unwrap_err();
+        assert!(matches!(fenced, EngineError::CheckpointTaken { id: 9, .. }), "{fenced}");
+        let latest = store.latest().await.unwrap().unwrap();
+        assert_eq!((latest.id, latest.tasks.keys().collect::<Vec<_>>()), (9, vec![&"a".to_string()]), "the first run's checkpoint stands");
+        // Dropping the pipeline removes its checkpoints and its mark alike.
         store.put(&[FINISHED], b"finished".to_vec()).await.unwrap();
         store.remove().await.unwrap();
         assert!(store.latest().await.unwrap().is_none() && !store.is_finished().await.unwrap());

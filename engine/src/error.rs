@@ -38,6 +38,10 @@ pub enum EngineError {
     /// A lookup join's table could not be read, after the retries its options allow.
     #[error("lookup in `{table}` failed: {message}. Check that the store is up and reachable; 'lookup.max-retries' sets how often a failed lookup is retried")]
     Lookup { table: String, message: String },
+    /// Another run of the pipeline saved this checkpoint first: a cluster member
+    /// took the pipeline over from this one, so this run must commit nothing more.
+    #[error("checkpoint {id} in {location} was saved by another run of this pipeline (another cluster member runs it now); this run commits nothing more")]
+    CheckpointTaken { id: u64, location: String },
     /// State snapshot or restore failed.
     #[error("state error: {0}")]
     State(String),

@@ -37,7 +37,7 @@ use catalog::{Catalog, PipelineRecord};
 use cluster::{Change, ClusterOptions, Command, CommandLog};
 use pipelines::{PipelineHandle, Pipelines, RunsOn, Target};
 use queries::{FinalRows, FinalRowsSink, Queries, QueryRun};
-use slots::{slot_of, SlotChange, SlotMap};
+use slots::{slot_of, Handover, SlotChange, SlotMap};
 use views::{MaterializedView, ViewSource};
 
 /// What a statement sends back to its caller, in order.
@@ -205,6 +205,7 @@ impl Server {
                 if let Err(e) = server.forget_finished().await {
                     tracing::warn!("cannot record finished pipelines: {e}");
                 }
+                server.restart_fenced().await;
             }
         });
         Ok(server)
@@ -221,6 +222,23 @@ impl Server {
             self.record_running(&mut state, &id, false, None).await?;
         }
         Ok(())
+    }
+
+    /// Starts again, from the newest checkpoint, a pipeline that another run of it
+    /// fenced (see [`eddy_engine::checkpoint`]): two members ran it at once, one
+    /// presumed dead. While its slot is still this member's it goes on here;
+    /// otherwise the slot's loss has stopped it, or is about to.
+    async fn restart_fenced(&self) {
+        for handle in self.pipelines.all().into_iter().filter(|p| p.is_fenced()) {
+            let _state = self.state.lock().await;
+            tracing::warn!(pipeline = %handle.id, "another run of the pipeline saved its checkpoint; starting again from the newest");
+            handle.stop().await;
+            if handle.runs_on() == RunsOn::Here {
+                if let Err(e) = handle.start_with(None) {
+                    tracing::error!(pipeline = %handle.id, "cannot start the pipeline again: {e}");
+                }
+            }
+        }
     }
 
     /// Tells endless streams (subscriptions) to end, so a graceful stop can finish.
@@ -332,10 +350,13 @@ impl Server {
                     }
                 }
             }
-            SlotChange::Lost(slots, stopped) => {
+            SlotChange::Lost(slots, how, stopped) => {
                 cluster.slot_map().lose(&slots);
                 let moving: Vec<Arc<PipelineHandle>> = self.pipelines.all().into_iter().filter(|p| slots.contains(&slot_of(&p.id))).collect();
-                futures::future::join_all(moving.iter().map(|p| p.stop_for_shutdown())).await;
+                match how {
+                    Handover::Orderly => futures::future::join_all(moving.iter().map(|p| p.stop_for_shutdown())).await,
+                    Handover::Lost => futures::future::join_all(moving.iter().map(|p| p.stop())).await,
+                };
                 self.refresh_runs_on(cluster);
                 let _ = stopped.send(());
             }

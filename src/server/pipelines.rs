@@ -348,6 +348,13 @@ impl PipelineHandle {
         self.lock_run().phase == Phase::Finished
     }
 
+    /// True while it runs but commits nothing more: another run of it (on another
+    /// cluster member) saved a checkpoint it was saving.
+    pub fn is_fenced(&self) -> bool {
+        let run = self.lock_run();
+        run.phase == Phase::Running && run.metrics.fenced.load(Ordering::Relaxed)
+    }
+
     /// True while it runs.
     pub fn is_running(&self) -> bool {
         self.lock_run().phase == Phase::Running

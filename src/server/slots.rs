@@ -96,7 +96,18 @@ pub enum SlotChange {
     Gained(BTreeSet<i32>),
     /// These slots are no longer this member's: the server stops their pipelines,
     /// then answers on `stopped`, and only then may another member start them.
-    Lost(BTreeSet<i32>, std::sync::mpsc::Sender<()>),
+    Lost(BTreeSet<i32>, Handover, std::sync::mpsc::Sender<()>),
+}
+
+/// How slots left this member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// The group moves them in order: their pipelines stop with a savepoint, so
+    /// the next member resumes exactly there.
+    Orderly,
+    /// The group gave them away while this member was unheard: another member may
+    /// run them already, so they stop at once, saving nothing.
+    Lost,
 }
 
 /// Passes librdkafka's rebalance callbacks on as [`SlotChange`]s.
@@ -107,14 +118,15 @@ struct SlotContext {
 impl ClientContext for SlotContext {}
 
 impl ConsumerContext for SlotContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             let slots: BTreeSet<i32> = partitions.elements().iter().map(|p| p.partition()).collect();
             if slots.is_empty() {
                 return;
             }
+            let how = if consumer.assignment_lost() { Handover::Lost } else { Handover::Orderly };
             let (stopped, wait) = std::sync::mpsc::channel();
-            if self.changes.send(SlotChange::Lost(slots, stopped)).is_ok() && wait.recv_timeout(STOP_TIMEOUT).is_err() {
+            if self.changes.send(SlotChange::Lost(slots, how, stopped)).is_ok() && wait.recv_timeout(STOP_TIMEOUT).is_err() {
                 tracing::warn!("pipelines of revoked slots did not stop within {} s", STOP_TIMEOUT.as_secs());
             }
         }

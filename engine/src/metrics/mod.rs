@@ -57,6 +57,9 @@ pub struct PipelineMetrics {
     /// Checkpoints saved, and checkpoints that could not be saved, since the run started.
     pub checkpoints_completed: AtomicU64,
     pub checkpoint_failures: AtomicU64,
+    /// Another run of the pipeline saved a checkpoint this run was saving (see
+    /// [`crate::checkpoint`]): this run commits nothing more, and is to be stopped.
+    pub fenced: std::sync::atomic::AtomicBool,
     /// The time of the last refresh the sink showed (ms since the Unix epoch; 0:
     /// none): a view shows what its pipeline had read by then.
     pub refreshed_at_ms: AtomicU64,
@@ -136,6 +139,7 @@ impl Default for PipelineMetrics {
             checkpoint_at_ms: AtomicI64::new(0),
             checkpoints_completed: AtomicU64::new(0),
             checkpoint_failures: AtomicU64::new(0),
+            fenced: std::sync::atomic::AtomicBool::new(false),
             refreshed_at_ms: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),

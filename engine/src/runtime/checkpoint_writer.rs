@@ -14,7 +14,9 @@ use crate::checkpoint::{CheckpointStore, TaskSnapshot};
 use crate::metrics::PipelineMetrics;
 
 /// Collects every task's snapshot of a checkpoint and writes the checkpoint once all
-/// `tasks` are in; each saved checkpoint's id goes to `completed`.
+/// `tasks` are in; each saved checkpoint's id goes to `completed`. Once another run
+/// of the pipeline took a checkpoint id (see [`crate::checkpoint`]), no later one is
+/// saved either: this run's sinks commit nothing more.
 pub(super) fn spawn_checkpoint_writer(
     store: CheckpointStore,
     tasks: usize,
@@ -26,6 +28,9 @@ pub(super) fn spawn_checkpoint_writer(
         // Snapshots received per checkpoint, with when the first one came.
         let mut pending: BTreeMap<u64, (Instant, Vec<TaskSnapshot>)> = Default::default();
         while let Some(snapshot) = rx.recv().await {
+            if metrics.fenced.load(Ordering::Relaxed) {
+                continue;
+            }
             let id = snapshot.checkpoint;
             let (_, received) = pending.entry(id).or_insert_with(|| (Instant::now(), Vec::new()));
             received.push(snapshot);
@@ -49,6 +54,11 @@ pub(super) fn spawn_checkpoint_writer(
                     metrics.checkpoint_at_ms.store(crate::metrics::now_ms(), Ordering::Relaxed);
                     metrics.checkpoint_id.store(id, Ordering::Relaxed);
                     metrics.checkpoints_completed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e @ crate::error::EngineError::CheckpointTaken { .. }) => {
+                    metrics.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                    metrics.fenced.store(true, Ordering::Relaxed);
+                    tracing::error!("{e}");
                 }
                 Err(e) => {
                     metrics.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
