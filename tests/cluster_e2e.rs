@@ -32,6 +32,8 @@ impl Member {
             .arg(checkpoints)
             .args(["--cluster", cluster, "--kafka", &broker(), "--session-timeout", SESSION_TIMEOUT])
             .env_remove("EDDY_TOKEN")
+            // Armed by writing `armed` into it: see `a_member_cut_off_from_the_group_commits_nothing`.
+            .env("EDDY_PAUSE_AT", format!("slot-lost:{}", data_dir.join("hold-slot-loss").display()))
             .stdout(Stdio::piped());
         let mut process = Running::start(&mut command);
         let mut line = String::new();
@@ -324,14 +326,16 @@ fn a_killed_members_pipeline_resumes_on_another_and_writes_each_row_once() {
 }
 
 #[test]
-fn a_member_that_comes_back_after_its_pipeline_moved_commits_nothing() {
+fn a_member_cut_off_from_the_group_commits_nothing() {
     let cluster = Cluster::start(3);
     let counting = Counting::start(&cluster);
     let (runner, runner_address) = cluster.runner_of("p1");
     let pid = cluster.members[runner].process.0.id().to_string();
+    let hold = cluster.dirs[runner].path().join("hold-slot-loss");
+    std::fs::write(&hold, "armed").unwrap();
 
     // Stopped past the session timeout, the member is presumed dead and another
-    // resumes its pipeline from the shared checkpoints...
+    // resumes its pipeline from the shared checkpoints.
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     counting.produce_rest();
     let survivor = &cluster.members[(runner + 1) % 3];
@@ -343,10 +347,18 @@ fn a_member_that_comes_back_after_its_pipeline_moved_commits_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // ... and when it comes back, its pipeline, mid-run, is fenced: the other run
-    // saved the checkpoints it would save, so it commits nothing, and it learns
-    // from the group that the pipeline runs elsewhere.
+    // When it comes back it is held before it acts on the loss, as a member cut
+    // off from the broker but not from the checkpoints would be: its pipeline
+    // runs on, and would commit the windows the other run commits, but the other
+    // run saved the checkpoints it saves, so it is fenced and commits nothing.
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
-    cluster.members[runner].wait_for("SHOW PIPELINES", |p| status_of(p, "p1").starts_with("REMOTE on "));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&hold).unwrap() != "paused" {
+        assert!(Instant::now() < deadline, "the member did not learn it lost its slots");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(&hold).unwrap();
+    cluster.members[runner].wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("REMOTE on {resumed_on}"));
     counting.close_and_check();
 }

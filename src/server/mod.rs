@@ -351,6 +351,9 @@ impl Server {
                 }
             }
             SlotChange::Lost(slots, how, stopped) => {
+                // Tests hold a member here to stand for one that cannot hear the
+                // group (cut off from the broker) while its pipelines run on.
+                eddy_engine::failpoint::pause("slot-lost").await;
                 cluster.slot_map().lose(&slots);
                 let moving: Vec<Arc<PipelineHandle>> = self.pipelines.all().into_iter().filter(|p| slots.contains(&slot_of(&p.id))).collect();
                 match how {
