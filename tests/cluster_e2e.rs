@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{bids_table, eddy, kafka_table, Running};
+use common::{bids_table, eddy, kafka_table, running_bid_counts, Running};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, producer, unique_topic, TestRecord};
 
 /// One member of a cluster, on a port of its own that it keeps when started again.
@@ -20,17 +20,19 @@ struct Member {
 
 /// How long a member may go unheard before its pipelines move: the broker's least.
 const SESSION_TIMEOUT: &str = "6s";
+/// A session timeout longer than any test waits.
+const LONG_SESSION_TIMEOUT: &str = "120s";
 
 impl Member {
     /// Starts a member of `cluster` with its checkpoints in the shared `checkpoints`.
-    fn start(cluster: &str, data_dir: &Path, checkpoints: &Path, port: u16) -> Member {
+    fn start(cluster: &str, data_dir: &Path, checkpoints: &Path, port: u16, session_timeout: &str) -> Member {
         let mut command = eddy();
         command
             .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
             .arg("--checkpoints")
             .arg(checkpoints)
-            .args(["--cluster", cluster, "--kafka", &broker(), "--session-timeout", SESSION_TIMEOUT])
+            .args(["--cluster", cluster, "--kafka", &broker(), "--session-timeout", session_timeout])
             .env_remove("EDDY_TOKEN")
             // Armed by writing `armed` into it: see `a_member_cut_off_from_the_group_commits_nothing`.
             .env("EDDY_PAUSE_AT", format!("slot-lost:{}", data_dir.join("hold-slot-loss").display()))
@@ -95,6 +97,7 @@ fn expected_per_bidder() -> String {
 /// A cluster of `n` members on fresh directories, sharing one checkpoint location.
 struct Cluster {
     name: String,
+    session_timeout: &'static str,
     members: Vec<Member>,
     ports: Vec<u16>,
     dirs: Vec<tempfile::TempDir>,
@@ -103,18 +106,22 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Self::start_with(n, SESSION_TIMEOUT)
+    }
+
+    fn start_with(n: usize, session_timeout: &'static str) -> Cluster {
         let name = unique_topic("cluster");
         let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let checkpoints = tempfile::tempdir().unwrap();
-        let members = (0..n).map(|i| Member::start(&name, dirs[i].path(), checkpoints.path(), ports[i])).collect();
-        Cluster { name, members, ports, dirs, checkpoints }
+        let members = (0..n).map(|i| Member::start(&name, dirs[i].path(), checkpoints.path(), ports[i], session_timeout)).collect();
+        Cluster { name, session_timeout, members, ports, dirs, checkpoints }
     }
 
     /// Starts member `i` again, under the same address and directory.
     fn restart(&mut self, i: usize) {
         self.members[i].process.kill();
-        self.members[i] = Member::start(&self.name, self.dirs[i].path(), self.checkpoints.path(), self.ports[i]);
+        self.members[i] = Member::start(&self.name, self.dirs[i].path(), self.checkpoints.path(), self.ports[i], self.session_timeout);
     }
 
     /// The member running pipeline `id` once every member agrees which it is
@@ -323,6 +330,23 @@ fn a_killed_members_pipeline_resumes_on_another_and_writes_each_row_once() {
     cluster.members[now_runs].process.kill();
     let other = &cluster.members[(0..3).find(|i| *i != now_runs && *i != runner).unwrap()];
     other.wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("STOPPED on {}", other.address));
+}
+
+#[test]
+fn a_member_stopped_cleanly_hands_its_pipelines_over_at_once() {
+    // The session timeout is longer than the test waits: the other member can
+    // only take the pipeline over because the stopped one left the group.
+    let mut cluster = Cluster::start_with(2, LONG_SESSION_TIMEOUT);
+    cluster.members[0].ok(&running_bid_counts("counts", 1_000));
+    let (runner, _) = cluster.runner_of("p1");
+    let member = cluster.members.remove(runner);
+    let pid = member.process.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut process = member.process;
+    assert!(process.0.wait().unwrap().success(), "a member stops cleanly on SIGTERM");
+    let other = &cluster.members[0];
+    other.wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("RUNNING on {}", other.address));
+    other.wait_for("SELECT SUM(n) AS n FROM counts", |rows| rows.lines().nth(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0) > 0);
 }
 
 #[test]

@@ -134,6 +134,8 @@ struct Cluster {
     log: Arc<CommandLog>,
     /// Which member runs which pipeline (see [`slots`]).
     slots: std::sync::Mutex<SlotMap>,
+    /// This member's place in the slot group, until it leaves at shutdown.
+    group: std::sync::Mutex<Option<slots::SlotGroup>>,
 }
 
 impl Cluster {
@@ -190,7 +192,7 @@ impl Server {
             views: RwLock::default(),
             queries: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,
-            cluster: cluster.map(|log| Cluster { slots: std::sync::Mutex::new(SlotMap::new(&log.options.member)), log }),
+            cluster: cluster.map(|log| Cluster { slots: std::sync::Mutex::new(SlotMap::new(&log.options.member)), group: Default::default(), log }),
         });
         match catalog {
             Some(catalog) => server.replay(catalog).await?,
@@ -306,7 +308,8 @@ impl Server {
             let command = log.next(&mut read).await?;
             self.apply(command).await;
         }
-        let mut changes = slots::join(&log.options).await?;
+        let (mut changes, group) = slots::join(&log.options).await?;
+        *cluster.group.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(group);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             while let Some(change) = changes.recv().await {
@@ -530,8 +533,15 @@ impl Server {
     /// Stops every pipeline (their sinks commit) for a clean shutdown. They stay
     /// marked running, so the next start resumes them.
     pub async fn shutdown(&self) {
-        let _state = self.state.lock().await;
+        let state = self.state.lock().await;
         futures::future::join_all(self.pipelines.all().iter().map(|p| p.stop_for_shutdown())).await;
+        drop(state);
+        // A member leaves its cluster's group, so the others take its pipelines
+        // over now rather than after the session timeout.
+        let group = self.cluster.as_ref().and_then(|c| c.group.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+        if let Some(group) = group {
+            let _ = tokio::task::spawn_blocking(move || group.leave()).await;
+        }
     }
 
     /// [`Server::execute`] for a client of the server (gRPC, Postgres): a bug that

@@ -14,6 +14,8 @@
 //! Nothing is ever written to the topic: its partitions only carry membership.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -146,10 +148,28 @@ impl ConsumerContext for SlotContext {
     }
 }
 
+/// This member's place in the slot group: a thread that polls the group (its
+/// heartbeats and rebalances) until [`SlotGroup::leave`].
+pub struct SlotGroup {
+    leaving: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlotGroup {
+    /// Leaves the group now, so the other members take this one's slots at once
+    /// instead of after the session timeout. Blocks until the group has taken them
+    /// (the slots' pipelines are stopped first, through the usual [`SlotChange::Lost`]).
+    pub fn leave(mut self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Joins the slot group of the cluster: the returned receiver gets every change
-/// of this member's slots, from a thread that polls the group (its heartbeats)
-/// until the receiver is dropped.
-pub async fn join(options: &ClusterOptions) -> Result<mpsc::UnboundedReceiver<SlotChange>, EddyError> {
+/// of this member's slots until the member leaves.
+pub async fn join(options: &ClusterOptions) -> Result<(mpsc::UnboundedReceiver<SlotChange>, SlotGroup), EddyError> {
     let topic = format!("eddy.{}.slots", options.name);
     create_topic(options, &topic, SLOTS).await?;
     let (changes, received) = mpsc::unbounded_channel();
@@ -164,18 +184,23 @@ pub async fn join(options: &ClusterOptions) -> Result<mpsc::UnboundedReceiver<Sl
         .create_with_context(SlotContext { changes: changes.clone() })
         .map_err(|e| EddyError::Cluster(format!("cluster `{}`: cannot join the slot group at {}: {e}", options.name, options.bootstrap)))?;
     consumer.subscribe(&[&topic]).map_err(|e| EddyError::Cluster(format!("cluster `{}`: cannot subscribe to {topic}: {e}", options.name)))?;
-    std::thread::Builder::new()
+    let leaving = Arc::new(AtomicBool::new(false));
+    let leave = Arc::clone(&leaving);
+    let thread = std::thread::Builder::new()
         .name("eddy-slots".into())
         .spawn(move || {
             // The topic holds no records: a poll only serves heartbeats and rebalances.
-            while !changes.is_closed() {
+            while !changes.is_closed() && !leave.load(Ordering::Relaxed) {
                 if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
                     tracing::warn!("the cluster's slot group: {e}");
                 }
             }
+            // Dropping the consumer closes it: its slots are revoked (served by the
+            // callbacks above) and it leaves the group.
+            drop(consumer);
         })
         .map_err(|e| EddyError::Internal(format!("cannot start the slot group's thread: {e}")))?;
-    Ok(received)
+    Ok((received, SlotGroup { leaving, thread: Some(thread) }))
 }
 
 #[cfg(test)]
