@@ -172,6 +172,11 @@ fn members_share_one_catalog_and_a_restarted_member_catches_up() {
     }
     assert_eq!(members[(runner + 1) % 3].ok("SELECT total FROM per_bidder WHERE bidder = 13"), "total\n25\n");
 
+    // A pipeline reading a view could run on a member that does not keep its rows.
+    let (code, _, stderr) = members[0].sql("CREATE MATERIALIZED VIEW top AS SELECT MAX(total) AS m FROM per_bidder");
+    assert_ne!(code, 0);
+    assert!(stderr.contains("cannot read materialized view `per_bidder`"), "{stderr}");
+
     // Only the member running a pipeline stops or restarts it, and the others say where it runs.
     let (code, _, stderr) = members[(runner + 2) % 3].sql("STOP PIPELINE p1");
     assert_ne!(code, 0);

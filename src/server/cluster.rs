@@ -14,14 +14,14 @@
 //!    own writes, and a statement that fails (a table two members created at once)
 //!    fails alike on every member, reported by the member it was sent to.
 //! 2. A member started again (or for the first time) reads the topic from its
-//!    first record up to the end it had at start, applies it without starting
-//!    pipelines, then starts the running pipelines it owns, then applies new
+//!    first record up to the end it had at start and applies it (it holds no slot
+//!    yet, so it starts no pipeline), then joins the slot group, then applies new
 //!    records as they come.
-//! 3. A pipeline runs on the member it was created on (its owner, named by the
-//!    address its gRPC API is reached at). The other members list it, plan it
-//!    (so its view's columns are known) and send `SELECT`s that read its view to
-//!    the owner. `STOP` and `RESTART PIPELINE` are run by the owner, which
-//!    appends the change for the others.
+//! 3. Which member runs which pipeline is not in the log: Kafka's group protocol
+//!    decides it (see [`super::slots`]). Members append which slots they hold
+//!    (`Change::Owns`) so the others know where to send reads of a pipeline's
+//!    view, and `STOP` / `RESTART PIPELINE` are run by the member running it,
+//!    which appends the change (`Change::Running`) for the others.
 //!
 //! The topic has one partition (one order) and keeps its records for ever
 //! (`retention.ms = -1`), deliberately not compacted: compaction keeps each key's

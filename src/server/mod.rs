@@ -756,6 +756,13 @@ impl Server {
     {
         let done = |tag: &str| Reply::Done { tag: tag.to_string(), pipeline_id: None, rows: 0 };
         let mut state = self.state.lock().await;
+        if let (Some(_), Statement::Insert { query, .. } | Statement::CreateMaterializedView { query, .. }) = (&self.cluster, &parsed.statement) {
+            if let Some(view) = eddy_sql::referenced_tables(query).into_iter().find(|t| self.has_view(t)) {
+                return Err(EddyError::Unsupported(format!(
+                    "in a cluster a pipeline cannot read materialized view `{view}` yet: its rows are kept by the member running its pipeline, which need not run this one. Read the tables `{view}` reads instead"
+                )));
+            }
+        }
         match &parsed.statement {
             Statement::CreateMaterializedView { name, .. } => {
                 let session = self.session.read().await;
