@@ -357,7 +357,8 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
                 None => bound.to_string(),
             };
             let joined = format!(", member {member} of cluster {name}");
-            let options = eddy::server::cluster::ClusterOptions { name, bootstrap, member, token: token.clone(), session_timeout };
+            let location = checkpoints.unwrap_or_default().to_string();
+            let options = eddy::server::cluster::ClusterOptions { name, bootstrap, member, token: token.clone(), session_timeout, checkpoints: location };
             (eddy::server::Server::open_in_cluster(data_dir, checkpoints, options).await?, joined)
         }
         None => (eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?, String::new()),

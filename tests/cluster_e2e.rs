@@ -212,6 +212,22 @@ fn members_share_one_catalog_and_a_restarted_member_catches_up() {
     for member in members {
         member.wait_for("SELECT n FROM n_bids", |rows| rows == "n\n9\n");
     }
+
+    // A member that could not resume the others' pipelines refuses to join.
+    let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let refused = eddy()
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--checkpoints")
+        .arg(elsewhere.path())
+        .args(["--cluster", &cluster.name, "--kafka", &broker()])
+        .env_remove("EDDY_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("keeps its checkpoints at {}", cluster.checkpoints.path().display())), "{stderr}");
+    assert!(stderr.contains(&elsewhere.path().display().to_string()), "{stderr}");
 }
 
 /// 2024-01-01 00:00:00 UTC.

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -60,6 +60,9 @@ pub struct ClusterOptions {
     /// How long a member may go unheard before the group gives its pipelines to
     /// the others (Kafka's `session.timeout.ms`).
     pub session_timeout: Duration,
+    /// Where every member keeps checkpoints (`--checkpoints`), as given: members
+    /// that disagree cannot resume each other's pipelines, so they refuse to join.
+    pub checkpoints: String,
 }
 
 impl ClusterOptions {
@@ -89,6 +92,42 @@ pub enum Change {
     /// The slots (see [`super::slots`]) the sending member runs the pipelines of
     /// now, so the others know where each pipeline runs.
     Owns { slots: Vec<i32> },
+    /// What every member must agree on, appended by the first member of the
+    /// cluster (the first such record in the log is the one that holds).
+    Founded(Terms),
+}
+
+/// What the members of one cluster must agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// The checkpoint location of every pipeline (`--checkpoints`).
+    pub checkpoints: String,
+    /// How many slots pipelines are spread over (see [`super::slots::SLOTS`]).
+    pub slots: i32,
+}
+
+impl Terms {
+    /// The terms `options` asks for.
+    pub fn of(options: &ClusterOptions) -> Terms {
+        Terms { checkpoints: options.checkpoints.clone(), slots: super::slots::SLOTS }
+    }
+
+    /// Refuses a member whose terms differ from the cluster's, naming the difference.
+    pub fn check(&self, cluster: &Terms, name: &str) -> Result<(), EddyError> {
+        if self.checkpoints != cluster.checkpoints {
+            return Err(EddyError::Conflict(format!(
+                "cluster `{name}` keeps its checkpoints at {}, and this member was given --checkpoints {}: every member must use the same location, or another cluster name",
+                cluster.checkpoints, self.checkpoints
+            )));
+        }
+        if self.slots != cluster.slots {
+            return Err(EddyError::Conflict(format!(
+                "cluster `{name}` spreads pipelines over {} slots and this version of Eddy over {}: run the same version on every member",
+                cluster.slots, self.slots
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// How long a member waits for its own command to come back from the log before
@@ -240,7 +279,28 @@ pub async fn create_topic(options: &ClusterOptions, topic: &str, partitions: i32
             Err((_, code)) => return Err(unreachable(&format!("cannot create the topic {topic}: {code}"))),
         }
     }
-    Ok(())
+    // A topic just created has no leader for a moment, and reading it then fails:
+    // wait until every partition has one (metadata calls block, so off the runtime).
+    let (bootstrap, name) = (options.bootstrap.clone(), topic.to_string());
+    let led = tokio::task::spawn_blocking(move || {
+        let Ok(client) = ClientConfig::new().set("bootstrap.servers", &bootstrap).create::<BaseConsumer>() else { return false };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let metadata = client.fetch_metadata(Some(&name), Duration::from_secs(5));
+            let led = metadata.is_ok_and(|m| {
+                m.topics().iter().any(|t| t.name() == name && t.partitions().len() == partitions as usize && t.partitions().iter().all(|p| p.leader() >= 0))
+            });
+            if led {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    match led.await {
+        Ok(true) => Ok(()),
+        _ => Err(unreachable(&format!("the topic {topic} has no leader 30 s after it was created"))),
+    }
 }
 
 #[cfg(test)]
@@ -258,8 +318,22 @@ mod tests {
         let back: Command = serde_json::from_slice(&serde_json::to_vec(&command).unwrap()).unwrap();
         assert_eq!(back.member, "10.0.0.7:50051");
         assert!(matches!(back.change, Change::Running { ref pipeline, running: false, parallelism: Some(4) } if pipeline == "p2"));
-        let options =
-            ClusterOptions { name: "prod".into(), bootstrap: "b:9092".into(), member: "m".into(), token: None, session_timeout: Duration::from_secs(45) };
+        let options = ClusterOptions {
+            name: "prod".into(),
+            bootstrap: "b:9092".into(),
+            member: "m".into(),
+            token: None,
+            session_timeout: Duration::from_secs(45),
+            checkpoints: "s3://b/p".into(),
+        };
         assert_eq!(options.topic(), "eddy.prod.commands");
+        // Members that would not find each other's checkpoints refuse to join.
+        let ours = Terms::of(&options);
+        assert!(ours.check(&ours.clone(), "prod").is_ok());
+        let elsewhere = Terms { checkpoints: "/mnt/eddy".into(), ..ours.clone() };
+        let refused = ours.check(&elsewhere, "prod").unwrap_err().to_string();
+        assert!(refused.contains("/mnt/eddy") && refused.contains("s3://b/p"), "{refused}");
+        let refused = ours.check(&Terms { slots: 32, ..ours.clone() }, "prod").unwrap_err().to_string();
+        assert!(refused.contains("32 slots"), "{refused}");
     }
 }

@@ -136,9 +136,16 @@ struct Cluster {
     slots: std::sync::Mutex<SlotMap>,
     /// This member's place in the slot group, until it leaves at shutdown.
     group: std::sync::Mutex<Option<slots::SlotGroup>>,
+    /// What the cluster's members agree on, once the log said it.
+    terms: std::sync::Mutex<Option<cluster::Terms>>,
 }
 
 impl Cluster {
+    /// The terms the first member stated, once this member read them.
+    fn agreed_terms(&self) -> Option<cluster::Terms> {
+        self.terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     fn slot_map(&self) -> std::sync::MutexGuard<'_, SlotMap> {
         // Plain data: a panic elsewhere while holding it leaves nothing half-done.
         self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -192,7 +199,12 @@ impl Server {
             views: RwLock::default(),
             queries: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,
-            cluster: cluster.map(|log| Cluster { slots: std::sync::Mutex::new(SlotMap::new(&log.options.member)), group: Default::default(), log }),
+            cluster: cluster.map(|log| Cluster {
+                slots: std::sync::Mutex::new(SlotMap::new(&log.options.member)),
+                group: Default::default(),
+                terms: Default::default(),
+                log,
+            }),
         });
         match catalog {
             Some(catalog) => server.replay(catalog).await?,
@@ -308,6 +320,20 @@ impl Server {
             let command = log.next(&mut read).await?;
             self.apply(command).await;
         }
+        // A new cluster's first member states its terms; every member, that one
+        // included, checks its own against the first terms in the log.
+        let ours = cluster::Terms::of(&log.options);
+        if cluster.agreed_terms().is_none() {
+            log.append(Change::Founded(ours.clone())).await?;
+        }
+        let terms = loop {
+            if let Some(terms) = cluster.agreed_terms() {
+                break terms;
+            }
+            let command = log.next(&mut read).await?;
+            self.apply(command).await;
+        };
+        ours.check(&terms, &log.options.name)?;
         let (mut changes, group) = slots::join(&log.options).await?;
         *cluster.group.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(group);
         let weak = Arc::downgrade(self);
@@ -419,6 +445,10 @@ impl Server {
             Change::Owns { slots } => {
                 cluster.slot_map().owned_by(&command.member, slots);
                 self.refresh_runs_on(cluster);
+                Ok(())
+            }
+            Change::Founded(terms) => {
+                cluster.terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert_with(|| terms.clone());
                 Ok(())
             }
         };
