@@ -16,6 +16,8 @@ use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, produc
 struct Member {
     process: Running,
     address: String,
+    /// Where it serves `/metrics`.
+    http: String,
 }
 
 /// How long a member may go unheard before its pipelines move: the broker's least.
@@ -28,7 +30,7 @@ impl Member {
     fn start(cluster: &str, data_dir: &Path, checkpoints: &Path, port: u16, session_timeout: &str) -> Member {
         let mut command = eddy();
         command
-            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--http", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--checkpoints")
             .arg(checkpoints)
@@ -41,7 +43,8 @@ impl Member {
         let mut line = String::new();
         BufReader::new(process.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains(&format!("member 127.0.0.1:{port} of cluster {cluster}")), "unexpected first line: {line:?}");
-        Member { process, address: format!("127.0.0.1:{port}") }
+        let http = line.split("metrics at http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_else(|| panic!("no metrics address in {line:?}"));
+        Member { process, address: format!("127.0.0.1:{port}"), http: http.to_string() }
     }
 
     /// `eddy sql --csv -c SQL` against this member: (exit code, stdout, stderr).
@@ -171,6 +174,11 @@ fn members_share_one_catalog_and_a_restarted_member_catches_up() {
         assert_eq!(member.wait_for("SELECT * FROM per_bidder ORDER BY bidder", |_| true), expected_per_bidder(), "read on {}", member.address);
     }
     assert_eq!(members[(runner + 1) % 3].ok("SELECT total FROM per_bidder WHERE bidder = 13"), "total\n25\n");
+    // Each member's /metrics shows the pipelines it runs, and no other's.
+    for (i, member) in members.iter().enumerate() {
+        let (_, _, metrics) = common::prometheus::get(&member.http, "/metrics");
+        assert_eq!(metrics.contains("pipeline=\"p1\""), i == runner, "member {i} (p1 runs on {runner}): {metrics}");
+    }
 
     // A pipeline reading a view could run on a member that does not keep its rows.
     let (code, _, stderr) = members[0].sql("CREATE MATERIALIZED VIEW top AS SELECT MAX(total) AS m FROM per_bidder");

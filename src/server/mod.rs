@@ -467,8 +467,11 @@ impl Server {
     }
 
     /// Every pipeline's figures in Prometheus' text format, labelled by pipeline id, for `/metrics`.
+    /// In a cluster, only the pipelines this member runs: the others' figures are
+    /// on the member running them, and listing them here as stopped would count
+    /// each pipeline as stopped on every other member.
     pub fn metrics_text(&self) -> String {
-        let pipelines = self.pipelines();
+        let pipelines: Vec<_> = self.pipelines().into_iter().filter(|p| p.runs_on() == RunsOn::Here).collect();
         let figures: Vec<_> = pipelines.iter().map(|p| (p.id.as_str(), p.figures())).collect();
         let shown: Vec<eddy_engine::metrics::ExposedPipeline<'_>> = figures
             .iter()
