@@ -484,7 +484,14 @@ impl CheckpointStore {
             };
             match read {
                 Ok((tasks, lasting)) => return Ok(Some(Checkpoint { id, tasks: tasks.into_iter().map(|t| (t.task.clone(), t)).collect(), lasting })),
-                Err(e) => tracing::warn!("checkpoint {id} in {} is corrupt ({e}); using an older one", self.display),
+                Err(e) => {
+                    tracing::warn!("checkpoint {id} in {} is corrupt ({e}); using an older one", self.display);
+                    // The run resuming from an older one saves this id again, which a
+                    // `_COMPLETE` left here would refuse (see the module doc).
+                    if let Err(e) = self.delete_checkpoint(id).await {
+                        tracing::warn!("cannot delete the corrupt checkpoint {id}: {e}");
+                    }
+                }
             }
         }
         Ok(None)
@@ -797,6 +804,9 @@ mod tests {
         let latest = store.latest().await.unwrap().unwrap();
         assert_eq!(latest.id, 1);
         assert_eq!(latest.tasks.len(), 2);
+        // The run that resumes from checkpoint 1 saves checkpoint 2 again.
+        store.write(2, &[task(2, "b")]).await.unwrap();
+        assert_eq!(store.latest().await.unwrap().unwrap().tasks["b"], task(2, "b"));
         // Only the newest RETAINED complete checkpoints stay.
         for id in 4..=8 {
             store.write(id, &[task(id, "a")]).await.unwrap();
