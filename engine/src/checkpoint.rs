@@ -116,6 +116,11 @@ pub struct CheckpointStore {
     lasting_min_bytes: usize,
     /// This run's name, in the names of the objects it writes (see the module doc).
     run: String,
+    /// Whether a prune swept the lasting parts since this store was made. After the
+    /// first sweep (a crashed run may have left parts no checkpoint lists), a part
+    /// can only lose its last reference when a checkpoint that listed parts goes,
+    /// so other prunes skip the sweep and its LISTs.
+    swept: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A name for the run of a new [`CheckpointStore`], never the same twice: a
@@ -168,6 +173,7 @@ impl CheckpointStore {
             stored: Arc::default(),
             lasting_min_bytes: LASTING_MIN_BYTES,
             run: run_name(),
+            swept: Arc::default(),
         }
     }
 
@@ -191,6 +197,7 @@ impl CheckpointStore {
             stored: Arc::default(),
             lasting_min_bytes: LASTING_MIN_BYTES,
             run: run_name(),
+            swept: Arc::default(),
         })
     }
 
@@ -208,6 +215,7 @@ impl CheckpointStore {
             stored: Arc::default(),
             lasting_min_bytes: self.lasting_min_bytes,
             run: run_name(),
+            swept: Arc::default(),
         }
     }
 
@@ -427,16 +435,18 @@ impl CheckpointStore {
         Ok(ids)
     }
 
-    async fn delete_checkpoint(&self, id: u64) -> Result<()> {
+    /// Deletes checkpoint `id`; true when it listed lasting parts.
+    async fn delete_checkpoint(&self, id: u64) -> Result<bool> {
         let prefix = self.object(&[&Self::checkpoint_name(id)]);
         let objects: Vec<ObjectMeta> = self.store.list(Some(&prefix)).try_collect().await.map_err(|e| failed("list", prefix.as_ref(), e))?;
+        let listed_parts = objects.iter().filter_map(|o| o.location.filename()).any(|name| name.starts_with(LASTING));
         for object in objects {
             match self.store.delete(&object.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(failed("delete", object.location.as_ref(), e)),
             }
         }
-        Ok(())
+        Ok(listed_parts)
     }
 
     async fn prune(&self) -> Result<()> {
@@ -448,13 +458,17 @@ impl CheckpointStore {
             }
         }
         let mut kept = ids;
+        let mut dropped_lists = false;
         if complete.len() > RETAINED {
             let keep_from = complete[complete.len() - RETAINED];
             // Older ones, complete or abandoned halfway, go.
             for &id in kept.iter().filter(|id| **id < keep_from) {
-                self.delete_checkpoint(id).await?;
+                dropped_lists |= self.delete_checkpoint(id).await?;
             }
             kept.retain(|id| *id >= keep_from);
+        }
+        if self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) && !dropped_lists {
+            return Ok(());
         }
         let mut referenced = HashSet::new();
         for id in kept {
@@ -842,6 +856,31 @@ mod tests {
         store.put(&[FINISHED], b"finished".to_vec()).await.unwrap();
         store.remove().await.unwrap();
         assert!(store.latest().await.unwrap().is_none() && !store.is_finished().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn lasting_parts_are_swept_only_when_a_reference_can_have_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        store.write(1, &[task(1, "a")]).await.unwrap();
+        // A part no checkpoint lists, as a run that died while saving one leaves.
+        let stray = LastingId(77).object_name();
+        store.put(&[LASTING, &stray], b"left behind".to_vec()).await.unwrap();
+        for id in 2..=6 {
+            store.write(id, &[task(id, "a")]).await.unwrap();
+        }
+        assert_eq!(stored_parts(&store).await, vec![77], "checkpoints without parts went: nothing to sweep, no LISTs");
+        // A checkpoint listing a part goes: the sweep runs, and takes the stray too.
+        let with = |id: u64| TaskSnapshot { lasting: vec![part(5, 3)], ..task(id, "a") };
+        store.write(7, &[with(7)]).await.unwrap();
+        for id in 8..=10 {
+            store.write(id, &[task(id, "a")]).await.unwrap();
+        }
+        assert!(stored_parts(&store).await.is_empty(), "swept once checkpoint 7 went");
+        // A store made afresh (a restarted run) sweeps at its first checkpoint.
+        store.put(&[LASTING, &stray], b"left behind".to_vec()).await.unwrap();
+        CheckpointStore::new(dir.path()).write(11, &[task(11, "a")]).await.unwrap();
+        assert!(stored_parts(&store).await.is_empty());
     }
 
     #[tokio::test]
