@@ -129,6 +129,12 @@ fn run_name() -> String {
     format!("{:016x}", LastingId::fresh().0)
 }
 
+/// Whether `name`, an object in a checkpoint, is a run's list of lasting parts
+/// (`lasting.RUN`, or `lasting` from versions before runs were named).
+fn is_lasting_list(name: &str) -> bool {
+    name.strip_prefix(LASTING).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// The objects of one complete checkpoint, as its `_COMPLETE` names them.
 struct CheckpointObjects {
     tasks: String,
@@ -166,15 +172,12 @@ impl CheckpointStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir: PathBuf = dir.into();
         let display = dir.display().to_string();
-        CheckpointStore {
-            store: Arc::new(LocalDirectory { dir }),
-            root: ObjectPath::default(),
-            display,
-            stored: Arc::default(),
-            lasting_min_bytes: LASTING_MIN_BYTES,
-            run: run_name(),
-            swept: Arc::default(),
-        }
+        Self::at(Arc::new(LocalDirectory { dir }), ObjectPath::default(), display, LASTING_MIN_BYTES)
+    }
+
+    /// A store of a new run at `root` in `store`: nothing stored or swept yet.
+    fn at(store: Arc<dyn ObjectStore>, root: ObjectPath, display: String, lasting_min_bytes: usize) -> Self {
+        CheckpointStore { store, root, display, stored: Arc::default(), lasting_min_bytes, run: run_name(), swept: Arc::default() }
     }
 
     /// The store at `location`: `s3://bucket/prefix` (credentials, region and
@@ -190,15 +193,7 @@ impl CheckpointStore {
             .with_bucket_name(bucket)
             .build()
             .map_err(|e| EngineError::State(format!("cannot use checkpoint location '{location}': {e}")))?;
-        Ok(CheckpointStore {
-            store: Arc::new(store),
-            root: ObjectPath::from(prefix),
-            display: location.to_string(),
-            stored: Arc::default(),
-            lasting_min_bytes: LASTING_MIN_BYTES,
-            run: run_name(),
-            swept: Arc::default(),
-        })
+        Ok(Self::at(Arc::new(store), ObjectPath::from(prefix), location.to_string(), LASTING_MIN_BYTES))
     }
 
     /// Where the checkpoints go, as given.
@@ -208,15 +203,7 @@ impl CheckpointStore {
 
     /// The store of a pipeline named `name` under this one.
     pub fn child(&self, name: &str) -> Self {
-        CheckpointStore {
-            store: Arc::clone(&self.store),
-            root: self.root.clone().join(name),
-            display: format!("{}/{name}", self.display.trim_end_matches('/')),
-            stored: Arc::default(),
-            lasting_min_bytes: self.lasting_min_bytes,
-            run: run_name(),
-            swept: Arc::default(),
-        }
+        Self::at(Arc::clone(&self.store), self.root.clone().join(name), format!("{}/{name}", self.display.trim_end_matches('/')), self.lasting_min_bytes)
     }
 
     /// Stores lasting parts of at least `bytes` as objects of their own (see
@@ -335,7 +322,7 @@ impl CheckpointStore {
             Err(e) => return Err(failed("list", prefix.as_ref(), e)),
         };
         let mut ids = Vec::new();
-        for list in objects.iter().filter_map(|o| o.location.filename()).filter(|n| *n == LASTING || n.starts_with(&format!("{LASTING}."))) {
+        for list in objects.iter().filter_map(|o| o.location.filename()).filter(|name| is_lasting_list(name)) {
             ids.extend(self.lasting_list(id, list).await?);
         }
         Ok(ids)
@@ -439,7 +426,7 @@ impl CheckpointStore {
     async fn delete_checkpoint(&self, id: u64) -> Result<bool> {
         let prefix = self.object(&[&Self::checkpoint_name(id)]);
         let objects: Vec<ObjectMeta> = self.store.list(Some(&prefix)).try_collect().await.map_err(|e| failed("list", prefix.as_ref(), e))?;
-        let listed_parts = objects.iter().filter_map(|o| o.location.filename()).any(|name| name.starts_with(LASTING));
+        let listed_parts = objects.iter().filter_map(|o| o.location.filename()).any(is_lasting_list);
         for object in objects {
             match self.store.delete(&object.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -204,11 +204,11 @@ impl StageTasks<'_> {
     /// task's inputs end when its upstream tasks do.
     pub(super) fn spawn(mut self, instances: &[usize], mut readers: Readers, tasks: &mut JoinSet<Result<()>>) -> Result<Option<JoinHandle<()>>> {
         let budget = StateBudget { metrics: Arc::clone(self.metrics), max_bytes: self.options.max_state_bytes };
+        let lasting_min_bytes = self.options.checkpoints.as_ref().map_or(LASTING_MIN_BYTES, CheckpointStore::lasting_min_bytes);
         for (i, stage) in self.graph.stages.iter().enumerate() {
             let count = instances[i];
             for instance in 0..count {
                 let output = self.output_of(stage.output)?;
-                let lasting_min_bytes = self.options.checkpoints.as_ref().map_or(LASTING_MIN_BYTES, CheckpointStore::lasting_min_bytes);
                 let mut chain = Chain::new(&stage.chain)?.with_budget(budget.clone()).with_lasting_min_bytes(lasting_min_bytes);
                 match &stage.kind {
                     StageKind::Source { node, .. } => {
