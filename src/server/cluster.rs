@@ -70,6 +70,11 @@ impl ClusterOptions {
     pub fn topic(&self) -> String {
         format!("eddy.{}.commands", self.name)
     }
+
+    /// Why the cluster's brokers could not be used, naming the cluster and the brokers.
+    pub fn error(&self, message: impl std::fmt::Display) -> EddyError {
+        EddyError::Cluster(format!("cluster `{}` (brokers {}): {message}", self.name, self.bootstrap))
+    }
 }
 
 /// One record of the command log.
@@ -161,22 +166,20 @@ impl CommandLog {
     pub async fn open(options: ClusterOptions) -> Result<CommandLog, EddyError> {
         let topic = options.topic();
         create_topic(&options, &topic, 1).await?;
-        let unreachable =
-            |e: &dyn std::fmt::Display| EddyError::Cluster(format!("cluster `{}`: the Kafka brokers at {}: {e}", options.name, options.bootstrap));
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &options.bootstrap);
         let producer: FutureProducer =
-            config.clone().set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000").create().map_err(|e| unreachable(&e))?;
+            config.clone().set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000").create().map_err(|e| options.error(e))?;
         let consumer: StreamConsumer = config
             .clone()
             .set("group.id", format!("eddy.{}.{}", options.name, options.member))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()
-            .map_err(|e| unreachable(&e))?;
+            .map_err(|e| options.error(e))?;
         let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&topic, 0, Offset::Beginning).map_err(|e| unreachable(&e))?;
-        consumer.assign(&assignment).map_err(|e| unreachable(&e))?;
+        assignment.add_partition_offset(&topic, 0, Offset::Beginning).map_err(|e| options.error(e))?;
+        consumer.assign(&assignment).map_err(|e| options.error(e))?;
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id());
         Ok(CommandLog { options, topic, producer, consumer, nonce, requests: Default::default(), waiting: Mutex::default() })
     }
@@ -208,7 +211,7 @@ impl CommandLog {
     /// Appends `change` on behalf of a client, and waits until this member
     /// applied it; the client's replies are sent as it is applied.
     pub async fn submit(&self, change: Change, replies: &mpsc::Sender<(usize, Reply)>, index: usize) -> Result<(), EddyError> {
-        let request = format!("{:x}-{}", self.nonce, self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let request = self.new_request();
         let (done, applied) = oneshot::channel();
         self.lock_waiting().insert(request.clone(), Waiter { replies: replies.clone(), index, done });
         let appended = self.append_as(&request, change).await;
@@ -232,7 +235,7 @@ impl CommandLog {
 
     /// Appends a change no client waits for (a pipeline its owner stopped).
     pub async fn append(&self, change: Change) -> Result<(), EddyError> {
-        let request = format!("{:x}-{}", self.nonce, self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let request = self.new_request();
         self.append_as(&request, change).await
     }
 
@@ -256,7 +259,12 @@ impl CommandLog {
     }
 
     fn error(&self, message: &str) -> EddyError {
-        EddyError::Cluster(format!("cluster `{}` (brokers {}): {message}", self.options.name, self.options.bootstrap))
+        self.options.error(message)
+    }
+
+    /// A request id no other statement of this member (in this run or another) has.
+    fn new_request(&self) -> String {
+        format!("{:x}-{}", self.nonce, self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
@@ -268,15 +276,14 @@ impl CommandLog {
 /// Creates `topic` with `partitions` partitions, keeping its records for ever,
 /// unless it exists.
 pub async fn create_topic(options: &ClusterOptions, topic: &str, partitions: i32) -> Result<(), EddyError> {
-    let unreachable = |e: &dyn std::fmt::Display| EddyError::Cluster(format!("cluster `{}`: the Kafka brokers at {}: {e}", options.name, options.bootstrap));
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &options.bootstrap).create().map_err(|e| unreachable(&e))?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &options.bootstrap).create().map_err(|e| options.error(e))?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)).set("retention.ms", "-1").set("cleanup.policy", "delete");
     let created =
-        admin.create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await.map_err(|e| unreachable(&e))?;
+        admin.create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await.map_err(|e| options.error(e))?;
     for result in created {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(unreachable(&format!("cannot create the topic {topic}: {code}"))),
+            Err((_, code)) => return Err(options.error(format!("cannot create the topic {topic}: {code}"))),
         }
     }
     // A topic just created has no leader for a moment, and reading it then fails:
@@ -299,7 +306,7 @@ pub async fn create_topic(options: &ClusterOptions, topic: &str, partitions: i32
     });
     match led.await {
         Ok(true) => Ok(()),
-        _ => Err(unreachable(&format!("the topic {topic} has no leader 30 s after it was created"))),
+        _ => Err(options.error(format!("the topic {topic} has no leader 30 s after it was created"))),
     }
 }
 

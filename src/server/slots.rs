@@ -182,8 +182,8 @@ pub async fn join(options: &ClusterOptions) -> Result<(mpsc::UnboundedReceiver<S
         .set("heartbeat.interval.ms", (options.session_timeout.as_millis() / 3).max(100).to_string())
         .set("enable.auto.commit", "false")
         .create_with_context(SlotContext { changes: changes.clone() })
-        .map_err(|e| EddyError::Cluster(format!("cluster `{}`: cannot join the slot group at {}: {e}", options.name, options.bootstrap)))?;
-    consumer.subscribe(&[&topic]).map_err(|e| EddyError::Cluster(format!("cluster `{}`: cannot subscribe to {topic}: {e}", options.name)))?;
+        .map_err(|e| options.error(format!("cannot join the slot group: {e}")))?;
+    consumer.subscribe(&[&topic]).map_err(|e| options.error(format!("cannot subscribe to {topic}: {e}")))?;
     let leaving = Arc::new(AtomicBool::new(false));
     let leave = Arc::clone(&leaving);
     let thread = std::thread::Builder::new()
