@@ -289,11 +289,7 @@ impl Server {
             let result = async {
                 let parsed = parse_script(&record.sql)?.into_iter().next().ok_or_else(|| EddyError::Unsupported("empty pipeline SQL".into()))?;
                 let handle = self.create_pipeline(&session, &record.id, &parsed, record.parallelism).await?;
-                if record.running {
-                    handle.start()?;
-                } else {
-                    let _loaded = handle.load_stopped_view().await?;
-                }
+                handle.resume_as_recorded(record).await?;
                 expose_view(&mut session, &handle, parsed.location)?;
                 Ok::<_, EddyError>(())
             }
@@ -372,8 +368,7 @@ impl Server {
                 self.refresh_runs_on(cluster);
                 for record in state.catalog.pipelines.iter().filter(|r| slots.contains(&slot_of(&r.id))) {
                     let Ok(handle) = self.pipelines.find(&record.id) else { continue };
-                    let started = if record.running { handle.start_with(record.parallelism) } else { handle.load_stopped_view().await.map(|_| ()) };
-                    if let Err(e) = started {
+                    if let Err(e) = handle.resume_as_recorded(record).await {
                         tracing::error!(pipeline = %record.id, "cannot start pipeline `{}`: {e}", record.sql);
                         eprintln!("eddy server: cannot start pipeline {} ({}): {e}", record.id, record.sql);
                     }

@@ -469,6 +469,17 @@ impl PipelineHandle {
         }
     }
 
+    /// Brings the pipeline back as the catalog recorded it (a server started again,
+    /// or a cluster member given its slot): running from its last checkpoint, or
+    /// stopped, its view showing the rows of that checkpoint.
+    pub async fn resume_as_recorded(self: &Arc<Self>, record: &crate::server::catalog::PipelineRecord) -> Result<(), EddyError> {
+        if record.running {
+            self.start_with(record.parallelism)
+        } else {
+            self.load_stopped_view().await.map(|_| ())
+        }
+    }
+
     /// Refuses to act on another member's pipeline: only its owner starts and stops it.
     pub fn check_runs_here(&self) -> Result<(), EddyError> {
         match self.runs_on() {
