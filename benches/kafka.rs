@@ -202,6 +202,9 @@ async fn latency(bootstrap: &str, rate: u64, seconds: u64) {
         })
         .collect();
     delete_topics(bootstrap, &[&input, &output]).await;
+    if std::env::var_os("EDDY_BENCH_SHOW").is_some() {
+        println!("{latencies:?}");
+    }
     latencies.sort_unstable();
     if latencies.is_empty() {
         println!("latency: no windows were emitted");

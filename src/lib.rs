@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ipc;
+pub mod run_cluster;
 pub mod server;
 pub mod session;
 

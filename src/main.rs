@@ -49,6 +49,22 @@ enum Command {
         /// the address is printed on stderr). See docs/METRICS.md.
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
+        /// Share the script's pipelines with every process running it with the same
+        /// NAME (on this machine or others): Kafka's consumer groups spread the source
+        /// partitions and key groups over them, and move them when one joins, leaves
+        /// or dies. Needs --checkpoint-dir, a location every member reads and writes;
+        /// each pipeline must read one Kafka topic and aggregate by its columns. See
+        /// docs/CLUSTER.md.
+        #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
+        cluster: Option<String>,
+        /// With --cluster: the brokers of the cluster's own topics (default: those of
+        /// the pipeline's source table).
+        #[arg(long, value_name = "BOOTSTRAP", requires = "cluster")]
+        kafka: Option<String>,
+        /// With --cluster: how long a member may go unheard before the others take
+        /// its share (Kafka's session.timeout.ms).
+        #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = humantime::parse_duration)]
+        session_timeout: Duration,
     },
     /// Run the long-lived engine: a gRPC API people submit continuous SQL to.
     ///
@@ -215,7 +231,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
-        Command::Run { file, parallelism, progress_secs, checkpoint_dir, http } => {
+        Command::Run { file, parallelism, progress_secs, checkpoint_dir, http, cluster, kafka, session_timeout } => {
             // A wrong --http is said before anything runs.
             if let Some(address) = &http {
                 eddy::http::parse_address(address)?;
@@ -226,13 +242,20 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             if let Some(p) = parallelism {
                 session.set("parallelism", &p.to_string())?;
             }
-            if let Some(dir) = checkpoint_dir {
+            if let Some(dir) = &checkpoint_dir {
                 session.set("state.checkpoints.dir", &dir.to_string_lossy())?;
             }
             if pipelines.is_empty() {
                 if session.answered() == 0 {
                     eprintln!("eddy: {} has no INSERT INTO or SELECT statement: nothing to run", file.display());
                 }
+                return Ok(());
+            }
+            if let (Some(name), Some(dir)) = (cluster, checkpoint_dir) {
+                let options = eddy::run_cluster::RunCluster { name, bootstrap: kafka, checkpoints: dir.to_string_lossy().into_owned(), session_timeout };
+                let stop = eddy::console::stop_on_ctrl_c(None);
+                eddy::run_cluster::run(&sql, &session, &pipelines, options, stop).await?;
+                eddy_engine::failpoint::reach("exiting");
                 return Ok(());
             }
             for spec in &pipelines {

@@ -99,6 +99,10 @@ impl Default for Session {
 pub const SETTINGS: &[(&str, &str)] = &[
     ("parallelism", "tasks per keyed operator (default: the number of CPU cores)"),
     (
+        "cluster.key-groups",
+        "with `eddy run --cluster`: how many parts (partitions of the shuffle topic) a pipeline's keys are spread over, each run whole by one member; more than members, fixed once the cluster has run (default 64)",
+    ),
+    (
         "state.checkpoints.dir",
         "a directory, or s3://bucket/prefix (credentials and endpoint from the AWS_* variables), for checkpoints (source positions and operator state): a pipeline restarted with the same location resumes from its last checkpoint (default: none)",
     ),
@@ -147,6 +151,11 @@ impl Session {
         }
     }
 
+    /// `SET 'cluster.key-groups'`: how many parts `eddy run --cluster` spreads a pipeline's keys over.
+    pub fn key_groups(&self) -> i32 {
+        self.settings.get("cluster.key-groups").and_then(|v| v.parse().ok()).unwrap_or(crate::run_cluster::DEFAULT_KEY_GROUPS)
+    }
+
     /// How long a regular join keeps a row: `SET 'table.exec.state.ttl'` (`None`: for good, as with '0').
     pub fn state_ttl(&self) -> Option<Duration> {
         let ttl = self.settings.get("table.exec.state.ttl")?;
@@ -184,6 +193,12 @@ impl Session {
             "table.exec.state.ttl" => {
                 if eddy_connectors::parse_duration(key, value).is_err() {
                     return Err(error("expected a duration such as '1 h', '30 min' or '0' (keep rows for good)"));
+                }
+                self.settings.insert(key.to_string(), value.trim().to_string());
+            }
+            "cluster.key-groups" => {
+                if !value.trim().parse::<i32>().is_ok_and(|n| (1..=10_000).contains(&n)) {
+                    return Err(error("expected a whole number of key groups, from 1 to 10000"));
                 }
                 self.settings.insert(key.to_string(), value.trim().to_string());
             }

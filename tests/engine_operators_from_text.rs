@@ -137,7 +137,8 @@ async fn a_source_sets_rows_behind_its_watermark_aside_as_late() {
     .await;
     let node = plan.sources()[0].clone();
     let input = Arc::clone(&node.physical_schema);
-    let mut source = OperatorHarness::new(Box::new(SourcePrepOperator::new(node, Arc::new(PipelineMetrics::default()))), input);
+    let mut source =
+        OperatorHarness::new(Box::new(SourcePrepOperator::new(node, eddy_engine::WatermarkOrigin::Rows, Arc::new(PipelineMetrics::default()))), input);
     // The watermark is the largest ts - 1 s so far. The row at 9.5 s comes after it
     // reached 11 s, so its window [0, 10 s) is closed: late. A row without a time
     // can be in no window and is set aside too.

@@ -40,7 +40,7 @@ fn split(node: &StreamNode, metrics: &Arc<PipelineMetrics>, below: &mut Vec<Box<
             Some(a.clone())
         }
         StreamNode::Source(s) => {
-            below.push(Box::new(SourcePrepOperator::new(s.clone(), Arc::clone(metrics))));
+            below.push(Box::new(SourcePrepOperator::new(s.clone(), eddy_engine::WatermarkOrigin::Rows, Arc::clone(metrics))));
             None
         }
         StreamNode::WindowAssign { input, window, time_column, slicing, schema, .. } => {

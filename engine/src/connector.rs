@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::changelog::ChangeBatch;
+use crate::message::EventTime;
 use crate::table::TableDef;
 
 /// The error type connectors return; the engine wraps it with the table it came from.
@@ -49,6 +50,18 @@ impl SourceBatch {
     }
 }
 
+/// Where a source partition's watermark comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatermarkOrigin {
+    /// From its rows: the running maximum of the table's `WATERMARK FOR` expression.
+    #[default]
+    Rows,
+    /// From its reader ([`SourceReader::watermark`]): rows a cluster re-partitioned
+    /// through Kafka carry the watermarks of the partitions they were read from,
+    /// and their own times would run ahead of the partitions not heard from yet.
+    Reader,
+}
+
 /// A table that can be read: a set of files, a generator, a topic.
 pub trait Source: Send + Sync {
     /// The columns the source produces (the table's physical columns, without computed ones).
@@ -70,6 +83,11 @@ pub trait Source: Send + Sync {
         } else {
             Err("this source cannot resume from a saved position".into())
         }
+    }
+
+    /// Where its partitions' watermarks come from; rows, unless the reader knows better.
+    fn watermark_origin(&self) -> WatermarkOrigin {
+        WatermarkOrigin::Rows
     }
 }
 
@@ -119,6 +137,12 @@ pub trait SourceReader: Send {
     /// Lag and problems, polled by the engine after every read.
     fn status(&self) -> ReaderStatus {
         ReaderStatus::default()
+    }
+
+    /// The partition's watermark as the reader knows it, polled after every read;
+    /// used only when the source's [`Source::watermark_origin`] is the reader.
+    fn watermark(&self) -> Option<EventTime> {
+        None
     }
 }
 

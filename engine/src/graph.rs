@@ -181,7 +181,8 @@ impl Builder<'_> {
                 let source = (self.open_source)(source_node)?;
                 let prep_node = source_node.clone();
                 let metrics = Arc::clone(&self.metrics);
-                let prep: OperatorFactory = Arc::new(move || Ok(Box::new(SourcePrepOperator::new(prep_node.clone(), Arc::clone(&metrics)))));
+                let origin = source.watermark_origin();
+                let prep: OperatorFactory = Arc::new(move || Ok(Box::new(SourcePrepOperator::new(prep_node.clone(), origin, Arc::clone(&metrics)))));
                 self.stages.push(Stage {
                     name: format!("Source {}", source_node.table.name),
                     kind: StageKind::Source { node: source_node.clone(), source },

@@ -31,7 +31,7 @@ pub mod testing;
 pub use changelog::{ChangeBatch, RowKind};
 pub use connector::{
     Boundedness, BoxError, Capabilities, Connector, ConnectorInfo, MalformedRecord, MetadataColumns, OptionSpec, Presence, ReaderStatus, Rescaling, Resume,
-    Resumption, Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse,
+    Resumption, Roles, Sink, SinkChanges, Source, SourceBatch, SourcePosition, SourceReader, TableUse, WatermarkOrigin,
 };
 pub use error::{EngineError, Result};
 pub use message::{CheckpointId, EventTime, Message};

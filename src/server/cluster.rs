@@ -290,23 +290,32 @@ pub async fn create_topic(options: &ClusterOptions, topic: &str, partitions: i32
     // wait until every partition has one (metadata calls block, so off the runtime).
     let (bootstrap, name) = (options.bootstrap.clone(), topic.to_string());
     let led = tokio::task::spawn_blocking(move || {
-        let Ok(client) = ClientConfig::new().set("bootstrap.servers", &bootstrap).create::<BaseConsumer>() else { return false };
+        let Ok(client) = ClientConfig::new().set("bootstrap.servers", &bootstrap).create::<BaseConsumer>() else {
+            return Err("cannot create a Kafka client".to_string());
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
             let metadata = client.fetch_metadata(Some(&name), Duration::from_secs(5));
+            if let Some(t) = metadata.as_ref().ok().and_then(|m| m.topics().iter().find(|t| t.name() == name).map(|t| t.partitions().len())) {
+                // Made earlier with another count: members that disagree must not share it.
+                if t != 0 && t != partitions as usize {
+                    return Err(format!("the topic {name} exists with {t} partitions, not {partitions}: members started with other settings made it"));
+                }
+            }
             let led = metadata.is_ok_and(|m| {
                 m.topics().iter().any(|t| t.name() == name && t.partitions().len() == partitions as usize && t.partitions().iter().all(|p| p.leader() >= 0))
             });
             if led {
-                return true;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        false
+        Err(format!("the topic {name} has no leader 30 s after it was created"))
     });
     match led.await {
-        Ok(true) => Ok(()),
-        _ => Err(options.error(format!("the topic {topic} has no leader 30 s after it was created"))),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(options.error(message)),
+        Err(e) => Err(options.error(format!("the topic check failed: {e}"))),
     }
 }
 

@@ -167,11 +167,19 @@ impl SlotGroup {
     }
 }
 
-/// Joins the slot group of the cluster: the returned receiver gets every change
-/// of this member's slots until the member leaves.
+/// Joins the slot group of the cluster's servers: the returned receiver gets
+/// every change of this member's slots until the member leaves.
 pub async fn join(options: &ClusterOptions) -> Result<(mpsc::UnboundedReceiver<SlotChange>, SlotGroup), EddyError> {
-    let topic = format!("eddy.{}.slots", options.name);
-    create_topic(options, &topic, SLOTS).await?;
+    join_group(options, &format!("eddy.{}.slots", options.name), SLOTS).await
+}
+
+/// Joins the group named like `topic`, an empty topic of `slots` partitions
+/// (made if missing) whose partitions the group spreads over its members as
+/// slots: for servers, slots of pipelines; for `eddy run --cluster`, source
+/// partitions and key groups.
+pub async fn join_group(options: &ClusterOptions, topic: &str, slots: i32) -> Result<(mpsc::UnboundedReceiver<SlotChange>, SlotGroup), EddyError> {
+    let topic = topic.to_string();
+    create_topic(options, &topic, slots).await?;
     let (changes, received) = mpsc::unbounded_channel();
     let consumer: BaseConsumer<SlotContext> = ClientConfig::new()
         .set("bootstrap.servers", &options.bootstrap)

@@ -11,6 +11,7 @@
 mod avro;
 mod batch;
 mod registry;
+pub mod shuffle;
 pub mod sink;
 pub mod source;
 pub mod testing;
@@ -53,6 +54,7 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional("scan.bounded.mode", "unbounded (default) | latest-offset: stop at the end offsets seen when the pipeline starts (replays, tests)"),
     OptionSpec::optional("scan.watermark.idle-timeout", "a partition without records for this long stops holding the watermark back, e.g. '30s' (default: never)"),
     OptionSpec::optional("scan.batch-rows", "records per batch, at most (default 8192)"),
+    OptionSpec::optional("eddy.cluster.key-group", "set by `eddy run --cluster` on the table it reads through its shuffle topic: the one partition (key group) to read, whose watermarks come from the markers the cluster writes (docs/CLUSTER.md); not for hand-written tables"),
     OptionSpec::optional("key.fields", "sink: columns that form the record key, e.g. 'user_id' or 'a;b'"),
     OptionSpec::optional("key.format", "sink: json (default) | csv | avro | raw (one key column)"),
     OptionSpec::optional("sink.partitioner", "sink: default (by key hash, sticky without a key) | round-robin | fixed (partition 0)"),
@@ -204,6 +206,8 @@ pub(crate) struct KafkaOptions {
     pub transactional_id: Option<String>,
     /// With `avro-confluent`: the schema registry's URL and the sink's subject.
     pub registry: Option<(String, String)>,
+    /// `eddy run --cluster`: the key group (shuffle topic partition) this table reads.
+    pub key_group: Option<i32>,
 }
 
 /// A record format: one of the text formats, Avro, or the raw bytes.
@@ -352,7 +356,11 @@ impl KafkaOptions {
             }
             _ => None,
         };
+        let key_group = opt(def, "eddy.cluster.key-group", |k, v| {
+            v.trim().parse::<i32>().ok().filter(|g| *g >= 0).ok_or_else(|| ConnectorError::invalid(k, v, "expected a partition number"))
+        })?;
         Ok(KafkaOptions {
+            key_group,
             registry,
             topic,
             topic_pattern,

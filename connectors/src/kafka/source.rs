@@ -24,12 +24,13 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_engine::table::TableDef;
-use eddy_engine::{BoxError, MalformedRecord, ReaderStatus, Source, SourceBatch, SourcePosition, SourceReader};
+use eddy_engine::{BoxError, EventTime, MalformedRecord, ReaderStatus, Source, SourceBatch, SourcePosition, SourceReader, WatermarkOrigin};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::batch::{BatchQueue, RawRecord};
+use super::shuffle::{Marker, ShuffleWatermarks};
 use super::{KafkaOptions, StartupMode, TextOrRaw};
 use crate::error::ConnectorError;
 use crate::filesystem::records::{Chunk, Record};
@@ -238,48 +239,79 @@ impl KafkaSource {
         let config = self.consumer_config();
         let meta: BaseConsumer =
             config.create().map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {}", self.options.bootstrap), e))?;
-        let parts = self.partitions(&meta)?;
-        let starts = self.start_offsets(&meta, &parts)?;
+        let mut parts = self.partitions(&meta)?;
+        if let Some(group) = self.options.key_group {
+            // A cluster's shuffle topic: one key group, read from its start (or the checkpoint).
+            parts.retain(|(_, p, _, _)| *p == group);
+        }
+        let starts = match self.options.key_group {
+            Some(_) => parts.iter().map(|(_, _, low, _)| *low).collect(),
+            None => self.start_offsets(&meta, &parts)?,
+        };
         let mut readers: Vec<Box<dyn SourceReader>> = Vec::new();
         for ((topic, partition, low, high), start) in parts.into_iter().zip(starts) {
             let name = format!("{topic}/{partition}");
             let start = positions.iter().find(|p| p.partition == name).map_or(start, |p| p.offset.max(low));
-            let consumer = assigned_consumer(&config, &topic, partition, start)?;
-            readers.push(Box::new(KafkaPartitionReader {
-                queue: BatchQueue::of(&consumer, self.options.batch_rows),
-                name,
-                topic: topic.clone(),
-                partition,
-                consumer,
-                config: config.clone(),
-                problem: None,
-                options: self.options.clone(),
-                value_schema: Arc::clone(&self.value_schema),
-                decoder: RecordDecoder::new(
-                    match self.options.format {
-                        TextOrRaw::Text(format) => format,
-                        _ => TextFormat::Json,
-                    },
-                    Arc::clone(&self.value_schema),
-                ),
-                avro: match self.options.format {
-                    TextOrRaw::Avro => Some(super::avro::AvroDecoder::bare(Arc::clone(&self.value_schema))?),
-                    TextOrRaw::AvroConfluent => Some(super::avro::AvroDecoder::confluent(Arc::clone(&self.value_schema))?),
-                    _ => None,
-                },
-                schema: Arc::clone(&self.schema),
-                columns: self.columns.clone(),
-                next_offset: start,
-                end_offset: self.options.bounded_latest.then_some(high),
-                last_record: Instant::now(),
-                backoff: Duration::ZERO,
-                troubled_since: None,
-                last_health_check: Instant::now(),
-                buffer: Vec::new(),
-                registry: self.options.registry.as_ref().map(|(url, _)| super::registry::SchemaRegistry::new(url)),
-            }));
+            readers.push(Box::new(self.reader(&config, topic, partition, start, high)?));
         }
         Ok(readers)
+    }
+
+    /// A reader of one partition of the topic, keeping each record's bytes, key and
+    /// headers next to its decoded row ([`KafkaPartitionReader::read`]): what a
+    /// cluster's re-partitioner forwards. Starts at `start`, else as configured.
+    pub(crate) fn open_partition(&self, partition: i32, start: Option<i64>) -> Result<KafkaPartitionReader, ConnectorError> {
+        let config = self.consumer_config();
+        let meta: BaseConsumer =
+            config.create().map_err(|e| ConnectorError::kafka(format!("cannot create a Kafka consumer for {}", self.options.bootstrap), e))?;
+        let parts: Vec<_> = self.partitions(&meta)?.into_iter().filter(|(_, p, _, _)| *p == partition).collect();
+        let configured = self.start_offsets(&meta, &parts)?;
+        let Some(((topic, partition, low, high), configured)) = parts.into_iter().zip(configured).next() else {
+            return Err(ConnectorError::invalid("topic", &self.options.topic_label(), format!("has no partition {partition}")));
+        };
+        let mut reader = self.reader(&config, topic, partition, start.map_or(configured, |s| s.max(low)), high)?;
+        reader.keep_records = true;
+        Ok(reader)
+    }
+
+    fn reader(&self, config: &rdkafka::ClientConfig, topic: String, partition: i32, start: i64, high: i64) -> Result<KafkaPartitionReader, ConnectorError> {
+        let consumer = assigned_consumer(config, &topic, partition, start)?;
+        Ok(KafkaPartitionReader {
+            queue: BatchQueue::of(&consumer, self.options.batch_rows),
+            name: format!("{topic}/{partition}"),
+            topic,
+            partition,
+            consumer,
+            config: config.clone(),
+            problem: None,
+            options: self.options.clone(),
+            value_schema: Arc::clone(&self.value_schema),
+            decoder: RecordDecoder::new(
+                match self.options.format {
+                    TextOrRaw::Text(format) => format,
+                    _ => TextFormat::Json,
+                },
+                Arc::clone(&self.value_schema),
+            ),
+            avro: match self.options.format {
+                TextOrRaw::Avro => Some(super::avro::AvroDecoder::bare(Arc::clone(&self.value_schema))?),
+                TextOrRaw::AvroConfluent => Some(super::avro::AvroDecoder::confluent(Arc::clone(&self.value_schema))?),
+                _ => None,
+            },
+            schema: Arc::clone(&self.schema),
+            columns: self.columns.clone(),
+            next_offset: start,
+            // A shuffle topic ends when its markers say every source partition has.
+            end_offset: (self.options.bounded_latest && self.options.key_group.is_none()).then_some(high),
+            last_record: Instant::now(),
+            backoff: Duration::ZERO,
+            troubled_since: None,
+            last_health_check: Instant::now(),
+            buffer: Vec::new(),
+            registry: self.options.registry.as_ref().map(|(url, _)| super::registry::SchemaRegistry::new(url)),
+            shuffle: self.options.key_group.map(|_| ShuffleWatermarks::default()),
+            keep_records: false,
+        })
     }
 }
 
@@ -299,6 +331,13 @@ impl Source for KafkaSource {
         Arc::clone(&self.schema)
     }
 
+    fn watermark_origin(&self) -> WatermarkOrigin {
+        match self.options.key_group {
+            Some(_) => WatermarkOrigin::Reader,
+            None => WatermarkOrigin::Rows,
+        }
+    }
+
     fn is_bounded(&self) -> bool {
         self.options.bounded_latest
     }
@@ -313,7 +352,7 @@ impl Source for KafkaSource {
 }
 
 /// Reads one Kafka partition from a known offset.
-struct KafkaPartitionReader {
+pub(crate) struct KafkaPartitionReader {
     name: String,
     topic: String,
     partition: i32,
@@ -344,24 +383,36 @@ struct KafkaPartitionReader {
     buffer: Vec<u8>,
     /// `avro-confluent`: the registry the writer schemas are fetched from.
     registry: Option<super::registry::SchemaRegistry>,
+    /// Reading a cluster's shuffle topic: the watermarks its markers carry.
+    shuffle: Option<ShuffleWatermarks>,
+    /// Keys and headers are kept with every read, for [`KafkaPartitionReader::read`].
+    keep_records: bool,
 }
 
 /// The records of one read, before decoding.
 #[derive(Default)]
-struct Polled {
+pub(crate) struct Polled {
     /// Keys and headers cost an allocation per record: kept only when a column reads them.
     want_keys: bool,
     want_headers: bool,
-    chunk: Chunk,
+    pub(crate) chunk: Chunk,
     offsets: Vec<i64>,
-    timestamps: Vec<Option<i64>>,
+    pub(crate) timestamps: Vec<Option<i64>>,
     timestamp_types: Vec<&'static str>,
-    keys: Vec<Option<Vec<u8>>>,
-    headers: Vec<Headers>,
+    pub(crate) keys: Vec<Option<Vec<u8>>>,
+    pub(crate) headers: Vec<Headers>,
+}
+
+/// One read of a partition: its rows, and the records they were decoded from.
+pub(crate) struct Read {
+    pub(crate) batch: SourceBatch,
+    pub(crate) records: Polled,
+    /// The record each row came from (`None`: row `i` is record `i`); the others were malformed.
+    pub(crate) rows_from: Option<Vec<u32>>,
 }
 
 /// One record's headers: name and value, in the order they were written.
-type Headers = Vec<(String, Option<Vec<u8>>)>;
+pub(crate) type Headers = Vec<(String, Option<Vec<u8>>)>;
 
 impl Polled {
     fn push(&mut self, record: &RawRecord<'_>) {
@@ -440,7 +491,7 @@ impl KafkaPartitionReader {
     }
 
     fn finished(&self) -> bool {
-        self.end_offset.is_some_and(|end| self.next_offset >= end)
+        self.end_offset.is_some_and(|end| self.next_offset >= end) || self.shuffle.as_ref().is_some_and(ShuffleWatermarks::ended)
     }
 
     fn empty(&self) -> SourceBatch {
@@ -448,7 +499,7 @@ impl KafkaPartitionReader {
     }
 
     /// Decodes the values and adds the metadata columns, in the table's column order.
-    fn decode(&mut self, polled: &Polled) -> Result<SourceBatch, ConnectorError> {
+    fn decode(&mut self, polled: &Polled) -> Result<(SourceBatch, Option<Vec<u32>>), ConnectorError> {
         let n = polled.chunk.records.len();
         let (values, good, errors): DecodedValues = match self.options.format {
             TextOrRaw::Text(_) if !self.value_schema.fields().is_empty() => {
@@ -477,6 +528,7 @@ impl KafkaPartitionReader {
             })
             .collect();
         let rows = good.as_ref().map_or(n, Vec::len);
+        let rows_from = good.clone();
         let indices = good.map(UInt32Array::from);
         let pick = |array: ArrayRef| -> Result<ArrayRef, ConnectorError> {
             match &indices {
@@ -512,7 +564,7 @@ impl KafkaPartitionReader {
         }
         let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
             .map_err(|e| ConnectorError::arrow(format!("assembling rows of {}", self.name), e))?;
-        Ok(SourceBatch::inserts(rows, malformed))
+        Ok((SourceBatch::inserts(rows, malformed), rows_from))
     }
 }
 
@@ -624,6 +676,39 @@ impl SourceReader for KafkaPartitionReader {
     }
 
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, BoxError> {
+        let Some(mut read) = self.read().await? else { return Ok(None) };
+        // Keep the byte buffer for the next read: a fresh one per batch costs page faults.
+        self.buffer = std::mem::take(&mut read.records.chunk.data);
+        self.buffer.clear();
+        Ok(Some(read.batch))
+    }
+
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition { partition: self.name.clone(), offset: self.next_offset })
+    }
+
+    fn is_idle(&self) -> bool {
+        // A shuffle topic's markers say which source partitions are idle.
+        self.shuffle.is_none() && self.options.idle_timeout.is_some_and(|t| self.last_record.elapsed() >= t)
+    }
+
+    fn watermark(&self) -> Option<EventTime> {
+        self.shuffle.as_ref().and_then(ShuffleWatermarks::combined)
+    }
+
+    fn status(&self) -> ReaderStatus {
+        let lag = self.cached_high_offset().map(|h| (h - self.next_offset).max(0) as u64);
+        ReaderStatus {
+            lag,
+            problem: self.problem.as_ref().filter(|(_, at)| at.elapsed() < PROBLEM_TTL).map(|(p, _)| format!("{p}; retrying")),
+            input_bytes: None,
+        }
+    }
+}
+
+impl KafkaPartitionReader {
+    /// The next rows with the records they came from; `None` once the partition has ended.
+    pub(crate) async fn read(&mut self) -> Result<Option<Read>, BoxError> {
         if self.finished() {
             return Ok(None);
         }
@@ -632,8 +717,8 @@ impl SourceReader for KafkaPartitionReader {
         }
         let mut polled = Polled {
             chunk: Chunk { data: std::mem::take(&mut self.buffer), records: Vec::with_capacity(self.options.batch_rows), unterminated: Vec::new() },
-            want_keys: self.columns.iter().any(|c| matches!(c, ColumnSource::Key)),
-            want_headers: self.columns.iter().any(|c| matches!(c, ColumnSource::Headers)),
+            want_keys: self.keep_records || self.columns.iter().any(|c| matches!(c, ColumnSource::Key)),
+            want_headers: self.keep_records || self.columns.iter().any(|c| matches!(c, ColumnSource::Headers)),
             ..Polled::default()
         };
         let mut error = None;
@@ -642,6 +727,7 @@ impl SourceReader for KafkaPartitionReader {
         let batch_rows = self.options.batch_rows;
         // Take what librdkafka has fetched, a batch at a time; wait in short naps when nothing is there.
         let started = Instant::now();
+        let shuffle = &mut self.shuffle;
         loop {
             let want = batch_rows - polled.offsets.len();
             let taken = self.queue.take(want, |record| {
@@ -649,7 +735,15 @@ impl SourceReader for KafkaPartitionReader {
                     error = Some(e);
                 } else if record.offset < end {
                     last_offset = Some(record.offset);
-                    polled.push(&record);
+                    match (shuffle.as_mut(), record.payload) {
+                        // A cluster's watermark marker: no row, but the position moves past it.
+                        (Some(watermarks), None) => {
+                            if let Some(marker) = record.key.and_then(Marker::decode) {
+                                watermarks.observe(marker);
+                            }
+                        }
+                        _ => polled.push(&record),
+                    }
                 }
                 // Past the bounded end: not ours to read.
             });
@@ -673,7 +767,7 @@ impl SourceReader for KafkaPartitionReader {
             self.buffer = std::mem::take(&mut polled.chunk.data);
             self.check_health();
             self.recover_if_stuck();
-            return Ok(Some(self.empty()));
+            return Ok(Some(Read { batch: self.empty(), records: Polled::default(), rows_from: None }));
         };
         // Writer schemas the records name, before the position moves past them:
         // while the registry cannot be reached, the pipeline waits and says so.
@@ -698,27 +792,7 @@ impl SourceReader for KafkaPartitionReader {
             // librdkafka stores `offset + 1`, the next record to read: pass the last one read.
             let _ = self.consumer.store_offset(&self.topic, self.partition, last);
         }
-        let batch = self.decode(&polled);
-        // Keep the byte buffer for the next read: a fresh one per batch costs page faults.
-        self.buffer = std::mem::take(&mut polled.chunk.data);
-        self.buffer.clear();
-        Ok(Some(batch?))
-    }
-
-    fn position(&self) -> Option<SourcePosition> {
-        Some(SourcePosition { partition: self.name.clone(), offset: self.next_offset })
-    }
-
-    fn is_idle(&self) -> bool {
-        self.options.idle_timeout.is_some_and(|t| self.last_record.elapsed() >= t)
-    }
-
-    fn status(&self) -> ReaderStatus {
-        let lag = self.cached_high_offset().map(|h| (h - self.next_offset).max(0) as u64);
-        ReaderStatus {
-            lag,
-            problem: self.problem.as_ref().filter(|(_, at)| at.elapsed() < PROBLEM_TTL).map(|(p, _)| format!("{p}; retrying")),
-            input_bytes: None,
-        }
+        let (batch, rows_from) = self.decode(&polled)?;
+        Ok(Some(Read { batch, records: polled, rows_from }))
     }
 }

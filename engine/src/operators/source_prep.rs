@@ -17,6 +17,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::project::make_batch;
 use super::{arrow_error, evaluate};
 use crate::changelog::ChangeBatch;
+use crate::connector::WatermarkOrigin;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::PipelineMetrics;
@@ -26,13 +27,37 @@ use crate::operator::{Emitter, Operator, SideOutput};
 pub struct SourcePrepOperator {
     node: SourceNode,
     watermark: EventTime,
+    origin: WatermarkOrigin,
     metrics: Arc<PipelineMetrics>,
 }
 
+/// A batch with its computed columns, and which of its rows are on time.
+pub struct Judged {
+    /// Physical and computed columns: what queries see.
+    pub batch: RecordBatch,
+    /// `None` when every row is on time; else `true` for each row that is.
+    pub on_time: Option<BooleanArray>,
+    /// Rows whose time the watermark had passed.
+    pub late: usize,
+    /// Rows without an event time, which no window can take.
+    pub null_time: usize,
+}
+
 impl SourcePrepOperator {
-    /// Prepares rows of `node`'s table; counts late rows in `metrics`.
-    pub fn new(node: SourceNode, metrics: Arc<PipelineMetrics>) -> Self {
-        SourcePrepOperator { node, watermark: EventTime::MIN, metrics }
+    /// Prepares rows of `node`'s table, whose watermark comes from `origin`; counts late rows in `metrics`.
+    pub fn new(node: SourceNode, origin: WatermarkOrigin, metrics: Arc<PipelineMetrics>) -> Self {
+        SourcePrepOperator { node, watermark: EventTime::MIN, origin, metrics }
+    }
+
+    /// The partition's watermark after the rows judged so far.
+    pub fn watermark(&self) -> EventTime {
+        self.watermark
+    }
+
+    /// Continues from a watermark saved elsewhere (a cluster's re-partitioner keeps
+    /// it with the partition's committed offset).
+    pub fn resume_at(&mut self, watermark: EventTime) {
+        self.watermark = self.watermark.max(watermark);
     }
 
     fn with_computed_columns(&self, batch: RecordBatch) -> Result<RecordBatch> {
@@ -44,6 +69,52 @@ impl SourcePrepOperator {
             columns.push(evaluate(expr, &batch, "computed column")?);
         }
         make_batch(&self.node.schema, columns, batch.num_rows(), "computed column")
+    }
+
+    /// Adds the computed columns to new rows and judges each row against the
+    /// watermark in effect just before it, advancing the watermark as it goes
+    /// (from the rows' times unless the reader gives the watermark).
+    pub fn judge(&mut self, rows: RecordBatch) -> Result<Judged> {
+        let batch = self.with_computed_columns(rows)?;
+        let all_on_time = |batch| Judged { batch, on_time: None, late: 0, null_time: 0 };
+        let Some(watermark_expr) = &self.node.watermark else {
+            return Ok(all_on_time(batch));
+        };
+        let candidates = match self.origin {
+            WatermarkOrigin::Rows => Some(as_millis(&evaluate(watermark_expr, &batch, "watermark")?, "watermark")?),
+            WatermarkOrigin::Reader => None,
+        };
+        let mut current = self.watermark.0;
+        let judged = match self.node.lateness {
+            None => {
+                for value in candidates.iter().flat_map(|c| c.iter().flatten()) {
+                    current = current.max(value);
+                }
+                all_on_time(batch)
+            }
+            Some(rule) => {
+                let times = as_millis(batch.column(rule.time_column), "event time")?;
+                let mut keep = Vec::with_capacity(batch.num_rows());
+                let mut late = 0usize;
+                let mut null_time = 0usize;
+                for i in 0..batch.num_rows() {
+                    // A row without an event time cannot be placed in any window: it is
+                    // set aside as a late row is, but counted as what it is.
+                    let has_time = times.is_valid(i);
+                    let on_time = has_time && slice_end(rule.judged_by, times.value(i)) > current;
+                    keep.push(on_time);
+                    late += usize::from(has_time && !on_time);
+                    null_time += usize::from(!has_time);
+                    if let Some(candidates) = candidates.as_ref().filter(|c| c.is_valid(i)) {
+                        current = current.max(candidates.value(i));
+                    }
+                }
+                let on_time = (late + null_time > 0).then(|| BooleanArray::from(keep));
+                Judged { batch, on_time, late, null_time }
+            }
+        };
+        self.watermark = EventTime(current.max(self.watermark.0));
+        Ok(judged)
     }
 }
 
@@ -84,58 +155,27 @@ impl Operator for SourcePrepOperator {
             out.changes(rows.map_rows(computed)?);
             return Ok(());
         }
-        let batch = self.with_computed_columns(rows.into_inserts("SourcePrep")?)?;
-        let Some(watermark_expr) = &self.node.watermark else {
-            out.inserts(batch);
-            return Ok(());
-        };
-        let candidates = as_millis(&evaluate(watermark_expr, &batch, "watermark")?, "watermark")?;
-        let mut current = self.watermark.0;
-        match self.node.lateness {
-            None => {
-                for value in candidates.iter().flatten() {
-                    current = current.max(value);
-                }
-                out.inserts(batch);
-            }
-            Some(rule) => {
-                let times = as_millis(batch.column(rule.time_column), "event time")?;
-                let mut keep = Vec::with_capacity(batch.num_rows());
-                let mut late = 0usize;
-                let mut null_time = 0usize;
-                for i in 0..batch.num_rows() {
-                    // A row without an event time cannot be placed in any window: it is
-                    // set aside as a late row is, but counted as what it is.
-                    let has_time = times.is_valid(i);
-                    let on_time = has_time && slice_end(rule.judged_by, times.value(i)) > current;
-                    keep.push(on_time);
-                    late += usize::from(has_time && !on_time);
-                    null_time += usize::from(!has_time);
-                    if candidates.is_valid(i) {
-                        current = current.max(candidates.value(i));
-                    }
-                }
-                if late + null_time == 0 {
-                    out.inserts(batch);
-                } else {
-                    PipelineMetrics::add(&self.metrics.late_rows, late);
-                    PipelineMetrics::add(&self.metrics.null_time_rows, null_time);
-                    let mask = BooleanArray::from(keep);
-                    out.inserts(filter_record_batch(&batch, &mask).map_err(|e| arrow_error("SourcePrep", e))?);
-                    let late_mask = not(&mask).map_err(|e| arrow_error("SourcePrep", e))?;
-                    out.side(SideOutput::Late, filter_record_batch(&batch, &late_mask).map_err(|e| arrow_error("SourcePrep", e))?);
-                }
+        let before = self.watermark;
+        let Judged { batch, on_time, late, null_time } = self.judge(rows.into_inserts("SourcePrep")?)?;
+        match on_time {
+            None => out.inserts(batch),
+            Some(mask) => {
+                PipelineMetrics::add(&self.metrics.late_rows, late);
+                PipelineMetrics::add(&self.metrics.null_time_rows, null_time);
+                out.inserts(filter_record_batch(&batch, &mask).map_err(|e| arrow_error("SourcePrep", e))?);
+                let late_mask = not(&mask).map_err(|e| arrow_error("SourcePrep", e))?;
+                out.side(SideOutput::Late, filter_record_batch(&batch, &late_mask).map_err(|e| arrow_error("SourcePrep", e))?);
             }
         }
-        if current > self.watermark.0 {
-            self.watermark = EventTime(current);
+        if self.watermark > before {
             out.watermark(self.watermark);
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitter) -> Result<()> {
-        // Only the final watermark reaches here (from the source task at the end of input).
+        // The final watermark (from the source task at the end of input), and the
+        // reader's when it gives the watermark.
         if watermark > self.watermark {
             self.watermark = watermark;
             out.watermark(watermark);

@@ -67,6 +67,7 @@ impl SourceTask {
         let mut malformed_logged = 0usize;
         let mut yielded = SourceTotals::default();
         let mut idle_sent = false;
+        let mut reader_watermark = EventTime::MIN;
         let mut out = Vec::new();
         loop {
             let event = tokio::select! {
@@ -146,6 +147,11 @@ impl SourceTask {
                 idle_sent = true;
                 tracing::debug!(table = %table, partition = %partition, "partition is idle; it no longer holds the watermark back");
                 chain.push(Message::Idle, &mut out)?;
+            }
+            // A reader that gives the watermark (see `WatermarkOrigin::Reader`) moves it after the rows it read.
+            if let Some(watermark) = reader.watermark().filter(|w| *w > reader_watermark) {
+                reader_watermark = watermark;
+                chain.push(Message::Watermark(watermark), &mut out)?;
             }
             // Checked between reads, not raced against one: a read cut short could lose
             // what it had taken (readers return at least every few hundred ms).

@@ -1,0 +1,425 @@
+//! `eddy run FILE --cluster NAME`: processes running the same script share its
+//! pipelines' work, partition by partition, through Kafka (docs/CLUSTER.md).
+//!
+//! Each pipeline is cut at its keyed operator. Below the cut, the source
+//! topic's partitions are spread over the members, each read by a
+//! re-partitioner that sends every record to the key group of its key in the
+//! shuffle topic `eddy.NAME.PIPELINE.shuffle`, with watermark markers, in Kafka
+//! transactions ([`eddy_connectors::kafka::shuffle`]). Above the cut, each key
+//! group runs as a pipeline of its own over its shuffle partition, with its own
+//! checkpoints under `--checkpoint-dir`, so it moves between members whole.
+//!
+//! Who does what is decided by Kafka's group protocol alone: the members join
+//! one group per pipeline over an empty topic, `eddy.NAME.PIPELINE.work`, whose
+//! first partitions stand for the source partitions and the others for the key
+//! groups ([`Work`]). A member that joins, leaves or dies moves its share.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use eddy_connectors::kafka::shuffle::{repartition, Release, RepartitionSpec};
+use eddy_engine::checkpoint::CheckpointStore;
+use eddy_engine::plan::{SourceNode, StreamNode};
+use eddy_engine::runtime::Ended;
+use eddy_engine::PipelineMetrics;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::server::cluster::{create_topic, ClusterOptions};
+use crate::server::slots::{join_group, Handover, SlotChange};
+use crate::session::PipelineSpec;
+use crate::{EddyError, Session};
+
+/// Key groups of a pipeline unless `SET 'cluster.key-groups'` says otherwise.
+pub const DEFAULT_KEY_GROUPS: i32 = 64;
+/// How often a member looks whether every key group has run to its end.
+const FINISHED_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How long a failed re-partitioner or key group waits before it starts again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What `eddy run --cluster` was given.
+pub struct RunCluster {
+    pub name: String,
+    /// The brokers of the cluster's topics: `--kafka`, else the source table's.
+    pub bootstrap: Option<String>,
+    /// Every member's `--checkpoint-dir`.
+    pub checkpoints: String,
+    pub session_timeout: Duration,
+}
+
+/// A pipeline as the cluster runs it: where it is cut, and its topics.
+struct ClusterPipeline {
+    index: usize,
+    /// The pipeline's checkpoint directory name, as a lone run names it.
+    id: String,
+    source: SourceNode,
+    key_columns: Vec<usize>,
+    source_partitions: i32,
+    key_groups: i32,
+    shuffle_topic: String,
+}
+
+/// What a slot of a pipeline's work group stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Work {
+    /// Re-partitioning this source partition.
+    SourcePartition(i32),
+    /// Running this key group's share of the pipeline.
+    KeyGroup(i32),
+}
+
+impl ClusterPipeline {
+    fn work(&self, slot: i32) -> Work {
+        if slot < self.source_partitions {
+            Work::SourcePartition(slot)
+        } else {
+            Work::KeyGroup(slot - self.source_partitions)
+        }
+    }
+
+    fn store(&self, root: &CheckpointStore, group: i32) -> CheckpointStore {
+        root.child(&format!("{}/key-group-{group}", self.id))
+    }
+}
+
+/// Runs the script's pipelines as one member of the cluster until every key
+/// group of every pipeline has run to its end, or `stop` turns true.
+pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], options: RunCluster, stop: watch::Receiver<bool>) -> Result<(), EddyError> {
+    let key_groups = session.key_groups();
+    let member = format!("{}:{}", hostname(), std::process::id());
+    let root = CheckpointStore::open(&options.checkpoints).map_err(|e| EddyError::Cluster(format!("--checkpoint-dir {}: {e}", options.checkpoints)))?;
+    let mut runs = Vec::new();
+    for (index, spec) in pipelines.iter().enumerate() {
+        let source = cut(spec)?;
+        let table_bootstrap = source.0.table.option("properties.bootstrap.servers").unwrap_or_default().to_string();
+        let cluster = ClusterOptions {
+            name: options.name.clone(),
+            bootstrap: options.bootstrap.clone().unwrap_or(table_bootstrap),
+            member: member.clone(),
+            token: None,
+            session_timeout: options.session_timeout,
+            checkpoints: options.checkpoints.clone(),
+        };
+        let id = format!("{}-line{}", spec.name, spec.location.line);
+        let topic_name = topic_safe(&id);
+        let source_partitions = partition_count(&source.0)?;
+        let pipeline = ClusterPipeline {
+            index,
+            id,
+            source: source.0,
+            key_columns: source.1,
+            source_partitions,
+            key_groups,
+            shuffle_topic: format!("eddy.{}.{topic_name}.shuffle", options.name),
+        };
+        create_topic(&cluster, &pipeline.shuffle_topic, key_groups).await?;
+        let work_topic = format!("eddy.{}.{topic_name}.work", options.name);
+        let (changes, group) = join_group(&cluster, &work_topic, source_partitions + key_groups).await?;
+        eprintln!(
+            "eddy: {} (line {}) joins cluster {} as {member}: {source_partitions} source partition(s), {key_groups} key group(s) through {}",
+            spec.name, spec.location.line, options.name, pipeline.shuffle_topic
+        );
+        let member = Member {
+            pipeline: Arc::new(pipeline),
+            script: script.to_string(),
+            root: root.clone(),
+            cluster,
+            repartitioners: HashMap::new(),
+            groups: HashMap::new(),
+        };
+        let stop = stop.clone();
+        runs.push(async move {
+            let ended = member.run(changes, stop).await;
+            // Leaving hands this member's share to the others at once.
+            tokio::task::spawn_blocking(move || group.leave()).await.ok();
+            ended
+        });
+    }
+    for ended in futures::future::join_all(runs).await {
+        ended?;
+    }
+    Ok(())
+}
+
+/// What wakes a member's share of a pipeline up.
+enum MemberEvent {
+    /// Ctrl-C, SIGTERM, or the group is gone.
+    Stopped,
+    /// The group moved slots to or from this member.
+    Slots(SlotChange),
+    /// Time to look whether every key group has run to its end.
+    CheckFinished,
+}
+
+/// One member's share of one pipeline.
+struct Member {
+    pipeline: Arc<ClusterPipeline>,
+    script: String,
+    root: CheckpointStore,
+    cluster: ClusterOptions,
+    repartitioners: HashMap<i32, (watch::Sender<Release>, JoinHandle<()>)>,
+    groups: HashMap<i32, (watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Member {
+    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<SlotChange>, mut stop: watch::Receiver<bool>) -> Result<(), EddyError> {
+        let spec = Arc::new(RepartitionSpec {
+            node: self.pipeline.source.clone(),
+            key_columns: self.pipeline.key_columns.clone(),
+            shuffle_topic: self.pipeline.shuffle_topic.clone(),
+            key_groups: self.pipeline.key_groups,
+            source_partitions: self.pipeline.source_partitions,
+            transactional_prefix: format!("eddy.{}.{}", self.cluster.name, topic_safe(&self.pipeline.id)),
+            offsets_group: format!("eddy.{}.{}.offsets", self.cluster.name, topic_safe(&self.pipeline.id)),
+        });
+        let mut check = tokio::time::interval(FINISHED_CHECK_EVERY);
+        loop {
+            let event = tokio::select! {
+                _ = stop.wait_for(|s| *s) => MemberEvent::Stopped,
+                change = changes.recv() => change.map_or(MemberEvent::Stopped, MemberEvent::Slots),
+                _ = check.tick() => MemberEvent::CheckFinished,
+            };
+            match event {
+                MemberEvent::Stopped => break,
+                MemberEvent::Slots(SlotChange::Gained(slots)) => {
+                    for slot in slots {
+                        match self.pipeline.work(slot) {
+                            Work::SourcePartition(p) => self.start_repartitioner(&spec, p),
+                            Work::KeyGroup(k) => self.start_key_group(k),
+                        }
+                    }
+                }
+                MemberEvent::Slots(SlotChange::Lost(slots, how, stopped)) => {
+                    self.stop(&slots, how).await;
+                    let _ = stopped.send(());
+                }
+                MemberEvent::CheckFinished => {
+                    if self.all_finished().await {
+                        eprintln!("eddy: {}: every key group ran to its end", self.pipeline.id);
+                        break;
+                    }
+                }
+            }
+        }
+        let everything: BTreeSet<i32> = (0..self.pipeline.source_partitions + self.pipeline.key_groups).collect();
+        self.stop(&everything, Handover::Orderly).await;
+        Ok(())
+    }
+
+    fn start_repartitioner(&mut self, spec: &Arc<RepartitionSpec>, partition: i32) {
+        let (release, told) = watch::channel(Release::Keep);
+        let spec = Arc::clone(spec);
+        let task = tokio::spawn(async move {
+            loop {
+                let ended = repartition(Arc::clone(&spec), partition, told.clone()).await;
+                let kept = *told.borrow() == Release::Keep;
+                match ended {
+                    Ok(done) => {
+                        tracing::debug!(partition, ?done, "re-partitioner ended");
+                        return;
+                    }
+                    Err(e) if kept => {
+                        tracing::warn!("cluster: re-partitioning {}/{partition} failed: {e}; starting again", spec.node.table.name);
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!("re-partitioner of {partition} ended with: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+        self.repartitioners.insert(partition, (release, task));
+    }
+
+    fn start_key_group(&mut self, group: i32) {
+        let (stop, stopped) = watch::channel(false);
+        let (pipeline, script, root) = (Arc::clone(&self.pipeline), self.script.clone(), self.root.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let ended = run_key_group(&pipeline, &script, &root, group, stopped.clone()).await;
+                let stopping = *stopped.borrow();
+                match ended {
+                    Ok(_) => return,
+                    Err(e) if !stopping => {
+                        tracing::warn!("cluster: key group {group} of {} failed: {e}; starting again from its last checkpoint", pipeline.id);
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        self.groups.insert(group, (stop, task));
+    }
+
+    /// Stops the work of `slots` before the group may give it to another member.
+    async fn stop(&mut self, slots: &BTreeSet<i32>, how: Handover) {
+        let mut waiting = Vec::new();
+        for slot in slots {
+            match self.pipeline.work(*slot) {
+                Work::SourcePartition(p) => {
+                    if let Some((release, task)) = self.repartitioners.remove(&p) {
+                        let _ = release.send(match how {
+                            Handover::Orderly => Release::HandOver,
+                            Handover::Lost => Release::Abandon,
+                        });
+                        waiting.push(task);
+                    }
+                }
+                Work::KeyGroup(k) => {
+                    if let Some((stop, task)) = self.groups.remove(&k) {
+                        let _ = stop.send(true);
+                        waiting.push(task);
+                    }
+                }
+            }
+        }
+        for task in waiting {
+            let _ = task.await;
+        }
+    }
+
+    async fn all_finished(&self) -> bool {
+        for group in 0..self.pipeline.key_groups {
+            if !self.pipeline.store(&self.root, group).is_finished().await.unwrap_or(false) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Runs key group `group` of the pipeline from its last checkpoint until it ends or `stop` turns true.
+async fn run_key_group(pipeline: &ClusterPipeline, script: &str, root: &CheckpointStore, group: i32, stop: watch::Receiver<bool>) -> Result<Ended, EddyError> {
+    // The script is planned again, as a lone run would, and its source pointed at the shuffle.
+    let mut session = Session::new();
+    let mut pipelines = session.execute_script(script).await?;
+    session.set("parallelism", "1")?;
+    if pipeline.index >= pipelines.len() {
+        return Err(EddyError::Internal(format!("the script has no pipeline {}", pipeline.index)));
+    }
+    let mut spec = pipelines.swap_remove(pipeline.index);
+    let table = &pipeline.source.table.name;
+    for source in sources_mut(&mut spec.plan.root) {
+        if &source.table.name == table {
+            let options = &mut source.table.options;
+            options.insert("topic".to_string(), pipeline.shuffle_topic.clone());
+            options.insert("eddy.cluster.key-group".to_string(), group.to_string());
+            // The user's group sees the source's offsets, not the shuffle's.
+            options.remove("properties.group.id");
+        }
+    }
+    let sink = session.open_sink(&spec)?.ok_or_else(|| EddyError::Cluster(format!("{}: --cluster runs INSERT INTO pipelines only", spec.name)))?;
+    let prepared = session.prepare(&spec).with_parallelism(1);
+    let metrics = Arc::new(PipelineMetrics::default());
+    prepared.run_to_end(sink, metrics, stop, Some(pipeline.store(root, group))).await
+}
+
+/// Where `spec` is cut: its one source, and the columns (of the source's visible
+/// schema) its keyed operator's keys are, or why the cluster cannot run it.
+fn cut(spec: &PipelineSpec) -> Result<(SourceNode, Vec<usize>), EddyError> {
+    let refuse = |why: &str| {
+        EddyError::Cluster(format!(
+            "{} (line {}): --cluster runs pipelines that read one Kafka topic and aggregate it by columns of that topic's table (GROUP BY with or without a window); {why}",
+            spec.name, spec.location.line
+        ))
+    };
+    let mut node = &spec.plan.root;
+    // Stateless operators above the aggregate run with it.
+    let aggregate = loop {
+        match node {
+            StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => node = input,
+            StreamNode::WindowAggregate(aggregate) => break aggregate,
+            StreamNode::Source(_) => return Err(refuse("this one has no keyed operator, so every member can run it alone")),
+            _ => return Err(refuse("this one joins, ranks or runs an OVER aggregate, which the cluster does not run yet")),
+        }
+    };
+    let mut keys = Vec::new();
+    for key in aggregate.key_exprs() {
+        let Some(column) = key.downcast_ref::<Column>() else {
+            return Err(refuse(&format!("the key {key} is an expression; group by a column of the table")));
+        };
+        keys.push(column.index());
+    }
+    let mut node = aggregate.input.as_ref();
+    loop {
+        match node {
+            StreamNode::Filter { input, .. } => node = input,
+            StreamNode::WindowAssign { input, .. } => {
+                let width = input.schema().fields().len();
+                if keys.iter().any(|k| *k >= width) {
+                    return Err(refuse("a window bound is a key beyond the window itself"));
+                }
+                node = input;
+            }
+            StreamNode::Project { input, exprs, .. } => {
+                for key in &mut keys {
+                    let below = exprs.get(*key).and_then(as_column);
+                    *key = below.ok_or_else(|| refuse("a key is computed in the query; group by a column of the table"))?;
+                }
+                node = input;
+            }
+            StreamNode::Source(source) => {
+                if source.table.connector() != "kafka" || source.table.option("topic").is_none() {
+                    return Err(refuse(&format!("it reads {}, not one Kafka topic", source.table.name)));
+                }
+                if source.changelog {
+                    return Err(refuse("it reads a changelog"));
+                }
+                for column in &source.table.columns {
+                    if let Some(meta) = &column.metadata {
+                        if matches!(meta.key.as_str(), "topic" | "partition" | "offset") {
+                            return Err(refuse(&format!("its column {} reads the record's {}, which the shuffle topic changes", column.name, meta.key)));
+                        }
+                    }
+                }
+                return Ok((source.clone(), keys));
+            }
+            _ => return Err(refuse("more than one keyed operator, a join or a union below the aggregate")),
+        }
+    }
+}
+
+fn as_column(expr: &Arc<dyn PhysicalExpr>) -> Option<usize> {
+    expr.downcast_ref::<Column>().map(Column::index)
+}
+
+/// The source nodes of a plan of the shape [`cut`] accepts.
+fn sources_mut(node: &mut StreamNode) -> Vec<&mut SourceNode> {
+    match node {
+        StreamNode::Source(source) => vec![source],
+        StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => sources_mut(input),
+        StreamNode::WindowAggregate(aggregate) => sources_mut(&mut aggregate.input),
+        _ => Vec::new(),
+    }
+}
+
+/// How many partitions the source topic has.
+fn partition_count(source: &SourceNode) -> Result<i32, EddyError> {
+    let bootstrap = source.table.option("properties.bootstrap.servers").unwrap_or_default();
+    let topic = source.table.option("topic").unwrap_or_default();
+    let client: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| EddyError::Cluster(format!("cannot reach {bootstrap}: {e}")))?;
+    let metadata = client
+        .fetch_metadata(Some(topic), Duration::from_secs(15))
+        .map_err(|e| EddyError::Cluster(format!("cannot read the partitions of {topic} from {bootstrap}: {e}")))?;
+    let count = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+    if count == 0 {
+        return Err(EddyError::Cluster(format!("the topic {topic} does not exist on {bootstrap}; create it first")));
+    }
+    Ok(i32::try_from(count).unwrap_or(i32::MAX))
+}
+
+/// `name` with only the characters Kafka allows in topic names.
+fn topic_safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".to_string())
+}

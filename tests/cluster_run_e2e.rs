@@ -1,0 +1,204 @@
+//! `eddy run --cluster`: real `eddy` processes sharing a script's pipelines
+//! through the real Kafka broker the test command starts (src/run_cluster.rs,
+//! connectors/src/kafka/shuffle.rs). Their output must equal, row for row, what
+//! one process writes from the same input.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{committed_rows, eddy, kafka_table, Running};
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
+
+/// 2024-01-01 00:00:00 UTC.
+const BASE_MS: i64 = 1_704_067_200_000;
+const PARTITIONS: i32 = 8;
+/// The broker's least session timeout: a killed member's share moves after it.
+const SESSION_TIMEOUT: &str = "6s";
+
+/// Event `i`: a third of them for user 1 (a hot key), the rest over 40 users;
+/// 5 ms of event time apart, up to 1.8 s out of order (the watermark allows 5 s).
+fn event(i: i64) -> (i32, i64, i64, i64) {
+    let user = if i % 3 == 0 { 1 } else { (i * 7919) % 40 + 2 };
+    let ts = BASE_MS + i * 5 - (i % 7) * 300;
+    ((i % i64::from(PARTITIONS)) as i32, user, i % 100, ts)
+}
+
+/// The topic, filled with `events` events.
+fn topic_with(events: i64) -> String {
+    let bootstrap = broker();
+    let topic = unique_topic("cluster-run");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(create_topic(&bootstrap, &topic, PARTITIONS));
+    let records: Vec<TestRecord> = (0..events)
+        .map(|i| {
+            let (partition, user, amount, ts) = event(i);
+            TestRecord::value(partition, format!(r#"{{"user_id":{user},"amount":{amount},"ts":{ts}}}"#))
+        })
+        .collect();
+    runtime.block_on(produce(&bootstrap, &topic, &records));
+    topic
+}
+
+/// Where one run's three pipelines write.
+struct Outputs {
+    dir: tempfile::TempDir,
+}
+
+impl Outputs {
+    fn new() -> Self {
+        Outputs { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Every row a pipeline committed, as sorted JSON texts (duplicates kept).
+    fn rows(&self, name: &str) -> Vec<String> {
+        let mut rows: Vec<String> = committed_rows(&self.path(name)).iter().map(|r| r.to_string()).collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// TUMBLE, HOP and SESSION aggregates of the topic into JSON files.
+fn script(topic: &str, out: &Outputs, key_groups: u32) -> String {
+    let bootstrap = broker();
+    let events = kafka_table(
+        "events",
+        "user_id BIGINT, amount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND",
+        topic,
+        &bootstrap,
+        "'scan.bounded.mode' = 'latest-offset'",
+    );
+    let sink = |name: &str, columns: &str| {
+        format!("CREATE TABLE {name} ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');", out.path(name).display())
+    };
+    format!(
+        "SET 'cluster.key-groups' = '{key_groups}';
+         SET 'execution.checkpointing.interval' = '500 ms';
+         {events};
+         {}
+         {}
+         {}
+         INSERT INTO tumbled SELECT window_start, user_id, COUNT(*) AS n, SUM(amount) AS total
+           FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, user_id;
+         INSERT INTO hopped SELECT window_start, user_id, COUNT(*) AS n
+           FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) GROUP BY window_start, window_end, user_id;
+         INSERT INTO sessions SELECT window_start, window_end, user_id, COUNT(*) AS n, MAX(amount) AS top
+           FROM TABLE(SESSION(TABLE events PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY window_start, window_end, user_id;",
+        sink("tumbled", "window_start TIMESTAMP(3), user_id BIGINT, n BIGINT, total BIGINT"),
+        sink("hopped", "window_start TIMESTAMP(3), user_id BIGINT, n BIGINT"),
+        sink("sessions", "window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_id BIGINT, n BIGINT, top BIGINT"),
+    )
+}
+
+fn write_script(dir: &Path, sql: &str) -> PathBuf {
+    let path = dir.join("script.sql");
+    std::fs::write(&path, sql).unwrap();
+    path
+}
+
+/// One `eddy run --cluster` process.
+fn member(script: &Path, cluster: &str, checkpoints: &Path) -> Running {
+    let mut command = eddy();
+    command
+        .arg("run")
+        .arg(script)
+        .args(["--cluster", cluster, "--session-timeout", SESSION_TIMEOUT, "--checkpoint-dir"])
+        .arg(checkpoints)
+        .stdout(Stdio::null());
+    Running::start(&mut command)
+}
+
+/// Waits until every member has exited successfully.
+fn wait_all(members: &mut [Running], within: Duration) {
+    let deadline = Instant::now() + within;
+    for member in members.iter_mut() {
+        loop {
+            if let Some(status) = member.0.try_wait().unwrap() {
+                assert!(status.success(), "a member failed: {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not finish within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The per-second per-user counts and sums of `events` events, counted here.
+fn expected_tumbles(events: i64) -> BTreeMap<(i64, i64), (i64, i64)> {
+    let mut expected = BTreeMap::new();
+    for i in 0..events {
+        let (_, user, amount, ts) = event(i);
+        let entry = expected.entry((ts.div_euclid(1000) * 1000, user)).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += amount;
+    }
+    expected
+}
+
+/// The output of one process over the same input, for the cluster's to equal.
+fn alone(topic: &str, key_groups: u32) -> Outputs {
+    let out = Outputs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_script(dir.path(), &script(topic, &out, key_groups));
+    let status = eddy().arg("run").arg(&path).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+    out
+}
+
+fn assert_same_output(cluster: &Outputs, alone: &Outputs, events: i64) {
+    for name in ["tumbled", "hopped", "sessions"] {
+        let (theirs, ours) = (alone.rows(name), cluster.rows(name));
+        assert!(!ours.is_empty(), "{name}: nothing written");
+        assert_eq!(ours.len(), theirs.len(), "{name}: {} rows from the cluster, {} from one process", ours.len(), theirs.len());
+        assert!(ours == theirs, "{name}: the cluster's rows differ from one process's");
+    }
+    // And one of them against what the test counts itself.
+    let tumbles: BTreeMap<(i64, i64), (i64, i64)> = committed_rows(&cluster.path("tumbled"))
+        .iter()
+        .map(|r| {
+            let start = chrono_ms(r["window_start"].as_str().unwrap());
+            ((start, r["user_id"].as_i64().unwrap()), (r["n"].as_i64().unwrap(), r["total"].as_i64().unwrap()))
+        })
+        .collect();
+    assert_eq!(tumbles, expected_tumbles(events));
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) to epoch milliseconds.
+fn chrono_ms(text: &str) -> i64 {
+    let (date, time) = text.split_once(' ').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
+}
+
+#[test]
+fn three_members_write_what_one_process_writes() {
+    const EVENTS: i64 = 60_000;
+    let topic = topic_with(EVENTS);
+    let alone = alone(&topic, 4);
+    let out = Outputs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let path = write_script(dir.path(), &script(&topic, &out, 4));
+    let cluster = unique_topic("run");
+    let mut members: Vec<Running> = (0..3).map(|_| member(&path, &cluster, checkpoints.path())).collect();
+    wait_all(&mut members, Duration::from_secs(180));
+    assert_same_output(&out, &alone, EVENTS);
+}
