@@ -83,7 +83,7 @@ impl ClusterPipeline {
     }
 
     fn store(&self, root: &CheckpointStore, group: i32) -> CheckpointStore {
-        root.child(&format!("{}/key-group-{group}", self.id))
+        root.child(&format!("{}-key-group-{group}", self.id))
     }
 }
 

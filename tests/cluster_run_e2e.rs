@@ -202,3 +202,33 @@ fn three_members_write_what_one_process_writes() {
     wait_all(&mut members, Duration::from_secs(180));
     assert_same_output(&out, &alone, EVENTS);
 }
+
+#[test]
+fn members_killed_restarted_and_added_mid_run_still_write_each_row_once() {
+    const EVENTS: i64 = 300_000;
+    let topic = topic_with(EVENTS);
+    let alone = alone(&topic, 8);
+    let out = Outputs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let path = write_script(dir.path(), &script(&topic, &out, 8));
+    let cluster = unique_topic("run");
+    let mut members: Vec<Running> = (0..3).map(|_| member(&path, &cluster, checkpoints.path())).collect();
+    // Kill one member at a time with SIGKILL and start it again at once; add a
+    // fourth member between. Each kill leaves the dead member's share with it
+    // until the session timeout: open transactions, prepared sink commits.
+    let started = Instant::now();
+    for (at, kill) in [(2, Some(0)), (5, Some(1)), (7, None), (9, Some(2))] {
+        std::thread::sleep(Duration::from_secs(at).saturating_sub(started.elapsed()));
+        assert!(members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "the cluster finished before its members were killed: kill later or read more");
+        match kill {
+            Some(i) => {
+                members[i].kill();
+                members[i] = member(&path, &cluster, checkpoints.path());
+            }
+            None => members.push(member(&path, &cluster, checkpoints.path())),
+        }
+    }
+    wait_all(&mut members, Duration::from_secs(240));
+    assert_same_output(&out, &alone, EVENTS);
+}

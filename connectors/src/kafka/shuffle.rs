@@ -53,6 +53,10 @@ use crate::error::ConnectorError;
 
 /// How often a re-partitioner commits: the shortest time a row waits in the shuffle.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// How often markers are written even when they say nothing new: a key group
+/// restored from a checkpoint forgets what it was told before it, and waits
+/// until it has heard from every source partition again (ended ones included).
+pub const MARKERS_EVERY: Duration = Duration::from_secs(1);
 /// What a marker's key starts with. A marker has no value, so no row is read from it.
 const MARKER_PREFIX: &str = "eddy.watermark ";
 /// Timeout of the producer's transactional calls.
@@ -281,6 +285,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         told: None,
         done: Repartitioned::default(),
         last_commit: Instant::now(),
+        last_markers: Instant::now(),
         pending: false,
     };
     writer.begin().await?;
@@ -297,16 +302,26 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
             Some(read) => {
                 writer.forward(read, &mut prep)?;
                 let time = if reader_idle(&reader) { PartitionTime::Idle } else { PartitionTime::At(prep.watermark().0) };
-                if writer.last_commit.elapsed() >= COMMIT_EVERY && (writer.pending || writer.told != Some(time)) {
+                let due = writer.last_commit.elapsed() >= COMMIT_EVERY && (writer.pending || writer.told != Some(time));
+                if due || writer.last_markers.elapsed() >= MARKERS_EVERY {
                     writer.commit(time, position(&reader)).await?;
                 }
             }
             None => {
                 writer.commit(PartitionTime::Ended, position(&reader)).await?;
                 tracing::info!(partition = %reader_name(&writer), "cluster: source partition read to its end: {:?}", writer.done);
-                // Stay until told, so the partition is not handed to anyone else meanwhile.
-                let _ = release.wait_for(|r| *r != Release::Keep).await;
-                return Ok(writer.done);
+                // Stay until told, so the partition is not handed to anyone else
+                // meanwhile, saying it has ended to key groups that start again.
+                loop {
+                    let told = tokio::select! {
+                        _ = release.wait_for(|r| *r != Release::Keep) => true,
+                        _ = tokio::time::sleep(MARKERS_EVERY) => false,
+                    };
+                    if told {
+                        return Ok(writer.done);
+                    }
+                    writer.commit(PartitionTime::Ended, position(&reader)).await?;
+                }
             }
         }
     }
@@ -350,6 +365,7 @@ struct ShuffleWriter {
     told: Option<PartitionTime>,
     done: Repartitioned,
     last_commit: Instant,
+    last_markers: Instant,
     /// Records written since the last commit.
     pending: bool,
 }
@@ -423,7 +439,8 @@ impl ShuffleWriter {
     /// Writes the markers of `time`, commits them with the records and the partition's
     /// next offset (and watermark), and begins the next transaction.
     async fn commit(&mut self, time: PartitionTime, next: i64) -> Result<(), ConnectorError> {
-        if self.told != Some(time) {
+        if self.told != Some(time) || self.last_markers.elapsed() >= MARKERS_EVERY {
+            self.last_markers = Instant::now();
             let marker = Marker { partition: self.partition, partitions: self.spec.source_partitions, time }.encode();
             for group in 0..self.spec.key_groups {
                 loop {
