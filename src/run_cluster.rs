@@ -216,22 +216,21 @@ impl Member {
         let spec = Arc::clone(spec);
         let task = tokio::spawn(async move {
             loop {
-                let ended = repartition(Arc::clone(&spec), partition, told.clone()).await;
-                let kept = *told.borrow() == Release::Keep;
-                match ended {
+                match repartition(Arc::clone(&spec), partition, told.clone()).await {
                     Ok(done) => {
                         tracing::debug!(partition, ?done, "re-partitioner ended");
                         return;
                     }
-                    Err(e) if kept => {
-                        tracing::warn!("cluster: re-partitioning {}/{partition} failed: {e}; starting again", spec.node.table.name);
-                        tokio::time::sleep(RETRY_AFTER).await;
-                    }
-                    Err(e) => {
-                        tracing::debug!("re-partitioner of {partition} ended with: {e}");
-                        return;
-                    }
+                    Err(e) => tracing::warn!("cluster: re-partitioning {}/{partition} stopped: {e}", spec.node.table.name),
                 }
+                // Fenced by another member, most likely: the group is moving the
+                // partition, and says so to this member within a poll. Starting
+                // again before that would fence the new owner in turn.
+                tokio::time::sleep(RETRY_AFTER).await;
+                if *told.borrow() != Release::Keep {
+                    return;
+                }
+                tracing::info!("cluster: re-partitioning {}/{partition} again", spec.node.table.name);
             }
         });
         self.repartitioners.insert(partition, (release, task));

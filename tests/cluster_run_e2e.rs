@@ -232,3 +232,27 @@ fn members_killed_restarted_and_added_mid_run_still_write_each_row_once() {
     wait_all(&mut members, Duration::from_secs(240));
     assert_same_output(&out, &alone, EVENTS);
 }
+
+#[test]
+fn a_member_stopped_past_its_session_commits_nothing_when_it_wakes() {
+    const EVENTS: i64 = 300_000;
+    let topic = topic_with(EVENTS);
+    let alone = alone(&topic, 8);
+    let out = Outputs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let path = write_script(dir.path(), &script(&topic, &out, 8));
+    let cluster = unique_topic("run");
+    let mut members: Vec<Running> = (0..3).map(|_| member(&path, &cluster, checkpoints.path())).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "the cluster finished before a member was stopped");
+    // SIGSTOP past the session timeout: the others take its source partitions
+    // (fencing its producers) and its key groups (resuming their checkpoints).
+    // Woken, it still holds open transactions and unsaved checkpoints.
+    let pid = members[0].0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    wait_all(&mut members, Duration::from_secs(240));
+    assert_same_output(&out, &alone, EVENTS);
+}
