@@ -288,6 +288,12 @@ impl CheckpointStore {
             Err(object_store::Error::AlreadyExists { .. }) => return Err(EngineError::CheckpointTaken { id, location: self.display.clone() }),
             Err(e) => return Err(failed("write", mark.as_ref(), e)),
         }
+        // Another run of the pipeline may have run it to its end and deleted the
+        // checkpoints whose marks would have fenced this one: its completion
+        // record fences it instead, before this run's sink commits anything.
+        if self.is_finished().await? {
+            return Err(EngineError::CheckpointTaken { id, location: self.display.clone() });
+        }
         self.prune().await?;
         Ok(size)
     }
@@ -369,8 +375,23 @@ impl CheckpointStore {
     /// Records that the pipeline ran to its end: `tasks` are the sources' final
     /// positions and the sink's prepared last commit ([`FINAL_CHECKPOINT`]). Written
     /// whole or not at all, before the sink commits and before [`CheckpointStore::clear`].
-    pub async fn complete(&self, tasks: &[TaskSnapshot]) -> Result<()> {
-        self.put(&[FINISHED], encode(tasks)).await
+    ///
+    /// `since` is the newest checkpoint this run saved or resumed from. Another run
+    /// of the pipeline (a cluster member presumed dead, come back) that saved a
+    /// newer checkpoint, or completed first, fences this one: it gets
+    /// [`EngineError::CheckpointTaken`] and its sink commits nothing.
+    pub async fn complete(&self, tasks: &[TaskSnapshot], since: u64) -> Result<()> {
+        for id in self.ids().await?.into_iter().filter(|id| *id > since) {
+            if self.exists(&[&Self::checkpoint_name(id), "_COMPLETE"]).await? {
+                return Err(EngineError::CheckpointTaken { id, location: self.display.clone() });
+            }
+        }
+        let mark = self.object(&[FINISHED]);
+        match self.store.put_opts(&mark, encode(tasks).into(), PutMode::Create.into()).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(EngineError::CheckpointTaken { id: FINAL_CHECKPOINT, location: self.display.clone() }),
+            Err(e) => Err(failed("write", mark.as_ref(), e)),
+        }
     }
 
     /// The completion record of a pipeline that ran to its end (see
@@ -817,7 +838,12 @@ mod tests {
         assert!(store.completion().await.unwrap().is_none());
         let last =
             TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: "stage:1:0".into(), position: None, operators: vec![], sink: Some(vec![7, 7]), lasting: vec![] };
-        store.complete(&[task(FINAL_CHECKPOINT, "source:0:t/0"), last.clone()]).await.unwrap();
+        let newer = CheckpointStore { run: run_name(), stored: Arc::default(), ..store.clone() };
+        let ahead = newer.complete(&[task(FINAL_CHECKPOINT, "z")], 7).await.unwrap_err();
+        assert!(matches!(ahead, EngineError::CheckpointTaken { id: 8, .. }), "a run behind checkpoint 8 does not complete: {ahead}");
+        store.complete(&[task(FINAL_CHECKPOINT, "source:0:t/0"), last.clone()], 8).await.unwrap();
+        let second = newer.complete(&[task(FINAL_CHECKPOINT, "z")], 8).await.unwrap_err();
+        assert!(matches!(second, EngineError::CheckpointTaken { .. }), "only one run completes: {second}");
         assert!(store.is_finished().await.unwrap());
         let completion = store.completion().await.unwrap().expect("the completion record");
         assert_eq!(completion.id, FINAL_CHECKPOINT);
@@ -839,6 +865,13 @@ mod tests {
         assert!(matches!(fenced, EngineError::CheckpointTaken { id: 9, .. }), "{fenced}");
         let latest = store.latest().await.unwrap().unwrap();
         assert_eq!((latest.id, latest.tasks.keys().collect::<Vec<_>>()), (9, vec![&"a".to_string()]), "the first run's checkpoint stands");
+        // The first run ran to its end and deleted its checkpoints: the second, come
+        // back later, saving the id after the one it restored, is fenced by the record.
+        store.complete(&[task(FINAL_CHECKPOINT, "a")], 9).await.unwrap();
+        store.clear().await.unwrap();
+        let fenced = zombie.write(10, &[task(10, "z")]).await.unwrap_err();
+        assert!(matches!(fenced, EngineError::CheckpointTaken { id: 10, .. }), "{fenced}");
+        store.reset().await.unwrap();
         // Dropping the pipeline removes its checkpoints and its mark alike.
         store.put(&[FINISHED], b"finished".to_vec()).await.unwrap();
         store.remove().await.unwrap();

@@ -60,6 +60,8 @@ pub(super) struct LastCommit {
     pub(super) store: CheckpointStore,
     /// The sources' final positions.
     pub(super) finals: mpsc::UnboundedReceiver<TaskSnapshot>,
+    /// The newest checkpoint this run saved (or resumed from): a newer one is another run's.
+    pub(super) saved: Option<watch::Receiver<u64>>,
 }
 
 /// Wraps a sink's error with its table, for `map_err`.
@@ -137,7 +139,7 @@ impl SinkOutput {
         if *stop.borrow() {
             return Ok(());
         }
-        let LastCommit { store, mut finals } = last;
+        let LastCommit { store, mut finals, saved } = last;
         let started = Instant::now();
         let prepared = sink.prepare(FINAL_CHECKPOINT).await.map_err(counted_failure(table, counters))?;
         crate::failpoint::reach("final-prepared");
@@ -154,7 +156,8 @@ impl SinkOutput {
             sink: Some(prepared),
             lasting: Vec::new(),
         });
-        store.complete(&tasks).await?;
+        let since = saved.map_or(0, |s| *s.borrow());
+        store.complete(&tasks, since).await?;
         crate::failpoint::reach("completion-saved");
         sink.commit_checkpoint(FINAL_CHECKPOINT).await.map_err(counted_failure(table, counters))?;
         counters.committed(u64::MAX, started.elapsed());

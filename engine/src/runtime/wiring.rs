@@ -254,7 +254,7 @@ impl StageTasks<'_> {
                         let snapshots = self.merge_snapshots(i, instance);
                         let recover = self.restored.and_then(|c| c.tasks.get(&snapshots.task)).and_then(|t| t.sink.clone());
                         let last = match (self.checkpoints.store.clone(), self.checkpoints.finals.take()) {
-                            (Some(store), Some(finals)) => Some(LastCommit { store, finals }),
+                            (Some(store), Some(finals)) => Some(LastCommit { store, finals, saved: self.checkpoints.completed.clone() }),
                             _ => None,
                         };
                         let commits = SinkCommits { completed: self.checkpoints.completed.clone(), recover, last };
