@@ -76,11 +76,6 @@ pub(crate) struct RecordDecoder {
 }
 
 impl RecordDecoder {
-    /// A decoder of `format` records into rows of `schema`.
-    pub fn new(format: TextFormat, schema: SchemaRef) -> Self {
-        Self::reading(format, schema, None)
-    }
-
     /// A decoder of `format` records into rows of `schema` that decodes only the
     /// columns `read` (all when `None`) and leaves the others NULL. JSON only:
     /// a JSON field is found by name, and a field not decoded costs only its

@@ -92,8 +92,8 @@ impl Connector for KafkaConnector {
         }
     }
 
-    fn create_source(&self, def: &TableDef, schema: SchemaRef, _read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
-        Ok(Arc::new(KafkaSource::try_new(def, schema)?))
+    fn create_source(&self, def: &TableDef, schema: SchemaRef, read: Option<&[usize]>) -> Result<Arc<dyn Source>, BoxError> {
+        Ok(Arc::new(KafkaSource::try_new(def, schema)?.reading(read)))
     }
 
     fn create_sink(&self, def: &TableDef, schema: SchemaRef) -> Result<Box<dyn Sink>, BoxError> {

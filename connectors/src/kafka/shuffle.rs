@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::utils::collect_columns;
 use eddy_engine::operators::source_prep::SourcePrepOperator;
 use eddy_engine::plan::SourceNode;
 use eddy_engine::{EventTime, PipelineMetrics, WatermarkOrigin};
@@ -269,7 +271,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         .await
         .map_err(|e| ConnectorError::invalid("eddy.cluster", &transactional_id, format!("the start task failed: {e}")))??
     };
-    let source = KafkaSource::try_new(table, Arc::clone(&spec.node.physical_schema))?;
+    let source = KafkaSource::try_new(table, Arc::clone(&spec.node.physical_schema))?.reading(Some(&judged_columns(&spec)));
     let mut reader = source.open_partition(partition, committed.map(|(offset, _)| offset))?;
     let mut prep = SourcePrepOperator::new(spec.node.clone(), WatermarkOrigin::Rows, Arc::new(PipelineMetrics::default()));
     if let Some(watermark) = committed.and_then(|(_, w)| w) {
@@ -347,6 +349,26 @@ fn position(reader: &KafkaPartitionReader) -> i64 {
 
 fn reader_idle(reader: &KafkaPartitionReader) -> bool {
     eddy_engine::SourceReader::is_idle(reader)
+}
+
+/// The physical columns a re-partitioner decodes: those its keys, the watermark,
+/// lateness and the computed columns read. It forwards each record's bytes, so the
+/// key group decodes the rest.
+fn judged_columns(spec: &RepartitionSpec) -> Vec<usize> {
+    let node = &spec.node;
+    let physical = node.physical_schema.fields().len();
+    let mut visible: BTreeSet<usize> = spec.key_columns.iter().copied().collect();
+    visible.extend(node.lateness.iter().map(|rule| rule.time_column));
+    for expr in node.watermark.iter() {
+        visible.extend(collect_columns(expr).iter().map(Column::index));
+    }
+    let mut read: BTreeSet<usize> = visible.iter().copied().filter(|c| *c < physical).collect();
+    if visible.iter().any(|c| *c >= physical) {
+        for expr in &node.computed {
+            read.extend(collect_columns(expr).iter().map(Column::index));
+        }
+    }
+    read.into_iter().collect()
 }
 
 fn key_fields(spec: &RepartitionSpec) -> Vec<SortField> {

@@ -76,6 +76,8 @@ pub struct KafkaSource {
     schema: SchemaRef,
     value_schema: SchemaRef,
     columns: Vec<ColumnSource>,
+    /// The value fields a text format decodes (`None`: all); the others are left empty.
+    read_values: Option<Vec<usize>>,
 }
 
 impl KafkaSource {
@@ -111,7 +113,21 @@ impl KafkaSource {
             let record = super::avro::AvroRecord::for_schema(&value_schema)?;
             tracing::info!(table = %def.name, "kafka values are Avro records of schema {}", record.schema_json());
         }
-        Ok(KafkaSource { table: def.name.clone(), value_schema, options, schema, columns })
+        Ok(KafkaSource { table: def.name.clone(), value_schema, options, schema, columns, read_values: None })
+    }
+
+    /// Decodes only the table columns `read` (indices of its physical columns; `None`:
+    /// all), leaving the others empty: JSON values are parsed only as far as needed.
+    pub fn reading(mut self, read: Option<&[usize]>) -> Self {
+        self.read_values = read.map(|read| {
+            read.iter()
+                .filter_map(|c| match self.columns.get(*c) {
+                    Some(ColumnSource::Value(i)) => Some(*i),
+                    _ => None,
+                })
+                .collect()
+        });
+        self
     }
 
     fn consumer_config(&self) -> rdkafka::ClientConfig {
@@ -286,12 +302,13 @@ impl KafkaSource {
             problem: None,
             options: self.options.clone(),
             value_schema: Arc::clone(&self.value_schema),
-            decoder: RecordDecoder::new(
+            decoder: RecordDecoder::reading(
                 match self.options.format {
                     TextOrRaw::Text(format) => format,
                     _ => TextFormat::Json,
                 },
                 Arc::clone(&self.value_schema),
+                self.read_values.as_deref(),
             ),
             avro: match self.options.format {
                 TextOrRaw::Avro => Some(super::avro::AvroDecoder::bare(Arc::clone(&self.value_schema))?),
