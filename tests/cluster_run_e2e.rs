@@ -190,7 +190,7 @@ fn chrono_ms(text: &str) -> i64 {
 
 #[test]
 fn three_members_write_what_one_process_writes() {
-    const EVENTS: i64 = 60_000;
+    const EVENTS: i64 = 1_000_000;
     let topic = topic_with(EVENTS);
     let alone = alone(&topic, 4);
     let out = Outputs::new();
@@ -255,4 +255,24 @@ fn a_member_stopped_past_its_session_commits_nothing_when_it_wakes() {
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     wait_all(&mut members, Duration::from_secs(240));
     assert_same_output(&out, &alone, EVENTS);
+}
+
+#[test]
+fn a_pipeline_the_cluster_cannot_cut_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_script(
+        dir.path(),
+        "CREATE TABLE numbers (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+         CREATE TABLE out (n BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT n FROM numbers;",
+    );
+    let output = eddy().arg("run").arg(&path).args(["--cluster", "refused", "--checkpoint-dir"]).arg(dir.path().join("checkpoints")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("out (line 3): --cluster runs pipelines that read one Kafka topic and aggregate it"), "{stderr}");
+    assert!(stderr.contains("no keyed operator"), "{stderr}");
+    // --cluster without a checkpoint location every member shares is refused by the command line.
+    let output = eddy().arg("run").arg(&path).args(["--cluster", "refused"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--checkpoint-dir"));
 }
