@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{committed_rows, eddy, kafka_table, Running};
+use common::{chrono_ms, committed_rows, eddy, kafka_table, Running};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
 
 /// 2024-01-01 00:00:00 UTC.
@@ -171,90 +171,94 @@ fn assert_same_output(cluster: &Outputs, alone: &Outputs, events: i64) {
     assert_eq!(tumbles, expected_tumbles(events));
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) to epoch milliseconds.
-fn chrono_ms(text: &str) -> i64 {
-    let (date, time) = text.split_once(' ').unwrap();
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
-    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
+/// A topic of events, what one process writes from it, and members of one
+/// cluster running the same script over it.
+struct ClusterRun {
+    events: i64,
+    alone: Outputs,
+    out: Outputs,
+    script: PathBuf,
+    name: String,
+    checkpoints: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    members: Vec<Running>,
+}
+
+impl ClusterRun {
+    /// Three members over `events` events, with `key_groups` key groups.
+    fn start(events: i64, key_groups: u32) -> ClusterRun {
+        let topic = topic_with(events);
+        let (dir, out) = (tempfile::tempdir().unwrap(), Outputs::new());
+        let script = write_script(dir.path(), &script(&topic, &out, key_groups));
+        let mut run = ClusterRun {
+            events,
+            alone: alone(&topic, key_groups),
+            out,
+            script,
+            name: unique_topic("run"),
+            checkpoints: tempfile::tempdir().unwrap(),
+            _dir: dir,
+            members: Vec::new(),
+        };
+        run.members = (0..3).map(|_| run.member()).collect();
+        run
+    }
+
+    fn member(&self) -> Running {
+        member(&self.script, &self.name, self.checkpoints.path())
+    }
+
+    fn assert_running(&mut self, why: &str) {
+        assert!(self.members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "the cluster finished before {why}: read more");
+    }
+
+    /// Waits for every member to finish; the output must be one process's.
+    fn finish(mut self) {
+        wait_all(&mut self.members, Duration::from_secs(240));
+        assert_same_output(&self.out, &self.alone, self.events);
+    }
 }
 
 #[test]
 fn three_members_write_what_one_process_writes() {
-    const EVENTS: i64 = 1_000_000;
-    let topic = topic_with(EVENTS);
-    let alone = alone(&topic, 4);
-    let out = Outputs::new();
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let path = write_script(dir.path(), &script(&topic, &out, 4));
-    let cluster = unique_topic("run");
-    let mut members: Vec<Running> = (0..3).map(|_| member(&path, &cluster, checkpoints.path())).collect();
-    wait_all(&mut members, Duration::from_secs(180));
-    assert_same_output(&out, &alone, EVENTS);
+    ClusterRun::start(1_000_000, 4).finish();
 }
 
 #[test]
 fn members_killed_restarted_and_added_mid_run_still_write_each_row_once() {
-    const EVENTS: i64 = 300_000;
-    let topic = topic_with(EVENTS);
-    let alone = alone(&topic, 8);
-    let out = Outputs::new();
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let path = write_script(dir.path(), &script(&topic, &out, 8));
-    let cluster = unique_topic("run");
-    let mut members: Vec<Running> = (0..3).map(|_| member(&path, &cluster, checkpoints.path())).collect();
+    let mut run = ClusterRun::start(300_000, 8);
     // Kill one member at a time with SIGKILL and start it again at once; add a
     // fourth member between. Each kill leaves the dead member's share with it
     // until the session timeout: open transactions, prepared sink commits.
     let started = Instant::now();
     for (at, kill) in [(2, Some(0)), (5, Some(1)), (7, None), (9, Some(2))] {
         std::thread::sleep(Duration::from_secs(at).saturating_sub(started.elapsed()));
-        assert!(members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "the cluster finished before its members were killed: kill later or read more");
+        run.assert_running("its members were killed");
+        let member = run.member();
         match kill {
             Some(i) => {
-                members[i].kill();
-                members[i] = member(&path, &cluster, checkpoints.path());
+                run.members[i].kill();
+                run.members[i] = member;
             }
-            None => members.push(member(&path, &cluster, checkpoints.path())),
+            None => run.members.push(member),
         }
     }
-    wait_all(&mut members, Duration::from_secs(240));
-    assert_same_output(&out, &alone, EVENTS);
+    run.finish();
 }
 
 #[test]
 fn a_member_stopped_past_its_session_commits_nothing_when_it_wakes() {
-    const EVENTS: i64 = 300_000;
-    let topic = topic_with(EVENTS);
-    let alone = alone(&topic, 8);
-    let out = Outputs::new();
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let path = write_script(dir.path(), &script(&topic, &out, 8));
-    let cluster = unique_topic("run");
-    let mut members: Vec<Running> = (0..3).map(|_| member(&path, &cluster, checkpoints.path())).collect();
+    let mut run = ClusterRun::start(300_000, 8);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "the cluster finished before a member was stopped");
+    run.assert_running("a member was stopped");
     // SIGSTOP past the session timeout: the others take its source partitions
     // (fencing its producers) and its key groups (resuming their checkpoints).
     // Woken, it still holds open transactions and unsaved checkpoints.
-    let pid = members[0].0.id().to_string();
+    let pid = run.members[0].0.id().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     std::thread::sleep(Duration::from_secs(12));
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
-    wait_all(&mut members, Duration::from_secs(240));
-    assert_same_output(&out, &alone, EVENTS);
+    run.finish();
 }
 
 #[test]

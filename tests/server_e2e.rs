@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bids_table, eddy, kafka_table, wait_finished, Server};
+use common::{bids_table, chrono_ms, eddy, kafka_table, wait_finished, Server};
 use eddy_proto::{ListPipelinesRequest, PipelineRef, RestartPipelineRequest};
 use tonic::Code;
 
@@ -765,7 +765,7 @@ fn views_over_nexmark_bids_read_consistently_while_they_update() {
     assert!(totals.iter().collect::<std::collections::BTreeSet<_>>().len() >= 3, "the keyed view did not keep updating: {totals:?}");
     assert!(windows_seen.len() >= 2, "windows did not appear as they closed: {windows_seen:?}");
     // Windows are consecutive seconds, each with bids in it.
-    let starts: Vec<i64> = windows_seen.keys().map(|s| chrono_ms(&s.replace(' ', "T"))).collect();
+    let starts: Vec<i64> = windows_seen.keys().map(|s| chrono_ms(s)).collect();
     assert!(starts.windows(2).all(|w| w[1] - w[0] == 1000), "{starts:?}");
     assert!(windows_seen.values().all(|w| w[2].parse::<i64>().unwrap() > 0));
 
@@ -777,22 +777,6 @@ fn views_over_nexmark_bids_read_consistently_while_they_update() {
     assert!((now_ms - 60_000..=now_ms).contains(&p.started_at_ms), "{p:?}");
     assert!(p.rows_in > 0 && p.rows_out > 0 && p.state_bytes > 0, "{p:?}");
     server.terminate();
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fff]` (UTC) to epoch milliseconds, computed here rather than by Eddy.
-fn chrono_ms(text: &str) -> i64 {
-    let (date, time) = text.split_once('T').unwrap();
-    let d: Vec<i64> = date.split('-').map(|v| v.parse().unwrap()).collect();
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms.split(':').map(|v| v.parse().unwrap()).collect();
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
-    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
 }
 
 #[test]

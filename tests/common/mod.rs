@@ -253,3 +253,20 @@ pub fn wait_finished(server: &Server, count: usize) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `YYYY-MM-DD HH:MM:SS[.fff]` or `YYYY-MM-DDTHH:MM:SS[.fff]` (UTC) to epoch
+/// milliseconds, computed here rather than by Eddy.
+pub fn chrono_ms(text: &str) -> i64 {
+    let (date, time) = text.split_once(['T', ' ']).unwrap();
+    let d: Vec<i64> = date.split('-').map(|v| v.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|v| v.parse().unwrap()).collect();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
+}
