@@ -55,7 +55,7 @@ enum Command {
         /// or dies. Needs --checkpoint-dir, a location every member reads and writes;
         /// each pipeline must read one Kafka topic and aggregate by its columns. See
         /// docs/CLUSTER.md.
-        #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
+        #[arg(long, value_name = "NAME", requires = "checkpoint_dir", conflicts_with = "http")]
         cluster: Option<String>,
         /// With --cluster: the brokers of the cluster's own topics (default: those of
         /// the pipeline's source table).
@@ -252,7 +252,13 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                 return Ok(());
             }
             if let (Some(name), Some(dir)) = (cluster, checkpoint_dir) {
-                let options = eddy::run_cluster::RunCluster { name, bootstrap: kafka, checkpoints: dir.to_string_lossy().into_owned(), session_timeout };
+                let options = eddy::run_cluster::RunCluster {
+                    name,
+                    bootstrap: kafka,
+                    checkpoints: dir.to_string_lossy().into_owned(),
+                    session_timeout,
+                    progress_every: (progress_secs > 0).then(|| Duration::from_secs(progress_secs)),
+                };
                 let stop = eddy::console::stop_on_ctrl_c(None);
                 eddy::run_cluster::run(&sql, &session, &pipelines, options, stop).await?;
                 eddy_engine::failpoint::reach("exiting");

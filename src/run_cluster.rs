@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
-use eddy_connectors::kafka::shuffle::{repartition, Release, RepartitionSpec};
+use eddy_connectors::kafka::shuffle::{repartition, Release, RepartitionSpec, RepartitionTotals};
 use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::plan::{SourceNode, StreamNode};
 use eddy_engine::runtime::Ended;
@@ -50,6 +50,8 @@ pub struct RunCluster {
     /// Every member's `--checkpoint-dir`.
     pub checkpoints: String,
     pub session_timeout: Duration,
+    /// How often each pipeline prints what this member does (`None`: never).
+    pub progress_every: Option<Duration>,
 }
 
 /// A pipeline as the cluster runs it: where it is cut, and its topics.
@@ -131,6 +133,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             cluster,
             repartitioners: HashMap::new(),
             groups: HashMap::new(),
+            progress_every: options.progress_every,
         };
         let stop = stop.clone();
         runs.push(async move {
@@ -154,6 +157,8 @@ enum MemberEvent {
     Slots(SlotChange),
     /// Time to look whether every key group has run to its end.
     CheckFinished,
+    /// Time for a progress line.
+    Progress,
 }
 
 /// One member's share of one pipeline.
@@ -164,6 +169,7 @@ struct Member {
     cluster: ClusterOptions,
     repartitioners: HashMap<i32, (watch::Sender<Release>, JoinHandle<()>)>,
     groups: HashMap<i32, (watch::Sender<bool>, JoinHandle<()>)>,
+    progress_every: Option<Duration>,
 }
 
 impl Member {
@@ -176,13 +182,17 @@ impl Member {
             source_partitions: self.pipeline.source_partitions,
             transactional_prefix: format!("eddy.{}.{}", self.cluster.name, topic_safe(&self.pipeline.id)),
             offsets_group: format!("eddy.{}.{}.offsets", self.cluster.name, topic_safe(&self.pipeline.id)),
+            totals: RepartitionTotals::default(),
         });
         let mut check = tokio::time::interval(FINISHED_CHECK_EVERY);
+        let mut progress = tokio::time::interval(self.progress_every.unwrap_or(Duration::from_secs(3600)));
+        progress.tick().await;
         loop {
             let event = tokio::select! {
                 _ = stop.wait_for(|s| *s) => MemberEvent::Stopped,
                 change = changes.recv() => change.map_or(MemberEvent::Stopped, MemberEvent::Slots),
                 _ = check.tick() => MemberEvent::CheckFinished,
+                _ = progress.tick(), if self.progress_every.is_some() => MemberEvent::Progress,
             };
             match event {
                 MemberEvent::Stopped => break,
@@ -197,6 +207,20 @@ impl Member {
                 MemberEvent::Slots(SlotChange::Lost(slots, how, stopped)) => {
                     self.stop(&slots, how).await;
                     let _ = stopped.send(());
+                }
+                MemberEvent::Progress => {
+                    let done = spec.totals.snapshot();
+                    eprintln!(
+                        "eddy: {}: this member reads {} of {} source partitions and runs {} of {} key groups; {} rows shuffled, {} late, {} malformed",
+                        self.pipeline.id,
+                        self.repartitioners.len(),
+                        self.pipeline.source_partitions,
+                        self.groups.len(),
+                        self.pipeline.key_groups,
+                        done.rows,
+                        done.late,
+                        done.malformed
+                    );
                 }
                 MemberEvent::CheckFinished => {
                     if self.all_finished().await {

@@ -104,15 +104,16 @@ fn write_script(dir: &Path, sql: &str) -> PathBuf {
     path
 }
 
-/// One `eddy run --cluster` process.
-fn member(script: &Path, cluster: &str, checkpoints: &Path) -> Running {
+/// One `eddy run --cluster` process, its progress lines every second to `stderr`.
+fn member(script: &Path, cluster: &str, checkpoints: &Path, stderr: Stdio) -> Running {
     let mut command = eddy();
     command
         .arg("run")
         .arg(script)
-        .args(["--cluster", cluster, "--session-timeout", SESSION_TIMEOUT, "--checkpoint-dir"])
+        .args(["--cluster", cluster, "--session-timeout", SESSION_TIMEOUT, "--progress-secs", "1", "--checkpoint-dir"])
         .arg(checkpoints)
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        .stderr(stderr);
     Running::start(&mut command)
 }
 
@@ -180,7 +181,7 @@ struct ClusterRun {
     script: PathBuf,
     name: String,
     checkpoints: tempfile::TempDir,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     members: Vec<Running>,
 }
 
@@ -197,7 +198,7 @@ impl ClusterRun {
             script,
             name: unique_topic("run"),
             checkpoints: tempfile::tempdir().unwrap(),
-            _dir: dir,
+            dir,
             members: Vec::new(),
         };
         run.members = (0..3).map(|_| run.member()).collect();
@@ -205,7 +206,7 @@ impl ClusterRun {
     }
 
     fn member(&self) -> Running {
-        member(&self.script, &self.name, self.checkpoints.path())
+        member(&self.script, &self.name, self.checkpoints.path(), Stdio::inherit())
     }
 
     fn assert_running(&mut self, why: &str) {
@@ -213,7 +214,7 @@ impl ClusterRun {
     }
 
     /// Waits for every member to finish; the output must be one process's.
-    fn finish(mut self) {
+    fn finish(&mut self) {
         wait_all(&mut self.members, Duration::from_secs(240));
         assert_same_output(&self.out, &self.alone, self.events);
     }
@@ -221,7 +222,14 @@ impl ClusterRun {
 
 #[test]
 fn three_members_write_what_one_process_writes() {
-    ClusterRun::start(1_000_000, 4).finish();
+    let mut run = ClusterRun::start(1_000_000, 4);
+    // One more member, whose progress lines are read.
+    let log = run.dir.path().join("member.log");
+    run.members.push(member(&run.script, &run.name, run.checkpoints.path(), Stdio::from(std::fs::File::create(&log).unwrap())));
+    run.finish();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("key groups; ") && said.contains(" rows shuffled, 0 late, 0 malformed"), "{said}");
+    assert!(said.contains("tumbled-line7: every key group ran to its end"), "{said}");
 }
 
 #[test]

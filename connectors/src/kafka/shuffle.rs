@@ -32,6 +32,7 @@
 //! are the usual epoch-fenced ones.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -217,6 +218,34 @@ pub struct RepartitionSpec {
     pub transactional_prefix: String,
     /// The consumer group the source offsets (and watermarks) are committed to.
     pub offsets_group: String,
+    /// What this member's re-partitioners of the pipeline did, for its progress line.
+    pub totals: RepartitionTotals,
+}
+
+/// Counts of all re-partitioners of a pipeline in one member.
+#[derive(Debug, Default)]
+pub struct RepartitionTotals {
+    rows: AtomicU64,
+    late: AtomicU64,
+    malformed: AtomicU64,
+}
+
+impl RepartitionTotals {
+    fn add(&self, batch: &Repartitioned) {
+        self.rows.fetch_add(batch.rows, Ordering::Relaxed);
+        self.late.fetch_add(batch.late, Ordering::Relaxed);
+        self.malformed.fetch_add(batch.malformed, Ordering::Relaxed);
+    }
+
+    /// The counts so far (transactions are not counted here).
+    pub fn snapshot(&self) -> Repartitioned {
+        Repartitioned {
+            rows: self.rows.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            transactions: 0,
+        }
+    }
 }
 
 /// What a re-partitioner did, for its member's log.
@@ -400,21 +429,26 @@ impl ShuffleWriter {
         let judged = prep.judge(rows).map_err(|e| ConnectorError::invalid("eddy.cluster", "rows", e.to_string()))?;
         let groups = self.key_groups(&judged.batch)?;
         let record_of = |row: usize| rows_from.as_ref().map_or(row, |f| f[row] as usize);
-        let mut decoded = BTreeSet::new();
+        let mut decoded = vec![false; records.chunk.records.len()];
+        let mut batch = Repartitioned::default();
         for (row, group) in groups.iter().enumerate() {
             let record = record_of(row);
-            decoded.insert(record);
+            decoded[record] = true;
             if judged.on_time.as_ref().is_some_and(|on_time| !on_time.value(row)) {
-                self.done.late += 1;
+                batch.late += 1;
                 continue;
             }
             self.send(&records, record, *group)?;
-            self.done.rows += 1;
+            batch.rows += 1;
         }
-        for record in (0..records.chunk.records.len()).filter(|r| !decoded.contains(r)) {
+        for record in decoded.iter().enumerate().filter(|(_, d)| !**d).map(|(r, _)| r) {
             self.send(&records, record, 0)?;
-            self.done.malformed += 1;
+            batch.malformed += 1;
         }
+        self.done.rows += batch.rows;
+        self.done.late += batch.late;
+        self.done.malformed += batch.malformed;
+        self.spec.totals.add(&batch);
         Ok(())
     }
 
