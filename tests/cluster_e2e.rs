@@ -178,6 +178,11 @@ fn members_share_one_catalog_and_a_restarted_member_catches_up() {
     for (i, member) in members.iter().enumerate() {
         let (_, _, metrics) = common::prometheus::get(&member.http, "/metrics");
         assert_eq!(metrics.contains("pipeline=\"p1\""), i == runner, "member {i} (p1 runs on {runner}): {metrics}");
+        // Labelled by member, so sums across members keep them apart.
+        if i == runner {
+            let labelled = format!("eddy_pipeline_rows_in_total{{member=\"{}\",pipeline=\"p1\"}}", member.address);
+            assert!(metrics.contains(&labelled), "no {labelled} in {metrics}");
+        }
     }
 
     // A pipeline reading a view could run on a member that does not keep its rows.

@@ -461,7 +461,8 @@ impl Server {
         self.pipelines.all()
     }
 
-    /// Every pipeline's figures in Prometheus' text format, labelled by pipeline id, for `/metrics`.
+    /// Every pipeline's figures in Prometheus' text format, labelled by pipeline id
+    /// (and in a cluster by `member`), for `/metrics`.
     /// In a cluster, only the pipelines this member runs: the others' figures are
     /// on the member running them, and listing them here as stopped would count
     /// each pipeline as stopped on every other member.
@@ -472,7 +473,10 @@ impl Server {
             .iter()
             .map(|(id, (metrics, state, restarts))| eddy_engine::metrics::ExposedPipeline { name: id, state: *state, restarts: *restarts, metrics })
             .collect();
-        eddy_engine::metrics::render(&shown, eddy_engine::metrics::now_ms())
+        // A member's figures say which member they are: summed across members,
+        // a pipeline that moved is not counted twice under one series.
+        let member = self.cluster.as_ref().map(|c| [("member", c.log.options.member.as_str())]);
+        eddy_engine::metrics::render_labelled(&shown, eddy_engine::metrics::now_ms(), member.as_ref().map_or(&[], |m| m.as_slice()))
     }
 
     /// One pipeline by id or name.

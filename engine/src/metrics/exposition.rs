@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use super::{PipelineMetrics, NO_WATERMARK};
 
@@ -59,6 +60,8 @@ struct Family {
     help: &'static str,
     kind: Kind,
     samples: String,
+    /// Labels every sample starts with, rendered (`member="host:port",`), or empty.
+    constant: Arc<str>,
 }
 
 impl Family {
@@ -68,6 +71,7 @@ impl Family {
         self.samples.push_str(suffix);
         if !labels.is_empty() {
             self.samples.push('{');
+            self.samples.push_str(&self.constant);
             for (i, (name, value)) in labels.iter().enumerate() {
                 if i > 0 {
                     self.samples.push(',');
@@ -100,8 +104,16 @@ fn escape_into(out: &mut String, value: &str) {
 struct Families(Vec<Family>);
 
 impl Families {
-    fn new(specs: &[(&'static str, Kind, &'static str)]) -> Self {
-        Families(specs.iter().map(|&(name, kind, help)| Family { name, help, kind, samples: String::new() }).collect())
+    fn new(specs: &[(&'static str, Kind, &'static str)], constant: &[(&str, &str)]) -> Self {
+        let mut rendered = String::new();
+        for (name, value) in constant {
+            rendered.push_str(name);
+            rendered.push_str("=\"");
+            escape_into(&mut rendered, value);
+            rendered.push_str("\",");
+        }
+        let constant: Arc<str> = rendered.into();
+        Families(specs.iter().map(|&(name, kind, help)| Family { name, help, kind, samples: String::new(), constant: Arc::clone(&constant) }).collect())
     }
 
     fn get(&mut self, name: &str) -> &mut Family {
@@ -190,7 +202,13 @@ fn watermark_seconds(ms: i64) -> Option<f64> {
 /// Every figure of `pipelines` in Prometheus' text format; `now_ms` (ms since the
 /// Unix epoch) is the clock lags and ages are measured against.
 pub fn render(pipelines: &[ExposedPipeline<'_>], now_ms: i64) -> String {
-    let mut f = Families::new(FAMILIES);
+    render_labelled(pipelines, now_ms, &[])
+}
+
+/// [`render`] with `constant` labels first on every sample: a cluster member's
+/// `member`, so figures scraped from several members stay apart when summed.
+pub fn render_labelled(pipelines: &[ExposedPipeline<'_>], now_ms: i64, constant: &[(&str, &str)]) -> String {
+    let mut f = Families::new(FAMILIES, constant);
     let now_s = now_ms as f64 / 1e3;
     for p in pipelines {
         let m = p.metrics;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use exposition::{family_names, render, ExposedPipeline, PipelineState};
+pub use exposition::{family_names, render, render_labelled, ExposedPipeline, PipelineState};
 pub use group::{CheckpointFigures, PipelineGroup};
 pub use task::{advance, OperatorMetrics, OperatorPlace, SinkMetrics, SourcePartitionMetrics, TaskMetrics, NO_WATERMARK};
 
