@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
-use eddy_connectors::kafka::shuffle::{repartition, Release, RepartitionSpec, RepartitionTotals};
+use eddy_connectors::kafka::shuffle::{fnv1a, repartition, Release, RepartitionSpec, RepartitionTotals};
 use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::plan::{SourceNode, StreamNode};
 use eddy_engine::runtime::Ended;
@@ -119,6 +119,8 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             key_groups,
             shuffle_topic: format!("eddy.{}.{topic_name}.shuffle", options.name),
         };
+        let terms = RunTerms { script: format!("{:016x}", fnv1a(script.as_bytes())), checkpoints: options.checkpoints.clone(), key_groups };
+        terms.agree(&cluster, &format!("eddy.{}.{topic_name}.terms", options.name)).await?;
         create_topic(&cluster, &pipeline.shuffle_topic, key_groups).await?;
         let work_topic = format!("eddy.{}.{topic_name}.work", options.name);
         let (changes, group) = join_group(&cluster, &work_topic, source_partitions + key_groups).await?;
@@ -341,6 +343,70 @@ async fn run_key_group(pipeline: &ClusterPipeline, script: &str, root: &Checkpoi
     let prepared = session.prepare(&spec).with_parallelism(1);
     let metrics = Arc::new(PipelineMetrics::default());
     prepared.run_to_end(sink, metrics, stop, Some(pipeline.store(root, group))).await
+}
+
+/// What the members running one pipeline must agree on. The first member's are
+/// the first record of the topic `eddy.NAME.PIPELINE.terms`; a member whose
+/// differ refuses to start, naming each difference.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct RunTerms {
+    /// The script's text, hashed: members running other SQL would write other rows.
+    script: String,
+    /// `--checkpoint-dir`: key groups resume from checkpoints the others saved.
+    checkpoints: String,
+    key_groups: i32,
+}
+
+impl RunTerms {
+    async fn agree(&self, cluster: &ClusterOptions, topic: &str) -> Result<(), EddyError> {
+        create_topic(cluster, topic, 1).await?;
+        let (ours, bootstrap, topic_name) = (self.clone(), cluster.bootstrap.clone(), topic.to_string());
+        let first = tokio::task::spawn_blocking(move || first_terms(&bootstrap, &topic_name, &ours))
+            .await
+            .map_err(|e| EddyError::Internal(format!("the terms check failed: {e}")))?
+            .map_err(|e| cluster.error(e))?;
+        let mut differences = Vec::new();
+        if first.script != self.script {
+            differences.push("its script differs from the one the cluster's first member ran (another file, or the file was changed)".to_string());
+        }
+        if first.checkpoints != self.checkpoints {
+            differences.push(format!("--checkpoint-dir is {} here but {} in the cluster", self.checkpoints, first.checkpoints));
+        }
+        if first.key_groups != self.key_groups {
+            differences.push(format!("'cluster.key-groups' is {} here but {} in the cluster", self.key_groups, first.key_groups));
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(cluster.error(format!("this member cannot join: {}", differences.join("; "))))
+        }
+    }
+}
+
+/// The first record of `topic`, after writing `ours` there if it is empty.
+fn first_terms(bootstrap: &str, topic: &str, ours: &RunTerms) -> Result<RunTerms, String> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "eddy-terms").create().map_err(|e| e.to_string())?;
+    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(15)).map_err(|e| format!("cannot read {topic}: {e}"))?;
+    if high <= low {
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(ours).map_err(|e| e.to_string())?;
+        producer.send(BaseRecord::<(), str>::to(topic).partition(0).payload(&json)).map_err(|(e, _)| format!("cannot write to {topic}: {e}"))?;
+        producer.flush(Duration::from_secs(15)).map_err(|e| format!("cannot write to {topic}: {e}"))?;
+    }
+    // Two first members may both have written: the earliest record holds.
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).map_err(|e| e.to_string())?;
+    consumer.assign(&list).map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.map_err(|e| format!("cannot read {topic}: {e}"))?;
+            let payload = rdkafka::Message::payload(&message).unwrap_or_default();
+            return serde_json::from_slice(payload).map_err(|e| format!("{topic} holds no terms Eddy wrote ({e})"));
+        }
+    }
+    Err(format!("{topic} has no record 15 s after it was written"))
 }
 
 /// Where `spec` is cut: its one source, and the columns (of the source's visible

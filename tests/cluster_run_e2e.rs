@@ -288,3 +288,37 @@ fn a_pipeline_the_cluster_cannot_cut_is_refused_with_the_reason() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--checkpoint-dir"));
 }
+
+#[test]
+fn a_member_that_disagrees_with_the_cluster_refuses_to_start_and_says_why() {
+    let topic = topic_with(1_000);
+    let (dir, out) = (tempfile::tempdir().unwrap(), Outputs::new());
+    let first_script = write_script(dir.path(), &script(&topic, &out, 4));
+    let (name, checkpoints) = (unique_topic("run"), tempfile::tempdir().unwrap());
+    let mut first = [member(&first_script, &name, checkpoints.path(), Stdio::inherit())];
+    wait_all(&mut first, Duration::from_secs(120));
+    // Another checkpoint location, and another script (its key groups differ).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let other_script = write_script(other.path(), &script(&topic, &out, 8));
+    for (script, checkpoints, expected) in [
+        (
+            &first_script,
+            elsewhere.path(),
+            format!("--checkpoint-dir is {} here but {} in the cluster", elsewhere.path().display(), checkpoints.path().display()),
+        ),
+        (&other_script, checkpoints.path(), "its script differs from the one the cluster's first member ran".to_string()),
+        (&other_script, checkpoints.path(), "'cluster.key-groups' is 8 here but 4 in the cluster".to_string()),
+    ] {
+        let output = eddy()
+            .arg("run")
+            .arg(script)
+            .args(["--cluster", &name, "--session-timeout", SESSION_TIMEOUT, "--checkpoint-dir"])
+            .arg(checkpoints)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("this member cannot join") && stderr.contains(&expected), "{stderr}");
+    }
+}

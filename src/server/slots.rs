@@ -36,8 +36,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The slot of pipeline `id` (FNV-1a of the id: the same on every member and release).
 pub fn slot_of(id: &str) -> i32 {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    (hash % SLOTS as u64) as i32
+    (eddy_connectors::kafka::shuffle::fnv1a(id.as_bytes()) % SLOTS as u64) as i32
 }
 
 /// Which member runs each slot, as far as this member knows: its own slots from

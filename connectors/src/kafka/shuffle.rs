@@ -179,15 +179,15 @@ impl ShuffleWatermarks {
     }
 }
 
-/// The key group of a row from its key columns' bytes (Arrow's row format):
-/// FNV-1a, the same on every member and in every version of Eddy.
+/// FNV-1a of `bytes`: a hash the same on every member and in every version of
+/// Eddy, for what members must place alike (key groups, slots).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The key group of a row from its key columns' bytes (Arrow's row format).
 pub fn key_group_of(key: &[u8], key_groups: i32) -> i32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % u64::try_from(key_groups.max(1)).unwrap_or(1)) as i32
+    (fnv1a(key) % u64::try_from(key_groups.max(1)).unwrap_or(1)) as i32
 }
 
 /// What a re-partitioner does when its source partition is no longer its member's.
