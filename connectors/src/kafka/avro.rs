@@ -200,8 +200,17 @@ pub(crate) struct AvroDecoder {
     /// By writer schema id: the writer schema and the reader schema aliased to its
     /// record names, or why records written with it cannot be read.
     writers: HashMap<u32, Result<(AvroSchema, AvroSchema), String>>,
-    /// `'format' = 'avro'`: datums of the table's own schema (errors say so).
-    bare: bool,
+    /// How each record holds its datum.
+    framing: Framing,
+}
+
+/// How a Kafka record holds an Avro datum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `'format' = 'avro'`: the datum alone, of the table's own schema (errors say so).
+    Bare,
+    /// `'format' = 'avro-confluent'`: Confluent's wire format, naming its writer schema.
+    Confluent,
 }
 
 impl AvroDecoder {
@@ -210,14 +219,14 @@ impl AvroDecoder {
     pub fn confluent(schema: SchemaRef) -> Result<Self, ConnectorError> {
         let reader =
             serde_json::from_str(&AvroRecord::for_schema(&schema)?.schema_json()).map_err(|e| ConnectorError::invalid("format", "avro", e.to_string()))?;
-        Ok(AvroDecoder { schema, reader, writers: HashMap::new(), bare: false })
+        Ok(AvroDecoder { schema, reader, writers: HashMap::new(), framing: Framing::Confluent })
     }
 
     /// A decoder of `'avro'` rows of `schema`, datums written with the schema
     /// derived from it, or why a column cannot be Avro.
     pub fn bare(schema: SchemaRef) -> Result<Self, ConnectorError> {
         let mut decoder = AvroDecoder::confluent(schema)?;
-        decoder.bare = true;
+        decoder.framing = Framing::Bare;
         let own = decoder.reader.to_string();
         decoder.add_writer(OWN_ID, Ok(own));
         if let Some(Err(why)) = decoder.writers.get(&OWN_ID) {
@@ -246,8 +255,16 @@ impl AvroDecoder {
         self.writers.insert(id, resolved);
     }
 
+    /// Each record of `chunk` as the decoder's format frames it.
+    pub fn decode(&self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
+        match self.framing {
+            Framing::Bare => self.decode_bare(chunk),
+            Framing::Confluent => self.decode_confluent(chunk),
+        }
+    }
+
     /// `'format' = 'avro'`: each record of `chunk` a bare datum of the table's schema.
-    pub fn decode_bare(&self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
+    fn decode_bare(&self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
         let mut framed = Vec::with_capacity(chunk.data.len() + chunk.records.len() * 5);
         let mut records = Vec::with_capacity(chunk.records.len());
         for r in &chunk.records {
@@ -262,7 +279,7 @@ impl AvroDecoder {
 
     /// `'format' = 'avro-confluent'`: each record of `chunk` in Confluent's wire
     /// format, decoded with the writer schema it names (added beforehand).
-    pub fn decode_confluent(&self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
+    fn decode_confluent(&self, chunk: &Chunk) -> Result<Decoded, ConnectorError> {
         let records = chunk
             .records
             .iter()
@@ -392,10 +409,9 @@ impl AvroDecoder {
 
     /// Why a datum of writer `id` did not decode, as the table's bad-record error.
     fn error(&self, id: u32, e: &str) -> String {
-        if self.bare {
-            format!("not an Avro record of the table's schema: {e}")
-        } else {
-            format!("not an Avro record of its writer schema (id {id}): {e}")
+        match self.framing {
+            Framing::Bare => format!("not an Avro record of the table's schema: {e}"),
+            Framing::Confluent => format!("not an Avro record of its writer schema (id {id}): {e}"),
         }
     }
 
@@ -598,7 +614,7 @@ mod tests {
         let (schema, batch) = simple();
         let encoded = encode_rows(&batch).unwrap();
         let decoder = AvroDecoder::bare(Arc::clone(&schema)).unwrap();
-        let all = decoder.decode_bare(&chunk(&encoded)).unwrap();
+        let all = decoder.decode(&chunk(&encoded)).unwrap();
         assert_eq!(all.rows, batch);
         assert!(all.good.is_none() && all.errors.is_empty());
         // A bad record mid-chunk (truncated), one with bytes left over, and one at
@@ -606,7 +622,7 @@ mod tests {
         let mut long = encoded[1].clone();
         long.extend_from_slice(&[0, 0, 0, 0, 0]);
         let values = vec![encoded[0].clone(), b"\x02".to_vec(), encoded[1].clone(), long, encoded[0].clone(), b"\x02\x02".to_vec()];
-        let decoded = decoder.decode_bare(&chunk(&values)).unwrap();
+        let decoded = decoder.decode(&chunk(&values)).unwrap();
         assert_eq!(decoded.good, Some(vec![0, 2, 4]));
         let errors: HashMap<usize, String> = decoded.errors.into_iter().collect();
         assert_eq!(errors.len(), 3, "{errors:?}");
@@ -707,16 +723,16 @@ mod tests {
         let ours: serde_json::Value = serde_json::from_str(&AvroRecord::for_schema(&schema).unwrap().schema_json()).unwrap();
         assert_eq!(ours, serde_json::from_str::<serde_json::Value>(FASTAVRO_SCHEMA).unwrap());
         let datums: Vec<Vec<u8>> = FASTAVRO_DATUMS.iter().map(|d| hex(d)).collect();
-        let bare = AvroDecoder::bare(Arc::clone(&schema)).unwrap().decode_bare(&chunk(&datums)).unwrap();
+        let bare = AvroDecoder::bare(Arc::clone(&schema)).unwrap().decode(&chunk(&datums)).unwrap();
         assert_eq!(bare.rows, nested_batch());
         // Read with the registry's copy of the writer schema, too.
         let mut confluent = AvroDecoder::confluent(Arc::clone(&schema)).unwrap();
         confluent.add_writer(7, Ok(FASTAVRO_SCHEMA.to_string()));
         let values: Vec<Vec<u8>> = datums.iter().map(|d| framed(7, d)).collect();
-        assert_eq!(confluent.decode_confluent(&chunk(&values)).unwrap().rows, nested_batch());
+        assert_eq!(confluent.decode(&chunk(&values)).unwrap().rows, nested_batch());
         // A datum cut short, and a block count past the bytes left, are named errors.
         let bad = vec![framed(7, &datums[0][..6]), framed(7, &[0x02, 0x02, 0xfe, 0x01]), values[1].clone(), framed(8, &datums[0]), vec![1, 2]];
-        let decoded = confluent.decode_confluent(&chunk(&bad)).unwrap();
+        let decoded = confluent.decode(&chunk(&bad)).unwrap();
         assert_eq!(decoded.good, Some(vec![2]));
         assert_eq!(decoded.rows, nested_batch().slice(1, 1));
         let errors: HashMap<usize, String> = decoded.errors.into_iter().collect();
@@ -750,7 +766,7 @@ mod tests {
         // And one written with the table's own schema (id 4), in the same chunk.
         decoder.add_writer(4, Ok(FASTAVRO_SCHEMA.to_string()));
         let values = vec![framed(3, &datum), framed(4, &hex(FASTAVRO_DATUMS[1])), framed(3, &datum)];
-        let decoded = decoder.decode_confluent(&chunk(&values)).unwrap();
+        let decoded = decoder.decode(&chunk(&values)).unwrap();
         assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
         let rows = &decoded.rows;
         assert_eq!(rows.schema(), schema);
@@ -762,7 +778,7 @@ mod tests {
         assert_eq!(lat.value(0), 1.5);
         // A writer schema that cannot fill the table's columns makes its records bad.
         decoder.add_writer(5, Ok(r#"{"type": "record", "name": "X", "fields": [{"name": "id", "type": "string"}]}"#.to_string()));
-        let decoded = decoder.decode_confluent(&chunk(&[framed(5, &[0x02, b'1'])])).unwrap();
+        let decoded = decoder.decode(&chunk(&[framed(5, &[0x02, b'1'])])).unwrap();
         assert!(decoded.errors[0].1.starts_with("its writer schema (id 5) cannot be read as the table's columns"), "{:?}", decoded.errors);
     }
 }

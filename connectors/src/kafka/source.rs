@@ -525,14 +525,9 @@ impl KafkaPartitionReader {
             }
             TextOrRaw::Text(_) => (Vec::new(), None, Vec::new()),
             TextOrRaw::Raw => raw_values(&self.value_schema, &polled.chunk),
-            TextOrRaw::AvroConfluent => {
-                let avro = self.avro.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro-confluent", "no Avro decoder"))?;
-                let d = avro.decode_confluent(&polled.chunk)?;
-                (d.rows.columns().to_vec(), d.good, d.errors)
-            }
-            TextOrRaw::Avro => {
+            TextOrRaw::Avro | TextOrRaw::AvroConfluent => {
                 let avro = self.avro.as_ref().ok_or_else(|| ConnectorError::invalid("format", "avro", "no Avro decoder"))?;
-                let d = avro.decode_bare(&polled.chunk)?;
+                let d = avro.decode(&polled.chunk)?;
                 (d.rows.columns().to_vec(), d.good, d.errors)
             }
         };

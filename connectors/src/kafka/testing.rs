@@ -235,7 +235,7 @@ impl AvroCodec {
             chunk.data.extend_from_slice(value);
             chunk.records.push(crate::filesystem::records::Record { start, end: chunk.data.len(), line: i as u64 });
         }
-        let decoded = self.decoder.decode_bare(&chunk)?;
+        let decoded = self.decoder.decode(&chunk)?;
         Ok((decoded.rows, decoded.errors))
     }
 }
