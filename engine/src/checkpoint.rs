@@ -121,6 +121,9 @@ pub struct CheckpointStore {
     /// can only lose its last reference when a checkpoint that listed parts goes,
     /// so other prunes skip the sweep and its LISTs.
     swept: Arc<std::sync::atomic::AtomicBool>,
+    /// This run wrote (or is writing) the completion record: the checkpoint it may
+    /// still be saving then is its own, not fenced by the record.
+    completed_here: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A name for the run of a new [`CheckpointStore`], never the same twice: a
@@ -177,7 +180,16 @@ impl CheckpointStore {
 
     /// A store of a new run at `root` in `store`: nothing stored or swept yet.
     fn at(store: Arc<dyn ObjectStore>, root: ObjectPath, display: String, lasting_min_bytes: usize) -> Self {
-        CheckpointStore { store, root, display, stored: Arc::default(), lasting_min_bytes, run: run_name(), swept: Arc::default() }
+        CheckpointStore {
+            store,
+            root,
+            display,
+            stored: Arc::default(),
+            lasting_min_bytes,
+            run: run_name(),
+            swept: Arc::default(),
+            completed_here: Arc::default(),
+        }
     }
 
     /// The store at `location`: `s3://bucket/prefix` (credentials, region and
@@ -291,7 +303,7 @@ impl CheckpointStore {
         // Another run of the pipeline may have run it to its end and deleted the
         // checkpoints whose marks would have fenced this one: its completion
         // record fences it instead, before this run's sink commits anything.
-        if self.is_finished().await? {
+        if !self.completed_here.load(std::sync::atomic::Ordering::SeqCst) && self.is_finished().await? {
             return Err(EngineError::CheckpointTaken { id, location: self.display.clone() });
         }
         self.prune().await?;
@@ -382,10 +394,13 @@ impl CheckpointStore {
     /// [`EngineError::CheckpointTaken`] and its sink commits nothing.
     pub async fn complete(&self, tasks: &[TaskSnapshot], since: u64) -> Result<()> {
         for id in self.ids().await?.into_iter().filter(|id| *id > since) {
-            if self.exists(&[&Self::checkpoint_name(id), "_COMPLETE"]).await? {
+            // This run's own checkpoint, saved while its sources ended, is no reason.
+            let mark = self.read_if_present(&[&Self::checkpoint_name(id), "_COMPLETE"]).await?;
+            if mark.is_some_and(|m| CheckpointObjects::of_mark(&m).tasks != CheckpointObjects::of_run(&self.run).tasks) {
                 return Err(EngineError::CheckpointTaken { id, location: self.display.clone() });
             }
         }
+        self.completed_here.store(true, std::sync::atomic::Ordering::SeqCst);
         let mark = self.object(&[FINISHED]);
         match self.store.put_opts(&mark, encode(tasks).into(), PutMode::Create.into()).await {
             Ok(_) => Ok(()),
@@ -838,7 +853,7 @@ mod tests {
         assert!(store.completion().await.unwrap().is_none());
         let last =
             TaskSnapshot { checkpoint: FINAL_CHECKPOINT, task: "stage:1:0".into(), position: None, operators: vec![], sink: Some(vec![7, 7]), lasting: vec![] };
-        let newer = CheckpointStore { run: run_name(), stored: Arc::default(), ..store.clone() };
+        let newer = CheckpointStore { run: run_name(), stored: Arc::default(), completed_here: Arc::default(), ..store.clone() };
         let ahead = newer.complete(&[task(FINAL_CHECKPOINT, "z")], 7).await.unwrap_err();
         assert!(matches!(ahead, EngineError::CheckpointTaken { id: 8, .. }), "a run behind checkpoint 8 does not complete: {ahead}");
         store.complete(&[task(FINAL_CHECKPOINT, "source:0:t/0"), last.clone()], 8).await.unwrap();
@@ -860,7 +875,7 @@ mod tests {
         // A second run of the pipeline that restored the same checkpoint (a cluster
         // member presumed dead, come back) is fenced where both save one id.
         store.write(9, &[task(9, "a")]).await.unwrap();
-        let zombie = CheckpointStore { run: run_name(), stored: Arc::default(), ..store.clone() };
+        let zombie = CheckpointStore { run: run_name(), stored: Arc::default(), completed_here: Arc::default(), ..store.clone() };
         let fenced = zombie.write(9, &[task(9, "z")]).await.unwrap_err();
         assert!(matches!(fenced, EngineError::CheckpointTaken { id: 9, .. }), "{fenced}");
         let latest = store.latest().await.unwrap().unwrap();
