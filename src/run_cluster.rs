@@ -63,7 +63,9 @@ struct ClusterPipeline {
     key_columns: Vec<usize>,
     source_partitions: i32,
     key_groups: i32,
-    shuffle_topic: String,
+    /// `eddy.NAME.PIPELINE`: what the pipeline's topics, groups and transactional
+    /// ids are named after ([`ClusterPipeline::name`]).
+    names: String,
 }
 
 /// What a slot of a pipeline's work group stands for.
@@ -76,6 +78,12 @@ enum Work {
 }
 
 impl ClusterPipeline {
+    /// `eddy.NAME.PIPELINE.WHAT`: the pipeline's `shuffle`, `work` and `terms`
+    /// topics, its `offsets` group.
+    fn name(&self, what: &str) -> String {
+        format!("{}.{what}", self.names)
+    }
+
     fn work(&self, slot: i32) -> Work {
         if slot < self.source_partitions {
             Work::SourcePartition(slot)
@@ -108,31 +116,31 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             checkpoints: options.checkpoints.clone(),
         };
         let id = format!("{}-line{}", spec.name, spec.location.line);
-        let topic_name = topic_safe(&id);
         let source_partitions = partition_count(&source.0)?;
         let pipeline = ClusterPipeline {
             index,
+            names: format!("eddy.{}.{}", options.name, topic_safe(&id)),
             id,
             source: source.0,
             key_columns: source.1,
             source_partitions,
             key_groups,
-            shuffle_topic: format!("eddy.{}.{topic_name}.shuffle", options.name),
         };
         let terms = RunTerms { script: format!("{:016x}", fnv1a(script.as_bytes())), checkpoints: options.checkpoints.clone(), key_groups };
-        terms.agree(&cluster, &format!("eddy.{}.{topic_name}.terms", options.name)).await?;
-        create_topic(&cluster, &pipeline.shuffle_topic, key_groups).await?;
-        let work_topic = format!("eddy.{}.{topic_name}.work", options.name);
-        let (changes, group) = join_group(&cluster, &work_topic, source_partitions + key_groups).await?;
+        terms.agree(&cluster, &pipeline.name("terms")).await?;
+        create_topic(&cluster, &pipeline.name("shuffle"), key_groups).await?;
+        let (changes, group) = join_group(&cluster, &pipeline.name("work"), source_partitions + key_groups).await?;
         eprintln!(
             "eddy: {} (line {}) joins cluster {} as {member}: {source_partitions} source partition(s), {key_groups} key group(s) through {}",
-            spec.name, spec.location.line, options.name, pipeline.shuffle_topic
+            spec.name,
+            spec.location.line,
+            options.name,
+            pipeline.name("shuffle")
         );
         let member = Member {
             pipeline: Arc::new(pipeline),
             script: script.to_string(),
             root: root.clone(),
-            cluster,
             repartitioners: HashMap::new(),
             groups: HashMap::new(),
             progress_every: options.progress_every,
@@ -168,7 +176,6 @@ struct Member {
     pipeline: Arc<ClusterPipeline>,
     script: String,
     root: CheckpointStore,
-    cluster: ClusterOptions,
     repartitioners: HashMap<i32, (watch::Sender<Release>, JoinHandle<()>)>,
     groups: HashMap<i32, (watch::Sender<bool>, JoinHandle<()>)>,
     progress_every: Option<Duration>,
@@ -179,11 +186,11 @@ impl Member {
         let spec = Arc::new(RepartitionSpec {
             node: self.pipeline.source.clone(),
             key_columns: self.pipeline.key_columns.clone(),
-            shuffle_topic: self.pipeline.shuffle_topic.clone(),
+            shuffle_topic: self.pipeline.name("shuffle"),
             key_groups: self.pipeline.key_groups,
             source_partitions: self.pipeline.source_partitions,
-            transactional_prefix: format!("eddy.{}.{}", self.cluster.name, topic_safe(&self.pipeline.id)),
-            offsets_group: format!("eddy.{}.{}.offsets", self.cluster.name, topic_safe(&self.pipeline.id)),
+            transactional_prefix: self.pipeline.names.clone(),
+            offsets_group: self.pipeline.name("offsets"),
             totals: RepartitionTotals::default(),
         });
         let mut check = tokio::time::interval(FINISHED_CHECK_EVERY);
@@ -333,7 +340,7 @@ async fn run_key_group(pipeline: &ClusterPipeline, script: &str, root: &Checkpoi
     for source in sources_mut(&mut spec.plan.root) {
         if &source.table.name == table {
             let options = &mut source.table.options;
-            options.insert("topic".to_string(), pipeline.shuffle_topic.clone());
+            options.insert("topic".to_string(), pipeline.name("shuffle"));
             options.insert("eddy.cluster.key-group".to_string(), group.to_string());
             // The user's group sees the source's offsets, not the shuffle's.
             options.remove("properties.group.id");

@@ -261,6 +261,14 @@ pub struct Repartitioned {
     pub transactions: u64,
 }
 
+impl Repartitioned {
+    fn add(&mut self, batch: &Repartitioned) {
+        self.rows += batch.rows;
+        self.late += batch.late;
+        self.malformed += batch.malformed;
+    }
+}
+
 /// Reads source partition `partition` and writes its records to the key groups,
 /// until the partition ends or `release` says otherwise (see the module docs).
 pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release: watch::Receiver<Release>) -> Result<Repartitioned, ConnectorError> {
@@ -312,6 +320,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         offsets,
         source_topic,
         partition,
+        transactional_id,
         keys: RowConverter::new(key_fields(&spec)).map_err(|e| ConnectorError::arrow("hashing the key columns", e))?,
         told: None,
         done: Repartitioned::default(),
@@ -411,6 +420,8 @@ struct ShuffleWriter {
     offsets: BaseConsumer,
     source_topic: String,
     partition: i32,
+    /// The producer's `transactional.id`: the source partition's own.
+    transactional_id: String,
     keys: RowConverter,
     /// The last time the markers said, so an unchanged one is not said again.
     told: Option<PartitionTime>,
@@ -445,9 +456,7 @@ impl ShuffleWriter {
             self.send(&records, record, 0)?;
             batch.malformed += 1;
         }
-        self.done.rows += batch.rows;
-        self.done.late += batch.late;
-        self.done.malformed += batch.malformed;
+        self.done.add(&batch);
         self.spec.totals.add(&batch);
         Ok(())
     }
@@ -471,19 +480,27 @@ impl ShuffleWriter {
         let key = records.keys.get(i).and_then(Option::as_deref);
         let timestamp = records.timestamps.get(i).copied().flatten();
         self.pending = true;
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).payload(bytes).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(ts) = timestamp {
+            record = record.timestamp(ts);
+        }
+        self.enqueue(record).map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))
+    }
+
+    /// Hands `record` to the producer, waiting while its queue is full. Delivery is
+    /// checked by the transaction's commit.
+    fn enqueue(&self, mut record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
         loop {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).payload(bytes).headers(headers.clone());
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            if let Some(ts) = timestamp {
-                record = record.timestamp(ts);
-            }
             match self.producer.send_result(record) {
-                // Delivery is checked by the transaction's commit.
                 Ok(_) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => self.producer.poll(Duration::from_millis(5)),
-                Err((e, _)) => return Err(ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    self.producer.poll(Duration::from_millis(5));
+                    record = returned;
+                }
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -499,14 +516,8 @@ impl ShuffleWriter {
             self.last_markers = Instant::now();
             let marker = Marker { partition: self.partition, partitions: self.spec.source_partitions, time }.encode();
             for group in 0..self.spec.key_groups {
-                loop {
-                    let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).key(marker.as_bytes());
-                    match self.producer.send_result(record) {
-                        Ok(_) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => self.producer.poll(Duration::from_millis(5)),
-                        Err((e, _)) => return Err(ConnectorError::kafka(format!("cannot write a marker to {}", self.spec.shuffle_topic), e)),
-                    }
-                }
+                let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).key(marker.as_bytes());
+                self.enqueue(record).map_err(|e| ConnectorError::kafka(format!("cannot write a marker to {}", self.spec.shuffle_topic), e))?;
             }
         }
         let watermark = match time {
@@ -524,7 +535,7 @@ impl ShuffleWriter {
         }
         let group = self.offsets.group_metadata().ok_or_else(|| ConnectorError::invalid("eddy.cluster", &self.spec.offsets_group, "no group metadata"))?;
         let producer = self.producer.clone();
-        let id = format!("{}.{}", self.spec.transactional_prefix, self.partition);
+        let id = self.transactional_id.clone();
         tokio::task::spawn_blocking(move || -> Result<(), ConnectorError> {
             let failed =
                 |what: &str, e: KafkaError| ConnectorError::kafka(format!("{what} of '{id}' failed (another member may have taken the partition over)"), e);
