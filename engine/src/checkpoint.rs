@@ -293,13 +293,7 @@ impl CheckpointStore {
         size.total += data.len() as u64;
         size.written += data.len() as u64;
         self.put(&[&name, &objects.tasks], data).await?;
-        let mark = self.object(&[&name, "_COMPLETE"]);
-        let created = self.store.put_opts(&mark, format!("{id} {}", self.run).into_bytes().into(), PutMode::Create.into()).await;
-        match created {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => return Err(EngineError::CheckpointTaken { id, location: self.display.clone() }),
-            Err(e) => return Err(failed("write", mark.as_ref(), e)),
-        }
+        self.create(&[&name, "_COMPLETE"], format!("{id} {}", self.run).into_bytes(), id).await?;
         // Another run of the pipeline may have run it to its end and deleted the
         // checkpoints whose marks would have fenced this one: its completion
         // record fences it instead, before this run's sink commits anything.
@@ -401,10 +395,16 @@ impl CheckpointStore {
             }
         }
         self.completed_here.store(true, std::sync::atomic::Ordering::SeqCst);
-        let mark = self.object(&[FINISHED]);
-        match self.store.put_opts(&mark, encode(tasks).into(), PutMode::Create.into()).await {
+        self.create(&[FINISHED], encode(tasks), FINAL_CHECKPOINT).await
+    }
+
+    /// Writes the mark at `parts` only where none exists: one run's mark wins, and
+    /// another run's write of checkpoint `id` gets [`EngineError::CheckpointTaken`].
+    async fn create(&self, parts: &[&str], data: Vec<u8>, id: u64) -> Result<()> {
+        let mark = self.object(parts);
+        match self.store.put_opts(&mark, data.into(), PutMode::Create.into()).await {
             Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(EngineError::CheckpointTaken { id: FINAL_CHECKPOINT, location: self.display.clone() }),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(EngineError::CheckpointTaken { id, location: self.display.clone() }),
             Err(e) => Err(failed("write", mark.as_ref(), e)),
         }
     }
