@@ -65,6 +65,12 @@ enum Command {
         /// its share (Kafka's session.timeout.ms).
         #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = humantime::parse_duration)]
         session_timeout: Duration,
+        /// With --cluster: make this a static member named ID (Kafka's
+        /// group.instance.id), unique in the cluster. Started again under the same ID
+        /// within the session timeout, it gets its share back as it was and nothing
+        /// moves; stopped, its share waits for it until the session timeout.
+        #[arg(long, value_name = "ID", requires = "cluster")]
+        instance_id: Option<String>,
     },
     /// Run the long-lived engine: a gRPC API people submit continuous SQL to.
     ///
@@ -136,6 +142,12 @@ enum Command {
         /// broker's group.min/max.session.timeout.ms (6 s to 30 min by default).
         #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = humantime::parse_duration, requires = "cluster")]
         session_timeout: Duration,
+        /// Make this a static member named ID (Kafka's group.instance.id), unique in
+        /// the cluster. Started again under the same ID within the session timeout, it
+        /// gets its pipelines back and nothing moves; stopped, its pipelines wait for it
+        /// until the session timeout.
+        #[arg(long, value_name = "ID", requires = "cluster")]
+        instance_id: Option<String>,
     },
     /// A psql-like client for `eddy server`.
     ///
@@ -231,7 +243,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), EddyError> {
     match cli.command {
-        Command::Run { file, parallelism, progress_secs, checkpoint_dir, http, cluster, kafka, session_timeout } => {
+        Command::Run { file, parallelism, progress_secs, checkpoint_dir, http, cluster, kafka, session_timeout, instance_id } => {
             // A wrong --http is said before anything runs.
             if let Some(address) = &http {
                 eddy::http::parse_address(address)?;
@@ -257,6 +269,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                     bootstrap: kafka,
                     checkpoints: dir.to_string_lossy().into_owned(),
                     session_timeout,
+                    instance: instance_id,
                     progress_every: (progress_secs > 0).then(|| Duration::from_secs(progress_secs)),
                 };
                 let stop = eddy::console::stop_on_ctrl_c(None);
@@ -289,12 +302,27 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             let tables: Vec<String> = nothing_valid.iter().map(|(table, n)| format!("`{table}` ({n} malformed records)")).collect();
             Err(EddyError::NothingValid { tables: tables.join(", ") })
         }
-        Command::Server { listen, data_dir, checkpoints, token, http, pg, pg_tls_cert, pg_tls_key, flight, cluster, kafka, advertise, session_timeout } => {
+        Command::Server {
+            listen,
+            data_dir,
+            checkpoints,
+            token,
+            http,
+            pg,
+            pg_tls_cert,
+            pg_tls_key,
+            flight,
+            cluster,
+            kafka,
+            advertise,
+            session_timeout,
+            instance_id,
+        } => {
             let pg_tls = match (&pg_tls_cert, &pg_tls_key) {
                 (Some(cert), Some(key)) => Some(eddy::server::pg::tls::Tls::load(cert, key)?),
                 _ => None,
             };
-            let membership = cluster.zip(kafka).map(|(name, bootstrap)| Membership { name, bootstrap, advertise, session_timeout });
+            let membership = cluster.zip(kafka).map(|(name, bootstrap)| Membership { name, bootstrap, advertise, session_timeout, instance: instance_id });
             let faces = Faces { pg: pg.as_deref(), pg_tls, flight: flight.as_deref(), http: http.as_deref(), membership };
             serve(&listen, &data_dir, checkpoints.as_deref(), token, faces).await
         }
@@ -355,6 +383,7 @@ struct Membership {
     bootstrap: String,
     advertise: Option<String>,
     session_timeout: Duration,
+    instance: Option<String>,
 }
 
 async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&str>, token: Option<String>, faces: Faces<'_>) -> Result<(), EddyError> {
@@ -375,7 +404,7 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
         None => None,
     };
     let (server, joined) = match membership {
-        Some(Membership { name, bootstrap, advertise, session_timeout }) => {
+        Some(Membership { name, bootstrap, advertise, session_timeout, instance }) => {
             let member = match advertise {
                 Some(address) => address,
                 None if bound.ip().is_unspecified() => {
@@ -387,7 +416,8 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
             };
             let joined = format!(", member {member} of cluster {name}");
             let location = checkpoints.unwrap_or_default().to_string();
-            let options = eddy::server::cluster::ClusterOptions { name, bootstrap, member, token: token.clone(), session_timeout, checkpoints: location };
+            let options =
+                eddy::server::cluster::ClusterOptions { name, bootstrap, member, token: token.clone(), session_timeout, checkpoints: location, instance };
             (eddy::server::Server::open_in_cluster(data_dir, checkpoints, options).await?, joined)
         }
         None => (eddy::server::Server::open_with_checkpoints(data_dir, checkpoints).await?, String::new()),

@@ -50,6 +50,8 @@ pub struct RunCluster {
     /// Every member's `--checkpoint-dir`.
     pub checkpoints: String,
     pub session_timeout: Duration,
+    /// `--instance-id`: static membership ([`ClusterOptions::instance`]).
+    pub instance: Option<String>,
     /// How often each pipeline prints what this member does (`None`: never).
     pub progress_every: Option<Duration>,
 }
@@ -92,6 +94,18 @@ impl ClusterPipeline {
         }
     }
 
+    /// `source partitions [0, 3] and key groups [5]`: what `slots` stand for, for the member's log.
+    fn describe(&self, slots: &BTreeSet<i32>) -> String {
+        let (mut partitions, mut groups) = (Vec::new(), Vec::new());
+        for slot in slots {
+            match self.work(*slot) {
+                Work::SourcePartition(p) => partitions.push(p),
+                Work::KeyGroup(k) => groups.push(k),
+            }
+        }
+        format!("source partitions {partitions:?} and key groups {groups:?}")
+    }
+
     fn store(&self, root: &CheckpointStore, group: i32) -> CheckpointStore {
         root.child(&format!("{}-key-group-{group}", self.id))
     }
@@ -114,6 +128,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             token: None,
             session_timeout: options.session_timeout,
             checkpoints: options.checkpoints.clone(),
+            instance: options.instance.clone(),
         };
         let id = format!("{}-line{}", spec.name, spec.location.line);
         let source_partitions = partition_count(&source.0)?;
@@ -206,6 +221,7 @@ impl Member {
             match event {
                 MemberEvent::Stopped => break,
                 MemberEvent::Slots(SlotChange::Gained(slots)) => {
+                    eprintln!("eddy: {}: this member takes {}", self.pipeline.id, self.pipeline.describe(&slots));
                     for slot in slots {
                         match self.pipeline.work(slot) {
                             Work::SourcePartition(p) => self.start_repartitioner(&spec, p),
@@ -214,6 +230,11 @@ impl Member {
                     }
                 }
                 MemberEvent::Slots(SlotChange::Lost(slots, how, stopped)) => {
+                    let why = match how {
+                        Handover::Orderly => "the group moves them",
+                        Handover::Lost => "the group took them while this member was not heard from",
+                    };
+                    eprintln!("eddy: {}: this member hands over {} ({why})", self.pipeline.id, self.pipeline.describe(&slots));
                     self.stop(&slots, how).await;
                     let _ = stopped.send(());
                 }

@@ -106,15 +106,57 @@ fn write_script(dir: &Path, sql: &str) -> PathBuf {
 
 /// One `eddy run --cluster` process, its progress lines every second to `stderr`.
 fn member(script: &Path, cluster: &str, checkpoints: &Path, stderr: Stdio) -> Running {
+    member_with(script, cluster, checkpoints, stderr, &["--session-timeout", SESSION_TIMEOUT])
+}
+
+/// [`member`] with other options than the session timeout.
+fn member_with(script: &Path, cluster: &str, checkpoints: &Path, stderr: Stdio, options: &[&str]) -> Running {
     let mut command = eddy();
     command
         .arg("run")
         .arg(script)
-        .args(["--cluster", cluster, "--session-timeout", SESSION_TIMEOUT, "--progress-secs", "1", "--checkpoint-dir"])
+        .args(["--cluster", cluster, "--progress-secs", "1", "--checkpoint-dir"])
         .arg(checkpoints)
+        .args(options)
         .stdout(Stdio::null())
         .stderr(stderr);
     Running::start(&mut command)
+}
+
+/// What a member's log says it holds now, per pipeline: `p3` for source
+/// partition 3, `k5` for key group 5 (from its "takes" and "hands over" lines).
+fn shares(log: &Path) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut shares: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let Some(rest) = line.strip_prefix("eddy: ") else { continue };
+        let Some((pipeline, said)) = rest.split_once(": this member ") else { continue };
+        let (taking, what) = match (said.strip_prefix("takes "), said.strip_prefix("hands over ")) {
+            (Some(what), _) => (true, what),
+            (_, Some(what)) => (false, what),
+            _ => continue,
+        };
+        let lists: Vec<&str> = what.split('[').skip(1).map(|l| l.split(']').next().unwrap()).collect();
+        let slots = lists[0]
+            .split(", ")
+            .filter(|s| !s.is_empty())
+            .map(|p| format!("p{p}"))
+            .chain(lists[1].split(", ").filter(|s| !s.is_empty()).map(|k| format!("k{k}")));
+        let held = shares.entry(pipeline.to_string()).or_default();
+        for slot in slots {
+            if taking {
+                held.insert(slot);
+            } else {
+                held.remove(&slot);
+            }
+        }
+    }
+    shares.retain(|_, held| !held.is_empty());
+    shares
+}
+
+/// How many times a member's log says its share changed.
+fn share_changes(log: &Path) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains(": this member takes ") || l.contains(": this member hands over ")).count()
 }
 
 /// Waits until every member has exited successfully.
@@ -188,6 +230,11 @@ struct ClusterRun {
 impl ClusterRun {
     /// Three members over `events` events, with `key_groups` key groups.
     fn start(events: i64, key_groups: u32) -> ClusterRun {
+        Self::start_with(events, key_groups, 3)
+    }
+
+    /// [`ClusterRun::start`] with `members` members.
+    fn start_with(events: i64, key_groups: u32, members: usize) -> ClusterRun {
         let topic = topic_with(events);
         let (dir, out) = (tempfile::tempdir().unwrap(), Outputs::new());
         let script = write_script(dir.path(), &script(&topic, &out, key_groups));
@@ -201,7 +248,7 @@ impl ClusterRun {
             dir,
             members: Vec::new(),
         };
-        run.members = (0..3).map(|_| run.member()).collect();
+        run.members = (0..members).map(|_| run.member()).collect();
         run
     }
 
@@ -267,6 +314,51 @@ fn a_member_stopped_past_its_session_commits_nothing_when_it_wakes() {
     std::thread::sleep(Duration::from_secs(12));
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     run.finish();
+}
+
+#[test]
+fn a_static_member_started_again_gets_its_share_back_and_nothing_moves() {
+    // A session timeout far longer than a restart: a dynamic member's share would
+    // move only after it, to whoever the group picks.
+    const TIMEOUT: &str = "20s";
+    let mut run = ClusterRun::start_with(1_000_000, 8, 0);
+    let logs: Vec<PathBuf> = (0..4).map(|i| run.dir.path().join(format!("member{i}.log"))).collect();
+    let start = |run: &ClusterRun, id: usize, log: &Path| {
+        let instance = format!("member-{id}");
+        let stderr = Stdio::from(std::fs::File::create(log).unwrap());
+        member_with(&run.script, &run.name, run.checkpoints.path(), stderr, &["--session-timeout", TIMEOUT, "--instance-id", &instance])
+    };
+    run.members = (0..3).map(|i| start(&run, i, &logs[i])).collect();
+    // Wait until each pipeline's 16 slots are spread evenly: 6, 5 and 5.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let balanced = |logs: &[PathBuf]| {
+        let held: Vec<_> = logs[..3].iter().map(|l| shares(l)).collect();
+        ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| held.iter().all(|h| matches!(h.get(*p).map_or(0, |s| s.len()), 5 | 6)))
+    };
+    let began = Instant::now();
+    while !balanced(&logs) {
+        assert!(Instant::now() < deadline, "the members' shares did not settle: {:?}", logs.iter().map(|l| shares(l)).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("balanced after {:?}", began.elapsed());
+    run.assert_running("a member was killed");
+    let before = shares(&logs[1]);
+    let survivors_changed = (share_changes(&logs[0]), share_changes(&logs[2]));
+    run.members[1].kill();
+    let restarted = Instant::now();
+    run.members[1] = start(&run, 1, &logs[3]);
+    while shares(&logs[3]) != before {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(20),
+            "the restarted member did not get its share back before the session timeout: it had {before:?}, it has {:?}; the members said:\n{}",
+            shares(&logs[3]),
+            logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run.finish();
+    assert_eq!(shares(&logs[3]), before, "the restarted member's share changed later");
+    assert_eq!((share_changes(&logs[0]), share_changes(&logs[2])), survivors_changed, "the survivors' shares moved");
 }
 
 #[test]

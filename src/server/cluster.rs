@@ -63,6 +63,10 @@ pub struct ClusterOptions {
     /// Where every member keeps checkpoints (`--checkpoints`), as given: members
     /// that disagree cannot resume each other's pipelines, so they refuse to join.
     pub checkpoints: String,
+    /// Kafka's `group.instance.id` (static membership, `--instance-id`): a member
+    /// started again under the same id within the session timeout gets its share
+    /// back as it was, and nothing moves; `None`: any restart moves work.
+    pub instance: Option<String>,
 }
 
 impl ClusterOptions {
@@ -341,6 +345,7 @@ mod tests {
             token: None,
             session_timeout: Duration::from_secs(45),
             checkpoints: "s3://b/p".into(),
+            instance: None,
         };
         assert_eq!(options.topic(), "eddy.prod.commands");
         // Members that would not find each other's checkpoints refuse to join.

@@ -175,18 +175,26 @@ pub async fn join(options: &ClusterOptions) -> Result<(mpsc::UnboundedReceiver<S
 /// Joins the group named like `topic`, an empty topic of `slots` partitions
 /// (made if missing) whose partitions the group spreads over its members as
 /// slots: for servers, slots of pipelines; for `eddy run --cluster`, source
-/// partitions and key groups.
+/// partitions and key groups. With [`ClusterOptions::instance`] the member is a
+/// static one: closing does not leave the group, so its slots wait for it (up to
+/// the session timeout) instead of moving.
 pub async fn join_group(options: &ClusterOptions, topic: &str, slots: i32) -> Result<(mpsc::UnboundedReceiver<SlotChange>, SlotGroup), EddyError> {
     let topic = topic.to_string();
     create_topic(options, &topic, slots).await?;
     let (changes, received) = mpsc::unbounded_channel();
-    let consumer: BaseConsumer<SlotContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    if let Some(instance) = &options.instance {
+        config.set("group.instance.id", instance);
+    }
+    let consumer: BaseConsumer<SlotContext> = config
         .set("bootstrap.servers", &options.bootstrap)
         .set("group.id", &topic)
         .set("client.id", format!("eddy {}", options.member))
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", options.session_timeout.as_millis().to_string())
-        .set("heartbeat.interval.ms", (options.session_timeout.as_millis() / 3).max(100).to_string())
+        // Members learn of a rebalance at their next heartbeat: Kafka's 3 s default
+        // at most, however long the session timeout.
+        .set("heartbeat.interval.ms", (options.session_timeout.as_millis() / 3).clamp(100, 3000).to_string())
         .set("enable.auto.commit", "false")
         .create_with_context(SlotContext { changes: changes.clone() })
         .map_err(|e| options.error(format!("cannot join the slot group: {e}")))?;
