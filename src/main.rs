@@ -250,6 +250,9 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
             }
             let sql = std::fs::read_to_string(&file).map_err(|source| EddyError::Io { context: format!("cannot read {}", file.display()), source })?;
             let mut session = Session::new();
+            if let Some(name) = &cluster {
+                session.share_in_cluster(name);
+            }
             let pipelines = session.execute_script(&sql).await?;
             if let Some(p) = parallelism {
                 session.set("parallelism", &p.to_string())?;

@@ -130,17 +130,10 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             checkpoints: options.checkpoints.clone(),
             instance: options.instance.clone(),
         };
-        let id = format!("{}-line{}", spec.name, spec.location.line);
+        let id = pipeline_id(spec);
         let source_partitions = partition_count(&source.0)?;
-        let pipeline = ClusterPipeline {
-            index,
-            names: format!("eddy.{}.{}", options.name, topic_safe(&id)),
-            id,
-            source: source.0,
-            key_columns: source.1,
-            source_partitions,
-            key_groups,
-        };
+        let pipeline =
+            ClusterPipeline { index, names: topic_prefix(&options.name, &id), id, source: source.0, key_columns: source.1, source_partitions, key_groups };
         let terms = RunTerms { script: format!("{:016x}", fnv1a(script.as_bytes())), checkpoints: options.checkpoints.clone(), key_groups };
         terms.agree(&cluster, &pipeline.name("terms")).await?;
         create_topic(&cluster, &pipeline.name("shuffle"), key_groups).await?;
@@ -351,7 +344,7 @@ impl Member {
 async fn run_key_group(pipeline: &ClusterPipeline, script: &str, root: &CheckpointStore, group: i32, stop: watch::Receiver<bool>) -> Result<Ended, EddyError> {
     // The script is planned again, as a lone run would, and its source pointed at the shuffle.
     let mut session = Session::new();
-    let mut pipelines = session.execute_script(script).await?;
+    let mut pipelines = session.replan_script(script).await?;
     session.set("parallelism", "1")?;
     if pipeline.index >= pipelines.len() {
         return Err(EddyError::Internal(format!("the script has no pipeline {}", pipeline.index)));
@@ -530,6 +523,37 @@ fn partition_count(source: &SourceNode) -> Result<i32, EddyError> {
         return Err(EddyError::Cluster(format!("the topic {topic} does not exist on {bootstrap}; create it first")));
     }
     Ok(i32::try_from(count).unwrap_or(i32::MAX))
+}
+
+/// The pipeline's name in the cluster: its checkpoint directory's, as a lone run names it.
+fn pipeline_id(spec: &PipelineSpec) -> String {
+    format!("{}-line{}", spec.name, spec.location.line)
+}
+
+/// `eddy.CLUSTER.PIPELINE`: what a pipeline's topics, group and transactional ids are named after.
+fn topic_prefix(cluster: &str, id: &str) -> String {
+    format!("eddy.{cluster}.{}", topic_safe(id))
+}
+
+/// EXPLAIN's account of how `eddy run --cluster CLUSTER` runs `spec`: where it is
+/// cut, and the topics, groups and checkpoints of each side; or why it cannot.
+pub fn explain(spec: &PipelineSpec, cluster: &str, key_groups: i32) -> String {
+    let (source, keys) = match cut(spec) {
+        Ok(cut) => cut,
+        Err(e) => return format!("Cluster {cluster}: every member would refuse this pipeline: {e}\n"),
+    };
+    let id = pipeline_id(spec);
+    let names = topic_prefix(cluster, &id);
+    let fields = source.schema.fields();
+    let keys: Vec<&str> = keys.iter().map(|k| fields[*k].name().as_str()).collect();
+    let topic = source.table.option("topic").unwrap_or_default();
+    format!(
+        "Cluster {cluster}: cut below the aggregate, keyed by ({}), into {key_groups} key groups (named after this statement's line: {id})
+  Re-partitioners: one per partition of topic {topic}, on the member the group {names}.work gives it to; each sends on-time records to key group hash(key) % {key_groups}, partition of {names}.shuffle, with watermark markers, in Kafka transactions (transactional.id {names}.PARTITION, offsets in group {names}.offsets)
+  Key groups: each runs the operators above over its partition of {names}.shuffle, on the member the group gives it to, with checkpoints in CHECKPOINT-DIR/{id}-key-group-K
+",
+        keys.join(", ")
+    )
 }
 
 /// `name` with only the characters Kafka allows in topic names.

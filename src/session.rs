@@ -87,6 +87,16 @@ pub struct Session {
     /// How many statements `execute_script` answered at once with printed rows
     /// (`SELECT 1`, `SHOW TABLES`), so a script of only those is not "nothing to run".
     answered: usize,
+    /// `eddy run --cluster NAME`: the cluster the script's pipelines are shared in,
+    /// for EXPLAIN to show how ([`Session::share_in_cluster`]).
+    cluster: Option<String>,
+}
+
+/// What a script's answers at once (`SELECT 1`, `SHOW TABLES`, `EXPLAIN`) are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answers {
+    Print,
+    Skip,
 }
 
 impl Default for Session {
@@ -130,7 +140,12 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 impl Session {
     /// An empty session.
     pub fn new() -> Self {
-        Session { planner: Planner::new(), locations: HashMap::new(), settings: BTreeMap::new(), view_sources: HashMap::new(), answered: 0 }
+        Session { planner: Planner::new(), locations: HashMap::new(), settings: BTreeMap::new(), view_sources: HashMap::new(), answered: 0, cluster: None }
+    }
+
+    /// Makes EXPLAIN show how `eddy run --cluster NAME` shares each pipeline.
+    pub fn share_in_cluster(&mut self, name: &str) {
+        self.cluster = Some(name.to_string());
     }
 
     /// How many statements of the scripts executed so far were answered at once with rows.
@@ -219,13 +234,26 @@ impl Session {
     /// Executes every statement of a script: DDL and `SET` at once, rows of `SHOW`,
     /// `DESCRIBE` and `EXPLAIN` printed to stdout, and returns the pipelines to run.
     pub async fn execute_script(&mut self, sql: &str) -> Result<Vec<PipelineSpec>, EddyError> {
+        self.run_script(sql, Answers::Print).await
+    }
+
+    /// [`Session::execute_script`] for a script that was executed before: plans
+    /// the same pipelines without printing its answers again (a cluster member
+    /// plans the script once more for every key group it runs).
+    pub async fn replan_script(&mut self, sql: &str) -> Result<Vec<PipelineSpec>, EddyError> {
+        self.run_script(sql, Answers::Skip).await
+    }
+
+    async fn run_script(&mut self, sql: &str, answers: Answers) -> Result<Vec<PipelineSpec>, EddyError> {
         let mut pipelines = Vec::new();
         for parsed in parse_script(sql)? {
             match self.execute(&parsed).await.map_err(|e| e.pointing_into(&parsed))? {
                 Outcome::Done(_) => {}
                 Outcome::Rows(batch) => {
                     self.answered += 1;
-                    crate::console::print_rows(&batch)?
+                    if answers == Answers::Print {
+                        crate::console::print_rows(&batch)?
+                    }
                 }
                 Outcome::Pipeline(spec) => pipelines.push(spec),
             }
@@ -417,6 +445,9 @@ impl Session {
             text.push_str(&format!("  {line}\n"));
         }
         explain_partitions(&spec.plan, self.parallelism(), &mut text);
+        if let (Some(cluster), Some(_)) = (&self.cluster, &spec.sink) {
+            text.push_str(&crate::run_cluster::explain(spec, cluster, self.key_groups()));
+        }
         string_rows(&["plan"], text.lines().map(|l| vec![l.to_string()]))
     }
 

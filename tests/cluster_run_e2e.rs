@@ -362,19 +362,56 @@ fn a_static_member_started_again_gets_its_share_back_and_nothing_moves() {
 }
 
 #[test]
+fn explain_shows_the_cut_and_the_script_s_answers_are_printed_once() {
+    let topic = topic_with(2_000);
+    let (dir, out) = (tempfile::tempdir().unwrap(), Outputs::new());
+    let explain = "EXPLAIN INSERT INTO tumbled SELECT window_start, user_id, COUNT(*) AS n, SUM(amount) AS total
+           FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, user_id;";
+    let sql = script(&topic, &out, 4).replacen("INSERT INTO tumbled", &format!("{explain}\n         INSERT INTO tumbled"), 1);
+    let path = write_script(dir.path(), &sql);
+    let checkpoints = tempfile::tempdir().unwrap();
+    let output = eddy()
+        .arg("run")
+        .arg(&path)
+        .args(["--cluster", "explained", "--session-timeout", SESSION_TIMEOUT, "--checkpoint-dir"])
+        .arg(checkpoints.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The EXPLAIN is on line 7: its topics are named after it, as an INSERT there would be.
+    for said in [
+        "Cluster explained: cut below the aggregate, keyed by (user_id), into 4 key groups (named after this statement's line: tumbled-line7)",
+        &format!("one per partition of topic {topic}, on the member the group eddy.explained.tumbled-line7.work gives it to"),
+        "to key group hash(key) % 4, partition of eddy.explained.tumbled-line7.shuffle",
+        "transactional.id eddy.explained.tumbled-line7.PARTITION, offsets in group eddy.explained.tumbled-line7.offsets",
+        "with checkpoints in CHECKPOINT-DIR/tumbled-line7-key-group-K",
+    ] {
+        assert!(stdout.contains(said), "EXPLAIN does not say {said:?}:\n{stdout}");
+    }
+    // Each key group plans the script again; its EXPLAIN is not printed again.
+    assert_eq!(stdout.matches("Cluster explained: cut below").count(), 1, "{stdout}");
+    assert_eq!(committed_rows(&out.path("tumbled")).len(), expected_tumbles(2_000).len());
+}
+
+#[test]
 fn a_pipeline_the_cluster_cannot_cut_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_script(
         dir.path(),
         "CREATE TABLE numbers (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
          CREATE TABLE out (n BIGINT) WITH ('connector' = 'blackhole');
+         EXPLAIN INSERT INTO out SELECT n FROM numbers;
          INSERT INTO out SELECT n FROM numbers;",
     );
     let output = eddy().arg("run").arg(&path).args(["--cluster", "refused", "--checkpoint-dir"]).arg(dir.path().join("checkpoints")).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("out (line 3): --cluster runs pipelines that read one Kafka topic and aggregate it"), "{stderr}");
+    assert!(stderr.contains("out (line 4): --cluster runs pipelines that read one Kafka topic and aggregate it"), "{stderr}");
     assert!(stderr.contains("no keyed operator"), "{stderr}");
+    // EXPLAIN says so before anything runs.
+    let explained = String::from_utf8_lossy(&output.stdout);
+    assert!(explained.contains("Cluster refused: every member would refuse this pipeline: out (line 3): --cluster runs pipelines"), "{explained}");
     // --cluster without a checkpoint location every member shares is refused by the command line.
     let output = eddy().arg("run").arg(&path).args(["--cluster", "refused"]).output().unwrap();
     assert!(!output.status.success());
