@@ -369,11 +369,11 @@ fn explain_shows_the_cut_and_the_script_s_answers_are_printed_once() {
            FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, user_id;";
     let sql = script(&topic, &out, 4).replacen("INSERT INTO tumbled", &format!("{explain}\n         INSERT INTO tumbled"), 1);
     let path = write_script(dir.path(), &sql);
-    let checkpoints = tempfile::tempdir().unwrap();
+    let (checkpoints, name) = (tempfile::tempdir().unwrap(), unique_topic("explained"));
     let output = eddy()
         .arg("run")
         .arg(&path)
-        .args(["--cluster", "explained", "--session-timeout", SESSION_TIMEOUT, "--checkpoint-dir"])
+        .args(["--cluster", &name, "--session-timeout", SESSION_TIMEOUT, "--checkpoint-dir"])
         .arg(checkpoints.path())
         .output()
         .unwrap();
@@ -381,16 +381,16 @@ fn explain_shows_the_cut_and_the_script_s_answers_are_printed_once() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     // The EXPLAIN is on line 7: its topics are named after it, as an INSERT there would be.
     for said in [
-        "Cluster explained: cut below the aggregate, keyed by (user_id), into 4 key groups (named after this statement's line: tumbled-line7)",
-        &format!("one per partition of topic {topic}, on the member the group eddy.explained.tumbled-line7.work gives it to"),
-        "to key group hash(key) % 4, partition of eddy.explained.tumbled-line7.shuffle",
-        "transactional.id eddy.explained.tumbled-line7.PARTITION, offsets in group eddy.explained.tumbled-line7.offsets",
-        "with checkpoints in CHECKPOINT-DIR/tumbled-line7-key-group-K",
+        format!("Cluster {name}: cut below the aggregate, keyed by (user_id), into 4 key groups (named after this statement's line: tumbled-line7)"),
+        format!("one per partition of topic {topic}, on the member the group eddy.{name}.tumbled-line7.work gives it to"),
+        format!("to key group hash(key) % 4, partition of eddy.{name}.tumbled-line7.shuffle"),
+        format!("transactional.id eddy.{name}.tumbled-line7.PARTITION, offsets in group eddy.{name}.tumbled-line7.offsets"),
+        "with checkpoints in CHECKPOINT-DIR/tumbled-line7-key-group-K".to_string(),
     ] {
-        assert!(stdout.contains(said), "EXPLAIN does not say {said:?}:\n{stdout}");
+        assert!(stdout.contains(&said), "EXPLAIN does not say {said:?}:\n{stdout}");
     }
     // Each key group plans the script again; its EXPLAIN is not printed again.
-    assert_eq!(stdout.matches("Cluster explained: cut below").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches(&format!("Cluster {name}: cut below")).count(), 1, "{stdout}");
     assert_eq!(committed_rows(&out.path("tumbled")).len(), expected_tumbles(2_000).len());
 }
 
