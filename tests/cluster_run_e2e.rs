@@ -321,7 +321,7 @@ fn a_static_member_started_again_gets_its_share_back_and_nothing_moves() {
     // A session timeout far longer than a restart: a dynamic member's share would
     // move only after it, to whoever the group picks.
     const TIMEOUT: &str = "20s";
-    let mut run = ClusterRun::start_with(1_000_000, 8, 0);
+    let mut run = ClusterRun::start_with(1_500_000, 8, 0);
     let logs: Vec<PathBuf> = (0..4).map(|i| run.dir.path().join(format!("member{i}.log"))).collect();
     let start = |run: &ClusterRun, id: usize, log: &Path| {
         let instance = format!("member-{id}");
