@@ -10,9 +10,11 @@
 //! checkpoints under `--checkpoint-dir`, so it moves between members whole.
 //!
 //! Who does what is decided by Kafka's group protocol alone: the members join
-//! one group per pipeline over an empty topic, `eddy.NAME.PIPELINE.work`, whose
-//! first partitions stand for the source partitions and the others for the key
-//! groups ([`Work`]). A member that joins, leaves or dies moves its share.
+//! two groups per pipeline, each over an empty topic whose partitions stand for
+//! the work: `eddy.NAME.PIPELINE.sources` for the source partitions and
+//! `eddy.NAME.PIPELINE.key-groups` for the key groups ([`Work`]). Two groups, so
+//! each kind is spread evenly on its own. A member that joins, leaves or dies
+//! moves its share.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -70,7 +72,7 @@ struct ClusterPipeline {
     names: String,
 }
 
-/// What a slot of a pipeline's work group stands for.
+/// What a slot of one of a pipeline's two groups stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Work {
     /// Re-partitioning this source partition.
@@ -79,31 +81,41 @@ enum Work {
     KeyGroup(i32),
 }
 
+/// Which of a pipeline's two groups slots are of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkGroup {
+    /// `eddy.NAME.PIPELINE.sources`: a slot per source partition.
+    SourcePartitions,
+    /// `eddy.NAME.PIPELINE.key-groups`: a slot per key group.
+    KeyGroups,
+}
+
+impl WorkGroup {
+    fn work(self, slots: &BTreeSet<i32>) -> Vec<Work> {
+        slots
+            .iter()
+            .map(|slot| match self {
+                WorkGroup::SourcePartitions => Work::SourcePartition(*slot),
+                WorkGroup::KeyGroups => Work::KeyGroup(*slot),
+            })
+            .collect()
+    }
+
+    /// `source partitions [0, 3]`, `key groups [5]`: what `slots` stand for, for the member's log.
+    fn describe(self, slots: &BTreeSet<i32>) -> String {
+        let slots: Vec<i32> = slots.iter().copied().collect();
+        match self {
+            WorkGroup::SourcePartitions => format!("source partitions {slots:?}"),
+            WorkGroup::KeyGroups => format!("key groups {slots:?}"),
+        }
+    }
+}
+
 impl ClusterPipeline {
-    /// `eddy.NAME.PIPELINE.WHAT`: the pipeline's `shuffle`, `work` and `terms`
-    /// topics, its `offsets` group.
+    /// `eddy.NAME.PIPELINE.WHAT`: the pipeline's `shuffle`, `sources`,
+    /// `key-groups` and `terms` topics, its `offsets` group.
     fn name(&self, what: &str) -> String {
         format!("{}.{what}", self.names)
-    }
-
-    fn work(&self, slot: i32) -> Work {
-        if slot < self.source_partitions {
-            Work::SourcePartition(slot)
-        } else {
-            Work::KeyGroup(slot - self.source_partitions)
-        }
-    }
-
-    /// `source partitions [0, 3] and key groups [5]`: what `slots` stand for, for the member's log.
-    fn describe(&self, slots: &BTreeSet<i32>) -> String {
-        let (mut partitions, mut groups) = (Vec::new(), Vec::new());
-        for slot in slots {
-            match self.work(*slot) {
-                Work::SourcePartition(p) => partitions.push(p),
-                Work::KeyGroup(k) => groups.push(k),
-            }
-        }
-        format!("source partitions {partitions:?} and key groups {groups:?}")
     }
 
     fn store(&self, root: &CheckpointStore, group: i32) -> CheckpointStore {
@@ -137,7 +149,8 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
         let terms = RunTerms { script: format!("{:016x}", fnv1a(script.as_bytes())), checkpoints: options.checkpoints.clone(), key_groups };
         terms.agree(&cluster, &pipeline.name("terms")).await?;
         create_topic(&cluster, &pipeline.name("shuffle"), key_groups).await?;
-        let (changes, group) = join_group(&cluster, &pipeline.name("work"), source_partitions + key_groups).await?;
+        let (source_changes, source_group) = join_group(&cluster, &pipeline.name("sources"), source_partitions).await?;
+        let (key_group_changes, key_group_group) = join_group(&cluster, &pipeline.name("key-groups"), key_groups).await?;
         eprintln!(
             "eddy: {} (line {}) joins cluster {} as {member}: {source_partitions} source partition(s), {key_groups} key group(s) through {}",
             spec.name,
@@ -155,9 +168,14 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
         };
         let stop = stop.clone();
         runs.push(async move {
-            let ended = member.run(changes, stop).await;
+            let ended = member.run(source_changes, key_group_changes, stop).await;
             // Leaving hands this member's share to the others at once.
-            tokio::task::spawn_blocking(move || group.leave()).await.ok();
+            tokio::task::spawn_blocking(move || {
+                source_group.leave();
+                key_group_group.leave();
+            })
+            .await
+            .ok();
             ended
         });
     }
@@ -171,8 +189,8 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
 enum MemberEvent {
     /// Ctrl-C, SIGTERM, or the group is gone.
     Stopped,
-    /// The group moved slots to or from this member.
-    Slots(SlotChange),
+    /// One of the groups moved slots to or from this member.
+    Slots(WorkGroup, SlotChange),
     /// Time to look whether every key group has run to its end.
     CheckFinished,
     /// Time for a progress line.
@@ -190,7 +208,12 @@ struct Member {
 }
 
 impl Member {
-    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<SlotChange>, mut stop: watch::Receiver<bool>) -> Result<(), EddyError> {
+    async fn run(
+        mut self,
+        mut source_changes: mpsc::UnboundedReceiver<SlotChange>,
+        mut key_group_changes: mpsc::UnboundedReceiver<SlotChange>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), EddyError> {
         let spec = Arc::new(RepartitionSpec {
             node: self.pipeline.source.clone(),
             key_columns: self.pipeline.key_columns.clone(),
@@ -207,28 +230,29 @@ impl Member {
         loop {
             let event = tokio::select! {
                 _ = stop.wait_for(|s| *s) => MemberEvent::Stopped,
-                change = changes.recv() => change.map_or(MemberEvent::Stopped, MemberEvent::Slots),
+                change = source_changes.recv() => change.map_or(MemberEvent::Stopped, |c| MemberEvent::Slots(WorkGroup::SourcePartitions, c)),
+                change = key_group_changes.recv() => change.map_or(MemberEvent::Stopped, |c| MemberEvent::Slots(WorkGroup::KeyGroups, c)),
                 _ = check.tick() => MemberEvent::CheckFinished,
                 _ = progress.tick(), if self.progress_every.is_some() => MemberEvent::Progress,
             };
             match event {
                 MemberEvent::Stopped => break,
-                MemberEvent::Slots(SlotChange::Gained(slots)) => {
-                    eprintln!("eddy: {}: this member takes {}", self.pipeline.id, self.pipeline.describe(&slots));
-                    for slot in slots {
-                        match self.pipeline.work(slot) {
+                MemberEvent::Slots(group, SlotChange::Gained(slots)) => {
+                    eprintln!("eddy: {}: this member takes {}", self.pipeline.id, group.describe(&slots));
+                    for work in group.work(&slots) {
+                        match work {
                             Work::SourcePartition(p) => self.start_repartitioner(&spec, p),
                             Work::KeyGroup(k) => self.start_key_group(k),
                         }
                     }
                 }
-                MemberEvent::Slots(SlotChange::Lost(slots, how, stopped)) => {
+                MemberEvent::Slots(group, SlotChange::Lost(slots, how, stopped)) => {
                     let why = match how {
                         Handover::Orderly => "the group moves them",
                         Handover::Lost => "the group took them while this member was not heard from",
                     };
-                    eprintln!("eddy: {}: this member hands over {} ({why})", self.pipeline.id, self.pipeline.describe(&slots));
-                    self.stop(&slots, how).await;
+                    eprintln!("eddy: {}: this member hands over {} ({why})", self.pipeline.id, group.describe(&slots));
+                    self.stop(&group.work(&slots), how).await;
                     let _ = stopped.send(());
                 }
                 MemberEvent::Progress => {
@@ -253,7 +277,8 @@ impl Member {
                 }
             }
         }
-        let everything: BTreeSet<i32> = (0..self.pipeline.source_partitions + self.pipeline.key_groups).collect();
+        let everything: Vec<Work> =
+            (0..self.pipeline.source_partitions).map(Work::SourcePartition).chain((0..self.pipeline.key_groups).map(Work::KeyGroup)).collect();
         self.stop(&everything, Handover::Orderly).await;
         Ok(())
     }
@@ -304,10 +329,10 @@ impl Member {
     }
 
     /// Stops the work of `slots` before the group may give it to another member.
-    async fn stop(&mut self, slots: &BTreeSet<i32>, how: Handover) {
+    async fn stop(&mut self, work: &[Work], how: Handover) {
         let mut waiting = Vec::new();
-        for slot in slots {
-            match self.pipeline.work(*slot) {
+        for work in work {
+            match *work {
                 Work::SourcePartition(p) => {
                     if let Some((release, task)) = self.repartitioners.remove(&p) {
                         let _ = release.send(match how {
@@ -549,8 +574,8 @@ pub fn explain(spec: &PipelineSpec, cluster: &str, key_groups: i32) -> String {
     let topic = source.table.option("topic").unwrap_or_default();
     format!(
         "Cluster {cluster}: cut below the aggregate, keyed by ({}), into {key_groups} key groups (named after this statement's line: {id})
-  Re-partitioners: one per partition of topic {topic}, on the member the group {names}.work gives it to; each sends on-time records to key group hash(key) % {key_groups}, partition of {names}.shuffle, with watermark markers, in Kafka transactions (transactional.id {names}.PARTITION, offsets in group {names}.offsets)
-  Key groups: each runs the operators above over its partition of {names}.shuffle, on the member the group gives it to, with checkpoints in CHECKPOINT-DIR/{id}-key-group-K
+  Re-partitioners: one per partition of topic {topic}, on the member the group {names}.sources gives it to; each sends on-time records to key group hash(key) % {key_groups}, partition of {names}.shuffle, with watermark markers, in Kafka transactions (transactional.id {names}.PARTITION, offsets in group {names}.offsets)
+  Key groups: each runs the operators above over its partition of {names}.shuffle, on the member the group {names}.key-groups gives it to, with checkpoints in CHECKPOINT-DIR/{id}-key-group-K
 ",
         keys.join(", ")
     )

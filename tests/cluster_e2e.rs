@@ -20,6 +20,14 @@ struct Member {
     http: String,
 }
 
+/// How a test's members join the group.
+#[derive(Clone, Copy)]
+enum Membership {
+    Dynamic,
+    /// Each with `--instance-id member-I`.
+    Static,
+}
+
 /// How long a member may go unheard before its pipelines move: the broker's least.
 const SESSION_TIMEOUT: &str = "6s";
 /// A session timeout longer than any test waits.
@@ -27,7 +35,8 @@ const LONG_SESSION_TIMEOUT: &str = "120s";
 
 impl Member {
     /// Starts a member of `cluster` with its checkpoints in the shared `checkpoints`.
-    fn start(cluster: &str, data_dir: &Path, checkpoints: &Path, port: u16, session_timeout: &str) -> Member {
+    /// `instance`: its `--instance-id`, if it is a static member.
+    fn start(cluster: &str, data_dir: &Path, checkpoints: &Path, port: u16, session_timeout: &str, instance: Option<String>) -> Member {
         let mut command = eddy();
         command
             .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--http", "127.0.0.1:0", "--data-dir"])
@@ -35,6 +44,7 @@ impl Member {
             .arg("--checkpoints")
             .arg(checkpoints)
             .args(["--cluster", cluster, "--kafka", &broker(), "--session-timeout", session_timeout])
+            .args(instance.iter().flat_map(|id| ["--instance-id", id.as_str()]))
             .env_remove("EDDY_TOKEN")
             // Armed by writing `armed` into it: see `a_member_cut_off_from_the_group_commits_nothing`.
             .env("EDDY_PAUSE_AT", format!("slot-lost:{}", data_dir.join("hold-slot-loss").display()))
@@ -101,6 +111,7 @@ fn expected_per_bidder() -> String {
 struct Cluster {
     name: String,
     session_timeout: &'static str,
+    membership: Membership,
     members: Vec<Member>,
     ports: Vec<u16>,
     dirs: Vec<tempfile::TempDir>,
@@ -113,18 +124,36 @@ impl Cluster {
     }
 
     fn start_with(n: usize, session_timeout: &'static str) -> Cluster {
-        let name = unique_topic("cluster");
-        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let checkpoints = tempfile::tempdir().unwrap();
-        let members = (0..n).map(|i| Member::start(&name, dirs[i].path(), checkpoints.path(), ports[i], session_timeout)).collect();
-        Cluster { name, session_timeout, members, ports, dirs, checkpoints }
+        Self::start_as(n, session_timeout, Membership::Dynamic)
+    }
+
+    fn start_as(n: usize, session_timeout: &'static str, membership: Membership) -> Cluster {
+        let mut cluster = Cluster {
+            name: unique_topic("cluster"),
+            session_timeout,
+            membership,
+            members: Vec::new(),
+            ports: (0..n).map(|_| free_port()).collect(),
+            dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+            checkpoints: tempfile::tempdir().unwrap(),
+        };
+        cluster.members = (0..n).map(|i| cluster.member(i)).collect();
+        cluster
+    }
+
+    /// Starts member `i`, under its address and directory.
+    fn member(&self, i: usize) -> Member {
+        let instance = match self.membership {
+            Membership::Dynamic => None,
+            Membership::Static => Some(format!("member-{i}")),
+        };
+        Member::start(&self.name, self.dirs[i].path(), self.checkpoints.path(), self.ports[i], self.session_timeout, instance)
     }
 
     /// Starts member `i` again, under the same address and directory.
     fn restart(&mut self, i: usize) {
         self.members[i].process.kill();
-        self.members[i] = Member::start(&self.name, self.dirs[i].path(), self.checkpoints.path(), self.ports[i], self.session_timeout);
+        self.members[i] = self.member(i);
     }
 
     /// The member running pipeline `id` once every member agrees which it is
@@ -364,6 +393,23 @@ fn a_killed_members_pipeline_resumes_on_another_and_writes_each_row_once() {
     cluster.members[now_runs].process.kill();
     let other = &cluster.members[(0..3).find(|i| *i != now_runs && *i != runner).unwrap()];
     other.wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("STOPPED on {}", other.address));
+}
+
+#[test]
+fn a_static_member_killed_and_started_again_runs_its_pipeline_again_before_the_session_timeout() {
+    // With a session timeout longer than the test waits, a dynamic member's
+    // pipelines would stay with its dead self; a static one takes them back.
+    let mut cluster = Cluster::start_as(3, LONG_SESSION_TIMEOUT, Membership::Static);
+    let counting = Counting::start(&cluster);
+    let (runner, runner_address) = cluster.runner_of("p1");
+    // Heartbeats are 3 s apart: let any rebalance still spreading slots end.
+    std::thread::sleep(Duration::from_secs(7));
+    cluster.restart(runner);
+    counting.produce_rest();
+    let restarted = Instant::now();
+    cluster.members[runner].wait_for("SHOW PIPELINES", |p| status_of(p, "p1") == format!("RUNNING on {runner_address}"));
+    eprintln!("p1 ran again on the restarted static member {:.1} s after it started", restarted.elapsed().as_secs_f64());
+    counting.close_and_check();
 }
 
 #[test]

@@ -135,12 +135,9 @@ fn shares(log: &Path) -> BTreeMap<String, std::collections::BTreeSet<String>> {
             (_, Some(what)) => (false, what),
             _ => continue,
         };
-        let lists: Vec<&str> = what.split('[').skip(1).map(|l| l.split(']').next().unwrap()).collect();
-        let slots = lists[0]
-            .split(", ")
-            .filter(|s| !s.is_empty())
-            .map(|p| format!("p{p}"))
-            .chain(lists[1].split(", ").filter(|s| !s.is_empty()).map(|k| format!("k{k}")));
+        let (kind, list) = what.split_once(" [").unwrap();
+        let tag = if kind == "source partitions" { "p" } else { "k" };
+        let slots = list.split(']').next().unwrap().split(", ").filter(|s| !s.is_empty()).map(|n| format!("{tag}{n}"));
         let held = shares.entry(pipeline.to_string()).or_default();
         for slot in slots {
             if taking {
@@ -329,11 +326,16 @@ fn a_static_member_started_again_gets_its_share_back_and_nothing_moves() {
         member_with(&run.script, &run.name, run.checkpoints.path(), stderr, &["--session-timeout", TIMEOUT, "--instance-id", &instance])
     };
     run.members = (0..3).map(|i| start(&run, i, &logs[i])).collect();
-    // Wait until each pipeline's 16 slots are spread evenly: 6, 5 and 5.
+    // Wait until each pipeline's 8 source partitions and 8 key groups are spread evenly: 3, 3 and 2 of each.
     let deadline = Instant::now() + Duration::from_secs(60);
     let balanced = |logs: &[PathBuf]| {
         let held: Vec<_> = logs[..3].iter().map(|l| shares(l)).collect();
-        ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| held.iter().all(|h| matches!(h.get(*p).map_or(0, |s| s.len()), 5 | 6)))
+        ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| {
+            held.iter().all(|h| {
+                let of = |kind: char| h.get(*p).map_or(0, |s| s.iter().filter(|slot| slot.starts_with(kind)).count());
+                matches!(of('p'), 2 | 3) && matches!(of('k'), 2 | 3)
+            })
+        })
     };
     let began = Instant::now();
     while !balanced(&logs) {
@@ -382,7 +384,7 @@ fn explain_shows_the_cut_and_the_script_s_answers_are_printed_once() {
     // The EXPLAIN is on line 7: its topics are named after it, as an INSERT there would be.
     for said in [
         format!("Cluster {name}: cut below the aggregate, keyed by (user_id), into 4 key groups (named after this statement's line: tumbled-line7)"),
-        format!("one per partition of topic {topic}, on the member the group eddy.{name}.tumbled-line7.work gives it to"),
+        format!("one per partition of topic {topic}, on the member the group eddy.{name}.tumbled-line7.sources gives it to"),
         format!("to key group hash(key) % 4, partition of eddy.{name}.tumbled-line7.shuffle"),
         format!("transactional.id eddy.{name}.tumbled-line7.PARTITION, offsets in group eddy.{name}.tumbled-line7.offsets"),
         "with checkpoints in CHECKPOINT-DIR/tumbled-line7-key-group-K".to_string(),
