@@ -133,9 +133,13 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
     for (index, spec) in pipelines.iter().enumerate() {
         let source = cut(spec)?;
         let table_bootstrap = source.0.table.option("properties.bootstrap.servers").unwrap_or_default().to_string();
+        let bootstrap = options.bootstrap.clone().unwrap_or_else(|| table_bootstrap.clone());
+        for brokers in BTreeSet::from([&table_bootstrap, &bootstrap]) {
+            wait_for_brokers(brokers, &options.name, stop.clone()).await?;
+        }
         let cluster = ClusterOptions {
             name: options.name.clone(),
-            bootstrap: options.bootstrap.clone().unwrap_or(table_bootstrap),
+            bootstrap,
             member: member.clone(),
             token: None,
             session_timeout: options.session_timeout,
@@ -531,6 +535,42 @@ fn sources_mut(node: &mut StreamNode) -> Vec<&mut SourceNode> {
         StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } | StreamNode::WindowAssign { input, .. } => sources_mut(input),
         StreamNode::WindowAggregate(aggregate) => sources_mut(&mut aggregate.input),
         _ => Vec::new(),
+    }
+}
+
+/// Waits until the brokers at `bootstrap` answer, saying so while they do not
+/// (a member started before its brokers, as pods may be, waits for them).
+async fn wait_for_brokers(bootstrap: &str, cluster: &str, mut stop: watch::Receiver<bool>) -> Result<(), EddyError> {
+    /// How long one attempt waits for an answer, and how often a failure is said again.
+    const ATTEMPT: Duration = Duration::from_secs(5);
+    const SAY_EVERY: Duration = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let mut said: Option<std::time::Instant> = None;
+    loop {
+        let brokers = bootstrap.to_string();
+        let answered = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create().map_err(|e| e.to_string())?;
+            client.fetch_metadata(None, ATTEMPT).map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| EddyError::Internal(format!("the broker check failed: {e}")))?;
+        match answered {
+            Ok(()) => {
+                if said.is_some() {
+                    eprintln!("eddy: cluster {cluster}: the brokers at {bootstrap} answer after {} s; joining", started.elapsed().as_secs());
+                }
+                return Ok(());
+            }
+            Err(e) if said.is_none_or(|at| at.elapsed() >= SAY_EVERY) => {
+                eprintln!("eddy: cluster {cluster}: cannot reach the brokers at {bootstrap} ({e}); retrying every {} s", ATTEMPT.as_secs());
+                said = Some(std::time::Instant::now());
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Err(EddyError::Cluster(format!("stopped while waiting for the brokers at {bootstrap}"))),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }
 

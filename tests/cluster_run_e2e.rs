@@ -396,6 +396,45 @@ fn explain_shows_the_cut_and_the_script_s_answers_are_printed_once() {
     assert_eq!(committed_rows(&out.path("tumbled")).len(), expected_tumbles(2_000).len());
 }
 
+/// Forwards every connection to `address` from a new listener on `port`.
+fn forward(port: u16, address: String) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&address) else { continue };
+            for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+            }
+        }
+    });
+}
+
+#[test]
+fn a_member_started_before_its_brokers_waits_for_them_and_says_so() {
+    let topic = topic_with(2_000);
+    let (dir, out) = (tempfile::tempdir().unwrap(), Outputs::new());
+    // The script names brokers at a port nothing listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let absent = format!("127.0.0.1:{port}");
+    let path = write_script(dir.path(), &script(&topic, &out, 4).replace(&broker(), &absent));
+    let (log, checkpoints) = (dir.path().join("member.log"), tempfile::tempdir().unwrap());
+    let mut member = [member(&path, &unique_topic("waits"), checkpoints.path(), Stdio::from(std::fs::File::create(&log).unwrap()))];
+    let said = |what: &str| std::fs::read_to_string(&log).unwrap().contains(what);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !said(&format!("cannot reach the brokers at {absent}")) {
+        assert!(Instant::now() < deadline, "the member does not say it cannot reach the brokers: {}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(member[0].0.try_wait().unwrap().is_none(), "the member gave up: {}", std::fs::read_to_string(&log).unwrap());
+    // The brokers appear: the member joins and runs the script to its end.
+    forward(port, broker());
+    wait_all(&mut member, Duration::from_secs(120));
+    assert!(said(&format!("the brokers at {absent} answer after")), "{}", std::fs::read_to_string(&log).unwrap());
+    let tumbles = committed_rows(&out.path("tumbled"));
+    assert_eq!(tumbles.len(), expected_tumbles(2_000).len());
+}
+
 #[test]
 fn a_pipeline_the_cluster_cannot_cut_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
