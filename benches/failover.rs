@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::flag_value;
+use common::{dir_bytes, flag_value};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, producer, unique_topic, TestRecord};
 
 mod common;
@@ -41,12 +41,6 @@ fn p1(address: &str) -> (String, u64) {
     let listed = sql(address, "SHOW PIPELINES");
     let row: Vec<&str> = listed.lines().find(|l| l.starts_with("p1,")).unwrap_or_default().split(',').collect();
     (row.get(2).unwrap_or(&"").to_string(), row.get(3).and_then(|n| n.parse().ok()).unwrap_or(0))
-}
-
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) }).sum())
-        .unwrap_or(0)
 }
 
 fn main() {

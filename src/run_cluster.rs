@@ -541,8 +541,9 @@ fn sources_mut(node: &mut StreamNode) -> Vec<&mut SourceNode> {
 /// Waits until the brokers at `bootstrap` answer, saying so while they do not
 /// (a member started before its brokers, as pods may be, waits for them).
 async fn wait_for_brokers(bootstrap: &str, cluster: &str, mut stop: watch::Receiver<bool>) -> Result<(), EddyError> {
-    /// How long one attempt waits for an answer, and how often a failure is said again.
+    /// How long one attempt waits for an answer.
     const ATTEMPT: Duration = Duration::from_secs(5);
+    /// How often a failure is said again.
     const SAY_EVERY: Duration = Duration::from_secs(30);
     let started = std::time::Instant::now();
     let mut said: Option<std::time::Instant> = None;
@@ -562,7 +563,7 @@ async fn wait_for_brokers(bootstrap: &str, cluster: &str, mut stop: watch::Recei
                 return Ok(());
             }
             Err(e) if said.is_none_or(|at| at.elapsed() >= SAY_EVERY) => {
-                eprintln!("eddy: cluster {cluster}: cannot reach the brokers at {bootstrap} ({e}); retrying every {} s", ATTEMPT.as_secs());
+                eprintln!("eddy: cluster {cluster}: cannot reach the brokers at {bootstrap} ({e}); waiting for them");
                 said = Some(std::time::Instant::now());
             }
             Err(_) => {}

@@ -98,3 +98,10 @@ pub fn run_script_watching(
         Ok(Measured { summary, metrics, wall: started.elapsed().as_secs_f64(), cpu: cpu_seconds() - cpu })
     })
 }
+
+/// Bytes of every file under `dir`: a checkpoint directory's size.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) }).sum())
+        .unwrap_or(0)
+}
