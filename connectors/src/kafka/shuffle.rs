@@ -340,7 +340,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         let read = read.map_err(|e| ConnectorError::invalid("topic", &writer.source_topic, format!("cannot read partition {partition}: {e}")))?;
         match read {
             Some(read) => {
-                writer.forward(read, &mut prep)?;
+                writer.forward(read, &mut prep).await?;
                 let time = if reader_idle(&reader) { PartitionTime::Idle } else { PartitionTime::At(prep.watermark().0) };
                 let due = writer.last_commit.elapsed() >= COMMIT_EVERY && (writer.pending || writer.told != Some(time));
                 if due || writer.last_markers.elapsed() >= MARKERS_EVERY {
@@ -434,7 +434,7 @@ struct ShuffleWriter {
 
 impl ShuffleWriter {
     /// Sends each on-time row's record to its key group, and each malformed one to key group 0.
-    fn forward(&mut self, read: Read, prep: &mut SourcePrepOperator) -> Result<(), ConnectorError> {
+    async fn forward(&mut self, read: Read, prep: &mut SourcePrepOperator) -> Result<(), ConnectorError> {
         let Read { batch, records, rows_from } = read;
         let rows = batch.rows.into_inserts("re-partitioning").map_err(|e| ConnectorError::invalid("eddy.cluster", "rows", e.to_string()))?;
         let judged = prep.judge(rows).map_err(|e| ConnectorError::invalid("eddy.cluster", "rows", e.to_string()))?;
@@ -449,11 +449,11 @@ impl ShuffleWriter {
                 batch.late += 1;
                 continue;
             }
-            self.send(&records, record, *group)?;
+            self.send(&records, record, *group).await?;
             batch.rows += 1;
         }
         for record in decoded.iter().enumerate().filter(|(_, d)| !**d).map(|(r, _)| r) {
-            self.send(&records, record, 0)?;
+            self.send(&records, record, 0).await?;
             batch.malformed += 1;
         }
         self.done.add(&batch);
@@ -471,7 +471,7 @@ impl ShuffleWriter {
     }
 
     /// Hands record `i` of `records` to the producer, for key group `group`.
-    fn send(&mut self, records: &super::source::Polled, i: usize, group: i32) -> Result<(), ConnectorError> {
+    async fn send(&mut self, records: &super::source::Polled, i: usize, group: i32) -> Result<(), ConnectorError> {
         let bytes = records.chunk.bytes(&records.chunk.records[i]);
         let mut headers = OwnedHeaders::new();
         for (name, value) in records.headers.get(i).map(Vec::as_slice).unwrap_or_default() {
@@ -487,17 +487,18 @@ impl ShuffleWriter {
         if let Some(ts) = timestamp {
             record = record.timestamp(ts);
         }
-        self.enqueue(record).map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))
+        self.enqueue(record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))
     }
 
-    /// Hands `record` to the producer, waiting while its queue is full. Delivery is
-    /// checked by the transaction's commit.
-    fn enqueue(&self, mut record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+    /// Hands `record` to the producer, waiting while its queue is full (the
+    /// producer's own thread drains it; the runtime's thread does other work
+    /// meanwhile). Delivery is checked by the transaction's commit.
+    async fn enqueue(&self, mut record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
         loop {
             match self.producer.send_result(record) {
                 Ok(_) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    self.producer.poll(Duration::from_millis(5));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     record = returned;
                 }
                 Err((e, _)) => return Err(e),
@@ -517,7 +518,7 @@ impl ShuffleWriter {
             let marker = Marker { partition: self.partition, partitions: self.spec.source_partitions, time }.encode();
             for group in 0..self.spec.key_groups {
                 let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).key(marker.as_bytes());
-                self.enqueue(record).map_err(|e| ConnectorError::kafka(format!("cannot write a marker to {}", self.spec.shuffle_topic), e))?;
+                self.enqueue(record).await.map_err(|e| ConnectorError::kafka(format!("cannot write a marker to {}", self.spec.shuffle_topic), e))?;
             }
         }
         let watermark = match time {
