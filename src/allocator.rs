@@ -13,6 +13,15 @@
 /// Rust's allocations go to mimalloc: the operators that keep rows as bytes
 /// (joins, ranks) allocate and free millions of small buffers, where glibc's
 /// malloc spent a third of the CPU (`perf` over Nexmark q19).
+///
+/// Its price is memory. Measured again on 2026-12-07 (`--profile dev`, two runs
+/// each, glibc tuned as in [`tune`]): glibc used the same CPU on the file
+/// workloads of `benches/files.rs`, 7 % less on q19, 15 % more on q7, 20 % more on
+/// q8 and 5 % more decoding Kafka JSON; but peak RSS halved (TUMBLE 93 against
+/// 180 MB, one-key SESSION 87 against 125 to 150 MB). heaptrack (with glibc)
+/// puts the one-key SESSION's live heap at 10 MB at its peak: the rest is freed
+/// memory mimalloc keeps, batches being allocated on the reading thread and freed
+/// on others. Throughput won; the memory is what it costs.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
