@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dir_bytes, flag_value};
+use common::{dir_bytes, flag_value, Feeder};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, producer, unique_topic, TestRecord};
 
 mod common;
@@ -141,21 +141,7 @@ fn main() {
         .collect();
 
     // A steady input, so the key groups have rows to read once they run again.
-    let feeding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let feeder = {
-        let (feeding, bootstrap, topic) = (std::sync::Arc::clone(&feeding), bootstrap.clone(), topic.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("runtime");
-            let kafka = producer(&bootstrap);
-            let mut next = keys;
-            while feeding.load(std::sync::atomic::Ordering::Relaxed) {
-                let batch: Vec<TestRecord> = (next..next + rate / 10).map(|i| event(i, (i * 7919) % keys)).collect();
-                runtime.block_on(produce_with(&kafka, &topic, &batch));
-                next += rate / 10;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let feeder = Feeder::start(&bootstrap, &topic, rate, keys, move |i| event(i, (i * 7919) % keys));
 
     // Wait until every event per key was shuffled, the shares have not moved for
     // 5 s, and every key group saved two checkpoints since.
@@ -207,8 +193,7 @@ fn main() {
         assert!(killed_at.elapsed() < Duration::from_secs(600), "the killed member's key groups did not run again: {output:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    feeding.store(false, std::sync::atomic::Ordering::Relaxed);
-    let _ = feeder.join();
+    feeder.stop();
     running.clear();
     let span = |times: &BTreeMap<u32, Duration>| {
         let (low, high) = (times.values().min().copied().unwrap_or_default(), times.values().max().copied().unwrap_or_default());

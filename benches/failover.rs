@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dir_bytes, flag_value};
+use common::{dir_bytes, flag_value, Feeder};
 use eddy_connectors::kafka::testing::{broker, create_topic, produce_with, producer, unique_topic, TestRecord};
 
 mod common;
@@ -94,21 +94,7 @@ fn main() {
         ),
     );
     // A steady input, so the pipeline has rows to read once it runs again.
-    let feeding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let feeder = {
-        let (feeding, bootstrap, topic) = (std::sync::Arc::clone(&feeding), bootstrap.clone(), topic.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("runtime");
-            let kafka = producer(&bootstrap);
-            let mut next = keys;
-            while feeding.load(std::sync::atomic::Ordering::Relaxed) {
-                let batch: Vec<TestRecord> = (next..next + rate / 10).map(|i| TestRecord::value((i % 4) as i32, format!(r#"{{"id":{i}}}"#))).collect();
-                runtime.block_on(produce_with(&kafka, &topic, &batch));
-                next += rate / 10;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let feeder = Feeder::start(&bootstrap, &topic, rate, keys, |i| TestRecord::value((i % 4) as i32, format!(r#"{{"id":{i}}}"#)));
 
     // Wait until a member runs it and a checkpoint after every key was read is saved.
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -143,8 +129,7 @@ fn main() {
         assert!(kill_at.elapsed() < Duration::from_secs(600), "p1 did not run again after {killed_address} was killed");
         std::thread::sleep(Duration::from_millis(50));
     }
-    feeding.store(false, std::sync::atomic::Ordering::Relaxed);
-    let _ = feeder.join();
+    feeder.stop();
     println!(
         "{members} members, session timeout {session_timeout}, {keys} keys, checkpoint directory {:.1} MB: \
          runs on another member {:.2} s after SIGKILL, reads rows again {:.2} s after",

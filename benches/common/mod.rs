@@ -105,3 +105,41 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
         .map(|entries| entries.filter_map(|e| e.ok()).map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) }).sum())
         .unwrap_or(0)
 }
+
+/// Produces `rate` events a second to `topic` on a thread of its own, event `i`
+/// from `first` on as `event(i)` makes it, until [`Feeder::stop`]: a steady input
+/// for a pipeline to read once it runs again.
+pub struct Feeder {
+    feeding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Feeder {
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        rate: u64,
+        first: u64,
+        event: impl Fn(u64) -> eddy_connectors::kafka::testing::TestRecord + Send + 'static,
+    ) -> Feeder {
+        let feeding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (still, bootstrap, topic) = (std::sync::Arc::clone(&feeding), bootstrap.to_string(), topic.to_string());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            let kafka = eddy_connectors::kafka::testing::producer(&bootstrap);
+            let mut next = first;
+            while still.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<_> = (next..next + rate / 10).map(&event).collect();
+                runtime.block_on(eddy_connectors::kafka::testing::produce_with(&kafka, &topic, &batch));
+                next += rate / 10;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        Feeder { feeding, thread }
+    }
+
+    pub fn stop(self) {
+        self.feeding.store(false, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
