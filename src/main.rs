@@ -68,7 +68,8 @@ enum Command {
         /// With --cluster: make this a static member named ID (Kafka's
         /// group.instance.id), unique in the cluster. Started again under the same ID
         /// within the session timeout, it gets its share back as it was and nothing
-        /// moves; stopped, its share waits for it until the session timeout.
+        /// moves; stopped, its share waits for it until the session timeout. A member
+        /// whose ID another member takes stops, saying so.
         #[arg(long, value_name = "ID", requires = "cluster")]
         instance_id: Option<String>,
     },

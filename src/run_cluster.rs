@@ -228,6 +228,7 @@ impl Member {
             offsets_group: self.pipeline.name("offsets"),
             totals: RepartitionTotals::default(),
         });
+        let mut ended = Ok(());
         let mut check = tokio::time::interval(FINISHED_CHECK_EVERY);
         let mut progress = tokio::time::interval(self.progress_every.unwrap_or(Duration::from_secs(3600)));
         progress.tick().await;
@@ -249,6 +250,10 @@ impl Member {
                             Work::KeyGroup(k) => self.start_key_group(k),
                         }
                     }
+                }
+                MemberEvent::Slots(_, SlotChange::Expelled(why)) => {
+                    ended = Err(EddyError::Cluster(format!("{}: {why}", self.pipeline.id)));
+                    break;
                 }
                 MemberEvent::Slots(group, SlotChange::Lost(slots, how, stopped)) => {
                     let why = match how {
@@ -284,7 +289,7 @@ impl Member {
         let everything: Vec<Work> =
             (0..self.pipeline.source_partitions).map(Work::SourcePartition).chain((0..self.pipeline.key_groups).map(Work::KeyGroup)).collect();
         self.stop(&everything, Handover::Orderly).await;
-        Ok(())
+        ended
     }
 
     fn start_repartitioner(&mut self, spec: &Arc<RepartitionSpec>, partition: i32) {

@@ -387,6 +387,10 @@ impl Server {
                 self.refresh_runs_on(cluster);
                 let _ = stopped.send(());
             }
+            SlotChange::Expelled(why) => {
+                tracing::error!("{why}");
+                eprintln!("eddy server: {why}; this member runs no pipeline until it is started again");
+            }
         }
         drop(state);
         let mine = cluster.slot_map().mine();

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::mpsc;
 
@@ -98,6 +99,9 @@ pub enum SlotChange {
     /// These slots are no longer this member's: the server stops their pipelines,
     /// then answers on `stopped`, and only then may another member start them.
     Lost(BTreeSet<i32>, Handover, std::sync::mpsc::Sender<()>),
+    /// The group will not have this member back (another member joined under its
+    /// `--instance-id`): its slots are lost already, and no more will come. Why.
+    Expelled(String),
 }
 
 /// How slots left this member.
@@ -201,21 +205,42 @@ pub async fn join_group(options: &ClusterOptions, topic: &str, slots: i32) -> Re
     consumer.subscribe(&[&topic]).map_err(|e| options.error(format!("cannot subscribe to {topic}: {e}")))?;
     let leaving = Arc::new(AtomicBool::new(false));
     let leave = Arc::clone(&leaving);
+    let instance = options.instance.clone();
     let thread = std::thread::Builder::new()
         .name("eddy-slots".into())
         .spawn(move || {
             // The topic holds no records: a poll only serves heartbeats and rebalances.
+            let mut expelled = None;
             while !changes.is_closed() && !leave.load(Ordering::Relaxed) {
-                if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
-                    tracing::warn!("the cluster's slot group: {e}");
+                match consumer.poll(Duration::from_millis(100)) {
+                    // Fenced, or another fatal error: this consumer will not be given slots again.
+                    Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                        expelled = Some(expelled_because(instance.as_deref(), &e.to_string()));
+                        break;
+                    }
+                    Some(Err(e)) => tracing::warn!("the cluster's slot group: {e}"),
+                    _ => {}
                 }
             }
             // Dropping the consumer closes it: its slots are revoked (served by the
             // callbacks above) and it leaves the group.
             drop(consumer);
+            if let Some(why) = expelled {
+                let _ = changes.send(SlotChange::Expelled(why));
+            }
         })
         .map_err(|e| EddyError::Internal(format!("cannot start the slot group's thread: {e}")))?;
     Ok((received, SlotGroup { leaving, thread: Some(thread) }))
+}
+
+/// Why librdkafka's fatal error ended this member's place in the group.
+fn expelled_because(instance: Option<&str>, reason: &str) -> String {
+    match instance {
+        Some(id) if reason.contains("FencedInstanceId") || reason.contains("group.instance.id") => {
+            format!("another member joined with the same --instance-id {id}, and the group dropped this one ({reason}); give each member an ID of its own")
+        }
+        _ => format!("the group dropped this member ({reason})"),
+    }
 }
 
 #[cfg(test)]
