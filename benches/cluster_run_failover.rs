@@ -37,20 +37,20 @@ fn event(i: u64, user: u64) -> TestRecord {
     TestRecord::value((i % PARTITIONS as u64) as i32, format!(r#"{{"user_id":{user},"amount":{}}}"#, i % 100))
 }
 
+/// The key groups a member's log line names (`... key groups [1, 5]`; none for source partitions).
+fn key_groups_in(line: &str) -> impl Iterator<Item = u32> + '_ {
+    let groups = line.split("key groups [").nth(1).and_then(|g| g.split(']').next()).unwrap_or_default();
+    groups.split(", ").filter_map(|g| g.parse().ok())
+}
+
 /// The key groups a member's log says it runs now.
 fn key_groups_of(log: &Path) -> Vec<u32> {
     let mut held = std::collections::BTreeSet::new();
     for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        let (taking, what) = match (line.split_once("this member takes "), line.split_once("this member hands over ")) {
-            (Some((_, what)), _) => (true, what),
-            (_, Some((_, what))) => (false, what),
-            _ => continue,
-        };
-        let groups = what.split("key groups [").nth(1).and_then(|g| g.split(']').next()).unwrap_or_default();
-        for group in groups.split(", ").filter_map(|g| g.parse::<u32>().ok()) {
-            if taking {
-                held.insert(group);
-            } else {
+        if line.contains("this member takes ") {
+            held.extend(key_groups_in(line));
+        } else if line.contains("this member hands over ") {
+            for group in key_groups_in(line) {
                 held.remove(&group);
             }
         }
@@ -178,11 +178,8 @@ fn main() {
         for (i, log) in logs.iter().enumerate().skip(1) {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let new_lines = text.lines().skip(said_before[i]).filter(|l| l.contains("this member takes "));
-            for line in new_lines {
-                let groups = line.split("key groups [").nth(1).and_then(|g| g.split(']').next()).unwrap_or_default();
-                for group in groups.split(", ").filter_map(|g| g.parse::<u32>().ok()) {
-                    taken.entry(group).or_insert_with(|| killed_at.elapsed());
-                }
+            for group in new_lines.flat_map(key_groups_in) {
+                taken.entry(group).or_insert_with(|| killed_at.elapsed());
             }
         }
         for (group, was) in &before {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::mpsc;
 
@@ -214,8 +214,8 @@ pub async fn join_group(options: &ClusterOptions, topic: &str, slots: i32) -> Re
             while !changes.is_closed() && !leave.load(Ordering::Relaxed) {
                 match consumer.poll(Duration::from_millis(100)) {
                     // Fenced, or another fatal error: this consumer will not be given slots again.
-                    Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
-                        expelled = Some(expelled_because(instance.as_deref(), &e.to_string()));
+                    Some(Err(e @ KafkaError::MessageConsumptionFatal(code))) => {
+                        expelled = Some(expelled_because(instance.as_deref(), code, &e));
                         break;
                     }
                     Some(Err(e)) => tracing::warn!("the cluster's slot group: {e}"),
@@ -233,13 +233,13 @@ pub async fn join_group(options: &ClusterOptions, topic: &str, slots: i32) -> Re
     Ok((received, SlotGroup { leaving, thread: Some(thread) }))
 }
 
-/// Why librdkafka's fatal error ended this member's place in the group.
-fn expelled_because(instance: Option<&str>, reason: &str) -> String {
+/// Why librdkafka's fatal error `code` (`error`) ended this member's place in the group.
+fn expelled_because(instance: Option<&str>, code: RDKafkaErrorCode, error: &KafkaError) -> String {
     match instance {
-        Some(id) if reason.contains("FencedInstanceId") || reason.contains("group.instance.id") => {
-            format!("another member joined with the same --instance-id {id}, and the group dropped this one ({reason}); give each member an ID of its own")
+        Some(id) if code == RDKafkaErrorCode::FencedInstanceId => {
+            format!("another member joined with the same --instance-id {id}, and the group dropped this one ({error}); give each member an ID of its own")
         }
-        _ => format!("the group dropped this member ({reason})"),
+        _ => format!("the group dropped this member ({error})"),
     }
 }
 
