@@ -19,6 +19,7 @@ pub mod interval_join;
 mod join_rows;
 pub mod lookup_join;
 pub mod over_aggregate;
+pub mod pre_aggregate;
 mod partial_aggregate;
 pub mod project;
 pub mod rank;

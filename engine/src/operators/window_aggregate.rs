@@ -24,9 +24,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::plan::{AggregateKind, GroupColumn, UpdateOutput, WindowAggregateNode, WindowKind};
+use crate::plan::{AggregateInput, AggregateKind, GroupColumn, UpdateOutput, WindowAggregateNode, WindowKind};
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, TimestampMillisecondArray, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -141,7 +141,7 @@ impl GroupState {
     }
 
     /// Adds intermediate states (as produced by [`GroupState::freeze`]).
-    fn merge(&mut self, frozen: &FrozenState, ids: &mut Vec<usize>) -> Result<()> {
+    pub(crate) fn merge(&mut self, frozen: &FrozenState, ids: &mut Vec<usize>) -> Result<()> {
         self.groups.intern(&frozen.keys, frozen.rows, ids)?;
         let total = self.groups.len();
         for (accumulator, states) in self.accumulators.iter_mut().zip(&frozen.states) {
@@ -151,7 +151,7 @@ impl GroupState {
     }
 
     /// Turns the state into arrays, leaving it empty.
-    fn freeze(&mut self) -> Result<FrozenState> {
+    pub(crate) fn freeze(&mut self) -> Result<FrozenState> {
         let rows = self.groups.len();
         let keys = self.groups.emit()?;
         let states = self.accumulators.iter_mut().map(|a| a.state(EmitTo::All).map_err(df)).collect::<Result<_>>()?;
@@ -177,12 +177,35 @@ impl GroupState {
 }
 
 /// A slice's intermediate state, kept until every window that contains it has fired.
-struct FrozenState {
-    keys: Vec<ArrayRef>,
-    states: Vec<Vec<ArrayRef>>,
-    rows: usize,
+pub(crate) struct FrozenState {
+    pub(crate) keys: Vec<ArrayRef>,
+    pub(crate) states: Vec<Vec<ArrayRef>>,
+    pub(crate) rows: usize,
     /// Its name in checkpoints, which store it once.
     id: LastingId,
+}
+
+impl FrozenState {
+    /// The state whose columns are `columns`, as [`FrozenState::columns`] laid them
+    /// out: the keys, then each aggregate's state columns.
+    pub(crate) fn from_columns(columns: &[ArrayRef], rows: usize, key_count: usize, aggregates: &[Arc<AggregateFunctionExpr>]) -> Result<Self> {
+        let keys = columns.get(..key_count).ok_or_else(|| EngineError::State("aggregate state does not match the query".into()))?.to_vec();
+        let mut states = Vec::with_capacity(aggregates.len());
+        let mut next = key_count;
+        for aggregate in aggregates {
+            let end = next + aggregate.state_fields().map_err(df)?.len();
+            let state = columns.get(next..end).ok_or_else(|| EngineError::State("aggregate state does not match the query".into()))?;
+            states.push(state.to_vec());
+            next = end;
+        }
+        Ok(FrozenState { keys, states, rows, id: LastingId::fresh() })
+    }
+
+    /// The keys, then each aggregate's state columns: how checkpoints and a
+    /// cluster's shuffle carry it.
+    pub(crate) fn columns(&self) -> impl Iterator<Item = &ArrayRef> {
+        self.keys.iter().chain(self.states.iter().flatten())
+    }
 }
 
 impl FrozenState {
@@ -329,6 +352,51 @@ pub(crate) fn key_schema(node: &WindowAggregateNode) -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// How long the node's slices are (`i64::MAX`: one slice for ever, without a window).
+pub(crate) fn slice_ms(node: &WindowAggregateNode) -> Result<i64> {
+    match node.kind {
+        AggregateKind::Windowed(window) => window.slice_ms().ok_or_else(|| EngineError::Internal("session windows use SessionAggregateOperator".into())),
+        AggregateKind::Session { .. } => Err(EngineError::Internal("session windows use SessionAggregateOperator".into())),
+        AggregateKind::WholeInput | AggregateKind::Updating { .. } | AggregateKind::Retracting => Ok(i64::MAX),
+    }
+}
+
+/// The slice start of each row of the node's input (`None`: no window, one slice).
+pub(crate) fn slice_starts(node: &WindowAggregateNode, slice_ms: i64, batch: &RecordBatch) -> Result<Option<Vec<i64>>> {
+    let Some(column) = node.slice_column else { return Ok(None) };
+    let array = cast(batch.column(column.index), &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| arrow_error(NAME, e))?;
+    let array = array.as_any().downcast_ref::<TimestampMillisecondArray>().cloned().ok_or_else(|| EngineError::Internal("slice column".into()))?;
+    let shift = if column.is_end { slice_ms } else { 0 };
+    Ok(Some(array.values().iter().map(|v| v - shift).collect()))
+}
+
+/// The slice starts of partial aggregates: their first column.
+fn partial_slice_starts(batch: &RecordBatch) -> Result<Vec<i64>> {
+    let column = batch.columns().first().and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+    Ok(column.ok_or_else(|| EngineError::Internal("partial aggregates without their slice column".into()))?.values().to_vec())
+}
+
+/// Rows grouped by slice: each slice start with the rows in it (`None`: all rows).
+pub(crate) fn slice_parts(starts: &[i64]) -> Vec<(i64, Option<Vec<u32>>)> {
+    let Some(first) = starts.first() else { return Vec::new() };
+    if starts.iter().all(|s| s == first) {
+        return vec![(*first, None)];
+    }
+    let mut by_slice: HashMap<i64, Vec<u32>> = HashMap::new();
+    for (row, start) in starts.iter().enumerate() {
+        by_slice.entry(*start).or_default().push(row as u32);
+    }
+    by_slice.into_iter().map(|(s, rows)| (s, Some(rows))).collect()
+}
+
+/// Updating mode: the groups `ids` (of a state holding `groups` groups) took rows.
+fn mark_touched(touched: &mut Vec<bool>, groups: usize, ids: &[usize]) {
+    touched.resize(groups, false);
+    for &id in ids {
+        touched[id] = true;
+    }
+}
+
 /// Windowed aggregation over slices; see the module docs.
 pub struct WindowAggregateOperator {
     node: WindowAggregateNode,
@@ -358,11 +426,7 @@ pub struct WindowAggregateOperator {
 impl WindowAggregateOperator {
     /// An aggregate for `node` (not a SESSION window: see `session_aggregate`).
     pub fn new(node: WindowAggregateNode, metrics: Arc<PipelineMetrics>) -> Result<Self> {
-        let slice_ms = match node.kind {
-            AggregateKind::Windowed(window) => window.slice_ms().ok_or_else(|| EngineError::Internal("session windows use SessionAggregateOperator".into()))?,
-            AggregateKind::Session { .. } => return Err(EngineError::Internal("session windows use SessionAggregateOperator".into())),
-            AggregateKind::WholeInput | AggregateKind::Updating { .. } | AggregateKind::Retracting => i64::MAX,
-        };
+        let slice_ms = slice_ms(&node)?;
         let key_schema = key_schema(&node)?;
         let emitted = if node.kind == (AggregateKind::Updating { output: UpdateOutput::Retractions }) {
             Some(EmittedRows::new(&node.schema, key_schema.fields().iter().map(|f| f.data_type().clone()).collect())?)
@@ -438,15 +502,6 @@ impl WindowAggregateOperator {
         }
     }
 
-    /// The slice start of each row.
-    fn slice_starts(&self, batch: &RecordBatch) -> Result<Option<Vec<i64>>> {
-        let Some(column) = self.node.slice_column else { return Ok(None) };
-        let array = cast(batch.column(column.index), &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| arrow_error(NAME, e))?;
-        let array = array.as_any().downcast_ref::<TimestampMillisecondArray>().cloned().ok_or_else(|| EngineError::Internal("slice column".into()))?;
-        let shift = if column.is_end { self.slice_ms } else { 0 };
-        Ok(Some(array.values().iter().map(|v| v - shift).collect()))
-    }
-
     fn emit_window(&mut self, state: &mut GroupState, bounds: (i64, i64), out: &mut Emitter) -> Result<()> {
         let (keys, values, rows) = state.finish()?;
         if rows > 0 {
@@ -460,14 +515,13 @@ impl WindowAggregateOperator {
         let mut columns = Vec::new();
         for (i, k) in frozen.keys.iter().enumerate() {
             fields.push(Field::new(format!("k{i}"), k.data_type().clone(), true));
-            columns.push(Arc::clone(k));
         }
         for (a, states) in frozen.states.iter().enumerate() {
             for (i, s) in states.iter().enumerate() {
                 fields.push(Field::new(format!("a{a}_{i}"), s.data_type().clone(), true));
-                columns.push(Arc::clone(s));
             }
         }
+        columns.extend(frozen.columns().cloned());
         let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(frozen.rows));
         RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(|e| EngineError::State(e.to_string()))
     }
@@ -478,20 +532,31 @@ impl WindowAggregateOperator {
     }
 
     fn batch_to_frozen(&self, batch: &RecordBatch) -> Result<FrozenState> {
-        let key_count = self.key_exprs.len();
-        let keys = batch.columns()[..key_count].to_vec();
-        let mut states = Vec::new();
-        let mut next = key_count;
-        for aggregate in &self.node.aggregates {
-            let n = aggregate.state_fields().map_err(df)?.len();
-            let end = next + n;
-            if end > batch.num_columns() {
-                return Err(EngineError::State("window aggregate snapshot does not match the query".into()));
+        FrozenState::from_columns(batch.columns(), batch.num_rows(), self.key_exprs.len(), &self.node.aggregates)
+    }
+
+    /// Merges partial aggregates ([`AggregateInput::SlicePartials`]) into their slices.
+    fn merge_partials(&mut self, batch: &RecordBatch) -> Result<()> {
+        let starts = partial_slice_starts(batch)?;
+        let watermark = self.watermark.0;
+        for (start, indices) in slice_parts(&starts) {
+            let part = match indices {
+                None => batch.clone(),
+                Some(indices) => take_record_batch(batch, &UInt32Array::from(indices)).map_err(|e| arrow_error(NAME, e))?,
+            };
+            if start.saturating_add(self.slice_ms) <= watermark {
+                // The shuffle writes a partial before the marker that passes its slice.
+                PipelineMetrics::add(&self.metrics.late_rows, part.num_rows());
+                continue;
             }
-            states.push(batch.columns()[next..end].to_vec());
-            next = end;
+            let frozen = FrozenState::from_columns(&part.columns()[1..], part.num_rows(), self.key_exprs.len(), &self.node.aggregates)?;
+            let state = Self::slice_state(&mut self.open, start, &self.key_schema, &self.node.aggregates)?;
+            state.merge(&frozen, &mut self.ids)?;
+            if self.node.kind.is_updating() {
+                mark_touched(&mut self.touched, state.groups.len(), &self.ids);
+            }
         }
-        Ok(FrozenState { keys, states, rows: batch.num_rows(), id: LastingId::fresh() })
+        Ok(())
     }
 }
 
@@ -563,31 +628,21 @@ impl Operator for WindowAggregateOperator {
 
     fn on_rows(&mut self, rows: ChangeBatch, _out: &mut Emitter) -> Result<()> {
         let batch = rows.into_inserts(NAME)?;
+        if self.node.input_rows == AggregateInput::SlicePartials {
+            return self.merge_partials(&batch);
+        }
         let inputs = Inputs::evaluate(&batch, &self.key_exprs, &self.node.aggregates, &self.node.filters)?;
         let rows = batch.num_rows();
-        let Some(starts) = self.slice_starts(&batch)? else {
+        let Some(starts) = slice_starts(&self.node, self.slice_ms, &batch)? else {
             let state = Self::slice_state(&mut self.open, 0, &self.key_schema, &self.node.aggregates)?;
             state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids)?;
             if self.node.kind.is_updating() {
-                self.touched.resize(state.groups.len(), false);
-                for &id in &self.ids {
-                    self.touched[id] = true;
-                }
+                mark_touched(&mut self.touched, state.groups.len(), &self.ids);
             }
             return Ok(());
         };
         let watermark = self.watermark.0;
-        let single = starts.first().is_some_and(|first| starts.iter().all(|s| s == first));
-        let parts: Vec<(i64, Option<Vec<u32>>)> = if single {
-            vec![(starts[0], None)]
-        } else {
-            let mut by_slice: HashMap<i64, Vec<u32>> = HashMap::new();
-            for (row, start) in starts.iter().enumerate() {
-                by_slice.entry(*start).or_default().push(row as u32);
-            }
-            by_slice.into_iter().map(|(s, rows)| (s, Some(rows))).collect()
-        };
-        for (start, indices) in parts {
+        for (start, indices) in slice_parts(&starts) {
             let count = indices.as_ref().map_or(rows, Vec::len);
             if start.saturating_add(self.slice_ms) <= watermark {
                 // Cannot happen for rows judged at the source; count rather than corrupt a closed window.

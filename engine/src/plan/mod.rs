@@ -414,6 +414,20 @@ pub struct WindowAggregateNode {
     /// `FILTER (WHERE ...)` per aggregate.
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     pub schema: SchemaRef,
+    /// Whether the input holds rows, or partial aggregates of rows to merge.
+    pub input_rows: AggregateInput,
+}
+
+/// What a window aggregate's input rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AggregateInput {
+    /// The rows to aggregate.
+    #[default]
+    Rows,
+    /// Partial aggregates a cluster's re-partitioners computed before the shuffle
+    /// ([`crate::operators::pre_aggregate`]): a slice start, the key columns, then
+    /// each aggregate's intermediate state. They are merged, not aggregated again.
+    SlicePartials,
 }
 
 impl WindowAggregateNode {

@@ -39,7 +39,7 @@ use datafusion::common::JoinType as DfJoinType;
 use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
 use eddy_engine::plan::{
     AggregateKind, FilteredOut, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LateAfter, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds,
-    UpdateOutput, WindowAggregateNode, WindowKind,
+    AggregateInput, UpdateOutput, WindowAggregateNode, WindowKind,
 };
 /// Where each output column of a compiled node came from, for window bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -700,6 +700,7 @@ impl Compiler<'_> {
             aggregates,
             filters: logical.filter_expr().to_vec(),
             schema,
+            input_rows: AggregateInput::Rows,
         };
         Ok((StreamNode::WindowAggregate(node), out_lineage))
     }
