@@ -5,8 +5,10 @@
 //! topic's partitions are spread over the members, each read by a
 //! re-partitioner that sends every record to the key group of its key in the
 //! shuffle topic `eddy.NAME.PIPELINE.shuffle`, with watermark markers, in Kafka
-//! transactions ([`eddy_connectors::kafka::shuffle`]). Above the cut, each key
-//! group runs as a pipeline of its own over its shuffle partition, with its own
+//! transactions ([`eddy_connectors::kafka::shuffle`]). Where the aggregate
+//! allows it, the re-partitioner runs the operators below the aggregate and
+//! sends partial aggregates per slice and key instead of the records
+//! ([`PreAggregation`]). Above the cut, each key group runs as a pipeline of its own over its shuffle partition, with its own
 //! checkpoints under `--checkpoint-dir`, so it moves between members whole.
 //!
 //! Who does what is decided by Kafka's group protocol alone: the members join
@@ -24,7 +26,8 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_connectors::kafka::shuffle::{fnv1a, repartition, Release, RepartitionSpec, RepartitionTotals};
 use eddy_engine::checkpoint::CheckpointStore;
-use eddy_engine::plan::{SourceNode, StreamNode};
+use eddy_engine::operators::pre_aggregate::{merging_node, PreAggregation};
+use eddy_engine::plan::{SourceNode, StreamNode, WindowAggregateNode};
 use eddy_engine::runtime::Ended;
 use eddy_engine::PipelineMetrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -65,6 +68,8 @@ struct ClusterPipeline {
     id: String,
     source: SourceNode,
     key_columns: Vec<usize>,
+    /// The aggregate above the cut, when its rows are pre-aggregated before the shuffle.
+    pre_aggregate: Option<WindowAggregateNode>,
     source_partitions: i32,
     key_groups: i32,
     /// `eddy.NAME.PIPELINE`: what the pipeline's topics, groups and transactional
@@ -131,8 +136,8 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
     let root = CheckpointStore::open(&options.checkpoints).map_err(|e| EddyError::Cluster(format!("--checkpoint-dir {}: {e}", options.checkpoints)))?;
     let mut runs = Vec::new();
     for (index, spec) in pipelines.iter().enumerate() {
-        let source = cut(spec)?;
-        let table_bootstrap = source.0.table.option("properties.bootstrap.servers").unwrap_or_default().to_string();
+        let cut = cut(spec)?;
+        let table_bootstrap = cut.source.table.option("properties.bootstrap.servers").unwrap_or_default().to_string();
         let bootstrap = options.bootstrap.clone().unwrap_or_else(|| table_bootstrap.clone());
         for brokers in BTreeSet::from([&table_bootstrap, &bootstrap]) {
             wait_for_brokers(brokers, &options.name, stop.clone()).await?;
@@ -147,10 +152,24 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             instance: options.instance.clone(),
         };
         let id = pipeline_id(spec);
-        let source_partitions = partition_count(&source.0)?;
-        let pipeline =
-            ClusterPipeline { index, names: topic_prefix(&options.name, &id), id, source: source.0, key_columns: source.1, source_partitions, key_groups };
-        let terms = RunTerms { script: format!("{:016x}", fnv1a(script.as_bytes())), checkpoints: options.checkpoints.clone(), key_groups };
+        let source_partitions = partition_count(&cut.source)?;
+        let shuffled = cut.shuffled();
+        let pipeline = ClusterPipeline {
+            index,
+            names: topic_prefix(&options.name, &id),
+            id,
+            pre_aggregate: (shuffled == PreAggregation::Partials).then_some(cut.aggregate),
+            source: cut.source,
+            key_columns: cut.key_columns,
+            source_partitions,
+            key_groups,
+        };
+        let terms = RunTerms {
+            script: format!("{:016x}", fnv1a(script.as_bytes())),
+            checkpoints: options.checkpoints.clone(),
+            key_groups,
+            shuffled: shuffled.label().to_string(),
+        };
         terms.agree(&cluster, &pipeline.name("terms")).await?;
         create_topic(&cluster, &pipeline.name("shuffle"), key_groups).await?;
         let (source_changes, source_group) = join_group(&cluster, &pipeline.name("sources"), source_partitions).await?;
@@ -226,6 +245,7 @@ impl Member {
             source_partitions: self.pipeline.source_partitions,
             transactional_prefix: self.pipeline.names.clone(),
             offsets_group: self.pipeline.name("offsets"),
+            pre_aggregate: self.pipeline.pre_aggregate.clone(),
             totals: RepartitionTotals::default(),
         });
         let mut ended = Ok(());
@@ -266,14 +286,17 @@ impl Member {
                 }
                 MemberEvent::Progress => {
                     let done = spec.totals.snapshot();
+                    let shuffled = match self.pipeline.pre_aggregate {
+                        None => format!("{} rows shuffled", done.rows),
+                        Some(_) => format!("{} rows shuffled as {} partial aggregates", done.rows, done.partials),
+                    };
                     eprintln!(
-                        "eddy: {}: this member reads {} of {} source partitions and runs {} of {} key groups; {} rows shuffled, {} late, {} malformed",
+                        "eddy: {}: this member reads {} of {} source partitions and runs {} of {} key groups; {shuffled}, {} late, {} malformed",
                         self.pipeline.id,
                         self.repartitioners.len(),
                         self.pipeline.source_partitions,
                         self.groups.len(),
                         self.pipeline.key_groups,
-                        done.rows,
                         done.late,
                         done.malformed
                     );
@@ -384,12 +407,19 @@ async fn run_key_group(pipeline: &ClusterPipeline, script: &str, root: &Checkpoi
         return Err(EddyError::Internal(format!("the script has no pipeline {}", pipeline.index)));
     }
     let mut spec = pipelines.swap_remove(pipeline.index);
+    if pipeline.pre_aggregate.is_some() {
+        // The operators below the aggregate ran in the re-partitioners: the aggregate merges their partials.
+        let aggregate = aggregate_mut(&mut spec.plan.root).ok_or_else(|| EddyError::Internal(format!("{}: no aggregate to merge partials", spec.name)))?;
+        *aggregate = merging_node(aggregate, &pipeline.source).map_err(|e| EddyError::Internal(format!("{}: {e}", spec.name)))?;
+    }
     let table = &pipeline.source.table.name;
     for source in sources_mut(&mut spec.plan.root) {
         if &source.table.name == table {
             let options = &mut source.table.options;
             options.insert("topic".to_string(), pipeline.name("shuffle"));
             options.insert("eddy.cluster.key-group".to_string(), group.to_string());
+            let shuffled = if pipeline.pre_aggregate.is_some() { PreAggregation::Partials } else { PreAggregation::Rows("") };
+            options.insert("eddy.cluster.shuffled".to_string(), shuffled.label().to_string());
             // The user's group sees the source's offsets, not the shuffle's.
             options.remove("properties.group.id");
         }
@@ -410,6 +440,13 @@ struct RunTerms {
     /// `--checkpoint-dir`: key groups resume from checkpoints the others saved.
     checkpoints: String,
     key_groups: i32,
+    /// `rows` or `partials`: what the shuffle topic carries (absent: rows).
+    #[serde(default = "rows")]
+    shuffled: String,
+}
+
+fn rows() -> String {
+    PreAggregation::Rows("").label().to_string()
 }
 
 impl RunTerms {
@@ -429,6 +466,9 @@ impl RunTerms {
         }
         if first.key_groups != self.key_groups {
             differences.push(format!("'cluster.key-groups' is {} here but {} in the cluster", self.key_groups, first.key_groups));
+        }
+        if first.shuffled != self.shuffled {
+            differences.push(format!("the shuffle carries {} here but {} in the cluster (another version of Eddy)", self.shuffled, first.shuffled));
         }
         if differences.is_empty() {
             Ok(())
@@ -464,9 +504,25 @@ fn first_terms(bootstrap: &str, topic: &str, ours: &RunTerms) -> Result<RunTerms
     Err(format!("{topic} has no record 15 s after it was written"))
 }
 
-/// Where `spec` is cut: its one source, and the columns (of the source's visible
-/// schema) its keyed operator's keys are, or why the cluster cannot run it.
-fn cut(spec: &PipelineSpec) -> Result<(SourceNode, Vec<usize>), EddyError> {
+/// Where a pipeline is cut.
+struct Cut {
+    /// Its one source.
+    source: SourceNode,
+    /// The columns (of the source's visible schema) its keyed operator's keys are.
+    key_columns: Vec<usize>,
+    /// The keyed operator.
+    aggregate: WindowAggregateNode,
+}
+
+impl Cut {
+    /// What the shuffle carries: partial aggregates where the aggregate allows it.
+    fn shuffled(&self) -> PreAggregation {
+        PreAggregation::of(&self.aggregate)
+    }
+}
+
+/// Where `spec` is cut, or why the cluster cannot run it.
+fn cut(spec: &PipelineSpec) -> Result<Cut, EddyError> {
     let refuse = |why: &str| {
         EddyError::Cluster(format!(
             "{} (line {}): --cluster runs pipelines that read one Kafka topic and aggregate it by columns of that topic's table (GROUP BY with or without a window); {why}",
@@ -522,7 +578,7 @@ fn cut(spec: &PipelineSpec) -> Result<(SourceNode, Vec<usize>), EddyError> {
                         }
                     }
                 }
-                return Ok((source.clone(), keys));
+                return Ok(Cut { source: source.clone(), key_columns: keys, aggregate: aggregate.clone() });
             }
             _ => return Err(refuse("more than one keyed operator, a join or a union below the aggregate")),
         }
@@ -531,6 +587,15 @@ fn cut(spec: &PipelineSpec) -> Result<(SourceNode, Vec<usize>), EddyError> {
 
 fn as_column(expr: &Arc<dyn PhysicalExpr>) -> Option<usize> {
     expr.downcast_ref::<Column>().map(Column::index)
+}
+
+/// The aggregate of a plan of the shape [`cut`] accepts.
+fn aggregate_mut(node: &mut StreamNode) -> Option<&mut WindowAggregateNode> {
+    match node {
+        StreamNode::Filter { input, .. } | StreamNode::Project { input, .. } => aggregate_mut(input),
+        StreamNode::WindowAggregate(aggregate) => Some(aggregate),
+        _ => None,
+    }
 }
 
 /// The source nodes of a plan of the shape [`cut`] accepts.
@@ -609,19 +674,30 @@ fn topic_prefix(cluster: &str, id: &str) -> String {
 /// EXPLAIN's account of how `eddy run --cluster CLUSTER` runs `spec`: where it is
 /// cut, and the topics, groups and checkpoints of each side; or why it cannot.
 pub fn explain(spec: &PipelineSpec, cluster: &str, key_groups: i32) -> String {
-    let (source, keys) = match cut(spec) {
+    let cut = match cut(spec) {
         Ok(cut) => cut,
         Err(e) => return format!("Cluster {cluster}: every member would refuse this pipeline: {e}\n"),
     };
     let id = pipeline_id(spec);
     let names = topic_prefix(cluster, &id);
-    let fields = source.schema.fields();
-    let keys: Vec<&str> = keys.iter().map(|k| fields[*k].name().as_str()).collect();
-    let topic = source.table.option("topic").unwrap_or_default();
+    let fields = cut.source.schema.fields();
+    let keys: Vec<&str> = cut.key_columns.iter().map(|k| fields[*k].name().as_str()).collect();
+    let topic = cut.source.table.option("topic").unwrap_or_default();
+    let (sends, runs) = match cut.shuffled() {
+        PreAggregation::Partials => (
+            "runs the operators below the aggregate and sends the partial aggregates of its rows, one per slice and key between two commits,",
+            "merges the partial aggregates of its partition",
+        ),
+        PreAggregation::Rows(_) => ("sends on-time records", "runs the operators above over its partition"),
+    };
+    let unfolded = match cut.shuffled() {
+        PreAggregation::Rows(why) => format!("\n  Not pre-aggregated: {why}"),
+        PreAggregation::Partials => String::new(),
+    };
     format!(
         "Cluster {cluster}: cut below the aggregate, keyed by ({}), into {key_groups} key groups (named after this statement's line: {id})
-  Re-partitioners: one per partition of topic {topic}, on the member the group {names}.sources gives it to; each sends on-time records to key group hash(key) % {key_groups}, partition of {names}.shuffle, with watermark markers, in Kafka transactions (transactional.id {names}.PARTITION, offsets in group {names}.offsets)
-  Key groups: each runs the operators above over its partition of {names}.shuffle, on the member the group {names}.key-groups gives it to, with checkpoints in CHECKPOINT-DIR/{id}-key-group-K
+  Re-partitioners: one per partition of topic {topic}, on the member the group {names}.sources gives it to; each {sends} to key group hash(key) % {key_groups}, partition of {names}.shuffle, with watermark markers, in Kafka transactions (transactional.id {names}.PARTITION, offsets in group {names}.offsets){unfolded}
+  Key groups: each {runs} of {names}.shuffle, on the member the group {names}.key-groups gives it to, with checkpoints in CHECKPOINT-DIR/{id}-key-group-K
 ",
         keys.join(", ")
     )

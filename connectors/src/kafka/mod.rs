@@ -10,6 +10,7 @@
 
 mod avro;
 mod batch;
+pub mod partials;
 mod registry;
 pub mod shuffle;
 pub mod sink;
@@ -55,6 +56,7 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional("scan.watermark.idle-timeout", "a partition without records for this long stops holding the watermark back, e.g. '30s' (default: never)"),
     OptionSpec::optional("scan.batch-rows", "records per batch, at most (default 8192)"),
     OptionSpec::optional("eddy.cluster.key-group", "set by `eddy run --cluster` on the table it reads through its shuffle topic: the one partition (key group) to read, whose watermarks come from the markers the cluster writes (docs/CLUSTER.md); not for hand-written tables"),
+    OptionSpec::optional("eddy.cluster.shuffled", "set by `eddy run --cluster` with eddy.cluster.key-group: rows (the source's records) or partials (partial aggregates its re-partitioners computed); not for hand-written tables"),
     OptionSpec::optional("key.fields", "sink: columns that form the record key, e.g. 'user_id' or 'a;b'"),
     OptionSpec::optional("key.format", "sink: json (default) | csv | avro | raw (one key column)"),
     OptionSpec::optional("sink.partitioner", "sink: default (by key hash, sticky without a key) | round-robin | fixed (partition 0)"),
@@ -219,6 +221,9 @@ pub(crate) enum TextOrRaw {
     /// Avro in Confluent's wire format, schemas in a registry (Flink's `avro-confluent`).
     AvroConfluent,
     Raw,
+    /// Partial aggregates in a cluster's shuffle topic ([`partials`]), set by
+    /// `eddy run --cluster` on the table a key group reads.
+    Partials,
 }
 
 /// How the sink picks a record's partition.
@@ -279,7 +284,11 @@ impl KafkaOptions {
         let properties: BTreeMap<String, String> =
             def.options.iter().filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k.to_string(), v.clone()))).collect();
         let format_key = if def.option("value.format").is_some() { "value.format" } else { "format" };
-        let format = parse_format(def, format_key, def.option(format_key).unwrap_or("json"))?;
+        let format = match def.option("eddy.cluster.shuffled") {
+            None | Some("rows") => parse_format(def, format_key, def.option(format_key).unwrap_or("json"))?,
+            Some("partials") => TextOrRaw::Partials,
+            Some(other) => return Err(ConnectorError::invalid("eddy.cluster.shuffled", other, "expected rows or partials")),
+        };
         let startup = match def.option("scan.startup.mode").unwrap_or("group-offsets").trim() {
             "earliest-offset" => StartupMode::Earliest,
             "latest-offset" => StartupMode::Latest,

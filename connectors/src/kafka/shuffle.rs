@@ -13,8 +13,12 @@
 //!    shuffle topic's partition `hash(key columns) % key groups`. Late rows stop
 //!    here, counted. Records that do not decode go on to key group 0, where the
 //!    pipeline reports them as it does any malformed record.
+//!    Where the aggregate allows it ([`PreAggregation`](eddy_engine::operators::pre_aggregate::PreAggregation)), the on-time rows are
+//!    instead folded into partial aggregates per slice and key until the next
+//!    commit, and those go to their key groups ([`super::partials`]): a record
+//!    per key group and commit instead of one per source record.
 //! 3. About every [`COMMIT_EVERY`], and when the partition ends, the
-//!    re-partitioner writes a [`Marker`] of `p`'s watermark (or that `p` is idle
+//!    re-partitioner writes its partials, then a [`Marker`] of `p`'s watermark (or that `p` is idle
 //!    or ended) to every key group, and commits the records, the markers and
 //!    `p`'s next offset with its watermark in one Kafka transaction. Its
 //!    `transactional.id` is the partition's own, so the next owner of `p`
@@ -36,12 +40,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::utils::collect_columns;
+use eddy_engine::operators::pre_aggregate::PreAggregate;
 use eddy_engine::operators::source_prep::SourcePrepOperator;
-use eddy_engine::plan::SourceNode;
+use eddy_engine::plan::{SourceNode, WindowAggregateNode};
+use eddy_engine::MalformedRecord;
 use eddy_engine::{EventTime, PipelineMetrics, WatermarkOrigin};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -218,6 +225,9 @@ pub struct RepartitionSpec {
     pub transactional_prefix: String,
     /// The consumer group the source offsets (and watermarks) are committed to.
     pub offsets_group: String,
+    /// The aggregate above the cut, when its rows are pre-aggregated before the
+    /// shuffle ([`PreAggregation::Partials`](eddy_engine::operators::pre_aggregate::PreAggregation::Partials)); `None`: the records cross as they are.
+    pub pre_aggregate: Option<WindowAggregateNode>,
     /// What this member's re-partitioners of the pipeline did, for its progress line.
     pub totals: RepartitionTotals,
 }
@@ -226,6 +236,7 @@ pub struct RepartitionSpec {
 #[derive(Debug, Default)]
 pub struct RepartitionTotals {
     rows: AtomicU64,
+    partials: AtomicU64,
     late: AtomicU64,
     malformed: AtomicU64,
 }
@@ -233,6 +244,7 @@ pub struct RepartitionTotals {
 impl RepartitionTotals {
     fn add(&self, batch: &Repartitioned) {
         self.rows.fetch_add(batch.rows, Ordering::Relaxed);
+        self.partials.fetch_add(batch.partials, Ordering::Relaxed);
         self.late.fetch_add(batch.late, Ordering::Relaxed);
         self.malformed.fetch_add(batch.malformed, Ordering::Relaxed);
     }
@@ -241,6 +253,7 @@ impl RepartitionTotals {
     pub fn snapshot(&self) -> Repartitioned {
         Repartitioned {
             rows: self.rows.load(Ordering::Relaxed),
+            partials: self.partials.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             transactions: 0,
@@ -251,8 +264,10 @@ impl RepartitionTotals {
 /// What a re-partitioner did, for its member's log.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Repartitioned {
-    /// On-time rows sent to their key groups.
+    /// On-time rows sent to their key groups (or folded into partials).
     pub rows: u64,
+    /// Partial aggregates sent, when the rows are pre-aggregated.
+    pub partials: u64,
     /// Rows the partition's watermark had passed, dropped here.
     pub late: u64,
     /// Records that did not decode, sent to key group 0 to be reported there.
@@ -264,6 +279,7 @@ pub struct Repartitioned {
 impl Repartitioned {
     fn add(&mut self, batch: &Repartitioned) {
         self.rows += batch.rows;
+        self.partials += batch.partials;
         self.late += batch.late;
         self.malformed += batch.malformed;
     }
@@ -308,7 +324,17 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         .await
         .map_err(|e| ConnectorError::invalid("eddy.cluster", &transactional_id, format!("the start task failed: {e}")))??
     };
-    let source = KafkaSource::try_new(table, Arc::clone(&spec.node.physical_schema))?.reading(Some(&judged_columns(&spec)));
+    let pre = match &spec.pre_aggregate {
+        Some(node) => PreAggregate::new(node).map_err(|e| ConnectorError::invalid("eddy.cluster", "pre-aggregation", e.to_string()))?,
+        None => None,
+    };
+    let read = match (&pre, &spec.node.read_columns) {
+        (None, _) => Some(judged_columns(&spec)),
+        // The operators below the aggregate run here: they read what the pipeline reads.
+        (Some(_), Some(columns)) => Some(columns.iter().copied().chain(judged_columns(&spec)).collect::<BTreeSet<_>>().into_iter().collect()),
+        (Some(_), None) => None,
+    };
+    let source = KafkaSource::try_new(table, Arc::clone(&spec.node.physical_schema))?.reading(read.as_deref());
     let mut reader = source.open_partition(partition, committed.map(|(offset, _)| offset))?;
     let mut prep = SourcePrepOperator::new(spec.node.clone(), WatermarkOrigin::Rows, Arc::new(PipelineMetrics::default()));
     if let Some(watermark) = committed.and_then(|(_, w)| w) {
@@ -321,7 +347,8 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         source_topic,
         partition,
         transactional_id,
-        keys: RowConverter::new(key_fields(&spec)).map_err(|e| ConnectorError::arrow("hashing the key columns", e))?,
+        keys: RowConverter::new(key_fields(&spec, pre.as_ref())).map_err(|e| ConnectorError::arrow("hashing the key columns", e))?,
+        pre,
         told: None,
         done: Repartitioned::default(),
         last_commit: Instant::now(),
@@ -409,8 +436,13 @@ fn judged_columns(spec: &RepartitionSpec) -> Vec<usize> {
     read.into_iter().collect()
 }
 
-fn key_fields(spec: &RepartitionSpec) -> Vec<SortField> {
-    spec.key_columns.iter().map(|c| SortField::new(spec.node.schema.field(*c).data_type().clone())).collect()
+/// The types of the columns a key group is hashed from: the source's key
+/// columns, or the partials' key columns.
+fn key_fields(spec: &RepartitionSpec, pre: Option<&PreAggregate>) -> Vec<SortField> {
+    match pre {
+        None => spec.key_columns.iter().map(|c| SortField::new(spec.node.schema.field(*c).data_type().clone())).collect(),
+        Some(pre) => pre.key_columns().map(|c| SortField::new(pre.schema().field(c).data_type().clone())).collect(),
+    }
 }
 
 /// One source partition's transactional writes to the shuffle topic.
@@ -423,6 +455,8 @@ struct ShuffleWriter {
     /// The producer's `transactional.id`: the source partition's own.
     transactional_id: String,
     keys: RowConverter,
+    /// Folds the rows into partials until the next commit, where the aggregate allows it.
+    pre: Option<PreAggregate>,
     /// The last time the markers said, so an unchanged one is not said again.
     told: Option<PartitionTime>,
     done: Repartitioned,
@@ -436,9 +470,14 @@ impl ShuffleWriter {
     /// Sends each on-time row's record to its key group, and each malformed one to key group 0.
     async fn forward(&mut self, read: Read, prep: &mut SourcePrepOperator) -> Result<(), ConnectorError> {
         let Read { batch, records, rows_from } = read;
+        let malformed = batch.malformed;
         let rows = batch.rows.into_inserts("re-partitioning").map_err(|e| ConnectorError::invalid("eddy.cluster", "rows", e.to_string()))?;
         let judged = prep.judge(rows).map_err(|e| ConnectorError::invalid("eddy.cluster", "rows", e.to_string()))?;
-        let groups = self.key_groups(&judged.batch)?;
+        if self.pre.is_some() {
+            return self.fold(judged, malformed).await;
+        }
+        let columns: Vec<ArrayRef> = self.spec.key_columns.iter().map(|c| Arc::clone(judged.batch.column(*c))).collect();
+        let groups = self.key_groups(&columns, judged.batch.num_rows())?;
         let record_of = |row: usize| rows_from.as_ref().map_or(row, |f| f[row] as usize);
         let mut decoded = vec![false; records.chunk.records.len()];
         let mut batch = Repartitioned::default();
@@ -461,13 +500,66 @@ impl ShuffleWriter {
         Ok(())
     }
 
-    fn key_groups(&mut self, batch: &RecordBatch) -> Result<Vec<i32>, ConnectorError> {
-        if self.spec.key_columns.is_empty() {
-            return Ok(vec![0; batch.num_rows()]);
+    /// Folds the on-time rows into the partials; sends the records that did not
+    /// decode to key group 0, saying why, to be reported there.
+    async fn fold(&mut self, judged: eddy_engine::operators::source_prep::Judged, malformed: Vec<MalformedRecord>) -> Result<(), ConnectorError> {
+        let on_time = match &judged.on_time {
+            None => judged.batch,
+            Some(mask) => filter_record_batch(&judged.batch, mask).map_err(|e| ConnectorError::arrow("selecting the on-time rows", e))?,
+        };
+        let done = Repartitioned {
+            rows: on_time.num_rows() as u64,
+            late: (judged.late + judged.null_time) as u64,
+            malformed: malformed.len() as u64,
+            ..Repartitioned::default()
+        };
+        if on_time.num_rows() > 0 {
+            if let Some(pre) = self.pre.as_mut() {
+                pre.add(on_time).map_err(|e| ConnectorError::invalid("eddy.cluster", "pre-aggregation", e.to_string()))?;
+            }
+            self.pending = true;
         }
-        let columns: Vec<_> = self.spec.key_columns.iter().map(|c| Arc::clone(batch.column(*c))).collect();
-        let rows = self.keys.convert_columns(&columns).map_err(|e| ConnectorError::arrow("hashing the key columns", e))?;
-        Ok((0..batch.num_rows()).map(|i| key_group_of(rows.row(i).as_ref(), self.spec.key_groups)).collect())
+        for record in malformed {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: super::partials::MALFORMED, value: Some(record.error.as_bytes()) })
+                .insert(Header { key: super::partials::POSITION, value: Some(record.position.as_bytes()) });
+            let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(0).payload(record.raw.as_bytes()).headers(headers);
+            self.pending = true;
+            enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))?;
+        }
+        self.done.add(&done);
+        self.spec.totals.add(&done);
+        Ok(())
+    }
+
+    /// Sends the partials folded since the last commit, a record per key group.
+    async fn send_partials(&mut self) -> Result<(), ConnectorError> {
+        let Some(pre) = self.pre.as_mut() else { return Ok(()) };
+        let Some(partials) = pre.drain().map_err(|e| ConnectorError::invalid("eddy.cluster", "pre-aggregation", e.to_string()))? else { return Ok(()) };
+        let columns: Vec<ArrayRef> = pre.key_columns().map(|c| Arc::clone(partials.column(c))).collect();
+        let mut by_group: std::collections::BTreeMap<i32, Vec<u32>> = std::collections::BTreeMap::new();
+        for (row, group) in self.key_groups(&columns, partials.num_rows())?.into_iter().enumerate() {
+            by_group.entry(group).or_default().push(row as u32);
+        }
+        for (group, rows) in by_group {
+            let part = take_record_batch(&partials, &UInt32Array::from(rows)).map_err(|e| ConnectorError::arrow("splitting partials by key group", e))?;
+            let value = super::partials::encode(&part)?;
+            let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).payload(&value);
+            enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))?;
+            let sent = Repartitioned { partials: part.num_rows() as u64, ..Repartitioned::default() };
+            self.done.add(&sent);
+            self.spec.totals.add(&sent);
+        }
+        Ok(())
+    }
+
+    /// The key group of each of `rows` rows from its key `columns`.
+    fn key_groups(&mut self, columns: &[ArrayRef], rows: usize) -> Result<Vec<i32>, ConnectorError> {
+        if columns.is_empty() {
+            return Ok(vec![0; rows]);
+        }
+        let keys = self.keys.convert_columns(columns).map_err(|e| ConnectorError::arrow("hashing the key columns", e))?;
+        Ok((0..rows).map(|i| key_group_of(keys.row(i).as_ref(), self.spec.key_groups)).collect())
     }
 
     /// Hands record `i` of `records` to the producer, for key group `group`.
@@ -487,23 +579,7 @@ impl ShuffleWriter {
         if let Some(ts) = timestamp {
             record = record.timestamp(ts);
         }
-        self.enqueue(record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))
-    }
-
-    /// Hands `record` to the producer, waiting while its queue is full (the
-    /// producer's own thread drains it; the runtime's thread does other work
-    /// meanwhile). Delivery is checked by the transaction's commit.
-    async fn enqueue(&self, mut record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
-        loop {
-            match self.producer.send_result(record) {
-                Ok(_) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    record = returned;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))
     }
 
     async fn begin(&mut self) -> Result<(), ConnectorError> {
@@ -513,12 +589,14 @@ impl ShuffleWriter {
     /// Writes the markers of `time`, commits them with the records and the partition's
     /// next offset (and watermark), and begins the next transaction.
     async fn commit(&mut self, time: PartitionTime, next: i64) -> Result<(), ConnectorError> {
+        // Partials before the markers: a marker passes only rows written before it.
+        self.send_partials().await?;
         if self.told != Some(time) || self.last_markers.elapsed() >= MARKERS_EVERY {
             self.last_markers = Instant::now();
             let marker = Marker { partition: self.partition, partitions: self.spec.source_partitions, time }.encode();
             for group in 0..self.spec.key_groups {
                 let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).key(marker.as_bytes());
-                self.enqueue(record).await.map_err(|e| ConnectorError::kafka(format!("cannot write a marker to {}", self.spec.shuffle_topic), e))?;
+                enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write a marker to {}", self.spec.shuffle_topic), e))?;
             }
         }
         let watermark = match time {
@@ -556,6 +634,22 @@ impl ShuffleWriter {
     async fn abort(&mut self) {
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || producer.abort_transaction(TRANSACTION_TIMEOUT)).await;
+    }
+}
+
+/// Hands `record` to `producer`, waiting while its queue is full (the
+/// producer's own thread drains it; the runtime's thread does other work
+/// meanwhile). Delivery is checked by the transaction's commit.
+async fn enqueue(producer: &FutureProducer, mut record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(_) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                record = returned;
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
 }
 

@@ -211,6 +211,9 @@ pub(crate) fn encode_rows(format: TextOrRaw, batch: &RecordBatch, timestamp_form
         }
         TextOrRaw::Avro => super::avro::encode_rows(batch),
         TextOrRaw::AvroConfluent => Err(ConnectorError::invalid("format", "avro-confluent", "records in the registry's format need the schema id first")),
+        TextOrRaw::Partials => {
+            Err(ConnectorError::invalid("eddy.cluster.shuffled", "partials", "only a cluster's key groups read partials; nothing writes them as rows"))
+        }
         TextOrRaw::Text(TextFormat::Json) => json_rows(batch, timestamp_format).map_err(|e| ConnectorError::arrow(ctx, e)),
         TextOrRaw::Text(TextFormat::Csv { delimiter, .. }) => (0..batch.num_rows())
             .map(|i| {

@@ -30,6 +30,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::batch::{BatchQueue, RawRecord};
+use super::partials::{self, ShuffledRecord};
 use super::shuffle::{Marker, ShuffleWatermarks};
 use super::{KafkaOptions, StartupMode, TextOrRaw};
 use crate::error::ConnectorError;
@@ -519,6 +520,7 @@ impl KafkaPartitionReader {
     fn decode(&mut self, polled: &Polled) -> Result<(SourceBatch, Option<Vec<u32>>), ConnectorError> {
         let n = polled.chunk.records.len();
         let (values, good, errors): DecodedValues = match self.options.format {
+            TextOrRaw::Partials => return self.decode_partials(polled),
             TextOrRaw::Text(_) if !self.value_schema.fields().is_empty() => {
                 let d = self.decoder.decode_records(&polled.chunk)?;
                 (d.rows.columns().to_vec(), d.good, d.errors)
@@ -577,6 +579,31 @@ impl KafkaPartitionReader {
         let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
             .map_err(|e| ConnectorError::arrow(format!("assembling rows of {}", self.name), e))?;
         Ok((SourceBatch::inserts(rows, malformed), rows_from))
+    }
+}
+
+impl KafkaPartitionReader {
+    /// Partial aggregates from a cluster's shuffle topic: rows are not records here.
+    fn decode_partials(&self, polled: &Polled) -> Result<(SourceBatch, Option<Vec<u32>>), ConnectorError> {
+        let header = |i: usize, name: &str| {
+            let headers = polled.headers.get(i)?;
+            let value = headers.iter().rev().find(|(n, _)| n == name)?.1.as_deref()?;
+            Some(String::from_utf8_lossy(value).into_owned())
+        };
+        let records: Vec<ShuffledRecord> = polled
+            .chunk
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| ShuffledRecord {
+                value: polled.chunk.bytes(record),
+                malformed: header(i, partials::MALFORMED),
+                position: header(i, partials::POSITION),
+                shuffle_position: format!("{} partition {} offset {}", self.topic, self.partition, polled.offsets[i]),
+            })
+            .collect();
+        let (rows, malformed) = partials::decode(&records, &self.schema)?;
+        Ok((SourceBatch::inserts(rows, malformed), None))
     }
 }
 
@@ -730,7 +757,9 @@ impl KafkaPartitionReader {
         let mut polled = Polled {
             chunk: Chunk { data: std::mem::take(&mut self.buffer), records: Vec::with_capacity(self.options.batch_rows), unterminated: Vec::new() },
             want_keys: self.keep_records || self.columns.iter().any(|c| matches!(c, ColumnSource::Key)),
-            want_headers: self.keep_records || self.columns.iter().any(|c| matches!(c, ColumnSource::Headers)),
+            want_headers: self.keep_records
+                || matches!(self.options.format, TextOrRaw::Partials)
+                || self.columns.iter().any(|c| matches!(c, ColumnSource::Headers)),
             ..Polled::default()
         };
         let mut error = None;

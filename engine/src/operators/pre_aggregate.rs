@@ -57,6 +57,14 @@ pub enum PreAggregation {
 }
 
 impl PreAggregation {
+    /// `partials` or `rows`: what a shuffle carries, in the cluster's terms topic and options.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PreAggregation::Partials => "partials",
+            PreAggregation::Rows(_) => "rows",
+        }
+    }
+
     /// Whether `node`'s input can be folded into partials before a shuffle.
     pub fn of(node: &WindowAggregateNode) -> PreAggregation {
         match node.kind {

@@ -38,8 +38,8 @@ use crate::error::{Location, Result, SqlError};
 use datafusion::common::JoinType as DfJoinType;
 use datafusion::physical_plan::joins::utils::{JoinFilter, JoinOnRef};
 use eddy_engine::plan::{
-    AggregateKind, FilteredOut, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LateAfter, LatenessRule, SliceColumn, SourceNode, StreamNode, TimeBounds,
-    AggregateInput, UpdateOutput, WindowAggregateNode, WindowKind,
+    AggregateInput, AggregateKind, FilteredOut, GroupColumn, JoinBound, JoinNode, JoinSide, JoinType, LateAfter, LatenessRule, SliceColumn, SourceNode,
+    StreamNode, TimeBounds, UpdateOutput, WindowAggregateNode, WindowKind,
 };
 /// Where each output column of a compiled node came from, for window bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
