@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{chrono_ms, committed_rows, eddy, kafka_table, Running};
-use eddy_connectors::kafka::testing::{broker, create_topic, produce, unique_topic, TestRecord};
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, unique_topic, TestRecord};
 
 /// 2024-01-01 00:00:00 UTC.
 const BASE_MS: i64 = 1_704_067_200_000;
@@ -269,6 +269,12 @@ fn three_members_write_what_one_process_writes() {
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("key groups; ") && said.contains(" rows shuffled, 0 late, 0 malformed"), "{said}");
     assert!(said.contains("tumbled-line7: every key group ran to its end"), "{said}");
+    // TUMBLE and HOP are pre-aggregated: their shuffle carries partials, a record
+    // per key group and commit, not a record per event. SESSION carries the events.
+    assert!(said.contains("tumbled-line7: this member reads") && said.contains(" partial aggregates, 0 late"), "{said}");
+    let carried = |pipeline: &str| read_all(&broker(), &format!("eddy.{}.{pipeline}.shuffle", run.name)).iter().filter(|r| r.value.is_some()).count() as i64;
+    let partials = carried("tumbled-line7");
+    assert!(partials > 0 && partials < run.events / 50, "the TUMBLE's shuffle carried {partials} records for {} events", run.events);
 }
 
 #[test]
