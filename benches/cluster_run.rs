@@ -3,11 +3,12 @@
 //! topic on the broker the test command starts, written to JSON files, run by
 //! one `eddy run` process (in-process exchange), then by 1, 2 and 3 `eddy run
 //! --cluster` members (`--members M` for one count) with `--key-groups` key
-//! groups (default 8). For each: wall time, CPU seconds of the eddy processes
-//! and of the broker, events per CPU-second, and how many records the shuffle
-//! carried per event.
+//! groups (default 8), with the rows pre-aggregated before the shuffle and
+//! without (`SET 'cluster.pre-aggregate' = 'false'`; `--shuffle partials|rows`
+//! for one). For each: wall time, CPU seconds of the eddy processes and of the
+//! broker, events per CPU-second, and how many records the shuffle carried per event.
 //!
-//! `cargo bench --profile dev --bench cluster_run -- --bench [--events N] [--members M] [--key-groups K]`.
+//! `cargo bench --profile dev --bench cluster_run -- --bench [--events N] [--members M] [--key-groups K] [--shuffle partials|rows]`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -44,9 +45,10 @@ fn broker_pid() -> Option<u32> {
     std::fs::read_to_string(dir.join("pid")).ok()?.trim().parse().ok()
 }
 
-fn script(topic: &str, out: &std::path::Path, key_groups: u64) -> String {
+fn script(topic: &str, out: &std::path::Path, key_groups: u64, pre_aggregate: bool) -> String {
     format!(
         "SET 'cluster.key-groups' = '{key_groups}';
+         SET 'cluster.pre-aggregate' = '{pre_aggregate}';
          CREATE TABLE events (user_id BIGINT, amount BIGINT, url STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
            WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', 'format' = 'json',
                  'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
@@ -110,10 +112,10 @@ fn main() {
     drop(records);
     println!("cluster_run: {events} events in {PARTITIONS} partitions, TUMBLE 10 s by user into JSON files, {key_groups} key groups");
     let broker = broker_pid();
-    let measure = |members: Option<u64>| {
+    let measure = |members: Option<u64>, pre_aggregate: bool| {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("script.sql");
-        std::fs::write(&path, script(&topic, &dir.path().join("out"), key_groups)).expect("script");
+        std::fs::write(&path, script(&topic, &dir.path().join("out"), key_groups, pre_aggregate)).expect("script");
         let checkpoints = dir.path().join("checkpoints");
         let name = unique_topic("bench");
         let (cpu_before, broker_before) = (children_cpu(), broker.map_or(0.0, cpu_of));
@@ -129,7 +131,9 @@ fn main() {
         let wall = started.elapsed().as_secs_f64();
         let (cpu, broker_cpu) = (children_cpu() - cpu_before, broker.map_or(0.0, cpu_of) - broker_before);
         let shuffled = members.map_or(0, |_| shuffled(&name));
-        let label = members.map_or("one process (in-process exchange)".to_string(), |m| format!("{m} member(s), Kafka shuffle"));
+        let label = members.map_or("one process (in-process exchange)".to_string(), |m| {
+            format!("{m} member(s), shuffle of {}", if pre_aggregate { "partials" } else { "records" })
+        });
         println!(
             "{label:<36} {wall:>6.2}s wall  eddy {cpu:>6.2} CPU-s ({:.2} M events/CPU-s)  broker {broker_cpu:>6.2} CPU-s  all {:.2} M events/CPU-s  shuffle {:.2} records/event",
             events as f64 / cpu / 1e6,
@@ -137,8 +141,15 @@ fn main() {
             shuffled as f64 / events as f64
         );
     };
-    measure(None);
+    let modes: Vec<bool> = match args.iter().position(|a| a == "--shuffle").and_then(|i| args.get(i + 1)).map(String::as_str) {
+        Some("partials") => vec![true],
+        Some("rows") => vec![false],
+        _ => vec![true, false],
+    };
+    measure(None, true);
     for m in member_counts {
-        measure(Some(m));
+        for pre_aggregate in &modes {
+            measure(Some(m), *pre_aggregate);
+        }
     }
 }

@@ -47,6 +47,15 @@ const FINISHED_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a failed re-partitioner or key group waits before it starts again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// `SET 'cluster.pre-aggregate'`: whether a pipeline's shuffle may carry partial aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreAggregateSetting {
+    /// Where the aggregate allows it ([`PreAggregation::of`]); the default.
+    WhereAllowed,
+    /// Never: every on-time record crosses the shuffle.
+    Off,
+}
+
 /// What `eddy run --cluster` was given.
 pub struct RunCluster {
     pub name: String,
@@ -132,6 +141,7 @@ impl ClusterPipeline {
 /// group of every pipeline has run to its end, or `stop` turns true.
 pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], options: RunCluster, stop: watch::Receiver<bool>) -> Result<(), EddyError> {
     let key_groups = session.key_groups();
+    let pre_aggregate = session.pre_aggregate();
     let member = format!("{}:{}", hostname(), std::process::id());
     let root = CheckpointStore::open(&options.checkpoints).map_err(|e| EddyError::Cluster(format!("--checkpoint-dir {}: {e}", options.checkpoints)))?;
     let mut runs = Vec::new();
@@ -153,7 +163,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
         };
         let id = pipeline_id(spec);
         let source_partitions = partition_count(&cut.source)?;
-        let shuffled = cut.shuffled();
+        let shuffled = cut.shuffled(pre_aggregate);
         let pipeline = ClusterPipeline {
             index,
             names: topic_prefix(&options.name, &id),
@@ -515,9 +525,12 @@ struct Cut {
 }
 
 impl Cut {
-    /// What the shuffle carries: partial aggregates where the aggregate allows it.
-    fn shuffled(&self) -> PreAggregation {
-        PreAggregation::of(&self.aggregate)
+    /// What the shuffle carries: partial aggregates where the aggregate and the setting allow it.
+    fn shuffled(&self, setting: PreAggregateSetting) -> PreAggregation {
+        match setting {
+            PreAggregateSetting::WhereAllowed => PreAggregation::of(&self.aggregate),
+            PreAggregateSetting::Off => PreAggregation::Rows("SET 'cluster.pre-aggregate' = 'false'"),
+        }
     }
 }
 
@@ -673,7 +686,7 @@ fn topic_prefix(cluster: &str, id: &str) -> String {
 
 /// EXPLAIN's account of how `eddy run --cluster CLUSTER` runs `spec`: where it is
 /// cut, and the topics, groups and checkpoints of each side; or why it cannot.
-pub fn explain(spec: &PipelineSpec, cluster: &str, key_groups: i32) -> String {
+pub fn explain(spec: &PipelineSpec, cluster: &str, key_groups: i32, pre_aggregate: PreAggregateSetting) -> String {
     let cut = match cut(spec) {
         Ok(cut) => cut,
         Err(e) => return format!("Cluster {cluster}: every member would refuse this pipeline: {e}\n"),
@@ -683,14 +696,14 @@ pub fn explain(spec: &PipelineSpec, cluster: &str, key_groups: i32) -> String {
     let fields = cut.source.schema.fields();
     let keys: Vec<&str> = cut.key_columns.iter().map(|k| fields[*k].name().as_str()).collect();
     let topic = cut.source.table.option("topic").unwrap_or_default();
-    let (sends, runs) = match cut.shuffled() {
+    let (sends, runs) = match cut.shuffled(pre_aggregate) {
         PreAggregation::Partials => (
             "runs the operators below the aggregate and sends the partial aggregates of its rows, one per slice and key between two commits,",
             "merges the partial aggregates of its partition",
         ),
         PreAggregation::Rows(_) => ("sends on-time records", "runs the operators above over its partition"),
     };
-    let unfolded = match cut.shuffled() {
+    let unfolded = match cut.shuffled(pre_aggregate) {
         PreAggregation::Rows(why) => format!("\n  Not pre-aggregated: {why}"),
         PreAggregation::Partials => String::new(),
     };

@@ -113,6 +113,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "with `eddy run --cluster`: how many parts (partitions of the shuffle topic) a pipeline's keys are spread over, each run whole by one member; more than members, fixed once the cluster has run (default 64)",
     ),
     (
+        "cluster.pre-aggregate",
+        "with `eddy run --cluster`: 'true' (default) folds the rows of a TUMBLE, HOP, CUMULATE or GROUP BY into partial aggregates per slice and key before the shuffle, so it carries far fewer records; 'false' shuffles every record (SESSION always does); fixed once the cluster has run",
+    ),
+    (
         "state.checkpoints.dir",
         "a directory, or s3://bucket/prefix (credentials and endpoint from the AWS_* variables), for checkpoints (source positions and operator state): a pipeline restarted with the same location resumes from its last checkpoint (default: none)",
     ),
@@ -171,6 +175,14 @@ impl Session {
         self.settings.get("cluster.key-groups").and_then(|v| v.parse().ok()).unwrap_or(crate::run_cluster::DEFAULT_KEY_GROUPS)
     }
 
+    /// `SET 'cluster.pre-aggregate'`: whether `eddy run --cluster` may pre-aggregate before its shuffles.
+    pub fn pre_aggregate(&self) -> crate::run_cluster::PreAggregateSetting {
+        match self.settings.get("cluster.pre-aggregate").map(String::as_str) {
+            Some("false") => crate::run_cluster::PreAggregateSetting::Off,
+            _ => crate::run_cluster::PreAggregateSetting::WhereAllowed,
+        }
+    }
+
     /// How long a regular join keeps a row: `SET 'table.exec.state.ttl'` (`None`: for good, as with '0').
     pub fn state_ttl(&self) -> Option<Duration> {
         let ttl = self.settings.get("table.exec.state.ttl")?;
@@ -216,6 +228,13 @@ impl Session {
                     return Err(error("expected a whole number of key groups, from 1 to 10000"));
                 }
                 self.settings.insert(key.to_string(), value.trim().to_string());
+            }
+            "cluster.pre-aggregate" => {
+                let value = value.trim().to_ascii_lowercase();
+                if value != "true" && value != "false" {
+                    return Err(error("expected 'true' or 'false'"));
+                }
+                self.settings.insert(key.to_string(), value);
             }
             "pipeline.state.max-memory" | "state.storage.fs.memory-threshold" => {
                 if eddy_connectors::parse_size(key, value).is_err() {
@@ -446,7 +465,7 @@ impl Session {
         }
         explain_partitions(&spec.plan, self.parallelism(), &mut text);
         if let (Some(cluster), Some(_)) = (&self.cluster, &spec.sink) {
-            text.push_str(&crate::run_cluster::explain(spec, cluster, self.key_groups()));
+            text.push_str(&crate::run_cluster::explain(spec, cluster, self.key_groups(), self.pre_aggregate()));
         }
         string_rows(&["plan"], text.lines().map(|l| vec![l.to_string()]))
     }
