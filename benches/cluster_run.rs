@@ -135,7 +135,7 @@ fn main() {
             format!("{m} member(s), shuffle of {}", if pre_aggregate { "partials" } else { "records" })
         });
         println!(
-            "{label:<36} {wall:>6.2}s wall  eddy {cpu:>6.2} CPU-s ({:.2} M events/CPU-s)  broker {broker_cpu:>6.2} CPU-s  all {:.2} M events/CPU-s  shuffle {:.2} records/event",
+            "{label:<36} {wall:>6.2}s wall  eddy {cpu:>6.2} CPU-s ({:.2} M events/CPU-s)  broker {broker_cpu:>6.2} CPU-s  all {:.2} M events/CPU-s  shuffle {:.4} records/event",
             events as f64 / cpu / 1e6,
             events as f64 / (cpu + broker_cpu) / 1e6,
             shuffled as f64 / events as f64
