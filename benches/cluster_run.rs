@@ -8,7 +8,8 @@
 //! for one). For each: wall time, CPU seconds of the eddy processes and of the
 //! broker, events per CPU-second, and how many records the shuffle carried per event.
 //!
-//! `cargo bench --profile dev --bench cluster_run -- --bench [--events N] [--members M] [--key-groups K] [--shuffle partials|rows]`.
+//! `cargo bench --profile dev --bench cluster_run -- --bench [--events N] [--members M] [--key-groups K] [--users U] [--shuffle partials|rows]`
+//! (`--users`: distinct keys, default 100,000; a third of the events are one hot key).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -38,11 +39,29 @@ fn children_cpu() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-fn broker_pid() -> Option<u32> {
-    let dir = std::env::var("EDDY_KAFKA_RUN")
+/// The broker's run directory (scripts/kafka/start).
+fn broker_run() -> std::path::PathBuf {
+    std::env::var("EDDY_KAFKA_RUN")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/eddy/kafka-run"));
-    std::fs::read_to_string(dir.join("pid")).ok()?.trim().parse().ok()
+        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/eddy/kafka-run"))
+}
+
+fn broker_pid() -> Option<u32> {
+    std::fs::read_to_string(broker_run().join("pid")).ok()?.trim().parse().ok()
+}
+
+/// Bytes the broker stores for the shuffle topics of cluster `name` (its log segments).
+fn shuffled_bytes(name: &str) -> u64 {
+    let prefix = format!("eddy.{name}.");
+    let Ok(entries) = std::fs::read_dir(broker_run().join("data")) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix) && n.contains(".shuffle-")))
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().filter_map(|f| f.ok()))
+        // Index files are preallocated: only the .log segments hold records.
+        .filter(|f| f.path().extension().is_some_and(|x| x == "log"))
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum()
 }
 
 fn script(topic: &str, out: &std::path::Path, key_groups: u64, pre_aggregate: bool) -> String {
@@ -92,6 +111,7 @@ fn main() {
     let full = args.iter().any(|a| a == "--bench");
     let events = flag_value(&args, "--events", if full { 1_000_000 } else { 20_000 }) as i64;
     let key_groups = flag_value(&args, "--key-groups", 8);
+    let users = flag_value(&args, "--users", 100_000) as i64;
     let member_counts: Vec<u64> = match flag_value(&args, "--members", 0) {
         0 if full => vec![1, 2, 3],
         0 => vec![2],
@@ -102,7 +122,7 @@ fn main() {
     runtime.block_on(create_topic(&broker(), &topic, PARTITIONS));
     let records: Vec<TestRecord> = (0..events)
         .map(|i| {
-            let user = if i % 3 == 0 { 1 } else { (i * 7919) % 100_000 };
+            let user = if i % 3 == 0 { 1 } else { (i * 7919) % users };
             let ts = BASE_MS + i - (i % 7) * 300;
             let json = format!(r#"{{"user_id":{user},"amount":{},"url":"https://shop.example.com/items/{}?ref=feed","ts":{ts}}}"#, i % 100, i % 5000);
             TestRecord::value((i % i64::from(PARTITIONS)) as i32, json)
@@ -110,7 +130,7 @@ fn main() {
         .collect();
     runtime.block_on(produce(&broker(), &topic, &records));
     drop(records);
-    println!("cluster_run: {events} events in {PARTITIONS} partitions, TUMBLE 10 s by user into JSON files, {key_groups} key groups");
+    println!("cluster_run: {events} events in {PARTITIONS} partitions, TUMBLE 10 s by user ({users} users) into JSON files, {key_groups} key groups");
     let broker = broker_pid();
     let measure = |members: Option<u64>, pre_aggregate: bool| {
         let dir = tempfile::tempdir().expect("dir");
@@ -131,14 +151,16 @@ fn main() {
         let wall = started.elapsed().as_secs_f64();
         let (cpu, broker_cpu) = (children_cpu() - cpu_before, broker.map_or(0.0, cpu_of) - broker_before);
         let shuffled = members.map_or(0, |_| shuffled(&name));
+        let bytes = members.map_or(0, |_| shuffled_bytes(&name));
         let label = members.map_or("one process (in-process exchange)".to_string(), |m| {
             format!("{m} member(s), shuffle of {}", if pre_aggregate { "partials" } else { "records" })
         });
         println!(
-            "{label:<36} {wall:>6.2}s wall  eddy {cpu:>6.2} CPU-s ({:.2} M events/CPU-s)  broker {broker_cpu:>6.2} CPU-s  all {:.2} M events/CPU-s  shuffle {:.4} records/event",
+            "{label:<36} {wall:>6.2}s wall  eddy {cpu:>6.2} CPU-s ({:.2} M events/CPU-s)  broker {broker_cpu:>6.2} CPU-s  all {:.2} M events/CPU-s  shuffle {:.4} records/event, {:.1} bytes/event",
             events as f64 / cpu / 1e6,
             events as f64 / (cpu + broker_cpu) / 1e6,
-            shuffled as f64 / events as f64
+            shuffled as f64 / events as f64,
+            bytes as f64 / events as f64
         );
     };
     let modes: Vec<bool> = match args.iter().position(|a| a == "--shuffle").and_then(|i| args.get(i + 1)).map(String::as_str) {
