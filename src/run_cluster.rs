@@ -27,7 +27,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use eddy_connectors::kafka::shuffle::{fnv1a, repartition, Release, RepartitionSpec, RepartitionTotals};
 use eddy_engine::checkpoint::CheckpointStore;
 use eddy_engine::operators::pre_aggregate::{merging_node, PreAggregation};
-use eddy_engine::plan::{SourceNode, StreamNode, WindowAggregateNode};
+use eddy_engine::plan::{GroupColumn, SourceNode, StreamNode, WindowAggregateNode};
 use eddy_engine::runtime::Ended;
 use eddy_engine::PipelineMetrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -146,7 +146,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
     let root = CheckpointStore::open(&options.checkpoints).map_err(|e| EddyError::Cluster(format!("--checkpoint-dir {}: {e}", options.checkpoints)))?;
     let mut runs = Vec::new();
     for (index, spec) in pipelines.iter().enumerate() {
-        let cut = cut(spec)?;
+        let cut = cut(spec, pre_aggregate)?;
         let table_bootstrap = cut.source.table.option("properties.bootstrap.servers").unwrap_or_default().to_string();
         let bootstrap = options.bootstrap.clone().unwrap_or_else(|| table_bootstrap.clone());
         for brokers in BTreeSet::from([&table_bootstrap, &bootstrap]) {
@@ -163,7 +163,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
         };
         let id = pipeline_id(spec);
         let source_partitions = partition_count(&cut.source)?;
-        let shuffled = cut.shuffled(pre_aggregate);
+        let shuffled = cut.shuffled.clone();
         let pipeline = ClusterPipeline {
             index,
             names: topic_prefix(&options.name, &id),
@@ -518,24 +518,28 @@ fn first_terms(bootstrap: &str, topic: &str, ours: &RunTerms) -> Result<RunTerms
 struct Cut {
     /// Its one source.
     source: SourceNode,
-    /// The columns (of the source's visible schema) its keyed operator's keys are.
+    /// The columns (of the source's visible schema) its keyed operator's keys are,
+    /// which a shuffle of records hashes (partials are hashed by their own keys).
     key_columns: Vec<usize>,
     /// The keyed operator.
     aggregate: WindowAggregateNode,
+    /// What the shuffle carries.
+    shuffled: PreAggregation,
 }
 
 impl Cut {
-    /// What the shuffle carries: partial aggregates where the aggregate and the setting allow it.
-    fn shuffled(&self, setting: PreAggregateSetting) -> PreAggregation {
-        match setting {
-            PreAggregateSetting::WhereAllowed => PreAggregation::of(&self.aggregate),
-            PreAggregateSetting::Off => PreAggregation::Rows("SET 'cluster.pre-aggregate' = 'false'"),
-        }
+    /// The names of the aggregate's keys, as its output names them.
+    fn key_names(&self) -> Vec<String> {
+        let fields = self.aggregate.schema.fields();
+        self.aggregate.group.iter().zip(fields).filter(|(g, _)| matches!(g, GroupColumn::Key(_))).map(|(_, f)| f.name().clone()).collect()
     }
 }
 
-/// Where `spec` is cut, or why the cluster cannot run it.
-fn cut(spec: &PipelineSpec) -> Result<Cut, EddyError> {
+/// Where `spec` is cut, or why the cluster cannot run it. With partials crossing
+/// the shuffle, its keys may be computed and its columns may read the record's
+/// partition and offset: the re-partitioner, which reads the source topic itself,
+/// computes the keys.
+fn cut(spec: &PipelineSpec, setting: PreAggregateSetting) -> Result<Cut, EddyError> {
     let refuse = |why: &str| {
         EddyError::Cluster(format!(
             "{} (line {}): --cluster runs pipelines that read one Kafka topic and aggregate it by columns of that topic's table (GROUP BY with or without a window); {why}",
@@ -552,28 +556,35 @@ fn cut(spec: &PipelineSpec) -> Result<Cut, EddyError> {
             _ => return Err(refuse("this one joins, ranks or runs an OVER aggregate, which the cluster does not run yet")),
         }
     };
-    let mut keys = Vec::new();
-    for key in aggregate.key_exprs() {
-        let Some(column) = key.downcast_ref::<Column>() else {
-            return Err(refuse(&format!("the key {key} is an expression; group by a column of the table")));
-        };
-        keys.push(column.index());
-    }
+    let shuffled = match setting {
+        PreAggregateSetting::WhereAllowed => PreAggregation::of(aggregate),
+        PreAggregateSetting::Off => PreAggregation::Rows("SET 'cluster.pre-aggregate' = 'false'"),
+    };
+    // The source columns the keys are, or why they are not (what a shuffle of records needs).
+    let mut keys: Result<Vec<usize>, String> = aggregate
+        .key_exprs()
+        .iter()
+        .map(|key| as_column(key).ok_or_else(|| format!("the key {key} is an expression; group by a column of the table")))
+        .collect();
     let mut node = aggregate.input.as_ref();
     loop {
         match node {
             StreamNode::Filter { input, .. } => node = input,
             StreamNode::WindowAssign { input, .. } => {
                 let width = input.schema().fields().len();
-                if keys.iter().any(|k| *k >= width) {
+                if keys.as_ref().is_ok_and(|keys| keys.iter().any(|k| *k >= width)) {
                     return Err(refuse("a window bound is a key beyond the window itself"));
                 }
                 node = input;
             }
             StreamNode::Project { input, exprs, .. } => {
-                for key in &mut keys {
-                    let below = exprs.get(*key).and_then(as_column);
-                    *key = below.ok_or_else(|| refuse("a key is computed in the query; group by a column of the table"))?;
+                if let Ok(columns) = &keys {
+                    keys = columns
+                        .iter()
+                        .map(|key| {
+                            exprs.get(*key).and_then(as_column).ok_or_else(|| "a key is computed in the query; group by a column of the table".to_string())
+                        })
+                        .collect();
                 }
                 node = input;
             }
@@ -584,14 +595,24 @@ fn cut(spec: &PipelineSpec) -> Result<Cut, EddyError> {
                 if source.changelog {
                     return Err(refuse("it reads a changelog"));
                 }
-                for column in &source.table.columns {
-                    if let Some(meta) = &column.metadata {
-                        if matches!(meta.key.as_str(), "topic" | "partition" | "offset") {
-                            return Err(refuse(&format!("its column {} reads the record's {}, which the shuffle topic changes", column.name, meta.key)));
+                let key_columns = match (&shuffled, keys) {
+                    (PreAggregation::Partials, keys) => keys.unwrap_or_default(),
+                    (PreAggregation::Rows(_), Err(why)) => return Err(refuse(&why)),
+                    (PreAggregation::Rows(_), Ok(keys)) => {
+                        for column in &source.table.columns {
+                            if let Some(meta) = &column.metadata {
+                                if matches!(meta.key.as_str(), "topic" | "partition" | "offset") {
+                                    return Err(refuse(&format!(
+                                        "its column {} reads the record's {}, which the shuffle topic changes",
+                                        column.name, meta.key
+                                    )));
+                                }
+                            }
                         }
+                        keys
                     }
-                }
-                return Ok(Cut { source: source.clone(), key_columns: keys, aggregate: aggregate.clone() });
+                };
+                return Ok(Cut { source: source.clone(), key_columns, aggregate: aggregate.clone(), shuffled });
             }
             _ => return Err(refuse("more than one keyed operator, a join or a union below the aggregate")),
         }
@@ -687,23 +708,22 @@ fn topic_prefix(cluster: &str, id: &str) -> String {
 /// EXPLAIN's account of how `eddy run --cluster CLUSTER` runs `spec`: where it is
 /// cut, and the topics, groups and checkpoints of each side; or why it cannot.
 pub fn explain(spec: &PipelineSpec, cluster: &str, key_groups: i32, pre_aggregate: PreAggregateSetting) -> String {
-    let cut = match cut(spec) {
+    let cut = match cut(spec, pre_aggregate) {
         Ok(cut) => cut,
         Err(e) => return format!("Cluster {cluster}: every member would refuse this pipeline: {e}\n"),
     };
     let id = pipeline_id(spec);
     let names = topic_prefix(cluster, &id);
-    let fields = cut.source.schema.fields();
-    let keys: Vec<&str> = cut.key_columns.iter().map(|k| fields[*k].name().as_str()).collect();
+    let keys = cut.key_names();
     let topic = cut.source.table.option("topic").unwrap_or_default();
-    let (sends, runs) = match cut.shuffled(pre_aggregate) {
+    let (sends, runs) = match cut.shuffled {
         PreAggregation::Partials => (
             "runs the operators below the aggregate and sends the partial aggregates of its rows, one per slice and key between two commits,",
             "merges the partial aggregates of its partition",
         ),
         PreAggregation::Rows(_) => ("sends on-time records", "runs the operators above over its partition"),
     };
-    let unfolded = match cut.shuffled(pre_aggregate) {
+    let unfolded = match cut.shuffled {
         PreAggregation::Rows(why) => format!("\n  Not pre-aggregated: {why}"),
         PreAggregation::Partials => String::new(),
     };

@@ -478,6 +478,61 @@ fn a_member_started_before_its_brokers_waits_for_them_and_says_so() {
 }
 
 #[test]
+fn a_key_computed_in_the_query_and_the_source_partition_are_pre_aggregated_where_the_rows_are_read() {
+    // Partials are keyed by the aggregate's own keys, computed where the source
+    // topic is read: a computed key and the `partition` metadata column work, which a
+    // shuffle of records cannot do (it refuses them, below).
+    let events = 60_000;
+    let topic = topic_with(events);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("buckets");
+    let script = |pre_aggregate: &str| {
+        format!(
+            "SET 'cluster.key-groups' = '4';
+             SET 'cluster.pre-aggregate' = '{pre_aggregate}';
+             {};
+             CREATE TABLE buckets (window_start TIMESTAMP(3), bucket BIGINT, n BIGINT, total BIGINT, top_part INT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO buckets SELECT window_start, user_id % 5 AS bucket, COUNT(*) AS n, SUM(amount) AS total, MAX(part) AS top_part
+               FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, user_id % 5;",
+            kafka_table(
+                "events",
+                "user_id BIGINT, amount BIGINT, ts TIMESTAMP(3), part INT METADATA FROM 'partition' VIRTUAL, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND",
+                &topic,
+                &broker(),
+                "'scan.bounded.mode' = 'latest-offset'",
+            ),
+            out.display()
+        )
+    };
+    let path = write_script(dir.path(), &script("true"));
+    let (name, checkpoints) = (unique_topic("run"), tempfile::tempdir().unwrap());
+    let mut members: Vec<Running> = (0..2).map(|_| member(&path, &name, checkpoints.path(), Stdio::inherit())).collect();
+    wait_all(&mut members, Duration::from_secs(180));
+    let mut expected: BTreeMap<(i64, i64), (i64, i64, i64)> = BTreeMap::new();
+    for i in 0..events {
+        let (partition, user, amount, ts) = event(i);
+        let entry = expected.entry((ts.div_euclid(1000) * 1000, user % 5)).or_insert((0, 0, -1));
+        *entry = (entry.0 + 1, entry.1 + amount, entry.2.max(i64::from(partition)));
+    }
+    let rows = committed_rows(&out);
+    let written: BTreeMap<(i64, i64), (i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            let start = chrono_ms(r["window_start"].as_str().unwrap());
+            ((start, r["bucket"].as_i64().unwrap()), (r["n"].as_i64().unwrap(), r["total"].as_i64().unwrap(), r["top_part"].as_i64().unwrap()))
+        })
+        .collect();
+    assert_eq!(rows.len(), written.len(), "each window and bucket once");
+    assert_eq!(written, expected);
+    // Shuffling records, the cluster cannot compute that key: it refuses, saying why.
+    let path = write_script(dir.path(), &script("false"));
+    let output = eddy().arg("run").arg(&path).args(["--cluster", &unique_topic("run"), "--checkpoint-dir"]).arg(checkpoints.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("is an expression; group by a column of the table"), "{stderr}");
+}
+
+#[test]
 fn a_pipeline_the_cluster_cannot_cut_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_script(
