@@ -18,9 +18,9 @@
 //! each kind is spread evenly on its own. A member that joins, leaves or dies
 //! moves its share.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
@@ -46,6 +46,8 @@ pub const DEFAULT_KEY_GROUPS: i32 = 64;
 const FINISHED_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a failed re-partitioner or key group waits before it starts again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a failure stays in the progress line after it was last seen.
+const TROUBLE_SHOWN_FOR: Duration = Duration::from_secs(30);
 
 /// `SET 'cluster.pre-aggregate'`: whether a pipeline's shuffle may carry partial aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +89,7 @@ struct ClusterPipeline {
 }
 
 /// What a slot of one of a pipeline's two groups stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Work {
     /// Re-partitioning this source partition.
     SourcePartition(i32),
@@ -122,6 +124,49 @@ impl WorkGroup {
             WorkGroup::SourcePartitions => format!("source partitions {slots:?}"),
             WorkGroup::KeyGroups => format!("key groups {slots:?}"),
         }
+    }
+}
+
+/// What a member's work on one pipeline is retrying through, for its progress
+/// line: a broker gone mid-run shows there, not only in warnings.
+#[derive(Default)]
+struct Troubles(Mutex<BTreeMap<Work, (String, Instant)>>);
+
+impl Troubles {
+    /// `work` failed with `problem`, or (`None`) runs again.
+    fn report(&self, work: Work, problem: Option<String>) {
+        let mut troubles = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(problem) => troubles.insert(work, (problem, Instant::now())),
+            None => troubles.remove(&work),
+        };
+    }
+
+    /// Each problem seen lately, with the work it holds up: `PROBLEM (source partitions [0, 3], key groups [1])`.
+    fn current(&self, now: impl IntoIterator<Item = (Work, String)>) -> Vec<String> {
+        let mut by_problem: BTreeMap<String, Vec<Work>> = BTreeMap::new();
+        let troubles = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let lately = troubles.iter().filter(|(_, (_, at))| at.elapsed() < TROUBLE_SHOWN_FOR).map(|(work, (problem, _))| (*work, problem.clone()));
+        for (work, problem) in lately.chain(now) {
+            by_problem.entry(problem).or_default().push(work);
+        }
+        by_problem
+            .into_iter()
+            .map(|(problem, work)| {
+                let list = |group: WorkGroup| {
+                    let slots: BTreeSet<i32> = work
+                        .iter()
+                        .filter_map(|w| match (w, group) {
+                            (Work::SourcePartition(p), WorkGroup::SourcePartitions) | (Work::KeyGroup(p), WorkGroup::KeyGroups) => Some(*p),
+                            _ => None,
+                        })
+                        .collect();
+                    (!slots.is_empty()).then(|| group.describe(&slots))
+                };
+                let held: Vec<String> = [list(WorkGroup::SourcePartitions), list(WorkGroup::KeyGroups)].into_iter().flatten().collect();
+                format!("{problem} ({})", held.join(", "))
+            })
+            .collect()
     }
 }
 
@@ -197,6 +242,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             root: root.clone(),
             repartitioners: HashMap::new(),
             groups: HashMap::new(),
+            troubles: Arc::new(Troubles::default()),
             progress_every: options.progress_every,
         };
         let stop = stop.clone();
@@ -236,7 +282,10 @@ struct Member {
     script: String,
     root: CheckpointStore,
     repartitioners: HashMap<i32, (watch::Sender<Release>, JoinHandle<()>)>,
-    groups: HashMap<i32, (watch::Sender<bool>, JoinHandle<()>)>,
+    /// The key groups this member runs, with their pipelines' metrics (their readers' problems).
+    groups: HashMap<i32, (watch::Sender<bool>, JoinHandle<()>, Arc<PipelineMetrics>)>,
+    /// Failures of this member's re-partitioners and key groups, for the progress line.
+    troubles: Arc<Troubles>,
     progress_every: Option<Duration>,
 }
 
@@ -300,8 +349,10 @@ impl Member {
                         None => format!("{} rows shuffled", done.rows),
                         Some(_) => format!("{} rows shuffled as {} partial aggregates", done.rows, done.partials),
                     };
+                    let problems = self.problems(&spec.totals);
+                    let retrying = if problems.is_empty() { String::new() } else { format!("; retrying: {}", problems.join("; ")) };
                     eprintln!(
-                        "eddy: {}: this member reads {} of {} source partitions and runs {} of {} key groups; {shuffled}, {} late, {} malformed",
+                        "eddy: {}: this member reads {} of {} source partitions and runs {} of {} key groups; {shuffled}, {} late, {} malformed{retrying}",
                         self.pipeline.id,
                         self.repartitioners.len(),
                         self.pipeline.source_partitions,
@@ -325,17 +376,33 @@ impl Member {
         ended
     }
 
+    /// What this member's work on the pipeline is retrying through now or did lately.
+    fn problems(&self, totals: &RepartitionTotals) -> Vec<String> {
+        let readers =
+            totals.problems().into_iter().filter(|(p, _)| self.repartitioners.contains_key(p)).map(|(p, problem)| (Work::SourcePartition(p), problem));
+        let key_groups = self.groups.iter().flat_map(|(k, (_, _, metrics))| {
+            // "table partition: problem": the key group's one reader, its shuffle partition.
+            metrics.source_health().1.into_iter().map(|p| (Work::KeyGroup(*k), p.split_once(": ").map_or(p.clone(), |(_, problem)| problem.to_string())))
+        });
+        self.troubles.current(readers.chain(key_groups).collect::<Vec<_>>())
+    }
+
     fn start_repartitioner(&mut self, spec: &Arc<RepartitionSpec>, partition: i32) {
         let (release, told) = watch::channel(Release::Keep);
         let spec = Arc::clone(spec);
+        let troubles = Arc::clone(&self.troubles);
         let task = tokio::spawn(async move {
             loop {
                 match repartition(Arc::clone(&spec), partition, told.clone()).await {
                     Ok(done) => {
                         tracing::debug!(partition, ?done, "re-partitioner ended");
+                        troubles.report(Work::SourcePartition(partition), None);
                         return;
                     }
-                    Err(e) => tracing::warn!("cluster: re-partitioning {}/{partition} stopped: {e}", spec.node.table.name),
+                    Err(e) => {
+                        tracing::warn!("cluster: re-partitioning {}/{partition} stopped: {e}", spec.node.table.name);
+                        troubles.report(Work::SourcePartition(partition), Some(format!("re-partitioning stopped ({e}); starting again")));
+                    }
                 }
                 // Fenced by another member, most likely: the group is moving the
                 // partition, and says so to this member within a poll. Starting
@@ -353,21 +420,27 @@ impl Member {
     fn start_key_group(&mut self, group: i32) {
         let (stop, stopped) = watch::channel(false);
         let (pipeline, script, root) = (Arc::clone(&self.pipeline), self.script.clone(), self.root.clone());
+        let (metrics, troubles) = (Arc::new(PipelineMetrics::default()), Arc::clone(&self.troubles));
+        let task_metrics = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
             loop {
-                let ended = run_key_group(&pipeline, &script, &root, group, stopped.clone()).await;
+                let ended = run_key_group(&pipeline, &script, &root, group, Arc::clone(&task_metrics), stopped.clone()).await;
                 let stopping = *stopped.borrow();
                 match ended {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        troubles.report(Work::KeyGroup(group), None);
+                        return;
+                    }
                     Err(e) if !stopping => {
                         tracing::warn!("cluster: key group {group} of {} failed: {e}; starting again from its last checkpoint", pipeline.id);
+                        troubles.report(Work::KeyGroup(group), Some(format!("failed ({e}); starting again from its last checkpoint")));
                         tokio::time::sleep(RETRY_AFTER).await;
                     }
                     Err(_) => return,
                 }
             }
         });
-        self.groups.insert(group, (stop, task));
+        self.groups.insert(group, (stop, task, metrics));
     }
 
     /// Stops the work of `slots` before the group may give it to another member.
@@ -385,7 +458,7 @@ impl Member {
                     }
                 }
                 Work::KeyGroup(k) => {
-                    if let Some((stop, task)) = self.groups.remove(&k) {
+                    if let Some((stop, task, _)) = self.groups.remove(&k) {
                         let _ = stop.send(true);
                         waiting.push(task);
                     }
@@ -408,7 +481,14 @@ impl Member {
 }
 
 /// Runs key group `group` of the pipeline from its last checkpoint until it ends or `stop` turns true.
-async fn run_key_group(pipeline: &ClusterPipeline, script: &str, root: &CheckpointStore, group: i32, stop: watch::Receiver<bool>) -> Result<Ended, EddyError> {
+async fn run_key_group(
+    pipeline: &ClusterPipeline,
+    script: &str,
+    root: &CheckpointStore,
+    group: i32,
+    metrics: Arc<PipelineMetrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<Ended, EddyError> {
     // The script is planned again, as a lone run would, and its source pointed at the shuffle.
     let mut session = Session::new();
     let mut pipelines = session.replan_script(script).await?;
@@ -436,7 +516,6 @@ async fn run_key_group(pipeline: &ClusterPipeline, script: &str, root: &Checkpoi
     }
     let sink = session.open_sink(&spec)?.ok_or_else(|| EddyError::Cluster(format!("{}: --cluster runs INSERT INTO pipelines only", spec.name)))?;
     let prepared = session.prepare(&spec).with_parallelism(1);
-    let metrics = Arc::new(PipelineMetrics::default());
     prepared.run_to_end(sink, metrics, stop, Some(pipeline.store(root, group))).await
 }
 

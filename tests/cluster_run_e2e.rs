@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{chrono_ms, committed_rows, eddy, kafka_table, Running};
-use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, unique_topic, TestRecord};
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, start_broker, stop_broker, unique_topic, TestRecord};
 
 /// 2024-01-01 00:00:00 UTC.
 const BASE_MS: i64 = 1_704_067_200_000;
@@ -530,6 +530,92 @@ fn a_key_computed_in_the_query_and_the_source_partition_are_pre_aggregated_where
     let output = eddy().arg("run").arg(&path).args(["--cluster", &unique_topic("run"), "--checkpoint-dir"]).arg(checkpoints.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("is an expression; group by a column of the table"), "{stderr}");
+}
+
+#[test]
+fn members_whose_broker_goes_away_mid_run_say_so_and_write_each_window_once_when_it_is_back() {
+    // A broker of its own, stopped mid-run and started again (same port, same data).
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = dir.path().join("kafka");
+    let bootstrap = start_broker(Some(&kafka));
+    // Stopped however the test ends, so a failure leaves no broker behind.
+    struct Stopped<'a>(&'a Path);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            stop_broker(self.0);
+        }
+    }
+    let _stopped = Stopped(&kafka);
+    let topic = unique_topic("cluster-outage");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(create_topic(&bootstrap, &topic, PARTITIONS));
+    let records = |range: std::ops::Range<i64>| -> Vec<TestRecord> {
+        range
+            .map(|i| {
+                let (partition, user, amount, ts) = event(i);
+                TestRecord::value(partition, format!(r#"{{"user_id":{user},"amount":{amount},"ts":{ts}}}"#))
+            })
+            .collect()
+    };
+    let (first, second) = (100_000, 200_000);
+    runtime.block_on(produce(&bootstrap, &topic, &records(0..first)));
+    let out = dir.path().join("tumbled");
+    let script = format!(
+        "SET 'cluster.key-groups' = '4';
+         SET 'execution.checkpointing.interval' = '500 ms';
+         {};
+         CREATE TABLE tumbled (window_start TIMESTAMP(3), user_id BIGINT, n BIGINT, total BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO tumbled SELECT window_start, user_id, COUNT(*) AS n, SUM(amount) AS total
+           FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, user_id;",
+        kafka_table(
+            "events",
+            "user_id BIGINT, amount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND",
+            &topic,
+            &bootstrap,
+            "'properties.reconnect.backoff.max.ms' = '1000'"
+        ),
+        out.display()
+    );
+    let path = write_script(dir.path(), &script);
+    let (name, checkpoints) = (unique_topic("run"), tempfile::tempdir().unwrap());
+    let logs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("member-{i}.log"))).collect();
+    let mut members: Vec<Running> = logs.iter().map(|log| member(&path, &name, checkpoints.path(), Stdio::from(std::fs::File::create(log).unwrap()))).collect();
+    let said = || logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n");
+    // Windows are being written: the members are under way.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed_rows(&out).len() < 1_000 {
+        assert!(Instant::now() < deadline, "no windows written; the members said:\n{}", said());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop_broker(&kafka);
+    let stopped = Instant::now();
+    while !said().contains("; retrying: ") {
+        assert!(stopped.elapsed() < Duration::from_secs(60), "no progress line said the work is retrying; the members said:\n{}", said());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("while the broker was away: {}", said().lines().find(|l| l.contains("; retrying: ")).unwrap_or_default());
+    assert!(members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "a member gave up while its broker was away:\n{}", said());
+    assert_eq!(start_broker(Some(&kafka)), bootstrap, "the broker comes back on its port");
+    // The rest of the events, then one far ahead in every partition, so every window of the events closes.
+    let mut rest = records(first..second);
+    let far = BASE_MS + second * 5 + 60_000;
+    rest.extend((0..PARTITIONS).map(|p| TestRecord::value(p, format!(r#"{{"user_id":-1,"amount":0,"ts":{far}}}"#))));
+    runtime.block_on(produce(&bootstrap, &topic, &rest));
+    let expected = expected_tumbles(second);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while committed_rows(&out).len() < expected.len() {
+        assert!(Instant::now() < deadline, "{} of {} windows written; the members said:\n{}", committed_rows(&out).len(), expected.len(), said());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rows = committed_rows(&out);
+    let written: BTreeMap<(i64, i64), (i64, i64)> = rows
+        .iter()
+        .map(|r| ((chrono_ms(r["window_start"].as_str().unwrap()), r["user_id"].as_i64().unwrap()), (r["n"].as_i64().unwrap(), r["total"].as_i64().unwrap())))
+        .collect();
+    assert_eq!(rows.len(), written.len(), "each window once");
+    assert_eq!(written, expected);
+    drop(members);
 }
 
 #[test]

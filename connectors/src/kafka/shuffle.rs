@@ -239,6 +239,8 @@ pub struct RepartitionTotals {
     partials: AtomicU64,
     late: AtomicU64,
     malformed: AtomicU64,
+    /// What the reader of each source partition is retrying through, as it says.
+    problems: std::sync::Mutex<std::collections::BTreeMap<i32, String>>,
 }
 
 impl RepartitionTotals {
@@ -247,6 +249,20 @@ impl RepartitionTotals {
         self.partials.fetch_add(batch.partials, Ordering::Relaxed);
         self.late.fetch_add(batch.late, Ordering::Relaxed);
         self.malformed.fetch_add(batch.malformed, Ordering::Relaxed);
+    }
+
+    /// What source partition `partition`'s reader is retrying through (`None`: nothing).
+    pub fn set_problem(&self, partition: i32, problem: Option<String>) {
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(problem) => problems.insert(partition, problem),
+            None => problems.remove(&partition),
+        };
+    }
+
+    /// What the readers of this member's source partitions are retrying through, by partition.
+    pub fn problems(&self) -> std::collections::BTreeMap<i32, String> {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The counts so far (transactions are not counted here).
@@ -365,6 +381,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         };
         let Some(read) = read else { break };
         let read = read.map_err(|e| ConnectorError::invalid("topic", &writer.source_topic, format!("cannot read partition {partition}: {e}")))?;
+        spec.totals.set_problem(partition, eddy_engine::SourceReader::status(&reader).problem);
         match read {
             Some(read) => {
                 writer.forward(read, &mut prep).await?;

@@ -17,6 +17,10 @@
 //! [`MAX_SAVED_PARTS`], into one at a barrier, so a long window's memory stays
 //! near one copy of its groups).
 //!
+//! A key group of `eddy run --cluster` reads partial aggregates instead of rows
+//! ([`AggregateInput::SlicePartials`], made by [`super::pre_aggregate`]): it merges
+//! each into its slice as it merges a frozen state, so its windows are the rows'.
+//!
 //! Without a window over an unbounded input (`node.updating`), there is one slice
 //! for ever; at each checkpoint barrier the current row of every group that took
 //! rows since the last barrier is emitted: an upsert stream keyed by the groups.
@@ -206,9 +210,7 @@ impl FrozenState {
     pub(crate) fn columns(&self) -> impl Iterator<Item = &ArrayRef> {
         self.keys.iter().chain(self.states.iter().flatten())
     }
-}
 
-impl FrozenState {
     /// Bytes its arrays hold in memory.
     fn size_bytes(&self) -> usize {
         self.keys.iter().chain(self.states.iter().flatten()).map(|a| a.get_array_memory_size()).sum()
