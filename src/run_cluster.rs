@@ -276,14 +276,21 @@ enum MemberEvent {
     Progress,
 }
 
+/// A key group this member runs.
+struct RunningKeyGroup {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    /// Its pipeline's metrics: its reader's problems, for the progress line.
+    metrics: Arc<PipelineMetrics>,
+}
+
 /// One member's share of one pipeline.
 struct Member {
     pipeline: Arc<ClusterPipeline>,
     script: String,
     root: CheckpointStore,
     repartitioners: HashMap<i32, (watch::Sender<Release>, JoinHandle<()>)>,
-    /// The key groups this member runs, with their pipelines' metrics (their readers' problems).
-    groups: HashMap<i32, (watch::Sender<bool>, JoinHandle<()>, Arc<PipelineMetrics>)>,
+    groups: HashMap<i32, RunningKeyGroup>,
     /// Failures of this member's re-partitioners and key groups, for the progress line.
     troubles: Arc<Troubles>,
     progress_every: Option<Duration>,
@@ -380,7 +387,7 @@ impl Member {
     fn problems(&self, totals: &RepartitionTotals) -> Vec<String> {
         let readers =
             totals.problems().into_iter().filter(|(p, _)| self.repartitioners.contains_key(p)).map(|(p, problem)| (Work::SourcePartition(p), problem));
-        let key_groups = self.groups.iter().flat_map(|(k, (_, _, metrics))| {
+        let key_groups = self.groups.iter().flat_map(|(k, RunningKeyGroup { metrics, .. })| {
             // "table partition: problem": the key group's one reader, its shuffle partition.
             metrics.source_health().1.into_iter().map(|p| (Work::KeyGroup(*k), p.split_once(": ").map_or(p.clone(), |(_, problem)| problem.to_string())))
         });
@@ -440,7 +447,7 @@ impl Member {
                 }
             }
         });
-        self.groups.insert(group, (stop, task, metrics));
+        self.groups.insert(group, RunningKeyGroup { stop, task, metrics });
     }
 
     /// Stops the work of `slots` before the group may give it to another member.
@@ -458,7 +465,7 @@ impl Member {
                     }
                 }
                 Work::KeyGroup(k) => {
-                    if let Some((stop, task, _)) = self.groups.remove(&k) {
+                    if let Some(RunningKeyGroup { stop, task, .. }) = self.groups.remove(&k) {
                         let _ = stop.send(true);
                         waiting.push(task);
                     }
