@@ -362,6 +362,7 @@ fn a_static_member_started_again_gets_its_share_back_and_nothing_moves() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("the restarted member had its share again {:.1} s after the kill", restarted.elapsed().as_secs_f64());
     // Two heartbeats more: a rebalance the restart set off would have moved something by now.
     std::thread::sleep(Duration::from_secs(7));
     assert!(members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "a member stopped");
