@@ -46,7 +46,8 @@ enum Command {
         checkpoint_dir: Option<PathBuf>,
         /// Serve Prometheus metrics of the run's pipelines at http://ADDR/metrics
         /// while it runs: PORT (on 127.0.0.1) or HOST:PORT (port 0 picks a free one;
-        /// the address is printed on stderr). See docs/METRICS.md.
+        /// the address is printed on stderr). With --cluster: the key groups this
+        /// member runs, labelled member="HOST:PID". See docs/METRICS.md.
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
         /// Share the script's pipelines with every process running it with the same
@@ -55,7 +56,7 @@ enum Command {
         /// or dies. Needs --checkpoint-dir, a location every member reads and writes;
         /// each pipeline must read one Kafka topic and aggregate by its columns. See
         /// docs/CLUSTER.md.
-        #[arg(long, value_name = "NAME", requires = "checkpoint_dir", conflicts_with = "http")]
+        #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
         cluster: Option<String>,
         /// With --cluster: the brokers of the cluster's own topics (default: those of
         /// the pipeline's source table).
@@ -275,6 +276,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                     session_timeout,
                     instance: instance_id,
                     progress_every: (progress_secs > 0).then(|| Duration::from_secs(progress_secs)),
+                    http,
                 };
                 let stop = eddy::console::stop_on_ctrl_c(None);
                 eddy::run_cluster::run(&sql, &session, &pipelines, options, stop).await?;

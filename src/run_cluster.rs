@@ -26,6 +26,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_connectors::kafka::shuffle::{fnv1a, repartition, Release, RepartitionSpec, RepartitionTotals};
 use eddy_engine::checkpoint::CheckpointStore;
+use eddy_engine::metrics::{ExposedPipeline, PipelineState};
 use eddy_engine::operators::pre_aggregate::{merging_node, PreAggregation};
 use eddy_engine::plan::{GroupColumn, SourceNode, StreamNode, WindowAggregateNode};
 use eddy_engine::runtime::Ended;
@@ -70,6 +71,39 @@ pub struct RunCluster {
     pub instance: Option<String>,
     /// How often each pipeline prints what this member does (`None`: never).
     pub progress_every: Option<Duration>,
+    /// `--http`: where to serve the metrics of the key groups this member runs.
+    pub http: Option<String>,
+}
+
+/// The key groups this member runs, of every pipeline, by `PIPELINE/key-group-K`:
+/// what `--http` shows at /metrics, each sample labelled with the member.
+#[derive(Default)]
+struct Shown(Mutex<BTreeMap<String, Arc<PipelineMetrics>>>);
+
+impl Shown {
+    fn set(&self, name: String, metrics: Option<Arc<PipelineMetrics>>) {
+        let mut shown = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match metrics {
+            Some(metrics) => shown.insert(name, metrics),
+            None => shown.remove(&name),
+        };
+    }
+
+    /// Serves /metrics at `address` until the process ends.
+    async fn serve(self: Arc<Self>, address: &str, member: &str) -> Result<(), EddyError> {
+        let listener = crate::http::bind(address).await?;
+        let bound = listener.local_addr().map_err(|source| EddyError::Io { context: "cannot read the bound HTTP address".into(), source })?;
+        eprintln!("eddy: metrics of this member's key groups at http://{bound}/metrics");
+        let member = member.to_string();
+        let render = move || {
+            let shown = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let pipelines: Vec<ExposedPipeline<'_>> =
+                shown.iter().map(|(name, metrics)| ExposedPipeline { name, state: PipelineState::Running, restarts: 0, metrics }).collect();
+            eddy_engine::metrics::render_labelled(&pipelines, eddy_engine::metrics::now_ms(), &[("member", &member)])
+        };
+        crate::http::spawn(listener, crate::http::Routes::metrics_only(Arc::new(render)));
+        Ok(())
+    }
 }
 
 /// A pipeline as the cluster runs it: where it is cut, and its topics.
@@ -189,6 +223,10 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
     let pre_aggregate = session.pre_aggregate();
     let member = format!("{}:{}", hostname(), std::process::id());
     let root = CheckpointStore::open(&options.checkpoints).map_err(|e| EddyError::Cluster(format!("--checkpoint-dir {}: {e}", options.checkpoints)))?;
+    let shown = Arc::new(Shown::default());
+    if let Some(address) = &options.http {
+        Arc::clone(&shown).serve(address, &member).await?;
+    }
     let mut runs = Vec::new();
     for (index, spec) in pipelines.iter().enumerate() {
         let cut = cut(spec, pre_aggregate)?;
@@ -243,6 +281,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             repartitioners: HashMap::new(),
             groups: HashMap::new(),
             troubles: Arc::new(Troubles::default()),
+            shown: Arc::clone(&shown),
             progress_every: options.progress_every,
         };
         let stop = stop.clone();
@@ -293,6 +332,8 @@ struct Member {
     groups: HashMap<i32, RunningKeyGroup>,
     /// Failures of this member's re-partitioners and key groups, for the progress line.
     troubles: Arc<Troubles>,
+    /// The key groups of every pipeline this member runs, for /metrics.
+    shown: Arc<Shown>,
     progress_every: Option<Duration>,
 }
 
@@ -447,7 +488,13 @@ impl Member {
                 }
             }
         });
+        self.shown.set(self.key_group_name(group), Some(Arc::clone(&metrics)));
         self.groups.insert(group, RunningKeyGroup { stop, task, metrics });
+    }
+
+    /// `PIPELINE/key-group-K`: the key group's `pipeline` label at /metrics.
+    fn key_group_name(&self, group: i32) -> String {
+        format!("{}/key-group-{group}", self.pipeline.id)
     }
 
     /// Stops the work of `slots` before the group may give it to another member.
@@ -466,6 +513,7 @@ impl Member {
                 }
                 Work::KeyGroup(k) => {
                     if let Some(RunningKeyGroup { stop, task, .. }) = self.groups.remove(&k) {
+                        self.shown.set(self.key_group_name(k), None);
                         let _ = stop.send(true);
                         waiting.push(task);
                     }

@@ -123,6 +123,16 @@ fn member_with(script: &Path, cluster: &str, checkpoints: &Path, stderr: Stdio, 
     Running::start(&mut command)
 }
 
+/// The body of `GET path` from the HTTP server at `address` (empty when it does not answer).
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return String::new() };
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
 /// What a member's log says it holds now, per pipeline: `p3` for source
 /// partition 3, `k5` for key group 5 (from its "takes" and "hands over" lines).
 fn shares(log: &Path) -> BTreeMap<String, std::collections::BTreeSet<String>> {
@@ -262,9 +272,24 @@ impl ClusterRun {
 #[test]
 fn three_members_write_what_one_process_writes() {
     let mut run = ClusterRun::start(1_000_000, 4);
-    // One more member, whose progress lines are read.
+    // One more member, whose progress lines and /metrics are read.
     let log = run.dir.path().join("member.log");
-    run.members.push(member(&run.script, &run.name, run.checkpoints.path(), Stdio::from(std::fs::File::create(&log).unwrap())));
+    let stderr = Stdio::from(std::fs::File::create(&log).unwrap());
+    run.members.push(member_with(&run.script, &run.name, run.checkpoints.path(), stderr, &["--session-timeout", SESSION_TIMEOUT, "--http", "127.0.0.1:0"]));
+    // While it runs, its key groups are at /metrics, each sample labelled with the member.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let said = std::fs::read_to_string(&log).unwrap();
+        let address = said.split("key groups at http://").nth(1).and_then(|rest| rest.split("/metrics").next());
+        let page = address.map(|address| http_get(address, "/metrics")).unwrap_or_default();
+        if page.lines().any(|l| l.starts_with("eddy_pipeline_rows_in_total{") && l.contains("key-group-") && !l.ends_with(" 0")) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "no key group counted rows at /metrics; the member said:\n{said}\nthe page:\n{page}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let sample = metrics.lines().find(|l| l.starts_with("eddy_pipeline_rows_in_total{") && l.contains("key-group-")).unwrap();
+    assert!(sample.contains("{member=\"") && sample.contains(",pipeline=\""), "{sample}");
     run.finish();
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("key groups; ") && said.contains(" rows shuffled, 0 late, 0 malformed"), "{said}");
