@@ -75,8 +75,9 @@ pub struct RunCluster {
     pub http: Option<String>,
 }
 
-/// The key groups this member runs, of every pipeline, by `PIPELINE/key-group-K`:
-/// what `--http` shows at /metrics, each sample labelled with the member.
+/// The key groups this member runs, of every pipeline, by `PIPELINE/key-group-K`,
+/// and each pipeline's re-partitioners here, `PIPELINE/re-partitioners`: what
+/// `--http` shows at /metrics, each sample labelled with the member.
 #[derive(Default)]
 struct Shown(Mutex<BTreeMap<String, Arc<PipelineMetrics>>>);
 
@@ -355,6 +356,7 @@ impl Member {
             pre_aggregate: self.pipeline.pre_aggregate.clone(),
             totals: RepartitionTotals::default(),
         });
+        self.shown.set(format!("{}/re-partitioners", self.pipeline.id), Some(Arc::clone(&spec.totals.metrics)));
         let mut ended = Ok(());
         let mut check = tokio::time::interval(FINISHED_CHECK_EVERY);
         let mut progress = tokio::time::interval(self.progress_every.unwrap_or(Duration::from_secs(3600)));

@@ -290,6 +290,8 @@ fn three_members_write_what_one_process_writes() {
     };
     let sample = metrics.lines().find(|l| l.starts_with("eddy_pipeline_rows_in_total{") && l.contains("key-group-")).unwrap();
     assert!(sample.contains("{member=\"") && sample.contains(",pipeline=\""), "{sample}");
+    // And the member's re-partitioners of each pipeline, with their late rows.
+    assert!(metrics.lines().any(|l| l.starts_with("eddy_pipeline_late_rows_total{") && l.contains("pipeline=\"tumbled-line7/re-partitioners\"")), "{metrics}");
     run.finish();
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("key groups; ") && said.contains(" rows shuffled, 0 late, 0 malformed"), "{said}");

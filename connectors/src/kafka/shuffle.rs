@@ -241,6 +241,10 @@ pub struct RepartitionTotals {
     malformed: AtomicU64,
     /// What the reader of each source partition is retrying through, as it says.
     problems: std::sync::Mutex<std::collections::BTreeMap<i32, String>>,
+    /// The same counts as a pipeline's figures, for a member's /metrics: rows in,
+    /// rows out (records or partials sent), late and malformed rows, and each
+    /// source partition's lag.
+    pub metrics: Arc<PipelineMetrics>,
 }
 
 impl RepartitionTotals {
@@ -249,6 +253,11 @@ impl RepartitionTotals {
         self.partials.fetch_add(batch.partials, Ordering::Relaxed);
         self.late.fetch_add(batch.late, Ordering::Relaxed);
         self.malformed.fetch_add(batch.malformed, Ordering::Relaxed);
+        let m = &self.metrics;
+        m.rows_in.fetch_add(batch.rows + batch.late, Ordering::Relaxed);
+        m.rows_out.fetch_add(batch.sent, Ordering::Relaxed);
+        m.late_rows.fetch_add(batch.late, Ordering::Relaxed);
+        m.malformed_rows.fetch_add(batch.malformed, Ordering::Relaxed);
     }
 
     /// What source partition `partition`'s reader is retrying through (`None`: nothing).
@@ -270,6 +279,7 @@ impl RepartitionTotals {
         Repartitioned {
             rows: self.rows.load(Ordering::Relaxed),
             partials: self.partials.load(Ordering::Relaxed),
+            sent: self.metrics.rows_out.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             transactions: 0,
@@ -284,6 +294,8 @@ pub struct Repartitioned {
     pub rows: u64,
     /// Partial aggregates sent, when the rows are pre-aggregated.
     pub partials: u64,
+    /// Rows the shuffle got: the on-time records, or the partial aggregates.
+    pub sent: u64,
     /// Rows the partition's watermark had passed, dropped here.
     pub late: u64,
     /// Records that did not decode, sent to key group 0 to be reported there.
@@ -296,6 +308,7 @@ impl Repartitioned {
     fn add(&mut self, batch: &Repartitioned) {
         self.rows += batch.rows;
         self.partials += batch.partials;
+        self.sent += batch.sent;
         self.late += batch.late;
         self.malformed += batch.malformed;
     }
@@ -381,7 +394,9 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         };
         let Some(read) = read else { break };
         let read = read.map_err(|e| ConnectorError::invalid("topic", &writer.source_topic, format!("cannot read partition {partition}: {e}")))?;
-        spec.totals.set_problem(partition, eddy_engine::SourceReader::status(&reader).problem);
+        let status = eddy_engine::SourceReader::status(&reader);
+        spec.totals.set_problem(partition, status.problem.clone());
+        spec.totals.metrics.set_reader_status(&format!("{} {partition}", spec.node.table.name), status);
         match read {
             Some(read) => {
                 writer.forward(read, &mut prep).await?;
@@ -507,6 +522,7 @@ impl ShuffleWriter {
             }
             self.send(&records, record, *group).await?;
             batch.rows += 1;
+            batch.sent += 1;
         }
         for record in decoded.iter().enumerate().filter(|(_, d)| !**d).map(|(r, _)| r) {
             self.send(&records, record, 0).await?;
@@ -563,7 +579,7 @@ impl ShuffleWriter {
             let value = super::partials::encode(&part)?;
             let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).payload(&value);
             enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))?;
-            let sent = Repartitioned { partials: part.num_rows() as u64, ..Repartitioned::default() };
+            let sent = Repartitioned { partials: part.num_rows() as u64, sent: part.num_rows() as u64, ..Repartitioned::default() };
             self.done.add(&sent);
             self.spec.totals.add(&sent);
         }
