@@ -2,7 +2,8 @@
 //! (`eddy_engine::operators::pre_aggregate`) instead of the source's records.
 //!
 //! A record's value is one Arrow IPC stream of partial rows, all of one key
-//! group. A source record that did not decode crosses the shuffle as it is, with
+//! group, at most [`MAX_VALUE_BYTES`] (a commit's partials of one key group take as
+//! many records as that needs). A source record that did not decode crosses the shuffle as it is, with
 //! the headers [`MALFORMED`] (why) and [`POSITION`] (where it was read), so the
 //! key group reports it where it reports every malformed record.
 
@@ -21,6 +22,23 @@ use crate::error::ConnectorError;
 pub const MALFORMED: &str = "eddy.malformed";
 /// Header of a source record that did not decode: its topic, partition and offset.
 pub const POSITION: &str = "eddy.position";
+
+/// The most bytes a record's value holds: half of Kafka's default limit on a
+/// record (`message.max.bytes`, 1 MB on brokers and producers alike).
+pub const MAX_VALUE_BYTES: usize = 512 * 1024;
+
+/// The values of the records carrying `partials`: one, or as many as it takes to
+/// keep each under `max_bytes` (a commit that folded very many keys), split by rows.
+pub fn encode_split(partials: &RecordBatch, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectorError> {
+    let value = encode(partials)?;
+    if value.len() <= max_bytes || partials.num_rows() <= 1 {
+        return Ok(vec![value]);
+    }
+    let half = partials.num_rows() / 2;
+    let mut values = encode_split(&partials.slice(0, half), max_bytes)?;
+    values.extend(encode_split(&partials.slice(half, partials.num_rows() - half), max_bytes)?);
+    Ok(values)
+}
 
 /// The value of the record carrying `partials`.
 pub fn encode(partials: &RecordBatch) -> Result<Vec<u8>, ConnectorError> {
@@ -128,6 +146,28 @@ mod tests {
         assert_eq!(malformed.len(), 1);
         assert_eq!((malformed[0].position.as_str(), malformed[0].error.as_str()), ("events partition 2 offset 7", "unexpected end of input"));
         assert_eq!(malformed[0].raw, "{\"user\": ");
+    }
+
+    #[test]
+    fn many_partials_are_split_into_records_under_the_limit_and_read_back_whole() {
+        let rows = 10_000;
+        let schema = partials().schema();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![0; rows])),
+                Arc::new(StringArray::from((0..rows).map(|i| format!("user-{i}")).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from((0..rows as i64).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        assert_eq!(encode_split(&batch, MAX_VALUE_BYTES).unwrap().len(), 1, "small enough for one record");
+        let values = encode_split(&batch, 64 * 1024).unwrap();
+        assert!(values.len() > 1 && values.iter().all(|v| v.len() <= 64 * 1024), "{:?}", values.iter().map(Vec::len).collect::<Vec<_>>());
+        let records: Vec<ShuffledRecord<'_>> = values.iter().map(|v| record(v, None)).collect();
+        let (read, malformed) = decode(&records, &schema).unwrap();
+        assert!(malformed.is_empty());
+        assert_eq!(read, batch);
     }
 
     #[test]

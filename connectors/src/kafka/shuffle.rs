@@ -576,9 +576,10 @@ impl ShuffleWriter {
         }
         for (group, rows) in by_group {
             let part = take_record_batch(&partials, &UInt32Array::from(rows)).map_err(|e| ConnectorError::arrow("splitting partials by key group", e))?;
-            let value = super::partials::encode(&part)?;
-            let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).payload(&value);
-            enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))?;
+            for value in super::partials::encode_split(&part, super::partials::MAX_VALUE_BYTES)? {
+                let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).payload(&value);
+                enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))?;
+            }
             let sent = Repartitioned { partials: part.num_rows() as u64, sent: part.num_rows() as u64, ..Repartitioned::default() };
             self.done.add(&sent);
             self.spec.totals.add(&sent);
