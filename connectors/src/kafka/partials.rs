@@ -153,7 +153,7 @@ mod tests {
         let rows = 10_000;
         let schema = partials().schema();
         let batch = RecordBatch::try_new(
-            schema.clone(),
+            Arc::clone(&schema),
             vec![
                 Arc::new(Int64Array::from(vec![0; rows])),
                 Arc::new(StringArray::from((0..rows).map(|i| format!("user-{i}")).collect::<Vec<_>>())),
