@@ -8,8 +8,9 @@
 //! for one). For each: wall time, CPU seconds of the eddy processes and of the
 //! broker, events per CPU-second, and how many records the shuffle carried per event.
 //!
-//! `cargo bench --profile dev --bench cluster_run -- --bench [--events N] [--members M] [--key-groups K] [--users U] [--shuffle partials|rows]`
-//! (`--users`: distinct keys, default 100,000; a third of the events are one hot key).
+//! `cargo bench --profile dev --bench cluster_run -- --bench [--events N] [--members M] [--key-groups K] [--users U] [--commit-ms MS] [--shuffle partials|rows]`
+//! (`--users`: distinct keys, default 100,000; a third of the events are one hot key;
+//! `--commit-ms`: `SET 'cluster.commit-interval'`, default 100).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -64,10 +65,11 @@ fn shuffled_bytes(name: &str) -> u64 {
         .sum()
 }
 
-fn script(topic: &str, out: &std::path::Path, key_groups: u64, pre_aggregate: bool) -> String {
+fn script(topic: &str, out: &std::path::Path, key_groups: u64, pre_aggregate: bool, commit_ms: u64) -> String {
     format!(
         "SET 'cluster.key-groups' = '{key_groups}';
          SET 'cluster.pre-aggregate' = '{pre_aggregate}';
+         SET 'cluster.commit-interval' = '{commit_ms} ms';
          CREATE TABLE events (user_id BIGINT, amount BIGINT, url STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
            WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', 'format' = 'json',
                  'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
@@ -112,6 +114,7 @@ fn main() {
     let events = flag_value(&args, "--events", if full { 1_000_000 } else { 20_000 }) as i64;
     let key_groups = flag_value(&args, "--key-groups", 8);
     let users = flag_value(&args, "--users", 100_000) as i64;
+    let commit_ms = flag_value(&args, "--commit-ms", 100);
     let member_counts: Vec<u64> = match flag_value(&args, "--members", 0) {
         0 if full => vec![1, 2, 3],
         0 => vec![2],
@@ -130,12 +133,12 @@ fn main() {
         .collect();
     runtime.block_on(produce(&broker(), &topic, &records));
     drop(records);
-    println!("cluster_run: {events} events in {PARTITIONS} partitions, TUMBLE 10 s by user ({users} users) into JSON files, {key_groups} key groups");
+    println!("cluster_run: {events} events in {PARTITIONS} partitions, TUMBLE 10 s by user ({users} users) into JSON files, {key_groups} key groups, commits every {commit_ms} ms");
     let broker = broker_pid();
     let measure = |members: Option<u64>, pre_aggregate: bool| {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("script.sql");
-        std::fs::write(&path, script(&topic, &dir.path().join("out"), key_groups, pre_aggregate)).expect("script");
+        std::fs::write(&path, script(&topic, &dir.path().join("out"), key_groups, pre_aggregate, commit_ms)).expect("script");
         let checkpoints = dir.path().join("checkpoints");
         let name = unique_topic("bench");
         let (cpu_before, broker_before) = (children_cpu(), broker.map_or(0.0, cpu_of));

@@ -116,6 +116,8 @@ struct ClusterPipeline {
     key_columns: Vec<usize>,
     /// The aggregate above the cut, when its rows are pre-aggregated before the shuffle.
     pre_aggregate: Option<WindowAggregateNode>,
+    /// `SET 'cluster.commit-interval'`: how often its re-partitioners commit.
+    commit_every: Duration,
     source_partitions: i32,
     key_groups: i32,
     /// `eddy.NAME.PIPELINE`: what the pipeline's topics, groups and transactional
@@ -257,6 +259,7 @@ pub async fn run(script: &str, session: &Session, pipelines: &[PipelineSpec], op
             key_columns: cut.key_columns,
             source_partitions,
             key_groups,
+            commit_every: session.commit_interval(),
         };
         let terms = RunTerms {
             script: format!("{:016x}", fnv1a(script.as_bytes())),
@@ -354,6 +357,7 @@ impl Member {
             transactional_prefix: self.pipeline.names.clone(),
             offsets_group: self.pipeline.name("offsets"),
             pre_aggregate: self.pipeline.pre_aggregate.clone(),
+            commit_every: self.pipeline.commit_every,
             totals: RepartitionTotals::default(),
         });
         self.shown.set(format!("{}/re-partitioners", self.pipeline.id), Some(Arc::clone(&spec.totals.metrics)));

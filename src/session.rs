@@ -113,6 +113,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "with `eddy run --cluster`: how many parts (partitions of the shuffle topic) a pipeline's keys are spread over, each run whole by one member; more than members, fixed once the cluster has run (default 64)",
     ),
     (
+        "cluster.commit-interval",
+        "with `eddy run --cluster`: how often each re-partitioner commits what it sent to the shuffle (default 100 ms, from 10 ms to 1 s, the markers' interval): the least time a row waits there, and, with pre-aggregation, how long rows fold into one partial aggregate per key before they are sent",
+    ),
+    (
         "cluster.pre-aggregate",
         "with `eddy run --cluster`: 'true' (default) folds the rows of a TUMBLE, HOP, CUMULATE or GROUP BY into partial aggregates per slice and key before the shuffle, so it carries far fewer records; 'false' shuffles every record (SESSION always does); fixed once the cluster has run",
     ),
@@ -175,6 +179,12 @@ impl Session {
         self.settings.get("cluster.key-groups").and_then(|v| v.parse().ok()).unwrap_or(crate::run_cluster::DEFAULT_KEY_GROUPS)
     }
 
+    /// `SET 'cluster.commit-interval'`: how often `eddy run --cluster`'s re-partitioners commit.
+    pub fn commit_interval(&self) -> Duration {
+        let set = self.settings.get("cluster.commit-interval").and_then(|v| eddy_connectors::parse_duration("cluster.commit-interval", v).ok());
+        set.unwrap_or(eddy_connectors::kafka::shuffle::COMMIT_EVERY)
+    }
+
     /// `SET 'cluster.pre-aggregate'`: whether `eddy run --cluster` may pre-aggregate before its shuffles.
     pub fn pre_aggregate(&self) -> crate::run_cluster::PreAggregateSetting {
         match self.settings.get("cluster.pre-aggregate").map(String::as_str) {
@@ -226,6 +236,13 @@ impl Session {
             "cluster.key-groups" => {
                 if !value.trim().parse::<i32>().is_ok_and(|n| (1..=10_000).contains(&n)) {
                     return Err(error("expected a whole number of key groups, from 1 to 10000"));
+                }
+                self.settings.insert(key.to_string(), value.trim().to_string());
+            }
+            "cluster.commit-interval" => {
+                let fits = eddy_connectors::parse_duration(key, value).is_ok_and(|d| (Duration::from_millis(10)..=Duration::from_secs(1)).contains(&d));
+                if !fits {
+                    return Err(error("expected a duration from 10 ms to 1 s, such as '100 ms'"));
                 }
                 self.settings.insert(key.to_string(), value.trim().to_string());
             }

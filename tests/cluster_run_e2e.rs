@@ -509,7 +509,8 @@ fn a_member_started_before_its_brokers_waits_for_them_and_says_so() {
 fn a_key_computed_in_the_query_and_the_source_partition_are_pre_aggregated_where_the_rows_are_read() {
     // Partials are keyed by the aggregate's own keys, computed where the source
     // topic is read: a computed key and the `partition` metadata column work, which a
-    // shuffle of records cannot do (it refuses them, below).
+    // shuffle of records cannot do (it refuses them, below). Rows fold for a second
+    // (the longest commit interval) before they are sent.
     let events = 60_000;
     let topic = topic_with(events);
     let dir = tempfile::tempdir().unwrap();
@@ -518,6 +519,7 @@ fn a_key_computed_in_the_query_and_the_source_partition_are_pre_aggregated_where
         format!(
             "SET 'cluster.key-groups' = '4';
              SET 'cluster.pre-aggregate' = '{pre_aggregate}';
+             SET 'cluster.commit-interval' = '1 s';
              {};
              CREATE TABLE buckets (window_start TIMESTAMP(3), bucket BIGINT, n BIGINT, total BIGINT, top_part INT)
                WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');

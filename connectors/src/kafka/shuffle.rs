@@ -17,7 +17,7 @@
 //!    instead folded into partial aggregates per slice and key until the next
 //!    commit, and those go to their key groups ([`super::partials`]): a record
 //!    per key group and commit instead of one per source record.
-//! 3. About every [`COMMIT_EVERY`], and when the partition ends, the
+//! 3. About every [`RepartitionSpec::commit_every`] (by default [`COMMIT_EVERY`]), and when the partition ends, the
 //!    re-partitioner writes its partials, then a [`Marker`] of `p`'s watermark (or that `p` is idle
 //!    or ended) to every key group, and commits the records, the markers and
 //!    `p`'s next offset with its watermark in one Kafka transaction. Its
@@ -61,7 +61,8 @@ use super::source::{KafkaPartitionReader, KafkaSource, Read};
 use super::KafkaOptions;
 use crate::error::ConnectorError;
 
-/// How often a re-partitioner commits: the shortest time a row waits in the shuffle.
+/// How often a re-partitioner commits unless `SET 'cluster.commit-interval'` says
+/// otherwise: the shortest time a row waits in the shuffle.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// How often markers are written even when they say nothing new: a key group
 /// restored from a checkpoint forgets what it was told before it, and waits
@@ -228,6 +229,9 @@ pub struct RepartitionSpec {
     /// The aggregate above the cut, when its rows are pre-aggregated before the
     /// shuffle ([`PreAggregation::Partials`](eddy_engine::operators::pre_aggregate::PreAggregation::Partials)); `None`: the records cross as they are.
     pub pre_aggregate: Option<WindowAggregateNode>,
+    /// How often a re-partitioner commits: the least time a row waits in the
+    /// shuffle, and how long rows fold into one partial per key.
+    pub commit_every: Duration,
     /// What this member's re-partitioners of the pipeline did, for its progress line.
     pub totals: RepartitionTotals,
 }
@@ -401,7 +405,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
             Some(read) => {
                 writer.forward(read, &mut prep).await?;
                 let time = if reader_idle(&reader) { PartitionTime::Idle } else { PartitionTime::At(prep.watermark().0) };
-                let due = writer.last_commit.elapsed() >= COMMIT_EVERY && (writer.pending || writer.told != Some(time));
+                let due = writer.last_commit.elapsed() >= spec.commit_every && (writer.pending || writer.told != Some(time));
                 if due || writer.last_markers.elapsed() >= MARKERS_EVERY {
                     writer.commit(time, position(&reader)).await?;
                 }
