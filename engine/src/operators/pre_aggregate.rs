@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::expressions::Column;
@@ -160,14 +160,7 @@ impl PreAggregate {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(GroupState::new(&self.key_schema, &self.node.aggregates)?),
                 };
-                match indices {
-                    None => state.update(&inputs.keys, &inputs.args, &inputs.filters, batch.num_rows(), &mut self.ids)?,
-                    Some(indices) => {
-                        let count = indices.len();
-                        let part = inputs.take(&UInt32Array::from(indices))?;
-                        state.update(&part.keys, &part.args, &part.filters, count, &mut self.ids)?;
-                    }
-                }
+                state.update_rows(&inputs, batch.num_rows(), indices, &mut self.ids)?;
             }
         }
         Ok(())

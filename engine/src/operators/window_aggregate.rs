@@ -144,6 +144,18 @@ impl GroupState {
         Ok(())
     }
 
+    /// Adds the rows of `inputs` (a batch of `rows` rows) at `indices`, or (`None`) all of them.
+    pub(crate) fn update_rows(&mut self, inputs: &Inputs, rows: usize, indices: Option<Vec<u32>>, ids: &mut Vec<usize>) -> Result<()> {
+        match indices {
+            None => self.update(&inputs.keys, &inputs.args, &inputs.filters, rows, ids),
+            Some(indices) => {
+                let count = indices.len();
+                let part = inputs.take(&UInt32Array::from(indices))?;
+                self.update(&part.keys, &part.args, &part.filters, count, ids)
+            }
+        }
+    }
+
     /// Adds intermediate states (as produced by [`GroupState::freeze`]).
     pub(crate) fn merge(&mut self, frozen: &FrozenState, ids: &mut Vec<usize>) -> Result<()> {
         self.groups.intern(&frozen.keys, frozen.rows, ids)?;
@@ -213,7 +225,7 @@ impl FrozenState {
 
     /// Bytes its arrays hold in memory.
     fn size_bytes(&self) -> usize {
-        self.keys.iter().chain(self.states.iter().flatten()).map(|a| a.get_array_memory_size()).sum()
+        self.columns().map(|a| a.get_array_memory_size()).sum()
     }
 }
 
@@ -652,13 +664,7 @@ impl Operator for WindowAggregateOperator {
                 continue;
             }
             let state = Self::slice_state(&mut self.open, start, &self.key_schema, &self.node.aggregates)?;
-            match indices {
-                None => state.update(&inputs.keys, &inputs.args, &inputs.filters, rows, &mut self.ids)?,
-                Some(indices) => {
-                    let part = inputs.take(&UInt32Array::from(indices))?;
-                    state.update(&part.keys, &part.args, &part.filters, count, &mut self.ids)?;
-                }
-            }
+            state.update_rows(&inputs, rows, indices, &mut self.ids)?;
         }
         Ok(())
     }
