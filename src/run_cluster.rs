@@ -401,9 +401,9 @@ impl Member {
                     let done = spec.totals.snapshot();
                     let shuffled = match self.pipeline.pre_aggregate {
                         None => format!("{} rows shuffled", done.rows),
-                        Some(_) => format!("{} rows shuffled as {} partial aggregates", done.rows, done.partials),
+                        Some(_) => format!("{} rows shuffled as {} partial aggregates", done.rows, done.sent),
                     };
-                    let problems = self.problems(&spec.totals);
+                    let problems = self.problems(&spec);
                     let retrying = if problems.is_empty() { String::new() } else { format!("; retrying: {}", problems.join("; ")) };
                     eprintln!(
                         "eddy: {}: this member reads {} of {} source partitions and runs {} of {} key groups; {shuffled}, {} late, {} malformed{retrying}",
@@ -431,9 +431,8 @@ impl Member {
     }
 
     /// What this member's work on the pipeline is retrying through now or did lately.
-    fn problems(&self, totals: &RepartitionTotals) -> Vec<String> {
-        let readers =
-            totals.problems().into_iter().filter(|(p, _)| self.repartitioners.contains_key(p)).map(|(p, problem)| (Work::SourcePartition(p), problem));
+    fn problems(&self, spec: &RepartitionSpec) -> Vec<String> {
+        let readers = self.repartitioners.keys().filter_map(|p| Some((Work::SourcePartition(*p), spec.reader_problem(*p)?)));
         let key_groups = self.groups.iter().flat_map(|(k, RunningKeyGroup { metrics, .. })| {
             // "table partition: problem": the key group's one reader, its shuffle partition.
             metrics.source_health().1.into_iter().map(|p| (Work::KeyGroup(*k), p.split_once(": ").map_or(p.clone(), |(_, problem)| problem.to_string())))

@@ -239,24 +239,17 @@ pub struct RepartitionSpec {
 /// Counts of all re-partitioners of a pipeline in one member.
 #[derive(Debug, Default)]
 pub struct RepartitionTotals {
+    /// On-time rows (the metrics' `rows_in` counts late ones too).
     rows: AtomicU64,
-    partials: AtomicU64,
-    late: AtomicU64,
-    malformed: AtomicU64,
-    /// What the reader of each source partition is retrying through, as it says.
-    problems: std::sync::Mutex<std::collections::BTreeMap<i32, String>>,
-    /// The same counts as a pipeline's figures, for a member's /metrics: rows in,
-    /// rows out (records or partials sent), late and malformed rows, and each
-    /// source partition's lag.
+    /// The rest as a pipeline's figures, for the progress line and a member's
+    /// /metrics: rows in, rows out (records or partials sent), late and malformed
+    /// rows, and each source partition's reader status (lag, problem).
     pub metrics: Arc<PipelineMetrics>,
 }
 
 impl RepartitionTotals {
     fn add(&self, batch: &Repartitioned) {
         self.rows.fetch_add(batch.rows, Ordering::Relaxed);
-        self.partials.fetch_add(batch.partials, Ordering::Relaxed);
-        self.late.fetch_add(batch.late, Ordering::Relaxed);
-        self.malformed.fetch_add(batch.malformed, Ordering::Relaxed);
         let m = &self.metrics;
         m.rows_in.fetch_add(batch.rows + batch.late, Ordering::Relaxed);
         m.rows_out.fetch_add(batch.sent, Ordering::Relaxed);
@@ -264,30 +257,28 @@ impl RepartitionTotals {
         m.malformed_rows.fetch_add(batch.malformed, Ordering::Relaxed);
     }
 
-    /// What source partition `partition`'s reader is retrying through (`None`: nothing).
-    pub fn set_problem(&self, partition: i32, problem: Option<String>) {
-        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
-        match problem {
-            Some(problem) => problems.insert(partition, problem),
-            None => problems.remove(&partition),
-        };
-    }
-
-    /// What the readers of this member's source partitions are retrying through, by partition.
-    pub fn problems(&self) -> std::collections::BTreeMap<i32, String> {
-        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     /// The counts so far (transactions are not counted here).
     pub fn snapshot(&self) -> Repartitioned {
+        let m = &self.metrics;
         Repartitioned {
             rows: self.rows.load(Ordering::Relaxed),
-            partials: self.partials.load(Ordering::Relaxed),
-            sent: self.metrics.rows_out.load(Ordering::Relaxed),
-            late: self.late.load(Ordering::Relaxed),
-            malformed: self.malformed.load(Ordering::Relaxed),
+            sent: m.rows_out.load(Ordering::Relaxed),
+            late: m.late_rows.load(Ordering::Relaxed),
+            malformed: m.malformed_rows.load(Ordering::Relaxed),
             transactions: 0,
         }
+    }
+}
+
+impl RepartitionSpec {
+    /// The key of source partition `partition`'s reader status in the totals' metrics.
+    fn reader_key(&self, partition: i32) -> String {
+        format!("{} {partition}", self.node.table.name)
+    }
+
+    /// What the reader of source partition `partition` is retrying through, if anything.
+    pub fn reader_problem(&self, partition: i32) -> Option<String> {
+        self.totals.metrics.reader_statuses().remove(&self.reader_key(partition)).and_then(|status| status.problem)
     }
 }
 
@@ -296,8 +287,6 @@ impl RepartitionTotals {
 pub struct Repartitioned {
     /// On-time rows sent to their key groups (or folded into partials).
     pub rows: u64,
-    /// Partial aggregates sent, when the rows are pre-aggregated.
-    pub partials: u64,
     /// Rows the shuffle got: the on-time records, or the partial aggregates.
     pub sent: u64,
     /// Rows the partition's watermark had passed, dropped here.
@@ -311,7 +300,6 @@ pub struct Repartitioned {
 impl Repartitioned {
     fn add(&mut self, batch: &Repartitioned) {
         self.rows += batch.rows;
-        self.partials += batch.partials;
         self.sent += batch.sent;
         self.late += batch.late;
         self.malformed += batch.malformed;
@@ -389,6 +377,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         pending: false,
     };
     writer.begin().await?;
+    let status_key = spec.reader_key(partition);
     tracing::info!(partition = %reader_name(&writer), offset = committed.map(|c| c.0), "cluster: re-partitioning");
     loop {
         let read = tokio::select! {
@@ -398,9 +387,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         };
         let Some(read) = read else { break };
         let read = read.map_err(|e| ConnectorError::invalid("topic", &writer.source_topic, format!("cannot read partition {partition}: {e}")))?;
-        let status = eddy_engine::SourceReader::status(&reader);
-        spec.totals.set_problem(partition, status.problem.clone());
-        spec.totals.metrics.set_reader_status(&format!("{} {partition}", spec.node.table.name), status);
+        spec.totals.metrics.set_reader_status(&status_key, eddy_engine::SourceReader::status(&reader));
         match read {
             Some(read) => {
                 writer.forward(read, &mut prep).await?;
@@ -584,7 +571,7 @@ impl ShuffleWriter {
                 let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(group).payload(&value);
                 enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))?;
             }
-            let sent = Repartitioned { partials: part.num_rows() as u64, sent: part.num_rows() as u64, ..Repartitioned::default() };
+            let sent = Repartitioned { sent: part.num_rows() as u64, ..Repartitioned::default() };
             self.done.add(&sent);
             self.spec.totals.add(&sent);
         }
