@@ -46,8 +46,8 @@ enum Command {
         checkpoint_dir: Option<PathBuf>,
         /// Serve Prometheus metrics of the run's pipelines at http://ADDR/metrics
         /// while it runs: PORT (on 127.0.0.1) or HOST:PORT (port 0 picks a free one;
-        /// the address is printed on stderr). With --cluster: the key groups this
-        /// member runs, labelled member="HOST:PID". See docs/METRICS.md.
+        /// the address is printed on stderr). With --cluster: the key groups and
+        /// re-partitioners this member runs, labelled member="HOST:PID". See docs/METRICS.md.
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
         /// Share the script's pipelines with every process running it with the same
