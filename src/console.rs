@@ -270,8 +270,9 @@ pub fn human(n: f64) -> String {
     }
 }
 
-/// Stops the pipelines on the first Ctrl-C (they flush their sinks); a second Ctrl-C exits at once.
-pub fn stop_on_ctrl_c(deadline: Option<Duration>) -> watch::Receiver<bool> {
+/// Stops the pipelines on the first Ctrl-C or SIGTERM (they flush their sinks);
+/// a second one exits at once.
+pub fn stop_on_signal(deadline: Option<Duration>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let timer = async {
@@ -281,13 +282,36 @@ pub fn stop_on_ctrl_c(deadline: Option<Duration>) -> watch::Receiver<bool> {
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => eprintln!("eddy: stopping (Ctrl-C again to exit at once)"),
+            _ = stop_requested() => eprintln!("eddy: stopping (Ctrl-C again to exit at once)"),
             _ = timer => {}
         }
         let _ = tx.send(true);
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
+        stop_requested().await;
+        std::process::exit(130);
     });
     rx
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: SIGTERM is how Kubernetes, systemd
+/// and `kill` ask a process to stop.
+pub async fn stop_requested() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let sigterm = async {
+        match terminate.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let interrupt = async {
+        // Without a handler for it, only SIGTERM can ask.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = sigterm => {}
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use eddy_engine::metrics::PipelineGroup;
 
-use crate::console::{spawn_progress, stop_on_ctrl_c, LiveSink};
+use crate::console::{spawn_progress, stop_on_signal, LiveSink};
 use crate::error::EddyError;
 use crate::session::Session;
 
@@ -84,7 +84,7 @@ pub async fn run(options: DemoOptions) -> Result<(), EddyError> {
     // and the lowest watermark (one shared set made the watermark jump: issue 20).
     let metrics = Arc::new(PipelineGroup::new(pipelines.iter().map(|p| p.name.as_str())));
     let progress = spawn_progress(Arc::clone(&metrics), 1, Some("demo".to_string()));
-    let stop = stop_on_ctrl_c(options.duration);
+    let stop = stop_on_signal(options.duration);
     let mut runs = Vec::new();
     for (spec, (_, figures)) in pipelines.iter().zip(metrics.pipelines()) {
         let Some(inner) = session.open_sink(spec)? else {

@@ -278,7 +278,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                     progress_every: (progress_secs > 0).then(|| Duration::from_secs(progress_secs)),
                     http,
                 };
-                let stop = eddy::console::stop_on_ctrl_c(None);
+                let stop = eddy::console::stop_on_signal(None);
                 eddy::run_cluster::run(&sql, &session, &pipelines, options, stop).await?;
                 eddy_engine::failpoint::reach("exiting");
                 return Ok(());
@@ -294,7 +294,7 @@ async fn run(cli: Cli) -> Result<(), EddyError> {
                 serve_run_metrics(&address, Arc::clone(&metrics)).await?;
             }
             let progress = eddy::console::spawn_progress(Arc::clone(&metrics), progress_secs, None);
-            let stop = eddy::console::stop_on_ctrl_c(None);
+            let stop = eddy::console::stop_on_signal(None);
             let summary = session.run(&pipelines, &metrics, stop, &mut |spec| eddy::console::print_sink(&spec.plan.schema())).await;
             progress.finish().await;
             let summary = summary?;
@@ -477,19 +477,7 @@ async fn serve(listen: &str, data_dir: &std::path::Path, checkpoints: Option<&st
     }
     let closing = std::sync::Arc::clone(&server);
     let shutdown = async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let sigterm = async {
-            match terminate.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = sigterm => {}
-        }
+        eddy::console::stop_requested().await;
         eprintln!("eddy server: stopping; pipelines commit their sinks first");
         closing.begin_shutdown();
     };

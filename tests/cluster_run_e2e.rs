@@ -658,6 +658,114 @@ fn members_whose_broker_goes_away_mid_run_say_so_and_write_each_window_once_when
 }
 
 #[test]
+fn late_rows_reach_the_late_sink_as_they_do_in_one_process() {
+    // Per partition: 200 events 100 ms apart; once the members' shares are settled,
+    // one event 14 s behind them (the watermark allows 5 s: late for both windows),
+    // 20 more on time, and one far ahead that closes their windows.
+    let bootstrap = broker();
+    let topic = unique_topic("cluster-late");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(create_topic(&bootstrap, &topic, PARTITIONS));
+    let event = |user: i64, amount: i64, ts: i64, p: i32| TestRecord::value(p, format!(r#"{{"user_id":{user},"amount":{amount},"ts":{ts}}}"#));
+    let on_time = |k: i64, p: i32| event(k % 7, k, BASE_MS + k * 100, p);
+    let late_user = |p: i32| 1_000 + i64::from(p);
+    let (mut first, mut then) = (Vec::new(), Vec::new());
+    for p in 0..PARTITIONS {
+        first.extend((0..200).map(|k| on_time(k, p)));
+        then.push(event(late_user(p), late_user(p) * 10, BASE_MS + 6_000, p));
+        then.extend((200..220).map(|k| on_time(k, p)));
+        then.push(event(-1, 0, BASE_MS + 120_000, p));
+    }
+    runtime.block_on(produce(&bootstrap, &topic, &first));
+    let script = |out: &Outputs, bounded: &str| {
+        let sink = |name: &str, columns: &str| {
+            format!("CREATE TABLE {name} ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');", out.path(name).display())
+        };
+        format!(
+            "SET 'cluster.key-groups' = '4';
+             SET 'execution.checkpointing.interval' = '500 ms';
+             {}
+             {};
+             {}
+             {}
+             INSERT INTO tumbled SELECT window_start, user_id, COUNT(*) AS n, SUM(amount) AS total
+               FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, user_id;
+             INSERT INTO sessions SELECT window_start, window_end, user_id, COUNT(*) AS n, MAX(amount) AS top
+               FROM TABLE(SESSION(TABLE events PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY window_start, window_end, user_id;",
+            sink("late_events", "user_id BIGINT, amount BIGINT, ts TIMESTAMP(3)"),
+            kafka_table(
+                "events",
+                "user_id BIGINT, amount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND",
+                &topic,
+                &bootstrap,
+                &format!("'late.sink' = 'late_events'{bounded}")
+            ),
+            sink("tumbled", "window_start TIMESTAMP(3), user_id BIGINT, n BIGINT, total BIGINT"),
+            sink("sessions", "window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_id BIGINT, n BIGINT, top BIGINT"),
+        )
+    };
+    // Two members, each with a share of both pipelines' source partitions and key groups.
+    // TUMBLE shuffles partial aggregates, SESSION records: late rows cross both alike.
+    let (dir, out) = (tempfile::tempdir().unwrap(), Outputs::new());
+    let path = write_script(dir.path(), &script(&out, ""));
+    let (name, checkpoints) = (unique_topic("run"), tempfile::tempdir().unwrap());
+    let logs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("member-{i}.log"))).collect();
+    let mut members: Vec<Running> = logs.iter().map(|log| member(&path, &name, checkpoints.path(), Stdio::from(std::fs::File::create(log).unwrap()))).collect();
+    let said = || logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n");
+    let settled = || {
+        logs.iter().map(|l| shares(l)).all(|held| {
+            ["tumbled-line7", "sessions-line9"].iter().all(|p| {
+                let of = |kind: char| held.get(*p).map_or(0, |s| s.iter().filter(|slot| slot.starts_with(kind)).count());
+                of('p') == 4 && of('k') == 2
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !settled() {
+        assert!(Instant::now() < deadline, "the members' shares did not settle; they said:\n{}", said());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    runtime.block_on(produce(&bootstrap, &topic, &then));
+    // One process over the whole topic, to its end.
+    let alone = Outputs::new();
+    let status = eddy()
+        .arg("run")
+        .arg(write_script(alone.dir.path(), &script(&alone, ", 'scan.bounded.mode' = 'latest-offset'")))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The far-ahead events' own windows close only at the end of one process's input.
+    let closed = |out: &Outputs, name: &str| out.rows(name).into_iter().filter(|r| !r.contains(r#""user_id":-1"#)).collect::<Vec<_>>();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while ["tumbled", "sessions"].iter().any(|n| closed(&out, n).len() < closed(&alone, n).len()) {
+        assert!(Instant::now() < deadline, "the cluster did not write every window; the members said:\n{}", said());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Stopped as an operator would; the late sink is written as a pipeline stops.
+    for member in &mut members {
+        member.terminate();
+    }
+    let late_rows = |out: &Outputs| -> Vec<(i64, i64, i64)> {
+        let mut rows: Vec<(i64, i64, i64)> = committed_rows(&out.path("late_events"))
+            .iter()
+            .map(|r| (r["user_id"].as_i64().unwrap(), r["amount"].as_i64().unwrap(), chrono_ms(r["ts"].as_str().unwrap())))
+            .collect();
+        rows.sort();
+        rows
+    };
+    // Each late event once per pipeline that reads the table, with every column.
+    let expected: Vec<(i64, i64, i64)> = (0..PARTITIONS).flat_map(|p| [(late_user(p), late_user(p) * 10, BASE_MS + 6_000); 2]).collect();
+    assert_eq!(late_rows(&alone), expected, "one process's late rows");
+    assert_eq!(late_rows(&out), expected, "the cluster's late rows; the members said:\n{}", said());
+    for name in ["tumbled", "sessions"] {
+        let (theirs, ours) = (closed(&alone, name), closed(&out, name));
+        assert!(ours == theirs, "{name}: the cluster wrote {} rows, one process {}", ours.len(), theirs.len());
+        assert!(!ours.iter().any(|r| r.contains(r#""user_id":100"#)), "{name}: a late row was aggregated");
+    }
+}
+
+#[test]
 fn a_pipeline_the_cluster_cannot_cut_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_script(

@@ -41,12 +41,15 @@ pub struct SourceBatch {
     pub rows: ChangeBatch,
     /// Records of this read that could not be decoded.
     pub malformed: Vec<MalformedRecord>,
+    /// Rows already judged late where they were read: a cluster's re-partitioner
+    /// judges lateness, and its key group sends them on to the table's `'late.sink'`.
+    pub late: Vec<RecordBatch>,
 }
 
 impl SourceBatch {
     /// New rows, and the records of the same read that could not be decoded.
     pub fn inserts(rows: RecordBatch, malformed: Vec<MalformedRecord>) -> Self {
-        SourceBatch { rows: ChangeBatch::inserts(rows), malformed }
+        SourceBatch { rows: ChangeBatch::inserts(rows), malformed, late: Vec::new() }
     }
 }
 

@@ -518,7 +518,7 @@ impl SourceReader for ViewReader {
             }
         }
         Ok(Some(match self.queue.pop_front() {
-            Some(rows) => SourceBatch { rows, malformed: Vec::new() },
+            Some(rows) => SourceBatch { rows, malformed: Vec::new(), late: Vec::new() },
             None => self.nothing(),
         }))
     }

@@ -112,6 +112,21 @@ impl Running {
         Running(command.spawn().expect("start eddy"))
     }
 
+    /// Sends SIGTERM and waits up to 20 s for a clean exit (status 0).
+    pub fn terminate(&mut self) {
+        let pid = self.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "eddy did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "eddy exits 0 on SIGTERM, got {status}");
+    }
+
     /// Kills it now, as SIGKILL does: no chance to flush or commit.
     pub fn kill(&mut self) {
         let _ = self.0.kill();
@@ -230,17 +245,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) {
-        let pid = self.process.0.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.process.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the server did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "the server exits 0 on SIGTERM, got {status}");
+        self.process.terminate();
     }
 }
 

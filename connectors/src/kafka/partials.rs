@@ -5,7 +5,9 @@
 //! group, at most [`MAX_VALUE_BYTES`] (a commit's partials of one key group take as
 //! many records as that needs). A source record that did not decode crosses the shuffle as it is, with
 //! the headers [`MALFORMED`] (why) and [`POSITION`] (where it was read), so the
-//! key group reports it where it reports every malformed record.
+//! key group reports it where it reports every malformed record. Rows judged
+//! late cross as Arrow IPC under the key [`LATE_KEY`], whatever the shuffle
+//! carries, so the key group writes them to the table's `'late.sink'`.
 
 use std::io::Cursor;
 
@@ -22,6 +24,12 @@ use crate::error::ConnectorError;
 pub const MALFORMED: &str = "eddy.malformed";
 /// Header of a source record that did not decode: its topic, partition and offset.
 pub const POSITION: &str = "eddy.position";
+
+/// Key of a record carrying rows a re-partitioner judged late, as Arrow IPC of
+/// the source's columns, for the key group to send to the table's `'late.sink'`
+/// (in a shuffle of records or of partials alike). The NUL byte keeps it apart
+/// from a source record's own key.
+pub const LATE_KEY: &[u8] = b"\0eddy.late";
 
 /// The most bytes a record's value holds: half of Kafka's default limit on a
 /// record (`message.max.bytes`, 1 MB on brokers and producers alike).
@@ -89,6 +97,12 @@ pub fn decode(records: &[ShuffledRecord<'_>], schema: &SchemaRef) -> Result<(Rec
     }
     let rows = concat_batches(schema, &batches).map_err(|e| ConnectorError::arrow("assembling partial aggregates", e))?;
     Ok((rows, malformed))
+}
+
+/// The rows of a record keyed [`LATE_KEY`], in the columns it was written with.
+pub fn decode_late(value: &[u8]) -> Result<Vec<RecordBatch>, String> {
+    let reader = StreamReader::try_new(Cursor::new(value), None).map_err(|e| e.to_string())?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
 }
 
 fn read(value: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, String> {

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::expressions::Column;
@@ -349,7 +350,10 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         Some(node) => PreAggregate::new(node).map_err(|e| ConnectorError::invalid("eddy.cluster", "pre-aggregation", e.to_string()))?,
         None => None,
     };
+    // Rows judged late here go to the key group whole, for the table's late sink.
+    let late_sink = table.option("late.sink").is_some();
     let read = match (&pre, &spec.node.read_columns) {
+        (None, _) if late_sink => None,
         (None, _) => Some(judged_columns(&spec)),
         // The operators below the aggregate run here: they read what the pipeline reads.
         (Some(_), Some(columns)) => Some(columns.iter().copied().chain(judged_columns(&spec)).collect::<BTreeSet<_>>().into_iter().collect()),
@@ -370,6 +374,7 @@ pub async fn repartition(spec: Arc<RepartitionSpec>, partition: i32, mut release
         transactional_id,
         keys: RowConverter::new(key_fields(&spec, pre.as_ref())).map_err(|e| ConnectorError::arrow("hashing the key columns", e))?,
         pre,
+        late_sink,
         told: None,
         done: Repartitioned::default(),
         last_commit: Instant::now(),
@@ -481,6 +486,8 @@ struct ShuffleWriter {
     /// Folds the rows into partials until the next commit, where the aggregate allows it.
     pre: Option<PreAggregate>,
     /// The last time the markers said, so an unchanged one is not said again.
+    /// The source table has a `'late.sink'`: late rows are sent on, not only counted.
+    late_sink: bool,
     told: Option<PartitionTime>,
     done: Repartitioned,
     last_commit: Instant,
@@ -496,6 +503,7 @@ impl ShuffleWriter {
         let malformed = batch.malformed;
         let rows = batch.rows.into_inserts("re-partitioning").map_err(|e| ConnectorError::invalid("eddy.cluster", "rows", e.to_string()))?;
         let judged = prep.judge(rows).map_err(|e| ConnectorError::invalid("eddy.cluster", "rows", e.to_string()))?;
+        self.send_late(&judged).await?;
         if self.pre.is_some() {
             return self.fold(judged, malformed).await;
         }
@@ -553,6 +561,23 @@ impl ShuffleWriter {
         }
         self.done.add(&done);
         self.spec.totals.add(&done);
+        Ok(())
+    }
+
+    /// Sends the rows judged late to key group 0, which writes them to the
+    /// table's `'late.sink'`, when it has one.
+    async fn send_late(&mut self, judged: &eddy_engine::operators::source_prep::Judged) -> Result<(), ConnectorError> {
+        let (true, Some(on_time)) = (self.late_sink, &judged.on_time) else { return Ok(()) };
+        let late_mask = not(on_time).map_err(|e| ConnectorError::arrow("selecting the late rows", e))?;
+        let late = filter_record_batch(&judged.batch, &late_mask).map_err(|e| ConnectorError::arrow("selecting the late rows", e))?;
+        if late.num_rows() == 0 {
+            return Ok(());
+        }
+        for value in super::partials::encode_split(&late, super::partials::MAX_VALUE_BYTES)? {
+            let record = FutureRecord::<[u8], [u8]>::to(&self.spec.shuffle_topic).partition(0).key(super::partials::LATE_KEY).payload(&value);
+            self.pending = true;
+            enqueue(&self.producer, record).await.map_err(|e| ConnectorError::kafka(format!("cannot write to {}", self.spec.shuffle_topic), e))?;
+        }
         Ok(())
     }
 

@@ -764,6 +764,8 @@ impl KafkaPartitionReader {
         };
         let mut error = None;
         let mut last_offset = None;
+        // A cluster's key group: rows its re-partitioners judged late, by offset.
+        let mut late: Vec<(i64, Vec<u8>)> = Vec::new();
         let end = self.end_offset.unwrap_or(i64::MAX);
         let batch_rows = self.options.batch_rows;
         // Take what librdkafka has fetched, a batch at a time; wait in short naps when nothing is there.
@@ -783,6 +785,7 @@ impl KafkaPartitionReader {
                                 watermarks.observe(marker);
                             }
                         }
+                        (Some(_), Some(value)) if record.key == Some(partials::LATE_KEY) => late.push((record.offset, value.to_vec())),
                         _ => polled.push(&record),
                     }
                 }
@@ -833,7 +836,17 @@ impl KafkaPartitionReader {
             // librdkafka stores `offset + 1`, the next record to read: pass the last one read.
             let _ = self.consumer.store_offset(&self.topic, self.partition, last);
         }
-        let (batch, rows_from) = self.decode(&polled)?;
+        let (mut batch, rows_from) = self.decode(&polled)?;
+        for (offset, value) in late {
+            match partials::decode_late(&value) {
+                Ok(rows) => batch.late.extend(rows),
+                Err(error) => batch.malformed.push(MalformedRecord {
+                    position: format!("{} partition {} offset {offset}", self.topic, self.partition),
+                    error: format!("not late rows of a re-partitioner: {error}"),
+                    raw: String::from_utf8_lossy(&value).into_owned(),
+                }),
+            }
+        }
         Ok(Some(Read { batch, records: polled, rows_from }))
     }
 }

@@ -137,6 +137,8 @@ impl SourceTask {
                     side.send(vec![(SideOutput::Malformed, malformed_batch(&table, &batch.malformed)?)]).await;
                 }
             }
+            // Judged late upstream (and counted there): only the late sink is left to do.
+            side.send(batch.late.into_iter().map(|late| (SideOutput::Late, late)).collect()).await;
             if batch.rows.num_rows() > 0 {
                 // Rows make the partition active again: the next merge counts its watermark.
                 idle_sent = false;
