@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{chrono_ms, committed_rows, eddy, kafka_table, Running};
-use eddy_connectors::kafka::testing::{broker, create_topic, produce, produce_with, read_all, start_broker, stop_broker, unique_topic, TestRecord};
+use eddy_connectors::kafka::testing::{broker, create_topic, produce, read_all, start_broker, stop_broker, unique_topic, TestRecord};
 
 /// 2024-01-01 00:00:00 UTC.
 const BASE_MS: i64 = 1_704_067_200_000;
@@ -628,19 +628,13 @@ fn members_whose_broker_goes_away_mid_run_say_so_and_write_each_window_once_when
     assert!(members.iter_mut().all(|m| m.0.try_wait().unwrap().is_none()), "a member gave up while its broker was away:\n{}", said());
     assert_eq!(start_broker(Some(&kafka)), bootstrap, "the broker comes back on its port");
     // The rest of the events, then, once all are acknowledged, one far ahead in every
-    // partition, so every window of the events closes. The producer is idempotent: a
-    // broker just started again refuses some requests at first, and plain retries
-    // could put an event behind a later one (CI saw 1,378 events made late that way).
-    let idempotent: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("enable.idempotence", "true")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
-    runtime.block_on(produce_with(&idempotent, &topic, &records(first..second)));
+    // partition, so every window of the events closes. (The test producer is
+    // idempotent: a broker just started again refuses some requests at first, and
+    // plain retries could put an event behind a later one.)
+    runtime.block_on(produce(&bootstrap, &topic, &records(first..second)));
     let far = BASE_MS + second * 5 + 60_000;
     let far: Vec<TestRecord> = (0..PARTITIONS).map(|p| TestRecord::value(p, format!(r#"{{"user_id":-1,"amount":0,"ts":{far}}}"#))).collect();
-    runtime.block_on(produce_with(&idempotent, &topic, &far));
+    runtime.block_on(produce(&bootstrap, &topic, &far));
     let expected = expected_tumbles(second);
     let deadline = Instant::now() + Duration::from_secs(180);
     while committed_rows(&out).len() < expected.len() {

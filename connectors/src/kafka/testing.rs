@@ -92,6 +92,10 @@ impl TestRecord {
 pub fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        // In order and once, even when a loaded broker times a request out: plain
+        // retries can put a batch of records behind later ones (or write it twice),
+        // which a test then sees as late or doubled rows.
+        .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
