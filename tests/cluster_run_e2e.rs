@@ -66,7 +66,7 @@ impl Outputs {
     }
 }
 
-/// TUMBLE, HOP and SESSION aggregates of the topic into JSON files.
+/// TUMBLE, HOP and SESSION aggregates of the topic into Parquet files.
 fn script(topic: &str, out: &Outputs, key_groups: u32) -> String {
     let bootstrap = broker();
     let events = kafka_table(
@@ -77,7 +77,7 @@ fn script(topic: &str, out: &Outputs, key_groups: u32) -> String {
         "'scan.bounded.mode' = 'latest-offset'",
     );
     let sink = |name: &str, columns: &str| {
-        format!("CREATE TABLE {name} ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');", out.path(name).display())
+        format!("CREATE TABLE {name} ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');", out.path(name).display())
     };
     format!(
         "SET 'cluster.key-groups' = '{key_groups}';

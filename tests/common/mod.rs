@@ -155,7 +155,8 @@ pub fn newest_checkpoint(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every row of the visible JSON part files under `dir` (hidden in-progress files left out).
+/// Every row of the visible JSON or Parquet part files under `dir` (hidden
+/// in-progress files left out), as JSON objects.
 pub fn committed_rows(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return rows };
@@ -164,7 +165,18 @@ pub fn committed_rows(dir: &std::path::Path) -> Vec<serde_json::Value> {
         if name.starts_with('.') {
             continue;
         }
-        for line in std::fs::read_to_string(entry.path()).expect("part file").lines() {
+        let text = if name.ends_with(".parquet") {
+            let file = std::fs::File::open(entry.path()).expect("open parquet");
+            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+            for batch in ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader") {
+                writer.write(&batch.expect("batch")).expect("rows as JSON");
+            }
+            writer.finish().expect("rows as JSON");
+            String::from_utf8(writer.into_inner()).expect("UTF-8")
+        } else {
+            std::fs::read_to_string(entry.path()).expect("part file")
+        };
+        for line in text.lines() {
             rows.push(serde_json::from_str(line).expect("whole JSON rows only"));
         }
     }
