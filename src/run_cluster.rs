@@ -450,7 +450,7 @@ impl Member {
                     Ok(done) => {
                         tracing::debug!(partition, ?done, "re-partitioner ended");
                         troubles.report(Work::SourcePartition(partition), None);
-                        return;
+                        break;
                     }
                     Err(e) => {
                         tracing::warn!("cluster: re-partitioning {}/{partition} stopped: {e}", spec.node.table.name);
@@ -462,10 +462,12 @@ impl Member {
                 // again before that would fence the new owner in turn.
                 tokio::time::sleep(RETRY_AFTER).await;
                 if *told.borrow() != Release::Keep {
-                    return;
+                    break;
                 }
                 tracing::info!("cluster: re-partitioning {}/{partition} again", spec.node.table.name);
             }
+            // Its lag and problems are whoever reads it next's to show.
+            spec.forget_reader(partition);
         });
         self.repartitioners.insert(partition, (release, task));
     }

@@ -277,6 +277,12 @@ impl RepartitionSpec {
         format!("{} {partition}", self.node.table.name)
     }
 
+    /// Forgets the status of source partition `partition`'s reader, once this
+    /// member no longer reads it.
+    pub fn forget_reader(&self, partition: i32) {
+        self.totals.metrics.forget_reader_status(&self.reader_key(partition));
+    }
+
     /// What the reader of source partition `partition` is retrying through, if anything.
     pub fn reader_problem(&self, partition: i32) -> Option<String> {
         self.totals.metrics.reader_statuses().remove(&self.reader_key(partition)).and_then(|status| status.problem)

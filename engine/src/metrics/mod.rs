@@ -186,6 +186,12 @@ impl PipelineMetrics {
         }
     }
 
+    /// Drops one source partition's status: it is read elsewhere now (a cluster
+    /// member handed it over), so its lag and problems are no longer this one's.
+    pub fn forget_reader_status(&self, partition: &str) {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).remove(partition);
+    }
+
     /// Every source partition's status, by `"table partition"`.
     pub fn reader_statuses(&self) -> BTreeMap<String, ReaderStatus> {
         self.readers.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -293,6 +299,18 @@ mod tests {
         // One partition without a known size (a Kafka topic, a generator): no share to show.
         metrics.set_reader_status("k 0", status(None));
         assert_eq!(metrics.input_progress(), None);
+    }
+
+    /// A source partition a cluster member handed over no longer counts in its lag or problems.
+    #[test]
+    fn a_forgotten_reader_no_longer_counts() {
+        let metrics = PipelineMetrics::default();
+        let reading = |lag: u64, problem: Option<&str>| ReaderStatus { lag: Some(lag), problem: problem.map(str::to_string), ..Default::default() };
+        metrics.set_reader_status("events 0", reading(5, None));
+        metrics.set_reader_status("events 1", reading(7, Some("cannot reach the brokers")));
+        assert_eq!(metrics.source_health(), (Some(12), vec!["events 1: cannot reach the brokers".to_string()]));
+        metrics.forget_reader_status("events 1");
+        assert_eq!(metrics.source_health(), (Some(5), Vec::new()));
     }
 
     /// Issue 20: a sink that stores every watermark it sees made the shown one jump
