@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod ipc;
 pub mod run_cluster;
+pub mod savepoint;
 pub mod server;
 pub mod session;
 

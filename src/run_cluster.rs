@@ -36,6 +36,7 @@ use rdkafka::ClientConfig;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::savepoint;
 use crate::server::cluster::{create_topic, ClusterOptions};
 use crate::server::slots::{join_group, Handover, SlotChange};
 use crate::session::PipelineSpec;
@@ -47,6 +48,10 @@ pub const DEFAULT_KEY_GROUPS: i32 = 64;
 const FINISHED_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a failed re-partitioner or key group waits before it starts again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a key group handed over in order may take to save a savepoint: past
+/// it, it stops without one, and its next owner reads the shuffle again from its
+/// last checkpoint.
+const HANDOVER_SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a failure stays in the progress line after it was last seen.
 const TROUBLE_SHOWN_FOR: Duration = Duration::from_secs(30);
 
@@ -322,6 +327,8 @@ enum MemberEvent {
 /// A key group this member runs.
 struct RunningKeyGroup {
     stop: watch::Sender<bool>,
+    /// Notified to take a savepoint before an orderly hand-over.
+    savepoint: Arc<tokio::sync::Notify>,
     task: JoinHandle<()>,
     /// Its pipeline's metrics: its reader's problems, for the progress line.
     metrics: Arc<PipelineMetrics>,
@@ -474,12 +481,14 @@ impl Member {
 
     fn start_key_group(&mut self, group: i32) {
         let (stop, stopped) = watch::channel(false);
+        let savepoint = Arc::new(tokio::sync::Notify::new());
+        let trigger = Arc::clone(&savepoint);
         let (pipeline, script, root) = (Arc::clone(&self.pipeline), self.script.clone(), self.root.clone());
         let (metrics, troubles) = (Arc::new(PipelineMetrics::default()), Arc::clone(&self.troubles));
         let task_metrics = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
             loop {
-                let ended = run_key_group(&pipeline, &script, &root, group, Arc::clone(&task_metrics), stopped.clone()).await;
+                let ended = run_key_group(&pipeline, &script, &root, group, Arc::clone(&task_metrics), Arc::clone(&trigger), stopped.clone()).await;
                 let stopping = *stopped.borrow();
                 match ended {
                     Ok(_) => {
@@ -496,7 +505,7 @@ impl Member {
             }
         });
         self.shown.set(self.key_group_name(group), Some(Arc::clone(&metrics)));
-        self.groups.insert(group, RunningKeyGroup { stop, task, metrics });
+        self.groups.insert(group, RunningKeyGroup { stop, savepoint, task, metrics });
     }
 
     /// `PIPELINE/key-group-K`: the key group's `pipeline` label at /metrics.
@@ -505,7 +514,23 @@ impl Member {
     }
 
     /// Stops the work of `slots` before the group may give it to another member.
+    /// Handed over in order, key groups first take a savepoint, so the next
+    /// owner resumes where they stopped instead of reading the shuffle again
+    /// from their last checkpoint.
     async fn stop(&mut self, work: &[Work], how: Handover) {
+        if how == Handover::Orderly {
+            let saving = work.iter().filter_map(|work| match work {
+                Work::KeyGroup(k) => self.groups.get(k).map(|running| (*k, running)),
+                Work::SourcePartition(_) => None,
+            });
+            let saved = futures::future::join_all(saving.map(|(k, RunningKeyGroup { savepoint, task, metrics, .. })| async move {
+                (k, savepoint::take(savepoint, metrics, HANDOVER_SAVEPOINT_TIMEOUT, || !task.is_finished()).await)
+            }))
+            .await;
+            for (k, saved) in saved {
+                tracing::info!("cluster: key group {k} of {} before it moves: {saved:?}", self.pipeline.id);
+            }
+        }
         let mut waiting = Vec::new();
         for work in work {
             match *work {
@@ -542,13 +567,15 @@ impl Member {
     }
 }
 
-/// Runs key group `group` of the pipeline from its last checkpoint until it ends or `stop` turns true.
+/// Runs key group `group` of the pipeline from its last checkpoint until it ends
+/// or `stop` turns true; `savepoint` asks it for a checkpoint at once.
 async fn run_key_group(
     pipeline: &ClusterPipeline,
     script: &str,
     root: &CheckpointStore,
     group: i32,
     metrics: Arc<PipelineMetrics>,
+    savepoint: Arc<tokio::sync::Notify>,
     stop: watch::Receiver<bool>,
 ) -> Result<Ended, EddyError> {
     // The script is planned again, as a lone run would, and its source pointed at the shuffle.
@@ -577,7 +604,7 @@ async fn run_key_group(
         }
     }
     let sink = session.open_sink(&spec)?.ok_or_else(|| EddyError::Cluster(format!("{}: --cluster runs INSERT INTO pipelines only", spec.name)))?;
-    let prepared = session.prepare(&spec).with_parallelism(1);
+    let prepared = session.prepare(&spec).with_parallelism(1).with_checkpoint_trigger(savepoint);
     prepared.run_to_end(sink, metrics, stop, Some(pipeline.store(root, group))).await
 }
 

@@ -652,6 +652,73 @@ fn members_whose_broker_goes_away_mid_run_say_so_and_write_each_window_once_when
 }
 
 #[test]
+fn a_key_group_handed_over_in_order_resumes_at_its_savepoint() {
+    // An input that never ends: one member runs everything, then a second joins and
+    // the group moves half the key groups to it, in order.
+    let topic = topic_with(20_000);
+    let (dir, out) = (tempfile::tempdir().unwrap(), Outputs::new());
+    let sql = script(&topic, &out, 4).replace(", 'scan.bounded.mode' = 'latest-offset'", "");
+    let path = write_script(dir.path(), &sql);
+    let (name, checkpoints) = (unique_topic("handover"), tempfile::tempdir().unwrap());
+    let logs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("member-{i}.log"))).collect();
+    let start = |log: &Path| {
+        let mut command = eddy();
+        command
+            .arg("run")
+            .arg(&path)
+            .args(["--cluster", &name, "--session-timeout", SESSION_TIMEOUT, "--checkpoint-dir"])
+            .arg(checkpoints.path())
+            .env("EDDY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
+        Running::start(&mut command)
+    };
+    let said = || logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n");
+    let holds = |log: &Path, partitions: usize, key_groups: usize| {
+        let held = shares(log);
+        ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| {
+            let of = |kind: char| held.get(*p).map_or(0, |s| s.iter().filter(|slot| slot.starts_with(kind)).count());
+            of('p') == partitions && of('k') == key_groups
+        })
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}; the members said:\n{}", said());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let _first = start(&logs[0]);
+    wait("the first member did not take everything", &|| holds(&logs[0], 8, 4));
+    // Its key groups have checkpoints by now (every 500 ms).
+    std::thread::sleep(Duration::from_secs(2));
+    let _second = start(&logs[1]);
+    wait("the shares did not settle", &|| holds(&logs[0], 4, 2) && holds(&logs[1], 4, 2));
+    // Each key group the first member handed over took a savepoint, and the second
+    // member resumed it from exactly that checkpoint.
+    let first = std::fs::read_to_string(&logs[0]).unwrap();
+    let saved: Vec<(String, String)> = first
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split("cluster: key group ").nth(1)?;
+            let (group, rest) = rest.split_once(" of ")?;
+            let (pipeline, rest) = rest.split_once(" before it moves: ")?;
+            let id = rest.strip_prefix("Saved(")?.split(')').next()?;
+            Some((format!("{pipeline}-key-group-{group}"), id.to_string()))
+        })
+        .collect();
+    assert_eq!(saved.len(), 6, "two key groups of each of three pipelines moved, each after a savepoint; the members said:\n{}", said());
+    let second = std::fs::read_to_string(&logs[1]).unwrap();
+    for (store, id) in &saved {
+        assert!(
+            second.lines().any(|l| l.contains(&format!("resuming from checkpoint {id} in ")) && l.contains(store.as_str())),
+            "{store} was saved as checkpoint {id}, but the second member did not resume from it; the members said:\n{}",
+            said()
+        );
+    }
+}
+
+#[test]
 fn late_rows_reach_the_late_sink_as_they_do_in_one_process() {
     // Per partition: 200 events 100 ms apart; once the members' shares are settled,
     // one event 14 s behind them (the watermark allows 5 s: late for both windows),

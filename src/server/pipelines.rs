@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::EddyError;
+use crate::savepoint::{self, Savepoint};
 use crate::server::history::{spawn_sampler, History, Sample};
 use crate::server::views::{MaterializedView, ViewSink};
 use crate::session::PreparedPipeline;
@@ -303,31 +304,18 @@ impl PipelineHandle {
             }
             Arc::clone(&run.metrics)
         };
-        // The savepoint is the checkpoint of the barrier the trigger injects, not one
-        // already on its way; no periodic barrier follows it before the stop.
-        let before = metrics.savepoint_id.load(Ordering::Relaxed);
-        self.savepoint.notify_one();
-        let deadline = Instant::now() + SAVEPOINT_TIMEOUT;
-        let saved = || {
-            let savepoint = metrics.savepoint_id.load(Ordering::Relaxed);
-            savepoint > before && metrics.checkpoint_id.load(Ordering::Relaxed) >= savepoint
-        };
-        while !saved() {
-            if !self.is_running() {
-                return Err(EddyError::Conflict(format!("pipeline {} ended before its savepoint completed", self.id)));
+        match savepoint::take(&self.savepoint, &metrics, SAVEPOINT_TIMEOUT, || self.is_running()).await {
+            Savepoint::Saved(id) => {
+                self.stop().await;
+                Ok(id)
             }
-            if Instant::now() > deadline {
-                return Err(EddyError::Conflict(format!(
-                    "pipeline {}: the savepoint did not complete within {} s (a slow sink or a stuck source); the pipeline keeps running",
-                    self.id,
-                    SAVEPOINT_TIMEOUT.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            Savepoint::PipelineEnded => Err(EddyError::Conflict(format!("pipeline {} ended before its savepoint completed", self.id))),
+            Savepoint::TimedOut => Err(EddyError::Conflict(format!(
+                "pipeline {}: the savepoint did not complete within {} s (a slow sink or a stuck source); the pipeline keeps running",
+                self.id,
+                SAVEPOINT_TIMEOUT.as_secs()
+            ))),
         }
-        let id = metrics.savepoint_id.load(Ordering::Relaxed);
-        self.stop().await;
-        Ok(id)
     }
 
     /// Forgets that an earlier run completed, so the next start reads its input
