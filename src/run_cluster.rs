@@ -19,6 +19,7 @@
 //! moves its share.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -329,6 +330,8 @@ struct RunningKeyGroup {
     stop: watch::Sender<bool>,
     /// Notified to take a savepoint before an orderly hand-over.
     savepoint: Arc<tokio::sync::Notify>,
+    /// Its pipeline runs now (not between a failure and its next start), so a savepoint can be taken.
+    running: Arc<AtomicBool>,
     task: JoinHandle<()>,
     /// Its pipeline's metrics: its reader's problems, for the progress line.
     metrics: Arc<PipelineMetrics>,
@@ -486,9 +489,13 @@ impl Member {
         let (pipeline, script, root) = (Arc::clone(&self.pipeline), self.script.clone(), self.root.clone());
         let (metrics, troubles) = (Arc::new(PipelineMetrics::default()), Arc::clone(&self.troubles));
         let task_metrics = Arc::clone(&metrics);
+        let running = Arc::new(AtomicBool::new(false));
+        let task_running = Arc::clone(&running);
         let task = tokio::spawn(async move {
             loop {
+                task_running.store(true, Ordering::Relaxed);
                 let ended = run_key_group(&pipeline, &script, &root, group, Arc::clone(&task_metrics), Arc::clone(&trigger), stopped.clone()).await;
+                task_running.store(false, Ordering::Relaxed);
                 let stopping = *stopped.borrow();
                 match ended {
                     Ok(_) => {
@@ -505,7 +512,7 @@ impl Member {
             }
         });
         self.shown.set(self.key_group_name(group), Some(Arc::clone(&metrics)));
-        self.groups.insert(group, RunningKeyGroup { stop, savepoint, task, metrics });
+        self.groups.insert(group, RunningKeyGroup { stop, savepoint, running, task, metrics });
     }
 
     /// `PIPELINE/key-group-K`: the key group's `pipeline` label at /metrics.
@@ -523,8 +530,8 @@ impl Member {
                 Work::KeyGroup(k) => self.groups.get(k).map(|running| (*k, running)),
                 Work::SourcePartition(_) => None,
             });
-            let saved = futures::future::join_all(saving.map(|(k, RunningKeyGroup { savepoint, task, metrics, .. })| async move {
-                (k, savepoint::take(savepoint, metrics, HANDOVER_SAVEPOINT_TIMEOUT, || !task.is_finished()).await)
+            let saved = futures::future::join_all(saving.map(|(k, RunningKeyGroup { savepoint, running, metrics, .. })| async move {
+                (k, savepoint::take(savepoint, metrics, HANDOVER_SAVEPOINT_TIMEOUT, || running.load(Ordering::Relaxed)).await)
             }))
             .await;
             for (k, saved) in saved {

@@ -491,9 +491,9 @@ struct ShuffleWriter {
     keys: RowConverter,
     /// Folds the rows into partials until the next commit, where the aggregate allows it.
     pre: Option<PreAggregate>,
-    /// The last time the markers said, so an unchanged one is not said again.
     /// The source table has a `'late.sink'`: late rows are sent on, not only counted.
     late_sink: bool,
+    /// The last time the markers said, so an unchanged one is not said again.
     told: Option<PartitionTime>,
     done: Repartitioned,
     last_commit: Instant,
