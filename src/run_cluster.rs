@@ -526,8 +526,13 @@ impl Member {
     /// from their last checkpoint.
     async fn stop(&mut self, work: &[Work], how: Handover) {
         if how == Handover::Orderly {
+            // A key group that has saved no checkpoint yet has just resumed from one
+            // (or started afresh): nothing to save, and its source tasks may not yet
+            // watch the checkpoint ids, so a savepoint asked now could be missed.
             let saving = work.iter().filter_map(|work| match work {
-                Work::KeyGroup(k) => self.groups.get(k).map(|running| (*k, running)),
+                Work::KeyGroup(k) => {
+                    self.groups.get(k).filter(|running| running.metrics.checkpoints_completed.load(Ordering::Relaxed) > 0).map(|running| (*k, running))
+                }
                 Work::SourcePartition(_) => None,
             });
             let saved = futures::future::join_all(saving.map(|(k, RunningKeyGroup { savepoint, running, metrics, .. })| async move {

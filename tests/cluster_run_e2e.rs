@@ -708,13 +708,17 @@ fn a_key_group_handed_over_in_order_resumes_at_its_savepoint() {
         })
         .collect();
     assert_eq!(saved.len(), 6, "two key groups of each of three pipelines moved, each after a savepoint; the members said:\n{}", said());
-    let second = std::fs::read_to_string(&logs[1]).unwrap();
+    // (It says so once it has restored, a moment after it says it takes them.)
+    let resumed = |store: &str, id: &str| {
+        let second = std::fs::read_to_string(&logs[1]).unwrap();
+        second.lines().any(|l| l.contains(&format!("resuming from checkpoint {id} in ")) && l.contains(store))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !saved.iter().all(|(store, id)| resumed(store, id)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for (store, id) in &saved {
-        assert!(
-            second.lines().any(|l| l.contains(&format!("resuming from checkpoint {id} in ")) && l.contains(store.as_str())),
-            "{store} was saved as checkpoint {id}, but the second member did not resume from it; the members said:\n{}",
-            said()
-        );
+        assert!(resumed(store, id), "{store} was saved as checkpoint {id}, but the second member did not resume from it; the members said:\n{}", said());
     }
 }
 
@@ -805,7 +809,18 @@ fn late_rows_reach_the_late_sink_as_they_do_in_one_process() {
     }
     // Stopped as an operator would; the late sink is written as a pipeline stops.
     for member in &mut members {
-        member.terminate();
+        let asked = Instant::now();
+        let pid = member.0.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = loop {
+            if let Some(status) = member.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(asked.elapsed() < Duration::from_secs(20), "a member did not stop within 20 s of SIGTERM; the members said:\n{}", said());
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        eprintln!("a member stopped {:.1} s after SIGTERM", asked.elapsed().as_secs_f64());
+        assert!(status.success(), "a member exits 0 on SIGTERM, got {status}; the members said:\n{}", said());
     }
     let late_rows = |out: &Outputs| -> Vec<(i64, i64, i64)> {
         let mut rows: Vec<(i64, i64, i64)> = committed_rows(&out.path("late_events"))
