@@ -161,6 +161,18 @@ fn shares(log: &Path) -> BTreeMap<String, std::collections::BTreeSet<String>> {
     shares
 }
 
+/// How many source partitions and key groups of `pipeline` a member's log says it holds.
+fn held(log: &Path, pipeline: &str) -> (usize, usize) {
+    let shares = shares(log);
+    let of = |kind: char| shares.get(pipeline).map_or(0, |s| s.iter().filter(|slot| slot.starts_with(kind)).count());
+    (of('p'), of('k'))
+}
+
+/// What the members wrote to their logs, one after another.
+fn said(logs: &[PathBuf]) -> String {
+    logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n")
+}
+
 /// How many times a member's log says its share changed.
 fn share_changes(log: &Path) -> usize {
     std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains(": this member takes ") || l.contains(": this member hands over ")).count()
@@ -363,11 +375,10 @@ fn a_static_member_started_again_gets_its_share_back_and_nothing_moves() {
     // Wait until each pipeline's 8 source partitions and 8 key groups are spread evenly: 3, 3 and 2 of each.
     let deadline = Instant::now() + Duration::from_secs(90);
     let balanced = |logs: &[PathBuf]| {
-        let held: Vec<_> = logs[..3].iter().map(|l| shares(l)).collect();
-        ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| {
-            held.iter().all(|h| {
-                let of = |kind: char| h.get(*p).map_or(0, |s| s.iter().filter(|slot| slot.starts_with(kind)).count());
-                matches!(of('p'), 2 | 3) && matches!(of('k'), 2 | 3)
+        logs[..3].iter().all(|log| {
+            ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| {
+                let (partitions, key_groups) = held(log, p);
+                matches!(partitions, 2 | 3) && matches!(key_groups, 2 | 3)
             })
         })
     };
@@ -611,7 +622,7 @@ fn members_whose_broker_goes_away_mid_run_say_so_and_write_each_window_once_when
     let (name, checkpoints) = (unique_topic("run"), tempfile::tempdir().unwrap());
     let logs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("member-{i}.log"))).collect();
     let mut members: Vec<Running> = logs.iter().map(|log| member(&path, &name, checkpoints.path(), Stdio::from(std::fs::File::create(log).unwrap()))).collect();
-    let said = || logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n");
+    let said = || said(&logs);
     // Windows are being written: the members are under way.
     let deadline = Instant::now() + Duration::from_secs(120);
     while committed_rows(&out).len() < 1_000 {
@@ -673,13 +684,9 @@ fn a_key_group_handed_over_in_order_resumes_at_its_savepoint() {
             .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
         Running::start(&mut command)
     };
-    let said = || logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n");
+    let said = || said(&logs);
     let holds = |log: &Path, partitions: usize, key_groups: usize| {
-        let held = shares(log);
-        ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| {
-            let of = |kind: char| held.get(*p).map_or(0, |s| s.iter().filter(|slot| slot.starts_with(kind)).count());
-            of('p') == partitions && of('k') == key_groups
-        })
+        ["tumbled-line7", "hopped-line9", "sessions-line11"].iter().all(|p| held(log, p) == (partitions, key_groups))
     };
     let wait = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -776,15 +783,8 @@ fn late_rows_reach_the_late_sink_as_they_do_in_one_process() {
     let (name, checkpoints) = (unique_topic("run"), tempfile::tempdir().unwrap());
     let logs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("member-{i}.log"))).collect();
     let mut members: Vec<Running> = logs.iter().map(|log| member(&path, &name, checkpoints.path(), Stdio::from(std::fs::File::create(log).unwrap()))).collect();
-    let said = || logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>().join("\n----\n");
-    let settled = || {
-        logs.iter().map(|l| shares(l)).all(|held| {
-            ["tumbled-line7", "sessions-line9"].iter().all(|p| {
-                let of = |kind: char| held.get(*p).map_or(0, |s| s.iter().filter(|slot| slot.starts_with(kind)).count());
-                of('p') == 4 && of('k') == 2
-            })
-        })
-    };
+    let said = || said(&logs);
+    let settled = || logs.iter().all(|log| ["tumbled-line7", "sessions-line9"].iter().all(|p| held(log, p) == (4, 2)));
     let deadline = Instant::now() + Duration::from_secs(90);
     while !settled() {
         assert!(Instant::now() < deadline, "the members' shares did not settle; they said:\n{}", said());
@@ -810,17 +810,8 @@ fn late_rows_reach_the_late_sink_as_they_do_in_one_process() {
     // Stopped as an operator would; the late sink is written as a pipeline stops.
     for member in &mut members {
         let asked = Instant::now();
-        let pid = member.0.id().to_string();
-        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let status = loop {
-            if let Some(status) = member.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(asked.elapsed() < Duration::from_secs(20), "a member did not stop within 20 s of SIGTERM; the members said:\n{}", said());
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        member.terminate_saying(|| format!("the members said:\n{}", said()));
         eprintln!("a member stopped {:.1} s after SIGTERM", asked.elapsed().as_secs_f64());
-        assert!(status.success(), "a member exits 0 on SIGTERM, got {status}; the members said:\n{}", said());
     }
     let late_rows = |out: &Outputs| -> Vec<(i64, i64, i64)> {
         let mut rows: Vec<(i64, i64, i64)> = committed_rows(&out.path("late_events"))

@@ -114,6 +114,11 @@ impl Running {
 
     /// Sends SIGTERM and waits up to 20 s for a clean exit (status 0).
     pub fn terminate(&mut self) {
+        self.terminate_saying(String::new);
+    }
+
+    /// [`Running::terminate`], adding `context()` (its logs, say) to a failure.
+    pub fn terminate_saying(&mut self, context: impl Fn() -> String) {
         let pid = self.0.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -121,10 +126,10 @@ impl Running {
             if let Some(status) = self.0.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "eddy did not stop within 20 s of SIGTERM");
+            assert!(Instant::now() < deadline, "eddy did not stop within 20 s of SIGTERM\n{}", context());
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(status.success(), "eddy exits 0 on SIGTERM, got {status}");
+        assert!(status.success(), "eddy exits 0 on SIGTERM, got {status}\n{}", context());
     }
 
     /// Kills it now, as SIGKILL does: no chance to flush or commit.
